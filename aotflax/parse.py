@@ -1,0 +1,633 @@
+"""Parse: model file text -> syntax IR (`ir.ModelFile`), with source spans.
+
+The file is parsed with libcst (never imported or executed).  Python's own
+parser is consulted first only to locate syntax errors precisely: libcst may
+report an unclosed bracket at the end of the file, CPython points at the
+bracket.  Constructs outside the DSL are rejected here with located errors,
+so `resolve` only ever sees the subset it understands.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Callable
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from . import ir
+from .diagnostics import BuildError, Diagnostic, Reporter, SourceFile, Span
+
+#: Modules a model file may import, and what `import X` binds.
+ALLOWED_IMPORTS = frozenset(
+    {
+        "aotflax",
+        "jax",
+        "jax.numpy",
+        "jax.lax",
+        "jax.nn",
+        "jax.random",
+        "numpy",
+        "math",
+        "functools",
+        "typing",
+        "__future__",
+        "optax",
+    }
+)
+
+_BINOPS = {
+    "Add": "+",
+    "Subtract": "-",
+    "Multiply": "*",
+    "Divide": "/",
+    "FloorDivide": "//",
+    "Modulo": "%",
+    "Power": "**",
+    "MatrixMultiply": "@",
+    "BitAnd": "&",
+    "BitOr": "|",
+    "BitXor": "^",
+    "LeftShift": "<<",
+    "RightShift": ">>",
+}
+_AUGOPS = {k + "Assign": v for k, v in _BINOPS.items()}
+_UNARYOPS = {"Minus": "-", "Plus": "+", "BitInvert": "~", "Not": "not"}
+_CMPOPS = {
+    "Equal": "==",
+    "NotEqual": "!=",
+    "LessThan": "<",
+    "LessThanEqual": "<=",
+    "GreaterThan": ">",
+    "GreaterThanEqual": ">=",
+    "In": "in",
+    "NotIn": "not in",
+    "Is": "is",
+    "IsNot": "is not",
+}
+
+
+def decode_source(path: str, data: bytes) -> SourceFile:
+    """Decode model bytes as UTF-8; a bad byte is a located error."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        prefix = data[: e.start]
+        line = prefix.count(b"\n") + 1
+        col = e.start - (prefix.rfind(b"\n") + 1)
+        shown = SourceFile(path, data.decode("utf-8", errors="replace"))
+        span = Span(shown, line, col, line, col + 1)
+        raise BuildError(
+            [
+                Diagnostic(
+                    "AOT101",
+                    f"model file is not valid UTF-8 (byte 0x{data[e.start]:02x})",
+                    span,
+                    hint="save the file as UTF-8",
+                )
+            ]
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return SourceFile(path, text)
+
+
+def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
+    """Parse one model file into the syntax IR, reporting every unsupported construct.
+
+    **Arguments:**
+    - `source`: the decoded file.
+    - `relpath`: its path relative to the build root ("models/net.py").
+
+    **Returns:** the `ir.ModelFile`; raises `BuildError` with all diagnostics otherwise.
+    """
+    _check_syntax(source)
+    try:
+        module = cst.parse_module(source.text)
+    except cst.ParserSyntaxError as e:  # CPython accepted it, libcst did not
+        span = Span(source, e.raw_line, e.raw_column, e.raw_line, e.raw_column + 1)
+        raise BuildError(
+            [Diagnostic("AOT100", f"syntax not supported: {e.message}", span)]
+        ) from None
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    positions = wrapper.resolve(PositionProvider)
+    return _Converter(source, module, positions).model(relpath or source.path)
+
+
+def _check_syntax(source: SourceFile) -> None:
+    """Locate syntax errors with CPython's parser (parsing only; nothing runs)."""
+    try:
+        ast.parse(source.text, filename=source.path)
+    except SyntaxError as e:
+        line = e.lineno or 1
+        col = max((e.offset or 1) - 1, 0)
+        end_line = e.end_lineno or line
+        end_col = (e.end_offset or col + 2) - 1
+        if end_line != line or end_col <= col:
+            end_line, end_col = line, col + 1
+        msg = (e.msg or "invalid syntax").replace("(<unknown>, line", "(line")
+        span = Span(source, line, col, end_line, end_col)
+        raise BuildError([Diagnostic("AOT100", f"syntax error: {msg}", span)]) from None
+    except ValueError as e:  # e.g. NUL bytes
+        span = Span(source, 1, 0, 1, 1)
+        raise BuildError([Diagnostic("AOT100", f"syntax error: {e}", span)]) from None
+
+
+class _Unsupported(Exception):
+    def __init__(self, code: str, message: str, node: cst.CSTNode, hint: str | None = None):
+        self.code, self.message, self.node, self.hint = code, message, node, hint
+
+
+class _Converter:
+    """Turns libcst nodes into IR nodes; collects errors statement by statement."""
+
+    def __init__(self, source: SourceFile, module: cst.Module, positions):
+        self.source = source
+        self.module = module
+        self.positions = positions
+        self.reporter = Reporter()
+
+    # -------------------------------------------------------------- helpers
+
+    def span(self, node: cst.CSTNode) -> Span:
+        r = self.positions[node]
+        return Span(self.source, r.start.line, r.start.column, r.end.line, r.end.column)
+
+    def fail(self, code: str, message: str, node: cst.CSTNode, hint: str | None = None):
+        raise _Unsupported(code, message, node, hint)
+
+    def guarded(self, fn: Callable[[], object]) -> object | None:
+        """Run one conversion; record its error and go on with the next statement."""
+        try:
+            return fn()
+        except _Unsupported as u:
+            self.reporter.error(u.code, u.message, self.span(u.node), hint=u.hint)
+            return None
+
+    # -------------------------------------------------------------- module
+
+    def model(self, relpath: str) -> ir.ModelFile:
+        imports: list[ir.Import] = []
+        body: list = []
+        docstring = self.module.get_docstring(clean=True)
+        for stmt in self.module.body:
+            if isinstance(stmt, cst.SimpleStatementLine) and any(
+                isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body
+            ):
+                for small in stmt.body:
+                    got = self.guarded(lambda small=small: self.import_(small))
+                    imports.extend(got or [])
+                continue
+            if isinstance(stmt, cst.ClassDef):
+                got = self.guarded(lambda stmt=stmt: self.classdef(stmt))
+                if got is not None:
+                    body.append(got)
+                continue
+            body.extend(self.statements([stmt]))
+        self.reporter.raise_if_errors()
+        return ir.ModelFile(self.source, relpath, tuple(imports), tuple(body), docstring)
+
+    def import_(self, node: cst.BaseSmallStatement) -> list[ir.Import]:
+        out: list[ir.Import] = []
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                mod = self.module.code_for_node(alias.name)
+                self._check_import(mod, alias.name)
+                bound = alias.asname.name.value if alias.asname else mod.split(".")[0]
+                if alias.asname is None and "." in mod:
+                    mod = mod.split(".")[0]
+                out.append(ir.Import(mod, bound, None, self.span(alias)))
+            return out
+        if isinstance(node, cst.ImportFrom):
+            if node.relative:
+                self.fail("AOT104", "relative imports are not allowed in model files", node)
+            mod = self.module.code_for_node(node.module) if node.module else ""
+            self._check_import(mod, node.module or node)
+            if isinstance(node.names, cst.ImportStar):
+                self.fail("AOT104", f"'from {mod} import *' is not allowed", node,
+                          hint="import the names you use explicitly")
+            for alias in node.names:
+                member = self.module.code_for_node(alias.name)
+                bound = alias.asname.name.value if alias.asname else member
+                out.append(ir.Import(mod, bound, member, self.span(alias)))
+            return out
+        self.fail("AOT102", "unsupported statement", node)
+        return out
+
+    def _check_import(self, mod: str, node: cst.CSTNode) -> None:
+        if mod not in ALLOWED_IMPORTS:
+            allowed = ", ".join(sorted(m for m in ALLOWED_IMPORTS if m != "__future__"))
+            self.fail(
+                "AOT104",
+                f"import of '{mod}' is not allowed: model files are data, not programs",
+                node,
+                hint=f"a model file may import only: {allowed}",
+            )
+
+    def classdef(self, node: cst.ClassDef) -> ir.ClassDef:
+        bases = tuple(self.expr(a.value) for a in node.bases)
+        if node.keywords:
+            self.fail("AOT102", "class keywords are not supported", node.keywords[0])
+        if node.decorators:
+            self.fail("AOT102", "class decorators are not supported", node.decorators[0])
+        methods: list[ir.FunctionDef] = []
+        body = node.body.body if isinstance(node.body, cst.IndentedBlock) else node.body.body
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, cst.FunctionDef):
+                got = self.guarded(lambda stmt=stmt: self.functiondef(stmt))
+                if got is not None:
+                    methods.append(got)
+            elif i == 0 and _is_docstring(stmt):
+                continue
+            elif isinstance(stmt, cst.SimpleStatementLine) and all(
+                isinstance(s, cst.Pass) for s in stmt.body
+            ):
+                continue
+            else:
+                self.guarded(
+                    lambda stmt=stmt: self.fail(
+                        "AOT102",
+                        "a module class may contain only methods",
+                        stmt,
+                        hint="put constants at module level, or make them hyperparameters of apply",
+                    )
+                )
+        return ir.ClassDef(
+            node.name.value,
+            bases,
+            tuple(methods),
+            node.get_docstring(clean=True),
+            self.span(node),
+            self.span(node.name),
+        )
+
+    # -------------------------------------------------------------- statements
+
+    def statements(self, stmts) -> list[ir.Stmt]:
+        out: list[ir.Stmt] = []
+        for stmt in stmts:
+            if isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    got = self.guarded(lambda small=small: self.small_statement(small))
+                    if got is not None:
+                        out.append(got)
+            else:
+                got = self.guarded(lambda stmt=stmt: self.compound(stmt))
+                if got is not None:
+                    out.append(got)
+        return out
+
+    def block(self, node: cst.BaseSuite) -> tuple[ir.Stmt, ...]:
+        if isinstance(node, cst.IndentedBlock):
+            return tuple(self.statements(node.body))
+        return tuple(self.statements([cst.SimpleStatementLine(body=node.body)]))
+
+    def small_statement(self, node: cst.BaseSmallStatement) -> ir.Stmt:
+        sp = self.span(node)
+        if isinstance(node, cst.Assign):
+            targets = tuple(self.target(t.target) for t in node.targets)
+            return ir.Assign(targets, self.expr(node.value), sp)
+        if isinstance(node, cst.AugAssign):
+            op = _AUGOPS[type(node.operator).__name__]
+            return ir.AugAssign(self.target(node.target), op, self.expr(node.value), sp)
+        if isinstance(node, cst.AnnAssign):
+            value = self.expr(node.value) if node.value is not None else None
+            ann = self.expr(node.annotation.annotation)
+            return ir.AnnAssign(self.target(node.target), ann, value, sp)
+        if isinstance(node, cst.Expr):
+            return ir.ExprStmt(self.expr(node.value), sp)
+        if isinstance(node, cst.Return):
+            return ir.Return(self.expr(node.value) if node.value is not None else None, sp)
+        if isinstance(node, cst.Raise):
+            if node.cause is not None:
+                self.fail("AOT102", "'raise ... from ...' is not supported", node)
+            return ir.Raise(self.expr(node.exc) if node.exc is not None else None, sp)
+        if isinstance(node, cst.Assert):
+            msg = self.expr(node.msg) if node.msg is not None else None
+            return ir.Assert(self.expr(node.test), msg, sp)
+        if isinstance(node, cst.Pass):
+            return ir.Pass(sp)
+        if isinstance(node, cst.Break):
+            return ir.Break(sp)
+        if isinstance(node, cst.Continue):
+            return ir.Continue(sp)
+        if isinstance(node, (cst.Import, cst.ImportFrom)):
+            self.fail("AOT104", "imports are allowed only at the top of a model file", node)
+        if isinstance(node, (cst.Global, cst.Nonlocal)):
+            self.fail("AOT102", f"'{type(node).__name__.lower()}' is not supported", node,
+                      hint="pass values as arguments and return results instead")
+        if isinstance(node, cst.Del):
+            self.fail("AOT102", "'del' is not supported", node)
+        self.fail("AOT102", f"unsupported statement: {type(node).__name__}", node)
+        raise AssertionError("unreachable")
+
+    def compound(self, node: cst.BaseCompoundStatement) -> ir.Stmt:
+        sp = self.span(node)
+        if isinstance(node, cst.FunctionDef):
+            return self.functiondef(node)
+        if isinstance(node, cst.If):
+            orelse: tuple[ir.Stmt, ...] = ()
+            if isinstance(node.orelse, cst.If):
+                orelse = (self.compound(node.orelse),)
+            elif isinstance(node.orelse, cst.Else):
+                orelse = self.block(node.orelse.body)
+            return ir.If(self.expr(node.test), self.block(node.body), orelse, sp)
+        if isinstance(node, cst.For):
+            if node.asynchronous is not None:
+                self.fail("AOT102", "'async for' is not supported", node)
+            orelse = self.block(node.orelse.body) if node.orelse else ()
+            return ir.For(
+                self.target(node.target), self.expr(node.iter), self.block(node.body), orelse, sp
+            )
+        if isinstance(node, cst.While):
+            self.fail(
+                "AOT102",
+                "'while' loops are not supported: loops are unrolled at build time",
+                node,
+                hint="use 'for i in range(n)' with a static n, or jax.lax.scan for recurrence",
+            )
+        if isinstance(node, cst.ClassDef):
+            self.fail("AOT102", "classes may be defined only at the top level of a model file", node)
+        if isinstance(node, (cst.Try,)) or type(node).__name__ in ("TryStar",):
+            self.fail("AOT102", "'try' is not supported in model files", node)
+        if isinstance(node, cst.With):
+            self.fail(
+                "AOT102",
+                "'with' is not supported: state and randomness are explicit in aotflax",
+                node,
+                hint="BatchNorm statistics are returned in new_state; pass rng= to stochastic targets",
+            )
+        self.fail("AOT102", f"unsupported statement: {type(node).__name__}", node)
+        raise AssertionError("unreachable")
+
+    def functiondef(self, node: cst.FunctionDef) -> ir.FunctionDef:
+        if node.asynchronous is not None:
+            self.fail("AOT102", "'async def' is not supported", node)
+        params = self.parameters(node.params, node)
+        body_nodes = node.body.body if isinstance(node.body, cst.IndentedBlock) else None
+        docstring = node.get_docstring(clean=True)
+        if body_nodes is not None and docstring is not None:
+            body = tuple(self.statements(body_nodes[1:]))
+        else:
+            body = self.block(node.body)
+        decorators = tuple(self.expr(d.decorator) for d in node.decorators)
+        return ir.FunctionDef(
+            node.name.value,
+            params,
+            body,
+            decorators,
+            docstring,
+            self.module.code_for_node(node),
+            self.span(node),
+            self.span(node.name),
+        )
+
+    def parameters(self, p: cst.Parameters, owner: cst.CSTNode) -> ir.Parameters:
+        out: list[ir.Param] = []
+
+        def add(param: cst.Param, kind: str) -> None:
+            default = self.expr(param.default) if param.default is not None else None
+            ann = self.expr(param.annotation.annotation) if param.annotation else None
+            out.append(ir.Param(param.name.value, default, ann, kind, self.span(param)))
+
+        for param in (*p.posonly_params, *p.params):
+            add(param, "positional")
+        if isinstance(p.star_arg, cst.Param):
+            add(p.star_arg, "vararg")
+        for param in p.kwonly_params:
+            add(param, "kwonly")
+        if p.star_kwarg is not None:
+            add(p.star_kwarg, "kwarg")
+        return ir.Parameters(tuple(out), self.span(p) if out else self.span(owner))
+
+    # -------------------------------------------------------------- targets
+
+    def target(self, node: cst.BaseExpression) -> ir.Target:
+        if isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)):
+            return self.expr(node)
+        if isinstance(node, (cst.Tuple, cst.List)):
+            elts = []
+            for el in node.elements:
+                if isinstance(el, cst.StarredElement):
+                    elts.append(ir.Starred(self.target(el.value), self.span(el)))
+                else:
+                    elts.append(self.target(el.value))
+            cls = ir.TupleExpr if isinstance(node, cst.Tuple) else ir.ListExpr
+            return cls(tuple(elts), self.span(node))
+        self.fail("AOT103", "cannot assign to this expression", node)
+        raise AssertionError("unreachable")
+
+    # -------------------------------------------------------------- expressions
+
+    def expr(self, node: cst.BaseExpression) -> ir.Expr:
+        method = getattr(self, "expr_" + type(node).__name__, None)
+        if method is None:
+            what = {
+                "Set": "set displays",
+                "SetComp": "set comprehensions",
+                "Await": "'await'",
+                "Yield": "'yield'",
+                "NamedExpr": "assignment expressions (:=)",
+                "TemplatedString": "template strings",
+            }.get(type(node).__name__, type(node).__name__)
+            self.fail("AOT103", f"{what} are not supported in model files", node)
+        return method(node)
+
+    def expr_Name(self, node: cst.Name) -> ir.Expr:
+        sp = self.span(node)
+        if node.value in ("True", "False", "None"):
+            return ir.Constant({"True": True, "False": False, "None": None}[node.value], sp)
+        return ir.Name(node.value, sp)
+
+    def expr_Integer(self, node: cst.Integer) -> ir.Expr:
+        return ir.Constant(node.evaluated_value, self.span(node))
+
+    expr_Float = expr_Integer
+    expr_Imaginary = expr_Integer
+
+    def expr_SimpleString(self, node: cst.SimpleString) -> ir.Expr:
+        return ir.Constant(ast.literal_eval(node.value), self.span(node))
+
+    def expr_Ellipsis(self, node: cst.Ellipsis) -> ir.Expr:
+        return ir.Constant(Ellipsis, self.span(node))
+
+    def expr_ConcatenatedString(self, node: cst.ConcatenatedString) -> ir.Expr:
+        parts: list = []
+        for piece in (node.left, node.right):
+            converted = self.expr(piece)
+            if isinstance(converted, ir.Constant):
+                if isinstance(converted.value, bytes):
+                    self.fail("AOT103", "bytes literals are not supported", node)
+                parts.append(converted.value)
+            else:
+                parts.extend(converted.parts)
+        if all(isinstance(p, str) for p in parts):
+            return ir.Constant("".join(parts), self.span(node))
+        return ir.FString(tuple(parts), self.span(node))
+
+    def expr_FormattedString(self, node: cst.FormattedString) -> ir.Expr:
+        parts: list = []
+        for part in node.parts:
+            if isinstance(part, cst.FormattedStringText):
+                parts.append(_unescape(part.value))
+                continue
+            spec = None
+            if part.format_spec:
+                if not all(isinstance(s, cst.FormattedStringText) for s in part.format_spec):
+                    self.fail("AOT103", "nested f-string format specs are not supported", part)
+                spec = "".join(s.value for s in part.format_spec)
+            if part.equal is not None:
+                self.fail("AOT103", "f-string '=' specifiers are not supported", part)
+            parts.append(
+                ir.FormattedValue(self.expr(part.expression), spec, part.conversion, self.span(part))
+            )
+        return ir.FString(tuple(parts), self.span(node))
+
+    def expr_Attribute(self, node: cst.Attribute) -> ir.Expr:
+        return ir.Attribute(self.expr(node.value), node.attr.value, self.span(node))
+
+    def expr_Call(self, node: cst.Call) -> ir.Expr:
+        args: list[ir.Expr] = []
+        keywords: list[ir.Keyword] = []
+        for arg in node.args:
+            value = self.expr(arg.value)
+            if arg.keyword is not None:
+                keywords.append(ir.Keyword(arg.keyword.value, value, self.span(arg)))
+            elif arg.star == "**":
+                keywords.append(ir.Keyword(None, value, self.span(arg)))
+            elif arg.star == "*":
+                args.append(ir.Starred(value, self.span(arg)))
+            else:
+                args.append(value)
+        return ir.Call(self.expr(node.func), tuple(args), tuple(keywords), self.span(node))
+
+    def expr_BinaryOperation(self, node: cst.BinaryOperation) -> ir.Expr:
+        op = _BINOPS[type(node.operator).__name__]
+        return ir.BinOp(self.expr(node.left), op, self.expr(node.right), self.span(node))
+
+    def expr_UnaryOperation(self, node: cst.UnaryOperation) -> ir.Expr:
+        op = _UNARYOPS[type(node.operator).__name__]
+        return ir.UnaryOp(op, self.expr(node.expression), self.span(node))
+
+    def expr_BooleanOperation(self, node: cst.BooleanOperation) -> ir.Expr:
+        op = "and" if isinstance(node.operator, cst.And) else "or"
+        values: list[ir.Expr] = []
+        for side in (node.left, node.right):
+            converted = self.expr(side)
+            same = isinstance(side, cst.BooleanOperation) and not side.lpar
+            if isinstance(converted, ir.BoolOp) and converted.op == op and same:
+                values.extend(converted.values)
+            else:
+                values.append(converted)
+        return ir.BoolOp(op, tuple(values), self.span(node))
+
+    def expr_Comparison(self, node: cst.Comparison) -> ir.Expr:
+        ops = tuple(_CMPOPS[type(c.operator).__name__] for c in node.comparisons)
+        comps = tuple(self.expr(c.comparator) for c in node.comparisons)
+        return ir.Compare(self.expr(node.left), ops, comps, self.span(node))
+
+    def expr_IfExp(self, node: cst.IfExp) -> ir.Expr:
+        return ir.IfExp(
+            self.expr(node.test), self.expr(node.body), self.expr(node.orelse), self.span(node)
+        )
+
+    def _elements(self, elements) -> tuple[ir.Expr, ...]:
+        out = []
+        for el in elements:
+            if isinstance(el, cst.StarredElement):
+                out.append(ir.Starred(self.expr(el.value), self.span(el)))
+            else:
+                out.append(self.expr(el.value))
+        return tuple(out)
+
+    def expr_Tuple(self, node: cst.Tuple) -> ir.Expr:
+        return ir.TupleExpr(self._elements(node.elements), self.span(node))
+
+    def expr_List(self, node: cst.List) -> ir.Expr:
+        return ir.ListExpr(self._elements(node.elements), self.span(node))
+
+    def expr_Dict(self, node: cst.Dict) -> ir.Expr:
+        keys: list = []
+        values: list = []
+        for el in node.elements:
+            if isinstance(el, cst.StarredDictElement):
+                keys.append(None)
+                values.append(self.expr(el.value))
+            else:
+                keys.append(self.expr(el.key))
+                values.append(self.expr(el.value))
+        return ir.DictExpr(tuple(keys), tuple(values), self.span(node))
+
+    def expr_Subscript(self, node: cst.Subscript) -> ir.Expr:
+        items: list[ir.Expr] = []
+        for el in node.slice:
+            s = el.slice
+            if isinstance(s, cst.Index):
+                if s.star is not None:
+                    self.fail("AOT103", "starred subscripts are not supported", el)
+                items.append(self.expr(s.value))
+            else:
+                items.append(
+                    ir.Slice(
+                        self.expr(s.lower) if s.lower is not None else None,
+                        self.expr(s.upper) if s.upper is not None else None,
+                        self.expr(s.step) if s.step is not None else None,
+                        self.span(el),
+                    )
+                )
+        if len(items) == 1 and not _has_trailing_comma(node):
+            index = items[0]
+        else:
+            index = ir.TupleExpr(tuple(items), self.span(node))
+        return ir.Subscript(self.expr(node.value), index, self.span(node))
+
+    def _generators(self, node) -> tuple[ir.Comprehension, ...]:
+        out: list[ir.Comprehension] = []
+        comp = node.for_in
+        while comp is not None:
+            if comp.asynchronous is not None:
+                self.fail("AOT103", "async comprehensions are not supported", comp)
+            ifs = tuple(self.expr(i.test) for i in comp.ifs)
+            out.append(ir.Comprehension(self.target(comp.target), self.expr(comp.iter), ifs,
+                                        self.span(comp)))
+            comp = comp.inner_for_in
+        return tuple(out)
+
+    def expr_ListComp(self, node: cst.ListComp) -> ir.Expr:
+        return ir.ListComp("list", self.expr(node.elt), self._generators(node), self.span(node))
+
+    def expr_GeneratorExp(self, node: cst.GeneratorExp) -> ir.Expr:
+        return ir.ListComp("tuple", self.expr(node.elt), self._generators(node), self.span(node))
+
+    def expr_DictComp(self, node: cst.DictComp) -> ir.Expr:
+        return ir.DictComp(
+            self.expr(node.key), self.expr(node.value), self._generators(node), self.span(node)
+        )
+
+    def expr_Lambda(self, node: cst.Lambda) -> ir.Expr:
+        return ir.Lambda(self.parameters(node.params, node), self.expr(node.body), self.span(node))
+
+    def expr_StarredElement(self, node: cst.StarredElement) -> ir.Expr:
+        return ir.Starred(self.expr(node.value), self.span(node))
+
+
+def _has_trailing_comma(node: cst.Subscript) -> bool:
+    last = node.slice[-1]
+    return isinstance(last.comma, cst.Comma)
+
+
+def _is_docstring(stmt: cst.CSTNode) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
+def _unescape(text: str) -> str:
+    """Literal text of an f-string part: resolve escapes and doubled braces."""
+    text = text.replace("{{", "{").replace("}}", "}")
+    if "\\" not in text:
+        return text
+    return ast.literal_eval('"""' + text.replace('"', '\\"') + '"""')
