@@ -159,7 +159,7 @@ def _tpu_topology_devices(options: CompileOptions) -> tuple[list[Any], str]:
         raise PlatformUnavailable(
             "no TPU on this host and no TPU topology named (tpu_topology='v5e:2x2')"
         )
-    if find_spec("libtpu") is None:
+    if find_spec("libtpu") is None and "TPU_LIBRARY_PATH" not in os.environ:
         raise PlatformUnavailable(
             f"cross-compiling for TPU needs libtpu: pip install 'jax[tpu]=={jax.__version__}' (aotflax[tpu])"
         )
@@ -167,7 +167,7 @@ def _tpu_topology_devices(options: CompileOptions) -> tuple[list[Any], str]:
 
     try:
         topology = topologies.get_topology_desc(options.tpu_topology, "tpu")
-    except (jax.errors.JaxRuntimeError, NotImplementedError, ValueError) as error:
+    except (RuntimeError, NotImplementedError, ValueError) as error:
         raise PlatformUnavailable(
             f"libtpu refused topology {options.tpu_topology!r}: {error}"
         ) from None
@@ -190,10 +190,11 @@ def _cuda_target_devices(options: CompileOptions) -> tuple[list[Any], str]:
 
     config = Path(options.cuda_target_config).read_text(encoding="utf-8")
     try:
+        # The call the issue reports working (topology as an option, not a name).
         topology = topologies.get_topology_desc(
-            platform="cuda", topology_name="1x1x1", target_config=config
+            platform="cuda", target_config=config, topology="1x1x1"
         )
-    except (jax.errors.JaxRuntimeError, NotImplementedError, ValueError) as error:
+    except (RuntimeError, NotImplementedError, ValueError) as error:
         raise PlatformUnavailable(
             f"the CUDA plugin refused target config {options.cuda_target_config}: {error}"
         ) from None
@@ -371,6 +372,17 @@ def _resolve(target: Any, platforms: Sequence[str] | None) -> tuple[str, ...]:
     return chosen
 
 
+def _options(
+    target: Any, xla_portable: bool, tpu_topology: str | None, cuda_config: str | None
+) -> CompileOptions:
+    # A target may carry its own cross-compile choices (a later Target field).
+    return CompileOptions(
+        xla_portable,
+        tpu_topology or getattr(target, "tpu_topology", None),
+        cuda_config or getattr(target, "cuda_target_config", None),
+    )
+
+
 def stale_reason(
     target: Any,
     out_dir: Path,
@@ -388,7 +400,7 @@ def stale_reason(
 
     **Returns:** a reason, or None.
     """
-    options = CompileOptions(xla_portable, tpu_topology, cuda_target_config)
+    options = _options(target, xla_portable, tpu_topology, cuda_target_config)
     folder = artifacts.target_folder(out_dir, target.module, target.name)
     return artifacts.stale_reason(
         folder, build_key(target, _resolve(target, platforms), options)
@@ -412,51 +424,28 @@ def compile_target(
       `out_dir/<module path>/<target name>/`.
     - `platforms`: platforms to build (default: the target's).
     - `xla_portable`: cap XLA:CPU at AVX2 so the executable runs on other x86 hosts.
-    - `tpu_topology`, `cuda_target_config`: cross-compile for hardware this host lacks.
+    - `tpu_topology`, `cuda_target_config`: cross-compile for hardware this
+      host lacks (default: the target's attributes of those names, if any).
 
     **Returns:** the manifest written. Platforms this host cannot compile for
     are listed under `skipped` with the reason; the export covers them.
     """
     chosen = _resolve(target, platforms)
-    options = CompileOptions(xla_portable, tpu_topology, cuda_target_config)
+    options = _options(target, xla_portable, tpu_topology, cuda_target_config)
     impl = _rng_impl()
     key = _key_spec(impl) if target.stochastic else None
     fn = boundary_function(target, impl)
     exported = _export(fn, _export_specs(target, key), chosen)
     export_bytes = bytes(exported.serialize())
-    outputs = jax.tree_util.tree_unflatten(exported.out_tree, exported.out_avals)
-
-    payloads: dict[str, bytes] = {}
-    entries: dict[str, dict[str, Any]] = {}
-    skipped: dict[str, str] = {}
-    for platform in chosen:
-        if target.symbolic:
-            skipped[platform] = (
-                "symbolic input dimensions: only the portable export is built"
-            )
-            continue
-        try:
-            payload, info, out_tree = _compile_native(
-                platform, fn, _arg_specs(target, key), target, options
-            )
-        except PlatformUnavailable as reason:
-            skipped[platform] = str(reason)
-            continue
-        if out_tree != exported.out_tree:
-            raise AssertionError(
-                f"internal error: {target.name} on {platform}: {out_tree} != {exported.out_tree}"
-            )
-        payloads[platform] = payload
-        name = artifacts.artifact_file_name(
-            f"executable-{platform}", artifacts.sha256_bytes(payload)
-        )
-        entries[platform] = artifacts.file_entry(name, payload, **info)
-
+    payloads, entries, skipped = _native_executables(
+        target, fn, _arg_specs(target, key), chosen, options, exported.out_tree
+    )
     export_entry = artifacts.file_entry(
         artifacts.artifact_file_name("export", artifacts.sha256_bytes(export_bytes)),
         export_bytes,
         platforms=list(exported.platforms),
     )
+    outputs = jax.tree_util.tree_unflatten(exported.out_tree, exported.out_avals)
     manifest = {
         "format_version": artifacts.FORMAT_VERSION,
         "target": target.name,
@@ -467,32 +456,63 @@ def compile_target(
         "jax": jax.__version__,
         "jaxlib": jax.lib.__version__,
         "build_key": build_key(target, chosen, options),
-        "inputs": {
-            name: {
-                "shape": list(target.symbolic.get(name, spec.shape)),
-                "dtype": jnp.dtype(spec.dtype).name,
-            }
-            for name, spec in target.inputs.items()
-        },
+        "inputs": _inputs_json(target),
         "outputs": artifacts.tree_to_json(outputs),
         "param_count": sum(
             math.prod(leaf.shape) for leaf in jax.tree.leaves(target.param_shapes)
         ),
-        "rng": {"impl": impl, "key_shape": list(key.shape)}
-        if key is not None
-        else None,
+        "rng": None if key is None else {"impl": impl, "key_shape": list(key.shape)},
         "executables": entries,
         "skipped": skipped,
         "export": export_entry,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
-    _write(
-        artifacts.target_folder(out_dir, target.module, target.name),
-        manifest,
-        payloads,
-        export_bytes,
-    )
+    folder = artifacts.target_folder(out_dir, target.module, target.name)
+    _write(folder, manifest, payloads, export_bytes)
     return manifest
+
+
+def _inputs_json(target: Any) -> dict[str, Any]:
+    return {
+        name: {
+            "shape": list(target.symbolic.get(name, spec.shape)),
+            "dtype": jnp.dtype(spec.dtype).name,
+        }
+        for name, spec in target.inputs.items()
+    }
+
+
+def _native_executables(
+    target: Any,
+    fn: Callable[..., Any],
+    specs: list[Any],
+    platforms: Sequence[str],
+    options: CompileOptions,
+    out_tree: Any,
+) -> tuple[dict[str, bytes], dict[str, dict[str, Any]], dict[str, str]]:
+    """Compiles every platform this host can; `(payloads, entries, skipped)` by platform."""
+    payloads: dict[str, bytes] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for platform in platforms:
+        if target.symbolic:
+            skipped[platform] = "symbolic input dimensions: only the export is built"
+            continue
+        try:
+            payload, info, tree = _compile_native(platform, fn, specs, target, options)
+        except PlatformUnavailable as reason:
+            skipped[platform] = str(reason)
+            continue
+        if tree != out_tree:  # the runtime rebuilds out_tree from the manifest
+            raise AssertionError(
+                f"internal error: {target.name} on {platform}: {tree} != {out_tree}"
+            )
+        payloads[platform] = payload
+        name = artifacts.artifact_file_name(
+            f"executable-{platform}", artifacts.sha256_bytes(payload)
+        )
+        entries[platform] = artifacts.file_entry(name, payload, **info)
+    return payloads, entries, skipped
 
 
 def _write(
