@@ -1,0 +1,298 @@
+"""Emit: a resolved `FileProgram` -> the text of a generated JAX module.
+
+Naming happens here, with liveness: a value takes the DSL variable it was
+assigned to (or its op's stem: `dense`, `conv`), reusing a name whose previous
+value is dead and adding a suffix otherwise, so the output reads like the
+model while staying correct SSA.  Templates under `templates/` lay out the
+text; they receive strings only.  The emitter parses its own output before
+returning it: emitting invalid Python is an internal error.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import keyword
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import __version__
+from .diagnostics import InternalError
+from .program import Code, FileProgram, Function, Op, ParamDecl, TargetProgram, Tensor, Var
+from .program import describe as describe_aval
+from .scopes import name_hash
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+if not TEMPLATES.is_dir():  # installed wheel: templates ship inside the package
+    TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
+
+_NP = re.compile(r"(?<![\w.])np\.")
+
+#: Names generated code may never bind.
+RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {
+    "jax", "jnp", "np", "_runtime", "params", "state", "rng", "self"}
+
+
+def template(name: str) -> jinja2.Template:
+    return _ENV.get_template(name)
+
+
+# ------------------------------------------------------------------ naming
+
+
+class Namer:
+    """Assigns variable names to the values of one function (see module docstring)."""
+
+    def __init__(self, fn: Function, reserved: set[str]):
+        self.fn = fn
+        self.reserved = reserved
+        self.names: dict[int, str] = {}
+        self.holder: dict[str, int] = {}  # name -> index of last use of its current value
+        self.last_use: dict[int, int] = {}
+        for i, op in enumerate(fn.body):
+            for v in op.inputs():
+                self.last_use[id(v)] = i
+        end = len(fn.body)
+        for v in fn.result.vars():
+            self.last_use[id(v)] = end
+        for _, code in fn.state_result:
+            for v in code.vars():
+                self.last_use[id(v)] = end
+
+    def bind_input(self, name: str, var: Var) -> None:
+        self.names[id(var)] = name
+        self.holder[name] = self.last_use.get(id(var), -1)
+
+    def name_outputs(self, i: int, op: Op) -> None:
+        for var in op.outputs:
+            if id(var) not in self.last_use and len(op.outputs) == 1:
+                self.names[id(var)] = "_"
+                continue
+            stem = self.fn.hints.get(id(var)) or op.stem
+            name = self._free(_identifier(stem), i)
+            self.names[id(var)] = name
+            self.holder[name] = self.last_use.get(id(var), i)
+
+    def temps(self, i: int, op: Op) -> dict[str, str]:
+        out = {}
+        for t in op.temps:
+            name = self._free(t, i, strict=True)
+            out[t] = name
+            self.holder[name] = i
+        return out
+
+    def _free(self, stem: str, i: int, strict: bool = False) -> str:
+        n = 0
+        while True:
+            name = stem if n == 0 else f"{stem}_{n}"
+            held = self.holder.get(name)
+            dead = held is None or held < i or (not strict and held <= i)
+            if name not in self.reserved and dead:
+                return name
+            n += 1
+
+
+def _identifier(stem: str) -> str:
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in stem.lower()) or "v"
+    return out if not out[0].isdigit() else "v" + out
+
+
+# ------------------------------------------------------------------ functions
+
+
+def _comment(relpath: str, op: Op) -> str:
+    return f"{relpath}:{op.span.line}"
+
+
+def _shapes(op: Op) -> str:
+    return ", ".join(v.describe() for v in op.outputs if isinstance(v, Tensor))
+
+
+def render_function(fn: Function, relpath: str, reserved: set[str]) -> str:
+    namer = Namer(fn, reserved | {fn.name})
+    args: list[str] = []
+    if fn.takes_params:
+        args.append("params")
+    for coll in fn.state_collections:
+        namer.bind_input(coll, _Placeholder())
+        args.append(coll)
+    for name, var in fn.inputs:
+        namer.bind_input(name, var)
+        args.append(name)
+    if fn.takes_rng:
+        args += ["*", "rng"]
+    lines: list[str] = []
+    for i, op in enumerate(fn.body):
+        namer.name_outputs(i, op)
+        ctx: dict[str, Any] = {k: code.render(namer.names) for k, code in op.args}
+        ctx.update(namer.temps(i, op))
+        named = [namer.names[id(v)] for v in op.outputs]
+        ctx["out"] = named[0] if named else "_"
+        ctx["outs"] = ", ".join(named) if named else "_"
+        text = template(op.template).render(**ctx).rstrip("\n").split("\n")
+        where = _comment(relpath, op)
+        for j, line in enumerate(text):
+            shapes = _shapes(op) if j == len(text) - 1 else ""
+            lines.append(f"{line}  # {where}" + (f"  {shapes}" if shapes else ""))
+    result = fn.result.render(namer.names)
+    if fn.state_result:
+        result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
+    return template("function.py.j2").render(
+        name=fn.name, args=", ".join(args), doc=f"{fn.doc}, from {relpath}:{fn.span.line}.",
+        lines=lines, result=result)
+
+
+class _Placeholder(Var):
+    __slots__ = ()
+
+
+# ------------------------------------------------------------------ targets
+
+
+def _nested(decls: tuple[ParamDecl, ...], leaf) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for d in decls:
+        node = tree
+        for part in d.path[:-1]:
+            node = node.setdefault(part, {})
+        node[d.path[-1]] = leaf(d)
+    return tree
+
+
+def _dict_lines(tree: dict[str, Any], indent: int) -> list[str]:
+    pad = " " * indent
+    out = []
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.append(f'{pad}"{k}": {{')
+            out.extend(_dict_lines(v, indent + 4))
+            out.append(f"{pad}}},")
+        else:
+            out.append(f'{pad}"{k}": {v},')
+    return out
+
+
+def _tree_code(decls: tuple[ParamDecl, ...], leaf, indent: int) -> str:
+    if not decls:
+        return "{}"
+    body = _dict_lines(_nested(decls, leaf), indent + 4)
+    return "{\n" + "\n".join(body) + "\n" + " " * indent + "}"
+
+
+def _sds(d: ParamDecl) -> str:
+    return f"jax.ShapeDtypeStruct({_tuple(d.shape)}, jnp.{d.dtype})"
+
+
+def _tuple(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _init_leaf(d: ParamDecl, key_var: str = "rng") -> str:
+    key = f"jax.random.fold_in({key_var}, {name_hash('/'.join(d.path))})"
+    return f"{d.init}({key}, {_tuple(d.shape)}, jnp.{d.dtype})"
+
+
+def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str:
+    fn = t.function
+    call_args = []
+    if fn.takes_params:
+        call_args.append("params")
+    call_args += [f'state["{c}"]' for c in fn.state_collections]
+    call_args += [n for n, _ in fn.inputs]
+    if fn.takes_rng:
+        call_args.append("rng=rng")
+    results = "outputs"
+    if fn.state_collections:
+        results = ", ".join(["outputs"] + [f"new_{c}" for c in fn.state_collections])
+    new_state = "{" + ", ".join(f'"{c}": new_{c}' for c in fn.state_collections) + "}"
+    inputs = ", ".join(f'"{n}": jax.ShapeDtypeStruct({_tuple(s)}, jnp.{d})'
+                       for n, s, d in t.inputs)
+    state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
+    return template("target.py.j2").render(
+        name=t.name, description=t.description, entry=t.entry,
+        input_names=", ".join(n for n, _, _ in t.inputs),
+        inputs_doc=", ".join(f"{n}: {describe_aval(s, d)}" for n, s, d in t.inputs),
+        call=f"{t.entry}({', '.join(call_args)})", results=results, new_state=new_state,
+        params_init=_tree_code(t.params, _init_leaf, 4),
+        state_init=_tree_code(state_for_init, _init_leaf, 4),
+        param_shapes=_tree_code(t.params, _sds, 4),
+        state_shapes=_tree_code(t.state, _sds, 4),
+        inputs="{" + inputs + "}", stochastic=repr(t.stochastic),
+        platforms=_str_tuple(t.platforms), devices=t.devices, module=module_name,
+        relpath=t.span.path,
+        source_sha256=source_sha256,
+        nparams=sum(_size(d.shape) for d in t.params),
+        outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),
+        line=t.span.line,
+    )
+
+
+def _str_tuple(items: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f'"{i}"' for i in items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+# ------------------------------------------------------------------ files
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """The generated text of one model file."""
+
+    relpath: str
+    text: str
+
+
+def module_name_for(relpath: str, root: str) -> str:
+    """Dotted module path below generated/ for `models/sub/foo.py` built from `models/`."""
+    rel = Path(relpath).relative_to(root) if root else Path(relpath)
+    return ".".join(rel.with_suffix("").parts)
+
+
+def emit_file(program: FileProgram, module_name: str) -> str:
+    """Render a whole generated module; checks that it parses."""
+    reserved = set(RESERVED) | {f.name for f in program.functions} | {
+        u.name for u in program.user_functions}
+    functions = [render_function(fn, program.relpath, reserved) for fn in program.functions]
+    targets = [render_target(t, program.source_sha256, module_name) for t in program.targets]
+    depth = module_name.count(".")
+    body = "\n".join(functions + targets)
+    user = [u.source.strip("\n") for u in program.user_functions]
+    text = template("module.py.j2").render(
+        relpath=program.relpath, version=__version__, source_sha256=program.source_sha256,
+        runtime_import=f"from {'.' * (depth + 1)} import _runtime",
+        uses_np=bool(_NP.search(body)) or any(_NP.search(u) for u in user),
+        user_functions=user, functions=functions, targets=targets,
+        target_names=[t.name for t in program.targets],
+    )
+    try:
+        ast.parse(text)
+    except SyntaxError as e:
+        raise InternalError(f"emitted code for {program.relpath} does not parse: {e}",
+                            dump=_numbered(text, e.lineno or 0)) from None
+    return text
+
+
+def _numbered(text: str, around: int) -> str:
+    lines = text.splitlines()
+    lo, hi = max(0, around - 5), min(len(lines), around + 5)
+    return "\n".join(f"{i + 1:5d} | {lines[i]}" for i in range(lo, hi))

@@ -1,0 +1,141 @@
+"""What the names a model file imports mean at build time.
+
+`from aotflax import nn, aot`, `import jax.numpy as jnp`, `import math`... bind
+`Namespace` values whose attributes come from the operation table, the
+dtypes, the initializers and a small set of static builtins.  This is the
+whole vocabulary a model file can reach: anything else is a located error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import dtypes as dt
+from .ops import REGISTRY
+from .ops import initializers as inits
+from .values import DType, ModuleRef, Namespace, OpRef, SpecDType, StaticBuiltin
+
+#: Marker objects for DSL constructs that resolve handles itself.
+MODULE_BASE = object()
+MODULE_METHOD = object()
+TARGET = object()
+TRAIN_TARGET = object()
+
+_DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
+                "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
+
+
+def _dtypes() -> dict[str, Any]:
+    out: dict[str, Any] = {n: DType("bool" if n == "bool_" else n) for n in _DTYPE_NAMES}
+    out["float_"] = DType("float32")
+    out["int_"] = DType("int32")
+    return out
+
+
+def _ops(namespace: str, written: str) -> dict[str, Any]:
+    """Table entries of a namespace: layers as module references, functions as op refs."""
+    return {name: ModuleRef(e) if e.kind == "layer" else OpRef(e, f"{written}.{name}")
+            for name, e in REGISTRY.members(namespace).items()}
+
+
+def _initializers() -> Namespace:
+    members: dict[str, Any] = {name: inits.factory(name) for name in inits.FACTORIES}
+    members.update({name: inits.plain(name) for name in inits.PLAIN})
+    return Namespace("nn.initializers", members)
+
+
+def _spec_dtypes() -> dict[str, Any]:
+    short = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64",
+             "i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64", "u8": "uint8",
+             "u32": "uint32", "bool_": "bool", "c64": "complex64"}
+    return {k: SpecDType(v) for k, v in short.items()}
+
+
+def _static(fns: dict[str, Any]) -> dict[str, Any]:
+    return {k: StaticBuiltin(k, v) if callable(v) else v for k, v in fns.items()}
+
+
+def _prod(values: Any) -> Any:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+MATH = _static({
+    "sqrt": math.sqrt, "prod": math.prod, "ceil": math.ceil, "floor": math.floor, "log": math.log,
+    "log2": math.log2, "exp": math.exp, "gcd": math.gcd, "isqrt": math.isqrt, "pow": math.pow,
+    "pi": math.pi, "e": math.e, "inf": math.inf, "cos": math.cos, "sin": math.sin,
+    "tanh": math.tanh, "log10": math.log10, "fabs": math.fabs, "erf": math.erf,
+})
+
+#: Python builtins a model may call (all evaluated statically).
+BUILTINS = _static({
+    "len": len, "range": range, "enumerate": enumerate, "zip": zip, "min": min, "max": max,
+    "abs": abs, "int": int, "float": float, "bool": bool, "str": str, "tuple": tuple,
+    "list": list, "dict": dict, "sum": sum, "sorted": sorted, "reversed": reversed, "any": any,
+    "all": all, "round": round, "divmod": divmod, "isinstance": isinstance, "repr": repr,
+    "slice": slice, "map": map, "filter": filter,
+    "ValueError": ValueError, "TypeError": TypeError, "AssertionError": AssertionError,
+    "NotImplementedError": NotImplementedError,
+})
+
+
+def namespace_for(module: str, member: str | None) -> Any:
+    """The value bound by `import module` / `from module import member`."""
+    if module == "aotflax":
+        return {"nn": nn_namespace(), "aot": aot_namespace()}.get(member or "")
+    if member is None:
+        return _MODULES.get(module)
+    ns = _MODULES.get(module)
+    if isinstance(ns, Namespace):
+        return ns.members.get(member)
+    return None
+
+
+def nn_namespace() -> Namespace:
+    members: dict[str, Any] = _ops("nn", "nn")
+    members.update(Module=MODULE_BASE, module_method=MODULE_METHOD, initializers=_initializers())
+    return Namespace("nn", members)
+
+
+def aot_namespace() -> Namespace:
+    members: dict[str, Any] = {"target": TARGET, "train_target": TRAIN_TARGET}
+    members.update(_spec_dtypes())
+    return Namespace("aot", members)
+
+
+def _jnp() -> Namespace:
+    members = _ops("jnp", "jnp")
+    members.update(_dtypes())
+    members.update(pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, newaxis=None)
+    members["linalg"] = Namespace("jnp.linalg", _ops("jnp.linalg", "jnp.linalg"))
+    return Namespace("jnp", members)
+
+
+def _jax_nn() -> Namespace:
+    members = _ops("jax.nn", "jax.nn")
+    members["initializers"] = _initializers()
+    return Namespace("jax.nn", members)
+
+
+def _build_modules() -> dict[str, Any]:
+    jnp = _jnp()
+    lax = Namespace("jax.lax", _ops("lax", "jax.lax"))
+    jax_nn = _jax_nn()
+    jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn})
+    np = Namespace("numpy", {**_dtypes(), **_static({"prod": _prod, "sqrt": math.sqrt}),
+                             "pi": math.pi, "inf": math.inf, "newaxis": None})
+    return {
+        "jax": jax, "jax.numpy": jnp, "jax.lax": lax, "jax.nn": jax_nn, "numpy": np,
+        "math": Namespace("math", MATH), "typing": Namespace("typing", {}),
+        "functools": Namespace("functools", {}), "__future__": Namespace("__future__", {}),
+        "jax.random": Namespace("jax.random", {}), "optax": Namespace("optax", {}),
+    }
+
+
+_MODULES = _build_modules()
+
+__all__ = ["namespace_for", "BUILTINS", "MODULE_BASE", "MODULE_METHOD", "TARGET",
+           "TRAIN_TARGET", "dt"]

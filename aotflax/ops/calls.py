@@ -1,0 +1,285 @@
+"""Call contexts handed to operation rules.
+
+`FnCall` wraps one call of a function entry: the bound arguments, helpers
+that check them (raising `CallError` with what was expected and found), and
+`emit_call`, the default emission as a plain call of the same JAX function.
+`LayerCall` adds the layer's scope: parameter and state declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .. import dtypes as dt
+from ..diagnostics import Span
+from ..program import Code, Tensor
+from ..values import (
+    DType,
+    Initializer,
+    InitializerFactory,
+    OpRef,
+    StaticError,
+    describe_value,
+    is_static,
+    to_code,
+)
+from .registry import CallError, Context, Entry
+
+
+def value_code(value: Any) -> Code:
+    """Code for a value that may contain tensors (lists of arrays, etc.)."""
+    if isinstance(value, Tensor):
+        return Code((value,))
+    if isinstance(value, (tuple, list)) and not is_static(value):
+        items = [value_code(v) for v in value]
+        open_, close = ("(", ")") if isinstance(value, tuple) else ("[", "]")
+        if isinstance(value, tuple) and len(items) == 1:
+            return Code.of(open_, items[0], ",", close)
+        return Code.of(open_, Code.join(", ", items), close)
+    if isinstance(value, dict) and not is_static(value):
+        items = [Code.of(to_code(k), ": ", value_code(v)) for k, v in value.items()]
+        return Code.of("{", Code.join(", ", items), "}")
+    try:
+        return Code((to_code(value),))
+    except StaticError as e:
+        raise CallError("AOT305", str(e)) from None
+
+
+def aval_of(value: Any) -> tuple[tuple[int, ...], str, bool] | None:
+    """(shape, dtype, weak) of an array-like: a Tensor, a Python scalar or a nested list."""
+    if isinstance(value, Tensor):
+        return value.shape, value.dtype, value.weak
+    if isinstance(value, bool):
+        return (), "bool", True
+    if isinstance(value, int):
+        return (), "int32", True
+    if isinstance(value, float):
+        return (), "float32", True
+    if isinstance(value, complex):
+        return (), "complex64", True
+    if isinstance(value, (list, tuple)) and value:
+        inner = [aval_of(v) for v in value]
+        if any(i is None for i in inner) or len({i[0] for i in inner}) != 1:
+            return None
+        dtype, _ = dt.result_type(*[(i[1], i[2]) for i in inner])
+        return (len(value), *inner[0][0]), dtype, False
+    return None
+
+
+@dataclass
+class FnCall:
+    """One call of a function entry."""
+
+    entry: Entry
+    #: How the user spelled the callee ("jnp.mean", "nn.relu", "x.reshape").
+    written: str
+    #: Bound arguments by parameter name.
+    args: dict[str, Any]
+    #: Arguments as written, for the default emission.
+    positional: list[Any]
+    keywords: dict[str, Any]
+    span: Span
+    ctx: Context
+
+    # ---------------------------------------------------------- argument checks
+
+    def fail(self, message: str, code: str = "AOT201", hint: str | None = None) -> CallError:
+        return CallError(code, message, hint)
+
+    def tensor(self, name: str, *, floating: bool = False, allow_static: bool = True) -> Tensor:
+        """Argument `name` as an array (Python scalars and lists become constants)."""
+        value = self.args[name]
+        if isinstance(value, Tensor):
+            t = value
+        elif allow_static and aval_of(value) is not None:
+            shape, dtype, weak = aval_of(value)  # type: ignore[misc]
+            t = self.ctx.new_tensor(shape, dtype, weak)
+            self.ctx.emit("ops/call.j2", {"call": Code.of("jnp.asarray(", value_code(value), ")")},
+                          (t,), self.span, "const")
+        else:
+            raise self.fail(
+                f"{self.written} expects an array for '{name}', got {describe_value(value)}",
+                "AOT202",
+            )
+        if floating and not dt.is_inexact(t.dtype):
+            raise self.fail(
+                f"{self.written} expects a floating input, got {t.describe()}",
+                hint=f"cast first, e.g. x.astype(jnp.float32)",
+            )
+        return t
+
+    def aval(self, name: str) -> tuple[tuple[int, ...], str, bool]:
+        a = aval_of(self.args[name])
+        if a is None:
+            raise self.fail(
+                f"{self.written} expects an array for '{name}', got "
+                f"{describe_value(self.args[name])}",
+                "AOT202",
+            )
+        return a
+
+    def static(self, name: str, *types: type, allow_none: bool = False) -> Any:
+        value = self.args[name]
+        if value is None and allow_none:
+            return None
+        if not is_static(value):
+            raise self.fail(
+                f"{self.written}: '{name}' must be a static value, got {describe_value(value)}",
+                "AOT203",
+                hint="hyperparameters such as axes, sizes and flags are build-time values",
+            )
+        if types and not isinstance(value, types):
+            want = " or ".join(t.__name__ for t in types)
+            raise self.fail(
+                f"{self.written}: '{name}' must be {want}, got {describe_value(value)}", "AOT203"
+            )
+        return value
+
+    def int(self, name: str, *, minimum: int | None = None) -> int:
+        value = self.static(name, int)
+        if isinstance(value, bool):
+            raise self.fail(f"{self.written}: '{name}' must be int, got {describe_value(value)}",
+                            "AOT203")
+        if minimum is not None and value < minimum:
+            raise self.fail(f"{self.written}: '{name}' must be >= {minimum}, got {value}", "AOT203")
+        return value
+
+    def ints(self, name: str, length: int | None = None, allow_none: bool = False,
+             scalar_ok: bool = False) -> tuple[int, ...] | None:
+        value = self.args[name]
+        if value is None and allow_none:
+            return None
+        if scalar_ok and isinstance(value, int) and not isinstance(value, bool):
+            value = (value,) * (length or 1)
+        if not isinstance(value, (tuple, list)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise self.fail(
+                f"{self.written}: '{name}' must be a tuple of ints, got {describe_value(value)}",
+                "AOT203",
+            )
+        if length is not None and len(value) != length:
+            raise self.fail(
+                f"{self.written}: '{name}' must have {length} entries, got {len(value)}", "AOT203"
+            )
+        return tuple(value)
+
+    def bool(self, name: str) -> bool:
+        value = self.args[name]
+        if isinstance(value, Tensor):
+            raise self.fail(
+                f"{self.written}: '{name}' must be a static bool, got {describe_value(value)}",
+                "AOT203",
+                hint="flags such as deterministic= and use_running_average= are build-time values",
+            )
+        return bool(value)
+
+    def dtype(self, name: str, allow_none: bool = True) -> str | None:
+        value = self.args[name]
+        if value is None and allow_none:
+            return None
+        if isinstance(value, DType):
+            return value.name
+        if isinstance(value, str) and value in dt.ALL_DTYPES:
+            return value
+        raise self.fail(
+            f"{self.written}: '{name}' must be a dtype such as jnp.float32, got "
+            f"{describe_value(value)}",
+            "AOT203",
+        )
+
+    def initializer(self, name: str) -> Initializer:
+        value = self.args[name]
+        if isinstance(value, Initializer):
+            return value
+        if isinstance(value, InitializerFactory):
+            raise self.fail(
+                f"{self.written}: '{name}' got the initializer factory {value.name} without "
+                "calling it",
+                "AOT203",
+                hint=f"write nn.initializers.{value.name}(...)",
+            )
+        raise self.fail(
+            f"{self.written}: '{name}' must be an initializer, got {describe_value(value)}",
+            "AOT203",
+        )
+
+    def activation(self, name: str) -> OpRef | None:
+        value = self.args[name]
+        if value is None:
+            return None
+        if isinstance(value, OpRef) and value.entry.code is not None:
+            return value
+        raise self.fail(
+            f"{self.written}: '{name}' must be an activation function such as nn.relu, got "
+            f"{describe_value(value)}",
+            "AOT203",
+        )
+
+    # ---------------------------------------------------------- outputs
+
+    def out(self, shape: Sequence[int], dtype: str, weak: bool = False) -> Tensor:
+        return self.ctx.new_tensor(tuple(int(d) for d in shape), dtype, weak)
+
+    def call_code(self, func: str | None = None, method_of: Tensor | None = None) -> Code:
+        """The call as the user wrote it: `func(args...)` or `x.method(args...)`."""
+        positional = list(self.positional)
+        if self.entry.kind == "method" and method_of is None:
+            method_of, func = positional.pop(0), func or self.entry.name
+        parts = [value_code(a) for a in positional]
+        parts += [Code.of(f"{k}=", value_code(v)) for k, v in self.keywords.items()]
+        if method_of is not None:
+            return Code.of(method_of, f".{func}(", Code.join(", ", parts), ")")
+        return Code.of(func or self.entry.code or self.written, "(", Code.join(", ", parts), ")")
+
+    def emit_call(self, outputs: Sequence[Tensor], stem: str | None = None,
+                  code: Code | None = None) -> None:
+        """Emit `out = <call as written>`."""
+        self.ctx.emit("ops/call.j2", {"call": code or self.call_code()}, tuple(outputs),
+                      self.span, stem or self.entry.name.lower())
+
+    def emit(self, template: str, args: dict[str, Code | str | Tensor], outputs: Sequence[Tensor],
+             stem: str | None = None, temps: tuple[str, ...] = ()) -> None:
+        coded = {k: v if isinstance(v, Code) else Code((v,)) for k, v in args.items()}
+        self.ctx.emit(template, coded, tuple(outputs), self.span, stem or self.entry.name.lower(),
+                      temps)
+
+
+class LayerScope:
+    """What a layer rule may declare (implemented by resolve)."""
+
+    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Initializer,
+              span: Span) -> Code:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str,
+              init: Initializer, span: Span) -> Code:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def set_state(self, collection: str, name: str, value: Tensor,
+                  span: Span) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def rng(self, span: Span) -> Code:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class LayerCall(FnCall):
+    """One call of a layer: a function call with a parameter scope."""
+
+    scope: LayerScope = None  # type: ignore[assignment]
+
+    def param(self, name: str, shape: Sequence[int], dtype: str, init: Initializer) -> Code:
+        return self.scope.param(name, tuple(shape), dtype, init, self.span)
+
+    def state(self, collection: str, name: str, shape: Sequence[int], dtype: str,
+              init: Initializer) -> Code:
+        return self.scope.state(collection, name, tuple(shape), dtype, init, self.span)
+
+    def set_state(self, collection: str, name: str, value: Tensor) -> None:
+        self.scope.set_state(collection, name, value, self.span)
+
+    def rng(self) -> Code:
+        return self.scope.rng(self.span)

@@ -1,0 +1,287 @@
+"""Built-in layers: old `flax.nn` call signatures, Flax Linen parameter trees and math.
+
+Each rule mirrors the corresponding Linen `__call__` (dtype promotion, order
+of operations) so generated models match Linen numerically, and declares its
+parameters with Linen's names and shapes so Linen checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .. import dtypes as dt
+from .. import shapes as sh
+from ..program import Code, Tensor
+from ..values import DType
+from . import initializers as inits
+from .calls import FnCall, LayerCall
+from .registry import REGISTRY, CallError, Entry, Signature
+
+_DEFAULTS: dict[str, Any] = {
+    "float32": DType("float32"),
+    "lecun_normal": inits.LECUN_NORMAL,
+    "zeros": inits.ZEROS,
+    "ones": inits.ONES,
+    "embed_init": inits.EMBED_INIT,
+}
+
+
+def layer(name: str, sig: str, template: str, doc: str, *, linen_name: str | None = None,
+          stochastic: bool = False) -> Callable[[Callable[[LayerCall], Any]], Entry]:
+    """Register a layer rule under `nn.<name>`."""
+
+    def wrap(rule: Callable[[LayerCall], Any]) -> Entry:
+        entry = Entry(name, ("nn",), "layer", Signature.parse(sig, _DEFAULTS), rule, template,
+                      linen_name=linen_name or name, doc=doc, stochastic=stochastic)
+        return REGISTRY.add(entry)
+
+    return wrap
+
+
+def nn_function(name: str, sig: str, template: str, doc: str) -> Callable:
+    """Register a parameter-free function under `nn.<name>`."""
+
+    def wrap(rule: Callable[[FnCall], Any]) -> Entry:
+        entry = Entry(name, ("nn",), "function", Signature.parse(sig, _DEFAULTS), rule, template,
+                      doc=doc)
+        return REGISTRY.add(entry)
+
+    return wrap
+
+
+# ------------------------------------------------------------- helpers
+
+
+def cast(value: Code | Tensor, current: str, target: str) -> Code:
+    """`value.astype(jnp.target)` when the dtypes differ (Linen's promote_dtype)."""
+    code = value if isinstance(value, Code) else Code((value,))
+    if current == target:
+        return code
+    return Code.of(code, f".astype(jnp.{target})")
+
+
+def compute_dtype(call: LayerCall, *dtypes: str) -> str:
+    """Linen: `dtype` if given, else the promotion of inputs and parameters."""
+    explicit = call.dtype("dtype")
+    if explicit is not None:
+        return explicit
+    result, _ = dt.result_type(*[(d, False) for d in dtypes])
+    return result
+
+
+def tuple_arg(call: FnCall, name: str, n: int, default: int | None = None) -> tuple[int, ...]:
+    value = call.args[name]
+    if value is None:
+        if default is None:
+            raise call.fail(f"{call.written}: '{name}' is required", "AOT203")
+        return (default,) * n
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * n
+    return call.ints(name, length=n)  # type: ignore[return-value]
+
+
+def _need_batch(call: FnCall, x: Tensor, spatial: int) -> None:
+    if x.ndim != spatial + 2:
+        raise call.fail(
+            f"{call.written} with a {spatial}-D window expects inputs of rank {spatial + 2} "
+            f"(batch, *spatial, features), got {x.describe()}",
+            hint="add a batch dimension with x[None] or reshape extra batch dimensions",
+        )
+
+
+# ------------------------------------------------------------- Dense
+
+
+@layer("Dense", "inputs, features, bias=True, dtype=None, param_dtype=float32, precision=None, "
+       "kernel_init=lecun_normal, bias_init=zeros", "layers/dense.j2",
+       "fully connected layer: kernel (in, features), bias (features,)")
+def dense(call: LayerCall) -> Tensor:
+    x = call.tensor("inputs", floating=True)
+    if x.ndim == 0:
+        raise call.fail(f"nn.Dense expects at least a 1-D input, got {x.describe()}")
+    features = call.int("features", minimum=1)
+    pdt = call.dtype("param_dtype")
+    kernel = call.param("kernel", (x.shape[-1], features), pdt, call.initializer("kernel_init"))
+    use_bias = call.bool("bias")
+    bias = call.param("bias", (features,), pdt, call.initializer("bias_init")) if use_bias else None
+    dtype = compute_dtype(call, x.dtype, pdt)
+    out = call.out((*x.shape[:-1], features), dtype)
+    bias_code = Code.of(" + ", cast(bias, pdt, dtype)) if bias is not None else Code(("",))
+    call.emit("layers/dense.j2", {"x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
+                                  "bias": bias_code}, [out], stem="dense")
+    return out
+
+
+# ------------------------------------------------------------- Conv
+
+
+def _padding(call: LayerCall, n: int) -> tuple[Code, str | tuple]:
+    padding = call.args["padding"]
+    if isinstance(padding, str):
+        up = padding.upper()
+        if up not in ("SAME", "VALID"):
+            raise call.fail(f"{call.written}: padding {padding!r} is not supported; use 'SAME', "
+                            "'VALID' or explicit (low, high) pairs", "AOT203")
+        return Code((f'"{up}"',)), up
+    if isinstance(padding, int) and not isinstance(padding, bool):
+        pairs = tuple((padding, padding) for _ in range(n))
+    elif isinstance(padding, (tuple, list)) and len(padding) == n:
+        pairs = tuple(
+            (p, p) if isinstance(p, int) else tuple(p) for p in padding  # type: ignore[misc]
+        )
+    else:
+        raise call.fail(f"{call.written}: padding must be 'SAME', 'VALID', an int or {n} "
+                        f"(low, high) pairs, got {padding!r}", "AOT203")
+    return Code((repr(pairs),)), pairs
+
+
+def _dimension_numbers(n: int) -> str:
+    spatial = "DHW"[3 - n:] if n <= 3 else None
+    if spatial is None:
+        raise CallError("AOT203", "convolutions over more than 3 spatial dimensions are not "
+                        "supported")
+    return f'("N{spatial}C", "{spatial}IO", "N{spatial}C")'
+
+
+@layer("Conv", "inputs, features, kernel_size, strides=None, padding='SAME', "
+       "input_dilation=None, kernel_dilation=None, feature_group_count=1, bias=True, "
+       "dtype=None, param_dtype=float32, precision=None, kernel_init=lecun_normal, "
+       "bias_init=zeros", "layers/conv.j2",
+       "convolution, channels last: kernel (*window, in // groups, features)")
+def conv(call: LayerCall) -> Tensor:
+    x = call.tensor("inputs", floating=True)
+    ks = call.args["kernel_size"]
+    ks = (ks,) if isinstance(ks, int) and not isinstance(ks, bool) else call.ints("kernel_size")
+    n = len(ks)
+    _need_batch(call, x, n)
+    features = call.int("features", minimum=1)
+    groups = call.int("feature_group_count", minimum=1)
+    strides = tuple_arg(call, "strides", n, 1)
+    lhs_dil = tuple_arg(call, "input_dilation", n, 1)
+    rhs_dil = tuple_arg(call, "kernel_dilation", n, 1)
+    pad_code, pad = _padding(call, n)
+    cin = x.shape[-1]
+    if cin % groups or features % groups:
+        raise call.fail(f"{call.written}: input features {cin} and features {features} must be "
+                        f"divisible by feature_group_count={groups}")
+    pdt = call.dtype("param_dtype")
+    kshape = (*ks, cin // groups, features)
+    try:
+        shape = sh.conv_output_shape(x.shape, kshape, strides, pad, lhs_dil, rhs_dil, groups)
+    except sh.ShapeError as e:
+        raise call.fail(f"{call.written}: {e}", "AOT210") from None
+    kernel = call.param("kernel", kshape, pdt, call.initializer("kernel_init"))
+    bias = call.param("bias", (features,), pdt, call.initializer("bias_init")) \
+        if call.bool("bias") else None
+    dtype = compute_dtype(call, x.dtype, pdt)
+    out = call.out(shape, dtype)
+    extra = ""
+    if any(d != 1 for d in lhs_dil):
+        extra += f", lhs_dilation={lhs_dil!r}"
+    if any(d != 1 for d in rhs_dil):
+        extra += f", rhs_dilation={rhs_dil!r}"
+    if groups != 1:
+        extra += f", feature_group_count={groups}"
+    call.emit("layers/conv.j2", {
+        "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
+        "strides": repr(strides), "padding": pad_code, "extra": extra,
+        "dimension_numbers": _dimension_numbers(n),
+        "bias": Code.of(" + ", cast(bias, pdt, dtype)) if bias is not None else "",
+    }, [out], stem="conv")
+    return out
+
+
+# ------------------------------------------------------------- Embed
+
+
+@layer("Embed", "inputs, num_embeddings, features, dtype=None, param_dtype=float32, "
+       "embedding_init=embed_init", "layers/embed.j2",
+       "embedding lookup: embedding (num_embeddings, features)")
+def embed(call: LayerCall) -> Tensor:
+    x = call.tensor("inputs")
+    if not dt.is_integer(x.dtype):
+        raise call.fail(f"nn.Embed expects integer indices, got {x.describe()}",
+                        hint="cast token ids with x.astype(jnp.int32)")
+    n = call.int("num_embeddings", minimum=1)
+    features = call.int("features", minimum=1)
+    pdt = call.dtype("param_dtype")
+    table = call.param("embedding", (n, features), pdt, call.initializer("embedding_init"))
+    dtype = call.dtype("dtype") or pdt
+    out = call.out((*x.shape, features), dtype)
+    call.emit("layers/embed.j2", {"table": cast(table, pdt, dtype), "x": x}, [out], stem="embed")
+    return out
+
+
+# ------------------------------------------------------------- LayerNorm
+
+
+@layer("LayerNorm", "x, epsilon=1e-06, dtype=None, param_dtype=float32, bias=True, scale=True, "
+       "bias_init=zeros, scale_init=ones, reduction_axes=-1, feature_axes=-1",
+       "layers/layer_norm.j2",
+       "layer normalization over the last axis: scale (C,), bias (C,); statistics in float32")
+def layer_norm(call: LayerCall) -> Tensor:
+    x = call.tensor("x", floating=True)
+    if call.args["reduction_axes"] not in (-1, (-1,), x.ndim - 1) or \
+            call.args["feature_axes"] not in (-1, (-1,), x.ndim - 1):
+        raise call.fail("nn.LayerNorm supports reduction_axes=-1 and feature_axes=-1 only",
+                        "AOT203")
+    eps = call.static("epsilon", float, int)
+    pdt = call.dtype("param_dtype")
+    c = x.shape[-1]
+    stat = dt.result_type((x.dtype, False), ("float32", False))[0]
+    scale = call.param("scale", (c,), pdt, call.initializer("scale_init")) \
+        if call.bool("scale") else None
+    bias = call.param("bias", (c,), pdt, call.initializer("bias_init")) \
+        if call.bool("bias") else None
+    dtype = call.dtype("dtype") or dt.result_type(
+        (x.dtype, False), *[(pdt, False) for p in (scale, bias) if p is not None])[0]
+    out = call.out(x.shape, dtype)
+    call.emit("layers/layer_norm.j2", {
+        "x": cast(x, x.dtype, stat), "eps": repr(float(eps)),
+        "scale": Code.of(" * ", scale) if scale is not None else "",
+        "bias": Code.of(" + ", bias) if bias is not None else "",
+        "cast": f".astype(jnp.{dtype})" if dtype != stat else "",
+    }, [out], stem="norm", temps=("xf", "mean", "var"))
+    return out
+
+
+# ------------------------------------------------------------- pooling
+
+
+def _pool(kind: str) -> Callable[[FnCall], Tensor]:
+    def rule(call: FnCall) -> Tensor:
+        x = call.tensor("inputs")
+        window = call.ints("window_shape")
+        n = len(window)  # type: ignore[arg-type]
+        _need_batch(call, x, n)
+        strides = tuple_arg(call, "strides", n, 1)
+        padding = call.args["padding"]
+        if isinstance(padding, str):
+            pad_code = f'"{padding.upper()}"'
+            pad: Any = padding.upper()
+        else:
+            pairs = tuple(tuple(p) for p in padding)
+            pad = pairs
+            pad_code = repr(((0, 0), *pairs, (0, 0)))
+        try:
+            shape = sh.pool_output_shape(x.shape, window, strides, pad)
+        except sh.ShapeError as e:
+            raise call.fail(f"{call.written}: {e}", "AOT210") from None
+        out = call.out(shape, x.dtype)
+        size = 1
+        for w in window:  # type: ignore[union-attr]
+            size *= w
+        call.emit(f"layers/{kind}_pool.j2", {
+            "x": x, "dims": repr((1, *window, 1)), "strides": repr((1, *strides, 1)),  # type: ignore[misc]
+            "padding": pad_code, "size": repr(size),
+        }, [out], stem="pool")
+        return out
+
+    return rule
+
+
+nn_function("max_pool", "inputs, window_shape, strides=None, padding='VALID'",
+            "layers/max_pool.j2", "max pooling over spatial dims")(_pool("max"))
+nn_function("avg_pool", "inputs, window_shape, strides=None, padding='VALID', "
+            "count_include_pad=True", "layers/avg_pool.j2",
+            "average pooling over spatial dims")(_pool("avg"))

@@ -1,0 +1,206 @@
+"""The resolved program: what `resolve` produces and `emit` renders.
+
+Resolution turns each target into straight-line SSA code: every array value is
+a `Tensor` with a static shape and dtype, produced by exactly one `Op`.  Ops
+refer to their template (an entry of the operation table) and carry their
+template arguments as `Code`: fragments of Python text interleaved with the
+tensors they read, so naming can be decided later, by `emit`, with liveness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from .diagnostics import Span
+from .dtypes import short_name
+
+
+class Var:
+    """A value of the emitted program that gets a variable name (identity = object)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TreeVar(Var):
+    """A non-array value bound to a variable, e.g. a submodule's new state subtree."""
+
+    #: What it holds, for comments.
+    description: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Tensor(Var):
+    """An array value known at build time only by its type (identity = object)."""
+
+    #: Static shape.
+    shape: tuple[int, ...]
+    #: JAX dtype name ("float32", ...).
+    dtype: str
+    #: JAX weak type (Python-scalar-derived values).
+    weak: bool = False
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def describe(self) -> str:
+        """`f32[8, 10]`, the notation used in messages and comments."""
+        return describe(self.shape, self.dtype)
+
+
+def describe(shape: tuple[int, ...], dtype: str) -> str:
+    return f"{short_name(dtype)}[{', '.join(str(d) for d in shape)}]"
+
+
+#: A fragment of generated code: text, or a variable rendered as its name.
+Fragment = Union[str, Var]
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """Python code with holes for tensors; rendered once names are assigned."""
+
+    parts: tuple[Fragment, ...]
+
+    @staticmethod
+    def of(*parts: "Fragment | Code") -> "Code":
+        out: list[Fragment] = []
+        for p in parts:
+            out.extend(p.parts if isinstance(p, Code) else (p,))
+        return Code(tuple(out))
+
+    @staticmethod
+    def join(sep: str, items: "list[Code]") -> "Code":
+        out: list[Fragment] = []
+        for i, item in enumerate(items):
+            if i:
+                out.append(sep)
+            out.extend(item.parts)
+        return Code(tuple(out))
+
+    def vars(self) -> list[Var]:
+        return [p for p in self.parts if isinstance(p, Var)]
+
+    def render(self, names: dict[int, str]) -> str:
+        return "".join(names[id(p)] if isinstance(p, Var) else p for p in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One emitted statement group: a template rendered with code arguments."""
+
+    #: Template name under templates/ (e.g. "ops/call.j2", "layers/dense.j2").
+    template: str
+    #: Template arguments: `Code` values (tensors become names) by name.
+    args: tuple[tuple[str, Code], ...]
+    #: Variables it defines, in order (named `out`/`outs` in the template).
+    outputs: tuple[Var, ...]
+    #: Names of scratch variables the template needs (given unique names).
+    temps: tuple[str, ...]
+    #: The DSL expression it came from.
+    span: Span
+    #: Default variable-name stem for outputs ("dense", "conv", ...).
+    stem: str
+
+    def inputs(self) -> list[Var]:
+        out: list[Var] = []
+        for _, code in self.args:
+            out.extend(code.vars())
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ParamDecl:
+    """A parameter (or state variable) of the Linen-style variable tree."""
+
+    #: Path below the collection root, e.g. ("block_0", "Conv_0", "kernel").
+    path: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    #: Code of the initializer callable `(key, shape, dtype) -> array`.
+    init: str
+    #: Where it was declared.
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    """One emitted function: a specialization of a user module method."""
+
+    #: Emitted function name (unique in the file).
+    name: str
+    #: `ClassName.method(hparams)` description for the docstring.
+    doc: str
+    #: Whether it takes `params` (some parameter below it exists).
+    takes_params: bool
+    #: State collections it reads and returns, in order ("batch_stats", ...).
+    state_collections: tuple[str, ...]
+    #: Whether it takes `rng`.
+    takes_rng: bool
+    #: Array inputs: (argument name, tensor).
+    inputs: tuple[tuple[str, Tensor], ...]
+    #: Body, in order.
+    body: tuple[Op, ...]
+    #: Return expression (a tuple/dict display over tensors).
+    result: Code
+    #: Output tensors in `result` (flattened, in display order).
+    result_tensors: tuple[Tensor, ...]
+    #: Where the method is defined.
+    span: Span
+    #: New state per collection it returns: (collection, dict display code).
+    state_result: tuple[tuple[str, Code], ...] = ()
+    #: Preferred variable names, id(var) -> DSL name (from assignments).
+    hints: dict[int, str] = field(default_factory=dict, compare=False, hash=False)
+    #: Nested function definitions rendered inside this one (e.g. scan steps).
+    nested: tuple["Function", ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TargetProgram:
+    """Everything emit needs for one `aot.target`."""
+
+    name: str
+    #: Emitted function implementing the entry method.
+    entry: str
+    #: `Function` object of the entry (for its signature).
+    function: Function
+    #: Input name -> (shape, dtype), in apply-signature order.
+    inputs: tuple[tuple[str, tuple[int, ...], str], ...]
+    params: tuple[ParamDecl, ...]
+    #: State variables: path starts with the collection name.
+    state: tuple[ParamDecl, ...]
+    #: Output structure as code over the entry's results (for docs).
+    outputs: tuple[tuple[tuple[int, ...], str], ...]
+    stochastic: bool
+    platforms: tuple[str, ...]
+    devices: int
+    #: Description of the module and hyperparameters.
+    description: str
+    span: Span
+    #: Symbolic dims by input name (later issues); empty for fixed shapes.
+    symbolic: tuple[tuple[str, tuple[object, ...]], ...] = ()
+    options: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UserFunction:
+    """A function of the model file emitted verbatim (a user initializer)."""
+
+    name: str
+    source: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class FileProgram:
+    """A resolved model file."""
+
+    relpath: str
+    source_sha256: str
+    functions: tuple[Function, ...]
+    targets: tuple[TargetProgram, ...]
+    user_functions: tuple[UserFunction, ...]
+    #: Module-level constants the emitted code references (name, code).
+    constants: tuple[tuple[str, str], ...] = field(default=())

@@ -1,0 +1,1262 @@
+"""Resolve: interpret a model file statically into a `FileProgram`.
+
+Every expression evaluates to a static value (numbers, tuples, dtypes, module
+references...) or a `Tensor` known by shape and dtype.  Static control flow is
+executed here (loops unrolled, branches pruned); array operations go through
+the operation table, which checks them and records an `Op`.  User modules are
+specialized per distinct hyperparameters and input types, one emitted function
+each.  Errors are located diagnostics; after an error the statement's targets
+are bound to `POISON` so one mistake does not cascade into many.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from . import dtypes as dt
+from . import ir, namespaces
+from .diagnostics import BuildError, Diagnostic, InternalError, Note, Reporter, Span
+from .ops import REGISTRY, CallError, Entry
+from .ops import initializers as inits
+from .ops.calls import FnCall, LayerCall, value_code
+from .program import (
+    Code,
+    FileProgram,
+    Function,
+    ParamDecl,
+    TargetProgram,
+    Tensor,
+    TreeVar,
+    UserFunction,
+    Var,
+    describe,
+)
+from .scopes import FunctionState, Scope, name_hash, subscript_path
+from .values import (
+    POISON,
+    BoundMethod,
+    Closure,
+    DType,
+    Env,
+    Initializer,
+    InitializerFactory,
+    ModuleRef,
+    Namespace,
+    OpRef,
+    Poison,
+    SelfValue,
+    SharedModule,
+    Spec,
+    SpecDType,
+    StaticBuiltin,
+    StaticError,
+    UserModule,
+    contains_poison,
+    describe_value,
+    is_static,
+    static_key,
+)
+
+#: Guard against runaway unrolling (a `range(10**9)` typo).
+MAX_UNROLL = 100_000
+MAX_CALL_DEPTH = 200
+
+
+class _Abort(Exception):
+    """Stop resolving the current statement; the diagnostic is already recorded."""
+
+
+class _Return(Exception):
+    def __init__(self, value: Any):
+        self.value = value
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
+@dataclass
+class Frame:
+    """An activation: variables, the function being built and the module scope."""
+
+    env: Env
+    fn: FunctionState | None
+    scope: Scope | None
+    #: Module whose method this is (for `self`).
+    module: ModuleRef | None = None
+
+
+@dataclass
+class TargetDecl:
+    name: str
+    module: ModuleRef
+    specs: dict[str, Spec]
+    method: str
+    platforms: tuple[str, ...]
+    devices: int
+    span: Span
+
+
+@dataclass
+class Specialization:
+    """A resolved user-module method: its function and what callers must wire up."""
+
+    function: Function
+    params: dict[tuple[str, ...], ParamDecl]
+    state: dict[tuple[str, tuple[str, ...]], ParamDecl]
+    #: Output structure: the return value with fresh tensors (copied per call).
+    result: Any
+
+
+class Resolver:
+    """Resolves one model file."""
+
+    def __init__(self, model: ir.ModelFile):
+        self.model = model
+        self.reporter = Reporter()
+        self.globals = Env()
+        self.targets: list[TargetDecl] = []
+        self.cache: dict[Any, Specialization] = {}
+        self.functions: list[Function] = []
+        self.fn_names: dict[str, int] = {}
+        self.user_inits: dict[str, Closure] = {}
+        self.depth = 0
+        self._reported: set[tuple] = set()
+
+    # ================================================================ driver
+
+    def run(self) -> FileProgram:
+        self._bind_imports()
+        top = Frame(self.globals, None, None)
+        for stmt in self.model.body:
+            if isinstance(stmt, ir.ClassDef):
+                self._classdef(stmt)
+            else:
+                self._exec_guarded(stmt, top)
+        targets = []
+        for decl in self.targets:
+            try:
+                targets.append(self._resolve_target(decl))
+            except _Abort:
+                pass
+        if not self.targets and not self.reporter.diagnostics:
+            pass  # a file without targets emits helpers only
+        self.reporter.raise_if_errors()
+        sha = hashlib.sha256(self.model.file.text.encode()).hexdigest()
+        user = tuple(
+            UserFunction(c.name, c.definition.source, c.span)  # type: ignore[union-attr]
+            for c in sorted(self.user_inits.values(), key=lambda c: c.span.line)
+        )
+        return FileProgram(self.model.relpath, sha, tuple(self.functions), tuple(targets), user)
+
+    def error(self, code: str, message: str, span: Span | None, *, hint: str | None = None,
+              notes: tuple[Note, ...] = ()) -> _Abort:
+        key = (code, message, span.line if span else 0, span.col if span else 0)
+        if key not in self._reported:
+            self._reported.add(key)
+            self.reporter.error(code, message, span, hint=hint, notes=notes)
+        return _Abort()
+
+    def _bind_imports(self) -> None:
+        for imp in self.model.imports:
+            value = namespaces.namespace_for(imp.module, imp.member)
+            if value is None:
+                self.error("AOT104", f"'{imp.member}' cannot be imported from '{imp.module}'",
+                           imp.span)
+                continue
+            self.globals.set(imp.alias, value)
+
+    def _classdef(self, cls: ir.ClassDef) -> None:
+        ok = False
+        for base in cls.bases:
+            try:
+                value = self.eval(base, Frame(self.globals, None, None))
+            except _Abort:
+                return
+            ok = ok or value is namespaces.MODULE_BASE
+        if not ok:
+            self.error("AOT320", f"class {cls.name} must subclass nn.Module", cls.name_span,
+                       hint=f"write: class {cls.name}(nn.Module):")
+            return
+        if not any(m.name == "apply" for m in cls.methods):
+            self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
+        self.globals.set(cls.name, ModuleRef(UserModule(cls.name, cls, self.globals)))
+
+    # ================================================================ targets
+
+    def _resolve_target(self, decl: TargetDecl) -> TargetProgram:
+        module = decl.module.module
+        if not isinstance(module, UserModule):
+            raise self.error("AOT401", "a target must name a user module (class M(nn.Module))",
+                             decl.span)
+        method = module.method(decl.method)
+        if method is None:
+            raise self.error("AOT402", f"module {module.name} has no method '{decl.method}'",
+                             decl.span)
+        names = [p.name for p in method.params.params[1:]]
+        unknown = [k for k in decl.specs if k not in names]
+        if unknown:
+            raise self.error(
+                "AOT403", f"target '{decl.name}': {module.name}.{decl.method} has no input "
+                f"'{unknown[0]}'", decl.specs[unknown[0]].span,
+                hint=f"its arguments are: {', '.join(names)}")
+        kwargs: dict[str, Any] = {}
+        for k, spec in decl.specs.items():
+            if not all(isinstance(d, int) and d >= 0 for d in spec.shape):
+                raise self.error("AOT404", "symbolic dimensions are not supported yet; use "
+                                 "fixed sizes", spec.span)
+            kwargs[k] = Tensor(tuple(spec.shape), spec.dtype)
+        spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span, entry=True)
+        fn = spec_.function
+        inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs)
+        missing = [k for k in decl.specs if k not in dict(fn.inputs)]
+        if missing:
+            raise self.error("AOT405", f"target input '{missing[0]}' is not an array input",
+                             decl.specs[missing[0]].span)
+        params = tuple(spec_.params.values())
+        state = tuple(ParamDecl((c, *p), d.shape, d.dtype, d.init, d.span)
+                      for (c, p), d in spec_.state.items())
+        outs = tuple((t.shape, t.dtype) for t in _tensors(spec_.result))
+        hp = ", ".join(f"{k}={_short(v)}" for k, v in decl.module.bound)
+        return TargetProgram(
+            name=decl.name, entry=fn.name, function=fn, inputs=inputs, params=params,
+            state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
+            devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
+            span=decl.span)
+
+    def _target_call(self, call: ir.Call, frame: Frame, args: list, kwargs: dict) -> None:
+        span = call.span
+        if len(args) != 2 or not isinstance(args[0], str):
+            raise self.error("AOT400", "aot.target takes a name and a module: "
+                             "aot.target(\"name\", Module, x=aot.f32[...])", span)
+        name, module = args
+        if isinstance(module, ModuleRef) and not isinstance(module.module, UserModule):
+            raise self.error("AOT401", "a target must name a user module", call.args[1].span)
+        if not isinstance(module, ModuleRef):
+            raise self.error("AOT401", f"a target must name a module, got "
+                             f"{describe_value(module)}", call.args[1].span)
+        if not name.isidentifier():
+            raise self.error("AOT406", f"target name {name!r} is not a Python identifier",
+                             call.args[0].span)
+        if any(t.name == name for t in self.targets):
+            raise self.error("AOT407", f"target '{name}' is declared twice", span)
+        platforms = kwargs.pop("platforms", ("cpu",))
+        if isinstance(platforms, str):
+            platforms = (platforms,)
+        bad = [p for p in platforms if p not in ("cpu", "cuda", "tpu")]
+        if bad or not platforms:
+            raise self.error("AOT408", f"unknown platform {bad[0] if bad else '()'}: expected "
+                             "cpu, cuda or tpu", span)
+        devices = kwargs.pop("devices", 1)
+        method = kwargs.pop("method", "apply")
+        specs: dict[str, Spec] = {}
+        for k, v in kwargs.items():
+            if not isinstance(v, Spec):
+                kw = next((kw for kw in call.keywords if kw.name == k), None)
+                raise self.error(
+                    "AOT409", f"target input '{k}' must be a spec such as aot.f32[8, 784], got "
+                    f"{describe_value(v)}", kw.span if kw else span,
+                    hint="bind hyperparameters with Module.partial(...)")
+            specs[k] = v
+        self.targets.append(TargetDecl(name, module, specs, method, tuple(platforms),
+                                       int(devices), span))
+
+    # ================================================================ modules
+
+    def _specialize(self, ref: ModuleRef, method_name: str, args: list, kwargs: dict,
+                    span: Span, entry: bool = False) -> Specialization:
+        module: UserModule = ref.module
+        method = module.method(method_name)
+        assert method is not None
+        bound = self._bind(method.params, args, {**dict(ref.bound), **kwargs},
+                           f"{module.name}.{method_name}", span, skip_self=True,
+                           defaults_env=module.globals)
+        key = (id(module), method_name, tuple((k, static_key(v)) for k, v in bound.items()))
+        if key in self.cache:
+            return self.cache[key]
+        self.depth += 1
+        if self.depth > MAX_CALL_DEPTH:
+            raise self.error("AOT322", f"module {module.name} calls itself too deeply "
+                             "(recursive modules are not supported)", span)
+        try:
+            return self._build_specialization(ref, method, bound, key)
+        finally:
+            self.depth -= 1
+
+    def _build_specialization(self, ref: ModuleRef, method: ir.FunctionDef,
+                              bound: dict[str, Any], key: Any) -> Specialization:
+        module: UserModule = ref.module
+        fn = FunctionState()
+        env = Env(module.globals)
+        inputs: list[tuple[str, Tensor]] = []
+        for name, value in bound.items():
+            if isinstance(value, (tuple, list, dict)) and not is_static(value):
+                raise self.error(
+                    "AOT326", f"argument '{name}' of {module.name}.{method.name} is a container "
+                    "of arrays; pass the arrays as separate arguments", method.name_span)
+            fresh = _fresh(value, fn, name)
+            if fresh is not value:
+                inputs.append((name, fresh))  # type: ignore[arg-type]
+            env.set(name, fresh)
+        scope = Scope(fn, (), module.name)
+        frame = Frame(env, fn, scope, ref)
+        env.set(method.params.params[0].name if method.params.params else "self",
+                SelfValue(scope))
+        result: Any = None
+        try:
+            self._exec_block(method.body, frame)
+        except _Return as r:
+            result = r.value
+        if contains_poison(result):
+            raise _Abort()
+        self._check_result(result, method)
+        fname = self._function_name(module.name if method.name == "apply"
+                                    else f"{module.name}_{method.name}")
+        hp = ", ".join(f"{k}={_short(v)}" for k, v in bound.items() if is_static(v))
+        result_code, leaves = _result_code(result, fn)
+        function = Function(
+            name=fname, doc=f"{module.name}.{method.name}({hp})",
+            takes_params=bool(fn.params), state_collections=tuple(fn.collections),
+            takes_rng=fn.takes_rng, inputs=tuple((n, t) for n, t in inputs if isinstance(t, Var)),
+            body=tuple(fn.ops), result=result_code, result_tensors=tuple(leaves),
+            span=method.span, state_result=_state_result(fn), hints=dict(fn.hints))
+        self.functions.append(function)
+        self.user_inits.update(fn.user_inits)
+        spec = Specialization(function, dict(fn.params), dict(fn.state), result)
+        self.cache[key] = spec
+        return spec
+
+    def _function_name(self, base: str) -> str:
+        n = self.fn_names.get(base, 0)
+        self.fn_names[base] = n + 1
+        return base if n == 0 else f"{base}_{n}"
+
+    def _check_result(self, result: Any, method: ir.FunctionDef) -> None:
+        for leaf in _leaves(result):
+            if not isinstance(leaf, Tensor) and leaf is not None:
+                raise self.error(
+                    "AOT323", f"{method.name} must return arrays (or tuples of arrays), found "
+                    f"{describe_value(leaf)}", method.name_span)
+        if isinstance(result, dict):
+            raise self.error("AOT323", "modules returning dicts are not supported yet; return "
+                             "a tuple", method.name_span)
+
+    def _call_user_module(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
+                          frame: Frame, name: Any = None, shared: SharedModule | None = None,
+                          method: str = "apply") -> Any:
+        fn, scope = self._need_module_frame(frame, span, ref.class_name)
+        if shared is not None:
+            child_name, parent = shared.name, shared.scope
+        else:
+            child_name, parent = scope.child_name(ref.class_name, name, span), scope
+        spec = self._specialize(ref, method, args, kwargs, span)
+        callee = spec.function
+        prefix = parent.prefix + (child_name,)
+        for path, decl in spec.params.items():
+            full = prefix + path
+            existing = fn.params.get(full)
+            if existing is not None and (existing.shape, existing.dtype) != (decl.shape,
+                                                                              decl.dtype):
+                raise self.error("AOT312", f"shared module '{child_name}' called with inputs "
+                                 "that change its parameter shapes", span,
+                                 notes=(Note("first declared here", existing.span),))
+            fn.params.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init,
+                                                 decl.span))
+        call_args: list[Code] = []
+        if callee.takes_params:
+            call_args.append(Code((subscript_path("params", prefix),)))
+        for coll in callee.state_collections:
+            fn.use_collection(coll)
+            for (c, path), decl in spec.state.items():
+                if c == coll:
+                    fn.state.setdefault((c, prefix + path), decl)
+            current = fn.state_values.get((coll, prefix))
+            call_args.append(Code((current,)) if isinstance(current, Var)
+                             else Code((subscript_path(coll, prefix),)))
+        bound_inputs = dict(self._bind(ref.module.method(method).params, args,
+                                       {**dict(ref.bound), **kwargs}, ref.class_name, span,
+                                       skip_self=True, defaults_env=ref.module.globals))
+        for pname, _ in callee.inputs:
+            call_args.append(value_code(bound_inputs[pname]))
+        if callee.takes_rng:
+            fn.takes_rng = True
+            call_args.append(Code((f"rng=jax.random.fold_in(rng, "
+                                   f"{name_hash('/'.join(prefix))})",)))
+        result = _copy_result(spec.result, fn)
+        outs: list[Var] = list(_tensors(result))
+        new_state = [TreeVar(f"new {c}") for c in callee.state_collections]
+        for coll, var in zip(callee.state_collections, new_state):
+            fn.state_values[(coll, prefix)] = var
+        target = _unpack_code(spec.result, result, new_state)
+        fn.emit("ops/module_call.j2",
+                {"target": target, "call": Code.of(callee.name, "(", Code.join(", ", call_args),
+                                                   ")")},
+                tuple(outs) + tuple(new_state), span, ref.class_name.lower())
+        return result
+
+    def _need_module_frame(self, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
+                                                                               Scope]:
+        if frame.fn is None or frame.scope is None:
+            raise self.error("AOT324", f"{what} can only be called inside a module's apply",
+                             span)
+        return frame.fn, frame.scope
+
+    def _call_layer(self, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
+                    frame: Frame, bound_kwargs: dict | None = None, name: Any = None,
+                    shared: SharedModule | None = None) -> Any:
+        fn, scope = self._need_module_frame(frame, span, written)
+        merged = {**(bound_kwargs or {}), **kwargs}
+        try:
+            bound = entry.signature.bind(written, args, merged)
+            if entry.kind == "layer":
+                if shared is not None:
+                    child = shared.scope.child(shared.name, entry.name)
+                else:
+                    child_name = scope.child_name(entry.linen_name or entry.name, name, span)
+                    child = scope.child(child_name, entry.name)
+                call = LayerCall(entry, written, bound, list(args), merged, span, fn, scope=child)
+            else:
+                if name is not None:
+                    raise CallError("AOT310", f"{written} has no parameters and takes no name=")
+                call = FnCall(entry, written, bound, list(args), merged, span, fn)
+            return entry.rule(call)
+        except CallError as e:
+            raise self.error(e.code, e.message, e.span or span, hint=e.hint,
+                             notes=e.notes) from None
+
+    # ================================================================ statements
+
+    def _exec_guarded(self, stmt: ir.Stmt, frame: Frame) -> None:
+        try:
+            self._exec(stmt, frame)
+        except _Abort:
+            for name in _assigned_names(stmt):
+                frame.env.set(name, POISON)
+
+    def _exec_block(self, body: tuple[ir.Stmt, ...], frame: Frame) -> None:
+        for stmt in body:
+            self._exec_guarded(stmt, frame)
+
+    def _exec(self, stmt: ir.Stmt, frame: Frame) -> None:
+        method = getattr(self, "_stmt_" + type(stmt).__name__)
+        method(stmt, frame)
+
+    def _stmt_Assign(self, stmt: ir.Assign, frame: Frame) -> None:
+        value = self.eval(stmt.value, frame)
+        for target in stmt.targets:
+            self._assign(target, value, frame)
+
+    def _stmt_AnnAssign(self, stmt: ir.AnnAssign, frame: Frame) -> None:
+        if stmt.value is not None:
+            self._assign(stmt.target, self.eval(stmt.value, frame), frame)
+
+    def _stmt_AugAssign(self, stmt: ir.AugAssign, frame: Frame) -> None:
+        current = self.eval(stmt.target, frame)
+        value = self._binop(stmt.op, current, self.eval(stmt.value, frame), stmt.span, frame)
+        self._assign(stmt.target, value, frame)
+
+    def _stmt_ExprStmt(self, stmt: ir.ExprStmt, frame: Frame) -> None:
+        if isinstance(stmt.value, ir.Constant) and isinstance(stmt.value.value, str):
+            return  # a docstring or comment string
+        self.eval(stmt.value, frame)
+
+    def _stmt_Return(self, stmt: ir.Return, frame: Frame) -> None:
+        raise _Return(self.eval(stmt.value, frame) if stmt.value is not None else None)
+
+    def _stmt_If(self, stmt: ir.If, frame: Frame) -> None:
+        test = self._truth(stmt.test, frame)
+        self._exec_block(stmt.body if test else stmt.orelse, frame)
+
+    def _stmt_For(self, stmt: ir.For, frame: Frame) -> None:
+        iterable = self.eval(stmt.iter, frame)
+        for i, item in enumerate(self._iterate(iterable, stmt.iter.span)):
+            if i >= MAX_UNROLL:
+                raise self.error("AOT330", f"loop unrolls more than {MAX_UNROLL} iterations",
+                                 stmt.iter.span)
+            self._assign(stmt.target, item, frame)
+            try:
+                self._exec_block(stmt.body, frame)
+            except _Break:
+                return
+            except _Continue:
+                continue
+        self._exec_block(stmt.orelse, frame)
+
+    def _stmt_Break(self, stmt: ir.Break, frame: Frame) -> None:
+        raise _Break()
+
+    def _stmt_Continue(self, stmt: ir.Continue, frame: Frame) -> None:
+        raise _Continue()
+
+    def _stmt_Pass(self, stmt: ir.Pass, frame: Frame) -> None:
+        pass
+
+    def _stmt_Raise(self, stmt: ir.Raise, frame: Frame) -> None:
+        message = "raised an error"
+        if isinstance(stmt.exc, ir.Call) and stmt.exc.args:
+            value = self.eval(stmt.exc.args[0], frame)
+            message = str(value)
+        raise self.error("AOT300", f"model raised: {message}", stmt.span)
+
+    def _stmt_Assert(self, stmt: ir.Assert, frame: Frame) -> None:
+        if not self._truth(stmt.test, frame):
+            msg = str(self.eval(stmt.msg, frame)) if stmt.msg is not None else "assertion failed"
+            raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
+
+    def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
+        for d in stmt.decorators:
+            value = self.eval(d, frame)
+            if value is not namespaces.MODULE_METHOD:
+                raise self.error("AOT325", "decorators are not supported on functions", d.span)
+        defaults = {p.name: self.eval(p.default, frame) for p in stmt.params.params
+                    if p.default is not None}
+        frame.env.set(stmt.name, Closure(stmt.name, stmt.params, stmt.body, frame.env, stmt.span,
+                                         stmt, defaults, toplevel=frame.fn is None))
+
+    # ================================================================ assignment
+
+    def _assign(self, target: ir.Expr, value: Any, frame: Frame) -> None:
+        if isinstance(target, ir.Name):
+            frame.env.set(target.id, value)
+            if frame.fn is not None:
+                frame.fn.hint(value, target.id)
+            return
+        if isinstance(target, (ir.TupleExpr, ir.ListExpr)):
+            items = self._unpack(value, len(target.elts), target)
+            for t, v in zip(target.elts, items):
+                self._assign(t, v, frame)
+            return
+        if isinstance(target, ir.Attribute):
+            receiver = self.eval(target.value, frame)
+            raise self.error("AOT331", f"cannot set attribute '{target.attr}' of "
+                             f"{describe_value(receiver)}", target.span)
+        if isinstance(target, ir.Subscript):
+            container = self.eval(target.value, frame)
+            index = self.eval(target.index, frame)
+            if isinstance(container, (list, dict)) and is_static(index):
+                try:
+                    container[index] = value  # type: ignore[index]
+                except (IndexError, KeyError, TypeError) as e:
+                    raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
+                return
+            if isinstance(container, Tensor):
+                raise self.error("AOT332", "arrays are immutable; use x.at[index].set(value)",
+                                 target.span)
+            raise self.error("AOT332", f"cannot assign items of {describe_value(container)}",
+                             target.span)
+        raise self.error("AOT331", "cannot assign to this expression", target.span)
+
+    def _unpack(self, value: Any, n: int, target: ir.Expr) -> list[Any]:
+        if isinstance(value, Poison):
+            return [POISON] * n
+        if isinstance(value, Tensor):
+            raise self.error("AOT333", f"cannot unpack an array {value.describe()}; index it "
+                             "instead", target.span)
+        try:
+            items = list(value)
+        except TypeError:
+            raise self.error("AOT333", f"cannot unpack {describe_value(value)}",
+                             target.span) from None
+        if len(items) != n:
+            raise self.error("AOT333", f"expected {n} values to unpack, got {len(items)}",
+                             target.span)
+        return items
+
+    def _iterate(self, value: Any, span: Span) -> Iterator[Any]:
+        if isinstance(value, Poison):
+            raise _Abort()
+        if isinstance(value, Tensor):
+            raise self.error("AOT334", f"cannot loop over an array {value.describe()} at build "
+                             "time", span, hint="loop over range(x.shape[0]), or use "
+                             "jax.lax.scan for a loop inside the computation")
+        if isinstance(value, dict):
+            return iter(list(value))
+        try:
+            return iter(list(value))
+        except TypeError:
+            raise self.error("AOT334", f"cannot loop over {describe_value(value)}",
+                             span) from None
+
+    def _truth(self, expr: ir.Expr, frame: Frame) -> bool:
+        value = self.eval(expr, frame)
+        if isinstance(value, Poison):
+            raise _Abort()
+        if not is_static(value):
+            raise self.error(
+                "AOT335", f"this condition depends on an array value ({describe_value(value)}); "
+                "conditions must be static", expr.span,
+                hint="use jnp.where(cond, a, b) to select values elementwise")
+        return bool(value)
+
+    # ================================================================ expressions
+
+    def eval(self, expr: ir.Expr, frame: Frame) -> Any:
+        return getattr(self, "_eval_" + type(expr).__name__)(expr, frame)
+
+    def _eval_Constant(self, expr: ir.Constant, frame: Frame) -> Any:
+        return expr.value
+
+    def _eval_Name(self, expr: ir.Name, frame: Frame) -> Any:
+        found, value = frame.env.lookup(expr.id)
+        if found:
+            return value
+        if expr.id in namespaces.BUILTINS:
+            return namespaces.BUILTINS[expr.id]
+        if expr.id in ("open", "eval", "exec", "__import__", "compile", "globals", "locals",
+                       "getattr", "setattr", "vars", "input", "print", "breakpoint"):
+            raise self.error("AOT105", f"'{expr.id}' is not available in model files: model "
+                             "files are data, never executed", expr.span)
+        raise self.error("AOT340", f"name '{expr.id}' is not defined", expr.span)
+
+    def _eval_FString(self, expr: ir.FString, frame: Frame) -> Any:
+        out = []
+        for part in expr.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = self.eval(part.value, frame)
+            if not is_static(value):
+                raise self.error("AOT341", "f-strings may only format static values",
+                                 part.span)
+            if part.conversion == "r":
+                value = repr(value)
+            try:
+                out.append(format(value, part.format_spec or ""))
+            except (ValueError, TypeError) as e:
+                raise self.error("AOT341", f"bad format: {e}", part.span) from None
+        return "".join(out)
+
+    def _eval_TupleExpr(self, expr: ir.TupleExpr, frame: Frame) -> Any:
+        return tuple(self._elements(expr.elts, frame))
+
+    def _eval_ListExpr(self, expr: ir.ListExpr, frame: Frame) -> Any:
+        return list(self._elements(expr.elts, frame))
+
+    def _elements(self, elts: tuple[ir.Expr, ...], frame: Frame) -> list[Any]:
+        out: list[Any] = []
+        for e in elts:
+            if isinstance(e, ir.Starred):
+                out.extend(self._iterate(self.eval(e.value, frame), e.span))
+            else:
+                out.append(self.eval(e, frame))
+        return out
+
+    def _eval_DictExpr(self, expr: ir.DictExpr, frame: Frame) -> Any:
+        out: dict[Any, Any] = {}
+        for k, v in zip(expr.keys, expr.values):
+            if k is None:
+                out.update(self.eval(v, frame))
+            else:
+                key = self.eval(k, frame)
+                if not is_static(key):
+                    raise self.error("AOT342", "dict keys must be static", k.span)
+                out[key] = self.eval(v, frame)
+        return out
+
+    def _eval_Slice(self, expr: ir.Slice, frame: Frame) -> Any:
+        parts = [self.eval(p, frame) if p is not None else None
+                 for p in (expr.lower, expr.upper, expr.step)]
+        for p, node in zip(parts, (expr.lower, expr.upper, expr.step)):
+            if p is not None and not (isinstance(p, int) and not isinstance(p, bool)):
+                raise self.error("AOT343", f"slice bounds must be static ints, got "
+                                 f"{describe_value(p)}", node.span if node else expr.span,
+                                 hint="use jax.lax.dynamic_slice for array-valued offsets")
+        return slice(*parts)
+
+    def _eval_IfExp(self, expr: ir.IfExp, frame: Frame) -> Any:
+        return self.eval(expr.body if self._truth(expr.test, frame) else expr.orelse, frame)
+
+    def _eval_BoolOp(self, expr: ir.BoolOp, frame: Frame) -> Any:
+        value: Any = None
+        for v in expr.values:
+            value = self.eval(v, frame)
+            if not is_static(value):
+                raise self.error("AOT335", f"'{expr.op}' needs static operands; use "
+                                 "jnp.logical_and / jnp.logical_or for arrays", v.span)
+            if (expr.op == "and") != bool(value):
+                return value
+        return value
+
+    def _eval_UnaryOp(self, expr: ir.UnaryOp, frame: Frame) -> Any:
+        value = self.eval(expr.operand, frame)
+        if isinstance(value, Poison):
+            raise _Abort()
+        if expr.op == "not":
+            if isinstance(value, Tensor):
+                raise self.error("AOT335", "'not' needs a static operand; use "
+                                 "jnp.logical_not for arrays", expr.span)
+            return not value
+        if isinstance(value, Tensor):
+            name = {"-": "neg", "+": "pos", "~": "invert"}[expr.op]
+            return self._call_entry(REGISTRY.lookup("operator", name), f"'{expr.op}'", [value],
+                                    {}, expr.span, frame)
+        try:
+            return {"-": operator.neg, "+": operator.pos, "~": operator.invert}[expr.op](value)
+        except TypeError:
+            raise self.error("AOT344", f"bad operand for unary {expr.op}: "
+                             f"{describe_value(value)}", expr.span) from None
+
+    def _eval_BinOp(self, expr: ir.BinOp, frame: Frame) -> Any:
+        left = self.eval(expr.left, frame)
+        right = self.eval(expr.right, frame)
+        return self._binop(expr.op, left, right, expr.span, frame)
+
+    def _binop(self, op: str, left: Any, right: Any, span: Span, frame: Frame) -> Any:
+        if isinstance(left, Poison) or isinstance(right, Poison):
+            raise _Abort()
+        if isinstance(left, Tensor) or isinstance(right, Tensor):
+            name = _BINOP_NAMES.get(op)
+            if name is None or not (_array_like(left) and _array_like(right)):
+                raise self.error("AOT344", f"unsupported operand types for {op}: "
+                                 f"{describe_value(left)} and {describe_value(right)}", span)
+            return self._call_entry(REGISTRY.lookup("operator", name), f"'{op}'", [left, right],
+                                    {}, span, frame)
+        try:
+            return _STATIC_BINOPS[op](left, right)
+        except ZeroDivisionError:
+            raise self.error("AOT344", "division by zero in a static expression", span) from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise self.error("AOT344", f"bad operands for {op}: {describe_value(left)} and "
+                             f"{describe_value(right)} ({e})", span) from None
+
+    def _eval_Compare(self, expr: ir.Compare, frame: Frame) -> Any:
+        left = self.eval(expr.left, frame)
+        result: Any = True
+        for op, comp in zip(expr.ops, expr.comparators):
+            right = self.eval(comp, frame)
+            if isinstance(left, Tensor) or isinstance(right, Tensor):
+                if len(expr.ops) > 1 or op in ("in", "not in", "is", "is not"):
+                    raise self.error("AOT344", f"'{op}' is not supported on arrays", expr.span)
+                return self._binop(op, left, right, expr.span, frame)
+            if isinstance(left, Poison) or isinstance(right, Poison):
+                raise _Abort()
+            try:
+                ok = _STATIC_COMPARE[op](left, right)
+            except TypeError as e:
+                raise self.error("AOT344", f"cannot compare: {e}", expr.span) from None
+            if not ok:
+                return False
+            result = ok
+            left = right
+        return bool(result)
+
+    def _eval_Subscript(self, expr: ir.Subscript, frame: Frame) -> Any:
+        value = self.eval(expr.value, frame)
+        index = self.eval(expr.index, frame)
+        if isinstance(value, Poison) or contains_poison(index):
+            raise _Abort()
+        if isinstance(value, SpecDType):
+            return self._spec(value, index, expr)
+        if isinstance(value, Tensor):
+            return self._call_entry(REGISTRY.lookup("operator", "getitem"), "indexing",
+                                    [value, index], {}, expr.span, frame)
+        if not is_static(index):
+            raise self.error("AOT345", "indices of static values must be static", expr.span)
+        try:
+            return value[index]
+        except (IndexError, KeyError, TypeError) as e:
+            raise self.error("AOT345", f"cannot index {describe_value(value)} with "
+                             f"{index!r}: {e}", expr.span) from None
+
+    def _spec(self, value: SpecDType, index: Any, expr: ir.Subscript) -> Spec:
+        dims = index if isinstance(index, tuple) else (index,)
+        for d in dims:
+            if isinstance(d, bool) or not isinstance(d, (int, str)) or (isinstance(d, int)
+                                                                        and d < 0):
+                raise self.error("AOT410", f"input dimensions must be non-negative ints or "
+                                 f"symbolic names, got {d!r}", expr.index.span)
+        return Spec(tuple(dims), value.dtype, expr.span)
+
+    def _eval_Attribute(self, expr: ir.Attribute, frame: Frame) -> Any:
+        value = self.eval(expr.value, frame)
+        return self._attribute(value, expr.attr, expr.span)
+
+    def _attribute(self, value: Any, attr: str, span: Span) -> Any:
+        if isinstance(value, Poison):
+            raise _Abort()
+        if isinstance(value, Namespace):
+            if attr in value.members:
+                return value.members[attr]
+            raise self.error("AOT346", f"{value.name}.{attr} is not supported by aotflax",
+                             span, hint="see `aotflax --list-ops` for the supported operations")
+        if isinstance(value, Tensor):
+            if attr == "shape":
+                return value.shape
+            if attr == "ndim":
+                return value.ndim
+            if attr == "dtype":
+                return DType(value.dtype)
+            if attr == "size":
+                return _size(value.shape)
+            if attr == "T":
+                return BoundMethod(value, "T", span)
+            if REGISTRY.lookup("array", attr) is not None:
+                return BoundMethod(value, attr, span)
+            raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
+        if isinstance(value, (ModuleRef, SharedModule, SelfValue, list, dict, str)):
+            return BoundMethod(value, attr, span)
+        if isinstance(value, DType) and attr in ("itemsize", "name"):
+            return dt.itemsize(value.name) if attr == "itemsize" else value.name
+        raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
+
+    def _eval_ListComp(self, expr: ir.ListComp, frame: Frame) -> Any:
+        out: list[Any] = []
+        self._comprehension(expr.generators, 0, Frame(Env(frame.env), frame.fn, frame.scope,
+                                                       frame.module),
+                            lambda f: out.append(self.eval(expr.elt, f)))
+        return out if expr.kind == "list" else tuple(out)
+
+    def _eval_DictComp(self, expr: ir.DictComp, frame: Frame) -> Any:
+        out: dict[Any, Any] = {}
+
+        def add(f: Frame) -> None:
+            out[self.eval(expr.key, f)] = self.eval(expr.value, f)
+
+        self._comprehension(expr.generators, 0, Frame(Env(frame.env), frame.fn, frame.scope,
+                                                       frame.module), add)
+        return out
+
+    def _comprehension(self, gens: tuple[ir.Comprehension, ...], i: int, frame: Frame,
+                       body) -> None:
+        if i == len(gens):
+            body(frame)
+            return
+        gen = gens[i]
+        for item in self._iterate(self.eval(gen.iter, frame), gen.iter.span):
+            self._assign(gen.target, item, frame)
+            if all(self._truth(c, frame) for c in gen.ifs):
+                self._comprehension(gens, i + 1, frame, body)
+
+    def _eval_Lambda(self, expr: ir.Lambda, frame: Frame) -> Any:
+        defaults = {p.name: self.eval(p.default, frame) for p in expr.params.params
+                    if p.default is not None}
+        body = (ir.Return(expr.body, expr.body.span),)
+        return Closure("<lambda>", expr.params, body, frame.env, expr.span, None, defaults)
+
+    def _eval_Starred(self, expr: ir.Starred, frame: Frame) -> Any:
+        raise self.error("AOT103", "starred expression not allowed here", expr.span)
+
+    # ================================================================ calls
+
+    def _eval_Call(self, expr: ir.Call, frame: Frame) -> Any:
+        func = self.eval(expr.func, frame)
+        args: list[Any] = []
+        for a in expr.args:
+            if isinstance(a, ir.Starred):
+                args.extend(self._iterate(self.eval(a.value, frame), a.span))
+            else:
+                args.append(self.eval(a, frame))
+        kwargs: dict[str, Any] = {}
+        for kw in expr.keywords:
+            value = self.eval(kw.value, frame)
+            if kw.name is None:
+                if not isinstance(value, dict):
+                    raise self.error("AOT347", "** needs a dict", kw.span)
+                kwargs.update(value)
+            else:
+                kwargs[kw.name] = value
+        if isinstance(func, Poison) or contains_poison(args) or contains_poison(kwargs):
+            raise _Abort()
+        return self._call(func, args, kwargs, expr, frame)
+
+    def _call(self, func: Any, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        span = expr.span
+        if func is namespaces.TARGET:
+            if frame.fn is not None:
+                raise self.error("AOT400", "aot.target must be called at the top level", span)
+            return self._target_call(expr, frame, args, kwargs)
+        if isinstance(func, OpRef):
+            return self._call_entry(func.entry, func.written, args, kwargs, span, frame)
+        if isinstance(func, ModuleRef):
+            name = kwargs.pop("name", None)
+            if isinstance(func.module, UserModule):
+                return self._call_user_module(func, args, kwargs, span, frame, name=name)
+            return self._call_layer(func.module, f"nn.{func.module.name}", args, kwargs, span,
+                                    frame, dict(func.bound), name=name)
+        if isinstance(func, SharedModule):
+            return self._call_shared(func, args, kwargs, span, frame)
+        if isinstance(func, Closure):
+            return self._call_closure(func, args, kwargs, span, frame)
+        if isinstance(func, BoundMethod):
+            return self._call_method(func, args, kwargs, expr, frame)
+        if isinstance(func, StaticBuiltin):
+            return self._call_static(func, args, kwargs, span)
+        if isinstance(func, InitializerFactory):
+            return self._make_initializer(func, args, kwargs, span)
+        if isinstance(func, DType):
+            if len(args) == 1 and not kwargs:
+                return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",
+                                        [args[0]], {"dtype": func}, span, frame)
+        raise self.error("AOT348", f"{describe_value(func)} is not callable", span)
+
+    def _call_entry(self, entry: Entry | None, written: str, args: list, kwargs: dict,
+                    span: Span, frame: Frame) -> Any:
+        if entry is None:
+            raise InternalError(f"missing operation for {written}", span=span)
+        if entry.kind == "layer":
+            return self._call_layer(entry, written, args, kwargs, span, frame)
+        if frame.fn is None:
+            raise self.error("AOT324", f"{written} can only be used inside a module's apply",
+                             span)
+        return self._call_layer(entry, written, args, kwargs, span, frame)
+
+    def _call_shared(self, shared: SharedModule, args: list, kwargs: dict, span: Span,
+                     frame: Frame) -> Any:
+        if "name" in kwargs:
+            raise self.error("AOT310", "a shared module is named where it is created", span)
+        fn, _ = self._need_module_frame(frame, span, shared.ref.class_name)
+        if shared.scope.fn is not fn:
+            raise self.error("AOT315", "a shared module can only be called in the module that "
+                             "created it", span, notes=(Note("created here", shared.span),))
+        shared.calls += 1
+        if isinstance(shared.ref.module, UserModule):
+            return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared)
+        return self._call_layer(shared.ref.module, f"nn.{shared.ref.class_name}", args, kwargs,
+                                span, frame, dict(shared.ref.bound), shared=shared)
+
+    def _call_closure(self, fn: Closure, args: list, kwargs: dict, span: Span,
+                      frame: Frame) -> Any:
+        bound = self._bind(fn.params, args, kwargs, fn.name, span, defaults=fn.defaults)
+        env = Env(fn.env)
+        for k, v in bound.items():
+            env.set(k, v)
+        self.depth += 1
+        if self.depth > MAX_CALL_DEPTH:
+            self.depth -= 1
+            raise self.error("AOT322", f"function {fn.name} recurses too deeply", span)
+        try:
+            self._exec_block(fn.body, Frame(env, frame.fn, frame.scope, frame.module))
+        except _Return as r:
+            return r.value
+        finally:
+            self.depth -= 1
+        return None
+
+    def _call_static(self, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
+        for a in list(args) + list(kwargs.values()):
+            if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
+                                                    "reversed", "isinstance", "dict"):
+                raise self.error("AOT349", f"{fn.name}() is evaluated at build time and needs "
+                                 f"static arguments, got {describe_value(a)}", span,
+                                 hint="use the jnp function for arrays (jnp.maximum, ...)")
+        if fn.name == "len" and args and isinstance(args[0], Tensor):
+            if not args[0].shape:
+                raise self.error("AOT349", "len() of a 0-d array", span)
+            return args[0].shape[0]
+        if fn.name == "isinstance":
+            raise self.error("AOT349", "isinstance is not supported; compare static values",
+                             span)
+        try:
+            result = fn.fn(*args, **kwargs)
+        except Exception as e:  # a static builtin failed on user values
+            raise self.error("AOT349", f"{fn.name}(): {e}", span) from None
+        if isinstance(result, BaseException):
+            return result
+        if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
+            result = list(result)
+            if len(result) > MAX_UNROLL:
+                raise self.error("AOT330", f"{fn.name}() is too long to unroll", span)
+        return result
+
+    def _make_initializer(self, factory: InitializerFactory, args: list, kwargs: dict,
+                          span: Span) -> Initializer:
+        from .ops.registry import Signature
+
+        sig = Signature.parse(inits.FACTORIES[factory.name])
+        try:
+            sig.bind(f"nn.initializers.{factory.name}", args, kwargs)
+            for v in list(args) + list(kwargs.values()):
+                if not is_static(v):
+                    raise CallError("AOT203", "initializer arguments must be static")
+            return inits.make(factory.name, args, kwargs)
+        except (CallError, StaticError) as e:
+            raise self.error(getattr(e, "code", "AOT203"), getattr(e, "message", str(e)),
+                             span) from None
+
+    def _call_method(self, m: BoundMethod, args: list, kwargs: dict, expr: ir.Call,
+                     frame: Frame) -> Any:
+        r, span = m.receiver, expr.span
+        if isinstance(r, ModuleRef) and m.name == "partial":
+            if args:
+                raise self.error("AOT350", "partial takes keyword arguments only", span)
+            return r.with_bound(kwargs, span)
+        if isinstance(r, ModuleRef) and m.name == "shared":
+            name = kwargs.pop("name", None)
+            if args:
+                raise self.error("AOT350", "shared takes keyword arguments only", span)
+            fn, scope = self._need_module_frame(frame, span, f"{r.class_name}.shared")
+            cls_name = r.module.linen_name if isinstance(r.module, Entry) else r.class_name
+            try:
+                child = scope.child_name(cls_name, name, span, shared=True)
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+            return SharedModule(r.with_bound(kwargs, span), scope, child, span)
+        if isinstance(r, SelfValue):
+            return self._self_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, Tensor):
+            if m.name == "T":
+                raise self.error("AOT348", "x.T is an attribute, not a method", span)
+            entry = REGISTRY.lookup("array", m.name)
+            return self._call_entry(entry, f"x.{m.name}", [r, *args], kwargs, span, frame)
+        if isinstance(r, (list, dict, str)):
+            return self._static_method(r, m.name, args, kwargs, span)
+        raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
+
+    def _static_method(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
+        allowed = {
+            list: {"append", "extend", "insert", "pop", "index", "count", "copy", "reverse"},
+            dict: {"get", "items", "keys", "values", "update", "copy", "pop", "setdefault"},
+            str: {"format", "join", "upper", "lower", "startswith", "endswith", "replace",
+                  "split", "strip"},
+        }[type(r)]
+        if name not in allowed:
+            raise self.error("AOT348", f"method {type(r).__name__}.{name} is not supported",
+                             span)
+        try:
+            result = getattr(r, name)(*args, **kwargs)
+        except Exception as e:
+            raise self.error("AOT349", f"{type(r).__name__}.{name}(): {e}", span) from None
+        if name in ("items", "keys", "values"):
+            return list(result)
+        return result
+
+    def _self_method(self, r: SelfValue, name: str, args: list, kwargs: dict, span: Span,
+                     frame: Frame) -> Any:
+        scope: Scope = r.scope
+        fn = scope.fn
+        if name == "param":
+            try:
+                from .ops.registry import Signature
+
+                b = Signature.parse("name, shape, init, dtype=None").bind("self.param", args,
+                                                                          kwargs)
+                pname, shape, init = b["name"], b["shape"], b["init"]
+                if not isinstance(pname, str):
+                    raise CallError("AOT351", "self.param name must be a string")
+                if shape is None:
+                    raise CallError("AOT352", "data-dependent parameter shapes (shape=None) are "
+                                    "not supported: give the shape explicitly")
+                if not (isinstance(shape, (tuple, list)) and all(
+                        isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                        for d in shape)):
+                    raise CallError("AOT351", f"self.param shape must be a tuple of ints, got "
+                                    f"{describe_value(shape)}")
+                dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
+                if pname in scope.used:
+                    raise CallError("AOT311", f"'{pname}' is already used in this module")
+                code = scope.param(pname, tuple(shape), dtype, init, span)
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+            scope.used[pname] = span
+            out = Tensor(tuple(shape), dtype)
+            fn.emit("ops/call.j2", {"call": code}, (out,), span, pname)
+            return out
+        raise self.error("AOT353", f"self.{name} is not supported", span)
+
+    # ================================================================ binding
+
+    def _bind(self, params: ir.Parameters, args: list, kwargs: dict, what: str, span: Span, *,
+              skip_self: bool = False, defaults: dict | None = None,
+              defaults_env: Env | None = None) -> dict[str, Any]:
+        plist = list(params.params[1:] if skip_self else params.params)
+        bound: dict[str, Any] = {}
+        positional = [p for p in plist if p.kind == "positional"]
+        vararg = next((p for p in plist if p.kind == "vararg"), None)
+        kwarg = next((p for p in plist if p.kind == "kwarg"), None)
+        if len(args) > len(positional) and vararg is None:
+            raise self.error("AOT301", f"{what} takes {len(positional)} positional arguments "
+                             f"but {len(args)} were given", span,
+                             hint=f"signature: {what}({', '.join(p.name for p in plist)})")
+        for p, a in zip(positional, args):
+            bound[p.name] = a
+        if vararg is not None:
+            bound[vararg.name] = tuple(args[len(positional):])
+        extra: dict[str, Any] = {}
+        names = {p.name for p in plist if p.kind in ("positional", "kwonly")}
+        for k, v in kwargs.items():
+            if k in names:
+                if k in bound:
+                    raise self.error("AOT303", f"{what} got multiple values for '{k}'", span)
+                bound[k] = v
+            elif kwarg is not None:
+                extra[k] = v
+            else:
+                raise self.error("AOT302", f"{what} got an unexpected keyword argument '{k}'",
+                                 span, hint=f"its arguments are: "
+                                 f"{', '.join(p.name for p in plist)}")
+        for p in plist:
+            if p.name in bound or p.kind in ("vararg", "kwarg"):
+                continue
+            if defaults is not None and p.name in defaults:
+                bound[p.name] = defaults[p.name]
+            elif p.default is not None:
+                bound[p.name] = self.eval(p.default, Frame(defaults_env or self.globals, None,
+                                                           None))
+            else:
+                raise self.error("AOT304", f"{what} is missing required argument '{p.name}'",
+                                 span)
+        if kwarg is not None:
+            bound[kwarg.name] = extra
+        return {p.name: bound[p.name] for p in plist if p.name in bound}
+
+
+# ==================================================================== helpers
+
+_BINOP_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "truediv", "//": "floordiv",
+                "%": "mod", "**": "pow", "@": "matmul", "&": "and", "|": "or", "^": "xor",
+                "<<": "lshift", ">>": "rshift", "==": "eq", "!=": "ne", "<": "lt", "<=": "le",
+                ">": "gt", ">=": "ge"}
+
+_STATIC_BINOPS = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+    "//": operator.floordiv, "%": operator.mod, "**": operator.pow, "&": operator.and_,
+    "|": operator.or_, "^": operator.xor, "<<": operator.lshift, ">>": operator.rshift,
+    "@": operator.matmul, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
+    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
+_STATIC_COMPARE = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+    ">": operator.gt, ">=": operator.ge, "in": lambda a, b: a in b,
+    "not in": lambda a, b: a not in b, "is": lambda a, b: a is b or a == b and a is None,
+    "is not": lambda a, b: not (a is b or a == b and a is None),
+}
+
+
+def _array_like(v: Any) -> bool:
+    return isinstance(v, (Tensor, int, float, complex, bool))
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def _short(v: Any) -> str:
+    from .ops.registry import _short as short
+
+    return short(v)
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in _leaves(v)]
+    return [value]
+
+
+def _tensors(value: Any) -> list[Tensor]:
+    return [v for v in _leaves(value) if isinstance(v, Tensor)]
+
+
+def _fresh(value: Any, fn: FunctionState, name: str) -> Any:
+    """A function parameter for an argument: tensors become fresh input tensors."""
+    if isinstance(value, Tensor):
+        t = Tensor(value.shape, value.dtype, value.weak)
+        fn.hint(t, name)
+        return t
+    return value
+
+
+def _copy_result(value: Any, fn: FunctionState) -> Any:
+    if isinstance(value, Tensor):
+        return Tensor(value.shape, value.dtype, value.weak)
+    if isinstance(value, tuple):
+        return tuple(_copy_result(v, fn) for v in value)
+    if isinstance(value, list):
+        return [_copy_result(v, fn) for v in value]
+    return value
+
+
+def _result_code(value: Any, fn: FunctionState) -> tuple[Code, list[Tensor]]:
+    leaves = _tensors(value)
+    return value_code(value), leaves
+
+
+def _unpack_code(template: Any, result: Any, new_state: list[TreeVar]) -> Code:
+    """Assignment target for a module call: `y`, `a, b`, `y, new_batch_stats`."""
+
+    def one(v: Any) -> Code:
+        if isinstance(v, Tensor):
+            return Code((v,))
+        if isinstance(v, (tuple, list)):
+            inner = Code.join(", ", [one(x) for x in v])
+            return Code.of("(", inner, ",)" if len(v) == 1 else ")")
+        return Code(("_",))
+
+    main = one(result)
+    if not new_state:
+        return main
+    return Code.join(", ", [main] + [Code((s,)) for s in new_state])
+
+
+def _state_result(fn: FunctionState) -> tuple[tuple[str, Code], ...]:
+    """For each collection, a nested dict display of the current state values."""
+    out = []
+    for coll in fn.collections:
+        tree: dict[str, Any] = {}
+        for (c, path), decl in fn.state.items():
+            if c != coll:
+                continue
+            value = None
+            # the longest prefix with a value (a submodule subtree) wins over leaves
+            for i in range(1, len(path) + 1):
+                if (c, path[:i]) in fn.state_values:
+                    value = (path[:i], fn.state_values[(c, path[:i])])
+                    break
+            if value is None:
+                value = (path, Code((subscript_path(coll, path),)))
+            node = tree
+            p, v = value
+            for part in p[:-1]:
+                node = node.setdefault(part, {})
+            node[p[-1]] = v
+        out.append((coll, _dict_code(tree)))
+    return tuple(out)
+
+
+def _dict_code(tree: dict[str, Any]) -> Code:
+    items = []
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            inner = _dict_code(v)
+        elif isinstance(v, Code):
+            inner = v
+        else:
+            inner = Code((v,))
+        items.append(Code.of(f'"{k}": ', inner))
+    return Code.of("{", Code.join(", ", items), "}")
+
+
+def _assigned_names(stmt: ir.Stmt) -> list[str]:
+    def names(t: ir.Expr) -> list[str]:
+        if isinstance(t, ir.Name):
+            return [t.id]
+        if isinstance(t, (ir.TupleExpr, ir.ListExpr)):
+            return [n for e in t.elts for n in names(e)]
+        if isinstance(t, ir.Starred):
+            return names(t.value)
+        return []
+
+    if isinstance(stmt, ir.Assign):
+        return [n for t in stmt.targets for n in names(t)]
+    if isinstance(stmt, (ir.AugAssign, ir.AnnAssign)):
+        return names(stmt.target)
+    if isinstance(stmt, ir.For):
+        return names(stmt.target)
+    return []
+
+
+def resolve(model: ir.ModelFile) -> FileProgram:
+    """Resolve a parsed model file; raises `BuildError` with every diagnostic found."""
+    return Resolver(model).run()
+
+
+__all__ = ["resolve", "Resolver", "BuildError", "Diagnostic", "describe", "Span", "ParamDecl"]

@@ -1,0 +1,182 @@
+"""Module scopes: Linen naming, parameter/state declarations and RNG paths.
+
+A user module becomes one emitted function per specialization.  While its body
+is resolved, a `FunctionState` collects what the function needs (its ops, its
+parameters relative to its own subtree, the state collections it reads and
+returns, whether it takes an rng), and `Scope`s hand out Linen's names:
+per-class automatic numbering (`Dense_0`, `Dense_1`), explicit names that do
+not advance the counter, and an error for a reused name.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .diagnostics import Note, Span
+from .ops.calls import LayerScope
+from .ops.registry import CallError
+from .program import Code, Op, ParamDecl, Tensor, TreeVar, Var
+from .values import Closure, Initializer
+
+
+class FunctionState:
+    """Everything an emitted function accumulates while its body is resolved."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        #: Preferred variable names (id(var) -> name) from DSL assignments.
+        self.hints: dict[int, str] = {}
+        #: Parameters by path relative to this function's `params`.
+        self.params: dict[tuple[str, ...], ParamDecl] = {}
+        #: State variables: (collection, relative path) -> declaration.
+        self.state: dict[tuple[str, tuple[str, ...]], ParamDecl] = {}
+        #: Current state values (collection, relative path) -> Code or Var (leaf or subtree).
+        self.state_values: dict[tuple[str, tuple[str, ...]], Code | Var] = {}
+        #: Collections read (become arguments).
+        self.collections: list[str] = []
+        self.takes_rng = False
+        #: User initializers referenced (emitted at module level).
+        self.user_inits: dict[str, Closure] = {}
+
+    # registry.Context
+    def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
+        return Tensor(tuple(shape), dtype, weak)
+
+    def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...], span: Span,
+             stem: str, temps: tuple[str, ...] = ()) -> None:
+        self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
+                           stem))
+
+    def hint(self, var: Any, name: str) -> None:
+        if isinstance(var, Var):
+            self.hints.setdefault(id(var), name)
+
+    def use_collection(self, collection: str) -> None:
+        if collection not in self.collections:
+            self.collections.append(collection)
+
+
+def subscript_path(root: str, path: tuple[str, ...]) -> str:
+    return root + "".join(f'["{p}"]' for p in path)
+
+
+def name_hash(name: str) -> int:
+    """A stable 31-bit number for a scope name (folded into rng keys)."""
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+@dataclass
+class Scope(LayerScope):
+    """A module instance: its path inside the current function and its children's names."""
+
+    fn: FunctionState
+    #: Path relative to the function's root (empty for the module itself).
+    prefix: tuple[str, ...]
+    #: Class name shown in messages.
+    owner: str
+    counters: dict[str, int] = field(default_factory=dict)
+    used: dict[str, Span] = field(default_factory=dict)
+
+    # -------------------------------------------------------------- naming
+
+    def child_name(self, class_name: str, explicit: Any, span: Span, *,
+                   shared: bool = False) -> str:
+        """Linen's naming: explicit names as given, else `Class_N` counted per class."""
+        if explicit is not None:
+            if not isinstance(explicit, str):
+                raise CallError("AOT310", f"name= must be a string, got {explicit!r}")
+            if "/" in explicit or not explicit:
+                raise CallError("AOT310", f"invalid module name {explicit!r}: names may not be "
+                                "empty or contain '/'")
+            name = explicit
+        else:
+            n = self.counters.get(class_name, 0)
+            name = f"{class_name}_{n}"
+            while name in self.used:
+                n += 1
+                name = f"{class_name}_{n}"
+            self.counters[class_name] = n + 1
+        if name in self.used:
+            raise CallError(
+                "AOT311",
+                f"a submodule named '{name}' already exists in {self.owner}",
+                hint="to call one layer several times with one set of parameters, create it "
+                     f"once with {class_name}.shared(..., name={name!r}) and call that",
+                notes=(Note("first used here", self.used[name]),),
+            )
+        self.used[name] = span
+        return name
+
+    def child(self, name: str, owner: str) -> "Scope":
+        return Scope(self.fn, self.prefix + (name,), owner)
+
+    # -------------------------------------------------------------- LayerScope
+
+    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Any,
+              span: Span) -> Code:
+        path = self.prefix + (name,)
+        code = _init_code(self.fn, init)
+        existing = self.fn.params.get(path)
+        if existing is not None:
+            if (existing.shape, existing.dtype) != (shape, dtype):
+                raise CallError(
+                    "AOT312",
+                    f"parameter '{'/'.join(path)}' declared again with shape {shape} "
+                    f"{dtype}, first {existing.shape} {existing.dtype}",
+                    notes=(Note("first declared here", existing.span),),
+                    hint="a shared layer must see inputs of the same shape on every call",
+                )
+        else:
+            self.fn.params[path] = ParamDecl(path, shape, dtype, code, span)
+        return Code((subscript_path("params", path),))
+
+    def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str, init: Any,
+              span: Span) -> Code:
+        key = (collection, self.prefix + (name,))
+        if key not in self.fn.state:
+            self.fn.state[key] = ParamDecl(key[1], shape, dtype, _init_code(self.fn, init), span)
+        self.fn.use_collection(collection)
+        current = self.fn.state_values.get(key)
+        if current is None:
+            return Code((subscript_path(collection, key[1]),))
+        return current if isinstance(current, Code) else Code((current,))
+
+    def set_state(self, collection: str, name: str, value: Tensor, span: Span) -> None:
+        key = (collection, self.prefix + (name,))
+        decl = self.fn.state[key]
+        if (value.shape, value.dtype) != (decl.shape, decl.dtype):
+            raise CallError(
+                "AOT313",
+                f"state '{collection}/{'/'.join(key[1])}' is {_desc(decl.shape, decl.dtype)} "
+                f"but is assigned {value.describe()}",
+                notes=(Note("declared here", decl.span),),
+            )
+        self.fn.state_values[key] = value
+
+    def rng(self, span: Span) -> Code:
+        self.fn.takes_rng = True
+        if not self.prefix:
+            return Code(("rng",))
+        path = "/".join(self.prefix)
+        return Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
+
+
+def _desc(shape: tuple[int, ...], dtype: str) -> str:
+    from .program import describe
+
+    return describe(shape, dtype)
+
+
+def _init_code(fn: FunctionState, init: Any) -> str:
+    if isinstance(init, Initializer):
+        return init.code
+    if isinstance(init, Closure) and init.toplevel and init.definition is not None:
+        fn.user_inits[init.name] = init
+        return init.name
+    raise CallError(
+        "AOT314",
+        "an initializer must be one of nn.initializers or a function (key, shape, dtype) "
+        "defined at the top level of the model file",
+    )

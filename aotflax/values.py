@@ -1,0 +1,340 @@
+"""Static values of the resolve-time interpreter.
+
+At build time a model's expressions evaluate to either a `Tensor` (an array
+known by shape and dtype, see `program.py`) or a static value: Python
+literals and containers, and the objects below (dtypes, initializers, module
+references, functions).  Static values can be turned back into Python code
+(`to_code`) when the emitted program needs them, and compared by `static_key`
+when specializing a user module on its hyperparameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import ir
+from .diagnostics import Span
+from .program import Tensor
+
+if TYPE_CHECKING:
+    from .ops.registry import Entry
+
+
+class StaticError(Exception):
+    """A value cannot be used statically; the caller locates it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DType:
+    """`jnp.float32` and friends as hyperparameter values."""
+
+    name: str
+
+    def code(self) -> str:
+        return f"jnp.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Initializer:
+    """An initializer `(key, shape, dtype) -> array`, as code for `init`."""
+
+    #: Code in the generated file, e.g. "jax.nn.initializers.lecun_normal()".
+    code: str
+    #: Human description for messages.
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class InitializerFactory:
+    """`nn.initializers.normal` before it is called with its arguments."""
+
+    name: str
+    #: Code of the factory, e.g. "jax.nn.initializers.normal".
+    code: str
+    #: Whether the DSL may use it without calling (zeros, ones are initializers already).
+    is_initializer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OpRef:
+    """A callable entry of the operation table (jnp.mean, nn.relu, nn.Dense, ...)."""
+
+    entry: "Entry"
+    #: How the user wrote it (for messages), e.g. "jnp.mean".
+    written: str
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A module-like object whose attributes are looked up in a table (jnp, nn, aot)."""
+
+    name: str
+    #: attribute -> value (or a callable computing it lazily).
+    members: Any
+
+
+@dataclass(frozen=True, slots=True)
+class UserModule:
+    """A `class M(nn.Module)` of the model file."""
+
+    name: str
+    cls: ir.ClassDef
+    #: The model file's global environment (for defaults and helper lookups).
+    globals: "Env"
+
+    def method(self, name: str) -> ir.FunctionDef | None:
+        for m in self.cls.methods:
+            if m.name == name:
+                return m
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleRef:
+    """A module class (user or built-in layer) with hyperparameters bound by `partial`."""
+
+    #: `UserModule` or a layer `Entry`.
+    module: Any
+    #: Bound keyword arguments, in binding order.
+    bound: tuple[tuple[str, Any], ...] = ()
+    #: Where `partial` was called (for notes).
+    span: Span | None = None
+
+    @property
+    def class_name(self) -> str:
+        return self.module.name
+
+    def with_bound(self, extra: dict[str, Any], span: Span) -> "ModuleRef":
+        merged = dict(self.bound)
+        merged.update(extra)
+        return ModuleRef(self.module, tuple(merged.items()), span)
+
+
+@dataclass(eq=False)
+class SharedModule:
+    """`M.shared(...)`: one scope, one parameter set, every call."""
+
+    ref: ModuleRef
+    #: Scope it belongs to (a `Scope` of resolve).
+    scope: Any
+    name: str
+    span: Span
+    #: Parameter declarations recorded on first call (for consistency checks).
+    declared: dict[tuple[str, ...], tuple[tuple[int, ...], str]] | None = None
+    #: Number of calls so far.
+    calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BoundMethod:
+    """A method looked up on a value, e.g. `M.partial`, `self.param`, `lst.append`."""
+
+    receiver: Any
+    name: str
+    span: Span
+
+
+@dataclass(eq=False)
+class Closure:
+    """A user function (module-level, nested def or lambda) with its environment."""
+
+    name: str
+    params: ir.Parameters
+    #: Body statements; for a lambda, a single Return.
+    body: tuple[ir.Stmt, ...]
+    env: "Env"
+    span: Span
+    #: The definition, when it is a `def` (emitted verbatim as an initializer).
+    definition: ir.FunctionDef | None = None
+    #: Static defaults, evaluated where the function was defined.
+    defaults: dict[str, Any] = field(default_factory=dict)
+    #: True for functions at module level.
+    toplevel: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StaticBuiltin:
+    """A Python builtin or `math` function evaluated at build time."""
+
+    name: str
+    fn: Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """`aot.f32[32, 784]`: an input of a target."""
+
+    shape: tuple[Any, ...]
+    dtype: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class SpecDType:
+    """`aot.f32` before it is indexed with a shape."""
+
+    dtype: str
+
+
+@dataclass(frozen=True, slots=True)
+class SelfValue:
+    """`self` inside a module method: a handle on the current module scope."""
+
+    scope: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    """The value of an expression that already failed; silences cascades."""
+
+
+POISON = Poison()
+
+
+class Env:
+    """Variable bindings: a dict with an optional parent (closures, globals)."""
+
+    __slots__ = ("vars", "parent")
+
+    def __init__(self, parent: "Env | None" = None):
+        self.vars: dict[str, Any] = {}
+        self.parent = parent
+
+    def lookup(self, name: str) -> tuple[bool, Any]:
+        env: Env | None = self
+        while env is not None:
+            if name in env.vars:
+                return True, env.vars[name]
+            env = env.parent
+        return False, None
+
+    def set(self, name: str, value: Any) -> None:
+        self.vars[name] = value
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def is_static(value: Any) -> bool:
+    """True when `value` contains no tensor."""
+    if isinstance(value, Tensor):
+        return False
+    if isinstance(value, (tuple, list)):
+        return all(is_static(v) for v in value)
+    if isinstance(value, dict):
+        return all(is_static(v) for v in value.values())
+    return True
+
+
+def contains_poison(value: Any) -> bool:
+    if isinstance(value, Poison):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(contains_poison(v) for v in value)
+    if isinstance(value, dict):
+        return any(contains_poison(v) for v in value.values())
+    return False
+
+
+def static_key(value: Any) -> Any:
+    """A hashable key that identifies a static value (for specialization)."""
+    if isinstance(value, Tensor):
+        return ("tensor", value.shape, value.dtype, value.weak)
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(static_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((static_key(k), static_key(v)) for k, v in value.items()))
+    if isinstance(value, float) and math.isnan(value):
+        return ("nan",)
+    if isinstance(value, (bool, int, float, complex, str, type(None))):
+        return (type(value).__name__, value)
+    if isinstance(value, ModuleRef):
+        return ("module", value.module.name, id(value.module), static_key(dict(value.bound)))
+    if isinstance(value, (SharedModule, Closure)):
+        return ("object", id(value))
+    return ("value", value)
+
+
+def to_code(value: Any) -> str:
+    """Python source for a static value used in emitted code."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value)
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "float('inf')" if value > 0 else "float('-inf')"
+        if math.isnan(value):
+            return "float('nan')"
+        return repr(value)
+    if isinstance(value, complex):
+        return repr(value)
+    if isinstance(value, str):
+        return _str_code(value)
+    if value is Ellipsis:
+        return "..."
+    if isinstance(value, tuple):
+        if len(value) == 1:
+            return f"({to_code(value[0])},)"
+        return "(" + ", ".join(to_code(v) for v in value) + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(to_code(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{to_code(k)}: {to_code(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, slice):
+        parts = [to_code(value.start) if value.start is not None else "",
+                 to_code(value.stop) if value.stop is not None else ""]
+        if value.step is not None:
+            parts.append(to_code(value.step))
+        return ":".join(parts)
+    if isinstance(value, DType):
+        return value.code()
+    if isinstance(value, Initializer):
+        return value.code
+    if isinstance(value, OpRef) and value.entry.code is not None:
+        return value.entry.code
+    raise StaticError(f"{describe_value(value)} cannot appear in generated code")
+
+
+def _str_code(s: str) -> str:
+    """Double-quoted string literal (ruff's preferred quote)."""
+    r = repr(s)
+    if r.startswith("'") and '"' not in s:
+        r = '"' + r[1:-1].replace("\\'", "'") + '"'
+    return r
+
+
+def describe_value(value: Any) -> str:
+    """Short description of a value for messages."""
+    if isinstance(value, Tensor):
+        return f"array {value.describe()}"
+    if isinstance(value, bool):
+        return f"bool {value!r}"
+    if isinstance(value, (int, float, str, complex)):
+        return f"{type(value).__name__} {value!r}"
+    if value is None:
+        return "None"
+    if isinstance(value, tuple):
+        return "tuple " + ("(" + ", ".join(describe_value(v) for v in value[:4]) +
+                           (", ..." if len(value) > 4 else "") + ")")
+    if isinstance(value, list):
+        return f"list of {len(value)}"
+    if isinstance(value, dict):
+        return f"dict of {len(value)}"
+    if isinstance(value, DType):
+        return f"dtype {value.name}"
+    if isinstance(value, ModuleRef):
+        return f"module {value.class_name}"
+    if isinstance(value, SharedModule):
+        return f"shared module {value.ref.class_name} '{value.name}'"
+    if isinstance(value, OpRef):
+        return f"function {value.written}"
+    if isinstance(value, Closure):
+        return f"function {value.name}"
+    if isinstance(value, Initializer):
+        return f"initializer {value.description}"
+    if isinstance(value, Namespace):
+        return f"module {value.name}"
+    return type(value).__name__
