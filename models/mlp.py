@@ -1,0 +1,16 @@
+"""A multi-layer perceptron for MNIST."""
+from aotflax import nn, aot
+import jax.numpy as jnp
+
+
+class MLP(nn.Module):
+    def apply(self, x, hidden=(128, 64), num_classes: int = 10):
+        x = x.reshape((x.shape[0], -1))
+        for i, h in enumerate(hidden):
+            x = nn.Dense(x, h, name=f"hidden_{i}")
+            x = nn.relu(x)
+        x = nn.Dense(x, num_classes)
+        return nn.log_softmax(x)
+
+
+aot.target("mlp_b8", MLP, x=aot.f32[8, 28, 28, 1])
