@@ -60,6 +60,18 @@ def cast(value: Code | Tensor, current: str, target: str) -> Code:
     return Code.of(code, f".astype(jnp.{target})")
 
 
+def feature_view(code: Code, ndim: int) -> Code:
+    """A (C,) parameter reshaped to broadcast over the last axis of a rank-`ndim` value.
+
+    Linen reshapes biases and scales explicitly, so generated code also runs under
+    `jax_numpy_rank_promotion="raise"`.
+    """
+    if ndim <= 1:
+        return code
+    shape = ", ".join(["1"] * (ndim - 1) + ["-1"])
+    return Code.of(code, f".reshape(({shape}))")
+
+
 def compute_dtype(call: LayerCall, *dtypes: str) -> str:
     """Linen: `dtype` if given, else the promotion of inputs and parameters."""
     explicit = call.dtype("dtype")
@@ -106,7 +118,8 @@ def dense(call: LayerCall) -> Tensor:
     bias = call.param("bias", (features,), pdt, call.initializer("bias_init")) if use_bias else None
     dtype = compute_dtype(call, x.dtype, pdt)
     out = call.out((*x.shape[:-1], features), dtype)
-    bias_code = Code.of(" + ", cast(bias, pdt, dtype)) if bias is not None else Code(("",))
+    bias_code = (Code.of(" + ", feature_view(cast(bias, pdt, dtype), len(out.shape)))
+                 if bias is not None else Code(("",)))
     call.emit("layers/dense.j2", {"x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
                                   "bias": bias_code}, [out], stem="dense")
     return out
@@ -186,7 +199,8 @@ def conv(call: LayerCall) -> Tensor:
         "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
         "strides": repr(strides), "padding": pad_code, "extra": extra,
         "dimension_numbers": _dimension_numbers(n),
-        "bias": Code.of(" + ", cast(bias, pdt, dtype)) if bias is not None else "",
+        "bias": Code.of(" + ", feature_view(cast(bias, pdt, dtype), len(shape)))
+        if bias is not None else "",
     }, [out], stem="conv")
     return out
 
@@ -238,8 +252,8 @@ def layer_norm(call: LayerCall) -> Tensor:
     out = call.out(x.shape, dtype)
     call.emit("layers/layer_norm.j2", {
         "x": cast(x, x.dtype, stat), "eps": repr(float(eps)),
-        "scale": Code.of(" * ", scale) if scale is not None else "",
-        "bias": Code.of(" + ", bias) if bias is not None else "",
+        "scale": Code.of(" * ", feature_view(scale, x.ndim)) if scale is not None else "",
+        "bias": Code.of(" + ", feature_view(bias, x.ndim)) if bias is not None else "",
         "cast": f".astype(jnp.{dtype})" if dtype != stat else "",
     }, [out], stem="norm", temps=("xf", "mean", "var"))
     return out
