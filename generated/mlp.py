@@ -12,11 +12,11 @@ from . import _runtime
 def MLP(params, x):
     """MLP.apply(hidden=(128, 64), num_classes=10), from models/mlp.py:7."""
     x = x.reshape((8, -1))  # models/mlp.py:8  f32[8, 784]
-    x = x @ params["hidden_0"]["kernel"] + params["hidden_0"]["bias"]  # models/mlp.py:10  f32[8, 128]
+    x = x @ params["hidden_0"]["kernel"] + params["hidden_0"]["bias"].reshape((1, -1))  # models/mlp.py:10  f32[8, 128]
     x = jax.nn.relu(x)  # models/mlp.py:11  f32[8, 128]
-    x = x @ params["hidden_1"]["kernel"] + params["hidden_1"]["bias"]  # models/mlp.py:10  f32[8, 64]
+    x = x @ params["hidden_1"]["kernel"] + params["hidden_1"]["bias"].reshape((1, -1))  # models/mlp.py:10  f32[8, 64]
     x = jax.nn.relu(x)  # models/mlp.py:11  f32[8, 64]
-    x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"]  # models/mlp.py:12  f32[8, 10]
+    x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/mlp.py:12  f32[8, 10]
     log_softmax = jax.nn.log_softmax(x)  # models/mlp.py:13  f32[8, 10]
     return log_softmax
 

@@ -15,6 +15,7 @@ from .. import dtypes as dt
 from ..diagnostics import Span
 from ..program import Code, Tensor
 from ..values import (
+    Closure,
     DType,
     Initializer,
     InitializerFactory,
@@ -193,6 +194,8 @@ class FnCall:
         value = self.args[name]
         if isinstance(value, Initializer):
             return value
+        if isinstance(value, Closure) and value.toplevel and value.definition is not None:
+            return value  # type: ignore[return-value]  # a user `(key, shape, dtype)` function
         if isinstance(value, InitializerFactory):
             raise self.fail(
                 f"{self.written}: '{name}' got the initializer factory {value.name} without "
