@@ -121,8 +121,12 @@ def _shapes(op: Op) -> str:
     return ", ".join(v.describe() for v in op.outputs if isinstance(v, Tensor))
 
 
-def render_function(fn: Function, relpath: str, reserved: set[str]) -> str:
+def render_function(fn: Function, relpath: str, reserved: set[str],
+                    outer: dict[int, str] | None = None) -> str:
+    """Render one function; `outer` names the enclosing function's values (for nested defs)."""
     namer = Namer(fn, reserved | {fn.name})
+    if outer:
+        namer.names.update(outer)
     args: list[str] = []
     if fn.takes_params:
         args.append("params")
@@ -136,6 +140,11 @@ def render_function(fn: Function, relpath: str, reserved: set[str]) -> str:
         args += ["*", "rng"]
     lines: list[str] = []
     for i, op in enumerate(fn.body):
+        if op.nested is not None:
+            live = set(namer.names.values()) | set(namer.holder)
+            text = render_function(op.nested, relpath, reserved | live | {fn.name},
+                                   outer=namer.names)
+            lines.extend(text.rstrip("\n").split("\n"))
         namer.name_outputs(i, op)
         ctx: dict[str, Any] = {k: code.render(namer.names) for k, code in op.args}
         ctx.update(namer.temps(i, op))

@@ -21,6 +21,8 @@ MODULE_BASE = object()
 MODULE_METHOD = object()
 TARGET = object()
 TRAIN_TARGET = object()
+SEQUENTIAL = object()
+SCAN = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
                 "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
@@ -96,7 +98,8 @@ def namespace_for(module: str, member: str | None) -> Any:
 
 def nn_namespace() -> Namespace:
     members: dict[str, Any] = _ops("nn", "nn")
-    members.update(Module=MODULE_BASE, module_method=MODULE_METHOD, initializers=_initializers())
+    members.update(Module=MODULE_BASE, module_method=MODULE_METHOD, initializers=_initializers(),
+                   Sequential=SEQUENTIAL)
     return Namespace("nn", members)
 
 
@@ -122,7 +125,7 @@ def _jax_nn() -> Namespace:
 
 def _build_modules() -> dict[str, Any]:
     jnp = _jnp()
-    lax = Namespace("jax.lax", _ops("lax", "jax.lax"))
+    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN})
     jax_nn = _jax_nn()
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn})
     np = Namespace("numpy", {**_dtypes(), **_static({"prod": _prod, "sqrt": math.sqrt}),

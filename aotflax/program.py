@@ -103,6 +103,8 @@ class Op:
     span: Span
     #: Default variable-name stem for outputs ("dense", "conv", ...).
     stem: str
+    #: A function defined just before this op (the step of a `jax.lax.scan`).
+    nested: "Function | None" = None
 
     def inputs(self) -> list[Var]:
         out: list[Var] = []

@@ -24,6 +24,7 @@ from .ops import initializers as inits
 from .ops.calls import FnCall, LayerCall, value_code
 from .program import (
     Code,
+    Op,
     FileProgram,
     Function,
     ParamDecl,
@@ -91,6 +92,13 @@ class Frame:
     scope: Scope | None
     #: Module whose method this is (for `self`).
     module: ModuleRef | None = None
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """`nn.Sequential([...])`: its layers, applied in order when called."""
+
+    layers: tuple[Any, ...]
 
 
 @dataclass
@@ -776,6 +784,14 @@ class Resolver:
 
     def _eval_Attribute(self, expr: ir.Attribute, frame: Frame) -> Any:
         value = self.eval(expr.value, frame)
+        if expr.attr.startswith("__"):
+            raise self.error("AOT346", f"dunder attribute '{expr.attr}' is not available in "
+                             "model files", expr.span)
+        if isinstance(value, Tensor) and expr.attr == "T":
+            fn, _ = self._need_module_frame(frame, expr.span, "x.T")
+            out = Tensor(value.shape[::-1], value.dtype, value.weak)
+            fn.emit("ops/call.j2", {"call": Code.of(value, ".T")}, (out,), expr.span, "t")
+            return out
         return self._attribute(value, expr.attr, expr.span)
 
     def _attribute(self, value: Any, attr: str, span: Span) -> Any:
@@ -874,6 +890,17 @@ class Resolver:
             return self._target_call(expr, frame, args, kwargs)
         if isinstance(func, OpRef):
             return self._call_entry(func.entry, func.written, args, kwargs, span, frame)
+        if func is namespaces.SEQUENTIAL:
+            return self._sequential(args, kwargs, expr)
+        if isinstance(func, Sequential):
+            if len(args) != 1 or kwargs:
+                raise self.error("AOT355", "a Sequential is called with one input: seq(x)", span)
+            value = args[0]
+            for layer in func.layers:
+                value = self._call(layer, [value], {}, expr, frame)
+            return value
+        if func is namespaces.SCAN:
+            return self._scan(args, kwargs, expr, frame)
         if isinstance(func, ModuleRef):
             name = kwargs.pop("name", None)
             if isinstance(func.module, UserModule):
@@ -895,6 +922,107 @@ class Resolver:
                 return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",
                                         [args[0]], {"dtype": func}, span, frame)
         raise self.error("AOT348", f"{describe_value(func)} is not callable", span)
+
+    def _scan(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        """`jax.lax.scan(step, init, xs)`: emitted as a real scan over a nested `def`."""
+        span = expr.span
+        fn, _ = self._need_module_frame(frame, span, "jax.lax.scan")
+        from .ops.registry import Signature
+
+        try:
+            b = Signature.parse("f, init, xs=None, length=None, reverse=False, unroll=1").bind(
+                "jax.lax.scan", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        step, init, xs = b["f"], b["init"], b["xs"]
+        if not isinstance(step, Closure) or step.definition is None:
+            raise self.error("AOT360", "jax.lax.scan needs a step function defined with 'def' "
+                             "inside apply", span)
+        carry_in = self._flat_tensors(init, "init", span)
+        xs_in = self._flat_tensors(xs, "xs", span) if xs is not None else []
+        lengths = {t.shape[0] for t in xs_in if t.shape}
+        length = b["length"]
+        if any(not t.shape for t in xs_in) or len(lengths) > 1 or (
+                length is not None and lengths and lengths != {length}):
+            raise self.error("AOT361", "jax.lax.scan: xs must share one leading length, got "
+                             f"{', '.join(t.describe() for t in xs_in)}", span)
+        if not lengths and length is None:
+            raise self.error("AOT361", "jax.lax.scan needs xs or length=", span)
+        n = length if length is not None else lengths.pop()
+        carry = _rebuild(init, [Tensor(t.shape, t.dtype, t.weak) for t in carry_in])
+        x = None if xs is None else _rebuild(xs, [Tensor(t.shape[1:], t.dtype) for t in xs_in])
+        outer_ops, outer_rng, outer_state = fn.ops, fn.takes_rng, dict(fn.state_values)
+        fn.ops = []
+        try:
+            result = self._call_closure(step, [carry, x], {}, span, frame)
+            body = fn.ops
+        finally:
+            fn.ops = outer_ops
+        if fn.takes_rng != outer_rng or fn.state_values != outer_state:
+            fn.takes_rng, fn.state_values = outer_rng, outer_state
+            raise self.error("AOT362", "randomness and state updates inside jax.lax.scan are "
+                             "not supported yet", step.span)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise self.error("AOT363", "a scan step must return (new_carry, y)",
+                             step.definition.name_span)
+        new_carry, y = result
+        carry_out = self._flat_tensors(new_carry, "new carry", step.span)
+        if [(t.shape, t.dtype) for t in carry_out] != [(t.shape, t.dtype) for t in carry_in]:
+            raise self.error(
+                "AOT364", "the scan step must return a carry of the same types as init: got "
+                f"{', '.join(t.describe() for t in carry_out)} for "
+                f"{', '.join(t.describe() for t in carry_in)}", step.definition.name_span)
+        ys = self._flat_tensors(y, "y", step.span) if y is not None else []
+        p_carry, p_x = step.params.params[0].name, step.params.params[1].name
+        carry_var, x_var = TreeVar("carry"), TreeVar("x")
+        prologue = []
+        for var, value, name in ((carry_var, carry, p_carry), (x_var, x, p_x)):
+            leaves = _tensors(value)
+            if isinstance(value, (tuple, list)) and leaves:
+                prologue.append(Op("ops/module_call.j2", (("target", _unpack_code(
+                    value, value, [])), ("call", Code((var,)))), tuple(leaves), (), span, name))
+            elif isinstance(value, Tensor):
+                fn.hint(value, name)
+        inputs = tuple((name, value if isinstance(value, Tensor) else var)
+                       for name, var, value in ((p_carry, carry_var, carry), (p_x, x_var, x)))
+        nested = Function(
+            name=self._function_name(step.name), doc=f"Scan step `{step.name}`",
+            takes_params=False, state_collections=(), takes_rng=False, inputs=inputs,
+            body=tuple(prologue + body), result=value_code(result),
+            result_tensors=tuple(carry_out + ys), span=step.span, hints=dict(fn.hints))
+        final = _rebuild(init, [Tensor(t.shape, t.dtype, t.weak) for t in carry_in])
+        stacked = None if y is None else _rebuild(
+            y, [Tensor((n, *t.shape), t.dtype) for t in ys])
+        outs = _tensors(final) + _tensors(stacked)
+        produced = {id(v) for op in body for v in op.outputs} | {id(t) for t in _tensors(carry)}
+        produced |= {id(t) for t in _tensors(x)}
+        captures = [v for op in body for v in op.inputs() if id(v) not in produced]
+        extra = "" if not b["reverse"] else ", reverse=True"
+        extra += f", length={n}" if xs is None else ""
+        fn.ops.append(Op("ops/scan.j2", (
+            ("target", _unpack_code((init, y), (final, stacked), [])),
+            ("step", Code((nested.name,))), ("init", value_code(init)),
+            ("xs", value_code(xs)), ("extra", Code((extra,))),
+            ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested))
+        return (final, stacked)
+
+    def _flat_tensors(self, value: Any, what: str, span: Span) -> list[Tensor]:
+        leaves = _leaves(value)
+        if not leaves or not all(isinstance(v, Tensor) for v in leaves):
+            raise self.error("AOT361", f"jax.lax.scan: {what} must be an array or a tuple of "
+                             f"arrays, got {describe_value(value)}", span)
+        return leaves  # type: ignore[return-value]
+
+    def _sequential(self, args: list, kwargs: dict, expr: ir.Call) -> "Sequential":
+        """`nn.Sequential([...])`: layers applied in order, named in the enclosing scope."""
+        if len(args) != 1 or kwargs or not isinstance(args[0], (list, tuple)):
+            raise self.error("AOT355", "nn.Sequential takes one list of layers", expr.span)
+        for layer in args[0]:
+            if not isinstance(layer, (ModuleRef, OpRef, Closure, SharedModule, Sequential)):
+                raise self.error("AOT355", f"nn.Sequential layers must be modules (e.g. "
+                                 f"nn.Dense.partial(features=8)) or functions, got "
+                                 f"{describe_value(layer)}", expr.args[0].span)
+        return Sequential(tuple(args[0]))
 
     def _call_entry(self, entry: Entry | None, written: str, args: list, kwargs: dict,
                     span: Span, frame: Frame) -> Any:
@@ -998,6 +1126,8 @@ class Resolver:
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
             return SharedModule(r.with_bound(kwargs, span), scope, child, span)
+        if isinstance(r, SharedModule):
+            return self._shared_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, Tensor):
@@ -1058,7 +1188,66 @@ class Resolver:
             out = Tensor(tuple(shape), dtype)
             fn.emit("ops/call.j2", {"call": code}, (out,), span, pname)
             return out
-        raise self.error("AOT353", f"self.{name} is not supported", span)
+        if name == "get_param":
+            return self._get_param(scope, args, kwargs, span)
+        module = frame.module.module if frame.module is not None else None
+        method = module.method(name) if isinstance(module, UserModule) else None
+        if method is not None and name != "apply":
+            # Another method of this module: runs in the same scope, sharing parameters.
+            env_self = Env(module.globals)
+            env_self.set(method.params.params[0].name, r)
+            params = ir.Parameters(method.params.params[1:], method.params.span)
+            closure = Closure(name, params, method.body, env_self, method.span, method)
+            return self._call_closure(closure, args, kwargs, span, frame)
+        raise self.error("AOT353", f"self.{name} is not supported", span,
+                         hint="modules support self.param, self.state, self.get_param and "
+                              "calls to their own @nn.module_method methods")
+
+    def _get_param(self, scope: Scope, args: list, kwargs: dict, span: Span) -> Any:
+        """`self.get_param(name)`: a parameter, or a submodule's parameter dict, of this scope."""
+        if len(args) != 1 or kwargs or not isinstance(args[0], str):
+            raise self.error("AOT354", "self.get_param takes one name: self.get_param(\"embed\")",
+                             span)
+        name = args[0]
+        prefix = scope.prefix + (name,)
+        found = {p[len(prefix):]: d for p, d in scope.fn.params.items()
+                 if p[:len(prefix)] == prefix}
+        if not found:
+            known = sorted({p[len(scope.prefix)] for p in scope.fn.params
+                            if p[:len(scope.prefix)] == scope.prefix and len(p) > len(
+                                scope.prefix)})
+            raise self.error("AOT354", f"no parameter or submodule '{name}' has been declared "
+                             f"in {scope.owner} before this line", span,
+                             hint=f"declared so far: {', '.join(known) or 'none'}; create the "
+                                  "layer (e.g. with .shared(name=...)) before reading it")
+        tree: Any = {}
+        for rel, decl in found.items():
+            out = Tensor(decl.shape, decl.dtype)
+            scope.fn.emit("ops/call.j2", {"call": Code((subscript_path("params", decl.path),))},
+                          (out,), span, (rel[-1] if rel else name))
+            if not rel:
+                return out
+            node = tree
+            for part in rel[:-1]:
+                node = node.setdefault(part, {})
+            node[rel[-1]] = out
+        return tree
+
+    def _shared_method(self, shared: SharedModule, name: str, args: list, kwargs: dict,
+                       span: Span, frame: Frame) -> Any:
+        """`embed.attend(x)`, `model.encode(x)`: another entry point of a shared module."""
+        module = shared.ref.module
+        if isinstance(module, UserModule):
+            if module.method(name) is None:
+                raise self.error("AOT353", f"module {module.name} has no method '{name}'", span)
+            fn, _ = self._need_module_frame(frame, span, module.name)
+            return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared,
+                                          method=name)
+        entry = REGISTRY.lookup(f"nn.{module.name}", name)
+        if entry is None:
+            raise self.error("AOT353", f"nn.{module.name} has no method '{name}'", span)
+        return self._call_layer(entry, f"nn.{module.name}.{name}", args, kwargs, span, frame,
+                                dict(shared.ref.bound), shared=shared)
 
     # ================================================================ binding
 
@@ -1150,6 +1339,22 @@ def _leaves(value: Any) -> list[Any]:
     if isinstance(value, (tuple, list)):
         return [x for v in value for x in _leaves(v)]
     return [value]
+
+
+def _rebuild(template: Any, leaves: list[Tensor]) -> Any:
+    """`template`'s tuple/list structure with its tensor leaves replaced in order."""
+    it = iter(leaves)
+
+    def go(v: Any) -> Any:
+        if isinstance(v, Tensor):
+            return next(it)
+        if isinstance(v, tuple):
+            return tuple(go(x) for x in v)
+        if isinstance(v, list):
+            return [go(x) for x in v]
+        return v
+
+    return go(template)
 
 
 def _tensors(value: Any) -> list[Tensor]:

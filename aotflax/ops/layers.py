@@ -299,3 +299,30 @@ nn_function("max_pool", "inputs, window_shape, strides=None, padding='VALID'",
 nn_function("avg_pool", "inputs, window_shape, strides=None, padding='VALID', "
             "count_include_pad=True", "layers/avg_pool.j2",
             "average pooling over spatial dims")(_pool("avg"))
+
+
+# ------------------------------------------------------------- Embed.attend
+
+
+def _embed_attend(call: LayerCall) -> Tensor:
+    """`embed.attend(query)` on a shared Embed: `query @ embedding.T` (Linen's `attend`)."""
+    q = call.tensor("query", floating=True)
+    n = call.int("num_embeddings", minimum=1)
+    features = call.int("features", minimum=1)
+    if q.shape[-1] != features:
+        raise call.fail(f"Embed.attend expects queries with {features} features, got "
+                        f"{q.describe()}", "AOT210")
+    pdt = call.dtype("param_dtype")
+    table = call.param("embedding", (n, features), pdt, call.initializer("embedding_init"))
+    dtype = call.dtype("dtype") or dt.result_type((q.dtype, False), (pdt, False))[0]
+    out = call.out((*q.shape[:-1], n), dtype)
+    call.emit("layers/embed_attend.j2", {"q": cast(q, q.dtype, dtype),
+                                         "table": cast(table, pdt, dtype)}, [out], stem="logits")
+    return out
+
+
+REGISTRY.add(Entry("attend", ("nn.Embed",), "layer",
+                   Signature.parse("query, num_embeddings, features, dtype=None, "
+                                   "param_dtype=float32, embedding_init=embed_init", _DEFAULTS),
+                   _embed_attend, "layers/embed_attend.j2", linen_name="Embed",
+                   doc="Embed.attend(query): query @ embedding.T, sharing the embedding"))
