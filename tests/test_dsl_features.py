@@ -1,0 +1,151 @@
+"""DSL features beyond single layers: methods, weight tying, Sequential, scan."""
+
+import flax.linen as ln
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import build, build_errors
+
+TIED_LM = """
+class LM(nn.Module):
+    def apply(self, tokens, vocab: int = 11, dim: int = 8):
+        embed = nn.Embed.shared(num_embeddings=vocab, features=dim, name="embed")
+        x = self.body(embed(tokens))
+        w = self.get_param("embed")["embedding"]
+        return embed.attend(x), x @ w.T
+
+    @nn.module_method
+    def body(self, x, width: int = 8):
+        return nn.LayerNorm(nn.Dense(x, width))
+
+    @nn.module_method
+    def encode(self, tokens, vocab: int = 11, dim: int = 8):
+        embed = nn.Embed.shared(num_embeddings=vocab, features=dim, name="embed")
+        return self.body(embed(tokens))
+
+aot.target("lm", LM, tokens=aot.i32[2, 5])
+aot.target("lm_encode", LM, tokens=aot.i32[2, 5], method="encode")
+"""
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return build(TIED_LM)
+
+
+def test_methods_share_one_parameter_tree(lm):
+    assert jax.tree_util.tree_structure(lm.lm.PARAM_SHAPES) == jax.tree_util.tree_structure(
+        lm.lm_encode.PARAM_SHAPES)
+    params, state = lm.lm.init(jax.random.key(0))
+    tokens = np.arange(10, dtype=np.int32).reshape(2, 5)
+    (logits, tied), _ = lm.lm.apply(params, state, tokens)
+    encoded, _ = lm.lm_encode.apply(params, state, tokens)
+    # attend and get_param read the same embedding: weight tying
+    np.testing.assert_allclose(logits, tied, rtol=1e-6)
+    np.testing.assert_allclose(logits, encoded @ params["embed"]["embedding"].T, rtol=1e-5)
+
+
+def test_method_call_matches_linen(lm):
+    class Body(ln.Module):
+        @ln.compact
+        def __call__(self, tokens):
+            embed = ln.Embed(11, 8, name="embed")
+            x = ln.LayerNorm()(ln.Dense(8)(embed(tokens)))
+            return embed.attend(x)
+
+    tokens = np.arange(10, dtype=np.int32).reshape(2, 5)
+    variables = Body().init(jax.random.key(1), tokens)
+    params, state = lm.lm.init(jax.random.key(0))
+    assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(
+        np.shape, dict(variables["params"]))
+    (logits, _), _ = lm.lm.apply(variables["params"], state, tokens)
+    np.testing.assert_allclose(logits, Body().apply(variables, tokens), rtol=1e-5, atol=1e-6)
+
+
+def test_sequential_names_layers_in_enclosing_scope():
+    m = build("""
+    class Net(nn.Module):
+        def apply(self, x):
+            x = nn.Dense(x, 4)
+            seq = nn.Sequential([nn.Dense.partial(features=6), nn.relu,
+                                 nn.Dense.partial(features=3)])
+            return seq(x)
+
+    aot.target("t", Net, x=aot.f32[2, 5])
+    """)
+
+    class Net(ln.Module):
+        @ln.compact
+        def __call__(self, x):
+            x = ln.Dense(4)(x)
+            return ln.Sequential([ln.Dense(6), ln.relu, ln.Dense(3)])(x)
+
+    x = np.linspace(-1, 1, 10, dtype=np.float32).reshape(2, 5)
+    variables = Net().init(jax.random.key(0), x)
+    params, state = m.t.init(jax.random.key(0))
+    assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(
+        np.shape, dict(variables["params"]))
+    y, _ = m.t.apply(variables["params"], state, x)
+    np.testing.assert_allclose(y, Net().apply(variables, x), rtol=1e-5, atol=1e-6)
+
+
+RNN = """
+class RNN(nn.Module):
+    def apply(self, xs, hidden: int = 6):
+        cell = nn.Dense.shared(features=hidden, name="cell")
+        h0 = jnp.zeros((xs.shape[0], hidden))
+        def step(h, x):
+            h = jnp.tanh(cell(jnp.concatenate([h, x], axis=-1)))
+            return h, h * 2.0
+        h, ys = jax.lax.scan(step, h0, xs.transpose((1, 0, 2)))
+        return h, ys
+
+aot.target("rnn", RNN, xs=aot.f32[2, {T}, 3])
+"""
+
+
+def test_scan_is_a_real_scan_and_matches_a_python_loop():
+    m = build(RNN.replace("{T}", "7"))
+    assert "jax.lax.scan(step" in m.__aotflax_text__
+    params, state = m.rnn.init(jax.random.key(0))
+    xs = np.linspace(-1, 1, 42, dtype=np.float32).reshape(2, 7, 3)
+    (h, ys), _ = m.rnn.apply(params, state, xs)
+    k, b = params["cell"]["kernel"], params["cell"]["bias"]
+    ref_h, ref_ys = jnp.zeros((2, 6)), []
+    for t in range(7):
+        ref_h = jnp.tanh(jnp.concatenate([ref_h, xs[:, t]], axis=-1) @ k + b[None])
+        ref_ys.append(ref_h * 2.0)
+    np.testing.assert_allclose(h, ref_h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ys, jnp.stack(ref_ys), rtol=1e-5, atol=1e-6)
+
+
+def test_scan_code_does_not_grow_with_sequence_length():
+    short = build(RNN.replace("{T}", "3"), verify=False).__aotflax_text__
+    long = build(RNN.replace("{T}", "300"), verify=False).__aotflax_text__
+    assert len(short.splitlines()) == len(long.splitlines())
+
+
+def test_scan_carry_type_mismatch_is_located():
+    errors = build_errors("""
+    class Bad(nn.Module):
+        def apply(self, xs):
+            def step(h, x):
+                return jnp.concatenate([h, x], axis=-1), x
+            return jax.lax.scan(step, jnp.zeros((2, 3)), xs)
+
+    aot.target("t", Bad, xs=aot.f32[4, 2, 3])
+    """)
+    assert "error[AOT364]" in errors and "same types as init" in errors
+
+
+def test_get_param_before_declaration_is_an_error():
+    errors = build_errors("""
+    class Bad(nn.Module):
+        def apply(self, x):
+            w = self.get_param("embed")
+            return x
+
+    aot.target("t", Bad, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT354]" in errors and "'embed'" in errors
