@@ -249,13 +249,19 @@ def layer_norm(call: LayerCall) -> Tensor:
         if call.bool("bias") else None
     dtype = call.dtype("dtype") or dt.result_type(
         (x.dtype, False), *[(pdt, False) for p in (scale, bias) if p is not None])[0]
-    out = call.out(x.shape, dtype)
+    computed = dt.result_type((stat, False),
+                              *[(pdt, False) for p in (scale, bias) if p is not None])[0]
+    norm = call.out(x.shape, computed)
     call.emit("layers/layer_norm.j2", {
         "x": cast(x, x.dtype, stat), "eps": repr(float(eps)),
         "scale": Code.of(" * ", feature_view(scale, x.ndim)) if scale is not None else "",
         "bias": Code.of(" + ", feature_view(bias, x.ndim)) if bias is not None else "",
-        "cast": f".astype(jnp.{dtype})" if dtype != stat else "",
-    }, [out], stem="norm", temps=("xf", "mean", "var"))
+    }, [norm], stem="norm", temps=("xf", "mean", "var"))
+    if dtype == computed:
+        return norm
+    # Linen's final `jnp.asarray(y, dtype)`, a statement of its own (operator precedence)
+    out = call.out(x.shape, dtype)
+    call.emit("ops/call.j2", {"call": Code.of(norm, f".astype(jnp.{dtype})")}, [out], stem="norm")
     return out
 
 

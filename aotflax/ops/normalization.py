@@ -1,0 +1,236 @@
+"""Normalization layers with state: BatchNorm, GroupNorm, RMSNorm.
+
+Each rule follows Linen's `_compute_stats` and `_normalize` operation by
+operation, so float32 results agree with Linen to rounding:
+
+- statistics are computed in `promote_types(dtype or x.dtype, float32)`, so
+  bfloat16 and float16 models keep float32 statistics;
+- the variance is `max(0, E[x^2] - E[x]^2)` (`use_fast_variance=True`) or
+  `E[(x - E[x])^2]`;
+- the output is `(x - mean) * (rsqrt(var + eps) * scale) + bias`, cast to
+  `dtype` (default: the promotion of the input and the parameters).
+
+BatchNorm keeps its running statistics in the `batch_stats` collection as
+Linen does (`mean` zeros and `var` ones, float32, shape of the feature axes):
+a training call returns `momentum * old + (1 - momentum) * batch` for both, an
+evaluation call (`use_running_average=True`) only reads them.
+"""
+
+from __future__ import annotations
+
+from .. import dtypes as dt
+from ..program import Code, Tensor
+from . import initializers as inits
+from .calls import LayerCall
+from .layers import layer
+
+BATCH_STATS = "batch_stats"
+
+
+# ------------------------------------------------------------- helpers
+
+
+def _axes(call: LayerCall, name: str, ndim: int) -> tuple[int, ...]:
+    """An int or a tuple of ints as sorted non-negative axes of a rank-`ndim` value."""
+    value = call.args[name]
+    items = call.ints(name, scalar_ok=True)
+    assert items is not None
+    out = set()
+    for a in items:
+        if not -ndim <= a < ndim:
+            raise call.fail(f"{call.written}: {name}={value!r} is out of range for an input of "
+                            f"rank {ndim}", "AOT203")
+        out.add(a % ndim)
+    return tuple(sorted(out))
+
+
+def _stat_dtype(call: LayerCall, x: Tensor) -> str:
+    """Linen: statistics in `promote_types(dtype or x.dtype, float32)`."""
+    base = call.dtype("dtype") or x.dtype
+    return dt.result_type((base, False), ("float32", False))[0]
+
+
+def _shape_code(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _view(shape: tuple[int, ...], view: tuple[int, ...]) -> str:
+    """`.reshape(view)` turning a statistic or parameter of `shape` into a broadcastable view.
+
+    Linen reshapes explicitly too, so generated code runs under strict rank promotion.
+    """
+    return "" if shape == view else f".reshape({_shape_code(view)})"
+
+
+def _cast_to(call: LayerCall, x: Tensor, dtype: str, stem: str = "xf") -> Tensor:
+    """`x.astype(dtype)` as its own statement (only when the dtype changes).
+
+    Linen casts its inputs to the statistics dtype first and its result to `dtype`
+    last (`jnp.asarray(y, dtype)`); a statement of its own keeps operator precedence
+    out of the templates.
+    """
+    if x.dtype == dtype:
+        return x
+    out = call.out(x.shape, dtype)
+    call.emit("ops/call.j2", {"call": Code.of(x, f".astype(jnp.{dtype})")}, [out], stem=stem)
+    return out
+
+
+def _affine(call: LayerCall, feature_shape: tuple[int, ...], view: str, *,
+            bias: bool = True) -> tuple[list[str], dict[str, Code | str]]:
+    """Declare `scale` / `bias` (Linen names, shape of the feature axes) and their code."""
+    pdt = call.dtype("param_dtype")
+    assert pdt is not None
+    dtypes: list[str] = []
+    args: dict[str, Code | str] = {"scale": "", "bias": ""}
+    if call.bool("scale"):
+        scale = call.param("scale", feature_shape, pdt, call.initializer("scale_init"))
+        args["scale"] = Code.of(" * ", scale, view)
+        dtypes.append(pdt)
+    if bias and call.bool("bias"):
+        b = call.param("bias", feature_shape, pdt, call.initializer("bias_init"))
+        args["bias"] = Code.of(" + ", b, view)
+        dtypes.append(pdt)
+    return dtypes, args
+
+
+def _output_dtypes(call: LayerCall, x: Tensor, stat: str, params: list[str]) -> tuple[str, str]:
+    """(dtype the normalized value is computed in, dtype Linen returns)."""
+    computed = dt.result_type((x.dtype, False), (stat, False), *[(p, False) for p in params])[0]
+    final = call.dtype("dtype") or dt.result_type((x.dtype, False),
+                                                  *[(p, False) for p in params])[0]
+    if not dt.is_inexact(final):
+        final = dt.result_type((final, False), ("float32", False))[0]
+    return computed, final
+
+
+def _hint(call: LayerCall, value: Tensor, name: str) -> None:
+    hint = getattr(call.ctx, "hint", None)
+    if hint is not None:
+        hint(value, name)
+
+
+# ------------------------------------------------------------- BatchNorm
+
+
+@layer("BatchNorm", "x, use_running_average=False, axis=-1, momentum=0.99, epsilon=1e-05, "
+       "bias=True, scale=True, bias_init=zeros, scale_init=ones, dtype=None, "
+       "param_dtype=float32, axis_name=None, use_fast_variance=True",
+       "layers/batch_norm.j2",
+       "batch normalization: scale (C,), bias (C,); batch_stats mean (C,), var (C,) in float32")
+def batch_norm(call: LayerCall) -> Tensor:
+    x = call.tensor("x", floating=True)
+    feature_axes = _axes(call, "axis", x.ndim)
+    reduction = tuple(i for i in range(x.ndim) if i not in feature_axes)
+    feature_shape = tuple(x.shape[a] for a in feature_axes)
+    view_shape = tuple(x.shape[i] if i in feature_axes else 1 for i in range(x.ndim))
+    view = _view(feature_shape, view_shape)
+    momentum = float(call.static("momentum", float, int))
+    eps = float(call.static("epsilon", float, int))
+    # axis_name synchronizes statistics across pmap devices; generated code runs under jit,
+    # where XLA SPMD already reduces over the global batch (Linen: "for SPMD jit, you do not
+    # need to manually synchronize"), so the name has nothing to refer to and is ignored.
+    call.static("axis_name", str, allow_none=True)
+    stat = _stat_dtype(call, x)
+    ra_mean = call.state(BATCH_STATS, "mean", feature_shape, "float32", inits.ZEROS)
+    ra_var = call.state(BATCH_STATS, "var", feature_shape, "float32", inits.ONES)
+    params, affine = _affine(call, feature_shape, view)
+    computed, final = _output_dtypes(call, x, stat, params)
+    common = {"x": x, "eps": repr(eps), "view": view, **affine}
+    out = call.out(x.shape, computed)
+    if call.bool("use_running_average"):
+        call.emit("layers/batch_norm_eval.j2", {**common, "mean": ra_mean, "var": ra_var},
+                  [out], stem="norm")
+        return _cast_to(call, out, final, "norm")
+    xf = _cast_to(call, x, stat)
+    new_mean, new_var = call.out(feature_shape, "float32"), call.out(feature_shape, "float32")
+    _hint(call, new_mean, "new_mean")
+    _hint(call, new_var, "new_var")
+    template = "layers/batch_norm.j2" if call.bool("use_fast_variance") \
+        else "layers/batch_norm_centered.j2"
+    call.emit(template, {
+        **common, "xf": xf, "axes": _shape_code(reduction), "ra_mean": ra_mean, "ra_var": ra_var,
+        "momentum": repr(momentum), "decay": repr(1 - momentum),
+    }, [out, new_mean, new_var], stem="norm", temps=("mean", "var"))
+    call.set_state(BATCH_STATS, "mean", new_mean)
+    call.set_state(BATCH_STATS, "var", new_var)
+    return _cast_to(call, out, final, "norm")
+
+
+# ------------------------------------------------------------- GroupNorm
+
+
+def _groups(call: LayerCall, channels: int) -> int:
+    num, size = call.args["num_groups"], call.args["group_size"]
+    if (num is None) == (size is None):
+        raise call.fail(f"{call.written}: give exactly one of num_groups and group_size",
+                        "AOT203", hint="to set group_size, also pass num_groups=None")
+    if size is not None:
+        size = call.int("group_size", minimum=1)
+        if channels % size:
+            raise call.fail(f"{call.written}: {channels} channels are not a multiple of "
+                            f"group_size={size}", "AOT203")
+        return channels // size
+    num = call.int("num_groups", minimum=1)
+    if channels % num:
+        raise call.fail(f"{call.written}: num_groups={num} does not divide the {channels} "
+                        "channels", "AOT203")
+    return num
+
+
+@layer("GroupNorm", "x, num_groups=32, group_size=None, epsilon=1e-06, dtype=None, "
+       "param_dtype=float32, bias=True, scale=True, bias_init=zeros, scale_init=ones, "
+       "use_fast_variance=True", "layers/group_norm.j2",
+       "group normalization over all but the batch axis: scale (C,), bias (C,) (Linen shapes)")
+def group_norm(call: LayerCall) -> Tensor:
+    x = call.tensor("x", floating=True)
+    if x.ndim < 2:
+        raise call.fail(f"{call.written} expects (batch, ..., channels), got {x.describe()}")
+    channels = x.shape[-1]
+    groups = _groups(call, channels)
+    size = channels // groups
+    eps = float(call.static("epsilon", float, int))
+    stat = _stat_dtype(call, x)
+    params, affine = _affine(call, (channels,),
+                             _view((channels,), (*[1] * (x.ndim - 1), channels)))
+    computed, final = _output_dtypes(call, x, stat, params)
+    grouped = (*x.shape[:-1], groups, size)
+    # Linen reduces the grouped value over its non-batch axes, then repeats each group's
+    # statistics over its channels and expands them back over the spatial axes.
+    axes = (*range(1, x.ndim - 1), x.ndim)
+    spatial = tuple(range(1, x.ndim - 1))
+    xg = call.out(grouped, stat)
+    call.emit("ops/call.j2", {"call": Code.of(x, f".reshape({_shape_code(grouped)})",
+                                              f".astype(jnp.{stat})" if stat != x.dtype
+                                              else "")}, [xg], stem="xg")
+    out = call.out(x.shape, computed)
+    expand = ("jnp.expand_dims(", f", {_shape_code(spatial)})") if spatial else ("", "")
+    template = "layers/group_norm.j2" if call.bool("use_fast_variance") \
+        else "layers/group_norm_centered.j2"
+    call.emit(template, {
+        "x": x, "xg": xg, "axes": _shape_code(axes), "size": str(size), "eps": repr(eps),
+        "expand_open": expand[0], "expand_close": expand[1], **affine,
+    }, [out], stem="norm", temps=("mean", "var"))
+    return _cast_to(call, out, final, "norm")
+
+
+# ------------------------------------------------------------- RMSNorm
+
+
+@layer("RMSNorm", "x, epsilon=1e-06, dtype=None, param_dtype=float32, scale=True, "
+       "scale_init=ones", "layers/rms_norm.j2",
+       "root-mean-square normalization over the last axis: scale (C,); statistics in float32")
+def rms_norm(call: LayerCall) -> Tensor:
+    x = call.tensor("x", floating=True)
+    if x.ndim == 0:
+        raise call.fail(f"{call.written} expects at least a 1-D input, got {x.describe()}")
+    eps = float(call.static("epsilon", float, int))
+    stat = _stat_dtype(call, x)
+    c = x.shape[-1]
+    params, affine = _affine(call, (c,), _view((c,), (*[1] * (x.ndim - 1), c)), bias=False)
+    computed, final = _output_dtypes(call, x, stat, params)
+    xf = _cast_to(call, x, stat)
+    out = call.out(x.shape, computed)
+    call.emit("layers/rms_norm.j2", {"xf": xf, "eps": repr(eps), "scale": affine["scale"]},
+              [out], stem="norm", temps=("var",))
+    return _cast_to(call, out, final, "norm")
