@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
+from . import __version__, ir, symbolic
 from .artifacts import render_runtime, sha256_bytes, write_atomic
 from .diagnostics import BuildError, Diagnostic, InternalError
 from .emit import emit_file, module_name_for
@@ -88,14 +88,34 @@ def front_end(models: Sequence[Path], root: Path) -> BuildReport:
         start = time.perf_counter()
         try:
             source = decode_source(result.relpath, model.read_bytes())
-            program = resolve(parse_model(source, result.relpath))
-            result.program = program
-            result.text = emit_file(program, result.module)
+            result.program, result.text = _resolve_and_emit(
+                parse_model(source, result.relpath), result.module)
         except BuildError as e:
             report.diagnostics.extend(e.diagnostics)
         result.seconds = time.perf_counter() - start
         report.files.append(result)
     return report
+
+
+def _resolve_and_emit(model: ir.ModelFile, module: str) -> tuple[FileProgram, str]:
+    """Resolve and emit one file; targets with symbolic dimensions go through `symbolic`."""
+    a = symbolic.Sentinels(list(symbolic.SENTINELS_A))
+    try:
+        program = resolve(model, a)
+    except BuildError as e:
+        raise symbolic.rename_in_errors(e, a) from None
+    text = emit_file(program, module)
+    if not symbolic.has_symbolic(program):
+        return program, text
+    b = symbolic.Sentinels(list(symbolic.SENTINELS_B))
+    text_b = emit_file(resolve(model, b), module)
+    try:
+        text_c: str | None = emit_file(
+            resolve(model, symbolic.Sentinels(list(symbolic.SENTINELS_C))), module)
+    except BuildError:
+        text_c = None  # too small for this model; the A/B comparison still decides
+    return program, symbolic.reconcile(text, text_b, text_c, a, b, model.file, model.relpath,
+                                       program)
 
 
 def _load_cache(out: Path) -> dict:

@@ -227,8 +227,15 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str
     if fn.state_collections:
         results = ", ".join(["outputs"] + [f"new_{c}" for c in fn.state_collections])
     new_state = "{" + ", ".join(f'"{c}": new_{c}' for c in fn.state_collections) + "}"
-    inputs = ", ".join(f'"{n}": jax.ShapeDtypeStruct({_tuple(s)}, jnp.{d})'
-                       for n, s, d in t.inputs)
+    symbolic = dict(t.symbolic)
+    # Symbolic dimensions are 1 in INPUTS; `symbolic=` names them (see runtime Target).
+    inputs = ", ".join(
+        f'"{n}": jax.ShapeDtypeStruct('
+        f'{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, jnp.{d})'
+        for n, s, d in t.inputs)
+    symbolic_code = "{" + ", ".join(
+        f'"{n}": (' + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims)
+        + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
     return template("target.py.j2").render(
         name=t.name, description=t.description, entry=t.entry,
@@ -241,7 +248,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str
         state_shapes=_tree_code(t.state, _sds, 4),
         inputs="{" + inputs + "}", stochastic=repr(t.stochastic),
         platforms=_str_tuple(t.platforms), devices=t.devices, module=module_name,
-        relpath=t.span.path,
+        relpath=t.span.path, symbolic=symbolic_code,
         source_sha256=source_sha256,
         nparams=sum(_size(d.shape) for d in t.params),
         outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),

@@ -22,6 +22,7 @@ from .diagnostics import BuildError, Diagnostic, InternalError, Note, Reporter, 
 from .ops import REGISTRY, CallError, Entry
 from .ops import initializers as inits
 from .ops.calls import FnCall, LayerCall, value_code
+from .ops.stochastic import RngKey, takes_keys
 from .program import (
     Code,
     Op,
@@ -35,7 +36,7 @@ from .program import (
     Var,
     describe,
 )
-from .scopes import FunctionState, Scope, name_hash, subscript_path
+from .scopes import FunctionState, Scope, StateVariable, name_hash, subscript_path
 from .values import (
     POISON,
     BoundMethod,
@@ -126,8 +127,10 @@ class Specialization:
 class Resolver:
     """Resolves one model file."""
 
-    def __init__(self, model: ir.ModelFile):
+    def __init__(self, model: ir.ModelFile, symbols: Any = None):
         self.model = model
+        #: Sentinel sizes for symbolic dimensions (`symbolic.Sentinels`), or None.
+        self.symbols = symbols
         self.reporter = Reporter()
         self.globals = Env()
         self.targets: list[TargetDecl] = []
@@ -216,11 +219,12 @@ class Resolver:
                 f"'{unknown[0]}'", decl.specs[unknown[0]].span,
                 hint=f"its arguments are: {', '.join(names)}")
         kwargs: dict[str, Any] = {}
+        symbolic: list[tuple[str, tuple[object, ...]]] = []
         for k, spec in decl.specs.items():
-            if not all(isinstance(d, int) and d >= 0 for d in spec.shape):
-                raise self.error("AOT404", "symbolic dimensions are not supported yet; use "
-                                 "fixed sizes", spec.span)
-            kwargs[k] = Tensor(tuple(spec.shape), spec.dtype)
+            if any(isinstance(d, str) for d in spec.shape):
+                symbolic.append((k, tuple(spec.shape)))
+            shape = tuple(self._dim_value(d, spec.span) for d in spec.shape)
+            kwargs[k] = Tensor(shape, spec.dtype)
         spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span, entry=True)
         fn = spec_.function
         inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs)
@@ -237,7 +241,18 @@ class Resolver:
             name=decl.name, entry=fn.name, function=fn, inputs=inputs, params=params,
             state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
             devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
-            span=decl.span)
+            span=decl.span, symbolic=tuple(symbolic))
+
+    def _dim_value(self, dim: object, span: Span) -> int:
+        """A symbolic dimension resolves as a sentinel size (see `symbolic.py`)."""
+        if isinstance(dim, int):
+            return dim
+        if self.symbols is None:
+            raise self.error("AOT404", f"symbolic dimension '{dim}' is not allowed here", span)
+        if not str(dim).isidentifier():
+            raise self.error("AOT410", f"symbolic dimension {dim!r} must be an identifier such "
+                             "as 'batch'", span)
+        return self.symbols.value(str(dim))
 
     def _target_call(self, call: ir.Call, frame: Frame, args: list, kwargs: dict) -> None:
         span = call.span
@@ -309,6 +324,10 @@ class Resolver:
                 raise self.error(
                     "AOT326", f"argument '{name}' of {module.name}.{method.name} is a container "
                     "of arrays; pass the arrays as separate arguments", method.name_span)
+            if _has_key(value):
+                raise self.error("AOT327", f"argument '{name}' of {module.name}.{method.name} is "
+                                 "a random key; keys cannot cross module boundaries",
+                                 method.name_span, hint="call nn.make_rng() inside the module")
             fresh = _fresh(value, fn, name)
             if fresh is not value:
                 inputs.append((name, fresh))  # type: ignore[arg-type]
@@ -347,6 +366,9 @@ class Resolver:
         return base if n == 0 else f"{base}_{n}"
 
     def _check_result(self, result: Any, method: ir.FunctionDef) -> None:
+        if _has_key(result):
+            raise self.error("AOT323", f"{method.name} returns a random key; keys cannot leave "
+                             "the module that made them", method.name_span)
         for leaf in _leaves(result):
             if not isinstance(leaf, Tensor) and leaf is not None:
                 raise self.error(
@@ -423,6 +445,10 @@ class Resolver:
         merged = {**(bound_kwargs or {}), **kwargs}
         try:
             bound = entry.signature.bind(written, args, merged)
+            if not takes_keys(entry) and _has_key(bound):
+                raise CallError("AOT206", f"{written} does not take a random key",
+                                hint="pass keys from nn.make_rng() to jax.random functions or "
+                                     "to nn.dropout(..., rng=key)")
             if entry.kind == "layer":
                 if shared is not None:
                     child = shared.scope.child(shared.name, entry.name)
@@ -543,6 +569,9 @@ class Resolver:
             return
         if isinstance(target, ir.Attribute):
             receiver = self.eval(target.value, frame)
+            if isinstance(receiver, StateVariable) and target.attr == "value":
+                self._state_write(receiver, value, target.span)
+                return
             raise self.error("AOT331", f"cannot set attribute '{target.attr}' of "
                              f"{describe_value(receiver)}", target.span)
         if isinstance(target, ir.Subscript):
@@ -820,6 +849,8 @@ class Resolver:
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name
+        if isinstance(value, StateVariable) and attr == "value":
+            return value.read(span)
         raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
 
     def _eval_ListComp(self, expr: ir.ListComp, frame: Frame) -> Any:
@@ -1190,6 +1221,8 @@ class Resolver:
             return out
         if name == "get_param":
             return self._get_param(scope, args, kwargs, span)
+        if name == "state":
+            return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None
         method = module.method(name) if isinstance(module, UserModule) else None
         if method is not None and name != "apply":
@@ -1202,6 +1235,51 @@ class Resolver:
         raise self.error("AOT353", f"self.{name} is not supported", span,
                          hint="modules support self.param, self.state, self.get_param and "
                               "calls to their own @nn.module_method methods")
+
+    def _user_state(self, scope: Scope, args: list, kwargs: dict, span: Span) -> StateVariable:
+        """`self.state(name, shape=(), init=zeros, dtype=float32, collection="state")`."""
+        from .ops.registry import Signature
+
+        try:
+            b = Signature.parse("name, shape=(), init=None, dtype=None, collection='state'").bind(
+                "self.state", args, kwargs)
+            name, shape, coll = b["name"], b["shape"], b["collection"]
+            if not isinstance(name, str) or not name:
+                raise CallError("AOT351", "self.state name must be a non-empty string")
+            if not (isinstance(shape, (tuple, list)) and all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+                raise CallError("AOT351", f"self.state shape must be a tuple of ints, got "
+                                f"{describe_value(shape)}")
+            if not (isinstance(coll, str) and coll.isidentifier()) or coll in _NOT_COLLECTIONS:
+                raise CallError("AOT355", f"invalid state collection name {coll!r}",
+                                hint="use an identifier such as 'state' or 'cache' (not "
+                                     "'params' or 'rng')")
+            dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
+            if name in scope.used:
+                raise CallError("AOT311", f"'{name}' is already used in this module",
+                                notes=(Note("first used here", scope.used[name]),))
+            scope.state(coll, name, tuple(shape), dtype, b["init"] or inits.ZEROS, span)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+        scope.used[name] = span
+        return StateVariable(scope, coll, name, tuple(shape), dtype, span)
+
+    def _state_write(self, var: StateVariable, value: Any, span: Span) -> None:
+        if isinstance(value, Poison):
+            raise _Abort()
+        if not isinstance(value, Tensor) and isinstance(value, (int, float, bool)):
+            const = Tensor(var.shape, var.dtype)
+            var.scope.fn.emit("ops/call.j2", {"call": Code((
+                f"jnp.full({_tuple_code(var.shape)}, {value!r}, jnp.{var.dtype})",))},
+                (const,), span, var.name)
+            value = const
+        if not isinstance(value, Tensor) or isinstance(value, RngKey):
+            raise self.error("AOT313", f"state '{var.name}' must be assigned an array, got "
+                             f"{describe_value(value)}", span)
+        try:
+            var.write(value, span)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
 
     def _get_param(self, scope: Scope, args: list, kwargs: dict, span: Span) -> Any:
         """`self.get_param(name)`: a parameter, or a submodule's parameter dict, of this scope."""
@@ -1318,6 +1396,25 @@ _STATIC_COMPARE = {
 }
 
 
+#: Names a state collection cannot take (they are other arguments of emitted functions).
+_NOT_COLLECTIONS = frozenset({"params", "rng", "self"})
+
+
+def _has_key(value: Any) -> bool:
+    """Whether a value is, or contains, a random key."""
+    if isinstance(value, RngKey):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_has_key(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_key(v) for v in value.values())
+    return False
+
+
+def _tuple_code(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
 def _array_like(v: Any) -> bool:
     return isinstance(v, (Tensor, int, float, complex, bool))
 
@@ -1407,7 +1504,7 @@ def _state_result(fn: FunctionState) -> tuple[tuple[str, Code], ...]:
     out = []
     for coll in fn.collections:
         tree: dict[str, Any] = {}
-        for (c, path), decl in fn.state.items():
+        for c, path in fn.state:
             if c != coll:
                 continue
             value = None
@@ -1459,9 +1556,12 @@ def _assigned_names(stmt: ir.Stmt) -> list[str]:
     return []
 
 
-def resolve(model: ir.ModelFile) -> FileProgram:
-    """Resolve a parsed model file; raises `BuildError` with every diagnostic found."""
-    return Resolver(model).run()
+def resolve(model: ir.ModelFile, symbols: Any = None) -> FileProgram:
+    """Resolve a parsed model file; raises `BuildError` with every diagnostic found.
+
+    **Arguments:** `symbols`: sizes for symbolic dimensions (`symbolic.Sentinels`).
+    """
+    return Resolver(model, symbols).run()
 
 
 __all__ = ["resolve", "Resolver", "BuildError", "Diagnostic", "describe", "Span", "ParamDecl"]

@@ -60,7 +60,9 @@ def verify_module(module: ModuleType, program: FileProgram) -> None:
                                                           for d in t.params})
         _compare(f"{t.name}: init state", _flat(state), {d.path: (d.shape, d.dtype)
                                                         for d in t.state})
-        args = [target.PARAM_SHAPES, target.STATE_SHAPES, *target.INPUTS.values()]
+        # The resolved sizes (symbolic dimensions resolve as sentinel sizes).
+        inputs = [jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in t.inputs]
+        args = [target.PARAM_SHAPES, target.STATE_SHAPES, *inputs]
         kwargs = {"rng": key} if t.stochastic else {}
         try:
             outputs, new_state = jax.eval_shape(lambda *a: target.apply_fn(*a, **kwargs), *args)

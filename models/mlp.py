@@ -14,3 +14,5 @@ class MLP(nn.Module):
 
 
 aot.target("mlp_b8", MLP, x=aot.f32[8, 28, 28, 1])
+# A serving target: any batch size, exported for CPU, GPU and TPU hosts.
+aot.target("mlp_serve", MLP, x=aot.f32["batch", 28, 28, 1], platforms=("cpu", "cuda", "tpu"))

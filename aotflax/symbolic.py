@@ -1,0 +1,211 @@
+"""Symbolic dimensions: `aot.f32["batch", 28, 28, 1]` without symbolic arithmetic.
+
+A target with named dimensions is resolved three times, with each name bound to
+a different sentinel size: two large primes (A and B) and a small one (C).
+Generated code that does not depend on the size is identical in A and B up to
+the sentinel values themselves, which are then written as a variable read
+from the input's shape at run time (`batch = x.shape[0]`).  A line whose code
+differs in any other way (a size computed from the batch, a branch taken on
+it) genuinely depends on the value: that is a located error, never a silently
+specialized program.  C checks the program's structure at a small size.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+from dataclasses import dataclass, field, replace
+
+from .diagnostics import BuildError, Diagnostic, SourceFile, Span
+from .program import FileProgram, Tensor
+
+
+def _primes(start: int, n: int) -> list[int]:
+    out: list[int] = []
+    k = start
+    while len(out) < n:
+        k += 1
+        if k > 1 and all(k % d for d in range(2, int(k**0.5) + 1)):
+            out.append(k)
+    return out
+
+
+SENTINELS_A = _primes(1_000_000, 8)
+SENTINELS_B = _primes(2_000_000, 8)
+SENTINELS_C = _primes(2, 8)
+
+
+@dataclass
+class Sentinels:
+    """Sizes handed to symbolic dimensions, in order of first appearance."""
+
+    base: list[int]
+    names: dict[str, int] = field(default_factory=dict)
+
+    def value(self, name: str) -> int:
+        if name not in self.names:
+            if len(self.names) == len(self.base):
+                raise ValueError("too many symbolic dimensions in one file")
+            self.names[name] = self.base[len(self.names)]
+        return self.names[name]
+
+
+def rename_in_errors(error: BuildError, a: Sentinels) -> BuildError:
+    """Messages mention symbolic dimensions by name, not by their sentinel sizes."""
+    if not a.names:
+        return error
+    names = {s: s for s in a.names}
+    return BuildError([replace(d, message=_sub(d.message, a.names, names))
+                       for d in error.diagnostics])
+
+
+def has_symbolic(program: FileProgram) -> bool:
+    return any(t.symbolic for t in program.targets)
+
+
+def _split(line: str, marker: str) -> tuple[str, str]:
+    i = line.rfind(marker)
+    return (line, "") if i < 0 else (line[:i], line[i:])
+
+
+def _sub(text: str, values: dict[str, int], names: dict[str, str]) -> str:
+    for sym, v in values.items():
+        text = re.sub(rf"(?<![\w.]){v}(?![\w.])", names[sym], text)
+    return text
+
+
+def _located(source: SourceFile, comment: str, marker: str, message: str,
+             hint: str) -> Diagnostic:
+    m = re.match(re.escape(marker) + r"(\d+)", comment)
+    if m is None:
+        return Diagnostic("AOT411", message, None, hint=hint)
+    line = int(m.group(1))
+    text = source.line(line)
+    col = len(text) - len(text.lstrip())
+    return Diagnostic("AOT411", message, Span(source, line, col, line, max(len(text), col + 1)),
+                      hint=hint)
+
+
+def reconcile(text_a: str, text_b: str, text_c: str | None, a: Sentinels, b: Sentinels,
+              source: SourceFile, relpath: str, program_a: FileProgram) -> str:
+    """Merge the A/B emissions into one text with symbolic dimension variables.
+
+    Raises `BuildError` with the DSL line of every place that needs a symbolic size
+    as a constant.
+    """
+    marker = f"  # {relpath}:"
+    reserved = set(re.findall(r"\b\w+\b", re.sub(r'"[^"\n]*"', "", text_a)))
+    var = {s: s if s not in reserved and not keyword.iskeyword(s) and s not in dir(builtins)
+           else f"{s}_dim" for s in a.names}
+    symbols = ", ".join(f"'{s}'" for s in a.names)
+    hint = ("use -1 in reshapes, or keep the dimension out of arithmetic; a symbolic size is "
+            "only known when the program runs")
+    lines_a, lines_b = text_a.splitlines(), text_b.splitlines()
+    errors: list[Diagnostic] = []
+    if len(lines_a) != len(lines_b) or _structure(text_a) != _structure(text_c or text_a):
+        errors.append(Diagnostic(
+            "AOT411", f"the program's structure depends on the size of {symbols}", None,
+            hint="a static `if` or loop on a symbolic dimension cannot be compiled once for "
+                 "every size"))
+        raise BuildError(errors)
+    out: list[str] = []
+    for la, lb in zip(lines_a, lines_b):
+        if la == lb:
+            out.append(la)
+            continue
+        code_a, com_a = _split(la, marker)
+        code_b, com_b = _split(lb, marker)
+        code = _sub(code_a, a.names, var)
+        docstring = code.strip().startswith(('"""', "#"))
+        if code != _sub(code_b, b.names, var) and not docstring:
+            errors.append(_located(source, com_a, marker, f"this line needs the size of "
+                                   f"symbolic dimension {symbols} as a constant", hint))
+            continue
+        if docstring and code != _sub(code_b, b.names, var):
+            code = _fuzzy(code_a, code_b, a, var)
+        out.append(code + (_fuzzy(com_a, com_b, a, {s: s for s in a.names}) if com_a else ""))
+    if errors:
+        raise BuildError(_unique(errors))
+    return _define_dims("\n".join(out) + "\n", program_a, a, var, source)
+
+
+def _fuzzy(text_a: str, text_b: str, a: Sentinels, names: dict[str, str]) -> str:
+    """Comments: sentinels become names, other numbers that differ become '?'."""
+    ta, tb = re.split(r"(\d+)", text_a), re.split(r"(\d+)", text_b)
+    if len(ta) != len(tb):
+        return _sub(text_a, a.names, names)
+    inverse = {str(v): names[s] for s, v in a.names.items()}
+    return "".join(inverse.get(x, x if x == y else "?") for x, y in zip(ta, tb))
+
+
+def _structure(text: str) -> str:
+    return re.sub(r"\d+", "N", text)
+
+
+def _unique(errors: list[Diagnostic]) -> list[Diagnostic]:
+    seen, out = set(), []
+    for e in errors:
+        key = (e.span.line if e.span else 0, e.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
+
+
+def _define_dims(text: str, program: FileProgram, a: Sentinels, var: dict[str, str],
+                 source: SourceFile) -> str:
+    """Insert `batch = x.shape[0]` at the top of each function that uses a dimension."""
+    carriers: dict[str, dict[str, str]] = {}
+    for fn in program.functions:
+        carriers[fn.name] = _carriers(fn.inputs, a)
+    for t in program.targets:
+        carriers[f"_{t.name}_apply"] = _carriers(
+            tuple((n, Tensor(s, d)) for n, s, d in t.inputs), a)
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        m = re.match(r"def (\w+)\(", line)
+        if m and m.group(1) in carriers:
+            body = _block(lines, i + 1)
+            doc = 1 if body and body[0].strip().startswith('"""') else 0
+            code = "\n".join(_split(b, "  # ")[0] for b in body[doc:])
+            out.extend(body[:doc])
+            for sym, name in var.items():
+                if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", code):
+                    expr = carriers[m.group(1)].get(sym)
+                    if expr is None:
+                        raise BuildError([Diagnostic(
+                            "AOT411", f"symbolic dimension '{sym}' reaches {m.group(1)} only "
+                            "as a hyperparameter", None,
+                            hint="pass an array that has the dimension instead")])
+                    out.append(f"    {name} = {expr}  # symbolic dimension \"{sym}\"")
+            out.extend(body[doc:])
+            i += 1 + len(body)
+            continue
+        i += 1
+    return "\n".join(out)
+
+
+def _carriers(inputs, a: Sentinels) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, tensor in inputs:
+        for axis, d in enumerate(getattr(tensor, "shape", ())):
+            for sym, v in a.names.items():
+                if d == v and sym not in found:
+                    found[sym] = f"{name}.shape[{axis}]"
+    return found
+
+
+def _block(lines: list[str], start: int) -> list[str]:
+    out = []
+    for line in lines[start:]:
+        if line and not line.startswith((" ", "\t")):
+            break
+        out.append(line)
+    while out and not out[-1].strip():
+        out.pop()
+    return out

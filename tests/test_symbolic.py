@@ -1,0 +1,77 @@
+"""Symbolic dimensions: one generated program for every batch size, or a located error."""
+
+import jax
+import numpy as np
+import pytest
+from helpers import build, build_errors
+
+NET = """
+class Net(nn.Module):
+    def apply(self, x, num_classes: int = 10):
+        x = x.reshape((x.shape[0], -1))
+        x = nn.relu(nn.Dense(x, 16))
+        h = jnp.zeros((x.shape[0], 4))
+        return nn.log_softmax(nn.Dense(x, num_classes)), h
+
+aot.target("serve", Net, x=aot.f32["batch", 6, 6, 1])
+aot.target("fixed", Net, x=aot.f32[2, 6, 6, 1])
+"""
+
+
+@pytest.fixture(scope="module")
+def net():
+    return build(NET)
+
+
+def test_symbolic_target_runs_at_several_batch_sizes(net):
+    params, state = net.serve.init(jax.random.key(0))
+    x = np.linspace(-1, 1, 5 * 36, dtype=np.float32).reshape(5, 6, 6, 1)
+    for b in (1, 2, 5):
+        (y, h), _ = net.serve.apply(params, state, x[:b])
+        assert y.shape == (b, 10) and h.shape == (b, 4)
+        fixed, _ = net.fixed.apply(params, state, x[:2])
+        if b >= 2:
+            np.testing.assert_allclose(y[:2], fixed[0], rtol=1e-6)
+
+
+def test_symbolic_code_reads_the_size_at_run_time(net):
+    text = net.__aotflax_text__
+    assert 'batch = x.shape[0]  # symbolic dimension "batch"' in text
+    assert "x.reshape((batch, -1))" in text and "f32[batch, 16]" in text
+    assert net.serve.symbolic == {"x": ("batch", 6, 6, 1)}
+    assert "1000003" not in text and "2000003" not in text
+
+
+def test_a_size_computed_from_a_symbolic_dimension_is_located():
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            return jnp.zeros((x.shape[0] * 2, 3))
+
+    aot.target("serve", Net, x=aot.f32["batch", 4])
+    """)
+    assert "error[AOT411]" in errors and ":8:" in errors.splitlines()[0]
+
+
+def test_shape_errors_name_the_symbolic_dimension():
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            return x.reshape((x.shape[0] // 2, -1))
+
+    aot.target("serve", Net, x=aot.f32["batch", 4])
+    """)
+    assert "(batch, 4)" in errors and "1000003" not in errors
+
+
+def test_a_branch_on_a_symbolic_dimension_is_an_error():
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            if x.shape[0] > 4:
+                x = x * 2.0
+            return x
+
+    aot.target("serve", Net, x=aot.f32["batch", 4])
+    """)
+    assert "error[AOT411]" in errors and "structure depends" in errors
