@@ -124,7 +124,8 @@ def _shapes(op: Op) -> str:
 def render_function(fn: Function, relpath: str, reserved: set[str],
                     outer: dict[int, str] | None = None) -> str:
     """Render one function; `outer` names the enclosing function's values (for nested defs)."""
-    namer = Namer(fn, reserved | {fn.name})
+    # state reads are written as `batch_stats["..."]` text: no variable may take those names
+    namer = Namer(fn, reserved | {fn.name} | set(fn.state_collections))
     if outer:
         namer.names.update(outer)
     args: list[str] = []

@@ -127,14 +127,15 @@ def _build_modules() -> dict[str, Any]:
     jnp = _jnp()
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN})
     jax_nn = _jax_nn()
-    jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn})
+    random = Namespace("jax.random", _ops("jax.random", "jax.random"))
+    jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random})
     np = Namespace("numpy", {**_dtypes(), **_static({"prod": _prod, "sqrt": math.sqrt}),
                              "pi": math.pi, "inf": math.inf, "newaxis": None})
     return {
         "jax": jax, "jax.numpy": jnp, "jax.lax": lax, "jax.nn": jax_nn, "numpy": np,
         "math": Namespace("math", MATH), "typing": Namespace("typing", {}),
         "functools": Namespace("functools", {}), "__future__": Namespace("__future__", {}),
-        "jax.random": Namespace("jax.random", {}), "optax": Namespace("optax", {}),
+        "jax.random": random, "optax": Namespace("optax", {}),
     }
 
 

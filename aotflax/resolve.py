@@ -424,6 +424,7 @@ class Resolver:
         new_state = [TreeVar(f"new {c}") for c in callee.state_collections]
         for coll, var in zip(callee.state_collections, new_state):
             fn.state_values[(coll, prefix)] = var
+            fn.hint(var, f"{child_name}_{coll}")
         target = _unpack_code(spec.result, result, new_state)
         fn.emit("ops/module_call.j2",
                 {"target": target, "call": Code.of(callee.name, "(", Code.join(", ", call_args),
@@ -1276,6 +1277,7 @@ class Resolver:
         if not isinstance(value, Tensor) or isinstance(value, RngKey):
             raise self.error("AOT313", f"state '{var.name}' must be assigned an array, got "
                              f"{describe_value(value)}", span)
+        var.scope.fn.hint(value, var.name)
         try:
             var.write(value, span)
         except CallError as e:

@@ -163,6 +163,42 @@ class Scope(LayerScope):
         return Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
 
 
+@dataclass(eq=False)
+class StateVariable:
+    """`self.state(name, shape, init)`: a user state variable with `.value` reads and writes.
+
+    Reads give the current value (the function's state argument until the first
+    write, then the written tensor); writes become the variable's entry in
+    `new_state`.
+    """
+
+    scope: Scope
+    collection: str
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    span: Span
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...]]:
+        return (self.collection, self.scope.prefix + (self.name,))
+
+    def read(self, span: Span) -> Tensor:
+        fn = self.scope.fn
+        current = fn.state_values.get(self.key)
+        if isinstance(current, Tensor):
+            return current
+        out = Tensor(self.shape, self.dtype)
+        fn.emit("ops/call.j2", {"call": Code((subscript_path(*self.key),))}, (out,), span,
+                self.name)
+        # later reads reuse this tensor; an unwritten variable returns it unchanged
+        fn.state_values[self.key] = out
+        return out
+
+    def write(self, value: Tensor, span: Span) -> None:
+        self.scope.set_state(self.collection, self.name, value, span)
+
+
 def _desc(shape: tuple[int, ...], dtype: str) -> str:
     from .program import describe
 

@@ -1,6 +1,14 @@
 """The operation table (see `registry.py`); importing this package fills it."""
 
-from . import arrays, layers, normalization, operators  # noqa: F401  (registration side effects)
+# Importing the rule modules fills the table (registration side effects).
+from . import (  # noqa: F401
+    arrays,
+    attention,
+    layers,
+    linear,
+    normalization,
+    operators,
+)
 from .registry import REGISTRY, CallError, Entry, Signature
 
 __all__ = ["REGISTRY", "CallError", "Entry", "Signature"]
