@@ -17,7 +17,7 @@ from typing import Any
 from .diagnostics import Note, Span
 from .ops.calls import LayerScope
 from .ops.registry import CallError
-from .program import Code, Op, ParamDecl, Tensor, TreeVar, Var
+from .program import Code, Op, ParamDecl, Tensor, Var
 from .values import Closure, Initializer
 
 
