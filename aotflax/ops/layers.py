@@ -288,12 +288,17 @@ def _pool(kind: str) -> Callable[[FnCall], Tensor]:
         except sh.ShapeError as e:
             raise call.fail(f"{call.written}: {e}", "AOT210") from None
         out = call.out(shape, x.dtype)
+        dims, steps = repr((1, *window, 1)), repr((1, *strides, 1))  # type: ignore[misc]
         size = 1
         for w in window:  # type: ignore[union-attr]
             size *= w
+        divisor = repr(size)
+        if kind == "avg" and not call.bool("count_include_pad") and pad != "VALID":
+            # Linen: divide by how many real (unpadded) inputs each window covers
+            ones = f"jnp.ones({(1, *x.shape[1:-1], 1)!r}, jnp.{x.dtype})"
+            divisor = f"jax.lax.reduce_window({ones}, 0.0, jax.lax.add, {dims}, {steps}, {pad_code})"
         call.emit(f"layers/{kind}_pool.j2", {
-            "x": x, "dims": repr((1, *window, 1)), "strides": repr((1, *strides, 1)),  # type: ignore[misc]
-            "padding": pad_code, "size": repr(size),
+            "x": x, "dims": dims, "strides": steps, "padding": pad_code, "size": divisor,
         }, [out], stem="pool")
         return out
 
