@@ -1,0 +1,194 @@
+"""Cold start: time to first output in a fresh process, four ways, for zoo targets.
+
+(a) Flax Linen, `jax.jit` (trace + compile in the process);
+(b) Flax Linen, `jax.jit` with a warm persistent compilation cache;
+(c) the generated module + `T.load()` (validated executable);
+(d) the floor: a process that imports jax, deserializes the same executable
+    bytes and runs it, with no flax and no aotflax.
+
+Every process loads the same parameters from one .npz file, so only start-up
+differs. Prints the median of several runs per way and each way's overhead
+over the floor (median minus the floor's median).
+
+Run after building the zoo: `python aot_build.py models/ && python bench/cold_start.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: name -> (generated module, target, Linen factory expression in bench/linen_zoo.py, input key)
+CASES = {
+    "mlp_b8": ("mlp", "mlp_b8", "linen_zoo.MLP()"),
+    "cnn_b4": ("cnn", "cnn_b4", "linen_zoo.CNN()"),
+    "resnet50_b1": ("resnet", "resnet50_b1", "linen_zoo.ResNet50()"),
+}
+
+_LOAD_PARAMS = """
+import numpy as np
+def _tree(path):
+    data = np.load(path)
+    out = {}
+    for key in data.files:
+        node = out
+        parts = key.split("/")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = data[key]
+    return out
+bundle = _tree(PARAMS)
+params, state, x = bundle["params"], bundle.get("state", {}), bundle["x"]["x"]
+"""
+
+CHILD = {
+    "a_linen_jit": """
+import time; t0 = time.perf_counter()
+import jax, sys
+sys.path.insert(0, BENCH)
+import linen_zoo
+{load}
+model = {factory}
+variables = {{"params": params, **state}}
+y = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
+jax.block_until_ready(y)
+print("ELAPSED", time.perf_counter() - t0)
+""",
+    "b_linen_cache": """
+import time; t0 = time.perf_counter()
+import jax, sys
+jax.config.update("jax_compilation_cache_dir", CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+sys.path.insert(0, BENCH)
+import linen_zoo
+{load}
+model = {factory}
+variables = {{"params": params, **state}}
+y = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
+jax.block_until_ready(y)
+print("ELAPSED", time.perf_counter() - t0)
+""",
+    "c_generated_load": """
+import time; t0 = time.perf_counter()
+import jax, sys
+sys.path.insert(0, ROOT)
+from generated import {module}
+{load}
+run = {module}.{target}.load()
+y, _ = run(params, state, x)
+jax.block_until_ready(y)
+assert "flax" not in sys.modules and "aotflax" not in sys.modules
+print("ELAPSED", time.perf_counter() - t0)
+""",
+    "d_floor": """
+import time; t0 = time.perf_counter()
+import jax
+from jax.experimental import serialize_executable
+{load}
+payload = open(EXE, "rb").read()
+args = (params, state, x)
+in_tree = jax.tree_util.tree_structure((args, {{}}))
+out_tree = jax.tree_util.tree_structure(OUT_TEMPLATE)
+run = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+y = run(*args)
+jax.block_until_ready(y)
+print("ELAPSED", time.perf_counter() - t0)
+""",
+}
+
+
+def _save_bundle(module: str, target: str, path: Path) -> tuple[str, object]:
+    """Init the target's parameters once and save them with an input."""
+    import jax
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    mod = __import__(f"generated.{module}", fromlist=[target])
+    t = getattr(mod, target)
+    params, state = t.init(jax.random.key(0))
+    name, spec = next(iter(t.INPUTS.items()))
+    x = np.random.default_rng(0).standard_normal(spec.shape).astype(spec.dtype)
+    flat = {}
+    for prefix, tree in (("params", params), ("state", state), ("x", {"x": x})):
+        for kp, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            flat["/".join([prefix, *(str(k.key) for k in kp)])] = np.asarray(leaf)
+    np.savez(path, **flat)
+    out, new_state = jax.eval_shape(t.apply_fn, t.PARAM_SHAPES, t.STATE_SHAPES, spec)
+    template = jax.tree_util.tree_map(lambda _: 0, (out, new_state))
+    manifest = json.loads((ROOT / "generated/artifacts" / module / target /
+                           "manifest.json").read_text())
+    exe = ROOT / "generated/artifacts" / module / target / manifest["executables"]["cpu"]["file"]
+    return str(exe), template
+
+
+def _run(code: str) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return wall
+
+
+def bench_case(name: str, runs: int) -> dict[str, float]:
+    module, target, factory = CASES[name]
+    tmp = Path(tempfile.mkdtemp(prefix="aotflax-cold-"))
+    bundle = tmp / "bundle.npz"
+    exe, template = _save_bundle(module, target, bundle)
+    consts = (f"ROOT = {str(ROOT)!r}\nBENCH = {str(ROOT / 'bench')!r}\n"
+              f"PARAMS = {str(bundle)!r}\nCACHE = {str(tmp / 'cache')!r}\nEXE = {exe!r}\n"
+              f"OUT_TEMPLATE = {template!r}\n")
+    load = textwrap.indent(_LOAD_PARAMS, "")
+    codes = {way: consts + body.format(load=load, factory=factory, module=module, target=target)
+             for way, body in CHILD.items()}
+    _run(codes["b_linen_cache"])  # populate the persistent cache once
+    times: dict[str, list[float]] = {way: [] for way in codes}
+    for _ in range(runs):
+        for way, code in codes.items():  # interleaved, so drift hits every way alike
+            times[way].append(_run(code))
+    return {way: statistics.median(ts) for way, ts in times.items()}
+
+
+def _ratio(num: float, den: float) -> str:
+    """Overhead ratio; 'n/a' when the reference is not slower than the floor (noise)."""
+    return f"{num / den:.3f}" if den > 0.01 else "n/a"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("cases", nargs="*", default=[c for c in CASES])
+    args = p.parse_args()
+    print(f"cold start, fresh processes, median of {args.runs} (seconds; overhead = median "
+          "minus the floor's median)")
+    header = ("target", "(a) linen jit", "(b) linen cache", "(c) aotflax load", "(d) floor",
+              "(c)/(d)", "(c)-(d) vs (a)-(d)", "(c)-(d) vs (b)-(d)")
+    rows = []
+    for name in args.cases:
+        module, target, _ = CASES[name]
+        if not (ROOT / "generated" / f"{module}.py").exists():
+            print(f"skipping {name}: generated/{module}.py missing (run aot_build.py)")
+            continue
+        m = bench_case(name, args.runs)
+        a, b, c, d = (m["a_linen_jit"], m["b_linen_cache"], m["c_generated_load"], m["d_floor"])
+        rows.append((name, f"{a:.3f}", f"{b:.3f}", f"{c:.3f}", f"{d:.3f}", f"{c / d:.3f}",
+                     _ratio(c - d, a - d), _ratio(c - d, b - d)))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |")
+
+
+if __name__ == "__main__":
+    main()
