@@ -1158,6 +1158,12 @@ class Resolver:
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
             return SharedModule(r.with_bound(kwargs, span), scope, child, span)
+        static = REGISTRY.lookup(f"nn.{r.module.name}", m.name) \
+            if isinstance(r, ModuleRef) and isinstance(r.module, Entry) else None
+        if static is not None and static.kind == "function":
+            # A built-in layer's static method: nn.LSTMCell.initialize_carry(rng, (8,), 16).
+            return self._call_entry(static, f"nn.{r.module.name}.{m.name}", args, kwargs, span,
+                                    frame)
         if isinstance(r, SharedModule):
             return self._shared_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):

@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     linear,
     normalization,
     operators,
+    recurrent,
 )
 from .registry import REGISTRY, CallError, Entry, Signature
 
