@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import keyword
 import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -87,14 +89,27 @@ def front_end(models: Sequence[Path], root: Path) -> BuildReport:
                             rel.as_posix())
         start = time.perf_counter()
         try:
+            _check_module_name(result)
             source = decode_source(result.relpath, model.read_bytes())
             result.program, result.text = _resolve_and_emit(
                 parse_model(source, result.relpath), result.module)
         except BuildError as e:
-            report.diagnostics.extend(e.diagnostics)
+            # in source order, whichever stage found them first
+            report.diagnostics.extend(sorted(e.diagnostics, key=lambda d: (
+                d.span is not None, d.span.line if d.span else 0, d.span.col if d.span else 0)))
         result.seconds = time.perf_counter() - start
         report.files.append(result)
     return report
+
+
+def _check_module_name(result: FileResult) -> None:
+    """The generated module is imported by its path: every part must be an identifier."""
+    bad = [p for p in result.module.split(".") if not p.isidentifier() or keyword.iskeyword(p)]
+    if bad:
+        raise BuildError([Diagnostic(
+            "AOT107", f"{result.relpath}: '{bad[0]}' is not a valid Python module name, so the "
+            "generated module could not be imported", None,
+            hint="rename the file (and its folders) to identifiers such as models/my_net.py")])
 
 
 def _resolve_and_emit(model: ir.ModelFile, module: str) -> tuple[FileProgram, str]:
@@ -323,3 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; generated files were left as they were", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug in aotflax: reported as one, never as a raw traceback
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        print(InternalError(f"{type(e).__name__}: {e}", dump=f"  at {Path(where.filename).name}:"
+                            f"{where.lineno} in {where.name}").render(), file=sys.stderr)
+        return 2

@@ -50,6 +50,12 @@ def template(name: str) -> jinja2.Template:
     return _ENV.get_template(name)
 
 
+def docstring_text(text: str) -> str:
+    """Text safe inside a triple-quoted docstring (hyperparameter strings are user data)."""
+    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    return text[:-1] + '\\"' if text.endswith('"') else text
+
+
 # ------------------------------------------------------------------ naming
 
 
@@ -161,7 +167,8 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
     if fn.state_result:
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
     return template("function.py.j2").render(
-        name=fn.name, args=", ".join(args), doc=f"{fn.doc}, from {relpath}:{fn.span.line}.",
+        name=fn.name, args=", ".join(args),
+        doc=docstring_text(f"{fn.doc}, from {relpath}:{fn.span.line}."),
         lines=lines, result=result)
 
 
@@ -239,7 +246,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str
         + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
     return template("target.py.j2").render(
-        name=t.name, description=t.description, entry=t.entry,
+        name=t.name, description=docstring_text(t.description), entry=t.entry,
         input_names=", ".join(n for n, _, _ in t.inputs),
         inputs_doc=", ".join(f"{n}: {describe_aval(s, d)}" for n, s, d in t.inputs),
         call=f"{t.entry}({', '.join(call_args)})", results=results, new_state=new_state,

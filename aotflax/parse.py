@@ -104,14 +104,25 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
     _check_syntax(source)
     try:
         module = cst.parse_module(source.text)
+        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+        positions = wrapper.resolve(PositionProvider)
+        return _Converter(source, module, positions).model(relpath or source.path)
     except cst.ParserSyntaxError as e:  # CPython accepted it, libcst did not
         span = Span(source, e.raw_line, e.raw_column, e.raw_line, e.raw_column + 1)
         raise BuildError(
             [Diagnostic("AOT100", f"syntax not supported: {e.message}", span)]
         ) from None
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    positions = wrapper.resolve(PositionProvider)
-    return _Converter(source, module, positions).model(relpath or source.path)
+    except RecursionError:
+        raise BuildError([_too_deep(source)]) from None
+
+
+def _too_deep(source: SourceFile) -> Diagnostic:
+    """Nesting beyond what the parser handles, located at the longest line (the usual culprit)."""
+    lines = source.text.splitlines() or [""]
+    lineno = max(range(len(lines)), key=lambda i: len(lines[i])) + 1
+    span = Span(source, lineno, 0, lineno, max(len(lines[lineno - 1]), 1))
+    return Diagnostic("AOT100", "expressions are nested too deeply to parse", span,
+                      hint="split the expression into several statements")
 
 
 def _check_syntax(source: SourceFile) -> None:
@@ -129,8 +140,20 @@ def _check_syntax(source: SourceFile) -> None:
         span = Span(source, line, col, end_line, end_col)
         raise BuildError([Diagnostic("AOT100", f"syntax error: {msg}", span)]) from None
     except ValueError as e:  # e.g. NUL bytes
-        span = Span(source, 1, 0, 1, 1)
+        span = _nul_span(source)
         raise BuildError([Diagnostic("AOT100", f"syntax error: {e}", span)]) from None
+    except (RecursionError, MemoryError):
+        raise BuildError([_too_deep(source)]) from None
+
+
+def _nul_span(source: SourceFile) -> Span:
+    """Where the first NUL byte is (CPython reports it without a location)."""
+    at = source.text.find("\0")
+    if at < 0:
+        return Span(source, 1, 0, 1, 1)
+    line = source.text.count("\n", 0, at) + 1
+    col = at - (source.text.rfind("\n", 0, at) + 1)
+    return Span(source, line, col, line, col + 1)
 
 
 class _Unsupported(Exception):
@@ -364,6 +387,8 @@ class _Converter:
         if node.asynchronous is not None:
             self.fail("AOT102", "'async def' is not supported", node)
         params = self.parameters(node.params, node)
+        if node.returns is not None:
+            self.annotation(node.returns)
         body_nodes = node.body.body if isinstance(node.body, cst.IndentedBlock) else None
         docstring = node.get_docstring(clean=True)
         if body_nodes is not None and docstring is not None:
@@ -387,7 +412,7 @@ class _Converter:
 
         def add(param: cst.Param, kind: str) -> None:
             default = self.expr(param.default) if param.default is not None else None
-            ann = self.expr(param.annotation.annotation) if param.annotation else None
+            ann = self.annotation(param.annotation) if param.annotation else None
             out.append(ir.Param(param.name.value, default, ann, kind, self.span(param)))
 
         for param in (*p.posonly_params, *p.params):
@@ -399,6 +424,29 @@ class _Converter:
         if p.star_kwarg is not None:
             add(p.star_kwarg, "kwarg")
         return ir.Parameters(tuple(out), self.span(p) if out else self.span(owner))
+
+    def annotation(self, node: cst.Annotation) -> ir.Expr:
+        """A type annotation: names, attributes, subscripts and literals only.
+
+        Annotations are never evaluated by the build, but a user initializer is copied
+        into generated code, where Python evaluates them: nothing may run there.
+        """
+        value = self.expr(node.annotation)
+        stack: list[ir.Expr] = [value]
+        while stack:
+            e = stack.pop()
+            if isinstance(e, ir.Attribute):
+                stack.append(e.value)
+            elif isinstance(e, ir.Subscript):
+                stack.extend((e.value, e.index))
+            elif isinstance(e, (ir.TupleExpr, ir.ListExpr)):
+                stack.extend(e.elts)
+            elif isinstance(e, ir.BinOp) and e.op == "|":
+                stack.extend((e.left, e.right))
+            elif not isinstance(e, (ir.Name, ir.Constant)):
+                self.fail("AOT103", "annotations may only name types (names, attributes, "
+                          "subscripts, strings)", node.annotation)
+        return value
 
     # -------------------------------------------------------------- targets
 
@@ -484,7 +532,11 @@ class _Converter:
         return ir.FString(tuple(parts), self.span(node))
 
     def expr_Attribute(self, node: cst.Attribute) -> ir.Expr:
-        return ir.Attribute(self.expr(node.value), node.attr.value, self.span(node))
+        attr = node.attr.value
+        if len(attr) > 4 and attr.startswith("__") and attr.endswith("__"):
+            self.fail("AOT105", f"attribute '{attr}' is not available in model files: model "
+                      "files are data, never executed", node.attr)
+        return ir.Attribute(self.expr(node.value), attr, self.span(node))
 
     def expr_Call(self, node: cst.Call) -> ir.Expr:
         args: list[ir.Expr] = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from . import dtypes as dt
-from . import ir, namespaces
+from . import ir, namespaces, safety
 from .diagnostics import BuildError, Diagnostic, InternalError, Note, Reporter, Span
 from .ops import REGISTRY, CallError, Entry
 from .ops import initializers as inits
@@ -36,7 +36,14 @@ from .program import (
     Var,
     describe,
 )
-from .scopes import FunctionState, Scope, StateVariable, name_hash, subscript_path
+from .scopes import (
+    FunctionState,
+    Scope,
+    StateVariable,
+    check_name,
+    name_hash,
+    subscript_path,
+)
 from .values import (
     POISON,
     BoundMethod,
@@ -64,11 +71,22 @@ from .values import (
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 MAX_UNROLL = 100_000
-MAX_CALL_DEPTH = 200
+#: Nesting of user functions and modules (well below Python's own recursion limit).
+MAX_CALL_DEPTH = 48
+#: Statements and comprehension items one file may execute at build time: a bound on
+#: resolve time whatever the model does (nested loops, recursion), so a build never hangs.
+MAX_STEPS = 2_000_000
+#: Largest static value a model may build: ints of this many bits, sequences this long.
+MAX_STATIC_BITS = 1 << 16
+MAX_STATIC_LEN = 1 << 20
 
 
 class _Abort(Exception):
     """Stop resolving the current statement; the diagnostic is already recorded."""
+
+
+class _OutOfSteps(Exception):
+    """The step budget is spent: stop resolving the whole file (already reported)."""
 
 
 class _Return(Exception):
@@ -140,25 +158,32 @@ class Resolver:
         self.user_inits: dict[str, Closure] = {}
         self.depth = 0
         self._reported: set[tuple] = set()
+        #: Errors raised so far, repeats included (a body with errors must not produce a value).
+        self.errors = 0
+        self.steps = 0
 
     # ================================================================ driver
 
     def run(self) -> FileProgram:
         self._bind_imports()
         top = Frame(self.globals, None, None)
-        for stmt in self.model.body:
-            if isinstance(stmt, ir.ClassDef):
-                self._classdef(stmt)
-            else:
-                self._exec_guarded(stmt, top)
         targets = []
-        for decl in self.targets:
-            try:
-                targets.append(self._resolve_target(decl))
-            except _Abort:
-                pass
-        if not self.targets and not self.reporter.diagnostics:
-            pass  # a file without targets emits helpers only
+        try:
+            for stmt in self.model.body:
+                if isinstance(stmt, ir.ClassDef):
+                    self._classdef(stmt)
+                else:
+                    self._top_level(stmt.span, lambda stmt=stmt: self._exec_guarded(stmt, top))
+            for decl in self.targets:
+                got = self._top_level(decl.span, lambda decl=decl: self._resolve_target(decl))
+                if got is not None:
+                    targets.append(got)
+        except _OutOfSteps:
+            pass
+        for closure in sorted(self.user_inits.values(), key=lambda c: c.span.line):
+            # emitted verbatim into generated code, which verify imports: check it first
+            self.reporter.extend(safety.check_emitted_function(
+                closure.definition, closure.env))  # type: ignore[arg-type]
         self.reporter.raise_if_errors()
         sha = hashlib.sha256(self.model.file.text.encode()).hexdigest()
         user = tuple(
@@ -167,8 +192,28 @@ class Resolver:
         )
         return FileProgram(self.model.relpath, sha, tuple(self.functions), tuple(targets), user)
 
+    def _top_level(self, span: Span, fn: Any) -> Any:
+        """Resolve one top-level statement or target; Python's recursion limit is an error."""
+        try:
+            return fn()
+        except _Abort:
+            return None
+        except RecursionError:
+            self.error("AOT322", "this nests calls or expressions too deeply to resolve "
+                       "(recursive functions and modules are not supported)", span)
+            return None
+
+    def _step(self, span: Span) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.error("AOT330", f"resolving this file takes more than {MAX_STEPS:,} build-time "
+                       "steps; stopped here", span, hint="look for loops over large ranges or "
+                       "runaway recursion; loops are unrolled at build time")
+            raise _OutOfSteps()
+
     def error(self, code: str, message: str, span: Span | None, *, hint: str | None = None,
               notes: tuple[Note, ...] = ()) -> _Abort:
+        self.errors += 1
         key = (code, message, span.line if span else 0, span.col if span else 0)
         if key not in self._reported:
             self._reported.add(key)
@@ -337,12 +382,13 @@ class Resolver:
         env.set(method.params.params[0].name if method.params.params else "self",
                 SelfValue(scope))
         result: Any = None
+        errors = self.errors
         try:
             self._exec_block(method.body, frame)
         except _Return as r:
             result = r.value
-        if contains_poison(result):
-            raise _Abort()
+        if contains_poison(result) or self.errors != errors:
+            raise _Abort()  # a body with errors has no meaningful result (no cascades)
         self._check_result(result, method)
         fname = self._function_name(module.name if method.name == "apply"
                                     else f"{module.name}_{method.name}")
@@ -369,14 +415,14 @@ class Resolver:
         if _has_key(result):
             raise self.error("AOT323", f"{method.name} returns a random key; keys cannot leave "
                              "the module that made them", method.name_span)
+        if isinstance(result, dict):
+            raise self.error("AOT323", "modules returning dicts are not supported yet; return "
+                             "a tuple", method.name_span)
         for leaf in _leaves(result):
             if not isinstance(leaf, Tensor) and leaf is not None:
                 raise self.error(
                     "AOT323", f"{method.name} must return arrays (or tuples of arrays), found "
                     f"{describe_value(leaf)}", method.name_span)
-        if isinstance(result, dict):
-            raise self.error("AOT323", "modules returning dicts are not supported yet; return "
-                             "a tuple", method.name_span)
 
     def _call_user_module(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
                           frame: Frame, name: Any = None, shared: SharedModule | None = None,
@@ -394,9 +440,12 @@ class Resolver:
             existing = fn.params.get(full)
             if existing is not None and (existing.shape, existing.dtype) != (decl.shape,
                                                                               decl.dtype):
-                raise self.error("AOT312", f"shared module '{child_name}' called with inputs "
-                                 "that change its parameter shapes", span,
-                                 notes=(Note("first declared here", existing.span),))
+                raise self.error(
+                    "AOT312", f"shared module '{child_name}' called with inputs that change its "
+                    f"parameter '{'/'.join(full)}': now {describe(decl.shape, decl.dtype)}, "
+                    f"first {describe(existing.shape, existing.dtype)}", span,
+                    notes=(Note("first declared here", existing.span),),
+                    hint="a shared module must see inputs of the same shape on every call")
             fn.params.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init,
                                                  decl.span))
         call_args: list[Code] = []
@@ -480,6 +529,7 @@ class Resolver:
             self._exec_guarded(stmt, frame)
 
     def _exec(self, stmt: ir.Stmt, frame: Frame) -> None:
+        self._step(stmt.span)
         method = getattr(self, "_stmt_" + type(stmt).__name__)
         method(stmt, frame)
 
@@ -647,8 +697,7 @@ class Resolver:
             return value
         if expr.id in namespaces.BUILTINS:
             return namespaces.BUILTINS[expr.id]
-        if expr.id in ("open", "eval", "exec", "__import__", "compile", "globals", "locals",
-                       "getattr", "setattr", "vars", "input", "print", "breakpoint"):
+        if expr.id in safety.FORBIDDEN_NAMES or safety.is_dunder(expr.id):
             raise self.error("AOT105", f"'{expr.id}' is not available in model files: model "
                              "files are data, never executed", expr.span)
         raise self.error("AOT340", f"name '{expr.id}' is not defined", expr.span)
@@ -665,6 +714,9 @@ class Resolver:
                                  part.span)
             if part.conversion == "r":
                 value = repr(value)
+            problem = safety.spec_problem(part.format_spec or "")
+            if problem:
+                raise self.error("AOT341", f"f-string: {problem}", part.span)
             try:
                 out.append(format(value, part.format_spec or ""))
             except (ValueError, TypeError) as e:
@@ -756,6 +808,10 @@ class Resolver:
                                  f"{describe_value(left)} and {describe_value(right)}", span)
             return self._call_entry(REGISTRY.lookup("operator", name), f"'{op}'", [left, right],
                                     {}, span, frame)
+        too_big = _too_big(op, left, right)
+        if too_big:
+            raise self.error("AOT344", f"the static value {too_big} is too large to compute at "
+                             "build time", span)
         try:
             return _STATIC_BINOPS[op](left, right)
         except ZeroDivisionError:
@@ -878,6 +934,7 @@ class Resolver:
             return
         gen = gens[i]
         for item in self._iterate(self.eval(gen.iter, frame), gen.iter.span):
+            self._step(gen.span)
             self._assign(gen.target, item, frame)
             if all(self._truth(c, frame) for c in gen.ifs):
                 self._comprehension(gens, i + 1, frame, body)
@@ -1091,12 +1148,17 @@ class Resolver:
         if self.depth > MAX_CALL_DEPTH:
             self.depth -= 1
             raise self.error("AOT322", f"function {fn.name} recurses too deeply", span)
+        errors = self.errors
         try:
             self._exec_block(fn.body, Frame(env, frame.fn, frame.scope, frame.module))
         except _Return as r:
+            if self.errors != errors:
+                raise _Abort() from None
             return r.value
         finally:
             self.depth -= 1
+        if self.errors != errors:
+            raise _Abort()
         return None
 
     def _call_static(self, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
@@ -1113,6 +1175,9 @@ class Resolver:
         if fn.name == "isinstance":
             raise self.error("AOT349", "isinstance is not supported; compare static values",
                              span)
+        if fn.name == "range" and _range_too_long(args):
+            raise self.error("AOT330", f"range{tuple(args)} is too long to unroll (more than "
+                             f"{MAX_UNROLL:,} items)", span)
         try:
             result = fn.fn(*args, **kwargs)
         except Exception as e:  # a static builtin failed on user values
@@ -1187,6 +1252,10 @@ class Resolver:
         if name not in allowed:
             raise self.error("AOT348", f"method {type(r).__name__}.{name} is not supported",
                              span)
+        if name == "format":
+            problem = safety.format_problem(r)
+            if problem:
+                raise self.error("AOT341", f"str.format: {problem}", span)
         try:
             result = getattr(r, name)(*args, **kwargs)
         except Exception as e:
@@ -1208,6 +1277,7 @@ class Resolver:
                 pname, shape, init = b["name"], b["shape"], b["init"]
                 if not isinstance(pname, str):
                     raise CallError("AOT351", "self.param name must be a string")
+                check_name(pname, "parameter name")
                 if shape is None:
                     raise CallError("AOT352", "data-dependent parameter shapes (shape=None) are "
                                     "not supported: give the shape explicitly")
@@ -1253,12 +1323,13 @@ class Resolver:
             name, shape, coll = b["name"], b["shape"], b["collection"]
             if not isinstance(name, str) or not name:
                 raise CallError("AOT351", "self.state name must be a non-empty string")
+            check_name(name, "state variable name")
             if not (isinstance(shape, (tuple, list)) and all(
                     isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
                 raise CallError("AOT351", f"self.state shape must be a tuple of ints, got "
                                 f"{describe_value(shape)}")
             if not (isinstance(coll, str) and coll.isidentifier()) or coll in _NOT_COLLECTIONS:
-                raise CallError("AOT355", f"invalid state collection name {coll!r}",
+                raise CallError("AOT356", f"invalid state collection name {coll!r}",
                                 hint="use an identifier such as 'state' or 'cache' (not "
                                      "'params' or 'rng')")
             dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
@@ -1421,6 +1492,30 @@ def _has_key(value: Any) -> bool:
 
 def _tuple_code(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _too_big(op: str, left: Any, right: Any) -> str | None:
+    """Describe a static operation whose result would be huge (or take forever), else None."""
+    ints = all(isinstance(v, int) for v in (left, right))
+    if op == "**" and ints and right > 0 and abs(left) > 1 and \
+            right * abs(left).bit_length() > MAX_STATIC_BITS:
+        return f"{left} ** {right}"
+    if op == "<<" and ints and right > MAX_STATIC_BITS:
+        return f"{left} << {right}"
+    if op == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and \
+                    len(seq) * n > MAX_STATIC_LEN:
+                return f"{type(seq).__name__} of {len(seq)} * {n}"
+    return None
+
+
+def _range_too_long(args: list) -> bool:
+    if not all(isinstance(a, int) for a in args) or not 1 <= len(args) <= 3 or \
+            (len(args) == 3 and args[2] == 0):
+        return False  # range() reports its own error
+    r = range(*args)
+    return (r.stop - r.start) // (r.step or 1) > MAX_UNROLL
 
 
 def _array_like(v: Any) -> bool:

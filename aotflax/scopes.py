@@ -10,6 +10,7 @@ not advance the counter, and an error for a reused name.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from .diagnostics import Note, Span
 from .ops.calls import LayerScope
 from .ops.registry import CallError
 from .program import Code, Op, ParamDecl, Tensor, Var
-from .values import Closure, Initializer
+from .values import Closure, Initializer, InitializerFactory, describe_value
 
 
 class FunctionState:
@@ -87,9 +88,7 @@ class Scope(LayerScope):
         if explicit is not None:
             if not isinstance(explicit, str):
                 raise CallError("AOT310", f"name= must be a string, got {explicit!r}")
-            if "/" in explicit or not explicit:
-                raise CallError("AOT310", f"invalid module name {explicit!r}: names may not be "
-                                "empty or contain '/'")
+            check_name(explicit, "module name")
             name = explicit
         else:
             n = self.counters.get(class_name, 0)
@@ -101,9 +100,11 @@ class Scope(LayerScope):
         if name in self.used:
             raise CallError(
                 "AOT311",
-                f"a submodule named '{name}' already exists in {self.owner}",
+                f"a submodule named '{name}' already exists in {self.owner}; to call it again "
+                f"with the same parameters, create it once with .shared(name={name!r})",
                 hint="to call one layer several times with one set of parameters, create it "
-                     f"once with {class_name}.shared(..., name={name!r}) and call that",
+                     f"once with {class_name}.shared(..., name={name!r}) and call that; to get "
+                     "a second layer, give it another name",
                 notes=(Note("first used here", self.used[name]),),
             )
         self.used[name] = span
@@ -211,8 +212,23 @@ def _init_code(fn: FunctionState, init: Any) -> str:
     if isinstance(init, Closure) and init.toplevel and init.definition is not None:
         fn.user_inits[init.name] = init
         return init.name
+    if isinstance(init, InitializerFactory):
+        raise CallError("AOT314", f"got the initializer factory nn.initializers.{init.name} "
+                        "without calling it", hint=f"write nn.initializers.{init.name}(...)")
     raise CallError(
         "AOT314",
         "an initializer must be one of nn.initializers or a function (key, shape, dtype) "
-        "defined at the top level of the model file",
+        f"defined at the top level of the model file, got {describe_value(init)}",
     )
+
+
+_NAME = re.compile(r"[\w.\-]+")
+
+
+def check_name(name: Any, what: str) -> None:
+    """Names become dict keys in generated code: keep them to a safe, readable alphabet."""
+    if not isinstance(name, str):
+        raise CallError("AOT310", f"a {what} must be a string, got {describe_value(name)}")
+    if not _NAME.fullmatch(name) or len(name) > 200:
+        raise CallError("AOT310", f"invalid {what} {name!r}: names are non-empty and contain "
+                        "only letters, digits, '_', '-' and '.'")

@@ -1,0 +1,1539 @@
+"""The diagnostic catalogue: every error code aotflax reports, explained with an example.
+
+`aotflax --explain AOT311` prints an entry, like rustc's `--explain` or the
+error pages of Flax's `flax/errors.py`.  Codes are stable: a code keeps its
+meaning forever, a retired code is never reused.  They are grouped by stage:
+
+- AOT1xx: reading and parsing the model file (syntax, encoding, what a model
+  file may contain at all);
+- AOT2xx: arrays handed to operations (dtypes, ranks, shapes, static arguments);
+- AOT3xx: the static evaluator (calls, names, modules, control flow);
+- AOT4xx: target declarations.
+
+Each entry's `wrong` example is a model (after the usual imports) that fails
+with that code and `fixed` is the same model corrected; `tests/test_errors.py`
+builds both, so the catalogue cannot drift from the compiler.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from dataclasses import dataclass
+
+__all__ = ["Entry", "CODES", "explain", "EXAMPLE_HEADER"]
+
+#: Imports every example assumes (prepended when the examples are checked).
+EXAMPLE_HEADER = "from aotflax import nn, aot\nimport jax\nimport jax.numpy as jnp\n\n"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One diagnostic code."""
+
+    code: str
+    #: Short title (what went wrong, in a few words).
+    title: str
+    #: Why it is an error and what to do, in a paragraph or two.
+    explanation: str
+    #: A small model that fails with this code.
+    wrong: str
+    #: The same model, fixed.
+    fixed: str
+    #: False where the example cannot be a checked model file (encodings, file names).
+    checked: bool = True
+
+    def render(self) -> str:
+        out = [f"{self.code}: {self.title}", "", _para(self.explanation), "",
+               "Example (wrong):", "", _indent(self.wrong), "", "Fix:", "", _indent(self.fixed)]
+        return "\n".join(out).rstrip() + "\n"
+
+
+def _para(text: str) -> str:
+    return "\n\n".join(textwrap.fill(" ".join(p.split()), 79)
+                       for p in textwrap.dedent(text).strip().split("\n\n"))
+
+
+def _indent(code: str) -> str:
+    return textwrap.indent(textwrap.dedent(code).strip("\n"), "    ")
+
+
+_ENTRIES: list[Entry] = []
+
+
+def _entry(code: str, title: str, explanation: str, wrong: str, fixed: str,
+           checked: bool = True) -> None:
+    _ENTRIES.append(Entry(code, title, explanation, textwrap.dedent(wrong).strip("\n") + "\n",
+                          textwrap.dedent(fixed).strip("\n") + "\n", checked))
+
+
+# ====================================================================== AOT1xx: the file
+
+_entry("AOT100", "syntax error", """
+    The model file is not valid Python (or uses syntax the DSL's parser does not
+    accept).  The location is Python's own: an unclosed bracket is reported where
+    it opens, not at the end of the file.  Nothing of the file is resolved until
+    it parses.
+    """, """
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4
+    """, """
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4)
+    """)
+
+_entry("AOT101", "model file is not valid UTF-8", """
+    Model files are read as UTF-8 text.  The byte shown could not be decoded; the
+    file was probably saved in another encoding (Latin-1, UTF-16).  Save it as
+    UTF-8.
+    """, """
+    # saved as Latin-1: the byte 0xe9 below is not UTF-8
+    x = nn.Dense(x, 4, name="caf\\xe9")
+    """, """
+    # saved as UTF-8
+    x = nn.Dense(x, 4, name="cafe")
+    """, checked=False)
+
+_entry("AOT102", "statement not supported in model files", """
+    The DSL is a static subset of Python: loops are unrolled and branches pruned
+    at build time, so `while`, `try`, `with`, `global`, `del`, nested classes and
+    non-method statements in a module class have no meaning there.  Use `for`
+    over a static range, `if` on static values, and module-level constants.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, depth: int = 2):
+            i = 0
+            while i < depth:
+                x = nn.relu(nn.Dense(x, 8))
+                i += 1
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, depth: int = 2):
+            for _ in range(depth):
+                x = nn.relu(nn.Dense(x, 8))
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT103", "expression not supported in model files", """
+    This expression form (set displays, `:=`, `await`, `yield`, bytes literals,
+    starred subscripts, calls in annotations...) is outside the DSL's static
+    evaluator.  Rewrite it with tuples, lists, dicts and plain assignments.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            axes = {0, 1}
+            return jnp.mean(x, axis=tuple(axes))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            axes = (0, 1)
+            return jnp.mean(x, axis=axes)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT104", "import not allowed", """
+    A model file is data, not a program: it may import only the DSL's vocabulary
+    (`aotflax`, `jax`, `jax.numpy`, `jax.lax`, `jax.nn`, `jax.random`, `numpy`,
+    `math`, `functools`, `typing`, `optax`), at the top of the file, and only
+    names those modules provide in the DSL.  The build never imports or runs the
+    file, so anything else could not mean anything.
+    """, """
+    import os
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, int(os.environ["WIDTH"]))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width: int = 16):
+            return nn.Dense(x, width)
+
+    aot.target("net", Net.partial(width=16), x=aot.f32[2, 8])
+    """)
+
+_entry("AOT105", "Python internals are not available", """
+    `open`, `eval`, `exec`, `__import__`, `getattr`, `globals`, `print` and
+    dunder attributes such as `().__class__` are Python machinery, not part of
+    the DSL: a model file describes a network and is never executed.  The
+    static evaluator rejects them wherever they appear (including default
+    arguments, decorators and f-strings).
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width=eval("4 * 4")):
+            return nn.Dense(x, width)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width=4 * 4):
+            return nn.Dense(x, width)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT106", "an initializer uses something the generated code lacks", """
+    A user initializer `def init(key, shape, dtype)` is copied verbatim into the
+    generated module and runs in `init`.  It may use only its arguments, its own
+    local variables, pure builtins and `jax` / `jnp` / `np`, and never file I/O,
+    callbacks or configuration (`np.load`, `jax.pure_callback`, `jax.config`...).
+    Model-level constants do not exist in the generated module: pass them as
+    default arguments.
+    """, """
+    SCALE = 0.1
+
+    def scaled_normal(key, shape, dtype):
+        return SCALE * jax.random.normal(key, shape, dtype)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, kernel_init=scaled_normal)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    def scaled_normal(key, shape, dtype, scale=0.1):
+        return scale * jax.random.normal(key, shape, dtype)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, kernel_init=scaled_normal)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT107", "model file name is not a Python module name", """
+    `models/foo.py` becomes the module `generated.foo`, so every part of a model
+    file's path below the built folder must be a Python identifier (no dashes,
+    no leading digits, no keywords).  Rename the file or folder.
+    """, """
+    models/my-net.py
+    """, """
+    models/my_net.py
+    """, checked=False)
+
+# ====================================================================== AOT2xx: arrays
+
+_entry("AOT201", "array argument of the wrong dtype or rank", """
+    An operation received an array it cannot take: an integer array where a
+    floating one is needed (Dense, Conv, LayerNorm), float indices for Embed, or
+    an array of the wrong rank (Conv with a 2-D window needs rank-4 inputs).  The
+    message shows the array's dtype and shape as resolved at build time.
+    """, """
+    class Net(nn.Module):
+        def apply(self, tokens):
+            return nn.Dense(tokens, 4)
+
+    aot.target("net", Net, tokens=aot.i32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, tokens):
+            return nn.Dense(tokens.astype(jnp.float32), 4)
+
+    aot.target("net", Net, tokens=aot.i32[2, 8])
+    """)
+
+_entry("AOT202", "an array was expected", """
+    This argument must be an array (a model input or a value computed from one),
+    but it is a static value such as a number, a tuple or None, or a list with no
+    arrays in it.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return jnp.concatenate([], axis=-1)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return jnp.concatenate([x, x], axis=-1)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT203", "invalid static argument", """
+    Hyperparameters (feature counts, kernel sizes, strides, axes, padding, flags,
+    dtypes, initializers) are build-time values.  This one has the wrong type or
+    value: a tuple of the wrong length, a negative size, an unknown padding mode,
+    an initializer factory that was not called, or an array where a static value
+    is needed.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Conv(x, 8, (3, 3), strides=(1, 1, 1))
+
+    aot.target("net", Net, x=aot.f32[2, 8, 8, 1])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Conv(x, 8, (3, 3), strides=(1, 1))
+
+    aot.target("net", Net, x=aot.f32[2, 8, 8, 1])
+    """)
+
+_entry("AOT206", "a random key passed where none is taken", """
+    Random keys come from `nn.make_rng()` and may only be passed to `jax.random`
+    functions or to stochastic layers (`nn.dropout(..., rng=key)`).  Feeding a
+    key to an ordinary operation is almost always a mistake.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            key = nn.make_rng()
+            return x + jnp.asarray(key)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            key = nn.make_rng()
+            return x + jax.random.normal(key, x.shape)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT210", "shapes do not fit", """
+    The shapes of the arrays do not fit the operation: they do not broadcast
+    (`x + y`), the contracting dimensions of a matmul differ, a reshape changes
+    the size, a window is larger than its padded input...  The message names the
+    operation and both shapes, as JAX would at trace time; aotflax finds it at
+    build time.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            h = nn.Dense(x, 16)
+            return h + x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            h = nn.Dense(x, 8)
+            return h + x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT211", "invalid array index", """
+    Arrays are indexed with static ints, slices, `None`, `...` or integer arrays.
+    Boolean masks give data-dependent shapes, which cannot be compiled ahead of
+    time; use `jnp.where` instead.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x[x > 0]
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return jnp.where(x > 0, x, 0.0)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+# ====================================================================== AOT3xx: evaluator
+
+_entry("AOT300", "the model raised an error at build time", """
+    A `raise` or a failing `assert` was reached while resolving the model with
+    the hyperparameters and input shapes of a target.  Model authors use them to
+    validate hyperparameters; the message is theirs.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, depth: int = 0):
+            if depth < 1:
+                raise ValueError(f"depth must be positive, got {depth}")
+            return nn.Dense(x, 4)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, depth: int = 0):
+            if depth < 1:
+                raise ValueError(f"depth must be positive, got {depth}")
+            return nn.Dense(x, 4)
+
+    aot.target("net", Net.partial(depth=2), x=aot.f32[2, 8])
+    """)
+
+_entry("AOT301", "too many positional arguments", """
+    The call passes more positional arguments than the function, layer or
+    module takes.  The hint shows its signature; pass hyperparameters by keyword
+    to make calls readable.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, True, None, jnp.float32, None, 1, 2, 3)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, bias=True)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT302", "unexpected keyword argument", """
+    The function, layer or module has no parameter of that name.  Built-in
+    layers keep the old `flax.nn` signatures (`bias=`, not Linen's `use_bias=`);
+    the hint lists the accepted names.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, use_bias=False)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, bias=False)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT303", "argument given twice", """
+    The same parameter received a value both positionally and by keyword (or
+    from `partial` and again at the call with a conflicting form).
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, features=8)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, features=8)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT304", "missing required argument", """
+    A parameter without a default received no value.  For a target, every input
+    of `apply` needs a spec and every hyperparameter without a default must be
+    bound with `Module.partial(...)`.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT305", "value cannot appear in generated code", """
+    The generated module is plain JAX source, so every static value an
+    operation passes on must be writable as Python code: numbers, strings,
+    tuples, dtypes, initializers, activation functions.  Modules, namespaces and
+    user functions (other than initializers) cannot be passed as arguments to
+    array operations.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return jnp.reshape(x, nn.Dense)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return jnp.reshape(x, (16,))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, checked=False)
+
+_entry("AOT310", "invalid module name", """
+    `name=` must be a non-empty string of letters, digits, '_', '-' and '.'
+    (names become keys of the parameter dict).  Functions without parameters
+    (`nn.relu`) take no name, and a shared module is named where `.shared(...)`
+    creates it, not at each call.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, name="head/out")
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, name="head_out")
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT311", "a submodule name is used twice", """
+    Two layers in one module got the same explicit `name=` (or a parameter name
+    collides with a submodule).  In Flax each name is one set of parameters, so
+    calling a layer twice under one name is ambiguous: did you mean one layer
+    applied twice (use `shared`), or two layers (use two names)?  To apply one
+    layer several times with the same parameters, create it once with
+    `nn.Dense.shared(features=..., name="fc")` and call the result.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            x = nn.Dense(x, 8, name="fc")
+            return nn.Dense(x, 8, name="fc")
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            fc = nn.Dense.shared(features=8, name="fc")
+            return fc(fc(x))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT312", "a shared module's parameters would change shape", """
+    A shared module has one set of parameters, declared by its first call.  A
+    later call with inputs of another shape would need parameters of another
+    shape.  The note points at the first call.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            fc = nn.Dense.shared(features=8, name="fc")
+            return fc(fc(x[:, :4]))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            fc = nn.Dense.shared(features=8, name="fc")
+            return fc(fc(x))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT313", "state variable assigned a value of another shape or dtype", """
+    A state variable (`self.state(...)`, BatchNorm statistics) keeps its shape and
+    dtype across calls, because it is carried in `state` between steps.  Assign
+    it an array of exactly the declared shape and dtype.
+    """, """
+    class Counter(nn.Module):
+        def apply(self, x):
+            total = self.state("total", (8,))
+            total.value = jnp.sum(x, axis=0, keepdims=True)
+            return x
+
+    aot.target("counter", Counter, x=aot.f32[2, 8])
+    """, """
+    class Counter(nn.Module):
+        def apply(self, x):
+            total = self.state("total", (8,))
+            total.value = total.value + jnp.sum(x, axis=0)
+            return x
+
+    aot.target("counter", Counter, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT314", "not an initializer", """
+    An initializer is one of `nn.initializers` (called, when it is a factory:
+    `nn.initializers.normal(stddev=0.02)`) or a function `(key, shape, dtype)`
+    defined at the top level of the model file.
+    """, """
+    class Scale(nn.Module):
+        def apply(self, x):
+            s = self.param("scale", (x.shape[-1],), nn.initializers.normal)
+            return x * s
+
+    aot.target("scale", Scale, x=aot.f32[2, 8])
+    """, """
+    class Scale(nn.Module):
+        def apply(self, x):
+            s = self.param("scale", (x.shape[-1],), nn.initializers.normal(stddev=0.02))
+            return x * s
+
+    aot.target("scale", Scale, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT315", "shared module used outside its module", """
+    A shared module belongs to the module whose `apply` created it; its
+    parameters live in that module's scope.  Pass arrays, not shared modules,
+    to other modules.
+    """, """
+    class Inner(nn.Module):
+        def apply(self, x, layer=None):
+            return layer(x)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            fc = nn.Dense.shared(features=8, name="fc")
+            return Inner(x, layer=fc)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Inner(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8, name="fc")
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Inner(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT320", "class is not a module", """
+    Every class in a model file defines a module and must subclass `nn.Module`.
+    """, """
+    class Net:
+        def apply(self, x):
+            return x
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+    """)
+
+_entry("AOT321", "module without apply", """
+    A module class needs an `apply(self, inputs..., hyperparameters...)` method:
+    it is what calling the module runs.
+    """, """
+    class Net(nn.Module):
+        def forward(self, x):
+            return x
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+    """)
+
+_entry("AOT322", "recursion too deep", """
+    Functions and modules are expanded at build time, so a recursion must end
+    after a few dozen levels with static arguments; unbounded recursion (or
+    expressions nested too deeply for the resolver) is an error.
+    """, """
+    def depth(n):
+        return depth(n + 1)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, depth(0))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    def depth(n):
+        return n if n >= 4 else depth(n + 1)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, depth(0))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT323", "module returns something that is not an array", """
+    A module's `apply` (or method) returns arrays or (nested) tuples of arrays:
+    those become the outputs of the generated function.  Static values, dicts
+    and random keys cannot be returned.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, features: int = 4):
+            return nn.Dense(x, features), features
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, features: int = 4):
+            return nn.Dense(x, features)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT324", "layer used outside a module", """
+    Layers and array operations need a module scope (for parameter names and
+    emitted code): call them inside a module's `apply`, not at the top level of
+    the file or in a target declaration.
+    """, """
+    y = nn.Dense(jnp.ones((2, 8)), 4)
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT325", "decorator not supported", """
+    The only decorator the DSL knows is `@nn.module_method` on module methods.
+    Other decorators would run code at definition time.
+    """, """
+    def twice(f):
+        return f
+
+    @twice
+    def helper(x):
+        return x
+    """, """
+    def helper(x):
+        return x
+    """)
+
+_entry("AOT326", "container of arrays passed to a module", """
+    A module's inputs become arguments of its generated function one array at a
+    time.  Pass arrays as separate arguments rather than inside a list, tuple
+    or dict.
+    """, """
+    class Add(nn.Module):
+        def apply(self, pair):
+            return pair[0] + pair[1]
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Add((x, x))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Add(nn.Module):
+        def apply(self, a, b):
+            return a + b
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Add(x, x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT327", "random key passed to a module", """
+    Random keys are derived per module from its path (so results do not depend
+    on call order); a module gets its own with `nn.make_rng()` instead of
+    receiving one as an argument.
+    """, """
+    class Noise(nn.Module):
+        def apply(self, x, key):
+            return x + jax.random.normal(key, x.shape)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Noise(x, nn.make_rng())
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Noise(nn.Module):
+        def apply(self, x):
+            return x + jax.random.normal(nn.make_rng(), x.shape)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Noise(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT330", "build-time work too large", """
+    Loops are unrolled at build time, and resolving a file is bounded (loop
+    lengths, total steps, sizes of static values) so a typo such as
+    `range(10**9)` becomes an error instead of a hang.  Use `jax.lax.scan` for
+    long loops inside the computation.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, depth: int = 10**9):
+            for _ in range(depth):
+                x = nn.Dense(x, 8)
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, depth: int = 4):
+            for _ in range(depth):
+                x = nn.Dense(x, 8)
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT331", "cannot assign to this", """
+    Only names, tuple/list unpacking, items of static lists and dicts, and the
+    `.value` of state variables can be assigned.  Attributes of modules and
+    other values are read-only.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            self.width = 4
+            return nn.Dense(x, self.width)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width: int = 4):
+            return nn.Dense(x, width)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT332", "cannot assign items of this value", """
+    JAX arrays are immutable: build a new array instead (`jnp.where`,
+    `jnp.concatenate`).  Items can be assigned only in static lists and dicts.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            x[0] = 1.0
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            x = jnp.concatenate([jnp.ones((1, 8)), x[1:]], axis=0)
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT333", "cannot unpack", """
+    Tuple unpacking needs a static sequence of exactly as many items as there are
+    targets.  An array is not unpacked at build time: index it instead.
+    """, """
+    SIZES = (16, 8)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            a, b, c = SIZES
+            return nn.Dense(x, a)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    SIZES = (16, 8)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            a, b = SIZES
+            return nn.Dense(x, a)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT334", "cannot loop over this value", """
+    `for` loops run at build time over static sequences (`range`, tuples,
+    lists, `enumerate`, `zip`).  Looping over an array would need its values;
+    loop over `range(x.shape[0])` and index, or use `jax.lax.scan`.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            total = 0.0
+            for row in x:
+                total = total + jnp.sum(row)
+            return total
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            total = 0.0
+            for i in range(x.shape[0]):
+                total = total + jnp.sum(x[i])
+            return total
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT335", "condition on an array value", """
+    `if`, `while`, `and`, `or`, `not` and conditional expressions are decided at
+    build time, so their conditions must be static (hyperparameters, shapes,
+    dtypes).  A condition on array values is a computation: select elementwise
+    with `jnp.where`, or combine with `jnp.logical_and` / `jnp.logical_or`.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            if jnp.sum(x) > 0:
+                x = nn.relu(x)
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return jnp.where(jnp.sum(x) > 0, nn.relu(x), x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT340", "name is not defined", """
+    The name is not a local variable, an argument, a module-level definition of
+    the model file, an imported name or one of the DSL's builtins.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, width)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width: int = 4):
+            return nn.Dense(x, width)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT341", "invalid string formatting", """
+    f-strings and `str.format` are evaluated at build time (for names such as
+    `f"block_{i}"`): they may format only static values, with plain fields (no
+    attribute access like `{0.shape}`) and reasonable widths.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, name=f"dense_{x}")
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, name=f"dense_{x.shape[-1]}")
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT342", "dict key is not static", """
+    Dicts are build-time values, so their keys must be static (strings, numbers,
+    tuples); arrays can only be values.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            d = {x: 1}
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            d = {"x": x}
+            return d["x"]
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT343", "slice bound is not a static int", """
+    Slices select a static part of an array, so `start`, `stop` and `step` must
+    be ints known at build time.  For offsets computed from array values use
+    `jax.lax.dynamic_slice`.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, n):
+            return x[:, :n]
+
+    aot.target("net", Net, x=aot.f32[2, 8], n=aot.i32[()])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, n: int = 4):
+            return x[:, :n]
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT344", "invalid operands", """
+    A static operation failed (division by zero, a type error, a result too large
+    to build), or an operator was applied to an array and a value it cannot
+    combine with (such as a tuple, or `in` / `is` on arrays).
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, groups: int = 0):
+            return nn.Dense(x, x.shape[-1] // groups)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, groups: int = 2):
+            return nn.Dense(x, x.shape[-1] // groups)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT345", "cannot index this value", """
+    Indexing a static value (tuple, list, dict, string) failed: the index is out
+    of range, the key is missing, or the index is an array.
+    """, """
+    SIZES = (16, 8)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, SIZES[2])
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    SIZES = (16, 8)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, SIZES[1])
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT346", "unknown attribute", """
+    The attribute does not exist or is not supported by aotflax: a misspelled
+    layer (`nn.Dens`), a `jnp` function outside the operation table, or an
+    attribute arrays do not have at build time.  Arrays support `shape`, `ndim`,
+    `dtype`, `size`, `T` and the array methods of the table.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dens(x, 4)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT347", "`**` needs a dict", """
+    `f(**kwargs)` unpacks a static dict of keyword arguments.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, **(4,))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, **{"features": 4})
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT348", "not callable / no such method", """
+    The value cannot be called (a number, a tuple, an array), or it has no
+    method of that name in the DSL.  Static lists, dicts and strings support a
+    few pure methods (`append`, `get`, `items`, `format`, `join`...).
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width: int = 4):
+            return nn.Dense(x, width())
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width: int = 4):
+            return nn.Dense(x, width)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT349", "builtin failed at build time", """
+    Builtins (`len`, `range`, `min`, `max`, `int`, `math.sqrt`...) run at build
+    time on static values.  This call received an array, or raised an error on
+    its static arguments; for arrays use the `jnp` functions.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, max(x, 4))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, max(x.shape[-1], 4))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT350", "partial / shared take keyword arguments", """
+    `Module.partial(...)` and `Module.shared(...)` bind hyperparameters by name;
+    positional arguments would be ambiguous with the inputs.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            fc = nn.Dense.partial(4)
+            return fc(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            fc = nn.Dense.partial(features=4)
+            return fc(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT351", "invalid self.param / self.state arguments", """
+    `self.param(name, shape, init, dtype=None)` and `self.state(name, shape,
+    ...)` need a string name and a static tuple of non-negative ints as shape.
+    """, """
+    class Scale(nn.Module):
+        def apply(self, x):
+            s = self.param("scale", x.shape[-1], nn.initializers.ones)
+            return x * s
+
+    aot.target("scale", Scale, x=aot.f32[2, 8])
+    """, """
+    class Scale(nn.Module):
+        def apply(self, x):
+            s = self.param("scale", (x.shape[-1],), nn.initializers.ones)
+            return x * s
+
+    aot.target("scale", Scale, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT352", "parameter shape must be given", """
+    Old Flax allowed `shape=None` for data-dependent initialization, which runs
+    the model to find shapes.  aotflax never runs the model at build time:
+    give the shape explicitly (it can use `x.shape`).
+    """, """
+    class Scale(nn.Module):
+        def apply(self, x):
+            s = self.param("scale", None, nn.initializers.ones)
+            return x * s
+
+    aot.target("scale", Scale, x=aot.f32[2, 8])
+    """, """
+    class Scale(nn.Module):
+        def apply(self, x):
+            s = self.param("scale", (x.shape[-1],), nn.initializers.ones)
+            return x * s
+
+    aot.target("scale", Scale, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT353", "unknown module method", """
+    `self.<name>` supports `param`, `state`, `get_param` and the module's own
+    methods; a module reference supports `partial`, `shared` and its
+    `@nn.module_method` methods.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return self.dense(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, name="dense")
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT354", "invalid self.get_param", """
+    `self.get_param("name")` reads the parameters of a submodule (or a
+    parameter) declared earlier in the same module, for weight tying.  Declare
+    it first, and pass one name.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            w = self.get_param("embed")
+            return x @ w["embedding"].T
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, tokens):
+            x = nn.Embed(tokens, 10, 8, name="embed")
+            w = self.get_param("embed")
+            return x @ w["embedding"].T
+
+    aot.target("net", Net, tokens=aot.i32[2, 5])
+    """)
+
+_entry("AOT355", "invalid nn.Sequential", """
+    `nn.Sequential([...])` takes one list of layers (built-in layers, partially
+    applied modules or activation functions), and the result is called with one
+    input.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Sequential(nn.Dense.partial(features=4), nn.relu)(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Sequential([nn.Dense.partial(features=4), nn.relu])(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT356", "invalid state collection name", """
+    State variables live in a collection of `state` (BatchNorm uses
+    `batch_stats`).  A collection name is an identifier, and `params` and `rng`
+    are reserved.
+    """, """
+    class Counter(nn.Module):
+        def apply(self, x):
+            n = self.state("count", (), collection="params")
+            n.value = n.value + 1.0
+            return x
+
+    aot.target("counter", Counter, x=aot.f32[2, 8])
+    """, """
+    class Counter(nn.Module):
+        def apply(self, x):
+            n = self.state("count", (), collection="counters")
+            n.value = n.value + 1.0
+            return x
+
+    aot.target("counter", Counter, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT360", "scan needs a step function", """
+    `jax.lax.scan(step, init, xs)` is emitted as a real scan over a function
+    defined with `def` inside `apply` (so it can call shared layers).
+    """, """
+    class Net(nn.Module):
+        def apply(self, xs):
+            carry, ys = jax.lax.scan(lambda c, x: (c + x, c), xs[0], xs)
+            return ys
+
+    aot.target("net", Net, xs=aot.f32[5, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, xs):
+            def step(c, x):
+                return c + x, c
+
+            carry, ys = jax.lax.scan(step, xs[0], xs)
+            return ys
+
+    aot.target("net", Net, xs=aot.f32[5, 8])
+    """)
+
+_entry("AOT361", "invalid scan inputs", """
+    The arrays scanned over (`xs`) must share one leading length, and a scan
+    needs `xs` or `length=`; `init` and `xs` must be arrays or tuples of arrays.
+    """, """
+    class Net(nn.Module):
+        def apply(self, a, b):
+            def step(c, x):
+                return c + x[0] + x[1], c
+
+            carry, ys = jax.lax.scan(step, a[0], (a, b))
+            return ys
+
+    aot.target("net", Net, a=aot.f32[5, 8], b=aot.f32[4, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, a, b):
+            def step(c, x):
+                return c + x[0] + x[1], c
+
+            carry, ys = jax.lax.scan(step, a[0], (a, b))
+            return ys
+
+    aot.target("net", Net, a=aot.f32[5, 8], b=aot.f32[5, 8])
+    """)
+
+_entry("AOT362", "randomness or state inside scan", """
+    A scan step may call shared layers but may not draw random keys or update
+    state variables yet.  Draw the randomness outside the scan and pass it in
+    `xs`.
+    """, """
+    class Net(nn.Module):
+        def apply(self, xs):
+            def step(c, x):
+                noise = jax.random.normal(nn.make_rng(), x.shape)
+                return c + x + noise, c
+
+            carry, ys = jax.lax.scan(step, xs[0], xs)
+            return ys
+
+    aot.target("net", Net, xs=aot.f32[5, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, xs):
+            noises = jax.random.normal(nn.make_rng(), xs.shape)
+
+            def step(c, x):
+                return c + x[0] + x[1], c
+
+            carry, ys = jax.lax.scan(step, xs[0], (xs, noises))
+            return ys
+
+    aot.target("net", Net, xs=aot.f32[5, 8])
+    """)
+
+_entry("AOT363", "scan step must return (carry, y)", """
+    A scan step returns a pair: the new carry and the per-step output (which may
+    be None).
+    """, """
+    class Net(nn.Module):
+        def apply(self, xs):
+            def step(c, x):
+                return c + x
+
+            carry, ys = jax.lax.scan(step, xs[0], xs)
+            return carry
+
+    aot.target("net", Net, xs=aot.f32[5, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, xs):
+            def step(c, x):
+                return c + x, None
+
+            carry, ys = jax.lax.scan(step, xs[0], xs)
+            return carry
+
+    aot.target("net", Net, xs=aot.f32[5, 8])
+    """)
+
+_entry("AOT364", "scan carry changes type", """
+    The carry a scan step returns must have exactly the shapes and dtypes of the
+    carry it receives (`init`), since the loop feeds it back.
+    """, """
+    class Net(nn.Module):
+        def apply(self, xs):
+            def step(c, x):
+                return jnp.concatenate([c, x]), c
+
+            carry, ys = jax.lax.scan(step, xs[0], xs)
+            return ys
+
+    aot.target("net", Net, xs=aot.f32[5, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, xs):
+            def step(c, x):
+                return c + x, c
+
+            carry, ys = jax.lax.scan(step, xs[0], xs)
+            return ys
+
+    aot.target("net", Net, xs=aot.f32[5, 8])
+    """)
+
+# ====================================================================== AOT4xx: targets
+
+_entry("AOT400", "invalid aot.target call", """
+    `aot.target("name", Module_or_partial, input=aot.f32[...], ...,
+    platforms=..., devices=..., method=...)` is called at the top level of the
+    model file with a name and a module.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target(Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT401", "target must name a user module", """
+    A target compiles a module defined in the model file (possibly partially
+    applied).  To compile a single built-in layer, wrap it in a module.
+    """, """
+    aot.target("dense", nn.Dense, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4)
+
+    aot.target("dense", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT402", "target method does not exist", """
+    `method=` names a method of the module (decorated with `@nn.module_method`)
+    that the target exposes instead of `apply`.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8], method="encode")
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+        @nn.module_method
+        def encode(self, x):
+            return nn.Dense(x, 4, name="enc")
+
+    aot.target("net", Net, x=aot.f32[2, 8], method="encode")
+    """)
+
+_entry("AOT403", "target input does not exist", """
+    Each keyword of `aot.target` other than `platforms`, `devices` and `method`
+    names an input of the module's `apply`; the hint lists its arguments.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4)
+
+    aot.target("net", Net, inputs=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT404", "symbolic dimension not allowed here", """
+    A string dimension (`aot.f32["batch", 784]`) is symbolic: it is compiled
+    through `jax.export` shape polymorphism.  It can only appear in a target's
+    input specs, where the build knows how to trace it.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, n: int = 4):
+            return nn.Dense(x, n)
+
+    aot.target("net", Net.partial(n=aot.f32["batch"]), x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, n: int = 4):
+            return nn.Dense(x, n)
+
+    aot.target("net", Net, x=aot.f32["batch", 8])
+    """, checked=False)
+
+_entry("AOT405", "target input is not an array input", """
+    A spec was given for an argument that the module uses as a static value (a
+    hyperparameter).  Bind hyperparameters with `Module.partial(...)`, and give
+    specs only for array inputs.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width):
+            return nn.Dense(x, 4)
+
+    aot.target("net", Net.partial(width=None), x=aot.f32[2, 8], width=aot.i32[2])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width: int = 4):
+            return nn.Dense(x, width)
+
+    aot.target("net", Net.partial(width=4), x=aot.f32[2, 8])
+    """, checked=False)
+
+_entry("AOT406", "target name is not an identifier", """
+    A target becomes an attribute of the generated module (`generated.net.T`),
+    so its name must be a Python identifier.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net-b32", Net, x=aot.f32[32, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net_b32", Net, x=aot.f32[32, 8])
+    """)
+
+_entry("AOT407", "target declared twice", """
+    Target names are unique within a model file.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    aot.target("net", Net, x=aot.f32[4, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net_b2", Net, x=aot.f32[2, 8])
+    aot.target("net_b4", Net, x=aot.f32[4, 8])
+    """)
+
+_entry("AOT408", "unknown platform", """
+    `platforms=` lists platforms among `cpu`, `cuda` and `tpu` (JAX's names).
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8], platforms=("gpu",))
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8], platforms=("cuda",))
+    """)
+
+_entry("AOT409", "target input is not a spec", """
+    Inputs of a target are given as specs such as `aot.f32[8, 784]`; static
+    hyperparameters are bound with `Module.partial(...)`.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width: int = 4):
+            return nn.Dense(x, width)
+
+    aot.target("net", Net, x=aot.f32[2, 8], width=8)
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, width: int = 4):
+            return nn.Dense(x, width)
+
+    aot.target("net", Net.partial(width=8), x=aot.f32[2, 8])
+    """)
+
+_entry("AOT410", "invalid input dimension", """
+    A spec's dimensions are non-negative ints, or identifiers (`"batch"`) for
+    symbolic dimensions.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net", Net, x=aot.f32[-1, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net", Net, x=aot.f32["batch", 8])
+    """)
+
+_entry("AOT411", "symbolic dimension used as a constant", """
+    A symbolic dimension is only known when the program runs, so the model must
+    not depend on its value at build time: no static `if` or loop on it, no
+    arithmetic whose result becomes a constant of the program (use `-1` in
+    reshapes), and no passing it to a submodule only as a hyperparameter.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x.reshape((x.shape[0] * 8,))
+
+    aot.target("net", Net, x=aot.f32["batch", 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x.reshape((-1,))
+
+    aot.target("net", Net, x=aot.f32["batch", 8])
+    """, checked=False)
+
+
+#: Every entry by code.
+CODES: dict[str, Entry] = {e.code: e for e in _ENTRIES}
+
+
+def explain(code: str) -> int:
+    """Print the explanation of `code` (e.g. "AOT311"); 0, or 1 for an unknown code."""
+    key = code.strip().upper()
+    if key.isdigit():
+        key = "AOT" + key
+    entry = CODES.get(key)
+    if entry is None:
+        print(f"error: unknown diagnostic code {code!r}; codes are AOT100..AOT411 "
+              f"({len(CODES)} of them; see aotflax/codes.py)", file=sys.stderr)
+        return 1
+    sys.stdout.write(entry.render())
+    return 0

@@ -1,0 +1,17 @@
+from aotflax import nn, aot
+
+
+class Net(nn.Module):
+    def apply(self, x, features: int = 4):  # E: AOT323 must return arrays (or tuples of arrays), found int 4
+        h = nn.Dense(x, features)
+        return h, features
+
+
+class Dict(nn.Module):
+    def apply(self, x):  # E: AOT323 dicts
+        return {"y": x}
+
+
+aot.target("net", Net, x=aot.f32[2, 8])
+aot.target("dict", Dict, x=aot.f32[2, 8])
+aot.target("net", Net, x=aot.f32[2, 8])  # E: AOT407 declared twice

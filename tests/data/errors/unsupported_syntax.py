@@ -1,0 +1,25 @@
+"""Statements and expressions outside the DSL are rejected at parse time, each located."""
+from aotflax import nn, aot
+
+COUNTER = 0
+
+
+class Net(nn.Module):
+    def apply(self, x):
+        global COUNTER  # E: AOT102 'global' is not supported
+        while x.ndim > 2:  # E: AOT102 'while' loops are not supported
+            x = x[0]
+        try:  # E: AOT102 'try' is not supported
+            x = nn.relu(x)
+        except ValueError:
+            pass
+        with open("log.txt") as f:  # E: AOT102 'with' is not supported
+            pass
+        axes = {0, 1}  # E: AOT103 set displays
+        if (n := x.ndim) > 1:  # E: AOT103 assignment expressions
+            pass
+        del axes  # E: AOT102 'del' is not supported
+        return nn.Dense(x, 4)
+
+
+aot.target("net", Net, x=aot.f32[2, 8])
