@@ -251,12 +251,16 @@ def layer_norm(call: LayerCall) -> Tensor:
         (x.dtype, False), *[(pdt, False) for p in (scale, bias) if p is not None])[0]
     computed = dt.result_type((stat, False),
                               *[(pdt, False) for p in (scale, bias) if p is not None])[0]
+    xf = x
+    if x.dtype != stat:  # Linen computes statistics from x cast to float32 first
+        xf = call.out(x.shape, stat)
+        call.emit("ops/call.j2", {"call": cast(x, x.dtype, stat)}, [xf], stem="xf")
     norm = call.out(x.shape, computed)
     call.emit("layers/layer_norm.j2", {
-        "x": cast(x, x.dtype, stat), "eps": repr(float(eps)),
+        "x": xf, "eps": repr(float(eps)),
         "scale": Code.of(" * ", feature_view(scale, x.ndim)) if scale is not None else "",
         "bias": Code.of(" + ", feature_view(bias, x.ndim)) if bias is not None else "",
-    }, [norm], stem="norm", temps=("xf", "mean", "var"))
+    }, [norm], stem="norm", temps=("mean", "var"))
     if dtype == computed:
         return norm
     # Linen's final `jnp.asarray(y, dtype)`, a statement of its own (operator precedence)

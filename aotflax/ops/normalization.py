@@ -150,7 +150,7 @@ def batch_norm(call: LayerCall) -> Tensor:
         else "layers/batch_norm_centered.j2"
     call.emit(template, {
         **common, "xf": xf, "axes": _shape_code(reduction), "ra_mean": ra_mean, "ra_var": ra_var,
-        "momentum": repr(momentum), "decay": repr(1 - momentum),
+        "momentum": repr(momentum), "decay": f"(1 - {momentum!r})",
     }, [out, new_mean, new_var], stem="norm", temps=("mean", "var"))
     call.set_state(BATCH_STATS, "mean", new_mean)
     call.set_state(BATCH_STATS, "var", new_var)
