@@ -33,6 +33,9 @@ def compile_one(out: str, module: str, name: str, platforms: Sequence[str] | Non
     target = _target(Path(out), module, name)
     plats = [p for p in target.platforms if not platforms or p in platforms] or None
     compile_target(target, Path(out) / "artifacts", platforms=plats)
+    if getattr(target, "train_step_fn", None) is not None:
+        # a training target also ships its train step (see Target.train_view)
+        compile_target(target.train_view(), Path(out) / "artifacts", platforms=plats)
     return time.perf_counter() - start
 
 

@@ -68,9 +68,11 @@ class Namer:
         self.names: dict[int, str] = {}
         self.holder: dict[str, int] = {}  # name -> index of last use of its current value
         self.last_use: dict[int, int] = {}
+        self.live = live_ops(fn)
         for i, op in enumerate(fn.body):
-            for v in op.inputs():
-                self.last_use[id(v)] = i
+            if self.live[i]:
+                for v in op.inputs():
+                    self.last_use[id(v)] = i
         end = len(fn.body)
         for v in fn.result.vars():
             self.last_use[id(v)] = end
@@ -111,6 +113,24 @@ class Namer:
             n += 1
 
 
+def live_ops(fn: Function) -> list[bool]:
+    """Which ops of `fn` compute something it uses (a backward liveness pass).
+
+    Ops are pure, so one whose outputs are all unused (a constant a rule made and then
+    wrote inline, a layer whose result the model drops) is left out of the generated code.
+    """
+    needed = {id(v) for v in fn.result.vars()}
+    for _, code in fn.state_result:
+        needed.update(id(v) for v in code.vars())
+    live = [False] * len(fn.body)
+    for i in range(len(fn.body) - 1, -1, -1):
+        op = fn.body[i]
+        if not op.outputs or any(id(v) in needed for v in op.outputs):
+            live[i] = True
+            needed.update(id(v) for v in op.inputs())
+    return live
+
+
 def _identifier(stem: str) -> str:
     out = "".join(c if c.isalnum() or c == "_" else "_" for c in stem.lower()) or "v"
     return out if not out[0].isdigit() else "v" + out
@@ -147,6 +167,8 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
         args += ["*", "rng"]
     lines: list[str] = []
     for i, op in enumerate(fn.body):
+        if not namer.live[i]:
+            continue
         if op.nested is not None:
             live = set(namer.names.values()) | set(namer.holder)
             text = render_function(op.nested, relpath, reserved | live | {fn.name},
@@ -222,6 +244,33 @@ def _init_leaf(d: ParamDecl, key_var: str = "rng") -> str:
     return f"{d.init}({key}, {_tuple(d.shape)}, jnp.{d.dtype})"
 
 
+def render_train(t: TargetProgram, call: str, results: str, new_state: str) -> str:
+    """The loss, optimizer and train step of a training target."""
+    train = t.train
+    assert train is not None
+    names = [n for n, _, _ in t.inputs] + [n for n, _, _ in train.batch]
+    loss_args = ", ".join(["outputs"] + [n for n, _, _ in train.batch])
+    labels = ""
+    train_opt = train.optimizer
+    if train.labels:
+        tree: dict[str, Any] = {}
+        for path, label in train.labels:
+            node = tree
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = f'"{label}"'
+        var = f"_{t.name}_labels"
+        labels = (f"#: Parameter groups of `{t.name}`, from its ModelParamTraversal filters.\n"
+                  f"{var} = {{\n" + "\n".join(_dict_lines(tree, 4)) + "\n}\n\n")
+        train_opt = train.optimizer.replace("_LABELS", var)
+    return template("train.py.j2").render(
+        name=t.name, arg_names=", ".join(names), description=t.description,
+        loss_name=train.loss.name, call=call, results=results, new_state=new_state,
+        loss_target="loss, metrics" if train.has_metrics else "loss",
+        metrics="metrics" if train.has_metrics else "{}",
+        loss_call=f"{train.loss.name}({loss_args})", optimizer=train_opt, labels=labels)
+
+
 def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str:
     fn = t.function
     call_args = []
@@ -245,7 +294,16 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str
         f'"{n}": (' + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims)
         + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
-    return template("target.py.j2").render(
+    train = ""
+    train_kwargs = ""
+    if t.train is not None:
+        train = render_train(t, f"{t.entry}({', '.join(call_args)})", results, new_state)
+        batch = ", ".join(f'"{n}": jax.ShapeDtypeStruct({_tuple(s)}, jnp.{d})'
+                          for n, s, d in t.train.batch)
+        train_kwargs = (f"    train_step=_{t.name}_train_step,\n    init_opt=_{t.name}_init_opt,\n"
+                        f"    batch={{{batch}}},\n")
+    return (train.rstrip("\n") + "\n\n\n" if train else "") + template("target.py.j2").render(
+        train_kwargs=train_kwargs,
         name=t.name, description=docstring_text(t.description), entry=t.entry,
         input_names=", ".join(n for n, _, _ in t.inputs),
         inputs_doc=", ".join(f"{n}: {describe_aval(s, d)}" for n, s, d in t.inputs),
@@ -305,6 +363,7 @@ def emit_file(program: FileProgram, module_name: str) -> str:
         relpath=program.relpath, version=__version__, source_sha256=program.source_sha256,
         runtime_import=f"from {'.' * (depth + 1)} import _runtime",
         uses_np=bool(_NP.search(body)) or any(_NP.search(u) for u in user),
+        uses_optax=any(t.train is not None for t in program.targets),
         user_functions=user, functions=functions, targets=targets,
         target_names=[t.name for t in program.targets],
     )

@@ -14,7 +14,7 @@ from typing import Any
 from . import dtypes as dt
 from .ops import REGISTRY
 from .ops import initializers as inits
-from .values import DType, ModuleRef, Namespace, OpRef, SpecDType, StaticBuiltin
+from .values import DType, ModuleRef, Namespace, OpRef, OptaxFn, SpecDType, StaticBuiltin
 
 #: Marker objects for DSL constructs that resolve handles itself.
 MODULE_BASE = object()
@@ -22,6 +22,8 @@ MODULE_METHOD = object()
 TARGET = object()
 TRAIN_TARGET = object()
 SEQUENTIAL = object()
+MODEL_PARAM_TRAVERSAL = object()
+MULTI_OPTIMIZER = object()
 SCAN = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
@@ -52,6 +54,18 @@ def _spec_dtypes() -> dict[str, Any]:
              "i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64", "u8": "uint8",
              "u32": "uint32", "bool_": "bool", "c64": "complex64"}
     return {k: SpecDType(v) for k, v in short.items()}
+
+
+#: optax functions a model file may name (optimizers, wrappers, schedules).
+OPTAX_FUNCTIONS = (
+    "adam", "adamw", "sgd", "rmsprop", "adagrad", "adafactor", "lamb", "lars", "lion", "nadam",
+    "radam", "adabelief", "adadelta", "adamax", "novograd", "fromage", "yogi", "sm3", "noisy_sgd",
+    "chain", "clip", "clip_by_global_norm", "add_decayed_weights", "scale", "scale_by_adam",
+    "scale_by_schedule", "set_to_zero", "identity", "trace", "ema", "zero_nans",
+    "constant_schedule", "linear_schedule", "cosine_decay_schedule", "exponential_decay",
+    "warmup_cosine_decay_schedule", "piecewise_constant_schedule", "join_schedules",
+    "polynomial_schedule", "cosine_onecycle_schedule",
+)
 
 
 def _static(fns: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +118,9 @@ def nn_namespace() -> Namespace:
 
 
 def aot_namespace() -> Namespace:
-    members: dict[str, Any] = {"target": TARGET, "train_target": TRAIN_TARGET}
+    members: dict[str, Any] = {"target": TARGET, "train_target": TRAIN_TARGET,
+                               "ModelParamTraversal": MODEL_PARAM_TRAVERSAL,
+                               "MultiOptimizer": MULTI_OPTIMIZER}
     members.update(_spec_dtypes())
     return Namespace("aot", members)
 
@@ -135,7 +151,7 @@ def _build_modules() -> dict[str, Any]:
         "jax": jax, "jax.numpy": jnp, "jax.lax": lax, "jax.nn": jax_nn, "numpy": np,
         "math": Namespace("math", MATH), "typing": Namespace("typing", {}),
         "functools": Namespace("functools", {}), "__future__": Namespace("__future__", {}),
-        "jax.random": random, "optax": Namespace("optax", {}),
+        "jax.random": random, "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
 
 

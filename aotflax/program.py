@@ -160,6 +160,22 @@ class Function:
 
 
 @dataclass(frozen=True, slots=True)
+class TrainProgram:
+    """The training step of an `aot.train_target`."""
+
+    #: The emitted loss function (its first input is the model's output).
+    loss: Function
+    #: Inputs of the loss besides the model output: (name, shape, dtype).
+    batch: tuple[tuple[str, tuple[int, ...], str], ...]
+    #: Code of the optax transformation (a multi_transform for parameter groups).
+    optimizer: str
+    #: Whether the loss returns `(loss, metrics)` rather than a scalar.
+    has_metrics: bool
+    #: Parameter group label per parameter path (empty without groups).
+    labels: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TargetProgram:
     """Everything emit needs for one `aot.target`."""
 
@@ -184,6 +200,8 @@ class TargetProgram:
     #: Symbolic dims by input name (later issues); empty for fixed shapes.
     symbolic: tuple[tuple[str, tuple[object, ...]], ...] = ()
     options: tuple[tuple[str, object], ...] = ()
+    #: The training step, for `aot.train_target`.
+    train: TrainProgram | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from . import dtypes as dt
-from . import ir, namespaces, safety
+from . import ir, namespaces, safety, training
 from .diagnostics import BuildError, Diagnostic, InternalError, Note, Reporter, Span
 from .ops import REGISTRY, CallError, Entry
 from .ops import initializers as inits
@@ -55,6 +55,7 @@ from .values import (
     ModuleRef,
     Namespace,
     OpRef,
+    OptaxFn,
     Poison,
     SelfValue,
     SharedModule,
@@ -129,6 +130,10 @@ class TargetDecl:
     platforms: tuple[str, ...]
     devices: int
     span: Span
+    #: Training targets: the loss function, optimizer and the loss's own inputs.
+    loss: Any = None
+    optimizer: Any = None
+    batch: dict[str, Spec] = field(default_factory=dict)
 
 
 @dataclass
@@ -286,7 +291,9 @@ class Resolver:
             name=decl.name, entry=fn.name, function=fn, inputs=inputs, params=params,
             state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
             devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
-            span=decl.span, symbolic=tuple(symbolic))
+            span=decl.span, symbolic=tuple(symbolic),
+            train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
+                   if decl.loss is not None else None))
 
     def _dim_value(self, dim: object, span: Span) -> int:
         """A symbolic dimension resolves as a sentinel size (see `symbolic.py`)."""
@@ -299,7 +306,8 @@ class Resolver:
                              "as 'batch'", span)
         return self.symbols.value(str(dim))
 
-    def _target_call(self, call: ir.Call, frame: Frame, args: list, kwargs: dict) -> None:
+    def _target_call(self, call: ir.Call, frame: Frame, args: list, kwargs: dict,
+                     train: bool = False) -> None:
         span = call.span
         if len(args) != 2 or not isinstance(args[0], str):
             raise self.error("AOT400", "aot.target takes a name and a module: "
@@ -324,6 +332,14 @@ class Resolver:
                              "cpu, cuda or tpu", span)
         devices = kwargs.pop("devices", 1)
         method = kwargs.pop("method", "apply")
+        loss = kwargs.pop("loss", None) if train else None
+        optimizer = kwargs.pop("optimizer", None) if train else None
+        if train and not (isinstance(loss, Closure) and loss.toplevel):
+            raise self.error("AOT423", "aot.train_target needs loss=, a function of the model "
+                             "file: loss(model_output, *batch) -> scalar", span)
+        if train and optimizer is None:
+            raise self.error("AOT422", "aot.train_target needs optimizer=, e.g. "
+                             "optimizer=optax.adam(1e-3)", span)
         specs: dict[str, Spec] = {}
         for k, v in kwargs.items():
             if not isinstance(v, Spec):
@@ -333,8 +349,14 @@ class Resolver:
                     f"{describe_value(v)}", kw.span if kw else span,
                     hint="bind hyperparameters with Module.partial(...)")
             specs[k] = v
+        batch: dict[str, Spec] = {}
+        if train:
+            method_def = module.module.method(method)
+            model_inputs = {p.name for p in method_def.params.params[1:]} if method_def else set()
+            batch = {k: v for k, v in specs.items() if k not in model_inputs}
+            specs = {k: v for k, v in specs.items() if k in model_inputs}
         self.targets.append(TargetDecl(name, module, specs, method, tuple(platforms),
-                                       int(devices), span))
+                                       int(devices), span, loss, optimizer, batch))
 
     # ================================================================ modules
 
@@ -491,7 +513,10 @@ class Resolver:
     def _call_layer(self, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
                     frame: Frame, bound_kwargs: dict | None = None, name: Any = None,
                     shared: SharedModule | None = None) -> Any:
-        fn, scope = self._need_module_frame(frame, span, written)
+        if entry.kind == "layer" or frame.fn is None:
+            fn, scope = self._need_module_frame(frame, span, written)
+        else:  # plain functions also run in loss functions, which have no module scope
+            fn, scope = frame.fn, frame.scope
         merged = {**(bound_kwargs or {}), **kwargs}
         try:
             bound = entry.signature.bind(written, args, merged)
@@ -973,10 +998,17 @@ class Resolver:
 
     def _call(self, func: Any, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         span = expr.span
-        if func is namespaces.TARGET:
+        if func is namespaces.TARGET or func is namespaces.TRAIN_TARGET:
             if frame.fn is not None:
-                raise self.error("AOT400", "aot.target must be called at the top level", span)
-            return self._target_call(expr, frame, args, kwargs)
+                raise self.error("AOT400", "targets must be declared at the top level", span)
+            return self._target_call(expr, frame, args, kwargs,
+                                     train=func is namespaces.TRAIN_TARGET)
+        if isinstance(func, OptaxFn):
+            return training.call_optax(self, func, args, kwargs, span)
+        if func is namespaces.MODEL_PARAM_TRAVERSAL:
+            return training.traversal(self, args, kwargs, span)
+        if func is namespaces.MULTI_OPTIMIZER:
+            return training.multi_optimizer(self, args, kwargs, span)
         if isinstance(func, OpRef):
             return self._call_entry(func.entry, func.written, args, kwargs, span, frame)
         if func is namespaces.SEQUENTIAL:
@@ -1656,6 +1688,8 @@ def _assigned_names(stmt: ir.Stmt) -> list[str]:
         return names(stmt.target)
     if isinstance(stmt, ir.For):
         return names(stmt.target)
+    if isinstance(stmt, ir.FunctionDef):
+        return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"
     return []
 
 

@@ -295,6 +295,8 @@ def to_code(value: Any) -> str:
         return value.code
     if isinstance(value, OpRef) and value.entry.code is not None:
         return value.entry.code
+    if isinstance(value, OptaxValue):
+        return value.code
     raise StaticError(f"{describe_value(value)} cannot appear in generated code")
 
 
@@ -338,3 +340,35 @@ def describe_value(value: Any) -> str:
     if isinstance(value, Namespace):
         return f"module {value.name}"
     return type(value).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class OptaxFn:
+    """An optax function (`optax.adam`) before it is called."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class OptaxValue:
+    """An optax transformation or schedule, as code for the generated module."""
+
+    #: e.g. "optax.adam(learning_rate=0.001)".
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Traversal:
+    """`aot.ModelParamTraversal(filter_fn)`: selects parameters by path at build time."""
+
+    #: `filter_fn(path: str, param) -> bool`; path is "/Dense_0/kernel".
+    filter: Any
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class MultiOptimizer:
+    """`aot.MultiOptimizer((traversal, optimizer), ...)`: optax.multi_transform by path."""
+
+    groups: tuple[tuple[Traversal, OptaxValue], ...]
+    span: Span
