@@ -532,11 +532,12 @@ class _Converter:
         return ir.FString(tuple(parts), self.span(node))
 
     def expr_Attribute(self, node: cst.Attribute) -> ir.Expr:
+        value = self.expr(node.value)  # first, so `().__class__.__bases__` names __class__
         attr = node.attr.value
         if len(attr) > 4 and attr.startswith("__") and attr.endswith("__"):
             self.fail("AOT105", f"attribute '{attr}' is not available in model files: model "
                       "files are data, never executed", node.attr)
-        return ir.Attribute(self.expr(node.value), attr, self.span(node))
+        return ir.Attribute(value, attr, self.span(node))
 
     def expr_Call(self, node: cst.Call) -> ir.Expr:
         args: list[ir.Expr] = []

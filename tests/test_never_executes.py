@@ -1,0 +1,336 @@
+"""Model files are data, never code: canaries that would leave a trace if anything ran them.
+
+Each canary model tries to create the file `CANARY` (an absolute path in the
+test's temporary folder) through a different door: `open`, `os`, `subprocess`,
+`eval` / `exec` / `__import__`, `getattr` tricks, dunder attributes, default
+arguments, class bodies, decorators, f-strings, lambdas, and the one place
+where model text does reach generated code (a user initializer, which verify
+imports and traces).  The build must reject each with a located error (the
+`# E:` annotation) and the canary file must not exist afterwards.  Two more
+canaries smuggle code through data (a module name, a hyperparameter string in
+a docstring) and must either be rejected or build without running anything.
+
+Also: a failed build leaves an existing output folder byte-identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from diag_check import check_output, run_cli
+
+HEADER = "from aotflax import nn, aot\nimport jax\nimport jax.numpy as jnp\n\n\n"
+
+CANARIES: dict[str, str] = {
+    "open_in_apply": """
+        class Net(nn.Module):
+            def apply(self, x):
+                open(CANARY, "w").write("ran")  # E: AOT105 'open'
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "import_os": """
+        import os  # E: AOT104 'os'
+
+        os.system("touch " + CANARY)
+    """,
+    "import_subprocess_in_function": """
+        def helper():
+            import subprocess  # E: AOT104 only at the top
+            subprocess.run(["touch", CANARY])
+    """,
+    "from_import_star": """
+        from os import *  # E: AOT104 'os'
+    """,
+    "eval_exec_import": """
+        class Net(nn.Module):
+            def apply(self, x):
+                a = eval("open(CANARY, 'w')")  # E: AOT105 'eval'
+                b = exec("open(CANARY, 'w')")  # E: AOT105 'exec'
+                c = __import__("os").system("touch " + CANARY)  # E: AOT105 '__import__'
+                d = compile("1", "f", "eval")  # E: AOT105 'compile'
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "getattr_tricks": """
+        class Net(nn.Module):
+            def apply(self, x):
+                f = getattr(jnp, "load")  # E: AOT105 'getattr'
+                g = globals()["open"]  # E: AOT105 'globals'
+                h = vars(jnp)  # E: AOT105 'vars'
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "dunder_attributes": """
+        class Net(nn.Module):
+            def apply(self, x):
+                classes = ().__class__.__bases__[0].__subclasses__()  # E: AOT105 '__class__'
+                b = nn.__dict__  # E: AOT105 '__dict__'
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "dunder_names": """
+        class Net(nn.Module):
+            def apply(self, x):
+                b = __builtins__  # E: AOT105 '__builtins__'
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "default_argument": """
+        class Net(nn.Module):
+            def apply(self, x, log=open(CANARY, "w")):  # E: AOT105 'open'
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "helper_default_argument": """
+        def helper(x, log=print("ran")):  # E: AOT105 'print'
+            return x
+    """,
+    "lambda_default": """
+        class Net(nn.Module):
+            def apply(self, x):
+                f = (lambda log=open(CANARY, "w"): 0)  # E: AOT105 'open'
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "class_body": """
+        class Net(nn.Module):
+            log = open(CANARY, "w")  # E: AOT102 only methods
+
+            def apply(self, x):
+                return x
+    """,
+    "decorators": """
+        @open(CANARY, "w")  # E: AOT105 'open'
+        def helper(x):
+            return x
+
+
+        class Net(nn.Module):
+            def apply(self, x):
+                return helper(x)
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "class_decorator": """
+        @print  # E: AOT102 class decorators
+        class Net(nn.Module):
+            def apply(self, x):
+                return x
+    """,
+    "f_string": """
+        class Net(nn.Module):
+            def apply(self, x):
+                return nn.Dense(x, 4, name=f"{open(CANARY, 'w')}")  # E: AOT105 'open'
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "comprehension": """
+        class Net(nn.Module):
+            def apply(self, x):
+                logs = [open(CANARY, "w") for _ in range(2)]  # E: AOT105 'open'
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "format_attribute_walk": """
+        class Net(nn.Module):
+            def apply(self, x):
+                s = "{0.__class__.__init__.__globals__}".format(1)  # E: AOT341 attribute
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "jax_internals": """
+        class Net(nn.Module):
+            def apply(self, x):
+                jax.config.update("jax_enable_x64", True)  # E: AOT346 jax.config
+                return jnp.load(CANARY)  # E: AOT346 jnp.load
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "initializer_body": """
+        def my_init(key, shape, dtype):
+            open(CANARY, "w").write("ran")  # E: AOT105 'open'
+            return jnp.zeros(shape, dtype)
+
+
+        class Scale(nn.Module):
+            def apply(self, x):
+                return x * self.param("scale", (x.shape[-1],), my_init)
+
+        aot.target("scale", Scale, x=aot.f32[2, 8])
+    """,
+    "initializer_annotation": """
+        def my_init(key, shape, dtype: open(CANARY, "w")):  # E: AOT103 annotations
+            return jnp.zeros(shape, dtype)
+
+
+        def other_init(key, shape, dtype) -> open(CANARY, "w"):  # E: AOT103 annotations
+            return jnp.zeros(shape, dtype)
+    """,
+    "initializer_default": """
+        def my_init(key, shape, dtype, log=print("ran")):  # E: AOT105 'print'
+            return jnp.zeros(shape, dtype)
+
+
+        class Scale(nn.Module):
+            def apply(self, x):
+                return x * self.param("scale", (x.shape[-1],), my_init)
+
+        aot.target("scale", Scale, x=aot.f32[2, 8])
+    """,
+    "initializer_io_and_callbacks": """
+        import numpy as np
+
+        SCALE = 0.5
+
+
+        def my_init(key, shape, dtype):
+            np.save(CANARY, np.zeros(3))  # E: AOT106 '.save'
+            y = jax.pure_callback(print, None)  # E: AOT106 '.pure_callback'  # E: AOT105 'print'
+            jax.config.update("jax_enable_x64", True)  # E: AOT106 '.config'
+            return SCALE * jnp.zeros(shape, dtype)  # E: AOT106 'SCALE'
+
+
+        class Scale(nn.Module):
+            def apply(self, x):
+                return x * self.param("scale", (x.shape[-1],), my_init)
+
+        aot.target("scale", Scale, x=aot.f32[2, 8])
+    """,
+    "initializer_shadowing": """
+        def my_init(key, shape, dtype):
+            f = lambda open: 0
+            open(CANARY, "w")  # E: AOT105 'open'
+            return jnp.zeros(shape, dtype)
+
+
+        class Scale(nn.Module):
+            def apply(self, x):
+                return x * self.param("scale", (x.shape[-1],), my_init)
+
+        aot.target("scale", Scale, x=aot.f32[2, 8])
+    """,
+    "module_name_injection": """
+        class Net(nn.Module):
+            def apply(self, x):
+                return nn.Dense(x, 4, name='a"] + open("pwned", "w") + params["b')  # E: AOT310
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+    "param_name_injection": """
+        class Net(nn.Module):
+            def apply(self, x):
+                return self.param('w"]; open("pwned", "w"); ["', (2,), nn.initializers.ones)  # E: AOT310
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """,
+}
+
+
+def _write(tmp_path: Path, name: str, body: str) -> tuple[Path, Path]:
+    import textwrap
+
+    canary = tmp_path / "CANARY"
+    text = HEADER + textwrap.dedent(body).strip("\n") + "\n"
+    text = text.replace("CANARY", repr(str(canary)))
+    folder = tmp_path / "models"
+    folder.mkdir()
+    path = folder / f"{name}.py"
+    path.write_text(text)
+    return path, canary
+
+
+@pytest.mark.parametrize("name", sorted(CANARIES))
+def test_canary_rejected_and_never_run(name: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # relative canaries ("pwned") would land here
+    path, canary = _write(tmp_path, name, CANARIES[name])
+    out_dir = tmp_path / "out"
+    rc, output = run_cli([str(path), "-o", str(out_dir), "--no-compile"])
+    check_output(path, rc, output, out_dir)
+    assert not canary.exists(), f"{name}: the model file was executed"
+    assert not (tmp_path / "pwned").exists(), f"{name}: the model file was executed"
+
+
+def test_code_in_a_docstring_string_stays_data(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hyperparameter string lands in generated docstrings: escaped, it never runs."""
+    monkeypatch.chdir(tmp_path)
+    payload = '""" + str(open("pwned", "w")) + """'
+    path, canary = _write(tmp_path, "docstring", f"""
+        class Net(nn.Module):
+            def apply(self, x, tag: str = "a"):
+                return nn.Dense(x, 4)
+
+        aot.target("net", Net.partial(tag={payload!r}), x=aot.f32[2, 8])
+    """)
+    out_dir = tmp_path / "out"
+    rc, output = run_cli([str(path), "-o", str(out_dir), "--no-compile"])
+    assert rc == 0, output
+    assert not (tmp_path / "pwned").exists(), "a hyperparameter string was executed"
+    text = (out_dir / "docstring.py").read_text()
+    # verify imported the generated module during the build, so the canary proves that
+    # importing it ran nothing; the payload is still there, as escaped docstring text
+    assert '\\"\\"\\" + str(open("pwned", "w")) + \\"\\"\\"' in text
+    compile(text, "docstring.py", "exec")
+
+
+def test_bad_file_name_is_an_error(tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "my-net.py").write_text(HEADER)
+    rc, output = run_cli([str(folder), "-o", str(tmp_path / "out"), "--no-compile"])
+    assert rc == 1 and "error[AOT107]" in output and "Traceback" not in output, output
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ failed builds
+
+
+GOOD = """
+    class MLP(nn.Module):
+        def apply(self, x, hidden: int = 8):
+            return nn.Dense(nn.relu(nn.Dense(x, hidden)), 4)
+
+    aot.target("mlp", MLP, x=aot.f32[2, 8])
+"""
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("breakage", ["syntax", "resolve", "bytes"])
+def test_failed_build_leaves_output_identical(breakage: str, tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    model = folder / "mlp.py"
+    import textwrap
+
+    good = HEADER + textwrap.dedent(GOOD)
+    model.write_text(good)
+    out_dir = tmp_path / "generated"
+    rc, output = run_cli([str(folder), "-o", str(out_dir), "--no-compile"])
+    assert rc == 0, output
+    before = _snapshot(out_dir)
+    assert "mlp.py" in before
+    if breakage == "syntax":
+        model.write_text(good.replace("hidden)), 4)", "hidden), 4)"))
+    elif breakage == "resolve":
+        model.write_text(good.replace("hidden: int = 8", "hidden: int = 8, extra=undefined"))
+    else:
+        model.write_bytes(good.encode() + b"# \xff\xfe\n")
+    rc, output = run_cli([str(folder), "-o", str(out_dir), "--no-compile"])
+    assert rc == 1 and "nothing was written" in output and "Traceback" not in output, output
+    assert _snapshot(out_dir) == before
