@@ -244,6 +244,33 @@ def _init_leaf(d: ParamDecl, key_var: str = "rng") -> str:
     return f"{d.init}({key}, {_tuple(d.shape)}, jnp.{d.dtype})"
 
 
+def render_train(t: TargetProgram, call: str, results: str, new_state: str) -> str:
+    """The loss, optimizer and train step of a training target."""
+    train = t.train
+    assert train is not None
+    names = [n for n, _, _ in t.inputs] + [n for n, _, _ in train.batch]
+    loss_args = ", ".join(["outputs"] + [n for n, _, _ in train.batch])
+    labels = ""
+    train_opt = train.optimizer
+    if train.labels:
+        tree: dict[str, Any] = {}
+        for path, label in train.labels:
+            node = tree
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = f'"{label}"'
+        var = f"_{t.name}_labels"
+        labels = (f"#: Parameter groups of `{t.name}`, from its ModelParamTraversal filters.\n"
+                  f"{var} = {{\n" + "\n".join(_dict_lines(tree, 4)) + "\n}\n\n")
+        train_opt = train.optimizer.replace("_LABELS", var)
+    return template("train.py.j2").render(
+        name=t.name, arg_names=", ".join(names), description=t.description,
+        loss_name=train.loss.name, call=call, results=results, new_state=new_state,
+        loss_target="loss, metrics" if train.has_metrics else "loss",
+        metrics="metrics" if train.has_metrics else "{}",
+        loss_call=f"{train.loss.name}({loss_args})", optimizer=train_opt, labels=labels)
+
+
 def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str:
     fn = t.function
     call_args = []
@@ -267,7 +294,16 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str
         f'"{n}": (' + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims)
         + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
-    return template("target.py.j2").render(
+    train = ""
+    train_kwargs = ""
+    if t.train is not None:
+        train = render_train(t, f"{t.entry}({', '.join(call_args)})", results, new_state)
+        batch = ", ".join(f'"{n}": jax.ShapeDtypeStruct({_tuple(s)}, jnp.{d})'
+                          for n, s, d in t.train.batch)
+        train_kwargs = (f"    train_step=_{t.name}_train_step,\n    init_opt=_{t.name}_init_opt,\n"
+                        f"    batch={{{batch}}},\n")
+    return (train.rstrip("\n") + "\n\n\n" if train else "") + template("target.py.j2").render(
+        train_kwargs=train_kwargs,
         name=t.name, description=docstring_text(t.description), entry=t.entry,
         input_names=", ".join(n for n, _, _ in t.inputs),
         inputs_doc=", ".join(f"{n}: {describe_aval(s, d)}" for n, s, d in t.inputs),
@@ -327,6 +363,7 @@ def emit_file(program: FileProgram, module_name: str) -> str:
         relpath=program.relpath, version=__version__, source_sha256=program.source_sha256,
         runtime_import=f"from {'.' * (depth + 1)} import _runtime",
         uses_np=bool(_NP.search(body)) or any(_NP.search(u) for u in user),
+        uses_optax=any(t.train is not None for t in program.targets),
         user_functions=user, functions=functions, targets=targets,
         target_names=[t.name for t in program.targets],
     )
