@@ -1521,6 +1521,191 @@ _entry("AOT411", "symbolic dimension used as a constant", """
     """, checked=False)
 
 
+_entry("AOT420", "invalid optax arguments", """
+    The optimizer of a training target is written with optax in the model file
+    (`optax.adam(1e-3)`) and copied into the generated code, so its arguments
+    must be static values (numbers, tuples, strings) or other optax objects, such as
+    optax schedules; functions of the model file cannot be passed.
+    """, """
+    import optax
+
+    def schedule(step):
+        return 1e-3 * 0.9 ** (step / 100)
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return -jnp.mean(jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1))
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.adam(schedule),
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return -jnp.mean(jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1))
+
+    aot.train_target("train", MLP, loss=loss,
+                     optimizer=optax.adam(optax.exponential_decay(1e-3, 100, 0.9)),
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """)
+
+_entry("AOT421", "invalid parameter groups", """
+    `aot.MultiOptimizer((traversal, optimizer), ...)` takes pairs of an
+    `aot.ModelParamTraversal(filter)` and an optax optimizer.  Filters run at build
+    time on every parameter path ("/Dense_0/kernel") and must return a static
+    bool; parameters no filter selects are frozen.
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return -jnp.mean(jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1))
+
+    aot.train_target("train", MLP, loss=loss,
+                     optimizer=aot.MultiOptimizer(optax.sgd(0.1)),
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return -jnp.mean(jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1))
+
+    aot.train_target("train", MLP, loss=loss,
+                     optimizer=aot.MultiOptimizer(
+                         (aot.ModelParamTraversal(lambda path, p: "bias" not in path),
+                          optax.sgd(0.1))),
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """)
+
+_entry("AOT422", "missing or invalid optimizer", """
+    A training target needs `optimizer=`: an optax optimizer (`optax.adam(1e-3)`)
+    or an `aot.MultiOptimizer` of parameter groups.
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return -jnp.mean(jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1))
+
+    aot.train_target("train", MLP, loss=loss, optimizer="adam",
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return -jnp.mean(jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1))
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.adam(1e-3),
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """)
+
+_entry("AOT423", "missing or invalid loss function", """
+    A training target needs `loss=`, a function of the model file that takes the
+    model output first and then the batch inputs by name:
+    `loss(logits, labels)`.
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    aot.train_target("train", MLP, optimizer=optax.adam(1e-3),
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return -jnp.mean(jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1))
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.adam(1e-3),
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """)
+
+_entry("AOT424", "loss input not declared", """
+    Every argument of the loss after the model output is a batch input of the
+    training step and needs a spec in the train target (or a default value).
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return -jnp.mean(jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1))
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.adam(1e-3), x=aot.f32[4, 5])
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return -jnp.mean(jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1))
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.adam(1e-3),
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """)
+
+_entry("AOT425", "loss does not return a scalar", """
+    The loss is differentiated with respect to the parameters, so it returns a
+    float scalar array, optionally with a dict of metric arrays:
+    `return loss, {"accuracy": acc}`.
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1)
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.adam(1e-3),
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(logits, labels):
+        return -jnp.mean(jnp.sum(nn.one_hot(labels, 3) * nn.log_softmax(logits), axis=-1))
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.adam(1e-3),
+                     x=aot.f32[4, 5], labels=aot.i32[4])
+    """)
+
+
 #: Every entry by code.
 CODES: dict[str, Entry] = {e.code: e for e in _ENTRIES}
 
@@ -1532,7 +1717,7 @@ def explain(code: str) -> int:
         key = "AOT" + key
     entry = CODES.get(key)
     if entry is None:
-        print(f"error: unknown diagnostic code {code!r}; codes are AOT100..AOT411 "
+        print(f"error: unknown diagnostic code {code!r}; codes are AOT100..AOT425 "
               f"({len(CODES)} of them; see aotflax/codes.py)", file=sys.stderr)
         return 1
     sys.stdout.write(entry.render())
