@@ -85,12 +85,14 @@ class Namer:
         self.holder[name] = self.last_use.get(id(var), -1)
 
     def name_outputs(self, i: int, op: Op) -> None:
+        taken: set[str] = set()  # one op's outputs never share a name
         for var in op.outputs:
-            if id(var) not in self.last_use and len(op.outputs) == 1:
-                self.names[id(var)] = "_"
+            if id(var) not in self.last_use:
+                self.names[id(var)] = "_"  # never read
                 continue
             stem = self.fn.hints.get(id(var)) or op.stem
-            name = self._free(_identifier(stem), i)
+            name = self._free(_identifier(stem), i, avoid=taken)
+            taken.add(name)
             self.names[id(var)] = name
             self.holder[name] = self.last_use.get(id(var), i)
 
@@ -102,13 +104,14 @@ class Namer:
             self.holder[name] = i
         return out
 
-    def _free(self, stem: str, i: int, strict: bool = False) -> str:
+    def _free(self, stem: str, i: int, strict: bool = False,
+              avoid: set[str] | frozenset[str] = frozenset()) -> str:
         n = 0
         while True:
             name = stem if n == 0 else f"{stem}_{n}"
             held = self.holder.get(name)
             dead = held is None or held < i or (not strict and held <= i)
-            if name not in self.reserved and dead:
+            if name not in self.reserved and name not in avoid and dead:
                 return name
             n += 1
 
@@ -249,7 +252,7 @@ def render_train(t: TargetProgram, call: str, results: str, new_state: str) -> s
     train = t.train
     assert train is not None
     names = [n for n, _, _ in t.inputs] + [n for n, _, _ in train.batch]
-    loss_args = ", ".join(["outputs"] + [n for n, _, _ in train.batch])
+    loss_args = ", ".join(["outputs", *train.loss_inputs])
     labels = ""
     train_opt = train.optimizer
     if train.labels:

@@ -107,9 +107,11 @@ class Op:
     nested: "Function | None" = None
 
     def inputs(self) -> list[Var]:
+        """Variables the op reads (an argument named "target" is what it assigns)."""
         out: list[Var] = []
-        for _, code in self.args:
-            out.extend(code.vars())
+        for name, code in self.args:
+            if name != "target":
+                out.extend(code.vars())
         return out
 
 
@@ -173,6 +175,8 @@ class TrainProgram:
     has_metrics: bool
     #: Parameter group label per parameter path (empty without groups).
     labels: tuple[tuple[tuple[str, ...], str], ...] = ()
+    #: Names passed to the loss after the model output (model inputs or batch arrays).
+    loss_inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -387,10 +387,21 @@ class Resolver:
         env = Env(module.globals)
         inputs: list[tuple[str, Tensor]] = []
         for name, value in bound.items():
-            if isinstance(value, (tuple, list, dict)) and not is_static(value):
+            if isinstance(value, dict) and not is_static(value):
                 raise self.error(
-                    "AOT326", f"argument '{name}' of {module.name}.{method.name} is a container "
-                    "of arrays; pass the arrays as separate arguments", method.name_span)
+                    "AOT326", f"argument '{name}' of {module.name}.{method.name} is a dict of "
+                    "arrays; pass a tuple or the arrays as separate arguments", method.name_span)
+            if isinstance(value, (tuple, list)) and not is_static(value):
+                # a tuple of arrays (an LSTM carry): one parameter, unpacked on entry
+                fresh_tree = _rebuild(value, [Tensor(t.shape, t.dtype, t.weak)
+                                              for t in _tensors(value)])
+                var = TreeVar(name)
+                inputs.append((name, var))  # type: ignore[arg-type]
+                fn.emit("ops/module_call.j2", {"target": _unpack_code(fresh_tree, fresh_tree, []),
+                                               "call": Code((var,))},
+                        tuple(_tensors(fresh_tree)), method.span, name)
+                env.set(name, fresh_tree)
+                continue
             if _has_key(value):
                 raise self.error("AOT327", f"argument '{name}' of {module.name}.{method.name} is "
                                  "a random key; keys cannot cross module boundaries",

@@ -109,23 +109,27 @@ def resolve_train(r: "Resolver", decl: Any, entry_result: Any, span: Span,
         raise r.error("AOT423", "a loss function takes the model output first: "
                       "loss(logits, labels)", loss.span)
     batch = [(n, decl.batch[n]) for n in names[1:] if n in decl.batch]
-    missing = [n for n in names[1:] if n not in decl.batch and n not in loss.defaults]
+    # a loss input named like a model input (tokens for a language model) is that input
+    given = {**decl.specs, **decl.batch}
+    loss_inputs = [(n, given[n]) for n in names[1:] if n in given]
+    missing = [n for n in names[1:] if n not in given and n not in loss.defaults]
     if missing:
         raise r.error("AOT424", f"loss '{loss.name}' needs input '{missing[0]}': declare it "
                       f"in the train target, e.g. {missing[0]}=aot.i32[...]", span)
     outputs = _fresh_copy(entry_result)
-    batch_tensors = [Tensor(tuple(s.shape), s.dtype) for _, s in batch]
+    loss_tensors = [Tensor(tuple(r._dim_value(d, s.span) for d in s.shape), s.dtype)
+                    for _, s in loss_inputs]
     key = ("loss", id(loss), tuple((t.shape, t.dtype) for t in _leaves(outputs)),
-           tuple((t.shape, t.dtype) for t in batch_tensors))
+           tuple((t.shape, t.dtype) for t in loss_tensors))
     if key not in r.cache:
-        fn, has_metrics = _loss_function(r, loss, [outputs, *batch_tensors],
-                                         [n for n, _ in batch], span)
+        fn, has_metrics = _loss_function(r, loss, [outputs, *loss_tensors],
+                                         [n for n, _ in loss_inputs], span)
         r.functions.append(fn)
         r.cache[key] = (fn, has_metrics)
     fn, has_metrics = r.cache[key]
     code, labels = optimizer_code(r, decl.optimizer, params, span)
     return TrainProgram(fn, tuple((n, tuple(s.shape), s.dtype) for n, s in batch), code,
-                        has_metrics, labels)
+                        has_metrics, labels, tuple(n for n, _ in loss_inputs))
 
 
 def _leaves(value: Any) -> list[Tensor]:
