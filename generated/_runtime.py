@@ -82,6 +82,9 @@ class Target:
         platforms: Sequence[str] = ("cpu",),
         devices: int = 1,
         symbolic: Mapping[str, Sequence[int | str]] | None = None,
+        train_step: Callable[..., Any] | None = None,
+        init_opt: Callable[..., Any] | None = None,
+        batch: Mapping[str, jax.ShapeDtypeStruct] | None = None,
     ) -> None:
         self.name = self.NAME = name
         self.module = module
@@ -96,6 +99,10 @@ class Target:
         self.platforms = tuple(platforms)
         self.devices = devices
         self.symbolic = {k: tuple(v) for k, v in (symbolic or {}).items()}
+        #: Training targets: the generated step and optimizer init, and the loss's inputs.
+        self.train_step_fn = train_step
+        self.init_opt_fn = init_opt
+        self.batch = self.BATCH = dict(batch or {})
 
     def __repr__(self) -> str:
         return f"<aotflax target {self.module}.{self.name}>"
@@ -126,6 +133,82 @@ class Target:
                 raise TypeError(_missing_rng(self.name))
             return self.apply_fn(params, state, *inputs)
         return self.apply_fn(params, state, *inputs, rng=_typed_key(self.name, rng))
+
+    # --- training targets ------------------------------------------------------
+
+    @property
+    def OPT_STATE_SHAPES(self) -> Any:
+        """The optimizer state's tree of `jax.ShapeDtypeStruct` (training targets)."""
+        return jax.eval_shape(self._need_train().init_opt_fn, self.param_shapes)
+
+    def _need_train(self) -> "Target":
+        if self.train_step_fn is None:
+            raise TypeError(f"{self.name} is not a training target (declare it with "
+                            "aot.train_target)")
+        return self
+
+    def init_opt(self, params: Any) -> Any:
+        """The optimizer state for `params` (training targets)."""
+        return self._need_train().init_opt_fn(params)
+
+    def train_step(
+        self, params: Any, state: Any, opt_state: Any, *batch: Any, rng: Any = None
+    ) -> tuple[Any, Any, Any, Any]:
+        """One optimizer step on a batch (the model's inputs, then the loss's inputs).
+
+        **Returns:** `(params, new_state, opt_state, metrics)`; `metrics["loss"]` is the loss.
+        """
+        self._need_train()
+        expected = len(self.inputs) + len(self.batch)
+        if len(batch) != expected:
+            names = ", ".join([*self.inputs, *self.batch])
+            raise TypeError(f"{self.name}.train_step takes (params, state, opt_state, {names}): "
+                            f"expected {expected} batch arrays, got {len(batch)}")
+        if rng is None and self.stochastic:
+            raise TypeError(_missing_rng(self.name))
+        key = None if rng is None else _typed_key(self.name, rng)
+        return self.train_step_fn(params, state, opt_state, *batch, rng=key)
+
+    def train_view(self) -> "Target":
+        """The train step as a target of its own, for compiling and loading.
+
+        Its "state" packs the model state and the optimizer state, its inputs are the
+        batch, and its outputs are `(params, metrics)`: the shape every artifact has.
+        """
+        self._need_train()
+        opt_shapes = self.OPT_STATE_SHAPES
+        opt_tree = jax.tree_util.tree_structure(opt_shapes)
+
+        # Optimizer states are optax named tuples, which serialized artifacts cannot
+        # name; across the artifact boundary they travel as a flat tuple of leaves.
+        def step(params: Any, packed: Any, *batch: Any, rng: Any = None) -> Any:
+            opt_state = jax.tree_util.tree_unflatten(opt_tree, packed["opt_state"])
+            p, s, o, m = self.train_step_fn(params, packed["state"], opt_state, *batch, rng=rng)
+            return (p, m), {"state": s, "opt_state": tuple(jax.tree_util.tree_leaves(o))}
+
+        return Target(
+            name=f"{self.name}__train_step", module=self.module,
+            source_sha256=self.source_sha256, init=self.init_fn, apply=step,
+            inputs={**self.inputs, **self.batch}, param_shapes=self.param_shapes,
+            state_shapes={"state": self.state_shapes,
+                          "opt_state": tuple(jax.tree_util.tree_leaves(opt_shapes))},
+            stochastic=self.stochastic, platforms=self.platforms, devices=self.devices,
+            symbolic=self.symbolic)
+
+    def load_train_step(self, platform: str | None = None, **options: Any) -> Callable[..., Any]:
+        """The serialized train step: `step(params, state, opt_state, *batch, rng=None)`."""
+        view = self.train_view()
+        loaded = view.load(platform, **options)
+        opt_tree = jax.tree_util.tree_structure(self.OPT_STATE_SHAPES)
+
+        def step(params: Any, state: Any, opt_state: Any, *batch: Any, rng: Any = None) -> Any:
+            flat = tuple(jax.tree_util.tree_leaves(opt_state))
+            (p, m), packed = loaded(params, {"state": state, "opt_state": flat}, *batch, rng=rng)
+            o = jax.tree_util.tree_unflatten(opt_tree, packed["opt_state"])
+            return p, packed["state"], o, m
+
+        step.kind, step.platform = loaded.kind, loaded.platform  # type: ignore[attr-defined]
+        return step
 
     def expected_shape(self, input_name: str) -> tuple[int | str, ...]:
         """The declared shape of one input; a string is a symbolic dimension."""

@@ -139,6 +139,7 @@ cnn_b4 = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
+    symbolic={},
 )
 
 

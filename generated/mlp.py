@@ -112,7 +112,6 @@ def _mlp_serve_init(rng):
 
 def _mlp_serve_apply(params, state, x, rng=None):
     """MLP.apply() on x: f32[batch, 28, 28, 1] -> f32[batch, 10]."""
-    batch = x.shape[0]  # symbolic dimension "batch"
     outputs = MLP_1(params, x)
     return outputs, {}
 
