@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from . import dtypes as dt
-from . import ir, namespaces
+from . import ir, namespaces, safety, training
 from .diagnostics import BuildError, Diagnostic, InternalError, Note, Reporter, Span
 from .ops import REGISTRY, CallError, Entry
 from .ops import initializers as inits
@@ -36,7 +36,14 @@ from .program import (
     Var,
     describe,
 )
-from .scopes import FunctionState, Scope, StateVariable, name_hash, subscript_path
+from .scopes import (
+    FunctionState,
+    Scope,
+    StateVariable,
+    check_name,
+    name_hash,
+    subscript_path,
+)
 from .values import (
     POISON,
     BoundMethod,
@@ -48,6 +55,7 @@ from .values import (
     ModuleRef,
     Namespace,
     OpRef,
+    OptaxFn,
     Poison,
     SelfValue,
     SharedModule,
@@ -64,11 +72,22 @@ from .values import (
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 MAX_UNROLL = 100_000
-MAX_CALL_DEPTH = 200
+#: Nesting of user functions and modules (well below Python's own recursion limit).
+MAX_CALL_DEPTH = 48
+#: Statements and comprehension items one file may execute at build time: a bound on
+#: resolve time whatever the model does (nested loops, recursion), so a build never hangs.
+MAX_STEPS = 2_000_000
+#: Largest static value a model may build: ints of this many bits, sequences this long.
+MAX_STATIC_BITS = 1 << 16
+MAX_STATIC_LEN = 1 << 20
 
 
 class _Abort(Exception):
     """Stop resolving the current statement; the diagnostic is already recorded."""
+
+
+class _OutOfSteps(Exception):
+    """The step budget is spent: stop resolving the whole file (already reported)."""
 
 
 class _Return(Exception):
@@ -111,6 +130,10 @@ class TargetDecl:
     platforms: tuple[str, ...]
     devices: int
     span: Span
+    #: Training targets: the loss function, optimizer and the loss's own inputs.
+    loss: Any = None
+    optimizer: Any = None
+    batch: dict[str, Spec] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,25 +163,32 @@ class Resolver:
         self.user_inits: dict[str, Closure] = {}
         self.depth = 0
         self._reported: set[tuple] = set()
+        #: Errors raised so far, repeats included (a body with errors must not produce a value).
+        self.errors = 0
+        self.steps = 0
 
     # ================================================================ driver
 
     def run(self) -> FileProgram:
         self._bind_imports()
         top = Frame(self.globals, None, None)
-        for stmt in self.model.body:
-            if isinstance(stmt, ir.ClassDef):
-                self._classdef(stmt)
-            else:
-                self._exec_guarded(stmt, top)
         targets = []
-        for decl in self.targets:
-            try:
-                targets.append(self._resolve_target(decl))
-            except _Abort:
-                pass
-        if not self.targets and not self.reporter.diagnostics:
-            pass  # a file without targets emits helpers only
+        try:
+            for stmt in self.model.body:
+                if isinstance(stmt, ir.ClassDef):
+                    self._classdef(stmt)
+                else:
+                    self._top_level(stmt.span, lambda stmt=stmt: self._exec_guarded(stmt, top))
+            for decl in self.targets:
+                got = self._top_level(decl.span, lambda decl=decl: self._resolve_target(decl))
+                if got is not None:
+                    targets.append(got)
+        except _OutOfSteps:
+            pass
+        for closure in sorted(self.user_inits.values(), key=lambda c: c.span.line):
+            # emitted verbatim into generated code, which verify imports: check it first
+            self.reporter.extend(safety.check_emitted_function(
+                closure.definition, closure.env))  # type: ignore[arg-type]
         self.reporter.raise_if_errors()
         sha = hashlib.sha256(self.model.file.text.encode()).hexdigest()
         user = tuple(
@@ -167,8 +197,28 @@ class Resolver:
         )
         return FileProgram(self.model.relpath, sha, tuple(self.functions), tuple(targets), user)
 
+    def _top_level(self, span: Span, fn: Any) -> Any:
+        """Resolve one top-level statement or target; Python's recursion limit is an error."""
+        try:
+            return fn()
+        except _Abort:
+            return None
+        except RecursionError:
+            self.error("AOT322", "this nests calls or expressions too deeply to resolve "
+                       "(recursive functions and modules are not supported)", span)
+            return None
+
+    def _step(self, span: Span) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.error("AOT330", f"resolving this file takes more than {MAX_STEPS:,} build-time "
+                       "steps; stopped here", span, hint="look for loops over large ranges or "
+                       "runaway recursion; loops are unrolled at build time")
+            raise _OutOfSteps()
+
     def error(self, code: str, message: str, span: Span | None, *, hint: str | None = None,
               notes: tuple[Note, ...] = ()) -> _Abort:
+        self.errors += 1
         key = (code, message, span.line if span else 0, span.col if span else 0)
         if key not in self._reported:
             self._reported.add(key)
@@ -241,7 +291,9 @@ class Resolver:
             name=decl.name, entry=fn.name, function=fn, inputs=inputs, params=params,
             state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
             devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
-            span=decl.span, symbolic=tuple(symbolic))
+            span=decl.span, symbolic=tuple(symbolic),
+            train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
+                   if decl.loss is not None else None))
 
     def _dim_value(self, dim: object, span: Span) -> int:
         """A symbolic dimension resolves as a sentinel size (see `symbolic.py`)."""
@@ -254,7 +306,8 @@ class Resolver:
                              "as 'batch'", span)
         return self.symbols.value(str(dim))
 
-    def _target_call(self, call: ir.Call, frame: Frame, args: list, kwargs: dict) -> None:
+    def _target_call(self, call: ir.Call, frame: Frame, args: list, kwargs: dict,
+                     train: bool = False) -> None:
         span = call.span
         if len(args) != 2 or not isinstance(args[0], str):
             raise self.error("AOT400", "aot.target takes a name and a module: "
@@ -279,6 +332,14 @@ class Resolver:
                              "cpu, cuda or tpu", span)
         devices = kwargs.pop("devices", 1)
         method = kwargs.pop("method", "apply")
+        loss = kwargs.pop("loss", None) if train else None
+        optimizer = kwargs.pop("optimizer", None) if train else None
+        if train and not (isinstance(loss, Closure) and loss.toplevel):
+            raise self.error("AOT423", "aot.train_target needs loss=, a function of the model "
+                             "file: loss(model_output, *batch) -> scalar", span)
+        if train and optimizer is None:
+            raise self.error("AOT422", "aot.train_target needs optimizer=, e.g. "
+                             "optimizer=optax.adam(1e-3)", span)
         specs: dict[str, Spec] = {}
         for k, v in kwargs.items():
             if not isinstance(v, Spec):
@@ -288,8 +349,14 @@ class Resolver:
                     f"{describe_value(v)}", kw.span if kw else span,
                     hint="bind hyperparameters with Module.partial(...)")
             specs[k] = v
+        batch: dict[str, Spec] = {}
+        if train:
+            method_def = module.module.method(method)
+            model_inputs = {p.name for p in method_def.params.params[1:]} if method_def else set()
+            batch = {k: v for k, v in specs.items() if k not in model_inputs}
+            specs = {k: v for k, v in specs.items() if k in model_inputs}
         self.targets.append(TargetDecl(name, module, specs, method, tuple(platforms),
-                                       int(devices), span))
+                                       int(devices), span, loss, optimizer, batch))
 
     # ================================================================ modules
 
@@ -320,10 +387,21 @@ class Resolver:
         env = Env(module.globals)
         inputs: list[tuple[str, Tensor]] = []
         for name, value in bound.items():
-            if isinstance(value, (tuple, list, dict)) and not is_static(value):
+            if isinstance(value, dict) and not is_static(value):
                 raise self.error(
-                    "AOT326", f"argument '{name}' of {module.name}.{method.name} is a container "
-                    "of arrays; pass the arrays as separate arguments", method.name_span)
+                    "AOT326", f"argument '{name}' of {module.name}.{method.name} is a dict of "
+                    "arrays; pass a tuple or the arrays as separate arguments", method.name_span)
+            if isinstance(value, (tuple, list)) and not is_static(value):
+                # a tuple of arrays (an LSTM carry): one parameter, unpacked on entry
+                fresh_tree = _rebuild(value, [Tensor(t.shape, t.dtype, t.weak)
+                                              for t in _tensors(value)])
+                var = TreeVar(name)
+                inputs.append((name, var))  # type: ignore[arg-type]
+                fn.emit("ops/module_call.j2", {"target": _unpack_code(fresh_tree, fresh_tree, []),
+                                               "call": Code((var,))},
+                        tuple(_tensors(fresh_tree)), method.span, name)
+                env.set(name, fresh_tree)
+                continue
             if _has_key(value):
                 raise self.error("AOT327", f"argument '{name}' of {module.name}.{method.name} is "
                                  "a random key; keys cannot cross module boundaries",
@@ -337,12 +415,13 @@ class Resolver:
         env.set(method.params.params[0].name if method.params.params else "self",
                 SelfValue(scope))
         result: Any = None
+        errors = self.errors
         try:
             self._exec_block(method.body, frame)
         except _Return as r:
             result = r.value
-        if contains_poison(result):
-            raise _Abort()
+        if contains_poison(result) or self.errors != errors:
+            raise _Abort()  # a body with errors has no meaningful result (no cascades)
         self._check_result(result, method)
         fname = self._function_name(module.name if method.name == "apply"
                                     else f"{module.name}_{method.name}")
@@ -369,14 +448,14 @@ class Resolver:
         if _has_key(result):
             raise self.error("AOT323", f"{method.name} returns a random key; keys cannot leave "
                              "the module that made them", method.name_span)
+        if isinstance(result, dict):
+            raise self.error("AOT323", "modules returning dicts are not supported yet; return "
+                             "a tuple", method.name_span)
         for leaf in _leaves(result):
             if not isinstance(leaf, Tensor) and leaf is not None:
                 raise self.error(
                     "AOT323", f"{method.name} must return arrays (or tuples of arrays), found "
                     f"{describe_value(leaf)}", method.name_span)
-        if isinstance(result, dict):
-            raise self.error("AOT323", "modules returning dicts are not supported yet; return "
-                             "a tuple", method.name_span)
 
     def _call_user_module(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
                           frame: Frame, name: Any = None, shared: SharedModule | None = None,
@@ -394,9 +473,12 @@ class Resolver:
             existing = fn.params.get(full)
             if existing is not None and (existing.shape, existing.dtype) != (decl.shape,
                                                                               decl.dtype):
-                raise self.error("AOT312", f"shared module '{child_name}' called with inputs "
-                                 "that change its parameter shapes", span,
-                                 notes=(Note("first declared here", existing.span),))
+                raise self.error(
+                    "AOT312", f"shared module '{child_name}' called with inputs that change its "
+                    f"parameter '{'/'.join(full)}': now {describe(decl.shape, decl.dtype)}, "
+                    f"first {describe(existing.shape, existing.dtype)}", span,
+                    notes=(Note("first declared here", existing.span),),
+                    hint="a shared module must see inputs of the same shape on every call")
             fn.params.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init,
                                                  decl.span))
         call_args: list[Code] = []
@@ -442,7 +524,10 @@ class Resolver:
     def _call_layer(self, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
                     frame: Frame, bound_kwargs: dict | None = None, name: Any = None,
                     shared: SharedModule | None = None) -> Any:
-        fn, scope = self._need_module_frame(frame, span, written)
+        if entry.kind == "layer" or frame.fn is None:
+            fn, scope = self._need_module_frame(frame, span, written)
+        else:  # plain functions also run in loss functions, which have no module scope
+            fn, scope = frame.fn, frame.scope
         merged = {**(bound_kwargs or {}), **kwargs}
         try:
             bound = entry.signature.bind(written, args, merged)
@@ -480,6 +565,7 @@ class Resolver:
             self._exec_guarded(stmt, frame)
 
     def _exec(self, stmt: ir.Stmt, frame: Frame) -> None:
+        self._step(stmt.span)
         method = getattr(self, "_stmt_" + type(stmt).__name__)
         method(stmt, frame)
 
@@ -647,8 +733,7 @@ class Resolver:
             return value
         if expr.id in namespaces.BUILTINS:
             return namespaces.BUILTINS[expr.id]
-        if expr.id in ("open", "eval", "exec", "__import__", "compile", "globals", "locals",
-                       "getattr", "setattr", "vars", "input", "print", "breakpoint"):
+        if expr.id in safety.FORBIDDEN_NAMES or safety.is_dunder(expr.id):
             raise self.error("AOT105", f"'{expr.id}' is not available in model files: model "
                              "files are data, never executed", expr.span)
         raise self.error("AOT340", f"name '{expr.id}' is not defined", expr.span)
@@ -665,6 +750,9 @@ class Resolver:
                                  part.span)
             if part.conversion == "r":
                 value = repr(value)
+            problem = safety.spec_problem(part.format_spec or "")
+            if problem:
+                raise self.error("AOT341", f"f-string: {problem}", part.span)
             try:
                 out.append(format(value, part.format_spec or ""))
             except (ValueError, TypeError) as e:
@@ -756,6 +844,10 @@ class Resolver:
                                  f"{describe_value(left)} and {describe_value(right)}", span)
             return self._call_entry(REGISTRY.lookup("operator", name), f"'{op}'", [left, right],
                                     {}, span, frame)
+        too_big = _too_big(op, left, right)
+        if too_big:
+            raise self.error("AOT344", f"the static value {too_big} is too large to compute at "
+                             "build time", span)
         try:
             return _STATIC_BINOPS[op](left, right)
         except ZeroDivisionError:
@@ -878,6 +970,7 @@ class Resolver:
             return
         gen = gens[i]
         for item in self._iterate(self.eval(gen.iter, frame), gen.iter.span):
+            self._step(gen.span)
             self._assign(gen.target, item, frame)
             if all(self._truth(c, frame) for c in gen.ifs):
                 self._comprehension(gens, i + 1, frame, body)
@@ -916,10 +1009,17 @@ class Resolver:
 
     def _call(self, func: Any, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         span = expr.span
-        if func is namespaces.TARGET:
+        if func is namespaces.TARGET or func is namespaces.TRAIN_TARGET:
             if frame.fn is not None:
-                raise self.error("AOT400", "aot.target must be called at the top level", span)
-            return self._target_call(expr, frame, args, kwargs)
+                raise self.error("AOT400", "targets must be declared at the top level", span)
+            return self._target_call(expr, frame, args, kwargs,
+                                     train=func is namespaces.TRAIN_TARGET)
+        if isinstance(func, OptaxFn):
+            return training.call_optax(self, func, args, kwargs, span)
+        if func is namespaces.MODEL_PARAM_TRAVERSAL:
+            return training.traversal(self, args, kwargs, span)
+        if func is namespaces.MULTI_OPTIMIZER:
+            return training.multi_optimizer(self, args, kwargs, span)
         if isinstance(func, OpRef):
             return self._call_entry(func.entry, func.written, args, kwargs, span, frame)
         if func is namespaces.SEQUENTIAL:
@@ -1091,12 +1191,17 @@ class Resolver:
         if self.depth > MAX_CALL_DEPTH:
             self.depth -= 1
             raise self.error("AOT322", f"function {fn.name} recurses too deeply", span)
+        errors = self.errors
         try:
             self._exec_block(fn.body, Frame(env, frame.fn, frame.scope, frame.module))
         except _Return as r:
+            if self.errors != errors:
+                raise _Abort() from None
             return r.value
         finally:
             self.depth -= 1
+        if self.errors != errors:
+            raise _Abort()
         return None
 
     def _call_static(self, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
@@ -1113,6 +1218,9 @@ class Resolver:
         if fn.name == "isinstance":
             raise self.error("AOT349", "isinstance is not supported; compare static values",
                              span)
+        if fn.name == "range" and _range_too_long(args):
+            raise self.error("AOT330", f"range{tuple(args)} is too long to unroll (more than "
+                             f"{MAX_UNROLL:,} items)", span)
         try:
             result = fn.fn(*args, **kwargs)
         except Exception as e:  # a static builtin failed on user values
@@ -1187,6 +1295,10 @@ class Resolver:
         if name not in allowed:
             raise self.error("AOT348", f"method {type(r).__name__}.{name} is not supported",
                              span)
+        if name == "format":
+            problem = safety.format_problem(r)
+            if problem:
+                raise self.error("AOT341", f"str.format: {problem}", span)
         try:
             result = getattr(r, name)(*args, **kwargs)
         except Exception as e:
@@ -1208,6 +1320,7 @@ class Resolver:
                 pname, shape, init = b["name"], b["shape"], b["init"]
                 if not isinstance(pname, str):
                     raise CallError("AOT351", "self.param name must be a string")
+                check_name(pname, "parameter name")
                 if shape is None:
                     raise CallError("AOT352", "data-dependent parameter shapes (shape=None) are "
                                     "not supported: give the shape explicitly")
@@ -1253,12 +1366,13 @@ class Resolver:
             name, shape, coll = b["name"], b["shape"], b["collection"]
             if not isinstance(name, str) or not name:
                 raise CallError("AOT351", "self.state name must be a non-empty string")
+            check_name(name, "state variable name")
             if not (isinstance(shape, (tuple, list)) and all(
                     isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
                 raise CallError("AOT351", f"self.state shape must be a tuple of ints, got "
                                 f"{describe_value(shape)}")
             if not (isinstance(coll, str) and coll.isidentifier()) or coll in _NOT_COLLECTIONS:
-                raise CallError("AOT355", f"invalid state collection name {coll!r}",
+                raise CallError("AOT356", f"invalid state collection name {coll!r}",
                                 hint="use an identifier such as 'state' or 'cache' (not "
                                      "'params' or 'rng')")
             dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
@@ -1423,6 +1537,30 @@ def _tuple_code(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _too_big(op: str, left: Any, right: Any) -> str | None:
+    """Describe a static operation whose result would be huge (or take forever), else None."""
+    ints = all(isinstance(v, int) for v in (left, right))
+    if op == "**" and ints and right > 0 and abs(left) > 1 and \
+            right * abs(left).bit_length() > MAX_STATIC_BITS:
+        return f"{left} ** {right}"
+    if op == "<<" and ints and right > MAX_STATIC_BITS:
+        return f"{left} << {right}"
+    if op == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and \
+                    len(seq) * n > MAX_STATIC_LEN:
+                return f"{type(seq).__name__} of {len(seq)} * {n}"
+    return None
+
+
+def _range_too_long(args: list) -> bool:
+    if not all(isinstance(a, int) for a in args) or not 1 <= len(args) <= 3 or \
+            (len(args) == 3 and args[2] == 0):
+        return False  # range() reports its own error
+    r = range(*args)
+    return (r.stop - r.start) // (r.step or 1) > MAX_UNROLL
+
+
 def _array_like(v: Any) -> bool:
     return isinstance(v, (Tensor, int, float, complex, bool))
 
@@ -1561,6 +1699,8 @@ def _assigned_names(stmt: ir.Stmt) -> list[str]:
         return names(stmt.target)
     if isinstance(stmt, ir.For):
         return names(stmt.target)
+    if isinstance(stmt, ir.FunctionDef):
+        return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"
     return []
 
 
