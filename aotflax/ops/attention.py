@@ -297,7 +297,7 @@ def _combine(call: LayerCall, parts: list[tuple[Code, tuple[int, ...]]]) -> Code
 
 
 def _decode(call: LayerCall, key: Tensor, value: Tensor, lq: int,
-            max_length: int) -> tuple[Tensor, Tensor, Code]:
+            max_length: int) -> tuple[Tensor, Tensor, Tensor]:
     """Write key/value into Linen's cache; return the full keys, values and cache mask."""
     batch, heads, depth = key.shape[:-3], key.shape[-2], key.shape[-1]
     if max_length < lq:
@@ -325,7 +325,7 @@ def _decode(call: LayerCall, key: Tensor, value: Tensor, lq: int,
     call.set_state("cache", "cached_key", full[0])
     call.set_state("cache", "cached_value", full[1])
     call.set_state("cache", "cache_index", new_index)
-    return full[0], full[1], Code((mask,))
+    return full[0], full[1], mask
 
 
 def multi_head_attention(call: LayerCall) -> Tensor:
@@ -357,7 +357,7 @@ def multi_head_attention(call: LayerCall) -> Tensor:
     query, key, value = proj["query"], proj["key"], proj["value"]
     batch, lq, lk = inputs_q.shape[:-2], inputs_q.shape[-2], inputs_kv.shape[-2]
     decode = call.bool("decode")
-    parts = []
+    parts: list[tuple[Code, tuple[int, ...]]] = []
     if decode:
         if lq != lk:
             raise call.fail(f"{call.written}: decode=True needs queries and keys/values of "
@@ -366,7 +366,7 @@ def multi_head_attention(call: LayerCall) -> Tensor:
         max_length = lk if max_length is None else call.int("max_length", minimum=1)
         key, value, cache_mask = _decode(call, key, value, lq, max_length)
         lk = max_length
-        parts.append((cache_mask, cache_mask.parts[0].shape))  # type: ignore[union-attr]
+        parts.append((Code((cache_mask,)), cache_mask.shape))
     target = (*batch, heads, lq, lk)
     parts = _mask_components(call, target, batch, lq, lk, decode) + parts
     mask = _combine(call, parts)
