@@ -41,6 +41,7 @@ from .scopes import (
     Scope,
     StateVariable,
     check_name,
+    check_shape,
     name_hash,
     subscript_path,
 )
@@ -326,12 +327,21 @@ class Resolver:
         platforms = kwargs.pop("platforms", ("cpu",))
         if isinstance(platforms, str):
             platforms = (platforms,)
+        if not isinstance(platforms, (tuple, list)):
+            raise self.error("AOT408", "platforms= must be a tuple of platform names such as "
+                             f"(\"cpu\", \"cuda\"), got {describe_value(platforms)}", span)
         bad = [p for p in platforms if p not in ("cpu", "cuda", "tpu")]
         if bad or not platforms:
             raise self.error("AOT408", f"unknown platform {bad[0] if bad else '()'}: expected "
                              "cpu, cuda or tpu", span)
         devices = kwargs.pop("devices", 1)
         method = kwargs.pop("method", "apply")
+        if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+            raise self.error("AOT400", f"devices= must be a positive int, got "
+                             f"{describe_value(devices)}", span)
+        if not isinstance(method, str):
+            raise self.error("AOT400", f"method= must be a method name, got "
+                             f"{describe_value(method)}", span)
         loss = kwargs.pop("loss", None) if train else None
         optimizer = kwargs.pop("optimizer", None) if train else None
         if train and not (isinstance(loss, Closure) and loss.toplevel):
@@ -902,6 +912,10 @@ class Resolver:
                                                                         and d < 0):
                 raise self.error("AOT410", f"input dimensions must be non-negative ints or "
                                  f"symbolic names, got {d!r}", expr.index.span)
+        try:
+            check_shape([d for d in dims if isinstance(d, int)], "input")
+        except CallError as e:
+            raise self.error("AOT410", e.message, expr.index.span) from None
         return Spec(tuple(dims), value.dtype, expr.span)
 
     def _eval_Attribute(self, expr: ir.Attribute, frame: Frame) -> Any:

@@ -43,6 +43,7 @@ class FunctionState:
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
+        check_shape(shape)
         return Tensor(tuple(shape), dtype, weak)
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...], span: Span,
@@ -118,6 +119,7 @@ class Scope(LayerScope):
     def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Any,
               span: Span) -> Code:
         path = self.prefix + (name,)
+        check_shape(shape, f"parameter '{name}'")
         code = _init_code(self.fn, init)
         existing = self.fn.params.get(path)
         if existing is not None:
@@ -136,6 +138,7 @@ class Scope(LayerScope):
     def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str, init: Any,
               span: Span) -> Code:
         key = (collection, self.prefix + (name,))
+        check_shape(shape, f"state variable '{name}'")
         if key not in self.fn.state:
             self.fn.state[key] = ParamDecl(key[1], shape, dtype, _init_code(self.fn, init), span)
         self.fn.use_collection(collection)
@@ -220,6 +223,23 @@ def _init_code(fn: FunctionState, init: Any) -> str:
         "an initializer must be one of nn.initializers or a function (key, shape, dtype) "
         f"defined at the top level of the model file, got {describe_value(init)}",
     )
+
+
+#: Largest array XLA can describe: sizes are int64, so keep well inside it.
+MAX_ELEMENTS = 2**62
+
+
+def check_shape(shape: Any, what: str = "array") -> None:
+    """Shapes built from model values must be non-negative ints that JAX can represent."""
+    size = 1
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+            raise CallError("AOT210", f"{what} shape {tuple(shape)!r} has an invalid dimension "
+                            f"{d!r}: dimensions are non-negative ints")
+        size *= d
+        if d > MAX_ELEMENTS or size > MAX_ELEMENTS:
+            raise CallError("AOT210", f"{what} shape {tuple(shape)!r} is too large: more than "
+                            "2**62 elements")
 
 
 _NAME = re.compile(r"[\w.\-]+")

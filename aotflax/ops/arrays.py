@@ -12,7 +12,7 @@ from typing import Any, Callable
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Tensor
-from ..values import DType
+from ..values import DType, describe_value
 from .calls import FnCall, aval_of
 from .registry import REGISTRY, CallError, Entry, Signature
 
@@ -40,6 +40,16 @@ def _shape_rule(call: FnCall, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
     except sh.ShapeError as e:
         raise CallError("AOT210", f"{call.written}: {e}") from None
+    except (TypeError, ValueError, IndexError, OverflowError) as e:
+        # static arguments come straight from the model: a value of the wrong kind
+        raise CallError("AOT203", f"{call.written}: invalid static argument ({e})") from None
+
+
+def _int_tree(value: Any) -> bool:
+    """An int, or (nested) tuples and lists of ints: axes, shifts, repetitions, pads."""
+    if isinstance(value, (tuple, list)):
+        return all(_int_tree(v) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _float_dtype(dtype: str) -> str:
@@ -241,6 +251,10 @@ def _simple(fn: Callable[..., tuple[int, ...]], *names: str, defaults: tuple = (
     def rule(call: FnCall) -> Tensor:
         x = call.tensor(call.entry.signature.params[0].name)
         args = [call.args[n] for n in names]
+        for n, a in zip(names, args):
+            if a is not None and not _int_tree(a):
+                raise call.fail(f"{call.written}: '{n}' must be an int or a tuple of ints, got "
+                                f"{describe_value(a)}", "AOT203")
         shape = _shape_rule(call, fn, x.shape, *args)
         return _emit_same(call, tuple(shape), x.dtype, x.weak)
 

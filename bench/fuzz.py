@@ -1,0 +1,189 @@
+"""Fuzz the whole command line with mutated model files; count every way a build can go wrong.
+
+    python bench/fuzz.py [-n 1000] [--seed 0] [--jobs 2] [--timeout 60] [--show 5]
+    python bench/fuzz.py --print-case 17      # the mutated file of case #17, to reproduce
+
+Each mutation (see tests/fuzzing.py: deleted, swapped or duplicated lines, wrong
+keywords and numbers, random tokens, truncation, non-UTF-8 bytes) of a file of
+models/ is built exactly as `aot_build.py FILE -o OUT --no-compile` would
+(in-process `aotflax.driver.main`, verify and the atomic writes included) into
+an output folder that already holds the original model's build.  Outcomes:
+
+- built ok: exit 0, and every file in the output folder is complete (parses);
+- clean error: exit 1, every `error[...]` located (`path:line:col`) and shown with
+  its source line, no traceback, and the output folder byte-identical;
+- unlocated: exit 1 with an error that has no location (whole-file codes aside);
+- internal errors: exit 2 (aotflax reported a bug in itself);
+- tracebacks: an exception escaped the command line, or one was printed;
+- hangs: no result within --timeout seconds;
+- partial writes: a failed build changed the output folder, or a successful one
+  left an incomplete file.
+
+Everything but the first two columns must be 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import multiprocessing as mp
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from fuzzing import MODELS, WHOLE_FILE_CODES, Hang, mutate, time_limit  # noqa: E402
+
+OUTCOMES = ("built ok", "clean errors", "unlocated", "internal errors", "tracebacks", "hangs",
+            "partial writes")
+_ERROR = re.compile(r"^(?:(?P<loc>\S.*?:\d+:\d+): )?error\[(?P<code>AOT\d{3})\]", re.M)
+
+_templates: dict[str, Path] = {}
+
+
+def _cli(argv: list[str]) -> tuple[int, str]:
+    from aotflax.driver import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        rc = main(argv)
+    return rc, buf.getvalue()
+
+
+def _template(model: Path) -> Path:
+    """The output folder of the unmutated model (built once per worker)."""
+    if model.name not in _templates:
+        folder = Path(tempfile.mkdtemp(prefix="aotflax-fuzz-template-"))
+        shutil.copy(model, folder / model.name)
+        rc, out = _cli([str(folder / model.name), "-o", str(folder / "out"), "--no-compile"])
+        if rc != 0:
+            raise RuntimeError(f"{model.name} does not build:\n{out}")
+        _templates[model.name] = folder / "out"
+    return _templates[model.name]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _complete(folder: Path) -> bool:
+    for p in folder.rglob("*"):
+        if p.suffix == ".py":
+            compile(p.read_text(), str(p), "exec")
+        elif p.suffix == ".json":
+            json.loads(p.read_text())
+    return True
+
+
+def _case(index: int, seed: int) -> tuple[Path, bytes, list[str]]:
+    rng = random.Random(seed * 1_000_003 + index)
+    model = rng.choice(MODELS)
+    data, names = mutate(model.read_bytes(), rng)
+    return model, data, names
+
+
+def run_case(case: tuple[int, int, float]) -> tuple[int, str, str]:
+    """Build mutation `index` (seeded by `seed`); returns (index, outcome, detail)."""
+    index, seed, timeout = case
+    model, data, names = _case(index, seed)
+    work = Path(tempfile.mkdtemp(prefix="aotflax-fuzz-"))
+    try:
+        (work / "models").mkdir()
+        path = work / "models" / model.name
+        path.write_bytes(data)
+        out = work / "out"
+        shutil.copytree(_template(model), out)
+        before = _snapshot(out)
+        what = f"#{index} {model.name} {'+'.join(names)}"
+        try:
+            with time_limit(timeout):
+                rc, text = _cli([str(path), "-o", str(out), "--no-compile"])
+        except Hang:
+            return index, "hangs", what
+        except BaseException as e:  # noqa: BLE001 - that is what we count
+            return index, "tracebacks", f"{what}: {type(e).__name__}: {e}"
+        if "Traceback" in text:
+            return index, "tracebacks", f"{what}:\n{text}"
+        if rc == 0:
+            try:
+                _complete(out)
+            except Exception as e:  # noqa: BLE001
+                return index, "partial writes", f"{what}: {type(e).__name__}: {e}"
+            return index, "built ok", what
+        if rc == 2:
+            return index, "internal errors", f"{what}:\n{text}"
+        if _snapshot(out) != before:
+            return index, "partial writes", f"{what}: a failed build changed the output folder"
+        errors = list(_ERROR.finditer(text))
+        if rc != 1 or not errors or any(m["loc"] is None and m["code"] not in WHOLE_FILE_CODES
+                                        for m in errors):
+            return index, "unlocated", f"{what} (exit {rc}):\n{text}"
+        return index, "clean errors", what
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-n", type=int, default=1000, help="number of mutations (1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per build (60)")
+    p.add_argument("--show", type=int, default=5, help="failures to print per outcome")
+    p.add_argument("--print-case", type=int, metavar="I", help="print mutation #I and exit")
+    args = p.parse_args(argv)
+    if args.print_case is not None:
+        model, data, names = _case(args.print_case, args.seed)
+        print(f"# {model.name} {'+'.join(names)}")
+        sys.stdout.buffer.write(data)
+        return 0
+
+    start = time.perf_counter()
+    counts: Counter[str] = Counter()
+    details: dict[str, list[str]] = {}
+    cases = [(i, args.seed, args.timeout) for i in range(args.n)]
+    ctx = mp.get_context("fork")
+    pool = ctx.Pool(args.jobs, maxtasksperchild=100)
+    try:
+        pending = [pool.apply_async(run_case, (c,)) for c in cases]
+        for done, (case, result) in enumerate(zip(cases, pending), 1):
+            try:
+                _, outcome, detail = result.get(timeout=args.timeout * 3 + 120)
+            except mp.TimeoutError:
+                outcome, detail = "hangs", f"#{case[0]}: worker gave no answer"
+            counts[outcome] += 1
+            if outcome not in ("built ok", "clean errors"):
+                details.setdefault(outcome, []).append(detail)
+            if done % 100 == 0:
+                print(f"  {done}/{args.n} mutations, {time.perf_counter() - start:.0f} s",
+                      file=sys.stderr, flush=True)
+    finally:
+        pool.terminate()
+    seconds = time.perf_counter() - start
+
+    print(f"aotflax fuzz: {args.n} mutations of {len(MODELS)} model files (seed {args.seed}), "
+          f"{seconds:.0f} s with {args.jobs} jobs")
+    rows = [("mutations", args.n)] + [(o, counts[o]) for o in OUTCOMES]
+    width = max(len(r[0]) for r in rows)
+    for name, n in rows:
+        print(f"  {name.ljust(width)}  {n:>6}")
+    for outcome, items in details.items():
+        print(f"\n{outcome}: {len(items)}")
+        for d in items[:args.show]:
+            print("  " + d.replace("\n", "\n    ")[:3000])
+    bad = sum(counts[o] for o in OUTCOMES[2:])
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
