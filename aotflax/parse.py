@@ -10,10 +10,10 @@ so `resolve` only ever sees the subset it understands.
 from __future__ import annotations
 
 import ast
-from typing import Callable
+from typing import Callable, Mapping
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from . import ir
 from .diagnostics import BuildError, Diagnostic, Reporter, SourceFile, Span
@@ -104,9 +104,7 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
     _check_syntax(source)
     try:
         module = cst.parse_module(source.text)
-        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-        positions = wrapper.resolve(PositionProvider)
-        return _Converter(source, module, positions).model(relpath or source.path)
+        return _Converter(source, module, _positions(module)).model(relpath or source.path)
     except cst.ParserSyntaxError as e:  # CPython accepted it, libcst did not
         span = Span(source, e.raw_line, e.raw_column, e.raw_line, e.raw_column + 1)
         raise BuildError(
@@ -114,6 +112,21 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
         ) from None
     except RecursionError:
         raise BuildError([_too_deep(source)]) from None
+
+
+def _positions(module: cst.Module) -> Mapping[cst.CSTNode, CodeRange]:
+    """Every node's position: PositionProvider's one code-generation pass.
+
+    `MetadataWrapper.resolve` also walks the whole tree for batchable providers even when
+    there are none, which doubles the cost on large files (bench/static_stages.py); so the
+    provider runs alone here, through the wrapper only if libcst's internals have moved.
+    """
+    provider = PositionProvider()
+    try:
+        provider._gen_impl(module)
+        return provider._computed
+    except AttributeError:  # pragma: no cover - another libcst layout
+        return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
 
 
 def _too_deep(source: SourceFile) -> Diagnostic:
