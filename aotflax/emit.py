@@ -37,6 +37,8 @@ _ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     autoescape=False,
+    # templates do not change during a build: no file stat on every lookup
+    auto_reload=False,
 )
 
 _NP = re.compile(r"(?<![\w.])np\.")
