@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     normalization,
     operators,
     recurrent,
+    stochastic,
 )
 from .registry import REGISTRY, CallError, Entry, Signature
 
