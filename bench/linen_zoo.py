@@ -6,6 +6,7 @@ compared with, so one parameter file feeds both.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -74,9 +75,87 @@ class CNN(nn.Module):
         return nn.log_softmax(nn.Dense(self.num_classes)(x))
 
 
+class ResNetBlock(nn.Module):
+    """models/resnet.py: ResNetBlock (Flax's examples/imagenet/models.py)."""
+
+    filters: int
+    conv: Any
+    norm: Any
+    act: Any
+    strides: tuple[int, int] = (1, 1)
+
+    @nn.compact
+    def __call__(self, x):
+        residual = x
+        y = self.conv(self.filters, (3, 3), self.strides)(x)
+        y = self.act(self.norm()(y))
+        y = self.conv(self.filters, (3, 3))(y)
+        y = self.norm(scale_init=nn.initializers.zeros_init())(y)
+        if residual.shape != y.shape:
+            residual = self.conv(self.filters, (1, 1), self.strides, name="conv_proj")(residual)
+            residual = self.norm(name="norm_proj")(residual)
+        return self.act(residual + y)
+
+
+class BottleneckResNetBlock(nn.Module):
+    """models/resnet.py: BottleneckResNetBlock."""
+
+    filters: int
+    conv: Any
+    norm: Any
+    act: Any
+    strides: tuple[int, int] = (1, 1)
+
+    @nn.compact
+    def __call__(self, x):
+        residual = x
+        y = self.act(self.norm()(self.conv(self.filters, (1, 1))(x)))
+        y = self.act(self.norm()(self.conv(self.filters, (3, 3), self.strides)(y)))
+        y = self.conv(self.filters * 4, (1, 1))(y)
+        y = self.norm(scale_init=nn.initializers.zeros_init())(y)
+        if residual.shape != y.shape:
+            residual = self.conv(self.filters * 4, (1, 1), self.strides,
+                                 name="conv_proj")(residual)
+            residual = self.norm(name="norm_proj")(residual)
+        return self.act(residual + y)
+
+
+class ResNet(nn.Module):
+    """models/resnet.py: ResNet; `train` is a field so `apply(v, x)` is inference by default."""
+
+    stage_sizes: Sequence[int]
+    block_cls: Any
+    num_filters: int = 64
+    num_classes: int = 1000
+    dtype: Any = jnp.float32
+    train: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
+        norm = partial(nn.BatchNorm, use_running_average=not self.train, momentum=0.9,
+                       epsilon=1e-5, dtype=self.dtype)
+        x = conv(self.num_filters, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
+                 name="conv_init")(x)
+        x = nn.relu(norm(name="bn_init")(x))
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+        for i, block_size in enumerate(self.stage_sizes):
+            for j in range(block_size):
+                strides = (2, 2) if i > 0 and j == 0 else (1, 1)
+                x = self.block_cls(self.num_filters * 2**i, strides=strides, conv=conv,
+                                   norm=norm, act=nn.relu)(x)
+        x = jnp.mean(x, axis=(1, 2))
+        x = nn.Dense(self.num_classes, dtype=self.dtype)(x)
+        return jnp.asarray(x, self.dtype)
+
+
+ResNet18 = partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=ResNetBlock)
+ResNet50 = partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BottleneckResNetBlock)
+
+
 def apply_fn(model: Any):
     """`(variables, x) -> outputs` for jitting."""
     return jax.jit(lambda v, x: model.apply(v, x))
 
 
-__all__ = ["MLP", "CNN", "apply_fn", "jnp"]
+__all__ = ["MLP", "CNN", "ResNet", "ResNet18", "ResNet50", "apply_fn", "jnp"]

@@ -77,5 +77,6 @@ aot.target("resnet18_train", ResNet18.partial(train=True, **SMALL), x=aot.f32[2,
 aot.target("resnet18_eval", ResNet18.partial(train=False, **SMALL), x=aot.f32[2, 32, 32, 3])
 aot.target("resnet50_train", ResNet50.partial(train=True, **SMALL), x=aot.f32[2, 32, 32, 3])
 
-# ImageNet shapes, full width: inference for serving and benchmarks.
-aot.target("resnet50_imagenet", ResNet50.partial(train=False), x=aot.f32[8, 224, 224, 3])
+# ImageNet shapes, full width: inference for serving and benchmarks (bench/cold_start.py).
+aot.target("resnet50_b1", ResNet50.partial(train=False), x=aot.f32[1, 224, 224, 3])
+aot.target("resnet50_b8", ResNet50.partial(train=False), x=aot.f32[8, 224, 224, 3])

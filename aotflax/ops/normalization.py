@@ -136,7 +136,8 @@ def batch_norm(call: LayerCall) -> Tensor:
     ra_var = call.state(BATCH_STATS, "var", feature_shape, "float32", inits.ONES)
     params, affine = _affine(call, feature_shape, view)
     computed, final = _output_dtypes(call, x, stat, params)
-    common = {"x": x, "eps": repr(eps), "view": view, **affine}
+    # Linen expands the statistics with expand_dims and reshapes the parameters
+    common = {"x": x, "eps": repr(eps), "view": view, "axes": _shape_code(reduction), **affine}
     out = call.out(x.shape, computed)
     if call.bool("use_running_average"):
         call.emit("layers/batch_norm_eval.j2", {**common, "mean": ra_mean, "var": ra_var},
@@ -149,7 +150,7 @@ def batch_norm(call: LayerCall) -> Tensor:
     template = "layers/batch_norm.j2" if call.bool("use_fast_variance") \
         else "layers/batch_norm_centered.j2"
     call.emit(template, {
-        **common, "xf": xf, "axes": _shape_code(reduction), "ra_mean": ra_mean, "ra_var": ra_var,
+        **common, "xf": xf, "ra_mean": ra_mean, "ra_var": ra_var,
         "momentum": repr(momentum), "decay": f"(1 - {momentum!r})",
     }, [out, new_mean, new_var], stem="norm", temps=("mean", "var"))
     call.set_state(BATCH_STATS, "mean", new_mean)
