@@ -84,6 +84,11 @@ def _wrapped(fn: Callable[[Any], Any]) -> linen.Module:
     return Wrap()
 
 
+def _cat(result: Any) -> Any:
+    """A cell's `(carry, y)` as one array, the way the DSL cases return it."""
+    return jnp.concatenate(jax.tree_util.tree_leaves(result), axis=-1)
+
+
 def _tree(tree: Any) -> Any:
     """Names, shapes and dtypes of a parameter tree (values dropped)."""
     return jax.tree_util.tree_map(lambda a: (tuple(a.shape), str(a.dtype)), _plain(tree))
@@ -224,6 +229,20 @@ LAYERS = [
     # dropout: only its deterministic path can equal Linen's (random keys differ by design)
     Case("dropout_deterministic", "nn.dropout(x, 0.5, deterministic=True)", (2, 6),
          linen=lambda x: linen.Dropout(0.5, deterministic=True)(x)),
+    # recurrent cells: one step from a carry made of x (so it is not all zeros)
+    Case("lstm_cell",
+         "(c, h), y = nn.LSTMCell((jnp.tanh(x), 0.5 * x), x)\n"
+         "jnp.concatenate([c, h, y], axis=-1)", (2, 4), entry="nn.LSTMCell",
+         linen=lambda x: _cat(linen.LSTMCell(4)((jnp.tanh(x), 0.5 * x), x))),
+    Case("gru_cell",
+         "h, y = nn.GRUCell(jnp.tanh(x), x)\njnp.concatenate([h, y], axis=-1)", (2, 4),
+         entry="nn.GRUCell", linen=lambda x: _cat(linen.GRUCell(4)(jnp.tanh(x), x))),
+    *[Case(f"conv_lstm_{name}",
+           f"(c, h), y = nn.{name}((jnp.tanh(x[..., :2]), x[..., 1:]), x, 2, (3, 3))\n"
+           "jnp.concatenate([c, h, y], axis=-1)", (2, 4, 4, 3), entry=f"nn.{name}",
+           linen=lambda x: _cat(linen.ConvLSTMCell(2, (3, 3))(
+               (jnp.tanh(x[..., :2]), x[..., 1:]), x)))
+      for name in ("ConvLSTM", "ConvLSTMCell")],
 ]
 
 #: Layers of the table no Linen comparison can cover, and why.
