@@ -22,7 +22,7 @@ def Norms(params, batch_stats, x):
     mean = jnp.mean(xf, axis=(0,))  # tests/golden/norms.py:12
     var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=(0,)) - jnp.square(mean))  # tests/golden/norms.py:12
     norm, new_mean, new_var = (  # tests/golden/norms.py:12
-        (x - mean.reshape((1, 6))) * (jax.lax.rsqrt(var.reshape((1, 6)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 6))) + params["BatchNorm_0"]["bias"].reshape((1, 6)),  # tests/golden/norms.py:12
+        (x - jnp.expand_dims(mean, (0,))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0,)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 6))) + params["BatchNorm_0"]["bias"].reshape((1, 6)),  # tests/golden/norms.py:12
         0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # tests/golden/norms.py:12
         0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # tests/golden/norms.py:12
     )  # tests/golden/norms.py:12  f32[2, 6], f32[6], f32[6]
