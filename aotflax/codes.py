@@ -341,6 +341,32 @@ _entry("AOT211", "invalid array index", """
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
+_entry("AOT215", "a user initializer fails or returns the wrong array", """
+    A user initializer `def init(key, shape, dtype)` is copied into the generated
+    module and traced (never run on data) when the build checks `init`.  It
+    raised an error there, or returned an array whose shape or dtype differs from
+    the parameter it initializes.  The location is the line of the model file
+    that failed.
+    """, """
+    def scaled_normal(key, shape, dtype, scale=(0.1,)):
+        return scale * jax.random.normal(key, shape, dtype)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, kernel_init=scaled_normal)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    def scaled_normal(key, shape, dtype, scale=0.1):
+        return scale * jax.random.normal(key, shape, dtype)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4, kernel_init=scaled_normal)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, checked=False)
+
 # ====================================================================== AOT3xx: evaluator
 
 _entry("AOT300", "the model raised an error at build time", """
@@ -683,18 +709,18 @@ _entry("AOT325", "decorator not supported", """
         return x
     """)
 
-_entry("AOT326", "container of arrays passed to a module", """
-    A module's inputs become arguments of its generated function one array at a
-    time.  Pass arrays as separate arguments rather than inside a list, tuple
-    or dict.
+_entry("AOT326", "dict of arrays passed to a module", """
+    A module's inputs become arguments of its generated function: arrays, or
+    tuples of arrays (such as an LSTM carry).  Dicts of arrays are not
+    supported; pass the arrays as separate arguments or in a tuple.
     """, """
     class Add(nn.Module):
         def apply(self, pair):
-            return pair[0] + pair[1]
+            return pair["a"] + pair["b"]
 
     class Net(nn.Module):
         def apply(self, x):
-            return Add((x, x))
+            return Add({"a": x, "b": x})
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """, """
@@ -1418,7 +1444,9 @@ _entry("AOT405", "target input is not an array input", """
 
 _entry("AOT406", "target name is not an identifier", """
     A target becomes an attribute of the generated module (`generated.net.T`),
-    so its name must be a Python identifier.
+    so its name must be a Python identifier that the module does not already
+    use: not a keyword or builtin, not `jax` / `jnp` / `np`, not the name of a
+    module class of the file.
     """, """
     class Net(nn.Module):
         def apply(self, x):
@@ -1706,6 +1734,65 @@ _entry("AOT425", "loss does not return a scalar", """
     """)
 
 
+_entry("AOT430", "invalid device mesh", """
+    `devices=aot.mesh(data=2, model=4)` names the axes of a device mesh and their
+    sizes (positive ints); the target is compiled for their product of devices.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], devices=aot.mesh(data=0))
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], devices=aot.mesh(data=2))
+    """)
+
+_entry("AOT431", "invalid sharding rules", """
+    `param_sharding=[("pattern", (axis or None, ...)), ...]` partitions the
+    parameters whose path matches the `fnmatch` pattern ("*/kernel") over axes
+    of the target's mesh, so it needs `devices=aot.mesh(...)` and may only name
+    that mesh's axes.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], devices=aot.mesh(data=2, model=2),
+               param_sharding=[("*/kernel", (None, "tensor"))])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], devices=aot.mesh(data=2, model=2),
+               param_sharding=[("*/kernel", (None, "model"))])
+    """)
+
+_entry("AOT432", "sharding does not fit a parameter", """
+    A sharding rule gives a parameter more partitioned dimensions than it has,
+    or splits a dimension over a mesh axis whose size does not divide it.  The
+    note points at the parameter's declaration.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 6)
+
+    aot.target("net", Net, x=aot.f32[8, 16], devices=aot.mesh(data=2, model=4),
+               param_sharding=[("*/kernel", (None, "model"))])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], devices=aot.mesh(data=2, model=4),
+               param_sharding=[("*/kernel", (None, "model"))])
+    """)
+
+
 #: Every entry by code.
 CODES: dict[str, Entry] = {e.code: e for e in _ENTRIES}
 
@@ -1717,7 +1804,7 @@ def explain(code: str) -> int:
         key = "AOT" + key
     entry = CODES.get(key)
     if entry is None:
-        print(f"error: unknown diagnostic code {code!r}; codes are AOT100..AOT425 "
+        print(f"error: unknown diagnostic code {code!r}; codes are AOT100..AOT432 "
               f"({len(CODES)} of them; see aotflax/codes.py)", file=sys.stderr)
         return 1
     sys.stdout.write(entry.render())

@@ -178,11 +178,7 @@ def build(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     report = front_end(models, root)
     if report.diagnostics:
-        for d in report.diagnostics:
-            print(d.render(), file=sys.stderr)
-        n = len(report.diagnostics)
-        print(f"\n{n} error{'s' if n != 1 else ''}; nothing was written", file=sys.stderr)
-        return 1
+        return _errors(report.diagnostics)
     runtime = render_runtime()
     texts = {f.out_rel: f.text for f in report.files}
     fingerprint = compiler_fingerprint()
@@ -193,7 +189,10 @@ def build(args: argparse.Namespace) -> int:
     if args.check:
         return _check(out, texts, runtime)
     if not fresh:
-        _verify(texts, runtime, report)
+        try:
+            _verify(texts, runtime, report)
+        except BuildError as e:  # a user initializer failed when init traced it
+            return _errors(e.diagnostics)
     written = _write(out, texts, runtime)
     rows: list[dict] = []
     if not args.no_compile:
@@ -205,6 +204,14 @@ def build(args: argparse.Namespace) -> int:
         indent=1, sort_keys=True).encode())
     _summary(report, rows, written, time.perf_counter() - t0, args.no_compile)
     return 0
+
+
+def _errors(diagnostics: Sequence[Diagnostic]) -> int:
+    for d in diagnostics:
+        print(d.render(), file=sys.stderr)
+    n = len(diagnostics)
+    print(f"\n{n} error{'s' if n != 1 else ''}; nothing was written", file=sys.stderr)
+    return 1
 
 
 def _verify(texts: dict[str, str], runtime: str, report: BuildReport) -> None:

@@ -11,7 +11,9 @@ are bound to `POISON` so one mistake does not cascade into many.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
+import keyword
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -322,6 +324,11 @@ class Resolver:
         if not name.isidentifier():
             raise self.error("AOT406", f"target name {name!r} is not a Python identifier",
                              call.args[0].span)
+        if keyword.iskeyword(name) or name in _TARGET_NAMES_TAKEN or isinstance(
+                self.globals.lookup(name)[1], ModuleRef):
+            raise self.error("AOT406", f"target name {name!r} is taken in the generated module "
+                             "(a Python keyword, builtin, import or module function)",
+                             call.args[0].span, hint=f"call it {name}_target, for example")
         if any(t.name == name for t in self.targets):
             raise self.error("AOT407", f"target '{name}' is declared twice", span)
         platforms = kwargs.pop("platforms", ("cpu",))
@@ -474,7 +481,10 @@ class Resolver:
         if shared is not None:
             child_name, parent = shared.name, shared.scope
         else:
-            child_name, parent = scope.child_name(ref.class_name, name, span), scope
+            try:
+                child_name, parent = scope.child_name(ref.class_name, name, span), scope
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
         spec = self._specialize(ref, method, args, kwargs, span)
         callee = spec.function
         prefix = parent.prefix + (child_name,)
@@ -1549,6 +1559,11 @@ def _has_key(value: Any) -> bool:
 
 def _tuple_code(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+#: Names a generated module already binds (imports, builtins, its own helpers).
+_TARGET_NAMES_TAKEN = frozenset(dir(builtins)) | {"jax", "jnp", "np", "optax", "TARGETS",
+                                                 "_runtime", "_LABELS"}
 
 
 def _too_big(op: str, left: Any, right: Any) -> str | None:

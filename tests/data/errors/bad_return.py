@@ -13,5 +13,5 @@ class Dict(nn.Module):
 
 
 aot.target("net", Net, x=aot.f32[2, 8])
-aot.target("dict", Dict, x=aot.f32[2, 8])
+aot.target("as_dict", Dict, x=aot.f32[2, 8])
 aot.target("net", Net, x=aot.f32[2, 8])  # E: AOT407 declared twice
