@@ -37,6 +37,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import serialize_executable
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -231,26 +232,48 @@ def _devices_for(
     return devices[:count], topology
 
 
-def _placed(specs: list[Any], inputs: int, devices: list[Any]) -> list[Any]:
-    """Specs with shardings: one device, or data parallel over the inputs' first axis."""
+def _placed(
+    specs: list[Any], inputs: int, devices: list[Any], target: Any = None
+) -> list[Any]:
+    """Specs with shardings: one device, or data parallel over the inputs' first axis
+    with parameters partitioned by the target's `param_sharding` over its `mesh`."""
     if len(devices) == 1:
         single = jax.sharding.SingleDeviceSharding(devices[0])
         return jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=single), specs
         )
-    mesh = Mesh(devices, ("data",))
+    axes = dict(getattr(target, "mesh", None) or {}) or {"data": len(devices)}
+    mesh = Mesh(np.array(devices).reshape(tuple(axes.values())), tuple(axes))
+    data_axis, data_size = next(iter(axes.items()))
     replicated = NamedSharding(mesh, PartitionSpec())
 
     def batch(spec: Any) -> Any:
-        split = spec.ndim > 0 and spec.shape[0] % len(devices) == 0
-        sharding = NamedSharding(mesh, PartitionSpec("data")) if split else replicated
+        split = spec.ndim > 0 and spec.shape[0] % data_size == 0
+        sharding = NamedSharding(mesh, PartitionSpec(data_axis)) if split else replicated
         return jax.ShapeDtypeStruct(spec.shape, spec.dtype, sharding=sharding)
 
     placed = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), specs
     )
+    rules = getattr(target, "param_sharding", None) or {}
+    if rules:
+        placed[0] = jax.tree_util.tree_map_with_path(
+            lambda path, s: jax.ShapeDtypeStruct(
+                s.shape, s.dtype, sharding=NamedSharding(
+                    mesh, PartitionSpec(*_rule_for(rules, path)))), specs[0])
     placed[2 : 2 + inputs] = [batch(s) for s in specs[2 : 2 + inputs]]
     return placed
+
+
+def _rule_for(rules: Any, path: Any) -> tuple[Any, ...]:
+    """The partition spec at `path` in the param_sharding tree (() = replicated)."""
+    node = rules
+    for entry in path:
+        key = getattr(entry, "key", None)
+        if not isinstance(node, dict) or key not in node:
+            return ()
+        node = node[key]
+    return tuple(node) if isinstance(node, (tuple, list)) else ()
 
 
 # --- CPU portability -------------------------------------------------------------
@@ -306,7 +329,7 @@ def _compile_native(
     """
     devices, topology = _devices_for(platform, target.devices, options)
     compiler_options = _compiler_options(platform, options)
-    lowered = jax.jit(fn).lower(*_placed(specs, len(target.inputs), devices))
+    lowered = jax.jit(fn).lower(*_placed(specs, len(target.inputs), devices, target))
     compiled = lowered.compile(compiler_options or None)
     payload, _, out_tree = serialize_executable.serialize(compiled)
     info: dict[str, Any] = {

@@ -307,6 +307,18 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str
                           for n, s, d in t.train.batch)
         train_kwargs = (f"    train_step=_{t.name}_train_step,\n    init_opt=_{t.name}_init_opt,\n"
                         f"    batch={{{batch}}},\n")
+    if t.mesh:
+        tree: dict[str, Any] = {}
+        for path, spec in t.param_sharding:
+            node = tree
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = "(" + ", ".join(
+                "None" if a is None else f'"{a}"' for a in spec) + ("," if len(spec) == 1
+                                                                  else "") + ")"
+        mesh = "{" + ", ".join(f'"{n}": {k}' for n, k in t.mesh) + "}"
+        sharding = "{\n" + "\n".join(_dict_lines(tree, 8)) + "\n    }" if tree else "{}"
+        train_kwargs += f"    mesh={mesh},\n    param_sharding={sharding},\n"
     return (train.rstrip("\n") + "\n\n\n" if train else "") + template("target.py.j2").render(
         train_kwargs=train_kwargs,
         name=t.name, description=docstring_text(t.description), entry=t.entry,

@@ -24,6 +24,7 @@ TRAIN_TARGET = object()
 SEQUENTIAL = object()
 MODEL_PARAM_TRAVERSAL = object()
 MULTI_OPTIMIZER = object()
+MESH = object()
 SCAN = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
@@ -120,7 +121,7 @@ def nn_namespace() -> Namespace:
 def aot_namespace() -> Namespace:
     members: dict[str, Any] = {"target": TARGET, "train_target": TRAIN_TARGET,
                                "ModelParamTraversal": MODEL_PARAM_TRAVERSAL,
-                               "MultiOptimizer": MULTI_OPTIMIZER}
+                               "MultiOptimizer": MULTI_OPTIMIZER, "mesh": MESH}
     members.update(_spec_dtypes())
     return Namespace("aot", members)
 

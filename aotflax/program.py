@@ -206,6 +206,10 @@ class TargetProgram:
     options: tuple[tuple[str, object], ...] = ()
     #: The training step, for `aot.train_target`.
     train: TrainProgram | None = None
+    #: Device mesh axes (name, size), empty for one device or plain data parallelism.
+    mesh: tuple[tuple[str, int], ...] = ()
+    #: Partition spec per parameter path (only parameters a rule matched).
+    param_sharding: tuple[tuple[tuple[str, ...], tuple[object, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from . import dtypes as dt
-from . import ir, namespaces, safety, training
+from . import ir, meshes, namespaces, safety, training
 from .diagnostics import BuildError, Diagnostic, InternalError, Note, Reporter, Span
 from .ops import REGISTRY, CallError, Entry
 from .ops import initializers as inits
@@ -58,6 +58,7 @@ from .values import (
     ModuleRef,
     Namespace,
     OpRef,
+    MeshSpec,
     OptaxFn,
     Poison,
     SelfValue,
@@ -137,6 +138,10 @@ class TargetDecl:
     loss: Any = None
     optimizer: Any = None
     batch: dict[str, Spec] = field(default_factory=dict)
+    #: Device mesh axes (name, size); empty: `devices` in one data-parallel axis.
+    mesh: tuple[tuple[str, int], ...] = ()
+    #: Parameter sharding rules: (path pattern, partition spec), first match wins.
+    sharding_rules: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
 
 @dataclass
@@ -294,7 +299,9 @@ class Resolver:
             name=decl.name, entry=fn.name, function=fn, inputs=inputs, params=params,
             state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
             devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
-            span=decl.span, symbolic=tuple(symbolic),
+            span=decl.span, symbolic=tuple(symbolic), mesh=decl.mesh,
+            param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
+                                              decl.span),
             train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
                    if decl.loss is not None else None))
 
@@ -343,9 +350,15 @@ class Resolver:
                              "cpu, cuda or tpu", span)
         devices = kwargs.pop("devices", 1)
         method = kwargs.pop("method", "apply")
-        if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
-            raise self.error("AOT400", f"devices= must be a positive int, got "
+        sharding_rules = kwargs.pop("param_sharding", None)
+        mesh: tuple[tuple[str, int], ...] = ()
+        if isinstance(devices, MeshSpec):
+            mesh, devices = devices.axes, devices.size
+        elif isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+            raise self.error("AOT400", f"devices= must be a positive int or aot.mesh(...), got "
                              f"{describe_value(devices)}", span)
+        if sharding_rules is not None:
+            sharding_rules = meshes.check_rules(self, sharding_rules, mesh, span)
         if not isinstance(method, str):
             raise self.error("AOT400", f"method= must be a method name, got "
                              f"{describe_value(method)}", span)
@@ -373,7 +386,8 @@ class Resolver:
             batch = {k: v for k, v in specs.items() if k not in model_inputs}
             specs = {k: v for k, v in specs.items() if k in model_inputs}
         self.targets.append(TargetDecl(name, module, specs, method, tuple(platforms),
-                                       int(devices), span, loss, optimizer, batch))
+                                       int(devices), span, loss, optimizer, batch, mesh,
+                                       sharding_rules or ()))
 
     # ================================================================ modules
 
@@ -1038,6 +1052,8 @@ class Resolver:
                 raise self.error("AOT400", "targets must be declared at the top level", span)
             return self._target_call(expr, frame, args, kwargs,
                                      train=func is namespaces.TRAIN_TARGET)
+        if func is namespaces.MESH:
+            return meshes.mesh(self, args, kwargs, span)
         if isinstance(func, OptaxFn):
             return training.call_optax(self, func, args, kwargs, span)
         if func is namespaces.MODEL_PARAM_TRAVERSAL:

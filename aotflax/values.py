@@ -372,3 +372,17 @@ class MultiOptimizer:
 
     groups: tuple[tuple[Traversal, OptaxValue], ...]
     span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSpec:
+    """`aot.mesh(data=2, model=4)`: named device-mesh axes and their sizes."""
+
+    axes: tuple[tuple[str, int], ...]
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for _, k in self.axes:
+            n *= k
+        return n

@@ -1,0 +1,85 @@
+"""Device meshes and parameter sharding by path, checked at build time.
+
+`aot.target(..., devices=aot.mesh(data=2, model=4), param_sharding=[
+("*/kernel", (None, "model")), ("*/bias", ("model",))])` compiles the target
+for 8 devices: inputs are split along their first axis over the mesh's first
+axis (data parallel) and each parameter is partitioned by the first rule whose
+`fnmatch` pattern matches its path ("block_0/Dense_0/kernel"); parameters no
+rule matches are replicated.  Every spec is checked against the parameter's
+shape here, so a mismatch is a located build error, not an XLA failure.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+
+from .diagnostics import Note, Span
+from .program import ParamDecl
+from .values import MeshSpec, describe_value
+
+if TYPE_CHECKING:
+    from .resolve import Resolver
+
+
+def mesh(r: "Resolver", args: list, kwargs: dict, span: Span) -> MeshSpec:
+    """`aot.mesh(data=2, model=4)`."""
+    if args or not kwargs:
+        raise r.error("AOT430", "aot.mesh takes named axis sizes, e.g. aot.mesh(data=2, model=4)",
+                      span)
+    for name, size in kwargs.items():
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise r.error("AOT430", f"mesh axis '{name}' needs a positive int size, got "
+                          f"{describe_value(size)}", span)
+    return MeshSpec(tuple(kwargs.items()))
+
+
+def check_rules(r: "Resolver", rules: Any, axes: tuple[tuple[str, int], ...],
+                span: Span) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """Validate `param_sharding=[(pattern, spec), ...]` against the mesh's axis names."""
+    names = {n for n, _ in axes}
+    if not axes:
+        raise r.error("AOT431", "param_sharding= needs devices=aot.mesh(...) naming the axes",
+                      span)
+    if not isinstance(rules, (list, tuple)):
+        raise r.error("AOT431", "param_sharding= is a list of (path pattern, partition spec) "
+                      "pairs", span)
+    out = []
+    for rule in rules:
+        ok = (isinstance(rule, tuple) and len(rule) == 2 and isinstance(rule[0], str)
+              and isinstance(rule[1], tuple))
+        if not ok:
+            raise r.error("AOT431", f"a sharding rule is (\"pattern\", (axis or None, ...)), got "
+                          f"{describe_value(rule)}", span)
+        for axis in rule[1]:
+            if axis is not None and axis not in names:
+                raise r.error("AOT431", f"sharding rule {rule[0]!r} names mesh axis {axis!r}; "
+                              f"the mesh has {', '.join(sorted(names))}", span)
+        out.append((rule[0], rule[1]))
+    return tuple(out)
+
+
+def param_specs(r: "Resolver", rules: tuple[tuple[str, tuple[Any, ...]], ...],
+                axes: tuple[tuple[str, int], ...], params: tuple[ParamDecl, ...],
+                span: Span) -> tuple[tuple[tuple[str, ...], tuple[Any, ...]], ...]:
+    """The partition spec of every parameter a rule matches (others are replicated)."""
+    sizes = dict(axes)
+    out = []
+    for decl in params:
+        path = "/".join(decl.path)
+        rule = next(((p, spec) for p, spec in rules if fnmatchcase(path, p)), None)
+        if rule is None:
+            continue
+        pattern, spec = rule
+        if len(spec) > len(decl.shape):
+            raise r.error("AOT432", f"sharding rule {pattern!r} gives {path} of shape "
+                          f"{decl.shape} a spec of rank {len(spec)}", span,
+                          notes=(Note("parameter declared here", decl.span),))
+        for dim, axis in zip(decl.shape, spec):
+            if axis is not None and dim % sizes[axis]:
+                raise r.error("AOT432", f"sharding rule {pattern!r} splits {path} dimension "
+                              f"{dim} over mesh axis '{axis}' of size {sizes[axis]}, which "
+                              "does not divide it", span,
+                              notes=(Note("parameter declared here", decl.span),))
+        out.append((decl.path, spec))
+    return tuple(out)
