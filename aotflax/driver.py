@@ -116,7 +116,7 @@ def _front_end(models: Sequence[Path], root: Path) -> BuildReport:
             _check_module_name(result)
             source = decode_source(result.relpath, model.read_bytes())
             result.program, result.text = _resolve_and_emit(
-                parse_model(source, result.relpath), result.module)
+                parse_model(source, _source_name(root, rel)), result.module)
         except BuildError as e:
             # in source order, whichever stage found them first
             report.diagnostics.extend(sorted(e.diagnostics, key=lambda d: (
@@ -124,6 +124,13 @@ def _front_end(models: Sequence[Path], root: Path) -> BuildReport:
         result.seconds = time.perf_counter() - start
         report.files.append(result)
     return report
+
+
+def _source_name(root: Path, rel: Path) -> str:
+    """The model's path as generated code names it: below the built folder's own name
+    ("models/cnn.py"), whatever the working directory, so outputs are byte-identical."""
+    base = root.resolve().name if root.is_dir() else ""
+    return (Path(base) / rel).as_posix() if base else rel.as_posix()
 
 
 def _check_module_name(result: FileResult) -> None:

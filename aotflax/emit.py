@@ -276,7 +276,8 @@ def render_train(t: TargetProgram, call: str, results: str, new_state: str) -> s
         loss_call=f"{train.loss.name}({loss_args})", optimizer=train_opt, labels=labels)
 
 
-def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str:
+def render_target(t: TargetProgram, source_sha256: str, module_name: str,
+                  relpath: str | None = None) -> str:
     fn = t.function
     call_args = []
     if fn.takes_params:
@@ -331,7 +332,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str) -> str
         state_shapes=_tree_code(t.state, _sds, 4),
         inputs="{" + inputs + "}", stochastic=repr(t.stochastic),
         platforms=_str_tuple(t.platforms), devices=t.devices, module=module_name,
-        relpath=t.span.path, symbolic=symbolic_code,
+        relpath=relpath or t.span.path, symbolic=symbolic_code,
         source_sha256=source_sha256,
         nparams=sum(_size(d.shape) for d in t.params),
         outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),
@@ -372,7 +373,8 @@ def emit_file(program: FileProgram, module_name: str) -> str:
     reserved = set(RESERVED) | {f.name for f in program.functions} | {
         u.name for u in program.user_functions}
     functions = [render_function(fn, program.relpath, reserved) for fn in program.functions]
-    targets = [render_target(t, program.source_sha256, module_name) for t in program.targets]
+    targets = [render_target(t, program.source_sha256, module_name, program.relpath)
+               for t in program.targets]
     depth = module_name.count(".")
     body = "\n".join(functions + targets)
     user = [u.source.strip("\n") for u in program.user_functions]
