@@ -97,9 +97,7 @@ _DEFAULT_BY_KIND: dict[str, str] = {
 def check_dtype(dtype: str) -> str:
     """Return `dtype` unchanged, or raise ValueError if it is not a known name."""
     if dtype not in _INFO:
-        raise ValueError(
-            f"unknown dtype {dtype!r}; expected one of {', '.join(ALL_DTYPES)}"
-        )
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(ALL_DTYPES)}")
     return dtype
 
 
@@ -245,9 +243,7 @@ def _abstract(operand: Operand, x64: bool) -> AbstractDtype:
     for py_type, dtype, weak in _PYTHON_SCALARS:
         if isinstance(operand, py_type):
             return canonicalize(dtype, x64), weak
-    raise TypeError(
-        f"expected a (dtype, weak) pair or a Python scalar, got {operand!r}"
-    )
+    raise TypeError(f"expected a (dtype, weak) pair or a Python scalar, got {operand!r}")
 
 
 _PYTHON_SCALARS: tuple[tuple[type, str, bool], ...] = (

@@ -25,8 +25,11 @@ from types import EllipsisType
 
 __all__ = [
     "ArrayIndex",
+    "Axes",
+    "DimensionNumbers",
     "IndexItem",
     "Padding",
+    "Pads",
     "Shape",
     "ShapeError",
     "argmax",
@@ -149,9 +152,7 @@ def _axis_of(shape: Shape, axis: int) -> int:
     try:
         return normalize_axis(axis, len(shape))
     except ShapeError:
-        raise ShapeError(
-            f"axis {axis} is out of bounds for shape {_fmt(shape)}"
-        ) from None
+        raise ShapeError(f"axis {axis} is out of bounds for shape {_fmt(shape)}") from None
 
 
 def _axes_of(shape: Shape, axes: Axes) -> tuple[int, ...]:
@@ -180,9 +181,7 @@ def argmax(shape: Shape, axis: int | None = None, keepdims: bool = False) -> Sha
         return (1,) * len(shape) if keepdims else ()
     ax = _axis_of(shape, axis)
     if shape[ax] == 0:
-        raise ShapeError(
-            f"cannot take argmax/argmin over empty axis {axis} of {_fmt(shape)}"
-        )
+        raise ShapeError(f"cannot take argmax/argmin over empty axis {axis} of {_fmt(shape)}")
     return reduce_shape(shape, ax, keepdims)
 
 
@@ -204,9 +203,7 @@ def reshape(shape: Shape, newshape: int | Sequence[int]) -> Shape:
     """`jnp.reshape`, with at most one -1 standing for the remaining size."""
     new = _as_tuple(newshape)
     if new.count(-1) > 1:
-        raise ShapeError(
-            f"can only specify one unknown dimension (-1), got {_fmt(new)}"
-        )
+        raise ShapeError(f"can only specify one unknown dimension (-1), got {_fmt(new)}")
     if any(d < -1 for d in new):
         raise ShapeError(f"invalid reshape target {_fmt(new)}: sizes must be >= 0")
     known = math.prod(d for d in new if d != -1)
@@ -234,12 +231,8 @@ def transpose(shape: Shape, axes: Sequence[int] | None = None) -> Shape:
     if axes is None:
         return shape[::-1]
     perm = tuple(axes)
-    if len(perm) != len(shape) or sorted(_axes_of(shape, perm)) != list(
-        range(len(shape))
-    ):
-        raise ShapeError(
-            f"axes {perm} are not a permutation of the axes of {_fmt(shape)}"
-        )
+    if len(perm) != len(shape) or sorted(_axes_of(shape, perm)) != list(range(len(shape))):
+        raise ShapeError(f"axes {perm} are not a permutation of the axes of {_fmt(shape)}")
     return tuple(shape[a] for a in _axes_of(shape, perm))
 
 
@@ -251,9 +244,7 @@ def swapaxes(shape: Shape, axis1: int, axis2: int) -> Shape:
     return tuple(shape[p] for p in perm)
 
 
-def moveaxis(
-    shape: Shape, source: int | Sequence[int], destination: int | Sequence[int]
-) -> Shape:
+def moveaxis(shape: Shape, source: int | Sequence[int], destination: int | Sequence[int]) -> Shape:
     """`jnp.moveaxis`: `source` axes end up at `destination` positions.
 
     Like JAX (unlike NumPy), a repeated destination is accepted: the axes are
@@ -304,12 +295,8 @@ def concatenate(shapes: Sequence[Shape], axis: int | None = 0) -> Shape:
         raise ShapeError("zero-dimensional arrays cannot be concatenated")
     ax = _axis_of(first, axis)
     for s in shapes[1:]:
-        if len(s) != len(first) or any(
-            a != b for i, (a, b) in enumerate(zip(s, first)) if i != ax
-        ):
-            raise ShapeError(
-                f"cannot concatenate shapes {_fmt_all([first, s])} along axis {axis}"
-            )
+        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != ax):
+            raise ShapeError(f"cannot concatenate shapes {_fmt_all([first, s])} along axis {axis}")
     return first[:ax] + (sum(s[ax] for s in shapes),) + first[ax + 1 :]
 
 
@@ -329,15 +316,11 @@ def _insert(shape: Shape, axis: int, dim: int) -> Shape:
     try:
         ax = normalize_axis(axis, len(shape) + 1)
     except ShapeError:
-        raise ShapeError(
-            f"axis {axis} is out of bounds for a new axis of {_fmt(shape)}"
-        ) from None
+        raise ShapeError(f"axis {axis} is out of bounds for a new axis of {_fmt(shape)}") from None
     return shape[:ax] + (dim,) + shape[ax:]
 
 
-def split(
-    shape: Shape, indices_or_sections: int | Sequence[int], axis: int = 0
-) -> list[Shape]:
+def split(shape: Shape, indices_or_sections: int | Sequence[int], axis: int = 0) -> list[Shape]:
     """`jnp.split` into equal sections or at increasing indices (as JAX, no clipping)."""
     ax = _axis_of(shape, axis)
     n = shape[ax]
@@ -420,22 +403,18 @@ tril = triu
 def matmul(a: Shape, b: Shape) -> Shape:
     """`jnp.matmul` / ``a @ b``: 1-D operands are promoted, batch dims broadcast."""
     if not a or not b:
-        raise ShapeError(
-            f"matmul operands must be at least 1-D, got {_fmt_all([a, b])}"
-        )
+        raise ShapeError(f"matmul operands must be at least 1-D, got {_fmt_all([a, b])}")
     a2 = a if len(a) > 1 else (1,) + a
     b2 = b if len(b) > 1 else b + (1,)
     if a2[-1] != b2[-2]:
-        raise ShapeError(
-            f"matmul contracting dimensions differ: shapes {_fmt_all([a, b])}"
-        )
+        raise ShapeError(f"matmul contracting dimensions differ: shapes {_fmt_all([a, b])}")
     try:
         batch = broadcast_shapes(a2[:-2], b2[:-2])
     except ShapeError:
-        raise ShapeError(
-            f"matmul batch dimensions do not broadcast: {_fmt_all([a, b])}"
-        ) from None
-    return batch + a2[-2:-1] * (len(a) > 1) + b2[-1:] * (len(b) > 1)
+        raise ShapeError(f"matmul batch dimensions do not broadcast: {_fmt_all([a, b])}") from None
+    rows = (a[-2],) if len(a) > 1 else ()
+    cols = (b[-1],) if len(b) > 1 else ()
+    return batch + rows + cols
 
 
 def dot(a: Shape, b: Shape) -> Shape:
@@ -444,9 +423,7 @@ def dot(a: Shape, b: Shape) -> Shape:
         return a or b
     b_axis = 0 if len(b) == 1 else len(b) - 2
     if a[-1] != b[b_axis]:
-        raise ShapeError(
-            f"dot contracting dimensions differ: shapes {_fmt_all([a, b])}"
-        )
+        raise ShapeError(f"dot contracting dimensions differ: shapes {_fmt_all([a, b])}")
     return a[:-1] + b[:b_axis] + b[b_axis + 1 :]
 
 
@@ -454,18 +431,12 @@ def tensordot(a: Shape, b: Shape, axes: int | Sequence = 2) -> Shape:
     """`jnp.tensordot`: contract `axes` last of a with first of b, or named pairs."""
     if isinstance(axes, int):
         if not 0 <= axes <= min(len(a), len(b)):
-            raise ShapeError(
-                f"tensordot axes={axes} does not fit shapes {_fmt_all([a, b])}"
-            )
-        return dot_general(
-            a, b, ((range(len(a) - axes, len(a)), range(axes)), ((), ()))
-        )
+            raise ShapeError(f"tensordot axes={axes} does not fit shapes {_fmt_all([a, b])}")
+        return dot_general(a, b, ((range(len(a) - axes, len(a)), range(axes)), ((), ())))
     if len(axes) != 2:
         raise ShapeError(f"invalid tensordot axes {axes!r}")
     a_axes, b_axes = ((x,) if isinstance(x, int) else tuple(x) for x in axes)
-    if len(a_axes) != len(b_axes) or isinstance(axes[0], int) != isinstance(
-        axes[1], int
-    ):
+    if len(a_axes) != len(b_axes) or isinstance(axes[0], int) != isinstance(axes[1], int):
         raise ShapeError(f"invalid tensordot axes {axes!r}")
     contract = (
         tuple(_axis_of(a, x) for x in a_axes),
@@ -474,9 +445,7 @@ def tensordot(a: Shape, b: Shape, axes: int | Sequence = 2) -> Shape:
     return dot_general(a, b, (contract, ((), ())))
 
 
-DimensionNumbers = tuple[
-    tuple[Sequence[int], Sequence[int]], tuple[Sequence[int], Sequence[int]]
-]
+DimensionNumbers = tuple[tuple[Sequence[int], Sequence[int]], tuple[Sequence[int], Sequence[int]]]
 
 
 def dot_general(a: Shape, b: Shape, dimension_numbers: DimensionNumbers) -> Shape:
@@ -485,17 +454,9 @@ def dot_general(a: Shape, b: Shape, dimension_numbers: DimensionNumbers) -> Shap
     both = _fmt_all([a, b])
     for name, shape, con, bat in (("lhs", a, a_con, a_bat), ("rhs", b, b_con, b_bat)):
         if any(not 0 <= d < len(shape) for d in con + bat):
-            raise ShapeError(
-                f"dot_general {name} dimensions {con}, {bat} out of range for {both}"
-            )
-        if (
-            len(set(con)) != len(con)
-            or len(set(bat)) != len(bat)
-            or set(con) & set(bat)
-        ):
-            raise ShapeError(
-                f"dot_general {name} dimensions {con}, {bat} repeat an axis"
-            )
+            raise ShapeError(f"dot_general {name} dimensions {con}, {bat} out of range for {both}")
+        if len(set(con)) != len(con) or len(set(bat)) != len(bat) or set(con) & set(bat):
+            raise ShapeError(f"dot_general {name} dimensions {con}, {bat} repeat an axis")
     if _pick(a, a_bat) != _pick(b, b_bat):
         raise ShapeError(f"dot_general batch dimensions differ for shapes {both}")
     if _pick(a, a_con) != _pick(b, b_con):
@@ -515,9 +476,7 @@ def einsum(subscripts: str, *shapes: Shape) -> Shape:
     inputs, arrow, output = spec.partition("->")
     terms = inputs.split(",")
     if len(terms) != len(shapes):
-        raise ShapeError(
-            f"einsum {subscripts!r} names {len(terms)} operands, got {len(shapes)}"
-        )
+        raise ShapeError(f"einsum {subscripts!r} names {len(terms)} operands, got {len(shapes)}")
     sizes: dict[str, int] = {}
     counts: dict[str, int] = {}
     ellipses: list[Shape] = []
@@ -546,20 +505,14 @@ def _einsum_term(term: str, shape: Shape, subscripts: str) -> tuple[str, Shape |
         raise ShapeError(f"invalid einsum subscripts {subscripts!r}")
     if "..." in term:
         if len(labels) > len(shape):
-            raise ShapeError(
-                f"einsum term {term!r} has more labels than shape {_fmt(shape)}"
-            )
+            raise ShapeError(f"einsum term {term!r} has more labels than shape {_fmt(shape)}")
         return labels, shape[: len(shape) - len(labels)]
     if len(labels) != len(shape):
-        raise ShapeError(
-            f"einsum term {term!r} does not match the rank of shape {_fmt(shape)}"
-        )
+        raise ShapeError(f"einsum term {term!r} does not match the rank of shape {_fmt(shape)}")
     return labels, None
 
 
-def _einsum_sizes(
-    labels: str, dims: Shape, sizes: dict[str, int], subscripts: str
-) -> None:
+def _einsum_sizes(labels: str, dims: Shape, sizes: dict[str, int], subscripts: str) -> None:
     """Record each label's size; sizes must agree, except that 1 broadcasts."""
     local: dict[str, int] = {}
     for c, d in zip(labels, dims):
@@ -569,15 +522,11 @@ def _einsum_sizes(
             )
         seen = sizes.get(c, 1)
         if seen != 1 and d != 1 and seen != d:
-            raise ShapeError(
-                f"einsum {subscripts!r}: label {c!r} has sizes {seen} and {d}"
-            )
+            raise ShapeError(f"einsum {subscripts!r}: label {c!r} has sizes {seen} and {d}")
         sizes[c] = d if seen == 1 else seen
 
 
-def _einsum_output(
-    output: str, sizes: dict[str, int], subscripts: str
-) -> tuple[str, bool]:
+def _einsum_output(output: str, sizes: dict[str, int], subscripts: str) -> tuple[str, bool]:
     """The output labels of an explicit einsum, and whether it keeps ``...``."""
     labels = output.replace("...", "", 1)
     bad = [c for c in labels if c not in sizes]
@@ -615,12 +564,9 @@ def index(shape: Shape, idx: IndexItem | tuple[IndexItem, ...]) -> Shape:
         raise ShapeError(f"index arrays do not broadcast: {e}") from None
     dims = iter(shape)
     parts = [
-        _index_item(it, next(dims, 0) if it is not None else 0, shape, adv_shape)
-        for it in items
+        _index_item(it, next(dims, 0) if it is not None else 0, shape, adv_shape) for it in items
     ]
-    advanced = [
-        i for i, it in enumerate(items) if arrays and isinstance(it, (int, ArrayIndex))
-    ]
+    advanced = [i for i, it in enumerate(items) if arrays and isinstance(it, (int, ArrayIndex))]
     if not advanced:
         return sum(parts, ())
     at = advanced[0] if advanced == list(range(advanced[0], advanced[-1] + 1)) else 0
@@ -640,18 +586,14 @@ def _index_item(item: IndexItem, dim: int, shape: Shape, adv_shape: Shape) -> Sh
             f"index {item} is out of bounds for an axis of size {dim} in {_fmt(shape)}"
         )
     if isinstance(item, ArrayIndex) and dim == 0 and size(adv_shape):
-        raise ShapeError(
-            f"cannot index an empty axis of {_fmt(shape)} with a non-empty array"
-        )
+        raise ShapeError(f"cannot index an empty axis of {_fmt(shape)} with a non-empty array")
     return ()
 
 
 def _expand_index(shape: Shape, items: tuple[IndexItem, ...]) -> list[IndexItem]:
     """The index with ``...`` (or the implied trailing one) as full slices."""
     for it in items:
-        if not (
-            it is None or it is Ellipsis or isinstance(it, (int, slice, ArrayIndex))
-        ):
+        if not (it is None or it is Ellipsis or isinstance(it, (int, slice, ArrayIndex))):
             raise ShapeError(f"unsupported index item {it!r}")
     used = sum(1 for it in items if it is not None and it is not Ellipsis)
     if used > len(shape):
@@ -718,18 +660,17 @@ def top_k(shape: Shape, k: int, axis: int = -1) -> Shape:
     """`lax.top_k` (each of its two results): `axis` shrinks to `k`."""
     ax = _axis_of(shape, axis)
     if not 0 <= k <= shape[ax]:
-        raise ShapeError(
-            f"top_k: k={k} must be in [0, {shape[ax]}] for shape {_fmt(shape)}"
-        )
+        raise ShapeError(f"top_k: k={k} must be in [0, {shape[ax]}] for shape {_fmt(shape)}")
     return shape[:ax] + (k,) + shape[ax + 1 :]
 
 
 # --- Convolution and pooling ---------------------------------------------------
 
 
-def _dilate(d: int, dilation: int) -> int:
-    """Size of `d` elements with `dilation - 1` holes between neighbours."""
-    return max(0, 1 + dilation * (d - 1))
+def _dilate(sizes: Sequence[int], dilations: Sequence[int] | None) -> list[int]:
+    """Sizes after putting `dilation - 1` holes between neighbouring elements."""
+    dilations = dilations or (1,) * len(sizes)
+    return [max(0, 1 + r * (d - 1)) for d, r in zip(sizes, dilations)]
 
 
 Pads = list[tuple[int, int]]
@@ -747,9 +688,7 @@ def _same_pads(
     return pads
 
 
-def _causal_pads(
-    ins: Sequence[int], wins: Sequence[int], strides: Sequence[int]
-) -> Pads:
+def _causal_pads(ins: Sequence[int], wins: Sequence[int], strides: Sequence[int]) -> Pads:
     """Flax's CAUSAL: pad the whole (dilated) window on the low side; 1-D only."""
     if len(wins) != 1:
         raise ShapeError(
@@ -763,9 +702,7 @@ _PAD_RULES: dict[str, Callable[[Sequence[int], Sequence[int], Sequence[int]], Pa
     "SAME": _same_pads,
     "SAME_LOWER": lambda i, w, s: _same_pads(i, w, s, lower=True),
     "VALID": lambda i, w, s: [(0, 0)] * len(i),
-    "CIRCULAR": lambda i, w, s: [
-        ((k - 1) // 2, k // 2) for k in w
-    ],  # flax pads by wrapping
+    "CIRCULAR": lambda i, w, s: [((k - 1) // 2, k // 2) for k in w],  # flax pads by wrapping
     "CAUSAL": _causal_pads,
 }
 
@@ -791,8 +728,6 @@ def padtype_to_pads(
         lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation,
     )
-    ins = [_dilate(i, d) for i, d in zip(in_spatial, lhs_dilation or (1,) * n)]
-    wins = [_dilate(k, d) for k, d in zip(window, rhs_dilation or (1,) * n)]
     if not isinstance(padding, str):
         pairs = [tuple(p) for p in padding]
         if len(pairs) != n or any(len(p) != 2 for p in pairs):
@@ -805,7 +740,7 @@ def padtype_to_pads(
         raise ShapeError(
             f"unknown padding {padding!r}; expected one of {', '.join(_PAD_RULES)} or pairs"
         )
-    return rule(ins, wins, strides)
+    return rule(_dilate(in_spatial, lhs_dilation), _dilate(window, rhs_dilation), strides)
 
 
 def _check_lengths(n: int, **params: Sequence[int] | None) -> None:
@@ -814,9 +749,7 @@ def _check_lengths(n: int, **params: Sequence[int] | None) -> None:
         if value is None:
             continue
         if len(value) != n:
-            raise ShapeError(
-                f"{name} {tuple(value)} needs {n} entries, one per spatial dim"
-            )
+            raise ShapeError(f"{name} {tuple(value)} needs {n} entries, one per spatial dim")
         least = 0 if name == "window" else 1
         if any(v < least for v in value):
             raise ShapeError(f"{name} {tuple(value)} must be >= {least}")
@@ -833,8 +766,7 @@ def _windowed(
     A window that does not fit gives size 0, as in `lax.reduce_window`.
     """
     return tuple(
-        max(0, (i + lo + hi - w) // s + 1)
-        for i, w, s, (lo, hi) in zip(ins, wins, strides, pads)
+        max(0, (i + lo + hi - w) // s + 1) for i, w, s, (lo, hi) in zip(ins, wins, strides, pads)
     )
 
 
@@ -850,27 +782,18 @@ def conv_output_shape(
     """`lax.conv_general_dilated` (flax `Conv`) for channels-last layouts."""
     both = _fmt_all([lhs_shape, rhs_shape])
     if len(lhs_shape) != len(rhs_shape) or len(lhs_shape) < 2:
-        raise ShapeError(
-            f"conv input and kernel must have the same rank >= 2, got {both}"
-        )
+        raise ShapeError(f"conv input and kernel must have the same rank >= 2, got {both}")
     n = len(lhs_shape) - 2
     strides = tuple(strides) if strides is not None else (1,) * n
-    _check_lengths(
-        n, strides=strides, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation
-    )
-    _check_features(
-        lhs_shape[-1], rhs_shape[-2], rhs_shape[-1], feature_group_count, both
-    )
+    _check_lengths(n, strides=strides, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation)
+    _check_features(lhs_shape[-1], rhs_shape[-2], rhs_shape[-1], feature_group_count, both)
     if isinstance(padding, str) and any(d != 1 for d in lhs_dilation or ()):
         raise ShapeError(
             "string padding is not supported with lhs_dilation; give (low, high) pairs"
         )
-    window = rhs_shape[:-2]
-    pads = padtype_to_pads(
-        lhs_shape[1:-1], window, strides, padding, lhs_dilation, rhs_dilation
-    )
-    ins = [_dilate(i, d) for i, d in zip(lhs_shape[1:-1], lhs_dilation or (1,) * n)]
-    wins = [_dilate(k, d) for k, d in zip(window, rhs_dilation or (1,) * n)]
+    spatial, window = lhs_shape[1:-1], rhs_shape[:-2]
+    pads = padtype_to_pads(spatial, window, strides, padding, lhs_dilation, rhs_dilation)
+    ins, wins = _dilate(spatial, lhs_dilation), _dilate(window, rhs_dilation)
     for i, (lo, hi) in zip(ins, pads):
         if i + lo + hi < 0:  # lax.conv rejects this; reduce_window does not
             raise ShapeError(f"negative padding {(lo, hi)} exceeds the input size {i}")
@@ -901,27 +824,21 @@ def conv_transpose_output_shape(
     rhs_dilation: Sequence[int] | None = None,
 ) -> Shape:
     """`lax.conv_transpose` (flax `ConvTranspose`), channels-last, kernel not flipped."""
+    if len(lhs_shape) != len(rhs_shape) or len(lhs_shape) < 2:
+        both = _fmt_all([lhs_shape, rhs_shape])
+        raise ShapeError(f"conv input and kernel must have the same rank >= 2, got {both}")
     n = len(lhs_shape) - 2
-    strides = tuple(strides) if strides is not None else (1,) * max(n, 0)
-    if len(lhs_shape) != len(rhs_shape) or n < 0:
-        raise ShapeError(
-            f"conv input and kernel must have the same rank >= 2, got {_fmt_all([lhs_shape, rhs_shape])}"
-        )
+    strides = tuple(strides) if strides is not None else (1,) * n
     _check_lengths(n, strides=strides, rhs_dilation=rhs_dilation)
-    if isinstance(padding, str) and padding.upper() in ("SAME", "VALID"):
-        wins = [_dilate(k, d) for k, d in zip(rhs_shape[:-2], rhs_dilation or (1,) * n)]
-        pads: Padding = [
-            _transpose_pads(k, s, padding.upper()) for k, s in zip(wins, strides)
-        ]
+    pads: Padding = padding  # pairs are the transposed conv's own, as in lax
+    if padding in ("SAME", "VALID"):  # the forward conv's mode
+        wins = _dilate(rhs_shape[:-2], rhs_dilation)
+        pads = [_transpose_pads(k, s, padding) for k, s in zip(wins, strides)]
     elif isinstance(padding, str):
         raise ShapeError(
             f"conv_transpose padding must be 'SAME', 'VALID' or pairs, got {padding!r}"
         )
-    else:
-        pads = padding
-    return conv_output_shape(
-        lhs_shape, rhs_shape, (1,) * n, pads, strides, rhs_dilation
-    )
+    return conv_output_shape(lhs_shape, rhs_shape, (1,) * n, pads, strides, rhs_dilation)
 
 
 def _transpose_pads(k: int, s: int, mode: str) -> tuple[int, int]:
@@ -949,20 +866,18 @@ def pool_output_shape(
     batch = len(shape) - n - 1
     if batch < 0:
         raise ShapeError(
-            f"pool window {tuple(window_shape)} needs an input of rank >= {n + 1}, got {_fmt(shape)}"
+            f"pool window {tuple(window_shape)} needs an input of rank >= {n + 1}, "
+            f"got {_fmt(shape)}"
         )
     strides = tuple(strides) if strides is not None else (1,) * n
     _check_lengths(n, strides=strides)
     if any(w < 1 for w in window_shape):
         raise ShapeError(f"pool window {tuple(window_shape)} must be positive")
     if not isinstance(padding, str) and batch > 1:
-        raise ShapeError(
-            f"explicit pool padding needs at most one batch dim, got {_fmt(shape)}"
-        )
+        raise ShapeError(f"explicit pool padding needs at most one batch dim, got {_fmt(shape)}")
     if isinstance(padding, str) and padding.upper() not in _POOL_PADDINGS:
-        raise ShapeError(
-            f"pool padding must be one of {', '.join(_POOL_PADDINGS)} or pairs, got {padding!r}"
-        )
+        modes = ", ".join(_POOL_PADDINGS)
+        raise ShapeError(f"pool padding must be one of {modes} or pairs, got {padding!r}")
     spatial = shape[batch:-1]
     pads = padtype_to_pads(spatial, window_shape, strides, padding)
     return shape[:batch] + _windowed(spatial, window_shape, strides, pads) + shape[-1:]
