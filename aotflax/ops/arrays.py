@@ -111,7 +111,7 @@ def _binary(kind: str) -> Callable[[FnCall], Tensor]:
         names = [p.name for p in call.entry.signature.params[:2]]
         a, b = call.aval(names[0]), call.aval(names[1])
         shape = _shape_rule(call, sh.broadcast_shapes, a[0], b[0])
-        dtype, weak = dt.result_type((a[1], a[2]), (b[1], b[2]))
+        dtype, weak = dt.promote((a[1], a[2]), (b[1], b[2]))
         if kind == "float":
             dtype = _float_dtype(dtype)
         elif kind == "bool":
@@ -144,7 +144,7 @@ def _where(call: FnCall) -> Tensor:
                         hint="pass x and y: jnp.where(cond, x, y)")
     c, a, b = call.aval("condition"), call.aval("x"), call.aval("y")
     shape = _shape_rule(call, sh.broadcast_shapes, c[0], a[0], b[0])
-    dtype, weak = dt.result_type((a[1], a[2]), (b[1], b[2]))
+    dtype, weak = dt.promote((a[1], a[2]), (b[1], b[2]))
     return _emit_same(call, shape, dtype, weak)
 
 
@@ -161,7 +161,7 @@ def _clip(call: FnCall) -> Tensor:
             parts.append((a[1], a[2]))
             shapes.append(a[0])
     shape = _shape_rule(call, sh.broadcast_shapes, *shapes)
-    dtype, weak = dt.result_type(*parts)
+    dtype, weak = dt.promote(*parts)
     return _emit_same(call, shape, dtype, weak)
 
 
@@ -310,7 +310,7 @@ def _concat_like(fn: Callable[..., tuple[int, ...]]):
         xs = _sequence(call, "arrays")
         axis = call.int("axis")
         shape = _shape_rule(call, fn, [x.shape for x in xs], axis)
-        dtype, weak = dt.result_type(*[(x.dtype, x.weak) for x in xs])
+        dtype, weak = dt.promote(*[(x.dtype, x.weak) for x in xs])
         return _emit_same(call, tuple(shape), dtype, weak)
 
     return rule
@@ -341,7 +341,7 @@ def _matmul_like(fn: Callable[..., tuple[int, ...]]):
         names = [p.name for p in call.entry.signature.params[:2]]
         a, b = call.aval(names[0]), call.aval(names[1])
         shape = _shape_rule(call, fn, a[0], b[0])
-        dtype, weak = dt.result_type((a[1], a[2]), (b[1], b[2]))
+        dtype, weak = dt.promote((a[1], a[2]), (b[1], b[2]))
         if call.args.get("preferred_element_type") is not None:
             dtype = call.dtype("preferred_element_type")
         return _emit_same(call, tuple(shape), dtype, weak)
@@ -360,7 +360,7 @@ register("outer", ("jnp",), "a, b", _matmul_like(lambda a, b: (sh.size(a), sh.si
 def _tensordot(call: FnCall) -> Tensor:
     a, b = call.tensor("a"), call.tensor("b")
     shape = _shape_rule(call, sh.tensordot, a.shape, b.shape, call.args["axes"])
-    dtype, weak = dt.result_type((a.dtype, a.weak), (b.dtype, b.weak))
+    dtype, weak = dt.promote((a.dtype, a.weak), (b.dtype, b.weak))
     return _emit_same(call, tuple(shape), dtype, weak)
 
 
@@ -377,7 +377,7 @@ def _einsum(call: FnCall) -> Tensor:
             raise call.fail("jnp.einsum operands must be arrays", "AOT202")
         avals.append(a)
     shape = _shape_rule(call, sh.einsum, subscripts, *[a[0] for a in avals])
-    dtype, weak = dt.result_type(*[(a[1], a[2]) for a in avals])
+    dtype, weak = dt.promote(*[(a[1], a[2]) for a in avals])
     if call.args.get("preferred_element_type") is not None:
         dtype = call.dtype("preferred_element_type")
     return _emit_same(call, tuple(shape), dtype, weak)

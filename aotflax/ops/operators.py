@@ -31,7 +31,7 @@ def _binop_rule(symbol: str, kind: str) -> Callable[[FnCall], Tensor]:
             shape = _shape_rule(call, sh.matmul, a[0], b[0])
         else:
             shape = _shape_rule(call, sh.broadcast_shapes, a[0], b[0])
-        dtype, weak = dt.result_type((a[1], a[2]), (b[1], b[2]))
+        dtype, weak = dt.promote((a[1], a[2]), (b[1], b[2]))
         if kind == "float":
             dtype = _float_dtype(dtype)
         elif kind == "bool":
