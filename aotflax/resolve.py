@@ -395,7 +395,9 @@ class Resolver:
                     span: Span, entry: bool = False) -> Specialization:
         module: UserModule = ref.module
         method = module.method(method_name)
-        assert method is not None
+        if method is None:  # reported where the class is defined (AOT321); say it here too
+            raise self.error("AOT353", f"module {module.name} has no method '{method_name}'",
+                             span, notes=(Note("defined here", module.cls.name_span),))
         bound = self._bind(method.params, args, {**dict(ref.bound), **kwargs},
                            f"{module.name}.{method_name}", span, skip_self=True,
                            defaults_env=module.globals)

@@ -120,6 +120,10 @@ class Scope(LayerScope):
               span: Span) -> Code:
         path = self.prefix + (name,)
         check_shape(shape, f"parameter '{name}'")
+        if 0 in shape:  # initializers divide by fan-in; Linen's init fails the same way
+            raise CallError("AOT210", f"parameter '{'/'.join(path)}' would have the zero-size "
+                            f"shape {tuple(shape)}", hint="look for an input or feature "
+                            "count of size 0")
         code = _init_code(self.fn, init)
         existing = self.fn.params.get(path)
         if existing is not None:

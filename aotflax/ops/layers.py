@@ -140,12 +140,20 @@ def _padding(call: LayerCall, n: int) -> tuple[Code, str | tuple]:
         pairs = tuple((padding, padding) for _ in range(n))
     elif isinstance(padding, (tuple, list)) and len(padding) == n:
         pairs = tuple(
-            (p, p) if isinstance(p, int) else tuple(p) for p in padding  # type: ignore[misc]
+            (p, p) if isinstance(p, int) else tuple(p) if isinstance(p, (tuple, list)) else p
+            for p in padding  # type: ignore[misc]
         )
     else:
+        pairs = None
+    if pairs is None or not _int_pairs(pairs):
         raise call.fail(f"{call.written}: padding must be 'SAME', 'VALID', an int or {n} "
-                        f"(low, high) pairs, got {padding!r}", "AOT203")
+                        f"(low, high) pairs of ints, got {padding!r}", "AOT203")
     return Code((repr(pairs),)), pairs
+
+
+def _int_pairs(pairs: Any) -> bool:
+    return all(isinstance(p, tuple) and len(p) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in p) for p in pairs)
 
 
 def _dimension_numbers(n: int) -> str:
@@ -284,7 +292,12 @@ def _pool(kind: str) -> Callable[[FnCall], Tensor]:
             pad_code = f'"{padding.upper()}"'
             pad: Any = padding.upper()
         else:
-            pairs = tuple(tuple(p) for p in padding)
+            ok = isinstance(padding, (tuple, list)) and all(
+                isinstance(p, (tuple, list)) for p in padding)
+            pairs = tuple(tuple(p) for p in padding) if ok else ()
+            if not ok or not _int_pairs(pairs):
+                raise call.fail(f"{call.written}: padding must be 'SAME', 'VALID' or (low, high) "
+                                f"pairs of ints, got {padding!r}", "AOT203")
             pad = pairs
             pad_code = repr(((0, 0), *pairs, (0, 0)))
         try:
