@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--image", type=int, default=64, help="image height and width")
     parser.add_argument("--filters", type=int, default=64, help="num_filters (64: full width)")
-    parser.add_argument("--iters", type=int, default=15, help="timed calls per side")
+    parser.add_argument("--iters", type=int, default=21, help="timed calls per side")
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
