@@ -70,9 +70,9 @@ class Flat(nn.Module):
         return nn.BatchNorm(x, use_running_average=not train), nn.GroupNorm(x, num_groups=2)
 
 aot.target("train", Norms, x=aot.f32[4, 5, 3, 6])
-aot.target("eval", Norms.partial(train=False), x=aot.f32[4, 5, 3, 6])
+aot.target("infer", Norms.partial(train=False), x=aot.f32[4, 5, 3, 6])
 aot.target("train_bf16", Norms.partial(dtype=jnp.bfloat16), x=aot.bf16[4, 5, 3, 6])
-aot.target("eval_bf16", Norms.partial(train=False, dtype=jnp.bfloat16), x=aot.bf16[4, 5, 3, 6])
+aot.target("infer_bf16", Norms.partial(train=False, dtype=jnp.bfloat16), x=aot.bf16[4, 5, 3, 6])
 aot.target("train_half_out", Norms.partial(dtype=jnp.float16), x=aot.f32[4, 5, 3, 6])
 aot.target("flat", Flat, x=aot.f32[8, 4])
 """
@@ -128,7 +128,7 @@ def test_norms_float32_match_linen(norms, norm_vars, train):
     x = _x(4, 5, 3, 6)
     want, updated = LinenNorms().apply(norm_vars, x, train=train, mutable=["batch_stats"])
     state = {"batch_stats": norm_vars["batch_stats"]}
-    target = norms.train if train else norms.eval
+    target = norms.train if train else norms.infer
     got, new_state = target.apply(norm_vars["params"], state, x)
     _close(got, want)
     if train:
@@ -142,7 +142,7 @@ def test_norms_bfloat16_match_linen_with_float32_statistics(norms, norm_vars, tr
     x = _x(4, 5, 3, 6, dtype=jnp.bfloat16)
     model = LinenNorms(dtype=jnp.bfloat16)
     want, updated = model.apply(norm_vars, x, train=train, mutable=["batch_stats"])
-    target = norms.train_bf16 if train else norms.eval_bf16
+    target = norms.train_bf16 if train else norms.infer_bf16
     assert _dtypes(target.STATE_SHAPES) == {"float32"}
     got, new_state = target.apply(norm_vars["params"], {"batch_stats": norm_vars["batch_stats"]},
                                   x)
@@ -240,7 +240,7 @@ class Nested(nn.Module):
         return Drop(x, 0.5), Drop(x, 0.5, name="other")
 
 aot.target("drop", Drop, x=aot.f32[64, 128])
-aot.target("eval", Drop.partial(train=False), x=aot.f32[64, 128])
+aot.target("det", Drop.partial(train=False), x=aot.f32[64, 128])
 aot.target("rate0", Drop.partial(rate=0.0), x=aot.f32[64, 128])
 aot.target("rate1", Drop.partial(rate=1.0), x=aot.f32[4, 8])
 aot.target("two", Two, x=aot.f32[16, 32])
@@ -296,7 +296,7 @@ def test_dropout_equals_linen_given_the_same_key(drop):
 
 def test_deterministic_dropout_needs_no_rng(drop):
     x = _x(64, 128)
-    for target in (drop.eval, drop.rate0):
+    for target in (drop.det, drop.rate0):
         assert not target.stochastic
         y, _ = target.apply({}, {}, x)
         np.testing.assert_array_equal(y, x)

@@ -179,8 +179,8 @@ def _groups(call: LayerCall, channels: int) -> int:
     return num
 
 
-@layer("GroupNorm", "x, num_groups=32, group_size=None, epsilon=1e-06, dtype=None, "
-       "param_dtype=float32, bias=True, scale=True, bias_init=zeros, scale_init=ones, "
+@layer("GroupNorm", "x, num_groups=32, group_size=None, epsilon=1e-06, dtype=None, bias=True, "
+       "scale=True, bias_init=zeros, scale_init=ones, param_dtype=float32, "
        "use_fast_variance=True", "layers/group_norm.j2",
        "group normalization over all but the batch axis: scale (C,), bias (C,) (Linen shapes)")
 def group_norm(call: LayerCall) -> Tensor:
