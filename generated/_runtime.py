@@ -85,6 +85,8 @@ class Target:
         train_step: Callable[..., Any] | None = None,
         init_opt: Callable[..., Any] | None = None,
         batch: Mapping[str, jax.ShapeDtypeStruct] | None = None,
+        mesh: Mapping[str, int] | None = None,
+        param_sharding: Any = None,
     ) -> None:
         self.name = self.NAME = name
         self.module = module
@@ -103,6 +105,10 @@ class Target:
         self.train_step_fn = train_step
         self.init_opt_fn = init_opt
         self.batch = self.BATCH = dict(batch or {})
+        #: Device mesh axes (name -> size) and parameter partition specs by path
+        #: (a tree like PARAM_SHAPES of tuples; missing parameters are replicated).
+        self.mesh = dict(mesh or {})
+        self.param_sharding = param_sharding or {}
 
     def __repr__(self) -> str:
         return f"<aotflax target {self.module}.{self.name}>"
@@ -193,7 +199,7 @@ class Target:
             state_shapes={"state": self.state_shapes,
                           "opt_state": tuple(jax.tree_util.tree_leaves(opt_shapes))},
             stochastic=self.stochastic, platforms=self.platforms, devices=self.devices,
-            symbolic=self.symbolic)
+            symbolic=self.symbolic, mesh=self.mesh, param_sharding=self.param_sharding)
 
     def load_train_step(self, platform: str | None = None, **options: Any) -> Callable[..., Any]:
         """The serialized train step: `step(params, state, opt_state, *batch, rng=None)`."""
