@@ -90,10 +90,11 @@ def _check_user_inits(program: FileProgram, decls: tuple, got: dict) -> None:
     users = {u.name: u for u in program.user_functions}
     for d in decls:
         found = got.get(d.path)
-        if d.init in users and found is not None and found != (d.shape, d.dtype):
+        if d.init in users and found != (d.shape, d.dtype):
             user = users[d.init]
+            what = describe(*found) if found is not None else "no array"
             raise BuildError([Diagnostic(
-                "AOT215", f"initializer {user.name} returns {describe(*found)} for "
+                "AOT215", f"initializer {user.name} returns {what} for "
                 f"'{'/'.join(d.path)}', which is declared {describe(d.shape, d.dtype)}",
                 user.span, notes=(Note("declared here", d.span),),
                 hint="an initializer is called as init(key, shape, dtype) and must return an "

@@ -27,6 +27,9 @@ from ..values import (
 )
 from .registry import CallError, Context, Entry
 
+#: Static ints handed to JAX become C longs: keep them well inside int64.
+_MAX_INT = 2**62
+
 
 def value_code(value: Any) -> Code:
     """Code for a value that may contain tensors (lists of arrays, etc.)."""
@@ -144,6 +147,8 @@ class FnCall:
                             "AOT203")
         if minimum is not None and value < minimum:
             raise self.fail(f"{self.written}: '{name}' must be >= {minimum}, got {value}", "AOT203")
+        if abs(value) > _MAX_INT:
+            raise self.fail(f"{self.written}: '{name}' = {value} is too large", "AOT203")
         return value
 
     def ints(self, name: str, length: int | None = None, allow_none: bool = False,
@@ -164,6 +169,8 @@ class FnCall:
             raise self.fail(
                 f"{self.written}: '{name}' must have {length} entries, got {len(value)}", "AOT203"
             )
+        if any(abs(v) > _MAX_INT for v in value):
+            raise self.fail(f"{self.written}: '{name}' = {tuple(value)} is too large", "AOT203")
         return tuple(value)
 
     def bool(self, name: str) -> bool:

@@ -88,8 +88,17 @@ def tuple_arg(call: FnCall, name: str, n: int, default: int | None = None) -> tu
             raise call.fail(f"{call.written}: '{name}' is required", "AOT203")
         return (default,) * n
     if isinstance(value, int) and not isinstance(value, bool):
-        return (value,) * n
-    return call.ints(name, length=n)  # type: ignore[return-value]
+        out = (value,) * n
+    else:
+        out = call.ints(name, length=n)  # type: ignore[assignment]
+    if not all(1 <= v <= _MAX_STRIDE for v in out):  # type: ignore[union-attr]
+        raise call.fail(f"{call.written}: '{name}' must be positive ints (at most "
+                        f"{_MAX_STRIDE}), got {value!r}", "AOT203")
+    return out  # type: ignore[return-value]
+
+
+#: Strides and dilations reach XLA as 32-bit values.
+_MAX_STRIDE = 2**31 - 1
 
 
 def _need_batch(call: FnCall, x: Tensor, spatial: int) -> None:
