@@ -149,8 +149,10 @@ class Target:
 
     def _need_train(self) -> "Target":
         if self.train_step_fn is None:
-            raise TypeError(f"{self.name} is not a training target (declare it with "
-                            "aot.train_target)")
+            raise TypeError(
+                f"{self.name} is not a training target (declare it with "
+                "aot.train_target)"
+            )
         return self
 
     def init_opt(self, params: Any) -> Any:
@@ -168,8 +170,10 @@ class Target:
         expected = len(self.inputs) + len(self.batch)
         if len(batch) != expected:
             names = ", ".join([*self.inputs, *self.batch])
-            raise TypeError(f"{self.name}.train_step takes (params, state, opt_state, {names}): "
-                            f"expected {expected} batch arrays, got {len(batch)}")
+            raise TypeError(
+                f"{self.name}.train_step takes (params, state, opt_state, {names}): "
+                f"expected {expected} batch arrays, got {len(batch)}"
+            )
         if rng is None and self.stochastic:
             raise TypeError(_missing_rng(self.name))
         key = None if rng is None else _typed_key(self.name, rng)
@@ -189,27 +193,49 @@ class Target:
         # name; across the artifact boundary they travel as a flat tuple of leaves.
         def step(params: Any, packed: Any, *batch: Any, rng: Any = None) -> Any:
             opt_state = jax.tree_util.tree_unflatten(opt_tree, packed["opt_state"])
-            p, s, o, m = self.train_step_fn(params, packed["state"], opt_state, *batch, rng=rng)
-            return (p, m), {"state": s, "opt_state": tuple(jax.tree_util.tree_leaves(o))}
+            p, s, o, m = self.train_step_fn(
+                params, packed["state"], opt_state, *batch, rng=rng
+            )
+            return (p, m), {
+                "state": s,
+                "opt_state": tuple(jax.tree_util.tree_leaves(o)),
+            }
 
         return Target(
-            name=f"{self.name}__train_step", module=self.module,
-            source_sha256=self.source_sha256, init=self.init_fn, apply=step,
-            inputs={**self.inputs, **self.batch}, param_shapes=self.param_shapes,
-            state_shapes={"state": self.state_shapes,
-                          "opt_state": tuple(jax.tree_util.tree_leaves(opt_shapes))},
-            stochastic=self.stochastic, platforms=self.platforms, devices=self.devices,
-            symbolic=self.symbolic, mesh=self.mesh, param_sharding=self.param_sharding)
+            name=f"{self.name}__train_step",
+            module=self.module,
+            source_sha256=self.source_sha256,
+            init=self.init_fn,
+            apply=step,
+            inputs={**self.inputs, **self.batch},
+            param_shapes=self.param_shapes,
+            state_shapes={
+                "state": self.state_shapes,
+                "opt_state": tuple(jax.tree_util.tree_leaves(opt_shapes)),
+            },
+            stochastic=self.stochastic,
+            platforms=self.platforms,
+            devices=self.devices,
+            symbolic=self.symbolic,
+            mesh=self.mesh,
+            param_sharding=self.param_sharding,
+        )
 
-    def load_train_step(self, platform: str | None = None, **options: Any) -> Callable[..., Any]:
+    def load_train_step(
+        self, platform: str | None = None, **options: Any
+    ) -> Callable[..., Any]:
         """The serialized train step: `step(params, state, opt_state, *batch, rng=None)`."""
         view = self.train_view()
         loaded = view.load(platform, **options)
         opt_tree = jax.tree_util.tree_structure(self.OPT_STATE_SHAPES)
 
-        def step(params: Any, state: Any, opt_state: Any, *batch: Any, rng: Any = None) -> Any:
+        def step(
+            params: Any, state: Any, opt_state: Any, *batch: Any, rng: Any = None
+        ) -> Any:
             flat = tuple(jax.tree_util.tree_leaves(opt_state))
-            (p, m), packed = loaded(params, {"state": state, "opt_state": flat}, *batch, rng=rng)
+            (p, m), packed = loaded(
+                params, {"state": state, "opt_state": flat}, *batch, rng=rng
+            )
             o = jax.tree_util.tree_unflatten(opt_tree, packed["opt_state"])
             return p, packed["state"], o, m
 
