@@ -122,9 +122,7 @@ class Target:
         """
         return self.init_fn(_typed_key(self.name, rng))
 
-    def apply(
-        self, params: Any, state: Any, *inputs: Any, rng: Any = None
-    ) -> tuple[Any, Any]:
+    def apply(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
         """Runs the generated source (traced by jax, like any function).
 
         **Arguments:** `params`, `state` as `init` returns them; the inputs in
@@ -150,8 +148,7 @@ class Target:
     def _need_train(self) -> "Target":
         if self.train_step_fn is None:
             raise TypeError(
-                f"{self.name} is not a training target (declare it with "
-                "aot.train_target)"
+                f"{self.name} is not a training target (declare it with aot.train_target)"
             )
         return self
 
@@ -193,9 +190,7 @@ class Target:
         # name; across the artifact boundary they travel as a flat tuple of leaves.
         def step(params: Any, packed: Any, *batch: Any, rng: Any = None) -> Any:
             opt_state = jax.tree_util.tree_unflatten(opt_tree, packed["opt_state"])
-            p, s, o, m = self.train_step_fn(
-                params, packed["state"], opt_state, *batch, rng=rng
-            )
+            p, s, o, m = self.train_step_fn(params, packed["state"], opt_state, *batch, rng=rng)
             return (p, m), {
                 "state": s,
                 "opt_state": tuple(jax.tree_util.tree_leaves(o)),
@@ -221,21 +216,15 @@ class Target:
             param_sharding=self.param_sharding,
         )
 
-    def load_train_step(
-        self, platform: str | None = None, **options: Any
-    ) -> Callable[..., Any]:
+    def load_train_step(self, platform: str | None = None, **options: Any) -> Callable[..., Any]:
         """The serialized train step: `step(params, state, opt_state, *batch, rng=None)`."""
         view = self.train_view()
         loaded = view.load(platform, **options)
         opt_tree = jax.tree_util.tree_structure(self.OPT_STATE_SHAPES)
 
-        def step(
-            params: Any, state: Any, opt_state: Any, *batch: Any, rng: Any = None
-        ) -> Any:
+        def step(params: Any, state: Any, opt_state: Any, *batch: Any, rng: Any = None) -> Any:
             flat = tuple(jax.tree_util.tree_leaves(opt_state))
-            (p, m), packed = loaded(
-                params, {"state": state, "opt_state": flat}, *batch, rng=rng
-            )
+            (p, m), packed = loaded(params, {"state": state, "opt_state": flat}, *batch, rng=rng)
             o = jax.tree_util.tree_unflatten(opt_tree, packed["opt_state"])
             return p, packed["state"], o, m
 
@@ -316,9 +305,7 @@ class LoadedTarget:
     def __repr__(self) -> str:
         return f"<loaded {self.kind} of {self.target!r} on {self.platform}>"
 
-    def __call__(
-        self, params: Any, state: Any, *inputs: Any, rng: Any = None
-    ) -> tuple[Any, Any]:
+    def __call__(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
         _check_inputs(self.target, inputs)
         args = (params, state, *inputs)
         if self.target.stochastic:
@@ -344,10 +331,7 @@ class LoadedTarget:
                     f"{name}: rng is a {impl} key, but the artifact was built for {self._rng_impl} keys"
                 )
             return jax.random.key_data(rng)
-        if (
-            getattr(rng, "dtype", None) != np.uint32
-            or tuple(rng.shape) != self._rng_shape
-        ):
+        if getattr(rng, "dtype", None) != np.uint32 or tuple(rng.shape) != self._rng_shape:
             raise TypeError(
                 f"{name}: rng must be a jax.random.key or a raw uint32{list(self._rng_shape)} key, "
                 f"got {_describe(rng)}"
@@ -385,9 +369,7 @@ def _describe(value: Any) -> str:
     dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
     if dtype is None or shape is None:
         return type(value).__name__
-    return _format_shape(
-        np.dtype(dtype).name if not _is_typed_key(value) else str(dtype), shape
-    )
+    return _format_shape(np.dtype(dtype).name if not _is_typed_key(value) else str(dtype), shape)
 
 
 def _format_shape(dtype: str, shape: Sequence[int | str]) -> str:
@@ -473,13 +455,8 @@ def _read_manifest(target: Target, folder: Path) -> dict:
             f"{target.name}: no manifest at {path}; build the artifacts first (python aot_build.py models/)"
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ArtifactError(
-            f"{target.name}: cannot read manifest {path}: {error}"
-        ) from None
-    if (
-        not isinstance(manifest, dict)
-        or manifest.get("format_version") != MANIFEST_FORMAT_VERSION
-    ):
+        raise ArtifactError(f"{target.name}: cannot read manifest {path}: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != MANIFEST_FORMAT_VERSION:
         found = manifest.get("format_version") if isinstance(manifest, dict) else None
         raise ArtifactError(
             f"{target.name}: manifest {path} has format_version {found!r}; this runtime reads "
@@ -558,9 +535,7 @@ def _cpu_problem(cpu: Mapping[str, Any]) -> str | None:
     if cpu.get("machine") != machine:
         return f"it was built for a {cpu.get('machine')} CPU and this host is {machine}"
     max_isa = cpu.get("max_isa")
-    needed = (
-        set(_ISA_FEATURES.get(max_isa, ())) if max_isa else set(cpu.get("features", ()))
-    )
+    needed = set(_ISA_FEATURES.get(max_isa, ())) if max_isa else set(cpu.get("features", ()))
     flags = _cpu_flags()
     if flags is None or not needed:
         return None
@@ -577,7 +552,9 @@ def _native_problem(
     if entry is None:
         built = ", ".join(manifest["executables"]) or "no platform"
         why = manifest.get("skipped", {}).get(platform)
-        return f"no executable was built for {platform} (built for {built}{'; ' + why if why else ''})"
+        return (
+            f"no executable was built for {platform} (built for {built}{'; ' + why if why else ''})"
+        )
     versions = (("jax", jax.__version__), ("jaxlib", jax.lib.__version__))
     for package, here in versions:
         if manifest.get(package) != here:
@@ -613,9 +590,7 @@ def _skeleton(node: Any) -> Any:
 def _arg_specs(target: Target, manifest: dict) -> tuple[Any, ...]:
     specs = (target.param_shapes, target.state_shapes, *target.inputs.values())
     if target.stochastic:
-        specs += (
-            jax.ShapeDtypeStruct(tuple(manifest["rng"]["key_shape"]), jnp.uint32),
-        )
+        specs += (jax.ShapeDtypeStruct(tuple(manifest["rng"]["key_shape"]), jnp.uint32),)
     return specs
 
 
@@ -644,9 +619,7 @@ def _load_native(
             backend=devices[0].client,
             execution_devices=devices,
         )
-    except (
-        Exception
-    ) as error:  # the payload passed its sha256 check: this is jax refusing it
+    except Exception as error:  # the payload passed its sha256 check: this is jax refusing it
         raise ArtifactError(
             f"{target.name}: jax could not load {entry['file']} on {platform}: {error}"
         ) from error
