@@ -376,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; generated files were left as they were", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `aot_build.py models/ | head`: the reader left, not our bug
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # a bug in aotflax: reported as one, never as a raw traceback
         where = traceback.extract_tb(e.__traceback__)[-1]
         print(InternalError(f"{type(e).__name__}: {e}", dump=f"  at {Path(where.filename).name}:"
