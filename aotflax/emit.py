@@ -276,8 +276,21 @@ def render_train(t: TargetProgram, call: str, results: str, new_state: str) -> s
         loss_call=f"{train.loss.name}({loss_args})", optimizer=train_opt, labels=labels)
 
 
+def _trees_key(t: TargetProgram) -> tuple:
+    """Targets with equal parameter and state trees share one init and one shape tree."""
+    def tree(decls: tuple[ParamDecl, ...]) -> tuple:
+        return tuple((d.path, d.shape, d.dtype, d.init) for d in decls)
+
+    return tree(t.params), tree(t.state)
+
+
 def render_target(t: TargetProgram, source_sha256: str, module_name: str,
-                  relpath: str | None = None) -> str:
+                  relpath: str | None = None, shared: str | None = None) -> str:
+    """One target's functions and its `_runtime.Target`.
+
+    `shared` names an earlier target of the file with the same parameter and state
+    trees: this one then reuses its `init` and shape trees instead of repeating them.
+    """
     fn = t.function
     call_args = []
     if fn.takes_params:
@@ -299,7 +312,6 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     symbolic_code = "{" + ", ".join(
         f'"{n}": (' + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims)
         + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
-    state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
     train = ""
     train_kwargs = ""
     if t.train is not None:
@@ -320,16 +332,24 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         mesh = "{" + ", ".join(f'"{n}": {k}' for n, k in t.mesh) + "}"
         sharding = "{\n" + "\n".join(_dict_lines(tree, 8)) + "\n    }" if tree else "{}"
         train_kwargs += f"    mesh={mesh},\n    param_sharding={sharding},\n"
-    return (train.rstrip("\n") + "\n\n\n" if train else "") + template("target.py.j2").render(
-        train_kwargs=train_kwargs,
+    state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
+    if shared is None:
+        init_def = template("init.py.j2").render(
+            name=t.name, params_init=_tree_code(t.params, _init_leaf, 4),
+            state_init=_tree_code(state_for_init, _init_leaf, 4)).rstrip("\n") + "\n\n\n"
+        init_name, param_shapes = f"_{t.name}_init", _tree_code(t.params, _sds, 4)
+        state_shapes = _tree_code(t.state, _sds, 4)
+    else:
+        init_def, init_name = "", f"_{shared}_init"
+        param_shapes, state_shapes = f"{shared}.PARAM_SHAPES", f"{shared}.STATE_SHAPES"
+    return (train.rstrip("\n") + "\n\n\n" if train else "") + init_def + template(
+        "target.py.j2").render(
+        train_kwargs=train_kwargs, init_name=init_name,
         name=t.name, description=docstring_text(t.description), entry=t.entry,
         input_names=", ".join(n for n, _, _ in t.inputs),
         inputs_doc=", ".join(f"{n}: {describe_aval(s, d)}" for n, s, d in t.inputs),
         call=f"{t.entry}({', '.join(call_args)})", results=results, new_state=new_state,
-        params_init=_tree_code(t.params, _init_leaf, 4),
-        state_init=_tree_code(state_for_init, _init_leaf, 4),
-        param_shapes=_tree_code(t.params, _sds, 4),
-        state_shapes=_tree_code(t.state, _sds, 4),
+        param_shapes=param_shapes, state_shapes=state_shapes,
         inputs="{" + inputs + "}", stochastic=repr(t.stochastic),
         platforms=_str_tuple(t.platforms), devices=t.devices, module=module_name,
         relpath=relpath or t.span.path, symbolic=symbolic_code,
@@ -373,8 +393,13 @@ def emit_file(program: FileProgram, module_name: str) -> str:
     reserved = set(RESERVED) | {f.name for f in program.functions} | {
         u.name for u in program.user_functions}
     functions = [render_function(fn, program.relpath, reserved) for fn in program.functions]
-    targets = [render_target(t, program.source_sha256, module_name, program.relpath)
-               for t in program.targets]
+    first: dict[tuple, str] = {}
+    targets = []
+    for t in program.targets:
+        key = _trees_key(t)
+        targets.append(render_target(t, program.source_sha256, module_name, program.relpath,
+                                     shared=first.get(key)))
+        first.setdefault(key, t.name)
     depth = module_name.count(".")
     body = "\n".join(functions + targets)
     user = [u.source.strip("\n") for u in program.user_functions]

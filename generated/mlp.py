@@ -90,26 +90,6 @@ mlp_b8 = _runtime.Target(
 )
 
 
-def _mlp_serve_init(rng):
-    """Parameters and state of target `mlp_serve`: initializers only, no forward pass."""
-    params = {
-        "hidden_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 245349451), (784, 128), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1952365979), (128,), jnp.float32),
-        },
-        "hidden_1": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1110818005), (128, 64), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1057123902), (64,), jnp.float32),
-        },
-        "Dense_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1994162967), (64, 10), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 109938423), (10,), jnp.float32),
-        },
-    }
-    state = {}
-    return params, state
-
-
 def _mlp_serve_apply(params, state, x, rng=None):
     """MLP.apply() on x: f32[batch, 28, 28, 1] -> f32[batch, 10]."""
     outputs = MLP_1(params, x)
@@ -121,24 +101,11 @@ mlp_serve = _runtime.Target(
     name="mlp_serve",
     module="mlp",
     source_sha256="d383028dc749852dce51f2d936ba31dd9a7843a9c508e1c4f538b6a11bd1c7a2",
-    init=_mlp_serve_init,
+    init=_mlp_b8_init,
     apply=_mlp_serve_apply,
     inputs={"x": jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32)},
-    param_shapes={
-        "hidden_0": {
-            "kernel": jax.ShapeDtypeStruct((784, 128), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-        },
-        "hidden_1": {
-            "kernel": jax.ShapeDtypeStruct((128, 64), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-        },
-        "Dense_0": {
-            "kernel": jax.ShapeDtypeStruct((64, 10), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((10,), jnp.float32),
-        },
-    },
-    state_shapes={},
+    param_shapes=mlp_b8.PARAM_SHAPES,
+    state_shapes=mlp_b8.STATE_SHAPES,
     stochastic=False,
     platforms=("cpu", "cuda", "tpu"),
     devices=1,
