@@ -320,11 +320,14 @@ class Resolver:
                      train: bool = False) -> None:
         span = call.span
         if len(args) != 2 or not isinstance(args[0], str):
+            got = ", ".join(describe_value(a) for a in args) or "nothing"
             raise self.error("AOT400", "aot.target takes a name and a module: "
-                             "aot.target(\"name\", Module, x=aot.f32[...])", span)
+                             f"aot.target(\"name\", Module, x=aot.f32[...]), got ({got})", span)
         name, module = args
         if isinstance(module, ModuleRef) and not isinstance(module.module, UserModule):
-            raise self.error("AOT401", "a target must name a user module", call.args[1].span)
+            raise self.error("AOT401", f"a target must name a user module (class M(nn.Module)), "
+                             f"got the built-in layer nn.{module.class_name}", call.args[1].span,
+                             hint="wrap the layer in a module of the model file")
         if not isinstance(module, ModuleRef):
             raise self.error("AOT401", f"a target must name a module, got "
                              f"{describe_value(module)}", call.args[1].span)
@@ -782,8 +785,9 @@ class Resolver:
                 continue
             value = self.eval(part.value, frame)
             if not is_static(value):
-                raise self.error("AOT341", "f-strings may only format static values",
-                                 part.span)
+                raise self.error("AOT341", "f-strings may only format static values, got "
+                                 f"{describe_value(value)}", part.span,
+                                 hint="format its shape or dtype instead, e.g. {x.shape[-1]}")
             if part.conversion == "r":
                 value = repr(value)
             problem = safety.spec_problem(part.format_spec or "")
@@ -814,11 +818,18 @@ class Resolver:
         out: dict[Any, Any] = {}
         for k, v in zip(expr.keys, expr.values):
             if k is None:
-                out.update(self.eval(v, frame))
+                inner = self.eval(v, frame)
+                if isinstance(inner, Poison):
+                    raise _Abort()
+                if not isinstance(inner, dict):
+                    raise self.error("AOT347", f"** needs a dict, got {describe_value(inner)}",
+                                     v.span)
+                out.update(inner)
             else:
                 key = self.eval(k, frame)
                 if not is_static(key):
-                    raise self.error("AOT342", "dict keys must be static", k.span)
+                    raise self.error("AOT342", f"dict keys must be static, got "
+                                     f"{describe_value(key)}", k.span)
                 out[key] = self.eval(v, frame)
         return out
 
@@ -924,7 +935,9 @@ class Resolver:
             return self._call_entry(REGISTRY.lookup("operator", "getitem"), "indexing",
                                     [value, index], {}, expr.span, frame)
         if not is_static(index):
-            raise self.error("AOT345", "indices of static values must be static", expr.span)
+            raise self.error("AOT345", f"indices of static values must be static, got "
+                             f"{describe_value(index)} to index {describe_value(value)}",
+                             expr.span)
         try:
             return value[index]
         except (IndexError, KeyError, TypeError) as e:
@@ -1039,7 +1052,8 @@ class Resolver:
             value = self.eval(kw.value, frame)
             if kw.name is None:
                 if not isinstance(value, dict):
-                    raise self.error("AOT347", "** needs a dict", kw.span)
+                    raise self.error("AOT347", f"** needs a dict, got {describe_value(value)}",
+                                     kw.span)
                 kwargs.update(value)
             else:
                 kwargs[kw.name] = value
@@ -1361,7 +1375,8 @@ class Resolver:
                                                                           kwargs)
                 pname, shape, init = b["name"], b["shape"], b["init"]
                 if not isinstance(pname, str):
-                    raise CallError("AOT351", "self.param name must be a string")
+                    raise CallError("AOT351", f"self.param name must be a string, got "
+                                    f"{describe_value(pname)}")
                 check_name(pname, "parameter name")
                 if shape is None:
                     raise CallError("AOT352", "data-dependent parameter shapes (shape=None) are "

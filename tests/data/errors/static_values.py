@@ -1,0 +1,20 @@
+"""Mistakes in build-time values: each says what it expected and what it got."""
+from aotflax import nn, aot
+
+SIZES = {"hidden": 16}
+
+
+class Net(nn.Module):
+    def apply(self, x):
+        a = {**SIZES, **3}  # E: AOT347 ** needs a dict, got int 3
+        b = {x: 1}  # E: AOT342 dict keys must be static, got array f32[2, 8]
+        c = nn.Dense(x, 4, name=f"dense_{x}")  # E: AOT341 got array f32[2, 8]
+        d = f"{SIZES['hidden']:>100000}"  # E: AOT341 too large
+        e = "{0.real}".format(3)  # E: AOT341 attribute
+        f = SIZES[x]  # E: AOT345 got array f32[2, 8]
+        g = nn.Dense(x, **[4])  # E: AOT347 ** needs a dict, got list of 1
+        return nn.Dense(x, SIZES["hidden"])
+
+
+aot.target("net", Net, x=aot.f32[2, 8])
+aot.target(Net, x=aot.f32[2, 8])  # E: AOT400 got (module Net)
