@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 from . import __version__, ir, symbolic
 from .artifacts import render_runtime, sha256_bytes, write_atomic
 from .diagnostics import BuildError, Diagnostic, InternalError
-from .emit import emit_file, module_name_for
+from .emit import emit_file
 from .parse import decode_source, parse_model
 from .program import FileProgram
 from .resolve import resolve

@@ -22,7 +22,7 @@ import jinja2
 
 from . import __version__
 from .diagnostics import InternalError
-from .program import Code, FileProgram, Function, Op, ParamDecl, TargetProgram, Tensor, Var
+from .program import FileProgram, Function, Op, ParamDecl, TargetProgram, Tensor, Var
 from .program import describe as describe_aval
 from .scopes import name_hash
 

@@ -27,9 +27,9 @@ from .ops.calls import FnCall, LayerCall, value_code
 from .ops.stochastic import RngKey, takes_keys
 from .program import (
     Code,
-    Op,
     FileProgram,
     Function,
+    Op,
     ParamDecl,
     TargetProgram,
     Tensor,
@@ -55,10 +55,10 @@ from .values import (
     Env,
     Initializer,
     InitializerFactory,
+    MeshSpec,
     ModuleRef,
     Namespace,
     OpRef,
-    MeshSpec,
     OptaxFn,
     Poison,
     SelfValue,

@@ -31,7 +31,7 @@ from .values import (
 )
 
 if TYPE_CHECKING:
-    from .resolve import Frame, Resolver
+    from .resolve import Resolver
 
 
 def call_optax(r: "Resolver", fn: OptaxFn, args: list, kwargs: dict, span: Span) -> OptaxValue:

@@ -8,6 +8,7 @@ reported as an internal error with both sides, never silently accepted.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
@@ -71,7 +72,7 @@ def verify_module(module: ModuleType, program: FileProgram) -> None:
         args = [target.PARAM_SHAPES, target.STATE_SHAPES, *inputs]
         kwargs = {"rng": key} if t.stochastic else {}
         try:
-            outputs, new_state = jax.eval_shape(lambda *a: target.apply_fn(*a, **kwargs), *args)
+            outputs, new_state = jax.eval_shape(functools.partial(target.apply_fn, **kwargs), *args)
         except Exception as e:  # JAX rejected code we emitted: our bug
             raise InternalError(f"target {t.name}: JAX failed to trace the emitted code: "
                                 f"{type(e).__name__}: {e}") from None

@@ -122,9 +122,10 @@ def test_train_step_executable_round_trips(tmp_path, batch):
     """The compiled train step (in a fresh package import) equals the generated source."""
     import importlib
 
+    from helpers import write_model
+
     from aotflax.driver import main
     from aotflax.verify import load_package
-    from helpers import write_model
 
     model = write_model(SOURCE, name="trainer")
     assert main([str(model), "-o", str(tmp_path / "out"), "--target", "train"]) == 0

@@ -217,7 +217,7 @@ for n, kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "mean
     register(n, ("jnp",), sig, _reduction(kind), doc=f"reduction jnp.{n}")
 for n in ("argmax", "argmin"):
     register(n, ("jnp",), "a, axis=None, out=None, keepdims=False", _reduction("index"),
-             doc=f"index of the extreme value along an axis")
+             doc="index of the extreme value along an axis")
 
 
 def _logsumexp(call: FnCall) -> Tensor:

@@ -109,7 +109,7 @@ class FnCall:
         if floating and not dt.is_inexact(t.dtype):
             raise self.fail(
                 f"{self.written} expects a floating input, got {t.describe()}",
-                hint=f"cast first, e.g. x.astype(jnp.float32)",
+                hint="cast first, e.g. x.astype(jnp.float32)",
             )
         return t
 
