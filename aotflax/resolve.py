@@ -706,7 +706,7 @@ class Resolver:
             if isinstance(container, (list, dict)) and is_static(index):
                 try:
                     container[index] = value  # type: ignore[index]
-                except (IndexError, KeyError, TypeError) as e:
+                except (IndexError, KeyError, TypeError, ValueError) as e:
                     raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
                 return
             if isinstance(container, Tensor):
@@ -830,7 +830,11 @@ class Resolver:
                 if not is_static(key):
                     raise self.error("AOT342", f"dict keys must be static, got "
                                      f"{describe_value(key)}", k.span)
-                out[key] = self.eval(v, frame)
+                try:
+                    out[key] = self.eval(v, frame)
+                except TypeError as e:  # an unhashable key, such as a list
+                    raise self.error("AOT342", f"dict keys must be hashable: {e}",
+                                     k.span) from None
         return out
 
     def _eval_Slice(self, expr: ir.Slice, frame: Frame) -> Any:
@@ -940,7 +944,7 @@ class Resolver:
                              expr.span)
         try:
             return value[index]
-        except (IndexError, KeyError, TypeError) as e:
+        except (IndexError, KeyError, TypeError, ValueError) as e:
             raise self.error("AOT345", f"cannot index {describe_value(value)} with "
                              f"{index!r}: {e}", expr.span) from None
 
@@ -1279,12 +1283,16 @@ class Resolver:
                              f"{MAX_UNROLL:,} items)", span)
         try:
             result = fn.fn(*args, **kwargs)
+            if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
+                result = list(result)  # lazy ones fail here (map over a model function)
         except Exception as e:  # a static builtin failed on user values
-            raise self.error("AOT349", f"{fn.name}(): {e}", span) from None
+            raise self.error("AOT349", f"{fn.name}(): {e}", span,
+                             hint="use a comprehension to apply a function of the model file"
+                             if fn.name in ("map", "filter", "sorted", "min", "max") else
+                             None) from None
         if isinstance(result, BaseException):
             return result
         if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
-            result = list(result)
             if len(result) > MAX_UNROLL:
                 raise self.error("AOT330", f"{fn.name}() is too long to unroll", span)
         return result
@@ -1607,6 +1615,8 @@ def _too_big(op: str, left: Any, right: Any) -> str | None:
         return f"{left} ** {right}"
     if op == "<<" and ints and right > MAX_STATIC_BITS:
         return f"{left} << {right}"
+    if op == "%" and isinstance(left, str) and ("*" in left or safety.spec_problem(left)):
+        return f"{left!r} % ..."
     if op == "*":
         for seq, n in ((left, right), (right, left)):
             if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and \

@@ -467,14 +467,18 @@ register("full_like", ("jnp",), "a, fill_value, dtype=None, shape=None", _filled
 def _arange(call: FnCall) -> Tensor:
     start, stop, step = call.args["start"], call.args["stop"], call.args["step"]
     for v in (start, stop, step):
-        if v is not None and not isinstance(v, (int, float)):
-            raise call.fail("jnp.arange needs static bounds", "AOT203")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise call.fail(f"jnp.arange needs static numbers as bounds, got "
+                            f"{describe_value(v)}", "AOT203")
     if stop is None:
         start, stop = 0, start
     step = 1 if step is None else step
     import math
 
-    n = max(0, math.ceil((stop - start) / step))
+    try:
+        n = max(0, math.ceil((stop - start) / step))
+    except (ZeroDivisionError, OverflowError, ValueError) as e:
+        raise call.fail(f"jnp.arange({start}, {stop}, {step}): {e}", "AOT203") from None
     dtype = call.dtype("dtype") or (
         "float32" if any(isinstance(v, float) for v in (start, stop, step)) else "int32")
     return _emit_same(call, (n,), dt.canonicalize(dtype))

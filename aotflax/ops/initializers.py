@@ -7,7 +7,7 @@ JAX.
 
 from __future__ import annotations
 
-from ..values import Initializer, InitializerFactory, to_code
+from ..values import DType, Initializer, InitializerFactory, StaticError, describe_value, to_code
 
 #: Factories: name -> signature text (for binding and messages).
 FACTORIES: dict[str, str] = {
@@ -45,8 +45,46 @@ def plain(name: str) -> Initializer:
     return Initializer(PLAIN[name], f"nn.initializers.{name}")
 
 
+#: What each argument of a factory must be (JAX only checks when `init` runs).
+_MODES = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
+_DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
+
+
+def _check_argument(name: str, value: object) -> str | None:
+    """Why `value` does not fit the factory argument `name`, else None."""
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def axes(v: object) -> bool:
+        items = v if isinstance(v, (tuple, list)) else (v,)
+        return all(isinstance(a, int) and not isinstance(a, bool) for a in items)
+
+    def numbers(v: object) -> bool:
+        return all(numbers(x) for x in v) if isinstance(v, (tuple, list)) else number(v)
+
+    if name in ("stddev", "lower", "upper", "scale") and not number(value):
+        return "a number"
+    if name == "value" and not numbers(value):
+        return "a number or a nested list of numbers"
+    if name in ("in_axis", "out_axis", "column_axis", "batch_axis") and not axes(value):
+        return "an int or a tuple of ints"
+    if name == "mode" and value not in _MODES:
+        return " or ".join(repr(m) for m in _MODES)
+    if name == "distribution" and value not in _DISTRIBUTIONS:
+        return " or ".join(repr(d) for d in _DISTRIBUTIONS)
+    if name == "dtype" and value is not None and not isinstance(value, DType):
+        return "a dtype such as jnp.float32"
+    return None
+
+
 def make(name: str, positional: list, keywords: dict) -> Initializer:
     """The initializer `jax.nn.initializers.name(*positional, **keywords)` as code."""
+    names = [p.split("=")[0].strip() for p in FACTORIES[name].split(",") if p.strip()]
+    for arg, value in [*zip(names, positional), *keywords.items()]:
+        want = _check_argument(arg, value)
+        if want:
+            raise StaticError(f"nn.initializers.{name}: '{arg}' must be {want}, got "
+                              f"{describe_value(value)}")
     args = [to_code(a) for a in positional] + [f"{k}={to_code(v)}" for k, v in keywords.items()]
     code = f"jax.nn.initializers.{name}({', '.join(args)})"
     return Initializer(code, f"nn.initializers.{name}({', '.join(args)})")

@@ -1,5 +1,6 @@
 """Mistakes in build-time values: each says what it expected and what it got."""
 from aotflax import nn, aot
+import jax.numpy as jnp
 
 SIZES = {"hidden": 16}
 
@@ -13,6 +14,12 @@ class Net(nn.Module):
         e = "{0.real}".format(3)  # E: AOT341 attribute
         f = SIZES[x]  # E: AOT345 got array f32[2, 8]
         g = nn.Dense(x, **[4])  # E: AOT347 ** needs a dict, got list of 1
+        h = (1, 2)[::0]  # E: AOT345 slice step cannot be zero
+        i = {[1]: 2}  # E: AOT342 hashable
+        j = list(map(lambda v: v + 1, [1, 2]))  # E: AOT349 map()
+        k = "%*d" % (10**9, 1)  # E: AOT344 too large
+        m = self.param("w", (2,), nn.initializers.normal(stddev="a"))  # E: AOT203 'stddev' must be a number
+        n = jnp.arange(0, 10, 0)  # E: AOT203 division by zero
         return nn.Dense(x, SIZES["hidden"])
 
 
