@@ -10,6 +10,7 @@ so `resolve` only ever sees the subset it understands.
 from __future__ import annotations
 
 import ast
+import warnings
 from typing import Callable, Mapping
 
 import libcst as cst
@@ -141,7 +142,11 @@ def _too_deep(source: SourceFile) -> Diagnostic:
 def _check_syntax(source: SourceFile) -> None:
     """Locate syntax errors with CPython's parser (parsing only; nothing runs)."""
     try:
-        ast.parse(source.text, filename=source.path)
+        # compile, never run: also catches what the parser lets through ('return' outside a
+        # function, 'break' outside a loop, duplicate arguments), which resolve relies on
+        with warnings.catch_warnings():  # the build's output is diagnostics, not warnings
+            warnings.simplefilter("ignore")
+            compile(source.text, source.path, "exec", dont_inherit=True)
     except SyntaxError as e:
         line = e.lineno or 1
         col = max((e.offset or 1) - 1, 0)
