@@ -16,6 +16,7 @@ import hashlib
 import json
 import keyword
 import os
+import re
 import sys
 import time
 import traceback
@@ -130,6 +131,8 @@ def _source_name(root: Path, rel: Path) -> str:
     """The model's path as generated code names it: below the built folder's own name
     ("models/cnn.py"), whatever the working directory, so outputs are byte-identical."""
     base = root.resolve().name if root.is_dir() else ""
+    if not re.fullmatch(r"[\w.\-]+", base):  # it lands in comments of generated code
+        base = ""
     return (Path(base) / rel).as_posix() if base else rel.as_posix()
 
 
