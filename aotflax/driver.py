@@ -221,6 +221,8 @@ def _errors(diagnostics: Sequence[Diagnostic]) -> int:
         print(d.render(), file=sys.stderr)
     n = len(diagnostics)
     print(f"\n{n} error{'s' if n != 1 else ''}; nothing was written", file=sys.stderr)
+    codes = sorted({d.code for d in diagnostics})
+    print(f"for more about an error, run: aotflax --explain {codes[0]}", file=sys.stderr)
     return 1
 
 
