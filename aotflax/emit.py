@@ -407,7 +407,7 @@ def emit_file(program: FileProgram, module_name: str) -> str:
         relpath=program.relpath, version=__version__, source_sha256=program.source_sha256,
         runtime_import=f"from {'.' * (depth + 1)} import _runtime",
         uses_np=bool(_NP.search(body)) or any(_NP.search(u) for u in user),
-        uses_optax=any(t.train is not None for t in program.targets),
+        uses_optax=False,  # training code imports optax where it runs (see train.py.j2)
         user_functions=user, functions=functions, targets=targets,
         target_names=[t.name for t in program.targets],
     )

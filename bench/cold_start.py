@@ -22,17 +22,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: name -> (generated module, target, Linen factory expression in bench/linen_zoo.py, input key)
+#: name -> (generated module, target, Linen model expression in bench/linen_zoo.py, kind).
+#: kind "apply" runs inference; "train" runs one optimizer step (loss, grads, update).
 CASES = {
-    "mlp_b8": ("mlp", "mlp_b8", "linen_zoo.MLP()"),
-    "cnn_b4": ("cnn", "cnn_b4", "linen_zoo.CNN()"),
-    "resnet50_b1": ("resnet", "resnet50_b1", "linen_zoo.ResNet50()"),
+    "mlp_b8": ("mlp", "mlp_b8", "linen_zoo.MLP()", "apply"),
+    "cnn_b4": ("cnn", "cnn_b4", "linen_zoo.CNN()", "apply"),
+    "resnet50_b1": ("resnet", "resnet50_b1", "linen_zoo.ResNet50()", "apply"),
+    "resnet18_train_step": ("resnet", "resnet18_train_step", "linen_zoo.ResNet18(train=True)",
+                            "train"),
+    "lm_eval": ("transformer", "lm_eval", "linen_zoo.TransformerLM()", "apply"),
 }
 
 _LOAD_PARAMS = """
@@ -48,7 +51,40 @@ def _tree(path):
         node[parts[-1]] = data[key]
     return out
 bundle = _tree(PARAMS)
-params, state, x = bundle["params"], bundle.get("state", {}), bundle["x"]["x"]
+params, state, inputs = bundle["params"], bundle.get("state", {}), bundle["inputs"]
+inputs = [inputs[k] for k in sorted(inputs)]
+opt_flat = [bundle["opt"][k] for k in sorted(bundle.get("opt", {}))]
+"""
+
+# Linen's training step: the same loss and optimizer as models/resnet.py's train target.
+_LINEN_TRAIN = """
+import jax.numpy as jnp, optax
+model = {factory}
+tx = optax.sgd(0.1, momentum=0.9)
+def loss_fn(params, batch_stats, x, labels):
+    logits, updates = model.apply({{"params": params, "batch_stats": batch_stats}}, x,
+                                  mutable=["batch_stats"])
+    logp = jax.nn.log_softmax(logits)
+    loss = -jnp.mean(jnp.sum(jax.nn.one_hot(labels, logits.shape[-1]) * logp, axis=-1))
+    return loss, updates
+@jax.jit
+def step(params, batch_stats, opt_state, x, labels):
+    (loss, upd), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, x,
+                                                                  labels)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), upd, opt_state, loss
+opt_state = jax.tree_util.tree_unflatten(
+    jax.tree_util.tree_structure(jax.eval_shape(tx.init, params)), opt_flat)
+y = step(params, state["batch_stats"], opt_state, *inputs)
+"""
+_LINEN_APPLY = """
+model = {factory}
+y = jax.jit(lambda v, *x: model.apply(v, *x))({{"params": params, **state}}, *inputs)
+"""
+_CACHE = """
+jax.config.update("jax_compilation_cache_dir", CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 """
 
 CHILD = {
@@ -58,24 +94,18 @@ import jax, sys
 sys.path.insert(0, BENCH)
 import linen_zoo
 {load}
-model = {factory}
-variables = {{"params": params, **state}}
-y = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
+{linen}
 jax.block_until_ready(y)
 print("ELAPSED", time.perf_counter() - t0)
 """,
     "b_linen_cache": """
 import time; t0 = time.perf_counter()
 import jax, sys
-jax.config.update("jax_compilation_cache_dir", CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+{cache}
 sys.path.insert(0, BENCH)
 import linen_zoo
 {load}
-model = {factory}
-variables = {{"params": params, **state}}
-y = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
+{linen}
 jax.block_until_ready(y)
 print("ELAPSED", time.perf_counter() - t0)
 """,
@@ -85,8 +115,15 @@ import jax, sys
 sys.path.insert(0, ROOT)
 from generated import {module}
 {load}
-run = {module}.{target}.load()
-y, _ = run(params, state, x)
+target = {module}.{target}
+if KIND == "train":
+    run = target.load_train_step()
+    opt_state = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(target.OPT_STATE_SHAPES), opt_flat)
+    y = run(params, state, opt_state, *inputs)
+else:
+    run = target.load()
+    y = run(params, state, *inputs)
 jax.block_until_ready(y)
 assert "flax" not in sys.modules and "aotflax" not in sys.modules
 print("ELAPSED", time.perf_counter() - t0)
@@ -97,7 +134,10 @@ import jax
 from jax.experimental import serialize_executable
 {load}
 payload = open(EXE, "rb").read()
-args = (params, state, x)
+if KIND == "train":
+    args = (params, {{"state": state, "opt_state": tuple(opt_flat)}}, *inputs)
+else:
+    args = (params, state, *inputs)
 in_tree = jax.tree_util.tree_structure((args, {{}}))
 out_tree = jax.tree_util.tree_structure(OUT_TEMPLATE)
 run = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
@@ -108,8 +148,8 @@ print("ELAPSED", time.perf_counter() - t0)
 }
 
 
-def _save_bundle(module: str, target: str, path: Path) -> tuple[str, object]:
-    """Init the target's parameters once and save them with an input."""
+def _save_bundle(module: str, target: str, kind: str, path: Path) -> dict:
+    """Init the target's parameters once and save them with its inputs; facts for the floor."""
     import jax
     import numpy as np
 
@@ -117,19 +157,30 @@ def _save_bundle(module: str, target: str, path: Path) -> tuple[str, object]:
     mod = __import__(f"generated.{module}", fromlist=[target])
     t = getattr(mod, target)
     params, state = t.init(jax.random.key(0))
-    name, spec = next(iter(t.INPUTS.items()))
-    x = np.random.default_rng(0).standard_normal(spec.shape).astype(spec.dtype)
+    specs = {**t.INPUTS, **(t.BATCH if kind == "train" else {})}
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for i, spec in enumerate(specs.values()):
+        if np.issubdtype(spec.dtype, np.integer):
+            inputs[f"{i:02d}"] = rng.integers(0, 10, spec.shape).astype(spec.dtype)
+        else:
+            inputs[f"{i:02d}"] = rng.standard_normal(spec.shape).astype(spec.dtype)
+    opt = ({f"{i:03d}": leaf for i, leaf in enumerate(jax.tree_util.tree_leaves(
+        t.init_opt(params)))} if kind == "train" else {})
     flat = {}
-    for prefix, tree in (("params", params), ("state", state), ("x", {"x": x})):
+    for prefix, tree in (("params", params), ("state", state), ("inputs", inputs),
+                         ("opt", opt)):
         for kp, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
             flat["/".join([prefix, *(str(k.key) for k in kp)])] = np.asarray(leaf)
     np.savez(path, **flat)
-    out, new_state = jax.eval_shape(t.apply_fn, t.PARAM_SHAPES, t.STATE_SHAPES, spec)
-    template = jax.tree_util.tree_map(lambda _: 0, (out, new_state))
-    manifest = json.loads((ROOT / "generated/artifacts" / module / target /
+    view = t.train_view() if kind == "train" else t
+    out = jax.eval_shape(view.apply_fn, view.PARAM_SHAPES, view.STATE_SHAPES,
+                         *view.INPUTS.values())
+    name = view.name
+    manifest = json.loads((ROOT / "generated/artifacts" / module / name /
                            "manifest.json").read_text())
-    exe = ROOT / "generated/artifacts" / module / target / manifest["executables"]["cpu"]["file"]
-    return str(exe), template
+    exe = ROOT / "generated/artifacts" / module / name / manifest["executables"]["cpu"]["file"]
+    return {"EXE": str(exe), "OUT_TEMPLATE": jax.tree_util.tree_map(lambda _: 0, out)}
 
 
 def _run(code: str) -> float:
@@ -143,15 +194,16 @@ def _run(code: str) -> float:
 
 
 def bench_case(name: str, runs: int) -> dict[str, float]:
-    module, target, factory = CASES[name]
+    module, target, factory, kind = CASES[name]
     tmp = Path(tempfile.mkdtemp(prefix="aotflax-cold-"))
     bundle = tmp / "bundle.npz"
-    exe, template = _save_bundle(module, target, bundle)
+    facts = _save_bundle(module, target, kind, bundle)
     consts = (f"ROOT = {str(ROOT)!r}\nBENCH = {str(ROOT / 'bench')!r}\n"
-              f"PARAMS = {str(bundle)!r}\nCACHE = {str(tmp / 'cache')!r}\nEXE = {exe!r}\n"
-              f"OUT_TEMPLATE = {template!r}\n")
-    load = textwrap.indent(_LOAD_PARAMS, "")
-    codes = {way: consts + body.format(load=load, factory=factory, module=module, target=target)
+              f"PARAMS = {str(bundle)!r}\nCACHE = {str(tmp / 'cache')!r}\nKIND = {kind!r}\n"
+              + "".join(f"{k} = {v!r}\n" for k, v in facts.items()))
+    linen = (_LINEN_TRAIN if kind == "train" else _LINEN_APPLY).format(factory=factory)
+    codes = {way: consts + body.format(load=_LOAD_PARAMS, linen=linen, cache=_CACHE,
+                                       module=module, target=target)
              for way, body in CHILD.items()}
     _run(codes["b_linen_cache"])  # populate the persistent cache once
     times: dict[str, list[float]] = {way: [] for way in codes}
@@ -177,7 +229,7 @@ def main() -> None:
               "(c)/(d)", "(c)-(d) vs (a)-(d)", "(c)-(d) vs (b)-(d)")
     rows = []
     for name in args.cases:
-        module, target, _ = CASES[name]
+        module = CASES[name][0]
         if not (ROOT / "generated" / f"{module}.py").exists():
             print(f"skipping {name}: generated/{module}.py missing (run aot_build.py)")
             continue

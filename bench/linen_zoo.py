@@ -153,6 +153,47 @@ ResNet18 = partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=ResNetBlock)
 ResNet50 = partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BottleneckResNetBlock)
 
 
+#: models/transformer.py's CONFIG.
+LM_CONFIG = {"vocab": 128, "dim": 64, "heads": 4, "layers": 2, "mlp_ratio": 4, "max_len": 64}
+
+
+class _Pos(nn.Module):
+    max_len: int
+
+    @nn.compact
+    def __call__(self, x):
+        table = self.param("pos_embedding", nn.initializers.normal(0.02),
+                           (self.max_len, x.shape[-1]))
+        return x + table[None, : x.shape[1]]
+
+
+class _Block(nn.Module):
+    heads: int
+    mlp_ratio: int
+
+    @nn.compact
+    def __call__(self, x):
+        y = nn.LayerNorm()(x)
+        mask = nn.make_causal_mask(jnp.ones(x.shape[:2]))
+        x = x + nn.SelfAttention(num_heads=self.heads, deterministic=True)(y, mask=mask)
+        y = nn.LayerNorm()(x)
+        y = nn.gelu(nn.Dense(x.shape[-1] * self.mlp_ratio)(y))
+        return x + nn.Dense(x.shape[-1])(y)
+
+
+class TransformerLM(nn.Module):
+    """models/transformer.py: TransformerLM in evaluation mode (lm_eval)."""
+
+    @nn.compact
+    def __call__(self, tokens):
+        cfg = LM_CONFIG
+        embed = nn.Embed(cfg["vocab"], cfg["dim"], name="embed")
+        x = _Pos(cfg["max_len"], name="pos")(embed(tokens))
+        for i in range(cfg["layers"]):
+            x = _Block(cfg["heads"], cfg["mlp_ratio"], name=f"block_{i}")(x)
+        return embed.attend(nn.LayerNorm(name="ln_f")(x))
+
+
 def apply_fn(model: Any):
     """`(variables, x) -> outputs` for jitting."""
     return jax.jit(lambda v, x: model.apply(v, x))

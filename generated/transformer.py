@@ -5,7 +5,6 @@ Source sha256: 46d314f51dbfd61cecb996b4bda5b53b107e6c068030df4fd21ccb90d26fc767.
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from . import _runtime
 
@@ -315,7 +314,11 @@ _lm_train_labels = {
     },
 }
 
-_lm_train_optimizer = optax.multi_transform({"group_0": optax.adamw(0.0003, weight_decay=0.1), "group_1": optax.adam(0.0003), "frozen": optax.set_to_zero()}, _lm_train_labels)
+def _lm_train_optimizer():
+    """The optimizer of `lm_train` (optax is imported only when training code runs)."""
+    import optax
+
+    return optax.multi_transform({"group_0": optax.adamw(0.0003, weight_decay=0.1), "group_1": optax.adam(0.0003), "frozen": optax.set_to_zero()}, _lm_train_labels)
 
 
 def _lm_train_loss(params, state, tokens, rng=None):
@@ -327,14 +330,16 @@ def _lm_train_loss(params, state, tokens, rng=None):
 
 def _lm_train_init_opt(params):
     """Optimizer state for `params`."""
-    return _lm_train_optimizer.init(params)
+    return _lm_train_optimizer().init(params)
 
 
 def _lm_train_train_step(params, state, opt_state, tokens, rng=None):
     """One optimizer step: returns (params, new_state, opt_state, metrics)."""
+    import optax
+
     grad_fn = jax.value_and_grad(_lm_train_loss, has_aux=True)
     (loss, (new_state, metrics)), grads = grad_fn(params, state, tokens, rng)
-    updates, opt_state = _lm_train_optimizer.update(grads, opt_state, params)
+    updates, opt_state = _lm_train_optimizer().update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, new_state, opt_state, {"loss": loss, **metrics}
 

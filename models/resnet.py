@@ -9,6 +9,7 @@ target reads them.  Parameter and state trees are Linen's (`conv_init`,
 `bn_init`, `ResNetBlock_0/Conv_0`, `.../conv_proj`, `.../norm_proj`, ...).
 """
 import jax.numpy as jnp
+import optax
 
 from aotflax import aot, nn
 
@@ -80,3 +81,18 @@ aot.target("resnet50_train", ResNet50.partial(train=True, **SMALL), x=aot.f32[2,
 # ImageNet shapes, full width: inference for serving and benchmarks (bench/cold_start.py).
 aot.target("resnet50_b1", ResNet50.partial(train=False), x=aot.f32[1, 224, 224, 3])
 aot.target("resnet50_b8", ResNet50.partial(train=False), x=aot.f32[8, 224, 224, 3])
+
+
+def cross_entropy(logits, labels):
+    """Softmax cross-entropy against integer labels, with accuracy as a metric."""
+    logp = nn.log_softmax(logits)
+    loss = -jnp.mean(jnp.sum(nn.one_hot(labels, logits.shape[-1]) * logp, axis=-1))
+    accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+    return loss, {"accuracy": accuracy}
+
+
+# A full training step (forward, backward, SGD with momentum, batch statistics) at
+# ResNet-18's full width on 64x64 images: what a training host starts (bench/cold_start.py).
+aot.train_target("resnet18_train_step", ResNet18.partial(train=True), loss=cross_entropy,
+                 optimizer=optax.sgd(0.1, momentum=0.9), x=aot.f32[8, 64, 64, 3],
+                 labels=aot.i32[8])

@@ -1,5 +1,6 @@
 """The zoo's sequence models against Flax Linen, and cached decoding against the full model."""
 
+import sys
 from pathlib import Path
 
 import flax.linen as ln
@@ -8,6 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import build
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import linen_zoo  # noqa: E402  (the Linen twins of the zoo, shared with the benchmarks)
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 CFG = {"vocab": 128, "dim": 64, "heads": 4, "layers": 2, "mlp_ratio": 4, "max_len": 64}
@@ -20,38 +24,7 @@ def lm():
     return build(source, header=False)
 
 
-class _Pos(ln.Module):
-    max_len: int
-
-    @ln.compact
-    def __call__(self, x):
-        table = self.param("pos_embedding", ln.initializers.normal(0.02),
-                           (self.max_len, x.shape[-1]))
-        return x + table[None, : x.shape[1]]
-
-
-class _Block(ln.Module):
-    heads: int
-    mlp_ratio: int
-
-    @ln.compact
-    def __call__(self, x):
-        y = ln.LayerNorm()(x)
-        mask = ln.make_causal_mask(jnp.ones(x.shape[:2]))
-        x = x + ln.SelfAttention(num_heads=self.heads, deterministic=True)(y, mask=mask)
-        y = ln.LayerNorm()(x)
-        y = ln.gelu(ln.Dense(x.shape[-1] * self.mlp_ratio)(y))
-        return x + ln.Dense(x.shape[-1])(y)
-
-
-class LinenLM(ln.Module):
-    @ln.compact
-    def __call__(self, tokens):
-        embed = ln.Embed(CFG["vocab"], CFG["dim"], name="embed")
-        x = _Pos(CFG["max_len"], name="pos")(embed(tokens))
-        for i in range(CFG["layers"]):
-            x = _Block(CFG["heads"], CFG["mlp_ratio"], name=f"block_{i}")(x)
-        return embed.attend(ln.LayerNorm(name="ln_f")(x))
+LinenLM = linen_zoo.TransformerLM
 
 
 def _tokens(shape, seed=0):
