@@ -74,13 +74,14 @@ class ManifestError(ValueError):
 
 
 def aotflax_version() -> str:
-    """The version string of the installed aotflax (`0+unknown` when not installed)."""
-    from importlib import metadata
+    """The version of the aotflax sources doing the build (`aotflax.__version__`).
 
-    try:
-        return metadata.version("aotflax")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+    Read from the package itself, not from installed metadata, so a build from a
+    source checkout and from an installed wheel write the same bytes.
+    """
+    from aotflax import __version__
+
+    return __version__
 
 
 # --- hashes and atomic writes -------------------------------------------------

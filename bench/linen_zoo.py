@@ -194,6 +194,40 @@ class TransformerLM(nn.Module):
         return embed.attend(nn.LayerNorm(name="ln_f")(x))
 
 
+class _Encoder(nn.Module):
+    @nn.compact
+    def __call__(self, tokens):
+        x = nn.Embed(32, 16, name="embed")(tokens)
+        cell = nn.LSTMCell(32, name="lstm")
+        carry = (jnp.zeros((tokens.shape[0], 32)), jnp.zeros((tokens.shape[0], 32)))
+        for t in range(x.shape[1]):
+            carry, _ = cell(carry, x[:, t])
+        return carry
+
+
+class _Decoder(nn.Module):
+    @nn.compact
+    def __call__(self, carry, inputs):
+        x = nn.Embed(32, 16, name="embed")(inputs)
+        cell = nn.LSTMCell(32, name="lstm")
+        ys = []
+        for t in range(x.shape[1]):
+            carry, y = cell(carry, x[:, t])
+            ys.append(y)
+        return nn.Dense(32, name="logits")(jnp.stack(ys, axis=1))
+
+
+class Seq2Seq(nn.Module):
+    """models/seq2seq.py: the LSTM encoder-decoder, unrolled over time as old flax.nn
+    users wrote it (the generated code scans)."""
+
+    @nn.compact
+    def __call__(self, source, target):
+        carry = _Encoder(name="encoder")(source)
+        inputs = jnp.concatenate([jnp.zeros_like(target[:, :1]), target[:, :-1]], axis=1)
+        return _Decoder(name="decoder")(carry, inputs)
+
+
 def apply_fn(model: Any):
     """`(variables, x) -> outputs` for jitting."""
     return jax.jit(lambda v, x: model.apply(v, x))

@@ -23,6 +23,7 @@ by kind; "flops" is XLA's cost analysis of the compiled executables.
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import statistics
 import sys
@@ -47,6 +48,9 @@ from aotflax.verify import import_generated  # noqa: E402
 
 MODEL = ROOT / "models" / "resnet.py"
 DSL_NAMES = {"resnet18": "ResNet18", "resnet50": "ResNet50"}
+#: Sequence models of the zoo: generated target and its Linen twin (inference).
+SEQUENCE = {"lm": ("transformer.py", "lm_eval", "TransformerLM"),
+            "lstm": ("seq2seq.py", "seq2seq", "Seq2Seq")}
 
 
 def build_targets(cases: list[tuple[str, str]], batch: int, image: int, filters: int) -> Any:
@@ -142,9 +146,45 @@ def bench_case(module: Any, model: str, mode: str, filters: int, iters: int,
             "same_ops": "yes" if gen_ops == lin_ops else "no"}
 
 
+def bench_sequence(name: str, iters: int, warmup: int) -> dict[str, Any]:
+    """A zoo sequence model's generated `apply` against its Linen twin."""
+    file, target_name, twin = SEQUENCE[name]
+    path = ROOT / "models" / file
+    report = front_end([path], path.parent)
+    result = report.files[0]
+    _, importer = import_generated({result.out_rel: result.text}, render_runtime())
+    target = importer(result.module).TARGETS[target_name]
+    params, state = _variables(target)
+    rng = np.random.default_rng(0)
+    inputs = [jnp.asarray(rng.integers(0, 32, s.shape), s.dtype) for s in target.INPUTS.values()]
+    linen = getattr(linen_zoo, twin)()
+    variables = {"params": params}
+
+    def gen(p, s, *x):
+        return target.apply_fn(p, s, *x)[0]
+
+    gen_fn, gen_compile, _ = _compiled(gen, params, state, *inputs)
+    lin_fn, lin_compile, _ = _compiled(linen.apply, variables, *inputs)
+    gen_y, lin_y = gen_fn(params, state, *inputs), lin_fn(variables, *inputs)
+    diff = float(jnp.max(jnp.abs(gen_y - lin_y)) / (jnp.max(jnp.abs(lin_y)) + 1e-30))
+    for _ in range(warmup):
+        _time(gen_fn, params, state, *inputs)
+        _time(lin_fn, variables, *inputs)
+    gen_t, lin_t = [], []
+    for i in range(iters):
+        pair = [(gen_t, gen_fn, (params, state, *inputs)), (lin_t, lin_fn, (variables, *inputs))]
+        for times, fn, args in pair if i % 2 == 0 else pair[::-1]:
+            times.append(_time(fn, *args))
+    gen_med, lin_med = statistics.median(gen_t), statistics.median(lin_t)
+    return {"model": name, "mode": "eval", "gen_ms": 1e3 * gen_med, "linen_ms": 1e3 * lin_med,
+            "ratio": gen_med / lin_med, "gen_compile": gen_compile, "linen_compile": lin_compile,
+            "max_rel_diff": diff, "flops_ratio": _flops(gen_fn) / _flops(lin_fn),
+            "same_ops": "n/a"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default="resnet18,resnet50")
+    parser.add_argument("--models", default="resnet18,resnet50,lm,lstm")
     parser.add_argument("--modes", default="train,eval")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--image", type=int, default=64, help="image height and width")
@@ -154,11 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     modes = [m for m in args.modes.split(",") if m]
-    bad = [m for m in models if m not in DSL_NAMES] + [m for m in modes
+    bad = [m for m in models if m not in DSL_NAMES and m not in SEQUENCE] + [m for m in modes
                                                        if m not in ("train", "eval")]
     if bad:
         parser.error(f"unknown model or mode {bad[0]!r}")
-    cases = [(m, mode) for m in models for mode in modes]
+    cases = [(m, mode) for m in models if m in DSL_NAMES for mode in modes]
     start = time.perf_counter()
     module = build_targets(cases, args.batch, args.image, args.filters)
     print(f"built {len(cases)} bench target(s) in {time.perf_counter() - start:.1f} s; "
@@ -170,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{'max rel diff':>13}")
     print(header)
     print("-" * len(header))
-    for model, mode in cases:
-        r = bench_case(module, model, mode, args.filters, args.iters, args.warmup)
+    results = (bench_case(module, model, mode, args.filters, args.iters, args.warmup)
+               for model, mode in cases)
+    sequence = (bench_sequence(m, args.iters, args.warmup) for m in models if m in SEQUENCE)
+    for r in itertools.chain(results, sequence):
         print(f"{r['model']:<10} {r['mode']:<6} {r['gen_ms']:>13.2f} {r['linen_ms']:>10.2f} "
               f"{r['ratio']:>7.3f} {r['gen_compile']:>9.1f} / {r['linen_compile']:<8.1f} "
               f"{r['flops_ratio']:>16.3f} {r['same_ops']:>9} {r['max_rel_diff']:>13.1e}",

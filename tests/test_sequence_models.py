@@ -3,7 +3,6 @@
 import sys
 from pathlib import Path
 
-import flax.linen as ln
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,35 +90,7 @@ def test_training_target_runs_with_dropout_and_groups(lm):
 # ------------------------------------------------------------------ seq2seq
 
 
-class _Encoder(ln.Module):
-    @ln.compact
-    def __call__(self, tokens):
-        x = ln.Embed(32, 16, name="embed")(tokens)
-        cell = ln.LSTMCell(32, name="lstm")
-        carry = (jnp.zeros((tokens.shape[0], 32)), jnp.zeros((tokens.shape[0], 32)))
-        for t in range(x.shape[1]):
-            carry, _ = cell(carry, x[:, t])
-        return carry
-
-
-class _Decoder(ln.Module):
-    @ln.compact
-    def __call__(self, carry, inputs):
-        x = ln.Embed(32, 16, name="embed")(inputs)
-        cell = ln.LSTMCell(32, name="lstm")
-        ys = []
-        for t in range(x.shape[1]):
-            carry, y = cell(carry, x[:, t])
-            ys.append(y)
-        return ln.Dense(32, name="logits")(jnp.stack(ys, axis=1))
-
-
-class LinenSeq2Seq(ln.Module):
-    @ln.compact
-    def __call__(self, source, target):
-        carry = _Encoder(name="encoder")(source)
-        inputs = jnp.concatenate([jnp.zeros_like(target[:, :1]), target[:, :-1]], axis=1)
-        return _Decoder(name="decoder")(carry, inputs)
+LinenSeq2Seq = linen_zoo.Seq2Seq
 
 
 def test_seq2seq_equals_linen_and_scans():
