@@ -45,30 +45,9 @@ def call_optax(r: "Resolver", fn: OptaxFn, args: list, kwargs: dict, span: Span)
         parts = [to_code(a) for a in args] + [f"{k}={to_code(v)}" for k, v in kwargs.items()]
     except Exception as e:  # StaticError: a value with no code form
         raise r.error("AOT420", f"optax.{fn.name}: {e}", span) from None
-    problem = _optax_signature_problem(fn.name, len(args), tuple(kwargs))
-    if problem:
-        raise r.error("AOT420", f"optax.{fn.name}: {problem}", span)
+    # optax binds its own arguments when verify builds the optimizer (resolve never
+    # imports optax or jax)
     return OptaxValue(f"optax.{fn.name}({', '.join(parts)})")
-
-
-def _optax_signature_problem(name: str, nargs: int, keywords: tuple[str, ...]) -> str | None:
-    """Bind the call against optax's own signature (the call itself runs only in the
-    generated module, where a wrong keyword would fail at import)."""
-    import inspect
-
-    import optax  # only models with training targets get here
-
-    try:
-        signature = inspect.signature(getattr(optax, name))
-    except (AttributeError, TypeError, ValueError):
-        return None  # not introspectable: the generated module reports it
-    try:
-        signature.bind(*range(nargs), **{k: None for k in keywords})
-    except TypeError as e:
-        bare = signature.replace(return_annotation=inspect.Signature.empty, parameters=[
-            q.replace(annotation=inspect.Parameter.empty) for q in signature.parameters.values()])
-        return f"{e}; its signature is optax.{name}{bare}"
-    return None
 
 
 def traversal(r: "Resolver", args: list, kwargs: dict, span: Span) -> Traversal:

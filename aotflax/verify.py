@@ -84,6 +84,32 @@ def verify_module(module: ModuleType, program: FileProgram) -> None:
                      f"jax:     {[describe(*o) for o in got]}")
         _compare(f"{t.name}: new_state", _flat(new_state),
                  {d.path: (d.shape, d.dtype) for d in t.state})
+        if t.train is not None:
+            _verify_train(target, t, key, args, kwargs)
+
+
+def _verify_train(target: Any, t: Any, key: Any, args: list, kwargs: dict) -> None:
+    """Trace the optimizer and the train step: optax checks its own arguments here.
+
+    The front end names optax calls without importing optax (parse and resolve never
+    import jax), so a wrong optax argument surfaces here, still before anything is
+    written, as a located error at the target.
+    """
+    import jax
+
+    try:
+        opt_state = jax.eval_shape(target.init_opt_fn, target.PARAM_SHAPES)
+    except (TypeError, ValueError) as e:
+        raise BuildError([Diagnostic(
+            "AOT420", f"target {t.name}: its optimizer cannot be built: {e}", t.span,
+            hint="check the optax call's arguments against optax's documentation")]) from None
+    batch = [jax.ShapeDtypeStruct(s, d) for _, s, d in t.train.batch]
+    try:
+        jax.eval_shape(functools.partial(target.train_step_fn, **kwargs), args[0], args[1],
+                       opt_state, *args[2:], *batch)
+    except Exception as e:  # the step is our code around the user's model and loss
+        raise InternalError(f"target {t.name}: JAX failed to trace the train step: "
+                            f"{type(e).__name__}: {e}") from None
 
 
 def _check_user_inits(program: FileProgram, decls: tuple, got: dict) -> None:

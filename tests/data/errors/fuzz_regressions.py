@@ -1,7 +1,6 @@
 """Mutations bench/fuzz.py found crashing the build once; each is now a located error."""
 from aotflax import nn, aot
 import jax.numpy as jnp
-import optax
 
 
 class Block(nn.Module):
@@ -29,10 +28,3 @@ aot.target("net", Net, x=aot.f32[2, 8], images=aot.f32[2, 8, 8, 3])
 aot.target("huge", Net, x=aot.f32[2, 2**64], images=aot.f32[2, 8, 8, 3])  # E: AOT410 too large
 aot.target("plat", Net, x=aot.f32[2, 8], platforms=aot.i32[4, 10])  # E: AOT408 platforms=
 
-
-def mean_loss(y):
-    return jnp.mean(y)
-
-
-aot.train_target("train", Block, loss=mean_loss, optimizer=optax.adam(1e-3, rate=0.1),  # E: AOT420 unexpected keyword argument 'rate'
-                 x=aot.f32[2, 8])
