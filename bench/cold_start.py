@@ -118,9 +118,7 @@ from generated import {module}
 target = {module}.{target}
 if KIND == "train":
     run = target.load_train_step()
-    opt_state = jax.tree_util.tree_unflatten(
-        jax.tree_util.tree_structure(target.OPT_STATE_SHAPES), opt_flat)
-    y = run(params, state, opt_state, *inputs)
+    y = run(params, state, opt_flat, *inputs)  # a checkpoint's flat optimizer leaves
 else:
     run = target.load()
     y = run(params, state, *inputs)

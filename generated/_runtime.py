@@ -105,6 +105,7 @@ class Target:
         self.train_step_fn = train_step
         self.init_opt_fn = init_opt
         self.batch = self.BATCH = dict(batch or {})
+        self._opt_state_shapes: Any = None
         #: Device mesh axes (name -> size) and parameter partition specs by path
         #: (a tree like PARAM_SHAPES of tuples; missing parameters are replicated).
         self.mesh = dict(mesh or {})
@@ -143,7 +144,11 @@ class Target:
     @property
     def OPT_STATE_SHAPES(self) -> Any:
         """The optimizer state's tree of `jax.ShapeDtypeStruct` (training targets)."""
-        return jax.eval_shape(self._need_train().init_opt_fn, self.param_shapes)
+        if self._opt_state_shapes is None:
+            self._opt_state_shapes = jax.eval_shape(
+                self._need_train().init_opt_fn, self.param_shapes
+            )
+        return self._opt_state_shapes
 
     def _need_train(self) -> "Target":
         if self.train_step_fn is None:
@@ -176,25 +181,25 @@ class Target:
         key = None if rng is None else _typed_key(self.name, rng)
         return self.train_step_fn(params, state, opt_state, *batch, rng=key)
 
-    def train_view(self) -> "Target":
+    def train_view(self, opt_leaves: Sequence[Any] | None = None) -> "Target":
         """The train step as a target of its own, for compiling and loading.
 
         Its "state" packs the model state and the optimizer state, its inputs are the
         batch, and its outputs are `(params, metrics)`: the shape every artifact has.
+        Optimizer states are optax named tuples, which serialized artifacts cannot
+        name: across the artifact boundary they travel as a flat tuple of leaves.
+        `opt_leaves` gives their specs (read from a manifest when loading, so loading
+        needs neither optax nor a trace); by default they come from `OPT_STATE_SHAPES`.
         """
         self._need_train()
-        opt_shapes = self.OPT_STATE_SHAPES
-        opt_tree = jax.tree_util.tree_structure(opt_shapes)
+        if opt_leaves is None:
+            opt_leaves = tuple(jax.tree_util.tree_leaves(self.OPT_STATE_SHAPES))
 
-        # Optimizer states are optax named tuples, which serialized artifacts cannot
-        # name; across the artifact boundary they travel as a flat tuple of leaves.
         def step(params: Any, packed: Any, *batch: Any, rng: Any = None) -> Any:
+            opt_tree = jax.tree_util.tree_structure(self.OPT_STATE_SHAPES)
             opt_state = jax.tree_util.tree_unflatten(opt_tree, packed["opt_state"])
             p, s, o, m = self.train_step_fn(params, packed["state"], opt_state, *batch, rng=rng)
-            return (p, m), {
-                "state": s,
-                "opt_state": tuple(jax.tree_util.tree_leaves(o)),
-            }
+            return (p, m), {"state": s, "opt_state": tuple(jax.tree_util.tree_leaves(o))}
 
         return Target(
             name=f"{self.name}__train_step",
@@ -204,10 +209,7 @@ class Target:
             apply=step,
             inputs={**self.inputs, **self.batch},
             param_shapes=self.param_shapes,
-            state_shapes={
-                "state": self.state_shapes,
-                "opt_state": tuple(jax.tree_util.tree_leaves(opt_shapes)),
-            },
+            state_shapes={"state": self.state_shapes, "opt_state": tuple(opt_leaves)},
             stochastic=self.stochastic,
             platforms=self.platforms,
             devices=self.devices,
@@ -216,17 +218,39 @@ class Target:
             param_sharding=self.param_sharding,
         )
 
-    def load_train_step(self, platform: str | None = None, **options: Any) -> Callable[..., Any]:
-        """The serialized train step: `step(params, state, opt_state, *batch, rng=None)`."""
-        view = self.train_view()
-        loaded = view.load(platform, **options)
-        opt_tree = jax.tree_util.tree_structure(self.OPT_STATE_SHAPES)
+    def load_train_step(
+        self, platform: str | None = None, *, artifact_dir: Any = None, **options: Any
+    ) -> Callable[..., Any]:
+        """The serialized train step: `step(params, state, opt_state, *batch, rng=None)`.
+
+        `opt_state` may be the optimizer state `init_opt` returns or any pytree of its
+        leaves in the same order (the flat list a checkpoint stores); the result's
+        optimizer state has the structure of the one passed in. Loading imports no optax.
+        """
+        self._need_train()
+        root = Path(artifact_dir) if artifact_dir is not None else ARTIFACTS_DIR
+        folder = root.joinpath(*self.module.split("."), f"{self.name}__train_step")
+        probe = Target(
+            name=f"{self.name}__train_step",
+            module=self.module,
+            source_sha256=self.source_sha256,
+            init=self.init_fn,
+            apply=self.apply_fn,
+            inputs={},
+            param_shapes={},
+            state_shapes={},
+        )
+        outputs = _read_manifest(probe, folder)["outputs"]
+        leaves = outputs["tuple"][1]["dict"]["opt_state"]["tuple"]
+        opt_leaves = [jax.ShapeDtypeStruct(tuple(n["shape"]), n["dtype"]) for n in leaves]
+        loaded = self.train_view(opt_leaves).load(platform, artifact_dir=artifact_dir, **options)
 
         def step(params: Any, state: Any, opt_state: Any, *batch: Any, rng: Any = None) -> Any:
-            flat = tuple(jax.tree_util.tree_leaves(opt_state))
-            (p, m), packed = loaded(params, {"state": state, "opt_state": flat}, *batch, rng=rng)
-            o = jax.tree_util.tree_unflatten(opt_tree, packed["opt_state"])
-            return p, packed["state"], o, m
+            flat, tree = jax.tree_util.tree_flatten(opt_state)
+            (p, m), packed = loaded(
+                params, {"state": state, "opt_state": tuple(flat)}, *batch, rng=rng
+            )
+            return p, packed["state"], jax.tree_util.tree_unflatten(tree, packed["opt_state"]), m
 
         step.kind, step.platform = loaded.kind, loaded.platform  # type: ignore[attr-defined]
         return step

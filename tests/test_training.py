@@ -142,3 +142,6 @@ def test_train_step_executable_round_trips(tmp_path, batch):
                            got, want)
     # a second step with the returned optimizer state: its tree must match again
     step(got[0], got[1], got[2], x, labels)
+    # or with the flat leaves a checkpoint stores (no optax needed to load and step)
+    flat = step(got[0], got[1], jax.tree_util.tree_leaves(got[2]), x, labels)
+    assert isinstance(flat[2], list)
