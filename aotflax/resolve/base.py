@@ -1,0 +1,103 @@
+"""Shared definitions of the resolver: limits, control-flow signals, frames, records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..diagnostics import Span
+from ..program import (
+    Function,
+    ParamDecl,
+)
+from ..scopes import (
+    FunctionState,
+    Scope,
+)
+from ..values import (
+    Env,
+    ModuleRef,
+    Spec,
+)
+
+#: Guard against runaway unrolling (a `range(10**9)` typo).
+
+
+MAX_UNROLL = 100_000
+#: Nesting of user functions and modules (well below Python's own recursion limit).
+MAX_CALL_DEPTH = 48
+#: Statements and comprehension items one file may execute at build time: a bound on
+#: resolve time whatever the model does (nested loops, recursion), so a build never hangs.
+MAX_STEPS = 2_000_000
+#: Largest static value a model may build: ints of this many bits, sequences this long.
+MAX_STATIC_BITS = 1 << 16
+MAX_STATIC_LEN = 1 << 20
+
+
+class _Abort(Exception):
+    """Stop resolving the current statement; the diagnostic is already recorded."""
+
+
+class _OutOfSteps(Exception):
+    """The step budget is spent: stop resolving the whole file (already reported)."""
+
+
+class _Return(Exception):
+    def __init__(self, value: Any):
+        self.value = value
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
+@dataclass
+class Frame:
+    """An activation: variables, the function being built and the module scope."""
+
+    env: Env
+    fn: FunctionState | None
+    scope: Scope | None
+    #: Module whose method this is (for `self`).
+    module: ModuleRef | None = None
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """`nn.Sequential([...])`: its layers, applied in order when called."""
+
+    layers: tuple[Any, ...]
+
+
+@dataclass
+class TargetDecl:
+    name: str
+    module: ModuleRef
+    specs: dict[str, Spec]
+    method: str
+    platforms: tuple[str, ...]
+    devices: int
+    span: Span
+    #: Training targets: the loss function, optimizer and the loss's own inputs.
+    loss: Any = None
+    optimizer: Any = None
+    batch: dict[str, Spec] = field(default_factory=dict)
+    #: Device mesh axes (name, size); empty: `devices` in one data-parallel axis.
+    mesh: tuple[tuple[str, int], ...] = ()
+    #: Parameter sharding rules: (path pattern, partition spec), first match wins.
+    sharding_rules: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+
+@dataclass
+class Specialization:
+    """A resolved user-module method: its function and what callers must wire up."""
+
+    function: Function
+    params: dict[tuple[str, ...], ParamDecl]
+    state: dict[tuple[str, tuple[str, ...]], ParamDecl]
+    #: Output structure: the return value with fresh tensors (copied per call).
+    result: Any

@@ -1,0 +1,587 @@
+"""Calls: table entries, closures, builtins, methods, scan, Sequential, binding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ir, meshes, namespaces, safety, training
+from ..diagnostics import InternalError, Note, Span
+from ..ops import REGISTRY, CallError, Entry
+from ..ops import initializers as inits
+from ..ops.calls import value_code
+from ..ops.stochastic import RngKey
+from ..program import (
+    Code,
+    Function,
+    Op,
+    Tensor,
+    TreeVar,
+)
+from ..scopes import (
+    Scope,
+    StateVariable,
+    check_name,
+    subscript_path,
+)
+from ..values import (
+    BoundMethod,
+    Closure,
+    DType,
+    Env,
+    Initializer,
+    InitializerFactory,
+    ModuleRef,
+    OpRef,
+    OptaxFn,
+    Poison,
+    SelfValue,
+    SharedModule,
+    StaticBuiltin,
+    StaticError,
+    UserModule,
+    contains_poison,
+    describe_value,
+    is_static,
+)
+from .base import (
+    MAX_CALL_DEPTH,
+    MAX_UNROLL,
+    Frame,
+    Sequential,
+    _Abort,
+    _Return,
+)
+from .helpers import (
+    _NOT_COLLECTIONS,
+    _leaves,
+    _range_too_long,
+    _rebuild,
+    _tensors,
+    _tuple_code,
+    _unpack_code,
+)
+
+#: Guard against runaway unrolling (a `range(10**9)` typo).
+
+
+class CallsMixin:
+    """Calls: table entries, closures, builtins, methods, scan, Sequential, binding."""
+
+    # ---------------------------------------------------------------- calls
+
+    def _eval_Call(self, expr: ir.Call, frame: Frame) -> Any:
+        func = self.eval(expr.func, frame)
+        args: list[Any] = []
+        for a in expr.args:
+            if isinstance(a, ir.Starred):
+                args.extend(self._iterate(self.eval(a.value, frame), a.span))
+            else:
+                args.append(self.eval(a, frame))
+        kwargs: dict[str, Any] = {}
+        for kw in expr.keywords:
+            value = self.eval(kw.value, frame)
+            if kw.name is None:
+                if not isinstance(value, dict):
+                    raise self.error("AOT347", f"** needs a dict, got {describe_value(value)}",
+                                     kw.span)
+                kwargs.update(value)
+            else:
+                kwargs[kw.name] = value
+        if isinstance(func, Poison) or contains_poison(args) or contains_poison(kwargs):
+            raise _Abort()
+        return self._call(func, args, kwargs, expr, frame)
+
+    def _call(self, func: Any, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        span = expr.span
+        if func is namespaces.TARGET or func is namespaces.TRAIN_TARGET:
+            if frame.fn is not None:
+                raise self.error("AOT400", "targets must be declared at the top level", span)
+            return self._target_call(expr, frame, args, kwargs,
+                                     train=func is namespaces.TRAIN_TARGET)
+        if func is namespaces.MESH:
+            return meshes.mesh(self, args, kwargs, span)
+        if isinstance(func, OptaxFn):
+            return training.call_optax(self, func, args, kwargs, span)
+        if func is namespaces.MODEL_PARAM_TRAVERSAL:
+            return training.traversal(self, args, kwargs, span)
+        if func is namespaces.MULTI_OPTIMIZER:
+            return training.multi_optimizer(self, args, kwargs, span)
+        if isinstance(func, OpRef):
+            return self._call_entry(func.entry, func.written, args, kwargs, span, frame)
+        if func is namespaces.SEQUENTIAL:
+            return self._sequential(args, kwargs, expr)
+        if isinstance(func, Sequential):
+            if len(args) != 1 or kwargs:
+                raise self.error("AOT355", "a Sequential is called with one input: seq(x)", span)
+            value = args[0]
+            for layer in func.layers:
+                value = self._call(layer, [value], {}, expr, frame)
+            return value
+        if func is namespaces.SCAN:
+            return self._scan(args, kwargs, expr, frame)
+        if isinstance(func, ModuleRef):
+            name = kwargs.pop("name", None)
+            if isinstance(func.module, UserModule):
+                return self._call_user_module(func, args, kwargs, span, frame, name=name)
+            return self._call_layer(func.module, f"nn.{func.module.name}", args, kwargs, span,
+                                    frame, dict(func.bound), name=name)
+        if isinstance(func, SharedModule):
+            return self._call_shared(func, args, kwargs, span, frame)
+        if isinstance(func, Closure):
+            return self._call_closure(func, args, kwargs, span, frame)
+        if isinstance(func, BoundMethod):
+            return self._call_method(func, args, kwargs, expr, frame)
+        if isinstance(func, StaticBuiltin):
+            return self._call_static(func, args, kwargs, span)
+        if isinstance(func, InitializerFactory):
+            return self._make_initializer(func, args, kwargs, span)
+        if isinstance(func, DType):
+            if len(args) == 1 and not kwargs:
+                return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",
+                                        [args[0]], {"dtype": func}, span, frame)
+        raise self.error("AOT348", f"{describe_value(func)} is not callable", span)
+
+    def _scan(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        """`jax.lax.scan(step, init, xs)`: emitted as a real scan over a nested `def`."""
+        span = expr.span
+        fn, _ = self._need_module_frame(frame, span, "jax.lax.scan")
+        from ..ops.registry import Signature
+
+        try:
+            b = Signature.parse("f, init, xs=None, length=None, reverse=False, unroll=1").bind(
+                "jax.lax.scan", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        step, init, xs = b["f"], b["init"], b["xs"]
+        if not isinstance(step, Closure) or step.definition is None:
+            raise self.error("AOT360", "jax.lax.scan needs a step function defined with 'def' "
+                             "inside apply", span)
+        carry_in = self._flat_tensors(init, "init", span)
+        xs_in = self._flat_tensors(xs, "xs", span) if xs is not None else []
+        lengths = {t.shape[0] for t in xs_in if t.shape}
+        length = b["length"]
+        if any(not t.shape for t in xs_in) or len(lengths) > 1 or (
+                length is not None and lengths and lengths != {length}):
+            raise self.error("AOT361", "jax.lax.scan: xs must share one leading length, got "
+                             f"{', '.join(t.describe() for t in xs_in)}", span)
+        if not lengths and length is None:
+            raise self.error("AOT361", "jax.lax.scan needs xs or length=", span)
+        n = length if length is not None else lengths.pop()
+        carry = _rebuild(init, [Tensor(t.shape, t.dtype, t.weak) for t in carry_in])
+        x = None if xs is None else _rebuild(xs, [Tensor(t.shape[1:], t.dtype) for t in xs_in])
+        outer_ops, outer_rng, outer_state = fn.ops, fn.takes_rng, dict(fn.state_values)
+        fn.ops = []
+        try:
+            result = self._call_closure(step, [carry, x], {}, span, frame)
+            body = fn.ops
+        finally:
+            fn.ops = outer_ops
+        if fn.takes_rng != outer_rng or fn.state_values != outer_state:
+            fn.takes_rng, fn.state_values = outer_rng, outer_state
+            raise self.error("AOT362", "randomness and state updates inside jax.lax.scan are "
+                             "not supported yet", step.span)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise self.error("AOT363", "a scan step must return (new_carry, y)",
+                             step.definition.name_span)
+        new_carry, y = result
+        carry_out = self._flat_tensors(new_carry, "new carry", step.span)
+        if [(t.shape, t.dtype) for t in carry_out] != [(t.shape, t.dtype) for t in carry_in]:
+            raise self.error(
+                "AOT364", "the scan step must return a carry of the same types as init: got "
+                f"{', '.join(t.describe() for t in carry_out)} for "
+                f"{', '.join(t.describe() for t in carry_in)}", step.definition.name_span)
+        ys = self._flat_tensors(y, "y", step.span) if y is not None else []
+        p_carry, p_x = step.params.params[0].name, step.params.params[1].name
+        carry_var, x_var = TreeVar("carry"), TreeVar("x")
+        prologue = []
+        for var, value, name in ((carry_var, carry, p_carry), (x_var, x, p_x)):
+            leaves = _tensors(value)
+            if isinstance(value, (tuple, list)) and leaves:
+                prologue.append(Op("ops/module_call.j2", (("target", _unpack_code(
+                    value, value, [])), ("call", Code((var,)))), tuple(leaves), (), span, name))
+            elif isinstance(value, Tensor):
+                fn.hint(value, name)
+        inputs = tuple((name, value if isinstance(value, Tensor) else var)
+                       for name, var, value in ((p_carry, carry_var, carry), (p_x, x_var, x)))
+        nested = Function(
+            name=self._function_name(step.name), doc=f"Scan step `{step.name}`",
+            takes_params=False, state_collections=(), takes_rng=False, inputs=inputs,
+            body=tuple(prologue + body), result=value_code(result),
+            result_tensors=tuple(carry_out + ys), span=step.span, hints=dict(fn.hints))
+        final = _rebuild(init, [Tensor(t.shape, t.dtype, t.weak) for t in carry_in])
+        stacked = None if y is None else _rebuild(
+            y, [Tensor((n, *t.shape), t.dtype) for t in ys])
+        outs = _tensors(final) + _tensors(stacked)
+        produced = {id(v) for op in body for v in op.outputs} | {id(t) for t in _tensors(carry)}
+        produced |= {id(t) for t in _tensors(x)}
+        captures = [v for op in body for v in op.inputs() if id(v) not in produced]
+        extra = "" if not b["reverse"] else ", reverse=True"
+        extra += f", length={n}" if xs is None else ""
+        fn.ops.append(Op("ops/scan.j2", (
+            ("target", _unpack_code((init, y), (final, stacked), [])),
+            ("step", Code((nested.name,))), ("init", value_code(init)),
+            ("xs", value_code(xs)), ("extra", Code((extra,))),
+            ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested))
+        return (final, stacked)
+
+    def _flat_tensors(self, value: Any, what: str, span: Span) -> list[Tensor]:
+        leaves = _leaves(value)
+        if not leaves or not all(isinstance(v, Tensor) for v in leaves):
+            raise self.error("AOT361", f"jax.lax.scan: {what} must be an array or a tuple of "
+                             f"arrays, got {describe_value(value)}", span)
+        return leaves  # type: ignore[return-value]
+
+    def _sequential(self, args: list, kwargs: dict, expr: ir.Call) -> "Sequential":
+        """`nn.Sequential([...])`: layers applied in order, named in the enclosing scope."""
+        if len(args) != 1 or kwargs or not isinstance(args[0], (list, tuple)):
+            raise self.error("AOT355", "nn.Sequential takes one list of layers", expr.span)
+        for layer in args[0]:
+            if not isinstance(layer, (ModuleRef, OpRef, Closure, SharedModule, Sequential)):
+                raise self.error("AOT355", f"nn.Sequential layers must be modules (e.g. "
+                                 f"nn.Dense.partial(features=8)) or functions, got "
+                                 f"{describe_value(layer)}", expr.args[0].span)
+        return Sequential(tuple(args[0]))
+
+    def _call_entry(self, entry: Entry | None, written: str, args: list, kwargs: dict,
+                    span: Span, frame: Frame) -> Any:
+        if entry is None:
+            raise InternalError(f"missing operation for {written}", span=span)
+        if entry.kind == "layer":
+            return self._call_layer(entry, written, args, kwargs, span, frame)
+        if frame.fn is None:
+            raise self.error("AOT324", f"{written} can only be used inside a module's apply",
+                             span)
+        return self._call_layer(entry, written, args, kwargs, span, frame)
+
+    def _call_shared(self, shared: SharedModule, args: list, kwargs: dict, span: Span,
+                     frame: Frame) -> Any:
+        if "name" in kwargs:
+            raise self.error("AOT310", "a shared module is named where it is created", span)
+        fn, _ = self._need_module_frame(frame, span, shared.ref.class_name)
+        if shared.scope.fn is not fn:
+            raise self.error("AOT315", "a shared module can only be called in the module that "
+                             "created it", span, notes=(Note("created here", shared.span),))
+        shared.calls += 1
+        if isinstance(shared.ref.module, UserModule):
+            return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared)
+        return self._call_layer(shared.ref.module, f"nn.{shared.ref.class_name}", args, kwargs,
+                                span, frame, dict(shared.ref.bound), shared=shared)
+
+    def _call_closure(self, fn: Closure, args: list, kwargs: dict, span: Span,
+                      frame: Frame) -> Any:
+        bound = self._bind(fn.params, args, kwargs, fn.name, span, defaults=fn.defaults)
+        env = Env(fn.env)
+        for k, v in bound.items():
+            env.set(k, v)
+        self.depth += 1
+        if self.depth > MAX_CALL_DEPTH:
+            self.depth -= 1
+            raise self.error("AOT322", f"function {fn.name} recurses too deeply", span)
+        errors = self.errors
+        try:
+            self._exec_block(fn.body, Frame(env, frame.fn, frame.scope, frame.module))
+        except _Return as r:
+            if self.errors != errors:
+                raise _Abort() from None
+            return r.value
+        finally:
+            self.depth -= 1
+        if self.errors != errors:
+            raise _Abort()
+        return None
+
+    def _call_static(self, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
+        for a in list(args) + list(kwargs.values()):
+            if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
+                                                    "reversed", "isinstance", "dict"):
+                raise self.error("AOT349", f"{fn.name}() is evaluated at build time and needs "
+                                 f"static arguments, got {describe_value(a)}", span,
+                                 hint="use the jnp function for arrays (jnp.maximum, ...)")
+        if fn.name == "len" and args and isinstance(args[0], Tensor):
+            if not args[0].shape:
+                raise self.error("AOT349", "len() of a 0-d array", span)
+            return args[0].shape[0]
+        if fn.name == "isinstance":
+            raise self.error("AOT349", "isinstance is not supported; compare static values",
+                             span)
+        if fn.name == "range" and _range_too_long(args):
+            raise self.error("AOT330", f"range{tuple(args)} is too long to unroll (more than "
+                             f"{MAX_UNROLL:,} items)", span)
+        try:
+            result = fn.fn(*args, **kwargs)
+            if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
+                result = list(result)  # lazy ones fail here (map over a model function)
+        except Exception as e:  # a static builtin failed on user values
+            raise self.error("AOT349", f"{fn.name}(): {e}", span,
+                             hint="use a comprehension to apply a function of the model file"
+                             if fn.name in ("map", "filter", "sorted", "min", "max") else
+                             None) from None
+        if isinstance(result, BaseException):
+            return result
+        if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
+            if len(result) > MAX_UNROLL:
+                raise self.error("AOT330", f"{fn.name}() is too long to unroll", span)
+        return result
+
+    def _make_initializer(self, factory: InitializerFactory, args: list, kwargs: dict,
+                          span: Span) -> Initializer:
+        from ..ops.registry import Signature
+
+        sig = Signature.parse(inits.FACTORIES[factory.name])
+        try:
+            sig.bind(f"nn.initializers.{factory.name}", args, kwargs)
+            for v in list(args) + list(kwargs.values()):
+                if not is_static(v):
+                    raise CallError("AOT203", "initializer arguments must be static")
+            return inits.make(factory.name, args, kwargs)
+        except (CallError, StaticError) as e:
+            raise self.error(getattr(e, "code", "AOT203"), getattr(e, "message", str(e)),
+                             span) from None
+
+    def _call_method(self, m: BoundMethod, args: list, kwargs: dict, expr: ir.Call,
+                     frame: Frame) -> Any:
+        r, span = m.receiver, expr.span
+        if isinstance(r, ModuleRef) and m.name == "partial":
+            if args:
+                raise self.error("AOT350", "partial takes keyword arguments only", span)
+            return r.with_bound(kwargs, span)
+        if isinstance(r, ModuleRef) and m.name == "shared":
+            name = kwargs.pop("name", None)
+            if args:
+                raise self.error("AOT350", "shared takes keyword arguments only", span)
+            fn, scope = self._need_module_frame(frame, span, f"{r.class_name}.shared")
+            cls_name = r.module.linen_name if isinstance(r.module, Entry) else r.class_name
+            try:
+                child = scope.child_name(cls_name, name, span, shared=True)
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+            return SharedModule(r.with_bound(kwargs, span), scope, child, span)
+        static = REGISTRY.lookup(f"nn.{r.module.name}", m.name) \
+            if isinstance(r, ModuleRef) and isinstance(r.module, Entry) else None
+        if static is not None and static.kind == "function":
+            # A built-in layer's static method: nn.LSTMCell.initialize_carry(rng, (8,), 16).
+            return self._call_entry(static, f"nn.{r.module.name}.{m.name}", args, kwargs, span,
+                                    frame)
+        if isinstance(r, SharedModule):
+            return self._shared_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, SelfValue):
+            return self._self_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, Tensor):
+            if m.name == "T":
+                raise self.error("AOT348", "x.T is an attribute, not a method", span)
+            entry = REGISTRY.lookup("array", m.name)
+            return self._call_entry(entry, f"x.{m.name}", [r, *args], kwargs, span, frame)
+        if isinstance(r, (list, dict, str)):
+            return self._static_method(r, m.name, args, kwargs, span)
+        raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
+
+    def _static_method(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
+        allowed = {
+            list: {"append", "extend", "insert", "pop", "index", "count", "copy", "reverse"},
+            dict: {"get", "items", "keys", "values", "update", "copy", "pop", "setdefault"},
+            str: {"format", "join", "upper", "lower", "startswith", "endswith", "replace",
+                  "split", "strip"},
+        }[type(r)]
+        if name not in allowed:
+            raise self.error("AOT348", f"method {type(r).__name__}.{name} is not supported",
+                             span)
+        if name == "format":
+            problem = safety.format_problem(r)
+            if problem:
+                raise self.error("AOT341", f"str.format: {problem}", span)
+        try:
+            result = getattr(r, name)(*args, **kwargs)
+        except Exception as e:
+            raise self.error("AOT349", f"{type(r).__name__}.{name}(): {e}", span) from None
+        if name in ("items", "keys", "values"):
+            return list(result)
+        return result
+
+    def _self_method(self, r: SelfValue, name: str, args: list, kwargs: dict, span: Span,
+                     frame: Frame) -> Any:
+        scope: Scope = r.scope
+        fn = scope.fn
+        if name == "param":
+            try:
+                from ..ops.registry import Signature
+
+                b = Signature.parse("name, shape, init, dtype=None").bind("self.param", args,
+                                                                          kwargs)
+                pname, shape, init = b["name"], b["shape"], b["init"]
+                if not isinstance(pname, str):
+                    raise CallError("AOT351", f"self.param name must be a string, got "
+                                    f"{describe_value(pname)}")
+                check_name(pname, "parameter name")
+                if shape is None:
+                    raise CallError("AOT352", "data-dependent parameter shapes (shape=None) are "
+                                    "not supported: give the shape explicitly")
+                if not (isinstance(shape, (tuple, list)) and all(
+                        isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                        for d in shape)):
+                    raise CallError("AOT351", f"self.param shape must be a tuple of ints, got "
+                                    f"{describe_value(shape)}")
+                dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
+                if pname in scope.used:
+                    raise CallError("AOT311", f"'{pname}' is already used in this module")
+                code = scope.param(pname, tuple(shape), dtype, init, span)
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+            scope.used[pname] = span
+            out = Tensor(tuple(shape), dtype)
+            fn.emit("ops/call.j2", {"call": code}, (out,), span, pname)
+            return out
+        if name == "get_param":
+            return self._get_param(scope, args, kwargs, span)
+        if name == "state":
+            return self._user_state(scope, args, kwargs, span)
+        module = frame.module.module if frame.module is not None else None
+        method = module.method(name) if isinstance(module, UserModule) else None
+        if method is not None and name != "apply":
+            # Another method of this module: runs in the same scope, sharing parameters.
+            env_self = Env(module.globals)
+            env_self.set(method.params.params[0].name, r)
+            params = ir.Parameters(method.params.params[1:], method.params.span)
+            closure = Closure(name, params, method.body, env_self, method.span, method)
+            return self._call_closure(closure, args, kwargs, span, frame)
+        raise self.error("AOT353", f"self.{name} is not supported", span,
+                         hint="modules support self.param, self.state, self.get_param and "
+                              "calls to their own @nn.module_method methods")
+
+    def _user_state(self, scope: Scope, args: list, kwargs: dict, span: Span) -> StateVariable:
+        """`self.state(name, shape=(), init=zeros, dtype=float32, collection="state")`."""
+        from ..ops.registry import Signature
+
+        try:
+            b = Signature.parse("name, shape=(), init=None, dtype=None, collection='state'").bind(
+                "self.state", args, kwargs)
+            name, shape, coll = b["name"], b["shape"], b["collection"]
+            if not isinstance(name, str) or not name:
+                raise CallError("AOT351", "self.state name must be a non-empty string")
+            check_name(name, "state variable name")
+            if not (isinstance(shape, (tuple, list)) and all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+                raise CallError("AOT351", f"self.state shape must be a tuple of ints, got "
+                                f"{describe_value(shape)}")
+            if not (isinstance(coll, str) and coll.isidentifier()) or coll in _NOT_COLLECTIONS:
+                raise CallError("AOT356", f"invalid state collection name {coll!r}",
+                                hint="use an identifier such as 'state' or 'cache' (not "
+                                     "'params' or 'rng')")
+            dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
+            if name in scope.used:
+                raise CallError("AOT311", f"'{name}' is already used in this module",
+                                notes=(Note("first used here", scope.used[name]),))
+            scope.state(coll, name, tuple(shape), dtype, b["init"] or inits.ZEROS, span)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+        scope.used[name] = span
+        return StateVariable(scope, coll, name, tuple(shape), dtype, span)
+
+    def _state_write(self, var: StateVariable, value: Any, span: Span) -> None:
+        if isinstance(value, Poison):
+            raise _Abort()
+        if not isinstance(value, Tensor) and isinstance(value, (int, float, bool)):
+            const = Tensor(var.shape, var.dtype)
+            var.scope.fn.emit("ops/call.j2", {"call": Code((
+                f"jnp.full({_tuple_code(var.shape)}, {value!r}, jnp.{var.dtype})",))},
+                (const,), span, var.name)
+            value = const
+        if not isinstance(value, Tensor) or isinstance(value, RngKey):
+            raise self.error("AOT313", f"state '{var.name}' must be assigned an array, got "
+                             f"{describe_value(value)}", span)
+        var.scope.fn.hint(value, var.name)
+        try:
+            var.write(value, span)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+
+    def _get_param(self, scope: Scope, args: list, kwargs: dict, span: Span) -> Any:
+        """`self.get_param(name)`: a parameter, or a submodule's parameter dict, of this scope."""
+        if len(args) != 1 or kwargs or not isinstance(args[0], str):
+            raise self.error("AOT354", "self.get_param takes one name: self.get_param(\"embed\")",
+                             span)
+        name = args[0]
+        prefix = scope.prefix + (name,)
+        found = {p[len(prefix):]: d for p, d in scope.fn.params.items()
+                 if p[:len(prefix)] == prefix}
+        if not found:
+            known = sorted({p[len(scope.prefix)] for p in scope.fn.params
+                            if p[:len(scope.prefix)] == scope.prefix and len(p) > len(
+                                scope.prefix)})
+            raise self.error("AOT354", f"no parameter or submodule '{name}' has been declared "
+                             f"in {scope.owner} before this line", span,
+                             hint=f"declared so far: {', '.join(known) or 'none'}; create the "
+                                  "layer (e.g. with .shared(name=...)) before reading it")
+        tree: Any = {}
+        for rel, decl in found.items():
+            out = Tensor(decl.shape, decl.dtype)
+            scope.fn.emit("ops/call.j2", {"call": Code((subscript_path("params", decl.path),))},
+                          (out,), span, (rel[-1] if rel else name))
+            if not rel:
+                return out
+            node = tree
+            for part in rel[:-1]:
+                node = node.setdefault(part, {})
+            node[rel[-1]] = out
+        return tree
+
+    def _shared_method(self, shared: SharedModule, name: str, args: list, kwargs: dict,
+                       span: Span, frame: Frame) -> Any:
+        """`embed.attend(x)`, `model.encode(x)`: another entry point of a shared module."""
+        module = shared.ref.module
+        if isinstance(module, UserModule):
+            if module.method(name) is None:
+                raise self.error("AOT353", f"module {module.name} has no method '{name}'", span)
+            fn, _ = self._need_module_frame(frame, span, module.name)
+            return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared,
+                                          method=name)
+        entry = REGISTRY.lookup(f"nn.{module.name}", name)
+        if entry is None:
+            raise self.error("AOT353", f"nn.{module.name} has no method '{name}'", span)
+        return self._call_layer(entry, f"nn.{module.name}.{name}", args, kwargs, span, frame,
+                                dict(shared.ref.bound), shared=shared)
+
+    # ================================================================ binding
+
+    def _bind(self, params: ir.Parameters, args: list, kwargs: dict, what: str, span: Span, *,
+              skip_self: bool = False, defaults: dict | None = None,
+              defaults_env: Env | None = None) -> dict[str, Any]:
+        plist = list(params.params[1:] if skip_self else params.params)
+        bound: dict[str, Any] = {}
+        positional = [p for p in plist if p.kind == "positional"]
+        vararg = next((p for p in plist if p.kind == "vararg"), None)
+        kwarg = next((p for p in plist if p.kind == "kwarg"), None)
+        if len(args) > len(positional) and vararg is None:
+            raise self.error("AOT301", f"{what} takes {len(positional)} positional arguments "
+                             f"but {len(args)} were given", span,
+                             hint=f"signature: {what}({', '.join(p.name for p in plist)})")
+        for p, a in zip(positional, args):
+            bound[p.name] = a
+        if vararg is not None:
+            bound[vararg.name] = tuple(args[len(positional):])
+        extra: dict[str, Any] = {}
+        names = {p.name for p in plist if p.kind in ("positional", "kwonly")}
+        for k, v in kwargs.items():
+            if k in names:
+                if k in bound:
+                    raise self.error("AOT303", f"{what} got multiple values for '{k}'", span)
+                bound[k] = v
+            elif kwarg is not None:
+                extra[k] = v
+            else:
+                raise self.error("AOT302", f"{what} got an unexpected keyword argument '{k}'",
+                                 span, hint=f"its arguments are: "
+                                 f"{', '.join(p.name for p in plist)}")
+        for p in plist:
+            if p.name in bound or p.kind in ("vararg", "kwarg"):
+                continue
+            if defaults is not None and p.name in defaults:
+                bound[p.name] = defaults[p.name]
+            elif p.default is not None:
+                bound[p.name] = self.eval(p.default, Frame(defaults_env or self.globals, None,
+                                                           None))
+            else:
+                raise self.error("AOT304", f"{what} is missing required argument '{p.name}'",
+                                 span)
+        if kwarg is not None:
+            bound[kwarg.name] = extra
+        return {p.name: bound[p.name] for p in plist if p.name in bound}

@@ -1,0 +1,297 @@
+"""The resolver: runs a model file's top level and resolves its targets."""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+from typing import Any
+
+from .. import ir, meshes, namespaces, safety, training
+from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
+from ..program import (
+    FileProgram,
+    Function,
+    ParamDecl,
+    TargetProgram,
+    Tensor,
+    UserFunction,
+    describe,
+)
+from ..values import (
+    Closure,
+    Env,
+    MeshSpec,
+    ModuleRef,
+    Spec,
+    UserModule,
+    describe_value,
+)
+from .base import (
+    MAX_STEPS,
+    Frame,
+    Specialization,
+    TargetDecl,
+    _Abort,
+    _OutOfSteps,
+)
+
+#: Guard against runaway unrolling (a `range(10**9)` typo).
+from .calls import CallsMixin
+from .expressions import ExpressionsMixin
+from .helpers import (
+    _TARGET_NAMES_TAKEN,
+    _short,
+    _tensors,
+)
+from .modules import ModulesMixin
+from .statements import StatementsMixin
+
+
+class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
+    """Resolves one model file."""
+
+    def __init__(self, model: ir.ModelFile, symbols: Any = None):
+        self.model = model
+        #: Sentinel sizes for symbolic dimensions (`symbolic.Sentinels`), or None.
+        self.symbols = symbols
+        self.reporter = Reporter()
+        self.globals = Env()
+        self.targets: list[TargetDecl] = []
+        self.cache: dict[Any, Specialization] = {}
+        self.functions: list[Function] = []
+        self.fn_names: dict[str, int] = {}
+        self.user_inits: dict[str, Closure] = {}
+        self.depth = 0
+        self._reported: set[tuple] = set()
+        #: Errors raised so far, repeats included (a body with errors must not produce a value).
+        self.errors = 0
+        self.steps = 0
+
+    # ================================================================ driver
+
+    def run(self) -> FileProgram:
+        self._bind_imports()
+        top = Frame(self.globals, None, None)
+        targets = []
+        try:
+            for stmt in self.model.body:
+                if isinstance(stmt, ir.ClassDef):
+                    self._classdef(stmt)
+                else:
+                    self._top_level(stmt.span, lambda stmt=stmt: self._exec_guarded(stmt, top))
+            for decl in self.targets:
+                got = self._top_level(decl.span, lambda decl=decl: self._resolve_target(decl))
+                if got is not None:
+                    targets.append(got)
+        except _OutOfSteps:
+            pass
+        for closure in sorted(self.user_inits.values(), key=lambda c: c.span.line):
+            # emitted verbatim into generated code, which verify imports: check it first
+            self.reporter.extend(safety.check_emitted_function(
+                closure.definition, closure.env))  # type: ignore[arg-type]
+        self.reporter.raise_if_errors()
+        sha = hashlib.sha256(self.model.file.text.encode()).hexdigest()
+        user = tuple(
+            UserFunction(c.name, c.definition.source, c.span)  # type: ignore[union-attr]
+            for c in sorted(self.user_inits.values(), key=lambda c: c.span.line)
+        )
+        return FileProgram(self.model.relpath, sha, tuple(self.functions), tuple(targets), user)
+
+    def _top_level(self, span: Span, fn: Any) -> Any:
+        """Resolve one top-level statement or target; Python's recursion limit is an error."""
+        try:
+            return fn()
+        except _Abort:
+            return None
+        except RecursionError:
+            self.error("AOT322", "this nests calls or expressions too deeply to resolve "
+                       "(recursive functions and modules are not supported)", span)
+            return None
+
+    def _step(self, span: Span) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.error("AOT330", f"resolving this file takes more than {MAX_STEPS:,} build-time "
+                       "steps; stopped here", span, hint="look for loops over large ranges or "
+                       "runaway recursion; loops are unrolled at build time")
+            raise _OutOfSteps()
+
+    def error(self, code: str, message: str, span: Span | None, *, hint: str | None = None,
+              notes: tuple[Note, ...] = ()) -> _Abort:
+        self.errors += 1
+        key = (code, message, span.line if span else 0, span.col if span else 0)
+        if key not in self._reported:
+            self._reported.add(key)
+            self.reporter.error(code, message, span, hint=hint, notes=notes)
+        return _Abort()
+
+    def _bind_imports(self) -> None:
+        for imp in self.model.imports:
+            value = namespaces.namespace_for(imp.module, imp.member)
+            if value is None:
+                self.error("AOT104", f"'{imp.member}' cannot be imported from '{imp.module}'",
+                           imp.span)
+                continue
+            self.globals.set(imp.alias, value)
+
+    def _classdef(self, cls: ir.ClassDef) -> None:
+        ok = False
+        for base in cls.bases:
+            try:
+                value = self.eval(base, Frame(self.globals, None, None))
+            except _Abort:
+                return
+            ok = ok or value is namespaces.MODULE_BASE
+        if not ok:
+            self.error("AOT320", f"class {cls.name} must subclass nn.Module", cls.name_span,
+                       hint=f"write: class {cls.name}(nn.Module):")
+            return
+        if not any(m.name == "apply" for m in cls.methods):
+            self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
+        self.globals.set(cls.name, ModuleRef(UserModule(cls.name, cls, self.globals)))
+
+    # ================================================================ targets
+
+    def _resolve_target(self, decl: TargetDecl) -> TargetProgram:
+        module = decl.module.module
+        if not isinstance(module, UserModule):
+            raise self.error("AOT401", "a target must name a user module (class M(nn.Module))",
+                             decl.span)
+        method = module.method(decl.method)
+        if method is None:
+            raise self.error("AOT402", f"module {module.name} has no method '{decl.method}'",
+                             decl.span)
+        names = [p.name for p in method.params.params[1:]]
+        unknown = [k for k in decl.specs if k not in names]
+        if unknown:
+            raise self.error(
+                "AOT403", f"target '{decl.name}': {module.name}.{decl.method} has no input "
+                f"'{unknown[0]}'", decl.specs[unknown[0]].span,
+                hint=f"its arguments are: {', '.join(names)}")
+        kwargs: dict[str, Any] = {}
+        symbolic: list[tuple[str, tuple[object, ...]]] = []
+        for k, spec in decl.specs.items():
+            if any(isinstance(d, str) for d in spec.shape):
+                symbolic.append((k, tuple(spec.shape)))
+            shape = tuple(self._dim_value(d, spec.span) for d in spec.shape)
+            kwargs[k] = Tensor(shape, spec.dtype)
+        spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span, entry=True)
+        fn = spec_.function
+        inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs)
+        missing = [k for k in decl.specs if k not in dict(fn.inputs)]
+        if missing:
+            raise self.error("AOT405", f"target input '{missing[0]}' is not an array input",
+                             decl.specs[missing[0]].span)
+        params = tuple(spec_.params.values())
+        state = tuple(ParamDecl((c, *p), d.shape, d.dtype, d.init, d.span)
+                      for (c, p), d in spec_.state.items())
+        outs = tuple((t.shape, t.dtype) for t in _tensors(spec_.result))
+        hp = ", ".join(f"{k}={_short(v)}" for k, v in decl.module.bound)
+        return TargetProgram(
+            name=decl.name, entry=fn.name, function=fn, inputs=inputs, params=params,
+            state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
+            devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
+            span=decl.span, symbolic=tuple(symbolic), mesh=decl.mesh,
+            param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
+                                              decl.span),
+            train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
+                   if decl.loss is not None else None))
+
+    def _dim_value(self, dim: object, span: Span) -> int:
+        """A symbolic dimension resolves as a sentinel size (see `symbolic.py`)."""
+        if isinstance(dim, int):
+            return dim
+        if self.symbols is None:
+            raise self.error("AOT404", f"symbolic dimension '{dim}' is not allowed here", span)
+        if not str(dim).isidentifier():
+            raise self.error("AOT410", f"symbolic dimension {dim!r} must be an identifier such "
+                             "as 'batch'", span)
+        return self.symbols.value(str(dim))
+
+    def _target_call(self, call: ir.Call, frame: Frame, args: list, kwargs: dict,
+                     train: bool = False) -> None:
+        span = call.span
+        if len(args) != 2 or not isinstance(args[0], str):
+            got = ", ".join(describe_value(a) for a in args) or "nothing"
+            raise self.error("AOT400", "aot.target takes a name and a module: "
+                             f"aot.target(\"name\", Module, x=aot.f32[...]), got ({got})", span)
+        name, module = args
+        if isinstance(module, ModuleRef) and not isinstance(module.module, UserModule):
+            raise self.error("AOT401", f"a target must name a user module (class M(nn.Module)), "
+                             f"got the built-in layer nn.{module.class_name}", call.args[1].span,
+                             hint="wrap the layer in a module of the model file")
+        if not isinstance(module, ModuleRef):
+            raise self.error("AOT401", f"a target must name a module, got "
+                             f"{describe_value(module)}", call.args[1].span)
+        if not name.isidentifier():
+            raise self.error("AOT406", f"target name {name!r} is not a Python identifier",
+                             call.args[0].span)
+        if keyword.iskeyword(name) or name in _TARGET_NAMES_TAKEN or isinstance(
+                self.globals.lookup(name)[1], ModuleRef):
+            raise self.error("AOT406", f"target name {name!r} is taken in the generated module "
+                             "(a Python keyword, builtin, import or module function)",
+                             call.args[0].span, hint=f"call it {name}_target, for example")
+        if any(t.name == name for t in self.targets):
+            raise self.error("AOT407", f"target '{name}' is declared twice", span)
+        platforms = kwargs.pop("platforms", ("cpu",))
+        if isinstance(platforms, str):
+            platforms = (platforms,)
+        if not isinstance(platforms, (tuple, list)):
+            raise self.error("AOT408", "platforms= must be a tuple of platform names such as "
+                             f"(\"cpu\", \"cuda\"), got {describe_value(platforms)}", span)
+        bad = [p for p in platforms if p not in ("cpu", "cuda", "tpu")]
+        if bad or not platforms:
+            raise self.error("AOT408", f"unknown platform {bad[0] if bad else '()'}: expected "
+                             "cpu, cuda or tpu", span)
+        devices = kwargs.pop("devices", 1)
+        method = kwargs.pop("method", "apply")
+        sharding_rules = kwargs.pop("param_sharding", None)
+        mesh: tuple[tuple[str, int], ...] = ()
+        if isinstance(devices, MeshSpec):
+            mesh, devices = devices.axes, devices.size
+        elif isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+            raise self.error("AOT400", f"devices= must be a positive int or aot.mesh(...), got "
+                             f"{describe_value(devices)}", span)
+        if sharding_rules is not None:
+            sharding_rules = meshes.check_rules(self, sharding_rules, mesh, span)
+        if not isinstance(method, str):
+            raise self.error("AOT400", f"method= must be a method name, got "
+                             f"{describe_value(method)}", span)
+        loss = kwargs.pop("loss", None) if train else None
+        optimizer = kwargs.pop("optimizer", None) if train else None
+        if train and not (isinstance(loss, Closure) and loss.toplevel):
+            raise self.error("AOT423", "aot.train_target needs loss=, a function of the model "
+                             "file: loss(model_output, *batch) -> scalar", span)
+        if train and optimizer is None:
+            raise self.error("AOT422", "aot.train_target needs optimizer=, e.g. "
+                             "optimizer=optax.adam(1e-3)", span)
+        specs: dict[str, Spec] = {}
+        for k, v in kwargs.items():
+            if not isinstance(v, Spec):
+                kw = next((kw for kw in call.keywords if kw.name == k), None)
+                raise self.error(
+                    "AOT409", f"target input '{k}' must be a spec such as aot.f32[8, 784], got "
+                    f"{describe_value(v)}", kw.span if kw else span,
+                    hint="bind hyperparameters with Module.partial(...)")
+            specs[k] = v
+        batch: dict[str, Spec] = {}
+        if train:
+            method_def = module.module.method(method)
+            model_inputs = {p.name for p in method_def.params.params[1:]} if method_def else set()
+            batch = {k: v for k, v in specs.items() if k not in model_inputs}
+            specs = {k: v for k, v in specs.items() if k in model_inputs}
+        self.targets.append(TargetDecl(name, module, specs, method, tuple(platforms),
+                                       int(devices), span, loss, optimizer, batch, mesh,
+                                       sharding_rules or ()))
+
+
+
+def resolve(model: ir.ModelFile, symbols: Any = None) -> FileProgram:
+    """Resolve a parsed model file; raises `BuildError` with every diagnostic found.
+
+    **Arguments:** `symbols`: sizes for symbolic dimensions (`symbolic.Sentinels`).
+    """
+    return Resolver(model, symbols).run()
+
+
+__all__ = ["resolve", "Resolver", "BuildError", "Diagnostic", "describe", "Span", "ParamDecl"]

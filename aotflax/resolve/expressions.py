@@ -1,0 +1,336 @@
+"""Expressions: static evaluation, or table operations on arrays."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from .. import dtypes as dt
+from .. import ir, namespaces, safety
+from ..diagnostics import Span
+from ..ops import REGISTRY, CallError
+from ..program import (
+    Code,
+    Tensor,
+)
+from ..scopes import (
+    StateVariable,
+    check_shape,
+)
+from ..values import (
+    BoundMethod,
+    Closure,
+    DType,
+    Env,
+    ModuleRef,
+    Namespace,
+    Poison,
+    SelfValue,
+    SharedModule,
+    Spec,
+    SpecDType,
+    contains_poison,
+    describe_value,
+    is_static,
+)
+from .base import (
+    Frame,
+    _Abort,
+)
+from .helpers import (
+    _BINOP_NAMES,
+    _STATIC_BINOPS,
+    _STATIC_COMPARE,
+    _array_like,
+    _size,
+    _too_big,
+)
+
+#: Guard against runaway unrolling (a `range(10**9)` typo).
+
+
+class ExpressionsMixin:
+    """Expressions: static evaluation, or table operations on arrays."""
+
+    # ---------------------------------------------------------------- expressions
+
+    def eval(self, expr: ir.Expr, frame: Frame) -> Any:
+        return getattr(self, "_eval_" + type(expr).__name__)(expr, frame)
+
+    def _eval_Constant(self, expr: ir.Constant, frame: Frame) -> Any:
+        return expr.value
+
+    def _eval_Name(self, expr: ir.Name, frame: Frame) -> Any:
+        found, value = frame.env.lookup(expr.id)
+        if found:
+            return value
+        if expr.id in namespaces.BUILTINS:
+            return namespaces.BUILTINS[expr.id]
+        if expr.id in safety.FORBIDDEN_NAMES or safety.is_dunder(expr.id):
+            raise self.error("AOT105", f"'{expr.id}' is not available in model files: model "
+                             "files are data, never executed", expr.span)
+        raise self.error("AOT340", f"name '{expr.id}' is not defined", expr.span)
+
+    def _eval_FString(self, expr: ir.FString, frame: Frame) -> Any:
+        out = []
+        for part in expr.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = self.eval(part.value, frame)
+            if not is_static(value):
+                raise self.error("AOT341", "f-strings may only format static values, got "
+                                 f"{describe_value(value)}", part.span,
+                                 hint="format its shape or dtype instead, e.g. {x.shape[-1]}")
+            if part.conversion == "r":
+                value = repr(value)
+            problem = safety.spec_problem(part.format_spec or "")
+            if problem:
+                raise self.error("AOT341", f"f-string: {problem}", part.span)
+            try:
+                out.append(format(value, part.format_spec or ""))
+            except (ValueError, TypeError) as e:
+                raise self.error("AOT341", f"bad format: {e}", part.span) from None
+        return "".join(out)
+
+    def _eval_TupleExpr(self, expr: ir.TupleExpr, frame: Frame) -> Any:
+        return tuple(self._elements(expr.elts, frame))
+
+    def _eval_ListExpr(self, expr: ir.ListExpr, frame: Frame) -> Any:
+        return list(self._elements(expr.elts, frame))
+
+    def _elements(self, elts: tuple[ir.Expr, ...], frame: Frame) -> list[Any]:
+        out: list[Any] = []
+        for e in elts:
+            if isinstance(e, ir.Starred):
+                out.extend(self._iterate(self.eval(e.value, frame), e.span))
+            else:
+                out.append(self.eval(e, frame))
+        return out
+
+    def _eval_DictExpr(self, expr: ir.DictExpr, frame: Frame) -> Any:
+        out: dict[Any, Any] = {}
+        for k, v in zip(expr.keys, expr.values):
+            if k is None:
+                inner = self.eval(v, frame)
+                if isinstance(inner, Poison):
+                    raise _Abort()
+                if not isinstance(inner, dict):
+                    raise self.error("AOT347", f"** needs a dict, got {describe_value(inner)}",
+                                     v.span)
+                out.update(inner)
+            else:
+                key = self.eval(k, frame)
+                if not is_static(key):
+                    raise self.error("AOT342", f"dict keys must be static, got "
+                                     f"{describe_value(key)}", k.span)
+                try:
+                    out[key] = self.eval(v, frame)
+                except TypeError as e:  # an unhashable key, such as a list
+                    raise self.error("AOT342", f"dict keys must be hashable: {e}",
+                                     k.span) from None
+        return out
+
+    def _eval_Slice(self, expr: ir.Slice, frame: Frame) -> Any:
+        parts = [self.eval(p, frame) if p is not None else None
+                 for p in (expr.lower, expr.upper, expr.step)]
+        for p, node in zip(parts, (expr.lower, expr.upper, expr.step)):
+            if p is not None and not (isinstance(p, int) and not isinstance(p, bool)):
+                raise self.error("AOT343", f"slice bounds must be static ints, got "
+                                 f"{describe_value(p)}", node.span if node else expr.span,
+                                 hint="use jax.lax.dynamic_slice for array-valued offsets")
+        return slice(*parts)
+
+    def _eval_IfExp(self, expr: ir.IfExp, frame: Frame) -> Any:
+        return self.eval(expr.body if self._truth(expr.test, frame) else expr.orelse, frame)
+
+    def _eval_BoolOp(self, expr: ir.BoolOp, frame: Frame) -> Any:
+        value: Any = None
+        for v in expr.values:
+            value = self.eval(v, frame)
+            if not is_static(value):
+                raise self.error("AOT335", f"'{expr.op}' needs static operands; use "
+                                 "jnp.logical_and / jnp.logical_or for arrays", v.span)
+            if (expr.op == "and") != bool(value):
+                return value
+        return value
+
+    def _eval_UnaryOp(self, expr: ir.UnaryOp, frame: Frame) -> Any:
+        value = self.eval(expr.operand, frame)
+        if isinstance(value, Poison):
+            raise _Abort()
+        if expr.op == "not":
+            if isinstance(value, Tensor):
+                raise self.error("AOT335", "'not' needs a static operand; use "
+                                 "jnp.logical_not for arrays", expr.span)
+            return not value
+        if isinstance(value, Tensor):
+            name = {"-": "neg", "+": "pos", "~": "invert"}[expr.op]
+            return self._call_entry(REGISTRY.lookup("operator", name), f"'{expr.op}'", [value],
+                                    {}, expr.span, frame)
+        try:
+            return {"-": operator.neg, "+": operator.pos, "~": operator.invert}[expr.op](value)
+        except TypeError:
+            raise self.error("AOT344", f"bad operand for unary {expr.op}: "
+                             f"{describe_value(value)}", expr.span) from None
+
+    def _eval_BinOp(self, expr: ir.BinOp, frame: Frame) -> Any:
+        left = self.eval(expr.left, frame)
+        right = self.eval(expr.right, frame)
+        return self._binop(expr.op, left, right, expr.span, frame)
+
+    def _binop(self, op: str, left: Any, right: Any, span: Span, frame: Frame) -> Any:
+        if isinstance(left, Poison) or isinstance(right, Poison):
+            raise _Abort()
+        if isinstance(left, Tensor) or isinstance(right, Tensor):
+            name = _BINOP_NAMES.get(op)
+            if name is None or not (_array_like(left) and _array_like(right)):
+                raise self.error("AOT344", f"unsupported operand types for {op}: "
+                                 f"{describe_value(left)} and {describe_value(right)}", span)
+            return self._call_entry(REGISTRY.lookup("operator", name), f"'{op}'", [left, right],
+                                    {}, span, frame)
+        too_big = _too_big(op, left, right)
+        if too_big:
+            raise self.error("AOT344", f"the static value {too_big} is too large to compute at "
+                             "build time", span)
+        try:
+            return _STATIC_BINOPS[op](left, right)
+        except ZeroDivisionError:
+            raise self.error("AOT344", "division by zero in a static expression", span) from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise self.error("AOT344", f"bad operands for {op}: {describe_value(left)} and "
+                             f"{describe_value(right)} ({e})", span) from None
+
+    def _eval_Compare(self, expr: ir.Compare, frame: Frame) -> Any:
+        left = self.eval(expr.left, frame)
+        result: Any = True
+        for op, comp in zip(expr.ops, expr.comparators):
+            right = self.eval(comp, frame)
+            if isinstance(left, Tensor) or isinstance(right, Tensor):
+                if len(expr.ops) > 1 or op in ("in", "not in", "is", "is not"):
+                    raise self.error("AOT344", f"'{op}' is not supported on arrays", expr.span)
+                return self._binop(op, left, right, expr.span, frame)
+            if isinstance(left, Poison) or isinstance(right, Poison):
+                raise _Abort()
+            try:
+                ok = _STATIC_COMPARE[op](left, right)
+            except TypeError as e:
+                raise self.error("AOT344", f"cannot compare: {e}", expr.span) from None
+            if not ok:
+                return False
+            result = ok
+            left = right
+        return bool(result)
+
+    def _eval_Subscript(self, expr: ir.Subscript, frame: Frame) -> Any:
+        value = self.eval(expr.value, frame)
+        index = self.eval(expr.index, frame)
+        if isinstance(value, Poison) or contains_poison(index):
+            raise _Abort()
+        if isinstance(value, SpecDType):
+            return self._spec(value, index, expr)
+        if isinstance(value, Tensor):
+            return self._call_entry(REGISTRY.lookup("operator", "getitem"), "indexing",
+                                    [value, index], {}, expr.span, frame)
+        if not is_static(index):
+            raise self.error("AOT345", f"indices of static values must be static, got "
+                             f"{describe_value(index)} to index {describe_value(value)}",
+                             expr.span)
+        try:
+            return value[index]
+        except (IndexError, KeyError, TypeError, ValueError) as e:
+            raise self.error("AOT345", f"cannot index {describe_value(value)} with "
+                             f"{index!r}: {e}", expr.span) from None
+
+    def _spec(self, value: SpecDType, index: Any, expr: ir.Subscript) -> Spec:
+        dims = index if isinstance(index, tuple) else (index,)
+        for d in dims:
+            if isinstance(d, bool) or not isinstance(d, (int, str)) or (isinstance(d, int)
+                                                                        and d < 0):
+                raise self.error("AOT410", f"input dimensions must be non-negative ints or "
+                                 f"symbolic names, got {d!r}", expr.index.span)
+        try:
+            check_shape([d for d in dims if isinstance(d, int)], "input")
+        except CallError as e:
+            raise self.error("AOT410", e.message, expr.index.span) from None
+        return Spec(tuple(dims), value.dtype, expr.span)
+
+    def _eval_Attribute(self, expr: ir.Attribute, frame: Frame) -> Any:
+        value = self.eval(expr.value, frame)
+        if expr.attr.startswith("__"):
+            raise self.error("AOT346", f"dunder attribute '{expr.attr}' is not available in "
+                             "model files", expr.span)
+        if isinstance(value, Tensor) and expr.attr == "T":
+            fn, _ = self._need_module_frame(frame, expr.span, "x.T")
+            out = Tensor(value.shape[::-1], value.dtype, value.weak)
+            fn.emit("ops/call.j2", {"call": Code.of(value, ".T")}, (out,), expr.span, "t")
+            return out
+        return self._attribute(value, expr.attr, expr.span)
+
+    def _attribute(self, value: Any, attr: str, span: Span) -> Any:
+        if isinstance(value, Poison):
+            raise _Abort()
+        if isinstance(value, Namespace):
+            if attr in value.members:
+                return value.members[attr]
+            raise self.error("AOT346", f"{value.name}.{attr} is not supported by aotflax",
+                             span, hint="see `aotflax --list-ops` for the supported operations")
+        if isinstance(value, Tensor):
+            if attr == "shape":
+                return value.shape
+            if attr == "ndim":
+                return value.ndim
+            if attr == "dtype":
+                return DType(value.dtype)
+            if attr == "size":
+                return _size(value.shape)
+            if attr == "T":
+                return BoundMethod(value, "T", span)
+            if REGISTRY.lookup("array", attr) is not None:
+                return BoundMethod(value, attr, span)
+            raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
+        if isinstance(value, (ModuleRef, SharedModule, SelfValue, list, dict, str)):
+            return BoundMethod(value, attr, span)
+        if isinstance(value, DType) and attr in ("itemsize", "name"):
+            return dt.itemsize(value.name) if attr == "itemsize" else value.name
+        if isinstance(value, StateVariable) and attr == "value":
+            return value.read(span)
+        raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
+
+    def _eval_ListComp(self, expr: ir.ListComp, frame: Frame) -> Any:
+        out: list[Any] = []
+        self._comprehension(expr.generators, 0, Frame(Env(frame.env), frame.fn, frame.scope,
+                                                       frame.module),
+                            lambda f: out.append(self.eval(expr.elt, f)))
+        return out if expr.kind == "list" else tuple(out)
+
+    def _eval_DictComp(self, expr: ir.DictComp, frame: Frame) -> Any:
+        out: dict[Any, Any] = {}
+
+        def add(f: Frame) -> None:
+            out[self.eval(expr.key, f)] = self.eval(expr.value, f)
+
+        self._comprehension(expr.generators, 0, Frame(Env(frame.env), frame.fn, frame.scope,
+                                                       frame.module), add)
+        return out
+
+    def _comprehension(self, gens: tuple[ir.Comprehension, ...], i: int, frame: Frame,
+                       body) -> None:
+        if i == len(gens):
+            body(frame)
+            return
+        gen = gens[i]
+        for item in self._iterate(self.eval(gen.iter, frame), gen.iter.span):
+            self._step(gen.span)
+            self._assign(gen.target, item, frame)
+            if all(self._truth(c, frame) for c in gen.ifs):
+                self._comprehension(gens, i + 1, frame, body)
+
+    def _eval_Lambda(self, expr: ir.Lambda, frame: Frame) -> Any:
+        defaults = {p.name: self.eval(p.default, frame) for p in expr.params.params
+                    if p.default is not None}
+        body = (ir.Return(expr.body, expr.body.span),)
+        return Closure("<lambda>", expr.params, body, frame.env, expr.span, None, defaults)
+
+    def _eval_Starred(self, expr: ir.Starred, frame: Frame) -> Any:
+        raise self.error("AOT103", "starred expression not allowed here", expr.span)

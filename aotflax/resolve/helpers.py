@@ -1,0 +1,241 @@
+"""Helpers of the resolver that need no interpreter state."""
+
+from __future__ import annotations
+
+import builtins
+import operator
+from typing import Any
+
+from .. import ir, safety
+from ..ops.calls import value_code
+from ..ops.stochastic import RngKey
+from ..program import (
+    Code,
+    Tensor,
+    TreeVar,
+)
+from ..scopes import (
+    FunctionState,
+    subscript_path,
+)
+from .base import (
+    MAX_STATIC_BITS,
+    MAX_STATIC_LEN,
+    MAX_UNROLL,
+)
+
+#: Guard against runaway unrolling (a `range(10**9)` typo).
+
+# ==================================================================== helpers
+
+_BINOP_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "truediv", "//": "floordiv",
+                "%": "mod", "**": "pow", "@": "matmul", "&": "and", "|": "or", "^": "xor",
+                "<<": "lshift", ">>": "rshift", "==": "eq", "!=": "ne", "<": "lt", "<=": "le",
+                ">": "gt", ">=": "ge"}
+
+_STATIC_BINOPS = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+    "//": operator.floordiv, "%": operator.mod, "**": operator.pow, "&": operator.and_,
+    "|": operator.or_, "^": operator.xor, "<<": operator.lshift, ">>": operator.rshift,
+    "@": operator.matmul, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
+    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
+_STATIC_COMPARE = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+    ">": operator.gt, ">=": operator.ge, "in": lambda a, b: a in b,
+    "not in": lambda a, b: a not in b, "is": lambda a, b: a is b or a == b and a is None,
+    "is not": lambda a, b: not (a is b or a == b and a is None),
+}
+
+
+#: Names a state collection cannot take (they are other arguments of emitted functions).
+_NOT_COLLECTIONS = frozenset({"params", "rng", "self"})
+
+
+def _has_key(value: Any) -> bool:
+    """Whether a value is, or contains, a random key."""
+    if isinstance(value, RngKey):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_has_key(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_key(v) for v in value.values())
+    return False
+
+
+def _tuple_code(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+#: Names a generated module already binds (imports, builtins, its own helpers).
+_TARGET_NAMES_TAKEN = frozenset(dir(builtins)) | {"jax", "jnp", "np", "optax", "TARGETS",
+                                                 "_runtime", "_LABELS"}
+
+
+def _too_big(op: str, left: Any, right: Any) -> str | None:
+    """Describe a static operation whose result would be huge (or take forever), else None."""
+    ints = all(isinstance(v, int) for v in (left, right))
+    if op == "**" and ints and right > 0 and abs(left) > 1 and \
+            right * abs(left).bit_length() > MAX_STATIC_BITS:
+        return f"{left} ** {right}"
+    if op == "<<" and ints and right > MAX_STATIC_BITS:
+        return f"{left} << {right}"
+    if op == "%" and isinstance(left, str) and ("*" in left or safety.spec_problem(left)):
+        return f"{left!r} % ..."
+    if op == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and \
+                    len(seq) * n > MAX_STATIC_LEN:
+                return f"{type(seq).__name__} of {len(seq)} * {n}"
+    return None
+
+
+def _range_too_long(args: list) -> bool:
+    if not all(isinstance(a, int) for a in args) or not 1 <= len(args) <= 3 or \
+            (len(args) == 3 and args[2] == 0):
+        return False  # range() reports its own error
+    r = range(*args)
+    return (r.stop - r.start) // (r.step or 1) > MAX_UNROLL
+
+
+def _array_like(v: Any) -> bool:
+    return isinstance(v, (Tensor, int, float, complex, bool))
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def _short(v: Any) -> str:
+    from ..ops.registry import _short as short
+
+    return short(v)
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in _leaves(v)]
+    return [value]
+
+
+def _rebuild(template: Any, leaves: list[Tensor]) -> Any:
+    """`template`'s tuple/list structure with its tensor leaves replaced in order."""
+    it = iter(leaves)
+
+    def go(v: Any) -> Any:
+        if isinstance(v, Tensor):
+            return next(it)
+        if isinstance(v, tuple):
+            return tuple(go(x) for x in v)
+        if isinstance(v, list):
+            return [go(x) for x in v]
+        return v
+
+    return go(template)
+
+
+def _tensors(value: Any) -> list[Tensor]:
+    return [v for v in _leaves(value) if isinstance(v, Tensor)]
+
+
+def _fresh(value: Any, fn: FunctionState, name: str) -> Any:
+    """A function parameter for an argument: tensors become fresh input tensors."""
+    if isinstance(value, Tensor):
+        t = Tensor(value.shape, value.dtype, value.weak)
+        fn.hint(t, name)
+        return t
+    return value
+
+
+def _copy_result(value: Any, fn: FunctionState) -> Any:
+    if isinstance(value, Tensor):
+        return Tensor(value.shape, value.dtype, value.weak)
+    if isinstance(value, tuple):
+        return tuple(_copy_result(v, fn) for v in value)
+    if isinstance(value, list):
+        return [_copy_result(v, fn) for v in value]
+    return value
+
+
+def _result_code(value: Any, fn: FunctionState) -> tuple[Code, list[Tensor]]:
+    leaves = _tensors(value)
+    return value_code(value), leaves
+
+
+def _unpack_code(template: Any, result: Any, new_state: list[TreeVar]) -> Code:
+    """Assignment target for a module call: `y`, `a, b`, `y, new_batch_stats`."""
+
+    def one(v: Any) -> Code:
+        if isinstance(v, Tensor):
+            return Code((v,))
+        if isinstance(v, (tuple, list)):
+            inner = Code.join(", ", [one(x) for x in v])
+            return Code.of("(", inner, ",)" if len(v) == 1 else ")")
+        return Code(("_",))
+
+    main = one(result)
+    if not new_state:
+        return main
+    return Code.join(", ", [main] + [Code((s,)) for s in new_state])
+
+
+def _state_result(fn: FunctionState) -> tuple[tuple[str, Code], ...]:
+    """For each collection, a nested dict display of the current state values."""
+    out = []
+    for coll in fn.collections:
+        tree: dict[str, Any] = {}
+        for c, path in fn.state:
+            if c != coll:
+                continue
+            value = None
+            # the longest prefix with a value (a submodule subtree) wins over leaves
+            for i in range(1, len(path) + 1):
+                if (c, path[:i]) in fn.state_values:
+                    value = (path[:i], fn.state_values[(c, path[:i])])
+                    break
+            if value is None:
+                value = (path, Code((subscript_path(coll, path),)))
+            node = tree
+            p, v = value
+            for part in p[:-1]:
+                node = node.setdefault(part, {})
+            node[p[-1]] = v
+        out.append((coll, _dict_code(tree)))
+    return tuple(out)
+
+
+def _dict_code(tree: dict[str, Any]) -> Code:
+    items = []
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            inner = _dict_code(v)
+        elif isinstance(v, Code):
+            inner = v
+        else:
+            inner = Code((v,))
+        items.append(Code.of(f'"{k}": ', inner))
+    return Code.of("{", Code.join(", ", items), "}")
+
+
+def _assigned_names(stmt: ir.Stmt) -> list[str]:
+    def names(t: ir.Expr) -> list[str]:
+        if isinstance(t, ir.Name):
+            return [t.id]
+        if isinstance(t, (ir.TupleExpr, ir.ListExpr)):
+            return [n for e in t.elts for n in names(e)]
+        if isinstance(t, ir.Starred):
+            return names(t.value)
+        return []
+
+    if isinstance(stmt, ir.Assign):
+        return [n for t in stmt.targets for n in names(t)]
+    if isinstance(stmt, (ir.AugAssign, ir.AnnAssign)):
+        return names(stmt.target)
+    if isinstance(stmt, ir.For):
+        return names(stmt.target)
+    if isinstance(stmt, ir.FunctionDef):
+        return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"
+    return []

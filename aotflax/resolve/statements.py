@@ -1,0 +1,206 @@
+"""Statements and assignment: static control flow, unrolled and pruned."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from .. import ir, namespaces
+from ..diagnostics import Span
+from ..program import (
+    Tensor,
+)
+from ..scopes import (
+    StateVariable,
+)
+from ..values import (
+    POISON,
+    Closure,
+    Poison,
+    describe_value,
+    is_static,
+)
+from .base import (
+    MAX_UNROLL,
+    Frame,
+    _Abort,
+    _Break,
+    _Continue,
+    _Return,
+)
+from .helpers import (
+    _assigned_names,
+)
+
+#: Guard against runaway unrolling (a `range(10**9)` typo).
+
+
+class StatementsMixin:
+    """Statements and assignment: static control flow, unrolled and pruned."""
+
+    # ---------------------------------------------------------------- statements
+
+    def _exec_guarded(self, stmt: ir.Stmt, frame: Frame) -> None:
+        try:
+            self._exec(stmt, frame)
+        except _Abort:
+            for name in _assigned_names(stmt):
+                frame.env.set(name, POISON)
+
+    def _exec_block(self, body: tuple[ir.Stmt, ...], frame: Frame) -> None:
+        for stmt in body:
+            self._exec_guarded(stmt, frame)
+
+    def _exec(self, stmt: ir.Stmt, frame: Frame) -> None:
+        self._step(stmt.span)
+        method = getattr(self, "_stmt_" + type(stmt).__name__)
+        method(stmt, frame)
+
+    def _stmt_Assign(self, stmt: ir.Assign, frame: Frame) -> None:
+        value = self.eval(stmt.value, frame)
+        for target in stmt.targets:
+            self._assign(target, value, frame)
+
+    def _stmt_AnnAssign(self, stmt: ir.AnnAssign, frame: Frame) -> None:
+        if stmt.value is not None:
+            self._assign(stmt.target, self.eval(stmt.value, frame), frame)
+
+    def _stmt_AugAssign(self, stmt: ir.AugAssign, frame: Frame) -> None:
+        current = self.eval(stmt.target, frame)
+        value = self._binop(stmt.op, current, self.eval(stmt.value, frame), stmt.span, frame)
+        self._assign(stmt.target, value, frame)
+
+    def _stmt_ExprStmt(self, stmt: ir.ExprStmt, frame: Frame) -> None:
+        if isinstance(stmt.value, ir.Constant) and isinstance(stmt.value.value, str):
+            return  # a docstring or comment string
+        self.eval(stmt.value, frame)
+
+    def _stmt_Return(self, stmt: ir.Return, frame: Frame) -> None:
+        raise _Return(self.eval(stmt.value, frame) if stmt.value is not None else None)
+
+    def _stmt_If(self, stmt: ir.If, frame: Frame) -> None:
+        test = self._truth(stmt.test, frame)
+        self._exec_block(stmt.body if test else stmt.orelse, frame)
+
+    def _stmt_For(self, stmt: ir.For, frame: Frame) -> None:
+        iterable = self.eval(stmt.iter, frame)
+        for i, item in enumerate(self._iterate(iterable, stmt.iter.span)):
+            if i >= MAX_UNROLL:
+                raise self.error("AOT330", f"loop unrolls more than {MAX_UNROLL} iterations",
+                                 stmt.iter.span)
+            self._assign(stmt.target, item, frame)
+            try:
+                self._exec_block(stmt.body, frame)
+            except _Break:
+                return
+            except _Continue:
+                continue
+        self._exec_block(stmt.orelse, frame)
+
+    def _stmt_Break(self, stmt: ir.Break, frame: Frame) -> None:
+        raise _Break()
+
+    def _stmt_Continue(self, stmt: ir.Continue, frame: Frame) -> None:
+        raise _Continue()
+
+    def _stmt_Pass(self, stmt: ir.Pass, frame: Frame) -> None:
+        pass
+
+    def _stmt_Raise(self, stmt: ir.Raise, frame: Frame) -> None:
+        message = "raised an error"
+        if isinstance(stmt.exc, ir.Call) and stmt.exc.args:
+            value = self.eval(stmt.exc.args[0], frame)
+            message = str(value)
+        raise self.error("AOT300", f"model raised: {message}", stmt.span)
+
+    def _stmt_Assert(self, stmt: ir.Assert, frame: Frame) -> None:
+        if not self._truth(stmt.test, frame):
+            msg = str(self.eval(stmt.msg, frame)) if stmt.msg is not None else "assertion failed"
+            raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
+
+    def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
+        for d in stmt.decorators:
+            value = self.eval(d, frame)
+            if value is not namespaces.MODULE_METHOD:
+                raise self.error("AOT325", "decorators are not supported on functions", d.span)
+        defaults = {p.name: self.eval(p.default, frame) for p in stmt.params.params
+                    if p.default is not None}
+        frame.env.set(stmt.name, Closure(stmt.name, stmt.params, stmt.body, frame.env, stmt.span,
+                                         stmt, defaults, toplevel=frame.fn is None))
+
+    # ================================================================ assignment
+
+    def _assign(self, target: ir.Expr, value: Any, frame: Frame) -> None:
+        if isinstance(target, ir.Name):
+            frame.env.set(target.id, value)
+            if frame.fn is not None:
+                frame.fn.hint(value, target.id)
+            return
+        if isinstance(target, (ir.TupleExpr, ir.ListExpr)):
+            items = self._unpack(value, len(target.elts), target)
+            for t, v in zip(target.elts, items):
+                self._assign(t, v, frame)
+            return
+        if isinstance(target, ir.Attribute):
+            receiver = self.eval(target.value, frame)
+            if isinstance(receiver, StateVariable) and target.attr == "value":
+                self._state_write(receiver, value, target.span)
+                return
+            raise self.error("AOT331", f"cannot set attribute '{target.attr}' of "
+                             f"{describe_value(receiver)}", target.span)
+        if isinstance(target, ir.Subscript):
+            container = self.eval(target.value, frame)
+            index = self.eval(target.index, frame)
+            if isinstance(container, (list, dict)) and is_static(index):
+                try:
+                    container[index] = value  # type: ignore[index]
+                except (IndexError, KeyError, TypeError, ValueError) as e:
+                    raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
+                return
+            if isinstance(container, Tensor):
+                raise self.error("AOT332", "arrays are immutable; use x.at[index].set(value)",
+                                 target.span)
+            raise self.error("AOT332", f"cannot assign items of {describe_value(container)}",
+                             target.span)
+        raise self.error("AOT331", "cannot assign to this expression", target.span)
+
+    def _unpack(self, value: Any, n: int, target: ir.Expr) -> list[Any]:
+        if isinstance(value, Poison):
+            return [POISON] * n
+        if isinstance(value, Tensor):
+            raise self.error("AOT333", f"cannot unpack an array {value.describe()}; index it "
+                             "instead", target.span)
+        try:
+            items = list(value)
+        except TypeError:
+            raise self.error("AOT333", f"cannot unpack {describe_value(value)}",
+                             target.span) from None
+        if len(items) != n:
+            raise self.error("AOT333", f"expected {n} values to unpack, got {len(items)}",
+                             target.span)
+        return items
+
+    def _iterate(self, value: Any, span: Span) -> Iterator[Any]:
+        if isinstance(value, Poison):
+            raise _Abort()
+        if isinstance(value, Tensor):
+            raise self.error("AOT334", f"cannot loop over an array {value.describe()} at build "
+                             "time", span, hint="loop over range(x.shape[0]), or use "
+                             "jax.lax.scan for a loop inside the computation")
+        if isinstance(value, dict):
+            return iter(list(value))
+        try:
+            return iter(list(value))
+        except TypeError:
+            raise self.error("AOT334", f"cannot loop over {describe_value(value)}",
+                             span) from None
+
+    def _truth(self, expr: ir.Expr, frame: Frame) -> bool:
+        value = self.eval(expr, frame)
+        if isinstance(value, Poison):
+            raise _Abort()
+        if not is_static(value):
+            raise self.error(
+                "AOT335", f"this condition depends on an array value ({describe_value(value)}); "
+                "conditions must be static", expr.span,
+                hint="use jnp.where(cond, a, b) to select values elementwise")
+        return bool(value)
