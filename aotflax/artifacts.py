@@ -66,7 +66,6 @@ __all__ = [
 #: Version of the manifest layout; bump it (and the changelog above) on any change.
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "runtime.py.j2"
 
 
 class ManifestError(ValueError):
@@ -305,10 +304,12 @@ def render_runtime(version: str | None = None) -> str:
     """
     import jinja2
 
+    from .emit import TEMPLATES  # the source tree's templates/, or the wheel's copy
+
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
     )
-    template = env.from_string(_TEMPLATE.read_text(encoding="utf-8"))
+    template = env.from_string((TEMPLATES / "runtime.py.j2").read_text(encoding="utf-8"))
     return template.render(
         aotflax_version=version or aotflax_version(),
         manifest_format_version=FORMAT_VERSION,

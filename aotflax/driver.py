@@ -17,6 +17,7 @@ import json
 import keyword
 import os
 import re
+import shutil
 import sys
 import time
 import traceback
@@ -295,12 +296,30 @@ def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: di
             todo.append(row)
     if todo:
         _run_compiles(out, todo, args)
+    if not args.target:
+        _prune_artifacts(out, report)
     for row in rows:
         manifest = row["folder"] / "manifest.json"
         if manifest.is_file():
             row["manifest_sha"] = sha256_bytes(manifest.read_bytes())
             row["bytes"] = sum(p.stat().st_size for p in row["folder"].iterdir())
     return rows
+
+
+def _prune_artifacts(out: Path, report: BuildReport) -> None:
+    """Remove artifact folders of targets a rebuilt model file no longer declares."""
+    from .artifacts import target_folder
+
+    for f in report.files:
+        assert f.program is not None
+        keep = {t.name for t in f.program.targets}
+        keep |= {f"{t.name}__train_step" for t in f.program.targets if t.train is not None}
+        folder = target_folder(out / "artifacts", f.module, "_").parent
+        if not folder.is_dir():
+            continue
+        for child in folder.iterdir():
+            if child.is_dir() and child.name not in keep and (child / "manifest.json").exists():
+                shutil.rmtree(child)
 
 
 def _run_compiles(out: Path, todo: list[dict], args: argparse.Namespace) -> None:
