@@ -149,3 +149,42 @@ def test_get_param_before_declaration_is_an_error():
     aot.target("t", Bad, x=aot.f32[2, 3])
     """)
     assert "error[AOT354]" in errors and "'embed'" in errors
+
+
+def test_bidirectional_scan_runs_one_direction_reversed():
+    m = build("""
+    class BiRNN(nn.Module):
+        def apply(self, xs, hidden: int = 4):
+            fwd = nn.Dense.shared(features=hidden, name="fwd")
+            bwd = nn.Dense.shared(features=hidden, name="bwd")
+            h0 = jnp.zeros((xs.shape[1], hidden))
+
+            def forward(h, x):
+                h = jnp.tanh(fwd(jnp.concatenate([h, x], axis=-1)))
+                return h, h
+
+            def backward(h, x):
+                h = jnp.tanh(bwd(jnp.concatenate([h, x], axis=-1)))
+                return h, h
+
+            _, ys_f = jax.lax.scan(forward, h0, xs)
+            _, ys_b = jax.lax.scan(backward, h0, xs, reverse=True)
+            return jnp.concatenate([ys_f, ys_b], axis=-1)
+
+    aot.target("bi", BiRNN, xs=aot.f32[5, 2, 3])
+    """)
+    assert "reverse=True" in m.__aotflax_text__
+    params, state = m.bi.init(jax.random.key(0))
+    xs = np.linspace(-1, 1, 30, dtype=np.float32).reshape(5, 2, 3)
+    ys, _ = m.bi.apply(params, state, xs)
+
+    def run(p, order):
+        h, out = jnp.zeros((2, 4)), {}
+        for t in order:
+            h = jnp.tanh(jnp.concatenate([h, xs[t]], axis=-1) @ p["kernel"] + p["bias"][None])
+            out[t] = h
+        return jnp.stack([out[t] for t in range(5)])
+
+    expected = jnp.concatenate([run(params["fwd"], range(5)),
+                                run(params["bwd"], reversed(range(5)))], axis=-1)
+    np.testing.assert_allclose(ys, expected, rtol=1e-5, atol=1e-6)
