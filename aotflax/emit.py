@@ -24,6 +24,7 @@ from .diagnostics import InternalError
 from .program import FileProgram, Function, Op, ParamDecl, TargetProgram, Tensor, Var
 from .program import describe as describe_aval
 from .scopes import name_hash
+from .shapes import size
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 if not TEMPLATES.is_dir():  # installed wheel: templates ship inside the package
@@ -353,7 +354,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         platforms=_str_tuple(t.platforms), devices=t.devices, module=module_name,
         relpath=relpath or t.span.path, symbolic=symbolic_code,
         source_sha256=source_sha256,
-        nparams=sum(_size(d.shape) for d in t.params),
+        nparams=sum(size(d.shape) for d in t.params),
         outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),
         line=t.span.line,
     )
@@ -361,13 +362,6 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
 
 def _str_tuple(items: tuple[str, ...]) -> str:
     return "(" + ", ".join(f'"{i}"' for i in items) + ("," if len(items) == 1 else "") + ")"
-
-
-def _size(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 # ------------------------------------------------------------------ files
@@ -379,12 +373,6 @@ class Emitted:
 
     relpath: str
     text: str
-
-
-def module_name_for(relpath: str, root: str) -> str:
-    """Dotted module path below generated/ for `models/sub/foo.py` built from `models/`."""
-    rel = Path(relpath).relative_to(root) if root else Path(relpath)
-    return ".".join(rel.with_suffix("").parts)
 
 
 def emit_file(program: FileProgram, module_name: str) -> str:
@@ -406,7 +394,6 @@ def emit_file(program: FileProgram, module_name: str) -> str:
         relpath=program.relpath, version=__version__, source_sha256=program.source_sha256,
         runtime_import=f"from {'.' * (depth + 1)} import _runtime",
         uses_np=bool(_NP.search(body)) or any(_NP.search(u) for u in user),
-        uses_optax=False,  # training code imports optax where it runs (see train.py.j2)
         user_functions=user, functions=functions, targets=targets,
         target_names=[t.name for t in program.targets],
     )

@@ -73,13 +73,6 @@ def _static(fns: dict[str, Any]) -> dict[str, Any]:
     return {k: StaticBuiltin(k, v) if callable(v) else v for k, v in fns.items()}
 
 
-def _prod(values: Any) -> Any:
-    out = 1
-    for v in values:
-        out *= v
-    return out
-
-
 MATH = _static({
     "sqrt": math.sqrt, "prod": math.prod, "ceil": math.ceil, "floor": math.floor, "log": math.log,
     "log2": math.log2, "exp": math.exp, "gcd": math.gcd, "isqrt": math.isqrt, "pow": math.pow,
@@ -146,7 +139,7 @@ def _build_modules() -> dict[str, Any]:
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random})
-    np = Namespace("numpy", {**_dtypes(), **_static({"prod": _prod, "sqrt": math.sqrt}),
+    np = Namespace("numpy", {**_dtypes(), **_static({"prod": math.prod, "sqrt": math.sqrt}),
                              "pi": math.pi, "inf": math.inf, "newaxis": None})
     return {
         "jax": jax, "jax.numpy": jnp, "jax.lax": lax, "jax.nn": jax_nn, "numpy": np,

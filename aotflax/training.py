@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import dtypes as dt
-from . import ir
 from .diagnostics import Note, Span
 from .ops.calls import value_code
 from .program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar
@@ -203,5 +202,4 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
         hints=dict(fn.hints)), metrics is not None
 
 
-__all__ = ["call_optax", "multi_optimizer", "optimizer_code", "resolve_train", "traversal",
-           "ir"]
+__all__ = ["call_optax", "multi_optimizer", "optimizer_code", "resolve_train", "traversal"]

@@ -17,6 +17,7 @@ from ..scopes import (
     StateVariable,
     check_shape,
 )
+from ..shapes import size
 from ..values import (
     BoundMethod,
     Closure,
@@ -42,7 +43,6 @@ from .helpers import (
     _STATIC_BINOPS,
     _STATIC_COMPARE,
     _array_like,
-    _size,
     _too_big,
 )
 
@@ -283,7 +283,7 @@ class ExpressionsMixin:
             if attr == "dtype":
                 return DType(value.dtype)
             if attr == "size":
-                return _size(value.shape)
+                return size(value.shape)
             if attr == "T":
                 return BoundMethod(value, "T", span)
             if REGISTRY.lookup("array", attr) is not None:

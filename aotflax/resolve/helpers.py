@@ -102,13 +102,6 @@ def _array_like(v: Any) -> bool:
     return isinstance(v, (Tensor, int, float, complex, bool))
 
 
-def _size(shape: tuple[int, ...]) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out
-
-
 def _short(v: Any) -> str:
     from ..ops.registry import _short as short
 
