@@ -149,6 +149,8 @@ def _excerpt(span: Span) -> list[str]:
 def render(d: Diagnostic) -> str:
     """Render like a compiler: location, message, source line, caret, notes, hint."""
     code = f"{d.severity}[{d.code}]"
+    if d.severity == "warning" and d.span is not None and not d.notes and not d.hint:
+        return f"{d.span.path}:{d.span.line}: {code}: {d.message}"  # one line each
     lines: list[str] = []
     if d.span is not None:
         lines.append(f"{d.span.location()}: {code}: {d.message}")

@@ -232,3 +232,6 @@ class FileProgram:
     user_functions: tuple[UserFunction, ...]
     #: Module-level constants the emitted code references (name, code).
     constants: tuple[tuple[str, str], ...] = field(default=())
+    #: Top-level statements resolution executed, per model file reached (its relpath):
+    #: the driver warns about the statements no target of the build reached.
+    executed: tuple[tuple[str, frozenset[int]], ...] = field(default=())

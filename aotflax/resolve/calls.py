@@ -31,6 +31,7 @@ from ..values import (
     Initializer,
     InitializerFactory,
     ModuleRef,
+    Opaque,
     OpRef,
     OptaxFn,
     Poison,
@@ -89,6 +90,9 @@ class CallsMixin:
                 kwargs[kw.name] = value
         if isinstance(func, Poison) or contains_poison(args) or contains_poison(kwargs):
             raise _Abort()
+        if isinstance(func, Opaque):
+            raise self._opaque_error(func, expr.span, "called")
+        self._check_not_opaque([*args, *kwargs.values()], expr.span)
         return self._call(func, args, kwargs, expr, frame)
 
     def _call(self, func: Any, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
