@@ -29,10 +29,13 @@ __all__ = [
 class SourceFile:
     """The text of one model file, as read (never executed)."""
 
-    #: Path as the user named it (relative to the build root when possible).
+    #: Path as the user named it (relative to the working directory when possible).
     path: str
     #: Full decoded text.
     text: str
+    #: The name generated code uses for it: below the build folder's own name
+    #: ("models/cnn.py"), the same whatever the working directory ("" until parsed).
+    name: str = ""
 
     def line(self, lineno: int) -> str:
         lines = self.text.splitlines()

@@ -103,6 +103,7 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
     **Returns:** the `ir.ModelFile`; raises `BuildError` with all diagnostics otherwise.
     """
     _check_syntax(source)
+    source = SourceFile(source.path, source.text, relpath or source.path)
     try:
         module = cst.parse_module(source.text)
         return _Converter(source, module, _positions(module)).model(relpath or source.path)

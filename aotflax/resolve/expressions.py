@@ -40,6 +40,7 @@ from .base import (
     Frame,
     _Abort,
 )
+from .toplevel import module_of
 from .helpers import (
     _BINOP_NAMES,
     _STATIC_BINOPS,
@@ -71,6 +72,10 @@ class ExpressionsMixin:
         if expr.id in safety.FORBIDDEN_NAMES or safety.is_dunder(expr.id):
             raise self.error("AOT105", f"'{expr.id}' is not available in model files: model "
                              "files are data, never executed", expr.span)
+        module = module_of(frame.env)
+        if module is not None and module.defining(expr.id):
+            raise self.error("AOT340", f"name '{expr.id}' is used by its own definition (a "
+                             "circular definition at the top level)", expr.span)
         raise self.error("AOT340", f"name '{expr.id}' is not defined", expr.span)
 
     def _eval_FString(self, expr: ir.FString, frame: Frame) -> Any:

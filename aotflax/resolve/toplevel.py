@@ -76,6 +76,11 @@ class ModuleGlobals(Env):
             return True, self.vars[name]
         return False, None
 
+    def defining(self, name: str) -> bool:
+        """Whether a statement that binds `name` is running (a name read by its own
+        definition)."""
+        return any(i in self.active for i, names in enumerate(self.names_of) if name in names)
+
     def execute(self, i: int) -> None:
         """Run top-level statement `i` once, after the earlier bindings of what it binds."""
         if i in self.done or i in self.active:
