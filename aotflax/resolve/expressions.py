@@ -40,7 +40,6 @@ from .base import (
     Frame,
     _Abort,
 )
-from .toplevel import module_of
 from .helpers import (
     _BINOP_NAMES,
     _STATIC_BINOPS,
@@ -48,6 +47,7 @@ from .helpers import (
     _array_like,
     _too_big,
 )
+from .toplevel import module_of
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
