@@ -169,6 +169,7 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
     for name, var in fn.inputs:
         namer.bind_input(name, var)
         args.append(name)
+    args += list(fn.static_args)
     if fn.takes_rng:
         args += ["*", "rng"]
     lines: list[str] = []

@@ -159,6 +159,8 @@ class Function:
     hints: dict[int, str] = field(default_factory=dict, compare=False, hash=False)
     #: Nested function definitions rendered inside this one (e.g. scan steps).
     nested: tuple["Function", ...] = ()
+    #: Trailing arguments taken but resolved statically (an initializer's `shape, dtype`).
+    static_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

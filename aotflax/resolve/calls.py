@@ -139,6 +139,8 @@ class CallsMixin:
             return self._call_static(func, args, kwargs, span)
         if isinstance(func, InitializerFactory):
             return self._make_initializer(func, args, kwargs, span)
+        if isinstance(func, Initializer):
+            return self._call_initializer(func, args, kwargs, span, frame)
         if isinstance(func, DType):
             if len(args) == 1 and not kwargs:
                 return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",

@@ -6,7 +6,7 @@ import hashlib
 import keyword
 from typing import Any
 
-from .. import ir, meshes, safety, training
+from .. import ir, meshes, training
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
 from ..program import (
     FileProgram,
@@ -14,7 +14,6 @@ from ..program import (
     ParamDecl,
     TargetProgram,
     Tensor,
-    UserFunction,
     describe,
 )
 from ..values import (
@@ -43,13 +42,15 @@ from .helpers import (
     _tensors,
 )
 from .imports import ImportsMixin
+from .initializers import InitializersMixin
 from .modules import ModulesMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
 from .workspace import Workspace
 
 
-class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin):
+class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
+               InitializersMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,
@@ -66,7 +67,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         self.cache: dict[Any, Specialization] = {}
         self.functions: list[Function] = []
         self.fn_names: dict[str, int] = {}
-        self.user_inits: dict[str, Closure] = {}
+        #: Emitted initializer functions by (closure, shape, dtype).
+        self.init_cache: dict[tuple, str] = {}
         self.depth = 0
         self._reported: set[tuple] = set()
         #: Errors raised so far, repeats included (a body with errors must not produce a value).
@@ -94,18 +96,10 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                     targets.append(got)
         except _OutOfSteps:
             pass
-        for closure in sorted(self.user_inits.values(), key=lambda c: c.span.line):
-            # emitted verbatim into generated code, which verify imports: check it first
-            self.reporter.extend(safety.check_emitted_function(
-                closure.definition, closure.env))  # type: ignore[arg-type]
         self.reporter.raise_if_errors()
-        user = tuple(
-            UserFunction(c.name, c.definition.source, c.span)  # type: ignore[union-attr]
-            for c in sorted(self.user_inits.values(), key=lambda c: c.span.line)
-        )
         executed = tuple((g.model.relpath, frozenset(g.done)) for g in self.modules.values())
         return FileProgram(self.model.relpath, self._sources_sha(), tuple(self.functions),
-                           tuple(targets), user, executed=executed)
+                           tuple(targets), (), executed=executed)
 
     def _sources_sha(self) -> str:
         """sha256 of the file, or of every model file the targets reached (sorted)."""
