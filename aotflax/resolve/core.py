@@ -72,6 +72,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         #: Emitted initializer functions by (closure, shape, dtype).
         self.init_cache: dict[tuple, str] = {}
         self.depth = 0
+        #: Module and function calls being resolved: (name, call site), innermost last.
+        self.calls: list[tuple[str, Span]] = []
         self._reported: set[tuple] = set()
         #: Errors raised so far, repeats included (a body with errors must not produce a value).
         self.errors = 0
@@ -140,6 +142,11 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                span.col if span else 0)
         if key not in self._reported:
             self._reported.add(key)
+            if self.calls and span is not None and not any(n.message.startswith("in ")
+                                                           for n in notes):
+                name, site = self.calls[-1]
+                if (site.path, site.line) != (span.path, span.line):
+                    notes = (*notes, Note(f"in {name}, called here", site))
             self.reporter.error(code, message, span, hint=hint, notes=notes)
         return _Abort()
 

@@ -81,10 +81,12 @@ class ModulesMixin:
         if self.depth > MAX_CALL_DEPTH:
             raise self.error("AOT322", f"module {module.name} calls itself too deeply "
                              "(recursive modules are not supported)", span)
+        self.calls.append((module.name, span))
         try:
             return self._build_specialization(ref, method, bound, key)
         finally:
             self.depth -= 1
+            self.calls.pop()
 
     def _build_specialization(self, ref: ModuleRef, method: ir.FunctionDef,
                               bound: dict[str, Any], key: Any) -> Specialization:
@@ -234,6 +236,13 @@ class ModulesMixin:
             fn, scope = frame.fn, frame.scope
         merged = {**(bound_kwargs or {}), **kwargs}
         try:
+            if entry.kind == "layer" and not args and "inputs" in entry.signature.names() \
+                    and "inputs" not in merged:
+                raise CallError(
+                    "AOT304", f"{written} is called without its input",
+                    hint=f"flax.nn layers take the input first: {written}(x, "
+                    f"{', '.join(f'{k}={_short(v)}' for k, v in kwargs.items()) or '...'}); "
+                    f"{written}(...)(x) is Linen's style")
             bound = entry.signature.bind(written, args, merged)
             if not takes_keys(entry) and _has_key(bound):
                 raise CallError("AOT206", f"{written} does not take a random key",
