@@ -31,8 +31,8 @@ from .diagnostics import BuildError, Diagnostic, InternalError
 from .emit import emit_file
 from .parse import decode_source, parse_model
 from .program import FileProgram
-from .resolve import resolve
 from .progress import Progress
+from .resolve import resolve
 from .shapes import size
 from .summary import UnknownTarget, format_summary, memory_of, summarize, target_flops
 

@@ -309,3 +309,59 @@ def test_conv_taps_agree_with_brute_force():
             1 for k in range(window) for o in range(out)
             if (u := o * stride - pad + k * rhs) >= 0 and u % lhs == 0 and u // lhs < in_size)
         assert flops.conv_taps(in_size, window, out, stride, pad, lhs, rhs) == brute
+
+
+# ------------------------------------------------------------- against Linen's tabulate
+
+LINEN_TWIN = """
+class Net(nn.Module):
+    def apply(self, x):
+        x = nn.Conv(x, 8, (3, 3), strides=(2, 2), name="conv")
+        x = nn.BatchNorm(x, use_running_average=True, name="bn")
+        x = nn.relu(x)
+        x = x.reshape((x.shape[0], -1))
+        x = nn.Dense(x, 16, name="hidden")
+        return nn.log_softmax(nn.Dense(x, 10, name="head"))
+
+aot.target("t", Net, x=aot.f32[2, 12, 12, 3])
+"""
+
+
+def _tabulate_rows(table: str) -> dict[str, int]:
+    """path -> flops of a `flax.linen.tabulate` table (the top module under "")."""
+    header = next(line for line in table.splitlines() if "┃" in line and "flops" in line)
+    names = [c.strip() for c in header.strip().strip("┃").split("┃")]
+    path, column = names.index("path"), names.index("flops")
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if "│" in line and len(cells) == len(names) and cells[column].isdigit():
+            rows[cells[path]] = int(cells[column])
+    return rows
+
+
+def test_rows_match_linen_tabulate_which_leaves_out_transcendentals():
+    import flax.linen as linen
+
+    class Net(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            x = linen.Conv(8, (3, 3), strides=(2, 2), name="conv")(x)
+            x = linen.BatchNorm(use_running_average=True, name="bn")(x)
+            x = linen.relu(x).reshape((x.shape[0], -1))
+            x = linen.Dense(16, name="hidden")(x)
+            return linen.log_softmax(linen.Dense(10, name="head")(x))
+
+    table = linen.tabulate(Net(), jax.random.key(0), compute_flops=True,
+                           console_kwargs={"width": 400, "force_terminal": False})(
+        jnp.zeros((2, 12, 12, 3)))
+    theirs = _tabulate_rows(table)
+    _, program = emit(LINEN_TWIN)
+    rows = {"/".join(r.path): r.flops.const
+            for r in summarize_target([program.targets[0]], program.relpath).rows}
+    for layer in ("conv", "hidden", "head"):  # no transcendentals: the same count
+        assert rows[layer] == theirs[layer], layer
+    # BatchNorm's rsqrt over 8 features and log_softmax's exp and log (2 x 10 + 2) are
+    # transcendentals, which Linen's count leaves out
+    assert rows["bn"] == theirs["bn"] + 8
+    assert rows[""] == theirs[""] + 8 + 2 * 10 + 2
