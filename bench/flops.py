@@ -15,12 +15,18 @@ table shows
   module, for targets with a twin in `bench/linen_zoo.py` (XLA's analysis of
   the unoptimized lowering, without transcendentals).
 
+`--by-op TARGET` explains one target's difference op by op: for each HLO
+opcode, how many output elements (elementwise ops) or instructions
+(convolutions, dots, reductions) the lowered and the compiled programs have.
+
 Counts are deterministic, so one run is the measurement (no medians needed).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import math
 import re
 import sys
 from pathlib import Path
@@ -59,8 +65,8 @@ def build_zoo() -> tuple[list[Any], Any]:
     return report.files, importer
 
 
-def xla_flops(target: Any) -> tuple[float, float]:
-    """flops + transcendentals of the generated `apply`, lowered and compiled."""
+def lower(target: Any) -> Any:
+    """The generated `apply` lowered for the target's shapes (a key argument if stochastic)."""
     specs = [target.param_shapes, target.state_shapes, *target.inputs.values()]
     if target.stochastic:
         def fn(params, state, key, *inputs):
@@ -69,7 +75,12 @@ def xla_flops(target: Any) -> tuple[float, float]:
     else:
         def fn(params, state, *inputs):
             return target.apply_fn(params, state, *inputs)
-    lowered = jax.jit(fn).lower(*specs)
+    return jax.jit(fn).lower(*specs)
+
+
+def xla_flops(target: Any) -> tuple[float, float]:
+    """flops + transcendentals of the generated `apply`, lowered and compiled."""
+    lowered = lower(target)
     return _total(lowered.cost_analysis()), _total(lowered.compile().cost_analysis())
 
 
@@ -77,6 +88,37 @@ def _total(cost: Any) -> float:
     if isinstance(cost, list):  # older jax returned one dict per device
         cost = cost[0]
     return float(cost.get("flops", 0)) + float(cost.get("transcendentals", 0))
+
+
+_ELEMENTWISE = {"add", "subtract", "multiply", "divide", "maximum", "minimum", "rsqrt",
+                "compare", "select", "negate", "exponential", "log", "tanh", "logistic",
+                "sqrt", "power", "convert", "and", "or", "not", "abs", "clamp"}
+_COUNTED = {"convolution", "dot", "reduce", "reduce-window", "while", "sort", "gather"}
+_INSTRUCTION = re.compile(r"=\s*\w+\[([\d,]*)\][^ ]*\s+([\w-]+)\(")
+
+
+def census(hlo: str) -> collections.Counter:
+    """Output elements of elementwise instructions and the number of others, by opcode."""
+    counts: collections.Counter = collections.Counter()
+    for line in hlo.splitlines():
+        match = _INSTRUCTION.search(line)
+        if match is None:
+            continue
+        dims, op = match.groups()
+        if op in _ELEMENTWISE:
+            counts[op] += math.prod(int(d) for d in dims.split(",") if d)
+        elif op in _COUNTED:
+            counts[f"{op} (instructions)"] += 1
+    return counts
+
+
+def by_op(target: Any) -> None:
+    lowered = lower(target)
+    before, after = census(lowered.as_text(dialect="hlo")), census(lowered.compile().as_text())
+    print("| opcode | lowered | compiled | compiled - lowered |")
+    print("| --- | --- | --- | --- |")
+    for op in sorted(set(before) | set(after)):
+        print(f"| {op} | {before[op]:,} | {after[op]:,} | {after[op] - before[op]:+,} |")
 
 
 def linen_flops(name: str, target: Any) -> float | None:
@@ -111,9 +153,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--targets", help="comma-separated target names (default: all fixed-shape)")
     p.add_argument("--no-linen", action="store_true", help="skip Linen's tabulate")
+    p.add_argument("--by-op", metavar="TARGET", help="explain one target op by op")
     args = p.parse_args()
     wanted = set(args.targets.split(",")) if args.targets else None
     files, importer = build_zoo()
+    if args.by_op:
+        f = next(f for f in files if any(t.name == args.by_op for t in f.program.targets))
+        return by_op(importer(f.module).TARGETS[args.by_op])
     header = ("target", "ours", "XLA lowered", "XLA compiled", "ours / compiled",
               "Linen tabulate")
     rows = []
