@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from . import artifacts, symbolic
+from . import artifacts, ir, symbolic
 from . import dtypes as dt
 from .diagnostics import BuildError
 from .parse import decode_source, parse_model
 from .program import FileProgram, Function, Op, ParamDecl, TargetProgram, Tensor, Var
 from .resolve import resolve
+from .resolve.workspace import Workspace
 from .shapes import size
 
 
@@ -113,14 +114,15 @@ class TargetSummary:
 
 
 def summarize(path: str | Path, target: str | Sequence[str] | None = None, *,
-              output: str | Path = "generated", module: str | None = None
-              ) -> list[TargetSummary]:
+              output: str | Path = "generated", module: str | None = None,
+              root: str | Path | None = None) -> list[TargetSummary]:
     """Summaries of the targets of one model file (all, or those named by `target`).
 
     **Arguments:** `path`: the model file; `target`: a target's name or several;
     `output`: the build's output folder, where compiled artifacts are looked up;
     `module`: the generated module's dotted name there (default: the file's stem,
-    as when the file's own folder is built).
+    as when the file's own folder is built); `root`: the build folder, where
+    imports between model files are looked up (default: the file's folder).
 
     **Returns:** one `TargetSummary` per target, in declaration order.
 
@@ -128,7 +130,7 @@ def summarize(path: str | Path, target: str | Sequence[str] | None = None, *,
     """
     path = Path(path)
     module = module or path.stem
-    programs = resolve_file(path)
+    programs = resolve_file(path, Path(root) if root is not None else path.parent)
     names = [target] if isinstance(target, str) else list(target or ())
     declared = [t.name for t in programs[0].targets]
     missing = [n for n in names if n not in declared]
@@ -146,24 +148,28 @@ def summarize(path: str | Path, target: str | Sequence[str] | None = None, *,
     return out
 
 
-def resolve_file(path: Path) -> list[FileProgram]:
-    """Parse and resolve a model file (nothing runs).
+def resolve_file(path: Path, root: Path) -> list[FileProgram]:
+    """Parse and resolve a model file of the build folder `root` (nothing runs).
 
     **Returns:** the program, then, when a target has symbolic dimensions, the
     program resolved with a second set of sizes for them (`symbolic.py`), from
     which the summary reads how counts grow.
     """
-    source = decode_source(path.as_posix(), path.read_bytes())
-    model = parse_model(source, path.as_posix())
+    def load(file: Path) -> ir.ModelFile:
+        rel = file.resolve().relative_to(root.resolve())
+        return parse_model(decode_source(file.as_posix(), file.read_bytes()), rel.as_posix())
+
+    workspace = Workspace(root, load)
+    model = workspace.load(path)
     a = symbolic.Sentinels(list(symbolic.SENTINELS_A))
     try:
-        program = resolve(model, a)
+        program = resolve(model, a, workspace)
     except BuildError as e:
         raise symbolic.rename_in_errors(e, a) from None
     if not symbolic.has_symbolic(program):
         return [program]
     b = symbolic.Sentinels(list(symbolic.SENTINELS_B))
-    return [program, resolve(model, b)]
+    return [program, resolve(model, b, workspace)]
 
 
 def summarize_target(variants: Sequence[TargetProgram], file: str) -> TargetSummary:
