@@ -101,6 +101,8 @@ class TargetSummary:
     disk_bytes: int | None = None
     #: Why no memory is shown (not compiled, stale artifacts).
     note: str | None = None
+    #: What the FLOPs cover, when that is not the whole target (training targets).
+    scope: str | None = None
 
     @property
     def total(self) -> Row:
@@ -187,8 +189,11 @@ def summarize_target(variants: Sequence[TargetProgram], file: str) -> TargetSumm
     t = variants[0]
     inputs = [(name, _rename(_describe(shape, dtype), sentinels)) for name, shape, dtype
               in t.inputs]
-    return TargetSummary(t.name, f"{file}:{t.span.line}", t.description, inputs, rows,
-                         state=sum(size(d.shape) for d in t.state))
+    summary = TargetSummary(t.name, f"{file}:{t.span.line}", t.description, inputs, rows,
+                            state=sum(size(d.shape) for d in t.state))
+    if t.train is not None:
+        summary.scope = "the forward pass (apply); train_step adds the loss, gradients and update"
+    return summary
 
 
 def target_flops(t: TargetProgram) -> int:
@@ -407,6 +412,8 @@ def format_summary(s: TargetSummary, max_outputs: int = 2) -> str:
     lines.append("")
     lines.append(f"total: {total.params:,} params ({total.param_bytes:,} bytes), "
                  f"{total.flops} FLOPs")
+    if s.scope:
+        lines.append(f"FLOPs of {s.scope}")
     if s.state:
         lines.append(f"state: {s.state:,} values ({total.state_bytes:,} bytes)")
     for m in s.memory:
