@@ -14,8 +14,8 @@ from . import flops
 from .registry import REGISTRY, Entry, qualname
 
 #: Modules of ops/ in the order the page lists them.
-_GROUPS = ("arrays", "operators", "layers", "linear", "normalization", "attention",
-           "recurrent", "stochastic")
+_GROUPS = ("elementwise", "arrays", "operators", "slicing", "special", "convolution",
+           "layers", "linear", "normalization", "attention", "recurrent", "stochastic")
 
 COMMAND = "aotflax --list-ops > docs/operations.md"
 
