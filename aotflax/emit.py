@@ -309,8 +309,8 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     # Symbolic dimensions are 1 in INPUTS; `symbolic=` names them (see runtime Target).
     inputs = ", ".join(
         f'"{n}": jax.ShapeDtypeStruct('
-        f'{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, jnp.{d})'
-        for n, s, d in t.inputs)
+        f'{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, '
+        f'{_dtype_code(d)})' for n, s, d in t.inputs)
     symbolic_code = "{" + ", ".join(
         f'"{n}": (' + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims)
         + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
@@ -360,6 +360,11 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),
         line=t.span.line,
     )
+
+
+def _dtype_code(dtype: str) -> str:
+    """`jnp.float32`; a typed random key's dtype is the default implementation's."""
+    return "jax.random.key(0).dtype" if dtype.startswith("key<") else f"jnp.{dtype}"
 
 
 def _str_tuple(items: tuple[str, ...]) -> str:

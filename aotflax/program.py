@@ -50,6 +50,16 @@ class Tensor(Var):
         return describe(self.shape, self.dtype)
 
 
+def fresh_like(t: Tensor) -> Tensor:
+    """A new value of the same type (and kind: a random key stays a key) as `t`."""
+    return type(t)(t.shape, t.dtype, t.weak)
+
+
+def fresh_row(t: Tensor) -> Tensor:
+    """One row of `t` (`t[0]`), of the same kind (what a scan step sees of its `xs`)."""
+    return type(t)(t.shape[1:], t.dtype, t.weak)
+
+
 def describe(shape: tuple[int, ...], dtype: str) -> str:
     return f"{short_name(dtype)}[{', '.join(str(d) for d in shape)}]"
 

@@ -47,6 +47,10 @@ class FunctionState:
         #: Collections read (become arguments).
         self.collections: list[str] = []
         self.takes_rng = False
+        #: Step indices of the `lax.scan` bodies being resolved (innermost last), and those
+        #: a random key was folded with (the scan then feeds its steps their index).
+        self.scan_steps: list[Tensor] = []
+        self.used_steps: set[int] = set()
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
@@ -172,11 +176,16 @@ class Scope(LayerScope):
         self.fn.state_values[key] = value
 
     def rng(self, span: Span) -> Code:
+        """The key of this call site: `rng` folded with the path, and inside a `lax.scan`
+        step with the step's index too (a fresh key per step)."""
         self.fn.takes_rng = True
-        if not self.prefix:
-            return Code(("rng",))
-        path = "/".join(self.prefix)
-        return Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
+        code = Code(("rng",))
+        if self.prefix:
+            code = Code((f"jax.random.fold_in(rng, {name_hash('/'.join(self.prefix))})",))
+        for index in self.fn.scan_steps:
+            self.fn.used_steps.add(id(index))
+            code = Code.of("jax.random.fold_in(", code, ", ", index, ")")
+        return code
 
 
 @dataclass(eq=False)

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import ir, meshes, training
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
+from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
     FileProgram,
     Function,
@@ -21,6 +22,7 @@ from ..values import (
     MeshSpec,
     ModuleRef,
     Spec,
+    SpecDType,
     UserModule,
     describe_value,
 )
@@ -165,7 +167,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             if any(isinstance(d, str) for d in spec.shape):
                 symbolic.append((k, tuple(spec.shape)))
             shape = tuple(self._dim_value(d, spec.span) for d in spec.shape)
-            kwargs[k] = Tensor(shape, spec.dtype)
+            kwargs[k] = RngKey(shape, KEY_DTYPE) if spec.dtype == "key" else Tensor(shape,
+                                                                                  spec.dtype)
         spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span, entry=True)
         fn = spec_.function
         inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs)
@@ -258,6 +261,9 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              "optimizer=optax.adam(1e-3)", span)
         specs: dict[str, Spec] = {}
         for k, v in kwargs.items():
+            if isinstance(v, SpecDType) and v.dtype == "key":  # `z_rng=aot.key`: one key
+                kw = next((kw for kw in call.keywords if kw.name == k), None)
+                v = Spec((), "key", kw.span if kw else span)
             if not isinstance(v, Spec):
                 kw = next((kw for kw in call.keywords if kw.name == k), None)
                 raise self.error(

@@ -18,6 +18,7 @@ from ..program import (
     TreeVar,
     Var,
     describe,
+    fresh_like,
 )
 from ..scopes import (
     FunctionState,
@@ -99,7 +100,7 @@ class ModulesMixin:
                     "arrays; pass a tuple or the arrays as separate arguments", method.name_span)
             if isinstance(value, (tuple, list)) and not is_static(value):
                 # a tuple of arrays (an LSTM carry): one parameter, unpacked on entry
-                fresh_tree = _rebuild(value, [Tensor(t.shape, t.dtype, t.weak)
+                fresh_tree = _rebuild(value, [fresh_like(t)
                                               for t in _tensors(value)])
                 var = TreeVar(name)
                 inputs.append((name, var))  # type: ignore[arg-type]
@@ -108,10 +109,6 @@ class ModulesMixin:
                         tuple(_tensors(fresh_tree)), method.span, name)
                 env.set(name, fresh_tree)
                 continue
-            if _has_key(value):
-                raise self.error("AOT327", f"argument '{name}' of {module.name}.{method.name} is "
-                                 "a random key; keys cannot cross module boundaries",
-                                 method.name_span, hint="call nn.make_rng() inside the module")
             fresh = _fresh(value, fn, name)
             if fresh is not value:
                 inputs.append((name, fresh))  # type: ignore[arg-type]
