@@ -464,7 +464,8 @@ def _human(n: int) -> str:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aotflax", description="Compile Flax-style DSL models to JAX source and XLA "
-        "executables.")
+        "executables.", epilog="aotflax summary PATH [--target NAME]: per-module shapes, "
+        "parameters, FLOPs and memory of a model's targets (see aotflax summary --help)")
     p.add_argument("path", nargs="?", help="a model file or a folder of model files")
     p.add_argument("-o", "--output", default="generated", help="output folder (generated/)")
     p.add_argument("--check", action="store_true", help="fail if a generated file is stale")
