@@ -338,11 +338,35 @@ def _compile_native(
         "topology": topology,
         "compiler_options": compiler_options,
     }
+    memory = _memory(compiled)
+    if memory is not None:
+        info["memory"] = memory
     if platform == "cpu":
         # jax#28908: the loader initialises LAPACK first only when it is used (it costs ~80 ms).
         info["needs_lapack"] = "lapack_" in compiled.as_text()
         info["cpu"] = _cpu_info(options)
     return payload, info, out_tree
+
+
+def _memory(compiled: Any) -> dict[str, int] | None:
+    """XLA's `memory_analysis()` of an executable, in bytes (None where a backend has none)."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - a backend without the statistics: none recorded
+        return None
+    if stats is None:
+        return None
+    out = {
+        "arguments": stats.argument_size_in_bytes,
+        "outputs": stats.output_size_in_bytes,
+        "temporaries": stats.temp_size_in_bytes,
+        "generated_code": stats.generated_code_size_in_bytes,
+        "alias": stats.alias_size_in_bytes,
+    }
+    peak = getattr(stats, "peak_memory_in_bytes", 0)
+    # without a reported peak: everything live at once, less what outputs alias
+    out["peak"] = peak or out["arguments"] + out["outputs"] + out["temporaries"] - out["alias"]
+    return {k: int(v) for k, v in out.items()}
 
 
 def _export(

@@ -1,8 +1,8 @@
 """Runs `compile.compile_target` for many targets, in parallel processes if asked.
 
 Each worker imports the freshly written generated package (generated code,
-never a model file) and compiles its targets; progress goes to stderr so long
-compiles show what they are doing.
+never a model file) and compiles its targets; on a terminal, a status line
+on stderr says which (`progress.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Sequence
+
+from .progress import Progress
 
 _PACKAGE = "_aotflax_build_output"
 
@@ -41,23 +43,29 @@ def compile_one(out: str, module: str, name: str, platforms: Sequence[str] | Non
 
 def compile_rows(out: Path, rows: list[dict], *, platforms: Sequence[str] | None,
                  jobs: int) -> None:
+    """Compile each row's target; progress shows on a terminal (see `progress.py`)."""
     total = len(rows)
-    if jobs <= 1 or total == 1:
-        for i, row in enumerate(rows, 1):
-            print(f"[{i}/{total}] compiling {row['key']} ({','.join(row['platforms'])})",
-                  file=sys.stderr, flush=True)
-            row["seconds"] = compile_one(str(out), row["module"], row["target"], platforms)
-            row["compiled"] = True
-        return
-    import multiprocessing
+    progress = Progress()
+    try:
+        if jobs <= 1 or total == 1:
+            for i, row in enumerate(rows, 1):
+                progress.update(f"[{i}/{total}] compiling {row['key']} "
+                                f"({','.join(row['platforms'])})")
+                row["seconds"] = compile_one(str(out), row["module"], row["target"], platforms)
+                row["compiled"] = True
+            return
+        import multiprocessing
 
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(compile_one, str(out), r["module"], r["target"], platforms): r
-                   for r in rows}
-        for i, fut in enumerate(as_completed(futures), 1):
-            row = futures[fut]
-            row["seconds"] = fut.result()
-            row["compiled"] = True
-            print(f"[{i}/{total}] compiled {row['key']} in {row['seconds']:.1f} s",
-                  file=sys.stderr, flush=True)
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(compile_one, str(out), r["module"], r["target"],
+                                   platforms): r for r in rows}
+            progress.update(f"[0/{total}] compiling with {jobs} processes")
+            for i, fut in enumerate(as_completed(futures), 1):
+                row = futures[fut]
+                row["seconds"] = fut.result()
+                row["compiled"] = True
+                progress.update(f"[{i}/{total}] compiled {row['key']} in "
+                                f"{row['seconds']:.1f} s")
+    finally:
+        progress.clear()

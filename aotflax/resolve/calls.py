@@ -14,6 +14,7 @@ from ..program import (
     Code,
     Function,
     Op,
+    OpInfo,
     Tensor,
     TreeVar,
     fresh_like,
@@ -242,7 +243,8 @@ class CallsMixin:
             ("target", _unpack_code((init, y), (final, stacked), [])),
             ("step", Code((nested.name,))), ("init", value_code(init)),
             ("xs", value_code(xs)), ("extra", Code((extra,))),
-            ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested))
+            ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested,
+            OpInfo("jax.lax.scan", trips=n)))
         return (final, stacked)
 
     def _scan_in_dim(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:

@@ -12,6 +12,7 @@ from ..ops.stochastic import takes_keys
 from ..program import (
     Code,
     Function,
+    OpInfo,
     ParamDecl,
     Tensor,
     TreeVar,
@@ -217,7 +218,8 @@ class ModulesMixin:
         fn.emit("ops/module_call.j2",
                 {"target": target, "call": Code.of(callee.name, "(", Code.join(", ", call_args),
                                                    ")")},
-                tuple(outs) + tuple(new_state), span, ref.class_name.lower())
+                tuple(outs) + tuple(new_state), span, ref.class_name.lower(),
+                info=OpInfo(path=prefix, module=ref.class_name, callee=callee))
         return result
 
     def _need_module_frame(self, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
