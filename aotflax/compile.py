@@ -321,7 +321,7 @@ def _devices_json(devices: Sequence[Any]) -> dict[str, Any]:
         for d in devices
     ]
     hosts: dict[str, list[int]] = {}
-    for d in devices:
+    for d in sorted(devices, key=lambda d: (d.process_index, d.id)):
         hosts.setdefault(str(d.process_index), []).append(d.id)
     return {"devices": listed, "hosts": hosts}
 

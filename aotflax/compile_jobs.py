@@ -7,6 +7,7 @@ compiles show what they are doing.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import sys
 import time
@@ -15,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_PACKAGE = "_aotflax_build_output"
-
-
 def _target(out: Path, module: str, name: str) -> Any:
-    if _PACKAGE not in sys.modules:
+    # One package name per output folder: a process that builds two folders keeps them apart.
+    root = out.resolve()
+    package = "_aotflax_build_output_" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    if package not in sys.modules:
         from .verify import load_package
 
-        load_package(out.resolve(), _PACKAGE)
-    return importlib.import_module(f"{_PACKAGE}.{module}").TARGETS[name]
+        load_package(root, package)
+    return importlib.import_module(f"{package}.{module}").TARGETS[name]
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ def native_and_export(folder: Path, platforms: Sequence[str]) -> tuple[str, str]
 
 def _export_words(platform: str, reason: Any) -> str:
     """"tpu: export only (no topology named)"."""
-    text = str(reason or "export only")
+    text = str(reason or "export only").split("; ")[0]  # the manifest keeps the hint
     return f"{platform}: {text if text.startswith('export only') else f'export only ({text})'}"
 
 
