@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+
 def _target(out: Path, module: str, name: str) -> Any:
     # One package name per output folder: a process that builds two folders keeps them apart.
     root = out.resolve()
