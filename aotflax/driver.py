@@ -387,8 +387,8 @@ def _summary(report: BuildReport, rows: list[dict], written: list[str], seconds:
             shown = "-" if row is None or "bytes" not in row else _human(row["bytes"])
             comp = "-" if row is None else (f"{row['seconds']:.2f} s" if row["compiled"]
                                             else "cached")
-            native, export = ("-", ", ".join(t.platforms)) if row is None else (
-                row.get("native", "-"), row.get("export", "-"))
+            native, export = ("-", "-") if row is None else (row.get("native", "-"),
+                                                              row.get("export", "-"))
             table.append((t.name, f.relpath, f"{sum(size(d.shape) for d in t.params):,}",
                           native, export, shown, "skipped" if no_compile else comp))
     if not table:
