@@ -21,7 +21,7 @@ from . import hardware, toolchains
 from .diagnostics import Diagnostic
 from .program import TargetProgram
 
-__all__ = ["Request", "check", "hardware_for", "native_and_export"]
+__all__ = ["Request", "check", "hardware_for", "hardware_key", "native_and_export"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,12 @@ def hardware_for(t: TargetProgram, request: Request) -> tuple[tuple[str, ...], t
     tpu = t.tpu_topologies or (request.tpu_topologies if "tpu" in t.platforms else ())
     gpu = t.gpu_targets or (request.gpu_targets if "cuda" in t.platforms else ())
     return (tpu if "tpu" in wanted else ()), (gpu if "cuda" in wanted else ())
+
+
+def hardware_key(t: TargetProgram, request: Request) -> list[list[str]]:
+    """What one target is compiled for, as the build cache records it (JSON-ready)."""
+    tpu, gpu = hardware_for(t, request)
+    return [list(request.platforms), list(tpu), list(gpu)]
 
 
 def check(targets: Iterable[TargetProgram], request: Request) -> list[Diagnostic]:
@@ -145,14 +151,18 @@ def native_and_export(folder: Path, platforms: Sequence[str]) -> tuple[str, str]
     native = [_native_words(key, entry) for key, entry in executables.items()]
     built = {str(entry.get("platform") or key.split(":")[0]) for key, entry in executables.items()
              if isinstance(entry, dict)}
-    export = [_export_words(p, skipped.get(p)) for p in platforms if p not in built]
+    grouped: dict[str, list[str]] = {}  # one reason for several platforms is said once
+    for p in platforms:
+        if p not in built:
+            grouped.setdefault(_export_words(skipped.get(p)), []).append(p)
+    export = [f"{', '.join(ps)}: {words}" for words, ps in grouped.items()]
     return ", ".join(native) or "-", "; ".join(export) or "-"
 
 
-def _export_words(platform: str, reason: Any) -> str:
-    """"tpu: export only (no topology named)"."""
+def _export_words(reason: Any) -> str:
+    """"export only (no topology named)"."""
     text = str(reason or "export only").split("; ")[0]  # the manifest keeps the hint
-    return f"{platform}: {text if text.startswith('export only') else f'export only ({text})'}"
+    return text if text.startswith("export only") else f"export only ({text})"
 
 
 def _native_words(key: str, entry: Any) -> str:

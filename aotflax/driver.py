@@ -212,16 +212,15 @@ def build(args: argparse.Namespace) -> int:
             return _errors(e.diagnostics)
     written = _write(out, texts, runtime)
     rows: list[dict] = []
-    options = _request_json(request)
     if not args.no_compile:
-        same = fresh and cache.get("compile_options") == options
-        rows = _compile(out, report, args, cache if same else {}, request)
+        rows = _compile(out, report, args, cache if fresh else {}, request)
     files_cache = {rel: sha256_bytes(t.encode()) for rel, t in texts.items()}
     failed = [r for r in rows if r.get("error")]
     write_atomic(out / CACHE_NAME, json.dumps(
-        {"compiler": fingerprint, "files": files_cache, "compile_options": options,
+        {"compiler": fingerprint, "files": files_cache,
          "artifacts": {r["key"]: r["manifest_sha"] for r in rows
-                       if r.get("manifest_sha") and not r.get("error")}},
+                       if r.get("manifest_sha") and not r.get("error")},
+         "hardware": {r["key"]: r["hardware"] for r in rows if not r.get("error")}},
         indent=1, sort_keys=True).encode())
     if failed:
         return _errors([_compile_error(report, r) for r in failed],
@@ -233,12 +232,6 @@ def build(args: argparse.Namespace) -> int:
 def _hardware_request(args: argparse.Namespace) -> crossbuild.Request:
     return crossbuild.Request(tuple(args.tpu_topology or ()), tuple(args.gpu_target or ()),
                               tuple(args.platform or ()))
-
-
-def _request_json(request: crossbuild.Request) -> dict:
-    """The command line's compile options as the cache records them (a change recompiles)."""
-    return {"tpu_topologies": list(request.tpu_topologies),
-            "gpu_targets": list(request.gpu_targets), "platforms": list(request.platforms)}
 
 
 def _selected_targets(report: BuildReport, args: argparse.Namespace) -> list:
@@ -329,8 +322,12 @@ def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: di
                    "params": sum(size(d.shape) for d in t.params), "platforms": t.platforms,
                    "manifest_sha": sha, "folder": folder, "compiled": False, "seconds": 0.0}
             rows.append(row)
-            if sha is not None and cache.get("artifacts", {}).get(key) == sha:
+            # what the command line adds for this target: a change recompiles it alone
+            row["hardware"] = crossbuild.hardware_key(t, request)
+            if sha is not None and cache.get("artifacts", {}).get(key) == sha and \
+                    cache.get("hardware", {}).get(key) == row["hardware"]:
                 continue  # nothing changed since this manifest was written
+            row["todo"] = True
             todo.append(row)
     if todo:
         _run_compiles(out, todo, args, request)
@@ -343,7 +340,7 @@ def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: di
             row["bytes"] = sum(p.stat().st_size for p in row["folder"].iterdir())
         row["native"], row["export"] = crossbuild.native_and_export(row["folder"],
                                                                      row["platforms"])
-        if row in todo and row["export"] != "-" and not row.get("error"):
+        if row.get("todo") and row["export"] != "-" and not row.get("error"):
             print(f"  {row['key']}: {row['export']}", file=sys.stderr, flush=True)
     return rows
 

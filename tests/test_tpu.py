@@ -355,3 +355,46 @@ def test_single_device_executable_on_a_host_that_does_not_own_its_device(
     as_host(runtime, monkeypatch, v5e_4x4, 3)
     _, reason = runtime._select_executable(tiny.mlp_v5e, manifest, "tpu")
     assert "runs on TPU device 0, which this host (process 3) does not own" in reason
+
+
+# --- CUDA the same way --------------------------------------------------------------------
+
+
+def test_missing_cuda_plugin_is_a_located_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AOTFLAX_TOOLCHAINS", str(tmp_path / "empty-cache"))
+    if toolchains.missing("cuda") is None:
+        pytest.skip("jax's CUDA plugin is installed in this environment itself")
+    path = write_model(tmp_path / "m", 'aot.target("net_gpu", Net, x=aot.f32[2, 4], '
+                       'gpu="h100")\n')
+    rc, output = run_cli([str(path), "-o", str(tmp_path / "out")])
+    assert rc == 1 and f"{path.name}:9:1: error[AOT450]" in output, output
+    assert "aotflax install-toolchain cuda" in output and "jax-cuda12-plugin" in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_gpu_target(tmp_path: Path) -> None:
+    path = write_model(tmp_path / "m", 'aot.target("net", Net, x=aot.f32[2, 4], gpu="a100")\n')
+    rc, output = run_cli([str(path), "-o", str(tmp_path / "out"), "--no-compile"])
+    assert rc == 1 and "error[AOT441]: unknown GPU target 'a100'" in output
+    path.write_text(path.read_text().replace('gpu="a100"', 'platforms=("cpu", "cuda")'))
+    rc, output = run_cli([str(path), "-o", str(tmp_path / "out"), "--gpu-target", "b300"])
+    assert rc == 1 and "error[AOT441]: --gpu-target: no GPU target 'b300'" in output
+
+
+def test_h100_executable_cross_compiles_without_a_gpu(tmp_path: Path) -> None:
+    """Runs where `aotflax install-toolchain cuda` was run (a 500 MB download CI skips):
+    the CUDA executable compiles here; running it needs an H100, which no test has."""
+    if toolchains.missing("cuda") is not None:
+        pytest.skip("jax's CUDA plugin is not installed (aotflax install-toolchain cuda)")
+    write_model(tmp_path / "models", 'aot.target("net_gpu", Net, x=aot.f32[2, 4], '
+                'gpu="h100")\n')
+    result = build(tmp_path / "models", tmp_path / "gen")
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((tmp_path / "gen" / "artifacts" / "net" / "net_gpu" /
+                           "manifest.json").read_text())
+    gpu = manifest["executables"]["cuda:h100"]
+    assert gpu["platform"] == "cuda" and gpu["device_kind"] == "NVIDIA H100 80GB HBM3"
+    assert gpu["gpu_target"] == "h100" and gpu["toolchain"].startswith("jax-cuda12-plugin")
+    assert sorted(manifest["export"]["platforms"]) == ["cpu", "cuda"]
+    assert "cpu, cuda h100" in result.stdout
