@@ -186,16 +186,17 @@ def install(platform: str, quiet: bool = False) -> Path:
 
 @contextlib.contextmanager
 def _environ(**values: str) -> Iterator[None]:
-    """Sets environment variables for a block (those already set are left as they are)."""
+    """Sets environment variables for a block, then puts back what was there."""
     old = {k: os.environ.get(k) for k in values}
-    for key, value in values.items():
-        os.environ.setdefault(key, value)
+    os.environ.update(values)
     try:
         yield
     finally:
         for key, value in old.items():
             if value is None:
                 os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager

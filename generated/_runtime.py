@@ -622,10 +622,13 @@ def _select_executable(
 
 def _not_built(manifest: dict, platform: str) -> str:
     """Why there is no executable for `platform`, naming the ones there are."""
-    built = [
-        f"{_entry_platform(k, e)} ({_built_for(e)})" for k, e in manifest["executables"].items()
-    ]
-    why = manifest.get("skipped", {}).get(platform)
+    built = []
+    for key, entry in manifest["executables"].items():
+        name, kind = _entry_platform(key, entry), _built_for(entry)
+        built.append(name if kind == name else f"{name} ({kind})")
+    why = str(manifest.get("skipped", {}).get(platform) or "")
+    if why.startswith("export only (") and why.endswith(")"):
+        why = why[len("export only (") : -1]
     text = f"no executable was built for {platform}{' (' + why + ')' if why else ''}"
     if built:
         text += f"; the native executables are for {', '.join(built)}"
