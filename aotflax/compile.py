@@ -317,7 +317,7 @@ def _devices_json(devices: Sequence[Any]) -> dict[str, Any]:
     listed = [
         {"id": d.id, "process_index": d.process_index,
          **({"coords": list(d.coords), "core_on_chip": d.core_on_chip}
-            if hasattr(d, "coords") else {})}
+            if d.platform == "tpu" else {})}
         for d in devices
     ]
     hosts: dict[str, list[int]] = {}

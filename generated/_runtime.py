@@ -613,6 +613,8 @@ def _select_executable(
         return None, _not_built(manifest, platform)
     problems = []
     for entry in candidates:
+        if platform == "tpu":
+            _check_tpu_fields(target, entry)
         problem = _native_problem(target, manifest, entry, platform)
         if problem is None:
             return entry, None
@@ -671,6 +673,45 @@ def _tpu_here(devices: Sequence[Any], hosts: int) -> str:
         f"{devices[0].device_kind}, a {shape} slice ({len(devices)} devices on {hosts} "
         f"host{'s' if hosts != 1 else ''})"
     )
+
+
+def _check_tpu_fields(target: Target, entry: Mapping[str, Any]) -> None:
+    """Refuses a TPU entry whose slice and device fields are not what aotflax writes.
+
+    The manifest is data from the artifact folder: nothing of it is trusted
+    to be well-formed before it steers which devices an executable loads onto.
+    """
+
+    def ints(value: Any, length: int | None = None) -> bool:
+        return (
+            isinstance(value, list)
+            and (length is None or len(value) == length)
+            and all(type(v) is int for v in value)
+        )
+
+    slice_ = entry.get("slice", {})
+    devices = entry.get("devices", [])
+    hosts = entry.get("hosts", {})
+    fine = (
+        isinstance(slice_, dict)
+        and all(type(slice_.get(k, 1)) is int for k in ("chips", "devices", "hosts"))
+        and ints(slice_.get("bounds", [1, 1, 1]), 3)
+        and isinstance(devices, list)
+        and all(
+            isinstance(d, dict)
+            and type(d.get("id")) is int
+            and ints(d.get("coords", [0, 0, 0]), 3)
+            and type(d.get("core_on_chip", 0)) is int
+            for d in devices
+        )
+        and isinstance(hosts, dict)
+        and all(isinstance(k, str) and ints(v) for k, v in hosts.items())
+    )
+    if not fine:
+        raise ArtifactError(
+            f"{target.name}: the manifest's TPU entry {entry.get('file')!r} has malformed "
+            "slice, devices or hosts fields; it was not loaded. Rebuild the artifacts"
+        )
 
 
 def _tpu_host() -> tuple[list[Any], list[Any], int, int]:

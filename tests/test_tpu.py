@@ -398,3 +398,13 @@ def test_h100_executable_cross_compiles_without_a_gpu(tmp_path: Path) -> None:
     assert gpu["gpu_target"] == "h100" and gpu["toolchain"].startswith("jax-cuda12-plugin")
     assert sorted(manifest["export"]["platforms"]) == ["cpu", "cuda"]
     assert "cpu, cuda h100" in result.stdout
+
+
+def test_malformed_tpu_fields_are_refused_before_loading(
+        tpu_build: dict[str, Any], v5e_4x4: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny, runtime = tpu_build["module"], tpu_build["runtime"]
+    manifest = manifest_of(tpu_build["root"] / "gen", "mlp_pod")
+    manifest["executables"]["tpu:v5e:4x4"]["devices"] = [{"id": "0; rm -rf /"}]
+    as_host(runtime, monkeypatch, v5e_4x4, process=0)
+    with pytest.raises(runtime.ArtifactError, match="malformed slice, devices or hosts"):
+        runtime._select_executable(tiny.mlp_pod, manifest, "tpu")
