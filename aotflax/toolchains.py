@@ -255,8 +255,10 @@ def load_libtpu(topology: str, **options: object) -> list:
     from jax.experimental import topologies
 
     jax.devices()  # start the configured backends before libtpu becomes findable
-    with _environ(TPU_LIBRARY_PATH=_libtpu_path(), TPU_SKIP_MDS_QUERY="1"), \
-            _quiet_stderr() as notes:
+    # No chips are used, so neither the cloud metadata server nor libtpu's one-process
+    # lock (/tmp/libtpu_lockfile) applies: parallel compile jobs and builds each load it.
+    quiet = {"TPU_SKIP_MDS_QUERY": "1", "ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}
+    with _environ(TPU_LIBRARY_PATH=_libtpu_path(), **quiet), _quiet_stderr() as notes:
         try:
             return list(topologies.get_topology_desc(topology, "tpu", **options).devices)
         except Exception as error:  # jaxlib's JaxRuntimeError carries libtpu's message
