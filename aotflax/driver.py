@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from . import __version__, ir, symbolic
+from . import __version__, crossbuild, ir, symbolic
 from .artifacts import ManifestError, read_manifest, render_runtime, sha256_bytes, write_atomic
 from .diagnostics import BuildError, Diagnostic, InternalError
 from .emit import emit_file
@@ -237,6 +237,11 @@ def build(args: argparse.Namespace) -> int:
         and (out / rel).is_file() for rel, text in texts.items()))
     if args.check:
         return _check(out, texts, runtime)
+    request = _hardware_request(args)
+    if not args.no_compile:
+        problems = crossbuild.check(_selected_targets(report, args), request)
+        if problems:  # before anything is written
+            return _errors(problems)
     if not fresh:
         try:
             _verify(texts, runtime, report)
@@ -245,17 +250,41 @@ def build(args: argparse.Namespace) -> int:
     written = _write(out, texts, runtime)
     rows: list[dict] = []
     if not args.no_compile:
-        rows = _compile(out, report, args, cache if fresh else {})
+        rows = _compile(out, report, args, cache if fresh else {}, request)
     files_cache = {rel: sha256_bytes(t.encode()) for rel, t in texts.items()}
+    failed = [r for r in rows if r.get("error")]
     write_atomic(out / CACHE_NAME, json.dumps(
         {"compiler": fingerprint, "files": files_cache,
-         "artifacts": {r["key"]: r["manifest_sha"] for r in rows if r.get("manifest_sha")}},
+         "artifacts": {r["key"]: r["manifest_sha"] for r in rows
+                       if r.get("manifest_sha") and not r.get("error")},
+         "hardware": {r["key"]: r["hardware"] for r in rows if not r.get("error")}},
         indent=1, sort_keys=True).encode())
+    if failed:
+        return _errors([_compile_error(report, r) for r in failed],
+                       "the artifacts of the failed target(s) were left as they were")
     _summary(report, rows, written, time.perf_counter() - t0, args.no_compile)
     return 0
 
 
-def _errors(diagnostics: Sequence[Diagnostic], outcome: str = "nothing was written") -> int:
+def _hardware_request(args: argparse.Namespace) -> crossbuild.Request:
+    return crossbuild.Request(tuple(args.tpu_topology or ()), tuple(args.gpu_target or ()),
+                              tuple(args.platform or ()))
+
+
+def _selected_targets(report: BuildReport, args: argparse.Namespace) -> list:
+    return [t for f in report.files if f.program is not None for t in f.program.targets
+            if not args.target or t.name in args.target]
+
+
+def _compile_error(report: BuildReport, row: dict) -> Diagnostic:
+    """A target whose named hardware could not be compiled for, as a located error."""
+    target = next(t for f in report.files if f.program and f.module == row["module"]
+                  for t in f.program.targets if t.name == row["target"])
+    return Diagnostic("AOT451", f"target '{target.name}': {row['error']}", target.span)
+
+
+def _errors(diagnostics: Sequence[Diagnostic],
+            outcome: str = "nothing was written") -> int:
     for d in diagnostics:
         print(d.render(), file=sys.stderr)
     n = len(diagnostics)
@@ -311,7 +340,8 @@ def _write(out: Path, texts: dict[str, str], runtime: str) -> list[str]:
     return written
 
 
-def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: dict) -> list[dict]:
+def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: dict,
+             request: crossbuild.Request) -> list[dict]:
     from .artifacts import target_folder
 
     rows: list[dict] = []
@@ -329,11 +359,15 @@ def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: di
                    "params": sum(size(d.shape) for d in t.params), "platforms": t.platforms,
                    "manifest_sha": sha, "folder": folder, "compiled": False, "seconds": 0.0}
             rows.append(row)
-            if sha is not None and cache.get("artifacts", {}).get(key) == sha:
+            # what the command line adds for this target: a change recompiles it alone
+            row["hardware"] = crossbuild.hardware_key(t, request)
+            if sha is not None and cache.get("artifacts", {}).get(key) == sha and \
+                    cache.get("hardware", {}).get(key) == row["hardware"]:
                 continue  # nothing changed since this manifest was written
+            row["todo"] = True
             todo.append(row)
     if todo:
-        _run_compiles(out, todo, args)
+        _run_compiles(out, todo, args, request)
     if not args.target:
         _prune_artifacts(out, report)
     for row in rows:
@@ -342,6 +376,10 @@ def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: di
             row["manifest_sha"] = sha256_bytes(manifest.read_bytes())
             row["bytes"] = sum(p.stat().st_size for p in row["folder"].iterdir())
             row["peak"] = _peak(row["folder"])
+        row["native"], row["export"] = crossbuild.native_and_export(row["folder"],
+                                                                     row["platforms"])
+        if row.get("todo") and row["export"] != "-" and not row.get("error"):
+            print(f"  {row['key']}: {row['export']}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -371,10 +409,12 @@ def _prune_artifacts(out: Path, report: BuildReport) -> None:
                 shutil.rmtree(child)
 
 
-def _run_compiles(out: Path, todo: list[dict], args: argparse.Namespace) -> None:
-    from .compile_jobs import compile_rows
+def _run_compiles(out: Path, todo: list[dict], args: argparse.Namespace,
+                  request: crossbuild.Request) -> None:
+    from .compile_jobs import Hardware, compile_rows
 
-    compile_rows(out, todo, platforms=args.platform, jobs=args.jobs)
+    compile_rows(out, todo, jobs=args.jobs, hw=Hardware(
+        request.platforms, request.tpu_topologies, request.gpu_targets))
 
 
 def _summary(report: BuildReport, rows: list[dict], written: list[str], seconds: float,
@@ -382,8 +422,8 @@ def _summary(report: BuildReport, rows: list[dict], written: list[str], seconds:
     print(f"aotflax {__version__}: {len(report.files)} model file(s), "
           f"{sum(len(f.program.targets) for f in report.files if f.program)} target(s), "
           f"{len(written)} file(s) written, {seconds:.2f} s")
-    header = ("target", "file", "params", "FLOPs", "platforms", "artifacts", "peak mem",
-              "compile")
+    header = ("target", "file", "params", "FLOPs", "native executables", "export only",
+              "artifacts", "peak mem", "compile")
     table = []
     for f in report.files:
         assert f.program is not None
@@ -395,8 +435,10 @@ def _summary(report: BuildReport, rows: list[dict], written: list[str], seconds:
                                             else "cached")
             # symbolic targets resolve at sentinel sizes: their count is per size, not one
             flops = "-" if t.symbolic else f"{target_flops(t):,}"
+            native, export = ("-", "-") if row is None else (row.get("native", "-"),
+                                                              row.get("export", "-"))
             table.append((t.name, f.relpath, f"{sum(size(d.shape) for d in t.params):,}",
-                          flops, ",".join(t.platforms), shown, peak,
+                          flops, native, export, shown, peak,
                           "skipped" if no_compile else comp))
     if not table:
         return
@@ -470,7 +512,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="generated", help="output folder (generated/)")
     p.add_argument("--check", action="store_true", help="fail if a generated file is stale")
     p.add_argument("--target", action="append", help="compile only this target (repeatable)")
-    p.add_argument("--platform", action="append", help="compile only for this platform")
+    p.add_argument("--platform", action="append",
+                   help="native executables only for this platform (repeatable)")
+    p.add_argument("--tpu-topology", action="append", metavar="T",
+                   help="TPU topology (v5e:2x2, v5e:4x4, v4:2x2x2, ...) to cross-compile for, for "
+                   "targets that list tpu and name none (repeatable; needs `aotflax "
+                   "install-toolchain tpu`)")
+    p.add_argument("--gpu-target", action="append", metavar="G",
+                   help="GPU to cross-compile CUDA for (h100, h200, or a GpuTargetConfig text "
+                   "proto), for targets that list cuda and name none (repeatable; needs "
+                   "`aotflax install-toolchain cuda`)")
     p.add_argument("--jobs", type=int, default=1, help="parallel compile processes")
     p.add_argument("--no-compile", action="store_true", help="emit source only; no artifacts")
     p.add_argument("--explain", metavar="CODE", help="explain a diagnostic code")
@@ -480,10 +531,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def install_toolchain(argv: Sequence[str]) -> int:
+    """`aotflax install-toolchain tpu|cuda`: the cross-compiler into aotflax's cache."""
+    from . import toolchains
+
+    p = argparse.ArgumentParser(
+        prog="aotflax install-toolchain", description="Install the cross-compiler for TPU "
+        "(libtpu) or CUDA (jax's CUDA plugin) into a cache only the compile step loads "
+        f"({toolchains.cache_root()}; AOTFLAX_TOOLCHAINS moves it).")
+    p.add_argument("platform", choices=sorted(toolchains.TOOLCHAINS))
+    args = p.parse_args(argv)
+    try:
+        folder = toolchains.install(args.platform)
+    except toolchains.ToolchainMissing as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.platform}: {toolchains.version(args.platform) or 'installed'} in {folder}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["summary"]:
         return _guarded(lambda: summary_command(argv[1:]))
+    if argv[:1] == ["install-toolchain"]:
+        return _guarded(lambda: install_toolchain(argv[1:]))
     args = parser().parse_args(argv)
     if args.explain:
         from .codes import explain

@@ -248,6 +248,9 @@ class TargetProgram:
     mesh: tuple[tuple[str, int], ...] = ()
     #: Partition spec per parameter path (only parameters a rule matched).
     param_sharding: tuple[tuple[tuple[str, ...], tuple[object, ...]], ...] = ()
+    #: Hardware its native executables are cross-compiled for (`tpu=`, `gpu=`).
+    tpu_topologies: tuple[str, ...] = ()
+    gpu_targets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

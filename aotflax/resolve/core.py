@@ -6,7 +6,7 @@ import hashlib
 import keyword
 from typing import Any
 
-from .. import ir, meshes, training
+from .. import hardware, ir, meshes, training
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
 from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
@@ -193,6 +193,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
             devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
             span=decl.span, symbolic=tuple(symbolic), mesh=decl.mesh,
+            tpu_topologies=decl.tpu, gpu_targets=decl.gpu,
             param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
                                               decl.span),
             train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
@@ -234,6 +235,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              call.args[0].span, hint=f"call it {name}_target, for example")
         if any(t.name == name for t in self.targets):
             raise self.error("AOT407", f"target '{name}' is declared twice", span)
+        explicit = "platforms" in kwargs
         platforms = kwargs.pop("platforms", ("cpu",))
         if isinstance(platforms, str):
             platforms = (platforms,)
@@ -255,6 +257,10 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              f"{describe_value(devices)}", span)
         if sharding_rules is not None:
             sharding_rules = meshes.check_rules(self, sharding_rules, mesh, span)
+        platforms, tpu, gpu = hardware.target_hardware(
+            self, tuple(platforms), explicit, kwargs.pop("tpu", None), kwargs.pop("gpu", None),
+            int(devices), {k: next((kw.span for kw in call.keywords if kw.name == k), span)
+                           for k in ("tpu", "gpu")})
         if not isinstance(method, str):
             raise self.error("AOT400", f"method= must be a method name, got "
                              f"{describe_value(method)}", span)
@@ -286,7 +292,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             specs = {k: v for k, v in specs.items() if k in model_inputs}
         self.targets.append(TargetDecl(name, module, specs, method, tuple(platforms),
                                        int(devices), span, loss, optimizer, batch, mesh,
-                                       sharding_rules or ()))
+                                       sharding_rules or (), tpu, gpu))
 
 
 
