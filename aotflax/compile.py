@@ -458,7 +458,8 @@ def _compile_native(
         devices, extra = _cross_devices(variant, target.devices)
     compiler_options = _compiler_options(platform, options)
     placed, order = _placed(specs, len(target.inputs), devices, target)
-    compiled = jax.jit(fn).lower(*placed).compile(compiler_options or None)
+    compiled = jax.jit(fn, donate_argnums=_donated(target)).lower(*placed).compile(
+        compiler_options or None)
     payload, _, out_tree = serialize_executable.serialize(compiled)
     info: dict[str, Any] = {
         "platform": platform,
@@ -502,9 +503,19 @@ def _memory(compiled: Any) -> dict[str, int] | None:
 
 
 def _export(
-    fn: Callable[..., Any], specs: list[Any], platforms: Sequence[str]
+    fn: Callable[..., Any], specs: list[Any], platforms: Sequence[str], target: Any = None
 ) -> jax.export.Exported:
-    return jax.export.export(jax.jit(fn), platforms=tuple(platforms))(*specs)
+    jitted = jax.jit(fn, donate_argnums=_donated(target) if target is not None else ())
+    return jax.export.export(jitted, platforms=tuple(platforms))(*specs)
+
+
+def _donated(target: Any) -> tuple[int, ...]:
+    """The arguments the artifacts consume: a train step's params and packed state.
+
+    XLA aliases them with the outputs, so a step holds one copy of the parameters and
+    optimizer state instead of two; the loader marks them donated for the export too.
+    """
+    return tuple(getattr(target, "donate_argnums", ()) or ())
 
 
 def _generated_sha256(target: Any) -> str | None:
@@ -621,7 +632,7 @@ def compile_target(
     impl = _rng_impl()
     key = _key_spec(impl) if target.stochastic else None
     fn = boundary_function(target, impl)
-    exported = _export(fn, _export_specs(target, key), _resolve(target, None))
+    exported = _export(fn, _export_specs(target, key), _resolve(target, None), target)
     export_bytes = bytes(exported.serialize())
     payloads, entries, skipped = _native_executables(
         target, fn, _arg_specs(target, key), chosen, options, exported.out_tree
@@ -648,6 +659,7 @@ def compile_target(
             math.prod(leaf.shape) for leaf in jax.tree.leaves(target.param_shapes)
         ),
         "rng": None if key is None else {"impl": impl, "key_shape": list(key.shape)},
+        "donate_argnums": list(_donated(target)),
         "executables": entries,
         "skipped": skipped,
         "export": export_entry,

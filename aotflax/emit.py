@@ -270,12 +270,20 @@ def render_train(t: TargetProgram, call: str, results: str, new_state: str) -> s
         labels = (f"#: Parameter groups of `{t.name}`, from its ModelParamTraversal filters.\n"
                   f"{var} = {{\n" + "\n".join(_dict_lines(tree, 4)) + "\n}\n\n")
         train_opt = train.optimizer.replace("_LABELS", var)
+    hook = train.after_update
+    after_update = (f"\n    params = {hook.name}(params)  # after_update=" if hook is not None
+                    else "")
+    step = template("train_step.py.j2" if train.microbatches == 1
+                    else "train_step_microbatches.py.j2").render(
+        name=t.name, arg_names=", ".join(names), after_update=after_update,
+        n=train.microbatches)
     return template("train.py.j2").render(
         name=t.name, arg_names=", ".join(names), description=t.description,
         loss_name=train.loss.name, call=call, results=results, new_state=new_state,
         loss_target="loss, metrics" if train.has_metrics else "loss",
         metrics="metrics" if train.has_metrics else "{}",
-        loss_call=f"{train.loss.name}({loss_args})", optimizer=train_opt, labels=labels)
+        loss_call=f"{train.loss.name}({loss_args})", optimizer=train_opt, labels=labels,
+        step=step)
 
 
 def _trees_key(t: TargetProgram) -> tuple:
@@ -334,6 +342,8 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         mesh = "{" + ", ".join(f'"{n}": {k}' for n, k in t.mesh) + "}"
         sharding = "{\n" + "\n".join(_dict_lines(tree, 8)) + "\n    }" if tree else "{}"
         train_kwargs += f"    mesh={mesh},\n    param_sharding={sharding},\n"
+    if t.processes > 1:
+        train_kwargs += f"    processes={t.processes},\n"
     if t.tpu_topologies:  # names checked by hardware.parse_tpu_topology: [a-z0-9:x] only
         train_kwargs += f"    tpu_topologies={_str_tuple(t.tpu_topologies)},\n"
     if t.gpu_targets:  # names of hardware.GPU_TARGETS

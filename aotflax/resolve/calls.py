@@ -42,6 +42,7 @@ from ..values import (
     SharedModule,
     StaticBuiltin,
     StaticError,
+    Traversal,
     UserModule,
     contains_poison,
     describe_value,
@@ -432,6 +433,8 @@ class CallsMixin:
             return self._call_entry(entry, f"x.{m.name}", [r, *args], kwargs, span, frame)
         if isinstance(r, (list, dict, str)):
             return self._static_method(r, m.name, args, kwargs, span)
+        if isinstance(r, Traversal):
+            return training.traversal_method(self, r, m.name, args, kwargs, expr, frame)
         raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
 
     def _static_method(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
