@@ -107,3 +107,17 @@ def processes(r: "Resolver", call: Any, kwargs: dict, axes: tuple[tuple[str, int
                       hint=f"give the first mesh axis a multiple of {value} devices, e.g. "
                            f"devices=aot.mesh({name}={value * max(1, first // value)})")
     return value
+
+
+def check_fixed_shapes(r: "Resolver", processes: int, specs: dict[str, Any]) -> None:
+    """A target over several processes has fixed input shapes (each process's shard is
+    a fixed block of the batch)."""
+    if processes == 1:
+        return
+    for name, spec in specs.items():
+        symbolic = next((d for d in spec.shape if isinstance(d, str)), None)
+        if symbolic is not None:
+            raise r.error("AOT433", f"a target over processes={processes} needs fixed input "
+                          f"shapes, and input '{name}' has the symbolic dimension "
+                          f"'{symbolic}'", spec.span,
+                          hint="declare one target per batch size")

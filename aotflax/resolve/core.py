@@ -286,6 +286,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                     f"{describe_value(v)}", kw.span if kw else span,
                     hint="bind hyperparameters with Module.partial(...)")
             specs[k] = v
+        meshes.check_fixed_shapes(self, processes, specs)
         batch: dict[str, Spec] = {}
         if train:
             method_def = module.module.method(method)
