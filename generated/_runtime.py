@@ -18,7 +18,6 @@ computation. Outputs are `(outputs, new_state)`, as `apply` returns them.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import os
@@ -958,7 +957,9 @@ def _processes_problem(entry: Mapping[str, Any]) -> str | None:
     """Whether this run has the processes an executable over several processes needs."""
     wanted = entry.get("processes", 1)
     if type(wanted) is not int or wanted < 1:
-        raise ArtifactError(f"manifest entry {entry.get('file')!r} has malformed processes: {wanted!r}")
+        raise ArtifactError(
+            f"manifest entry {entry.get('file')!r} has malformed processes: {wanted!r}"
+        )
     count = jax.process_count()
     if wanted == 1 or wanted == count:
         return None
@@ -971,10 +972,13 @@ def _processes_problem(entry: Mapping[str, Any]) -> str | None:
 def _process_mesh(manifest: Mapping[str, Any], platform: str) -> jax.sharding.Mesh:
     """The target's global mesh over every process's devices, in the build's order."""
     axes = manifest.get("mesh") or []
-    if not (isinstance(axes, list) and all(
-        isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and type(a[1]) is int
-        for a in axes
-    )):
+    if not (
+        isinstance(axes, list)
+        and all(
+            isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and type(a[1]) is int
+            for a in axes
+        )
+    ):
         raise ArtifactError(f"manifest field mesh is malformed: {axes!r}")
     devices = sorted(_local_devices(platform), key=lambda d: (d.process_index, d.id))
     count = int(np.prod([size for _, size in axes]))
@@ -1010,10 +1014,10 @@ def _process_local(loaded: LoadedTarget) -> LoadedTarget:
     from jax.experimental import multihost_utils
 
     target, manifest = loaded.target, loaded.manifest
-    specs = jax.tree_util.tree_leaves(_arg_specs(target, manifest))
     shardings = _input_shardings(loaded)
     first = len(jax.tree_util.tree_leaves((target.param_shapes, target.state_shapes)))
-    local = copy.copy(target)
+    local = object.__new__(Target)  # the same target, its INPUTS this process's shapes
+    local.__dict__.update(target.__dict__)
     local.inputs = local.INPUTS = {
         name: jax.ShapeDtypeStruct(_local_shape(shardings[first + i], spec.shape), spec.dtype)
         for i, (name, spec) in enumerate(target.inputs.items())
