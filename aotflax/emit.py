@@ -325,7 +325,10 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     train = ""
     train_kwargs = ""
     if t.train is not None:
-        train = render_train(t, f"{t.entry}({', '.join(call_args)})", results, new_state)
+        step_fn = t.train.entry  # with microbatches: the model resolved for one slice
+        step_call = (f"{t.entry}({', '.join(call_args)})" if step_fn is None
+                     else f"{step_fn.name}({', '.join(call_args)})")
+        train = render_train(t, step_call, results, new_state)
         batch = ", ".join(f'"{n}": jax.ShapeDtypeStruct({_tuple(s)}, jnp.{d})'
                           for n, s, d in t.train.batch)
         train_kwargs = (f"    train_step=_{t.name}_train_step,\n    init_opt=_{t.name}_init_opt,\n"

@@ -219,6 +219,8 @@ class TrainProgram:
     after_update: Function | None = None
     #: `microbatches=`: gradients accumulated over this many slices of the batch.
     microbatches: int = 1
+    #: With microbatches: the model function the loss calls, resolved for one slice.
+    entry: Function | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,9 +183,14 @@ def train_options(r: "Resolver", call: Any, kwargs: dict,
     return hook, microbatches
 
 
-def resolve_train(r: "Resolver", decl: Any, entry_result: Any, span: Span,
+def resolve_train(r: "Resolver", decl: Any, entry: Any, inputs: dict[str, Any], span: Span,
                   params: tuple[ParamDecl, ...]) -> TrainProgram:
-    """The loss function, optimizer, after-update hook and microbatches of a training target."""
+    """The loss function, optimizer, after-update hook and microbatches of a training target.
+
+    **Arguments:** `entry`: the model's specialization for the target's inputs
+    (`inputs`, name -> array); with `microbatches=N` the step calls the model on
+    slices of the batch, resolved here at those shapes.
+    """
     loss: Closure = decl.loss
     names = [p.name for p in loss.params.params]
     if not names:
@@ -199,8 +204,11 @@ def resolve_train(r: "Resolver", decl: Any, entry_result: Any, span: Span,
     if missing:
         raise r.error("AOT424", f"loss '{loss.name}' needs input '{missing[0]}': declare it "
                       f"in the train target, e.g. {missing[0]}=aot.i32[...]", span)
-    outputs = _fresh_copy(entry_result)
-    loss_tensors = [Tensor(tuple(r._dim_value(d, s.span) for d in s.shape), s.dtype)
+    _check_microbatches(r, decl, span)
+    n = decl.microbatches
+    step_entry = _microbatch_entry(r, decl, entry, inputs, params, span) if n > 1 else None
+    outputs = _fresh_copy((step_entry or entry).result)
+    loss_tensors = [Tensor(_slice(tuple(r._dim_value(d, s.span) for d in s.shape), n), s.dtype)
                     for _, s in loss_inputs]
     key = ("loss", id(loss), tuple((t.shape, t.dtype) for t in _leaves(outputs)),
            tuple((t.shape, t.dtype) for t in loss_tensors))
@@ -211,14 +219,41 @@ def resolve_train(r: "Resolver", decl: Any, entry_result: Any, span: Span,
         r.cache[key] = (fn, has_metrics)
     fn, has_metrics = r.cache[key]
     code, labels = optimizer_code(r, decl.optimizer, params, span)
-    _check_microbatches(r, decl, span)
     hook = None
     if decl.after_update is not None:
         hook = _after_update_function(r, decl.after_update, params, span)
         r.functions.append(hook)
     return TrainProgram(fn, tuple((n, tuple(s.shape), s.dtype) for n, s in batch), code,
                         has_metrics, labels, tuple(n for n, _ in loss_inputs),
-                        after_update=hook, microbatches=decl.microbatches)
+                        after_update=hook, microbatches=n,
+                        entry=step_entry.function if step_entry is not None else None)
+
+
+def _slice(shape: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """The shape of one of `n` microbatches of an input."""
+    return shape if n == 1 else (shape[0] // n, *shape[1:])
+
+
+def _microbatch_entry(r: "Resolver", decl: Any, entry: Any, inputs: dict[str, Any],
+                      params: tuple[ParamDecl, ...], span: Span) -> Any:
+    """The model resolved for one microbatch: every input's first axis divided by N.
+
+    Shapes are static in generated code, so the step's slices need their own
+    specialization; its parameters and state must be the target's.
+    """
+    n = decl.microbatches
+    sliced = {k: Tensor(_slice(v.shape, n), v.dtype) if isinstance(v, Tensor) else v
+              for k, v in inputs.items()}
+    spec = r._specialize(decl.module, decl.method, [], sliced, span, entry=True)
+
+    def tree(decls: Any) -> list[tuple[Any, ...]]:
+        return [(d.path, d.shape, d.dtype) for d in decls]
+
+    if tree(spec.params.values()) != tree(params) or tree(spec.state.values()) != tree(
+            entry.state.values()):
+        raise r.error("AOT427", f"microbatches={n}: the model's parameters or state depend "
+                      "on the batch size, so the slices cannot share them", span)
+    return spec
 
 
 def _check_microbatches(r: "Resolver", decl: Any, span: Span) -> None:

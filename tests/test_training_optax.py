@@ -94,7 +94,7 @@ def _batches(n=3):
 def _params(target, seed=0):
     """Initial parameters with non-zero biases, so no term can hide behind a zero."""
     params, state = target.init(jax.random.key(seed))
-    keys = iter(jax.random.split(jax.random.key(seed + 1), 8))
+    keys = iter(jax.random.split(jax.random.key(seed + 1), len(jax.tree.leaves(params))))
     return jax.tree.map(lambda a: a + 0.1 * jax.random.normal(next(keys), a.shape), params), state
 
 
@@ -337,3 +337,35 @@ def test_training_keywords_on_a_forward_target_are_located():
     aot.target("t", M, microbatches=2, x=aot.f32[4, 5])
     """)
     assert "error[AOT427]" in errors and "belongs to aot.train_target" in errors
+
+
+CNN_STEPS = """
+
+import optax
+
+
+def cross_entropy(logp, labels):
+    return -jnp.mean(jnp.sum(nn.one_hot(labels, 10) * logp, axis=-1))
+
+
+SMALL = CNN.partial(widths=(8, 16), hidden=32)
+aot.train_target("whole", SMALL, loss=cross_entropy, optimizer=optax.adam(0.01),
+                 x=aot.f32[8, 16, 16, 1], labels=aot.i32[8])
+aot.train_target("sliced", SMALL, loss=cross_entropy, optimizer=optax.adam(0.01),
+                 microbatches=2, x=aot.f32[8, 16, 16, 1], labels=aot.i32[8])
+"""
+
+
+def test_microbatches_resolve_the_model_for_one_slice():
+    """The zoo's CNN reshapes with its batch size: each slice runs a model resolved for
+    4 rows, and the step equals the whole-batch one."""
+    m = build((MODELS / "cnn.py").read_text() + CNN_STEPS, header=False)
+    assert "x = jnp.reshape(x, (4, 256))" in m.__aotflax_text__  # the slice's own function
+    params, state = _params(m.whole)
+    x = np.random.RandomState(2).randn(8, 16, 16, 1).astype(np.float32)
+    labels = np.arange(8, dtype=np.int32) % 10
+    want = m.whole.train_step(params, state, m.whole.init_opt(params), x, labels)
+    got = m.sliced.train_step(params, state, m.sliced.init_opt(params), x, labels)
+    _assert_same(got[0], want[0], rtol=1e-4, atol=1e-6)
+    _assert_same(got[2], want[2], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got[3]["loss"], want[3]["loss"], rtol=1e-6)

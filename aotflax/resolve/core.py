@@ -196,7 +196,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             tpu_topologies=decl.tpu, gpu_targets=decl.gpu, processes=decl.processes,
             param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
                                               decl.span),
-            train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
+            train=(training.resolve_train(self, decl, spec_, kwargs, decl.span, params)
                    if decl.loss is not None else None))
 
     def _dim_value(self, dim: object, span: Span) -> int:
