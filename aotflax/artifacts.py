@@ -34,6 +34,12 @@ Manifest format changelog (`format_version`):
 - 2 (2026-11-27): executable entries gain `memory`: XLA's `memory_analysis()`
   in bytes (`{"arguments", "outputs", "temporaries", "generated_code",
   "alias", "peak"}`), read by `aotflax summary` and the build's table.
+- 3 (2026-12-01): `donate_argnums` (the arguments the artifacts consume: a
+  train step's params and packed state), `processes` (the `jax.distributed`
+  processes the target spans) and `mesh` (`[[axis, size], ...]`, the global
+  mesh the export's shardings name). Executable entries over several processes
+  gain `processes`, `devices` and `hosts` (which devices each process owns).
+  `memory.peak` counts the temporaries (XLA:CPU's own peak leaves them out).
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ __all__ = [
 ]
 
 #: Version of the manifest layout; bump it (and the changelog above) on any change.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 
 

@@ -35,7 +35,7 @@ __all__ = ["ArtifactError", "ArtifactIntegrityError", "LoadedTarget", "Target"]
 
 AOTFLAX_VERSION = "0.1.0"
 #: The manifest layout this runtime reads (aotflax.artifacts.FORMAT_VERSION).
-MANIFEST_FORMAT_VERSION = 2
+MANIFEST_FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 #: Default root of the artifacts; `load(artifact_dir=...)` overrides it.
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
