@@ -599,10 +599,25 @@ _entry("AOT314", "not an initializer", """
     aot.target("scale", Scale, x=aot.f32[2, 8])
     """)
 
-_entry("AOT315", "shared module used outside its module", """
-    A shared module belongs to the module whose `apply` created it; its
-    parameters live in that module's scope.  Pass arrays, not shared modules,
-    to other modules.
+_entry("AOT315", "shared module reached a module in a value that cannot carry it", """
+    A shared module keeps one parameter set where `.shared(...)` created it.  It
+    may be passed to other modules as an argument (alone, or inside a tuple, list
+    or dict), as old flax.nn allowed: the receiving module's emitted function then
+    takes the shared module's parameter subtree as an extra argument.  Other
+    values cannot carry it there: a function (a lambda or nested `def`) that calls
+    the shared module, run inside another module, is not able to reach its
+    parameters.  Pass the shared module itself.
+    """, """
+    class Inner(nn.Module):
+        def apply(self, x, fn=None):
+            return fn(x)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            fc = nn.Dense.shared(features=8, name="fc")
+            return Inner(x, fn=lambda y: fc(y))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """, """
     class Inner(nn.Module):
         def apply(self, x, layer=None):
@@ -612,16 +627,6 @@ _entry("AOT315", "shared module used outside its module", """
         def apply(self, x):
             fc = nn.Dense.shared(features=8, name="fc")
             return Inner(x, layer=fc)
-
-    aot.target("net", Net, x=aot.f32[2, 8])
-    """, """
-    class Inner(nn.Module):
-        def apply(self, x):
-            return nn.Dense(x, 8, name="fc")
-
-    class Net(nn.Module):
-        def apply(self, x):
-            return Inner(x)
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
@@ -1375,6 +1380,39 @@ _entry("AOT364", "scan carry changes type", """
             return ys
 
     aot.target("net", Net, xs=aot.f32[5, 8])
+    """)
+
+# ---------------------------------------------------------------------- AOT37x: modules
+
+_entry("AOT370", "shared module with state called in another module", """
+    A shared module passed to another module is called there with the parameters
+    of the module that created it.  State (BatchNorm statistics, `self.state`
+    variables, a decode cache) cannot travel the same way: each call returns its
+    new state to the module that made the call, and the state of a shared module
+    belongs to its creator.  Call a shared module that keeps state in the module
+    that created it, and pass its outputs on.
+    """, """
+    class Head(nn.Module):
+        def apply(self, x, norm=None):
+            return norm(x)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            norm = nn.BatchNorm.shared(use_running_average=False, name="norm")
+            return Head(x, norm=norm)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Head(nn.Module):
+        def apply(self, x):
+            return nn.relu(x)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            norm = nn.BatchNorm.shared(use_running_average=False, name="norm")
+            return Head(norm(x))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
 # ====================================================================== AOT4xx: targets

@@ -156,8 +156,9 @@ def _shapes(op: Op) -> str:
 def render_function(fn: Function, relpath: str, reserved: set[str],
                     outer: dict[int, str] | None = None) -> str:
     """Render one function; `outer` names the enclosing function's values (for nested defs)."""
-    # state reads are written as `batch_stats["..."]` text: no variable may take those names
-    namer = Namer(fn, reserved | {fn.name} | set(fn.state_collections))
+    # state and shared-module reads are written as `batch_stats["..."]` text: no variable
+    # may take those names
+    namer = Namer(fn, reserved | {fn.name} | set(fn.state_collections) | set(fn.shared_args))
     if outer:
         namer.names.update(outer)
     args: list[str] = []
@@ -168,6 +169,9 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
         args.append(coll)
     for name, var in fn.inputs:
         namer.bind_input(name, var)
+        args.append(name)
+    for name in fn.shared_args:
+        namer.bind_input(name, _Placeholder())
         args.append(name)
     args += list(fn.static_args)
     if fn.takes_rng:

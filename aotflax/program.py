@@ -161,6 +161,9 @@ class Function:
     nested: tuple["Function", ...] = ()
     #: Trailing arguments taken but resolved statically (an initializer's `shape, dtype`).
     static_args: tuple[str, ...] = ()
+    #: Parameter subtrees of shared modules passed in (after the inputs; callers pass
+    #: them by keyword).
+    shared_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,8 @@ class FunctionState:
         #: Collections read (become arguments).
         self.collections: list[str] = []
         self.takes_rng = False
+        #: Shared modules received as arguments, each with its own parameter subtree.
+        self.shared_args: list[SharedArg] = []
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
@@ -76,6 +78,24 @@ def name_hash(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
+@dataclass(eq=False)
+class SharedArg:
+    """A shared module handed to a user module: an argument holding its parameter subtree.
+
+    Old flax.nn kept a shared module's parameters where `.shared(...)` was called, however
+    deep the module that calls it.  The emitted function of the receiving module takes
+    that subtree as the argument `name`; the parameters its calls declare are collected
+    here (relative to the subtree) and merged by the caller into the creator's tree.
+    """
+
+    #: Argument name in the emitted function.
+    name: str
+    #: Where the shared module sits in the bound arguments: (parameter, index path).
+    where: tuple[Any, ...]
+    #: Parameters declared through it, relative to its own subtree.
+    params: dict[tuple[str, ...], ParamDecl] = field(default_factory=dict)
+
+
 @dataclass
 class Scope(LayerScope):
     """A module instance: its path inside the current function and its children's names."""
@@ -87,6 +107,19 @@ class Scope(LayerScope):
     owner: str
     counters: dict[str, int] = field(default_factory=dict)
     used: dict[str, Span] = field(default_factory=dict)
+    #: The shared module received as an argument this scope belongs to (None: the
+    #: function's own `params`).
+    shared_arg: SharedArg | None = None
+
+    @property
+    def root(self) -> str:
+        """The variable holding the parameter tree `prefix` is relative to."""
+        return "params" if self.shared_arg is None else self.shared_arg.name
+
+    @property
+    def params(self) -> dict[tuple[str, ...], ParamDecl]:
+        """Where parameters declared in this scope are recorded."""
+        return self.fn.params if self.shared_arg is None else self.shared_arg.params
 
     # -------------------------------------------------------------- naming
 
@@ -119,7 +152,7 @@ class Scope(LayerScope):
         return name
 
     def child(self, name: str, owner: str) -> "Scope":
-        return Scope(self.fn, self.prefix + (name,), owner)
+        return Scope(self.fn, self.prefix + (name,), owner, shared_arg=self.shared_arg)
 
     # -------------------------------------------------------------- LayerScope
 
@@ -132,7 +165,7 @@ class Scope(LayerScope):
                             f"shape {tuple(shape)}", hint="look for an input or feature "
                             "count of size 0")
         code = _init_code(self.fn, init, shape, dtype, span)
-        existing = self.fn.params.get(path)
+        existing = self.params.get(path)
         if existing is not None:
             if (existing.shape, existing.dtype) != (shape, dtype):
                 raise CallError(
@@ -143,13 +176,19 @@ class Scope(LayerScope):
                     hint="a shared layer must see inputs of the same shape on every call",
                 )
         else:
-            self.fn.params[path] = ParamDecl(path, shape, dtype, code, span)
-        return Code((subscript_path("params", path),))
+            self.params[path] = ParamDecl(path, shape, dtype, code, span)
+        return Code((subscript_path(self.root, path),))
 
     def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str, init: Any,
               span: Span) -> Code:
         key = (collection, self.prefix + (name,))
         check_shape(shape, f"state variable '{name}'")
+        if self.shared_arg is not None:
+            raise CallError(
+                "AOT370", f"{self.owner} keeps state ('{collection}/{name}'), and a shared "
+                f"module with state can only be called in the module that created it (here "
+                f"it was passed in as '{self.shared_arg.name}')",
+                hint="call it in the module that created it and pass its outputs on")
         if key not in self.fn.state:
             self.fn.state[key] = ParamDecl(key[1], shape, dtype,
                                            _init_code(self.fn, init, shape, dtype, span), span)
@@ -173,9 +212,11 @@ class Scope(LayerScope):
 
     def rng(self, span: Span) -> Code:
         self.fn.takes_rng = True
-        if not self.prefix:
+        if not self.prefix and self.shared_arg is None:
             return Code(("rng",))
         path = "/".join(self.prefix)
+        if self.shared_arg is not None:  # its own key, whatever the path inside it
+            path = f"{self.shared_arg.name}:{path}"
         return Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
 
 

@@ -114,13 +114,21 @@ class ModuleRef:
 
 @dataclass(eq=False)
 class SharedModule:
-    """`M.shared(...)`: one scope, one parameter set, every call."""
+    """`M.shared(...)`: one scope, one parameter set, every call.
+
+    Passed into another module, it keeps its parameters where it was created: inside
+    the receiving module it is a copy whose `instance` scope is rooted at the argument
+    that carries its parameter subtree.
+    """
 
     ref: ModuleRef
     #: Scope it belongs to (a `Scope` of resolve).
     scope: Any
     name: str
     span: Span
+    #: The scope of the instance itself, when received as an argument (else it is
+    #: `scope`'s child `name`).
+    instance: Any = None
     #: Parameter declarations recorded on first call (for consistency checks).
     declared: dict[tuple[str, ...], tuple[tuple[int, ...], str]] | None = None
     #: Number of calls so far.
@@ -292,7 +300,11 @@ def static_key(value: Any) -> Any:
         return (type(value).__name__, value)
     if isinstance(value, ModuleRef):
         return ("module", value.module.name, id(value.module), static_key(dict(value.bound)))
-    if isinstance(value, (SharedModule, Closure)):
+    if isinstance(value, SharedModule):
+        # a module receiving it takes its parameters as an argument: one specialization
+        # serves every shared module of the same class and hyperparameters
+        return ("shared", static_key(value.ref))
+    if isinstance(value, Closure):
         return ("object", id(value))
     return ("value", value)
 

@@ -264,9 +264,12 @@ class CallsMixin:
         if "name" in kwargs:
             raise self.error("AOT310", "a shared module is named where it is created", span)
         fn, _ = self._need_module_frame(frame, span, shared.ref.class_name)
-        if shared.scope.fn is not fn:
-            raise self.error("AOT315", "a shared module can only be called in the module that "
-                             "created it", span, notes=(Note("created here", shared.span),))
+        if self._shared_instance(shared).fn is not fn:
+            raise self.error("AOT315", "this shared module reached the module calling it "
+                             "inside a value that cannot carry it", span,
+                             notes=(Note("created here", shared.span),),
+                             hint="pass the shared module to the module that calls it as an "
+                                  "argument (alone, or in a tuple, list or dict)")
         shared.calls += 1
         if isinstance(shared.ref.module, UserModule):
             return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 from typing import Any
 
 from .. import ir
@@ -21,6 +22,7 @@ from ..program import (
 from ..scopes import (
     FunctionState,
     Scope,
+    SharedArg,
     name_hash,
     subscript_path,
 )
@@ -91,7 +93,14 @@ class ModulesMixin:
         fn = FunctionState(self)
         env = Env(module.globals)
         inputs: list[tuple[str, Tensor]] = []
+        taken = {n for n, v in bound.items() if not _shared_in(v)}
         for name, value in bound.items():
+            if _shared_in(value):
+                # a shared module passed in: its parameters stay where it was created, and
+                # arrive as an argument holding that subtree
+                value = self._receive_shared(name, value, fn, taken)
+                env.set(name, value)
+                continue
             if isinstance(value, dict) and not is_static(value):
                 raise self.error(
                     "AOT326", f"argument '{name}' of {module.name}.{method.name} is a dict of "
@@ -137,11 +146,67 @@ class ModulesMixin:
             takes_params=bool(fn.params), state_collections=tuple(fn.collections),
             takes_rng=fn.takes_rng, inputs=tuple((n, t) for n, t in inputs if isinstance(t, Var)),
             body=tuple(fn.ops), result=result_code, result_tensors=tuple(leaves),
-            span=method.span, state_result=_state_result(fn), hints=dict(fn.hints))
+            span=method.span, state_result=_state_result(fn), hints=dict(fn.hints),
+            shared_args=tuple(a.name for a in fn.shared_args))
         self.functions.append(function)
-        spec = Specialization(function, dict(fn.params), dict(fn.state), result)
+        spec = Specialization(function, dict(fn.params), dict(fn.state), result,
+                              tuple(fn.shared_args))
         self.cache[key] = spec
         return spec
+
+    def _receive_shared(self, name: str, value: Any, fn: FunctionState,
+                        taken: set[str]) -> Any:
+        """`value` with each shared module in it replaced by one rooted at a new argument."""
+        def go(v: Any, where: tuple[Any, ...]) -> Any:
+            if isinstance(v, SharedModule):
+                arg = SharedArg(_shared_arg_name(name, where, taken), (name, *where))
+                taken.add(arg.name)
+                fn.shared_args.append(arg)
+                instance = Scope(fn, (), v.ref.class_name, shared_arg=arg)
+                return SharedModule(v.ref, None, v.name, v.span, instance=instance)
+            if isinstance(v, (tuple, list)):
+                items = [go(x, (*where, i)) for i, x in enumerate(v)]
+                return tuple(items) if isinstance(v, tuple) else items
+            if isinstance(v, dict):
+                return {k: go(x, (*where, k)) for k, x in v.items()}
+            return v
+
+        return go(value, ())
+
+    def _shared_instance(self, shared: SharedModule) -> Scope:
+        """The scope of a shared module's own parameters, in the function calling it."""
+        if shared.instance is not None:
+            return shared.instance
+        return shared.scope.child(shared.name, shared.ref.class_name)
+
+    def _pass_shared(self, spec: Specialization, bound: dict[str, Any], fn: FunctionState,
+                     span: Span) -> list[Code]:
+        """Keyword arguments giving a callee the shared modules it received; their
+        parameters, declared inside the callee, are merged where each was created."""
+        out = []
+        for arg in spec.shared:
+            value: Any = bound[arg.where[0]]
+            for step in arg.where[1:]:
+                value = value[step]
+            inst = self._shared_instance(value)
+            for path, decl in arg.params.items():
+                self._merge_param(inst.params, inst.prefix + path, decl, value.name, span)
+            out.append(Code((f"{arg.name}={subscript_path(inst.root, inst.prefix)}",)))
+        return out
+
+    def _merge_param(self, store: dict, full: tuple[str, ...], decl: ParamDecl, owner: str,
+                     span: Span) -> None:
+        existing = store.get(full)
+        if existing is not None and (existing.shape, existing.dtype) != (decl.shape,
+                                                                          decl.dtype):
+            raise self.error(
+                "AOT312", f"shared module '{owner}' called with inputs that change its "
+                f"parameter '{'/'.join(full)}': now {describe(decl.shape, decl.dtype)}, "
+                f"first {describe(existing.shape, existing.dtype)}", span,
+                notes=(Note("first declared here", existing.span),) + (
+                    (Note("declared again here", decl.span),) if decl.span != span else ()),
+                hint="a shared module must see inputs of the same shape on every call")
+        store.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init, decl.span))
 
     def _function_name(self, base: str) -> str:
         n = self.fn_names.get(base, 0)
@@ -166,31 +231,29 @@ class ModulesMixin:
                           method: str = "apply") -> Any:
         fn, scope = self._need_module_frame(frame, span, ref.class_name)
         if shared is not None:
-            child_name, parent = shared.name, shared.scope
+            instance = self._shared_instance(shared)
+            child_name = shared.name
         else:
             try:
-                child_name, parent = scope.child_name(ref.class_name, name, span), scope
+                child_name = scope.child_name(ref.class_name, name, span)
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+            instance = scope.child(child_name, ref.class_name)
         spec = self._specialize(ref, method, args, kwargs, span)
         callee = spec.function
-        prefix = parent.prefix + (child_name,)
+        prefix = instance.prefix
+        if instance.shared_arg is not None and callee.state_collections:
+            raise self.error(
+                "AOT370", f"shared module '{child_name}' keeps state "
+                f"({', '.join(callee.state_collections)}), and a shared module with state can "
+                "only be called in the module that created it", span,
+                notes=(Note("created here", shared.span),) if shared is not None else (),
+                hint="call it in the module that created it and pass its outputs on")
         for path, decl in spec.params.items():
-            full = prefix + path
-            existing = fn.params.get(full)
-            if existing is not None and (existing.shape, existing.dtype) != (decl.shape,
-                                                                              decl.dtype):
-                raise self.error(
-                    "AOT312", f"shared module '{child_name}' called with inputs that change its "
-                    f"parameter '{'/'.join(full)}': now {describe(decl.shape, decl.dtype)}, "
-                    f"first {describe(existing.shape, existing.dtype)}", span,
-                    notes=(Note("first declared here", existing.span),),
-                    hint="a shared module must see inputs of the same shape on every call")
-            fn.params.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init,
-                                                 decl.span))
+            self._merge_param(instance.params, prefix + path, decl, child_name, span)
         call_args: list[Code] = []
         if callee.takes_params:
-            call_args.append(Code((subscript_path("params", prefix),)))
+            call_args.append(Code((subscript_path(instance.root, prefix),)))
         for coll in callee.state_collections:
             fn.use_collection(coll)
             for (c, path), decl in spec.state.items():
@@ -204,10 +267,13 @@ class ModulesMixin:
                                        skip_self=True, defaults_env=ref.module.globals))
         for pname, _ in callee.inputs:
             call_args.append(value_code(bound_inputs[pname]))
+        call_args += self._pass_shared(spec, bound_inputs, fn, span)
         if callee.takes_rng:
             fn.takes_rng = True
-            call_args.append(Code((f"rng=jax.random.fold_in(rng, "
-                                   f"{name_hash('/'.join(prefix))})",)))
+            path = "/".join(prefix)
+            if instance.shared_arg is not None:
+                path = f"{instance.shared_arg.name}:{path}"
+            call_args.append(Code((f"rng=jax.random.fold_in(rng, {name_hash(path)})",)))
         result = _copy_result(spec.result, fn)
         outs: list[Var] = list(_tensors(result))
         new_state = [TreeVar(f"new {c}") for c in callee.state_collections]
@@ -244,7 +310,9 @@ class ModulesMixin:
                                      "to nn.dropout(..., rng=key)")
             if entry.kind == "layer":
                 if shared is not None:
-                    child = shared.scope.child(shared.name, entry.name)
+                    child = self._shared_instance(shared)
+                    child = Scope(child.fn, child.prefix, entry.name,
+                                  shared_arg=child.shared_arg)
                 else:
                     child_name = scope.child_name(entry.linen_name or entry.name, name, span)
                     child = scope.child(child_name, entry.name)
@@ -257,3 +325,30 @@ class ModulesMixin:
         except CallError as e:
             raise self.error(e.code, e.message, e.span or span, hint=e.hint,
                              notes=e.notes) from None
+
+
+#: Argument names a shared module's subtree cannot take in an emitted function.
+_ARG_NAMES_TAKEN = frozenset({"params", "state", "rng", "jax", "jnp", "np", "self", "_runtime"})
+
+
+def _shared_in(value: Any) -> bool:
+    """Whether a bound argument is, or contains, a shared module."""
+    if isinstance(value, SharedModule):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_shared_in(v) for v in value)
+    if isinstance(value, dict):
+        return any(_shared_in(v) for v in value.values())
+    return False
+
+
+def _shared_arg_name(name: str, where: tuple[Any, ...], taken: set[str]) -> str:
+    """`shared_embedding`, `layers_0`: an identifier no other argument uses."""
+    base = "_".join([name, *(str(w) for w in where)])
+    base = "".join(c if c.isalnum() or c == "_" else "_" for c in base)
+    if base in _ARG_NAMES_TAKEN or keyword.iskeyword(base):
+        base += "_shared"
+    out, n = base, 1
+    while out in taken:
+        out, n = f"{base}_{n}", n + 1
+    return out
