@@ -36,6 +36,7 @@ MULTI_OPTIMIZER = object()
 MESH = object()
 SCAN = object()
 SCAN_IN_DIM = object()
+ATTENTION_CACHE = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
                 "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
@@ -124,8 +125,16 @@ def namespace_for(module: str, member: str | None) -> Any:
 def nn_namespace() -> Namespace:
     members: dict[str, Any] = _ops("nn", "nn")
     members.update(Module=MODULE_BASE, module_method=MODULE_METHOD, initializers=_initializers(),
-                   Sequential=SEQUENTIAL)
+                   Sequential=SEQUENTIAL, attention=_attention(members))
     return Namespace("nn", members)
+
+
+def _attention(nn_members: dict[str, Any]) -> Namespace:
+    """`flax.nn.attention`: the attention layers and old flax.nn's decode `Cache`."""
+    names = ("MultiHeadDotProductAttention", "SelfAttention", "dot_product_attention")
+    members = {n: nn_members[n] for n in names if n in nn_members}
+    members["Cache"] = ATTENTION_CACHE
+    return Namespace("nn.attention", members)
 
 
 def aot_namespace() -> Namespace:

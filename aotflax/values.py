@@ -397,6 +397,8 @@ def describe_value(value: Any) -> str:
         return f"'{value.written}'"
     if isinstance(value, TypeHint):
         return f"type hint {value.name}"
+    if isinstance(value, AttentionCache):
+        return "attention cache" + (f" {value.shape}" if value.shape is not None else "")
     return type(value).__name__
 
 
@@ -430,6 +432,20 @@ class MultiOptimizer:
 
     groups: tuple[tuple[Traversal, OptaxValue], ...]
     span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionCache:
+    """`nn.attention.Cache()`, old flax.nn's decode cache, as a hyperparameter.
+
+    `initialize_cache((batch..., length))` fixes the shape of the batch and attention
+    dimensions.  A target whose module gets one decodes: attention layers called with
+    `cache=` and modules that `cache.retrieve()` / `cache.store()` keep their entries in
+    the explicit `cache` state collection (Linen's layout), not in a Python object.
+    """
+
+    #: Batch and attention dimensions, e.g. (2, 16); None before `initialize_cache`.
+    shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from ..scopes import (
     subscript_path,
 )
 from ..values import (
+    AttentionCache,
     BoundMethod,
     Closure,
     DType,
@@ -52,6 +53,7 @@ from .base import (
     _Abort,
     _Return,
 )
+from .caches import CacheEntry
 from .helpers import (
     _NOT_COLLECTIONS,
     _leaves,
@@ -123,6 +125,12 @@ class CallsMixin:
             return value
         if func is namespaces.SCAN:
             return self._scan(args, kwargs, expr, frame)
+        if func is namespaces.ATTENTION_CACHE:
+            if args or kwargs:
+                raise self.error("AOT372", "nn.attention.Cache() takes no arguments", span,
+                                 hint="write nn.attention.Cache().initialize_cache((batch, "
+                                      "max_length))")
+            return AttentionCache()
         if isinstance(func, ModuleRef):
             name = kwargs.pop("name", None)
             if isinstance(func.module, UserModule):
@@ -373,6 +381,8 @@ class CallsMixin:
                                     frame)
         if isinstance(r, SharedModule):
             return self._shared_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, (AttentionCache, CacheEntry)):
+            return self._cache_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, Tensor):
@@ -441,6 +451,8 @@ class CallsMixin:
             return out
         if name == "get_param":
             return self._get_param(scope, args, kwargs, span)
+        if name == "is_initializing" and not args and not kwargs:
+            return False  # init runs initializers only: model code runs in apply
         if name == "state":
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None

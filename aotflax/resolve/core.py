@@ -34,6 +34,7 @@ from .base import (
 )
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
+from .caches import CachesMixin
 from .calls import CallsMixin
 from .expressions import ExpressionsMixin
 from .helpers import (
@@ -50,7 +51,7 @@ from .workspace import Workspace
 
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
-               InitializersMixin):
+               InitializersMixin, CachesMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,

@@ -19,6 +19,7 @@ from ..scopes import (
 )
 from ..shapes import size
 from ..values import (
+    AttentionCache,
     BoundMethod,
     Closure,
     DType,
@@ -40,6 +41,7 @@ from .base import (
     Frame,
     _Abort,
 )
+from .caches import CacheEntry
 from .helpers import (
     _BINOP_NAMES,
     _STATIC_BINOPS,
@@ -308,6 +310,8 @@ class ExpressionsMixin:
             return dt.itemsize(value.name) if attr == "itemsize" else value.name
         if isinstance(value, StateVariable) and attr == "value":
             return value.read(span)
+        if isinstance(value, (AttentionCache, CacheEntry)):
+            return self._cache_attribute(value, attr, span)
         raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
 
     def _eval_ListComp(self, expr: ir.ListComp, frame: Frame) -> Any:
