@@ -1415,6 +1415,56 @@ _entry("AOT370", "shared module with state called in another module", """
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
+_entry("AOT371", "part of old flax.nn's Cache API that does not map", """
+    Old flax.nn's `nn.attention.Cache` is mapped onto the target's explicit `cache`
+    state collection.  Model code may call `cache.retrieve()` for its module's
+    entry, read the decode position `entry.i`, update it with
+    `entry.replace(i=...)` and `cache.store(entry)` it; attention layers take
+    `cache=` and keep their keys and values themselves.  A module's own entry
+    holds the position only: `entry.key` / `entry.value`, `replace` of other
+    fields and storing other values have no counterpart.  Keep other decode
+    arrays in state variables, `self.state(name, shape, init, collection="cache")`.
+    """, """
+    class Pos(nn.Module):
+        def apply(self, x, cache=None):
+            entry = cache.retrieve(None)
+            cache.store(entry.replace(key=x))
+            return x
+
+    aot.target("pos", Pos.partial(cache=nn.attention.Cache().initialize_cache((2, 8))),
+               x=aot.f32[2, 1, 4])
+    """, """
+    class Pos(nn.Module):
+        def apply(self, x, cache=None):
+            entry = cache.retrieve(None)
+            cache.store(entry.replace(i=entry.i + 1))
+            return x
+
+    aot.target("pos", Pos.partial(cache=nn.attention.Cache().initialize_cache((2, 8))),
+               x=aot.f32[2, 1, 4])
+    """)
+
+_entry("AOT372", "decode cache without a shape, or used where it cannot apply", """
+    A decode target passes `nn.attention.Cache().initialize_cache((batch...,
+    max_length))` to its module: the batch dimensions and the number of positions
+    the cache holds.  Attention with `cache=` needs `causal_mask=True` (old
+    flax.nn caches causal self-attention only), queries of those batch dimensions,
+    and not also `decode=True`; segmentation masks do not apply while decoding.
+    """, """
+    class Step(nn.Module):
+        def apply(self, x, cache=None):
+            return nn.SelfAttention(x, 2, causal_mask=True, cache=cache)
+
+    aot.target("step", Step.partial(cache=nn.attention.Cache()), x=aot.f32[2, 1, 4])
+    """, """
+    class Step(nn.Module):
+        def apply(self, x, cache=None):
+            return nn.SelfAttention(x, 2, causal_mask=True, cache=cache)
+
+    aot.target("step", Step.partial(cache=nn.attention.Cache().initialize_cache((2, 8))),
+               x=aot.f32[2, 1, 4])
+    """)
+
 # ====================================================================== AOT4xx: targets
 
 _entry("AOT400", "invalid aot.target call", """

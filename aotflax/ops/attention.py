@@ -62,9 +62,11 @@ _COMMON = (
 
 def _register(name: str, kind: str, sig: str, rule: Any, template: str, doc: str,
               linen_name: str | None = None) -> Entry:
+    # every entry here takes `dropout_rng=`, a key
     return REGISTRY.add(Entry(name, ("nn",), kind, Signature.parse(sig, _DEFAULTS), rule,
                               template, linen_name=linen_name or (name if kind == "layer"
-                                                                  else None), doc=doc))
+                                                                  else None), doc=doc,
+                              extra={"takes_keys": True}))
 
 
 # ------------------------------------------------------------- core
