@@ -730,8 +730,10 @@ _entry("AOT324", "layer used outside a module", """
     """)
 
 _entry("AOT325", "decorator not supported", """
-    The only decorator the DSL knows is `@nn.module_method` on module methods.
-    Other decorators would run code at definition time.
+    The decorators the DSL knows are `@nn.module_method` on module methods and
+    `@nn.module` on a function (old flax.nn's function module: the function is
+    the module's `apply`), alone.  Other decorators would run code at definition
+    time.
     """, """
     def twice(f):
         return f
@@ -1463,6 +1465,61 @@ _entry("AOT372", "decode cache without a shape, or used where it cannot apply", 
 
     aot.target("step", Step.partial(cache=nn.attention.Cache().initialize_cache((2, 8))),
                x=aot.f32[2, 1, 4])
+    """)
+
+_entry("AOT373", "parameters given to Module.call do not fit the module", """
+    `Module.call(params, *inputs, **hyperparameters)` applies a built-in layer or a
+    user module with parameters the caller passes (weights made by a hypernetwork,
+    tied or transformed weights): `params` is a dict of arrays, nested like the
+    module's own parameter tree (`{"kernel": w, "bias": b}` for `nn.Dense`, the
+    result of `self.get_param("block")` for a submodule).  Every parameter the
+    module declares must be there with the declared shape and dtype; nothing is
+    added to the caller's parameter tree.  A module applied this way cannot keep
+    state (BatchNorm statistics): call the module itself for that.
+    """, """
+    class Hyper(nn.Module):
+        def apply(self, x, z):
+            w = nn.Dense(z, 12, name="hyper").reshape((4, 3))
+            return nn.Dense.call({"kernel": w}, x, 3)
+
+    aot.target("hyper", Hyper, x=aot.f32[2, 4], z=aot.f32[1, 2])
+    """, """
+    class Hyper(nn.Module):
+        def apply(self, x, z):
+            w = nn.Dense(z, 12, name="hyper").reshape((4, 3))
+            return nn.Dense.call({"kernel": w}, x, 3, bias=False)
+
+    aot.target("hyper", Hyper, x=aot.f32[2, 4], z=aot.f32[1, 2])
+    """)
+
+_entry("AOT374", "invalid subclass of a built-in layer", """
+    A class may subclass a built-in layer to override `param(self, name, shape,
+    init)` (weight-standardized convolutions: `class StdConv(nn.Conv)`).  The
+    layer's own rule runs; each parameter it declares goes through the override,
+    whose `super().param(name, shape, init)` is the parameter itself, and the
+    layer uses what the override returns, which must keep the shape and dtype.
+    Such a class has the layer as its only base and does not override `apply`;
+    to write a new layer, subclass `nn.Module` and call the layer in its `apply`.
+    """, """
+    class Scaled(nn.Dense):
+        def param(self, name, shape, init):
+            return super().param(name, shape, init).sum(axis=0)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Scaled(x, 3)
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """, """
+    class Scaled(nn.Dense):
+        def param(self, name, shape, init):
+            return super().param(name, shape, init) * 0.5
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Scaled(x, 3)
+
+    aot.target("net", Net, x=aot.f32[2, 4])
     """)
 
 # ====================================================================== AOT4xx: targets

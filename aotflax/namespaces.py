@@ -37,6 +37,8 @@ MESH = object()
 SCAN = object()
 SCAN_IN_DIM = object()
 ATTENTION_CACHE = object()
+#: `@nn.module`: a function that is a module's apply.
+MODULE_FN = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
                 "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
@@ -125,7 +127,7 @@ def namespace_for(module: str, member: str | None) -> Any:
 def nn_namespace() -> Namespace:
     members: dict[str, Any] = _ops("nn", "nn")
     members.update(Module=MODULE_BASE, module_method=MODULE_METHOD, initializers=_initializers(),
-                   Sequential=SEQUENTIAL, attention=_attention(members))
+                   Sequential=SEQUENTIAL, attention=_attention(members), module=MODULE_FN)
     return Namespace("nn", members)
 
 

@@ -220,6 +220,78 @@ class Scope(LayerScope):
         return Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
 
 
+@dataclass
+class GivenScope(Scope):
+    """A layer applied with parameters the caller passes (`nn.Dense.call(params, x, 5)`).
+
+    Nothing is declared: each parameter the layer asks for is looked up in `given`
+    (a nested dict of the caller's arrays, relative to this scope) and checked
+    against the shape and dtype the layer declares.
+    """
+
+    given: Any = None
+    #: How the caller wrote the call, for messages ("nn.Dense.call").
+    written: str = ""
+
+    def child(self, name: str, owner: str) -> "Scope":
+        sub = self.given.get(name) if isinstance(self.given, dict) else None
+        if not isinstance(sub, dict):
+            raise CallError("AOT373", f"the parameters given to {self.written} have no "
+                            f"submodule '{'/'.join(self.prefix + (name,))}'",
+                            hint=f"give {owner}'s parameters as a dict under '{name}'")
+        return GivenScope(self.fn, self.prefix + (name,), owner, given=sub,
+                          written=self.written)
+
+    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Any,
+              span: Span) -> Code:
+        path = "/".join(self.prefix + (name,))
+        value = self.given.get(name) if isinstance(self.given, dict) else None
+        want = _desc(tuple(shape), dtype)
+        if not isinstance(value, Tensor):
+            got = "nothing" if value is None else describe_value(value)
+            raise CallError("AOT373", f"the parameters given to {self.written} need '{path}' "
+                            f"({want}), found {got}",
+                            hint="pass a dict with the names and shapes the layer declares")
+        if (value.shape, value.dtype) != (tuple(shape), dtype):
+            raise CallError("AOT373", f"the parameter '{path}' given to {self.written} is "
+                            f"{value.describe()}, but it declares {want}",
+                            hint="cast with .astype(...) or pass param_dtype= to match")
+        return Code((value,))
+
+    def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str, init: Any,
+              span: Span) -> Code:
+        raise CallError("AOT373", f"{self.written}: a layer applied with given parameters "
+                        f"cannot keep state ('{collection}/{name}')",
+                        hint="call the layer itself to keep its state")
+
+    def rng(self, span: Span) -> Code:
+        self.fn.takes_rng = True
+        path = "/".join(("call", self.written, *self.prefix))
+        return Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
+
+
+@dataclass
+class HookedScope(Scope):
+    """The scope of a built-in layer subclassed to override `param` (weight standardization).
+
+    Each parameter the layer declares goes through `hook(scope, name, shape, dtype,
+    init, span)`, which runs the subclass's `param` and returns the code of what the
+    layer uses instead.  Submodules of the layer are plain scopes, as in old flax.nn
+    (their parameters belong to other module classes).
+    """
+
+    hook: Any = None
+
+    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Any,
+              span: Span) -> Code:
+        return self.hook(self, name, tuple(shape), dtype, init, span)
+
+    def declare(self, name: str, shape: tuple[int, ...], dtype: str, init: Any,
+                span: Span) -> Code:
+        """The parameter itself (`super().param(...)` in the subclass)."""
+        return Scope.param(self, name, shape, dtype, init, span)
+
+
 @dataclass(eq=False)
 class StateVariable:
     """`self.state(name, shape, init)`: a user state variable with `.value` reads and writes.

@@ -83,6 +83,9 @@ class UserModule:
     cls: ir.ClassDef
     #: The model file's global environment (for defaults and helper lookups).
     globals: "Env"
+    #: For a subclass of a built-in layer (`class StdConv(nn.Conv)`), the layer's
+    #: table entry: the layer's rule runs, the class's `param` sees each parameter.
+    base: Any = None
 
     def method(self, name: str) -> ir.FunctionDef | None:
         for m in self.cls.methods:
@@ -229,6 +232,14 @@ class TypeHint:
     """A `typing` name (`Any`, `Callable`, `Optional[int]`): meaningful in annotations only."""
 
     name: str
+
+
+@dataclass(eq=False)
+class SuperLayer:
+    """`super()` inside the `param` override of a subclassed built-in layer."""
+
+    #: `declare(name, shape, init, span) -> Tensor`: the layer's own parameter.
+    declare: Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from ..values import (
     SharedModule,
     StaticBuiltin,
     StaticError,
+    SuperLayer,
     UserModule,
     contains_poison,
     describe_value,
@@ -362,6 +363,10 @@ class CallsMixin:
             if args:
                 raise self.error("AOT350", "partial takes keyword arguments only", span)
             return r.with_bound(kwargs, span)
+        if isinstance(r, ModuleRef) and m.name == "call":
+            return self._module_call(r, args, kwargs, span, frame)
+        if isinstance(r, SuperLayer) and m.name == "param":
+            return self._super_param(r, args, kwargs, span)
         if isinstance(r, ModuleRef) and m.name == "shared":
             name = kwargs.pop("name", None)
             if args:
@@ -550,7 +555,7 @@ class CallsMixin:
         """`embed.attend(x)`, `model.encode(x)`: another entry point of a shared module."""
         module = shared.ref.module
         if isinstance(module, UserModule):
-            if module.method(name) is None:
+            if module.method(name) is None and module.base is None:
                 raise self.error("AOT353", f"module {module.name} has no method '{name}'", span)
             fn, _ = self._need_module_frame(frame, span, module.name)
             return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared,

@@ -33,6 +33,7 @@ from ..values import (
     SharedModule,
     Spec,
     SpecDType,
+    SuperLayer,
     contains_poison,
     describe_value,
     is_static,
@@ -304,7 +305,7 @@ class ExpressionsMixin:
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
-        if isinstance(value, (ModuleRef, SharedModule, SelfValue, list, dict, str)):
+        if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, list, dict, str)):
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name

@@ -5,11 +5,11 @@ from __future__ import annotations
 import keyword
 from typing import Any
 
-from .. import ir
+from .. import ir, namespaces
 from ..diagnostics import Note, Span
-from ..ops import CallError, Entry
+from ..ops import REGISTRY, CallError, Entry
 from ..ops.calls import FnCall, LayerCall, value_code
-from ..ops.stochastic import takes_keys
+from ..ops.stochastic import RngKey, takes_keys
 from ..program import (
     Code,
     Function,
@@ -21,16 +21,22 @@ from ..program import (
 )
 from ..scopes import (
     FunctionState,
+    GivenScope,
+    HookedScope,
     Scope,
     SharedArg,
     name_hash,
     subscript_path,
 )
 from ..values import (
+    Closure,
+    DType,
     Env,
     ModuleRef,
     SelfValue,
     SharedModule,
+    StaticBuiltin,
+    SuperLayer,
     UserModule,
     contains_poison,
     describe_value,
@@ -229,6 +235,9 @@ class ModulesMixin:
     def _call_user_module(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
                           frame: Frame, name: Any = None, shared: SharedModule | None = None,
                           method: str = "apply") -> Any:
+        if ref.module.base is not None:
+            return self._call_layer_subclass(ref, args, kwargs, span, frame, name, shared,
+                                             method)
         fn, scope = self._need_module_frame(frame, span, ref.class_name)
         if shared is not None:
             instance = self._shared_instance(shared)
@@ -296,7 +305,8 @@ class ModulesMixin:
 
     def _call_layer(self, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
                     frame: Frame, bound_kwargs: dict | None = None, name: Any = None,
-                    shared: SharedModule | None = None) -> Any:
+                    shared: SharedModule | None = None, hook: Any = None,
+                    class_name: str | None = None, given: Any = None) -> Any:
         if entry.kind == "layer" or frame.fn is None:
             fn, scope = self._need_module_frame(frame, span, written)
         else:  # plain functions also run in loss functions, which have no module scope
@@ -309,13 +319,19 @@ class ModulesMixin:
                                 hint="pass keys from nn.make_rng() to jax.random functions or "
                                      "to nn.dropout(..., rng=key)")
             if entry.kind == "layer":
-                if shared is not None:
+                if given is not None:  # `Layer.call(params, ...)`: the caller's arrays
+                    child: Scope = GivenScope(fn, (), entry.name, given=given, written=written)
+                elif shared is not None:
                     child = self._shared_instance(shared)
                     child = Scope(child.fn, child.prefix, entry.name,
                                   shared_arg=child.shared_arg)
                 else:
-                    child_name = scope.child_name(entry.linen_name or entry.name, name, span)
+                    child_name = scope.child_name(class_name or entry.linen_name or entry.name,
+                                                  name, span)
                     child = scope.child(child_name, entry.name)
+                if hook is not None:
+                    child = HookedScope(child.fn, child.prefix, class_name or entry.name,
+                                        shared_arg=child.shared_arg, hook=hook)
                 call = LayerCall(entry, written, bound, list(args), merged, span, fn, scope=child)
             else:
                 if name is not None:
@@ -325,6 +341,206 @@ class ModulesMixin:
         except CallError as e:
             raise self.error(e.code, e.message, e.span or span, hint=e.hint,
                              notes=e.notes) from None
+
+    # ---------------------------------------------------------------- flax.nn forms
+
+    def _function_module(self, stmt: ir.FunctionDef, frame: Frame) -> bool:
+        """`@nn.module def MLP(x, features): ...`: a module whose apply is the function."""
+        values = [self.eval(d, frame) for d in stmt.decorators]
+        if not any(v is namespaces.MODULE_FN for v in values):
+            return False
+        if len(values) > 1:
+            other = next(d for d, v in zip(stmt.decorators, values)
+                         if v is not namespaces.MODULE_FN)
+            raise self.error("AOT325", "@nn.module cannot be combined with other decorators",
+                             other.span)
+        taken = set(stmt.params.names())
+        me = next(n for n in ("self", "_self", "__module") if n not in taken)
+        first = ir.Param(me, None, None, "positional", stmt.name_span)
+        apply = ir.FunctionDef("apply", ir.Parameters((first, *stmt.params.params),
+                                                      stmt.params.span),
+                               stmt.body, (), stmt.docstring, stmt.source, stmt.span,
+                               stmt.name_span)
+        cls = ir.ClassDef(stmt.name, (), (apply,), stmt.docstring, stmt.span, stmt.name_span)
+        frame.env.set(stmt.name, ModuleRef(UserModule(stmt.name, cls, frame.env)))
+        return True
+
+    def _layer_base(self, cls: ir.ClassDef, bases: list) -> Entry | None:
+        """The built-in layer a class subclasses (`class StdConv(nn.Conv)`), checked."""
+        layers = [b for b in bases if isinstance(b, ModuleRef) and isinstance(b.module, Entry)]
+        if not layers:
+            return None
+        if len(bases) > 1:
+            raise self.error("AOT374", f"class {cls.name} subclasses the layer "
+                             f"nn.{layers[0].class_name} and something else; a layer "
+                             "subclass has one base", cls.name_span)
+        if layers[0].bound:
+            raise self.error("AOT374", f"class {cls.name} subclasses a partially applied "
+                             "layer", cls.name_span,
+                             hint=f"subclass nn.{layers[0].class_name} and bind "
+                                  f"hyperparameters with {cls.name}.partial(...)")
+        if cls.decorators:
+            raise self.error("AOT102", "class decorators are not supported on modules",
+                             cls.decorators[0].span)
+        if cls.others:
+            first = cls.others[0]
+            raise self.error(first.code, first.message, first.where, hint=first.hint)
+        entry: Entry = layers[0].module
+        for m in cls.methods:
+            if m.name in ("apply", "__call__"):
+                raise self.error(
+                    "AOT374", f"class {cls.name} subclasses nn.{entry.name} and overrides "
+                    f"{m.name}: a layer subclass may override param only", m.name_span,
+                    hint=f"to write a new layer, subclass nn.Module and call nn.{entry.name} "
+                         "inside its apply")
+            if m.decorators:
+                raise self.error("AOT325", "decorators are not supported on the methods of "
+                                 "a layer subclass", m.decorators[0].span)
+        return entry
+
+    def _call_layer_subclass(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
+                             frame: Frame, name: Any, shared: SharedModule | None,
+                             method: str) -> Any:
+        """`StdConv(x, ...)`: the built-in layer's rule, each parameter through `param`."""
+        module: UserModule = ref.module
+        entry: Entry = module.base
+        if method != "apply":
+            found = REGISTRY.lookup(f"nn.{entry.name}", method)
+            if found is None:
+                raise self.error("AOT353", f"{module.name} (nn.{entry.name}) has no method "
+                                 f"'{method}'", span)
+            entry = found
+        hook = self._param_hook(ref) if module.method("param") is not None else None
+        return self._call_layer(entry, module.name if method == "apply" else
+                                f"{module.name}.{method}", args, kwargs, span, frame,
+                                dict(ref.bound), name=name, shared=shared, hook=hook,
+                                class_name=module.name)
+
+    def _param_hook(self, ref: ModuleRef) -> Any:
+        """What a subclassed layer's scope calls for each parameter: the class's `param`."""
+        module: UserModule = ref.module
+        method = module.method("param")
+        assert method is not None
+
+        def hook(scope: HookedScope, pname: str, shape: tuple[int, ...], dtype: str,
+                 init: Any, span: Span) -> Code:
+            plain = Scope(scope.fn, scope.prefix, scope.owner, shared_arg=scope.shared_arg)
+
+            def declare(*args: Any, **kwargs: Any) -> Tensor:
+                from ..ops.registry import Signature
+
+                b = Signature.parse("name, shape, initializer=None, dtype=None").bind(
+                    "super().param", list(args), kwargs)
+                n, s = b["name"], b["shape"]
+                if not isinstance(n, str) or not (isinstance(s, (tuple, list)) and all(
+                        isinstance(d, int) and not isinstance(d, bool) for d in s)):
+                    raise CallError("AOT351", "super().param takes a name and a shape: "
+                                    f"super().param(name, shape, init), got "
+                                    f"{describe_value(n)}, {describe_value(s)}")
+                dt = b["dtype"].name if isinstance(b["dtype"], DType) else dtype
+                code = scope.declare(n, tuple(s), dt, b["initializer"] or init, span)
+                out = Tensor(tuple(s), dt)
+                scope.fn.emit("ops/call.j2", {"call": code}, (out,), span, n)
+                return out
+
+            env = Env(module.globals)
+            env.set(method.params.params[0].name if method.params.params else "self",
+                    SelfValue(plain))
+            env.set("super", StaticBuiltin("super", lambda *a: SuperLayer(declare)))
+            positional = [p for p in method.params.params[1:] if p.kind == "positional"]
+            call_args: list[Any] = [pname, tuple(shape), init]
+            if len(positional) >= 4:
+                call_args.append(DType(dtype))
+            params = ir.Parameters(method.params.params[1:], method.params.span)
+            closure = Closure(f"{module.name}.param", params, method.body, env, method.span,
+                              method)
+            result = self._call_closure(closure, call_args, {}, span,
+                                        Frame(env, scope.fn, plain, ref))
+            want = describe(tuple(shape), dtype)
+            if not isinstance(result, Tensor) or (result.shape, result.dtype) != (shape, dtype):
+                got = result.describe() if isinstance(result, Tensor) else \
+                    describe_value(result)
+                raise CallError("AOT374", f"{module.name}.param returns {got} for '{pname}', "
+                                f"which nn.{module.base.name} declares {want}",
+                                notes=(Note("param is defined here", method.name_span),),
+                                hint="the override must return an array of the shape and "
+                                     "dtype it was asked for")
+            return Code((result,))
+
+        return hook
+
+    def _super_param(self, sup: SuperLayer, args: list, kwargs: dict, span: Span) -> Tensor:
+        try:
+            return sup.declare(*args, **kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+
+    def _module_call(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
+                     frame: Frame) -> Any:
+        """`nn.Dense.call(params, x, 5)`: a module applied with the caller's parameters.
+
+        `params` is a (nested) dict of arrays, built by the caller (a hypernetwork, tied or
+        transformed weights); nothing is declared in the caller's tree.  Each parameter
+        the module needs must be there with the shape and dtype it declares.
+        """
+        fn, _ = self._need_module_frame(frame, span, f"{ref.class_name}.call")
+        written = f"{ref.class_name}.call"
+        if not args:
+            raise self.error("AOT304", f"{written} is missing its first argument, the "
+                             "parameters", span,
+                             hint=f"write {ref.class_name}.call(params, inputs...)")
+        given, rest = args[0], args[1:]
+        kwargs = dict(kwargs)
+        kwargs.pop("name", None)  # old flax.nn: only names the call
+        problem = _given_problem(given)
+        if problem:
+            raise self.error("AOT373", f"{written}: params must be a dict of arrays (nested "
+                             f"for submodules), got {problem}", span)
+        module = ref.module
+        if isinstance(module, Entry) or module.base is not None:
+            entry = module if isinstance(module, Entry) else module.base
+            hook = self._param_hook(ref) if isinstance(module, UserModule) and \
+                module.method("param") is not None else None
+            return self._call_layer(entry, f"nn.{entry.name}.call" if isinstance(
+                module, Entry) else written, rest, kwargs, span, frame, dict(ref.bound),
+                hook=hook, given=given)
+        spec = self._specialize(ref, "apply", rest, kwargs, span)
+        callee = spec.function
+        if callee.state_collections:
+            raise self.error("AOT373", f"{written}: {module.name} keeps state "
+                             f"({', '.join(callee.state_collections)}), which a module "
+                             "applied with given parameters cannot update", span,
+                             hint=f"call {module.name} itself to keep its state")
+        for path, decl in spec.params.items():
+            node: Any = given
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            want = describe(decl.shape, decl.dtype)
+            if not isinstance(node, Tensor) or (node.shape, node.dtype) != (decl.shape,
+                                                                             decl.dtype):
+                got = node.describe() if isinstance(node, Tensor) else (
+                    "nothing" if node is None else describe_value(node))
+                raise self.error("AOT373", f"{written}: the parameters given need "
+                                 f"'{'/'.join(path)}' ({want}), found {got}", span,
+                                 notes=(Note("declared here", decl.span),))
+        bound = self._bind(module.method("apply").params, rest, {**dict(ref.bound), **kwargs},
+                           module.name, span, skip_self=True, defaults_env=module.globals)
+        call_args: list[Code] = []
+        if callee.takes_params:
+            call_args.append(value_code(given))
+        for pname, _ in callee.inputs:
+            call_args.append(value_code(bound[pname]))
+        call_args += self._pass_shared(spec, bound, fn, span)
+        if callee.takes_rng:
+            fn.takes_rng = True
+            call_args.append(Code((f"rng=jax.random.fold_in(rng, "
+                                   f"{name_hash('call/' + module.name)})",)))
+        result = _copy_result(spec.result, fn)
+        fn.emit("ops/module_call.j2",
+                {"target": _unpack_code(spec.result, result, []),
+                 "call": Code.of(callee.name, "(", Code.join(", ", call_args), ")")},
+                tuple(_tensors(result)), span, module.name.lower())
+        return result
 
 
 #: Argument names a shared module's subtree cannot take in an emitted function.
@@ -352,3 +568,19 @@ def _shared_arg_name(name: str, where: tuple[Any, ...], taken: set[str]) -> str:
     while out in taken:
         out, n = f"{base}_{n}", n + 1
     return out
+
+
+def _given_problem(value: Any) -> str | None:
+    """Why a value cannot be the parameters of `Module.call` (None: a dict of arrays)."""
+    if not isinstance(value, dict):
+        return describe_value(value)
+    for k, v in value.items():
+        if not isinstance(k, str):
+            return f"a dict with the key {describe_value(k)}"
+        if isinstance(v, dict):
+            inner = _given_problem(v)
+            if inner:
+                return inner
+        elif not isinstance(v, Tensor) or isinstance(v, RngKey):
+            return f"a dict whose '{k}' is {describe_value(v)}"
+    return None

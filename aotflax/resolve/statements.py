@@ -118,6 +118,8 @@ class StatementsMixin:
             raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
+        if self._function_module(stmt, frame):  # `@nn.module def MLP(x, ...)`
+            return
         for d in stmt.decorators:
             value = self.eval(d, frame)
             if value is not namespaces.MODULE_METHOD:
