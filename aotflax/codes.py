@@ -1159,10 +1159,16 @@ _entry("AOT351", "invalid self.param / self.state arguments", """
     aot.target("scale", Scale, x=aot.f32[2, 8])
     """)
 
-_entry("AOT352", "parameter shape must be given", """
-    Old Flax allowed `shape=None` for data-dependent initialization, which runs
-    the model to find shapes.  aotflax never runs the model at build time:
-    give the shape explicitly (it can use `x.shape`).
+_entry("AOT352", "data-dependent initialization that cannot apply", """
+    `self.param(name, None, init)` (old flax.nn's data-dependent initialization,
+    as pixelcnn's weight-normalized layers use it) calls `init(key, None)`, a
+    function of the model file that may read the module's arrays (its inputs)
+    and returns an array or a dict of arrays: that result is the parameter.  The
+    target's `init(rng, *example_inputs)` then runs one forward pass on example
+    inputs.  A built-in initializer (`nn.initializers.ones`) needs a shape; a
+    layer's `kernel_init` cannot read the module's arrays (declare the weights
+    with `self.param` and apply the layer with `Layer.call(params, ...)`); and
+    initialization from data does not run inside `jax.lax.scan` steps.
     """, """
     class Scale(nn.Module):
         def apply(self, x):

@@ -49,6 +49,9 @@ class FunctionState:
         self.takes_rng = False
         #: Shared modules received as arguments, each with its own parameter subtree.
         self.shared_args: list[SharedArg] = []
+        #: It initializes parameters from data (itself or a module it calls): it gets an
+        #: init variant (see `program.Function.init_name`).
+        self.data_init = False
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
@@ -56,9 +59,11 @@ class FunctionState:
         return Tensor(tuple(shape), dtype, weak)
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...], span: Span,
-             stem: str, temps: tuple[str, ...] = ()) -> None:
+             stem: str, temps: tuple[str, ...] = (), *, init_only: bool = False,
+             init_args: dict[str, Code] | None = None) -> None:
         self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
-                           stem))
+                           stem, init_only=init_only,
+                           init_args=tuple(init_args.items()) if init_args else None))
 
     def hint(self, var: Any, name: str) -> None:
         if isinstance(var, Var):

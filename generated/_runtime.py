@@ -87,6 +87,7 @@ class Target:
         batch: Mapping[str, jax.ShapeDtypeStruct] | None = None,
         mesh: Mapping[str, int] | None = None,
         param_sharding: Any = None,
+        init_inputs: bool = False,
     ) -> None:
         self.name = self.NAME = name
         self.module = module
@@ -110,18 +111,29 @@ class Target:
         #: (a tree like PARAM_SHAPES of tuples; missing parameters are replicated).
         self.mesh = dict(mesh or {})
         self.param_sharding = param_sharding or {}
+        #: Whether `init` takes example inputs (parameters initialized from data).
+        self.init_inputs = self.INIT_INPUTS = init_inputs
 
     def __repr__(self) -> str:
         return f"<aotflax target {self.module}.{self.name}>"
 
-    def init(self, rng: Any) -> tuple[Any, Any]:
+    def init(self, rng: Any, *example_inputs: Any) -> tuple[Any, Any]:
         """Initializes parameters and state.
 
-        **Arguments:** `rng`: a `jax.random.key` or a raw uint32 key.
+        **Arguments:** `rng`: a `jax.random.key` or a raw uint32 key; when `INIT_INPUTS`
+        (the model initializes parameters from data, `self.param(name, None, init)`),
+        example inputs in the order of `INPUTS`, for the forward pass that computes them.
 
         **Returns:** `(params, state)`, shaped like `PARAM_SHAPES` and `STATE_SHAPES`.
         """
-        return self.init_fn(_typed_key(self.name, rng))
+        want = len(self.inputs) if self.init_inputs else 0
+        if len(example_inputs) != want:
+            raise TypeError(
+                f"{self.name}.init takes rng and {want} example input(s) "
+                f"({', '.join(self.inputs)}), got {len(example_inputs)}" if want else
+                f"{self.name}.init takes only rng (its parameters come from initializers "
+                f"alone), got {len(example_inputs)} more argument(s)")
+        return self.init_fn(_typed_key(self.name, rng), *example_inputs)
 
     def apply(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
         """Runs the generated source (traced by jax, like any function).
@@ -206,6 +218,7 @@ class Target:
             module=self.module,
             source_sha256=self.source_sha256,
             init=self.init_fn,
+            init_inputs=self.init_inputs,
             apply=step,
             inputs={**self.inputs, **self.batch},
             param_shapes=self.param_shapes,

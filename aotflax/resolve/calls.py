@@ -191,6 +191,11 @@ class CallsMixin:
             body = fn.ops
         finally:
             fn.ops = outer_ops
+        if any(op.init_only or op.init_args is not None for op in body):
+            raise self.error("AOT352", "parameters initialized from data inside "
+                             "jax.lax.scan are not supported", step.span,
+                             hint="create the layer before the scan (call it once on the "
+                                  "first step's inputs) or give its parameters a shape")
         if fn.takes_rng != outer_rng or fn.state_values != outer_state:
             fn.takes_rng, fn.state_values = outer_rng, outer_state
             raise self.error("AOT362", "randomness and state updates inside jax.lax.scan are "
@@ -436,15 +441,18 @@ class CallsMixin:
                     raise CallError("AOT351", f"self.param name must be a string, got "
                                     f"{describe_value(pname)}")
                 check_name(pname, "parameter name")
-                if shape is None:
-                    raise CallError("AOT352", "data-dependent parameter shapes (shape=None) are "
-                                    "not supported: give the shape explicitly")
+                dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
+                if shape is None or self._reads_module_arrays(init, frame):
+                    if pname in scope.used:
+                        raise CallError("AOT311", f"'{pname}' is already used in this module")
+                    value = self._param_from_data(scope, pname, shape, init, dtype, span, frame)
+                    scope.used[pname] = span
+                    return value
                 if not (isinstance(shape, (tuple, list)) and all(
                         isinstance(d, int) and not isinstance(d, bool) and d >= 0
                         for d in shape)):
                     raise CallError("AOT351", f"self.param shape must be a tuple of ints, got "
                                     f"{describe_value(shape)}")
-                dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
                 if pname in scope.used:
                     raise CallError("AOT311", f"'{pname}' is already used in this module")
                 code = scope.param(pname, tuple(shape), dtype, init, span)

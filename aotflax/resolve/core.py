@@ -187,7 +187,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
                                               decl.span),
             train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
-                   if decl.loss is not None else None))
+                   if decl.loss is not None else None),
+            init_inputs=fn.init_name is not None)
 
     def _dim_value(self, dim: object, span: Span) -> int:
         """A symbolic dimension resolves as a sentinel size (see `symbolic.py`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 from typing import Any
 
@@ -9,7 +10,7 @@ from .. import ir, namespaces
 from ..diagnostics import Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops.calls import FnCall, LayerCall, value_code
-from ..ops.stochastic import RngKey, takes_keys
+from ..ops.stochastic import KEY_DTYPE, RngKey, takes_keys
 from ..program import (
     Code,
     Function,
@@ -25,6 +26,7 @@ from ..scopes import (
     HookedScope,
     Scope,
     SharedArg,
+    check_name,
     name_hash,
     subscript_path,
 )
@@ -33,6 +35,7 @@ from ..values import (
     DType,
     Env,
     ModuleRef,
+    Poison,
     SelfValue,
     SharedModule,
     StaticBuiltin,
@@ -51,6 +54,7 @@ from .base import (
     _Return,
 )
 from .helpers import (
+    _assigned_names,
     _copy_result,
     _fresh,
     _has_key,
@@ -145,6 +149,7 @@ class ModulesMixin:
         self._check_result(result, method)
         fname = self._function_name(module.name if method.name == "apply"
                                     else f"{module.name}_{method.name}")
+        init_name = self._function_name(f"{fname}_init") if fn.data_init else None
         hp = ", ".join(f"{k}={_short(v)}" for k, v in bound.items() if is_static(v))
         result_code, leaves = _result_code(result, fn)
         function = Function(
@@ -153,7 +158,7 @@ class ModulesMixin:
             takes_rng=fn.takes_rng, inputs=tuple((n, t) for n, t in inputs if isinstance(t, Var)),
             body=tuple(fn.ops), result=result_code, result_tensors=tuple(leaves),
             span=method.span, state_result=_state_result(fn), hints=dict(fn.hints),
-            shared_args=tuple(a.name for a in fn.shared_args))
+            shared_args=tuple(a.name for a in fn.shared_args), init_name=init_name)
         self.functions.append(function)
         spec = Specialization(function, dict(fn.params), dict(fn.state), result,
                               tuple(fn.shared_args))
@@ -212,7 +217,8 @@ class ModulesMixin:
                 notes=(Note("first declared here", existing.span),) + (
                     (Note("declared again here", decl.span),) if decl.span != span else ()),
                 hint="a shared module must see inputs of the same shape on every call")
-        store.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init, decl.span))
+        store.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init, decl.span,
+                                         decl.from_data))
 
     def _function_name(self, base: str) -> str:
         n = self.fn_names.get(base, 0)
@@ -277,12 +283,17 @@ class ModulesMixin:
         for pname, _ in callee.inputs:
             call_args.append(value_code(bound_inputs[pname]))
         call_args += self._pass_shared(spec, bound_inputs, fn, span)
+        path = "/".join(prefix)
+        if instance.shared_arg is not None:
+            path = f"{instance.shared_arg.name}:{path}"
+        rng_arg = Code((f"rng=jax.random.fold_in(rng, {name_hash(path)})",))
+        init_args = None
+        if callee.init_name is not None:  # the init variant calls the child's
+            fn.data_init = True
+            init_args = list(call_args) + [rng_arg]
         if callee.takes_rng:
             fn.takes_rng = True
-            path = "/".join(prefix)
-            if instance.shared_arg is not None:
-                path = f"{instance.shared_arg.name}:{path}"
-            call_args.append(Code((f"rng=jax.random.fold_in(rng, {name_hash(path)})",)))
+            call_args.append(rng_arg)
         result = _copy_result(spec.result, fn)
         outs: list[Var] = list(_tensors(result))
         new_state = [TreeVar(f"new {c}") for c in callee.state_collections]
@@ -293,7 +304,10 @@ class ModulesMixin:
         fn.emit("ops/module_call.j2",
                 {"target": target, "call": Code.of(callee.name, "(", Code.join(", ", call_args),
                                                    ")")},
-                tuple(outs) + tuple(new_state), span, ref.class_name.lower())
+                tuple(outs) + tuple(new_state), span, ref.class_name.lower(),
+                init_args=None if init_args is None else {
+                    "target": target, "call": Code.of(callee.init_name, "(",
+                                                      Code.join(", ", init_args), ")")})
         return result
 
     def _need_module_frame(self, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
@@ -542,6 +556,98 @@ class ModulesMixin:
                 tuple(_tensors(result)), span, module.name.lower())
         return result
 
+    # ---------------------------------------------------------------- data-dependent init
+
+    def _param_from_data(self, scope: Scope, pname: str, shape: Any, init: Any, dtype: str,
+                         span: Span, frame: Frame) -> Any:
+        """`self.param(name, None, init)` (pixelcnn's weight normalization), or an
+        initializer that reads the module's arrays: initialized from data.
+
+        The initializer runs inline, on the arrays of the forward pass, in the function's
+        init variant only, which writes its result into `params`; apply reads it like any
+        parameter.  Its result (an array or a dict of arrays) fixes the parameter's
+        shapes, so the parameter tree and `PARAM_SHAPES` are known at build time.
+        """
+        fn = scope.fn
+        what = f"self.param({pname!r}, {'None' if shape is None else shape}, ...)"
+        if not isinstance(init, Closure):
+            raise self.error("AOT352", f"{what}: shape=None initializes the parameter from "
+                             f"data, by a function of the model file called as init(key, "
+                             f"None); {describe_value(init)} needs a shape", span,
+                             hint="give the shape, or an initializer function (key, shape)")
+        if _reads_poison(init):
+            raise _Abort()  # it reads a value whose error is already reported
+        path = scope.prefix + (pname,)
+        key = RngKey((), KEY_DTYPE)
+        fn.emit("ops/call.j2", {"call": Code((
+            f"jax.random.fold_in(rng, {name_hash('data:' + '/'.join(path))})",))}, (key,), span,
+            "init_key", init_only=True)
+        first = len(fn.ops)
+        positional = [p for p in init.params.params if p.kind == "positional"]
+        args: list[Any] = [key, shape]
+        if len(positional) >= 3:
+            args.append(DType(dtype))
+        result = self._call_closure(init, args, {}, span, frame)
+        # the initializer's work belongs to the init variant (apply reads the result)
+        fn.ops[first:] = [dataclasses.replace(op, init_only=True) for op in fn.ops[first:]]
+        leaves = _param_leaves(result)
+        if leaves is None:
+            raise self.error("AOT352", f"{what}: the initializer returns "
+                             f"{describe_value(result)}; a parameter initialized from data "
+                             "is an array or a dict of arrays", span)
+        if shape is not None and (not isinstance(result, Tensor) or result.shape != tuple(
+                shape)):
+            got = result.describe() if isinstance(result, Tensor) else describe_value(result)
+            raise self.error("AOT215", f"initializer {init.name} returns {got} for a "
+                             f"parameter declared with shape {tuple(shape)}", init.span,
+                             notes=(Note("declared here", span),))
+        for rel, t in leaves:
+            full = path + rel
+            existing = scope.params.get(full)
+            if existing is not None and (existing.shape, existing.dtype) != (t.shape, t.dtype):
+                raise self.error("AOT312", f"parameter '{'/'.join(full)}' initialized again "
+                                 f"as {t.describe()}, first {describe(existing.shape, existing.dtype)}",
+                                 span, notes=(Note("first declared here", existing.span),))
+            scope.params.setdefault(full, ParamDecl(full, t.shape, t.dtype, "", span, True))
+        fn.emit("ops/init_param.j2", {"param": Code((subscript_path(scope.root, path),)),
+                                      "value": value_code(result)}, (), span, pname,
+                init_only=True)
+        fn.data_init = True
+        return self._read_param_tree(scope, path, result, span, pname)
+
+    def _reads_module_arrays(self, init: Any, frame: Frame) -> bool:
+        """Whether an initializer function reads arrays of the forward pass (a closure over
+        the module's inputs): then it can only run as a data-dependent initialization."""
+        if not isinstance(init, Closure) or init.toplevel or frame.fn is None:
+            return False
+        local = set(init.params.names())
+        names: set[str] = set()
+        for node in _walk(init.body):
+            if isinstance(node, ir.Name):
+                names.add(node.id)
+            elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For)):
+                local.update(_assigned_names(node))
+        for n in names - local:
+            env = init.env
+            while type(env) is Env:  # local scopes only: module-level names hold no arrays
+                if n in env.vars:
+                    value = env.vars[n]
+                    if not isinstance(value, Poison) and not is_static(value):
+                        return True
+                    break
+                env = env.parent
+        return False
+
+    def _read_param_tree(self, scope: Scope, path: tuple[str, ...], value: Any, span: Span,
+                         stem: str) -> Any:
+        if isinstance(value, dict):
+            return {k: self._read_param_tree(scope, path + (k,), v, span, k)
+                    for k, v in value.items()}
+        out = Tensor(value.shape, value.dtype)
+        scope.fn.emit("ops/call.j2", {"call": Code((subscript_path(scope.root, path),))},
+                      (out,), span, stem)
+        return out
+
 
 #: Argument names a shared module's subtree cannot take in an emitted function.
 _ARG_NAMES_TAKEN = frozenset({"params", "state", "rng", "jax", "jnp", "np", "self", "_runtime"})
@@ -584,3 +690,48 @@ def _given_problem(value: Any) -> str | None:
         elif not isinstance(v, Tensor) or isinstance(v, RngKey):
             return f"a dict whose '{k}' is {describe_value(v)}"
     return None
+
+
+def _param_leaves(value: Any, rel: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...],
+                                                                      Tensor]] | None:
+    """The arrays of a parameter initialized from data, by path (None: not a dict of arrays)."""
+    if isinstance(value, Tensor) and not isinstance(value, RngKey):
+        return [(rel, value)]
+    if isinstance(value, dict) and value:
+        out = []
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return None
+            try:
+                check_name(k, "parameter name")
+            except CallError:
+                return None
+            inner = _param_leaves(v, rel + (k,))
+            if inner is None:
+                return None
+            out += inner
+        return out
+    return None
+
+
+def _walk(node: Any):
+    """Every IR node under `node` (tuples and dataclass fields), spans excluded."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (tuple, list)):
+            stack.extend(n)
+        elif dataclasses.is_dataclass(n) and not isinstance(n, type):
+            yield n
+            stack.extend(getattr(n, f.name) for f in dataclasses.fields(n) if f.name != "span")
+
+
+def _reads_poison(init: Closure) -> bool:
+    """Whether a function reads a local name whose value failed (reported already)."""
+    names = {n.id for n in _walk(init.body) if isinstance(n, ir.Name)}
+    env = init.env
+    while type(env) is Env:
+        if any(isinstance(env.vars.get(n), Poison) for n in names):
+            return True
+        env = env.parent
+    return False
