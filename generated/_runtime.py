@@ -126,13 +126,12 @@ class Target:
 
         **Returns:** `(params, state)`, shaped like `PARAM_SHAPES` and `STATE_SHAPES`.
         """
-        want = len(self.inputs) if self.init_inputs else 0
-        if len(example_inputs) != want:
-            raise TypeError(
-                f"{self.name}.init takes rng and {want} example input(s) "
-                f"({', '.join(self.inputs)}), got {len(example_inputs)}" if want else
-                f"{self.name}.init takes only rng (its parameters come from initializers "
-                f"alone), got {len(example_inputs)} more argument(s)")
+        got = len(example_inputs)
+        if self.init_inputs and got != len(self.inputs):
+            names = ", ".join(self.inputs)
+            raise TypeError(f"{self.name}.init takes rng and example inputs ({names}), got {got}")
+        if not self.init_inputs and got:
+            raise TypeError(f"{self.name}.init takes only rng, got {got} more argument(s)")
         return self.init_fn(_typed_key(self.name, rng), *example_inputs)
 
     def apply(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:

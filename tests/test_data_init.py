@@ -112,7 +112,7 @@ def test_init_takes_example_inputs_only_where_needed(wn) -> None:
     assert wn.wn.INIT_INPUTS and not wn.plain.INIT_INPUTS
     params, state = wn.plain.init(jax.random.key(0))
     assert set(params) == {"Dense_0"}
-    with pytest.raises(TypeError, match=r"wn.init takes rng and 1 example input\(s\) \(x\)"):
+    with pytest.raises(TypeError, match=r"wn.init takes rng and example inputs \(x\), got 0"):
         wn.wn.init(jax.random.key(0))
     with pytest.raises(TypeError, match="plain.init takes only rng"):
         wn.plain.init(jax.random.key(0), _x())
