@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from .diagnostics import Note, Span
 from .ops.calls import LayerScope
 from .ops.registry import CallError
-from .program import Code, Op, ParamDecl, Tensor, Var
+from .program import Code, Op, OpInfo, ParamDecl, Tensor, Var
 from .values import Closure, Initializer, InitializerFactory, describe_value
 
 
@@ -52,6 +52,10 @@ class FunctionState:
         #: It initializes parameters from data (itself or a module it calls): it gets an
         #: init variant (see `program.Function.init_name`).
         self.data_init = False
+        #: Step indices of the `lax.scan` bodies being resolved (innermost last), and those
+        #: a random key was folded with (the scan then feeds its steps their index).
+        self.scan_steps: list[Tensor] = []
+        self.used_steps: set[int] = set()
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
@@ -59,10 +63,10 @@ class FunctionState:
         return Tensor(tuple(shape), dtype, weak)
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...], span: Span,
-             stem: str, temps: tuple[str, ...] = (), *, init_only: bool = False,
-             init_args: dict[str, Code] | None = None) -> None:
+             stem: str, temps: tuple[str, ...] = (), info: OpInfo | None = None, *,
+             init_only: bool = False, init_args: dict[str, Code] | None = None) -> None:
         self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
-                           stem, init_only=init_only,
+                           stem, info=info, init_only=init_only,
                            init_args=tuple(init_args.items()) if init_args else None))
 
     def hint(self, var: Any, name: str) -> None:
@@ -216,13 +220,16 @@ class Scope(LayerScope):
         self.fn.state_values[key] = value
 
     def rng(self, span: Span) -> Code:
+        """The key of this call site: `rng` folded with the path, and inside a `lax.scan`
+        step with the step's index too (a fresh key per step)."""
         self.fn.takes_rng = True
-        if not self.prefix and self.shared_arg is None:
-            return Code(("rng",))
-        path = "/".join(self.prefix)
-        if self.shared_arg is not None:  # its own key, whatever the path inside it
-            path = f"{self.shared_arg.name}:{path}"
-        return Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
+        code = Code(("rng",))
+        if self.prefix or self.shared_arg is not None:
+            path = "/".join(self.prefix)
+            if self.shared_arg is not None:  # its own key, whatever the path inside it
+                path = f"{self.shared_arg.name}:{path}"
+            code = Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
+        return _per_step(self.fn, code)
 
 
 @dataclass
@@ -272,7 +279,7 @@ class GivenScope(Scope):
     def rng(self, span: Span) -> Code:
         self.fn.takes_rng = True
         path = "/".join(("call", self.written, *self.prefix))
-        return Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
+        return _per_step(self.fn, Code((f"jax.random.fold_in(rng, {name_hash(path)})",)))
 
 
 @dataclass
@@ -331,6 +338,14 @@ class StateVariable:
 
     def write(self, value: Tensor, span: Span) -> None:
         self.scope.set_state(self.collection, self.name, value, span)
+
+
+def _per_step(fn: FunctionState, code: Code) -> Code:
+    """A key inside `lax.scan` steps, folded with each step's index (a fresh key per step)."""
+    for index in fn.scan_steps:
+        fn.used_steps.add(id(index))
+        code = Code.of("jax.random.fold_in(", code, ", ", index, ")")
+    return code
 
 
 def _desc(shape: tuple[int, ...], dtype: str) -> str:
