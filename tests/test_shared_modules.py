@@ -15,6 +15,7 @@ import flax.linen as linen
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from helpers import build, build_errors
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -127,8 +128,13 @@ def _tokens(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 11, (2, 5)).astype(np.int32)
 
 
-def test_shared_embedding_passed_to_encoder_and_decoder() -> None:
-    m = build(WMT_STYLE)
+@pytest.fixture(scope="module")
+def wmt_style():
+    return build(WMT_STYLE)
+
+
+def test_shared_embedding_passed_to_encoder_and_decoder(wmt_style) -> None:
+    m = wmt_style
     x, y = _tokens(1), _tokens(2)
     _check(m.shared_tied, LTranslate(share=True, tied=True), x, y)
     _check(m.shared_untied, LTranslate(share=True), x, y, seed=3)
@@ -139,8 +145,8 @@ def test_shared_embedding_passed_to_encoder_and_decoder() -> None:
     assert "Embed_0" not in params["encoder"] and "embed" not in params["decoder"]
 
 
-def test_receiving_functions_take_the_subtree() -> None:
-    m = build(WMT_STYLE)
+def test_receiving_functions_take_the_subtree(wmt_style) -> None:
+    m = wmt_style
     text = m.__aotflax_text__
     # both children of both sharing targets get the creator's subtree
     assert text.count('shared_embedding=params["Embed_0"]') == 4
