@@ -132,3 +132,39 @@ def test_initialize_carry_takes_a_key_as_old_flax_signed_it() -> None:
     params, state = m.enc.init(jax.random.key(0))
     h, _ = m.enc.apply(params, state, jnp.ones((2, 6, 3)), rng=jax.random.key(1))
     assert h.shape == (2, 4) and np.isfinite(h).all()
+
+
+def test_a_module_partial_is_a_scan_step_with_one_parameter_set() -> None:
+    """sst2's `scan_in_dim(nn.LSTMCell.partial(name="lstm_cell"), carry, inputs, axis=1)`."""
+    import flax.linen as linen
+
+    m = build("""
+    import aotflax as flax
+
+
+    class LSTM(nn.Module):
+        def apply(self, inputs, lengths, hidden_size: int = 4):
+            batch_size = inputs.shape[0]
+            carry = nn.LSTMCell.initialize_carry(nn.make_rng(), (batch_size,), hidden_size)
+            _, outputs = flax.jax_utils.scan_in_dim(
+                nn.LSTMCell.partial(name="lstm_cell"), carry, inputs, axis=1)
+            return outputs[jnp.arange(batch_size), jnp.maximum(0, lengths - 1), :]
+
+
+    aot.target("lstm", LSTM, inputs=aot.f32[2, 5, 3], lengths=aot.i32[2])
+    """)
+    params, state = m.lstm.init(jax.random.key(0))
+    assert set(params) == {"lstm_cell"}
+    params = jax.tree_util.tree_map(
+        lambda p: p + 0.1 * jax.random.normal(jax.random.key(5), p.shape), params)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    lengths = jnp.array([3, 5], jnp.int32)
+    got, _ = m.lstm.apply(params, state, xs, lengths, rng=jax.random.key(2))
+    cell = linen.LSTMCell(features=4)
+    carry = (jnp.zeros((2, 4)), jnp.zeros((2, 4)))
+    outs = []
+    for t in range(5):
+        carry, y = cell.apply({"params": params["lstm_cell"]}, carry, xs[:, t])
+        outs.append(y)
+    outs = jnp.stack(outs, axis=1)
+    np.testing.assert_allclose(got, outs[jnp.arange(2), lengths - 1], rtol=1e-5, atol=1e-6)

@@ -164,9 +164,7 @@ class CallsMixin:
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint) from None
         step, init, xs = b["f"], b["init"], b["xs"]
-        if not isinstance(step, Closure) or step.definition is None:
-            raise self.error("AOT360", "jax.lax.scan needs a step function defined with 'def' "
-                             "inside apply", span)
+        step = self._scan_step(step, span, frame)
         carry_in = self._flat_tensors(init, "init", span)
         xs_in = self._flat_tensors(xs, "xs", span) if xs is not None else []
         lengths = {t.shape[0] for t in xs_in if t.shape}
@@ -201,14 +199,14 @@ class CallsMixin:
             xs, x = (steps, index) if xs is None else ((xs, steps), (x, index))
         if not (isinstance(result, tuple) and len(result) == 2):
             raise self.error("AOT363", "a scan step must return (new_carry, y)",
-                             step.definition.name_span)
+                             _name_span(step))
         new_carry, y = result
         carry_out = self._flat_tensors(new_carry, "new carry", step.span)
         if [(t.shape, t.dtype) for t in carry_out] != [(t.shape, t.dtype) for t in carry_in]:
             raise self.error(
                 "AOT364", "the scan step must return a carry of the same types as init: got "
                 f"{', '.join(t.describe() for t in carry_out)} for "
-                f"{', '.join(t.describe() for t in carry_in)}", step.definition.name_span)
+                f"{', '.join(t.describe() for t in carry_in)}", _name_span(step))
         ys = self._flat_tensors(y, "y", step.span) if y is not None else []
         p_carry, p_x = step.params.params[0].name, step.params.params[1].name
         carry_var, x_var = TreeVar("carry"), TreeVar("x")
@@ -246,6 +244,40 @@ class CallsMixin:
             ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested,
             OpInfo("jax.lax.scan", trips=n)))
         return (final, stacked)
+
+    def _scan_step(self, step: Any, span: Span, frame: Frame) -> Closure:
+        """The step of a scan as a function `(carry, x) -> (carry, y)`.
+
+        A `def` or lambda is used as it is.  A module (`nn.LSTMCell.partial(name="lstm")`,
+        as old flax.nn code scans a cell) is called at every step with one set of
+        parameters: it becomes a shared module of the enclosing scope, named as given.
+        """
+        if isinstance(step, Closure) and len([p for p in step.params.params
+                                              if p.kind == "positional"]) >= 2:
+            return step
+        if isinstance(step, ModuleRef):
+            bound = dict(step.bound)
+            name = bound.pop("name", None)
+            fn, scope = self._need_module_frame(frame, span, "jax.lax.scan")
+            cls_name = step.module.linen_name if isinstance(step.module, Entry) else \
+                step.class_name
+            try:
+                child = scope.child_name(cls_name, name, span, shared=True)
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+            step = SharedModule(ModuleRef(step.module, tuple(bound.items()), step.span),
+                                scope, child, span)
+        if isinstance(step, (SharedModule, OpRef)):
+            env = Env(frame.env)
+            env.set("_module", step)
+            carry, x = ir.Name("carry", span), ir.Name("x", span)
+            params = ir.Parameters((ir.Param("carry", None, None, "positional", span),
+                                    ir.Param("x", None, None, "positional", span)), span)
+            body = (ir.Return(ir.Call(ir.Name("_module", span), (carry, x), (), span), span),)
+            return Closure("step", params, body, env, span)
+        raise self.error("AOT360", "jax.lax.scan needs a step function (carry, x) -> "
+                         f"(carry, y): a def, a lambda or a module, got {describe_value(step)}",
+                         span)
 
     def _scan_in_dim(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         """`flax.jax_utils.scan_in_dim(body, init, xs, axis, keepdims=False)`.
@@ -335,7 +367,7 @@ class CallsMixin:
             self.depth -= 1
             raise self.error("AOT322", f"function {fn.name} recurses too deeply", span)
         errors = self.errors
-        self.calls.append((fn.name, span))
+        self.calls.append((f"{fn.name}, called here", span))
         try:
             self._exec_block(fn.body, Frame(env, frame.fn, frame.scope, frame.module))
         except _Return as r:
@@ -653,3 +685,8 @@ class CallsMixin:
         if kwarg is not None:
             bound[kwarg.name] = extra
         return {p.name: bound[p.name] for p in plist if p.name in bound}
+
+
+def _name_span(step: Closure) -> Span:
+    """Where a scan step is named (its `def` line, or the call that made it)."""
+    return step.definition.name_span if step.definition is not None else step.span

@@ -146,7 +146,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                                                            for n in notes):
                 name, site = self.calls[-1]
                 if (site.path, site.line) != (span.path, span.line):
-                    notes = (*notes, Note(f"in {name}, called here", site))
+                    notes = (*notes, Note(f"in {name}", site))
             self.reporter.error(code, message, span, hint=hint, notes=notes)
         return _Abort()
 
