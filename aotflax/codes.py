@@ -1241,12 +1241,14 @@ _entry("AOT356", "invalid state collection name", """
     """)
 
 _entry("AOT360", "scan needs a step function", """
-    `jax.lax.scan(step, init, xs)` is emitted as a real scan over a function
-    defined with `def` inside `apply` (so it can call shared layers).
+    `jax.lax.scan(step, init, xs)` is emitted as a real scan over a step function
+    `(carry, x) -> (carry, y)`: a `def` inside `apply` (so it can call shared
+    layers), a lambda, or a module (called at every step with one parameter set,
+    as `nn.LSTMCell.partial(name="cell")`).
     """, """
     class Net(nn.Module):
         def apply(self, xs):
-            carry, ys = jax.lax.scan(lambda c, x: (c + x, c), xs[0], xs)
+            carry, ys = jax.lax.scan(2.0, xs[0], xs)
             return ys
 
     aot.target("net", Net, xs=aot.f32[5, 8])

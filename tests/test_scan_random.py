@@ -168,3 +168,18 @@ def test_a_module_partial_is_a_scan_step_with_one_parameter_set() -> None:
         outs.append(y)
     outs = jnp.stack(outs, axis=1)
     np.testing.assert_allclose(got, outs[jnp.arange(2), lengths - 1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_lambda_is_a_scan_step() -> None:
+    m = build("""
+    class Net(nn.Module):
+        def apply(self, xs):
+            return jax.lax.scan(lambda c, x: (c + x, c * 2.0), xs[0], xs)
+
+    aot.target("net", Net, xs=aot.f32[5, 3])
+    """)
+    xs = jax.random.normal(jax.random.key(0), (5, 3))
+    (c, ys), _ = m.net.apply({}, {}, xs)
+    want_c, want_ys = jax.lax.scan(lambda c, x: (c + x, c * 2.0), xs[0], xs)
+    np.testing.assert_allclose(c, want_c, rtol=1e-6)
+    np.testing.assert_allclose(ys, want_ys, rtol=1e-6)

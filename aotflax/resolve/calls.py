@@ -221,7 +221,8 @@ class CallsMixin:
         inputs = tuple((name, value if isinstance(value, Tensor) else var)
                        for name, var, value in ((p_carry, carry_var, carry), (p_x, x_var, x)))
         nested = Function(
-            name=self._function_name(step.name), doc=f"Scan step `{step.name}`",
+            name=self._function_name(step.name if step.name.isidentifier() else "step"),
+            doc=f"Scan step `{step.name}`",
             takes_params=False, state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + body), result=value_code(result),
             result_tensors=tuple(carry_out + ys), span=step.span, hints=dict(fn.hints))
