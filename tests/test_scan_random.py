@@ -183,3 +183,34 @@ def test_a_lambda_is_a_scan_step() -> None:
     want_c, want_ys = jax.lax.scan(lambda c, x: (c + x, c * 2.0), xs[0], xs)
     np.testing.assert_allclose(c, want_c, rtol=1e-6)
     np.testing.assert_allclose(ys, want_ys, rtol=1e-6)
+
+
+def test_jax_vmap_of_a_model_function_is_a_real_vmap() -> None:
+    m = build("""
+    def kl_divergence(mean, logvar):
+        return -0.5 * jnp.sum(1 + logvar - jnp.square(mean) - jnp.exp(logvar))
+
+
+    def pairwise(a, b):
+        return jnp.dot(a, b)
+
+
+    class Net(nn.Module):
+        def apply(self, mean, logvar, w):
+            kl = jax.vmap(kl_divergence)(mean, logvar)
+            d = jax.vmap(pairwise, in_axes=(0, None))(mean, w)
+            twice = jax.vmap(lambda a: a * 2.0, out_axes=1)(mean)
+            return kl, d, twice
+
+    aot.target("net", Net, mean=aot.f32[4, 3], logvar=aot.f32[4, 3], w=aot.f32[3])
+    """)
+    keys = jax.random.split(jax.random.key(0), 3)
+    mean, logvar = (jax.random.normal(k, (4, 3)) for k in keys[:2])
+    w = jax.random.normal(keys[2], (3,))
+    (kl, d, twice), _ = m.net.apply({}, {}, mean, logvar, w)
+    want_kl = jax.vmap(lambda m, lv: -0.5 * jnp.sum(1 + lv - jnp.square(m) - jnp.exp(lv)))(
+        mean, logvar)
+    np.testing.assert_allclose(kl, want_kl, rtol=1e-6)
+    np.testing.assert_allclose(d, mean @ w, rtol=1e-6)
+    np.testing.assert_allclose(twice, (mean * 2.0).T, rtol=1e-6)
+    assert m.__aotflax_text__.count("jax.vmap(") == 3

@@ -64,6 +64,7 @@ from .helpers import (
     _tuple_code,
     _unpack_code,
 )
+from .transforms import Vmapped
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -128,6 +129,10 @@ class CallsMixin:
             return self._scan(args, kwargs, expr, frame)
         if func is namespaces.SCAN_IN_DIM:
             return self._scan_in_dim(args, kwargs, expr, frame)
+        if func is namespaces.VMAP:
+            return self._vmap(args, kwargs, span)
+        if isinstance(func, Vmapped):
+            return self._call_vmapped(func, args, kwargs, expr, frame)
         if isinstance(func, ModuleRef):
             name = kwargs.pop("name", None)
             if isinstance(func.module, UserModule):
