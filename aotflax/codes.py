@@ -1372,6 +1372,32 @@ _entry("AOT364", "scan carry changes type", """
 
 # ====================================================================== AOT4xx: targets
 
+_entry("AOT365", "invalid jax.vmap", """
+    `jax.vmap(f, in_axes=0, out_axes=0)(*arrays)` is emitted as a real `jax.vmap`
+    over `f` resolved for one row.  Its arguments are arrays (bind static values
+    with a lambda), the mapped axes share one size, `out_axes` is one int in range
+    for every output, and `f` uses array operations only: layers, randomness and
+    state belong to modules.
+    """, """
+    def scale(x, s):
+        return x * s
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return jax.vmap(scale)(x, 2.0)
+
+    aot.target("net", Net, x=aot.f32[4, 3])
+    """, """
+    def scale(x, s):
+        return x * s
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return jax.vmap(lambda row: scale(row, 2.0))(x)
+
+    aot.target("net", Net, x=aot.f32[4, 3])
+    """)
+
 _entry("AOT400", "invalid aot.target call", """
     `aot.target("name", Module_or_partial, input=aot.f32[...], ...,
     platforms=..., devices=..., method=...)` is called at the top level of the
