@@ -1398,6 +1398,41 @@ _entry("AOT365", "invalid jax.vmap", """
     aot.target("net", Net, x=aot.f32[4, 3])
     """)
 
+_entry("AOT366", "invalid jax.custom_jvp", """
+    `jax.custom_jvp(f)` (or `@jax.custom_jvp`) on a function of the model file
+    keeps its derivative rule, registered with `@f.defjvp` (a rule
+    `(primals, tangents) -> (primal_out, tangent_out)`) or `f.defjvps(*rules)`;
+    both are emitted as module-level functions with the same decorators.  The
+    function takes arrays, is called inside a module, and uses array operations
+    only (no layers, randomness or state); `nondiff_argnums` is not supported.
+    """, """
+    @jax.custom_jvp
+    def safe_log(x):
+        return jnp.log(x)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return safe_log(x)
+
+    aot.target("net", Net, x=aot.f32[4])
+    """, """
+    @jax.custom_jvp
+    def safe_log(x):
+        return jnp.log(x)
+
+    @safe_log.defjvp
+    def safe_log_jvp(primals, tangents):
+        x, = primals
+        t, = tangents
+        return safe_log(x), t / jnp.maximum(x, 1.0)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return safe_log(x)
+
+    aot.target("net", Net, x=aot.f32[4])
+    """)
+
 _entry("AOT400", "invalid aot.target call", """
     `aot.target("name", Module_or_partial, input=aot.f32[...], ...,
     platforms=..., devices=..., method=...)` is called at the top level of the

@@ -214,3 +214,40 @@ def test_jax_vmap_of_a_model_function_is_a_real_vmap() -> None:
     np.testing.assert_allclose(d, mean @ w, rtol=1e-6)
     np.testing.assert_allclose(twice, (mean * 2.0).T, rtol=1e-6)
     assert m.__aotflax_text__.count("jax.vmap(") == 3
+
+
+def test_custom_jvp_functions_keep_their_rule() -> None:
+    m = build("""
+    @jax.custom_jvp
+    def safe_log(x):
+        return jnp.log(x)
+
+
+    @safe_log.defjvp
+    def safe_log_jvp(primals, tangents):
+        x, = primals
+        t, = tangents
+        return safe_log(x), t / jnp.maximum(x, 1.0)
+
+
+    def doubled_gradient(x):
+        return x
+
+
+    doubled_gradient = jax.custom_jvp(doubled_gradient)
+    doubled_gradient.defjvps(lambda t, ans, x: 2.0 * t)
+
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return jnp.sum(safe_log(x) + doubled_gradient(x * 3.0))
+
+    aot.target("net", Net, x=aot.f32[4])
+    """)
+    x = jnp.array([0.5, 1.0, 2.0, 4.0])
+    grad = jax.grad(lambda x: m.net.apply({}, {}, x)[0])(x)
+    np.testing.assert_allclose(grad, 1.0 / jnp.maximum(x, 1.0) + 6.0, rtol=1e-6)
+    value, _ = m.net.apply({}, {}, x)
+    np.testing.assert_allclose(value, jnp.sum(jnp.log(x) + 3.0 * x), rtol=1e-6)
+    text = m.__aotflax_text__
+    assert "@jax.custom_jvp" in text and "@safe_log.defjvp" in text

@@ -64,7 +64,7 @@ from .helpers import (
     _tuple_code,
     _unpack_code,
 )
-from .transforms import Vmapped
+from .transforms import CustomJvp, PrimalCall, Vmapped
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -133,6 +133,12 @@ class CallsMixin:
             return self._vmap(args, kwargs, span)
         if isinstance(func, Vmapped):
             return self._call_vmapped(func, args, kwargs, expr, frame)
+        if func is namespaces.CUSTOM_JVP:
+            return self._custom_jvp(args, kwargs, span)
+        if isinstance(func, CustomJvp):
+            return self._call_custom_jvp(func, args, kwargs, span, frame)
+        if isinstance(func, PrimalCall):
+            return self._call_primal(func, args, span, frame)
         if isinstance(func, ModuleRef):
             name = kwargs.pop("name", None)
             if isinstance(func.module, UserModule):
@@ -461,6 +467,8 @@ class CallsMixin:
                                     frame)
         if isinstance(r, SharedModule):
             return self._shared_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, CustomJvp):
+            return self._custom_jvp_method(r, m.name, args, kwargs, span)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, Tensor):

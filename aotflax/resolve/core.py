@@ -48,12 +48,12 @@ from .initializers import InitializersMixin
 from .modules import ModulesMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
-from .transforms import TransformsMixin
+from .transforms import CustomJvpMixin, TransformsMixin
 from .workspace import Workspace
 
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
-               InitializersMixin, TransformsMixin):
+               InitializersMixin, TransformsMixin, CustomJvpMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,

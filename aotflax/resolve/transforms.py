@@ -14,8 +14,8 @@ from typing import Any
 from .. import ir
 from ..diagnostics import Span
 from ..ops.calls import value_code
-from ..program import Code, Function, Op, Tensor
-from ..values import Closure, describe_value, is_static
+from ..program import Code, Function, Op, OpInfo, Tensor, TreeVar
+from ..values import Closure, Env, describe_value, is_static
 from .base import Frame, _Abort
 from .helpers import _rebuild, _tensors, _unpack_code
 
@@ -99,7 +99,7 @@ class TransformsMixin:
                        Code.join(", ", [value_code(a) for a in args]), ")")
         fn.ops.append(Op("ops/module_call.j2", (
             ("target", _unpack_code(stacked, stacked, [])), ("call", call)), tuple(outs), (),
-            span, "vmapped", nested))
+            span, "vmapped", nested, OpInfo("jax.vmap", trips=size)))
         return stacked
 
     def _vmap_body(self, v: Vmapped, rows: list, args: list, span: Span,
@@ -155,4 +155,150 @@ def _axes_code(axes: Any) -> str:
     return repr(axes)
 
 
-__all__ = ["TransformsMixin", "Vmapped"]
+__all__ = ["CustomJvp", "CustomJvpMixin", "PrimalCall", "TransformsMixin", "Vmapped"]
+
+
+@dataclass(eq=False)
+class CustomJvp:
+    """`jax.custom_jvp(f)`, with the rule `defjvp` / `defjvps` registered on it."""
+
+    fn: Closure
+    span: Span
+    #: `jvp(primals, tangents) -> (primal_out, tangent_out)` from `@f.defjvp`.
+    jvp: Closure | None = None
+    #: One rule per argument, `rule(tangent, ans, *primals)`, from `f.defjvps(...)`.
+    jvps: tuple[Any, ...] | None = None
+    #: Emitted (primal, rule) function names per argument types.
+    emitted: dict[tuple, str] | None = None
+
+
+class CustomJvpMixin:
+    """`jax.custom_jvp` on functions of the model file."""
+
+    def _custom_jvp(self, args: list, kwargs: dict, span: Span) -> CustomJvp:
+        if len(args) != 1 or kwargs or not isinstance(args[0], Closure):
+            raise self.error("AOT366", "jax.custom_jvp takes one function of the model file "
+                             "(nondiff_argnums is not supported)", span)
+        return CustomJvp(args[0], span, emitted={})
+
+    def _custom_jvp_method(self, cj: CustomJvp, name: str, args: list, kwargs: dict,
+                           span: Span) -> Any:
+        if name == "defjvp" and len(args) == 1 and not kwargs and isinstance(args[0], Closure):
+            cj.jvp = args[0]
+            return args[0]
+        if name == "defjvps" and not kwargs and args:
+            cj.jvps = tuple(args)
+            return None
+        raise self.error("AOT366", f"a custom_jvp function has defjvp(rule) and "
+                         f"defjvps(*rules), not {name}", span)
+
+    def _call_custom_jvp(self, cj: CustomJvp, args: list, kwargs: dict, span: Span,
+                         frame: Frame) -> Any:
+        """Emit the primal and its rule as module-level functions, then call the primal."""
+        fn = frame.fn
+        if fn is None or kwargs or not all(isinstance(a, Tensor) for a in args):
+            raise self.error("AOT366", "a custom_jvp function is called with array arguments "
+                             "inside a module", span)
+        if cj.jvp is None and cj.jvps is None:
+            raise self.error("AOT366", f"custom_jvp function {cj.fn.name} has no rule: add "
+                             f"@{cj.fn.name}.defjvp or {cj.fn.name}.defjvps(...)", span)
+        types = tuple((a.shape, a.dtype) for a in args)
+        emitted = cj.emitted if cj.emitted is not None else {}
+        if types not in emitted:
+            self._emit_custom_jvp(cj, args, span, emitted, types)
+        return self._call_primal(emitted[types], args, span, frame)
+
+    def _call_primal(self, primal: "PrimalCall", args: list, span: Span, frame: Frame) -> Any:
+        fn = frame.fn
+        assert fn is not None
+        result = _fresh_copy(primal.result)
+        call = Code.of(f"{primal.name}(", Code.join(", ", [value_code(a) for a in args]), ")")
+        fn.ops.append(Op("ops/module_call.j2", (
+            ("target", _unpack_code(result, result, [])), ("call", call)),
+            tuple(_tensors(result)), (), span, primal.name,
+            info=OpInfo("jax.custom_jvp", callee=primal.function)))
+        return result
+
+    def _emit_custom_jvp(self, cj: CustomJvp, args: list, span: Span, emitted: dict,
+                         types: tuple) -> None:
+        from ..scopes import FunctionState
+
+        rows = [type(a)(a.shape, a.dtype, a.weak) for a in args]
+        name = self._function_name(cj.fn.name)
+        primal, primal_result = self._plain_function(cj.fn, rows, name, span, FunctionState())
+        primal = _with(primal, decorators=("jax.custom_jvp",),
+                       doc=f"{cj.fn.name}, with its own derivative (custom_jvp)")
+        self.functions.append(primal)
+        rule_name = self._function_name(f"{cj.fn.name}_jvp")
+        state = FunctionState()
+        primals = tuple(type(a)(a.shape, a.dtype, a.weak) for a in args)
+        tangents = tuple(type(a)(a.shape, a.dtype, a.weak) for a in args)
+        frame = Frame(Env(cj.fn.env), state, None, None)
+        for (arg, _), p, t in zip(primal.inputs, primals, tangents):
+            state.hint(p, arg)
+            state.hint(t, f"{arg}_dot")
+        called = PrimalCall(name, primal, primal_result)
+        emitted[types] = called  # the rule calls the function itself: the primal
+        if cj.jvp is not None:
+            out = self._call(cj.jvp, [primals, tangents], {},
+                             ir.Call(ir.Name(cj.fn.name, span), (), (), span), frame)
+        else:
+            ans = self._call_primal(called, list(primals), span, frame)
+            total = None
+            for rule, t in zip(cj.jvps or (), tangents):
+                if rule is None:
+                    continue
+                term = self._call(rule, [t, ans, *primals], {}, ir.Call(
+                    ir.Name("rule", span), (), (), span), frame)
+                total = term if total is None else self._binop("+", total, term, span, frame)
+            out = (ans, total)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Tensor)):
+            raise self.error("AOT366", "a jvp rule returns (primal_out, tangent_out)", span)
+        inputs = (("primals", TreeVar("primals")), ("tangents", TreeVar("tangents")))
+        prologue = [Op("ops/module_call.j2", (("target", _unpack_code(group, group, [])),
+                                               ("call", Code((var,)))), group, (), span, n)
+                    for n, var, group in (("primals", inputs[0][1], primals),
+                                          ("tangents", inputs[1][1], tangents))]
+        self.functions.append(Function(
+            name=rule_name, doc=f"The derivative rule of {name}", takes_params=False,
+            state_collections=(), takes_rng=False, inputs=inputs,  # type: ignore[arg-type]
+            body=tuple(prologue + state.ops), result=value_code(out),
+            result_tensors=tuple(_tensors(out)), span=(cj.jvp or cj.fn).span,
+            hints=dict(state.hints), decorators=(f"{name}.defjvp",)))
+
+    def _plain_function(self, closure: Closure, rows: list, name: str, span: Span,
+                        state: Any) -> tuple[Function, Any]:
+        """A function of arrays resolved for `rows`, emitted at module level."""
+        errors = self.errors
+        result = self._call_closure(closure, rows, {}, span, Frame(closure.env, state, None,
+                                                                   None))
+        if self.errors != errors:
+            raise _Abort()
+        if state.params or state.takes_rng or state.state:
+            raise self.error("AOT366", f"{closure.name} may not use layers, randomness or state "
+                             "(a custom_jvp function computes with arrays only)", span)
+        names = [p.name for p in closure.params.params if p.kind == "positional"]
+        return Function(
+            name=name, doc=closure.name, takes_params=False, state_collections=(),
+            takes_rng=False, inputs=tuple(zip(names, rows)), body=tuple(state.ops),
+            result=value_code(result), result_tensors=tuple(_tensors(result)),
+            span=closure.span, hints=dict(state.hints)), result
+
+
+@dataclass(frozen=True, eq=False)
+class PrimalCall:
+    """Inside a jvp rule, the custom_jvp function itself: a call of the emitted primal."""
+
+    name: str
+    function: Function
+    result: Any
+
+
+def _fresh_copy(value: Any) -> Any:
+    return _rebuild(value, [type(t)(t.shape, t.dtype, t.weak) for t in _tensors(value)])
+
+
+def _with(function: Function, **changes: Any) -> Function:
+    import dataclasses
+
+    return dataclasses.replace(function, **changes)
