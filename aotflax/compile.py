@@ -438,6 +438,7 @@ def compile_target(
     xla_portable: bool = True,
     tpu_topology: str | None = None,
     cuda_target_config: str | None = None,
+    sign_key: bytes | None = None,
 ) -> dict[str, Any]:
     """Exports, compiles and writes the artifacts of one target.
 
@@ -449,6 +450,7 @@ def compile_target(
     - `xla_portable`: cap XLA:CPU at AVX2 so the executable runs on other x86 hosts.
     - `tpu_topology`, `cuda_target_config`: cross-compile for hardware this
       host lacks (default: the target's attributes of those names, if any).
+    - `sign_key`: sign the manifest with this HMAC key (`artifacts.signing_key`).
 
     **Returns:** the manifest written. Platforms this host cannot compile for
     are listed under `skipped` with the reason; the export covers them.
@@ -467,6 +469,7 @@ def compile_target(
         artifacts.artifact_file_name("export", artifacts.sha256_bytes(export_bytes)),
         export_bytes,
         platforms=list(exported.platforms),
+        target=_qualified(target),
     )
     outputs = jax.tree_util.tree_unflatten(exported.out_tree, exported.out_avals)
     manifest = {
@@ -491,8 +494,18 @@ def compile_target(
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     folder = artifacts.target_folder(out_dir, target.module, target.name)
-    _write(folder, manifest, payloads, export_bytes)
+    _write(out_dir, folder, manifest, payloads, export_bytes, sign_key)
     return manifest
+
+
+def _qualified(target: Any) -> str:
+    """`module.target`: what a manifest entry binds its file to."""
+    return f"{target.module}.{target.name}"
+
+
+def _flat_arguments(specs: list[Any]) -> list[dict[str, Any]]:
+    """The executable's flat argument signature, as the runtime's binding check reads it."""
+    return [artifacts.spec_to_json(leaf) for leaf in jax.tree.leaves(specs)]
 
 
 def _inputs_json(target: Any) -> dict[str, Any]:
@@ -534,21 +547,27 @@ def _native_executables(
         name = artifacts.artifact_file_name(
             f"executable-{platform}", artifacts.sha256_bytes(payload)
         )
-        entries[platform] = artifacts.file_entry(name, payload, **info)
+        entries[platform] = artifacts.file_entry(
+            name, payload, target=_qualified(target), arguments=_flat_arguments(specs), **info
+        )
     return payloads, entries, skipped
 
 
 def _write(
+    out_dir: Path,
     folder: Path,
     manifest: dict[str, Any],
     payloads: dict[str, bytes],
     export_bytes: bytes,
+    sign_key: bytes | None,
 ) -> None:
-    """Writes payloads first and the manifest last, then drops files of older builds."""
+    """Writes payloads first and the manifest (and its signature) last, then drops files
+    of older builds; never through a symbolic link below `out_dir`."""
+    artifacts.real_folder(out_dir, folder)
     for platform, payload in payloads.items():
         artifacts.write_atomic(
             folder / manifest["executables"][platform]["file"], payload
         )
     artifacts.write_atomic(folder / manifest["export"]["file"], export_bytes)
-    artifacts.write_manifest(folder, manifest)
+    artifacts.write_manifest(folder, manifest, sign_key)
     artifacts.remove_unreferenced(folder, manifest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import shutil
 import sys
 import tempfile
 import traceback
@@ -33,21 +34,38 @@ def load_package(root: Path, package: str) -> None:
 
 
 def import_generated(files: dict[str, str], runtime: str) -> tuple[str, Any]:
-    """Write generated texts to a temporary package and return (package name, importer)."""
+    """Import generated texts as a package and return (package name, importer).
+
+    The texts are written to a temporary folder and every module is imported
+    before the folder is removed again, so a build leaves nothing in the
+    temporary directory. Each module keeps its text as `__aotflax_text__` (its
+    file is gone; `_initializer_error` reads the text from there).
+    """
     tmp = Path(tempfile.mkdtemp(prefix="aotflax-verify-"))
-    (tmp / "__init__.py").write_text("")
-    (tmp / "_runtime.py").write_text(runtime)
-    for rel, text in files.items():
-        path = tmp / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for parent in path.relative_to(tmp).parents:
-            init = tmp / parent / "__init__.py"
-            if not init.exists():
-                init.write_text("")
-        path.write_text(text)
-    package = f"_aotflax_verify_{abs(hash(tmp)) % 10**8}"
-    load_package(tmp, package)
+    try:
+        (tmp / "__init__.py").write_text("")
+        (tmp / "_runtime.py").write_text(runtime)
+        for rel, text in files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for parent in path.relative_to(tmp).parents:
+                init = tmp / parent / "__init__.py"
+                if not init.exists():
+                    init.write_text("")
+            path.write_text(text)
+        package = f"_aotflax_verify_{abs(hash(tmp)) % 10**8}"
+        load_package(tmp, package)
+        for rel, text in files.items():
+            module = importlib.import_module(f"{package}.{_module_name(rel)}")
+            module.__aotflax_text__ = text
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return package, lambda mod: importlib.import_module(f"{package}.{mod}")
+
+
+def _module_name(rel: str) -> str:
+    """`sub/foo.py` -> `sub.foo`."""
+    return ".".join(Path(rel).with_suffix("").parts)
 
 
 def verify_module(module: ModuleType, program: FileProgram) -> None:
@@ -138,7 +156,8 @@ def _initializer_error(e: Exception, module: ModuleType,
     if frame is None or frame.lineno is None:
         return None
     user = users[frame.name]
-    lines = Path(generated).read_text().splitlines()
+    text = getattr(module, "__aotflax_text__", None)
+    lines = (text if text is not None else Path(generated).read_text()).splitlines()
     start = next((i + 1 for i, line in enumerate(lines) if line.startswith(f"def {user.name}(")),
                  None)
     if start is None:
