@@ -1149,26 +1149,36 @@ def _deserialize(
     label: str,
     file: str,
     payload: bytes,
-    in_tree: Any,
-    out_tree: Any,
+    signature: tuple[Sequence[tuple[Any, str]], Sequence[tuple[Any, str]]],
+    trees: tuple[Any, Any],
     devices: Sequence[Any],
 ) -> Any:
     """A `jax.stages.Compiled` from a serialized executable, as jax's `deserialize_and_load`
-    builds it, but through the restricted unpickler.
+    builds it, but through the restricted unpickler, and checked against `signature`.
+
+    **Arguments:** `signature`: the flat `(arguments, outputs)` (shape, dtype)
+    pairs the executable must have; `trees`: `(in_tree, out_tree)`.
 
     **Raises:** `ArtifactError` for a payload that names another class, is not
-    a serialized executable, or that jax refuses.
+    a serialized executable of this signature, or that jax refuses.
     """
+    arguments, outputs = signature
     try:
         unloaded, args_info_flat, no_kwargs = _unpickler(payload, devices).load()
         if type(unloaded).__name__ != "UnloadedMeshExecutable" or not isinstance(
             args_info_flat, list
         ):
             raise TypeError(f"the pickle holds a {type(unloaded).__name__}, not an executable")
-        args_info = in_tree.unflatten(args_info_flat)
-        return jax.stages.Compiled(
-            unloaded.load(), [], args_info, out_tree, no_kwargs=bool(no_kwargs)
+        _check_loaded(label, file, arguments, outputs, args_info_flat, unloaded.output_avals)
+        args_info = trees[0].unflatten(args_info_flat)
+        compiled = jax.stages.Compiled(
+            unloaded.load(), [], args_info, trees[1], no_kwargs=bool(no_kwargs)
         )
+        in_avals = jax.tree_util.tree_leaves(compiled.in_avals)
+        _check_loaded(label, file, arguments, outputs, in_avals, _out_avals(compiled))
+        return compiled
+    except ArtifactError:
+        raise
     except _RefusedClass as name:
         raise ArtifactError(
             f"{label}: {file} is not a serialized executable: it names {name}, which executables "
@@ -1178,6 +1188,10 @@ def _deserialize(
         raise ArtifactError(
             f"{label}: jax could not load {file}: {type(error).__name__}: {error}"
         ) from None
+
+
+def _out_avals(compiled: Any) -> list[Any]:
+    return jax.tree_util.tree_leaves(compiled.out_info)
 
 
 def _load_native(
@@ -1194,16 +1208,10 @@ def _load_native(
     in_tree = jax.tree_util.tree_structure((_arg_specs(target, manifest), {}))
     out_tree = jax.tree_util.tree_structure(_skeleton(manifest["outputs"]))
     devices = _local_devices(platform)[: entry["device_count"]]
-    compiled = _deserialize(target.name, entry["file"], payload, in_tree, out_tree, devices)
-    _check_loaded(
-        target.name,
-        entry["file"],
-        _flat_specs(target, manifest),
-        _spec_leaves(manifest["outputs"]),
-        jax.tree_util.tree_leaves(compiled.in_avals),
-        jax.tree_util.tree_leaves(compiled.out_info),
+    signature = (_flat_specs(target, manifest), _spec_leaves(manifest["outputs"]))
+    return _deserialize(
+        target.name, entry["file"], payload, signature, (in_tree, out_tree), devices
     )
-    return compiled
 
 
 def _initialize_lapack() -> None:
@@ -1308,16 +1316,8 @@ def run_on_zeros(
     in_tree = jax.tree_util.tree_structure((flat, {}))
     out_tree = jax.tree_util.tree_structure(_skeleton(manifest["outputs"]))
     devices = _local_devices(platform)[: entry["device_count"]]
-    compiled = _deserialize(label, entry["file"], payload, in_tree, out_tree, devices)
-    outputs = _spec_leaves(manifest["outputs"])
-    _check_loaded(
-        label,
-        entry["file"],
-        arguments,
-        outputs,
-        jax.tree_util.tree_leaves(compiled.in_avals),
-        jax.tree_util.tree_leaves(compiled.out_info),
-    )
+    signature = (arguments, _spec_leaves(manifest["outputs"]))
+    compiled = _deserialize(label, entry["file"], payload, signature, (in_tree, out_tree), devices)
     zeros = [np.zeros(spec.shape, spec.dtype) for spec in flat]
     result = jax.block_until_ready(compiled(*zeros))
     return [
