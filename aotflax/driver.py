@@ -238,6 +238,8 @@ def _build_locked(args: argparse.Namespace, out: Path, report: BuildReport,
     fresh = (cache.get("compiler") == fingerprint and all(
         cache.get("files", {}).get(rel) == sha256_bytes(text.encode())
         and (out / rel).is_file() for rel, text in texts.items()))
+    if not args.no_compile:
+        _check_artifact_folders(out, report)
     if not fresh:
         try:
             _verify(texts, runtime, report)
@@ -323,7 +325,6 @@ def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: di
                 continue
             key = f"{f.module}.{t.name}"
             folder = target_folder(out / "artifacts", f.module, t.name)
-            outdir.check_folder(out, folder)
             sha = _manifest_sha(folder)
             row = {"key": key, "file": f.relpath, "target": t.name, "module": f.module,
                    "params": sum(size(d.shape) for d in t.params), "platforms": t.platforms,
@@ -342,6 +343,17 @@ def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: di
         if row["manifest_sha"] is not None:
             row["bytes"] = sum(p.lstat().st_size for p in row["folder"].iterdir())
     return rows
+
+
+def _check_artifact_folders(out: Path, report: BuildReport) -> None:
+    """Every target's artifact folder can be written without leaving `out` (before any write)."""
+    from .artifacts import target_folder
+
+    for f in report.files:
+        assert f.program is not None
+        for t in f.program.targets:
+            for name in (t.name, f"{t.name}__train_step"):
+                outdir.check_folder(out, target_folder(out / "artifacts", f.module, name))
 
 
 def _manifest_sha(folder: Path) -> str | None:

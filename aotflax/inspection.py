@@ -41,8 +41,10 @@ from .artifacts import (
 
 __all__ = ["find_target_folders", "inspect_folder", "main"]
 
-#: How many leaves a tree may have and still be printed leaf by leaf.
-_SHOWN_LEAVES = 12
+#: Trees are printed leaf by leaf, but a subtree below the second level with more
+#: leaves than `_DEEP_LEAVES`, or any with more than `_MAX_LEAVES`, is shown as a count.
+_DEEP_LEAVES = 3
+_MAX_LEAVES = 96
 
 
 def runtime_module() -> types.ModuleType:
@@ -104,7 +106,7 @@ def inspect_folder(folder: Path, *, key: bytes | None = None, run_check: bool = 
     rt = runtime_module()
     report = Report(folder)
     try:
-        manifest = rt.read_manifest(folder, verify_key=key)
+        manifest = rt.read_manifest(folder, verify_key=key, label=folder.name)
     except rt.ArtifactError as error:
         report.fail("manifest", str(error))
         return report
@@ -156,7 +158,7 @@ def _files(report: Report, rt: Any, folder: Path, manifest: dict[str, Any]) -> N
         entries.append(("export", manifest["export"]))
     for what, entry in entries:
         try:
-            rt.read_artifact(folder, entry, label=str(folder))
+            rt.read_artifact(folder, entry, label=folder.name)
         except rt.ArtifactError as error:
             report.fail("file", f"{entry['file']} ({what}): {error}")
             continue
@@ -246,24 +248,22 @@ def _leaves(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [leaf for child in children for leaf in _leaves(child)]
 
 
-def _tree(node: dict[str, Any]) -> str:
-    leaves = _leaves(node)
-    if len(leaves) > _SHOWN_LEAVES:
-        return f"a tree of {len(leaves)} arrays"
-    return _render(node)
-
-
-def _render(node: dict[str, Any]) -> str:
+def _tree(node: dict[str, Any], depth: int = 0) -> str:
+    """The tree in Python's notation; below the second level, a large subtree is a count."""
     if "shape" in node:
         return _spec(node)
+    if "none" in node:
+        return "None"
+    count = len(_leaves(node))
+    if count > (_DEEP_LEAVES if depth >= 2 else _MAX_LEAVES):
+        return f"<{count} arrays>"
     if "dict" in node:
-        return "{" + ", ".join(f"{k}: {_render(v)}" for k, v in node["dict"].items()) + "}"
-    if "tuple" in node:
-        items = [_render(v) for v in node["tuple"]]
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+        items = [f"{k}: {_tree(v, depth + 1)}" for k, v in node["dict"].items()]
+        return "{" + ", ".join(items) + "}"
+    items = [_tree(v, depth + 1) for v in node.get("tuple", node.get("list", []))]
     if "list" in node:
-        return "[" + ", ".join(_render(v) for v in node["list"]) + "]"
-    return "None"
+        return "[" + ", ".join(items) + "]"
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def _size(n: int) -> str:

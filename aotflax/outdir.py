@@ -63,10 +63,6 @@ def build_lock(out: Path, timeout: float, notify: Callable[[str], None]) -> Iter
         yield
         return
     created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot create the output folder {out}: {error.strerror}") from None
     path = out / LOCK_NAME
     fd = _acquire(path, fcntl, time.monotonic() + timeout, timeout, notify)
     os.ftruncate(fd, 0)
@@ -86,10 +82,12 @@ def _acquire(path: Path, fcntl: object, deadline: float, timeout: float,
     waited = False
     while True:
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # a finishing build may remove it
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as error:
             raise OutputError(f"cannot open the build lock {path}: {error.strerror} "
-                              "(it must be a regular file)") from None
+                              f"({path.parent} must be a folder and {LOCK_NAME} a regular file "
+                              "in it)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[attr-defined]
         except BlockingIOError:
