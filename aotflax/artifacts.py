@@ -180,17 +180,19 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def read_regular(path: Path, limit: int = _MAX_READ) -> bytes:
+def read_regular(path: Path, limit: int = _MAX_READ, *, follow: bool = False) -> bytes:
     """The bytes of `path` if it is a regular file of at most `limit` bytes.
 
-    Never follows a final symbolic link and never blocks (a FIFO in the output
-    folder would hang the build), and checks the size before reading.
+    Never blocks (a FIFO in the output folder would hang the build), checks the
+    size before reading, and does not follow a final symbolic link unless
+    `follow` (a key file the user names may be one).
 
     **Raises:** `FileNotFoundError`; `NotARegularFile` for a link, FIFO, device
     or folder, or a file over `limit`; `OSError` when it cannot be read.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    if not hasattr(os, "O_NOFOLLOW") and path.is_symlink():
+    nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0)
+    if not follow and not hasattr(os, "O_NOFOLLOW") and path.is_symlink():
         raise NotARegularFile(f"{path} is a symbolic link")
     try:
         fd = os.open(path, flags | getattr(os, "O_BINARY", 0))

@@ -220,7 +220,7 @@ def _sign_key(args: argparse.Namespace) -> bytes | None:
     """The manifest signing key: `--sign-key FILE`, else `AOTFLAX_SIGN_KEY`, else None."""
     if args.sign_key:
         try:
-            return signing_key(read_regular(Path(args.sign_key), 1 << 16))
+            return signing_key(read_regular(Path(args.sign_key), 1 << 16, follow=True))
         except OSError as e:
             raise SigningKeyError(f"cannot read the signing key {args.sign_key}: "
                                   f"{e.strerror or e}") from None

@@ -42,9 +42,10 @@ from .artifacts import (
 __all__ = ["find_target_folders", "inspect_folder", "main"]
 
 #: Trees are printed leaf by leaf, but a subtree below the second level with more
-#: leaves than `_DEEP_LEAVES`, or any with more than `_MAX_LEAVES`, is shown as a count.
+#: leaves than `_DEEP_LEAVES`, or any with more children than `_MAX_CHILDREN`, is
+#: shown as a count of its arrays.
 _DEEP_LEAVES = 3
-_MAX_LEAVES = 96
+_MAX_CHILDREN = 8
 
 
 def runtime_module() -> types.ModuleType:
@@ -254,13 +255,14 @@ def _tree(node: dict[str, Any], depth: int = 0) -> str:
         return _spec(node)
     if "none" in node:
         return "None"
+    children = node.get("dict", node.get("tuple", node.get("list", [])))
     count = len(_leaves(node))
-    if count > (_DEEP_LEAVES if depth >= 2 else _MAX_LEAVES):
+    if (depth >= 2 and count > _DEEP_LEAVES) or len(children) > _MAX_CHILDREN:
         return f"<{count} arrays>"
     if "dict" in node:
         items = [f"{k}: {_tree(v, depth + 1)}" for k, v in node["dict"].items()]
         return "{" + ", ".join(items) + "}"
-    items = [_tree(v, depth + 1) for v in node.get("tuple", node.get("list", []))]
+    items = [_tree(v, depth + 1) for v in children]
     if "list" in node:
         return "[" + ", ".join(items) + "]"
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
@@ -296,7 +298,7 @@ def parser() -> argparse.ArgumentParser:
 def _key(args: argparse.Namespace) -> bytes | None:
     if args.key:
         try:
-            return signing_key(read_regular(Path(args.key), 1 << 16))
+            return signing_key(read_regular(Path(args.key), 1 << 16, follow=True))
         except OSError as error:
             raise SigningKeyError(
                 f"cannot read the key {args.key}: {error.strerror or error}") from None

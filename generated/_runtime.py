@@ -636,20 +636,22 @@ class _WrongSize(Exception):
     """A file's size is not the one its manifest entry records (the message is the size found)."""
 
 
-def _read_regular(label: str, path: Path, limit: int, *, size: int | None = None) -> bytes:
+def _read_regular(
+    label: str, path: Path, limit: int, *, size: int | None = None, follow: bool = False
+) -> bytes:
     """The bytes of `path`, which must be a regular file (not a link, FIFO or device).
 
-    Opened without following a final symbolic link and without blocking (a FIFO
-    would wait for a writer forever), then checked with `fstat` on the open
-    file, so the checks and the read see the same file; its size is checked
-    before a byte is read.
+    Opened without following a final symbolic link (unless `follow`: a key file
+    the user names may be one) and without blocking (a FIFO would wait for a
+    writer forever), then checked with `fstat` on the open file, so the checks
+    and the read see the same file; its size is checked before a byte is read.
 
     **Raises:** `FileNotFoundError` when it does not exist, `_WrongSize` when
     `size` is given and differs, `ArtifactError` for everything else.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    flags |= getattr(os, "O_BINARY", 0)
-    if not hasattr(os, "O_NOFOLLOW") and path.is_symlink():
+    nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    if not follow and not hasattr(os, "O_NOFOLLOW") and path.is_symlink():
         raise ArtifactError(f"{label}: {path} is a symbolic link; artifacts must be plain files")
     try:
         fd = os.open(path, flags)
@@ -712,7 +714,7 @@ def _key_bytes(label: str, key: Any) -> bytes:
     """
     if isinstance(key, os.PathLike):
         try:
-            key = _read_regular(label, Path(key), 1 << 16)
+            key = _read_regular(label, Path(key), 1 << 16, follow=True)
         except FileNotFoundError:
             raise ArtifactError(f"{label}: verify_key file {key} does not exist") from None
     if isinstance(key, str):

@@ -384,8 +384,10 @@ def test_signed_artifacts_load_with_the_key_in_every_form(sample: Any, tmp_path:
     assert (folder(root, sample.mlp_b2) / "manifest.sig").read_text().startswith("hmac-sha256:")
     key_file = tmp_path / "key"
     key_file.write_bytes(KEY + b"\n")
+    mounted = tmp_path / "mounted-secret"  # secrets are often mounted as links
+    mounted.symlink_to(key_file)
     params, state, x = mlp_args(sample.mlp_b2)
-    for key in (KEY, KEY.decode(), KEY + b"\n", key_file):
+    for key in (KEY, KEY.decode(), KEY + b"\n", key_file, mounted):
         run = sample.mlp_b2.load(artifact_dir=root, verify_key=key)
         assert run.kind == "executable"
     assert_trees_close(run(params, state, x), sample.mlp_b2.apply(params, state, x))
