@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import linecache
 import shutil
 import sys
 import tempfile
@@ -38,8 +39,8 @@ def import_generated(files: dict[str, str], runtime: str) -> tuple[str, Any]:
 
     The texts are written to a temporary folder and every module is imported
     before the folder is removed again, so a build leaves nothing in the
-    temporary directory. Each module keeps its text as `__aotflax_text__` (its
-    file is gone; `_initializer_error` reads the text from there).
+    temporary directory. Their sources stay in `linecache` under the removed
+    paths, so tracebacks and `inspect.getsource` still show them.
     """
     tmp = Path(tempfile.mkdtemp(prefix="aotflax-verify-"))
     try:
@@ -56,11 +57,18 @@ def import_generated(files: dict[str, str], runtime: str) -> tuple[str, Any]:
         package = f"_aotflax_verify_{abs(hash(tmp)) % 10**8}"
         load_package(tmp, package)
         for rel, text in files.items():
-            module = importlib.import_module(f"{package}.{_module_name(rel)}")
-            module.__aotflax_text__ = text
+            importlib.import_module(f"{package}.{_module_name(rel)}")
+            _keep_source(tmp / rel, text)
+        _keep_source(tmp / "_runtime.py", runtime)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return package, lambda mod: importlib.import_module(f"{package}.{mod}")
+
+
+def _keep_source(path: Path, text: str) -> None:
+    """Keeps `text` in linecache as the source of `path` (an entry without mtime is never
+    checked against the file system, as for sources loaded by an import hook)."""
+    linecache.cache[str(path)] = (len(text), None, text.splitlines(keepends=True), str(path))
 
 
 def _module_name(rel: str) -> str:
@@ -156,8 +164,7 @@ def _initializer_error(e: Exception, module: ModuleType,
     if frame is None or frame.lineno is None:
         return None
     user = users[frame.name]
-    text = getattr(module, "__aotflax_text__", None)
-    lines = (text if text is not None else Path(generated).read_text()).splitlines()
+    lines = [line.rstrip("\n") for line in linecache.getlines(generated)]
     start = next((i + 1 for i, line in enumerate(lines) if line.startswith(f"def {user.name}(")),
                  None)
     if start is None:
