@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from helpers import write_model
@@ -129,12 +128,24 @@ def test_a_build_waits_for_the_lock_and_gives_up_with_a_clear_message(tmp_path: 
         assert not (out / "net.py").exists()
         waiting = subprocess.Popen(
             [sys.executable, str(ROOT / "aot_build.py"), str(model), "-o", str(out),
-             "--no-compile"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-        time.sleep(3)  # enough for it to start and reach the lock
+             "--no-compile"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=ENV)
+        lines: list[str] = []
+        said = threading.Event()
+
+        def read() -> None:
+            for line in waiting.stderr:
+                lines.append(line)
+                if "waiting for another aotflax build" in line:
+                    said.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert said.wait(120), "".join(lines)  # it reached the lock and waits
         assert waiting.poll() is None
-    _, stderr = waiting.communicate(timeout=120)
-    assert waiting.returncode == 0, stderr
-    assert f"waiting for another aotflax build (pid {os.getpid()}) writing {out}" in stderr
+    assert waiting.wait(120) == 0, "".join(lines)
+    reader.join(10)
+    assert f"waiting for another aotflax build (pid {os.getpid()}) writing {out}" in lines[0]
     assert (out / "net.py").is_file() and not (out / outdir.LOCK_NAME).exists()
 
 
