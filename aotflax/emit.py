@@ -145,7 +145,8 @@ def _identifier(stem: str) -> str:
 
 
 def _comment(relpath: str, op: Op) -> str:
-    return f"{relpath}:{op.span.line}"
+    """`models/net.py:12`: the DSL line (in the file it is in: models import each other)."""
+    return f"{op.span.file.name or relpath}:{op.span.line}"
 
 
 def _shapes(op: Op) -> str:
@@ -168,6 +169,7 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
     for name, var in fn.inputs:
         namer.bind_input(name, var)
         args.append(name)
+    args += list(fn.static_args)
     if fn.takes_rng:
         args += ["*", "rng"]
     lines: list[str] = []
@@ -195,7 +197,7 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
     return template("function.py.j2").render(
         name=fn.name, args=", ".join(args),
-        doc=docstring_text(f"{fn.doc}, from {relpath}:{fn.span.line}."),
+        doc=docstring_text(f"{fn.doc}, from {fn.span.file.name or relpath}:{fn.span.line}."),
         lines=lines, result=result)
 
 
@@ -307,8 +309,8 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     # Symbolic dimensions are 1 in INPUTS; `symbolic=` names them (see runtime Target).
     inputs = ", ".join(
         f'"{n}": jax.ShapeDtypeStruct('
-        f'{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, jnp.{d})'
-        for n, s, d in t.inputs)
+        f'{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, '
+        f'{_dtype_code(d)})' for n, s, d in t.inputs)
     symbolic_code = "{" + ", ".join(
         f'"{n}": (' + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims)
         + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
@@ -358,6 +360,11 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),
         line=t.span.line,
     )
+
+
+def _dtype_code(dtype: str) -> str:
+    """`jnp.float32`; a typed random key's dtype is the default implementation's."""
+    return "jax.random.key(0).dtype" if dtype.startswith("key<") else f"jnp.{dtype}"
 
 
 def _str_tuple(items: tuple[str, ...]) -> str:
