@@ -843,7 +843,7 @@ def _validate_spec(spec: Any, where: str) -> None:
     spec = _expect(spec, dict, where)
     _validate_shape(spec.get("shape"), f"{where}.shape", symbolic=True)
     dtype = _expect(spec.get("dtype"), str, f"{where}.dtype")
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", dtype):
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}(<[a-z0-9_]{1,32}>)?", dtype):  # key<fry> too
         raise _Malformed(f"{where}.dtype is not a dtype name: {dtype[:40]!r}")
 
 
@@ -904,12 +904,17 @@ def _flat_specs(
 ) -> list[tuple[tuple[int | str, ...], str]]:
     """The executable's arguments as flat (shape, dtype) pairs: params, state, inputs[, key data]."""
     leaves = jax.tree_util.tree_leaves((target.param_shapes, target.state_shapes))
-    flat = [(tuple(leaf.shape), np.dtype(leaf.dtype).name) for leaf in leaves]
+    flat = [(tuple(leaf.shape), _dtype_name(leaf.dtype)) for leaf in leaves]
     for name, spec in target.inputs.items():
-        flat.append((target.expected_shape(name), np.dtype(spec.dtype).name))
+        flat.append((target.expected_shape(name), _dtype_name(spec.dtype)))
     if target.stochastic:
         flat.append((tuple(manifest["rng"]["key_shape"]) if manifest["rng"] else (), "uint32"))
     return flat
+
+
+def _dtype_name(dtype: Any) -> str:
+    """`float32`, `bfloat16`, ...; typed keys by jax's name (`key<fry>`), as manifests write them."""
+    return str(dtype) if jnp.issubdtype(dtype, jax.dtypes.prng_key) else np.dtype(dtype).name
 
 
 def _entry_arguments(
@@ -964,7 +969,7 @@ def _check_loaded(
         return [
             (
                 tuple(d if isinstance(d, int) else str(d) for d in a.shape),
-                np.dtype(a.dtype).name,
+                _dtype_name(a.dtype),
             )
             for a in avals
         ]
