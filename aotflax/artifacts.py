@@ -39,7 +39,10 @@ Manifest format changelog (`format_version`):
   "device_count", "topology", "compiler_options", "needs_lapack", "cpu"}`),
   `skipped` (platform -> why no executable), `export` (`{"file", "sha256",
   "size", "platforms"}`), `xla_flags`.
-- 2 (2026-12-02): artifacts are bound to their target. Each executable entry
+- 2 (2026-11-27): executable entries gain `memory`: XLA's `memory_analysis()`
+  in bytes (`{"arguments", "outputs", "temporaries", "generated_code",
+  "alias", "peak"}`), read by `aotflax summary` and the build's table.
+- 3 (2026-12-02): artifacts are bound to their target. Each executable entry
   gains `target` (`"<module>.<target>"`) and `arguments` (the flat list of
   `{"shape", "dtype"}` the executable takes: params, state, inputs and the rng
   key data, in jax's flattening order); the export entry gains `target`. The
@@ -93,7 +96,7 @@ __all__ = [
 ]
 
 #: Version of the manifest layout; bump it (and the changelog above) on any change.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 #: The manifest's signature file, next to it.
 SIGNATURE_NAME = "manifest.sig"

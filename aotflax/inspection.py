@@ -114,13 +114,13 @@ def inspect_folder(folder: Path, *, key: bytes | None = None, run_check: bool = 
     _describe(report, manifest)
     _signature(report, folder, key)
     _files(report, rt, folder, manifest)
-    _platforms(report, rt, manifest)
+    loadable = _platforms(report, rt, manifest)
     if run_check:
-        for platform in sorted(manifest["executables"]):
-            if rt.host_problem(manifest, platform) is None:
-                _run_check(report, folder, platform, key, timeout)
+        for name, problem in sorted(loadable.items()):
+            if problem is None:
+                _run_check(report, folder, name, key, timeout)
             else:
-                report.add("run check", f"{platform}: skipped (this host cannot run it)")
+                report.add("run check", f"{name}: skipped (this host cannot run it)")
     return report
 
 
@@ -166,47 +166,75 @@ def _files(report: Report, rt: Any, folder: Path, manifest: dict[str, Any]) -> N
         report.add("file", f"ok  {entry['file']} ({what}, {_size(entry['size'])}, sha256 verified)")
 
 
-def _platforms(report: Report, rt: Any, manifest: dict[str, Any]) -> None:
-    for platform, entry in sorted(manifest["executables"].items()):
-        devices = f"{entry['device_count']} x {entry['device_kind']}"
-        if entry.get("topology"):
-            devices += f", topology {entry['topology']}"
-        isa = entry.get("cpu", {}).get("max_isa")
-        if isa:
-            devices += f", max ISA {isa}"
-        problem = rt.host_problem(manifest, platform)
+def _platforms(report: Report, rt: Any, manifest: dict[str, Any]) -> dict[str, str | None]:
+    """One line per native executable and per platform without one.
+
+    **Returns:** executable key -> why this host cannot load it (None: it can).
+    """
+    loadable: dict[str, str | None] = {}
+    for name, entry in sorted(manifest["executables"].items()):
+        try:
+            problem = rt.host_problem(manifest, name)
+        except rt.ArtifactError as error:
+            report.fail(name, str(error))
+            continue
+        loadable[name] = problem
         here = "this host can load it" if problem is None else f"this host cannot load it: {problem}"
-        report.add(platform, f"native executable for {devices}; {here}")
+        report.add(name, f"native executable for {_hardware(entry)}; {here}")
     for platform, why in sorted(manifest.get("skipped", {}).items()):
         report.add(platform, f"no native executable ({why})")
     export = manifest["export"]
     report.add("export", f"portable jax.export for {', '.join(export['platforms'])}"
                if export else "none")
+    return loadable
 
 
-def _run_check(report: Report, folder: Path, platform: str, key: bytes | None,
+def _hardware(entry: dict[str, Any]) -> str:
+    """The devices an executable entry was built for, in words."""
+    words = f"{entry['device_count']} x {entry['device_kind']}"
+    slice_ = entry.get("slice")
+    if isinstance(slice_, dict) and slice_.get("name"):
+        hosts = slice_.get("hosts", 1)
+        words += f", topology {slice_['name']} on {hosts} host{'s' if hosts != 1 else ''}"
+    elif entry.get("topology"):
+        words += f", topology {entry['topology']}"
+    if entry.get("gpu_target"):
+        words += f", GPU target {entry['gpu_target']}"
+    isa = entry.get("cpu", {}).get("max_isa")
+    if isa:
+        words += f", max ISA {isa}"
+    return words
+
+
+def _run_check(report: Report, folder: Path, name: str, key: bytes | None,
                timeout: float) -> None:
-    """Runs the executable once on zeros in a child process (see `_child`)."""
-    command = [sys.executable, "-m", "aotflax.inspection", "--run-one", str(folder), platform]
+    """Runs the executable `name` once on zeros in a child process (see `_child`)."""
+    command = [sys.executable, "-m", "aotflax.inspection", "--run-one", str(folder), name]
     start = time.perf_counter()
     try:
         proc = subprocess.run(command, input=key or b"", capture_output=True, timeout=timeout,
                               env={**os.environ, "PYTHONPATH": _pythonpath()})
     except subprocess.TimeoutExpired:
-        report.fail("run check", f"{platform}: did not finish within {timeout:g} s (killed)")
+        report.fail("run check", f"{name}: did not finish within {timeout:g} s (killed)")
         return
     seconds = time.perf_counter() - start
     out = proc.stdout.decode("utf-8", "replace").strip().splitlines()
     if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
-        report.fail("run check", f"{platform}: the process crashed with {name} while loading or "
-                    "running the executable; do not deploy these artifacts")
+        report.fail("run check", f"{name}: the process crashed with {_signal(-proc.returncode)} "
+                    "while loading or running the executable; do not deploy these artifacts")
     elif proc.returncode != 0 or not out:
         why = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        report.fail("run check", f"{platform}: {why[0]}")
+        report.fail("run check", f"{name}: {why[0]}")
     else:
-        report.add("run check", f"{platform}: loaded and ran on zeros in {seconds:.2f} s "
+        report.add("run check", f"{name}: loaded and ran on zeros in {seconds:.2f} s "
                    f"(in a subprocess) -> {out[-1]}")
+
+
+def _signal(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _pythonpath() -> str:
@@ -216,13 +244,13 @@ def _pythonpath() -> str:
     return os.pathsep.join([here, rest] if rest else [here])
 
 
-def _child(folder: str, platform: str) -> int:
+def _child(folder: str, name: str) -> int:
     """The `--run-check` child: load one executable, run it on zeros, print its outputs."""
     rt = runtime_module()
     key = sys.stdin.buffer.read() or None
     try:
         manifest = rt.read_manifest(folder, verify_key=key)
-        leaves = rt.run_on_zeros(folder, manifest, platform)
+        leaves = rt.run_on_zeros(folder, manifest, name)
     except rt.ArtifactError as error:
         print(error, file=sys.stderr)
         return 1

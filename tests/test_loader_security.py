@@ -286,7 +286,8 @@ MALFORMED = {
     "dtype with code": (_set("inputs.x.dtype", "__import__('os')"), "not a dtype name"),
     "cpu features": (_set("executables.cpu.cpu", {"features": "avx"}), "features must be a list"),
     "a deep tree": (_deep, "nested deeper than"),
-    "not an object": (lambda m: m.clear() or m.update(format_version=2, target=[]),
+    "not an object": (lambda m: m.clear() or m.update(format_version=artifacts.FORMAT_VERSION,
+                                                     target=[]),
                       "target must be a string"),
 }
 
