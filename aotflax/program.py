@@ -204,6 +204,8 @@ class Function:
     nested: tuple["Function", ...] = ()
     #: Trailing arguments taken but resolved statically (an initializer's `shape, dtype`).
     static_args: tuple[str, ...] = ()
+    #: Decorators written above the `def` (`jax.custom_jvp`, `f.defjvp`).
+    decorators: tuple[str, ...] = ()
     #: Parameter subtrees of shared modules passed in (after the inputs; callers pass
     #: them by keyword).
     shared_args: tuple[str, ...] = ()
