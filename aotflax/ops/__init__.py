@@ -4,6 +4,7 @@
 from . import (  # noqa: F401
     arrays,
     attention,
+    elementwise,
     layers,
     linear,
     normalization,

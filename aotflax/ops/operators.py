@@ -7,66 +7,9 @@ from typing import Any, Callable
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
-from .arrays import _emit_same, _float_dtype, _reduction, _shape_rule, _simple
+from .arrays import emit_same, reduction, shape_rule, simple
 from .calls import FnCall, value_code
 from .registry import REGISTRY, Entry, Signature
-
-# ------------------------------------------------------------- binary operators
-
-#: operator symbol -> (name, dtype kind)
-BINOPS = {
-    "+": ("add", "promote"), "-": ("sub", "promote"), "*": ("mul", "promote"),
-    "/": ("truediv", "float"), "//": ("floordiv", "promote"), "%": ("mod", "promote"),
-    "**": ("pow", "promote"), "@": ("matmul", "matmul"), "&": ("and", "promote"),
-    "|": ("or", "promote"), "^": ("xor", "promote"), "<<": ("lshift", "promote"),
-    ">>": ("rshift", "promote"), "==": ("eq", "bool"), "!=": ("ne", "bool"),
-    "<": ("lt", "bool"), "<=": ("le", "bool"), ">": ("gt", "bool"), ">=": ("ge", "bool"),
-}
-
-
-def _binop_rule(symbol: str, kind: str) -> Callable[[FnCall], Tensor]:
-    def rule(call: FnCall) -> Tensor:
-        a, b = call.aval("left"), call.aval("right")
-        if kind == "matmul":
-            shape = _shape_rule(call, sh.matmul, a[0], b[0])
-        else:
-            shape = _shape_rule(call, sh.broadcast_shapes, a[0], b[0])
-        dtype, weak = dt.promote((a[1], a[2]), (b[1], b[2]))
-        if kind == "float":
-            dtype = _float_dtype(dtype)
-        elif kind == "bool":
-            dtype, weak = "bool", False
-        out = call.out(shape, dtype, weak)
-        code = Code.of(value_code(call.args["left"]), f" {symbol} ", value_code(call.args["right"]))
-        call.emit_call([out], stem=_STEMS.get(symbol, "y"), code=code)
-        return out
-
-    return rule
-
-
-_STEMS = {"@": "y", "==": "mask", "!=": "mask", "<": "mask", "<=": "mask", ">": "mask",
-          ">=": "mask"}
-
-for _sym, (_name, _kind) in BINOPS.items():
-    REGISTRY.add(Entry(_name, ("operator",), "function", Signature.parse("left, right"),
-                       _binop_rule(_sym, _kind), "ops/call.j2", doc=f"x {_sym} y"))
-
-
-def _unop_rule(symbol: str) -> Callable[[FnCall], Tensor]:
-    def rule(call: FnCall) -> Tensor:
-        x = call.tensor("operand")
-        if symbol == "~" and not (dt.is_integer(x.dtype) or dt.is_bool(x.dtype)):
-            raise call.fail(f"'~' needs an integer or bool array, got {x.describe()}")
-        out = call.out(x.shape, x.dtype, x.weak)
-        call.emit_call([out], stem="y", code=Code.of(symbol, x))
-        return out
-
-    return rule
-
-
-for _sym, _name in (("-", "neg"), ("+", "pos"), ("~", "invert")):
-    REGISTRY.add(Entry(_name, ("operator",), "function", Signature.parse("operand"),
-                       _unop_rule(_sym), "ops/call.j2", doc=f"{_sym}x"))
 
 # ------------------------------------------------------------- indexing
 
@@ -102,7 +45,7 @@ def _getitem(call: FnCall) -> Tensor:
             raise call.fail(f"unsupported index {it!r}", "AOT211")
         else:
             spec.append(it)
-    shape = _shape_rule(call, sh.index, x.shape, tuple(spec))
+    shape = shape_rule(call, sh.index, x.shape, tuple(spec))
     out = call.out(shape, x.dtype, x.weak)
     inner = Code.join(", ", [_index_code(i) for i in items])
     if isinstance(index, tuple) and len(items) == 1:
@@ -127,8 +70,8 @@ def _reshape_method(call: FnCall) -> Tensor:
     shape = call.args["shape"]
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    shape = _shape_rule(call, sh.reshape, x.shape, tuple(shape))
-    return _emit_same(call, shape, x.dtype, x.weak)
+    shape = shape_rule(call, sh.reshape, x.shape, tuple(shape))
+    return emit_same(call, shape, x.dtype, x.weak)
 
 
 def _transpose_method(call: FnCall) -> Tensor:
@@ -136,22 +79,22 @@ def _transpose_method(call: FnCall) -> Tensor:
     axes = call.args["axes"]
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
-    shape = _shape_rule(call, sh.transpose, x.shape, tuple(axes) or None)
-    return _emit_same(call, shape, x.dtype, x.weak)
+    shape = shape_rule(call, sh.transpose, x.shape, tuple(axes) or None)
+    return emit_same(call, shape, x.dtype, x.weak)
 
 
 def _astype_method(call: FnCall) -> Tensor:
     x = call.tensor("a")
-    return _emit_same(call, x.shape, dt.canonicalize(call.dtype("dtype", allow_none=False)))
+    return emit_same(call, x.shape, dt.canonicalize(call.dtype("dtype", allow_none=False)))
 
 
 _method("reshape", "a, *shape, order='C'", _reshape_method, "x.reshape(...)")
 _method("transpose", "a, *axes", _transpose_method, "x.transpose(...)")
 _method("astype", "a, dtype", _astype_method, "x.astype(dtype)")
-_method("squeeze", "a, axis=None", _simple(sh.squeeze, "axis"), "x.squeeze()")
-_method("swapaxes", "a, axis1, axis2", _simple(sh.swapaxes, "axis1", "axis2"), "x.swapaxes()")
-_method("flatten", "a, order='C'", _simple(lambda s: (sh.size(s),)), "x.flatten()")
-_method("ravel", "a, order='C'", _simple(lambda s: (sh.size(s),)), "x.ravel()")
+_method("squeeze", "a, axis=None", simple(sh.squeeze, "axis"), "x.squeeze()")
+_method("swapaxes", "a, axis1, axis2", simple(sh.swapaxes, "axis1", "axis2"), "x.swapaxes()")
+_method("flatten", "a, order='C'", simple(lambda s: (sh.size(s),)), "x.flatten()")
+_method("ravel", "a, order='C'", simple(lambda s: (sh.size(s),)), "x.ravel()")
 for _n, _kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "mean"),
                   ("std", "mean"), ("max", "same"), ("min", "same"), ("all", "bool"),
                   ("any", "bool"), ("argmax", "index"), ("argmin", "index")]:
@@ -160,12 +103,12 @@ for _n, _kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "me
         _sig = "a, axis=None, out=None, keepdims=False"
     if _n in ("var", "std"):
         _sig = "a, axis=None, dtype=None, out=None, ddof=0, keepdims=False"
-    _method(_n, _sig, _reduction(_kind), f"x.{_n}()")
+    _method(_n, _sig, reduction(_kind), f"x.{_n}()")
 
 
 def _clip_method(call: FnCall) -> Tensor:
     x = call.tensor("a")
-    return _emit_same(call, x.shape, x.dtype, x.weak)
+    return emit_same(call, x.shape, x.dtype, x.weak)
 
 
 _method("clip", "a, min=None, max=None", _clip_method, "x.clip(min, max)")
