@@ -68,6 +68,7 @@ __all__ = [
     "tile",
     "top_k",
     "transpose",
+    "transpose_pads",
     "tril",
     "triu",
     "where",
@@ -833,7 +834,7 @@ def conv_transpose_output_shape(
     pads: Padding = padding  # pairs are the transposed conv's own, as in lax
     if padding in ("SAME", "VALID"):  # the forward conv's mode
         wins = _dilate(rhs_shape[:-2], rhs_dilation)
-        pads = [_transpose_pads(k, s, padding) for k, s in zip(wins, strides)]
+        pads = [transpose_pads(k, s, padding) for k, s in zip(wins, strides)]
     elif isinstance(padding, str):
         raise ShapeError(
             f"conv_transpose padding must be 'SAME', 'VALID' or pairs, got {padding!r}"
@@ -841,7 +842,7 @@ def conv_transpose_output_shape(
     return conv_output_shape(lhs_shape, rhs_shape, (1,) * n, pads, strides, rhs_dilation)
 
 
-def _transpose_pads(k: int, s: int, mode: str) -> tuple[int, int]:
+def transpose_pads(k: int, s: int, mode: str) -> tuple[int, int]:
     """`lax._conv_transpose_padding`: pads of the fractionally strided conv."""
     if mode == "SAME":
         total = k + s - 2

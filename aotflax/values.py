@@ -339,7 +339,8 @@ def describe_value(value: Any) -> str:
         return f"initializer {value.description}"
     if isinstance(value, Namespace):
         return f"module {value.name}"
-    return type(value).__name__
+    described = getattr(value, "description", None)  # values defined by the operation table
+    return described if isinstance(described, str) else type(value).__name__
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,13 +117,21 @@ def result_type(call: FnCall, spec: KindSpec, names: list[str]) -> tuple[tuple[i
     return shape, dtype, weak
 
 
-def elementwise(spec_text: str, arity: int) -> Callable[[FnCall], Tensor]:
-    """The rule of an elementwise function of `arity` array operands."""
+def elementwise(spec_text: str, arity: int, *, weak_if_scalar_first: bool = False
+                ) -> Callable[[FnCall], Tensor]:
+    """The rule of an elementwise function of `arity` array operands.
+
+    `weak_if_scalar_first`: the result is weak only when the first operand is a
+    Python scalar (functions that build their result with `where` on constants of
+    the first operand's type, such as `jnp.heaviside`).
+    """
     spec = KindSpec.parse(spec_text)
 
     def rule(call: FnCall) -> Tensor:
         names = [p.name for p in call.entry.signature.params[:arity]]
         shape, dtype, weak = result_type(call, spec, names)
+        if weak_if_scalar_first and isinstance(call.args[names[0]], Tensor):
+            weak = False
         return emit_same(call, shape, dtype, weak)
 
     rule.spec = spec  # type: ignore[attr-defined]
@@ -199,23 +207,9 @@ def power_dtype(call: FnCall, base: str, exponent: str) -> tuple[tuple[int, ...]
     return shape, dtype, weak
 
 
-def _heaviside(call: FnCall) -> Tensor:
-    """`jnp.heaviside(x1, x2)`: a float result, weak only when x1 is a Python scalar."""
-    shape, dtype, weak = result_type(call, KindSpec.parse("F F F = -"), ["x", "y"])
-    return emit_same(call, shape, dtype, weak and not isinstance(call.args["x"], Tensor))
+register("heaviside", ("jnp",), "x, y", elementwise("F F F = -", 2, weak_if_scalar_first=True),
+         doc="elementwise jnp.heaviside", kind_spec="F F F = -")
 
-
-register("heaviside", ("jnp",), "x, y", _heaviside, doc="elementwise jnp.heaviside",
-         kind_spec=None)
-
-
-def _power(call: FnCall) -> Tensor:
-    shape, dtype, weak = power_dtype(call, "x", "y")
-    return emit_same(call, shape, dtype, weak)
-
-
-register("power", ("jnp",), "x, y", _power, doc="elementwise jnp.power", kind_spec=None)
-register("pow", ("jnp",), "x, y", _power, doc="elementwise jnp.pow (power)", kind_spec=None)
 
 # ------------------------------------------------------------- lax
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
+from ..values import describe_value
 from .arrays import emit_same, reduction, shape_rule, simple
-from .calls import FnCall, value_code
+from .calls import FnCall, aval_of, value_code
+from .elementwise import KindSpec
 from .registry import REGISTRY, Entry, Signature
+from .stochastic import RngKey, is_raw_key
 
 # ------------------------------------------------------------- indexing
 
@@ -28,34 +32,148 @@ def _index_code(item: Any) -> Code:
     return value_code(item)
 
 
-def _getitem(call: FnCall) -> Tensor:
-    x = call.tensor("operand")
-    index = call.args["index"]
+def index_shape(call: FnCall, x: Tensor, index: Any) -> tuple[tuple[int, ...], Code]:
+    """Shape of `x[index]` and the code of the index (what goes between the brackets)."""
     items = index if isinstance(index, tuple) else (index,)
     spec: list[Any] = []
     for it in items:
         if isinstance(it, Tensor):
-            if not (dt.is_integer(it.dtype) or dt.is_bool(it.dtype)):
+            if not (dt.is_integer(it.dtype) or dt.is_bool(it.dtype)) or isinstance(it, RngKey):
                 raise call.fail(f"array indices must be integers, got {it.describe()}", "AOT211")
             if dt.is_bool(it.dtype):
                 raise call.fail("boolean mask indexing has a data-dependent shape", "AOT211",
                                 hint="use jnp.where(mask, x, 0) instead")
             spec.append(sh.ArrayIndex(it.shape))
         elif isinstance(it, bool) or not isinstance(it, (int, slice, type(None), type(...))):
-            raise call.fail(f"unsupported index {it!r}", "AOT211")
+            raise call.fail(f"unsupported index {describe_value(it)}", "AOT211")
         else:
             spec.append(it)
     shape = shape_rule(call, sh.index, x.shape, tuple(spec))
-    out = call.out(shape, x.dtype, x.weak)
     inner = Code.join(", ", [_index_code(i) for i in items])
     if isinstance(index, tuple) and len(items) == 1:
         inner = Code.of(inner, ",")
+    return shape, inner
+
+
+def _getitem(call: FnCall) -> Tensor:
+    x = call.tensor("operand")
+    index = call.args["index"]
+    if isinstance(x, RngKey):
+        return _key_getitem(call, x, index)
+    shape, inner = index_shape(call, x, index)
+    out = call.out(shape, x.dtype, x.weak)
     call.emit_call([out], stem=None, code=Code.of(x, "[", inner, "]"))
     return out
 
 
+def _key_getitem(call: FnCall, keys: RngKey, index: Any) -> RngKey:
+    """An element (or a slice) of an array of random keys is keys again."""
+    if is_raw_key(keys):
+        # uint32[..., 2] key data: index the batch axes only, so that the key axis stays
+        items = index if isinstance(index, tuple) else (index,)
+        if any(it is Ellipsis or it is None for it in items) or len(items) >= keys.ndim:
+            raise call.fail(f"index raw keys {keys.describe()} along their leading axes only, "
+                            "e.g. keys[0]", "AOT211")
+    shape, inner = index_shape(call, keys, index)
+    out = RngKey(shape, keys.dtype)
+    call.emit_call([out], stem="key", code=Code.of(keys, "[", inner, "]"))
+    return out
+
+
 REGISTRY.add(Entry("getitem", ("operator",), "function", Signature.parse("operand, index"),
-                   _getitem, "ops/call.j2", doc="x[index] (basic and integer-array indexing)"))
+                   _getitem, "ops/call.j2", doc="x[index] (basic and integer-array indexing)",
+                   extra={"takes_keys": True}))
+
+# ------------------------------------------------------------- x.at[index]
+
+
+@dataclass(frozen=True, eq=False)
+class AtIndex:
+    """`x.at` and `x.at[index]`, before one of its methods (`set`, `add`, ...) is called."""
+
+    operand: Tensor
+    #: The index, once subscripted; `NO_INDEX` for plain `x.at`.
+    index: Any
+
+    @property
+    def description(self) -> str:
+        return "x.at" if self.index is NO_INDEX else "x.at[...]"
+
+
+NO_INDEX = object()
+
+#: method -> what it does to the operand's dtype (divide makes integers float, as jax does).
+AT_METHODS = {"set": "= = = = =", "add": "= = = = =", "subtract": "= = = = =",
+              "multiply": "= = = = =", "mul": "= = = = =", "divide": "F F F = =",
+              "power": "I = = = =", "min": "= = = = =", "max": "= = = = ="}
+_SCATTER_MODES = (None, "promise_in_bounds", "clip", "drop", "fill")
+
+
+def _at_update(spec_text: str) -> Callable[[FnCall], Tensor]:
+    spec = KindSpec.parse(spec_text)
+
+    def rule(call: FnCall) -> Tensor:
+        x = call.tensor("operand")
+        shape, inner = index_shape(call, x, call.args["index"])
+        values = call.aval("values")
+        if not _broadcasts_to(values[0], shape):
+            raise call.fail(f"{call.written}: values of shape {values[0]} do not broadcast to "
+                            f"the indexed shape {shape} of {x.describe()}", "AOT210")
+        _check_mode(call)
+        dtype, weak = spec.apply(x.dtype, x.weak)
+        out = call.out(x.shape, dtype, weak)
+        call.emit_call([out], stem=None, code=_at_code(call, x, inner))
+        return out
+
+    return rule
+
+
+def _at_get(call: FnCall) -> Tensor:
+    x = call.tensor("operand")
+    shape, inner = index_shape(call, x, call.args["index"])
+    _check_mode(call)
+    fill = call.args["fill_value"]
+    if fill is not None and aval_of(fill) is None:
+        raise call.fail(f"{call.written}: fill_value must be a number, got "
+                        f"{describe_value(fill)}", "AOT203")
+    out = call.out(shape, x.dtype, x.weak)
+    call.emit_call([out], stem=None, code=_at_code(call, x, inner))
+    return out
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return sh.broadcast_shapes(shape, target) == target
+    except sh.ShapeError:
+        return False
+
+
+def _check_mode(call: FnCall) -> None:
+    mode = call.args["mode"]
+    if mode not in _SCATTER_MODES:
+        modes = ", ".join(repr(m) for m in _SCATTER_MODES[1:])
+        raise call.fail(f"{call.written}: mode must be one of {modes}, got "
+                        f"{describe_value(mode)}", "AOT203")
+    for flag in ("indices_are_sorted", "unique_indices"):
+        call.static(flag, bool)
+
+
+def _at_code(call: FnCall, x: Tensor, inner: Code) -> Code:
+    """`x.at[index].method(args as written)`."""
+    parts = [value_code(a) for a in call.positional[2:]]
+    parts += [Code.of(f"{k}=", value_code(v)) for k, v in call.keywords.items()]
+    return Code.of(x, ".at[", inner, f"].{call.entry.name}(", Code.join(", ", parts), ")")
+
+
+_AT_FLAGS = "indices_are_sorted=False, unique_indices=False, mode=None"
+for _name, _spec in AT_METHODS.items():
+    REGISTRY.add(Entry(_name, ("at",), "method",
+                       Signature.parse(f"operand, index, values, *, {_AT_FLAGS}"),
+                       _at_update(_spec), "ops/call.j2", doc=f"x.at[index].{_name}(values)",
+                       extra={"kind_spec": _spec}))
+REGISTRY.add(Entry("get", ("at",), "method",
+                   Signature.parse(f"operand, index, *, {_AT_FLAGS}, fill_value=None"),
+                   _at_get, "ops/call.j2", doc="x.at[index].get() (with mode= and fill_value=)"))
 
 # ------------------------------------------------------------- methods on arrays
 

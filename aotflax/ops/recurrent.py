@@ -18,6 +18,7 @@ from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
 from ..values import DType, Initializer, OpRef
+from . import elementwise  # noqa: F401  (registers the functions looked up below)
 from . import initializers as inits
 from .calls import FnCall, LayerCall
 from .layers import _dimension_numbers, _padding, cast, feature_view, tuple_arg

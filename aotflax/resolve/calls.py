@@ -9,6 +9,7 @@ from ..diagnostics import InternalError, Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops import initializers as inits
 from ..ops.calls import value_code
+from ..ops.operators import AtIndex
 from ..ops.stochastic import RngKey
 from ..program import (
     Code,
@@ -373,6 +374,9 @@ class CallsMixin:
             return self._call_entry(entry, f"x.{m.name}", [r, *args], kwargs, span, frame)
         if isinstance(r, (list, dict, str)):
             return self._static_method(r, m.name, args, kwargs, span)
+        if isinstance(r, AtIndex):  # x.at[index].set(values)
+            return self._call_entry(REGISTRY.lookup("at", m.name), f"x.at[...].{m.name}",
+                                    [r.operand, r.index, *args], kwargs, span, frame)
         raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
 
     def _static_method(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
