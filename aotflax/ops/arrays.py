@@ -84,8 +84,8 @@ def _where(call: FnCall) -> Tensor:
 register("where", ("jnp",), "condition, x=None, y=None", _where, doc="select elementwise")
 
 
-def _clip(call: FnCall) -> Tensor:
-    x = call.aval("x")
+def clip(call: FnCall) -> Tensor:
+    x = call.aval(call.entry.signature.params[0].name)
     parts = [(x[1], x[2])]
     shapes = [x[0]]
     for k in ("min", "max"):
@@ -98,7 +98,7 @@ def _clip(call: FnCall) -> Tensor:
     return emit_same(call, shape, dtype, weak)
 
 
-register("clip", ("jnp",), "x, min=None, max=None", _clip, doc="clip to [min, max]")
+register("clip", ("jnp",), "x, min=None, max=None", clip, doc="clip to [min, max]")
 
 # ------------------------------------------------------------- reductions
 
@@ -199,9 +199,20 @@ register("repeat", ("jnp",), "a, repeats, axis=None, *, total_repeat_length=None
 register("flip", ("jnp",), "m, axis=None", simple(lambda s, a: s, "axis"), doc="reverse")
 register("roll", ("jnp",), "a, shift, axis=None", simple(lambda s, a, b: s, "shift", "axis"),
          doc="roll")
-register("cumsum", ("jnp",), "a, axis=None, dtype=None",
-         simple(lambda s, a: s if a is not None else (sh.size(s),), "axis"),
-         doc="cumulative sum")
+def _cumsum(call: FnCall) -> Tensor:
+    """`jnp.cumsum`: bool counts as int32 (other dtypes stay, unlike sum); strong."""
+    x = call.tensor("a")
+    axis = call.args["axis"]
+    if axis is None:
+        shape: tuple[int, ...] = (sh.size(x.shape),)
+    else:
+        shape_rule(call, sh.normalize_axis, call.int("axis"), x.ndim)
+        shape = x.shape
+    dtype = call.dtype("dtype") or ("int32" if dt.is_bool(x.dtype) else x.dtype)
+    return emit_same(call, shape, dt.canonicalize(dtype))
+
+
+register("cumsum", ("jnp",), "a, axis=None, dtype=None", _cumsum, doc="cumulative sum")
 register("broadcast_to", ("jnp",), "array, shape",
          simple(lambda s, t: _bcast_to(s, tuple(t)), "shape"), doc="broadcast")
 for n in ("tril", "triu"):
@@ -350,11 +361,11 @@ register("convert_element_type", ("lax",), "operand, new_dtype", _astype, doc="c
 
 
 def _asarray(call: FnCall) -> Tensor:
+    """A Python scalar (or a weak array) stays weak; lists and a given dtype are strong."""
     shape, dtype, weak = call.aval("a")
     if call.args["dtype"] is not None:
         dtype, weak = call.dtype("dtype"), False
-    return emit_same(call, shape, dt.canonicalize(dtype), weak and isinstance(
-        call.args["a"], Tensor))
+    return emit_same(call, shape, dt.canonicalize(dtype), weak)
 
 
 register("asarray", ("jnp",), "a, dtype=None, order=None, *, copy=None", _asarray, doc="array")
@@ -368,24 +379,27 @@ def _rename(call: FnCall, old: str, new: str) -> FnCall:
 
 
 def _filled(kind: str) -> Callable[[FnCall], Tensor]:
+    """zeros/ones/full and their _like forms: without a dtype, `full` takes the fill
+    value's type and the _like forms the array's, weak types included."""
+
     def rule(call: FnCall) -> Tensor:
+        weak = False
         if kind == "like":
             x = call.tensor("a")
             shape = x.shape if call.args.get("shape") is None else tuple(call.ints("shape"))
             dtype = call.dtype("dtype") or x.dtype
-            if call.entry.name == "full_like" and call.args["dtype"] is None:
-                fv = call.aval("fill_value")
-                dtype = x.dtype if fv else dtype
+            weak = call.args["dtype"] is None and call.args.get("shape") is None and x.weak
         else:
             shape = call.ints("shape", scalar_ok=True)
             dtype = call.dtype("dtype")
             if dtype is None:
                 if call.entry.name == "full":
                     fv = call.aval("fill_value")
-                    dtype = fv[1]
+                    shape_rule(call, _bcast_to, fv[0], tuple(shape))
+                    dtype, weak = fv[1], fv[2]
                 else:
                     dtype = "float32"
-        return emit_same(call, tuple(shape), dt.canonicalize(dtype))
+        return emit_same(call, tuple(shape), dt.canonicalize(dtype), weak)
 
     return rule
 

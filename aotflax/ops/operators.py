@@ -9,7 +9,7 @@ from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
 from ..values import describe_value
-from .arrays import emit_same, reduction, shape_rule, simple
+from .arrays import clip, emit_same, reduction, shape_rule, simple
 from .calls import FnCall, aval_of, value_code
 from .elementwise import KindSpec
 from .registry import REGISTRY, Entry, Signature
@@ -32,8 +32,13 @@ def _index_code(item: Any) -> Code:
     return value_code(item)
 
 
-def index_shape(call: FnCall, x: Tensor, index: Any) -> tuple[tuple[int, ...], Code]:
-    """Shape of `x[index]` and the code of the index (what goes between the brackets)."""
+def index_shape(call: FnCall, x: Tensor, index: Any, *, in_bounds: bool = True
+                ) -> tuple[tuple[int, ...], Code]:
+    """Shape of `x[index]` and the code of the index (what goes between the brackets).
+
+    `in_bounds=False` accepts static integers outside the axis (`x.at[i]` methods
+    clip, drop or fill them, as their `mode=` says).
+    """
     items = index if isinstance(index, tuple) else (index,)
     spec: list[Any] = []
     for it in items:
@@ -46,6 +51,8 @@ def index_shape(call: FnCall, x: Tensor, index: Any) -> tuple[tuple[int, ...], C
             spec.append(sh.ArrayIndex(it.shape))
         elif isinstance(it, bool) or not isinstance(it, (int, slice, type(None), type(...))):
             raise call.fail(f"unsupported index {describe_value(it)}", "AOT211")
+        elif isinstance(it, int) and not in_bounds:
+            spec.append(sh.ArrayIndex(()))  # the shape of a 0-d index, whatever its value
         else:
             spec.append(it)
     shape = shape_rule(call, sh.index, x.shape, tuple(spec))
@@ -114,7 +121,7 @@ def _at_update(spec_text: str) -> Callable[[FnCall], Tensor]:
 
     def rule(call: FnCall) -> Tensor:
         x = call.tensor("operand")
-        shape, inner = index_shape(call, x, call.args["index"])
+        shape, inner = index_shape(call, x, call.args["index"], in_bounds=False)
         values = call.aval("values")
         if not _broadcasts_to(values[0], shape):
             raise call.fail(f"{call.written}: values of shape {values[0]} do not broadcast to "
@@ -130,7 +137,7 @@ def _at_update(spec_text: str) -> Callable[[FnCall], Tensor]:
 
 def _at_get(call: FnCall) -> Tensor:
     x = call.tensor("operand")
-    shape, inner = index_shape(call, x, call.args["index"])
+    shape, inner = index_shape(call, x, call.args["index"], in_bounds=False)
     _check_mode(call)
     fill = call.args["fill_value"]
     if fill is not None and aval_of(fill) is None:
@@ -224,9 +231,4 @@ for _n, _kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "me
     _method(_n, _sig, reduction(_kind), f"x.{_n}()")
 
 
-def _clip_method(call: FnCall) -> Tensor:
-    x = call.tensor("a")
-    return emit_same(call, x.shape, x.dtype, x.weak)
-
-
-_method("clip", "a, min=None, max=None", _clip_method, "x.clip(min, max)")
+_method("clip", "a, min=None, max=None", clip, "x.clip(min, max)")

@@ -269,8 +269,9 @@ def _initialize_carry(parts: int) -> Any:
 
 
 for _cls, _parts in (("LSTMCell", 2), ("GRUCell", 1), ("ConvLSTM", 2), ("ConvLSTMCell", 2)):
-    _register("initialize_carry", f"nn.{_cls}", "function",
-              "rng, batch_dims, size, init_fn=zeros, dtype=float32", _initialize_carry(_parts),
-              "layers/zeros.j2",
-              f"zero carry of nn.{_cls}: batch_dims + size" + (" for c and h" if _parts == 2
-                                                               else ""))
+    _carry_entry = _register(
+        "initialize_carry", f"nn.{_cls}", "function",
+        "rng, batch_dims, size, init_fn=zeros, dtype=float32", _initialize_carry(_parts),
+        "layers/zeros.j2",
+        f"zero carry of nn.{_cls}: batch_dims + size" + (" for c and h" if _parts == 2 else ""))
+    _carry_entry.extra["takes_keys"] = True  # the rng of old flax.nn (zeros ignore it)

@@ -274,13 +274,18 @@ def _dynamic_index_in_dim(call: FnCall) -> Tensor:
     return emit_same(call, _dropped(x.shape, axis, call.bool("keepdims")), x.dtype, x.weak)
 
 
-def _update(call: FnCall, x: Tensor) -> Tensor:
+def _update(call: FnCall, x: Tensor, index_axis: int | None = None) -> Tensor:
+    """The update of the operand's dtype that fits inside it (one axis fewer for a
+    `dynamic_update_index_in_dim` along `index_axis`, which lax expands)."""
     update = call.tensor("update")
     if update.dtype != x.dtype:
         raise call.fail(f"{call.written}: the update {update.describe()} must have the "
                         f"operand's dtype {dt.short_name(x.dtype)}", "AOT201",
                         hint=f"cast it with .astype(jnp.{x.dtype})")
-    if update.ndim != x.ndim or any(u > d for u, d in zip(update.shape, x.shape)):
+    shape = update.shape
+    if index_axis is not None and update.ndim == x.ndim - 1:
+        shape = shape[:index_axis] + (1,) + shape[index_axis:]
+    if len(shape) != x.ndim or any(u > d for u, d in zip(shape, x.shape)):
         raise call.fail(f"{call.written}: the update {update.describe()} must have the rank of "
                         f"{x.describe()} and fit inside it", "AOT210")
     return update
@@ -295,8 +300,8 @@ def _dynamic_update_slice(call: FnCall) -> Tensor:
 
 def _dynamic_update_in_dim(call: FnCall) -> Tensor:
     x = call.tensor("operand")
-    update = _update(call, x)
-    shape_rule(call, sh.normalize_axis, call.int("axis"), x.ndim)
+    axis = shape_rule(call, sh.normalize_axis, call.int("axis"), x.ndim)
+    update = _update(call, x, axis if call.entry.name == "dynamic_update_index_in_dim" else None)
     _start_index(call, call.entry.signature.params[2].name)
     return emit_same(call, x.shape, x.dtype, x.weak and update.weak)
 
