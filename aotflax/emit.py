@@ -145,7 +145,8 @@ def _identifier(stem: str) -> str:
 
 
 def _comment(relpath: str, op: Op) -> str:
-    return f"{relpath}:{op.span.line}"
+    """`models/net.py:12`: the DSL line (in the file it is in: models import each other)."""
+    return f"{op.span.file.name or relpath}:{op.span.line}"
 
 
 def _shapes(op: Op) -> str:
@@ -168,6 +169,7 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
     for name, var in fn.inputs:
         namer.bind_input(name, var)
         args.append(name)
+    args += list(fn.static_args)
     if fn.takes_rng:
         args += ["*", "rng"]
     lines: list[str] = []
@@ -195,7 +197,7 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
     return template("function.py.j2").render(
         name=fn.name, args=", ".join(args),
-        doc=docstring_text(f"{fn.doc}, from {relpath}:{fn.span.line}."),
+        doc=docstring_text(f"{fn.doc}, from {fn.span.file.name or relpath}:{fn.span.line}."),
         lines=lines, result=result)
 
 

@@ -159,6 +159,8 @@ class Function:
     hints: dict[int, str] = field(default_factory=dict, compare=False, hash=False)
     #: Nested function definitions rendered inside this one (e.g. scan steps).
     nested: tuple["Function", ...] = ()
+    #: Trailing arguments taken but resolved statically (an initializer's `shape, dtype`).
+    static_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,3 +234,6 @@ class FileProgram:
     user_functions: tuple[UserFunction, ...]
     #: Module-level constants the emitted code references (name, code).
     constants: tuple[tuple[str, str], ...] = field(default=())
+    #: Top-level statements resolution executed, per model file reached (its relpath):
+    #: the driver warns about the statements no target of the build reached.
+    executed: tuple[tuple[str, frozenset[int]], ...] = field(default=())

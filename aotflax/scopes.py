@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .diagnostics import Note, Span
 from .ops.calls import LayerScope
@@ -22,10 +22,19 @@ from .program import Code, Op, ParamDecl, Tensor, Var
 from .values import Closure, Initializer, InitializerFactory, describe_value
 
 
+class Initializers(Protocol):
+    """Resolves a model file's own initializer for one shape (implemented by resolve)."""
+
+    def user_initializer(self, init: Closure, shape: tuple[int, ...], dtype: str,
+                         span: Span) -> str: ...
+
+
 class FunctionState:
     """Everything an emitted function accumulates while its body is resolved."""
 
-    def __init__(self) -> None:
+    def __init__(self, initializers: Initializers | None = None) -> None:
+        #: Interprets user initializers into emitted functions (None: none allowed here).
+        self.initializers = initializers
         self.ops: list[Op] = []
         #: Preferred variable names (id(var) -> name) from DSL assignments.
         self.hints: dict[int, str] = {}
@@ -38,8 +47,6 @@ class FunctionState:
         #: Collections read (become arguments).
         self.collections: list[str] = []
         self.takes_rng = False
-        #: User initializers referenced (emitted at module level).
-        self.user_inits: dict[str, Closure] = {}
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
@@ -124,7 +131,7 @@ class Scope(LayerScope):
             raise CallError("AOT210", f"parameter '{'/'.join(path)}' would have the zero-size "
                             f"shape {tuple(shape)}", hint="look for an input or feature "
                             "count of size 0")
-        code = _init_code(self.fn, init)
+        code = _init_code(self.fn, init, shape, dtype, span)
         existing = self.fn.params.get(path)
         if existing is not None:
             if (existing.shape, existing.dtype) != (shape, dtype):
@@ -144,7 +151,8 @@ class Scope(LayerScope):
         key = (collection, self.prefix + (name,))
         check_shape(shape, f"state variable '{name}'")
         if key not in self.fn.state:
-            self.fn.state[key] = ParamDecl(key[1], shape, dtype, _init_code(self.fn, init), span)
+            self.fn.state[key] = ParamDecl(key[1], shape, dtype,
+                                           _init_code(self.fn, init, shape, dtype, span), span)
         self.fn.use_collection(collection)
         current = self.fn.state_values.get(key)
         if current is None:
@@ -213,19 +221,24 @@ def _desc(shape: tuple[int, ...], dtype: str) -> str:
     return describe(shape, dtype)
 
 
-def _init_code(fn: FunctionState, init: Any) -> str:
+def _init_code(fn: FunctionState, init: Any, shape: tuple[int, ...], dtype: str,
+               span: Span) -> str:
+    """Code of the callable `(key, shape, dtype)` that initializes one variable.
+
+    A function of the model file is never copied: resolve interprets it for this shape
+    and dtype like any model code, and the emitted function is what `init` calls.
+    """
     if isinstance(init, Initializer):
         return init.code
-    if isinstance(init, Closure) and init.toplevel and init.definition is not None:
-        fn.user_inits[init.name] = init
-        return init.name
+    if isinstance(init, Closure) and fn.initializers is not None:
+        return fn.initializers.user_initializer(init, shape, dtype, span)
     if isinstance(init, InitializerFactory):
         raise CallError("AOT314", f"got the initializer factory nn.initializers.{init.name} "
                         "without calling it", hint=f"write nn.initializers.{init.name}(...)")
     raise CallError(
         "AOT314",
         "an initializer must be one of nn.initializers or a function (key, shape, dtype) "
-        f"defined at the top level of the model file, got {describe_value(init)}",
+        f"of the model file, got {describe_value(init)}",
     )
 
 

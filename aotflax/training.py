@@ -153,7 +153,7 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
                    span: Span) -> tuple[Function, bool]:
     from .resolve import Frame, _Return, _tensors, _unpack_code
 
-    fn = FunctionState()
+    fn = FunctionState(r)
     env = Env(loss.env)
     first = loss.params.params[0].name
     inputs: list[tuple[str, Any]] = []

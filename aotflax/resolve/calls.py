@@ -32,6 +32,7 @@ from ..values import (
     Initializer,
     InitializerFactory,
     ModuleRef,
+    Opaque,
     OpRef,
     OptaxFn,
     Poison,
@@ -90,6 +91,9 @@ class CallsMixin:
                 kwargs[kw.name] = value
         if isinstance(func, Poison) or contains_poison(args) or contains_poison(kwargs):
             raise _Abort()
+        if isinstance(func, Opaque):
+            raise self._opaque_error(func, expr.span, "called")
+        self._check_not_opaque([*args, *kwargs.values()], expr.span)
         return self._call(func, args, kwargs, expr, frame)
 
     def _call(self, func: Any, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
@@ -136,6 +140,8 @@ class CallsMixin:
             return self._call_static(func, args, kwargs, span)
         if isinstance(func, InitializerFactory):
             return self._make_initializer(func, args, kwargs, span)
+        if isinstance(func, Initializer):
+            return self._call_initializer(func, args, kwargs, span, frame)
         if isinstance(func, DType):
             if len(args) == 1 and not kwargs:
                 return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",

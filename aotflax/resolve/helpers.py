@@ -229,6 +229,10 @@ def _assigned_names(stmt: ir.Stmt) -> list[str]:
         return names(stmt.target)
     if isinstance(stmt, ir.For):
         return names(stmt.target)
-    if isinstance(stmt, ir.FunctionDef):
+    if isinstance(stmt, (ir.FunctionDef, ir.ClassDef)):
         return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"
+    if isinstance(stmt, ir.Import):
+        return [stmt.alias]
+    if isinstance(stmt, ir.Unsupported):
+        return list(stmt.binds)
     return []

@@ -88,7 +88,7 @@ class ModulesMixin:
     def _build_specialization(self, ref: ModuleRef, method: ir.FunctionDef,
                               bound: dict[str, Any], key: Any) -> Specialization:
         module: UserModule = ref.module
-        fn = FunctionState()
+        fn = FunctionState(self)
         env = Env(module.globals)
         inputs: list[tuple[str, Tensor]] = []
         for name, value in bound.items():
@@ -139,7 +139,6 @@ class ModulesMixin:
             body=tuple(fn.ops), result=result_code, result_tensors=tuple(leaves),
             span=method.span, state_result=_state_result(fn), hints=dict(fn.hints))
         self.functions.append(function)
-        self.user_inits.update(fn.user_inits)
         spec = Specialization(function, dict(fn.params), dict(fn.state), result)
         self.cache[key] = spec
         return spec
