@@ -207,6 +207,13 @@ def power_dtype(call: FnCall, base: str, exponent: str) -> tuple[tuple[int, ...]
     return shape, dtype, weak
 
 
+def _power(call: FnCall) -> Tensor:
+    shape, dtype, weak = power_dtype(call, "x", "y")
+    return emit_same(call, shape, dtype, weak)
+
+
+register("power", ("jnp",), "x, y", _power, doc="elementwise jnp.power", kind_spec=None)
+register("pow", ("jnp",), "x, y", _power, doc="elementwise jnp.pow (power)", kind_spec=None)
 register("heaviside", ("jnp",), "x, y", elementwise("F F F = -", 2, weak_if_scalar_first=True),
          doc="elementwise jnp.heaviside", kind_spec="F F F = -")
 

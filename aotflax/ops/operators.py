@@ -112,7 +112,9 @@ NO_INDEX = object()
 #: method -> what it does to the operand's dtype (divide makes integers float, as jax does).
 AT_METHODS = {"set": "= = = = =", "add": "= = = = =", "subtract": "= = = = =",
               "multiply": "= = = = =", "mul": "= = = = =", "divide": "F F F = =",
-              "power": "I = = = =", "min": "= = = = =", "max": "= = = = ="}
+              "power": "Is =s =s = =", "min": "= = = = =", "max": "= = = = ="}
+#: Methods that compute in the promoted dtype of operand and values, which must not be bool.
+_ARITHMETIC = ("add", "subtract", "multiply", "mul", "divide", "power")
 _SCATTER_MODES = (None, "promise_in_bounds", "clip", "drop", "fill")
 
 
@@ -123,6 +125,10 @@ def _at_update(spec_text: str) -> Callable[[FnCall], Tensor]:
         x = call.tensor("operand")
         shape, inner = index_shape(call, x, call.args["index"], in_bounds=False)
         values = call.aval("values")
+        if call.entry.name in _ARITHMETIC and dt.is_bool(
+                dt.promote((x.dtype, x.weak), (values[1], values[2]))[0]):
+            raise call.fail(f"{call.written} does not accept a bool array with bool values",
+                            hint="use .set(...), or cast first, e.g. x.astype(jnp.int32)")
         if not _broadcasts_to(values[0], shape):
             raise call.fail(f"{call.written}: values of shape {values[0]} do not broadcast to "
                             f"the indexed shape {shape} of {x.describe()}", "AOT210")
