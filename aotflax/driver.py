@@ -407,6 +407,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="parallel compile processes")
     p.add_argument("--no-compile", action="store_true", help="emit source only; no artifacts")
     p.add_argument("--explain", metavar="CODE", help="explain a diagnostic code")
+    p.add_argument("--list-ops", metavar="WORD", nargs="?", const="",
+                   help="list the supported operations (those mentioning WORD)")
     p.add_argument("--version", action="version", version=f"aotflax {__version__}")
     return p
 
@@ -417,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .codes import explain
 
         return explain(args.explain)
+    if args.list_ops is not None:
+        from .ops.listing import list_ops
+
+        return list_ops(args.list_ops)
     if not args.path:
         parser().print_usage(sys.stderr)
         print("error: a model file or folder is required", file=sys.stderr)

@@ -457,3 +457,44 @@ def test_initializer_values_match_jax(init: str, linen_only: str | None) -> None
     namespace = linen.initializers if linen_only else jax.nn.initializers
     fn = eval(f"ns.{init}", {"ns": namespace})  # noqa: S307 - the test's own text
     np.testing.assert_array_equal(params["w"], fn(key, shape, jnp.float32))
+
+
+def test_keys_travel_through_a_scan_carry() -> None:
+    """seq2seq's decoder splits a key carried by its scan step."""
+    out, _ = _run("""
+        class M(nn.Module):
+            def apply(self, x):
+                def step(carry, row):
+                    rng, total = carry
+                    rng, sub = jax.random.split(rng)
+                    total = total + row * jax.random.uniform(sub, row.shape)
+                    return (rng, total), total
+                (_, total), ys = jax.lax.scan(step, (jax.random.PRNGKey(0), jnp.zeros((4,))), x)
+                return total, ys
+        aot.target("t", M, x=aot.f32[3, 4])
+    """, X)
+
+    def step(carry, row):
+        rng, total = carry
+        rng, sub = jax.random.split(rng)
+        total = total + row * jax.random.uniform(sub, row.shape)
+        return (rng, total), total
+
+    (_, total), ys = jax.lax.scan(step, (jax.random.PRNGKey(0), jnp.zeros((4,))), X)
+    np.testing.assert_allclose(out[0], total, rtol=1e-6)
+    np.testing.assert_allclose(out[1], ys, rtol=1e-6)
+
+
+def test_list_ops_lists_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from aotflax.driver import main
+    from aotflax.ops import REGISTRY
+
+    assert main(["--list-ops"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == len(REGISTRY.entries)
+    assert "jax.random.split(key, num=2)  # num new keys from one key (unpack them: a, b = " \
+           "jax.random.split(key))" in listed
+    assert any(line.startswith("x.at[index].set(values, *") for line in listed)
+    assert any(line.startswith("jnp.pad(array, pad_width, mode=\"constant\"") for line in listed)
+    assert main(["--list-ops", "jax.ops."]) == 0
+    assert capsys.readouterr().out.count("\n") == 4  # segment_sum, _max, _min, _prod

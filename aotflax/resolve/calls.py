@@ -176,7 +176,7 @@ class CallsMixin:
         if not lengths and length is None:
             raise self.error("AOT361", "jax.lax.scan needs xs or length=", span)
         n = length if length is not None else lengths.pop()
-        carry = _rebuild(init, [Tensor(t.shape, t.dtype, t.weak) for t in carry_in])
+        carry = _rebuild(init, [type(t)(t.shape, t.dtype, t.weak) for t in carry_in])
         x = None if xs is None else _rebuild(xs, [Tensor(t.shape[1:], t.dtype) for t in xs_in])
         outer_ops, outer_rng, outer_state = fn.ops, fn.takes_rng, dict(fn.state_values)
         fn.ops = []
@@ -217,7 +217,7 @@ class CallsMixin:
             takes_params=False, state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + body), result=value_code(result),
             result_tensors=tuple(carry_out + ys), span=step.span, hints=dict(fn.hints))
-        final = _rebuild(init, [Tensor(t.shape, t.dtype, t.weak) for t in carry_in])
+        final = _rebuild(init, [type(t)(t.shape, t.dtype, t.weak) for t in carry_in])
         stacked = None if y is None else _rebuild(
             y, [Tensor((n, *t.shape), t.dtype) for t in ys])
         outs = _tensors(final) + _tensors(stacked)
