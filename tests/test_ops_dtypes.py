@@ -3,9 +3,9 @@
 Each elementwise entry (functions, lax ops, activations, Python operators) and
 each `x.at[i]` method is called through its rule on abstract operands of every
 kind (bool, int32, uint8, float32, bfloat16, complex64, weak float32 / int32
-arrays and Python scalars) and must give JAX's shape, dtype and weak type, or reject the
-operands exactly where JAX raises.  Only abstract evaluation: nothing is
-compiled, so the whole sweep takes seconds.
+arrays and Python scalars) and must give JAX's shape, dtype and weak type, or
+reject the operands exactly where JAX raises.  Only abstract evaluation: nothing
+is compiled (the sweep costs about twenty seconds of CPU).
 """
 
 from __future__ import annotations
