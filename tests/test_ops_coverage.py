@@ -109,7 +109,9 @@ _OPERATORS = ["{x} + {y}", "{x} - {y}", "{x} * {y}", "{x} / {y}", "{x} // {y}", 
 _REDUCTIONS = [f"jnp.{n}({{x}}, axis=0)" for n in (
     "sum", "prod", "mean", "var", "std", "max", "min", "amax", "amin", "all", "any", "nanmean",
     "nansum", "median", "ptp", "argmax", "argmin")] + [
-    "jnp.sum({x})", "jnp.mean({x}, axis=(0, 1), keepdims=True)", "jnp.argmax({x}, axis=1)",
+    "jnp.sum({x})", "jnp.mean({x}, axis=(0, 1), keepdims=True)", "jnp.cumprod({x}, axis=0)",
+    "jnp.linalg.norm({x})", "jnp.linalg.norm({x}, axis=1, keepdims=True)",
+    "jnp.linalg.norm({x}, ord=1, axis=0)", 'jnp.linalg.norm(f, ord="fro")', "jnp.argmax({x}, axis=1)",
     "jnp.var({x}, axis=1, ddof=1)", "jnp.sum({x}, axis=1, dtype=jnp.float32)",
     "jnp.max({x}, axis=-1, keepdims=True)", "jnp.argmin({x})", "jnp.cumsum({x}, axis=1)",
     "jnp.cumsum({x})",
@@ -144,7 +146,8 @@ _CREATION = ["jnp.zeros((2, 3))", "jnp.ones(3, dtype=jnp.int32)", "jnp.empty((2,
              "jnp.full((2, 2), 1.5)", "jnp.full((3, 4), {y})", "jnp.zeros_like({x})",
              "jnp.ones_like({x}, dtype=jnp.float32)", "jnp.full_like({x}, 2)", "jnp.arange(5)",
              "jnp.arange(1, 7, 2, dtype=jnp.float32)", "jnp.arange(0.5, 3.0)",
-             "jnp.eye(3, 4, k=1)", "jnp.tri(3)", "jnp.asarray({s})", "jnp.array([1, 2, 3])",
+             "jnp.linspace(0, 1, 5)", "jnp.linspace(-1.0, 2.0, 4, endpoint=False, retstep=True)",
+             "jnp.linspace(0, 10, 3, dtype=jnp.int32)", "jnp.eye(3, 4, k=1)", "jnp.tri(3)", "jnp.asarray({s})", "jnp.array([1, 2, 3])",
              "jnp.array({x}, dtype=jnp.float32)", "jnp.astype({x}, jnp.float32)",
              "jax.lax.convert_element_type({x}, jnp.int32)", "jnp.float32({x})"]
 

@@ -213,6 +213,50 @@ def _cumsum(call: FnCall) -> Tensor:
 
 
 register("cumsum", ("jnp",), "a, axis=None, dtype=None", _cumsum, doc="cumulative sum")
+register("cumprod", ("jnp",), "a, axis=None, dtype=None", _cumsum, doc="cumulative product")
+
+
+def _norm(call: FnCall) -> Tensor:
+    """`jnp.linalg.norm`: vector norms over one axis, matrix norms over two; float, strong."""
+    x = call.tensor("x")
+    axis, ord_ = call.args["axis"], call.args["ord"]
+    if isinstance(axis, (tuple, list)) and len(axis) > 2:
+        raise call.fail(f"jnp.linalg.norm: axis {tuple(axis)} names more than two axes", "AOT203")
+    if ord_ is not None and axis is None and x.ndim not in (1, 2):
+        raise call.fail(f"jnp.linalg.norm with ord= needs axis= for {x.describe()}", "AOT203")
+    if not (ord_ is None or isinstance(ord_, (int, float, str)) and not isinstance(ord_, bool)):
+        raise call.fail(f"jnp.linalg.norm: ord must be a static number or name, got "
+                        f"{describe_value(ord_)}", "AOT203")
+    shape = shape_rule(call, sh.reduce_shape, x.shape, axis, call.bool("keepdims"))
+    dtype = {"complex64": "float32", "complex128": "float64"}.get(x.dtype, float_dtype(x.dtype))
+    return emit_same(call, shape, dtype)
+
+
+register("norm", ("jnp.linalg",), "x, ord=None, axis=None, keepdims=False", _norm,
+         doc="vector or matrix norm")
+
+
+def _linspace(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
+    for name in ("start", "stop"):
+        value = call.args[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise call.fail(f"jnp.linspace needs static numbers as bounds, got "
+                            f"{describe_value(value)}", "AOT203")
+    num = call.int("num", minimum=0)
+    if call.int("axis") not in (0, -1):
+        raise call.fail("jnp.linspace of static bounds has one axis: axis must be 0", "AOT203")
+    dtype = dt.canonicalize(call.dtype("dtype") or "float32")
+    samples = call.out((num,), dtype)
+    if not call.bool("retstep"):
+        call.emit_call([samples], stem="linspace")
+        return samples
+    step = call.out((), "float32" if not dt.is_inexact(dtype) else dtype)
+    call.emit_call([samples, step], stem="linspace")
+    return samples, step
+
+
+register("linspace", ("jnp",), "start, stop, num=50, endpoint=True, retstep=False, dtype=None, "
+         "axis=0", _linspace, doc="num evenly spaced values")
 register("broadcast_to", ("jnp",), "array, shape",
          simple(lambda s, t: _bcast_to(s, tuple(t)), "shape"), doc="broadcast")
 for n in ("tril", "triu"):
