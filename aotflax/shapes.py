@@ -68,7 +68,6 @@ __all__ = [
     "tile",
     "top_k",
     "transpose",
-    "transpose_pads",
     "tril",
     "triu",
     "where",
@@ -834,7 +833,7 @@ def conv_transpose_output_shape(
     pads: Padding = padding  # pairs are the transposed conv's own, as in lax
     if padding in ("SAME", "VALID"):  # the forward conv's mode
         wins = _dilate(rhs_shape[:-2], rhs_dilation)
-        pads = [transpose_pads(k, s, padding) for k, s in zip(wins, strides)]
+        pads = [_transpose_pads(k, s, padding) for k, s in zip(wins, strides)]
     elif isinstance(padding, str):
         raise ShapeError(
             f"conv_transpose padding must be 'SAME', 'VALID' or pairs, got {padding!r}"
@@ -842,7 +841,18 @@ def conv_transpose_output_shape(
     return conv_output_shape(lhs_shape, rhs_shape, (1,) * n, pads, strides, rhs_dilation)
 
 
-def transpose_pads(k: int, s: int, mode: str) -> tuple[int, int]:
+def conv_transpose_pads(
+    window: Sequence[int],
+    strides: Sequence[int],
+    padding: str,
+    rhs_dilation: Sequence[int] | None = None,
+) -> Pads:
+    """The pads `lax.conv_transpose` gives its fractionally strided convolution."""
+    wins = _dilate(window, rhs_dilation)
+    return [_transpose_pads(k, s, padding) for k, s in zip(wins, strides)]
+
+
+def _transpose_pads(k: int, s: int, mode: str) -> tuple[int, int]:
     """`lax._conv_transpose_padding`: pads of the fractionally strided conv."""
     if mode == "SAME":
         total = k + s - 2

@@ -483,18 +483,3 @@ def test_keys_travel_through_a_scan_carry() -> None:
     (_, total), ys = jax.lax.scan(step, (jax.random.PRNGKey(0), jnp.zeros((4,))), X)
     np.testing.assert_allclose(out[0], total, rtol=1e-6)
     np.testing.assert_allclose(out[1], ys, rtol=1e-6)
-
-
-def test_list_ops_lists_the_table(capsys: pytest.CaptureFixture[str]) -> None:
-    from aotflax.driver import main
-    from aotflax.ops import REGISTRY
-
-    assert main(["--list-ops"]) == 0
-    listed = capsys.readouterr().out.splitlines()
-    assert len(listed) == len(REGISTRY.entries)
-    assert "jax.random.split(key, num=2)  # num new keys from one key (unpack them: a, b = " \
-           "jax.random.split(key))" in listed
-    assert any(line.startswith("x.at[index].set(values, *") for line in listed)
-    assert any(line.startswith("jnp.pad(array, pad_width, mode=\"constant\"") for line in listed)
-    assert main(["--list-ops", "jax.ops."]) == 0
-    assert capsys.readouterr().out.count("\n") == 4  # segment_sum, _max, _min, _prod

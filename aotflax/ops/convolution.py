@@ -156,8 +156,7 @@ def _conv_transpose(call: FnCall) -> Tensor:
     rp = perms[1]
     if padding in ("SAME", "VALID") and call.args["padding"] in ("SAME", "VALID"):
         window = [rhs.shape[i] for i in rp[2:]]
-        dilated = [1 + (k - 1) * r for k, r in zip(window, rhs_dilation or (1,) * n)]
-        padding = [sh.transpose_pads(k, s, padding) for k, s in zip(dilated, strides or ())]
+        padding = sh.conv_transpose_pads(window, strides or (), padding, rhs_dilation)
     rhs_shape = list(rhs.shape)
     if call.bool("transpose_kernel"):  # lax swaps the kernel's input and output features
         rhs_shape[rp[0]], rhs_shape[rp[1]] = rhs_shape[rp[1]], rhs_shape[rp[0]]

@@ -18,7 +18,6 @@ from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
 from ..values import DType, Initializer, OpRef
-from . import elementwise  # noqa: F401  (registers the functions looked up below)
 from . import initializers as inits
 from .calls import FnCall, LayerCall
 from .layers import _dimension_numbers, _padding, cast, feature_view, tuple_arg
@@ -269,9 +268,10 @@ def _initialize_carry(parts: int) -> Any:
 
 
 for _cls, _parts in (("LSTMCell", 2), ("GRUCell", 1), ("ConvLSTM", 2), ("ConvLSTMCell", 2)):
-    _carry_entry = _register(
-        "initialize_carry", f"nn.{_cls}", "function",
-        "rng, batch_dims, size, init_fn=zeros, dtype=float32", _initialize_carry(_parts),
-        "layers/zeros.j2",
-        f"zero carry of nn.{_cls}: batch_dims + size" + (" for c and h" if _parts == 2 else ""))
-    _carry_entry.extra["takes_keys"] = True  # the rng of old flax.nn (zeros ignore it)
+    _register("initialize_carry", f"nn.{_cls}", "function",
+              "rng, batch_dims, size, init_fn=zeros, dtype=float32", _initialize_carry(_parts),
+              "layers/zeros.j2",
+              f"zero carry of nn.{_cls}: batch_dims + size" + (" for c and h" if _parts == 2
+                                                               else ""))
+    # old flax.nn signs it initialize_carry(rng, ...): a key from nn.make_rng() is fine
+    REGISTRY.lookup(f"nn.{_cls}", "initialize_carry").extra["takes_keys"] = True  # type: ignore
