@@ -134,7 +134,6 @@ def elementwise(spec_text: str, arity: int, *, weak_if_scalar_first: bool = Fals
             weak = False
         return emit_same(call, shape, dtype, weak)
 
-    rule.spec = spec  # type: ignore[attr-defined]
     return rule
 
 
@@ -258,7 +257,6 @@ def _lax_binary(spec_text: str) -> Callable[[FnCall], Tensor]:
         dtype, weak = spec.apply(dtype, all(a[2] for a in avals))
         return emit_same(call, shape, dtype, weak)
 
-    rule.spec = spec  # type: ignore[attr-defined]
     return rule
 
 

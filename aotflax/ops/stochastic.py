@@ -247,8 +247,8 @@ def _categorical(call: FnCall) -> Tensor:
     if not call.bool("replace"):
         if call.args["shape"] is None:
             raise call.fail(f"{call.written}: replace=False needs shape=", "AOT203")
-        n = sh.size(shape[len(shape) - len(batch):]) if batch else sh.size(shape)
-        if sh.size(shape) // max(1, sh.size(batch)) > logits.shape[axis]:
+        n = sh.size(shape) // max(1, sh.size(batch))  # draws per batch entry
+        if n > logits.shape[axis]:
             raise call.fail(f"{call.written}: cannot draw {n} samples without replacement "
                             f"from {logits.shape[axis]} categories", "AOT203")
     out = call.out(shape, "int32")
