@@ -36,6 +36,8 @@ MULTI_OPTIMIZER = object()
 MESH = object()
 SCAN = object()
 SCAN_IN_DIM = object()
+VMAP = object()
+CUSTOM_JVP = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
                 "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
@@ -179,7 +181,7 @@ def _build_modules() -> dict[str, Any]:
     special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
     scipy = Namespace("jax.scipy", {"special": special})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
-                            "ops": ops, "scipy": scipy})
+                            "ops": ops, "scipy": scipy, "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
     np = Namespace("numpy", {**_dtypes(), **_static({"prod": math.prod, "sqrt": math.sqrt}),
                              "pi": math.pi, "inf": math.inf, "newaxis": None})
     nn, aot = nn_namespace(), aot_namespace()
