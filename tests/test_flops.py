@@ -329,6 +329,12 @@ def test_conv_taps_agree_with_brute_force():
         assert flops.conv_taps(in_size, window, out, stride, pad, lhs, rhs) == brute
 
 
+def test_conv_taps_of_a_huge_window_are_counted_per_output():
+    # A model file may ask for a window of 10**9 taps: the count walks the
+    # outputs, so it returns at once (a loop over taps hung the build).
+    assert flops.conv_taps(28, 10**9, 28, 1, 5 * 10**8) == 28 * 28
+
+
 # ------------------------------------------------------------- against Linen's tabulate
 
 LINEN_TWIN = """

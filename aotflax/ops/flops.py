@@ -398,22 +398,21 @@ def conv_taps(in_size: int, window: int, out_size: int, stride: int, pad_low: in
 
     XLA's `HloCostAnalysis::GetConvolutionFlops`: the input index of output `o`
     and kernel tap `k` is `o * stride - pad_low + k * rhs_dilation` in the
-    `lhs_dilation`-dilated input; it counts when it lands on an element.
+    `lhs_dilation`-dilated input; it counts when it lands on an element. The
+    count loops over outputs (at most the array's size), never over a window a
+    model file may make as large as it likes.
     """
+    last = (in_size - 1) * lhs_dilation  # last element of the dilated input
+    step = lhs_dilation // math.gcd(rhs_dilation, lhs_dilation)  # taps between hits
     total = 0
-    for k in range(window):
-        offset = k * rhs_dilation - pad_low  # dilated input index at o = 0
-        if lhs_dilation == 1:
-            lo = max(0, -(offset // stride) if offset < 0 else 0)
-            while lo * stride + offset < 0:
-                lo += 1
-            hi = min(out_size - 1, (in_size - 1 - offset) // stride)
-            total += max(0, hi - lo + 1)
-            continue
-        for o in range(out_size):
-            u = o * stride + offset
-            if u >= 0 and u % lhs_dilation == 0 and u // lhs_dilation < in_size:
-                total += 1
+    for o in range(out_size):
+        base = o * stride - pad_low  # dilated input index of tap 0
+        lo = max(0, -(base // rhs_dilation))  # first tap at index >= 0
+        hi = min(window - 1, (last - base) // rhs_dilation) if last >= base else -1
+        first = next((k for k in range(lo, min(hi, lo + step - 1) + 1)
+                      if (base + k * rhs_dilation) % lhs_dilation == 0), None)
+        if first is not None:
+            total += (hi - first) // step + 1
     return total
 
 
