@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import ir
+from . import ir, quoting
 from .diagnostics import Span
 from .program import Tensor
 
@@ -33,7 +33,7 @@ class DType:
     name: str
 
     def code(self) -> str:
-        return f"jnp.{self.name}"
+        return f"jnp.{quoting.identifier(self.name, 'dtype name')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,27 +258,13 @@ def static_key(value: Any) -> Any:
 
 
 def to_code(value: Any) -> str:
-    """Python source for a static value used in emitted code."""
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, int):
-        return repr(value)
-    if isinstance(value, float):
-        if math.isinf(value):
-            return "float('inf')" if value > 0 else "float('-inf')"
-        if math.isnan(value):
-            return "float('nan')"
-        return repr(value)
-    if isinstance(value, complex):
-        return repr(value)
-    if isinstance(value, str):
-        return _str_code(value)
-    if value is Ellipsis:
-        return "..."
+    """Python source for a static value used in emitted code (data through `quoting`)."""
+    if isinstance(value, (bool, int, float, complex, str)) or value is None or \
+            value is Ellipsis:
+        return quoting.literal(value)
     if isinstance(value, tuple):
-        if len(value) == 1:
-            return f"({to_code(value[0])},)"
-        return "(" + ", ".join(to_code(v) for v in value) + ")"
+        items = [to_code(v) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     if isinstance(value, list):
         return "[" + ", ".join(to_code(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -298,14 +284,6 @@ def to_code(value: Any) -> str:
     if isinstance(value, OptaxValue):
         return value.code
     raise StaticError(f"{describe_value(value)} cannot appear in generated code")
-
-
-def _str_code(s: str) -> str:
-    """Double-quoted string literal (ruff's preferred quote)."""
-    r = repr(s)
-    if r.startswith("'") and '"' not in s:
-        r = '"' + r[1:-1].replace("\\'", "'") + '"'
-    return r
 
 
 def describe_value(value: Any) -> str:

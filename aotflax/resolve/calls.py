@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from keyword import iskeyword
 from typing import Any
 
-from .. import ir, meshes, namespaces, safety, training
+from .. import ir, meshes, namespaces, quoting, safety, training
 from ..diagnostics import InternalError, Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops import initializers as inits
@@ -84,6 +85,11 @@ class CallsMixin:
                 if not isinstance(value, dict):
                     raise self.error("AOT347", f"** needs a dict, got {describe_value(value)}",
                                      kw.span)
+                for key in value:
+                    problem = _keyword_problem(key)
+                    if problem:
+                        raise self.error("AOT347", f"** unpacks keyword arguments: {problem}",
+                                         kw.span)
                 kwargs.update(value)
             else:
                 kwargs[kw.name] = value
@@ -462,10 +468,11 @@ class CallsMixin:
                     isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
                 raise CallError("AOT351", f"self.state shape must be a tuple of ints, got "
                                 f"{describe_value(shape)}")
-            if not (isinstance(coll, str) and coll.isidentifier()) or coll in _NOT_COLLECTIONS:
-                raise CallError("AOT356", f"invalid state collection name {coll!r}",
-                                hint="use an identifier such as 'state' or 'cache' (not "
-                                     "'params' or 'rng')")
+            problem = quoting.identifier_problem(coll, "state collection name")
+            if problem or coll in _NOT_COLLECTIONS:
+                raise CallError("AOT356", problem or f"state collection name {coll!r} is taken "
+                                "in generated code", hint="use an identifier such as 'state' or "
+                                "'cache' (not 'params', 'rng', 'jnp' or a builtin)")
             dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
             if name in scope.used:
                 raise CallError("AOT311", f"'{name}' is already used in this module",
@@ -585,3 +592,12 @@ class CallsMixin:
         if kwarg is not None:
             bound[kwarg.name] = extra
         return {p.name: bound[p.name] for p in plist if p.name in bound}
+
+
+def _keyword_problem(key: Any) -> str | None:
+    """Why a `**dict` key cannot be a keyword argument name, else None."""
+    if not isinstance(key, str):
+        return f"keys must be strings, got {describe_value(key)}"
+    if not key.isidentifier() or quoting.normalize(key) != key or iskeyword(key):
+        return f"the key {key[:40]!r} is not an identifier"
+    return None

@@ -6,7 +6,7 @@ import hashlib
 import keyword
 from typing import Any
 
-from .. import ir, meshes, namespaces, safety, training
+from .. import ir, meshes, namespaces, quoting, safety, training
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
 from ..program import (
     FileProgram,
@@ -203,9 +203,9 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
             return dim
         if self.symbols is None:
             raise self.error("AOT404", f"symbolic dimension '{dim}' is not allowed here", span)
-        if not str(dim).isidentifier():
-            raise self.error("AOT410", f"symbolic dimension {dim!r} must be an identifier such "
-                             "as 'batch'", span)
+        if quoting.identifier_problem(dim):
+            raise self.error("AOT410", f"symbolic dimension {str(dim)[:40]!r} must be an "
+                             "ASCII identifier such as 'batch'", span)
         return self.symbols.value(str(dim))
 
     def _target_call(self, call: ir.Call, frame: Frame, args: list, kwargs: dict,
@@ -223,13 +223,16 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
         if not isinstance(module, ModuleRef):
             raise self.error("AOT401", f"a target must name a module, got "
                              f"{describe_value(module)}", call.args[1].span)
-        if not name.isidentifier():
-            raise self.error("AOT406", f"target name {name!r} is not a Python identifier",
-                             call.args[0].span)
-        if keyword.iskeyword(name) or name in _TARGET_NAMES_TAKEN or isinstance(
-                self.globals.lookup(name)[1], ModuleRef):
+        problem = quoting.identifier_problem(name, "target name")
+        if problem:
+            raise self.error("AOT406", problem, call.args[0].span,
+                             hint="a target becomes a module attribute: name it with ASCII "
+                                  "letters, digits and '_', e.g. mlp_b8")
+        if name.startswith("_") or keyword.iskeyword(name) or name in _TARGET_NAMES_TAKEN or \
+                isinstance(self.globals.lookup(name)[1], ModuleRef):
             raise self.error("AOT406", f"target name {name!r} is taken in the generated module "
-                             "(a Python keyword, builtin, import or module function)",
+                             "(a Python keyword, builtin, import or module function, or a "
+                             "private name: '_' starts the module's helpers)",
                              call.args[0].span, hint=f"call it {name}_target, for example")
         if any(t.name == name for t in self.targets):
             raise self.error("AOT407", f"target '{name}' is declared twice", span)

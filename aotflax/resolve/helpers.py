@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import keyword
 import operator
 from typing import Any
 
-from .. import ir, safety
+from .. import ir, safety, training
 from ..ops.calls import value_code
 from ..ops.stochastic import RngKey
 from ..program import (
@@ -24,7 +25,8 @@ from .base import (
     MAX_UNROLL,
 )
 
-#: Guard against runaway unrolling (a `range(10**9)` typo).
+#: Longest emitted function name taken from a class or function name.
+MAX_FUNCTION_STEM = 60
 
 # ==================================================================== helpers
 
@@ -48,8 +50,13 @@ _STATIC_COMPARE = {
 }
 
 
-#: Names a state collection cannot take (they are other arguments of emitted functions).
-_NOT_COLLECTIONS = frozenset({"params", "rng", "self"})
+#: Names a generated module already binds (imports, builtins, its own helpers).
+_TARGET_NAMES_TAKEN = frozenset(dir(builtins)) | {"jax", "jnp", "np", "optax", "TARGETS",
+                                                 "_runtime"}
+
+#: Names a state collection cannot take: collections are arguments of emitted functions,
+#: next to `params` and `rng`, and must not shadow what those functions call.
+_NOT_COLLECTIONS = _TARGET_NAMES_TAKEN | {"params", "rng", "self"}
 
 
 def _has_key(value: Any) -> bool:
@@ -67,9 +74,6 @@ def _tuple_code(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
-#: Names a generated module already binds (imports, builtins, its own helpers).
-_TARGET_NAMES_TAKEN = frozenset(dir(builtins)) | {"jax", "jnp", "np", "optax", "TARGETS",
-                                                 "_runtime", "_LABELS"}
 
 
 def _too_big(op: str, left: Any, right: Any) -> str | None:
@@ -232,3 +236,23 @@ def _assigned_names(stmt: ir.Stmt) -> list[str]:
     if isinstance(stmt, ir.FunctionDef):
         return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"
     return []
+
+
+#: Names an emitted function never takes: what generated modules and their functions bind.
+_FUNCTION_NAMES_TAKEN = _TARGET_NAMES_TAKEN | frozenset(keyword.kwlist) | {
+    "params", "state", "rng", "self"}
+
+
+def _function_stem(name: str) -> str:
+    """An ASCII identifier from a DSL name, for an emitted function (cut when long)."""
+    stem = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
+                   for c in name[:MAX_FUNCTION_STEM]) or "fn"
+    return stem if not stem[0].isdigit() else "fn_" + stem
+
+
+def _function_names_taken(targets: list) -> set[str]:
+    """Module-level names of a generated module other than its emitted functions."""
+    taken = set(_FUNCTION_NAMES_TAKEN)
+    for t in targets:
+        taken.update(training.target_globals(t.name))
+    return taken

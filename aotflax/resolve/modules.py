@@ -45,6 +45,8 @@ from .base import (
 from .helpers import (
     _copy_result,
     _fresh,
+    _function_names_taken,
+    _function_stem,
     _has_key,
     _leaves,
     _rebuild,
@@ -145,9 +147,23 @@ class ModulesMixin:
         return spec
 
     def _function_name(self, base: str) -> str:
+        """A fresh module-level name for an emitted function, from a DSL name.
+
+        It never takes a name the generated module binds otherwise (imports, builtins,
+        targets and their helpers, copied initializers): functions are called by name.
+        """
+        base = _function_stem(base)
+        taken = _function_names_taken(self.targets)
+        # fn_names: every name handed out (and every base used) -> its next suffix
         n = self.fn_names.get(base, 0)
-        self.fn_names[base] = n + 1
-        return base if n == 0 else f"{base}_{n}"
+        while True:
+            name = base if n == 0 else f"{base}_{n}"
+            n += 1
+            if name not in taken and (name not in self.fn_names or name == base and n == 1):
+                break
+        self.fn_names[base] = n
+        self.fn_names.setdefault(name, 1)
+        return name
 
     def _check_result(self, result: Any, method: ir.FunctionDef) -> None:
         if _has_key(result):
