@@ -48,11 +48,6 @@ _NP = re.compile(r"(?<![\w.])np\.")
 RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {
     "jax", "jnp", "np", "_runtime", "params", "state", "rng", "self"}
 
-#: Names the target templates (target.py.j2, train.py.j2) bind or read inside their
-#: functions: a target input is renamed rather than shadow one of them.
-TEMPLATE_LOCALS = frozenset({
-    "params", "state", "rng", "opt_state", "outputs", "loss", "metrics", "grads", "updates",
-    "grad_fn", "new_state", "optax", "jax", "jnp", "np", "_runtime"})
 
 #: Longest variable name taken from a DSL name; longer ones are cut.
 _MAX_STEM = 40
@@ -346,7 +341,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     entry = _checked(t.entry, "function name")
     # the templates' own locals and the module's names stay untouched: an input named
     # `params`, `loss` or like a module function gets another local name
-    taken = set(reserved) | TEMPLATE_LOCALS
+    taken = set(reserved) | training.TEMPLATE_LOCALS
     collections = [_checked(c, "state collection name") for c in fn.state_collections]
     new = {c: _free_name(f"new_{c}", taken) for c in collections}
     batch_specs = t.train.batch if t.train is not None else ()

@@ -75,6 +75,12 @@ def multi_optimizer(r: "Resolver", args: list, kwargs: dict, span: Span) -> Mult
     return MultiOptimizer(tuple(groups), span)
 
 
+#: Names the target templates (target.py.j2, train.py.j2) bind or read inside their
+#: functions: no emitted function is named like one, and inputs are renamed around them.
+TEMPLATE_LOCALS = frozenset({
+    "params", "state", "rng", "opt_state", "outputs", "loss", "metrics", "grads", "updates",
+    "grad_fn", "new_state", "optax", "jax", "jnp", "np", "_runtime"})
+
 #: Module-level helpers emitted for a target `t`, as `_{t}_{suffix}` (templates/*.j2).
 TARGET_HELPERS = ("apply", "init", "loss", "optimizer", "init_opt", "train_step", "labels")
 
@@ -221,5 +227,5 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
         hints=dict(fn.hints)), metrics is not None
 
 
-__all__ = ["TARGET_HELPERS", "call_optax", "labels_variable", "multi_optimizer",
+__all__ = ["TARGET_HELPERS", "TEMPLATE_LOCALS", "call_optax", "labels_variable", "multi_optimizer",
            "optimizer_code", "resolve_train", "target_globals", "traversal"]

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
+from ..quoting import literal
 from ..values import DType
 from . import initializers as inits
 from .calls import FnCall, LayerCall
@@ -274,7 +275,7 @@ def layer_norm(call: LayerCall) -> Tensor:
         call.emit("ops/call.j2", {"call": cast(x, x.dtype, stat)}, [xf], stem="xf")
     norm = call.out(x.shape, computed)
     call.emit("layers/layer_norm.j2", {
-        "x": xf, "eps": repr(float(eps)),
+        "x": xf, "eps": literal(float(eps)),
         "scale": Code.of(" * ", feature_view(scale, x.ndim)) if scale is not None else "",
         "bias": Code.of(" + ", feature_view(bias, x.ndim)) if bias is not None else "",
     }, [norm], stem="norm", temps=("mean", "var"))

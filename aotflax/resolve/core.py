@@ -107,13 +107,18 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
             self.error("AOT322", "this nests calls or expressions too deeply to resolve "
                        "(recursive functions and modules are not supported)", span)
             return None
+        except MemoryError:  # a static value the size limits let through, on a small machine
+            self.error("AOT330", "the build ran out of memory resolving this", span,
+                       hint="static values are computed at build time; keep them small")
+            return None
 
     def _step(self, span: Span) -> None:
         self.steps += 1
         if self.steps > MAX_STEPS:
             self.error("AOT330", f"resolving this file takes more than {MAX_STEPS:,} build-time "
-                       "steps; stopped here", span, hint="look for loops over large ranges or "
-                       "runaway recursion; loops are unrolled at build time")
+                       "steps; stopped here", span, hint="look for loops over large ranges, "
+                       "runaway recursion or very large static values (strings, lists, ints); "
+                       "loops are unrolled at build time")
             raise _OutOfSteps()
 
     def error(self, code: str, message: str, span: Span | None, *, hint: str | None = None,
@@ -233,7 +238,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
             raise self.error("AOT406", f"target name {name!r} is taken in the generated module "
                              "(a Python keyword, builtin, import or module function, or a "
                              "private name: '_' starts the module's helpers)",
-                             call.args[0].span, hint=f"call it {name}_target, for example")
+                             call.args[0].span,
+                             hint=f"call it {name.strip('_') or 'my'}_target, for example")
         if any(t.name == name for t in self.targets):
             raise self.error("AOT407", f"target '{name}' is declared twice", span)
         platforms = kwargs.pop("platforms", ("cpu",))

@@ -29,6 +29,7 @@ from .base import (
 )
 from .helpers import (
     _assigned_names,
+    _static_size,
 )
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
@@ -155,6 +156,8 @@ class StatementsMixin:
                     container[index] = value  # type: ignore[index]
                 except (IndexError, KeyError, TypeError, ValueError) as e:
                     raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
+                if isinstance(index, slice):  # a slice assignment can grow the list
+                    self._static_result(container, target.span, _static_size(value), False)
                 return
             if isinstance(container, Tensor):
                 raise self.error("AOT332", "arrays are immutable; use x.at[index].set(value)",
