@@ -222,6 +222,18 @@ _entry("AOT107", "model file name is not a Python module name", """
     models/my_net.py
     """, checked=False)
 
+_entry("AOT108", "not a model file", """
+    The build reads only regular files inside the folder it builds, of at most 8
+    MiB.  A `*.py` entry that is a folder, a FIFO or a device, a symbolic link
+    loop, or a symbolic link to a file outside that folder is refused without
+    being read (a link could otherwise make the build read, and quote in its
+    messages, any file the user can read).  Copy the file into the folder.
+    """, """
+    models/net.py -> /home/me/other/net.py   (a symbolic link out of models/)
+    """, """
+    models/net.py                            (a copy of the file)
+    """, checked=False)
+
 # ====================================================================== AOT2xx: arrays
 
 _entry("AOT201", "array argument of the wrong dtype or rank", """

@@ -51,10 +51,10 @@ def identifier_problem(name: Any, what: str = "name") -> str | None:
     if len(name) > MAX_IDENTIFIER:
         return f"{what} {shown} is longer than {MAX_IDENTIFIER} characters"
     if not _ASCII_IDENTIFIER.fullmatch(name):
-        if name.isidentifier() and not name.isascii():
+        read = normalize(name)
+        if not name.isascii() and read.isidentifier():
             return (f"{what} {shown} is not ASCII; generated code uses ASCII names only"
-                    + (f" (Python reads it as {_shown(normalize(name))})"
-                       if normalize(name) != name else ""))
+                    + (f" (Python reads it as {_shown(read)})" if read != name else ""))
         return f"{what} {shown} is not a Python identifier"
     if keyword.iskeyword(name):
         return f"{what} {shown} is a Python keyword"
@@ -119,8 +119,8 @@ def docstring(text: str) -> str:
     """`text` escaped to sit between triple double quotes as one docstring, unchanged in value.
 
     Backslashes and characters that are not printable (control characters, lone
-    surrogates, bidirectional overrides) become escapes; a `"` is escaped where it
-    could start a closing `\"\"\"` (followed by another quote, or at the very end).
+    surrogates, bidirectional overrides) become escapes; a `"` next to another `"`, or
+    at the very end, is escaped, so no closing `\"\"\"` can appear inside.
     Newlines stay: they are part of a docstring's text.
     """
     out: list[str] = []
@@ -128,8 +128,8 @@ def docstring(text: str) -> str:
         if c == "\\":
             out.append("\\\\")
         elif c == '"':
-            last = i == len(text) - 1
-            out.append('\\"' if last or text[i + 1] == '"' else c)
+            in_run = text[i + 1:i + 2] in ('"', "") or text[i - 1:i] == '"'
+            out.append('\\"' if in_run else c)
         elif c == "\n" or c.isprintable():
             out.append(c)
         else:

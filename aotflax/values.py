@@ -217,13 +217,27 @@ class Env:
 # ------------------------------------------------------------------ helpers
 
 
+#: Items the deep walks below visited, not yet charged: the resolver takes them
+#: (`walked()`) into its step budget, since walking a huge static value is work too.
+_walked = [0]
+
+
+def walked() -> int:
+    """Container items visited by `is_static`, `contains_poison`, `static_key` and
+    `to_code` since the last call."""
+    n, _walked[0] = _walked[0], 0
+    return n
+
+
 def is_static(value: Any) -> bool:
     """True when `value` contains no tensor."""
     if isinstance(value, Tensor):
         return False
     if isinstance(value, (tuple, list)):
+        _walked[0] += len(value)
         return all(is_static(v) for v in value)
     if isinstance(value, dict):
+        _walked[0] += len(value)
         return all(is_static(v) for v in value.values())
     return True
 
@@ -232,8 +246,10 @@ def contains_poison(value: Any) -> bool:
     if isinstance(value, Poison):
         return True
     if isinstance(value, (tuple, list)):
+        _walked[0] += len(value)
         return any(contains_poison(v) for v in value)
     if isinstance(value, dict):
+        _walked[0] += len(value)
         return any(contains_poison(v) for v in value.values())
     return False
 
@@ -243,8 +259,10 @@ def static_key(value: Any) -> Any:
     if isinstance(value, Tensor):
         return ("tensor", value.shape, value.dtype, value.weak)
     if isinstance(value, (list, tuple)):
+        _walked[0] += len(value)
         return (type(value).__name__, tuple(static_key(v) for v in value))
     if isinstance(value, dict):
+        _walked[0] += len(value)
         return ("dict", tuple((static_key(k), static_key(v)) for k, v in value.items()))
     if isinstance(value, float) and math.isnan(value):
         return ("nan",)
@@ -262,6 +280,8 @@ def to_code(value: Any) -> str:
     if isinstance(value, (bool, int, float, complex, str)) or value is None or \
             value is Ellipsis:
         return quoting.literal(value)
+    if isinstance(value, (tuple, list, dict)):
+        _walked[0] += len(value)
     if isinstance(value, tuple):
         items = [to_code(v) for v in value]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"

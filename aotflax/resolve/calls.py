@@ -458,6 +458,12 @@ class CallsMixin:
             if grown > MAX_STATIC_LEN:
                 raise self.error("AOT330", f"str.replace() would build a string of {grown:,} "
                                  f"characters (at most {MAX_STATIC_LEN:,})", span)
+        if name in ("extend", "update") and args and isinstance(args[0], (list, tuple, dict)):
+            grown = len(r) + len(args[0])
+            if grown > MAX_STATIC_LEN:
+                raise self.error("AOT330", f"{type(r).__name__}.{name}() would make a "
+                                 f"{type(r).__name__} of {grown:,} items (at most "
+                                 f"{MAX_STATIC_LEN:,})", span)
         if name == "join" and isinstance(r, str) and args and isinstance(args[0], (list, tuple)):
             total = sum(len(a) for a in args[0] if isinstance(a, str)) + \
                 len(r) * len(args[0])

@@ -25,6 +25,7 @@ from ..values import (
     Spec,
     UserModule,
     describe_value,
+    walked,
 )
 from .base import (
     MAX_STEPS,
@@ -40,6 +41,7 @@ from .calls import CallsMixin
 from .expressions import ExpressionsMixin
 from .helpers import (
     _TARGET_NAMES_TAKEN,
+    WORK_PER_STEP,
     _short,
     _tensors,
 )
@@ -66,6 +68,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
         #: Errors raised so far, repeats included (a body with errors must not produce a value).
         self.errors = 0
         self.steps = 0
+        walked()  # what earlier resolutions walked is theirs
 
     # ================================================================ driver
 
@@ -113,7 +116,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
             return None
 
     def _step(self, span: Span) -> None:
-        self.steps += 1
+        self.steps += 1 + walked() // WORK_PER_STEP  # deep walks of static values are work
         if self.steps > MAX_STEPS:
             self.error("AOT330", f"resolving this file takes more than {MAX_STEPS:,} build-time "
                        "steps; stopped here", span, hint="look for loops over large ranges, "

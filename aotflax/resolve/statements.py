@@ -20,6 +20,7 @@ from ..values import (
     is_static,
 )
 from .base import (
+    MAX_STATIC_LEN,
     MAX_UNROLL,
     Frame,
     _Abort,
@@ -152,6 +153,11 @@ class StatementsMixin:
             container = self.eval(target.value, frame)
             index = self.eval(target.index, frame)
             if isinstance(container, (list, dict)) and is_static(index):
+                if isinstance(index, slice) and isinstance(value, (list, tuple)) and \
+                        len(container) + len(value) > MAX_STATIC_LEN:
+                    raise self.error("AOT330", f"this slice assignment would make a list of "
+                                     f"{len(container) + len(value):,} items (at most "
+                                     f"{MAX_STATIC_LEN:,})", target.span)
                 try:
                     container[index] = value  # type: ignore[index]
                 except (IndexError, KeyError, TypeError, ValueError) as e:
