@@ -31,26 +31,17 @@ import pytest
 from diag_check import run_cli
 from fuzzing import time_limit
 from generated_ast import MARKER, problems
+from hostile_cases import BUILDS, DENSE, HEADER, PAYLOADS, REFUSED, RUN
 
 from aotflax.diagnostics import InternalError
 from aotflax.driver import front_end
 from aotflax.emit import emit_file
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADER = "from aotflax import nn, aot\nimport jax\nimport jax.numpy as jnp\nimport optax\n\n"
-#: Runs in generated code only if a string escaped: it leaves a file behind.
-RUN = f'__import__("pathlib").Path("{MARKER}").touch()'
 #: Seconds a build of one hostile file may take (most take well under one).
 LIMIT_S = 30
 #: Address space of the subprocess that builds the models which must fail (no jax).
 MEMORY = 3 << 30
-
-DENSE = """
-class M(nn.Module):
-    def apply(self, x):
-        return nn.Dense(x, 4)
-"""
-
 
 def write_models(folder: Path, files: dict[str, str]) -> Path:
     models = folder / "models"
@@ -126,103 +117,6 @@ def assert_refused(tmp_path: Path, rc: int, output: str, code: str, words: str =
 
 # ------------------------------------------------------------------ code that must be refused
 
-CHAIN = "X = " + " and ".join(["1"] * 8000) + "\n"
-
-REFUSED = {
-    # strings that would have become code
-    "optax_keyword_code": (DENSE + f"""
-def loss(y):
-    return jnp.mean(y)
-aot.train_target("t", M, loss=loss, x=aot.f32[2, 3], optimizer=optax.sgd(
-    **{{'learning_rate={RUN}, momentum': None}}))
-""", "AOT347", "is not an identifier"),
-    "mesh_axis_code": (DENSE + f"""
-aot.target("t", M, x=aot.f32[2, 3], devices=aot.mesh(**{{'d": {RUN} or 1, "e': 1}}))
-""", "AOT347", "is not an identifier"),
-    "nul_in_keyword": (DENSE.replace("nn.Dense(x, 4)", "nn.Dense(x, 4, **{'a\\x00b': 1})")
-                       + 'aot.target("t", M, x=aot.f32[2, 3])\n', "AOT347", "not an identifier"),
-    "symbolic_dimension_code": (DENSE + f"aot.target('t', M, x=aot.f32['b = {RUN}', 3])\n",
-                                "AOT410", "ASCII identifier"),
-    "full_width_symbolic_dimension": (DENSE + 'aot.target("t", M, x=aot.f32["ｊｎｐ", 3])\n',
-                                      "AOT410", "ASCII identifier"),
-    # names that gave internal errors
-    "collection_jnp": ("""
-class M(nn.Module):
-    def apply(self, x):
-        return x + self.state("v", (3,), collection="jnp").value
-aot.target("t", M, x=aot.f32[2, 3])
-""", "AOT356", "'jnp' is taken"),
-    "collection_keyword": ("""
-class M(nn.Module):
-    def apply(self, x):
-        return x + self.state("v", (3,), collection="class").value
-aot.target("t", M, x=aot.f32[2, 3])
-""", "AOT356", "keyword"),
-    "collection_full_width": ("""
-class M(nn.Module):
-    def apply(self, x):
-        return x + self.state("v", (3,), collection="＿runtime").value
-aot.target("t", M, x=aot.f32[2, 3])
-""", "AOT356", "not ASCII"),
-    "target_full_width_jnp": (DENSE + 'aot.target("ｊｎｐ", M, x=aot.f32[2, 3])\n', "AOT406",
-                              "reads it as 'jnp'"),
-    "target_full_width_runtime": (DENSE + 'aot.target("＿runtime", M, x=aot.f32[2, 3])\n',
-                                  "AOT406", "not ASCII"),
-    "target_like_a_helper": (DENSE + 'aot.target("b", M, x=aot.f32[2, 3])\n'
-                             'aot.target("_b_init", M, x=aot.f32[2, 3])\n', "AOT406",
-                             "call it b_init_target"),
-    "target_name_of_a_million": (DENSE + f'aot.target("{"a" * 1_000_000}", M, '
-                                 'x=aot.f32[2, 3])\n', "AOT406", "longer than 100"),
-    "target_name_code": (DENSE + f"aot.target('t = 1; {RUN}', M, x=aot.f32[2, 3])\n",
-                         "AOT406", "not a Python identifier"),
-    # libcst's native parser overflowed its stack (exit 139)
-    "and_chain_8000": (CHAIN, "AOT100", "nests more than 1,000 levels"),
-    "or_chain_100000": ("X = " + " or ".join(["0"] * 100000) + "\n", "AOT100", "1,000 levels"),
-    # static values that took gigabytes or minutes
-    "string_doubling": ("s = 'ab'\nfor i in range(64):\n    s = s + s\n", "AOT330",
-                        "str of 2,097,152 characters"),
-    "augmented_doubling": ("s = ['ab']\nfor i in range(64):\n    s += s\n", "AOT330",
-                           "list of 2,097,152 items"),
-    "int_times_int": ("a = 2 ** 32000\nb = a * a * a\n", "AOT330", "int of 96,001 bits"),
-    "int_squaring": ("a = 3\nfor i in range(40):\n    a = a * a\n", "AOT330", "bits"),
-    "str_replace_growth": ("s = 'a' * 1000000\ns = s.replace('a', 'aaaaaaaaaa')\n", "AOT330",
-                           "10,000,000 characters"),
-    "format_width_argument": ('s = "{:{}}".format("", 4500000000)\n', "AOT341",
-                              "inside a format spec"),
-    "round_huge_digits": ("r = round(1, -10**8)\n", "AOT330", "round(..., -100000000)"),
-    "comprehension_of_1e10": ("x = [[0 for i in range(100000)] for j in range(100000)]\n",
-                              "AOT330", "build-time steps"),
-    "comprehension_of_big_lists": ("x = [[0] * 1000000 for i in range(100000)]\n", "AOT330",
-                                   "build-time steps"),
-    "sum_of_lists": ("x = sum([[0]] * 100000, [])\n", "AOT330", "build-time steps"),
-    "compare_in_a_loop": ("a = [0] * 1000000\nb = [0] * 1000000\nfor i in range(100000):\n"
-                          "    c = a == b\n", "AOT330", "would read more than"),
-    "repr_of_shared_strings": ("s = 'a' * 100000\nr = repr([s] * 1000)\n", "AOT330",
-                               "repr() would read"),
-    "fstring_of_shared_strings": ("s = 'a' * 100000\nr = f'{[s] * 1000}'\n", "AOT330",
-                                  "formatting this value"),
-    "percent_of_shared_strings": ("s = 'a' * 100000\nr = '%s' % ([s] * 1000,)\n", "AOT330",
-                                  "formatting these values"),
-    "join_of_shared_strings": ("s = 'a' * 100000\nr = ''.join([s] * 1000)\n", "AOT330",
-                               "str.join() would build"),
-    "extend_doubling": ("a = [0]\nfor i in range(26):\n    a.extend(a)\n", "AOT330",
-                        "list.extend() would make a list of 2,097,152 items"),
-    "slice_assignment_doubling": ("a = [0]\nfor i in range(26):\n    a[:0] = a\n", "AOT330",
-                                  "would make a list of 2,097,152 items"),
-    "product_of_huge_ints": ("import math\nx = math.prod([2 ** 30000] * 8)\n", "AOT330",
-                             "math.prod()"),
-    "emitted_ops_without_end": ("""
-class M(nn.Module):
-    def apply(self, x):
-        for i in range(100):
-            for j in range(1000):
-                x = x + 1.0
-        return x
-aot.target("t", M, x=aot.f32[2, 3])
-""", "AOT330", "build-time steps"),
-}
-
-
 def test_hostile_models_are_located_errors(tmp_path: Path) -> None:
     folders = {name: tmp_path / name for name in sorted(REFUSED)}
     for name, folder in folders.items():
@@ -244,47 +138,6 @@ def test_hostile_models_are_located_errors(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ strings that stay data
-
-PAYLOADS = [f'"""; {RUN}; """', f"'''; {RUN}; '''", f'" + {RUN} + "', f"\\\"; {RUN} #",
-            f"x\n{RUN}\n", f"\\N{{BULLET}}{MARKER}\\"]
-
-BUILDS = {
-    # hyperparameter strings reach docstrings of the module, target and loss functions
-    "hyperparameters_in_docstrings": "".join(f"""
-class M{i}(nn.Module):
-    def apply(self, x, s="a"):
-        return nn.Dense(x, 4)
-def loss{i}(y, label={p!r}):
-    return jnp.mean(y)
-aot.train_target("t{i}", M{i}.partial(s={p!r}), loss=loss{i}, optimizer=optax.sgd(0.1),
-                 x=aot.f32[2, 3])
-""" for i, p in enumerate(PAYLOADS)),
-    # names that shadowed what generated code reads: renamed, never rebound
-    "names_generated_code_uses": """
-class ｊａｘ(nn.Module):
-    def apply(self, x):
-        return nn.Dense(x, 4)
-class _runtime(nn.Module):
-    def apply(self, params, jnp, TARGETS, outputs):
-        return ｊａｘ(params + jnp + TARGETS + outputs)
-def loss(y, grad_fn):
-    return y.mean() + grad_fn.mean()
-aot.train_target("t", _runtime, loss=loss, optimizer=optax.sgd(0.1), params=aot.f32[2, 3],
-                 jnp=aot.f32[2, 3], TARGETS=aot.f32[2, 3], outputs=aot.f32[2, 3],
-                 grad_fn=aot.f32[2, 4])
-""",
-    "state_written_inf": """
-class M(nn.Module):
-    def apply(self, x):
-        v = self.state("v", (3,))
-        v.value = float("inf")
-        w = self.state("w", (3,), collection="cache")
-        w.value = float("nan")
-        return x
-aot.target("t", M, x=aot.f32[2, 3])
-""",
-}
-
 
 @pytest.mark.parametrize("name", sorted(BUILDS))
 def test_hostile_strings_stay_data(name: str, tmp_path: Path) -> None:
