@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from .. import dtypes as dt
 from ..diagnostics import Span
 from ..program import Code, Tensor
+from ..quoting import identifier
 from ..values import (
     Closure,
     DType,
@@ -238,7 +239,8 @@ class FnCall:
         if self.entry.kind == "method" and method_of is None:
             method_of, func = positional.pop(0), func or self.entry.name
         parts = [value_code(a) for a in positional]
-        parts += [Code.of(f"{k}=", value_code(v)) for k, v in self.keywords.items()]
+        parts += [Code.of(f"{identifier(k, 'keyword argument name')}=", value_code(v))
+                  for k, v in self.keywords.items()]
         if method_of is not None:
             return Code.of(method_of, f".{func}(", Code.join(", ", parts), ")")
         return Code.of(func or self.entry.code or self.written, "(", Code.join(", ", parts), ")")

@@ -7,6 +7,7 @@ JAX.
 
 from __future__ import annotations
 
+from ..quoting import identifier
 from ..values import DType, Initializer, InitializerFactory, StaticError, describe_value, to_code
 
 #: Factories: name -> signature text (for binding and messages).
@@ -85,7 +86,8 @@ def make(name: str, positional: list, keywords: dict) -> Initializer:
         if want:
             raise StaticError(f"nn.initializers.{name}: '{arg}' must be {want}, got "
                               f"{describe_value(value)}")
-    args = [to_code(a) for a in positional] + [f"{k}={to_code(v)}" for k, v in keywords.items()]
+    args = [to_code(a) for a in positional] + [
+        f"{identifier(k, 'keyword argument name')}={to_code(v)}" for k, v in keywords.items()]
     code = f"jax.nn.initializers.{name}({', '.join(args)})"
     return Initializer(code, f"nn.initializers.{name}({', '.join(args)})")
 

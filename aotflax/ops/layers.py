@@ -145,7 +145,7 @@ def _padding(call: LayerCall, n: int) -> tuple[Code, str | tuple]:
         if up not in ("SAME", "VALID"):
             raise call.fail(f"{call.written}: padding {padding!r} is not supported; use 'SAME', "
                             "'VALID' or explicit (low, high) pairs", "AOT203")
-        return Code((f'"{up}"',)), up
+        return Code((literal(up),)), up
     if isinstance(padding, int) and not isinstance(padding, bool):
         pairs = tuple((padding, padding) for _ in range(n))
     elif isinstance(padding, (tuple, list)) and len(padding) == n:
@@ -299,7 +299,7 @@ def _pool(kind: str) -> Callable[[FnCall], Tensor]:
         strides = tuple_arg(call, "strides", n, 1)
         padding = call.args["padding"]
         if isinstance(padding, str):
-            pad_code = f'"{padding.upper()}"'
+            pad_code = literal(padding.upper())
             pad: Any = padding.upper()
         else:
             ok = isinstance(padding, (tuple, list)) and all(

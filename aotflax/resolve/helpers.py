@@ -8,7 +8,7 @@ import operator
 import string
 from typing import Any
 
-from .. import ir, safety, training
+from .. import ir, quoting, safety, training
 from ..ops.calls import value_code
 from ..ops.stochastic import RngKey
 from ..program import (
@@ -214,7 +214,7 @@ def _dict_code(tree: dict[str, Any]) -> Code:
             inner = v
         else:
             inner = Code((v,))
-        items.append(Code.of(f'"{k}": ', inner))
+        items.append(Code.of(f"{quoting.string(k)}: ", inner))
     return Code.of("{", Code.join(", ", items), "}")
 
 
