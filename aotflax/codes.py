@@ -84,6 +84,31 @@ _entry("AOT100", "syntax error", """
             return nn.Dense(x, 4)
     """)
 
+_entry("AOT950", "statement not used by any target (a warning)", """
+    The build interprets only what the declared targets reach.  Every other
+    top-level statement (a training loop, flag definitions, `if __name__ ==
+    "__main__":`, a plain Python class, an import of another library) is skipped
+    and never executed; the build says so once per statement, so that nothing is
+    skipped silently.  Nothing needs fixing: move such code to another file if the
+    warnings are noise.
+    """, """
+    import os
+
+    os.makedirs("/tmp/out", exist_ok=True)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
 _entry("AOT101", "model file is not valid UTF-8", """
     Model files are read as UTF-8 text.  The byte shown could not be decoded; the
     file was probably saved in another encoding (Latin-1, UTF-16).  Save it as
@@ -141,12 +166,15 @@ _entry("AOT103", "expression not supported in model files", """
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
-_entry("AOT104", "import not allowed", """
-    A model file is data, not a program: it may import only the DSL's vocabulary
-    (`aotflax`, `jax`, `jax.numpy`, `jax.lax`, `jax.nn`, `jax.random`, `numpy`,
-    `math`, `functools`, `typing`, `optax`), at the top of the file, and only
-    names those modules provide in the DSL.  The build never imports or runs the
-    file, so anything else could not mean anything.
+_entry("AOT104", "a target uses a module aotflax does not interpret", """
+    A model file is data, not a program.  It may import anything (a training
+    script imports absl, tensorflow_datasets, flax.optim...): what no target
+    reaches is skipped with a warning.  But code a target reaches may use only
+    the DSL's vocabulary (`aotflax`, `jax`, `jax.numpy`, `jax.lax`, `jax.nn`,
+    `jax.random`, `numpy`, `math`, `functools`, `typing`, `optax`) and the build's
+    own model files (`from models import utils`, `from . import layers`).  The
+    build never imports or runs the file, so anything else could not mean
+    anything.
     """, """
     import os
 
@@ -183,34 +211,19 @@ _entry("AOT105", "Python internals are not available", """
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
-_entry("AOT106", "an initializer uses something the generated code lacks", """
-    A user initializer `def init(key, shape, dtype)` is copied verbatim into the
-    generated module and runs in `init`.  It may use only its arguments, its own
-    local variables, pure builtins and `jax` / `jnp` / `np`, and never file I/O,
-    callbacks or configuration (`np.load`, `jax.pure_callback`, `jax.config`...).
-    Model-level constants do not exist in the generated module: pass them as
-    default arguments.
+_entry("AOT106", "(retired) an initializer uses something the generated code lacks", """
+    No longer reported.  Initializers of the model file used to be copied into the
+    generated module and checked against a list of names; since aotflax 0.2 they
+    are interpreted like any model code, so they reach only the operation table,
+    static values and their own arguments, and a mistake in one gets the same
+    located error as anywhere else.  The code stays reserved.
     """, """
-    SCALE = 0.1
-
     def scaled_normal(key, shape, dtype):
-        return SCALE * jax.random.normal(key, shape, dtype)
-
-    class Net(nn.Module):
-        def apply(self, x):
-            return nn.Dense(x, 4, kernel_init=scaled_normal)
-
-    aot.target("net", Net, x=aot.f32[2, 8])
+        return jax.random.normal(key, shape, dtype) * 0.1
     """, """
-    def scaled_normal(key, shape, dtype, scale=0.1):
-        return scale * jax.random.normal(key, shape, dtype)
-
-    class Net(nn.Module):
-        def apply(self, x):
-            return nn.Dense(x, 4, kernel_init=scaled_normal)
-
-    aot.target("net", Net, x=aot.f32[2, 8])
-    """)
+    def scaled_normal(key, shape, dtype):
+        return jax.random.normal(key, shape, dtype) * 0.1
+    """, checked=False)
 
 _entry("AOT107", "model file name is not a Python module name", """
     `models/foo.py` becomes the module `generated.foo`, so every part of a model
@@ -626,15 +639,22 @@ _entry("AOT315", "shared module used outside its module", """
     """)
 
 _entry("AOT320", "class is not a module", """
-    Every class in a model file defines a module and must subclass `nn.Module`.
+    aotflax interprets module classes (subclasses of `nn.Module`, or of a built-in
+    layer).  A plain Python class is fine where no target uses it (it is skipped),
+    but a target cannot use one: pass the static values it computes as
+    hyperparameters instead.
     """, """
     class Net:
         def apply(self, x):
             return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """, """
     class Net(nn.Module):
         def apply(self, x):
             return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
 _entry("AOT321", "module without apply", """
@@ -644,10 +664,14 @@ _entry("AOT321", "module without apply", """
     class Net(nn.Module):
         def forward(self, x):
             return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """, """
     class Net(nn.Module):
         def apply(self, x):
             return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
 _entry("AOT322", "recursion too deep", """
@@ -697,7 +721,13 @@ _entry("AOT324", "layer used outside a module", """
     emitted code): call them inside a module's `apply`, not at the top level of
     the file or in a target declaration.
     """, """
-    y = nn.Dense(jnp.ones((2, 8)), 4)
+    Y = nn.Dense(jnp.ones((2, 8)), 4)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return x + Y
+
+    aot.target("net", Net, x=aot.f32[2, 4])
     """, """
     class Net(nn.Module):
         def apply(self, x):
@@ -716,9 +746,21 @@ _entry("AOT325", "decorator not supported", """
     @twice
     def helper(x):
         return x
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return helper(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """, """
     def helper(x):
         return x
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return helper(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
 _entry("AOT326", "dict of arrays passed to a module", """
@@ -747,31 +789,19 @@ _entry("AOT326", "dict of arrays passed to a module", """
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
-_entry("AOT327", "random key passed to a module", """
-    Random keys are derived per module from its path (so results do not depend
-    on call order); a module gets its own with `nn.make_rng()` instead of
-    receiving one as an argument.
+_entry("AOT327", "(retired) random key passed to a module", """
+    No longer reported: since aotflax 0.2 a random key may be passed to a module
+    like any array (old flax.nn code hands keys to submodules), and a target may
+    take one as an input (`z_rng=aot.key`).  The code stays reserved.
     """, """
     class Noise(nn.Module):
         def apply(self, x, key):
             return x + jax.random.normal(key, x.shape)
-
-    class Net(nn.Module):
-        def apply(self, x):
-            return Noise(x, nn.make_rng())
-
-    aot.target("net", Net, x=aot.f32[2, 8])
     """, """
     class Noise(nn.Module):
-        def apply(self, x):
-            return x + jax.random.normal(nn.make_rng(), x.shape)
-
-    class Net(nn.Module):
-        def apply(self, x):
-            return Noise(x)
-
-    aot.target("net", Net, x=aot.f32[2, 8])
-    """)
+        def apply(self, x, key):
+            return x + jax.random.normal(key, x.shape)
+    """, checked=False)
 
 _entry("AOT330", "build-time work too large", """
     Loops are unrolled at build time, and resolving a file is bounded (loop
@@ -1268,33 +1298,35 @@ _entry("AOT361", "invalid scan inputs", """
     aot.target("net", Net, a=aot.f32[5, 8], b=aot.f32[5, 8])
     """)
 
-_entry("AOT362", "randomness or state inside scan", """
-    A scan step may call shared layers but may not draw random keys or update
-    state variables yet.  Draw the randomness outside the scan and pass it in
-    `xs`.
+_entry("AOT362", "state updated inside scan", """
+    A scan step may call shared layers and draw random keys (`nn.make_rng()`,
+    dropout: each step gets the call site's key folded with its index), but may
+    not update state variables (BatchNorm statistics, `self.state`) yet.  Update
+    the state outside the scan, or return the values from the step and update it
+    after.
     """, """
     class Net(nn.Module):
         def apply(self, xs):
             def step(c, x):
-                noise = jax.random.normal(nn.make_rng(), x.shape)
-                return c + x + noise, c
+                y = nn.BatchNorm(x, use_running_average=False)
+                return c + y, c
 
             carry, ys = jax.lax.scan(step, xs[0], xs)
             return ys
 
-    aot.target("net", Net, xs=aot.f32[5, 8])
+    aot.target("net", Net, xs=aot.f32[5, 4, 8])
     """, """
     class Net(nn.Module):
         def apply(self, xs):
-            noises = jax.random.normal(nn.make_rng(), xs.shape)
+            xs = nn.BatchNorm(xs, use_running_average=False)
 
             def step(c, x):
-                return c + x[0] + x[1], c
+                return c + x, c
 
-            carry, ys = jax.lax.scan(step, xs[0], (xs, noises))
+            carry, ys = jax.lax.scan(step, xs[0], xs)
             return ys
 
-    aot.target("net", Net, xs=aot.f32[5, 8])
+    aot.target("net", Net, xs=aot.f32[5, 4, 8])
     """)
 
 _entry("AOT363", "scan step must return (carry, y)", """

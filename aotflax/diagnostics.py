@@ -29,10 +29,13 @@ __all__ = [
 class SourceFile:
     """The text of one model file, as read (never executed)."""
 
-    #: Path as the user named it (relative to the build root when possible).
+    #: Path as the user named it (relative to the working directory when possible).
     path: str
     #: Full decoded text.
     text: str
+    #: The name generated code uses for it: below the build folder's own name
+    #: ("models/cnn.py"), the same whatever the working directory ("" until parsed).
+    name: str = ""
 
     def line(self, lineno: int) -> str:
         lines = self.text.splitlines()
@@ -149,6 +152,8 @@ def _excerpt(span: Span) -> list[str]:
 def render(d: Diagnostic) -> str:
     """Render like a compiler: location, message, source line, caret, notes, hint."""
     code = f"{d.severity}[{d.code}]"
+    if d.severity == "warning" and d.span is not None and not d.notes and not d.hint:
+        return f"{d.span.path}:{d.span.line}: {code}: {d.message}"  # one line each
     lines: list[str] = []
     if d.span is not None:
         lines.append(f"{d.span.location()}: {code}: {d.message}")

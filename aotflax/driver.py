@@ -34,6 +34,8 @@ from .emit import emit_file
 from .parse import decode_source, parse_model
 from .program import FileProgram
 from .resolve import resolve
+from .resolve.toplevel import KNOWN_MODULES, skipped
+from .resolve.workspace import Workspace
 from .shapes import size
 
 CACHE_NAME = ".aotflax-cache.json"
@@ -56,6 +58,8 @@ class FileResult:
 class BuildReport:
     files: list[FileResult] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: Top-level statements no target reached (printed when the build succeeds).
+    warnings: list[Diagnostic] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
 
 
@@ -162,6 +166,8 @@ def front_end(models: Sequence[Path], root: Path) -> BuildReport:
 
 def _front_end(models: Sequence[Path], root: Path) -> BuildReport:
     report = BuildReport()
+    base = root if root.is_dir() else None
+    workspace = Workspace(base, lambda path: _read_model(path, root))
     for model in models:
         rel = model.relative_to(root) if root.is_dir() else Path(model.name)
         result = FileResult(model, _display(model), ".".join(rel.with_suffix("").parts),
@@ -169,16 +175,43 @@ def _front_end(models: Sequence[Path], root: Path) -> BuildReport:
         start = time.perf_counter()
         try:
             _check_module_name(result)
-            source = decode_source(result.relpath, read_model(model, root, result.relpath))
-            result.program, result.text = _resolve_and_emit(
-                parse_model(source, _source_name(root, rel)), result.module)
+            parsed = workspace.load(model)
+            result.program, result.text = _resolve_and_emit(parsed, result.module, workspace)
         except BuildError as e:
             # in source order, whichever stage found them first
             report.diagnostics.extend(sorted(e.diagnostics, key=lambda d: (
                 d.span is not None, d.span.line if d.span else 0, d.span.col if d.span else 0)))
         result.seconds = time.perf_counter() - start
         report.files.append(result)
+    if not report.diagnostics:
+        report.warnings = _skipped_warnings(workspace, report)
     return report
+
+
+def _read_model(path: Path, root: Path) -> ir.ModelFile:
+    """Read and parse one model file of the build (never executed)."""
+    rel = path.relative_to(root) if root.is_dir() else Path(path.name)
+    shown = _display(path)
+    source = decode_source(shown, read_model(path, root, shown))
+    return parse_model(source, _source_name(root, rel))
+
+
+def _skipped_warnings(workspace: Workspace, report: BuildReport) -> list[Diagnostic]:
+    """One warning per top-level statement that no target of the build reached."""
+    executed: dict[str, set[int]] = {}
+    for f in report.files:
+        for rel, done in (f.program.executed if f.program else ()):
+            executed.setdefault(rel, set()).update(done)
+    out = []
+    for model in workspace.parsed():
+        def known(imp: ir.Import) -> bool:
+            return (imp.level > 0 or imp.module.split(".")[0] in KNOWN_MODULES
+                    or workspace.locate(imp.dotted or imp.module) is not None)
+
+        for span, what in skipped(model, executed.get(model.relpath, set()), known):
+            out.append(Diagnostic("AOT950", f"{what} is not used by any target; skipped", span,
+                                  severity="warning"))
+    return out
 
 
 def _source_name(root: Path, rel: Path) -> str:
@@ -201,21 +234,22 @@ def _check_module_name(result: FileResult) -> None:
             hint="rename the file (and its folders) to identifiers such as models/my_net.py")])
 
 
-def _resolve_and_emit(model: ir.ModelFile, module: str) -> tuple[FileProgram, str]:
+def _resolve_and_emit(model: ir.ModelFile, module: str,
+                      workspace: Workspace | None = None) -> tuple[FileProgram, str]:
     """Resolve and emit one file; targets with symbolic dimensions go through `symbolic`."""
     a = symbolic.Sentinels(list(symbolic.SENTINELS_A))
     try:
-        program = resolve(model, a)
+        program = resolve(model, a, workspace)
     except BuildError as e:
         raise symbolic.rename_in_errors(e, a) from None
     text = emit_file(program, module)
     if not symbolic.has_symbolic(program):
         return program, text
     b = symbolic.Sentinels(list(symbolic.SENTINELS_B))
-    text_b = emit_file(resolve(model, b), module)
+    text_b = emit_file(resolve(model, b, workspace), module)
     try:
         text_c: str | None = emit_file(
-            resolve(model, symbolic.Sentinels(list(symbolic.SENTINELS_C))), module)
+            resolve(model, symbolic.Sentinels(list(symbolic.SENTINELS_C)), workspace), module)
     except BuildError:
         text_c = None  # too small for this model; the A/B comparison still decides
     return program, symbolic.reconcile(text, text_b, text_c, a, b, model.file, model.relpath,
@@ -244,6 +278,8 @@ def build(args: argparse.Namespace) -> int:
     report = front_end(models, root)
     if report.diagnostics:
         return _errors(report.diagnostics)
+    for w in report.warnings:
+        print(w.render(), file=sys.stderr)
     runtime = render_runtime()
     texts = {f.out_rel: f.text for f in report.files}
     fingerprint = compiler_fingerprint()

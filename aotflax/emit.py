@@ -158,7 +158,8 @@ def _free_name(stem: str, taken: set[str]) -> str:
 
 
 def _comment(relpath: str, op: Op) -> str:
-    return f"{relpath}:{op.span.line}"
+    """`models/net.py:12`: the DSL line (in the file it is in: models import each other)."""
+    return f"{op.span.file.name or relpath}:{op.span.line}"
 
 
 def _shapes(op: Op) -> str:
@@ -190,11 +191,13 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
     mine = {id(v) for _, v in fn.inputs}
     captured = {outer[id(v)] for op in fn.body for v in op.inputs()
                 if outer and id(v) in outer and id(v) not in mine}
-    taken = (set(namer.reserved) - set(outer_live)) | captured | set(args)
+    static = [_checked(a, "argument name") for a in fn.static_args]
+    taken = (set(namer.reserved) - set(outer_live)) | captured | set(args) | set(static)
     for name, var in fn.inputs:
         local = _free_name(name, taken)
         namer.bind_input(local, var)
         args.append(local)
+    args += static
     if fn.takes_rng:
         args += ["*", "rng"]
     lines: list[str] = []
@@ -222,7 +225,7 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
     return template("function.py.j2").render(
         name=fn.name, args=", ".join(args),
-        doc=docstring(f"{fn.doc}, from {relpath}:{fn.span.line}."),
+        doc=docstring(f"{fn.doc}, from {fn.span.file.name or relpath}:{fn.span.line}."),
         lines=lines, result=result)
 
 
@@ -280,6 +283,9 @@ def _tuple(shape: tuple[int, ...]) -> str:
 
 
 def _dtype(name: str) -> str:
+    """`jnp.float32`; a typed random key's dtype is the default implementation's."""
+    if name.startswith("key<"):
+        return "jax.random.key(0).dtype"
     return "jnp." + _checked(name, "dtype name")
 
 

@@ -345,20 +345,65 @@ class ClassDef:
     docstring: str | None
     span: Span
     name_span: Span
+    #: Decorators (reported only if the class is used).
+    decorators: tuple[Expr, ...] = ()
+    #: Class-body statements other than methods and docstrings (unsupported in modules;
+    #: reported only if the class is used).
+    others: tuple["Unsupported", ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Import:
-    #: Module imported, e.g. "jax.numpy".
+    """One name bound by an import statement (`import a.b as c`, `from . import d`)."""
+
+    #: Module imported, e.g. "jax.numpy"; "" for `from . import x`.
     module: str
     #: Name bound in the model file (e.g. "jnp"); for `from m import a as b`, `b`.
     alias: str
     #: For `from m import a`, "a"; None for `import m`.
     member: str | None
     span: Span
+    #: Leading dots of a relative import (`from .. import x` is 2); 0 for absolute.
+    level: int = 0
+    #: For `import a.b.c` without `as`: the full dotted path (binds `a`, loads all).
+    dotted: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """`del a, b`: the names are unbound (in model code, usually unused arguments)."""
+
+    targets: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """A statement outside the static language, kept where it stands.
+
+    Parsing never fails a file for code outside the DSL: real model files carry
+    training loops, flag definitions and `with` blocks that no target reaches.  The
+    diagnostic is reported only if resolution executes this statement.
+    """
+
+    #: Diagnostic code, message and hint reported when the statement is executed.
+    code: str
+    message: str
+    hint: str | None
+    #: The whole statement.
+    span: Span
+    #: Where the unsupported construct itself is (inside the statement).
+    where: Span
+    #: Names the statement would bind in Python (so a skipped `def` or `class` still
+    #: says what it defines), and a short description for warnings.
+    binds: tuple[str, ...] = ()
+    what: str = "statement"
 
 
 Stmt = Union[
+    Import,
+    Delete,
+    Unsupported,
     Assign,
     AugAssign,
     AnnAssign,
@@ -382,7 +427,11 @@ class ModelFile:
     file: SourceFile
     #: Path relative to the build root with "/" separators, e.g. "models/net.py".
     relpath: str
-    imports: tuple[Import, ...]
-    #: Top-level statements (definitions, constants, `aot.target(...)` calls) in order.
+    #: Top-level statements (imports, definitions, constants, `aot.target(...)` calls,
+    #: and `Unsupported` ones) in order.
     body: tuple[Union[Stmt, ClassDef], ...]
     docstring: str | None
+
+    @property
+    def imports(self) -> tuple[Import, ...]:
+        return tuple(s for s in self.body if isinstance(s, Import))

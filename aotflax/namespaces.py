@@ -14,7 +14,16 @@ from typing import Any
 from . import dtypes as dt
 from .ops import REGISTRY
 from .ops import initializers as inits
-from .values import DType, ModuleRef, Namespace, OpRef, OptaxFn, SpecDType, StaticBuiltin
+from .values import (
+    DType,
+    ModuleRef,
+    Namespace,
+    OpRef,
+    OptaxFn,
+    SpecDType,
+    StaticBuiltin,
+    TypeHint,
+)
 
 #: Marker objects for DSL constructs that resolve handles itself.
 MODULE_BASE = object()
@@ -26,6 +35,7 @@ MODEL_PARAM_TRAVERSAL = object()
 MULTI_OPTIMIZER = object()
 MESH = object()
 SCAN = object()
+SCAN_IN_DIM = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
                 "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
@@ -54,7 +64,9 @@ def _spec_dtypes() -> dict[str, Any]:
     short = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64",
              "i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64", "u8": "uint8",
              "u32": "uint32", "bool_": "bool", "c64": "complex64"}
-    return {k: SpecDType(v) for k, v in short.items()}
+    out = {k: SpecDType(v) for k, v in short.items()}
+    out["key"] = SpecDType("key")  # a typed random key input: `z_rng=aot.key` (or aot.key[8])
+    return out
 
 
 #: optax functions a model file may name (optimizers, wrappers, schedules).
@@ -93,12 +105,19 @@ BUILTINS = _static({
 
 
 def namespace_for(module: str, member: str | None) -> Any:
-    """The value bound by `import module` / `from module import member`."""
-    if module == "aotflax":
-        return {"nn": nn_namespace(), "aot": aot_namespace()}.get(member or "")
-    if member is None:
-        return _MODULES.get(module)
+    """The value bound by `import module` / `from module import member`, or None.
+
+    `module` may be dotted (`jax.numpy`, `aotflax.nn`); `from m import x` also finds a
+    submodule `m.x`, as Python does.
+    """
     ns = _MODULES.get(module)
+    if ns is None and "." in module:  # a submodule reached through its parent
+        head, _, rest = module.partition(".")
+        ns = _MODULES.get(head)
+        for part in rest.split("."):
+            ns = ns.members.get(part) if isinstance(ns, Namespace) else None
+    if member is None:
+        return ns
     if isinstance(ns, Namespace):
         return ns.members.get(member)
     return None
@@ -117,6 +136,24 @@ def aot_namespace() -> Namespace:
                                "MultiOptimizer": MULTI_OPTIMIZER, "mesh": MESH}
     members.update(_spec_dtypes())
     return Namespace("aot", members)
+
+
+class _AnyName(dict):
+    """Members of `typing`: every name is a type hint (annotations are never evaluated)."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str)
+
+    def __getitem__(self, name: str) -> TypeHint:
+        return TypeHint(name)
+
+    def get(self, name: str, default: Any = None) -> TypeHint:  # type: ignore[override]
+        return TypeHint(name)
+
+
+def jax_utils_namespace() -> Namespace:
+    """`flax.jax_utils` as model code uses it (scan over an axis)."""
+    return Namespace("jax_utils", {"scan_in_dim": SCAN_IN_DIM})
 
 
 def _jnp() -> Namespace:
@@ -141,9 +178,12 @@ def _build_modules() -> dict[str, Any]:
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random})
     np = Namespace("numpy", {**_dtypes(), **_static({"prod": math.prod, "sqrt": math.sqrt}),
                              "pi": math.pi, "inf": math.inf, "newaxis": None})
+    nn, aot = nn_namespace(), aot_namespace()
+    aotflax = Namespace("aotflax", {"nn": nn, "aot": aot, "jax_utils": jax_utils_namespace()})
     return {
+        "aotflax": aotflax, "aotflax.nn": nn, "aotflax.aot": aot,
         "jax": jax, "jax.numpy": jnp, "jax.lax": lax, "jax.nn": jax_nn, "numpy": np,
-        "math": Namespace("math", MATH), "typing": Namespace("typing", {}),
+        "math": Namespace("math", MATH), "typing": Namespace("typing", _AnyName()),
         "functools": Namespace("functools", {}), "__future__": Namespace("__future__", {}),
         "jax.random": random, "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }

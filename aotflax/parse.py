@@ -105,6 +105,7 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
     """
     _check_syntax(source)
     check_nesting(source)
+    source = SourceFile(source.path, source.text, relpath or source.path)
     try:
         module = cst.parse_module(source.text)
         return _Converter(source, module, _positions(module)).model(relpath or source.path)
@@ -244,79 +245,77 @@ class _Converter:
             self.reporter.error(u.code, u.message, self.span(u.node), hint=u.hint)
             return None
 
+    def lazily(self, node: cst.CSTNode, fn: Callable[[], object]) -> object:
+        """Convert one statement; what the DSL cannot express becomes `ir.Unsupported`.
+
+        Its diagnostic is kept with the statement and reported only if resolve executes it:
+        a training loop no target reaches is never an error.
+        """
+        try:
+            return fn()
+        except _Unsupported as u:
+            return ir.Unsupported(u.code, u.message, u.hint, self.span(node), self.span(u.node),
+                                  _binds(node), _what(node))
+
     # -------------------------------------------------------------- module
 
     def model(self, relpath: str) -> ir.ModelFile:
-        imports: list[ir.Import] = []
         body: list = []
         docstring = self.module.get_docstring(clean=True)
         for stmt in self.module.body:
-            if isinstance(stmt, cst.SimpleStatementLine) and any(
-                isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body
-            ):
-                for small in stmt.body:
-                    got = self.guarded(lambda small=small: self.import_(small))
-                    imports.extend(got or [])
-                continue
             if isinstance(stmt, cst.ClassDef):
-                got = self.guarded(lambda stmt=stmt: self.classdef(stmt))
-                if got is not None:
-                    body.append(got)
+                body.append(self.lazily(stmt, lambda stmt=stmt: self.classdef(stmt)))
                 continue
             body.extend(self.statements([stmt]))
         self.reporter.raise_if_errors()
-        return ir.ModelFile(self.source, relpath, tuple(imports), tuple(body), docstring)
+        return ir.ModelFile(self.source, relpath, tuple(body), docstring)
 
     def import_(self, node: cst.BaseSmallStatement) -> list[ir.Import]:
+        """Import statements bind names; what they mean is resolve's business.
+
+        Any module may be named: an import no target uses is skipped with a warning, and
+        one a target uses must be a module of the static language or a model file of the
+        build (resolve says which).
+        """
         out: list[ir.Import] = []
         if isinstance(node, cst.Import):
             for alias in node.names:
                 mod = _dotted(self.module.code_for_node(alias.name))
-                self._check_import(mod, alias.name)
-                bound = _name(alias.asname.name) if alias.asname else mod.split(".")[0]
-                if alias.asname is None and "." in mod:
-                    mod = mod.split(".")[0]
-                out.append(ir.Import(mod, bound, None, self.span(alias)))
+                if alias.asname is not None:
+                    out.append(ir.Import(mod, _name(alias.asname.name), None, self.span(alias)))
+                else:  # `import a.b.c` binds `a` and loads the whole path
+                    out.append(ir.Import(mod.split(".")[0], mod.split(".")[0], None,
+                                         self.span(alias), dotted=mod if "." in mod else None))
             return out
         if isinstance(node, cst.ImportFrom):
-            if node.relative:
-                self.fail("AOT104", "relative imports are not allowed in model files", node)
             mod = _dotted(self.module.code_for_node(node.module)) if node.module else ""
-            self._check_import(mod, node.module or node)
+            level = len(node.relative)
             if isinstance(node.names, cst.ImportStar):
-                self.fail("AOT104", f"'from {mod} import *' is not allowed", node,
+                self.fail("AOT104", f"'from {'.' * level}{mod} import *' is not supported", node,
                           hint="import the names you use explicitly")
             for alias in node.names:
                 member = _dotted(self.module.code_for_node(alias.name))
                 bound = _name(alias.asname.name) if alias.asname else member
-                out.append(ir.Import(mod, bound, member, self.span(alias)))
+                out.append(ir.Import(mod, bound, member, self.span(alias), level=level))
             return out
         self.fail("AOT102", "unsupported statement", node)
         return out
-
-    def _check_import(self, mod: str, node: cst.CSTNode) -> None:
-        if mod not in ALLOWED_IMPORTS:
-            allowed = ", ".join(sorted(m for m in ALLOWED_IMPORTS if m != "__future__"))
-            self.fail(
-                "AOT104",
-                f"import of '{mod}' is not allowed: model files are data, not programs",
-                node,
-                hint=f"a model file may import only: {allowed}",
-            )
 
     def classdef(self, node: cst.ClassDef) -> ir.ClassDef:
         bases = tuple(self.expr(a.value) for a in node.bases)
         if node.keywords:
             self.fail("AOT102", "class keywords are not supported", node.keywords[0])
-        if node.decorators:
-            self.fail("AOT102", "class decorators are not supported", node.decorators[0])
+        decorators = tuple(self.expr(d.decorator) for d in node.decorators)
         methods: list[ir.FunctionDef] = []
+        others: list[ir.Unsupported] = []
         body = node.body.body if isinstance(node.body, cst.IndentedBlock) else node.body.body
         for i, stmt in enumerate(body):
             if isinstance(stmt, cst.FunctionDef):
-                got = self.guarded(lambda stmt=stmt: self.functiondef(stmt))
-                if got is not None:
+                got = self.lazily(stmt, lambda stmt=stmt: self.functiondef(stmt))
+                if isinstance(got, ir.FunctionDef):
                     methods.append(got)
+                else:
+                    others.append(got)  # type: ignore[arg-type]
             elif i == 0 and _is_docstring(stmt):
                 continue
             elif isinstance(stmt, cst.SimpleStatementLine) and all(
@@ -324,14 +323,10 @@ class _Converter:
             ):
                 continue
             else:
-                self.guarded(
-                    lambda stmt=stmt: self.fail(
-                        "AOT102",
-                        "a module class may contain only methods",
-                        stmt,
-                        hint="put constants at module level, or make them hyperparameters of apply",
-                    )
-                )
+                others.append(ir.Unsupported(
+                    "AOT102", "a module class may contain only methods",
+                    "put constants at module level, or make them hyperparameters of apply",
+                    self.span(stmt), self.span(stmt), _binds(stmt), _what(stmt)))
         return ir.ClassDef(
             _name(node.name),
             bases,
@@ -339,6 +334,8 @@ class _Converter:
             node.get_docstring(clean=True),
             self.span(node),
             self.span(node.name),
+            decorators,
+            tuple(others),
         )
 
     # -------------------------------------------------------------- statements
@@ -348,13 +345,14 @@ class _Converter:
         for stmt in stmts:
             if isinstance(stmt, cst.SimpleStatementLine):
                 for small in stmt.body:
-                    got = self.guarded(lambda small=small: self.small_statement(small))
-                    if got is not None:
-                        out.append(got)
+                    if isinstance(small, (cst.Import, cst.ImportFrom)):
+                        got = self.lazily(small, lambda small=small: self.import_(small))
+                        out.extend(got if isinstance(got, list) else [got])  # type: ignore
+                        continue
+                    out.append(self.lazily(  # type: ignore[arg-type]
+                        small, lambda small=small: self.small_statement(small)))
             else:
-                got = self.guarded(lambda stmt=stmt: self.compound(stmt))
-                if got is not None:
-                    out.append(got)
+                out.append(self.lazily(stmt, lambda stmt=stmt: self.compound(stmt)))  # type: ignore
         return out
 
     def block(self, node: cst.BaseSuite) -> tuple[ir.Stmt, ...]:
@@ -391,13 +389,15 @@ class _Converter:
             return ir.Break(sp)
         if isinstance(node, cst.Continue):
             return ir.Continue(sp)
-        if isinstance(node, (cst.Import, cst.ImportFrom)):
-            self.fail("AOT104", "imports are allowed only at the top of a model file", node)
         if isinstance(node, (cst.Global, cst.Nonlocal)):
             self.fail("AOT102", f"'{type(node).__name__.lower()}' is not supported", node,
                       hint="pass values as arguments and return results instead")
         if isinstance(node, cst.Del):
-            self.fail("AOT102", "'del' is not supported", node)
+            target = node.target
+            items = target.elements if isinstance(target, (cst.Tuple, cst.List)) else None
+            targets = tuple(self.target(e.value) for e in items) if items is not None else (
+                self.target(target),)
+            return ir.Delete(targets, sp)
         self.fail("AOT102", f"unsupported statement: {type(node).__name__}", node)
         raise AssertionError("unreachable")
 
@@ -751,3 +751,64 @@ def _unescape(text: str) -> str:
     if "\\" not in text:
         return text
     return ast.literal_eval('"""' + text.replace('"', '\\"') + '"""')
+
+
+def _binds(node: cst.CSTNode) -> tuple[str, ...]:
+    """Module-level names a statement binds in Python (for one that stays unconverted)."""
+    out: list[str] = []
+
+    def target(t: cst.BaseExpression) -> None:
+        if isinstance(t, cst.Name):
+            out.append(t.value)
+        elif isinstance(t, (cst.Tuple, cst.List)):
+            for el in t.elements:
+                target(el.value)
+        elif isinstance(t, cst.StarredElement):
+            target(t.value)
+
+    def visit(n: cst.CSTNode) -> None:
+        if isinstance(n, (cst.FunctionDef, cst.ClassDef)):
+            out.append(n.name.value)
+            return  # their bodies bind local names
+        if isinstance(n, cst.Assign):
+            for t in n.targets:
+                target(t.target)
+        elif isinstance(n, (cst.AugAssign, cst.AnnAssign)):
+            target(n.target)
+        elif isinstance(n, (cst.For,)):
+            target(n.target)
+        elif isinstance(n, cst.Import):
+            for a in n.names:
+                out.append(a.asname.name.value if a.asname else  # type: ignore[union-attr]
+                           cst.Module([]).code_for_node(a.name).split(".")[0])
+        elif isinstance(n, cst.ImportFrom) and not isinstance(n.names, cst.ImportStar):
+            for a in n.names:
+                out.append(a.asname.name.value if a.asname else  # type: ignore[union-attr]
+                           cst.Module([]).code_for_node(a.name))
+        elif isinstance(n, cst.WithItem) and n.asname is not None:
+            target(n.asname.name)
+        for child in n.children:
+            if isinstance(child, (cst.BaseStatement, cst.BaseSmallStatement, cst.BaseSuite,
+                                  cst.WithItem, cst.Else, cst.ExceptHandler, cst.Finally,
+                                  cst.SimpleStatementLine, cst.IndentedBlock)) or isinstance(
+                    n, (cst.SimpleStatementLine, cst.IndentedBlock, cst.With)):
+                visit(child)
+
+    visit(node)
+    return tuple(dict.fromkeys(quoting.normalize(name) for name in out))
+
+
+def _what(node: cst.CSTNode) -> str:
+    """How a warning names a statement: "function main", "'with' block", ..."""
+    if isinstance(node, cst.FunctionDef):
+        return f"function {node.name.value}"
+    if isinstance(node, cst.ClassDef):
+        return f"class {node.name.value}"
+    if isinstance(node, (cst.Import, cst.ImportFrom)):
+        return "import"
+    names = {cst.If: "'if' block", cst.For: "'for' loop", cst.While: "'while' loop",
+             cst.With: "'with' block", cst.Try: "'try' block"}
+    for cls, what in names.items():
+        if isinstance(node, cls):
+            return what
+    return "statement"

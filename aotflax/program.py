@@ -50,6 +50,16 @@ class Tensor(Var):
         return describe(self.shape, self.dtype)
 
 
+def fresh_like(t: Tensor) -> Tensor:
+    """A new value of the same type (and kind: a random key stays a key) as `t`."""
+    return type(t)(t.shape, t.dtype, t.weak)
+
+
+def fresh_row(t: Tensor) -> Tensor:
+    """One row of `t` (`t[0]`), of the same kind (what a scan step sees of its `xs`)."""
+    return type(t)(t.shape[1:], t.dtype, t.weak)
+
+
 def describe(shape: tuple[int, ...], dtype: str) -> str:
     return f"{short_name(dtype)}[{', '.join(str(d) for d in shape)}]"
 
@@ -159,6 +169,8 @@ class Function:
     hints: dict[int, str] = field(default_factory=dict, compare=False, hash=False)
     #: Nested function definitions rendered inside this one (e.g. scan steps).
     nested: tuple["Function", ...] = ()
+    #: Trailing arguments taken but resolved statically (an initializer's `shape, dtype`).
+    static_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,3 +244,6 @@ class FileProgram:
     user_functions: tuple[UserFunction, ...]
     #: Module-level constants the emitted code references (name, code).
     constants: tuple[tuple[str, str], ...] = field(default=())
+    #: Top-level statements resolution executed, per model file reached (its relpath):
+    #: the driver warns about the statements no target of the build reached.
+    executed: tuple[tuple[str, frozenset[int]], ...] = field(default=())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import quoting
 from .diagnostics import Note, Span
@@ -23,10 +23,19 @@ from .program import Code, Op, ParamDecl, Tensor, Var
 from .values import Closure, Initializer, InitializerFactory, describe_value
 
 
+class Initializers(Protocol):
+    """Resolves a model file's own initializer for one shape (implemented by resolve)."""
+
+    def user_initializer(self, init: Closure, shape: tuple[int, ...], dtype: str,
+                         span: Span) -> str: ...
+
+
 class FunctionState:
     """Everything an emitted function accumulates while its body is resolved."""
 
-    def __init__(self) -> None:
+    def __init__(self, initializers: Initializers | None = None) -> None:
+        #: Interprets user initializers into emitted functions (None: none allowed here).
+        self.initializers = initializers
         self.ops: list[Op] = []
         #: Preferred variable names (id(var) -> name) from DSL assignments.
         self.hints: dict[int, str] = {}
@@ -39,8 +48,10 @@ class FunctionState:
         #: Collections read (become arguments).
         self.collections: list[str] = []
         self.takes_rng = False
-        #: User initializers referenced (emitted at module level).
-        self.user_inits: dict[str, Closure] = {}
+        #: Step indices of the `lax.scan` bodies being resolved (innermost last), and those
+        #: a random key was folded with (the scan then feeds its steps their index).
+        self.scan_steps: list[Tensor] = []
+        self.used_steps: set[int] = set()
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
@@ -126,7 +137,7 @@ class Scope(LayerScope):
             raise CallError("AOT210", f"parameter '{'/'.join(path)}' would have the zero-size "
                             f"shape {tuple(shape)}", hint="look for an input or feature "
                             "count of size 0")
-        code = _init_code(self.fn, init)
+        code = _init_code(self.fn, init, shape, dtype, span)
         existing = self.fn.params.get(path)
         if existing is not None:
             if (existing.shape, existing.dtype) != (shape, dtype):
@@ -146,7 +157,8 @@ class Scope(LayerScope):
         key = (collection, self.prefix + (name,))
         check_shape(shape, f"state variable '{name}'")
         if key not in self.fn.state:
-            self.fn.state[key] = ParamDecl(key[1], shape, dtype, _init_code(self.fn, init), span)
+            self.fn.state[key] = ParamDecl(key[1], shape, dtype,
+                                           _init_code(self.fn, init, shape, dtype, span), span)
         self.fn.use_collection(collection)
         current = self.fn.state_values.get(key)
         if current is None:
@@ -166,11 +178,16 @@ class Scope(LayerScope):
         self.fn.state_values[key] = value
 
     def rng(self, span: Span) -> Code:
+        """The key of this call site: `rng` folded with the path, and inside a `lax.scan`
+        step with the step's index too (a fresh key per step)."""
         self.fn.takes_rng = True
-        if not self.prefix:
-            return Code(("rng",))
-        path = "/".join(self.prefix)
-        return Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
+        code = Code(("rng",))
+        if self.prefix:
+            code = Code((f"jax.random.fold_in(rng, {name_hash('/'.join(self.prefix))})",))
+        for index in self.fn.scan_steps:
+            self.fn.used_steps.add(id(index))
+            code = Code.of("jax.random.fold_in(", code, ", ", index, ")")
+        return code
 
 
 @dataclass(eq=False)
@@ -215,19 +232,24 @@ def _desc(shape: tuple[int, ...], dtype: str) -> str:
     return describe(shape, dtype)
 
 
-def _init_code(fn: FunctionState, init: Any) -> str:
+def _init_code(fn: FunctionState, init: Any, shape: tuple[int, ...], dtype: str,
+               span: Span) -> str:
+    """Code of the callable `(key, shape, dtype)` that initializes one variable.
+
+    A function of the model file is never copied: resolve interprets it for this shape
+    and dtype like any model code, and the emitted function is what `init` calls.
+    """
     if isinstance(init, Initializer):
         return init.code
-    if isinstance(init, Closure) and init.toplevel and init.definition is not None:
-        fn.user_inits[init.name] = init
-        return init.name
+    if isinstance(init, Closure) and fn.initializers is not None:
+        return fn.initializers.user_initializer(init, shape, dtype, span)
     if isinstance(init, InitializerFactory):
         raise CallError("AOT314", f"got the initializer factory nn.initializers.{init.name} "
                         "without calling it", hint=f"write nn.initializers.{init.name}(...)")
     raise CallError(
         "AOT314",
         "an initializer must be one of nn.initializers or a function (key, shape, dtype) "
-        f"defined at the top level of the model file, got {describe_value(init)}",
+        f"of the model file, got {describe_value(init)}",
     )
 
 

@@ -16,7 +16,7 @@ from . import dtypes as dt
 from . import quoting
 from .diagnostics import Note, Span
 from .ops.calls import value_code
-from .program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar
+from .program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar, fresh_like
 from .scopes import FunctionState
 from .values import (
     Closure,
@@ -168,7 +168,7 @@ def _leaves(value: Any) -> list[Tensor]:
 
 def _fresh_copy(value: Any) -> Any:
     if isinstance(value, Tensor):
-        return Tensor(value.shape, value.dtype, value.weak)
+        return fresh_like(value)
     if isinstance(value, (tuple, list)):
         return type(value)(_fresh_copy(v) for v in value)
     return value
@@ -178,7 +178,7 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
                    span: Span) -> tuple[Function, bool]:
     from .resolve import Frame, _Return, _tensors, _unpack_code
 
-    fn = FunctionState()
+    fn = FunctionState(r)
     env = Env(loss.env)
     first = loss.params.params[0].name
     inputs: list[tuple[str, Any]] = []

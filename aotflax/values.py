@@ -186,6 +186,44 @@ class SelfValue:
 
 
 @dataclass(frozen=True, slots=True)
+class Opaque:
+    """A name outside the static language (`absl.flags`, `flax.optim`, `tfds`).
+
+    It may be bound and passed along at the top level (an import no target uses is
+    harmless); any other use by code a target reaches is a located error.
+    """
+
+    #: The dotted name as the model file writes it, e.g. "flags.FLAGS".
+    written: str
+    #: Why aotflax cannot interpret it, e.g. "'absl' is not a module aotflax interprets".
+    why: str
+    #: The import that bound its root name.
+    span: Span | None = None
+
+    def attribute(self, attr: str) -> "Opaque":
+        return Opaque(f"{self.written}.{attr}", self.why, self.span)
+
+
+@dataclass(eq=False)
+class ModuleValue:
+    """Another model file of the build (or a package folder), bound by an import."""
+
+    #: Dotted module name, e.g. "models.utils".
+    name: str
+    #: The file's module-level names (None for a package folder without `__init__.py`).
+    globals: "Env | None"
+    #: `attr -> value or None`: submodules of a package (set by resolve).
+    submodule: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class TypeHint:
+    """A `typing` name (`Any`, `Callable`, `Optional[int]`): meaningful in annotations only."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Poison:
     """The value of an expression that already failed; silences cascades."""
 
@@ -208,6 +246,8 @@ class Env:
             if name in env.vars:
                 return True, env.vars[name]
             env = env.parent
+            if env is not None and type(env) is not Env:  # module globals, computed lazily
+                return env.lookup(name)
         return False, None
 
     def set(self, name: str, value: Any) -> None:
@@ -337,6 +377,12 @@ def describe_value(value: Any) -> str:
         return f"initializer {value.description}"
     if isinstance(value, Namespace):
         return f"module {value.name}"
+    if isinstance(value, ModuleValue):
+        return f"model file {value.name}"
+    if isinstance(value, Opaque):
+        return f"'{value.written}'"
+    if isinstance(value, TypeHint):
+        return f"type hint {value.name}"
     return type(value).__name__
 
 

@@ -9,11 +9,6 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def small_normal(key, shape, dtype):
-    """A user initializer: emitted into the generated file, run only by `init`."""
-    return 0.01 * jax.random.normal(key, shape, dtype)
-
-
 def ConvBlock(params, x):
     """ConvBlock.apply(features=64, pool="max"), from models/cnn.py:37."""
     x = jax.lax.conv_general_dilated(x, params["conv"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + params["conv"]["bias"].reshape((1, 1, 1, -1))  # models/cnn.py:39  f32[4, 14, 14, 64]
@@ -27,6 +22,13 @@ def Scale(params, x):
     scale = params["scale"]  # models/cnn.py:28  f32[64]
     scale = scale.reshape((1, 1, 1, -1))  # models/cnn.py:30  f32[1, 1, 1, 64]
     y = x * scale  # models/cnn.py:31  f32[4, 7, 7, 64]
+    return y
+
+
+def small_normal(key, shape, dtype):
+    """Initializer small_normal for f32[3136, 128], from models/cnn.py:12."""
+    normal = jax.random.normal(key, (3136, 128), jnp.float32)  # models/cnn.py:14  f32[3136, 128]
+    y = 0.01 * normal  # models/cnn.py:14  f32[3136, 128]
     return y
 
 

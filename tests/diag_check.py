@@ -16,7 +16,10 @@ from pathlib import Path
 
 from aotflax.driver import main
 
-_EXPECT = re.compile(r"#\s*E:\s*(AOT\d{3})[ \t]*(.*?)\s*(?=#\s*E:|$)")
+_EXPECT = re.compile(r"#\s*E:\s*(AOT\d{3})[ \t]*(.*?)\s*(?=#\s*[EW]:|$)")
+_WARN = re.compile(r"#\s*W:\s*(AOT\d{3})[ \t]*(.*?)\s*(?=#\s*[EW]:|$)")
+_WARNING = re.compile(r"^(?P<path>\S.*?):(?P<line>\d+): warning\[(?P<code>AOT\d{3})\]: "
+                      r"(?P<msg>.*)$")
 _HEADER = re.compile(r"^(?P<path>\S.*?):(?P<line>\d+):(?P<col>\d+): error\[(?P<code>AOT\d{3})\]: "
                      r"(?P<msg>.*)$")
 
@@ -37,16 +40,39 @@ class Reported:
     index: int  # line number in the output, to look at the excerpt below it
 
 
-def expectations(path: Path) -> list[Expected]:
-    """The `# E:` annotations of a data file (read as bytes: some are not UTF-8)."""
+def expectations(path: Path, marker: str = "E") -> list[Expected]:
+    """The `# E:` (errors) or `# W:` (warnings) annotations of a data file (read as bytes:
+    some are not UTF-8)."""
     text = path.read_bytes().decode("utf-8", errors="replace")
+    pattern = _EXPECT if marker == "E" else _WARN
     out = []
     for lineno, line in enumerate(text.splitlines(), 1):
-        if "# E:" not in line:
+        at = re.search(rf"#\s*{marker}:", line)
+        if at is None:
             continue
-        comment = line[line.index("# E:"):]
-        out.extend(Expected(lineno, m.group(1), m.group(2)) for m in _EXPECT.finditer(comment))
+        comment = line[at.start():]
+        out.extend(Expected(lineno, m.group(1), m.group(2)) for m in pattern.finditer(comment))
     return out
+
+
+def check_warnings(path: Path, rc: int, output: str) -> None:
+    """A build that succeeds and warns exactly about the `# W:` lines (skipped code)."""
+    want = expectations(path, "W")
+    assert want, f"{path.name} has no '# W:' annotations"
+    assert rc == 0, output
+    assert "Traceback" not in output and "error" not in output, output
+    got = []
+    for row in output.splitlines():
+        m = _WARNING.match(row)
+        if m and Path(m["path"]).resolve() == path.resolve():
+            got.append((int(m["line"]), m["code"], m["msg"]))
+    for w in want:
+        hit = next((g for g in got if g[0] == w.line and g[1] == w.code
+                    and w.substring in g[2]), None)
+        assert hit is not None, (f"{path.name}:{w.line}: expected warning[{w.code}] "
+                                 f"containing {w.substring!r}\n--- output:\n{output}")
+        got.remove(hit)
+    assert not got, f"unexpected warnings: {got}"
 
 
 def run_cli(args: list[str]) -> tuple[int, str]:

@@ -88,10 +88,12 @@ def test_explain_command_line() -> None:
     assert rc == 0 and "shared" in output
 
 
-def _front_end_codes(source: str, folder: Path) -> list[str]:
+def _front_end_codes(source: str, folder: Path) -> tuple[list[str], list[str]]:
+    """Codes of the errors and of the warnings of a one-file build."""
     path = folder / "example.py"
     path.write_text(EXAMPLE_HEADER + source)
-    return [d.code for d in front_end([path], folder).diagnostics]
+    report = front_end([path], folder)
+    return [d.code for d in report.diagnostics], [d.code for d in report.warnings]
 
 
 CHECKED = [e for e in CODES.values() if e.checked]
@@ -102,5 +104,20 @@ def test_catalogue_example(entry, tmp_path: Path) -> None:
     """Each entry's wrong example fails with its code and its fixed example builds."""
     (tmp_path / "wrong").mkdir()
     (tmp_path / "fixed").mkdir()
-    assert entry.code in _front_end_codes(entry.wrong, tmp_path / "wrong")
-    assert _front_end_codes(entry.fixed, tmp_path / "fixed") == []
+    errors, warnings = _front_end_codes(entry.wrong, tmp_path / "wrong")
+    assert entry.code in errors + warnings
+    errors, warnings = _front_end_codes(entry.fixed, tmp_path / "fixed")
+    assert errors == [] and entry.code not in warnings
+
+
+SKIPPED = sorted((Path(__file__).resolve().parent / "data" / "skipped").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", SKIPPED, ids=[p.stem for p in SKIPPED])
+def test_skipped_code_warns(path: Path, tmp_path: Path) -> None:
+    """Code no target reaches builds, runs nothing and gets one warning per statement."""
+    from diag_check import check_warnings
+
+    rc, output = run_cli([str(path), "-o", str(tmp_path / "out"), "--no-compile"])
+    check_warnings(path, rc, output)
+    assert not Path("/tmp/aotflax-should-never-exist").exists()

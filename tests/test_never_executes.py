@@ -32,17 +32,26 @@ CANARIES: dict[str, str] = {
         aot.target("net", Net, x=aot.f32[2, 8])
     """,
     "import_os": """
-        import os  # E: AOT104 'os'
+        import os
 
-        os.system("touch " + CANARY)
+        class Net(nn.Module):
+            def apply(self, x):
+                os.system("touch " + CANARY)  # E: AOT104 'os.system' cannot be called
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
     """,
     "import_subprocess_in_function": """
         def helper():
-            import subprocess  # E: AOT104 only at the top
-            subprocess.run(["touch", CANARY])
-    """,
-    "from_import_star": """
-        from os import *  # E: AOT104 'os'
+            import subprocess
+            subprocess.run(["touch", CANARY])  # E: AOT104 'subprocess.run' cannot be called
+
+        class Net(nn.Module):
+            def apply(self, x):
+                helper()
+                return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
     """,
     "eval_exec_import": """
         class Net(nn.Module):
@@ -92,6 +101,12 @@ CANARIES: dict[str, str] = {
     "helper_default_argument": """
         def helper(x, log=print("ran")):  # E: AOT105 'print'
             return x
+
+        class Net(nn.Module):
+            def apply(self, x):
+                return helper(x)
+
+        aot.target("net", Net, x=aot.f32[2, 8])
     """,
     "lambda_default": """
         class Net(nn.Module):
@@ -107,6 +122,8 @@ CANARIES: dict[str, str] = {
 
             def apply(self, x):
                 return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
     """,
     "decorators": """
         @open(CANARY, "w")  # E: AOT105 'open'
@@ -125,6 +142,8 @@ CANARIES: dict[str, str] = {
         class Net(nn.Module):
             def apply(self, x):
                 return x
+
+        aot.target("net", Net, x=aot.f32[2, 8])
     """,
     "f_string": """
         class Net(nn.Module):
@@ -176,6 +195,15 @@ CANARIES: dict[str, str] = {
 
         def other_init(key, shape, dtype) -> open(CANARY, "w"):  # E: AOT103 annotations
             return jnp.zeros(shape, dtype)
+
+
+        class Scale(nn.Module):
+            def apply(self, x):
+                a = self.param("a", (x.shape[-1],), my_init)
+                b = self.param("b", (x.shape[-1],), other_init)
+                return x * a * b
+
+        aot.target("scale", Scale, x=aot.f32[2, 8])
     """,
     "initializer_default": """
         def my_init(key, shape, dtype, log=print("ran")):  # E: AOT105 'print'
@@ -195,10 +223,10 @@ CANARIES: dict[str, str] = {
 
 
         def my_init(key, shape, dtype):
-            np.save(CANARY, np.zeros(3))  # E: AOT106 '.save'
-            y = jax.pure_callback(print, None)  # E: AOT106 '.pure_callback'  # E: AOT105 'print'
-            jax.config.update("jax_enable_x64", True)  # E: AOT106 '.config'
-            return SCALE * jnp.zeros(shape, dtype)  # E: AOT106 'SCALE'
+            np.save(CANARY, np.zeros(3))  # E: AOT346 numpy.save
+            y = jax.pure_callback(print, None)  # E: AOT346 jax.pure_callback
+            jax.config.update("jax_enable_x64", True)  # E: AOT346 jax.config
+            return SCALE * jnp.zeros(shape, dtype)
 
 
         class Scale(nn.Module):
@@ -260,6 +288,66 @@ def test_canary_rejected_and_never_run(name: str, tmp_path: Path,
     check_output(path, rc, output, out_dir)
     assert not canary.exists(), f"{name}: the model file was executed"
     assert not (tmp_path / "pwned").exists(), f"{name}: the model file was executed"
+
+
+#: Canaries no target reaches: the build skips them with a warning and runs nothing.
+SKIPPED: dict[str, str] = {
+    "top_level_calls": """
+        import os
+        import subprocess
+
+        os.system("touch " + CANARY)
+        subprocess.run(["touch", CANARY])
+        open(CANARY, "w").write("ran")
+    """,
+    "from_import_star": """
+        from os import *
+
+        system("touch " + CANARY)
+    """,
+    "unused_definitions": """
+        @open(CANARY, "w")
+        def helper(x, log=open(CANARY, "w")):
+            return x
+
+        class Plain(object):
+            log = open(CANARY, "w")
+
+        @print
+        class Decorated(nn.Module):
+            log = open(CANARY, "w")
+
+            def apply(self, x):
+                return x
+    """,
+    "main_block": """
+        def main():
+            with open(CANARY, "w") as f:
+                f.write("ran")
+
+        if __name__ == "__main__":
+            main()
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SKIPPED))
+def test_unreached_canary_is_skipped_and_never_run(name: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    body = SKIPPED[name] + """
+        class Net(nn.Module):
+            def apply(self, x):
+                return nn.Dense(x, 2)
+
+        aot.target("net", Net, x=aot.f32[2, 8])
+    """
+    path, canary = _write(tmp_path, name, body)
+    out_dir = tmp_path / "out"
+    rc, output = run_cli([str(path), "-o", str(out_dir), "--no-compile"])
+    assert rc == 0, output
+    assert "warning[AOT950]" in output and "not used by any target" in output, output
+    assert not canary.exists(), f"{name}: the model file was executed"
 
 
 def test_code_in_a_docstring_string_stays_data(tmp_path: Path,

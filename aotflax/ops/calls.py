@@ -202,7 +202,7 @@ class FnCall:
         value = self.args[name]
         if isinstance(value, Initializer):
             return value
-        if isinstance(value, Closure) and value.toplevel and value.definition is not None:
+        if isinstance(value, Closure):
             return value  # type: ignore[return-value]  # a user `(key, shape, dtype)` function
         if isinstance(value, InitializerFactory):
             raise self.fail(

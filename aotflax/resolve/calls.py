@@ -17,6 +17,8 @@ from ..program import (
     Op,
     Tensor,
     TreeVar,
+    fresh_like,
+    fresh_row,
 )
 from ..scopes import (
     Scope,
@@ -32,6 +34,7 @@ from ..values import (
     Initializer,
     InitializerFactory,
     ModuleRef,
+    Opaque,
     OpRef,
     OptaxFn,
     Poison,
@@ -101,6 +104,9 @@ class CallsMixin:
                 kwargs[kw.name] = value
         if isinstance(func, Poison) or contains_poison(args) or contains_poison(kwargs):
             raise _Abort()
+        if isinstance(func, Opaque):
+            raise self._opaque_error(func, expr.span, "called")
+        self._check_not_opaque([*args, *kwargs.values()], expr.span)
         return self._call(func, args, kwargs, expr, frame)
 
     def _call(self, func: Any, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
@@ -131,6 +137,8 @@ class CallsMixin:
             return value
         if func is namespaces.SCAN:
             return self._scan(args, kwargs, expr, frame)
+        if func is namespaces.SCAN_IN_DIM:
+            return self._scan_in_dim(args, kwargs, expr, frame)
         if isinstance(func, ModuleRef):
             name = kwargs.pop("name", None)
             if isinstance(func.module, UserModule):
@@ -147,6 +155,8 @@ class CallsMixin:
             return self._call_static(func, args, kwargs, span)
         if isinstance(func, InitializerFactory):
             return self._make_initializer(func, args, kwargs, span)
+        if isinstance(func, Initializer):
+            return self._call_initializer(func, args, kwargs, span, frame)
         if isinstance(func, DType):
             if len(args) == 1 and not kwargs:
                 return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",
@@ -179,19 +189,27 @@ class CallsMixin:
         if not lengths and length is None:
             raise self.error("AOT361", "jax.lax.scan needs xs or length=", span)
         n = length if length is not None else lengths.pop()
-        carry = _rebuild(init, [Tensor(t.shape, t.dtype, t.weak) for t in carry_in])
-        x = None if xs is None else _rebuild(xs, [Tensor(t.shape[1:], t.dtype) for t in xs_in])
-        outer_ops, outer_rng, outer_state = fn.ops, fn.takes_rng, dict(fn.state_values)
+        carry = _rebuild(init, [fresh_like(t) for t in carry_in])
+        x = None if xs is None else _rebuild(xs, [fresh_row(t) for t in xs_in])
+        outer_ops, outer_state = fn.ops, dict(fn.state_values)
+        index = Tensor((), "int32")  # the step's position, should a random key need it
         fn.ops = []
+        fn.scan_steps.append(index)
         try:
             result = self._call_closure(step, [carry, x], {}, span, frame)
             body = fn.ops
         finally:
             fn.ops = outer_ops
-        if fn.takes_rng != outer_rng or fn.state_values != outer_state:
-            fn.takes_rng, fn.state_values = outer_rng, outer_state
-            raise self.error("AOT362", "randomness and state updates inside jax.lax.scan are "
-                             "not supported yet", step.span)
+            fn.scan_steps.pop()
+        if fn.state_values != outer_state:
+            fn.state_values = outer_state
+            raise self.error("AOT362", "state updates (BatchNorm statistics, self.state) inside "
+                             "jax.lax.scan are not supported yet", step.span)
+        if id(index) in fn.used_steps:  # nn.make_rng() / dropout in the step: feed the index
+            steps = Tensor((n,), "int32")
+            fn.emit("ops/call.j2", {"call": Code((f"jnp.arange({n})",))}, (steps,), span,
+                    "steps")
+            xs, x = (steps, index) if xs is None else ((xs, steps), (x, index))
         if not (isinstance(result, tuple) and len(result) == 2):
             raise self.error("AOT363", "a scan step must return (new_carry, y)",
                              step.definition.name_span)
@@ -220,7 +238,7 @@ class CallsMixin:
             takes_params=False, state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + body), result=value_code(result),
             result_tensors=tuple(carry_out + ys), span=step.span, hints=dict(fn.hints))
-        final = _rebuild(init, [Tensor(t.shape, t.dtype, t.weak) for t in carry_in])
+        final = _rebuild(init, [fresh_like(t) for t in carry_in])
         stacked = None if y is None else _rebuild(
             y, [Tensor((n, *t.shape), t.dtype) for t in ys])
         outs = _tensors(final) + _tensors(stacked)
@@ -229,12 +247,49 @@ class CallsMixin:
         captures = [v for op in body for v in op.inputs() if id(v) not in produced]
         extra = "" if not b["reverse"] else ", reverse=True"
         extra += f", length={n}" if xs is None else ""
+        if isinstance(b["unroll"], int) and not isinstance(b["unroll"], bool) and \
+                b["unroll"] > 1:
+            extra += f", unroll={b['unroll']}"
         fn.ops.append(Op("ops/scan.j2", (
             ("target", _unpack_code((init, y), (final, stacked), [])),
             ("step", Code((nested.name,))), ("init", value_code(init)),
             ("xs", value_code(xs)), ("extra", Code((extra,))),
             ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested))
         return (final, stacked)
+
+    def _scan_in_dim(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        """`flax.jax_utils.scan_in_dim(body, init, xs, axis, keepdims=False)`.
+
+        Flax's own definition: the scanned axis is moved to the front, `lax.scan` runs, and
+        the stacked outputs get the axis back where it was.
+        """
+        from ..ops.registry import Signature
+
+        try:
+            b = Signature.parse("body_fn, init, xs, axis=0, keepdims=False").bind(
+                "jax_utils.scan_in_dim", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, expr.span, hint=e.hint) from None
+        axis = b["axis"]
+        axes = (axis,) if isinstance(axis, int) and not isinstance(axis, bool) else axis
+        if not (isinstance(axes, tuple) and len(axes) == 1 and isinstance(axes[0], int)):
+            raise self.error("AOT361", "jax_utils.scan_in_dim: only one scanned axis is "
+                             f"supported, got axis={axis!r}", expr.span,
+                             hint="reshape the axes into one first")
+        moveaxis = REGISTRY.lookup("jnp", "moveaxis")
+        step = b["body_fn"]
+        if b["keepdims"]:
+            raise self.error("AOT361", "jax_utils.scan_in_dim: keepdims=True is not supported",
+                             expr.span, hint="add the axis inside the step with x[:, None]")
+        moved = _rebuild(b["xs"], [self._call_entry(moveaxis, "jnp.moveaxis", [t, axes[0], 0],
+                                                    {}, expr.span, frame)
+                                   for t in self._flat_tensors(b["xs"], "xs", expr.span)])
+        final, ys = self._scan([step, b["init"], moved], {}, expr, frame)
+        if ys is None:
+            return final, ys
+        back = _rebuild(ys, [self._call_entry(moveaxis, "jnp.moveaxis", [t, 0, axes[0]], {},
+                                              expr.span, frame) for t in _tensors(ys)])
+        return final, back
 
     def _flat_tensors(self, value: Any, what: str, span: Span) -> list[Tensor]:
         leaves = _leaves(value)

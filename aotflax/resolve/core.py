@@ -6,23 +6,23 @@ import hashlib
 import keyword
 from typing import Any
 
-from .. import ir, meshes, namespaces, quoting, safety, training
+from .. import ir, meshes, quoting, training
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
+from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
     FileProgram,
     Function,
     ParamDecl,
     TargetProgram,
     Tensor,
-    UserFunction,
     describe,
 )
 from ..values import (
     Closure,
-    Env,
     MeshSpec,
     ModuleRef,
     Spec,
+    SpecDType,
     UserModule,
     describe_value,
     walked,
@@ -45,24 +45,34 @@ from .helpers import (
     _short,
     _tensors,
 )
+from .imports import ImportsMixin
+from .initializers import InitializersMixin
 from .modules import ModulesMixin
 from .statements import StatementsMixin
+from .toplevel import ModuleGlobals
+from .workspace import Workspace
 
 
-class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
-    """Resolves one model file."""
+class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
+               InitializersMixin):
+    """Resolves the targets of one model file (and what they reach in other files)."""
 
-    def __init__(self, model: ir.ModelFile, symbols: Any = None):
+    def __init__(self, model: ir.ModelFile, symbols: Any = None,
+                 workspace: Workspace | None = None):
         self.model = model
         #: Sentinel sizes for symbolic dimensions (`symbolic.Sentinels`), or None.
         self.symbols = symbols
+        self.workspace = workspace
         self.reporter = Reporter()
-        self.globals = Env()
+        #: Module-level names per model file reached (the built file's first).
+        self.modules: dict[int, ModuleGlobals] = {}
+        self.globals = self.module_globals(model)
         self.targets: list[TargetDecl] = []
         self.cache: dict[Any, Specialization] = {}
         self.functions: list[Function] = []
         self.fn_names: dict[str, int] = {}
-        self.user_inits: dict[str, Closure] = {}
+        #: Emitted initializer functions by (closure, shape, dtype).
+        self.init_cache: dict[tuple, str] = {}
         self.depth = 0
         self._reported: set[tuple] = set()
         #: Errors raised so far, repeats included (a body with errors must not produce a value).
@@ -70,35 +80,42 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
         self.steps = 0
         walked()  # what earlier resolutions walked is theirs
 
+    def module_globals(self, model: ir.ModelFile) -> ModuleGlobals:
+        """The lazily resolved module-level names of `model` (one per file per resolution)."""
+        found = self.modules.get(id(model))
+        if found is None:
+            found = self.modules[id(model)] = ModuleGlobals(model, self)
+        return found
+
     # ================================================================ driver
 
     def run(self) -> FileProgram:
-        self._bind_imports()
-        top = Frame(self.globals, None, None)
         targets = []
         try:
-            for stmt in self.model.body:
-                if isinstance(stmt, ir.ClassDef):
-                    self._classdef(stmt)
-                else:
-                    self._top_level(stmt.span, lambda stmt=stmt: self._exec_guarded(stmt, top))
+            for i in self.globals.roots():
+                self._top_level(self.model.body[i].span,
+                                lambda i=i: self.globals.execute(i))
             for decl in self.targets:
                 got = self._top_level(decl.span, lambda decl=decl: self._resolve_target(decl))
                 if got is not None:
                     targets.append(got)
         except _OutOfSteps:
             pass
-        for closure in sorted(self.user_inits.values(), key=lambda c: c.span.line):
-            # emitted verbatim into generated code, which verify imports: check it first
-            self.reporter.extend(safety.check_emitted_function(
-                closure.definition, closure.env))  # type: ignore[arg-type]
         self.reporter.raise_if_errors()
-        sha = hashlib.sha256(self.model.file.text.encode()).hexdigest()
-        user = tuple(
-            UserFunction(c.name, c.definition.source, c.span)  # type: ignore[union-attr]
-            for c in sorted(self.user_inits.values(), key=lambda c: c.span.line)
-        )
-        return FileProgram(self.model.relpath, sha, tuple(self.functions), tuple(targets), user)
+        executed = tuple((g.model.relpath, frozenset(g.done)) for g in self.modules.values())
+        return FileProgram(self.model.relpath, self._sources_sha(), tuple(self.functions),
+                           tuple(targets), (), executed=executed)
+
+    def _sources_sha(self) -> str:
+        """sha256 of the file, or of every model file the targets reached (sorted)."""
+        files = sorted({g.model.relpath: g.model.file.text for g in self.modules.values()
+                        if g.done or g is self.globals}.items())
+        if len(files) == 1:
+            return hashlib.sha256(files[0][1].encode()).hexdigest()
+        h = hashlib.sha256()
+        for rel, text in files:
+            h.update(rel.encode() + b"\0" + hashlib.sha256(text.encode()).digest())
+        return h.hexdigest()
 
     def _top_level(self, span: Span, fn: Any) -> Any:
         """Resolve one top-level statement or target; Python's recursion limit is an error."""
@@ -127,36 +144,12 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
     def error(self, code: str, message: str, span: Span | None, *, hint: str | None = None,
               notes: tuple[Note, ...] = ()) -> _Abort:
         self.errors += 1
-        key = (code, message, span.line if span else 0, span.col if span else 0)
+        key = (code, message, span.path if span else "", span.line if span else 0,
+               span.col if span else 0)
         if key not in self._reported:
             self._reported.add(key)
             self.reporter.error(code, message, span, hint=hint, notes=notes)
         return _Abort()
-
-    def _bind_imports(self) -> None:
-        for imp in self.model.imports:
-            value = namespaces.namespace_for(imp.module, imp.member)
-            if value is None:
-                self.error("AOT104", f"'{imp.member}' cannot be imported from '{imp.module}'",
-                           imp.span)
-                continue
-            self.globals.set(imp.alias, value)
-
-    def _classdef(self, cls: ir.ClassDef) -> None:
-        ok = False
-        for base in cls.bases:
-            try:
-                value = self.eval(base, Frame(self.globals, None, None))
-            except _Abort:
-                return
-            ok = ok or value is namespaces.MODULE_BASE
-        if not ok:
-            self.error("AOT320", f"class {cls.name} must subclass nn.Module", cls.name_span,
-                       hint=f"write: class {cls.name}(nn.Module):")
-            return
-        if not any(m.name == "apply" for m in cls.methods):
-            self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
-        self.globals.set(cls.name, ModuleRef(UserModule(cls.name, cls, self.globals)))
 
     # ================================================================ targets
 
@@ -182,7 +175,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
             if any(isinstance(d, str) for d in spec.shape):
                 symbolic.append((k, tuple(spec.shape)))
             shape = tuple(self._dim_value(d, spec.span) for d in spec.shape)
-            kwargs[k] = Tensor(shape, spec.dtype)
+            kwargs[k] = RngKey(shape, KEY_DTYPE) if spec.dtype == "key" else Tensor(shape,
+                                                                                  spec.dtype)
         spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span, entry=True)
         fn = spec_.function
         inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs)
@@ -237,7 +231,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
                              hint="a target becomes a module attribute: name it with ASCII "
                                   "letters, digits and '_', e.g. mlp_b8")
         if name.startswith("_") or keyword.iskeyword(name) or name in _TARGET_NAMES_TAKEN or \
-                isinstance(self.globals.lookup(name)[1], ModuleRef):
+                isinstance(self.globals.vars.get(name), ModuleRef):
             raise self.error("AOT406", f"target name {name!r} is taken in the generated module "
                              "(a Python keyword, builtin, import or module function, or a "
                              "private name: '_' starts the module's helpers)",
@@ -279,6 +273,9 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
                              "optimizer=optax.adam(1e-3)", span)
         specs: dict[str, Spec] = {}
         for k, v in kwargs.items():
+            if isinstance(v, SpecDType) and v.dtype == "key":  # `z_rng=aot.key`: one key
+                kw = next((kw for kw in call.keywords if kw.name == k), None)
+                v = Spec((), "key", kw.span if kw else span)
             if not isinstance(v, Spec):
                 kw = next((kw for kw in call.keywords if kw.name == k), None)
                 raise self.error(
@@ -298,12 +295,14 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin):
 
 
 
-def resolve(model: ir.ModelFile, symbols: Any = None) -> FileProgram:
-    """Resolve a parsed model file; raises `BuildError` with every diagnostic found.
+def resolve(model: ir.ModelFile, symbols: Any = None,
+            workspace: Workspace | None = None) -> FileProgram:
+    """Resolve a parsed model file's targets; raises `BuildError` with every diagnostic found.
 
-    **Arguments:** `symbols`: sizes for symbolic dimensions (`symbolic.Sentinels`).
+    **Arguments:** `symbols`: sizes for symbolic dimensions (`symbolic.Sentinels`);
+    `workspace`: the build's model files, for imports between them.
     """
-    return Resolver(model, symbols).run()
+    return Resolver(model, symbols, workspace).run()
 
 
 __all__ = ["resolve", "Resolver", "BuildError", "Diagnostic", "describe", "Span", "ParamDecl"]

@@ -24,7 +24,9 @@ from ..values import (
     DType,
     Env,
     ModuleRef,
+    ModuleValue,
     Namespace,
+    Opaque,
     Poison,
     SelfValue,
     SharedModule,
@@ -50,6 +52,7 @@ from .helpers import (
     _too_big,
     _too_large,
 )
+from .toplevel import module_of
 
 #: Static comparisons that read their operands whole (`is` does not).
 _READING_COMPARE = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not in"})
@@ -114,6 +117,10 @@ class ExpressionsMixin:
         if expr.id in safety.FORBIDDEN_NAMES or safety.is_dunder(expr.id):
             raise self.error("AOT105", f"'{expr.id}' is not available in model files: model "
                              "files are data, never executed", expr.span)
+        module = module_of(frame.env)
+        if module is not None and module.defining(expr.id):
+            raise self.error("AOT340", f"name '{expr.id}' is used by its own definition (a "
+                             "circular definition at the top level)", expr.span)
         raise self.error("AOT340", f"name '{expr.id}' is not defined", expr.span)
 
     def _eval_FString(self, expr: ir.FString, frame: Frame) -> Any:
@@ -233,6 +240,7 @@ class ExpressionsMixin:
     def _binop(self, op: str, left: Any, right: Any, span: Span, frame: Frame) -> Any:
         if isinstance(left, Poison) or isinstance(right, Poison):
             raise _Abort()
+        self._check_not_opaque((left, right), span)
         if isinstance(left, Tensor) or isinstance(right, Tensor):
             name = _BINOP_NAMES.get(op)
             if name is None or not (_array_like(left) and _array_like(right)):
@@ -286,6 +294,7 @@ class ExpressionsMixin:
         index = self.eval(expr.index, frame)
         if isinstance(value, Poison) or contains_poison(index):
             raise _Abort()
+        self._check_not_opaque((value, index), expr.span)
         if isinstance(value, SpecDType):
             return self._spec(value, index, expr)
         if isinstance(value, Tensor):
@@ -332,6 +341,10 @@ class ExpressionsMixin:
     def _attribute(self, value: Any, attr: str, span: Span) -> Any:
         if isinstance(value, Poison):
             raise _Abort()
+        if isinstance(value, Opaque):
+            return value.attribute(attr)
+        if isinstance(value, ModuleValue):
+            return self._module_attribute(value, attr, span)
         if isinstance(value, Namespace):
             if attr in value.members:
                 return value.members[attr]

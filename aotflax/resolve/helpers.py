@@ -15,6 +15,7 @@ from ..program import (
     Code,
     Tensor,
     TreeVar,
+    fresh_like,
 )
 from ..scopes import (
     FunctionState,
@@ -142,7 +143,7 @@ def _tensors(value: Any) -> list[Tensor]:
 def _fresh(value: Any, fn: FunctionState, name: str) -> Any:
     """A function parameter for an argument: tensors become fresh input tensors."""
     if isinstance(value, Tensor):
-        t = Tensor(value.shape, value.dtype, value.weak)
+        t = fresh_like(value)
         fn.hint(t, name)
         return t
     return value
@@ -150,7 +151,7 @@ def _fresh(value: Any, fn: FunctionState, name: str) -> Any:
 
 def _copy_result(value: Any, fn: FunctionState) -> Any:
     if isinstance(value, Tensor):
-        return Tensor(value.shape, value.dtype, value.weak)
+        return fresh_like(value)
     if isinstance(value, tuple):
         return tuple(_copy_result(v, fn) for v in value)
     if isinstance(value, list):
@@ -234,8 +235,12 @@ def _assigned_names(stmt: ir.Stmt) -> list[str]:
         return names(stmt.target)
     if isinstance(stmt, ir.For):
         return names(stmt.target)
-    if isinstance(stmt, ir.FunctionDef):
+    if isinstance(stmt, (ir.FunctionDef, ir.ClassDef)):
         return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"
+    if isinstance(stmt, ir.Import):
+        return [stmt.alias]
+    if isinstance(stmt, ir.Unsupported):
+        return list(stmt.binds)
     return []
 
 

@@ -17,6 +17,7 @@ from ..program import (
     TreeVar,
     Var,
     describe,
+    fresh_like,
 )
 from ..scopes import (
     FunctionState,
@@ -90,7 +91,7 @@ class ModulesMixin:
     def _build_specialization(self, ref: ModuleRef, method: ir.FunctionDef,
                               bound: dict[str, Any], key: Any) -> Specialization:
         module: UserModule = ref.module
-        fn = FunctionState()
+        fn = FunctionState(self)
         env = Env(module.globals)
         inputs: list[tuple[str, Tensor]] = []
         for name, value in bound.items():
@@ -100,7 +101,7 @@ class ModulesMixin:
                     "arrays; pass a tuple or the arrays as separate arguments", method.name_span)
             if isinstance(value, (tuple, list)) and not is_static(value):
                 # a tuple of arrays (an LSTM carry): one parameter, unpacked on entry
-                fresh_tree = _rebuild(value, [Tensor(t.shape, t.dtype, t.weak)
+                fresh_tree = _rebuild(value, [fresh_like(t)
                                               for t in _tensors(value)])
                 var = TreeVar(name)
                 inputs.append((name, var))  # type: ignore[arg-type]
@@ -109,10 +110,6 @@ class ModulesMixin:
                         tuple(_tensors(fresh_tree)), method.span, name)
                 env.set(name, fresh_tree)
                 continue
-            if _has_key(value):
-                raise self.error("AOT327", f"argument '{name}' of {module.name}.{method.name} is "
-                                 "a random key; keys cannot cross module boundaries",
-                                 method.name_span, hint="call nn.make_rng() inside the module")
             fresh = _fresh(value, fn, name)
             if fresh is not value:
                 inputs.append((name, fresh))  # type: ignore[arg-type]
@@ -141,7 +138,6 @@ class ModulesMixin:
             body=tuple(fn.ops), result=result_code, result_tensors=tuple(leaves),
             span=method.span, state_result=_state_result(fn), hints=dict(fn.hints))
         self.functions.append(function)
-        self.user_inits.update(fn.user_inits)
         spec = Specialization(function, dict(fn.params), dict(fn.state), result)
         self.cache[key] = spec
         return spec

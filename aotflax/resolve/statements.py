@@ -191,6 +191,7 @@ class StatementsMixin:
     def _iterate(self, value: Any, span: Span) -> Iterator[Any]:
         if isinstance(value, Poison):
             raise _Abort()
+        self._check_not_opaque((value,), span)
         if isinstance(value, Tensor):
             raise self.error("AOT334", f"cannot loop over an array {value.describe()} at build "
                              "time", span, hint="loop over range(x.shape[0]), or use "
@@ -207,6 +208,7 @@ class StatementsMixin:
         value = self.eval(expr, frame)
         if isinstance(value, Poison):
             raise _Abort()
+        self._check_not_opaque((value,), expr.span)
         if not is_static(value):
             raise self.error(
                 "AOT335", f"this condition depends on an array value ({describe_value(value)}); "

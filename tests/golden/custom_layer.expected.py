@@ -10,7 +10,9 @@ from . import _runtime
 
 
 def uniform_init(key, shape, dtype):
-    return jax.random.uniform(key, shape, dtype, -0.1, 0.1)
+    """Initializer uniform_init for f32[4], from golden/custom_layer.py:7."""
+    uniform = jax.random.uniform(key, (4,), jnp.float32, -0.1, 0.1)  # golden/custom_layer.py:8  f32[4]
+    return uniform
 
 
 def Affine(params, x):

@@ -1,14 +1,16 @@
-"""Model files are data: only the DSL's modules may be imported (every bad import is reported)."""
+"""Model files are data: a target may use only the DSL's modules (each bad use is reported)."""
 from aotflax import nn, aot
-import os  # E: AOT104 'os' is not allowed
-from subprocess import run  # E: AOT104 'subprocess' is not allowed
+import os
+from subprocess import run
 import jax.numpy as jnp
-from . import helpers  # E: AOT104 relative imports
+from . import helpers  # E: AOT104 no model file 'helpers'
 
 
 class MLP(nn.Module):
     def apply(self, x):
-        return nn.Dense(x, 4)
+        root = os.getcwd()  # E: AOT104 'os.getcwd' cannot be called
+        run(["ls"])  # E: AOT104 'run' cannot be called
+        return nn.Dense(helpers.scale(x), 4)
 
 
 aot.target("mlp", MLP, x=aot.f32[2, 8])

@@ -19,7 +19,7 @@ class Net(nn.Module):
         b = nn.max_pool(images, (2, 2), padding=[(0, 1), 2])  # E: AOT203 pairs of ints
         c = jnp.swapaxes(x, (), 1)  # E: AOT203 jnp.swapaxes
         d = Block(x, name="dec{oder")  # E: AOT310 invalid module name
-        e = NoApply(x)  # E: AOT353 has no method 'apply'
+        e = NoApply(x)
         f = nn.Dense(x[:, :0], 4)  # E: AOT210 zero-size shape (0, 4)
         return x
 

@@ -1,11 +1,11 @@
-"""A user initializer is emitted verbatim and traced by init: its failure is located in the model."""
+"""A user initializer is interpreted like any model code: its mistakes are located in the model."""
 from aotflax import nn, aot
 import jax
 import jax.numpy as jnp
 
 
 def scaled_normal(key, shape, dtype, scale=(0.1,)):
-    return scale * jax.random.normal(key, shape, dtype)  # E: AOT215 fails when init traces it
+    return scale * jax.random.normal(key, shape, dtype)  # E: AOT344 unsupported operand types for *: tuple
 
 
 class Net(nn.Module):

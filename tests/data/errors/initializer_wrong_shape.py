@@ -2,7 +2,7 @@ from aotflax import nn, aot
 import jax.numpy as jnp
 
 
-def vector_init(key, shape, dtype):  # E: AOT215 returns f32[8] for 'scale', which is declared f32[2, 8]
+def vector_init(key, shape, dtype):  # E: AOT215 returns f32[8] for a variable declared f32[2, 8]
     return jnp.ones((8,), dtype)
 
 

@@ -22,10 +22,11 @@ class Net(nn.Module):
         return nn.Dense(x, undefined_width)  # E: AOT340 'undefined_width'
 
 
-class NotAModule:  # E: AOT320 must subclass nn.Module
+class NotAModule:  # E: AOT320 plain Python class
     def apply(self, x):
         return x
 
 
 aot.target("net", Net, x=aot.f32[2, 8])
+aot.target("plain", NotAModule, x=aot.f32[2, 8])
 aot.target("net2", Net, x=aot.f32[2, 8], platforms=("gpu",))  # E: AOT408 unknown platform gpu

@@ -1,4 +1,4 @@
-"""Statements and expressions outside the DSL are rejected at parse time, each located."""
+"""Statements and expressions outside the DSL are rejected where a target reaches them, each located."""
 from aotflax import nn, aot
 
 COUNTER = 0
@@ -18,7 +18,7 @@ class Net(nn.Module):
         axes = {0, 1}  # E: AOT103 set displays
         if (n := x.ndim) > 1:  # E: AOT103 assignment expressions
             pass
-        del axes  # E: AOT102 'del' is not supported
+        del axes
         return nn.Dense(x, 4)
 
 

@@ -1,0 +1,165 @@
+"""Top-level definitions: imports (of the static language and of other model files),
+classes, `del`, and the statements the DSL does not interpret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ir, namespaces
+from ..diagnostics import Note, Span
+from ..values import POISON, ModuleRef, ModuleValue, Opaque, UserModule, describe_value
+from .base import Frame, _Abort
+from .toplevel import KNOWN_MODULES, module_of
+
+#: What to say about a module outside the static language.
+_KNOWN_LIST = "aotflax, jax, numpy, math, functools, typing, optax and the build's model files"
+
+
+class ImportsMixin:
+    """Imports, classes, `del` and unsupported statements."""
+
+    # ---------------------------------------------------------------- statements
+
+    def _stmt_Import(self, stmt: ir.Import, frame: Frame) -> None:
+        frame.env.set(stmt.alias, self._import_value(stmt, frame))
+
+    def _stmt_Delete(self, stmt: ir.Delete, frame: Frame) -> None:
+        """`del key, dtype`: the names are unbound; deleting items is not supported."""
+        for t in stmt.targets:
+            names = t.elts if isinstance(t, (ir.TupleExpr, ir.ListExpr)) else (t,)
+            for n in names:
+                if not isinstance(n, ir.Name):
+                    raise self.error("AOT332", "'del' of items or attributes is not supported",
+                                     n.span, hint="build a new value instead")
+                if n.id not in frame.env.vars and not frame.env.lookup(n.id)[0]:
+                    raise self.error("AOT340", f"name '{n.id}' is not defined", n.span)
+                frame.env.vars.pop(n.id, None)
+
+    def _stmt_Unsupported(self, stmt: ir.Unsupported, frame: Frame) -> None:
+        raise self.error(stmt.code, stmt.message, stmt.where, hint=stmt.hint)
+
+    def _stmt_ClassDef(self, cls: ir.ClassDef, frame: Frame) -> None:
+        bases = []
+        for base in cls.bases:
+            bases.append(self.eval(base, frame))
+        if not any(b is namespaces.MODULE_BASE for b in bases):
+            raise self.error(
+                "AOT320", f"class {cls.name} is a plain Python class: aotflax interprets only "
+                "nn.Module classes, and a target uses it", cls.name_span,
+                hint=f"if {cls.name} is a model, write: class {cls.name}(nn.Module):; "
+                     "otherwise pass the static values it computes as hyperparameters")
+        if cls.decorators:
+            raise self.error("AOT102", "class decorators are not supported on modules",
+                             cls.decorators[0].span)
+        if cls.others:
+            first = cls.others[0]
+            raise self.error(first.code, first.message, first.where, hint=first.hint)
+        if not any(m.name == "apply" for m in cls.methods):
+            raise self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
+        frame.env.set(cls.name, ModuleRef(UserModule(cls.name, cls, frame.env)))
+
+    # ---------------------------------------------------------------- imports
+
+    def _import_value(self, imp: ir.Import, frame: Frame) -> Any:
+        module = imp.dotted or imp.module
+        if imp.level:
+            importer = module_of(frame.env)
+            base = None
+            if importer is not None and self.workspace is not None:
+                base = self.workspace.relative(importer.model, imp.level, imp.module)
+            if base is None:
+                raise self.error("AOT104", f"relative import '{'.' * imp.level}{imp.module}' "
+                                 "leaves the build folder", imp.span,
+                                 hint="build the folder that contains every model file")
+            return self._from_workspace(base, imp)
+        top = module.split(".")[0]
+        if top in KNOWN_MODULES:
+            value = namespaces.namespace_for(imp.module, imp.member)
+            if value is None and imp.dotted:  # `import jax.numpy` binds `jax`
+                value = namespaces.namespace_for(top, None)
+            if value is None:
+                what = f"{module}.{imp.member}" if imp.member else module
+                return Opaque(imp.alias, f"'{what}' is not part of what aotflax interprets",
+                              imp.span)
+            return value
+        if self.workspace is not None and self.workspace.locate(module) is not None:
+            return self._from_workspace(module, imp)
+        return Opaque(imp.alias, f"'{top}' is not a module aotflax interprets (it interprets "
+                      f"{_KNOWN_LIST})", imp.span)
+
+    def _from_workspace(self, dotted: str, imp: ir.Import) -> Any:
+        """A model file of the build (or one of its names) for an import statement."""
+        ws = self.workspace
+        assert ws is not None
+        if imp.member is None:
+            if imp.dotted and imp.alias == imp.module:  # `import a.b.c` binds package `a`
+                return self._module_value(imp.module, imp.span)
+            return self._module_value(dotted, imp.span)
+        full = f"{dotted}.{imp.member}" if dotted else imp.member
+        if ws.locate(full) is not None or not dotted:
+            return self._module_value(full, imp.span)
+        parent = self._module_value(dotted, imp.span)
+        if parent.globals is not None:
+            found, value = parent.globals.lookup(imp.member)
+            if found:
+                return value
+        raise self.error("AOT104", f"'{imp.member}' cannot be imported from model file "
+                         f"'{dotted}': it defines no such name", imp.span)
+
+    def _module_value(self, dotted: str, span: Span) -> ModuleValue:
+        ws = self.workspace
+        found = ws.locate(dotted) if ws is not None else None
+        if found is None:
+            raise self.error("AOT104", f"no model file '{dotted}' in the build folder", span)
+        kind, path = found
+        globals_ = None
+        if kind == "file":
+            try:
+                model = ws.load(path)  # type: ignore[union-attr]
+            except Exception as e:  # a BuildError of the imported file: report its errors
+                diagnostics = getattr(e, "diagnostics", None)
+                if diagnostics is None:
+                    raise
+                for d in diagnostics:
+                    self.errors += 1
+                    self.reporter.diagnostics.append(d)
+                raise _Abort() from None
+            globals_ = self.module_globals(model)
+        value = ModuleValue(dotted, globals_)
+
+        def submodule(attr: str) -> Any:
+            if ws is not None and ws.locate(f"{dotted}.{attr}") is not None:
+                return self._module_value(f"{dotted}.{attr}", span)
+            return None
+
+        value.submodule = submodule
+        return value
+
+    # ---------------------------------------------------------------- uses
+
+    def _module_attribute(self, value: ModuleValue, attr: str, span: Span) -> Any:
+        if value.globals is not None:
+            found, got = value.globals.lookup(attr)
+            if found:
+                return got
+        sub = value.submodule(attr) if value.submodule is not None else None
+        if sub is not None:
+            return sub
+        raise self.error("AOT346", f"model file '{value.name}' has no name '{attr}'", span)
+
+    def _opaque_error(self, value: Opaque, span: Span, what: str = "used") -> _Abort:
+        return self.error(
+            "AOT104", f"'{value.written}' cannot be {what} here: {value.why}", span,
+            notes=(Note("imported here", value.span),) if value.span is not None else (),
+            hint="only code that no target reaches may use other libraries (it is skipped); "
+                 "compute the value in the model file or pass it as a hyperparameter")
+
+    def _check_not_opaque(self, values: Any, span: Span) -> None:
+        """Arguments of a call reached by a target may not be opaque names."""
+        for v in values:
+            if isinstance(v, Opaque):
+                raise self._opaque_error(v, span, "passed")
+
+
+__all__ = ["ImportsMixin", "POISON", "describe_value"]

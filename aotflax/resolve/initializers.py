@@ -1,0 +1,105 @@
+"""Initializers written in the model file, interpreted like any model code.
+
+`self.param("w", shape, my_init)` with `def my_init(key, shape, dtype)` (or a closure
+a factory returns, or a lambda) is resolved here for that shape and dtype: its
+body runs through the static interpreter, the random and array operations it
+makes become an emitted function of the generated module, and `init` calls that
+function.  Nothing of the model file's text is ever copied into generated code,
+so an initializer can reach exactly what other model code can: the operation
+table, static values and its own arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..diagnostics import Note, Span
+from ..ops.calls import value_code
+from ..ops.stochastic import KEY_DTYPE, RngKey
+from ..program import Code, Function, Tensor, describe
+from ..scopes import FunctionState
+from ..values import Closure, DType, Initializer, describe_value
+from .base import Frame, _Abort
+
+
+class InitializersMixin:
+    """Resolution of the model file's own initializers."""
+
+    def user_initializer(self, init: Closure, shape: tuple[int, ...], dtype: str,
+                         span: Span) -> str:
+        """The emitted function `name(key, shape, dtype)` that initializes one variable."""
+        cache_key = (id(init), tuple(shape), dtype)
+        found = self.init_cache.get(cache_key)
+        if found is not None:
+            return found
+        positional = [p for p in init.params.params if p.kind == "positional"]
+        if len(positional) < 2 and not any(p.kind == "vararg" for p in init.params.params):
+            raise self.error("AOT314", f"initializer {init.name} must take (key, shape, dtype), "
+                             f"it takes ({', '.join(p.name for p in init.params.params)})",
+                             init.span, notes=(Note("used here", span),))
+        fn = FunctionState(self)
+        key = RngKey((), KEY_DTYPE)
+        args: list[Any] = [key, tuple(shape), DType(dtype)][:max(2, min(3, len(positional)))]
+        errors = self.errors
+        try:
+            result = self._call_closure(init, args, {}, span, Frame(init.env, fn, None, None))
+        except _Abort:
+            raise
+        if self.errors != errors:
+            raise _Abort()
+        result = self._initializer_result(init, result, shape, dtype, span, fn)
+        name = self._function_name(init.name if init.name.isidentifier() else "initializer")
+        what = describe(tuple(shape), dtype)
+        self.functions.append(Function(
+            name=name, doc=f"Initializer {init.name} for {what}", takes_params=False,
+            state_collections=(), takes_rng=False, inputs=(("key", key),),
+            body=tuple(fn.ops), result=value_code(result), result_tensors=(result,),
+            span=init.span, hints=dict(fn.hints), static_args=("shape", "dtype")))
+        self.init_cache[cache_key] = name
+        return name
+
+    def _initializer_result(self, init: Closure, result: Any, shape: tuple[int, ...],
+                            dtype: str, span: Span, fn: FunctionState) -> Tensor:
+        want = describe(tuple(shape), dtype)
+        where = init.span
+        notes = (Note("declared here", span),)
+        if isinstance(result, RngKey) or not isinstance(result, Tensor):
+            raise self.error("AOT215", f"initializer {init.name} returns "
+                             f"{describe_value(result)}, not an array {want}", where,
+                             notes=notes, hint="an initializer is called as init(key, shape, "
+                             "dtype) and returns an array of that shape and dtype")
+        if tuple(result.shape) != tuple(shape) or result.dtype != dtype:
+            raise self.error("AOT215", f"initializer {init.name} returns {result.describe()} "
+                             f"for a variable declared {want}", where, notes=notes,
+                             hint="an initializer is called as init(key, shape, dtype) and "
+                                  "returns an array of that shape and dtype")
+        return result
+
+    def _call_initializer(self, init: Initializer, args: list, kwargs: dict, span: Span,
+                          frame: Frame) -> Tensor:
+        """`nn.initializers.normal(0.02)(key, shape, dtype)` inside model code."""
+        from ..ops.registry import Signature
+
+        if frame.fn is None:
+            raise self.error("AOT324", "an initializer can only be called inside a module or "
+                             "an initializer of the model file", span)
+        try:
+            b = Signature.parse("key, shape, dtype=None").bind(init.description, args, kwargs)
+        except Exception as e:  # CallError
+            raise self.error(getattr(e, "code", "AOT301"), getattr(e, "message", str(e)),
+                             span) from None
+        shape, dtype = b["shape"], b["dtype"]
+        if not isinstance(b["key"], RngKey):
+            raise self.error("AOT202", f"initializer {init.description} needs a random key, got "
+                             f"{describe_value(b['key'])}", span)
+        if not (isinstance(shape, (tuple, list)) and all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+            raise self.error("AOT203", f"initializer shape must be a tuple of ints, got "
+                             f"{describe_value(shape)}", span)
+        name = dtype.name if isinstance(dtype, DType) else "float32"
+        out = Tensor(tuple(shape), name)
+        code = value_code(tuple(shape))
+        frame.fn.emit("ops/call.j2", {"call": Code.of(
+            f"{init.code}(", value_code(b["key"]), ", ", code, f", jnp.{name})")}, (out,), span,
+            "init")
+        return out
