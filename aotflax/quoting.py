@@ -85,7 +85,8 @@ def literal(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return repr(value)
     if isinstance(value, int):
-        return repr(value)
+        # past 4,300 digits Python refuses int -> decimal text; hexadecimal has no limit
+        return repr(value) if value.bit_length() < 14_000 else hex(value)
     if isinstance(value, float):
         if math.isinf(value):
             return 'float("inf")' if value > 0 else 'float("-inf")'

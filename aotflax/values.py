@@ -346,6 +346,22 @@ def to_code(value: Any) -> str:
     raise StaticError(f"{describe_value(value)} cannot appear in generated code")
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` for a message: short, and never failing (a 20,000-digit int has no
+    decimal repr in Python 3.11+, a self-containing list recurses)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an int of {value.bit_length():,} bits>"
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    if isinstance(value, (list, tuple, dict)) and len(value) > limit:
+        return f"<a {type(value).__name__} of {len(value):,} items>"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"<a {type(value).__name__}>"
+    return text if len(text) <= 4 * limit else text[:4 * limit] + "..."
+
+
 def describe_value(value: Any) -> str:
     """Short description of a value for messages."""
     if isinstance(value, Tensor):
@@ -353,7 +369,7 @@ def describe_value(value: Any) -> str:
     if isinstance(value, bool):
         return f"bool {value!r}"
     if isinstance(value, (int, float, str, complex)):
-        return f"{type(value).__name__} {value!r}"
+        return f"{type(value).__name__} {shown(value)}"
     if value is None:
         return "None"
     if isinstance(value, tuple):

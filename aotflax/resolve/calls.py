@@ -46,6 +46,7 @@ from ..values import (
     contains_poison,
     describe_value,
     is_static,
+    shown,
 )
 from .base import (
     MAX_CALL_DEPTH,
@@ -406,8 +407,8 @@ class CallsMixin:
         items = args[0] if args and isinstance(args[0], (list, tuple, dict, str)) else ()
         if name == "round" and len(args) == 2 and isinstance(args[0], int) and \
                 isinstance(args[1], int) and -args[1] > MAX_STATIC_BITS // 3:
-            raise self.error("AOT330", f"round(..., {args[1]}) is too large to compute at build "
-                             "time", span)
+            raise self.error("AOT330", f"round(..., {shown(args[1])}) is too large to compute "
+                             "at build time", span)
         if name == "prod" and sum(v.bit_length() for v in items if isinstance(v, int)) > \
                 MAX_STATIC_BITS:
             raise self.error("AOT330", "math.prod() of these ints is too large to compute at "

@@ -35,6 +35,7 @@ from ..values import (
     contains_poison,
     describe_value,
     is_static,
+    shown,
 )
 from .base import (
     MAX_STATIC_LEN,
@@ -311,7 +312,7 @@ class ExpressionsMixin:
                 index, slice) or read else value[index]
         except (IndexError, KeyError, TypeError, ValueError) as e:
             raise self.error("AOT345", f"cannot index {describe_value(value)} with "
-                             f"{index!r}: {e}", expr.span) from None
+                             f"{shown(index)}: {e}", expr.span) from None
 
     def _spec(self, value: SpecDType, index: Any, expr: ir.Subscript) -> Spec:
         dims = index if isinstance(index, tuple) else (index,)
@@ -319,7 +320,7 @@ class ExpressionsMixin:
             if isinstance(d, bool) or not isinstance(d, (int, str)) or (isinstance(d, int)
                                                                         and d < 0):
                 raise self.error("AOT410", f"input dimensions must be non-negative ints or "
-                                 f"symbolic names, got {d!r}", expr.index.span)
+                                 f"symbolic names, got {shown(d)}", expr.index.span)
         try:
             check_shape([d for d in dims if isinstance(d, int)], "input")
         except CallError as e:

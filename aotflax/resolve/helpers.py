@@ -21,6 +21,7 @@ from ..scopes import (
     FunctionState,
     subscript_path,
 )
+from ..values import shown
 from .base import (
     MAX_STATIC_BITS,
     MAX_STATIC_LEN,
@@ -83,9 +84,9 @@ def _too_big(op: str, left: Any, right: Any) -> str | None:
     ints = all(isinstance(v, int) for v in (left, right))
     if op == "**" and ints and right > 0 and abs(left) > 1 and \
             right * abs(left).bit_length() > MAX_STATIC_BITS:
-        return f"{left} ** {right}"
+        return f"{shown(left)} ** {shown(right)}"
     if op == "<<" and ints and right > MAX_STATIC_BITS:
-        return f"{left} << {right}"
+        return f"{shown(left)} << {shown(right)}"
     if op == "%" and isinstance(left, str) and ("*" in left or safety.spec_problem(left)):
         return f"{left!r} % ..."
     if op == "*":

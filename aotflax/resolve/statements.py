@@ -18,6 +18,7 @@ from ..values import (
     Poison,
     describe_value,
     is_static,
+    shown,
 )
 from .base import (
     MAX_STATIC_LEN,
@@ -111,12 +112,15 @@ class StatementsMixin:
         message = "raised an error"
         if isinstance(stmt.exc, ir.Call) and stmt.exc.args:
             value = self.eval(stmt.exc.args[0], frame)
-            message = str(value)
+            if isinstance(value, Poison):
+                raise _Abort()  # the message's own error is reported
+            message = value if isinstance(value, str) else shown(value)
         raise self.error("AOT300", f"model raised: {message}", stmt.span)
 
     def _stmt_Assert(self, stmt: ir.Assert, frame: Frame) -> None:
         if not self._truth(stmt.test, frame):
-            msg = str(self.eval(stmt.msg, frame)) if stmt.msg is not None else "assertion failed"
+            msg = self.eval(stmt.msg, frame) if stmt.msg is not None else "assertion failed"
+            msg = msg if isinstance(msg, str) else shown(msg)
             raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
