@@ -388,6 +388,10 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         mesh = "{" + ", ".join(f"{string(n)}: {literal(k)}" for n, k in t.mesh) + "}"
         sharding = "{\n" + "\n".join(_dict_lines(tree, 8)) + "\n    }" if tree else "{}"
         train_kwargs += f"    mesh={mesh},\n    param_sharding={sharding},\n"
+    if t.tpu_topologies:  # names checked by hardware.parse_tpu_topology: [a-z0-9:x] only
+        train_kwargs += f"    tpu_topologies={literal(tuple(t.tpu_topologies))},\n"
+    if t.gpu_targets:  # names of hardware.GPU_TARGETS
+        train_kwargs += f"    gpu_targets={literal(tuple(t.gpu_targets))},\n"
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
     if shared is None:
         init_def = template("init.py.j2").render(

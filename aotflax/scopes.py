@@ -19,7 +19,7 @@ from . import quoting
 from .diagnostics import Note, Span
 from .ops.calls import LayerScope
 from .ops.registry import CallError
-from .program import Code, Op, ParamDecl, Tensor, Var
+from .program import Code, Op, OpInfo, ParamDecl, Tensor, Var
 from .values import Closure, Initializer, InitializerFactory, describe_value
 
 
@@ -59,9 +59,9 @@ class FunctionState:
         return Tensor(tuple(shape), dtype, weak)
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...], span: Span,
-             stem: str, temps: tuple[str, ...] = ()) -> None:
+             stem: str, temps: tuple[str, ...] = (), info: OpInfo | None = None) -> None:
         self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
-                           stem))
+                           stem, info=info))
 
     def hint(self, var: Any, name: str) -> None:
         if isinstance(var, Var):

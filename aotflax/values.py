@@ -310,7 +310,11 @@ def static_key(value: Any) -> Any:
         return (type(value).__name__, value)
     if isinstance(value, ModuleRef):
         return ("module", value.module.name, id(value.module), static_key(dict(value.bound)))
-    if isinstance(value, (SharedModule, Closure)):
+    if isinstance(value, (SharedModule, Closure, BoundMethod, SelfValue)):
+        return ("object", id(value))
+    try:
+        hash(value)
+    except TypeError:  # a value that holds interpreter state: identity is what matters
         return ("object", id(value))
     return ("value", value)
 
@@ -399,7 +403,43 @@ def describe_value(value: Any) -> str:
         return f"'{value.written}'"
     if isinstance(value, TypeHint):
         return f"type hint {value.name}"
-    return type(value).__name__
+    return _describe_other(value)
+
+
+def _describe_other(value: Any) -> str:
+    """Descriptions of the interpreter's other values, in the model's own words."""
+    if isinstance(value, SelfValue):
+        return "self (the module)"
+    if isinstance(value, BoundMethod):
+        return f"method {value.name}"
+    if isinstance(value, StaticBuiltin):
+        return f"builtin {value.name}"
+    if isinstance(value, InitializerFactory):
+        return f"initializer factory nn.initializers.{value.name} (not called)"
+    if isinstance(value, Spec):
+        return f"input spec aot.{value.dtype}[{', '.join(map(str, value.shape))}]"
+    if isinstance(value, SpecDType):
+        return f"input dtype {value.dtype} (index it with a shape: [8, 784])"
+    if isinstance(value, Poison):
+        return "a value that failed earlier"
+    if isinstance(value, OptaxFn):
+        return f"optax.{value.name} (not called)"
+    if isinstance(value, OptaxValue):
+        return "an optax transformation"
+    if isinstance(value, Traversal):
+        return "a ModelParamTraversal"
+    if isinstance(value, MultiOptimizer):
+        return "a MultiOptimizer"
+    if isinstance(value, MeshSpec):
+        return "aot.mesh(" + ", ".join(f"{n}={k}" for n, k in value.axes) + ")"
+    if isinstance(value, slice):
+        return "a slice"
+    if value is Ellipsis:
+        return "..."
+    name = type(value).__name__
+    known = {"Sequential": "nn.Sequential(...)", "StateVariable": "a state variable",
+             "Scope": "a module scope", "RngKey": "a random key"}
+    return known.get(name, "a build-time value")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from ..program import (
     Code,
     Function,
     Op,
+    OpInfo,
     Tensor,
     TreeVar,
     fresh_like,
@@ -255,7 +256,8 @@ class CallsMixin:
             ("target", _unpack_code((init, y), (final, stacked), [])),
             ("step", Code((nested.name,))), ("init", value_code(init)),
             ("xs", value_code(xs)), ("extra", Code((extra,))),
-            ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested))
+            ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested,
+            OpInfo("jax.lax.scan", trips=n)))
         return (final, stacked)
 
     def _scan_in_dim(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
@@ -350,6 +352,7 @@ class CallsMixin:
             self.depth -= 1
             raise self.error("AOT322", f"function {fn.name} recurses too deeply", span)
         errors = self.errors
+        self.calls.append((fn.name, span))
         try:
             self._exec_block(fn.body, Frame(env, frame.fn, frame.scope, frame.module))
         except _Return as r:
@@ -358,6 +361,7 @@ class CallsMixin:
             return r.value
         finally:
             self.depth -= 1
+            self.calls.pop()
         if self.errors != errors:
             raise _Abort()
         return None
@@ -554,8 +558,13 @@ class CallsMixin:
                 if not (isinstance(shape, (tuple, list)) and all(
                         isinstance(d, int) and not isinstance(d, bool) and d >= 0
                         for d in shape)):
+                    linen = isinstance(shape, (Initializer, InitializerFactory, Closure)) and \
+                        isinstance(init, (tuple, list))
                     raise CallError("AOT351", f"self.param shape must be a tuple of ints, got "
-                                    f"{describe_value(shape)}")
+                                    f"{describe_value(shape)}", hint=(
+                                        "did you mean self.param(name, shape, init)? That is "
+                                        "the flax.nn order; Linen's is (name, init, shape)"
+                                        if linen else None))
                 dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
                 if pname in scope.used:
                     raise CallError("AOT311", f"'{pname}' is already used in this module")
@@ -579,9 +588,13 @@ class CallsMixin:
             params = ir.Parameters(method.params.params[1:], method.params.span)
             closure = Closure(name, params, method.body, env_self, method.span, method)
             return self._call_closure(closure, args, kwargs, span, frame)
+        if scope.fn is not frame.fn:
+            raise self.error("AOT353", f"self.{name} of another module is called here: a "
+                             "module's methods run inside that module", span,
+                             hint="pass a function of the model file (def or lambda) instead")
         raise self.error("AOT353", f"self.{name} is not supported", span,
                          hint="modules support self.param, self.state, self.get_param and "
-                              "calls to their own @nn.module_method methods")
+                              "calls to their own methods")
 
     def _user_state(self, scope: Scope, args: list, kwargs: dict, span: Span) -> StateVariable:
         """`self.state(name, shape=(), init=zeros, dtype=float32, collection="state")`."""

@@ -6,7 +6,7 @@ import hashlib
 import keyword
 from typing import Any
 
-from .. import ir, meshes, quoting, training
+from .. import hardware, ir, meshes, quoting, training
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
 from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
@@ -74,6 +74,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         #: Emitted initializer functions by (closure, shape, dtype).
         self.init_cache: dict[tuple, str] = {}
         self.depth = 0
+        #: Module and function calls being resolved: (name, call site), innermost last.
+        self.calls: list[tuple[str, Span]] = []
         self._reported: set[tuple] = set()
         #: Errors raised so far, repeats included (a body with errors must not produce a value).
         self.errors = 0
@@ -148,6 +150,11 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                span.col if span else 0)
         if key not in self._reported:
             self._reported.add(key)
+            if self.calls and span is not None and not any(n.message.startswith("in ")
+                                                           for n in notes):
+                name, site = self.calls[-1]
+                if (site.path, site.line) != (span.path, span.line):
+                    notes = (*notes, Note(f"in {name}, called here", site))
             self.reporter.error(code, message, span, hint=hint, notes=notes)
         return _Abort()
 
@@ -194,6 +201,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
             devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
             span=decl.span, symbolic=tuple(symbolic), mesh=decl.mesh,
+            tpu_topologies=decl.tpu, gpu_targets=decl.gpu,
             param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
                                               decl.span),
             train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
@@ -239,6 +247,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              hint=f"call it {name.strip('_') or 'my'}_target, for example")
         if any(t.name == name for t in self.targets):
             raise self.error("AOT407", f"target '{name}' is declared twice", span)
+        explicit = "platforms" in kwargs
         platforms = kwargs.pop("platforms", ("cpu",))
         if isinstance(platforms, str):
             platforms = (platforms,)
@@ -260,6 +269,10 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              f"{describe_value(devices)}", span)
         if sharding_rules is not None:
             sharding_rules = meshes.check_rules(self, sharding_rules, mesh, span)
+        platforms, tpu, gpu = hardware.target_hardware(
+            self, tuple(platforms), explicit, kwargs.pop("tpu", None), kwargs.pop("gpu", None),
+            int(devices), {k: next((kw.span for kw in call.keywords if kw.name == k), span)
+                           for k in ("tpu", "gpu")})
         if not isinstance(method, str):
             raise self.error("AOT400", f"method= must be a method name, got "
                              f"{describe_value(method)}", span)
@@ -291,7 +304,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             specs = {k: v for k, v in specs.items() if k in model_inputs}
         self.targets.append(TargetDecl(name, module, specs, method, tuple(platforms),
                                        int(devices), span, loss, optimizer, batch, mesh,
-                                       sharding_rules or ()))
+                                       sharding_rules or (), tpu, gpu))
 
 
 

@@ -234,8 +234,11 @@ def _assigned_names(stmt: ir.Stmt) -> list[str]:
         return [n for t in stmt.targets for n in names(t)]
     if isinstance(stmt, (ir.AugAssign, ir.AnnAssign)):
         return names(stmt.target)
-    if isinstance(stmt, ir.For):
-        return names(stmt.target)
+    if isinstance(stmt, ir.For):  # the loop variable and what the body assigns
+        return names(stmt.target) + [n for s in (*stmt.body, *stmt.orelse)
+                                     for n in _assigned_names(s)]
+    if isinstance(stmt, ir.If):  # a failed condition: both branches' names are unknown
+        return [n for s in (*stmt.body, *stmt.orelse) for n in _assigned_names(s)]
     if isinstance(stmt, (ir.FunctionDef, ir.ClassDef)):
         return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"
     if isinstance(stmt, ir.Import):
