@@ -225,6 +225,8 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
     return template("function.py.j2").render(
         name=fn.name, args=", ".join(args),
+        decorators=[".".join(_checked(part, "decorator name") for part in d.split("."))
+                    for d in fn.decorators],
         doc=docstring(f"{fn.doc}, from {fn.span.file.name or relpath}:{fn.span.line}."),
         lines=lines, result=result)
 

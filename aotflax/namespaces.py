@@ -36,6 +36,8 @@ MULTI_OPTIMIZER = object()
 MESH = object()
 SCAN = object()
 SCAN_IN_DIM = object()
+VMAP = object()
+CUSTOM_JVP = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
                 "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
@@ -175,7 +177,8 @@ def _build_modules() -> dict[str, Any]:
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
-    jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random})
+    jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
+                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
     np = Namespace("numpy", {**_dtypes(), **_static({"prod": math.prod, "sqrt": math.sqrt}),
                              "pi": math.pi, "inf": math.inf, "newaxis": None})
     nn, aot = nn_namespace(), aot_namespace()

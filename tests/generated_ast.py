@@ -49,6 +49,7 @@ def problems(text: str, payloads: set[str] = frozenset()) -> list[str]:
 
 def _module_statements(tree: ast.Module) -> list[str]:
     out = []
+    functions: set[str] = set()
     body = tree.body
     if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)):
         out.append("the module does not start with its docstring")
@@ -63,8 +64,12 @@ def _module_statements(tree: ast.Module) -> list[str]:
                     "_runtime"]:
                 out.append(f"{where}: imports from {stmt.module!r}")
         elif isinstance(stmt, ast.FunctionDef):
-            if stmt.decorator_list:
-                out.append(f"{where}: a decorated function")
+            for d in stmt.decorator_list:  # jax.custom_jvp, and `primal.defjvp` for its rule
+                if ast.unparse(d) != "jax.custom_jvp" and not (
+                        isinstance(d, ast.Attribute) and d.attr == "defjvp"
+                        and isinstance(d.value, ast.Name) and d.value.id in functions):
+                    out.append(f"{where}: a function decorated with {ast.unparse(d)!r}")
+            functions.add(stmt.name)
         elif isinstance(stmt, ast.Assign):
             target_ok = len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
             value = stmt.value

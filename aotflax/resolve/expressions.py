@@ -54,6 +54,7 @@ from .helpers import (
     _too_large,
 )
 from .toplevel import module_of
+from .transforms import CustomJvp
 
 #: Static comparisons that read their operands whole (`is` does not).
 _READING_COMPARE = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not in"})
@@ -365,7 +366,7 @@ class ExpressionsMixin:
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
-        if isinstance(value, (ModuleRef, SharedModule, SelfValue, list, dict, str)):
+        if isinstance(value, (ModuleRef, SharedModule, SelfValue, list, dict, str, CustomJvp)):
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name
