@@ -163,6 +163,25 @@ aot.train_target("t", _runtime, loss=loss, optimizer=optax.sgd(0.1), params=aot.
                  jnp=aot.f32[2, 3], TARGETS=aot.f32[2, 3], outputs=aot.f32[2, 3],
                  grad_fn=aot.f32[2, 4])
 """,
+    # transforms emitted as decorated and nested functions, under names generated code uses
+    "transforms_named_like_locals": """
+@jax.custom_jvp
+def ｌｏｓｓ(x):
+    return jnp.log(x)
+
+@ｌｏｓｓ.defjvp
+def grads(primals, tangents):
+    x, = primals
+    t, = tangents
+    return ｌｏｓｓ(x), t / x
+
+class M(nn.Module):
+    def apply(self, x):
+        y = jax.vmap(lambda outputs: outputs * 2.0, in_axes=(0,))(x)
+        return jnp.sum(ｌｏｓｓ(y))
+
+aot.target("t", M, x=aot.f32[2, 3])
+""",
     "state_written_inf": """
 class M(nn.Module):
     def apply(self, x):
