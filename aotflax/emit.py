@@ -11,6 +11,7 @@ returning it: emitting invalid Python is an internal error.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import keyword
 import re
 from dataclasses import dataclass
@@ -166,6 +167,20 @@ def _shapes(op: Op) -> str:
     return ", ".join(v.describe() for v in op.outputs if isinstance(v, Tensor))
 
 
+def render_functions(fn: Function, relpath: str, reserved: set[str]) -> list[str]:
+    """A function and, when it initializes parameters from data, its init variant."""
+    if fn.init_name is None:
+        return [render_function(fn, relpath, reserved)]
+    apply = dataclasses.replace(fn, body=tuple(op for op in fn.body if not op.init_only))
+    init = dataclasses.replace(
+        fn, name=fn.init_name, takes_rng=True,
+        doc=f"{fn.doc}, init variant: also initializes the parameters that come from data "
+            f"(writing them into params)",
+        body=tuple(op if op.init_args is None else dataclasses.replace(op, args=op.init_args)
+                   for op in fn.body))
+    return [render_function(apply, relpath, reserved), render_function(init, relpath, reserved)]
+
+
 def render_function(fn: Function, relpath: str, reserved: set[str],
                     outer: dict[int, str] | None = None,
                     outer_live: set[str] | frozenset[str] = frozenset()) -> str:
@@ -174,10 +189,12 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
     For a nested def, `outer` names the enclosing function's values and `outer_live`
     are the names it holds: the nested body's variables never overwrite them.
     """
-    # state reads are written as `batch_stats["..."]` text: no variable may take those names
+    # state and shared-module reads are written as `batch_stats["..."]` text: no variable
+    # may take those names
     collections = [_checked(c, "state collection name") for c in fn.state_collections]
+    shared = [_checked(a, "argument name") for a in fn.shared_args]
     namer = Namer(fn, reserved | set(outer_live) | {_checked(fn.name, "function name")} |
-                  set(collections))
+                  set(collections) | set(shared))
     if outer:
         namer.names.update(outer)
     args: list[str] = []
@@ -192,11 +209,15 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
     captured = {outer[id(v)] for op in fn.body for v in op.inputs()
                 if outer and id(v) in outer and id(v) not in mine}
     static = [_checked(a, "argument name") for a in fn.static_args]
-    taken = (set(namer.reserved) - set(outer_live)) | captured | set(args) | set(static)
+    taken = (set(namer.reserved) - set(outer_live)) | captured | set(args) | set(static) | \
+        set(shared)
     for name, var in fn.inputs:
         local = _free_name(name, taken)
         namer.bind_input(local, var)
         args.append(local)
+    for name in shared:
+        namer.bind_input(name, _Placeholder())
+        args.append(name)
     args += static
     if fn.takes_rng:
         args += ["*", "rng"]
@@ -260,7 +281,9 @@ def _dict_lines(tree: dict[str, Any], indent: int) -> list[str]:
     pad = " " * indent
     out = []
     for k, v in tree.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and not v:
+            out.append(f"{pad}{string(k)}: {{}},")
+        elif isinstance(v, dict):
             out.append(f"{pad}{string(k)}: {{")
             out.extend(_dict_lines(v, indent + 4))
             out.append(f"{pad}}},")
@@ -274,6 +297,21 @@ def _tree_code(decls: tuple[ParamDecl, ...], leaf, indent: int) -> str:
         return "{}"
     body = _dict_lines(_nested(decls, leaf), indent + 4)
     return "{\n" + "\n".join(body) + "\n" + " " * indent + "}"
+
+
+def _init_tree_code(decls: tuple[ParamDecl, ...], indent: int) -> str:
+    """The parameters `init` computes with initializers; a parameter initialized from data
+    leaves an empty dict where it goes (its module's init variant writes it)."""
+    tree: dict[str, Any] = {}
+    for d in decls:
+        node = tree
+        for part in d.path[:-1]:
+            node = node.setdefault(part, {})
+        if not d.from_data:
+            node[d.path[-1]] = _init_leaf(d)
+    if not tree:
+        return "{}"
+    return "{\n" + "\n".join(_dict_lines(tree, indent + 4)) + "\n" + " " * indent + "}"
 
 
 def _sds(d: ParamDecl) -> str:
@@ -332,7 +370,8 @@ def _trees_key(t: TargetProgram) -> tuple:
     def tree(decls: tuple[ParamDecl, ...]) -> tuple:
         return tuple((d.path, d.shape, d.dtype, d.init) for d in decls)
 
-    return tree(t.params), tree(t.state)
+    # an init that runs a forward pass (data-dependent initialization) is the entry's own
+    return tree(t.params), tree(t.state), t.entry if t.init_inputs else None
 
 
 def render_target(t: TargetProgram, source_sha256: str, module_name: str,
@@ -396,9 +435,17 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         train_kwargs += f"    gpu_targets={literal(tuple(t.gpu_targets))},\n"
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
     if shared is None:
+        init_call = ""
+        if t.init_inputs:
+            args = ", ".join(["params", *(f"state[{string(c)}]" for c in collections),
+                              *(local[n] for n, _ in fn.inputs), "rng=rng"])
+            init_call = f"{_checked(fn.init_name, 'function name')}({args})"
         init_def = template("init.py.j2").render(
-            name=t.name, params_init=_tree_code(t.params, _init_leaf, 4),
-            state_init=_tree_code(state_for_init, _init_leaf, 4)).rstrip("\n") + "\n\n\n"
+            name=t.name, params_init=_init_tree_code(t.params, 4),
+            state_init=_tree_code(state_for_init, _init_leaf, 4),
+            input_names="".join(f", {local[n]}" for n, _, _ in t.inputs)
+            if t.init_inputs else "",
+            init_call=init_call).rstrip("\n") + "\n\n\n"
         init_name, param_shapes = f"_{t.name}_init", _tree_code(t.params, _sds, 4)
         state_shapes = _tree_code(t.state, _sds, 4)
     else:
@@ -419,6 +466,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         module=string(module_name), where=comment(f"{relpath or t.span.path}:{t.span.line}"),
         symbolic=symbolic_code, source_sha256=string(source_sha256),
         nparams=sum(size(d.shape) for d in t.params),
+        init_inputs=t.init_inputs,
     )
 
 
@@ -436,8 +484,10 @@ class Emitted:
 def emit_file(program: FileProgram, module_name: str) -> str:
     """Render a whole generated module; checks that it parses."""
     reserved = set(RESERVED) | {f.name for f in program.functions} | {
+        f.init_name for f in program.functions if f.init_name} | {
         u.name for u in program.user_functions}
-    functions = [render_function(fn, program.relpath, reserved) for fn in program.functions]
+    functions = [text for fn in program.functions
+                 for text in render_functions(fn, program.relpath, reserved)]
     module_names = reserved | {"TARGETS"} | {
         name for t in program.targets for name in training.target_globals(t.name)}
     first: dict[tuple, str] = {}
