@@ -7,6 +7,7 @@ JAX.
 
 from __future__ import annotations
 
+from ..quoting import identifier
 from ..values import DType, Initializer, InitializerFactory, StaticError, describe_value, to_code
 
 #: Factories: name -> signature text (for binding and messages).
@@ -90,7 +91,8 @@ def make(name: str, positional: list, keywords: dict) -> Initializer:
                               f"{describe_value(value)}")
     if name in _LINEN_ONLY:  # Linen's zeros_init() / ones_init() are jax's zeros / ones
         return plain(_LINEN_ONLY[name])
-    args = [to_code(a) for a in positional] + [f"{k}={to_code(v)}" for k, v in keywords.items()]
+    args = [to_code(a) for a in positional] + [
+        f"{identifier(k, 'keyword argument name')}={to_code(v)}" for k, v in keywords.items()]
     code = f"jax.nn.initializers.{name}({', '.join(args)})"
     return Initializer(code, f"nn.initializers.{name}({', '.join(args)})")
 

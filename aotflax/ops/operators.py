@@ -8,6 +8,7 @@ from typing import Any, Callable
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
+from ..quoting import identifier
 from ..values import describe_value
 from .arrays import clip, emit_same, reduction, shape_rule, simple
 from .calls import FnCall, aval_of, value_code
@@ -180,7 +181,8 @@ def _check_mode(call: FnCall) -> None:
 def _at_code(call: FnCall, x: Tensor, inner: Code) -> Code:
     """`x.at[index].method(args as written)`."""
     parts = [value_code(a) for a in call.positional[2:]]
-    parts += [Code.of(f"{k}=", value_code(v)) for k, v in call.keywords.items()]
+    parts += [Code.of(f"{identifier(k, 'keyword argument name')}=", value_code(v))
+              for k, v in call.keywords.items()]
     return Code.of(x, ".at[", inner, f"].{call.entry.name}(", Code.join(", ", parts), ")")
 
 

@@ -20,8 +20,10 @@ from ..values import (
     Poison,
     describe_value,
     is_static,
+    shown,
 )
 from .base import (
+    MAX_STATIC_LEN,
     MAX_UNROLL,
     Frame,
     _Abort,
@@ -31,6 +33,7 @@ from .base import (
 )
 from .helpers import (
     _assigned_names,
+    _static_size,
 )
 from .transforms import CustomJvp
 
@@ -123,12 +126,15 @@ class StatementsMixin:
         message = "raised an error"
         if isinstance(stmt.exc, ir.Call) and stmt.exc.args:
             value = self.eval(stmt.exc.args[0], frame)
-            message = str(value)
+            if isinstance(value, Poison):
+                raise _Abort()  # the message's own error is reported
+            message = value if isinstance(value, str) else shown(value)
         raise self.error("AOT300", f"model raised: {message}", stmt.span)
 
     def _stmt_Assert(self, stmt: ir.Assert, frame: Frame) -> None:
         if not self._truth(stmt.test, frame):
-            msg = str(self.eval(stmt.msg, frame)) if stmt.msg is not None else "assertion failed"
+            msg = self.eval(stmt.msg, frame) if stmt.msg is not None else "assertion failed"
+            msg = msg if isinstance(msg, str) else shown(msg)
             raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
@@ -179,10 +185,17 @@ class StatementsMixin:
             container = self.eval(target.value, frame)
             index = self.eval(target.index, frame)
             if isinstance(container, (list, dict)) and is_static(index):
+                if isinstance(index, slice) and isinstance(value, (list, tuple)) and \
+                        len(container) + len(value) > MAX_STATIC_LEN:
+                    raise self.error("AOT330", f"this slice assignment would make a list of "
+                                     f"{len(container) + len(value):,} items (at most "
+                                     f"{MAX_STATIC_LEN:,})", target.span)
                 try:
                     container[index] = value  # type: ignore[index]
                 except (IndexError, KeyError, TypeError, ValueError) as e:
                     raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
+                if isinstance(index, slice):  # a slice assignment can grow the list
+                    self._static_result(container, target.span, _static_size(value), False)
                 return
             if isinstance(container, Tensor):
                 raise self.error("AOT332", "arrays are immutable; use x.at[index].set(value)",
