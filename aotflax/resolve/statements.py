@@ -132,7 +132,10 @@ class StatementsMixin:
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
         """A `def`; its decorators are applied as Python applies them (bottom first) when
-        the static language knows them: `jax.vmap`, `jax.custom_jvp`, `@f.defjvp`."""
+        the static language knows them: `jax.vmap`, `jax.custom_jvp`, `@f.defjvp`;
+        `@nn.module` makes the function a module."""
+        if self._function_module(stmt, frame):  # `@nn.module def MLP(x, ...)`
+            return
         decorators = [self.eval(d, frame) for d in stmt.decorators]
         defaults = {p.name: self.eval(p.default, frame) for p in stmt.params.params
                     if p.default is not None}
@@ -147,7 +150,8 @@ class StatementsMixin:
                 continue
             raise self.error("AOT325", f"the decorator {describe_value(d)} is not supported on "
                              "functions", node.span, hint="decorators the static language "
-                             "knows: @nn.module_method, @jax.vmap, @jax.custom_jvp, @f.defjvp")
+                             "knows: @nn.module_method, @nn.module, @jax.vmap, @jax.custom_jvp, "
+                             "@f.defjvp")
         frame.env.set(stmt.name, value)
 
     # ================================================================ assignment
