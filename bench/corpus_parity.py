@@ -9,9 +9,9 @@ its import lines rewritten (the same mechanical rewrite as the corpus's
 `import aotflax as flax`), the targets of its `_targets.json` are appended,
 and the folder is built with `aot_build.py --no-compile`.  Nothing under
 CORPUS_DIR is imported or executed; the model files are never copied into
-this repository.  If the whole folder does not build, each file holding
+this repository.  If the whole folder does not build, each file declaring
 compared targets is built on its own, so one unsupported file does not hide
-the others.
+the others; the build errors are listed under the table.
 
 For every compared target: the generated `init` gives the parameters and
 state; every leaf is perturbed with N(0, 0.1) noise from a fixed key (running
@@ -29,8 +29,8 @@ A row passes when every element satisfies |ours - linen| <= atol + rtol *
 Training targets with dropout compare their tree, and their numerics through a
 target this script appends next to the corpus's: the same partial with every
 dropout rate 0 (old flax.nn's dropout is the identity at rate 0), marked
-"rates 0".  The corpus's own stochastic target then gets a "tree" row: its
-tree matches and `apply` runs with an rng and gives finite values.  The vae
+"rates 0".  The corpus's own stochastic target then gets a "tree ok" row: its
+tree matches, and `apply` gives finite values that change with the rng.  The vae
 target takes its random key as an input, so it is compared exactly.
 
 Prints one row per target and exits 1 if any row fails.  Not part of CI.
@@ -90,7 +90,7 @@ class Case:
 
 
 RATES0 = "rates 0"
-DROPOUT = "dropout on: tree, runs, finite"
+DROPOUT = "dropout on: tree; finite, rng-dependent"
 
 
 def _wrn(**kw: Any) -> Callable[[], nn.Module]:
@@ -195,7 +195,7 @@ def prepare(case_dir: Path, dest: Path, extra: dict[str, str]) -> dict[str, Any]
     for rel, text in spec.get("files", {}).items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_text(text)
-    return {"spec": spec, "files": sorted(appended)}
+    return {"spec": spec, "files": sorted(appended), "appended": appended}
 
 
 def _build(path: Path, out: Path) -> str | None:
@@ -219,9 +219,14 @@ def build_case(case: Case, corpus: Path, work: Path) -> tuple[dict[str, Any], li
     errors: list[str] = []
     error = _build(src, pkgs / units[0][1])
     if error is not None:
-        errors.append(f"{case.name} (whole folder): {_short(error, work)}")
+        errors.append(f"{case.name}: {_short(error, work)}")
         units = []
+        if len(list(src.rglob("*.py"))) == 1:
+            info["files"] = []  # the folder was that one file
+        compared = {f'"{row.target}"' for row in case.rows}
         for rel in info["files"]:
+            if not any(name in info["appended"][rel] for name in compared):
+                continue
             name = f"corpus_{case.name}_{Path(rel).stem}"
             err = _build(src / rel, pkgs / name)
             if err is None:
@@ -342,9 +347,7 @@ def compare(row: Row, target: Any) -> dict[str, Any]:
     out, new_state = ours(params, state, *inputs)
     out_leaves = jax.tree_util.tree_leaves(out)
     if row.tree_only:
-        finite = all(bool(jnp.isfinite(x).all()) for x in out_leaves)
-        return {**result, "result": "tree ok" if finite else "FAIL",
-                "why": "" if finite else "non-finite output"}
+        return {**result, **_stochastic_check(target, params, state, inputs, out_leaves)}
     linen = jax.jit(lambda v, *x: twin.apply(v, *x, method=method, mutable=True))
     ref, variables = linen({"params": params, **state}, *inputs)
     ref_state = {k: v for k, v in variables.items() if k != "params"}
@@ -361,6 +364,20 @@ def compare(row: Row, target: Any) -> dict[str, Any]:
         ref_leaves + jax.tree_util.tree_leaves(ref_state))
     return {**result, "abs": worst_abs, "rel": worst_rel, "result": "PASS" if ok else "FAIL",
             "why": ""}
+
+
+def _stochastic_check(target: Any, params: Any, state: Any, inputs: list[Any],
+                      out_leaves: list[Any]) -> dict[str, str]:
+    """A target with dropout on: finite outputs that depend on the rng."""
+    if not all(bool(jnp.isfinite(x).all()) for x in out_leaves):
+        return {"result": "FAIL", "why": "non-finite output"}
+    if not target.stochastic:
+        return {"result": "FAIL", "why": "dropout on, but the target takes no rng"}
+    other, _ = jax.jit(lambda p, s, *x: target.apply(p, s, *x, rng=jax.random.key(5)))(
+        params, state, *inputs)
+    if all(np.array_equal(a, b) for a, b in zip(out_leaves, jax.tree_util.tree_leaves(other))):
+        return {"result": "FAIL", "why": "dropout on, but another rng gives the same output"}
+    return {"result": "tree ok", "why": ""}
 
 
 # ----------------------------------------------------------------------------- driver
