@@ -862,8 +862,10 @@ _entry("AOT332", "cannot assign items of this value", """
     """)
 
 _entry("AOT333", "cannot unpack", """
-    Tuple unpacking needs a static sequence of exactly as many items as there are
-    targets.  An array is not unpacked at build time: index it instead.
+    Tuple unpacking needs exactly as many items as there are targets: a static
+    sequence of that length, or an array whose first axis has that size (it
+    unpacks along that axis, as Python iterates a jax array:
+    `k1, k2 = jax.random.split(key)`).
     """, """
     SIZES = (16, 8)
 

@@ -449,6 +449,9 @@ def _describe_other(value: Any) -> str:
         return "a slice"
     if value is Ellipsis:
         return "..."
+    described = getattr(value, "description", None)  # values of the operation table (x.at)
+    if isinstance(described, str):
+        return described
     name = type(value).__name__
     known = {"Sequential": "nn.Sequential(...)", "StateVariable": "a state variable",
              "Scope": "a module scope", "RngKey": "a random key",

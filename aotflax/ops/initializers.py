@@ -33,6 +33,9 @@ FACTORIES: dict[str, str] = {
     "ones_init": "",
 }
 
+#: Linen's factories that jax.nn.initializers lacks, and the jax initializer each returns.
+_LINEN_ONLY = {"zeros_init": "zeros", "ones_init": "ones"}
+
 #: Initializers usable without calling (as in jax.nn.initializers).
 PLAIN: dict[str, str] = {"zeros": "jax.nn.initializers.zeros", "ones": "jax.nn.initializers.ones"}
 
@@ -85,6 +88,8 @@ def make(name: str, positional: list, keywords: dict) -> Initializer:
         if want:
             raise StaticError(f"nn.initializers.{name}: '{arg}' must be {want}, got "
                               f"{describe_value(value)}")
+    if name in _LINEN_ONLY:  # Linen's zeros_init() / ones_init() are jax's zeros / ones
+        return plain(_LINEN_ONLY[name])
     args = [to_code(a) for a in positional] + [f"{k}={to_code(v)}" for k, v in keywords.items()]
     code = f"jax.nn.initializers.{name}({', '.join(args)})"
     return Initializer(code, f"nn.initializers.{name}({', '.join(args)})")

@@ -9,6 +9,7 @@ from ..diagnostics import InternalError, Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops import initializers as inits
 from ..ops.calls import value_code
+from ..ops.operators import AtIndex
 from ..ops.stochastic import RngKey
 from ..program import (
     Code,
@@ -160,6 +161,8 @@ class CallsMixin:
             return self._call_closure(func, args, kwargs, span, frame)
         if isinstance(func, BoundMethod):
             return self._call_method(func, args, kwargs, expr, frame)
+        if isinstance(func, StaticBuiltin) and func.name in ("map", "filter"):
+            return self._map_filter(func.name, args, kwargs, expr, frame)
         if isinstance(func, StaticBuiltin):
             return self._call_static(func, args, kwargs, span)
         if isinstance(func, InitializerFactory):
@@ -410,6 +413,39 @@ class CallsMixin:
             raise _Abort()
         return None
 
+    def _map_filter(self, name: str, args: list, kwargs: dict, expr: ir.Call,
+                    frame: Frame) -> list:
+        """`map(f, *iterables)` and `filter(f, iterable)` over static sequences, unrolled.
+
+        `f` is any callable of the model file (a def, a lambda, jnp.tanh, a module);
+        its results may be arrays, whose code is emitted.  filter's conditions must be
+        static.  Both give a list (Python's lazy iterator, consumed at once).
+        """
+        span = expr.span
+        if kwargs or len(args) < 2 or (name == "filter" and len(args) != 2):
+            form = "map(function, iterable, ...)" if name == "map" else \
+                "filter(function, iterable)"
+            raise self.error("AOT349", f"{name}() takes {form}", span)
+        func, iterables = args[0], [list(self._iterate(a, span)) for a in args[1:]]
+        out: list = []
+        for items in zip(*iterables):
+            self._step(span)
+            if len(out) >= MAX_UNROLL:
+                raise self.error("AOT330", f"{name}() is too long to unroll", span)
+            if name == "map":
+                out.append(self._call(func, list(items), {}, expr, frame))
+                continue
+            keep = items[0] if func is None else self._call(func, [items[0]], {}, expr, frame)
+            if isinstance(keep, Poison):
+                raise _Abort()
+            if not is_static(keep):
+                raise self.error("AOT335", f"filter's condition must be static, got "
+                                 f"{describe_value(keep)}", span,
+                                 hint="use jnp.where(cond, a, b) to select values elementwise")
+            if keep:
+                out.append(items[0])
+        return out
+
     def _call_static(self, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
         for a in list(args) + list(kwargs.values()):
             if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
@@ -501,6 +537,9 @@ class CallsMixin:
             return self._call_entry(entry, f"x.{m.name}", [r, *args], kwargs, span, frame)
         if isinstance(r, (list, dict, str)):
             return self._static_method(r, m.name, args, kwargs, span)
+        if isinstance(r, AtIndex):  # x.at[index].set(values)
+            return self._call_entry(REGISTRY.lookup("at", m.name), f"x.at[...].{m.name}",
+                                    [r.operand, r.index, *args], kwargs, span, frame)
         raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
 
     def _static_method(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:

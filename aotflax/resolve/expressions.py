@@ -9,6 +9,7 @@ from .. import dtypes as dt
 from .. import ir, namespaces, safety
 from ..diagnostics import Span
 from ..ops import REGISTRY, CallError
+from ..ops.operators import NO_INDEX, AtIndex
 from ..program import (
     Code,
     Tensor,
@@ -242,6 +243,8 @@ class ExpressionsMixin:
         self._check_not_opaque((value, index), expr.span)
         if isinstance(value, SpecDType):
             return self._spec(value, index, expr)
+        if isinstance(value, AtIndex) and value.index is NO_INDEX:
+            return AtIndex(value.operand, index)  # x.at[index], before .set(...) and friends
         if isinstance(value, Tensor):
             return self._call_entry(REGISTRY.lookup("operator", "getitem"), "indexing",
                                     [value, index], {}, expr.span, frame)
@@ -303,6 +306,8 @@ class ExpressionsMixin:
                 return size(value.shape)
             if attr == "T":
                 return BoundMethod(value, "T", span)
+            if attr == "at":
+                return AtIndex(value, NO_INDEX)
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
@@ -315,7 +320,20 @@ class ExpressionsMixin:
             return value.read(span)
         if isinstance(value, (AttentionCache, CacheEntry)):
             return self._cache_attribute(value, attr, span)
+        if isinstance(value, AtIndex):
+            return self._at_method(value, attr, span)
         raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
+
+    def _at_method(self, value: AtIndex, attr: str, span: Span) -> BoundMethod:
+        """`x.at[i].set`: a method of the table's `at` namespace on an indexed `x.at`."""
+        methods = ", ".join(sorted(REGISTRY.members("at")))
+        if value.index is NO_INDEX:
+            raise self.error("AOT346", f"x.at needs an index before .{attr}: write "
+                             f"x.at[index].{attr}(...)", span)
+        if REGISTRY.lookup("at", attr) is None:
+            raise self.error("AOT346", f"x.at[...] has no supported method '{attr}'", span,
+                             hint=f"supported: {methods}")
+        return BoundMethod(value, attr, span)
 
     def _eval_ListComp(self, expr: ir.ListComp, frame: Frame) -> Any:
         out: list[Any] = []

@@ -7,6 +7,7 @@ from typing import Any, Iterator
 from .. import ir, namespaces
 from ..diagnostics import Span
 from ..program import (
+    Code,
     Tensor,
 )
 from ..scopes import (
@@ -163,7 +164,7 @@ class StatementsMixin:
                 frame.fn.hint(value, target.id)
             return
         if isinstance(target, (ir.TupleExpr, ir.ListExpr)):
-            items = self._unpack(value, len(target.elts), target)
+            items = self._unpack(value, len(target.elts), target, frame)
             for t, v in zip(target.elts, items):
                 self._assign(t, v, frame)
             return
@@ -190,12 +191,11 @@ class StatementsMixin:
                              target.span)
         raise self.error("AOT331", "cannot assign to this expression", target.span)
 
-    def _unpack(self, value: Any, n: int, target: ir.Expr) -> list[Any]:
+    def _unpack(self, value: Any, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
         if isinstance(value, Poison):
             return [POISON] * n
         if isinstance(value, Tensor):
-            raise self.error("AOT333", f"cannot unpack an array {value.describe()}; index it "
-                             "instead", target.span)
+            return self._unpack_array(value, n, target, frame)
         try:
             items = list(value)
         except TypeError:
@@ -204,6 +204,22 @@ class StatementsMixin:
         if len(items) != n:
             raise self.error("AOT333", f"expected {n} values to unpack, got {len(items)}",
                              target.span)
+        return items
+
+    def _unpack_array(self, value: Tensor, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
+        """`a, b = x` splits an array along its first axis, as Python iterates a jax array
+        (`k1, k2 = jax.random.split(key)` gives two keys)."""
+        if not value.shape or value.shape[0] != n:
+            what = "a 0-d array" if not value.shape else \
+                f"an array of {value.shape[0]} along its first axis"
+            raise self.error("AOT333", f"cannot unpack {value.describe()} into {n} names: it is "
+                             f"{what}", target.span)
+        if frame.fn is None:
+            raise self.error("AOT324", "arrays can only be unpacked inside a module's apply",
+                             target.span)
+        items = [type(value)(value.shape[1:], value.dtype, value.weak) for _ in range(n)]
+        code = Code.of(value, "[0]") if n == 1 else Code((value,))
+        frame.fn.emit("ops/call.j2", {"call": code}, tuple(items), target.span, "item")
         return items
 
     def _iterate(self, value: Any, span: Span) -> Iterator[Any]:
