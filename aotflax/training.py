@@ -13,16 +13,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import dtypes as dt
+from . import quoting
 from .diagnostics import Note, Span
 from .ops.calls import value_code
 from .program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar, fresh_like
-from .scopes import FunctionState, subscript_path
+from .scopes import FunctionState
 from .values import (
     Closure,
     Env,
     MultiOptimizer,
     OptaxFn,
     OptaxValue,
+    StaticError,
     Traversal,
     describe_value,
     is_static,
@@ -41,8 +43,10 @@ def call_optax(r: "Resolver", fn: OptaxFn, args: list, kwargs: dict, span: Span)
             raise r.error("AOT420", f"optax.{fn.name} arguments must be static, got "
                           f"{describe_value(value)}", span)
     try:
-        parts = [to_code(a) for a in args] + [f"{k}={to_code(v)}" for k, v in kwargs.items()]
-    except Exception as e:  # StaticError: a value with no code form
+        parts = [to_code(a) for a in args] + [
+            f"{quoting.identifier(k, 'keyword argument name')}={to_code(v)}"
+            for k, v in kwargs.items()]
+    except (StaticError, quoting.QuotingError) as e:  # a value with no code form, a bad name
         raise r.error("AOT420", f"optax.{fn.name}: {e}", span) from None
     # optax binds its own arguments when verify builds the optimizer (resolve never
     # imports optax or jax)
@@ -136,8 +140,31 @@ def multi_optimizer(r: "Resolver", args: list, kwargs: dict, span: Span) -> Mult
     return MultiOptimizer(tuple(groups), span)
 
 
+#: Names the target templates (target.py.j2, train.py.j2, train_step*.py.j2) bind or
+#: read inside their functions: no emitted function is named like one, and inputs are
+#: renamed around them.
+TEMPLATE_LOCALS = frozenset({
+    "params", "state", "rng", "opt_state", "outputs", "loss", "metrics", "grads", "updates",
+    "grad_fn", "new_state", "optax", "jax", "jnp", "np", "_runtime",
+    # the microbatch step's scan body (train_step_microbatches.py.j2)
+    "microbatch", "carry", "inputs", "index", "key", "step_grads", "slices", "zeros"})
+
+#: Module-level helpers emitted for a target `t`, as `_{t}_{suffix}` (templates/*.j2).
+TARGET_HELPERS = ("apply", "init", "loss", "optimizer", "init_opt", "train_step", "labels")
+
+
+def target_globals(target: str) -> tuple[str, ...]:
+    """The names a target binds in its generated module: itself and its helpers."""
+    return (target, *(f"_{target}_{suffix}" for suffix in TARGET_HELPERS))
+
+
+def labels_variable(target: str) -> str:
+    """The module-level dict of a target's parameter-group labels (multi_transform's)."""
+    return f"_{target}_labels"
+
+
 def optimizer_code(r: "Resolver", optimizer: Any, params: tuple[ParamDecl, ...],
-                   span: Span) -> tuple[str, tuple[tuple[tuple[str, ...], str], ...]]:
+                   span: Span, target: str) -> tuple[str, tuple[tuple[tuple[str, ...], str], ...]]:
     """The optax code, and for parameter groups the static label of every parameter."""
     if isinstance(optimizer, OptaxValue):
         return optimizer.code, ()
@@ -151,7 +178,8 @@ def optimizer_code(r: "Resolver", optimizer: Any, params: tuple[ParamDecl, ...],
         labels.append((decl.path, label))
     transforms = [f'"group_{i}": {opt.code}' for i, (_, opt) in enumerate(optimizer.groups)]
     transforms.append('"frozen": optax.set_to_zero()')
-    return "optax.multi_transform({" + ", ".join(transforms) + "}, _LABELS)", tuple(labels)
+    return ("optax.multi_transform({" + ", ".join(transforms) + "}, "
+            f"{labels_variable(target)})", tuple(labels))
 
 
 #: Keywords only `aot.train_target` takes, with their error codes.
@@ -218,7 +246,7 @@ def resolve_train(r: "Resolver", decl: Any, entry: Any, inputs: dict[str, Any], 
         r.functions.append(fn)
         r.cache[key] = (fn, has_metrics)
     fn, has_metrics = r.cache[key]
-    code, labels = optimizer_code(r, decl.optimizer, params, span)
+    code, labels = optimizer_code(r, decl.optimizer, params, span, decl.name)
     hook = None
     if decl.after_update is not None:
         hook = _after_update_function(r, decl.after_update, params, span)
@@ -286,7 +314,8 @@ def _after_update_function(r: "Resolver", hook: Closure, params: tuple[ParamDecl
     for decl in params:
         leaf = Tensor(decl.shape, decl.dtype)
         fn.hint(leaf, decl.path[-1])
-        fn.emit("ops/call.j2", {"call": Code.of(var, subscript_path("", decl.path))}, (leaf,),
+        keys = "".join(f"[{quoting.string(part)}]" for part in decl.path)  # data, quoted
+        fn.emit("ops/call.j2", {"call": Code.of(var, keys)}, (leaf,),
                 hook.span, decl.path[-1])
         node = tree
         for part in decl.path[:-1]:
@@ -410,5 +439,6 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
         hints=dict(fn.hints)), metrics is not None
 
 
-__all__ = ["TRAIN_ONLY", "call_optax", "multi_optimizer", "optimizer_code", "resolve_train",
+__all__ = ["TARGET_HELPERS", "TEMPLATE_LOCALS", "TRAIN_ONLY", "call_optax", "labels_variable",
+           "multi_optimizer", "optimizer_code", "resolve_train", "target_globals",
            "train_options", "traversal", "traversal_method"]

@@ -177,7 +177,8 @@ def _check_after_update(mod):
 
 def test_after_update_hook_is_interpreted_into_a_function_of_the_generated_module(m):
     text = m.__aotflax_text__
-    assert "def orthogonalize(params):" in text
+    # the hook's argument is renamed: `params` is the parameter tree's name in generated code
+    assert "def orthogonalize(params_1):" in text
     assert "params = orthogonalize(params)  # after_update=" in text
     assert text.count("jnp.linalg.qr(") == 2  # one per selected kernel, no bias
     # the source step too: orthonormal kernels, biases as a plain optax step
