@@ -56,6 +56,7 @@ __all__ = [
     "CrossCompileError",
     "PlatformUnavailable",
     "build_key",
+    "check_cluster_size",
     "compile_distributed",
     "compile_target",
     "compiled_memory",
@@ -547,6 +548,10 @@ def _compile_native(
 
 #: Seconds a multi-process compile on the loopback address may take.
 CLUSTER_TIMEOUT = float(os.environ.get("AOTFLAX_CLUSTER_TIMEOUT", "900"))
+#: Most processes, and most forced CPU devices in all, that run may start on the build
+#: host: the numbers come from a model file, which must not fork the machine to death.
+CLUSTER_MAX_PROCESSES = int(os.environ.get("AOTFLAX_CLUSTER_MAX_PROCESSES", "8"))
+CLUSTER_MAX_DEVICES = int(os.environ.get("AOTFLAX_CLUSTER_MAX_DEVICES", "64"))
 #: Suffix of a training target's train-step view (`Target.train_view`).
 _TRAIN_STEP = "__train_step"
 
@@ -561,6 +566,7 @@ def _compile_on_cluster(target: Any, options: CompileOptions) -> tuple[bytes, di
 
     **Raises:** `PlatformUnavailable` when the run fails (the export then covers cpu).
     """
+    check_cluster_size(_processes(target), target.devices)
     root, module = _generated_package(target)
     base = target.name[: -len(_TRAIN_STEP)] if target.name.endswith(_TRAIN_STEP) else target.name
     view = "train_step" if base != target.name else "apply"
@@ -581,6 +587,18 @@ def _compile_on_cluster(target: Any, options: CompileOptions) -> tuple[bytes, di
         payload = (Path(out) / "executable").read_bytes()
         info = json.loads((Path(out) / "info.json").read_text(encoding="utf-8"))
     return payload, info, None
+
+
+def check_cluster_size(processes: int, devices: int) -> None:
+    """`PlatformUnavailable` when a local run of `processes` processes with `devices` CPU
+    devices in all is more than the build host is allowed to start (the export then
+    covers cpu)."""
+    if processes > CLUSTER_MAX_PROCESSES or devices > CLUSTER_MAX_DEVICES:
+        raise PlatformUnavailable(
+            f"a {processes}-process compile with {devices} CPU devices is more than the "
+            f"build host starts: at most {CLUSTER_MAX_PROCESSES} processes and "
+            f"{CLUSTER_MAX_DEVICES} devices, AOTFLAX_CLUSTER_MAX_PROCESSES and "
+            "AOTFLAX_CLUSTER_MAX_DEVICES raise them")
 
 
 def _generated_package(target: Any) -> tuple[Path, str]:

@@ -169,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         for n, memory in ours(module, CASES[module]).items():
             peak = memory["peak"]
             rows.append((CASES[module], str(n), _mib(peak), _mib(theirs[False]["peak"]),
-                         _mib(goal), _delta(peak - goal), "yes" if peak <= goal else "NO"))
+                         _mib(goal), _delta(peak - goal), f"{peak / goal:.4f}",
+                         "yes" if peak <= goal else "NO"))
     header = ("train step", "microbatches", "aotflax (donated)", "Linen jit",
-              "Linen jit + donation", "aotflax - Linen+donation", "goal met")
+              "Linen jit + donation", "aotflax - Linen+donation", "aotflax / Linen+donation",
+              "goal met")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")

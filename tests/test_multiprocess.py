@@ -206,3 +206,28 @@ def test_cluster_run_is_bounded_in_time():
         cluster.run([sys.executable, "-c", "import time; time.sleep(120)"], 2,
                     devices_per_process=1, timeout=2)
     assert time.monotonic() - start < 30
+
+
+def test_a_model_file_cannot_make_the_build_start_many_processes(tmp_path, monkeypatch, capsys):
+    """processes=16 is more than the build host starts: no run, the export covers cpu."""
+    from helpers import write_model
+
+    from aotflax.driver import main
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the build started a local cluster")
+
+    monkeypatch.setattr(cluster, "run", no_run)
+    model = write_model("""
+    class M(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 2)
+
+    aot.target("wide", M, x=aot.f32[16, 3], devices=aot.mesh(data=16), processes=16)
+    """, name="wide_cluster")
+    assert main([str(model), "-o", str(tmp_path / "out")]) == 0
+    manifest = json.loads(
+        (tmp_path / "out" / "artifacts" / "wide_cluster" / "wide" / "manifest.json").read_text())
+    assert "cpu" not in manifest["executables"] and manifest["export"]["platforms"] == ["cpu"]
+    assert "at most 8 processes" in manifest["skipped"]["cpu"]
+    assert "cpu: export only (a 16-process compile" in capsys.readouterr().out
