@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         for n, memory in ours(module, CASES[module]).items():
             peak = memory["peak"]
             rows.append((CASES[module], str(n), _mib(peak), _mib(theirs[False]["peak"]),
-                         _mib(goal), _delta(peak - goal), f"{peak / goal:.4f}",
+                         _mib(goal), _delta(peak - goal), f"{peak / goal:.5f}",
                          "yes" if peak <= goal else "NO"))
     header = ("train step", "microbatches", "aotflax (donated)", "Linen jit",
               "Linen jit + donation", "aotflax - Linen+donation", "aotflax / Linen+donation",

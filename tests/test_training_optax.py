@@ -191,6 +191,24 @@ def test_after_update_hook_is_interpreted_into_a_function_of_the_generated_modul
     np.testing.assert_allclose(got["Dense_1"]["bias"], plain["Dense_1"]["bias"], rtol=1e-6)
 
 
+def test_a_hook_every_other_step_is_a_second_target_over_the_same_trees(m):
+    """`sgd` and `ortho` share parameter and optimizer-state trees: a plain step, then one
+    with the projection, equal optax with the QR applied after the second update only."""
+    params, state = _params(m.sgd)
+    opt = optax.sgd(0.1, momentum=0.9)
+    want, want_opt = params, opt.init(params)
+    opt_state = m.sgd.init_opt(params)
+    for i, ((x, labels), target) in enumerate(zip(_batches(2), (m.sgd, m.ortho))):
+        params, state, opt_state, _ = target.train_step(params, state, opt_state, x, labels)
+        updates, want_opt = opt.update(jax.grad(linen_loss)(want, x, labels), want_opt, want)
+        want = optax.apply_updates(want, updates)
+        if i == 1:
+            want = jax.tree_util.tree_map_with_path(
+                lambda path, p: jnp.linalg.qr(p)[0] if path[-1].key == "kernel" else p, want)
+    _assert_same(params, want, rtol=1e-4, atol=1e-5)
+    _assert_same(opt_state, want_opt, rtol=1e-5, atol=1e-6)
+
+
 def test_microbatches_accumulate_gradients_to_the_full_batch_step(m):
     params, state = _params(m.micro)
     want = _reference_steps(optax.adam(0.01), params, _batches())
