@@ -388,3 +388,36 @@ def test_microbatches_resolve_the_model_for_one_slice():
     _assert_same(got[0], want[0], rtol=1e-4, atol=1e-6)
     _assert_same(got[2], want[2], rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(got[3]["loss"], want[3]["loss"], rtol=1e-6)
+
+
+def test_names_of_the_model_file_like_the_microbatch_steps_locals_are_renamed():
+    """A hook named `updates`, a loss named `microbatch` and inputs named `inputs`, `key`
+    and `carry` (the step's own locals) get other names; the step equals optax's."""
+    m = build("""
+    import optax
+
+    class M(nn.Module):
+        def apply(self, inputs, key):
+            return nn.Dense(inputs, 3) + key
+
+    def updates(params):
+        return params
+
+    def microbatch(y, carry):
+        return jnp.mean((y - carry) ** 2)
+
+    aot.train_target("t", M, loss=microbatch, optimizer=optax.sgd(0.1), after_update=updates,
+                     microbatches=2, inputs=aot.f32[4, 5], key=aot.f32[4, 3],
+                     carry=aot.f32[4, 3])
+    """)
+    assert "params = updates_1(params)  # after_update=" in m.__aotflax_text__
+    params, state = _params(m.t)
+    rng = np.random.RandomState(3)
+    x, k, c = (rng.randn(4, n).astype(np.float32) for n in (5, 3, 3))
+    got, _, _, _ = m.t.train_step(params, state, m.t.init_opt(params), x, k, c)
+
+    def loss(p):
+        return jnp.mean((m.t.apply(p, {}, x, k)[0] - c) ** 2)
+
+    want = jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.grad(loss)(params))
+    _assert_same(got, want, rtol=1e-5, atol=1e-6)
