@@ -7,8 +7,11 @@ running the generated source on the whole batch. Every process is bounded in
 time and stopped by `aotflax.cluster.run` when another fails.
 """
 
+import fcntl
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -98,9 +101,37 @@ def _build(model: Path, out: Path, *extra: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
-    """Builds the CNN targets, runs the two-process check; (module, results, manifests)."""
-    tmp = tmp_path_factory.mktemp("multiprocess")
+def two_processes(tmp_path_factory, worker_id):
+    """Builds the CNN targets, runs the two-process check; (module, results, manifests).
+
+    Under xdist the workers share one build and one run (the first to take the lock
+    makes them, the others read its files): it is the slowest setup of the suite.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the folder all workers' temporary folders are in
+    tmp = root / "multiprocess"
+    with open(root / "multiprocess.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (tmp / "reports.json").exists():
+            _run_two_processes(tmp)
+    out = tmp / "out"
+    reports = json.loads((tmp / "reports.json").read_text())
+    manifests = {name: json.loads((out / "artifacts" / "mp_cnn" / name / "manifest.json")
+                                  .read_text()) for name in ("cnn_dp__train_step", "cnn_sharded")}
+    from aotflax.verify import load_package
+
+    load_package(out, "_mp_cnn_single")
+    import importlib
+
+    module = importlib.import_module("_mp_cnn_single.mp_cnn")
+    return module, tmp / "results", reports, manifests
+
+
+def _run_two_processes(tmp: Path) -> None:
+    """The build, then the check in two processes; their reports in `reports.json`."""
+    shutil.rmtree(tmp, ignore_errors=True)  # what a failed attempt left
+    tmp.mkdir()
     model = tmp / "mp_cnn.py"
     model.write_text((ROOT / "models" / "cnn.py").read_text() + TARGETS)
     out = tmp / "out"
@@ -111,19 +142,10 @@ def two_processes(tmp_path_factory):
     results = tmp / "results"
     results.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.monotonic()
     finished = cluster.run([sys.executable, str(script), str(out), "mp_cnn", str(results)], 2,
                            devices_per_process=4, timeout=300, env=env)
     reports = [json.loads(f.stdout.strip().splitlines()[-1]) for f in finished]
-    manifests = {name: json.loads((out / "artifacts" / "mp_cnn" / name / "manifest.json")
-                                  .read_text()) for name in ("cnn_dp__train_step", "cnn_sharded")}
-    from aotflax.verify import load_package
-
-    load_package(out, "_mp_cnn_single")
-    import importlib
-
-    module = importlib.import_module("_mp_cnn_single.mp_cnn")
-    return module, results, reports, manifests, time.monotonic() - start
+    (tmp / "reports.json").write_text(json.dumps(reports))
 
 
 def _batch():
@@ -131,20 +153,21 @@ def _batch():
     return x, np.arange(8, dtype=np.int32) % 10
 
 
+@functools.cache
 def _single_process_steps(m):
     x, labels = _batch()
     params, state = m.cnn_dp.init(jax.random.key(0))
     opt_state = m.cnn_dp.init_opt(params)
     losses = []
+    step = jax.jit(m.cnn_dp.train_step)  # one compile, not an op-by-op backward pass
     for _ in range(2):
-        params, state, opt_state, metrics = m.cnn_dp.train_step(params, state, opt_state, x,
-                                                                labels)
+        params, state, opt_state, metrics = step(params, state, opt_state, x, labels)
         losses.append(float(metrics["loss"]))
     return params, opt_state, losses
 
 
 def test_multiprocess_executables_are_native_and_record_their_processes(two_processes):
-    _, _, reports, manifests, _ = two_processes
+    _, _, reports, manifests = two_processes
     for manifest in manifests.values():
         entry = manifest["executables"]["cpu"]
         assert manifest["processes"] == 2 and entry["processes"] == 2
@@ -157,7 +180,7 @@ def test_multiprocess_executables_are_native_and_record_their_processes(two_proc
 
 
 def test_data_parallel_train_step_over_two_processes_equals_one_process(two_processes):
-    m, results, reports, _, _ = two_processes
+    m, results, reports, _ = two_processes
     params, opt_state, losses = _single_process_steps(m)
     want = {jax.tree_util.keystr(k): np.asarray(v) for k, v in
             jax.tree_util.tree_flatten_with_path((params, opt_state))[0]}
@@ -169,7 +192,7 @@ def test_data_parallel_train_step_over_two_processes_equals_one_process(two_proc
 
 
 def test_sharded_forward_returns_each_process_its_rows(two_processes):
-    m, results, reports, _, _ = two_processes
+    m, results, reports, _ = two_processes
     params, _, _ = _single_process_steps(m)
     y, _ = m.cnn_sharded.apply(params, {}, _batch()[0])
     for rank in range(2):
