@@ -43,9 +43,25 @@ _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16",
 
 def _dtypes() -> dict[str, Any]:
     out: dict[str, Any] = {n: DType("bool" if n == "bool_" else n) for n in _DTYPE_NAMES}
+    out["bool"] = DType("bool")
     out["float_"] = DType("float32")
     out["int_"] = DType("int32")
     return out
+
+
+def _numpy() -> Namespace:
+    """`numpy` (as `np` or `onp`): numpy functions on the host (`ops/host.py`), numpy's
+    scalar types and constants."""
+    members: dict[str, Any] = _ops("np", "np")
+    members.update({n: DType("bool" if n == "bool_" else n, host=True)
+                    for n in _DTYPE_NAMES if n != "bfloat16"})
+    members.update(
+        bool=DType("bool", host=True), int_=DType("int64", host=True),
+        intp=DType("int64", host=True), double=DType("float64", host=True),
+        single=DType("float32", host=True), half=DType("float16", host=True),
+        pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, euler_gamma=0.5772156649015329,
+        newaxis=None, ndarray=TypeHint("ndarray"))
+    return Namespace("numpy", members)
 
 
 def _ops(namespace: str, written: str) -> dict[str, Any]:
@@ -174,8 +190,7 @@ def _build_modules() -> dict[str, Any]:
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random})
-    np = Namespace("numpy", {**_dtypes(), **_static({"prod": math.prod, "sqrt": math.sqrt}),
-                             "pi": math.pi, "inf": math.inf, "newaxis": None})
+    np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
     aotflax = Namespace("aotflax", {"nn": nn, "aot": aot, "jax_utils": jax_utils_namespace()})
     return {

@@ -31,6 +31,9 @@ class DType:
     """`jnp.float32` and friends as hyperparameter values."""
 
     name: str
+    #: numpy's scalar type (`np.float32`, `x.dtype.type`): calling it makes a numpy scalar.
+    #: Equal to the jnp dtype of the same name (`x.dtype == np.float32` holds).
+    host: bool = field(default=False, compare=False)
 
     def code(self) -> str:
         return f"jnp.{self.name}"
@@ -178,11 +181,17 @@ class SpecDType:
     dtype: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(eq=False)
 class SelfValue:
-    """`self` inside a module method: a handle on the current module scope."""
+    """`self` inside a module method: a handle on the current module scope.
+
+    `attrs` holds what `self.name = value` set during this call (old flax.nn builds a
+    new module object per call, so such attributes live for one call, never as
+    parameters).  Identity is the value's identity (it is hashed for specialization).
+    """
 
     scope: Any
+    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +394,21 @@ def describe_value(value: Any) -> str:
         return f"'{value.written}'"
     if isinstance(value, TypeHint):
         return f"type hint {value.name}"
-    return type(value).__name__
+    if isinstance(value, SelfValue):
+        return "the module (self)"
+    if isinstance(value, BoundMethod):
+        return f"method {value.name}"
+    if isinstance(value, StaticBuiltin):
+        return f"function {value.name}"
+    if isinstance(value, InitializerFactory):
+        return f"initializer factory {value.name}"
+    if isinstance(value, (Spec, SpecDType)):
+        return f"input spec {value.dtype}"
+    if isinstance(value, (OptaxFn, OptaxValue)):
+        return "an optax transformation"
+    if isinstance(value, Poison):
+        return "a value that failed to compute"
+    return "a value of the model file"
 
 
 @dataclass(frozen=True, slots=True)

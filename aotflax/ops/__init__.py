@@ -4,6 +4,7 @@
 from . import (  # noqa: F401
     arrays,
     attention,
+    host,
     layers,
     linear,
     normalization,

@@ -9,6 +9,7 @@ from ..diagnostics import InternalError, Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops import initializers as inits
 from ..ops.calls import value_code
+from ..ops.host import HostArray
 from ..ops.stochastic import RngKey
 from ..program import (
     Code,
@@ -62,7 +63,8 @@ from .helpers import (
     _unpack_code,
 )
 
-#: Guard against runaway unrolling (a `range(10**9)` typo).
+#: Methods every module's `self` has (besides the module's own methods).
+SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing"})
 
 
 class CallsMixin:
@@ -111,6 +113,8 @@ class CallsMixin:
         if func is namespaces.MULTI_OPTIMIZER:
             return training.multi_optimizer(self, args, kwargs, span)
         if isinstance(func, OpRef):
+            if func.entry.extra.get("host"):
+                return self._host_call(func.entry, func.written, args, kwargs, span, frame)
             return self._call_entry(func.entry, func.written, args, kwargs, span, frame)
         if func is namespaces.SEQUENTIAL:
             return self._sequential(args, kwargs, expr)
@@ -123,6 +127,9 @@ class CallsMixin:
             return value
         if func is namespaces.SCAN:
             return self._scan(args, kwargs, expr, frame)
+        if isinstance(func, (ModuleRef, SharedModule)):
+            # numpy arrays handed to a layer or a module are arrays like any other
+            args, kwargs = self._device_args(args, kwargs, frame, span)
         if isinstance(func, ModuleRef):
             name = kwargs.pop("name", None)
             if isinstance(func.module, UserModule):
@@ -142,6 +149,10 @@ class CallsMixin:
         if isinstance(func, Initializer):
             return self._call_initializer(func, args, kwargs, span, frame)
         if isinstance(func, DType):
+            if func.host:
+                got = self._host_scalar_type(func, args, kwargs, span, frame)
+                if got is not NotImplemented:
+                    return got
             if len(args) == 1 and not kwargs:
                 return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",
                                         [args[0]], {"dtype": func}, span, frame)
@@ -372,6 +383,8 @@ class CallsMixin:
             return self._shared_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, HostArray):
+            return self._host_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, Tensor):
             if m.name == "T":
                 raise self.error("AOT348", "x.T is an attribute, not a method", span)
@@ -403,10 +416,41 @@ class CallsMixin:
             return list(result)
         return result
 
+    def _self_attribute(self, r: SelfValue, attr: str, span: Span, frame: Frame) -> Any:
+        """`self.x`: an attribute set earlier in this call, or a method of the module."""
+        if attr in r.attrs:
+            return r.attrs[attr]
+        module = frame.module.module if frame.module is not None else None
+        if attr in SELF_METHODS or (isinstance(module, UserModule)
+                                    and module.method(attr) is not None):
+            return BoundMethod(r, attr, span)
+        raise self.error(
+            "AOT346", f"self.{attr} is not set in this call of "
+            f"{module.name if isinstance(module, UserModule) else 'the module'}", span,
+            hint=f"assign it first (self.{attr} = value) earlier in this call; values that "
+                 "must persist between calls are parameters (self.param) or state "
+                 "(self.state)")
+
+    def _set_self_attribute(self, r: SelfValue, attr: str, value: Any, span: Span,
+                            frame: Frame) -> None:
+        """`self.x = value`: a per-call attribute (old flax.nn makes a module object per call)."""
+        module = frame.module.module if frame.module is not None else None
+        if attr in SELF_METHODS or (isinstance(module, UserModule)
+                                    and module.method(attr) is not None):
+            raise self.error("AOT331", f"cannot set self.{attr}: it is a method of the module",
+                             span, hint="give the attribute another name")
+        r.attrs[attr] = value
+        if frame.fn is not None:
+            frame.fn.hint(value, attr)
+
     def _self_method(self, r: SelfValue, name: str, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
         scope: Scope = r.scope
         fn = scope.fn
+        if fn is not frame.fn:
+            raise self.error("AOT315", f"self.{name} of one module is called inside another "
+                             "module", span, hint="pass the arrays it computes instead, or "
+                             "create the layer as a shared module and pass that")
         if name == "param":
             try:
                 from ..ops.registry import Signature
@@ -438,6 +482,11 @@ class CallsMixin:
             return out
         if name == "get_param":
             return self._get_param(scope, args, kwargs, span)
+        if name == "is_initializing":
+            # `init` only runs initializers (no forward pass): the forward is never initializing
+            if args or kwargs:
+                raise self.error("AOT301", "self.is_initializing() takes no arguments", span)
+            return False
         if name == "state":
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None

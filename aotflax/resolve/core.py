@@ -41,6 +41,7 @@ from .helpers import (
     _short,
     _tensors,
 )
+from .host import HostMixin
 from .imports import ImportsMixin
 from .initializers import InitializersMixin
 from .modules import ModulesMixin
@@ -50,7 +51,7 @@ from .workspace import Workspace
 
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
-               InitializersMixin):
+               InitializersMixin, HostMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,

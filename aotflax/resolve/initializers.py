@@ -47,6 +47,7 @@ class InitializersMixin:
             raise
         if self.errors != errors:
             raise _Abort()
+        result = self._to_device(result, Frame(init.env, fn, None, None), span)
         result = self._initializer_result(init, result, shape, dtype, span, fn)
         name = self._function_name(init.name if init.name.isidentifier() else "initializer")
         what = describe(tuple(shape), dtype)

@@ -6,6 +6,7 @@ from typing import Any, Iterator
 
 from .. import ir, namespaces
 from ..diagnostics import Span
+from ..ops.host import HostArray
 from ..program import (
     Tensor,
 )
@@ -16,6 +17,7 @@ from ..values import (
     POISON,
     Closure,
     Poison,
+    SelfValue,
     describe_value,
     is_static,
 )
@@ -45,6 +47,17 @@ class StatementsMixin:
         except _Abort:
             for name in _assigned_names(stmt):
                 frame.env.set(name, POISON)
+            self._poison_self_attributes(stmt, frame)
+
+    def _poison_self_attributes(self, stmt: ir.Stmt, frame: Frame) -> None:
+        """`self.x = <failed>`: later reads of `self.x` stay silent (no knock-on errors)."""
+        targets = stmt.targets if isinstance(stmt, ir.Assign) else (
+            (stmt.target,) if isinstance(stmt, (ir.AugAssign, ir.AnnAssign)) else ())
+        for t in targets:
+            if isinstance(t, ir.Attribute) and isinstance(t.value, ir.Name):
+                found, receiver = frame.env.lookup(t.value.id)
+                if found and isinstance(receiver, SelfValue):
+                    receiver.attrs[t.attr] = POISON
 
     def _exec_block(self, body: tuple[ir.Stmt, ...], frame: Frame) -> None:
         for stmt in body:
@@ -65,6 +78,8 @@ class StatementsMixin:
             self._assign(stmt.target, self.eval(stmt.value, frame), frame)
 
     def _stmt_AugAssign(self, stmt: ir.AugAssign, frame: Frame) -> None:
+        if self._host_augassign(stmt, frame):
+            return
         current = self.eval(stmt.target, frame)
         value = self._binop(stmt.op, current, self.eval(stmt.value, frame), stmt.span, frame)
         self._assign(stmt.target, value, frame)
@@ -145,6 +160,9 @@ class StatementsMixin:
             if isinstance(receiver, StateVariable) and target.attr == "value":
                 self._state_write(receiver, value, target.span)
                 return
+            if isinstance(receiver, SelfValue):
+                self._set_self_attribute(receiver, target.attr, value, target.span, frame)
+                return
             raise self.error("AOT331", f"cannot set attribute '{target.attr}' of "
                              f"{describe_value(receiver)}", target.span)
         if isinstance(target, ir.Subscript):
@@ -155,6 +173,9 @@ class StatementsMixin:
                     container[index] = value  # type: ignore[index]
                 except (IndexError, KeyError, TypeError, ValueError) as e:
                     raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
+                return
+            if isinstance(container, HostArray):
+                self._host_store(container, index, value, target.span, frame)
                 return
             if isinstance(container, Tensor):
                 raise self.error("AOT332", "arrays are immutable; use x.at[index].set(value)",
