@@ -306,8 +306,21 @@ def static_key(value: Any) -> Any:
     return ("value", value)
 
 
+def numpy_scalar_name(value: Any) -> str | None:
+    """`"float32"` for a numpy scalar (`np.float32(0.5)`, a result of numpy at build time)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype"):
+        return str(value.dtype)
+    return None
+
+
 def to_code(value: Any) -> str:
     """Python source for a static value used in emitted code."""
+    np_name = numpy_scalar_name(value)
+    if np_name is not None and np_name in ("float16", "float32", "float64", "complex64",
+                                           "complex128"):
+        # a numpy scalar keeps its (strong) type in generated code, as it has under Flax
+        number = complex(value) if np_name.startswith("complex") else float(value)
+        return f"np.{np_name}({to_code(number)})"
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, int):

@@ -23,6 +23,7 @@ from ..values import (
     StaticError,
     describe_value,
     is_static,
+    numpy_scalar_name,
     to_code,
 )
 from .registry import CallError, Context, Entry
@@ -54,6 +55,9 @@ def aval_of(value: Any) -> tuple[tuple[int, ...], str, bool] | None:
     """(shape, dtype, weak) of an array-like: a Tensor, a Python scalar or a nested list."""
     if isinstance(value, Tensor):
         return value.shape, value.dtype, value.weak
+    np_name = numpy_scalar_name(value)
+    if np_name is not None and np_name in dt.ALL_DTYPES:
+        return (), dt.canonicalize(np_name), False  # numpy scalars are strongly typed
     if isinstance(value, bool):
         return (), "bool", True
     if isinstance(value, int):

@@ -196,6 +196,9 @@ class ExpressionsMixin:
         self._check_not_opaque((left, right), span)
         if involves_host(left, right):
             return self._host_operator(op, [left, right], span, frame)
+        if isinstance(left, HostArray) or isinstance(right, HostArray):
+            # a numpy array meets an array of the computation: jnp's operator, as under Flax
+            left, right = self._to_device(left, frame, span), self._to_device(right, frame, span)
         if isinstance(left, Tensor) or isinstance(right, Tensor):
             name = _BINOP_NAMES.get(op)
             if name is None or not (_array_like(left) and _array_like(right)):
