@@ -752,28 +752,36 @@ _entry("AOT324", "layer used outside a module", """
     """)
 
 _entry("AOT325", "decorator not supported", """
-    The only decorator the DSL knows is `@nn.module_method` on module methods.
-    Other decorators would run code at definition time.
+    A decorator is applied as Python applies it: called on the function, where
+    the static language can call it (`functools.partial(...)`, `jax.jit`, a
+    function of the model file).  Methods of a dataclass or NamedTuple may have
+    `@property` only, and a dataclass takes no other class decorator.
     """, """
-    def twice(f):
-        return f
+    import dataclasses
 
-    @twice
-    def helper(x):
-        return x
+    @dataclasses.dataclass
+    class Dims:
+        width: int = 4
+
+        @staticmethod
+        def default():
+            return 4
 
     class Net(nn.Module):
-        def apply(self, x):
-            return helper(x)
+        def apply(self, x, dims=Dims()):
+            return nn.Dense(x, dims.width)
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """, """
-    def helper(x):
-        return x
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Dims:
+        width: int = 4
 
     class Net(nn.Module):
-        def apply(self, x):
-            return helper(x)
+        def apply(self, x, dims=Dims()):
+            return nn.Dense(x, dims.width)
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """)

@@ -22,6 +22,7 @@ from .values import (
     OptaxFn,
     SpecDType,
     StaticBuiltin,
+    StaticFunction,
     TypeHint,
 )
 
@@ -153,16 +154,17 @@ def aot_namespace() -> Namespace:
 
 
 class _AnyName(dict):
-    """Members of `typing`: every name is a type hint (annotations are never evaluated)."""
+    """Members of `typing`: every name is a type hint (annotations are never evaluated),
+    except `NamedTuple`, a class the static language implements."""
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str)
 
-    def __getitem__(self, name: str) -> TypeHint:
-        return TypeHint(name)
+    def __getitem__(self, name: str) -> Any:
+        return StaticFunction("typing.NamedTuple") if name == "NamedTuple" else TypeHint(name)
 
-    def get(self, name: str, default: Any = None) -> TypeHint:  # type: ignore[override]
-        return TypeHint(name)
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[name]
 
 
 def jax_utils_namespace() -> Namespace:
@@ -184,12 +186,22 @@ def _jax_nn() -> Namespace:
     return Namespace("jax.nn", members)
 
 
+def _ml_collections() -> Namespace:
+    """`ml_collections` as model configs use it (never imported: implemented statically)."""
+    members = {"ConfigDict": StaticFunction("ml_collections.ConfigDict"),
+               "FrozenConfigDict": StaticFunction("ml_collections.FrozenConfigDict")}
+    return Namespace("ml_collections", {**members,
+                                        "config_dict": Namespace("ml_collections.config_dict",
+                                                                 dict(members))})
+
+
 def _build_modules() -> dict[str, Any]:
     jnp = _jnp()
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
-    jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random})
+    jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
+                            "jit": StaticFunction("jax.jit")})
     np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
     aotflax = Namespace("aotflax", {"nn": nn, "aot": aot, "jax_utils": jax_utils_namespace()})
@@ -197,7 +209,16 @@ def _build_modules() -> dict[str, Any]:
         "aotflax": aotflax, "aotflax.nn": nn, "aotflax.aot": aot,
         "jax": jax, "jax.numpy": jnp, "jax.lax": lax, "jax.nn": jax_nn, "numpy": np,
         "math": Namespace("math", MATH), "typing": Namespace("typing", _AnyName()),
-        "functools": Namespace("functools", {}), "__future__": Namespace("__future__", {}),
+        "functools": Namespace("functools", {n: StaticFunction(f"functools.{n}")
+                                             for n in ("partial", "reduce")}),
+        "__future__": Namespace("__future__", {}),
+        "dataclasses": Namespace("dataclasses", {
+            n: StaticFunction(f"dataclasses.{n}")
+            for n in ("dataclass", "field", "replace", "asdict", "astuple", "is_dataclass")}),
+        "collections": Namespace("collections", {
+            "namedtuple": StaticFunction("collections.namedtuple"),
+            "OrderedDict": BUILTINS["dict"]}),
+        "ml_collections": _ml_collections(),
         "jax.random": random, "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
 

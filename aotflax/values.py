@@ -233,6 +233,147 @@ class TypeHint:
 
 
 @dataclass(frozen=True, slots=True)
+class StaticFunction:
+    """A function of a library the static language implements itself
+    (`functools.partial`, `dataclasses.replace`, `ml_collections.ConfigDict`, ...)."""
+
+    #: The dotted name, e.g. "functools.partial".
+    name: str
+
+
+@dataclass(frozen=True, eq=False)
+class Partial:
+    """`functools.partial(func, *args, **kwargs)`: calling it calls `func` with them first."""
+
+    func: Any
+    args: tuple[Any, ...]
+    kwargs: tuple[tuple[str, Any], ...]
+
+
+class ConfigValue:
+    """An `ml_collections.ConfigDict` (or `FrozenConfigDict`): named static fields.
+
+    Attribute and item access, `**config`, nested configs (a dict assigned to a field
+    becomes a config, as ml_collections does), `lock()` (no new fields), frozen copies.
+    A static value: specialization compares contents; it is never emitted as code.
+    """
+
+    __slots__ = ("fields", "locked", "frozen")
+
+    def __init__(self, fields: dict[str, Any] | None = None, frozen: bool = False):
+        self.fields: dict[str, Any] = {}
+        self.locked = False
+        self.frozen = False
+        for k, v in (fields or {}).items():
+            self.set(k, v)
+        self.locked = self.frozen = frozen
+
+    def set(self, key: str, value: Any) -> None:
+        """Assign a field; raises `StaticError` if the config forbids it."""
+        if not isinstance(key, str):
+            raise StaticError(f"config field names are strings, got {describe_value(key)}")
+        if self.frozen:
+            raise StaticError("a FrozenConfigDict cannot be changed")
+        if self.locked and key not in self.fields:
+            raise StaticError(f"the config is locked: it has no field '{key}' to set")
+        if isinstance(value, dict):
+            value = ConfigValue(value)
+        self.fields[key] = value
+
+    def freeze(self) -> "ConfigValue":
+        out = ConfigValue()
+        out.fields = {k: v.freeze() if isinstance(v, ConfigValue) else v
+                      for k, v in self.fields.items()}
+        out.locked = out.frozen = True
+        return out
+
+    def copy(self) -> "ConfigValue":
+        out = ConfigValue()
+        out.fields = {k: v.copy() if isinstance(v, ConfigValue) and not v.frozen else v
+                      for k, v in self.fields.items()}
+        out.locked, out.frozen = self.locked, self.frozen
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v.to_dict() if isinstance(v, ConfigValue) else v
+                for k, v in self.fields.items()}
+
+    # mapping protocol, for `**config`, `dict(config)`, `len`, `in` and iteration
+    def keys(self) -> list[str]:
+        return list(self.fields)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        try:
+            self.set(key, value)
+        except StaticError as e:
+            raise KeyError(str(e)) from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.fields
+
+    def __iter__(self):
+        return iter(list(self.fields))
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+
+@dataclass(eq=False)
+class RecordClass:
+    """A `@dataclass`, `typing.NamedTuple` class or `collections.namedtuple` of the model file."""
+
+    name: str
+    #: "dataclass" or "namedtuple" (instances are tuples).
+    kind: str
+    fields: tuple[str, ...]
+    #: Field defaults (a `dataclasses.field(default_factory=...)` keeps its factory).
+    defaults: dict[str, Any]
+    frozen: bool = False
+    #: Methods of a class statement (`def head_dim(self)`), with `@property` ones marked.
+    methods: dict[str, Any] = field(default_factory=dict)
+    properties: frozenset[str] = frozenset()
+    env: "Env | None" = None
+    span: Span | None = None
+    #: Class attributes that are not fields (`X = 3` without an annotation).
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Record:
+    """An instance of a dataclass of the model file: its field values."""
+
+    cls: RecordClass
+    values: dict[str, Any]
+
+
+class RecordTuple(tuple):
+    """An instance of a namedtuple of the model file: a tuple with field names."""
+
+    cls: RecordClass
+
+    @staticmethod
+    def make(cls: RecordClass, values: list[Any]) -> "RecordTuple":
+        out = RecordTuple(values)
+        out.cls = cls
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDefault:
+    """`dataclasses.field(default=..., default_factory=...)` in a dataclass body."""
+
+    default: Any
+    factory: Any
+
+
+#: `dataclasses.field()` without a default.
+NO_DEFAULT = object()
+
+
+@dataclass(frozen=True, slots=True)
 class Poison:
     """The value of an expression that already failed; silences cascades."""
 
@@ -274,6 +415,12 @@ def is_static(value: Any) -> bool:
         return all(is_static(v) for v in value)
     if isinstance(value, dict):
         return all(is_static(v) for v in value.values())
+    if isinstance(value, ConfigValue):
+        return all(is_static(v) for v in value.fields.values())
+    if isinstance(value, Record):
+        return all(is_static(v) for v in value.values.values())
+    if isinstance(value, Partial):
+        return is_static(value.args) and is_static([v for _, v in value.kwargs])
     return True
 
 
@@ -291,6 +438,16 @@ def static_key(value: Any) -> Any:
     """A hashable key that identifies a static value (for specialization)."""
     if isinstance(value, Tensor):
         return ("tensor", value.shape, value.dtype, value.weak)
+    if isinstance(value, RecordTuple):
+        return ("record", id(value.cls), tuple(static_key(v) for v in value))
+    if isinstance(value, Record):
+        return ("record", id(value.cls), tuple(static_key(v) for v in value.values.values()))
+    if isinstance(value, ConfigValue):
+        return ("config", value.frozen, tuple((k, static_key(v))
+                                              for k, v in value.fields.items()))
+    if isinstance(value, Partial):
+        return ("partial", static_key(value.func), static_key(value.args),
+                static_key(dict(value.kwargs)))
     if isinstance(value, (list, tuple)):
         return (type(value).__name__, tuple(static_key(v) for v in value))
     if isinstance(value, dict):
@@ -409,6 +566,14 @@ def describe_value(value: Any) -> str:
         return f"type hint {value.name}"
     if isinstance(value, SelfValue):
         return "the module (self)"
+    if isinstance(value, (ConfigValue, Record, RecordTuple)):
+        return _describe_record(value)
+    if isinstance(value, RecordClass):
+        return f"class {value.name}"
+    if isinstance(value, Partial):
+        return f"functools.partial({describe_value(value.func)})"
+    if isinstance(value, StaticFunction):
+        return f"function {value.name}"
     if isinstance(value, BoundMethod):
         return f"method {value.name}"
     if isinstance(value, StaticBuiltin):
@@ -422,6 +587,27 @@ def describe_value(value: Any) -> str:
     if isinstance(value, Poison):
         return "a value that failed to compute"
     return "a value of the model file"
+
+
+def _describe_record(value: Any, limit: int = 120) -> str:
+    """`ConfigDict(hidden=16, act='relu')`, `Cfg(depth=2)`: short, for messages and docs."""
+    if isinstance(value, ConfigValue):
+        name, items = "ConfigDict", list(value.fields.items())
+    elif isinstance(value, Record):
+        name, items = value.cls.name, list(value.values.items())
+    else:
+        name, items = value.cls.name, list(zip(value.cls.fields, value))
+    parts = []
+    for k, v in items:
+        if isinstance(v, (ConfigValue, Record, RecordTuple)):
+            text = _describe_record(v, limit)
+        elif isinstance(v, (bool, int, float, str, type(None))):
+            text = repr(v)
+        else:
+            text = describe_value(v)
+        parts.append(f"{k}={text}")
+    out = f"{name}({', '.join(parts)})"
+    return out if len(out) <= limit else out[:limit - 4] + "...)"
 
 
 @dataclass(frozen=True, slots=True)

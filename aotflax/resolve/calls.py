@@ -27,6 +27,7 @@ from ..scopes import (
 from ..values import (
     BoundMethod,
     Closure,
+    ConfigValue,
     DType,
     Env,
     Initializer,
@@ -35,11 +36,16 @@ from ..values import (
     Opaque,
     OpRef,
     OptaxFn,
+    Partial,
     Poison,
+    Record,
+    RecordClass,
+    RecordTuple,
     SelfValue,
     SharedModule,
     StaticBuiltin,
     StaticError,
+    StaticFunction,
     UserModule,
     contains_poison,
     describe_value,
@@ -83,6 +89,8 @@ class CallsMixin:
         kwargs: dict[str, Any] = {}
         for kw in expr.keywords:
             value = self.eval(kw.value, frame)
+            if kw.name is None and isinstance(value, ConfigValue):
+                value = dict(value.fields)  # `**config`
             if kw.name is None:
                 if not isinstance(value, dict):
                     raise self.error("AOT347", f"** needs a dict, got {describe_value(value)}",
@@ -108,6 +116,13 @@ class CallsMixin:
             return meshes.mesh(self, args, kwargs, span)
         if isinstance(func, OptaxFn):
             return training.call_optax(self, func, args, kwargs, span)
+        if isinstance(func, StaticFunction):
+            return self._call_static_function(func, args, kwargs, expr, frame)
+        if isinstance(func, Partial):
+            return self._call(func.func, [*func.args, *args], {**dict(func.kwargs), **kwargs},
+                              expr, frame)
+        if isinstance(func, RecordClass):
+            return self._construct(func, args, kwargs, expr, frame)
         if func is namespaces.MODEL_PARAM_TRAVERSAL:
             return training.traversal(self, args, kwargs, span)
         if func is namespaces.MULTI_OPTIMIZER:
@@ -253,7 +268,8 @@ class CallsMixin:
         if len(args) != 1 or kwargs or not isinstance(args[0], (list, tuple)):
             raise self.error("AOT355", "nn.Sequential takes one list of layers", expr.span)
         for layer in args[0]:
-            if not isinstance(layer, (ModuleRef, OpRef, Closure, SharedModule, Sequential)):
+            if not isinstance(layer, (ModuleRef, OpRef, Closure, SharedModule, Sequential,
+                                      Partial)):
                 raise self.error("AOT355", f"nn.Sequential layers must be modules (e.g. "
                                  f"nn.Dense.partial(features=8)) or functions, got "
                                  f"{describe_value(layer)}", expr.args[0].span)
@@ -385,6 +401,8 @@ class CallsMixin:
             return self._self_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, HostArray):
             return self._host_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, (ConfigValue, Record, RecordTuple)):
+            return self._record_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, Tensor):
             if m.name == "T":
                 raise self.error("AOT348", "x.T is an attribute, not a method", span)

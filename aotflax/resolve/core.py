@@ -45,13 +45,14 @@ from .host import HostMixin
 from .imports import ImportsMixin
 from .initializers import InitializersMixin
 from .modules import ModulesMixin
+from .records import RecordsMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
 from .workspace import Workspace
 
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
-               InitializersMixin, HostMixin):
+               InitializersMixin, HostMixin, RecordsMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,

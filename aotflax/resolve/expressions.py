@@ -22,6 +22,7 @@ from ..shapes import size
 from ..values import (
     BoundMethod,
     Closure,
+    ConfigValue,
     DType,
     Env,
     ModuleRef,
@@ -29,6 +30,9 @@ from ..values import (
     Namespace,
     Opaque,
     Poison,
+    Record,
+    RecordClass,
+    RecordTuple,
     SelfValue,
     SharedModule,
     Spec,
@@ -124,6 +128,8 @@ class ExpressionsMixin:
                 inner = self.eval(v, frame)
                 if isinstance(inner, Poison):
                     raise _Abort()
+                if isinstance(inner, ConfigValue):
+                    inner = dict(inner.fields)
                 if not isinstance(inner, dict):
                     raise self.error("AOT347", f"** needs a dict, got {describe_value(inner)}",
                                      v.span)
@@ -293,6 +299,8 @@ class ExpressionsMixin:
             return out
         if isinstance(value, SelfValue):
             return self._self_attribute(value, expr.attr, expr.span, frame)
+        if isinstance(value, (ConfigValue, Record, RecordTuple, RecordClass)):
+            return self._record_attribute(value, expr.attr, expr.span, frame)
         return self._attribute(value, expr.attr, expr.span)
 
     def _attribute(self, value: Any, attr: str, span: Span) -> Any:

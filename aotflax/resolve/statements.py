@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from .. import ir, namespaces
+from .. import ir
 from ..diagnostics import Span
 from ..ops.host import HostArray
 from ..program import (
@@ -16,7 +16,10 @@ from ..scopes import (
 from ..values import (
     POISON,
     Closure,
+    ConfigValue,
     Poison,
+    Record,
+    RecordTuple,
     SelfValue,
     describe_value,
     is_static,
@@ -133,14 +136,12 @@ class StatementsMixin:
             raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
-        for d in stmt.decorators:
-            value = self.eval(d, frame)
-            if value is not namespaces.MODULE_METHOD:
-                raise self.error("AOT325", "decorators are not supported on functions", d.span)
+        decorators = [self.eval(d, frame) for d in stmt.decorators]
         defaults = {p.name: self.eval(p.default, frame) for p in stmt.params.params
                     if p.default is not None}
-        frame.env.set(stmt.name, Closure(stmt.name, stmt.params, stmt.body, frame.env, stmt.span,
-                                         stmt, defaults, toplevel=frame.fn is None))
+        fn = Closure(stmt.name, stmt.params, stmt.body, frame.env, stmt.span, stmt, defaults,
+                     toplevel=frame.fn is None)
+        frame.env.set(stmt.name, self._decorate(stmt, fn, decorators, frame))
 
     # ================================================================ assignment
 
@@ -163,12 +164,15 @@ class StatementsMixin:
             if isinstance(receiver, SelfValue):
                 self._set_self_attribute(receiver, target.attr, value, target.span, frame)
                 return
+            if isinstance(receiver, (ConfigValue, Record, RecordTuple)):
+                self._set_record_attribute(receiver, target.attr, value, target.span)
+                return
             raise self.error("AOT331", f"cannot set attribute '{target.attr}' of "
                              f"{describe_value(receiver)}", target.span)
         if isinstance(target, ir.Subscript):
             container = self.eval(target.value, frame)
             index = self.eval(target.index, frame)
-            if isinstance(container, (list, dict)) and is_static(index):
+            if isinstance(container, (list, dict, ConfigValue)) and is_static(index):
                 try:
                     container[index] = value  # type: ignore[index]
                 except (IndexError, KeyError, TypeError, ValueError) as e:
