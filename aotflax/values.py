@@ -533,6 +533,8 @@ def describe_value(value: Any) -> str:
         return f"array {value.describe()}"
     if isinstance(value, bool):
         return f"bool {value!r}"
+    if numpy_scalar_name(value) is not None:
+        return f"numpy {numpy_scalar_name(value)} {value.item()!r}"
     if isinstance(value, (int, float, str, complex)):
         return f"{type(value).__name__} {value!r}"
     if value is None:
@@ -601,10 +603,11 @@ def _describe_record(value: Any, limit: int = 120) -> str:
     for k, v in items:
         if isinstance(v, (ConfigValue, Record, RecordTuple)):
             text = _describe_record(v, limit)
-        elif isinstance(v, (bool, int, float, str, type(None))):
-            text = repr(v)
         else:
-            text = describe_value(v)
+            try:
+                text = to_code(v)
+            except StaticError:
+                text = describe_value(v)
         parts.append(f"{k}={text}")
     out = f"{name}({', '.join(parts)})"
     return out if len(out) <= limit else out[:limit - 4] + "...)"

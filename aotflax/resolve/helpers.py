@@ -18,6 +18,7 @@ from ..scopes import (
     FunctionState,
     subscript_path,
 )
+from ..values import numpy_scalar_name
 from .base import (
     MAX_STATIC_BITS,
     MAX_STATIC_LEN,
@@ -99,7 +100,7 @@ def _range_too_long(args: list) -> bool:
 
 
 def _array_like(v: Any) -> bool:
-    return isinstance(v, (Tensor, int, float, complex, bool))
+    return isinstance(v, (Tensor, int, float, complex, bool)) or numpy_scalar_name(v) is not None
 
 
 def _short(v: Any) -> str:

@@ -124,6 +124,8 @@ class HostMixin:
         value = args[0]
         if isinstance(value, Poison):
             raise _Abort()
+        if dtype.name not in host.HOST_DTYPES:
+            return NotImplemented  # bfloat16: numpy has none of its own; jnp's conversion
         try:
             name = host.dtype_name(dtype, f"np.{dtype.name}")
             if isinstance(value, HostArray):

@@ -70,8 +70,11 @@ class ModuleGlobals(Env):
     def lookup(self, name: str) -> tuple[bool, Any]:
         pending = self.binders.get(name)
         if pending:
+            # read by one of its own statements (`config.lock()`): only what comes before it
+            running = [i for i in self.active if name in self.names_of[i]]
             for i in list(pending):
-                self.execute(i)
+                if not running or i < min(running):
+                    self.execute(i)
         if name in self.vars:
             return True, self.vars[name]
         return False, None
