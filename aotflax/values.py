@@ -588,7 +588,7 @@ def describe_value(value: Any) -> str:
         return "an optax transformation"
     if isinstance(value, Poison):
         return "a value that failed to compute"
-    return "a value of the model file"
+    return "this value"
 
 
 def _describe_record(value: Any, limit: int = 120) -> str:

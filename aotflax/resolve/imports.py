@@ -13,7 +13,8 @@ from .base import Frame, _Abort
 from .toplevel import KNOWN_MODULES, module_of
 
 #: What to say about a module outside the static language.
-_KNOWN_LIST = "aotflax, jax, numpy, math, functools, typing, optax and the build's model files"
+_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, collections, "
+               "ml_collections, optax and the build's model files")
 
 
 class ImportsMixin:
