@@ -137,7 +137,8 @@ class FnCall:
                 "AOT203",
                 hint="hyperparameters such as axes, sizes and flags are build-time values",
             )
-        if types and not isinstance(value, types):
+        if types and not isinstance(value, types) and not (
+                float in types and numpy_scalar_name(value) in ("float16", "float32")):
             want = " or ".join(t.__name__ for t in types)
             raise self.fail(
                 f"{self.written}: '{name}' must be {want}, got {describe_value(value)}", "AOT203"

@@ -762,6 +762,8 @@ def method(ctx: Any, receiver: HostArray, name: str, args: list, kwargs: dict, s
     written = f"x.{name}"
     code = Code.of(receiver, f".{name}(", Code.join(", ", [host_code(a) for a in args] + [
         Code.of(f"{k}=", host_code(v)) for k, v in kwargs.items()]), ")")
+    if name == "T":  # the attribute: `pe.T`
+        name, code = "transpose", Code.of(receiver, ".T")
     if name in ("astype", "copy", "flatten"):
         sig = {"astype": "dtype, copy=True", "copy": "order='C'", "flatten": "order='C'"}[name]
         bound = Signature.parse(sig).bind(written, args, kwargs)

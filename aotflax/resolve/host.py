@@ -98,7 +98,7 @@ class HostMixin:
         if attr == "dtype":
             return DType(value.np_dtype, host=True)
         if attr == "T":
-            return self._host_method(value, "transpose", [], {}, span, frame)
+            return self._host_method(value, "T", [], {}, span, frame)
         if attr in host.METHODS:
             return BoundMethod(value, attr, span)
         raise self.error("AOT346", f"numpy arrays have no supported attribute '{attr}'", span,
