@@ -12,5 +12,6 @@ from . import dsl as _dsl  # noqa: E402
 
 nn = _dsl.nn
 aot = _dsl.aot
+jax_utils = _dsl.jax_utils
 
-__all__ = ["__version__", "nn", "aot"]
+__all__ = ["__version__", "nn", "aot", "jax_utils"]

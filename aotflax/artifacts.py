@@ -31,6 +31,9 @@ Manifest format changelog (`format_version`):
   "device_count", "topology", "compiler_options", "needs_lapack", "cpu"}`),
   `skipped` (platform -> why no executable), `export` (`{"file", "sha256",
   "size", "platforms"}`), `xla_flags`.
+- 2 (2026-11-27): executable entries gain `memory`: XLA's `memory_analysis()`
+  in bytes (`{"arguments", "outputs", "temporaries", "generated_code",
+  "alias", "peak"}`), read by `aotflax summary` and the build's table.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ __all__ = [
 ]
 
 #: Version of the manifest layout; bump it (and the changelog above) on any change.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 

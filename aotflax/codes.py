@@ -8,7 +8,8 @@ meaning forever, a retired code is never reused.  They are grouped by stage:
   file may contain at all);
 - AOT2xx: arrays handed to operations (dtypes, ranks, shapes, static arguments);
 - AOT3xx: the static evaluator (calls, names, modules, control flow);
-- AOT4xx: target declarations.
+- AOT4xx: target declarations (AOT44x: the hardware a target names; AOT45x:
+  cross-compiling for it).
 
 Each entry's `wrong` example is a model (after the usual imports) that fails
 with that code and `fixed` is the same model corrected; `tests/test_errors.py`
@@ -812,31 +813,19 @@ _entry("AOT326", "dict of arrays passed to a module", """
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
-_entry("AOT327", "random key passed to a module", """
-    Random keys are derived per module from its path (so results do not depend
-    on call order); a module gets its own with `nn.make_rng()` instead of
-    receiving one as an argument.
+_entry("AOT327", "(retired) random key passed to a module", """
+    No longer reported: since aotflax 0.2 a random key may be passed to a module
+    like any array (old flax.nn code hands keys to submodules), and a target may
+    take one as an input (`z_rng=aot.key`).  The code stays reserved.
     """, """
     class Noise(nn.Module):
         def apply(self, x, key):
             return x + jax.random.normal(key, x.shape)
-
-    class Net(nn.Module):
-        def apply(self, x):
-            return Noise(x, nn.make_rng())
-
-    aot.target("net", Net, x=aot.f32[2, 8])
     """, """
     class Noise(nn.Module):
-        def apply(self, x):
-            return x + jax.random.normal(nn.make_rng(), x.shape)
-
-    class Net(nn.Module):
-        def apply(self, x):
-            return Noise(x)
-
-    aot.target("net", Net, x=aot.f32[2, 8])
-    """)
+        def apply(self, x, key):
+            return x + jax.random.normal(key, x.shape)
+    """, checked=False)
 
 _entry("AOT330", "build-time work too large", """
     Loops are unrolled at build time, and resolving a file is bounded (loop
@@ -1339,33 +1328,35 @@ _entry("AOT361", "invalid scan inputs", """
     aot.target("net", Net, a=aot.f32[5, 8], b=aot.f32[5, 8])
     """)
 
-_entry("AOT362", "randomness or state inside scan", """
-    A scan step may call shared layers but may not draw random keys or update
-    state variables yet.  Draw the randomness outside the scan and pass it in
-    `xs`.
+_entry("AOT362", "state updated inside scan", """
+    A scan step may call shared layers and draw random keys (`nn.make_rng()`,
+    dropout: each step gets the call site's key folded with its index), but may
+    not update state variables (BatchNorm statistics, `self.state`) yet.  Update
+    the state outside the scan, or return the values from the step and update it
+    after.
     """, """
     class Net(nn.Module):
         def apply(self, xs):
             def step(c, x):
-                noise = jax.random.normal(nn.make_rng(), x.shape)
-                return c + x + noise, c
+                y = nn.BatchNorm(x, use_running_average=False)
+                return c + y, c
 
             carry, ys = jax.lax.scan(step, xs[0], xs)
             return ys
 
-    aot.target("net", Net, xs=aot.f32[5, 8])
+    aot.target("net", Net, xs=aot.f32[5, 4, 8])
     """, """
     class Net(nn.Module):
         def apply(self, xs):
-            noises = jax.random.normal(nn.make_rng(), xs.shape)
+            xs = nn.BatchNorm(xs, use_running_average=False)
 
             def step(c, x):
-                return c + x[0] + x[1], c
+                return c + x, c
 
-            carry, ys = jax.lax.scan(step, xs[0], (xs, noises))
+            carry, ys = jax.lax.scan(step, xs[0], xs)
             return ys
 
-    aot.target("net", Net, xs=aot.f32[5, 8])
+    aot.target("net", Net, xs=aot.f32[5, 4, 8])
     """)
 
 _entry("AOT363", "scan step must return (carry, y)", """
@@ -1875,6 +1866,95 @@ _entry("AOT432", "sharding does not fit a parameter", """
                param_sharding=[("*/kernel", (None, "model"))])
     """)
 
+_entry("AOT440", "invalid TPU topology", """
+    `tpu=` (and `--tpu-topology` on the command line) names the TPU slice a
+    target's native executable is cross-compiled for, as libtpu spells it:
+    `<generation>:<chips per axis>`, with a generation among v4, v5e, v5p and
+    v6e ("v5e:2x2" is one TPU v5e host of 4 chips, "v5e:4x4" a slice of 16
+    chips on 4 hosts, "v4:2x2x2" 8 chips with 2 devices each on 2 hosts).  A
+    slice larger than one host spans whole hosts, and it must have at least as
+    many devices as the target runs on (`devices=`).
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], tpu="v5litepod-4")
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], tpu="v5e:2x2")
+    """)
+
+_entry("AOT441", "unknown GPU target", """
+    `gpu=` names a GPU description shipped with aotflax (`h100`, `h200`), for
+    which the build cross-compiles a CUDA executable without a GPU.  A model
+    file cannot name a file; another GPU's GpuTargetConfig text proto is given
+    on the command line (`--gpu-target path/to/gpu.txtpb`).
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], gpu="a100")
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], gpu="h100")
+    """)
+
+_entry("AOT442", "hardware named for a platform the target does not list", """
+    `tpu=` or `gpu=` names hardware of a platform (tpu, cuda) that the
+    target's explicit `platforms=` leaves out.  Without `platforms=`, naming
+    the hardware adds its platform; with it, list the platform too.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], platforms=("cpu",), tpu="v5e:2x2")
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], platforms=("cpu", "tpu"), tpu="v5e:2x2")
+    """)
+
+_entry("AOT450", "cross-compiler not installed", """
+    The build cross-compiles for hardware a target names (`tpu=`, `gpu=`,
+    `--tpu-topology`, `--gpu-target`), and the compiler for it is missing:
+    libtpu for TPUs, jax's CUDA plugin for GPUs.  `aotflax install-toolchain
+    tpu` (or `cuda`) installs it, pinned to the installed jax, into a per-user
+    cache (~/.cache/aotflax, or AOTFLAX_TOOLCHAINS) that only the compile step
+    loads, so that jax elsewhere on this host does not start probing for a TPU
+    or a GPU.  Nothing is written until it is installed.
+    """, """
+    # on a build host without libtpu
+    aot.target("net", Net, x=aot.f32[8, 16], tpu="v5e:2x2")
+    """, """
+    # after `aotflax install-toolchain tpu`
+    aot.target("net", Net, x=aot.f32[8, 16], tpu="v5e:2x2")
+    """, checked=False)
+
+_entry("AOT451", "cross-compiler refused the hardware", """
+    libtpu (or jax's CUDA plugin) did not accept the named TPU topology (GPU
+    target), or compiling a target for it failed; the message is the
+    compiler's own.  The topology's shape is checked by aotflax first, so this
+    names what only libtpu knows: a generation an older libtpu predates, a
+    libtpu that does not load on this host.
+    """, """
+    # TPU_LIBRARY_PATH names a libtpu older than TPU v6e
+    aot.target("net", Net, x=aot.f32[8, 16], tpu="v6e:2x2")
+    """, """
+    # unset TPU_LIBRARY_PATH; `aotflax install-toolchain tpu` installs this jax's libtpu
+    aot.target("net", Net, x=aot.f32[8, 16], tpu="v6e:2x2")
+    """, checked=False)
+
 
 #: Every entry by code.
 CODES: dict[str, Entry] = {e.code: e for e in _ENTRIES}
@@ -1887,7 +1967,7 @@ def explain(code: str) -> int:
         key = "AOT" + key
     entry = CODES.get(key)
     if entry is None:
-        print(f"error: unknown diagnostic code {code!r}; codes are AOT100..AOT432 "
+        print(f"error: unknown diagnostic code {code!r}; codes are AOT100..AOT451 "
               f"({len(CODES)} of them; see aotflax/codes.py)", file=sys.stderr)
         return 1
     sys.stdout.write(entry.render())

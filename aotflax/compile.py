@@ -5,10 +5,10 @@ For one `Target` of an imported generated module, `compile_target` writes
 - a portable `jax.export` artifact covering every platform the target names
   (StableHLO; symbolic dimensions where the target declares them); it still
   compiles on first call but survives jax upgrades;
-- a native executable per platform this build host can compile for
-  (`jax.experimental.serialize_executable`): the local CPU always, a TPU
-  topology through libtpu, a CUDA GPU through a GPU target config. Loading it
-  costs a file read instead of a trace and a compile;
+- native executables (`jax.experimental.serialize_executable`): the local CPU
+  always; one per TPU topology the target names (`tpu="v5e:2x2"`), through
+  libtpu, pod slices included; one per GPU target (`gpu="h100"`), through jax's
+  CUDA plugin. Loading one costs a file read instead of a trace and a compile;
 - `manifest.json` describing both (see `aotflax.artifacts`).
 
 The rng boundary: executables cannot take typed keys portably, so a
@@ -18,8 +18,12 @@ default threefry2x32), which the computation wraps back with
 `jax.random.wrap_key_data(data, impl=...)`. The manifest records the key
 implementation and shape; the runtime converts what users pass.
 
-Cross-compilers plug in through `_CROSS_DEVICES`, a table from platform to a
-function giving compile-only devices: add a platform by adding a row.
+Hardware this host lacks is compiled for on compile-only devices
+(`jax.experimental.topologies`); `aotflax.toolchains` finds the libtpu and CUDA
+plugin that make them, and `_variants` decides what gets built: named hardware,
+else this host's own devices, else the export only (said in the manifest's
+`skipped`). A multi-device target is laid over the hardware's devices by
+`jax.experimental.mesh_utils`, so its mesh follows the TPU torus.
 """
 
 from __future__ import annotations
@@ -31,24 +35,27 @@ import platform as _host
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.util import find_spec
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import serialize_executable
+from jax.experimental import mesh_utils, serialize_executable
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from aotflax import artifacts
+from aotflax import artifacts, hardware, toolchains
 
 __all__ = [
     "CompileOptions",
+    "CrossCompileError",
     "PlatformUnavailable",
     "build_key",
     "compile_target",
+    "gpu_target_problem",
     "stale_reason",
+    "tpu_topology_problem",
 ]
 
 #: Platforms a target may name (jax.export's names).
@@ -65,14 +72,33 @@ class CompileOptions:
     #: Cap XLA:CPU at AVX2 (x86 only), so the executable runs on other x86
     #: hosts than the build machine; otherwise it needs the build host's ISA.
     xla_portable: bool = True
-    #: TPU topology to cross-compile for ("v5e:2x2"), through libtpu.
-    tpu_topology: str | None = None
-    #: Path of a GpuTargetConfig text proto to cross-compile CUDA for.
-    cuda_target_config: str | None = None
+    #: TPU topologies to cross-compile for ("v5e:2x2"), through libtpu.
+    tpu_topologies: tuple[str, ...] = ()
+    #: GPU targets to cross-compile CUDA for: shipped names ("h100") or paths
+    #: of GpuTargetConfig text protos.
+    gpu_targets: tuple[str, ...] = ()
 
 
 class PlatformUnavailable(Exception):
     """This build host cannot compile a native executable for a platform (the message says why)."""
+
+
+class CrossCompileError(Exception):
+    """Named hardware (a TPU topology, a GPU target) cannot be compiled for; the message says why.
+
+    Unlike `PlatformUnavailable`, this fails the build: the user asked for that hardware.
+    """
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One native executable to build: its manifest key, platform and named hardware."""
+
+    #: "cpu", or "tpu:v5e:2x2", "cuda:h100" for cross-compiled hardware.
+    key: str
+    platform: str
+    #: The topology or GPU target name; None for this host's own devices.
+    hardware: str | None = None
 
 
 # --- the executable boundary ---------------------------------------------------
@@ -155,71 +181,154 @@ def _local_devices(platform: str) -> list[Any]:
     return list(devices)
 
 
-def _tpu_topology_devices(options: CompileOptions) -> tuple[list[Any], str]:
-    if options.tpu_topology is None:
-        raise PlatformUnavailable(
-            "no TPU on this host and no TPU topology named (tpu_topology='v5e:2x2')"
-        )
-    if find_spec("libtpu") is None and "TPU_LIBRARY_PATH" not in os.environ:
-        raise PlatformUnavailable(
-            f"cross-compiling for TPU needs libtpu: pip install 'jax[tpu]=={jax.__version__}' (aotflax[tpu])"
-        )
-    from jax.experimental import topologies
+def _variants(
+    target: Any, platforms: Sequence[str], options: CompileOptions
+) -> tuple[list[Variant], dict[str, str]]:
+    """The native executables to build, and why a platform gets the export only.
 
-    try:
-        topology = topologies.get_topology_desc(options.tpu_topology, "tpu")
-    except (RuntimeError, NotImplementedError, ValueError) as error:
-        raise PlatformUnavailable(
-            f"libtpu refused topology {options.tpu_topology!r}: {error}"
-        ) from None
-    return list(topology.devices), options.tpu_topology
+    Named hardware comes first: a TPU topology or GPU target is compiled for
+    even where this host has devices of that platform. Otherwise this host's
+    own devices are used; a platform with neither gets the export only.
 
-
-def _cuda_target_devices(options: CompileOptions) -> tuple[list[Any], str]:
-    # TODO(cuda): untested here (no jax[cuda12] on the build machines). This is
-    # the path the issue reports working: JAX_PLATFORMS=cpu, the CUDA plugin
-    # installed, and a GpuTargetConfig text proto of the GPU model.
-    if options.cuda_target_config is None:
-        raise PlatformUnavailable(
-            "no CUDA GPU on this host and no GPU target config named (cuda_target_config=PATH)"
-        )
-    if find_spec("jax_cuda12_plugin") is None:
-        raise PlatformUnavailable(
-            f"cross-compiling for CUDA needs the CUDA plugin: pip install 'jax[cuda12]=={jax.__version__}' (aotflax[cuda])"
-        )
-    from jax.experimental import topologies
-
-    config = Path(options.cuda_target_config).read_text(encoding="utf-8")
-    try:
-        # The call the issue reports working (topology as an option, not a name).
-        topology = topologies.get_topology_desc(
-            platform="cuda", target_config=config, topology="1x1x1"
-        )
-    except (RuntimeError, NotImplementedError, ValueError) as error:
-        raise PlatformUnavailable(
-            f"the CUDA plugin refused target config {options.cuda_target_config}: {error}"
-        ) from None
-    return list(topology.devices), "1x1x1"
+    **Returns:** `(variants, skipped)`; `skipped` maps platform -> reason.
+    """
+    variants: list[Variant] = []
+    skipped: dict[str, str] = {}
+    named = {"tpu": options.tpu_topologies, "cuda": options.gpu_targets}
+    for platform in platforms:
+        if target.symbolic:
+            skipped[platform] = "export only (symbolic input dimensions)"
+        elif named.get(platform):
+            variants += [Variant(_variant_key(platform, h), platform, h) for h in named[platform]]
+        elif _local_devices(platform):
+            variants.append(Variant(platform, platform))
+        else:
+            skipped[platform] = _NO_HARDWARE.get(platform, f"export only (no {platform} device "
+                                                 "on this build host)")
+    return variants, skipped
 
 
-#: Platform -> compile-only devices for hardware this host lacks.
-_CROSS_DEVICES: dict[str, Callable[[CompileOptions], tuple[list[Any], str]]] = {
-    "tpu": _tpu_topology_devices,
-    "cuda": _cuda_target_devices,
+#: What a build says about a platform it has no devices or named hardware for.
+_NO_HARDWARE = {
+    "tpu": "export only (no topology named)",
+    "cuda": "export only (no GPU target named)",
 }
 
 
-def _devices_for(
-    platform: str, count: int, options: CompileOptions
-) -> tuple[list[Any], str | None]:
-    """`count` devices to compile for, real ones when present, and the topology name if cross-compiled."""
-    devices, topology = _local_devices(platform), None
-    if not devices and platform in _CROSS_DEVICES:
-        devices, topology = _CROSS_DEVICES[platform](options)
-    if not devices:
-        raise PlatformUnavailable(
-            f"this host cannot compile for {platform} (no device, no cross-compiler)"
-        )
+def _variant_key(platform: str, hardware: str) -> str:
+    """"tpu:v5e:2x2", "cuda:h100" ("cuda:<file stem>" for a config given by path)."""
+    name = Path(hardware).stem if platform == "cuda" and "/" in hardware else hardware
+    return f"{platform}:{name}"
+
+
+@lru_cache(maxsize=None)
+def _tpu_slice(name: str) -> tuple[hardware.TpuTopology, tuple[Any, ...]]:
+    """A TPU topology and its compile-only devices from libtpu (cached per process)."""
+    topology = hardware.parse_tpu_topology(name)
+    options: dict[str, Any] = {}
+    if topology.host_bounds != topology.generation.host_bounds:
+        # smaller than one host (v5e:1x1): libtpu's default host would not divide it
+        options["chips_per_host_bounds"] = topology.host_bounds
+    devices = toolchains.load_libtpu(topology.name, **options)
+    return topology, tuple(devices)
+
+
+def tpu_topology_problem(name: str) -> str | None:
+    """Why this host cannot compile for a TPU topology (libtpu missing or refusing it), or None.
+
+    The driver calls this before it writes anything, so a bad name fails the
+    build with nothing changed.
+    """
+    try:
+        _tpu_slice(name)
+    except (ValueError, toolchains.ToolchainMissing) as error:
+        return _tpu_message(name, error)
+    return None
+
+
+def _tpu_message(name: str, error: Exception) -> str:
+    if isinstance(error, toolchains.ToolchainMissing):
+        return str(error)
+    return f"libtpu does not know TPU topology {name!r}: {error}"
+
+
+def gpu_target_problem(name: str) -> str | None:
+    """Why this host cannot compile for a GPU target (no CUDA plugin, bad description), or None."""
+    try:
+        _cuda_devices(name, 1)
+    except (ValueError, toolchains.ToolchainMissing) as error:
+        return str(error)
+    return None
+
+
+@lru_cache(maxsize=None)
+def _cuda_devices(name: str, count: int) -> tuple[Any, ...]:
+    label, config = toolchains.gpu_target_config(name)
+    try:
+        return tuple(toolchains.load_cuda_devices(config, count))
+    except ValueError as error:
+        raise ValueError(f"jax's CUDA plugin refused GPU target {label!r}: {error}") from None
+
+
+def _pick(devices: Sequence[Any], count: int) -> list[Any]:
+    """`count` devices, whole hosts first (a 4-device target on a 4-host slice stays on host 0)."""
+    return sorted(devices, key=lambda d: (d.process_index, d.id))[:count]
+
+
+def _cross_devices(variant: Variant, count: int) -> tuple[list[Any], dict[str, Any]]:
+    """Compile-only devices for named hardware, and what the manifest records about them.
+
+    **Raises:** `CrossCompileError` when the toolchain is missing, it refuses
+    the name, or the hardware has fewer devices than the target needs.
+    """
+    assert variant.hardware is not None
+    if variant.platform == "tpu":
+        try:
+            topology, devices = _tpu_slice(variant.hardware)
+        except (ValueError, toolchains.ToolchainMissing) as error:
+            raise CrossCompileError(_tpu_message(variant.hardware, error)) from None
+        if len(devices) < count:
+            raise CrossCompileError(f"the target runs on {count} devices and TPU topology "
+                                    f"{topology.describe()} has {len(devices)}")
+        return _pick(devices, count), {"topology": topology.name, "slice": _slice_json(topology),
+                                       "toolchain": toolchains.version("tpu")}
+    try:
+        devices = _cuda_devices(variant.hardware, count)
+    except (ValueError, toolchains.ToolchainMissing) as error:
+        raise CrossCompileError(str(error)) from None
+    label, config = toolchains.gpu_target_config(variant.hardware)
+    return list(devices), {"gpu_target": label, "gpu_target_sha256": artifacts.sha256_bytes(
+        config.encode()), "toolchain": toolchains.version("cuda")}
+
+
+def _slice_json(topology: hardware.TpuTopology) -> dict[str, Any]:
+    return {
+        "name": topology.name,
+        "bounds": list(topology.bounds),
+        "chips": topology.chips,
+        "devices": topology.devices,
+        "hosts": topology.hosts,
+        "chips_per_host": list(topology.host_bounds),
+    }
+
+
+def _devices_json(devices: Sequence[Any]) -> dict[str, Any]:
+    """The devices an executable runs on, in its device order, and which host owns which."""
+    listed = [
+        {"id": d.id, "process_index": d.process_index,
+         **({"coords": list(d.coords), "core_on_chip": d.core_on_chip}
+            if d.platform == "tpu" else {})}
+        for d in devices
+    ]
+    hosts: dict[str, list[int]] = {}
+    for d in sorted(devices, key=lambda d: (d.process_index, d.id)):
+        hosts.setdefault(str(d.process_index), []).append(d.id)
+    return {"devices": listed, "hosts": hosts}
+
+
+def _host_devices(platform: str, count: int) -> list[Any]:
+    """`count` of this host's devices of a platform, or `PlatformUnavailable`."""
+    devices = _local_devices(platform)
     if len(devices) < count:
         hint = (
             f"; set XLA_FLAGS=--xla_force_host_platform_device_count={count}"
@@ -229,21 +338,35 @@ def _devices_for(
         raise PlatformUnavailable(
             f"the target needs {count} {platform} devices and {len(devices)} are available{hint}"
         )
-    return devices[:count], topology
+    return devices[:count]
+
+
+def _mesh(devices: list[Any], axes: dict[str, int]) -> Mesh:
+    """The target's mesh over `devices`, laid out by jax for the hardware's interconnect."""
+    shape = tuple(axes.values())
+    try:
+        grid = mesh_utils.create_device_mesh(shape, devices)
+    except (ValueError, NotImplementedError, AssertionError):
+        # a part of a slice that jax cannot map onto the torus: plain device order
+        grid = np.array(devices).reshape(shape)
+    return Mesh(grid, tuple(axes))
 
 
 def _placed(
     specs: list[Any], inputs: int, devices: list[Any], target: Any = None
-) -> list[Any]:
+) -> tuple[list[Any], list[Any]]:
     """Specs with shardings: one device, or data parallel over the inputs' first axis
-    with parameters partitioned by the target's `param_sharding` over its `mesh`."""
+    with parameters partitioned by the target's `param_sharding` over its `mesh`.
+
+    **Returns:** `(specs, devices in the executable's device order)`.
+    """
     if len(devices) == 1:
         single = jax.sharding.SingleDeviceSharding(devices[0])
         return jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=single), specs
-        )
+        ), devices
     axes = dict(getattr(target, "mesh", None) or {}) or {"data": len(devices)}
-    mesh = Mesh(np.array(devices).reshape(tuple(axes.values())), tuple(axes))
+    mesh = _mesh(devices, axes)
     data_axis, data_size = next(iter(axes.items()))
     replicated = NamedSharding(mesh, PartitionSpec())
 
@@ -262,7 +385,7 @@ def _placed(
                 s.shape, s.dtype, sharding=NamedSharding(
                     mesh, PartitionSpec(*_rule_for(rules, path)))), specs[0])
     placed[2 : 2 + inputs] = [batch(s) for s in specs[2 : 2 + inputs]]
-    return placed
+    return placed, list(mesh.devices.flat)
 
 
 def _rule_for(rules: Any, path: Any) -> tuple[Any, ...]:
@@ -317,7 +440,7 @@ def _cpu_info(options: CompileOptions) -> dict[str, Any]:
 
 
 def _compile_native(
-    platform: str,
+    variant: Variant,
     fn: Callable[..., Any],
     specs: list[Any],
     target: Any,
@@ -327,22 +450,55 @@ def _compile_native(
 
     **Returns:** `(payload, manifest entry fields, out_tree)`.
     """
-    devices, topology = _devices_for(platform, target.devices, options)
+    platform = variant.platform
+    extra: dict[str, Any] = {}
+    if variant.hardware is None:
+        devices = _host_devices(platform, target.devices)
+    else:
+        devices, extra = _cross_devices(variant, target.devices)
     compiler_options = _compiler_options(platform, options)
-    lowered = jax.jit(fn).lower(*_placed(specs, len(target.inputs), devices, target))
-    compiled = lowered.compile(compiler_options or None)
+    placed, order = _placed(specs, len(target.inputs), devices, target)
+    compiled = jax.jit(fn).lower(*placed).compile(compiler_options or None)
     payload, _, out_tree = serialize_executable.serialize(compiled)
     info: dict[str, Any] = {
-        "device_kind": devices[0].device_kind,
-        "device_count": len(devices),
-        "topology": topology,
+        "platform": platform,
+        "device_kind": order[0].device_kind,
+        "device_count": len(order),
+        "topology": None,
         "compiler_options": compiler_options,
+        **extra,
     }
+    memory = _memory(compiled)
+    if memory is not None:
+        info["memory"] = memory
+    if variant.hardware is not None:
+        info.update(_devices_json(order))
     if platform == "cpu":
         # jax#28908: the loader initialises LAPACK first only when it is used (it costs ~80 ms).
         info["needs_lapack"] = "lapack_" in compiled.as_text()
         info["cpu"] = _cpu_info(options)
     return payload, info, out_tree
+
+
+def _memory(compiled: Any) -> dict[str, int] | None:
+    """XLA's `memory_analysis()` of an executable, in bytes (None where a backend has none)."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - a backend without the statistics: none recorded
+        return None
+    if stats is None:
+        return None
+    out = {
+        "arguments": stats.argument_size_in_bytes,
+        "outputs": stats.output_size_in_bytes,
+        "temporaries": stats.temp_size_in_bytes,
+        "generated_code": stats.generated_code_size_in_bytes,
+        "alias": stats.alias_size_in_bytes,
+    }
+    peak = getattr(stats, "peak_memory_in_bytes", 0)
+    # without a reported peak: everything live at once, less what outputs alias
+    out["peak"] = peak or out["arguments"] + out["outputs"] + out["temporaries"] - out["alias"]
+    return {k: int(v) for k, v in out.items()}
 
 
 def _export(
@@ -365,11 +521,10 @@ def build_key(
     """Everything a target's artifacts depend on; a change in any field means a rebuild.
 
     **Arguments:** `target`: a generated `Target`; `platforms`: the platforms
-    to build; `options`: the compile options.
+    to build native executables for; `options`: the compile options.
 
     **Returns:** a JSON-ready dict (stored in the manifest as `build_key`).
     """
-    config = options.cuda_target_config
     return {
         "source_sha256": target.source_sha256,
         "generated_sha256": _generated_sha256(target),
@@ -377,9 +532,13 @@ def build_key(
         "jax": jax.__version__,
         "jaxlib": jax.lib.__version__,
         "platforms": sorted(platforms),
+        "export_platforms": sorted(target.platforms),
         "xla_portable": options.xla_portable,
-        "tpu_topology": options.tpu_topology,
-        "cuda_target_config": artifacts.sha256_file(Path(config)) if config else None,
+        "tpu_topologies": list(options.tpu_topologies),
+        "gpu_targets": [
+            [name, artifacts.sha256_bytes(toolchains.gpu_target_config(name)[1].encode())]
+            for name in options.gpu_targets
+        ],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "rng_impl": _rng_impl() if target.stochastic else None,
     }
@@ -396,14 +555,15 @@ def _resolve(target: Any, platforms: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _options(
-    target: Any, xla_portable: bool, tpu_topology: str | None, cuda_config: str | None
+    target: Any, xla_portable: bool, tpu_topologies: Sequence[str], gpu_targets: Sequence[str]
 ) -> CompileOptions:
-    # A target may carry its own cross-compile choices (a later Target field).
-    return CompileOptions(
-        xla_portable,
-        tpu_topology or getattr(target, "tpu_topology", None),
-        cuda_config or getattr(target, "cuda_target_config", None),
-    )
+    """The compile options of one target: the hardware it names itself wins over the
+    command line's (`--tpu-topology` names it for targets that name none)."""
+    own_tpu = tuple(getattr(target, "tpu_topologies", ()) or ())
+    own_gpu = tuple(getattr(target, "gpu_targets", ()) or ())
+    tpu = own_tpu or (tuple(tpu_topologies) if "tpu" in target.platforms else ())
+    gpu = own_gpu or (tuple(gpu_targets) if "cuda" in target.platforms else ())
+    return CompileOptions(xla_portable, tpu, gpu)
 
 
 def stale_reason(
@@ -412,8 +572,8 @@ def stale_reason(
     *,
     platforms: Sequence[str] | None = None,
     xla_portable: bool = True,
-    tpu_topology: str | None = None,
-    cuda_target_config: str | None = None,
+    tpu_topologies: Sequence[str] = (),
+    gpu_targets: Sequence[str] = (),
 ) -> str | None:
     """Why `compile_target` would rebuild this target, or None when its artifacts are current.
 
@@ -423,7 +583,7 @@ def stale_reason(
 
     **Returns:** a reason, or None.
     """
-    options = _options(target, xla_portable, tpu_topology, cuda_target_config)
+    options = _options(target, xla_portable, tpu_topologies, gpu_targets)
     folder = artifacts.target_folder(out_dir, target.module, target.name)
     return artifacts.stale_reason(
         folder, build_key(target, _resolve(target, platforms), options)
@@ -436,8 +596,8 @@ def compile_target(
     *,
     platforms: Sequence[str] | None = None,
     xla_portable: bool = True,
-    tpu_topology: str | None = None,
-    cuda_target_config: str | None = None,
+    tpu_topologies: Sequence[str] = (),
+    gpu_targets: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Exports, compiles and writes the artifacts of one target.
 
@@ -445,20 +605,23 @@ def compile_target(
     - `target`: a `Target` of an imported generated module.
     - `out_dir`: the artifacts root (`generated/artifacts`); files go to
       `out_dir/<module path>/<target name>/`.
-    - `platforms`: platforms to build (default: the target's).
+    - `platforms`: platforms to build native executables for (default: the
+      target's); the export always covers every platform the target names.
     - `xla_portable`: cap XLA:CPU at AVX2 so the executable runs on other x86 hosts.
-    - `tpu_topology`, `cuda_target_config`: cross-compile for hardware this
-      host lacks (default: the target's attributes of those names, if any).
+    - `tpu_topologies`, `gpu_targets`: hardware to cross-compile for, for a
+      target that lists the platform and names none itself (`tpu=`, `gpu=`).
 
-    **Returns:** the manifest written. Platforms this host cannot compile for
+    **Returns:** the manifest written. Platforms that get no native executable
     are listed under `skipped` with the reason; the export covers them.
+
+    **Raises:** `CrossCompileError` when named hardware cannot be compiled for.
     """
     chosen = _resolve(target, platforms)
-    options = _options(target, xla_portable, tpu_topology, cuda_target_config)
+    options = _options(target, xla_portable, tpu_topologies, gpu_targets)
     impl = _rng_impl()
     key = _key_spec(impl) if target.stochastic else None
     fn = boundary_function(target, impl)
-    exported = _export(fn, _export_specs(target, key), chosen)
+    exported = _export(fn, _export_specs(target, key), _resolve(target, None))
     export_bytes = bytes(exported.serialize())
     payloads, entries, skipped = _native_executables(
         target, fn, _arg_specs(target, key), chosen, options, exported.out_tree
@@ -513,28 +676,28 @@ def _native_executables(
     options: CompileOptions,
     out_tree: Any,
 ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]], dict[str, str]]:
-    """Compiles every platform this host can; `(payloads, entries, skipped)` by platform."""
+    """Compiles every native executable this host can build.
+
+    **Returns:** `(payloads, entries, skipped)`: payloads and manifest entries
+    by variant key ("cpu", "tpu:v5e:2x2"), and platform -> why it has none.
+    """
     payloads: dict[str, bytes] = {}
     entries: dict[str, dict[str, Any]] = {}
-    skipped: dict[str, str] = {}
-    for platform in platforms:
-        if target.symbolic:
-            skipped[platform] = "symbolic input dimensions: only the export is built"
-            continue
+    variants, skipped = _variants(target, platforms, options)
+    for variant in variants:
         try:
-            payload, info, tree = _compile_native(platform, fn, specs, target, options)
+            payload, info, tree = _compile_native(variant, fn, specs, target, options)
         except PlatformUnavailable as reason:
-            skipped[platform] = str(reason)
+            skipped[variant.platform] = str(reason)
             continue
         if tree != out_tree:  # the runtime rebuilds out_tree from the manifest
             raise AssertionError(
-                f"internal error: {target.name} on {platform}: {tree} != {out_tree}"
+                f"internal error: {target.name} on {variant.key}: {tree} != {out_tree}"
             )
-        payloads[platform] = payload
-        name = artifacts.artifact_file_name(
-            f"executable-{platform}", artifacts.sha256_bytes(payload)
-        )
-        entries[platform] = artifacts.file_entry(name, payload, **info)
+        payloads[variant.key] = payload
+        kind = "executable-" + re.sub(r"[^a-z0-9]+", "-", variant.key.lower()).strip("-")
+        name = artifacts.artifact_file_name(kind, artifacts.sha256_bytes(payload))
+        entries[variant.key] = artifacts.file_entry(name, payload, **info)
     return payloads, entries, skipped
 
 
@@ -545,10 +708,8 @@ def _write(
     export_bytes: bytes,
 ) -> None:
     """Writes payloads first and the manifest last, then drops files of older builds."""
-    for platform, payload in payloads.items():
-        artifacts.write_atomic(
-            folder / manifest["executables"][platform]["file"], payload
-        )
+    for key, payload in payloads.items():
+        artifacts.write_atomic(folder / manifest["executables"][key]["file"], payload)
     artifacts.write_atomic(folder / manifest["export"]["file"], export_bytes)
     artifacts.write_manifest(folder, manifest)
     artifacts.remove_unreferenced(folder, manifest)

@@ -1,4 +1,4 @@
-"""Stand-ins for `nn` and `aot` so model files import cleanly in editors.
+"""Stand-ins for `nn`, `aot` and `jax_utils` so model files import cleanly in editors.
 
 Model files are compiled, never run: every attribute here raises with a message
 saying so.  The real meaning of each name is in `namespaces.py`.
@@ -42,3 +42,4 @@ class _Module:
 
 nn = _CompiledOnly("nn")
 aot = _CompiledOnly("aot")
+jax_utils = _CompiledOnly("jax_utils")

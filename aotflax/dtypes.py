@@ -147,6 +147,8 @@ def itemsize(dtype: str) -> int:
 
 def short_name(dtype: str) -> str:
     """The short name used in messages: ``"f32"``, ``"bf16"``, ``"u8"``, ``"bool"``."""
+    if dtype.startswith("key<"):  # a typed random key: described as JAX prints it
+        return dtype
     return _INFO[check_dtype(dtype)].short
 
 

@@ -309,8 +309,8 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     # Symbolic dimensions are 1 in INPUTS; `symbolic=` names them (see runtime Target).
     inputs = ", ".join(
         f'"{n}": jax.ShapeDtypeStruct('
-        f'{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, jnp.{d})'
-        for n, s, d in t.inputs)
+        f'{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, '
+        f'{_dtype_code(d)})' for n, s, d in t.inputs)
     symbolic_code = "{" + ", ".join(
         f'"{n}": (' + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims)
         + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
@@ -334,6 +334,10 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         mesh = "{" + ", ".join(f'"{n}": {k}' for n, k in t.mesh) + "}"
         sharding = "{\n" + "\n".join(_dict_lines(tree, 8)) + "\n    }" if tree else "{}"
         train_kwargs += f"    mesh={mesh},\n    param_sharding={sharding},\n"
+    if t.tpu_topologies:  # names checked by hardware.parse_tpu_topology: [a-z0-9:x] only
+        train_kwargs += f"    tpu_topologies={_str_tuple(t.tpu_topologies)},\n"
+    if t.gpu_targets:  # names of hardware.GPU_TARGETS
+        train_kwargs += f"    gpu_targets={_str_tuple(t.gpu_targets)},\n"
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
     if shared is None:
         init_def = template("init.py.j2").render(
@@ -360,6 +364,11 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),
         line=t.span.line,
     )
+
+
+def _dtype_code(dtype: str) -> str:
+    """`jnp.float32`; a typed random key's dtype is the default implementation's."""
+    return "jax.random.key(0).dtype" if dtype.startswith("key<") else f"jnp.{dtype}"
 
 
 def _str_tuple(items: tuple[str, ...]) -> str:

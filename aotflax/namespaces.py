@@ -81,7 +81,9 @@ def _spec_dtypes() -> dict[str, Any]:
     short = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64",
              "i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64", "u8": "uint8",
              "u32": "uint32", "bool_": "bool", "c64": "complex64"}
-    return {k: SpecDType(v) for k, v in short.items()}
+    out = {k: SpecDType(v) for k, v in short.items()}
+    out["key"] = SpecDType("key")  # a typed random key input: `z_rng=aot.key` (or aot.key[8])
+    return out
 
 
 #: optax functions a model file may name (optimizers, wrappers, schedules).

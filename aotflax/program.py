@@ -50,6 +50,16 @@ class Tensor(Var):
         return describe(self.shape, self.dtype)
 
 
+def fresh_like(t: Tensor) -> Tensor:
+    """A new value of the same type (and kind: a random key stays a key) as `t`."""
+    return type(t)(t.shape, t.dtype, t.weak)
+
+
+def fresh_row(t: Tensor) -> Tensor:
+    """One row of `t` (`t[0]`), of the same kind (what a scan step sees of its `xs`)."""
+    return type(t)(t.shape[1:], t.dtype, t.weak)
+
+
 def describe(shape: tuple[int, ...], dtype: str) -> str:
     return f"{short_name(dtype)}[{', '.join(str(d) for d in shape)}]"
 
@@ -88,6 +98,30 @@ class Code:
 
 
 @dataclass(frozen=True, slots=True)
+class OpInfo:
+    """What the model summary needs to know about an op (`aotflax summary`).
+
+    Emission ignores it; `summary.py` walks the program with it: which module
+    instance an op belongs to, what it costs, and which function a user-module
+    call runs.
+    """
+
+    #: Operation-table entry that emitted it ("nn.Dense", "jnp.mean"); "" for resolve's own.
+    entry: str = ""
+    #: Floating-point operations of one execution (rules in `ops/flops.py`).
+    flops: int = 0
+    #: Module instance path relative to the emitting function's root; None: the function's
+    #: own module (plain functions such as `nn.relu` belong to the module calling them).
+    path: tuple[str, ...] | None = None
+    #: Class name of that instance ("Dense", "DenseGeneral", "ResNetBlock").
+    module: str = ""
+    #: The function a user-module call runs (its ops belong to `path`).
+    callee: "Function | None" = None
+    #: How many times the op's nested function runs per execution (a scan's length).
+    trips: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Op:
     """One emitted statement group: a template rendered with code arguments."""
 
@@ -105,6 +139,8 @@ class Op:
     stem: str
     #: A function defined just before this op (the step of a `jax.lax.scan`).
     nested: "Function | None" = None
+    #: For the model summary: instance, FLOPs, callee (not rendered).
+    info: OpInfo | None = None
 
     def inputs(self) -> list[Var]:
         """Variables the op reads (an argument named "target" is what it assigns)."""
@@ -212,6 +248,9 @@ class TargetProgram:
     mesh: tuple[tuple[str, int], ...] = ()
     #: Partition spec per parameter path (only parameters a rule matched).
     param_sharding: tuple[tuple[tuple[str, ...], tuple[object, ...]], ...] = ()
+    #: Hardware its native executables are cross-compiled for (`tpu=`, `gpu=`).
+    tpu_topologies: tuple[str, ...] = ()
+    gpu_targets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from .diagnostics import Note, Span
 from .ops.calls import LayerScope
 from .ops.registry import CallError
-from .program import Code, Op, ParamDecl, Tensor, Var
+from .program import Code, Op, OpInfo, ParamDecl, Tensor, Var
 from .values import Closure, Initializer, InitializerFactory, describe_value
 
 
@@ -47,6 +47,10 @@ class FunctionState:
         #: Collections read (become arguments).
         self.collections: list[str] = []
         self.takes_rng = False
+        #: Step indices of the `lax.scan` bodies being resolved (innermost last), and those
+        #: a random key was folded with (the scan then feeds its steps their index).
+        self.scan_steps: list[Tensor] = []
+        self.used_steps: set[int] = set()
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
@@ -54,9 +58,9 @@ class FunctionState:
         return Tensor(tuple(shape), dtype, weak)
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...], span: Span,
-             stem: str, temps: tuple[str, ...] = ()) -> None:
+             stem: str, temps: tuple[str, ...] = (), info: OpInfo | None = None) -> None:
         self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
-                           stem))
+                           stem, info=info))
 
     def hint(self, var: Any, name: str) -> None:
         if isinstance(var, Var):
@@ -172,11 +176,16 @@ class Scope(LayerScope):
         self.fn.state_values[key] = value
 
     def rng(self, span: Span) -> Code:
+        """The key of this call site: `rng` folded with the path, and inside a `lax.scan`
+        step with the step's index too (a fresh key per step)."""
         self.fn.takes_rng = True
-        if not self.prefix:
-            return Code(("rng",))
-        path = "/".join(self.prefix)
-        return Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
+        code = Code(("rng",))
+        if self.prefix:
+            code = Code((f"jax.random.fold_in(rng, {name_hash('/'.join(self.prefix))})",))
+        for index in self.fn.scan_steps:
+            self.fn.used_steps.add(id(index))
+            code = Code.of("jax.random.fold_in(", code, ", ", index, ")")
+        return code
 
 
 @dataclass(eq=False)

@@ -841,6 +841,17 @@ def conv_transpose_output_shape(
     return conv_output_shape(lhs_shape, rhs_shape, (1,) * n, pads, strides, rhs_dilation)
 
 
+def conv_transpose_pads(
+    window: Sequence[int],
+    strides: Sequence[int],
+    padding: str,
+    rhs_dilation: Sequence[int] | None = None,
+) -> Pads:
+    """The pads `lax.conv_transpose` gives its fractionally strided convolution."""
+    wins = _dilate(window, rhs_dilation)
+    return [_transpose_pads(k, s, padding) for k, s in zip(wins, strides)]
+
+
 def _transpose_pads(k: int, s: int, mode: str) -> tuple[int, int]:
     """`lax._conv_transpose_padding`: pads of the fractionally strided conv."""
     if mode == "SAME":

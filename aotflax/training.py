@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import dtypes as dt
 from .diagnostics import Note, Span
 from .ops.calls import value_code
-from .program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar
+from .program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar, fresh_like
 from .scopes import FunctionState
 from .values import (
     Closure,
@@ -143,7 +143,7 @@ def _leaves(value: Any) -> list[Tensor]:
 
 def _fresh_copy(value: Any) -> Any:
     if isinstance(value, Tensor):
-        return Tensor(value.shape, value.dtype, value.weak)
+        return fresh_like(value)
     if isinstance(value, (tuple, list)):
         return type(value)(_fresh_copy(v) for v in value)
     return value

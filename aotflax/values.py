@@ -458,7 +458,11 @@ def static_key(value: Any) -> Any:
         return (type(value).__name__, value)
     if isinstance(value, ModuleRef):
         return ("module", value.module.name, id(value.module), static_key(dict(value.bound)))
-    if isinstance(value, (SharedModule, Closure)):
+    if isinstance(value, (SharedModule, Closure, BoundMethod, SelfValue)):
+        return ("object", id(value))
+    try:
+        hash(value)
+    except TypeError:  # a value that holds interpreter state: identity is what matters
         return ("object", id(value))
     return ("value", value)
 
@@ -566,8 +570,6 @@ def describe_value(value: Any) -> str:
         return f"'{value.written}'"
     if isinstance(value, TypeHint):
         return f"type hint {value.name}"
-    if isinstance(value, SelfValue):
-        return "the module (self)"
     if isinstance(value, (ConfigValue, Record, RecordTuple)):
         return _describe_record(value)
     if isinstance(value, RecordClass):
@@ -576,29 +578,56 @@ def describe_value(value: Any) -> str:
         return f"functools.partial({describe_value(value.func)})"
     if isinstance(value, StaticFunction):
         return f"function {value.name}"
+    if isinstance(value, FieldDefault):
+        return "dataclasses.field(...)"
+    return _describe_other(value)
+
+
+def _describe_other(value: Any) -> str:
+    """Descriptions of the interpreter's other values, in the model's own words."""
+    if isinstance(value, SelfValue):
+        return "self (the module)"
     if isinstance(value, BoundMethod):
         return f"method {value.name}"
     if isinstance(value, StaticBuiltin):
-        return f"function {value.name}"
+        return f"builtin {value.name}"
     if isinstance(value, InitializerFactory):
-        return f"initializer factory {value.name}"
-    if isinstance(value, (Spec, SpecDType)):
-        return f"input spec {value.dtype}"
-    if isinstance(value, (OptaxFn, OptaxValue)):
-        return "an optax transformation"
+        return f"initializer factory nn.initializers.{value.name} (not called)"
+    if isinstance(value, Spec):
+        return f"input spec aot.{value.dtype}[{', '.join(map(str, value.shape))}]"
+    if isinstance(value, SpecDType):
+        return f"input dtype {value.dtype} (index it with a shape: [8, 784])"
     if isinstance(value, Poison):
-        return "a value that failed to compute"
-    return "this value"
+        return "a value that failed earlier"
+    if isinstance(value, OptaxFn):
+        return f"optax.{value.name} (not called)"
+    if isinstance(value, OptaxValue):
+        return "an optax transformation"
+    if isinstance(value, Traversal):
+        return "a ModelParamTraversal"
+    if isinstance(value, MultiOptimizer):
+        return "a MultiOptimizer"
+    if isinstance(value, MeshSpec):
+        return "aot.mesh(" + ", ".join(f"{n}={k}" for n, k in value.axes) + ")"
+    if isinstance(value, slice):
+        return "a slice"
+    if value is Ellipsis:
+        return "..."
+    name = type(value).__name__
+    known = {"Sequential": "nn.Sequential(...)", "StateVariable": "a state variable",
+             "Scope": "a module scope", "RngKey": "a random key"}
+    return known.get(name, "a build-time value")
 
 
 def _describe_record(value: Any, limit: int = 120) -> str:
     """`ConfigDict(hidden=16, act='relu')`, `Cfg(depth=2)`: short, for messages and docs."""
+    name = getattr(getattr(value, "cls", None), "name", "ConfigDict")
     if isinstance(value, ConfigValue):
-        name, items = "ConfigDict", list(value.fields.items())
+        items = list(value.fields.items())
     elif isinstance(value, Record):
-        name, items = value.cls.name, list(value.values.items())
+        items = list(value.values.items()) if isinstance(value.values, dict) else []
     else:
-        name, items = value.cls.name, list(zip(value.cls.fields, value))
+        items = list(zip(getattr(value.cls, "fields", ()), value))
     parts = []
     for k, v in items:
         if isinstance(v, (ConfigValue, Record, RecordTuple)):

@@ -66,7 +66,7 @@ def verify_module(module: ModuleType, program: FileProgram) -> None:
         _compare(f"{t.name}: init state", _flat(state), {d.path: (d.shape, d.dtype)
                                                         for d in t.state})
         # The resolved sizes (symbolic dimensions resolve as sentinel sizes).
-        inputs = [jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in t.inputs]
+        inputs = [jax.ShapeDtypeStruct(shape, _dtype(dtype)) for _, shape, dtype in t.inputs]
         args = [target.PARAM_SHAPES, target.STATE_SHAPES, *inputs]
         kwargs = {"rng": key} if t.stochastic else {}
         try:
@@ -108,6 +108,13 @@ def _verify_train(target: Any, t: Any, key: Any, args: list, kwargs: dict) -> No
     except Exception as e:  # the step is our code around the user's model and loss
         raise InternalError(f"target {t.name}: JAX failed to trace the train step: "
                             f"{type(e).__name__}: {e}") from None
+
+
+def _dtype(name: str) -> Any:
+    """A resolved dtype name as JAX takes it (typed keys: the default implementation's)."""
+    import jax
+
+    return jax.random.key(0).dtype if name.startswith("key<") else name
 
 
 def _flat(tree: Any) -> dict[tuple[str, ...], tuple[tuple[int, ...], str]]:

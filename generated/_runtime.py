@@ -35,7 +35,7 @@ __all__ = ["ArtifactError", "ArtifactIntegrityError", "LoadedTarget", "Target"]
 
 AOTFLAX_VERSION = "0.1.0"
 #: The manifest layout this runtime reads (aotflax.artifacts.FORMAT_VERSION).
-MANIFEST_FORMAT_VERSION = 1
+MANIFEST_FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 #: Default root of the artifacts; `load(artifact_dir=...)` overrides it.
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
@@ -87,6 +87,8 @@ class Target:
         batch: Mapping[str, jax.ShapeDtypeStruct] | None = None,
         mesh: Mapping[str, int] | None = None,
         param_sharding: Any = None,
+        tpu_topologies: Sequence[str] = (),
+        gpu_targets: Sequence[str] = (),
     ) -> None:
         self.name = self.NAME = name
         self.module = module
@@ -110,6 +112,10 @@ class Target:
         #: (a tree like PARAM_SHAPES of tuples; missing parameters are replicated).
         self.mesh = dict(mesh or {})
         self.param_sharding = param_sharding or {}
+        #: Hardware the target's native executables are cross-compiled for
+        #: (`tpu="v5e:2x2"`, `gpu="h100"` in the model file).
+        self.tpu_topologies = tuple(tpu_topologies)
+        self.gpu_targets = tuple(gpu_targets)
 
     def __repr__(self) -> str:
         return f"<aotflax target {self.module}.{self.name}>"
@@ -216,6 +222,8 @@ class Target:
             symbolic=self.symbolic,
             mesh=self.mesh,
             param_sharding=self.param_sharding,
+            tpu_topologies=self.tpu_topologies,
+            gpu_targets=self.gpu_targets,
         )
 
     def load_train_step(
@@ -270,10 +278,13 @@ class Target:
 
         The manifest is read first; versions, platform, device kind and count
         and the host CPU's features are compared with it, and every file's
-        sha256 is checked before it is deserialized. When the native
-        executable does not fit this host, the portable `jax.export` artifact
-        is used instead (it compiles on first call), with a warning that says
-        why.
+        sha256 is checked before it is deserialized. Of several executables for
+        the platform (TPU topologies, GPU targets) the first that fits this host
+        is used: on a TPU host, one built for its generation and, for a program
+        over several chips, its slice (shape, host count, the devices this
+        process owns under `jax.distributed`). When none fits, the portable
+        `jax.export` artifact is used instead (it compiles on first call), with
+        a warning that says why.
 
         **Arguments:** `platform`: "cpu", "cuda" or "tpu" (default: jax's
         default backend); `artifact_dir`: the artifacts root (default:
@@ -289,9 +300,8 @@ class Target:
         folder = root.joinpath(*self.module.split("."), self.name)
         manifest = _read_manifest(self, folder)
         platform = platform or _default_platform()
-        entry = manifest["executables"].get(platform)
-        reason = _native_problem(self, manifest, entry, platform)
-        if reason is None:
+        entry, reason = _select_executable(self, manifest, platform)
+        if entry is not None:
             payload = _read_checked(self, folder, entry)
             return LoadedTarget(
                 self,
@@ -569,28 +579,221 @@ def _cpu_problem(cpu: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _entry_platform(key: str, entry: Mapping[str, Any]) -> str:
+    """The platform of a manifest's executable entry ("tpu:v5e:2x2" -> "tpu")."""
+    return str(entry.get("platform") or key.split(":", 1)[0])
+
+
+def _built_for(entry: Mapping[str, Any]) -> str:
+    """What an executable was built for, in words ("TPU v5 lite, topology v5e:4x4 (...)")."""
+    kind = entry.get("device_kind")
+    slice_ = entry.get("slice")
+    if slice_:
+        hosts, chips, devices = slice_.get("hosts", 1), slice_.get("chips"), slice_.get("devices")
+        unit = "chips" if chips == devices else "devices"
+        return (
+            f"{kind}, topology {slice_.get('name')} ({devices} {unit} on {hosts} "
+            f"host{'s' if hosts != 1 else ''})"
+        )
+    if entry.get("gpu_target"):
+        return f"{kind} (GPU target {entry['gpu_target']})"
+    return str(kind)
+
+
+def _select_executable(
+    target: Target, manifest: dict, platform: str
+) -> tuple[Mapping[str, Any] | None, str | None]:
+    """The native executable for `platform` that fits this host, else why none does.
+
+    **Returns:** `(entry, None)`, or `(None, reason)` naming every mismatch.
+    """
+    executables = manifest["executables"]
+    candidates = [e for k, e in executables.items() if _entry_platform(k, e) == platform]
+    if not candidates:
+        return None, _not_built(manifest, platform)
+    problems = []
+    for entry in candidates:
+        if platform == "tpu":
+            _check_tpu_fields(target, entry)
+        problem = _native_problem(target, manifest, entry, platform)
+        if problem is None:
+            return entry, None
+        problems.append(problem)
+    return None, "; ".join(problems)
+
+
+def _not_built(manifest: dict, platform: str) -> str:
+    """Why there is no executable for `platform`, naming the ones there are."""
+    built = []
+    for key, entry in manifest["executables"].items():
+        name, kind = _entry_platform(key, entry), _built_for(entry)
+        built.append(name if kind == name else f"{name} ({kind})")
+    why = str(manifest.get("skipped", {}).get(platform) or "")
+    if why.startswith("export only (") and why.endswith(")"):
+        why = why[len("export only (") : -1]
+    text = f"no executable was built for {platform}{' (' + why + ')' if why else ''}"
+    if built:
+        text += f"; the native executables are for {', '.join(built)}"
+        text += f", which a {platform} host cannot run"
+    return text
+
+
 def _native_problem(
-    target: Target, manifest: dict, entry: Mapping[str, Any] | None, platform: str
+    target: Target, manifest: dict, entry: Mapping[str, Any], platform: str
 ) -> str | None:
     """Why the native executable cannot run here, or None when it can."""
-    if entry is None:
-        built = ", ".join(manifest["executables"]) or "no platform"
-        why = manifest.get("skipped", {}).get(platform)
-        return (
-            f"no executable was built for {platform} (built for {built}{'; ' + why if why else ''})"
-        )
     versions = (("jax", jax.__version__), ("jaxlib", jax.lib.__version__))
     for package, here in versions:
         if manifest.get(package) != here:
             return f"it was built with {package} {manifest.get(package)} and this host has {package} {here}"
+    if platform == "tpu":
+        return _tpu_problem(entry)
     devices = _local_devices(platform)
     if len(devices) < entry["device_count"]:
         return f"it needs {entry['device_count']} {platform} device(s) and this host has {len(devices)}"
     if devices[0].device_kind != entry["device_kind"]:
-        return f"it was built for {entry['device_kind']} and this host has {devices[0].device_kind}"
+        return f"it was built for {_built_for(entry)} and this host has {devices[0].device_kind}"
     if platform == "cpu":
         return _cpu_problem(entry.get("cpu", {}))
     return None
+
+
+# --- TPU hosts and slices -------------------------------------------------------
+
+
+def _tpu_bounds(devices: Sequence[Any]) -> list[int]:
+    """Chips along x, y, z of a TPU slice, from its devices' coordinates."""
+    return [max(d.coords[axis] for d in devices) + 1 for axis in range(3)]
+
+
+def _tpu_here(devices: Sequence[Any], hosts: int) -> str:
+    """This host's TPU in words: "TPU v6 lite, a 2x2x1 slice (4 devices on 1 host)"."""
+    shape = "x".join(map(str, _tpu_bounds(devices)))
+    return (
+        f"{devices[0].device_kind}, a {shape} slice ({len(devices)} devices on {hosts} "
+        f"host{'s' if hosts != 1 else ''})"
+    )
+
+
+def _check_tpu_fields(target: Target, entry: Mapping[str, Any]) -> None:
+    """Refuses a TPU entry whose slice and device fields are not what aotflax writes.
+
+    The manifest is data from the artifact folder: nothing of it is trusted
+    to be well-formed before it steers which devices an executable loads onto.
+    """
+
+    def ints(value: Any, length: int | None = None) -> bool:
+        return (
+            isinstance(value, list)
+            and (length is None or len(value) == length)
+            and all(type(v) is int for v in value)
+        )
+
+    slice_ = entry.get("slice", {})
+    devices = entry.get("devices", [])
+    hosts = entry.get("hosts", {})
+    fine = (
+        isinstance(slice_, dict)
+        and all(type(slice_.get(k, 1)) is int for k in ("chips", "devices", "hosts"))
+        and ints(slice_.get("bounds", [1, 1, 1]), 3)
+        and isinstance(devices, list)
+        and all(
+            isinstance(d, dict)
+            and type(d.get("id")) is int
+            and ints(d.get("coords", [0, 0, 0]), 3)
+            and type(d.get("core_on_chip", 0)) is int
+            for d in devices
+        )
+        and isinstance(hosts, dict)
+        and all(isinstance(k, str) and ints(v) for k, v in hosts.items())
+    )
+    if not fine:
+        raise ArtifactError(
+            f"{target.name}: the manifest's TPU entry {entry.get('file')!r} has malformed "
+            "slice, devices or hosts fields; it was not loaded. Rebuild the artifacts"
+        )
+
+
+def _tpu_host() -> tuple[list[Any], list[Any], int, int]:
+    """This process's view of its TPU slice.
+
+    **Returns:** `(every device of the slice, this process's own, process
+    index, process count)`; under `jax.distributed` the slice spans hosts.
+    """
+    devices = _local_devices("tpu")
+    if not devices:
+        return [], [], 0, 1
+    own = list(jax.local_devices(backend="tpu"))
+    return devices, own, jax.process_index(), jax.process_count()
+
+
+def _tpu_problem(entry: Mapping[str, Any]) -> str | None:
+    """Whether this host's TPU runs an executable built for `entry`'s generation and slice.
+
+    A one-device program needs the generation and its device on this host; a
+    program over several devices needs the same slice: its shape, device and
+    host count, every device at the coordinates it was compiled for, and this
+    process owning the devices the manifest gives it.
+    """
+    devices, own, index, count = _tpu_host()
+    built = _built_for(entry)
+    if not devices:
+        return (
+            f"it was built for {built} and this host has no TPU (its jax platform is "
+            f"{jax.default_backend()})"
+        )
+    here = _tpu_here(devices, count)
+    if devices[0].device_kind != entry["device_kind"]:
+        return f"it was built for {built} and this host has {here}"
+    wanted = list(entry.get("devices") or [])
+    if entry["device_count"] == 1:
+        if wanted and wanted[0]["id"] not in {d.id for d in own}:
+            return (
+                f"it runs on TPU device {wanted[0]['id']}, which this host (process {index}) "
+                "does not own: build a target for the whole slice"
+            )
+        return None
+    slice_ = entry.get("slice") or {}
+    if (
+        _tpu_bounds(devices) != slice_.get("bounds")
+        or len(devices) != slice_.get("devices")
+        or count != slice_.get("hosts")
+    ):
+        return f"it was built for {built} and this host is part of {here}"
+    by_id = {d.id: d for d in devices}
+    for want in wanted:
+        device = by_id.get(want["id"])
+        if (
+            device is None
+            or list(device.coords) != want.get("coords")
+            or device.core_on_chip != want.get("core_on_chip")
+        ):
+            return (
+                f"TPU device {want['id']} is not at coordinates {want.get('coords')} here: "
+                "this slice numbers its devices differently"
+            )
+    used = {want["id"] for want in wanted}
+    owned = sorted(d.id for d in own if d.id in used)
+    expected = sorted(entry.get("hosts", {}).get(str(index), []))
+    if owned != expected:
+        return (
+            f"this host (process {index}) owns TPU devices {owned} and the executable gives "
+            f"process {index} devices {expected}"
+        )
+    return None
+
+
+def _execution_devices(entry: Mapping[str, Any], platform: str) -> list[Any]:
+    """The devices to load an executable onto, in its device order."""
+    wanted = list(entry.get("devices") or [])
+    if platform != "tpu" or not wanted:
+        return _local_devices(platform)[: entry["device_count"]]
+    by_id = {d.id: d for d in _tpu_host()[0]}
+    return [by_id[want["id"]] for want in wanted]
+
+
+def _has_devices(platform: str) -> bool:
+    return bool(_tpu_host()[0] if platform == "tpu" else _local_devices(platform))
 
 
 # --- loading -----------------------------------------------------------------
@@ -624,7 +827,10 @@ def _load_native(
     entry: Mapping[str, Any],
     payload: bytes,
     platform: str,
+    devices: Sequence[Any] | None = None,
 ) -> Callable[..., Any]:
+    """Deserializes a checked payload onto `devices` (default: this host's, see
+    `_execution_devices`)."""
     # Imported here: only this path needs it, and it keeps the module cheap to import.
     from jax.experimental.serialize_executable import deserialize_and_load
 
@@ -634,7 +840,8 @@ def _load_native(
         _initialize_lapack()
     in_tree = jax.tree_util.tree_structure((_arg_specs(target, manifest), {}))
     out_tree = jax.tree_util.tree_structure(_skeleton(manifest["outputs"]))
-    devices = _local_devices(platform)[: entry["device_count"]]
+    if devices is None:
+        devices = _execution_devices(entry, platform)
     try:
         return deserialize_and_load(
             payload,
@@ -677,6 +884,13 @@ def _load_export(
             f"{target.name}: no artifact fits this host ({platform}): the native executable cannot be used "
             f"because {reason}; the portable export covers {has}, not {platform}. "
             f"Add {platform!r} to the target's platforms and rebuild"
+        )
+    if not _has_devices(platform):
+        raise ArtifactError(
+            f"{target.name}: nothing can run on {platform} here: the native executable cannot be "
+            f"used because {reason}, and this host has no {platform} device for the export "
+            f"either (its jax platform is {jax.default_backend()}; load() without a platform "
+            "uses it)"
         )
     payload = _read_checked(target, folder, export)
     if not symbolic_only:

@@ -73,4 +73,4 @@ class CNN(nn.Module):
         return nn.log_softmax(x)
 
 
-aot.target("cnn_b4", CNN, x=aot.f32[4, 28, 28, 1])
+aot.target("cnn_b4", CNN, x=aot.f32[4, 28, 28, 1], platforms=("cpu", "tpu"))

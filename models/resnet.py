@@ -75,7 +75,8 @@ ResNet50 = ResNet.partial(stage_sizes=(3, 4, 6, 3), block_cls=BottleneckResNetBl
 # Small images and widths: quick to build and compile (tests, examples).
 SMALL = {"num_filters": 8, "num_classes": 10}
 aot.target("resnet18_train", ResNet18.partial(train=True, **SMALL), x=aot.f32[2, 32, 32, 3])
-aot.target("resnet18_eval", ResNet18.partial(train=False, **SMALL), x=aot.f32[2, 32, 32, 3])
+aot.target("resnet18_eval", ResNet18.partial(train=False, **SMALL), x=aot.f32[2, 32, 32, 3],
+           platforms=("cpu", "tpu"))
 aot.target("resnet50_train", ResNet50.partial(train=True, **SMALL), x=aot.f32[2, 32, 32, 3])
 
 # ImageNet shapes, full width: inference for serving and benchmarks (bench/cold_start.py).

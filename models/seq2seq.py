@@ -49,4 +49,5 @@ class Seq2Seq(nn.Module):
         return Decoder(carry, inputs, vocab, embed_dim, name="decoder")
 
 
-aot.target("seq2seq", Seq2Seq.partial(**CONFIG), source=aot.i32[4, 10], target=aot.i32[4, 8])
+aot.target("seq2seq", Seq2Seq.partial(**CONFIG), source=aot.i32[4, 10], target=aot.i32[4, 8],
+           platforms=("cpu", "tpu"))

@@ -83,6 +83,6 @@ aot.train_target(
     ),
     tokens=aot.i32[4, 32],
 )
-aot.target("lm_eval", LM, tokens=aot.i32[4, 32])
+aot.target("lm_eval", LM, tokens=aot.i32[4, 32], platforms=("cpu", "tpu"))
 aot.target("lm_prefill", LM.partial(decode=True), tokens=aot.i32[1, 8])
 aot.target("lm_decode", LM.partial(decode=True), tokens=aot.i32[1, 1])

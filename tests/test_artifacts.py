@@ -16,8 +16,6 @@ import shutil
 import subprocess
 import sys
 import warnings
-from importlib import metadata
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -466,57 +464,3 @@ def test_rebuild_replaces_files_atomically(built: Any, artifact_copy: Path) -> N
     )
     assert manifest["executables"]["cpu"]["cpu"]["max_isa"] is None
     assert built.inv_3.load(artifact_dir=artifact_copy).kind == "executable"
-
-
-# --- cross-compiling for TPU ---------------------------------------------------------
-
-TPU_BUILD = """
-import sys; sys.path.insert(0, {repo!r})
-from pathlib import Path
-from generated_sample import sample
-from aotflax.compile import compile_target
-manifest = compile_target(sample.mlp_b2, Path({out!r}), platforms=("cpu", "tpu"), tpu_topology="v5e:2x2")
-tpu = manifest["executables"].get("tpu")
-assert tpu is not None, manifest["skipped"]
-assert tpu["device_kind"].startswith("TPU") and tpu["topology"] == "v5e:2x2", tpu
-print("tpu-ok", tpu["device_kind"])
-"""
-
-
-def libtpu_path() -> str | None:
-    """Where libtpu can be imported from, installing it on first use.
-
-    libtpu stays out of the test venv (with it installed, every jax start-up probes
-    for a TPU): it lives in this environment only if the user put it there, else in
-    AOTFLAX_LIBTPU_PATH or a per-user cache that `pip install --target` fills once
-    with the libtpu that this jax's `[tpu]` extra names. None only when pip cannot
-    install it (no network, no wheel for this platform).
-    """
-    if find_spec("libtpu") is not None:
-        return ""
-    default = Path.home() / ".cache" / "aotflax" / f"libtpu-{jax.__version__}"
-    folder = Path(os.environ.get("AOTFLAX_LIBTPU_PATH", str(default)))
-    if (folder / "libtpu").is_dir():
-        return str(folder)
-    requirement = next((r.split(";")[0].strip() for r in metadata.requires("jax") or []
-                        if r.startswith("libtpu") and "tpu" in r), None)
-    if requirement is None:
-        return None
-    try:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
-                        str(folder), requirement], check=True, timeout=900,
-                       capture_output=True)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
-        return None
-    return str(folder) if (folder / "libtpu").is_dir() else None
-
-
-def test_tpu_executable_cross_compiles(built: Any, tmp_path: Path) -> None:
-    extra = libtpu_path()
-    if extra is None:
-        pytest.skip(f"libtpu for jax {jax.__version__} could not be installed with pip here")
-    package_root = Path(built.__file__).parent.parent
-    code = TPU_BUILD.format(repo=str(REPO), out=str(tmp_path))
-    pythonpath = os.pathsep.join(p for p in (str(package_root), extra) if p)
-    result = run_python(code, package_root, JAX_PLATFORMS="cpu", PYTHONPATH=pythonpath)
-    assert result.returncode == 0 and "tpu-ok" in result.stdout, result.stderr[-3000:]

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from .. import dtypes as dt
 from ..diagnostics import Span
-from ..program import Code, Tensor
+from ..program import Code, OpInfo, Tensor
 from ..values import (
     Closure,
     DType,
@@ -26,7 +26,8 @@ from ..values import (
     numpy_scalar_name,
     to_code,
 )
-from .registry import CallError, Context, Entry
+from . import flops
+from .registry import CallError, Context, Entry, qualname
 
 #: Static ints handed to JAX become C longs: keep them well inside int64.
 _MAX_INT = 2**62
@@ -251,18 +252,31 @@ class FnCall:
     def emit_call(self, outputs: Sequence[Tensor], stem: str | None = None,
                   code: Code | None = None) -> None:
         """Emit `out = <call as written>`."""
-        self.ctx.emit("ops/call.j2", {"call": code or self.call_code()}, tuple(outputs),
-                      self.span, stem or self.entry.name.lower())
+        args = {"call": code or self.call_code()}
+        self.ctx.emit("ops/call.j2", args, tuple(outputs), self.span,
+                      stem or self.entry.name.lower(),
+                      info=self.op_info("ops/call.j2", args, outputs))
 
     def emit(self, template: str, args: dict[str, Code | str | Tensor], outputs: Sequence[Tensor],
              stem: str | None = None, temps: tuple[str, ...] = ()) -> None:
         coded = {k: v if isinstance(v, Code) else Code((v,)) for k, v in args.items()}
         self.ctx.emit(template, coded, tuple(outputs), self.span, stem or self.entry.name.lower(),
-                      temps)
+                      temps, info=self.op_info(template, coded, outputs))
+
+    def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Tensor]) -> OpInfo:
+        """What the model summary records of an op this call emits: entry, FLOPs, instance."""
+        scope = getattr(self, "scope", None)
+        return OpInfo(qualname(self.entry), flops.count(self, template, args, tuple(outputs)),
+                      None if scope is None else scope.prefix,
+                      "" if scope is None else scope.owner)
 
 
 class LayerScope:
     """What a layer rule may declare (implemented by resolve)."""
+
+    #: The instance's path relative to the emitting function, and its class name.
+    prefix: tuple[str, ...] = ()
+    owner: str = ""
 
     def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Initializer,
               span: Span) -> Code:  # pragma: no cover - interface

@@ -34,8 +34,9 @@ from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor, describe
 from ..values import DType, StaticBuiltin, describe_value, to_code
+from . import flops
 from .calls import FnCall
-from .registry import REGISTRY, CallError, Entry, Signature
+from .registry import REGISTRY, CallError, Entry, Signature, qualname
 
 #: Largest numpy array a model may build (elements): the table is computed at trace time.
 MAX_HOST_SIZE = 1 << 24
@@ -750,6 +751,10 @@ _register("clip", "a, a_min=None, a_max=None", _clip, "numpy clip")
 _register("round", "a, decimals=0", _round, "numpy round")
 _register("around", "a, decimals=0", _round, "numpy round")
 _register("pad", "array, pad_width, mode='constant', constant_values=0", _pad, "numpy pad")
+
+for _e in REGISTRY.unique():
+    if _e.extra.get("host"):
+        flops.RULES[qualname(_e)] = flops.HOST
 
 #: Methods of numpy arrays and the functions they are (`pe.sum(axis=0)` is `np.sum(pe, axis=0)`).
 METHODS = {"sum", "prod", "mean", "std", "var", "max", "min", "any", "all", "argmax", "argmin",

@@ -273,3 +273,5 @@ for _cls, _parts in (("LSTMCell", 2), ("GRUCell", 1), ("ConvLSTM", 2), ("ConvLST
               "layers/zeros.j2",
               f"zero carry of nn.{_cls}: batch_dims + size" + (" for c and h" if _parts == 2
                                                                else ""))
+    # old flax.nn signs it initialize_carry(rng, ...): a key from nn.make_rng() is fine
+    REGISTRY.lookup(f"nn.{_cls}", "initialize_carry").extra["takes_keys"] = True  # type: ignore

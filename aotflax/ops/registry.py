@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from ..diagnostics import Note, Span
-from ..program import Code, Tensor
+from ..program import Code, OpInfo, Tensor
 from ..values import (
     POISON,
     DType,
@@ -150,7 +150,8 @@ class Context(Protocol):
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor: ...
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Tensor, ...],
-             span: Span, stem: str, temps: tuple[str, ...] = ()) -> None: ...
+             span: Span, stem: str, temps: tuple[str, ...] = (),
+             info: OpInfo | None = None) -> None: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,6 +182,11 @@ class Entry:
     static_fn: Callable[..., Any] | None = None
     #: Extra information for the rule.
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def qualname(entry: Entry) -> str:
+    """The entry's name under its first namespace ("nn.Dense", "jnp.mean", "operator.add")."""
+    return f"{entry.namespaces[0]}.{entry.name}"
 
 
 class Registry:

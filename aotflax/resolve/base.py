@@ -90,6 +90,9 @@ class TargetDecl:
     mesh: tuple[tuple[str, int], ...] = ()
     #: Parameter sharding rules: (path pattern, partition spec), first match wins.
     sharding_rules: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    #: Hardware to cross-compile for: TPU topologies ("v5e:2x2"), GPU targets ("h100").
+    tpu: tuple[str, ...] = ()
+    gpu: tuple[str, ...] = ()
 
 
 @dataclass

@@ -15,8 +15,11 @@ from ..program import (
     Code,
     Function,
     Op,
+    OpInfo,
     Tensor,
     TreeVar,
+    fresh_like,
+    fresh_row,
 )
 from ..scopes import (
     Scope,
@@ -142,6 +145,8 @@ class CallsMixin:
             return value
         if func is namespaces.SCAN:
             return self._scan(args, kwargs, expr, frame)
+        if func is namespaces.SCAN_IN_DIM:
+            return self._scan_in_dim(args, kwargs, expr, frame)
         if isinstance(func, (ModuleRef, SharedModule)):
             # numpy arrays handed to a layer or a module are arrays like any other
             args, kwargs = self._device_args(args, kwargs, frame, span)
@@ -199,19 +204,27 @@ class CallsMixin:
         if not lengths and length is None:
             raise self.error("AOT361", "jax.lax.scan needs xs or length=", span)
         n = length if length is not None else lengths.pop()
-        carry = _rebuild(init, [Tensor(t.shape, t.dtype, t.weak) for t in carry_in])
-        x = None if xs is None else _rebuild(xs, [Tensor(t.shape[1:], t.dtype) for t in xs_in])
-        outer_ops, outer_rng, outer_state = fn.ops, fn.takes_rng, dict(fn.state_values)
+        carry = _rebuild(init, [fresh_like(t) for t in carry_in])
+        x = None if xs is None else _rebuild(xs, [fresh_row(t) for t in xs_in])
+        outer_ops, outer_state = fn.ops, dict(fn.state_values)
+        index = Tensor((), "int32")  # the step's position, should a random key need it
         fn.ops = []
+        fn.scan_steps.append(index)
         try:
             result = self._call_closure(step, [carry, x], {}, span, frame)
             body = fn.ops
         finally:
             fn.ops = outer_ops
-        if fn.takes_rng != outer_rng or fn.state_values != outer_state:
-            fn.takes_rng, fn.state_values = outer_rng, outer_state
-            raise self.error("AOT362", "randomness and state updates inside jax.lax.scan are "
-                             "not supported yet", step.span)
+            fn.scan_steps.pop()
+        if fn.state_values != outer_state:
+            fn.state_values = outer_state
+            raise self.error("AOT362", "state updates (BatchNorm statistics, self.state) inside "
+                             "jax.lax.scan are not supported yet", step.span)
+        if id(index) in fn.used_steps:  # nn.make_rng() / dropout in the step: feed the index
+            steps = Tensor((n,), "int32")
+            fn.emit("ops/call.j2", {"call": Code((f"jnp.arange({n})",))}, (steps,), span,
+                    "steps")
+            xs, x = (steps, index) if xs is None else ((xs, steps), (x, index))
         if not (isinstance(result, tuple) and len(result) == 2):
             raise self.error("AOT363", "a scan step must return (new_carry, y)",
                              step.definition.name_span)
@@ -240,7 +253,7 @@ class CallsMixin:
             takes_params=False, state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + body), result=value_code(result),
             result_tensors=tuple(carry_out + ys), span=step.span, hints=dict(fn.hints))
-        final = _rebuild(init, [Tensor(t.shape, t.dtype, t.weak) for t in carry_in])
+        final = _rebuild(init, [fresh_like(t) for t in carry_in])
         stacked = None if y is None else _rebuild(
             y, [Tensor((n, *t.shape), t.dtype) for t in ys])
         outs = _tensors(final) + _tensors(stacked)
@@ -249,12 +262,50 @@ class CallsMixin:
         captures = [v for op in body for v in op.inputs() if id(v) not in produced]
         extra = "" if not b["reverse"] else ", reverse=True"
         extra += f", length={n}" if xs is None else ""
+        if isinstance(b["unroll"], int) and not isinstance(b["unroll"], bool) and \
+                b["unroll"] > 1:
+            extra += f", unroll={b['unroll']}"
         fn.ops.append(Op("ops/scan.j2", (
             ("target", _unpack_code((init, y), (final, stacked), [])),
             ("step", Code((nested.name,))), ("init", value_code(init)),
             ("xs", value_code(xs)), ("extra", Code((extra,))),
-            ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested))
+            ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested,
+            OpInfo("jax.lax.scan", trips=n)))
         return (final, stacked)
+
+    def _scan_in_dim(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        """`flax.jax_utils.scan_in_dim(body, init, xs, axis, keepdims=False)`.
+
+        Flax's own definition: the scanned axis is moved to the front, `lax.scan` runs, and
+        the stacked outputs get the axis back where it was.
+        """
+        from ..ops.registry import Signature
+
+        try:
+            b = Signature.parse("body_fn, init, xs, axis=0, keepdims=False").bind(
+                "jax_utils.scan_in_dim", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, expr.span, hint=e.hint) from None
+        axis = b["axis"]
+        axes = (axis,) if isinstance(axis, int) and not isinstance(axis, bool) else axis
+        if not (isinstance(axes, tuple) and len(axes) == 1 and isinstance(axes[0], int)):
+            raise self.error("AOT361", "jax_utils.scan_in_dim: only one scanned axis is "
+                             f"supported, got axis={axis!r}", expr.span,
+                             hint="reshape the axes into one first")
+        moveaxis = REGISTRY.lookup("jnp", "moveaxis")
+        step = b["body_fn"]
+        if b["keepdims"]:
+            raise self.error("AOT361", "jax_utils.scan_in_dim: keepdims=True is not supported",
+                             expr.span, hint="add the axis inside the step with x[:, None]")
+        moved = _rebuild(b["xs"], [self._call_entry(moveaxis, "jnp.moveaxis", [t, axes[0], 0],
+                                                    {}, expr.span, frame)
+                                   for t in self._flat_tensors(b["xs"], "xs", expr.span)])
+        final, ys = self._scan([step, b["init"], moved], {}, expr, frame)
+        if ys is None:
+            return final, ys
+        back = _rebuild(ys, [self._call_entry(moveaxis, "jnp.moveaxis", [t, 0, axes[0]], {},
+                                              expr.span, frame) for t in _tensors(ys)])
+        return final, back
 
     def _flat_tensors(self, value: Any, what: str, span: Span) -> list[Tensor]:
         leaves = _leaves(value)
@@ -311,6 +362,7 @@ class CallsMixin:
             self.depth -= 1
             raise self.error("AOT322", f"function {fn.name} recurses too deeply", span)
         errors = self.errors
+        self.calls.append((fn.name, span))
         try:
             self._exec_block(fn.body, Frame(env, frame.fn, frame.scope, frame.module))
         except _Return as r:
@@ -319,6 +371,7 @@ class CallsMixin:
             return r.value
         finally:
             self.depth -= 1
+            self.calls.pop()
         if self.errors != errors:
             raise _Abort()
         return None
@@ -466,9 +519,9 @@ class CallsMixin:
         scope: Scope = r.scope
         fn = scope.fn
         if fn is not frame.fn:
-            raise self.error("AOT315", f"self.{name} of one module is called inside another "
-                             "module", span, hint="pass the arrays it computes instead, or "
-                             "create the layer as a shared module and pass that")
+            raise self.error("AOT353", f"self.{name} of one module is called inside another "
+                             "module", span, hint="call it in its own module and pass the "
+                             "arrays it computes")
         if name == "param":
             try:
                 from ..ops.registry import Signature
@@ -486,8 +539,13 @@ class CallsMixin:
                 if not (isinstance(shape, (tuple, list)) and all(
                         isinstance(d, int) and not isinstance(d, bool) and d >= 0
                         for d in shape)):
+                    linen = isinstance(shape, (Initializer, InitializerFactory, Closure)) and \
+                        isinstance(init, (tuple, list))
                     raise CallError("AOT351", f"self.param shape must be a tuple of ints, got "
-                                    f"{describe_value(shape)}")
+                                    f"{describe_value(shape)}", hint=(
+                                        "did you mean self.param(name, shape, init)? That is "
+                                        "the flax.nn order; Linen's is (name, init, shape)"
+                                        if linen else None))
                 dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
                 if pname in scope.used:
                     raise CallError("AOT311", f"'{pname}' is already used in this module")
@@ -516,9 +574,13 @@ class CallsMixin:
             params = ir.Parameters(method.params.params[1:], method.params.span)
             closure = Closure(name, params, method.body, env_self, method.span, method)
             return self._call_closure(closure, args, kwargs, span, frame)
+        if scope.fn is not frame.fn:
+            raise self.error("AOT353", f"self.{name} of another module is called here: a "
+                             "module's methods run inside that module", span,
+                             hint="pass a function of the model file (def or lambda) instead")
         raise self.error("AOT353", f"self.{name} is not supported", span,
                          hint="modules support self.param, self.state, self.get_param and "
-                              "calls to their own @nn.module_method methods")
+                              "calls to their own methods")
 
     def _user_state(self, scope: Scope, args: list, kwargs: dict, span: Span) -> StateVariable:
         """`self.state(name, shape=(), init=zeros, dtype=float32, collection="state")`."""

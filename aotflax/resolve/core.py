@@ -6,8 +6,9 @@ import hashlib
 import keyword
 from typing import Any
 
-from .. import ir, meshes, training
+from .. import hardware, ir, meshes, training
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
+from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
     FileProgram,
     Function,
@@ -21,6 +22,7 @@ from ..values import (
     MeshSpec,
     ModuleRef,
     Spec,
+    SpecDType,
     UserModule,
     describe_value,
 )
@@ -72,6 +74,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         #: Emitted initializer functions by (closure, shape, dtype).
         self.init_cache: dict[tuple, str] = {}
         self.depth = 0
+        #: Module and function calls being resolved: (name, call site), innermost last.
+        self.calls: list[tuple[str, Span]] = []
         self._reported: set[tuple] = set()
         #: Errors raised so far, repeats included (a body with errors must not produce a value).
         self.errors = 0
@@ -140,6 +144,11 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                span.col if span else 0)
         if key not in self._reported:
             self._reported.add(key)
+            if self.calls and span is not None and not any(n.message.startswith("in ")
+                                                           for n in notes):
+                name, site = self.calls[-1]
+                if (site.path, site.line) != (span.path, span.line):
+                    notes = (*notes, Note(f"in {name}, called here", site))
             self.reporter.error(code, message, span, hint=hint, notes=notes)
         return _Abort()
 
@@ -167,7 +176,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             if any(isinstance(d, str) for d in spec.shape):
                 symbolic.append((k, tuple(spec.shape)))
             shape = tuple(self._dim_value(d, spec.span) for d in spec.shape)
-            kwargs[k] = Tensor(shape, spec.dtype)
+            kwargs[k] = RngKey(shape, KEY_DTYPE) if spec.dtype == "key" else Tensor(shape,
+                                                                                  spec.dtype)
         spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span, entry=True)
         fn = spec_.function
         inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs)
@@ -185,6 +195,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
             devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
             span=decl.span, symbolic=tuple(symbolic), mesh=decl.mesh,
+            tpu_topologies=decl.tpu, gpu_targets=decl.gpu,
             param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
                                               decl.span),
             train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
@@ -226,6 +237,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              call.args[0].span, hint=f"call it {name}_target, for example")
         if any(t.name == name for t in self.targets):
             raise self.error("AOT407", f"target '{name}' is declared twice", span)
+        explicit = "platforms" in kwargs
         platforms = kwargs.pop("platforms", ("cpu",))
         if isinstance(platforms, str):
             platforms = (platforms,)
@@ -247,6 +259,10 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              f"{describe_value(devices)}", span)
         if sharding_rules is not None:
             sharding_rules = meshes.check_rules(self, sharding_rules, mesh, span)
+        platforms, tpu, gpu = hardware.target_hardware(
+            self, tuple(platforms), explicit, kwargs.pop("tpu", None), kwargs.pop("gpu", None),
+            int(devices), {k: next((kw.span for kw in call.keywords if kw.name == k), span)
+                           for k in ("tpu", "gpu")})
         if not isinstance(method, str):
             raise self.error("AOT400", f"method= must be a method name, got "
                              f"{describe_value(method)}", span)
@@ -260,6 +276,9 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              "optimizer=optax.adam(1e-3)", span)
         specs: dict[str, Spec] = {}
         for k, v in kwargs.items():
+            if isinstance(v, SpecDType) and v.dtype == "key":  # `z_rng=aot.key`: one key
+                kw = next((kw for kw in call.keywords if kw.name == k), None)
+                v = Spec((), "key", kw.span if kw else span)
             if not isinstance(v, Spec):
                 kw = next((kw for kw in call.keywords if kw.name == k), None)
                 raise self.error(
@@ -275,7 +294,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             specs = {k: v for k, v in specs.items() if k in model_inputs}
         self.targets.append(TargetDecl(name, module, specs, method, tuple(platforms),
                                        int(devices), span, loss, optimizer, batch, mesh,
-                                       sharding_rules or ()))
+                                       sharding_rules or (), tpu, gpu))
 
 
 

@@ -13,6 +13,7 @@ from ..program import (
     Code,
     Tensor,
     TreeVar,
+    fresh_like,
 )
 from ..scopes import (
     FunctionState,
@@ -138,7 +139,7 @@ def _tensors(value: Any) -> list[Tensor]:
 def _fresh(value: Any, fn: FunctionState, name: str) -> Any:
     """A function parameter for an argument: tensors become fresh input tensors."""
     if isinstance(value, Tensor):
-        t = Tensor(value.shape, value.dtype, value.weak)
+        t = fresh_like(value)
         fn.hint(t, name)
         return t
     return value
@@ -146,7 +147,7 @@ def _fresh(value: Any, fn: FunctionState, name: str) -> Any:
 
 def _copy_result(value: Any, fn: FunctionState) -> Any:
     if isinstance(value, Tensor):
-        return Tensor(value.shape, value.dtype, value.weak)
+        return fresh_like(value)
     if isinstance(value, tuple):
         return tuple(_copy_result(v, fn) for v in value)
     if isinstance(value, list):
@@ -228,8 +229,11 @@ def _assigned_names(stmt: ir.Stmt) -> list[str]:
         return [n for t in stmt.targets for n in names(t)]
     if isinstance(stmt, (ir.AugAssign, ir.AnnAssign)):
         return names(stmt.target)
-    if isinstance(stmt, ir.For):
-        return names(stmt.target)
+    if isinstance(stmt, ir.For):  # the loop variable and what the body assigns
+        return names(stmt.target) + [n for s in (*stmt.body, *stmt.orelse)
+                                     for n in _assigned_names(s)]
+    if isinstance(stmt, ir.If):  # a failed condition: both branches' names are unknown
+        return [n for s in (*stmt.body, *stmt.orelse) for n in _assigned_names(s)]
     if isinstance(stmt, (ir.FunctionDef, ir.ClassDef)):
         return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"
     if isinstance(stmt, ir.Import):

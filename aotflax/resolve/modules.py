@@ -12,11 +12,13 @@ from ..ops.stochastic import takes_keys
 from ..program import (
     Code,
     Function,
+    OpInfo,
     ParamDecl,
     Tensor,
     TreeVar,
     Var,
     describe,
+    fresh_like,
 )
 from ..scopes import (
     FunctionState,
@@ -80,10 +82,12 @@ class ModulesMixin:
         if self.depth > MAX_CALL_DEPTH:
             raise self.error("AOT322", f"module {module.name} calls itself too deeply "
                              "(recursive modules are not supported)", span)
+        self.calls.append((module.name, span))
         try:
             return self._build_specialization(ref, method, bound, key)
         finally:
             self.depth -= 1
+            self.calls.pop()
 
     def _build_specialization(self, ref: ModuleRef, method: ir.FunctionDef,
                               bound: dict[str, Any], key: Any) -> Specialization:
@@ -98,7 +102,7 @@ class ModulesMixin:
                     "arrays; pass a tuple or the arrays as separate arguments", method.name_span)
             if isinstance(value, (tuple, list)) and not is_static(value):
                 # a tuple of arrays (an LSTM carry): one parameter, unpacked on entry
-                fresh_tree = _rebuild(value, [Tensor(t.shape, t.dtype, t.weak)
+                fresh_tree = _rebuild(value, [fresh_like(t)
                                               for t in _tensors(value)])
                 var = TreeVar(name)
                 inputs.append((name, var))  # type: ignore[arg-type]
@@ -107,10 +111,6 @@ class ModulesMixin:
                         tuple(_tensors(fresh_tree)), method.span, name)
                 env.set(name, fresh_tree)
                 continue
-            if _has_key(value):
-                raise self.error("AOT327", f"argument '{name}' of {module.name}.{method.name} is "
-                                 "a random key; keys cannot cross module boundaries",
-                                 method.name_span, hint="call nn.make_rng() inside the module")
             fresh = _fresh(value, fn, name)
             if fresh is not value:
                 inputs.append((name, fresh))  # type: ignore[arg-type]
@@ -219,7 +219,8 @@ class ModulesMixin:
         fn.emit("ops/module_call.j2",
                 {"target": target, "call": Code.of(callee.name, "(", Code.join(", ", call_args),
                                                    ")")},
-                tuple(outs) + tuple(new_state), span, ref.class_name.lower())
+                tuple(outs) + tuple(new_state), span, ref.class_name.lower(),
+                info=OpInfo(path=prefix, module=ref.class_name, callee=callee))
         return result
 
     def _need_module_frame(self, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
@@ -238,6 +239,13 @@ class ModulesMixin:
             fn, scope = frame.fn, frame.scope
         merged = {**(bound_kwargs or {}), **kwargs}
         try:
+            if entry.kind == "layer" and not args and "inputs" in entry.signature.names() \
+                    and "inputs" not in merged:
+                raise CallError(
+                    "AOT304", f"{written} is called without its input",
+                    hint=f"flax.nn layers take the input first: {written}(x, "
+                    f"{', '.join(f'{k}={_short(v)}' for k, v in kwargs.items()) or '...'}); "
+                    f"{written}(...)(x) is Linen's style")
             bound = entry.signature.bind(written, args, merged)
             if not takes_keys(entry) and _has_key(bound):
                 raise CallError("AOT206", f"{written} does not take a random key",

@@ -45,10 +45,21 @@ class StatementsMixin:
     # ---------------------------------------------------------------- statements
 
     def _exec_guarded(self, stmt: ir.Stmt, frame: Frame) -> None:
+        """Run a statement; after an error its names are poisoned (no knock-on errors).
+
+        A failed `if`/`for` keeps the names that were bound before it (they still have
+        a value of the right kind, so later mistakes with them are still reported) and
+        poisons those it would have introduced.
+        """
         try:
             self._exec(stmt, frame)
         except _Abort:
+            compound = isinstance(stmt, (ir.If, ir.For))
             for name in _assigned_names(stmt):
+                if compound and name in frame.env.vars and not (
+                        isinstance(stmt, ir.For) and name in _assigned_names(
+                            ir.Assign((stmt.target,), stmt.iter, stmt.span))):
+                    continue
                 frame.env.set(name, POISON)
             self._poison_self_attributes(stmt, frame)
 
