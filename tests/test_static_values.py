@@ -389,3 +389,59 @@ def test_dtype_type_is_a_constant_of_that_dtype(dtype: str) -> None:
     (out, one), _ = m.net.apply({}, {}, x)
     assert out.dtype == x.dtype and np.asarray(one).dtype == x.dtype
     np.testing.assert_array_equal(np.asarray(out, np.float32), 2.0)
+
+
+def test_namedtuple_of_arrays_crosses_modules_with_its_field_names() -> None:
+    m = build("""
+    from typing import NamedTuple
+
+    class State(NamedTuple):
+        c: object
+        h: object
+
+    class Cell(nn.Module):
+        def apply(self, state, x):
+            return State(state.c * 2.0, nn.Dense(x, 4) + state.h)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            s = Cell(State(jnp.ones((2, 4)), jnp.zeros((2, 4))), x)
+            c, h = s
+            return s.h + c
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+    params, _ = m.net.init(jax.random.key(0))
+    x = np.ones((2, 8), np.float32)
+    out, _ = m.net.apply(params, {}, x)
+    p = jax.tree_util.tree_map(np.asarray, params["Cell_0"]["Dense_0"])
+    np.testing.assert_allclose(np.asarray(out), x @ p["kernel"] + p["bias"] + 2.0, rtol=1e-5)
+
+
+def test_records_holding_arrays_do_not_cross_modules() -> None:
+    errors = build_errors("""
+    import dataclasses
+    import functools
+    import ml_collections
+
+    @dataclasses.dataclass
+    class Holder:
+        x: object
+
+    class Child(nn.Module):
+        def apply(self, x, extra):
+            return x
+
+    class Net(nn.Module):
+        def apply(self, x):
+            a = Child(x, Holder(x))
+            b = Child(x, functools.partial(jnp.add, x))
+            frozen = ml_collections.FrozenConfigDict({"inner": {"width": 2}})
+            frozen.inner.width = 3
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+    assert "Holder(x=array f32[2, 8]) holds arrays" in errors
+    assert "functools.partial(function jnp.add) holds arrays" in errors
+    assert "a FrozenConfigDict cannot be changed" in errors  # nested configs freeze too

@@ -150,6 +150,7 @@ class CallsMixin:
         if isinstance(func, (ModuleRef, SharedModule)):
             # numpy arrays handed to a layer or a module are arrays like any other
             args, kwargs = self._device_args(args, kwargs, frame, span)
+            self._check_module_args(args, kwargs, span)
         if isinstance(func, ModuleRef):
             name = kwargs.pop("name", None)
             if isinstance(func.module, UserModule):

@@ -16,7 +16,15 @@ from ..diagnostics import Span
 from ..ops import CallError, Entry, host
 from ..ops.host import HostArray, HostCall
 from ..program import Code, Tensor
-from ..values import POISON, BoundMethod, DType, Poison, describe_value, is_static
+from ..values import (
+    POISON,
+    BoundMethod,
+    DType,
+    Poison,
+    RecordTuple,
+    describe_value,
+    is_static,
+)
 from .base import Frame, _Abort
 
 
@@ -150,6 +158,8 @@ class HostMixin:
             frame.fn.emit("ops/call.j2", {"call": Code.of("jnp.asarray(", value, ")")}, (out,),
                           span, frame.fn.hints.get(id(value), "table"))
             return out
+        if isinstance(value, RecordTuple):
+            return RecordTuple.make(value.cls, [self._to_device(v, frame, span) for v in value])
         if isinstance(value, tuple):
             return tuple(self._to_device(v, frame, span) for v in value)
         if isinstance(value, list):

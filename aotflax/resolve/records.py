@@ -29,6 +29,7 @@ from ..values import (
     StaticError,
     StaticFunction,
     describe_value,
+    is_static,
 )
 from .base import Frame, _Abort
 
@@ -105,6 +106,14 @@ class RecordsMixin:
 
     # ---------------------------------------------------------------- ConfigDict
 
+    def _check_module_args(self, args: list, kwargs: dict, span: Span) -> None:
+        """A config, dataclass or partial holding arrays cannot cross into a module."""
+        for v in [*args, *kwargs.values()]:
+            if isinstance(v, (ConfigValue, Record, Partial)) and not is_static(v):
+                raise self.error("AOT326", f"{describe_value(v)} holds arrays; a module takes "
+                                 "arrays as its own arguments (or in tuples)", span,
+                                 hint="pass the arrays separately, or as a tuple or namedtuple")
+
     def _config(self, args: list, kwargs: dict, span: Span, frozen: bool) -> ConfigValue:
         if len(args) > 1:
             raise self.error("AOT301", "ConfigDict takes one initial dict", span)
@@ -121,7 +130,8 @@ class RecordsMixin:
             raise self.error("AOT347", f"ConfigDict takes a dict of fields, got "
                              f"{describe_value(initial)}", span)
         try:
-            return ConfigValue(dict(initial or {}), frozen=frozen)
+            config = ConfigValue(dict(initial or {}))
+            return config.freeze() if frozen else config
         except StaticError as e:
             raise self.error("AOT331", str(e), span) from None
 
