@@ -445,3 +445,24 @@ def test_records_holding_arrays_do_not_cross_modules() -> None:
     assert "Holder(x=array f32[2, 8]) holds arrays" in errors
     assert "functools.partial(function jnp.add) holds arrays" in errors
     assert "a FrozenConfigDict cannot be changed" in errors  # nested configs freeze too
+
+
+def test_python_ints_beyond_int32_meeting_arrays_are_located() -> None:
+    """JAX (without x64) cannot make an array of a Python int beyond int32: a build error."""
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            return x + 2**40
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+    assert "the integer 1099511627776 does not fit in int32" in errors
+    m = build("""
+    class Net(nn.Module):
+        def apply(self, x):
+            return x + (2**31 - 1), x * 1e12
+
+    aot.target("net", Net, x=aot.f32[2])
+    """)
+    (a, b), _ = m.net.apply({}, {}, jnp.ones(2))
+    assert a.dtype == b.dtype == jnp.float32

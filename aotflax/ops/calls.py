@@ -62,6 +62,10 @@ def aval_of(value: Any) -> tuple[tuple[int, ...], str, bool] | None:
     if isinstance(value, bool):
         return (), "bool", True
     if isinstance(value, int):
+        if not -2**31 <= value < 2**31:
+            raise CallError("AOT203", f"the integer {value} does not fit in int32, the integer "
+                            "type JAX gives a Python int that meets an array",
+                            hint="use a float (1e12), or jnp.asarray(value, jnp.float32)")
         return (), "int32", True
     if isinstance(value, float):
         return (), "float32", True

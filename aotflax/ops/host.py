@@ -33,7 +33,7 @@ import numpy as np
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor, describe
-from ..values import DType, StaticBuiltin, describe_value, to_code
+from ..values import DType, StaticBuiltin, StaticError, describe_value, to_code
 from . import flops
 from .calls import FnCall
 from .registry import REGISTRY, CallError, Entry, Signature, qualname
@@ -253,7 +253,10 @@ def host_code(value: Any) -> Code:
         open_, close = ("(", ")") if isinstance(value, tuple) else ("[", "]")
         tail = "," if isinstance(value, tuple) and len(items) == 1 else ""
         return Code.of(open_, Code.join(", ", items), tail, close)
-    return Code((to_code(value),))
+    try:
+        return Code((to_code(value),))
+    except StaticError as e:
+        raise CallError("AOT305", str(e)) from None
 
 
 def index_code(index: Any) -> Code:
@@ -401,6 +404,8 @@ def operator(ctx: Any, symbol: str, operands: list[Any], span: Any) -> Any:
     """`a * b`, `-a`, `a < b` with a host array among the operands (numpy's operator)."""
     unary = len(operands) == 1
     name = (UNARY_OPERATOR_UFUNCS if unary else OPERATOR_UFUNCS)[symbol]
+    for v in operands:
+        aval(v, f"'{symbol}'")  # numbers and numpy arrays only
     if unary:
         code = Code.of(symbol, host_code(operands[0]))
     else:
