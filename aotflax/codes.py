@@ -1282,12 +1282,14 @@ _entry("AOT356", "invalid state collection name", """
     """)
 
 _entry("AOT360", "scan needs a step function", """
-    `jax.lax.scan(step, init, xs)` is emitted as a real scan over a function
-    defined with `def` inside `apply` (so it can call shared layers).
+    `jax.lax.scan(step, init, xs)` is emitted as a real scan over a step function
+    `(carry, x) -> (carry, y)`: a `def` inside `apply` (so it can call shared
+    layers), a lambda, or a module (called at every step with one parameter set,
+    as `nn.LSTMCell.partial(name="cell")`).
     """, """
     class Net(nn.Module):
         def apply(self, xs):
-            carry, ys = jax.lax.scan(lambda c, x: (c + x, c), xs[0], xs)
+            carry, ys = jax.lax.scan(2.0, xs[0], xs)
             return ys
 
     aot.target("net", Net, xs=aot.f32[5, 8])
@@ -1410,6 +1412,67 @@ _entry("AOT364", "scan carry changes type", """
     """)
 
 # ====================================================================== AOT4xx: targets
+
+_entry("AOT365", "invalid jax.vmap", """
+    `jax.vmap(f, in_axes=0, out_axes=0)(*arrays)` is emitted as a real `jax.vmap`
+    over `f` resolved for one row.  Its arguments are arrays (bind static values
+    with a lambda), the mapped axes share one size, `out_axes` is one int in range
+    for every output, and `f` uses array operations only: layers, randomness and
+    state belong to modules.
+    """, """
+    def scale(x, s):
+        return x * s
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return jax.vmap(scale)(x, 2.0)
+
+    aot.target("net", Net, x=aot.f32[4, 3])
+    """, """
+    def scale(x, s):
+        return x * s
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return jax.vmap(lambda row: scale(row, 2.0))(x)
+
+    aot.target("net", Net, x=aot.f32[4, 3])
+    """)
+
+_entry("AOT366", "invalid jax.custom_jvp", """
+    `jax.custom_jvp(f)` (or `@jax.custom_jvp`) on a function of the model file
+    keeps its derivative rule, registered with `@f.defjvp` (a rule
+    `(primals, tangents) -> (primal_out, tangent_out)`) or `f.defjvps(*rules)`;
+    both are emitted as module-level functions with the same decorators.  The
+    function takes arrays, is called inside a module, and uses array operations
+    only (no layers, randomness or state); `nondiff_argnums` is not supported.
+    """, """
+    @jax.custom_jvp
+    def safe_log(x):
+        return jnp.log(x)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return safe_log(x)
+
+    aot.target("net", Net, x=aot.f32[4])
+    """, """
+    @jax.custom_jvp
+    def safe_log(x):
+        return jnp.log(x)
+
+    @safe_log.defjvp
+    def safe_log_jvp(primals, tangents):
+        x, = primals
+        t, = tangents
+        return safe_log(x), t / jnp.maximum(x, 1.0)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return safe_log(x)
+
+    aot.target("net", Net, x=aot.f32[4])
+    """)
 
 _entry("AOT400", "invalid aot.target call", """
     `aot.target("name", Module_or_partial, input=aot.f32[...], ...,

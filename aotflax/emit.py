@@ -196,7 +196,7 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
     if fn.state_result:
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
     return template("function.py.j2").render(
-        name=fn.name, args=", ".join(args),
+        name=fn.name, args=", ".join(args), decorators=fn.decorators,
         doc=docstring_text(f"{fn.doc}, from {fn.span.file.name or relpath}:{fn.span.line}."),
         lines=lines, result=result)
 

@@ -37,6 +37,8 @@ MULTI_OPTIMIZER = object()
 MESH = object()
 SCAN = object()
 SCAN_IN_DIM = object()
+VMAP = object()
+CUSTOM_JVP = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
                 "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
@@ -203,7 +205,8 @@ def _build_modules() -> dict[str, Any]:
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
-                            "jit": StaticFunction("jax.jit")})
+                            "jit": StaticFunction("jax.jit"), "vmap": VMAP,
+                            "custom_jvp": CUSTOM_JVP})
     np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
     aotflax = Namespace("aotflax", {"nn": nn, "aot": aot, "jax_utils": jax_utils_namespace()})

@@ -197,6 +197,8 @@ class Function:
     nested: tuple["Function", ...] = ()
     #: Trailing arguments taken but resolved statically (an initializer's `shape, dtype`).
     static_args: tuple[str, ...] = ()
+    #: Decorators written above the `def` (`jax.custom_jvp`, `f.defjvp`).
+    decorators: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ from .helpers import (
     _tuple_code,
     _unpack_code,
 )
+from .transforms import CustomJvp, PrimalCall, Vmapped
 
 #: Methods every module's `self` has (besides the module's own methods).
 SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing"})
@@ -147,6 +148,16 @@ class CallsMixin:
             return self._scan(args, kwargs, expr, frame)
         if func is namespaces.SCAN_IN_DIM:
             return self._scan_in_dim(args, kwargs, expr, frame)
+        if func is namespaces.VMAP:
+            return self._vmap(args, kwargs, span)
+        if isinstance(func, Vmapped):
+            return self._call_vmapped(func, args, kwargs, expr, frame)
+        if func is namespaces.CUSTOM_JVP:
+            return self._custom_jvp(args, kwargs, span)
+        if isinstance(func, CustomJvp):
+            return self._call_custom_jvp(func, args, kwargs, span, frame)
+        if isinstance(func, PrimalCall):
+            return self._call_primal(func, args, span, frame)
         if isinstance(func, (ModuleRef, SharedModule)):
             # numpy arrays handed to a layer or a module are arrays like any other
             args, kwargs = self._device_args(args, kwargs, frame, span)
@@ -191,9 +202,7 @@ class CallsMixin:
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint) from None
         step, init, xs = b["f"], b["init"], b["xs"]
-        if not isinstance(step, Closure) or step.definition is None:
-            raise self.error("AOT360", "jax.lax.scan needs a step function defined with 'def' "
-                             "inside apply", span)
+        step = self._scan_step(step, span, frame)
         carry_in = self._flat_tensors(init, "init", span)
         xs_in = self._flat_tensors(xs, "xs", span) if xs is not None else []
         lengths = {t.shape[0] for t in xs_in if t.shape}
@@ -228,14 +237,14 @@ class CallsMixin:
             xs, x = (steps, index) if xs is None else ((xs, steps), (x, index))
         if not (isinstance(result, tuple) and len(result) == 2):
             raise self.error("AOT363", "a scan step must return (new_carry, y)",
-                             step.definition.name_span)
+                             _name_span(step))
         new_carry, y = result
         carry_out = self._flat_tensors(new_carry, "new carry", step.span)
         if [(t.shape, t.dtype) for t in carry_out] != [(t.shape, t.dtype) for t in carry_in]:
             raise self.error(
                 "AOT364", "the scan step must return a carry of the same types as init: got "
                 f"{', '.join(t.describe() for t in carry_out)} for "
-                f"{', '.join(t.describe() for t in carry_in)}", step.definition.name_span)
+                f"{', '.join(t.describe() for t in carry_in)}", _name_span(step))
         ys = self._flat_tensors(y, "y", step.span) if y is not None else []
         p_carry, p_x = step.params.params[0].name, step.params.params[1].name
         carry_var, x_var = TreeVar("carry"), TreeVar("x")
@@ -250,7 +259,8 @@ class CallsMixin:
         inputs = tuple((name, value if isinstance(value, Tensor) else var)
                        for name, var, value in ((p_carry, carry_var, carry), (p_x, x_var, x)))
         nested = Function(
-            name=self._function_name(step.name), doc=f"Scan step `{step.name}`",
+            name=self._function_name(step.name if step.name.isidentifier() else "step"),
+            doc=f"Scan step `{step.name}`",
             takes_params=False, state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + body), result=value_code(result),
             result_tensors=tuple(carry_out + ys), span=step.span, hints=dict(fn.hints))
@@ -273,6 +283,40 @@ class CallsMixin:
             ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested,
             OpInfo("jax.lax.scan", trips=n)))
         return (final, stacked)
+
+    def _scan_step(self, step: Any, span: Span, frame: Frame) -> Closure:
+        """The step of a scan as a function `(carry, x) -> (carry, y)`.
+
+        A `def` or lambda is used as it is.  A module (`nn.LSTMCell.partial(name="lstm")`,
+        as old flax.nn code scans a cell) is called at every step with one set of
+        parameters: it becomes a shared module of the enclosing scope, named as given.
+        """
+        if isinstance(step, Closure) and len([p for p in step.params.params
+                                              if p.kind == "positional"]) >= 2:
+            return step
+        if isinstance(step, ModuleRef):
+            bound = dict(step.bound)
+            name = bound.pop("name", None)
+            fn, scope = self._need_module_frame(frame, span, "jax.lax.scan")
+            cls_name = step.module.linen_name if isinstance(step.module, Entry) else \
+                step.class_name
+            try:
+                child = scope.child_name(cls_name, name, span, shared=True)
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+            step = SharedModule(ModuleRef(step.module, tuple(bound.items()), step.span),
+                                scope, child, span)
+        if isinstance(step, (SharedModule, OpRef)):
+            env = Env(frame.env)
+            env.set("_module", step)
+            carry, x = ir.Name("carry", span), ir.Name("x", span)
+            params = ir.Parameters((ir.Param("carry", None, None, "positional", span),
+                                    ir.Param("x", None, None, "positional", span)), span)
+            body = (ir.Return(ir.Call(ir.Name("_module", span), (carry, x), (), span), span),)
+            return Closure("step", params, body, env, span)
+        raise self.error("AOT360", "jax.lax.scan needs a step function (carry, x) -> "
+                         f"(carry, y): a def, a lambda or a module, got {describe_value(step)}",
+                         span)
 
     def _scan_in_dim(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         """`flax.jax_utils.scan_in_dim(body, init, xs, axis, keepdims=False)`.
@@ -363,7 +407,7 @@ class CallsMixin:
             self.depth -= 1
             raise self.error("AOT322", f"function {fn.name} recurses too deeply", span)
         errors = self.errors
-        self.calls.append((fn.name, span))
+        self.calls.append((f"{fn.name}, called here", span))
         try:
             self._exec_block(fn.body, Frame(env, frame.fn, frame.scope, frame.module))
         except _Return as r:
@@ -451,6 +495,8 @@ class CallsMixin:
                                     frame)
         if isinstance(r, SharedModule):
             return self._shared_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, CustomJvp):
+            return self._custom_jvp_method(r, m.name, args, kwargs, span)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, HostArray):
@@ -721,3 +767,8 @@ class CallsMixin:
         if kwarg is not None:
             bound[kwarg.name] = extra
         return {p.name: bound[p.name] for p in plist if p.name in bound}
+
+
+def _name_span(step: Closure) -> Span:
+    """Where a scan step is named (its `def` line, or the call that made it)."""
+    return step.definition.name_span if step.definition is not None else step.span

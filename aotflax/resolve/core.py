@@ -50,11 +50,12 @@ from .modules import ModulesMixin
 from .records import RecordsMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
+from .transforms import CustomJvpMixin, TransformsMixin
 from .workspace import Workspace
 
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
-               InitializersMixin, HostMixin, RecordsMixin):
+               InitializersMixin, TransformsMixin, CustomJvpMixin, HostMixin, RecordsMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,
@@ -148,7 +149,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                                                            for n in notes):
                 name, site = self.calls[-1]
                 if (site.path, site.line) != (span.path, span.line):
-                    notes = (*notes, Note(f"in {name}, called here", site))
+                    notes = (*notes, Note(f"in {name}", site))
             self.reporter.error(code, message, span, hint=hint, notes=notes)
         return _Abort()
 

@@ -54,6 +54,7 @@ from .helpers import (
 )
 from .host import involves_host
 from .toplevel import module_of
+from .transforms import CustomJvp
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -329,7 +330,7 @@ class ExpressionsMixin:
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
-        if isinstance(value, (ModuleRef, SharedModule, SelfValue, list, dict, str)):
+        if isinstance(value, (ModuleRef, SharedModule, SelfValue, list, dict, str, CustomJvp)):
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name

@@ -82,7 +82,8 @@ class ModulesMixin:
         if self.depth > MAX_CALL_DEPTH:
             raise self.error("AOT322", f"module {module.name} calls itself too deeply "
                              "(recursive modules are not supported)", span)
-        self.calls.append((module.name, span))
+        self.calls.append((f"{module.name}, for the target declared here" if entry
+                           else f"{module.name}, called here", span))
         try:
             return self._build_specialization(ref, method, bound, key)
         finally:

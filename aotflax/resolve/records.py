@@ -17,6 +17,7 @@ from .. import ir, namespaces
 from ..diagnostics import Span
 from ..values import (
     NO_DEFAULT,
+    BoundMethod,
     Closure,
     ConfigValue,
     Env,
@@ -422,13 +423,18 @@ class RecordsMixin:
         for node, dec in reversed(list(zip(stmt.decorators, decorators))):
             if dec is namespaces.MODULE_METHOD:
                 continue
+            if not (isinstance(dec, (Closure, Partial, StaticFunction, BoundMethod))
+                    or dec is namespaces.VMAP or dec is namespaces.CUSTOM_JVP):
+                raise self.error(
+                    "AOT325", f"the decorator {describe_value(dec)} is not supported on "
+                    "functions", node.span, hint="decorators the static language knows: "
+                    "@nn.module_method, @jax.vmap, @jax.custom_jvp, @f.defjvp, @jax.jit, "
+                    "@functools.partial(...) of these, and functions of the model file")
             value = self._call(dec, [value], {}, ir.Call(node, (), (), node.span), frame)
         return value
 
 
 def _bound(receiver: Any, name: str, span: Span) -> Any:
-    from ..values import BoundMethod
-
     return BoundMethod(receiver, name, span)
 
 

@@ -147,6 +147,8 @@ class StatementsMixin:
             raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
+        """A `def`; its decorators are applied as Python applies them (bottom first), by
+        calling them on the function where the static language can (`records.py`)."""
         decorators = [self.eval(d, frame) for d in stmt.decorators]
         defaults = {p.name: self.eval(p.default, frame) for p in stmt.params.params
                     if p.default is not None}

@@ -55,12 +55,16 @@ class ModuleGlobals(Env):
         defined by something other than imports (a config built and then updated).
         """
         body = self.model.body
-        for i, stmt in enumerate(body):
-            if not isinstance(stmt, ir.ExprStmt) or not self.names_of[i]:
+        mutations = [set(mutated_names(stmt)) for stmt in body]
+        for i in range(len(body)):
+            if not mutations[i]:
                 continue
             keep = []
             for n in self.names_of[i]:
-                defs = [j for j in self.binders[n] if not isinstance(body[j], ir.ExprStmt)]
+                if n not in mutations[i]:
+                    keep.append(n)
+                    continue
+                defs = [j for j in self.binders[n] if n not in mutations[j]]
                 if defs and not all(isinstance(body[j], ir.Import) for j in defs):
                     keep.append(n)
                 else:
@@ -70,11 +74,10 @@ class ModuleGlobals(Env):
     def lookup(self, name: str) -> tuple[bool, Any]:
         pending = self.binders.get(name)
         if pending:
-            # read by one of its own statements (`config.lock()`): only what comes before it
-            running = [i for i in self.active if name in self.names_of[i]]
             for i in list(pending):
-                if not running or i < min(running):
-                    self.execute(i)
+                if i in self.active:  # being defined right now: later statements come after
+                    break
+                self.execute(i)
         if name in self.vars:
             return True, self.vars[name]
         return False, None
@@ -188,6 +191,17 @@ def _mutated(expr: Any) -> list[str]:
     return []
 
 
+def mutated_names(stmt: Any) -> list[str]:
+    """Names a top-level statement may update in place rather than define: the receiver of
+    a call statement (`cfg.update(...)`) or of a decorator (`@f.defjvp`)."""
+    if isinstance(stmt, ir.ExprStmt):
+        return _mutated(stmt.value)
+    if isinstance(stmt, ir.FunctionDef):
+        return [n for d in stmt.decorators for n in _mutated(ir.Call(d, (), (), d.span))
+                if n != stmt.name]
+    return []
+
+
 def bound_names(stmt: Any) -> tuple[str, ...]:
     """Module-level names a top-level statement binds (or mutates in place)."""
     out: list[str] = []
@@ -195,6 +209,8 @@ def bound_names(stmt: Any) -> tuple[str, ...]:
         out.append(stmt.alias)
     elif isinstance(stmt, (ir.FunctionDef, ir.ClassDef)):
         out.append(stmt.name)
+        if isinstance(stmt, ir.FunctionDef):  # `@f.defjvp def rule(...)` completes `f`
+            out.extend(mutated_names(stmt))
     elif isinstance(stmt, ir.Assign):
         for t in stmt.targets:
             out.extend(_target_roots(t))
