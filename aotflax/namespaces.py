@@ -37,6 +37,9 @@ MULTI_OPTIMIZER = object()
 MESH = object()
 SCAN = object()
 SCAN_IN_DIM = object()
+ATTENTION_CACHE = object()
+#: `@nn.module`: a function that is a module's apply.
+MODULE_FN = object()
 VMAP = object()
 CUSTOM_JVP = object()
 
@@ -145,8 +148,16 @@ def namespace_for(module: str, member: str | None) -> Any:
 def nn_namespace() -> Namespace:
     members: dict[str, Any] = _ops("nn", "nn")
     members.update(Module=MODULE_BASE, module_method=MODULE_METHOD, initializers=_initializers(),
-                   Sequential=SEQUENTIAL)
+                   Sequential=SEQUENTIAL, attention=_attention(members), module=MODULE_FN)
     return Namespace("nn", members)
+
+
+def _attention(nn_members: dict[str, Any]) -> Namespace:
+    """`flax.nn.attention`: the attention layers and old flax.nn's decode `Cache`."""
+    names = ("MultiHeadDotProductAttention", "SelfAttention", "dot_product_attention")
+    members = {n: nn_members[n] for n in names if n in nn_members}
+    members["Cache"] = ATTENTION_CACHE
+    return Namespace("nn.attention", members)
 
 
 def aot_namespace() -> Namespace:

@@ -28,6 +28,7 @@ from ..scopes import (
     subscript_path,
 )
 from ..values import (
+    AttentionCache,
     BoundMethod,
     Closure,
     ConfigValue,
@@ -49,6 +50,7 @@ from ..values import (
     StaticBuiltin,
     StaticError,
     StaticFunction,
+    SuperLayer,
     UserModule,
     contains_poison,
     describe_value,
@@ -62,6 +64,7 @@ from .base import (
     _Abort,
     _Return,
 )
+from .caches import CacheEntry
 from .helpers import (
     _NOT_COLLECTIONS,
     _leaves,
@@ -146,6 +149,12 @@ class CallsMixin:
             return value
         if func is namespaces.SCAN:
             return self._scan(args, kwargs, expr, frame)
+        if func is namespaces.ATTENTION_CACHE:
+            if args or kwargs:
+                raise self.error("AOT372", "nn.attention.Cache() takes no arguments", span,
+                                 hint="write nn.attention.Cache().initialize_cache((batch, "
+                                      "max_length))")
+            return AttentionCache()
         if func is namespaces.SCAN_IN_DIM:
             return self._scan_in_dim(args, kwargs, expr, frame)
         if func is namespaces.VMAP:
@@ -226,6 +235,11 @@ class CallsMixin:
         finally:
             fn.ops = outer_ops
             fn.scan_steps.pop()
+        if any(op.init_only or op.init_args is not None for op in body):
+            raise self.error("AOT352", "parameters initialized from data inside "
+                             "jax.lax.scan are not supported", step.span,
+                             hint="create the layer before the scan (call it once on the "
+                                  "first step's inputs) or give its parameters a shape")
         if fn.state_values != outer_state:
             fn.state_values = outer_state
             raise self.error("AOT362", "state updates (BatchNorm statistics, self.state) inside "
@@ -387,9 +401,12 @@ class CallsMixin:
         if "name" in kwargs:
             raise self.error("AOT310", "a shared module is named where it is created", span)
         fn, _ = self._need_module_frame(frame, span, shared.ref.class_name)
-        if shared.scope.fn is not fn:
-            raise self.error("AOT315", "a shared module can only be called in the module that "
-                             "created it", span, notes=(Note("created here", shared.span),))
+        if self._shared_instance(shared).fn is not fn:
+            raise self.error("AOT315", "this shared module reached the module calling it "
+                             "inside a value that cannot carry it", span,
+                             notes=(Note("created here", shared.span),),
+                             hint="pass the shared module to the module that calls it as an "
+                                  "argument (alone, or in a tuple, list or dict)")
         shared.calls += 1
         if isinstance(shared.ref.module, UserModule):
             return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared)
@@ -476,6 +493,10 @@ class CallsMixin:
             if args:
                 raise self.error("AOT350", "partial takes keyword arguments only", span)
             return r.with_bound(kwargs, span)
+        if isinstance(r, ModuleRef) and m.name == "call":
+            return self._module_call(r, args, kwargs, span, frame)
+        if isinstance(r, SuperLayer) and m.name == "param":
+            return self._super_param(r, args, kwargs, span)
         if isinstance(r, ModuleRef) and m.name == "shared":
             name = kwargs.pop("name", None)
             if args:
@@ -497,6 +518,8 @@ class CallsMixin:
             return self._shared_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, CustomJvp):
             return self._custom_jvp_method(r, m.name, args, kwargs, span)
+        if isinstance(r, (AttentionCache, CacheEntry)):
+            return self._cache_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, HostArray):
@@ -580,9 +603,13 @@ class CallsMixin:
                     raise CallError("AOT351", f"self.param name must be a string, got "
                                     f"{describe_value(pname)}")
                 check_name(pname, "parameter name")
-                if shape is None:
-                    raise CallError("AOT352", "data-dependent parameter shapes (shape=None) are "
-                                    "not supported: give the shape explicitly")
+                dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
+                if shape is None or self._reads_module_arrays(init, frame):
+                    if pname in scope.used:
+                        raise CallError("AOT311", f"'{pname}' is already used in this module")
+                    value = self._param_from_data(scope, pname, shape, init, dtype, span, frame)
+                    scope.used[pname] = span
+                    return value
                 if not (isinstance(shape, (tuple, list)) and all(
                         isinstance(d, int) and not isinstance(d, bool) and d >= 0
                         for d in shape)):
@@ -593,7 +620,6 @@ class CallsMixin:
                                         "did you mean self.param(name, shape, init)? That is "
                                         "the flax.nn order; Linen's is (name, init, shape)"
                                         if linen else None))
-                dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
                 if pname in scope.used:
                     raise CallError("AOT311", f"'{pname}' is already used in this module")
                 code = scope.param(pname, tuple(shape), dtype, init, span)
@@ -711,7 +737,7 @@ class CallsMixin:
         """`embed.attend(x)`, `model.encode(x)`: another entry point of a shared module."""
         module = shared.ref.module
         if isinstance(module, UserModule):
-            if module.method(name) is None:
+            if module.method(name) is None and module.base is None:
                 raise self.error("AOT353", f"module {module.name} has no method '{name}'", span)
             fn, _ = self._need_module_frame(frame, span, module.name)
             return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared,

@@ -36,6 +36,7 @@ from .base import (
 )
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
+from .caches import CachesMixin
 from .calls import CallsMixin
 from .expressions import ExpressionsMixin
 from .helpers import (
@@ -55,7 +56,8 @@ from .workspace import Workspace
 
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
-               InitializersMixin, TransformsMixin, CustomJvpMixin, HostMixin, RecordsMixin):
+               InitializersMixin, TransformsMixin, CustomJvpMixin, CachesMixin, HostMixin,
+               RecordsMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,
@@ -200,7 +202,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
                                               decl.span),
             train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
-                   if decl.loss is not None else None))
+                   if decl.loss is not None else None),
+            init_inputs=fn.init_name is not None)
 
     def _dim_value(self, dim: object, span: Span) -> int:
         """A symbolic dimension resolves as a sentinel size (see `symbolic.py`)."""

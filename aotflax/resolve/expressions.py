@@ -20,6 +20,7 @@ from ..scopes import (
 )
 from ..shapes import size
 from ..values import (
+    AttentionCache,
     BoundMethod,
     Closure,
     ConfigValue,
@@ -37,6 +38,7 @@ from ..values import (
     SharedModule,
     Spec,
     SpecDType,
+    SuperLayer,
     contains_poison,
     describe_value,
     is_static,
@@ -45,6 +47,7 @@ from .base import (
     Frame,
     _Abort,
 )
+from .caches import CacheEntry
 from .helpers import (
     _BINOP_NAMES,
     _STATIC_BINOPS,
@@ -330,7 +333,8 @@ class ExpressionsMixin:
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
-        if isinstance(value, (ModuleRef, SharedModule, SelfValue, list, dict, str, CustomJvp)):
+        if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, list, dict, str,
+                              CustomJvp)):
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name
@@ -339,6 +343,8 @@ class ExpressionsMixin:
             return DType(value.name, host=attr == "type")
         if isinstance(value, StateVariable) and attr == "value":
             return value.read(span)
+        if isinstance(value, (AttentionCache, CacheEntry)):
+            return self._cache_attribute(value, attr, span)
         raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
 
     def _eval_ListComp(self, expr: ir.ListComp, frame: Frame) -> Any:

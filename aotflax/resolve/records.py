@@ -428,7 +428,7 @@ class RecordsMixin:
                 raise self.error(
                     "AOT325", f"the decorator {describe_value(dec)} is not supported on "
                     "functions", node.span, hint="decorators the static language knows: "
-                    "@nn.module_method, @jax.vmap, @jax.custom_jvp, @f.defjvp, @jax.jit, "
+                    "@nn.module_method, @nn.module, @jax.vmap, @jax.custom_jvp, @f.defjvp, @jax.jit, "
                     "@functools.partial(...) of these, and functions of the model file")
             value = self._call(dec, [value], {}, ir.Call(node, (), (), node.span), frame)
         return value

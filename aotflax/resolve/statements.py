@@ -148,7 +148,10 @@ class StatementsMixin:
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
         """A `def`; its decorators are applied as Python applies them (bottom first), by
-        calling them on the function where the static language can (`records.py`)."""
+        calling them on the function where the static language can (`records.py`);
+        `@nn.module` makes the function a module."""
+        if self._function_module(stmt, frame):  # `@nn.module def MLP(x, ...)`
+            return
         decorators = [self.eval(d, frame) for d in stmt.decorators]
         defaults = {p.name: self.eval(p.default, frame) for p in stmt.params.params
                     if p.default is not None}
