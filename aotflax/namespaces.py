@@ -215,9 +215,12 @@ def _build_modules() -> dict[str, Any]:
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
+    ops = Namespace("jax.ops", _ops("jax.ops", "jax.ops"))
+    special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
+    scipy = Namespace("jax.scipy", {"special": special})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
-                            "jit": StaticFunction("jax.jit"), "vmap": VMAP,
-                            "custom_jvp": CUSTOM_JVP})
+                            "ops": ops, "scipy": scipy, "jit": StaticFunction("jax.jit"),
+                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
     np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
     aotflax = Namespace("aotflax", {"nn": nn, "aot": aot, "jax_utils": jax_utils_namespace()})
@@ -235,7 +238,8 @@ def _build_modules() -> dict[str, Any]:
             "namedtuple": StaticFunction("collections.namedtuple"),
             "OrderedDict": BUILTINS["dict"]}),
         "ml_collections": _ml_collections(),
-        "jax.random": random, "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
+        "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
+        "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
 
 

@@ -456,7 +456,7 @@ def test_python_ints_beyond_int32_meeting_arrays_are_located() -> None:
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
-    assert "the integer 1099511627776 does not fit in int32" in errors
+    assert "the Python int 1099511627776 for 'y' does not fit int32" in errors
     m = build("""
     class Net(nn.Module):
         def apply(self, x):

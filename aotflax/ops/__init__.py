@@ -4,12 +4,16 @@
 from . import (  # noqa: F401
     arrays,
     attention,
+    convolution,
+    elementwise,
     host,
     layers,
     linear,
     normalization,
     operators,
     recurrent,
+    slicing,
+    special,
     stochastic,
 )
 from .registry import REGISTRY, CallError, Entry, Signature
