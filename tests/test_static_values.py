@@ -456,7 +456,7 @@ def test_python_ints_beyond_int32_meeting_arrays_are_located() -> None:
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
-    assert "the Python int 1099511627776 for 'y' does not fit int32" in errors
+    assert "the Python int 1099511627776 for 'right' does not fit int32" in errors
     m = build("""
     class Net(nn.Module):
         def apply(self, x):
@@ -466,3 +466,44 @@ def test_python_ints_beyond_int32_meeting_arrays_are_located() -> None:
     """)
     (a, b), _ = m.net.apply({}, {}, jnp.ones(2))
     assert a.dtype == b.dtype == jnp.float32
+
+
+def test_integer_arrays_of_static_ints_stand_for_static_sizes() -> None:
+    """lm1b's decode path: `lax.dynamic_slice(table, jnp.array((0, i, 0)),
+    jnp.array((1, 1, df)))`.  The sizes array is made from static ints; the JAX of 2020
+    took it as the sizes (today's JAX traces it under jit), so the generated call gets
+    the ints themselves."""
+    m = build("""
+    from jax import lax
+
+    class Net(nn.Module):
+        def apply(self, x, i):
+            _, _, df = x.shape
+            sizes = jnp.array((1, 2, df))
+            a = lax.dynamic_slice(x, jnp.array((0, i, 0)), sizes)
+            b = lax.dynamic_update_slice(x, a * 2.0, jnp.array((1, i, 0)))
+            c = lax.dynamic_slice_in_dim(x, i, jnp.array(3), axis=1)
+            return a, b, c, sizes
+
+    aot.target("net", Net, x=aot.f32[2, 5, 8], i=aot.i32[()])
+    """)
+    assert "jax.lax.dynamic_slice(x, array, (1, 2, 8))" in m.__aotflax_text__
+    x = jax.random.normal(jax.random.key(0), (2, 5, 8))
+    i = jnp.int32(2)
+    (a, b, c, sizes), _ = m.net.apply({}, {}, x, i)
+    want = jax.lax.dynamic_slice(x, (0, 2, 0), (1, 2, 8))
+    np.testing.assert_array_equal(a, want)
+    np.testing.assert_array_equal(b, jax.lax.dynamic_update_slice(x, want * 2.0, (1, 2, 0)))
+    np.testing.assert_array_equal(c, jax.lax.dynamic_slice_in_dim(x, 2, 3, axis=1))
+    np.testing.assert_array_equal(sizes, [1, 2, 8])  # still an array where used as one
+    for sizes, got in (("(1, i)", "i32[2]"), ("(1.0, 2.0)", "f32[2]")):  # traced; floats
+        errors = build_errors(f"""
+        from jax import lax
+
+        class Net(nn.Module):
+            def apply(self, x, i):
+                return lax.dynamic_slice(x, (0, 0), jnp.array({sizes}))
+
+        aot.target("net", Net, x=aot.f32[4, 4], i=aot.i32[()])
+        """)
+        assert f"slice sizes must be static ints, got array {got}" in errors
