@@ -61,6 +61,9 @@ def _numpy() -> Namespace:
     members: dict[str, Any] = _ops("np", "np")
     members.update({n: DType("bool" if n == "bool_" else n, host=True)
                     for n in _DTYPE_NAMES if n != "bfloat16"})
+    # `np.bool`: numpy 1.x (what flax.nn code was written against) made it Python's `bool`,
+    # numpy 1.24 removed it and numpy 2 brought it back as `np.bool_`.  As a dtype all three
+    # mean bool; called, it gives a bool scalar (True/False), which meets arrays the same.
     members.update(
         bool=DType("bool", host=True), int_=DType("int64", host=True),
         intp=DType("int64", host=True), double=DType("float64", host=True),

@@ -277,3 +277,26 @@ def test_numpy_misuse_is_located():
     assert "boolean mask indexing" in errors
     assert "conditions must be static" in errors
     assert "np.zeros makes a numpy array: it can be used only inside" in errors
+
+
+def test_np_bool_is_the_bool_dtype():
+    """seq2seq's `jnp.zeros(batch_size, dtype=np.bool)`: numpy 1.x's alias of Python's bool
+    (removed in numpy 1.24, back as np.bool_ in numpy 2) is the bool dtype everywhere."""
+    m = build("""
+    import numpy as np
+
+    class Net(nn.Module):
+        def apply(self, x):
+            done = jnp.zeros(x.shape[0], dtype=np.bool)
+            table = np.zeros(3, np.bool)
+            return done, x.astype(np.bool), jnp.where(np.bool(1), x, 0.0), table
+
+    aot.target("net", Net, x=aot.f32[2, 5])
+    """)
+    x = jnp.asarray(np.arange(10.0).reshape(2, 5))
+    (done, mask, same, table), _ = m.net.apply({}, {}, x)
+    assert done.dtype == mask.dtype == table.dtype == jnp.bool_
+    np.testing.assert_array_equal(done, np.zeros(2, bool))
+    np.testing.assert_array_equal(mask, np.asarray(x).astype(bool))
+    np.testing.assert_array_equal(same, x)
+    np.testing.assert_array_equal(table, np.zeros(3, bool))
