@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from . import __version__, crossbuild, ir, symbolic
+from . import __version__, crossbuild, ir, padding, symbolic
 from .artifacts import ManifestError, read_manifest, render_runtime, sha256_bytes, write_atomic
 from .diagnostics import BuildError, Diagnostic, InternalError
 from .emit import emit_file
@@ -188,16 +188,19 @@ def _resolve_and_emit(model: ir.ModelFile, module: str,
     a = symbolic.Sentinels(list(symbolic.SENTINELS_A))
     try:
         program = resolve(model, a, workspace)
+        splits = padding.check(program, a)  # bucketed targets: padding is proven safe
     except BuildError as e:
         raise symbolic.rename_in_errors(e, a) from None
+    program = padding.annotate(program, splits)
     text = emit_file(program, module)
     if not symbolic.has_symbolic(program):
         return program, text
     b = symbolic.Sentinels(list(symbolic.SENTINELS_B))
-    text_b = emit_file(resolve(model, b, workspace), module)
+    text_b = emit_file(padding.annotate(resolve(model, b, workspace), splits), module)
     try:
-        text_c: str | None = emit_file(
-            resolve(model, symbolic.Sentinels(list(symbolic.SENTINELS_C)), workspace), module)
+        text_c: str | None = emit_file(padding.annotate(
+            resolve(model, symbolic.Sentinels(list(symbolic.SENTINELS_C)), workspace), splits),
+            module)
     except BuildError:
         text_c = None  # too small for this model; the A/B comparison still decides
     return program, symbolic.reconcile(text, text_b, text_c, a, b, model.file, model.relpath,

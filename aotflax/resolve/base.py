@@ -93,6 +93,8 @@ class TargetDecl:
     #: Hardware to cross-compile for: TPU topologies ("v5e:2x2"), GPU targets ("h100").
     tpu: tuple[str, ...] = ()
     gpu: tuple[str, ...] = ()
+    #: `buckets=`, `pad_value=`, `masks=` (`padding.Declaration`).
+    serving: Any = None
 
 
 @dataclass
