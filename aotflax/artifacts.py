@@ -34,6 +34,9 @@ Manifest format changelog (`format_version`):
 - 2 (2026-11-27): executable entries gain `memory`: XLA's `memory_analysis()`
   in bytes (`{"arguments", "outputs", "temporaries", "generated_code",
   "alias", "peak"}`), read by `aotflax summary` and the build's table.
+- 3 (2026-12-01): `buckets` (dimension -> sizes; `{}` without buckets); a bucketed
+  target has one executable per bucket size (combination), keyed
+  `"<platform key>@batch=8,length=16"`, whose entry gains `bucket` (dimension -> size).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ __all__ = [
 ]
 
 #: Version of the manifest layout; bump it (and the changelog above) on any change.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 
 

@@ -150,6 +150,27 @@ def _arg_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
     return specs + ([key] if key is not None else [])
 
 
+def _bucket_specs(target: Any, key: jax.ShapeDtypeStruct | None,
+                  bucket: dict[str, int]) -> list[Any]:
+    """Like `_arg_specs`, with every symbolic dimension at its size in `bucket`."""
+    inputs = []
+    for name, spec in target.inputs.items():
+        dims = target.symbolic.get(name, spec.shape)
+        shape = tuple(bucket[d] if isinstance(d, str) else d for d in dims)
+        inputs.append(jax.ShapeDtypeStruct(shape, spec.dtype))
+    return [target.param_shapes, target.state_shapes, *inputs] + ([key] if key is not None
+                                                                   else [])
+
+
+def bucket_combinations(target: Any) -> list[dict[str, int]]:
+    """Every combination of bucket sizes of a target (one native executable each), or
+    `[{}]` for a target without buckets."""
+    out: list[dict[str, int]] = [{}]
+    for dim, sizes in (getattr(target, "buckets", None) or {}).items():
+        out = [{**c, dim: n} for c in out for n in sizes]
+    return out
+
+
 def _export_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
     """Like `_arg_specs`, with the target's symbolic dimensions (one scope, so "batch" is one symbol)."""
     scope = jax.export.SymbolicScope()
@@ -196,8 +217,8 @@ def _variants(
     skipped: dict[str, str] = {}
     named = {"tpu": options.tpu_topologies, "cuda": options.gpu_targets}
     for platform in platforms:
-        if target.symbolic:
-            skipped[platform] = "export only (symbolic input dimensions)"
+        if target.symbolic and not getattr(target, "buckets", None):
+            skipped[platform] = "export only (symbolic input dimensions, no buckets)"
         elif named.get(platform):
             variants += [Variant(_variant_key(platform, h), platform, h) for h in named[platform]]
         elif _local_devices(platform):
@@ -624,7 +645,7 @@ def compile_target(
     exported = _export(fn, _export_specs(target, key), _resolve(target, None))
     export_bytes = bytes(exported.serialize())
     payloads, entries, skipped = _native_executables(
-        target, fn, _arg_specs(target, key), chosen, options, exported.out_tree
+        target, fn, key, chosen, options, exported.out_tree
     )
     export_entry = artifacts.file_entry(
         artifacts.artifact_file_name("export", artifacts.sha256_bytes(export_bytes)),
@@ -649,6 +670,7 @@ def compile_target(
         ),
         "rng": None if key is None else {"impl": impl, "key_shape": list(key.shape)},
         "executables": entries,
+        "buckets": {d: list(v) for d, v in (getattr(target, "buckets", None) or {}).items()},
         "skipped": skipped,
         "export": export_entry,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -661,7 +683,8 @@ def compile_target(
 def _inputs_json(target: Any) -> dict[str, Any]:
     return {
         name: {
-            "shape": list(target.symbolic.get(name, spec.shape)),
+            "shape": [d if isinstance(d, int) else str(d)
+                      for d in target.symbolic.get(name, spec.shape)],
             "dtype": jnp.dtype(spec.dtype).name,
         }
         for name, spec in target.inputs.items()
@@ -671,33 +694,40 @@ def _inputs_json(target: Any) -> dict[str, Any]:
 def _native_executables(
     target: Any,
     fn: Callable[..., Any],
-    specs: list[Any],
+    key: jax.ShapeDtypeStruct | None,
     platforms: Sequence[str],
     options: CompileOptions,
     out_tree: Any,
 ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]], dict[str, str]]:
-    """Compiles every native executable this host can build.
+    """Compiles every native executable this host can build: one per variant, and per
+    bucket size (combination) of a bucketed target.
 
     **Returns:** `(payloads, entries, skipped)`: payloads and manifest entries
-    by variant key ("cpu", "tpu:v5e:2x2"), and platform -> why it has none.
+    by key ("cpu", "tpu:v5e:2x2", "cpu@batch=8"), and platform -> why it has none.
     """
     payloads: dict[str, bytes] = {}
     entries: dict[str, dict[str, Any]] = {}
     variants, skipped = _variants(target, platforms, options)
     for variant in variants:
-        try:
-            payload, info, tree = _compile_native(variant, fn, specs, target, options)
-        except PlatformUnavailable as reason:
-            skipped[variant.platform] = str(reason)
-            continue
-        if tree != out_tree:  # the runtime rebuilds out_tree from the manifest
-            raise AssertionError(
-                f"internal error: {target.name} on {variant.key}: {tree} != {out_tree}"
-            )
-        payloads[variant.key] = payload
-        kind = "executable-" + re.sub(r"[^a-z0-9]+", "-", variant.key.lower()).strip("-")
-        name = artifacts.artifact_file_name(kind, artifacts.sha256_bytes(payload))
-        entries[variant.key] = artifacts.file_entry(name, payload, **info)
+        for bucket in bucket_combinations(target):
+            specs = _bucket_specs(target, key, bucket) if bucket else _arg_specs(target, key)
+            try:
+                payload, info, tree = _compile_native(variant, fn, specs, target, options)
+            except PlatformUnavailable as reason:
+                skipped[variant.platform] = str(reason)
+                break
+            if tree != out_tree:  # the runtime rebuilds out_tree from the manifest
+                raise AssertionError(
+                    f"internal error: {target.name} on {variant.key}: {tree} != {out_tree}"
+                )
+            entry_key = variant.key + ("@" + ",".join(f"{d}={n}" for d, n in bucket.items())
+                                       if bucket else "")
+            payloads[entry_key] = payload
+            kind = "executable-" + re.sub(r"[^a-z0-9]+", "-", entry_key.lower()).strip("-")
+            name = artifacts.artifact_file_name(kind, artifacts.sha256_bytes(payload))
+            if bucket:
+                info = {**info, "bucket": dict(bucket)}
+            entries[entry_key] = artifacts.file_entry(name, payload, **info)
     return payloads, entries, skipped
 
 

@@ -306,14 +306,11 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         results = ", ".join(["outputs"] + [f"new_{c}" for c in fn.state_collections])
     new_state = "{" + ", ".join(f'"{c}": new_{c}' for c in fn.state_collections) + "}"
     symbolic = dict(t.symbolic)
-    # Symbolic dimensions are 1 in INPUTS; `symbolic=` names them (see runtime Target).
+    # An input with symbolic dimensions is `(dims, dtype)`: the runtime makes its INPUTS
+    # entry a jax.ShapeDtypeStruct of jax.export symbolic dimensions.
     inputs = ", ".join(
-        f'"{n}": jax.ShapeDtypeStruct('
-        f'{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, '
-        f'{_dtype_code(d)})' for n, s, d in t.inputs)
-    symbolic_code = "{" + ", ".join(
-        f'"{n}": (' + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims)
-        + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
+        f'"{n}": ({_dims_code(symbolic[n])}, {_dtype_code(d)})' if n in symbolic else
+        f'"{n}": jax.ShapeDtypeStruct({_tuple(s)}, {_dtype_code(d)})' for n, s, d in t.inputs)
     train = ""
     train_kwargs = ""
     if t.train is not None:
@@ -338,6 +335,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         train_kwargs += f"    tpu_topologies={_str_tuple(t.tpu_topologies)},\n"
     if t.gpu_targets:  # names of hardware.GPU_TARGETS
         train_kwargs += f"    gpu_targets={_str_tuple(t.gpu_targets)},\n"
+    train_kwargs += _serving_kwargs(t)
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
     if shared is None:
         init_def = template("init.py.j2").render(
@@ -358,12 +356,35 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         param_shapes=param_shapes, state_shapes=state_shapes,
         inputs="{" + inputs + "}", stochastic=repr(t.stochastic),
         platforms=_str_tuple(t.platforms), devices=t.devices, module=module_name,
-        relpath=relpath or t.span.path, symbolic=symbolic_code,
+        relpath=relpath or t.span.path,
         source_sha256=source_sha256,
         nparams=sum(size(d.shape) for d in t.params),
         outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),
         line=t.span.line,
     )
+
+
+def _dims_code(dims: tuple[object, ...]) -> str:
+    """`("batch", 28, 28, 1)`: a symbolic dimension is its name (an identifier, AOT410)."""
+    return "(" + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims) + (
+        "," if len(dims) == 1 else "") + ")"
+
+
+def _serving_kwargs(t: TargetProgram) -> str:
+    """`buckets=`, `pad_values=`, `masks=`, `splittable=` of a bucketed target.
+
+    Names are identifiers (checked by resolve) and pad values numbers, so nothing
+    of the model file reaches the code but as quoted data.
+    """
+    if not t.buckets:
+        return ""
+    buckets = ", ".join(f'"{d}": {_tuple(sizes)}' for d, sizes in t.buckets)
+    out = f"    buckets={{{buckets}}},\n"
+    if t.pad_values:
+        out += "    pad_values={" + ", ".join(f'"{n}": {v!r}' for n, v in t.pad_values) + "},\n"
+    if t.masks:
+        out += "    masks={" + ", ".join(f'"{d}": {_str_tuple(ns)}' for d, ns in t.masks) + "},\n"
+    return out + f"    splittable={_str_tuple(t.splittable)},\n"
 
 
 def _dtype_code(dtype: str) -> str:

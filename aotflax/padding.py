@@ -114,6 +114,10 @@ def declaration(r: Any, kwargs: dict[str, Any], call: ir.Call, span: Span) -> De
             raise r.error("AOT414", "pad_value= must be a dict from an input name to a number, "
                           f"such as {{\"tokens\": 0}}, got {describe_value(pad)}",
                           where["pad_value"])
+        if any(isinstance(v, float) and v != v or v in (float("inf"), float("-inf"))
+               for v in pad.values()):
+            raise r.error("AOT414", "pad_value= values must be finite numbers",
+                          where["pad_value"])
         out_pad = sorted(pad.items())
     out_masks: list[tuple[str, tuple[str, ...]]] = []
     if masks is not None:
@@ -229,8 +233,9 @@ class _Checker:
         self.functions = functions
         self.errors: list[Diagnostic] = []
         self.reported: set[tuple[int, int, str]] = set()
-        #: Dimensions attention runs over (padding is safe, splitting is not).
-        self.attended: set[str] = set()
+        #: Dimensions a request cannot be split along: attention runs over them, an op
+        #: reads their first position or their positions, or a tensor has them twice.
+        self.unsplittable: set[str] = set()
         #: Checked (function, facts of its inputs) -> the facts after its body.
         self.done: dict[tuple[str, frozenset], _Frame] = {}
         self.pads = dict(target.pad_values)
@@ -316,6 +321,11 @@ class _Checker:
                 elif isinstance(target, int) and outputs and not any(
                         o.ndim > target and o.shape[target] == t.shape[a] for o in outputs):
                     self.fail(op, dim, "changes its size", sites)
+        for o in outputs:
+            carried = [d for _, d in self.dims(o)]
+            self.unsplittable.update(d for d in carried if carried.count(d) > 1)
+            if flow.positions:
+                self.unsplittable.update(carried)
         if flow.random and any(self.dims(o) for o in outputs):
             dim = self.dims(next(o for o in outputs if self.dims(o)))[0][1]
             self.fail(op, dim, "draws random numbers over it, and the numbers drawn for a "
@@ -332,10 +342,13 @@ class _Checker:
 
     def mixed(self, op: Op, mix: Mix, dim: str, t: Tensor, axis: int, frame: _Frame,
               sites: tuple[tuple[str, Span], ...]) -> None:
+        if mix.first:
+            self.unsplittable.add(dim)
+            return
         if mix.keys is None:
             self.fail(op, dim, mix.why, sites)
             return
-        self.attended.add(dim)
+        self.unsplittable.add(dim)
         if mix.keys.causal:
             return
         for mask, key_axis in mix.keys.masks:
@@ -500,7 +513,7 @@ def check(program: FileProgram, sentinels: Any) -> dict[str, tuple[str, ...]]:
         checker = _Checker(t, sizes, functions)
         checker.run()
         errors += checker.errors
-        splits[t.name] = tuple(d for d, _ in t.buckets if d not in checker.attended)
+        splits[t.name] = tuple(d for d, _ in t.buckets if d not in checker.unsplittable)
     if errors:
         raise BuildError(errors)
     return splits

@@ -109,6 +109,9 @@ class Mix:
     why: str
     #: Attention over keys: safe to pad when the padded keys are masked out.
     keys: "Keys | None" = None
+    #: The op reads only the first position (`x[:, 0]`): always a real one, so padding is
+    #: safe, but a split request's later parts would read another position.
+    first: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,9 @@ class Flow:
     random: bool = False
     #: The op's code may name a symbolic size as a shape (reshape, zeros, arange).
     sizes: bool = False
+    #: The output's values depend on positions (`arange`, `eye`, `tril`, a causal mask):
+    #: padding keeps them, but a split request's later parts would start again at 0.
+    positions: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ layers one rule per statement template (`TEMPLATES`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..program import Axis, Code, Flow, Keys, Mix, Tensor, Var
@@ -202,9 +202,26 @@ def _create(view: OpView) -> Flow:
                  sizes=True)
 
 
-#: Creates an array: its content depends on no input position (`zeros`, `arange`,
-#: `zeros_like`); its shape may be a symbolic size.
+#: Creates an array: its content depends on no input position (`zeros`, `zeros_like`);
+#: its shape may be a symbolic size.
 CREATE = AxisRule("creates an array; depends on no input position", _create)
+
+
+def _positions(view: OpView) -> Flow:
+    return replace(_create(view), positions=True)
+
+
+#: Creates an array of positions (`arange`, `eye`, `tri`).
+POSITIONS = AxisRule("creates an array of positions", _positions)
+
+
+def _triangle(view: OpView) -> Flow:
+    return replace(_elementwise()(view), positions=True, sizes=True)
+
+
+#: `tril` / `triu`: elementwise, zero on one side of the diagonal (positions matter).
+TRIANGLE = AxisRule("elementwise; which entries are kept depends on their positions",
+                    _triangle)
 
 
 def _random(view: OpView) -> Flow:
@@ -486,7 +503,7 @@ def _getitem(view: OpView) -> Flow:
             entries.append((item, tuple(b + j for j in range(item.ndim))))
             b += item.ndim
         elif isinstance(item, int):
-            mapping.append(None if item == 0 else Mix(
+            mapping.append(Mix("reads its first position", first=True) if item == 0 else Mix(
                 "an index from the end reads positions the padding supplies" if item < 0
                 else f"index {item} may read a position the padding supplies"))
         else:
@@ -902,11 +919,12 @@ TEMPLATES: dict[str, AxisRule] = {
     "layers/attention_values.j2": AxisRule("keys are summed out: safe when they are masked "
                                            "or causal", _attention_values),
     "layers/attention_cache.j2": AxisRule("the cache's length axis mixes", _cache),
-    "layers/attention_cache_mask.j2": AxisRule("creates a mask", _create),
+    "layers/attention_cache_mask.j2": AxisRule("creates a mask of positions", _positions),
     "layers/attention_mask_pairwise.j2": AxisRule("query and key positions stay; a product "
                                                   "of masks is a mask", _pairwise_mask),
     "layers/causal_mask.j2": AxisRule("creates a causal mask",
-                                      lambda v: Flow(zeros="causal", sizes=True)),
+                                      lambda v: Flow(zeros="causal", sizes=True,
+                                                     positions=True)),
     "layers/dropout.j2": AxisRule("random numbers over the input's shape", _dropout),
     "layers/rnn_gate.j2": AxisRule("batch axes stay; features are contracted", _rnn_gate),
     "layers/lstm_memory.j2": AxisRule("elementwise", _elementwise()),
@@ -956,7 +974,7 @@ _ELEMENTWISE = (
            "minimum power mod remainder floor_divide fmax fmin logical_or logical_xor "
            "bitwise_or bitwise_xor left_shift right_shift copysign hypot heaviside fmod divide "
            "true_divide arctan2 logaddexp float_power equal not_equal less less_equal greater "
-           "greater_equal isclose where clip tril triu")
+           "greater_equal isclose where clip")
     + _names("lax", "rsqrt exp log tanh logistic erf erf_inv sqrt square sign floor ceil add "
              "sub div max min pow")
     + _names("operator", "add sub truediv floordiv mod pow or xor lshift rshift eq ne lt le "
@@ -1013,7 +1031,9 @@ RULES: dict[str, AxisRule] = {
     **{name: AxisRule("as its input (a copy or cast)", _asarray)
        for name in ("jnp.asarray", "jnp.array")},
     **{name: CREATE for name in _names("jnp", "zeros ones empty full zeros_like ones_like "
-                                       "full_like arange eye tri")},
+                                       "full_like")},
+    **{name: POSITIONS for name in _names("jnp", "arange eye tri")},
+    **{name: TRIANGLE for name in ("jnp.tril", "jnp.triu")},
     "jax.nn.one_hot": AxisRule("index axes stay; a class axis is inserted", _one_hot),
     "jnp.take": AxisRule("the gathered axis mixes; index axes stay", _take),
     "jnp.take_along_axis": AxisRule("the gathered axis mixes", _take_along_axis),
