@@ -159,38 +159,55 @@ LM_CONFIG = {"vocab": 128, "dim": 64, "heads": 4, "layers": 2, "mlp_ratio": 4, "
 
 class _Pos(nn.Module):
     max_len: int
+    decode: bool = False
 
     @nn.compact
     def __call__(self, x):
         table = self.param("pos_embedding", nn.initializers.normal(0.02),
                            (self.max_len, x.shape[-1]))
-        return x + table[None, : x.shape[1]]
+        if not self.decode:
+            return x + table[None, : x.shape[1]]
+        index = self.variable("cache", "position", lambda: jnp.zeros((), jnp.int32))
+        positions = jnp.arange(x.shape[1]) + index.value
+        if not self.is_initializing():
+            index.value = index.value + x.shape[1]
+        return x + jnp.take(table, positions, axis=0)[None]
 
 
 class _Block(nn.Module):
     heads: int
     mlp_ratio: int
+    max_len: int = 64
+    decode: bool = False
 
     @nn.compact
     def __call__(self, x):
         y = nn.LayerNorm()(x)
-        mask = nn.make_causal_mask(jnp.ones(x.shape[:2]))
-        x = x + nn.SelfAttention(num_heads=self.heads, deterministic=True)(y, mask=mask)
+        attention = nn.SelfAttention(num_heads=self.heads, deterministic=True,
+                                     decode=self.decode)
+        if self.decode:
+            x = x + attention(y)
+        else:
+            x = x + attention(y, mask=nn.make_causal_mask(jnp.ones(x.shape[:2])))
         y = nn.LayerNorm()(x)
         y = nn.gelu(nn.Dense(x.shape[-1] * self.mlp_ratio)(y))
         return x + nn.Dense(x.shape[-1])(y)
 
 
 class TransformerLM(nn.Module):
-    """models/transformer.py: TransformerLM in evaluation mode (lm_eval)."""
+    """models/transformer.py: TransformerLM in evaluation mode (lm_eval), or one decoding
+    step with Linen's `cache` collection (lm_decode; initialize with a max_len input)."""
+
+    decode: bool = False
 
     @nn.compact
     def __call__(self, tokens):
         cfg = LM_CONFIG
         embed = nn.Embed(cfg["vocab"], cfg["dim"], name="embed")
-        x = _Pos(cfg["max_len"], name="pos")(embed(tokens))
+        x = _Pos(cfg["max_len"], self.decode, name="pos")(embed(tokens))
         for i in range(cfg["layers"]):
-            x = _Block(cfg["heads"], cfg["mlp_ratio"], name=f"block_{i}")(x)
+            x = _Block(cfg["heads"], cfg["mlp_ratio"], cfg["max_len"], self.decode,
+                       name=f"block_{i}")(x)
         return embed.attend(nn.LayerNorm(name="ln_f")(x))
 
 

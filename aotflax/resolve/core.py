@@ -45,6 +45,7 @@ from .helpers import (
 )
 from .imports import ImportsMixin
 from .initializers import InitializersMixin
+from .methods import full_trees
 from .modules import ModulesMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
@@ -101,6 +102,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         except _OutOfSteps:
             pass
         self.reporter.raise_if_errors()
+        targets = full_trees(targets, self.targets)
         executed = tuple((g.model.relpath, frozenset(g.done)) for g in self.modules.values())
         return FileProgram(self.model.relpath, self._sources_sha(), tuple(self.functions),
                            tuple(targets), (), executed=executed)
