@@ -35,7 +35,7 @@ __all__ = ["ArtifactError", "ArtifactIntegrityError", "LoadedTarget", "Target"]
 
 AOTFLAX_VERSION = "0.1.0"
 #: The manifest layout this runtime reads (aotflax.artifacts.FORMAT_VERSION).
-MANIFEST_FORMAT_VERSION = 2
+MANIFEST_FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 #: Default root of the artifacts; `load(artifact_dir=...)` overrides it.
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
@@ -61,10 +61,12 @@ class Target:
     """One declared target of a generated module.
 
     **Attributes:** `NAME`, `INPUTS` (input name -> `jax.ShapeDtypeStruct`,
-    in call order), `PARAM_SHAPES`, `STATE_SHAPES` (trees of
+    in call order; a symbolic dimension is a `jax.export.symbolic_shape`
+    dimension, one scope per target), `PARAM_SHAPES`, `STATE_SHAPES` (trees of
     `jax.ShapeDtypeStruct`), plus the declaration's `module`, `platforms`,
     `devices`, `stochastic`, `symbolic` (input name -> dims, a string naming a
-    symbolic dimension) and `source_sha256`.
+    symbolic dimension), `buckets` (dimension -> the sizes it has native
+    executables for, see `load`), `pad_values` and `source_sha256`.
     """
 
     def __init__(
@@ -75,7 +77,7 @@ class Target:
         source_sha256: str,
         init: Callable[..., Any],
         apply: Callable[..., Any],
-        inputs: Mapping[str, jax.ShapeDtypeStruct],
+        inputs: Mapping[str, Any],
         param_shapes: Any,
         state_shapes: Any,
         stochastic: bool = False,
@@ -89,6 +91,10 @@ class Target:
         param_sharding: Any = None,
         tpu_topologies: Sequence[str] = (),
         gpu_targets: Sequence[str] = (),
+        buckets: Mapping[str, Sequence[int]] | None = None,
+        pad_values: Mapping[str, Any] | None = None,
+        masks: Mapping[str, Sequence[str]] | None = None,
+        splittable: Sequence[str] = (),
     ) -> None:
         self.name = self.NAME = name
         self.module = module
@@ -96,13 +102,19 @@ class Target:
         #: The generated functions themselves (no argument checks).
         self.init_fn = init
         self.apply_fn = apply
-        self.inputs = self.INPUTS = dict(inputs)
+        self.symbolic = {k: tuple(v) for k, v in (symbolic or {}).items()}
+        self.inputs = self.INPUTS = _input_specs(inputs, self.symbolic)
         self.param_shapes = self.PARAM_SHAPES = param_shapes
         self.state_shapes = self.STATE_SHAPES = state_shapes
         self.stochastic = stochastic
         self.platforms = tuple(platforms)
         self.devices = devices
-        self.symbolic = {k: tuple(v) for k, v in (symbolic or {}).items()}
+        #: Serving: bucket sizes per symbolic dimension, what padded positions hold, the
+        #: inputs that mask a dimension, and the dimensions a request may be split along.
+        self.buckets = {k: tuple(v) for k, v in (buckets or {}).items()}
+        self.pad_values = dict(pad_values or {})
+        self.masks = {k: tuple(v) for k, v in (masks or {}).items()}
+        self.splittable = tuple(splittable)
         #: Training targets: the generated step and optimizer init, and the loss's inputs.
         self.train_step_fn = train_step
         self.init_opt_fn = init_opt
@@ -133,12 +145,13 @@ class Target:
         """Runs the generated source (traced by jax, like any function).
 
         **Arguments:** `params`, `state` as `init` returns them; the inputs in
-        the order of `INPUTS`; `rng` (typed or raw key), required when the
-        target is stochastic.
+        the order of `INPUTS` (checked against it: a wrong shape or dtype is a
+        `TypeError`/`ValueError` naming the input, as `load()`'s callable says);
+        `rng` (typed or raw key), required when the target is stochastic.
 
         **Returns:** `(outputs, new_state)`.
         """
-        _check_arity(self, inputs)
+        _check_inputs(self, inputs)
         if rng is None:
             if self.stochastic:
                 raise TypeError(_missing_rng(self.name))
@@ -286,6 +299,31 @@ class Target:
         `jax.export` artifact is used instead (it compiles on first call), with
         a warning that says why.
 
+        A target with `buckets` has one executable per bucket size (per
+        combination, with several bucketed dimensions); the callable runs a
+        request on the smallest bucket that fits, padding every input along the
+        dimension (with zeros, or the input's `pad_values` entry) and slicing
+        every output back, so outputs equal `apply` at the request's own size
+        (the build proved that padding cannot change them). A request above the
+        largest bucket runs as several calls of the largest bucket, concatenated,
+        along a dimension the build marked `splittable`; along another (attention
+        runs over it) it is a `ValueError`. Nothing compiles at call time: padding
+        and slicing happen on the host with numpy, so a padded call copies its
+        inputs and outputs through host memory; a request of a bucket's exact
+        size goes straight to its executable.
+
+        A target with symbolic dimensions and no `buckets` ships only the
+        portable export: the callable compiles once per new input shape in this
+        process (a warning says so the first time).
+
+        The callable checks its arguments like `jax.jit` of `apply` would take
+        them (numpy float64 is canonicalized to float32 as jit does without x64,
+        a Python scalar is accepted for a scalar input) and rejects the rest with
+        a message naming the input and the expected and received shape and dtype.
+        Checks that cannot change between calls are made here, once; a call of a
+        seen argument signature goes through jax's C++ dispatch with no Python in
+        between.
+
         **Arguments:** `platform`: "cpu", "cuda" or "tpu" (default: jax's
         default backend); `artifact_dir`: the artifacts root (default:
         `artifacts/` next to the generated package); `fallback`: allow the
@@ -300,10 +338,15 @@ class Target:
         folder = root.joinpath(*self.module.split("."), self.name)
         manifest = _read_manifest(self, folder)
         platform = platform or _default_platform()
+        if self.buckets:
+            loaded, reason = _load_buckets(self, folder, manifest, platform)
+            if loaded is not None:
+                return loaded
+            return _load_export(self, folder, manifest, platform, reason, fallback)
         entry, reason = _select_executable(self, manifest, platform)
         if entry is not None:
             payload = _read_checked(self, folder, entry)
-            return LoadedTarget(
+            return _loaded(
                 self,
                 manifest,
                 "executable",
@@ -341,7 +384,8 @@ class LoadedTarget:
 
     def __call__(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
         _check_inputs(self.target, inputs)
-        args = (params, state, *inputs)
+        specs = self.target.inputs.values()
+        args = (params, state, *(_as_input(v, s.dtype) for v, s in zip(inputs, specs)))
         if self.target.stochastic:
             args += (self._key_data(rng),)
         try:
@@ -419,18 +463,29 @@ def _check_arity(target: Target, inputs: Sequence[Any]) -> None:
 
 
 def _check_inputs(target: Target, inputs: Sequence[Any]) -> None:
-    """Checks the inputs' shapes and dtypes against `INPUTS` (and symbolic dims)."""
+    """Checks the inputs against `INPUTS` (and symbolic dims) as `jax.jit` would take them:
+    dtypes are compared after jax's canonicalization (numpy float64 is float32 without
+    x64), and a Python scalar is accepted for a scalar input of a dtype it fits."""
     _check_arity(target, inputs)
     bound: dict[str, tuple[int, str]] = {}
     for (name, spec), value in zip(target.inputs.items(), inputs):
         expected = target.expected_shape(name)
-        want = _format_shape(np.dtype(spec.dtype).name, expected)
+        want = _format_shape(_dtype_name(spec.dtype), expected)
+        if _is_python_scalar(value):
+            if expected == () and _scalar_fits(value, spec.dtype):
+                continue
+            raise TypeError(
+                f"{target.name}: input '{name}' expected {want}, got a Python "
+                f"{type(value).__name__}"
+                + (" (a Python scalar is only accepted for a scalar input)" if expected else
+                   f" ({_dtype_name(spec.dtype)} cannot hold it)")
+            )
         if not hasattr(value, "shape") or not hasattr(value, "dtype"):
             raise TypeError(
                 f"{target.name}: input '{name}' must be an array of {want}, got {type(value).__name__}"
             )
         got = _describe(value)
-        if np.dtype(value.dtype) != np.dtype(spec.dtype):
+        if not _same_dtype(value.dtype, spec.dtype):
             raise TypeError(
                 f"{target.name}: input '{name}' expected {want}, got {got} (wrong dtype)"
             )
@@ -447,6 +502,33 @@ def _check_inputs(target: Target, inputs: Sequence[Any]) -> None:
                     f"{target.name}: symbolic dimension '{dim}' is {first_size} in input '{first}' "
                     f"but {size} in input '{name}'"
                 )
+
+
+def _is_python_scalar(value: Any) -> bool:
+    return type(value) in (bool, int, float)
+
+
+def _scalar_fits(value: Any, dtype: Any) -> bool:
+    """Whether a Python scalar converts to `dtype` without changing kind (bool < int < float)."""
+    kind = np.dtype(dtype).kind
+    return {"b": isinstance(value, bool), "i": not isinstance(value, float),
+            "u": not isinstance(value, float) and value >= 0, "f": True, "c": True}.get(kind, False)
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype) if jnp.issubdtype(dtype, jax.dtypes.prng_key) else np.dtype(dtype).name
+
+
+def _same_dtype(got: Any, want: Any) -> bool:
+    """`got` as jax canonicalizes an argument's dtype (x64 off: float64 -> float32)."""
+    if jnp.issubdtype(want, jax.dtypes.prng_key) or jnp.issubdtype(got, jax.dtypes.prng_key):
+        return got == want
+    return np.dtype(jax.dtypes.canonicalize_dtype(got)) == np.dtype(want)
+
+
+def _as_input(value: Any, dtype: Any) -> Any:
+    """A Python scalar as an array of the input's dtype (jit would make it a weak type)."""
+    return np.asarray(value, dtype=dtype) if _is_python_scalar(value) else value
 
 
 def _tree_problem(target: Target, params: Any, state: Any) -> str | None:
@@ -893,7 +975,9 @@ def _load_export(
             "uses it)"
         )
     payload = _read_checked(target, folder, export)
-    if not symbolic_only:
+    if symbolic_only:
+        _warn_compiles(target)
+    else:
         warnings.warn(
             f"{target.name}: using the portable jax.export artifact for {platform}, which compiles on first "
             f"call, because the native executable cannot be used: {reason}",
@@ -902,4 +986,335 @@ def _load_export(
         )
     exported = jax.export.deserialize(bytearray(payload))
     # jit caches the compile per input shape (one per batch size when symbolic).
-    return LoadedTarget(target, manifest, "export", platform, jax.jit(exported.call))
+    return _loaded(target, manifest, "export", platform, jax.jit(exported.call))
+
+
+# --- serving: input specs, the fast call, buckets ------------------------------
+
+
+def _input_specs(
+    inputs: Mapping[str, Any], symbolic: dict[str, tuple[int | str, ...]]
+) -> dict[str, jax.ShapeDtypeStruct]:
+    """`INPUTS`: a fixed input's spec as given; an input with symbolic dimensions
+    (`(("batch", 784), jnp.float32)` in generated code) as a `jax.ShapeDtypeStruct`
+    of `jax.export` symbolic dimensions, one scope per target so that "batch" is one
+    symbol in every input. Records each input's dims in `symbolic`.
+    """
+    scope = None
+    out: dict[str, jax.ShapeDtypeStruct] = {}
+    for name, spec in inputs.items():
+        dims, dtype = spec if isinstance(spec, tuple) else (tuple(spec.shape), spec.dtype)
+        dims = symbolic.get(name, tuple(dims))
+        if not any(isinstance(d, str) for d in dims):
+            out[name] = spec if isinstance(spec, jax.ShapeDtypeStruct) else (
+                jax.ShapeDtypeStruct(tuple(dims), dtype))
+            continue
+        symbolic[name] = tuple(dims)
+        scope = scope or jax.export.SymbolicScope()
+        shape = jax.export.symbolic_shape(", ".join(str(d) for d in dims), scope=scope)
+        out[name] = jax.ShapeDtypeStruct(shape, dtype)
+    return out
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_compiles(target: Target) -> None:
+    """Once per process: a symbolic target without buckets compiles per new shape."""
+    key = f"{target.module}.{target.name}"
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    dims = sorted({d for v in target.symbolic.values() for d in v if isinstance(d, str)})
+    warnings.warn(
+        f"{target.name}: symbolic dimension(s) {', '.join(repr(d) for d in dims)} and no "
+        "buckets: load() runs the portable jax.export artifact, which compiles once per new "
+        "input shape in this process; declare buckets= in the model file to ship native "
+        "executables",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
+def _loaded(
+    target: Target, manifest: dict, kind: str, platform: str, call: Callable[..., Any]
+) -> LoadedTarget:
+    """A `LoadedTarget`; for a native executable of a target without rng, one whose
+    `__call__` is jax's C++ dispatch itself (`_fast_call`), so a call costs what a
+    call of `jax.jit` costs."""
+    loaded = LoadedTarget(target, manifest, kind, platform, call)
+    fast = _fast_call(target, call) if kind == "executable" and not target.stochastic else None
+    if fast is not None:
+        loaded.__class__ = type(
+            "LoadedTarget", (LoadedTarget,), {"__call__": staticmethod(fast), "__slots__": ()}
+        )
+        loaded._call = fast
+    return loaded
+
+
+def _fast_call(target: Target, compiled: Any) -> Callable[..., Any] | None:
+    """The executable behind jax's C++ dispatch, with our argument checks on its slow path.
+
+    `Compiled.__call__` (the public call) adds a Python frame to every call; jax's
+    C++ `pjit` dispatcher it wraps does not: it compares the arguments' signature
+    (tree, shapes, dtypes, shardings) with the ones it has seen and runs the
+    executable directly, calling back into Python only on a signature it has not
+    seen (a "cache miss"). We build that dispatcher as `MeshExecutable.create_cpp_call`
+    in jax builds it, with a miss handler that first checks the arguments against
+    `INPUTS` and `PARAM_SHAPES` (raising our messages, which name the input), then
+    hands over to jax's own. Native executables only load under the jax version they
+    were built with (the manifest says so), which is why private jax names are
+    used here; if they move, the public call is used instead (returns None).
+    """
+    try:
+        from jax._src import tree_util as _tree_util
+        from jax._src.interpreters import pxla
+        from jax._src.lib import _jax
+
+        inner = compiled._executable.create_cpp_call(compiled._params)
+        jax_miss = inner._cache_miss
+    except Exception:  # noqa: BLE001 - another jax: the public call works everywhere
+        return None
+
+    def miss(*args: Any, **kwargs: Any) -> Any:
+        converted = _check_call(target, args, kwargs)
+        if converted is None:
+            return jax_miss(*args, **kwargs)
+        # Python scalars or an ignored rng: run it, but keep no fast entry for this signature
+        return compiled(*converted), None, False
+
+    try:
+        return _jax.pjit(
+            f"{target.name}", None, miss, [], [], pxla.JitGlobalCppCacheKeys(),
+            _tree_util.dispatch_registry, pxla.cc_shard_arg,
+        )
+    except Exception:  # noqa: BLE001 - another jax
+        return None
+
+
+def _check_call(target: Target, args: tuple, kwargs: dict) -> tuple | None:
+    """Checks a call's arguments on the fast path's slow path.
+
+    **Returns:** None when jax can take them as they are, else the arguments to run
+    instead (Python scalars as arrays, `rng` of a target without randomness dropped).
+
+    **Raises:** `TypeError` / `ValueError` naming the input or tree that is wrong.
+    """
+    unknown = sorted(set(kwargs) - {"rng"})
+    if unknown:
+        raise TypeError(f"{target.name}: unexpected keyword argument '{unknown[0]}'")
+    if len(args) < 2:
+        names = ", ".join(target.inputs)
+        raise TypeError(f"{target.name} takes (params, state, {names}), got {len(args)} argument(s)")
+    params, state, *inputs = args
+    _check_inputs(target, inputs)
+    problem = _tree_problem(target, params, state)
+    if problem is not None:
+        raise TypeError(f"{target.name}: {problem}")
+    specs = target.inputs.values()
+    converted = [_as_input(v, s.dtype) for v, s in zip(inputs, specs)]
+    if kwargs or any(c is not v for c, v in zip(converted, inputs)):
+        return (params, state, *converted)
+    return None
+
+
+def _bucket_of(target: Target, entry: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The bucket sizes of an executable entry, in `target.buckets` order."""
+    bucket = entry.get("bucket")
+    if not isinstance(bucket, dict) or set(bucket) != set(target.buckets):
+        return None
+    sizes = tuple(bucket[d] for d in target.buckets)
+    return sizes if all(type(v) is int for v in sizes) else None
+
+
+def _load_buckets(
+    target: Target, folder: Path, manifest: dict, platform: str
+) -> tuple[LoadedTarget | None, str | None]:
+    """Every bucket's executable for `platform`, as one dispatching callable.
+
+    **Returns:** `(loaded, None)`, or `(None, why no executable set fits)`.
+    """
+    recorded = manifest.get("buckets")
+    if recorded != {d: list(v) for d, v in target.buckets.items()}:
+        raise ArtifactError(
+            f"{target.name}: the artifacts in {folder} were built for buckets {recorded}, and the "
+            f"generated code declares {target.buckets}; rebuild them"
+        )
+    groups: dict[tuple[int, ...], dict[str, Any]] = {}
+    for key, entry in manifest["executables"].items():
+        sizes = _bucket_of(target, entry)
+        if sizes is not None:
+            groups.setdefault(sizes, {})[key] = entry
+    wanted = list(_combinations(target))
+    calls: dict[tuple[int, ...], Callable[..., Any]] = {}
+    for sizes in wanted:
+        entry, reason = _select_executable(
+            target, {**manifest, "executables": groups.get(sizes, {})}, platform
+        )
+        if entry is None:
+            where = ", ".join(f"{d}={n}" for d, n in zip(target.buckets, sizes))
+            return None, f"bucket {where}: {reason}"
+        payload = _read_checked(target, folder, entry)
+        compiled = _load_native(target, manifest, entry, payload, platform)
+        fast = None if target.stochastic else _fast_call(target, compiled)
+        calls[sizes] = fast or compiled
+    return _Bucketed(target, manifest, platform, calls), None
+
+
+def _combinations(target: Target) -> list[tuple[int, ...]]:
+    out: list[tuple[int, ...]] = [()]
+    for sizes in target.buckets.values():
+        out = [(*c, s) for c in out for s in sizes]
+    return out
+
+
+class _Dims:
+    """The symbolic dimension of each axis of one output leaf (None: a fixed axis)."""
+
+    __slots__ = ("dims",)
+
+    def __init__(self, dims: tuple[str | None, ...]) -> None:
+        self.dims = dims
+
+
+def _dims_tree(node: Any) -> Any:
+    """A manifest tree with `_Dims` leaves (a pytree leaf: jax does not flatten it)."""
+    if "shape" in node:
+        return _Dims(tuple(d if isinstance(d, str) else None for d in node["shape"]))
+    if "dict" in node:
+        return {key: _dims_tree(value) for key, value in node["dict"].items()}
+    if "tuple" in node:
+        return tuple(_dims_tree(value) for value in node["tuple"])
+    if "list" in node:
+        return [_dims_tree(value) for value in node["list"]]
+    return None
+
+
+class _Bucketed(LoadedTarget):
+    """A bucketed target's executables behind one callable (see `Target.load`).
+
+    **Attributes:** as `LoadedTarget`, plus `buckets` (dimension -> sizes).
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        manifest: dict,
+        platform: str,
+        calls: dict[tuple[int, ...], Callable[..., Any]],
+    ) -> None:
+        super().__init__(target, manifest, "executable", platform, calls[min(calls)])
+        self.buckets = dict(target.buckets)
+        self._calls = calls
+        #: Exact bucket sizes go straight to their executable (a stochastic target's
+        #: key is converted first, in `_padded`).
+        self._exact = {} if target.stochastic else calls
+        self._dims = tuple(target.buckets)
+        # where a request's size along each dimension is read: the first input carrying it
+        self._readers = tuple(
+            next(
+                (i, dims.index(d))
+                for i, dims in enumerate(target.expected_shape(n) for n in target.inputs)
+                if d in dims
+            )
+            for d in self._dims
+        )
+        self._single = self._readers[0] if len(self._readers) == 1 else None
+        self._outputs = _dims_tree(manifest["outputs"])
+
+    def __call__(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
+        # the hot path: a few attribute reads, then jax's C++ dispatch (see _fast_call)
+        try:
+            if self._single is not None:
+                i, a = self._single
+                call = self._exact.get((inputs[i].shape[a],))
+            else:
+                call = self._exact.get(tuple([inputs[i].shape[a] for i, a in self._readers]))
+        except (AttributeError, IndexError, TypeError):
+            call = None
+        if call is not None and rng is None:  # a bucket's exact size: nothing padded
+            return call(params, state, *inputs)
+        return self._padded(params, state, inputs, rng)
+
+    def _padded(self, params: Any, state: Any, inputs: Sequence[Any], rng: Any) -> Any:
+        target = self.target
+        _check_inputs(target, inputs)
+        problem = _tree_problem(target, params, state)
+        if problem is not None:
+            raise TypeError(f"{target.name}: {problem}")
+        host = [
+            np.asarray(v, dtype=np.dtype(s.dtype)) for v, s in zip(inputs, target.inputs.values())
+        ]
+        sizes = {d: host[i].shape[a] for d, (i, a) in zip(self._dims, self._readers)}
+        key = (self._key_data(rng),) if target.stochastic else ()
+        return self._run(params, state, host, sizes, key)
+
+    def _run(self, params: Any, state: Any, host: list, sizes: dict[str, int], key: tuple) -> Any:
+        for d in self._dims:
+            largest = self.buckets[d][-1]
+            if sizes[d] <= largest:
+                continue
+            if d not in self.target.splittable:
+                raise ValueError(
+                    f"{self.target.name}: '{d}' is {sizes[d]}, above its largest bucket "
+                    f"{largest}, and a request cannot be split along '{d}' (positions along it "
+                    "depend on each other, e.g. attention runs over it): add a larger bucket"
+                )
+            parts = [
+                self._run(params, state, self._take(host, d, lo, min(lo + largest, sizes[d])),
+                          {**sizes, d: min(largest, sizes[d] - lo)}, key)
+                for lo in range(0, sizes[d], largest)
+            ]
+            return self._join(parts, d)
+        bucket = tuple(next(b for b in self.buckets[d] if b >= sizes[d]) for d in self._dims)
+        padded = [self._pad(name, x, dict(zip(self._dims, bucket)))
+                  for name, x in zip(self.target.inputs, host)]
+        outs = self._calls[bucket](params, state, *padded, *key)
+        return self._slice(outs, sizes)
+
+    def _pad(self, name: str, x: np.ndarray, bucket: dict[str, int]) -> np.ndarray:
+        dims = self.target.expected_shape(name)
+        shape = tuple(bucket[d] if isinstance(d, str) else n for d, n in zip(dims, x.shape))
+        if shape == x.shape:
+            return x
+        out = np.full(shape, self.target.pad_values.get(name, 0), dtype=x.dtype)
+        out[tuple(slice(0, n) for n in x.shape)] = x
+        return out
+
+    def _take(self, host: list, dim: str, lo: int, hi: int) -> list:
+        """Positions `lo:hi` along `dim` of every input that carries it."""
+        out = []
+        for name, x in zip(self.target.inputs, host):
+            dims = self.target.expected_shape(name)
+            out.append(x[tuple(slice(lo, hi) if d == dim else slice(None) for d in dims)])
+        return out
+
+    def _slice(self, outs: Any, sizes: dict[str, int]) -> Any:
+        """Every output cut back to the request's sizes (on the host: no compile)."""
+
+        def cut(leaf: Any, dims: _Dims) -> Any:
+            if not any(dims.dims):
+                return leaf
+            index = tuple(slice(0, sizes[d]) if d else slice(None) for d in dims.dims)
+            return jax.device_put(np.asarray(leaf)[index], _device_of(leaf))
+
+        return jax.tree.map(cut, outs, self._outputs)
+
+    def _join(self, parts: list, dim: str) -> Any:
+        """Outputs of several calls, concatenated along `dim`; an output without it is
+        the first call's (the build proved it does not depend on positions along it)."""
+
+        def join(dims: _Dims, *leaves: Any) -> Any:
+            if dim not in dims.dims:
+                return leaves[0]
+            axis = dims.dims.index(dim)
+            return jax.device_put(
+                np.concatenate([np.asarray(x) for x in leaves], axis=axis), _device_of(leaves[0])
+            )
+
+        return jax.tree.map(join, self._outputs, *parts, is_leaf=lambda x: isinstance(x, _Dims))
+
+
+def _device_of(leaf: Any) -> Any:
+    devices = getattr(leaf, "devices", None)
+    return next(iter(devices())) if devices is not None else None
