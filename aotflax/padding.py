@@ -303,7 +303,7 @@ class _Checker:
             return Flow(((t, tuple(reversed(range(t.ndim)))),), zeros="aligned")
         if op.template == "ops/module_call.j2":  # unpacking a tuple argument
             return None
-        return Flow(tuple((t, tuple(Mix("aotflax cannot tell how this operation moves axes")
+        return Flow(tuple((t, tuple(Mix("moves it in a way aotflax cannot follow")
                                     for _ in t.shape)) for t in tensors))
 
     # ------------------------------------------------------------------ one op

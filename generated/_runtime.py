@@ -477,8 +477,11 @@ def _check_inputs(target: Target, inputs: Sequence[Any]) -> None:
             raise TypeError(
                 f"{target.name}: input '{name}' expected {want}, got a Python "
                 f"{type(value).__name__}"
-                + (" (a Python scalar is only accepted for a scalar input)" if expected else
-                   f" ({_dtype_name(spec.dtype)} cannot hold it)")
+                + (
+                    " (a Python scalar is only accepted for a scalar input)"
+                    if expected
+                    else f" ({_dtype_name(spec.dtype)} cannot hold it)"
+                )
             )
         if not hasattr(value, "shape") or not hasattr(value, "dtype"):
             raise TypeError(
@@ -511,8 +514,13 @@ def _is_python_scalar(value: Any) -> bool:
 def _scalar_fits(value: Any, dtype: Any) -> bool:
     """Whether a Python scalar converts to `dtype` without changing kind (bool < int < float)."""
     kind = np.dtype(dtype).kind
-    return {"b": isinstance(value, bool), "i": not isinstance(value, float),
-            "u": not isinstance(value, float) and value >= 0, "f": True, "c": True}.get(kind, False)
+    return {
+        "b": isinstance(value, bool),
+        "i": not isinstance(value, float),
+        "u": not isinstance(value, float) and value >= 0,
+        "f": True,
+        "c": True,
+    }.get(kind, False)
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -1006,8 +1014,11 @@ def _input_specs(
         dims, dtype = spec if isinstance(spec, tuple) else (tuple(spec.shape), spec.dtype)
         dims = symbolic.get(name, tuple(dims))
         if not any(isinstance(d, str) for d in dims):
-            out[name] = spec if isinstance(spec, jax.ShapeDtypeStruct) else (
-                jax.ShapeDtypeStruct(tuple(dims), dtype))
+            out[name] = (
+                spec
+                if isinstance(spec, jax.ShapeDtypeStruct)
+                else (jax.ShapeDtypeStruct(tuple(dims), dtype))
+            )
             continue
         symbolic[name] = tuple(dims)
         scope = scope or jax.export.SymbolicScope()
@@ -1046,9 +1057,10 @@ def _loaded(
     fast = _fast_call(target, call) if kind == "executable" and not target.stochastic else None
     if fast is not None:
         loaded.__class__ = type(
-            "LoadedTarget", (LoadedTarget,), {"__call__": staticmethod(fast), "__slots__": ()}
+            "LoadedTarget",
+            (LoadedTarget,),
+            {"__call__": staticmethod(fast), "__slots__": ()},
         )
-        loaded._call = fast
     return loaded
 
 
@@ -1085,8 +1097,14 @@ def _fast_call(target: Target, compiled: Any) -> Callable[..., Any] | None:
 
     try:
         return _jax.pjit(
-            f"{target.name}", None, miss, [], [], pxla.JitGlobalCppCacheKeys(),
-            _tree_util.dispatch_registry, pxla.cc_shard_arg,
+            f"{target.name}",
+            None,
+            miss,
+            [],
+            [],
+            pxla.JitGlobalCppCacheKeys(),
+            _tree_util.dispatch_registry,
+            pxla.cc_shard_arg,
         )
     except Exception:  # noqa: BLE001 - another jax
         return None
@@ -1105,7 +1123,9 @@ def _check_call(target: Target, args: tuple, kwargs: dict) -> tuple | None:
         raise TypeError(f"{target.name}: unexpected keyword argument '{unknown[0]}'")
     if len(args) < 2:
         names = ", ".join(target.inputs)
-        raise TypeError(f"{target.name} takes (params, state, {names}), got {len(args)} argument(s)")
+        raise TypeError(
+            f"{target.name} takes (params, state, {names}), got {len(args)} argument(s)"
+        )
     params, state, *inputs = args
     _check_inputs(target, inputs)
     problem = _tree_problem(target, params, state)
@@ -1261,14 +1281,21 @@ class _Bucketed(LoadedTarget):
                     "depend on each other, e.g. attention runs over it): add a larger bucket"
                 )
             parts = [
-                self._run(params, state, self._take(host, d, lo, min(lo + largest, sizes[d])),
-                          {**sizes, d: min(largest, sizes[d] - lo)}, key)
+                self._run(
+                    params,
+                    state,
+                    self._take(host, d, lo, min(lo + largest, sizes[d])),
+                    {**sizes, d: min(largest, sizes[d] - lo)},
+                    key,
+                )
                 for lo in range(0, sizes[d], largest)
             ]
             return self._join(parts, d)
         bucket = tuple(next(b for b in self.buckets[d] if b >= sizes[d]) for d in self._dims)
-        padded = [self._pad(name, x, dict(zip(self._dims, bucket)))
-                  for name, x in zip(self.target.inputs, host)]
+        padded = [
+            self._pad(name, x, dict(zip(self._dims, bucket)))
+            for name, x in zip(self.target.inputs, host)
+        ]
         outs = self._calls[bucket](params, state, *padded, *key)
         return self._slice(outs, sizes)
 
@@ -1309,7 +1336,8 @@ class _Bucketed(LoadedTarget):
                 return leaves[0]
             axis = dims.dims.index(dim)
             return jax.device_put(
-                np.concatenate([np.asarray(x) for x in leaves], axis=axis), _device_of(leaves[0])
+                np.concatenate([np.asarray(x) for x in leaves], axis=axis),
+                _device_of(leaves[0]),
             )
 
         return jax.tree.map(join, self._outputs, *parts, is_leaf=lambda x: isinstance(x, _Dims))

@@ -47,7 +47,7 @@ class AxisRule:
 
 
 #: What a rule that fails on an unusual call says (every axis mixes: never a wrong proof).
-UNKNOWN = "aotflax has no axis rule for this use of it"
+UNKNOWN = "moves it in a way aotflax has no axis rule for"
 
 
 def flow(call: Any, template: str, args: dict[str, Code], outputs: Sequence[Var]) -> Flow:
@@ -246,7 +246,7 @@ def reshape_axes(src: tuple[int, ...], dst: tuple[int, ...]) -> tuple[Axis, ...]
         if d == 1:
             out.append(None)
         else:
-            target: Axis = Mix("a reshape merges or splits it with another axis")
+            target: Axis = Mix("merges or splits it with another axis (a reshape)")
             prod = 1
             for b, e in enumerate(dst):
                 if prod == before and e == d:
@@ -345,7 +345,7 @@ def _tile(view: OpView) -> Flow:
     reps = tuple(reps) if isinstance(reps, (tuple, list)) else (reps,)
     reps = (1,) * (x.ndim - len(reps)) + reps
     shift = out.ndim - x.ndim
-    return _flow([(x, tuple(a + shift if reps[a - x.ndim] == 1 else Mix("tile repeats it")
+    return _flow([(x, tuple(a + shift if reps[a - x.ndim] == 1 else Mix("repeats it (tile)")
                             for a in range(x.ndim)))])
 
 
@@ -355,9 +355,9 @@ def _repeat(view: OpView) -> Flow:
         return Flow()
     axis = view.bound("axis")
     if axis is None:
-        return _flow([_mixed(x, "repeat flattens it")])
+        return _flow([_mixed(x, "flattens it (repeat without an axis)")])
     a0 = _axis(axis, x.ndim)
-    return _flow([(x, tuple(Mix("repeat repeats its positions") if a == a0 else a
+    return _flow([(x, tuple(Mix("repeats its positions") if a == a0 else a
                             for a in range(x.ndim)))])
 
 
@@ -431,12 +431,12 @@ def _take(view: OpView) -> Flow:
     entries: list[tuple[Tensor, tuple[Axis, ...]]] = []
     k = idx.ndim if isinstance(idx, Tensor) else _static_rank(idx)
     if axis is None:
-        entries.append(_mixed(a, "take indexes into it (flattened)"))
+        entries.append(_mixed(a, "indexes into it, flattened (take without an axis)"))
         if isinstance(idx, Tensor):
             entries.append((idx, tuple(range(idx.ndim))))
         return _flow(entries)
     ax = _axis(axis, a.ndim)
-    entries.append((a, tuple(Mix("take gathers positions of it") if j == ax else
+    entries.append((a, tuple(Mix("gathers positions of it (take)") if j == ax else
                              j if ax is None or j < ax else j - 1 + k for j in range(a.ndim))))
     if isinstance(idx, Tensor):
         entries.append((idx, tuple((ax or 0) + j for j in range(idx.ndim))))
@@ -475,8 +475,8 @@ def _getitem(view: OpView) -> Flow:
     arrays = [i for i in items if isinstance(i, Tensor)]
     ints = [i for i in items if isinstance(i, int) and not isinstance(i, bool)]
     if len(arrays) > 1 or (arrays and ints):  # numpy may move the broadcast axes first
-        return _flow([_mixed(x, "advanced indexing with several arrays reorders it"),
-                      *[_mixed(t, "is an index array") for t in arrays]])
+        return _flow([_mixed(x, "reorders it (advanced indexing with several arrays)"),
+                      *[_mixed(t, "uses it in an index array") for t in arrays]])
     n_used = sum(1 for i in items if i is not None and i is not Ellipsis)
     if Ellipsis in items:
         at = items.index(Ellipsis)
@@ -495,8 +495,8 @@ def _getitem(view: OpView) -> Flow:
             start, stop, step = item.start, item.stop, item.step
             whole = (start in (None, 0) and (step in (None, 1))
                      and (stop is None or (isinstance(stop, int) and stop >= x.shape[a])))
-            mapping.append(b if whole else Mix("a slice that does not keep it whole moves "
-                                               "or drops positions of it"))
+            mapping.append(b if whole else Mix("moves or drops positions of it (a slice that "
+                                               "does not keep it whole)"))
             b += 1
         elif isinstance(item, Tensor):
             mapping.append(Mix("indexes it with an array"))
@@ -504,8 +504,8 @@ def _getitem(view: OpView) -> Flow:
             b += item.ndim
         elif isinstance(item, int):
             mapping.append(Mix("reads its first position", first=True) if item == 0 else Mix(
-                "an index from the end reads positions the padding supplies" if item < 0
-                else f"index {item} may read a position the padding supplies"))
+                "reads a position counted from the end, where the padding is" if item < 0
+                else f"reads position {item}, which the padding may supply"))
         else:
             mapping.append(Mix("indexes it"))
         a += 1
@@ -576,7 +576,7 @@ def _outer(view: OpView) -> Flow:
     entries = []
     for t, at in ((a, 0), (b, 1)):
         if isinstance(t, Tensor):
-            entries.append((t, (at,)) if t.ndim == 1 else _mixed(t, "outer flattens it"))
+            entries.append((t, (at,)) if t.ndim == 1 else _mixed(t, "flattens it (outer)"))
     return _flow(entries)
 
 
@@ -666,7 +666,7 @@ def _einsum(view: OpView) -> Flow:
     subscripts = view.bound("subscripts")
     operands = [t for t in (view.bound("operands") or ()) if isinstance(t, Tensor)]
     if not isinstance(subscripts, str) or len(operands) != len(view.bound("operands") or ()):
-        return _flow([_mixed(t, "einsum") for t in _unique(view.tensors())])
+        return _flow([_mixed(t, "sums it out (einsum)") for t in _unique(view.tensors())])
     return _flow(einsum_axes(subscripts, operands))
 
 
@@ -674,7 +674,7 @@ def _top_k(view: OpView) -> Flow:
     x = view.first_input()
     if x is None:
         return Flow()
-    return _flow([(x, tuple(range(x.ndim - 1)) + (Mix("top_k sorts along it"),))])
+    return _flow([(x, tuple(range(x.ndim - 1)) + (Mix("sorts along it (top_k)"),))])
 
 
 # ------------------------------------------------------------- layer templates
@@ -743,7 +743,7 @@ def _conv(view: OpView) -> Flow:
     strides = tuple(strides) if isinstance(strides, (tuple, list)) else \
         (strides,) * len(kernel) if strides is not None else None
     batch = x.ndim - len(kernel) - 1
-    return _window(view, "a convolution window slides along it", kernel, strides, batch,
+    return _window(view, "slides a convolution window along it", kernel, strides, batch,
                    len(kernel))
 
 
@@ -751,10 +751,10 @@ def _pool(view: OpView) -> Flow:
     x = view.arg("x")
     dims, strides = _literal(view, "dims"), _literal(view, "strides")
     if dims is None:
-        return _flow([_mixed(x, "a pooling window slides along it")])
+        return _flow([_mixed(x, "slides a pooling window along it")])
     # reduce_window dims cover every axis: 1 on batch and feature axes
     return _flow([(x, tuple(a if dims[a] == 1 and (strides is None or strides[a] == 1)
-                            else Mix("a pooling window slides along it")
+                            else Mix("slides a pooling window along it")
                             for a in range(x.ndim)))])
 
 
@@ -855,8 +855,8 @@ def _cache(view: OpView) -> Flow:
     """Decoding: the update lands at the cache index along the length axis."""
     entries = []
     for t in _unique(view.tensors()):
-        entries.append((t, tuple(a if a < t.ndim - 3 else Mix("decoding writes it at the "
-                                                               "cache index")
+        entries.append((t, tuple(a if a < t.ndim - 3 else Mix("writes it at the cache index "
+                                                               "(decoding)")
                                  for a in range(t.ndim))))
     return _flow(entries)
 
