@@ -251,6 +251,7 @@ def build(args: argparse.Namespace) -> int:
         except BuildError as e:  # a user initializer failed when init traced it
             return _errors(e.diagnostics)
     written = _write(out, texts, runtime)
+    _write_bytecode(out, texts, runtime)
     rows: list[dict] = []
     if not args.no_compile:
         rows = _compile(out, report, args, cache if fresh else {}, request)
@@ -352,6 +353,33 @@ def _write(out: Path, texts: dict[str, str], runtime: str) -> list[str]:
         write_atomic(path, text.encode())
         written.append(rel)
     return written
+
+
+def _write_bytecode(out: Path, texts: dict[str, str], runtime: str) -> None:
+    """Byte-compiles every generated module into its `__pycache__`, hash-checked.
+
+    A serving host often cannot write bytecode (`PYTHONDONTWRITEBYTECODE=1` in
+    containers, read-only images), and then compiles the generated source on every
+    start: a quarter of a second for ResNet-50's module, 8% of its cold start. A
+    checked-hash `.pyc` (PEP 552) is valid wherever its source is unchanged, whatever
+    the files' mtimes, and is ignored by another Python version. One that is current
+    is left alone, so a build with nothing to do writes nothing.
+    """
+    import importlib.util
+    import py_compile
+
+    for rel, text in _expected_files(texts, runtime).items():
+        source = out / rel
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        expected = importlib.util.source_hash(text.encode())
+        try:
+            header = cached.read_bytes()[:16]
+        except OSError:
+            header = b""
+        if header == importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little") + expected:
+            continue
+        py_compile.compile(str(source), cfile=str(cached), dfile=rel, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
 
 
 def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: dict,
