@@ -431,8 +431,11 @@ def _peak(folder: Path) -> int | None:
         memory = memory_of(read_manifest(folder))
     except ManifestError:
         return None
-    best = next((m for m in memory if m.platform == "cpu"), memory[0] if memory else None)
-    return None if best is None else best.peak
+    # the local CPU's (its largest bucket's, for a bucketed target), else the first
+    cpu = [m for m in memory if m.platform.split("@")[0] == "cpu"]
+    if cpu:
+        return max(m.peak for m in cpu)
+    return memory[0].peak if memory else None
 
 
 def _prune_artifacts(out: Path, report: BuildReport) -> None:

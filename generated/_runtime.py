@@ -488,7 +488,10 @@ def _check_inputs(target: Target, inputs: Sequence[Any]) -> None:
                 f"{target.name}: input '{name}' must be an array of {want}, got {type(value).__name__}"
             )
         got = _describe(value)
-        if not _same_dtype(value.dtype, spec.dtype):
+        weak = getattr(getattr(value, "aval", None), "weak_type", False)  # a traced scalar
+        if not _same_dtype(value.dtype, spec.dtype) and not (
+            weak and _kind_fits(value.dtype, spec.dtype)
+        ):
             raise TypeError(
                 f"{target.name}: input '{name}' expected {want}, got {got} (wrong dtype)"
             )
@@ -521,6 +524,13 @@ def _scalar_fits(value: Any, dtype: Any) -> bool:
         "f": True,
         "c": True,
     }.get(kind, False)
+
+
+def _kind_fits(got: Any, want: Any) -> bool:
+    """A weakly typed value (a Python scalar jit traced) fits a dtype of its kind or above."""
+    order = "biuf"
+    a, b = np.dtype(got).kind, np.dtype(want).kind
+    return a in order and b in order and order.index(a) <= order.index(b)
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -1262,8 +1272,11 @@ class _Bucketed(LoadedTarget):
         problem = _tree_problem(target, params, state)
         if problem is not None:
             raise TypeError(f"{target.name}: {problem}")
-        host = [
-            np.asarray(v, dtype=np.dtype(s.dtype)) for v, s in zip(inputs, target.inputs.values())
+        host = [  # inputs that carry a bucketed dimension, on the host; others as given
+            np.asarray(v, dtype=np.dtype(s.dtype))
+            if n in target.symbolic
+            else _as_input(v, s.dtype)
+            for v, (n, s) in zip(inputs, target.inputs.items())
         ]
         sizes = {d: host[i].shape[a] for d, (i, a) in zip(self._dims, self._readers)}
         key = (self._key_data(rng),) if target.stochastic else ()
@@ -1313,7 +1326,9 @@ class _Bucketed(LoadedTarget):
         out = []
         for name, x in zip(self.target.inputs, host):
             dims = self.target.expected_shape(name)
-            out.append(x[tuple(slice(lo, hi) if d == dim else slice(None) for d in dims)])
+            if dim in dims:
+                x = x[tuple(slice(lo, hi) if d == dim else slice(None) for d in dims)]
+            out.append(x)
         return out
 
     def _slice(self, outs: Any, sizes: dict[str, int]) -> Any:

@@ -116,6 +116,7 @@ def test_loaded_call_takes_what_jit_takes_and_names_what_it_refuses(mlp: Any) ->
     params, state = target.init(jax.random.key(0))
     x = np.linspace(-1, 1, 8 * 6).reshape(8, 2, 3)  # float64, as numpy makes it
     want = jax.jit(target.apply)(params, state, x, 2.0)
+    assert jax.jit(target.apply)(params, state, x, 2)[0][0].dtype == np.float32  # weak int
     for got in (run(params, state, x, 2.0), run(params, state, x.astype(np.float32), 2)):
         np.testing.assert_allclose(np.asarray(got[0][0]), np.asarray(want[0][0]), rtol=1e-6)
     with pytest.raises(ValueError, match=r"input 'x' expected float32\[batch, 2, 3\], got "
