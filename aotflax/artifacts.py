@@ -5,11 +5,19 @@ Per target, one folder `<artifacts root>/<module path>/<target name>/`
 `models/sub/foo.py`) holds
 
 - `manifest.json`, written last: the commit point of a build;
+- `manifest.sig` when the build was given a signing key (`--sign-key`):
+  `hmac-sha256:<hex>`, the HMAC-SHA256 of `SIGNATURE_CONTEXT` followed by the
+  manifest's bytes, written just before the manifest;
 - `executable-<platform>-<sha256[:16]>.bin` per platform compiled for: the
   payload of `jax.experimental.serialize_executable.serialize` (jax's own
-  format; trusted code: the loader checks its sha256 first);
+  format; native code: the loader checks its sha256 first and unpickles it
+  with an unpickler that admits only the classes executables consist of);
 - `export-<sha256[:16]>.bin`: the serialized `jax.export.Exported` for every
   platform the target names.
+
+Trust: the sha256s guard against accidents; anyone who can write the folder can
+rewrite the manifest too, so only the signature, made with a key the writer
+lacks, makes a folder trusted (see the README's Security section).
 
 File names carry their content hash, so a build that stops half-way never
 overwrites a file the previous manifest points at; files no manifest names
@@ -34,16 +42,27 @@ Manifest format changelog (`format_version`):
 - 2 (2026-11-27): executable entries gain `memory`: XLA's `memory_analysis()`
   in bytes (`{"arguments", "outputs", "temporaries", "generated_code",
   "alias", "peak"}`), read by `aotflax summary` and the build's table.
-- 3 (2026-12-01): `buckets` (dimension -> sizes; `{}` without buckets); a bucketed
+- 3 (2026-12-02): artifacts are bound to their target. Each executable entry
+  gains `target` (`"<module>.<target>"`) and `arguments` (the flat list of
+  `{"shape", "dtype"}` the executable takes: params, state, inputs and the rng
+  key data, in jax's flattening order); the export entry gains `target`. The
+  loader checks both against the target before loading and checks the loaded
+  artifact's own signature against them. Optional `manifest.sig` next to the
+  manifest. Trees nest at most `MAX_TREE_DEPTH` levels; file names are plain
+  names (`[A-Za-z0-9][A-Za-z0-9_.-]*`) inside the target's folder.
+- 4 (2026-12-02): `buckets` (dimension -> sizes; `{}` without buckets); a bucketed
   target has one executable per bucket size (combination), keyed
   `"<platform key>@batch=8,length=16"`, whose entry gains `bucket` (dimension -> size).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import hmac
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,15 +71,25 @@ from typing import Any
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "MAX_TREE_DEPTH",
+    "SIGNATURE_NAME",
     "ManifestError",
+    "NotARegularFile",
+    "SigningKeyError",
+    "UnsafeOutputPath",
     "aotflax_version",
     "artifact_file_name",
     "file_entry",
     "read_manifest",
+    "read_regular",
+    "real_folder",
     "remove_unreferenced",
     "render_runtime",
     "sha256_bytes",
     "sha256_file",
+    "sign_manifest",
+    "signature_valid",
+    "signing_key",
     "spec_to_json",
     "stale_reason",
     "target_folder",
@@ -70,12 +99,36 @@ __all__ = [
 ]
 
 #: Version of the manifest layout; bump it (and the changelog above) on any change.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST_NAME = "manifest.json"
+#: The manifest's signature file, next to it.
+SIGNATURE_NAME = "manifest.sig"
+#: What a signature covers: these bytes, then the manifest's. The prefix keeps an
+#: aotflax signature from being valid for anything else signed with the same key.
+SIGNATURE_CONTEXT = b"aotflax manifest signature v1\n"
+SIGNATURE_SCHEME = "hmac-sha256"
+#: The deepest a manifest's output tree may nest (the loader refuses deeper ones).
+MAX_TREE_DEPTH = 64
+#: The smallest signing key accepted, in bytes.
+MIN_KEY_BYTES = 16
+# The largest manifest or cache file the build reads back from its output folder.
+_MAX_READ = 64 << 20
 
 
 class ManifestError(ValueError):
-    """A manifest is missing, unreadable or of another format version."""
+    """A manifest is missing, unreadable, malformed or of another format version."""
+
+
+class SigningKeyError(ValueError):
+    """A signing key is too short or cannot be read (the message says which)."""
+
+
+class NotARegularFile(OSError):
+    """A path the build reads is a link, FIFO, device or folder instead of a file."""
+
+
+class UnsafeOutputPath(OSError):
+    """A folder the build would write through is a symbolic link or a file (see `real_folder`)."""
 
 
 def aotflax_version() -> str:
@@ -133,6 +186,66 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def read_regular(path: Path, limit: int = _MAX_READ, *, follow: bool = False) -> bytes:
+    """The bytes of `path` if it is a regular file of at most `limit` bytes.
+
+    Never blocks (a FIFO in the output folder would hang the build), checks the
+    size before reading, and does not follow a final symbolic link unless
+    `follow` (a key file the user names may be one).
+
+    **Raises:** `FileNotFoundError`; `NotARegularFile` for a link, FIFO, device
+    or folder, or a file over `limit`; `OSError` when it cannot be read.
+    """
+    nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0)
+    if not follow and not hasattr(os, "O_NOFOLLOW") and path.is_symlink():
+        raise NotARegularFile(f"{path} is a symbolic link")
+    try:
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotARegularFile(f"{path} is a symbolic link") from None
+        raise
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFile(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise NotARegularFile(f"{path} is {info.st_size} bytes, more than {limit}")
+        return file.read(limit)
+
+
+def real_folder(root: Path, folder: Path) -> Path:
+    """Creates `folder` below `root`, refusing to write through anything but real folders.
+
+    Every component from `root` (exclusive) down to `folder` must be a folder
+    that is not a symbolic link, or missing (then it is created): a link inside
+    the output folder, which a repository can carry, would make the build write
+    or delete outside it.
+
+    **Arguments:** `root`: the output folder (trusted as given, created if
+    missing); `folder`: a folder below it.
+
+    **Returns:** `folder`.
+
+    **Raises:** `UnsafeOutputPath` naming the offending path.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    current = root
+    for part in folder.relative_to(root).parts:
+        current = current / part
+        try:
+            mode = current.lstat().st_mode
+        except FileNotFoundError:
+            current.mkdir(exist_ok=True)
+            mode = current.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            raise UnsafeOutputPath(f"{current} is a symbolic link; the build writes only real folders inside {root}")
+        if not stat.S_ISDIR(mode):
+            raise UnsafeOutputPath(f"{current} is a file where the build needs a folder")
+    return folder
+
+
 def _fsync_dir(folder: Path) -> None:
     # Makes the rename itself durable; not possible on every OS (Windows).
     try:
@@ -172,38 +285,107 @@ def file_entry(name: str, data: bytes, **extra: Any) -> dict[str, Any]:
     return {"file": name, "sha256": sha256_bytes(data), "size": len(data), **extra}
 
 
-def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
+def write_manifest(
+    folder: Path, manifest: Mapping[str, Any], sign_key: bytes | None = None
+) -> None:
     """Writes `manifest.json` atomically, with sorted keys so that equal manifests are equal bytes.
 
-    **Arguments:** `folder`: the target's folder; `manifest`: JSON-ready fields.
+    With `sign_key`, `manifest.sig` is written just before the manifest (a reader
+    in between sees a mismatch and refuses, never a wrongly trusted folder);
+    without it, a signature of an earlier build is removed after the manifest.
+
+    **Arguments:** `folder`: the target's folder; `manifest`: JSON-ready fields;
+    `sign_key`: a key from `signing_key`, or None.
     """
-    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    write_atomic(folder / MANIFEST_NAME, text.encode("utf-8"))
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    if sign_key is not None:
+        write_atomic(folder / SIGNATURE_NAME, (sign_manifest(data, sign_key) + "\n").encode())
+    write_atomic(folder / MANIFEST_NAME, data)
+    if sign_key is None:
+        (folder / SIGNATURE_NAME).unlink(missing_ok=True)
+
+
+# --- signatures ----------------------------------------------------------------
+
+
+def signing_key(data: bytes | str) -> bytes:
+    """The HMAC key from the bytes of a key file or the text of `AOTFLAX_SIGN_KEY`.
+
+    Surrounding whitespace is ignored, as the runtime's `load(verify_key=...)`
+    ignores it, so a key file with a trailing newline signs what its text verifies.
+
+    **Raises:** `SigningKeyError` for a key shorter than `MIN_KEY_BYTES`.
+    """
+    key = (data.encode("utf-8") if isinstance(data, str) else bytes(data)).strip()
+    if len(key) < MIN_KEY_BYTES:
+        raise SigningKeyError(
+            f"the signing key is {len(key)} bytes; use at least {MIN_KEY_BYTES} random bytes "
+            "(make one with: openssl rand -hex 32 > aotflax.key)"
+        )
+    return key
+
+
+def sign_manifest(manifest: bytes, key: bytes) -> str:
+    """The signature line of a manifest's bytes: `hmac-sha256:<hex>`."""
+    mac = hmac.new(key, SIGNATURE_CONTEXT + manifest, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_SCHEME}:{mac}"
+
+
+def signature_valid(folder: Path, key: bytes) -> bool:
+    """Whether the folder's manifest carries a valid signature made with `key`."""
+    try:
+        manifest = read_regular(folder / MANIFEST_NAME)
+        found = read_regular(folder / SIGNATURE_NAME, 4096).decode("ascii", "replace").strip()
+    except OSError:
+        return False
+    return hmac.compare_digest(found.encode("ascii", "replace"), sign_manifest(manifest, key).encode())
+
+
+# --- reading manifests back ------------------------------------------------------
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """Reads and validates the manifest of a target folder.
+    """Reads the manifest of a target folder (the build's own view; the loader validates more).
 
     **Arguments:** `folder`: the target's folder.
 
     **Returns:** the manifest.
 
-    **Raises:** `ManifestError` when it is missing, not JSON, or of another
-    `format_version`.
+    **Raises:** `ManifestError` when it is missing, not a regular file, not JSON,
+    of another `format_version`, or without the entries the build relies on.
     """
     path = folder / MANIFEST_NAME
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         raise ManifestError(f"no manifest at {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ManifestError(f"cannot read {path}: {error}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ManifestError(f"cannot read {path}: {type(error).__name__}: {error}") from None
     found = manifest.get("format_version") if isinstance(manifest, dict) else None
     if found != FORMAT_VERSION:
         raise ManifestError(
             f"{path} has format_version {found!r}, expected {FORMAT_VERSION}"
         )
+    if not _file_entries_valid(manifest):
+        raise ManifestError(f"{path} is malformed: its file entries are not what aotflax writes")
     return manifest
+
+
+def _file_entries_valid(manifest: Mapping[str, Any]) -> bool:
+    executables = manifest.get("executables")
+    export = manifest.get("export")
+    if not isinstance(executables, dict) or not isinstance(export, (dict, type(None))):
+        return False
+    entries = [*executables.values(), *([export] if export else [])]
+    return all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("file"), str)
+        and "/" not in entry["file"]
+        and "\\" not in entry["file"]
+        and entry["file"] not in ("", ".", "..")
+        and type(entry.get("size")) is int
+        for entry in entries
+    )
 
 
 def remove_unreferenced(folder: Path, manifest: Mapping[str, Any]) -> list[str]:
@@ -221,7 +403,9 @@ def remove_unreferenced(folder: Path, manifest: Mapping[str, Any]) -> list[str]:
         ours = path.suffix == ".bin" or (
             path.name.startswith(".") and path.suffix == ".tmp"
         )
-        if path.is_file() and ours and path.name not in keep:
+        # lstat: a link is removed as a link, never followed
+        regular = stat.S_ISREG(path.lstat().st_mode)
+        if regular and ours and path.name not in keep:
             path.unlink()
             removed.append(path.name)
     return removed
@@ -253,8 +437,11 @@ def stale_reason(folder: Path, build_key: Mapping[str, Any]) -> str | None:
         *([manifest["export"]] if manifest.get("export") else []),
     ]
     for entry in entries:
-        path = folder / entry["file"]
-        if not path.is_file() or path.stat().st_size != entry["size"]:
+        try:
+            info = (folder / entry["file"]).lstat()
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode) or info.st_size != entry["size"]:
             return f"{entry['file']} is missing or has the wrong size"
     return None
 
@@ -271,7 +458,7 @@ def spec_to_json(leaf: Any) -> dict[str, Any]:
     return {"shape": dims, "dtype": getattr(leaf.dtype, "name", str(leaf.dtype))}
 
 
-def tree_to_json(tree: Any) -> Any:
+def tree_to_json(tree: Any, _depth: int = 0) -> Any:
     """A JSON description of a pytree of shapes that keeps its structure.
 
     A leaf is `{"shape", "dtype"}`; containers are `{"dict": {...}}`,
@@ -279,8 +466,11 @@ def tree_to_json(tree: Any) -> Any:
     rebuilds the tree structure from this (no pickle).
 
     **Raises:** `TypeError` for containers jax treats differently from these
-    (namedtuples, custom pytree nodes) or non-string dict keys.
+    (namedtuples, custom pytree nodes), non-string dict keys, or trees nested
+    deeper than `MAX_TREE_DEPTH` (the loader would refuse them).
     """
+    if _depth > MAX_TREE_DEPTH:
+        raise TypeError(f"the tree nests deeper than {MAX_TREE_DEPTH} levels")
     if hasattr(tree, "shape") and hasattr(tree, "dtype"):
         return spec_to_json(tree)
     if tree is None:
@@ -288,11 +478,11 @@ def tree_to_json(tree: Any) -> Any:
     if type(tree) is dict:
         if not all(isinstance(key, str) for key in tree):
             raise TypeError(f"dict keys must be strings, got {sorted(map(repr, tree))}")
-        return {"dict": {key: tree_to_json(value) for key, value in tree.items()}}
+        return {"dict": {key: tree_to_json(value, _depth + 1) for key, value in tree.items()}}
     if type(tree) is tuple:
-        return {"tuple": [tree_to_json(value) for value in tree]}
+        return {"tuple": [tree_to_json(value, _depth + 1) for value in tree]}
     if type(tree) is list:
-        return {"list": [tree_to_json(value) for value in tree]}
+        return {"list": [tree_to_json(value, _depth + 1) for value in tree]}
     raise TypeError(
         f"cannot describe a {type(tree).__name__} in a manifest (use dicts, tuples and lists)"
     )
@@ -319,4 +509,8 @@ def render_runtime(version: str | None = None) -> str:
     return template.render(
         aotflax_version=version or aotflax_version(),
         manifest_format_version=FORMAT_VERSION,
+        signature_name=SIGNATURE_NAME,
+        signature_context=SIGNATURE_CONTEXT.decode("ascii").encode("unicode_escape").decode("ascii"),
+        signature_scheme=SIGNATURE_SCHEME,
+        max_tree_depth=MAX_TREE_DEPTH,
     )

@@ -29,6 +29,7 @@ else this host's own devices, else the export only (said in the manifest's
 from __future__ import annotations
 
 import inspect
+import linecache
 import math
 import os
 import platform as _host
@@ -533,7 +534,13 @@ def _generated_sha256(target: Any) -> str | None:
         source = inspect.getsourcefile(target.apply_fn)
     except TypeError:
         return None
-    return artifacts.sha256_file(Path(source)) if source else None
+    if not source:
+        return None
+    try:
+        return artifacts.sha256_file(Path(source))
+    except OSError:  # imported from a folder since removed (aotflax.verify.import_generated)
+        text = "".join(linecache.getlines(source))
+        return artifacts.sha256_bytes(text.encode()) if text else None
 
 
 def build_key(
@@ -619,6 +626,7 @@ def compile_target(
     xla_portable: bool = True,
     tpu_topologies: Sequence[str] = (),
     gpu_targets: Sequence[str] = (),
+    sign_key: bytes | None = None,
 ) -> dict[str, Any]:
     """Exports, compiles and writes the artifacts of one target.
 
@@ -631,6 +639,7 @@ def compile_target(
     - `xla_portable`: cap XLA:CPU at AVX2 so the executable runs on other x86 hosts.
     - `tpu_topologies`, `gpu_targets`: hardware to cross-compile for, for a
       target that lists the platform and names none itself (`tpu=`, `gpu=`).
+    - `sign_key`: sign the manifest with this HMAC key (`artifacts.signing_key`).
 
     **Returns:** the manifest written. Platforms that get no native executable
     are listed under `skipped` with the reason; the export covers them.
@@ -651,6 +660,7 @@ def compile_target(
         artifacts.artifact_file_name("export", artifacts.sha256_bytes(export_bytes)),
         export_bytes,
         platforms=list(exported.platforms),
+        target=_qualified(target),
     )
     outputs = jax.tree_util.tree_unflatten(exported.out_tree, exported.out_avals)
     manifest = {
@@ -676,8 +686,18 @@ def compile_target(
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     folder = artifacts.target_folder(out_dir, target.module, target.name)
-    _write(folder, manifest, payloads, export_bytes)
+    _write(out_dir, folder, manifest, payloads, export_bytes, sign_key)
     return manifest
+
+
+def _qualified(target: Any) -> str:
+    """`module.target`: what a manifest entry binds its file to."""
+    return f"{target.module}.{target.name}"
+
+
+def _flat_arguments(specs: list[Any]) -> list[dict[str, Any]]:
+    """The executable's flat argument signature, as the runtime's binding check reads it."""
+    return [artifacts.spec_to_json(leaf) for leaf in jax.tree.leaves(specs)]
 
 
 def _inputs_json(target: Any) -> dict[str, Any]:
@@ -727,19 +747,26 @@ def _native_executables(
             name = artifacts.artifact_file_name(kind, artifacts.sha256_bytes(payload))
             if bucket:
                 info = {**info, "bucket": dict(bucket)}
-            entries[entry_key] = artifacts.file_entry(name, payload, **info)
+            entries[entry_key] = artifacts.file_entry(
+                name, payload, target=_qualified(target), arguments=_flat_arguments(specs),
+                **info
+            )
     return payloads, entries, skipped
 
 
 def _write(
+    out_dir: Path,
     folder: Path,
     manifest: dict[str, Any],
     payloads: dict[str, bytes],
     export_bytes: bytes,
+    sign_key: bytes | None,
 ) -> None:
-    """Writes payloads first and the manifest last, then drops files of older builds."""
+    """Writes payloads first and the manifest (and its signature) last, then drops files
+    of older builds; never through a symbolic link below `out_dir`."""
+    artifacts.real_folder(out_dir, folder)
     for key, payload in payloads.items():
         artifacts.write_atomic(folder / manifest["executables"][key]["file"], payload)
     artifacts.write_atomic(folder / manifest["export"]["file"], export_bytes)
-    artifacts.write_manifest(folder, manifest)
+    artifacts.write_manifest(folder, manifest, sign_key)
     artifacts.remove_unreferenced(folder, manifest)

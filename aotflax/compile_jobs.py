@@ -39,8 +39,9 @@ class Hardware:
     gpu_targets: tuple[str, ...] = ()
 
 
-def compile_one(out: str, module: str, name: str, hw: Hardware) -> dict[str, Any]:
-    """Compiles one target's artifacts.
+def compile_one(out: str, module: str, name: str, hw: Hardware,
+                sign_key: bytes | None = None) -> dict[str, Any]:
+    """Compiles one target's artifacts (manifests signed with `sign_key` if given).
 
     **Returns:** `{"seconds": ..., "error": message or None}`; the error is set
     when named hardware could not be compiled for (`CrossCompileError`).
@@ -56,7 +57,8 @@ def compile_one(out: str, module: str, name: str, hw: Hardware) -> dict[str, Any
     try:
         for view in views:
             compile_target(view, Path(out) / "artifacts", platforms=plats,
-                           tpu_topologies=hw.tpu_topologies, gpu_targets=hw.gpu_targets)
+                           tpu_topologies=hw.tpu_topologies, gpu_targets=hw.gpu_targets,
+                           sign_key=sign_key)
     except CrossCompileError as error:
         return {"seconds": time.perf_counter() - start, "error": str(error)}
     return {"seconds": time.perf_counter() - start, "error": None}
@@ -68,7 +70,8 @@ def _done(row: dict, result: dict[str, Any]) -> None:
     row["compiled"] = result["error"] is None
 
 
-def compile_rows(out: Path, rows: list[dict], *, hw: Hardware, jobs: int) -> None:
+def compile_rows(out: Path, rows: list[dict], *, hw: Hardware, jobs: int,
+                 sign_key: bytes | None = None) -> None:
     """Compiles every row's target, `jobs` at a time; each row gets `seconds`,
     `compiled` and `error`.  Progress shows on a terminal (see `progress.py`)."""
     total = len(rows)
@@ -78,14 +81,14 @@ def compile_rows(out: Path, rows: list[dict], *, hw: Hardware, jobs: int) -> Non
             for i, row in enumerate(rows, 1):
                 progress.update(f"[{i}/{total}] compiling {row['key']} "
                                 f"({','.join(row['platforms'])})")
-                _done(row, compile_one(str(out), row["module"], row["target"], hw))
+                _done(row, compile_one(str(out), row["module"], row["target"], hw, sign_key))
             return
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(compile_one, str(out), r["module"], r["target"], hw): r
-                       for r in rows}
+            futures = {pool.submit(compile_one, str(out), r["module"], r["target"], hw,
+                                   sign_key): r for r in rows}
             progress.update(f"[0/{total}] compiling with {jobs} processes")
             for i, fut in enumerate(as_completed(futures), 1):
                 row = futures[fut]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hardware, toolchains
+from .artifacts import read_regular
 from .diagnostics import Diagnostic
 from .program import TargetProgram
 
@@ -143,10 +144,10 @@ def native_and_export(folder: Path, platforms: Sequence[str]) -> tuple[str, str]
     "-" for an empty side, `("-", "-")` without a manifest.
     """
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads(read_regular(folder / "manifest.json"))  # never a FIFO's wait
         executables: dict[str, Any] = dict(manifest.get("executables") or {})
         skipped: dict[str, Any] = dict(manifest.get("skipped") or {})
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
         return "-", "-"
     buckets = manifest.get("buckets") or {}
     native = list(dict.fromkeys(_native_words(key.split("@")[0], entry)

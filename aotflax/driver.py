@@ -17,7 +17,6 @@ import json
 import keyword
 import os
 import re
-import shutil
 import sys
 import time
 import traceback
@@ -25,8 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from . import __version__, crossbuild, ir, padding, symbolic
-from .artifacts import ManifestError, read_manifest, render_runtime, sha256_bytes, write_atomic
+from . import __version__, crossbuild, ir, outdir, padding, symbolic
+from .artifacts import (
+    ManifestError,
+    SigningKeyError,
+    read_manifest,
+    read_regular,
+    render_runtime,
+    sha256_bytes,
+    signature_valid,
+    signing_key,
+    write_atomic,
+)
 from .diagnostics import BuildError, Diagnostic, InternalError
 from .emit import emit_file
 from .parse import decode_source, parse_model
@@ -209,9 +218,10 @@ def _resolve_and_emit(model: ir.ModelFile, module: str,
 
 def _load_cache(out: Path) -> dict:
     try:
-        return json.loads((out / CACHE_NAME).read_text())
-    except (OSError, ValueError):
+        cache = json.loads(read_regular(out / CACHE_NAME))
+    except (OSError, ValueError, RecursionError):
         return {}
+    return cache if isinstance(cache, dict) else {}
 
 
 def build(args: argparse.Namespace) -> int:
@@ -233,11 +243,6 @@ def build(args: argparse.Namespace) -> int:
         print(w.render(), file=sys.stderr)
     runtime = render_runtime()
     texts = {f.out_rel: f.text for f in report.files}
-    fingerprint = compiler_fingerprint()
-    cache = _load_cache(out)
-    fresh = (cache.get("compiler") == fingerprint and all(
-        cache.get("files", {}).get(rel) == sha256_bytes(text.encode())
-        and (out / rel).is_file() for rel, text in texts.items()))
     if args.check:
         return _check(out, texts, runtime)
     request = _hardware_request(args)
@@ -245,16 +250,55 @@ def build(args: argparse.Namespace) -> int:
         problems = crossbuild.check(_selected_targets(report, args), request)
         if problems:  # before anything is written
             return _errors(problems)
+    try:
+        sign_key = _sign_key(args)
+        with outdir.build_lock(out, args.lock_timeout, _note):
+            return _build_locked(args, out, report, texts, runtime, request, sign_key, t0)
+    except (outdir.OutputError, SigningKeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _sign_key(args: argparse.Namespace) -> bytes | None:
+    """The manifest signing key: `--sign-key FILE`, else `AOTFLAX_SIGN_KEY`, else None."""
+    if args.sign_key:
+        try:
+            return signing_key(read_regular(Path(args.sign_key), 1 << 16, follow=True))
+        except OSError as e:
+            raise SigningKeyError(f"cannot read the signing key {args.sign_key}: "
+                                  f"{e.strerror or e}") from None
+    value = os.environ.get("AOTFLAX_SIGN_KEY")
+    return signing_key(value) if value else None
+
+
+def _build_locked(args: argparse.Namespace, out: Path, report: BuildReport,
+                  texts: dict[str, str], runtime: str, request: crossbuild.Request,
+                  sign_key: bytes | None, t0: float) -> int:
+    """The build's writes, under the output folder's lock; every folder and file it writes
+    is checked first."""
+    outdir.check_file(out / CACHE_NAME)
+    if not args.no_compile:
+        _check_artifact_folders(out, report)
+    fingerprint = compiler_fingerprint()
+    cache = _load_cache(out)
+    fresh = (cache.get("compiler") == fingerprint and all(
+        cache.get("files", {}).get(rel) == sha256_bytes(text.encode())
+        and (out / rel).is_file() for rel, text in texts.items()))
     if not fresh:
         try:
             _verify(texts, runtime, report)
         except BuildError as e:  # a user initializer failed when init traced it
             return _errors(e.diagnostics)
+    bytecode = _bytecode(out, texts, runtime)  # its paths are checked before any write
     written = _write(out, texts, runtime)
-    _write_bytecode(out, texts, runtime)
+    outdir.write_files(out, bytecode)
     rows: list[dict] = []
     if not args.no_compile:
-        rows = _compile(out, report, args, cache if fresh else {}, request)
+        rows = _compile(out, report, args, cache if fresh else {}, request, sign_key)
     files_cache = {rel: sha256_bytes(t.encode()) for rel, t in texts.items()}
     failed = [r for r in rows if r.get("error")]
     _write_if_changed(out / CACHE_NAME, json.dumps(
@@ -273,11 +317,9 @@ def build(args: argparse.Namespace) -> int:
 def _write_if_changed(path: Path, data: bytes) -> None:
     """A build with nothing to do writes nothing: not even its cache (an unchanged output
     folder keeps its mtime, so file watchers and build tools stay asleep)."""
-    try:
-        if path.read_bytes() == data:
+    with contextlib.suppress(OSError):
+        if read_regular(path, 1 << 30) == data:
             return
-    except OSError:
-        pass
     write_atomic(path, data)
 
 
@@ -312,7 +354,7 @@ def _errors(diagnostics: Sequence[Diagnostic],
 def _verify(texts: dict[str, str], runtime: str, report: BuildReport) -> None:
     from .verify import import_generated, verify_module
 
-    _, importer = import_generated(texts, runtime)
+    _, importer = import_generated(texts, runtime)  # imported, and its folder removed
     for f in report.files:
         assert f.program is not None
         verify_module(importer(f.module), f.program)
@@ -330,8 +372,11 @@ def _expected_files(texts: dict[str, str], runtime: str) -> dict[str, str]:
 def _check(out: Path, texts: dict[str, str], runtime: str) -> int:
     stale = []
     for rel, text in _expected_files(texts, runtime).items():
-        path = out / rel
-        if not path.is_file() or path.read_text() != text:
+        try:
+            same = read_regular(out / rel, 1 << 30) == text.encode()
+        except OSError:  # missing, or a link, FIFO or folder in its place
+            same = False
+        if not same:
             stale.append(rel)
     if stale:
         for rel in stale:
@@ -344,46 +389,45 @@ def _check(out: Path, texts: dict[str, str], runtime: str) -> int:
 
 
 def _write(out: Path, texts: dict[str, str], runtime: str) -> list[str]:
-    written = []
-    for rel, text in _expected_files(texts, runtime).items():
-        path = out / rel
-        if path.is_file() and path.read_text() == text:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, text.encode())
-        written.append(rel)
-    return written
+    """Writes the generated files that changed, all or none (see `outdir`)."""
+    changed = outdir.changed_files(out, _expected_files(texts, runtime))
+    outdir.write_files(out, changed)
+    return list(changed)
 
 
-def _write_bytecode(out: Path, texts: dict[str, str], runtime: str) -> None:
-    """Byte-compiles every generated module into its `__pycache__`, hash-checked.
+def _bytecode(out: Path, texts: dict[str, str], runtime: str) -> dict[str, bytes]:
+    """The `.pyc` of every generated module that lacks a current one (relative path -> bytes).
 
     A serving host often cannot write bytecode (`PYTHONDONTWRITEBYTECODE=1` in
     containers, read-only images), and then compiles the generated source on every
-    start: a quarter of a second for ResNet-50's module, 8% of its cold start. A
-    checked-hash `.pyc` (PEP 552) is valid wherever its source is unchanged, whatever
-    the files' mtimes, and is ignored by another Python version. One that is current
-    is left alone, so a build with nothing to do writes nothing.
+    start: a quarter of a second for ResNet-50's module, 8% of its cold start. So the
+    build writes them, hash-checked (PEP 552: valid wherever the source is unchanged,
+    whatever the files' mtimes; another Python version ignores them). A current one
+    is left alone, so a build with nothing to do writes nothing; the paths are
+    checked like every other write (`outdir`).
     """
     import importlib.util
-    import py_compile
+    import marshal
 
+    if sys.implementation.cache_tag is None:
+        return {}
+    plan: dict[str, bytes] = {}
     for rel, text in _expected_files(texts, runtime).items():
-        source = out / rel
-        cached = Path(importlib.util.cache_from_source(str(source)))
-        expected = importlib.util.source_hash(text.encode())
-        try:
-            header = cached.read_bytes()[:16]
-        except OSError:
-            header = b""
-        if header == importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little") + expected:
-            continue
-        py_compile.compile(str(source), cfile=str(cached), dfile=rel, doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+        pyc = Path(importlib.util.cache_from_source(rel)).as_posix()
+        path = out / pyc
+        outdir.check_folder(out, path.parent)
+        header = (importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little")
+                  + importlib.util.source_hash(text.encode()))
+        if outdir.check_file(path):
+            with contextlib.suppress(OSError):
+                if read_regular(path, 1 << 30)[:16] == header:
+                    continue
+        plan[pyc] = header + marshal.dumps(compile(text, rel, "exec", dont_inherit=True))
+    return plan
 
 
 def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: dict,
-             request: crossbuild.Request) -> list[dict]:
+             request: crossbuild.Request, sign_key: bytes | None = None) -> list[dict]:
     from .artifacts import target_folder
 
     rows: list[dict] = []
@@ -395,34 +439,51 @@ def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: di
                 continue
             key = f"{f.module}.{t.name}"
             folder = target_folder(out / "artifacts", f.module, t.name)
-            manifest = folder / "manifest.json"
-            sha = sha256_bytes(manifest.read_bytes()) if manifest.is_file() else None
+            sha = _manifest_sha(folder)
             row = {"key": key, "file": f.relpath, "target": t.name, "module": f.module,
                    "params": sum(size(d.shape) for d in t.params), "platforms": t.platforms,
                    "manifest_sha": sha, "folder": folder, "compiled": False, "seconds": 0.0}
             rows.append(row)
             # what the command line adds for this target: a change recompiles it alone
             row["hardware"] = crossbuild.hardware_key(t, request)
+            signed = sign_key is None or signature_valid(folder, sign_key)
             if sha is not None and cache.get("artifacts", {}).get(key) == sha and \
-                    cache.get("hardware", {}).get(key) == row["hardware"]:
+                    cache.get("hardware", {}).get(key) == row["hardware"] and signed:
                 continue  # nothing changed since this manifest was written
             row["todo"] = True
             todo.append(row)
     if todo:
-        _run_compiles(out, todo, args, request)
+        _run_compiles(out, todo, args, request, sign_key)
     if not args.target:
         _prune_artifacts(out, report)
     for row in rows:
-        manifest = row["folder"] / "manifest.json"
-        if manifest.is_file():
-            row["manifest_sha"] = sha256_bytes(manifest.read_bytes())
-            row["bytes"] = sum(p.stat().st_size for p in row["folder"].iterdir())
+        row["manifest_sha"] = _manifest_sha(row["folder"])
+        if row["manifest_sha"] is not None:
+            row["bytes"] = sum(p.lstat().st_size for p in row["folder"].iterdir())
             row["peak"] = _peak(row["folder"])
         row["native"], row["export"] = crossbuild.native_and_export(row["folder"],
                                                                      row["platforms"])
         if row.get("todo") and row["export"] != "-" and not row.get("error"):
             print(f"  {row['key']}: {row['export']}", file=sys.stderr, flush=True)
     return rows
+
+
+def _check_artifact_folders(out: Path, report: BuildReport) -> None:
+    """Every target's artifact folder can be written without leaving `out` (before any write)."""
+    from .artifacts import target_folder
+
+    for f in report.files:
+        assert f.program is not None
+        for t in f.program.targets:
+            for name in (t.name, f"{t.name}__train_step"):
+                outdir.check_folder(out, target_folder(out / "artifacts", f.module, name))
+
+
+def _manifest_sha(folder: Path) -> str | None:
+    try:
+        return sha256_bytes(read_regular(folder / "manifest.json"))
+    except OSError:
+        return None
 
 
 def _peak(folder: Path) -> int | None:
@@ -446,19 +507,14 @@ def _prune_artifacts(out: Path, report: BuildReport) -> None:
         assert f.program is not None
         keep = {t.name for t in f.program.targets}
         keep |= {f"{t.name}__train_step" for t in f.program.targets if t.train is not None}
-        folder = target_folder(out / "artifacts", f.module, "_").parent
-        if not folder.is_dir():
-            continue
-        for child in folder.iterdir():
-            if child.is_dir() and child.name not in keep and (child / "manifest.json").exists():
-                shutil.rmtree(child)
+        outdir.prune_targets(out, target_folder(out / "artifacts", f.module, "_").parent, keep)
 
 
 def _run_compiles(out: Path, todo: list[dict], args: argparse.Namespace,
-                  request: crossbuild.Request) -> None:
+                  request: crossbuild.Request, sign_key: bytes | None) -> None:
     from .compile_jobs import Hardware, compile_rows
 
-    compile_rows(out, todo, jobs=args.jobs, hw=Hardware(
+    compile_rows(out, todo, jobs=args.jobs, sign_key=sign_key, hw=Hardware(
         request.platforms, request.tpu_topologies, request.gpu_targets))
 
 
@@ -552,7 +608,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aotflax", description="Compile Flax-style DSL models to JAX source and XLA "
         "executables.", epilog="aotflax summary PATH [--target NAME]: per-module shapes, "
-        "parameters, FLOPs and memory of a model's targets (see aotflax summary --help)")
+        "parameters, FLOPs and memory of a model's targets (see aotflax summary --help). "
+        "aotflax inspect ARTIFACT_DIR: check built artifacts before deploying them (see "
+        "aotflax inspect --help)")
     p.add_argument("path", nargs="?", help="a model file or a folder of model files")
     p.add_argument("-o", "--output", default="generated", help="output folder (generated/)")
     p.add_argument("--check", action="store_true", help="fail if a generated file is stale")
@@ -569,6 +627,11 @@ def parser() -> argparse.ArgumentParser:
                    "`aotflax install-toolchain cuda`)")
     p.add_argument("--jobs", type=int, default=1, help="parallel compile processes")
     p.add_argument("--no-compile", action="store_true", help="emit source only; no artifacts")
+    p.add_argument("--sign-key", metavar="FILE",
+                   help="sign every manifest with the HMAC-SHA256 key in FILE (default: the "
+                   "AOTFLAX_SIGN_KEY environment variable, if set); load(verify_key=...) checks it")
+    p.add_argument("--lock-timeout", type=float, default=600, metavar="SECONDS",
+                   help="how long to wait for another build writing the same output (600)")
     p.add_argument("--explain", metavar="CODE", help="explain a diagnostic code")
     p.add_argument("--list-ops", action="store_true",
                    help="print the operation table (what model files may call)")
@@ -601,6 +664,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guarded(lambda: summary_command(argv[1:]))
     if argv[:1] == ["install-toolchain"]:
         return _guarded(lambda: install_toolchain(argv[1:]))
+    if argv[:1] == ["inspect"]:  # `aotflax inspect ARTIFACT_DIR`
+        from .inspection import main as inspect_main
+
+        return _guarded(lambda: inspect_main(argv[1:]))
     args = parser().parse_args(argv)
     if args.explain:
         from .codes import explain

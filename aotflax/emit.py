@@ -11,6 +11,7 @@ returning it: emitting invalid Python is an internal error.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import keyword
 import re
 from dataclasses import dataclass
@@ -153,11 +154,26 @@ def _shapes(op: Op) -> str:
     return ", ".join(v.describe() for v in op.outputs if isinstance(v, Tensor))
 
 
+def render_functions(fn: Function, relpath: str, reserved: set[str]) -> list[str]:
+    """A function and, when it initializes parameters from data, its init variant."""
+    if fn.init_name is None:
+        return [render_function(fn, relpath, reserved)]
+    apply = dataclasses.replace(fn, body=tuple(op for op in fn.body if not op.init_only))
+    init = dataclasses.replace(
+        fn, name=fn.init_name, takes_rng=True,
+        doc=f"{fn.doc}, init variant: also initializes the parameters that come from data "
+            f"(writing them into params)",
+        body=tuple(op if op.init_args is None else dataclasses.replace(op, args=op.init_args)
+                   for op in fn.body))
+    return [render_function(apply, relpath, reserved), render_function(init, relpath, reserved)]
+
+
 def render_function(fn: Function, relpath: str, reserved: set[str],
                     outer: dict[int, str] | None = None) -> str:
     """Render one function; `outer` names the enclosing function's values (for nested defs)."""
-    # state reads are written as `batch_stats["..."]` text: no variable may take those names
-    namer = Namer(fn, reserved | {fn.name} | set(fn.state_collections))
+    # state and shared-module reads are written as `batch_stats["..."]` text: no variable
+    # may take those names
+    namer = Namer(fn, reserved | {fn.name} | set(fn.state_collections) | set(fn.shared_args))
     if outer:
         namer.names.update(outer)
     args: list[str] = []
@@ -168,6 +184,9 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
         args.append(coll)
     for name, var in fn.inputs:
         namer.bind_input(name, var)
+        args.append(name)
+    for name in fn.shared_args:
+        namer.bind_input(name, _Placeholder())
         args.append(name)
     args += list(fn.static_args)
     if fn.takes_rng:
@@ -196,7 +215,7 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
     if fn.state_result:
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
     return template("function.py.j2").render(
-        name=fn.name, args=", ".join(args),
+        name=fn.name, args=", ".join(args), decorators=fn.decorators,
         doc=docstring_text(f"{fn.doc}, from {fn.span.file.name or relpath}:{fn.span.line}."),
         lines=lines, result=result)
 
@@ -222,7 +241,9 @@ def _dict_lines(tree: dict[str, Any], indent: int) -> list[str]:
     pad = " " * indent
     out = []
     for k, v in tree.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and not v:
+            out.append(f'{pad}"{k}": {{}},')
+        elif isinstance(v, dict):
             out.append(f'{pad}"{k}": {{')
             out.extend(_dict_lines(v, indent + 4))
             out.append(f"{pad}}},")
@@ -236,6 +257,21 @@ def _tree_code(decls: tuple[ParamDecl, ...], leaf, indent: int) -> str:
         return "{}"
     body = _dict_lines(_nested(decls, leaf), indent + 4)
     return "{\n" + "\n".join(body) + "\n" + " " * indent + "}"
+
+
+def _init_tree_code(decls: tuple[ParamDecl, ...], indent: int) -> str:
+    """The parameters `init` computes with initializers; a parameter initialized from data
+    leaves an empty dict where it goes (its module's init variant writes it)."""
+    tree: dict[str, Any] = {}
+    for d in decls:
+        node = tree
+        for part in d.path[:-1]:
+            node = node.setdefault(part, {})
+        if not d.from_data:
+            node[d.path[-1]] = _init_leaf(d)
+    if not tree:
+        return "{}"
+    return "{\n" + "\n".join(_dict_lines(tree, indent + 4)) + "\n" + " " * indent + "}"
 
 
 def _sds(d: ParamDecl) -> str:
@@ -283,7 +319,8 @@ def _trees_key(t: TargetProgram) -> tuple:
     def tree(decls: tuple[ParamDecl, ...]) -> tuple:
         return tuple((d.path, d.shape, d.dtype, d.init) for d in decls)
 
-    return tree(t.params), tree(t.state)
+    # an init that runs a forward pass (data-dependent initialization) is the entry's own
+    return tree(t.params), tree(t.state), t.entry if t.init_inputs else None
 
 
 def render_target(t: TargetProgram, source_sha256: str, module_name: str,
@@ -338,9 +375,16 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     train_kwargs += _serving_kwargs(t)
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
     if shared is None:
+        init_call = ""
+        if t.init_inputs:
+            args = ", ".join(["params", *(f'state["{c}"]' for c in fn.state_collections),
+                              *(n for n, _ in fn.inputs), "rng=rng"])
+            init_call = f"{fn.init_name}({args})"
         init_def = template("init.py.j2").render(
-            name=t.name, params_init=_tree_code(t.params, _init_leaf, 4),
-            state_init=_tree_code(state_for_init, _init_leaf, 4)).rstrip("\n") + "\n\n\n"
+            name=t.name, params_init=_init_tree_code(t.params, 4),
+            state_init=_tree_code(state_for_init, _init_leaf, 4),
+            input_names="".join(f", {n}" for n, _, _ in t.inputs) if t.init_inputs else "",
+            init_call=init_call).rstrip("\n") + "\n\n\n"
         init_name, param_shapes = f"_{t.name}_init", _tree_code(t.params, _sds, 4)
         state_shapes = _tree_code(t.state, _sds, 4)
     else:
@@ -360,7 +404,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         source_sha256=source_sha256,
         nparams=sum(size(d.shape) for d in t.params),
         outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),
-        line=t.span.line,
+        line=t.span.line, init_inputs=t.init_inputs,
     )
 
 
@@ -410,8 +454,10 @@ class Emitted:
 def emit_file(program: FileProgram, module_name: str) -> str:
     """Render a whole generated module; checks that it parses."""
     reserved = set(RESERVED) | {f.name for f in program.functions} | {
+        f.init_name for f in program.functions if f.init_name} | {
         u.name for u in program.user_functions}
-    functions = [render_function(fn, program.relpath, reserved) for fn in program.functions]
+    functions = [text for fn in program.functions
+                 for text in render_functions(fn, program.relpath, reserved)]
     first: dict[tuple, str] = {}
     targets = []
     for t in program.targets:

@@ -36,6 +36,11 @@ MULTI_OPTIMIZER = object()
 MESH = object()
 SCAN = object()
 SCAN_IN_DIM = object()
+ATTENTION_CACHE = object()
+#: `@nn.module`: a function that is a module's apply.
+MODULE_FN = object()
+VMAP = object()
+CUSTOM_JVP = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
                 "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
@@ -126,8 +131,16 @@ def namespace_for(module: str, member: str | None) -> Any:
 def nn_namespace() -> Namespace:
     members: dict[str, Any] = _ops("nn", "nn")
     members.update(Module=MODULE_BASE, module_method=MODULE_METHOD, initializers=_initializers(),
-                   Sequential=SEQUENTIAL)
+                   Sequential=SEQUENTIAL, attention=_attention(members), module=MODULE_FN)
     return Namespace("nn", members)
+
+
+def _attention(nn_members: dict[str, Any]) -> Namespace:
+    """`flax.nn.attention`: the attention layers and old flax.nn's decode `Cache`."""
+    names = ("MultiHeadDotProductAttention", "SelfAttention", "dot_product_attention")
+    members = {n: nn_members[n] for n in names if n in nn_members}
+    members["Cache"] = ATTENTION_CACHE
+    return Namespace("nn.attention", members)
 
 
 def aot_namespace() -> Namespace:
@@ -175,7 +188,8 @@ def _build_modules() -> dict[str, Any]:
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
-    jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random})
+    jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
+                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
     np = Namespace("numpy", {**_dtypes(), **_static({"prod": math.prod, "sqrt": math.sqrt}),
                              "pi": math.pi, "inf": math.inf, "newaxis": None})
     nn, aot = nn_namespace(), aot_namespace()

@@ -83,6 +83,9 @@ class UserModule:
     cls: ir.ClassDef
     #: The model file's global environment (for defaults and helper lookups).
     globals: "Env"
+    #: For a subclass of a built-in layer (`class StdConv(nn.Conv)`), the layer's
+    #: table entry: the layer's rule runs, the class's `param` sees each parameter.
+    base: Any = None
 
     def method(self, name: str) -> ir.FunctionDef | None:
         for m in self.cls.methods:
@@ -114,13 +117,21 @@ class ModuleRef:
 
 @dataclass(eq=False)
 class SharedModule:
-    """`M.shared(...)`: one scope, one parameter set, every call."""
+    """`M.shared(...)`: one scope, one parameter set, every call.
+
+    Passed into another module, it keeps its parameters where it was created: inside
+    the receiving module it is a copy whose `instance` scope is rooted at the argument
+    that carries its parameter subtree.
+    """
 
     ref: ModuleRef
     #: Scope it belongs to (a `Scope` of resolve).
     scope: Any
     name: str
     span: Span
+    #: The scope of the instance itself, when received as an argument (else it is
+    #: `scope`'s child `name`).
+    instance: Any = None
     #: Parameter declarations recorded on first call (for consistency checks).
     declared: dict[tuple[str, ...], tuple[tuple[int, ...], str]] | None = None
     #: Number of calls so far.
@@ -223,6 +234,14 @@ class TypeHint:
     name: str
 
 
+@dataclass(eq=False)
+class SuperLayer:
+    """`super()` inside the `param` override of a subclassed built-in layer."""
+
+    #: `declare(name, shape, init, span) -> Tensor`: the layer's own parameter.
+    declare: Callable[..., Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Poison:
     """The value of an expression that already failed; silences cascades."""
@@ -292,7 +311,11 @@ def static_key(value: Any) -> Any:
         return (type(value).__name__, value)
     if isinstance(value, ModuleRef):
         return ("module", value.module.name, id(value.module), static_key(dict(value.bound)))
-    if isinstance(value, (SharedModule, Closure, BoundMethod, SelfValue)):
+    if isinstance(value, SharedModule):
+        # a module receiving it takes its parameters as an argument: one specialization
+        # serves every shared module of the same class and hyperparameters
+        return ("shared", static_key(value.ref))
+    if isinstance(value, (Closure, BoundMethod, SelfValue)):
         return ("object", id(value))
     try:
         hash(value)
@@ -418,13 +441,18 @@ def _describe_other(value: Any) -> str:
         return "a MultiOptimizer"
     if isinstance(value, MeshSpec):
         return "aot.mesh(" + ", ".join(f"{n}={k}" for n, k in value.axes) + ")"
+    if isinstance(value, AttentionCache):
+        return "attention cache" + (f" {value.shape}" if value.shape is not None else "")
+    if isinstance(value, SuperLayer):
+        return "super() (the layer)"
     if isinstance(value, slice):
         return "a slice"
     if value is Ellipsis:
         return "..."
     name = type(value).__name__
     known = {"Sequential": "nn.Sequential(...)", "StateVariable": "a state variable",
-             "Scope": "a module scope", "RngKey": "a random key"}
+             "Scope": "a module scope", "RngKey": "a random key",
+             "CacheEntry": "a cache entry (from cache.retrieve())"}
     return known.get(name, "a build-time value")
 
 
@@ -458,6 +486,20 @@ class MultiOptimizer:
 
     groups: tuple[tuple[Traversal, OptaxValue], ...]
     span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionCache:
+    """`nn.attention.Cache()`, old flax.nn's decode cache, as a hyperparameter.
+
+    `initialize_cache((batch..., length))` fixes the shape of the batch and attention
+    dimensions.  A target whose module gets one decodes: attention layers called with
+    `cache=` and modules that `cache.retrieve()` / `cache.store()` keep their entries in
+    the explicit `cache` state collection (Linen's layout), not in a Python object.
+    """
+
+    #: Batch and attention dimensions, e.g. (2, 16); None before `initialize_cache`.
+    shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import linecache
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -32,21 +34,45 @@ def load_package(root: Path, package: str) -> None:
 
 
 def import_generated(files: dict[str, str], runtime: str) -> tuple[str, Any]:
-    """Write generated texts to a temporary package and return (package name, importer)."""
+    """Import generated texts as a package and return (package name, importer).
+
+    The texts are written to a temporary folder and every module is imported
+    before the folder is removed again, so a build leaves nothing in the
+    temporary directory. Their sources stay in `linecache` under the removed
+    paths, so tracebacks and `inspect.getsource` still show them.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="aotflax-verify-"))
-    (tmp / "__init__.py").write_text("")
-    (tmp / "_runtime.py").write_text(runtime)
-    for rel, text in files.items():
-        path = tmp / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for parent in path.relative_to(tmp).parents:
-            init = tmp / parent / "__init__.py"
-            if not init.exists():
-                init.write_text("")
-        path.write_text(text)
-    package = f"_aotflax_verify_{abs(hash(tmp)) % 10**8}"
-    load_package(tmp, package)
+    try:
+        (tmp / "__init__.py").write_text("")
+        (tmp / "_runtime.py").write_text(runtime)
+        for rel, text in files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for parent in path.relative_to(tmp).parents:
+                init = tmp / parent / "__init__.py"
+                if not init.exists():
+                    init.write_text("")
+            path.write_text(text)
+        package = f"_aotflax_verify_{abs(hash(tmp)) % 10**8}"
+        load_package(tmp, package)
+        for rel, text in files.items():
+            importlib.import_module(f"{package}.{_module_name(rel)}")
+            _keep_source(tmp / rel, text)
+        _keep_source(tmp / "_runtime.py", runtime)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return package, lambda mod: importlib.import_module(f"{package}.{mod}")
+
+
+def _keep_source(path: Path, text: str) -> None:
+    """Keeps `text` in linecache as the source of `path` (an entry without mtime is never
+    checked against the file system, as for sources loaded by an import hook)."""
+    linecache.cache[str(path)] = (len(text), None, text.splitlines(keepends=True), str(path))
+
+
+def _module_name(rel: str) -> str:
+    """`sub/foo.py` -> `sub.foo`."""
+    return ".".join(Path(rel).with_suffix("").parts)
 
 
 def verify_module(module: ModuleType, program: FileProgram) -> None:
@@ -56,8 +82,11 @@ def verify_module(module: ModuleType, program: FileProgram) -> None:
     for t in program.targets:
         target = module.TARGETS[t.name]
         key = jax.random.key(0)
+        # The resolved sizes (symbolic dimensions resolve as sentinel sizes).
+        inputs = [jax.ShapeDtypeStruct(shape, _dtype(dtype)) for _, shape, dtype in t.inputs]
         try:
-            params, state = jax.eval_shape(target.init_fn, key)
+            params, state = jax.eval_shape(target.init_fn, key,
+                                           *(inputs if t.init_inputs else ()))
         except Exception as e:  # initializers are emitted code (user ones interpreted): ours
             raise InternalError(
                 f"target {t.name}: JAX failed to trace init: {type(e).__name__}: {e}") from None
@@ -65,8 +94,6 @@ def verify_module(module: ModuleType, program: FileProgram) -> None:
                                                           for d in t.params})
         _compare(f"{t.name}: init state", _flat(state), {d.path: (d.shape, d.dtype)
                                                         for d in t.state})
-        # The resolved sizes (symbolic dimensions resolve as sentinel sizes).
-        inputs = [jax.ShapeDtypeStruct(shape, _dtype(dtype)) for _, shape, dtype in t.inputs]
         args = [target.PARAM_SHAPES, target.STATE_SHAPES, *inputs]
         kwargs = {"rng": key} if t.stochastic else {}
         try:

@@ -8,6 +8,16 @@ file and checked against its `manifest.json` before anything is deserialized.
 This file imports only the standard library, jax and numpy, so that serving
 code needs nothing else installed. It is written by aotflax: do not edit.
 
+Trust, said once: a native executable is code (XLA:CPU executables hold
+machine code), so loading one runs whatever it contains. The sha256 of every
+file in the manifest catches accidents (a truncated copy, a stale file); only a
+signature (`load(verify_key=...)`, see the README's Security section) makes an
+artifact folder trusted, since whoever can write the folder can rewrite the
+manifest too. Whatever the folder holds, loading never runs Python code from
+it: manifests are validated JSON, files are opened only when they are regular
+files named by the manifest inside the folder, and executables are unpickled
+by an unpickler that admits only the classes jax's executables consist of.
+
 The executable boundary, said once: the artifacts take
 `(params, state, *inputs)` and, for a stochastic target, one more argument:
 the raw key data of `rng` (`jax.random.key_data(rng)`, uint32[2] for the
@@ -18,10 +28,16 @@ computation. Outputs are `(outputs, new_state)`, as `apply` returns them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import hmac
+import io
 import json
 import os
+import pickle
 import platform as _host
+import re
+import stat
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,12 +47,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ArtifactError", "ArtifactIntegrityError", "LoadedTarget", "Target"]
+__all__ = [
+    "ArtifactError",
+    "ArtifactIntegrityError",
+    "ArtifactSignatureError",
+    "LoadedTarget",
+    "Target",
+    "host_problem",
+    "read_artifact",
+    "read_manifest",
+    "run_on_zeros",
+]
 
 AOTFLAX_VERSION = "0.1.0"
 #: The manifest layout this runtime reads (aotflax.artifacts.FORMAT_VERSION).
-MANIFEST_FORMAT_VERSION = 3
+MANIFEST_FORMAT_VERSION = 4
 MANIFEST_NAME = "manifest.json"
+#: The manifest's HMAC-SHA256 signature, next to it (aotflax.artifacts.SIGNATURE_NAME).
+SIGNATURE_NAME = "manifest.sig"
+# What the signature covers: this prefix, then the manifest's bytes (aotflax.artifacts).
+_SIGNATURE_CONTEXT = b"aotflax manifest signature v1\n"
+_SIGNATURE_SCHEME = "hmac-sha256"
+# Bounds on what a manifest may ask for, checked before anything is read or built.
+_MANIFEST_MAX_BYTES = 64 << 20
+_ARTIFACT_MAX_BYTES = 64 << 30
+_MAX_TREE_DEPTH = 64
+# The names artifact files may have: plain names inside the target's own folder.
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 #: Default root of the artifacts; `load(artifact_dir=...)` overrides it.
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
@@ -55,6 +92,10 @@ class ArtifactError(RuntimeError):
 
 class ArtifactIntegrityError(ArtifactError):
     """An artifact file does not match the sha256 or size its manifest records."""
+
+
+class ArtifactSignatureError(ArtifactError):
+    """`load(verify_key=...)` found the artifacts unsigned or signed with another key."""
 
 
 class Target:
@@ -89,6 +130,7 @@ class Target:
         batch: Mapping[str, jax.ShapeDtypeStruct] | None = None,
         mesh: Mapping[str, int] | None = None,
         param_sharding: Any = None,
+        init_inputs: bool = False,
         tpu_topologies: Sequence[str] = (),
         gpu_targets: Sequence[str] = (),
         buckets: Mapping[str, Sequence[int]] | None = None,
@@ -124,6 +166,8 @@ class Target:
         #: (a tree like PARAM_SHAPES of tuples; missing parameters are replicated).
         self.mesh = dict(mesh or {})
         self.param_sharding = param_sharding or {}
+        #: Whether `init` takes example inputs (parameters initialized from data).
+        self.init_inputs = self.INIT_INPUTS = init_inputs
         #: Hardware the target's native executables are cross-compiled for
         #: (`tpu="v5e:2x2"`, `gpu="h100"` in the model file).
         self.tpu_topologies = tuple(tpu_topologies)
@@ -132,14 +176,22 @@ class Target:
     def __repr__(self) -> str:
         return f"<aotflax target {self.module}.{self.name}>"
 
-    def init(self, rng: Any) -> tuple[Any, Any]:
+    def init(self, rng: Any, *example_inputs: Any) -> tuple[Any, Any]:
         """Initializes parameters and state.
 
-        **Arguments:** `rng`: a `jax.random.key` or a raw uint32 key.
+        **Arguments:** `rng`: a `jax.random.key` or a raw uint32 key; when `INIT_INPUTS`
+        (the model initializes parameters from data, `self.param(name, None, init)`),
+        example inputs in the order of `INPUTS`, for the forward pass that computes them.
 
         **Returns:** `(params, state)`, shaped like `PARAM_SHAPES` and `STATE_SHAPES`.
         """
-        return self.init_fn(_typed_key(self.name, rng))
+        got = len(example_inputs)
+        if self.init_inputs and got != len(self.inputs):
+            names = ", ".join(self.inputs)
+            raise TypeError(f"{self.name}.init takes rng and example inputs ({names}), got {got}")
+        if not self.init_inputs and got:
+            raise TypeError(f"{self.name}.init takes only rng, got {got} more argument(s)")
+        return self.init_fn(_typed_key(self.name, rng), *example_inputs)
 
     def apply(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
         """Runs the generated source (traced by jax, like any function).
@@ -225,6 +277,7 @@ class Target:
             module=self.module,
             source_sha256=self.source_sha256,
             init=self.init_fn,
+            init_inputs=self.init_inputs,
             apply=step,
             inputs={**self.inputs, **self.batch},
             param_shapes=self.param_shapes,
@@ -240,13 +293,19 @@ class Target:
         )
 
     def load_train_step(
-        self, platform: str | None = None, *, artifact_dir: Any = None, **options: Any
+        self,
+        platform: str | None = None,
+        *,
+        artifact_dir: Any = None,
+        verify_key: Any = None,
+        **options: Any,
     ) -> Callable[..., Any]:
         """The serialized train step: `step(params, state, opt_state, *batch, rng=None)`.
 
         `opt_state` may be the optimizer state `init_opt` returns or any pytree of its
         leaves in the same order (the flat list a checkpoint stores); the result's
         optimizer state has the structure of the one passed in. Loading imports no optax.
+        `verify_key` and the other options are those of `load`.
         """
         self._need_train()
         root = Path(artifact_dir) if artifact_dir is not None else ARTIFACTS_DIR
@@ -261,10 +320,10 @@ class Target:
             param_shapes={},
             state_shapes={},
         )
-        outputs = _read_manifest(probe, folder)["outputs"]
-        leaves = outputs["tuple"][1]["dict"]["opt_state"]["tuple"]
-        opt_leaves = [jax.ShapeDtypeStruct(tuple(n["shape"]), n["dtype"]) for n in leaves]
-        loaded = self.train_view(opt_leaves).load(platform, artifact_dir=artifact_dir, **options)
+        opt_leaves = _opt_leaves(probe.name, _read_manifest(probe, folder, verify_key))
+        loaded = self.train_view(opt_leaves).load(
+            platform, artifact_dir=artifact_dir, verify_key=verify_key, **options
+        )
 
         def step(params: Any, state: Any, opt_state: Any, *batch: Any, rng: Any = None) -> Any:
             flat, tree = jax.tree_util.tree_flatten(opt_state)
@@ -286,18 +345,21 @@ class Target:
         *,
         artifact_dir: str | os.PathLike[str] | None = None,
         fallback: bool = True,
+        verify_key: bytes | str | os.PathLike[str] | None = None,
     ) -> LoadedTarget:
         """Loads the target's serialized executable for this host.
 
-        The manifest is read first; versions, platform, device kind and count
+        The manifest is read first (and its signature checked, given
+        `verify_key`) and validated; versions, platform, device kind and count
         and the host CPU's features are compared with it, and every file's
-        sha256 is checked before it is deserialized. Of several executables for
+        size and sha256 are checked before it is deserialized. Of several executables for
         the platform (TPU topologies, GPU targets) the first that fits this host
         is used: on a TPU host, one built for its generation and, for a program
         over several chips, its slice (shape, host count, the devices this
         process owns under `jax.distributed`). When none fits, the portable
         `jax.export` artifact is used instead (it compiles on first call), with
-        a warning that says why.
+        a warning that says why. Before returning, the loaded artifact's input
+        and output signature is checked against this target's.
 
         A target with `buckets` has one executable per bucket size (per
         combination, with several bucketed dimensions); the callable runs a
@@ -327,16 +389,20 @@ class Target:
         **Arguments:** `platform`: "cpu", "cuda" or "tpu" (default: jax's
         default backend); `artifact_dir`: the artifacts root (default:
         `artifacts/` next to the generated package); `fallback`: allow the
-        portable export when the native executable does not fit.
+        portable export when the native executable does not fit;
+        `verify_key`: the key the build signed with (`--sign-key`), as bytes,
+        a string, or the path of a key file; given a key, unsigned or
+        mismatching artifacts are refused.
 
         **Returns:** a callable with the signature of `apply`.
 
         **Raises:** `ArtifactError` naming what was expected and what this host
-        has; `ArtifactIntegrityError` when a file does not match its manifest.
+        has; `ArtifactIntegrityError` when a file does not match its manifest;
+        `ArtifactSignatureError` when `verify_key` does not verify the manifest.
         """
         root = Path(artifact_dir) if artifact_dir is not None else ARTIFACTS_DIR
         folder = root.joinpath(*self.module.split("."), self.name)
-        manifest = _read_manifest(self, folder)
+        manifest = _read_manifest(self, folder, verify_key)
         platform = platform or _default_platform()
         if self.buckets:
             loaded, reason = _load_buckets(self, folder, manifest, platform)
@@ -345,7 +411,8 @@ class Target:
             return _load_export(self, folder, manifest, platform, reason, fallback)
         entry, reason = _select_executable(self, manifest, platform)
         if entry is not None:
-            payload = _read_checked(self, folder, entry)
+            _check_binding(self, manifest, entry)
+            payload = read_artifact(folder, entry, label=self.name)
             return _loaded(
                 self,
                 manifest,
@@ -533,10 +600,6 @@ def _kind_fits(got: Any, want: Any) -> bool:
     return a in order and b in order and order.index(a) <= order.index(b)
 
 
-def _dtype_name(dtype: Any) -> str:
-    return str(dtype) if jnp.issubdtype(dtype, jax.dtypes.prng_key) else np.dtype(dtype).name
-
-
 def _same_dtype(got: Any, want: Any) -> bool:
     """`got` as jax canonicalizes an argument's dtype (x64 off: float64 -> float32)."""
     if jnp.issubdtype(want, jax.dtypes.prng_key) or jnp.issubdtype(got, jax.dtypes.prng_key):
@@ -578,33 +641,106 @@ def _leaves(tree: Any) -> list[tuple[str, Any]]:
 
 
 # --- manifest and files ------------------------------------------------------
+#
+# Everything an artifact folder holds is checked before it is used: the
+# manifest is a bounded regular file, signed when a key is given, and valid
+# JSON of the expected shape (extra fields are allowed, so a newer build's
+# additions do not break this runtime); every file it names is a plain name
+# inside the folder, opened only if it is a regular file of the recorded size,
+# and hashed before anything reads its bytes.
 
 
-def _read_manifest(target: Target, folder: Path) -> dict:
+def read_manifest(
+    folder: str | os.PathLike[str],
+    *,
+    verify_key: bytes | str | os.PathLike[str] | None = None,
+    label: str | None = None,
+) -> dict:
+    """Reads and validates the manifest of one target's artifact folder.
+
+    Used by `Target.load` and, without a generated module, by `aotflax inspect`.
+
+    **Arguments:** `folder`: the target's folder; `verify_key`: when given, the
+    manifest must carry a valid signature made with this key; `label`: names
+    the artifacts in messages (default: the folder).
+
+    **Returns:** the manifest; every field this runtime reads has its type.
+
+    **Raises:** `ArtifactError` saying what is wrong, `ArtifactSignatureError`
+    for a missing or mismatching signature.
+    """
+    folder = Path(folder)
+    label = label or str(folder)
     path = folder / MANIFEST_NAME
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        data = _read_regular(label, path, _MANIFEST_MAX_BYTES)
     except FileNotFoundError:
         raise ArtifactError(
-            f"{target.name}: no manifest at {path}; build the artifacts first (python aot_build.py models/)"
+            f"{label}: no manifest at {path}; build the artifacts first (python aot_build.py models/)"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ArtifactError(f"{target.name}: cannot read manifest {path}: {error}") from None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != MANIFEST_FORMAT_VERSION:
-        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if verify_key is not None:
+        _check_signature(label, folder, data, _key_bytes(label, verify_key))
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        reason = "it is nested too deeply" if isinstance(error, RecursionError) else error
+        raise ArtifactError(f"{label}: cannot read manifest {path}: {reason}") from None
+    found = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if found != MANIFEST_FORMAT_VERSION:
         raise ArtifactError(
-            f"{target.name}: manifest {path} has format_version {found!r}; this runtime reads "
+            f"{label}: manifest {path} has format_version {found!r}; this runtime reads "
             f"format_version {MANIFEST_FORMAT_VERSION}: rebuild the artifacts with aotflax {AOTFLAX_VERSION}"
         )
-    if manifest.get("target") != target.name or manifest.get("module") != target.module:
+    try:
+        _validate_manifest(manifest)
+    except _Malformed as error:
+        raise ArtifactError(f"{label}: manifest {path} is malformed: {error}") from None
+    return manifest
+
+
+def read_artifact(folder: str | os.PathLike[str], entry: Mapping[str, Any], *, label: str) -> bytes:
+    """Reads one artifact file that a validated manifest names, checking its size and sha256.
+
+    A native executable is code: nothing reaches a deserializer unchecked. The
+    size is compared before reading, so a wrong entry cannot make this read
+    more than it promised.
+
+    **Raises:** `ArtifactIntegrityError` when the file does not match its entry,
+    `ArtifactError` when it cannot be read or is not a regular file.
+    """
+    path = Path(folder) / entry["file"]
+    want = f"sha256 {entry['sha256']} and {entry['size']} bytes"
+    try:
+        data = _read_regular(label, path, _ARTIFACT_MAX_BYTES, size=entry["size"])
+    except FileNotFoundError:
+        raise ArtifactError(f"{label}: {path} is missing; rebuild the artifacts") from None
+    except _WrongSize as error:
+        raise ArtifactIntegrityError(
+            f"{label}: {path} does not match its manifest (expected {want}, found {error} bytes); "
+            "it was not loaded. The file is corrupt or was modified: rebuild the artifacts"
+        ) from None
+    digest = _sha256(data)
+    if digest != entry["sha256"]:
+        raise ArtifactIntegrityError(
+            f"{label}: {path} does not match its manifest (expected {want}, found sha256 {digest} and "
+            f"{len(data)} bytes); it was not loaded. The file is corrupt or was modified: rebuild the artifacts"
+        )
+    return data
+
+
+def _read_manifest(target: Target, folder: Path, verify_key: Any = None) -> dict:
+    """The validated manifest of `target`'s folder, checked to describe this very target."""
+    manifest = read_manifest(folder, verify_key=verify_key, label=target.name)
+    path = folder / MANIFEST_NAME
+    if manifest["target"] != target.name or manifest["module"] != target.module:
         raise ArtifactError(
-            f"{target.name}: manifest {path} describes {manifest.get('module')}.{manifest.get('target')}, "
+            f"{target.name}: manifest {path} describes {manifest['module']}.{manifest['target']}, "
             f"not {target.module}.{target.name}"
         )
-    if manifest.get("source_sha256") != target.source_sha256:
+    if manifest["source_sha256"] != target.source_sha256:
         raise ArtifactError(
             f"{target.name}: the artifacts in {folder} were built from another version of the model source "
-            f"(sha256 {manifest.get('source_sha256')}, generated code has {target.source_sha256}); rebuild them"
+            f"(sha256 {manifest['source_sha256']}, generated code has {target.source_sha256}); rebuild them"
         )
     return manifest
 
@@ -613,24 +749,380 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_checked(target: Target, folder: Path, entry: Mapping[str, Any]) -> bytes:
-    """Reads one artifact file and checks its size and sha256 against the manifest.
+class _WrongSize(Exception):
+    """A file's size is not the one its manifest entry records (the message is the size found)."""
 
-    A native executable is code: nothing reaches a deserializer unchecked.
+
+def _read_regular(
+    label: str, path: Path, limit: int, *, size: int | None = None, follow: bool = False
+) -> bytes:
+    """The bytes of `path`, which must be a regular file (not a link, FIFO or device).
+
+    Opened without following a final symbolic link (unless `follow`: a key file
+    the user names may be one) and without blocking (a FIFO would wait for a
+    writer forever), then checked with `fstat` on the open file, so the checks
+    and the read see the same file; its size is checked before a byte is read.
+
+    **Raises:** `FileNotFoundError` when it does not exist, `_WrongSize` when
+    `size` is given and differs, `ArtifactError` for everything else.
     """
-    path = folder / entry["file"]
+    nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    if not follow and not hasattr(os, "O_NOFOLLOW") and path.is_symlink():
+        raise ArtifactError(f"{label}: {path} is a symbolic link; artifacts must be plain files")
     try:
-        data = path.read_bytes()
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
     except OSError as error:
-        raise ArtifactError(f"{target.name}: cannot read {path}: {error}") from None
-    digest = _sha256(data)
-    if len(data) != entry["size"] or digest != entry["sha256"]:
-        raise ArtifactIntegrityError(
-            f"{target.name}: {path} does not match its manifest (expected sha256 {entry['sha256']} and "
-            f"{entry['size']} bytes, found sha256 {digest} and {len(data)} bytes); it was not loaded. "
-            "The file is corrupt or was modified: rebuild the artifacts"
-        )
+        if error.errno == errno.ELOOP:
+            raise ArtifactError(
+                f"{label}: {path} is a symbolic link; artifacts must be plain files"
+            ) from None
+        raise ArtifactError(f"{label}: cannot read {path}: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactError(
+                f"{label}: {path} is {_file_kind(info.st_mode)}, not a regular file; artifacts must be plain files"
+            )
+        if size is not None and info.st_size != size:
+            raise _WrongSize(info.st_size)
+        if info.st_size > limit:
+            raise ArtifactError(
+                f"{label}: {path} is {info.st_size} bytes, more than the {limit} an artifact may have"
+            )
+        chunks, left = [], info.st_size
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as error:
+        raise ArtifactError(f"{label}: cannot read {path}: {error.strerror}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if size is not None and len(data) != size:  # it shrank while being read
+        raise _WrongSize(len(data))
     return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+# --- signatures ----------------------------------------------------------------
+
+
+def _key_bytes(label: str, key: Any) -> bytes:
+    """The HMAC key from bytes, a string or a key file; surrounding whitespace is ignored.
+
+    The build (aotflax.artifacts.signing_key) normalizes keys the same way, so a key
+    file read with `Path.read_bytes()` and the same text in an environment variable agree.
+    """
+    if isinstance(key, os.PathLike):
+        try:
+            key = _read_regular(label, Path(key), 1 << 16, follow=True)
+        except FileNotFoundError:
+            raise ArtifactError(f"{label}: verify_key file {key} does not exist") from None
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    if not isinstance(key, (bytes, bytearray)):
+        raise TypeError(
+            f"{label}: verify_key must be bytes, a string or a key file path, not {type(key).__name__}"
+        )
+    key = bytes(key).strip()
+    if len(key) < 16:
+        raise ArtifactError(
+            f"{label}: verify_key is {len(key)} bytes; a signing key has at least 16 "
+            "(make one with: openssl rand -hex 32)"
+        )
+    return key
+
+
+def _signature(key: bytes, manifest: bytes) -> str:
+    mac = hmac.new(key, _SIGNATURE_CONTEXT + manifest, hashlib.sha256).hexdigest()
+    return f"{_SIGNATURE_SCHEME}:{mac}"
+
+
+def _check_signature(label: str, folder: Path, manifest: bytes, key: bytes) -> None:
+    """Refuses a folder whose manifest is unsigned or not signed with `key`.
+
+    The manifest records every file's sha256, so a valid signature covers the files too.
+    """
+    path = folder / SIGNATURE_NAME
+    try:
+        found = _read_regular(label, path, 4096).decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        raise ArtifactSignatureError(
+            f"{label}: {folder} is not signed (no {SIGNATURE_NAME}) and load() was given a verify_key; "
+            "sign the artifacts when building them (--sign-key FILE or AOTFLAX_SIGN_KEY)"
+        ) from None
+    if not hmac.compare_digest(
+        found.encode("ascii", "replace"), _signature(key, manifest).encode()
+    ):
+        raise ArtifactSignatureError(
+            f"{label}: the signature in {path} does not match the manifest and the key given: the "
+            "artifacts were modified after signing or were signed with another key; they were not loaded"
+        )
+
+
+# --- manifest validation ---------------------------------------------------------
+
+
+class _Malformed(Exception):
+    """A manifest field has the wrong type or value (the message names the field)."""
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    """`value` if it is a `kind` (bool is not an int here), else `_Malformed`."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+        return value
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        int: "an integer",
+        bool: "a boolean",
+    }
+    wanted = " or ".join("null" if k is type(None) else names.get(k, k.__name__) for k in kinds)
+    got = "missing" if value is None else f"a {type(value).__name__}"
+    raise _Malformed(f"{where} must be {wanted}, got {got}")
+
+
+def _validate_manifest(manifest: Mapping[str, Any]) -> None:
+    """Checks the type of every field the runtime reads (see aotflax.artifacts' changelog)."""
+    for key in ("target", "module", "source_sha256", "jax", "jaxlib"):
+        _expect(manifest.get(key), str, key)
+    for name, spec in _expect(manifest.get("inputs"), dict, "inputs").items():
+        _validate_spec(spec, f"inputs.{name}")
+    _validate_tree(manifest.get("outputs"), "outputs", 0)
+    rng = _expect(manifest.get("rng"), (dict, type(None)), "rng")
+    if rng is not None:
+        _expect(rng.get("impl"), str, "rng.impl")
+        _validate_shape(rng.get("key_shape"), "rng.key_shape", symbolic=False)
+    executables = _expect(manifest.get("executables"), dict, "executables")
+    for platform, entry in executables.items():
+        _validate_executable(
+            _expect(entry, dict, f"executables.{platform}"), f"executables.{platform}"
+        )
+    for dim, sizes in _expect(manifest.get("buckets", {}), dict, "buckets").items():
+        for i, size in enumerate(_expect(sizes, list, f"buckets.{dim}")):
+            _expect(size, int, f"buckets.{dim}[{i}]")
+    for platform, why in _expect(manifest.get("skipped", {}), dict, "skipped").items():
+        _expect(why, str, f"skipped.{platform}")
+    export = _expect(manifest.get("export"), (dict, type(None)), "export")
+    if export is not None:
+        _validate_file(export, "export")
+        for i, platform in enumerate(_expect(export.get("platforms"), list, "export.platforms")):
+            _expect(platform, str, f"export.platforms[{i}]")
+
+
+def _validate_file(entry: Mapping[str, Any], where: str) -> None:
+    name = _expect(entry.get("file"), str, f"{where}.file")
+    if not _FILE_NAME.fullmatch(name) or name in (MANIFEST_NAME, SIGNATURE_NAME):
+        raise _Malformed(
+            f"{where}.file is {name[:80]!r}; an artifact is a plain file name inside the target's folder"
+        )
+    digest = _expect(entry.get("sha256"), str, f"{where}.sha256")
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise _Malformed(f"{where}.sha256 must be 64 lowercase hex digits")
+    size = _expect(entry.get("size"), int, f"{where}.size")
+    if not 0 <= size <= _ARTIFACT_MAX_BYTES:
+        raise _Malformed(f"{where}.size must be between 0 and {_ARTIFACT_MAX_BYTES}, got {size}")
+
+
+def _validate_executable(entry: Mapping[str, Any], where: str) -> None:
+    _validate_file(entry, where)
+    _expect(entry.get("target"), str, f"{where}.target")
+    _expect(entry.get("device_kind"), str, f"{where}.device_kind")
+    count = _expect(entry.get("device_count"), int, f"{where}.device_count")
+    if count < 1:
+        raise _Malformed(f"{where}.device_count must be at least 1, got {count}")
+    for i, spec in enumerate(_expect(entry.get("arguments"), list, f"{where}.arguments")):
+        _validate_spec(spec, f"{where}.arguments[{i}]")
+    for dim, size in _expect(entry.get("bucket", {}), dict, f"{where}.bucket").items():
+        _expect(size, int, f"{where}.bucket.{dim}")
+    _expect(entry.get("needs_lapack", True), bool, f"{where}.needs_lapack")
+    cpu = _expect(entry.get("cpu", {}), dict, f"{where}.cpu")
+    _expect(cpu.get("machine", ""), str, f"{where}.cpu.machine")
+    _expect(cpu.get("max_isa"), (str, type(None)), f"{where}.cpu.max_isa")
+    for i, feature in enumerate(_expect(cpu.get("features", []), list, f"{where}.cpu.features")):
+        _expect(feature, str, f"{where}.cpu.features[{i}]")
+
+
+def _validate_spec(spec: Any, where: str) -> None:
+    spec = _expect(spec, dict, where)
+    _validate_shape(spec.get("shape"), f"{where}.shape", symbolic=True)
+    dtype = _expect(spec.get("dtype"), str, f"{where}.dtype")
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}(<[a-z0-9_]{1,32}>)?", dtype):  # key<fry> too
+        raise _Malformed(f"{where}.dtype is not a dtype name: {dtype[:40]!r}")
+
+
+def _validate_shape(shape: Any, where: str, *, symbolic: bool) -> None:
+    kinds = (int, str) if symbolic else int
+    for i, dim in enumerate(_expect(shape, list, where)):
+        _expect(dim, kinds, f"{where}[{i}]")
+        if isinstance(dim, int) and dim < 0:
+            raise _Malformed(f"{where}[{i}] is negative")
+
+
+def _validate_tree(node: Any, where: str, depth: int) -> None:
+    """A tree node of `aotflax.artifacts.tree_to_json`: a spec or one kind of container."""
+    if depth > _MAX_TREE_DEPTH:
+        raise _Malformed(f"{where} is nested deeper than {_MAX_TREE_DEPTH} levels")
+    node = _expect(node, dict, where)
+    kinds = [key for key in ("shape", "dict", "tuple", "list", "none") if key in node]
+    if len(kinds) != 1:
+        raise _Malformed(f"{where} must have exactly one of shape, dict, tuple, list, none")
+    if kinds[0] == "shape":
+        _validate_spec(node, where)
+    elif kinds[0] == "dict":
+        for key, child in _expect(node["dict"], dict, f"{where}.dict").items():
+            _validate_tree(child, f"{where}.{key}", depth + 1)
+    elif kinds[0] != "none":
+        for i, child in enumerate(_expect(node[kinds[0]], list, f"{where}.{kinds[0]}")):
+            _validate_tree(child, f"{where}[{i}]", depth + 1)
+
+
+def _spec_leaves(node: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], str]]:
+    """The (shape, dtype) leaves of a validated manifest tree, in jax's flattening order."""
+    if "shape" in node:
+        return [(tuple(node["shape"]), node["dtype"])]
+    if "dict" in node:  # jax flattens dicts in sorted key order
+        children = [node["dict"][key] for key in sorted(node["dict"])]
+    else:
+        children = node.get("tuple", node.get("list", []))
+    return [leaf for child in children for leaf in _spec_leaves(child)]
+
+
+def _opt_leaves(label: str, manifest: Mapping[str, Any]) -> list[jax.ShapeDtypeStruct]:
+    """The optimizer state's leaves from a train step's manifest (see `Target.train_view`)."""
+    outputs = manifest["outputs"]
+    try:
+        leaves = outputs["tuple"][1]["dict"]["opt_state"]["tuple"]
+        return [jax.ShapeDtypeStruct(tuple(n["shape"]), n["dtype"]) for n in leaves]
+    except (KeyError, IndexError, TypeError) as error:
+        raise ArtifactError(
+            f"{label}: the manifest's outputs are not those of a train step ({type(error).__name__}: {error})"
+        ) from None
+
+
+# --- binding: the artifact is this target's ---------------------------------------
+
+
+def _flat_specs(
+    target: Target, manifest: Mapping[str, Any], bucket: Mapping[str, int] | None = None
+) -> list[tuple[tuple[int | str, ...], str]]:
+    """The executable's arguments as flat (shape, dtype) pairs: params, state, inputs[, key data]
+    (symbolic dimensions at their `bucket` sizes, for a bucket's executable)."""
+    leaves = jax.tree_util.tree_leaves((target.param_shapes, target.state_shapes))
+    flat = [(tuple(leaf.shape), _dtype_name(leaf.dtype)) for leaf in leaves]
+    for name, spec in target.inputs.items():
+        flat.append((target.expected_shape(name), _dtype_name(spec.dtype)))
+    if bucket:
+        flat = _at_bucket(flat, bucket)
+    if target.stochastic:
+        flat.append((tuple(manifest["rng"]["key_shape"]) if manifest["rng"] else (), "uint32"))
+    return flat
+
+
+def _at_bucket(
+    pairs: Sequence[tuple[Any, str]], bucket: Mapping[str, int] | None
+) -> list[tuple[Any, str]]:
+    """(shape, dtype) pairs with every symbolic dimension at its size in `bucket`."""
+    bucket = bucket or {}
+    return [
+        (tuple(bucket.get(d, d) if isinstance(d, str) else d for d in shape), dtype)
+        for shape, dtype in pairs
+    ]
+
+
+def _dtype_name(dtype: Any) -> str:
+    """`float32`, `bfloat16`, ...; typed keys by jax's name (`key<fry>`), as manifests write them."""
+    return str(dtype) if jnp.issubdtype(dtype, jax.dtypes.prng_key) else np.dtype(dtype).name
+
+
+def _entry_arguments(
+    entry: Mapping[str, Any],
+) -> list[tuple[tuple[int | str, ...], str]]:
+    return [(tuple(spec["shape"]), spec["dtype"]) for spec in entry["arguments"]]
+
+
+def _signature_difference(
+    what: str, got: Sequence[tuple[Any, str]], want: Sequence[tuple[Any, str]]
+) -> str | None:
+    """Where two flat signatures differ, in words, or None when they are equal."""
+    if len(got) != len(want):
+        return f"it has {len(got)} {what} and this target has {len(want)}"
+    for i, ((shape, dtype), (want_shape, want_dtype)) in enumerate(zip(got, want)):
+        if tuple(shape) != tuple(want_shape) or dtype != want_dtype:
+            return (
+                f"its {what} {i} is {_format_shape(dtype, shape)} and this target's is "
+                f"{_format_shape(want_dtype, want_shape)}"
+            )
+    return None
+
+
+def _check_binding(
+    target: Target,
+    manifest: Mapping[str, Any],
+    entry: Mapping[str, Any],
+    bucket: Mapping[str, int] | None = None,
+) -> None:
+    """The manifest binds each executable to its target and signature: check both before loading."""
+    qualified = f"{target.module}.{target.name}"
+    problem = None
+    if entry["target"] != qualified:
+        problem = f"it was built for {entry['target']}"
+    else:
+        problem = _signature_difference(
+            "argument", _entry_arguments(entry), _flat_specs(target, manifest, bucket)
+        )
+    if problem is not None:
+        raise ArtifactError(
+            f"{target.name}: {entry['file']} in the manifest is not an executable of {qualified}: "
+            f"{problem}; it was not loaded. Rebuild the artifacts"
+        )
+
+
+def _check_loaded(
+    label: str,
+    file: str,
+    arguments: Sequence[tuple[Any, str]],
+    outputs: Sequence[tuple[Any, str]],
+    in_avals: Sequence[Any],
+    out_avals: Sequence[Any],
+) -> None:
+    """The loaded artifact's own signature must be the one the manifest promised."""
+
+    def flat(avals: Sequence[Any]) -> list[tuple[Any, str]]:
+        return [
+            (
+                tuple(d if isinstance(d, int) else str(d) for d in a.shape),
+                _dtype_name(a.dtype),
+            )
+            for a in avals
+        ]
+
+    problem = _signature_difference("argument", flat(in_avals), arguments) or _signature_difference(
+        "output", flat(out_avals), outputs
+    )
+    if problem is not None:
+        raise ArtifactError(
+            f"{label}: {file} is not the artifact its manifest describes: {problem}; it was not used. "
+            "Rebuild the artifacts"
+        )
 
 
 # --- this host ---------------------------------------------------------------
@@ -739,7 +1231,7 @@ def _not_built(manifest: dict, platform: str) -> str:
 
 
 def _native_problem(
-    target: Target, manifest: dict, entry: Mapping[str, Any], platform: str
+    target: Target | None, manifest: dict, entry: Mapping[str, Any], platform: str
 ) -> str | None:
     """Why the native executable cannot run here, or None when it can."""
     versions = (("jax", jax.__version__), ("jaxlib", jax.lib.__version__))
@@ -775,7 +1267,9 @@ def _tpu_here(devices: Sequence[Any], hosts: int) -> str:
     )
 
 
-def _check_tpu_fields(target: Target, entry: Mapping[str, Any]) -> None:
+def _check_tpu_fields(
+    target: Target | None, entry: Mapping[str, Any], label: str | None = None
+) -> None:
     """Refuses a TPU entry whose slice and device fields are not what aotflax writes.
 
     The manifest is data from the artifact folder: nothing of it is trusted
@@ -809,7 +1303,7 @@ def _check_tpu_fields(target: Target, entry: Mapping[str, Any]) -> None:
     )
     if not fine:
         raise ArtifactError(
-            f"{target.name}: the manifest's TPU entry {entry.get('file')!r} has malformed "
+            f"{label or target.name}: the manifest's TPU entry {entry.get('file')!r} has malformed "
             "slice, devices or hosts fields; it was not loaded. Rebuild the artifacts"
         )
 
@@ -921,6 +1415,125 @@ def _arg_specs(target: Target, manifest: dict) -> tuple[Any, ...]:
     return specs
 
 
+# What a serialized executable is made of (jax.experimental.serialize_executable
+# pickles jax's UnloadedMeshExecutable and its avals, shardings and layouts; the
+# XLA executable, devices and client are persistent ids that jax's own
+# unpickler resolves). Nothing else may be named by the pickle: no callable
+# that could run code. tests/test_loader_security.py loads every kind of
+# executable the build makes through this list, so a jax upgrade that adds a
+# class shows up there.
+_EXECUTABLE_CLASSES = frozenset(
+    {
+        ("jax", "P"),
+        ("jax._src.core", "ManualAxisType"),
+        ("jax._src.core", "MemorySpace"),
+        ("jax._src.core", "ShapedArray"),
+        ("jax._src.interpreters.pxla", "AllArgsInfo"),
+        ("jax._src.interpreters.pxla", "UnloadedMeshExecutable"),
+        ("jax._src.layout", "Layout"),
+        ("jax._src.linear_util", "DebugInfo"),
+        ("jax._src.mesh", "AbstractDevice"),
+        ("jax._src.mesh", "AbstractMesh"),
+        ("jax._src.mesh", "AxisType"),
+        ("jax._src.mesh", "Mesh"),
+        ("jax._src.named_sharding", "_unpickle_named_sharding"),
+        ("jax._src.partition_spec", "_get_default_unconstrained"),
+        ("jax._src.sharding_impls", "_unpickle_single_device_sharding"),
+        ("jax._src.stages", "ArgInfo"),
+        ("jaxlib._jax", "DeviceList"),
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        *(
+            ("ml_dtypes", name)
+            for name in (
+                "bfloat16",
+                "float4_e2m1fn",
+                "float8_e3m4",
+                "float8_e4m3",
+                "float8_e4m3b11fnuz",
+                "float8_e4m3fn",
+                "float8_e4m3fnuz",
+                "float8_e5m2",
+                "float8_e5m2fnuz",
+                "float8_e8m0fnu",
+                "int2",
+                "int4",
+                "uint2",
+                "uint4",
+            )
+        ),
+    }
+)
+
+
+class _RefusedClass(Exception):
+    """A pickled executable names a class outside `_EXECUTABLE_CLASSES`."""
+
+
+def _unpickler(payload: bytes, devices: Sequence[Any]) -> pickle.Unpickler:
+    """jax's executable unpickler, restricted to `_EXECUTABLE_CLASSES`."""
+    from jax.experimental import serialize_executable
+
+    class Restricted(serialize_executable._JaxPjrtUnpickler):  # jax's persistent ids
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) not in _EXECUTABLE_CLASSES:
+                raise _RefusedClass(f"{module}.{name}")
+            return super().find_class(module, name)
+
+    return Restricted(io.BytesIO(payload), devices[0].client, list(devices))
+
+
+def _deserialize(
+    label: str,
+    file: str,
+    payload: bytes,
+    signature: tuple[Sequence[tuple[Any, str]], Sequence[tuple[Any, str]]],
+    trees: tuple[Any, Any],
+    devices: Sequence[Any],
+) -> Any:
+    """A `jax.stages.Compiled` from a serialized executable, as jax's `deserialize_and_load`
+    builds it, but through the restricted unpickler, and checked against `signature`.
+
+    **Arguments:** `signature`: the flat `(arguments, outputs)` (shape, dtype)
+    pairs the executable must have; `trees`: `(in_tree, out_tree)`.
+
+    **Raises:** `ArtifactError` for a payload that names another class, is not
+    a serialized executable of this signature, or that jax refuses.
+    """
+    arguments, outputs = signature
+    try:
+        unloaded, args_info_flat, no_kwargs = _unpickler(payload, devices).load()
+        if type(unloaded).__name__ != "UnloadedMeshExecutable" or not isinstance(
+            args_info_flat, list
+        ):
+            raise TypeError(f"the pickle holds a {type(unloaded).__name__}, not an executable")
+        _check_loaded(label, file, arguments, outputs, args_info_flat, unloaded.output_avals)
+        args_info = trees[0].unflatten(args_info_flat)
+        compiled = jax.stages.Compiled(
+            unloaded.load(), [], args_info, trees[1], no_kwargs=bool(no_kwargs)
+        )
+        in_avals = jax.tree_util.tree_leaves(compiled.in_avals)
+        _check_loaded(label, file, arguments, outputs, in_avals, _out_avals(compiled))
+        return compiled
+    except ArtifactError:
+        raise
+    except _RefusedClass as name:
+        raise ArtifactError(
+            f"{label}: {file} is not a serialized executable: it names {name}, which executables "
+            "never contain; it was not loaded (no code in it ran)"
+        ) from None
+    except Exception as error:  # a malformed payload, or jax refusing it
+        raise ArtifactError(
+            f"{label}: jax could not load {file}: {type(error).__name__}: {error}"
+        ) from None
+
+
+def _out_avals(compiled: Any) -> list[Any]:
+    return jax.tree_util.tree_leaves(compiled.out_info)
+
+
 def _load_native(
     target: Target,
     manifest: dict,
@@ -928,12 +1541,11 @@ def _load_native(
     payload: bytes,
     platform: str,
     devices: Sequence[Any] | None = None,
+    bucket: Mapping[str, int] | None = None,
 ) -> Callable[..., Any]:
     """Deserializes a checked payload onto `devices` (default: this host's, see
-    `_execution_devices`)."""
-    # Imported here: only this path needs it, and it keeps the module cheap to import.
-    from jax.experimental.serialize_executable import deserialize_and_load
-
+    `_execution_devices`), through the restricted unpickler, and checks its signature
+    (at `bucket`'s sizes, for a bucket's executable)."""
     if platform == "cpu" and entry.get("needs_lapack", True):
         # jax#28908: a deserialized XLA:CPU executable that calls LAPACK can
         # crash on its first call unless jax's LAPACK kernels were initialised.
@@ -942,18 +1554,13 @@ def _load_native(
     out_tree = jax.tree_util.tree_structure(_skeleton(manifest["outputs"]))
     if devices is None:
         devices = _execution_devices(entry, platform)
-    try:
-        return deserialize_and_load(
-            payload,
-            in_tree,
-            out_tree,
-            backend=devices[0].client,
-            execution_devices=devices,
-        )
-    except Exception as error:  # the payload passed its sha256 check: this is jax refusing it
-        raise ArtifactError(
-            f"{target.name}: jax could not load {entry['file']} on {platform}: {error}"
-        ) from error
+    signature = (
+        _flat_specs(target, manifest, bucket),
+        _at_bucket(_spec_leaves(manifest["outputs"]), bucket),
+    )
+    return _deserialize(
+        target.name, entry["file"], payload, signature, (in_tree, out_tree), devices
+    )
 
 
 def _initialize_lapack() -> None:
@@ -962,6 +1569,15 @@ def _initialize_lapack() -> None:
         from jax._src.lax.linalg import initialize_lapack
 
         initialize_lapack()
+
+
+def _deserialize_export(label: str, file: str, payload: bytes) -> Any:
+    try:
+        return jax.export.deserialize(bytearray(payload))
+    except Exception as error:  # flatbuffers raises struct.error, IndexError, ... on bad bytes
+        raise ArtifactError(
+            f"{label}: {file} is not a jax.export artifact jax can read: {type(error).__name__}: {error}"
+        ) from None
 
 
 def _load_export(
@@ -992,7 +1608,16 @@ def _load_export(
             f"either (its jax platform is {jax.default_backend()}; load() without a platform "
             "uses it)"
         )
-    payload = _read_checked(target, folder, export)
+    payload = read_artifact(folder, export, label=target.name)
+    exported = _deserialize_export(target.name, export["file"], payload)
+    _check_loaded(
+        target.name,
+        export["file"],
+        _flat_specs(target, manifest),
+        _spec_leaves(manifest["outputs"]),
+        exported.in_avals,
+        exported.out_avals,
+    )
     if symbolic_only:
         _warn_compiles(target)
     else:
@@ -1002,9 +1627,69 @@ def _load_export(
             RuntimeWarning,
             stacklevel=3,
         )
-    exported = jax.export.deserialize(bytearray(payload))
     # jit caches the compile per input shape (one per batch size when symbolic).
     return _loaded(target, manifest, "export", platform, jax.jit(exported.call))
+
+
+# --- checking artifacts without their generated module (aotflax inspect) ---------------
+
+
+def host_problem(manifest: Mapping[str, Any], key: str) -> str | None:
+    """Why this host cannot load the manifest's native executable `key`, or None.
+
+    **Arguments:** `manifest`: a manifest from `read_manifest`; `key`: a key of its
+    `executables` ("cpu", "tpu:v5e:2x2", ...).
+
+    **Raises:** `ArtifactError` for a TPU entry whose slice fields are malformed.
+    """
+    entry = manifest["executables"][key]
+    platform = _entry_platform(key, entry)
+    if platform == "tpu":
+        _check_tpu_fields(None, entry, f"executables.{key}")
+    return _native_problem(None, dict(manifest), entry, platform)
+
+
+def run_on_zeros(
+    folder: str | os.PathLike[str],
+    manifest: Mapping[str, Any],
+    key: str,
+    *,
+    label: str | None = None,
+) -> list[tuple[tuple[int, ...], str]]:
+    """Deserializes one native executable (`key` of the manifest's `executables`) and
+    runs it once on zeros.
+
+    A check before deploying: corrupt bytes whose hash was recomputed can crash
+    XLA, so `aotflax inspect --run-check` calls this in a subprocess.
+
+    **Returns:** the outputs' (shape, dtype) leaves.
+
+    **Raises:** `ArtifactError` when the executable cannot be loaded here.
+    """
+    folder = Path(folder)
+    label = label or str(folder)
+    entry = manifest["executables"][key]
+    platform = _entry_platform(key, entry)
+    problem = host_problem(manifest, key)
+    if problem is not None:
+        raise ArtifactError(f"{label}: the {key} executable cannot run on this host: {problem}")
+    if platform == "tpu":
+        _check_tpu_fields(None, entry, label)
+    payload = read_artifact(folder, entry, label=label)
+    arguments = _entry_arguments(entry)
+    if platform == "cpu" and entry.get("needs_lapack", True):
+        _initialize_lapack()
+    flat = tuple(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in arguments)
+    in_tree = jax.tree_util.tree_structure((flat, {}))
+    out_tree = jax.tree_util.tree_structure(_skeleton(manifest["outputs"]))
+    devices = _execution_devices(entry, platform)
+    signature = (arguments, _at_bucket(_spec_leaves(manifest["outputs"]), entry.get("bucket")))
+    compiled = _deserialize(label, entry["file"], payload, signature, (in_tree, out_tree), devices)
+    zeros = [np.zeros(spec.shape, spec.dtype) for spec in flat]
+    result = jax.block_until_ready(compiled(*zeros))
+    return [
+        (tuple(leaf.shape), _dtype_name(leaf.dtype)) for leaf in jax.tree_util.tree_leaves(result)
+    ]
 
 
 # --- serving: input specs, the fast call, buckets ------------------------------
@@ -1184,8 +1869,10 @@ def _load_buckets(
         if entry is None:
             where = ", ".join(f"{d}={n}" for d, n in zip(target.buckets, sizes))
             return None, f"bucket {where}: {reason}"
-        payload = _read_checked(target, folder, entry)
-        compiled = _load_native(target, manifest, entry, payload, platform)
+        bucket = dict(zip(target.buckets, sizes))
+        _check_binding(target, manifest, entry, bucket)
+        payload = read_artifact(folder, entry, label=target.name)
+        compiled = _load_native(target, manifest, entry, payload, platform, bucket=bucket)
         fast = None if target.stochastic else _fast_call(target, compiled)
         calls[sizes] = fast or compiled
     return _Bucketed(target, manifest, platform, calls), None

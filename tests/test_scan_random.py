@@ -132,3 +132,122 @@ def test_initialize_carry_takes_a_key_as_old_flax_signed_it() -> None:
     params, state = m.enc.init(jax.random.key(0))
     h, _ = m.enc.apply(params, state, jnp.ones((2, 6, 3)), rng=jax.random.key(1))
     assert h.shape == (2, 4) and np.isfinite(h).all()
+
+
+def test_a_module_partial_is_a_scan_step_with_one_parameter_set() -> None:
+    """sst2's `scan_in_dim(nn.LSTMCell.partial(name="lstm_cell"), carry, inputs, axis=1)`."""
+    import flax.linen as linen
+
+    m = build("""
+    import aotflax as flax
+
+
+    class LSTM(nn.Module):
+        def apply(self, inputs, lengths, hidden_size: int = 4):
+            batch_size = inputs.shape[0]
+            carry = nn.LSTMCell.initialize_carry(nn.make_rng(), (batch_size,), hidden_size)
+            _, outputs = flax.jax_utils.scan_in_dim(
+                nn.LSTMCell.partial(name="lstm_cell"), carry, inputs, axis=1)
+            return outputs[jnp.arange(batch_size), jnp.maximum(0, lengths - 1), :]
+
+
+    aot.target("lstm", LSTM, inputs=aot.f32[2, 5, 3], lengths=aot.i32[2])
+    """)
+    params, state = m.lstm.init(jax.random.key(0))
+    assert set(params) == {"lstm_cell"}
+    params = jax.tree_util.tree_map(
+        lambda p: p + 0.1 * jax.random.normal(jax.random.key(5), p.shape), params)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    lengths = jnp.array([3, 5], jnp.int32)
+    got, _ = m.lstm.apply(params, state, xs, lengths, rng=jax.random.key(2))
+    cell = linen.LSTMCell(features=4)
+    carry = (jnp.zeros((2, 4)), jnp.zeros((2, 4)))
+    outs = []
+    for t in range(5):
+        carry, y = cell.apply({"params": params["lstm_cell"]}, carry, xs[:, t])
+        outs.append(y)
+    outs = jnp.stack(outs, axis=1)
+    np.testing.assert_allclose(got, outs[jnp.arange(2), lengths - 1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_lambda_is_a_scan_step() -> None:
+    m = build("""
+    class Net(nn.Module):
+        def apply(self, xs):
+            return jax.lax.scan(lambda c, x: (c + x, c * 2.0), xs[0], xs)
+
+    aot.target("net", Net, xs=aot.f32[5, 3])
+    """)
+    xs = jax.random.normal(jax.random.key(0), (5, 3))
+    (c, ys), _ = m.net.apply({}, {}, xs)
+    want_c, want_ys = jax.lax.scan(lambda c, x: (c + x, c * 2.0), xs[0], xs)
+    np.testing.assert_allclose(c, want_c, rtol=1e-6)
+    np.testing.assert_allclose(ys, want_ys, rtol=1e-6)
+
+
+def test_jax_vmap_of_a_model_function_is_a_real_vmap() -> None:
+    m = build("""
+    def kl_divergence(mean, logvar):
+        return -0.5 * jnp.sum(1 + logvar - jnp.square(mean) - jnp.exp(logvar))
+
+
+    def pairwise(a, b):
+        return jnp.dot(a, b)
+
+
+    class Net(nn.Module):
+        def apply(self, mean, logvar, w):
+            kl = jax.vmap(kl_divergence)(mean, logvar)
+            d = jax.vmap(pairwise, in_axes=(0, None))(mean, w)
+            twice = jax.vmap(lambda a: a * 2.0, out_axes=1)(mean)
+            return kl, d, twice
+
+    aot.target("net", Net, mean=aot.f32[4, 3], logvar=aot.f32[4, 3], w=aot.f32[3])
+    """)
+    keys = jax.random.split(jax.random.key(0), 3)
+    mean, logvar = (jax.random.normal(k, (4, 3)) for k in keys[:2])
+    w = jax.random.normal(keys[2], (3,))
+    (kl, d, twice), _ = m.net.apply({}, {}, mean, logvar, w)
+    want_kl = jax.vmap(lambda m, lv: -0.5 * jnp.sum(1 + lv - jnp.square(m) - jnp.exp(lv)))(
+        mean, logvar)
+    np.testing.assert_allclose(kl, want_kl, rtol=1e-6)
+    np.testing.assert_allclose(d, mean @ w, rtol=1e-6)
+    np.testing.assert_allclose(twice, (mean * 2.0).T, rtol=1e-6)
+    assert m.__aotflax_text__.count("jax.vmap(") == 3
+
+
+def test_custom_jvp_functions_keep_their_rule() -> None:
+    m = build("""
+    @jax.custom_jvp
+    def safe_log(x):
+        return jnp.log(x)
+
+
+    @safe_log.defjvp
+    def safe_log_jvp(primals, tangents):
+        x, = primals
+        t, = tangents
+        return safe_log(x), t / jnp.maximum(x, 1.0)
+
+
+    def doubled_gradient(x):
+        return x
+
+
+    doubled_gradient = jax.custom_jvp(doubled_gradient)
+    doubled_gradient.defjvps(lambda t, ans, x: 2.0 * t)
+
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return jnp.sum(safe_log(x) + doubled_gradient(x * 3.0))
+
+    aot.target("net", Net, x=aot.f32[4])
+    """)
+    x = jnp.array([0.5, 1.0, 2.0, 4.0])
+    grad = jax.grad(lambda x: m.net.apply({}, {}, x)[0])(x)
+    np.testing.assert_allclose(grad, 1.0 / jnp.maximum(x, 1.0) + 6.0, rtol=1e-6)
+    value, _ = m.net.apply({}, {}, x)
+    np.testing.assert_allclose(value, jnp.sum(jnp.log(x) + 3.0 * x), rtol=1e-6)
+    text = m.__aotflax_text__
+    assert "@jax.custom_jvp" in text and "@safe_log.defjvp" in text

@@ -318,7 +318,7 @@ def test_executable_names_exactly_its_slice_devices(
     tiny, runtime = tpu_build["module"], tpu_build["runtime"]
     folder = tpu_build["root"] / "gen" / "artifacts" / "tiny" / "mlp_pod"
     entry = manifest_of(tpu_build["root"] / "gen", "mlp_pod")["executables"]["tpu:v5e:4x4"]
-    payload = runtime._read_checked(tiny.mlp_pod, folder, entry)
+    payload = runtime.read_artifact(folder, entry, label=tiny.mlp_pod.name)
     reader = PayloadDevices(payload, v5e_4x4)
     executable = reader.load()[0]
     assert reader.ids == {d["id"] for d in entry["devices"]}

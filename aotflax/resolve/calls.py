@@ -27,6 +27,7 @@ from ..scopes import (
     subscript_path,
 )
 from ..values import (
+    AttentionCache,
     BoundMethod,
     Closure,
     DType,
@@ -42,6 +43,7 @@ from ..values import (
     SharedModule,
     StaticBuiltin,
     StaticError,
+    SuperLayer,
     UserModule,
     contains_poison,
     describe_value,
@@ -55,6 +57,7 @@ from .base import (
     _Abort,
     _Return,
 )
+from .caches import CacheEntry
 from .helpers import (
     _NOT_COLLECTIONS,
     _leaves,
@@ -64,6 +67,7 @@ from .helpers import (
     _tuple_code,
     _unpack_code,
 )
+from .transforms import CustomJvp, PrimalCall, Vmapped
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -126,8 +130,24 @@ class CallsMixin:
             return value
         if func is namespaces.SCAN:
             return self._scan(args, kwargs, expr, frame)
+        if func is namespaces.ATTENTION_CACHE:
+            if args or kwargs:
+                raise self.error("AOT372", "nn.attention.Cache() takes no arguments", span,
+                                 hint="write nn.attention.Cache().initialize_cache((batch, "
+                                      "max_length))")
+            return AttentionCache()
         if func is namespaces.SCAN_IN_DIM:
             return self._scan_in_dim(args, kwargs, expr, frame)
+        if func is namespaces.VMAP:
+            return self._vmap(args, kwargs, span)
+        if isinstance(func, Vmapped):
+            return self._call_vmapped(func, args, kwargs, expr, frame)
+        if func is namespaces.CUSTOM_JVP:
+            return self._custom_jvp(args, kwargs, span)
+        if isinstance(func, CustomJvp):
+            return self._call_custom_jvp(func, args, kwargs, span, frame)
+        if isinstance(func, PrimalCall):
+            return self._call_primal(func, args, span, frame)
         if isinstance(func, ModuleRef):
             name = kwargs.pop("name", None)
             if isinstance(func.module, UserModule):
@@ -164,9 +184,7 @@ class CallsMixin:
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint) from None
         step, init, xs = b["f"], b["init"], b["xs"]
-        if not isinstance(step, Closure) or step.definition is None:
-            raise self.error("AOT360", "jax.lax.scan needs a step function defined with 'def' "
-                             "inside apply", span)
+        step = self._scan_step(step, span, frame)
         carry_in = self._flat_tensors(init, "init", span)
         xs_in = self._flat_tensors(xs, "xs", span) if xs is not None else []
         lengths = {t.shape[0] for t in xs_in if t.shape}
@@ -190,6 +208,11 @@ class CallsMixin:
         finally:
             fn.ops = outer_ops
             fn.scan_steps.pop()
+        if any(op.init_only or op.init_args is not None for op in body):
+            raise self.error("AOT352", "parameters initialized from data inside "
+                             "jax.lax.scan are not supported", step.span,
+                             hint="create the layer before the scan (call it once on the "
+                                  "first step's inputs) or give its parameters a shape")
         if fn.state_values != outer_state:
             fn.state_values = outer_state
             raise self.error("AOT362", "state updates (BatchNorm statistics, self.state) inside "
@@ -201,14 +224,14 @@ class CallsMixin:
             xs, x = (steps, index) if xs is None else ((xs, steps), (x, index))
         if not (isinstance(result, tuple) and len(result) == 2):
             raise self.error("AOT363", "a scan step must return (new_carry, y)",
-                             step.definition.name_span)
+                             _name_span(step))
         new_carry, y = result
         carry_out = self._flat_tensors(new_carry, "new carry", step.span)
         if [(t.shape, t.dtype) for t in carry_out] != [(t.shape, t.dtype) for t in carry_in]:
             raise self.error(
                 "AOT364", "the scan step must return a carry of the same types as init: got "
                 f"{', '.join(t.describe() for t in carry_out)} for "
-                f"{', '.join(t.describe() for t in carry_in)}", step.definition.name_span)
+                f"{', '.join(t.describe() for t in carry_in)}", _name_span(step))
         ys = self._flat_tensors(y, "y", step.span) if y is not None else []
         p_carry, p_x = step.params.params[0].name, step.params.params[1].name
         carry_var, x_var = TreeVar("carry"), TreeVar("x")
@@ -223,7 +246,8 @@ class CallsMixin:
         inputs = tuple((name, value if isinstance(value, Tensor) else var)
                        for name, var, value in ((p_carry, carry_var, carry), (p_x, x_var, x)))
         nested = Function(
-            name=self._function_name(step.name), doc=f"Scan step `{step.name}`",
+            name=self._function_name(step.name if step.name.isidentifier() else "step"),
+            doc=f"Scan step `{step.name}`",
             takes_params=False, state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + body), result=value_code(result),
             result_tensors=tuple(carry_out + ys), span=step.span, hints=dict(fn.hints))
@@ -246,6 +270,40 @@ class CallsMixin:
             ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested,
             OpInfo("jax.lax.scan", trips=n)))
         return (final, stacked)
+
+    def _scan_step(self, step: Any, span: Span, frame: Frame) -> Closure:
+        """The step of a scan as a function `(carry, x) -> (carry, y)`.
+
+        A `def` or lambda is used as it is.  A module (`nn.LSTMCell.partial(name="lstm")`,
+        as old flax.nn code scans a cell) is called at every step with one set of
+        parameters: it becomes a shared module of the enclosing scope, named as given.
+        """
+        if isinstance(step, Closure) and len([p for p in step.params.params
+                                              if p.kind == "positional"]) >= 2:
+            return step
+        if isinstance(step, ModuleRef):
+            bound = dict(step.bound)
+            name = bound.pop("name", None)
+            fn, scope = self._need_module_frame(frame, span, "jax.lax.scan")
+            cls_name = step.module.linen_name if isinstance(step.module, Entry) else \
+                step.class_name
+            try:
+                child = scope.child_name(cls_name, name, span, shared=True)
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+            step = SharedModule(ModuleRef(step.module, tuple(bound.items()), step.span),
+                                scope, child, span)
+        if isinstance(step, (SharedModule, OpRef)):
+            env = Env(frame.env)
+            env.set("_module", step)
+            carry, x = ir.Name("carry", span), ir.Name("x", span)
+            params = ir.Parameters((ir.Param("carry", None, None, "positional", span),
+                                    ir.Param("x", None, None, "positional", span)), span)
+            body = (ir.Return(ir.Call(ir.Name("_module", span), (carry, x), (), span), span),)
+            return Closure("step", params, body, env, span)
+        raise self.error("AOT360", "jax.lax.scan needs a step function (carry, x) -> "
+                         f"(carry, y): a def, a lambda or a module, got {describe_value(step)}",
+                         span)
 
     def _scan_in_dim(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         """`flax.jax_utils.scan_in_dim(body, init, xs, axis, keepdims=False)`.
@@ -315,9 +373,12 @@ class CallsMixin:
         if "name" in kwargs:
             raise self.error("AOT310", "a shared module is named where it is created", span)
         fn, _ = self._need_module_frame(frame, span, shared.ref.class_name)
-        if shared.scope.fn is not fn:
-            raise self.error("AOT315", "a shared module can only be called in the module that "
-                             "created it", span, notes=(Note("created here", shared.span),))
+        if self._shared_instance(shared).fn is not fn:
+            raise self.error("AOT315", "this shared module reached the module calling it "
+                             "inside a value that cannot carry it", span,
+                             notes=(Note("created here", shared.span),),
+                             hint="pass the shared module to the module that calls it as an "
+                                  "argument (alone, or in a tuple, list or dict)")
         shared.calls += 1
         if isinstance(shared.ref.module, UserModule):
             return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared)
@@ -335,7 +396,7 @@ class CallsMixin:
             self.depth -= 1
             raise self.error("AOT322", f"function {fn.name} recurses too deeply", span)
         errors = self.errors
-        self.calls.append((fn.name, span))
+        self.calls.append((f"{fn.name}, called here", span))
         try:
             self._exec_block(fn.body, Frame(env, frame.fn, frame.scope, frame.module))
         except _Return as r:
@@ -404,6 +465,10 @@ class CallsMixin:
             if args:
                 raise self.error("AOT350", "partial takes keyword arguments only", span)
             return r.with_bound(kwargs, span)
+        if isinstance(r, ModuleRef) and m.name == "call":
+            return self._module_call(r, args, kwargs, span, frame)
+        if isinstance(r, SuperLayer) and m.name == "param":
+            return self._super_param(r, args, kwargs, span)
         if isinstance(r, ModuleRef) and m.name == "shared":
             name = kwargs.pop("name", None)
             if args:
@@ -423,6 +488,10 @@ class CallsMixin:
                                     frame)
         if isinstance(r, SharedModule):
             return self._shared_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, CustomJvp):
+            return self._custom_jvp_method(r, m.name, args, kwargs, span)
+        if isinstance(r, (AttentionCache, CacheEntry)):
+            return self._cache_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, Tensor):
@@ -471,9 +540,13 @@ class CallsMixin:
                     raise CallError("AOT351", f"self.param name must be a string, got "
                                     f"{describe_value(pname)}")
                 check_name(pname, "parameter name")
-                if shape is None:
-                    raise CallError("AOT352", "data-dependent parameter shapes (shape=None) are "
-                                    "not supported: give the shape explicitly")
+                dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
+                if shape is None or self._reads_module_arrays(init, frame):
+                    if pname in scope.used:
+                        raise CallError("AOT311", f"'{pname}' is already used in this module")
+                    value = self._param_from_data(scope, pname, shape, init, dtype, span, frame)
+                    scope.used[pname] = span
+                    return value
                 if not (isinstance(shape, (tuple, list)) and all(
                         isinstance(d, int) and not isinstance(d, bool) and d >= 0
                         for d in shape)):
@@ -484,7 +557,6 @@ class CallsMixin:
                                         "did you mean self.param(name, shape, init)? That is "
                                         "the flax.nn order; Linen's is (name, init, shape)"
                                         if linen else None))
-                dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
                 if pname in scope.used:
                     raise CallError("AOT311", f"'{pname}' is already used in this module")
                 code = scope.param(pname, tuple(shape), dtype, init, span)
@@ -496,6 +568,8 @@ class CallsMixin:
             return out
         if name == "get_param":
             return self._get_param(scope, args, kwargs, span)
+        if name == "is_initializing" and not args and not kwargs:
+            return False  # init runs initializers only: model code runs in apply
         if name == "state":
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None
@@ -597,7 +671,7 @@ class CallsMixin:
         """`embed.attend(x)`, `model.encode(x)`: another entry point of a shared module."""
         module = shared.ref.module
         if isinstance(module, UserModule):
-            if module.method(name) is None:
+            if module.method(name) is None and module.base is None:
                 raise self.error("AOT353", f"module {module.name} has no method '{name}'", span)
             fn, _ = self._need_module_frame(frame, span, module.name)
             return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared,
@@ -653,3 +727,8 @@ class CallsMixin:
         if kwarg is not None:
             bound[kwarg.name] = extra
         return {p.name: bound[p.name] for p in plist if p.name in bound}
+
+
+def _name_span(step: Closure) -> Span:
+    """Where a scan step is named (its `def` line, or the call that made it)."""
+    return step.definition.name_span if step.definition is not None else step.span

@@ -36,6 +36,7 @@ from .base import (
 )
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
+from .caches import CachesMixin
 from .calls import CallsMixin
 from .expressions import ExpressionsMixin
 from .helpers import (
@@ -49,11 +50,12 @@ from .methods import full_trees
 from .modules import ModulesMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
+from .transforms import CustomJvpMixin, TransformsMixin
 from .workspace import Workspace
 
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
-               InitializersMixin):
+               InitializersMixin, TransformsMixin, CustomJvpMixin, CachesMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,
@@ -148,7 +150,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                                                            for n in notes):
                 name, site = self.calls[-1]
                 if (site.path, site.line) != (span.path, span.line):
-                    notes = (*notes, Note(f"in {name}, called here", site))
+                    notes = (*notes, Note(f"in {name}", site))
             self.reporter.error(code, message, span, hint=hint, notes=notes)
         return _Abort()
 
@@ -202,7 +204,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
                                               decl.span),
             train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
-                   if decl.loss is not None else None))
+                   if decl.loss is not None else None),
+            init_inputs=fn.init_name is not None)
 
     def _dim_value(self, dim: object, span: Span) -> int:
         """A symbolic dimension resolves as a sentinel size (see `symbolic.py`)."""

@@ -19,6 +19,7 @@ from ..scopes import (
 )
 from ..shapes import size
 from ..values import (
+    AttentionCache,
     BoundMethod,
     Closure,
     DType,
@@ -32,6 +33,7 @@ from ..values import (
     SharedModule,
     Spec,
     SpecDType,
+    SuperLayer,
     contains_poison,
     describe_value,
     is_static,
@@ -40,6 +42,7 @@ from .base import (
     Frame,
     _Abort,
 )
+from .caches import CacheEntry
 from .helpers import (
     _BINOP_NAMES,
     _STATIC_BINOPS,
@@ -48,6 +51,7 @@ from .helpers import (
     _too_big,
 )
 from .toplevel import module_of
+from .transforms import CustomJvp
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -302,12 +306,15 @@ class ExpressionsMixin:
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
-        if isinstance(value, (ModuleRef, SharedModule, SelfValue, list, dict, str)):
+        if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, list, dict, str,
+                              CustomJvp)):
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name
         if isinstance(value, StateVariable) and attr == "value":
             return value.read(span)
+        if isinstance(value, (AttentionCache, CacheEntry)):
+            return self._cache_attribute(value, attr, span)
         raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
 
     def _eval_ListComp(self, expr: ir.ListComp, frame: Frame) -> Any:

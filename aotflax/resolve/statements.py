@@ -14,6 +14,7 @@ from ..scopes import (
 )
 from ..values import (
     POISON,
+    BoundMethod,
     Closure,
     Poison,
     describe_value,
@@ -30,6 +31,7 @@ from .base import (
 from .helpers import (
     _assigned_names,
 )
+from .transforms import CustomJvp
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -129,14 +131,28 @@ class StatementsMixin:
             raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
-        for d in stmt.decorators:
-            value = self.eval(d, frame)
-            if value is not namespaces.MODULE_METHOD:
-                raise self.error("AOT325", "decorators are not supported on functions", d.span)
+        """A `def`; its decorators are applied as Python applies them (bottom first) when
+        the static language knows them: `jax.vmap`, `jax.custom_jvp`, `@f.defjvp`;
+        `@nn.module` makes the function a module."""
+        if self._function_module(stmt, frame):  # `@nn.module def MLP(x, ...)`
+            return
+        decorators = [self.eval(d, frame) for d in stmt.decorators]
         defaults = {p.name: self.eval(p.default, frame) for p in stmt.params.params
                     if p.default is not None}
-        frame.env.set(stmt.name, Closure(stmt.name, stmt.params, stmt.body, frame.env, stmt.span,
-                                         stmt, defaults, toplevel=frame.fn is None))
+        value: Any = Closure(stmt.name, stmt.params, stmt.body, frame.env, stmt.span, stmt,
+                             defaults, toplevel=frame.fn is None)
+        for d, node in reversed(list(zip(decorators, stmt.decorators))):
+            if d is namespaces.MODULE_METHOD:
+                continue
+            if d is namespaces.VMAP or d is namespaces.CUSTOM_JVP or (
+                    isinstance(d, BoundMethod) and isinstance(d.receiver, CustomJvp)):
+                value = self._call(d, [value], {}, ir.Call(node, (), (), node.span), frame)
+                continue
+            raise self.error("AOT325", f"the decorator {describe_value(d)} is not supported on "
+                             "functions", node.span, hint="decorators the static language "
+                             "knows: @nn.module_method, @nn.module, @jax.vmap, @jax.custom_jvp, "
+                             "@f.defjvp")
+        frame.env.set(stmt.name, value)
 
     # ================================================================ assignment
 

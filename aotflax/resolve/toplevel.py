@@ -55,12 +55,16 @@ class ModuleGlobals(Env):
         defined by something other than imports (a config built and then updated).
         """
         body = self.model.body
-        for i, stmt in enumerate(body):
-            if not isinstance(stmt, ir.ExprStmt) or not self.names_of[i]:
+        mutations = [set(mutated_names(stmt)) for stmt in body]
+        for i in range(len(body)):
+            if not mutations[i]:
                 continue
             keep = []
             for n in self.names_of[i]:
-                defs = [j for j in self.binders[n] if not isinstance(body[j], ir.ExprStmt)]
+                if n not in mutations[i]:
+                    keep.append(n)
+                    continue
+                defs = [j for j in self.binders[n] if n not in mutations[j]]
                 if defs and not all(isinstance(body[j], ir.Import) for j in defs):
                     keep.append(n)
                 else:
@@ -71,6 +75,8 @@ class ModuleGlobals(Env):
         pending = self.binders.get(name)
         if pending:
             for i in list(pending):
+                if i in self.active:  # being defined right now: later statements come after
+                    break
                 self.execute(i)
         if name in self.vars:
             return True, self.vars[name]
@@ -185,6 +191,19 @@ def _mutated(expr: Any) -> list[str]:
     return []
 
 
+def mutated_names(stmt: Any) -> list[str]:
+    """Names a top-level statement may update in place rather than define: the receiver of
+    a call statement (`cfg.update(...)`) or of a decorator (`@f.defjvp`)."""
+    if isinstance(stmt, ir.ExprStmt):
+        return _mutated(stmt.value)
+    if isinstance(stmt, ir.FunctionDef):
+        return [n for d in stmt.decorators for n in _mutated(ir.Call(d, (), (), d.span))
+                if n != stmt.name]
+    if isinstance(stmt, (ir.If, ir.For)):  # `for w in ...: aot.target(...)`
+        return [n for s in (*stmt.body, *stmt.orelse) for n in mutated_names(s)]
+    return []
+
+
 def bound_names(stmt: Any) -> tuple[str, ...]:
     """Module-level names a top-level statement binds (or mutates in place)."""
     out: list[str] = []
@@ -192,6 +211,8 @@ def bound_names(stmt: Any) -> tuple[str, ...]:
         out.append(stmt.alias)
     elif isinstance(stmt, (ir.FunctionDef, ir.ClassDef)):
         out.append(stmt.name)
+        if isinstance(stmt, ir.FunctionDef):  # `@f.defjvp def rule(...)` completes `f`
+            out.extend(mutated_names(stmt))
     elif isinstance(stmt, ir.Assign):
         for t in stmt.targets:
             out.extend(_target_roots(t))
@@ -211,6 +232,8 @@ def bound_names(stmt: Any) -> tuple[str, ...]:
     elif isinstance(stmt, ir.If):
         for s in (*stmt.body, *stmt.orelse):
             out.extend(bound_names(s))
+    # (in-place updates inside compound statements are in `mutated_names` too: the module
+    # globals drop those that only call a module, such as `aot.target(...)` in a loop)
     return tuple(dict.fromkeys(out))
 
 

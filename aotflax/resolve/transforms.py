@@ -1,0 +1,304 @@
+"""Function transformations of model code: `jax.vmap` over a function of the model file.
+
+`jax.vmap(f, in_axes=0, out_axes=0)(*args)` (or `@jax.vmap` on a `def`) resolves `f`
+once for one row of its mapped arguments and is emitted as a real `jax.vmap` over
+a nested function, as a person would write it.  The function may use any array
+operation; layers, randomness and state belong to modules and are rejected inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import ir
+from ..diagnostics import Span
+from ..ops.calls import value_code
+from ..program import Code, Function, Op, OpInfo, Tensor, TreeVar
+from ..values import Closure, Env, describe_value, is_static
+from .base import Frame, _Abort
+from .helpers import _rebuild, _tensors, _unpack_code
+
+
+@dataclass(frozen=True, eq=False)
+class Vmapped:
+    """`jax.vmap(f, in_axes, out_axes)` before it is called."""
+
+    fn: Any
+    in_axes: Any
+    out_axes: Any
+    span: Span
+
+
+class TransformsMixin:
+    """`jax.vmap`."""
+
+    def _vmap(self, args: list, kwargs: dict, span: Span) -> Vmapped:
+        from ..ops.registry import CallError, Signature
+
+        try:
+            b = Signature.parse("fun, in_axes=0, out_axes=0").bind("jax.vmap", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        for name in ("in_axes", "out_axes"):
+            if not is_static(b[name]):
+                raise self.error("AOT203", f"jax.vmap: {name} must be static, got "
+                                 f"{describe_value(b[name])}", span)
+        return Vmapped(b["fun"], b["in_axes"], b["out_axes"], span)
+
+    def _call_vmapped(self, v: Vmapped, args: list, kwargs: dict, expr: ir.Call,
+                      frame: Frame) -> Any:
+        span = expr.span
+        fn, _ = self._need_module_frame(frame, span, "jax.vmap")
+        if kwargs:
+            raise self.error("AOT365", "a vmapped function takes positional arguments only",
+                             span)
+        axes = v.in_axes if isinstance(v.in_axes, (tuple, list)) else (v.in_axes,) * len(args)
+        if len(axes) != len(args):
+            raise self.error("AOT365", f"jax.vmap: in_axes has {len(axes)} entries for "
+                             f"{len(args)} arguments", span)
+        rows, size = [], None
+        for a, axis in zip(args, axes):
+            if not isinstance(a, Tensor):
+                raise self.error("AOT365", f"jax.vmap: arguments must be arrays, got "
+                                 f"{describe_value(a)}", span,
+                                 hint="bind static values first: jax.vmap(lambda x: f(x, 2.0))")
+            if axis is None:
+                rows.append(a)
+                continue
+            if not isinstance(a, Tensor) or not isinstance(axis, int) or isinstance(axis, bool):
+                raise self.error("AOT365", f"jax.vmap maps arrays over an int axis, got "
+                                 f"{describe_value(a)} with in_axes entry {axis!r}", span)
+            if not -a.ndim <= axis < a.ndim:
+                raise self.error("AOT365", f"jax.vmap: axis {axis} is out of range for "
+                                 f"{a.describe()}", span)
+            axis %= a.ndim
+            if size is not None and a.shape[axis] != size:
+                raise self.error("AOT365", f"jax.vmap: mapped axes have different sizes "
+                                 f"({size} and {a.shape[axis]})", span)
+            size = a.shape[axis]
+            rows.append(type(a)(a.shape[:axis] + a.shape[axis + 1:], a.dtype, a.weak))
+        if size is None:
+            raise self.error("AOT365", "jax.vmap needs at least one mapped array argument",
+                             span)
+        result, nested = self._vmap_body(v, rows, args, span, frame)
+        out_axis = v.out_axes
+        if not isinstance(out_axis, int) or isinstance(out_axis, bool):
+            raise self.error("AOT365", "jax.vmap: out_axes must be one int here", span)
+        leaves = _tensors(result)
+        outs = []
+        for t in leaves:
+            if not -(t.ndim + 1) <= out_axis <= t.ndim:
+                raise self.error("AOT365", f"jax.vmap: out_axes={out_axis} is out of range for "
+                                 f"an output {t.describe()} of one row", span)
+            at = out_axis % (t.ndim + 1)
+            outs.append(type(t)(t.shape[:at] + (size,) + t.shape[at:], t.dtype, t.weak))
+        stacked = _rebuild(result, outs)
+        call = Code.of(f"jax.vmap({nested.name}, in_axes={_axes_code(v.in_axes)}, "
+                       f"out_axes={out_axis!r})(",
+                       Code.join(", ", [value_code(a) for a in args]), ")")
+        fn.ops.append(Op("ops/module_call.j2", (
+            ("target", _unpack_code(stacked, stacked, [])), ("call", call)), tuple(outs), (),
+            span, "vmapped", nested, OpInfo("jax.vmap", trips=size)))
+        return stacked
+
+    def _vmap_body(self, v: Vmapped, rows: list, args: list, span: Span,
+                   frame: Frame) -> tuple[Any, Function]:
+        fn = frame.fn
+        assert fn is not None
+        outer_ops, outer_params = fn.ops, dict(fn.params)
+        outer_rng, outer_state = fn.takes_rng, dict(fn.state_values)
+        fn.ops = []
+        errors = self.errors
+        try:
+            result = self._call(v.fn, list(rows), {}, ir.Call(ir.Name("f", span), (), (), span),
+                                frame)
+            body = fn.ops
+        finally:
+            fn.ops = outer_ops
+        if self.errors != errors:
+            raise _Abort()
+        if fn.params != outer_params or fn.takes_rng != outer_rng or \
+                fn.state_values != outer_state:
+            fn.takes_rng, fn.state_values = outer_rng, outer_state
+            raise self.error("AOT365", "a vmapped function may not use layers, randomness "
+                             "or state (they belong to modules)", span,
+                             hint="vmap a plain function of arrays; apply layers to the batch")
+        leaves = _tensors(result)
+        if not leaves or any(not isinstance(x, Tensor) for x in _leaves_of(result)):
+            raise self.error("AOT365", f"a vmapped function must return arrays, got "
+                             f"{describe_value(result)}", span)
+        name = getattr(v.fn, "name", "fn")
+        inputs = []
+        names = [p.name for p in v.fn.params.params if p.kind == "positional"] \
+            if isinstance(v.fn, Closure) else []
+        for i, row in enumerate(rows):
+            inputs.append((names[i] if i < len(names) else f"x{i}", row))
+        fn_name = self._function_name(name if str(name).isidentifier() else "mapped")
+        nested = Function(
+            name=fn_name, doc=f"`{name}` for one row, vmapped", takes_params=False,
+            state_collections=(), takes_rng=False, inputs=tuple(inputs), body=tuple(body),
+            result=value_code(result), result_tensors=tuple(leaves),
+            span=v.fn.span if isinstance(v.fn, Closure) else span, hints=dict(fn.hints))
+        return result, nested
+
+
+def _leaves_of(value: Any) -> list[Any]:
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in _leaves_of(v)]
+    return [value]
+
+
+def _axes_code(axes: Any) -> str:
+    if isinstance(axes, (tuple, list)):
+        return "(" + ", ".join(repr(a) for a in axes) + ("," if len(axes) == 1 else "") + ")"
+    return repr(axes)
+
+
+__all__ = ["CustomJvp", "CustomJvpMixin", "PrimalCall", "TransformsMixin", "Vmapped"]
+
+
+@dataclass(eq=False)
+class CustomJvp:
+    """`jax.custom_jvp(f)`, with the rule `defjvp` / `defjvps` registered on it."""
+
+    fn: Closure
+    span: Span
+    #: `jvp(primals, tangents) -> (primal_out, tangent_out)` from `@f.defjvp`.
+    jvp: Closure | None = None
+    #: One rule per argument, `rule(tangent, ans, *primals)`, from `f.defjvps(...)`.
+    jvps: tuple[Any, ...] | None = None
+    #: Emitted (primal, rule) function names per argument types.
+    emitted: dict[tuple, str] | None = None
+
+
+class CustomJvpMixin:
+    """`jax.custom_jvp` on functions of the model file."""
+
+    def _custom_jvp(self, args: list, kwargs: dict, span: Span) -> CustomJvp:
+        if len(args) != 1 or kwargs or not isinstance(args[0], Closure):
+            raise self.error("AOT366", "jax.custom_jvp takes one function of the model file "
+                             "(nondiff_argnums is not supported)", span)
+        return CustomJvp(args[0], span, emitted={})
+
+    def _custom_jvp_method(self, cj: CustomJvp, name: str, args: list, kwargs: dict,
+                           span: Span) -> Any:
+        if name == "defjvp" and len(args) == 1 and not kwargs and isinstance(args[0], Closure):
+            cj.jvp = args[0]
+            return args[0]
+        if name == "defjvps" and not kwargs and args:
+            cj.jvps = tuple(args)
+            return None
+        raise self.error("AOT366", f"a custom_jvp function has defjvp(rule) and "
+                         f"defjvps(*rules), not {name}", span)
+
+    def _call_custom_jvp(self, cj: CustomJvp, args: list, kwargs: dict, span: Span,
+                         frame: Frame) -> Any:
+        """Emit the primal and its rule as module-level functions, then call the primal."""
+        fn = frame.fn
+        if fn is None or kwargs or not all(isinstance(a, Tensor) for a in args):
+            raise self.error("AOT366", "a custom_jvp function is called with array arguments "
+                             "inside a module", span)
+        if cj.jvp is None and cj.jvps is None:
+            raise self.error("AOT366", f"custom_jvp function {cj.fn.name} has no rule: add "
+                             f"@{cj.fn.name}.defjvp or {cj.fn.name}.defjvps(...)", span)
+        types = tuple((a.shape, a.dtype) for a in args)
+        emitted = cj.emitted if cj.emitted is not None else {}
+        if types not in emitted:
+            self._emit_custom_jvp(cj, args, span, emitted, types)
+        return self._call_primal(emitted[types], args, span, frame)
+
+    def _call_primal(self, primal: "PrimalCall", args: list, span: Span, frame: Frame) -> Any:
+        fn = frame.fn
+        assert fn is not None
+        result = _fresh_copy(primal.result)
+        call = Code.of(f"{primal.name}(", Code.join(", ", [value_code(a) for a in args]), ")")
+        fn.ops.append(Op("ops/module_call.j2", (
+            ("target", _unpack_code(result, result, [])), ("call", call)),
+            tuple(_tensors(result)), (), span, primal.name,
+            info=OpInfo("jax.custom_jvp", callee=primal.function)))
+        return result
+
+    def _emit_custom_jvp(self, cj: CustomJvp, args: list, span: Span, emitted: dict,
+                         types: tuple) -> None:
+        from ..scopes import FunctionState
+
+        rows = [type(a)(a.shape, a.dtype, a.weak) for a in args]
+        name = self._function_name(cj.fn.name)
+        primal, primal_result = self._plain_function(cj.fn, rows, name, span, FunctionState())
+        primal = _with(primal, decorators=("jax.custom_jvp",),
+                       doc=f"{cj.fn.name}, with its own derivative (custom_jvp)")
+        self.functions.append(primal)
+        rule_name = self._function_name(f"{cj.fn.name}_jvp")
+        state = FunctionState()
+        primals = tuple(type(a)(a.shape, a.dtype, a.weak) for a in args)
+        tangents = tuple(type(a)(a.shape, a.dtype, a.weak) for a in args)
+        frame = Frame(Env(cj.fn.env), state, None, None)
+        for (arg, _), p, t in zip(primal.inputs, primals, tangents):
+            state.hint(p, arg)
+            state.hint(t, f"{arg}_dot")
+        called = PrimalCall(name, primal, primal_result)
+        emitted[types] = called  # the rule calls the function itself: the primal
+        if cj.jvp is not None:
+            out = self._call(cj.jvp, [primals, tangents], {},
+                             ir.Call(ir.Name(cj.fn.name, span), (), (), span), frame)
+        else:
+            ans = self._call_primal(called, list(primals), span, frame)
+            total = None
+            for rule, t in zip(cj.jvps or (), tangents):
+                if rule is None:
+                    continue
+                term = self._call(rule, [t, ans, *primals], {}, ir.Call(
+                    ir.Name("rule", span), (), (), span), frame)
+                total = term if total is None else self._binop("+", total, term, span, frame)
+            out = (ans, total)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Tensor)):
+            raise self.error("AOT366", "a jvp rule returns (primal_out, tangent_out)", span)
+        inputs = (("primals", TreeVar("primals")), ("tangents", TreeVar("tangents")))
+        prologue = [Op("ops/module_call.j2", (("target", _unpack_code(group, group, [])),
+                                               ("call", Code((var,)))), group, (), span, n)
+                    for n, var, group in (("primals", inputs[0][1], primals),
+                                          ("tangents", inputs[1][1], tangents))]
+        self.functions.append(Function(
+            name=rule_name, doc=f"The derivative rule of {name}", takes_params=False,
+            state_collections=(), takes_rng=False, inputs=inputs,  # type: ignore[arg-type]
+            body=tuple(prologue + state.ops), result=value_code(out),
+            result_tensors=tuple(_tensors(out)), span=(cj.jvp or cj.fn).span,
+            hints=dict(state.hints), decorators=(f"{name}.defjvp",)))
+
+    def _plain_function(self, closure: Closure, rows: list, name: str, span: Span,
+                        state: Any) -> tuple[Function, Any]:
+        """A function of arrays resolved for `rows`, emitted at module level."""
+        errors = self.errors
+        result = self._call_closure(closure, rows, {}, span, Frame(closure.env, state, None,
+                                                                   None))
+        if self.errors != errors:
+            raise _Abort()
+        if state.params or state.takes_rng or state.state:
+            raise self.error("AOT366", f"{closure.name} may not use layers, randomness or state "
+                             "(a custom_jvp function computes with arrays only)", span)
+        names = [p.name for p in closure.params.params if p.kind == "positional"]
+        return Function(
+            name=name, doc=closure.name, takes_params=False, state_collections=(),
+            takes_rng=False, inputs=tuple(zip(names, rows)), body=tuple(state.ops),
+            result=value_code(result), result_tensors=tuple(_tensors(result)),
+            span=closure.span, hints=dict(state.hints)), result
+
+
+@dataclass(frozen=True, eq=False)
+class PrimalCall:
+    """Inside a jvp rule, the custom_jvp function itself: a call of the emitted primal."""
+
+    name: str
+    function: Function
+    result: Any
+
+
+def _fresh_copy(value: Any) -> Any:
+    return _rebuild(value, [type(t)(t.shape, t.dtype, t.weak) for t in _tensors(value)])
+
+
+def _with(function: Function, **changes: Any) -> Function:
+    import dataclasses
+
+    return dataclasses.replace(function, **changes)
