@@ -36,6 +36,7 @@ from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
 from ..values import AttentionCache, DType, OpRef, describe_value
+from . import elementwise  # noqa: F401  (registers the functions looked up below)
 from . import initializers as inits
 from .calls import FnCall, LayerCall
 from .linear import dense_general, precision_code, sub_call

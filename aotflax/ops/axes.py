@@ -959,6 +959,216 @@ def _stochastic_call(view: OpView) -> Flow:
     return _flow([(t, _aligned(t, _out(view))) for t in _unique(view.tensors())])
 
 
+# ------------------------------------------------------------- lax and jax.random
+
+
+def _lax_pad(view: OpView) -> Flow:
+    x = view.bound("operand")
+    if not isinstance(x, Tensor):
+        return Flow()
+    config = view.bound("padding_config")
+    return _flow([(x, tuple(a if tuple(config[a]) == (0, 0, 0) else Mix("pads it")
+                            for a in range(x.ndim)))])
+
+
+def _whole(x: Tensor, a: int, start: Any, size: Any, stride: Any = 1) -> bool:
+    """A slice of axis `a` from `start` with `size` elements keeps it whole."""
+    return start in (0, None) and size == x.shape[a] and stride in (1, None)
+
+
+def _lax_slice(view: OpView) -> Flow:
+    x = view.bound("operand")
+    if not isinstance(x, Tensor):
+        return Flow()
+    starts, limits = view.bound("start_indices"), view.bound("limit_indices")
+    strides = view.bound("strides") or (1,) * x.ndim
+    return _flow([(x, tuple(a if _whole(x, a, starts[a], limits[a] - starts[a], strides[a])
+                            else Mix("slices it") for a in range(x.ndim)))])
+
+
+def _slice_in_dim(view: OpView) -> Flow:
+    x = view.bound("operand")
+    if not isinstance(x, Tensor):
+        return Flow()
+    ax = _axis(view.bound("axis", 0), x.ndim)
+    start, limit = view.bound("start_index"), view.bound("limit_index")
+    start = 0 if start is None else start
+    limit = x.shape[ax] if limit is None and ax is not None else limit
+    whole = ax is not None and _whole(x, ax, start, limit - start, view.bound("stride", 1))
+    return _flow([(x, tuple(Mix("slices it") if a == ax and not whole else a
+                            for a in range(x.ndim)))])
+
+
+def _index_in_dim(view: OpView) -> Flow:
+    """One position of an axis: index 0 reads a real position; any other may be padding."""
+    x = view.bound("operand")
+    if not isinstance(x, Tensor):
+        return Flow()
+    ax = _axis(view.bound("axis", 0), x.ndim)
+    index = view.bound("index")
+    keep = bool(view.bound("keepdims", True))
+    first = isinstance(index, int) and not isinstance(index, bool) and index == 0
+    mix = Mix("reads its first position", first=True) if first else Mix(
+        "reads one position of it, which the padding may supply")
+    mapping = tuple(mix if a == ax else a if keep or ax is None or a < ax else a - 1
+                    for a in range(x.ndim))
+    return _flow([(x, mapping), *[_mixed(t, "uses it as an index") for t in
+                                  _unique(view.tensors()) if t is not x]])
+
+
+def _dynamic_slice(view: OpView) -> Flow:
+    """A slice as large as its axis starts at 0 (lax clamps the start): the axis stays."""
+    x = view.bound("operand")
+    if not isinstance(x, Tensor):
+        return Flow()
+    name = view.call.entry.name
+    sizes = view.bound("slice_sizes")
+    if name == "dynamic_slice_in_dim":
+        ax = _axis(view.bound("axis", 0), x.ndim)
+        sizes = tuple(view.bound("slice_size") if a == ax else x.shape[a] for a in range(x.ndim))
+    mapping = tuple(a if sizes[a] == x.shape[a] else Mix("slices it at a dynamic position")
+                    for a in range(x.ndim))
+    return _flow([(x, mapping), *[_mixed(t, "uses it as a start index") for t in
+                                  _unique(view.tensors()) if t is not x]])
+
+
+def _dynamic_update(view: OpView) -> Flow:
+    """An update as large as the operand along an axis lands at 0 (lax clamps the start)."""
+    x, u = view.bound("operand"), view.bound("update")
+    if not isinstance(x, Tensor):
+        return Flow()
+    entries: list[tuple[Tensor, tuple[Axis, ...]]] = []
+    if isinstance(u, Tensor) and u.ndim == x.ndim:
+        whole = [u.shape[a] == x.shape[a] for a in range(x.ndim)]
+    else:
+        whole = [False] * x.ndim
+    why = "writes an update at a dynamic position along it"
+    entries.append((x, tuple(a if whole[a] else Mix(why) for a in range(x.ndim))))
+    if isinstance(u, Tensor):
+        entries.append((u, tuple(a if a < len(whole) and whole[a] else Mix(why)
+                                 for a in range(u.ndim))))
+    entries += [_mixed(t, "uses it as a start index") for t in _unique(view.tensors())
+                if t is not x and t is not u]
+    return _flow(entries)
+
+
+def _segment(view: OpView) -> Flow:
+    """`segment_sum(data, ids)`: the segmented leading axes mix; the rest stay, after the
+    new segment axis."""
+    data, ids = view.bound("data"), view.bound("segment_ids")
+    if not isinstance(data, Tensor):
+        return Flow()
+    k = ids.ndim if isinstance(ids, Tensor) else 1
+    why = "sums or reduces positions of it into segments"
+    entries = [(data, tuple(Mix(why) if a < k else a - k + 1 for a in range(data.ndim)))]
+    if isinstance(ids, Tensor):
+        entries.append(_mixed(ids, "uses it as segment ids"))
+    return _flow(entries)
+
+
+def _lax_conv(view: OpView) -> Flow:
+    """`lax.conv_general_dilated` / `conv_transpose`: the batch axis (`N`) stays; spatial
+    axes slide a window and features are contracted, so they mix."""
+    lhs, rhs = view.bound("lhs"), view.bound("rhs")
+    numbers = view.bound("dimension_numbers")
+    entries: list[tuple[Tensor, tuple[Axis, ...]]] = []
+    if isinstance(lhs, Tensor):
+        n_in = numbers[0].index("N") if numbers else 0
+        n_out = numbers[2].index("N") if numbers else 0
+        if int(view.bound("batch_group_count", 1) or 1) != 1:
+            entries.append(_mixed(lhs, "groups its batch positions (batch_group_count)"))
+        else:
+            entries.append((lhs, tuple(n_out if a == n_in else Mix(
+                "slides a convolution window along it, or contracts it") for a in
+                range(lhs.ndim))))
+    if isinstance(rhs, Tensor):
+        entries.append(_mixed(rhs, "is the convolution kernel"))
+    return _flow(entries)
+
+
+def _at_mapping(view: OpView) -> tuple[Tensor, tuple[Axis, ...], list[int]] | None:
+    """`x.at[index]`: each axis of `x` with a whole slice or a non-negative int stays;
+    the axes a slice keeps (the result's) are listed for the values."""
+    x = view.bound("operand")
+    index = view.bound("index")
+    if not isinstance(x, Tensor):
+        return None
+    items = list(index) if isinstance(index, tuple) else [index]
+    if any(i is None or isinstance(i, Tensor) for i in items):
+        return x, tuple(Mix("updates positions of it chosen by an array") for _ in x.shape), []
+    n_used = sum(1 for i in items if i is not Ellipsis)
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items[at:at + 1] = [slice(None)] * (x.ndim - n_used)
+    items += [slice(None)] * (x.ndim - len(items))
+    mapping: list[Axis] = []
+    kept: list[int] = []
+    for a, item in enumerate(items[:x.ndim]):
+        if isinstance(item, slice):
+            whole = item.start in (None, 0) and item.step in (None, 1) and (
+                item.stop is None or (isinstance(item.stop, int) and item.stop >= x.shape[a]))
+            mapping.append(a if whole else Mix("updates a slice of it"))
+            kept.append(a)
+        elif isinstance(item, int) and not isinstance(item, bool) and item >= 0:
+            # position k is written; past a request's size it lands in the padding
+            mapping.append(a)
+        else:
+            mapping.append(Mix("updates a position counted from the end, where the padding is"))
+    return x, tuple(mapping), kept
+
+
+def _at_update(view: OpView) -> Flow:
+    found = _at_mapping(view)
+    if found is None:
+        return Flow()
+    x, mapping, kept = found
+    entries: list[tuple[Tensor, tuple[Axis, ...]]] = [(x, mapping)]
+    values = view.bound("values")
+    for t in _unique(view.tensors()):
+        if t is x:
+            continue
+        if t is values:  # broadcasts against the indexed part: axes align from the right
+            shift = len(kept) - t.ndim
+            entries.append((t, tuple(
+                kept[a + shift] if a + shift >= 0 and isinstance(mapping[kept[a + shift]], int)
+                and t.shape[a] == x.shape[kept[a + shift]] else
+                None if t.shape[a] == 1 else Mix("writes it into a slice")
+                for a in range(t.ndim))))
+        else:
+            entries.append(_mixed(t, "uses it in an index"))
+    return _flow(entries)
+
+
+def _key_data(view: OpView) -> Flow:
+    x = view.first_input()
+    return Flow() if x is None else _flow([(x, tuple(range(x.ndim)))])
+
+
+def _wrap_key_data(view: OpView) -> Flow:
+    x = view.first_input()
+    if x is None:
+        return Flow()
+    return _flow([(x, (*range(x.ndim - 1), Mix("holds one key's data")) if x.ndim else ())])
+
+
+def _categorical(view: OpView) -> Flow:
+    logits = view.bound("logits")
+    if not isinstance(logits, Tensor):
+        return Flow(random=True, sizes=True)
+    return _flow([_mixed(logits, "samples from it")], random=True, sizes=True)
+
+
+def _shuffle(view: OpView) -> Flow:
+    return _flow([_mixed(t, "shuffles or samples positions of it") for t in
+                  _unique(view.tensors())], random=True, sizes=True)
+
+
+def _keys(view: OpView) -> Flow:
+    """New keys from keys: each key's axes stay (a split adds the `num` axis first)."""
+    out = _out(view)
+    return _flow([(t, _aligned(t, out)) for t in _unique(view.tensors())], sizes=True)
+
+
 # ------------------------------------------------------------- the table
 
 
@@ -975,8 +1185,14 @@ _ELEMENTWISE = (
            "bitwise_or bitwise_xor left_shift right_shift copysign hypot heaviside fmod divide "
            "true_divide arctan2 logaddexp float_power equal not_equal less less_equal greater "
            "greater_equal isclose where clip")
+    + _names("jnp", "conj radians degrees logaddexp2 nextafter pow")
     + _names("lax", "rsqrt exp log tanh logistic erf erf_inv sqrt square sign floor ceil add "
-             "sub div max min pow")
+             "sub div max min pow sin cos exp2 log1p expm1 cbrt erfc lgamma digamma round "
+             "is_finite reciprocal bitwise_not population_count rem atan2 nextafter "
+             "bitwise_or bitwise_xor eq ne lt le gt ge")
+    + _names("jax.scipy.special", "erf erfc erfinv gammaln digamma expit logit i0 i0e i1 "
+             "i1e entr gamma xlogy xlog1py betaln gammainc gammaincc zeta rel_entr kl_div "
+             "ndtr ndtri log_ndtr spence")
     + _names("operator", "add sub truediv floordiv mod pow or xor lshift rshift eq ne lt le "
              "gt ge invert")
     + _names("array", "clip")
@@ -987,7 +1203,7 @@ _ELEMENTWISE = (
 #: Zero stays zero: a mask multiplied, and-ed or cast is still a mask.
 _PRODUCT = (
     _names("jnp", "negative positive abs absolute multiply logical_and bitwise_and astype")
-    + _names("lax", "abs neg mul stop_gradient convert_element_type")
+    + _names("lax", "abs neg mul stop_gradient convert_element_type bitwise_and")
     + _names("operator", "mul and neg pos")
     + _names("array", "astype")
 )
@@ -995,7 +1211,7 @@ _REDUCE = (
     _names("jnp", "sum prod mean var std max min amax amin all any nanmean nansum median ptp "
            "argmax argmin")
     + _names("array", "sum prod mean var std max min all any argmax argmin")
-    + ["jax.nn.logsumexp"]
+    + ["jax.nn.logsumexp", "jax.scipy.special.logsumexp"]
 )
 
 RULES: dict[str, AxisRule] = {
@@ -1046,7 +1262,39 @@ RULES: dict[str, AxisRule] = {
     "nn.glu": along("axis", -1, "splits it in halves"),
     "operator.getitem": AxisRule("a whole slice keeps an axis; index 0 reads a real position; "
                                  "other indices mix", _getitem),
-    **{name: RANDOM for name in _names("jax.random", "normal uniform bernoulli")},
+    **{name: RANDOM for name in _names(
+        "jax.random", "normal uniform bernoulli gumbel exponential laplace logistic cauchy "
+        "truncated_normal randint")},
+    "jax.random.categorical": AxisRule("samples from the logits: their axes mix", _categorical),
+    **{name: AxisRule("shuffles or samples positions: every axis mixes", _shuffle)
+       for name in ("jax.random.permutation", "jax.random.choice")},
+    **{name: CREATE for name in ("jax.random.key", "jax.random.PRNGKey")},
+    **{name: AxisRule("new keys from keys: each key stays", _keys)
+       for name in ("jax.random.split", "jax.random.fold_in")},
+    "jax.random.key_data": AxisRule("every key axis stays; a data axis is added", _key_data),
+    "jax.random.wrap_key_data": AxisRule("the key axes stay; the data axis mixes",
+                                         _wrap_key_data),
+    "jnp.cumprod": along("axis", None, "accumulates along it"),
+    "jnp.linalg.norm": REDUCE,
+    "jnp.linspace": POSITIONS,
+    "lax.pad": AxisRule("a padded axis mixes", _lax_pad),
+    "lax.slice": AxisRule("an axis sliced whole stays", _lax_slice),
+    "lax.slice_in_dim": AxisRule("the axis stays when sliced whole", _slice_in_dim),
+    **{name: AxisRule("the indexed axis mixes; index 0 reads a real position", _index_in_dim)
+       for name in ("lax.index_in_dim", "lax.dynamic_index_in_dim")},
+    **{name: AxisRule("an axis sliced whole stays", _dynamic_slice)
+       for name in ("lax.dynamic_slice", "lax.dynamic_slice_in_dim")},
+    **{name: AxisRule("an axis the update covers whole stays", _dynamic_update)
+       for name in ("lax.dynamic_update_slice", "lax.dynamic_update_slice_in_dim",
+                    "lax.dynamic_update_index_in_dim")},
+    **{name: AxisRule("the segmented axes mix; the others stay", _segment)
+       for name in _names("jax.ops", "segment_sum segment_max segment_min segment_prod")},
+    **{name: AxisRule("the batch axis stays; spatial and feature axes mix", _lax_conv)
+       for name in ("lax.conv_general_dilated", "lax.conv_transpose")},
+    **{f"at.{name}": AxisRule("an axis indexed by a whole slice or a non-negative int "
+                              "stays", _at_update)
+       for name in "set add subtract multiply mul divide power min max".split()},
+    "at.get": AxisRule("as indexing", _getitem),
     "nn.make_rng": AxisRule("a key: no array input", _create),
     "nn.dropout": AxisRule("random numbers over the input (when not deterministic)",
                            _stochastic_call),
