@@ -53,6 +53,9 @@ Manifest format changelog (`format_version`):
 - 4 (2026-12-02): `buckets` (dimension -> sizes; `{}` without buckets); a bucketed
   target has one executable per bucket size (combination), keyed
   `"<platform key>@batch=8,length=16"`, whose entry gains `bucket` (dimension -> size).
+  An input declared as a random key (`aot.key`) has jax's key type as its `dtype`
+  (`"key<fry>"`) and gains `key_impl` (`"threefry2x32"`) and `key_data` (the
+  `{"shape", "dtype"}` of the raw key data the artifacts take in its place).
 """
 
 from __future__ import annotations

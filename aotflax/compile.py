@@ -16,7 +16,11 @@ stochastic target's artifacts take one more positional argument after the
 inputs, the raw key data (`jax.random.key_data(rng)`, uint32[2] for the
 default threefry2x32), which the computation wraps back with
 `jax.random.wrap_key_data(data, impl=...)`. The manifest records the key
-implementation and shape; the runtime converts what users pass.
+implementation and shape; the runtime converts what users pass. An input
+declared as a key (`aot.key`) crosses the boundary the same way: the artifacts
+take its raw key data (`uint32[*shape, 2]`) and wrap it back, and the manifest
+describes it by its key dtype, its implementation (`key_impl`) and its data
+(`key_data`).
 
 Hardware this host lacks is compiled for on compile-only devices
 (`jax.experimental.topologies`); `aotflax.toolchains` finds the libtpu and CUDA
@@ -122,22 +126,39 @@ def boundary_function(target: Any, rng_impl: str) -> Callable[..., Any]:
 
     **Returns:** `fn(params, state, *inputs[, key_data]) -> (outputs, new_state)`.
     """
+    keys = _key_inputs(target)
+    impls = [keys[n][0] if n in keys else None for n in target.inputs]
+
+    def typed(inputs: Sequence[Any]) -> list[Any]:
+        """Key inputs' raw data wrapped back into typed keys."""
+        return [x if impl is None else jax.random.wrap_key_data(x, impl=impl)
+                for x, impl in zip(inputs, impls)]
+
     if not target.stochastic:
-        return lambda params, state, *inputs: target.apply(params, state, *inputs)
+        return lambda params, state, *inputs: target.apply(params, state, *typed(inputs))
 
     def stochastic(params: Any, state: Any, *args: Any) -> Any:
         *inputs, key_data = args
         return target.apply(
             params,
             state,
-            *inputs,
+            *typed(inputs),
             rng=jax.random.wrap_key_data(key_data, impl=rng_impl),
         )
 
     return stochastic
 
 
-def _plain(spec: Any) -> jax.ShapeDtypeStruct:
+def _key_inputs(target: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Input name -> (PRNG implementation, key data's trailing shape) of key inputs."""
+    return dict(getattr(target, "key_inputs", None) or {})
+
+
+def _at_boundary(target: Any, name: str, spec: Any) -> jax.ShapeDtypeStruct:
+    """An input's spec as the artifacts take it: a key input as its raw key data."""
+    keys = _key_inputs(target)
+    if name in keys:
+        return jax.ShapeDtypeStruct((*spec.shape, *keys[name][1]), jnp.uint32)
     return jax.ShapeDtypeStruct(spec.shape, spec.dtype)
 
 
@@ -146,7 +167,7 @@ def _arg_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
     specs = [
         target.param_shapes,
         target.state_shapes,
-        *(_plain(s) for s in target.inputs.values()),
+        *(_at_boundary(target, n, s) for n, s in target.inputs.items()),
     ]
     return specs + ([key] if key is not None else [])
 
@@ -158,7 +179,7 @@ def _bucket_specs(target: Any, key: jax.ShapeDtypeStruct | None,
     for name, spec in target.inputs.items():
         dims = target.symbolic.get(name, spec.shape)
         shape = tuple(bucket[d] if isinstance(d, str) else d for d in dims)
-        inputs.append(jax.ShapeDtypeStruct(shape, spec.dtype))
+        inputs.append(_at_boundary(target, name, jax.ShapeDtypeStruct(shape, spec.dtype)))
     return [target.param_shapes, target.state_shapes, *inputs] + ([key] if key is not None
                                                                    else [])
 
@@ -183,7 +204,7 @@ def _export_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
             if dims is None
             else jax.export.symbolic_shape(", ".join(map(str, dims)), scope=scope)
         )
-        inputs.append(jax.ShapeDtypeStruct(shape, spec.dtype))
+        inputs.append(_at_boundary(target, name, jax.ShapeDtypeStruct(shape, spec.dtype)))
     return [target.param_shapes, target.state_shapes, *inputs] + (
         [key] if key is not None else []
     )
@@ -568,7 +589,7 @@ def build_key(
             for name in options.gpu_targets
         ],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "rng_impl": _rng_impl() if target.stochastic else None,
+        "rng_impl": _rng_impl() if target.stochastic or _key_inputs(target) else None,
     }
 
 
@@ -701,14 +722,20 @@ def _flat_arguments(specs: list[Any]) -> list[dict[str, Any]]:
 
 
 def _inputs_json(target: Any) -> dict[str, Any]:
-    return {
-        name: {
-            "shape": [d if isinstance(d, int) else str(d)
-                      for d in target.symbolic.get(name, spec.shape)],
-            "dtype": jnp.dtype(spec.dtype).name,
-        }
-        for name, spec in target.inputs.items()
-    }
+    """Each input's declared shape and dtype; a key input's dtype is jax's key type name
+    (`key<fry>`), with its implementation and the raw data the artifacts take."""
+    keys = _key_inputs(target)
+    out: dict[str, Any] = {}
+    for name, spec in target.inputs.items():
+        shape = [d if isinstance(d, int) else str(d)
+                 for d in target.symbolic.get(name, spec.shape)]
+        if name not in keys:
+            out[name] = {"shape": shape, "dtype": jnp.dtype(spec.dtype).name}
+            continue
+        impl, tail = keys[name]
+        out[name] = {"shape": shape, "dtype": str(spec.dtype), "key_impl": impl,
+                     "key_data": {"shape": [*shape, *tail], "dtype": "uint32"}}
+    return out
 
 
 def _native_executables(

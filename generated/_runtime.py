@@ -22,7 +22,10 @@ The executable boundary, said once: the artifacts take
 `(params, state, *inputs)` and, for a stochastic target, one more argument:
 the raw key data of `rng` (`jax.random.key_data(rng)`, uint32[2] for the
 default threefry2x32 implementation), wrapped back into a typed key inside the
-computation. Outputs are `(outputs, new_state)`, as `apply` returns them.
+computation. An input declared as a key (`aot.key`) crosses the same way: the
+artifacts take its key data (`uint32[*shape, 2]`), and a call accepts a typed key
+(`jax.random.key`) or raw key data (`jax.random.PRNGKey`) for it, as jax's own
+random functions do. Outputs are `(outputs, new_state)`, as `apply` returns them.
 """
 
 from __future__ import annotations
@@ -107,7 +110,10 @@ class Target:
     `jax.ShapeDtypeStruct`), plus the declaration's `module`, `platforms`,
     `devices`, `stochastic`, `symbolic` (input name -> dims, a string naming a
     symbolic dimension), `buckets` (dimension -> the sizes it has native
-    executables for, see `load`), `pad_values` and `source_sha256`.
+    executables for, see `load`), `pad_values`, `key_inputs` (input name ->
+    `(impl, data_shape)` for an input that is a typed random key: its PRNG
+    implementation and the trailing shape of its raw key data, `(2,)` for
+    threefry2x32) and `source_sha256`.
     """
 
     def __init__(
@@ -146,6 +152,7 @@ class Target:
         self.apply_fn = apply
         self.symbolic = {k: tuple(v) for k, v in (symbolic or {}).items()}
         self.inputs = self.INPUTS = _input_specs(inputs, self.symbolic)
+        self.key_inputs = _key_inputs(self.inputs)
         self.param_shapes = self.PARAM_SHAPES = param_shapes
         self.state_shapes = self.STATE_SHAPES = state_shapes
         self.stochastic = stochastic
@@ -204,6 +211,8 @@ class Target:
         **Returns:** `(outputs, new_state)`.
         """
         _check_inputs(self, inputs)
+        if self.key_inputs:
+            inputs = _typed_key_inputs(self, inputs)
         if rng is None:
             if self.stochastic:
                 raise TypeError(_missing_rng(self.name))
@@ -451,8 +460,7 @@ class LoadedTarget:
 
     def __call__(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
         _check_inputs(self.target, inputs)
-        specs = self.target.inputs.values()
-        args = (params, state, *(_as_input(v, s.dtype) for v, s in zip(inputs, specs)))
+        args = (params, state, *_boundary_inputs(self.target, inputs))
         if self.target.stochastic:
             args += (self._key_data(rng),)
         try:
@@ -510,6 +518,73 @@ def _typed_key(name: str, rng: Any) -> Any:
     )
 
 
+def _key_inputs(inputs: Mapping[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Input name -> (PRNG implementation, trailing shape of its key data) of every input
+    whose dtype is a typed key (`aot.key` in the model file)."""
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, spec in inputs.items():
+        if not jnp.issubdtype(spec.dtype, jax.dtypes.prng_key):
+            continue
+        impl: list[str] = []
+
+        def data(key: Any, impl: list[str] = impl) -> Any:
+            impl.append(str(jax.random.key_impl(key)))
+            return jax.random.key_data(key)
+
+        scalar = jax.eval_shape(data, jax.ShapeDtypeStruct((), spec.dtype))
+        out[name] = (impl[0], tuple(scalar.shape))
+    return out
+
+
+def _key_data_shape(target: Target, name: str) -> tuple[int | str, ...]:
+    """The shape of a key input's raw data: its declared shape, then the key's own."""
+    return target.expected_shape(name) + target.key_inputs[name][1]
+
+
+def _key_input_problem(target: Target, name: str, spec: Any, value: Any) -> str | None:
+    """Why `value` is not a key for input `name` (typed, or raw uint32 key data), or None."""
+    expected = target.expected_shape(name)
+    if _is_typed_key(value):
+        if value.dtype != spec.dtype:
+            return f"a {value.dtype} key (another PRNG implementation)"
+        shape = tuple(value.shape)
+    elif getattr(value, "dtype", None) is not None and np.dtype(value.dtype) == np.uint32:
+        shape = tuple(value.shape)
+        tail = target.key_inputs[name][1]
+        if shape[len(shape) - len(tail):] != tail or len(shape) < len(tail):
+            return f"raw key data {_describe(value)} (its last axes must be {list(tail)})"
+        shape = shape[: len(shape) - len(tail)]
+    else:
+        return f"{_describe(value)}, not a key"
+    if len(shape) != len(expected) or not all(
+        isinstance(e, str) or e == d for e, d in zip(expected, shape)
+    ):
+        return f"{_describe(value)} (wrong shape)"
+    return None
+
+
+def _typed_key_inputs(target: Target, inputs: Sequence[Any]) -> tuple:
+    """The inputs with raw key data wrapped into typed keys (for the generated code)."""
+    return tuple(
+        jax.random.wrap_key_data(v, impl=target.key_inputs[n][0])
+        if n in target.key_inputs and not _is_typed_key(v)
+        else v
+        for v, n in zip(inputs, target.inputs)
+    )
+
+
+def _boundary_inputs(target: Target, inputs: Sequence[Any]) -> tuple:
+    """The inputs as the artifacts take them: Python scalars as arrays of their input's
+    dtype, keys as their raw data (see the module docstring)."""
+    out = []
+    for value, (name, spec) in zip(inputs, target.inputs.items()):
+        if name in target.key_inputs:
+            out.append(jax.random.key_data(value) if _is_typed_key(value) else value)
+        else:
+            out.append(_as_input(value, spec.dtype))
+    return tuple(out)
+
+
 def _describe(value: Any) -> str:
     dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
     if dtype is None or shape is None:
@@ -538,6 +613,17 @@ def _check_inputs(target: Target, inputs: Sequence[Any]) -> None:
     for (name, spec), value in zip(target.inputs.items(), inputs):
         expected = target.expected_shape(name)
         want = _format_shape(_dtype_name(spec.dtype), expected)
+        if name in target.key_inputs:
+            problem = _key_input_problem(target, name, spec, value)
+            if problem is not None:
+                raw = _format_shape("uint32", _key_data_shape(target, name))
+                raise TypeError(
+                    f"{target.name}: input '{name}' expected {want} (a jax.random.key, or raw "
+                    f"{raw} key data as jax.random.PRNGKey makes), got {problem}"
+                )
+            shape = value.shape if _is_typed_key(value) else value.shape[: len(expected)]
+            _bind_dims(target, name, expected, shape, bound)
+            continue
         if _is_python_scalar(value):
             if expected == () and _scalar_fits(value, spec.dtype):
                 continue
@@ -568,13 +654,24 @@ def _check_inputs(target: Target, inputs: Sequence[Any]) -> None:
             raise ValueError(
                 f"{target.name}: input '{name}' expected {want}, got {got} (wrong shape)"
             )
-        for dim, size in zip(expected, value.shape):
-            if isinstance(dim, str) and bound.setdefault(dim, (size, name))[0] != size:
-                first_size, first = bound[dim]
-                raise ValueError(
-                    f"{target.name}: symbolic dimension '{dim}' is {first_size} in input '{first}' "
-                    f"but {size} in input '{name}'"
-                )
+        _bind_dims(target, name, expected, value.shape, bound)
+
+
+def _bind_dims(
+    target: Target,
+    name: str,
+    expected: Sequence[int | str],
+    shape: Sequence[int],
+    bound: dict[str, tuple[int, str]],
+) -> None:
+    """Every symbolic dimension has one size across the inputs of a call."""
+    for dim, size in zip(expected, shape):
+        if isinstance(dim, str) and bound.setdefault(dim, (size, name))[0] != size:
+            first_size, first = bound[dim]
+            raise ValueError(
+                f"{target.name}: symbolic dimension '{dim}' is {first_size} in input '{first}' "
+                f"but {size} in input '{name}'"
+            )
 
 
 def _is_python_scalar(value: Any) -> bool:
@@ -742,6 +839,13 @@ def _read_manifest(target: Target, folder: Path, verify_key: Any = None) -> dict
             f"{target.name}: the artifacts in {folder} were built from another version of the model source "
             f"(sha256 {manifest['source_sha256']}, generated code has {target.source_sha256}); rebuild them"
         )
+    for name, (impl, _) in target.key_inputs.items():
+        built = (manifest["inputs"].get(name) or {}).get("key_impl")
+        if built != impl:
+            raise ArtifactError(
+                f"{target.name}: input '{name}' is a {impl} key here, but the artifacts in {folder} "
+                f"take {built} key data; rebuild them with this PRNG implementation"
+            )
     return manifest
 
 
@@ -906,6 +1010,7 @@ def _validate_manifest(manifest: Mapping[str, Any]) -> None:
         _expect(manifest.get(key), str, key)
     for name, spec in _expect(manifest.get("inputs"), dict, "inputs").items():
         _validate_spec(spec, f"inputs.{name}")
+        _expect(spec.get("key_impl"), (str, type(None)), f"inputs.{name}.key_impl")
     _validate_tree(manifest.get("outputs"), "outputs", 0)
     rng = _expect(manifest.get("rng"), (dict, type(None)), "rng")
     if rng is not None:
@@ -1029,7 +1134,10 @@ def _flat_specs(
     leaves = jax.tree_util.tree_leaves((target.param_shapes, target.state_shapes))
     flat = [(tuple(leaf.shape), _dtype_name(leaf.dtype)) for leaf in leaves]
     for name, spec in target.inputs.items():
-        flat.append((target.expected_shape(name), _dtype_name(spec.dtype)))
+        if name in target.key_inputs:  # the artifacts take a key input's raw data
+            flat.append((_key_data_shape(target, name), "uint32"))
+        else:
+            flat.append((target.expected_shape(name), _dtype_name(spec.dtype)))
     if bucket:
         flat = _at_bucket(flat, bucket)
     if target.stochastic:
@@ -1410,6 +1518,7 @@ def _skeleton(node: Any) -> Any:
 
 def _arg_specs(target: Target, manifest: dict) -> tuple[Any, ...]:
     specs = (target.param_shapes, target.state_shapes, *target.inputs.values())
+    # (a key input's data is one leaf, as its typed key is: the tree is the same)
     if target.stochastic:
         specs += (jax.ShapeDtypeStruct(tuple(manifest["rng"]["key_shape"]), jnp.uint32),)
     return specs
@@ -1745,11 +1854,12 @@ def _warn_compiles(target: Target) -> None:
 def _loaded(
     target: Target, manifest: dict, kind: str, platform: str, call: Callable[..., Any]
 ) -> LoadedTarget:
-    """A `LoadedTarget`; for a native executable of a target without rng, one whose
-    `__call__` is jax's C++ dispatch itself (`_fast_call`), so a call costs what a
-    call of `jax.jit` costs."""
+    """A `LoadedTarget`; for a native executable of a target without rng or key inputs
+    (their keys become key data first), one whose `__call__` is jax's C++ dispatch
+    itself (`_fast_call`), so a call costs what a call of `jax.jit` costs."""
     loaded = LoadedTarget(target, manifest, kind, platform, call)
-    fast = _fast_call(target, call) if kind == "executable" and not target.stochastic else None
+    direct = kind == "executable" and not target.stochastic and not target.key_inputs
+    fast = _fast_call(target, call) if direct else None
     if fast is not None:
         loaded.__class__ = type(
             "LoadedTarget",
@@ -1873,7 +1983,8 @@ def _load_buckets(
         _check_binding(target, manifest, entry, bucket)
         payload = read_artifact(folder, entry, label=target.name)
         compiled = _load_native(target, manifest, entry, payload, platform, bucket=bucket)
-        fast = None if target.stochastic else _fast_call(target, compiled)
+        direct = not target.stochastic and not target.key_inputs
+        fast = _fast_call(target, compiled) if direct else None
         calls[sizes] = fast or compiled
     return _Bucketed(target, manifest, platform, calls), None
 
@@ -1924,8 +2035,8 @@ class _Bucketed(LoadedTarget):
         self.buckets = dict(target.buckets)
         self._calls = calls
         #: Exact bucket sizes go straight to their executable (a stochastic target's
-        #: key is converted first, in `_padded`).
-        self._exact = {} if target.stochastic else calls
+        #: rng and key inputs are converted first, in `_padded`).
+        self._exact = {} if target.stochastic or target.key_inputs else calls
         self._dims = tuple(target.buckets)
         # where a request's size along each dimension is read: the first input carrying it
         self._readers = tuple(
@@ -1960,10 +2071,10 @@ class _Bucketed(LoadedTarget):
         if problem is not None:
             raise TypeError(f"{target.name}: {problem}")
         host = [  # inputs that carry a bucketed dimension, on the host; others as given
-            np.asarray(v, dtype=np.dtype(s.dtype))
+            (np.asarray(v) if n in target.key_inputs else np.asarray(v, dtype=np.dtype(s.dtype)))
             if n in target.symbolic
-            else _as_input(v, s.dtype)
-            for v, (n, s) in zip(inputs, target.inputs.items())
+            else v
+            for v, (n, s) in zip(_boundary_inputs(target, inputs), target.inputs.items())
         ]
         sizes = {d: host[i].shape[a] for d, (i, a) in zip(self._dims, self._readers)}
         key = (self._key_data(rng),) if target.stochastic else ()
@@ -2001,6 +2112,7 @@ class _Bucketed(LoadedTarget):
 
     def _pad(self, name: str, x: np.ndarray, bucket: dict[str, int]) -> np.ndarray:
         dims = self.target.expected_shape(name)
+        dims += (0,) * (x.ndim - len(dims))  # a key input's data axes are not bucketed
         shape = tuple(bucket[d] if isinstance(d, str) else n for d, n in zip(dims, x.shape))
         if shape == x.shape:
             return x
