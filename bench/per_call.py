@@ -14,6 +14,11 @@ arguments:
   so it has no bucketed twin);
 - the raw deserialized executable (`jax.stages.Compiled.__call__`).
 
+One more row, "mlp batch 3 (padded to 4)", is a request between bucket sizes: the
+bucketed `load()` pads it on the host, runs the batch-4 executable and slices the
+outputs back (jit there is the bucketed target's `apply` at batch 3; there is no
+fixed-shape target, so its `load()` and raw columns are empty).
+
 The targets are the zoo's modules (`models/mlp.py`, `models/cnn.py`,
 `models/transformer.py`) with bench targets added, built through the real
 pipeline into a temporary folder. Calls are timed in rounds of `--calls` calls
@@ -61,10 +66,11 @@ EXTRA = {
     "transformer.py": [],
 }
 
-#: row -> (module, fixed target, bucketed target or None, Linen twin, batch)
+#: row -> (module, fixed target or None, bucketed target or None, Linen twin, batch)
 CASES = {
     "mlp batch 1": ("mlp", "pc_mlp_b1", "pc_mlp_buckets", "MLP", 1),
     "mlp batch 8": ("mlp", "pc_mlp_b8", "pc_mlp_buckets", "MLP", 8),
+    "mlp batch 3 (padded to 4)": ("mlp", None, "pc_mlp_buckets", "MLP", 3),
     "cnn batch 4": ("cnn", "cnn_b4", "pc_cnn_buckets", "CNN", 4),
     "lm decode step": ("transformer", "lm_decode", None, "LM", 1),
 }
@@ -118,26 +124,29 @@ def _linen(kind: str, params: Any, state: Any) -> tuple[Callable[..., Any], Any]
 def case(pkg: Any, out: Path, name: str) -> dict[str, tuple[Callable[..., Any], tuple]]:
     module, fixed_name, bucket_name, kind, batch = CASES[name]
     mod = getattr(__import__(f"{pkg.__name__}.{module}"), module)
-    fixed = mod.TARGETS[fixed_name]
+    fixed = mod.TARGETS[fixed_name or bucket_name]
     params, state = fixed.init(jax.random.key(0))
     params, state = jax.device_put((params, state))
     spec = next(iter(fixed.INPUTS.values()))
+    shape = (batch, *spec.shape[1:]) if fixed_name is None else spec.shape
     rng = np.random.default_rng(0)
     if np.issubdtype(spec.dtype, np.integer):
-        x = jnp.asarray(rng.integers(0, 100, spec.shape), spec.dtype)
+        x = jnp.asarray(rng.integers(0, 100, shape), spec.dtype)
     else:
-        x = jnp.asarray(rng.standard_normal(spec.shape), spec.dtype)
+        x = jnp.asarray(rng.standard_normal(shape), spec.dtype)
     artifacts = out / "artifacts"
     linen_fn, variables = _linen(kind, params, state)
     ways: dict[str, tuple[Callable[..., Any], tuple]] = {
         "linen jit": (linen_fn, (variables, x)),
         "apply jit": (jax.jit(fixed.apply), (params, state, x)),
-        "load fixed": (fixed.load(artifact_dir=artifacts), (params, state, x)),
-        "raw executable": (_raw(fixed, artifacts / module / fixed_name), (params, state, x)),
     }
+    if fixed_name is not None:
+        ways["load fixed"] = (fixed.load(artifact_dir=artifacts), (params, state, x))
+        ways["raw executable"] = (_raw(fixed, artifacts / module / fixed_name),
+                                  (params, state, x))
     if bucket_name is not None:
         bucketed = mod.TARGETS[bucket_name]
-        assert batch in bucketed.buckets["batch"]
+        assert fixed_name is None or batch in bucketed.buckets["batch"]
         ways["load bucketed"] = (bucketed.load(artifact_dir=artifacts), (params, state, x))
     reference = ways["apply jit"][0](*ways["apply jit"][1])
     for way, (fn, args) in ways.items():  # warm up, and check every way agrees
@@ -171,7 +180,7 @@ def time_ways(ways: dict[str, tuple[Callable[..., Any], tuple]], rounds: int,
     medians = {n: statistics.median(ts) for n, ts in times.items()}
     jit = times["apply jit"]
     ratios = {n: statistics.median(a / b for a, b in zip(ts, jit)) for n, ts in times.items()}
-    if "load bucketed" in times:
+    if "load bucketed" in times and "load fixed" in times:
         ratios["bucketed/fixed"] = statistics.median(
             a / b for a, b in zip(times["load bucketed"], times["load fixed"]))
     return medians, ratios
@@ -190,14 +199,15 @@ def main() -> None:
         rows = []
         for name in args.cases:
             m, q = time_ways(case(pkg, out, name), args.rounds, args.calls)
-            bucketed = m.get("load bucketed")
-            rows.append((name, f"{m['linen jit']:.1f}", f"{m['apply jit']:.1f}",
-                         f"{m['load fixed']:.1f}",
-                         "-" if bucketed is None else f"{bucketed:.1f}",
-                         f"{m['raw executable']:.1f}", f"{q['load fixed']:.2f}",
-                         "-" if bucketed is None else f"{q['load bucketed']:.2f}",
-                         "-" if bucketed is None else f"{q['bucketed/fixed']:.2f}",
-                         f"{q['raw executable']:.2f}", f"{q['linen jit']:.2f}"))
+
+            def cell(table: dict[str, float], way: str, digits: int) -> str:
+                return f"{table[way]:.{digits}f}" if way in table else "-"
+
+            rows.append((name, cell(m, "linen jit", 1), cell(m, "apply jit", 1),
+                         cell(m, "load fixed", 1), cell(m, "load bucketed", 1),
+                         cell(m, "raw executable", 1), cell(q, "load fixed", 2),
+                         cell(q, "load bucketed", 2), cell(q, "bucketed/fixed", 2),
+                         cell(q, "raw executable", 2), cell(q, "linen jit", 2)))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"per call, microseconds (median of {args.rounds} rounds of {args.calls} calls; "
