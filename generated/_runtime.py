@@ -551,7 +551,7 @@ def _key_input_problem(target: Target, name: str, spec: Any, value: Any) -> str 
     elif getattr(value, "dtype", None) is not None and np.dtype(value.dtype) == np.uint32:
         shape = tuple(value.shape)
         tail = target.key_inputs[name][1]
-        if shape[len(shape) - len(tail):] != tail or len(shape) < len(tail):
+        if len(shape) < len(tail) or shape[len(shape) - len(tail) :] != tail:
             return f"raw key data {_describe(value)} (its last axes must be {list(tail)})"
         shape = shape[: len(shape) - len(tail)]
     else:
