@@ -450,6 +450,8 @@ def _describe_op(op: Op) -> str:
         return "this indexing" if entry == "operator.getitem" else "this operator"
     if entry.startswith("array."):
         return f"x.{entry.split('.', 1)[1]}"
+    if entry.startswith("at."):
+        return f"x.at[...].{entry.split('.', 1)[1]}"
     if entry == "jax.lax.scan":
         return "jax.lax.scan"
     return entry or "this operation"

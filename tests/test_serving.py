@@ -192,6 +192,10 @@ def test_a_fixed_target_loads_onto_the_fast_path(tmp_path: Path) -> None:
     ("x = x[1:]", "this indexing"),
     ("x = x.T @ x", "this operator"),
     ("x = x / x.shape[0]", "this operator"),
+    ("x = jax.lax.pad(x, 0.0, ((1, 0, 0), (0, 0, 0)))", "lax.pad"),
+    ("x = jax.lax.dynamic_slice_in_dim(x, 0, 1, axis=0)", "lax.dynamic_slice_in_dim"),
+    ("x = x.at[-1].set(0.0)", "x.at[...].set"),
+    ("x = jax.random.permutation(jax.random.key(0), x)", "jax.random.permutation"),
 ])
 def test_a_row_mixing_target_is_a_located_error_naming_the_op(body: str, op: str) -> None:
     errors = build_errors(f"""
@@ -208,6 +212,28 @@ def test_a_row_mixing_target_is_a_located_error_naming_the_op(body: str, op: str
         "'batch'" in first, errors
     assert ":9:" in first  # the line of the op, in the model file
     assert "note: padding fills the positions past a request with zeros" in errors
+
+
+def test_lax_slicing_updates_and_special_functions_keep_other_axes(tmp_path: Path) -> None:
+    """Axis rules of lax slicing, pads, x.at updates: along another axis they are safe."""
+    module = build("""
+    class Net(nn.Module):
+        def apply(self, x):
+            x = nn.Dense(x, 4)
+            x = jax.lax.slice_in_dim(x, 0, 2, axis=1) + jax.lax.dynamic_slice_in_dim(x, 1, 2, 1)
+            x = jax.scipy.special.erf(x.at[:, 0].set(1.0))
+            x = jax.lax.pad(x, 0.0, ((0, 0, 0), (1, 1, 0)))
+            return jax.lax.dynamic_update_slice(x, x * 2.0, (0, 0))
+
+    aot.target("net", Net, x=aot.f32["batch", 4], buckets={"batch": (1, 8)})
+    """)
+    target = compiled(module, "net", tmp_path)
+    run = target.load(artifact_dir=tmp_path / "artifacts")
+    params, state = target.init(jax.random.key(0))
+    x = np.linspace(-1, 1, 20, dtype=np.float32).reshape(5, 4)  # padded to 8
+    want, _ = target.apply(params, state, x)
+    got, _ = run(params, state, x)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
 
 
 def test_a_mixing_op_inside_a_submodule_names_the_call_site() -> None:
