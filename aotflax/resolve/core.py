@@ -46,10 +46,12 @@ from .helpers import (
     _short,
     _tensors,
 )
+from .host import HostMixin
 from .imports import ImportsMixin
 from .initializers import InitializersMixin
 from .methods import full_trees
 from .modules import ModulesMixin
+from .records import RecordsMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
 from .transforms import CustomJvpMixin, TransformsMixin
@@ -57,7 +59,8 @@ from .workspace import Workspace
 
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
-               InitializersMixin, TransformsMixin, CustomJvpMixin, CachesMixin):
+               InitializersMixin, TransformsMixin, CustomJvpMixin, CachesMixin, HostMixin,
+               RecordsMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,
