@@ -236,6 +236,22 @@ def test_lax_slicing_updates_and_special_functions_keep_other_axes(tmp_path: Pat
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
 
 
+def test_a_numpy_position_table_is_a_constant_of_a_bucketed_target() -> None:
+    """numpy on the host (ops/host.py) builds constants: padding the batch cannot reach them."""
+    module = build("""
+    import numpy as np
+
+    class Net(nn.Module):
+        def apply(self, x):
+            pe = np.zeros((6, 4), dtype=np.float32)
+            pe[:, 0::2] = np.sin(np.arange(6)[:, np.newaxis] * 0.5)
+            return nn.Dense(x, 4) + jnp.asarray(pe)[None]
+
+    aot.target("net", Net, x=aot.f32["batch", 6, 3], buckets={"batch": (1, 8)})
+    """)
+    assert module.net.buckets == {"batch": (1, 8)} and module.net.splittable == ("batch",)
+
+
 def test_a_mixing_op_inside_a_submodule_names_the_call_site() -> None:
     errors = build_errors("""
     class Norm(nn.Module):

@@ -1169,6 +1169,16 @@ def _keys(view: OpView) -> Flow:
     return _flow([(t, _aligned(t, out)) for t in _unique(view.tensors())], sizes=True)
 
 
+def _host(view: OpView) -> Flow:
+    return _flow([_mixed(t, "computes with numpy on the host") for t in _unique(view.tensors())])
+
+
+#: numpy calls (`ops/host.py`) compute constants on the host while JAX traces: no request's
+#: positions reach them (a traced array cannot), so every axis of an input counts as mixed.
+HOST = AxisRule("numpy on the host: a constant of the program (its inputs are constants too)",
+                _host)
+
+
 # ------------------------------------------------------------- the table
 
 
