@@ -56,6 +56,12 @@ Manifest format changelog (`format_version`):
   mesh the export's shardings name). Executable entries over several processes
   gain `processes`, `devices` and `hosts` (which devices each process owns).
   `memory.peak` counts the temporaries (XLA:CPU's own peak leaves them out).
+- 5 (2026-12-02): `buckets` (dimension -> sizes; `{}` without buckets); a bucketed
+  target has one executable per bucket size (combination), keyed
+  `"<platform key>@batch=8,length=16"`, whose entry gains `bucket` (dimension -> size).
+  An input declared as a random key (`aot.key`) has jax's key type as its `dtype`
+  (`"key<fry>"`) and gains `key_impl` (`"threefry2x32"`) and `key_data` (the
+  `{"shape", "dtype"}` of the raw key data the artifacts take in its place).
 """
 
 from __future__ import annotations
@@ -102,7 +108,7 @@ __all__ = [
 ]
 
 #: Version of the manifest layout; bump it (and the changelog above) on any change.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 MANIFEST_NAME = "manifest.json"
 #: The manifest's signature file, next to it.
 SIGNATURE_NAME = "manifest.sig"

@@ -1861,6 +1861,84 @@ _entry("AOT411", "symbolic dimension used as a constant", """
     """, checked=False)
 
 
+_entry("AOT412", "invalid buckets", """
+    `buckets={"batch": (1, 8, 32)}` compiles one native executable per size of a
+    symbolic dimension (per combination of sizes, with several), and `load()` runs
+    a request on the smallest bucket that fits, padding its inputs and slicing its
+    outputs back.  The keys must be symbolic dimensions of the target's inputs,
+    every symbolic dimension of the target needs buckets (a native executable has
+    a size for each), and the sizes are distinct positive ints.  A training target
+    cannot be bucketed (its gradients mix the rows of the batch), nor can a target
+    whose state carries the dimension (a decoding cache sized by the batch).
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4)
+
+    aot.target("net", Net, x=aot.f32["batch", 8], buckets={"rows": (1, 8)})
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4)
+
+    aot.target("net", Net, x=aot.f32["batch", 8], buckets={"batch": (1, 8)})
+    """)
+
+
+_entry("AOT413", "padding would change the result", """
+    A bucketed target pads every request along the bucketed dimension to the next
+    bucket size, so each output position must depend on the same input positions
+    alone.  The build proves it over the whole program and rejects an operation
+    that combines positions along the dimension: a reduction or mean over it,
+    BatchNorm with batch statistics (`use_running_average=False`), a contraction,
+    a convolution or pooling window sliding along it, a reshape that merges it
+    with another axis, a slice that shifts it, random numbers drawn over it, its
+    size used as a number.  Attention over a padded length is safe when its mask
+    hides the padded keys: a causal mask, or a mask built (through products,
+    casts and reshapes, e.g. `nn.make_attention_mask(mask, mask)`) from an input
+    declared in `masks={"length": "mask"}`, which `load()` pads with zeros.  Drop
+    `buckets=` to ship the portable export instead (it compiles each new size).
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            y = nn.Dense(x, 4)
+            return y - jnp.mean(y, axis=0, keepdims=True)
+
+    aot.target("net", Net, x=aot.f32["batch", 8], buckets={"batch": (1, 8)})
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            y = nn.Dense(x, 4)
+            return y - jnp.mean(y, axis=-1, keepdims=True)
+
+    aot.target("net", Net, x=aot.f32["batch", 8], buckets={"batch": (1, 8)})
+    """)
+
+
+_entry("AOT414", "invalid pad_value or masks", """
+    `pad_value={"tokens": 0}` gives the value padded positions of an input get
+    (default 0; a number that fits the input's dtype), and `masks={"length":
+    "mask"}` names the inputs that mask a dimension's padded positions; a mask
+    input is padded with 0 (false), which is what makes attention over the padded
+    length safe.  Both name inputs of a target with `buckets=`, and only inputs
+    that carry a bucketed dimension.
+    """, """
+    class Net(nn.Module):
+        def apply(self, tokens):
+            return nn.Embed(tokens, num_embeddings=10, features=4)
+
+    aot.target("net", Net, tokens=aot.i32["batch", 8], buckets={"batch": (1, 8)},
+               pad_value={"ids": 0})
+    """, """
+    class Net(nn.Module):
+        def apply(self, tokens):
+            return nn.Embed(tokens, num_embeddings=10, features=4)
+
+    aot.target("net", Net, tokens=aot.i32["batch", 8], buckets={"batch": (1, 8)},
+               pad_value={"tokens": 0})
+    """)
+
+
 _entry("AOT420", "invalid optax arguments", """
     The optimizer of a training target is written with optax in the model file
     (`optax.adam(1e-3)`) and copied into the generated code, so its arguments

@@ -16,7 +16,11 @@ stochastic target's artifacts take one more positional argument after the
 inputs, the raw key data (`jax.random.key_data(rng)`, uint32[2] for the
 default threefry2x32), which the computation wraps back with
 `jax.random.wrap_key_data(data, impl=...)`. The manifest records the key
-implementation and shape; the runtime converts what users pass.
+implementation and shape; the runtime converts what users pass. An input
+declared as a key (`aot.key`) crosses the boundary the same way: the artifacts
+take its raw key data (`uint32[*shape, 2]`) and wrap it back, and the manifest
+describes it by its key dtype, its implementation (`key_impl`) and its data
+(`key_data`).
 
 Hardware this host lacks is compiled for on compile-only devices
 (`jax.experimental.topologies`); `aotflax.toolchains` finds the libtpu and CUDA
@@ -129,22 +133,39 @@ def boundary_function(target: Any, rng_impl: str) -> Callable[..., Any]:
 
     **Returns:** `fn(params, state, *inputs[, key_data]) -> (outputs, new_state)`.
     """
+    keys = _key_inputs(target)
+    impls = [keys[n][0] if n in keys else None for n in target.inputs]
+
+    def typed(inputs: Sequence[Any]) -> list[Any]:
+        """Key inputs' raw data wrapped back into typed keys."""
+        return [x if impl is None else jax.random.wrap_key_data(x, impl=impl)
+                for x, impl in zip(inputs, impls)]
+
     if not target.stochastic:
-        return lambda params, state, *inputs: target.apply(params, state, *inputs)
+        return lambda params, state, *inputs: target.apply(params, state, *typed(inputs))
 
     def stochastic(params: Any, state: Any, *args: Any) -> Any:
         *inputs, key_data = args
         return target.apply(
             params,
             state,
-            *inputs,
+            *typed(inputs),
             rng=jax.random.wrap_key_data(key_data, impl=rng_impl),
         )
 
     return stochastic
 
 
-def _plain(spec: Any) -> jax.ShapeDtypeStruct:
+def _key_inputs(target: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Input name -> (PRNG implementation, key data's trailing shape) of key inputs."""
+    return dict(getattr(target, "key_inputs", None) or {})
+
+
+def _at_boundary(target: Any, name: str, spec: Any) -> jax.ShapeDtypeStruct:
+    """An input's spec as the artifacts take it: a key input as its raw key data."""
+    keys = _key_inputs(target)
+    if name in keys:
+        return jax.ShapeDtypeStruct((*spec.shape, *keys[name][1]), jnp.uint32)
     return jax.ShapeDtypeStruct(spec.shape, spec.dtype)
 
 
@@ -153,9 +174,30 @@ def _arg_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
     specs = [
         target.param_shapes,
         target.state_shapes,
-        *(_plain(s) for s in target.inputs.values()),
+        *(_at_boundary(target, n, s) for n, s in target.inputs.items()),
     ]
     return specs + ([key] if key is not None else [])
+
+
+def _bucket_specs(target: Any, key: jax.ShapeDtypeStruct | None,
+                  bucket: dict[str, int]) -> list[Any]:
+    """Like `_arg_specs`, with every symbolic dimension at its size in `bucket`."""
+    inputs = []
+    for name, spec in target.inputs.items():
+        dims = target.symbolic.get(name, spec.shape)
+        shape = tuple(bucket[d] if isinstance(d, str) else d for d in dims)
+        inputs.append(_at_boundary(target, name, jax.ShapeDtypeStruct(shape, spec.dtype)))
+    return [target.param_shapes, target.state_shapes, *inputs] + ([key] if key is not None
+                                                                   else [])
+
+
+def bucket_combinations(target: Any) -> list[dict[str, int]]:
+    """Every combination of bucket sizes of a target (one native executable each), or
+    `[{}]` for a target without buckets."""
+    out: list[dict[str, int]] = [{}]
+    for dim, sizes in (getattr(target, "buckets", None) or {}).items():
+        out = [{**c, dim: n} for c in out for n in sizes]
+    return out
 
 
 def _export_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
@@ -178,7 +220,7 @@ def _export_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
             if dims is None
             else jax.export.symbolic_shape(", ".join(map(str, dims)), scope=scope)
         )
-        inputs.append(jax.ShapeDtypeStruct(shape, spec.dtype))
+        inputs.append(_at_boundary(target, name, jax.ShapeDtypeStruct(shape, spec.dtype)))
     return [target.param_shapes, target.state_shapes, *inputs] + (
         [key] if key is not None else []
     )
@@ -213,8 +255,8 @@ def _variants(
     skipped: dict[str, str] = {}
     named = {"tpu": options.tpu_topologies, "cuda": options.gpu_targets}
     for platform in platforms:
-        if target.symbolic:
-            skipped[platform] = "export only (symbolic input dimensions)"
+        if target.symbolic and not getattr(target, "buckets", None):
+            skipped[platform] = "export only (symbolic input dimensions, no buckets)"
         elif named.get(platform):
             variants += [Variant(_variant_key(platform, h), platform, h) for h in named[platform]]
         elif _local_devices(platform):
@@ -731,7 +773,7 @@ def build_key(
             for name in options.gpu_targets
         ],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "rng_impl": _rng_impl() if target.stochastic else None,
+        "rng_impl": _rng_impl() if target.stochastic or _key_inputs(target) else None,
     }
 
 
@@ -817,7 +859,7 @@ def compile_target(
     exported = _export(fn, _export_specs(target, key), _resolve(target, None), target)
     export_bytes = bytes(exported.serialize())
     payloads, entries, skipped = _native_executables(
-        target, fn, _arg_specs(target, key), chosen, options, exported.out_tree
+        target, fn, key, chosen, options, exported.out_tree
     )
     export_entry = artifacts.file_entry(
         artifacts.artifact_file_name("export", artifacts.sha256_bytes(export_bytes)),
@@ -846,6 +888,7 @@ def compile_target(
         "processes": _processes(target),
         "mesh": [[name, size] for name, size in _mesh_axes(target, target.devices).items()],
         "executables": entries,
+        "buckets": {d: list(v) for d, v in (getattr(target, "buckets", None) or {}).items()},
         "skipped": skipped,
         "export": export_entry,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -866,47 +909,62 @@ def _flat_arguments(specs: list[Any]) -> list[dict[str, Any]]:
 
 
 def _inputs_json(target: Any) -> dict[str, Any]:
-    return {
-        name: {
-            "shape": list(target.symbolic.get(name, spec.shape)),
-            "dtype": jnp.dtype(spec.dtype).name,
-        }
-        for name, spec in target.inputs.items()
-    }
+    """Each input's declared shape and dtype; a key input's dtype is jax's key type name
+    (`key<fry>`), with its implementation and the raw data the artifacts take."""
+    keys = _key_inputs(target)
+    out: dict[str, Any] = {}
+    for name, spec in target.inputs.items():
+        shape = [d if isinstance(d, int) else str(d)
+                 for d in target.symbolic.get(name, spec.shape)]
+        if name not in keys:
+            out[name] = {"shape": shape, "dtype": jnp.dtype(spec.dtype).name}
+            continue
+        impl, tail = keys[name]
+        out[name] = {"shape": shape, "dtype": str(spec.dtype), "key_impl": impl,
+                     "key_data": {"shape": [*shape, *tail], "dtype": "uint32"}}
+    return out
 
 
 def _native_executables(
     target: Any,
     fn: Callable[..., Any],
-    specs: list[Any],
+    key: jax.ShapeDtypeStruct | None,
     platforms: Sequence[str],
     options: CompileOptions,
     out_tree: Any,
 ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]], dict[str, str]]:
-    """Compiles every native executable this host can build.
+    """Compiles every native executable this host can build: one per variant, and per
+    bucket size (combination) of a bucketed target.
 
     **Returns:** `(payloads, entries, skipped)`: payloads and manifest entries
-    by variant key ("cpu", "tpu:v5e:2x2"), and platform -> why it has none.
+    by key ("cpu", "tpu:v5e:2x2", "cpu@batch=8"), and platform -> why it has none.
     """
     payloads: dict[str, bytes] = {}
     entries: dict[str, dict[str, Any]] = {}
     variants, skipped = _variants(target, platforms, options)
     for variant in variants:
-        try:
-            payload, info, tree = _compile_native(variant, fn, specs, target, options)
-        except PlatformUnavailable as reason:
-            skipped[variant.platform] = str(reason)
-            continue
-        if tree is not None and tree != out_tree:  # the runtime rebuilds it from the manifest
-            raise AssertionError(
-                f"internal error: {target.name} on {variant.key}: {tree} != {out_tree}"
+        for bucket in bucket_combinations(target):
+            specs = _bucket_specs(target, key, bucket) if bucket else _arg_specs(target, key)
+            try:
+                payload, info, tree = _compile_native(variant, fn, specs, target, options)
+            except PlatformUnavailable as reason:
+                skipped[variant.platform] = str(reason)
+                break
+            if tree is not None and tree != out_tree:  # the runtime rebuilds it from the manifest
+                raise AssertionError(
+                    f"internal error: {target.name} on {variant.key}: {tree} != {out_tree}"
+                )
+            entry_key = variant.key + ("@" + ",".join(f"{d}={n}" for d, n in bucket.items())
+                                       if bucket else "")
+            payloads[entry_key] = payload
+            kind = "executable-" + re.sub(r"[^a-z0-9]+", "-", entry_key.lower()).strip("-")
+            name = artifacts.artifact_file_name(kind, artifacts.sha256_bytes(payload))
+            if bucket:
+                info = {**info, "bucket": dict(bucket)}
+            entries[entry_key] = artifacts.file_entry(
+                name, payload, target=_qualified(target), arguments=_flat_arguments(specs),
+                **info
             )
-        payloads[variant.key] = payload
-        kind = "executable-" + re.sub(r"[^a-z0-9]+", "-", variant.key.lower()).strip("-")
-        name = artifacts.artifact_file_name(kind, artifacts.sha256_bytes(payload))
-        entries[variant.key] = artifacts.file_entry(
-            name, payload, target=_qualified(target), arguments=_flat_arguments(specs), **info
-        )
     return payloads, entries, skipped
 
 

@@ -149,7 +149,13 @@ def native_and_export(folder: Path, platforms: Sequence[str]) -> tuple[str, str]
         skipped: dict[str, Any] = dict(manifest.get("skipped") or {})
     except (OSError, ValueError, TypeError, AttributeError, RecursionError):
         return "-", "-"
-    native = [_native_words(key, entry) for key, entry in executables.items()]
+    buckets = manifest.get("buckets") or {}
+    native = list(dict.fromkeys(_native_words(key.split("@")[0], entry)
+                                for key, entry in executables.items()))
+    if buckets and isinstance(buckets, dict):
+        # one executable per bucket size: "cpu (batch 1, 8, 32)"
+        sizes = " x ".join(f"{d} {', '.join(map(str, v))}" for d, v in buckets.items())
+        native = [f"{n} ({sizes})" for n in native]
     built = {str(entry.get("platform") or key.split(":")[0]) for key, entry in executables.items()
              if isinstance(entry, dict)}
     grouped: dict[str, list[str]] = {}  # one reason for several platforms is said once

@@ -411,13 +411,11 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     results = ", ".join(["outputs"] + [new[c] for c in collections])
     new_state = "{" + ", ".join(f"{string(c)}: {new[c]}" for c in collections) + "}"
     symbolic = dict(t.symbolic)
-    # Symbolic dimensions are 1 in INPUTS; `symbolic=` names them (see runtime Target).
+    # An input with symbolic dimensions is `(dims, dtype)`: the runtime makes its INPUTS
+    # entry a jax.ShapeDtypeStruct of jax.export symbolic dimensions.
     inputs = ", ".join(
-        f"{string(n)}: jax.ShapeDtypeStruct("
-        f"{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, "
-        f"{_dtype(d)})" for n, s, d in t.inputs)
-    symbolic_code = "{" + ", ".join(f"{string(n)}: {literal(tuple(dims))}"
-                                    for n, dims in t.symbolic) + "}"
+        f"{string(n)}: ({_dims(symbolic[n])}, {_dtype(d)})" if n in symbolic else
+        f"{string(n)}: jax.ShapeDtypeStruct({_tuple(s)}, {_dtype(d)})" for n, s, d in t.inputs)
     call = f"{entry}({', '.join(call_args)})"
     train = ""
     train_kwargs = ""
@@ -446,6 +444,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         train_kwargs += f"    tpu_topologies={literal(tuple(t.tpu_topologies))},\n"
     if t.gpu_targets:  # names of hardware.GPU_TARGETS
         train_kwargs += f"    gpu_targets={literal(tuple(t.gpu_targets))},\n"
+    train_kwargs += _serving_kwargs(t)
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
     if shared is None:
         init_call = ""
@@ -477,10 +476,32 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         inputs="{" + inputs + "}", stochastic=literal(bool(t.stochastic)),
         platforms=literal(tuple(t.platforms)), devices=literal(int(t.devices)),
         module=string(module_name), where=comment(f"{relpath or t.span.path}:{t.span.line}"),
-        symbolic=symbolic_code, source_sha256=string(source_sha256),
+        source_sha256=string(source_sha256),
         nparams=sum(size(d.shape) for d in t.params),
         init_inputs=t.init_inputs,
     )
+
+
+def _dims(dims: tuple[int | str, ...]) -> str:
+    """`("batch", 28, 28, 1)`: a symbolic dimension is its name, quoted as data."""
+    return literal(tuple(x if isinstance(x, str) else int(x) for x in dims))
+
+
+def _serving_kwargs(t: TargetProgram) -> str:
+    """`buckets=`, `pad_values=`, `masks=`, `splittable=` of a bucketed target.
+
+    Names are identifiers (checked by resolve) and pad values numbers; everything goes
+    through `quoting`, so nothing of the model file reaches the code but as quoted data.
+    """
+    if not t.buckets:
+        return ""
+    buckets = {str(d): tuple(int(n) for n in sizes) for d, sizes in t.buckets}
+    out = f"    buckets={literal(buckets)},\n"
+    if t.pad_values:
+        out += f"    pad_values={literal(dict(t.pad_values))},\n"
+    if t.masks:
+        out += f"    masks={literal({d: tuple(ns) for d, ns in t.masks})},\n"
+    return out + f"    splittable={literal(tuple(t.splittable))},\n"
 
 
 # ------------------------------------------------------------------ files

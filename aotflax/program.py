@@ -102,6 +102,62 @@ class Code:
 
 
 @dataclass(frozen=True, slots=True)
+class Mix:
+    """An op combines the positions along one axis of an input (`Flow`).
+
+    Padding along such an axis can change the result, unless it is attention over keys
+    that `keys` proves never sees the padded positions.
+    """
+
+    #: What the op does to the axis, in the user's words ("takes a mean over it").
+    why: str
+    #: Attention over keys: safe to pad when the padded keys are masked out.
+    keys: "Keys | None" = None
+    #: The op reads only the first position (`x[:, 0]`): always a real one, so padding is
+    #: safe, but a split request's later parts would read another position.
+    first: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """How an attention op keeps queries from seeing keys past a request's length."""
+
+    #: A causal mask: query i sees keys <= i, never a padded key after a real query.
+    causal: bool = False
+    #: Mask tensors and their key axis: padding is safe when one of them is false
+    #: (zero) at every padded key, as a mask input padded with zeros is.
+    masks: tuple[tuple["Tensor", int], ...] = ()
+
+
+#: Where one input axis goes: an output axis (position i of the input reaches position i
+#: of every output there, and nowhere else), None (no output depends on positions along
+#: it) or a `Mix`.
+Axis = Union[int, None, Mix]
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """How an op moves the axes of its inputs: the rule `aotflax/padding.py` checks.
+
+    Recorded on each op by its operation-table entry (`ops/axes.py`).
+    """
+
+    #: Per input tensor, where each of its axes goes.
+    inputs: tuple[tuple["Tensor", tuple[Axis, ...]], ...] = ()
+    #: How zeros (a mask's padded positions) pass: "aligned": an output position is zero
+    #: where an input position it is aligned with is (products, casts, layout); "causal":
+    #: the output is a causal mask; "" otherwise.
+    zeros: str = ""
+    #: Random numbers drawn over the output's shape (they differ at another size).
+    random: bool = False
+    #: The op's code may name a symbolic size as a shape (reshape, zeros, arange).
+    sizes: bool = False
+    #: The output's values depend on positions (`arange`, `eye`, `tril`, a causal mask):
+    #: padding keeps them, but a split request's later parts would start again at 0.
+    positions: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class OpInfo:
     """What the model summary needs to know about an op (`aotflax summary`).
 
@@ -123,6 +179,8 @@ class OpInfo:
     callee: "Function | None" = None
     #: How many times the op's nested function runs per execution (a scan's length).
     trips: int = 1
+    #: How it moves its inputs' axes (`ops/axes.py`), for the padding proof of buckets.
+    flow: Flow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +340,16 @@ class TargetProgram:
     gpu_targets: tuple[str, ...] = ()
     #: `processes=`: the jax.distributed processes its devices span (1: this host alone).
     processes: int = 1
+    #: Bucket sizes per symbolic dimension (`buckets=`): one native executable per
+    #: combination; `load()` pads a request to the smallest that fits (`padding.py`).
+    buckets: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    #: The value padded positions of an input get (`pad_value=`; default 0).
+    pad_values: tuple[tuple[str, object], ...] = ()
+    #: Inputs that mask a dimension's padded positions (`masks=`).
+    masks: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: Bucketed dimensions a request above the largest bucket may be split along
+    #: (nothing mixes positions along them; `padding.check`).
+    splittable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

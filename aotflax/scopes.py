@@ -20,6 +20,7 @@ from .diagnostics import Note, Span
 from .ops.calls import LayerScope
 from .ops.registry import CallError
 from .program import Code, Op, OpInfo, ParamDecl, Tensor, Var
+from .symbolic import SENTINELS_A, SENTINELS_B
 from .values import Closure, Initializer, InitializerFactory, describe_value
 
 
@@ -379,6 +380,10 @@ def _init_code(fn: FunctionState, init: Any, shape: tuple[int, ...], dtype: str,
 
 #: Largest array XLA can describe: sizes are int64, so keep well inside it.
 MAX_ELEMENTS = 2**62
+#: The sizes symbolic dimensions resolve as (`symbolic.py`): they stand for a size only
+#: known at run time, so they do not count towards the bound (a batch times two lengths
+#: of sentinels would pass 2**62 at no real size).
+_SENTINELS = frozenset(SENTINELS_A) | frozenset(SENTINELS_B)
 
 
 def check_shape(shape: Any, what: str = "array") -> None:
@@ -388,7 +393,7 @@ def check_shape(shape: Any, what: str = "array") -> None:
         if isinstance(d, bool) or not isinstance(d, int) or d < 0:
             raise CallError("AOT210", f"{what} shape {tuple(shape)!r} has an invalid dimension "
                             f"{d!r}: dimensions are non-negative ints")
-        size *= d
+        size *= 1 if d in _SENTINELS else d
         if d > MAX_ELEMENTS or size > MAX_ELEMENTS:
             raise CallError("AOT210", f"{what} shape {tuple(shape)!r} is too large: more than "
                             "2**62 elements")

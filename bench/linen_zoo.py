@@ -159,13 +159,20 @@ LM_CONFIG = {"vocab": 128, "dim": 64, "heads": 4, "layers": 2, "mlp_ratio": 4, "
 
 class _Pos(nn.Module):
     max_len: int
+    decode: bool = False
 
     @nn.compact
     def __call__(self, x):
         table = self.param("pos_embedding", nn.initializers.normal(0.02),
                            (self.max_len, x.shape[-1]))
-        # a gather, as models/transformer.py writes it (its gradient is a scatter-add)
-        return x + jnp.take(table, jnp.arange(x.shape[1]), axis=0)[None]
+        if not self.decode:
+            # a gather, as models/transformer.py writes it (its gradient is a scatter-add)
+            return x + jnp.take(table, jnp.arange(x.shape[1]), axis=0)[None]
+        index = self.variable("cache", "position", lambda: jnp.zeros((), jnp.int32))
+        positions = jnp.arange(x.shape[1]) + index.value
+        if not self.is_initializing():
+            index.value = index.value + x.shape[1]
+        return x + jnp.take(table, positions, axis=0)[None]
 
 
 class _Block(nn.Module):
@@ -173,14 +180,19 @@ class _Block(nn.Module):
     mlp_ratio: int
     dropout: float = 0.0
     train: bool = False
+    max_len: int = 64
+    decode: bool = False
 
     @nn.compact
     def __call__(self, x):
         drop = partial(nn.Dropout, rate=self.dropout, deterministic=not self.train)
         y = nn.LayerNorm()(x)
-        mask = nn.make_causal_mask(jnp.ones(x.shape[:2]))
-        y = nn.SelfAttention(num_heads=self.heads, dropout_rate=self.dropout,
-                             deterministic=not self.train)(y, mask=mask)
+        attention = nn.SelfAttention(num_heads=self.heads, dropout_rate=self.dropout,
+                                     deterministic=not self.train, decode=self.decode)
+        if self.decode:
+            y = attention(y)
+        else:
+            y = attention(y, mask=nn.make_causal_mask(jnp.ones(x.shape[:2])))
         x = x + drop()(y)
         y = nn.LayerNorm()(x)
         y = nn.gelu(nn.Dense(x.shape[-1] * self.mlp_ratio)(y))
@@ -189,19 +201,23 @@ class _Block(nn.Module):
 
 class TransformerLM(nn.Module):
     """models/transformer.py: TransformerLM; evaluation mode (lm_eval) by default,
-    `TransformerLM(dropout=0.1, train=True)` is lm_train's model (rng "dropout")."""
+    `TransformerLM(dropout=0.1, train=True)` is lm_train's model (rng "dropout"), and
+    `TransformerLM(decode=True)` one decoding step with Linen's `cache` collection
+    (lm_decode; initialize with a max_len input)."""
 
     dropout: float = 0.0
     train: bool = False
+    decode: bool = False
 
     @nn.compact
     def __call__(self, tokens):
         cfg = LM_CONFIG
         embed = nn.Embed(cfg["vocab"], cfg["dim"], name="embed")
-        x = _Pos(cfg["max_len"], name="pos")(embed(tokens))
+        x = _Pos(cfg["max_len"], self.decode, name="pos")(embed(tokens))
         x = nn.Dropout(self.dropout, deterministic=not self.train)(x)
         for i in range(cfg["layers"]):
-            x = _Block(cfg["heads"], cfg["mlp_ratio"], self.dropout, self.train,
+            x = _Block(cfg["heads"], cfg["mlp_ratio"], dropout=self.dropout, train=self.train,
+                       max_len=cfg["max_len"], decode=self.decode,
                        name=f"block_{i}")(x)
         return embed.attend(nn.LayerNorm(name="ln_f")(x))
 

@@ -22,7 +22,10 @@ The executable boundary, said once: the artifacts take
 `(params, state, *inputs)` and, for a stochastic target, one more argument:
 the raw key data of `rng` (`jax.random.key_data(rng)`, uint32[2] for the
 default threefry2x32 implementation), wrapped back into a typed key inside the
-computation. Outputs are `(outputs, new_state)`, as `apply` returns them.
+computation. An input declared as a key (`aot.key`) crosses the same way: the
+artifacts take its key data (`uint32[*shape, 2]`), and a call accepts a typed key
+(`jax.random.key`) or raw key data (`jax.random.PRNGKey`) for it, as jax's own
+random functions do. Outputs are `(outputs, new_state)`, as `apply` returns them.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ __all__ = [
 
 AOTFLAX_VERSION = "0.1.0"
 #: The manifest layout this runtime reads (aotflax.artifacts.FORMAT_VERSION).
-MANIFEST_FORMAT_VERSION = 4
+MANIFEST_FORMAT_VERSION = 5
 MANIFEST_NAME = "manifest.json"
 #: The manifest's HMAC-SHA256 signature, next to it (aotflax.artifacts.SIGNATURE_NAME).
 SIGNATURE_NAME = "manifest.sig"
@@ -102,10 +105,15 @@ class Target:
     """One declared target of a generated module.
 
     **Attributes:** `NAME`, `INPUTS` (input name -> `jax.ShapeDtypeStruct`,
-    in call order), `PARAM_SHAPES`, `STATE_SHAPES` (trees of
+    in call order; a symbolic dimension is a `jax.export.symbolic_shape`
+    dimension, one scope per target), `PARAM_SHAPES`, `STATE_SHAPES` (trees of
     `jax.ShapeDtypeStruct`), plus the declaration's `module`, `platforms`,
     `devices`, `stochastic`, `symbolic` (input name -> dims, a string naming a
-    symbolic dimension) and `source_sha256`.
+    symbolic dimension), `buckets` (dimension -> the sizes it has native
+    executables for, see `load`), `pad_values`, `key_inputs` (input name ->
+    `(impl, data_shape)` for an input that is a typed random key: its PRNG
+    implementation and the trailing shape of its raw key data, `(2,)` for
+    threefry2x32) and `source_sha256`.
     """
 
     def __init__(
@@ -116,7 +124,7 @@ class Target:
         source_sha256: str,
         init: Callable[..., Any],
         apply: Callable[..., Any],
-        inputs: Mapping[str, jax.ShapeDtypeStruct],
+        inputs: Mapping[str, Any],
         param_shapes: Any,
         state_shapes: Any,
         stochastic: bool = False,
@@ -133,6 +141,10 @@ class Target:
         gpu_targets: Sequence[str] = (),
         processes: int = 1,
         donate_argnums: Sequence[int] = (),
+        buckets: Mapping[str, Sequence[int]] | None = None,
+        pad_values: Mapping[str, Any] | None = None,
+        masks: Mapping[str, Sequence[str]] | None = None,
+        splittable: Sequence[str] = (),
     ) -> None:
         self.name = self.NAME = name
         self.module = module
@@ -140,13 +152,20 @@ class Target:
         #: The generated functions themselves (no argument checks).
         self.init_fn = init
         self.apply_fn = apply
-        self.inputs = self.INPUTS = dict(inputs)
+        self.symbolic = {k: tuple(v) for k, v in (symbolic or {}).items()}
+        self.inputs = self.INPUTS = _input_specs(inputs, self.symbolic)
+        self.key_inputs = _key_inputs(self.inputs)
         self.param_shapes = self.PARAM_SHAPES = param_shapes
         self.state_shapes = self.STATE_SHAPES = state_shapes
         self.stochastic = stochastic
         self.platforms = tuple(platforms)
         self.devices = devices
-        self.symbolic = {k: tuple(v) for k, v in (symbolic or {}).items()}
+        #: Serving: bucket sizes per symbolic dimension, what padded positions hold, the
+        #: inputs that mask a dimension, and the dimensions a request may be split along.
+        self.buckets = {k: tuple(v) for k, v in (buckets or {}).items()}
+        self.pad_values = dict(pad_values or {})
+        self.masks = {k: tuple(v) for k, v in (masks or {}).items()}
+        self.splittable = tuple(splittable)
         #: Training targets: the generated step and optimizer init, and the loss's inputs.
         self.train_step_fn = train_step
         self.init_opt_fn = init_opt
@@ -192,12 +211,15 @@ class Target:
         """Runs the generated source (traced by jax, like any function).
 
         **Arguments:** `params`, `state` as `init` returns them; the inputs in
-        the order of `INPUTS`; `rng` (typed or raw key), required when the
-        target is stochastic.
+        the order of `INPUTS` (checked against it: a wrong shape or dtype is a
+        `TypeError`/`ValueError` naming the input, as `load()`'s callable says);
+        `rng` (typed or raw key), required when the target is stochastic.
 
         **Returns:** `(outputs, new_state)`.
         """
-        _check_arity(self, inputs)
+        _check_inputs(self, inputs)
+        if self.key_inputs:
+            inputs = _typed_key_inputs(self, inputs)
         if rng is None:
             if self.stochastic:
                 raise TypeError(_missing_rng(self.name))
@@ -363,6 +385,31 @@ class Target:
         a warning that says why. Before returning, the loaded artifact's input
         and output signature is checked against this target's.
 
+        A target with `buckets` has one executable per bucket size (per
+        combination, with several bucketed dimensions); the callable runs a
+        request on the smallest bucket that fits, padding every input along the
+        dimension (with zeros, or the input's `pad_values` entry) and slicing
+        every output back, so outputs equal `apply` at the request's own size
+        (the build proved that padding cannot change them). A request above the
+        largest bucket runs as several calls of the largest bucket, concatenated,
+        along a dimension the build marked `splittable`; along another (attention
+        runs over it) it is a `ValueError`. Nothing compiles at call time: padding
+        and slicing happen on the host with numpy, so a padded call copies its
+        inputs and outputs through host memory; a request of a bucket's exact
+        size goes straight to its executable.
+
+        A target with symbolic dimensions and no `buckets` ships only the
+        portable export: the callable compiles once per new input shape in this
+        process (a warning says so the first time).
+
+        The callable checks its arguments like `jax.jit` of `apply` would take
+        them (numpy float64 is canonicalized to float32 as jit does without x64,
+        a Python scalar is accepted for a scalar input) and rejects the rest with
+        a message naming the input and the expected and received shape and dtype.
+        Checks that cannot change between calls are made here, once; a call of a
+        seen argument signature goes through jax's C++ dispatch with no Python in
+        between.
+
         **Arguments:** `platform`: "cpu", "cuda" or "tpu" (default: jax's
         default backend); `artifact_dir`: the artifacts root (default:
         `artifacts/` next to the generated package); `fallback`: allow the
@@ -381,11 +428,16 @@ class Target:
         folder = root.joinpath(*self.module.split("."), self.name)
         manifest = _read_manifest(self, folder, verify_key)
         platform = platform or _default_platform()
+        if self.buckets:
+            loaded, reason = _load_buckets(self, folder, manifest, platform)
+            if loaded is not None:
+                return loaded
+            return _load_export(self, folder, manifest, platform, reason, fallback)
         entry, reason = _select_executable(self, manifest, platform)
         if entry is not None:
             _check_binding(self, manifest, entry)
             payload = read_artifact(folder, entry, label=self.name)
-            loaded = LoadedTarget(
+            loaded = _loaded(
                 self,
                 manifest,
                 "executable",
@@ -429,7 +481,7 @@ class LoadedTarget:
 
     def __call__(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
         _check_inputs(self.target, inputs)
-        args = (params, state, *inputs)
+        args = (params, state, *_boundary_inputs(self.target, inputs))
         if self.target.stochastic:
             args += (self._key_data(rng),)
         try:
@@ -487,6 +539,73 @@ def _typed_key(name: str, rng: Any) -> Any:
     )
 
 
+def _key_inputs(inputs: Mapping[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Input name -> (PRNG implementation, trailing shape of its key data) of every input
+    whose dtype is a typed key (`aot.key` in the model file)."""
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, spec in inputs.items():
+        if not jnp.issubdtype(spec.dtype, jax.dtypes.prng_key):
+            continue
+        impl: list[str] = []
+
+        def data(key: Any, impl: list[str] = impl) -> Any:
+            impl.append(str(jax.random.key_impl(key)))
+            return jax.random.key_data(key)
+
+        scalar = jax.eval_shape(data, jax.ShapeDtypeStruct((), spec.dtype))
+        out[name] = (impl[0], tuple(scalar.shape))
+    return out
+
+
+def _key_data_shape(target: Target, name: str) -> tuple[int | str, ...]:
+    """The shape of a key input's raw data: its declared shape, then the key's own."""
+    return target.expected_shape(name) + target.key_inputs[name][1]
+
+
+def _key_input_problem(target: Target, name: str, spec: Any, value: Any) -> str | None:
+    """Why `value` is not a key for input `name` (typed, or raw uint32 key data), or None."""
+    expected = target.expected_shape(name)
+    if _is_typed_key(value):
+        if value.dtype != spec.dtype:
+            return f"a {value.dtype} key (another PRNG implementation)"
+        shape = tuple(value.shape)
+    elif getattr(value, "dtype", None) is not None and np.dtype(value.dtype) == np.uint32:
+        shape = tuple(value.shape)
+        tail = target.key_inputs[name][1]
+        if len(shape) < len(tail) or shape[len(shape) - len(tail) :] != tail:
+            return f"raw key data {_describe(value)} (its last axes must be {list(tail)})"
+        shape = shape[: len(shape) - len(tail)]
+    else:
+        return f"{_describe(value)}, not a key"
+    if len(shape) != len(expected) or not all(
+        isinstance(e, str) or e == d for e, d in zip(expected, shape)
+    ):
+        return f"{_describe(value)} (wrong shape)"
+    return None
+
+
+def _typed_key_inputs(target: Target, inputs: Sequence[Any]) -> tuple:
+    """The inputs with raw key data wrapped into typed keys (for the generated code)."""
+    return tuple(
+        jax.random.wrap_key_data(v, impl=target.key_inputs[n][0])
+        if n in target.key_inputs and not _is_typed_key(v)
+        else v
+        for v, n in zip(inputs, target.inputs)
+    )
+
+
+def _boundary_inputs(target: Target, inputs: Sequence[Any]) -> tuple:
+    """The inputs as the artifacts take them: Python scalars as arrays of their input's
+    dtype, keys as their raw data (see the module docstring)."""
+    out = []
+    for value, (name, spec) in zip(inputs, target.inputs.items()):
+        if name in target.key_inputs:
+            out.append(jax.random.key_data(value) if _is_typed_key(value) else value)
+        else:
+            out.append(_as_input(value, spec.dtype))
+    return tuple(out)
+
+
 def _describe(value: Any) -> str:
     dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
     if dtype is None or shape is None:
@@ -507,18 +626,46 @@ def _check_arity(target: Target, inputs: Sequence[Any]) -> None:
 
 
 def _check_inputs(target: Target, inputs: Sequence[Any]) -> None:
-    """Checks the inputs' shapes and dtypes against `INPUTS` (and symbolic dims)."""
+    """Checks the inputs against `INPUTS` (and symbolic dims) as `jax.jit` would take them:
+    dtypes are compared after jax's canonicalization (numpy float64 is float32 without
+    x64), and a Python scalar is accepted for a scalar input of a dtype it fits."""
     _check_arity(target, inputs)
     bound: dict[str, tuple[int, str]] = {}
     for (name, spec), value in zip(target.inputs.items(), inputs):
         expected = target.expected_shape(name)
-        want = _format_shape(np.dtype(spec.dtype).name, expected)
+        want = _format_shape(_dtype_name(spec.dtype), expected)
+        if name in target.key_inputs:
+            problem = _key_input_problem(target, name, spec, value)
+            if problem is not None:
+                raw = _format_shape("uint32", _key_data_shape(target, name))
+                raise TypeError(
+                    f"{target.name}: input '{name}' expected {want} (a jax.random.key, or raw "
+                    f"{raw} key data as jax.random.PRNGKey makes), got {problem}"
+                )
+            shape = value.shape if _is_typed_key(value) else value.shape[: len(expected)]
+            _bind_dims(target, name, expected, shape, bound)
+            continue
+        if _is_python_scalar(value):
+            if expected == () and _scalar_fits(value, spec.dtype):
+                continue
+            raise TypeError(
+                f"{target.name}: input '{name}' expected {want}, got a Python "
+                f"{type(value).__name__}"
+                + (
+                    " (a Python scalar is only accepted for a scalar input)"
+                    if expected
+                    else f" ({_dtype_name(spec.dtype)} cannot hold it)"
+                )
+            )
         if not hasattr(value, "shape") or not hasattr(value, "dtype"):
             raise TypeError(
                 f"{target.name}: input '{name}' must be an array of {want}, got {type(value).__name__}"
             )
         got = _describe(value)
-        if np.dtype(value.dtype) != np.dtype(spec.dtype):
+        weak = getattr(getattr(value, "aval", None), "weak_type", False)  # a traced scalar
+        if not _same_dtype(value.dtype, spec.dtype) and not (
+            weak and _kind_fits(value.dtype, spec.dtype)
+        ):
             raise TypeError(
                 f"{target.name}: input '{name}' expected {want}, got {got} (wrong dtype)"
             )
@@ -528,13 +675,59 @@ def _check_inputs(target: Target, inputs: Sequence[Any]) -> None:
             raise ValueError(
                 f"{target.name}: input '{name}' expected {want}, got {got} (wrong shape)"
             )
-        for dim, size in zip(expected, value.shape):
-            if isinstance(dim, str) and bound.setdefault(dim, (size, name))[0] != size:
-                first_size, first = bound[dim]
-                raise ValueError(
-                    f"{target.name}: symbolic dimension '{dim}' is {first_size} in input '{first}' "
-                    f"but {size} in input '{name}'"
-                )
+        _bind_dims(target, name, expected, value.shape, bound)
+
+
+def _bind_dims(
+    target: Target,
+    name: str,
+    expected: Sequence[int | str],
+    shape: Sequence[int],
+    bound: dict[str, tuple[int, str]],
+) -> None:
+    """Every symbolic dimension has one size across the inputs of a call."""
+    for dim, size in zip(expected, shape):
+        if isinstance(dim, str) and bound.setdefault(dim, (size, name))[0] != size:
+            first_size, first = bound[dim]
+            raise ValueError(
+                f"{target.name}: symbolic dimension '{dim}' is {first_size} in input '{first}' "
+                f"but {size} in input '{name}'"
+            )
+
+
+def _is_python_scalar(value: Any) -> bool:
+    return type(value) in (bool, int, float)
+
+
+def _scalar_fits(value: Any, dtype: Any) -> bool:
+    """Whether a Python scalar converts to `dtype` without changing kind (bool < int < float)."""
+    kind = np.dtype(dtype).kind
+    return {
+        "b": isinstance(value, bool),
+        "i": not isinstance(value, float),
+        "u": not isinstance(value, float) and value >= 0,
+        "f": True,
+        "c": True,
+    }.get(kind, False)
+
+
+def _kind_fits(got: Any, want: Any) -> bool:
+    """A weakly typed value (a Python scalar jit traced) fits a dtype of its kind or above."""
+    order = "biuf"
+    a, b = np.dtype(got).kind, np.dtype(want).kind
+    return a in order and b in order and order.index(a) <= order.index(b)
+
+
+def _same_dtype(got: Any, want: Any) -> bool:
+    """`got` as jax canonicalizes an argument's dtype (x64 off: float64 -> float32)."""
+    if jnp.issubdtype(want, jax.dtypes.prng_key) or jnp.issubdtype(got, jax.dtypes.prng_key):
+        return got == want
+    return np.dtype(jax.dtypes.canonicalize_dtype(got)) == np.dtype(want)
+
+
+def _as_input(value: Any, dtype: Any) -> Any:
+    """A Python scalar as an array of the input's dtype (jit would make it a weak type)."""
+    return np.asarray(value, dtype=dtype) if _is_python_scalar(value) else value
 
 
 def _tree_problem(target: Target, params: Any, state: Any) -> str | None:
@@ -667,6 +860,13 @@ def _read_manifest(target: Target, folder: Path, verify_key: Any = None) -> dict
             f"{target.name}: the artifacts in {folder} were built from another version of the model source "
             f"(sha256 {manifest['source_sha256']}, generated code has {target.source_sha256}); rebuild them"
         )
+    for name, (impl, _) in target.key_inputs.items():
+        built = (manifest["inputs"].get(name) or {}).get("key_impl")
+        if built != impl:
+            raise ArtifactError(
+                f"{target.name}: input '{name}' is a {impl} key here, but the artifacts in {folder} "
+                f"take {built} key data; rebuild them with this PRNG implementation"
+            )
     return manifest
 
 
@@ -831,6 +1031,7 @@ def _validate_manifest(manifest: Mapping[str, Any]) -> None:
         _expect(manifest.get(key), str, key)
     for name, spec in _expect(manifest.get("inputs"), dict, "inputs").items():
         _validate_spec(spec, f"inputs.{name}")
+        _expect(spec.get("key_impl"), (str, type(None)), f"inputs.{name}.key_impl")
     _validate_tree(manifest.get("outputs"), "outputs", 0)
     rng = _expect(manifest.get("rng"), (dict, type(None)), "rng")
     if rng is not None:
@@ -841,6 +1042,9 @@ def _validate_manifest(manifest: Mapping[str, Any]) -> None:
         _validate_executable(
             _expect(entry, dict, f"executables.{platform}"), f"executables.{platform}"
         )
+    for dim, sizes in _expect(manifest.get("buckets", {}), dict, "buckets").items():
+        for i, size in enumerate(_expect(sizes, list, f"buckets.{dim}")):
+            _expect(size, int, f"buckets.{dim}[{i}]")
     for platform, why in _expect(manifest.get("skipped", {}), dict, "skipped").items():
         _expect(why, str, f"skipped.{platform}")
     export = _expect(manifest.get("export"), (dict, type(None)), "export")
@@ -873,6 +1077,8 @@ def _validate_executable(entry: Mapping[str, Any], where: str) -> None:
         raise _Malformed(f"{where}.device_count must be at least 1, got {count}")
     for i, spec in enumerate(_expect(entry.get("arguments"), list, f"{where}.arguments")):
         _validate_spec(spec, f"{where}.arguments[{i}]")
+    for dim, size in _expect(entry.get("bucket", {}), dict, f"{where}.bucket").items():
+        _expect(size, int, f"{where}.bucket.{dim}")
     _expect(entry.get("needs_lapack", True), bool, f"{where}.needs_lapack")
     cpu = _expect(entry.get("cpu", {}), dict, f"{where}.cpu")
     _expect(cpu.get("machine", ""), str, f"{where}.cpu.machine")
@@ -942,16 +1148,33 @@ def _opt_leaves(label: str, manifest: Mapping[str, Any]) -> list[jax.ShapeDtypeS
 
 
 def _flat_specs(
-    target: Target, manifest: Mapping[str, Any]
+    target: Target, manifest: Mapping[str, Any], bucket: Mapping[str, int] | None = None
 ) -> list[tuple[tuple[int | str, ...], str]]:
-    """The executable's arguments as flat (shape, dtype) pairs: params, state, inputs[, key data]."""
+    """The executable's arguments as flat (shape, dtype) pairs: params, state, inputs[, key data]
+    (symbolic dimensions at their `bucket` sizes, for a bucket's executable)."""
     leaves = jax.tree_util.tree_leaves((target.param_shapes, target.state_shapes))
     flat = [(tuple(leaf.shape), _dtype_name(leaf.dtype)) for leaf in leaves]
     for name, spec in target.inputs.items():
-        flat.append((target.expected_shape(name), _dtype_name(spec.dtype)))
+        if name in target.key_inputs:  # the artifacts take a key input's raw data
+            flat.append((_key_data_shape(target, name), "uint32"))
+        else:
+            flat.append((target.expected_shape(name), _dtype_name(spec.dtype)))
+    if bucket:
+        flat = _at_bucket(flat, bucket)
     if target.stochastic:
         flat.append((tuple(manifest["rng"]["key_shape"]) if manifest["rng"] else (), "uint32"))
     return flat
+
+
+def _at_bucket(
+    pairs: Sequence[tuple[Any, str]], bucket: Mapping[str, int] | None
+) -> list[tuple[Any, str]]:
+    """(shape, dtype) pairs with every symbolic dimension at its size in `bucket`."""
+    bucket = bucket or {}
+    return [
+        (tuple(bucket.get(d, d) if isinstance(d, str) else d for d in shape), dtype)
+        for shape, dtype in pairs
+    ]
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -980,7 +1203,12 @@ def _signature_difference(
     return None
 
 
-def _check_binding(target: Target, manifest: Mapping[str, Any], entry: Mapping[str, Any]) -> None:
+def _check_binding(
+    target: Target,
+    manifest: Mapping[str, Any],
+    entry: Mapping[str, Any],
+    bucket: Mapping[str, int] | None = None,
+) -> None:
     """The manifest binds each executable to its target and signature: check both before loading."""
     qualified = f"{target.module}.{target.name}"
     problem = None
@@ -988,7 +1216,7 @@ def _check_binding(target: Target, manifest: Mapping[str, Any], entry: Mapping[s
         problem = f"it was built for {entry['target']}"
     else:
         problem = _signature_difference(
-            "argument", _entry_arguments(entry), _flat_specs(target, manifest)
+            "argument", _entry_arguments(entry), _flat_specs(target, manifest, bucket)
         )
     if problem is not None:
         raise ArtifactError(
@@ -1314,6 +1542,7 @@ def _skeleton(node: Any) -> Any:
 
 def _arg_specs(target: Target, manifest: dict) -> tuple[Any, ...]:
     specs = (target.param_shapes, target.state_shapes, *target.inputs.values())
+    # (a key input's data is one leaf, as its typed key is: the tree is the same)
     if target.stochastic:
         specs += (jax.ShapeDtypeStruct(tuple(manifest["rng"]["key_shape"]), jnp.uint32),)
     return specs
@@ -1445,9 +1674,11 @@ def _load_native(
     payload: bytes,
     platform: str,
     devices: Sequence[Any] | None = None,
+    bucket: Mapping[str, int] | None = None,
 ) -> Callable[..., Any]:
     """Deserializes a checked payload onto `devices` (default: this host's, see
-    `_execution_devices`), through the restricted unpickler, and checks its signature."""
+    `_execution_devices`), through the restricted unpickler, and checks its signature
+    (at `bucket`'s sizes, for a bucket's executable)."""
     if platform == "cpu" and entry.get("needs_lapack", True):
         # jax#28908: a deserialized XLA:CPU executable that calls LAPACK can
         # crash on its first call unless jax's LAPACK kernels were initialised.
@@ -1456,7 +1687,10 @@ def _load_native(
     out_tree = jax.tree_util.tree_structure(_skeleton(manifest["outputs"]))
     if devices is None:
         devices = _execution_devices(entry, platform)
-    signature = (_flat_specs(target, manifest), _spec_leaves(manifest["outputs"]))
+    signature = (
+        _flat_specs(target, manifest, bucket),
+        _at_bucket(_spec_leaves(manifest["outputs"]), bucket),
+    )
     return _deserialize(
         target.name, entry["file"], payload, signature, (in_tree, out_tree), devices
     )
@@ -1517,7 +1751,9 @@ def _load_export(
         exported.in_avals,
         exported.out_avals,
     )
-    if not symbolic_only:
+    if symbolic_only:
+        _warn_compiles(target)
+    else:
         warnings.warn(
             f"{target.name}: using the portable jax.export artifact for {platform}, which compiles on first "
             f"call, because the native executable cannot be used: {reason}",
@@ -1527,7 +1763,7 @@ def _load_export(
     # jit caches the compile per input shape (one per batch size when symbolic); a
     # train step consumes its params and state, as its native executable does.
     call = jax.jit(exported.call, donate_argnums=_donate_argnums(manifest))
-    loaded = LoadedTarget(target, manifest, "export", platform, call)
+    loaded = _loaded(target, manifest, "export", platform, call)
     loaded.exported = exported
     return loaded
 
@@ -1702,10 +1938,371 @@ def run_on_zeros(
     in_tree = jax.tree_util.tree_structure((flat, {}))
     out_tree = jax.tree_util.tree_structure(_skeleton(manifest["outputs"]))
     devices = _execution_devices(entry, platform)
-    signature = (arguments, _spec_leaves(manifest["outputs"]))
+    signature = (arguments, _at_bucket(_spec_leaves(manifest["outputs"]), entry.get("bucket")))
     compiled = _deserialize(label, entry["file"], payload, signature, (in_tree, out_tree), devices)
     zeros = [np.zeros(spec.shape, spec.dtype) for spec in flat]
     result = jax.block_until_ready(compiled(*zeros))
     return [
         (tuple(leaf.shape), _dtype_name(leaf.dtype)) for leaf in jax.tree_util.tree_leaves(result)
     ]
+
+
+# --- serving: input specs, the fast call, buckets ------------------------------
+
+
+def _input_specs(
+    inputs: Mapping[str, Any], symbolic: dict[str, tuple[int | str, ...]]
+) -> dict[str, jax.ShapeDtypeStruct]:
+    """`INPUTS`: a fixed input's spec as given; an input with symbolic dimensions
+    (`(("batch", 784), jnp.float32)` in generated code) as a `jax.ShapeDtypeStruct`
+    of `jax.export` symbolic dimensions, one scope per target so that "batch" is one
+    symbol in every input. Records each input's dims in `symbolic`.
+    """
+    scope = None
+    out: dict[str, jax.ShapeDtypeStruct] = {}
+    for name, spec in inputs.items():
+        dims, dtype = spec if isinstance(spec, tuple) else (tuple(spec.shape), spec.dtype)
+        dims = symbolic.get(name, tuple(dims))
+        if not any(isinstance(d, str) for d in dims):
+            out[name] = (
+                spec
+                if isinstance(spec, jax.ShapeDtypeStruct)
+                else (jax.ShapeDtypeStruct(tuple(dims), dtype))
+            )
+            continue
+        symbolic[name] = tuple(dims)
+        scope = scope or jax.export.SymbolicScope()
+        shape = jax.export.symbolic_shape(", ".join(str(d) for d in dims), scope=scope)
+        out[name] = jax.ShapeDtypeStruct(shape, dtype)
+    return out
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_compiles(target: Target) -> None:
+    """Once per process: a symbolic target without buckets compiles per new shape."""
+    key = f"{target.module}.{target.name}"
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    dims = sorted({d for v in target.symbolic.values() for d in v if isinstance(d, str)})
+    warnings.warn(
+        f"{target.name}: symbolic dimension(s) {', '.join(repr(d) for d in dims)} and no "
+        "buckets: load() runs the portable jax.export artifact, which compiles once per new "
+        "input shape in this process; declare buckets= in the model file to ship native "
+        "executables",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
+def _loaded(
+    target: Target, manifest: dict, kind: str, platform: str, call: Callable[..., Any]
+) -> LoadedTarget:
+    """A `LoadedTarget`; for a native executable of a target without rng or key inputs
+    (their keys become key data first), one whose `__call__` is jax's C++ dispatch
+    itself (`_fast_call`), so a call costs what a call of `jax.jit` costs."""
+    loaded = LoadedTarget(target, manifest, kind, platform, call)
+    direct = kind == "executable" and not target.stochastic and not target.key_inputs
+    fast = _fast_call(target, call) if direct else None
+    if fast is not None:
+        loaded.__class__ = type(
+            "LoadedTarget",
+            (LoadedTarget,),
+            {"__call__": staticmethod(fast), "__slots__": ()},
+        )
+    return loaded
+
+
+def _fast_call(target: Target, compiled: Any) -> Callable[..., Any] | None:
+    """The executable behind jax's C++ dispatch, with our argument checks on its slow path.
+
+    `Compiled.__call__` (the public call) adds a Python frame to every call; jax's
+    C++ `pjit` dispatcher it wraps does not: it compares the arguments' signature
+    (tree, shapes, dtypes, shardings) with the ones it has seen and runs the
+    executable directly, calling back into Python only on a signature it has not
+    seen (a "cache miss"). We build that dispatcher as `MeshExecutable.create_cpp_call`
+    in jax builds it, with a miss handler that first checks the arguments against
+    `INPUTS` and `PARAM_SHAPES` (raising our messages, which name the input), then
+    hands over to jax's own. Native executables only load under the jax version they
+    were built with (the manifest says so), which is why private jax names are
+    used here; if they move, the public call is used instead (returns None).
+    """
+    try:
+        from jax._src import tree_util as _tree_util
+        from jax._src.interpreters import pxla
+        from jax._src.lib import _jax
+
+        inner = compiled._executable.create_cpp_call(compiled._params)
+        jax_miss = inner._cache_miss
+    except Exception:  # noqa: BLE001 - another jax: the public call works everywhere
+        return None
+
+    def miss(*args: Any, **kwargs: Any) -> Any:
+        converted = _check_call(target, args, kwargs)
+        if converted is None:
+            return jax_miss(*args, **kwargs)
+        # Python scalars or an ignored rng: run it, but keep no fast entry for this signature
+        return compiled(*converted), None, False
+
+    try:
+        return _jax.pjit(
+            f"{target.name}",
+            None,
+            miss,
+            [],
+            [],
+            pxla.JitGlobalCppCacheKeys(),
+            _tree_util.dispatch_registry,
+            pxla.cc_shard_arg,
+        )
+    except Exception:  # noqa: BLE001 - another jax
+        return None
+
+
+def _check_call(target: Target, args: tuple, kwargs: dict) -> tuple | None:
+    """Checks a call's arguments on the fast path's slow path.
+
+    **Returns:** None when jax can take them as they are, else the arguments to run
+    instead (Python scalars as arrays, `rng` of a target without randomness dropped).
+
+    **Raises:** `TypeError` / `ValueError` naming the input or tree that is wrong.
+    """
+    unknown = sorted(set(kwargs) - {"rng"})
+    if unknown:
+        raise TypeError(f"{target.name}: unexpected keyword argument '{unknown[0]}'")
+    if len(args) < 2:
+        names = ", ".join(target.inputs)
+        raise TypeError(
+            f"{target.name} takes (params, state, {names}), got {len(args)} argument(s)"
+        )
+    params, state, *inputs = args
+    _check_inputs(target, inputs)
+    problem = _tree_problem(target, params, state)
+    if problem is not None:
+        raise TypeError(f"{target.name}: {problem}")
+    specs = target.inputs.values()
+    converted = [_as_input(v, s.dtype) for v, s in zip(inputs, specs)]
+    if kwargs or any(c is not v for c, v in zip(converted, inputs)):
+        return (params, state, *converted)
+    return None
+
+
+def _bucket_of(target: Target, entry: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The bucket sizes of an executable entry, in `target.buckets` order."""
+    bucket = entry.get("bucket")
+    if not isinstance(bucket, dict) or set(bucket) != set(target.buckets):
+        return None
+    sizes = tuple(bucket[d] for d in target.buckets)
+    return sizes if all(type(v) is int for v in sizes) else None
+
+
+def _load_buckets(
+    target: Target, folder: Path, manifest: dict, platform: str
+) -> tuple[LoadedTarget | None, str | None]:
+    """Every bucket's executable for `platform`, as one dispatching callable.
+
+    **Returns:** `(loaded, None)`, or `(None, why no executable set fits)`.
+    """
+    recorded = manifest.get("buckets")
+    if recorded != {d: list(v) for d, v in target.buckets.items()}:
+        raise ArtifactError(
+            f"{target.name}: the artifacts in {folder} were built for buckets {recorded}, and the "
+            f"generated code declares {target.buckets}; rebuild them"
+        )
+    groups: dict[tuple[int, ...], dict[str, Any]] = {}
+    for key, entry in manifest["executables"].items():
+        sizes = _bucket_of(target, entry)
+        if sizes is not None:
+            groups.setdefault(sizes, {})[key] = entry
+    wanted = list(_combinations(target))
+    calls: dict[tuple[int, ...], Callable[..., Any]] = {}
+    for sizes in wanted:
+        entry, reason = _select_executable(
+            target, {**manifest, "executables": groups.get(sizes, {})}, platform
+        )
+        if entry is None:
+            where = ", ".join(f"{d}={n}" for d, n in zip(target.buckets, sizes))
+            return None, f"bucket {where}: {reason}"
+        bucket = dict(zip(target.buckets, sizes))
+        _check_binding(target, manifest, entry, bucket)
+        payload = read_artifact(folder, entry, label=target.name)
+        compiled = _load_native(target, manifest, entry, payload, platform, bucket=bucket)
+        direct = not target.stochastic and not target.key_inputs
+        fast = _fast_call(target, compiled) if direct else None
+        calls[sizes] = fast or compiled
+    return _Bucketed(target, manifest, platform, calls), None
+
+
+def _combinations(target: Target) -> list[tuple[int, ...]]:
+    out: list[tuple[int, ...]] = [()]
+    for sizes in target.buckets.values():
+        out = [(*c, s) for c in out for s in sizes]
+    return out
+
+
+class _Dims:
+    """The symbolic dimension of each axis of one output leaf (None: a fixed axis)."""
+
+    __slots__ = ("dims",)
+
+    def __init__(self, dims: tuple[str | None, ...]) -> None:
+        self.dims = dims
+
+
+def _dims_tree(node: Any) -> Any:
+    """A manifest tree with `_Dims` leaves (a pytree leaf: jax does not flatten it)."""
+    if "shape" in node:
+        return _Dims(tuple(d if isinstance(d, str) else None for d in node["shape"]))
+    if "dict" in node:
+        return {key: _dims_tree(value) for key, value in node["dict"].items()}
+    if "tuple" in node:
+        return tuple(_dims_tree(value) for value in node["tuple"])
+    if "list" in node:
+        return [_dims_tree(value) for value in node["list"]]
+    return None
+
+
+class _Bucketed(LoadedTarget):
+    """A bucketed target's executables behind one callable (see `Target.load`).
+
+    **Attributes:** as `LoadedTarget`, plus `buckets` (dimension -> sizes).
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        manifest: dict,
+        platform: str,
+        calls: dict[tuple[int, ...], Callable[..., Any]],
+    ) -> None:
+        super().__init__(target, manifest, "executable", platform, calls[min(calls)])
+        self.buckets = dict(target.buckets)
+        self._calls = calls
+        #: Exact bucket sizes go straight to their executable (a stochastic target's
+        #: rng and key inputs are converted first, in `_padded`).
+        self._exact = {} if target.stochastic or target.key_inputs else calls
+        self._dims = tuple(target.buckets)
+        # where a request's size along each dimension is read: the first input carrying it
+        self._readers = tuple(
+            next(
+                (i, dims.index(d))
+                for i, dims in enumerate(target.expected_shape(n) for n in target.inputs)
+                if d in dims
+            )
+            for d in self._dims
+        )
+        self._single = self._readers[0] if len(self._readers) == 1 else None
+        self._outputs = _dims_tree(manifest["outputs"])
+
+    def __call__(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
+        # the hot path: a few attribute reads, then jax's C++ dispatch (see _fast_call)
+        try:
+            if self._single is not None:
+                i, a = self._single
+                call = self._exact.get((inputs[i].shape[a],))
+            else:
+                call = self._exact.get(tuple([inputs[i].shape[a] for i, a in self._readers]))
+        except (AttributeError, IndexError, TypeError):
+            call = None
+        if call is not None and rng is None:  # a bucket's exact size: nothing padded
+            return call(params, state, *inputs)
+        return self._padded(params, state, inputs, rng)
+
+    def _padded(self, params: Any, state: Any, inputs: Sequence[Any], rng: Any) -> Any:
+        target = self.target
+        _check_inputs(target, inputs)
+        problem = _tree_problem(target, params, state)
+        if problem is not None:
+            raise TypeError(f"{target.name}: {problem}")
+        host = [  # inputs that carry a bucketed dimension, on the host; others as given
+            (np.asarray(v) if n in target.key_inputs else np.asarray(v, dtype=np.dtype(s.dtype)))
+            if n in target.symbolic
+            else v
+            for v, (n, s) in zip(_boundary_inputs(target, inputs), target.inputs.items())
+        ]
+        sizes = {d: host[i].shape[a] for d, (i, a) in zip(self._dims, self._readers)}
+        key = (self._key_data(rng),) if target.stochastic else ()
+        return self._run(params, state, host, sizes, key)
+
+    def _run(self, params: Any, state: Any, host: list, sizes: dict[str, int], key: tuple) -> Any:
+        for d in self._dims:
+            largest = self.buckets[d][-1]
+            if sizes[d] <= largest:
+                continue
+            if d not in self.target.splittable:
+                raise ValueError(
+                    f"{self.target.name}: '{d}' is {sizes[d]}, above its largest bucket "
+                    f"{largest}, and a request cannot be split along '{d}' (positions along it "
+                    "depend on each other, e.g. attention runs over it): add a larger bucket"
+                )
+            parts = [
+                self._run(
+                    params,
+                    state,
+                    self._take(host, d, lo, min(lo + largest, sizes[d])),
+                    {**sizes, d: min(largest, sizes[d] - lo)},
+                    key,
+                )
+                for lo in range(0, sizes[d], largest)
+            ]
+            return self._join(parts, d)
+        bucket = tuple(next(b for b in self.buckets[d] if b >= sizes[d]) for d in self._dims)
+        padded = [
+            self._pad(name, x, dict(zip(self._dims, bucket)))
+            for name, x in zip(self.target.inputs, host)
+        ]
+        outs = self._calls[bucket](params, state, *padded, *key)
+        return self._slice(outs, sizes)
+
+    def _pad(self, name: str, x: np.ndarray, bucket: dict[str, int]) -> np.ndarray:
+        dims = self.target.expected_shape(name)
+        dims += (0,) * (x.ndim - len(dims))  # a key input's data axes are not bucketed
+        shape = tuple(bucket[d] if isinstance(d, str) else n for d, n in zip(dims, x.shape))
+        if shape == x.shape:
+            return x
+        out = np.full(shape, self.target.pad_values.get(name, 0), dtype=x.dtype)
+        out[tuple(slice(0, n) for n in x.shape)] = x
+        return out
+
+    def _take(self, host: list, dim: str, lo: int, hi: int) -> list:
+        """Positions `lo:hi` along `dim` of every input that carries it."""
+        out = []
+        for name, x in zip(self.target.inputs, host):
+            dims = self.target.expected_shape(name)
+            if dim in dims:
+                x = x[tuple(slice(lo, hi) if d == dim else slice(None) for d in dims)]
+            out.append(x)
+        return out
+
+    def _slice(self, outs: Any, sizes: dict[str, int]) -> Any:
+        """Every output cut back to the request's sizes (on the host: no compile)."""
+
+        def cut(leaf: Any, dims: _Dims) -> Any:
+            if not any(dims.dims):
+                return leaf
+            index = tuple(slice(0, sizes[d]) if d else slice(None) for d in dims.dims)
+            return jax.device_put(np.asarray(leaf)[index], _device_of(leaf))
+
+        return jax.tree.map(cut, outs, self._outputs)
+
+    def _join(self, parts: list, dim: str) -> Any:
+        """Outputs of several calls, concatenated along `dim`; an output without it is
+        the first call's (the build proved it does not depend on positions along it)."""
+
+        def join(dims: _Dims, *leaves: Any) -> Any:
+            if dim not in dims.dims:
+                return leaves[0]
+            axis = dims.dims.index(dim)
+            return jax.device_put(
+                np.concatenate([np.asarray(x) for x in leaves], axis=axis),
+                _device_of(leaves[0]),
+            )
+
+        return jax.tree.map(join, self._outputs, *parts, is_leaf=lambda x: isinstance(x, _Dims))
+
+
+def _device_of(leaf: Any) -> Any:
+    devices = getattr(leaf, "devices", None)
+    return next(iter(devices())) if devices is not None else None

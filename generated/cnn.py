@@ -141,7 +141,6 @@ cnn_b4 = _runtime.Target(
     stochastic=False,
     platforms=("cpu", "tpu"),
     devices=1,
-    symbolic={},
 )
 
 

@@ -1758,7 +1758,6 @@ resnet18_train = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 
@@ -1781,7 +1780,6 @@ resnet18_eval = _runtime.Target(
     stochastic=False,
     platforms=("cpu", "tpu"),
     devices=1,
-    symbolic={},
 )
 
 
@@ -3121,7 +3119,6 @@ resnet50_train = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 
@@ -4461,7 +4458,6 @@ resnet50_b1 = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 
@@ -4484,7 +4480,6 @@ resnet50_b8 = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 
@@ -5064,7 +5059,6 @@ resnet18_train_step = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
     train_step=_resnet18_train_step_train_step,
     init_opt=_resnet18_train_step_init_opt,
     batch={"labels": jax.ShapeDtypeStruct((8,), jnp.int32)},

@@ -237,7 +237,6 @@ seq2seq = _runtime.Target(
     stochastic=False,
     platforms=("cpu", "tpu"),
     devices=1,
-    symbolic={},
 )
 
 

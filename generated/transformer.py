@@ -536,7 +536,6 @@ lm_train = _runtime.Target(
     stochastic=True,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
     train_step=_lm_train_train_step,
     init_opt=_lm_train_init_opt,
     batch={},
@@ -562,7 +561,6 @@ lm_eval = _runtime.Target(
     stochastic=False,
     platforms=("cpu", "tpu"),
     devices=1,
-    symbolic={},
 )
 
 
@@ -798,7 +796,6 @@ lm_prefill = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 
@@ -821,7 +818,6 @@ lm_decode = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 

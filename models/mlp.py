@@ -16,5 +16,7 @@ class MLP(nn.Module):
 # Listing tpu gets a TPU export; `aot_build.py models/ --tpu-topology v5e:2x2` adds the
 # native TPU executable (see the README, "Shipping to TPU and GPU hosts").
 aot.target("mlp_b8", MLP, x=aot.f32[8, 28, 28, 1], platforms=("cpu", "tpu"))
-# A serving target: any batch size, exported for CPU, GPU and TPU hosts.
-aot.target("mlp_serve", MLP, x=aot.f32["batch", 28, 28, 1], platforms=("cpu", "cuda", "tpu"))
+# A serving target: any batch size. One native executable per bucket (load() pads a
+# request to the smallest that fits), and the portable export for CPU, GPU and TPU hosts.
+aot.target("mlp_serve", MLP, x=aot.f32["batch", 28, 28, 1], platforms=("cpu", "cuda", "tpu"),
+           buckets={"batch": (1, 8, 32, 128)})

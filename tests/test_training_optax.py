@@ -244,8 +244,10 @@ def test_microbatches_thread_the_model_state_through_the_slices_in_order():
     params, state = _params(m.bn)
     x = np.random.RandomState(1).randn(8, 3).astype(np.float32)
     _, new_state, _, _ = m.bn.train_step(params, state, m.bn.init_opt(params), x)
-    _, first = m.bn.apply(params, state, x[:4])  # each half updates the running statistics
-    _, second = m.bn.apply(params, first, x[4:])
+    # each half updates the running statistics (the generated function takes any batch;
+    # `apply` checks its inputs against the target's shapes)
+    _, first = m.bn.apply_fn(params, state, x[:4])
+    _, second = m.bn.apply_fn(params, first, x[4:])
     _assert_same(new_state, second, rtol=1e-6)
 
 

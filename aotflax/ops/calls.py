@@ -27,7 +27,7 @@ from ..values import (
     numpy_scalar_name,
     to_code,
 )
-from . import flops
+from . import axes, flops
 from .registry import CallError, Context, Entry, qualname
 
 #: Static ints handed to JAX become C longs: keep them well inside int64.
@@ -305,7 +305,8 @@ class FnCall:
         scope = getattr(self, "scope", None)
         return OpInfo(qualname(self.entry), flops.count(self, template, args, tuple(outputs)),
                       None if scope is None else scope.prefix,
-                      "" if scope is None else scope.owner)
+                      "" if scope is None else scope.owner,
+                      flow=axes.flow(self, template, args, tuple(outputs)))
 
 
 class LayerScope:

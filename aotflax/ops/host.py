@@ -34,7 +34,7 @@ from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor, describe
 from ..values import DType, StaticBuiltin, StaticError, describe_value, to_code
-from . import flops
+from . import axes, flops
 from .calls import FnCall
 from .registry import REGISTRY, CallError, Entry, Signature, qualname
 
@@ -760,6 +760,7 @@ _register("pad", "array, pad_width, mode='constant', constant_values=0", _pad, "
 for _e in REGISTRY.unique():
     if _e.extra.get("host"):
         flops.RULES[qualname(_e)] = flops.HOST
+        axes.RULES[qualname(_e)] = axes.HOST
 
 #: Methods of numpy arrays and the functions they are (`pe.sum(axis=0)` is `np.sum(pe, axis=0)`).
 METHODS = {"sum", "prod", "mean", "std", "var", "max", "min", "any", "all", "argmax", "argmin",

@@ -98,6 +98,8 @@ class TargetDecl:
     microbatches: int = 1
     #: `processes=`: jax.distributed processes the mesh spans (each feeds its local shard).
     processes: int = 1
+    #: `buckets=`, `pad_value=`, `masks=` (`padding.Declaration`).
+    serving: Any = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ import hashlib
 import keyword
 from typing import Any
 
-from .. import hardware, ir, meshes, quoting, training
+from .. import hardware, ir, meshes, padding, quoting, training
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
 from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
@@ -49,6 +49,7 @@ from .helpers import (
 from .host import HostMixin
 from .imports import ImportsMixin
 from .initializers import InitializersMixin
+from .methods import full_trees
 from .modules import ModulesMixin
 from .records import RecordsMixin
 from .statements import StatementsMixin
@@ -109,6 +110,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         except _OutOfSteps:
             pass
         self.reporter.raise_if_errors()
+        targets = full_trees(targets, self.targets)
         executed = tuple((g.model.relpath, frozenset(g.done)) for g in self.modules.values())
         return FileProgram(self.model.relpath, self._sources_sha(), tuple(self.functions),
                            tuple(targets), (), executed=executed)
@@ -181,6 +183,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                 "AOT403", f"target '{decl.name}': {module.name}.{decl.method} has no input "
                 f"'{unknown[0]}'", decl.specs[unknown[0]].span,
                 hint=f"its arguments are: {', '.join(names)}")
+        padding.check_declaration(self, decl, decl.loss is not None)
         kwargs: dict[str, Any] = {}
         symbolic: list[tuple[str, tuple[object, ...]]] = []
         for k, spec in decl.specs.items():
@@ -207,6 +210,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
             span=decl.span, symbolic=tuple(symbolic), mesh=decl.mesh,
             tpu_topologies=decl.tpu, gpu_targets=decl.gpu, processes=decl.processes,
+            buckets=decl.serving.buckets, pad_values=decl.serving.pad_values,
+            masks=decl.serving.masks,
             param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
                                               decl.span),
             train=(training.resolve_train(self, decl, spec_, kwargs, decl.span, params)
@@ -282,6 +287,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         if not isinstance(method, str):
             raise self.error("AOT400", f"method= must be a method name, got "
                              f"{describe_value(method)}", span)
+        serving = padding.declaration(self, kwargs, call, span)
         loss = kwargs.pop("loss", None) if train else None
         optimizer = kwargs.pop("optimizer", None) if train else None
         if train and not (isinstance(loss, Closure) and loss.toplevel):
@@ -314,7 +320,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         self.targets.append(TargetDecl(name, module, specs, method, tuple(platforms),
                                        int(devices), span, loss, optimizer, batch, mesh,
                                        sharding_rules or (), tpu, gpu, after_update,
-                                       microbatches, processes))
+                                       microbatches, processes, serving))
 
 
 

@@ -52,7 +52,6 @@ mixer = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 

@@ -82,7 +82,6 @@ tied = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 

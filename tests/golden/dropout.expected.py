@@ -73,7 +73,6 @@ model = _runtime.Target(
     stochastic=True,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 

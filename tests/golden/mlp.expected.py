@@ -73,7 +73,6 @@ mlp = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 

@@ -93,7 +93,6 @@ norms = _runtime.Target(
     stochastic=False,
     platforms=("cpu",),
     devices=1,
-    symbolic={},
 )
 
 
