@@ -96,7 +96,12 @@ class Scope(LayerScope):
 
     def child_name(self, class_name: str, explicit: Any, span: Span, *,
                    shared: bool = False) -> str:
-        """Linen's naming: explicit names as given, else `Class_N` counted per class."""
+        """Linen's naming: explicit names as given, else `Class_N` counted per class.
+
+        As in Linen, an explicit name does not advance the counter, and an automatic
+        name is never skipped: `name="Dense_0"` followed by an unnamed Dense is an error
+        (Linen's NameInUseError), not a silent `Dense_1`.
+        """
         if explicit is not None:
             if not isinstance(explicit, str):
                 raise CallError("AOT310", f"name= must be a string, got {explicit!r}")
@@ -105,10 +110,16 @@ class Scope(LayerScope):
         else:
             n = self.counters.get(class_name, 0)
             name = f"{class_name}_{n}"
-            while name in self.used:
-                n += 1
-                name = f"{class_name}_{n}"
             self.counters[class_name] = n + 1
+            if name in self.used:
+                raise CallError(
+                    "AOT311",
+                    f"this {class_name} is named '{name}' automatically (Linen's per-class "
+                    f"numbering), but a submodule of {self.owner} already has that name",
+                    hint="give the other layer a name that is not of the form "
+                         f"'{class_name}_<n>', or give this one an explicit name= too",
+                    notes=(Note("first used here", self.used[name]),),
+                )
         if name in self.used:
             raise CallError(
                 "AOT311",
