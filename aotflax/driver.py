@@ -296,7 +296,7 @@ def _build_locked(args: argparse.Namespace, out: Path, report: BuildReport,
         rows = _compile(out, report, args, cache if fresh else {}, request, sign_key)
     files_cache = {rel: sha256_bytes(t.encode()) for rel, t in texts.items()}
     failed = [r for r in rows if r.get("error")]
-    write_atomic(out / CACHE_NAME, json.dumps(
+    _write_if_changed(out / CACHE_NAME, json.dumps(
         {"compiler": fingerprint, "files": files_cache,
          "artifacts": {r["key"]: r["manifest_sha"] for r in rows
                        if r.get("manifest_sha") and not r.get("error")},
@@ -307,6 +307,17 @@ def _build_locked(args: argparse.Namespace, out: Path, report: BuildReport,
                        "the artifacts of the failed target(s) were left as they were")
     _summary(report, rows, written, time.perf_counter() - t0, args.no_compile)
     return 0
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """A build with nothing to do writes nothing: not even its cache (an unchanged output
+    folder keeps its mtime, so file watchers and build tools stay asleep)."""
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    write_atomic(path, data)
 
 
 def _hardware_request(args: argparse.Namespace) -> crossbuild.Request:
