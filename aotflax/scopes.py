@@ -249,6 +249,12 @@ def _init_code(fn: FunctionState, init: Any, shape: tuple[int, ...], dtype: str,
     and dtype like any model code, and the emitted function is what `init` calls.
     """
     if isinstance(init, Initializer):
+        value = init.value_shape
+        if value is not None and (len(value) > len(shape) or any(
+                v not in (1, d) for v, d in zip(value[::-1], shape[::-1]))):
+            raise CallError("AOT314", f"{init.description} fills a value of shape {value} "
+                            f"into a parameter of shape {tuple(shape)}: the value must "
+                            "broadcast to the parameter's shape")
         return init.code
     if isinstance(init, Closure) and fn.initializers is not None:
         return fn.initializers.user_initializer(init, shape, dtype, span)
