@@ -238,11 +238,22 @@ def test_truncated_file_is_refused(built: Any, artifact_copy: Path) -> None:
         built.mlp_b2.load(artifact_dir=artifact_copy)
 
 
-def test_tampered_export_is_refused(built: Any, artifact_copy: Path) -> None:
+def test_export_corrupted_in_place_is_refused(
+    built: Any, artifact_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One byte changed, same size: only the sha256 can tell, and it must."""
+
+    def must_not_run(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a corrupted export reached the deserializer")
+
+    monkeypatch.setattr(jax.export, "deserialize", must_not_run)
     folder = folder_of(artifact_copy, built.mlp_batch)
     path = folder / artifacts.read_manifest(folder)["export"]["file"]
-    path.write_bytes(path.read_bytes() + b"\0")
-    with pytest.raises(built._runtime.ArtifactIntegrityError, match="sha256"):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size == len(data)
+    with pytest.raises(built._runtime.ArtifactIntegrityError, match="sha256.*not loaded"):
         built.mlp_batch.load(artifact_dir=artifact_copy)
 
 

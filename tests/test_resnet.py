@@ -211,7 +211,8 @@ def test_bfloat16_resnet_keeps_float32_statistics(gen, x):
                                   x)
     assert got.dtype == jnp.bfloat16
     assert {str(a.dtype) for a in jax.tree_util.tree_leaves(new_state)} == {"float32"}
-    # Same operations in the same dtypes as Linen: differences come only from XLA's
-    # bf16 fusion choices, well inside one bf16 ulp (2**-8 relative) of the logits.
-    _close(got, want, rtol=2e-2, atol=2e-2)
-    _close(new_state, {"batch_stats": updated["batch_stats"]}, rtol=1e-2, atol=1e-2)
+    # Same operations in the same dtypes as Linen: the measured difference is 0.0; one
+    # bf16 rounding (2**-7 relative at the bottom of a binade) is left for XLA's fusion
+    # choices on another CPU, and the float32 statistics get float32 tolerances.
+    _close(got, want, rtol=2**-7, atol=1e-6)
+    _close(new_state, {"batch_stats": updated["batch_stats"]}, rtol=1e-5, atol=1e-6)

@@ -13,7 +13,7 @@ import flax.jax_utils
 import jax
 import jax.numpy as jnp
 import numpy as np
-from helpers import build
+from helpers import build, perturbed
 
 
 def _hash(path: str) -> int:
@@ -40,6 +40,7 @@ aot.target("scanned", Scanned, xs=aot.f32[2, 5, 3])
 def test_scan_in_dim_equals_flax_jax_utils() -> None:
     m = build("from aotflax import jax_utils\n" + SCAN_IN_DIM)
     params, state = m.scanned.init(jax.random.key(0))
+    params = perturbed(params, 3)  # no zero bias
     xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
     (h, ys), _ = m.scanned.apply(params, state, xs)
     cell = params["cell"]
@@ -103,6 +104,7 @@ def test_a_random_key_is_a_target_input_and_a_module_argument() -> None:
     """)
     assert str(m.vae.INPUTS["z_rng"].dtype) == "key<fry>"
     params, state = m.vae.init(jax.random.key(0))
+    params = perturbed(params, 4)  # no zero bias
     x, key = jax.random.normal(jax.random.key(1), (2, 3)), jax.random.key(3)
     y, _ = m.vae.apply(params, state, x, key)
     fc = params["decoder"]["fc"]

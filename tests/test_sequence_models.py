@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import build
+from helpers import build, perturbed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import linen_zoo  # noqa: E402  (the Linen twins of the zoo, shared with the benchmarks)
@@ -36,6 +36,7 @@ def test_transformer_lm_equals_linen(lm):
     params, state = lm.lm_eval.init(jax.random.key(0))
     assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(
         np.shape, dict(variables["params"]))
+    variables = {"params": perturbed(variables["params"], 1)}  # no zero bias, no unit scale
     logits, new_state = lm.lm_eval.apply(variables["params"], state, tokens)
     np.testing.assert_allclose(logits, LinenLM().apply(variables, tokens), rtol=1e-5,
                                atol=1e-5)
@@ -100,6 +101,7 @@ def test_seq2seq_equals_linen_and_scans():
     params, state = m.seq2seq.init(jax.random.key(0))
     assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(
         np.shape, dict(variables["params"]))
+    variables = {"params": perturbed(variables["params"], 2)}  # no zero bias
     logits, _ = m.seq2seq.apply(variables["params"], state, source, target)
     np.testing.assert_allclose(logits, LinenSeq2Seq().apply(variables, source, target),
                                rtol=1e-5, atol=1e-5)
