@@ -236,6 +236,18 @@ _entry("AOT107", "model file name is not a Python module name", """
     models/my_net.py
     """, checked=False)
 
+_entry("AOT108", "not a model file", """
+    The build reads only regular files inside the folder it builds, of at most 8
+    MiB.  A `*.py` entry that is a folder, a FIFO or a device, a symbolic link
+    loop, or a symbolic link to a file outside that folder is refused without
+    being read (a link could otherwise make the build read, and quote in its
+    messages, any file the user can read).  Copy the file into the folder.
+    """, """
+    models/net.py -> /home/me/other/net.py   (a symbolic link out of models/)
+    """, """
+    models/net.py                            (a copy of the file)
+    """, checked=False)
+
 # ====================================================================== AOT2xx: arrays
 
 _entry("AOT201", "array argument of the wrong dtype or rank", """
@@ -602,10 +614,25 @@ _entry("AOT314", "not an initializer", """
     aot.target("scale", Scale, x=aot.f32[2, 8])
     """)
 
-_entry("AOT315", "shared module used outside its module", """
-    A shared module belongs to the module whose `apply` created it; its
-    parameters live in that module's scope.  Pass arrays, not shared modules,
-    to other modules.
+_entry("AOT315", "shared module reached a module in a value that cannot carry it", """
+    A shared module keeps one parameter set where `.shared(...)` created it.  It
+    may be passed to other modules as an argument (alone, or inside a tuple, list
+    or dict), as old flax.nn allowed: the receiving module's emitted function then
+    takes the shared module's parameter subtree as an extra argument.  Other
+    values cannot carry it there: a function (a lambda or nested `def`) that calls
+    the shared module, run inside another module, is not able to reach its
+    parameters.  Pass the shared module itself.
+    """, """
+    class Inner(nn.Module):
+        def apply(self, x, fn=None):
+            return fn(x)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            fc = nn.Dense.shared(features=8, name="fc")
+            return Inner(x, fn=lambda y: fc(y))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """, """
     class Inner(nn.Module):
         def apply(self, x, layer=None):
@@ -615,16 +642,6 @@ _entry("AOT315", "shared module used outside its module", """
         def apply(self, x):
             fc = nn.Dense.shared(features=8, name="fc")
             return Inner(x, layer=fc)
-
-    aot.target("net", Net, x=aot.f32[2, 8])
-    """, """
-    class Inner(nn.Module):
-        def apply(self, x):
-            return nn.Dense(x, 8, name="fc")
-
-    class Net(nn.Module):
-        def apply(self, x):
-            return Inner(x)
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
@@ -728,8 +745,11 @@ _entry("AOT324", "layer used outside a module", """
     """)
 
 _entry("AOT325", "decorator not supported", """
-    The only decorator the DSL knows is `@nn.module_method` on module methods.
-    Other decorators would run code at definition time.
+    The decorators the DSL knows are `@nn.module_method` on module methods,
+    `@nn.module` on a function (old flax.nn's function module: the function is
+    the module's `apply`; no other decorator with it), and `@jax.vmap`,
+    `@jax.custom_jvp` and `@f.defjvp` on functions.  Other decorators would run
+    code at definition time.
     """, """
     def twice(f):
         return f
@@ -795,10 +815,13 @@ _entry("AOT327", "(retired) random key passed to a module", """
     """, checked=False)
 
 _entry("AOT330", "build-time work too large", """
-    Loops are unrolled at build time, and resolving a file is bounded (loop
-    lengths, total steps, sizes of static values) so a typo such as
-    `range(10**9)` becomes an error instead of a hang.  Use `jax.lax.scan` for
-    long loops inside the computation.
+    Loops are unrolled at build time, and resolving a file is bounded so a typo
+    such as `range(10**9)` becomes an error instead of a hang: loops unroll at
+    most 100,000 times, static strings and containers hold at most 2^20 items
+    and ints at most 2^16 bits, and one budget of 2,000,000 steps covers the
+    statements run, the work of static operations on big values and every
+    operation emitted (at most 50,000 per file).  Use `jax.lax.scan` for long
+    loops inside the computation, and keep static values small.
     """, """
     class Net(nn.Module):
         def apply(self, x, depth: int = 10**9):
@@ -856,8 +879,10 @@ _entry("AOT332", "cannot assign items of this value", """
     """)
 
 _entry("AOT333", "cannot unpack", """
-    Tuple unpacking needs a static sequence of exactly as many items as there are
-    targets.  An array is not unpacked at build time: index it instead.
+    Tuple unpacking needs exactly as many items as there are targets: a static
+    sequence of that length, or an array whose first axis has that size (it
+    unpacks along that axis, as Python iterates a jax array:
+    `k1, k2 = jax.random.split(key)`).
     """, """
     SIZES = (16, 8)
 
@@ -1054,7 +1079,10 @@ _entry("AOT346", "unknown attribute", """
     """)
 
 _entry("AOT347", "`**` needs a dict", """
-    `f(**kwargs)` unpacks a static dict of keyword arguments.
+    `f(**kwargs)` unpacks a static dict of keyword arguments, so its keys are
+    identifiers, as Python requires of keyword names (a key such as
+    `"lr=0.1, momentum"` or one with a NUL byte is refused: keyword names can
+    reach generated code).
     """, """
     class Net(nn.Module):
         def apply(self, x):
@@ -1143,10 +1171,16 @@ _entry("AOT351", "invalid self.param / self.state arguments", """
     aot.target("scale", Scale, x=aot.f32[2, 8])
     """)
 
-_entry("AOT352", "parameter shape must be given", """
-    Old Flax allowed `shape=None` for data-dependent initialization, which runs
-    the model to find shapes.  aotflax never runs the model at build time:
-    give the shape explicitly (it can use `x.shape`).
+_entry("AOT352", "data-dependent initialization that cannot apply", """
+    `self.param(name, None, init)` (old flax.nn's data-dependent initialization,
+    as pixelcnn's weight-normalized layers use it) calls `init(key, None)`, a
+    function of the model file that may read the module's arrays (its inputs)
+    and returns an array or a dict of arrays: that result is the parameter.  The
+    target's `init(rng, *example_inputs)` then runs one forward pass on example
+    inputs.  A built-in initializer (`nn.initializers.ones`) needs a shape; a
+    layer's `kernel_init` cannot read the module's arrays (declare the weights
+    with `self.param` and apply the layer with `Layer.call(params, ...)`); and
+    initialization from data does not run inside `jax.lax.scan` steps.
     """, """
     class Scale(nn.Module):
         def apply(self, x):
@@ -1222,8 +1256,9 @@ _entry("AOT355", "invalid nn.Sequential", """
 
 _entry("AOT356", "invalid state collection name", """
     State variables live in a collection of `state` (BatchNorm uses
-    `batch_stats`).  A collection name is an identifier, and `params` and `rng`
-    are reserved.
+    `batch_stats`).  A collection becomes an argument of generated functions, so
+    its name is an ASCII identifier that they do not already use: not a keyword
+    or builtin, not `params`, `rng`, `jax`, `jnp`, `np` or `optax`.
     """, """
     class Counter(nn.Module):
         def apply(self, x):
@@ -1370,6 +1405,144 @@ _entry("AOT364", "scan carry changes type", """
             return ys
 
     aot.target("net", Net, xs=aot.f32[5, 8])
+    """)
+
+# ---------------------------------------------------------------------- AOT37x: modules
+
+_entry("AOT370", "shared module with state called in another module", """
+    A shared module passed to another module is called there with the parameters
+    of the module that created it.  State (BatchNorm statistics, `self.state`
+    variables, a decode cache) cannot travel the same way: each call returns its
+    new state to the module that made the call, and the state of a shared module
+    belongs to its creator.  Call a shared module that keeps state in the module
+    that created it, and pass its outputs on.
+    """, """
+    class Head(nn.Module):
+        def apply(self, x, norm=None):
+            return norm(x)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            norm = nn.BatchNorm.shared(use_running_average=False, name="norm")
+            return Head(x, norm=norm)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    class Head(nn.Module):
+        def apply(self, x):
+            return nn.relu(x)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            norm = nn.BatchNorm.shared(use_running_average=False, name="norm")
+            return Head(norm(x))
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
+
+_entry("AOT371", "part of old flax.nn's Cache API that does not map", """
+    Old flax.nn's `nn.attention.Cache` is mapped onto the target's explicit `cache`
+    state collection.  Model code may call `cache.retrieve()` for its module's
+    entry, read the decode position `entry.i`, update it with
+    `entry.replace(i=...)` and `cache.store(entry)` it; attention layers take
+    `cache=` and keep their keys and values themselves.  A module's own entry
+    holds the position only: `entry.key` / `entry.value`, `replace` of other
+    fields and storing other values have no counterpart.  Keep other decode
+    arrays in state variables, `self.state(name, shape, init, collection="cache")`.
+    """, """
+    class Pos(nn.Module):
+        def apply(self, x, cache=None):
+            entry = cache.retrieve(None)
+            cache.store(entry.replace(key=x))
+            return x
+
+    aot.target("pos", Pos.partial(cache=nn.attention.Cache().initialize_cache((2, 8))),
+               x=aot.f32[2, 1, 4])
+    """, """
+    class Pos(nn.Module):
+        def apply(self, x, cache=None):
+            entry = cache.retrieve(None)
+            cache.store(entry.replace(i=entry.i + 1))
+            return x
+
+    aot.target("pos", Pos.partial(cache=nn.attention.Cache().initialize_cache((2, 8))),
+               x=aot.f32[2, 1, 4])
+    """)
+
+_entry("AOT372", "decode cache without a shape, or used where it cannot apply", """
+    A decode target passes `nn.attention.Cache().initialize_cache((batch...,
+    max_length))` to its module: the batch dimensions and the number of positions
+    the cache holds.  Attention with `cache=` needs `causal_mask=True` (old
+    flax.nn caches causal self-attention only), queries of those batch dimensions,
+    and not also `decode=True`; segmentation masks do not apply while decoding.
+    """, """
+    class Step(nn.Module):
+        def apply(self, x, cache=None):
+            return nn.SelfAttention(x, 2, causal_mask=True, cache=cache)
+
+    aot.target("step", Step.partial(cache=nn.attention.Cache()), x=aot.f32[2, 1, 4])
+    """, """
+    class Step(nn.Module):
+        def apply(self, x, cache=None):
+            return nn.SelfAttention(x, 2, causal_mask=True, cache=cache)
+
+    aot.target("step", Step.partial(cache=nn.attention.Cache().initialize_cache((2, 8))),
+               x=aot.f32[2, 1, 4])
+    """)
+
+_entry("AOT373", "parameters given to Module.call do not fit the module", """
+    `Module.call(params, *inputs, **hyperparameters)` applies a built-in layer or a
+    user module with parameters the caller passes (weights made by a hypernetwork,
+    tied or transformed weights): `params` is a dict of arrays, nested like the
+    module's own parameter tree (`{"kernel": w, "bias": b}` for `nn.Dense`, the
+    result of `self.get_param("block")` for a submodule).  Every parameter the
+    module declares must be there with the declared shape and dtype; nothing is
+    added to the caller's parameter tree.  A module applied this way cannot keep
+    state (BatchNorm statistics): call the module itself for that.
+    """, """
+    class Hyper(nn.Module):
+        def apply(self, x, z):
+            w = nn.Dense(z, 12, name="hyper").reshape((4, 3))
+            return nn.Dense.call({"kernel": w}, x, 3)
+
+    aot.target("hyper", Hyper, x=aot.f32[2, 4], z=aot.f32[1, 2])
+    """, """
+    class Hyper(nn.Module):
+        def apply(self, x, z):
+            w = nn.Dense(z, 12, name="hyper").reshape((4, 3))
+            return nn.Dense.call({"kernel": w}, x, 3, bias=False)
+
+    aot.target("hyper", Hyper, x=aot.f32[2, 4], z=aot.f32[1, 2])
+    """)
+
+_entry("AOT374", "invalid subclass of a built-in layer", """
+    A class may subclass a built-in layer to override `param(self, name, shape,
+    init)` (weight-standardized convolutions: `class StdConv(nn.Conv)`).  The
+    layer's own rule runs; each parameter it declares goes through the override,
+    whose `super().param(name, shape, init)` is the parameter itself, and the
+    layer uses what the override returns, which must keep the shape and dtype.
+    Such a class has the layer as its only base and does not override `apply`;
+    to write a new layer, subclass `nn.Module` and call the layer in its `apply`.
+    """, """
+    class Scaled(nn.Dense):
+        def param(self, name, shape, init):
+            return super().param(name, shape, init).sum(axis=0)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Scaled(x, 3)
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """, """
+    class Scaled(nn.Dense):
+        def param(self, name, shape, init):
+            return super().param(name, shape, init) * 0.5
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Scaled(x, 3)
+
+    aot.target("net", Net, x=aot.f32[2, 4])
     """)
 
 # ====================================================================== AOT4xx: targets
@@ -1542,9 +1715,10 @@ _entry("AOT405", "target input is not an array input", """
 
 _entry("AOT406", "target name is not an identifier", """
     A target becomes an attribute of the generated module (`generated.net.T`),
-    so its name must be a Python identifier that the module does not already
-    use: not a keyword or builtin, not `jax` / `jnp` / `np`, not the name of a
-    module class of the file.
+    so its name must be an ASCII identifier of at most 100 characters that the
+    module does not already use: not a keyword or builtin, not `jax` / `jnp` /
+    `np`, not the name of a module class of the file, and not starting with `_`
+    (the module's helpers, such as `_net_init`, are named so).
     """, """
     class Net(nn.Module):
         def apply(self, x):
@@ -1611,8 +1785,8 @@ _entry("AOT409", "target input is not a spec", """
     """)
 
 _entry("AOT410", "invalid input dimension", """
-    A spec's dimensions are non-negative ints, or identifiers (`"batch"`) for
-    symbolic dimensions.
+    A spec's dimensions are non-negative ints, or ASCII identifiers (`"batch"`)
+    for symbolic dimensions.
     """, """
     class Net(nn.Module):
         def apply(self, x):

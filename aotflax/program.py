@@ -141,6 +141,10 @@ class Op:
     nested: "Function | None" = None
     #: For the model summary: instance, FLOPs, callee (not rendered).
     info: OpInfo | None = None
+    #: Only in a function's init variant (data-dependent initialization, see `Function`).
+    init_only: bool = False
+    #: Arguments in the init variant when they differ (a call of a child's init variant).
+    init_args: "tuple[tuple[str, Code], ...] | None" = None
 
     def inputs(self) -> list[Var]:
         """Variables the op reads (an argument named "target" is what it assigns)."""
@@ -163,6 +167,9 @@ class ParamDecl:
     init: str
     #: Where it was declared.
     span: Span
+    #: Initialized from data (`self.param(name, None, init)`): by the init variant of the
+    #: function declaring it, in a forward pass on example inputs; `init` is unused.
+    from_data: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +206,13 @@ class Function:
     static_args: tuple[str, ...] = ()
     #: Decorators written above the `def` (`jax.custom_jvp`, `f.defjvp`).
     decorators: tuple[str, ...] = ()
+    #: Parameter subtrees of shared modules passed in (after the inputs; callers pass
+    #: them by keyword).
+    shared_args: tuple[str, ...] = ()
+    #: Name of its init variant, when it (or a module it calls) initializes parameters
+    #: from data: the same body with the `init_only` ops, writing those parameters into
+    #: `params` as it runs; it always takes `rng`.  None: no variant.
+    init_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +264,9 @@ class TargetProgram:
     mesh: tuple[tuple[str, int], ...] = ()
     #: Partition spec per parameter path (only parameters a rule matched).
     param_sharding: tuple[tuple[tuple[str, ...], tuple[object, ...]], ...] = ()
+    #: Some parameter is initialized from data: `init(rng, *example_inputs)` runs the
+    #: entry's init variant after the initializers.
+    init_inputs: bool = False
     #: Hardware its native executables are cross-compiled for (`tpu=`, `gpu=`).
     tpu_topologies: tuple[str, ...] = ()
     gpu_targets: tuple[str, ...] = ()

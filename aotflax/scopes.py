@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import quoting
 from .diagnostics import Note, Span
 from .ops.calls import LayerScope
 from .ops.registry import CallError
@@ -47,6 +48,11 @@ class FunctionState:
         #: Collections read (become arguments).
         self.collections: list[str] = []
         self.takes_rng = False
+        #: Shared modules received as arguments, each with its own parameter subtree.
+        self.shared_args: list[SharedArg] = []
+        #: It initializes parameters from data (itself or a module it calls): it gets an
+        #: init variant (see `program.Function.init_name`).
+        self.data_init = False
         #: Step indices of the `lax.scan` bodies being resolved (innermost last), and those
         #: a random key was folded with (the scan then feeds its steps their index).
         self.scan_steps: list[Tensor] = []
@@ -58,9 +64,11 @@ class FunctionState:
         return Tensor(tuple(shape), dtype, weak)
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...], span: Span,
-             stem: str, temps: tuple[str, ...] = (), info: OpInfo | None = None) -> None:
+             stem: str, temps: tuple[str, ...] = (), info: OpInfo | None = None, *,
+             init_only: bool = False, init_args: dict[str, Code] | None = None) -> None:
         self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
-                           stem, info=info))
+                           stem, info=info, init_only=init_only,
+                           init_args=tuple(init_args.items()) if init_args else None))
 
     def hint(self, var: Any, name: str) -> None:
         if isinstance(var, Var):
@@ -72,12 +80,31 @@ class FunctionState:
 
 
 def subscript_path(root: str, path: tuple[str, ...]) -> str:
-    return root + "".join(f'["{p}"]' for p in path)
+    """`root["a"]["b"]`: names in the path are data, quoted as string literals."""
+    return quoting.subscript(root, path)
 
 
 def name_hash(name: str) -> int:
     """A stable 31-bit number for a scope name (folded into rng keys)."""
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+@dataclass(eq=False)
+class SharedArg:
+    """A shared module handed to a user module: an argument holding its parameter subtree.
+
+    Old flax.nn kept a shared module's parameters where `.shared(...)` was called, however
+    deep the module that calls it.  The emitted function of the receiving module takes
+    that subtree as the argument `name`; the parameters its calls declare are collected
+    here (relative to the subtree) and merged by the caller into the creator's tree.
+    """
+
+    #: Argument name in the emitted function.
+    name: str
+    #: Where the shared module sits in the bound arguments: (parameter, index path).
+    where: tuple[Any, ...]
+    #: Parameters declared through it, relative to its own subtree.
+    params: dict[tuple[str, ...], ParamDecl] = field(default_factory=dict)
 
 
 @dataclass
@@ -91,6 +118,19 @@ class Scope(LayerScope):
     owner: str
     counters: dict[str, int] = field(default_factory=dict)
     used: dict[str, Span] = field(default_factory=dict)
+    #: The shared module received as an argument this scope belongs to (None: the
+    #: function's own `params`).
+    shared_arg: SharedArg | None = None
+
+    @property
+    def root(self) -> str:
+        """The variable holding the parameter tree `prefix` is relative to."""
+        return "params" if self.shared_arg is None else self.shared_arg.name
+
+    @property
+    def params(self) -> dict[tuple[str, ...], ParamDecl]:
+        """Where parameters declared in this scope are recorded."""
+        return self.fn.params if self.shared_arg is None else self.shared_arg.params
 
     # -------------------------------------------------------------- naming
 
@@ -134,7 +174,7 @@ class Scope(LayerScope):
         return name
 
     def child(self, name: str, owner: str) -> "Scope":
-        return Scope(self.fn, self.prefix + (name,), owner)
+        return Scope(self.fn, self.prefix + (name,), owner, shared_arg=self.shared_arg)
 
     # -------------------------------------------------------------- LayerScope
 
@@ -147,7 +187,7 @@ class Scope(LayerScope):
                             f"shape {tuple(shape)}", hint="look for an input or feature "
                             "count of size 0")
         code = _init_code(self.fn, init, shape, dtype, span)
-        existing = self.fn.params.get(path)
+        existing = self.params.get(path)
         if existing is not None:
             if (existing.shape, existing.dtype) != (shape, dtype):
                 raise CallError(
@@ -158,13 +198,19 @@ class Scope(LayerScope):
                     hint="a shared layer must see inputs of the same shape on every call",
                 )
         else:
-            self.fn.params[path] = ParamDecl(path, shape, dtype, code, span)
-        return Code((subscript_path("params", path),))
+            self.params[path] = ParamDecl(path, shape, dtype, code, span)
+        return Code((subscript_path(self.root, path),))
 
     def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str, init: Any,
               span: Span) -> Code:
         key = (collection, self.prefix + (name,))
         check_shape(shape, f"state variable '{name}'")
+        if self.shared_arg is not None:
+            raise CallError(
+                "AOT370", f"{self.owner} keeps state ('{collection}/{name}'), and a shared "
+                f"module with state can only be called in the module that created it (here "
+                f"it was passed in as '{self.shared_arg.name}')",
+                hint="call it in the module that created it and pass its outputs on")
         if key not in self.fn.state:
             self.fn.state[key] = ParamDecl(key[1], shape, dtype,
                                            _init_code(self.fn, init, shape, dtype, span), span)
@@ -191,12 +237,84 @@ class Scope(LayerScope):
         step with the step's index too (a fresh key per step)."""
         self.fn.takes_rng = True
         code = Code(("rng",))
-        if self.prefix:
-            code = Code((f"jax.random.fold_in(rng, {name_hash('/'.join(self.prefix))})",))
-        for index in self.fn.scan_steps:
-            self.fn.used_steps.add(id(index))
-            code = Code.of("jax.random.fold_in(", code, ", ", index, ")")
-        return code
+        if self.prefix or self.shared_arg is not None:
+            path = "/".join(self.prefix)
+            if self.shared_arg is not None:  # its own key, whatever the path inside it
+                path = f"{self.shared_arg.name}:{path}"
+            code = Code((f"jax.random.fold_in(rng, {name_hash(path)})",))
+        return _per_step(self.fn, code)
+
+
+@dataclass
+class GivenScope(Scope):
+    """A layer applied with parameters the caller passes (`nn.Dense.call(params, x, 5)`).
+
+    Nothing is declared: each parameter the layer asks for is looked up in `given`
+    (a nested dict of the caller's arrays, relative to this scope) and checked
+    against the shape and dtype the layer declares.
+    """
+
+    given: Any = None
+    #: How the caller wrote the call, for messages ("nn.Dense.call").
+    written: str = ""
+
+    def child(self, name: str, owner: str) -> "Scope":
+        sub = self.given.get(name) if isinstance(self.given, dict) else None
+        if not isinstance(sub, dict):
+            raise CallError("AOT373", f"the parameters given to {self.written} have no "
+                            f"submodule '{'/'.join(self.prefix + (name,))}'",
+                            hint=f"give {owner}'s parameters as a dict under '{name}'")
+        return GivenScope(self.fn, self.prefix + (name,), owner, given=sub,
+                          written=self.written)
+
+    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Any,
+              span: Span) -> Code:
+        path = "/".join(self.prefix + (name,))
+        value = self.given.get(name) if isinstance(self.given, dict) else None
+        want = _desc(tuple(shape), dtype)
+        if not isinstance(value, Tensor):
+            got = "nothing" if value is None else describe_value(value)
+            raise CallError("AOT373", f"the parameters given to {self.written} need '{path}' "
+                            f"({want}), found {got}",
+                            hint="pass a dict with the names and shapes the layer declares")
+        if (value.shape, value.dtype) != (tuple(shape), dtype):
+            raise CallError("AOT373", f"the parameter '{path}' given to {self.written} is "
+                            f"{value.describe()}, but it declares {want}",
+                            hint="cast with .astype(...) or pass param_dtype= to match")
+        return Code((value,))
+
+    def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str, init: Any,
+              span: Span) -> Code:
+        raise CallError("AOT373", f"{self.written}: a layer applied with given parameters "
+                        f"cannot keep state ('{collection}/{name}')",
+                        hint="call the layer itself to keep its state")
+
+    def rng(self, span: Span) -> Code:
+        self.fn.takes_rng = True
+        path = "/".join(("call", self.written, *self.prefix))
+        return _per_step(self.fn, Code((f"jax.random.fold_in(rng, {name_hash(path)})",)))
+
+
+@dataclass
+class HookedScope(Scope):
+    """The scope of a built-in layer subclassed to override `param` (weight standardization).
+
+    Each parameter the layer declares goes through `hook(scope, name, shape, dtype,
+    init, span)`, which runs the subclass's `param` and returns the code of what the
+    layer uses instead.  Submodules of the layer are plain scopes, as in old flax.nn
+    (their parameters belong to other module classes).
+    """
+
+    hook: Any = None
+
+    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Any,
+              span: Span) -> Code:
+        return self.hook(self, name, tuple(shape), dtype, init, span)
+
+    def declare(self, name: str, shape: tuple[int, ...], dtype: str, init: Any,
+                span: Span) -> Code:
+        """The parameter itself (`super().param(...)` in the subclass)."""
+        return Scope.param(self, name, shape, dtype, init, span)
 
 
 @dataclass(eq=False)
@@ -233,6 +351,14 @@ class StateVariable:
 
     def write(self, value: Tensor, span: Span) -> None:
         self.scope.set_state(self.collection, self.name, value, span)
+
+
+def _per_step(fn: FunctionState, code: Code) -> Code:
+    """A key inside `lax.scan` steps, folded with each step's index (a fresh key per step)."""
+    for index in fn.scan_steps:
+        fn.used_steps.add(id(index))
+        code = Code.of("jax.random.fold_in(", code, ", ", index, ")")
+    return code
 
 
 def _desc(shape: tuple[int, ...], dtype: str) -> str:

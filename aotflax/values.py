@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import ir
+from . import ir, quoting
 from .diagnostics import Span
 from .program import Tensor
 
@@ -33,7 +33,7 @@ class DType:
     name: str
 
     def code(self) -> str:
-        return f"jnp.{self.name}"
+        return f"jnp.{quoting.identifier(self.name, 'dtype name')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,9 @@ class UserModule:
     cls: ir.ClassDef
     #: The model file's global environment (for defaults and helper lookups).
     globals: "Env"
+    #: For a subclass of a built-in layer (`class StdConv(nn.Conv)`), the layer's
+    #: table entry: the layer's rule runs, the class's `param` sees each parameter.
+    base: Any = None
 
     def method(self, name: str) -> ir.FunctionDef | None:
         for m in self.cls.methods:
@@ -117,13 +120,21 @@ class ModuleRef:
 
 @dataclass(eq=False)
 class SharedModule:
-    """`M.shared(...)`: one scope, one parameter set, every call."""
+    """`M.shared(...)`: one scope, one parameter set, every call.
+
+    Passed into another module, it keeps its parameters where it was created: inside
+    the receiving module it is a copy whose `instance` scope is rooted at the argument
+    that carries its parameter subtree.
+    """
 
     ref: ModuleRef
     #: Scope it belongs to (a `Scope` of resolve).
     scope: Any
     name: str
     span: Span
+    #: The scope of the instance itself, when received as an argument (else it is
+    #: `scope`'s child `name`).
+    instance: Any = None
     #: Parameter declarations recorded on first call (for consistency checks).
     declared: dict[tuple[str, ...], tuple[tuple[int, ...], str]] | None = None
     #: Number of calls so far.
@@ -226,6 +237,14 @@ class TypeHint:
     name: str
 
 
+@dataclass(eq=False)
+class SuperLayer:
+    """`super()` inside the `param` override of a subclassed built-in layer."""
+
+    #: `declare(name, shape, init, span) -> Tensor`: the layer's own parameter.
+    declare: Callable[..., Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Poison:
     """The value of an expression that already failed; silences cascades."""
@@ -260,13 +279,27 @@ class Env:
 # ------------------------------------------------------------------ helpers
 
 
+#: Items the deep walks below visited, not yet charged: the resolver takes them
+#: (`walked()`) into its step budget, since walking a huge static value is work too.
+_walked = [0]
+
+
+def walked() -> int:
+    """Container items visited by `is_static`, `contains_poison`, `static_key` and
+    `to_code` since the last call."""
+    n, _walked[0] = _walked[0], 0
+    return n
+
+
 def is_static(value: Any) -> bool:
     """True when `value` contains no tensor."""
     if isinstance(value, Tensor):
         return False
     if isinstance(value, (tuple, list)):
+        _walked[0] += len(value)
         return all(is_static(v) for v in value)
     if isinstance(value, dict):
+        _walked[0] += len(value)
         return all(is_static(v) for v in value.values())
     return True
 
@@ -275,8 +308,10 @@ def contains_poison(value: Any) -> bool:
     if isinstance(value, Poison):
         return True
     if isinstance(value, (tuple, list)):
+        _walked[0] += len(value)
         return any(contains_poison(v) for v in value)
     if isinstance(value, dict):
+        _walked[0] += len(value)
         return any(contains_poison(v) for v in value.values())
     return False
 
@@ -286,8 +321,10 @@ def static_key(value: Any) -> Any:
     if isinstance(value, Tensor):
         return ("tensor", value.shape, value.dtype, value.weak)
     if isinstance(value, (list, tuple)):
+        _walked[0] += len(value)
         return (type(value).__name__, tuple(static_key(v) for v in value))
     if isinstance(value, dict):
+        _walked[0] += len(value)
         return ("dict", tuple((static_key(k), static_key(v)) for k, v in value.items()))
     if isinstance(value, float) and math.isnan(value):
         return ("nan",)
@@ -295,7 +332,11 @@ def static_key(value: Any) -> Any:
         return (type(value).__name__, value)
     if isinstance(value, ModuleRef):
         return ("module", value.module.name, id(value.module), static_key(dict(value.bound)))
-    if isinstance(value, (SharedModule, Closure, BoundMethod, SelfValue)):
+    if isinstance(value, SharedModule):
+        # a module receiving it takes its parameters as an argument: one specialization
+        # serves every shared module of the same class and hyperparameters
+        return ("shared", static_key(value.ref))
+    if isinstance(value, (Closure, BoundMethod, SelfValue)):
         return ("object", id(value))
     try:
         hash(value)
@@ -305,27 +346,15 @@ def static_key(value: Any) -> Any:
 
 
 def to_code(value: Any) -> str:
-    """Python source for a static value used in emitted code."""
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, int):
-        return repr(value)
-    if isinstance(value, float):
-        if math.isinf(value):
-            return "float('inf')" if value > 0 else "float('-inf')"
-        if math.isnan(value):
-            return "float('nan')"
-        return repr(value)
-    if isinstance(value, complex):
-        return repr(value)
-    if isinstance(value, str):
-        return _str_code(value)
-    if value is Ellipsis:
-        return "..."
+    """Python source for a static value used in emitted code (data through `quoting`)."""
+    if isinstance(value, (bool, int, float, complex, str)) or value is None or \
+            value is Ellipsis:
+        return quoting.literal(value)
+    if isinstance(value, (tuple, list, dict)):
+        _walked[0] += len(value)
     if isinstance(value, tuple):
-        if len(value) == 1:
-            return f"({to_code(value[0])},)"
-        return "(" + ", ".join(to_code(v) for v in value) + ")"
+        items = [to_code(v) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     if isinstance(value, list):
         return "[" + ", ".join(to_code(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -347,12 +376,20 @@ def to_code(value: Any) -> str:
     raise StaticError(f"{describe_value(value)} cannot appear in generated code")
 
 
-def _str_code(s: str) -> str:
-    """Double-quoted string literal (ruff's preferred quote)."""
-    r = repr(s)
-    if r.startswith("'") and '"' not in s:
-        r = '"' + r[1:-1].replace("\\'", "'") + '"'
-    return r
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` for a message: short, and never failing (a 20,000-digit int has no
+    decimal repr in Python 3.11+, a self-containing list recurses)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an int of {value.bit_length():,} bits>"
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    if isinstance(value, (list, tuple, dict)) and len(value) > limit:
+        return f"<a {type(value).__name__} of {len(value):,} items>"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"<a {type(value).__name__}>"
+    return text if len(text) <= 4 * limit else text[:4 * limit] + "..."
 
 
 def describe_value(value: Any) -> str:
@@ -362,7 +399,7 @@ def describe_value(value: Any) -> str:
     if isinstance(value, bool):
         return f"bool {value!r}"
     if isinstance(value, (int, float, str, complex)):
-        return f"{type(value).__name__} {value!r}"
+        return f"{type(value).__name__} {shown(value)}"
     if value is None:
         return "None"
     if isinstance(value, tuple):
@@ -421,13 +458,21 @@ def _describe_other(value: Any) -> str:
         return "a MultiOptimizer"
     if isinstance(value, MeshSpec):
         return "aot.mesh(" + ", ".join(f"{n}={k}" for n, k in value.axes) + ")"
+    if isinstance(value, AttentionCache):
+        return "attention cache" + (f" {value.shape}" if value.shape is not None else "")
+    if isinstance(value, SuperLayer):
+        return "super() (the layer)"
     if isinstance(value, slice):
         return "a slice"
     if value is Ellipsis:
         return "..."
+    described = getattr(value, "description", None)  # values of the operation table (x.at)
+    if isinstance(described, str):
+        return described
     name = type(value).__name__
     known = {"Sequential": "nn.Sequential(...)", "StateVariable": "a state variable",
-             "Scope": "a module scope", "RngKey": "a random key"}
+             "Scope": "a module scope", "RngKey": "a random key",
+             "CacheEntry": "a cache entry (from cache.retrieve())"}
     return known.get(name, "a build-time value")
 
 
@@ -461,6 +506,20 @@ class MultiOptimizer:
 
     groups: tuple[tuple[Traversal, OptaxValue], ...]
     span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionCache:
+    """`nn.attention.Cache()`, old flax.nn's decode cache, as a hyperparameter.
+
+    `initialize_cache((batch..., length))` fixes the shape of the batch and attention
+    dimensions.  A target whose module gets one decodes: attention layers called with
+    `cache=` and modules that `cache.retrieve()` / `cache.store()` keep their entries in
+    the explicit `cache` state collection (Linen's layout), not in a Python object.
+    """
+
+    #: Batch and attention dimensions, e.g. (2, 16); None before `initialize_cache`.
+    shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,8 +82,11 @@ def verify_module(module: ModuleType, program: FileProgram) -> None:
     for t in program.targets:
         target = module.TARGETS[t.name]
         key = jax.random.key(0)
+        # The resolved sizes (symbolic dimensions resolve as sentinel sizes).
+        inputs = [jax.ShapeDtypeStruct(shape, _dtype(dtype)) for _, shape, dtype in t.inputs]
         try:
-            params, state = jax.eval_shape(target.init_fn, key)
+            params, state = jax.eval_shape(target.init_fn, key,
+                                           *(inputs if t.init_inputs else ()))
         except Exception as e:  # initializers are emitted code (user ones interpreted): ours
             raise InternalError(
                 f"target {t.name}: JAX failed to trace init: {type(e).__name__}: {e}") from None
@@ -91,8 +94,6 @@ def verify_module(module: ModuleType, program: FileProgram) -> None:
                                                           for d in t.params})
         _compare(f"{t.name}: init state", _flat(state), {d.path: (d.shape, d.dtype)
                                                         for d in t.state})
-        # The resolved sizes (symbolic dimensions resolve as sentinel sizes).
-        inputs = [jax.ShapeDtypeStruct(shape, _dtype(dtype)) for _, shape, dtype in t.inputs]
         args = [target.PARAM_SHAPES, target.STATE_SHAPES, *inputs]
         kwargs = {"rng": key} if t.stochastic else {}
         try:

@@ -128,6 +128,7 @@ class Target:
         batch: Mapping[str, jax.ShapeDtypeStruct] | None = None,
         mesh: Mapping[str, int] | None = None,
         param_sharding: Any = None,
+        init_inputs: bool = False,
         tpu_topologies: Sequence[str] = (),
         gpu_targets: Sequence[str] = (),
     ) -> None:
@@ -153,6 +154,8 @@ class Target:
         #: (a tree like PARAM_SHAPES of tuples; missing parameters are replicated).
         self.mesh = dict(mesh or {})
         self.param_sharding = param_sharding or {}
+        #: Whether `init` takes example inputs (parameters initialized from data).
+        self.init_inputs = self.INIT_INPUTS = init_inputs
         #: Hardware the target's native executables are cross-compiled for
         #: (`tpu="v5e:2x2"`, `gpu="h100"` in the model file).
         self.tpu_topologies = tuple(tpu_topologies)
@@ -161,14 +164,22 @@ class Target:
     def __repr__(self) -> str:
         return f"<aotflax target {self.module}.{self.name}>"
 
-    def init(self, rng: Any) -> tuple[Any, Any]:
+    def init(self, rng: Any, *example_inputs: Any) -> tuple[Any, Any]:
         """Initializes parameters and state.
 
-        **Arguments:** `rng`: a `jax.random.key` or a raw uint32 key.
+        **Arguments:** `rng`: a `jax.random.key` or a raw uint32 key; when `INIT_INPUTS`
+        (the model initializes parameters from data, `self.param(name, None, init)`),
+        example inputs in the order of `INPUTS`, for the forward pass that computes them.
 
         **Returns:** `(params, state)`, shaped like `PARAM_SHAPES` and `STATE_SHAPES`.
         """
-        return self.init_fn(_typed_key(self.name, rng))
+        got = len(example_inputs)
+        if self.init_inputs and got != len(self.inputs):
+            names = ", ".join(self.inputs)
+            raise TypeError(f"{self.name}.init takes rng and example inputs ({names}), got {got}")
+        if not self.init_inputs and got:
+            raise TypeError(f"{self.name}.init takes only rng, got {got} more argument(s)")
+        return self.init_fn(_typed_key(self.name, rng), *example_inputs)
 
     def apply(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
         """Runs the generated source (traced by jax, like any function).
@@ -253,6 +264,7 @@ class Target:
             module=self.module,
             source_sha256=self.source_sha256,
             init=self.init_fn,
+            init_inputs=self.init_inputs,
             apply=step,
             inputs={**self.inputs, **self.batch},
             param_shapes=self.param_shapes,

@@ -235,3 +235,17 @@ def test_flax_nn_attribute_paths() -> None:
     params, state = m.net.init(jax.random.key(0))
     y, _ = m.net.apply(params, state, jnp.ones((2, 3)))
     np.testing.assert_array_equal(y, jnp.full((2, 3), 3.0))
+
+
+def test_targets_declared_in_a_top_level_loop() -> None:
+    m = build("""
+    class Net(nn.Module):
+        def apply(self, x, width: int = 2):
+            return nn.Dense(x, width)
+
+
+    for width in (2, 3):
+        aot.target(f"net_{width}", Net.partial(width=width), x=aot.f32[2, 4])
+    """)
+    assert sorted(m.TARGETS) == ["net_2", "net_3"]
+    assert m.net_3.PARAM_SHAPES["Dense_0"]["kernel"].shape == (4, 3)

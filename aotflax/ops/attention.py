@@ -1,34 +1,47 @@
 """Attention: MultiHeadDotProductAttention, SelfAttention, dot_product_attention, masks.
 
-The layers take old `flax.nn` arguments (`inputs_kv`, `causal_mask`,
-`padding_mask`, `key_padding_mask`, `segmentation`, `bias`, `dropout_rate` with
+The layers take old `flax.nn` arguments (`inputs_kv`, `attention_axis`,
+`causal_mask`, `padding_mask`, `key_padding_mask`, `segmentation`,
+`key_segmentation`, `cache`, `bias`, `dropout_rng`, `dropout_rate` with
 `deterministic`) plus Linen's `mask=` and `decode=`, and declare Linen's tree:
 `query` / `key` / `value` DenseGeneral kernels `(in, heads, head_dim)` with
 biases `(heads, head_dim)`, and `out` with kernel `(heads, head_dim, features)`.
 
-Old-style masks are combined into one boolean mask applied the way Linen
-applies `mask=`: `jnp.where(mask, weights, finfo.min)` before the softmax.
+`attention_axis` is old flax.nn's: attention runs jointly over those axes of
+`[batch, dims..., features]` (flattened in the order given; the other dims are
+batch dims); None means all of them (for `[batch, length, features]`, the
+length axis, as in Linen).  Old-style masks are combined into one boolean mask
+applied the way Linen applies `mask=`: `jnp.where(mask, weights, finfo.min)`
+before the softmax (old flax.nn added -1e10: the same softmax wherever a row
+keeps a position).  As in old flax.nn, `key_padding_mask` / `key_segmentation`
+default to the query's masks and are ignored without them.
 
-Decoding (`decode=True`) keeps Linen's `cache` collection: `cached_key` and
-`cached_value` `(*batch, max_length, heads, head_dim)` and `cache_index` ().
-A call writes its keys and values at `cache_index` and advances it by the
-query length; query position `i` sees cache positions `<= cache_index + i`.
-With one query position this is exactly Linen's decode step; with a longer
-query (a prefill) it is causal attention over the prefix plus the chunk.
+Decoding keeps Linen's `cache` collection: `cached_key` and `cached_value`
+`(*batch, max_length, heads, head_dim)` and `cache_index` (). A call writes
+its keys and values at `cache_index` and advances it by the query length;
+query position `i` sees cache positions `<= cache_index + i`.  With one query
+position this is exactly Linen's decode step and old flax.nn's `cache=` step
+(whose length is the `nn.attention.Cache().initialize_cache((batch, length))`
+of the target); with a longer query (a prefill) it is causal attention over the
+prefix plus the chunk.  With `cache=`, `padding_mask` masks the query positions
+(the cache fill masks the keys), as old flax.nn did.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
-from ..values import DType, OpRef
+from ..values import AttentionCache, DType, OpRef, describe_value
+from . import elementwise  # noqa: F401  (registers the functions looked up below)
 from . import initializers as inits
 from .calls import FnCall, LayerCall
 from .linear import dense_general, precision_code, sub_call
 from .registry import REGISTRY, Entry, Signature
+from .stochastic import RngKey
 
 _DEFAULTS: dict[str, Any] = {
     "float32": DType("float32"),
@@ -44,15 +57,17 @@ _COMMON = (
     "key_segmentation=None, cache=None, broadcast_dropout=True, dropout_rng=None, "
     "dropout_rate=0.0, deterministic=False, precision=None, kernel_init=lecun_normal, "
     "bias_init=zeros, bias=True, param_dtype=float32, mask=None, decode=False, "
-    "max_length=None, out_kernel_init=None, out_bias_init=None"
+    "max_length=None, out_kernel_init=None, out_bias_init=None, attention_fn=None"
 )
 
 
 def _register(name: str, kind: str, sig: str, rule: Any, template: str, doc: str,
               linen_name: str | None = None) -> Entry:
+    # every entry here takes `dropout_rng=`, a key
     return REGISTRY.add(Entry(name, ("nn",), kind, Signature.parse(sig, _DEFAULTS), rule,
                               template, linen_name=linen_name or (name if kind == "layer"
-                                                                  else None), doc=doc))
+                                                                  else None), doc=doc,
+                              extra={"takes_keys": True}))
 
 
 # ------------------------------------------------------------- core
@@ -219,37 +234,148 @@ _register("make_attention_mask", "function",
 # ------------------------------------------------------------- the layers
 
 
-def _unsupported(call: LayerCall) -> None:
-    if call.args["cache"] is not None:
-        raise call.fail(f"{call.written}: cache= (old flax.nn's Cache) is replaced by "
-                        "decode=True", "AOT203",
-                        hint="decode=True keeps Linen's 'cache' collection as explicit state")
-    if call.args["dropout_rng"] is not None:
-        raise call.fail(f"{call.written}: dropout_rng= is not supported", "AOT203",
-                        hint="attention dropout draws from the target's rng, folded with the "
-                             "layer's path")
+def _check_args(call: LayerCall) -> Any:
+    """The cache, if any; rejects the arguments that cannot apply."""
+    fn = call.args["attention_fn"]
+    if fn is not None and not (isinstance(fn, OpRef) and fn.entry is _DOT_PRODUCT):
+        raise call.fail(f"{call.written}: attention_fn must be nn.dot_product_attention, got "
+                        f"{describe_value(fn)}", "AOT203",
+                        hint="for another attention function, project with nn.DenseGeneral "
+                             "in a module of your own and call the function there")
+    cache = call.args["cache"]
+    if cache is None:
+        return None
+    if not isinstance(cache, AttentionCache):
+        raise call.fail(f"{call.written}: cache= must be an nn.attention.Cache, got "
+                        f"{describe_value(cache)}", "AOT203")
+    if cache.shape is None:
+        raise call.fail(f"{call.written}: this nn.attention.Cache has no shape", "AOT372",
+                        hint="give the decode target nn.attention.Cache().initialize_cache("
+                             "(batch, max_length))")
+    if not call.bool("causal_mask"):
+        raise call.fail(f"{call.written}: cache= needs causal_mask=True (old flax.nn caches "
+                        "causal self-attention only)", "AOT372")
+    if call.bool("decode"):
+        raise call.fail(f"{call.written}: pass cache= or decode=True, not both", "AOT372")
+    return cache
 
 
-def _attention_axis(call: LayerCall, ndim: int) -> None:
+def _attention_axes(call: LayerCall, ndim: int, linen_layout: bool) -> tuple[int, ...]:
+    """Axes of the inputs attention runs over (old flax.nn's `attention_axis`).
+
+    None means every axis between the batch axis and the features, as old flax.nn
+    did (the length axis of `[batch, length, features]`); with Linen's `mask=` or
+    `decode=True`, Linen's layout: the axis before the features.
+    """
     axis = call.args["attention_axis"]
     if axis is None:
-        return
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    if len(axes) != 1 or axes[0] % ndim != ndim - 2:
-        raise call.fail(f"{call.written}: attention is over the length axis (-2) only, got "
-                        f"attention_axis={axis!r}", "AOT203",
-                        hint="flatten several attention axes into one length axis first")
+        if linen_layout or ndim < 3:
+            return (ndim - 2,)
+        return tuple(range(1, ndim - 1))
+    axes = (axis,) if isinstance(axis, int) and not isinstance(axis, bool) else axis
+    if not isinstance(axes, (tuple, list)) or not axes or not all(
+            isinstance(a, int) and not isinstance(a, bool) for a in axes):
+        raise call.fail(f"{call.written}: attention_axis must be an int or a tuple of ints, "
+                        f"got {describe_value(axis)}", "AOT203")
+    out = tuple(a + ndim if a < 0 else a for a in axes)
+    low = 1 if ndim >= 3 else 0
+    if any(not low <= a <= ndim - 2 for a in out) or len(set(out)) != len(out):
+        raise call.fail(f"{call.written}: attention_axis={axis!r} must name distinct axes "
+                        f"between the batch axis and the features of a rank-{ndim} input "
+                        f"({low} to {ndim - 2})", "AOT203")
+    if linen_layout and out != (ndim - 2,):
+        raise call.fail(f"{call.written}: mask= and decode=True attend over the axis before "
+                        f"the features, got attention_axis={axis!r}", "AOT203",
+                        hint="use padding_mask= / causal_mask= with several attention axes")
+    return out
 
 
-def _mask_components(call: LayerCall, target: tuple[int, ...], batch: tuple[int, ...],
-                     lq: int, lk: int, decode: bool) -> list[tuple[Code, tuple[int, ...]]]:
-    """Full-rank mask codes and their shapes: user mask, causal, padding, segmentation."""
+class _Layout:
+    """Old flax.nn's attention axes as Linen's `[batch..., length, heads, depth]` layout.
+
+    Attention runs over `axes` of the inputs jointly (flattened in the order given);
+    every other axis between batch and features becomes a batch axis.  With the
+    single axis before the features nothing moves.
+    """
+
+    def __init__(self, call: LayerCall, ndim: int, axes: tuple[int, ...]):
+        self.call, self.ndim, self.axes = call, ndim, axes
+        self.other = tuple(a for a in range(1, ndim - 1) if a not in axes) if ndim >= 3 \
+            else ()
+        lead = (0,) if ndim >= 3 else ()
+        #: Order of the input's non-feature axes: batch, other axes, attention axes.
+        self.order = (*lead, *self.other, *axes)
+        self.identity = axes == (ndim - 2,)
+
+    def batch(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Batch dims of the attention layout, for an input of `shape`."""
+        if self.identity:
+            return shape[:-2]
+        return tuple(shape[a] for a in self.order[:len(self.order) - len(self.axes)])
+
+    def length(self, shape: tuple[int, ...]) -> int:
+        return math.prod(shape[a] for a in self.axes)
+
+    def _move(self, t: Tensor, perm: tuple[int, ...], shape: tuple[int, ...],
+              stem: str) -> Tensor:
+        code: Code = Code((t,))
+        if perm != tuple(range(t.ndim)):
+            code = Code.of("jnp.transpose(", t, f", {perm!r})")
+        if tuple(t.shape[p] for p in perm) != shape:
+            code = Code.of(code, f".reshape({shape!r})")
+        if code.parts == (t,):
+            return t
+        out = self.call.out(shape, t.dtype, t.weak)
+        self.call.emit("ops/call.j2", {"call": code}, [out], stem=stem)
+        return out
+
+    def heads_in(self, t: Tensor, stem: str) -> Tensor:
+        """A projection `[batch, *dims, heads, depth]` in the attention layout."""
+        if self.identity:
+            return t
+        perm = (*self.order, self.ndim - 1, self.ndim)
+        shape = (*self.batch(t.shape), self.length(t.shape), *t.shape[-2:])
+        return self._move(t, perm, shape, stem)
+
+    def heads_out(self, t: Tensor, like: Tensor) -> Tensor:
+        """The attention result back in the layout of the query projection `like`."""
+        if self.identity:
+            return t
+        grouped = (*(like.shape[a] for a in self.order), *t.shape[-2:])
+        moved = self._move(t, tuple(range(t.ndim)), grouped, "attended")
+        inverse = tuple(sorted(range(len(self.order)), key=lambda i: self.order[i]))
+        return self._move(moved, (*inverse, self.ndim - 1, self.ndim), like.shape, "attended")
+
+    def positions(self, t: Tensor, dims: tuple[int, ...], name: str) -> Tensor:
+        """A per-token mask `[batch, *dims]` (or with a trailing 1) as `[batch..., length]`."""
+        call = self.call
+        if t.shape not in (dims, (*dims, 1)):
+            raise call.fail(f"{call.written}: {name} must have shape {dims} (or with a "
+                            f"trailing 1), got {t.describe()}", "AOT210")
+        if self.identity:
+            return t
+        if t.shape != dims:
+            t = self._move(t, tuple(range(t.ndim - 1)) + (t.ndim - 1,), dims, name)
+        shape = (*self.batch((*dims, 1)), self.length((*dims, 1)))
+        return self._move(t, self.order, shape, name)
+
+
+def _mask_components(call: LayerCall, layout: _Layout, target: tuple[int, ...],
+                     q_dims: tuple[int, ...], k_dims: tuple[int, ...], lq: int, lk: int,
+                     decoding: bool, cached: bool) -> list[tuple[Code, tuple[int, ...]]]:
+    """Full-rank mask codes and their shapes: user mask, causal, padding, segmentation.
+
+    As in old flax.nn, `key_padding_mask` / `key_segmentation` default to the query's
+    and are ignored without it; with a cache (one new query position), the keys'
+    padding is the cache's fill.
+    """
+    batch = target[:-3]
     parts: list[tuple[Code, tuple[int, ...]]] = []
     if call.args["mask"] is not None:
         m = call.tensor("mask")
         shape = (1,) * (len(target) - m.ndim) + m.shape
         parts.append((_full_rank(call, m, target, "mask"), shape))
-    if call.bool("causal_mask") and not decode:
+    if call.bool("causal_mask") and not decoding:  # decoding: the cache mask is causal
         if lq != lk:
             raise call.fail(f"{call.written}: causal_mask needs queries and keys of one "
                             f"length, got {lq} and {lk}", "AOT210")
@@ -259,28 +385,20 @@ def _mask_components(call: LayerCall, target: tuple[int, ...], batch: tuple[int,
     for name, key_name, op in (("padding_mask", "key_padding_mask", " * "),
                                ("segmentation", "key_segmentation", " == ")):
         if call.args[name] is None:
-            if call.args[key_name] is not None:
-                raise call.fail(f"{call.written}: {key_name} needs {name}", "AOT203")
             continue
-        if decode:
-            raise call.fail(f"{call.written}: {name} is not supported with decode=True",
-                            "AOT203", hint="pass mask= to combine a mask with the cache")
-        q = _per_position(call, name, batch, lq)
-        k = _per_position(call, key_name if call.args[key_name] is not None else name,
-                          batch, lk)
-        pair = Code.of("(", q, f".reshape({(*batch, 1, lq, 1)!r})", op, k,
-                       f".reshape({(*batch, 1, 1, lk)!r}))")
+        if cached and name == "segmentation":
+            raise call.fail(f"{call.written}: segmentation is not supported with cache=",
+                            "AOT372", hint="decode one sequence per batch row")
+        q = layout.positions(call.tensor(name), q_dims, name)
+        q_code = Code.of(q, f".reshape({(*batch, 1, lq, 1)!r})")
+        if cached:  # the cache mask covers the keys
+            parts.append((Code.of("(", q_code, " > 0)"), (*batch, 1, lq, 1)))
+            continue
+        k_name = key_name if call.args[key_name] is not None else name
+        k = layout.positions(call.tensor(k_name), k_dims, k_name)
+        pair = Code.of("(", q_code, op, k, f".reshape({(*batch, 1, 1, lk)!r}))")
         parts.append((Code.of(pair, " > 0") if op == " * " else pair, (*batch, 1, lq, lk)))
     return parts
-
-
-def _per_position(call: LayerCall, name: str, batch: tuple[int, ...], length: int) -> Tensor:
-    """An old-style per-token mask: [batch..., length] or [batch..., length, 1]."""
-    t = call.tensor(name)
-    if t.shape not in ((*batch, length), (*batch, length, 1)):
-        raise call.fail(f"{call.written}: {name} must have shape {(*batch, length)} (or with "
-                        f"a trailing 1), got {t.describe()}", "AOT210")
-    return t
 
 
 def _combine(call: LayerCall, parts: list[tuple[Code, tuple[int, ...]]]) -> Code | None:
@@ -328,8 +446,19 @@ def _decode(call: LayerCall, key: Tensor, value: Tensor, lq: int,
     return full[0], full[1], mask
 
 
+def _cache_length(call: LayerCall, cache: AttentionCache, batch: tuple[int, ...],
+                  lq: int) -> int:
+    """The cache's length for queries of batch dims `batch` (its shape is (batch..., L))."""
+    shape = cache.shape or ()
+    if tuple(shape[:-1]) != tuple(batch) or len(shape) < 1:
+        raise call.fail(f"{call.written}: the cache was initialized for (batch..., length) = "
+                        f"{shape}, but this call has batch dims {batch}", "AOT372",
+                        hint=f"initialize_cache({(*batch, shape[-1] if shape else 1)!r})")
+    return shape[-1]
+
+
 def multi_head_attention(call: LayerCall) -> Tensor:
-    _unsupported(call)
+    cache = _check_args(call)
     inputs_q = call.tensor("inputs_q", floating=True)
     inputs_kv = call.tensor("inputs_kv", floating=True) \
         if call.args.get("inputs_kv") is not None else inputs_q
@@ -338,7 +467,15 @@ def multi_head_attention(call: LayerCall) -> Tensor:
         raise call.fail(f"{call.written}: inputs_q and inputs_kv must be [batch..., length, "
                         f"features] with the same batch dims, got {inputs_q.describe()} and "
                         f"{inputs_kv.describe()}", "AOT210")
-    _attention_axis(call, inputs_q.ndim)
+    decode = call.bool("decode") or cache is not None
+    axes = _attention_axes(call, inputs_q.ndim,
+                           linen_layout=decode or call.args["mask"] is not None)
+    layout = _Layout(call, inputs_q.ndim, axes)
+    if not layout.identity and any(inputs_q.shape[a] != inputs_kv.shape[a]
+                                   for a in layout.other):
+        raise call.fail(f"{call.written}: inputs_q {inputs_q.describe()} and inputs_kv "
+                        f"{inputs_kv.describe()} must agree on the axes attention does not "
+                        f"run over (attention_axis={axes})", "AOT210")
     heads = call.int("num_heads", minimum=1)
     features = call.args["out_features"] or inputs_q.shape[-1]
     qkv = call.args["qkv_features"] or inputs_q.shape[-1]
@@ -354,28 +491,38 @@ def multi_head_attention(call: LayerCall) -> Tensor:
                                    (heads, qkv // heads), (x.ndim - 1,), use_bias=use_bias,
                                    dtype=dtype, param_dtype=pdt, kernel_init=kinit,
                                    bias_init=binit, precision=precision, stem=name)
-    query, key, value = proj["query"], proj["key"], proj["value"]
-    batch, lq, lk = inputs_q.shape[:-2], inputs_q.shape[-2], inputs_kv.shape[-2]
-    decode = call.bool("decode")
+    query, key, value = (layout.heads_in(proj[n], n) for n in ("query", "key", "value"))
+    batch, lq, lk = query.shape[:-3], query.shape[-3], key.shape[-3]
     parts: list[tuple[Code, tuple[int, ...]]] = []
     if decode:
         if lq != lk:
-            raise call.fail(f"{call.written}: decode=True needs queries and keys/values of "
-                            f"one length, got {lq} and {lk}", "AOT210")
-        max_length = call.args["max_length"]
-        max_length = lk if max_length is None else call.int("max_length", minimum=1)
+            raise call.fail(f"{call.written}: decoding needs queries and keys/values of one "
+                            f"length, got {lq} and {lk}", "AOT210")
+        if cache is not None:
+            max_length = _cache_length(call, cache, batch, lq)
+        elif call.args["max_length"] is None:
+            max_length = lk
+        else:
+            max_length = call.int("max_length", minimum=1)
         key, value, cache_mask = _decode(call, key, value, lq, max_length)
         lk = max_length
         parts.append((Code((cache_mask,)), cache_mask.shape))
+        if call.bool("decode") and any(call.args[n] is not None
+                                       for n in ("padding_mask", "segmentation")):
+            raise call.fail(f"{call.written}: padding_mask and segmentation are not supported "
+                            "with decode=True", "AOT203",
+                            hint="pass mask= to combine a mask with the cache")
     target = (*batch, heads, lq, lk)
-    parts = _mask_components(call, target, batch, lq, lk, decode) + parts
+    parts = _mask_components(call, layout, target, inputs_q.shape[:-1],
+                             inputs_kv.shape[:-1], lq, lk, decode, cache is not None) + parts
     mask = _combine(call, parts)
     dropout = None
     rate = call.static("dropout_rate", float, int)
     if rate > 0 and not call.bool("deterministic"):
-        dropout = (call.rng(), float(rate), call.bool("broadcast_dropout"))
+        dropout = (_dropout_key(call), float(rate), call.bool("broadcast_dropout"))
     x = attend(call, query, key, value, dtype=dtype, mask=mask, dropout=dropout,
                precision=precision)
+    x = layout.heads_out(x, proj["query"])
     out_kinit = call.initializer("out_kernel_init") if call.args["out_kernel_init"] is not None \
         else kinit
     out_binit = call.initializer("out_bias_init") if call.args["out_bias_init"] is not None \
@@ -386,11 +533,27 @@ def multi_head_attention(call: LayerCall) -> Tensor:
                          precision=precision, stem="out")
 
 
+def _dropout_key(call: LayerCall) -> Code:
+    """`dropout_rng=` as given (a key), else the layer's key from the target's rng."""
+    key = call.args["dropout_rng"]
+    if key is None:
+        return call.rng()
+    if not isinstance(key, RngKey):
+        raise call.fail(f"{call.written}: dropout_rng must be a random key, got "
+                        f"{describe_value(key)}", "AOT202",
+                        hint="pass a key from nn.make_rng(), or leave dropout_rng out to use "
+                             "the layer's own")
+    return Code((key,))
+
+
+_DOT_PRODUCT = REGISTRY.lookup("nn", "dot_product_attention")
+
 _register("MultiHeadDotProductAttention", "layer", "inputs_q, inputs_kv=None, " + _COMMON,
           multi_head_attention, "layers/attention_weights.j2",
           "multi-head attention: query/key/value kernels (in, heads, head_dim), out kernel "
-          "(heads, head_dim, features); decode=True keeps Linen's cache")
-_register("SelfAttention", "layer", "inputs_q, " + _COMMON, multi_head_attention,
-          "layers/attention_weights.j2",
-          "MultiHeadDotProductAttention with inputs_kv = inputs_q (Linen names it "
-          "SelfAttention_N)")
+          "(heads, head_dim, features); cache= (old flax.nn) and decode=True keep Linen's "
+          "cache")
+_register("SelfAttention", "layer", "inputs_q, " + _COMMON + ", inputs_kv=None",
+          multi_head_attention, "layers/attention_weights.j2",
+          "MultiHeadDotProductAttention with inputs_kv = inputs_q unless given (Linen names "
+          "it SelfAttention_N)")

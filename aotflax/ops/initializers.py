@@ -7,6 +7,7 @@ JAX.
 
 from __future__ import annotations
 
+from ..quoting import identifier
 from ..values import DType, Initializer, InitializerFactory, StaticError, describe_value, to_code
 
 #: Factories: name -> signature text (for binding and messages).
@@ -98,11 +99,13 @@ def make(name: str, positional: list, keywords: dict) -> Initializer:
         if shape is None:
             raise StaticError("nn.initializers.constant: 'value' must be a rectangular nested "
                               f"list of numbers, got {describe_value(value)}")
-        rest = [f"{k}={to_code(v)}" for k, v in bound.items() if k != "value"]
+        rest = [f"{identifier(k, 'keyword argument name')}={to_code(v)}"
+                for k, v in bound.items() if k != "value"]
         args = [f"jnp.asarray({to_code(value)})", *rest]
         code = f"jax.nn.initializers.constant({', '.join(args)})"
         return Initializer(code, f"nn.initializers.constant({to_code(value)})", shape)
-    args = [to_code(a) for a in positional] + [f"{k}={to_code(v)}" for k, v in keywords.items()]
+    args = [to_code(a) for a in positional] + [
+        f"{identifier(k, 'keyword argument name')}={to_code(v)}" for k, v in keywords.items()]
     code = f"jax.nn.initializers.{name}({', '.join(args)})"
     return Initializer(code, f"nn.initializers.{name}({', '.join(args)})")
 

@@ -104,3 +104,5 @@ class Specialization:
     state: dict[tuple[str, tuple[str, ...]], ParamDecl]
     #: Output structure: the return value with fresh tensors (copied per call).
     result: Any
+    #: Shared modules it receives as arguments (`scopes.SharedArg`), in argument order.
+    shared: tuple[Any, ...] = ()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from keyword import iskeyword
 from typing import Any
 
-from .. import ir, meshes, namespaces, safety, training
+from .. import ir, meshes, namespaces, quoting, safety, training
 from ..diagnostics import InternalError, Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops import initializers as inits
 from ..ops.calls import value_code
+from ..ops.operators import AtIndex
 from ..ops.stochastic import RngKey
 from ..program import (
     Code,
@@ -27,6 +29,7 @@ from ..scopes import (
     subscript_path,
 )
 from ..values import (
+    AttentionCache,
     BoundMethod,
     Closure,
     DType,
@@ -42,24 +45,33 @@ from ..values import (
     SharedModule,
     StaticBuiltin,
     StaticError,
+    SuperLayer,
     UserModule,
     contains_poison,
     describe_value,
     is_static,
+    shown,
 )
 from .base import (
     MAX_CALL_DEPTH,
+    MAX_STATIC_BITS,
+    MAX_STATIC_LEN,
     MAX_UNROLL,
     Frame,
     Sequential,
     _Abort,
     _Return,
 )
+from .caches import CacheEntry
 from .helpers import (
     _NOT_COLLECTIONS,
+    STEPS_PER_OP,
+    _format_nested,
     _leaves,
     _range_too_long,
     _rebuild,
+    _replace_size,
+    _static_size,
     _tensors,
     _tuple_code,
     _unpack_code,
@@ -89,6 +101,11 @@ class CallsMixin:
                 if not isinstance(value, dict):
                     raise self.error("AOT347", f"** needs a dict, got {describe_value(value)}",
                                      kw.span)
+                for key in value:
+                    problem = _keyword_problem(key)
+                    if problem:
+                        raise self.error("AOT347", f"** unpacks keyword arguments: {problem}",
+                                         kw.span)
                 kwargs.update(value)
             else:
                 kwargs[kw.name] = value
@@ -127,6 +144,12 @@ class CallsMixin:
             return value
         if func is namespaces.SCAN:
             return self._scan(args, kwargs, expr, frame)
+        if func is namespaces.ATTENTION_CACHE:
+            if args or kwargs:
+                raise self.error("AOT372", "nn.attention.Cache() takes no arguments", span,
+                                 hint="write nn.attention.Cache().initialize_cache((batch, "
+                                      "max_length))")
+            return AttentionCache()
         if func is namespaces.SCAN_IN_DIM:
             return self._scan_in_dim(args, kwargs, expr, frame)
         if func is namespaces.VMAP:
@@ -151,6 +174,8 @@ class CallsMixin:
             return self._call_closure(func, args, kwargs, span, frame)
         if isinstance(func, BoundMethod):
             return self._call_method(func, args, kwargs, expr, frame)
+        if isinstance(func, StaticBuiltin) and func.name in ("map", "filter"):
+            return self._map_filter(func.name, args, kwargs, expr, frame)
         if isinstance(func, StaticBuiltin):
             return self._call_static(func, args, kwargs, span)
         if isinstance(func, InitializerFactory):
@@ -199,6 +224,11 @@ class CallsMixin:
         finally:
             fn.ops = outer_ops
             fn.scan_steps.pop()
+        if any(op.init_only or op.init_args is not None for op in body):
+            raise self.error("AOT352", "parameters initialized from data inside "
+                             "jax.lax.scan are not supported", step.span,
+                             hint="create the layer before the scan (call it once on the "
+                                  "first step's inputs) or give its parameters a shape")
         if fn.state_values != outer_state:
             fn.state_values = outer_state
             raise self.error("AOT362", "state updates (BatchNorm statistics, self.state) inside "
@@ -347,21 +377,28 @@ class CallsMixin:
                     span: Span, frame: Frame) -> Any:
         if entry is None:
             raise InternalError(f"missing operation for {written}", span=span)
-        if entry.kind == "layer":
-            return self._call_layer(entry, written, args, kwargs, span, frame)
-        if frame.fn is None:
+        if entry.kind != "layer" and frame.fn is None:
             raise self.error("AOT324", f"{written} can only be used inside a module's apply",
                              span)
-        return self._call_layer(entry, written, args, kwargs, span, frame)
+        ops = len(frame.fn.ops) if frame.fn is not None else 0
+        try:
+            return self._call_layer(entry, written, args, kwargs, span, frame)
+        finally:  # every emitted op costs emit and verify time: charge it like work
+            if frame.fn is not None and len(frame.fn.ops) > ops:
+                self.steps += (len(frame.fn.ops) - ops) * STEPS_PER_OP - 1
+                self._step(span)
 
     def _call_shared(self, shared: SharedModule, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
         if "name" in kwargs:
             raise self.error("AOT310", "a shared module is named where it is created", span)
         fn, _ = self._need_module_frame(frame, span, shared.ref.class_name)
-        if shared.scope.fn is not fn:
-            raise self.error("AOT315", "a shared module can only be called in the module that "
-                             "created it", span, notes=(Note("created here", shared.span),))
+        if self._shared_instance(shared).fn is not fn:
+            raise self.error("AOT315", "this shared module reached the module calling it "
+                             "inside a value that cannot carry it", span,
+                             notes=(Note("created here", shared.span),),
+                             hint="pass the shared module to the module that calls it as an "
+                                  "argument (alone, or in a tuple, list or dict)")
         shared.calls += 1
         if isinstance(shared.ref.module, UserModule):
             return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared)
@@ -393,6 +430,39 @@ class CallsMixin:
             raise _Abort()
         return None
 
+    def _map_filter(self, name: str, args: list, kwargs: dict, expr: ir.Call,
+                    frame: Frame) -> list:
+        """`map(f, *iterables)` and `filter(f, iterable)` over static sequences, unrolled.
+
+        `f` is any callable of the model file (a def, a lambda, jnp.tanh, a module);
+        its results may be arrays, whose code is emitted.  filter's conditions must be
+        static.  Both give a list (Python's lazy iterator, consumed at once).
+        """
+        span = expr.span
+        if kwargs or len(args) < 2 or (name == "filter" and len(args) != 2):
+            form = "map(function, iterable, ...)" if name == "map" else \
+                "filter(function, iterable)"
+            raise self.error("AOT349", f"{name}() takes {form}", span)
+        func, iterables = args[0], [list(self._iterate(a, span)) for a in args[1:]]
+        out: list = []
+        for items in zip(*iterables):
+            self._step(span)
+            if len(out) >= MAX_UNROLL:
+                raise self.error("AOT330", f"{name}() is too long to unroll", span)
+            if name == "map":
+                out.append(self._call(func, list(items), {}, expr, frame))
+                continue
+            keep = items[0] if func is None else self._call(func, [items[0]], {}, expr, frame)
+            if isinstance(keep, Poison):
+                raise _Abort()
+            if not is_static(keep):
+                raise self.error("AOT335", f"filter's condition must be static, got "
+                                 f"{describe_value(keep)}", span,
+                                 hint="use jnp.where(cond, a, b) to select values elementwise")
+            if keep:
+                out.append(items[0])
+        return out
+
     def _call_static(self, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
         for a in list(args) + list(kwargs.values()):
             if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
@@ -410,6 +480,7 @@ class CallsMixin:
         if fn.name == "range" and _range_too_long(args):
             raise self.error("AOT330", f"range{tuple(args)} is too long to unroll (more than "
                              f"{MAX_UNROLL:,} items)", span)
+        read = self._builtin_read(fn.name, args, kwargs, span)
         try:
             result = fn.fn(*args, **kwargs)
             if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
@@ -424,7 +495,36 @@ class CallsMixin:
         if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
             if len(result) > MAX_UNROLL:
                 raise self.error("AOT330", f"{fn.name}() is too long to unroll", span)
-        return result
+        return self._static_result(result, span, read)
+
+    def _builtin_read(self, name: str, args: list, kwargs: dict, span: Span) -> int:
+        """What a static builtin reads, charged before it runs; refuses calls whose work or
+        result no size check after the call could stop (a huge product, sum or rounding)."""
+        values = [*args, *kwargs.values()]
+        if name in ("sorted", "min", "max", "repr", "str", "sum", "any", "all"):
+            read = self._deep_read(values, span, f"{name}()")
+        else:
+            read = sum(_static_size(v) for v in values) if name != "len" else 0
+        items = args[0] if args and isinstance(args[0], (list, tuple, dict, str)) else ()
+        if name == "round" and len(args) == 2 and isinstance(args[0], int) and \
+                isinstance(args[1], int) and -args[1] > MAX_STATIC_BITS // 3:
+            raise self.error("AOT330", f"round(..., {shown(args[1])}) is too large to compute "
+                             "at build time", span)
+        if name == "prod" and sum(v.bit_length() for v in items if isinstance(v, int)) > \
+                MAX_STATIC_BITS:
+            raise self.error("AOT330", "math.prod() of these ints is too large to compute at "
+                             "build time", span)
+        start = args[1] if len(args) > 1 else kwargs.get("start", 0)
+        if name == "sum" and (isinstance(start, (list, tuple)) or any(
+                isinstance(v, (list, tuple)) for v in items)):
+            # sum(seqs, []) copies its partial result at every item: quadratic
+            total = _static_size(start) + sum(_static_size(v) for v in items)
+            if total > MAX_STATIC_LEN:
+                raise self.error("AOT330", f"sum() would build a sequence of {total:,} items "
+                                 f"(at most {MAX_STATIC_LEN:,})", span)
+            read += len(items) * total
+        self._static_result(None, span, read)  # charge before running
+        return 0
 
     def _make_initializer(self, factory: InitializerFactory, args: list, kwargs: dict,
                           span: Span) -> Initializer:
@@ -448,6 +548,10 @@ class CallsMixin:
             if args:
                 raise self.error("AOT350", "partial takes keyword arguments only", span)
             return r.with_bound(kwargs, span)
+        if isinstance(r, ModuleRef) and m.name == "call":
+            return self._module_call(r, args, kwargs, span, frame)
+        if isinstance(r, SuperLayer) and m.name == "param":
+            return self._super_param(r, args, kwargs, span)
         if isinstance(r, ModuleRef) and m.name == "shared":
             name = kwargs.pop("name", None)
             if args:
@@ -469,6 +573,8 @@ class CallsMixin:
             return self._shared_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, CustomJvp):
             return self._custom_jvp_method(r, m.name, args, kwargs, span)
+        if isinstance(r, (AttentionCache, CacheEntry)):
+            return self._cache_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, Tensor):
@@ -478,6 +584,9 @@ class CallsMixin:
             return self._call_entry(entry, f"x.{m.name}", [r, *args], kwargs, span, frame)
         if isinstance(r, (list, dict, str)):
             return self._static_method(r, m.name, args, kwargs, span)
+        if isinstance(r, AtIndex):  # x.at[index].set(values)
+            return self._call_entry(REGISTRY.lookup("at", m.name), f"x.at[...].{m.name}",
+                                    [r.operand, r.index, *args], kwargs, span, frame)
         raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
 
     def _static_method(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
@@ -491,16 +600,50 @@ class CallsMixin:
             raise self.error("AOT348", f"method {type(r).__name__}.{name} is not supported",
                              span)
         if name == "format":
-            problem = safety.format_problem(r)
+            problem = safety.format_problem(r) or (
+                "a replacement field inside a format spec ({:{}}) is not supported"
+                if _format_nested(r) else None)
             if problem:
                 raise self.error("AOT341", f"str.format: {problem}", span)
+        read = self._method_read(r, name, args, kwargs, span)
         try:
             result = getattr(r, name)(*args, **kwargs)
         except Exception as e:
             raise self.error("AOT349", f"{type(r).__name__}.{name}(): {e}", span) from None
         if name in ("items", "keys", "values"):
-            return list(result)
-        return result
+            result = list(result)
+        self._static_result(r, span, built=False)  # a list or dict the method grew
+        return self._static_result(result, span, read)
+
+    def _method_read(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> int:
+        """What a static method reads; refuses calls whose result would be too large."""
+        if name in ("append", "get", "setdefault", "copy") or name == "pop" and not args:
+            return sum(_static_size(a) for a in args)  # no scan of the receiver
+        if name == "replace" and isinstance(r, str) and len(args) >= 2 and all(
+                isinstance(a, str) for a in args[:2]):
+            count = args[2] if len(args) > 2 and isinstance(args[2], int) else -1
+            grown = _replace_size(r, args[0], args[1], count)
+            if grown > MAX_STATIC_LEN:
+                raise self.error("AOT330", f"str.replace() would build a string of {grown:,} "
+                                 f"characters (at most {MAX_STATIC_LEN:,})", span)
+        if name in ("extend", "update") and args and isinstance(args[0], (list, tuple, dict)):
+            grown = len(r) + len(args[0])
+            if grown > MAX_STATIC_LEN:
+                raise self.error("AOT330", f"{type(r).__name__}.{name}() would make a "
+                                 f"{type(r).__name__} of {grown:,} items (at most "
+                                 f"{MAX_STATIC_LEN:,})", span)
+        if name == "join" and isinstance(r, str) and args and isinstance(args[0], (list, tuple)):
+            total = sum(len(a) for a in args[0] if isinstance(a, str)) + \
+                len(r) * len(args[0])
+            if total > MAX_STATIC_LEN:
+                raise self.error("AOT330", f"str.join() would build a string of {total:,} "
+                                 f"characters (at most {MAX_STATIC_LEN:,})", span)
+        deep = name in ("format", "index", "count", "join")  # reads its arguments whole
+        read = _static_size(r) + (self._deep_read([*args, *kwargs.values()], span,
+                                                  f"{type(r).__name__}.{name}()") if deep
+                                  else sum(_static_size(a) for a in args))
+        self._static_result(None, span, read)  # charge before running
+        return 0
 
     def _self_method(self, r: SelfValue, name: str, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
@@ -517,9 +660,13 @@ class CallsMixin:
                     raise CallError("AOT351", f"self.param name must be a string, got "
                                     f"{describe_value(pname)}")
                 check_name(pname, "parameter name")
-                if shape is None:
-                    raise CallError("AOT352", "data-dependent parameter shapes (shape=None) are "
-                                    "not supported: give the shape explicitly")
+                dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
+                if shape is None or self._reads_module_arrays(init, frame):
+                    if pname in scope.used:
+                        raise CallError("AOT311", f"'{pname}' is already used in this module")
+                    value = self._param_from_data(scope, pname, shape, init, dtype, span, frame)
+                    scope.used[pname] = span
+                    return value
                 if not (isinstance(shape, (tuple, list)) and all(
                         isinstance(d, int) and not isinstance(d, bool) and d >= 0
                         for d in shape)):
@@ -530,7 +677,6 @@ class CallsMixin:
                                         "did you mean self.param(name, shape, init)? That is "
                                         "the flax.nn order; Linen's is (name, init, shape)"
                                         if linen else None))
-                dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
                 if pname in scope.used:
                     raise CallError("AOT311", f"'{pname}' is already used in this module")
                 code = scope.param(pname, tuple(shape), dtype, init, span)
@@ -542,6 +688,8 @@ class CallsMixin:
             return out
         if name == "get_param":
             return self._get_param(scope, args, kwargs, span)
+        if name == "is_initializing" and not args and not kwargs:
+            return False  # init runs initializers only: model code runs in apply
         if name == "state":
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None
@@ -576,10 +724,11 @@ class CallsMixin:
                     isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
                 raise CallError("AOT351", f"self.state shape must be a tuple of ints, got "
                                 f"{describe_value(shape)}")
-            if not (isinstance(coll, str) and coll.isidentifier()) or coll in _NOT_COLLECTIONS:
-                raise CallError("AOT356", f"invalid state collection name {coll!r}",
-                                hint="use an identifier such as 'state' or 'cache' (not "
-                                     "'params' or 'rng')")
+            problem = quoting.identifier_problem(coll, "state collection name")
+            if problem or coll in _NOT_COLLECTIONS:
+                raise CallError("AOT356", problem or f"state collection name {coll!r} is taken "
+                                "in generated code", hint="use an identifier such as 'state' or "
+                                "'cache' (not 'params', 'rng', 'jnp' or a builtin)")
             dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
             if name in scope.used:
                 raise CallError("AOT311", f"'{name}' is already used in this module",
@@ -596,7 +745,8 @@ class CallsMixin:
         if not isinstance(value, Tensor) and isinstance(value, (int, float, bool)):
             const = Tensor(var.shape, var.dtype)
             var.scope.fn.emit("ops/call.j2", {"call": Code((
-                f"jnp.full({_tuple_code(var.shape)}, {value!r}, jnp.{var.dtype})",))},
+                f"jnp.full({_tuple_code(var.shape)}, {quoting.literal(value)}, "
+                f"jnp.{var.dtype})",))},
                 (const,), span, var.name)
             value = const
         if not isinstance(value, Tensor) or isinstance(value, RngKey):
@@ -643,7 +793,7 @@ class CallsMixin:
         """`embed.attend(x)`, `model.encode(x)`: another entry point of a shared module."""
         module = shared.ref.module
         if isinstance(module, UserModule):
-            if module.method(name) is None:
+            if module.method(name) is None and module.base is None:
                 raise self.error("AOT353", f"module {module.name} has no method '{name}'", span)
             fn, _ = self._need_module_frame(frame, span, module.name)
             return self._call_user_module(shared.ref, args, kwargs, span, frame, shared=shared,
@@ -699,6 +849,15 @@ class CallsMixin:
         if kwarg is not None:
             bound[kwarg.name] = extra
         return {p.name: bound[p.name] for p in plist if p.name in bound}
+
+
+def _keyword_problem(key: Any) -> str | None:
+    """Why a `**dict` key cannot be a keyword argument name, else None."""
+    if not isinstance(key, str):
+        return f"keys must be strings, got {describe_value(key)}"
+    if not key.isidentifier() or quoting.normalize(key) != key or iskeyword(key):
+        return f"the key {key[:40]!r} is not an identifier"
+    return None
 
 
 def _name_span(step: Closure) -> Span:

@@ -43,6 +43,10 @@ class ImportsMixin:
         bases = []
         for base in cls.bases:
             bases.append(self.eval(base, frame))
+        layer = self._layer_base(cls, bases)
+        if layer is not None:  # `class StdConv(nn.Conv)`: the layer, with its `param` hooked
+            frame.env.set(cls.name, ModuleRef(UserModule(cls.name, cls, frame.env, layer)))
+            return
         if not any(b is namespaces.MODULE_BASE for b in bases):
             raise self.error(
                 "AOT320", f"class {cls.name} is a plain Python class: aotflax interprets only "

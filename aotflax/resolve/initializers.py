@@ -47,6 +47,15 @@ class InitializersMixin:
             raise
         if self.errors != errors:
             raise _Abort()
+        produced = {id(key)} | {id(v) for op in fn.ops for v in op.outputs}
+        if any(id(v) not in produced for op in fn.ops for v in op.inputs()) or (
+                isinstance(result, Tensor) and id(result) not in produced):
+            raise self.error(
+                "AOT352", f"initializer {init.name} reads arrays of the module's forward pass; "
+                "only a parameter of the module itself can be initialized from data", span,
+                notes=(Note("defined here", init.span),),
+                hint="declare it with self.param(name, None, init) and apply the layer with "
+                     "those parameters: nn.Dense.call({\"kernel\": kernel, ...}, x, ...)")
         result = self._initializer_result(init, result, shape, dtype, span, fn)
         name = self._function_name(init.name if init.name.isidentifier() else "initializer")
         what = describe(tuple(shape), dtype)

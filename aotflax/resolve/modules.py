@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import keyword
 from typing import Any
 
-from .. import ir
+from .. import ir, namespaces
 from ..diagnostics import Note, Span
-from ..ops import CallError, Entry
+from ..ops import REGISTRY, CallError, Entry
 from ..ops.calls import FnCall, LayerCall, value_code
-from ..ops.stochastic import takes_keys
+from ..ops.stochastic import KEY_DTYPE, RngKey, takes_keys
 from ..program import (
     Code,
     Function,
@@ -22,15 +24,24 @@ from ..program import (
 )
 from ..scopes import (
     FunctionState,
+    GivenScope,
+    HookedScope,
     Scope,
+    SharedArg,
+    check_name,
     name_hash,
     subscript_path,
 )
 from ..values import (
+    Closure,
+    DType,
     Env,
     ModuleRef,
+    Poison,
     SelfValue,
     SharedModule,
+    StaticBuiltin,
+    SuperLayer,
     UserModule,
     contains_poison,
     describe_value,
@@ -45,8 +56,11 @@ from .base import (
     _Return,
 )
 from .helpers import (
+    _assigned_names,
     _copy_result,
     _fresh,
+    _function_names_taken,
+    _function_stem,
     _has_key,
     _leaves,
     _rebuild,
@@ -96,7 +110,14 @@ class ModulesMixin:
         fn = FunctionState(self)
         env = Env(module.globals)
         inputs: list[tuple[str, Tensor]] = []
+        taken = {n for n, v in bound.items() if not _shared_in(v)}
         for name, value in bound.items():
+            if _shared_in(value):
+                # a shared module passed in: its parameters stay where it was created, and
+                # arrive as an argument holding that subtree
+                value = self._receive_shared(name, value, fn, taken)
+                env.set(name, value)
+                continue
             if isinstance(value, dict) and not is_static(value):
                 raise self.error(
                     "AOT326", f"argument '{name}' of {module.name}.{method.name} is a dict of "
@@ -131,6 +152,7 @@ class ModulesMixin:
         self._check_result(result, method)
         fname = self._function_name(module.name if method.name == "apply"
                                     else f"{module.name}_{method.name}")
+        init_name = self._function_name(f"{fname}_init") if fn.data_init else None
         hp = ", ".join(f"{k}={_short(v)}" for k, v in bound.items() if is_static(v))
         result_code, leaves = _result_code(result, fn)
         function = Function(
@@ -138,16 +160,87 @@ class ModulesMixin:
             takes_params=bool(fn.params), state_collections=tuple(fn.collections),
             takes_rng=fn.takes_rng, inputs=tuple((n, t) for n, t in inputs if isinstance(t, Var)),
             body=tuple(fn.ops), result=result_code, result_tensors=tuple(leaves),
-            span=method.span, state_result=_state_result(fn), hints=dict(fn.hints))
+            span=method.span, state_result=_state_result(fn), hints=dict(fn.hints),
+            shared_args=tuple(a.name for a in fn.shared_args), init_name=init_name)
         self.functions.append(function)
-        spec = Specialization(function, dict(fn.params), dict(fn.state), result)
+        spec = Specialization(function, dict(fn.params), dict(fn.state), result,
+                              tuple(fn.shared_args))
         self.cache[key] = spec
         return spec
 
+    def _receive_shared(self, name: str, value: Any, fn: FunctionState,
+                        taken: set[str]) -> Any:
+        """`value` with each shared module in it replaced by one rooted at a new argument."""
+        def go(v: Any, where: tuple[Any, ...]) -> Any:
+            if isinstance(v, SharedModule):
+                arg = SharedArg(_shared_arg_name(name, where, taken), (name, *where))
+                taken.add(arg.name)
+                fn.shared_args.append(arg)
+                instance = Scope(fn, (), v.ref.class_name, shared_arg=arg)
+                return SharedModule(v.ref, None, v.name, v.span, instance=instance)
+            if isinstance(v, (tuple, list)):
+                items = [go(x, (*where, i)) for i, x in enumerate(v)]
+                return tuple(items) if isinstance(v, tuple) else items
+            if isinstance(v, dict):
+                return {k: go(x, (*where, k)) for k, x in v.items()}
+            return v
+
+        return go(value, ())
+
+    def _shared_instance(self, shared: SharedModule) -> Scope:
+        """The scope of a shared module's own parameters, in the function calling it."""
+        if shared.instance is not None:
+            return shared.instance
+        return shared.scope.child(shared.name, shared.ref.class_name)
+
+    def _pass_shared(self, spec: Specialization, bound: dict[str, Any], fn: FunctionState,
+                     span: Span) -> list[Code]:
+        """Keyword arguments giving a callee the shared modules it received; their
+        parameters, declared inside the callee, are merged where each was created."""
+        out = []
+        for arg in spec.shared:
+            value: Any = bound[arg.where[0]]
+            for step in arg.where[1:]:
+                value = value[step]
+            inst = self._shared_instance(value)
+            for path, decl in arg.params.items():
+                self._merge_param(inst.params, inst.prefix + path, decl, value.name, span)
+            out.append(Code((f"{arg.name}={subscript_path(inst.root, inst.prefix)}",)))
+        return out
+
+    def _merge_param(self, store: dict, full: tuple[str, ...], decl: ParamDecl, owner: str,
+                     span: Span) -> None:
+        existing = store.get(full)
+        if existing is not None and (existing.shape, existing.dtype) != (decl.shape,
+                                                                          decl.dtype):
+            raise self.error(
+                "AOT312", f"shared module '{owner}' called with inputs that change its "
+                f"parameter '{'/'.join(full)}': now {describe(decl.shape, decl.dtype)}, "
+                f"first {describe(existing.shape, existing.dtype)}", span,
+                notes=(Note("first declared here", existing.span),) + (
+                    (Note("declared again here", decl.span),) if decl.span != span else ()),
+                hint="a shared module must see inputs of the same shape on every call")
+        store.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init, decl.span,
+                                         decl.from_data))
+
     def _function_name(self, base: str) -> str:
+        """A fresh module-level name for an emitted function, from a DSL name.
+
+        It never takes a name the generated module binds otherwise (imports, builtins,
+        targets and their helpers, copied initializers): functions are called by name.
+        """
+        base = _function_stem(base)
+        taken = _function_names_taken(self.targets)
+        # fn_names: every name handed out (and every base used) -> its next suffix
         n = self.fn_names.get(base, 0)
-        self.fn_names[base] = n + 1
-        return base if n == 0 else f"{base}_{n}"
+        while True:
+            name = base if n == 0 else f"{base}_{n}"
+            n += 1
+            if name not in taken and (name not in self.fn_names or name == base and n == 1):
+                break
+        self.fn_names[base] = n
+        self.fn_names.setdefault(name, 1)
+        return name
 
     def _check_result(self, result: Any, method: ir.FunctionDef) -> None:
         if _has_key(result):
@@ -165,33 +258,34 @@ class ModulesMixin:
     def _call_user_module(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
                           frame: Frame, name: Any = None, shared: SharedModule | None = None,
                           method: str = "apply") -> Any:
+        if ref.module.base is not None:
+            return self._call_layer_subclass(ref, args, kwargs, span, frame, name, shared,
+                                             method)
         fn, scope = self._need_module_frame(frame, span, ref.class_name)
         if shared is not None:
-            child_name, parent = shared.name, shared.scope
+            instance = self._shared_instance(shared)
+            child_name = shared.name
         else:
             try:
-                child_name, parent = scope.child_name(ref.class_name, name, span), scope
+                child_name = scope.child_name(ref.class_name, name, span)
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+            instance = scope.child(child_name, ref.class_name)
         spec = self._specialize(ref, method, args, kwargs, span)
         callee = spec.function
-        prefix = parent.prefix + (child_name,)
+        prefix = instance.prefix
+        if instance.shared_arg is not None and callee.state_collections:
+            raise self.error(
+                "AOT370", f"shared module '{child_name}' keeps state "
+                f"({', '.join(callee.state_collections)}), and a shared module with state can "
+                "only be called in the module that created it", span,
+                notes=(Note("created here", shared.span),) if shared is not None else (),
+                hint="call it in the module that created it and pass its outputs on")
         for path, decl in spec.params.items():
-            full = prefix + path
-            existing = fn.params.get(full)
-            if existing is not None and (existing.shape, existing.dtype) != (decl.shape,
-                                                                              decl.dtype):
-                raise self.error(
-                    "AOT312", f"shared module '{child_name}' called with inputs that change its "
-                    f"parameter '{'/'.join(full)}': now {describe(decl.shape, decl.dtype)}, "
-                    f"first {describe(existing.shape, existing.dtype)}", span,
-                    notes=(Note("first declared here", existing.span),),
-                    hint="a shared module must see inputs of the same shape on every call")
-            fn.params.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init,
-                                                 decl.span))
+            self._merge_param(instance.params, prefix + path, decl, child_name, span)
         call_args: list[Code] = []
         if callee.takes_params:
-            call_args.append(Code((subscript_path("params", prefix),)))
+            call_args.append(Code((subscript_path(instance.root, prefix),)))
         for coll in callee.state_collections:
             fn.use_collection(coll)
             for (c, path), decl in spec.state.items():
@@ -205,10 +299,18 @@ class ModulesMixin:
                                        skip_self=True, defaults_env=ref.module.globals))
         for pname, _ in callee.inputs:
             call_args.append(value_code(bound_inputs[pname]))
+        call_args += self._pass_shared(spec, bound_inputs, fn, span)
+        path = "/".join(prefix)
+        if instance.shared_arg is not None:
+            path = f"{instance.shared_arg.name}:{path}"
+        rng_arg = Code((f"rng=jax.random.fold_in(rng, {name_hash(path)})",))
+        init_args = None
+        if callee.init_name is not None:  # the init variant calls the child's
+            fn.data_init = True
+            init_args = list(call_args) + [rng_arg]
         if callee.takes_rng:
             fn.takes_rng = True
-            call_args.append(Code((f"rng=jax.random.fold_in(rng, "
-                                   f"{name_hash('/'.join(prefix))})",)))
+            call_args.append(rng_arg)
         result = _copy_result(spec.result, fn)
         outs: list[Var] = list(_tensors(result))
         new_state = [TreeVar(f"new {c}") for c in callee.state_collections]
@@ -220,7 +322,10 @@ class ModulesMixin:
                 {"target": target, "call": Code.of(callee.name, "(", Code.join(", ", call_args),
                                                    ")")},
                 tuple(outs) + tuple(new_state), span, ref.class_name.lower(),
-                info=OpInfo(path=prefix, module=ref.class_name, callee=callee))
+                info=OpInfo(path=prefix, module=ref.class_name, callee=callee),
+                init_args=None if init_args is None else {
+                    "target": target, "call": Code.of(callee.init_name, "(",
+                                                      Code.join(", ", init_args), ")")})
         return result
 
     def _need_module_frame(self, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
@@ -232,7 +337,8 @@ class ModulesMixin:
 
     def _call_layer(self, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
                     frame: Frame, bound_kwargs: dict | None = None, name: Any = None,
-                    shared: SharedModule | None = None) -> Any:
+                    shared: SharedModule | None = None, hook: Any = None,
+                    class_name: str | None = None, given: Any = None) -> Any:
         if entry.kind == "layer" or frame.fn is None:
             fn, scope = self._need_module_frame(frame, span, written)
         else:  # plain functions also run in loss functions, which have no module scope
@@ -252,11 +358,19 @@ class ModulesMixin:
                                 hint="pass keys from nn.make_rng() to jax.random functions or "
                                      "to nn.dropout(..., rng=key)")
             if entry.kind == "layer":
-                if shared is not None:
-                    child = shared.scope.child(shared.name, entry.name)
+                if given is not None:  # `Layer.call(params, ...)`: the caller's arrays
+                    child: Scope = GivenScope(fn, (), entry.name, given=given, written=written)
+                elif shared is not None:
+                    child = self._shared_instance(shared)
+                    child = Scope(child.fn, child.prefix, entry.name,
+                                  shared_arg=child.shared_arg)
                 else:
-                    child_name = scope.child_name(entry.linen_name or entry.name, name, span)
+                    child_name = scope.child_name(class_name or entry.linen_name or entry.name,
+                                                  name, span)
                     child = scope.child(child_name, entry.name)
+                if hook is not None:
+                    child = HookedScope(child.fn, child.prefix, class_name or entry.name,
+                                        shared_arg=child.shared_arg, hook=hook)
                 call = LayerCall(entry, written, bound, list(args), merged, span, fn, scope=child)
             else:
                 if name is not None:
@@ -266,3 +380,385 @@ class ModulesMixin:
         except CallError as e:
             raise self.error(e.code, e.message, e.span or span, hint=e.hint,
                              notes=e.notes) from None
+
+    # ---------------------------------------------------------------- flax.nn forms
+
+    def _function_module(self, stmt: ir.FunctionDef, frame: Frame) -> bool:
+        """`@nn.module def MLP(x, features): ...`: a module whose apply is the function."""
+        values = [self.eval(d, frame) for d in stmt.decorators]
+        if not any(v is namespaces.MODULE_FN for v in values):
+            return False
+        if len(values) > 1:
+            other = next(d for d, v in zip(stmt.decorators, values)
+                         if v is not namespaces.MODULE_FN)
+            raise self.error("AOT325", "@nn.module cannot be combined with other decorators",
+                             other.span)
+        taken = set(stmt.params.names())
+        me = next(n for n in ("self", "_self", "__module") if n not in taken)
+        first = ir.Param(me, None, None, "positional", stmt.name_span)
+        apply = ir.FunctionDef("apply", ir.Parameters((first, *stmt.params.params),
+                                                      stmt.params.span),
+                               stmt.body, (), stmt.docstring, stmt.source, stmt.span,
+                               stmt.name_span)
+        cls = ir.ClassDef(stmt.name, (), (apply,), stmt.docstring, stmt.span, stmt.name_span)
+        frame.env.set(stmt.name, ModuleRef(UserModule(stmt.name, cls, frame.env)))
+        return True
+
+    def _layer_base(self, cls: ir.ClassDef, bases: list) -> Entry | None:
+        """The built-in layer a class subclasses (`class StdConv(nn.Conv)`), checked."""
+        layers = [b for b in bases if isinstance(b, ModuleRef) and isinstance(b.module, Entry)]
+        if not layers:
+            return None
+        if len(bases) > 1:
+            raise self.error("AOT374", f"class {cls.name} subclasses the layer "
+                             f"nn.{layers[0].class_name} and something else; a layer "
+                             "subclass has one base", cls.name_span)
+        if layers[0].bound:
+            raise self.error("AOT374", f"class {cls.name} subclasses a partially applied "
+                             "layer", cls.name_span,
+                             hint=f"subclass nn.{layers[0].class_name} and bind "
+                                  f"hyperparameters with {cls.name}.partial(...)")
+        if cls.decorators:
+            raise self.error("AOT102", "class decorators are not supported on modules",
+                             cls.decorators[0].span)
+        if cls.others:
+            first = cls.others[0]
+            raise self.error(first.code, first.message, first.where, hint=first.hint)
+        entry: Entry = layers[0].module
+        for m in cls.methods:
+            if m.name in ("apply", "__call__"):
+                raise self.error(
+                    "AOT374", f"class {cls.name} subclasses nn.{entry.name} and overrides "
+                    f"{m.name}: a layer subclass may override param only", m.name_span,
+                    hint=f"to write a new layer, subclass nn.Module and call nn.{entry.name} "
+                         "inside its apply")
+            if m.decorators:
+                raise self.error("AOT325", "decorators are not supported on the methods of "
+                                 "a layer subclass", m.decorators[0].span)
+        return entry
+
+    def _call_layer_subclass(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
+                             frame: Frame, name: Any, shared: SharedModule | None,
+                             method: str) -> Any:
+        """`StdConv(x, ...)`: the built-in layer's rule, each parameter through `param`."""
+        module: UserModule = ref.module
+        entry: Entry = module.base
+        if method != "apply":
+            found = REGISTRY.lookup(f"nn.{entry.name}", method)
+            if found is None:
+                raise self.error("AOT353", f"{module.name} (nn.{entry.name}) has no method "
+                                 f"'{method}'", span)
+            entry = found
+        hook = self._param_hook(ref) if module.method("param") is not None else None
+        return self._call_layer(entry, module.name if method == "apply" else
+                                f"{module.name}.{method}", args, kwargs, span, frame,
+                                dict(ref.bound), name=name, shared=shared, hook=hook,
+                                class_name=module.name)
+
+    def _param_hook(self, ref: ModuleRef) -> Any:
+        """What a subclassed layer's scope calls for each parameter: the class's `param`."""
+        module: UserModule = ref.module
+        method = module.method("param")
+        assert method is not None
+
+        def hook(scope: HookedScope, pname: str, shape: tuple[int, ...], dtype: str,
+                 init: Any, span: Span) -> Code:
+            plain = Scope(scope.fn, scope.prefix, scope.owner, shared_arg=scope.shared_arg)
+
+            def declare(*args: Any, **kwargs: Any) -> Tensor:
+                from ..ops.registry import Signature
+
+                b = Signature.parse("name, shape, initializer=None, dtype=None").bind(
+                    "super().param", list(args), kwargs)
+                n, s = b["name"], b["shape"]
+                if not isinstance(n, str) or not (isinstance(s, (tuple, list)) and all(
+                        isinstance(d, int) and not isinstance(d, bool) for d in s)):
+                    raise CallError("AOT351", "super().param takes a name and a shape: "
+                                    f"super().param(name, shape, init), got "
+                                    f"{describe_value(n)}, {describe_value(s)}")
+                dt = b["dtype"].name if isinstance(b["dtype"], DType) else dtype
+                code = scope.declare(n, tuple(s), dt, b["initializer"] or init, span)
+                out = Tensor(tuple(s), dt)
+                scope.fn.emit("ops/call.j2", {"call": code}, (out,), span, n)
+                return out
+
+            env = Env(module.globals)
+            env.set(method.params.params[0].name if method.params.params else "self",
+                    SelfValue(plain))
+            env.set("super", StaticBuiltin("super", lambda *a: SuperLayer(declare)))
+            positional = [p for p in method.params.params[1:] if p.kind == "positional"]
+            call_args: list[Any] = [pname, tuple(shape), init]
+            if len(positional) >= 4:
+                call_args.append(DType(dtype))
+            params = ir.Parameters(method.params.params[1:], method.params.span)
+            closure = Closure(f"{module.name}.param", params, method.body, env, method.span,
+                              method)
+            result = self._call_closure(closure, call_args, {}, span,
+                                        Frame(env, scope.fn, plain, ref))
+            want = describe(tuple(shape), dtype)
+            if not isinstance(result, Tensor) or (result.shape, result.dtype) != (shape, dtype):
+                got = result.describe() if isinstance(result, Tensor) else \
+                    describe_value(result)
+                raise CallError("AOT374", f"{module.name}.param returns {got} for '{pname}', "
+                                f"which nn.{module.base.name} declares {want}",
+                                notes=(Note("param is defined here", method.name_span),),
+                                hint="the override must return an array of the shape and "
+                                     "dtype it was asked for")
+            return Code((result,))
+
+        return hook
+
+    def _super_param(self, sup: SuperLayer, args: list, kwargs: dict, span: Span) -> Tensor:
+        try:
+            return sup.declare(*args, **kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+
+    def _module_call(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
+                     frame: Frame) -> Any:
+        """`nn.Dense.call(params, x, 5)`: a module applied with the caller's parameters.
+
+        `params` is a (nested) dict of arrays, built by the caller (a hypernetwork, tied or
+        transformed weights); nothing is declared in the caller's tree.  Each parameter
+        the module needs must be there with the shape and dtype it declares.
+        """
+        fn, _ = self._need_module_frame(frame, span, f"{ref.class_name}.call")
+        written = f"{ref.class_name}.call"
+        if not args:
+            raise self.error("AOT304", f"{written} is missing its first argument, the "
+                             "parameters", span,
+                             hint=f"write {ref.class_name}.call(params, inputs...)")
+        given, rest = args[0], args[1:]
+        kwargs = dict(kwargs)
+        kwargs.pop("name", None)  # old flax.nn: only names the call
+        problem = _given_problem(given)
+        if problem:
+            raise self.error("AOT373", f"{written}: params must be a dict of arrays (nested "
+                             f"for submodules), got {problem}", span)
+        module = ref.module
+        if isinstance(module, Entry) or module.base is not None:
+            entry = module if isinstance(module, Entry) else module.base
+            hook = self._param_hook(ref) if isinstance(module, UserModule) and \
+                module.method("param") is not None else None
+            return self._call_layer(entry, f"nn.{entry.name}.call" if isinstance(
+                module, Entry) else written, rest, kwargs, span, frame, dict(ref.bound),
+                hook=hook, given=given)
+        spec = self._specialize(ref, "apply", rest, kwargs, span)
+        callee = spec.function
+        if callee.state_collections:
+            raise self.error("AOT373", f"{written}: {module.name} keeps state "
+                             f"({', '.join(callee.state_collections)}), which a module "
+                             "applied with given parameters cannot update", span,
+                             hint=f"call {module.name} itself to keep its state")
+        for path, decl in spec.params.items():
+            node: Any = given
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            want = describe(decl.shape, decl.dtype)
+            if not isinstance(node, Tensor) or (node.shape, node.dtype) != (decl.shape,
+                                                                             decl.dtype):
+                got = node.describe() if isinstance(node, Tensor) else (
+                    "nothing" if node is None else describe_value(node))
+                raise self.error("AOT373", f"{written}: the parameters given need "
+                                 f"'{'/'.join(path)}' ({want}), found {got}", span,
+                                 notes=(Note("declared here", decl.span),))
+        bound = self._bind(module.method("apply").params, rest, {**dict(ref.bound), **kwargs},
+                           module.name, span, skip_self=True, defaults_env=module.globals)
+        call_args: list[Code] = []
+        if callee.takes_params:
+            call_args.append(value_code(given))
+        for pname, _ in callee.inputs:
+            call_args.append(value_code(bound[pname]))
+        call_args += self._pass_shared(spec, bound, fn, span)
+        if callee.takes_rng:
+            fn.takes_rng = True
+            call_args.append(Code((f"rng=jax.random.fold_in(rng, "
+                                   f"{name_hash('call/' + module.name)})",)))
+        result = _copy_result(spec.result, fn)
+        fn.emit("ops/module_call.j2",
+                {"target": _unpack_code(spec.result, result, []),
+                 "call": Code.of(callee.name, "(", Code.join(", ", call_args), ")")},
+                tuple(_tensors(result)), span, module.name.lower())
+        return result
+
+    # ---------------------------------------------------------------- data-dependent init
+
+    def _param_from_data(self, scope: Scope, pname: str, shape: Any, init: Any, dtype: str,
+                         span: Span, frame: Frame) -> Any:
+        """`self.param(name, None, init)` (pixelcnn's weight normalization), or an
+        initializer that reads the module's arrays: initialized from data.
+
+        The initializer runs inline, on the arrays of the forward pass, in the function's
+        init variant only, which writes its result into `params`; apply reads it like any
+        parameter.  Its result (an array or a dict of arrays) fixes the parameter's
+        shapes, so the parameter tree and `PARAM_SHAPES` are known at build time.
+        """
+        fn = scope.fn
+        what = f"self.param({pname!r}, {'None' if shape is None else shape}, ...)"
+        if not isinstance(init, Closure):
+            raise self.error("AOT352", f"{what}: shape=None initializes the parameter from "
+                             f"data, by a function of the model file called as init(key, "
+                             f"None); {describe_value(init)} needs a shape", span,
+                             hint="give the shape, or an initializer function (key, shape)")
+        if _reads_poison(init):
+            raise _Abort()  # it reads a value whose error is already reported
+        path = scope.prefix + (pname,)
+        key = RngKey((), KEY_DTYPE)
+        fn.emit("ops/call.j2", {"call": Code((
+            f"jax.random.fold_in(rng, {name_hash('data:' + '/'.join(path))})",))}, (key,), span,
+            "init_key", init_only=True)
+        first = len(fn.ops)
+        positional = [p for p in init.params.params if p.kind == "positional"]
+        args: list[Any] = [key, shape]
+        if len(positional) >= 3:
+            args.append(DType(dtype))
+        result = self._call_closure(init, args, {}, span, frame)
+        # the initializer's work belongs to the init variant (apply reads the result)
+        fn.ops[first:] = [dataclasses.replace(op, init_only=True) for op in fn.ops[first:]]
+        leaves = _param_leaves(result)
+        if leaves is None:
+            raise self.error("AOT352", f"{what}: the initializer returns "
+                             f"{describe_value(result)}; a parameter initialized from data "
+                             "is an array or a dict of arrays", span)
+        if shape is not None and (not isinstance(result, Tensor) or result.shape != tuple(
+                shape)):
+            got = result.describe() if isinstance(result, Tensor) else describe_value(result)
+            raise self.error("AOT215", f"initializer {init.name} returns {got} for a "
+                             f"parameter declared with shape {tuple(shape)}", init.span,
+                             notes=(Note("declared here", span),))
+        for rel, t in leaves:
+            full = path + rel
+            existing = scope.params.get(full)
+            if existing is not None and (existing.shape, existing.dtype) != (t.shape, t.dtype):
+                raise self.error("AOT312", f"parameter '{'/'.join(full)}' initialized again "
+                                 f"as {t.describe()}, first {describe(existing.shape, existing.dtype)}",
+                                 span, notes=(Note("first declared here", existing.span),))
+            scope.params.setdefault(full, ParamDecl(full, t.shape, t.dtype, "", span, True))
+        fn.emit("ops/init_param.j2", {"param": Code((subscript_path(scope.root, path),)),
+                                      "value": value_code(result)}, (), span, pname,
+                init_only=True)
+        fn.data_init = True
+        return self._read_param_tree(scope, path, result, span, pname)
+
+    def _reads_module_arrays(self, init: Any, frame: Frame) -> bool:
+        """Whether an initializer function reads arrays of the forward pass (a closure over
+        the module's inputs): then it can only run as a data-dependent initialization."""
+        if not isinstance(init, Closure) or init.toplevel or frame.fn is None:
+            return False
+        local = set(init.params.names())
+        names: set[str] = set()
+        for node in _walk(init.body):
+            if isinstance(node, ir.Name):
+                names.add(node.id)
+            elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For)):
+                local.update(_assigned_names(node))
+        for n in names - local:
+            env = init.env
+            while type(env) is Env:  # local scopes only: module-level names hold no arrays
+                if n in env.vars:
+                    value = env.vars[n]
+                    if not isinstance(value, Poison) and not is_static(value):
+                        return True
+                    break
+                env = env.parent
+        return False
+
+    def _read_param_tree(self, scope: Scope, path: tuple[str, ...], value: Any, span: Span,
+                         stem: str) -> Any:
+        if isinstance(value, dict):
+            return {k: self._read_param_tree(scope, path + (k,), v, span, k)
+                    for k, v in value.items()}
+        out = Tensor(value.shape, value.dtype)
+        scope.fn.emit("ops/call.j2", {"call": Code((subscript_path(scope.root, path),))},
+                      (out,), span, stem)
+        return out
+
+
+#: Argument names a shared module's subtree cannot take in an emitted function.
+_ARG_NAMES_TAKEN = frozenset({"params", "state", "rng", "jax", "jnp", "np", "self", "_runtime"})
+
+
+def _shared_in(value: Any) -> bool:
+    """Whether a bound argument is, or contains, a shared module."""
+    if isinstance(value, SharedModule):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_shared_in(v) for v in value)
+    if isinstance(value, dict):
+        return any(_shared_in(v) for v in value.values())
+    return False
+
+
+def _shared_arg_name(name: str, where: tuple[Any, ...], taken: set[str]) -> str:
+    """`shared_embedding`, `layers_0`: an identifier no other argument uses."""
+    base = "_".join([name, *(str(w) for w in where)])
+    base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
+                   for c in base[:60])  # an ASCII identifier (`quoting.identifier`)
+    base = base if base and not base[0].isdigit() else f"shared_{base}"
+    if base in _ARG_NAMES_TAKEN or keyword.iskeyword(base):
+        base += "_shared"
+    out, n = base, 1
+    while out in taken:
+        out, n = f"{base}_{n}", n + 1
+    return out
+
+
+def _given_problem(value: Any) -> str | None:
+    """Why a value cannot be the parameters of `Module.call` (None: a dict of arrays)."""
+    if not isinstance(value, dict):
+        return describe_value(value)
+    for k, v in value.items():
+        if not isinstance(k, str):
+            return f"a dict with the key {describe_value(k)}"
+        if isinstance(v, dict):
+            inner = _given_problem(v)
+            if inner:
+                return inner
+        elif not isinstance(v, Tensor) or isinstance(v, RngKey):
+            return f"a dict whose '{k}' is {describe_value(v)}"
+    return None
+
+
+def _param_leaves(value: Any, rel: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...],
+                                                                      Tensor]] | None:
+    """The arrays of a parameter initialized from data, by path (None: not a dict of arrays)."""
+    if isinstance(value, Tensor) and not isinstance(value, RngKey):
+        return [(rel, value)]
+    if isinstance(value, dict) and value:
+        out = []
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return None
+            try:
+                check_name(k, "parameter name")
+            except CallError:
+                return None
+            inner = _param_leaves(v, rel + (k,))
+            if inner is None:
+                return None
+            out += inner
+        return out
+    return None
+
+
+def _walk(node: Any):
+    """Every IR node under `node` (tuples and dataclass fields), spans excluded."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (tuple, list)):
+            stack.extend(n)
+        elif dataclasses.is_dataclass(n) and not isinstance(n, type):
+            yield n
+            stack.extend(getattr(n, f.name) for f in dataclasses.fields(n) if f.name != "span")
+
+
+def _reads_poison(init: Closure) -> bool:
+    """Whether a function reads a local name whose value failed (reported already)."""
+    names = {n.id for n in _walk(init.body) if isinstance(n, ir.Name)}
+    env = init.env
+    while type(env) is Env:
+        if any(isinstance(env.vars.get(n), Poison) for n in names):
+            return True
+        env = env.parent
+    return False

@@ -7,6 +7,7 @@ from typing import Any, Iterator
 from .. import ir, namespaces
 from ..diagnostics import Span
 from ..program import (
+    Code,
     Tensor,
 )
 from ..scopes import (
@@ -19,8 +20,10 @@ from ..values import (
     Poison,
     describe_value,
     is_static,
+    shown,
 )
 from .base import (
+    MAX_STATIC_LEN,
     MAX_UNROLL,
     Frame,
     _Abort,
@@ -30,6 +33,7 @@ from .base import (
 )
 from .helpers import (
     _assigned_names,
+    _static_size,
 )
 from .transforms import CustomJvp
 
@@ -122,17 +126,23 @@ class StatementsMixin:
         message = "raised an error"
         if isinstance(stmt.exc, ir.Call) and stmt.exc.args:
             value = self.eval(stmt.exc.args[0], frame)
-            message = str(value)
+            if isinstance(value, Poison):
+                raise _Abort()  # the message's own error is reported
+            message = value if isinstance(value, str) else shown(value)
         raise self.error("AOT300", f"model raised: {message}", stmt.span)
 
     def _stmt_Assert(self, stmt: ir.Assert, frame: Frame) -> None:
         if not self._truth(stmt.test, frame):
-            msg = str(self.eval(stmt.msg, frame)) if stmt.msg is not None else "assertion failed"
+            msg = self.eval(stmt.msg, frame) if stmt.msg is not None else "assertion failed"
+            msg = msg if isinstance(msg, str) else shown(msg)
             raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
         """A `def`; its decorators are applied as Python applies them (bottom first) when
-        the static language knows them: `jax.vmap`, `jax.custom_jvp`, `@f.defjvp`."""
+        the static language knows them: `jax.vmap`, `jax.custom_jvp`, `@f.defjvp`;
+        `@nn.module` makes the function a module."""
+        if self._function_module(stmt, frame):  # `@nn.module def MLP(x, ...)`
+            return
         decorators = [self.eval(d, frame) for d in stmt.decorators]
         defaults = {p.name: self.eval(p.default, frame) for p in stmt.params.params
                     if p.default is not None}
@@ -147,7 +157,8 @@ class StatementsMixin:
                 continue
             raise self.error("AOT325", f"the decorator {describe_value(d)} is not supported on "
                              "functions", node.span, hint="decorators the static language "
-                             "knows: @nn.module_method, @jax.vmap, @jax.custom_jvp, @f.defjvp")
+                             "knows: @nn.module_method, @nn.module, @jax.vmap, @jax.custom_jvp, "
+                             "@f.defjvp")
         frame.env.set(stmt.name, value)
 
     # ================================================================ assignment
@@ -159,7 +170,7 @@ class StatementsMixin:
                 frame.fn.hint(value, target.id)
             return
         if isinstance(target, (ir.TupleExpr, ir.ListExpr)):
-            items = self._unpack(value, len(target.elts), target)
+            items = self._unpack(value, len(target.elts), target, frame)
             for t, v in zip(target.elts, items):
                 self._assign(t, v, frame)
             return
@@ -174,10 +185,17 @@ class StatementsMixin:
             container = self.eval(target.value, frame)
             index = self.eval(target.index, frame)
             if isinstance(container, (list, dict)) and is_static(index):
+                if isinstance(index, slice) and isinstance(value, (list, tuple)) and \
+                        len(container) + len(value) > MAX_STATIC_LEN:
+                    raise self.error("AOT330", f"this slice assignment would make a list of "
+                                     f"{len(container) + len(value):,} items (at most "
+                                     f"{MAX_STATIC_LEN:,})", target.span)
                 try:
                     container[index] = value  # type: ignore[index]
                 except (IndexError, KeyError, TypeError, ValueError) as e:
                     raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
+                if isinstance(index, slice):  # a slice assignment can grow the list
+                    self._static_result(container, target.span, _static_size(value), False)
                 return
             if isinstance(container, Tensor):
                 raise self.error("AOT332", "arrays are immutable; use x.at[index].set(value)",
@@ -186,12 +204,11 @@ class StatementsMixin:
                              target.span)
         raise self.error("AOT331", "cannot assign to this expression", target.span)
 
-    def _unpack(self, value: Any, n: int, target: ir.Expr) -> list[Any]:
+    def _unpack(self, value: Any, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
         if isinstance(value, Poison):
             return [POISON] * n
         if isinstance(value, Tensor):
-            raise self.error("AOT333", f"cannot unpack an array {value.describe()}; index it "
-                             "instead", target.span)
+            return self._unpack_array(value, n, target, frame)
         try:
             items = list(value)
         except TypeError:
@@ -200,6 +217,22 @@ class StatementsMixin:
         if len(items) != n:
             raise self.error("AOT333", f"expected {n} values to unpack, got {len(items)}",
                              target.span)
+        return items
+
+    def _unpack_array(self, value: Tensor, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
+        """`a, b = x` splits an array along its first axis, as Python iterates a jax array
+        (`k1, k2 = jax.random.split(key)` gives two keys)."""
+        if not value.shape or value.shape[0] != n:
+            what = "a 0-d array" if not value.shape else \
+                f"an array of {value.shape[0]} along its first axis"
+            raise self.error("AOT333", f"cannot unpack {value.describe()} into {n} names: it is "
+                             f"{what}", target.span)
+        if frame.fn is None:
+            raise self.error("AOT324", "arrays can only be unpacked inside a module's apply",
+                             target.span)
+        items = [type(value)(value.shape[1:], value.dtype, value.weak) for _ in range(n)]
+        code = Code.of(value, "[0]") if n == 1 else Code((value,))
+        frame.fn.emit("ops/call.j2", {"call": code}, tuple(items), target.span, "item")
         return items
 
     def _iterate(self, value: Any, span: Span) -> Iterator[Any]:

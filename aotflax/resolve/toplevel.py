@@ -199,6 +199,8 @@ def mutated_names(stmt: Any) -> list[str]:
     if isinstance(stmt, ir.FunctionDef):
         return [n for d in stmt.decorators for n in _mutated(ir.Call(d, (), (), d.span))
                 if n != stmt.name]
+    if isinstance(stmt, (ir.If, ir.For)):  # `for w in ...: aot.target(...)`
+        return [n for s in (*stmt.body, *stmt.orelse) for n in mutated_names(s)]
     return []
 
 
@@ -230,6 +232,8 @@ def bound_names(stmt: Any) -> tuple[str, ...]:
     elif isinstance(stmt, ir.If):
         for s in (*stmt.body, *stmt.orelse):
             out.extend(bound_names(s))
+    # (in-place updates inside compound statements are in `mutated_names` too: the module
+    # globals drop those that only call a module, such as `aot.target(...)` in a loop)
     return tuple(dict.fromkeys(out))
 
 
