@@ -30,6 +30,16 @@ aot.train_target("train_groups", MLP, loss=cross_entropy,
                       optax.sgd(0.1)),
                  ),
                  x=aot.f32[4, 5], labels=aot.i32[4])
+aot.train_target("train_momentum", MLP, loss=cross_entropy,
+                 optimizer=optax.sgd(0.1, momentum=0.9), x=aot.f32[4, 5], labels=aot.i32[4])
+aot.train_target("train_two_groups", MLP, loss=cross_entropy,
+                 optimizer=aot.MultiOptimizer(
+                     (aot.ModelParamTraversal(lambda path, p: "kernel" in path),
+                      optax.adam(0.01)),
+                     (aot.ModelParamTraversal(lambda path, p: "bias" in path),
+                      optax.sgd(0.1, momentum=0.9)),
+                 ),
+                 x=aot.f32[4, 5], labels=aot.i32[4])
 """
 
 
@@ -57,22 +67,47 @@ def batch():
     return x, np.array([0, 1, 2, 1], np.int32)
 
 
-def test_train_step_equals_linen_and_optax(m, batch):
+def _reference_optimizer(target: str) -> optax.GradientTransformation:
+    """The optimizer of `target` written with optax directly."""
+    if target == "train":
+        return optax.adam(0.01)
+    if target == "train_momentum":
+        return optax.sgd(0.1, momentum=0.9)
+    labels = {layer: {"kernel": "group_0", "bias": "group_1"} for layer in ("Dense_0", "Dense_1")}
+    return optax.multi_transform({"group_0": optax.adam(0.01),
+                                  "group_1": optax.sgd(0.1, momentum=0.9),
+                                  "frozen": optax.set_to_zero()}, labels)
+
+
+def _assert_trees_close(got, want, rtol=1e-5, atol=1e-6):
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol),
+                           got, want)
+
+
+@pytest.mark.parametrize("target", ["train", "train_momentum", "train_two_groups"])
+def test_three_train_steps_equal_linen_and_optax(m, batch, target):
+    """Parameters and every optimizer-state leaf after each of three steps: a step that
+    dropped the updated optimizer state (or applied it to the wrong group) differs from
+    the second step on."""
     x, labels = batch
-    params, state = m.train.init(jax.random.key(0))
-    opt_state = m.train.init_opt(params)
-    new_params, new_state, opt_state2, metrics = m.train.train_step(
-        params, state, opt_state, x, labels)
-    opt = optax.adam(0.01)
-    loss, grads = jax.value_and_grad(linen_loss)(params, x, labels)
-    updates, _ = opt.update(grads, opt.init(params), params)
-    expected = optax.apply_updates(params, updates)
-    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
-    assert set(metrics) == {"loss", "accuracy"} and new_state == {}
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-                           new_params, expected)
-    assert jax.tree_util.tree_structure(opt_state2) == jax.tree_util.tree_structure(
-        m.train.OPT_STATE_SHAPES)
+    t = getattr(m, target)
+    params, state = t.init(jax.random.key(0))
+    params = jax.tree_util.tree_map(lambda a: a + 0.1, params)  # non-zero biases too
+    opt = _reference_optimizer(target)
+    opt_state, want_params, want_opt = t.init_opt(params), params, opt.init(params)
+    _assert_trees_close(opt_state, want_opt)
+    for _ in range(3):
+        params, state, opt_state, metrics = t.train_step(params, state, opt_state, x, labels)
+        loss, grads = jax.value_and_grad(linen_loss)(want_params, x, labels)
+        updates, want_opt = opt.update(grads, want_opt, want_params)
+        want_params = optax.apply_updates(want_params, updates)
+        np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
+        assert set(metrics) == {"loss", "accuracy"} and state == {}
+        _assert_trees_close(params, want_params)
+        _assert_trees_close(opt_state, want_opt)
+    assert jax.tree_util.tree_structure(opt_state) == jax.tree_util.tree_structure(
+        t.OPT_STATE_SHAPES)
 
 
 def test_training_reduces_the_loss(m, batch):
@@ -140,8 +175,18 @@ def test_train_step_executable_round_trips(tmp_path, batch):
     want = mod.train.train_step(params, state, opt_state, x, labels)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                            got, want)
-    # a second step with the returned optimizer state: its tree must match again
-    step(got[0], got[1], got[2], x, labels)
-    # or with the flat leaves a checkpoint stores (no optax needed to load and step)
-    flat = step(got[0], got[1], jax.tree_util.tree_leaves(got[2]), x, labels)
-    assert isinstance(flat[2], list)
+    # two more steps on the returned optimizer state, against optax (the executable
+    # threads the state it returns), the last with the flat leaves a checkpoint stores
+    # (no optax needed to load and step)
+    opt = optax.adam(0.01)
+    want_params, want_opt = params, opt.init(params)
+    for i in range(3):
+        if i:
+            leaves = jax.tree_util.tree_leaves(got[2]) if i == 2 else got[2]
+            got = step(got[0], got[1], leaves, x, labels)
+        grads = jax.grad(linen_loss)(want_params, x, labels)
+        updates, want_opt = opt.update(grads, want_opt, want_params)
+        want_params = optax.apply_updates(want_params, updates)
+        _assert_trees_close(got[0], want_params)
+        _assert_trees_close(jax.tree_util.tree_leaves(got[2]), jax.tree_util.tree_leaves(want_opt))
+    assert isinstance(got[2], list)
