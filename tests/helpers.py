@@ -94,3 +94,12 @@ def _plain(tree: object) -> object:
     if hasattr(tree, "items"):
         return {k: _plain(v) for k, v in tree.items()}
     return tree
+
+
+def scope_hash(name: str) -> int:
+    """The number a module's scope name folds into rng keys, by the documented rule
+    (aotflax/README.md, "Random keys": `crc32(name) & 0x7FFFFFFF`), computed here from
+    zlib rather than taken from the compiler, so a changed rule fails the tests."""
+    import zlib
+
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF

@@ -7,18 +7,11 @@ Keys inside a scan step follow the documented rule: the call site's key (the tar
 
 from __future__ import annotations
 
-import zlib
-
 import flax.jax_utils
 import jax
 import jax.numpy as jnp
 import numpy as np
-from helpers import build, perturbed
-
-
-def _hash(path: str) -> int:
-    return zlib.crc32(path.encode()) & 0x7FFFFFFF
-
+from helpers import build, perturbed, scope_hash
 
 SCAN_IN_DIM = """
 class Scanned(nn.Module):
@@ -71,8 +64,8 @@ def test_make_rng_and_dropout_inside_a_scan_step_follow_the_documented_keys() ->
     xs = jax.random.normal(jax.random.key(1), (4, 3))
     rng = jax.random.key(7)
     (h, ys), _ = m.noisy.apply(params, state, xs, rng=rng)
-    dropout_key = jax.random.fold_in(rng, _hash("Dropout_0"))
-    normal_key = jax.random.fold_in(rng, _hash("make_rng_0"))
+    dropout_key = jax.random.fold_in(rng, scope_hash("Dropout_0"))
+    normal_key = jax.random.fold_in(rng, scope_hash("make_rng_0"))
     want_h, want = jnp.zeros(3), []
     for t in range(4):
         keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, t), 0.5, (3,))
