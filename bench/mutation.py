@@ -83,7 +83,7 @@ MUTANTS: tuple[Mutant, ...] = (
     _m("templates", "templates/train.py.j2",
        "return params, new_state, opt_state, {",
        "return params, state, opt_state, {",
-       f"tests/test_module_forms.py {TRAIN} {STATE}",
+       TRAIN,
        "train step returns the old model state (batch_stats never move)"),
     _m("templates", "templates/train.py.j2",
        "return loss, ({{ new_state }}, {{ metrics }})",
