@@ -7,9 +7,11 @@ script copies the repository (tracked and untracked files, not `generated/`'s
 freshness), applies the change in the copy, runs the behavioural tests that cover
 that code, and records
 
-    killed     a test failed (or the suite could not run: the bug is loud),
+    killed     a test failed (an assertion, or a build the test makes refused the change),
     survived   every test passed (the bug walks through),
-    timed out  the tests ran past the limit.
+    timed out  the tests ran past the limit,
+    broken     the tests could not be collected (the mutant broke an import; such a
+               mutant measures nothing and counts in no score).
 
 The three bugs of issue 11 are marked `seeded`: a train step that drops the updated
 optimizer state, lecun_normal replaced by he_normal as the default kernel
@@ -176,8 +178,8 @@ MUTANTS: tuple[Mutant, ...] = (
        "tests/test_ops_dtypes.py tests/test_ops_coverage.py",
        "floor_divide promotes integers to float"),
     _m("ops", "aotflax/ops/attention.py",
-       '"dropout_rate=0.0, deterministic=False, precision=None, kernel_init=lecun_normal, "',
-       '"dropout_rate=0.0, deterministic=False, precision=None, kernel_init=xavier_uniform, "',
+       '    "lecun_normal": inits.LECUN_NORMAL,',
+       '    "lecun_normal": inits.Initializer("jax.nn.initializers.xavier_uniform()", "x"),',
        f"{INIT} {PARITY}", "attention's default kernel initializer xavier_uniform"),
     _m("ops", "aotflax/ops/recurrent.py",
        'kernel = sub.param("kernel", kshape, pdt, inits.LECUN_NORMAL)',
@@ -249,12 +251,14 @@ def run_mutant(copy: Path, mutant: Mutant, timeout: float) -> tuple[str, float, 
     path.write_text(apply(original, mutant))
     env = dict(os.environ, PYTHONPATH=str(copy), JAX_PLATFORMS="cpu")
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-               "--no-header", "-rf", *mutant.tests]
+               "--no-header", "-rfE", *mutant.tests]
     start = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
                               timeout=timeout)
-        outcome = "survived" if done.returncode == 0 else "killed"
+        # pytest exits 1 when tests failed, 2 when collection failed (the mutant broke
+        # an import: not a bug the tests caught, the mutant is reported as broken)
+        outcome = {0: "survived", 1: "killed"}.get(done.returncode, "broken")
         failed = next((line.split(" ")[1] for line in done.stdout.splitlines()
                        if line.startswith(("FAILED ", "ERROR "))), "")
     except subprocess.TimeoutExpired:
@@ -287,10 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant")
     parser.add_argument("--goal", type=float, default=90.0, help="percent killed per area")
     parser.add_argument("--check", action="store_true", help="only check that mutants apply")
+    parser.add_argument("--only", action="append", metavar="TEXT",
+                        help="only mutants whose description contains TEXT (repeatable)")
     args = parser.parse_args(argv)
     if args.check:
         return check()
-    mutants = [m for m in MUTANTS if not args.area or m.area in args.area]
+    mutants = [m for m in MUTANTS if (not args.area or m.area in args.area)
+               and (not args.only or any(text in m.what for text in args.only))]
     for mutant in mutants:  # fail before copying anything when a mutant went stale
         apply((ROOT / mutant.path).read_text(), mutant)
     with tempfile.TemporaryDirectory(prefix="aotflax-mutation-") as tmp:
@@ -318,17 +325,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(mutants: list[Mutant], results: dict, goal: float) -> int:
     """The table per area and the survivors; 0 when every area reaches `goal`."""
-    print(f"\n{'area':<10} {'killed':>6} {'survived':>8} {'timed out':>9} {'score':>6}")
+    print(f"\n{'area':<10} {'killed':>6} {'survived':>8} {'timed out':>9} {'broken':>6} "
+          f"{'score':>6}")
     ok = True
     for area in dict.fromkeys(m.area for m in mutants):
         outcomes = [results[m][0] for m in mutants if m.area == area]
-        killed = outcomes.count("killed")
-        score = 100.0 * killed / len(outcomes)
+        killed, counted = outcomes.count("killed"), len(outcomes) - outcomes.count("broken")
+        score = 100.0 * killed / max(1, counted)
         ok &= score >= goal
         print(f"{area:<10} {killed:>6} {outcomes.count('survived'):>8} "
-              f"{outcomes.count('timed out'):>9} {score:5.0f}%")
+              f"{outcomes.count('timed out'):>9} {outcomes.count('broken'):>6} {score:5.0f}%")
     total = sum(results[m][0] == "killed" for m in mutants)
-    print(f"{'all':<10} {total:>6} of {len(mutants)}")
+    counted = sum(results[m][0] != "broken" for m in mutants)
+    print(f"{'all':<10} {total:>6} of {counted}")
     seeded = [m for m in mutants if m.seeded]
     print(f"seeded bugs of issue 11 caught: {sum(results[m][0] == 'killed' for m in seeded)}"
           f" of {len(seeded)}")

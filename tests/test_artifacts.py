@@ -238,6 +238,32 @@ def test_truncated_file_is_refused(built: Any, artifact_copy: Path) -> None:
         built.mlp_b2.load(artifact_dir=artifact_copy)
 
 
+def test_grown_file_is_refused_before_a_byte_of_it_is_read(
+    built: Any, artifact_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size is compared with the manifest's before reading: a file that grew by
+    1 MiB (or by terabytes) costs no read of it."""
+    import os
+
+    folder = folder_of(artifact_copy, built.mlp_b2)
+    path = folder / artifacts.read_manifest(folder)["executables"]["cpu"]["file"]
+    size = path.stat().st_size
+    with path.open("ab") as f:
+        f.write(b"\0" * (1 << 20))
+    read, real_read = [], os.read
+
+    def counting_read(fd: int, n: int) -> bytes:
+        data = real_read(fd, n)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", counting_read)
+    with pytest.raises(built._runtime.ArtifactIntegrityError, match=f"found {size + (1 << 20)} bytes"):
+        built.mlp_b2.load(artifact_dir=artifact_copy)
+    monkeypatch.undo()
+    assert sum(read) < size  # the manifest only
+
+
 def test_export_corrupted_in_place_is_refused(
     built: Any, artifact_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

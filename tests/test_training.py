@@ -183,6 +183,14 @@ def test_parameter_groups_freeze_unselected_parameters(m, batch):
     assert "optax.multi_transform(" in text
 
 
+def test_train_step_names_its_batch_when_given_too_few_arrays(m, batch):
+    x, _ = batch
+    params, state = m.train.init(jax.random.key(0))
+    with pytest.raises(TypeError, match=r"train.train_step takes \(params, state, opt_state, "
+                                        r"x, labels\): expected 2 batch arrays, got 1"):
+        m.train.train_step(params, state, m.train.init_opt(params), x)
+
+
 def test_loss_must_return_a_scalar():
     errors = build_errors("""
     import optax
