@@ -85,8 +85,7 @@ def perturbed(tree: object, seed: int, scale: float = 0.1) -> object:
         noise = rng.standard_normal(a.shape).astype(np.float32) * scale
         return (a.astype(np.float32) + noise).astype(a.dtype)
 
-    plain = jax.tree_util.tree_map(lambda x: x, _plain(tree))
-    return jax.tree_util.tree_map(leaf, plain)
+    return jax.tree_util.tree_map(leaf, _plain(tree))
 
 
 def _plain(tree: object) -> object:
