@@ -355,6 +355,13 @@ def render_train(t: TargetProgram, local: dict[str, str], call: str, results: st
         var = training.labels_variable(t.name)
         labels = (f"#: Parameter groups of `{t.name}`, from its ModelParamTraversal filters.\n"
                   f"{var} = {{\n" + "\n".join(_dict_lines(tree, 4)) + "\n}\n\n")
+    hook = train.after_update
+    after_update = (f"\n    params = {_checked(hook.name, 'function name')}(params)  # after_update="
+                    if hook is not None else "")
+    step = template("train_step.py.j2" if train.microbatches == 1
+                    else "train_step_microbatches.py.j2").render(
+        name=t.name, arg_names=", ".join(names), after_update=after_update,
+        n=train.microbatches)
     loss_name = _checked(train.loss.name, "function name")
     return template("train.py.j2").render(
         name=t.name, arg_names=", ".join(names),
@@ -362,7 +369,8 @@ def render_train(t: TargetProgram, local: dict[str, str], call: str, results: st
         call=call, results=results, new_state=new_state,
         loss_target="loss, metrics" if train.has_metrics else "loss",
         metrics="metrics" if train.has_metrics else "{}",
-        loss_call=f"{loss_name}({loss_args})", optimizer=train.optimizer, labels=labels)
+        loss_call=f"{loss_name}({loss_args})", optimizer=train.optimizer, labels=labels,
+        step=step)
 
 
 def _trees_key(t: TargetProgram) -> tuple:
@@ -414,7 +422,10 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     train = ""
     train_kwargs = ""
     if t.train is not None:
-        train = render_train(t, local, call, results, new_state)
+        step_fn = t.train.entry  # with microbatches: the model resolved for one slice
+        step_call = (call if step_fn is None
+                     else f"{_checked(step_fn.name, 'function name')}({', '.join(call_args)})")
+        train = render_train(t, local, step_call, results, new_state)
         batch = ", ".join(f"{string(n)}: jax.ShapeDtypeStruct({_tuple(s)}, {_dtype(d)})"
                           for n, s, d in t.train.batch)
         train_kwargs = (f"    train_step=_{t.name}_train_step,\n    init_opt=_{t.name}_init_opt,\n"
@@ -429,6 +440,8 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
         mesh = "{" + ", ".join(f"{string(n)}: {literal(k)}" for n, k in t.mesh) + "}"
         sharding = "{\n" + "\n".join(_dict_lines(tree, 8)) + "\n    }" if tree else "{}"
         train_kwargs += f"    mesh={mesh},\n    param_sharding={sharding},\n"
+    if t.processes > 1:
+        train_kwargs += f"    processes={t.processes},\n"
     if t.tpu_topologies:  # names checked by hardware.parse_tpu_topology: [a-z0-9:x] only
         train_kwargs += f"    tpu_topologies={literal(tuple(t.tpu_topologies))},\n"
     if t.gpu_targets:  # names of hardware.GPU_TARGETS

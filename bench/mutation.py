@@ -78,11 +78,11 @@ ART = "tests/test_artifacts.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------ templates
-    _m("templates", "templates/train.py.j2",
+    _m("templates", "templates/train_step.py.j2",
        "updates, opt_state = _{{ name }}_optimizer().update(",
        "updates, _ = _{{ name }}_optimizer().update(",
        TRAIN, "train step drops the updated optimizer state", seeded=True),
-    _m("templates", "templates/train.py.j2",
+    _m("templates", "templates/train_step.py.j2",
        "return params, new_state, opt_state, {",
        "return params, state, opt_state, {",
        TRAIN,

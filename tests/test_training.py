@@ -226,15 +226,16 @@ def test_train_step_executable_round_trips(tmp_path, batch):
     opt_state = mod.train.init_opt(params)
     step = mod.train.load_train_step()
     assert step.kind == "executable"
-    got = step(params, state, opt_state, x, labels)
+    start = jax.tree_util.tree_map(np.array, params)  # a copy: the step consumes params
     want = mod.train.train_step(params, state, opt_state, x, labels)
+    got = step(params, state, opt_state, x, labels)  # consumes params and opt_state
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                            got, want)
     # two more steps on the returned optimizer state, against optax (the executable
     # threads the state it returns), the last with the flat leaves a checkpoint stores
     # (no optax needed to load and step)
     opt = optax.adam(0.01)
-    want_params, want_opt = params, opt.init(params)
+    want_params, want_opt = start, opt.init(start)
     for i in range(3):
         if i:
             leaves = jax.tree_util.tree_leaves(got[2]) if i == 2 else got[2]
