@@ -71,7 +71,9 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import stat
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,6 +90,7 @@ __all__ = [
     "UnsafeOutputPath",
     "aotflax_version",
     "artifact_file_name",
+    "fault_point",
     "file_entry",
     "read_manifest",
     "read_regular",
@@ -122,6 +125,13 @@ MAX_TREE_DEPTH = 64
 MIN_KEY_BYTES = 16
 # The largest manifest or cache file the build reads back from its output folder.
 _MAX_READ = 64 << 20
+#: Fault injection for the atomicity tests (`tests/test_atomic.py`): with
+#: `AOTFLAX_FAULT_AT=N` the process kills itself with SIGKILL at the N-th point where
+#: the build is about to change its output folder (write a file, rename one into
+#: place, remove one), counted from 1; `AOTFLAX_FAULT_AT=list` prints every point to
+#: stderr instead.  Unset (always, outside those tests) it does nothing.
+FAULT_ENV = "AOTFLAX_FAULT_AT"
+_faults = [0]
 
 
 class ManifestError(ValueError):
@@ -173,6 +183,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fault_point(action: str, path: Path) -> None:
+    """A point where the build changes its output folder: see `FAULT_ENV`.
+
+    **Arguments:** `action`: what is about to happen ("write", "rename", "remove");
+    `path`: the file it happens to.
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    _faults[0] += 1
+    if spec == "list":
+        print(f"aotflax fault point {_faults[0]}: {action} {path}", file=sys.stderr, flush=True)
+    elif spec == str(_faults[0]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Writes `data` to `path` so that readers see the old file or the new one, never half.
 
@@ -185,9 +211,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
-            file.write(data)
+            file.write(data[: len(data) // 2])
+            file.flush()
+            fault_point("write", path)  # half the bytes are in the temporary file
+            file.write(data[len(data) // 2:])
             file.flush()
             os.fsync(file.fileno())
+        fault_point("rename", path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -415,6 +445,7 @@ def remove_unreferenced(folder: Path, manifest: Mapping[str, Any]) -> list[str]:
         # lstat: a link is removed as a link, never followed
         regular = stat.S_ISREG(path.lstat().st_mode)
         if regular and ours and path.name not in keep:
+            fault_point("remove", path)
             path.unlink()
             removed.append(path.name)
     return removed

@@ -556,8 +556,10 @@ _entry("AOT310", "invalid module name", """
 
 _entry("AOT311", "a submodule name is used twice", """
     Two layers in one module got the same explicit `name=` (or a parameter name
-    collides with a submodule).  In Flax each name is one set of parameters, so
-    calling a layer twice under one name is ambiguous: did you mean one layer
+    collides with a submodule, or an automatic name such as `Dense_0` is one that
+    an earlier `name=` took: as in Linen, explicit names do not move the
+    per-class counter and an automatic name is never skipped).  In Flax each
+    name is one set of parameters, so calling a layer twice under one name is ambiguous: did you mean one layer
     applied twice (use `shared`), or two layers (use two names)?  To apply one
     layer several times with the same parameters, create it once with
     `nn.Dense.shared(features=..., name="fc")` and call the result.

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from .artifacts import MANIFEST_NAME, UnsafeOutputPath, read_regular, real_folder
+from .artifacts import MANIFEST_NAME, UnsafeOutputPath, fault_point, read_regular, real_folder
 
 __all__ = ["LOCK_NAME", "OutputError", "build_lock", "changed_files", "check_file",
            "check_folder", "prune_targets", "write_files"]
@@ -222,6 +222,7 @@ def write_files(out: Path, files: Mapping[str, bytes]) -> None:
             raise OutputError(f"cannot write {out}: {error}; nothing was changed") from None
         raise
     for tmp, path in staged:
+        fault_point("rename", path)
         os.replace(tmp, path)
     for folder in {path.parent for _, path in staged}:
         _fsync_dir(folder)
@@ -231,7 +232,10 @@ def _stage(path: Path, data: bytes) -> str:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
-            file.write(data)
+            file.write(data[: len(data) // 2])
+            file.flush()
+            fault_point("write", path)  # half the bytes are in the staged file
+            file.write(data[len(data) // 2:])
             file.flush()
             os.fsync(file.fileno())
     except BaseException:
@@ -278,6 +282,7 @@ def prune_targets(out: Path, folder: Path, keep: set[str]) -> list[str]:
         except FileNotFoundError:
             continue
         if stat.S_ISREG(manifest):
+            fault_point("remove", child)
             shutil.rmtree(child)  # never follows links inside (rmtree's fd-based walk)
             removed.append(child.name)
     return removed

@@ -137,7 +137,12 @@ class Scope(LayerScope):
 
     def child_name(self, class_name: str, explicit: Any, span: Span, *,
                    shared: bool = False) -> str:
-        """Linen's naming: explicit names as given, else `Class_N` counted per class."""
+        """Linen's naming: explicit names as given, else `Class_N` counted per class.
+
+        As in Linen, an explicit name does not advance the counter, and an automatic
+        name is never skipped: `name="Dense_0"` followed by an unnamed Dense is an error
+        (Linen's NameInUseError), not a silent `Dense_1`.
+        """
         if explicit is not None:
             if not isinstance(explicit, str):
                 raise CallError("AOT310", f"name= must be a string, got {explicit!r}")
@@ -146,10 +151,16 @@ class Scope(LayerScope):
         else:
             n = self.counters.get(class_name, 0)
             name = f"{class_name}_{n}"
-            while name in self.used:
-                n += 1
-                name = f"{class_name}_{n}"
             self.counters[class_name] = n + 1
+            if name in self.used:
+                raise CallError(
+                    "AOT311",
+                    f"this {class_name} is named '{name}' automatically (Linen's per-class "
+                    f"numbering), but a submodule of {self.owner} already has that name",
+                    hint="give the other layer a name that is not of the form "
+                         f"'{class_name}_<n>', or give this one an explicit name= too",
+                    notes=(Note("first used here", self.used[name]),),
+                )
         if name in self.used:
             raise CallError(
                 "AOT311",
@@ -365,6 +376,12 @@ def _init_code(fn: FunctionState, init: Any, shape: tuple[int, ...], dtype: str,
     and dtype like any model code, and the emitted function is what `init` calls.
     """
     if isinstance(init, Initializer):
+        value = init.value_shape
+        if value is not None and (len(value) > len(shape) or any(
+                v not in (1, d) for v, d in zip(value[::-1], shape[::-1]))):
+            raise CallError("AOT314", f"{init.description} fills a value of shape {value} "
+                            f"into a parameter of shape {tuple(shape)}: the value must "
+                            "broadcast to the parameter's shape")
         return init.code
     if isinstance(init, Closure) and fn.initializers is not None:
         return fn.initializers.user_initializer(init, shape, dtype, span)

@@ -47,6 +47,9 @@ class Initializer:
     code: str
     #: Human description for messages.
     description: str
+    #: `constant` of an array value: the value's shape (it must broadcast to the
+    #: parameter's shape, checked where the parameter is declared).
+    value_shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

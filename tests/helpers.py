@@ -64,3 +64,41 @@ def build_errors(source: str, header: bool = True) -> str:
     except BuildError as e:
         return "\n".join(d.render() for d in e.diagnostics)
     raise AssertionError("the model built without errors")
+
+
+def perturbed(tree: object, seed: int, scale: float = 0.1) -> object:
+    """Linen variables with random noise added to every floating leaf.
+
+    Linen initializes biases to zeros and norm scales to ones, so a parity test fed
+    them could not see a missing bias or scale term; noise keeps every leaf near its
+    initial magnitude (activations stay in range) while making each one count.
+    """
+    import jax
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def leaf(a: object) -> object:
+        a = np.asarray(a)
+        if not np.issubdtype(a.dtype, np.floating) and a.dtype.name != "bfloat16":
+            return a
+        noise = rng.standard_normal(a.shape).astype(np.float32) * scale
+        return (a.astype(np.float32) + noise).astype(a.dtype)
+
+    return jax.tree_util.tree_map(leaf, _plain(tree))
+
+
+def _plain(tree: object) -> object:
+    """Linen's FrozenDicts as plain dicts."""
+    if hasattr(tree, "items"):
+        return {k: _plain(v) for k, v in tree.items()}
+    return tree
+
+
+def scope_hash(name: str) -> int:
+    """The number a module's scope name folds into rng keys, by the documented rule
+    (aotflax/README.md, "Random keys": `crc32(name) & 0x7FFFFFFF`), computed here from
+    zlib rather than taken from the compiler, so a changed rule fails the tests."""
+    import zlib
+
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF

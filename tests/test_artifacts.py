@@ -239,11 +239,48 @@ def test_truncated_file_is_refused(built: Any, artifact_copy: Path) -> None:
         built.mlp_b2.load(artifact_dir=artifact_copy)
 
 
-def test_tampered_export_is_refused(built: Any, artifact_copy: Path) -> None:
+def test_grown_file_is_refused_before_a_byte_of_it_is_read(
+    built: Any, artifact_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size is compared with the manifest's before reading: a file that grew by
+    1 MiB (or by terabytes) costs no read of it."""
+    import os
+
+    folder = folder_of(artifact_copy, built.mlp_b2)
+    path = folder / artifacts.read_manifest(folder)["executables"]["cpu"]["file"]
+    size = path.stat().st_size
+    with path.open("ab") as f:
+        f.write(b"\0" * (1 << 20))
+    read, real_read = [], os.read
+
+    def counting_read(fd: int, n: int) -> bytes:
+        data = real_read(fd, n)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", counting_read)
+    with pytest.raises(built._runtime.ArtifactIntegrityError, match=f"found {size + (1 << 20)} bytes"):
+        built.mlp_b2.load(artifact_dir=artifact_copy)
+    monkeypatch.undo()
+    assert sum(read) < size  # the manifest only
+
+
+def test_export_corrupted_in_place_is_refused(
+    built: Any, artifact_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One byte changed, same size: only the sha256 can tell, and it must."""
+
+    def must_not_run(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a corrupted export reached the deserializer")
+
+    monkeypatch.setattr(jax.export, "deserialize", must_not_run)
     folder = folder_of(artifact_copy, built.mlp_batch)
     path = folder / artifacts.read_manifest(folder)["export"]["file"]
-    path.write_bytes(path.read_bytes() + b"\0")
-    with pytest.raises(built._runtime.ArtifactIntegrityError, match="sha256"):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size == len(data)
+    with pytest.raises(built._runtime.ArtifactIntegrityError, match="sha256.*not loaded"):
         built.mlp_batch.load(artifact_dir=artifact_copy)
 
 

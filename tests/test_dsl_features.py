@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import build, build_errors
+from helpers import build, build_errors, perturbed
 
 TIED_LM = """
 class LM(nn.Module):
@@ -59,6 +59,7 @@ def test_method_call_matches_linen(lm):
     params, state = lm.lm.init(jax.random.key(0))
     assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(
         np.shape, dict(variables["params"]))
+    variables = {"params": perturbed(variables["params"], 1)}  # no zero bias, no unit scale
     (logits, _), _ = lm.lm.apply(variables["params"], state, tokens)
     np.testing.assert_allclose(logits, Body().apply(variables, tokens), rtol=1e-5, atol=1e-6)
 
@@ -86,6 +87,7 @@ def test_sequential_names_layers_in_enclosing_scope():
     params, state = m.t.init(jax.random.key(0))
     assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(
         np.shape, dict(variables["params"]))
+    variables = {"params": perturbed(variables["params"], 2)}  # no zero bias
     y, _ = m.t.apply(variables["params"], state, x)
     np.testing.assert_allclose(y, Net().apply(variables, x), rtol=1e-5, atol=1e-6)
 
@@ -109,6 +111,7 @@ def test_scan_is_a_real_scan_and_matches_a_python_loop():
     m = build(RNN.replace("{T}", "7"))
     assert "jax.lax.scan(step" in m.__aotflax_text__
     params, state = m.rnn.init(jax.random.key(0))
+    params = perturbed(params, 3)  # no zero bias
     xs = np.linspace(-1, 1, 42, dtype=np.float32).reshape(2, 7, 3)
     (h, ys), _ = m.rnn.apply(params, state, xs)
     k, b = params["cell"]["kernel"], params["cell"]["bias"]
@@ -175,6 +178,7 @@ def test_bidirectional_scan_runs_one_direction_reversed():
     """)
     assert "reverse=True" in m.__aotflax_text__
     params, state = m.bi.init(jax.random.key(0))
+    params = perturbed(params, 4)  # no zero bias
     xs = np.linspace(-1, 1, 30, dtype=np.float32).reshape(5, 2, 3)
     ys, _ = m.bi.apply(params, state, xs)
 

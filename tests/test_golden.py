@@ -9,7 +9,9 @@ Regenerate every snapshot after an intended change with
 
     python tests/test_golden.py --update
 
-(or run pytest with AOTFLAX_UPDATE_GOLDEN=1), then review `git diff tests/golden`.
+(exit status 1 when a snapshot changed; or run pytest with AOTFLAX_UPDATE_GOLDEN=1,
+where every snapshot test rewrites its file and fails), then review
+`git diff tests/golden`.
 """
 
 from __future__ import annotations
@@ -78,8 +80,12 @@ def test_generated_code_matches_snapshot(case: Path) -> None:
     got = generate(case)
     path = expected_path(case)
     if os.environ.get(UPDATE_ENV):
+        # an update run rewrites the snapshot and fails, so that it can never pass as a check
+        changed = not path.is_file() or path.read_text() != got
         path.write_text(got)
-        return
+        pytest.fail(f"{UPDATE_ENV} is set: {path.name} "
+                    f"{'rewritten' if changed else 'unchanged'}; review `git diff tests/golden` "
+                    f"and run the tests without {UPDATE_ENV}", pytrace=False)
     if not path.is_file():
         pytest.fail(f"no snapshot {path.relative_to(ROOT)}; create it with: {UPDATE_COMMAND}")
     want = path.read_text()
@@ -88,6 +94,19 @@ def test_generated_code_matches_snapshot(case: Path) -> None:
                     f"{_diff(want, got, path.name)}\n"
                     f"If the change is intended, regenerate the snapshots with:\n"
                     f"    {UPDATE_COMMAND}\nand review `git diff tests/golden`.", pytrace=False)
+
+
+def test_the_update_mode_rewrites_the_snapshot_and_fails(tmp_path: Path, monkeypatch) -> None:
+    case = cases()[0]
+    target = tmp_path / expected_path(case).name
+    target.write_text("stale\n")
+    monkeypatch.setattr(sys.modules[__name__], "expected_path", lambda _: target)
+    monkeypatch.setenv(UPDATE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="rewritten"):
+        test_generated_code_matches_snapshot(case)
+    assert target.read_text() == generate(case)
+    with pytest.raises(pytest.fail.Exception, match="unchanged"):
+        test_generated_code_matches_snapshot(case)
 
 
 def test_every_snapshot_has_a_case() -> None:
@@ -108,7 +127,10 @@ def test_generated_folder_is_fresh() -> None:
 
 
 def update() -> int:
-    """Rewrite every snapshot; print the ones that changed."""
+    """Rewrite every snapshot; print the ones that changed.
+
+    **Returns:** the exit status: 1 when a snapshot changed (review it), 0 when none did.
+    """
     changed = 0
     for case in cases():
         path, text = expected_path(case), generate(case)
@@ -117,7 +139,7 @@ def update() -> int:
             changed += 1
             print(f"updated {path.relative_to(ROOT)}")
     print(f"{changed} of {len(cases())} snapshot(s) changed; review `git diff tests/golden`")
-    return 0
+    return 1 if changed else 0
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import build, build_errors
-
-from aotflax.scopes import name_hash
+from helpers import build, build_errors, scope_hash
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -301,7 +299,7 @@ def test_attention_dropout_equals_linen_with_the_folded_key() -> None:
     apply = jax.jit(m.t.apply_fn)
     got, _ = apply({"SelfAttention_0": params}, {}, x, rng=key)
     want = jax.jit(layer.apply)({"params": params}, x, dropout_rng=jax.random.fold_in(
-        key, name_hash("SelfAttention_0")))
+        key, scope_hash("SelfAttention_0")))
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
     other, _ = apply({"SelfAttention_0": params}, {}, x, rng=jax.random.key(8))
     assert not np.allclose(got, other)

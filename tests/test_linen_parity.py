@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
+import flax
 import flax.linen as linen
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import build
+from helpers import build, build_errors
 
 from aotflax.ops import REGISTRY
 
@@ -465,15 +467,20 @@ class CNN(linen.Module):
 MODELS = [("mlp", "mlp_b8", MLP), ("cnn", "cnn_b4", CNN)]
 
 
+ZOO = Path(__file__).resolve().parent.parent / "models"
+
+
+@functools.cache
+def _zoo(module: str) -> Any:
+    """The model file of models/, built by the compiler under test (not the committed
+    generated/, whose freshness is test_golden's)."""
+    return build((ZOO / f"{module}.py").read_text(), header=False)
+
+
 @functools.cache
 def _model(module: str, target: str, cls: type) -> tuple[Any, Any, np.ndarray]:
-    """(generated target, Linen's variable shapes, input) for a model of models/.
-
-    The generated module is the committed one (test_golden checks it is fresh).
-    """
-    import importlib
-
-    t = importlib.import_module(f"generated.{module}").TARGETS[target]
+    """(generated target, Linen's variable shapes, input) for a model of models/."""
+    t = _zoo(module).TARGETS[target]
     spec = t.INPUTS["x"]
     x = np.random.default_rng(0).standard_normal(spec.shape).astype(spec.dtype)
     return t, _plain(jax.eval_shape(cls().init, jax.random.key(1), x)), x
@@ -496,3 +503,71 @@ def test_model_apply_matches_linen(module: str, target: str, cls: type) -> None:
     want = jax.jit(cls().apply)({"params": params}, x)
     assert new_state == {} and (got.shape, got.dtype) == (want.shape, want.dtype)
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+# ------------------------------------------------------------------ naming
+
+
+def test_explicit_names_do_not_advance_the_automatic_counter() -> None:
+    """Linen numbers unnamed layers per class and skips nothing for explicit names: the
+    trees (and, with the same parameters, the outputs) agree."""
+    m = build("""
+    class Inner(nn.Module):
+        def apply(self, x):
+            return nn.Dense(nn.Dense(x, 3, name="first"), 3)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            x = nn.Dense(x, 4, name="in")
+            x = nn.Dense(x, 5)
+            x = Inner(x, name="Inner_7")
+            x = Inner(x)
+            x = nn.Dense(x, 6, name="Dense_9")
+            return nn.Dense(nn.LayerNorm(x, name="norm"), 2)
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+
+    class Inner(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            return linen.Dense(3)(linen.Dense(3, name="first")(x))
+
+    class Net(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            x = linen.Dense(4, name="in")(x)
+            x = linen.Dense(5)(x)
+            x = Inner(name="Inner_7")(x)
+            x = Inner()(x)
+            x = linen.Dense(6, name="Dense_9")(x)
+            return linen.Dense(2)(linen.LayerNorm(name="norm")(x))
+
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    shapes = jax.eval_shape(Net().init, jax.random.key(0), x)["params"]
+    params, _ = jax.eval_shape(m.net.init_fn, jax.random.key(0))
+    assert _tree(params) == _tree(shapes)
+    assert set(params) == {"in", "Dense_0", "Inner_7", "Inner_0", "Dense_9", "norm", "Dense_1"}
+    values = _random_like(shapes, 4)
+    got, _ = jax.jit(m.net.apply_fn)(values, {}, x)
+    np.testing.assert_allclose(got, Net().apply({"params": values}, x), rtol=RTOL, atol=ATOL)
+
+
+def test_an_automatic_name_taken_by_an_explicit_one_is_an_error_as_in_linen() -> None:
+    class Net(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            return linen.Dense(3)(linen.Dense(3, name="Dense_0")(x))
+
+    with pytest.raises(flax.errors.NameInUseError):
+        Net().init(jax.random.key(0), np.zeros((1, 2), np.float32))
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(nn.Dense(x, 3, name="Dense_0"), 3)
+
+    aot.target("net", Net, x=aot.f32[1, 2])
+    """)
+    assert "error[AOT311]: this Dense is named 'Dense_0' automatically (Linen's per-class " \
+        "numbering), but a submodule of Net already has that name" in errors
+    assert "note: first used here" in errors and 'name="Dense_0"' in errors

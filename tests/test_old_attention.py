@@ -14,9 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import build, build_errors
-
-from aotflax.scopes import name_hash
+from helpers import build, build_errors, scope_hash
 
 RTOL, ATOL = 1e-5, 1e-5
 
@@ -175,14 +173,14 @@ def test_dropout_rng_is_the_key_given() -> None:
     np.testing.assert_array_equal(a, a2)
     layer = linen.SelfAttention(2, dropout_rate=0.5, deterministic=False)
     want_b = layer.apply({"params": params["b"]}, x,
-                         dropout_rng=jax.random.fold_in(key, name_hash("b")))
+                         dropout_rng=jax.random.fold_in(key, scope_hash("b")))
     np.testing.assert_allclose(b, want_b, rtol=RTOL, atol=ATOL)
     # `a` used the key it was given, not its own path's
     own = layer.apply({"params": params["a"]}, x,
-                      dropout_rng=jax.random.fold_in(key, name_hash("a")))
+                      dropout_rng=jax.random.fold_in(key, scope_hash("a")))
     assert not np.allclose(a, own)
     text = m.__aotflax_text__
-    assert "fold_in(rng, " + str(name_hash("a")) not in text
+    assert "fold_in(rng, " + str(scope_hash("a")) not in text
 
 
 # ------------------------------------------------------------------ the decode cache

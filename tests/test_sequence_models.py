@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import build
+from helpers import build, perturbed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import linen_zoo  # noqa: E402  (the Linen twins of the zoo, shared with the benchmarks)
@@ -36,6 +36,7 @@ def test_transformer_lm_equals_linen(lm):
     params, state = lm.lm_eval.init(jax.random.key(0))
     assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(
         np.shape, dict(variables["params"]))
+    variables = {"params": perturbed(variables["params"], 1)}  # no zero bias, no unit scale
     logits, new_state = lm.lm_eval.apply(variables["params"], state, tokens)
     np.testing.assert_allclose(logits, LinenLM().apply(variables, tokens), rtol=1e-5,
                                atol=1e-5)
@@ -74,17 +75,41 @@ def test_greedy_decoding_with_the_cache_equals_the_full_model(lm):
     assert int(cache["cache"]["pos"]["position"]) == 16
 
 
-def test_training_target_runs_with_dropout_and_groups(lm):
+def test_three_lm_train_steps_equal_optax(lm):
+    """models/transformer.py's train step (dropout, two parameter groups) for three steps
+    against optax.multi_transform over jax.grad of the target's own forward pass (its
+    forward pass is compared with Linen above; dropout keys are aotflax's own)."""
+    import optax
+
     params, state = lm.lm_train.init(jax.random.key(0))
     opt_state = lm.lm_train.init_opt(params)
-    tokens = _tokens((4, 32))
-    p2, _, _, metrics = lm.lm_train.train_step(params, state, opt_state, tokens,
-                                               rng=jax.random.key(1))
-    assert np.isfinite(float(metrics["loss"]))
-    text = lm.__aotflax_text__
-    assert '"bias": "group_1"' in text and '"kernel": "group_0"' in text
-    changed = jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)), params, p2)
-    assert all(jax.tree_util.tree_leaves(changed))
+    labels = jax.tree_util.tree_map(lambda p: "group_0" if p.ndim > 1 else "group_1", params)
+    opt = optax.multi_transform({"group_0": optax.adamw(3e-4, weight_decay=0.1),
+                                 "group_1": optax.adam(3e-4),
+                                 "frozen": optax.set_to_zero()}, labels)
+    want_params, want_opt = params, opt.init(params)
+
+    def loss_fn(p, tokens, rng):
+        logits, _ = lm.lm_train.apply(p, state, tokens, rng=rng)
+        logp = jax.nn.log_softmax(logits[:, :-1])
+        return -jnp.mean(jnp.sum(jax.nn.one_hot(tokens[:, 1:], CFG["vocab"]) * logp, axis=-1))
+
+    @jax.jit
+    def reference_step(p, o, tokens, rng):
+        loss, grads = jax.value_and_grad(loss_fn)(p, tokens, rng)
+        updates, o = opt.update(grads, o, p)
+        return optax.apply_updates(p, updates), o, loss
+
+    step_fn = jax.jit(lm.lm_train.train_step)
+    for step in range(3):
+        tokens, rng = _tokens((4, 32), seed=step), jax.random.key(10 + step)
+        params, state, opt_state, metrics = step_fn(params, state, opt_state, tokens, rng=rng)
+        want_params, want_opt, loss = reference_step(want_params, want_opt, tokens, rng)
+        np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
+        for got, want in ((params, want_params), (opt_state, want_opt)):
+            assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+            jax.tree_util.tree_map(
+                lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got, want)
 
 
 # ------------------------------------------------------------------ seq2seq
@@ -100,6 +125,7 @@ def test_seq2seq_equals_linen_and_scans():
     params, state = m.seq2seq.init(jax.random.key(0))
     assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(
         np.shape, dict(variables["params"]))
+    variables = {"params": perturbed(variables["params"], 2)}  # no zero bias
     logits, _ = m.seq2seq.apply(variables["params"], state, source, target)
     np.testing.assert_allclose(logits, LinenSeq2Seq().apply(variables, source, target),
                                rtol=1e-5, atol=1e-5)

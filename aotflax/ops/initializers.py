@@ -91,10 +91,33 @@ def make(name: str, positional: list, keywords: dict) -> Initializer:
                               f"{describe_value(value)}")
     if name in _LINEN_ONLY:  # Linen's zeros_init() / ones_init() are jax's zeros / ones
         return plain(_LINEN_ONLY[name])
+    bound = dict(zip(names, positional)) | keywords
+    value = bound.get("value")
+    if name == "constant" and isinstance(value, (tuple, list)):
+        # jax's constant fills with jnp.full, which takes arrays, not lists
+        shape = _nested_shape(value)
+        if shape is None:
+            raise StaticError("nn.initializers.constant: 'value' must be a rectangular nested "
+                              f"list of numbers, got {describe_value(value)}")
+        rest = [f"{identifier(k, 'keyword argument name')}={to_code(v)}"
+                for k, v in bound.items() if k != "value"]
+        args = [f"jnp.asarray({to_code(value)})", *rest]
+        code = f"jax.nn.initializers.constant({', '.join(args)})"
+        return Initializer(code, f"nn.initializers.constant({to_code(value)})", shape)
     args = [to_code(a) for a in positional] + [
         f"{identifier(k, 'keyword argument name')}={to_code(v)}" for k, v in keywords.items()]
     code = f"jax.nn.initializers.{name}({', '.join(args)})"
     return Initializer(code, f"nn.initializers.{name}({', '.join(args)})")
+
+
+def _nested_shape(value: object) -> tuple[int, ...] | None:
+    """The shape of a nested list of numbers, None when it is ragged."""
+    if not isinstance(value, (tuple, list)):
+        return ()
+    shapes = {_nested_shape(v) for v in value}
+    if len(shapes) > 1 or None in shapes:
+        return None
+    return (len(value), *(shapes.pop() if shapes else ()))
 
 
 LECUN_NORMAL = Initializer("jax.nn.initializers.lecun_normal()", "nn.initializers.lecun_normal()")
