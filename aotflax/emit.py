@@ -1,20 +1,31 @@
 """Emit: a resolved `FileProgram` -> the text of a generated JAX module.
 
-Naming happens here, with liveness: a value takes the DSL variable it was
-assigned to (or its op's stem: `dense`, `conv`), reusing a name whose previous
-value is dead and adding a suffix otherwise, so the output reads like the
-model while staying correct SSA.  Templates under `templates/` lay out the
-text; they receive strings only.  The emitter parses its own output before
+Emission has three steps:
+
+1. Each function of the program (one per module specialization) is rendered on
+   its own (`render_body`): naming happens here, with liveness (a value takes
+   the DSL variable it was assigned to, or its op's stem: `dense`, `conv`,
+   reusing a name whose previous value is dead and adding a suffix otherwise),
+   and each line keeps its `file:line  shape` comment.  Calls of other emitted
+   functions are left as placeholders.
+2. `sharing.plan` groups the rendered functions: instances whose code is the
+   same (sizes are read from the arguments, see `sizes`) become one function,
+   instances whose code differs only in numbers become one function with
+   keyword arguments, and every group gets a name that says what it is
+   (`res_net_block_train`), never a counter that reads like Linen's `Block_3`.
+3. The module is laid out from templates (`templates/`): the shared functions,
+   their variable trees (`variables`), and one `_runtime.Target` per target.
+
+Templates receive strings only.  The emitter parses its own output before
 returning it: emitting invalid Python is an internal error.
 """
 
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import keyword
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +33,7 @@ import jinja2
 
 from . import __version__
 from .diagnostics import InternalError
-from .program import FileProgram, Function, Op, ParamDecl, TargetProgram, Tensor, Var
-from .program import describe as describe_aval
-from .scopes import name_hash
-from .shapes import size
+from .program import FileProgram, Function, Op, Tensor, Var
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 if not TEMPLATES.is_dir():  # installed wheel: templates ship inside the package
@@ -49,8 +57,37 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {
     "jax", "jnp", "np", "_runtime", "params", "state", "rng", "self"}
 
 
-def template(name: str) -> jinja2.Template:
-    return _ENV.get_template(name)
+class _Template:
+    """A template under `templates/`; one made of `{{ name }}` substitutions only (most op
+    templates) renders without jinja's machinery, which is most of emit's time."""
+
+    _SIMPLE = re.compile(r"\{\{ (\w+) \}\}")
+
+    def __init__(self, name: str):
+        self.jinja = _ENV.get_template(name)
+        source = (TEMPLATES / name).read_text()
+        rest = self._SIMPLE.sub("", source)
+        self.parts: list[str] | None = None
+        if "{" not in rest and "}" not in rest:
+            self.parts = self._SIMPLE.split(source)
+
+    def render(self, **ctx: Any) -> str:
+        if self.parts is None:
+            return self.jinja.render(**ctx)
+        out = []
+        for i, part in enumerate(self.parts):
+            out.append(part if i % 2 == 0 else str(ctx[part]))
+        return "".join(out)
+
+
+_TEMPLATES: dict[str, _Template] = {}
+
+
+def template(name: str) -> _Template:
+    found = _TEMPLATES.get(name)
+    if found is None:
+        found = _TEMPLATES[name] = _Template(name)
+    return found
 
 
 def docstring_text(text: str) -> str:
@@ -65,18 +102,20 @@ def docstring_text(text: str) -> str:
 class Namer:
     """Assigns variable names to the values of one function (see module docstring)."""
 
-    def __init__(self, fn: Function, reserved: set[str]):
+    def __init__(self, fn: Function, reserved: set[str], body: tuple[Op, ...] | None = None):
         self.fn = fn
+        self.body = fn.body if body is None else body
         self.reserved = reserved
-        self.names: dict[int, str] = {}
+        #: id(var) -> name; also ("fn", ...) / ("kw", ...) keys for function references.
+        self.names: dict[Any, str] = {}
         self.holder: dict[str, int] = {}  # name -> index of last use of its current value
         self.last_use: dict[int, int] = {}
-        self.live = live_ops(fn)
-        for i, op in enumerate(fn.body):
+        self.live = live_ops(fn, self.body)
+        for i, op in enumerate(self.body):
             if self.live[i]:
                 for v in op.inputs():
                     self.last_use[id(v)] = i
-        end = len(fn.body)
+        end = len(self.body)
         for v in fn.result.vars():
             self.last_use[id(v)] = end
         for _, code in fn.state_result:
@@ -94,7 +133,7 @@ class Namer:
                 self.names[id(var)] = "_"  # never read
                 continue
             stem = self.fn.hints.get(id(var)) or op.stem
-            name = self._free(_identifier(stem), i, avoid=taken)
+            name = self.free(identifier(stem), i, avoid=taken)
             taken.add(name)
             self.names[id(var)] = name
             self.holder[name] = self.last_use.get(id(var), i)
@@ -102,13 +141,13 @@ class Namer:
     def temps(self, i: int, op: Op) -> dict[str, str]:
         out = {}
         for t in op.temps:
-            name = self._free(t, i, strict=True)
+            name = self.free(t, i, strict=True)
             out[t] = name
             self.holder[name] = i
         return out
 
-    def _free(self, stem: str, i: int, strict: bool = False,
-              avoid: set[str] | frozenset[str] = frozenset()) -> str:
+    def free(self, stem: str, i: int, strict: bool = False,
+             avoid: set[str] | frozenset[str] = frozenset()) -> str:
         n = 0
         while True:
             name = stem if n == 0 else f"{stem}_{n}"
@@ -119,61 +158,153 @@ class Namer:
             n += 1
 
 
-def live_ops(fn: Function) -> list[bool]:
+def live_ops(fn: Function, body: tuple[Op, ...] | None = None) -> list[bool]:
     """Which ops of `fn` compute something it uses (a backward liveness pass).
 
     Ops are pure, so one whose outputs are all unused (a constant a rule made and then
     wrote inline, a layer whose result the model drops) is left out of the generated code.
     """
+    body = fn.body if body is None else body
     needed = {id(v) for v in fn.result.vars()}
     for _, code in fn.state_result:
         needed.update(id(v) for v in code.vars())
-    live = [False] * len(fn.body)
-    for i in range(len(fn.body) - 1, -1, -1):
-        op = fn.body[i]
+    live = [False] * len(body)
+    for i in range(len(body) - 1, -1, -1):
+        op = body[i]
         if not op.outputs or any(id(v) in needed for v in op.outputs):
             live[i] = True
             needed.update(id(v) for v in op.inputs())
     return live
 
 
-def _identifier(stem: str) -> str:
+def identifier(stem: str) -> str:
     out = "".join(c if c.isalnum() or c == "_" else "_" for c in stem.lower()) or "v"
     return out if not out[0].isdigit() else "v" + out
 
 
-# ------------------------------------------------------------------ functions
+# ------------------------------------------------------------------ rendering
 
 
-def _comment(relpath: str, op: Op) -> str:
+@dataclass
+class Line:
+    """One line of a rendered function: code, and what its comment says."""
+
+    code: str
+    #: `models/net.py:12`: the DSL line (empty: no location, e.g. a `def` line).
+    where: str = ""
+    #: Arrays whose types the comment shows (the values the line assigns).
+    shows: tuple[Tensor, ...] = ()
+
+
+@dataclass
+class Body:
+    """A function rendered on its own, before it is shared (see `sharing`)."""
+
+    function: Function
+    #: "apply", or "init" (the init variant of a function initializing from data).
+    kind: str
+    #: Positional arguments (params, state collections, inputs, shared subtrees, static).
+    args: list[str]
+    #: Whether it takes `rng` (keyword-only).
+    takes_rng: bool
+    lines: list[Line]
+    result: str
+    #: Functions it calls, as placeholders in the code: (function, kind).
+    calls: list[tuple[Function, str]] = field(default_factory=list)
+
+    def code(self) -> str:
+        """The code alone (no comments, no docstring): what sharing compares.  Its lines:
+        the decorators, the arguments, one per line of `lines`, then `return result`."""
+        head = [*self.function.decorators,
+                "ARGS " + ", ".join(self.args) + (" | rng" if self.takes_rng else "")]
+        return "\n".join([*head, *(line.code for line in self.lines),
+                          f"return {self.result}"])
+
+
+def placeholder(index: int) -> str:
+    """A letters-only identifier for function `index` (numbers are what sharing compares)."""
+    letters = ""
+    while True:
+        letters = chr(ord("a") + index % 26) + letters
+        index //= 26
+        if not index:
+            return letters
+
+
+#: In rendered code, `\x00name\x00` is a reference to an emitted function and
+#: `\x01L|N name\x01` the place of its keyword arguments (L: after other arguments).
+FN_REF = re.compile(r"\x00([a-z]+)\x00")
+KW_REF = re.compile(r"\x01([LN])([a-z]+)\x01")
+
+
+class Renderer:
+    """Renders the functions of one program, handing out placeholders for calls."""
+
+    def __init__(self, program: FileProgram, reserved: set[str]):
+        self.program = program
+        self.reserved = reserved
+        #: (id(function), kind) -> index of the placeholder.
+        self.index: dict[tuple[int, str], int] = {}
+        self.units: list[tuple[Function, str]] = []
+
+    def ref(self, fn: Function, kind: str) -> int:
+        key = (id(fn), kind)
+        found = self.index.get(key)
+        if found is None:
+            found = self.index[key] = len(self.units)
+            self.units.append((fn, kind))
+        return found
+
+    def refs(self, body: Body, ops: tuple[Op, ...], names: dict[Any, str]) -> None:
+        """Placeholders for every function the ops call (nested bodies included)."""
+        for op in ops:
+            for _, code in op.args:
+                for part in code.parts:
+                    fn = getattr(part, "function", None)
+                    if fn is None or isinstance(part, (str, Var)):
+                        continue
+                    if op.nested is not None and fn is op.nested:
+                        continue
+                    kind = part.kind  # type: ignore[attr-defined]
+                    i = self.ref(fn, kind)
+                    names[("fn", id(fn), kind)] = f"\x00{placeholder(i)}\x00"
+                    names[("kw", id(fn), kind)] = f"\x01{{}}{placeholder(i)}\x01"
+                    if (fn, kind) not in body.calls:
+                        body.calls.append((fn, kind))
+            if op.nested is not None:
+                self.refs(body, op.nested.body, names)
+
+    def render(self, fn: Function, kind: str = "apply") -> Body:
+        body = fn.body
+        if kind == "init":
+            body = tuple(op if op.init_args is None else _with_args(op, op.init_args)
+                         for op in fn.body)
+        elif fn.init_name is not None:
+            body = tuple(op for op in fn.body if not op.init_only)
+        out = Body(fn, kind, [], fn.takes_rng or kind == "init", [], "")
+        names: dict[Any, str] = {}
+        self.refs(out, body, names)
+        _render_into(out, fn, body, self.program.relpath, self.reserved, names, indent="")
+        return out
+
+
+def _with_args(op: Op, args: tuple) -> Op:
+    import dataclasses
+
+    return dataclasses.replace(op, args=args)
+
+
+def _comment_where(relpath: str, op: Op) -> str:
     """`models/net.py:12`: the DSL line (in the file it is in: models import each other)."""
     return f"{op.span.file.name or relpath}:{op.span.line}"
 
 
-def _shapes(op: Op) -> str:
-    return ", ".join(v.describe() for v in op.outputs if isinstance(v, Tensor))
-
-
-def render_functions(fn: Function, relpath: str, reserved: set[str]) -> list[str]:
-    """A function and, when it initializes parameters from data, its init variant."""
-    if fn.init_name is None:
-        return [render_function(fn, relpath, reserved)]
-    apply = dataclasses.replace(fn, body=tuple(op for op in fn.body if not op.init_only))
-    init = dataclasses.replace(
-        fn, name=fn.init_name, takes_rng=True,
-        doc=f"{fn.doc}, init variant: also initializes the parameters that come from data "
-            f"(writing them into params)",
-        body=tuple(op if op.init_args is None else dataclasses.replace(op, args=op.init_args)
-                   for op in fn.body))
-    return [render_function(apply, relpath, reserved), render_function(init, relpath, reserved)]
-
-
-def render_function(fn: Function, relpath: str, reserved: set[str],
-                    outer: dict[int, str] | None = None) -> str:
-    """Render one function; `outer` names the enclosing function's values (for nested defs)."""
-    # state and shared-module reads are written as `batch_stats["..."]` text: no variable
-    # may take those names
-    namer = Namer(fn, reserved | {fn.name} | set(fn.state_collections) | set(fn.shared_args))
+def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
+                 reserved: set[str], refs: dict[Any, str], indent: str,
+                 outer: dict[Any, str] | None = None) -> None:
+    """Render `fn` (with `body` as its ops) into `out`: its arguments, lines and result."""
+    namer = Namer(fn, reserved | set(fn.state_collections) | set(fn.shared_args), body)
+    namer.names.update(refs)
     if outer:
         namer.names.update(outer)
     args: list[str] = []
@@ -189,234 +320,70 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
         namer.bind_input(name, _Placeholder())
         args.append(name)
     args += list(fn.static_args)
-    if fn.takes_rng:
-        args += ["*", "rng"]
-    lines: list[str] = []
-    for i, op in enumerate(fn.body):
+    if not indent:
+        out.args = args
+    lines = out.lines
+    for i, op in enumerate(body):
         if not namer.live[i]:
             continue
         if op.nested is not None:
-            live = set(namer.names.values()) | set(namer.holder)
-            text = render_function(op.nested, relpath, reserved | live | {fn.name},
-                                   outer=namer.names)
-            lines.extend(text.rstrip("\n").split("\n"))
+            nested = op.nested
+            taken = set(namer.names.values()) | set(namer.holder)
+            local = namer.free(identifier(_nested_stem(nested)), i, strict=True)
+            namer.holder[local] = i
+            namer.names[("fn", id(nested), "apply")] = local
+            _render_nested(out, nested, relpath, reserved | taken | {local}, refs,
+                           indent, namer.names, local)
         namer.name_outputs(i, op)
         ctx: dict[str, Any] = {k: code.render(namer.names) for k, code in op.args}
-        ctx.update(namer.temps(i, op))
+        temps = namer.temps(i, op)
+        ctx.update(temps)
         named = [namer.names[id(v)] for v in op.outputs]
         ctx["out"] = named[0] if named else "_"
         ctx["outs"] = ", ".join(named) if named else "_"
         text = template(op.template).render(**ctx).rstrip("\n").split("\n")
-        where = _comment(relpath, op)
+        where = _comment_where(relpath, op)
+        shows = tuple(v for v in op.outputs if isinstance(v, Tensor))
+        temp_types = dict(zip(op.temps, op.temp_types)) if op.temp_types else {}
         for j, line in enumerate(text):
-            shapes = _shapes(op) if j == len(text) - 1 else ""
-            lines.append(f"{line}  # {where}" + (f"  {shapes}" if shapes else ""))
+            if j == len(text) - 1:
+                seen = shows
+            else:
+                seen = tuple(t for name, t in temp_types.items()
+                             if t is not None and line.startswith(temps[name] + " = "))
+            lines.append(Line(indent + line, where, seen))
     result = fn.result.render(namer.names)
     if fn.state_result:
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
-    return template("function.py.j2").render(
-        name=fn.name, args=", ".join(args), decorators=fn.decorators,
-        doc=docstring_text(f"{fn.doc}, from {fn.span.file.name or relpath}:{fn.span.line}."),
-        lines=lines, result=result)
+    if not indent:
+        out.result = result
+    else:
+        lines.append(Line(f"{indent}return {result}"))
+
+
+def _render_nested(out: Body, nested: Function, relpath: str, reserved: set[str],
+                   refs: dict[Any, str], indent: str, outer: dict[Any, str],
+                   local: str) -> None:
+    """A function defined inside another (a scan's step), named `local` there."""
+    inner = Body(nested, "apply", [], False, [], "")
+    where = f"{nested.span.file.name or relpath}:{nested.span.line}"
+    _render_into(inner, nested, nested.body, relpath, reserved, refs, indent + "    ",
+                 outer)
+    args = []
+    for name, _ in nested.inputs:
+        args.append(name)
+    out.lines.append(Line(f"{indent}def {local}({', '.join(args)}):", where))
+    doc = docstring_text(f"{nested.doc}, from {where}.")
+    out.lines.append(Line(f'{indent}    """{doc}"""'))
+    out.lines.extend(inner.lines)
+
+
+def _nested_stem(fn: Function) -> str:
+    return fn.origin or re.sub(r"_\d+$", "", fn.name) or "step"
 
 
 class _Placeholder(Var):
     __slots__ = ()
-
-
-# ------------------------------------------------------------------ targets
-
-
-def _nested(decls: tuple[ParamDecl, ...], leaf) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for d in decls:
-        node = tree
-        for part in d.path[:-1]:
-            node = node.setdefault(part, {})
-        node[d.path[-1]] = leaf(d)
-    return tree
-
-
-def _dict_lines(tree: dict[str, Any], indent: int) -> list[str]:
-    pad = " " * indent
-    out = []
-    for k, v in tree.items():
-        if isinstance(v, dict) and not v:
-            out.append(f'{pad}"{k}": {{}},')
-        elif isinstance(v, dict):
-            out.append(f'{pad}"{k}": {{')
-            out.extend(_dict_lines(v, indent + 4))
-            out.append(f"{pad}}},")
-        else:
-            out.append(f'{pad}"{k}": {v},')
-    return out
-
-
-def _tree_code(decls: tuple[ParamDecl, ...], leaf, indent: int) -> str:
-    if not decls:
-        return "{}"
-    body = _dict_lines(_nested(decls, leaf), indent + 4)
-    return "{\n" + "\n".join(body) + "\n" + " " * indent + "}"
-
-
-def _init_tree_code(decls: tuple[ParamDecl, ...], indent: int) -> str:
-    """The parameters `init` computes with initializers; a parameter initialized from data
-    leaves an empty dict where it goes (its module's init variant writes it)."""
-    tree: dict[str, Any] = {}
-    for d in decls:
-        node = tree
-        for part in d.path[:-1]:
-            node = node.setdefault(part, {})
-        if not d.from_data:
-            node[d.path[-1]] = _init_leaf(d)
-    if not tree:
-        return "{}"
-    return "{\n" + "\n".join(_dict_lines(tree, indent + 4)) + "\n" + " " * indent + "}"
-
-
-def _sds(d: ParamDecl) -> str:
-    return f"jax.ShapeDtypeStruct({_tuple(d.shape)}, jnp.{d.dtype})"
-
-
-def _tuple(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _init_leaf(d: ParamDecl, key_var: str = "rng") -> str:
-    key = f"jax.random.fold_in({key_var}, {name_hash('/'.join(d.path))})"
-    return f"{d.init}({key}, {_tuple(d.shape)}, jnp.{d.dtype})"
-
-
-def render_train(t: TargetProgram, call: str, results: str, new_state: str) -> str:
-    """The loss, optimizer and train step of a training target."""
-    train = t.train
-    assert train is not None
-    names = [n for n, _, _ in t.inputs] + [n for n, _, _ in train.batch]
-    loss_args = ", ".join(["outputs", *train.loss_inputs])
-    labels = ""
-    train_opt = train.optimizer
-    if train.labels:
-        tree: dict[str, Any] = {}
-        for path, label in train.labels:
-            node = tree
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = f'"{label}"'
-        var = f"_{t.name}_labels"
-        labels = (f"#: Parameter groups of `{t.name}`, from its ModelParamTraversal filters.\n"
-                  f"{var} = {{\n" + "\n".join(_dict_lines(tree, 4)) + "\n}\n\n")
-        train_opt = train.optimizer.replace("_LABELS", var)
-    return template("train.py.j2").render(
-        name=t.name, arg_names=", ".join(names), description=t.description,
-        loss_name=train.loss.name, call=call, results=results, new_state=new_state,
-        loss_target="loss, metrics" if train.has_metrics else "loss",
-        metrics="metrics" if train.has_metrics else "{}",
-        loss_call=f"{train.loss.name}({loss_args})", optimizer=train_opt, labels=labels)
-
-
-def _trees_key(t: TargetProgram) -> tuple:
-    """Targets with equal parameter and state trees share one init and one shape tree."""
-    def tree(decls: tuple[ParamDecl, ...]) -> tuple:
-        return tuple((d.path, d.shape, d.dtype, d.init) for d in decls)
-
-    # an init that runs a forward pass (data-dependent initialization) is the entry's own
-    return tree(t.params), tree(t.state), t.entry if t.init_inputs else None
-
-
-def render_target(t: TargetProgram, source_sha256: str, module_name: str,
-                  relpath: str | None = None, shared: str | None = None) -> str:
-    """One target's functions and its `_runtime.Target`.
-
-    `shared` names an earlier target of the file with the same parameter and state
-    trees: this one then reuses its `init` and shape trees instead of repeating them.
-    """
-    fn = t.function
-    call_args = []
-    if fn.takes_params:
-        call_args.append("params")
-    call_args += [f'state["{c}"]' for c in fn.state_collections]
-    call_args += [n for n, _ in fn.inputs]
-    if fn.takes_rng:
-        call_args.append("rng=rng")
-    results = "outputs"
-    if fn.state_collections:
-        results = ", ".join(["outputs"] + [f"new_{c}" for c in fn.state_collections])
-    new_state = "{" + ", ".join(f'"{c}": new_{c}' for c in fn.state_collections) + "}"
-    symbolic = dict(t.symbolic)
-    # Symbolic dimensions are 1 in INPUTS; `symbolic=` names them (see runtime Target).
-    inputs = ", ".join(
-        f'"{n}": jax.ShapeDtypeStruct('
-        f'{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, '
-        f'{_dtype_code(d)})' for n, s, d in t.inputs)
-    symbolic_code = "{" + ", ".join(
-        f'"{n}": (' + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims)
-        + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
-    train = ""
-    train_kwargs = ""
-    if t.train is not None:
-        train = render_train(t, f"{t.entry}({', '.join(call_args)})", results, new_state)
-        batch = ", ".join(f'"{n}": jax.ShapeDtypeStruct({_tuple(s)}, jnp.{d})'
-                          for n, s, d in t.train.batch)
-        train_kwargs = (f"    train_step=_{t.name}_train_step,\n    init_opt=_{t.name}_init_opt,\n"
-                        f"    batch={{{batch}}},\n")
-    if t.mesh:
-        tree: dict[str, Any] = {}
-        for path, spec in t.param_sharding:
-            node = tree
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = "(" + ", ".join(
-                "None" if a is None else f'"{a}"' for a in spec) + ("," if len(spec) == 1
-                                                                  else "") + ")"
-        mesh = "{" + ", ".join(f'"{n}": {k}' for n, k in t.mesh) + "}"
-        sharding = "{\n" + "\n".join(_dict_lines(tree, 8)) + "\n    }" if tree else "{}"
-        train_kwargs += f"    mesh={mesh},\n    param_sharding={sharding},\n"
-    if t.tpu_topologies:  # names checked by hardware.parse_tpu_topology: [a-z0-9:x] only
-        train_kwargs += f"    tpu_topologies={_str_tuple(t.tpu_topologies)},\n"
-    if t.gpu_targets:  # names of hardware.GPU_TARGETS
-        train_kwargs += f"    gpu_targets={_str_tuple(t.gpu_targets)},\n"
-    state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
-    if shared is None:
-        init_call = ""
-        if t.init_inputs:
-            args = ", ".join(["params", *(f'state["{c}"]' for c in fn.state_collections),
-                              *(n for n, _ in fn.inputs), "rng=rng"])
-            init_call = f"{fn.init_name}({args})"
-        init_def = template("init.py.j2").render(
-            name=t.name, params_init=_init_tree_code(t.params, 4),
-            state_init=_tree_code(state_for_init, _init_leaf, 4),
-            input_names="".join(f", {n}" for n, _, _ in t.inputs) if t.init_inputs else "",
-            init_call=init_call).rstrip("\n") + "\n\n\n"
-        init_name, param_shapes = f"_{t.name}_init", _tree_code(t.params, _sds, 4)
-        state_shapes = _tree_code(t.state, _sds, 4)
-    else:
-        init_def, init_name = "", f"_{shared}_init"
-        param_shapes, state_shapes = f"{shared}.PARAM_SHAPES", f"{shared}.STATE_SHAPES"
-    return (train.rstrip("\n") + "\n\n\n" if train else "") + init_def + template(
-        "target.py.j2").render(
-        train_kwargs=train_kwargs, init_name=init_name,
-        name=t.name, description=docstring_text(t.description), entry=t.entry,
-        input_names=", ".join(n for n, _, _ in t.inputs),
-        inputs_doc=", ".join(f"{n}: {describe_aval(s, d)}" for n, s, d in t.inputs),
-        call=f"{t.entry}({', '.join(call_args)})", results=results, new_state=new_state,
-        param_shapes=param_shapes, state_shapes=state_shapes,
-        inputs="{" + inputs + "}", stochastic=repr(t.stochastic),
-        platforms=_str_tuple(t.platforms), devices=t.devices, module=module_name,
-        relpath=relpath or t.span.path, symbolic=symbolic_code,
-        source_sha256=source_sha256,
-        nparams=sum(size(d.shape) for d in t.params),
-        outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),
-        line=t.span.line, init_inputs=t.init_inputs,
-    )
-
-
-def _dtype_code(dtype: str) -> str:
-    """`jnp.float32`; a typed random key's dtype is the default implementation's."""
-    return "jax.random.key(0).dtype" if dtype.startswith("key<") else f"jnp.{dtype}"
-
-
-def _str_tuple(items: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f'"{i}"' for i in items) + ("," if len(items) == 1 else "") + ")"
 
 
 # ------------------------------------------------------------------ files
@@ -424,34 +391,35 @@ def _str_tuple(items: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class Emitted:
-    """The generated text of one model file."""
+    """The generated text of one model file, and what `symbolic` needs to finish it."""
 
-    relpath: str
     text: str
+    #: Function name -> its array inputs (name, tensor), for reading symbolic sizes.
+    inputs: dict[str, tuple[tuple[str, Any], ...]]
 
 
 def emit_file(program: FileProgram, module_name: str) -> str:
     """Render a whole generated module; checks that it parses."""
-    reserved = set(RESERVED) | {f.name for f in program.functions} | {
-        f.init_name for f in program.functions if f.init_name} | {
-        u.name for u in program.user_functions}
-    functions = [text for fn in program.functions
-                 for text in render_functions(fn, program.relpath, reserved)]
-    first: dict[tuple, str] = {}
-    targets = []
-    for t in program.targets:
-        key = _trees_key(t)
-        targets.append(render_target(t, program.source_sha256, module_name, program.relpath,
-                                     shared=first.get(key)))
-        first.setdefault(key, t.name)
+    return emit_module(program, module_name).text
+
+
+def emit_module(program: FileProgram, module_name: str) -> Emitted:
+    """Render a whole generated module (see `emit_file`) with its functions' inputs."""
+    from . import sharing, targets
+
+    reserved = set(RESERVED) | {u.name for u in program.user_functions}
+    renderer = Renderer(program, reserved)
+    plan = sharing.plan(program, renderer)
+    functions = plan.texts()
+    body_targets = targets.render_targets(program, plan, module_name)
     depth = module_name.count(".")
-    body = "\n".join(functions + targets)
+    body = "\n".join(functions + body_targets)
     user = [u.source.strip("\n") for u in program.user_functions]
-    text = template("module.py.j2").render(
+    text = template("module.py.j2").jinja.render(
         relpath=program.relpath, version=__version__, source_sha256=program.source_sha256,
         runtime_import=f"from {'.' * (depth + 1)} import _runtime",
         uses_np=bool(_NP.search(body)) or any(_NP.search(u) for u in user),
-        user_functions=user, functions=functions, targets=targets,
+        user_functions=user, functions=functions, targets=body_targets,
         target_names=[t.name for t in program.targets],
     )
     try:  # compile, not ast.parse: the same syntax check at half the cost
@@ -459,7 +427,7 @@ def emit_file(program: FileProgram, module_name: str) -> str:
     except SyntaxError as e:
         raise InternalError(f"emitted code for {program.relpath} does not parse: {e}",
                             dump=_numbered(text, e.lineno or 0)) from None
-    return text
+    return Emitted(text, plan.inputs())
 
 
 def _numbered(text: str, around: int) -> str:

@@ -301,13 +301,18 @@ def static_key(value: Any) -> Any:
     """A hashable key that identifies a static value (for specialization)."""
     if isinstance(value, Tensor):
         return ("tensor", value.shape, value.dtype, value.weak)
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(static_key(v) for v in value))
+    if isinstance(value, (list, tuple)):  # a shape read from an array is a plain tuple here
+        return ("list" if isinstance(value, list) else "tuple",
+                tuple(static_key(v) for v in value))
     if isinstance(value, dict):
         return ("dict", tuple((static_key(k), static_key(v)) for k, v in value.items()))
     if isinstance(value, float) and math.isnan(value):
         return ("nan",)
-    if isinstance(value, (bool, int, float, complex, str, type(None))):
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int):
+        return ("int", int(value))
+    if isinstance(value, (float, complex, str, type(None))):
         return (type(value).__name__, value)
     if isinstance(value, ModuleRef):
         return ("module", value.module.name, id(value.module), static_key(dict(value.bound)))
@@ -381,7 +386,9 @@ def describe_value(value: Any) -> str:
         return f"array {value.describe()}"
     if isinstance(value, bool):
         return f"bool {value!r}"
-    if isinstance(value, (int, float, str, complex)):
+    if isinstance(value, int):
+        return f"int {int(value)!r}"
+    if isinstance(value, (float, str, complex)):
         return f"{type(value).__name__} {value!r}"
     if value is None:
         return "None"

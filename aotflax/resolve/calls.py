@@ -13,6 +13,7 @@ from ..ops.stochastic import RngKey
 from ..program import (
     Code,
     Function,
+    FunctionRef,
     Op,
     OpInfo,
     Tensor,
@@ -265,7 +266,7 @@ class CallsMixin:
             extra += f", unroll={b['unroll']}"
         fn.ops.append(Op("ops/scan.j2", (
             ("target", _unpack_code((init, y), (final, stacked), [])),
-            ("step", Code((nested.name,))), ("init", value_code(init)),
+            ("step", Code((FunctionRef(nested),))), ("init", value_code(init)),
             ("xs", value_code(xs)), ("extra", Code((extra,))),
             ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested,
             OpInfo("jax.lax.scan", trips=n)))

@@ -19,9 +19,11 @@ from ..program import (
     Tensor,
     TreeVar,
     Var,
+    call_code,
     describe,
     fresh_like,
 )
+from ..sizes import plain
 from ..scopes import (
     FunctionState,
     GivenScope,
@@ -87,6 +89,8 @@ class ModulesMixin:
         bound = self._bind(method.params, args, {**dict(ref.bound), **kwargs},
                            f"{module.name}.{method_name}", span, skip_self=True,
                            defaults_env=module.globals)
+        # sizes read from the caller's arrays are plain ints inside the module (`sizes`)
+        bound = {k: plain(v) for k, v in bound.items()}
         key = (id(module), method_name, tuple((k, static_key(v)) for k, v in bound.items()))
         if key in self.cache:
             return self.cache[key]
@@ -159,7 +163,12 @@ class ModulesMixin:
             takes_rng=fn.takes_rng, inputs=tuple((n, t) for n, t in inputs if isinstance(t, Var)),
             body=tuple(fn.ops), result=result_code, result_tensors=tuple(leaves),
             span=method.span, state_result=_state_result(fn), hints=dict(fn.hints),
-            shared_args=tuple(a.name for a in fn.shared_args), init_name=init_name)
+            shared_args=tuple(a.name for a in fn.shared_args), init_name=init_name,
+            origin=f"{module.name}.{method.name}",
+            hparams=tuple((k, v) for k, v in bound.items() if is_static(v)),
+            params=tuple(fn.params.values()),
+            state=tuple(ParamDecl((c, *p), d.shape, d.dtype, d.init, d.span)
+                        for (c, p), d in fn.state.items()))
         self.functions.append(function)
         spec = Specialization(function, dict(fn.params), dict(fn.state), result,
                               tuple(fn.shared_args))
@@ -303,13 +312,12 @@ class ModulesMixin:
             fn.hint(var, f"{child_name}_{coll}")
         target = _unpack_code(spec.result, result, new_state)
         fn.emit("ops/module_call.j2",
-                {"target": target, "call": Code.of(callee.name, "(", Code.join(", ", call_args),
-                                                   ")")},
+                {"target": target, "call": call_code(callee, call_args)},
                 tuple(outs) + tuple(new_state), span, ref.class_name.lower(),
-                info=OpInfo(path=prefix, module=ref.class_name, callee=callee),
+                info=OpInfo(path=prefix, module=ref.class_name, callee=callee,
+                            shared=instance.shared_arg is not None),
                 init_args=None if init_args is None else {
-                    "target": target, "call": Code.of(callee.init_name, "(",
-                                                      Code.join(", ", init_args), ")")})
+                    "target": target, "call": call_code(callee, init_args, "init")})
         return result
 
     def _need_module_frame(self, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
@@ -561,7 +569,7 @@ class ModulesMixin:
         result = _copy_result(spec.result, fn)
         fn.emit("ops/module_call.j2",
                 {"target": _unpack_code(spec.result, result, []),
-                 "call": Code.of(callee.name, "(", Code.join(", ", call_args), ")")},
+                 "call": call_code(callee, call_args)},
                 tuple(_tensors(result)), span, module.name.lower())
         return result
 
