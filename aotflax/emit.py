@@ -344,13 +344,16 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
         text = template(op.template).render(**ctx).rstrip("\n").split("\n")
         where = _comment_where(relpath, op)
         shows = tuple(v for v in op.outputs if isinstance(v, Tensor))
-        temp_types = dict(zip(op.temps, op.temp_types)) if op.temp_types else {}
+        # the lines assigning a scratch variable show its type (the k-th for the k-th)
+        pending = {temps[n]: list(t) for n, t in zip(op.temps, op.temp_types) if t}
         for j, line in enumerate(text):
+            seen: tuple[Tensor, ...] = ()
             if j == len(text) - 1:
                 seen = shows
             else:
-                seen = tuple(t for name, t in temp_types.items()
-                             if t is not None and line.startswith(temps[name] + " = "))
+                target = line.split(" = ", 1)[0] if " = " in line else ""
+                if pending.get(target):
+                    seen = (pending[target].pop(0),)
             lines.append(Line(indent + line, where, seen))
     result = fn.result.render(namer.names)
     if fn.state_result:
@@ -407,7 +410,9 @@ def emit_module(program: FileProgram, module_name: str) -> Emitted:
     """Render a whole generated module (see `emit_file`) with its functions' inputs."""
     from . import sharing, targets
 
-    reserved = set(RESERVED) | {u.name for u in program.user_functions}
+    # a value may not take a function's name (the names functions get start with these)
+    reserved = set(RESERVED) | {u.name for u in program.user_functions} | {
+        sharing.base_name(fn) for fn in program.functions}
     renderer = Renderer(program, reserved)
     plan = sharing.plan(program, renderer)
     functions = plan.texts()

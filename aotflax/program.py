@@ -175,9 +175,9 @@ class Op:
     init_only: bool = False
     #: Arguments in the init variant when they differ (a call of a child's init variant).
     init_args: "tuple[tuple[str, Code], ...] | None" = None
-    #: Types of `temps`, where the rule knows them (the comment of the line assigning
-    #: one shows it, like an output's).
-    temp_types: "tuple[Tensor | None, ...]" = ()
+    #: Types of `temps`, where the rule knows them: per temp, one per line assigning it
+    #: (the comment of that line shows it, like an output's).
+    temp_types: "tuple[tuple[Tensor, ...], ...]" = ()
 
     def inputs(self) -> list[Var]:
         """Variables the op reads (an argument named "target" is what it assigns)."""
@@ -248,6 +248,8 @@ class Function:
     init_name: str | None = None
     #: What it implements, for names and docstrings ("ResNetBlock.apply", "cross_entropy").
     origin: str = ""
+    #: The model's own name for the module configuration, if any ("ResNet18").
+    label: str = ""
     #: The static hyperparameters it is specialized for, in signature order: emit names the
     #: keyword arguments and variants of shared functions after them.
     hparams: tuple[tuple[str, Any], ...] = field(default=(), compare=False)

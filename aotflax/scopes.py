@@ -64,10 +64,12 @@ class FunctionState:
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...], span: Span,
              stem: str, temps: tuple[str, ...] = (), info: OpInfo | None = None, *,
-             init_only: bool = False, init_args: dict[str, Code] | None = None) -> None:
+             init_only: bool = False, init_args: dict[str, Code] | None = None,
+             temp_types: tuple = ()) -> None:
         self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
                            stem, info=info, init_only=init_only,
-                           init_args=tuple(init_args.items()) if init_args else None))
+                           init_args=tuple(init_args.items()) if init_args else None,
+                           temp_types=tuple(temp_types)))
 
     def hint(self, var: Any, name: str) -> None:
         if isinstance(var, Var):

@@ -335,7 +335,7 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
         if run is not None:
             j, last = run
             texts = [_tuple_text(n[j:last + 1]) for n in numbers]
-            hp = _match_exact(candidates, texts)
+            hp = _match_exact([c for c in candidates if not c[0].startswith("\x01")], texts)
             if hp is not None:
                 replace[j] = kwarg(hp[0], hp[1])
                 runs[j] = last
@@ -375,8 +375,8 @@ def _candidates(group: Group) -> list[tuple[str, list[Any]]]:
     if group.kind == "variables":
         per = [dict(input_candidates(m.body.function)) for m in group.members]
         for label in per[0]:
-            if all(label in p for p in per):
-                out.append((label, [p[label][0] for p in per]))
+            if all(label in p for p in per):  # marked: tried after the hyperparameters
+                out.append(("\x01" + label, [p[label][0] for p in per]))
     return out
 
 
@@ -398,10 +398,23 @@ def _match_exact(candidates: list[tuple[str, list[Any]]],
 
 def _match(candidates: list[tuple[str, list[Any]]],
            texts: list[str]) -> tuple[str, list[str], str] | None:
-    """(keyword, its values, how the number reads it) for one varying number."""
-    exact = _match_exact(candidates, texts)
-    if exact is not None:
-        return exact[0], exact[1], "{}"
+    """(keyword, its values, how the number reads it) for one varying number: a
+    hyperparameter first (exactly, then times or divided by a constant), then the other
+    candidates (a module's input sizes) the same way."""
+    real = [c for c in candidates if not c[0].startswith("\x01")]
+    other = [(n[1:], v) for n, v in candidates if n.startswith("\x01")]
+    for tier in (real, other):
+        exact = _match_exact(tier, texts)
+        if exact is not None:
+            return exact[0], exact[1], "{}"
+        found = _scaled(tier, texts)
+        if found is not None:
+            return found
+    return None
+
+
+def _scaled(candidates: list[tuple[str, list[Any]]],
+            texts: list[str]) -> tuple[str, list[str], str] | None:
     try:
         ints = [int(t) for t in texts]
     except ValueError:
@@ -466,7 +479,7 @@ def _substitute(segments: list[str], numbers: list[str], replace: dict[int, str]
 # ------------------------------------------------------------------ names
 
 
-def _base_name(fn: Function) -> str:
+def base_name(fn: Function) -> str:
     if fn.origin and "." in fn.origin:
         cls, method = fn.origin.split(".", 1)
         return snake(cls) + ("" if method == "apply" else "_" + snake(method))
@@ -480,11 +493,13 @@ def _name_groups(plan: Plan) -> None:
         if g.first.decorators:  # custom_jvp pairs keep their names (the rule names the primal)
             g.name = g.first.name if g.kind == "apply" else g.first.init_name or g.first.name
             continue
-        by_base.setdefault((_base_name(g.first), g.kind), []).append(g)
+        by_base.setdefault((base_name(g.first), g.kind), []).append(g)
     used = set(RESERVED) | {g.name for g in plan.groups if g.name}
     used |= {u.name for u in plan.program.user_functions}
     used |= {f"_{t.name}_apply" for t in plan.program.targets}
     used |= {t.name for t in plan.program.targets}
+    for member in plan.members.values():  # the values of every function (and attributes)
+        used |= set(_IDENT.findall(member.body.code()))
     for (base, kind), groups in by_base.items():
         names = _variant_names(base, groups)
         for g, name in zip(groups, names):
@@ -498,24 +513,32 @@ def _name_groups(plan: Plan) -> None:
 
 
 def _variant_names(base: str, groups: list[Group]) -> list[str]:
+    """`base` with, for each group, the labels that tell it from the others: flags first,
+    then the model's name for its configuration (which replaces `base`: `res_net18`),
+    then the parameter subtree only some have, then other hyperparameter values."""
     if len(groups) == 1:
         return [base]
-    features = _features(groups)
+    bases = [base] * len(groups)
     labels = [[] for _ in groups]  # type: list[list[str]]
-    chosen = 0
-    for feature in features:
-        names = ["_".join([base, *[x for x in lab if x]]) for lab in labels]
-        if len(set(names)) == len(names):
+
+    def names() -> list[str]:
+        return ["_".join([b, *[x for x in lab if x]]) for b, lab in zip(bases, labels)]
+
+    for kind, feature in _features(groups):
+        current = names()
+        if len(set(current)) == len(current):
             break
         # a feature helps if it separates two groups that share a name so far
         split = any(feature[i] != feature[j] for i in range(len(groups))
-                    for j in range(i) if names[i] == names[j])
+                    for j in range(i) if current[i] == current[j])
         if not split:
+            continue
+        if kind == "label":
+            bases = [f or b for f, b in zip(feature, bases)]
             continue
         for lab, value in zip(labels, feature):
             lab.append(value)
-        chosen += 1
-    names = ["_".join([base, *[x for x in lab if x]]) for lab in labels]
+    names = names()
     seen: dict[str, int] = {}
     out = []
     for name in names:
@@ -524,8 +547,8 @@ def _variant_names(base: str, groups: list[Group]) -> list[str]:
     return out
 
 
-def _features(groups: list[Group]) -> list[list[str]]:
-    """Per feature, its label for each group (flags first, then subtrees, then values)."""
+def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
+    """Per feature, its kind and its label for each group (see `_variant_names`)."""
     flags: list[list[str]] = []
     values: list[list[str]] = []
 
@@ -569,7 +592,12 @@ def _features(groups: list[Group]) -> list[list[str]]:
             if k not in keys and not all(k in other for other in trees):
                 keys.append(k)
     subtree = [[f"with_{_slug(k)}" if k in t else "" for t in trees] for k in keys[:1]]
-    return flags + subtree + values
+    label = []
+    names_of = [{m.body.function.label for m in g.members} for g in groups]
+    if all(len(n) == 1 for n in names_of) and len({next(iter(n)) for n in names_of}) > 1:
+        label = [[snake(next(iter(n))) if next(iter(n)) else "" for n in names_of]]
+    return ([("flag", f) for f in flags] + [("label", f) for f in label]
+            + [("subtree", f) for f in subtree] + [("value", f) for f in values])
 
 
 def _ref_flags(refs: list[ModuleRef]) -> list[list[str]]:
@@ -670,12 +698,17 @@ def _serves(plan: Plan, group: Group) -> list[str]:
     by_paths: dict[tuple[str, ...], list[str]] = {}
     for target, paths in per_target.items():
         by_paths.setdefault(tuple(paths), []).append(target)
+    if list(by_paths) == [("",)] and len(per_target) == 1:
+        return []  # one target's module: its apply function says so
     out = []
     for paths, targets in by_paths.items():
-        shown = [p or "(the target's module)" for p in paths]
-        if len(shown) > 6:
-            shown = shown[:4] + [f"... ({len(paths)} instances)"]
-        out.append(f"{', '.join(targets)}: {', '.join(shown)}")
+        if paths == ("",):
+            out.append(", ".join(targets))
+            continue
+        shown = [p or "the module itself" for p in paths]
+        if len(shown) > 8:
+            shown = shown[:6] + [f"... ({len(paths)} instances)"]
+        out.append(f"{', '.join(targets)} ({', '.join(shown)})")
     return out
 
 
@@ -710,16 +743,19 @@ def _docstring(plan: Plan, group: Group) -> str:
     fn = group.first
     where = f"{fn.span.file.name or plan.program.relpath}:{fn.span.line}"
     what = fn.doc if not fn.origin or "." not in fn.origin else _signature(group)
+    if group.kind == "variables":
+        collections = ["params"] * bool(fn.params) + list(dict.fromkeys(
+            d.path[0] for d in fn.state))
+        what = f"The {' and '.join(collections)} of {what}"
     if group.kind == "init":
         what += ", init variant: also initializes the parameters that come from data " \
                 "(writing them into params)"
     head = docstring_text(f"{what}, from {where}.")
-    serves = _serves(plan, group)
-    if not serves or (len(group.members) == 1 and len(serves) == 1 and
-                      serves[0].endswith("(the target's module)")):
+    serves = _serves(plan, group) if group.kind != "variables" else []
+    if not serves:
         return head
-    lines = [head, "", *_wrap("Serves " + "; ".join(serves) + ".")]
-    return "\n    ".join(docstring_text(x) for x in lines) + "\n    "
+    lines = _wrap("Serves " + "; ".join(serves) + ".")
+    return head + "\n\n" + "".join(f"    {docstring_text(x)}\n" for x in lines) + "    "
 
 
 def _signature(group: Group) -> str:
@@ -753,56 +789,60 @@ def _wrap(text: str, width: int = 88) -> list[str]:
 
 
 class _DimNames:
-    """Names for the dimensions that differ between the members of a group."""
+    """Names for the dimensions that differ between the members of a group: a
+    hyperparameter with those values (`filters`), else the axis of an input it is
+    (`batch`, `height`, `width`), else a multiple or fraction of one (`height // 2`)."""
 
     def __init__(self, group: Group):
-        self.group = group
-        self.names: dict[tuple[int, ...], str] = {}
-        taken: set[str] = set()
-        hps = _candidates(group)
-        for name, values in hps:
+        self.hps: dict[tuple[int, ...], str] = {}
+        #: (values, rank, axis) -> name, for the axes of the inputs.
+        self.axes: dict[tuple[tuple[int, ...], int, int], str] = {}
+        self.vectors: dict[tuple[int, ...], str] = {}
+        self.taken: set[str] = set()
+        for name, values in _candidates(group):
+            if name.startswith("\x01"):
+                continue
             if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
                 vec = tuple(int(v) for v in values)
-                if len(set(vec)) > 1 and vec not in self.names:
-                    self.names[vec] = name
-                    taken.add(name)
+                if len(set(vec)) > 1 and vec not in self.hps:
+                    self.hps[vec] = name
+                    self.taken.add(name)
         inputs = [m.body.function.inputs for m in group.members]
         for i, (arg, t) in enumerate(inputs[0]):
             if not isinstance(t, Tensor):
                 continue
-            axes = AXES.get(t.ndim, tuple(f"d{k}" for k in range(t.ndim)))
+            names = AXES.get(t.ndim, tuple(f"d{k}" for k in range(t.ndim)))
             for axis in range(t.ndim):
                 try:
                     vec = tuple(ins[i][1].shape[axis] for ins in inputs)
                 except (IndexError, AttributeError):
                     continue
-                if len(set(vec)) > 1 and vec not in self.names:
-                    name = axes[axis] if i == 0 else f"{arg}_{axes[axis]}"
-                    while name in taken:
-                        name += "_"
-                    self.names[vec] = name
-                    taken.add(name)
-        self.taken = taken
+                if len(set(vec)) == 1 or (vec, t.ndim, axis) in self.axes:
+                    continue
+                name = names[axis] if i == 0 else f"{arg}_{names[axis]}"
+                while name in self.taken:
+                    name += "_"
+                self.axes[(vec, t.ndim, axis)] = name
+                self.vectors.setdefault(vec, name)
+                self.taken.add(name)
 
-    def dim(self, vec: tuple[int, ...]) -> str:
+    def dim(self, vec: tuple[int, ...], rank: int, axis: int) -> str:
         if len(set(vec)) == 1:
             return str(vec[0])
-        found = self.names.get(vec)
-        if found is not None:
-            return found
-        for known, name in list(self.names.items()):
-            if all(k and v % k == 0 for v, k in zip(vec, known)):
-                c = {v // k for v, k in zip(vec, known)}
-                if len(c) == 1:
-                    return f"{name} * {c.pop()}"
-            if all(v and k % v == 0 for v, k in zip(vec, known)):
-                c = {k // v for v, k in zip(vec, known)}
-                if len(c) == 1:
-                    return f"{name} // {c.pop()}"
+        for found in (self.hps.get(vec), self.axes.get((vec, rank, axis)),
+                      self.vectors.get(vec)):
+            if found is not None:
+                return found
+        known = [(v, n) for (v, r, a), n in self.axes.items() if (r, a) == (rank, axis)]
+        known += [(v, n) for v, n in self.vectors.items()] + list(self.hps.items())
+        for values, name in known:
+            scaled = _relation(vec, values)
+            if scaled is not None:
+                return scaled.format(name)
         name, n = "n", 1
         while name in self.taken:
             name, n = f"n{n}", n + 1
-        self.names[vec] = name
+        self.vectors[vec] = name
         self.taken.add(name)
         return name
 
@@ -815,8 +855,21 @@ class _DimNames:
             for axis in range(t.ndim):
                 vec = tuple(s[k].shape[axis] if k < len(s) and axis < s[k].ndim else
                             t.shape[axis] for s in shows)
-                dims.append(self.dim(vec))
+                dims.append(self.dim(vec, t.ndim, axis))
             parts.append(describe_aval(tuple(dims), t.dtype))  # type: ignore[arg-type]
         shapes = ", ".join(parts)
         text = f"  # {line.where}" if line.where else "  #"
         return text + (f"  {shapes}" if shapes else "")
+
+
+def _relation(vec: tuple[int, ...], known: tuple[int, ...]) -> str | None:
+    """`{} * 2` or `{} // 2` when `vec` is a constant multiple or fraction of `known`."""
+    if all(k and v % k == 0 for v, k in zip(vec, known)):
+        c = {v // k for v, k in zip(vec, known)}
+        if len(c) == 1 and (m := c.pop()) > 1:
+            return "{} * " + str(m)
+    if all(v and k % v == 0 for v, k in zip(vec, known)):
+        c = {k // v for v, k in zip(vec, known)}
+        if len(c) == 1 and (m := c.pop()) > 1:
+            return "{} // " + str(m)
+    return None

@@ -21,13 +21,54 @@ def render_targets(program: FileProgram, plan: Plan, module_name: str) -> list[s
     """The text of every target, in declaration order, with the variable trees they use."""
     out: list[str] = []
     trees: dict[str, str] = {}
+    applies: dict[str, list[TargetProgram]] = {}  # targets with the same apply share it
+    for t in program.targets:
+        applies.setdefault(_apply_body(t, plan), []).append(t)
+    written: set[str] = set()
     for t in program.targets:
         variables, fresh = _variables(plan, t, trees)
         if fresh:
             out.append(fresh)
+        body = _apply_body(t, plan)
+        sharing = applies[body]
+        apply_def = ""
+        if body not in written:
+            written.add(body)
+            apply_def = _apply_def(sharing, body)
         out.append(render_target(t, plan, program.source_sha256, module_name,
-                                 program.relpath, variables))
+                                 program.relpath, variables, f"_{sharing[0].name}_apply",
+                                 apply_def))
     return out
+
+
+def _results(t: TargetProgram) -> tuple[str, str]:
+    fn = t.function
+    results = "outputs"
+    if fn.state_collections:
+        results = ", ".join(["outputs"] + [f"new_{c}" for c in fn.state_collections])
+    new_state = "{" + ", ".join(f'"{c}": new_{c}' for c in fn.state_collections) + "}"
+    return results, new_state
+
+
+def _apply_body(t: TargetProgram, plan: Plan) -> str:
+    results, new_state = _results(t)
+    args = ", ".join(["params", "state", *(n for n, _, _ in t.inputs), "rng=None"])
+    return (f"({args})\n    {results} = {plan.call(t.function, _call_args(t))}\n"
+            f"    return outputs, {new_state}")
+
+
+def _apply_def(targets: list[TargetProgram], body: str) -> str:
+    """`_name_apply(params, state, *inputs, rng=None) -> (outputs, new_state)`."""
+    t = targets[0]
+    if len(targets) == 1:
+        doc = (f"{t.description} on "
+               + ", ".join(f"{n}: {describe_aval(s, d)}" for n, s, d in t.inputs)
+               + " -> " + ", ".join(describe_aval(s, d) for s, d in t.outputs) + ".")
+    else:
+        doc = (f"{t.description}: the apply of targets "
+               + ", ".join(x.name for x in targets) + ".")
+    args, rest = body.split("\n", 1)
+    return (f"def _{t.name}_apply{args}:\n    \"\"\"{docstring_text(doc)}\"\"\"\n{rest}\n\n\n")
 
 
 def _variables(plan: Plan, t: TargetProgram, trees: dict[str, str]) -> tuple[str, str]:
@@ -90,14 +131,12 @@ def _labels_code(labels: tuple[tuple[tuple[str, ...], str], ...]) -> str:
 
 
 def render_target(t: TargetProgram, plan: Plan, source_sha256: str, module_name: str,
-                  relpath: str, variables: str) -> str:
-    """One target: its apply wrapper, train step, init and `_runtime.Target`."""
+                  relpath: str, variables: str, apply_name: str, apply_def: str) -> str:
+    """One target: its apply wrapper (if it is the first with it), train step, init and
+    `_runtime.Target`."""
     fn = t.function
     call = plan.call(fn, _call_args(t))
-    results = "outputs"
-    if fn.state_collections:
-        results = ", ".join(["outputs"] + [f"new_{c}" for c in fn.state_collections])
-    new_state = "{" + ", ".join(f'"{c}": new_{c}' for c in fn.state_collections) + "}"
+    results, new_state = _results(t)
     symbolic = dict(t.symbolic)
     # Symbolic dimensions are 1 in INPUTS; `symbolic=` names them (see runtime Target).
     inputs = ", ".join(
@@ -121,6 +160,16 @@ def render_target(t: TargetProgram, plan: Plan, source_sha256: str, module_name:
         extra += f"    tpu_topologies={_str_tuple(t.tpu_topologies)},\n"
     if t.gpu_targets:  # names of hardware.GPU_TARGETS
         extra += f"    gpu_targets={_str_tuple(t.gpu_targets)},\n"
+    # the runtime's defaults are left out: stochastic=False, platforms=("cpu",), devices=1
+    options = ""
+    if t.stochastic:
+        options += "    stochastic=True,\n"
+    if t.platforms != ("cpu",):
+        options += f"    platforms={_str_tuple(t.platforms)},\n"
+    if t.devices != 1:
+        options += f"    devices={t.devices},\n"
+    if t.symbolic:
+        options += f"    symbolic={symbolic_code},\n"
     init_def, init_name = "", f"{variables}.init"
     if t.init_inputs:
         args = ["params", *(f'state["{c}"]' for c in fn.state_collections),
@@ -130,20 +179,13 @@ def render_target(t: TargetProgram, plan: Plan, source_sha256: str, module_name:
             input_names="".join(f", {n}" for n, _, _ in t.inputs),
             init_call=plan.call(fn, args, "init")).rstrip("\n") + "\n\n\n"
         init_name = f"_{t.name}_init"
-    return (train.rstrip("\n") + "\n\n\n" if train else "") + init_def + template(
+    return (train.rstrip("\n") + "\n\n\n" if train else "") + init_def + apply_def + template(
         "target.py.j2").jinja.render(
-        extra=extra, init_name=init_name, variables=variables,
-        name=t.name, description=docstring_text(t.description),
-        input_names=", ".join(n for n, _, _ in t.inputs),
-        inputs_doc=", ".join(f"{n}: {describe_aval(s, d)}" for n, s, d in t.inputs),
-        call=call, results=results, new_state=new_state,
-        inputs="{" + inputs + "}", stochastic=repr(t.stochastic),
-        platforms=_str_tuple(t.platforms), devices=t.devices, module=module_name,
-        relpath=relpath or t.span.path, symbolic=symbolic_code,
-        source_sha256=source_sha256,
-        nparams=sum(size(d.shape) for d in t.params),
-        outputs_doc=", ".join(describe_aval(s, d) for s, d in t.outputs),
-        line=t.span.line, init_inputs=t.init_inputs,
+        extra=extra, init_name=init_name, variables=variables, apply_name=apply_name,
+        name=t.name, inputs="{" + inputs + "}", options=options, module=module_name,
+        relpath=relpath or t.span.path, source_sha256=source_sha256,
+        nparams=sum(size(d.shape) for d in t.params), line=t.span.line,
+        init_inputs=t.init_inputs,
     )
 
 

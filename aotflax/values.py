@@ -104,6 +104,9 @@ class ModuleRef:
     bound: tuple[tuple[str, Any], ...] = ()
     #: Where `partial` was called (for notes).
     span: Span | None = None
+    #: The module-level name the model gave this configuration (`ResNet18 = ResNet.partial(
+    #: ...)`), kept by further partials: emit names variants after it.
+    label: str | None = field(default=None, compare=False)
 
     @property
     def class_name(self) -> str:
@@ -112,7 +115,7 @@ class ModuleRef:
     def with_bound(self, extra: dict[str, Any], span: Span) -> "ModuleRef":
         merged = dict(self.bound)
         merged.update(extra)
-        return ModuleRef(self.module, tuple(merged.items()), span)
+        return ModuleRef(self.module, tuple(merged.items()), span, self.label)
 
 
 @dataclass(eq=False)

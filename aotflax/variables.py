@@ -105,7 +105,9 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function]) -
     for path, collection, d in decls:
         child = next((p for p in children if path[:len(p)] == p), None)
         if child is None:
-            place(path, _leaf(collection, d, _init_code(d, initializers, renderer, calls)))
+            leaf = _Leaf(_leaf(collection, d, _init_code(d, initializers, renderer, calls)))
+            leaf.where = f"{d.span.file.name or fn.span.path}:{d.span.line}"
+            place(path, leaf)
             continue
         if child in placed:
             continue
@@ -115,8 +117,15 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function]) -
         if (callee, "variables") not in calls:
             calls.append((callee, "variables"))
         place(child, f"\x00{placeholder(i)}\x00(\x01N{placeholder(i)}\x01)")
-    result = "\n".join(_value_lines(tree, 4))
-    return Body(fn, "variables", [], False, [], result, calls)
+    lines = [Line(text, where) for text, where in _value_lines(tree, 0)]
+    lines[0].code = "return " + lines[0].code
+    return Body(fn, "variables", [], False, lines, "", calls)
+
+
+class _Leaf(str):
+    """A leaf's code, with the DSL line that declares it."""
+
+    where = ""
 
 
 class _Both:
@@ -156,33 +165,34 @@ def _leaf(collection: str, d: ParamDecl, init: str) -> str:
     return f"{_LEAF_PARAM}({init}, {shape}{dtype})"
 
 
-def _value_lines(value: Any, indent: int) -> list[str]:
-    """A tree node as lines at `indent` (the first line is not indented): a dict holding
-    one leaf stays on one line, a bigger one takes a line per entry."""
+def _value_lines(value: Any, indent: int) -> list[tuple[str, str]]:
+    """A tree node as (line, where) at `indent` (the first line is not indented): a dict
+    holding one leaf stays on one line, a bigger one takes a line per entry."""
     pad = " " * (indent + 4)
     if isinstance(value, _Both):
         parts = [_value_lines(v, indent + 4) for v in value.items]
         if all(len(p) == 1 for p in parts):
-            return ["(" + ", ".join(p[0] for p in parts) + ")"]
-        out = ["("]
+            return [("(" + ", ".join(p[0][0] for p in parts) + ")", parts[0][0][1])]
+        out = [("(", "")]
         for p in parts:
-            out += [pad + p[0], *p[1:-1], p[-1] + ","] if len(p) > 1 else [pad + p[0] + ","]
-        return out + [" " * indent + ")"]
+            out += [(pad + p[0][0], p[0][1]), *p[1:]]
+            out[-1] = (out[-1][0] + ",", out[-1][1])
+        return out + [(" " * indent + ")", "")]
     if isinstance(value, dict):
         if not value:
-            return ["{}"]
+            return [("{}", "")]
         if len(value) == 1:
             (k, v), = value.items()
             if isinstance(v, str):
-                return [f'{{"{k}": {v}}}']
-        out = ["{"]
+                return [(f'{{"{k}": {v}}}', getattr(v, "where", ""))]
+        out = [("{", "")]
         for k, v in value.items():
             lines = _value_lines(v, indent + 4)
-            lines[0] = f'{pad}"{k}": {lines[0]}'
-            lines[-1] += ","
+            lines[0] = (f'{pad}"{k}": {lines[0][0]}', lines[0][1])
+            lines[-1] = (lines[-1][0] + ",", lines[-1][1])
             out += lines
-        return out + [" " * indent + "}"]
-    return [str(value)]
+        return out + [(" " * indent + "}", "")]
+    return [(str(value), getattr(value, "where", ""))]
 
 
 def input_candidates(fn: Function) -> list[tuple[str, list[int]]]:

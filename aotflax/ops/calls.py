@@ -261,10 +261,17 @@ class FnCall:
                       info=self.op_info("ops/call.j2", args, outputs))
 
     def emit(self, template: str, args: dict[str, Code | str | Tensor], outputs: Sequence[Tensor],
-             stem: str | None = None, temps: tuple[str, ...] = ()) -> None:
+             stem: str | None = None,
+             temps: "tuple[str, ...] | dict[str, Tensor | tuple[Tensor, ...]]" = ()) -> None:
+        """Emit `template`; `temps` names its scratch variables, with their types where
+        known (one per line assigning it) for the comments."""
         coded = {k: v if isinstance(v, Code) else Code((v,)) for k, v in args.items()}
+        types: tuple = ()
+        if isinstance(temps, dict):
+            types = tuple(t if isinstance(t, tuple) else (t,) for t in temps.values())
+            temps = tuple(temps)
         self.ctx.emit(template, coded, tuple(outputs), self.span, stem or self.entry.name.lower(),
-                      temps, info=self.op_info(template, coded, outputs))
+                      temps, info=self.op_info(template, coded, outputs), temp_types=types)
 
     def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Tensor]) -> OpInfo:
         """What the model summary records of an op this call emits: entry, FLOPs, instance."""

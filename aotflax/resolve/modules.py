@@ -164,7 +164,7 @@ class ModulesMixin:
             body=tuple(fn.ops), result=result_code, result_tensors=tuple(leaves),
             span=method.span, state_result=_state_result(fn), hints=dict(fn.hints),
             shared_args=tuple(a.name for a in fn.shared_args), init_name=init_name,
-            origin=f"{module.name}.{method.name}",
+            origin=f"{module.name}.{method.name}", label=ref.label or "",
             hparams=tuple((k, v) for k, v in bound.items() if is_static(v)),
             params=tuple(fn.params.values()),
             state=tuple(ParamDecl((c, *p), d.shape, d.dtype, d.init, d.span)
@@ -313,7 +313,7 @@ class ModulesMixin:
         target = _unpack_code(spec.result, result, new_state)
         fn.emit("ops/module_call.j2",
                 {"target": target, "call": call_code(callee, call_args)},
-                tuple(outs) + tuple(new_state), span, ref.class_name.lower(),
+                tuple(outs) + tuple(new_state), span, f"{ref.class_name.lower()}_out",
                 info=OpInfo(path=prefix, module=ref.class_name, callee=callee,
                             shared=instance.shared_arg is not None),
                 init_args=None if init_args is None else {

@@ -20,6 +20,7 @@ from ..values import (
     POISON,
     BoundMethod,
     Closure,
+    ModuleRef,
     Poison,
     describe_value,
     is_static,
@@ -164,6 +165,10 @@ class StatementsMixin:
         if isinstance(target, ir.Name):
             if frame.fn is not None and has_code(value):
                 value = self._bind_size(target.id, value, frame.fn, target.span)
+            if frame.fn is None and isinstance(value, ModuleRef) and value.bound and \
+                    value.label is None and target.id != value.class_name:
+                # `ResNet18 = ResNet.partial(...)`: the model's name for this configuration
+                value = ModuleRef(value.module, value.bound, value.span, target.id)
             frame.env.set(target.id, value)
             if frame.fn is not None:
                 frame.fn.hint(value, target.id)
