@@ -236,6 +236,18 @@ _entry("AOT107", "model file name is not a Python module name", """
     models/my_net.py
     """, checked=False)
 
+_entry("AOT108", "not a model file", """
+    The build reads only regular files inside the folder it builds, of at most 8
+    MiB.  A `*.py` entry that is a folder, a FIFO or a device, a symbolic link
+    loop, or a symbolic link to a file outside that folder is refused without
+    being read (a link could otherwise make the build read, and quote in its
+    messages, any file the user can read).  Copy the file into the folder.
+    """, """
+    models/net.py -> /home/me/other/net.py   (a symbolic link out of models/)
+    """, """
+    models/net.py                            (a copy of the file)
+    """, checked=False)
+
 # ====================================================================== AOT2xx: arrays
 
 _entry("AOT201", "array argument of the wrong dtype or rank", """
@@ -801,10 +813,13 @@ _entry("AOT327", "(retired) random key passed to a module", """
     """, checked=False)
 
 _entry("AOT330", "build-time work too large", """
-    Loops are unrolled at build time, and resolving a file is bounded (loop
-    lengths, total steps, sizes of static values) so a typo such as
-    `range(10**9)` becomes an error instead of a hang.  Use `jax.lax.scan` for
-    long loops inside the computation.
+    Loops are unrolled at build time, and resolving a file is bounded so a typo
+    such as `range(10**9)` becomes an error instead of a hang: loops unroll at
+    most 100,000 times, static strings and containers hold at most 2^20 items
+    and ints at most 2^16 bits, and one budget of 2,000,000 steps covers the
+    statements run, the work of static operations on big values and every
+    operation emitted (at most 50,000 per file).  Use `jax.lax.scan` for long
+    loops inside the computation, and keep static values small.
     """, """
     class Net(nn.Module):
         def apply(self, x, depth: int = 10**9):
@@ -862,8 +877,10 @@ _entry("AOT332", "cannot assign items of this value", """
     """)
 
 _entry("AOT333", "cannot unpack", """
-    Tuple unpacking needs a static sequence of exactly as many items as there are
-    targets.  An array is not unpacked at build time: index it instead.
+    Tuple unpacking needs exactly as many items as there are targets: a static
+    sequence of that length, or an array whose first axis has that size (it
+    unpacks along that axis, as Python iterates a jax array:
+    `k1, k2 = jax.random.split(key)`).
     """, """
     SIZES = (16, 8)
 
@@ -1060,7 +1077,10 @@ _entry("AOT346", "unknown attribute", """
     """)
 
 _entry("AOT347", "`**` needs a dict", """
-    `f(**kwargs)` unpacks a static dict of keyword arguments.
+    `f(**kwargs)` unpacks a static dict of keyword arguments, so its keys are
+    identifiers, as Python requires of keyword names (a key such as
+    `"lr=0.1, momentum"` or one with a NUL byte is refused: keyword names can
+    reach generated code).
     """, """
     class Net(nn.Module):
         def apply(self, x):
@@ -1234,8 +1254,9 @@ _entry("AOT355", "invalid nn.Sequential", """
 
 _entry("AOT356", "invalid state collection name", """
     State variables live in a collection of `state` (BatchNorm uses
-    `batch_stats`).  A collection name is an identifier, and `params` and `rng`
-    are reserved.
+    `batch_stats`).  A collection becomes an argument of generated functions, so
+    its name is an ASCII identifier that they do not already use: not a keyword
+    or builtin, not `params`, `rng`, `jax`, `jnp`, `np` or `optax`.
     """, """
     class Counter(nn.Module):
         def apply(self, x):
@@ -1692,9 +1713,10 @@ _entry("AOT405", "target input is not an array input", """
 
 _entry("AOT406", "target name is not an identifier", """
     A target becomes an attribute of the generated module (`generated.net.T`),
-    so its name must be a Python identifier that the module does not already
-    use: not a keyword or builtin, not `jax` / `jnp` / `np`, not the name of a
-    module class of the file.
+    so its name must be an ASCII identifier of at most 100 characters that the
+    module does not already use: not a keyword or builtin, not `jax` / `jnp` /
+    `np`, not the name of a module class of the file, and not starting with `_`
+    (the module's helpers, such as `_net_init`, are named so).
     """, """
     class Net(nn.Module):
         def apply(self, x):
@@ -1761,8 +1783,8 @@ _entry("AOT409", "target input is not a spec", """
     """)
 
 _entry("AOT410", "invalid input dimension", """
-    A spec's dimensions are non-negative ints, or identifiers (`"batch"`) for
-    symbolic dimensions.
+    A spec's dimensions are non-negative ints, or ASCII identifiers (`"batch"`)
+    for symbolic dimensions.
     """, """
     class Net(nn.Module):
         def apply(self, x):

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gc
 import hashlib
 import json
 import keyword
 import os
 import re
+import stat
 import sys
 import time
 import traceback
@@ -72,11 +74,61 @@ class BuildReport:
     rows: list[dict] = field(default_factory=list)
 
 
+#: Largest model file the build reads (a 2,000-layer model file is some 100 KiB).
+MAX_MODEL_BYTES = 8 << 20
+
+
 def find_models(path: Path) -> list[Path]:
+    """The model files to build: `path` itself, or every `*.py` below it.
+
+    Entries that are not regular files are listed too (and refused by `read_model` with
+    a message), so nothing named like a model is silently skipped; folders and files
+    whose names start with `.` or `_` are skipped, and symlinked folders are not entered.
+    """
     if path.is_file():
         return [path]
     return sorted(p for p in path.rglob("*.py")
                   if not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+
+
+def read_model(model: Path, root: Path, shown: str) -> bytes:
+    """The bytes of one model file, read only if it is a regular file of bounded size
+    inside the folder being built (`root`); anything else is an AOT108 error."""
+    def refuse(why: str, hint: str | None = None) -> BuildError:
+        return BuildError([Diagnostic("AOT108", f"{shown}: {why}; it was not read", None,
+                                      hint=hint)])
+
+    try:
+        real = model.resolve(strict=True)
+    except (OSError, RuntimeError) as e:  # a dangling link, a symlink loop
+        reason = "is a symbolic link loop" if "loop" in str(e).lower() or getattr(
+            e, "errno", None) == errno.ELOOP else f"cannot be opened ({_os_reason(e)})"
+        raise refuse(reason) from None
+    if root.is_dir() and not real.is_relative_to(root.resolve()):
+        raise refuse(f"is a symbolic link to {real.name}, outside the folder being built",
+                     hint="copy the file into the folder instead of linking to it")
+    try:  # never blocks: a FIFO opened for reading without a writer returns at once
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise refuse(f"cannot be opened ({_os_reason(e)})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) \
+            else "a device or socket"
+        raise refuse(f"is {kind}, not a model file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(MAX_MODEL_BYTES + 1)
+        except OSError as e:
+            raise refuse(f"cannot be read ({_os_reason(e)})") from None
+    if len(data) > MAX_MODEL_BYTES:
+        raise refuse(f"is larger than {MAX_MODEL_BYTES >> 20} MiB")
+    return data
+
+
+def _os_reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or type(error).__name__
 
 
 def _display(path: Path) -> str:
@@ -150,7 +202,8 @@ def _front_end(models: Sequence[Path], root: Path) -> BuildReport:
 def _read_model(path: Path, root: Path) -> ir.ModelFile:
     """Read and parse one model file of the build (never executed)."""
     rel = path.relative_to(root) if root.is_dir() else Path(path.name)
-    source = decode_source(_display(path), path.read_bytes())
+    shown = _display(path)
+    source = decode_source(shown, read_model(path, root, shown))
     return parse_model(source, _source_name(root, rel))
 
 
@@ -183,7 +236,8 @@ def _source_name(root: Path, rel: Path) -> str:
 
 def _check_module_name(result: FileResult) -> None:
     """The generated module is imported by its path: every part must be an identifier."""
-    bad = [p for p in result.module.split(".") if not p.isidentifier() or keyword.iskeyword(p)]
+    parts = Path(result.out_rel).with_suffix("").parts  # `a.b.py` is no module name either
+    bad = [p for p in parts if not p.isidentifier() or not p.isascii() or keyword.iskeyword(p)]
     if bad:
         raise BuildError([Diagnostic(
             "AOT107", f"{result.relpath}: '{bad[0]}' is not a valid Python module name, so the "

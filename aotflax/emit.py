@@ -23,6 +23,7 @@ returning it: emitting invalid Python is an internal error.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import jinja2
 from . import __version__
 from .diagnostics import InternalError
 from .program import FileProgram, Function, Op, Tensor, Var
+from .quoting import QuotingError, docstring, identifier, string
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 if not TEMPLATES.is_dir():  # installed wheel: templates ship inside the package
@@ -90,10 +92,8 @@ def template(name: str) -> _Template:
     return found
 
 
-def docstring_text(text: str) -> str:
-    """Text safe inside a triple-quoted docstring (hyperparameter strings are user data)."""
-    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    return text[:-1] + '\\"' if text.endswith('"') else text
+#: Longest variable name taken from a DSL name; longer ones are cut.
+MAX_STEM = 40
 
 
 # ------------------------------------------------------------------ naming
@@ -133,7 +133,7 @@ class Namer:
                 self.names[id(var)] = "_"  # never read
                 continue
             stem = self.fn.hints.get(id(var)) or op.stem
-            name = self.free(identifier(stem), i, avoid=taken)
+            name = self.free(name_stem(stem), i, avoid=taken)
             taken.add(name)
             self.names[id(var)] = name
             self.holder[name] = self.last_use.get(id(var), i)
@@ -177,9 +177,31 @@ def live_ops(fn: Function, body: tuple[Op, ...] | None = None) -> list[bool]:
     return live
 
 
-def identifier(stem: str) -> str:
-    out = "".join(c if c.isalnum() or c == "_" else "_" for c in stem.lower()) or "v"
+def name_stem(stem: str, lower: bool = True) -> str:
+    """A variable-name stem from a DSL name or op: ASCII, short (lower-case for stems)."""
+    stem = stem.lower() if lower else stem
+    out = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
+                  for c in stem[:MAX_STEM]) or "v"
     return out if not out[0].isdigit() else "v" + out
+
+
+def free_name(stem: str, taken: set[str]) -> str:
+    """`stem`, or `stem_1`, `stem_2`, ...: the first not in `taken` (which it joins)."""
+    base = name_stem(stem, lower=False)
+    name, n = base, 0
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    taken.add(name)
+    return name
+
+
+def checked(name: str, what: str) -> str:
+    """A name resolve produced for generated code; resolve checked it, so a bad one is a bug."""
+    try:
+        return identifier(name, what)
+    except QuotingError as e:
+        raise InternalError(f"emit: {e}") from None
 
 
 # ------------------------------------------------------------------ rendering
@@ -215,7 +237,8 @@ class Body:
     def code(self) -> str:
         """The code alone (no comments, no docstring): what sharing compares.  Its lines:
         the decorators, the arguments, one per line of `lines`, then `return result`."""
-        head = [*self.function.decorators,
+        head = [*(".".join(checked(part, "decorator name") for part in d.split("."))
+                  for d in self.function.decorators),
                 "ARGS " + ", ".join(self.args) + (" | rng" if self.takes_rng else "")]
         return "\n".join([*head, *(line.code for line in self.lines),
                           f"return {self.result}"])
@@ -284,13 +307,12 @@ class Renderer:
         out = Body(fn, kind, [], fn.takes_rng or kind == "init", [], "")
         names: dict[Any, str] = {}
         self.refs(out, body, names)
-        _render_into(out, fn, body, self.program.relpath, self.reserved, names, indent="")
+        out.args = _render_into(out, fn, body, self.program.relpath, self.reserved, names,
+                                indent="")
         return out
 
 
 def _with_args(op: Op, args: tuple) -> Op:
-    import dataclasses
-
     return dataclasses.replace(op, args=args)
 
 
@@ -301,39 +323,56 @@ def _comment_where(relpath: str, op: Op) -> str:
 
 def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
                  reserved: set[str], refs: dict[Any, str], indent: str,
-                 outer: dict[Any, str] | None = None) -> None:
-    """Render `fn` (with `body` as its ops) into `out`: its arguments, lines and result."""
-    namer = Namer(fn, reserved | set(fn.state_collections) | set(fn.shared_args), body)
+                 outer: dict[Any, str] | None = None,
+                 outer_live: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Render `fn` (with `body` as its ops) into `out`: its lines and result; returns its
+    arguments.
+
+    For a nested def, `outer` names the enclosing function's values and `outer_live`
+    are the names it holds: the nested body's variables never overwrite them.
+    """
+    # state and shared-module reads are written as `batch_stats["..."]` text: no variable
+    # may take those names
+    collections = [checked(c, "state collection name") for c in fn.state_collections]
+    shared = [checked(a, "argument name") for a in fn.shared_args]
+    namer = Namer(fn, reserved | set(outer_live) | set(collections) | set(shared), body)
     namer.names.update(refs)
     if outer:
         namer.names.update(outer)
     args: list[str] = []
     if fn.takes_params:
         args.append("params")
-    for coll in fn.state_collections:
+    for coll in collections:
         namer.bind_input(coll, _Placeholder())
         args.append(coll)
+    # inputs are passed by position: a DSL name that is taken (`params`, a collection,
+    # a builtin, a module function, an outer value the body reads) is renamed
+    mine = {id(v) for _, v in fn.inputs}
+    captured = {outer[id(v)] for op in body for v in op.inputs()
+                if outer and id(v) in outer and id(v) not in mine}
+    static = [checked(a, "argument name") for a in fn.static_args]
+    taken = (set(namer.reserved) - set(outer_live)) | captured | set(args) | set(static) | \
+        set(shared)
     for name, var in fn.inputs:
-        namer.bind_input(name, var)
-        args.append(name)
-    for name in fn.shared_args:
+        local = free_name(name, taken)
+        namer.bind_input(local, var)
+        args.append(local)
+    for name in shared:
         namer.bind_input(name, _Placeholder())
         args.append(name)
-    args += list(fn.static_args)
-    if not indent:
-        out.args = args
+    args += static
     lines = out.lines
     for i, op in enumerate(body):
         if not namer.live[i]:
             continue
         if op.nested is not None:
             nested = op.nested
-            taken = set(namer.names.values()) | set(namer.holder)
-            local = namer.free(identifier(_nested_stem(nested)), i, strict=True)
+            live = set(namer.names.values()) | set(namer.holder)
+            local = namer.free(name_stem(_nested_stem(nested)), i, strict=True)
             namer.holder[local] = i
             namer.names[("fn", id(nested), "apply")] = local
-            _render_nested(out, nested, relpath, reserved | taken | {local}, refs,
-                           indent, namer.names, local)
+            _render_nested(out, nested, relpath, reserved | {local}, refs, indent,
+                           namer.names, live | {local}, local)
         namer.name_outputs(i, op)
         ctx: dict[str, Any] = {k: code.render(namer.names) for k, code in op.args}
         temps = namer.temps(i, op)
@@ -362,22 +401,19 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
         out.result = result
     else:
         lines.append(Line(f"{indent}return {result}"))
+    return args
 
 
 def _render_nested(out: Body, nested: Function, relpath: str, reserved: set[str],
                    refs: dict[Any, str], indent: str, outer: dict[Any, str],
-                   local: str) -> None:
+                   outer_live: set[str], local: str) -> None:
     """A function defined inside another (a scan's step), named `local` there."""
     inner = Body(nested, "apply", [], False, [], "")
     where = f"{nested.span.file.name or relpath}:{nested.span.line}"
-    _render_into(inner, nested, nested.body, relpath, reserved, refs, indent + "    ",
-                 outer)
-    args = []
-    for name, _ in nested.inputs:
-        args.append(name)
+    args = _render_into(inner, nested, nested.body, relpath, reserved, refs, indent + "    ",
+                        outer, outer_live)
     out.lines.append(Line(f"{indent}def {local}({', '.join(args)}):", where))
-    doc = docstring_text(f"{nested.doc}, from {where}.")
-    out.lines.append(Line(f'{indent}    """{doc}"""'))
+    out.lines.append(Line(f'{indent}    """{docstring(f"{nested.doc}, from {where}.")}"""'))
     out.lines.extend(inner.lines)
 
 
@@ -421,11 +457,13 @@ def emit_module(program: FileProgram, module_name: str) -> Emitted:
     body = "\n".join(functions + body_targets)
     user = [u.source.strip("\n") for u in program.user_functions]
     text = template("module.py.j2").jinja.render(
-        relpath=program.relpath, version=__version__, source_sha256=program.source_sha256,
+        doc=docstring(f"Generated by aotflax {__version__} from {program.relpath}. Do not edit."),
+        source_sha256=docstring(program.source_sha256),
         runtime_import=f"from {'.' * (depth + 1)} import _runtime",
         uses_np=bool(_NP.search(body)) or any(_NP.search(u) for u in user),
         user_functions=user, functions=functions, targets=body_targets,
-        target_names=[t.name for t in program.targets],
+        targets_dict="{" + ", ".join(f"{string(t.name)}: {checked(t.name, 'target name')}"
+                                     for t in program.targets) + "}",
     )
     try:  # compile, not ast.parse: the same syntax check at half the cost
         compile(text, program.relpath, "exec", dont_inherit=True)

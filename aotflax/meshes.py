@@ -14,6 +14,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
+from . import quoting
 from .diagnostics import Note, Span
 from .program import ParamDecl
 from .values import MeshSpec, describe_value
@@ -28,6 +29,10 @@ def mesh(r: "Resolver", args: list, kwargs: dict, span: Span) -> MeshSpec:
         raise r.error("AOT430", "aot.mesh takes named axis sizes, e.g. aot.mesh(data=2, model=4)",
                       span)
     for name, size in kwargs.items():
+        problem = quoting.identifier_problem(name, "mesh axis name")
+        if problem:
+            raise r.error("AOT430", f"{problem}; mesh axes are named by identifiers, e.g. "
+                          "aot.mesh(data=2, model=4)", span)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise r.error("AOT430", f"mesh axis '{name}' needs a positive int size, got "
                           f"{describe_value(size)}", span)

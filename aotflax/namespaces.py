@@ -188,8 +188,11 @@ def _build_modules() -> dict[str, Any]:
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
+    ops = Namespace("jax.ops", _ops("jax.ops", "jax.ops"))
+    special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
+    scipy = Namespace("jax.scipy", {"special": special})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
-                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
+                            "ops": ops, "scipy": scipy, "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
     np = Namespace("numpy", {**_dtypes(), **_static({"prod": math.prod, "sqrt": math.sqrt}),
                              "pi": math.pi, "inf": math.inf, "newaxis": None})
     nn, aot = nn_namespace(), aot_namespace()
@@ -199,7 +202,8 @@ def _build_modules() -> dict[str, Any]:
         "jax": jax, "jax.numpy": jnp, "jax.lax": lax, "jax.nn": jax_nn, "numpy": np,
         "math": Namespace("math", MATH), "typing": Namespace("typing", _AnyName()),
         "functools": Namespace("functools", {}), "__future__": Namespace("__future__", {}),
-        "jax.random": random, "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
+        "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
+        "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
 
 

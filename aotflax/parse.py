@@ -10,13 +10,14 @@ so `resolve` only ever sees the subset it understands.
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from typing import Callable, Mapping
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from . import ir
+from . import ir, quoting
 from .diagnostics import BuildError, Diagnostic, Reporter, SourceFile, Span
 
 #: Modules a model file may import, and what `import X` binds.
@@ -28,6 +29,9 @@ ALLOWED_IMPORTS = frozenset(
         "jax.lax",
         "jax.nn",
         "jax.random",
+        "jax.ops",
+        "jax.scipy",
+        "jax.scipy.special",
         "numpy",
         "math",
         "functools",
@@ -103,6 +107,7 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
     **Returns:** the `ir.ModelFile`; raises `BuildError` with all diagnostics otherwise.
     """
     _check_syntax(source)
+    check_nesting(source)
     source = SourceFile(source.path, source.text, relpath or source.path)
     try:
         module = cst.parse_module(source.text)
@@ -114,6 +119,43 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
         ) from None
     except RecursionError:
         raise BuildError([_too_deep(source)]) from None
+
+
+#: Deepest expression nesting accepted, counting one level per operator of an `and`/`or`
+#: chain as libcst nests them (CPython keeps a chain flat; libcst's native parser
+#: overflows its stack on some 7,000 levels).  Real models stay far below.
+MAX_NESTING = 1000
+
+
+def check_nesting(source: SourceFile) -> None:
+    """Refuse expressions nested deeper than `MAX_NESTING` before libcst sees the text.
+
+    CPython bounds the nesting of everything but boolean chains itself (`_check_syntax`
+    turns its RecursionError into a located error), so only a file with more `and`/`or`
+    words than the limit is walked, on CPython's AST, iteratively (no depth is too much).
+    """
+    if len(_BOOL_WORDS.findall(source.text)) <= MAX_NESTING:
+        return
+    try:
+        tree = ast.parse(source.text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return  # _check_syntax reports these
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        depth += len(node.values) - 1 if isinstance(node, ast.BoolOp) else 1
+        if depth > MAX_NESTING:
+            line, col = getattr(node, "lineno", 1), getattr(node, "col_offset", 0)
+            end = getattr(node, "end_col_offset", None) if node.end_lineno == line else None
+            span = Span(source, line, col, line, end or max(len(source.line(line)), col + 1))
+            raise BuildError([Diagnostic(
+                "AOT100", f"this expression nests more than {MAX_NESTING:,} levels deep "
+                "(each operator of an 'and'/'or' chain is one level)", span,
+                hint="split it into several statements, or use all(...) / any(...)")])
+        stack.extend((child, depth) for child in ast.iter_child_nodes(node))
+
+
+_BOOL_WORDS = re.compile(r"\b(?:and|or)\b")
 
 
 def _positions(module: cst.Module) -> Mapping[cst.CSTNode, CodeRange]:
@@ -241,22 +283,22 @@ class _Converter:
         out: list[ir.Import] = []
         if isinstance(node, cst.Import):
             for alias in node.names:
-                mod = self.module.code_for_node(alias.name)
+                mod = _dotted(self.module.code_for_node(alias.name))
                 if alias.asname is not None:
-                    out.append(ir.Import(mod, alias.asname.name.value, None, self.span(alias)))
+                    out.append(ir.Import(mod, _name(alias.asname.name), None, self.span(alias)))
                 else:  # `import a.b.c` binds `a` and loads the whole path
                     out.append(ir.Import(mod.split(".")[0], mod.split(".")[0], None,
                                          self.span(alias), dotted=mod if "." in mod else None))
             return out
         if isinstance(node, cst.ImportFrom):
-            mod = self.module.code_for_node(node.module) if node.module else ""
+            mod = _dotted(self.module.code_for_node(node.module)) if node.module else ""
             level = len(node.relative)
             if isinstance(node.names, cst.ImportStar):
                 self.fail("AOT104", f"'from {'.' * level}{mod} import *' is not supported", node,
                           hint="import the names you use explicitly")
             for alias in node.names:
-                member = self.module.code_for_node(alias.name)
-                bound = alias.asname.name.value if alias.asname else member
+                member = _dotted(self.module.code_for_node(alias.name))
+                bound = _name(alias.asname.name) if alias.asname else member
                 out.append(ir.Import(mod, bound, member, self.span(alias), level=level))
             return out
         self.fail("AOT102", "unsupported statement", node)
@@ -289,7 +331,7 @@ class _Converter:
                     "put constants at module level, or make them hyperparameters of apply",
                     self.span(stmt), self.span(stmt), _binds(stmt), _what(stmt)))
         return ir.ClassDef(
-            node.name.value,
+            _name(node.name),
             bases,
             tuple(methods),
             node.get_docstring(clean=True),
@@ -415,7 +457,7 @@ class _Converter:
             body = self.block(node.body)
         decorators = tuple(self.expr(d.decorator) for d in node.decorators)
         return ir.FunctionDef(
-            node.name.value,
+            _name(node.name),
             params,
             body,
             decorators,
@@ -431,7 +473,7 @@ class _Converter:
         def add(param: cst.Param, kind: str) -> None:
             default = self.expr(param.default) if param.default is not None else None
             ann = self.annotation(param.annotation) if param.annotation else None
-            out.append(ir.Param(param.name.value, default, ann, kind, self.span(param)))
+            out.append(ir.Param(_name(param.name), default, ann, kind, self.span(param)))
 
         for param in (*p.posonly_params, *p.params):
             add(param, "positional")
@@ -503,7 +545,7 @@ class _Converter:
         sp = self.span(node)
         if node.value in ("True", "False", "None"):
             return ir.Constant({"True": True, "False": False, "None": None}[node.value], sp)
-        return ir.Name(node.value, sp)
+        return ir.Name(_name(node), sp)
 
     def expr_Integer(self, node: cst.Integer) -> ir.Expr:
         return ir.Constant(node.evaluated_value, self.span(node))
@@ -551,7 +593,7 @@ class _Converter:
 
     def expr_Attribute(self, node: cst.Attribute) -> ir.Expr:
         value = self.expr(node.value)  # first, so `().__class__.__bases__` names __class__
-        attr = node.attr.value
+        attr = _name(node.attr)
         if len(attr) > 4 and attr.startswith("__") and attr.endswith("__"):
             self.fail("AOT105", f"attribute '{attr}' is not available in model files: model "
                       "files are data, never executed", node.attr)
@@ -563,7 +605,7 @@ class _Converter:
         for arg in node.args:
             value = self.expr(arg.value)
             if arg.keyword is not None:
-                keywords.append(ir.Keyword(arg.keyword.value, value, self.span(arg)))
+                keywords.append(ir.Keyword(_name(arg.keyword), value, self.span(arg)))
             elif arg.star == "**":
                 keywords.append(ir.Keyword(None, value, self.span(arg)))
             elif arg.star == "*":
@@ -682,6 +724,16 @@ class _Converter:
         return ir.Starred(self.expr(node.value), self.span(node))
 
 
+def _name(node: cst.Name) -> str:
+    """An identifier as CPython reads it: NFKC-normalized (`ｊｎｐ` is `jnp`)."""
+    return quoting.normalize(node.value)
+
+
+def _dotted(text: str) -> str:
+    """A dotted module name as CPython reads it (each part normalized, spaces dropped)."""
+    return ".".join(quoting.normalize(part.strip()) for part in text.split("."))
+
+
 def _has_trailing_comma(node: cst.Subscript) -> bool:
     last = node.slice[-1]
     return isinstance(last.comma, cst.Comma)
@@ -746,7 +798,7 @@ def _binds(node: cst.CSTNode) -> tuple[str, ...]:
                 visit(child)
 
     visit(node)
-    return tuple(dict.fromkeys(out))
+    return tuple(dict.fromkeys(quoting.normalize(name) for name in out))
 
 
 def _what(node: cst.CSTNode) -> str:

@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import quoting
 from .diagnostics import Note, Span
 from .ops.calls import LayerScope
 from .ops.registry import CallError
@@ -81,7 +82,8 @@ class FunctionState:
 
 
 def subscript_path(root: str, path: tuple[str, ...]) -> str:
-    return root + "".join(f'["{p}"]' for p in path)
+    """`root["a"]["b"]`: names in the path are data, quoted as string literals."""
+    return quoting.subscript(root, path)
 
 
 def name_hash(name: str) -> int:

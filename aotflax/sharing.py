@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import training
 from .emit import (
     FN_REF,
     KW_REF,
@@ -40,19 +41,23 @@ from .emit import (
     Body,
     Line,
     Renderer,
-    docstring_text,
+    checked,
     placeholder,
     template,
 )
 from .program import FileProgram, Function, Tensor
 from .program import describe as describe_aval
-from .values import ModuleRef, StaticError, to_code
+from .quoting import MAX_IDENTIFIER, comment, docstring, identifier_problem
+from .values import ModuleRef, StaticError, describe_value, to_code
 
 #: A string literal (skipped) or a number of generated code.
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?<![\w.\x00])'
                     r"(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?j?)(?![\w.])")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
+#: Longest function name made from a module's name and its variant's labels (suffixes
+#: and counters come on top, within `quoting.MAX_IDENTIFIER`).
+_MAX_NAME = MAX_IDENTIFIER - 30
 #: Conventional names of the axes of an input of each rank, for dimensions that vary.
 AXES = {1: ("n",), 2: ("batch", "features"), 3: ("batch", "length", "features"),
         4: ("batch", "height", "width", "channels"),
@@ -85,7 +90,7 @@ def masked(text: str) -> str:
 def snake(name: str) -> str:
     """`ResNetBlock` -> `res_net_block`, `MLP` -> `mlp`, `LSTMCell` -> `lstm_cell`."""
     s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
-    return re.sub(r"\W+", "_", s).lower().strip("_") or "fn"
+    return re.sub(r"[^0-9A-Za-z]+", "_", s).lower().strip("_") or "fn"
 
 
 # ------------------------------------------------------------------ records
@@ -162,6 +167,13 @@ class Plan:
         member = self.member(fn, kind)
         parts = list(args) + ([member.call_kwargs] if member.call_kwargs else [])
         return f"{member.group.name}({', '.join(parts)})"
+
+    def module_names(self) -> set[str]:
+        """Every name the module binds at the top level besides the targets' own."""
+        names = set(RESERVED) | {g.name for g in self.groups} | {"TARGETS"}
+        names |= {u.name for u in self.program.user_functions}
+        return names | {name for t in self.program.targets
+                        for name in training.target_globals(t.name)}
 
     def texts(self) -> list[str]:
         return [render_group(self, g) for g in self.groups]
@@ -321,6 +333,8 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
             if kw.values == values and (kw.name == name or name.startswith("\x00")):
                 return kw.name
         base = name.lstrip("\x00")
+        if identifier_problem(base) or len(base) > _MAX_NAME:  # a DSL name not for code
+            base = "size"
         final, n = base, 1
         while final in taken or any(kw.name == final for kw in kwargs):
             final, n = f"{base}_{n}", n + 1
@@ -483,7 +497,8 @@ def base_name(fn: Function) -> str:
     if fn.origin and "." in fn.origin:
         cls, method = fn.origin.split(".", 1)
         return snake(cls) + ("" if method == "apply" else "_" + snake(method))
-    return re.sub(r"_\d+$", "", fn.origin or fn.name)
+    stem = re.sub(r"[^0-9A-Za-z_]", "_", re.sub(r"_\d+$", "", fn.origin or fn.name))
+    return stem if stem and not stem[0].isdigit() else f"fn_{stem}"
 
 
 def _name_groups(plan: Plan) -> None:
@@ -496,20 +511,21 @@ def _name_groups(plan: Plan) -> None:
         by_base.setdefault((base_name(g.first), g.kind), []).append(g)
     used = set(RESERVED) | {g.name for g in plan.groups if g.name}
     used |= {u.name for u in plan.program.user_functions}
-    used |= {f"_{t.name}_apply" for t in plan.program.targets}
-    used |= {t.name for t in plan.program.targets}
+    used |= {"TARGETS"} | {name for t in plan.program.targets
+                           for name in training.target_globals(t.name)}
     for member in plan.members.values():  # the values of every function (and attributes)
         used |= set(_IDENT.findall(member.body.code()))
     for (base, kind), groups in by_base.items():
         names = _variant_names(base, groups)
         for g, name in zip(groups, names):
+            name = name[:_MAX_NAME].rstrip("_") or "fn"
             if kind != "apply":
                 name += f"_{kind}"
             final, n = name, 2
             while final in used:
                 final, n = f"{name}_fn{n if n > 2 else ''}", n + 1
             used.add(final)
-            g.name = final
+            g.name = checked(final, "function name")
 
 
 def _variant_names(base: str, groups: list[Group]) -> list[str]:
@@ -633,7 +649,7 @@ def _value_label(name: str, value: Any) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"_+", "_", re.sub(r"\W", "_", text)).strip("_").lower()
+    return re.sub(r"_+", "_", re.sub(r"[^0-9A-Za-z]", "_", text)).strip("_").lower()
 
 
 def _subtrees(g: Group) -> list[str]:
@@ -732,8 +748,7 @@ def render_group(plan: Plan, group: Group) -> str:
     for i, code in enumerate(body_lines):
         line = first.lines[i]
         shows = [m.body.lines[i].shows for m in group.members]
-        comment = dims.comment(line, shows)
-        text_lines.append(code + comment)
+        text_lines.append(code + dims.comment(line, shows))
     return template("function.py.j2").jinja.render(
         name=group.name, args=", ".join(args), decorators=[d.lstrip("@") for d in decorators],
         doc=_docstring(plan, group), lines=text_lines, result=result)
@@ -750,25 +765,23 @@ def _docstring(plan: Plan, group: Group) -> str:
     if group.kind == "init":
         what += ", init variant: also initializes the parameters that come from data " \
                 "(writing them into params)"
-    head = docstring_text(f"{what}, from {where}.")
+    head = docstring(f"{what}, from {where}.")
     serves = _serves(plan, group) if group.kind != "variables" else []
     if not serves:
         return head
     lines = _wrap("Serves " + "; ".join(serves) + ".")
-    return head + "\n\n" + "".join(f"    {docstring_text(x)}\n" for x in lines) + "    "
+    return head + "\n\n" + "".join(f"    {docstring(x)}\n" for x in lines) + "    "
 
 
 def _signature(group: Group) -> str:
     """`ResNetBlock.apply(filters=8|16, act=jax.nn.relu, strides=(1, 1))`."""
-    from .resolve.helpers import _short
-
     fn = group.first
     parts = []
     for name, value in fn.hparams:
         seen: list[str] = []
         for m in group.members:
             v = dict(m.body.function.hparams).get(name, value)
-            text = _short(v)
+            text = _code(v) or describe_value(v)
             if text not in seen:
                 seen.append(text)
         parts.append(f"{name}={'|'.join(seen[:6])}{'|...' if len(seen) > 6 else ''}")
@@ -858,8 +871,8 @@ class _DimNames:
                 dims.append(self.dim(vec, t.ndim, axis))
             parts.append(describe_aval(tuple(dims), t.dtype))  # type: ignore[arg-type]
         shapes = ", ".join(parts)
-        text = f"  # {line.where}" if line.where else "  #"
-        return text + (f"  {shapes}" if shapes else "")
+        text = f"  # {comment(line.where)}" if line.where else "  #"
+        return text + (f"  {comment(shapes)}" if shapes else "")
 
 
 def _relation(vec: tuple[int, ...], known: tuple[int, ...]) -> str | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from .program import Code, Fragment, Var
+from .quoting import literal
 
 #: Precedence of a size's code, to parenthesize it only where Python needs it.
 ATOM, POWER, UNARY, PRODUCT, SUM = 10, 8, 7, 6, 5
@@ -125,7 +126,7 @@ class SizeTuple(tuple):
                 return tuple(item)
             return SizeTuple(item, Code.of(me, f"[{text}]"))
         if isinstance(index, int) and not isinstance(index, (bool, Size)):
-            return Size(int(item), Code.of(me, f"[{index!r}]"))  # as the model indexes it
+            return Size(int(item), Code.of(me, f"[{literal(index)}]"))  # as the model indexes it
         return item
 
     def __add__(self, other: Any) -> Any:
@@ -219,7 +220,7 @@ def code_of(value: Any) -> Code | None:
     if isinstance(value, (Size, SizeTuple)):
         return Code((SizeRef(value),))
     if isinstance(value, int):
-        return Code((repr(value),))
+        return Code((literal(int(value)),))
     if isinstance(value, tuple):
         items = [code_of(v) for v in value]
         if any(i is None for i in items):
@@ -246,10 +247,7 @@ class SizeRef(Fragment):
         code = self.value.code
         if all(id(v) in names for v in code.vars()):
             return code.render(names)
-        value = plain(self.value)
-        if isinstance(value, tuple):
-            return "(" + ", ".join(map(repr, value)) + ("," if len(value) == 1 else "") + ")"
-        return repr(value)
+        return literal(plain(self.value))
 
 
 def _wrap(value: Size, prec: int, strict: bool = False) -> Code:
@@ -261,7 +259,8 @@ def _operand(value: Any, prec: int, right: bool) -> Code | None:
     if isinstance(value, Size):
         return Code.of(_wrap(value, prec, strict=right))
     if isinstance(value, int) and not isinstance(value, bool):
-        return Code((repr(value) if value >= 0 or prec < UNARY else f"({value!r})",))
+        text = literal(int(value))
+        return Code((text if value >= 0 or prec < UNARY else f"({text})",))
     return None
 
 
@@ -270,6 +269,6 @@ def _slice_text(s: slice) -> str | None:
     for p in (s.start, s.stop, s.step):
         if p is not None and (not isinstance(p, int) or isinstance(p, (bool, Size))):
             return None
-        parts.append("" if p is None else repr(p))
+        parts.append("" if p is None else literal(int(p)))
     text = f"{parts[0]}:{parts[1]}"
     return text + (f":{parts[2]}" if s.step is not None else "")

@@ -4,56 +4,90 @@ Per target: a small `apply` wrapper calling its module's (shared) function, its
 variables (one `_runtime.Variables` per distinct tree, shared between targets),
 for an `aot.train_target` its loss, optimizer and step, and the `Target`
 declaration with its inputs and what the runtime checks.
+
+Every name and literal goes through `quoting` (target, input and collection names
+come from the model file); inputs are renamed where they would shadow a name of
+the module or of the templates (`params`, `loss`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from .emit import docstring_text, template
+from . import training
+from .emit import checked, free_name, template
 from .program import FileProgram, TargetProgram
 from .program import describe as describe_aval
+from .quoting import comment, docstring, literal, string
 from .shapes import size
 from .sharing import Plan
+from .variables import dtype_code
+
+
+@dataclass(frozen=True)
+class Locals:
+    """The names one target's generated functions use for its values."""
+
+    #: Input and batch name (as declared) -> its local name.
+    inputs: dict[str, str]
+    #: State collection -> the local holding its new value.
+    new: dict[str, str]
+    #: The checked state collection names, in order.
+    collections: tuple[str, ...]
 
 
 def render_targets(program: FileProgram, plan: Plan, module_name: str) -> list[str]:
     """The text of every target, in declaration order, with the variable trees they use."""
+    module_names = set(plan.module_names())
     out: list[str] = []
     trees: dict[str, str] = {}
+    local = {t.name: _locals(t, module_names) for t in program.targets}
     applies: dict[str, list[TargetProgram]] = {}  # targets with the same apply share it
     for t in program.targets:
-        applies.setdefault(_apply_body(t, plan), []).append(t)
+        applies.setdefault(_apply_body(t, plan, local[t.name]), []).append(t)
     written: set[str] = set()
     for t in program.targets:
         variables, fresh = _variables(plan, t, trees)
         if fresh:
             out.append(fresh)
-        body = _apply_body(t, plan)
+        body = _apply_body(t, plan, local[t.name])
         sharing = applies[body]
         apply_def = ""
         if body not in written:
             written.add(body)
             apply_def = _apply_def(sharing, body)
+        apply_name = f"_{checked(sharing[0].name, 'target name')}_apply"
         out.append(render_target(t, plan, program.source_sha256, module_name,
-                                 program.relpath, variables, f"_{sharing[0].name}_apply",
-                                 apply_def))
+                                 program.relpath, variables, apply_name, apply_def,
+                                 local[t.name]))
     return out
 
 
-def _results(t: TargetProgram) -> tuple[str, str]:
-    fn = t.function
-    results = "outputs"
-    if fn.state_collections:
-        results = ", ".join(["outputs"] + [f"new_{c}" for c in fn.state_collections])
-    new_state = "{" + ", ".join(f'"{c}": new_{c}' for c in fn.state_collections) + "}"
+def _locals(t: TargetProgram, module_names: set[str]) -> Locals:
+    """Local names for a target's inputs and new state: the templates' own locals and
+    the module's names stay untouched (an input named `params`, `loss` or like a module
+    function gets another local name)."""
+    taken = set(module_names) | training.TEMPLATE_LOCALS
+    collections = tuple(checked(c, "state collection name")
+                        for c in t.function.state_collections)
+    new = {c: free_name(f"new_{c}", taken) for c in collections}
+    batch = t.train.batch if t.train is not None else ()
+    inputs = {n: free_name(n, taken) for n, _, _ in (*t.inputs, *batch)}
+    return Locals(inputs, new, collections)
+
+
+def _results(local: Locals) -> tuple[str, str]:
+    results = ", ".join(["outputs"] + [local.new[c] for c in local.collections])
+    new_state = "{" + ", ".join(f"{string(c)}: {local.new[c]}" for c in local.collections) + "}"
     return results, new_state
 
 
-def _apply_body(t: TargetProgram, plan: Plan) -> str:
-    results, new_state = _results(t)
-    args = ", ".join(["params", "state", *(n for n, _, _ in t.inputs), "rng=None"])
-    return (f"({args})\n    {results} = {plan.call(t.function, _call_args(t))}\n"
+def _apply_body(t: TargetProgram, plan: Plan, local: Locals) -> str:
+    results, new_state = _results(local)
+    args = ", ".join(["params", "state", *(local.inputs[n] for n, _, _ in t.inputs),
+                      "rng=None"])
+    return (f"({args})\n    {results} = {plan.call(t.function, _call_args(t, local))}\n"
             f"    return outputs, {new_state}")
 
 
@@ -68,7 +102,8 @@ def _apply_def(targets: list[TargetProgram], body: str) -> str:
         doc = (f"{t.description}: the apply of targets "
                + ", ".join(x.name for x in targets) + ".")
     args, rest = body.split("\n", 1)
-    return (f"def _{t.name}_apply{args}:\n    \"\"\"{docstring_text(doc)}\"\"\"\n{rest}\n\n\n")
+    name = checked(t.name, "target name")
+    return f'def _{name}_apply{args}:\n    """{docstring(doc)}"""\n{rest}\n\n\n'
 
 
 def _variables(plan: Plan, t: TargetProgram, trees: dict[str, str]) -> tuple[str, str]:
@@ -78,42 +113,43 @@ def _variables(plan: Plan, t: TargetProgram, trees: dict[str, str]) -> tuple[str
     found = trees.get(call)
     if found is not None:
         return found, ""
-    name = trees[call] = f"_{t.name}_variables"
+    name = trees[call] = training.variables_variable(checked(t.name, "target name"))
     return name, f"#: Parameters and state of {t.name}.\n{name} = _runtime.Variables({call})"
 
 
-def _call_args(t: TargetProgram) -> list[str]:
+def _call_args(t: TargetProgram, local: Locals) -> list[str]:
     fn = t.function
     args = []
     if fn.takes_params:
         args.append("params")
-    args += [f'state["{c}"]' for c in fn.state_collections]
-    args += [n for n, _ in fn.inputs]
+    args += [f"state[{string(c)}]" for c in local.collections]
+    args += [local.inputs[n] for n, _ in fn.inputs]
     if fn.takes_rng:
         args.append("rng=rng")
     return args
 
 
-def render_train(t: TargetProgram, plan: Plan, call: str, results: str,
+def render_train(t: TargetProgram, plan: Plan, local: Locals, call: str, results: str,
                  new_state: str) -> str:
     """The loss, optimizer and train step of a training target."""
     train = t.train
     assert train is not None
-    names = [n for n, _, _ in t.inputs] + [n for n, _, _ in train.batch]
-    loss_args = ["outputs", *train.loss_inputs]
+    names = [local.inputs[n] for n, _, _ in t.inputs] + \
+        [local.inputs[n] for n, _, _ in train.batch]
+    loss_args = ["outputs", *(local.inputs[n] for n in train.loss_inputs)]
     labels = ""
-    train_opt = train.optimizer
     if train.labels:
-        var = f"_{t.name}_labels"
+        var = training.labels_variable(t.name)
         labels = (f"#: Parameter groups of `{t.name}`, from its ModelParamTraversal filters.\n"
                   f"{var} = {_labels_code(train.labels)}\n\n\n")
-        train_opt = train.optimizer.replace("_LABELS", var)
+    loss_name = plan.name(train.loss)
     return template("train.py.j2").jinja.render(
-        name=t.name, arg_names=", ".join(names), description=t.description,
-        loss_name=plan.name(train.loss), call=call, results=results, new_state=new_state,
+        name=t.name, arg_names=", ".join(names),
+        loss_doc=docstring(f"Loss of target `{t.name}`: {loss_name} of {t.description}."),
+        call=call, results=results, new_state=new_state,
         loss_target="loss, metrics" if train.has_metrics else "loss",
         metrics="metrics" if train.has_metrics else "{}",
-        loss_call=plan.call(train.loss, loss_args), optimizer=train_opt, labels=labels)
+        loss_call=plan.call(train.loss, loss_args), optimizer=train.optimizer, labels=labels)
 
 
 def _labels_code(labels: tuple[tuple[tuple[str, ...], str], ...]) -> str:
@@ -123,69 +159,70 @@ def _labels_code(labels: tuple[tuple[tuple[str, ...], str], ...]) -> str:
         groups.setdefault(label, []).append("/".join(path))
     lines = ["_runtime.labels({"]
     for label, paths in groups.items():
-        lines.append(f'    "{label}": (')
-        lines += [f'        "{p}",' for p in paths]
+        lines.append(f"    {string(label)}: (")
+        lines += [f"        {string(p)}," for p in paths]
         lines.append("    ),")
     lines.append("})")
     return "\n".join(lines)
 
 
 def render_target(t: TargetProgram, plan: Plan, source_sha256: str, module_name: str,
-                  relpath: str, variables: str, apply_name: str, apply_def: str) -> str:
+                  relpath: str, variables: str, apply_name: str, apply_def: str,
+                  local: Locals) -> str:
     """One target: its apply wrapper (if it is the first with it), train step, init and
     `_runtime.Target`."""
+    name = checked(t.name, "target name")
     fn = t.function
-    call = plan.call(fn, _call_args(t))
-    results, new_state = _results(t)
+    call = plan.call(fn, _call_args(t, local))
+    results, new_state = _results(local)
     symbolic = dict(t.symbolic)
     # Symbolic dimensions are 1 in INPUTS; `symbolic=` names them (see runtime Target).
     inputs = ", ".join(
-        f'"{n}": jax.ShapeDtypeStruct('
-        f'{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, '
-        f'{_dtype_code(d)})' for n, s, d in t.inputs)
-    symbolic_code = "{" + ", ".join(
-        f'"{n}": (' + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in dims)
-        + ("," if len(dims) == 1 else "") + ")" for n, dims in t.symbolic) + "}"
+        f"{string(n)}: jax.ShapeDtypeStruct("
+        f"{_tuple(tuple(1 if isinstance(x, str) else x for x in symbolic.get(n, s)))}, "
+        f"{dtype_code(d)})" for n, s, d in t.inputs)
     train = ""
     extra = ""
     if t.train is not None:
-        train = render_train(t, plan, call, results, new_state)
-        batch = ", ".join(f'"{n}": jax.ShapeDtypeStruct({_tuple(s)}, jnp.{d})'
+        train = render_train(t, plan, local, call, results, new_state)
+        batch = ", ".join(f"{string(n)}: jax.ShapeDtypeStruct({_tuple(s)}, {dtype_code(d)})"
                           for n, s, d in t.train.batch)
-        extra = (f"    train_step=_{t.name}_train_step,\n    init_opt=_{t.name}_init_opt,\n"
+        extra = (f"    train_step=_{name}_train_step,\n    init_opt=_{name}_init_opt,\n"
                  f"    batch={{{batch}}},\n")
     if t.mesh:
         extra += _mesh_kwargs(t)
     if t.tpu_topologies:  # names checked by hardware.parse_tpu_topology: [a-z0-9:x] only
-        extra += f"    tpu_topologies={_str_tuple(t.tpu_topologies)},\n"
+        extra += f"    tpu_topologies={literal(tuple(t.tpu_topologies))},\n"
     if t.gpu_targets:  # names of hardware.GPU_TARGETS
-        extra += f"    gpu_targets={_str_tuple(t.gpu_targets)},\n"
+        extra += f"    gpu_targets={literal(tuple(t.gpu_targets))},\n"
     # the runtime's defaults are left out: stochastic=False, platforms=("cpu",), devices=1
     options = ""
     if t.stochastic:
         options += "    stochastic=True,\n"
-    if t.platforms != ("cpu",):
-        options += f"    platforms={_str_tuple(t.platforms)},\n"
+    if tuple(t.platforms) != ("cpu",):
+        options += f"    platforms={literal(tuple(t.platforms))},\n"
     if t.devices != 1:
-        options += f"    devices={t.devices},\n"
+        options += f"    devices={literal(int(t.devices))},\n"
     if t.symbolic:
+        symbolic_code = "{" + ", ".join(f"{string(n)}: {literal(tuple(dims))}"
+                                        for n, dims in t.symbolic) + "}"
         options += f"    symbolic={symbolic_code},\n"
     init_def, init_name = "", f"{variables}.init"
     if t.init_inputs:
-        args = ["params", *(f'state["{c}"]' for c in fn.state_collections),
-                *(n for n, _ in fn.inputs), "rng=rng"]
+        args = ["params", *(f"state[{string(c)}]" for c in local.collections),
+                *(local.inputs[n] for n, _ in fn.inputs), "rng=rng"]
         init_def = template("init.py.j2").jinja.render(
-            name=t.name, variables=variables,
-            input_names="".join(f", {n}" for n, _, _ in t.inputs),
+            name=name, variables=variables,
+            input_names="".join(f", {local.inputs[n]}" for n, _, _ in t.inputs),
             init_call=plan.call(fn, args, "init")).rstrip("\n") + "\n\n\n"
-        init_name = f"_{t.name}_init"
+        init_name = f"_{name}_init"
     return (train.rstrip("\n") + "\n\n\n" if train else "") + init_def + apply_def + template(
         "target.py.j2").jinja.render(
         extra=extra, init_name=init_name, variables=variables, apply_name=apply_name,
-        name=t.name, inputs="{" + inputs + "}", options=options, module=module_name,
-        relpath=relpath or t.span.path, source_sha256=source_sha256,
-        nparams=sum(size(d.shape) for d in t.params), line=t.span.line,
-        init_inputs=t.init_inputs,
+        name=name, name_literal=string(t.name), inputs="{" + inputs + "}", options=options,
+        module=string(module_name), source_sha256=string(source_sha256),
+        where=comment(f"{relpath or t.span.path}:{t.span.line}"),
+        nparams=sum(size(d.shape) for d in t.params), init_inputs=t.init_inputs,
     )
 
 
@@ -195,10 +232,8 @@ def _mesh_kwargs(t: TargetProgram) -> str:
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = "(" + ", ".join(
-            "None" if a is None else f'"{a}"' for a in spec) + ("," if len(spec) == 1
-                                                              else "") + ")"
-    mesh = "{" + ", ".join(f'"{n}": {k}' for n, k in t.mesh) + "}"
+        node[path[-1]] = literal(tuple(spec))
+    mesh = "{" + ", ".join(f"{string(n)}: {literal(k)}" for n, k in t.mesh) + "}"
     sharding = "{\n" + "\n".join(_dict_lines(tree, 8)) + "\n    }" if tree else "{}"
     return f"    mesh={mesh},\n    param_sharding={sharding},\n"
 
@@ -208,24 +243,16 @@ def _dict_lines(tree: dict[str, Any], indent: int) -> list[str]:
     out = []
     for k, v in tree.items():
         if isinstance(v, dict) and not v:
-            out.append(f'{pad}"{k}": {{}},')
+            out.append(f"{pad}{string(k)}: {{}},")
         elif isinstance(v, dict):
-            out.append(f'{pad}"{k}": {{')
+            out.append(f"{pad}{string(k)}: {{")
             out.extend(_dict_lines(v, indent + 4))
             out.append(f"{pad}}},")
         else:
-            out.append(f'{pad}"{k}": {v},')
+            out.append(f"{pad}{string(k)}: {v},")
     return out
 
 
 def _tuple(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    return literal(tuple(int(d) for d in shape))
 
-
-def _dtype_code(dtype: str) -> str:
-    """`jnp.float32`; a typed random key's dtype is the default implementation's."""
-    return "jax.random.key(0).dtype" if dtype.startswith("key<") else f"jnp.{dtype}"
-
-
-def _str_tuple(items: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f'"{i}"' for i in items) + ("," if len(items) == 1 else "") + ")"

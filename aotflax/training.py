@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import dtypes as dt
+from . import quoting
 from .diagnostics import Note, Span
 from .ops.calls import value_code
 from .program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar, fresh_like
@@ -23,6 +24,7 @@ from .values import (
     MultiOptimizer,
     OptaxFn,
     OptaxValue,
+    StaticError,
     Traversal,
     describe_value,
     is_static,
@@ -41,8 +43,10 @@ def call_optax(r: "Resolver", fn: OptaxFn, args: list, kwargs: dict, span: Span)
             raise r.error("AOT420", f"optax.{fn.name} arguments must be static, got "
                           f"{describe_value(value)}", span)
     try:
-        parts = [to_code(a) for a in args] + [f"{k}={to_code(v)}" for k, v in kwargs.items()]
-    except Exception as e:  # StaticError: a value with no code form
+        parts = [to_code(a) for a in args] + [
+            f"{quoting.identifier(k, 'keyword argument name')}={to_code(v)}"
+            for k, v in kwargs.items()]
+    except (StaticError, quoting.QuotingError) as e:  # a value with no code form, a bad name
         raise r.error("AOT420", f"optax.{fn.name}: {e}", span) from None
     # optax binds its own arguments when verify builds the optimizer (resolve never
     # imports optax or jax)
@@ -71,8 +75,34 @@ def multi_optimizer(r: "Resolver", args: list, kwargs: dict, span: Span) -> Mult
     return MultiOptimizer(tuple(groups), span)
 
 
+#: Names the target templates (target.py.j2, train.py.j2) bind or read inside their
+#: functions: no emitted function is named like one, and inputs are renamed around them.
+TEMPLATE_LOCALS = frozenset({
+    "params", "state", "rng", "opt_state", "outputs", "loss", "metrics", "grads", "updates",
+    "grad_fn", "new_state", "optax", "jax", "jnp", "np", "_runtime"})
+
+#: Module-level helpers emitted for a target `t`, as `_{t}_{suffix}` (templates/*.j2).
+TARGET_HELPERS = ("apply", "init", "loss", "optimizer", "init_opt", "train_step", "labels",
+                  "variables")
+
+
+def target_globals(target: str) -> tuple[str, ...]:
+    """The names a target binds in its generated module: itself and its helpers."""
+    return (target, *(f"_{target}_{suffix}" for suffix in TARGET_HELPERS))
+
+
+def labels_variable(target: str) -> str:
+    """The module-level dict of a target's parameter-group labels (multi_transform's)."""
+    return f"_{target}_labels"
+
+
+def variables_variable(target: str) -> str:
+    """The module-level `_runtime.Variables` of a target (shared by targets with its tree)."""
+    return f"_{target}_variables"
+
+
 def optimizer_code(r: "Resolver", optimizer: Any, params: tuple[ParamDecl, ...],
-                   span: Span) -> tuple[str, tuple[tuple[tuple[str, ...], str], ...]]:
+                   span: Span, target: str) -> tuple[str, tuple[tuple[tuple[str, ...], str], ...]]:
     """The optax code, and for parameter groups the static label of every parameter."""
     if isinstance(optimizer, OptaxValue):
         return optimizer.code, ()
@@ -98,7 +128,8 @@ def optimizer_code(r: "Resolver", optimizer: Any, params: tuple[ParamDecl, ...],
         labels.append((decl.path, label))
     transforms = [f'"group_{i}": {opt.code}' for i, (_, opt) in enumerate(optimizer.groups)]
     transforms.append('"frozen": optax.set_to_zero()')
-    return "optax.multi_transform({" + ", ".join(transforms) + "}, _LABELS)", tuple(labels)
+    return ("optax.multi_transform({" + ", ".join(transforms) + "}, "
+            f"{labels_variable(target)})", tuple(labels))
 
 
 def resolve_train(r: "Resolver", decl: Any, entry_result: Any, span: Span,
@@ -128,7 +159,7 @@ def resolve_train(r: "Resolver", decl: Any, entry_result: Any, span: Span,
         r.functions.append(fn)
         r.cache[key] = (fn, has_metrics)
     fn, has_metrics = r.cache[key]
-    code, labels = optimizer_code(r, decl.optimizer, params, span)
+    code, labels = optimizer_code(r, decl.optimizer, params, span, decl.name)
     return TrainProgram(fn, tuple((n, tuple(s.shape), s.dtype) for n, s in batch), code,
                         has_metrics, labels, tuple(n for n, _ in loss_inputs))
 
@@ -202,4 +233,5 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
         hints=dict(fn.hints)), metrics is not None
 
 
-__all__ = ["call_optax", "multi_optimizer", "optimizer_code", "resolve_train", "traversal"]
+__all__ = ["TARGET_HELPERS", "TEMPLATE_LOCALS", "call_optax", "labels_variable", "multi_optimizer",
+           "optimizer_code", "resolve_train", "target_globals", "traversal", "variables_variable"]

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import ir
+from . import ir, quoting
 from .diagnostics import Span
 from .program import Tensor
 
@@ -33,7 +33,7 @@ class DType:
     name: str
 
     def code(self) -> str:
-        return f"jnp.{self.name}"
+        return f"jnp.{quoting.identifier(self.name, 'dtype name')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,13 +279,27 @@ class Env:
 # ------------------------------------------------------------------ helpers
 
 
+#: Items the deep walks below visited, not yet charged: the resolver takes them
+#: (`walked()`) into its step budget, since walking a huge static value is work too.
+_walked = [0]
+
+
+def walked() -> int:
+    """Container items visited by `is_static`, `contains_poison`, `static_key` and
+    `to_code` since the last call."""
+    n, _walked[0] = _walked[0], 0
+    return n
+
+
 def is_static(value: Any) -> bool:
     """True when `value` contains no tensor."""
     if isinstance(value, Tensor):
         return False
     if isinstance(value, (tuple, list)):
+        _walked[0] += len(value)
         return all(is_static(v) for v in value)
     if isinstance(value, dict):
+        _walked[0] += len(value)
         return all(is_static(v) for v in value.values())
     return True
 
@@ -294,8 +308,10 @@ def contains_poison(value: Any) -> bool:
     if isinstance(value, Poison):
         return True
     if isinstance(value, (tuple, list)):
+        _walked[0] += len(value)
         return any(contains_poison(v) for v in value)
     if isinstance(value, dict):
+        _walked[0] += len(value)
         return any(contains_poison(v) for v in value.values())
     return False
 
@@ -305,9 +321,11 @@ def static_key(value: Any) -> Any:
     if isinstance(value, Tensor):
         return ("tensor", value.shape, value.dtype, value.weak)
     if isinstance(value, (list, tuple)):  # a shape read from an array is a plain tuple here
+        _walked[0] += len(value)
         return ("list" if isinstance(value, list) else "tuple",
                 tuple(static_key(v) for v in value))
     if isinstance(value, dict):
+        _walked[0] += len(value)
         return ("dict", tuple((static_key(k), static_key(v)) for k, v in value.items()))
     if isinstance(value, float) and math.isnan(value):
         return ("nan",)
@@ -333,27 +351,15 @@ def static_key(value: Any) -> Any:
 
 
 def to_code(value: Any) -> str:
-    """Python source for a static value used in emitted code."""
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, int):
-        return repr(value)
-    if isinstance(value, float):
-        if math.isinf(value):
-            return "float('inf')" if value > 0 else "float('-inf')"
-        if math.isnan(value):
-            return "float('nan')"
-        return repr(value)
-    if isinstance(value, complex):
-        return repr(value)
-    if isinstance(value, str):
-        return _str_code(value)
-    if value is Ellipsis:
-        return "..."
+    """Python source for a static value used in emitted code (data through `quoting`)."""
+    if isinstance(value, (bool, int, float, complex, str)) or value is None or \
+            value is Ellipsis:
+        return quoting.literal(value)
+    if isinstance(value, (tuple, list, dict)):
+        _walked[0] += len(value)
     if isinstance(value, tuple):
-        if len(value) == 1:
-            return f"({to_code(value[0])},)"
-        return "(" + ", ".join(to_code(v) for v in value) + ")"
+        items = [to_code(v) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     if isinstance(value, list):
         return "[" + ", ".join(to_code(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -375,12 +381,20 @@ def to_code(value: Any) -> str:
     raise StaticError(f"{describe_value(value)} cannot appear in generated code")
 
 
-def _str_code(s: str) -> str:
-    """Double-quoted string literal (ruff's preferred quote)."""
-    r = repr(s)
-    if r.startswith("'") and '"' not in s:
-        r = '"' + r[1:-1].replace("\\'", "'") + '"'
-    return r
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` for a message: short, and never failing (a 20,000-digit int has no
+    decimal repr in Python 3.11+, a self-containing list recurses)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an int of {value.bit_length():,} bits>"
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    if isinstance(value, (list, tuple, dict)) and len(value) > limit:
+        return f"<a {type(value).__name__} of {len(value):,} items>"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"<a {type(value).__name__}>"
+    return text if len(text) <= 4 * limit else text[:4 * limit] + "..."
 
 
 def describe_value(value: Any) -> str:
@@ -389,10 +403,10 @@ def describe_value(value: Any) -> str:
         return f"array {value.describe()}"
     if isinstance(value, bool):
         return f"bool {value!r}"
-    if isinstance(value, int):
-        return f"int {int(value)!r}"
+    if isinstance(value, int):  # a size read from an array is a plain int here
+        return f"int {shown(int(value))}"
     if isinstance(value, (float, str, complex)):
-        return f"{type(value).__name__} {value!r}"
+        return f"{type(value).__name__} {shown(value)}"
     if value is None:
         return "None"
     if isinstance(value, tuple):
@@ -459,6 +473,9 @@ def _describe_other(value: Any) -> str:
         return "a slice"
     if value is Ellipsis:
         return "..."
+    described = getattr(value, "description", None)  # values of the operation table (x.at)
+    if isinstance(described, str):
+        return described
     name = type(value).__name__
     known = {"Sequential": "nn.Sequential(...)", "StateVariable": "a state variable",
              "Scope": "a module scope", "RngKey": "a random key",

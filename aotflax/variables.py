@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .emit import Body, Line, Renderer, placeholder
+from .emit import Body, Line, Renderer, checked, placeholder
 from .program import FileProgram, Function, ParamDecl, Tensor
+from .quoting import literal, string
 
 _LEAF_PARAM = "_runtime.param"
 _LEAF_STATE = "_runtime.state"
@@ -158,10 +159,10 @@ def _init_code(d: ParamDecl, initializers: dict[str, Function], renderer: Render
 
 
 def _leaf(collection: str, d: ParamDecl, init: str) -> str:
-    shape = "(" + ", ".join(map(str, d.shape)) + ("," if len(d.shape) == 1 else "") + ")"
-    dtype = "" if d.dtype == "float32" else f", jnp.{d.dtype}"
+    shape = literal(tuple(int(n) for n in d.shape))
+    dtype = "" if d.dtype == "float32" else f", {dtype_code(d.dtype)}"
     if collection:
-        return f'{_LEAF_STATE}("{collection}", {init}, {shape}{dtype})'
+        return f"{_LEAF_STATE}({string(collection)}, {init}, {shape}{dtype})"
     return f"{_LEAF_PARAM}({init}, {shape}{dtype})"
 
 
@@ -184,15 +185,22 @@ def _value_lines(value: Any, indent: int) -> list[tuple[str, str]]:
         if len(value) == 1:
             (k, v), = value.items()
             if isinstance(v, str):
-                return [(f'{{"{k}": {v}}}', getattr(v, "where", ""))]
+                return [(f"{{{string(k)}: {v}}}", getattr(v, "where", ""))]
         out = [("{", "")]
         for k, v in value.items():
             lines = _value_lines(v, indent + 4)
-            lines[0] = (f'{pad}"{k}": {lines[0][0]}', lines[0][1])
+            lines[0] = (f"{pad}{string(k)}: {lines[0][0]}", lines[0][1])
             lines[-1] = (lines[-1][0] + ",", lines[-1][1])
             out += lines
         return out + [(" " * indent + "}", "")]
     return [(str(value), getattr(value, "where", ""))]
+
+
+def dtype_code(name: str) -> str:
+    """`jnp.float32`; a typed random key's dtype is the default implementation's."""
+    if name.startswith("key<"):
+        return "jax.random.key(0).dtype"
+    return "jnp." + checked(name, "dtype name")
 
 
 def input_candidates(fn: Function) -> list[tuple[str, list[int]]]:

@@ -4,10 +4,15 @@
     python bench/fuzz.py --print-case 17      # the mutated file of case #17, to reproduce
 
 Each mutation (see tests/fuzzing.py: deleted, swapped or duplicated lines, wrong
-keywords and numbers, random tokens, truncation, non-UTF-8 bytes) of a file of
-models/ is built exactly as `aot_build.py FILE -o OUT --no-compile` would
-(in-process `aotflax.driver.main`, verify and the atomic writes included) into
-an output folder that already holds the original model's build.  Outcomes:
+keywords and numbers, random tokens, truncation, non-UTF-8 bytes) of a seed is
+built exactly as `aot_build.py FILE -o OUT --no-compile` would (in-process
+`aotflax.driver.main`, verify and the atomic writes included) into an output
+folder that already holds a model's build.  The seeds are the files of models/
+and the hostile model files of tests/hostile_cases.py (strings that try to
+escape into generated code, an 8,000-term `and` chain, static values that grow
+without bound, names generated code uses); the first cases of a run are the
+hostile files themselves, unmutated.  `--seeds models` fuzzes models/ only.
+Outcomes:
 
 - built ok: exit 0, and every file in the output folder is complete (parses);
 - clean error: exit 1, every `error[...]` located (`path:line:col`) and shown with
@@ -17,7 +22,8 @@ an output folder that already holds the original model's build.  Outcomes:
 - tracebacks: an exception escaped the command line, or one was printed;
 - hangs: no result within --timeout seconds;
 - partial writes: a failed build changed the output folder, or a successful one
-  left an incomplete file.
+  left an incomplete file;
+- code execution: a string of the model file ran (it left its marker file).
 
 Everything but the first two columns must be 0.
 """
@@ -29,6 +35,7 @@ import contextlib
 import io
 import json
 import multiprocessing as mp
+import os
 import random
 import re
 import shutil
@@ -42,9 +49,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fuzzing import MODELS, WHOLE_FILE_CODES, Hang, mutate, time_limit  # noqa: E402
+from hostile_cases import MARKER, sources  # noqa: E402
+
+#: Seeds by file name: the models, then the hostile files (named to be module names).
+SEEDS: dict[str, bytes] = {m.name: m.read_bytes() for m in MODELS}
+HOSTILE: dict[str, bytes] = {f"hostile_{name}.py": text.encode()
+                             for name, text in sorted(sources().items())}
 
 OUTCOMES = ("built ok", "clean errors", "unlocated", "internal errors", "tracebacks", "hangs",
-            "partial writes")
+            "partial writes", "code execution")
 _ERROR = re.compile(r"^(?:(?P<loc>\S.*?:\d+:\d+): )?error\[(?P<code>AOT\d{3})\]", re.M)
 
 _templates: dict[str, Path] = {}
@@ -59,8 +72,10 @@ def _cli(argv: list[str]) -> tuple[int, str]:
     return rc, buf.getvalue()
 
 
-def _template(model: Path) -> Path:
-    """The output folder of the unmutated model (built once per worker)."""
+def _template(name: str) -> Path:
+    """The output folder of the unmutated model `name` (built once per worker); a hostile
+    seed's builds go into the output of the first model, which a failure must not touch."""
+    model = MODELS[0] if name in HOSTILE else ROOT / "models" / name
     if model.name not in _templates:
         folder = Path(tempfile.mkdtemp(prefix="aotflax-fuzz-template-"))
         shutil.copy(model, folder / model.name)
@@ -85,26 +100,38 @@ def _complete(folder: Path) -> bool:
     return True
 
 
-def _case(index: int, seed: int) -> tuple[Path, bytes, list[str]]:
+def _seeds(which: str) -> dict[str, bytes]:
+    return SEEDS if which == "models" else {**SEEDS, **HOSTILE}
+
+
+def _case(index: int, seed: int, which: str = "all") -> tuple[str, bytes, list[str]]:
+    """Case `index`: a hostile file as it is (the first ones), else a mutated seed."""
+    seeds = _seeds(which)
+    hostile = sorted(HOSTILE) if which != "models" else []
+    if index < len(hostile):
+        return hostile[index], HOSTILE[hostile[index]], ["unmutated"]
     rng = random.Random(seed * 1_000_003 + index)
-    model = rng.choice(MODELS)
-    data, names = mutate(model.read_bytes(), rng)
-    return model, data, names
+    # half the mutations start from a model of the zoo, half from a hostile file
+    name = rng.choice(sorted(SEEDS) if not hostile or rng.random() < 0.5 else hostile)
+    data, names = mutate(seeds[name], rng)
+    return name, data, names
 
 
-def run_case(case: tuple[int, int, float]) -> tuple[int, str, str]:
-    """Build mutation `index` (seeded by `seed`); returns (index, outcome, detail)."""
-    index, seed, timeout = case
-    model, data, names = _case(index, seed)
+def run_case(case: tuple[int, int, float, str]) -> tuple[int, str, str]:
+    """Build case `index` (seeded by `seed`); returns (index, outcome, detail)."""
+    index, seed, timeout, which = case
+    name, data, names = _case(index, seed, which)
     work = Path(tempfile.mkdtemp(prefix="aotflax-fuzz-"))
+    cwd = os.getcwd()
     try:
         (work / "models").mkdir()
-        path = work / "models" / model.name
+        path = work / "models" / name
         path.write_bytes(data)
         out = work / "out"
-        shutil.copytree(_template(model), out)
+        shutil.copytree(_template(name), out)
         before = _snapshot(out)
-        what = f"#{index} {model.name} {'+'.join(names)}"
+        what = f"#{index} {name} {'+'.join(names)}"
+        os.chdir(work)  # a string that escaped into generated code would leave MARKER here
         try:
             with time_limit(timeout):
                 rc, text = _cli([str(path), "-o", str(out), "--no-compile"])
@@ -112,6 +139,10 @@ def run_case(case: tuple[int, int, float]) -> tuple[int, str, str]:
             return index, "hangs", what
         except BaseException as e:  # noqa: BLE001 - that is what we count
             return index, "tracebacks", f"{what}: {type(e).__name__}: {e}"
+        finally:
+            os.chdir(cwd)
+        if (work / MARKER).exists():
+            return index, "code execution", f"{what}: a string of the model file ran"
         if "Traceback" in text:
             return index, "tracebacks", f"{what}:\n{text}"
         if rc == 0:
@@ -130,6 +161,7 @@ def run_case(case: tuple[int, int, float]) -> tuple[int, str, str]:
             return index, "unlocated", f"{what} (exit {rc}):\n{text}"
         return index, "clean errors", what
     finally:
+        os.chdir(cwd)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -140,18 +172,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per build (60)")
     p.add_argument("--show", type=int, default=5, help="failures to print per outcome")
-    p.add_argument("--print-case", type=int, metavar="I", help="print mutation #I and exit")
+    p.add_argument("--seeds", choices=("all", "models"), default="all",
+                   help="mutate models/ and the hostile files (all), or models/ only")
+    p.add_argument("--print-case", type=int, metavar="I", help="print case #I and exit")
     args = p.parse_args(argv)
     if args.print_case is not None:
-        model, data, names = _case(args.print_case, args.seed)
-        print(f"# {model.name} {'+'.join(names)}")
+        name, data, names = _case(args.print_case, args.seed, args.seeds)
+        print(f"# {name} {'+'.join(names)}")
         sys.stdout.buffer.write(data)
         return 0
 
     start = time.perf_counter()
     counts: Counter[str] = Counter()
     details: dict[str, list[str]] = {}
-    cases = [(i, args.seed, args.timeout) for i in range(args.n)]
+    cases = [(i, args.seed, args.timeout, args.seeds) for i in range(args.n)]
     ctx = mp.get_context("fork")
     pool = ctx.Pool(args.jobs, maxtasksperchild=100)
     try:
@@ -165,15 +199,17 @@ def main(argv: list[str] | None = None) -> int:
             if outcome not in ("built ok", "clean errors"):
                 details.setdefault(outcome, []).append(detail)
             if done % 100 == 0:
-                print(f"  {done}/{args.n} mutations, {time.perf_counter() - start:.0f} s",
+                print(f"  {done}/{args.n} cases, {time.perf_counter() - start:.0f} s",
                       file=sys.stderr, flush=True)
     finally:
         pool.terminate()
     seconds = time.perf_counter() - start
 
-    print(f"aotflax fuzz: {args.n} mutations of {len(MODELS)} model files (seed {args.seed}), "
-          f"{seconds:.0f} s with {args.jobs} jobs")
-    rows = [("mutations", args.n)] + [(o, counts[o]) for o in OUTCOMES]
+    seeds = _seeds(args.seeds)
+    print(f"aotflax fuzz: {args.n} cases from {len(seeds)} seed files ({len(MODELS)} models, "
+          f"{len(seeds) - len(MODELS)} hostile; seed {args.seed}), {seconds:.0f} s with "
+          f"{args.jobs} jobs")
+    rows = [("cases", args.n)] + [(o, counts[o]) for o in OUTCOMES]
     width = max(len(r[0]) for r in rows)
     for name, n in rows:
         print(f"  {name.ljust(width)}  {n:>6}")

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = sorted((ROOT / "models").glob("*.py"))
 
 #: Diagnostics about a whole file or command, legitimately without a location.
-WHOLE_FILE_CODES = frozenset({"AOT107", "AOT411"})
+WHOLE_FILE_CODES = frozenset({"AOT107", "AOT108", "AOT411"})
 
 _KEYWORDS = [b"features", b"feature", b"use_bias", b"bias", b"kernel_size", b"strides",
              b"padding", b"name", b"dtype", b"param_dtype", b"axis", b"train", b"rate",

@@ -53,6 +53,7 @@ def build(source: str, header: bool = True, verify: bool = True) -> ModuleType:
     if verify:
         verify_module(module, f.program)
     module.__aotflax_text__ = f.text
+    module.__aotflax_program__ = f.program
     return module
 
 

@@ -193,6 +193,22 @@ LAYERS = {
                       "jnp.matmul(x, x.T)", "f32[4, 6]"),
     "reductions": ("jnp.var(x, axis=0) + jnp.std(x, axis=0) + jnp.max(x, axis=0) + "
                    "jnp.logaddexp(x, x)[0]", "f32[40, 60]"),
+    "lax_conv_nchw": ("jax.lax.conv_general_dilated(x, jnp.ones((4, 3, 3, 2)), (2, 1), "
+                      "((1, 0), (0, 2)), rhs_dilation=(1, 2))", "f32[2, 3, 7, 6]"),
+    "lax_conv_groups": ("jax.lax.conv_general_dilated(x, jnp.ones((3, 3, 2, 6)), (1, 1), "
+                        "'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'), "
+                        "feature_group_count=2)", "f32[2, 5, 5, 4]"),
+    "lax_conv_transpose": ("jax.lax.conv_transpose(x, jnp.ones((3, 3, 4, 5)), (2, 2), 'SAME')",
+                           "f32[2, 5, 5, 4]"),
+    "at_updates": ("x.at[jnp.argmax(x, axis=0)].add(1.0).at[:, 1:].divide(3.0).at[1, 2].set(0.)",
+                   "f32[6, 6]"),
+    "segments_norm_lse": ("jax.ops.segment_sum(x, jnp.array([0, 1, 1, 0]), 2)[0] + "
+                          "jnp.linalg.norm(x, axis=0) + jax.scipy.special.logsumexp(x, axis=0, "
+                          "b=x)", "f32[4, 6]"),
+    "samplers": ("jax.random.gumbel(jax.random.PRNGKey(0), x.shape) + jax.random.laplace("
+                 "jax.random.fold_in(jax.random.key(1), 3), (40,)).reshape((1, 40)) + jax.random.categorical("
+                 "jax.random.split(jax.random.key(2))[1], x, axis=0).astype(jnp.float32).reshape((1, 40))",
+                 "f32[30, 40]"),
 }
 
 
@@ -217,12 +233,14 @@ aot.target("t", M, x=aot.{spec})
 
 def _jax_function(name: str):
     namespace, _, attr = name.rpartition(".")
-    module = {"jnp": jnp, "lax": jax.lax, "nn": jax.nn}.get(namespace)
+    module = {"jnp": jnp, "lax": jax.lax, "nn": jax.nn,
+              "jax.scipy.special": jax.scipy.special}.get(namespace)
     return getattr(module, attr if name != "nn.tanh" else "tanh", None) if module else None
 
 
 _INTEGER = {"jnp.invert", "jnp.bitwise_not", "jnp.bitwise_and", "jnp.bitwise_or",
-            "jnp.bitwise_xor", "jnp.left_shift", "jnp.right_shift"}
+            "jnp.bitwise_xor", "jnp.left_shift", "jnp.right_shift", "lax.bitwise_not",
+            "lax.bitwise_and", "lax.bitwise_or", "lax.bitwise_xor", "lax.population_count"}
 _BOOLEAN = {"jnp.logical_not", "jnp.logical_and", "jnp.logical_or", "jnp.logical_xor"}
 
 
@@ -309,6 +327,12 @@ def test_conv_taps_agree_with_brute_force():
             1 for k in range(window) for o in range(out)
             if (u := o * stride - pad + k * rhs) >= 0 and u % lhs == 0 and u // lhs < in_size)
         assert flops.conv_taps(in_size, window, out, stride, pad, lhs, rhs) == brute
+
+
+def test_conv_taps_of_a_huge_window_are_counted_per_output():
+    # A model file may ask for a window of 10**9 taps: the count walks the
+    # outputs, so it returns at once (a loop over taps hung the build).
+    assert flops.conv_taps(28, 10**9, 28, 1, 5 * 10**8) == 28 * 28
 
 
 # ------------------------------------------------------------- against Linen's tabulate

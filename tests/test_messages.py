@@ -117,11 +117,11 @@ def test_a_failed_if_poisons_only_the_names_it_would_introduce() -> None:
                 x = nn.relu(x)
                 y = x
             z = y + 1.0
-            a, b = x
+            a, b, c = x
             return z
 
     aot.target("net", Net, x=aot.f32[2, 3])
     """)
     assert "conditions must be static" in out
     assert "'y' is not defined" not in out  # a knock-on of the failed `if`: silenced
-    assert "cannot unpack an array" in out  # x still has a value: its own mistake shows
+    assert "cannot unpack f32[2, 3] into 3 names" in out  # x still has a value: its own mistake

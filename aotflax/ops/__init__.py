@@ -4,11 +4,15 @@
 from . import (  # noqa: F401
     arrays,
     attention,
+    convolution,
+    elementwise,
     layers,
     linear,
     normalization,
     operators,
     recurrent,
+    slicing,
+    special,
     stochastic,
 )
 from .registry import REGISTRY, CallError, Entry, Signature

@@ -17,7 +17,8 @@ from .calls import FnCall, aval_of
 from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
-           "jax.random": "jax.random", "jnp.linalg": "jnp.linalg"}
+           "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jax.ops": "jax.ops",
+           "jax.scipy.special": "jax.scipy.special"}
 
 
 def register(name: str, namespaces: tuple[str, ...], sig: str, rule: Callable[[FnCall], Any],
@@ -34,7 +35,7 @@ def register(name: str, namespaces: tuple[str, ...], sig: str, rule: Callable[[F
 _DEFAULTS: dict[str, Any] = {"float32": DType("float32"), "int32": DType("int32")}
 
 
-def _shape_rule(call: FnCall, fn: Callable[..., Any], *args: Any) -> Any:
+def shape_rule(call: FnCall, fn: Callable[..., Any], *args: Any) -> Any:
     """Run a shape function; its ShapeError becomes a located user error."""
     try:
         return fn(*args)
@@ -45,19 +46,19 @@ def _shape_rule(call: FnCall, fn: Callable[..., Any], *args: Any) -> Any:
         raise CallError("AOT203", f"{call.written}: invalid static argument ({e})") from None
 
 
-def _int_tree(value: Any) -> bool:
+def int_tree(value: Any) -> bool:
     """An int, or (nested) tuples and lists of ints: axes, shifts, repetitions, pads."""
     if isinstance(value, (tuple, list)):
-        return all(_int_tree(v) for v in value)
+        return all(int_tree(v) for v in value)
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _float_dtype(dtype: str) -> str:
+def float_dtype(dtype: str) -> str:
     """What float-only functions (exp, mean, ...) compute in for this input dtype."""
     return dtype if dt.is_inexact(dtype) else "float32"
 
 
-def _emit_same(call: FnCall, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
+def emit_same(call: FnCall, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
     out = call.out(shape, dtype, weak)
     call.emit_call([out], stem=_stem(call))
     return out
@@ -67,75 +68,7 @@ def _stem(call: FnCall) -> str:
     return call.entry.name.lower().strip("_")
 
 
-# ------------------------------------------------------------- elementwise
-
-
-def _unary(kind: str) -> Callable[[FnCall], Tensor]:
-    """kind: "same" keeps dtype, "float" promotes to float, "bool" gives bool, "real" abs."""
-
-    def rule(call: FnCall) -> Tensor:
-        x = call.tensor(call.entry.signature.params[0].name)
-        dtype = {"same": x.dtype, "float": _float_dtype(x.dtype), "bool": "bool",
-                 "real": {"complex64": "float32", "complex128": "float64"}.get(x.dtype, x.dtype),
-                 "int": "int32" if dt.is_bool(x.dtype) else x.dtype}[kind]
-        return _emit_same(call, x.shape, dtype, x.weak and kind == "same")
-
-    return rule
-
-
-UNARY = {
-    "same": ["negative", "positive", "square", "sign", "floor", "ceil", "round", "rint", "trunc",
-             "conjugate", "fix"],
-    "float": ["exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sqrt", "cbrt", "sin",
-              "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh",
-              "arccosh", "arctanh", "reciprocal", "deg2rad", "rad2deg", "sinc", "i0"],
-    "bool": ["isnan", "isinf", "isfinite", "logical_not", "signbit"],
-    "real": ["abs", "absolute", "real", "imag", "angle"],
-    "int": ["invert", "bitwise_not"],
-}
-for kind, names in UNARY.items():
-    for n in names:
-        register(n, ("jnp",), "x", _unary(kind), doc=f"elementwise jnp.{n}")
-
-for n, kind in [("rsqrt", "float"), ("exp", "float"), ("log", "float"), ("tanh", "float"),
-                ("logistic", "float"), ("erf", "float"), ("erf_inv", "float"), ("abs", "real"),
-                ("neg", "same"), ("sqrt", "float"), ("square", "same"), ("sign", "same"),
-                ("floor", "same"), ("ceil", "same"), ("stop_gradient", "same")]:
-    register(n, ("lax",), "x", _unary(kind), doc=f"elementwise jax.lax.{n}")
-
-
-def _binary(kind: str) -> Callable[[FnCall], Tensor]:
-    """kind: "promote" (result of promotion), "float", "bool" (comparisons)."""
-
-    def rule(call: FnCall) -> Tensor:
-        names = [p.name for p in call.entry.signature.params[:2]]
-        a, b = call.aval(names[0]), call.aval(names[1])
-        shape = _shape_rule(call, sh.broadcast_shapes, a[0], b[0])
-        dtype, weak = dt.promote((a[1], a[2]), (b[1], b[2]))
-        if kind == "float":
-            dtype = _float_dtype(dtype)
-        elif kind == "bool":
-            dtype, weak = "bool", False
-        return _emit_same(call, shape, dtype, weak)
-
-    return rule
-
-
-BINARY = {
-    "promote": ["add", "subtract", "multiply", "maximum", "minimum", "power", "mod", "remainder",
-                "floor_divide", "fmax", "fmin", "logical_and", "logical_or", "logical_xor",
-                "bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift",
-                "copysign", "hypot", "heaviside", "fmod"],
-    "float": ["divide", "true_divide", "arctan2", "logaddexp", "float_power"],
-    "bool": ["equal", "not_equal", "less", "less_equal", "greater", "greater_equal", "isclose"],
-}
-for kind, names in BINARY.items():
-    for n in names:
-        sig = "x, y, rtol=1e-05, atol=1e-08, equal_nan=False" if n == "isclose" else "x, y"
-        register(n, ("jnp",), sig, _binary(kind), doc=f"elementwise jnp.{n}")
-for n, kind in [("add", "promote"), ("sub", "promote"), ("mul", "promote"), ("div", "promote"),
-                ("max", "promote"), ("min", "promote"), ("pow", "promote")]:
-    register(n, ("lax",), "x, y", _binary(kind), doc=f"elementwise jax.lax.{n}")
+# ------------------------------------------------------------- selection
 
 
 def _where(call: FnCall) -> Tensor:
@@ -143,16 +76,16 @@ def _where(call: FnCall) -> Tensor:
         raise call.fail("jnp.where with one argument has a data-dependent shape",
                         hint="pass x and y: jnp.where(cond, x, y)")
     c, a, b = call.aval("condition"), call.aval("x"), call.aval("y")
-    shape = _shape_rule(call, sh.broadcast_shapes, c[0], a[0], b[0])
+    shape = shape_rule(call, sh.broadcast_shapes, c[0], a[0], b[0])
     dtype, weak = dt.promote((a[1], a[2]), (b[1], b[2]))
-    return _emit_same(call, shape, dtype, weak)
+    return emit_same(call, shape, dtype, weak)
 
 
 register("where", ("jnp",), "condition, x=None, y=None", _where, doc="select elementwise")
 
 
-def _clip(call: FnCall) -> Tensor:
-    x = call.aval("x")
+def clip(call: FnCall) -> Tensor:
+    x = call.aval(call.entry.signature.params[0].name)
     parts = [(x[1], x[2])]
     shapes = [x[0]]
     for k in ("min", "max"):
@@ -160,17 +93,17 @@ def _clip(call: FnCall) -> Tensor:
             a = call.aval(k)
             parts.append((a[1], a[2]))
             shapes.append(a[0])
-    shape = _shape_rule(call, sh.broadcast_shapes, *shapes)
+    shape = shape_rule(call, sh.broadcast_shapes, *shapes)
     dtype, weak = dt.promote(*parts)
-    return _emit_same(call, shape, dtype, weak)
+    return emit_same(call, shape, dtype, weak)
 
 
-register("clip", ("jnp",), "x, min=None, max=None", _clip, doc="clip to [min, max]")
+register("clip", ("jnp",), "x, min=None, max=None", clip, doc="clip to [min, max]")
 
 # ------------------------------------------------------------- reductions
 
 
-def _reduction(kind: str) -> Callable[[FnCall], Tensor]:
+def reduction(kind: str) -> Callable[[FnCall], Tensor]:
     """kind: "sum" (bool/int -> int32), "mean" (float), "same" (max/min), "bool", "index"."""
 
     def rule(call: FnCall) -> Tensor:
@@ -179,7 +112,7 @@ def _reduction(kind: str) -> Callable[[FnCall], Tensor]:
         keepdims = bool(call.args.get("keepdims", False))
         if kind == "index" and isinstance(axis, (tuple, list)):
             raise call.fail(f"{call.written}: axis must be a single int", "AOT203")
-        shape = _shape_rule(call, sh.reduce_shape, x.shape, axis, keepdims)
+        shape = shape_rule(call, sh.reduce_shape, x.shape, axis, keepdims)
         if call.args.get("dtype") is not None:
             dtype = call.dtype("dtype")
         elif kind == "sum":
@@ -188,14 +121,14 @@ def _reduction(kind: str) -> Callable[[FnCall], Tensor]:
             if dt.is_unsigned(x.dtype) and dt.itemsize(x.dtype) < 4:
                 dtype = "uint32"
         elif kind == "mean":
-            dtype = _float_dtype(x.dtype)
+            dtype = float_dtype(x.dtype)
         elif kind == "bool":
             dtype = "bool"
         elif kind == "index":
             dtype = "int32"
         else:
             dtype = x.dtype
-        return _emit_same(call, shape, dtype)
+        return emit_same(call, shape, dtype)
 
     return rule
 
@@ -214,21 +147,11 @@ for n, kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "mean
         sig = "a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None"
     if n in ("median", "ptp"):
         sig = "a, axis=None, out=None, keepdims=False"
-    register(n, ("jnp",), sig, _reduction(kind), doc=f"reduction jnp.{n}")
+    register(n, ("jnp",), sig, reduction(kind), doc=f"reduction jnp.{n}")
 for n in ("argmax", "argmin"):
-    register(n, ("jnp",), "a, axis=None, out=None, keepdims=False", _reduction("index"),
+    register(n, ("jnp",), "a, axis=None, out=None, keepdims=False", reduction("index"),
              doc="index of the extreme value along an axis")
 
-
-def _logsumexp(call: FnCall) -> Tensor:
-    x = call.tensor("a")
-    shape = _shape_rule(call, sh.reduce_shape, x.shape, call.args["axis"],
-                        bool(call.args["keepdims"]))
-    return _emit_same(call, shape, _float_dtype(x.dtype))
-
-
-register("logsumexp", ("jax.nn",), "a, axis=None, b=None, keepdims=False, return_sign=False",
-         _logsumexp, doc="log of the sum of exponentials")
 
 # ------------------------------------------------------------- shapes
 
@@ -240,51 +163,104 @@ def _reshape(call: FnCall) -> Tensor:
         newshape = (newshape,)
     if not isinstance(newshape, (tuple, list)):
         raise call.fail(f"{call.written}: shape must be a tuple of ints", "AOT203")
-    shape = _shape_rule(call, sh.reshape, x.shape, tuple(newshape))
-    return _emit_same(call, shape, x.dtype, x.weak)
+    shape = shape_rule(call, sh.reshape, x.shape, tuple(newshape))
+    return emit_same(call, shape, x.dtype, x.weak)
 
 
 register("reshape", ("jnp",), "a, shape, order='C'", _reshape, doc="reshape (one -1 allowed)")
 
 
-def _simple(fn: Callable[..., tuple[int, ...]], *names: str, defaults: tuple = ()):
+def simple(fn: Callable[..., tuple[int, ...]], *names: str, defaults: tuple = ()):
     def rule(call: FnCall) -> Tensor:
         x = call.tensor(call.entry.signature.params[0].name)
         args = [call.args[n] for n in names]
         for n, a in zip(names, args):
-            if a is not None and not _int_tree(a):
+            if a is not None and not int_tree(a):
                 raise call.fail(f"{call.written}: '{n}' must be an int or a tuple of ints, got "
                                 f"{describe_value(a)}", "AOT203")
-        shape = _shape_rule(call, fn, x.shape, *args)
-        return _emit_same(call, tuple(shape), x.dtype, x.weak)
+        shape = shape_rule(call, fn, x.shape, *args)
+        return emit_same(call, tuple(shape), x.dtype, x.weak)
 
     return rule
 
 
-register("transpose", ("jnp",), "a, axes=None", _simple(sh.transpose, "axes"), doc="permute axes")
-register("swapaxes", ("jnp",), "a, axis1, axis2", _simple(sh.swapaxes, "axis1", "axis2"),
+register("transpose", ("jnp",), "a, axes=None", simple(sh.transpose, "axes"), doc="permute axes")
+register("swapaxes", ("jnp",), "a, axis1, axis2", simple(sh.swapaxes, "axis1", "axis2"),
          doc="swap two axes")
 register("moveaxis", ("jnp",), "a, source, destination",
-         _simple(sh.moveaxis, "source", "destination"), doc="move axes")
-register("expand_dims", ("jnp",), "a, axis", _simple(sh.expand_dims, "axis"), doc="insert axes")
-register("squeeze", ("jnp",), "a, axis=None", _simple(sh.squeeze, "axis"),
+         simple(sh.moveaxis, "source", "destination"), doc="move axes")
+register("expand_dims", ("jnp",), "a, axis", simple(sh.expand_dims, "axis"), doc="insert axes")
+register("squeeze", ("jnp",), "a, axis=None", simple(sh.squeeze, "axis"),
          doc="remove size-1 axes")
-register("ravel", ("jnp",), "a, order='C'", _simple(lambda s: (sh.size(s),)), doc="flatten")
-register("tile", ("jnp",), "A, reps", _simple(sh.tile, "reps"), doc="tile")
+register("ravel", ("jnp",), "a, order='C'", simple(lambda s: (sh.size(s),)), doc="flatten")
+register("tile", ("jnp",), "A, reps", simple(sh.tile, "reps"), doc="tile")
 register("repeat", ("jnp",), "a, repeats, axis=None, *, total_repeat_length=None",
-         _simple(sh.repeat, "repeats", "axis"), doc="repeat elements")
-register("pad", ("jnp",), "array, pad_width, mode='constant', **kwargs",
-         _simple(sh.pad, "pad_width"), doc="pad")
-register("flip", ("jnp",), "m, axis=None", _simple(lambda s, a: s, "axis"), doc="reverse")
-register("roll", ("jnp",), "a, shift, axis=None", _simple(lambda s, a, b: s, "shift", "axis"),
+         simple(sh.repeat, "repeats", "axis"), doc="repeat elements")
+register("flip", ("jnp",), "m, axis=None", simple(lambda s, a: s, "axis"), doc="reverse")
+register("roll", ("jnp",), "a, shift, axis=None", simple(lambda s, a, b: s, "shift", "axis"),
          doc="roll")
-register("cumsum", ("jnp",), "a, axis=None, dtype=None",
-         _simple(lambda s, a: s if a is not None else (sh.size(s),), "axis"),
-         doc="cumulative sum")
+def _cumsum(call: FnCall) -> Tensor:
+    """`jnp.cumsum`: bool counts as int32 (other dtypes stay, unlike sum); strong."""
+    x = call.tensor("a")
+    axis = call.args["axis"]
+    if axis is None:
+        shape: tuple[int, ...] = (sh.size(x.shape),)
+    else:
+        shape_rule(call, sh.normalize_axis, call.int("axis"), x.ndim)
+        shape = x.shape
+    dtype = call.dtype("dtype") or ("int32" if dt.is_bool(x.dtype) else x.dtype)
+    return emit_same(call, shape, dt.canonicalize(dtype))
+
+
+register("cumsum", ("jnp",), "a, axis=None, dtype=None", _cumsum, doc="cumulative sum")
+register("cumprod", ("jnp",), "a, axis=None, dtype=None", _cumsum, doc="cumulative product")
+
+
+def _norm(call: FnCall) -> Tensor:
+    """`jnp.linalg.norm`: vector norms over one axis, matrix norms over two; float, strong."""
+    x = call.tensor("x")
+    axis, ord_ = call.args["axis"], call.args["ord"]
+    if isinstance(axis, (tuple, list)) and len(axis) > 2:
+        raise call.fail(f"jnp.linalg.norm: axis {tuple(axis)} names more than two axes", "AOT203")
+    if ord_ is not None and axis is None and x.ndim not in (1, 2):
+        raise call.fail(f"jnp.linalg.norm with ord= needs axis= for {x.describe()}", "AOT203")
+    if not (ord_ is None or isinstance(ord_, (int, float, str)) and not isinstance(ord_, bool)):
+        raise call.fail(f"jnp.linalg.norm: ord must be a static number or name, got "
+                        f"{describe_value(ord_)}", "AOT203")
+    shape = shape_rule(call, sh.reduce_shape, x.shape, axis, call.bool("keepdims"))
+    dtype = {"complex64": "float32", "complex128": "float64"}.get(x.dtype, float_dtype(x.dtype))
+    return emit_same(call, shape, dtype)
+
+
+register("norm", ("jnp.linalg",), "x, ord=None, axis=None, keepdims=False", _norm,
+         doc="vector or matrix norm")
+
+
+def _linspace(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
+    for name in ("start", "stop"):
+        value = call.args[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise call.fail(f"jnp.linspace needs static numbers as bounds, got "
+                            f"{describe_value(value)}", "AOT203")
+    num = call.int("num", minimum=0)
+    if call.int("axis") not in (0, -1):
+        raise call.fail("jnp.linspace of static bounds has one axis: axis must be 0", "AOT203")
+    dtype = dt.canonicalize(call.dtype("dtype") or "float32")
+    samples = call.out((num,), dtype)
+    if not call.bool("retstep"):
+        call.emit_call([samples], stem="linspace")
+        return samples
+    step = call.out((), "float32" if not dt.is_inexact(dtype) else dtype)
+    call.emit_call([samples, step], stem="linspace")
+    return samples, step
+
+
+register("linspace", ("jnp",), "start, stop, num=50, endpoint=True, retstep=False, dtype=None, "
+         "axis=0", _linspace, doc="num evenly spaced values")
 register("broadcast_to", ("jnp",), "array, shape",
-         _simple(lambda s, t: _bcast_to(s, tuple(t)), "shape"), doc="broadcast")
+         simple(lambda s, t: _bcast_to(s, tuple(t)), "shape"), doc="broadcast")
 for n in ("tril", "triu"):
-    register(n, ("jnp",), "m, k=0", _simple(lambda s, k: s, "k"), doc=f"{n} mask")
+    register(n, ("jnp",), "m, k=0", simple(lambda s, k: s, "k"), doc=f"{n} mask")
 
 
 def _bcast_to(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...]:
@@ -309,9 +285,9 @@ def _concat_like(fn: Callable[..., tuple[int, ...]]):
     def rule(call: FnCall) -> Tensor:
         xs = _sequence(call, "arrays")
         axis = call.int("axis")
-        shape = _shape_rule(call, fn, [x.shape for x in xs], axis)
+        shape = shape_rule(call, fn, [x.shape for x in xs], axis)
         dtype, weak = dt.promote(*[(x.dtype, x.weak) for x in xs])
-        return _emit_same(call, tuple(shape), dtype, weak)
+        return emit_same(call, tuple(shape), dtype, weak)
 
     return rule
 
@@ -324,7 +300,7 @@ register("stack", ("jnp",), "arrays, axis=0, out=None, dtype=None", _concat_like
 
 def _split(call: FnCall) -> tuple[Tensor, ...]:
     x = call.tensor("ary")
-    shapes = _shape_rule(call, sh.split, x.shape, call.args["indices_or_sections"],
+    shapes = shape_rule(call, sh.split, x.shape, call.args["indices_or_sections"],
                          call.int("axis"))
     outs = [call.out(s, x.dtype) for s in shapes]
     call.emit_call(outs, stem="part")
@@ -336,15 +312,30 @@ register("split", ("jnp",), "ary, indices_or_sections, axis=0", _split, doc="spl
 # ------------------------------------------------------------- linear algebra
 
 
+def matmul_dtype(call: FnCall, a: tuple, b: tuple) -> tuple[str, bool]:
+    """Promoted (dtype, weak) of a matrix product of the avals `a` and `b`.
+
+    JAX computes an integer product narrower than 32 bits with a weak integer
+    operand at int32 and then refuses to narrow it: an error there too.
+    """
+    dtype, weak = dt.promote((a[1], a[2]), (b[1], b[2]))
+    if dt.is_integer(dtype) and dt.itemsize(dtype) < 4 and any(
+            w and dt.is_integer(d) for _, d, w in (a, b)):
+        raise call.fail(f"{call.written}: JAX cannot multiply a {dt.short_name(dtype)} matrix "
+                        "by a weakly typed integer one", hint=f"cast the other operand with "
+                        f".astype(jnp.{dtype})")
+    return dtype, weak
+
+
 def _matmul_like(fn: Callable[..., tuple[int, ...]]):
     def rule(call: FnCall) -> Tensor:
         names = [p.name for p in call.entry.signature.params[:2]]
         a, b = call.aval(names[0]), call.aval(names[1])
-        shape = _shape_rule(call, fn, a[0], b[0])
-        dtype, weak = dt.promote((a[1], a[2]), (b[1], b[2]))
+        shape = shape_rule(call, fn, a[0], b[0])
+        dtype, weak = matmul_dtype(call, a, b)
         if call.args.get("preferred_element_type") is not None:
             dtype = call.dtype("preferred_element_type")
-        return _emit_same(call, tuple(shape), dtype, weak)
+        return emit_same(call, tuple(shape), dtype, weak)
 
     return rule
 
@@ -359,9 +350,9 @@ register("outer", ("jnp",), "a, b", _matmul_like(lambda a, b: (sh.size(a), sh.si
 
 def _tensordot(call: FnCall) -> Tensor:
     a, b = call.tensor("a"), call.tensor("b")
-    shape = _shape_rule(call, sh.tensordot, a.shape, b.shape, call.args["axes"])
+    shape = shape_rule(call, sh.tensordot, a.shape, b.shape, call.args["axes"])
     dtype, weak = dt.promote((a.dtype, a.weak), (b.dtype, b.weak))
-    return _emit_same(call, tuple(shape), dtype, weak)
+    return emit_same(call, tuple(shape), dtype, weak)
 
 
 register("tensordot", ("jnp",), "a, b, axes=2, *, precision=None", _tensordot, doc="tensordot")
@@ -376,11 +367,11 @@ def _einsum(call: FnCall) -> Tensor:
         if a is None:
             raise call.fail("jnp.einsum operands must be arrays", "AOT202")
         avals.append(a)
-    shape = _shape_rule(call, sh.einsum, subscripts, *[a[0] for a in avals])
+    shape = shape_rule(call, sh.einsum, subscripts, *[a[0] for a in avals])
     dtype, weak = dt.promote(*[(a[1], a[2]) for a in avals])
     if call.args.get("preferred_element_type") is not None:
         dtype = call.dtype("preferred_element_type")
-    return _emit_same(call, tuple(shape), dtype, weak)
+    return emit_same(call, tuple(shape), dtype, weak)
 
 
 register("einsum", ("jnp",),
@@ -390,11 +381,11 @@ register("einsum", ("jnp",),
 
 def _dot_general(call: FnCall) -> Tensor:
     a, b = call.tensor("lhs"), call.tensor("rhs")
-    shape = _shape_rule(call, sh.dot_general, a.shape, b.shape, call.args["dimension_numbers"])
+    shape = shape_rule(call, sh.dot_general, a.shape, b.shape, call.args["dimension_numbers"])
     dtype, _ = dt.result_type((a.dtype, False), (b.dtype, False))
     if call.args.get("preferred_element_type") is not None:
         dtype = call.dtype("preferred_element_type")
-    return _emit_same(call, tuple(shape), dtype)
+    return emit_same(call, tuple(shape), dtype)
 
 
 register("dot_general", ("lax",), "lhs, rhs, dimension_numbers, precision=None, "
@@ -406,7 +397,7 @@ register("dot_general", ("lax",), "lhs, rhs, dimension_numbers, precision=None, 
 def _astype(call: FnCall) -> Tensor:
     x = call.tensor(call.entry.signature.params[0].name)
     dtype = call.dtype(call.entry.signature.params[1].name, allow_none=False)
-    return _emit_same(call, x.shape, dt.canonicalize(dtype))
+    return emit_same(call, x.shape, dt.canonicalize(dtype))
 
 
 register("astype", ("jnp",), "x, dtype, /, *, copy=False, device=None", _astype, doc="cast")
@@ -414,11 +405,11 @@ register("convert_element_type", ("lax",), "operand, new_dtype", _astype, doc="c
 
 
 def _asarray(call: FnCall) -> Tensor:
+    """A Python scalar (or a weak array) stays weak; lists and a given dtype are strong."""
     shape, dtype, weak = call.aval("a")
     if call.args["dtype"] is not None:
         dtype, weak = call.dtype("dtype"), False
-    return _emit_same(call, shape, dt.canonicalize(dtype), weak and isinstance(
-        call.args["a"], Tensor))
+    return emit_same(call, shape, dt.canonicalize(dtype), weak)
 
 
 register("asarray", ("jnp",), "a, dtype=None, order=None, *, copy=None", _asarray, doc="array")
@@ -432,24 +423,27 @@ def _rename(call: FnCall, old: str, new: str) -> FnCall:
 
 
 def _filled(kind: str) -> Callable[[FnCall], Tensor]:
+    """zeros/ones/full and their _like forms: without a dtype, `full` takes the fill
+    value's type and the _like forms the array's, weak types included."""
+
     def rule(call: FnCall) -> Tensor:
+        weak = False
         if kind == "like":
             x = call.tensor("a")
             shape = x.shape if call.args.get("shape") is None else tuple(call.ints("shape"))
             dtype = call.dtype("dtype") or x.dtype
-            if call.entry.name == "full_like" and call.args["dtype"] is None:
-                fv = call.aval("fill_value")
-                dtype = x.dtype if fv else dtype
+            weak = call.args["dtype"] is None and call.args.get("shape") is None and x.weak
         else:
             shape = call.ints("shape", scalar_ok=True)
             dtype = call.dtype("dtype")
             if dtype is None:
                 if call.entry.name == "full":
                     fv = call.aval("fill_value")
-                    dtype = fv[1]
+                    shape_rule(call, _bcast_to, fv[0], tuple(shape))
+                    dtype, weak = fv[1], fv[2]
                 else:
                     dtype = "float32"
-        return _emit_same(call, tuple(shape), dt.canonicalize(dtype))
+        return emit_same(call, tuple(shape), dt.canonicalize(dtype), weak)
 
     return rule
 
@@ -481,7 +475,7 @@ def _arange(call: FnCall) -> Tensor:
         raise call.fail(f"jnp.arange({start}, {stop}, {step}): {e}", "AOT203") from None
     dtype = call.dtype("dtype") or (
         "float32" if any(isinstance(v, float) for v in (start, stop, step)) else "int32")
-    return _emit_same(call, (n,), dt.canonicalize(dtype))
+    return emit_same(call, (n,), dt.canonicalize(dtype))
 
 
 register("arange", ("jnp",), "start, stop=None, step=None, dtype=None", _arange, doc="range")
@@ -491,7 +485,7 @@ def _eye(call: FnCall) -> Tensor:
     n = call.int("N", minimum=0)
     m = call.args["M"]
     m = n if m is None else m
-    return _emit_same(call, (n, m), call.dtype("dtype") or "float32")
+    return emit_same(call, (n, m), call.dtype("dtype") or "float32")
 
 
 register("eye", ("jnp",), "N, M=None, k=0, dtype=None", _eye, doc="identity")
@@ -503,8 +497,8 @@ register("tri", ("jnp",), "N, M=None, k=0, dtype=None", _eye, doc="lower triangl
 def _one_hot(call: FnCall) -> Tensor:
     x = call.tensor("x")
     n = call.int("num_classes", minimum=0)
-    shape = _shape_rule(call, sh.one_hot, x.shape, n, call.int("axis"))
-    return _emit_same(call, tuple(shape), call.dtype("dtype") or "float32")
+    shape = shape_rule(call, sh.one_hot, x.shape, n, call.int("axis"))
+    return emit_same(call, tuple(shape), call.dtype("dtype") or "float32")
 
 
 register("one_hot", ("jax.nn", "nn"), "x, num_classes, *, dtype=float32, axis=-1", _one_hot,
@@ -513,8 +507,8 @@ register("one_hot", ("jax.nn", "nn"), "x, num_classes, *, dtype=float32, axis=-1
 
 def _take(call: FnCall) -> Tensor:
     a, idx = call.tensor("a"), call.aval("indices")
-    shape = _shape_rule(call, sh.take, a.shape, idx[0], call.args["axis"])
-    return _emit_same(call, tuple(shape), a.dtype)
+    shape = shape_rule(call, sh.take, a.shape, idx[0], call.args["axis"])
+    return emit_same(call, tuple(shape), a.dtype)
 
 
 register("take", ("jnp",), "a, indices, axis=None, out=None, mode=None, unique_indices=False, "
@@ -523,8 +517,8 @@ register("take", ("jnp",), "a, indices, axis=None, out=None, mode=None, unique_i
 
 def _take_along_axis(call: FnCall) -> Tensor:
     a, idx = call.tensor("arr"), call.tensor("indices")
-    shape = _shape_rule(call, sh.take_along_axis, a.shape, idx.shape, call.args["axis"])
-    return _emit_same(call, tuple(shape), a.dtype)
+    shape = shape_rule(call, sh.take_along_axis, a.shape, idx.shape, call.args["axis"])
+    return emit_same(call, tuple(shape), a.dtype)
 
 
 register("take_along_axis", ("jnp",), "arr, indices, axis, mode=None, fill_value=None",
@@ -536,7 +530,7 @@ def _sort_like(index: bool):
         x = call.tensor("a")
         axis = call.args["axis"]
         shape = x.shape if axis is not None else (sh.size(x.shape),)
-        return _emit_same(call, shape, "int32" if index else x.dtype)
+        return emit_same(call, shape, "int32" if index else x.dtype)
 
     return rule
 
@@ -549,7 +543,7 @@ register("argsort", ("jnp",), "a, axis=-1, *, kind=None, order=None, stable=True
 
 def _top_k(call: FnCall) -> tuple[Tensor, Tensor]:
     x = call.tensor("operand")
-    shape = _shape_rule(call, sh.top_k, x.shape, call.int("k", minimum=0))
+    shape = shape_rule(call, sh.top_k, x.shape, call.int("k", minimum=0))
     vals, idx = call.out(shape, x.dtype), call.out(shape, "int32")
     call.emit_call([vals, idx], stem="top")
     return vals, idx
@@ -559,29 +553,10 @@ register("top_k", ("lax",), "operand, k", _top_k, doc="top k values and indices"
 
 # ------------------------------------------------------------- jax.nn activations
 
-ACTIVATIONS = ["relu", "relu6", "elu", "celu", "selu", "gelu", "silu", "swish", "sigmoid",
-               "log_sigmoid", "soft_sign", "softplus", "leaky_relu", "hard_tanh",
-               "hard_sigmoid", "hard_silu", "hard_swish", "sparse_plus", "sparse_sigmoid",
-               "squareplus", "mish", "tanh"]
-_ACT_SIGS = {"elu": "x, alpha=1.0", "celu": "x, alpha=1.0", "gelu": "x, approximate=True",
-             "leaky_relu": "x, negative_slope=0.01", "squareplus": "x, b=4"}
-
-
-def _activation(call: FnCall) -> Tensor:
-    x = call.tensor("x")
-    return _emit_same(call, x.shape, _float_dtype(x.dtype), x.weak)
-
-
-for n in ACTIVATIONS:
-    code = "jnp.tanh" if n == "tanh" else f"jax.nn.{n}"
-    register(n, ("nn", "jax.nn") if n != "tanh" else ("nn",), _ACT_SIGS.get(n, "x"),
-             _activation, code=code, doc=f"activation {code}")
-
-
 def _softmax_like(call: FnCall) -> Tensor:
     x = call.tensor("x")
-    _shape_rule(call, sh.normalize_axes, call.args["axis"], x.ndim)
-    return _emit_same(call, x.shape, _float_dtype(x.dtype))
+    shape_rule(call, sh.normalize_axes, call.args["axis"], x.ndim)
+    return emit_same(call, x.shape, float_dtype(x.dtype))
 
 
 for n in ("softmax", "log_softmax", "standardize"):
@@ -596,7 +571,7 @@ def _glu(call: FnCall) -> Tensor:
     if x.shape[axis] % 2:
         raise call.fail(f"glu needs an even size along axis {axis}, got {x.describe()}")
     shape = tuple(d // 2 if i == axis else d for i, d in enumerate(x.shape))
-    return _emit_same(call, shape, _float_dtype(x.dtype))
+    return emit_same(call, shape, float_dtype(x.dtype))
 
 
 register("glu", ("nn", "jax.nn"), "x, axis=-1", _glu, code="jax.nn.glu", doc="gated linear unit")

@@ -35,7 +35,9 @@ from typing import Any
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
+from ..quoting import literal
 from ..values import AttentionCache, DType, OpRef, describe_value
+from . import elementwise  # noqa: F401  (registers the functions looked up below)
 from . import initializers as inits
 from .calls import FnCall, LayerCall
 from .linear import dense_general, precision_code, sub_call
@@ -85,7 +87,7 @@ def _full_rank(call: FnCall, value: Tensor, target: tuple[int, ...], what: str) 
     if value.ndim == len(target):
         return Code((value,))
     ones = (1,) * (len(target) - value.ndim)
-    return Code.of(value, f".reshape({ones!r} + ", value, ".shape)")
+    return Code.of(value, f".reshape({literal(ones)} + ", value, ".shape)")
 
 
 def attend(call: FnCall, query: Tensor, key: Tensor, value: Tensor, *, dtype: str | None,
@@ -97,7 +99,7 @@ def attend(call: FnCall, query: Tensor, key: Tensor, value: Tensor, *, dtype: st
     """
     if dtype is None:
         dtype = dt.result_type(*[(t.dtype, t.weak) for t in (query, key, value)])[0]
-    batch, lq, heads, depth = query.shape[:-3], query.shape[-3], query.shape[-2], query.shape[-1]
+    batch, lq, heads = query.shape[:-3], query.shape[-3], query.shape[-2]
     lk = key.shape[-3]
     weights_shape = (*batch, heads, lq, lk)
     weights = call.out(weights_shape, dtype)
@@ -119,11 +121,11 @@ def attend(call: FnCall, query: Tensor, key: Tensor, value: Tensor, *, dtype: st
     if dropout is not None:
         rng, rate, broadcast = dropout
         shape = (1,) * (key.ndim - 2) + weights_shape[-2:] if broadcast else weights_shape
-        shape_code = Code.of(f"{(1,) * (key.ndim - 2)!r} + ", probs, ".shape[-2:]") \
+        shape_code = Code.of(f"{literal((1,) * (key.ndim - 2))} + ", probs, ".shape[-2:]") \
             if broadcast else Code.of(probs, ".shape")
         dropped = call.out(weights_shape, dtype)
         call.emit("layers/attention_dropout.j2", {
-            "weights": probs, "rng": rng, "keep_prob": repr(1.0 - rate), "shape": shape_code,
+            "weights": probs, "rng": rng, "keep_prob": literal(1.0 - rate), "shape": shape_code,
             "dtype": dtype}, [dropped], stem="weights", temps={"keep": Tensor(shape, "bool")})
         probs = dropped
     out = call.out((*batch, lq, heads, value.shape[-1]), dtype)

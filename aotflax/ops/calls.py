@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from .. import dtypes as dt
 from ..diagnostics import Span
 from ..program import Code, OpInfo, Tensor
+from ..quoting import identifier
 from ..sizes import Size, SizeRef, SizeTuple, has_code, plain
 from ..values import (
     Closure,
@@ -31,6 +32,16 @@ from .registry import CallError, Context, Entry, qualname
 
 #: Static ints handed to JAX become C longs: keep them well inside int64.
 _MAX_INT = 2**62
+#: A Python int in an array expression is an int32 (jax_enable_x64 off): JAX overflows on
+#: one that does not fit, so the build refuses it.
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _not_an_array(written: str, name: str, value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (f"{written}: the Python int {describe_value(value)[4:]} for '{name}' does not "
+                "fit int32, the type JAX gives Python ints in array expressions")
+    return f"{written} expects an array for '{name}', got {describe_value(value)}"
 
 
 def value_code(value: Any) -> Code:
@@ -61,8 +72,8 @@ def aval_of(value: Any) -> tuple[tuple[int, ...], str, bool] | None:
         return value.shape, value.dtype, value.weak
     if isinstance(value, bool):
         return (), "bool", True
-    if isinstance(value, int):
-        return (), "int32", True
+    if isinstance(value, int):  # JAX gives a Python int the type int32: it must fit
+        return ((), "int32", True) if _INT32_MIN <= value <= _INT32_MAX else None
     if isinstance(value, float):
         return (), "float32", True
     if isinstance(value, complex):
@@ -107,10 +118,7 @@ class FnCall:
             self.ctx.emit("ops/call.j2", {"call": Code.of("jnp.asarray(", value_code(value), ")")},
                           (t,), self.span, "const")
         else:
-            raise self.fail(
-                f"{self.written} expects an array for '{name}', got {describe_value(value)}",
-                "AOT202",
-            )
+            raise self.fail(_not_an_array(self.written, name, value), "AOT202")
         if floating and not dt.is_inexact(t.dtype):
             raise self.fail(
                 f"{self.written} expects a floating input, got {t.describe()}",
@@ -121,11 +129,7 @@ class FnCall:
     def aval(self, name: str) -> tuple[tuple[int, ...], str, bool]:
         a = aval_of(self.args[name])
         if a is None:
-            raise self.fail(
-                f"{self.written} expects an array for '{name}', got "
-                f"{describe_value(self.args[name])}",
-                "AOT202",
-            )
+            raise self.fail(_not_an_array(self.written, name, self.args[name]), "AOT202")
         return a
 
     def static(self, name: str, *types: type, allow_none: bool = False) -> Any:
@@ -247,7 +251,8 @@ class FnCall:
         if self.entry.kind == "method" and method_of is None:
             method_of, func = positional.pop(0), func or self.entry.name
         parts = [value_code(a) for a in positional]
-        parts += [Code.of(f"{k}=", value_code(v)) for k, v in self.keywords.items()]
+        parts += [Code.of(f"{identifier(k, 'keyword argument name')}=", value_code(v))
+                  for k, v in self.keywords.items()]
         if method_of is not None:
             return Code.of(method_of, f".{func}(", Code.join(", ", parts), ")")
         return Code.of(func or self.entry.code or self.written, "(", Code.join(", ", parts), ")")

@@ -398,22 +398,21 @@ def conv_taps(in_size: int, window: int, out_size: int, stride: int, pad_low: in
 
     XLA's `HloCostAnalysis::GetConvolutionFlops`: the input index of output `o`
     and kernel tap `k` is `o * stride - pad_low + k * rhs_dilation` in the
-    `lhs_dilation`-dilated input; it counts when it lands on an element.
+    `lhs_dilation`-dilated input; it counts when it lands on an element. The
+    count loops over outputs (at most the array's size), never over a window a
+    model file may make as large as it likes.
     """
+    last = (in_size - 1) * lhs_dilation  # last element of the dilated input
+    step = lhs_dilation // math.gcd(rhs_dilation, lhs_dilation)  # taps between hits
     total = 0
-    for k in range(window):
-        offset = k * rhs_dilation - pad_low  # dilated input index at o = 0
-        if lhs_dilation == 1:
-            lo = max(0, -(offset // stride) if offset < 0 else 0)
-            while lo * stride + offset < 0:
-                lo += 1
-            hi = min(out_size - 1, (in_size - 1 - offset) // stride)
-            total += max(0, hi - lo + 1)
-            continue
-        for o in range(out_size):
-            u = o * stride + offset
-            if u >= 0 and u % lhs_dilation == 0 and u // lhs_dilation < in_size:
-                total += 1
+    for o in range(out_size):
+        base = o * stride - pad_low  # dilated input index of tap 0
+        lo = max(0, -(base // rhs_dilation))  # first tap at index >= 0
+        hi = min(window - 1, (last - base) // rhs_dilation) if last >= base else -1
+        first = next((k for k in range(lo, min(hi, lo + step - 1) + 1)
+                      if (base + k * rhs_dilation) % lhs_dilation == 0), None)
+        if first is not None:
+            total += (hi - first) // step + 1
     return total
 
 
@@ -771,6 +770,20 @@ _PER_ELEMENT: dict[str, int] = {
     "jnp.fmax": 4, "jnp.fmin": 4, "jnp.copysign": 7, "jnp.hypot": 17, "jnp.heaviside": 6,
     "jnp.logaddexp": 10, "jnp.isclose": 10,
     "lax.logistic": 4, "lax.erf_inv": 39, "lax.stop_gradient": 0,
+    "jnp.conj": 0, "jnp.logaddexp2": 12, "jnp.nextafter": 24, "lax.exp2": 2, "lax.erfc": 63,
+    "lax.lgamma": 57, "lax.digamma": 76, "lax.nextafter": 24,
+    # jax.scipy.special (most are polynomial or series approximations)
+    "jax.scipy.special.erfc": 63, "jax.scipy.special.erfinv": 39,
+    "jax.scipy.special.gammaln": 57, "jax.scipy.special.digamma": 76,
+    "jax.scipy.special.expit": 4, "jax.scipy.special.logit": 3, "jax.scipy.special.i0": 87,
+    "jax.scipy.special.i0e": 84, "jax.scipy.special.i1": 87, "jax.scipy.special.i1e": 84,
+    "jax.scipy.special.entr": 9, "jax.scipy.special.gamma": 98, "jax.scipy.special.xlogy": 6,
+    "jax.scipy.special.xlog1py": 6, "jax.scipy.special.betaln": 289,
+    "jax.scipy.special.gammainc": 189, "jax.scipy.special.gammaincc": 189,
+    "jax.scipy.special.zeta": 132, "jax.scipy.special.rel_entr": 23,
+    "jax.scipy.special.kl_div": 25, "jax.scipy.special.ndtr": 136,
+    "jax.scipy.special.ndtri": 139, "jax.scipy.special.log_ndtr": 163,
+    "jax.scipy.special.spence": 169,
     "operator.pos": 0, "operator.floordiv": 13, "operator.mod": 8,
     # jax.nn activations
     "nn.relu": 1, "nn.relu6": 2, "nn.elu": 5, "nn.celu": 5, "nn.selu": 7, "nn.silu": 5,
@@ -799,8 +812,14 @@ ELEMENTWISE = (
            "logical_and logical_or logical_xor bitwise_and bitwise_or bitwise_xor left_shift "
            "right_shift copysign hypot heaviside fmod divide true_divide arctan2 logaddexp "
            "float_power equal not_equal less less_equal greater greater_equal isclose where")
+    + _names("jnp", "conj radians degrees logaddexp2 nextafter pow")
     + _names("lax", "rsqrt exp log tanh logistic erf erf_inv abs neg sqrt square sign floor "
-             "ceil stop_gradient add sub mul div max min pow")
+             "ceil stop_gradient add sub mul div max min pow sin cos exp2 log1p expm1 cbrt erfc "
+             "lgamma digamma round is_finite reciprocal bitwise_not population_count rem atan2 "
+             "nextafter bitwise_and bitwise_or bitwise_xor eq ne lt le gt ge")
+    + _names("jax.scipy.special", "erf erfc erfinv gammaln digamma expit logit i0 i0e i1 i1e "
+             "entr gamma xlogy xlog1py betaln gammainc gammaincc zeta rel_entr kl_div ndtr "
+             "ndtri log_ndtr spence")
     + _names("operator", "add sub mul truediv floordiv mod pow and or xor lshift rshift eq ne "
              "lt le gt ge neg pos invert")
     + _names("nn", "relu relu6 elu celu selu silu swish sigmoid log_sigmoid soft_sign softplus "
@@ -812,10 +831,129 @@ _ZERO = (
     _names("jnp", "reshape transpose swapaxes moveaxis expand_dims squeeze ravel tile repeat "
            "pad flip roll broadcast_to concatenate stack split astype asarray array zeros ones "
            "empty full zeros_like ones_like full_like arange")
-    + _names("lax", "convert_element_type")
+    + _names("lax", "convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
+             "dynamic_slice_in_dim dynamic_index_in_dim dynamic_update_slice "
+             "dynamic_update_slice_in_dim dynamic_update_index_in_dim")
     + _names("array", "reshape transpose astype squeeze swapaxes flatten ravel")
+    + _names("jax.random", "key_data wrap_key_data")
 
 )
+
+
+# ------------------------------------------------------------- more functions
+
+
+def _norm(view: OpView) -> int:
+    n, m = _reduced(view)
+    return 2 * n - m if view.bound("ord") == 1 else 2 * n
+
+
+NORM = FlopRule("2n: square (abs for ord=1 / inf), sum or max, square root; 2n - m for ord=1 "
+                "(matrix norms by singular values are counted as this estimate)", _norm)
+
+
+def _logsumexp_weighted(view: OpView) -> int:
+    n, m = _reduced(view)
+    extra = 3 * n + 3 * m if view.bound("b") is not None else 0
+    return 4 * n + 4 * m + extra + (m if view.bound("return_sign") else 0)
+
+
+LOGSUMEXP_B = FlopRule("4n + 4m, + 3n + 3m with weights b, + m with return_sign",
+                       _logsumexp_weighted)
+
+
+def _lax_conv(view: OpView) -> int:
+    """`lax.conv_general_dilated` / `conv_transpose`: the layer rule on channels-last shapes."""
+    from .convolution import conv_permutations  # convolution imports calls, which imports us
+
+    lhs, rhs, out = view.bound("lhs"), view.bound("rhs"), view.out()
+    numbers = view.bound("dimension_numbers")
+    transpose = view.call.entry.name == "conv_transpose"
+    if transpose and numbers is None:
+        numbers = {2: ("NC", "IO", "NC"), 3: ("NHC", "HIO", "NHC"), 4: ("NHWC", "HWIO", "NHWC"),
+                   5: ("NHWDC", "HWDIO", "NHWDC")}[lhs.ndim]
+    lp, rp, op = conv_permutations(view.call, lhs.ndim, numbers)
+    n = lhs.ndim - 2
+    x = (lhs.shape[lp[0]], *[lhs.shape[i] for i in lp[2:]], lhs.shape[lp[1]])
+    y = (out.shape[op[0]], *[out.shape[i] for i in op[2:]], out.shape[op[1]])
+    window = tuple(rhs.shape[i] for i in rp[2:])
+    rhs_dilation = _per_dim(view.bound("rhs_dilation"), n)
+    padding = view.bound("padding")
+    if transpose:
+        strides, lhs_dilation = (1,) * n, _per_dim(view.bound("strides"), n)
+        if padding in ("SAME", "VALID"):
+            pads = sh.conv_transpose_pads(window, lhs_dilation, padding, rhs_dilation)
+        else:
+            padding = padding.upper() if isinstance(padding, str) else padding
+            pads = sh.padtype_to_pads(x[1:-1], window, strides, padding, lhs_dilation,
+                                      rhs_dilation)
+        groups = 1
+    else:
+        strides = _per_dim(view.bound("window_strides"), n)
+        lhs_dilation = _per_dim(view.bound("lhs_dilation"), n)
+        padding = padding.upper() if isinstance(padding, str) else padding
+        pads = sh.padtype_to_pads(x[1:-1], window, strides, padding, lhs_dilation,
+                                  rhs_dilation)
+        groups = int(view.bound("feature_group_count", 1))
+        x = (y[0],) + x[1:]  # batch groups: each output batch reads its share of the input
+    return conv_flops(x, y, window, strides, pads, lhs_dilation, rhs_dilation, groups)
+
+
+LAX_CONV = FlopRule("as `nn.Conv`: 2 * batch * out features * in features / groups * taps, "
+                    "for any layout", _lax_conv)
+
+
+def _index_update(k: int, whole: int = 0) -> FlopRule:
+    """`x.at[index].method(values)`: `k` per updated element, the index arithmetic, and
+    `whole` per element of x (divide and power: jax's lowering touches all of x)."""
+    def rule(view: OpView) -> int:
+        shape = view.out().shape if view.call.entry.name == "get" else None
+        updated = sh.size(shape) if shape is not None else _updated(view)
+        operand = sh.size(view.bound("operand").shape)
+        return k * updated + _getitem(view) + whole * operand
+    extra = f" + {whole} per element of x" if whole else ""
+    return FlopRule(f"{k} per updated element + 3 per element of each integer-array index"
+                    f"{extra}", rule)
+
+
+def _updated(view: OpView) -> int:
+    """Elements an `x.at[index]` update touches (the indexed shape)."""
+    from .operators import updated_size  # operators imports calls, which imports us
+
+    return updated_size(view.call)
+
+
+#: Per element of 1-D samples, as XLA counts the default threefry2x32 sampler, measured.
+_SAMPLER = {"gumbel": 40, "exponential": 39, "laplace": 41, "logistic": 40, "cauchy": 39,
+            "truncated_normal": 78, "randint": 65, "choice": 65, "permutation": 39}
+
+
+def _sampler(name: str) -> FlopRule:
+    per = _SAMPLER[name]
+
+    def rule(view: OpView) -> int:
+        dims = [d for d in view.out().shape if d != 1]
+        return (per + 2 * max(0, len(dims) - 1)) * view.out_size() + RANDOM_SETUP
+    return FlopRule(f"{per} per element (threefry2x32 bits and their conversion, measured), "
+                    "+ 2 per element for each dimension of size > 1 after the first, + 11",
+                    rule)
+
+
+def _categorical(view: OpView) -> int:
+    """Gumbel noise over the logits (broadcast to `shape`), an add and an argmax."""
+    logits = view.bound("logits")
+    axis = sh.normalize_axis(view.bound("axis", -1), logits.ndim)
+    classes, m = logits.shape[axis], view.out_size()
+    n = m * classes
+    dims = [d for d in (*view.out().shape, classes) if d != 1]
+    noise = (_SAMPLER["gumbel"] + 2 * max(0, len(dims) - 1)) * n + RANDOM_SETUP
+    return noise + n + 9 * (n - m)
+
+
+def _split(view: OpView) -> int:
+    return 28 * sh.size(view.out().shape[:len(view.out().shape) - (view.out().dtype == "uint32")
+                                        ]) + 10
+
 
 RULES: dict[str, FlopRule] = {
     **{name: elementwise(_PER_ELEMENT.get(name, 1)) for name in ELEMENTWISE},
@@ -833,6 +971,25 @@ RULES: dict[str, FlopRule] = {
     "jnp.take": TAKE, "jnp.take_along_axis": TAKE_ALONG_AXIS, "operator.getitem": GETITEM,
     "jax.random.uniform": _random("uniform"), "jax.random.normal": _random("normal"),
     "jax.random.bernoulli": _random("bernoulli"),
+    **{f"jax.random.{name}": _sampler(name) for name in _SAMPLER},
+    "jax.random.categorical": FlopRule("gumbel noise for each logit (as jax.random.gumbel), "
+                                       "an add, and an argmax (9 (n - m))", _categorical),
+    "jax.random.split": FlopRule("28 per new key (threefry2x32) + 10", _split),
+    "jax.random.fold_in": FlopRule(f"{FOLD_IN + 1} (one threefry2x32 block)",
+                                   lambda v: FOLD_IN + 1),
+    "jax.random.key": FlopRule("1 (the seed's conversion)", lambda v: 1),
+    "jax.random.PRNGKey": FlopRule("2 (the seed's conversion)", lambda v: 2),
+    **{f"at.{name}": _index_update(k) for name, k in (
+        ("set", 0), ("get", 0), ("add", 1), ("subtract", 1), ("multiply", 1), ("mul", 1),
+        ("min", 1), ("max", 1))},
+    "at.divide": _index_update(1, 1), "at.power": _index_update(1, 1),
+    **{f"jax.ops.{name}": FlopRule("1 per element of data (the scatter's combine)",
+                                   lambda v: sh.size(v.bound("data").shape))
+       for name in ("segment_sum", "segment_max", "segment_min", "segment_prod")},
+    "lax.conv_general_dilated": LAX_CONV, "lax.conv_transpose": LAX_CONV,
+    "jnp.linalg.norm": NORM, "jnp.cumprod": CUMSUM,
+    "jnp.linspace": elementwise(5, "5 per element (iota, scale, offset, endpoint select)"),
+    "jax.scipy.special.logsumexp": LOGSUMEXP_B,
     "nn.make_rng": FlopRule(f"{FOLD_IN} (a fold_in of the target's key)",
                             lambda v: _folds(v, "call")),
     "jnp.eye": elementwise(1, "1 per element (compare)"),
@@ -840,7 +997,7 @@ RULES: dict[str, FlopRule] = {
     "jnp.tril": elementwise(2, "2 per element (compare, select)"),
     "jnp.triu": elementwise(2, "2 per element (compare, select)"),
     "jax.nn.one_hot": elementwise(1, "1 per output element (compare)"),
-    "jax.nn.logsumexp": LOGSUMEXP,
+    "jax.nn.logsumexp": LOGSUMEXP_B,
     "nn.softmax": SOFTMAX, "nn.log_softmax": LOG_SOFTMAX, "nn.standardize": STANDARDIZE,
     "nn.gelu": FlopRule("9 per element (approximate=True: tanh form), 67 (erf form)", _gelu),
     "nn.glu": elementwise(5, "5 per output element (sigmoid, multiply)"),

@@ -7,6 +7,7 @@ JAX.
 
 from __future__ import annotations
 
+from ..quoting import identifier
 from ..values import DType, Initializer, InitializerFactory, StaticError, describe_value, to_code
 
 #: Factories: name -> signature text (for binding and messages).
@@ -32,6 +33,9 @@ FACTORIES: dict[str, str] = {
     "zeros_init": "",
     "ones_init": "",
 }
+
+#: Linen's factories that jax.nn.initializers lacks, and the jax initializer each returns.
+_LINEN_ONLY = {"zeros_init": "zeros", "ones_init": "ones"}
 
 #: Initializers usable without calling (as in jax.nn.initializers).
 PLAIN: dict[str, str] = {"zeros": "jax.nn.initializers.zeros", "ones": "jax.nn.initializers.ones"}
@@ -85,7 +89,10 @@ def make(name: str, positional: list, keywords: dict) -> Initializer:
         if want:
             raise StaticError(f"nn.initializers.{name}: '{arg}' must be {want}, got "
                               f"{describe_value(value)}")
-    args = [to_code(a) for a in positional] + [f"{k}={to_code(v)}" for k, v in keywords.items()]
+    if name in _LINEN_ONLY:  # Linen's zeros_init() / ones_init() are jax's zeros / ones
+        return plain(_LINEN_ONLY[name])
+    args = [to_code(a) for a in positional] + [
+        f"{identifier(k, 'keyword argument name')}={to_code(v)}" for k, v in keywords.items()]
     code = f"jax.nn.initializers.{name}({', '.join(args)})"
     return Initializer(code, f"nn.initializers.{name}({', '.join(args)})")
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
+from ..quoting import literal
 from ..values import DType
 from . import initializers as inits
 from .calls import FnCall, LayerCall
@@ -144,7 +145,7 @@ def _padding(call: LayerCall, n: int) -> tuple[Code, str | tuple]:
         if up not in ("SAME", "VALID"):
             raise call.fail(f"{call.written}: padding {padding!r} is not supported; use 'SAME', "
                             "'VALID' or explicit (low, high) pairs", "AOT203")
-        return Code((f'"{up}"',)), up
+        return Code((literal(up),)), up
     if isinstance(padding, int) and not isinstance(padding, bool):
         pairs = tuple((padding, padding) for _ in range(n))
     elif isinstance(padding, (tuple, list)) and len(padding) == n:
@@ -274,7 +275,7 @@ def layer_norm(call: LayerCall) -> Tensor:
         call.emit("ops/call.j2", {"call": cast(x, x.dtype, stat)}, [xf], stem="xf")
     norm = call.out(x.shape, computed)
     call.emit("layers/layer_norm.j2", {
-        "x": xf, "eps": repr(float(eps)),
+        "x": xf, "eps": literal(float(eps)),
         "scale": Code.of(" * ", feature_view(scale, x.ndim)) if scale is not None else "",
         "bias": Code.of(" + ", feature_view(bias, x.ndim)) if bias is not None else "",
     }, [norm], stem="norm", temps={"mean": Tensor((*x.shape[:-1], 1), stat),
@@ -299,7 +300,7 @@ def _pool(kind: str) -> Callable[[FnCall], Tensor]:
         strides = tuple_arg(call, "strides", n, 1)
         padding = call.args["padding"]
         if isinstance(padding, str):
-            pad_code = f'"{padding.upper()}"'
+            pad_code = literal(padding.upper())
             pad: Any = padding.upper()
         else:
             ok = isinstance(padding, (tuple, list)) and all(

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import shapes as sh
 from ..program import Code, Tensor
+from ..quoting import literal
 from ..values import Initializer
 from . import initializers as inits
 from .calls import LayerCall
@@ -106,7 +107,7 @@ def dense_general(call: LayerCall, x: Tensor, features: tuple[int, ...],
         if expanded != bshape and not batch_dims:  # written by rank: (1, 1, -1)
             ones = (1,) * len(free)
             view = f"({'1, ' * len(free)}-1)" if len(features) == 1 else Code.of(
-                f"{ones!r} + ", bias, ".shape")
+                f"{literal(ones)} + ", bias, ".shape")
             bias_code = Code.of(bias_code, ".reshape(", view, ")")
         elif expanded != bshape:
             bias_code = Code.of(bias_code, f".reshape({expanded!r})")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from .. import dtypes as dt
 from ..program import Code, Tensor
+from ..quoting import literal
 from . import initializers as inits
 from .calls import LayerCall
 from .layers import layer
@@ -145,7 +146,7 @@ def batch_norm(call: LayerCall) -> Tensor:
     params, affine = _affine(call, feature_shape, view)
     computed, final = _output_dtypes(call, x, stat, params)
     # Linen expands the statistics with expand_dims and reshapes the parameters
-    common = {"x": x, "eps": repr(eps), "view": view, "axes": _shape_code(reduction), **affine}
+    common = {"x": x, "eps": literal(eps), "view": view, "axes": _shape_code(reduction), **affine}
     out = call.out(x.shape, computed)
     if call.bool("use_running_average"):
         call.emit("layers/batch_norm_eval.j2", {**common, "mean": ra_mean, "var": ra_var},
@@ -159,7 +160,7 @@ def batch_norm(call: LayerCall) -> Tensor:
         else "layers/batch_norm_centered.j2"
     call.emit(template, {
         **common, "xf": xf, "ra_mean": ra_mean, "ra_var": ra_var,
-        "momentum": repr(momentum), "decay": f"(1 - {momentum!r})",
+        "momentum": literal(momentum), "decay": f"(1 - {literal(momentum)})",
     }, [out, new_mean, new_var], stem="norm",
         temps={"mean": Tensor(feature_shape, stat), "var": Tensor(feature_shape, stat)})
     call.set_state(BATCH_STATS, "mean", new_mean)
@@ -217,8 +218,8 @@ def group_norm(call: LayerCall) -> Tensor:
     template = "layers/group_norm.j2" if call.bool("use_fast_variance") \
         else "layers/group_norm_centered.j2"
     call.emit(template, {
-        "x": x, "xg": xg, "axes": _shape_code(axes), "size": Code.of(x, f".shape[-1] // {groups}"),
-        "eps": repr(eps),
+        "x": x, "xg": xg, "axes": _shape_code(axes),
+        "size": Code.of(x, f".shape[-1] // {literal(groups)}"), "eps": literal(eps),
         "expand_open": expand[0], "expand_close": expand[1], **affine,
     }, [out], stem="norm", temps={
         name: (Tensor((x.shape[0], groups), stat),
@@ -244,6 +245,6 @@ def rms_norm(call: LayerCall) -> Tensor:
     computed, final = _output_dtypes(call, x, stat, params)
     xf = _cast_to(call, x, stat)
     out = call.out(x.shape, computed)
-    call.emit("layers/rms_norm.j2", {"xf": xf, "eps": repr(eps), "scale": affine["scale"]},
+    call.emit("layers/rms_norm.j2", {"xf": xf, "eps": literal(eps), "scale": affine["scale"]},
               [out], stem="norm", temps={"var": Tensor((*x.shape[:-1], 1), stat)})
     return _cast_to(call, out, final, "norm")

@@ -2,71 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
-from .arrays import _emit_same, _float_dtype, _reduction, _shape_rule, _simple
-from .calls import FnCall, value_code
+from ..quoting import identifier
+from ..values import describe_value
+from .arrays import clip, emit_same, reduction, shape_rule, simple
+from .calls import FnCall, aval_of, value_code
+from .elementwise import KindSpec
 from .registry import REGISTRY, Entry, Signature
-
-# ------------------------------------------------------------- binary operators
-
-#: operator symbol -> (name, dtype kind)
-BINOPS = {
-    "+": ("add", "promote"), "-": ("sub", "promote"), "*": ("mul", "promote"),
-    "/": ("truediv", "float"), "//": ("floordiv", "promote"), "%": ("mod", "promote"),
-    "**": ("pow", "promote"), "@": ("matmul", "matmul"), "&": ("and", "promote"),
-    "|": ("or", "promote"), "^": ("xor", "promote"), "<<": ("lshift", "promote"),
-    ">>": ("rshift", "promote"), "==": ("eq", "bool"), "!=": ("ne", "bool"),
-    "<": ("lt", "bool"), "<=": ("le", "bool"), ">": ("gt", "bool"), ">=": ("ge", "bool"),
-}
-
-
-def _binop_rule(symbol: str, kind: str) -> Callable[[FnCall], Tensor]:
-    def rule(call: FnCall) -> Tensor:
-        a, b = call.aval("left"), call.aval("right")
-        if kind == "matmul":
-            shape = _shape_rule(call, sh.matmul, a[0], b[0])
-        else:
-            shape = _shape_rule(call, sh.broadcast_shapes, a[0], b[0])
-        dtype, weak = dt.promote((a[1], a[2]), (b[1], b[2]))
-        if kind == "float":
-            dtype = _float_dtype(dtype)
-        elif kind == "bool":
-            dtype, weak = "bool", False
-        out = call.out(shape, dtype, weak)
-        code = Code.of(value_code(call.args["left"]), f" {symbol} ", value_code(call.args["right"]))
-        call.emit_call([out], stem=_STEMS.get(symbol, "y"), code=code)
-        return out
-
-    return rule
-
-
-_STEMS = {"@": "y", "==": "mask", "!=": "mask", "<": "mask", "<=": "mask", ">": "mask",
-          ">=": "mask"}
-
-for _sym, (_name, _kind) in BINOPS.items():
-    REGISTRY.add(Entry(_name, ("operator",), "function", Signature.parse("left, right"),
-                       _binop_rule(_sym, _kind), "ops/call.j2", doc=f"x {_sym} y"))
-
-
-def _unop_rule(symbol: str) -> Callable[[FnCall], Tensor]:
-    def rule(call: FnCall) -> Tensor:
-        x = call.tensor("operand")
-        if symbol == "~" and not (dt.is_integer(x.dtype) or dt.is_bool(x.dtype)):
-            raise call.fail(f"'~' needs an integer or bool array, got {x.describe()}")
-        out = call.out(x.shape, x.dtype, x.weak)
-        call.emit_call([out], stem="y", code=Code.of(symbol, x))
-        return out
-
-    return rule
-
-
-for _sym, _name in (("-", "neg"), ("+", "pos"), ("~", "invert")):
-    REGISTRY.add(Entry(_name, ("operator",), "function", Signature.parse("operand"),
-                       _unop_rule(_sym), "ops/call.j2", doc=f"{_sym}x"))
+from .stochastic import RngKey, is_raw_key
 
 # ------------------------------------------------------------- indexing
 
@@ -85,34 +33,168 @@ def _index_code(item: Any) -> Code:
     return value_code(item)
 
 
-def _getitem(call: FnCall) -> Tensor:
-    x = call.tensor("operand")
-    index = call.args["index"]
+def index_shape(call: FnCall, x: Tensor, index: Any, *, in_bounds: bool = True
+                ) -> tuple[tuple[int, ...], Code]:
+    """Shape of `x[index]` and the code of the index (what goes between the brackets).
+
+    `in_bounds=False` accepts static integers outside the axis (`x.at[i]` methods
+    clip, drop or fill them, as their `mode=` says).
+    """
     items = index if isinstance(index, tuple) else (index,)
     spec: list[Any] = []
     for it in items:
         if isinstance(it, Tensor):
-            if not (dt.is_integer(it.dtype) or dt.is_bool(it.dtype)):
+            if not (dt.is_integer(it.dtype) or dt.is_bool(it.dtype)) or isinstance(it, RngKey):
                 raise call.fail(f"array indices must be integers, got {it.describe()}", "AOT211")
             if dt.is_bool(it.dtype):
                 raise call.fail("boolean mask indexing has a data-dependent shape", "AOT211",
                                 hint="use jnp.where(mask, x, 0) instead")
             spec.append(sh.ArrayIndex(it.shape))
         elif isinstance(it, bool) or not isinstance(it, (int, slice, type(None), type(...))):
-            raise call.fail(f"unsupported index {it!r}", "AOT211")
+            raise call.fail(f"unsupported index {describe_value(it)}", "AOT211")
+        elif isinstance(it, int) and not in_bounds:
+            spec.append(sh.ArrayIndex(()))  # the shape of a 0-d index, whatever its value
         else:
             spec.append(it)
-    shape = _shape_rule(call, sh.index, x.shape, tuple(spec))
-    out = call.out(shape, x.dtype, x.weak)
+    shape = shape_rule(call, sh.index, x.shape, tuple(spec))
     inner = Code.join(", ", [_index_code(i) for i in items])
     if isinstance(index, tuple) and len(items) == 1:
         inner = Code.of(inner, ",")
+    return shape, inner
+
+
+def _getitem(call: FnCall) -> Tensor:
+    x = call.tensor("operand")
+    index = call.args["index"]
+    if isinstance(x, RngKey):
+        return _key_getitem(call, x, index)
+    shape, inner = index_shape(call, x, index)
+    out = call.out(shape, x.dtype, x.weak)
     call.emit_call([out], stem=None, code=Code.of(x, "[", inner, "]"))
     return out
 
 
+def _key_getitem(call: FnCall, keys: RngKey, index: Any) -> RngKey:
+    """An element (or a slice) of an array of random keys is keys again."""
+    if is_raw_key(keys):
+        # uint32[..., 2] key data: index the batch axes only, so that the key axis stays
+        items = index if isinstance(index, tuple) else (index,)
+        if any(it is Ellipsis or it is None for it in items) or len(items) >= keys.ndim:
+            raise call.fail(f"index raw keys {keys.describe()} along their leading axes only, "
+                            "e.g. keys[0]", "AOT211")
+    shape, inner = index_shape(call, keys, index)
+    out = RngKey(shape, keys.dtype)
+    call.emit_call([out], stem="key", code=Code.of(keys, "[", inner, "]"))
+    return out
+
+
 REGISTRY.add(Entry("getitem", ("operator",), "function", Signature.parse("operand, index"),
-                   _getitem, "ops/call.j2", doc="x[index] (basic and integer-array indexing)"))
+                   _getitem, "ops/call.j2", doc="x[index] (basic and integer-array indexing)",
+                   extra={"takes_keys": True}))
+
+# ------------------------------------------------------------- x.at[index]
+
+
+@dataclass(frozen=True, eq=False)
+class AtIndex:
+    """`x.at` and `x.at[index]`, before one of its methods (`set`, `add`, ...) is called."""
+
+    operand: Tensor
+    #: The index, once subscripted; `NO_INDEX` for plain `x.at`.
+    index: Any
+
+    @property
+    def description(self) -> str:
+        return "x.at" if self.index is NO_INDEX else "x.at[...]"
+
+
+NO_INDEX = object()
+
+#: method -> what it does to the operand's dtype (divide makes integers float, as jax does).
+AT_METHODS = {"set": "= = = = =", "add": "= = = = =", "subtract": "= = = = =",
+              "multiply": "= = = = =", "mul": "= = = = =", "divide": "F F F = =",
+              "power": "Is =s =s = =", "min": "= = = = =", "max": "= = = = ="}
+#: Methods that compute in the promoted dtype of operand and values, which must not be bool.
+_ARITHMETIC = ("add", "subtract", "multiply", "mul", "divide", "power")
+_SCATTER_MODES = (None, "promise_in_bounds", "clip", "drop", "fill")
+
+
+def _at_update(spec_text: str) -> Callable[[FnCall], Tensor]:
+    spec = KindSpec.parse(spec_text)
+
+    def rule(call: FnCall) -> Tensor:
+        x = call.tensor("operand")
+        shape, inner = index_shape(call, x, call.args["index"], in_bounds=False)
+        values = call.aval("values")
+        if call.entry.name in _ARITHMETIC and dt.is_bool(
+                dt.promote((x.dtype, x.weak), (values[1], values[2]))[0]):
+            raise call.fail(f"{call.written} does not accept a bool array with bool values",
+                            hint="use .set(...), or cast first, e.g. x.astype(jnp.int32)")
+        if not _broadcasts_to(values[0], shape):
+            raise call.fail(f"{call.written}: values of shape {values[0]} do not broadcast to "
+                            f"the indexed shape {shape} of {x.describe()}", "AOT210")
+        _check_mode(call)
+        dtype, weak = spec.apply(x.dtype, x.weak)
+        out = call.out(x.shape, dtype, weak)
+        call.emit_call([out], stem=None, code=_at_code(call, x, inner))
+        return out
+
+    return rule
+
+
+def _at_get(call: FnCall) -> Tensor:
+    x = call.tensor("operand")
+    shape, inner = index_shape(call, x, call.args["index"], in_bounds=False)
+    _check_mode(call)
+    fill = call.args["fill_value"]
+    if fill is not None and aval_of(fill) is None:
+        raise call.fail(f"{call.written}: fill_value must be a number, got "
+                        f"{describe_value(fill)}", "AOT203")
+    out = call.out(shape, x.dtype, x.weak)
+    call.emit_call([out], stem=None, code=_at_code(call, x, inner))
+    return out
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return sh.broadcast_shapes(shape, target) == target
+    except sh.ShapeError:
+        return False
+
+
+def updated_size(call: FnCall) -> int:
+    """Elements an `x.at[index]` update touches: the size of the indexed shape."""
+    shape, _ = index_shape(call, call.args["operand"], call.args["index"], in_bounds=False)
+    return sh.size(shape)
+
+
+def _check_mode(call: FnCall) -> None:
+    mode = call.args["mode"]
+    if mode not in _SCATTER_MODES:
+        modes = ", ".join(repr(m) for m in _SCATTER_MODES[1:])
+        raise call.fail(f"{call.written}: mode must be one of {modes}, got "
+                        f"{describe_value(mode)}", "AOT203")
+    for flag in ("indices_are_sorted", "unique_indices"):
+        call.static(flag, bool)
+
+
+def _at_code(call: FnCall, x: Tensor, inner: Code) -> Code:
+    """`x.at[index].method(args as written)`."""
+    parts = [value_code(a) for a in call.positional[2:]]
+    parts += [Code.of(f"{identifier(k, 'keyword argument name')}=", value_code(v))
+              for k, v in call.keywords.items()]
+    return Code.of(x, ".at[", inner, f"].{call.entry.name}(", Code.join(", ", parts), ")")
+
+
+_AT_FLAGS = "indices_are_sorted=False, unique_indices=False, mode=None"
+for _name, _spec in AT_METHODS.items():
+    REGISTRY.add(Entry(_name, ("at",), "method",
+                       Signature.parse(f"operand, index, values, *, {_AT_FLAGS}"),
+                       _at_update(_spec), "ops/call.j2", doc=f"x.at[index].{_name}(values)",
+                       extra={"kind_spec": _spec}))
+REGISTRY.add(Entry("get", ("at",), "method",
+                   Signature.parse(f"operand, index, *, {_AT_FLAGS}, fill_value=None"),
+                   _at_get, "ops/call.j2", doc="x.at[index].get() (with mode= and fill_value=)"))
 
 # ------------------------------------------------------------- methods on arrays
 
@@ -127,8 +209,8 @@ def _reshape_method(call: FnCall) -> Tensor:
     shape = call.args["shape"]
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    shape = _shape_rule(call, sh.reshape, x.shape, tuple(shape))
-    return _emit_same(call, shape, x.dtype, x.weak)
+    shape = shape_rule(call, sh.reshape, x.shape, tuple(shape))
+    return emit_same(call, shape, x.dtype, x.weak)
 
 
 def _transpose_method(call: FnCall) -> Tensor:
@@ -136,22 +218,22 @@ def _transpose_method(call: FnCall) -> Tensor:
     axes = call.args["axes"]
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
-    shape = _shape_rule(call, sh.transpose, x.shape, tuple(axes) or None)
-    return _emit_same(call, shape, x.dtype, x.weak)
+    shape = shape_rule(call, sh.transpose, x.shape, tuple(axes) or None)
+    return emit_same(call, shape, x.dtype, x.weak)
 
 
 def _astype_method(call: FnCall) -> Tensor:
     x = call.tensor("a")
-    return _emit_same(call, x.shape, dt.canonicalize(call.dtype("dtype", allow_none=False)))
+    return emit_same(call, x.shape, dt.canonicalize(call.dtype("dtype", allow_none=False)))
 
 
 _method("reshape", "a, *shape, order='C'", _reshape_method, "x.reshape(...)")
 _method("transpose", "a, *axes", _transpose_method, "x.transpose(...)")
 _method("astype", "a, dtype", _astype_method, "x.astype(dtype)")
-_method("squeeze", "a, axis=None", _simple(sh.squeeze, "axis"), "x.squeeze()")
-_method("swapaxes", "a, axis1, axis2", _simple(sh.swapaxes, "axis1", "axis2"), "x.swapaxes()")
-_method("flatten", "a, order='C'", _simple(lambda s: (sh.size(s),)), "x.flatten()")
-_method("ravel", "a, order='C'", _simple(lambda s: (sh.size(s),)), "x.ravel()")
+_method("squeeze", "a, axis=None", simple(sh.squeeze, "axis"), "x.squeeze()")
+_method("swapaxes", "a, axis1, axis2", simple(sh.swapaxes, "axis1", "axis2"), "x.swapaxes()")
+_method("flatten", "a, order='C'", simple(lambda s: (sh.size(s),)), "x.flatten()")
+_method("ravel", "a, order='C'", simple(lambda s: (sh.size(s),)), "x.ravel()")
 for _n, _kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "mean"),
                   ("std", "mean"), ("max", "same"), ("min", "same"), ("all", "bool"),
                   ("any", "bool"), ("argmax", "index"), ("argmin", "index")]:
@@ -160,12 +242,7 @@ for _n, _kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "me
         _sig = "a, axis=None, out=None, keepdims=False"
     if _n in ("var", "std"):
         _sig = "a, axis=None, dtype=None, out=None, ddof=0, keepdims=False"
-    _method(_n, _sig, _reduction(_kind), f"x.{_n}()")
+    _method(_n, _sig, reduction(_kind), f"x.{_n}()")
 
 
-def _clip_method(call: FnCall) -> Tensor:
-    x = call.tensor("a")
-    return _emit_same(call, x.shape, x.dtype, x.weak)
-
-
-_method("clip", "a, min=None, max=None", _clip_method, "x.clip(min, max)")
+_method("clip", "a, min=None, max=None", clip, "x.clip(min, max)")

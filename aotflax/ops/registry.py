@@ -61,6 +61,8 @@ class Signature:
         out: list[ParamSpec] = []
         kwonly = False
         for raw in [p.strip() for p in text.split(",") if p.strip()]:
+            if raw == "/":  # positional-only marker: bound positionally or by name alike
+                continue
             if raw == "*":
                 kwonly = True
                 continue

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from keyword import iskeyword
 from typing import Any
 
-from .. import ir, meshes, namespaces, safety, training
+from .. import ir, meshes, namespaces, quoting, safety, training
 from ..diagnostics import InternalError, Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops import initializers as inits
 from ..ops.calls import value_code
+from ..ops.operators import AtIndex
 from ..ops.stochastic import RngKey
 from ..program import (
     Code,
@@ -49,9 +51,12 @@ from ..values import (
     contains_poison,
     describe_value,
     is_static,
+    shown,
 )
 from .base import (
     MAX_CALL_DEPTH,
+    MAX_STATIC_BITS,
+    MAX_STATIC_LEN,
     MAX_UNROLL,
     Frame,
     Sequential,
@@ -61,9 +66,13 @@ from .base import (
 from .caches import CacheEntry
 from .helpers import (
     _NOT_COLLECTIONS,
+    STEPS_PER_OP,
+    _format_nested,
     _leaves,
     _range_too_long,
     _rebuild,
+    _replace_size,
+    _static_size,
     _tensors,
     _tuple_code,
     _unpack_code,
@@ -93,6 +102,11 @@ class CallsMixin:
                 if not isinstance(value, dict):
                     raise self.error("AOT347", f"** needs a dict, got {describe_value(value)}",
                                      kw.span)
+                for key in value:
+                    problem = _keyword_problem(key)
+                    if problem:
+                        raise self.error("AOT347", f"** unpacks keyword arguments: {problem}",
+                                         kw.span)
                 kwargs.update(value)
             else:
                 kwargs[kw.name] = value
@@ -161,6 +175,8 @@ class CallsMixin:
             return self._call_closure(func, args, kwargs, span, frame)
         if isinstance(func, BoundMethod):
             return self._call_method(func, args, kwargs, expr, frame)
+        if isinstance(func, StaticBuiltin) and func.name in ("map", "filter"):
+            return self._map_filter(func.name, args, kwargs, expr, frame)
         if isinstance(func, StaticBuiltin):
             return self._call_static(func, args, kwargs, span)
         if isinstance(func, InitializerFactory):
@@ -362,12 +378,16 @@ class CallsMixin:
                     span: Span, frame: Frame) -> Any:
         if entry is None:
             raise InternalError(f"missing operation for {written}", span=span)
-        if entry.kind == "layer":
-            return self._call_layer(entry, written, args, kwargs, span, frame)
-        if frame.fn is None:
+        if entry.kind != "layer" and frame.fn is None:
             raise self.error("AOT324", f"{written} can only be used inside a module's apply",
                              span)
-        return self._call_layer(entry, written, args, kwargs, span, frame)
+        ops = len(frame.fn.ops) if frame.fn is not None else 0
+        try:
+            return self._call_layer(entry, written, args, kwargs, span, frame)
+        finally:  # every emitted op costs emit and verify time: charge it like work
+            if frame.fn is not None and len(frame.fn.ops) > ops:
+                self.steps += (len(frame.fn.ops) - ops) * STEPS_PER_OP - 1
+                self._step(span)
 
     def _call_shared(self, shared: SharedModule, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
@@ -411,6 +431,39 @@ class CallsMixin:
             raise _Abort()
         return None
 
+    def _map_filter(self, name: str, args: list, kwargs: dict, expr: ir.Call,
+                    frame: Frame) -> list:
+        """`map(f, *iterables)` and `filter(f, iterable)` over static sequences, unrolled.
+
+        `f` is any callable of the model file (a def, a lambda, jnp.tanh, a module);
+        its results may be arrays, whose code is emitted.  filter's conditions must be
+        static.  Both give a list (Python's lazy iterator, consumed at once).
+        """
+        span = expr.span
+        if kwargs or len(args) < 2 or (name == "filter" and len(args) != 2):
+            form = "map(function, iterable, ...)" if name == "map" else \
+                "filter(function, iterable)"
+            raise self.error("AOT349", f"{name}() takes {form}", span)
+        func, iterables = args[0], [list(self._iterate(a, span)) for a in args[1:]]
+        out: list = []
+        for items in zip(*iterables):
+            self._step(span)
+            if len(out) >= MAX_UNROLL:
+                raise self.error("AOT330", f"{name}() is too long to unroll", span)
+            if name == "map":
+                out.append(self._call(func, list(items), {}, expr, frame))
+                continue
+            keep = items[0] if func is None else self._call(func, [items[0]], {}, expr, frame)
+            if isinstance(keep, Poison):
+                raise _Abort()
+            if not is_static(keep):
+                raise self.error("AOT335", f"filter's condition must be static, got "
+                                 f"{describe_value(keep)}", span,
+                                 hint="use jnp.where(cond, a, b) to select values elementwise")
+            if keep:
+                out.append(items[0])
+        return out
+
     def _call_static(self, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
         for a in list(args) + list(kwargs.values()):
             if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
@@ -428,6 +481,7 @@ class CallsMixin:
         if fn.name == "range" and _range_too_long(args):
             raise self.error("AOT330", f"range{tuple(args)} is too long to unroll (more than "
                              f"{MAX_UNROLL:,} items)", span)
+        read = self._builtin_read(fn.name, args, kwargs, span)
         try:
             result = fn.fn(*args, **kwargs)
             if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
@@ -442,7 +496,36 @@ class CallsMixin:
         if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
             if len(result) > MAX_UNROLL:
                 raise self.error("AOT330", f"{fn.name}() is too long to unroll", span)
-        return result
+        return self._static_result(result, span, read)
+
+    def _builtin_read(self, name: str, args: list, kwargs: dict, span: Span) -> int:
+        """What a static builtin reads, charged before it runs; refuses calls whose work or
+        result no size check after the call could stop (a huge product, sum or rounding)."""
+        values = [*args, *kwargs.values()]
+        if name in ("sorted", "min", "max", "repr", "str", "sum", "any", "all"):
+            read = self._deep_read(values, span, f"{name}()")
+        else:
+            read = sum(_static_size(v) for v in values) if name != "len" else 0
+        items = args[0] if args and isinstance(args[0], (list, tuple, dict, str)) else ()
+        if name == "round" and len(args) == 2 and isinstance(args[0], int) and \
+                isinstance(args[1], int) and -args[1] > MAX_STATIC_BITS // 3:
+            raise self.error("AOT330", f"round(..., {shown(args[1])}) is too large to compute "
+                             "at build time", span)
+        if name == "prod" and sum(v.bit_length() for v in items if isinstance(v, int)) > \
+                MAX_STATIC_BITS:
+            raise self.error("AOT330", "math.prod() of these ints is too large to compute at "
+                             "build time", span)
+        start = args[1] if len(args) > 1 else kwargs.get("start", 0)
+        if name == "sum" and (isinstance(start, (list, tuple)) or any(
+                isinstance(v, (list, tuple)) for v in items)):
+            # sum(seqs, []) copies its partial result at every item: quadratic
+            total = _static_size(start) + sum(_static_size(v) for v in items)
+            if total > MAX_STATIC_LEN:
+                raise self.error("AOT330", f"sum() would build a sequence of {total:,} items "
+                                 f"(at most {MAX_STATIC_LEN:,})", span)
+            read += len(items) * total
+        self._static_result(None, span, read)  # charge before running
+        return 0
 
     def _make_initializer(self, factory: InitializerFactory, args: list, kwargs: dict,
                           span: Span) -> Initializer:
@@ -502,6 +585,9 @@ class CallsMixin:
             return self._call_entry(entry, f"x.{m.name}", [r, *args], kwargs, span, frame)
         if isinstance(r, (list, dict, str)):
             return self._static_method(r, m.name, args, kwargs, span)
+        if isinstance(r, AtIndex):  # x.at[index].set(values)
+            return self._call_entry(REGISTRY.lookup("at", m.name), f"x.at[...].{m.name}",
+                                    [r.operand, r.index, *args], kwargs, span, frame)
         raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
 
     def _static_method(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
@@ -515,16 +601,50 @@ class CallsMixin:
             raise self.error("AOT348", f"method {type(r).__name__}.{name} is not supported",
                              span)
         if name == "format":
-            problem = safety.format_problem(r)
+            problem = safety.format_problem(r) or (
+                "a replacement field inside a format spec ({:{}}) is not supported"
+                if _format_nested(r) else None)
             if problem:
                 raise self.error("AOT341", f"str.format: {problem}", span)
+        read = self._method_read(r, name, args, kwargs, span)
         try:
             result = getattr(r, name)(*args, **kwargs)
         except Exception as e:
             raise self.error("AOT349", f"{type(r).__name__}.{name}(): {e}", span) from None
         if name in ("items", "keys", "values"):
-            return list(result)
-        return result
+            result = list(result)
+        self._static_result(r, span, built=False)  # a list or dict the method grew
+        return self._static_result(result, span, read)
+
+    def _method_read(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> int:
+        """What a static method reads; refuses calls whose result would be too large."""
+        if name in ("append", "get", "setdefault", "copy") or name == "pop" and not args:
+            return sum(_static_size(a) for a in args)  # no scan of the receiver
+        if name == "replace" and isinstance(r, str) and len(args) >= 2 and all(
+                isinstance(a, str) for a in args[:2]):
+            count = args[2] if len(args) > 2 and isinstance(args[2], int) else -1
+            grown = _replace_size(r, args[0], args[1], count)
+            if grown > MAX_STATIC_LEN:
+                raise self.error("AOT330", f"str.replace() would build a string of {grown:,} "
+                                 f"characters (at most {MAX_STATIC_LEN:,})", span)
+        if name in ("extend", "update") and args and isinstance(args[0], (list, tuple, dict)):
+            grown = len(r) + len(args[0])
+            if grown > MAX_STATIC_LEN:
+                raise self.error("AOT330", f"{type(r).__name__}.{name}() would make a "
+                                 f"{type(r).__name__} of {grown:,} items (at most "
+                                 f"{MAX_STATIC_LEN:,})", span)
+        if name == "join" and isinstance(r, str) and args and isinstance(args[0], (list, tuple)):
+            total = sum(len(a) for a in args[0] if isinstance(a, str)) + \
+                len(r) * len(args[0])
+            if total > MAX_STATIC_LEN:
+                raise self.error("AOT330", f"str.join() would build a string of {total:,} "
+                                 f"characters (at most {MAX_STATIC_LEN:,})", span)
+        deep = name in ("format", "index", "count", "join")  # reads its arguments whole
+        read = _static_size(r) + (self._deep_read([*args, *kwargs.values()], span,
+                                                  f"{type(r).__name__}.{name}()") if deep
+                                  else sum(_static_size(a) for a in args))
+        self._static_result(None, span, read)  # charge before running
+        return 0
 
     def _self_method(self, r: SelfValue, name: str, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
@@ -605,10 +725,11 @@ class CallsMixin:
                     isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
                 raise CallError("AOT351", f"self.state shape must be a tuple of ints, got "
                                 f"{describe_value(shape)}")
-            if not (isinstance(coll, str) and coll.isidentifier()) or coll in _NOT_COLLECTIONS:
-                raise CallError("AOT356", f"invalid state collection name {coll!r}",
-                                hint="use an identifier such as 'state' or 'cache' (not "
-                                     "'params' or 'rng')")
+            problem = quoting.identifier_problem(coll, "state collection name")
+            if problem or coll in _NOT_COLLECTIONS:
+                raise CallError("AOT356", problem or f"state collection name {coll!r} is taken "
+                                "in generated code", hint="use an identifier such as 'state' or "
+                                "'cache' (not 'params', 'rng', 'jnp' or a builtin)")
             dtype = b["dtype"].name if isinstance(b["dtype"], DType) else "float32"
             if name in scope.used:
                 raise CallError("AOT311", f"'{name}' is already used in this module",
@@ -625,7 +746,8 @@ class CallsMixin:
         if not isinstance(value, Tensor) and isinstance(value, (int, float, bool)):
             const = Tensor(var.shape, var.dtype)
             var.scope.fn.emit("ops/call.j2", {"call": Code((
-                f"jnp.full({_tuple_code(var.shape)}, {value!r}, jnp.{var.dtype})",))},
+                f"jnp.full({_tuple_code(var.shape)}, {quoting.literal(value)}, "
+                f"jnp.{var.dtype})",))},
                 (const,), span, var.name)
             value = const
         if not isinstance(value, Tensor) or isinstance(value, RngKey):
@@ -728,6 +850,15 @@ class CallsMixin:
         if kwarg is not None:
             bound[kwarg.name] = extra
         return {p.name: bound[p.name] for p in plist if p.name in bound}
+
+
+def _keyword_problem(key: Any) -> str | None:
+    """Why a `**dict` key cannot be a keyword argument name, else None."""
+    if not isinstance(key, str):
+        return f"keys must be strings, got {describe_value(key)}"
+    if not key.isidentifier() or quoting.normalize(key) != key or iskeyword(key):
+        return f"the key {key[:40]!r} is not an identifier"
+    return None
 
 
 def _name_span(step: Closure) -> Span:

@@ -6,7 +6,7 @@ import hashlib
 import keyword
 from typing import Any
 
-from .. import hardware, ir, meshes, training
+from .. import hardware, ir, meshes, quoting, training
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
 from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
@@ -25,6 +25,7 @@ from ..values import (
     SpecDType,
     UserModule,
     describe_value,
+    walked,
 )
 from .base import (
     MAX_STEPS,
@@ -41,6 +42,7 @@ from .calls import CallsMixin
 from .expressions import ExpressionsMixin
 from .helpers import (
     _TARGET_NAMES_TAKEN,
+    WORK_PER_STEP,
     _short,
     _tensors,
 )
@@ -80,6 +82,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         #: Errors raised so far, repeats included (a body with errors must not produce a value).
         self.errors = 0
         self.steps = 0
+        walked()  # what earlier resolutions walked is theirs
 
     def module_globals(self, model: ir.ModelFile) -> ModuleGlobals:
         """The lazily resolved module-level names of `model` (one per file per resolution)."""
@@ -128,13 +131,18 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             self.error("AOT322", "this nests calls or expressions too deeply to resolve "
                        "(recursive functions and modules are not supported)", span)
             return None
+        except MemoryError:  # a static value the size limits let through, on a small machine
+            self.error("AOT330", "the build ran out of memory resolving this", span,
+                       hint="static values are computed at build time; keep them small")
+            return None
 
     def _step(self, span: Span) -> None:
-        self.steps += 1
+        self.steps += 1 + walked() // WORK_PER_STEP  # deep walks of static values are work
         if self.steps > MAX_STEPS:
             self.error("AOT330", f"resolving this file takes more than {MAX_STEPS:,} build-time "
-                       "steps; stopped here", span, hint="look for loops over large ranges or "
-                       "runaway recursion; loops are unrolled at build time")
+                       "steps; stopped here", span, hint="look for loops over large ranges, "
+                       "runaway recursion or very large static values (strings, lists, ints); "
+                       "loops are unrolled at build time")
             raise _OutOfSteps()
 
     def error(self, code: str, message: str, span: Span | None, *, hint: str | None = None,
@@ -208,9 +216,9 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             return dim
         if self.symbols is None:
             raise self.error("AOT404", f"symbolic dimension '{dim}' is not allowed here", span)
-        if not str(dim).isidentifier():
-            raise self.error("AOT410", f"symbolic dimension {dim!r} must be an identifier such "
-                             "as 'batch'", span)
+        if quoting.identifier_problem(dim):
+            raise self.error("AOT410", f"symbolic dimension {str(dim)[:40]!r} must be an "
+                             "ASCII identifier such as 'batch'", span)
         return self.symbols.value(str(dim))
 
     def _target_call(self, call: ir.Call, frame: Frame, args: list, kwargs: dict,
@@ -228,14 +236,18 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         if not isinstance(module, ModuleRef):
             raise self.error("AOT401", f"a target must name a module, got "
                              f"{describe_value(module)}", call.args[1].span)
-        if not name.isidentifier():
-            raise self.error("AOT406", f"target name {name!r} is not a Python identifier",
-                             call.args[0].span)
-        if keyword.iskeyword(name) or name in _TARGET_NAMES_TAKEN or isinstance(
-                self.globals.vars.get(name), ModuleRef):
+        problem = quoting.identifier_problem(name, "target name")
+        if problem:
+            raise self.error("AOT406", problem, call.args[0].span,
+                             hint="a target becomes a module attribute: name it with ASCII "
+                                  "letters, digits and '_', e.g. mlp_b8")
+        if name.startswith("_") or keyword.iskeyword(name) or name in _TARGET_NAMES_TAKEN or \
+                isinstance(self.globals.vars.get(name), ModuleRef):
             raise self.error("AOT406", f"target name {name!r} is taken in the generated module "
-                             "(a Python keyword, builtin, import or module function)",
-                             call.args[0].span, hint=f"call it {name}_target, for example")
+                             "(a Python keyword, builtin, import or module function, or a "
+                             "private name: '_' starts the module's helpers)",
+                             call.args[0].span,
+                             hint=f"call it {name.strip('_') or 'my'}_target, for example")
         if any(t.name == name for t in self.targets):
             raise self.error("AOT407", f"target '{name}' is declared twice", span)
         explicit = "platforms" in kwargs

@@ -9,6 +9,7 @@ from .. import dtypes as dt
 from .. import ir, namespaces, safety
 from ..diagnostics import Span
 from ..ops import REGISTRY, CallError
+from ..ops.operators import NO_INDEX, AtIndex
 from ..program import (
     Code,
     Tensor,
@@ -38,8 +39,10 @@ from ..values import (
     contains_poison,
     describe_value,
     is_static,
+    shown,
 )
 from .base import (
+    MAX_STATIC_LEN,
     Frame,
     _Abort,
 )
@@ -48,17 +51,61 @@ from .helpers import (
     _BINOP_NAMES,
     _STATIC_BINOPS,
     _STATIC_COMPARE,
+    WORK_PER_STEP,
     _array_like,
+    _deep_size,
+    _static_size,
     _too_big,
+    _too_large,
 )
 from .toplevel import module_of
 from .transforms import CustomJvp
 
-#: Guard against runaway unrolling (a `range(10**9)` typo).
+#: Static comparisons that read their operands whole (`is` does not).
+_READING_COMPARE = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not in"})
 
 
 class ExpressionsMixin:
     """Expressions: static evaluation, or table operations on arrays."""
+
+    # ---------------------------------------------------------------- size limits
+
+    def _static_result(self, value: Any, span: Span, read: int = 0, built: bool = True) -> Any:
+        """The one check on what a static operation built: `value` within the size limits.
+
+        Every static operator, builtin and method passes its result here; the work it
+        did (`read` units, plus the size of the result when it `built` it) is charged to
+        the step budget, so no model file can make the build run long or exhaust memory
+        with big values.
+        """
+        self._charge(read + (_static_size(value) if built else 0), span)
+        problem = _too_large(value)
+        if problem:
+            raise self.error("AOT330", f"this builds a static value too large for the build: "
+                             f"{problem}", span, hint="static values are computed at build "
+                             "time; keep them small (shapes, sizes, names, flags)")
+        return value
+
+    def _charge(self, work: int, span: Span) -> None:
+        """Spend build-time steps on `work` units (also when the operation then fails: an
+        error inside a loop does not stop the loop)."""
+        if work >= WORK_PER_STEP:
+            self.steps += work // WORK_PER_STEP - 1
+            self._step(span)
+
+    def _deep_read(self, values: Any, span: Span, what: str) -> int:
+        """Units an operation that reads values whole (compares, formats, sorts) reads."""
+        total = 0
+        for v in values:
+            if isinstance(v, (str, list, tuple, dict)):
+                total += _deep_size(v, MAX_STATIC_LEN - total)
+                if total > MAX_STATIC_LEN:
+                    self._charge(total, span)
+                    raise self.error("AOT330", f"{what} would read more than "
+                                     f"{MAX_STATIC_LEN:,} items and characters at build time",
+                                     span, hint="static values are computed at build time; "
+                                     "keep them small (shapes, sizes, names, flags)")
+        return total
 
     # ---------------------------------------------------------------- expressions
 
@@ -94,6 +141,7 @@ class ExpressionsMixin:
                 raise self.error("AOT341", "f-strings may only format static values, got "
                                  f"{describe_value(value)}", part.span,
                                  hint="format its shape or dtype instead, e.g. {x.shape[-1]}")
+            self._deep_read([value], part.span, "formatting this value")
             if part.conversion == "r":
                 value = repr(value)
             problem = safety.spec_problem(part.format_spec or "")
@@ -103,13 +151,15 @@ class ExpressionsMixin:
                 out.append(format(value, part.format_spec or ""))
             except (ValueError, TypeError) as e:
                 raise self.error("AOT341", f"bad format: {e}", part.span) from None
-        return "".join(out)
+            if sum(map(len, out)) > MAX_STATIC_LEN:
+                return self._static_result("".join(out), expr.span)  # reports the size
+        return self._static_result("".join(out), expr.span)
 
     def _eval_TupleExpr(self, expr: ir.TupleExpr, frame: Frame) -> Any:
-        return tuple(self._elements(expr.elts, frame))
+        return self._static_result(tuple(self._elements(expr.elts, frame)), expr.span)
 
     def _eval_ListExpr(self, expr: ir.ListExpr, frame: Frame) -> Any:
-        return list(self._elements(expr.elts, frame))
+        return self._static_result(list(self._elements(expr.elts, frame)), expr.span)
 
     def _elements(self, elts: tuple[ir.Expr, ...], frame: Frame) -> list[Any]:
         out: list[Any] = []
@@ -131,6 +181,7 @@ class ExpressionsMixin:
                     raise self.error("AOT347", f"** needs a dict, got {describe_value(inner)}",
                                      v.span)
                 out.update(inner)
+                self._static_result(out, expr.span, read=len(inner))
             else:
                 key = self.eval(k, frame)
                 if not is_static(key):
@@ -141,7 +192,7 @@ class ExpressionsMixin:
                 except TypeError as e:  # an unhashable key, such as a list
                     raise self.error("AOT342", f"dict keys must be hashable: {e}",
                                      k.span) from None
-        return out
+        return self._static_result(out, expr.span)
 
     def _eval_Slice(self, expr: ir.Slice, frame: Frame) -> Any:
         parts = [self.eval(p, frame) if p is not None else None
@@ -181,7 +232,9 @@ class ExpressionsMixin:
             return self._call_entry(REGISTRY.lookup("operator", name), f"'{expr.op}'", [value],
                                     {}, expr.span, frame)
         try:
-            return {"-": operator.neg, "+": operator.pos, "~": operator.invert}[expr.op](value)
+            return self._static_result(
+                {"-": operator.neg, "+": operator.pos, "~": operator.invert}[expr.op](value),
+                expr.span)
         except TypeError:
             raise self.error("AOT344", f"bad operand for unary {expr.op}: "
                              f"{describe_value(value)}", expr.span) from None
@@ -206,8 +259,13 @@ class ExpressionsMixin:
         if too_big:
             raise self.error("AOT344", f"the static value {too_big} is too large to compute at "
                              "build time", span)
+        read = _static_size(left) + _static_size(right)
+        if op == "%" and isinstance(left, str):  # formats its operands whole
+            read += self._deep_read([right], span, "formatting these values")
+        elif op in ("*", "//", "%") and isinstance(left, int) and isinstance(right, int):
+            read = (_static_size(left) + 1) * (_static_size(right) + 1)  # long arithmetic
         try:
-            return _STATIC_BINOPS[op](left, right)
+            return self._static_result(_STATIC_BINOPS[op](left, right), span, read)
         except ZeroDivisionError:
             raise self.error("AOT344", "division by zero in a static expression", span) from None
         except (TypeError, ValueError, OverflowError) as e:
@@ -225,6 +283,9 @@ class ExpressionsMixin:
                 return self._binop(op, left, right, expr.span, frame)
             if isinstance(left, Poison) or isinstance(right, Poison):
                 raise _Abort()
+            if op in _READING_COMPARE:
+                self._static_result(None, expr.span, self._deep_read(
+                    [left, right], expr.span, f"comparing with '{op}'"))
             try:
                 ok = _STATIC_COMPARE[op](left, right)
             except TypeError as e:
@@ -243,6 +304,8 @@ class ExpressionsMixin:
         self._check_not_opaque((value, index), expr.span)
         if isinstance(value, SpecDType):
             return self._spec(value, index, expr)
+        if isinstance(value, AtIndex) and value.index is NO_INDEX:
+            return AtIndex(value.operand, index)  # x.at[index], before .set(...) and friends
         if isinstance(value, Tensor):
             return self._call_entry(REGISTRY.lookup("operator", "getitem"), "indexing",
                                     [value, index], {}, expr.span, frame)
@@ -251,10 +314,13 @@ class ExpressionsMixin:
                              f"{describe_value(index)} to index {describe_value(value)}",
                              expr.span)
         try:
-            return value[index]
+            read = self._deep_read([index], expr.span, "this key") if isinstance(
+                value, dict) else 0  # a key is hashed whole
+            return self._static_result(value[index], expr.span, read) if isinstance(
+                index, slice) or read else value[index]
         except (IndexError, KeyError, TypeError, ValueError) as e:
             raise self.error("AOT345", f"cannot index {describe_value(value)} with "
-                             f"{index!r}: {e}", expr.span) from None
+                             f"{shown(index)}: {e}", expr.span) from None
 
     def _spec(self, value: SpecDType, index: Any, expr: ir.Subscript) -> Spec:
         dims = index if isinstance(index, tuple) else (index,)
@@ -262,7 +328,7 @@ class ExpressionsMixin:
             if isinstance(d, bool) or not isinstance(d, (int, str)) or (isinstance(d, int)
                                                                         and d < 0):
                 raise self.error("AOT410", f"input dimensions must be non-negative ints or "
-                                 f"symbolic names, got {d!r}", expr.index.span)
+                                 f"symbolic names, got {shown(d)}", expr.index.span)
         try:
             check_shape([d for d in dims if isinstance(d, int)], "input")
         except CallError as e:
@@ -305,6 +371,8 @@ class ExpressionsMixin:
                 return read_of(value, size(value.shape), "size")
             if attr == "T":
                 return BoundMethod(value, "T", span)
+            if attr == "at":
+                return AtIndex(value, NO_INDEX)
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
@@ -317,14 +385,27 @@ class ExpressionsMixin:
             return value.read(span)
         if isinstance(value, (AttentionCache, CacheEntry)):
             return self._cache_attribute(value, attr, span)
+        if isinstance(value, AtIndex):
+            return self._at_method(value, attr, span)
         raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
+
+    def _at_method(self, value: AtIndex, attr: str, span: Span) -> BoundMethod:
+        """`x.at[i].set`: a method of the table's `at` namespace on an indexed `x.at`."""
+        methods = ", ".join(sorted(REGISTRY.members("at")))
+        if value.index is NO_INDEX:
+            raise self.error("AOT346", f"x.at needs an index before .{attr}: write "
+                             f"x.at[index].{attr}(...)", span)
+        if REGISTRY.lookup("at", attr) is None:
+            raise self.error("AOT346", f"x.at[...] has no supported method '{attr}'", span,
+                             hint=f"supported: {methods}")
+        return BoundMethod(value, attr, span)
 
     def _eval_ListComp(self, expr: ir.ListComp, frame: Frame) -> Any:
         out: list[Any] = []
         self._comprehension(expr.generators, 0, Frame(Env(frame.env), frame.fn, frame.scope,
                                                        frame.module),
                             lambda f: out.append(self.eval(expr.elt, f)))
-        return out if expr.kind == "list" else tuple(out)
+        return self._static_result(out if expr.kind == "list" else tuple(out), expr.span)
 
     def _eval_DictComp(self, expr: ir.DictComp, frame: Frame) -> Any:
         out: dict[Any, Any] = {}
@@ -334,7 +415,7 @@ class ExpressionsMixin:
 
         self._comprehension(expr.generators, 0, Frame(Env(frame.env), frame.fn, frame.scope,
                                                        frame.module), add)
-        return out
+        return self._static_result(out, expr.span)
 
     def _comprehension(self, gens: tuple[ir.Comprehension, ...], i: int, frame: Frame,
                        body) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import keyword
 import operator
+import string
 from typing import Any
 
-from .. import ir, safety
+from .. import ir, quoting, safety, training
 from ..ops.calls import value_code
 from ..ops.stochastic import RngKey
 from ..program import (
@@ -19,13 +21,15 @@ from ..scopes import (
     FunctionState,
     subscript_path,
 )
+from ..values import shown
 from .base import (
     MAX_STATIC_BITS,
     MAX_STATIC_LEN,
     MAX_UNROLL,
 )
 
-#: Guard against runaway unrolling (a `range(10**9)` typo).
+#: Longest emitted function name taken from a class or function name.
+MAX_FUNCTION_STEM = 60
 
 # ==================================================================== helpers
 
@@ -49,8 +53,13 @@ _STATIC_COMPARE = {
 }
 
 
-#: Names a state collection cannot take (they are other arguments of emitted functions).
-_NOT_COLLECTIONS = frozenset({"params", "rng", "self"})
+#: Names a generated module already binds (imports, builtins, its own helpers).
+_TARGET_NAMES_TAKEN = frozenset(dir(builtins)) | {"jax", "jnp", "np", "optax", "TARGETS",
+                                                 "_runtime"}
+
+#: Names a state collection cannot take: collections are arguments of emitted functions,
+#: next to `params` and `rng`, and must not shadow what those functions call.
+_NOT_COLLECTIONS = _TARGET_NAMES_TAKEN | {"params", "rng", "self"}
 
 
 def _has_key(value: Any) -> bool:
@@ -68,9 +77,6 @@ def _tuple_code(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
-#: Names a generated module already binds (imports, builtins, its own helpers).
-_TARGET_NAMES_TAKEN = frozenset(dir(builtins)) | {"jax", "jnp", "np", "optax", "TARGETS",
-                                                 "_runtime", "_LABELS"}
 
 
 def _too_big(op: str, left: Any, right: Any) -> str | None:
@@ -78,9 +84,9 @@ def _too_big(op: str, left: Any, right: Any) -> str | None:
     ints = all(isinstance(v, int) for v in (left, right))
     if op == "**" and ints and right > 0 and abs(left) > 1 and \
             right * abs(left).bit_length() > MAX_STATIC_BITS:
-        return f"{left} ** {right}"
+        return f"{shown(left)} ** {shown(right)}"
     if op == "<<" and ints and right > MAX_STATIC_BITS:
-        return f"{left} << {right}"
+        return f"{shown(left)} << {shown(right)}"
     if op == "%" and isinstance(left, str) and ("*" in left or safety.spec_problem(left)):
         return f"{left!r} % ..."
     if op == "*":
@@ -213,7 +219,7 @@ def _dict_code(tree: dict[str, Any]) -> Code:
             inner = v
         else:
             inner = Code((v,))
-        items.append(Code.of(f'"{k}": ', inner))
+        items.append(Code.of(f"{quoting.string(k)}: ", inner))
     return Code.of("{", Code.join(", ", items), "}")
 
 
@@ -243,3 +249,93 @@ def _assigned_names(stmt: ir.Stmt) -> list[str]:
     if isinstance(stmt, ir.Unsupported):
         return list(stmt.binds)
     return []
+
+
+#: Names an emitted function never takes: what generated modules and their functions bind.
+_FUNCTION_NAMES_TAKEN = _TARGET_NAMES_TAKEN | frozenset(keyword.kwlist) | \
+    training.TEMPLATE_LOCALS | {"self"}
+
+
+def _function_stem(name: str) -> str:
+    """An ASCII identifier from a DSL name, for an emitted function (cut when long)."""
+    stem = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
+                   for c in name[:MAX_FUNCTION_STEM]) or "fn"
+    return stem if not stem[0].isdigit() else "fn_" + stem
+
+
+def _function_names_taken(targets: list) -> set[str]:
+    """Module-level names of a generated module other than its emitted functions."""
+    taken = set(_FUNCTION_NAMES_TAKEN)
+    for t in targets:
+        taken.update(training.target_globals(t.name))
+    return taken
+
+
+# ==================================================================== size limits
+
+#: Build-time steps an operation of the generated code costs (emitting and verifying one
+#: takes some 0.2 ms, a statement of the model a few microseconds): at most
+#: `MAX_STEPS / STEPS_PER_OP` ops per file, 50,000, some 15 s of emit and verify.
+STEPS_PER_OP = 40
+
+#: Build-time steps charged per unit a static operation reads or builds (a character,
+#: an item, a 64-bit limb of an int): big static values spend the step budget.
+WORK_PER_STEP = 8
+
+
+def _static_size(value: Any) -> int:
+    """Shallow size of a static value: characters, items (a dict entry weighs 4) or
+    64-bit limbs of an int; about 8 bytes a unit."""
+    if isinstance(value, (str, list, tuple)):
+        return len(value)
+    if isinstance(value, dict):
+        return 4 * len(value)
+    if isinstance(value, int):
+        return value.bit_length() >> 6
+    return 0
+
+
+def _too_large(value: Any) -> str | None:
+    """Describe a static value over the size limits (`MAX_STATIC_*`), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            value.bit_length() > MAX_STATIC_BITS:
+        return f"an int of {value.bit_length():,} bits (at most {MAX_STATIC_BITS:,})"
+    if isinstance(value, (str, list, tuple, dict)) and len(value) > MAX_STATIC_LEN:
+        unit = "characters" if isinstance(value, str) else "items"
+        return (f"a {type(value).__name__} of {len(value):,} {unit} (at most "
+                f"{MAX_STATIC_LEN:,})")
+    return None
+
+
+def _deep_size(value: Any, limit: int = MAX_STATIC_LEN) -> int:
+    """Units in `value` counted through nested containers, shared ones each time they
+    occur; stops counting once past `limit` (so a self-containing list ends too)."""
+    total = 0
+    stack = [value]
+    while stack and total <= limit:
+        v = stack.pop()
+        total += _static_size(v) + 1
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+    return total
+
+
+def _format_nested(fmt: str) -> bool:
+    """Whether `fmt.format(...)` has a replacement field inside a format spec (`{:{}}`),
+    whose width would come from an argument no size check sees."""
+    try:
+        parsed = list(string.Formatter().parse(fmt))
+    except ValueError:
+        return False  # str.format reports malformed strings itself
+    return any(spec and "{" in spec for _, _, spec, _ in parsed)
+
+
+def _replace_size(s: str, old: str, new: str, count: int = -1) -> int:
+    """Length of `s.replace(old, new, count)`, computed without building it."""
+    n = s.count(old) if old else len(s) + 1
+    if count is not None and count >= 0:
+        n = min(n, count)
+    return len(s) + n * (len(new) - len(old))

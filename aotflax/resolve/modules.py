@@ -23,7 +23,6 @@ from ..program import (
     describe,
     fresh_like,
 )
-from ..sizes import plain
 from ..scopes import (
     FunctionState,
     GivenScope,
@@ -34,6 +33,7 @@ from ..scopes import (
     name_hash,
     subscript_path,
 )
+from ..sizes import plain
 from ..values import (
     Closure,
     DType,
@@ -61,6 +61,8 @@ from .helpers import (
     _assigned_names,
     _copy_result,
     _fresh,
+    _function_names_taken,
+    _function_stem,
     _has_key,
     _leaves,
     _rebuild,
@@ -231,9 +233,23 @@ class ModulesMixin:
                                          decl.from_data))
 
     def _function_name(self, base: str) -> str:
+        """A fresh module-level name for an emitted function, from a DSL name.
+
+        It never takes a name the generated module binds otherwise (imports, builtins,
+        targets and their helpers, copied initializers): functions are called by name.
+        """
+        base = _function_stem(base)
+        taken = _function_names_taken(self.targets)
+        # fn_names: every name handed out (and every base used) -> its next suffix
         n = self.fn_names.get(base, 0)
-        self.fn_names[base] = n + 1
-        return base if n == 0 else f"{base}_{n}"
+        while True:
+            name = base if n == 0 else f"{base}_{n}"
+            n += 1
+            if name not in taken and (name not in self.fn_names or name == base and n == 1):
+                break
+        self.fn_names[base] = n
+        self.fn_names.setdefault(name, 1)
+        return name
 
     def _check_result(self, result: Any, method: ir.FunctionDef) -> None:
         if _has_key(result):
@@ -684,7 +700,9 @@ def _shared_in(value: Any) -> bool:
 def _shared_arg_name(name: str, where: tuple[Any, ...], taken: set[str]) -> str:
     """`shared_embedding`, `layers_0`: an identifier no other argument uses."""
     base = "_".join([name, *(str(w) for w in where)])
-    base = "".join(c if c.isalnum() or c == "_" else "_" for c in base)
+    base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
+                   for c in base[:60])  # an ASCII identifier (`quoting.identifier`)
+    base = base if base and not base[0].isdigit() else f"shared_{base}"
     if base in _ARG_NAMES_TAKEN or keyword.iskeyword(base):
         base += "_shared"
     out, n = base, 1

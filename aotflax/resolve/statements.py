@@ -12,10 +12,10 @@ from ..program import (
     TreeVar,
     Var,
 )
-from ..sizes import Size, SizeRef, SizeTuple, bound_to, has_code
 from ..scopes import (
     StateVariable,
 )
+from ..sizes import Size, SizeRef, SizeTuple, bound_to, has_code
 from ..values import (
     POISON,
     BoundMethod,
@@ -24,8 +24,10 @@ from ..values import (
     Poison,
     describe_value,
     is_static,
+    shown,
 )
 from .base import (
+    MAX_STATIC_LEN,
     MAX_UNROLL,
     Frame,
     _Abort,
@@ -35,6 +37,7 @@ from .base import (
 )
 from .helpers import (
     _assigned_names,
+    _static_size,
 )
 from .transforms import CustomJvp
 
@@ -127,12 +130,15 @@ class StatementsMixin:
         message = "raised an error"
         if isinstance(stmt.exc, ir.Call) and stmt.exc.args:
             value = self.eval(stmt.exc.args[0], frame)
-            message = str(value)
+            if isinstance(value, Poison):
+                raise _Abort()  # the message's own error is reported
+            message = value if isinstance(value, str) else shown(value)
         raise self.error("AOT300", f"model raised: {message}", stmt.span)
 
     def _stmt_Assert(self, stmt: ir.Assert, frame: Frame) -> None:
         if not self._truth(stmt.test, frame):
-            msg = str(self.eval(stmt.msg, frame)) if stmt.msg is not None else "assertion failed"
+            msg = self.eval(stmt.msg, frame) if stmt.msg is not None else "assertion failed"
+            msg = msg if isinstance(msg, str) else shown(msg)
             raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
@@ -179,7 +185,7 @@ class StatementsMixin:
             self._unpack_shape(target, value, frame)
             return
         if isinstance(target, (ir.TupleExpr, ir.ListExpr)):
-            items = self._unpack(value, len(target.elts), target)
+            items = self._unpack(value, len(target.elts), target, frame)
             for t, v in zip(target.elts, items):
                 self._assign(t, v, frame)
             return
@@ -194,10 +200,17 @@ class StatementsMixin:
             container = self.eval(target.value, frame)
             index = self.eval(target.index, frame)
             if isinstance(container, (list, dict)) and is_static(index):
+                if isinstance(index, slice) and isinstance(value, (list, tuple)) and \
+                        len(container) + len(value) > MAX_STATIC_LEN:
+                    raise self.error("AOT330", f"this slice assignment would make a list of "
+                                     f"{len(container) + len(value):,} items (at most "
+                                     f"{MAX_STATIC_LEN:,})", target.span)
                 try:
                     container[index] = value  # type: ignore[index]
                 except (IndexError, KeyError, TypeError, ValueError) as e:
                     raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
+                if isinstance(index, slice):  # a slice assignment can grow the list
+                    self._static_result(container, target.span, _static_size(value), False)
                 return
             if isinstance(container, Tensor):
                 raise self.error("AOT332", "arrays are immutable; use x.at[index].set(value)",
@@ -227,12 +240,11 @@ class StatementsMixin:
             frame.fn.hint(var, t.id)
             frame.env.set(t.id, bound_to(var, d))
 
-    def _unpack(self, value: Any, n: int, target: ir.Expr) -> list[Any]:
+    def _unpack(self, value: Any, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
         if isinstance(value, Poison):
             return [POISON] * n
         if isinstance(value, Tensor):
-            raise self.error("AOT333", f"cannot unpack an array {value.describe()}; index it "
-                             "instead", target.span)
+            return self._unpack_array(value, n, target, frame)
         try:
             items = list(value)
         except TypeError:
@@ -241,6 +253,22 @@ class StatementsMixin:
         if len(items) != n:
             raise self.error("AOT333", f"expected {n} values to unpack, got {len(items)}",
                              target.span)
+        return items
+
+    def _unpack_array(self, value: Tensor, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
+        """`a, b = x` splits an array along its first axis, as Python iterates a jax array
+        (`k1, k2 = jax.random.split(key)` gives two keys)."""
+        if not value.shape or value.shape[0] != n:
+            what = "a 0-d array" if not value.shape else \
+                f"an array of {value.shape[0]} along its first axis"
+            raise self.error("AOT333", f"cannot unpack {value.describe()} into {n} names: it is "
+                             f"{what}", target.span)
+        if frame.fn is None:
+            raise self.error("AOT324", "arrays can only be unpacked inside a module's apply",
+                             target.span)
+        items = [type(value)(value.shape[1:], value.dtype, value.weak) for _ in range(n)]
+        code = Code.of(value, "[0]") if n == 1 else Code((value,))
+        frame.fn.emit("ops/call.j2", {"call": code}, tuple(items), target.span, "item")
         return items
 
     def _iterate(self, value: Any, span: Span) -> Iterator[Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import ir
+from .. import ir, quoting
 from ..diagnostics import Span
 from ..ops.calls import value_code
 from ..program import Code, Function, FunctionRef, Op, OpInfo, Tensor, TreeVar, call_code
@@ -95,7 +95,7 @@ class TransformsMixin:
             outs.append(type(t)(t.shape[:at] + (size,) + t.shape[at:], t.dtype, t.weak))
         stacked = _rebuild(result, outs)
         call = Code.of("jax.vmap(", FunctionRef(nested), f", in_axes={_axes_code(v.in_axes)}, "
-                       f"out_axes={out_axis!r})(",
+                       f"out_axes={quoting.literal(out_axis)})(",
                        Code.join(", ", [value_code(a) for a in args]), ")")
         fn.ops.append(Op("ops/module_call.j2", (
             ("target", _unpack_code(stacked, stacked, [])), ("call", call)), tuple(outs), (),
@@ -150,9 +150,7 @@ def _leaves_of(value: Any) -> list[Any]:
 
 
 def _axes_code(axes: Any) -> str:
-    if isinstance(axes, (tuple, list)):
-        return "(" + ", ".join(repr(a) for a in axes) + ("," if len(axes) == 1 else "") + ")"
-    return repr(axes)
+    return quoting.literal(tuple(axes) if isinstance(axes, (tuple, list)) else axes)
 
 
 __all__ = ["CustomJvp", "CustomJvpMixin", "PrimalCall", "TransformsMixin", "Vmapped"]

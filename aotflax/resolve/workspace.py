@@ -106,7 +106,10 @@ class Workspace:
 
     def load(self, path: Path) -> ir.ModelFile:
         """The parsed file at `path`; raises the file's `BuildError` (every time)."""
-        real = path.resolve()
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: the loader reports it, located
+            real = path.absolute()
         got = self._parsed.get(real)
         if got is None:
             try:

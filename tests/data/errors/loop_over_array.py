@@ -5,7 +5,7 @@ class Net(nn.Module):
     def apply(self, x):
         for row in x:  # E: AOT334 cannot loop over an array
             x = nn.Dense(row, 4)
-        a, b = x  # E: AOT333 cannot unpack an array
+        a, b, c = x  # E: AOT333 cannot unpack f32[2, 8] into 3 names
         return x
 
 

@@ -16,7 +16,7 @@ class Net(nn.Module):
         g = nn.Dense(x, **[4])  # E: AOT347 ** needs a dict, got list of 1
         h = (1, 2)[::0]  # E: AOT345 slice step cannot be zero
         i = {[1]: 2}  # E: AOT342 hashable
-        j = list(map(lambda v: v + 1, [1, 2]))  # E: AOT349 map()
+        j = list(map(lambda v: v + 1))  # E: AOT349 map() takes map(function, iterable, ...)
         k = "%*d" % (10**9, 1)  # E: AOT344 too large
         m = self.param("w", (2,), nn.initializers.normal(stddev="a"))  # E: AOT203 'stddev' must be a number
         n = jnp.arange(0, 10, 0)  # E: AOT203 division by zero

@@ -1,0 +1,171 @@
+"""`jax.lax.conv_general_dilated` and `jax.lax.conv_transpose` as functions.
+
+The layouts are `dimension_numbers` as lax takes them: None (NCHW input, OIHW
+kernel) or three strings such as ("NHWC", "HWIO", "NHWC").  Shapes follow
+lax's own rules (`conv_general_permutations`, `_conv_transpose_padding`): the
+operands are permuted to channels-last and the shape rules of `nn.Conv` apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import dtypes as dt
+from .. import shapes as sh
+from ..program import Tensor
+from ..values import describe_value
+from .arrays import emit_same, int_tree, register
+from .calls import FnCall
+
+Perms = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+_PADDINGS = ("SAME", "SAME_LOWER", "VALID")
+
+
+def conv_permutations(call: FnCall, ndim: int, numbers: Any) -> Perms:
+    """(lhs, rhs, out) permutations to (batch, feature, *spatial), as lax computes them."""
+    if numbers is None:
+        default = tuple(range(ndim))
+        return default, default, default
+    if not (isinstance(numbers, (tuple, list)) and len(numbers) == 3 and all(
+            isinstance(s, str) for s in numbers)):
+        raise call.fail(f"{call.written}: dimension_numbers must be None or three layout strings "
+                        f"such as ('NHWC', 'HWIO', 'NHWC'), got {describe_value(numbers)}",
+                        "AOT203")
+    lhs, rhs, out = numbers
+    pairs = (("N", "C"), ("O", "I"), ("N", "C"))
+    for spec, (a, b) in zip(numbers, pairs):
+        if len(spec) != ndim or spec.count(a) != 1 or spec.count(b) != 1 or \
+                len(set(spec)) != len(spec):
+            raise call.fail(f"{call.written}: layout {spec!r} must name {ndim} distinct axes "
+                            f"with one {a!r} and one {b!r}", "AOT203")
+    if not set(lhs) - {"N", "C"} == set(rhs) - {"O", "I"} == set(out) - {"N", "C"}:
+        raise call.fail(f"{call.written}: layouts {tuple(numbers)!r} must share their spatial "
+                        "axes", "AOT203")
+
+    def perm(spec: str, pair: tuple[str, str]) -> tuple[int, ...]:
+        spatial = [i for i, c in enumerate(spec) if c not in pair]
+        if spec is not rhs:
+            spatial.sort(key=lambda i: rhs.index(spec[i]))
+        return (spec.index(pair[0]), spec.index(pair[1]), *spatial)
+
+    return perm(lhs, pairs[0]), perm(rhs, pairs[1]), perm(out, pairs[2])
+
+
+def _per_axis(call: FnCall, name: str, n: int, value: Any = None) -> tuple[int, ...] | None:
+    value = call.args[name] if value is None else value
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)) or len(value) != n or not int_tree(value) or any(
+            isinstance(v, (tuple, list)) for v in value):
+        raise call.fail(f"{call.written}: '{name}' must be {n} static ints, one per spatial "
+                        f"axis, got {describe_value(value)}", "AOT203")
+    return tuple(value)
+
+
+def _padding(call: FnCall, name: str, n: int) -> str | list[tuple[int, int]]:
+    value = call.args[name]
+    if isinstance(value, str):
+        if value.upper() not in _PADDINGS:
+            raise call.fail(f"{call.written}: padding must be one of {', '.join(_PADDINGS)} or "
+                            f"(low, high) pairs, got {value!r}", "AOT203")
+        return value.upper()
+    if not (isinstance(value, (tuple, list)) and len(value) == n and all(
+            isinstance(p, (tuple, list)) and len(p) == 2 and int_tree(p) for p in value)):
+        raise call.fail(f"{call.written}: padding must be a string or {n} (low, high) pairs, "
+                        f"got {describe_value(value)}", "AOT203")
+    return [tuple(p) for p in value]  # type: ignore[misc]
+
+
+def conv_shape(call: FnCall, lhs: Tensor, rhs_shape: tuple[int, ...], strides: Any,
+               padding: Any, lhs_dilation: Any, rhs_dilation: Any, perms: Perms,
+               groups: int, batch_groups: int) -> tuple[int, ...]:
+    """Output shape of `lax.conv_general_dilated` for any layout."""
+    lp, rp, op = perms
+    n_lhs = tuple(lhs.shape[i] for i in lp)
+    n_rhs = tuple(rhs_shape[i] for i in rp)
+    lhs_last = (n_lhs[0], *n_lhs[2:], n_lhs[1])
+    rhs_last = (*n_rhs[2:], n_rhs[1], n_rhs[0])
+    if batch_groups != 1:
+        if groups != 1 or n_lhs[0] % batch_groups or n_rhs[0] % batch_groups:
+            raise call.fail(f"{call.written}: batch_group_count={batch_groups} must divide the "
+                            "batch and the output features, with feature_group_count=1",
+                            "AOT210")
+    try:
+        out = sh.conv_output_shape(lhs_last, rhs_last, strides, padding, lhs_dilation,
+                                   rhs_dilation, groups)
+    except sh.ShapeError as e:
+        raise call.fail(f"{call.written}: {e}", "AOT210") from None
+    canonical = (out[0] // batch_groups, out[-1], *out[1:-1])
+    shape = [0] * len(canonical)
+    for dim, axis in zip(canonical, op):
+        shape[axis] = dim
+    return tuple(shape)
+
+
+def _operands(call: FnCall) -> tuple[Tensor, Tensor, str, bool]:
+    lhs, rhs = call.tensor("lhs"), call.tensor("rhs")
+    if lhs.ndim != rhs.ndim or lhs.ndim < 2:
+        raise call.fail(f"{call.written}: input and kernel must have the same rank >= 2, got "
+                        f"{lhs.describe()} and {rhs.describe()}", "AOT210")
+    if lhs.dtype != rhs.dtype:
+        raise call.fail(f"{call.written} needs input and kernel of one dtype, got "
+                        f"{lhs.describe()} and {rhs.describe()}", "AOT201",
+                        hint=f"cast the kernel with .astype(jnp.{lhs.dtype})")
+    dtype, weak = lhs.dtype, lhs.weak and rhs.weak
+    if call.args["preferred_element_type"] is not None:
+        dtype, weak = dt.canonicalize(call.dtype("preferred_element_type")), False
+    return lhs, rhs, dtype, weak
+
+
+def _conv(call: FnCall) -> Tensor:
+    lhs, rhs, dtype, weak = _operands(call)
+    n = lhs.ndim - 2
+    perms = conv_permutations(call, lhs.ndim, call.args["dimension_numbers"])
+    shape = conv_shape(call, lhs, rhs.shape, _per_axis(call, "window_strides", n),
+                       _padding(call, "padding", n), _per_axis(call, "lhs_dilation", n),
+                       _per_axis(call, "rhs_dilation", n), perms,
+                       call.int("feature_group_count", minimum=1),
+                       call.int("batch_group_count", minimum=1))
+    return emit_same(call, shape, dtype, weak)
+
+
+register("conv_general_dilated", ("lax",),
+         "lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, "
+         "dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None, "
+         "preferred_element_type=None", _conv,
+         doc="convolution with strides, padding, dilations, groups and any layout")
+
+#: lax.conv_transpose's layouts when dimension_numbers is None, by rank.
+_TRANSPOSE_DEFAULTS = {2: ("NC", "IO", "NC"), 3: ("NHC", "HIO", "NHC"),
+                       4: ("NHWC", "HWIO", "NHWC"), 5: ("NHWDC", "HWDIO", "NHWDC")}
+
+
+def _conv_transpose(call: FnCall) -> Tensor:
+    lhs, rhs, dtype, weak = _operands(call)
+    n = lhs.ndim - 2
+    numbers = call.args["dimension_numbers"]
+    if numbers is None:
+        if lhs.ndim not in _TRANSPOSE_DEFAULTS:
+            raise call.fail(f"{call.written}: give dimension_numbers for rank-{lhs.ndim} inputs",
+                            "AOT203")
+        numbers = _TRANSPOSE_DEFAULTS[lhs.ndim]
+    perms = conv_permutations(call, lhs.ndim, numbers)
+    strides = _per_axis(call, "strides", n)
+    rhs_dilation = _per_axis(call, "rhs_dilation", n)
+    padding = _padding(call, "padding", n)
+    rp = perms[1]
+    if padding in ("SAME", "VALID") and call.args["padding"] in ("SAME", "VALID"):
+        window = [rhs.shape[i] for i in rp[2:]]
+        padding = sh.conv_transpose_pads(window, strides or (), padding, rhs_dilation)
+    rhs_shape = list(rhs.shape)
+    if call.bool("transpose_kernel"):  # lax swaps the kernel's input and output features
+        rhs_shape[rp[0]], rhs_shape[rp[1]] = rhs_shape[rp[1]], rhs_shape[rp[0]]
+    shape = conv_shape(call, lhs, tuple(rhs_shape), (1,) * n, padding, strides, rhs_dilation,
+                       perms, 1, 1)
+    return emit_same(call, shape, dtype, weak)
+
+
+register("conv_transpose", ("lax",),
+         "lhs, rhs, strides, padding, rhs_dilation=None, dimension_numbers=None, "
+         "transpose_kernel=False, precision=None, preferred_element_type=None",
+         _conv_transpose, doc="transposed convolution (fractionally strided), any layout")
