@@ -298,6 +298,7 @@ class Renderer:
                 self.refs(body, op.nested.body, names)
 
     def render(self, fn: Function, kind: str = "apply") -> Body:
+        checked(fn.name, "function name")  # resolve's name: used for nested and jvp rules
         body = fn.body
         if kind == "init":
             body = tuple(op if op.init_args is None else _with_args(op, op.init_args)
@@ -448,7 +449,10 @@ def emit_module(program: FileProgram, module_name: str) -> Emitted:
 
     # a value may not take a function's name (the names functions get start with these)
     reserved = set(RESERVED) | {u.name for u in program.user_functions} | {
-        sharing.base_name(fn) for fn in program.functions}
+        sharing.base_name(fn) for fn in program.functions} | {
+        # custom_jvp pairs keep resolve's names (see sharing)
+        name for fn in program.functions if fn.decorators
+        for name in (fn.name, fn.init_name) if name}
     renderer = Renderer(program, reserved)
     plan = sharing.plan(program, renderer)
     functions = plan.texts()

@@ -54,6 +54,7 @@ from .values import ModuleRef, StaticError, describe_value, to_code
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?<![\w.\x00])'
                     r"(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?j?)(?![\w.])")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
 _KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
 #: Longest function name made from a module's name and its variant's labels (suffixes
 #: and counters come on top, within `quoting.MAX_IDENTIFIER`).
@@ -191,7 +192,7 @@ def plan(program: FileProgram, renderer: Renderer) -> Plan:
     from . import variables
 
     out = Plan(program, renderer)
-    for fn in program.functions:
+    for fn in all_functions(program):
         for kind in ("apply", "init") if fn.init_name else ("apply",):
             renderer.ref(fn, kind)
     bodies: dict[tuple[int, str], Body] = {}
@@ -216,6 +217,19 @@ def plan(program: FileProgram, renderer: Renderer) -> Plan:
     for group in _topological(out.groups):
         _resolve_calls(out, group)
         _find_kwargs(out, group)
+    return out
+
+
+def all_functions(program: FileProgram) -> list[Function]:
+    """The program's functions, with its targets' entries and losses should a caller have
+    rebuilt them (each is emitted once: functions are keyed by identity)."""
+    out = list(program.functions)
+    seen = {id(fn) for fn in out}
+    for t in program.targets:
+        for fn in (t.function, t.train.loss if t.train is not None else None):
+            if fn is not None and id(fn) not in seen:
+                seen.add(id(fn))
+                out.append(fn)
     return out
 
 
@@ -509,12 +523,13 @@ def _name_groups(plan: Plan) -> None:
             g.name = g.first.name if g.kind == "apply" else g.first.init_name or g.first.name
             continue
         by_base.setdefault((base_name(g.first), g.kind), []).append(g)
-    used = set(RESERVED) | {g.name for g in plan.groups if g.name}
+    # the target templates' locals too: `loss` would be shadowed in `_t_loss`
+    used = set(RESERVED) | training.TEMPLATE_LOCALS | {g.name for g in plan.groups if g.name}
     used |= {u.name for u in plan.program.user_functions}
     used |= {"TARGETS"} | {name for t in plan.program.targets
                            for name in training.target_globals(t.name)}
     for member in plan.members.values():  # the values of every function (and attributes)
-        used |= set(_IDENT.findall(member.body.code()))
+        used |= set(_IDENT.findall(_STRING.sub("", member.body.code())))
     for (base, kind), groups in by_base.items():
         names = _variant_names(base, groups)
         for g, name in zip(groups, names):

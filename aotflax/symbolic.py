@@ -99,8 +99,9 @@ def reconcile(text_a: str, text_b: str, text_c: str | None, a: Sentinels, b: Sen
     var = {s: s if s not in reserved and not keyword.iskeyword(s) and s not in dir(builtins)
            else f"{s}_dim" for s in a.names}
     symbols = ", ".join(f"'{s}'" for s in a.names)
-    hint = ("use -1 in reshapes, or keep the dimension out of arithmetic; a symbolic size is "
-            "only known when the program runs")
+    hint = ("read the size from the array where it is used (x.shape[0], or -1 in a "
+            "reshape); a symbolic size is only known when the program runs, so it cannot "
+            "set a parameter's shape or a submodule's hyperparameter")
     lines_a, lines_b = text_a.splitlines(), text_b.splitlines()
     errors: list[Diagnostic] = []
     if len(lines_a) != len(lines_b) or _structure(text_a) != _structure(text_c or text_a):

@@ -154,13 +154,13 @@ def render_train(t: TargetProgram, plan: Plan, local: Locals, call: str, results
 
 def _labels_code(labels: tuple[tuple[tuple[str, ...], str], ...]) -> str:
     """The group of every parameter, as the runtime builds it from paths by group."""
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[tuple[str, ...]]] = {}
     for path, label in labels:
-        groups.setdefault(label, []).append("/".join(path))
+        groups.setdefault(label, []).append(tuple(path))
     lines = ["_runtime.labels({"]
     for label, paths in groups.items():
         lines.append(f"    {string(label)}: (")
-        lines += [f"        {string(p)}," for p in paths]
+        lines += [f"        {literal(p)}," for p in paths]
         lines.append("    ),")
     lines.append("})")
     return "\n".join(lines)

@@ -31,9 +31,12 @@ def has_variables(fn: Function) -> bool:
 
 def bodies(program: FileProgram, renderer: Renderer) -> dict[tuple[int, str], Body]:
     """A declaration body per module function with variables."""
+    from .sharing import all_functions
+
     out: dict[tuple[int, str], Body] = {}
-    initializers = {f.name: f for f in program.functions if f.static_args}
-    for fn in program.functions:
+    functions = all_functions(program)
+    initializers = {f.name: f for f in functions if f.static_args}
+    for fn in functions:
         if fn.origin and "." in fn.origin and has_variables(fn):
             renderer.ref(fn, "variables")
             out[(id(fn), "variables")] = _body(fn, renderer, initializers)
