@@ -81,8 +81,10 @@ def test_training_target_runs_with_dropout_and_groups(lm):
     p2, _, _, metrics = lm.lm_train.train_step(params, state, opt_state, tokens,
                                                rng=jax.random.key(1))
     assert np.isfinite(float(metrics["loss"]))
-    text = lm.__aotflax_text__
-    assert '"bias": "group_1"' in text and '"kernel": "group_0"' in text
+    labels = {"/".join(k.key for k in path): v for path, v in
+              jax.tree_util.tree_flatten_with_path(lm._lm_train_labels)[0]}
+    assert labels["block_0/Dense_0/bias"] == "group_1"
+    assert labels["block_0/Dense_0/kernel"] == "group_0"
     changed = jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)), params, p2)
     assert all(jax.tree_util.tree_leaves(changed))
 
