@@ -63,10 +63,19 @@ _MAX_NAME = MAX_IDENTIFIER - 30
 AXES = {1: ("n",), 2: ("batch", "features"), 3: ("batch", "length", "features"),
         4: ("batch", "height", "width", "channels"),
         5: ("batch", "depth", "height", "width", "channels")}
+
 #: Flags whose value tells a training variant from an evaluation one: (True, False) labels.
 FLAG_LABELS = {"train": ("train", ""), "training": ("train", ""), "is_training": ("train", ""),
                "deterministic": ("", "train"), "use_running_average": ("", "train"),
                "decode": ("decode", "")}
+
+
+def axis_names(t: Tensor) -> tuple[str, ...]:
+    """Names for the axes of an input: `AXES` by rank; integer ids of rank 2 are tokens
+    (`batch`, `length`)."""
+    if t.ndim == 2 and t.dtype.startswith(("int", "uint")):
+        return ("batch", "length")
+    return AXES.get(t.ndim, tuple(f"d{k}" for k in range(t.ndim)))
 
 
 def split_numbers(text: str) -> tuple[list[str], list[str]]:
@@ -839,7 +848,7 @@ class _DimNames:
         for i, (arg, t) in enumerate(inputs[0]):
             if not isinstance(t, Tensor):
                 continue
-            names = AXES.get(t.ndim, tuple(f"d{k}" for k in range(t.ndim)))
+            names = axis_names(t)
             for axis in range(t.ndim):
                 try:
                     vec = tuple(ins[i][1].shape[axis] for ins in inputs)
@@ -857,13 +866,19 @@ class _DimNames:
     def dim(self, vec: tuple[int, ...], rank: int, axis: int) -> str:
         if len(set(vec)) == 1:
             return str(vec[0])
-        for found in (self.hps.get(vec), self.axes.get((vec, rank, axis)),
-                      self.vectors.get(vec)):
-            if found is not None:
-                return found
-        known = [(v, n) for (v, r, a), n in self.axes.items() if (r, a) == (rank, axis)]
-        known += [(v, n) for v, n in self.vectors.items()] + list(self.hps.items())
-        for values, name in known:
+        found = self.hps.get(vec) or self.axes.get((vec, rank, axis))
+        if found is not None:
+            return found
+        # the same axis of an input, scaled (`height // 2`), before another axis that
+        # happens to have the same sizes (a batch of 2 and 4 beside heights of 2 and 4)
+        same = [(v, n) for (v, r, a), n in self.axes.items() if (r, a) == (rank, axis)]
+        for values, name in same:
+            scaled = _relation(vec, values)
+            if scaled is not None:
+                return scaled.format(name)
+        if vec in self.vectors:
+            return self.vectors[vec]
+        for values, name in [*self.vectors.items(), *self.hps.items()]:
             scaled = _relation(vec, values)
             if scaled is not None:
                 return scaled.format(name)

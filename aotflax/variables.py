@@ -208,12 +208,12 @@ def dtype_code(name: str) -> str:
 
 def input_candidates(fn: Function) -> list[tuple[str, list[int]]]:
     """Names for sizes a declaration takes from its module's inputs (`in_channels`)."""
-    from .sharing import AXES
+    from .sharing import axis_names
 
     arrays = [(n, t) for n, t in fn.inputs if isinstance(t, Tensor)]
     out = []
     for name, t in arrays:
-        axes = AXES.get(t.ndim, tuple(f"d{k}" for k in range(t.ndim)))
+        axes = axis_names(t)
         for axis in range(t.ndim):
             label = f"in_{axes[axis]}" if len(arrays) == 1 else f"{name}_{axes[axis]}"
             out.append((label, [t.shape[axis]]))

@@ -454,7 +454,7 @@ class Variable:
     or a state variable, with the initializer `init(key, shape, dtype)` that makes it
     (None: initialized from data, by the target's init forward pass)."""
 
-    __slots__ = ("collection", "init", "shape", "dtype")
+    __slots__ = ("collection", "dtype", "init", "shape")
 
     def __init__(self, collection: str, init: Any, shape: Sequence[int], dtype: Any) -> None:
         self.collection, self.init = collection, init
@@ -515,12 +515,13 @@ class Variables:
         return params, state
 
 
-def labels(groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """A tree of group labels (optax.multi_transform's) from each group's parameter paths."""
+def labels(groups: Mapping[str, Sequence[Sequence[str]]]) -> dict[str, Any]:
+    """A tree of group labels (optax.multi_transform's) from each group's parameter paths
+    (each a tuple of names, from the top of `params`)."""
     tree: dict[str, Any] = {}
     for label, paths in groups.items():
         for path in paths:
-            _set_path(tree, tuple(path.split("/")), label)
+            _set_path(tree, tuple(path), label)
     return tree
 
 

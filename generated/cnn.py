@@ -20,7 +20,7 @@ def conv_block(params, x):
     return pool
 
 
-def scale_fn(params, x):
+def scale(params, x):
     """Scale.apply(), from models/cnn.py:27.
 
     Serves cnn_b4 (scale).
@@ -59,7 +59,7 @@ def cnn(params, x):
     x = jax.nn.relu(x)  # models/cnn.py:62  f32[4, 28, 28, 32]
     x = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4  # models/cnn.py:63  f32[4, 14, 14, 32]
     x = conv_block(params["block1"], x)  # models/cnn.py:65  f32[4, 7, 7, 64]
-    x = scale_fn(params["scale"], x)  # models/cnn.py:66  f32[4, 7, 7, 64]
+    x = scale(params["scale"], x)  # models/cnn.py:66  f32[4, 7, 7, 64]
     size = height // 2  # models/cnn.py:20
     size = size // 2  # models/cnn.py:20
     size_1 = width // 2  # models/cnn.py:20

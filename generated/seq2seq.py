@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def encoder_fn(params, tokens):
+def encoder(params, tokens):
     """Encoder.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:17.
 
     Serves seq2seq (encoder).
@@ -32,7 +32,7 @@ def encoder_fn(params, tokens):
     return (scan, scan_1)
 
 
-def decoder_fn(params, carry, inputs):
+def decoder(params, carry, inputs):
     """Decoder.apply(vocab=32, embed_dim=16), from models/seq2seq.py:31.
 
     Serves seq2seq (decoder).
@@ -58,12 +58,12 @@ def decoder_fn(params, carry, inputs):
 
 def seq2_seq(params, source, target):
     """Seq2Seq.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:45."""
-    (encoder_out, encoder_out_1) = encoder_fn(params["encoder"], source)  # models/seq2seq.py:46  f32[4, 32], f32[4, 32]
+    (encoder_out, encoder_out_1) = encoder(params["encoder"], source)  # models/seq2seq.py:46  f32[4, 32], f32[4, 32]
     getitem = target[:, :1]  # models/seq2seq.py:48  i32[4, 1]
     zeros_like = jnp.zeros_like(getitem)  # models/seq2seq.py:48  i32[4, 1]
     getitem = target[:, :-1]  # models/seq2seq.py:48  i32[4, 7]
     inputs = jnp.concatenate([zeros_like, getitem], axis=1)  # models/seq2seq.py:48  i32[4, 8]
-    decoder_out = decoder_fn(params["decoder"], (encoder_out, encoder_out_1), inputs)  # models/seq2seq.py:49  f32[4, 8, 32]
+    decoder_out = decoder(params["decoder"], (encoder_out, encoder_out_1), inputs)  # models/seq2seq.py:49  f32[4, 8, 32]
     return decoder_out
 
 

@@ -184,14 +184,14 @@ def transformer_lm_decode(params, cache, tokens):
 
     Serves lm_prefill, lm_decode.
     """
-    x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[1, features, 64]
-    x, pos_cache = position_embedding_decode(params["pos"], cache["pos"], x)  # models/transformer.py:55  f32[1, features, 64]
-    x, block_0_cache = block_decode(params["block_0"], cache["block_0"], x)  # models/transformer.py:58  f32[1, features, 64]
-    x, block_1_cache = block_decode(params["block_1"], cache["block_1"], x)  # models/transformer.py:58  f32[1, features, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60  f32[1, features, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60  f32[1, features, 1]
-    x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["ln_f"]["scale"].reshape((1, 1, -1))) + params["ln_f"]["bias"].reshape((1, 1, -1))  # models/transformer.py:60  f32[1, features, 64]
-    logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[1, features, 128]
+    x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[1, length, 64]
+    x, pos_cache = position_embedding_decode(params["pos"], cache["pos"], x)  # models/transformer.py:55  f32[1, length, 64]
+    x, block_0_cache = block_decode(params["block_0"], cache["block_0"], x)  # models/transformer.py:58  f32[1, length, 64]
+    x, block_1_cache = block_decode(params["block_1"], cache["block_1"], x)  # models/transformer.py:58  f32[1, length, 64]
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60  f32[1, length, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60  f32[1, length, 1]
+    x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["ln_f"]["scale"].reshape((1, 1, -1))) + params["ln_f"]["bias"].reshape((1, 1, -1))  # models/transformer.py:60  f32[1, length, 64]
+    logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[1, length, 128]
     return logits, {"pos": pos_cache, "block_0": block_0_cache, "block_1": block_1_cache}
 
 
@@ -326,44 +326,44 @@ _lm_train_variables = _runtime.Variables(transformer_lm_variables())
 #: Parameter groups of `lm_train`, from its ModelParamTraversal filters.
 _lm_train_labels = _runtime.labels({
     "group_0": (
-        "embed/embedding",
-        "pos/pos_embedding",
-        "block_0/SelfAttention_0/query/kernel",
-        "block_0/SelfAttention_0/query/bias",
-        "block_0/SelfAttention_0/key/kernel",
-        "block_0/SelfAttention_0/key/bias",
-        "block_0/SelfAttention_0/value/kernel",
-        "block_0/SelfAttention_0/value/bias",
-        "block_0/SelfAttention_0/out/kernel",
-        "block_0/Dense_0/kernel",
-        "block_0/Dense_1/kernel",
-        "block_1/SelfAttention_0/query/kernel",
-        "block_1/SelfAttention_0/query/bias",
-        "block_1/SelfAttention_0/key/kernel",
-        "block_1/SelfAttention_0/key/bias",
-        "block_1/SelfAttention_0/value/kernel",
-        "block_1/SelfAttention_0/value/bias",
-        "block_1/SelfAttention_0/out/kernel",
-        "block_1/Dense_0/kernel",
-        "block_1/Dense_1/kernel",
+        ("embed", "embedding"),
+        ("pos", "pos_embedding"),
+        ("block_0", "SelfAttention_0", "query", "kernel"),
+        ("block_0", "SelfAttention_0", "query", "bias"),
+        ("block_0", "SelfAttention_0", "key", "kernel"),
+        ("block_0", "SelfAttention_0", "key", "bias"),
+        ("block_0", "SelfAttention_0", "value", "kernel"),
+        ("block_0", "SelfAttention_0", "value", "bias"),
+        ("block_0", "SelfAttention_0", "out", "kernel"),
+        ("block_0", "Dense_0", "kernel"),
+        ("block_0", "Dense_1", "kernel"),
+        ("block_1", "SelfAttention_0", "query", "kernel"),
+        ("block_1", "SelfAttention_0", "query", "bias"),
+        ("block_1", "SelfAttention_0", "key", "kernel"),
+        ("block_1", "SelfAttention_0", "key", "bias"),
+        ("block_1", "SelfAttention_0", "value", "kernel"),
+        ("block_1", "SelfAttention_0", "value", "bias"),
+        ("block_1", "SelfAttention_0", "out", "kernel"),
+        ("block_1", "Dense_0", "kernel"),
+        ("block_1", "Dense_1", "kernel"),
     ),
     "group_1": (
-        "block_0/LayerNorm_0/scale",
-        "block_0/LayerNorm_0/bias",
-        "block_0/SelfAttention_0/out/bias",
-        "block_0/LayerNorm_1/scale",
-        "block_0/LayerNorm_1/bias",
-        "block_0/Dense_0/bias",
-        "block_0/Dense_1/bias",
-        "block_1/LayerNorm_0/scale",
-        "block_1/LayerNorm_0/bias",
-        "block_1/SelfAttention_0/out/bias",
-        "block_1/LayerNorm_1/scale",
-        "block_1/LayerNorm_1/bias",
-        "block_1/Dense_0/bias",
-        "block_1/Dense_1/bias",
-        "ln_f/scale",
-        "ln_f/bias",
+        ("block_0", "LayerNorm_0", "scale"),
+        ("block_0", "LayerNorm_0", "bias"),
+        ("block_0", "SelfAttention_0", "out", "bias"),
+        ("block_0", "LayerNorm_1", "scale"),
+        ("block_0", "LayerNorm_1", "bias"),
+        ("block_0", "Dense_0", "bias"),
+        ("block_0", "Dense_1", "bias"),
+        ("block_1", "LayerNorm_0", "scale"),
+        ("block_1", "LayerNorm_0", "bias"),
+        ("block_1", "SelfAttention_0", "out", "bias"),
+        ("block_1", "LayerNorm_1", "scale"),
+        ("block_1", "LayerNorm_1", "bias"),
+        ("block_1", "Dense_0", "bias"),
+        ("block_1", "Dense_1", "bias"),
+        ("ln_f", "scale"),
+        ("ln_f", "bias"),
     ),
 })
 

@@ -256,8 +256,10 @@ class CallsMixin:
         for var, value, name in ((carry_var, carry, p_carry), (x_var, x, p_x)):
             leaves = _tensors(value)
             if isinstance(value, (tuple, list)) and leaves:
+                # unpacked on entry to the step: attributed to its `def` line
                 prologue.append(Op("ops/module_call.j2", (("target", _unpack_code(
-                    value, value, [])), ("call", Code((var,)))), tuple(leaves), (), span, name))
+                    value, value, [])), ("call", Code((var,)))), tuple(leaves), (), step.span,
+                    name))
             elif isinstance(value, Tensor):
                 fn.hint(value, name)
         inputs = tuple((name, value if isinstance(value, Tensor) else var)
