@@ -2,6 +2,7 @@
 
     python bench/fuzz.py [-n 1000] [--seed 0] [--jobs 2] [--timeout 60] [--show 5]
     python bench/fuzz.py --print-case 17      # the mutated file of case #17, to reproduce
+    python bench/fuzz.py --folder DIR [--folder DIR2 ...]   # mutate the model files of DIR
 
 Each mutation (see tests/fuzzing.py: deleted, swapped or duplicated lines, wrong
 keywords and numbers, random tokens, truncation, non-UTF-8 bytes) of a seed is
@@ -12,6 +13,18 @@ and the hostile model files of tests/hostile_cases.py (strings that try to
 escape into generated code, an 8,000-term `and` chain, static values that grow
 without bound, names generated code uses); the first cases of a run are the
 hostile files themselves, unmutated.  `--seeds models` fuzzes models/ only.
+
+`--folder DIR` fuzzes other code instead: each DIR is built as one models
+folder (`aot_build.py DIR -o OUT --no-compile`, imports between its files
+resolved), and each case mutates one of its `.py` files, chosen at random, and
+builds the whole folder.  Real code reaches far more of the resolver than the
+zoo; to fuzz the flax.nn corpus, prepare its cases with targets appended and
+hand over their folders:
+
+    python ../shared/corpus/check.py --python .venv/bin/python --build-only --keep
+    python bench/fuzz.py -n 1000 --folder /tmp/aotflax-corpus-*/*/src
+
+(`--keep` prints where it left the prepared folders.)
 Outcomes:
 
 - built ok: exit 0, and every file in the output folder is complete (parses);
@@ -72,6 +85,18 @@ def _cli(argv: list[str]) -> tuple[int, str]:
     return rc, buf.getvalue()
 
 
+def _folder_template(folder: Path) -> Path:
+    """The output folder of the unmutated model folder (built once per worker)."""
+    key = str(folder)
+    if key not in _templates:
+        out = Path(tempfile.mkdtemp(prefix="aotflax-fuzz-template-")) / "out"
+        rc, text = _cli([str(folder), "-o", str(out), "--no-compile"])
+        if rc != 0:
+            raise RuntimeError(f"{folder} does not build:\n{text}")
+        _templates[key] = out
+    return _templates[key]
+
+
 def _template(name: str) -> Path:
     """The output folder of the unmutated model `name` (built once per worker); a hostile
     seed's builds go into the output of the first model, which a failure must not touch."""
@@ -117,24 +142,48 @@ def _case(index: int, seed: int, which: str = "all") -> tuple[str, bytes, list[s
     return name, data, names
 
 
-def run_case(case: tuple[int, int, float, str]) -> tuple[int, str, str]:
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if p.is_file())
+
+
+def _folder_case(index: int, seed: int, folders: list[Path]) -> tuple[Path, Path, bytes, list[str]]:
+    """Case `index` of `--folder` runs: (folder, file of it, mutated bytes, mutations)."""
+    rng = random.Random(seed * 1_000_003 + index)
+    folder = rng.choice(folders)
+    path = rng.choice(_folder_files(folder))
+    data, names = mutate(path.read_bytes(), rng)
+    return folder, path, data, names
+
+
+def run_case(case: tuple[int, int, float, str, tuple[str, ...]]) -> tuple[int, str, str]:
     """Build case `index` (seeded by `seed`); returns (index, outcome, detail)."""
-    index, seed, timeout, which = case
-    name, data, names = _case(index, seed, which)
+    index, seed, timeout, which, folders = case
     work = Path(tempfile.mkdtemp(prefix="aotflax-fuzz-"))
     cwd = os.getcwd()
     try:
-        (work / "models").mkdir()
-        path = work / "models" / name
-        path.write_bytes(data)
         out = work / "out"
-        shutil.copytree(_template(name), out)
+        if folders:
+            folder, original, data, names = _folder_case(index, seed, [Path(f) for f in folders])
+            shutil.copytree(folder, work / "models", symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            path = work / "models" / original.relative_to(folder)
+            path.write_bytes(data)
+            shutil.copytree(_folder_template(folder), out)
+            name = f"{folder.parent.name}/{folder.name}/{original.relative_to(folder)}"
+            argv = [str(work / "models"), "-o", str(out), "--no-compile"]
+        else:
+            name, data, names = _case(index, seed, which)
+            (work / "models").mkdir()
+            path = work / "models" / name
+            path.write_bytes(data)
+            shutil.copytree(_template(name), out)
+            argv = [str(path), "-o", str(out), "--no-compile"]
         before = _snapshot(out)
         what = f"#{index} {name} {'+'.join(names)}"
         os.chdir(work)  # a string that escaped into generated code would leave MARKER here
         try:
             with time_limit(timeout):
-                rc, text = _cli([str(path), "-o", str(out), "--no-compile"])
+                rc, text = _cli(argv)
         except Hang:
             return index, "hangs", what
         except BaseException as e:  # noqa: BLE001 - that is what we count
@@ -174,8 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show", type=int, default=5, help="failures to print per outcome")
     p.add_argument("--seeds", choices=("all", "models"), default="all",
                    help="mutate models/ and the hostile files (all), or models/ only")
+    p.add_argument("--folder", type=Path, action="append", default=[], metavar="DIR",
+                   help="mutate the model files of DIR, built as one folder (repeatable)")
     p.add_argument("--print-case", type=int, metavar="I", help="print case #I and exit")
     args = p.parse_args(argv)
+    folders = tuple(str(f.resolve()) for f in args.folder)
+    for f in args.folder:
+        if not f.is_dir() or not _folder_files(f):
+            p.error(f"{f}: not a folder of model files")
+    if args.print_case is not None and folders:
+        folder, path, data, names = _folder_case(args.print_case, args.seed,
+                                                 [Path(f) for f in folders])
+        print(f"# {path} {'+'.join(names)}")
+        sys.stdout.buffer.write(data)
+        return 0
     if args.print_case is not None:
         name, data, names = _case(args.print_case, args.seed, args.seeds)
         print(f"# {name} {'+'.join(names)}")
@@ -185,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     counts: Counter[str] = Counter()
     details: dict[str, list[str]] = {}
-    cases = [(i, args.seed, args.timeout, args.seeds) for i in range(args.n)]
+    cases = [(i, args.seed, args.timeout, args.seeds, folders) for i in range(args.n)]
     ctx = mp.get_context("fork")
     pool = ctx.Pool(args.jobs, maxtasksperchild=100)
     try:
@@ -205,10 +266,15 @@ def main(argv: list[str] | None = None) -> int:
         pool.terminate()
     seconds = time.perf_counter() - start
 
-    seeds = _seeds(args.seeds)
-    print(f"aotflax fuzz: {args.n} cases from {len(seeds)} seed files ({len(MODELS)} models, "
-          f"{len(seeds) - len(MODELS)} hostile; seed {args.seed}), {seconds:.0f} s with "
-          f"{args.jobs} jobs")
+    if folders:
+        files = sum(len(_folder_files(Path(f))) for f in folders)
+        print(f"aotflax fuzz: {args.n} cases from {len(folders)} folder(s) of {files} model "
+              f"files (seed {args.seed}), {seconds:.0f} s with {args.jobs} jobs")
+    else:
+        seeds = _seeds(args.seeds)
+        print(f"aotflax fuzz: {args.n} cases from {len(seeds)} seed files ({len(MODELS)} models, "
+              f"{len(seeds) - len(MODELS)} hostile; seed {args.seed}), {seconds:.0f} s with "
+              f"{args.jobs} jobs")
     rows = [("cases", args.n)] + [(o, counts[o]) for o in OUTCOMES]
     width = max(len(r[0]) for r in rows)
     for name, n in rows:
