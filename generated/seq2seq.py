@@ -20,7 +20,7 @@ def encoder(params, tokens):
     swapaxes = jnp.swapaxes(x, 0, 1)  # models/seq2seq.py:26  f32[10, 4, 16]
     def step(carry, x_t):  # models/seq2seq.py:22
         """Scan step `step`, from models/seq2seq.py:22."""
-        (carry, carry_1) = carry  # models/seq2seq.py:26  f32[4, 32], f32[4, 32]
+        (carry, carry_1) = carry  # models/seq2seq.py:22  f32[4, 32], f32[4, 32]
         i = jax.nn.sigmoid(x_t @ params["lstm"]["ii"]["kernel"] + (carry_1 @ params["lstm"]["hi"]["kernel"] + params["lstm"]["hi"]["bias"].reshape((1, -1))))  # models/seq2seq.py:23  f32[4, 32]
         f = jax.nn.sigmoid(x_t @ params["lstm"]["if"]["kernel"] + (carry_1 @ params["lstm"]["hf"]["kernel"] + params["lstm"]["hf"]["bias"].reshape((1, -1))))  # models/seq2seq.py:23  f32[4, 32]
         g = jnp.tanh(x_t @ params["lstm"]["ig"]["kernel"] + (carry_1 @ params["lstm"]["hg"]["kernel"] + params["lstm"]["hg"]["bias"].reshape((1, -1))))  # models/seq2seq.py:23  f32[4, 32]
@@ -42,7 +42,7 @@ def decoder(params, carry, inputs):
     swapaxes = jnp.swapaxes(x, 0, 1)  # models/seq2seq.py:39  f32[8, 4, 16]
     def step(carry, x_t):  # models/seq2seq.py:35
         """Scan step `step`, from models/seq2seq.py:35."""
-        (carry_2, carry_3) = carry  # models/seq2seq.py:39  f32[4, 32], f32[4, 32]
+        (carry_2, carry_3) = carry  # models/seq2seq.py:35  f32[4, 32], f32[4, 32]
         i = jax.nn.sigmoid(x_t @ params["lstm"]["ii"]["kernel"] + (carry_3 @ params["lstm"]["hi"]["kernel"] + params["lstm"]["hi"]["bias"].reshape((1, -1))))  # models/seq2seq.py:36  f32[4, 32]
         f = jax.nn.sigmoid(x_t @ params["lstm"]["if"]["kernel"] + (carry_3 @ params["lstm"]["hf"]["kernel"] + params["lstm"]["hf"]["bias"].reshape((1, -1))))  # models/seq2seq.py:36  f32[4, 32]
         g = jnp.tanh(x_t @ params["lstm"]["ig"]["kernel"] + (carry_3 @ params["lstm"]["hg"]["kernel"] + params["lstm"]["hg"]["bias"].reshape((1, -1))))  # models/seq2seq.py:36  f32[4, 32]
