@@ -337,7 +337,12 @@ def _resolve_calls(plan: Plan, group: Group) -> None:
 def _find_kwargs(plan: Plan, group: Group) -> None:
     """The numbers that differ between members become keyword arguments."""
     members = group.members
-    split = [split_numbers(m.text) for m in members]
+    if not group.keywords or len({m.text for m in members}) == 1:
+        group.code = members[0].text  # identical members (most groups): nothing to find
+        return
+    splits: dict[str, tuple[list[str], list[str]]] = {}
+    split = [splits.get(m.text) or splits.setdefault(m.text, split_numbers(m.text))
+             for m in members]
     segments, numbers0 = split[0]
     numbers = [n for _, n in split]
     differing = [k for k in range(len(numbers0)) if len({n[k] for n in numbers}) > 1]
