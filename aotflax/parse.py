@@ -311,6 +311,7 @@ class _Converter:
         decorators = tuple(self.expr(d.decorator) for d in node.decorators)
         methods: list[ir.FunctionDef] = []
         others: list[ir.Unsupported] = []
+        fields: list[ir.Stmt] = []
         body = node.body.body if isinstance(node.body, cst.IndentedBlock) else node.body.body
         for i, stmt in enumerate(body):
             if isinstance(stmt, cst.FunctionDef):
@@ -325,6 +326,10 @@ class _Converter:
                 isinstance(s, cst.Pass) for s in stmt.body
             ):
                 continue
+            elif _is_field(stmt):
+                for small in stmt.body:  # type: ignore[union-attr]
+                    got = self.lazily(small, lambda small=small: self.small_statement(small))
+                    (others if isinstance(got, ir.Unsupported) else fields).append(got)
             else:
                 others.append(ir.Unsupported(
                     "AOT102", "a module class may contain only methods",
@@ -339,6 +344,7 @@ class _Converter:
             self.span(node.name),
             decorators,
             tuple(others),
+            tuple(fields),
         )
 
     # -------------------------------------------------------------- statements
@@ -815,3 +821,17 @@ def _what(node: cst.CSTNode) -> str:
         if isinstance(node, cls):
             return what
     return "statement"
+
+
+def _is_field(stmt: cst.CSTNode) -> bool:
+    """`name: type = value` or `name = value` in a class body (a dataclass field)."""
+    if not isinstance(stmt, cst.SimpleStatementLine):
+        return False
+    for small in stmt.body:
+        if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+            continue
+        if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(
+                small.targets[0].target, cst.Name):
+            continue
+        return False
+    return True
