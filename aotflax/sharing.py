@@ -904,7 +904,10 @@ class _DimNames:
                 vec = tuple(s[k].shape[axis] if k < len(s) and axis < s[k].ndim else
                             t.shape[axis] for s in shows)
                 dims.append(self.dim(vec, t.ndim, axis))
-            parts.append(describe_aval(tuple(dims), t.dtype))  # type: ignore[arg-type]
+            if dims == [str(d) for d in t.shape]:  # the same in every use: as it describes itself
+                parts.append(t.describe())
+            else:
+                parts.append(describe_aval(tuple(dims), t.dtype))  # type: ignore[arg-type]
         shapes = ", ".join(parts)
         text = f"  # {comment(line.where)}" if line.where else "  #"
         return text + (f"  {comment(shapes)}" if shapes else "")
