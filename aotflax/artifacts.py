@@ -50,6 +50,12 @@ Manifest format changelog (`format_version`):
   artifact's own signature against them. Optional `manifest.sig` next to the
   manifest. Trees nest at most `MAX_TREE_DEPTH` levels; file names are plain
   names (`[A-Za-z0-9][A-Za-z0-9_.-]*`) inside the target's folder.
+- 4 (2026-12-02): `donate_argnums` (the arguments the artifacts consume: a
+  train step's params and packed state), `processes` (the `jax.distributed`
+  processes the target spans) and `mesh` (`[[axis, size], ...]`, the global
+  mesh the export's shardings name). Executable entries over several processes
+  gain `processes`, `devices` and `hosts` (which devices each process owns).
+  `memory.peak` counts the temporaries (XLA:CPU's own peak leaves them out).
 """
 
 from __future__ import annotations
@@ -96,7 +102,7 @@ __all__ = [
 ]
 
 #: Version of the manifest layout; bump it (and the changelog above) on any change.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST_NAME = "manifest.json"
 #: The manifest's signature file, next to it.
 SIGNATURE_NAME = "manifest.sig"

@@ -2048,6 +2048,79 @@ _entry("AOT425", "loss does not return a scalar", """
     """)
 
 
+_entry("AOT426", "invalid after_update hook", """
+    `aot.train_target(..., after_update=fn)` applies `fn(params) -> params`, a
+    function of the model file, to the parameters after each optimizer update,
+    inside the train step (an orthogonal projection of the kernels, a clipping
+    of norms).  It must return the whole parameter tree with the same paths,
+    shapes and dtypes; `aot.ModelParamTraversal(...).update(f, params)` returns
+    it with `f` applied to the selected parameters.  `after_update=` belongs to
+    `aot.train_target` only.
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(y):
+        return jnp.mean(y ** 2)
+
+    def kernels_only(params):
+        return {"Dense_0": {"kernel": params["Dense_0"]["kernel"]}}
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.sgd(0.1),
+                     after_update=kernels_only, x=aot.f32[4, 5])
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(y):
+        return jnp.mean(y ** 2)
+
+    KERNELS = aot.ModelParamTraversal(lambda path, param: path.endswith("/kernel"))
+
+    def orthogonalize(params):
+        return KERNELS.update(lambda k: jnp.linalg.qr(k)[0], params)
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.sgd(0.1),
+                     after_update=orthogonalize, x=aot.f32[4, 5])
+    """)
+
+_entry("AOT427", "invalid microbatches", """
+    `microbatches=N` splits every input of a train step along its first axis
+    into N equal slices and adds up their gradients in one executable, so N
+    must be a positive int that divides the first dimension of every input.
+    It belongs to `aot.train_target` only.
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(y):
+        return jnp.mean(y ** 2)
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.sgd(0.1), microbatches=3,
+                     x=aot.f32[8, 5])
+    """, """
+    import optax
+
+    class MLP(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def loss(y):
+        return jnp.mean(y ** 2)
+
+    aot.train_target("train", MLP, loss=loss, optimizer=optax.sgd(0.1), microbatches=4,
+                     x=aot.f32[8, 5])
+    """)
+
 _entry("AOT430", "invalid device mesh", """
     `devices=aot.mesh(data=2, model=4)` names the axes of a device mesh and their
     sizes (positive ints); the target is compiled for their product of devices.
@@ -2104,6 +2177,26 @@ _entry("AOT432", "sharding does not fit a parameter", """
 
     aot.target("net", Net, x=aot.f32[8, 16], devices=aot.mesh(data=2, model=4),
                param_sharding=[("*/kernel", (None, "model"))])
+    """)
+
+_entry("AOT433", "invalid processes", """
+    `processes=N` spreads a target's devices over N `jax.distributed`
+    processes (hosts).  The processes split the mesh's first axis (the data
+    axis, or `devices=` itself) into equal blocks, one per process, so each
+    process feeds whole rows of the batch: N must be a positive int dividing
+    that axis, and the inputs' shapes must be fixed.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], devices=aot.mesh(data=2, model=4), processes=4)
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 8)
+
+    aot.target("net", Net, x=aot.f32[8, 16], devices=aot.mesh(data=4, model=2), processes=4)
     """)
 
 _entry("AOT440", "invalid TPU topology", """

@@ -29,11 +29,14 @@ else this host's own devices, else the export only (said in the manifest's
 from __future__ import annotations
 
 import inspect
+import json
 import linecache
 import math
 import os
 import platform as _host
 import re
+import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -44,17 +47,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import mesh_utils, serialize_executable
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec
 
-from aotflax import artifacts, hardware, toolchains
+from aotflax import artifacts, cluster, hardware, toolchains
 
 __all__ = [
     "CompileOptions",
     "CrossCompileError",
     "PlatformUnavailable",
     "build_key",
+    "check_cluster_size",
+    "compile_distributed",
     "compile_target",
+    "compiled_memory",
     "gpu_target_problem",
+    "memory_stats",
     "stale_reason",
     "tpu_topology_problem",
 ]
@@ -152,7 +159,16 @@ def _arg_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
 
 
 def _export_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
-    """Like `_arg_specs`, with the target's symbolic dimensions (one scope, so "batch" is one symbol)."""
+    """Like `_arg_specs`, with the target's symbolic dimensions (one scope, so "batch" is one symbol).
+
+    A target over several processes is exported with its shardings over an abstract
+    mesh (no devices needed here): each process compiles the export for the global
+    mesh and feeds it the shards it holds.
+    """
+    if _processes(target) > 1:
+        axes = _mesh_axes(target, target.devices)
+        mesh = AbstractMesh(tuple(axes.values()), tuple(axes))
+        return _sharded(_arg_specs(target, key), len(target.inputs), mesh, target)
     scope = jax.export.SymbolicScope()
     inputs = []
     for name, spec in target.inputs.items():
@@ -276,11 +292,14 @@ def _pick(devices: Sequence[Any], count: int) -> list[Any]:
     return sorted(devices, key=lambda d: (d.process_index, d.id))[:count]
 
 
-def _cross_devices(variant: Variant, count: int) -> tuple[list[Any], dict[str, Any]]:
+def _cross_devices(
+    variant: Variant, count: int, processes: int = 1
+) -> tuple[list[Any], dict[str, Any]]:
     """Compile-only devices for named hardware, and what the manifest records about them.
 
     **Raises:** `CrossCompileError` when the toolchain is missing, it refuses
-    the name, or the hardware has fewer devices than the target needs.
+    the name, the hardware has fewer devices than the target needs, or (for a
+    target over several processes) its devices are not on that many hosts.
     """
     assert variant.hardware is not None
     if variant.platform == "tpu":
@@ -291,8 +310,18 @@ def _cross_devices(variant: Variant, count: int) -> tuple[list[Any], dict[str, A
         if len(devices) < count:
             raise CrossCompileError(f"the target runs on {count} devices and TPU topology "
                                     f"{topology.describe()} has {len(devices)}")
+        hosts = len({d.process_index for d in _pick(devices, count)})
+        if processes > 1 and hosts != processes:
+            raise CrossCompileError(f"the target spans processes={processes}, and its {count} "
+                                    f"devices of TPU topology {topology.describe()} are on "
+                                    f"{hosts} host{'s' if hosts != 1 else ''} (one process "
+                                    "each)")
         return _pick(devices, count), {"topology": topology.name, "slice": _slice_json(topology),
                                        "toolchain": toolchains.version("tpu")}
+    if processes > 1:
+        raise CrossCompileError(f"GPU target {variant.hardware!r}: executables over several "
+                                "processes are not cross-compiled for GPUs; drop gpu= (the "
+                                "export covers cuda) or processes=")
     try:
         devices = _cuda_devices(variant.hardware, count)
     except (ValueError, toolchains.ToolchainMissing) as error:
@@ -342,6 +371,25 @@ def _host_devices(platform: str, count: int) -> list[Any]:
     return devices[:count]
 
 
+def _processes(target: Any) -> int:
+    return int(getattr(target, "processes", 1) or 1)
+
+
+def _mesh_axes(target: Any, count: int) -> dict[str, int]:
+    """The target's mesh axes (name -> size); one "data" axis when it names none."""
+    return dict(getattr(target, "mesh", None) or {}) or {"data": count}
+
+
+def _process_mesh(devices: list[Any], axes: dict[str, int]) -> Mesh:
+    """A mesh over several processes: devices in process order along the first axis.
+
+    Each process then holds one contiguous block of the first (data) axis, so its
+    share of a batch is whole rows, the process-local shard it passes.
+    """
+    ordered = sorted(devices, key=lambda d: (d.process_index, d.id))
+    return Mesh(np.array(ordered).reshape(tuple(axes.values())), tuple(axes))
+
+
 def _mesh(devices: list[Any], axes: dict[str, int]) -> Mesh:
     """The target's mesh over `devices`, laid out by jax for the hardware's interconnect."""
     shape = tuple(axes.values())
@@ -366,9 +414,17 @@ def _placed(
         return jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=single), specs
         ), devices
-    axes = dict(getattr(target, "mesh", None) or {}) or {"data": len(devices)}
-    mesh = _mesh(devices, axes)
-    data_axis, data_size = next(iter(axes.items()))
+    axes = _mesh_axes(target, len(devices))
+    mesh = _process_mesh(devices, axes) if _processes(target) > 1 else _mesh(devices, axes)
+    return _sharded(specs, inputs, mesh, target), list(mesh.devices.flat)
+
+
+def _sharded(specs: list[Any], inputs: int, mesh: Any, target: Any) -> list[Any]:
+    """`(params, state, *inputs[, key])` specs with shardings over `mesh` (or an
+    `AbstractMesh`): inputs split along their first axis over the mesh's first axis,
+    parameters by `param_sharding`, everything else replicated."""
+    data_axis = mesh.axis_names[0]
+    data_size = dict(mesh.shape)[data_axis]
     replicated = NamedSharding(mesh, PartitionSpec())
 
     def batch(spec: Any) -> Any:
@@ -386,7 +442,7 @@ def _placed(
                 s.shape, s.dtype, sharding=NamedSharding(
                     mesh, PartitionSpec(*_rule_for(rules, path)))), specs[0])
     placed[2 : 2 + inputs] = [batch(s) for s in specs[2 : 2 + inputs]]
-    return placed, list(mesh.devices.flat)
+    return placed
 
 
 def _rule_for(rules: Any, path: Any) -> tuple[Any, ...]:
@@ -453,13 +509,20 @@ def _compile_native(
     """
     platform = variant.platform
     extra: dict[str, Any] = {}
+    processes = _processes(target)
+    if variant.hardware is None and processes > 1 and jax.process_count() != processes:
+        if platform != "cpu":
+            raise PlatformUnavailable(f"a {platform} executable over {processes} processes is "
+                                      "compiled on its hosts; the export covers it")
+        return _compile_on_cluster(target, options)
     if variant.hardware is None:
         devices = _host_devices(platform, target.devices)
     else:
-        devices, extra = _cross_devices(variant, target.devices)
+        devices, extra = _cross_devices(variant, target.devices, processes)
     compiler_options = _compiler_options(platform, options)
     placed, order = _placed(specs, len(target.inputs), devices, target)
-    compiled = jax.jit(fn).lower(*placed).compile(compiler_options or None)
+    compiled = jax.jit(fn, donate_argnums=_donated(target)).lower(*placed).compile(
+        compiler_options or None)
     payload, _, out_tree = serialize_executable.serialize(compiled)
     info: dict[str, Any] = {
         "platform": platform,
@@ -469,11 +532,13 @@ def _compile_native(
         "compiler_options": compiler_options,
         **extra,
     }
-    memory = _memory(compiled)
+    memory = memory_stats(compiled)
     if memory is not None:
         info["memory"] = memory
-    if variant.hardware is not None:
+    if variant.hardware is not None or processes > 1:
         info.update(_devices_json(order))
+    if processes > 1:
+        info["processes"] = processes
     if platform == "cpu":
         # jax#28908: the loader initialises LAPACK first only when it is used (it costs ~80 ms).
         info["needs_lapack"] = "lapack_" in compiled.as_text()
@@ -481,8 +546,118 @@ def _compile_native(
     return payload, info, out_tree
 
 
-def _memory(compiled: Any) -> dict[str, int] | None:
-    """XLA's `memory_analysis()` of an executable, in bytes (None where a backend has none)."""
+#: Seconds a multi-process compile on the loopback address may take.
+CLUSTER_TIMEOUT = float(os.environ.get("AOTFLAX_CLUSTER_TIMEOUT", "900"))
+#: Most processes, and most forced CPU devices in all, that run may start on the build
+#: host: the numbers come from a model file, which must not fork the machine to death.
+CLUSTER_MAX_PROCESSES = int(os.environ.get("AOTFLAX_CLUSTER_MAX_PROCESSES", "8"))
+CLUSTER_MAX_DEVICES = int(os.environ.get("AOTFLAX_CLUSTER_MAX_DEVICES", "64"))
+#: Suffix of a training target's train-step view (`Target.train_view`).
+_TRAIN_STEP = "__train_step"
+
+
+def _compile_on_cluster(target: Any, options: CompileOptions) -> tuple[bytes, dict[str, Any], Any]:
+    """The CPU executable of a target over several processes, compiled by a local run.
+
+    XLA:CPU compiles a multi-process program only inside a `jax.distributed` run, so
+    the build starts one on 127.0.0.1 (`aotflax.cluster`): `target.processes`
+    processes with their share of forced CPU devices each, every one running
+    `compile_distributed` on the generated module; process 0 writes the result.
+
+    **Raises:** `PlatformUnavailable` when the run fails (the export then covers cpu).
+    """
+    check_cluster_size(_processes(target), target.devices)
+    root, module = _generated_package(target)
+    base = target.name[: -len(_TRAIN_STEP)] if target.name.endswith(_TRAIN_STEP) else target.name
+    view = "train_step" if base != target.name else "apply"
+    env = dict(os.environ)
+    # the workers import this aotflax, whatever the caller's working directory
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent), *filter(None, [env.get("PYTHONPATH")])])
+    with tempfile.TemporaryDirectory(prefix="aotflax-compile-") as out:
+        argv = [sys.executable, "-m", "aotflax.compile_worker", str(root), module, base, view,
+                out, "portable" if options.xla_portable else "native"]
+        try:
+            cluster.run(argv, _processes(target),
+                        devices_per_process=target.devices // _processes(target),
+                        timeout=CLUSTER_TIMEOUT, env=env)
+        except cluster.ClusterError as error:
+            raise PlatformUnavailable(f"the {_processes(target)}-process compile on the "
+                                      f"loopback address failed: {error}") from None
+        payload = (Path(out) / "executable").read_bytes()
+        info = json.loads((Path(out) / "info.json").read_text(encoding="utf-8"))
+    return payload, info, None
+
+
+def check_cluster_size(processes: int, devices: int) -> None:
+    """`PlatformUnavailable` when a local run of `processes` processes with `devices` CPU
+    devices in all is more than the build host is allowed to start (the export then
+    covers cpu)."""
+    if processes > CLUSTER_MAX_PROCESSES or devices > CLUSTER_MAX_DEVICES:
+        raise PlatformUnavailable(
+            f"a {processes}-process compile with {devices} CPU devices is more than the "
+            f"build host starts: at most {CLUSTER_MAX_PROCESSES} processes and "
+            f"{CLUSTER_MAX_DEVICES} devices, AOTFLAX_CLUSTER_MAX_PROCESSES and "
+            "AOTFLAX_CLUSTER_MAX_DEVICES raise them")
+
+
+def _generated_package(target: Any) -> tuple[Path, str]:
+    """The generated package a target was imported from, and its module in it."""
+    file = getattr(sys.modules.get(target.init_fn.__module__), "__file__", None)
+    if file is None:
+        raise PlatformUnavailable(f"{target.name}: its generated module is not a file, so no "
+                                  "other process can import it")
+    root = Path(file).resolve().parent
+    for _ in range(target.module.count(".")):
+        root = root.parent
+    return root, target.module
+
+
+def compile_distributed(target: Any, *, xla_portable: bool = True) -> tuple[bytes, dict[str, Any]]:
+    """The CPU executable of a target over several processes, in one process of the run.
+
+    Every process of a `jax.distributed` run with `target.processes` processes calls
+    this (`python -m aotflax.compile_worker`); they compile the same program over all
+    their devices.
+
+    **Returns:** `(serialized executable, its manifest entry fields)`.
+    """
+    impl = _rng_impl()
+    key = _key_spec(impl) if target.stochastic else None
+    payload, info, _ = _compile_native(Variant("cpu", "cpu"), boundary_function(target, impl),
+                                       _arg_specs(target, key), target,
+                                       CompileOptions(xla_portable))
+    return payload, info
+
+
+def compiled_memory(
+    target: Any, options: CompileOptions | None = None
+) -> dict[str, int] | None:
+    """XLA's memory statistics of a target's CPU executable as the build compiles it.
+
+    The same program, shardings, donation and compiler options as its native
+    executable, compiled in this process and not written (`bench/memory.py`).
+
+    **Returns:** `memory_stats` of the compiled executable.
+    """
+    impl = _rng_impl()
+    fn = boundary_function(target, impl)
+    specs = _arg_specs(target, _key_spec(impl) if target.stochastic else None)
+    placed, _ = _placed(specs, len(target.inputs), _host_devices("cpu", target.devices), target)
+    compiled = jax.jit(fn, donate_argnums=_donated(target)).lower(*placed).compile(
+        _compiler_options("cpu", options or CompileOptions()) or None)
+    return memory_stats(compiled)
+
+
+def memory_stats(compiled: Any) -> dict[str, int] | None:
+    """XLA's `memory_analysis()` of an executable, in bytes (None where a backend has none).
+
+    `peak` counts everything the executable holds during a call: arguments +
+    outputs + temporaries, less the outputs that alias (donated) arguments; or
+    XLA's own peak where that is larger. XLA:CPU's `peak_memory_in_bytes` leaves
+    the temporaries out (measured with jax 0.10.2: a function with a 512 KiB
+    temporary reports arguments + outputs), so it is never taken alone.
+    """
     try:
         stats = compiled.memory_analysis()
     except Exception:  # noqa: BLE001 - a backend without the statistics: none recorded
@@ -496,16 +671,25 @@ def _memory(compiled: Any) -> dict[str, int] | None:
         "generated_code": stats.generated_code_size_in_bytes,
         "alias": stats.alias_size_in_bytes,
     }
-    peak = getattr(stats, "peak_memory_in_bytes", 0)
-    # without a reported peak: everything live at once, less what outputs alias
-    out["peak"] = peak or out["arguments"] + out["outputs"] + out["temporaries"] - out["alias"]
+    held = out["arguments"] + out["outputs"] + out["temporaries"] - out["alias"]
+    out["peak"] = max(getattr(stats, "peak_memory_in_bytes", 0) or 0, held)
     return {k: int(v) for k, v in out.items()}
 
 
 def _export(
-    fn: Callable[..., Any], specs: list[Any], platforms: Sequence[str]
+    fn: Callable[..., Any], specs: list[Any], platforms: Sequence[str], target: Any = None
 ) -> jax.export.Exported:
-    return jax.export.export(jax.jit(fn), platforms=tuple(platforms))(*specs)
+    jitted = jax.jit(fn, donate_argnums=_donated(target) if target is not None else ())
+    return jax.export.export(jitted, platforms=tuple(platforms))(*specs)
+
+
+def _donated(target: Any) -> tuple[int, ...]:
+    """The arguments the artifacts consume: a train step's params and packed state.
+
+    XLA aliases them with the outputs, so a step holds one copy of the parameters and
+    optimizer state instead of two; the loader marks them donated for the export too.
+    """
+    return tuple(getattr(target, "donate_argnums", ()) or ())
 
 
 def _generated_sha256(target: Any) -> str | None:
@@ -630,7 +814,7 @@ def compile_target(
     impl = _rng_impl()
     key = _key_spec(impl) if target.stochastic else None
     fn = boundary_function(target, impl)
-    exported = _export(fn, _export_specs(target, key), _resolve(target, None))
+    exported = _export(fn, _export_specs(target, key), _resolve(target, None), target)
     export_bytes = bytes(exported.serialize())
     payloads, entries, skipped = _native_executables(
         target, fn, _arg_specs(target, key), chosen, options, exported.out_tree
@@ -658,6 +842,9 @@ def compile_target(
             math.prod(leaf.shape) for leaf in jax.tree.leaves(target.param_shapes)
         ),
         "rng": None if key is None else {"impl": impl, "key_shape": list(key.shape)},
+        "donate_argnums": list(_donated(target)),
+        "processes": _processes(target),
+        "mesh": [[name, size] for name, size in _mesh_axes(target, target.devices).items()],
         "executables": entries,
         "skipped": skipped,
         "export": export_entry,
@@ -710,7 +897,7 @@ def _native_executables(
         except PlatformUnavailable as reason:
             skipped[variant.platform] = str(reason)
             continue
-        if tree != out_tree:  # the runtime rebuilds out_tree from the manifest
+        if tree is not None and tree != out_tree:  # the runtime rebuilds it from the manifest
             raise AssertionError(
                 f"internal error: {target.name} on {variant.key}: {tree} != {out_tree}"
             )

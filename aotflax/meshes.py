@@ -88,3 +88,41 @@ def param_specs(r: "Resolver", rules: tuple[tuple[str, tuple[Any, ...]], ...],
                               notes=(Note("parameter declared here", decl.span),))
         out.append((decl.path, spec))
     return tuple(out)
+
+
+def processes(r: "Resolver", call: Any, kwargs: dict, axes: tuple[tuple[str, int], ...],
+              devices: int) -> int:
+    """Pops `processes=`: how many `jax.distributed` processes a target's devices span.
+
+    The processes split the mesh's first axis (the data axis; `devices` itself for
+    plain data parallelism) into equal blocks, one per process, so each process's
+    devices hold whole rows of the batch: the process-local shard it feeds.
+    """
+    value = kwargs.pop("processes", 1)
+    span = next((kw.span for kw in call.keywords if kw.name == "processes"), call.span)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise r.error("AOT433", f"processes= must be a positive int, got {describe_value(value)}",
+                      span)
+    name, first = axes[0] if axes else ("data", devices)
+    if first % value:
+        where = (f"the mesh's first axis '{name}' (size {first})" if axes
+                 else f"the target's {devices} device{'s' if devices != 1 else ''}")
+        raise r.error("AOT433", f"processes={value} splits {where} into equal blocks, one per "
+                      f"process, and {value} does not divide {first}", span,
+                      hint=f"give the first mesh axis a multiple of {value} devices, e.g. "
+                           f"devices=aot.mesh({name}={value * max(1, first // value)})")
+    return value
+
+
+def check_fixed_shapes(r: "Resolver", processes: int, specs: dict[str, Any]) -> None:
+    """A target over several processes has fixed input shapes (each process's shard is
+    a fixed block of the batch)."""
+    if processes == 1:
+        return
+    for name, spec in specs.items():
+        symbolic = next((d for d in spec.shape if isinstance(d, str)), None)
+        if symbolic is not None:
+            raise r.error("AOT433", f"a target over processes={processes} needs fixed input "
+                          f"shapes, and input '{name}' has the symbolic dimension "
+                          f"'{symbolic}'", spec.span,
+                          hint="declare one target per batch size")

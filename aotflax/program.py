@@ -325,6 +325,12 @@ class TrainProgram:
     labels: tuple[tuple[tuple[str, ...], str], ...] = ()
     #: Names passed to the loss after the model output (model inputs or batch arrays).
     loss_inputs: tuple[str, ...] = ()
+    #: `after_update=`: the emitted hook applied to the parameters after each update.
+    after_update: Function | None = None
+    #: `microbatches=`: gradients accumulated over this many slices of the batch.
+    microbatches: int = 1
+    #: With microbatches: the model function the loss calls, resolved for one slice.
+    entry: Function | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +370,8 @@ class TargetProgram:
     #: Hardware its native executables are cross-compiled for (`tpu=`, `gpu=`).
     tpu_topologies: tuple[str, ...] = ()
     gpu_targets: tuple[str, ...] = ()
+    #: `processes=`: the jax.distributed processes its devices span (1: this host alone).
+    processes: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,7 +235,9 @@ def all_functions(program: FileProgram) -> list[Function]:
     out = list(program.functions)
     seen = {id(fn) for fn in out}
     for t in program.targets:
-        for fn in (t.function, t.train.loss if t.train is not None else None):
+        train = t.train
+        extra = (train.loss, train.entry, train.after_update) if train is not None else ()
+        for fn in (t.function, *extra):
             if fn is not None and id(fn) not in seen:
                 seen.add(id(fn))
                 out.append(fn)

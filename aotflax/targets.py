@@ -142,6 +142,13 @@ def render_train(t: TargetProgram, plan: Plan, local: Locals, call: str, results
         var = training.labels_variable(t.name)
         labels = (f"#: Parameter groups of `{t.name}`, from its ModelParamTraversal filters.\n"
                   f"{var} = {_labels_code(train.labels)}\n\n\n")
+    hook = train.after_update
+    after_update = (f"\n    params = {plan.name(hook)}(params)  # after_update="
+                    if hook is not None else "")
+    step = template("train_step.py.j2" if train.microbatches == 1
+                    else "train_step_microbatches.py.j2").jinja.render(
+        name=t.name, arg_names=", ".join(names), after_update=after_update,
+        n=train.microbatches)
     loss_name = plan.name(train.loss)
     return template("train.py.j2").jinja.render(
         name=t.name, arg_names=", ".join(names),
@@ -149,7 +156,8 @@ def render_train(t: TargetProgram, plan: Plan, local: Locals, call: str, results
         call=call, results=results, new_state=new_state,
         loss_target="loss, metrics" if train.has_metrics else "loss",
         metrics="metrics" if train.has_metrics else "{}",
-        loss_call=plan.call(train.loss, loss_args), optimizer=train.optimizer, labels=labels)
+        loss_call=plan.call(train.loss, loss_args), optimizer=train.optimizer, labels=labels,
+        step=step)
 
 
 def _labels_code(labels: tuple[tuple[tuple[str, ...], str], ...]) -> str:
@@ -184,13 +192,17 @@ def render_target(t: TargetProgram, plan: Plan, source_sha256: str, module_name:
     train = ""
     extra = ""
     if t.train is not None:
-        train = render_train(t, plan, local, call, results, new_state)
+        step_fn = t.train.entry  # with microbatches: the model resolved for one slice
+        step_call = call if step_fn is None else plan.call(step_fn, _call_args(t, local))
+        train = render_train(t, plan, local, step_call, results, new_state)
         batch = ", ".join(f"{string(n)}: jax.ShapeDtypeStruct({_tuple(s)}, {dtype_code(d)})"
                           for n, s, d in t.train.batch)
         extra = (f"    train_step=_{name}_train_step,\n    init_opt=_{name}_init_opt,\n"
                  f"    batch={{{batch}}},\n")
     if t.mesh:
         extra += _mesh_kwargs(t)
+    if t.processes > 1:
+        extra += f"    processes={literal(int(t.processes))},\n"
     if t.tpu_topologies:  # names checked by hardware.parse_tpu_topology: [a-z0-9:x] only
         extra += f"    tpu_topologies={literal(tuple(t.tpu_topologies))},\n"
     if t.gpu_targets:  # names of hardware.GPU_TARGETS

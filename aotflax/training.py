@@ -60,6 +60,71 @@ def traversal(r: "Resolver", args: list, kwargs: dict, span: Span) -> Traversal:
     return Traversal(args[0], span)
 
 
+def _selects(r: "Resolver", trav: Traversal, path: tuple[str, ...], shape: tuple[int, ...],
+             dtype: str) -> bool:
+    """Whether a traversal's filter selects the parameter at `path` (evaluated statically)."""
+    from .resolve import Frame  # resolve imports this module
+
+    where = "/" + "/".join(path)
+    hit = r._call_closure(trav.filter, [where, Tensor(shape, dtype)], {}, trav.span,
+                          Frame(Env(r.globals), None, None))
+    if not isinstance(hit, bool):
+        raise r.error("AOT421", f"a ModelParamTraversal filter must return a static "
+                      f"bool, got {describe_value(hit)} for {where}", trav.span)
+    return hit
+
+
+def traversal_method(r: "Resolver", trav: Traversal, name: str, args: list, kwargs: dict,
+                     expr: Any, frame: Any) -> Any:
+    """`traversal.update(fn, params)` and `traversal.iterate(params)`, as in old flax.
+
+    `update` returns the tree with `fn` applied to every selected parameter (emitted
+    code); `iterate` lists the selected parameters.  Selection is decided here, by
+    path, so the generated code holds only the arrays' updates.
+    """
+    span = expr.span
+    if name not in ("update", "iterate"):
+        raise r.error("AOT421", f"a ModelParamTraversal has the methods update(fn, params) and "
+                      f"iterate(params), not '{name}'", span)
+    want = 2 if name == "update" else 1
+    if len(args) != want or kwargs:
+        usage = "update(fn, params)" if name == "update" else "iterate(params)"
+        raise r.error("AOT421", f"ModelParamTraversal.{usage} takes {want} positional "
+                      f"argument{'s' if want > 1 else ''}", span)
+    tree = args[-1]
+    leaves = _param_leaves(r, tree, (), span)
+    if name == "iterate":
+        return [t for path, t in leaves if _selects(r, trav, path, t.shape, t.dtype)]
+    fn = args[0]
+    out: dict[str, Any] = {}
+    for path, leaf in leaves:
+        new = leaf
+        if _selects(r, trav, path, leaf.shape, leaf.dtype):
+            new = r._call(fn, [leaf], {}, expr, frame)
+            if not (isinstance(new, Tensor) and new.shape == leaf.shape
+                    and new.dtype == leaf.dtype):
+                raise r.error("AOT421", f"ModelParamTraversal.update: the function must return "
+                              f"an array like the parameter, {leaf.describe()} for "
+                              f"/{'/'.join(path)}, got {describe_value(new)}", span)
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = new
+    return out
+
+
+def _param_leaves(r: "Resolver", tree: Any, prefix: tuple[str, ...],
+                  span: Span) -> list[tuple[tuple[str, ...], Tensor]]:
+    """(path, array) of a parameter tree: nested dicts of arrays, in order."""
+    if isinstance(tree, Tensor):
+        return [(prefix, tree)]
+    if not isinstance(tree, dict) or not tree:
+        raise r.error("AOT421", f"a ModelParamTraversal walks a parameter tree (nested dicts "
+                      f"of arrays), got {describe_value(tree)}", span)
+    return [leaf for key, value in tree.items()
+            for leaf in _param_leaves(r, value, (*prefix, str(key)), span)]
+
+
 def multi_optimizer(r: "Resolver", args: list, kwargs: dict, span: Span) -> MultiOptimizer:
     groups = []
     for a in args:
@@ -75,11 +140,14 @@ def multi_optimizer(r: "Resolver", args: list, kwargs: dict, span: Span) -> Mult
     return MultiOptimizer(tuple(groups), span)
 
 
-#: Names the target templates (target.py.j2, train.py.j2) bind or read inside their
-#: functions: no emitted function is named like one, and inputs are renamed around them.
+#: Names the target templates (target.py.j2, train.py.j2, train_step*.py.j2) bind or
+#: read inside their functions: no emitted function is named like one, and inputs are
+#: renamed around them.
 TEMPLATE_LOCALS = frozenset({
     "params", "state", "rng", "opt_state", "outputs", "loss", "metrics", "grads", "updates",
-    "grad_fn", "new_state", "optax", "jax", "jnp", "np", "_runtime"})
+    "grad_fn", "new_state", "optax", "jax", "jnp", "np", "_runtime",
+    # the microbatch step's scan body (train_step_microbatches.py.j2)
+    "microbatch", "carry", "inputs", "index", "key", "step_grads", "slices", "zeros"})
 
 #: Module-level helpers emitted for a target `t`, as `_{t}_{suffix}` (templates/*.j2).
 TARGET_HELPERS = ("apply", "init", "loss", "optimizer", "init_opt", "train_step", "labels",
@@ -109,22 +177,10 @@ def optimizer_code(r: "Resolver", optimizer: Any, params: tuple[ParamDecl, ...],
     if not isinstance(optimizer, MultiOptimizer):
         raise r.error("AOT422", f"optimizer= must be an optax optimizer or aot.MultiOptimizer, "
                       f"got {describe_value(optimizer)}", span)
-    from .resolve import Frame  # resolve imports this module
-
     labels: list[tuple[tuple[str, ...], str]] = []
     for decl in params:
-        path = "/" + "/".join(decl.path)
-        label = "frozen"
-        for i, (trav, _) in enumerate(optimizer.groups):
-            frame = Frame(Env(r.globals), None, None)
-            hit = r._call_closure(trav.filter, [path, Tensor(decl.shape, decl.dtype)], {},
-                                  trav.span, frame)
-            if not isinstance(hit, bool):
-                raise r.error("AOT421", f"a ModelParamTraversal filter must return a static "
-                              f"bool, got {describe_value(hit)} for {path}", trav.span)
-            if hit:
-                label = f"group_{i}"
-                break
+        label = next((f"group_{i}" for i, (trav, _) in enumerate(optimizer.groups)
+                      if _selects(r, trav, decl.path, decl.shape, decl.dtype)), "frozen")
         labels.append((decl.path, label))
     transforms = [f'"group_{i}": {opt.code}' for i, (_, opt) in enumerate(optimizer.groups)]
     transforms.append('"frozen": optax.set_to_zero()')
@@ -132,9 +188,43 @@ def optimizer_code(r: "Resolver", optimizer: Any, params: tuple[ParamDecl, ...],
             f"{labels_variable(target)})", tuple(labels))
 
 
-def resolve_train(r: "Resolver", decl: Any, entry_result: Any, span: Span,
+#: Keywords only `aot.train_target` takes, with their error codes.
+TRAIN_ONLY = {"after_update": "AOT426", "microbatches": "AOT427"}
+
+
+def train_options(r: "Resolver", call: Any, kwargs: dict,
+                  train: bool) -> tuple[Closure | None, int]:
+    """Pops `after_update=` and `microbatches=` from a target declaration's keywords.
+
+    **Returns:** `(after_update hook or None, microbatches)`.
+    """
+    def span_of(name: str) -> Span:
+        return next((kw.span for kw in call.keywords if kw.name == name), call.span)
+
+    for name, code in TRAIN_ONLY.items():
+        if name in kwargs and not train:
+            raise r.error(code, f"{name}= belongs to aot.train_target (a training step); "
+                          "aot.target declares a forward pass", span_of(name))
+    hook = kwargs.pop("after_update", None)
+    microbatches = kwargs.pop("microbatches", 1)
+    if hook is not None and not (isinstance(hook, Closure) and hook.toplevel):
+        raise r.error("AOT426", "after_update= must be a function of the model file, "
+                      f"after_update(params) -> params, got {describe_value(hook)}",
+                      span_of("after_update"))
+    if isinstance(microbatches, bool) or not isinstance(microbatches, int) or microbatches < 1:
+        raise r.error("AOT427", f"microbatches= must be a positive int, got "
+                      f"{describe_value(microbatches)}", span_of("microbatches"))
+    return hook, microbatches
+
+
+def resolve_train(r: "Resolver", decl: Any, entry: Any, inputs: dict[str, Any], span: Span,
                   params: tuple[ParamDecl, ...]) -> TrainProgram:
-    """The loss function and optimizer of a training target."""
+    """The loss function, optimizer, after-update hook and microbatches of a training target.
+
+    **Arguments:** `entry`: the model's specialization for the target's inputs
+    (`inputs`, name -> array); with `microbatches=N` the step calls the model on
+    slices of the batch, resolved here at those shapes.
+    """
     loss: Closure = decl.loss
     names = [p.name for p in loss.params.params]
     if not names:
@@ -148,8 +238,11 @@ def resolve_train(r: "Resolver", decl: Any, entry_result: Any, span: Span,
     if missing:
         raise r.error("AOT424", f"loss '{loss.name}' needs input '{missing[0]}': declare it "
                       f"in the train target, e.g. {missing[0]}=aot.i32[...]", span)
-    outputs = _fresh_copy(entry_result)
-    loss_tensors = [Tensor(tuple(r._dim_value(d, s.span) for d in s.shape), s.dtype)
+    _check_microbatches(r, decl, span)
+    n = decl.microbatches
+    step_entry = _microbatch_entry(r, decl, entry, inputs, params, span) if n > 1 else None
+    outputs = _fresh_copy((step_entry or entry).result)
+    loss_tensors = [Tensor(_slice(tuple(r._dim_value(d, s.span) for d in s.shape), n), s.dtype)
                     for _, s in loss_inputs]
     key = ("loss", id(loss), tuple((t.shape, t.dtype) for t in _leaves(outputs)),
            tuple((t.shape, t.dtype) for t in loss_tensors))
@@ -160,8 +253,127 @@ def resolve_train(r: "Resolver", decl: Any, entry_result: Any, span: Span,
         r.cache[key] = (fn, has_metrics)
     fn, has_metrics = r.cache[key]
     code, labels = optimizer_code(r, decl.optimizer, params, span, decl.name)
+    hook = None
+    if decl.after_update is not None:
+        hook = _after_update_function(r, decl.after_update, params, span)
+        r.functions.append(hook)
     return TrainProgram(fn, tuple((n, tuple(s.shape), s.dtype) for n, s in batch), code,
-                        has_metrics, labels, tuple(n for n, _ in loss_inputs))
+                        has_metrics, labels, tuple(n for n, _ in loss_inputs),
+                        after_update=hook, microbatches=n,
+                        entry=step_entry.function if step_entry is not None else None)
+
+
+def _slice(shape: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """The shape of one of `n` microbatches of an input."""
+    return shape if n == 1 else (shape[0] // n, *shape[1:])
+
+
+def _microbatch_entry(r: "Resolver", decl: Any, entry: Any, inputs: dict[str, Any],
+                      params: tuple[ParamDecl, ...], span: Span) -> Any:
+    """The model resolved for one microbatch: every input's first axis divided by N.
+
+    Shapes are static in generated code, so the step's slices need their own
+    specialization; its parameters and state must be the target's.
+    """
+    n = decl.microbatches
+    sliced = {k: Tensor(_slice(v.shape, n), v.dtype) if isinstance(v, Tensor) else v
+              for k, v in inputs.items()}
+    spec = r._specialize(decl.module, decl.method, [], sliced, span, entry=True)
+
+    def tree(decls: Any) -> list[tuple[Any, ...]]:
+        return [(d.path, d.shape, d.dtype) for d in decls]
+
+    if tree(spec.params.values()) != tree(params) or tree(spec.state.values()) != tree(
+            entry.state.values()):
+        raise r.error("AOT427", f"microbatches={n}: the model's parameters or state depend "
+                      "on the batch size, so the slices cannot share them", span)
+    return spec
+
+
+def _check_microbatches(r: "Resolver", decl: Any, span: Span) -> None:
+    """Every input of the step is split along its first axis into `microbatches` slices."""
+    n = decl.microbatches
+    if n == 1:
+        return
+    for name, spec in {**decl.specs, **decl.batch}.items():
+        first = spec.shape[0] if spec.shape else None
+        if not isinstance(first, int) or first % n:
+            got = "a scalar" if first is None else f"first dimension {first!r}"
+            raise r.error("AOT427", f"microbatches={n} splits every input along its first "
+                          f"axis, and input '{name}' has {got}", spec.span,
+                          notes=(Note("microbatches declared by this train target", span),))
+
+
+def _after_update_function(r: "Resolver", hook: Closure, params: tuple[ParamDecl, ...],
+                           span: Span) -> Function:
+    """`after_update(params) -> params` as an emitted function of the parameter tree.
+
+    The hook is interpreted like any function of the model file, with the parameters
+    bound to arrays read from its one argument; it must return a tree of the same
+    paths, shapes and dtypes (the train step's parameters).
+    """
+    from .resolve import Frame  # resolve imports this module
+
+    fn = FunctionState(r)
+    var = TreeVar("parameters")
+    tree: dict[str, Any] = {}
+    for decl in params:
+        leaf = Tensor(decl.shape, decl.dtype)
+        fn.hint(leaf, decl.path[-1])
+        keys = "".join(f"[{quoting.string(part)}]" for part in decl.path)  # data, quoted
+        fn.emit("ops/call.j2", {"call": Code.of(var, keys)}, (leaf,),
+                hook.span, decl.path[-1])
+        node = tree
+        for part in decl.path[:-1]:
+            node = node.setdefault(part, {})
+        node[decl.path[-1]] = leaf
+    result = r._call_closure(hook, [tree], {}, span, Frame(Env(r.globals), fn, None))
+    where = hook.definition.name_span if hook.definition else hook.span
+    problem = _tree_mismatch(result, params)
+    if problem:
+        raise r.error("AOT426", f"after_update '{hook.name}' must return the parameter tree "
+                      f"with the same paths, shapes and dtypes: {problem}", where,
+                      notes=(Note("used by this train target", span),))
+    first = hook.params.params[0].name
+    return Function(
+        name=r._function_name(hook.name), doc=f"After-update hook `{hook.name}`: the "
+        "parameters after each optimizer step", takes_params=False, state_collections=(),
+        takes_rng=False, inputs=((first, var),), body=tuple(fn.ops), result=value_code(result),
+        result_tensors=tuple(_tree_tensors(result)), span=hook.span, hints=dict(fn.hints))
+
+
+def _tree_tensors(value: Any) -> list[Tensor]:
+    """The arrays of a nested dict/tuple/list value, in order."""
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in _tree_tensors(v)]
+    return []
+
+
+def _dict_leaf_count(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(_dict_leaf_count(v) for v in value.values())
+    return 1
+
+
+def _tree_mismatch(result: Any, params: tuple[ParamDecl, ...]) -> str | None:
+    """How a hook's result differs from the parameter tree, or None."""
+    for decl in params:
+        node = result
+        for part in decl.path:
+            if not isinstance(node, dict) or part not in node:
+                return f"/{'/'.join(decl.path)} is missing (got {describe_value(result)})"
+            node = node[part]
+        if not (isinstance(node, Tensor) and node.shape == decl.shape
+                and node.dtype == decl.dtype):
+            want = Tensor(decl.shape, decl.dtype).describe()
+            return f"/{'/'.join(decl.path)} should be {want}, got {describe_value(node)}"
+    if _dict_leaf_count(result) != len(params):
+        return "it has entries that are not parameters"
+    return None
 
 
 def _leaves(value: Any) -> list[Tensor]:
@@ -233,5 +445,6 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
         hints=dict(fn.hints)), metrics is not None
 
 
-__all__ = ["TARGET_HELPERS", "TEMPLATE_LOCALS", "call_optax", "labels_variable", "multi_optimizer",
-           "optimizer_code", "resolve_train", "target_globals", "traversal", "variables_variable"]
+__all__ = ["TARGET_HELPERS", "TEMPLATE_LOCALS", "TRAIN_ONLY", "call_optax", "labels_variable",
+           "multi_optimizer", "optimizer_code", "resolve_train", "target_globals",
+           "train_options", "traversal", "traversal_method", "variables_variable"]

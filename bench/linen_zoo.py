@@ -164,33 +164,45 @@ class _Pos(nn.Module):
     def __call__(self, x):
         table = self.param("pos_embedding", nn.initializers.normal(0.02),
                            (self.max_len, x.shape[-1]))
-        return x + table[None, : x.shape[1]]
+        # a gather, as models/transformer.py writes it (its gradient is a scatter-add)
+        return x + jnp.take(table, jnp.arange(x.shape[1]), axis=0)[None]
 
 
 class _Block(nn.Module):
     heads: int
     mlp_ratio: int
+    dropout: float = 0.0
+    train: bool = False
 
     @nn.compact
     def __call__(self, x):
+        drop = partial(nn.Dropout, rate=self.dropout, deterministic=not self.train)
         y = nn.LayerNorm()(x)
         mask = nn.make_causal_mask(jnp.ones(x.shape[:2]))
-        x = x + nn.SelfAttention(num_heads=self.heads, deterministic=True)(y, mask=mask)
+        y = nn.SelfAttention(num_heads=self.heads, dropout_rate=self.dropout,
+                             deterministic=not self.train)(y, mask=mask)
+        x = x + drop()(y)
         y = nn.LayerNorm()(x)
         y = nn.gelu(nn.Dense(x.shape[-1] * self.mlp_ratio)(y))
-        return x + nn.Dense(x.shape[-1])(y)
+        return x + drop()(nn.Dense(x.shape[-1])(y))
 
 
 class TransformerLM(nn.Module):
-    """models/transformer.py: TransformerLM in evaluation mode (lm_eval)."""
+    """models/transformer.py: TransformerLM; evaluation mode (lm_eval) by default,
+    `TransformerLM(dropout=0.1, train=True)` is lm_train's model (rng "dropout")."""
+
+    dropout: float = 0.0
+    train: bool = False
 
     @nn.compact
     def __call__(self, tokens):
         cfg = LM_CONFIG
         embed = nn.Embed(cfg["vocab"], cfg["dim"], name="embed")
         x = _Pos(cfg["max_len"], name="pos")(embed(tokens))
+        x = nn.Dropout(self.dropout, deterministic=not self.train)(x)
         for i in range(cfg["layers"]):
-            x = _Block(cfg["heads"], cfg["mlp_ratio"], name=f"block_{i}")(x)
+            x = _Block(cfg["heads"], cfg["mlp_ratio"], self.dropout, self.train,
+                       name=f"block_{i}")(x)
         return embed.attend(nn.LayerNorm(name="ln_f")(x))
 
 

@@ -67,7 +67,7 @@ __all__ = [
 
 AOTFLAX_VERSION = "0.1.0"
 #: The manifest layout this runtime reads (aotflax.artifacts.FORMAT_VERSION).
-MANIFEST_FORMAT_VERSION = 3
+MANIFEST_FORMAT_VERSION = 4
 MANIFEST_NAME = "manifest.json"
 #: The manifest's HMAC-SHA256 signature, next to it (aotflax.artifacts.SIGNATURE_NAME).
 SIGNATURE_NAME = "manifest.sig"
@@ -137,6 +137,8 @@ class Target:
         init_inputs: bool = False,
         tpu_topologies: Sequence[str] = (),
         gpu_targets: Sequence[str] = (),
+        processes: int = 1,
+        donate_argnums: Sequence[int] = (),
     ) -> None:
         self.name = self.NAME = name
         self.module = module
@@ -166,6 +168,11 @@ class Target:
         #: (`tpu="v5e:2x2"`, `gpu="h100"` in the model file).
         self.tpu_topologies = tuple(tpu_topologies)
         self.gpu_targets = tuple(gpu_targets)
+        #: `jax.distributed` processes the devices span (`processes=` in the model
+        #: file): each process calls the loaded target with its process-local shard.
+        self.processes = processes
+        #: Arguments the artifacts consume (donate): a train step's params and state.
+        self.donate_argnums = tuple(donate_argnums)
 
     def __repr__(self) -> str:
         return f"<aotflax target {self.module}.{self.name}>"
@@ -252,6 +259,7 @@ class Target:
         batch, and its outputs are `(params, metrics)`: the shape every artifact has.
         Optimizer states are optax named tuples, which serialized artifacts cannot
         name: across the artifact boundary they travel as a flat tuple of leaves.
+        The step donates its params and packed state: XLA updates them in place.
         `opt_leaves` gives their specs (read from a manifest when loading, so loading
         needs neither optax nor a trace); by default they come from `OPT_STATE_SHAPES`.
         """
@@ -283,6 +291,8 @@ class Target:
             param_sharding=self.param_sharding,
             tpu_topologies=self.tpu_topologies,
             gpu_targets=self.gpu_targets,
+            processes=self.processes,
+            donate_argnums=(0, 1),
         )
 
     def load_train_step(
@@ -299,6 +309,11 @@ class Target:
         leaves in the same order (the flat list a checkpoint stores); the result's
         optimizer state has the structure of the one passed in. Loading imports no optax.
         `verify_key` and the other options are those of `load`.
+
+        The step donates `params`, `state` and `opt_state`: XLA writes the new values
+        into their buffers, so the caller's jax arrays are consumed (deleted) by the
+        call; keep the returned ones. For a target over several processes, each
+        process passes its process-local shard of the batch (see `load`).
         """
         self._need_train()
         root = Path(artifact_dir) if artifact_dir is not None else ARTIFACTS_DIR
@@ -376,20 +391,25 @@ class Target:
         if entry is not None:
             _check_binding(self, manifest, entry)
             payload = read_artifact(folder, entry, label=self.name)
-            return LoadedTarget(
+            loaded = LoadedTarget(
                 self,
                 manifest,
                 "executable",
                 platform,
                 _load_native(self, manifest, entry, payload, platform),
             )
-        return _load_export(self, folder, manifest, platform, reason, fallback)
+        else:
+            loaded = _load_export(self, folder, manifest, platform, reason, fallback)
+        if self.processes > 1 and jax.process_count() > 1:
+            return _process_local(loaded)
+        return loaded
 
 
 class LoadedTarget:
     """A target backed by a serialized artifact; call it like `Target.apply`.
 
-    **Attributes:** `kind` ("executable" or "export"), `platform`, `manifest`.
+    **Attributes:** `kind` ("executable" or "export"), `platform`, `manifest`,
+    `exported` (the `jax.export.Exported` of an "export", else None).
     """
 
     def __init__(
@@ -408,6 +428,7 @@ class LoadedTarget:
         rng = manifest.get("rng") or {}
         self._rng_impl = rng.get("impl")
         self._rng_shape = tuple(rng.get("key_shape", ()))
+        self.exported: Any = None
 
     def __repr__(self) -> str:
         return f"<loaded {self.kind} of {self.target!r} on {self.platform}>"
@@ -1194,7 +1215,7 @@ def _select_executable(
     for entry in candidates:
         if platform == "tpu":
             _check_tpu_fields(target, entry)
-        problem = _native_problem(target, manifest, entry, platform)
+        problem = _processes_problem(entry) or _native_problem(target, manifest, entry, platform)
         if problem is None:
             return entry, None
         problems.append(problem)
@@ -1368,7 +1389,10 @@ def _execution_devices(entry: Mapping[str, Any], platform: str) -> list[Any]:
     """The devices to load an executable onto, in its device order."""
     wanted = list(entry.get("devices") or [])
     if platform != "tpu" or not wanted:
-        return _local_devices(platform)[: entry["device_count"]]
+        devices = _local_devices(platform)
+        if entry.get("processes", 1) > 1:  # the build's order: process by process
+            devices = sorted(devices, key=lambda d: (d.process_index, d.id))
+        return devices[: entry["device_count"]]
     by_id = {d.id: d for d in _tpu_host()[0]}
     return [by_id[want["id"]] for want in wanted]
 
@@ -1607,8 +1631,130 @@ def _load_export(
             RuntimeWarning,
             stacklevel=3,
         )
-    # jit caches the compile per input shape (one per batch size when symbolic).
-    return LoadedTarget(target, manifest, "export", platform, jax.jit(exported.call))
+    # jit caches the compile per input shape (one per batch size when symbolic); a
+    # train step consumes its params and state, as its native executable does.
+    call = jax.jit(exported.call, donate_argnums=_donate_argnums(manifest))
+    loaded = LoadedTarget(target, manifest, "export", platform, call)
+    loaded.exported = exported
+    return loaded
+
+
+def _donate_argnums(manifest: Mapping[str, Any]) -> tuple[int, ...]:
+    """The artifact's donated arguments (a train step's params and state), checked."""
+    donated = manifest.get("donate_argnums") or []
+    if not (isinstance(donated, list) and all(type(i) is int and 0 <= i < 2 for i in donated)):
+        raise ArtifactError(f"manifest field donate_argnums is malformed: {donated!r}")
+    return tuple(donated)
+
+
+# --- several processes -------------------------------------------------------
+#
+# A target declared with `processes=N` runs on a mesh whose devices span N
+# `jax.distributed` processes. Each process calls the loaded target with its
+# process-local data, as JAX's multi-host utilities take it: the rows of the
+# batch its devices hold (the global batch split along the mesh's first axis,
+# process by process) and whole copies of replicated parameters; it gets back
+# the same: its rows of the outputs and whole replicated values, as arrays on
+# its own devices. Arrays that are already global (not fully addressable) pass
+# through unchanged.
+
+
+def _processes_problem(entry: Mapping[str, Any]) -> str | None:
+    """Whether this run has the processes an executable over several processes needs."""
+    wanted = entry.get("processes", 1)
+    if type(wanted) is not int or wanted < 1:
+        raise ArtifactError(
+            f"manifest entry {entry.get('file')!r} has malformed processes: {wanted!r}"
+        )
+    count = jax.process_count()
+    if wanted == 1 or wanted == count:
+        return None
+    return (
+        f"it runs on {wanted} processes and this run has {count}: start {wanted} processes "
+        "and call jax.distributed.initialize(...) in each before load()"
+    )
+
+
+def _process_mesh(manifest: Mapping[str, Any], platform: str) -> jax.sharding.Mesh:
+    """The target's global mesh over every process's devices, in the build's order."""
+    axes = manifest.get("mesh") or []
+    if not (
+        isinstance(axes, list)
+        and all(
+            isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and type(a[1]) is int
+            for a in axes
+        )
+    ):
+        raise ArtifactError(f"manifest field mesh is malformed: {axes!r}")
+    devices = sorted(_local_devices(platform), key=lambda d: (d.process_index, d.id))
+    count = int(np.prod([size for _, size in axes]))
+    if len(devices) < count:
+        raise ArtifactError(
+            f"the target's mesh has {count} devices and this run has {len(devices)} {platform} devices"
+        )
+    grid = np.array(devices[:count]).reshape(tuple(size for _, size in axes))
+    return jax.sharding.Mesh(grid, tuple(name for name, _ in axes))
+
+
+def _input_shardings(loaded: LoadedTarget) -> list[Any]:
+    """The global sharding of every flat argument of a loaded artifact."""
+    if loaded.kind == "executable":
+        return jax.tree_util.tree_leaves(loaded._call.input_shardings[0])
+    mesh = _process_mesh(loaded.manifest, loaded.platform)
+    return list(loaded.exported.in_shardings_jax(mesh))
+
+
+def _local_shape(sharding: Any, shape: Sequence[int]) -> tuple[int, ...]:
+    """The shape of the block of a global array this process's devices hold."""
+    blocks = sharding.addressable_devices_indices_map(tuple(shape)).values()
+    out = []
+    for axis, size in enumerate(shape):
+        starts = [b[axis].start or 0 for b in blocks]
+        stops = [size if b[axis].stop is None else b[axis].stop for b in blocks]
+        out.append(max(stops) - min(starts))
+    return tuple(out)
+
+
+def _process_local(loaded: LoadedTarget) -> LoadedTarget:
+    """A loaded target over several processes that takes and returns process-local data."""
+    from jax.experimental import multihost_utils
+
+    target, manifest = loaded.target, loaded.manifest
+    shardings = _input_shardings(loaded)
+    first = len(jax.tree_util.tree_leaves((target.param_shapes, target.state_shapes)))
+    local = object.__new__(Target)  # the same target, its INPUTS this process's shapes
+    local.__dict__.update(target.__dict__)
+    local.inputs = local.INPUTS = {
+        name: jax.ShapeDtypeStruct(_local_shape(shardings[first + i], spec.shape), spec.dtype)
+        for i, (name, spec) in enumerate(target.inputs.items())
+    }
+    call = loaded._call
+
+    def to_global(value: Any, sharding: Any) -> Any:
+        if isinstance(value, jax.Array):
+            if not value.is_fully_addressable:
+                return value
+            here = jax.sharding.NamedSharding(sharding.mesh.local_mesh, sharding.spec)
+            if not value.sharding.is_equivalent_to(here, value.ndim):
+                value = jax.device_put(value, here)  # on this process's devices, as laid out
+        return multihost_utils.host_local_array_to_global_array(value, sharding.mesh, sharding.spec)
+
+    def to_local(value: Any) -> Any:
+        if value.is_fully_addressable:
+            return value
+        sharding = value.sharding
+        return multihost_utils.global_array_to_host_local_array(value, sharding.mesh, sharding.spec)
+
+    def run(*args: Any) -> Any:
+        flat, tree = jax.tree_util.tree_flatten(args)
+        if len(flat) != len(shardings):
+            return call(*args)  # the wrong trees: let the artifact's own check say so
+        placed = [to_global(value, sharding) for value, sharding in zip(flat, shardings)]
+        return jax.tree_util.tree_map(to_local, call(*jax.tree_util.tree_unflatten(tree, placed)))
+
+    out = LoadedTarget(local, manifest, loaded.kind, loaded.platform, run)
+    out.exported = getattr(loaded, "exported", None)
+    return out
 
 
 # --- checking artifacts without their generated module (aotflax inspect) ---------------

@@ -136,12 +136,12 @@ def test_train_step_executable_round_trips(tmp_path, batch):
     opt_state = mod.train.init_opt(params)
     step = mod.train.load_train_step()
     assert step.kind == "executable"
-    got = step(params, state, opt_state, x, labels)
     want = mod.train.train_step(params, state, opt_state, x, labels)
+    got = step(params, state, opt_state, x, labels)  # consumes params and opt_state
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                            got, want)
     # a second step with the returned optimizer state: its tree must match again
-    step(got[0], got[1], got[2], x, labels)
+    again = step(got[0], got[1], got[2], x, labels)
     # or with the flat leaves a checkpoint stores (no optax needed to load and step)
-    flat = step(got[0], got[1], jax.tree_util.tree_leaves(got[2]), x, labels)
+    flat = step(again[0], again[1], jax.tree_util.tree_leaves(again[2]), x, labels)
     assert isinstance(flat[2], list)

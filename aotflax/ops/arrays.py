@@ -358,6 +358,31 @@ def _tensordot(call: FnCall) -> Tensor:
 register("tensordot", ("jnp",), "a, b, axes=2, *, precision=None", _tensordot, doc="tensordot")
 
 
+def _qr(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
+    """`jnp.linalg.qr(a, mode)`: Q and R of each matrix of `a` (R alone for mode="r")."""
+    a = call.tensor("a", floating=True)
+    mode = call.static("mode", str)
+    if mode not in ("reduced", "complete", "r"):
+        raise call.fail(f"{call.written}: mode must be 'reduced', 'complete' or 'r', got "
+                        f"{mode!r}", "AOT203")
+    if a.ndim < 2:
+        raise call.fail(f"{call.written} needs matrices (rank 2 or more), got {a.describe()}",
+                        "AOT210")
+    *batch, m, n = a.shape
+    k = m if mode == "complete" else min(m, n)
+    r = call.out((*batch, k, n), a.dtype)
+    if mode == "r":
+        call.emit_call([r], stem="r")
+        return r
+    q = call.out((*batch, m, k), a.dtype)
+    call.emit_call([q, r], stem="q")
+    return q, r
+
+
+register("qr", ("jnp.linalg",), "a, mode='reduced'", _qr,
+         doc="QR decomposition: (Q, R), or R for mode='r'")
+
+
 def _einsum(call: FnCall) -> Tensor:
     subscripts = call.static("subscripts", str)
     ops = call.args["operands"]

@@ -190,6 +190,22 @@ def _top_k(view: OpView) -> int:
 TOP_K = FlopRule("n * ceil(log2 k) comparisons (XLA reports 0)", _top_k)
 
 
+def _qr(view: OpView) -> int:
+    """LAPACK's counts per matrix: geqrf (the reflectors), then orgqr (Q from them)."""
+    *batch, m, n = _first_param(view)
+    big, small = max(m, n), min(m, n)
+    total = 2 * big * small * small - 2 * small ** 3 // 3
+    if view.bound("mode", "reduced") != "r":
+        k = m if view.bound("mode", "reduced") == "complete" else small
+        total += 4 * m * k * small - 2 * (m + k) * small * small + 4 * small ** 3 // 3
+    return sh.size(tuple(batch)) * total
+
+
+QR = FlopRule("LAPACK's counts per matrix: geqrf 2 M s^2 - 2 s^3 / 3 (M = max(m, n), s = "
+              "min(m, n)), plus orgqr 4 m k s - 2 (m + k) s^2 + 4 s^3 / 3 to form Q (k its "
+              "columns); XLA reports 0", _qr)
+
+
 def _index_elements(view: OpView, name: str) -> int:
     value = view.bound(name)
     return sh.size(value.shape) if isinstance(value, Tensor) else len(_flat(value))
@@ -969,7 +985,7 @@ RULES: dict[str, FlopRule] = {
     **{name: ARG_REDUCE for name in _names("jnp", "argmax argmin")
        + _names("array", "argmax argmin")},
     "jnp.nansum": NANSUM, "jnp.nanmean": NANMEAN, "jnp.ptp": PTP, "jnp.median": MEDIAN,
-    "jnp.sort": SORT, "jnp.argsort": SORT, "lax.top_k": TOP_K, "jnp.cumsum": CUMSUM,
+    "jnp.sort": SORT, "jnp.argsort": SORT, "lax.top_k": TOP_K, "jnp.linalg.qr": QR, "jnp.cumsum": CUMSUM,
     "jnp.clip": CLIP, "array.clip": CLIP,
     "jnp.take": TAKE, "jnp.take_along_axis": TAKE_ALONG_AXIS, "operator.getitem": GETITEM,
     "jax.random.uniform": _random("uniform"), "jax.random.normal": _random("normal"),

@@ -93,6 +93,11 @@ class TargetDecl:
     #: Hardware to cross-compile for: TPU topologies ("v5e:2x2"), GPU targets ("h100").
     tpu: tuple[str, ...] = ()
     gpu: tuple[str, ...] = ()
+    #: Training targets: `after_update=` (a function of the model file) and `microbatches=`.
+    after_update: Any = None
+    microbatches: int = 1
+    #: `processes=`: jax.distributed processes the mesh spans (each feeds its local shard).
+    processes: int = 1
 
 
 @dataclass

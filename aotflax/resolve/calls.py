@@ -54,6 +54,7 @@ from ..values import (
     StaticError,
     StaticFunction,
     SuperLayer,
+    Traversal,
     UserModule,
     contains_poison,
     describe_value,
@@ -619,6 +620,8 @@ class CallsMixin:
             return self._call_entry(entry, f"x.{m.name}", [r, *args], kwargs, span, frame)
         if isinstance(r, (list, dict, str)):
             return self._static_method(r, m.name, args, kwargs, span)
+        if isinstance(r, Traversal):
+            return training.traversal_method(self, r, m.name, args, kwargs, expr, frame)
         if isinstance(r, AtIndex):  # x.at[index].set(values)
             return self._call_entry(REGISTRY.lookup("at", m.name), f"x.at[...].{m.name}",
                                     [r.operand, r.index, *args], kwargs, span, frame)

@@ -206,10 +206,10 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
             devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
             span=decl.span, symbolic=tuple(symbolic), mesh=decl.mesh,
-            tpu_topologies=decl.tpu, gpu_targets=decl.gpu,
+            tpu_topologies=decl.tpu, gpu_targets=decl.gpu, processes=decl.processes,
             param_sharding=meshes.param_specs(self, decl.sharding_rules, decl.mesh, params,
                                               decl.span),
-            train=(training.resolve_train(self, decl, spec_.result, decl.span, params)
+            train=(training.resolve_train(self, decl, spec_, kwargs, decl.span, params)
                    if decl.loss is not None else None),
             init_inputs=fn.init_name is not None)
 
@@ -290,6 +290,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         if train and optimizer is None:
             raise self.error("AOT422", "aot.train_target needs optimizer=, e.g. "
                              "optimizer=optax.adam(1e-3)", span)
+        after_update, microbatches = training.train_options(self, call, kwargs, train)
+        processes = meshes.processes(self, call, kwargs, mesh, int(devices))
         specs: dict[str, Spec] = {}
         for k, v in kwargs.items():
             if isinstance(v, SpecDType) and v.dtype == "key":  # `z_rng=aot.key`: one key
@@ -302,6 +304,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                     f"{describe_value(v)}", kw.span if kw else span,
                     hint="bind hyperparameters with Module.partial(...)")
             specs[k] = v
+        meshes.check_fixed_shapes(self, processes, specs)
         batch: dict[str, Spec] = {}
         if train:
             method_def = module.module.method(method)
@@ -310,7 +313,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             specs = {k: v for k, v in specs.items() if k in model_inputs}
         self.targets.append(TargetDecl(name, module, specs, method, tuple(platforms),
                                        int(devices), span, loss, optimizer, batch, mesh,
-                                       sharding_rules or (), tpu, gpu))
+                                       sharding_rules or (), tpu, gpu, after_update,
+                                       microbatches, processes))
 
 
 

@@ -41,6 +41,7 @@ from ..values import (
     Spec,
     SpecDType,
     SuperLayer,
+    Traversal,
     contains_poison,
     describe_value,
     is_static,
@@ -403,8 +404,8 @@ class ExpressionsMixin:
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
-        if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, list, dict, str,
-                              CustomJvp)):
+        if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, Traversal, list, dict,
+                              str, CustomJvp)):
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name
