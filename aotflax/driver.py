@@ -39,13 +39,14 @@ from .artifacts import (
     write_atomic,
 )
 from .diagnostics import BuildError, Diagnostic, InternalError
-from .emit import emit_file
+from .emit import emit_file, emit_module
 from .parse import decode_source, parse_model
 from .program import FileProgram
 from .progress import Progress
 from .resolve import resolve
 from .resolve.toplevel import KNOWN_MODULES, skipped
 from .resolve.workspace import Workspace
+from .sizes import plain_sizes
 from .shapes import size
 from .summary import UnknownTarget, format_summary, memory_of, summarize, target_flops
 
@@ -251,11 +252,18 @@ def _resolve_and_emit(model: ir.ModelFile, module: str,
     a = symbolic.Sentinels(list(symbolic.SENTINELS_A))
     try:
         program = resolve(model, a, workspace)
-        splits = padding.check(program, a)  # bucketed targets: padding is proven safe
+        if padding.has_buckets(program):
+            # bucketed targets: padding is proven safe, on code that spells every size as
+            # its number (the sentinel of a symbolic dimension shows where one is used)
+            with plain_sizes():
+                splits = padding.check(resolve(model, a, workspace), a)
+        else:
+            splits = {}
     except BuildError as e:
         raise symbolic.rename_in_errors(e, a) from None
     program = padding.annotate(program, splits)
-    text = emit_file(program, module)
+    emitted = emit_module(program, module)
+    text = emitted.text
     if not symbolic.has_symbolic(program):
         return program, text
     b = symbolic.Sentinels(list(symbolic.SENTINELS_B))
@@ -267,7 +275,7 @@ def _resolve_and_emit(model: ir.ModelFile, module: str,
     except BuildError:
         text_c = None  # too small for this model; the A/B comparison still decides
     return program, symbolic.reconcile(text, text_b, text_c, a, b, model.file, model.relpath,
-                                       program)
+                                       program, emitted.inputs)
 
 
 def _load_cache(out: Path) -> dict:

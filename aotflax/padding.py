@@ -488,11 +488,17 @@ def _unpacked(callee: Function, var: Var) -> list[Tensor]:
 # ------------------------------------------------------------- entry points
 
 
+def has_buckets(program: FileProgram) -> bool:
+    """Whether any target of the program declares `buckets=` (and needs `check`)."""
+    return any(t.buckets for t in program.targets)
+
+
 def check(program: FileProgram, sentinels: Any) -> dict[str, tuple[str, ...]]:
     """Proves padding safe for every bucketed target of a program resolved with the `A`
     sentinels, or raises `BuildError` naming every op that mixes positions.
 
-    **Arguments:** `program`: resolved with `sentinels` (`symbolic.Sentinels`).
+    **Arguments:** `program`: resolved with `sentinels` (`symbolic.Sentinels`) and
+    plain sizes (`sizes.plain_sizes`), so that a size used as a value shows as its number.
 
     **Returns:** per bucketed target, the dimensions a request above the largest
     bucket may be split along (see the module docstring).

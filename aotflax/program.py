@@ -10,7 +10,7 @@ tensors they read, so naming can be decided later, by `emit`, with liveness.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from .diagnostics import Span
 from .dtypes import short_name
@@ -68,26 +68,39 @@ def describe(shape: tuple[int, ...], dtype: str) -> str:
     return f"{short_name(dtype)}[{', '.join(str(d) for d in shape)}]"
 
 
-#: A fragment of generated code: text, or a variable rendered as its name.
-Fragment = Union[str, Var]
+class Fragment:
+    """A piece of `Code` that is neither text nor a variable (`sizes.SizeRef`): it names
+    the variables it reads and renders itself once they have names."""
+
+    __slots__ = ()
+
+    def vars(self) -> list[Var]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def render(self, names: dict) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+#: A part of generated code: text, a variable rendered as its name, or a `Fragment`.
+Part = Union[str, Var, Fragment]
 
 
 @dataclass(frozen=True, slots=True)
 class Code:
     """Python code with holes for tensors; rendered once names are assigned."""
 
-    parts: tuple[Fragment, ...]
+    parts: tuple[Part, ...]
 
     @staticmethod
-    def of(*parts: "Fragment | Code") -> "Code":
-        out: list[Fragment] = []
+    def of(*parts: "Part | Code") -> "Code":
+        out: list[Part] = []
         for p in parts:
             out.extend(p.parts if isinstance(p, Code) else (p,))
         return Code(tuple(out))
 
     @staticmethod
     def join(sep: str, items: "list[Code]") -> "Code":
-        out: list[Fragment] = []
+        out: list[Part] = []
         for i, item in enumerate(items):
             if i:
                 out.append(sep)
@@ -95,10 +108,24 @@ class Code:
         return Code(tuple(out))
 
     def vars(self) -> list[Var]:
-        return [p for p in self.parts if isinstance(p, Var)]
+        out: list[Var] = []
+        for p in self.parts:
+            if isinstance(p, Var):
+                out.append(p)
+            elif not isinstance(p, str):
+                out.extend(p.vars())
+        return out
 
-    def render(self, names: dict[int, str]) -> str:
-        return "".join(names[id(p)] if isinstance(p, Var) else p for p in self.parts)
+    def render(self, names: dict) -> str:
+        out = []
+        for p in self.parts:
+            if isinstance(p, str):
+                out.append(p)
+            elif isinstance(p, Var):
+                out.append(names[id(p)])
+            else:
+                out.append(p.render(names))
+        return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +208,9 @@ class OpInfo:
     trips: int = 1
     #: How it moves its inputs' axes (`ops/axes.py`), for the padding proof of buckets.
     flow: Flow | None = None
+    #: A module call whose instance's parameters arrive in a shared module's argument
+    #: (not below the caller's `params`).
+    shared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +237,9 @@ class Op:
     init_only: bool = False
     #: Arguments in the init variant when they differ (a call of a child's init variant).
     init_args: "tuple[tuple[str, Code], ...] | None" = None
+    #: Types of `temps`, where the rule knows them: per temp, one per line assigning it
+    #: (the comment of that line shows it, like an output's).
+    temp_types: "tuple[tuple[Tensor, ...], ...]" = ()
 
     def inputs(self) -> list[Var]:
         """Variables the op reads (an argument named "target" is what it assigns)."""
@@ -275,6 +308,63 @@ class Function:
     #: from data: the same body with the `init_only` ops, writing those parameters into
     #: `params` as it runs; it always takes `rng`.  None: no variant.
     init_name: str | None = None
+    #: What it implements, for names and docstrings ("ResNetBlock.apply", "cross_entropy").
+    origin: str = ""
+    #: The model's own name for the module configuration, if any ("ResNet18").
+    label: str = ""
+    #: The static hyperparameters it is specialized for, in signature order: emit names the
+    #: keyword arguments and variants of shared functions after them.
+    hparams: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    #: Its variables (a module's function): parameters by path below its `params`, and
+    #: state with the collection first; those of the modules it calls included.
+    params: tuple["ParamDecl", ...] = field(default=(), compare=False)
+    state: tuple["ParamDecl", ...] = field(default=(), compare=False)
+
+
+class FunctionRef(Fragment):
+    """An emitted function named in code (a call, a scan's step): emit decides the name,
+    since instances that compute the same thing share one function."""
+
+    __slots__ = ("function", "kind")
+
+    def __init__(self, function: "Function", kind: str = "apply"):
+        #: The function, and which of its forms: "apply", or "init" (its init variant).
+        self.function, self.kind = function, kind
+
+    def vars(self) -> list[Var]:
+        return []
+
+    def render(self, names: dict) -> str:
+        found = names.get(("fn", id(self.function), self.kind))
+        if found is not None:
+            return found
+        return self.function.init_name if self.kind == "init" else self.function.name
+
+
+class CallKwargs(Fragment):
+    """Where a call passes the keyword arguments of a shared function (`strides=(2, 2)`):
+    the values this call's instance needs, decided by emit."""
+
+    __slots__ = ("function", "kind", "lead")
+
+    def __init__(self, function: "Function", kind: str = "apply", lead: bool = True):
+        #: `lead`: other arguments come before it (a comma goes first).
+        self.function, self.kind, self.lead = function, kind, lead
+
+    def vars(self) -> list[Var]:
+        return []
+
+    def render(self, names: dict) -> str:
+        text = names.get(("kw", id(self.function), self.kind), "")
+        if text.startswith("\x01"):  # emit's placeholder: it records the lead itself
+            return text.format("L" if self.lead else "N")
+        return (", " + text if self.lead else text) if text else ""
+
+
+def call_code(function: "Function", args: "list[Code]", kind: str = "apply") -> Code:
+    """`name(args..., <its keyword arguments>)`: a call of an emitted function."""
+    return Code.of(FunctionRef(function, kind), "(", Code.join(", ", args),
+                   CallKwargs(function, kind, bool(args)), ")")
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +425,9 @@ class TargetProgram:
     #: Some parameter is initialized from data: `init(rng, *example_inputs)` runs the
     #: entry's init variant after the initializers.
     init_inputs: bool = False
+    #: A `method=` target whose parameter tree is a sibling target's whole tree
+    #: (`resolve/methods.py`): that target's name, whose variable tree `init` walks.
+    variables_of: str | None = None
     #: Hardware its native executables are cross-compiled for (`tpu=`, `gpu=`).
     tpu_topologies: tuple[str, ...] = ()
     gpu_targets: tuple[str, ...] = ()

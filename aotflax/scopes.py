@@ -62,14 +62,16 @@ class FunctionState:
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
         check_shape(shape)
-        return Tensor(tuple(shape), dtype, weak)
+        return Tensor(tuple(int(d) for d in shape), dtype, weak)
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...], span: Span,
              stem: str, temps: tuple[str, ...] = (), info: OpInfo | None = None, *,
-             init_only: bool = False, init_args: dict[str, Code] | None = None) -> None:
+             init_only: bool = False, init_args: dict[str, Code] | None = None,
+             temp_types: tuple = ()) -> None:
         self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
                            stem, info=info, init_only=init_only,
-                           init_args=tuple(init_args.items()) if init_args else None))
+                           init_args=tuple(init_args.items()) if init_args else None,
+                           temp_types=tuple(temp_types)))
 
     def hint(self, var: Any, name: str) -> None:
         if isinstance(var, Var):
@@ -183,6 +185,7 @@ class Scope(LayerScope):
               span: Span) -> Code:
         path = self.prefix + (name,)
         check_shape(shape, f"parameter '{name}'")
+        shape = tuple(int(d) for d in shape)
         if 0 in shape:  # initializers divide by fan-in; Linen's init fails the same way
             raise CallError("AOT210", f"parameter '{'/'.join(path)}' would have the zero-size "
                             f"shape {tuple(shape)}", hint="look for an input or feature "
@@ -206,6 +209,7 @@ class Scope(LayerScope):
               span: Span) -> Code:
         key = (collection, self.prefix + (name,))
         check_shape(shape, f"state variable '{name}'")
+        shape = tuple(int(d) for d in shape)
         if self.shared_arg is not None:
             raise CallError(
                 "AOT370", f"{self.owner} keeps state ('{collection}/{name}'), and a shared "

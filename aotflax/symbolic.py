@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+from typing import Any
 from dataclasses import dataclass, field, replace
 
 from .diagnostics import BuildError, Diagnostic, SourceFile, Span
@@ -88,7 +89,8 @@ def _located(source: SourceFile, comment: str, marker: str, message: str,
 
 
 def reconcile(text_a: str, text_b: str, text_c: str | None, a: Sentinels, b: Sentinels,
-              source: SourceFile, relpath: str, program_a: FileProgram) -> str:
+              source: SourceFile, relpath: str, program_a: FileProgram,
+              inputs: dict[str, tuple[tuple[str, Any], ...]] | None = None) -> str:
     """Merge the A/B emissions into one text with symbolic dimension variables.
 
     Raises `BuildError` with the DSL line of every place that needs a symbolic size
@@ -99,8 +101,9 @@ def reconcile(text_a: str, text_b: str, text_c: str | None, a: Sentinels, b: Sen
     var = {s: s if s not in reserved and not keyword.iskeyword(s) and s not in dir(builtins)
            else f"{s}_dim" for s in a.names}
     symbols = ", ".join(f"'{s}'" for s in a.names)
-    hint = ("use -1 in reshapes, or keep the dimension out of arithmetic; a symbolic size is "
-            "only known when the program runs")
+    hint = ("read the size from the array where it is used (x.shape[0], or -1 in a "
+            "reshape); a symbolic size is only known when the program runs, so it cannot "
+            "set a parameter's shape or a submodule's hyperparameter")
     lines_a, lines_b = text_a.splitlines(), text_b.splitlines()
     errors: list[Diagnostic] = []
     if len(lines_a) != len(lines_b) or _structure(text_a) != _structure(text_c or text_a):
@@ -127,7 +130,7 @@ def reconcile(text_a: str, text_b: str, text_c: str | None, a: Sentinels, b: Sen
         out.append(code + (_fuzzy(com_a, com_b, a, {s: s for s in a.names}) if com_a else ""))
     if errors:
         raise BuildError(_unique(errors))
-    return _define_dims("\n".join(out) + "\n", program_a, a, var, source)
+    return _define_dims("\n".join(out) + "\n", program_a, a, var, source, inputs)
 
 
 def _fuzzy(text_a: str, text_b: str, a: Sentinels, names: dict[str, str]) -> str:
@@ -154,11 +157,18 @@ def _unique(errors: list[Diagnostic]) -> list[Diagnostic]:
 
 
 def _define_dims(text: str, program: FileProgram, a: Sentinels, var: dict[str, str],
-                 source: SourceFile) -> str:
-    """Insert `batch = x.shape[0]` at the top of each function that uses a dimension."""
+                 source: SourceFile,
+                 inputs: dict[str, tuple[tuple[str, Any], ...]] | None = None) -> str:
+    """Insert `batch = x.shape[0]` at the top of each function that uses a dimension.
+
+    `inputs`: the emitted functions' array inputs by emitted name (`emit.Emitted`);
+    functions shared across instances are named by emission, not by resolve.
+    """
     carriers: dict[str, dict[str, str]] = {}
     for fn in program.functions:
         carriers[fn.name] = _carriers(fn.inputs, a)
+    for name, args in (inputs or {}).items():
+        carriers[name] = _carriers(args, a)
     for t in program.targets:
         carriers[f"_{t.name}_apply"] = _carriers(
             tuple((n, Tensor(s, d)) for n, s, d in t.inputs), a)

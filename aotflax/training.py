@@ -150,7 +150,8 @@ TEMPLATE_LOCALS = frozenset({
     "microbatch", "carry", "inputs", "index", "key", "step_grads", "slices", "zeros"})
 
 #: Module-level helpers emitted for a target `t`, as `_{t}_{suffix}` (templates/*.j2).
-TARGET_HELPERS = ("apply", "init", "loss", "optimizer", "init_opt", "train_step", "labels")
+TARGET_HELPERS = ("apply", "init", "loss", "optimizer", "init_opt", "train_step", "labels",
+                  "variables")
 
 
 def target_globals(target: str) -> tuple[str, ...]:
@@ -161,6 +162,11 @@ def target_globals(target: str) -> tuple[str, ...]:
 def labels_variable(target: str) -> str:
     """The module-level dict of a target's parameter-group labels (multi_transform's)."""
     return f"_{target}_labels"
+
+
+def variables_variable(target: str) -> str:
+    """The module-level `_runtime.Variables` of a target (shared by targets with its tree)."""
+    return f"_{target}_variables"
 
 
 def optimizer_code(r: "Resolver", optimizer: Any, params: tuple[ParamDecl, ...],
@@ -441,4 +447,4 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
 
 __all__ = ["TARGET_HELPERS", "TEMPLATE_LOCALS", "TRAIN_ONLY", "call_optax", "labels_variable",
            "multi_optimizer", "optimizer_code", "resolve_train", "target_globals",
-           "train_options", "traversal", "traversal_method"]
+           "train_options", "traversal", "traversal_method", "variables_variable"]

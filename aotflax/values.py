@@ -110,6 +110,9 @@ class ModuleRef:
     bound: tuple[tuple[str, Any], ...] = ()
     #: Where `partial` was called (for notes).
     span: Span | None = None
+    #: The module-level name the model gave this configuration (`ResNet18 = ResNet.partial(
+    #: ...)`), kept by further partials: emit names variants after it.
+    label: str | None = field(default=None, compare=False)
 
     @property
     def class_name(self) -> str:
@@ -118,7 +121,7 @@ class ModuleRef:
     def with_bound(self, extra: dict[str, Any], span: Span) -> "ModuleRef":
         merged = dict(self.bound)
         merged.update(extra)
-        return ModuleRef(self.module, tuple(merged.items()), span)
+        return ModuleRef(self.module, tuple(merged.items()), span, self.label)
 
 
 @dataclass(eq=False)
@@ -486,15 +489,20 @@ def static_key(value: Any) -> Any:
     if isinstance(value, Partial):
         return ("partial", static_key(value.func), static_key(value.args),
                 static_key(dict(value.kwargs)))
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)):  # a shape read from an array is a plain tuple here
         _walked[0] += len(value)
-        return (type(value).__name__, tuple(static_key(v) for v in value))
+        return ("list" if isinstance(value, list) else "tuple",
+                tuple(static_key(v) for v in value))
     if isinstance(value, dict):
         _walked[0] += len(value)
         return ("dict", tuple((static_key(k), static_key(v)) for k, v in value.items()))
     if isinstance(value, float) and math.isnan(value):
         return ("nan",)
-    if isinstance(value, (bool, int, float, complex, str, type(None))):
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int):
+        return ("int", int(value))
+    if isinstance(value, (float, complex, str, type(None))):
         return (type(value).__name__, value)
     if isinstance(value, ModuleRef):
         return ("module", value.module.name, id(value.module), static_key(dict(value.bound)))
@@ -579,7 +587,9 @@ def describe_value(value: Any) -> str:
         return f"bool {value!r}"
     if numpy_scalar_name(value) is not None:
         return f"numpy {numpy_scalar_name(value)} {value.item()!r}"
-    if isinstance(value, (int, float, str, complex)):
+    if isinstance(value, int):  # a size read from an array is a plain int here
+        return f"int {shown(int(value))}"
+    if isinstance(value, (float, str, complex)):
         return f"{type(value).__name__} {shown(value)}"
     if value is None:
         return "None"

@@ -42,6 +42,7 @@ import platform as _host
 import re
 import stat
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,15 @@ __all__ = [
     "ArtifactSignatureError",
     "LoadedTarget",
     "Target",
+    "Variable",
+    "Variables",
     "host_problem",
+    "labels",
+    "param",
     "read_artifact",
     "read_manifest",
     "run_on_zeros",
+    "state",
 ]
 
 AOTFLAX_VERSION = "0.1.0"
@@ -511,6 +517,107 @@ class LoadedTarget:
                 f"got {_describe(rng)}"
             )
         return rng
+
+
+# --- variables ---------------------------------------------------------------
+
+
+class Variable:
+    """One declared variable of a generated module: a parameter (`collection` "params")
+    or a state variable, with the initializer `init(key, shape, dtype)` that makes it
+    (None: initialized from data, by the target's init forward pass)."""
+
+    __slots__ = ("collection", "dtype", "init", "shape")
+
+    def __init__(self, collection: str, init: Any, shape: Sequence[int], dtype: Any) -> None:
+        self.collection, self.init = collection, init
+        self.shape, self.dtype = tuple(shape), dtype
+
+    def __repr__(self) -> str:
+        return f"<{self.collection} {jnp.dtype(self.dtype).name}{list(self.shape)}>"
+
+
+def param(init: Any, shape: Sequence[int], dtype: Any = jnp.float32) -> Variable:
+    """A parameter (in `params`)."""
+    return Variable("params", init, shape, dtype)
+
+
+def state(collection: str, init: Any, shape: Sequence[int], dtype: Any = jnp.float32) -> Variable:
+    """A state variable of `collection` ("batch_stats", "cache", ...)."""
+    return Variable(collection, init, shape, dtype)
+
+
+class Variables:
+    """The variables of a target, declared as one tree: module names down to `Variable`
+    leaves (a tuple where a parameter and a state variable share a path).
+
+    **Attributes:** `param_shapes`, `state_shapes` (collection -> tree): trees of
+    `jax.ShapeDtypeStruct`, as `Target.PARAM_SHAPES` and `STATE_SHAPES`.
+    """
+
+    def __init__(self, tree: Mapping[str, Any]) -> None:
+        self.leaves: list[tuple[tuple[str, ...], Variable]] = []
+        _walk_variables(tree, (), self.leaves)
+        self.param_shapes: dict[str, Any] = {}
+        self.state_shapes: dict[str, Any] = {}
+        for path, v in self.leaves:
+            spec = jax.ShapeDtypeStruct(v.shape, v.dtype)
+            if v.collection == "params":
+                _set_path(self.param_shapes, path, spec)
+            else:
+                _set_path(self.state_shapes.setdefault(v.collection, {}), path, spec)
+
+    def init(self, rng: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`(params, state)`: each variable initialized with the key its full path folds
+        into `rng` (`crc32(path)`, state paths starting with their collection), so every
+        variable's value depends only on `rng` and where it is. A variable initialized
+        from data leaves an empty dict where it goes."""
+        params: dict[str, Any] = {}
+        state: dict[str, Any] = {}
+        for path, v in self.leaves:
+            full = path if v.collection == "params" else (v.collection, *path)
+            if v.collection == "params":
+                root = params
+            else:
+                root = state.setdefault(v.collection, {})
+            if v.init is None:
+                _set_path(root, path[:-1], None)
+                continue
+            key = jax.random.fold_in(rng, zlib.crc32("/".join(full).encode()) & 0x7FFFFFFF)
+            _set_path(root, path, v.init(key, v.shape, v.dtype))
+        return params, state
+
+
+def labels(groups: Mapping[str, Sequence[Sequence[str]]]) -> dict[str, Any]:
+    """A tree of group labels (optax.multi_transform's) from each group's parameter paths
+    (each a tuple of names, from the top of `params`)."""
+    tree: dict[str, Any] = {}
+    for label, paths in groups.items():
+        for path in paths:
+            _set_path(tree, tuple(path), label)
+    return tree
+
+
+def _walk_variables(
+    node: Any, path: tuple[str, ...], out: list[tuple[tuple[str, ...], Variable]]
+) -> None:
+    if isinstance(node, Variable):
+        out.append((path, node))
+    elif isinstance(node, tuple):
+        for item in node:
+            _walk_variables(item, path, out)
+    else:
+        for key, value in node.items():
+            _walk_variables(value, (*path, key), out)
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Sets `tree[p0][p1]...= value`, creating dicts on the way (None: only the dicts)."""
+    node = tree
+    for part in path[:-1] if value is not None else path:
+        node = node.setdefault(part, {})
+    if value is not None:
+        node[path[-1]] = value
 
 
 # --- arguments ---------------------------------------------------------------

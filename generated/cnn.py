@@ -9,19 +9,25 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def ConvBlock(params, x):
-    """ConvBlock.apply(features=64, pool="max"), from models/cnn.py:37."""
+def conv_block(params, x):
+    """ConvBlock.apply(features=64, pool="max"), from models/cnn.py:37.
+
+    Serves cnn_b4 (block1).
+    """
     x = jax.lax.conv_general_dilated(x, params["conv"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + params["conv"]["bias"].reshape((1, 1, 1, -1))  # models/cnn.py:39  f32[4, 14, 14, 64]
     x = jax.nn.relu(x)  # models/cnn.py:40  f32[4, 14, 14, 64]
     pool = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # models/cnn.py:42  f32[4, 7, 7, 64]
     return pool
 
 
-def Scale(params, x):
-    """Scale.apply(), from models/cnn.py:27."""
-    scale = params["scale"]  # models/cnn.py:28  f32[64]
-    scale = scale.reshape((1, 1, 1, -1))  # models/cnn.py:30  f32[1, 1, 1, 64]
-    y = x * scale  # models/cnn.py:31  f32[4, 7, 7, 64]
+def scale(params, x):
+    """Scale.apply(), from models/cnn.py:27.
+
+    Serves cnn_b4 (scale).
+    """
+    scale_1 = params["scale"]  # models/cnn.py:28  f32[64]
+    scale_1 = scale_1.reshape((1, 1, 1, -1))  # models/cnn.py:30  f32[1, 1, 1, 64]
+    y = x * scale_1  # models/cnn.py:31  f32[4, 7, 7, 64]
     return y
 
 
@@ -32,8 +38,11 @@ def small_normal(key, shape, dtype):
     return y
 
 
-def TiedMLP(params, x):
-    """TiedMLP.apply(depth=2), from models/cnn.py:49."""
+def tied_mlp(params, x):
+    """TiedMLP.apply(depth=2), from models/cnn.py:49.
+
+    Serves cnn_b4 (TiedMLP_0).
+    """
     dense = x @ params["tied"]["kernel"] + params["tied"]["bias"].reshape((1, -1))  # models/cnn.py:52  f32[4, 128]
     relu = jax.nn.relu(dense)  # models/cnn.py:52  f32[4, 128]
     x = x + relu  # models/cnn.py:52  f32[4, 128]
@@ -43,60 +52,80 @@ def TiedMLP(params, x):
     return x
 
 
-def CNN(params, x):
+def cnn(params, x):
     """CNN.apply(widths=(32, 64), hidden=128, num_classes=10), from models/cnn.py:57."""
+    batch, height, width, _ = x.shape  # models/cnn.py:59
     x = jax.lax.conv_general_dilated(x, params["conv1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + params["conv1"]["bias"].reshape((1, 1, 1, -1))  # models/cnn.py:61  f32[4, 28, 28, 32]
     x = jax.nn.relu(x)  # models/cnn.py:62  f32[4, 28, 28, 32]
     x = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4  # models/cnn.py:63  f32[4, 14, 14, 32]
-    x = ConvBlock(params["block1"], x)  # models/cnn.py:65  f32[4, 7, 7, 64]
-    x = Scale(params["scale"], x)  # models/cnn.py:66  f32[4, 7, 7, 64]
-    x = jnp.reshape(x, (4, 3136))  # models/cnn.py:68  f32[4, 3136]
+    x = conv_block(params["block1"], x)  # models/cnn.py:65  f32[4, 7, 7, 64]
+    x = scale(params["scale"], x)  # models/cnn.py:66  f32[4, 7, 7, 64]
+    size = height // 2  # models/cnn.py:20
+    size = size // 2  # models/cnn.py:20
+    size_1 = width // 2  # models/cnn.py:20
+    size_1 = size_1 // 2  # models/cnn.py:20
+    x = jnp.reshape(x, (batch, size * size_1 * 64))  # models/cnn.py:68  f32[4, 3136]
     x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/cnn.py:69  f32[4, 128]
     x = jax.nn.relu(x)  # models/cnn.py:70  f32[4, 128]
-    x = TiedMLP(params["TiedMLP_0"], x)  # models/cnn.py:71  f32[4, 128]
+    x = tied_mlp(params["TiedMLP_0"], x)  # models/cnn.py:71  f32[4, 128]
     x = x @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, -1))  # models/cnn.py:72  f32[4, 10]
     log_softmax = jax.nn.log_softmax(x)  # models/cnn.py:73  f32[4, 10]
     return log_softmax
 
 
-def _cnn_b4_init(rng):
-    """Parameters and state of target `cnn_b4`: initializers only, no forward pass."""
-    params = {
-        "conv1": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 924890475), (3, 3, 1, 32), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2133661554), (32,), jnp.float32),
-        },
-        "block1": {
-            "conv": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 908021145), (3, 3, 32, 64), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2014731774), (64,), jnp.float32),
-            },
-        },
-        "scale": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 2145066054), (64,), jnp.float32),
-        },
-        "Dense_0": {
-            "kernel": small_normal(jax.random.fold_in(rng, 1994162967), (3136, 128), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 109938423), (128,), jnp.float32),
-        },
-        "TiedMLP_0": {
-            "tied": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 585255971), (128, 128), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 476790181), (128,), jnp.float32),
-            },
-        },
-        "Dense_1": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 980845449), (128, 10), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1305564498), (10,), jnp.float32),
+def conv_block_variables():
+    """The params of ConvBlock.apply(features=64, pool="max"), from models/cnn.py:37."""
+    return {
+        "conv": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, 32, 64)),  # models/cnn.py:39
+            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/cnn.py:39
         },
     }
-    state = {}
-    return params, state
+
+
+def scale_variables():
+    """The params of Scale.apply(), from models/cnn.py:27."""
+    return {"scale": _runtime.param(jax.nn.initializers.ones, (64,))}  # models/cnn.py:28
+
+
+def tied_mlp_variables():
+    """The params of TiedMLP.apply(depth=2), from models/cnn.py:49."""
+    return {
+        "tied": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (128, 128)),  # models/cnn.py:52
+            "bias": _runtime.param(jax.nn.initializers.zeros, (128,)),  # models/cnn.py:52
+        },
+    }
+
+
+def cnn_variables():
+    """The params of CNN.apply(widths=(32, 64), hidden=128, num_classes=10), from models/cnn.py:57."""
+    return {
+        "conv1": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, 1, 32)),  # models/cnn.py:61
+            "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/cnn.py:61
+        },
+        "block1": conv_block_variables(),
+        "scale": scale_variables(),
+        "Dense_0": {
+            "kernel": _runtime.param(small_normal, (3136, 128)),  # models/cnn.py:69
+            "bias": _runtime.param(jax.nn.initializers.zeros, (128,)),  # models/cnn.py:69
+        },
+        "TiedMLP_0": tied_mlp_variables(),
+        "Dense_1": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (128, 10)),  # models/cnn.py:72
+            "bias": _runtime.param(jax.nn.initializers.zeros, (10,)),  # models/cnn.py:72
+        },
+    }
+
+
+#: Parameters and state of cnn_b4.
+_cnn_b4_variables = _runtime.Variables(cnn_variables())
 
 
 def _cnn_b4_apply(params, state, x, rng=None):
     """CNN.apply() on x: f32[4, 28, 28, 1] -> f32[4, 10]."""
-    outputs = CNN(params, x)
+    outputs = cnn(params, x)
     return outputs, {}
 
 
@@ -105,42 +134,12 @@ cnn_b4 = _runtime.Target(
     name="cnn_b4",
     module="cnn",
     source_sha256="3b19a6f3cd48cf876f97c563830e91d56644c9e58c5e567e47a47e716a960b47",
-    init=_cnn_b4_init,
+    init=_cnn_b4_variables.init,
     apply=_cnn_b4_apply,
     inputs={"x": jax.ShapeDtypeStruct((4, 28, 28, 1), jnp.float32)},
-    param_shapes={
-        "conv1": {
-            "kernel": jax.ShapeDtypeStruct((3, 3, 1, 32), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-        },
-        "block1": {
-            "conv": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 64), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "scale": {
-            "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-        },
-        "Dense_0": {
-            "kernel": jax.ShapeDtypeStruct((3136, 128), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-        },
-        "TiedMLP_0": {
-            "tied": {
-                "kernel": jax.ShapeDtypeStruct((128, 128), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-        },
-        "Dense_1": {
-            "kernel": jax.ShapeDtypeStruct((128, 10), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((10,), jnp.float32),
-        },
-    },
-    state_shapes={},
-    stochastic=False,
+    param_shapes=_cnn_b4_variables.param_shapes,
+    state_shapes=_cnn_b4_variables.state_shapes,
     platforms=("cpu", "tpu"),
-    devices=1,
 )
 
 

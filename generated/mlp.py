@@ -9,22 +9,12 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def MLP(params, x):
-    """MLP.apply(hidden=(128, 64), num_classes=10), from models/mlp.py:7."""
-    x = x.reshape((8, -1))  # models/mlp.py:8  f32[8, 784]
-    x = x @ params["hidden_0"]["kernel"] + params["hidden_0"]["bias"].reshape((1, -1))  # models/mlp.py:10  f32[8, 128]
-    x = jax.nn.relu(x)  # models/mlp.py:11  f32[8, 128]
-    x = x @ params["hidden_1"]["kernel"] + params["hidden_1"]["bias"].reshape((1, -1))  # models/mlp.py:10  f32[8, 64]
-    x = jax.nn.relu(x)  # models/mlp.py:11  f32[8, 64]
-    x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/mlp.py:12  f32[8, 10]
-    log_softmax = jax.nn.log_softmax(x)  # models/mlp.py:13  f32[8, 10]
-    return log_softmax
+def mlp(params, x):
+    """MLP.apply(hidden=(128, 64), num_classes=10), from models/mlp.py:7.
 
-
-def MLP_1(params, x):
-    """MLP.apply(hidden=(128, 64), num_classes=10), from models/mlp.py:7."""
-    batch = x.shape[0]  # symbolic dimension "batch"
-    x = x.reshape((batch, -1))  # models/mlp.py:8  f32[batch, 784]
+    Serves mlp_b8, mlp_serve.
+    """
+    x = x.reshape((x.shape[0], -1))  # models/mlp.py:8  f32[batch, 784]
     x = x @ params["hidden_0"]["kernel"] + params["hidden_0"]["bias"].reshape((1, -1))  # models/mlp.py:10  f32[batch, 128]
     x = jax.nn.relu(x)  # models/mlp.py:11  f32[batch, 128]
     x = x @ params["hidden_1"]["kernel"] + params["hidden_1"]["bias"].reshape((1, -1))  # models/mlp.py:10  f32[batch, 64]
@@ -34,29 +24,31 @@ def MLP_1(params, x):
     return log_softmax
 
 
-def _mlp_b8_init(rng):
-    """Parameters and state of target `mlp_b8`: initializers only, no forward pass."""
-    params = {
+def mlp_variables():
+    """The params of MLP.apply(hidden=(128, 64), num_classes=10), from models/mlp.py:7."""
+    return {
         "hidden_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 245349451), (784, 128), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1952365979), (128,), jnp.float32),
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (784, 128)),  # models/mlp.py:10
+            "bias": _runtime.param(jax.nn.initializers.zeros, (128,)),  # models/mlp.py:10
         },
         "hidden_1": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1110818005), (128, 64), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1057123902), (64,), jnp.float32),
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (128, 64)),  # models/mlp.py:10
+            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/mlp.py:10
         },
         "Dense_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1994162967), (64, 10), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 109938423), (10,), jnp.float32),
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (64, 10)),  # models/mlp.py:12
+            "bias": _runtime.param(jax.nn.initializers.zeros, (10,)),  # models/mlp.py:12
         },
     }
-    state = {}
-    return params, state
+
+
+#: Parameters and state of mlp_b8.
+_mlp_b8_variables = _runtime.Variables(mlp_variables())
 
 
 def _mlp_b8_apply(params, state, x, rng=None):
-    """MLP.apply() on x: f32[8, 28, 28, 1] -> f32[8, 10]."""
-    outputs = MLP(params, x)
+    """MLP.apply(): the apply of targets mlp_b8, mlp_serve."""
+    outputs = mlp(params, x)
     return outputs, {}
 
 
@@ -65,34 +57,13 @@ mlp_b8 = _runtime.Target(
     name="mlp_b8",
     module="mlp",
     source_sha256="e73906435271143736733dd39cd6f97d56fcd4c6fa02a008f6a115cfd8dc2183",
-    init=_mlp_b8_init,
+    init=_mlp_b8_variables.init,
     apply=_mlp_b8_apply,
     inputs={"x": jax.ShapeDtypeStruct((8, 28, 28, 1), jnp.float32)},
-    param_shapes={
-        "hidden_0": {
-            "kernel": jax.ShapeDtypeStruct((784, 128), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-        },
-        "hidden_1": {
-            "kernel": jax.ShapeDtypeStruct((128, 64), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-        },
-        "Dense_0": {
-            "kernel": jax.ShapeDtypeStruct((64, 10), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((10,), jnp.float32),
-        },
-    },
-    state_shapes={},
-    stochastic=False,
+    param_shapes=_mlp_b8_variables.param_shapes,
+    state_shapes=_mlp_b8_variables.state_shapes,
     platforms=("cpu", "tpu"),
-    devices=1,
 )
-
-
-def _mlp_serve_apply(params, state, x, rng=None):
-    """MLP.apply() on x: f32[batch, 28, 28, 1] -> f32[batch, 10]."""
-    outputs = MLP_1(params, x)
-    return outputs, {}
 
 
 # models/mlp.py:21  target mlp_serve: 109386 parameters
@@ -100,14 +71,12 @@ mlp_serve = _runtime.Target(
     name="mlp_serve",
     module="mlp",
     source_sha256="e73906435271143736733dd39cd6f97d56fcd4c6fa02a008f6a115cfd8dc2183",
-    init=_mlp_b8_init,
-    apply=_mlp_serve_apply,
+    init=_mlp_b8_variables.init,
+    apply=_mlp_b8_apply,
     inputs={"x": (("batch", 28, 28, 1), jnp.float32)},
-    param_shapes=mlp_b8.PARAM_SHAPES,
-    state_shapes=mlp_b8.STATE_SHAPES,
-    stochastic=False,
+    param_shapes=_mlp_b8_variables.param_shapes,
+    state_shapes=_mlp_b8_variables.state_shapes,
     platforms=("cpu", "cuda", "tpu"),
-    devices=1,
     buckets={"batch": (1, 8, 32, 128)},
     splittable=("batch",),
 )

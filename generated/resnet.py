@@ -9,1198 +9,348 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def ResNetBlock(params, batch_stats, x):
-    """ResNetBlock.apply(filters=8, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 8, 8, 8]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
+def res_net_block_train(params, batch_stats, x):
+    """ResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20.
+
+    Serves resnet18_train, resnet18_train_step (ResNetBlock_0, ResNetBlock_1, ResNetBlock_3,
+    ResNetBlock_5, ResNetBlock_7).
+    """
+    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[batch, height, width, filters]
+    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23  f32[filters]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23  f32[filters]
     y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 8))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 8)),  # models/resnet.py:23
+        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:23
         0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
         0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[2, 8, 8, 8], f32[8], f32[8]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 8, 8, 8]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 8, 8, 8]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
+    )  # models/resnet.py:23  f32[batch, height, width, filters], f32[filters], f32[filters]
+    y = jax.nn.relu(y)  # models/resnet.py:24  f32[batch, height, width, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[batch, height, width, filters]
+    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26  f32[filters]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26  f32[filters]
     y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 8))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 8)),  # models/resnet.py:26
+        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:26
         0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
         0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[2, 8, 8, 8], f32[8], f32[8]
-    y = x + y  # models/resnet.py:30  f32[2, 8, 8, 8]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 8, 8, 8]
+    )  # models/resnet.py:26  f32[batch, height, width, filters], f32[filters], f32[filters]
+    y = x + y  # models/resnet.py:30  f32[batch, height, width, filters]
+    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[batch, height, width, filters]
     return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}}
 
 
-def ResNetBlock_1(params, batch_stats, x):
-    """ResNetBlock.apply(filters=16, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 4, 4, 16]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
+def res_net_block_train_with_conv_proj(params, batch_stats, x):
+    """ResNetBlock.apply(filters=16|32|64|128|256|512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20.
+
+    Serves resnet18_train, resnet18_train_step (ResNetBlock_2, ResNetBlock_4,
+    ResNetBlock_6).
+    """
+    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[batch, height // 2, width // 2, filters]
+    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23  f32[filters]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23  f32[filters]
     y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 16)),  # models/resnet.py:23
+        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:23
         0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
         0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[2, 4, 4, 16], f32[16], f32[16]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 4, 4, 16]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 4, 4, 16]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
+    )  # models/resnet.py:23  f32[batch, height // 2, width // 2, filters], f32[filters], f32[filters]
+    y = jax.nn.relu(y)  # models/resnet.py:24  f32[batch, height // 2, width // 2, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[batch, height // 2, width // 2, filters]
+    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26  f32[filters]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26  f32[filters]
     y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 16)),  # models/resnet.py:26
+        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:26
         0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
         0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[2, 4, 4, 16], f32[16], f32[16]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[2, 4, 4, 16]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:29
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:29
+    )  # models/resnet.py:26  f32[batch, height // 2, width // 2, filters], f32[filters], f32[filters]
+    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[batch, height // 2, width // 2, filters]
+    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:29  f32[filters]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:29  f32[filters]
     residual, new_mean_2, new_var_2 = (  # models/resnet.py:29
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 16))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 16)),  # models/resnet.py:29
+        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, -1))) + params["norm_proj"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:29
         0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:29
         0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:29
-    )  # models/resnet.py:29  f32[2, 4, 4, 16], f32[16], f32[16]
-    y = residual + y  # models/resnet.py:30  f32[2, 4, 4, 16]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 4, 4, 16]
+    )  # models/resnet.py:29  f32[batch, height // 2, width // 2, filters], f32[filters], f32[filters]
+    y = residual + y  # models/resnet.py:30  f32[batch, height // 2, width // 2, filters]
+    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[batch, height // 2, width // 2, filters]
     return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "norm_proj": {"mean": new_mean_2, "var": new_var_2}}
 
 
-def ResNetBlock_2(params, batch_stats, x):
-    """ResNetBlock.apply(filters=16, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 4, 4, 16]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 16)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[2, 4, 4, 16], f32[16], f32[16]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 4, 4, 16]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 4, 4, 16]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 16)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[2, 4, 4, 16], f32[16], f32[16]
-    y = x + y  # models/resnet.py:30  f32[2, 4, 4, 16]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 4, 4, 16]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}}
+def res_net18_train(params, batch_stats, x):
+    """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu, train=True), from models/resnet.py:53.
 
-
-def ResNetBlock_3(params, batch_stats, x):
-    """ResNetBlock.apply(filters=32, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 2, 2, 32]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[2, 2, 2, 32], f32[32], f32[32]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 2, 2, 32]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 2, 2, 32]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[2, 2, 2, 32], f32[32], f32[32]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[2, 2, 2, 32]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:29
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:29
-    residual, new_mean_2, new_var_2 = (  # models/resnet.py:29
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 32))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:29
-    )  # models/resnet.py:29  f32[2, 2, 2, 32], f32[32], f32[32]
-    y = residual + y  # models/resnet.py:30  f32[2, 2, 2, 32]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 2, 2, 32]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "norm_proj": {"mean": new_mean_2, "var": new_var_2}}
-
-
-def ResNetBlock_4(params, batch_stats, x):
-    """ResNetBlock.apply(filters=32, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 2, 2, 32]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[2, 2, 2, 32], f32[32], f32[32]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 2, 2, 32]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 2, 2, 32]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[2, 2, 2, 32], f32[32], f32[32]
-    y = x + y  # models/resnet.py:30  f32[2, 2, 2, 32]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 2, 2, 32]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}}
-
-
-def ResNetBlock_5(params, batch_stats, x):
-    """ResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 1, 1, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[2, 1, 1, 64], f32[64], f32[64]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 1, 1, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 1, 1, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[2, 1, 1, 64], f32[64], f32[64]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[2, 1, 1, 64]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:29
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:29
-    residual, new_mean_2, new_var_2 = (  # models/resnet.py:29
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 64))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:29
-    )  # models/resnet.py:29  f32[2, 1, 1, 64], f32[64], f32[64]
-    y = residual + y  # models/resnet.py:30  f32[2, 1, 1, 64]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 1, 1, 64]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "norm_proj": {"mean": new_mean_2, "var": new_var_2}}
-
-
-def ResNetBlock_6(params, batch_stats, x):
-    """ResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 1, 1, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[2, 1, 1, 64], f32[64], f32[64]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 1, 1, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 1, 1, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[2, 1, 1, 64], f32[64], f32[64]
-    y = x + y  # models/resnet.py:30  f32[2, 1, 1, 64]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 1, 1, 64]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}}
-
-
-def ResNet(params, batch_stats, x):
-    """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=8, num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=True), from models/resnet.py:53."""
-    x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[2, 16, 16, 8]
-    mean = jnp.mean(x, axis=(0, 1, 2))  # models/resnet.py:59
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:59
+    Serves resnet18_train, resnet18_train_step.
+    """
+    x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[batch, height // 2, width // 2, num_filters]
+    mean = jnp.mean(x, axis=(0, 1, 2))  # models/resnet.py:59  f32[num_filters]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:59  f32[num_filters]
     x, new_mean, new_var = (  # models/resnet.py:59
-        (x - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, 8))) + params["bn_init"]["bias"].reshape((1, 1, 1, 8)),  # models/resnet.py:59
+        (x - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, -1))) + params["bn_init"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:59
         0.9 * batch_stats["bn_init"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:59
         0.9 * batch_stats["bn_init"]["var"] + (1 - 0.9) * var,  # models/resnet.py:59
-    )  # models/resnet.py:59  f32[2, 16, 16, 8], f32[8], f32[8]
-    x = jax.nn.relu(x)  # models/resnet.py:60  f32[2, 16, 16, 8]
-    x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[2, 8, 8, 8]
-    x, resnetblock_0_batch_stats = ResNetBlock(params["ResNetBlock_0"], batch_stats["ResNetBlock_0"], x)  # models/resnet.py:65  f32[2, 8, 8, 8]
-    x, resnetblock_1_batch_stats = ResNetBlock(params["ResNetBlock_1"], batch_stats["ResNetBlock_1"], x)  # models/resnet.py:65  f32[2, 8, 8, 8]
-    x, resnetblock_2_batch_stats = ResNetBlock_1(params["ResNetBlock_2"], batch_stats["ResNetBlock_2"], x)  # models/resnet.py:65  f32[2, 4, 4, 16]
-    x, resnetblock_3_batch_stats = ResNetBlock_2(params["ResNetBlock_3"], batch_stats["ResNetBlock_3"], x)  # models/resnet.py:65  f32[2, 4, 4, 16]
-    x, resnetblock_4_batch_stats = ResNetBlock_3(params["ResNetBlock_4"], batch_stats["ResNetBlock_4"], x)  # models/resnet.py:65  f32[2, 2, 2, 32]
-    x, resnetblock_5_batch_stats = ResNetBlock_4(params["ResNetBlock_5"], batch_stats["ResNetBlock_5"], x)  # models/resnet.py:65  f32[2, 2, 2, 32]
-    x, resnetblock_6_batch_stats = ResNetBlock_5(params["ResNetBlock_6"], batch_stats["ResNetBlock_6"], x)  # models/resnet.py:65  f32[2, 1, 1, 64]
-    x, resnetblock_7_batch_stats = ResNetBlock_6(params["ResNetBlock_7"], batch_stats["ResNetBlock_7"], x)  # models/resnet.py:65  f32[2, 1, 1, 64]
-    x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[2, 64]
-    x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[2, 10]
-    asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[2, 10]
+    )  # models/resnet.py:59  f32[batch, height // 2, width // 2, num_filters], f32[num_filters], f32[num_filters]
+    x = jax.nn.relu(x)  # models/resnet.py:60  f32[batch, height // 2, width // 2, num_filters]
+    x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[batch, height // 4, width // 4, num_filters]
+    x, resnetblock_0_batch_stats = res_net_block_train(params["ResNetBlock_0"], batch_stats["ResNetBlock_0"], x)  # models/resnet.py:65  f32[batch, height // 4, width // 4, num_filters]
+    x, resnetblock_1_batch_stats = res_net_block_train(params["ResNetBlock_1"], batch_stats["ResNetBlock_1"], x)  # models/resnet.py:65  f32[batch, height // 4, width // 4, num_filters]
+    x, resnetblock_2_batch_stats = res_net_block_train_with_conv_proj(params["ResNetBlock_2"], batch_stats["ResNetBlock_2"], x)  # models/resnet.py:65  f32[batch, height // 8, width // 8, num_filters * 2]
+    x, resnetblock_3_batch_stats = res_net_block_train(params["ResNetBlock_3"], batch_stats["ResNetBlock_3"], x)  # models/resnet.py:65  f32[batch, height // 8, width // 8, num_filters * 2]
+    x, resnetblock_4_batch_stats = res_net_block_train_with_conv_proj(params["ResNetBlock_4"], batch_stats["ResNetBlock_4"], x)  # models/resnet.py:65  f32[batch, height // 16, width // 16, num_filters * 4]
+    x, resnetblock_5_batch_stats = res_net_block_train(params["ResNetBlock_5"], batch_stats["ResNetBlock_5"], x)  # models/resnet.py:65  f32[batch, height // 16, width // 16, num_filters * 4]
+    x, resnetblock_6_batch_stats = res_net_block_train_with_conv_proj(params["ResNetBlock_6"], batch_stats["ResNetBlock_6"], x)  # models/resnet.py:65  f32[batch, height // 32, width // 32, num_filters * 8]
+    x, resnetblock_7_batch_stats = res_net_block_train(params["ResNetBlock_7"], batch_stats["ResNetBlock_7"], x)  # models/resnet.py:65  f32[batch, height // 32, width // 32, num_filters * 8]
+    x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[batch, num_filters * 8]
+    x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[batch, num_classes]
+    asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[batch, num_classes]
     return asarray, {"bn_init": {"mean": new_mean, "var": new_var}, "ResNetBlock_0": resnetblock_0_batch_stats, "ResNetBlock_1": resnetblock_1_batch_stats, "ResNetBlock_2": resnetblock_2_batch_stats, "ResNetBlock_3": resnetblock_3_batch_stats, "ResNetBlock_4": resnetblock_4_batch_stats, "ResNetBlock_5": resnetblock_5_batch_stats, "ResNetBlock_6": resnetblock_6_batch_stats, "ResNetBlock_7": resnetblock_7_batch_stats}
 
 
-def ResNetBlock_7(params, batch_stats, x):
-    """ResNetBlock.apply(filters=8, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 8, 8, 8]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 8))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 8))  # models/resnet.py:23  f32[2, 8, 8, 8]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 8, 8, 8]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 8, 8, 8]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 8))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 8))  # models/resnet.py:26  f32[2, 8, 8, 8]
-    y = x + y  # models/resnet.py:30  f32[2, 8, 8, 8]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 8, 8, 8]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}}
+def res_net_block(params, batch_stats, x):
+    """ResNetBlock.apply(filters=8|16|32|64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20.
+
+    Serves resnet18_eval (ResNetBlock_0, ResNetBlock_1, ResNetBlock_3, ResNetBlock_5,
+    ResNetBlock_7).
+    """
+    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, height, width, filters]
+    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:23  f32[2, height, width, filters]
+    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, height, width, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, height, width, filters]
+    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:26  f32[2, height, width, filters]
+    y = x + y  # models/resnet.py:30  f32[2, height, width, filters]
+    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, height, width, filters]
+    return relu, batch_stats
 
 
-def ResNetBlock_8(params, batch_stats, x):
-    """ResNetBlock.apply(filters=16, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 4, 4, 16]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 16))  # models/resnet.py:23  f32[2, 4, 4, 16]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 4, 4, 16]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 4, 4, 16]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 16))  # models/resnet.py:26  f32[2, 4, 4, 16]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[2, 4, 4, 16]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 16))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 16))  # models/resnet.py:29  f32[2, 4, 4, 16]
-    y = residual + y  # models/resnet.py:30  f32[2, 4, 4, 16]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 4, 4, 16]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
+def res_net_block_with_conv_proj(params, batch_stats, x):
+    """ResNetBlock.apply(filters=16|32|64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20.
+
+    Serves resnet18_eval (ResNetBlock_2, ResNetBlock_4, ResNetBlock_6).
+    """
+    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, height // 2, width // 2, filters]
+    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:23  f32[2, height // 2, width // 2, filters]
+    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, height // 2, width // 2, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, height // 2, width // 2, filters]
+    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:26  f32[2, height // 2, width // 2, filters]
+    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[2, height // 2, width // 2, filters]
+    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, -1))) + params["norm_proj"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:29  f32[2, height // 2, width // 2, filters]
+    y = residual + y  # models/resnet.py:30  f32[2, height // 2, width // 2, filters]
+    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, height // 2, width // 2, filters]
+    return relu, batch_stats
 
 
-def ResNetBlock_9(params, batch_stats, x):
-    """ResNetBlock.apply(filters=16, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 4, 4, 16]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 16))  # models/resnet.py:23  f32[2, 4, 4, 16]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 4, 4, 16]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 4, 4, 16]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 16))  # models/resnet.py:26  f32[2, 4, 4, 16]
-    y = x + y  # models/resnet.py:30  f32[2, 4, 4, 16]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 4, 4, 16]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}}
-
-
-def ResNetBlock_10(params, batch_stats, x):
-    """ResNetBlock.apply(filters=32, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 2, 2, 32]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 32))  # models/resnet.py:23  f32[2, 2, 2, 32]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 2, 2, 32]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 2, 2, 32]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 32))  # models/resnet.py:26  f32[2, 2, 2, 32]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[2, 2, 2, 32]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 32))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 32))  # models/resnet.py:29  f32[2, 2, 2, 32]
-    y = residual + y  # models/resnet.py:30  f32[2, 2, 2, 32]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 2, 2, 32]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
-
-
-def ResNetBlock_11(params, batch_stats, x):
-    """ResNetBlock.apply(filters=32, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 2, 2, 32]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 32))  # models/resnet.py:23  f32[2, 2, 2, 32]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 2, 2, 32]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 2, 2, 32]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 32))  # models/resnet.py:26  f32[2, 2, 2, 32]
-    y = x + y  # models/resnet.py:30  f32[2, 2, 2, 32]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 2, 2, 32]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}}
-
-
-def ResNetBlock_12(params, batch_stats, x):
-    """ResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 1, 1, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:23  f32[2, 1, 1, 64]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 1, 1, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 1, 1, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:26  f32[2, 1, 1, 64]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[2, 1, 1, 64]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 64))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:29  f32[2, 1, 1, 64]
-    y = residual + y  # models/resnet.py:30  f32[2, 1, 1, 64]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 1, 1, 64]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
-
-
-def ResNetBlock_13(params, batch_stats, x):
-    """ResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, 1, 1, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:23  f32[2, 1, 1, 64]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, 1, 1, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, 1, 1, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:26  f32[2, 1, 1, 64]
-    y = x + y  # models/resnet.py:30  f32[2, 1, 1, 64]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, 1, 1, 64]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}}
-
-
-def ResNet_1(params, batch_stats, x):
+def res_net18(params, batch_stats, x):
     """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=8, num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=False), from models/resnet.py:53."""
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[2, 16, 16, 8]
-    x = (x - jnp.expand_dims(batch_stats["bn_init"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["bn_init"]["var"], (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, 8))) + params["bn_init"]["bias"].reshape((1, 1, 1, 8))  # models/resnet.py:59  f32[2, 16, 16, 8]
+    x = (x - jnp.expand_dims(batch_stats["bn_init"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["bn_init"]["var"], (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, -1))) + params["bn_init"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:59  f32[2, 16, 16, 8]
     x = jax.nn.relu(x)  # models/resnet.py:60  f32[2, 16, 16, 8]
     x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[2, 8, 8, 8]
-    x, resnetblock_0_batch_stats = ResNetBlock_7(params["ResNetBlock_0"], batch_stats["ResNetBlock_0"], x)  # models/resnet.py:65  f32[2, 8, 8, 8]
-    x, resnetblock_1_batch_stats = ResNetBlock_7(params["ResNetBlock_1"], batch_stats["ResNetBlock_1"], x)  # models/resnet.py:65  f32[2, 8, 8, 8]
-    x, resnetblock_2_batch_stats = ResNetBlock_8(params["ResNetBlock_2"], batch_stats["ResNetBlock_2"], x)  # models/resnet.py:65  f32[2, 4, 4, 16]
-    x, resnetblock_3_batch_stats = ResNetBlock_9(params["ResNetBlock_3"], batch_stats["ResNetBlock_3"], x)  # models/resnet.py:65  f32[2, 4, 4, 16]
-    x, resnetblock_4_batch_stats = ResNetBlock_10(params["ResNetBlock_4"], batch_stats["ResNetBlock_4"], x)  # models/resnet.py:65  f32[2, 2, 2, 32]
-    x, resnetblock_5_batch_stats = ResNetBlock_11(params["ResNetBlock_5"], batch_stats["ResNetBlock_5"], x)  # models/resnet.py:65  f32[2, 2, 2, 32]
-    x, resnetblock_6_batch_stats = ResNetBlock_12(params["ResNetBlock_6"], batch_stats["ResNetBlock_6"], x)  # models/resnet.py:65  f32[2, 1, 1, 64]
-    x, resnetblock_7_batch_stats = ResNetBlock_13(params["ResNetBlock_7"], batch_stats["ResNetBlock_7"], x)  # models/resnet.py:65  f32[2, 1, 1, 64]
+    x, resnetblock_0_batch_stats = res_net_block(params["ResNetBlock_0"], batch_stats["ResNetBlock_0"], x)  # models/resnet.py:65  f32[2, 8, 8, 8]
+    x, resnetblock_1_batch_stats = res_net_block(params["ResNetBlock_1"], batch_stats["ResNetBlock_1"], x)  # models/resnet.py:65  f32[2, 8, 8, 8]
+    x, resnetblock_2_batch_stats = res_net_block_with_conv_proj(params["ResNetBlock_2"], batch_stats["ResNetBlock_2"], x)  # models/resnet.py:65  f32[2, 4, 4, 16]
+    x, resnetblock_3_batch_stats = res_net_block(params["ResNetBlock_3"], batch_stats["ResNetBlock_3"], x)  # models/resnet.py:65  f32[2, 4, 4, 16]
+    x, resnetblock_4_batch_stats = res_net_block_with_conv_proj(params["ResNetBlock_4"], batch_stats["ResNetBlock_4"], x)  # models/resnet.py:65  f32[2, 2, 2, 32]
+    x, resnetblock_5_batch_stats = res_net_block(params["ResNetBlock_5"], batch_stats["ResNetBlock_5"], x)  # models/resnet.py:65  f32[2, 2, 2, 32]
+    x, resnetblock_6_batch_stats = res_net_block_with_conv_proj(params["ResNetBlock_6"], batch_stats["ResNetBlock_6"], x)  # models/resnet.py:65  f32[2, 1, 1, 64]
+    x, resnetblock_7_batch_stats = res_net_block(params["ResNetBlock_7"], batch_stats["ResNetBlock_7"], x)  # models/resnet.py:65  f32[2, 1, 1, 64]
     x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[2, 64]
     x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[2, 10]
     asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[2, 10]
     return asarray, {"bn_init": {"mean": batch_stats["bn_init"]["mean"], "var": batch_stats["bn_init"]["var"]}, "ResNetBlock_0": resnetblock_0_batch_stats, "ResNetBlock_1": resnetblock_1_batch_stats, "ResNetBlock_2": resnetblock_2_batch_stats, "ResNetBlock_3": resnetblock_3_batch_stats, "ResNetBlock_4": resnetblock_4_batch_stats, "ResNetBlock_5": resnetblock_5_batch_stats, "ResNetBlock_6": resnetblock_6_batch_stats, "ResNetBlock_7": resnetblock_7_batch_stats}
 
 
-def BottleneckResNetBlock(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=8, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, 8, 8, 8]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39
+def bottleneck_res_net_block_train_with_conv_proj(params, batch_stats, x, *, strides):
+    """BottleneckResNetBlock.apply(filters=8|16|32|64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)|(2, 2)), from models/resnet.py:36.
+
+    Serves resnet50_train (BottleneckResNetBlock_0, BottleneckResNetBlock_3,
+    BottleneckResNetBlock_7, BottleneckResNetBlock_13).
+    """
+    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, height, width, filters]
+    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39  f32[filters]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39  f32[filters]
     y, new_mean, new_var = (  # models/resnet.py:39
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 8))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 8)),  # models/resnet.py:39
+        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:39
         0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:39
         0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:39
-    )  # models/resnet.py:39  f32[2, 8, 8, 8], f32[8], f32[8]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, 8, 8, 8]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, 8, 8, 8]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42
+    )  # models/resnet.py:39  f32[2, height, width, filters], f32[filters], f32[filters]
+    y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, height, width, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, n, n, filters]
+    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42  f32[filters]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42  f32[filters]
     y, new_mean_1, new_var_1 = (  # models/resnet.py:42
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 8))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 8)),  # models/resnet.py:42
+        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:42
         0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:42
         0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:42
-    )  # models/resnet.py:42  f32[2, 8, 8, 8], f32[8], f32[8]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, 8, 8, 8]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, 8, 8, 32]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45
+    )  # models/resnet.py:42  f32[2, n, n, filters], f32[filters], f32[filters]
+    y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, n, n, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, n, n, filters * 4]
+    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45  f32[filters * 4]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45  f32[filters * 4]
     y, new_mean_2, new_var_2 = (  # models/resnet.py:45
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:45
+        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:45
         0.9 * batch_stats["BatchNorm_2"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:45
         0.9 * batch_stats["BatchNorm_2"]["var"] + (1 - 0.9) * var,  # models/resnet.py:45
-    )  # models/resnet.py:45  f32[2, 8, 8, 32], f32[32], f32[32]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[2, 8, 8, 32]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:48
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:48
+    )  # models/resnet.py:45  f32[2, n, n, filters * 4], f32[filters * 4], f32[filters * 4]
+    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[2, n, n, filters * 4]
+    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:48  f32[filters * 4]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:48  f32[filters * 4]
     residual, new_mean_3, new_var_3 = (  # models/resnet.py:48
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 32))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:48
+        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, -1))) + params["norm_proj"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:48
         0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:48
         0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:48
-    )  # models/resnet.py:48  f32[2, 8, 8, 32], f32[32], f32[32]
-    y = residual + y  # models/resnet.py:49  f32[2, 8, 8, 32]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, 8, 8, 32]
+    )  # models/resnet.py:48  f32[2, n, n, filters * 4], f32[filters * 4], f32[filters * 4]
+    y = residual + y  # models/resnet.py:49  f32[2, n, n, filters * 4]
+    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, n, n, filters * 4]
     return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "BatchNorm_2": {"mean": new_mean_2, "var": new_var_2}, "norm_proj": {"mean": new_mean_3, "var": new_var_3}}
 
 
-def BottleneckResNetBlock_1(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=8, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, 8, 8, 8]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39
+def bottleneck_res_net_block_train(params, batch_stats, x):
+    """BottleneckResNetBlock.apply(filters=8|16|32|64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36.
+
+    Serves resnet50_train (BottleneckResNetBlock_1, BottleneckResNetBlock_2,
+    BottleneckResNetBlock_4, BottleneckResNetBlock_5, BottleneckResNetBlock_6,
+    BottleneckResNetBlock_8, ... (12 instances)).
+    """
+    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, height, width, filters]
+    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39  f32[filters]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39  f32[filters]
     y, new_mean, new_var = (  # models/resnet.py:39
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 8))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 8)),  # models/resnet.py:39
+        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:39
         0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:39
         0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:39
-    )  # models/resnet.py:39  f32[2, 8, 8, 8], f32[8], f32[8]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, 8, 8, 8]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, 8, 8, 8]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42
+    )  # models/resnet.py:39  f32[2, height, width, filters], f32[filters], f32[filters]
+    y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, height, width, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, height, width, filters]
+    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42  f32[filters]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42  f32[filters]
     y, new_mean_1, new_var_1 = (  # models/resnet.py:42
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 8))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 8)),  # models/resnet.py:42
+        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:42
         0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:42
         0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:42
-    )  # models/resnet.py:42  f32[2, 8, 8, 8], f32[8], f32[8]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, 8, 8, 8]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, 8, 8, 32]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45
+    )  # models/resnet.py:42  f32[2, height, width, filters], f32[filters], f32[filters]
+    y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, height, width, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, height, width, channels]
+    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45  f32[channels]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45  f32[channels]
     y, new_mean_2, new_var_2 = (  # models/resnet.py:45
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:45
+        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:45
         0.9 * batch_stats["BatchNorm_2"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:45
         0.9 * batch_stats["BatchNorm_2"]["var"] + (1 - 0.9) * var,  # models/resnet.py:45
-    )  # models/resnet.py:45  f32[2, 8, 8, 32], f32[32], f32[32]
-    y = x + y  # models/resnet.py:49  f32[2, 8, 8, 32]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, 8, 8, 32]
+    )  # models/resnet.py:45  f32[2, height, width, channels], f32[channels], f32[channels]
+    y = x + y  # models/resnet.py:49  f32[2, height, width, channels]
+    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, height, width, channels]
     return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "BatchNorm_2": {"mean": new_mean_2, "var": new_var_2}}
 
 
-def BottleneckResNetBlock_2(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=16, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, 8, 8, 16]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39
-    y, new_mean, new_var = (  # models/resnet.py:39
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 16)),  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:39
-    )  # models/resnet.py:39  f32[2, 8, 8, 16], f32[16], f32[16]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, 8, 8, 16]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, 4, 4, 16]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:42
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 16)),  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:42
-    )  # models/resnet.py:42  f32[2, 4, 4, 16], f32[16], f32[16]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, 4, 4, 16]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, 4, 4, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45
-    y, new_mean_2, new_var_2 = (  # models/resnet.py:45
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["var"] + (1 - 0.9) * var,  # models/resnet.py:45
-    )  # models/resnet.py:45  f32[2, 4, 4, 64], f32[64], f32[64]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[2, 4, 4, 64]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:48
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:48
-    residual, new_mean_3, new_var_3 = (  # models/resnet.py:48
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 64))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:48
-        0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:48
-        0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:48
-    )  # models/resnet.py:48  f32[2, 4, 4, 64], f32[64], f32[64]
-    y = residual + y  # models/resnet.py:49  f32[2, 4, 4, 64]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, 4, 4, 64]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "BatchNorm_2": {"mean": new_mean_2, "var": new_var_2}, "norm_proj": {"mean": new_mean_3, "var": new_var_3}}
-
-
-def BottleneckResNetBlock_3(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=16, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, 4, 4, 16]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39
-    y, new_mean, new_var = (  # models/resnet.py:39
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 16)),  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:39
-    )  # models/resnet.py:39  f32[2, 4, 4, 16], f32[16], f32[16]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, 4, 4, 16]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, 4, 4, 16]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:42
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 16))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 16)),  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:42
-    )  # models/resnet.py:42  f32[2, 4, 4, 16], f32[16], f32[16]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, 4, 4, 16]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, 4, 4, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45
-    y, new_mean_2, new_var_2 = (  # models/resnet.py:45
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["var"] + (1 - 0.9) * var,  # models/resnet.py:45
-    )  # models/resnet.py:45  f32[2, 4, 4, 64], f32[64], f32[64]
-    y = x + y  # models/resnet.py:49  f32[2, 4, 4, 64]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, 4, 4, 64]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "BatchNorm_2": {"mean": new_mean_2, "var": new_var_2}}
-
-
-def BottleneckResNetBlock_4(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=32, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, 4, 4, 32]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39
-    y, new_mean, new_var = (  # models/resnet.py:39
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:39
-    )  # models/resnet.py:39  f32[2, 4, 4, 32], f32[32], f32[32]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, 4, 4, 32]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, 2, 2, 32]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:42
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:42
-    )  # models/resnet.py:42  f32[2, 2, 2, 32], f32[32], f32[32]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, 2, 2, 32]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, 2, 2, 128]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45
-    y, new_mean_2, new_var_2 = (  # models/resnet.py:45
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 128)),  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["var"] + (1 - 0.9) * var,  # models/resnet.py:45
-    )  # models/resnet.py:45  f32[2, 2, 2, 128], f32[128], f32[128]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[2, 2, 2, 128]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:48
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:48
-    residual, new_mean_3, new_var_3 = (  # models/resnet.py:48
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 128))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 128)),  # models/resnet.py:48
-        0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:48
-        0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:48
-    )  # models/resnet.py:48  f32[2, 2, 2, 128], f32[128], f32[128]
-    y = residual + y  # models/resnet.py:49  f32[2, 2, 2, 128]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, 2, 2, 128]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "BatchNorm_2": {"mean": new_mean_2, "var": new_var_2}, "norm_proj": {"mean": new_mean_3, "var": new_var_3}}
-
-
-def BottleneckResNetBlock_5(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=32, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, 2, 2, 32]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39
-    y, new_mean, new_var = (  # models/resnet.py:39
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:39
-    )  # models/resnet.py:39  f32[2, 2, 2, 32], f32[32], f32[32]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, 2, 2, 32]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, 2, 2, 32]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:42
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 32))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 32)),  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:42
-    )  # models/resnet.py:42  f32[2, 2, 2, 32], f32[32], f32[32]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, 2, 2, 32]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, 2, 2, 128]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45
-    y, new_mean_2, new_var_2 = (  # models/resnet.py:45
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 128)),  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["var"] + (1 - 0.9) * var,  # models/resnet.py:45
-    )  # models/resnet.py:45  f32[2, 2, 2, 128], f32[128], f32[128]
-    y = x + y  # models/resnet.py:49  f32[2, 2, 2, 128]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, 2, 2, 128]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "BatchNorm_2": {"mean": new_mean_2, "var": new_var_2}}
-
-
-def BottleneckResNetBlock_6(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, 2, 2, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39
-    y, new_mean, new_var = (  # models/resnet.py:39
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:39
-    )  # models/resnet.py:39  f32[2, 2, 2, 64], f32[64], f32[64]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, 2, 2, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, 1, 1, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:42
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:42
-    )  # models/resnet.py:42  f32[2, 1, 1, 64], f32[64], f32[64]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, 1, 1, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, 1, 1, 256]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45
-    y, new_mean_2, new_var_2 = (  # models/resnet.py:45
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 256)),  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["var"] + (1 - 0.9) * var,  # models/resnet.py:45
-    )  # models/resnet.py:45  f32[2, 1, 1, 256], f32[256], f32[256]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[2, 1, 1, 256]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:48
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:48
-    residual, new_mean_3, new_var_3 = (  # models/resnet.py:48
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 256))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 256)),  # models/resnet.py:48
-        0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:48
-        0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:48
-    )  # models/resnet.py:48  f32[2, 1, 1, 256], f32[256], f32[256]
-    y = residual + y  # models/resnet.py:49  f32[2, 1, 1, 256]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, 1, 1, 256]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "BatchNorm_2": {"mean": new_mean_2, "var": new_var_2}, "norm_proj": {"mean": new_mean_3, "var": new_var_3}}
-
-
-def BottleneckResNetBlock_7(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, 1, 1, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39
-    y, new_mean, new_var = (  # models/resnet.py:39
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:39
-    )  # models/resnet.py:39  f32[2, 1, 1, 64], f32[64], f32[64]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, 1, 1, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, 1, 1, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:42
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:42
-    )  # models/resnet.py:42  f32[2, 1, 1, 64], f32[64], f32[64]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, 1, 1, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, 1, 1, 256]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45
-    y, new_mean_2, new_var_2 = (  # models/resnet.py:45
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 256)),  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["var"] + (1 - 0.9) * var,  # models/resnet.py:45
-    )  # models/resnet.py:45  f32[2, 1, 1, 256], f32[256], f32[256]
-    y = x + y  # models/resnet.py:49  f32[2, 1, 1, 256]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, 1, 1, 256]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "BatchNorm_2": {"mean": new_mean_2, "var": new_var_2}}
-
-
-def ResNet_2(params, batch_stats, x):
+def res_net50_train(params, batch_stats, x):
     """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, num_filters=8, num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=True), from models/resnet.py:53."""
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[2, 16, 16, 8]
-    mean = jnp.mean(x, axis=(0, 1, 2))  # models/resnet.py:59
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:59
+    mean = jnp.mean(x, axis=(0, 1, 2))  # models/resnet.py:59  f32[8]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:59  f32[8]
     x, new_mean, new_var = (  # models/resnet.py:59
-        (x - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, 8))) + params["bn_init"]["bias"].reshape((1, 1, 1, 8)),  # models/resnet.py:59
+        (x - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, -1))) + params["bn_init"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:59
         0.9 * batch_stats["bn_init"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:59
         0.9 * batch_stats["bn_init"]["var"] + (1 - 0.9) * var,  # models/resnet.py:59
     )  # models/resnet.py:59  f32[2, 16, 16, 8], f32[8], f32[8]
     x = jax.nn.relu(x)  # models/resnet.py:60  f32[2, 16, 16, 8]
     x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[2, 8, 8, 8]
-    x, bottleneckresnetblock_0_batch_stats = BottleneckResNetBlock(params["BottleneckResNetBlock_0"], batch_stats["BottleneckResNetBlock_0"], x)  # models/resnet.py:65  f32[2, 8, 8, 32]
-    x, bottleneckresnetblock_1_batch_stats = BottleneckResNetBlock_1(params["BottleneckResNetBlock_1"], batch_stats["BottleneckResNetBlock_1"], x)  # models/resnet.py:65  f32[2, 8, 8, 32]
-    x, bottleneckresnetblock_2_batch_stats = BottleneckResNetBlock_1(params["BottleneckResNetBlock_2"], batch_stats["BottleneckResNetBlock_2"], x)  # models/resnet.py:65  f32[2, 8, 8, 32]
-    x, bottleneckresnetblock_3_batch_stats = BottleneckResNetBlock_2(params["BottleneckResNetBlock_3"], batch_stats["BottleneckResNetBlock_3"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
-    x, bottleneckresnetblock_4_batch_stats = BottleneckResNetBlock_3(params["BottleneckResNetBlock_4"], batch_stats["BottleneckResNetBlock_4"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
-    x, bottleneckresnetblock_5_batch_stats = BottleneckResNetBlock_3(params["BottleneckResNetBlock_5"], batch_stats["BottleneckResNetBlock_5"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
-    x, bottleneckresnetblock_6_batch_stats = BottleneckResNetBlock_3(params["BottleneckResNetBlock_6"], batch_stats["BottleneckResNetBlock_6"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
-    x, bottleneckresnetblock_7_batch_stats = BottleneckResNetBlock_4(params["BottleneckResNetBlock_7"], batch_stats["BottleneckResNetBlock_7"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_8_batch_stats = BottleneckResNetBlock_5(params["BottleneckResNetBlock_8"], batch_stats["BottleneckResNetBlock_8"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_9_batch_stats = BottleneckResNetBlock_5(params["BottleneckResNetBlock_9"], batch_stats["BottleneckResNetBlock_9"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_10_batch_stats = BottleneckResNetBlock_5(params["BottleneckResNetBlock_10"], batch_stats["BottleneckResNetBlock_10"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_11_batch_stats = BottleneckResNetBlock_5(params["BottleneckResNetBlock_11"], batch_stats["BottleneckResNetBlock_11"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_12_batch_stats = BottleneckResNetBlock_5(params["BottleneckResNetBlock_12"], batch_stats["BottleneckResNetBlock_12"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_13_batch_stats = BottleneckResNetBlock_6(params["BottleneckResNetBlock_13"], batch_stats["BottleneckResNetBlock_13"], x)  # models/resnet.py:65  f32[2, 1, 1, 256]
-    x, bottleneckresnetblock_14_batch_stats = BottleneckResNetBlock_7(params["BottleneckResNetBlock_14"], batch_stats["BottleneckResNetBlock_14"], x)  # models/resnet.py:65  f32[2, 1, 1, 256]
-    x, bottleneckresnetblock_15_batch_stats = BottleneckResNetBlock_7(params["BottleneckResNetBlock_15"], batch_stats["BottleneckResNetBlock_15"], x)  # models/resnet.py:65  f32[2, 1, 1, 256]
+    x, bottleneckresnetblock_0_batch_stats = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_0"], batch_stats["BottleneckResNetBlock_0"], x, strides=(1, 1))  # models/resnet.py:65  f32[2, 8, 8, 32]
+    x, bottleneckresnetblock_1_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_1"], batch_stats["BottleneckResNetBlock_1"], x)  # models/resnet.py:65  f32[2, 8, 8, 32]
+    x, bottleneckresnetblock_2_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_2"], batch_stats["BottleneckResNetBlock_2"], x)  # models/resnet.py:65  f32[2, 8, 8, 32]
+    x, bottleneckresnetblock_3_batch_stats = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_3"], batch_stats["BottleneckResNetBlock_3"], x, strides=(2, 2))  # models/resnet.py:65  f32[2, 4, 4, 64]
+    x, bottleneckresnetblock_4_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_4"], batch_stats["BottleneckResNetBlock_4"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
+    x, bottleneckresnetblock_5_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_5"], batch_stats["BottleneckResNetBlock_5"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
+    x, bottleneckresnetblock_6_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_6"], batch_stats["BottleneckResNetBlock_6"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
+    x, bottleneckresnetblock_7_batch_stats = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_7"], batch_stats["BottleneckResNetBlock_7"], x, strides=(2, 2))  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, bottleneckresnetblock_8_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_8"], batch_stats["BottleneckResNetBlock_8"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, bottleneckresnetblock_9_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_9"], batch_stats["BottleneckResNetBlock_9"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, bottleneckresnetblock_10_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_10"], batch_stats["BottleneckResNetBlock_10"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, bottleneckresnetblock_11_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_11"], batch_stats["BottleneckResNetBlock_11"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, bottleneckresnetblock_12_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_12"], batch_stats["BottleneckResNetBlock_12"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, bottleneckresnetblock_13_batch_stats = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_13"], batch_stats["BottleneckResNetBlock_13"], x, strides=(2, 2))  # models/resnet.py:65  f32[2, 1, 1, 256]
+    x, bottleneckresnetblock_14_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_14"], batch_stats["BottleneckResNetBlock_14"], x)  # models/resnet.py:65  f32[2, 1, 1, 256]
+    x, bottleneckresnetblock_15_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_15"], batch_stats["BottleneckResNetBlock_15"], x)  # models/resnet.py:65  f32[2, 1, 1, 256]
     x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[2, 256]
     x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[2, 10]
     asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[2, 10]
     return asarray, {"bn_init": {"mean": new_mean, "var": new_var}, "BottleneckResNetBlock_0": bottleneckresnetblock_0_batch_stats, "BottleneckResNetBlock_1": bottleneckresnetblock_1_batch_stats, "BottleneckResNetBlock_2": bottleneckresnetblock_2_batch_stats, "BottleneckResNetBlock_3": bottleneckresnetblock_3_batch_stats, "BottleneckResNetBlock_4": bottleneckresnetblock_4_batch_stats, "BottleneckResNetBlock_5": bottleneckresnetblock_5_batch_stats, "BottleneckResNetBlock_6": bottleneckresnetblock_6_batch_stats, "BottleneckResNetBlock_7": bottleneckresnetblock_7_batch_stats, "BottleneckResNetBlock_8": bottleneckresnetblock_8_batch_stats, "BottleneckResNetBlock_9": bottleneckresnetblock_9_batch_stats, "BottleneckResNetBlock_10": bottleneckresnetblock_10_batch_stats, "BottleneckResNetBlock_11": bottleneckresnetblock_11_batch_stats, "BottleneckResNetBlock_12": bottleneckresnetblock_12_batch_stats, "BottleneckResNetBlock_13": bottleneckresnetblock_13_batch_stats, "BottleneckResNetBlock_14": bottleneckresnetblock_14_batch_stats, "BottleneckResNetBlock_15": bottleneckresnetblock_15_batch_stats}
 
 
-def BottleneckResNetBlock_8(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[1, 56, 56, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:39  f32[1, 56, 56, 64]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[1, 56, 56, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[1, 56, 56, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:42  f32[1, 56, 56, 64]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[1, 56, 56, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[1, 56, 56, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:45  f32[1, 56, 56, 256]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[1, 56, 56, 256]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 256))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:48  f32[1, 56, 56, 256]
-    y = residual + y  # models/resnet.py:49  f32[1, 56, 56, 256]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[1, 56, 56, 256]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
+def bottleneck_res_net_block_with_conv_proj(params, batch_stats, x, *, strides):
+    """BottleneckResNetBlock.apply(filters=64|128|256|512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)|(2, 2)), from models/resnet.py:36.
+
+    Serves resnet50_b1, resnet50_b8 (BottleneckResNetBlock_0, BottleneckResNetBlock_3,
+    BottleneckResNetBlock_7, BottleneckResNetBlock_13).
+    """
+    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[batch, height, width, filters]
+    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:39  f32[batch, height, width, filters]
+    y = jax.nn.relu(y)  # models/resnet.py:40  f32[batch, height, width, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[batch, n, n, filters]
+    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:42  f32[batch, n, n, filters]
+    y = jax.nn.relu(y)  # models/resnet.py:43  f32[batch, n, n, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[batch, n, n, filters * 4]
+    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:45  f32[batch, n, n, filters * 4]
+    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[batch, n, n, filters * 4]
+    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, -1))) + params["norm_proj"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:48  f32[batch, n, n, filters * 4]
+    y = residual + y  # models/resnet.py:49  f32[batch, n, n, filters * 4]
+    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[batch, n, n, filters * 4]
+    return relu, batch_stats
 
 
-def BottleneckResNetBlock_9(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[1, 56, 56, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:39  f32[1, 56, 56, 64]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[1, 56, 56, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[1, 56, 56, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:42  f32[1, 56, 56, 64]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[1, 56, 56, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[1, 56, 56, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:45  f32[1, 56, 56, 256]
-    y = x + y  # models/resnet.py:49  f32[1, 56, 56, 256]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[1, 56, 56, 256]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}}
+def bottleneck_res_net_block(params, batch_stats, x):
+    """BottleneckResNetBlock.apply(filters=64|128|256|512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36.
+
+    Serves resnet50_b1, resnet50_b8 (BottleneckResNetBlock_1, BottleneckResNetBlock_2,
+    BottleneckResNetBlock_4, BottleneckResNetBlock_5, BottleneckResNetBlock_6,
+    BottleneckResNetBlock_8, ... (12 instances)).
+    """
+    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[batch, height, width, filters]
+    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:39  f32[batch, height, width, filters]
+    y = jax.nn.relu(y)  # models/resnet.py:40  f32[batch, height, width, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[batch, height, width, filters]
+    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:42  f32[batch, height, width, filters]
+    y = jax.nn.relu(y)  # models/resnet.py:43  f32[batch, height, width, filters]
+    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[batch, height, width, channels]
+    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:45  f32[batch, height, width, channels]
+    y = x + y  # models/resnet.py:49  f32[batch, height, width, channels]
+    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[batch, height, width, channels]
+    return relu, batch_stats
 
 
-def BottleneckResNetBlock_10(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=128, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[1, 56, 56, 128]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 128))  # models/resnet.py:39  f32[1, 56, 56, 128]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[1, 56, 56, 128]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[1, 28, 28, 128]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 128))  # models/resnet.py:42  f32[1, 28, 28, 128]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[1, 28, 28, 128]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[1, 28, 28, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:45  f32[1, 28, 28, 512]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[1, 28, 28, 512]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 512))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:48  f32[1, 28, 28, 512]
-    y = residual + y  # models/resnet.py:49  f32[1, 28, 28, 512]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[1, 28, 28, 512]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
+def res_net50(params, batch_stats, x):
+    """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, num_filters=64, num_classes=1000, dtype=jnp.float32, act=jax.nn.relu, train=False), from models/resnet.py:53.
 
-
-def BottleneckResNetBlock_11(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=128, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[1, 28, 28, 128]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 128))  # models/resnet.py:39  f32[1, 28, 28, 128]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[1, 28, 28, 128]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[1, 28, 28, 128]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 128))  # models/resnet.py:42  f32[1, 28, 28, 128]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[1, 28, 28, 128]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[1, 28, 28, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:45  f32[1, 28, 28, 512]
-    y = x + y  # models/resnet.py:49  f32[1, 28, 28, 512]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[1, 28, 28, 512]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}}
-
-
-def BottleneckResNetBlock_12(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=256, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[1, 28, 28, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:39  f32[1, 28, 28, 256]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[1, 28, 28, 256]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[1, 14, 14, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:42  f32[1, 14, 14, 256]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[1, 14, 14, 256]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[1, 14, 14, 1024]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 1024))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 1024))  # models/resnet.py:45  f32[1, 14, 14, 1024]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[1, 14, 14, 1024]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 1024))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 1024))  # models/resnet.py:48  f32[1, 14, 14, 1024]
-    y = residual + y  # models/resnet.py:49  f32[1, 14, 14, 1024]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[1, 14, 14, 1024]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
-
-
-def BottleneckResNetBlock_13(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=256, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[1, 14, 14, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:39  f32[1, 14, 14, 256]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[1, 14, 14, 256]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[1, 14, 14, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:42  f32[1, 14, 14, 256]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[1, 14, 14, 256]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[1, 14, 14, 1024]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 1024))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 1024))  # models/resnet.py:45  f32[1, 14, 14, 1024]
-    y = x + y  # models/resnet.py:49  f32[1, 14, 14, 1024]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[1, 14, 14, 1024]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}}
-
-
-def BottleneckResNetBlock_14(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[1, 14, 14, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:39  f32[1, 14, 14, 512]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[1, 14, 14, 512]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[1, 7, 7, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:42  f32[1, 7, 7, 512]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[1, 7, 7, 512]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[1, 7, 7, 2048]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 2048))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 2048))  # models/resnet.py:45  f32[1, 7, 7, 2048]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[1, 7, 7, 2048]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 2048))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 2048))  # models/resnet.py:48  f32[1, 7, 7, 2048]
-    y = residual + y  # models/resnet.py:49  f32[1, 7, 7, 2048]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[1, 7, 7, 2048]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
-
-
-def BottleneckResNetBlock_15(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[1, 7, 7, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:39  f32[1, 7, 7, 512]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[1, 7, 7, 512]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[1, 7, 7, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:42  f32[1, 7, 7, 512]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[1, 7, 7, 512]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[1, 7, 7, 2048]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 2048))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 2048))  # models/resnet.py:45  f32[1, 7, 7, 2048]
-    y = x + y  # models/resnet.py:49  f32[1, 7, 7, 2048]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[1, 7, 7, 2048]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}}
-
-
-def ResNet_3(params, batch_stats, x):
-    """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, num_filters=64, num_classes=1000, dtype=jnp.float32, act=jax.nn.relu, train=False), from models/resnet.py:53."""
-    x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[1, 112, 112, 64]
-    x = (x - jnp.expand_dims(batch_stats["bn_init"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["bn_init"]["var"], (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, 64))) + params["bn_init"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:59  f32[1, 112, 112, 64]
-    x = jax.nn.relu(x)  # models/resnet.py:60  f32[1, 112, 112, 64]
-    x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[1, 56, 56, 64]
-    x, bottleneckresnetblock_0_batch_stats = BottleneckResNetBlock_8(params["BottleneckResNetBlock_0"], batch_stats["BottleneckResNetBlock_0"], x)  # models/resnet.py:65  f32[1, 56, 56, 256]
-    x, bottleneckresnetblock_1_batch_stats = BottleneckResNetBlock_9(params["BottleneckResNetBlock_1"], batch_stats["BottleneckResNetBlock_1"], x)  # models/resnet.py:65  f32[1, 56, 56, 256]
-    x, bottleneckresnetblock_2_batch_stats = BottleneckResNetBlock_9(params["BottleneckResNetBlock_2"], batch_stats["BottleneckResNetBlock_2"], x)  # models/resnet.py:65  f32[1, 56, 56, 256]
-    x, bottleneckresnetblock_3_batch_stats = BottleneckResNetBlock_10(params["BottleneckResNetBlock_3"], batch_stats["BottleneckResNetBlock_3"], x)  # models/resnet.py:65  f32[1, 28, 28, 512]
-    x, bottleneckresnetblock_4_batch_stats = BottleneckResNetBlock_11(params["BottleneckResNetBlock_4"], batch_stats["BottleneckResNetBlock_4"], x)  # models/resnet.py:65  f32[1, 28, 28, 512]
-    x, bottleneckresnetblock_5_batch_stats = BottleneckResNetBlock_11(params["BottleneckResNetBlock_5"], batch_stats["BottleneckResNetBlock_5"], x)  # models/resnet.py:65  f32[1, 28, 28, 512]
-    x, bottleneckresnetblock_6_batch_stats = BottleneckResNetBlock_11(params["BottleneckResNetBlock_6"], batch_stats["BottleneckResNetBlock_6"], x)  # models/resnet.py:65  f32[1, 28, 28, 512]
-    x, bottleneckresnetblock_7_batch_stats = BottleneckResNetBlock_12(params["BottleneckResNetBlock_7"], batch_stats["BottleneckResNetBlock_7"], x)  # models/resnet.py:65  f32[1, 14, 14, 1024]
-    x, bottleneckresnetblock_8_batch_stats = BottleneckResNetBlock_13(params["BottleneckResNetBlock_8"], batch_stats["BottleneckResNetBlock_8"], x)  # models/resnet.py:65  f32[1, 14, 14, 1024]
-    x, bottleneckresnetblock_9_batch_stats = BottleneckResNetBlock_13(params["BottleneckResNetBlock_9"], batch_stats["BottleneckResNetBlock_9"], x)  # models/resnet.py:65  f32[1, 14, 14, 1024]
-    x, bottleneckresnetblock_10_batch_stats = BottleneckResNetBlock_13(params["BottleneckResNetBlock_10"], batch_stats["BottleneckResNetBlock_10"], x)  # models/resnet.py:65  f32[1, 14, 14, 1024]
-    x, bottleneckresnetblock_11_batch_stats = BottleneckResNetBlock_13(params["BottleneckResNetBlock_11"], batch_stats["BottleneckResNetBlock_11"], x)  # models/resnet.py:65  f32[1, 14, 14, 1024]
-    x, bottleneckresnetblock_12_batch_stats = BottleneckResNetBlock_13(params["BottleneckResNetBlock_12"], batch_stats["BottleneckResNetBlock_12"], x)  # models/resnet.py:65  f32[1, 14, 14, 1024]
-    x, bottleneckresnetblock_13_batch_stats = BottleneckResNetBlock_14(params["BottleneckResNetBlock_13"], batch_stats["BottleneckResNetBlock_13"], x)  # models/resnet.py:65  f32[1, 7, 7, 2048]
-    x, bottleneckresnetblock_14_batch_stats = BottleneckResNetBlock_15(params["BottleneckResNetBlock_14"], batch_stats["BottleneckResNetBlock_14"], x)  # models/resnet.py:65  f32[1, 7, 7, 2048]
-    x, bottleneckresnetblock_15_batch_stats = BottleneckResNetBlock_15(params["BottleneckResNetBlock_15"], batch_stats["BottleneckResNetBlock_15"], x)  # models/resnet.py:65  f32[1, 7, 7, 2048]
-    x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[1, 2048]
-    x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[1, 1000]
-    asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[1, 1000]
+    Serves resnet50_b1, resnet50_b8.
+    """
+    x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[batch, 112, 112, 64]
+    x = (x - jnp.expand_dims(batch_stats["bn_init"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["bn_init"]["var"], (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, -1))) + params["bn_init"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:59  f32[batch, 112, 112, 64]
+    x = jax.nn.relu(x)  # models/resnet.py:60  f32[batch, 112, 112, 64]
+    x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[batch, 56, 56, 64]
+    x, bottleneckresnetblock_0_batch_stats = bottleneck_res_net_block_with_conv_proj(params["BottleneckResNetBlock_0"], batch_stats["BottleneckResNetBlock_0"], x, strides=(1, 1))  # models/resnet.py:65  f32[batch, 56, 56, 256]
+    x, bottleneckresnetblock_1_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_1"], batch_stats["BottleneckResNetBlock_1"], x)  # models/resnet.py:65  f32[batch, 56, 56, 256]
+    x, bottleneckresnetblock_2_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_2"], batch_stats["BottleneckResNetBlock_2"], x)  # models/resnet.py:65  f32[batch, 56, 56, 256]
+    x, bottleneckresnetblock_3_batch_stats = bottleneck_res_net_block_with_conv_proj(params["BottleneckResNetBlock_3"], batch_stats["BottleneckResNetBlock_3"], x, strides=(2, 2))  # models/resnet.py:65  f32[batch, 28, 28, 512]
+    x, bottleneckresnetblock_4_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_4"], batch_stats["BottleneckResNetBlock_4"], x)  # models/resnet.py:65  f32[batch, 28, 28, 512]
+    x, bottleneckresnetblock_5_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_5"], batch_stats["BottleneckResNetBlock_5"], x)  # models/resnet.py:65  f32[batch, 28, 28, 512]
+    x, bottleneckresnetblock_6_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_6"], batch_stats["BottleneckResNetBlock_6"], x)  # models/resnet.py:65  f32[batch, 28, 28, 512]
+    x, bottleneckresnetblock_7_batch_stats = bottleneck_res_net_block_with_conv_proj(params["BottleneckResNetBlock_7"], batch_stats["BottleneckResNetBlock_7"], x, strides=(2, 2))  # models/resnet.py:65  f32[batch, 14, 14, 1024]
+    x, bottleneckresnetblock_8_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_8"], batch_stats["BottleneckResNetBlock_8"], x)  # models/resnet.py:65  f32[batch, 14, 14, 1024]
+    x, bottleneckresnetblock_9_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_9"], batch_stats["BottleneckResNetBlock_9"], x)  # models/resnet.py:65  f32[batch, 14, 14, 1024]
+    x, bottleneckresnetblock_10_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_10"], batch_stats["BottleneckResNetBlock_10"], x)  # models/resnet.py:65  f32[batch, 14, 14, 1024]
+    x, bottleneckresnetblock_11_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_11"], batch_stats["BottleneckResNetBlock_11"], x)  # models/resnet.py:65  f32[batch, 14, 14, 1024]
+    x, bottleneckresnetblock_12_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_12"], batch_stats["BottleneckResNetBlock_12"], x)  # models/resnet.py:65  f32[batch, 14, 14, 1024]
+    x, bottleneckresnetblock_13_batch_stats = bottleneck_res_net_block_with_conv_proj(params["BottleneckResNetBlock_13"], batch_stats["BottleneckResNetBlock_13"], x, strides=(2, 2))  # models/resnet.py:65  f32[batch, 7, 7, 2048]
+    x, bottleneckresnetblock_14_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_14"], batch_stats["BottleneckResNetBlock_14"], x)  # models/resnet.py:65  f32[batch, 7, 7, 2048]
+    x, bottleneckresnetblock_15_batch_stats = bottleneck_res_net_block(params["BottleneckResNetBlock_15"], batch_stats["BottleneckResNetBlock_15"], x)  # models/resnet.py:65  f32[batch, 7, 7, 2048]
+    x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[batch, 2048]
+    x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[batch, 1000]
+    asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[batch, 1000]
     return asarray, {"bn_init": {"mean": batch_stats["bn_init"]["mean"], "var": batch_stats["bn_init"]["var"]}, "BottleneckResNetBlock_0": bottleneckresnetblock_0_batch_stats, "BottleneckResNetBlock_1": bottleneckresnetblock_1_batch_stats, "BottleneckResNetBlock_2": bottleneckresnetblock_2_batch_stats, "BottleneckResNetBlock_3": bottleneckresnetblock_3_batch_stats, "BottleneckResNetBlock_4": bottleneckresnetblock_4_batch_stats, "BottleneckResNetBlock_5": bottleneckresnetblock_5_batch_stats, "BottleneckResNetBlock_6": bottleneckresnetblock_6_batch_stats, "BottleneckResNetBlock_7": bottleneckresnetblock_7_batch_stats, "BottleneckResNetBlock_8": bottleneckresnetblock_8_batch_stats, "BottleneckResNetBlock_9": bottleneckresnetblock_9_batch_stats, "BottleneckResNetBlock_10": bottleneckresnetblock_10_batch_stats, "BottleneckResNetBlock_11": bottleneckresnetblock_11_batch_stats, "BottleneckResNetBlock_12": bottleneckresnetblock_12_batch_stats, "BottleneckResNetBlock_13": bottleneckresnetblock_13_batch_stats, "BottleneckResNetBlock_14": bottleneckresnetblock_14_batch_stats, "BottleneckResNetBlock_15": bottleneckresnetblock_15_batch_stats}
-
-
-def BottleneckResNetBlock_16(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[8, 56, 56, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:39  f32[8, 56, 56, 64]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[8, 56, 56, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[8, 56, 56, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:42  f32[8, 56, 56, 64]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[8, 56, 56, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[8, 56, 56, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:45  f32[8, 56, 56, 256]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[8, 56, 56, 256]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 256))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:48  f32[8, 56, 56, 256]
-    y = residual + y  # models/resnet.py:49  f32[8, 56, 56, 256]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[8, 56, 56, 256]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
-
-
-def BottleneckResNetBlock_17(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[8, 56, 56, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:39  f32[8, 56, 56, 64]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[8, 56, 56, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[8, 56, 56, 64]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:42  f32[8, 56, 56, 64]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[8, 56, 56, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[8, 56, 56, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:45  f32[8, 56, 56, 256]
-    y = x + y  # models/resnet.py:49  f32[8, 56, 56, 256]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[8, 56, 56, 256]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}}
-
-
-def BottleneckResNetBlock_18(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=128, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[8, 56, 56, 128]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 128))  # models/resnet.py:39  f32[8, 56, 56, 128]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[8, 56, 56, 128]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[8, 28, 28, 128]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 128))  # models/resnet.py:42  f32[8, 28, 28, 128]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[8, 28, 28, 128]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[8, 28, 28, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:45  f32[8, 28, 28, 512]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[8, 28, 28, 512]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 512))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:48  f32[8, 28, 28, 512]
-    y = residual + y  # models/resnet.py:49  f32[8, 28, 28, 512]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[8, 28, 28, 512]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
-
-
-def BottleneckResNetBlock_19(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=128, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[8, 28, 28, 128]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 128))  # models/resnet.py:39  f32[8, 28, 28, 128]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[8, 28, 28, 128]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[8, 28, 28, 128]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 128))  # models/resnet.py:42  f32[8, 28, 28, 128]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[8, 28, 28, 128]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[8, 28, 28, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:45  f32[8, 28, 28, 512]
-    y = x + y  # models/resnet.py:49  f32[8, 28, 28, 512]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[8, 28, 28, 512]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}}
-
-
-def BottleneckResNetBlock_20(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=256, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[8, 28, 28, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:39  f32[8, 28, 28, 256]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[8, 28, 28, 256]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[8, 14, 14, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:42  f32[8, 14, 14, 256]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[8, 14, 14, 256]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[8, 14, 14, 1024]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 1024))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 1024))  # models/resnet.py:45  f32[8, 14, 14, 1024]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[8, 14, 14, 1024]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 1024))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 1024))  # models/resnet.py:48  f32[8, 14, 14, 1024]
-    y = residual + y  # models/resnet.py:49  f32[8, 14, 14, 1024]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[8, 14, 14, 1024]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
-
-
-def BottleneckResNetBlock_21(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=256, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[8, 14, 14, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:39  f32[8, 14, 14, 256]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[8, 14, 14, 256]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[8, 14, 14, 256]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 256))  # models/resnet.py:42  f32[8, 14, 14, 256]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[8, 14, 14, 256]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[8, 14, 14, 1024]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 1024))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 1024))  # models/resnet.py:45  f32[8, 14, 14, 1024]
-    y = x + y  # models/resnet.py:49  f32[8, 14, 14, 1024]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[8, 14, 14, 1024]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}}
-
-
-def BottleneckResNetBlock_22(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[8, 14, 14, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:39  f32[8, 14, 14, 512]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[8, 14, 14, 512]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[8, 7, 7, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:42  f32[8, 7, 7, 512]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[8, 7, 7, 512]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[8, 7, 7, 2048]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 2048))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 2048))  # models/resnet.py:45  f32[8, 7, 7, 2048]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[8, 7, 7, 2048]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 2048))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 2048))  # models/resnet.py:48  f32[8, 7, 7, 2048]
-    y = residual + y  # models/resnet.py:49  f32[8, 7, 7, 2048]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[8, 7, 7, 2048]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}, "norm_proj": {"mean": batch_stats["norm_proj"]["mean"], "var": batch_stats["norm_proj"]["var"]}}
-
-
-def BottleneckResNetBlock_23(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[8, 7, 7, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:39  f32[8, 7, 7, 512]
-    y = jax.nn.relu(y)  # models/resnet.py:40  f32[8, 7, 7, 512]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[8, 7, 7, 512]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 512))  # models/resnet.py:42  f32[8, 7, 7, 512]
-    y = jax.nn.relu(y)  # models/resnet.py:43  f32[8, 7, 7, 512]
-    y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[8, 7, 7, 2048]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, 2048))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, 2048))  # models/resnet.py:45  f32[8, 7, 7, 2048]
-    y = x + y  # models/resnet.py:49  f32[8, 7, 7, 2048]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[8, 7, 7, 2048]
-    return relu, {"BatchNorm_0": {"mean": batch_stats["BatchNorm_0"]["mean"], "var": batch_stats["BatchNorm_0"]["var"]}, "BatchNorm_1": {"mean": batch_stats["BatchNorm_1"]["mean"], "var": batch_stats["BatchNorm_1"]["var"]}, "BatchNorm_2": {"mean": batch_stats["BatchNorm_2"]["mean"], "var": batch_stats["BatchNorm_2"]["var"]}}
-
-
-def ResNet_4(params, batch_stats, x):
-    """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, num_filters=64, num_classes=1000, dtype=jnp.float32, act=jax.nn.relu, train=False), from models/resnet.py:53."""
-    x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[8, 112, 112, 64]
-    x = (x - jnp.expand_dims(batch_stats["bn_init"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["bn_init"]["var"], (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, 64))) + params["bn_init"]["bias"].reshape((1, 1, 1, 64))  # models/resnet.py:59  f32[8, 112, 112, 64]
-    x = jax.nn.relu(x)  # models/resnet.py:60  f32[8, 112, 112, 64]
-    x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[8, 56, 56, 64]
-    x, bottleneckresnetblock_0_batch_stats = BottleneckResNetBlock_16(params["BottleneckResNetBlock_0"], batch_stats["BottleneckResNetBlock_0"], x)  # models/resnet.py:65  f32[8, 56, 56, 256]
-    x, bottleneckresnetblock_1_batch_stats = BottleneckResNetBlock_17(params["BottleneckResNetBlock_1"], batch_stats["BottleneckResNetBlock_1"], x)  # models/resnet.py:65  f32[8, 56, 56, 256]
-    x, bottleneckresnetblock_2_batch_stats = BottleneckResNetBlock_17(params["BottleneckResNetBlock_2"], batch_stats["BottleneckResNetBlock_2"], x)  # models/resnet.py:65  f32[8, 56, 56, 256]
-    x, bottleneckresnetblock_3_batch_stats = BottleneckResNetBlock_18(params["BottleneckResNetBlock_3"], batch_stats["BottleneckResNetBlock_3"], x)  # models/resnet.py:65  f32[8, 28, 28, 512]
-    x, bottleneckresnetblock_4_batch_stats = BottleneckResNetBlock_19(params["BottleneckResNetBlock_4"], batch_stats["BottleneckResNetBlock_4"], x)  # models/resnet.py:65  f32[8, 28, 28, 512]
-    x, bottleneckresnetblock_5_batch_stats = BottleneckResNetBlock_19(params["BottleneckResNetBlock_5"], batch_stats["BottleneckResNetBlock_5"], x)  # models/resnet.py:65  f32[8, 28, 28, 512]
-    x, bottleneckresnetblock_6_batch_stats = BottleneckResNetBlock_19(params["BottleneckResNetBlock_6"], batch_stats["BottleneckResNetBlock_6"], x)  # models/resnet.py:65  f32[8, 28, 28, 512]
-    x, bottleneckresnetblock_7_batch_stats = BottleneckResNetBlock_20(params["BottleneckResNetBlock_7"], batch_stats["BottleneckResNetBlock_7"], x)  # models/resnet.py:65  f32[8, 14, 14, 1024]
-    x, bottleneckresnetblock_8_batch_stats = BottleneckResNetBlock_21(params["BottleneckResNetBlock_8"], batch_stats["BottleneckResNetBlock_8"], x)  # models/resnet.py:65  f32[8, 14, 14, 1024]
-    x, bottleneckresnetblock_9_batch_stats = BottleneckResNetBlock_21(params["BottleneckResNetBlock_9"], batch_stats["BottleneckResNetBlock_9"], x)  # models/resnet.py:65  f32[8, 14, 14, 1024]
-    x, bottleneckresnetblock_10_batch_stats = BottleneckResNetBlock_21(params["BottleneckResNetBlock_10"], batch_stats["BottleneckResNetBlock_10"], x)  # models/resnet.py:65  f32[8, 14, 14, 1024]
-    x, bottleneckresnetblock_11_batch_stats = BottleneckResNetBlock_21(params["BottleneckResNetBlock_11"], batch_stats["BottleneckResNetBlock_11"], x)  # models/resnet.py:65  f32[8, 14, 14, 1024]
-    x, bottleneckresnetblock_12_batch_stats = BottleneckResNetBlock_21(params["BottleneckResNetBlock_12"], batch_stats["BottleneckResNetBlock_12"], x)  # models/resnet.py:65  f32[8, 14, 14, 1024]
-    x, bottleneckresnetblock_13_batch_stats = BottleneckResNetBlock_22(params["BottleneckResNetBlock_13"], batch_stats["BottleneckResNetBlock_13"], x)  # models/resnet.py:65  f32[8, 7, 7, 2048]
-    x, bottleneckresnetblock_14_batch_stats = BottleneckResNetBlock_23(params["BottleneckResNetBlock_14"], batch_stats["BottleneckResNetBlock_14"], x)  # models/resnet.py:65  f32[8, 7, 7, 2048]
-    x, bottleneckresnetblock_15_batch_stats = BottleneckResNetBlock_23(params["BottleneckResNetBlock_15"], batch_stats["BottleneckResNetBlock_15"], x)  # models/resnet.py:65  f32[8, 7, 7, 2048]
-    x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[8, 2048]
-    x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[8, 1000]
-    asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[8, 1000]
-    return asarray, {"bn_init": {"mean": batch_stats["bn_init"]["mean"], "var": batch_stats["bn_init"]["var"]}, "BottleneckResNetBlock_0": bottleneckresnetblock_0_batch_stats, "BottleneckResNetBlock_1": bottleneckresnetblock_1_batch_stats, "BottleneckResNetBlock_2": bottleneckresnetblock_2_batch_stats, "BottleneckResNetBlock_3": bottleneckresnetblock_3_batch_stats, "BottleneckResNetBlock_4": bottleneckresnetblock_4_batch_stats, "BottleneckResNetBlock_5": bottleneckresnetblock_5_batch_stats, "BottleneckResNetBlock_6": bottleneckresnetblock_6_batch_stats, "BottleneckResNetBlock_7": bottleneckresnetblock_7_batch_stats, "BottleneckResNetBlock_8": bottleneckresnetblock_8_batch_stats, "BottleneckResNetBlock_9": bottleneckresnetblock_9_batch_stats, "BottleneckResNetBlock_10": bottleneckresnetblock_10_batch_stats, "BottleneckResNetBlock_11": bottleneckresnetblock_11_batch_stats, "BottleneckResNetBlock_12": bottleneckresnetblock_12_batch_stats, "BottleneckResNetBlock_13": bottleneckresnetblock_13_batch_stats, "BottleneckResNetBlock_14": bottleneckresnetblock_14_batch_stats, "BottleneckResNetBlock_15": bottleneckresnetblock_15_batch_stats}
-
-
-def ResNetBlock_14(params, batch_stats, x):
-    """ResNetBlock.apply(filters=64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[8, 16, 16, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[8, 16, 16, 64], f32[64], f32[64]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[8, 16, 16, 64]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[8, 16, 16, 64]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 64))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[8, 16, 16, 64], f32[64], f32[64]
-    y = x + y  # models/resnet.py:30  f32[8, 16, 16, 64]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[8, 16, 16, 64]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}}
-
-
-def ResNetBlock_15(params, batch_stats, x):
-    """ResNetBlock.apply(filters=128, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[8, 8, 8, 128]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 128)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[8, 8, 8, 128], f32[128], f32[128]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[8, 8, 8, 128]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[8, 8, 8, 128]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 128)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[8, 8, 8, 128], f32[128], f32[128]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[8, 8, 8, 128]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:29
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:29
-    residual, new_mean_2, new_var_2 = (  # models/resnet.py:29
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 128))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 128)),  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:29
-    )  # models/resnet.py:29  f32[8, 8, 8, 128], f32[128], f32[128]
-    y = residual + y  # models/resnet.py:30  f32[8, 8, 8, 128]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[8, 8, 8, 128]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "norm_proj": {"mean": new_mean_2, "var": new_var_2}}
-
-
-def ResNetBlock_16(params, batch_stats, x):
-    """ResNetBlock.apply(filters=128, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[8, 8, 8, 128]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 128)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[8, 8, 8, 128], f32[128], f32[128]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[8, 8, 8, 128]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[8, 8, 8, 128]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 128))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 128)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[8, 8, 8, 128], f32[128], f32[128]
-    y = x + y  # models/resnet.py:30  f32[8, 8, 8, 128]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[8, 8, 8, 128]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}}
-
-
-def ResNetBlock_17(params, batch_stats, x):
-    """ResNetBlock.apply(filters=256, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[8, 4, 4, 256]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 256)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[8, 4, 4, 256], f32[256], f32[256]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[8, 4, 4, 256]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[8, 4, 4, 256]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 256)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[8, 4, 4, 256], f32[256], f32[256]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[8, 4, 4, 256]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:29
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:29
-    residual, new_mean_2, new_var_2 = (  # models/resnet.py:29
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 256))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 256)),  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:29
-    )  # models/resnet.py:29  f32[8, 4, 4, 256], f32[256], f32[256]
-    y = residual + y  # models/resnet.py:30  f32[8, 4, 4, 256]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[8, 4, 4, 256]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "norm_proj": {"mean": new_mean_2, "var": new_var_2}}
-
-
-def ResNetBlock_18(params, batch_stats, x):
-    """ResNetBlock.apply(filters=256, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[8, 4, 4, 256]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 256)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[8, 4, 4, 256], f32[256], f32[256]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[8, 4, 4, 256]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[8, 4, 4, 256]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 256))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 256)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[8, 4, 4, 256], f32[256], f32[256]
-    y = x + y  # models/resnet.py:30  f32[8, 4, 4, 256]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[8, 4, 4, 256]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}}
-
-
-def ResNetBlock_19(params, batch_stats, x):
-    """ResNetBlock.apply(filters=512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[8, 2, 2, 512]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 512)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[8, 2, 2, 512], f32[512], f32[512]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[8, 2, 2, 512]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[8, 2, 2, 512]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 512)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[8, 2, 2, 512], f32[512], f32[512]
-    residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[8, 2, 2, 512]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:29
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:29
-    residual, new_mean_2, new_var_2 = (  # models/resnet.py:29
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, 512))) + params["norm_proj"]["bias"].reshape((1, 1, 1, 512)),  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:29
-    )  # models/resnet.py:29  f32[8, 2, 2, 512], f32[512], f32[512]
-    y = residual + y  # models/resnet.py:30  f32[8, 2, 2, 512]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[8, 2, 2, 512]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "norm_proj": {"mean": new_mean_2, "var": new_var_2}}
-
-
-def ResNetBlock_20(params, batch_stats, x):
-    """ResNetBlock.apply(filters=512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
-    y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[8, 2, 2, 512]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, 512)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[8, 2, 2, 512], f32[512], f32[512]
-    y = jax.nn.relu(y)  # models/resnet.py:24  f32[8, 2, 2, 512]
-    y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[8, 2, 2, 512]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, 512))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, 512)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[8, 2, 2, 512], f32[512], f32[512]
-    y = x + y  # models/resnet.py:30  f32[8, 2, 2, 512]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[8, 2, 2, 512]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}}
-
-
-def ResNet_5(params, batch_stats, x):
-    """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=64, num_classes=1000, dtype=jnp.float32, act=jax.nn.relu, train=True), from models/resnet.py:53."""
-    x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[8, 32, 32, 64]
-    mean = jnp.mean(x, axis=(0, 1, 2))  # models/resnet.py:59
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:59
-    x, new_mean, new_var = (  # models/resnet.py:59
-        (x - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, 64))) + params["bn_init"]["bias"].reshape((1, 1, 1, 64)),  # models/resnet.py:59
-        0.9 * batch_stats["bn_init"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:59
-        0.9 * batch_stats["bn_init"]["var"] + (1 - 0.9) * var,  # models/resnet.py:59
-    )  # models/resnet.py:59  f32[8, 32, 32, 64], f32[64], f32[64]
-    x = jax.nn.relu(x)  # models/resnet.py:60  f32[8, 32, 32, 64]
-    x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[8, 16, 16, 64]
-    x, resnetblock_0_batch_stats = ResNetBlock_14(params["ResNetBlock_0"], batch_stats["ResNetBlock_0"], x)  # models/resnet.py:65  f32[8, 16, 16, 64]
-    x, resnetblock_1_batch_stats = ResNetBlock_14(params["ResNetBlock_1"], batch_stats["ResNetBlock_1"], x)  # models/resnet.py:65  f32[8, 16, 16, 64]
-    x, resnetblock_2_batch_stats = ResNetBlock_15(params["ResNetBlock_2"], batch_stats["ResNetBlock_2"], x)  # models/resnet.py:65  f32[8, 8, 8, 128]
-    x, resnetblock_3_batch_stats = ResNetBlock_16(params["ResNetBlock_3"], batch_stats["ResNetBlock_3"], x)  # models/resnet.py:65  f32[8, 8, 8, 128]
-    x, resnetblock_4_batch_stats = ResNetBlock_17(params["ResNetBlock_4"], batch_stats["ResNetBlock_4"], x)  # models/resnet.py:65  f32[8, 4, 4, 256]
-    x, resnetblock_5_batch_stats = ResNetBlock_18(params["ResNetBlock_5"], batch_stats["ResNetBlock_5"], x)  # models/resnet.py:65  f32[8, 4, 4, 256]
-    x, resnetblock_6_batch_stats = ResNetBlock_19(params["ResNetBlock_6"], batch_stats["ResNetBlock_6"], x)  # models/resnet.py:65  f32[8, 2, 2, 512]
-    x, resnetblock_7_batch_stats = ResNetBlock_20(params["ResNetBlock_7"], batch_stats["ResNetBlock_7"], x)  # models/resnet.py:65  f32[8, 2, 2, 512]
-    x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[8, 512]
-    x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[8, 1000]
-    asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[8, 1000]
-    return asarray, {"bn_init": {"mean": new_mean, "var": new_var}, "ResNetBlock_0": resnetblock_0_batch_stats, "ResNetBlock_1": resnetblock_1_batch_stats, "ResNetBlock_2": resnetblock_2_batch_stats, "ResNetBlock_3": resnetblock_3_batch_stats, "ResNetBlock_4": resnetblock_4_batch_stats, "ResNetBlock_5": resnetblock_5_batch_stats, "ResNetBlock_6": resnetblock_6_batch_stats, "ResNetBlock_7": resnetblock_7_batch_stats}
 
 
 def cross_entropy(logits, labels):
-    """Loss `cross_entropy`, with metrics, from models/resnet.py:87."""
+    """Loss `cross_entropy`, with metrics, from models/resnet.py:87.
+
+    Serves resnet18_train_step ((loss)).
+    """
     logp = jax.nn.log_softmax(logits)  # models/resnet.py:89  f32[8, 1000]
-    one_hot = jax.nn.one_hot(labels, 1000)  # models/resnet.py:90  f32[8, 1000]
+    one_hot = jax.nn.one_hot(labels, logits.shape[-1])  # models/resnet.py:90  f32[8, 1000]
     y = one_hot * logp  # models/resnet.py:90  f32[8, 1000]
     sum_1 = jnp.sum(y, axis=-1)  # models/resnet.py:90  f32[8]
     mean = jnp.mean(sum_1)  # models/resnet.py:90  f32[]
@@ -1212,276 +362,179 @@ def cross_entropy(logits, labels):
     return (loss, {"accuracy": accuracy})
 
 
-def _resnet18_train_init(rng):
-    """Parameters and state of target `resnet18_train`: initializers only, no forward pass."""
-    params = {
-        "conv_init": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 280235589), (7, 7, 3, 8), jnp.float32),
+def res_net_block_variables(*, filters):
+    """The params and batch_stats of ResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
+    return {
+        "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:22
+        "BatchNorm_0": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:23
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:23
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:23
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:23
         },
+        "Conv_1": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:25
+        "BatchNorm_1": {
+            "scale": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:26
+        },
+    }
+
+
+def res_net_block_with_conv_proj_variables(*, filters):
+    """The params and batch_stats of ResNetBlock.apply(filters=16|32|64|128|256|512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
+    return {
+        "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters // 2, filters))},  # models/resnet.py:22
+        "BatchNorm_0": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:23
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:23
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:23
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:23
+        },
+        "Conv_1": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:25
+        "BatchNorm_1": {
+            "scale": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:26
+        },
+        "conv_proj": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, filters // 2, filters))},  # models/resnet.py:28
+        "norm_proj": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:29
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:29
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:29
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:29
+        },
+    }
+
+
+def res_net18_variables(*, num_filters, num_classes):
+    """The params and batch_stats of ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu, train=True|False), from models/resnet.py:53."""
+    return {
+        "conv_init": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (7, 7, 3, num_filters))},  # models/resnet.py:58
         "bn_init": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 2041634877), (8,), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1852807686), (8,), jnp.float32),
+            "scale": _runtime.param(jax.nn.initializers.ones, (num_filters,)),  # models/resnet.py:59
+            "bias": _runtime.param(jax.nn.initializers.zeros, (num_filters,)),  # models/resnet.py:59
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (num_filters,)),  # models/resnet.py:59
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (num_filters,)),  # models/resnet.py:59
         },
-        "ResNetBlock_0": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1960088854), (3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1586772496), (8,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 764663522), (8,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 947819912), (3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2028155300), (8,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1724843335), (8,), jnp.float32),
-            },
-        },
-        "ResNetBlock_1": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1294946046), (3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 158775880), (8,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1119969283), (8,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 25513568), (3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 788640252), (8,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 161330086), (8,), jnp.float32),
-            },
-        },
-        "ResNetBlock_2": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1548887175), (3, 3, 8, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 706755809), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 675790177), (16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 284697625), (3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 207042389), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1662742212), (16,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1512653868), (1, 1, 8, 16), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 805459146), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 899424480), (16,), jnp.float32),
-            },
-        },
-        "ResNetBlock_3": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1705639791), (3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 2109914297), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1192561536), (16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 688127985), (3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1538635533), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 206166053), (16,), jnp.float32),
-            },
-        },
-        "ResNetBlock_4": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 2125000821), (3, 3, 16, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 939276274), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 641401316), (32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 839053547), (3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 294337606), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1835520577), (32,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1414920361), (1, 1, 16, 32), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 389473218), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1712146692), (32,), jnp.float32),
-            },
-        },
-        "ResNetBlock_5": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1196632989), (3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1612625834), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1231664901), (32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 200878851), (3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1181334558), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 37053600), (32,), jnp.float32),
-            },
-        },
-        "ResNetBlock_6": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1445872100), (3, 3, 32, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1128804611), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 602892903), (64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 444875130), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1698642615), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1756608962), (64,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1367446314), (1, 1, 32, 64), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1124758277), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1638755431), (64,), jnp.float32),
-            },
-        },
-        "ResNetBlock_7": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1876269580), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 346730843), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1287511174), (64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 595565202), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 853392111), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 132189987), (64,), jnp.float32),
-            },
-        },
+        "ResNetBlock_0": res_net_block_variables(filters=num_filters),
+        "ResNetBlock_1": res_net_block_variables(filters=num_filters),
+        "ResNetBlock_2": res_net_block_with_conv_proj_variables(filters=num_filters * 2),
+        "ResNetBlock_3": res_net_block_variables(filters=num_filters * 2),
+        "ResNetBlock_4": res_net_block_with_conv_proj_variables(filters=num_filters * 4),
+        "ResNetBlock_5": res_net_block_variables(filters=num_filters * 4),
+        "ResNetBlock_6": res_net_block_with_conv_proj_variables(filters=num_filters * 8),
+        "ResNetBlock_7": res_net_block_variables(filters=num_filters * 8),
         "Dense_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1994162967), (64, 10), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 109938423), (10,), jnp.float32),
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (num_filters * 8, num_classes)),  # models/resnet.py:68
+            "bias": _runtime.param(jax.nn.initializers.zeros, (num_classes,)),  # models/resnet.py:68
         },
     }
-    state = {
-        "batch_stats": {
-            "bn_init": {
-                "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 881380035), (8,), jnp.float32),
-                "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 433620842), (8,), jnp.float32),
-            },
-            "ResNetBlock_0": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 466413340), (8,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 847896406), (8,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1351627961), (8,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 266991334), (8,), jnp.float32),
-                },
-            },
-            "ResNetBlock_1": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1956532733), (8,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 892277781), (8,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1069711960), (8,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 139410853), (8,), jnp.float32),
-                },
-            },
-            "ResNetBlock_2": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 504925343), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1723158417), (16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1430544186), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1540711969), (16,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1102005844), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 831539005), (16,), jnp.float32),
-                },
-            },
-            "ResNetBlock_3": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1900690046), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1628669138), (16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 974580187), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1551084898), (16,), jnp.float32),
-                },
-            },
-            "ResNetBlock_4": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 275001370), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1099036825), (32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1530454975), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 2095173929), (32,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 306065328), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 325751759), (32,), jnp.float32),
-                },
-            },
-            "ResNetBlock_5": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2134279931), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1176974298), (32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 879383902), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 2068257386), (32,), jnp.float32),
-                },
-            },
-            "ResNetBlock_6": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 363879321), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 364734558), (64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1592559676), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 685588974), (64,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 362678995), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1005331038), (64,), jnp.float32),
-                },
-            },
-            "ResNetBlock_7": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2061692280), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 303801117), (64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 834551517), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 796625581), (64,), jnp.float32),
-                },
-            },
+
+
+def bottleneck_res_net_block_with_conv_proj_variables(*, in_channels, filters):
+    """The params and batch_stats of BottleneckResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)|(2, 2)), from models/resnet.py:36."""
+    return {
+        "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, in_channels, filters))},  # models/resnet.py:38
+        "BatchNorm_0": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:39
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:39
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:39
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:39
+        },
+        "Conv_1": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:41
+        "BatchNorm_1": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:42
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:42
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:42
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:42
+        },
+        "Conv_2": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, filters, filters * 4))},  # models/resnet.py:44
+        "BatchNorm_2": {
+            "scale": _runtime.param(jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters * 4,)),  # models/resnet.py:45
+        },
+        "conv_proj": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, in_channels, filters * 4))},  # models/resnet.py:47
+        "norm_proj": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (filters * 4,)),  # models/resnet.py:48
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:48
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:48
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters * 4,)),  # models/resnet.py:48
         },
     }
-    return params, state
+
+
+def bottleneck_res_net_block_variables(*, filters):
+    """The params and batch_stats of BottleneckResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
+    return {
+        "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, filters * 4, filters))},  # models/resnet.py:38
+        "BatchNorm_0": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:39
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:39
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:39
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:39
+        },
+        "Conv_1": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:41
+        "BatchNorm_1": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:42
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:42
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:42
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:42
+        },
+        "Conv_2": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, filters, filters * 4))},  # models/resnet.py:44
+        "BatchNorm_2": {
+            "scale": _runtime.param(jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
+            "bias": _runtime.param(jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters * 4,)),  # models/resnet.py:45
+        },
+    }
+
+
+def res_net50_variables(*, num_filters, num_classes):
+    """The params and batch_stats of ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu, train=True|False), from models/resnet.py:53."""
+    return {
+        "conv_init": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (7, 7, 3, num_filters))},  # models/resnet.py:58
+        "bn_init": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (num_filters,)),  # models/resnet.py:59
+            "bias": _runtime.param(jax.nn.initializers.zeros, (num_filters,)),  # models/resnet.py:59
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (num_filters,)),  # models/resnet.py:59
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (num_filters,)),  # models/resnet.py:59
+        },
+        "BottleneckResNetBlock_0": bottleneck_res_net_block_with_conv_proj_variables(in_channels=num_filters, filters=num_filters),
+        "BottleneckResNetBlock_1": bottleneck_res_net_block_variables(filters=num_filters),
+        "BottleneckResNetBlock_2": bottleneck_res_net_block_variables(filters=num_filters),
+        "BottleneckResNetBlock_3": bottleneck_res_net_block_with_conv_proj_variables(in_channels=num_filters * 4, filters=num_filters * 2),
+        "BottleneckResNetBlock_4": bottleneck_res_net_block_variables(filters=num_filters * 2),
+        "BottleneckResNetBlock_5": bottleneck_res_net_block_variables(filters=num_filters * 2),
+        "BottleneckResNetBlock_6": bottleneck_res_net_block_variables(filters=num_filters * 2),
+        "BottleneckResNetBlock_7": bottleneck_res_net_block_with_conv_proj_variables(in_channels=num_filters * 8, filters=num_filters * 4),
+        "BottleneckResNetBlock_8": bottleneck_res_net_block_variables(filters=num_filters * 4),
+        "BottleneckResNetBlock_9": bottleneck_res_net_block_variables(filters=num_filters * 4),
+        "BottleneckResNetBlock_10": bottleneck_res_net_block_variables(filters=num_filters * 4),
+        "BottleneckResNetBlock_11": bottleneck_res_net_block_variables(filters=num_filters * 4),
+        "BottleneckResNetBlock_12": bottleneck_res_net_block_variables(filters=num_filters * 4),
+        "BottleneckResNetBlock_13": bottleneck_res_net_block_with_conv_proj_variables(in_channels=num_filters * 16, filters=num_filters * 8),
+        "BottleneckResNetBlock_14": bottleneck_res_net_block_variables(filters=num_filters * 8),
+        "BottleneckResNetBlock_15": bottleneck_res_net_block_variables(filters=num_filters * 8),
+        "Dense_0": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (num_filters * 32, num_classes)),  # models/resnet.py:68
+            "bias": _runtime.param(jax.nn.initializers.zeros, (num_classes,)),  # models/resnet.py:68
+        },
+    }
+
+
+#: Parameters and state of resnet18_train.
+_resnet18_train_variables = _runtime.Variables(res_net18_variables(num_filters=8, num_classes=10))
 
 
 def _resnet18_train_apply(params, state, x, rng=None):
-    """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, train=True, num_filters=8, num_classes=10) on x: f32[2, 32, 32, 3] -> f32[2, 10]."""
-    outputs, new_batch_stats = ResNet(params, state["batch_stats"], x)
+    """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, train=True, num_filters=8, num_classes=10): the apply of targets resnet18_train, resnet18_train_step."""
+    outputs, new_batch_stats = res_net18_train(params, state["batch_stats"], x)
     return outputs, {"batch_stats": new_batch_stats}
 
 
@@ -1490,280 +543,17 @@ resnet18_train = _runtime.Target(
     name="resnet18_train",
     module="resnet",
     source_sha256="26a8e2c18ec7523fa8f34c5093c6e54497216163d08a996e27ec785c4e266a23",
-    init=_resnet18_train_init,
+    init=_resnet18_train_variables.init,
     apply=_resnet18_train_apply,
     inputs={"x": jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)},
-    param_shapes={
-        "conv_init": {
-            "kernel": jax.ShapeDtypeStruct((7, 7, 3, 8), jnp.float32),
-        },
-        "bn_init": {
-            "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-        },
-        "ResNetBlock_0": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-        },
-        "ResNetBlock_1": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-        },
-        "ResNetBlock_2": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 8, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 8, 16), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-        },
-        "ResNetBlock_3": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-        },
-        "ResNetBlock_4": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 16, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 16, 32), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-        },
-        "ResNetBlock_5": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-        },
-        "ResNetBlock_6": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 64), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "ResNetBlock_7": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "Dense_0": {
-            "kernel": jax.ShapeDtypeStruct((64, 10), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((10,), jnp.float32),
-        },
-    },
-    state_shapes={
-        "batch_stats": {
-            "bn_init": {
-                "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-            "ResNetBlock_0": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-                },
-            },
-            "ResNetBlock_1": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-                },
-            },
-            "ResNetBlock_2": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-            },
-            "ResNetBlock_3": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-            },
-            "ResNetBlock_4": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-            },
-            "ResNetBlock_5": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-            },
-            "ResNetBlock_6": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "ResNetBlock_7": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-        },
-    },
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_resnet18_train_variables.param_shapes,
+    state_shapes=_resnet18_train_variables.state_shapes,
 )
 
 
 def _resnet18_eval_apply(params, state, x, rng=None):
     """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, train=False, num_filters=8, num_classes=10) on x: f32[2, 32, 32, 3] -> f32[2, 10]."""
-    outputs, new_batch_stats = ResNet_1(params, state["batch_stats"], x)
+    outputs, new_batch_stats = res_net18(params, state["batch_stats"], x)
     return outputs, {"batch_stats": new_batch_stats}
 
 
@@ -1772,682 +562,22 @@ resnet18_eval = _runtime.Target(
     name="resnet18_eval",
     module="resnet",
     source_sha256="26a8e2c18ec7523fa8f34c5093c6e54497216163d08a996e27ec785c4e266a23",
-    init=_resnet18_train_init,
+    init=_resnet18_train_variables.init,
     apply=_resnet18_eval_apply,
     inputs={"x": jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)},
-    param_shapes=resnet18_train.PARAM_SHAPES,
-    state_shapes=resnet18_train.STATE_SHAPES,
-    stochastic=False,
+    param_shapes=_resnet18_train_variables.param_shapes,
+    state_shapes=_resnet18_train_variables.state_shapes,
     platforms=("cpu", "tpu"),
-    devices=1,
 )
 
 
-def _resnet50_train_init(rng):
-    """Parameters and state of target `resnet50_train`: initializers only, no forward pass."""
-    params = {
-        "conv_init": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 280235589), (7, 7, 3, 8), jnp.float32),
-        },
-        "bn_init": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 2041634877), (8,), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1852807686), (8,), jnp.float32),
-        },
-        "BottleneckResNetBlock_0": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1845869087), (1, 1, 8, 8), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 410319427), (8,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1099577304), (8,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 581941889), (3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1040445943), (8,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 181855357), (8,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 740343138), (1, 1, 8, 32), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 267119466), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 205690579), (32,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 870633109), (1, 1, 8, 32), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 506321100), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1266314248), (32,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_1": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1476289015), (1, 1, 32, 8), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1335261723), (8,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 785940793), (8,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 458514793), (3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1776382383), (8,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1703170716), (8,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 366700170), (1, 1, 8, 32), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1477012274), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1662001202), (32,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_2": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1182993294), (1, 1, 32, 8), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1824586930), (8,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1147034715), (8,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 170461968), (3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1253570310), (8,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 251826174), (8,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 77991155), (1, 1, 8, 32), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2069884315), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 160890192), (32,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_3": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 2138624102), (1, 1, 32, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 992115946), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 722266810), (16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 869454072), (3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 492140382), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1615870239), (16,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1029560091), (1, 1, 16, 64), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 750611907), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1724140465), (64,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1499599863), (1, 1, 32, 64), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1303872328), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1655888122), (64,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_4": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1685708668), (1, 1, 64, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1897723809), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1243799774), (16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 684974050), (3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1466694677), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 25047931), (16,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 643618817), (1, 1, 16, 64), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1719920264), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 132792789), (64,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_5": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1568801940), (1, 1, 64, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 654211065), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 628119103), (16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 287835146), (3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 9010253), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1848411546), (16,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 531039209), (1, 1, 16, 64), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 828466896), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1756952372), (64,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_6": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1291808493), (1, 1, 64, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 94957904), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1341557597), (16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 5598835), (3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 601881316), (16,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 78272760), (16,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 249194896), (1, 1, 16, 64), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 305651833), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 37628502), (64,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_7": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1963242757), (1, 1, 64, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1380610312), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 547634620), (32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 967751067), (3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1950186172), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1811475993), (32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 924955256), (1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1171611681), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1835834551), (128,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1389020401), (1, 1, 64, 128), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1052746887), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 914592893), (128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_8": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 562853528), (1, 1, 128, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 299231174), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1457232340), (32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1831237126), (3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 933424242), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 495405681), (32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1672049125), (1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 105576175), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 454244575), (128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_9": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 410496368), (1, 1, 128, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1178036126), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 965291829), (32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1423814126), (3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1614834730), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1926626448), (32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1515366925), (1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1369994935), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1950453310), (128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_10": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 792789238), (1, 1, 128, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 62715664), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 136454029), (32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1676345448), (3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 634125476), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1132383272), (32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1835272075), (1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 337897017), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1173012102), (128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_11": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 381344542), (1, 1, 128, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1415477064), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1735436652), (32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1511054208), (3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1915321596), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 741112521), (32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1419762787), (1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1136748129), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 716703847), (128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_12": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 130527591), (1, 1, 128, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1997074913), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 234255374), (32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1265480185), (3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1367341653), (32,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1185589163), (32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1172485658), (1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1620566216), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1077859589), (128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_13": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1044146831), (1, 1, 128, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 552235449), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1654964975), (64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1922460177), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 110983693), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 704123210), (64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 2082041330), (1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 930439312), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 795632612), (256,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 281688994), (1, 1, 128, 256), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1774145595), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1000720028), (256,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_14": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 624780693), (1, 1, 256, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1792342770), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 59426955), (64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1771529483), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1285812550), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1221991214), (64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1729651432), (1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2102127579), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1312975232), (256,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_15": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 482786941), (1, 1, 256, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1026980522), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1826127466), (64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1349304035), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 457273630), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 663006671), (64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1591982336), (1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 715746179), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 554753889), (256,), jnp.float32),
-            },
-        },
-        "Dense_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1994162967), (256, 10), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 109938423), (10,), jnp.float32),
-        },
-    }
-    state = {
-        "batch_stats": {
-            "bn_init": {
-                "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 881380035), (8,), jnp.float32),
-                "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 433620842), (8,), jnp.float32),
-            },
-            "BottleneckResNetBlock_0": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 717434699), (8,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1406101496), (8,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1637874926), (8,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1856982600), (8,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1728810560), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 688862360), (32,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1799888617), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1552196947), (32,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_1": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1167169962), (8,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1416211643), (8,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 248334863), (8,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1762231563), (8,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 140064929), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 782893019), (32,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_2": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 790054088), (8,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 133429055), (8,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1682675565), (8,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 982769295), (8,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1658840515), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 2100536415), (32,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_3": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1078325801), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 5586044), (16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 186196364), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1026889164), (16,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 227365666), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 2056613660), (64,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1115728411), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1308217130), (64,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_4": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 560724045), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 549929015), (16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1782000616), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 497510791), (16,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1822644550), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1510413143), (64,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_5": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1312378540), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 660704116), (16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 90545417), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 436314820), (16,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 66187175), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1570887700), (64,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_6": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 616534990), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1962660080), (16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1877164139), (16,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1234958656), (16,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1769419461), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 238781328), (64,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_7": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1273832751), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1935481779), (32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 11662986), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1312633347), (32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 103121956), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 161302739), (128,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 380757660), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1199942217), (128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_8": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1033011527), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 903817318), (32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1993233122), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 146735574), (32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1884954700), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1327463174), (128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_9": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1388328870), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 846848805), (32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 429712387), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 253348501), (32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 520656557), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1220128837), (128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_10": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1683641845), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1312197914), (32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 788956752), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1935058090), (32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 697496830), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 888594042), (128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_11": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 185131796), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1234191961), (32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1079259313), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1961914345), (32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1187004959), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 860886329), (128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_12": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1636712054), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 436870621), (32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 718466515), (32,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 661271661), (32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 742825853), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1623871165), (128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_13": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 249333911), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 497866398), (64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1166039858), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 550305582), (64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1125394844), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1735165438), (256,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1763567518), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1693374608), (256,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_14": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1878164211), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1027517141), (64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 615403862), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 6194021), (64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 574235640), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1207892405), (256,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_15": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 10499090), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 983064982), (64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1274865591), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 133711910), (64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1298699545), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1079522038), (256,), jnp.float32),
-                },
-            },
-        },
-    }
-    return params, state
+#: Parameters and state of resnet50_train.
+_resnet50_train_variables = _runtime.Variables(res_net50_variables(num_filters=8, num_classes=10))
 
 
 def _resnet50_train_apply(params, state, x, rng=None):
     """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, train=True, num_filters=8, num_classes=10) on x: f32[2, 32, 32, 3] -> f32[2, 10]."""
-    outputs, new_batch_stats = ResNet_2(params, state["batch_stats"], x)
+    outputs, new_batch_stats = res_net50_train(params, state["batch_stats"], x)
     return outputs, {"batch_stats": new_batch_stats}
 
 
@@ -2456,1337 +586,21 @@ resnet50_train = _runtime.Target(
     name="resnet50_train",
     module="resnet",
     source_sha256="26a8e2c18ec7523fa8f34c5093c6e54497216163d08a996e27ec785c4e266a23",
-    init=_resnet50_train_init,
+    init=_resnet50_train_variables.init,
     apply=_resnet50_train_apply,
     inputs={"x": jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)},
-    param_shapes={
-        "conv_init": {
-            "kernel": jax.ShapeDtypeStruct((7, 7, 3, 8), jnp.float32),
-        },
-        "bn_init": {
-            "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-        },
-        "BottleneckResNetBlock_0": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 8, 8), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 8, 32), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 8, 32), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_1": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 8), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 8, 32), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_2": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 8), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 8, 8), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 8, 32), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_3": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 16, 64), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 64), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_4": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 16, 64), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_5": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 16, 64), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_6": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 16), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((16,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 16, 64), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_7": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 128), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_8": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_9": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_10": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_11": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_12": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 32), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((32,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 32, 128), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_13": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 256), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_14": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_15": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-        },
-        "Dense_0": {
-            "kernel": jax.ShapeDtypeStruct((256, 10), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((10,), jnp.float32),
-        },
-    },
-    state_shapes={
-        "batch_stats": {
-            "bn_init": {
-                "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-            },
-            "BottleneckResNetBlock_0": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_1": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_2": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((8,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((8,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_3": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_4": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_5": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_6": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((16,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((16,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_7": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_8": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_9": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_10": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_11": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_12": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((32,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_13": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_14": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_15": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-            },
-        },
-    },
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_resnet50_train_variables.param_shapes,
+    state_shapes=_resnet50_train_variables.state_shapes,
 )
 
 
-def _resnet50_b1_init(rng):
-    """Parameters and state of target `resnet50_b1`: initializers only, no forward pass."""
-    params = {
-        "conv_init": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 280235589), (7, 7, 3, 64), jnp.float32),
-        },
-        "bn_init": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 2041634877), (64,), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1852807686), (64,), jnp.float32),
-        },
-        "BottleneckResNetBlock_0": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1845869087), (1, 1, 64, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 410319427), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1099577304), (64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 581941889), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1040445943), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 181855357), (64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 740343138), (1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 267119466), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 205690579), (256,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 870633109), (1, 1, 64, 256), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 506321100), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1266314248), (256,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_1": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1476289015), (1, 1, 256, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1335261723), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 785940793), (64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 458514793), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1776382383), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1703170716), (64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 366700170), (1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1477012274), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1662001202), (256,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_2": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1182993294), (1, 1, 256, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1824586930), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1147034715), (64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 170461968), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1253570310), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 251826174), (64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 77991155), (1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2069884315), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 160890192), (256,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_3": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 2138624102), (1, 1, 256, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 992115946), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 722266810), (128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 869454072), (3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 492140382), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1615870239), (128,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1029560091), (1, 1, 128, 512), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 750611907), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1724140465), (512,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1499599863), (1, 1, 256, 512), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1303872328), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1655888122), (512,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_4": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1685708668), (1, 1, 512, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1897723809), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1243799774), (128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 684974050), (3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1466694677), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 25047931), (128,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 643618817), (1, 1, 128, 512), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1719920264), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 132792789), (512,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_5": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1568801940), (1, 1, 512, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 654211065), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 628119103), (128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 287835146), (3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 9010253), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1848411546), (128,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 531039209), (1, 1, 128, 512), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 828466896), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1756952372), (512,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_6": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1291808493), (1, 1, 512, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 94957904), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1341557597), (128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 5598835), (3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 601881316), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 78272760), (128,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 249194896), (1, 1, 128, 512), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 305651833), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 37628502), (512,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_7": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1963242757), (1, 1, 512, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1380610312), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 547634620), (256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 967751067), (3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1950186172), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1811475993), (256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 924955256), (1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1171611681), (1024,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1835834551), (1024,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1389020401), (1, 1, 512, 1024), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1052746887), (1024,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 914592893), (1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_8": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 562853528), (1, 1, 1024, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 299231174), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1457232340), (256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1831237126), (3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 933424242), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 495405681), (256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1672049125), (1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 105576175), (1024,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 454244575), (1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_9": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 410496368), (1, 1, 1024, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1178036126), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 965291829), (256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1423814126), (3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1614834730), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1926626448), (256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1515366925), (1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1369994935), (1024,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1950453310), (1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_10": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 792789238), (1, 1, 1024, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 62715664), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 136454029), (256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1676345448), (3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 634125476), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1132383272), (256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1835272075), (1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 337897017), (1024,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1173012102), (1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_11": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 381344542), (1, 1, 1024, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1415477064), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1735436652), (256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1511054208), (3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1915321596), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 741112521), (256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1419762787), (1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1136748129), (1024,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 716703847), (1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_12": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 130527591), (1, 1, 1024, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1997074913), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 234255374), (256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1265480185), (3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1367341653), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1185589163), (256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1172485658), (1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1620566216), (1024,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1077859589), (1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_13": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1044146831), (1, 1, 1024, 512), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 552235449), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1654964975), (512,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1922460177), (3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 110983693), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 704123210), (512,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 2082041330), (1, 1, 512, 2048), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 930439312), (2048,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 795632612), (2048,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 281688994), (1, 1, 1024, 2048), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1774145595), (2048,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1000720028), (2048,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_14": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 624780693), (1, 1, 2048, 512), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1792342770), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 59426955), (512,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1771529483), (3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1285812550), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1221991214), (512,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1729651432), (1, 1, 512, 2048), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2102127579), (2048,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1312975232), (2048,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_15": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 482786941), (1, 1, 2048, 512), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1026980522), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1826127466), (512,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1349304035), (3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 457273630), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 663006671), (512,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1591982336), (1, 1, 512, 2048), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 715746179), (2048,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 554753889), (2048,), jnp.float32),
-            },
-        },
-        "Dense_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1994162967), (2048, 1000), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 109938423), (1000,), jnp.float32),
-        },
-    }
-    state = {
-        "batch_stats": {
-            "bn_init": {
-                "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 881380035), (64,), jnp.float32),
-                "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 433620842), (64,), jnp.float32),
-            },
-            "BottleneckResNetBlock_0": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 717434699), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1406101496), (64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1637874926), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1856982600), (64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1728810560), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 688862360), (256,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1799888617), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1552196947), (256,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_1": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1167169962), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1416211643), (64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 248334863), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1762231563), (64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 140064929), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 782893019), (256,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_2": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 790054088), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 133429055), (64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1682675565), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 982769295), (64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1658840515), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 2100536415), (256,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_3": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1078325801), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 5586044), (128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 186196364), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1026889164), (128,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 227365666), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 2056613660), (512,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1115728411), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1308217130), (512,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_4": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 560724045), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 549929015), (128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1782000616), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 497510791), (128,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1822644550), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1510413143), (512,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_5": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1312378540), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 660704116), (128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 90545417), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 436314820), (128,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 66187175), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1570887700), (512,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_6": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 616534990), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1962660080), (128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1877164139), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1234958656), (128,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1769419461), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 238781328), (512,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_7": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1273832751), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1935481779), (256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 11662986), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1312633347), (256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 103121956), (1024,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 161302739), (1024,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 380757660), (1024,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1199942217), (1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_8": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1033011527), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 903817318), (256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1993233122), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 146735574), (256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1884954700), (1024,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1327463174), (1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_9": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1388328870), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 846848805), (256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 429712387), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 253348501), (256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 520656557), (1024,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1220128837), (1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_10": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1683641845), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1312197914), (256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 788956752), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1935058090), (256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 697496830), (1024,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 888594042), (1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_11": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 185131796), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1234191961), (256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1079259313), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1961914345), (256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1187004959), (1024,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 860886329), (1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_12": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1636712054), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 436870621), (256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 718466515), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 661271661), (256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 742825853), (1024,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1623871165), (1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_13": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 249333911), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 497866398), (512,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1166039858), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 550305582), (512,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1125394844), (2048,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1735165438), (2048,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1763567518), (2048,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1693374608), (2048,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_14": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1878164211), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1027517141), (512,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 615403862), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 6194021), (512,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 574235640), (2048,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1207892405), (2048,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_15": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 10499090), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 983064982), (512,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1274865591), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 133711910), (512,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1298699545), (2048,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1079522038), (2048,), jnp.float32),
-                },
-            },
-        },
-    }
-    return params, state
+#: Parameters and state of resnet50_b1.
+_resnet50_b1_variables = _runtime.Variables(res_net50_variables(num_filters=64, num_classes=1000))
 
 
 def _resnet50_b1_apply(params, state, x, rng=None):
-    """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, train=False) on x: f32[1, 224, 224, 3] -> f32[1, 1000]."""
-    outputs, new_batch_stats = ResNet_3(params, state["batch_stats"], x)
+    """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, train=False): the apply of targets resnet50_b1, resnet50_b8."""
+    outputs, new_batch_stats = res_net50(params, state["batch_stats"], x)
     return outputs, {"batch_stats": new_batch_stats}
 
 
@@ -3795,676 +609,12 @@ resnet50_b1 = _runtime.Target(
     name="resnet50_b1",
     module="resnet",
     source_sha256="26a8e2c18ec7523fa8f34c5093c6e54497216163d08a996e27ec785c4e266a23",
-    init=_resnet50_b1_init,
+    init=_resnet50_b1_variables.init,
     apply=_resnet50_b1_apply,
     inputs={"x": jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)},
-    param_shapes={
-        "conv_init": {
-            "kernel": jax.ShapeDtypeStruct((7, 7, 3, 64), jnp.float32),
-        },
-        "bn_init": {
-            "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-        },
-        "BottleneckResNetBlock_0": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 256), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_1": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_2": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 256), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_3": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 512), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 512), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_4": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 512, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 512), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_5": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 512, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 512), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_6": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 512, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 512), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_7": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 512, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((1024,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 512, 1024), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_8": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 1024, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_9": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 1024, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_10": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 1024, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_11": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 1024, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_12": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 1024, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 1024), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((1024,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_13": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 1024, 512), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 512, 2048), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((2048,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 1024, 2048), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((2048,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_14": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 2048, 512), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 512, 2048), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((2048,), jnp.float32),
-            },
-        },
-        "BottleneckResNetBlock_15": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 2048, 512), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-            "Conv_2": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 512, 2048), jnp.float32),
-            },
-            "BatchNorm_2": {
-                "scale": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((2048,), jnp.float32),
-            },
-        },
-        "Dense_0": {
-            "kernel": jax.ShapeDtypeStruct((2048, 1000), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((1000,), jnp.float32),
-        },
-    },
-    state_shapes={
-        "batch_stats": {
-            "bn_init": {
-                "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "BottleneckResNetBlock_0": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_1": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_2": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_3": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_4": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_5": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_6": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_7": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_8": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_9": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_10": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_11": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_12": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((1024,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_13": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_14": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                },
-            },
-            "BottleneckResNetBlock_15": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-                "BatchNorm_2": {
-                    "mean": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((2048,), jnp.float32),
-                },
-            },
-        },
-    },
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_resnet50_b1_variables.param_shapes,
+    state_shapes=_resnet50_b1_variables.state_shapes,
 )
-
-
-def _resnet50_b8_apply(params, state, x, rng=None):
-    """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, train=False) on x: f32[8, 224, 224, 3] -> f32[8, 1000]."""
-    outputs, new_batch_stats = ResNet_4(params, state["batch_stats"], x)
-    return outputs, {"batch_stats": new_batch_stats}
 
 
 # models/resnet.py:84  target resnet50_b8: 25557032 parameters
@@ -4472,15 +622,16 @@ resnet50_b8 = _runtime.Target(
     name="resnet50_b8",
     module="resnet",
     source_sha256="26a8e2c18ec7523fa8f34c5093c6e54497216163d08a996e27ec785c4e266a23",
-    init=_resnet50_b1_init,
-    apply=_resnet50_b8_apply,
+    init=_resnet50_b1_variables.init,
+    apply=_resnet50_b1_apply,
     inputs={"x": jax.ShapeDtypeStruct((8, 224, 224, 3), jnp.float32)},
-    param_shapes=resnet50_b1.PARAM_SHAPES,
-    state_shapes=resnet50_b1.STATE_SHAPES,
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_resnet50_b1_variables.param_shapes,
+    state_shapes=_resnet50_b1_variables.state_shapes,
 )
+
+
+#: Parameters and state of resnet18_train_step.
+_resnet18_train_step_variables = _runtime.Variables(res_net18_variables(num_filters=64, num_classes=1000))
 
 
 def _resnet18_train_step_optimizer():
@@ -4492,7 +643,7 @@ def _resnet18_train_step_optimizer():
 
 def _resnet18_train_step_loss(params, state, x, labels, rng=None):
     """Loss of target `resnet18_train_step`: cross_entropy of ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, train=True)."""
-    outputs, new_batch_stats = ResNet_5(params, state["batch_stats"], x)
+    outputs, new_batch_stats = res_net18_train(params, state["batch_stats"], x)
     loss, metrics = cross_entropy(outputs, labels)
     return loss, ({"batch_stats": new_batch_stats}, metrics)
 
@@ -4513,552 +664,16 @@ def _resnet18_train_step_train_step(params, state, opt_state, x, labels, rng=Non
     return params, new_state, opt_state, {"loss": loss, **metrics}
 
 
-def _resnet18_train_step_init(rng):
-    """Parameters and state of target `resnet18_train_step`: initializers only, no forward pass."""
-    params = {
-        "conv_init": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 280235589), (7, 7, 3, 64), jnp.float32),
-        },
-        "bn_init": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 2041634877), (64,), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1852807686), (64,), jnp.float32),
-        },
-        "ResNetBlock_0": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1960088854), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1586772496), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 764663522), (64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 947819912), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2028155300), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1724843335), (64,), jnp.float32),
-            },
-        },
-        "ResNetBlock_1": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1294946046), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 158775880), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1119969283), (64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 25513568), (3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 788640252), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 161330086), (64,), jnp.float32),
-            },
-        },
-        "ResNetBlock_2": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1548887175), (3, 3, 64, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 706755809), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 675790177), (128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 284697625), (3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 207042389), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1662742212), (128,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1512653868), (1, 1, 64, 128), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 805459146), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 899424480), (128,), jnp.float32),
-            },
-        },
-        "ResNetBlock_3": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1705639791), (3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 2109914297), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1192561536), (128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 688127985), (3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1538635533), (128,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 206166053), (128,), jnp.float32),
-            },
-        },
-        "ResNetBlock_4": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 2125000821), (3, 3, 128, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 939276274), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 641401316), (256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 839053547), (3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 294337606), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1835520577), (256,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1414920361), (1, 1, 128, 256), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 389473218), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1712146692), (256,), jnp.float32),
-            },
-        },
-        "ResNetBlock_5": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1196632989), (3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1612625834), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1231664901), (256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 200878851), (3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1181334558), (256,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 37053600), (256,), jnp.float32),
-            },
-        },
-        "ResNetBlock_6": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1445872100), (3, 3, 256, 512), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1128804611), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 602892903), (512,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 444875130), (3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1698642615), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1756608962), (512,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1367446314), (1, 1, 256, 512), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1124758277), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1638755431), (512,), jnp.float32),
-            },
-        },
-        "ResNetBlock_7": {
-            "Conv_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1876269580), (3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 346730843), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1287511174), (512,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 595565202), (3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.nn.initializers.zeros(jax.random.fold_in(rng, 853392111), (512,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 132189987), (512,), jnp.float32),
-            },
-        },
-        "Dense_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1994162967), (512, 1000), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 109938423), (1000,), jnp.float32),
-        },
-    }
-    state = {
-        "batch_stats": {
-            "bn_init": {
-                "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 881380035), (64,), jnp.float32),
-                "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 433620842), (64,), jnp.float32),
-            },
-            "ResNetBlock_0": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 466413340), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 847896406), (64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1351627961), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 266991334), (64,), jnp.float32),
-                },
-            },
-            "ResNetBlock_1": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1956532733), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 892277781), (64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1069711960), (64,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 139410853), (64,), jnp.float32),
-                },
-            },
-            "ResNetBlock_2": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 504925343), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1723158417), (128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1430544186), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1540711969), (128,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1102005844), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 831539005), (128,), jnp.float32),
-                },
-            },
-            "ResNetBlock_3": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1900690046), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1628669138), (128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 974580187), (128,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1551084898), (128,), jnp.float32),
-                },
-            },
-            "ResNetBlock_4": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 275001370), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1099036825), (256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1530454975), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 2095173929), (256,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 306065328), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 325751759), (256,), jnp.float32),
-                },
-            },
-            "ResNetBlock_5": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2134279931), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1176974298), (256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 879383902), (256,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 2068257386), (256,), jnp.float32),
-                },
-            },
-            "ResNetBlock_6": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 363879321), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 364734558), (512,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1592559676), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 685588974), (512,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 362678995), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1005331038), (512,), jnp.float32),
-                },
-            },
-            "ResNetBlock_7": {
-                "BatchNorm_0": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2061692280), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 303801117), (512,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 834551517), (512,), jnp.float32),
-                    "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 796625581), (512,), jnp.float32),
-                },
-            },
-        },
-    }
-    return params, state
-
-
-def _resnet18_train_step_apply(params, state, x, rng=None):
-    """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, train=True) on x: f32[8, 64, 64, 3] -> f32[8, 1000]."""
-    outputs, new_batch_stats = ResNet_5(params, state["batch_stats"], x)
-    return outputs, {"batch_stats": new_batch_stats}
-
-
 # models/resnet.py:97  target resnet18_train_step: 11689512 parameters
 resnet18_train_step = _runtime.Target(
     name="resnet18_train_step",
     module="resnet",
     source_sha256="26a8e2c18ec7523fa8f34c5093c6e54497216163d08a996e27ec785c4e266a23",
-    init=_resnet18_train_step_init,
-    apply=_resnet18_train_step_apply,
+    init=_resnet18_train_step_variables.init,
+    apply=_resnet18_train_apply,
     inputs={"x": jax.ShapeDtypeStruct((8, 64, 64, 3), jnp.float32)},
-    param_shapes={
-        "conv_init": {
-            "kernel": jax.ShapeDtypeStruct((7, 7, 3, 64), jnp.float32),
-        },
-        "bn_init": {
-            "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-        },
-        "ResNetBlock_0": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "ResNetBlock_1": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "ResNetBlock_2": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 64, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 64, 128), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-        },
-        "ResNetBlock_3": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 128, 128), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((128,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((128,), jnp.float32),
-            },
-        },
-        "ResNetBlock_4": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 128, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 128, 256), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-        },
-        "ResNetBlock_5": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((256,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-        },
-        "ResNetBlock_6": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 256, 512), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-            "conv_proj": {
-                "kernel": jax.ShapeDtypeStruct((1, 1, 256, 512), jnp.float32),
-            },
-            "norm_proj": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-        },
-        "ResNetBlock_7": {
-            "Conv_0": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_0": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-            "Conv_1": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 512, 512), jnp.float32),
-            },
-            "BatchNorm_1": {
-                "scale": jax.ShapeDtypeStruct((512,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((512,), jnp.float32),
-            },
-        },
-        "Dense_0": {
-            "kernel": jax.ShapeDtypeStruct((512, 1000), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((1000,), jnp.float32),
-        },
-    },
-    state_shapes={
-        "batch_stats": {
-            "bn_init": {
-                "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "ResNetBlock_0": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "ResNetBlock_1": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((64,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "ResNetBlock_2": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-            },
-            "ResNetBlock_3": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((128,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((128,), jnp.float32),
-                },
-            },
-            "ResNetBlock_4": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-            },
-            "ResNetBlock_5": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((256,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((256,), jnp.float32),
-                },
-            },
-            "ResNetBlock_6": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-                "norm_proj": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-            },
-            "ResNetBlock_7": {
-                "BatchNorm_0": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-                "BatchNorm_1": {
-                    "mean": jax.ShapeDtypeStruct((512,), jnp.float32),
-                    "var": jax.ShapeDtypeStruct((512,), jnp.float32),
-                },
-            },
-        },
-    },
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_resnet18_train_step_variables.param_shapes,
+    state_shapes=_resnet18_train_step_variables.state_shapes,
     train_step=_resnet18_train_step_train_step,
     init_opt=_resnet18_train_step_init_opt,
     batch={"labels": jax.ShapeDtypeStruct((8,), jnp.int32)},

@@ -9,15 +9,18 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def Encoder(params, tokens):
-    """Encoder.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:17."""
+def encoder(params, tokens):
+    """Encoder.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:17.
+
+    Serves seq2seq (encoder).
+    """
     x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/seq2seq.py:18  f32[4, 10, 16]
     c = jnp.zeros((4, 32), jnp.float32)  # models/seq2seq.py:20  f32[4, 32]
     h = jnp.zeros((4, 32), jnp.float32)  # models/seq2seq.py:20  f32[4, 32]
     swapaxes = jnp.swapaxes(x, 0, 1)  # models/seq2seq.py:26  f32[10, 4, 16]
-    def step(carry, x_t):
+    def step(carry, x_t):  # models/seq2seq.py:22
         """Scan step `step`, from models/seq2seq.py:22."""
-        (carry, carry_1) = carry  # models/seq2seq.py:26  f32[4, 32], f32[4, 32]
+        (carry, carry_1) = carry  # models/seq2seq.py:22  f32[4, 32], f32[4, 32]
         i = jax.nn.sigmoid(x_t @ params["lstm"]["ii"]["kernel"] + (carry_1 @ params["lstm"]["hi"]["kernel"] + params["lstm"]["hi"]["bias"].reshape((1, -1))))  # models/seq2seq.py:23  f32[4, 32]
         f = jax.nn.sigmoid(x_t @ params["lstm"]["if"]["kernel"] + (carry_1 @ params["lstm"]["hf"]["kernel"] + params["lstm"]["hf"]["bias"].reshape((1, -1))))  # models/seq2seq.py:23  f32[4, 32]
         g = jnp.tanh(x_t @ params["lstm"]["ig"]["kernel"] + (carry_1 @ params["lstm"]["hg"]["kernel"] + params["lstm"]["hg"]["bias"].reshape((1, -1))))  # models/seq2seq.py:23  f32[4, 32]
@@ -29,14 +32,17 @@ def Encoder(params, tokens):
     return (scan, scan_1)
 
 
-def Decoder(params, carry, inputs):
-    """Decoder.apply(vocab=32, embed_dim=16), from models/seq2seq.py:31."""
+def decoder(params, carry, inputs):
+    """Decoder.apply(vocab=32, embed_dim=16), from models/seq2seq.py:31.
+
+    Serves seq2seq (decoder).
+    """
     (carry, carry_1) = carry  # models/seq2seq.py:31  f32[4, 32], f32[4, 32]
     x = jnp.take(params["embed"]["embedding"], inputs, axis=0)  # models/seq2seq.py:32  f32[4, 8, 16]
     swapaxes = jnp.swapaxes(x, 0, 1)  # models/seq2seq.py:39  f32[8, 4, 16]
-    def step_1(carry, x_t):
+    def step(carry, x_t):  # models/seq2seq.py:35
         """Scan step `step`, from models/seq2seq.py:35."""
-        (carry_2, carry_3) = carry  # models/seq2seq.py:39  f32[4, 32], f32[4, 32]
+        (carry_2, carry_3) = carry  # models/seq2seq.py:35  f32[4, 32], f32[4, 32]
         i = jax.nn.sigmoid(x_t @ params["lstm"]["ii"]["kernel"] + (carry_3 @ params["lstm"]["hi"]["kernel"] + params["lstm"]["hi"]["bias"].reshape((1, -1))))  # models/seq2seq.py:36  f32[4, 32]
         f = jax.nn.sigmoid(x_t @ params["lstm"]["if"]["kernel"] + (carry_3 @ params["lstm"]["hf"]["kernel"] + params["lstm"]["hf"]["bias"].reshape((1, -1))))  # models/seq2seq.py:36  f32[4, 32]
         g = jnp.tanh(x_t @ params["lstm"]["ig"]["kernel"] + (carry_3 @ params["lstm"]["hg"]["kernel"] + params["lstm"]["hg"]["bias"].reshape((1, -1))))  # models/seq2seq.py:36  f32[4, 32]
@@ -44,108 +50,100 @@ def Decoder(params, carry, inputs):
         c = f * carry_2 + i * g  # models/seq2seq.py:36  f32[4, 32]
         y = o * jnp.tanh(c)  # models/seq2seq.py:36  f32[4, 32]
         return ((c, y), y)
-    ((_, _), ys) = jax.lax.scan(step_1, (carry, carry_1), swapaxes)  # models/seq2seq.py:39  f32[4, 32], f32[4, 32], f32[8, 4, 32]
+    ((_, _), ys) = jax.lax.scan(step, (carry, carry_1), swapaxes)  # models/seq2seq.py:39  f32[4, 32], f32[4, 32], f32[8, 4, 32]
     swapaxes = jnp.swapaxes(ys, 0, 1)  # models/seq2seq.py:40  f32[4, 8, 32]
     logits = swapaxes @ params["logits"]["kernel"] + params["logits"]["bias"].reshape((1, 1, -1))  # models/seq2seq.py:40  f32[4, 8, 32]
     return logits
 
 
-def Seq2Seq(params, source, target):
+def seq2_seq(params, source, target):
     """Seq2Seq.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:45."""
-    (encoder, encoder_1) = Encoder(params["encoder"], source)  # models/seq2seq.py:46  f32[4, 32], f32[4, 32]
+    (encoder_out, encoder_out_1) = encoder(params["encoder"], source)  # models/seq2seq.py:46  f32[4, 32], f32[4, 32]
     getitem = target[:, :1]  # models/seq2seq.py:48  i32[4, 1]
     zeros_like = jnp.zeros_like(getitem)  # models/seq2seq.py:48  i32[4, 1]
     getitem = target[:, :-1]  # models/seq2seq.py:48  i32[4, 7]
     inputs = jnp.concatenate([zeros_like, getitem], axis=1)  # models/seq2seq.py:48  i32[4, 8]
-    decoder = Decoder(params["decoder"], (encoder, encoder_1), inputs)  # models/seq2seq.py:49  f32[4, 8, 32]
-    return decoder
+    decoder_out = decoder(params["decoder"], (encoder_out, encoder_out_1), inputs)  # models/seq2seq.py:49  f32[4, 8, 32]
+    return decoder_out
 
 
-def _seq2seq_init(rng):
-    """Parameters and state of target `seq2seq`: initializers only, no forward pass."""
-    params = {
-        "encoder": {
-            "embed": {
-                "embedding": jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)(jax.random.fold_in(rng, 1613639091), (32, 16), jnp.float32),
+def encoder_variables():
+    """The params of Encoder.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:17."""
+    return {
+        "embed": {"embedding": _runtime.param(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), (32, 16))},  # models/seq2seq.py:18
+        "lstm": {
+            "ii": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:23
+            "hi": {
+                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:23
+                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:23
             },
-            "lstm": {
-                "ii": {
-                    "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 524756096), (16, 32), jnp.float32),
-                },
-                "hi": {
-                    "kernel": jax.nn.initializers.orthogonal()(jax.random.fold_in(rng, 138162371), (32, 32), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1089921694), (32,), jnp.float32),
-                },
-                "if": {
-                    "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1181169196), (16, 32), jnp.float32),
-                },
-                "hf": {
-                    "kernel": jax.nn.initializers.orthogonal()(jax.random.fold_in(rng, 1360798319), (32, 32), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 832589899), (32,), jnp.float32),
-                },
-                "ig": {
-                    "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 181221042), (16, 32), jnp.float32),
-                },
-                "hg": {
-                    "kernel": jax.nn.initializers.orthogonal()(jax.random.fold_in(rng, 498475761), (32, 32), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2063369198), (32,), jnp.float32),
-                },
-                "io": {
-                    "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1495805191), (16, 32), jnp.float32),
-                },
-                "ho": {
-                    "kernel": jax.nn.initializers.orthogonal()(jax.random.fold_in(rng, 1314076996), (32, 32), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 380567939), (32,), jnp.float32),
-                },
+            "if": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:23
+            "hf": {
+                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:23
+                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:23
             },
-        },
-        "decoder": {
-            "embed": {
-                "embedding": jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)(jax.random.fold_in(rng, 2070301735), (32, 16), jnp.float32),
+            "ig": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:23
+            "hg": {
+                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:23
+                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:23
             },
-            "lstm": {
-                "ii": {
-                    "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1451477973), (16, 32), jnp.float32),
-                },
-                "hi": {
-                    "kernel": jax.nn.initializers.orthogonal()(jax.random.fold_in(rng, 1106829206), (32, 32), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 258360052), (32,), jnp.float32),
-                },
-                "if": {
-                    "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 262396281), (16, 32), jnp.float32),
-                },
-                "hf": {
-                    "kernel": jax.nn.initializers.orthogonal()(jax.random.fold_in(rng, 416861498), (32, 32), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2117136417), (32,), jnp.float32),
-                },
-                "ig": {
-                    "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1124719079), (16, 32), jnp.float32),
-                },
-                "hg": {
-                    "kernel": jax.nn.initializers.orthogonal()(jax.random.fold_in(rng, 1416809892), (32, 32), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 896279428), (32,), jnp.float32),
-                },
-                "io": {
-                    "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 283951698), (16, 32), jnp.float32),
-                },
-                "ho": {
-                    "kernel": jax.nn.initializers.orthogonal()(jax.random.fold_in(rng, 127391249), (32, 32), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1497342441), (32,), jnp.float32),
-                },
-            },
-            "logits": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1527526655), (32, 32), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 75487113), (32,), jnp.float32),
+            "io": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:23
+            "ho": {
+                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:23
+                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:23
             },
         },
     }
-    state = {}
-    return params, state
+
+
+def decoder_variables():
+    """The params of Decoder.apply(vocab=32, embed_dim=16), from models/seq2seq.py:31."""
+    return {
+        "embed": {"embedding": _runtime.param(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), (32, 16))},  # models/seq2seq.py:32
+        "lstm": {
+            "ii": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:36
+            "hi": {
+                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:36
+                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:36
+            },
+            "if": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:36
+            "hf": {
+                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:36
+                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:36
+            },
+            "ig": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:36
+            "hg": {
+                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:36
+                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:36
+            },
+            "io": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:36
+            "ho": {
+                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:36
+                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:36
+            },
+        },
+        "logits": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (32, 32)),  # models/seq2seq.py:40
+            "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:40
+        },
+    }
+
+
+def seq2_seq_variables():
+    """The params of Seq2Seq.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:45."""
+    return {
+        "encoder": encoder_variables(),
+        "decoder": decoder_variables(),
+    }
+
+
+#: Parameters and state of seq2seq.
+_seq2seq_variables = _runtime.Variables(seq2_seq_variables())
 
 
 def _seq2seq_apply(params, state, source, target, rng=None):
     """Seq2Seq.apply(vocab=32, embed_dim=16, hidden=32) on source: i32[4, 10], target: i32[4, 8] -> f32[4, 8, 32]."""
-    outputs = Seq2Seq(params, source, target)
+    outputs = seq2_seq(params, source, target)
     return outputs, {}
 
 
@@ -154,89 +152,12 @@ seq2seq = _runtime.Target(
     name="seq2seq",
     module="seq2seq",
     source_sha256="3e5b17a5157e1d52b8f25d68ed87901982d5e2780687f7a9adb950c31aa30618",
-    init=_seq2seq_init,
+    init=_seq2seq_variables.init,
     apply=_seq2seq_apply,
     inputs={"source": jax.ShapeDtypeStruct((4, 10), jnp.int32), "target": jax.ShapeDtypeStruct((4, 8), jnp.int32)},
-    param_shapes={
-        "encoder": {
-            "embed": {
-                "embedding": jax.ShapeDtypeStruct((32, 16), jnp.float32),
-            },
-            "lstm": {
-                "ii": {
-                    "kernel": jax.ShapeDtypeStruct((16, 32), jnp.float32),
-                },
-                "hi": {
-                    "kernel": jax.ShapeDtypeStruct((32, 32), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "if": {
-                    "kernel": jax.ShapeDtypeStruct((16, 32), jnp.float32),
-                },
-                "hf": {
-                    "kernel": jax.ShapeDtypeStruct((32, 32), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "ig": {
-                    "kernel": jax.ShapeDtypeStruct((16, 32), jnp.float32),
-                },
-                "hg": {
-                    "kernel": jax.ShapeDtypeStruct((32, 32), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "io": {
-                    "kernel": jax.ShapeDtypeStruct((16, 32), jnp.float32),
-                },
-                "ho": {
-                    "kernel": jax.ShapeDtypeStruct((32, 32), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-            },
-        },
-        "decoder": {
-            "embed": {
-                "embedding": jax.ShapeDtypeStruct((32, 16), jnp.float32),
-            },
-            "lstm": {
-                "ii": {
-                    "kernel": jax.ShapeDtypeStruct((16, 32), jnp.float32),
-                },
-                "hi": {
-                    "kernel": jax.ShapeDtypeStruct((32, 32), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "if": {
-                    "kernel": jax.ShapeDtypeStruct((16, 32), jnp.float32),
-                },
-                "hf": {
-                    "kernel": jax.ShapeDtypeStruct((32, 32), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "ig": {
-                    "kernel": jax.ShapeDtypeStruct((16, 32), jnp.float32),
-                },
-                "hg": {
-                    "kernel": jax.ShapeDtypeStruct((32, 32), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-                "io": {
-                    "kernel": jax.ShapeDtypeStruct((16, 32), jnp.float32),
-                },
-                "ho": {
-                    "kernel": jax.ShapeDtypeStruct((32, 32), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-                },
-            },
-            "logits": {
-                "kernel": jax.ShapeDtypeStruct((32, 32), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((32,), jnp.float32),
-            },
-        },
-    },
-    state_shapes={},
-    stochastic=False,
+    param_shapes=_seq2seq_variables.param_shapes,
+    state_shapes=_seq2seq_variables.state_shapes,
     platforms=("cpu", "tpu"),
-    devices=1,
 )
 
 

@@ -9,67 +9,76 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def PositionEmbedding(params, x):
-    """PositionEmbedding.apply(max_len=64, decode=False), from models/transformer.py:22."""
+def position_embedding(params, x):
+    """PositionEmbedding.apply(max_len=64, decode=False), from models/transformer.py:22.
+
+    Serves lm_train, lm_eval (pos).
+    """
     table = params["pos_embedding"]  # models/transformer.py:23  f32[64, 64]
-    positions = jnp.arange(32)  # models/transformer.py:25  i32[32]
+    positions = jnp.arange(x.shape[1])  # models/transformer.py:25  i32[32]
     take = jnp.take(table, positions, axis=0)  # models/transformer.py:31  f32[32, 64]
     getitem = take[None]  # models/transformer.py:31  f32[1, 32, 64]
     y = x + getitem  # models/transformer.py:31  f32[4, 32, 64]
     return y
 
 
-def Block(params, x, *, rng):
-    """Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.1, train=True, decode=False), from models/transformer.py:37."""
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:39
+def block_train(params, x, *, rng):
+    """Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.1, train=True, decode=False), from models/transformer.py:37.
+
+    Serves lm_train (block_0, block_1).
+    """
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:39  f32[4, 32, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:39  f32[4, 32, 1]
     y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_0"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:39  f32[4, 32, 64]
-    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[4, 32, 4, 16]
-    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[4, 32, 4, 16]
-    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[4, 32, 4, 16]
-    weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(16).astype(jnp.float32), key)  # models/transformer.py:40  f32[4, 4, 32, 32]
-    weights = jnp.where(jnp.tril(jnp.ones((32, 32), dtype=jnp.bool_)).reshape((1, 1, 32, 32)), weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[4, 4, 32, 32]
+    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
+    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
+    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
+    weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(query.shape[-1]).astype(jnp.float32), key)  # models/transformer.py:40  f32[4, 4, 32, 32]
+    weights = jnp.where(jnp.tril(jnp.ones((query.shape[-3], key.shape[-3]), dtype=jnp.bool_)).reshape((1, 1, query.shape[-3], key.shape[-3])), weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[4, 4, 32, 32]
     weights = jax.nn.softmax(weights)  # models/transformer.py:40  f32[4, 4, 32, 32]
-    keep = jax.random.bernoulli(jax.random.fold_in(rng, 731972725), 0.9, (1, 1, 32, 32))  # models/transformer.py:40
+    keep = jax.random.bernoulli(jax.random.fold_in(rng, 731972725), 0.9, (1, 1) + weights.shape[-2:])  # models/transformer.py:40  bool[1, 1, 32, 32]
     weights = weights * (keep.astype(jnp.float32) / jnp.asarray(0.9, dtype=jnp.float32))  # models/transformer.py:40  f32[4, 4, 32, 32]
     attended = jnp.einsum("...hqk,...khd->...qhd", weights, value)  # models/transformer.py:40  f32[4, 32, 4, 16]
-    y = jax.lax.dot_general(attended, params["SelfAttention_0"]["out"]["kernel"], (((2, 3), (0, 1)), ((), ()))) + params["SelfAttention_0"]["out"]["bias"].reshape((1, 1, 64))  # models/transformer.py:40  f32[4, 32, 64]
-    keep = jax.random.bernoulli(jax.random.fold_in(rng, 1918885900), 0.9, (4, 32, 64))  # models/transformer.py:43
-    dropout = jax.lax.select(jnp.broadcast_to(keep, (4, 32, 64)), y / 0.9, jnp.zeros_like(y))  # models/transformer.py:43  f32[4, 32, 64]
+    y = jax.lax.dot_general(attended, params["SelfAttention_0"]["out"]["kernel"], (((2, 3), (0, 1)), ((), ()))) + params["SelfAttention_0"]["out"]["bias"].reshape((1, 1, -1))  # models/transformer.py:40  f32[4, 32, 64]
+    keep = jax.random.bernoulli(jax.random.fold_in(rng, 1918885900), 0.9, y.shape)  # models/transformer.py:43  bool[4, 32, 64]
+    dropout = jax.lax.select(jnp.broadcast_to(keep, y.shape), y / 0.9, jnp.zeros_like(y))  # models/transformer.py:43  f32[4, 32, 64]
     x = x + dropout  # models/transformer.py:43  f32[4, 32, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:44
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:44
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:44  f32[4, 32, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:44  f32[4, 32, 1]
     y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_1"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:44  f32[4, 32, 64]
     dense = y @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:45  f32[4, 32, 256]
     y = jax.nn.gelu(dense)  # models/transformer.py:45  f32[4, 32, 256]
     y = y @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:46  f32[4, 32, 64]
-    keep = jax.random.bernoulli(jax.random.fold_in(rng, 89706650), 0.9, (4, 32, 64))  # models/transformer.py:47
-    dropout = jax.lax.select(jnp.broadcast_to(keep, (4, 32, 64)), y / 0.9, jnp.zeros_like(y))  # models/transformer.py:47  f32[4, 32, 64]
+    keep = jax.random.bernoulli(jax.random.fold_in(rng, 89706650), 0.9, y.shape)  # models/transformer.py:47  bool[4, 32, 64]
+    dropout = jax.lax.select(jnp.broadcast_to(keep, y.shape), y / 0.9, jnp.zeros_like(y))  # models/transformer.py:47  f32[4, 32, 64]
     y = x + dropout  # models/transformer.py:47  f32[4, 32, 64]
     return y
 
 
-def TransformerLM(params, tokens, *, rng):
+def transformer_lm_train(params, tokens, *, rng):
     """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.1, train=True, decode=False), from models/transformer.py:51."""
     x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[4, 32, 64]
-    x = PositionEmbedding(params["pos"], x)  # models/transformer.py:55  f32[4, 32, 64]
-    keep = jax.random.bernoulli(jax.random.fold_in(rng, 1918885900), 0.9, (4, 32, 64))  # models/transformer.py:56
-    x = jax.lax.select(jnp.broadcast_to(keep, (4, 32, 64)), x / 0.9, jnp.zeros_like(x))  # models/transformer.py:56  f32[4, 32, 64]
-    x = Block(params["block_0"], x, rng=jax.random.fold_in(rng, 335192084))  # models/transformer.py:58  f32[4, 32, 64]
-    x = Block(params["block_1"], x, rng=jax.random.fold_in(rng, 1694339202))  # models/transformer.py:58  f32[4, 32, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60
+    x = position_embedding(params["pos"], x)  # models/transformer.py:55  f32[4, 32, 64]
+    keep = jax.random.bernoulli(jax.random.fold_in(rng, 1918885900), 0.9, x.shape)  # models/transformer.py:56  bool[4, 32, 64]
+    x = jax.lax.select(jnp.broadcast_to(keep, x.shape), x / 0.9, jnp.zeros_like(x))  # models/transformer.py:56  f32[4, 32, 64]
+    x = block_train(params["block_0"], x, rng=jax.random.fold_in(rng, 335192084))  # models/transformer.py:58  f32[4, 32, 64]
+    x = block_train(params["block_1"], x, rng=jax.random.fold_in(rng, 1694339202))  # models/transformer.py:58  f32[4, 32, 64]
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60  f32[4, 32, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60  f32[4, 32, 1]
     x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["ln_f"]["scale"].reshape((1, 1, -1))) + params["ln_f"]["bias"].reshape((1, 1, -1))  # models/transformer.py:60  f32[4, 32, 64]
     logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[4, 32, 128]
     return logits
 
 
 def next_token_loss(logits, tokens):
-    """Loss `next_token_loss`, with metrics, from models/transformer.py:64."""
+    """Loss `next_token_loss`, with metrics, from models/transformer.py:64.
+
+    Serves lm_train ((loss)).
+    """
     getitem = logits[:, :-1]  # models/transformer.py:66  f32[4, 31, 128]
     logp = jax.nn.log_softmax(getitem)  # models/transformer.py:66  f32[4, 31, 128]
     getitem = tokens[:, 1:]  # models/transformer.py:67  i32[4, 31]
-    targets = jax.nn.one_hot(getitem, 128)  # models/transformer.py:67  f32[4, 31, 128]
+    targets = jax.nn.one_hot(getitem, logits.shape[-1])  # models/transformer.py:67  f32[4, 31, 128]
     y = targets * logp  # models/transformer.py:68  f32[4, 31, 128]
     sum_1 = jnp.sum(y, axis=-1)  # models/transformer.py:68  f32[4, 31]
     mean = jnp.mean(sum_1)  # models/transformer.py:68  f32[]
@@ -83,22 +92,25 @@ def next_token_loss(logits, tokens):
     return (loss, {"accuracy": accuracy})
 
 
-def Block_1(params, x):
-    """Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=False), from models/transformer.py:37."""
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:39
+def block(params, x):
+    """Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=False), from models/transformer.py:37.
+
+    Serves lm_eval (block_0, block_1).
+    """
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:39  f32[4, 32, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:39  f32[4, 32, 1]
     y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_0"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:39  f32[4, 32, 64]
-    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[4, 32, 4, 16]
-    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[4, 32, 4, 16]
-    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[4, 32, 4, 16]
-    weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(16).astype(jnp.float32), key)  # models/transformer.py:40  f32[4, 4, 32, 32]
-    weights = jnp.where(jnp.tril(jnp.ones((32, 32), dtype=jnp.bool_)).reshape((1, 1, 32, 32)), weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[4, 4, 32, 32]
+    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
+    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
+    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
+    weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(query.shape[-1]).astype(jnp.float32), key)  # models/transformer.py:40  f32[4, 4, 32, 32]
+    weights = jnp.where(jnp.tril(jnp.ones((query.shape[-3], key.shape[-3]), dtype=jnp.bool_)).reshape((1, 1, query.shape[-3], key.shape[-3])), weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[4, 4, 32, 32]
     weights = jax.nn.softmax(weights)  # models/transformer.py:40  f32[4, 4, 32, 32]
     attended = jnp.einsum("...hqk,...khd->...qhd", weights, value)  # models/transformer.py:40  f32[4, 32, 4, 16]
-    y = jax.lax.dot_general(attended, params["SelfAttention_0"]["out"]["kernel"], (((2, 3), (0, 1)), ((), ()))) + params["SelfAttention_0"]["out"]["bias"].reshape((1, 1, 64))  # models/transformer.py:40  f32[4, 32, 64]
+    y = jax.lax.dot_general(attended, params["SelfAttention_0"]["out"]["kernel"], (((2, 3), (0, 1)), ((), ()))) + params["SelfAttention_0"]["out"]["bias"].reshape((1, 1, -1))  # models/transformer.py:40  f32[4, 32, 64]
     x = x + y  # models/transformer.py:43  f32[4, 32, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:44
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:44
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:44  f32[4, 32, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:44  f32[4, 32, 1]
     y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_1"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:44  f32[4, 32, 64]
     dense = y @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:45  f32[4, 32, 256]
     y = jax.nn.gelu(dense)  # models/transformer.py:45  f32[4, 32, 256]
@@ -107,212 +119,254 @@ def Block_1(params, x):
     return y
 
 
-def TransformerLM_1(params, tokens):
+def transformer_lm(params, tokens):
     """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=False), from models/transformer.py:51."""
     x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[4, 32, 64]
-    x = PositionEmbedding(params["pos"], x)  # models/transformer.py:55  f32[4, 32, 64]
-    x = Block_1(params["block_0"], x)  # models/transformer.py:58  f32[4, 32, 64]
-    x = Block_1(params["block_1"], x)  # models/transformer.py:58  f32[4, 32, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60
+    x = position_embedding(params["pos"], x)  # models/transformer.py:55  f32[4, 32, 64]
+    x = block(params["block_0"], x)  # models/transformer.py:58  f32[4, 32, 64]
+    x = block(params["block_1"], x)  # models/transformer.py:58  f32[4, 32, 64]
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60  f32[4, 32, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60  f32[4, 32, 1]
     x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["ln_f"]["scale"].reshape((1, 1, -1))) + params["ln_f"]["bias"].reshape((1, 1, -1))  # models/transformer.py:60  f32[4, 32, 64]
     logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[4, 32, 128]
     return logits
 
 
-def PositionEmbedding_1(params, cache, x):
-    """PositionEmbedding.apply(max_len=64, decode=True), from models/transformer.py:22."""
+def position_embedding_decode(params, cache, x):
+    """PositionEmbedding.apply(max_len=64, decode=True), from models/transformer.py:22.
+
+    Serves lm_prefill, lm_decode (pos).
+    """
     table = params["pos_embedding"]  # models/transformer.py:23  f32[64, 64]
-    positions = jnp.arange(8)  # models/transformer.py:25  i32[8]
+    positions = jnp.arange(x.shape[1])  # models/transformer.py:25  i32[length]
     position = cache["position"]  # models/transformer.py:29  i32[]
-    positions = positions + position  # models/transformer.py:29  i32[8]
-    position = position + 8  # models/transformer.py:30  i32[]
-    take = jnp.take(table, positions, axis=0)  # models/transformer.py:31  f32[8, 64]
-    getitem = take[None]  # models/transformer.py:31  f32[1, 8, 64]
-    y = x + getitem  # models/transformer.py:31  f32[1, 8, 64]
+    positions = positions + position  # models/transformer.py:29  i32[length]
+    position = position + x.shape[1]  # models/transformer.py:30  i32[]
+    take = jnp.take(table, positions, axis=0)  # models/transformer.py:31  f32[length, 64]
+    getitem = take[None]  # models/transformer.py:31  f32[1, length, 64]
+    y = x + getitem  # models/transformer.py:31  f32[1, length, 64]
     return y, {"position": position}
 
 
-def Block_2(params, cache, x):
-    """Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:37."""
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:39
-    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_0"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:39  f32[1, 8, 64]
-    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[1, 8, 4, 16]
-    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[1, 8, 4, 16]
-    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[1, 8, 4, 16]
+def block_decode(params, cache, x):
+    """Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:37.
+
+    Serves lm_prefill, lm_decode (block_0, block_1).
+    """
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:39  f32[1, length, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:39  f32[1, length, 1]
+    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_0"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:39  f32[1, length, 64]
+    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
+    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
+    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
     cached_key = jax.lax.dynamic_update_slice(cache["SelfAttention_0"]["cached_key"], key, (0, cache["SelfAttention_0"]["cache_index"], 0, 0))  # models/transformer.py:40  f32[1, 64, 4, 16]
     cached_value = jax.lax.dynamic_update_slice(cache["SelfAttention_0"]["cached_value"], value, (0, cache["SelfAttention_0"]["cache_index"], 0, 0))  # models/transformer.py:40  f32[1, 64, 4, 16]
-    cache_mask = (jnp.arange(64)[None, :] <= cache["SelfAttention_0"]["cache_index"] + jnp.arange(8)[:, None]).reshape((1, 1, 8, 64))  # models/transformer.py:40  bool[1, 1, 8, 64]
-    cache_index = cache["SelfAttention_0"]["cache_index"] + 8  # models/transformer.py:40  i32[]
-    weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(16).astype(jnp.float32), cached_key)  # models/transformer.py:40  f32[1, 4, 8, 64]
-    weights = jnp.where(cache_mask, weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[1, 4, 8, 64]
-    weights = jax.nn.softmax(weights)  # models/transformer.py:40  f32[1, 4, 8, 64]
-    attended = jnp.einsum("...hqk,...khd->...qhd", weights, cached_value)  # models/transformer.py:40  f32[1, 8, 4, 16]
-    y = jax.lax.dot_general(attended, params["SelfAttention_0"]["out"]["kernel"], (((2, 3), (0, 1)), ((), ()))) + params["SelfAttention_0"]["out"]["bias"].reshape((1, 1, 64))  # models/transformer.py:40  f32[1, 8, 64]
-    x = x + y  # models/transformer.py:43  f32[1, 8, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:44
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:44
-    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_1"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:44  f32[1, 8, 64]
-    dense = y @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:45  f32[1, 8, 256]
-    y = jax.nn.gelu(dense)  # models/transformer.py:45  f32[1, 8, 256]
-    y = y @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:46  f32[1, 8, 64]
-    y = x + y  # models/transformer.py:47  f32[1, 8, 64]
+    cache_mask = (jnp.arange(cached_key.shape[-3])[None, :] <= cache["SelfAttention_0"]["cache_index"] + jnp.arange(key.shape[-3])[:, None]).reshape((1, 1, key.shape[-3], cached_key.shape[-3]))  # models/transformer.py:40  bool[1, 1, length, 64]
+    cache_index = cache["SelfAttention_0"]["cache_index"] + key.shape[-3]  # models/transformer.py:40  i32[]
+    weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(query.shape[-1]).astype(jnp.float32), cached_key)  # models/transformer.py:40  f32[1, 4, length, 64]
+    weights = jnp.where(cache_mask, weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[1, 4, length, 64]
+    weights = jax.nn.softmax(weights)  # models/transformer.py:40  f32[1, 4, length, 64]
+    attended = jnp.einsum("...hqk,...khd->...qhd", weights, cached_value)  # models/transformer.py:40  f32[1, length, 4, 16]
+    y = jax.lax.dot_general(attended, params["SelfAttention_0"]["out"]["kernel"], (((2, 3), (0, 1)), ((), ()))) + params["SelfAttention_0"]["out"]["bias"].reshape((1, 1, -1))  # models/transformer.py:40  f32[1, length, 64]
+    x = x + y  # models/transformer.py:43  f32[1, length, 64]
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:44  f32[1, length, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:44  f32[1, length, 1]
+    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_1"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:44  f32[1, length, 64]
+    dense = y @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:45  f32[1, length, 256]
+    y = jax.nn.gelu(dense)  # models/transformer.py:45  f32[1, length, 256]
+    y = y @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:46  f32[1, length, 64]
+    y = x + y  # models/transformer.py:47  f32[1, length, 64]
     return y, {"SelfAttention_0": {"cached_key": cached_key, "cached_value": cached_value, "cache_index": cache_index}}
 
 
-def TransformerLM_2(params, cache, tokens):
-    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:51."""
-    x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[1, 8, 64]
-    x, pos_cache = PositionEmbedding_1(params["pos"], cache["pos"], x)  # models/transformer.py:55  f32[1, 8, 64]
-    x, block_0_cache = Block_2(params["block_0"], cache["block_0"], x)  # models/transformer.py:58  f32[1, 8, 64]
-    x, block_1_cache = Block_2(params["block_1"], cache["block_1"], x)  # models/transformer.py:58  f32[1, 8, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60
-    x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["ln_f"]["scale"].reshape((1, 1, -1))) + params["ln_f"]["bias"].reshape((1, 1, -1))  # models/transformer.py:60  f32[1, 8, 64]
-    logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[1, 8, 128]
+def transformer_lm_decode(params, cache, tokens):
+    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:51.
+
+    Serves lm_prefill, lm_decode.
+    """
+    x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[1, length, 64]
+    x, pos_cache = position_embedding_decode(params["pos"], cache["pos"], x)  # models/transformer.py:55  f32[1, length, 64]
+    x, block_0_cache = block_decode(params["block_0"], cache["block_0"], x)  # models/transformer.py:58  f32[1, length, 64]
+    x, block_1_cache = block_decode(params["block_1"], cache["block_1"], x)  # models/transformer.py:58  f32[1, length, 64]
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60  f32[1, length, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60  f32[1, length, 1]
+    x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["ln_f"]["scale"].reshape((1, 1, -1))) + params["ln_f"]["bias"].reshape((1, 1, -1))  # models/transformer.py:60  f32[1, length, 64]
+    logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[1, length, 128]
     return logits, {"pos": pos_cache, "block_0": block_0_cache, "block_1": block_1_cache}
 
 
-def PositionEmbedding_2(params, cache, x):
-    """PositionEmbedding.apply(max_len=64, decode=True), from models/transformer.py:22."""
-    table = params["pos_embedding"]  # models/transformer.py:23  f32[64, 64]
-    positions = jnp.arange(1)  # models/transformer.py:25  i32[1]
-    position = cache["position"]  # models/transformer.py:29  i32[]
-    positions = positions + position  # models/transformer.py:29  i32[1]
-    position = position + 1  # models/transformer.py:30  i32[]
-    take = jnp.take(table, positions, axis=0)  # models/transformer.py:31  f32[1, 64]
-    getitem = take[None]  # models/transformer.py:31  f32[1, 1, 64]
-    y = x + getitem  # models/transformer.py:31  f32[1, 1, 64]
-    return y, {"position": position}
+def position_embedding_variables():
+    """The params of PositionEmbedding.apply(max_len=64, decode=False), from models/transformer.py:22."""
+    return {"pos_embedding": _runtime.param(jax.nn.initializers.normal(stddev=0.02), (64, 64))}  # models/transformer.py:23
 
 
-def Block_3(params, cache, x):
-    """Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:37."""
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:39
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:39
-    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_0"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:39  f32[1, 1, 64]
-    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[1, 1, 4, 16]
-    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[1, 1, 4, 16]
-    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1, 4, 16))  # models/transformer.py:40  f32[1, 1, 4, 16]
-    cached_key = jax.lax.dynamic_update_slice(cache["SelfAttention_0"]["cached_key"], key, (0, cache["SelfAttention_0"]["cache_index"], 0, 0))  # models/transformer.py:40  f32[1, 64, 4, 16]
-    cached_value = jax.lax.dynamic_update_slice(cache["SelfAttention_0"]["cached_value"], value, (0, cache["SelfAttention_0"]["cache_index"], 0, 0))  # models/transformer.py:40  f32[1, 64, 4, 16]
-    cache_mask = (jnp.arange(64)[None, :] <= cache["SelfAttention_0"]["cache_index"] + jnp.arange(1)[:, None]).reshape((1, 1, 1, 64))  # models/transformer.py:40  bool[1, 1, 1, 64]
-    cache_index = cache["SelfAttention_0"]["cache_index"] + 1  # models/transformer.py:40  i32[]
-    weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(16).astype(jnp.float32), cached_key)  # models/transformer.py:40  f32[1, 4, 1, 64]
-    weights = jnp.where(cache_mask, weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[1, 4, 1, 64]
-    weights = jax.nn.softmax(weights)  # models/transformer.py:40  f32[1, 4, 1, 64]
-    attended = jnp.einsum("...hqk,...khd->...qhd", weights, cached_value)  # models/transformer.py:40  f32[1, 1, 4, 16]
-    y = jax.lax.dot_general(attended, params["SelfAttention_0"]["out"]["kernel"], (((2, 3), (0, 1)), ((), ()))) + params["SelfAttention_0"]["out"]["bias"].reshape((1, 1, 64))  # models/transformer.py:40  f32[1, 1, 64]
-    x = x + y  # models/transformer.py:43  f32[1, 1, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:44
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:44
-    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_1"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:44  f32[1, 1, 64]
-    dense = y @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:45  f32[1, 1, 256]
-    y = jax.nn.gelu(dense)  # models/transformer.py:45  f32[1, 1, 256]
-    y = y @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:46  f32[1, 1, 64]
-    y = x + y  # models/transformer.py:47  f32[1, 1, 64]
-    return y, {"SelfAttention_0": {"cached_key": cached_key, "cached_value": cached_value, "cache_index": cache_index}}
+def block_variables():
+    """The params of Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.1|0.0, train=True|False, decode=False), from models/transformer.py:37."""
+    return {
+        "LayerNorm_0": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:39
+            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:39
+        },
+        "SelfAttention_0": {
+            "query": {
+                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
+                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
+            },
+            "key": {
+                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
+                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
+            },
+            "value": {
+                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
+                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
+            },
+            "out": {
+                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (4, 16, 64)),  # models/transformer.py:40
+                "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:40
+            },
+        },
+        "LayerNorm_1": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:44
+            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:44
+        },
+        "Dense_0": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (64, 256)),  # models/transformer.py:45
+            "bias": _runtime.param(jax.nn.initializers.zeros, (256,)),  # models/transformer.py:45
+        },
+        "Dense_1": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (256, 64)),  # models/transformer.py:46
+            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:46
+        },
+    }
 
 
-def TransformerLM_3(params, cache, tokens):
-    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:51."""
-    x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[1, 1, 64]
-    x, pos_cache = PositionEmbedding_2(params["pos"], cache["pos"], x)  # models/transformer.py:55  f32[1, 1, 64]
-    x, block_0_cache = Block_3(params["block_0"], cache["block_0"], x)  # models/transformer.py:58  f32[1, 1, 64]
-    x, block_1_cache = Block_3(params["block_1"], cache["block_1"], x)  # models/transformer.py:58  f32[1, 1, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60
-    x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["ln_f"]["scale"].reshape((1, 1, -1))) + params["ln_f"]["bias"].reshape((1, 1, -1))  # models/transformer.py:60  f32[1, 1, 64]
-    logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[1, 1, 128]
-    return logits, {"pos": pos_cache, "block_0": block_0_cache, "block_1": block_1_cache}
+def transformer_lm_variables():
+    """The params of TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.1|0.0, train=True|False, decode=False), from models/transformer.py:51."""
+    return {
+        "embed": {"embedding": _runtime.param(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), (128, 64))},  # models/transformer.py:54
+        "pos": position_embedding_variables(),
+        "block_0": block_variables(),
+        "block_1": block_variables(),
+        "ln_f": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:60
+            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:60
+        },
+    }
+
+
+def position_embedding_decode_variables():
+    """The params and cache of PositionEmbedding.apply(max_len=64, decode=True), from models/transformer.py:22."""
+    return {
+        "pos_embedding": _runtime.param(jax.nn.initializers.normal(stddev=0.02), (64, 64)),  # models/transformer.py:23
+        "position": _runtime.state("cache", jax.nn.initializers.zeros, (), jnp.int32),  # models/transformer.py:27
+    }
+
+
+def block_decode_variables():
+    """The params and cache of Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:37."""
+    return {
+        "LayerNorm_0": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:39
+            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:39
+        },
+        "SelfAttention_0": {
+            "query": {
+                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
+                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
+            },
+            "key": {
+                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
+                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
+            },
+            "value": {
+                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
+                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
+            },
+            "out": {
+                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (4, 16, 64)),  # models/transformer.py:40
+                "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:40
+            },
+            "cached_key": _runtime.state("cache", jax.nn.initializers.zeros, (1, 64, 4, 16)),  # models/transformer.py:40
+            "cached_value": _runtime.state("cache", jax.nn.initializers.zeros, (1, 64, 4, 16)),  # models/transformer.py:40
+            "cache_index": _runtime.state("cache", jax.nn.initializers.zeros, (), jnp.int32),  # models/transformer.py:40
+        },
+        "LayerNorm_1": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:44
+            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:44
+        },
+        "Dense_0": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (64, 256)),  # models/transformer.py:45
+            "bias": _runtime.param(jax.nn.initializers.zeros, (256,)),  # models/transformer.py:45
+        },
+        "Dense_1": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (256, 64)),  # models/transformer.py:46
+            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:46
+        },
+    }
+
+
+def transformer_lm_decode_variables():
+    """The params and cache of TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:51."""
+    return {
+        "embed": {"embedding": _runtime.param(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), (128, 64))},  # models/transformer.py:54
+        "pos": position_embedding_decode_variables(),
+        "block_0": block_decode_variables(),
+        "block_1": block_decode_variables(),
+        "ln_f": {
+            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:60
+            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:60
+        },
+    }
+
+
+#: Parameters and state of lm_train.
+_lm_train_variables = _runtime.Variables(transformer_lm_variables())
 
 
 #: Parameter groups of `lm_train`, from its ModelParamTraversal filters.
-_lm_train_labels = {
-    "embed": {
-        "embedding": "group_0",
-    },
-    "pos": {
-        "pos_embedding": "group_0",
-    },
-    "block_0": {
-        "LayerNorm_0": {
-            "scale": "group_1",
-            "bias": "group_1",
-        },
-        "SelfAttention_0": {
-            "query": {
-                "kernel": "group_0",
-                "bias": "group_0",
-            },
-            "key": {
-                "kernel": "group_0",
-                "bias": "group_0",
-            },
-            "value": {
-                "kernel": "group_0",
-                "bias": "group_0",
-            },
-            "out": {
-                "kernel": "group_0",
-                "bias": "group_1",
-            },
-        },
-        "LayerNorm_1": {
-            "scale": "group_1",
-            "bias": "group_1",
-        },
-        "Dense_0": {
-            "kernel": "group_0",
-            "bias": "group_1",
-        },
-        "Dense_1": {
-            "kernel": "group_0",
-            "bias": "group_1",
-        },
-    },
-    "block_1": {
-        "LayerNorm_0": {
-            "scale": "group_1",
-            "bias": "group_1",
-        },
-        "SelfAttention_0": {
-            "query": {
-                "kernel": "group_0",
-                "bias": "group_0",
-            },
-            "key": {
-                "kernel": "group_0",
-                "bias": "group_0",
-            },
-            "value": {
-                "kernel": "group_0",
-                "bias": "group_0",
-            },
-            "out": {
-                "kernel": "group_0",
-                "bias": "group_1",
-            },
-        },
-        "LayerNorm_1": {
-            "scale": "group_1",
-            "bias": "group_1",
-        },
-        "Dense_0": {
-            "kernel": "group_0",
-            "bias": "group_1",
-        },
-        "Dense_1": {
-            "kernel": "group_0",
-            "bias": "group_1",
-        },
-    },
-    "ln_f": {
-        "scale": "group_1",
-        "bias": "group_1",
-    },
-}
+_lm_train_labels = _runtime.labels({
+    "group_0": (
+        ("embed", "embedding"),
+        ("pos", "pos_embedding"),
+        ("block_0", "SelfAttention_0", "query", "kernel"),
+        ("block_0", "SelfAttention_0", "query", "bias"),
+        ("block_0", "SelfAttention_0", "key", "kernel"),
+        ("block_0", "SelfAttention_0", "key", "bias"),
+        ("block_0", "SelfAttention_0", "value", "kernel"),
+        ("block_0", "SelfAttention_0", "value", "bias"),
+        ("block_0", "SelfAttention_0", "out", "kernel"),
+        ("block_0", "Dense_0", "kernel"),
+        ("block_0", "Dense_1", "kernel"),
+        ("block_1", "SelfAttention_0", "query", "kernel"),
+        ("block_1", "SelfAttention_0", "query", "bias"),
+        ("block_1", "SelfAttention_0", "key", "kernel"),
+        ("block_1", "SelfAttention_0", "key", "bias"),
+        ("block_1", "SelfAttention_0", "value", "kernel"),
+        ("block_1", "SelfAttention_0", "value", "bias"),
+        ("block_1", "SelfAttention_0", "out", "kernel"),
+        ("block_1", "Dense_0", "kernel"),
+        ("block_1", "Dense_1", "kernel"),
+    ),
+    "group_1": (
+        ("block_0", "LayerNorm_0", "scale"),
+        ("block_0", "LayerNorm_0", "bias"),
+        ("block_0", "SelfAttention_0", "out", "bias"),
+        ("block_0", "LayerNorm_1", "scale"),
+        ("block_0", "LayerNorm_1", "bias"),
+        ("block_0", "Dense_0", "bias"),
+        ("block_0", "Dense_1", "bias"),
+        ("block_1", "LayerNorm_0", "scale"),
+        ("block_1", "LayerNorm_0", "bias"),
+        ("block_1", "SelfAttention_0", "out", "bias"),
+        ("block_1", "LayerNorm_1", "scale"),
+        ("block_1", "LayerNorm_1", "bias"),
+        ("block_1", "Dense_0", "bias"),
+        ("block_1", "Dense_1", "bias"),
+        ("ln_f", "scale"),
+        ("ln_f", "bias"),
+    ),
+})
+
 
 def _lm_train_optimizer():
     """The optimizer of `lm_train` (optax is imported only when training code runs)."""
@@ -323,7 +377,7 @@ def _lm_train_optimizer():
 
 def _lm_train_loss(params, state, tokens, rng=None):
     """Loss of target `lm_train`: next_token_loss of TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.1, train=True)."""
-    outputs = TransformerLM(params, tokens, rng=rng)
+    outputs = transformer_lm_train(params, tokens, rng=rng)
     loss, metrics = next_token_loss(outputs, tokens)
     return loss, ({}, metrics)
 
@@ -344,99 +398,9 @@ def _lm_train_train_step(params, state, opt_state, tokens, rng=None):
     return params, new_state, opt_state, {"loss": loss, **metrics}
 
 
-def _lm_train_init(rng):
-    """Parameters and state of target `lm_train`: initializers only, no forward pass."""
-    params = {
-        "embed": {
-            "embedding": jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)(jax.random.fold_in(rng, 857378583), (128, 64), jnp.float32),
-        },
-        "pos": {
-            "pos_embedding": jax.nn.initializers.normal(stddev=0.02)(jax.random.fold_in(rng, 2006879810), (64, 64), jnp.float32),
-        },
-        "block_0": {
-            "LayerNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1361879210), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 368072875), (64,), jnp.float32),
-            },
-            "SelfAttention_0": {
-                "query": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 1893295855), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 806415631), (4, 16), jnp.float32),
-                },
-                "key": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 623212767), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1724016331), (4, 16), jnp.float32),
-                },
-                "value": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 688806478), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 219939406), (4, 16), jnp.float32),
-                },
-                "out": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 453742341), (4, 16, 64), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 969467681), (64,), jnp.float32),
-                },
-            },
-            "LayerNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 2002496286), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1588366094), (64,), jnp.float32),
-            },
-            "Dense_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 393217659), (64, 256), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 731573388), (256,), jnp.float32),
-            },
-            "Dense_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1541015269), (256, 64), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1623605033), (64,), jnp.float32),
-            },
-        },
-        "block_1": {
-            "LayerNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 114172146), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2057498186), (64,), jnp.float32),
-            },
-            "SelfAttention_0": {
-                "query": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 1287226855), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 832901138), (4, 16), jnp.float32),
-                },
-                "key": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 613451202), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 31440988), (4, 16), jnp.float32),
-                },
-                "value": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 359577926), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 212467539), (4, 16), jnp.float32),
-                },
-                "out": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 448688664), (4, 16, 64), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1591034294), (64,), jnp.float32),
-                },
-            },
-            "LayerNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 549006150), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 838745583), (64,), jnp.float32),
-            },
-            "Dense_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 957913066), (64, 256), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 915738106), (256,), jnp.float32),
-            },
-            "Dense_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1974638452), (256, 64), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2110381663), (64,), jnp.float32),
-            },
-        },
-        "ln_f": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 68037489), (64,), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 844999708), (64,), jnp.float32),
-        },
-    }
-    state = {}
-    return params, state
-
-
 def _lm_train_apply(params, state, tokens, rng=None):
     """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.1, train=True) on tokens: i32[4, 32] -> f32[4, 32, 128]."""
-    outputs = TransformerLM(params, tokens, rng=rng)
+    outputs = transformer_lm_train(params, tokens, rng=rng)
     return outputs, {}
 
 
@@ -445,97 +409,12 @@ lm_train = _runtime.Target(
     name="lm_train",
     module="transformer",
     source_sha256="871e6d1f912b87d89b2d3192b0af8fedff6c3458ce99690c0494b2224f19acee",
-    init=_lm_train_init,
+    init=_lm_train_variables.init,
     apply=_lm_train_apply,
     inputs={"tokens": jax.ShapeDtypeStruct((4, 32), jnp.int32)},
-    param_shapes={
-        "embed": {
-            "embedding": jax.ShapeDtypeStruct((128, 64), jnp.float32),
-        },
-        "pos": {
-            "pos_embedding": jax.ShapeDtypeStruct((64, 64), jnp.float32),
-        },
-        "block_0": {
-            "LayerNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "SelfAttention_0": {
-                "query": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "key": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "value": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "out": {
-                    "kernel": jax.ShapeDtypeStruct((4, 16, 64), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "LayerNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Dense_0": {
-                "kernel": jax.ShapeDtypeStruct((64, 256), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Dense_1": {
-                "kernel": jax.ShapeDtypeStruct((256, 64), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "block_1": {
-            "LayerNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "SelfAttention_0": {
-                "query": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "key": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "value": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "out": {
-                    "kernel": jax.ShapeDtypeStruct((4, 16, 64), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "LayerNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Dense_0": {
-                "kernel": jax.ShapeDtypeStruct((64, 256), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Dense_1": {
-                "kernel": jax.ShapeDtypeStruct((256, 64), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "ln_f": {
-            "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-        },
-    },
-    state_shapes={},
+    param_shapes=_lm_train_variables.param_shapes,
+    state_shapes=_lm_train_variables.state_shapes,
     stochastic=True,
-    platforms=("cpu",),
-    devices=1,
     train_step=_lm_train_train_step,
     init_opt=_lm_train_init_opt,
     batch={},
@@ -544,7 +423,7 @@ lm_train = _runtime.Target(
 
 def _lm_eval_apply(params, state, tokens, rng=None):
     """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64) on tokens: i32[4, 32] -> f32[4, 32, 128]."""
-    outputs = TransformerLM_1(params, tokens)
+    outputs = transformer_lm(params, tokens)
     return outputs, {}
 
 
@@ -553,130 +432,22 @@ lm_eval = _runtime.Target(
     name="lm_eval",
     module="transformer",
     source_sha256="871e6d1f912b87d89b2d3192b0af8fedff6c3458ce99690c0494b2224f19acee",
-    init=_lm_train_init,
+    init=_lm_train_variables.init,
     apply=_lm_eval_apply,
     inputs={"tokens": jax.ShapeDtypeStruct((4, 32), jnp.int32)},
-    param_shapes=lm_train.PARAM_SHAPES,
-    state_shapes=lm_train.STATE_SHAPES,
-    stochastic=False,
+    param_shapes=_lm_train_variables.param_shapes,
+    state_shapes=_lm_train_variables.state_shapes,
     platforms=("cpu", "tpu"),
-    devices=1,
 )
 
 
-def _lm_prefill_init(rng):
-    """Parameters and state of target `lm_prefill`: initializers only, no forward pass."""
-    params = {
-        "embed": {
-            "embedding": jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)(jax.random.fold_in(rng, 857378583), (128, 64), jnp.float32),
-        },
-        "pos": {
-            "pos_embedding": jax.nn.initializers.normal(stddev=0.02)(jax.random.fold_in(rng, 2006879810), (64, 64), jnp.float32),
-        },
-        "block_0": {
-            "LayerNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1361879210), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 368072875), (64,), jnp.float32),
-            },
-            "SelfAttention_0": {
-                "query": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 1893295855), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 806415631), (4, 16), jnp.float32),
-                },
-                "key": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 623212767), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1724016331), (4, 16), jnp.float32),
-                },
-                "value": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 688806478), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 219939406), (4, 16), jnp.float32),
-                },
-                "out": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 453742341), (4, 16, 64), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 969467681), (64,), jnp.float32),
-                },
-            },
-            "LayerNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 2002496286), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1588366094), (64,), jnp.float32),
-            },
-            "Dense_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 393217659), (64, 256), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 731573388), (256,), jnp.float32),
-            },
-            "Dense_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1541015269), (256, 64), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1623605033), (64,), jnp.float32),
-            },
-        },
-        "block_1": {
-            "LayerNorm_0": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 114172146), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2057498186), (64,), jnp.float32),
-            },
-            "SelfAttention_0": {
-                "query": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 1287226855), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 832901138), (4, 16), jnp.float32),
-                },
-                "key": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 613451202), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 31440988), (4, 16), jnp.float32),
-                },
-                "value": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 359577926), (64, 4, 16), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 212467539), (4, 16), jnp.float32),
-                },
-                "out": {
-                    "kernel": (lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape))(jax.random.fold_in(rng, 448688664), (4, 16, 64), jnp.float32),
-                    "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1591034294), (64,), jnp.float32),
-                },
-            },
-            "LayerNorm_1": {
-                "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 549006150), (64,), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 838745583), (64,), jnp.float32),
-            },
-            "Dense_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 957913066), (64, 256), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 915738106), (256,), jnp.float32),
-            },
-            "Dense_1": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1974638452), (256, 64), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 2110381663), (64,), jnp.float32),
-            },
-        },
-        "ln_f": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 68037489), (64,), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 844999708), (64,), jnp.float32),
-        },
-    }
-    state = {
-        "cache": {
-            "pos": {
-                "position": jax.nn.initializers.zeros(jax.random.fold_in(rng, 453321432), (), jnp.int32),
-            },
-            "block_0": {
-                "SelfAttention_0": {
-                    "cached_key": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1459999746), (1, 64, 4, 16), jnp.float32),
-                    "cached_value": jax.nn.initializers.zeros(jax.random.fold_in(rng, 272501806), (1, 64, 4, 16), jnp.float32),
-                    "cache_index": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1924271979), (), jnp.int32),
-                },
-            },
-            "block_1": {
-                "SelfAttention_0": {
-                    "cached_key": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1454385439), (1, 64, 4, 16), jnp.float32),
-                    "cached_value": jax.nn.initializers.zeros(jax.random.fold_in(rng, 744419110), (1, 64, 4, 16), jnp.float32),
-                    "cache_index": jax.nn.initializers.zeros(jax.random.fold_in(rng, 297129551), (), jnp.int32),
-                },
-            },
-        },
-    }
-    return params, state
+#: Parameters and state of lm_prefill.
+_lm_prefill_variables = _runtime.Variables(transformer_lm_decode_variables())
 
 
 def _lm_prefill_apply(params, state, tokens, rng=None):
-    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, decode=True) on tokens: i32[1, 8] -> f32[1, 8, 128]."""
-    outputs, new_cache = TransformerLM_2(params, state["cache"], tokens)
+    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, decode=True): the apply of targets lm_prefill, lm_decode."""
+    outputs, new_cache = transformer_lm_decode(params, state["cache"], tokens)
     return outputs, {"cache": new_cache}
 
 
@@ -685,124 +456,12 @@ lm_prefill = _runtime.Target(
     name="lm_prefill",
     module="transformer",
     source_sha256="871e6d1f912b87d89b2d3192b0af8fedff6c3458ce99690c0494b2224f19acee",
-    init=_lm_prefill_init,
+    init=_lm_prefill_variables.init,
     apply=_lm_prefill_apply,
     inputs={"tokens": jax.ShapeDtypeStruct((1, 8), jnp.int32)},
-    param_shapes={
-        "embed": {
-            "embedding": jax.ShapeDtypeStruct((128, 64), jnp.float32),
-        },
-        "pos": {
-            "pos_embedding": jax.ShapeDtypeStruct((64, 64), jnp.float32),
-        },
-        "block_0": {
-            "LayerNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "SelfAttention_0": {
-                "query": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "key": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "value": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "out": {
-                    "kernel": jax.ShapeDtypeStruct((4, 16, 64), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "LayerNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Dense_0": {
-                "kernel": jax.ShapeDtypeStruct((64, 256), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Dense_1": {
-                "kernel": jax.ShapeDtypeStruct((256, 64), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "block_1": {
-            "LayerNorm_0": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "SelfAttention_0": {
-                "query": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "key": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "value": {
-                    "kernel": jax.ShapeDtypeStruct((64, 4, 16), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((4, 16), jnp.float32),
-                },
-                "out": {
-                    "kernel": jax.ShapeDtypeStruct((4, 16, 64), jnp.float32),
-                    "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-                },
-            },
-            "LayerNorm_1": {
-                "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-            "Dense_0": {
-                "kernel": jax.ShapeDtypeStruct((64, 256), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((256,), jnp.float32),
-            },
-            "Dense_1": {
-                "kernel": jax.ShapeDtypeStruct((256, 64), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-            },
-        },
-        "ln_f": {
-            "scale": jax.ShapeDtypeStruct((64,), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((64,), jnp.float32),
-        },
-    },
-    state_shapes={
-        "cache": {
-            "pos": {
-                "position": jax.ShapeDtypeStruct((), jnp.int32),
-            },
-            "block_0": {
-                "SelfAttention_0": {
-                    "cached_key": jax.ShapeDtypeStruct((1, 64, 4, 16), jnp.float32),
-                    "cached_value": jax.ShapeDtypeStruct((1, 64, 4, 16), jnp.float32),
-                    "cache_index": jax.ShapeDtypeStruct((), jnp.int32),
-                },
-            },
-            "block_1": {
-                "SelfAttention_0": {
-                    "cached_key": jax.ShapeDtypeStruct((1, 64, 4, 16), jnp.float32),
-                    "cached_value": jax.ShapeDtypeStruct((1, 64, 4, 16), jnp.float32),
-                    "cache_index": jax.ShapeDtypeStruct((), jnp.int32),
-                },
-            },
-        },
-    },
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_lm_prefill_variables.param_shapes,
+    state_shapes=_lm_prefill_variables.state_shapes,
 )
-
-
-def _lm_decode_apply(params, state, tokens, rng=None):
-    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, decode=True) on tokens: i32[1, 1] -> f32[1, 1, 128]."""
-    outputs, new_cache = TransformerLM_3(params, state["cache"], tokens)
-    return outputs, {"cache": new_cache}
 
 
 # models/transformer.py:88  target lm_decode: 112384 parameters
@@ -810,14 +469,11 @@ lm_decode = _runtime.Target(
     name="lm_decode",
     module="transformer",
     source_sha256="871e6d1f912b87d89b2d3192b0af8fedff6c3458ce99690c0494b2224f19acee",
-    init=_lm_prefill_init,
-    apply=_lm_decode_apply,
+    init=_lm_prefill_variables.init,
+    apply=_lm_prefill_apply,
     inputs={"tokens": jax.ShapeDtypeStruct((1, 1), jnp.int32)},
-    param_shapes=lm_prefill.PARAM_SHAPES,
-    state_shapes=lm_prefill.STATE_SHAPES,
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_lm_prefill_variables.param_shapes,
+    state_shapes=_lm_prefill_variables.state_shapes,
 )
 
 

@@ -18,6 +18,9 @@ MARKER = "PWNED"
 
 _MODULE_IMPORTS = {("jax", None), ("jax.numpy", "jnp"), ("numpy", "np")}
 _FREE_NAMES = frozenset({"float", "complex"})
+#: The `_runtime` calls a module-level assignment may make: targets, their variable
+#: trees, parameter-group labels.
+_RUNTIME_DECLARATIONS = frozenset({"Target", "Variables", "labels"})
 
 
 def problems(text: str, payloads: set[str] = frozenset()) -> list[str]:
@@ -75,7 +78,8 @@ def _module_statements(tree: ast.Module) -> list[str]:
             value = stmt.value
             target_call = (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
                            and isinstance(value.func.value, ast.Name)
-                           and value.func.value.id == "_runtime" and value.func.attr == "Target")
+                           and value.func.value.id == "_runtime"
+                           and value.func.attr in _RUNTIME_DECLARATIONS)
             if not target_ok or not (target_call or isinstance(value, ast.Dict)):
                 out.append(f"{where}: a module-level {ast.unparse(stmt)[:80]!r}")
         else:

@@ -117,9 +117,10 @@ def test_init_takes_example_inputs_only_where_needed(wn) -> None:
     with pytest.raises(TypeError, match="plain.init takes only rng"):
         wn.plain.init(jax.random.key(0), _x())
     text = wn.__aotflax_text__
-    assert "def _wn_init(rng, x):" in text and "def _plain_init(rng):" in text
+    assert "def _wn_init(rng, x):" in text and "def _plain_init" not in text
+    assert "init=_plain_variables.init," in text  # initializers only: no forward pass
     # apply never computes an initializer; the init variant does
-    apply_body = text.split("def WNDense(params, inputs):")[1].split("\ndef ")[0]
+    apply_body = text.split("def wn_dense(params, inputs):")[1].split("\ndef ")[0]
     assert "std" not in apply_body and "normal()" not in apply_body
 
 

@@ -213,7 +213,7 @@ def test_layer_call_with_generated_weights(call_module) -> None:
 
 def test_user_module_call_with_tied_parameters(call_module) -> None:
     _check(call_module.tied, LTied(), _x(2, 4))
-    assert "MLP(params[\"mlp\"], x)" in call_module.__aotflax_text__
+    assert "mlp(params[\"mlp\"], x)" in call_module.__aotflax_text__
 
 
 def test_module_call_errors() -> None:
@@ -305,7 +305,7 @@ class LNet(linen.Module):
 def test_function_modules_match_linen() -> None:
     m = build(FUNCTION_MODULES)
     _check(m.net, LNet(), _x(2, 5, 5, 3))
-    assert "def ConvBlock(params, x):" in m.__aotflax_text__
+    assert "def conv_block_kernel_size_3_3(params, x):" in m.__aotflax_text__
 
 
 def test_function_module_errors() -> None:

@@ -238,7 +238,7 @@ def test_shared_user_module_passed_down_two_levels() -> None:
     x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
     _check(m.nested, LNet(), x)
     text = m.__aotflax_text__
-    assert "def Inner(params, x, layers_0, layers_1):" in text
+    assert "def inner(params, x, layers_0, layers_1):" in text
     assert "layers_0=pair_0, layers_1=pair_1" in text
 
 
@@ -258,7 +258,7 @@ def test_one_specialization_serves_every_shared_instance() -> None:
     aot.target("two", Net, x=aot.f32[2, 3])
     """)
     text = m.__aotflax_text__
-    assert text.count("def Apply(") == 1
+    assert text.count("def apply(") == 1
     assert 'layer=params["first"]' in text and 'layer=params["second"]' in text
 
     class Twin(linen.Module):

@@ -213,7 +213,7 @@ def test_state_threads_through_nested_modules():
     aot.target("t", Net, x=aot.f32[3, 5])
     """)
     text = m.__aotflax_text__
-    assert "def Block(params, batch_stats, x):" in text
+    assert "def block(params, batch_stats, x):" in text
     assert 'batch_stats["Block_0"]' in text and 'batch_stats["second"]' in text
     params, state = m.t.init(jax.random.key(0))
     assert set(state["batch_stats"]) == {"Block_0", "second"}

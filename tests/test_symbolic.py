@@ -36,17 +36,32 @@ def test_symbolic_target_runs_at_several_batch_sizes(net):
 
 def test_symbolic_code_reads_the_size_at_run_time(net):
     text = net.__aotflax_text__
-    assert 'batch = x.shape[0]  # symbolic dimension "batch"' in text
-    assert "x.reshape((batch, -1))" in text and "f32[batch, 16]" in text
+    assert "x.reshape((x.shape[0], -1))" in text and "f32[batch, 16]" in text
+    assert "jnp.zeros((x.shape[0], 4))" in text
     assert net.serve.symbolic == {"x": ("batch", 6, 6, 1)}
     assert "1000003" not in text and "2000003" not in text
 
 
-def test_a_size_computed_from_a_symbolic_dimension_is_located():
-    errors = build_errors("""
+def test_a_size_computed_where_it_is_read_follows_the_input():
+    net = build("""
     class Net(nn.Module):
         def apply(self, x):
             return jnp.zeros((x.shape[0] * 2, 3))
+
+    aot.target("serve", Net, x=aot.f32["batch", 4])
+    """)
+    assert "jnp.zeros((x.shape[0] * 2, 3))" in net.__aotflax_text__
+    params, state = net.serve.init(jax.random.key(0))
+    for b in (1, 3):
+        y, _ = net.serve.apply(params, state, np.ones((b, 4), np.float32))
+        assert y.shape == (2 * b, 3)
+
+
+def test_a_parameter_shape_from_a_symbolic_dimension_is_located():
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, x.shape[0] * 2)
 
     aot.target("serve", Net, x=aot.f32["batch", 4])
     """)

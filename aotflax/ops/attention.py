@@ -35,6 +35,7 @@ from typing import Any
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
+from ..quoting import literal
 from ..values import AttentionCache, DType, OpRef, describe_value
 from . import elementwise  # noqa: F401  (registers the functions looked up below)
 from . import initializers as inits
@@ -85,7 +86,8 @@ def _full_rank(call: FnCall, value: Tensor, target: tuple[int, ...], what: str) 
                         "kv_length)", "AOT210")
     if value.ndim == len(target):
         return Code((value,))
-    return Code.of(value, f".reshape({(1,) * (len(target) - value.ndim) + value.shape!r})")
+    ones = (1,) * (len(target) - value.ndim)
+    return Code.of(value, f".reshape({literal(ones)} + ", value, ".shape)")
 
 
 def attend(call: FnCall, query: Tensor, key: Tensor, value: Tensor, *, dtype: str | None,
@@ -97,12 +99,13 @@ def attend(call: FnCall, query: Tensor, key: Tensor, value: Tensor, *, dtype: st
     """
     if dtype is None:
         dtype = dt.result_type(*[(t.dtype, t.weak) for t in (query, key, value)])[0]
-    batch, lq, heads, depth = query.shape[:-3], query.shape[-3], query.shape[-2], query.shape[-1]
+    batch, lq, heads = query.shape[:-3], query.shape[-3], query.shape[-2]
     lk = key.shape[-3]
     weights_shape = (*batch, heads, lq, lk)
     weights = call.out(weights_shape, dtype)
     call.emit("layers/attention_weights.j2", {
-        "query": cast(query, dtype), "key": cast(key, dtype), "depth": str(depth),
+        "query": cast(query, dtype), "key": cast(key, dtype),
+        "depth": Code.of(query, ".shape[-1]"),
         "dtype": dtype, "bias": Code.of(" + ", bias) if bias is not None else "",
         "precision": precision,
     }, [weights], stem="weights")
@@ -118,10 +121,12 @@ def attend(call: FnCall, query: Tensor, key: Tensor, value: Tensor, *, dtype: st
     if dropout is not None:
         rng, rate, broadcast = dropout
         shape = (1,) * (key.ndim - 2) + weights_shape[-2:] if broadcast else weights_shape
+        shape_code = Code.of(f"{literal((1,) * (key.ndim - 2))} + ", probs, ".shape[-2:]") \
+            if broadcast else Code.of(probs, ".shape")
         dropped = call.out(weights_shape, dtype)
         call.emit("layers/attention_dropout.j2", {
-            "weights": probs, "rng": rng, "keep_prob": repr(1.0 - rate), "shape": repr(shape),
-            "dtype": dtype}, [dropped], stem="weights", temps=("keep",))
+            "weights": probs, "rng": rng, "keep_prob": literal(1.0 - rate), "shape": shape_code,
+            "dtype": dtype}, [dropped], stem="weights", temps={"keep": Tensor(shape, "bool")})
         probs = dropped
     out = call.out((*batch, lq, heads, value.shape[-1]), dtype)
     call.emit("layers/attention_values.j2", {"weights": probs, "value": cast(value, dtype),
@@ -362,7 +367,8 @@ class _Layout:
 
 def _mask_components(call: LayerCall, layout: _Layout, target: tuple[int, ...],
                      q_dims: tuple[int, ...], k_dims: tuple[int, ...], lq: int, lk: int,
-                     decoding: bool, cached: bool) -> list[tuple[Code, tuple[int, ...]]]:
+                     decoding: bool, cached: bool,
+                     lengths: tuple[Code, Code]) -> list[tuple[Code, tuple[int, ...]]]:
     """Full-rank mask codes and their shapes: user mask, causal, padding, segmentation.
 
     As in old flax.nn, `key_padding_mask` / `key_segmentation` default to the query's
@@ -380,8 +386,10 @@ def _mask_components(call: LayerCall, layout: _Layout, target: tuple[int, ...],
             raise call.fail(f"{call.written}: causal_mask needs queries and keys of one "
                             f"length, got {lq} and {lk}", "AOT210")
         shape = (1,) * (len(target) - 2) + (lq, lk)
-        parts.append((Code((f"jnp.tril(jnp.ones(({lq}, {lk}), dtype=jnp.bool_))"
-                            f".reshape({shape!r})",)), shape))
+        q_len, k_len = lengths
+        ones = "1, " * (len(target) - 2)
+        parts.append((Code.of("jnp.tril(jnp.ones((", q_len, ", ", k_len, "), dtype=jnp.bool_))"
+                              f".reshape(({ones}", q_len, ", ", k_len, "))"), shape))
     for name, key_name, op in (("padding_mask", "key_padding_mask", " * "),
                                ("segmentation", "key_segmentation", " == ")):
         if call.args[name] is None:
@@ -434,11 +442,13 @@ def _decode(call: LayerCall, key: Tensor, value: Tensor, lq: int,
                                                 "indices": indices}, [new], stem=name)
         full.append(new)
     mask = call.out((1,) * (len(batch) + 1) + (lq, max_length), "bool")
+    q_len, length = Code.of(key, ".shape[-3]"), Code.of(full[0], ".shape[-3]")
     call.emit("layers/attention_cache_mask.j2", {
-        "length": str(max_length), "lq": str(lq), "index": index,
-        "shape": repr(mask.shape)}, [mask], stem="cache_mask")
+        "length": length, "lq": q_len, "index": index,
+        "shape": Code.of("(" + "1, " * (len(batch) + 1), q_len, ", ", length, ")")},
+        [mask], stem="cache_mask")
     new_index = call.out((), "int32")
-    call.emit("ops/call.j2", {"call": Code.of(index, f" + {lq}")}, [new_index],
+    call.emit("ops/call.j2", {"call": Code.of(index, " + ", q_len)}, [new_index],
               stem="cache_index")
     call.set_state("cache", "cached_key", full[0])
     call.set_state("cache", "cached_value", full[1])
@@ -513,8 +523,10 @@ def multi_head_attention(call: LayerCall) -> Tensor:
                             "with decode=True", "AOT203",
                             hint="pass mask= to combine a mask with the cache")
     target = (*batch, heads, lq, lk)
+    lengths = (Code.of(query, ".shape[-3]"), Code.of(key, ".shape[-3]"))
     parts = _mask_components(call, layout, target, inputs_q.shape[:-1],
-                             inputs_kv.shape[:-1], lq, lk, decode, cache is not None) + parts
+                             inputs_kv.shape[:-1], lq, lk, decode, cache is not None,
+                             lengths) + parts
     mask = _combine(call, parts)
     dropout = None
     rate = call.static("dropout_rate", float, int)

@@ -15,6 +15,7 @@ from .. import dtypes as dt
 from ..diagnostics import Span
 from ..program import Code, OpInfo, Tensor
 from ..quoting import identifier
+from ..sizes import Size, SizeRef, SizeTuple, has_code, plain
 from ..values import (
     Closure,
     DType,
@@ -45,20 +46,23 @@ def _not_an_array(written: str, name: str, value: Any) -> str:
 
 
 def value_code(value: Any) -> Code:
-    """Code for a value that may contain tensors (lists of arrays, etc.)."""
+    """Code for a value that may contain tensors (lists of arrays, etc.) or sizes read
+    from arrays (`x.shape[0]`, see `sizes`)."""
     if isinstance(value, Tensor):
         return Code((value,))
-    if isinstance(value, (tuple, list)) and not is_static(value):
+    if isinstance(value, (Size, SizeTuple)):
+        return Code((SizeRef(value),))
+    if isinstance(value, (tuple, list)) and (not is_static(value) or has_code(value)):
         items = [value_code(v) for v in value]
         open_, close = ("(", ")") if isinstance(value, tuple) else ("[", "]")
         if isinstance(value, tuple) and len(items) == 1:
             return Code.of(open_, items[0], ",", close)
         return Code.of(open_, Code.join(", ", items), close)
-    if isinstance(value, dict) and not is_static(value):
+    if isinstance(value, dict) and (not is_static(value) or has_code(value)):
         items = [Code.of(to_code(k), ": ", value_code(v)) for k, v in value.items()]
         return Code.of("{", Code.join(", ", items), "}")
     try:
-        return Code((to_code(value),))
+        return Code((to_code(plain(value)),))
     except StaticError as e:
         raise CallError("AOT305", str(e)) from None
 
@@ -274,6 +278,10 @@ class FnCall:
     def out(self, shape: Sequence[int], dtype: str, weak: bool = False) -> Tensor:
         return self.ctx.new_tensor(tuple(int(d) for d in shape), dtype, weak)
 
+    def code(self, name: str) -> Code:
+        """Argument `name` as code: a size read from an array stays a read (`x.shape[0]`)."""
+        return value_code(self.args[name])
+
     def call_code(self, func: str | None = None, method_of: Tensor | None = None) -> Code:
         """The call as the user wrote it: `func(args...)` or `x.method(args...)`."""
         positional = list(self.positional)
@@ -295,10 +303,17 @@ class FnCall:
                       info=self.op_info("ops/call.j2", args, outputs))
 
     def emit(self, template: str, args: dict[str, Code | str | Tensor], outputs: Sequence[Tensor],
-             stem: str | None = None, temps: tuple[str, ...] = ()) -> None:
+             stem: str | None = None,
+             temps: "tuple[str, ...] | dict[str, Tensor | tuple[Tensor, ...]]" = ()) -> None:
+        """Emit `template`; `temps` names its scratch variables, with their types where
+        known (one per line assigning it) for the comments."""
         coded = {k: v if isinstance(v, Code) else Code((v,)) for k, v in args.items()}
+        types: tuple = ()
+        if isinstance(temps, dict):
+            types = tuple(t if isinstance(t, tuple) else (t,) for t in temps.values())
+            temps = tuple(temps)
         self.ctx.emit(template, coded, tuple(outputs), self.span, stem or self.entry.name.lower(),
-                      temps, info=self.op_info(template, coded, outputs))
+                      temps, info=self.op_info(template, coded, outputs), temp_types=types)
 
     def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Tensor]) -> OpInfo:
         """What the model summary records of an op this call emits: entry, FLOPs, instance."""
@@ -339,11 +354,11 @@ class LayerCall(FnCall):
     scope: LayerScope = None  # type: ignore[assignment]
 
     def param(self, name: str, shape: Sequence[int], dtype: str, init: Initializer) -> Code:
-        return self.scope.param(name, tuple(shape), dtype, init, self.span)
+        return self.scope.param(name, plain(tuple(shape)), dtype, init, self.span)
 
     def state(self, collection: str, name: str, shape: Sequence[int], dtype: str,
               init: Initializer) -> Code:
-        return self.scope.state(collection, name, tuple(shape), dtype, init, self.span)
+        return self.scope.state(collection, name, plain(tuple(shape)), dtype, init, self.span)
 
     def set_state(self, collection: str, name: str, value: Tensor) -> None:
         self.scope.set_state(collection, name, value, self.span)

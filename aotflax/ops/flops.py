@@ -596,15 +596,19 @@ def _attention_softmax(view: OpView) -> int:
 
 
 def _attention_dropout(view: OpView) -> int:
-    shape = view.literal("shape")
+    weights = view.arg("weights").shape
+    broadcast = view.bound("broadcast_dropout", True)
+    shape = (1,) * (len(weights) - 2) + weights[-2:] if broadcast else weights
     # the keep mask is converted to the weights' dtype and scaled: 2 per mask element
     return (view.out_size() + 2 * _size(shape) + random_bits("bernoulli", shape)
             + _folds(view, "rng"))
 
 
 def _dropout(view: OpView) -> int:
-    return (2 * view.out_size() + random_bits("bernoulli", view.literal("mask_shape"))
-            + _folds(view, "key"))
+    x = view.arg("x")
+    broadcast = {d % x.ndim for d in view.bound("broadcast_dims", ()) or ()}
+    mask = tuple(1 if i in broadcast else d for i, d in enumerate(x.shape))
+    return 2 * view.out_size() + random_bits("bernoulli", mask) + _folds(view, "key")
 
 
 def _text(view: OpView, name: str) -> str:
@@ -637,7 +641,7 @@ def _in_layer_call(view: OpView) -> int:
 
 
 def _cache_mask(view: OpView) -> int:
-    lq, length = int(view.literal("lq")), int(view.literal("length"))
+    lq, length = view.out().shape[-2:]
     return lq + lq * length
 
 
@@ -740,7 +744,7 @@ TEMPLATES: dict[str, FlopRule] = {
                                                   _elementwise_template(1)),
     "layers/causal_mask.j2": FlopRule("2 per (q, k) entry, as `jnp.tril` (a constant: "
                                       "compiled, XLA folds it)",
-                                      lambda v: 2 * int(v.literal("n")) ** 2),
+                                      lambda v: 2 * v.out().shape[-1] ** 2),
     "layers/dropout.j2": FlopRule("2n (scale, select) + the mask's random bits (as "
                                   "`jax.random.bernoulli`)", _dropout),
     "layers/rnn_gate.j2": FlopRule("2 * out * (in + hidden) + biases + add + gate function",

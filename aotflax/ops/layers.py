@@ -278,7 +278,8 @@ def layer_norm(call: LayerCall) -> Tensor:
         "x": xf, "eps": literal(float(eps)),
         "scale": Code.of(" * ", feature_view(scale, x.ndim)) if scale is not None else "",
         "bias": Code.of(" + ", feature_view(bias, x.ndim)) if bias is not None else "",
-    }, [norm], stem="norm", temps=("mean", "var"))
+    }, [norm], stem="norm", temps={"mean": Tensor((*x.shape[:-1], 1), stat),
+                                   "var": Tensor((*x.shape[:-1], 1), stat)})
     if dtype == computed:
         return norm
     # Linen's final `jnp.asarray(y, dtype)`, a statement of its own (operator precedence)

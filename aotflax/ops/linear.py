@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import shapes as sh
 from ..program import Code, Tensor
+from ..quoting import literal
 from ..values import Initializer
 from . import initializers as inits
 from .calls import LayerCall
@@ -103,7 +104,12 @@ def dense_general(call: LayerCall, x: Tensor, features: tuple[int, ...],
         # Linen reshapes the bias to (batch dims or 1, ..., *features) before adding it.
         expanded = tuple(x.shape[a] if a in batch_dims else 1 for a in free) + features
         bias_code = Code.of(" + ", cast(bias, param_dtype, dtype))
-        if expanded != bshape:
+        if expanded != bshape and not batch_dims:  # written by rank: (1, 1, -1)
+            ones = (1,) * len(free)
+            view = f"({'1, ' * len(free)}-1)" if len(features) == 1 else Code.of(
+                f"{literal(ones)} + ", bias, ".shape")
+            bias_code = Code.of(bias_code, ".reshape(", view, ")")
+        elif expanded != bshape:
             bias_code = Code.of(bias_code, f".reshape({expanded!r})")
     call.emit("layers/dense_general.j2", {
         "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, param_dtype, dtype),

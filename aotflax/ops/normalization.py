@@ -55,12 +55,21 @@ def _shape_code(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _view(shape: tuple[int, ...], view: tuple[int, ...]) -> str:
-    """`.reshape(view)` turning a statistic or parameter of `shape` into a broadcastable view.
+def _view(shape: tuple[int, ...], ndim: int, feature_axes: tuple[int, ...]) -> str:
+    """`.reshape((1, 1, 1, -1))` turning a parameter of `shape` (the feature axes' sizes)
+    into a view that broadcasts over a rank-`ndim` value.
 
     Linen reshapes explicitly too, so generated code runs under strict rank promotion.
+    With one feature axis the view is written by rank alone (`-1` is the parameter's
+    size), so the code is the same whatever the width.
     """
-    return "" if shape == view else f".reshape({_shape_code(view)})"
+    view = tuple(shape[feature_axes.index(i)] if i in feature_axes else 1
+                 for i in range(ndim))
+    if view == shape:
+        return ""
+    if len(feature_axes) == 1:
+        view = tuple(-1 if i in feature_axes else 1 for i in range(ndim))
+    return f".reshape({_shape_code(view)})"
 
 
 def _cast_to(call: LayerCall, x: Tensor, dtype: str, stem: str = "xf") -> Tensor:
@@ -124,8 +133,7 @@ def batch_norm(call: LayerCall) -> Tensor:
     feature_axes = _axes(call, "axis", x.ndim)
     reduction = tuple(i for i in range(x.ndim) if i not in feature_axes)
     feature_shape = tuple(x.shape[a] for a in feature_axes)
-    view_shape = tuple(x.shape[i] if i in feature_axes else 1 for i in range(x.ndim))
-    view = _view(feature_shape, view_shape)
+    view = _view(feature_shape, x.ndim, feature_axes)
     momentum = float(call.static("momentum", float, int))
     eps = float(call.static("epsilon", float, int))
     # axis_name synchronizes statistics across pmap devices; generated code runs under jit,
@@ -153,7 +161,8 @@ def batch_norm(call: LayerCall) -> Tensor:
     call.emit(template, {
         **common, "xf": xf, "ra_mean": ra_mean, "ra_var": ra_var,
         "momentum": literal(momentum), "decay": f"(1 - {literal(momentum)})",
-    }, [out, new_mean, new_var], stem="norm", temps=("mean", "var"))
+    }, [out, new_mean, new_var], stem="norm",
+        temps={"mean": Tensor(feature_shape, stat), "var": Tensor(feature_shape, stat)})
     call.set_state(BATCH_STATS, "mean", new_mean)
     call.set_state(BATCH_STATS, "var", new_var)
     return _cast_to(call, out, final, "norm")
@@ -193,8 +202,7 @@ def group_norm(call: LayerCall) -> Tensor:
     size = channels // groups
     eps = float(call.static("epsilon", float, int))
     stat = _stat_dtype(call, x)
-    params, affine = _affine(call, (channels,),
-                             _view((channels,), (*[1] * (x.ndim - 1), channels)))
+    params, affine = _affine(call, (channels,), _view((channels,), x.ndim, (x.ndim - 1,)))
     computed, final = _output_dtypes(call, x, stat, params)
     grouped = (*x.shape[:-1], groups, size)
     # Linen reduces the grouped value over its non-batch axes, then repeats each group's
@@ -202,7 +210,7 @@ def group_norm(call: LayerCall) -> Tensor:
     axes = (*range(1, x.ndim - 1), x.ndim)
     spatial = tuple(range(1, x.ndim - 1))
     xg = call.out(grouped, stat)
-    call.emit("ops/call.j2", {"call": Code.of(x, f".reshape({_shape_code(grouped)})",
+    call.emit("ops/call.j2", {"call": Code.of(x, ".reshape(", x, f".shape[:-1] + ({groups}, -1))",
                                               f".astype(jnp.{stat})" if stat != x.dtype
                                               else "")}, [xg], stem="xg")
     out = call.out(x.shape, computed)
@@ -210,9 +218,13 @@ def group_norm(call: LayerCall) -> Tensor:
     template = "layers/group_norm.j2" if call.bool("use_fast_variance") \
         else "layers/group_norm_centered.j2"
     call.emit(template, {
-        "x": x, "xg": xg, "axes": _shape_code(axes), "size": str(size), "eps": literal(eps),
+        "x": x, "xg": xg, "axes": _shape_code(axes),
+        "size": Code.of(x, f".shape[-1] // {literal(groups)}"), "eps": literal(eps),
         "expand_open": expand[0], "expand_close": expand[1], **affine,
-    }, [out], stem="norm", temps=("mean", "var"))
+    }, [out], stem="norm", temps={
+        name: (Tensor((x.shape[0], groups), stat),
+               Tensor((x.shape[0], *[1] * (x.ndim - 2), channels), stat))
+        for name in ("mean", "var")})
     return _cast_to(call, out, final, "norm")
 
 
@@ -229,10 +241,10 @@ def rms_norm(call: LayerCall) -> Tensor:
     eps = float(call.static("epsilon", float, int))
     stat = _stat_dtype(call, x)
     c = x.shape[-1]
-    params, affine = _affine(call, (c,), _view((c,), (*[1] * (x.ndim - 1), c)), bias=False)
+    params, affine = _affine(call, (c,), _view((c,), x.ndim, (x.ndim - 1,)), bias=False)
     computed, final = _output_dtypes(call, x, stat, params)
     xf = _cast_to(call, x, stat)
     out = call.out(x.shape, computed)
     call.emit("layers/rms_norm.j2", {"xf": xf, "eps": literal(eps), "scale": affine["scale"]},
-              [out], stem="norm", temps=("var",))
+              [out], stem="norm", temps={"var": Tensor((*x.shape[:-1], 1), stat)})
     return _cast_to(call, out, final, "norm")

@@ -153,7 +153,7 @@ class Context(Protocol):
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Tensor, ...],
              span: Span, stem: str, temps: tuple[str, ...] = (),
-             info: OpInfo | None = None) -> None: ...
+             info: OpInfo | None = None, *, temp_types: tuple = ()) -> None: ...
 
 
 @dataclass(frozen=True, eq=False)

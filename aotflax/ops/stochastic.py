@@ -90,23 +90,29 @@ def _dropout(call: LayerCall) -> Tensor:
         call.emit("ops/call.j2", {"call": Code.of("jnp.zeros_like(", x, ")")}, [out],
                   stem="dropout")
         return out
-    mask_shape = list(x.shape)
+    broadcast = set()
     for d in call.ints("broadcast_dims") or ():
         if not -x.ndim <= d < x.ndim:
             raise call.fail(f"{call.written}: broadcast_dims entry {d} is out of range for "
                             f"{x.describe()}", "AOT203")
-        mask_shape[d] = 1
+        broadcast.add(d % x.ndim)
     key = _key_arg(call, "rng") if call.args["rng"] is not None else call.rng()
     out = call.out(x.shape, x.dtype)
+    mask = tuple(1 if i in broadcast else d for i, d in enumerate(x.shape))
     call.emit("layers/dropout.j2", {
         "x": x, "key": key, "keep_prob": repr(1.0 - float(rate)),
-        "mask_shape": _shape(tuple(mask_shape)), "shape": _shape(x.shape),
-    }, [out], stem="dropout", temps=("keep",))
+        "mask_shape": mask_shape_code(x, broadcast), "shape": Code.of(x, ".shape"),
+    }, [out], stem="dropout", temps={"keep": Tensor(mask, "bool")})
     return out
 
 
-def _shape(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+def mask_shape_code(x: Tensor, broadcast: set[int]) -> Code:
+    """`x.shape`, or `(x.shape[0], 1, x.shape[2])` with 1 on the broadcast axes."""
+    if not broadcast:
+        return Code.of(x, ".shape")
+    dims = [Code(("1",)) if i in broadcast else Code.of(x, f".shape[{i}]")
+            for i in range(x.ndim)]
+    return Code.of("(", Code.join(", ", dims), ",)" if x.ndim == 1 else ")")
 
 
 dropout = layer("dropout", "inputs, rate, deterministic=False, rng=None, broadcast_dims=()",

@@ -16,6 +16,7 @@ from ..ops.stochastic import RngKey
 from ..program import (
     Code,
     Function,
+    FunctionRef,
     Op,
     OpInfo,
     Tensor,
@@ -283,8 +284,10 @@ class CallsMixin:
         for var, value, name in ((carry_var, carry, p_carry), (x_var, x, p_x)):
             leaves = _tensors(value)
             if isinstance(value, (tuple, list)) and leaves:
+                # unpacked on entry to the step: attributed to its `def` line
                 prologue.append(Op("ops/module_call.j2", (("target", _unpack_code(
-                    value, value, [])), ("call", Code((var,)))), tuple(leaves), (), span, name))
+                    value, value, [])), ("call", Code((var,)))), tuple(leaves), (), step.span,
+                    name))
             elif isinstance(value, Tensor):
                 fn.hint(value, name)
         inputs = tuple((name, value if isinstance(value, Tensor) else var)
@@ -309,7 +312,7 @@ class CallsMixin:
             extra += f", unroll={b['unroll']}"
         fn.ops.append(Op("ops/scan.j2", (
             ("target", _unpack_code((init, y), (final, stacked), [])),
-            ("step", Code((nested.name,))), ("init", value_code(init)),
+            ("step", Code((FunctionRef(nested),))), ("init", value_code(init)),
             ("xs", value_code(xs)), ("extra", Code((extra,))),
             ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested,
             OpInfo("jax.lax.scan", trips=n)))

@@ -20,6 +20,7 @@ from ..scopes import (
     check_shape,
 )
 from ..shapes import size
+from ..sizes import read_of, shape_of
 from ..values import (
     AttentionCache,
     BoundMethod,
@@ -387,14 +388,15 @@ class ExpressionsMixin:
             raise self.error("AOT346", f"{value.name}.{attr} is not supported by aotflax",
                              span, hint="see `aotflax --list-ops` for the supported operations")
         if isinstance(value, Tensor):
+            # sizes remember that they are read from `value` (see `sizes`)
             if attr == "shape":
-                return value.shape
+                return shape_of(value, value.shape)
             if attr == "ndim":
-                return value.ndim
+                return read_of(value, value.ndim, "ndim")
             if attr == "dtype":
                 return DType(value.dtype)
             if attr == "size":
-                return size(value.shape)
+                return read_of(value, size(value.shape), "size")
             if attr == "T":
                 return BoundMethod(value, "T", span)
             if attr == "at":

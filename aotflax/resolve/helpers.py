@@ -191,6 +191,9 @@ def _state_result(fn: FunctionState) -> tuple[tuple[str, Code], ...]:
     out = []
     for coll in fn.collections:
         tree: dict[str, Any] = {}
+        if not any(c == coll for c, _ in fn.state_values):
+            out.append((coll, Code((coll,))))  # nothing changed: the state it was given
+            continue
         for c, path in fn.state:
             if c != coll:
                 continue

@@ -16,6 +16,7 @@ from ..diagnostics import Span
 from ..ops import CallError, Entry, host
 from ..ops.host import HostArray, HostCall
 from ..program import Code, Tensor
+from ..sizes import plain
 from ..values import (
     POISON,
     BoundMethod,
@@ -45,6 +46,8 @@ class HostMixin:
     def _host_call(self, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
                    frame: Frame) -> Any:
         """`np.zeros(...)`, `np.sin(x)`: a numpy function of the table."""
+        # numpy runs at build time: sizes are the ints they are (no code to read them)
+        args, kwargs = [plain(a) for a in args], {k: plain(v) for k, v in kwargs.items()}
         try:
             bound = entry.signature.bind(written, args, kwargs)
             call = HostCall(entry, written, bound, list(args), dict(kwargs), span, frame.fn)
@@ -55,7 +58,7 @@ class HostMixin:
 
     def _host_operator(self, symbol: str, operands: list[Any], span: Span, frame: Frame) -> Any:
         try:
-            return host.operator(frame.fn, symbol, operands, span)
+            return host.operator(frame.fn, symbol, [plain(o) for o in operands], span)
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
 

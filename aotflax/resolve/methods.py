@@ -52,5 +52,11 @@ def full_trees(targets: list[TargetProgram], decls: list[Any]) -> list[TargetPro
                 merged.setdefault(k, p)
         for k, p in own.items():
             merged.setdefault(k, p)
-        out.append(replace(t, params=tuple(merged.values())) if len(merged) > len(own) else t)
+        if len(merged) <= len(own):
+            out.append(t)
+            continue
+        # the sibling whose tree is the whole merged tree gives `init` its variable tree
+        whole = next((s.name for s in siblings
+                      if set(merged) == {p.path for p in s.params}), None)
+        out.append(replace(t, params=tuple(merged.values()), variables_of=whole))
     return out

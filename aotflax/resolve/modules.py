@@ -19,6 +19,7 @@ from ..program import (
     Tensor,
     TreeVar,
     Var,
+    call_code,
     describe,
     fresh_like,
 )
@@ -32,6 +33,7 @@ from ..scopes import (
     name_hash,
     subscript_path,
 )
+from ..sizes import plain
 from ..values import (
     Closure,
     DType,
@@ -89,6 +91,8 @@ class ModulesMixin:
         bound = self._bind(method.params, args, {**dict(ref.bound), **kwargs},
                            f"{module.name}.{method_name}", span, skip_self=True,
                            defaults_env=module.globals)
+        # sizes read from the caller's arrays are plain ints inside the module (`sizes`)
+        bound = {k: plain(v) for k, v in bound.items()}
         key = (id(module), method_name, tuple((k, static_key(v)) for k, v in bound.items()))
         if key in self.cache:
             return self.cache[key]
@@ -162,7 +166,12 @@ class ModulesMixin:
             takes_rng=fn.takes_rng, inputs=tuple((n, t) for n, t in inputs if isinstance(t, Var)),
             body=tuple(fn.ops), result=result_code, result_tensors=tuple(leaves),
             span=method.span, state_result=_state_result(fn), hints=dict(fn.hints),
-            shared_args=tuple(a.name for a in fn.shared_args), init_name=init_name)
+            shared_args=tuple(a.name for a in fn.shared_args), init_name=init_name,
+            origin=f"{module.name}.{method.name}", label=ref.label or "",
+            hparams=tuple((k, v) for k, v in bound.items() if is_static(v)),
+            params=tuple(fn.params.values()),
+            state=tuple(ParamDecl((c, *p), d.shape, d.dtype, d.init, d.span)
+                        for (c, p), d in fn.state.items()))
         self.functions.append(function)
         spec = Specialization(function, dict(fn.params), dict(fn.state), result,
                               tuple(fn.shared_args))
@@ -320,13 +329,12 @@ class ModulesMixin:
             fn.hint(var, f"{child_name}_{coll}")
         target = _unpack_code(spec.result, result, new_state)
         fn.emit("ops/module_call.j2",
-                {"target": target, "call": Code.of(callee.name, "(", Code.join(", ", call_args),
-                                                   ")")},
-                tuple(outs) + tuple(new_state), span, ref.class_name.lower(),
-                info=OpInfo(path=prefix, module=ref.class_name, callee=callee),
+                {"target": target, "call": call_code(callee, call_args)},
+                tuple(outs) + tuple(new_state), span, f"{ref.class_name.lower()}_out",
+                info=OpInfo(path=prefix, module=ref.class_name, callee=callee,
+                            shared=instance.shared_arg is not None),
                 init_args=None if init_args is None else {
-                    "target": target, "call": Code.of(callee.init_name, "(",
-                                                      Code.join(", ", init_args), ")")})
+                    "target": target, "call": call_code(callee, init_args, "init")})
         return result
 
     def _need_module_frame(self, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
@@ -578,7 +586,7 @@ class ModulesMixin:
         result = _copy_result(spec.result, fn)
         fn.emit("ops/module_call.j2",
                 {"target": _unpack_code(spec.result, result, []),
-                 "call": Code.of(callee.name, "(", Code.join(", ", call_args), ")")},
+                 "call": call_code(callee, call_args)},
                 tuple(_tensors(result)), span, module.name.lower())
         return result
 

@@ -10,14 +10,18 @@ from ..ops.host import HostArray
 from ..program import (
     Code,
     Tensor,
+    TreeVar,
+    Var,
 )
 from ..scopes import (
     StateVariable,
 )
+from ..sizes import Size, SizeRef, SizeTuple, bound_to, has_code
 from ..values import (
     POISON,
     Closure,
     ConfigValue,
+    ModuleRef,
     Poison,
     Record,
     RecordTuple,
@@ -170,9 +174,20 @@ class StatementsMixin:
 
     def _assign(self, target: ir.Expr, value: Any, frame: Frame) -> None:
         if isinstance(target, ir.Name):
+            if frame.fn is not None and has_code(value):
+                value = self._bind_size(target.id, value, frame.fn, target.span)
+            if frame.fn is None and isinstance(value, ModuleRef) and value.bound and \
+                    value.label is None and target.id != value.class_name:
+                # `ResNet18 = ResNet.partial(...)`: the model's name for this configuration
+                value = ModuleRef(value.module, value.bound, value.span, target.id)
             frame.env.set(target.id, value)
             if frame.fn is not None:
                 frame.fn.hint(value, target.id)
+            return
+        if isinstance(target, (ir.TupleExpr, ir.ListExpr)) and frame.fn is not None and \
+                isinstance(value, SizeTuple) and len(value) == len(target.elts) and \
+                all(isinstance(t, ir.Name) for t in target.elts):
+            self._unpack_shape(target, value, frame)
             return
         if isinstance(target, (ir.TupleExpr, ir.ListExpr)):
             items = self._unpack(value, len(target.elts), target, frame)
@@ -217,6 +232,27 @@ class StatementsMixin:
             raise self.error("AOT332", f"cannot assign items of {describe_value(container)}",
                              target.span)
         raise self.error("AOT331", "cannot assign to this expression", target.span)
+
+    def _bind_size(self, name: str, value: Any, fn: Any, span: Span) -> Any:
+        """`batch = x.shape[0]`: a statement of its own, so the generated code reads the
+        size where the model does and by the model's name (emitted only if it is used)."""
+        if not isinstance(value, (Size, SizeTuple)):
+            return value  # a tuple of sizes keeps each size's own code
+        if len(value.code.parts) == 1 and isinstance(value.code.parts[0], Var):
+            return value  # already a variable's value
+        var = TreeVar("size")
+        fn.emit("ops/call.j2", {"call": Code((SizeRef(value),))}, (var,), span, name)
+        fn.hint(var, name)
+        return bound_to(var, value)
+
+    def _unpack_shape(self, target: Any, value: Any, frame: Frame) -> None:
+        """`b, h, w, c = x.shape`: one statement; each name reads its size."""
+        outs = [TreeVar("size") for _ in target.elts]
+        frame.fn.emit("ops/call.j2", {"call": Code((SizeRef(value),))}, tuple(outs),
+                      target.span, target.elts[0].id)
+        for t, var, d in zip(target.elts, outs, value):
+            frame.fn.hint(var, t.id)
+            frame.env.set(t.id, bound_to(var, d))
 
     def _unpack(self, value: Any, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
         if isinstance(value, Poison):

@@ -14,7 +14,7 @@ from typing import Any
 from .. import ir, quoting
 from ..diagnostics import Span
 from ..ops.calls import value_code
-from ..program import Code, Function, Op, OpInfo, Tensor, TreeVar
+from ..program import Code, Function, FunctionRef, Op, OpInfo, Tensor, TreeVar, call_code
 from ..values import Closure, Env, describe_value, is_static
 from .base import Frame, _Abort
 from .helpers import _rebuild, _tensors, _unpack_code
@@ -94,7 +94,7 @@ class TransformsMixin:
             at = out_axis % (t.ndim + 1)
             outs.append(type(t)(t.shape[:at] + (size,) + t.shape[at:], t.dtype, t.weak))
         stacked = _rebuild(result, outs)
-        call = Code.of(f"jax.vmap({nested.name}, in_axes={_axes_code(v.in_axes)}, "
+        call = Code.of("jax.vmap(", FunctionRef(nested), f", in_axes={_axes_code(v.in_axes)}, "
                        f"out_axes={quoting.literal(out_axis)})(",
                        Code.join(", ", [value_code(a) for a in args]), ")")
         fn.ops.append(Op("ops/module_call.j2", (
@@ -210,7 +210,7 @@ class CustomJvpMixin:
         fn = frame.fn
         assert fn is not None
         result = _fresh_copy(primal.result)
-        call = Code.of(f"{primal.name}(", Code.join(", ", [value_code(a) for a in args]), ")")
+        call = call_code(primal.function, [value_code(a) for a in args])
         fn.ops.append(Op("ops/module_call.j2", (
             ("target", _unpack_code(result, result, [])), ("call", call)),
             tuple(_tensors(result)), (), span, primal.name,

@@ -9,12 +9,13 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def Mixer(x):
+def mixer_fn(x):
     """Mixer.apply(heads=2), from golden/array_ops.py:9."""
-    q = x.reshape((2, 3, 2, 2))  # golden/array_ops.py:11  f32[2, 3, 2, 2]
+    batch, length, features = x.shape  # golden/array_ops.py:10
+    q = x.reshape((batch, length, 2, features // 2))  # golden/array_ops.py:11  f32[2, 3, 2, 2]
     k = jnp.transpose(q, (0, 2, 1, 3))  # golden/array_ops.py:12  f32[2, 2, 3, 2]
     einsum = jnp.einsum("bqhd,bhkd->bhqk", q, k)  # golden/array_ops.py:13  f32[2, 2, 3, 3]
-    sqrt = jnp.sqrt(2)  # golden/array_ops.py:13  f32[]
+    sqrt = jnp.sqrt(features // 2)  # golden/array_ops.py:13  f32[]
     scores = einsum / sqrt  # golden/array_ops.py:13  f32[2, 2, 3, 3]
     weights = jax.nn.softmax(scores, axis=-1)  # golden/array_ops.py:14  f32[2, 2, 3, 3]
     first = weights[:, 0, :, :]  # golden/array_ops.py:15  f32[2, 3, 3]
@@ -26,16 +27,13 @@ def Mixer(x):
     return sum_1
 
 
-def _mixer_init(rng):
-    """Parameters and state of target `mixer`: initializers only, no forward pass."""
-    params = {}
-    state = {}
-    return params, state
+#: Parameters and state of mixer.
+_mixer_variables = _runtime.Variables({})
 
 
 def _mixer_apply(params, state, x, rng=None):
     """Mixer.apply() on x: f32[2, 3, 4] -> f32[2, 3]."""
-    outputs = Mixer(x)
+    outputs = mixer_fn(x)
     return outputs, {}
 
 
@@ -44,14 +42,11 @@ mixer = _runtime.Target(
     name="mixer",
     module="array_ops",
     source_sha256="902d1becf4cec10ad7d3a8fc01cd475dd3ba2a7a256f4e3651ed304aa993ca97",
-    init=_mixer_init,
+    init=_mixer_variables.init,
     apply=_mixer_apply,
     inputs={"x": jax.ShapeDtypeStruct((2, 3, 4), jnp.float32)},
-    param_shapes={},
-    state_shapes={},
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_mixer_variables.param_shapes,
+    state_shapes=_mixer_variables.state_shapes,
 )
 
 

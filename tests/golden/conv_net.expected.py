@@ -9,56 +9,63 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def Block(params, x):
-    """Block.apply(features=4, pool="max"), from golden/conv_net.py:9."""
+def block_features_4(params, x):
+    """Block.apply(features=4, pool="max"), from golden/conv_net.py:9.
+
+    Serves net (Block_0).
+    """
     conv = jax.lax.conv_general_dilated(x, params["conv"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # golden/conv_net.py:11  f32[2, 8, 8, 4]
     x = jax.nn.relu(conv)  # golden/conv_net.py:11  f32[2, 8, 8, 4]
     pool = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # golden/conv_net.py:13  f32[2, 4, 4, 4]
     return pool
 
 
-def Block_1(params, x):
-    """Block.apply(features=8, pool="avg"), from golden/conv_net.py:9."""
+def block_features_8(params, x):
+    """Block.apply(features=8, pool="avg"), from golden/conv_net.py:9.
+
+    Serves net (Block_1).
+    """
     conv = jax.lax.conv_general_dilated(x, params["conv"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # golden/conv_net.py:11  f32[2, 4, 4, 8]
     x = jax.nn.relu(conv)  # golden/conv_net.py:11  f32[2, 4, 4, 8]
     pool = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "SAME") / 4  # golden/conv_net.py:14  f32[2, 2, 2, 8]
     return pool
 
 
-def Net(params, x):
+def net_fn(params, x):
     """Net.apply(widths=(4, 8)), from golden/conv_net.py:18."""
-    x = Block(params["Block_0"], x)  # golden/conv_net.py:19  f32[2, 4, 4, 4]
-    x = Block_1(params["Block_1"], x)  # golden/conv_net.py:20  f32[2, 2, 2, 8]
+    x = block_features_4(params["Block_0"], x)  # golden/conv_net.py:19  f32[2, 4, 4, 4]
+    x = block_features_8(params["Block_1"], x)  # golden/conv_net.py:20  f32[2, 2, 2, 8]
     x = jnp.mean(x, axis=(1, 2))  # golden/conv_net.py:21  f32[2, 8]
     dense = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # golden/conv_net.py:22  f32[2, 2]
     return dense
 
 
-def _net_init(rng):
-    """Parameters and state of target `net`: initializers only, no forward pass."""
-    params = {
-        "Block_0": {
-            "conv": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 2134959370), (3, 3, 1, 4), jnp.float32),
-            },
-        },
-        "Block_1": {
-            "conv": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 584465551), (3, 3, 4, 8), jnp.float32),
-            },
-        },
+def block_variables(*, in_channels, features):
+    """The params of Block.apply(features=4|8, pool="max"|"avg"), from golden/conv_net.py:9."""
+    return {
+        "conv": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, in_channels, features))},  # golden/conv_net.py:11
+    }
+
+
+def net_variables():
+    """The params of Net.apply(widths=(4, 8)), from golden/conv_net.py:18."""
+    return {
+        "Block_0": block_variables(in_channels=1, features=4),
+        "Block_1": block_variables(in_channels=4, features=8),
         "Dense_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1994162967), (8, 2), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 109938423), (2,), jnp.float32),
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (8, 2)),  # golden/conv_net.py:22
+            "bias": _runtime.param(jax.nn.initializers.zeros, (2,)),  # golden/conv_net.py:22
         },
     }
-    state = {}
-    return params, state
+
+
+#: Parameters and state of net.
+_net_variables = _runtime.Variables(net_variables())
 
 
 def _net_apply(params, state, x, rng=None):
     """Net.apply() on x: f32[2, 8, 8, 1] -> f32[2, 2]."""
-    outputs = Net(params, x)
+    outputs = net_fn(params, x)
     return outputs, {}
 
 
@@ -67,29 +74,11 @@ net = _runtime.Target(
     name="net",
     module="conv_net",
     source_sha256="e42045187b2cfdcd630dbadd65958695263170efe7a2f436791a26047fc88f5c",
-    init=_net_init,
+    init=_net_variables.init,
     apply=_net_apply,
     inputs={"x": jax.ShapeDtypeStruct((2, 8, 8, 1), jnp.float32)},
-    param_shapes={
-        "Block_0": {
-            "conv": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 1, 4), jnp.float32),
-            },
-        },
-        "Block_1": {
-            "conv": {
-                "kernel": jax.ShapeDtypeStruct((3, 3, 4, 8), jnp.float32),
-            },
-        },
-        "Dense_0": {
-            "kernel": jax.ShapeDtypeStruct((8, 2), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((2,), jnp.float32),
-        },
-    },
-    state_shapes={},
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_net_variables.param_shapes,
+    state_shapes=_net_variables.state_shapes,
 )
 
 

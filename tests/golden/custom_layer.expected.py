@@ -15,8 +15,11 @@ def uniform_init(key, shape, dtype):
     return uniform
 
 
-def Affine(params, x):
-    """Affine.apply(), from golden/custom_layer.py:12."""
+def affine(params, x):
+    """Affine.apply(), from golden/custom_layer.py:12.
+
+    Serves tied (affine).
+    """
     scale = params["scale"]  # golden/custom_layer.py:14  f32[4]
     shift = params["shift"]  # golden/custom_layer.py:15  f32[4]
     reshape = scale.reshape((1, -1))  # golden/custom_layer.py:16  f32[1, 4]
@@ -26,7 +29,7 @@ def Affine(params, x):
     return y
 
 
-def Tied(params, x):
+def tied_fn(params, x):
     """Tied.apply(depth=3), from golden/custom_layer.py:20."""
     dense = x @ params["tied"]["kernel"] + params["tied"]["bias"].reshape((1, -1))  # golden/custom_layer.py:23  f32[2, 4]
     x = jnp.tanh(dense)  # golden/custom_layer.py:23  f32[2, 4]
@@ -34,29 +37,36 @@ def Tied(params, x):
     x = jnp.tanh(dense)  # golden/custom_layer.py:23  f32[2, 4]
     dense = x @ params["tied"]["kernel"] + params["tied"]["bias"].reshape((1, -1))  # golden/custom_layer.py:23  f32[2, 4]
     x = jnp.tanh(dense)  # golden/custom_layer.py:23  f32[2, 4]
-    affine = Affine(params["affine"], x)  # golden/custom_layer.py:24  f32[2, 4]
-    return affine
+    affine_out = affine(params["affine"], x)  # golden/custom_layer.py:24  f32[2, 4]
+    return affine_out
 
 
-def _tied_init(rng):
-    """Parameters and state of target `tied`: initializers only, no forward pass."""
-    params = {
-        "tied": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 524199920), (4, 4), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1851465339), (4,), jnp.float32),
-        },
-        "affine": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 470502666), (4,), jnp.float32),
-            "shift": uniform_init(jax.random.fold_in(rng, 1430672331), (4,), jnp.float32),
-        },
+def affine_variables():
+    """The params of Affine.apply(), from golden/custom_layer.py:12."""
+    return {
+        "scale": _runtime.param(jax.nn.initializers.ones, (4,)),  # golden/custom_layer.py:14
+        "shift": _runtime.param(uniform_init, (4,)),  # golden/custom_layer.py:15
     }
-    state = {}
-    return params, state
+
+
+def tied_variables():
+    """The params of Tied.apply(depth=3), from golden/custom_layer.py:20."""
+    return {
+        "tied": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (4, 4)),  # golden/custom_layer.py:23
+            "bias": _runtime.param(jax.nn.initializers.zeros, (4,)),  # golden/custom_layer.py:23
+        },
+        "affine": affine_variables(),
+    }
+
+
+#: Parameters and state of tied.
+_tied_variables = _runtime.Variables(tied_variables())
 
 
 def _tied_apply(params, state, x, rng=None):
     """Tied.apply() on x: f32[2, 4] -> f32[2, 4]."""
-    outputs = Tied(params, x)
+    outputs = tied_fn(params, x)
     return outputs, {}
 
 
@@ -65,23 +75,11 @@ tied = _runtime.Target(
     name="tied",
     module="custom_layer",
     source_sha256="385580de685e88ed11ba129b91fae1a94d4a1ff148c9b5fe5d526f592397d3d9",
-    init=_tied_init,
+    init=_tied_variables.init,
     apply=_tied_apply,
     inputs={"x": jax.ShapeDtypeStruct((2, 4), jnp.float32)},
-    param_shapes={
-        "tied": {
-            "kernel": jax.ShapeDtypeStruct((4, 4), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((4,), jnp.float32),
-        },
-        "affine": {
-            "scale": jax.ShapeDtypeStruct((4,), jnp.float32),
-            "shift": jax.ShapeDtypeStruct((4,), jnp.float32),
-        },
-    },
-    state_shapes={},
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_tied_variables.param_shapes,
+    state_shapes=_tied_variables.state_shapes,
 )
 
 

@@ -9,43 +9,53 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def Head(params, x, *, rng):
-    """Head.apply(rate=0.5), from golden/dropout.py:6."""
-    keep = jax.random.bernoulli(jax.random.fold_in(rng, 1918885900), 0.5, (2, 8))  # golden/dropout.py:7
-    x = jax.lax.select(jnp.broadcast_to(keep, (2, 8)), x / 0.5, jnp.zeros_like(x))  # golden/dropout.py:7  f32[2, 8]
+def head(params, x, *, rng):
+    """Head.apply(rate=0.5), from golden/dropout.py:6.
+
+    Serves model (head).
+    """
+    keep = jax.random.bernoulli(jax.random.fold_in(rng, 1918885900), 0.5, x.shape)  # golden/dropout.py:7  bool[2, 8]
+    x = jax.lax.select(jnp.broadcast_to(keep, x.shape), x / 0.5, jnp.zeros_like(x))  # golden/dropout.py:7  f32[2, 8]
     dense = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # golden/dropout.py:8  f32[2, 3]
     return dense
 
 
-def Model(params, x, *, rng):
+def model_fn(params, x, *, rng):
     """Model.apply(), from golden/dropout.py:12."""
     dense = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # golden/dropout.py:13  f32[2, 8]
     x = jax.nn.gelu(dense)  # golden/dropout.py:13  f32[2, 8]
-    head = Head(params["head"], x, rng=jax.random.fold_in(rng, 670299804))  # golden/dropout.py:14  f32[2, 3]
-    return head
+    head_out = head(params["head"], x, rng=jax.random.fold_in(rng, 670299804))  # golden/dropout.py:14  f32[2, 3]
+    return head_out
 
 
-def _model_init(rng):
-    """Parameters and state of target `model`: initializers only, no forward pass."""
-    params = {
+def head_variables():
+    """The params of Head.apply(rate=0.5), from golden/dropout.py:6."""
+    return {
         "Dense_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1994162967), (4, 8), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 109938423), (8,), jnp.float32),
-        },
-        "head": {
-            "Dense_0": {
-                "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1494072831), (8, 3), jnp.float32),
-                "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 417397213), (3,), jnp.float32),
-            },
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (8, 3)),  # golden/dropout.py:8
+            "bias": _runtime.param(jax.nn.initializers.zeros, (3,)),  # golden/dropout.py:8
         },
     }
-    state = {}
-    return params, state
+
+
+def model_variables():
+    """The params of Model.apply(), from golden/dropout.py:12."""
+    return {
+        "Dense_0": {
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (4, 8)),  # golden/dropout.py:13
+            "bias": _runtime.param(jax.nn.initializers.zeros, (8,)),  # golden/dropout.py:13
+        },
+        "head": head_variables(),
+    }
+
+
+#: Parameters and state of model.
+_model_variables = _runtime.Variables(model_variables())
 
 
 def _model_apply(params, state, x, rng=None):
     """Model.apply() on x: f32[2, 4] -> f32[2, 3]."""
-    outputs = Model(params, x, rng=rng)
+    outputs = model_fn(params, x, rng=rng)
     return outputs, {}
 
 
@@ -54,25 +64,12 @@ model = _runtime.Target(
     name="model",
     module="dropout",
     source_sha256="ab1fe8f9ad86fce2ebe8ee0042be1c5b4f22b2c90cc519e8979290458c4ff34d",
-    init=_model_init,
+    init=_model_variables.init,
     apply=_model_apply,
     inputs={"x": jax.ShapeDtypeStruct((2, 4), jnp.float32)},
-    param_shapes={
-        "Dense_0": {
-            "kernel": jax.ShapeDtypeStruct((4, 8), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-        },
-        "head": {
-            "Dense_0": {
-                "kernel": jax.ShapeDtypeStruct((8, 3), jnp.float32),
-                "bias": jax.ShapeDtypeStruct((3,), jnp.float32),
-            },
-        },
-    },
-    state_shapes={},
+    param_shapes=_model_variables.param_shapes,
+    state_shapes=_model_variables.state_shapes,
     stochastic=True,
-    platforms=("cpu",),
-    devices=1,
 )
 
 

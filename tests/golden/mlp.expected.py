@@ -9,9 +9,9 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def MLP(params, x):
+def mlp_fn(params, x):
     """MLP.apply(hidden=(8, 4), num_classes=3), from golden/mlp.py:6."""
-    x = x.reshape((2, -1))  # golden/mlp.py:7  f32[2, 12]
+    x = x.reshape((x.shape[0], -1))  # golden/mlp.py:7  f32[2, 12]
     dense = x @ params["hidden_0"]["kernel"] + params["hidden_0"]["bias"].reshape((1, -1))  # golden/mlp.py:9  f32[2, 8]
     x = jax.nn.relu(dense)  # golden/mlp.py:9  f32[2, 8]
     dense = x @ params["hidden_1"]["kernel"] + params["hidden_1"]["bias"].reshape((1, -1))  # golden/mlp.py:9  f32[2, 4]
@@ -21,29 +21,31 @@ def MLP(params, x):
     return log_softmax
 
 
-def _mlp_init(rng):
-    """Parameters and state of target `mlp`: initializers only, no forward pass."""
-    params = {
+def mlp_variables():
+    """The params of MLP.apply(hidden=(8, 4), num_classes=3), from golden/mlp.py:6."""
+    return {
         "hidden_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 245349451), (12, 8), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1952365979), (8,), jnp.float32),
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (12, 8)),  # golden/mlp.py:9
+            "bias": _runtime.param(jax.nn.initializers.zeros, (8,)),  # golden/mlp.py:9
         },
         "hidden_1": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1110818005), (8, 4), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1057123902), (4,), jnp.float32),
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (8, 4)),  # golden/mlp.py:9
+            "bias": _runtime.param(jax.nn.initializers.zeros, (4,)),  # golden/mlp.py:9
         },
         "Dense_0": {
-            "kernel": jax.nn.initializers.lecun_normal()(jax.random.fold_in(rng, 1994162967), (4, 3), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 109938423), (3,), jnp.float32),
+            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (4, 3)),  # golden/mlp.py:10
+            "bias": _runtime.param(jax.nn.initializers.zeros, (3,)),  # golden/mlp.py:10
         },
     }
-    state = {}
-    return params, state
+
+
+#: Parameters and state of mlp.
+_mlp_variables = _runtime.Variables(mlp_variables())
 
 
 def _mlp_apply(params, state, x, rng=None):
     """MLP.apply() on x: f32[2, 3, 4] -> f32[2, 3]."""
-    outputs = MLP(params, x)
+    outputs = mlp_fn(params, x)
     return outputs, {}
 
 
@@ -52,27 +54,11 @@ mlp = _runtime.Target(
     name="mlp",
     module="mlp",
     source_sha256="7fad3dac877549b6be53f07296447aad301adc82835afc51c16309f3ad686b94",
-    init=_mlp_init,
+    init=_mlp_variables.init,
     apply=_mlp_apply,
     inputs={"x": jax.ShapeDtypeStruct((2, 3, 4), jnp.float32)},
-    param_shapes={
-        "hidden_0": {
-            "kernel": jax.ShapeDtypeStruct((12, 8), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((8,), jnp.float32),
-        },
-        "hidden_1": {
-            "kernel": jax.ShapeDtypeStruct((8, 4), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((4,), jnp.float32),
-        },
-        "Dense_0": {
-            "kernel": jax.ShapeDtypeStruct((4, 3), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((3,), jnp.float32),
-        },
-    },
-    state_shapes={},
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_mlp_variables.param_shapes,
+    state_shapes=_mlp_variables.state_shapes,
 )
 
 

@@ -9,55 +9,50 @@ import jax.numpy as jnp
 from . import _runtime
 
 
-def Norms(params, batch_stats, x):
+def norms_fn(params, batch_stats, x):
     """Norms.apply(train=True), from golden/norms.py:9."""
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # golden/norms.py:10
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # golden/norms.py:10
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # golden/norms.py:10  f32[2, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # golden/norms.py:10  f32[2, 1]
     x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_0"]["scale"].reshape((1, -1))) + params["LayerNorm_0"]["bias"].reshape((1, -1))  # golden/norms.py:10  f32[2, 6]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # golden/norms.py:11
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # golden/norms.py:11
+    mean = jnp.mean(x, axis=-1, keepdims=True)  # golden/norms.py:11  f32[2, 1]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # golden/norms.py:11  f32[2, 1]
     norm = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_1"]["scale"].reshape((1, -1)))  # golden/norms.py:11  f32[2, 6]
     x = norm.astype(jnp.bfloat16)  # golden/norms.py:11  bf16[2, 6]
     xf = x.astype(jnp.float32)  # golden/norms.py:12  f32[2, 6]
-    mean = jnp.mean(xf, axis=(0,))  # golden/norms.py:12
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=(0,)) - jnp.square(mean))  # golden/norms.py:12
+    mean = jnp.mean(xf, axis=(0,))  # golden/norms.py:12  f32[6]
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=(0,)) - jnp.square(mean))  # golden/norms.py:12  f32[6]
     norm, new_mean, new_var = (  # golden/norms.py:12
-        (x - jnp.expand_dims(mean, (0,))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0,)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 6))) + params["BatchNorm_0"]["bias"].reshape((1, 6)),  # golden/norms.py:12
+        (x - jnp.expand_dims(mean, (0,))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0,)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, -1)),  # golden/norms.py:12
         0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # golden/norms.py:12
         0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # golden/norms.py:12
     )  # golden/norms.py:12  f32[2, 6], f32[6], f32[6]
     return norm, {"BatchNorm_0": {"mean": new_mean, "var": new_var}}
 
 
-def _norms_init(rng):
-    """Parameters and state of target `norms`: initializers only, no forward pass."""
-    params = {
+def norms_variables():
+    """The params and batch_stats of Norms.apply(train=True), from golden/norms.py:9."""
+    return {
         "LayerNorm_0": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 158667074), (6,), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 1097492995), (6,), jnp.float32),
+            "scale": _runtime.param(jax.nn.initializers.ones, (6,)),  # golden/norms.py:10
+            "bias": _runtime.param(jax.nn.initializers.zeros, (6,)),  # golden/norms.py:10
         },
-        "LayerNorm_1": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 788667126), (6,), jnp.float32),
-        },
+        "LayerNorm_1": {"scale": _runtime.param(jax.nn.initializers.ones, (6,))},  # golden/norms.py:11
         "BatchNorm_0": {
-            "scale": jax.nn.initializers.ones(jax.random.fold_in(rng, 1120211090), (6,), jnp.float32),
-            "bias": jax.nn.initializers.zeros(jax.random.fold_in(rng, 282605235), (6,), jnp.float32),
+            "scale": _runtime.param(jax.nn.initializers.ones, (6,)),  # golden/norms.py:12
+            "bias": _runtime.param(jax.nn.initializers.zeros, (6,)),  # golden/norms.py:12
+            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (6,)),  # golden/norms.py:12
+            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (6,)),  # golden/norms.py:12
         },
     }
-    state = {
-        "batch_stats": {
-            "BatchNorm_0": {
-                "mean": jax.nn.initializers.zeros(jax.random.fold_in(rng, 335115766), (6,), jnp.float32),
-                "var": jax.nn.initializers.ones(jax.random.fold_in(rng, 1780881435), (6,), jnp.float32),
-            },
-        },
-    }
-    return params, state
+
+
+#: Parameters and state of norms.
+_norms_variables = _runtime.Variables(norms_variables())
 
 
 def _norms_apply(params, state, x, rng=None):
     """Norms.apply() on x: f32[2, 6] -> f32[2, 6]."""
-    outputs, new_batch_stats = Norms(params, state["batch_stats"], x)
+    outputs, new_batch_stats = norms_fn(params, state["batch_stats"], x)
     return outputs, {"batch_stats": new_batch_stats}
 
 
@@ -66,33 +61,11 @@ norms = _runtime.Target(
     name="norms",
     module="norms",
     source_sha256="9e9f0b9fa400b9b26357a15ed2c63ed86675695ae17f6068b52f480a22236559",
-    init=_norms_init,
+    init=_norms_variables.init,
     apply=_norms_apply,
     inputs={"x": jax.ShapeDtypeStruct((2, 6), jnp.float32)},
-    param_shapes={
-        "LayerNorm_0": {
-            "scale": jax.ShapeDtypeStruct((6,), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((6,), jnp.float32),
-        },
-        "LayerNorm_1": {
-            "scale": jax.ShapeDtypeStruct((6,), jnp.float32),
-        },
-        "BatchNorm_0": {
-            "scale": jax.ShapeDtypeStruct((6,), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((6,), jnp.float32),
-        },
-    },
-    state_shapes={
-        "batch_stats": {
-            "BatchNorm_0": {
-                "mean": jax.ShapeDtypeStruct((6,), jnp.float32),
-                "var": jax.ShapeDtypeStruct((6,), jnp.float32),
-            },
-        },
-    },
-    stochastic=False,
-    platforms=("cpu",),
-    devices=1,
+    param_shapes=_norms_variables.param_shapes,
+    state_shapes=_norms_variables.state_shapes,
 )
 
 

@@ -1,0 +1,928 @@
+"""Sharing: one emitted function per distinct computation.
+
+Resolve specializes a module method per instance (per width, batch size, input
+shape, hyperparameter); most instances compute the same thing, since generated
+code reads sizes from its arguments (`sizes`).  After each function is rendered
+on its own (`emit.Renderer`), this module decides what the file contains:
+
+- **Groups.**  Functions whose code is the same once numbers are masked, and
+  whose calls go to the same groups, form one group (bottom-up: callees are
+  grouped first, so their callers become equal too).  Targets share across the
+  whole file.
+- **Keyword arguments.**  Where the members of a group differ in a number, the
+  number becomes a keyword-only argument, named after the hyperparameter whose
+  value it is in every member (`strides`, `epsilon`, `filters * 4`), or after
+  the keyword it is passed as; each call passes its instance's value.  A
+  function is never emitted twice with only its numbers changed.
+- **Names.**  `snake_case` of the module (`res_net_block`), with what tells
+  variants apart: a flag (`_train`, `_decode`), the parameter subtree one of
+  them has (`_with_conv_proj`), a hyperparameter's value; never a counter that
+  reads like Linen's automatic `ResNetBlock_3`.
+- **Comments.**  Each line keeps its `file:line  shape`; dimensions that differ
+  between the members are written by name (`f32[batch, height, width, filters]`),
+  and the docstring lists the instances and targets the function serves.
+
+Functions that callers do not call with keywords (initializers, called by the
+runtime as `init(key, shape, dtype)`; `custom_jvp` pairs) are shared only when
+their code is identical.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import training
+from .emit import (
+    FN_REF,
+    KW_REF,
+    RESERVED,
+    Body,
+    Line,
+    Renderer,
+    checked,
+    placeholder,
+    template,
+)
+from .program import FileProgram, Function, Tensor
+from .program import describe as describe_aval
+from .quoting import MAX_IDENTIFIER, comment, docstring, identifier_problem
+from .values import ModuleRef, StaticError, describe_value, to_code
+
+#: A string literal (skipped) or a number of generated code.
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?<![\w.\x00])'
+                    r"(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?j?)(?![\w.])")
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+_KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
+#: Longest function name made from a module's name and its variant's labels (suffixes
+#: and counters come on top, within `quoting.MAX_IDENTIFIER`).
+_MAX_NAME = MAX_IDENTIFIER - 30
+#: Conventional names of the axes of an input of each rank, for dimensions that vary.
+AXES = {1: ("n",), 2: ("batch", "features"), 3: ("batch", "length", "features"),
+        4: ("batch", "height", "width", "channels"),
+        5: ("batch", "depth", "height", "width", "channels")}
+
+#: Flags whose value tells a training variant from an evaluation one: (True, False) labels.
+FLAG_LABELS = {"train": ("train", ""), "training": ("train", ""), "is_training": ("train", ""),
+               "deterministic": ("", "train"), "use_running_average": ("", "train"),
+               "decode": ("decode", "")}
+
+
+def axis_names(t: Tensor) -> tuple[str, ...]:
+    """Names for the axes of an input: `AXES` by rank; integer ids of rank 2 are tokens
+    (`batch`, `length`)."""
+    if t.ndim == 2 and t.dtype.startswith(("int", "uint")):
+        return ("batch", "length")
+    return AXES.get(t.ndim, tuple(f"d{k}" for k in range(t.ndim)))
+
+
+def split_numbers(text: str) -> tuple[list[str], list[str]]:
+    """`text` as the code between its numbers, and its numbers (strings are skipped)."""
+    segments, numbers, last = [], [], 0
+    for m in _TOKEN.finditer(text):
+        if m.group(1) is None:
+            continue
+        segments.append(text[last:m.start()])
+        numbers.append(m.group(1))
+        last = m.end()
+    segments.append(text[last:])
+    return segments, numbers
+
+
+def masked(text: str) -> str:
+    """`text` with every number replaced by `#` (what two shareable functions agree on)."""
+    segments, _ = split_numbers(text)
+    return "#".join(segments)
+
+
+def snake(name: str) -> str:
+    """`ResNetBlock` -> `res_net_block`, `MLP` -> `mlp`, `LSTMCell` -> `lstm_cell`."""
+    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    return re.sub(r"[^0-9A-Za-z]+", "_", s).lower().strip("_") or "fn"
+
+
+# ------------------------------------------------------------------ records
+
+
+@dataclass
+class Kwarg:
+    """A keyword argument of a shared function: one value per member."""
+
+    name: str
+    #: Code of its value at each member's calls.
+    values: list[str]
+
+
+@dataclass
+class Member:
+    """One function of the program in its group."""
+
+    body: Body
+    group: "Group"
+    #: The code with calls resolved (names and keyword arguments), numbers included.
+    text: str = ""
+    #: This member's keyword arguments, as its callers pass them ("strides=(2, 2)").
+    call_kwargs: str = ""
+
+
+@dataclass
+class Group:
+    """One emitted function."""
+
+    index: int
+    key: str
+    members: list[Member] = field(default_factory=list)
+    name: str = ""
+    kwargs: list[Kwarg] = field(default_factory=list)
+    #: Groups its members call.
+    callees: list["Group"] = field(default_factory=list)
+    #: The shared code (numbers that vary replaced by keyword arguments).
+    code: str = ""
+    #: Whether callers may pass keyword arguments (else: shared only when identical).
+    keywords: bool = True
+
+    @property
+    def first(self) -> Function:
+        return self.members[0].body.function
+
+    @property
+    def kind(self) -> str:
+        return self.members[0].body.kind
+
+
+class Plan:
+    """The shared functions of one file, and how to call each instance."""
+
+    def __init__(self, program: FileProgram, renderer: Renderer):
+        self.program = program
+        self.renderer = renderer
+        self.groups: list[Group] = []
+        #: (id(function), kind) -> its member.
+        self.members: dict[tuple[int, str], Member] = {}
+        #: Instances served, for docstrings: (id(function), kind) -> [(target, path)].
+        self.instances: dict[tuple[int, str], list[tuple[str, str]]] = {}
+
+    # -------------------------------------------------------------- queries
+
+    def member(self, fn: Function, kind: str = "apply") -> Member:
+        return self.members[(id(fn), kind)]
+
+    def name(self, fn: Function, kind: str = "apply") -> str:
+        return self.member(fn, kind).group.name
+
+    def call(self, fn: Function, args: list[str], kind: str = "apply") -> str:
+        """`name(args..., keyword arguments)` for one instance."""
+        member = self.member(fn, kind)
+        parts = list(args) + ([member.call_kwargs] if member.call_kwargs else [])
+        return f"{member.group.name}({', '.join(parts)})"
+
+    def module_names(self) -> set[str]:
+        """Every name the module binds at the top level besides the targets' own."""
+        names = set(RESERVED) | {g.name for g in self.groups} | {"TARGETS"}
+        names |= {u.name for u in self.program.user_functions}
+        return names | {name for t in self.program.targets
+                        for name in training.target_globals(t.name)}
+
+    def texts(self) -> list[str]:
+        return [render_group(self, g) for g in self.groups]
+
+    def inputs(self) -> dict[str, tuple[tuple[str, Any], ...]]:
+        return {g.name: g.first.inputs for g in self.groups}
+
+
+# ------------------------------------------------------------------ planning
+
+
+def plan(program: FileProgram, renderer: Renderer) -> Plan:
+    """Render every function of `program` and its variable tree, group them, name them and
+    find their keyword arguments."""
+    from . import variables
+
+    out = Plan(program, renderer)
+    for fn in all_functions(program):
+        for kind in ("apply", "init") if fn.init_name else ("apply",):
+            renderer.ref(fn, kind)
+    bodies: dict[tuple[int, str], Body] = {}
+    i = 0
+    while i < len(renderer.units):  # functions referenced by others are rendered too
+        fn, kind = renderer.units[i]
+        bodies[(id(fn), kind)] = renderer.render(fn, kind)
+        i += 1
+    trees = variables.bodies(program, renderer)
+    bodies.update(trees)
+    _group_all(out, bodies)
+    for group in out.groups:
+        seen: list[Group] = []
+        for member in group.members:
+            for callee, ckind in member.body.calls:
+                g = out.members[(id(callee), ckind)].group
+                if g not in seen and g is not group:
+                    seen.append(g)
+        group.callees = seen
+    _instances(out)
+    _name_groups(out)
+    for group in _topological(out.groups):
+        _resolve_calls(out, group)
+        _find_kwargs(out, group)
+    return out
+
+
+def all_functions(program: FileProgram) -> list[Function]:
+    """The program's functions, with its targets' entries and losses should a caller have
+    rebuilt them (each is emitted once: functions are keyed by identity)."""
+    out = list(program.functions)
+    seen = {id(fn) for fn in out}
+    for t in program.targets:
+        train = t.train
+        extra = (train.loss, train.entry, train.after_update) if train is not None else ()
+        for fn in (t.function, *extra):
+            if fn is not None and id(fn) not in seen:
+                seen.add(id(fn))
+                out.append(fn)
+    return out
+
+
+def _group_all(out: Plan, bodies: dict[tuple[int, str], Body]) -> None:
+    """Groups of bodies with the same code once numbers are masked (callees first)."""
+    units = out.renderer.units
+    keys: dict[tuple[int, str], str] = {}
+    by_key: dict[str, Group] = {}
+
+    def group_of(fn: Function, kind: str) -> Group:
+        k = (id(fn), kind)
+        found = out.members.get(k)
+        if found is not None:
+            return found.group
+        key = key_of(fn, kind)
+        group = by_key.get(key)
+        if group is None:
+            group = by_key[key] = Group(len(out.groups), key,
+                                        keywords=not fn.decorators and not fn.static_args)
+            out.groups.append(group)
+        member = Member(bodies[k], group)
+        group.members.append(member)
+        out.members[k] = member
+        return group
+
+    def key_of(fn: Function, kind: str) -> str:
+        k = (id(fn), kind)
+        if k in keys:
+            return keys[k]
+        text = bodies[k].code()
+
+        def callee(m: re.Match) -> str:
+            other = units[_index(m.group(1))]
+            return "\x00" + placeholder(group_of(*other).index) + "\x00"
+
+        keyed = KW_REF.sub("", FN_REF.sub(callee, text))
+        if fn.decorators:
+            keyed = f"unique {id(fn)}\n{keyed}"  # custom_jvp pairs: never merged
+        elif fn.static_args:
+            keyed = f"exact\n{keyed}"  # called by the runtime: only identical code is shared
+        else:
+            keyed = masked(keyed)
+        keys[k] = f"{kind}\n{keyed}"
+        return keys[k]
+
+    for fn, kind in units:
+        if (id(fn), kind) in bodies:
+            group_of(fn, kind)
+
+
+def _index(letters: str) -> int:
+    n = 0
+    for c in letters:
+        n = n * 26 + (ord(c) - ord("a"))
+    return n
+
+
+def _topological(groups: list[Group]) -> list[Group]:
+    done: set[int] = set()
+    out: list[Group] = []
+
+    def visit(g: Group) -> None:
+        if g.index in done:
+            return
+        done.add(g.index)
+        for c in g.callees:
+            visit(c)
+        out.append(g)
+
+    for g in groups:
+        visit(g)
+    return out
+
+
+def _resolve_calls(plan: Plan, group: Group) -> None:
+    """Each member's code with its calls named and their keyword arguments filled in."""
+    units = plan.renderer.units
+    for member in group.members:
+        def name(m: re.Match) -> str:
+            fn, kind = units[_index(m.group(1))]
+            return plan.members[(id(fn), kind)].group.name
+
+        def kwargs(m: re.Match) -> str:
+            fn, kind = units[_index(m.group(2))]
+            text = plan.members[(id(fn), kind)].call_kwargs
+            if not text:
+                return ""
+            return ", " + text if m.group(1) == "L" else text
+
+        member.text = KW_REF.sub(kwargs, FN_REF.sub(name, member.body.code()))
+
+
+# ------------------------------------------------------------------ keyword arguments
+
+
+def _find_kwargs(plan: Plan, group: Group) -> None:
+    """The numbers that differ between members become keyword arguments."""
+    members = group.members
+    if not group.keywords or len({m.text for m in members}) == 1:
+        group.code = members[0].text  # identical members (most groups): nothing to find
+        return
+    splits: dict[str, tuple[list[str], list[str]]] = {}
+    split = [splits.get(m.text) or splits.setdefault(m.text, split_numbers(m.text))
+             for m in members]
+    segments, numbers0 = split[0]
+    numbers = [n for _, n in split]
+    differing = [k for k in range(len(numbers0)) if len({n[k] for n in numbers}) > 1]
+    if not differing or not group.keywords:
+        group.code = members[0].text
+        return
+    taken = set(_IDENT.findall(members[0].text)) | set(RESERVED)
+    candidates = _candidates(group)
+    kwargs: list[Kwarg] = []
+    #: number index -> replacement text; runs replace a whole tuple display.
+    replace: dict[int, str] = {}
+    runs: dict[int, int] = {}  # first index -> last index of a tuple display replaced whole
+
+    def kwarg(name: str, values: list[str]) -> str:
+        for kw in kwargs:
+            if kw.values == values and (kw.name == name or name.startswith("\x00")):
+                return kw.name
+        base = name.lstrip("\x00")
+        if identifier_problem(base) or len(base) > _MAX_NAME:  # a DSL name not for code
+            base = "size"
+        final, n = base, 1
+        while final in taken or any(kw.name == final for kw in kwargs):
+            final, n = f"{base}_{n}", n + 1
+        kwargs.append(Kwarg(final, values))
+        return final
+
+    done: set[int] = set()
+    for k in differing:
+        if k in done:
+            continue
+        run = _tuple_run(segments, len(numbers0), k)
+        if run is not None:
+            j, last = run
+            texts = [_tuple_text(n[j:last + 1]) for n in numbers]
+            hp = _match_exact([c for c in candidates if not c[0].startswith("\x01")], texts)
+            if hp is not None:
+                replace[j] = kwarg(hp[0], hp[1])
+                runs[j] = last
+                done.update(range(j, last + 1))
+                continue
+        texts = [n[k] for n in numbers]
+        expr = _match(candidates, texts)
+        if expr is not None:
+            name, values, fmt = expr
+            replace[k] = fmt.format(kwarg(name, values))
+        else:
+            before = _KEYWORD_BEFORE.search(segments[k])
+            replace[k] = kwarg("\x00" + (before.group(1) if before else "size"), texts)
+        done.add(k)
+    group.kwargs = kwargs
+    group.code = _substitute(segments, numbers0, replace, runs)
+    for i, member in enumerate(members):
+        member.call_kwargs = ", ".join(f"{kw.name}={kw.values[i]}" for kw in kwargs)
+
+
+def _candidates(group: Group) -> list[tuple[str, list[Any]]]:
+    """Names a varying number may be: hyperparameters (their values per member) and, for
+    a variable tree, the sizes of its module's inputs (`in_channels`)."""
+    from .variables import input_candidates
+
+    out: list[tuple[str, list[Any]]] = []
+    first = group.members[0].body.function.hparams
+    for name, _ in first:
+        values = []
+        for m in group.members:
+            found = dict(m.body.function.hparams)
+            if name not in found:
+                break
+            values.append(found[name])
+        else:
+            out.append((name, values))
+    if group.kind == "variables":
+        per = [dict(input_candidates(m.body.function)) for m in group.members]
+        for label in per[0]:
+            if all(label in p for p in per):  # marked: tried after the hyperparameters
+                out.append(("\x01" + label, [p[label][0] for p in per]))
+    return out
+
+
+def _code(value: Any) -> str | None:
+    try:
+        return to_code(value)
+    except StaticError:
+        return None
+
+
+def _match_exact(candidates: list[tuple[str, list[Any]]],
+                 texts: list[str]) -> tuple[str, list[str]] | None:
+    for name, values in candidates:
+        codes = [_code(v) for v in values]
+        if codes == texts:
+            return name, texts
+    return None
+
+
+def _match(candidates: list[tuple[str, list[Any]]],
+           texts: list[str]) -> tuple[str, list[str], str] | None:
+    """(keyword, its values, how the number reads it) for one varying number: a
+    hyperparameter first (exactly, then times or divided by a constant), then the other
+    candidates (a module's input sizes) the same way."""
+    real = [c for c in candidates if not c[0].startswith("\x01")]
+    other = [(n[1:], v) for n, v in candidates if n.startswith("\x01")]
+    for tier in (real, other):
+        exact = _match_exact(tier, texts)
+        if exact is not None:
+            return exact[0], exact[1], "{}"
+        found = _scaled(tier, texts)
+        if found is not None:
+            return found
+    return None
+
+
+def _scaled(candidates: list[tuple[str, list[Any]]],
+            texts: list[str]) -> tuple[str, list[str], str] | None:
+    try:
+        ints = [int(t) for t in texts]
+    except ValueError:
+        return None
+    for name, values in candidates:
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            continue
+        codes = [repr(int(v)) for v in values]
+        if all(n % v == 0 for n, v in zip(ints, values)):
+            c = {n // v for n, v in zip(ints, values)}
+            if len(c) == 1 and (k := c.pop()) > 1:
+                return name, codes, "{} * " + str(k)
+        if all(v % n == 0 for n, v in zip(ints, values) if n):
+            c = {v // n for n, v in zip(ints, values) if n}
+            if len(c) == 1 and 0 not in ints and (k := c.pop()) > 1:
+                return name, codes, "{} // " + str(k)
+    return None
+
+
+def _tuple_run(segments: list[str], count: int, k: int) -> tuple[int, int] | None:
+    """Numbers `j..last` around `k` that make a tuple display `(a, b, ...)` on their own."""
+    j = k
+    while j > 0 and segments[j] == ", ":
+        j -= 1
+    last = k
+    while last + 1 < count and segments[last + 1] == ", ":
+        last += 1
+    before, after = segments[j], segments[last + 1]
+    if not before.endswith("(") or (len(before) > 1 and (before[-2].isalnum() or
+                                                           before[-2] in "_)]\x00")):
+        return None
+    if not (after.startswith(")") or (j == last and after.startswith(",)"))):
+        return None
+    return j, last
+
+
+def _tuple_text(numbers: list[str]) -> str:
+    return "(" + ", ".join(numbers) + ("," if len(numbers) == 1 else "") + ")"
+
+
+def _substitute(segments: list[str], numbers: list[str], replace: dict[int, str],
+                runs: dict[int, int]) -> str:
+    out: list[str] = []
+    k = 0
+    pending = segments[0]
+    while k < len(numbers):
+        if k in runs:
+            last = runs[k]
+            out.append(pending[:-1] + replace[k])
+            after = segments[last + 1]
+            pending = after[2:] if after.startswith(",)") else after[1:]
+            k = last + 1
+            continue
+        out.append(pending)
+        out.append(replace.get(k, numbers[k]))
+        pending = segments[k + 1]
+        k += 1
+    out.append(pending)
+    return "".join(out)
+
+
+# ------------------------------------------------------------------ names
+
+
+def base_name(fn: Function) -> str:
+    if fn.origin and "." in fn.origin:
+        cls, method = fn.origin.split(".", 1)
+        return snake(cls) + ("" if method == "apply" else "_" + snake(method))
+    stem = re.sub(r"[^0-9A-Za-z_]", "_", re.sub(r"_\d+$", "", fn.origin or fn.name))
+    return stem if stem and not stem[0].isdigit() else f"fn_{stem}"
+
+
+def _name_groups(plan: Plan) -> None:
+    """Names for every group: the module's, with what tells its variants apart."""
+    by_base: dict[tuple[str, str], list[Group]] = {}
+    for g in plan.groups:
+        if g.first.decorators:  # custom_jvp pairs keep their names (the rule names the primal)
+            g.name = g.first.name if g.kind == "apply" else g.first.init_name or g.first.name
+            continue
+        by_base.setdefault((base_name(g.first), g.kind), []).append(g)
+    # the target templates' locals too: `loss` would be shadowed in `_t_loss`
+    used = set(RESERVED) | training.TEMPLATE_LOCALS | {g.name for g in plan.groups if g.name}
+    used |= {u.name for u in plan.program.user_functions}
+    used |= {"TARGETS"} | {name for t in plan.program.targets
+                           for name in training.target_globals(t.name)}
+    for member in plan.members.values():  # the values of every function (and attributes)
+        used |= set(_IDENT.findall(_STRING.sub("", member.body.code())))
+    for (base, kind), groups in by_base.items():
+        names = _variant_names(base, groups)
+        for g, name in zip(groups, names):
+            name = name[:_MAX_NAME].rstrip("_") or "fn"
+            if kind != "apply":
+                name += f"_{kind}"
+            final, n = name, 2
+            while final in used:
+                final, n = f"{name}_fn{n if n > 2 else ''}", n + 1
+            used.add(final)
+            g.name = checked(final, "function name")
+
+
+def _variant_names(base: str, groups: list[Group]) -> list[str]:
+    """`base` with, for each group, the labels that tell it from the others: flags first,
+    then the model's name for its configuration (which replaces `base`: `res_net18`),
+    then the parameter subtree only some have, then other hyperparameter values."""
+    if len(groups) == 1:
+        return [base]
+    bases = [base] * len(groups)
+    labels = [[] for _ in groups]  # type: list[list[str]]
+
+    def names() -> list[str]:
+        return ["_".join([b, *[x for x in lab if x]]) for b, lab in zip(bases, labels)]
+
+    for kind, feature in _features(groups):
+        current = names()
+        if len(set(current)) == len(current):
+            break
+        # a feature helps if it separates two groups that share a name so far
+        split = any(feature[i] != feature[j] for i in range(len(groups))
+                    for j in range(i) if current[i] == current[j])
+        if not split:
+            continue
+        if kind == "label":
+            bases = [f or b for f, b in zip(feature, bases)]
+            continue
+        for lab, value in zip(labels, feature):
+            lab.append(value)
+    names = names()
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_variant{seen[name]}")
+    return out
+
+
+def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
+    """Per feature, its kind and its label for each group (see `_variant_names`)."""
+    flags: list[list[str]] = []
+    values: list[list[str]] = []
+
+    def constant(g: Group, name: str) -> tuple[bool, Any]:
+        seen = []
+        for m in g.members:
+            hp = dict(m.body.function.hparams)
+            if name not in hp:
+                return False, None
+            seen.append(hp[name])
+        first = seen[0]
+        return all(_same(v, first) for v in seen), first
+
+    names: list[str] = []
+    for g in groups:
+        for n, _ in g.first.hparams:
+            if n not in names:
+                names.append(n)
+    for name in names:
+        per = [constant(g, name) for g in groups]
+        if not all(ok for ok, _ in per):
+            continue
+        vals = [v for _, v in per]
+        if all(_same(v, vals[0]) for v in vals):
+            continue
+        if all(isinstance(v, bool) for v in vals):
+            true, false = FLAG_LABELS.get(name, (name, ""))
+            flags.append([true if v else false for v in vals])
+            continue
+        if all(isinstance(v, ModuleRef) for v in vals):
+            for sub in _ref_flags(vals):
+                flags.append(sub)
+            if len({v.class_name for v in vals}) > 1:
+                values.append([snake(v.class_name) for v in vals])
+            continue
+        values.append([_value_label(name, v) for v in vals])
+    trees = [_subtrees(g) for g in groups]
+    keys: list[str] = []
+    for t in trees:
+        for k in t:
+            if k not in keys and not all(k in other for other in trees):
+                keys.append(k)
+    subtree = [[f"with_{_slug(k)}" if k in t else "" for t in trees] for k in keys[:1]]
+    label = []
+    names_of = [{m.body.function.label for m in g.members} for g in groups]
+    if all(len(n) == 1 for n in names_of) and len({next(iter(n)) for n in names_of}) > 1:
+        label = [[snake(next(iter(n))) if next(iter(n)) else "" for n in names_of]]
+    return ([("flag", f) for f in flags] + [("label", f) for f in label]
+            + [("subtree", f) for f in subtree] + [("value", f) for f in values])
+
+
+def _ref_flags(refs: list[ModuleRef]) -> list[list[str]]:
+    """Flags bound on module hyperparameters (`norm=BatchNorm.partial(use_running_average=
+    not train)`) that differ: they tell training and evaluation variants apart."""
+    out = []
+    names: list[str] = []
+    for r in refs:
+        for n, _ in r.bound:
+            if n not in names:
+                names.append(n)
+    for name in names:
+        vals = [dict(r.bound).get(name) for r in refs]
+        if all(isinstance(v, bool) for v in vals) and len(set(vals)) > 1:
+            true, false = FLAG_LABELS.get(name, (name, ""))
+            out.append([true if v else false for v in vals])
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    from .values import static_key
+
+    try:
+        return static_key(a) == static_key(b)
+    except Exception:  # noqa: BLE001 - values without keys are compared by identity
+        return a is b
+
+
+def _value_label(name: str, value: Any) -> str:
+    code = _code(value)
+    text = _slug(code) if code is not None else ""
+    return f"{name}_{text}" if text else name
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"_+", "_", re.sub(r"[^0-9A-Za-z]", "_", text)).strip("_").lower()
+
+
+def _subtrees(g: Group) -> list[str]:
+    """The top-level names of the group's parameters and state (`conv_proj`)."""
+    out: list[str] = []
+    for d in g.first.params:
+        if d.path[0] not in out:
+            out.append(d.path[0])
+    for d in g.first.state:
+        if len(d.path) > 1 and d.path[1] not in out:
+            out.append(d.path[1])
+    return out
+
+
+# ------------------------------------------------------------------ instances
+
+
+def _instances(plan: Plan) -> None:
+    """Which target and module path each function serves (for docstrings)."""
+    seen: set[tuple[int, str, str, str]] = set()
+
+    def walk(fn: Function, kind: str, target: str, path: tuple[str, ...]) -> None:
+        key = (id(fn), kind, target, "/".join(path))
+        if key in seen:
+            return
+        seen.add(key)
+        plan.instances.setdefault((id(fn), kind), []).append((target, "/".join(path)))
+        for op in _ops(fn.body):
+            info = op.info
+            if info is None or info.callee is None:
+                continue
+            sub = path + tuple(info.path or ())
+            walk(info.callee, kind if info.callee.init_name and kind == "init" else "apply",
+                 target, sub)
+
+    for t in plan.program.targets:
+        walk(t.function, "apply", t.name, ())
+        if t.function.init_name:
+            walk(t.function, "init", t.name, ())
+        if t.train is not None:
+            plan.instances.setdefault((id(t.train.loss), "apply"), []).append(
+                (t.name, "(loss)"))
+
+
+def _ops(body: tuple) -> list:
+    out = []
+    for op in body:
+        out.append(op)
+        if op.nested is not None:
+            out.extend(_ops(op.nested.body))
+    return out
+
+
+def _serves(plan: Plan, group: Group) -> list[str]:
+    """`resnet18_train, resnet18_eval: ResNetBlock_0, ResNetBlock_1` lines."""
+    per_target: dict[str, list[str]] = {}
+    for m in group.members:
+        for target, path in plan.instances.get((id(m.body.function), m.body.kind), []):
+            paths = per_target.setdefault(target, [])
+            if path not in paths:
+                paths.append(path)
+    by_paths: dict[tuple[str, ...], list[str]] = {}
+    for target, paths in per_target.items():
+        by_paths.setdefault(tuple(paths), []).append(target)
+    if list(by_paths) == [("",)] and len(per_target) == 1:
+        return []  # one target's module: its apply function says so
+    out = []
+    for paths, targets in by_paths.items():
+        if paths == ("",):
+            out.append(", ".join(targets))
+            continue
+        shown = [p or "the module itself" for p in paths]
+        if len(shown) > 8:
+            shown = shown[:6] + [f"... ({len(paths)} instances)"]
+        out.append(f"{', '.join(targets)} ({', '.join(shown)})")
+    return out
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def render_group(plan: Plan, group: Group) -> str:
+    """The text of one shared function."""
+    first = group.members[0].body
+    lines = group.code.split("\n")
+    nd = len(first.function.decorators)
+    decorators = lines[:nd]
+    body_lines = lines[nd + 1:nd + 1 + len(first.lines)]
+    result = "\n".join(lines[nd + 1 + len(first.lines):])[len("return "):]
+    args = list(first.args)
+    keyword_only = [kw.name for kw in group.kwargs] + (["rng"] if first.takes_rng else [])
+    if keyword_only:
+        args += ["*", *keyword_only]
+    dims = _DimNames(group)
+    text_lines = []
+    for i, code in enumerate(body_lines):
+        line = first.lines[i]
+        shows = [m.body.lines[i].shows for m in group.members]
+        text_lines.append(code + dims.comment(line, shows))
+    return template("function.py.j2").jinja.render(
+        name=group.name, args=", ".join(args), decorators=[d.lstrip("@") for d in decorators],
+        doc=_docstring(plan, group), lines=text_lines, result=result)
+
+
+def _docstring(plan: Plan, group: Group) -> str:
+    fn = group.first
+    where = f"{fn.span.file.name or plan.program.relpath}:{fn.span.line}"
+    what = fn.doc if not fn.origin or "." not in fn.origin else _signature(group)
+    if group.kind == "variables":
+        collections = ["params"] * bool(fn.params) + list(dict.fromkeys(
+            d.path[0] for d in fn.state))
+        what = f"The {' and '.join(collections)} of {what}"
+    if group.kind == "init":
+        what += ", init variant: also initializes the parameters that come from data " \
+                "(writing them into params)"
+    head = docstring(f"{what}, from {where}.")
+    serves = _serves(plan, group) if group.kind != "variables" else []
+    if not serves:
+        return head
+    lines = _wrap("Serves " + "; ".join(serves) + ".")
+    return head + "\n\n" + "".join(f"    {docstring(x)}\n" for x in lines) + "    "
+
+
+def _signature(group: Group) -> str:
+    """`ResNetBlock.apply(filters=8|16, act=jax.nn.relu, strides=(1, 1))`."""
+    fn = group.first
+    parts = []
+    for name, value in fn.hparams:
+        seen: list[str] = []
+        for m in group.members:
+            v = dict(m.body.function.hparams).get(name, value)
+            text = _code(v) or describe_value(v)
+            if text not in seen:
+                seen.append(text)
+        parts.append(f"{name}={'|'.join(seen[:6])}{'|...' if len(seen) > 6 else ''}")
+    return f"{fn.origin}({', '.join(parts)})"
+
+
+def _wrap(text: str, width: int = 88) -> list[str]:
+    out, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        out.append(line)
+    return out
+
+
+class _DimNames:
+    """Names for the dimensions that differ between the members of a group: a
+    hyperparameter with those values (`filters`), else the axis of an input it is
+    (`batch`, `height`, `width`), else a multiple or fraction of one (`height // 2`)."""
+
+    def __init__(self, group: Group):
+        self.hps: dict[tuple[int, ...], str] = {}
+        #: (values, rank, axis) -> name, for the axes of the inputs.
+        self.axes: dict[tuple[tuple[int, ...], int, int], str] = {}
+        self.vectors: dict[tuple[int, ...], str] = {}
+        self.taken: set[str] = set()
+        for name, values in _candidates(group):
+            if name.startswith("\x01"):
+                continue
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                vec = tuple(int(v) for v in values)
+                if len(set(vec)) > 1 and vec not in self.hps:
+                    self.hps[vec] = name
+                    self.taken.add(name)
+        inputs = [m.body.function.inputs for m in group.members]
+        for i, (arg, t) in enumerate(inputs[0]):
+            if not isinstance(t, Tensor):
+                continue
+            names = axis_names(t)
+            for axis in range(t.ndim):
+                try:
+                    vec = tuple(ins[i][1].shape[axis] for ins in inputs)
+                except (IndexError, AttributeError):
+                    continue
+                if len(set(vec)) == 1 or (vec, t.ndim, axis) in self.axes:
+                    continue
+                name = names[axis] if i == 0 else f"{arg}_{names[axis]}"
+                while name in self.taken:
+                    name += "_"
+                self.axes[(vec, t.ndim, axis)] = name
+                self.vectors.setdefault(vec, name)
+                self.taken.add(name)
+
+    def dim(self, vec: tuple[int, ...], rank: int, axis: int) -> str:
+        if len(set(vec)) == 1:
+            return str(vec[0])
+        found = self.hps.get(vec) or self.axes.get((vec, rank, axis))
+        if found is not None:
+            return found
+        # the same axis of an input, scaled (`height // 2`), before another axis that
+        # happens to have the same sizes (a batch of 2 and 4 beside heights of 2 and 4)
+        same = [(v, n) for (v, r, a), n in self.axes.items() if (r, a) == (rank, axis)]
+        for values, name in same:
+            scaled = _relation(vec, values)
+            if scaled is not None:
+                return scaled.format(name)
+        if vec in self.vectors:
+            return self.vectors[vec]
+        for values, name in [*self.vectors.items(), *self.hps.items()]:
+            scaled = _relation(vec, values)
+            if scaled is not None:
+                return scaled.format(name)
+        name, n = "n", 1
+        while name in self.taken:
+            name, n = f"n{n}", n + 1
+        self.vectors[vec] = name
+        self.taken.add(name)
+        return name
+
+    def comment(self, line: Line, shows: list[tuple[Tensor, ...]]) -> str:
+        if not line.where and not line.shows:
+            return ""
+        parts = []
+        for k, t in enumerate(line.shows):
+            dims = []
+            for axis in range(t.ndim):
+                vec = tuple(s[k].shape[axis] if k < len(s) and axis < s[k].ndim else
+                            t.shape[axis] for s in shows)
+                dims.append(self.dim(vec, t.ndim, axis))
+            if dims == [str(d) for d in t.shape]:  # the same in every use: as it describes itself
+                parts.append(t.describe())
+            else:
+                parts.append(describe_aval(tuple(dims), t.dtype))  # type: ignore[arg-type]
+        shapes = ", ".join(parts)
+        text = f"  # {comment(line.where)}" if line.where else "  #"
+        return text + (f"  {comment(shapes)}" if shapes else "")
+
+
+def _relation(vec: tuple[int, ...], known: tuple[int, ...]) -> str | None:
+    """`{} * 2` or `{} // 2` when `vec` is a constant multiple or fraction of `known`."""
+    if all(k and v % k == 0 for v, k in zip(vec, known)):
+        c = {v // k for v, k in zip(vec, known)}
+        if len(c) == 1 and (m := c.pop()) > 1:
+            return "{} * " + str(m)
+    if all(v and k % v == 0 for v, k in zip(vec, known)):
+        c = {k // v for v, k in zip(vec, known)}
+        if len(c) == 1 and (m := c.pop()) > 1:
+            return "{} // " + str(m)
+    return None

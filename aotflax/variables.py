@@ -1,0 +1,220 @@
+"""Variable trees: the parameters and state of each module, declared where it is.
+
+Every module function with variables gets a function declaring its subtree:
+its own variables as `_runtime.param(init, shape)` / `_runtime.state(collection,
+init, shape)` leaves at their Linen paths, and each module it calls as a call of
+that module's declaration function.  They are rendered here as bodies like any
+other function, so `sharing` shares them the same way (a ResNet block's tree is
+one function called per block, with the sizes that differ as keyword arguments).
+
+A target's `_runtime.Variables` is one call of its module's; the runtime walks the
+tree for `PARAM_SHAPES`, `STATE_SHAPES` and `init`, which folds each leaf's key
+from its full path exactly as a flat tree did: `fold_in(rng, crc32(path))`.
+A parameter and a state variable at the same path are a tuple of both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .emit import Body, Line, Renderer, checked, placeholder
+from .program import FileProgram, Function, ParamDecl, Tensor
+from .quoting import literal, string
+
+_LEAF_PARAM = "_runtime.param"
+_LEAF_STATE = "_runtime.state"
+
+
+def has_variables(fn: Function) -> bool:
+    return bool(fn.params or fn.state)
+
+
+def bodies(program: FileProgram, renderer: Renderer) -> dict[tuple[int, str], Body]:
+    """A declaration body per module function with variables."""
+    from .sharing import all_functions
+
+    out: dict[tuple[int, str], Body] = {}
+    functions = all_functions(program)
+    initializers = {f.name: f for f in functions if f.static_args}
+    for fn in functions:
+        if fn.origin and "." in fn.origin and has_variables(fn):
+            renderer.ref(fn, "variables")
+            out[(id(fn), "variables")] = _body(fn, renderer, initializers)
+    return out
+
+
+def _children(fn: Function) -> dict[tuple[str, ...], Function]:
+    """Module instances `fn` calls whose variables sit below its own: path -> function."""
+    found: dict[tuple[str, ...], Function] = {}
+
+    def walk(body: tuple) -> None:
+        for op in body:
+            info = op.info
+            if info is not None and info.callee is not None and info.path and \
+                    not info.shared and has_variables(info.callee) and \
+                    info.callee.origin and "." in info.callee.origin:
+                found.setdefault(tuple(info.path), info.callee)
+            if op.nested is not None:
+                walk(op.nested.body)
+
+    walk(fn.body)
+    leaves = _leaves(fn)
+    out = {}
+    for path, callee in found.items():
+        mine = {k[len(path):]: v for k, v in leaves.items() if k[:len(path)] == path}
+        if mine and mine == _leaves(callee):  # exactly the callee's tree: a call
+            out[path] = callee
+    return out
+
+
+def _leaves(fn: Function) -> dict[tuple[str, ...], tuple]:
+    """(path, collection) -> what a leaf declares; parameters are collection ""."""
+    out: dict[tuple[str, ...], tuple] = {}
+    for d in fn.params:
+        out[(*d.path, "")] = (d.shape, d.dtype, d.init, d.from_data)
+    for d in fn.state:
+        out[(*d.path[1:], d.path[0])] = (d.shape, d.dtype, d.init, d.from_data)
+    return out
+
+
+def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function]) -> Body:
+    """The declaration function of `fn`'s variables: a nested dict display."""
+    children = _children(fn)
+    tree: dict[str, Any] = {}
+    calls: list[tuple[Function, str]] = []
+    placed: set[tuple[str, ...]] = set()
+
+    def place(path: tuple[str, ...], leaf: Any) -> None:
+        node = tree
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            elif isinstance(nxt, _Both):
+                nxt = nxt.subtree()
+            elif not isinstance(nxt, dict):  # a leaf where a subtree goes too
+                both = node[part] = _Both([nxt])
+                nxt = both.subtree()
+            node = nxt
+        old = node.get(path[-1])
+        if old is None:
+            node[path[-1]] = leaf
+        elif isinstance(old, _Both):
+            old.items.append(leaf)
+        else:
+            node[path[-1]] = _Both([old, leaf])
+
+    decls: list[tuple[tuple[str, ...], str, ParamDecl]] = [(d.path, "", d) for d in fn.params]
+    decls += [(d.path[1:], d.path[0], d) for d in fn.state]
+    for path, collection, d in decls:
+        child = next((p for p in children if path[:len(p)] == p), None)
+        if child is None:
+            leaf = _Leaf(_leaf(collection, d, _init_code(d, initializers, renderer, calls)))
+            leaf.where = f"{d.span.file.name or fn.span.path}:{d.span.line}"
+            place(path, leaf)
+            continue
+        if child in placed:
+            continue
+        placed.add(child)
+        callee = children[child]
+        i = renderer.ref(callee, "variables")
+        if (callee, "variables") not in calls:
+            calls.append((callee, "variables"))
+        place(child, f"\x00{placeholder(i)}\x00(\x01N{placeholder(i)}\x01)")
+    lines = [Line(text, where) for text, where in _value_lines(tree, 0)]
+    lines[0].code = "return " + lines[0].code
+    return Body(fn, "variables", [], False, lines, "", calls)
+
+
+class _Leaf(str):
+    """A leaf's code, with the DSL line that declares it."""
+
+    where = ""
+
+
+class _Both:
+    """A parameter and a state variable (or a subtree) at the same path."""
+
+    def __init__(self, items: list[Any]):
+        self.items = items
+
+    def subtree(self) -> dict:
+        for item in self.items:
+            if isinstance(item, dict):
+                return item
+        tree: dict = {}
+        self.items.append(tree)
+        return tree
+
+
+def _init_code(d: ParamDecl, initializers: dict[str, Function], renderer: Renderer,
+               calls: list[tuple[Function, str]]) -> str:
+    """The initializer's code; one of the model file's is a function emitted (and shared)
+    like the others, so it is named by a placeholder."""
+    if d.from_data:
+        return "None"
+    fn = initializers.get(d.init)
+    if fn is None:
+        return d.init
+    if (fn, "apply") not in calls:
+        calls.append((fn, "apply"))
+    return f"\x00{placeholder(renderer.ref(fn, 'apply'))}\x00"
+
+
+def _leaf(collection: str, d: ParamDecl, init: str) -> str:
+    shape = literal(tuple(int(n) for n in d.shape))
+    dtype = "" if d.dtype == "float32" else f", {dtype_code(d.dtype)}"
+    if collection:
+        return f"{_LEAF_STATE}({string(collection)}, {init}, {shape}{dtype})"
+    return f"{_LEAF_PARAM}({init}, {shape}{dtype})"
+
+
+def _value_lines(value: Any, indent: int) -> list[tuple[str, str]]:
+    """A tree node as (line, where) at `indent` (the first line is not indented): a dict
+    holding one leaf stays on one line, a bigger one takes a line per entry."""
+    pad = " " * (indent + 4)
+    if isinstance(value, _Both):
+        parts = [_value_lines(v, indent + 4) for v in value.items]
+        if all(len(p) == 1 for p in parts):
+            return [("(" + ", ".join(p[0][0] for p in parts) + ")", parts[0][0][1])]
+        out = [("(", "")]
+        for p in parts:
+            out += [(pad + p[0][0], p[0][1]), *p[1:]]
+            out[-1] = (out[-1][0] + ",", out[-1][1])
+        return out + [(" " * indent + ")", "")]
+    if isinstance(value, dict):
+        if not value:
+            return [("{}", "")]
+        if len(value) == 1:
+            (k, v), = value.items()
+            if isinstance(v, str):
+                return [(f"{{{string(k)}: {v}}}", getattr(v, "where", ""))]
+        out = [("{", "")]
+        for k, v in value.items():
+            lines = _value_lines(v, indent + 4)
+            lines[0] = (f"{pad}{string(k)}: {lines[0][0]}", lines[0][1])
+            lines[-1] = (lines[-1][0] + ",", lines[-1][1])
+            out += lines
+        return out + [(" " * indent + "}", "")]
+    return [(str(value), getattr(value, "where", ""))]
+
+
+def dtype_code(name: str) -> str:
+    """`jnp.float32`; a typed random key's dtype is the default implementation's."""
+    if name.startswith("key<"):
+        return "jax.random.key(0).dtype"
+    return "jnp." + checked(name, "dtype name")
+
+
+def input_candidates(fn: Function) -> list[tuple[str, list[int]]]:
+    """Names for sizes a declaration takes from its module's inputs (`in_channels`)."""
+    from .sharing import axis_names
+
+    arrays = [(n, t) for n, t in fn.inputs if isinstance(t, Tensor)]
+    out = []
+    for name, t in arrays:
+        axes = axis_names(t)
+        for axis in range(t.ndim):
+            label = f"in_{axes[axis]}" if len(arrays) == 1 else f"{name}_{axes[axis]}"
+            out.append((label, [t.shape[axis]]))
+    return out
