@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from . import __version__, training
+from . import __version__, target_names
 from .diagnostics import InternalError
 from .program import FileProgram, Function, Op, ParamDecl, TargetProgram, Tensor, Var
 from .program import describe as describe_aval
@@ -352,7 +352,7 @@ def render_train(t: TargetProgram, local: dict[str, str], call: str, results: st
             for part in path[:-1]:
                 node = node.setdefault(part, {})
             node[path[-1]] = string(label)
-        var = training.labels_variable(t.name)
+        var = target_names.labels_variable(t.name)
         labels = (f"#: Parameter groups of `{t.name}`, from its ModelParamTraversal filters.\n"
                   f"{var} = {{\n" + "\n".join(_dict_lines(tree, 4)) + "\n}\n\n")
     loss_name = _checked(train.loss.name, "function name")
@@ -388,7 +388,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     entry = _checked(t.entry, "function name")
     # the templates' own locals and the module's names stay untouched: an input named
     # `params`, `loss` or like a module function gets another local name
-    taken = set(reserved) | training.TEMPLATE_LOCALS
+    taken = set(reserved) | target_names.TEMPLATE_LOCALS
     collections = [_checked(c, "state collection name") for c in fn.state_collections]
     new = {c: _free_name(f"new_{c}", taken) for c in collections}
     batch_specs = t.train.batch if t.train is not None else ()
@@ -489,7 +489,7 @@ def emit_file(program: FileProgram, module_name: str) -> str:
     functions = [text for fn in program.functions
                  for text in render_functions(fn, program.relpath, reserved)]
     module_names = reserved | {"TARGETS"} | {
-        name for t in program.targets for name in training.target_globals(t.name)}
+        name for t in program.targets for name in target_names.target_globals(t.name)}
     first: dict[tuple, str] = {}
     targets = []
     for t in program.targets:

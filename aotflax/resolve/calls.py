@@ -5,7 +5,7 @@ from __future__ import annotations
 from keyword import iskeyword
 from typing import Any
 
-from .. import ir, meshes, namespaces, quoting, safety, training
+from .. import ir, namespaces, quoting, safety
 from ..diagnostics import InternalError, Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops import initializers as inits
@@ -52,6 +52,7 @@ from ..values import (
     is_static,
     shown,
 )
+from . import meshes, training
 from .base import (
     MAX_CALL_DEPTH,
     MAX_STATIC_BITS,

@@ -6,7 +6,7 @@ import hashlib
 import keyword
 from typing import Any
 
-from .. import hardware, ir, meshes, quoting, training
+from .. import hardware, ir, quoting
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
 from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
@@ -27,6 +27,7 @@ from ..values import (
     describe_value,
     walked,
 )
+from . import meshes, training
 from .base import (
     MAX_STEPS,
     Frame,
@@ -35,8 +36,6 @@ from .base import (
     _Abort,
     _OutOfSteps,
 )
-
-#: Guard against runaway unrolling (a `range(10**9)` typo).
 from .caches import CachesMixin
 from .calls import CallsMixin
 from .expressions import ExpressionsMixin

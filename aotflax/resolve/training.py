@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import dtypes as dt
-from . import quoting
-from .diagnostics import Note, Span
-from .ops.calls import value_code
-from .program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar, fresh_like
-from .scopes import FunctionState
-from .values import (
+from .. import dtypes as dt
+from .. import quoting
+from ..diagnostics import Note, Span
+from ..ops.calls import value_code
+from ..program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar, fresh_like
+from ..scopes import FunctionState
+from ..target_names import labels_variable
+from ..values import (
     Closure,
     Env,
     MultiOptimizer,
@@ -30,9 +31,11 @@ from .values import (
     is_static,
     to_code,
 )
+from .base import Frame, _Return
+from .helpers import _tensors, _unpack_code
 
 if TYPE_CHECKING:
-    from .resolve import Resolver
+    from .core import Resolver
 
 
 def call_optax(r: "Resolver", fn: OptaxFn, args: list, kwargs: dict, span: Span) -> OptaxValue:
@@ -75,26 +78,6 @@ def multi_optimizer(r: "Resolver", args: list, kwargs: dict, span: Span) -> Mult
     return MultiOptimizer(tuple(groups), span)
 
 
-#: Names the target templates (target.py.j2, train.py.j2) bind or read inside their
-#: functions: no emitted function is named like one, and inputs are renamed around them.
-TEMPLATE_LOCALS = frozenset({
-    "params", "state", "rng", "opt_state", "outputs", "loss", "metrics", "grads", "updates",
-    "grad_fn", "new_state", "optax", "jax", "jnp", "np", "_runtime"})
-
-#: Module-level helpers emitted for a target `t`, as `_{t}_{suffix}` (templates/*.j2).
-TARGET_HELPERS = ("apply", "init", "loss", "optimizer", "init_opt", "train_step", "labels")
-
-
-def target_globals(target: str) -> tuple[str, ...]:
-    """The names a target binds in its generated module: itself and its helpers."""
-    return (target, *(f"_{target}_{suffix}" for suffix in TARGET_HELPERS))
-
-
-def labels_variable(target: str) -> str:
-    """The module-level dict of a target's parameter-group labels (multi_transform's)."""
-    return f"_{target}_labels"
-
-
 def optimizer_code(r: "Resolver", optimizer: Any, params: tuple[ParamDecl, ...],
                    span: Span, target: str) -> tuple[str, tuple[tuple[tuple[str, ...], str], ...]]:
     """The optax code, and for parameter groups the static label of every parameter."""
@@ -103,8 +86,6 @@ def optimizer_code(r: "Resolver", optimizer: Any, params: tuple[ParamDecl, ...],
     if not isinstance(optimizer, MultiOptimizer):
         raise r.error("AOT422", f"optimizer= must be an optax optimizer or aot.MultiOptimizer, "
                       f"got {describe_value(optimizer)}", span)
-    from .resolve import Frame  # resolve imports this module
-
     labels: list[tuple[tuple[str, ...], str]] = []
     for decl in params:
         path = "/" + "/".join(decl.path)
@@ -176,8 +157,6 @@ def _fresh_copy(value: Any) -> Any:
 
 def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[str],
                    span: Span) -> tuple[Function, bool]:
-    from .resolve import Frame, _Return, _tensors, _unpack_code
-
     fn = FunctionState(r)
     env = Env(loss.env)
     first = loss.params.params[0].name
@@ -227,5 +206,4 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
         hints=dict(fn.hints)), metrics is not None
 
 
-__all__ = ["TARGET_HELPERS", "TEMPLATE_LOCALS", "call_optax", "labels_variable", "multi_optimizer",
-           "optimizer_code", "resolve_train", "target_globals", "traversal"]
+__all__ = ["call_optax", "multi_optimizer", "optimizer_code", "resolve_train", "traversal"]
