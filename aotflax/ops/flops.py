@@ -860,15 +860,14 @@ LOGSUMEXP_B = FlopRule("4n + 4m, + 3n + 3m with weights b, + m with return_sign"
 
 def _lax_conv(view: OpView) -> int:
     """`lax.conv_general_dilated` / `conv_transpose`: the layer rule on channels-last shapes."""
-    from .convolution import conv_permutations  # convolution imports calls, which imports us
-
     lhs, rhs, out = view.bound("lhs"), view.bound("rhs"), view.out()
     numbers = view.bound("dimension_numbers")
     transpose = view.call.entry.name == "conv_transpose"
     if transpose and numbers is None:
         numbers = {2: ("NC", "IO", "NC"), 3: ("NHC", "HIO", "NHC"), 4: ("NHWC", "HWIO", "NHWC"),
                    5: ("NHWDC", "HWDIO", "NHWDC")}[lhs.ndim]
-    lp, rp, op = conv_permutations(view.call, lhs.ndim, numbers)
+    default = tuple(range(lhs.ndim))  # the rule checked the layouts
+    lp, rp, op = (default,) * 3 if numbers is None else sh.conv_permutations(lhs.ndim, tuple(numbers))
     n = lhs.ndim - 2
     x = (lhs.shape[lp[0]], *[lhs.shape[i] for i in lp[2:]], lhs.shape[lp[1]])
     y = (out.shape[op[0]], *[out.shape[i] for i in op[2:]], out.shape[op[1]])
@@ -914,9 +913,13 @@ def _index_update(k: int, whole: int = 0) -> FlopRule:
 
 def _updated(view: OpView) -> int:
     """Elements an `x.at[index]` update touches (the indexed shape)."""
-    from .operators import updated_size  # operators imports calls, which imports us
-
-    return updated_size(view.call)
+    index = view.bound("index")
+    items = index if isinstance(index, tuple) else (index,)
+    # as the rule's `index_shape` reads an x.at index (checked there): a static int is a
+    # 0-d index whatever its value (the update clips, drops or fills it)
+    spec = tuple(sh.ArrayIndex(it.shape) if isinstance(it, Tensor)
+                 else sh.ArrayIndex(()) if isinstance(it, int) else it for it in items)
+    return sh.size(sh.index(view.bound("operand").shape, spec))
 
 
 #: Per element of 1-D samples, as XLA counts the default threefry2x32 sampler, measured.
