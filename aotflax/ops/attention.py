@@ -482,7 +482,7 @@ def multi_head_attention(call: LayerCall) -> Tensor:
     if qkv % heads:
         raise call.fail(f"{call.written}: qkv_features={qkv} must be divisible by "
                         f"num_heads={heads}", "AOT203")
-    dtype, pdt = call.dtype("dtype"), call.dtype("param_dtype")
+    dtype, pdt = call.dtype("dtype"), call.dtype("param_dtype", allow_none=False)
     kinit, binit = call.initializer("kernel_init"), call.initializer("bias_init")
     use_bias, precision = call.bool("bias"), precision_code(call)
     proj = {}

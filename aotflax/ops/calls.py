@@ -8,8 +8,9 @@ that check them (raising `CallError` with what was expected and found), and
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence, overload
 
 from .. import dtypes as dt
 from ..diagnostics import Span
@@ -76,10 +77,11 @@ def aval_of(value: Any) -> tuple[tuple[int, ...], str, bool] | None:
         return (), "complex64", True
     if isinstance(value, (list, tuple)) and value:
         inner = [aval_of(v) for v in value]
-        if any(i is None for i in inner) or len({i[0] for i in inner}) != 1:
+        known = [i for i in inner if i is not None]
+        if len(known) != len(inner) or len({i[0] for i in known}) != 1:
             return None
-        dtype, _ = dt.result_type(*[(i[1], i[2]) for i in inner])
-        return (len(value), *inner[0][0]), dtype, False
+        dtype, _ = dt.result_type(*[(i[1], i[2]) for i in known])
+        return (len(value), *known[0][0]), dtype, False
     return None
 
 
@@ -156,8 +158,20 @@ class FnCall:
             raise self.fail(f"{self.written}: '{name}' = {value} is too large", "AOT203")
         return value
 
-    def ints(self, name: str, length: int | None = None, allow_none: bool = False,
-             scalar_ok: bool = False) -> tuple[int, ...] | None:
+    # (the methods `int` and `bool` shadow the builtins in this class's annotations)
+    @overload
+    def ints(self, name: str, length: builtins.int | None = None,
+             allow_none: Literal[False] = False,
+             scalar_ok: builtins.bool = False) -> tuple[builtins.int, ...]: ...
+
+    @overload
+    def ints(self, name: str, length: builtins.int | None = None, *,
+             allow_none: builtins.bool, scalar_ok: builtins.bool = False
+             ) -> tuple[builtins.int, ...] | None: ...
+
+    def ints(self, name: str, length: builtins.int | None = None,
+             allow_none: builtins.bool = False,
+             scalar_ok: builtins.bool = False) -> tuple[builtins.int, ...] | None:
         value = self.args[name]
         if value is None and allow_none:
             return None
@@ -188,7 +202,13 @@ class FnCall:
             )
         return bool(value)
 
-    def dtype(self, name: str, allow_none: bool = True) -> str | None:
+    @overload
+    def dtype(self, name: str, allow_none: Literal[False]) -> str: ...
+
+    @overload
+    def dtype(self, name: str, allow_none: builtins.bool = True) -> str | None: ...
+
+    def dtype(self, name: str, allow_none: builtins.bool = True) -> str | None:
         value = self.args[name]
         if value is None and allow_none:
             return None
@@ -234,7 +254,8 @@ class FnCall:
 
     # ---------------------------------------------------------- outputs
 
-    def out(self, shape: Sequence[int], dtype: str, weak: bool = False) -> Tensor:
+    def out(self, shape: Sequence[builtins.int], dtype: str, weak: builtins.bool = False
+            ) -> Tensor:
         return self.ctx.new_tensor(tuple(int(d) for d in shape), dtype, weak)
 
     def call_code(self, func: str | None = None, method_of: Tensor | None = None) -> Code:

@@ -99,7 +99,7 @@ def _operands(call: FnCall) -> tuple[Tensor, Tensor, str, bool]:
                         hint=f"cast the kernel with .astype(jnp.{lhs.dtype})")
     dtype, weak = lhs.dtype, lhs.weak and rhs.weak
     if call.args["preferred_element_type"] is not None:
-        dtype, weak = dt.canonicalize(call.dtype("preferred_element_type")), False
+        dtype, weak = dt.canonicalize(call.dtype("preferred_element_type", allow_none=False)), False
     return lhs, rhs, dtype, weak
 
 

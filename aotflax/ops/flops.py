@@ -156,19 +156,24 @@ def _reduced(view: OpView) -> tuple[int, int]:
     return n, view.out_size()
 
 
+def _on_reduced(rule: Callable[[int, int], int]) -> Callable[[OpView], int]:
+    """A FLOP rule of (input elements n, output elements m) of a reduction."""
+    return lambda view: rule(*_reduced(view))
+
+
 REDUCE = FlopRule("n - m: one add or compare per element beyond the first of each of the "
-                  "m outputs", lambda v: (lambda n, m: n - m)(*_reduced(v)))
+                  "m outputs", _on_reduced(lambda n, m: n - m))
 MEAN = FlopRule("n: n - m adds and m divides", lambda v: _reduced(v)[0])
 VAR = FlopRule("4n + m: mean, subtract, square, sum, divide",
-               lambda v: (lambda n, m: 4 * n + m)(*_reduced(v)))
+               _on_reduced(lambda n, m: 4 * n + m))
 STD = FlopRule("4n + 2m: the variance and a square root per output",
-               lambda v: (lambda n, m: 4 * n + 2 * m)(*_reduced(v)))
+               _on_reduced(lambda n, m: 4 * n + 2 * m))
 ARG_REDUCE = FlopRule("9 (n - m): compare and select value and index pairs",
-                      lambda v: (lambda n, m: 9 * (n - m))(*_reduced(v)))
+                      _on_reduced(lambda n, m: 9 * (n - m)))
 NANSUM = FlopRule("3n - m: isnan and select, then the sum",
-                  lambda v: (lambda n, m: 3 * n - m)(*_reduced(v)))
+                  _on_reduced(lambda n, m: 3 * n - m))
 NANMEAN = FlopRule("8n: masked sum, count and divide", lambda v: 8 * _reduced(v)[0])
-PTP = FlopRule("2n - m: max, min, subtract", lambda v: (lambda n, m: 2 * n - m)(*_reduced(v)))
+PTP = FlopRule("2n - m: max, min, subtract", _on_reduced(lambda n, m: 2 * n - m))
 
 
 def _log2ceil(n: int) -> int:
@@ -266,17 +271,22 @@ def _rows(view: OpView) -> tuple[int, int]:
     return n, n // max(1, _axis_size(view, shape))
 
 
+def _on_rows(rule: Callable[[int, int], int]) -> Callable[[OpView], int]:
+    """A FLOP rule of (elements n, rows m) of a function over an axis."""
+    return lambda view: rule(*_rows(view))
+
+
 SOFTMAX = FlopRule("5n - m: max, subtract, exp, sum, divide (m rows)",
-                   lambda v: (lambda n, m: 5 * n - m)(*_rows(v)))
+                   _on_rows(lambda n, m: 5 * n - m))
 LOG_SOFTMAX = FlopRule("5n: max, subtract, exp, sum, log, subtract",
                        lambda v: 5 * _rows(v)[0])
 STANDARDIZE = FlopRule("5n + 5m: mean, mean of squares, subtract, rsqrt, multiply",
-                       lambda v: (lambda n, m: 5 * n + 5 * m)(*_rows(v)))
+                       _on_rows(lambda n, m: 5 * n + 5 * m))
 LOGSUMEXP = FlopRule("4n + 4m: max, subtract, exp, sum, log, add (m outputs)",
                      lambda v: 4 * _reduced(v)[0] + 4 * v.out_size())
 CUMSUM = FlopRule("n - m: one add per element after the first of each of the m rows "
                   "(XLA:CPU counts its reduce-window lowering, window - 1 per element)",
-                  lambda v: (lambda n, m: n - m)(*_rows(v)))
+                  _on_rows(lambda n, m: n - m))
 
 
 def _clip(view: OpView) -> int:
@@ -310,6 +320,7 @@ def _dot(view: OpView) -> int:
 def _tensordot(view: OpView) -> int:
     a = _first_param(view)
     axes = view.bound("axes", 2)
+    contracted: Sequence[int]
     if isinstance(axes, int):
         contracted = range(len(a) - axes, len(a))
     else:

@@ -122,7 +122,7 @@ def dense(call: LayerCall) -> Tensor:
     if x.ndim == 0:
         raise call.fail(f"nn.Dense expects at least a 1-D input, got {x.describe()}")
     features = call.int("features", minimum=1)
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     kernel = call.param("kernel", (x.shape[-1], features), pdt, call.initializer("kernel_init"))
     use_bias = call.bool("bias")
     bias = call.param("bias", (features,), pdt, call.initializer("bias_init")) if use_bias else None
@@ -195,7 +195,7 @@ def conv(call: LayerCall) -> Tensor:
     if cin % groups or features % groups:
         raise call.fail(f"{call.written}: input features {cin} and features {features} must be "
                         f"divisible by feature_group_count={groups}")
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     kshape = (*ks, cin // groups, features)
     try:
         shape = sh.conv_output_shape(x.shape, kshape, strides, pad, lhs_dil, rhs_dil, groups)
@@ -236,7 +236,7 @@ def embed(call: LayerCall) -> Tensor:
                         hint="cast token ids with x.astype(jnp.int32)")
     n = call.int("num_embeddings", minimum=1)
     features = call.int("features", minimum=1)
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     table = call.param("embedding", (n, features), pdt, call.initializer("embedding_init"))
     dtype = call.dtype("dtype") or pdt
     out = call.out((*x.shape, features), dtype)
@@ -258,7 +258,7 @@ def layer_norm(call: LayerCall) -> Tensor:
         raise call.fail("nn.LayerNorm supports reduction_axes=-1 and feature_axes=-1 only",
                         "AOT203")
     eps = call.static("epsilon", float, int)
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     c = x.shape[-1]
     stat = dt.result_type((x.dtype, False), ("float32", False))[0]
     scale = call.param("scale", (c,), pdt, call.initializer("scale_init")) \
@@ -350,7 +350,7 @@ def _embed_attend(call: LayerCall) -> Tensor:
     if q.shape[-1] != features:
         raise call.fail(f"Embed.attend expects queries with {features} features, got "
                         f"{q.describe()}", "AOT210")
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     table = call.param("embedding", (n, features), pdt, call.initializer("embedding_init"))
     dtype = call.dtype("dtype") or dt.result_type((q.dtype, False), (pdt, False))[0]
     out = call.out((*q.shape[:-1], n), dtype)

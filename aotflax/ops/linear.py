@@ -138,7 +138,7 @@ def dense_general_layer(call: LayerCall) -> Tensor:
         raise call.fail(f"{call.written}: axis {call.args['axis']} overlaps batch_dims "
                         f"{call.args['batch_dims']}", "AOT203")
     return dense_general(call, x, features, axis, batch_dims, use_bias=call.bool("bias"),
-                         dtype=call.dtype("dtype"), param_dtype=call.dtype("param_dtype"),
+                         dtype=call.dtype("dtype"), param_dtype=call.dtype("param_dtype", allow_none=False),
                          kernel_init=call.initializer("kernel_init"),
                          bias_init=call.initializer("bias_init"),
                          precision=precision_code(call))
@@ -165,7 +165,7 @@ def conv_transpose(call: LayerCall) -> Tensor:
     pad_code, pad = _padding(call, n)
     transpose_kernel = call.bool("transpose_kernel")
     cin = x.shape[-1]
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     try:
         shape = sh.conv_transpose_output_shape(x.shape, (*ks, cin, features), strides, pad,
                                                dilation)

@@ -108,7 +108,7 @@ def lstm_cell(call: LayerCall) -> tuple[tuple[Tensor, Tensor], Tensor]:
     _check_inputs(call, x, h)
     n = _features(call, h)
     gate_fn, act = call.activation("gate_fn"), call.activation("activation_fn")
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     kinit, rinit = call.initializer("kernel_init"), call.initializer("recurrent_kernel_init")
     binit = call.initializer("bias_init")
     gates = {}
@@ -142,7 +142,7 @@ def gru_cell(call: LayerCall) -> tuple[Tensor, Tensor]:
     _check_inputs(call, x, h)
     n = _features(call, h)
     gate_fn, act = call.activation("gate_fn"), call.activation("activation_fn")
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     kinit, rinit = call.initializer("kernel_init"), call.initializer("recurrent_kernel_init")
     binit = call.initializer("bias_init")
 
@@ -213,7 +213,7 @@ def conv_lstm(call: LayerCall) -> tuple[tuple[Tensor, Tensor], Tensor]:
                         f"{h.shape[-1]} features ({h.describe()})", "AOT210")
     strides = tuple_arg(call, "strides", n, 1)
     pad_code, pad = _padding(call, n)
-    bias, pdt = call.bool("bias"), call.dtype("param_dtype")
+    bias, pdt = call.bool("bias"), call.dtype("param_dtype", allow_none=False)
     ih = _conv(call, "ih", x, 4 * features, ks, strides, pad_code, pad, bias, pdt)  # type: ignore[arg-type]
     hh = _conv(call, "hh", h, 4 * features, ks, strides, pad_code, pad, bias, pdt)  # type: ignore[arg-type]
     if ih.shape != hh.shape or ih.shape[:-1] != h.shape[:-1]:
@@ -257,9 +257,9 @@ def _initialize_carry(parts: int) -> Any:
         if init is not inits.ZEROS and getattr(init, "code", None) != inits.ZEROS.code:
             raise call.fail(f"{call.written}: only init_fn=nn.initializers.zeros is supported",
                             "AOT203", hint="add a learned or random initial state in the model")
-        dtype = call.dtype("dtype")
-        shape = (*batch, *size)  # type: ignore[misc]
-        outs = [call.out(shape, dtype) for _ in range(parts)]  # type: ignore[arg-type]
+        dtype = call.dtype("dtype", allow_none=False)
+        shape = (*batch, *size)
+        outs = [call.out(shape, dtype) for _ in range(parts)]
         for out, stem in zip(outs, ("c", "h") if parts == 2 else ("h",)):
             call.emit("layers/zeros.j2", {"shape": repr(shape), "dtype": dtype}, [out], stem=stem)
         return tuple(outs) if parts == 2 else outs[0]
