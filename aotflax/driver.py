@@ -24,7 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__, crossbuild, ir, outdir, symbolic
 from .artifacts import (
@@ -449,9 +449,10 @@ def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: di
             key = f"{f.module}.{t.name}"
             folder = target_folder(out / "artifacts", f.module, t.name)
             sha = _manifest_sha(folder)
-            row = {"key": key, "file": f.relpath, "target": t.name, "module": f.module,
-                   "params": sum(size(d.shape) for d in t.params), "platforms": t.platforms,
-                   "manifest_sha": sha, "folder": folder, "compiled": False, "seconds": 0.0}
+            row: dict[str, Any] = {
+                "key": key, "file": f.relpath, "target": t.name, "module": f.module,
+                "params": sum(size(d.shape) for d in t.params), "platforms": t.platforms,
+                "manifest_sha": sha, "folder": folder, "compiled": False, "seconds": 0.0}
             rows.append(row)
             # what the command line adds for this target: a change recompiles it alone
             row["hardware"] = crossbuild.hardware_key(t, request)

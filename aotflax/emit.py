@@ -236,10 +236,10 @@ def render_function(fn: Function, relpath: str, reserved: set[str],
         named = [namer.names[id(v)] for v in op.outputs]
         ctx["out"] = named[0] if named else "_"
         ctx["outs"] = ", ".join(named) if named else "_"
-        text = template(op.template).render(**ctx).rstrip("\n").split("\n")
+        rendered = template(op.template).render(**ctx).rstrip("\n").split("\n")
         where = _comment(relpath, op)
-        for j, line in enumerate(text):
-            shapes = _shapes(op) if j == len(text) - 1 else ""
+        for j, line in enumerate(rendered):
+            shapes = _shapes(op) if j == len(rendered) - 1 else ""
             lines.append(f"{line}  # {comment(where)}" + (f"  {shapes}" if shapes else ""))
     result = fn.result.render(namer.names)
     if fn.state_result:
@@ -436,7 +436,7 @@ def render_target(t: TargetProgram, source_sha256: str, module_name: str,
     state_for_init = tuple(ParamDecl(d.path, d.shape, d.dtype, d.init, d.span) for d in t.state)
     if shared is None:
         init_call = ""
-        if t.init_inputs:
+        if t.init_inputs and fn.init_name is not None:
             args = ", ".join(["params", *(f"state[{string(c)}]" for c in collections),
                               *(local[n] for n, _ in fn.inputs), "rng=rng"])
             init_call = f"{_checked(fn.init_name, 'function name')}({args})"

@@ -302,8 +302,8 @@ class CallsMixin:
             bound = dict(step.bound)
             name = bound.pop("name", None)
             fn, scope = self._need_module_frame(frame, span, "jax.lax.scan")
-            cls_name = step.module.linen_name if isinstance(step.module, Entry) else \
-                step.class_name
+            cls_name = (step.module.linen_name or step.module.name) \
+                if isinstance(step.module, Entry) else step.class_name
             try:
                 child = scope.child_name(cls_name, name, span, shared=True)
             except CallError as e:
@@ -558,7 +558,8 @@ class CallsMixin:
             if args:
                 raise self.error("AOT350", "shared takes keyword arguments only", span)
             fn, scope = self._need_module_frame(frame, span, f"{r.class_name}.shared")
-            cls_name = r.module.linen_name if isinstance(r.module, Entry) else r.class_name
+            cls_name = (r.module.linen_name or r.module.name) if isinstance(r.module, Entry) \
+                else r.class_name
             try:
                 child = scope.child_name(cls_name, name, span, shared=True)
             except CallError as e:
@@ -591,12 +592,13 @@ class CallsMixin:
         raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
 
     def _static_method(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
-        allowed = {
+        methods: dict[type, set[str]] = {
             list: {"append", "extend", "insert", "pop", "index", "count", "copy", "reverse"},
             dict: {"get", "items", "keys", "values", "update", "copy", "pop", "setdefault"},
             str: {"format", "join", "upper", "lower", "startswith", "endswith", "replace",
                   "split", "strip"},
-        }[type(r)]
+        }
+        allowed = methods[type(r)]
         if name not in allowed:
             raise self.error("AOT348", f"method {type(r).__name__}.{name} is not supported",
                              span)
@@ -695,7 +697,7 @@ class CallsMixin:
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None
         method = module.method(name) if isinstance(module, UserModule) else None
-        if method is not None and name != "apply":
+        if isinstance(module, UserModule) and method is not None and name != "apply":
             # Another method of this module: runs in the same scope, sharing parameters.
             env_self = Env(module.globals)
             env_self.set(method.params.params[0].name, r)

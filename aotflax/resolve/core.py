@@ -70,6 +70,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         self.globals = self.module_globals(model)
         self.targets: list[TargetDecl] = []
         self.cache: dict[Any, Specialization] = {}
+        #: Loss functions of training targets by (loss, output and input types).
+        self.loss_cache: dict[tuple, tuple[Function, bool]] = {}
         self.functions: list[Function] = []
         self.fn_names: dict[str, int] = {}
         #: Emitted initializer functions by (closure, shape, dtype).
@@ -178,7 +180,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                 f"'{unknown[0]}'", decl.specs[unknown[0]].span,
                 hint=f"its arguments are: {', '.join(names)}")
         kwargs: dict[str, Any] = {}
-        symbolic: list[tuple[str, tuple[object, ...]]] = []
+        symbolic: list[tuple[str, tuple[int | str, ...]]] = []
         for k, spec in decl.specs.items():
             if any(isinstance(d, str) for d in spec.shape):
                 symbolic.append((k, tuple(spec.shape)))
@@ -187,7 +189,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                                                                                   spec.dtype)
         spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span, entry=True)
         fn = spec_.function
-        inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs)
+        # (a target's entry function takes its inputs as arrays, never as trees)
+        inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs if isinstance(t, Tensor))
         missing = [k for k in decl.specs if k not in dict(fn.inputs)]
         if missing:
             raise self.error("AOT405", f"target input '{missing[0]}' is not an array input",

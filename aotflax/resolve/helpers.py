@@ -220,7 +220,7 @@ def _dict_code(tree: dict[str, Any]) -> Code:
     return Code.of("{", Code.join(", ", items), "}")
 
 
-def _assigned_names(stmt: ir.Stmt) -> list[str]:
+def _assigned_names(stmt: ir.Stmt | ir.ClassDef) -> list[str]:
     def names(t: ir.Expr) -> list[str]:
         if isinstance(t, ir.Name):
             return [t.id]

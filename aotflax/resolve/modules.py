@@ -300,14 +300,15 @@ class ModulesMixin:
         for pname, _ in callee.inputs:
             call_args.append(value_code(bound_inputs[pname]))
         call_args += self._pass_shared(spec, bound_inputs, fn, span)
-        path = "/".join(prefix)
+        hashed = "/".join(prefix)
         if instance.shared_arg is not None:
-            path = f"{instance.shared_arg.name}:{path}"
-        rng_arg = Code((f"rng=jax.random.fold_in(rng, {name_hash(path)})",))
-        init_args = None
+            hashed = f"{instance.shared_arg.name}:{hashed}"
+        rng_arg = Code((f"rng=jax.random.fold_in(rng, {name_hash(hashed)})",))
+        init_call = None
         if callee.init_name is not None:  # the init variant calls the child's
             fn.data_init = True
-            init_args = list(call_args) + [rng_arg]
+            init_call = Code.of(callee.init_name, "(", Code.join(", ", [*call_args, rng_arg]),
+                                ")")
         if callee.takes_rng:
             fn.takes_rng = True
             call_args.append(rng_arg)
@@ -323,9 +324,7 @@ class ModulesMixin:
                                                    ")")},
                 tuple(outs) + tuple(new_state), span, ref.class_name.lower(),
                 info=OpInfo(path=prefix, module=ref.class_name, callee=callee),
-                init_args=None if init_args is None else {
-                    "target": target, "call": Code.of(callee.init_name, "(",
-                                                      Code.join(", ", init_args), ")")})
+                init_args=None if init_call is None else {"target": target, "call": init_call})
         return result
 
     def _need_module_frame(self, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
@@ -339,6 +338,7 @@ class ModulesMixin:
                     frame: Frame, bound_kwargs: dict | None = None, name: Any = None,
                     shared: SharedModule | None = None, hook: Any = None,
                     class_name: str | None = None, given: Any = None) -> Any:
+        scope: Scope | None
         if entry.kind == "layer" or frame.fn is None:
             fn, scope = self._need_module_frame(frame, span, written)
         else:  # plain functions also run in loss functions, which have no module scope
@@ -365,13 +365,15 @@ class ModulesMixin:
                     child = Scope(child.fn, child.prefix, entry.name,
                                   shared_arg=child.shared_arg)
                 else:
+                    assert scope is not None  # a layer's frame is a module's (see above)
                     child_name = scope.child_name(class_name or entry.linen_name or entry.name,
                                                   name, span)
                     child = scope.child(child_name, entry.name)
                 if hook is not None:
                     child = HookedScope(child.fn, child.prefix, class_name or entry.name,
                                         shared_arg=child.shared_arg, hook=hook)
-                call = LayerCall(entry, written, bound, list(args), merged, span, fn, scope=child)
+                call: FnCall = LayerCall(entry, written, bound, list(args), merged, span, fn,
+                                         scope=child)
             else:
                 if name is not None:
                     raise CallError("AOT310", f"{written} has no parameters and takes no name=")
@@ -653,7 +655,7 @@ class ModulesMixin:
             elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For)):
                 local.update(_assigned_names(node))
         for n in names - local:
-            env = init.env
+            env: Env | None = init.env
             while type(env) is Env:  # local scopes only: module-level names hold no arrays
                 if n in env.vars:
                     value = env.vars[n]
@@ -756,7 +758,7 @@ def _walk(node: Any):
 def _reads_poison(init: Closure) -> bool:
     """Whether a function reads a local name whose value failed (reported already)."""
     names = {n.id for n in _walk(init.body) if isinstance(n, ir.Name)}
-    env = init.env
+    env: Env | None = init.env
     while type(env) is Env:
         if any(isinstance(env.vars.get(n), Poison) for n in names):
             return True

@@ -45,7 +45,7 @@ class StatementsMixin:
 
     # ---------------------------------------------------------------- statements
 
-    def _exec_guarded(self, stmt: ir.Stmt, frame: Frame) -> None:
+    def _exec_guarded(self, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
         """Run a statement; after an error its names are poisoned (no knock-on errors).
 
         A failed `if`/`for` keeps the names that were bound before it (they still have
@@ -67,7 +67,7 @@ class StatementsMixin:
         for stmt in body:
             self._exec_guarded(stmt, frame)
 
-    def _exec(self, stmt: ir.Stmt, frame: Frame) -> None:
+    def _exec(self, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
         self._step(stmt.span)
         method = getattr(self, "_stmt_" + type(stmt).__name__)
         method(stmt, frame)

@@ -128,12 +128,12 @@ def resolve_train(r: "Resolver", decl: Any, entry_result: Any, span: Span,
                     for _, s in loss_inputs]
     key = ("loss", id(loss), tuple((t.shape, t.dtype) for t in _leaves(outputs)),
            tuple((t.shape, t.dtype) for t in loss_tensors))
-    if key not in r.cache:
+    if key not in r.loss_cache:
         fn, has_metrics = _loss_function(r, loss, [outputs, *loss_tensors],
                                          [n for n, _ in loss_inputs], span)
         r.functions.append(fn)
-        r.cache[key] = (fn, has_metrics)
-    fn, has_metrics = r.cache[key]
+        r.loss_cache[key] = (fn, has_metrics)
+    fn, has_metrics = r.loss_cache[key]
     code, labels = optimizer_code(r, decl.optimizer, params, span, decl.name)
     return TrainProgram(fn, tuple((n, tuple(s.shape), s.dtype) for n, s in batch), code,
                         has_metrics, labels, tuple(n for n, _ in loss_inputs))

@@ -167,7 +167,7 @@ class CustomJvp:
     #: One rule per argument, `rule(tangent, ans, *primals)`, from `f.defjvps(...)`.
     jvps: tuple[Any, ...] | None = None
     #: Emitted (primal, rule) function names per argument types.
-    emitted: dict[tuple, str] | None = None
+    emitted: dict[tuple, PrimalCall] | None = None
 
 
 class CustomJvpMixin:
