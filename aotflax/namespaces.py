@@ -160,7 +160,7 @@ class _AnyName(dict):
     def __getitem__(self, name: str) -> TypeHint:
         return TypeHint(name)
 
-    def get(self, name: str, default: Any = None) -> TypeHint:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> TypeHint:
         return TypeHint(name)
 
 

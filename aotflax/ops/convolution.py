@@ -59,7 +59,7 @@ def _padding(call: FnCall, name: str, n: int) -> str | list[tuple[int, int]]:
             isinstance(p, (tuple, list)) and len(p) == 2 and int_tree(p) for p in value)):
         raise call.fail(f"{call.written}: padding must be a string or {n} (low, high) pairs, "
                         f"got {describe_value(value)}", "AOT203")
-    return [tuple(p) for p in value]  # type: ignore[misc]
+    return [tuple(p) for p in value]
 
 
 def conv_shape(call: FnCall, lhs: Tensor, rhs_shape: tuple[int, ...], strides: Any,

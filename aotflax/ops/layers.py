@@ -91,11 +91,11 @@ def tuple_arg(call: FnCall, name: str, n: int, default: int | None = None) -> tu
     if isinstance(value, int) and not isinstance(value, bool):
         out = (value,) * n
     else:
-        out = call.ints(name, length=n)  # type: ignore[assignment]
-    if not all(1 <= v <= _MAX_STRIDE for v in out):  # type: ignore[union-attr]
+        out = call.ints(name, length=n)
+    if not all(1 <= v <= _MAX_STRIDE for v in out):
         raise call.fail(f"{call.written}: '{name}' must be positive ints (at most "
                         f"{_MAX_STRIDE}), got {value!r}", "AOT203")
-    return out  # type: ignore[return-value]
+    return out
 
 
 #: Strides and dilations reach XLA as 32-bit values.
@@ -151,7 +151,7 @@ def _padding(call: LayerCall, n: int) -> tuple[Code, str | tuple]:
     elif isinstance(padding, (tuple, list)) and len(padding) == n:
         pairs = tuple(
             (p, p) if isinstance(p, int) else tuple(p) if isinstance(p, (tuple, list)) else p
-            for p in padding  # type: ignore[misc]
+            for p in padding
         )
     else:
         pairs = None
@@ -294,7 +294,7 @@ def _pool(kind: str) -> Callable[[FnCall], Tensor]:
     def rule(call: FnCall) -> Tensor:
         x = call.tensor("inputs")
         window = call.ints("window_shape")
-        n = len(window)  # type: ignore[arg-type]
+        n = len(window)
         _need_batch(call, x, n)
         strides = tuple_arg(call, "strides", n, 1)
         padding = call.args["padding"]
@@ -315,9 +315,9 @@ def _pool(kind: str) -> Callable[[FnCall], Tensor]:
         except sh.ShapeError as e:
             raise call.fail(f"{call.written}: {e}", "AOT210") from None
         out = call.out(shape, x.dtype)
-        dims, steps = repr((1, *window, 1)), repr((1, *strides, 1))  # type: ignore[misc]
+        dims, steps = repr((1, *window, 1)), repr((1, *strides, 1))
         size = 1
-        for w in window:  # type: ignore[union-attr]
+        for w in window:
             size *= w
         divisor = repr(size)
         if kind == "avg" and not call.bool("count_include_pad") and pad != "VALID":

@@ -42,7 +42,7 @@ def int_tuple(call: LayerCall, name: str) -> tuple[int, ...]:
     value = call.args[name]
     if isinstance(value, int) and not isinstance(value, bool):
         return (value,)
-    return call.ints(name)  # type: ignore[return-value]
+    return call.ints(name)
 
 
 def flat_init(init: Any, flat: tuple[int, ...], full: tuple[int, ...]) -> Any:

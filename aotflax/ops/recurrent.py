@@ -214,8 +214,8 @@ def conv_lstm(call: LayerCall) -> tuple[tuple[Tensor, Tensor], Tensor]:
     strides = tuple_arg(call, "strides", n, 1)
     pad_code, pad = _padding(call, n)
     bias, pdt = call.bool("bias"), call.dtype("param_dtype", allow_none=False)
-    ih = _conv(call, "ih", x, 4 * features, ks, strides, pad_code, pad, bias, pdt)  # type: ignore[arg-type]
-    hh = _conv(call, "hh", h, 4 * features, ks, strides, pad_code, pad, bias, pdt)  # type: ignore[arg-type]
+    ih = _conv(call, "ih", x, 4 * features, ks, strides, pad_code, pad, bias, pdt)
+    hh = _conv(call, "hh", h, 4 * features, ks, strides, pad_code, pad, bias, pdt)
     if ih.shape != hh.shape or ih.shape[:-1] != h.shape[:-1]:
         raise call.fail(f"{call.written}: the input and hidden convolutions give "
                         f"{ih.describe()} and {hh.describe()}, which must both match the carry "

@@ -361,7 +361,7 @@ class CallsMixin:
         if not leaves or not all(isinstance(v, Tensor) for v in leaves):
             raise self.error("AOT361", f"jax.lax.scan: {what} must be an array or a tuple of "
                              f"arrays, got {describe_value(value)}", span)
-        return leaves  # type: ignore[return-value]
+        return leaves
 
     def _sequential(self, args: list, kwargs: dict, expr: ir.Call) -> "Sequential":
         """`nn.Sequential([...])`: layers applied in order, named in the enclosing scope."""

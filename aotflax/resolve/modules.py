@@ -135,7 +135,7 @@ class ModulesMixin:
                 continue
             fresh = _fresh(value, fn, name)
             if fresh is not value:
-                inputs.append((name, fresh))  # type: ignore[arg-type]
+                inputs.append((name, fresh))
             env.set(name, fresh)
         scope = Scope(fn, (), module.name)
         frame = Frame(env, fn, scope, ref)

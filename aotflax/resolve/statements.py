@@ -191,7 +191,7 @@ class StatementsMixin:
                                      f"{len(container) + len(value):,} items (at most "
                                      f"{MAX_STATIC_LEN:,})", target.span)
                 try:
-                    container[index] = value  # type: ignore[index]
+                    container[index] = value
                 except (IndexError, KeyError, TypeError, ValueError) as e:
                     raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
                 if isinstance(index, slice):  # a slice assignment can grow the list
