@@ -9,7 +9,7 @@ that check them (raising `CallError` with what was expected and found), and
 from __future__ import annotations
 
 import builtins
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence, overload
 
 from .. import dtypes as dt
@@ -110,8 +110,8 @@ class FnCall:
         value = self.args[name]
         if isinstance(value, Tensor):
             t = value
-        elif allow_static and aval_of(value) is not None:
-            shape, dtype, weak = aval_of(value)  # type: ignore[misc]
+        elif allow_static and (aval := aval_of(value)) is not None:
+            shape, dtype, weak = aval
             t = self.ctx.new_tensor(shape, dtype, weak)
             self.ctx.emit("ops/call.j2", {"call": Code.of("jnp.asarray(", value_code(value), ")")},
                           (t,), self.span, "const")
@@ -222,12 +222,12 @@ class FnCall:
             "AOT203",
         )
 
-    def initializer(self, name: str) -> Initializer:
+    def initializer(self, name: str) -> Initializer | Closure:
         value = self.args[name]
         if isinstance(value, Initializer):
             return value
         if isinstance(value, Closure):
-            return value  # type: ignore[return-value]  # a user `(key, shape, dtype)` function
+            return value  # a user `(key, shape, dtype)` function
         if isinstance(value, InitializerFactory):
             raise self.fail(
                 f"{self.written}: '{name}' got the initializer factory {value.name} without "
@@ -240,12 +240,11 @@ class FnCall:
             "AOT203",
         )
 
-    def activation(self, name: str) -> OpRef | None:
+    def activation(self, name: str) -> str:
+        """An activation function argument (`nn.sigmoid`, `jnp.tanh`) as the code it calls."""
         value = self.args[name]
-        if value is None:
-            return None
         if isinstance(value, OpRef) and value.entry.code is not None:
-            return value
+            return value.entry.code
         raise self.fail(
             f"{self.written}: '{name}' must be an activation function such as nn.relu, got "
             f"{describe_value(value)}",
@@ -299,12 +298,12 @@ class LayerScope:
     prefix: tuple[str, ...] = ()
     owner: str = ""
 
-    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Initializer,
+    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Initializer | Closure,
               span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
     def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str,
-              init: Initializer, span: Span) -> Code:  # pragma: no cover - interface
+              init: Initializer | Closure, span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
     def set_state(self, collection: str, name: str, value: Tensor,
@@ -314,18 +313,22 @@ class LayerScope:
     def rng(self, span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def child(self, name: str, owner: str) -> LayerScope:  # pragma: no cover - interface
+        """The scope of a submodule `name` of class `owner` (a layer built from layers)."""
+        raise NotImplementedError
+
 
 @dataclass
 class LayerCall(FnCall):
     """One call of a layer: a function call with a parameter scope."""
 
-    scope: LayerScope = None  # type: ignore[assignment]
+    scope: LayerScope = field(kw_only=True)
 
-    def param(self, name: str, shape: Sequence[int], dtype: str, init: Initializer) -> Code:
+    def param(self, name: str, shape: Sequence[int], dtype: str, init: Initializer | Closure) -> Code:
         return self.scope.param(name, tuple(shape), dtype, init, self.span)
 
     def state(self, collection: str, name: str, shape: Sequence[int], dtype: str,
-              init: Initializer) -> Code:
+              init: Initializer | Closure) -> Code:
         return self.scope.state(collection, name, tuple(shape), dtype, init, self.span)
 
     def set_state(self, collection: str, name: str, value: Tensor) -> None:

@@ -14,7 +14,7 @@ from .. import shapes as sh
 from ..program import Code, Tensor
 from ..values import Initializer
 from . import initializers as inits
-from .calls import LayerCall
+from .calls import FnCall, LayerCall
 from .layers import (
     _need_batch,
     _padding,
@@ -34,7 +34,7 @@ _SHAPE_FREE = (inits.ZEROS.code, inits.ONES.code)
 
 def sub_call(call: LayerCall, name: str, owner: str) -> LayerCall:
     """The same call declaring its parameters under the child `name` (a Linen submodule)."""
-    return dataclasses.replace(call, scope=call.scope.child(name, owner))  # type: ignore[attr-defined]
+    return dataclasses.replace(call, scope=call.scope.child(name, owner))
 
 
 def int_tuple(call: LayerCall, name: str) -> tuple[int, ...]:
@@ -57,7 +57,7 @@ def flat_init(init: Any, flat: tuple[int, ...], full: tuple[int, ...]) -> Any:
     return Initializer(code, f"{init.description} on the flattened shape {flat}")
 
 
-def precision_code(call: LayerCall) -> str:
+def precision_code(call: FnCall) -> str:
     """`, precision="highest"` for a static precision name, "" for None."""
     value = call.args.get("precision")
     if value is None:
