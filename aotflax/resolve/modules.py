@@ -109,7 +109,7 @@ class ModulesMixin:
         module: UserModule = ref.module
         fn = FunctionState(self)
         env = Env(module.globals)
-        inputs: list[tuple[str, Tensor]] = []
+        inputs: list[tuple[str, Var]] = []
         taken = {n for n, v in bound.items() if not _shared_in(v)}
         for name, value in bound.items():
             if _shared_in(value):
@@ -127,7 +127,7 @@ class ModulesMixin:
                 fresh_tree = _rebuild(value, [fresh_like(t)
                                               for t in _tensors(value)])
                 var = TreeVar(name)
-                inputs.append((name, var))  # type: ignore[arg-type]
+                inputs.append((name, var))
                 fn.emit("ops/module_call.j2", {"target": _unpack_code(fresh_tree, fresh_tree, []),
                                                "call": Code((var,))},
                         tuple(_tensors(fresh_tree)), method.span, name)
