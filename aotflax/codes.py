@@ -172,8 +172,8 @@ _entry("AOT104", "a target uses a module aotflax does not interpret", """
     script imports absl, tensorflow_datasets, flax.optim...): what no target
     reaches is skipped with a warning.  But code a target reaches may use only
     the DSL's vocabulary (`aotflax`, `jax`, `jax.numpy`, `jax.lax`, `jax.nn`,
-    `jax.random`, `numpy`, `math`, `functools`, `typing`, `optax`) and the build's
-    own model files (`from models import utils`, `from . import layers`).  The
+    `jax.random`, `numpy`, `math`, `functools`, `typing`, `dataclasses`,
+    `collections`, `ml_collections`, `optax`) and the build's own model files (`from models import utils`, `from . import layers`).  The
     build never imports or runs the file, so anything else could not mean
     anything.
     """, """
@@ -392,6 +392,33 @@ _entry("AOT215", "a user initializer fails or returns the wrong array", """
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """, checked=False)
+
+_entry("AOT220", "numpy cannot do this", """
+    numpy in model code runs on the host: the generated code makes the same numpy
+    calls when JAX traces it, so a numpy array (a position table, a mask) is a
+    constant of the compiled program, computed exactly as numpy computes it.
+    numpy cannot take an array of the computation (an input, a parameter, a
+    layer's output: under `jax.jit` numpy would fail on it too), has no bfloat16,
+    and a numpy array larger than 16,777,216 elements is refused (it would be
+    embedded in the program).  Use the jnp function of the same name for arrays
+    of the computation, or convert the table with `jnp.asarray` first.
+    """, """
+    import numpy as np
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return np.tanh(x)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """, """
+    import numpy as np
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return jnp.tanh(x) * np.sqrt(2.0)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
+    """)
 
 # ====================================================================== AOT3xx: evaluator
 
@@ -743,31 +770,40 @@ _entry("AOT324", "layer used outside a module", """
     """)
 
 _entry("AOT325", "decorator not supported", """
-    The decorators the DSL knows are `@nn.module_method` on module methods,
-    `@nn.module` on a function (old flax.nn's function module: the function is
-    the module's `apply`; no other decorator with it), and `@jax.vmap`,
-    `@jax.custom_jvp` and `@f.defjvp` on functions.  Other decorators would run
-    code at definition time.
+    A decorator is applied as Python applies it: called on the function, where
+    the static language can call it (`@jax.vmap`, `@jax.custom_jvp`,
+    `@f.defjvp`, `@jax.jit`, `@functools.partial(...)` of these, a function of
+    the model file); `@nn.module_method` marks module methods and `@nn.module`
+    makes a function a module (old flax.nn's function module: the function is
+    the module's `apply`; no other decorator with it).  Methods of a dataclass
+    or NamedTuple may have `@property` only, and a dataclass takes no other
+    class decorator.
     """, """
-    def twice(f):
-        return f
+    import dataclasses
 
-    @twice
-    def helper(x):
-        return x
+    @dataclasses.dataclass
+    class Dims:
+        width: int = 4
+
+        @staticmethod
+        def default():
+            return 4
 
     class Net(nn.Module):
-        def apply(self, x):
-            return helper(x)
+        def apply(self, x, dims=Dims()):
+            return nn.Dense(x, dims.width)
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """, """
-    def helper(x):
-        return x
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Dims:
+        width: int = 4
 
     class Net(nn.Module):
-        def apply(self, x):
-            return helper(x)
+        def apply(self, x, dims=Dims()):
+            return nn.Dense(x, dims.width)
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
@@ -839,20 +875,23 @@ _entry("AOT330", "build-time work too large", """
     """)
 
 _entry("AOT331", "cannot assign to this", """
-    Only names, tuple/list unpacking, items of static lists and dicts, and the
-    `.value` of state variables can be assigned.  Attributes of modules and
-    other values are read-only.
+    Only names, tuple/list unpacking, items of static lists and dicts, the
+    `.value` of state variables, attributes of `self` (for the rest of the
+    call, as old flax.nn made a module object per call) and fields of configs
+    and non-frozen dataclasses can be assigned.  A method of the module (such
+    as `self.param`) cannot be replaced, and other values are read-only.
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            self.param = 4
+            return nn.Dense(x, self.param)
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """, """
     class Net(nn.Module):
         def apply(self, x):
             self.width = 4
             return nn.Dense(x, self.width)
-
-    aot.target("net", Net, x=aot.f32[2, 8])
-    """, """
-    class Net(nn.Module):
-        def apply(self, x, width: int = 4):
-            return nn.Dense(x, width)
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
@@ -1061,7 +1100,8 @@ _entry("AOT346", "unknown attribute", """
     The attribute does not exist or is not supported by aotflax: a misspelled
     layer (`nn.Dens`), a `jnp` function outside the operation table, or an
     attribute arrays do not have at build time.  Arrays support `shape`, `ndim`,
-    `dtype`, `size`, `T` and the array methods of the table.
+    `dtype`, `size`, `T` and the array methods of the table.  `self.<name>` is
+    an attribute set earlier in the same call (`self.width = 4`) or a method.
     """, """
     class Net(nn.Module):
         def apply(self, x):
@@ -1196,19 +1236,21 @@ _entry("AOT352", "data-dependent initialization that cannot apply", """
     """)
 
 _entry("AOT353", "unknown module method", """
-    `self.<name>` supports `param`, `state`, `get_param` and the module's own
-    methods; a module reference supports `partial`, `shared` and its
-    `@nn.module_method` methods.
+    `self.<name>(...)` supports `param`, `state`, `get_param`, `is_initializing`
+    and the module's own methods; a module reference supports `partial`,
+    `shared` and its `@nn.module_method` methods.
     """, """
     class Net(nn.Module):
         def apply(self, x):
-            return self.dense(x)
+            dense = nn.Dense.shared(features=4, name="dense")
+            return dense.forward(x)
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """, """
     class Net(nn.Module):
         def apply(self, x):
-            return nn.Dense(x, 4, name="dense")
+            dense = nn.Dense.shared(features=4, name="dense")
+            return dense(x)
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """)

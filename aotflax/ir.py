@@ -350,6 +350,9 @@ class ClassDef:
     #: Class-body statements other than methods and docstrings (unsupported in modules;
     #: reported only if the class is used).
     others: tuple["Unsupported", ...] = ()
+    #: Class-level assignments `name: type = value` / `name = value`, in order: the fields
+    #: of a dataclass or NamedTuple (a module class may not have them).
+    fields: tuple["Stmt", ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from .values import (
     OptaxFn,
     SpecDType,
     StaticBuiltin,
+    StaticFunction,
     TypeHint,
 )
 
@@ -48,9 +49,28 @@ _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16",
 
 def _dtypes() -> dict[str, Any]:
     out: dict[str, Any] = {n: DType("bool" if n == "bool_" else n) for n in _DTYPE_NAMES}
+    out["bool"] = DType("bool")
     out["float_"] = DType("float32")
     out["int_"] = DType("int32")
     return out
+
+
+def _numpy() -> Namespace:
+    """`numpy` (as `np` or `onp`): numpy functions on the host (`ops/host.py`), numpy's
+    scalar types and constants."""
+    members: dict[str, Any] = _ops("np", "np")
+    members.update({n: DType("bool" if n == "bool_" else n, host=True)
+                    for n in _DTYPE_NAMES if n != "bfloat16"})
+    # `np.bool`: numpy 1.x (what flax.nn code was written against) made it Python's `bool`,
+    # numpy 1.24 removed it and numpy 2 brought it back as `np.bool_`.  As a dtype all three
+    # mean bool; called, it gives a bool scalar (True/False), which meets arrays the same.
+    members.update(
+        bool=DType("bool", host=True), int_=DType("int64", host=True),
+        intp=DType("int64", host=True), double=DType("float64", host=True),
+        single=DType("float32", host=True), half=DType("float16", host=True),
+        pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, euler_gamma=0.5772156649015329,
+        newaxis=None, ndarray=TypeHint("ndarray"))
+    return Namespace("numpy", members)
 
 
 def _ops(namespace: str, written: str) -> dict[str, Any]:
@@ -152,16 +172,17 @@ def aot_namespace() -> Namespace:
 
 
 class _AnyName(dict):
-    """Members of `typing`: every name is a type hint (annotations are never evaluated)."""
+    """Members of `typing`: every name is a type hint (annotations are never evaluated),
+    except `NamedTuple`, a class the static language implements."""
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str)
 
-    def __getitem__(self, name: str) -> TypeHint:
-        return TypeHint(name)
+    def __getitem__(self, name: str) -> Any:
+        return StaticFunction("typing.NamedTuple") if name == "NamedTuple" else TypeHint(name)
 
-    def get(self, name: str, default: Any = None) -> TypeHint:
-        return TypeHint(name)
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name]
 
 
 def jax_utils_namespace() -> Namespace:
@@ -183,6 +204,15 @@ def _jax_nn() -> Namespace:
     return Namespace("jax.nn", members)
 
 
+def _ml_collections() -> Namespace:
+    """`ml_collections` as model configs use it (never imported: implemented statically)."""
+    members = {"ConfigDict": StaticFunction("ml_collections.ConfigDict"),
+               "FrozenConfigDict": StaticFunction("ml_collections.FrozenConfigDict")}
+    return Namespace("ml_collections", {**members,
+                                        "config_dict": Namespace("ml_collections.config_dict",
+                                                                 dict(members))})
+
+
 def _build_modules() -> dict[str, Any]:
     jnp = _jnp()
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN})
@@ -192,16 +222,25 @@ def _build_modules() -> dict[str, Any]:
     special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
     scipy = Namespace("jax.scipy", {"special": special})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
-                            "ops": ops, "scipy": scipy, "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
-    np = Namespace("numpy", {**_dtypes(), **_static({"prod": math.prod, "sqrt": math.sqrt}),
-                             "pi": math.pi, "inf": math.inf, "newaxis": None})
+                            "ops": ops, "scipy": scipy, "jit": StaticFunction("jax.jit"),
+                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
+    np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
     aotflax = Namespace("aotflax", {"nn": nn, "aot": aot, "jax_utils": jax_utils_namespace()})
     return {
         "aotflax": aotflax, "aotflax.nn": nn, "aotflax.aot": aot,
         "jax": jax, "jax.numpy": jnp, "jax.lax": lax, "jax.nn": jax_nn, "numpy": np,
         "math": Namespace("math", MATH), "typing": Namespace("typing", _AnyName()),
-        "functools": Namespace("functools", {}), "__future__": Namespace("__future__", {}),
+        "functools": Namespace("functools", {n: StaticFunction(f"functools.{n}")
+                                             for n in ("partial", "reduce")}),
+        "__future__": Namespace("__future__", {}),
+        "dataclasses": Namespace("dataclasses", {
+            n: StaticFunction(f"dataclasses.{n}")
+            for n in ("dataclass", "field", "replace", "asdict", "astuple", "is_dataclass")}),
+        "collections": Namespace("collections", {
+            "namedtuple": StaticFunction("collections.namedtuple"),
+            "OrderedDict": BUILTINS["dict"]}),
+        "ml_collections": _ml_collections(),
         "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }

@@ -323,6 +323,7 @@ class _Converter:
         decorators = tuple(self.expr(d.decorator) for d in node.decorators)
         methods: list[ir.FunctionDef] = []
         others: list[ir.Unsupported] = []
+        fields: list[ir.Stmt] = []
         body = node.body.body if isinstance(node.body, cst.IndentedBlock) else node.body.body
         for i, stmt in enumerate(body):
             if isinstance(stmt, cst.FunctionDef):
@@ -337,6 +338,13 @@ class _Converter:
                 isinstance(s, cst.Pass) for s in stmt.body
             ):
                 continue
+            elif isinstance(stmt, cst.SimpleStatementLine) and _is_field(stmt):
+                for small in stmt.body:
+                    field = self.lazily(small, partial(self.small_statement, small))
+                    if isinstance(field, ir.Unsupported):
+                        others.append(field)
+                    else:
+                        fields.append(field)
             else:
                 others.append(ir.Unsupported(
                     "AOT102", "a module class may contain only methods",
@@ -351,6 +359,7 @@ class _Converter:
             self.span(node.name),
             decorators,
             tuple(others),
+            tuple(fields),
         )
 
     # -------------------------------------------------------------- statements
@@ -839,3 +848,17 @@ def _what(node: cst.CSTNode) -> str:
         if isinstance(node, cls):
             return what
     return "statement"
+
+
+def _is_field(stmt: cst.CSTNode) -> bool:
+    """`name: type = value` or `name = value` in a class body (a dataclass field)."""
+    if not isinstance(stmt, cst.SimpleStatementLine):
+        return False
+    for small in stmt.body:
+        if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+            continue
+        if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(
+                small.targets[0].target, cst.Name):
+            continue
+        return False
+    return True

@@ -40,6 +40,10 @@ class Tensor(Var):
     dtype: str
     #: JAX weak type (Python-scalar-derived values).
     weak: bool = False
+    #: The value, for an integer array made from static ints (`jnp.array((1, 1, d))`):
+    #: an int or nested tuples of ints.  Such an array was concrete in the JAX that
+    #: flax.nn code was written for, so it may stand where a static int is required.
+    known: object = None
 
     @property
     def ndim(self) -> int:

@@ -31,6 +31,9 @@ class DType:
     """`jnp.float32` and friends as hyperparameter values."""
 
     name: str
+    #: numpy's scalar type (`np.float32`, `x.dtype.type`): calling it makes a numpy scalar.
+    #: Equal to the jnp dtype of the same name (`x.dtype == np.float32` holds).
+    host: bool = field(default=False, compare=False)
 
     def code(self) -> str:
         return f"jnp.{quoting.identifier(self.name, 'dtype name')}"
@@ -189,11 +192,17 @@ class SpecDType:
     dtype: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(eq=False)
 class SelfValue:
-    """`self` inside a module method: a handle on the current module scope."""
+    """`self` inside a module method: a handle on the current module scope.
+
+    `attrs` holds what `self.name = value` set during this call (old flax.nn builds a
+    new module object per call, so such attributes live for one call, never as
+    parameters).  Identity is the value's identity (it is hashed for specialization).
+    """
 
     scope: Any
+    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +249,147 @@ class SuperLayer:
 
     #: `declare(name, shape, init, span) -> Tensor`: the layer's own parameter.
     declare: Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFunction:
+    """A function of a library the static language implements itself
+    (`functools.partial`, `dataclasses.replace`, `ml_collections.ConfigDict`, ...)."""
+
+    #: The dotted name, e.g. "functools.partial".
+    name: str
+
+
+@dataclass(frozen=True, eq=False)
+class Partial:
+    """`functools.partial(func, *args, **kwargs)`: calling it calls `func` with them first."""
+
+    func: Any
+    args: tuple[Any, ...]
+    kwargs: tuple[tuple[str, Any], ...]
+
+
+class ConfigValue:
+    """An `ml_collections.ConfigDict` (or `FrozenConfigDict`): named static fields.
+
+    Attribute and item access, `**config`, nested configs (a dict assigned to a field
+    becomes a config, as ml_collections does), `lock()` (no new fields), frozen copies.
+    A static value: specialization compares contents; it is never emitted as code.
+    """
+
+    __slots__ = ("fields", "locked", "frozen")
+
+    def __init__(self, fields: dict[str, Any] | None = None, frozen: bool = False):
+        self.fields: dict[str, Any] = {}
+        self.locked = False
+        self.frozen = False
+        for k, v in (fields or {}).items():
+            self.set(k, v)
+        self.locked = self.frozen = frozen
+
+    def set(self, key: str, value: Any) -> None:
+        """Assign a field; raises `StaticError` if the config forbids it."""
+        if not isinstance(key, str):
+            raise StaticError(f"config field names are strings, got {describe_value(key)}")
+        if self.frozen:
+            raise StaticError("a FrozenConfigDict cannot be changed")
+        if self.locked and key not in self.fields:
+            raise StaticError(f"the config is locked: it has no field '{key}' to set")
+        if isinstance(value, dict):
+            value = ConfigValue(value)
+        self.fields[key] = value
+
+    def freeze(self) -> "ConfigValue":
+        out = ConfigValue()
+        out.fields = {k: v.freeze() if isinstance(v, ConfigValue) else v
+                      for k, v in self.fields.items()}
+        out.locked = out.frozen = True
+        return out
+
+    def copy(self) -> "ConfigValue":
+        out = ConfigValue()
+        out.fields = {k: v.copy() if isinstance(v, ConfigValue) and not v.frozen else v
+                      for k, v in self.fields.items()}
+        out.locked, out.frozen = self.locked, self.frozen
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v.to_dict() if isinstance(v, ConfigValue) else v
+                for k, v in self.fields.items()}
+
+    # mapping protocol, for `**config`, `dict(config)`, `len`, `in` and iteration
+    def keys(self) -> list[str]:
+        return list(self.fields)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        try:
+            self.set(key, value)
+        except StaticError as e:
+            raise KeyError(str(e)) from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.fields
+
+    def __iter__(self):
+        return iter(list(self.fields))
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+
+@dataclass(eq=False)
+class RecordClass:
+    """A `@dataclass`, `typing.NamedTuple` class or `collections.namedtuple` of the model file."""
+
+    name: str
+    #: "dataclass" or "namedtuple" (instances are tuples).
+    kind: str
+    fields: tuple[str, ...]
+    #: Field defaults (a `dataclasses.field(default_factory=...)` keeps its factory).
+    defaults: dict[str, Any]
+    frozen: bool = False
+    #: Methods of a class statement (`def head_dim(self)`), with `@property` ones marked.
+    methods: dict[str, Any] = field(default_factory=dict)
+    properties: frozenset[str] = frozenset()
+    env: "Env | None" = None
+    span: Span | None = None
+    #: Class attributes that are not fields (`X = 3` without an annotation).
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Record:
+    """An instance of a dataclass of the model file: its field values."""
+
+    cls: RecordClass
+    values: dict[str, Any]
+
+
+class RecordTuple(tuple):
+    """An instance of a namedtuple of the model file: a tuple with field names."""
+
+    cls: RecordClass
+
+    @staticmethod
+    def make(cls: RecordClass, values: list[Any]) -> "RecordTuple":
+        out = RecordTuple(values)
+        out.cls = cls
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDefault:
+    """`dataclasses.field(default=..., default_factory=...)` in a dataclass body."""
+
+    default: Any
+    factory: Any
+
+
+#: `dataclasses.field()` without a default.
+NO_DEFAULT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +448,12 @@ def is_static(value: Any) -> bool:
     if isinstance(value, dict):
         _walked[0] += len(value)
         return all(is_static(v) for v in value.values())
+    if isinstance(value, ConfigValue):
+        return all(is_static(v) for v in value.fields.values())
+    if isinstance(value, Record):
+        return all(is_static(v) for v in value.values.values())
+    if isinstance(value, Partial):
+        return is_static(value.args) and is_static([v for _, v in value.kwargs])
     return True
 
 
@@ -317,6 +473,16 @@ def static_key(value: Any) -> Any:
     """A hashable key that identifies a static value (for specialization)."""
     if isinstance(value, Tensor):
         return ("tensor", value.shape, value.dtype, value.weak)
+    if isinstance(value, RecordTuple):
+        return ("record", id(value.cls), tuple(static_key(v) for v in value))
+    if isinstance(value, Record):
+        return ("record", id(value.cls), tuple(static_key(v) for v in value.values.values()))
+    if isinstance(value, ConfigValue):
+        return ("config", value.frozen, tuple((k, static_key(v))
+                                              for k, v in value.fields.items()))
+    if isinstance(value, Partial):
+        return ("partial", static_key(value.func), static_key(value.args),
+                static_key(dict(value.kwargs)))
     if isinstance(value, (list, tuple)):
         _walked[0] += len(value)
         return (type(value).__name__, tuple(static_key(v) for v in value))
@@ -342,8 +508,21 @@ def static_key(value: Any) -> Any:
     return ("value", value)
 
 
+def numpy_scalar_name(value: Any) -> str | None:
+    """`"float32"` for a numpy scalar (`np.float32(0.5)`, a result of numpy at build time)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype"):
+        return str(value.dtype)
+    return None
+
+
 def to_code(value: Any) -> str:
     """Python source for a static value used in emitted code (data through `quoting`)."""
+    np_name = numpy_scalar_name(value)
+    if np_name is not None and np_name in ("float16", "float32", "float64", "complex64",
+                                           "complex128"):
+        # a numpy scalar keeps its (strong) type in generated code, as it has under Flax
+        number = complex(value) if np_name.startswith("complex") else float(value)
+        return f"np.{np_name}({to_code(number)})"
     if isinstance(value, (bool, int, float, complex, str)) or value is None or \
             value is Ellipsis:
         return quoting.literal(value)
@@ -395,6 +574,8 @@ def describe_value(value: Any) -> str:
         return f"array {value.describe()}"
     if isinstance(value, bool):
         return f"bool {value!r}"
+    if numpy_scalar_name(value) is not None:
+        return f"numpy {numpy_scalar_name(value)} {value.item()!r}"
     if isinstance(value, (int, float, str, complex)):
         return f"{type(value).__name__} {shown(value)}"
     if value is None:
@@ -426,6 +607,16 @@ def describe_value(value: Any) -> str:
         return f"'{value.written}'"
     if isinstance(value, TypeHint):
         return f"type hint {value.name}"
+    if isinstance(value, (ConfigValue, Record, RecordTuple)):
+        return _describe_record(value)
+    if isinstance(value, RecordClass):
+        return f"class {value.name}"
+    if isinstance(value, Partial):
+        return f"functools.partial({describe_value(value.func)})"
+    if isinstance(value, StaticFunction):
+        return f"function {value.name}"
+    if isinstance(value, FieldDefault):
+        return "dataclasses.field(...)"
     return _describe_other(value)
 
 
@@ -471,6 +662,29 @@ def _describe_other(value: Any) -> str:
              "Scope": "a module scope", "RngKey": "a random key",
              "CacheEntry": "a cache entry (from cache.retrieve())"}
     return known.get(name, "a build-time value")
+
+
+def _describe_record(value: Any, limit: int = 120) -> str:
+    """`ConfigDict(hidden=16, act='relu')`, `Cfg(depth=2)`: short, for messages and docs."""
+    name = getattr(getattr(value, "cls", None), "name", "ConfigDict")
+    if isinstance(value, ConfigValue):
+        items = list(value.fields.items())
+    elif isinstance(value, Record):
+        items = list(value.values.items()) if isinstance(value.values, dict) else []
+    else:
+        items = list(zip(getattr(value.cls, "fields", ()), value))
+    parts = []
+    for k, v in items:
+        if isinstance(v, (ConfigValue, Record, RecordTuple)):
+            text = _describe_record(v, limit)
+        else:
+            try:
+                text = to_code(v)
+            except StaticError:
+                text = describe_value(v)
+        parts.append(f"{k}={text}")
+    out = f"{name}({', '.join(parts)})"
+    return out if len(out) <= limit else out[:limit - 4] + "...)"
 
 
 @dataclass(frozen=True, slots=True)

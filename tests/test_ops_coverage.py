@@ -29,6 +29,7 @@ import pytest
 from helpers import build
 
 from aotflax.ops import REGISTRY
+from aotflax.ops import host as np_table
 from aotflax.ops.registry import REQUIRED, Signature
 
 
@@ -236,6 +237,48 @@ _RANDOM = [
 ]
 
 
+#: numpy on the host (`ops/host.py`): tables built from static data, emitted as the same
+#: numpy code.  The reference is numpy itself; where the table meets jax (here, as an output)
+#: it becomes a jax array, as under Flax (64-bit types narrow).
+_H, _G = "np.linspace(0.1, 0.9, 12).reshape(3, 4)", "np.linspace(1.0, 2.5, 12).reshape(3, 4)"
+_I, _J = "np.arange(1, 13).reshape(3, 4)", "(np.arange(12) % 5).reshape(3, 4)"
+_INTEGER_ONLY = {"invert", "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor",
+                 "left_shift", "right_shift", "gcd", "lcm"}
+
+
+def _numpy_cases() -> list[str]:
+    def operands(name: str, arity: int) -> str:
+        if name in _INTEGER_ONLY:
+            return ", ".join((_I, _J)[:arity])
+        if name == "arccosh":
+            return _G
+        return ", ".join((_H, _G)[:arity])
+
+    out = [f"np.{n}({operands(n, 1)})" for n in np_table.UNARY_UFUNCS]
+    out += [f"np.{n}({operands(n, 2)})" for n in np_table.BINARY_UFUNCS]
+    out += [f"np.{n}({_H}, axis=0)" for n in np_table.REDUCTIONS]
+    h, g, i = _H, _G, _I
+    return out + [
+        f"np.matmul({h}, {g}.T)", f"np.dot({h}, {g}.T)", f"np.outer({h}[0], {g}[1])",
+        f"np.sum({i})", f"np.mean({h}, axis=1, keepdims=True)", f"np.var({h}, ddof=1)",
+        "np.zeros((2, 3))", "np.ones(3, dtype=np.int32)", "np.full((2, 2), 1.5)",
+        f"np.zeros_like({h})", f"np.ones_like({i}, dtype=np.float32)", f"np.full_like({i}, 7)",
+        "np.arange(5)", "np.arange(1, 7, 2, dtype=np.float32)", "np.linspace(0, 1, 5)",
+        "np.eye(3, 4, k=1)", "np.identity(3)", "np.tri(3)", "np.array([1, 2, 3])",
+        "np.asarray([[1.5, 2.0]], dtype=np.float32)", f"np.reshape({h}, (4, 3))",
+        f"np.transpose({h})", f"np.expand_dims({h}, 0)", f"np.squeeze({h}[None], 0)",
+        f"np.swapaxes({h}, 0, 1)", f"np.moveaxis({h}, 0, -1)", f"np.ravel({h})",
+        f"np.tile({h}, (2, 1))", f"np.repeat({i}, 2, axis=1)", f"np.flip({h}, axis=0)",
+        f"np.roll({h}, 1, axis=1)", f"np.broadcast_to({h}[0], (2, 4))", f"np.triu({h})",
+        f"np.tril({h}, k=1)", f"np.concatenate([{h}, {g}])", f"np.stack([{h}, {g}], axis=-1)",
+        f"np.where({h} > 0.5, {h}, {g})", f"np.clip({h}, 0.2, 0.6)", f"np.round({h}, 2)",
+        f"np.around({g}, 1)", f"np.pad({h}, 1)", f"np.pad({h}, ((1, 0), (0, 2)), constant_values=5)",
+        f"{h} + {g} * 2", f"{i} // 3 - {i} % 4", f"{h} @ {g}.T", f"-{h}", f"{i} ** 2",
+        f"{h}.T", f"{h}[1:, ::2]", f"{h}.sum(axis=0)", f"{i}.astype(np.float32)",
+        f"{h}.reshape(2, 6)", f"np.sin({i}[:, :, np.newaxis] * {h}[0])",
+    ]
+
+
 def _carry(cell: str, size: Any) -> Case:
     expr = f"nn.{cell}.initialize_carry(jax.random.PRNGKey(0), (2,), {size!r})"
     features = size[-1] if isinstance(size, tuple) else size
@@ -248,7 +291,9 @@ def _carry(cell: str, size: Any) -> Case:
 
 CASES = [
     *_elementwise_cases(), *[Case(e) for e in _OPERATORS + _REDUCTIONS + _METHODS + _SHAPES +
-                            _LINALG + _CREATION + _NN + _PAD + _SLICES + _CONV + _RANDOM],
+                            _LINALG + _CREATION + _NN + _PAD + _SLICES + _CONV + _RANDOM +
+                            _numpy_cases()],
+    Case("np.empty((2,))", values=False), Case(f"np.empty_like({_H})", values=False),
     Case('jnp.pad({x}, 1, mode="empty")', values=False),
     # removed from JAX 0.10: emitted as jnp.trunc, the same function
     Case("jnp.fix({x})", ref=lambda env: jnp.trunc(env["x"])),
@@ -288,7 +333,7 @@ def _inputs(profile: Profile) -> dict[str, Any]:
 
 
 def _env(inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"jnp": jnp, "jax": jax, "nn": _Nn(), **inputs}
+    return {"jnp": jnp, "jax": jax, "nn": _Nn(), "np": np, **inputs}
 
 
 def _reference(case: Case, profile: Profile) -> Callable[[dict], Any]:
@@ -324,6 +369,8 @@ def _built(profile: Profile) -> tuple[list[Case], Any, dict[str, Any], set[int],
     specs = ", ".join(f"{n}=aot.{_SPEC[str(inputs[n].dtype)]}[{', '.join(map(str, inputs[n].shape))}]"
                       for n in names)
     source = textwrap.dedent(f"""
+        import numpy as np
+
         class Ops(nn.Module):
             def apply(self, {", ".join(names)}):
                 return (

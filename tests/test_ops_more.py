@@ -221,7 +221,7 @@ def test_padding_and_slicing_misuse_is_located() -> None:
                 g = jnp.pad(x, 1, mode="mean", stat_length=0)
                 h = jax.lax.pad(x, 0, ((1, 1, 0), (0, 0, 0)))
                 k = jax.lax.pad(x, 0.0, ((1, 1, 0),))
-                m = jax.lax.dynamic_slice(x, (i[0], 0), jnp.array((1, 2)))
+                m = jax.lax.dynamic_slice(x, (i[0], 0), jnp.array((1, i[1])))
                 n = jax.lax.dynamic_slice(x, (i[0],), (1, 2))
                 o = jax.lax.dynamic_slice(x, (0, 0), (4, 2))
                 p = jax.lax.dynamic_slice(x, (0.5, 0), (1, 2))

@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     attention,
     convolution,
     elementwise,
+    host,
     layers,
     linear,
     normalization,

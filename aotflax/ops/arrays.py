@@ -13,7 +13,7 @@ from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Tensor
 from ..values import DType, describe_value
-from .calls import FnCall, aval_of
+from .calls import FnCall, aval_of, remember_ints
 from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
@@ -409,7 +409,7 @@ def _asarray(call: FnCall) -> Tensor:
     shape, dtype, weak = call.aval("a")
     if call.args["dtype"] is not None:
         dtype, weak = call.dtype("dtype", allow_none=False), False
-    return emit_same(call, shape, dt.canonicalize(dtype), weak)
+    return remember_ints(emit_same(call, shape, dt.canonicalize(dtype), weak), call.args["a"])
 
 
 register("asarray", ("jnp",), "a, dtype=None, order=None, *, copy=None", _asarray, doc="array")

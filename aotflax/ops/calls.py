@@ -25,6 +25,7 @@ from ..values import (
     StaticError,
     describe_value,
     is_static,
+    numpy_scalar_name,
     to_code,
 )
 from . import flops
@@ -63,10 +64,29 @@ def value_code(value: Any) -> Code:
         raise CallError("AOT305", str(e)) from None
 
 
+def remember_ints(out: Tensor, data: Any) -> Tensor:
+    """Record the value of an integer array made from static ints (`Tensor.known`)."""
+    def ints(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            items = [ints(i) for i in v]
+            return None if any(i is None for i in items) else tuple(items)
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    if dt.is_integer(out.dtype) and (isinstance(data, (tuple, list)) and len(data) <= 64
+                                     or isinstance(data, int)):
+        known = ints(data)
+        if known is not None:
+            object.__setattr__(out, "known", known)  # set once, as the array is made
+    return out
+
+
 def aval_of(value: Any) -> tuple[tuple[int, ...], str, bool] | None:
     """(shape, dtype, weak) of an array-like: a Tensor, a Python scalar or a nested list."""
     if isinstance(value, Tensor):
         return value.shape, value.dtype, value.weak
+    np_name = numpy_scalar_name(value)
+    if np_name is not None and np_name in dt.ALL_DTYPES:
+        return (), dt.canonicalize(np_name), False  # numpy scalars are strongly typed
     if isinstance(value, bool):
         return (), "bool", True
     if isinstance(value, int):  # JAX gives a Python int the type int32: it must fit
@@ -130,8 +150,24 @@ class FnCall:
             raise self.fail(_not_an_array(self.written, name, self.args[name]), "AOT202")
         return a
 
-    def static(self, name: str, *types: type, allow_none: bool = False) -> Any:
+    def concrete(self, name: str) -> Any:
+        """Argument `name`, with an integer array of known value (`jnp.array((1, 1, d))`)
+        replaced by that value, here and in the call as emitted.
+
+        The JAX of 2020 flax.nn code took such an array where it needed static ints
+        (sizes, axes): it was built from constants, never traced.  Today's JAX traces it
+        under jit, so the generated call gets the ints themselves."""
         value = self.args[name]
+        if not isinstance(value, Tensor) or value.known is None:
+            return value
+        known = value.known
+        self.args[name] = known
+        self.positional = [known if a is value else a for a in self.positional]
+        self.keywords = {k: known if v is value else v for k, v in self.keywords.items()}
+        return known
+
+    def static(self, name: str, *types: type, allow_none: bool = False) -> Any:
+        value = self.concrete(name)
         if value is None and allow_none:
             return None
         if not is_static(value):
@@ -140,7 +176,8 @@ class FnCall:
                 "AOT203",
                 hint="hyperparameters such as axes, sizes and flags are build-time values",
             )
-        if types and not isinstance(value, types):
+        if types and not isinstance(value, types) and not (
+                float in types and numpy_scalar_name(value) in ("float16", "float32")):
             want = " or ".join(t.__name__ for t in types)
             raise self.fail(
                 f"{self.written}: '{name}' must be {want}, got {describe_value(value)}", "AOT203"
@@ -172,7 +209,7 @@ class FnCall:
     def ints(self, name: str, length: builtins.int | None = None,
              allow_none: builtins.bool = False,
              scalar_ok: builtins.bool = False) -> tuple[builtins.int, ...] | None:
-        value = self.args[name]
+        value = self.concrete(name)
         if value is None and allow_none:
             return None
         if scalar_ok and isinstance(value, int) and not isinstance(value, bool):

@@ -965,6 +965,9 @@ def _split(view: OpView) -> int:
                                         ]) + 10
 
 
+#: numpy calls (`ops/host.py`) run on the host while JAX traces: constants of the program.
+HOST = FlopRule("0 (numpy, on the host at trace time: a constant of the program)", lambda v: 0)
+
 RULES: dict[str, FlopRule] = {
     **{name: elementwise(_PER_ELEMENT.get(name, 1)) for name in ELEMENTWISE},
     **{name: ZERO for name in _ZERO},

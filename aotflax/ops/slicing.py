@@ -251,7 +251,7 @@ def _sizes(call: FnCall, x: Tensor, sizes: Any) -> tuple[int, ...]:
 def _dynamic_slice(call: FnCall) -> Tensor:
     x = call.tensor("operand")
     _start_indices(call, "start_indices", x.ndim)
-    shape = _sizes(call, x, call.args["slice_sizes"])
+    shape = _sizes(call, x, call.concrete("slice_sizes"))
     return emit_same(call, shape, x.dtype, x.weak)
 
 

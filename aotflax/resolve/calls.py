@@ -10,6 +10,7 @@ from ..diagnostics import InternalError, Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops import initializers as inits
 from ..ops.calls import value_code
+from ..ops.host import HostArray
 from ..ops.operators import AtIndex
 from ..ops.stochastic import RngKey
 from ..program import (
@@ -32,6 +33,7 @@ from ..values import (
     AttentionCache,
     BoundMethod,
     Closure,
+    ConfigValue,
     DType,
     Env,
     Initializer,
@@ -40,11 +42,16 @@ from ..values import (
     Opaque,
     OpRef,
     OptaxFn,
+    Partial,
     Poison,
+    Record,
+    RecordClass,
+    RecordTuple,
     SelfValue,
     SharedModule,
     StaticBuiltin,
     StaticError,
+    StaticFunction,
     SuperLayer,
     UserModule,
     contains_poison,
@@ -79,7 +86,8 @@ from .helpers import (
 )
 from .transforms import CustomJvp, PrimalCall, Vmapped
 
-#: Guard against runaway unrolling (a `range(10**9)` typo).
+#: Methods every module's `self` has (besides the module's own methods).
+SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing"})
 
 
 class CallsMixin:
@@ -98,6 +106,8 @@ class CallsMixin:
         kwargs: dict[str, Any] = {}
         for kw in expr.keywords:
             value = self.eval(kw.value, frame)
+            if kw.name is None and isinstance(value, ConfigValue):
+                value = dict(value.fields)  # `**config`
             if kw.name is None:
                 if not isinstance(value, dict):
                     raise self.error("AOT347", f"** needs a dict, got {describe_value(value)}",
@@ -128,11 +138,20 @@ class CallsMixin:
             return meshes.mesh(self, args, kwargs, span)
         if isinstance(func, OptaxFn):
             return training.call_optax(self, func, args, kwargs, span)
+        if isinstance(func, StaticFunction):
+            return self._call_static_function(func, args, kwargs, expr, frame)
+        if isinstance(func, Partial):
+            return self._call(func.func, [*func.args, *args], {**dict(func.kwargs), **kwargs},
+                              expr, frame)
+        if isinstance(func, RecordClass):
+            return self._construct(func, args, kwargs, expr, frame)
         if func is namespaces.MODEL_PARAM_TRAVERSAL:
             return training.traversal(self, args, kwargs, span)
         if func is namespaces.MULTI_OPTIMIZER:
             return training.multi_optimizer(self, args, kwargs, span)
         if isinstance(func, OpRef):
+            if func.entry.extra.get("host"):
+                return self._host_call(func.entry, func.written, args, kwargs, span, frame)
             return self._call_entry(func.entry, func.written, args, kwargs, span, frame)
         if func is namespaces.SEQUENTIAL:
             return self._sequential(args, kwargs, expr)
@@ -163,6 +182,10 @@ class CallsMixin:
             return self._call_custom_jvp(func, args, kwargs, span, frame)
         if isinstance(func, PrimalCall):
             return self._call_primal(func, args, span, frame)
+        if isinstance(func, (ModuleRef, SharedModule)):
+            # numpy arrays handed to a layer or a module are arrays like any other
+            args, kwargs = self._device_args(args, kwargs, frame, span)
+            self._check_module_args(args, kwargs, span)
         if isinstance(func, ModuleRef):
             name = kwargs.pop("name", None)
             if isinstance(func.module, UserModule):
@@ -184,6 +207,10 @@ class CallsMixin:
         if isinstance(func, Initializer):
             return self._call_initializer(func, args, kwargs, span, frame)
         if isinstance(func, DType):
+            if func.host:
+                got = self._host_scalar_type(func, args, kwargs, span, frame)
+                if got is not NotImplemented:
+                    return got
             if len(args) == 1 and not kwargs:
                 return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",
                                         [args[0]], {"dtype": func}, span, frame)
@@ -368,7 +395,8 @@ class CallsMixin:
         if len(args) != 1 or kwargs or not isinstance(args[0], (list, tuple)):
             raise self.error("AOT355", "nn.Sequential takes one list of layers", expr.span)
         for layer in args[0]:
-            if not isinstance(layer, (ModuleRef, OpRef, Closure, SharedModule, Sequential)):
+            if not isinstance(layer, (ModuleRef, OpRef, Closure, SharedModule, Sequential,
+                                      Partial)):
                 raise self.error("AOT355", f"nn.Sequential layers must be modules (e.g. "
                                  f"nn.Dense.partial(features=8)) or functions, got "
                                  f"{describe_value(layer)}", expr.args[0].span)
@@ -579,6 +607,10 @@ class CallsMixin:
             return self._cache_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, HostArray):
+            return self._host_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, (ConfigValue, Record, RecordTuple)):
+            return self._record_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, Tensor):
             if m.name == "T":
                 raise self.error("AOT348", "x.T is an attribute, not a method", span)
@@ -648,10 +680,41 @@ class CallsMixin:
         self._static_result(None, span, read)  # charge before running
         return 0
 
+    def _self_attribute(self, r: SelfValue, attr: str, span: Span, frame: Frame) -> Any:
+        """`self.x`: an attribute set earlier in this call, or a method of the module."""
+        if attr in r.attrs:
+            return r.attrs[attr]
+        module = frame.module.module if frame.module is not None else None
+        if attr in SELF_METHODS or (isinstance(module, UserModule)
+                                    and module.method(attr) is not None):
+            return BoundMethod(r, attr, span)
+        raise self.error(
+            "AOT346", f"self.{attr} is not set in this call of "
+            f"{module.name if isinstance(module, UserModule) else 'the module'}", span,
+            hint=f"assign it first (self.{attr} = value) earlier in this call; values that "
+                 "must persist between calls are parameters (self.param) or state "
+                 "(self.state)")
+
+    def _set_self_attribute(self, r: SelfValue, attr: str, value: Any, span: Span,
+                            frame: Frame) -> None:
+        """`self.x = value`: a per-call attribute (old flax.nn makes a module object per call)."""
+        module = frame.module.module if frame.module is not None else None
+        if attr in SELF_METHODS or (isinstance(module, UserModule)
+                                    and module.method(attr) is not None):
+            raise self.error("AOT331", f"cannot set self.{attr}: it is a method of the module",
+                             span, hint="give the attribute another name")
+        r.attrs[attr] = value
+        if frame.fn is not None:
+            frame.fn.hint(value, attr)
+
     def _self_method(self, r: SelfValue, name: str, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
         scope: Scope = r.scope
         fn = scope.fn
+        if fn is not frame.fn:
+            raise self.error("AOT353", f"self.{name} of one module is called inside another "
+                             "module", span, hint="call it in its own module and pass the "
+                             "arrays it computes")
         if name == "param":
             try:
                 from ..ops.registry import Signature
@@ -691,8 +754,11 @@ class CallsMixin:
             return out
         if name == "get_param":
             return self._get_param(scope, args, kwargs, span)
-        if name == "is_initializing" and not args and not kwargs:
-            return False  # init runs initializers only: model code runs in apply
+        if name == "is_initializing":
+            # `init` only runs initializers (no forward pass): the forward is never initializing
+            if args or kwargs:
+                raise self.error("AOT301", "self.is_initializing() takes no arguments", span)
+            return False
         if name == "state":
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None

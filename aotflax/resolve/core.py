@@ -45,9 +45,11 @@ from .helpers import (
     _short,
     _tensors,
 )
+from .host import HostMixin
 from .imports import ImportsMixin
 from .initializers import InitializersMixin
 from .modules import ModulesMixin
+from .records import RecordsMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
 from .transforms import CustomJvpMixin, TransformsMixin
@@ -55,7 +57,8 @@ from .workspace import Workspace
 
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
-               InitializersMixin, TransformsMixin, CustomJvpMixin, CachesMixin):
+               InitializersMixin, TransformsMixin, CustomJvpMixin, CachesMixin, HostMixin,
+               RecordsMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,

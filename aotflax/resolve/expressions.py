@@ -9,6 +9,7 @@ from .. import dtypes as dt
 from .. import ir, namespaces, safety
 from ..diagnostics import Span
 from ..ops import REGISTRY, CallError
+from ..ops.host import HostArray
 from ..ops.operators import NO_INDEX, AtIndex
 from ..program import (
     Code,
@@ -23,6 +24,7 @@ from ..values import (
     AttentionCache,
     BoundMethod,
     Closure,
+    ConfigValue,
     DType,
     Env,
     ModuleRef,
@@ -30,6 +32,9 @@ from ..values import (
     Namespace,
     Opaque,
     Poison,
+    Record,
+    RecordClass,
+    RecordTuple,
     SelfValue,
     SharedModule,
     Spec,
@@ -57,6 +62,7 @@ from .helpers import (
     _too_big,
     _too_large,
 )
+from .host import involves_host
 from .toplevel import module_of
 from .transforms import CustomJvp
 
@@ -176,6 +182,8 @@ class ExpressionsMixin:
                 inner = self.eval(v, frame)
                 if isinstance(inner, Poison):
                     raise _Abort()
+                if isinstance(inner, ConfigValue):
+                    inner = dict(inner.fields)
                 if not isinstance(inner, dict):
                     raise self.error("AOT347", f"** needs a dict, got {describe_value(inner)}",
                                      v.span)
@@ -226,6 +234,8 @@ class ExpressionsMixin:
                 raise self.error("AOT335", "'not' needs a static operand; use "
                                  "jnp.logical_not for arrays", expr.span)
             return not value
+        if isinstance(value, HostArray):
+            return self._host_operator(expr.op, [value], expr.span, frame)
         if isinstance(value, Tensor):
             name = {"-": "neg", "+": "pos", "~": "invert"}[expr.op]
             return self._call_entry(REGISTRY.lookup("operator", name), f"'{expr.op}'", [value],
@@ -247,6 +257,11 @@ class ExpressionsMixin:
         if isinstance(left, Poison) or isinstance(right, Poison):
             raise _Abort()
         self._check_not_opaque((left, right), span)
+        if involves_host(left, right):
+            return self._host_operator(op, [left, right], span, frame)
+        if isinstance(left, HostArray) or isinstance(right, HostArray):
+            # a numpy array meets an array of the computation: jnp's operator, as under Flax
+            left, right = self._to_device(left, frame, span), self._to_device(right, frame, span)
         if isinstance(left, Tensor) or isinstance(right, Tensor):
             name = _BINOP_NAMES.get(op)
             if name is None or not (_array_like(left) and _array_like(right)):
@@ -276,19 +291,23 @@ class ExpressionsMixin:
         result: Any = True
         for op, comp in zip(expr.ops, expr.comparators):
             right = self.eval(comp, frame)
-            if isinstance(left, Tensor) or isinstance(right, Tensor):
-                if len(expr.ops) > 1 or op in ("in", "not in", "is", "is not"):
-                    raise self.error("AOT344", f"'{op}' is not supported on arrays", expr.span)
-                return self._binop(op, left, right, expr.span, frame)
             if isinstance(left, Poison) or isinstance(right, Poison):
                 raise _Abort()
-            if op in _READING_COMPARE:
-                self._static_result(None, expr.span, self._deep_read(
-                    [left, right], expr.span, f"comparing with '{op}'"))
-            try:
-                ok = _STATIC_COMPARE[op](left, right)
-            except TypeError as e:
-                raise self.error("AOT344", f"cannot compare: {e}", expr.span) from None
+            if op in ("is", "is not") and (isinstance(left, Tensor) or isinstance(right, Tensor)):
+                # identity is static: an array is never None, and is itself only
+                ok = (left is right) == (op == "is")
+            elif isinstance(left, Tensor) or isinstance(right, Tensor):
+                if len(expr.ops) > 1 or op in ("in", "not in"):
+                    raise self.error("AOT344", f"'{op}' is not supported on arrays", expr.span)
+                return self._binop(op, left, right, expr.span, frame)
+            else:
+                if op in _READING_COMPARE:
+                    self._static_result(None, expr.span, self._deep_read(
+                        [left, right], expr.span, f"comparing with '{op}'"))
+                try:
+                    ok = _STATIC_COMPARE[op](left, right)
+                except TypeError as e:
+                    raise self.error("AOT344", f"cannot compare: {e}", expr.span) from None
             if not ok:
                 return False
             result = ok
@@ -303,6 +322,8 @@ class ExpressionsMixin:
         self._check_not_opaque((value, index), expr.span)
         if isinstance(value, SpecDType):
             return self._spec(value, index, expr)
+        if isinstance(value, HostArray):
+            return self._host_getitem(value, index, expr.span, frame)
         if isinstance(value, AtIndex) and value.index is NO_INDEX:
             return AtIndex(value.operand, index)  # x.at[index], before .set(...) and friends
         if isinstance(value, Tensor):
@@ -339,11 +360,17 @@ class ExpressionsMixin:
         if expr.attr.startswith("__"):
             raise self.error("AOT346", f"dunder attribute '{expr.attr}' is not available in "
                              "model files", expr.span)
+        if isinstance(value, HostArray):
+            return self._host_attribute(value, expr.attr, expr.span, frame)
         if isinstance(value, Tensor) and expr.attr == "T":
             fn, _ = self._need_module_frame(frame, expr.span, "x.T")
             out = Tensor(value.shape[::-1], value.dtype, value.weak)
             fn.emit("ops/call.j2", {"call": Code.of(value, ".T")}, (out,), expr.span, "t")
             return out
+        if isinstance(value, SelfValue):
+            return self._self_attribute(value, expr.attr, expr.span, frame)
+        if isinstance(value, (ConfigValue, Record, RecordTuple, RecordClass)):
+            return self._record_attribute(value, expr.attr, expr.span, frame)
         return self._attribute(value, expr.attr, expr.span)
 
     def _attribute(self, value: Any, attr: str, span: Span) -> Any:
@@ -379,6 +406,9 @@ class ExpressionsMixin:
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name
+        if isinstance(value, DType) and attr in ("type", "dtype"):
+            # `x.dtype.type`: numpy's scalar type of the dtype; `jnp.float32.dtype`: the dtype
+            return DType(value.name, host=attr == "type")
         if isinstance(value, StateVariable) and attr == "value":
             return value.read(span)
         if isinstance(value, (AttentionCache, CacheEntry)):

@@ -21,7 +21,7 @@ from ..scopes import (
     FunctionState,
     subscript_path,
 )
-from ..values import shown
+from ..values import RecordTuple, numpy_scalar_name, shown
 from .base import (
     MAX_STATIC_BITS,
     MAX_STATIC_LEN,
@@ -106,7 +106,7 @@ def _range_too_long(args: list) -> bool:
 
 
 def _array_like(v: Any) -> bool:
-    return isinstance(v, (Tensor, int, float, complex, bool))
+    return isinstance(v, (Tensor, int, float, complex, bool)) or numpy_scalar_name(v) is not None
 
 
 def _short(v: Any) -> str:
@@ -128,6 +128,8 @@ def _rebuild(template: Any, leaves: list[Tensor]) -> Any:
     def go(v: Any) -> Any:
         if isinstance(v, Tensor):
             return next(it)
+        if isinstance(v, RecordTuple):  # a namedtuple keeps its field names
+            return RecordTuple.make(v.cls, [go(x) for x in v])
         if isinstance(v, tuple):
             return tuple(go(x) for x in v)
         if isinstance(v, list):
@@ -153,6 +155,8 @@ def _fresh(value: Any, fn: FunctionState, name: str) -> Any:
 def _copy_result(value: Any, fn: FunctionState) -> Any:
     if isinstance(value, Tensor):
         return fresh_like(value)
+    if isinstance(value, RecordTuple):
+        return RecordTuple.make(value.cls, [_copy_result(v, fn) for v in value])
     if isinstance(value, tuple):
         return tuple(_copy_result(v, fn) for v in value)
     if isinstance(value, list):

@@ -13,7 +13,8 @@ from .base import Frame, _Abort
 from .toplevel import KNOWN_MODULES, module_of
 
 #: What to say about a module outside the static language.
-_KNOWN_LIST = "aotflax, jax, numpy, math, functools, typing, optax and the build's model files"
+_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, collections, "
+               "ml_collections, optax and the build's model files")
 
 
 class ImportsMixin:
@@ -40,6 +41,10 @@ class ImportsMixin:
         raise self.error(stmt.code, stmt.message, stmt.where, hint=stmt.hint)
 
     def _stmt_ClassDef(self, cls: ir.ClassDef, frame: Frame) -> None:
+        record = self._record_class(cls, frame)  # a dataclass or NamedTuple (records.py)
+        if record is not None:
+            frame.env.set(cls.name, record)
+            return
         bases = []
         for base in cls.bases:
             bases.append(self.eval(base, frame))
@@ -56,9 +61,13 @@ class ImportsMixin:
         if cls.decorators:
             raise self.error("AOT102", "class decorators are not supported on modules",
                              cls.decorators[0].span)
-        if cls.others:
-            first = cls.others[0]
-            raise self.error(first.code, first.message, first.where, hint=first.hint)
+        if cls.others or cls.fields:  # the first in source order
+            first = min([*cls.others, *cls.fields], key=lambda s: (s.span.line, s.span.col))
+            if isinstance(first, ir.Unsupported):
+                raise self.error(first.code, first.message, first.where, hint=first.hint)
+            raise self.error("AOT102", "a module class may contain only methods", first.span,
+                             hint="put constants at module level, or make them "
+                                  "hyperparameters of apply")
         if not any(m.name == "apply" for m in cls.methods):
             raise self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
         frame.env.set(cls.name, ModuleRef(UserModule(cls.name, cls, frame.env)))

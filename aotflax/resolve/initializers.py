@@ -56,6 +56,7 @@ class InitializersMixin:
                 notes=(Note("defined here", init.span),),
                 hint="declare it with self.param(name, None, init) and apply the layer with "
                      "those parameters: nn.Dense.call({\"kernel\": kernel, ...}, x, ...)")
+        result = self._to_device(result, Frame(init.env, fn, None, None), span)
         result = self._initializer_result(init, result, shape, dtype, span, fn)
         name = self._function_name(init.name if init.name.isidentifier() else "initializer")
         what = describe(tuple(shape), dtype)

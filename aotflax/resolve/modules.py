@@ -149,6 +149,7 @@ class ModulesMixin:
             result = r.value
         if contains_poison(result) or self.errors != errors:
             raise _Abort()  # a body with errors has no meaningful result (no cascades)
+        result = self._to_device(result, frame, method.span)  # numpy results become arrays
         self._check_result(result, method)
         fname = self._function_name(module.name if method.name == "apply"
                                     else f"{module.name}_{method.name}")

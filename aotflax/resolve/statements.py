@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from .. import ir, namespaces
+from .. import ir
 from ..diagnostics import Span
+from ..ops.host import HostArray
 from ..program import (
     Code,
     Tensor,
@@ -15,9 +16,12 @@ from ..scopes import (
 )
 from ..values import (
     POISON,
-    BoundMethod,
     Closure,
+    ConfigValue,
     Poison,
+    Record,
+    RecordTuple,
+    SelfValue,
     describe_value,
     is_static,
     shown,
@@ -35,7 +39,6 @@ from .helpers import (
     _assigned_names,
     _static_size,
 )
-from .transforms import CustomJvp
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -62,6 +65,17 @@ class StatementsMixin:
                             ir.Assign((stmt.target,), stmt.iter, stmt.span))):
                     continue
                 frame.env.set(name, POISON)
+            self._poison_self_attributes(stmt, frame)
+
+    def _poison_self_attributes(self, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
+        """`self.x = <failed>`: later reads of `self.x` stay silent (no knock-on errors)."""
+        targets = stmt.targets if isinstance(stmt, ir.Assign) else (
+            (stmt.target,) if isinstance(stmt, (ir.AugAssign, ir.AnnAssign)) else ())
+        for t in targets:
+            if isinstance(t, ir.Attribute) and isinstance(t.value, ir.Name):
+                found, receiver = frame.env.lookup(t.value.id)
+                if found and isinstance(receiver, SelfValue):
+                    receiver.attrs[t.attr] = POISON
 
     def _exec_block(self, body: tuple[ir.Stmt, ...], frame: Frame) -> None:
         for stmt in body:
@@ -82,6 +96,8 @@ class StatementsMixin:
             self._assign(stmt.target, self.eval(stmt.value, frame), frame)
 
     def _stmt_AugAssign(self, stmt: ir.AugAssign, frame: Frame) -> None:
+        if self._host_augassign(stmt, frame):
+            return
         current = self.eval(stmt.target, frame)
         value = self._binop(stmt.op, current, self.eval(stmt.value, frame), stmt.span, frame)
         self._assign(stmt.target, value, frame)
@@ -138,28 +154,17 @@ class StatementsMixin:
             raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
 
     def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
-        """A `def`; its decorators are applied as Python applies them (bottom first) when
-        the static language knows them: `jax.vmap`, `jax.custom_jvp`, `@f.defjvp`;
+        """A `def`; its decorators are applied as Python applies them (bottom first), by
+        calling them on the function where the static language can (`records.py`);
         `@nn.module` makes the function a module."""
         if self._function_module(stmt, frame):  # `@nn.module def MLP(x, ...)`
             return
         decorators = [self.eval(d, frame) for d in stmt.decorators]
         defaults = {p.name: self.eval(p.default, frame) for p in stmt.params.params
                     if p.default is not None}
-        value: Any = Closure(stmt.name, stmt.params, stmt.body, frame.env, stmt.span, stmt,
-                             defaults, toplevel=frame.fn is None)
-        for d, node in reversed(list(zip(decorators, stmt.decorators))):
-            if d is namespaces.MODULE_METHOD:
-                continue
-            if d is namespaces.VMAP or d is namespaces.CUSTOM_JVP or (
-                    isinstance(d, BoundMethod) and isinstance(d.receiver, CustomJvp)):
-                value = self._call(d, [value], {}, ir.Call(node, (), (), node.span), frame)
-                continue
-            raise self.error("AOT325", f"the decorator {describe_value(d)} is not supported on "
-                             "functions", node.span, hint="decorators the static language "
-                             "knows: @nn.module_method, @nn.module, @jax.vmap, @jax.custom_jvp, "
-                             "@f.defjvp")
-        frame.env.set(stmt.name, value)
+        fn = Closure(stmt.name, stmt.params, stmt.body, frame.env, stmt.span, stmt, defaults,
+                     toplevel=frame.fn is None)
+        frame.env.set(stmt.name, self._decorate(stmt, fn, decorators, frame))
 
     # ================================================================ assignment
 
@@ -179,12 +184,18 @@ class StatementsMixin:
             if isinstance(receiver, StateVariable) and target.attr == "value":
                 self._state_write(receiver, value, target.span)
                 return
+            if isinstance(receiver, SelfValue):
+                self._set_self_attribute(receiver, target.attr, value, target.span, frame)
+                return
+            if isinstance(receiver, (ConfigValue, Record, RecordTuple)):
+                self._set_record_attribute(receiver, target.attr, value, target.span)
+                return
             raise self.error("AOT331", f"cannot set attribute '{target.attr}' of "
                              f"{describe_value(receiver)}", target.span)
         if isinstance(target, ir.Subscript):
             container = self.eval(target.value, frame)
             index = self.eval(target.index, frame)
-            if isinstance(container, (list, dict)) and is_static(index):
+            if isinstance(container, (list, dict, ConfigValue)) and is_static(index):
                 if isinstance(index, slice) and isinstance(value, (list, tuple)) and \
                         len(container) + len(value) > MAX_STATIC_LEN:
                     raise self.error("AOT330", f"this slice assignment would make a list of "
@@ -196,6 +207,9 @@ class StatementsMixin:
                     raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
                 if isinstance(index, slice):  # a slice assignment can grow the list
                     self._static_result(container, target.span, _static_size(value), False)
+                return
+            if isinstance(container, HostArray):
+                self._host_store(container, index, value, target.span, frame)
                 return
             if isinstance(container, Tensor):
                 raise self.error("AOT332", "arrays are immutable; use x.at[index].set(value)",

@@ -1,0 +1,459 @@
+"""Static records: configs, dataclasses, namedtuples; `functools.partial`; decorators.
+
+Hyperparameters of real model code often arrive in a config object: an
+`ml_collections.ConfigDict` built by a `get_config()` function (in a sibling file),
+a `@dataclasses.dataclass` of static fields, or a namedtuple.  They are static
+values of the interpreter (values.py: `ConfigValue`, `Record`, `RecordTuple`):
+compared by content when a module is specialized, shown in docstrings, never
+emitted as code.  `ml_collections` itself is never imported: the static language
+implements the part of it model code uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ir, namespaces
+from ..diagnostics import Span
+from ..values import (
+    NO_DEFAULT,
+    BoundMethod,
+    Closure,
+    ConfigValue,
+    Env,
+    FieldDefault,
+    Partial,
+    Poison,
+    Record,
+    RecordClass,
+    RecordTuple,
+    StaticError,
+    StaticFunction,
+    describe_value,
+    is_static,
+)
+from .base import Frame, _Abort
+
+#: Methods of `ConfigDict` the static language implements.
+CONFIG_METHODS = frozenset({"get", "items", "keys", "values", "update", "lock", "unlock",
+                            "is_locked", "to_dict", "copy_and_resolve_references", "copy"})
+
+
+class RecordsMixin:
+    """Configs, dataclasses, namedtuples, `functools.partial` and decorators."""
+
+    # ---------------------------------------------------------------- library functions
+
+    def _call_static_function(self, func: StaticFunction, args: list, kwargs: dict,
+                              expr: ir.Call, frame: Frame) -> Any:
+        name, span = func.name, expr.span
+        if name == "functools.partial":
+            if not args:
+                raise self.error("AOT301", "functools.partial needs a function to call", span)
+            inner = args[0]
+            if isinstance(inner, Partial):  # partial of a partial flattens, as Python's does
+                return Partial(inner.func, inner.args + tuple(args[1:]),
+                               tuple({**dict(inner.kwargs), **kwargs}.items()))
+            return Partial(inner, tuple(args[1:]), tuple(kwargs.items()))
+        if name == "functools.reduce":
+            return self._reduce(args, kwargs, expr, frame)
+        if name == "jax.jit":
+            return self._jit(args, kwargs, span)
+        if name in ("ml_collections.ConfigDict", "ml_collections.FrozenConfigDict"):
+            return self._config(args, kwargs, span, frozen=name.endswith("FrozenConfigDict"))
+        if name == "dataclasses.dataclass":
+            if args and len(args) == 1 and not kwargs:
+                raise self.error("AOT325", "@dataclass applies to a class statement", span)
+            return StaticFunction("dataclasses.dataclass(frozen)" if kwargs.get("frozen")
+                                  else "dataclasses.dataclass()")
+        if name == "dataclasses.field":
+            return self._field(args, kwargs, span)
+        if name in ("dataclasses.replace", "dataclasses.asdict", "dataclasses.astuple",
+                    "dataclasses.is_dataclass"):
+            return self._dataclass_function(name, args, kwargs, span, frame)
+        if name in ("collections.namedtuple", "typing.NamedTuple"):
+            return self._namedtuple(name, args, kwargs, span)
+        raise self.error("AOT348", f"{name}(...) cannot be called here", span)
+
+    def _jit(self, args: list, kwargs: dict, span: Span) -> Any:
+        """`jax.jit(f)` inside a model is `f`: the model is traced as a whole anyway."""
+        unknown = set(kwargs) - {"static_argnums", "static_argnames", "donate_argnums",
+                                 "donate_argnames", "inline", "keep_unused"}
+        if unknown:
+            raise self.error("AOT302", f"jax.jit got an unexpected keyword argument "
+                             f"'{sorted(unknown)[0]}'", span)
+        if not args:
+            return Partial(StaticFunction("jax.jit"), (), tuple(kwargs.items()))
+        if len(args) != 1:
+            raise self.error("AOT301", "jax.jit takes one function", span)
+        return args[0]
+
+    def _reduce(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        if kwargs or not 2 <= len(args) <= 3:
+            raise self.error("AOT301", "functools.reduce(function, iterable[, initial])",
+                             expr.span)
+        items = list(self._iterate(args[1], expr.span))
+        if len(args) == 3:
+            acc = args[2]
+        elif items:
+            acc = items.pop(0)
+        else:
+            raise self.error("AOT349", "functools.reduce() of an empty sequence with no "
+                             "initial value", expr.span)
+        for item in items:
+            self._step(expr.span)
+            acc = self._call(args[0], [acc, item], {}, expr, frame)
+        return acc
+
+    # ---------------------------------------------------------------- ConfigDict
+
+    def _check_module_args(self, args: list, kwargs: dict, span: Span) -> None:
+        """A config, dataclass or partial holding arrays cannot cross into a module."""
+        for v in [*args, *kwargs.values()]:
+            if isinstance(v, (ConfigValue, Record, Partial)) and not is_static(v):
+                raise self.error("AOT326", f"{describe_value(v)} holds arrays; a module takes "
+                                 "arrays as its own arguments (or in tuples)", span,
+                                 hint="pass the arrays separately, or as a tuple or namedtuple")
+
+    def _config(self, args: list, kwargs: dict, span: Span, frozen: bool) -> ConfigValue:
+        if len(args) > 1:
+            raise self.error("AOT301", "ConfigDict takes one initial dict", span)
+        initial: Any = args[0] if args else kwargs.pop("initial_dictionary", None)
+        kwargs.pop("type_safe", None)
+        kwargs.pop("convert_dict", None)
+        if kwargs:
+            raise self.error("AOT302", f"ConfigDict got an unexpected keyword argument "
+                             f"'{next(iter(kwargs))}'", span,
+                             hint="pass the fields as a dict: ConfigDict({\"a\": 1})")
+        if isinstance(initial, ConfigValue):
+            initial = initial.fields
+        if initial is not None and not isinstance(initial, dict):
+            raise self.error("AOT347", f"ConfigDict takes a dict of fields, got "
+                             f"{describe_value(initial)}", span)
+        try:
+            config = ConfigValue(dict(initial or {}))
+            return config.freeze() if frozen else config
+        except StaticError as e:
+            raise self.error("AOT331", str(e), span) from None
+
+    def _config_method(self, cfg: ConfigValue, name: str, args: list, kwargs: dict,
+                       span: Span) -> Any:
+        try:
+            if name == "get":
+                if not 1 <= len(args) <= 2 or kwargs:
+                    raise StaticError("config.get(name[, default])")
+                return cfg.fields.get(args[0], args[1] if len(args) > 1 else None)
+            if name in ("items", "keys", "values"):
+                if args or kwargs:
+                    raise StaticError(f"config.{name}() takes no arguments")
+                if name == "items":
+                    return [(k, v) for k, v in cfg.fields.items()]
+                return list(cfg.fields) if name == "keys" else list(cfg.fields.values())
+            if name == "update":
+                if len(args) > 1:
+                    raise StaticError("config.update takes one dict or config")
+                other = args[0] if args else {}
+                if isinstance(other, ConfigValue):
+                    other = other.fields
+                if not isinstance(other, dict):
+                    raise StaticError(f"config.update needs a dict, got {describe_value(other)}")
+                for k, v in {**other, **kwargs}.items():
+                    current = cfg.fields.get(k)
+                    if isinstance(current, ConfigValue) and isinstance(v, (dict, ConfigValue)):
+                        self._config_method(current, "update", [v], {}, span)  # merged, nested
+                    else:
+                        cfg.set(k, v)
+                return None
+            if args or kwargs:
+                raise StaticError(f"config.{name}() takes no arguments")
+            if name in ("lock", "unlock"):
+                if cfg.frozen:
+                    raise StaticError("a FrozenConfigDict cannot be unlocked")
+                _set_locked(cfg, name == "lock")
+                return cfg
+            if name == "is_locked":
+                return cfg.locked
+            if name == "to_dict":
+                return cfg.to_dict()
+            return cfg.copy()  # copy, copy_and_resolve_references
+        except StaticError as e:
+            raise self.error("AOT349", str(e), span) from None
+
+    # ---------------------------------------------------------------- dataclasses
+
+    def _field(self, args: list, kwargs: dict, span: Span) -> FieldDefault:
+        if args:
+            raise self.error("AOT350", "dataclasses.field takes keyword arguments only", span)
+        default = kwargs.pop("default", NO_DEFAULT)
+        factory = kwargs.pop("default_factory", None)
+        for k in ("init", "repr", "hash", "compare", "metadata", "kw_only"):
+            kwargs.pop(k, None)
+        if kwargs:
+            raise self.error("AOT302", f"dataclasses.field got an unexpected keyword argument "
+                             f"'{next(iter(kwargs))}'", span)
+        return FieldDefault(default, factory)
+
+    def _record_class(self, cls: ir.ClassDef, frame: Frame) -> RecordClass | None:
+        """A dataclass or NamedTuple class statement, or None for any other class."""
+        bases = [self.eval(b, frame) for b in cls.bases]
+        if any(b is namespaces.MODULE_BASE for b in bases):
+            return None  # a module: decorators are reported by the module path
+        options = [self.eval(d, frame) for d in cls.decorators]
+        dataclass = [o for o in options if isinstance(o, StaticFunction)
+                     and o.name.startswith("dataclasses.dataclass")]
+        named = [b for b in bases if b == StaticFunction("typing.NamedTuple")]
+        parent = [b for b in bases if isinstance(b, RecordClass)]
+        if not (dataclass or named or parent):
+            return None
+        if len(dataclass) != len(options):
+            raise self.error("AOT325", "a dataclass takes no other decorator",
+                             cls.decorators[0].span)
+        if cls.others:
+            first = cls.others[0]
+            raise self.error("AOT102", "a dataclass or NamedTuple body may contain fields, "
+                             "methods and a docstring only", first.where)
+        kind = "namedtuple" if named or (parent and parent[0].kind == "namedtuple") \
+            else "dataclass"
+        fields: list[str] = list(parent[0].fields) if parent else []
+        defaults: dict[str, Any] = dict(parent[0].defaults) if parent else {}
+        attrs: dict[str, Any] = {}
+        for stmt in cls.fields:
+            if isinstance(stmt, ir.AnnAssign) and isinstance(stmt.target, ir.Name):
+                name = stmt.target.id
+                if name not in fields:
+                    fields.append(name)
+                if stmt.value is not None:
+                    value = self.eval(stmt.value, frame)
+                    if isinstance(value, FieldDefault) and value.default is NO_DEFAULT \
+                            and value.factory is None:
+                        continue
+                    defaults[name] = value
+                if any(f in defaults for f in fields[:fields.index(name)]) and \
+                        name not in defaults:
+                    raise self.error("AOT304", f"field '{name}' of {cls.name} has no default "
+                                     "but follows a field with a default", stmt.span)
+            elif isinstance(stmt, ir.Assign):
+                for t in stmt.targets:
+                    if isinstance(t, ir.Name):
+                        attrs[t.id] = self.eval(stmt.value, frame)
+        methods: dict[str, Any] = dict(parent[0].methods) if parent else {}
+        properties = set(parent[0].properties) if parent else set()
+        for m in cls.methods:
+            kinds = [d for d in m.decorators]
+            if any(not (isinstance(d, ir.Name) and d.id == "property") for d in kinds):
+                raise self.error("AOT325", f"method {m.name} of {cls.name}: only @property is "
+                                 "supported on methods of a dataclass or NamedTuple",
+                                 kinds[0].span)
+            methods[m.name] = m
+            if kinds:
+                properties.add(m.name)
+        frozen = kind == "namedtuple" or any(o.name.endswith("(frozen)") for o in dataclass)
+        return RecordClass(cls.name, kind, tuple(fields), defaults, frozen, methods,
+                           frozenset(properties), frame.env, cls.span, attrs)
+
+    def _construct(self, cls: RecordClass, args: list, kwargs: dict, expr: ir.Call,
+                   frame: Frame) -> Any:
+        span = expr.span
+        if len(args) > len(cls.fields):
+            raise self.error("AOT301", f"{cls.name} takes {len(cls.fields)} fields, got "
+                             f"{len(args)} positional arguments", span,
+                             hint=f"its fields: {', '.join(cls.fields)}")
+        values: dict[str, Any] = dict(zip(cls.fields, args))
+        for k, v in kwargs.items():
+            if k not in cls.fields:
+                raise self.error("AOT302", f"{cls.name} got an unexpected keyword argument "
+                                 f"'{k}'", span, hint=f"its fields: {', '.join(cls.fields)}")
+            if k in values:
+                raise self.error("AOT303", f"{cls.name} got multiple values for '{k}'", span)
+            values[k] = v
+        for f in cls.fields:
+            if f in values:
+                continue
+            if f not in cls.defaults:
+                raise self.error("AOT304", f"{cls.name} is missing required field '{f}'", span)
+            default = cls.defaults[f]
+            if isinstance(default, FieldDefault):
+                default = default.default if default.factory is None else self._call(
+                    default.factory, [], {}, expr, frame)
+            values[f] = default
+        ordered = [values[f] for f in cls.fields]
+        if cls.kind == "namedtuple":
+            return RecordTuple.make(cls, ordered)
+        record = Record(cls, dict(zip(cls.fields, ordered)))
+        if "__post_init__" in cls.methods:
+            self._record_call(record, "__post_init__", [], {}, span, frame)
+        return record
+
+    def _dataclass_function(self, name: str, args: list, kwargs: dict, span: Span,
+                            frame: Frame) -> Any:
+        if name == "dataclasses.is_dataclass":
+            return len(args) == 1 and isinstance(args[0], (Record, RecordClass)) and (
+                not isinstance(args[0], RecordClass) or args[0].kind == "dataclass")
+        if len(args) != 1 or not isinstance(args[0], Record):
+            raise self.error("AOT349", f"{name} needs a dataclass instance, got "
+                             f"{describe_value(args[0]) if args else 'nothing'}", span)
+        record: Record = args[0]
+        if name == "dataclasses.replace":
+            unknown = [k for k in kwargs if k not in record.cls.fields]
+            if unknown:
+                raise self.error("AOT302", f"{record.cls.name} has no field '{unknown[0]}'",
+                                 span, hint=f"its fields: {', '.join(record.cls.fields)}")
+            out = Record(record.cls, {**record.values, **kwargs})
+            if "__post_init__" in record.cls.methods:
+                self._record_call(out, "__post_init__", [], {}, span, frame)
+            return out
+        if kwargs:
+            raise self.error("AOT302", f"{name} takes no keyword arguments", span)
+        if name == "dataclasses.asdict":
+            return _asdict(record)
+        return tuple(record.values.values())
+
+    def _namedtuple(self, name: str, args: list, kwargs: dict, span: Span) -> RecordClass:
+        """`namedtuple("Cfg", "a b", defaults=(2,))`, `NamedTuple("Cfg", [("a", int)])`."""
+        defaults = kwargs.pop("defaults", None) if name == "collections.namedtuple" else None
+        kwargs.pop("rename", None)
+        kwargs.pop("module", None)
+        if len(args) != 2 or not isinstance(args[0], str) or kwargs:
+            raise self.error("AOT301", f"{name}(name, fields) with a name and its fields", span)
+        fields_arg = args[1]
+        if isinstance(fields_arg, str):
+            fields = fields_arg.replace(",", " ").split()
+        elif isinstance(fields_arg, (list, tuple)):
+            fields = [f[0] if isinstance(f, (tuple, list)) and f else f for f in fields_arg]
+        else:
+            fields = []
+        if not fields_arg or not all(isinstance(f, str) and f.isidentifier() and
+                                     not f.startswith("_") for f in fields):
+            raise self.error("AOT349", f"{name}: field names must be identifiers, got "
+                             f"{describe_value(fields_arg)}", span)
+        if len(set(fields)) != len(fields):
+            raise self.error("AOT349", f"{name}: duplicate field names", span)
+        given = tuple(defaults or ())
+        if len(given) > len(fields):
+            raise self.error("AOT349", f"{name}: more defaults than fields", span)
+        return RecordClass(args[0], "namedtuple", tuple(fields),
+                           dict(zip(fields[len(fields) - len(given):], given)), True, span=span)
+
+    # ---------------------------------------------------------------- attributes and methods
+
+    def _record_attribute(self, value: Any, attr: str, span: Span, frame: Frame) -> Any:
+        if isinstance(value, ConfigValue):
+            if attr in value.fields:
+                return value.fields[attr]
+            if attr in CONFIG_METHODS:
+                return _bound(value, attr, span)
+            raise self.error("AOT346", f"the config has no field '{attr}'", span,
+                             hint=f"its fields: {', '.join(value.fields) or 'none'}")
+        if isinstance(value, RecordClass):
+            if attr in value.attrs:
+                return value.attrs[attr]
+            if attr in value.defaults and not isinstance(value.defaults[attr], FieldDefault):
+                return value.defaults[attr]
+            raise self.error("AOT346", f"class {value.name} has no attribute '{attr}'", span)
+        cls: RecordClass = value.cls
+        if isinstance(value, Record) and attr in value.values:
+            return value.values[attr]
+        if isinstance(value, RecordTuple):
+            if attr in cls.fields:
+                return value[cls.fields.index(attr)]
+            if attr == "_fields":
+                return cls.fields
+            if attr in ("_replace", "_asdict"):
+                return _bound(value, attr, span)
+        if attr in cls.properties:
+            return self._record_call(value, attr, [], {}, span, frame)
+        if attr in cls.methods:
+            return _bound(value, attr, span)
+        if attr in cls.attrs:
+            return cls.attrs[attr]
+        raise self.error("AOT346", f"{cls.name} has no field '{attr}'", span,
+                         hint=f"its fields: {', '.join(cls.fields)}")
+
+    def _set_record_attribute(self, receiver: Any, attr: str, value: Any, span: Span) -> None:
+        if isinstance(value, Poison):
+            raise _Abort()
+        if isinstance(receiver, ConfigValue):
+            try:
+                receiver.set(attr, value)
+            except StaticError as e:
+                raise self.error("AOT331", str(e), span) from None
+            return
+        cls = receiver.cls
+        if isinstance(receiver, RecordTuple) or cls.frozen:
+            raise self.error("AOT331", f"cannot set field '{attr}' of the frozen {cls.name}",
+                             span, hint="make a changed copy: dataclasses.replace(value, "
+                             f"{attr}=...)" if isinstance(receiver, Record) else
+                             f"make a changed copy: value._replace({attr}=...)")
+        receiver.values[attr] = value
+
+    def _record_method(self, receiver: Any, name: str, args: list, kwargs: dict, span: Span,
+                       frame: Frame) -> Any:
+        if isinstance(receiver, ConfigValue):
+            return self._config_method(receiver, name, args, kwargs, span)
+        if isinstance(receiver, RecordTuple) and name == "_replace":
+            cls = receiver.cls
+            unknown = [k for k in kwargs if k not in cls.fields]
+            if args or unknown:
+                raise self.error("AOT302", f"{cls.name}._replace takes field names, got "
+                                 f"'{unknown[0] if unknown else args[0]}'", span)
+            return RecordTuple.make(cls, [kwargs.get(f, v) for f, v in zip(cls.fields,
+                                                                           receiver)])
+        if isinstance(receiver, RecordTuple) and name == "_asdict":
+            return dict(zip(receiver.cls.fields, receiver))
+        return self._record_call(receiver, name, args, kwargs, span, frame)
+
+    def _record_call(self, receiver: Any, name: str, args: list, kwargs: dict, span: Span,
+                     frame: Frame) -> Any:
+        """A method of a dataclass / NamedTuple class statement, with `self` bound."""
+        method: ir.FunctionDef = receiver.cls.methods[name]
+        env = Env(receiver.cls.env)
+        params = method.params.params
+        if not params:
+            raise self.error("AOT301", f"method {name} takes no self", method.name_span)
+        env.set(params[0].name, receiver)
+        closure = Closure(name, ir.Parameters(params[1:], method.params.span), method.body, env,
+                          method.span, method)
+        return self._call_closure(closure, args, kwargs, span, frame)
+
+    # ---------------------------------------------------------------- decorators
+
+    def _decorate(self, stmt: ir.FunctionDef, value: Any, decorators: list[Any],
+                  frame: Frame) -> Any:
+        """Apply decorators bottom-up by calling them on the function, as Python does."""
+        for node, dec in reversed(list(zip(stmt.decorators, decorators))):
+            if dec is namespaces.MODULE_METHOD:
+                continue
+            if not (isinstance(dec, (Closure, Partial, StaticFunction, BoundMethod))
+                    or dec is namespaces.VMAP or dec is namespaces.CUSTOM_JVP):
+                raise self.error(
+                    "AOT325", f"the decorator {describe_value(dec)} is not supported on "
+                    "functions", node.span, hint="decorators the static language knows: "
+                    "@nn.module_method, @nn.module, @jax.vmap, @jax.custom_jvp, @f.defjvp, @jax.jit, "
+                    "@functools.partial(...) of these, and functions of the model file")
+            value = self._call(dec, [value], {}, ir.Call(node, (), (), node.span), frame)
+        return value
+
+
+def _bound(receiver: Any, name: str, span: Span) -> Any:
+    return BoundMethod(receiver, name, span)
+
+
+def _set_locked(cfg: ConfigValue, locked: bool) -> None:
+    """`lock()` / `unlock()` apply to nested configs too, as in ml_collections."""
+    cfg.locked = locked
+    for v in cfg.fields.values():
+        if isinstance(v, ConfigValue) and not v.frozen:
+            _set_locked(v, locked)
+
+
+def _asdict(value: Any) -> Any:
+    if isinstance(value, Record):
+        return {k: _asdict(v) for k, v in value.values.items()}
+    if isinstance(value, RecordTuple):
+        return {k: _asdict(v) for k, v in zip(value.cls.fields, value)}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_asdict(v) for v in value)
+    return value
+
+
+__all__ = ["RecordsMixin", "CONFIG_METHODS"]
