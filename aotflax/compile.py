@@ -117,7 +117,8 @@ class Variant:
 
 
 def _rng_impl() -> str:
-    return str(jax.config.jax_default_prng_impl)
+    # jax's Config defines its options at run time: no stub declares them
+    return str(jax.config.jax_default_prng_impl)  # type: ignore[attr-defined]
 
 
 def _key_spec(impl: str) -> jax.ShapeDtypeStruct:
@@ -519,7 +520,7 @@ def _cpu_max_isa(options: CompileOptions) -> str | None:
     return "AVX2" if portable else None
 
 
-def _compiler_options(platform: str, options: CompileOptions) -> dict[str, str]:
+def _compiler_options(platform: str, options: CompileOptions) -> dict[str, str | bool]:
     if platform == "cpu" and (isa := _cpu_max_isa(options)):
         # Per-compile option, so the build need not set XLA_FLAGS before jax starts.
         return {"xla_cpu_max_isa": isa}
@@ -583,7 +584,7 @@ def _compile_native(
         info["processes"] = processes
     if platform == "cpu":
         # jax#28908: the loader initialises LAPACK first only when it is used (it costs ~80 ms).
-        info["needs_lapack"] = "lapack_" in compiled.as_text()
+        info["needs_lapack"] = "lapack_" in (compiled.as_text() or "")
         info["cpu"] = _cpu_info(options)
     return payload, info, out_tree
 

@@ -24,7 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__, crossbuild, ir, outdir, padding, symbolic
 from .artifacts import (
@@ -39,7 +39,7 @@ from .artifacts import (
     write_atomic,
 )
 from .diagnostics import BuildError, Diagnostic, InternalError
-from .emit import emit_file, emit_module
+from .generate import emit_file, emit_module
 from .parse import decode_source, parse_model
 from .program import FileProgram
 from .progress import Progress
@@ -502,9 +502,10 @@ def _compile(out: Path, report: BuildReport, args: argparse.Namespace, cache: di
             key = f"{f.module}.{t.name}"
             folder = target_folder(out / "artifacts", f.module, t.name)
             sha = _manifest_sha(folder)
-            row = {"key": key, "file": f.relpath, "target": t.name, "module": f.module,
-                   "params": sum(size(d.shape) for d in t.params), "platforms": t.platforms,
-                   "manifest_sha": sha, "folder": folder, "compiled": False, "seconds": 0.0}
+            row: dict[str, Any] = {
+                "key": key, "file": f.relpath, "target": t.name, "module": f.module,
+                "params": sum(size(d.shape) for d in t.params), "platforms": t.platforms,
+                "manifest_sha": sha, "folder": folder, "compiled": False, "seconds": 0.0}
             rows.append(row)
             # what the command line adds for this target: a change recompiles it alone
             row["hardware"] = crossbuild.hardware_key(t, request)
@@ -659,11 +660,12 @@ def summary_command(argv: Sequence[str]) -> int:
 
 
 def _human(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -134,7 +134,8 @@ def parse_tpu_topology(text: Any) -> TpuTopology:
                          f"{dims[2]} chips along z (write {generation.name}:{dims[0]}x{dims[1]})")
     if min(dims) < 1:
         raise ValueError(f"{text!r} has an axis of 0 chips")
-    bounds = (dims + (1, 1))[:3]
+    x, y, z = (*dims, 1, 1)[:3]
+    bounds = (x, y, z)
     host = generation.host_bounds
     if all(b <= h for b, h in zip(bounds, host)):
         per_host = bounds  # a slice of one host, smaller than a full host

@@ -181,7 +181,7 @@ class _AnyName(dict):
     def __getitem__(self, name: str) -> Any:
         return StaticFunction("typing.NamedTuple") if name == "NamedTuple" else TypeHint(name)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return self[name]
 
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 import ast
 import re
 import warnings
-from typing import Callable, Mapping
+from functools import partial
+from typing import Callable, Mapping, NoReturn, Sequence, TypeVar, cast
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from . import ir, quoting
 from .diagnostics import BuildError, Diagnostic, Reporter, SourceFile, Span
+
+T = TypeVar("T")
 
 #: Modules a model file may import, and what `import X` binds.
 ALLOWED_IMPORTS = frozenset(
@@ -146,7 +149,8 @@ def check_nesting(source: SourceFile) -> None:
         depth += len(node.values) - 1 if isinstance(node, ast.BoolOp) else 1
         if depth > MAX_NESTING:
             line, col = getattr(node, "lineno", 1), getattr(node, "col_offset", 0)
-            end = getattr(node, "end_col_offset", None) if node.end_lineno == line else None
+            end = (getattr(node, "end_col_offset", None)
+                   if getattr(node, "end_lineno", None) == line else None)
             span = Span(source, line, col, line, end or max(len(source.line(line)), col + 1))
             raise BuildError([Diagnostic(
                 "AOT100", f"this expression nests more than {MAX_NESTING:,} levels deep "
@@ -168,7 +172,8 @@ def _positions(module: cst.Module) -> Mapping[cst.CSTNode, CodeRange]:
     provider = PositionProvider()
     try:
         provider._gen_impl(module)
-        return provider._computed
+        # the provider's table holds CodeRange values (libcst types it for any provider)
+        return cast(Mapping[cst.CSTNode, CodeRange], provider._computed)
     except AttributeError:  # pragma: no cover - another libcst layout
         return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
 
@@ -237,7 +242,8 @@ class _Converter:
         r = self.positions[node]
         return Span(self.source, r.start.line, r.start.column, r.end.line, r.end.column)
 
-    def fail(self, code: str, message: str, node: cst.CSTNode, hint: str | None = None):
+    def fail(self, code: str, message: str, node: cst.CSTNode,
+             hint: str | None = None) -> NoReturn:
         raise _Unsupported(code, message, node, hint)
 
     def guarded(self, fn: Callable[[], object]) -> object | None:
@@ -248,7 +254,7 @@ class _Converter:
             self.reporter.error(u.code, u.message, self.span(u.node), hint=u.hint)
             return None
 
-    def lazily(self, node: cst.CSTNode, fn: Callable[[], object]) -> object:
+    def lazily(self, node: cst.CSTNode, fn: Callable[[], T]) -> T | ir.Unsupported:
         """Convert one statement; what the DSL cannot express becomes `ir.Unsupported`.
 
         Its diagnostic is kept with the statement and reported only if resolve executes it:
@@ -267,7 +273,7 @@ class _Converter:
         docstring = self.module.get_docstring(clean=True)
         for stmt in self.module.body:
             if isinstance(stmt, cst.ClassDef):
-                body.append(self.lazily(stmt, lambda stmt=stmt: self.classdef(stmt)))
+                body.append(self.lazily(stmt, partial(self.classdef, stmt)))
                 continue
             body.extend(self.statements([stmt]))
         self.reporter.raise_if_errors()
@@ -285,7 +291,8 @@ class _Converter:
             for alias in node.names:
                 mod = _dotted(self.module.code_for_node(alias.name))
                 if alias.asname is not None:
-                    out.append(ir.Import(mod, _name(alias.asname.name), None, self.span(alias)))
+                    out.append(ir.Import(mod, self.alias_name(alias.asname), None,
+                                         self.span(alias)))
                 else:  # `import a.b.c` binds `a` and loads the whole path
                     out.append(ir.Import(mod.split(".")[0], mod.split(".")[0], None,
                                          self.span(alias), dotted=mod if "." in mod else None))
@@ -298,11 +305,16 @@ class _Converter:
                           hint="import the names you use explicitly")
             for alias in node.names:
                 member = _dotted(self.module.code_for_node(alias.name))
-                bound = _name(alias.asname.name) if alias.asname else member
+                bound = self.alias_name(alias.asname) if alias.asname else member
                 out.append(ir.Import(mod, bound, member, self.span(alias), level=level))
             return out
         self.fail("AOT102", "unsupported statement", node)
-        return out
+
+    def alias_name(self, asname: cst.AsName) -> str:
+        """The name an `import ... as name` binds (the grammar allows only a name there)."""
+        if not isinstance(asname.name, cst.Name):
+            self.fail("AOT102", "an import binds a name", asname)
+        return _name(asname.name)
 
     def classdef(self, node: cst.ClassDef) -> ir.ClassDef:
         bases = tuple(self.expr(a.value) for a in node.bases)
@@ -315,21 +327,24 @@ class _Converter:
         body = node.body.body if isinstance(node.body, cst.IndentedBlock) else node.body.body
         for i, stmt in enumerate(body):
             if isinstance(stmt, cst.FunctionDef):
-                got = self.lazily(stmt, lambda stmt=stmt: self.functiondef(stmt))
+                got = self.lazily(stmt, partial(self.functiondef, stmt))
                 if isinstance(got, ir.FunctionDef):
                     methods.append(got)
                 else:
-                    others.append(got)  # type: ignore[arg-type]
+                    others.append(got)
             elif i == 0 and _is_docstring(stmt):
                 continue
             elif isinstance(stmt, cst.SimpleStatementLine) and all(
                 isinstance(s, cst.Pass) for s in stmt.body
             ):
                 continue
-            elif _is_field(stmt):
-                for small in stmt.body:  # type: ignore[union-attr]
-                    got = self.lazily(small, lambda small=small: self.small_statement(small))
-                    (others if isinstance(got, ir.Unsupported) else fields).append(got)
+            elif isinstance(stmt, cst.SimpleStatementLine) and _is_field(stmt):
+                for small in stmt.body:
+                    field = self.lazily(small, partial(self.small_statement, small))
+                    if isinstance(field, ir.Unsupported):
+                        others.append(field)
+                    else:
+                        fields.append(field)
             else:
                 others.append(ir.Unsupported(
                     "AOT102", "a module class may contain only methods",
@@ -355,19 +370,20 @@ class _Converter:
             if isinstance(stmt, cst.SimpleStatementLine):
                 for small in stmt.body:
                     if isinstance(small, (cst.Import, cst.ImportFrom)):
-                        got = self.lazily(small, lambda small=small: self.import_(small))
-                        out.extend(got if isinstance(got, list) else [got])  # type: ignore
+                        got = self.lazily(small, partial(self.import_, small))
+                        out.extend(got if isinstance(got, list) else [got])
                         continue
-                    out.append(self.lazily(  # type: ignore[arg-type]
-                        small, lambda small=small: self.small_statement(small)))
+                    out.append(self.lazily(small, partial(self.small_statement, small)))
             else:
-                out.append(self.lazily(stmt, lambda stmt=stmt: self.compound(stmt)))  # type: ignore
+                out.append(self.lazily(stmt, partial(self.compound, stmt)))
         return out
 
     def block(self, node: cst.BaseSuite) -> tuple[ir.Stmt, ...]:
         if isinstance(node, cst.IndentedBlock):
             return tuple(self.statements(node.body))
-        return tuple(self.statements([cst.SimpleStatementLine(body=node.body)]))
+        if isinstance(node, cst.SimpleStatementSuite):
+            return tuple(self.statements([cst.SimpleStatementLine(body=node.body)]))
+        self.fail("AOT102", "unsupported block", node)
 
     def small_statement(self, node: cst.BaseSmallStatement) -> ir.Stmt:
         sp = self.span(node)
@@ -520,7 +536,7 @@ class _Converter:
         if isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)):
             return self.expr(node)
         if isinstance(node, (cst.Tuple, cst.List)):
-            elts = []
+            elts: list[ir.Expr] = []
             for el in node.elements:
                 if isinstance(el, cst.StarredElement):
                     elts.append(ir.Starred(self.target(el.value), self.span(el)))
@@ -573,8 +589,10 @@ class _Converter:
                 if isinstance(converted.value, bytes):
                     self.fail("AOT103", "bytes literals are not supported", node)
                 parts.append(converted.value)
-            else:
+            elif isinstance(converted, ir.FString):
                 parts.extend(converted.parts)
+            else:  # libcst's string pieces are strings and f-strings only
+                self.fail("AOT103", "unsupported string", piece)
         if all(isinstance(p, str) for p in parts):
             return ir.Constant("".join(parts), self.span(node))
         return ir.FString(tuple(parts), self.span(node))
@@ -585,11 +603,14 @@ class _Converter:
             if isinstance(part, cst.FormattedStringText):
                 parts.append(_unescape(part.value))
                 continue
+            if not isinstance(part, cst.FormattedStringExpression):
+                self.fail("AOT103", "unsupported f-string part", part)
             spec = None
             if part.format_spec:
-                if not all(isinstance(s, cst.FormattedStringText) for s in part.format_spec):
+                texts = [s for s in part.format_spec if isinstance(s, cst.FormattedStringText)]
+                if len(texts) != len(part.format_spec):
                     self.fail("AOT103", "nested f-string format specs are not supported", part)
-                spec = "".join(s.value for s in part.format_spec)
+                spec = "".join(s.value for s in texts)
             if part.equal is not None:
                 self.fail("AOT103", "f-string '=' specifiers are not supported", part)
             parts.append(
@@ -650,8 +671,8 @@ class _Converter:
             self.expr(node.test), self.expr(node.body), self.expr(node.orelse), self.span(node)
         )
 
-    def _elements(self, elements) -> tuple[ir.Expr, ...]:
-        out = []
+    def _elements(self, elements: Sequence[cst.BaseElement]) -> tuple[ir.Expr, ...]:
+        out: list[ir.Expr] = []
         for el in elements:
             if isinstance(el, cst.StarredElement):
                 out.append(ir.Starred(self.expr(el.value), self.span(el)))
@@ -672,7 +693,7 @@ class _Converter:
             if isinstance(el, cst.StarredDictElement):
                 keys.append(None)
                 values.append(self.expr(el.value))
-            else:
+            elif isinstance(el, cst.DictElement):
                 keys.append(self.expr(el.key))
                 values.append(self.expr(el.value))
         return ir.DictExpr(tuple(keys), tuple(values), self.span(node))
@@ -685,6 +706,8 @@ class _Converter:
                 if s.star is not None:
                     self.fail("AOT103", "starred subscripts are not supported", el)
                 items.append(self.expr(s.value))
+            elif not isinstance(s, cst.Slice):
+                self.fail("AOT103", "unsupported subscript", el)
             else:
                 items.append(
                     ir.Slice(
@@ -788,12 +811,16 @@ def _binds(node: cst.CSTNode) -> tuple[str, ...]:
             target(n.target)
         elif isinstance(n, cst.Import):
             for a in n.names:
-                out.append(a.asname.name.value if a.asname else  # type: ignore[union-attr]
-                           cst.Module([]).code_for_node(a.name).split(".")[0])
+                if a.asname:
+                    target(a.asname.name)
+                else:
+                    out.append(cst.Module([]).code_for_node(a.name).split(".")[0])
         elif isinstance(n, cst.ImportFrom) and not isinstance(n.names, cst.ImportStar):
             for a in n.names:
-                out.append(a.asname.name.value if a.asname else  # type: ignore[union-attr]
-                           cst.Module([]).code_for_node(a.name))
+                if a.asname:
+                    target(a.asname.name)
+                else:
+                    out.append(cst.Module([]).code_for_node(a.name))
         elif isinstance(n, cst.WithItem) and n.asname is not None:
             target(n.asname.name)
         for child in n.children:

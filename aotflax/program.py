@@ -281,8 +281,9 @@ class Function:
     state_collections: tuple[str, ...]
     #: Whether it takes `rng`.
     takes_rng: bool
-    #: Array inputs: (argument name, tensor).
-    inputs: tuple[tuple[str, Tensor], ...]
+    #: Array inputs: (argument name, tensor), or a tuple of them unpacked in the body
+    #: (`TreeVar`: a scan step's carry, a loss function's model output).
+    inputs: tuple[tuple[str, Var], ...]
     #: Body, in order.
     body: tuple[Op, ...]
     #: Return expression (a tuple/dict display over tensors).
@@ -414,7 +415,7 @@ class TargetProgram:
     description: str
     span: Span
     #: Symbolic dims by input name (later issues); empty for fixed shapes.
-    symbolic: tuple[tuple[str, tuple[object, ...]], ...] = ()
+    symbolic: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
     options: tuple[tuple[str, object], ...] = ()
     #: The training step, for `aot.train_target`.
     train: TrainProgram | None = None

@@ -37,6 +37,7 @@ __all__ = [
     "broadcast_shapes",
     "concatenate",
     "conv_output_shape",
+    "conv_permutations",
     "conv_transpose_output_shape",
     "cumsum",
     "dot",
@@ -768,6 +769,29 @@ def _windowed(
     return tuple(
         max(0, (i + lo + hi - w) // s + 1) for i, w, s, (lo, hi) in zip(ins, wins, strides, pads)
     )
+
+
+def conv_permutations(ndim: int, numbers: tuple[str, str, str]
+                      ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(lhs, rhs, out) permutations to (batch, feature, *spatial) of three layout strings
+    such as ("NHWC", "HWIO", "NHWC"), as lax's `conv_general_permutations` computes them."""
+    lhs, rhs, out = numbers
+    pairs = (("N", "C"), ("O", "I"), ("N", "C"))
+    for spec, (a, b) in zip(numbers, pairs):
+        if len(spec) != ndim or spec.count(a) != 1 or spec.count(b) != 1 or \
+                len(set(spec)) != len(spec):
+            raise ShapeError(f"layout {spec!r} must name {ndim} distinct axes with one {a!r} "
+                             f"and one {b!r}")
+    if not set(lhs) - {"N", "C"} == set(rhs) - {"O", "I"} == set(out) - {"N", "C"}:
+        raise ShapeError(f"layouts {tuple(numbers)!r} must share their spatial axes")
+
+    def perm(spec: str, pair: tuple[str, str]) -> tuple[int, ...]:
+        spatial = [i for i, c in enumerate(spec) if c not in pair]
+        if spec is not rhs:
+            spatial.sort(key=lambda i: rhs.index(spec[i]))
+        return (spec.index(pair[0]), spec.index(pair[1]), *spatial)
+
+    return perm(lhs, pairs[0]), perm(rhs, pairs[1]), perm(out, pairs[2])
 
 
 def conv_output_shape(

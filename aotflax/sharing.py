@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import training
+from . import target_names, variables
 from .emit import (
     FN_REF,
     KW_REF,
@@ -49,6 +49,7 @@ from .program import FileProgram, Function, Tensor
 from .program import describe as describe_aval
 from .quoting import MAX_IDENTIFIER, comment, docstring, identifier_problem
 from .values import ModuleRef, StaticError, describe_value, to_code
+from .variables import all_functions, axis_names, input_candidates
 
 #: A string literal (skipped) or a number of generated code.
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?<![\w.\x00])'
@@ -59,23 +60,10 @@ _KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
 #: Longest function name made from a module's name and its variant's labels (suffixes
 #: and counters come on top, within `quoting.MAX_IDENTIFIER`).
 _MAX_NAME = MAX_IDENTIFIER - 30
-#: Conventional names of the axes of an input of each rank, for dimensions that vary.
-AXES = {1: ("n",), 2: ("batch", "features"), 3: ("batch", "length", "features"),
-        4: ("batch", "height", "width", "channels"),
-        5: ("batch", "depth", "height", "width", "channels")}
-
 #: Flags whose value tells a training variant from an evaluation one: (True, False) labels.
 FLAG_LABELS = {"train": ("train", ""), "training": ("train", ""), "is_training": ("train", ""),
                "deterministic": ("", "train"), "use_running_average": ("", "train"),
                "decode": ("decode", "")}
-
-
-def axis_names(t: Tensor) -> tuple[str, ...]:
-    """Names for the axes of an input: `AXES` by rank; integer ids of rank 2 are tokens
-    (`batch`, `length`)."""
-    if t.ndim == 2 and t.dtype.startswith(("int", "uint")):
-        return ("batch", "length")
-    return AXES.get(t.ndim, tuple(f"d{k}" for k in range(t.ndim)))
 
 
 def split_numbers(text: str) -> tuple[list[str], list[str]]:
@@ -183,7 +171,7 @@ class Plan:
         names = set(RESERVED) | {g.name for g in self.groups} | {"TARGETS"}
         names |= {u.name for u in self.program.user_functions}
         return names | {name for t in self.program.targets
-                        for name in training.target_globals(t.name)}
+                        for name in target_names.target_globals(t.name)}
 
     def texts(self) -> list[str]:
         return [render_group(self, g) for g in self.groups]
@@ -198,8 +186,6 @@ class Plan:
 def plan(program: FileProgram, renderer: Renderer) -> Plan:
     """Render every function of `program` and its variable tree, group them, name them and
     find their keyword arguments."""
-    from . import variables
-
     out = Plan(program, renderer)
     for fn in all_functions(program):
         for kind in ("apply", "init") if fn.init_name else ("apply",):
@@ -226,21 +212,6 @@ def plan(program: FileProgram, renderer: Renderer) -> Plan:
     for group in _topological(out.groups):
         _resolve_calls(out, group)
         _find_kwargs(out, group)
-    return out
-
-
-def all_functions(program: FileProgram) -> list[Function]:
-    """The program's functions, with its targets' entries and losses should a caller have
-    rebuilt them (each is emitted once: functions are keyed by identity)."""
-    out = list(program.functions)
-    seen = {id(fn) for fn in out}
-    for t in program.targets:
-        train = t.train
-        extra = (train.loss, train.entry, train.after_update) if train is not None else ()
-        for fn in (t.function, *extra):
-            if fn is not None and id(fn) not in seen:
-                seen.add(id(fn))
-                out.append(fn)
     return out
 
 
@@ -403,7 +374,6 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
 def _candidates(group: Group) -> list[tuple[str, list[Any]]]:
     """Names a varying number may be: hyperparameters (their values per member) and, for
     a variable tree, the sizes of its module's inputs (`in_channels`)."""
-    from .variables import input_candidates
 
     out: list[tuple[str, list[Any]]] = []
     first = group.members[0].body.function.hparams
@@ -540,10 +510,10 @@ def _name_groups(plan: Plan) -> None:
             continue
         by_base.setdefault((base_name(g.first), g.kind), []).append(g)
     # the target templates' locals too: `loss` would be shadowed in `_t_loss`
-    used = set(RESERVED) | training.TEMPLATE_LOCALS | {g.name for g in plan.groups if g.name}
+    used = set(RESERVED) | target_names.TEMPLATE_LOCALS | {g.name for g in plan.groups if g.name}
     used |= {u.name for u in plan.program.user_functions}
     used |= {"TARGETS"} | {name for t in plan.program.targets
-                           for name in training.target_globals(t.name)}
+                           for name in target_names.target_globals(t.name)}
     for member in plan.members.values():  # the values of every function (and attributes)
         used |= set(_IDENT.findall(_STRING.sub("", member.body.code())))
     for (base, kind), groups in by_base.items():

@@ -368,9 +368,9 @@ def memory_of(manifest: dict[str, Any]) -> list[Memory]:
         mem = entry.get("memory")
         if not isinstance(mem, dict):
             continue
-        out.append(Memory(platform, *(int(mem.get(k, 0)) for k in (
-            "arguments", "outputs", "temporaries", "generated_code", "alias", "peak")),
-            file_bytes=int(entry.get("size", 0))))
+        count = {k: int(mem.get(k, 0)) for k in (
+            "arguments", "outputs", "temporaries", "generated_code", "alias", "peak")}
+        out.append(Memory(platform, **count, file_bytes=int(entry.get("size", 0))))
     return out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import training
+from . import target_names
 from .emit import checked, free_name, template
 from .program import FileProgram, TargetProgram
 from .program import describe as describe_aval
@@ -71,7 +71,7 @@ def _locals(t: TargetProgram, module_names: set[str]) -> Locals:
     """Local names for a target's inputs and new state: the templates' own locals and
     the module's names stay untouched (an input named `params`, `loss` or like a module
     function gets another local name)."""
-    taken = set(module_names) | training.TEMPLATE_LOCALS
+    taken = set(module_names) | target_names.TEMPLATE_LOCALS
     collections = tuple(checked(c, "state collection name")
                         for c in t.function.state_collections)
     new = {c: free_name(f"new_{c}", taken) for c in collections}
@@ -116,7 +116,7 @@ def _variables(plan: Plan, t: TargetProgram, trees: dict[str, str]) -> tuple[str
     found = trees.get(call)
     if found is not None:
         return found, ""
-    name = trees[call] = training.variables_variable(checked(t.name, "target name"))
+    name = trees[call] = target_names.variables_variable(checked(t.name, "target name"))
     return name, f"#: Parameters and state of {t.name}.\n{name} = _runtime.Variables({call})"
 
 
@@ -142,7 +142,7 @@ def render_train(t: TargetProgram, plan: Plan, local: Locals, call: str, results
     loss_args = ["outputs", *(local.inputs[n] for n in train.loss_inputs)]
     labels = ""
     if train.labels:
-        var = training.labels_variable(t.name)
+        var = target_names.labels_variable(t.name)
         labels = (f"#: Parameter groups of `{t.name}`, from its ModelParamTraversal filters.\n"
                   f"{var} = {_labels_code(train.labels)}\n\n\n")
     hook = train.after_update

@@ -25,14 +25,41 @@ _LEAF_PARAM = "_runtime.param"
 _LEAF_STATE = "_runtime.state"
 
 
+#: Conventional names of the axes of an input of each rank, for dimensions that vary.
+AXES = {1: ("n",), 2: ("batch", "features"), 3: ("batch", "length", "features"),
+        4: ("batch", "height", "width", "channels"),
+        5: ("batch", "depth", "height", "width", "channels")}
+
+
+def axis_names(t: Tensor) -> tuple[str, ...]:
+    """Names for the axes of an input: `AXES` by rank; integer ids of rank 2 are tokens
+    (`batch`, `length`)."""
+    if t.ndim == 2 and t.dtype.startswith(("int", "uint")):
+        return ("batch", "length")
+    return AXES.get(t.ndim, tuple(f"d{k}" for k in range(t.ndim)))
+
+
+def all_functions(program: FileProgram) -> list[Function]:
+    """The program's functions, with its targets' entries and losses should a caller have
+    rebuilt them (each is emitted once: functions are keyed by identity)."""
+    out = list(program.functions)
+    seen = {id(fn) for fn in out}
+    for t in program.targets:
+        train = t.train
+        extra = (train.loss, train.entry, train.after_update) if train is not None else ()
+        for fn in (t.function, *extra):
+            if fn is not None and id(fn) not in seen:
+                seen.add(id(fn))
+                out.append(fn)
+    return out
+
+
 def has_variables(fn: Function) -> bool:
     return bool(fn.params or fn.state)
 
 
 def bodies(program: FileProgram, renderer: Renderer) -> dict[tuple[int, str], Body]:
     """A declaration body per module function with variables."""
-    from .sharing import all_functions
-
     out: dict[tuple[int, str], Body] = {}
     functions = all_functions(program)
     initializers = {f.name: f for f in functions if f.static_args}
@@ -208,8 +235,6 @@ def dtype_code(name: str) -> str:
 
 def input_candidates(fn: Function) -> list[tuple[str, list[int]]]:
     """Names for sizes a declaration takes from its module's inputs (`in_channels`)."""
-    from .sharing import axis_names
-
     arrays = [(n, t) for n, t in fn.inputs if isinstance(t, Tensor)]
     out = []
     for name, t in arrays:

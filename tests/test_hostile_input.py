@@ -35,7 +35,7 @@ from hostile_cases import BUILDS, DENSE, HEADER, PAYLOADS, REFUSED, RUN
 
 from aotflax.diagnostics import InternalError
 from aotflax.driver import front_end
-from aotflax.emit import emit_file
+from aotflax.generate import emit_file
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a build of one hostile file may take (most take well under one).

@@ -114,7 +114,7 @@ def reduction(kind: str) -> Callable[[FnCall], Tensor]:
             raise call.fail(f"{call.written}: axis must be a single int", "AOT203")
         shape = shape_rule(call, sh.reduce_shape, x.shape, axis, keepdims)
         if call.args.get("dtype") is not None:
-            dtype = call.dtype("dtype")
+            dtype = call.dtype("dtype", allow_none=False)
         elif kind == "sum":
             dtype = "int32" if dt.is_bool(x.dtype) or (
                 dt.is_integer(x.dtype) and dt.itemsize(x.dtype) < 4) else x.dtype
@@ -334,7 +334,7 @@ def _matmul_like(fn: Callable[..., tuple[int, ...]]):
         shape = shape_rule(call, fn, a[0], b[0])
         dtype, weak = matmul_dtype(call, a, b)
         if call.args.get("preferred_element_type") is not None:
-            dtype = call.dtype("preferred_element_type")
+            dtype = call.dtype("preferred_element_type", allow_none=False)
         return emit_same(call, tuple(shape), dtype, weak)
 
     return rule
@@ -395,7 +395,7 @@ def _einsum(call: FnCall) -> Tensor:
     shape = shape_rule(call, sh.einsum, subscripts, *[a[0] for a in avals])
     dtype, weak = dt.promote(*[(a[1], a[2]) for a in avals])
     if call.args.get("preferred_element_type") is not None:
-        dtype = call.dtype("preferred_element_type")
+        dtype = call.dtype("preferred_element_type", allow_none=False)
     return emit_same(call, tuple(shape), dtype, weak)
 
 
@@ -409,7 +409,7 @@ def _dot_general(call: FnCall) -> Tensor:
     shape = shape_rule(call, sh.dot_general, a.shape, b.shape, call.args["dimension_numbers"])
     dtype, _ = dt.result_type((a.dtype, False), (b.dtype, False))
     if call.args.get("preferred_element_type") is not None:
-        dtype = call.dtype("preferred_element_type")
+        dtype = call.dtype("preferred_element_type", allow_none=False)
     return emit_same(call, tuple(shape), dtype)
 
 
@@ -433,7 +433,7 @@ def _asarray(call: FnCall) -> Tensor:
     """A Python scalar (or a weak array) stays weak; lists and a given dtype are strong."""
     shape, dtype, weak = call.aval("a")
     if call.args["dtype"] is not None:
-        dtype, weak = call.dtype("dtype"), False
+        dtype, weak = call.dtype("dtype", allow_none=False), False
     return remember_ints(emit_same(call, shape, dt.canonicalize(dtype), weak), call.args["a"])
 
 
@@ -460,14 +460,15 @@ def _filled(kind: str) -> Callable[[FnCall], Tensor]:
             weak = call.args["dtype"] is None and call.args.get("shape") is None and x.weak
         else:
             shape = call.ints("shape", scalar_ok=True)
-            dtype = call.dtype("dtype")
-            if dtype is None:
-                if call.entry.name == "full":
-                    fv = call.aval("fill_value")
-                    shape_rule(call, _bcast_to, fv[0], tuple(shape))
-                    dtype, weak = fv[1], fv[2]
-                else:
-                    dtype = "float32"
+            given = call.dtype("dtype")
+            if given is not None:
+                dtype = given
+            elif call.entry.name == "full":
+                fv = call.aval("fill_value")
+                shape_rule(call, _bcast_to, fv[0], tuple(shape))
+                dtype, weak = fv[1], fv[2]
+            else:
+                dtype = "float32"
         return emit_same(call, tuple(shape), dt.canonicalize(dtype), weak)
 
     return rule

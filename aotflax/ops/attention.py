@@ -48,7 +48,7 @@ _DEFAULTS: dict[str, Any] = {
     "float32": DType("float32"),
     "lecun_normal": inits.LECUN_NORMAL,
     "zeros": inits.ZEROS,
-    "multiply": OpRef(REGISTRY.lookup("jnp", "multiply"), "jnp.multiply"),  # type: ignore[arg-type]
+    "multiply": OpRef(REGISTRY.entry("jnp", "multiply"), "jnp.multiply"),
 }
 
 #: Arguments shared by MultiHeadDotProductAttention and SelfAttention (old order first).
@@ -168,7 +168,7 @@ def dot_product_attention(call: FnCall) -> Tensor:
                                  "whose dropout draws from the target's rng")
         dropout = (Code((rng,)), float(call.args["dropout_rate"]), call.bool("broadcast_dropout"))
     return attend(call, query, key, value, dtype=call.dtype("dtype"), bias=bias, mask=mask,
-                  dropout=dropout, precision=precision_code(call))  # type: ignore[arg-type]
+                  dropout=dropout, precision=precision_code(call))
 
 
 def _optional(call: FnCall, name: str, target: tuple[int, ...]) -> Code | None:
@@ -193,10 +193,10 @@ def make_causal_mask(call: FnCall) -> Tensor:
         raise call.fail(f"{call.written} expects an array [batch..., length], got "
                         f"{x.describe()}", "AOT210")
     extra = call.int("extra_batch_dims", minimum=0)
-    dtype = call.dtype("dtype")
+    dtype = call.dtype("dtype", allow_none=False)
     n = x.shape[-1]
     shape = (1,) * extra + x.shape[:-1] + (1, n, n)
-    out = call.out(shape, dtype)  # type: ignore[arg-type]
+    out = call.out(shape, dtype)
     call.emit("layers/causal_mask.j2", {"n": str(n), "dtype": f"jnp.{dtype}",
                                         "shape": repr(shape)},
               [out], stem="mask")
@@ -218,9 +218,9 @@ def make_attention_mask(call: FnCall) -> Tensor:
     except sh.ShapeError as e:
         raise call.fail(f"{call.written}: {e}", "AOT210") from None
     extra = call.int("extra_batch_dims", minimum=0)
-    dtype = call.dtype("dtype")
+    dtype = call.dtype("dtype", allow_none=False)
     shape = (1,) * extra + batch + (1, q.shape[-1], k.shape[-1])
-    out = call.out(shape, dtype)  # type: ignore[arg-type]
+    out = call.out(shape, dtype)
     call.emit("layers/attention_mask_pairwise.j2", {
         "fn": fn.entry.code, "q": q, "k": k, "shape": repr(shape), "dtype": f"jnp.{dtype}"},
         [out], stem="mask")
@@ -492,7 +492,7 @@ def multi_head_attention(call: LayerCall) -> Tensor:
     if qkv % heads:
         raise call.fail(f"{call.written}: qkv_features={qkv} must be divisible by "
                         f"num_heads={heads}", "AOT203")
-    dtype, pdt = call.dtype("dtype"), call.dtype("param_dtype")
+    dtype, pdt = call.dtype("dtype"), call.dtype("param_dtype", allow_none=False)
     kinit, binit = call.initializer("kernel_init"), call.initializer("bias_init")
     use_bias, precision = call.bool("bias"), precision_code(call)
     proj = {}

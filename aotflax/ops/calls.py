@@ -8,8 +8,9 @@ that check them (raising `CallError` with what was expected and found), and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+import builtins
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence, overload
 
 from .. import dtypes as dt
 from ..diagnostics import Span
@@ -100,10 +101,11 @@ def aval_of(value: Any) -> tuple[tuple[int, ...], str, bool] | None:
         return (), "complex64", True
     if isinstance(value, (list, tuple)) and value:
         inner = [aval_of(v) for v in value]
-        if any(i is None for i in inner) or len({i[0] for i in inner}) != 1:
+        known = [i for i in inner if i is not None]
+        if len(known) != len(inner) or len({i[0] for i in known}) != 1:
             return None
-        dtype, _ = dt.result_type(*[(i[1], i[2]) for i in inner])
-        return (len(value), *inner[0][0]), dtype, False
+        dtype, _ = dt.result_type(*[(i[1], i[2]) for i in known])
+        return (len(value), *known[0][0]), dtype, False
     return None
 
 
@@ -132,8 +134,8 @@ class FnCall:
         value = self.args[name]
         if isinstance(value, Tensor):
             t = value
-        elif allow_static and aval_of(value) is not None:
-            shape, dtype, weak = aval_of(value)  # type: ignore[misc]
+        elif allow_static and (aval := aval_of(value)) is not None:
+            shape, dtype, weak = aval
             t = self.ctx.new_tensor(shape, dtype, weak)
             self.ctx.emit("ops/call.j2", {"call": Code.of("jnp.asarray(", value_code(value), ")")},
                           (t,), self.span, "const")
@@ -197,8 +199,20 @@ class FnCall:
             raise self.fail(f"{self.written}: '{name}' = {value} is too large", "AOT203")
         return value
 
-    def ints(self, name: str, length: int | None = None, allow_none: bool = False,
-             scalar_ok: bool = False) -> tuple[int, ...] | None:
+    # (the methods `int` and `bool` shadow the builtins in this class's annotations)
+    @overload
+    def ints(self, name: str, length: builtins.int | None = None,
+             allow_none: Literal[False] = False,
+             scalar_ok: builtins.bool = False) -> tuple[builtins.int, ...]: ...
+
+    @overload
+    def ints(self, name: str, length: builtins.int | None = None, *,
+             allow_none: builtins.bool, scalar_ok: builtins.bool = False
+             ) -> tuple[builtins.int, ...] | None: ...
+
+    def ints(self, name: str, length: builtins.int | None = None,
+             allow_none: builtins.bool = False,
+             scalar_ok: builtins.bool = False) -> tuple[builtins.int, ...] | None:
         value = self.concrete(name)
         if value is None and allow_none:
             return None
@@ -229,7 +243,13 @@ class FnCall:
             )
         return bool(value)
 
-    def dtype(self, name: str, allow_none: bool = True) -> str | None:
+    @overload
+    def dtype(self, name: str, allow_none: Literal[False]) -> str: ...
+
+    @overload
+    def dtype(self, name: str, allow_none: builtins.bool = True) -> str | None: ...
+
+    def dtype(self, name: str, allow_none: builtins.bool = True) -> str | None:
         value = self.args[name]
         if value is None and allow_none:
             return None
@@ -243,12 +263,12 @@ class FnCall:
             "AOT203",
         )
 
-    def initializer(self, name: str) -> Initializer:
+    def initializer(self, name: str) -> Initializer | Closure:
         value = self.args[name]
         if isinstance(value, Initializer):
             return value
         if isinstance(value, Closure):
-            return value  # type: ignore[return-value]  # a user `(key, shape, dtype)` function
+            return value  # a user `(key, shape, dtype)` function
         if isinstance(value, InitializerFactory):
             raise self.fail(
                 f"{self.written}: '{name}' got the initializer factory {value.name} without "
@@ -261,12 +281,11 @@ class FnCall:
             "AOT203",
         )
 
-    def activation(self, name: str) -> OpRef | None:
+    def activation(self, name: str) -> str:
+        """An activation function argument (`nn.sigmoid`, `jnp.tanh`) as the code it calls."""
         value = self.args[name]
-        if value is None:
-            return None
         if isinstance(value, OpRef) and value.entry.code is not None:
-            return value
+            return value.entry.code
         raise self.fail(
             f"{self.written}: '{name}' must be an activation function such as nn.relu, got "
             f"{describe_value(value)}",
@@ -275,7 +294,8 @@ class FnCall:
 
     # ---------------------------------------------------------- outputs
 
-    def out(self, shape: Sequence[int], dtype: str, weak: bool = False) -> Tensor:
+    def out(self, shape: Sequence[builtins.int], dtype: str, weak: builtins.bool = False
+            ) -> Tensor:
         return self.ctx.new_tensor(tuple(int(d) for d in shape), dtype, weak)
 
     def code(self, name: str) -> Code:
@@ -331,12 +351,12 @@ class LayerScope:
     prefix: tuple[str, ...] = ()
     owner: str = ""
 
-    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Initializer,
+    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Initializer | Closure,
               span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
     def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str,
-              init: Initializer, span: Span) -> Code:  # pragma: no cover - interface
+              init: Initializer | Closure, span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
     def set_state(self, collection: str, name: str, value: Tensor,
@@ -346,18 +366,22 @@ class LayerScope:
     def rng(self, span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def child(self, name: str, owner: str) -> LayerScope:  # pragma: no cover - interface
+        """The scope of a submodule `name` of class `owner` (a layer built from layers)."""
+        raise NotImplementedError
+
 
 @dataclass
 class LayerCall(FnCall):
     """One call of a layer: a function call with a parameter scope."""
 
-    scope: LayerScope = None  # type: ignore[assignment]
+    scope: LayerScope = field(kw_only=True)
 
-    def param(self, name: str, shape: Sequence[int], dtype: str, init: Initializer) -> Code:
+    def param(self, name: str, shape: Sequence[int], dtype: str, init: Initializer | Closure) -> Code:
         return self.scope.param(name, plain(tuple(shape)), dtype, init, self.span)
 
     def state(self, collection: str, name: str, shape: Sequence[int], dtype: str,
-              init: Initializer) -> Code:
+              init: Initializer | Closure) -> Code:
         return self.scope.state(collection, name, plain(tuple(shape)), dtype, init, self.span)
 
     def set_state(self, collection: str, name: str, value: Tensor) -> None:

@@ -31,24 +31,10 @@ def conv_permutations(call: FnCall, ndim: int, numbers: Any) -> Perms:
         raise call.fail(f"{call.written}: dimension_numbers must be None or three layout strings "
                         f"such as ('NHWC', 'HWIO', 'NHWC'), got {describe_value(numbers)}",
                         "AOT203")
-    lhs, rhs, out = numbers
-    pairs = (("N", "C"), ("O", "I"), ("N", "C"))
-    for spec, (a, b) in zip(numbers, pairs):
-        if len(spec) != ndim or spec.count(a) != 1 or spec.count(b) != 1 or \
-                len(set(spec)) != len(spec):
-            raise call.fail(f"{call.written}: layout {spec!r} must name {ndim} distinct axes "
-                            f"with one {a!r} and one {b!r}", "AOT203")
-    if not set(lhs) - {"N", "C"} == set(rhs) - {"O", "I"} == set(out) - {"N", "C"}:
-        raise call.fail(f"{call.written}: layouts {tuple(numbers)!r} must share their spatial "
-                        "axes", "AOT203")
-
-    def perm(spec: str, pair: tuple[str, str]) -> tuple[int, ...]:
-        spatial = [i for i, c in enumerate(spec) if c not in pair]
-        if spec is not rhs:
-            spatial.sort(key=lambda i: rhs.index(spec[i]))
-        return (spec.index(pair[0]), spec.index(pair[1]), *spatial)
-
-    return perm(lhs, pairs[0]), perm(rhs, pairs[1]), perm(out, pairs[2])
+    try:
+        return sh.conv_permutations(ndim, tuple(numbers))
+    except sh.ShapeError as e:
+        raise call.fail(f"{call.written}: {e}", "AOT203") from None
 
 
 def _per_axis(call: FnCall, name: str, n: int, value: Any = None) -> tuple[int, ...] | None:
@@ -73,7 +59,7 @@ def _padding(call: FnCall, name: str, n: int) -> str | list[tuple[int, int]]:
             isinstance(p, (tuple, list)) and len(p) == 2 and int_tree(p) for p in value)):
         raise call.fail(f"{call.written}: padding must be a string or {n} (low, high) pairs, "
                         f"got {describe_value(value)}", "AOT203")
-    return [tuple(p) for p in value]  # type: ignore[misc]
+    return [tuple(p) for p in value]
 
 
 def conv_shape(call: FnCall, lhs: Tensor, rhs_shape: tuple[int, ...], strides: Any,
@@ -113,7 +99,7 @@ def _operands(call: FnCall) -> tuple[Tensor, Tensor, str, bool]:
                         hint=f"cast the kernel with .astype(jnp.{lhs.dtype})")
     dtype, weak = lhs.dtype, lhs.weak and rhs.weak
     if call.args["preferred_element_type"] is not None:
-        dtype, weak = dt.canonicalize(call.dtype("preferred_element_type")), False
+        dtype, weak = dt.canonicalize(call.dtype("preferred_element_type", allow_none=False)), False
     return lhs, rhs, dtype, weak
 
 

@@ -156,19 +156,24 @@ def _reduced(view: OpView) -> tuple[int, int]:
     return n, view.out_size()
 
 
+def _on_reduced(rule: Callable[[int, int], int]) -> Callable[[OpView], int]:
+    """A FLOP rule of (input elements n, output elements m) of a reduction."""
+    return lambda view: rule(*_reduced(view))
+
+
 REDUCE = FlopRule("n - m: one add or compare per element beyond the first of each of the "
-                  "m outputs", lambda v: (lambda n, m: n - m)(*_reduced(v)))
+                  "m outputs", _on_reduced(lambda n, m: n - m))
 MEAN = FlopRule("n: n - m adds and m divides", lambda v: _reduced(v)[0])
 VAR = FlopRule("4n + m: mean, subtract, square, sum, divide",
-               lambda v: (lambda n, m: 4 * n + m)(*_reduced(v)))
+               _on_reduced(lambda n, m: 4 * n + m))
 STD = FlopRule("4n + 2m: the variance and a square root per output",
-               lambda v: (lambda n, m: 4 * n + 2 * m)(*_reduced(v)))
+               _on_reduced(lambda n, m: 4 * n + 2 * m))
 ARG_REDUCE = FlopRule("9 (n - m): compare and select value and index pairs",
-                      lambda v: (lambda n, m: 9 * (n - m))(*_reduced(v)))
+                      _on_reduced(lambda n, m: 9 * (n - m)))
 NANSUM = FlopRule("3n - m: isnan and select, then the sum",
-                  lambda v: (lambda n, m: 3 * n - m)(*_reduced(v)))
+                  _on_reduced(lambda n, m: 3 * n - m))
 NANMEAN = FlopRule("8n: masked sum, count and divide", lambda v: 8 * _reduced(v)[0])
-PTP = FlopRule("2n - m: max, min, subtract", lambda v: (lambda n, m: 2 * n - m)(*_reduced(v)))
+PTP = FlopRule("2n - m: max, min, subtract", _on_reduced(lambda n, m: 2 * n - m))
 
 
 def _log2ceil(n: int) -> int:
@@ -282,17 +287,22 @@ def _rows(view: OpView) -> tuple[int, int]:
     return n, n // max(1, _axis_size(view, shape))
 
 
+def _on_rows(rule: Callable[[int, int], int]) -> Callable[[OpView], int]:
+    """A FLOP rule of (elements n, rows m) of a function over an axis."""
+    return lambda view: rule(*_rows(view))
+
+
 SOFTMAX = FlopRule("5n - m: max, subtract, exp, sum, divide (m rows)",
-                   lambda v: (lambda n, m: 5 * n - m)(*_rows(v)))
+                   _on_rows(lambda n, m: 5 * n - m))
 LOG_SOFTMAX = FlopRule("5n: max, subtract, exp, sum, log, subtract",
                        lambda v: 5 * _rows(v)[0])
 STANDARDIZE = FlopRule("5n + 5m: mean, mean of squares, subtract, rsqrt, multiply",
-                       lambda v: (lambda n, m: 5 * n + 5 * m)(*_rows(v)))
+                       _on_rows(lambda n, m: 5 * n + 5 * m))
 LOGSUMEXP = FlopRule("4n + 4m: max, subtract, exp, sum, log, add (m outputs)",
                      lambda v: 4 * _reduced(v)[0] + 4 * v.out_size())
 CUMSUM = FlopRule("n - m: one add per element after the first of each of the m rows "
                   "(XLA:CPU counts its reduce-window lowering, window - 1 per element)",
-                  lambda v: (lambda n, m: n - m)(*_rows(v)))
+                  _on_rows(lambda n, m: n - m))
 
 
 def _clip(view: OpView) -> int:
@@ -326,6 +336,7 @@ def _dot(view: OpView) -> int:
 def _tensordot(view: OpView) -> int:
     a = _first_param(view)
     axes = view.bound("axes", 2)
+    contracted: Sequence[int]
     if isinstance(axes, int):
         contracted = range(len(a) - axes, len(a))
     else:
@@ -880,15 +891,14 @@ LOGSUMEXP_B = FlopRule("4n + 4m, + 3n + 3m with weights b, + m with return_sign"
 
 def _lax_conv(view: OpView) -> int:
     """`lax.conv_general_dilated` / `conv_transpose`: the layer rule on channels-last shapes."""
-    from .convolution import conv_permutations  # convolution imports calls, which imports us
-
     lhs, rhs, out = view.bound("lhs"), view.bound("rhs"), view.out()
     numbers = view.bound("dimension_numbers")
     transpose = view.call.entry.name == "conv_transpose"
     if transpose and numbers is None:
         numbers = {2: ("NC", "IO", "NC"), 3: ("NHC", "HIO", "NHC"), 4: ("NHWC", "HWIO", "NHWC"),
                    5: ("NHWDC", "HWDIO", "NHWDC")}[lhs.ndim]
-    lp, rp, op = conv_permutations(view.call, lhs.ndim, numbers)
+    default = tuple(range(lhs.ndim))  # the rule checked the layouts
+    lp, rp, op = (default,) * 3 if numbers is None else sh.conv_permutations(lhs.ndim, tuple(numbers))
     n = lhs.ndim - 2
     x = (lhs.shape[lp[0]], *[lhs.shape[i] for i in lp[2:]], lhs.shape[lp[1]])
     y = (out.shape[op[0]], *[out.shape[i] for i in op[2:]], out.shape[op[1]])
@@ -934,9 +944,13 @@ def _index_update(k: int, whole: int = 0) -> FlopRule:
 
 def _updated(view: OpView) -> int:
     """Elements an `x.at[index]` update touches (the indexed shape)."""
-    from .operators import updated_size  # operators imports calls, which imports us
-
-    return updated_size(view.call)
+    index = view.bound("index")
+    items = index if isinstance(index, tuple) else (index,)
+    # as the rule's `index_shape` reads an x.at index (checked there): a static int is a
+    # 0-d index whatever its value (the update clips, drops or fills it)
+    spec = tuple(sh.ArrayIndex(it.shape) if isinstance(it, Tensor)
+                 else sh.ArrayIndex(()) if isinstance(it, int) else it for it in items)
+    return sh.size(sh.index(view.bound("operand").shape, spec))
 
 
 #: Per element of 1-D samples, as XLA counts the default threefry2x32 sampler, measured.

@@ -56,6 +56,8 @@ class HostArray(Tensor):
     """
 
     __slots__ = ("np_dtype", "scalar")
+    np_dtype: str
+    scalar: bool
 
     def __init__(self, shape: tuple[int, ...], np_dtype: str, scalar: bool = False):
         Tensor.__init__(self, tuple(shape), dt.canonicalize(np_dtype), False)
@@ -308,6 +310,8 @@ def new_array(call: FnCall, shape: tuple[int, ...], np_dtype: Any, code: Code,
 class HostCall(FnCall):
     """A call of a numpy entry; `code` replaces `np.name(...)` for operators and methods."""
 
+    #: The function being resolved, or None for numpy at module level (nothing is emitted).
+    ctx: Any
     code: Code | None = None
 
 
@@ -780,7 +784,7 @@ def method(ctx: Any, receiver: HostArray, name: str, args: list, kwargs: dict, s
         bound = Signature.parse(sig).bind(written, args, kwargs)
         dtype = dtype_name(bound["dtype"], written) if name == "astype" else receiver.np_dtype
         shape = (sh.size(receiver.shape),) if name == "flatten" else receiver.shape
-        call = HostCall(REGISTRY.lookup("np", "asarray"), written, bound, args, kwargs, span,
+        call = HostCall(REGISTRY.entry("np", "asarray"), written, bound, args, kwargs, span,
                         ctx, code)
         return new_array(call, shape, dtype, code, name)
     if name in ("reshape", "transpose") and len(args) > 1 or (

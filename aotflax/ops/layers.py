@@ -91,11 +91,11 @@ def tuple_arg(call: FnCall, name: str, n: int, default: int | None = None) -> tu
     if isinstance(value, int) and not isinstance(value, bool):
         out = (value,) * n
     else:
-        out = call.ints(name, length=n)  # type: ignore[assignment]
-    if not all(1 <= v <= _MAX_STRIDE for v in out):  # type: ignore[union-attr]
+        out = call.ints(name, length=n)
+    if not all(1 <= v <= _MAX_STRIDE for v in out):
         raise call.fail(f"{call.written}: '{name}' must be positive ints (at most "
                         f"{_MAX_STRIDE}), got {value!r}", "AOT203")
-    return out  # type: ignore[return-value]
+    return out
 
 
 #: Strides and dilations reach XLA as 32-bit values.
@@ -122,7 +122,7 @@ def dense(call: LayerCall) -> Tensor:
     if x.ndim == 0:
         raise call.fail(f"nn.Dense expects at least a 1-D input, got {x.describe()}")
     features = call.int("features", minimum=1)
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     kernel = call.param("kernel", (x.shape[-1], features), pdt, call.initializer("kernel_init"))
     use_bias = call.bool("bias")
     bias = call.param("bias", (features,), pdt, call.initializer("bias_init")) if use_bias else None
@@ -151,7 +151,7 @@ def _padding(call: LayerCall, n: int) -> tuple[Code, str | tuple]:
     elif isinstance(padding, (tuple, list)) and len(padding) == n:
         pairs = tuple(
             (p, p) if isinstance(p, int) else tuple(p) if isinstance(p, (tuple, list)) else p
-            for p in padding  # type: ignore[misc]
+            for p in padding
         )
     else:
         pairs = None
@@ -195,7 +195,7 @@ def conv(call: LayerCall) -> Tensor:
     if cin % groups or features % groups:
         raise call.fail(f"{call.written}: input features {cin} and features {features} must be "
                         f"divisible by feature_group_count={groups}")
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     kshape = (*ks, cin // groups, features)
     try:
         shape = sh.conv_output_shape(x.shape, kshape, strides, pad, lhs_dil, rhs_dil, groups)
@@ -236,7 +236,7 @@ def embed(call: LayerCall) -> Tensor:
                         hint="cast token ids with x.astype(jnp.int32)")
     n = call.int("num_embeddings", minimum=1)
     features = call.int("features", minimum=1)
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     table = call.param("embedding", (n, features), pdt, call.initializer("embedding_init"))
     dtype = call.dtype("dtype") or pdt
     out = call.out((*x.shape, features), dtype)
@@ -258,7 +258,7 @@ def layer_norm(call: LayerCall) -> Tensor:
         raise call.fail("nn.LayerNorm supports reduction_axes=-1 and feature_axes=-1 only",
                         "AOT203")
     eps = call.static("epsilon", float, int)
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     c = x.shape[-1]
     stat = dt.result_type((x.dtype, False), ("float32", False))[0]
     scale = call.param("scale", (c,), pdt, call.initializer("scale_init")) \
@@ -295,7 +295,7 @@ def _pool(kind: str) -> Callable[[FnCall], Tensor]:
     def rule(call: FnCall) -> Tensor:
         x = call.tensor("inputs")
         window = call.ints("window_shape")
-        n = len(window)  # type: ignore[arg-type]
+        n = len(window)
         _need_batch(call, x, n)
         strides = tuple_arg(call, "strides", n, 1)
         padding = call.args["padding"]
@@ -316,9 +316,9 @@ def _pool(kind: str) -> Callable[[FnCall], Tensor]:
         except sh.ShapeError as e:
             raise call.fail(f"{call.written}: {e}", "AOT210") from None
         out = call.out(shape, x.dtype)
-        dims, steps = repr((1, *window, 1)), repr((1, *strides, 1))  # type: ignore[misc]
+        dims, steps = repr((1, *window, 1)), repr((1, *strides, 1))
         size = 1
-        for w in window:  # type: ignore[union-attr]
+        for w in window:
             size *= w
         divisor = repr(size)
         if kind == "avg" and not call.bool("count_include_pad") and pad != "VALID":
@@ -351,7 +351,7 @@ def _embed_attend(call: LayerCall) -> Tensor:
     if q.shape[-1] != features:
         raise call.fail(f"Embed.attend expects queries with {features} features, got "
                         f"{q.describe()}", "AOT210")
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     table = call.param("embedding", (n, features), pdt, call.initializer("embedding_init"))
     dtype = call.dtype("dtype") or dt.result_type((q.dtype, False), (pdt, False))[0]
     out = call.out((*q.shape[:-1], n), dtype)

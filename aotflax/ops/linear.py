@@ -15,7 +15,7 @@ from ..program import Code, Tensor
 from ..quoting import literal
 from ..values import Initializer
 from . import initializers as inits
-from .calls import LayerCall
+from .calls import FnCall, LayerCall
 from .layers import (
     _need_batch,
     _padding,
@@ -35,7 +35,7 @@ _SHAPE_FREE = (inits.ZEROS.code, inits.ONES.code)
 
 def sub_call(call: LayerCall, name: str, owner: str) -> LayerCall:
     """The same call declaring its parameters under the child `name` (a Linen submodule)."""
-    return dataclasses.replace(call, scope=call.scope.child(name, owner))  # type: ignore[attr-defined]
+    return dataclasses.replace(call, scope=call.scope.child(name, owner))
 
 
 def int_tuple(call: LayerCall, name: str) -> tuple[int, ...]:
@@ -43,7 +43,7 @@ def int_tuple(call: LayerCall, name: str) -> tuple[int, ...]:
     value = call.args[name]
     if isinstance(value, int) and not isinstance(value, bool):
         return (value,)
-    return call.ints(name)  # type: ignore[return-value]
+    return call.ints(name)
 
 
 def flat_init(init: Any, flat: tuple[int, ...], full: tuple[int, ...]) -> Any:
@@ -58,7 +58,7 @@ def flat_init(init: Any, flat: tuple[int, ...], full: tuple[int, ...]) -> Any:
     return Initializer(code, f"{init.description} on the flattened shape {flat}")
 
 
-def precision_code(call: LayerCall) -> str:
+def precision_code(call: FnCall) -> str:
     """`, precision="highest"` for a static precision name, "" for None."""
     value = call.args.get("precision")
     if value is None:
@@ -144,7 +144,7 @@ def dense_general_layer(call: LayerCall) -> Tensor:
         raise call.fail(f"{call.written}: axis {call.args['axis']} overlaps batch_dims "
                         f"{call.args['batch_dims']}", "AOT203")
     return dense_general(call, x, features, axis, batch_dims, use_bias=call.bool("bias"),
-                         dtype=call.dtype("dtype"), param_dtype=call.dtype("param_dtype"),
+                         dtype=call.dtype("dtype"), param_dtype=call.dtype("param_dtype", allow_none=False),
                          kernel_init=call.initializer("kernel_init"),
                          bias_init=call.initializer("bias_init"),
                          precision=precision_code(call))
@@ -171,7 +171,7 @@ def conv_transpose(call: LayerCall) -> Tensor:
     pad_code, pad = _padding(call, n)
     transpose_kernel = call.bool("transpose_kernel")
     cin = x.shape[-1]
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     try:
         shape = sh.conv_transpose_output_shape(x.shape, (*ks, cin, features), strides, pad,
                                                dilation)

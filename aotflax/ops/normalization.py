@@ -89,7 +89,7 @@ def _cast_to(call: LayerCall, x: Tensor, dtype: str, stem: str = "xf") -> Tensor
 def _affine(call: LayerCall, feature_shape: tuple[int, ...], view: str, *,
             bias: bool = True) -> tuple[list[str], dict[str, Code | str]]:
     """Declare `scale` / `bias` (Linen names, shape of the feature axes) and their code."""
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     assert pdt is not None
     dtypes: list[str] = []
     args: dict[str, Code | str] = {"scale": "", "bias": ""}

@@ -162,12 +162,6 @@ def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
         return False
 
 
-def updated_size(call: FnCall) -> int:
-    """Elements an `x.at[index]` update touches: the size of the indexed shape."""
-    shape, _ = index_shape(call, call.args["operand"], call.args["index"], in_bounds=False)
-    return sh.size(shape)
-
-
 def _check_mode(call: FnCall) -> None:
     mode = call.args["mode"]
     if mode not in _SCATTER_MODES:

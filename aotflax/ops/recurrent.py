@@ -30,8 +30,8 @@ _DEFAULTS: dict[str, Any] = {
     "zeros": inits.ZEROS,
     "orthogonal": Initializer("jax.nn.initializers.orthogonal()",
                               "nn.initializers.orthogonal()"),
-    "sigmoid": OpRef(REGISTRY.lookup("nn", "sigmoid"), "nn.sigmoid"),  # type: ignore[arg-type]
-    "tanh": OpRef(REGISTRY.lookup("nn", "tanh"), "nn.tanh"),  # type: ignore[arg-type]
+    "sigmoid": OpRef(REGISTRY.entry("nn", "sigmoid"), "nn.sigmoid"),
+    "tanh": OpRef(REGISTRY.entry("nn", "tanh"), "nn.tanh"),
 }
 
 
@@ -80,11 +80,11 @@ def _dense(call: LayerCall, name: str, x: Tensor, features: int, *, bias: bool,
     return code, dtype
 
 
-def _gate(call: LayerCall, fn: OpRef, a: tuple[Code, str], b: tuple[Code, str],
+def _gate(call: LayerCall, fn: str, a: tuple[Code, str], b: tuple[Code, str],
           shape: tuple[int, ...], stem: str) -> Tensor:
     """`fn(a + (b))`: Linen adds the input and the recurrent Dense, in that order."""
     out = call.out(shape, dt.result_type((a[1], False), (b[1], False))[0])
-    call.emit("layers/rnn_gate.j2", {"fn": fn.entry.code, "a": a[0], "b": b[0]},  # type: ignore[dict-item]
+    call.emit("layers/rnn_gate.j2", {"fn": fn, "a": a[0], "b": b[0]},
               [out], stem=stem)
     return out
 
@@ -108,19 +108,19 @@ def lstm_cell(call: LayerCall) -> tuple[tuple[Tensor, Tensor], Tensor]:
     _check_inputs(call, x, h)
     n = _features(call, h)
     gate_fn, act = call.activation("gate_fn"), call.activation("activation_fn")
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     kinit, rinit = call.initializer("kernel_init"), call.initializer("recurrent_kernel_init")
     binit = call.initializer("bias_init")
     gates = {}
     for g, fn in (("i", gate_fn), ("f", gate_fn), ("g", act), ("o", gate_fn)):
         a = _dense(call, f"i{g}", x, n, bias=False, kernel_init=kinit, bias_init=binit, pdt=pdt)
         b = _dense(call, f"h{g}", h, n, bias=True, kernel_init=rinit, bias_init=binit, pdt=pdt)
-        gates[g] = _gate(call, fn, a, b, h.shape, g)  # type: ignore[arg-type]
+        gates[g] = _gate(call, fn, a, b, h.shape, g)
     new_c = call.out(h.shape, _promote(gates["f"], c, gates["i"], gates["g"]))
     call.emit("layers/lstm_memory.j2", {"f": gates["f"], "c": c, "i": gates["i"],
                                         "g": gates["g"]}, [new_c], stem="c")
     new_h = call.out(h.shape, _promote(gates["o"], new_c))
-    call.emit("layers/lstm_hidden.j2", {"o": gates["o"], "act": act.entry.code,  # type: ignore[union-attr,dict-item]
+    call.emit("layers/lstm_hidden.j2", {"o": gates["o"], "act": act,
                                         "c": new_c}, [new_h], stem="h")
     return (new_c, new_h), new_h
 
@@ -142,7 +142,7 @@ def gru_cell(call: LayerCall) -> tuple[Tensor, Tensor]:
     _check_inputs(call, x, h)
     n = _features(call, h)
     gate_fn, act = call.activation("gate_fn"), call.activation("activation_fn")
-    pdt = call.dtype("param_dtype")
+    pdt = call.dtype("param_dtype", allow_none=False)
     kinit, rinit = call.initializer("kernel_init"), call.initializer("recurrent_kernel_init")
     binit = call.initializer("bias_init")
 
@@ -152,11 +152,11 @@ def gru_cell(call: LayerCall) -> tuple[Tensor, Tensor]:
     def dense_h(name: str, bias: bool = False) -> tuple[Code, str]:
         return _dense(call, name, h, n, bias=bias, kernel_init=rinit, bias_init=binit, pdt=pdt)
 
-    r = _gate(call, gate_fn, dense_i("ir"), dense_h("hr"), h.shape, "r")  # type: ignore[arg-type]
-    z = _gate(call, gate_fn, dense_i("iz"), dense_h("hz"), h.shape, "z")  # type: ignore[arg-type]
+    r = _gate(call, gate_fn, dense_i("ir"), dense_h("hr"), h.shape, "r")
+    z = _gate(call, gate_fn, dense_i("iz"), dense_h("hz"), h.shape, "z")
     a, b = dense_i("in"), dense_h("hn", bias=True)
     cand = call.out(h.shape, dt.result_type((a[1], False), (r.dtype, False), (b[1], False))[0])
-    call.emit("layers/gru_candidate.j2", {"fn": act.entry.code, "a": a[0], "r": r,  # type: ignore[union-attr,dict-item]
+    call.emit("layers/gru_candidate.j2", {"fn": act, "a": a[0], "r": r,
                                           "b": b[0]}, [cand], stem="n")
     new_h = call.out(h.shape, _promote(z, cand, h))
     call.emit("layers/gru_hidden.j2", {"z": z, "n": cand, "h": h}, [new_h], stem="h")
@@ -213,9 +213,9 @@ def conv_lstm(call: LayerCall) -> tuple[tuple[Tensor, Tensor], Tensor]:
                         f"{h.shape[-1]} features ({h.describe()})", "AOT210")
     strides = tuple_arg(call, "strides", n, 1)
     pad_code, pad = _padding(call, n)
-    bias, pdt = call.bool("bias"), call.dtype("param_dtype")
-    ih = _conv(call, "ih", x, 4 * features, ks, strides, pad_code, pad, bias, pdt)  # type: ignore[arg-type]
-    hh = _conv(call, "hh", h, 4 * features, ks, strides, pad_code, pad, bias, pdt)  # type: ignore[arg-type]
+    bias, pdt = call.bool("bias"), call.dtype("param_dtype", allow_none=False)
+    ih = _conv(call, "ih", x, 4 * features, ks, strides, pad_code, pad, bias, pdt)
+    hh = _conv(call, "hh", h, 4 * features, ks, strides, pad_code, pad, bias, pdt)
     if ih.shape != hh.shape or ih.shape[:-1] != h.shape[:-1]:
         raise call.fail(f"{call.written}: the input and hidden convolutions give "
                         f"{ih.describe()} and {hh.describe()}, which must both match the carry "
@@ -257,9 +257,9 @@ def _initialize_carry(parts: int) -> Any:
         if init is not inits.ZEROS and getattr(init, "code", None) != inits.ZEROS.code:
             raise call.fail(f"{call.written}: only init_fn=nn.initializers.zeros is supported",
                             "AOT203", hint="add a learned or random initial state in the model")
-        dtype = call.dtype("dtype")
-        shape = (*batch, *size)  # type: ignore[misc]
-        outs = [call.out(shape, dtype) for _ in range(parts)]  # type: ignore[arg-type]
+        dtype = call.dtype("dtype", allow_none=False)
+        shape = (*batch, *size)
+        outs = [call.out(shape, dtype) for _ in range(parts)]
         for out, stem in zip(outs, ("c", "h") if parts == 2 else ("h",)):
             call.emit("layers/zeros.j2", {"shape": repr(shape), "dtype": dtype}, [out], stem=stem)
         return tuple(outs) if parts == 2 else outs[0]
@@ -274,4 +274,4 @@ for _cls, _parts in (("LSTMCell", 2), ("GRUCell", 1), ("ConvLSTM", 2), ("ConvLST
               f"zero carry of nn.{_cls}: batch_dims + size" + (" for c and h" if _parts == 2
                                                                else ""))
     # old flax.nn signs it initialize_carry(rng, ...): a key from nn.make_rng() is fine
-    REGISTRY.lookup(f"nn.{_cls}", "initialize_carry").extra["takes_keys"] = True  # type: ignore
+    REGISTRY.entry(f"nn.{_cls}", "initialize_carry").extra["takes_keys"] = True

@@ -208,6 +208,10 @@ class Registry:
     def lookup(self, namespace: str, name: str) -> Entry | None:
         return self.entries.get(f"{namespace}.{name}")
 
+    def entry(self, namespace: str, name: str) -> Entry:
+        """A registered entry the table itself refers to (KeyError: a table bug)."""
+        return self.entries[f"{namespace}.{name}"]
+
     def members(self, namespace: str) -> dict[str, Entry]:
         prefix = namespace + "."
         return {k[len(prefix):]: e for k, e in self.entries.items()

@@ -210,11 +210,11 @@ def _bernoulli(call: FnCall) -> Tensor:
 
 def _truncated_normal(call: FnCall) -> Tensor:
     _single_key(call)
-    bounds = [aval_of(call.args[n]) for n in ("lower", "upper")]
-    if any(b is None for b in bounds):
+    bounds = [b for b in (aval_of(call.args[n]) for n in ("lower", "upper")) if b is not None]
+    if len(bounds) != 2:
         raise call.fail(f"{call.written}: lower and upper must be numbers or arrays", "AOT202")
     if call.args["shape"] is None:
-        shape = shape_rule(call, sh.broadcast_shapes, *[b[0] for b in bounds])  # type: ignore
+        shape = shape_rule(call, sh.broadcast_shapes, *[b[0] for b in bounds])
     else:
         shape = _shape_arg(call, "shape")
         _bounds(call, shape, "lower", "upper")

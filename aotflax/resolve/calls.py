@@ -5,7 +5,7 @@ from __future__ import annotations
 from keyword import iskeyword
 from typing import Any
 
-from .. import ir, meshes, namespaces, quoting, safety, training
+from .. import ir, namespaces, quoting, safety
 from ..diagnostics import InternalError, Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops import initializers as inits
@@ -61,6 +61,7 @@ from ..values import (
     is_static,
     shown,
 )
+from . import meshes, training
 from .base import (
     MAX_CALL_DEPTH,
     MAX_STATIC_BITS,
@@ -332,8 +333,8 @@ class CallsMixin:
             bound = dict(step.bound)
             name = bound.pop("name", None)
             fn, scope = self._need_module_frame(frame, span, "jax.lax.scan")
-            cls_name = step.module.linen_name if isinstance(step.module, Entry) else \
-                step.class_name
+            cls_name = (step.module.linen_name or step.module.name) \
+                if isinstance(step.module, Entry) else step.class_name
             try:
                 child = scope.child_name(cls_name, name, span, shared=True)
             except CallError as e:
@@ -391,7 +392,7 @@ class CallsMixin:
         if not leaves or not all(isinstance(v, Tensor) for v in leaves):
             raise self.error("AOT361", f"jax.lax.scan: {what} must be an array or a tuple of "
                              f"arrays, got {describe_value(value)}", span)
-        return leaves  # type: ignore[return-value]
+        return leaves
 
     def _sequential(self, args: list, kwargs: dict, expr: ir.Call) -> "Sequential":
         """`nn.Sequential([...])`: layers applied in order, named in the enclosing scope."""
@@ -589,7 +590,8 @@ class CallsMixin:
             if args:
                 raise self.error("AOT350", "shared takes keyword arguments only", span)
             fn, scope = self._need_module_frame(frame, span, f"{r.class_name}.shared")
-            cls_name = r.module.linen_name if isinstance(r.module, Entry) else r.class_name
+            cls_name = (r.module.linen_name or r.module.name) if isinstance(r.module, Entry) \
+                else r.class_name
             try:
                 child = scope.child_name(cls_name, name, span, shared=True)
             except CallError as e:
@@ -628,12 +630,13 @@ class CallsMixin:
         raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
 
     def _static_method(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
-        allowed = {
+        methods: dict[type, set[str]] = {
             list: {"append", "extend", "insert", "pop", "index", "count", "copy", "reverse"},
             dict: {"get", "items", "keys", "values", "update", "copy", "pop", "setdefault"},
             str: {"format", "join", "upper", "lower", "startswith", "endswith", "replace",
                   "split", "strip"},
-        }[type(r)]
+        }
+        allowed = methods[type(r)]
         if name not in allowed:
             raise self.error("AOT348", f"method {type(r).__name__}.{name} is not supported",
                              span)
@@ -766,7 +769,7 @@ class CallsMixin:
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None
         method = module.method(name) if isinstance(module, UserModule) else None
-        if method is not None and name != "apply":
+        if isinstance(module, UserModule) and method is not None and name != "apply":
             # Another method of this module: runs in the same scope, sharing parameters.
             env_self = Env(module.globals)
             env_self.set(method.params.params[0].name, r)

@@ -6,7 +6,7 @@ import hashlib
 import keyword
 from typing import Any
 
-from .. import hardware, ir, meshes, padding, quoting, training
+from .. import hardware, ir, padding, quoting
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
 from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
@@ -27,6 +27,7 @@ from ..values import (
     describe_value,
     walked,
 )
+from . import meshes, training
 from .base import (
     MAX_STEPS,
     Frame,
@@ -35,8 +36,6 @@ from .base import (
     _Abort,
     _OutOfSteps,
 )
-
-#: Guard against runaway unrolling (a `range(10**9)` typo).
 from .caches import CachesMixin
 from .calls import CallsMixin
 from .expressions import ExpressionsMixin
@@ -75,6 +74,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         self.globals = self.module_globals(model)
         self.targets: list[TargetDecl] = []
         self.cache: dict[Any, Specialization] = {}
+        #: Loss functions of training targets by (loss, output and input types).
+        self.loss_cache: dict[tuple, tuple[Function, bool]] = {}
         self.functions: list[Function] = []
         self.fn_names: dict[str, int] = {}
         #: Emitted initializer functions by (closure, shape, dtype).
@@ -185,7 +186,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                 hint=f"its arguments are: {', '.join(names)}")
         padding.check_declaration(self, decl, decl.loss is not None)
         kwargs: dict[str, Any] = {}
-        symbolic: list[tuple[str, tuple[object, ...]]] = []
+        symbolic: list[tuple[str, tuple[int | str, ...]]] = []
         for k, spec in decl.specs.items():
             if any(isinstance(d, str) for d in spec.shape):
                 symbolic.append((k, tuple(spec.shape)))
@@ -194,7 +195,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                                                                                   spec.dtype)
         spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span, entry=True)
         fn = spec_.function
-        inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs)
+        # (a target's entry function takes its inputs as arrays, never as trees)
+        inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs if isinstance(t, Tensor))
         missing = [k for k in decl.specs if k not in dict(fn.inputs)]
         if missing:
             raise self.error("AOT405", f"target input '{missing[0]}' is not an array input",

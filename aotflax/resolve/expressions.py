@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Callable
 
 from .. import dtypes as dt
 from .. import ir, namespaces, safety
@@ -242,10 +242,10 @@ class ExpressionsMixin:
             name = {"-": "neg", "+": "pos", "~": "invert"}[expr.op]
             return self._call_entry(REGISTRY.lookup("operator", name), f"'{expr.op}'", [value],
                                     {}, expr.span, frame)
+        unary: dict[str, Callable[[Any], Any]] = {
+            "-": operator.neg, "+": operator.pos, "~": operator.invert}
         try:
-            return self._static_result(
-                {"-": operator.neg, "+": operator.pos, "~": operator.invert}[expr.op](value),
-                expr.span)
+            return self._static_result(unary[expr.op](value), expr.span)
         except TypeError:
             raise self.error("AOT344", f"bad operand for unary {expr.op}: "
                              f"{describe_value(value)}", expr.span) from None

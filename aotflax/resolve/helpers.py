@@ -8,7 +8,7 @@ import operator
 import string
 from typing import Any
 
-from .. import ir, quoting, safety, training
+from .. import ir, quoting, safety, target_names
 from ..ops.calls import value_code
 from ..ops.stochastic import RngKey
 from ..program import (
@@ -227,7 +227,7 @@ def _dict_code(tree: dict[str, Any]) -> Code:
     return Code.of("{", Code.join(", ", items), "}")
 
 
-def _assigned_names(stmt: ir.Stmt) -> list[str]:
+def _assigned_names(stmt: ir.Stmt | ir.ClassDef) -> list[str]:
     def names(t: ir.Expr) -> list[str]:
         if isinstance(t, ir.Name):
             return [t.id]
@@ -257,7 +257,7 @@ def _assigned_names(stmt: ir.Stmt) -> list[str]:
 
 #: Names an emitted function never takes: what generated modules and their functions bind.
 _FUNCTION_NAMES_TAKEN = _TARGET_NAMES_TAKEN | frozenset(keyword.kwlist) | \
-    training.TEMPLATE_LOCALS | {"self"}
+    target_names.TEMPLATE_LOCALS | {"self"}
 
 
 def _function_stem(name: str) -> str:
@@ -271,7 +271,7 @@ def _function_names_taken(targets: list) -> set[str]:
     """Module-level names of a generated module other than its emitted functions."""
     taken = set(_FUNCTION_NAMES_TAKEN)
     for t in targets:
-        taken.update(training.target_globals(t.name))
+        taken.update(target_names.target_globals(t.name))
     return taken
 
 

@@ -123,13 +123,13 @@ class ImportsMixin:
     def _module_value(self, dotted: str, span: Span) -> ModuleValue:
         ws = self.workspace
         found = ws.locate(dotted) if ws is not None else None
-        if found is None:
+        if ws is None or found is None:
             raise self.error("AOT104", f"no model file '{dotted}' in the build folder", span)
         kind, path = found
         globals_ = None
         if kind == "file":
             try:
-                model = ws.load(path)  # type: ignore[union-attr]
+                model = ws.load(path)
             except Exception as e:  # a BuildError of the imported file: report its errors
                 diagnostics = getattr(e, "diagnostics", None)
                 if diagnostics is None:

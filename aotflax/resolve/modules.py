@@ -113,7 +113,7 @@ class ModulesMixin:
         module: UserModule = ref.module
         fn = FunctionState(self)
         env = Env(module.globals)
-        inputs: list[tuple[str, Tensor]] = []
+        inputs: list[tuple[str, Var]] = []
         taken = {n for n, v in bound.items() if not _shared_in(v)}
         for name, value in bound.items():
             if _shared_in(value):
@@ -131,7 +131,7 @@ class ModulesMixin:
                 fresh_tree = _rebuild(value, [fresh_like(t)
                                               for t in _tensors(value)])
                 var = TreeVar(name)
-                inputs.append((name, var))  # type: ignore[arg-type]
+                inputs.append((name, var))
                 fn.emit("ops/module_call.j2", {"target": _unpack_code(fresh_tree, fresh_tree, []),
                                                "call": Code((var,))},
                         tuple(_tensors(fresh_tree)), method.span, name)
@@ -139,7 +139,7 @@ class ModulesMixin:
                 continue
             fresh = _fresh(value, fn, name)
             if fresh is not value:
-                inputs.append((name, fresh))  # type: ignore[arg-type]
+                inputs.append((name, fresh))
             env.set(name, fresh)
         scope = Scope(fn, (), module.name)
         frame = Frame(env, fn, scope, ref)
@@ -310,10 +310,10 @@ class ModulesMixin:
         for pname, _ in callee.inputs:
             call_args.append(value_code(bound_inputs[pname]))
         call_args += self._pass_shared(spec, bound_inputs, fn, span)
-        path = "/".join(prefix)
+        hashed = "/".join(prefix)
         if instance.shared_arg is not None:
-            path = f"{instance.shared_arg.name}:{path}"
-        rng_arg = Code((f"rng=jax.random.fold_in(rng, {name_hash(path)})",))
+            hashed = f"{instance.shared_arg.name}:{hashed}"
+        rng_arg = Code((f"rng=jax.random.fold_in(rng, {name_hash(hashed)})",))
         init_args = None
         if callee.init_name is not None:  # the init variant calls the child's
             fn.data_init = True
@@ -348,6 +348,7 @@ class ModulesMixin:
                     frame: Frame, bound_kwargs: dict | None = None, name: Any = None,
                     shared: SharedModule | None = None, hook: Any = None,
                     class_name: str | None = None, given: Any = None) -> Any:
+        scope: Scope | None
         if entry.kind == "layer" or frame.fn is None:
             fn, scope = self._need_module_frame(frame, span, written)
         else:  # plain functions also run in loss functions, which have no module scope
@@ -374,13 +375,15 @@ class ModulesMixin:
                     child = Scope(child.fn, child.prefix, entry.name,
                                   shared_arg=child.shared_arg)
                 else:
+                    assert scope is not None  # a layer's frame is a module's (see above)
                     child_name = scope.child_name(class_name or entry.linen_name or entry.name,
                                                   name, span)
                     child = scope.child(child_name, entry.name)
                 if hook is not None:
                     child = HookedScope(child.fn, child.prefix, class_name or entry.name,
                                         shared_arg=child.shared_arg, hook=hook)
-                call = LayerCall(entry, written, bound, list(args), merged, span, fn, scope=child)
+                call: FnCall = LayerCall(entry, written, bound, list(args), merged, span, fn,
+                                         scope=child)
             else:
                 if name is not None:
                     raise CallError("AOT310", f"{written} has no parameters and takes no name=")
@@ -662,7 +665,7 @@ class ModulesMixin:
             elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For)):
                 local.update(_assigned_names(node))
         for n in names - local:
-            env = init.env
+            env: Env | None = init.env
             while type(env) is Env:  # local scopes only: module-level names hold no arrays
                 if n in env.vars:
                     value = env.vars[n]
@@ -765,7 +768,7 @@ def _walk(node: Any):
 def _reads_poison(init: Closure) -> bool:
     """Whether a function reads a local name whose value failed (reported already)."""
     names = {n.id for n in _walk(init.body) if isinstance(n, ir.Name)}
-    env = init.env
+    env: Env | None = init.env
     while type(env) is Env:
         if any(isinstance(env.vars.get(n), Poison) for n in names):
             return True

@@ -52,7 +52,7 @@ class StatementsMixin:
 
     # ---------------------------------------------------------------- statements
 
-    def _exec_guarded(self, stmt: ir.Stmt, frame: Frame) -> None:
+    def _exec_guarded(self, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
         """Run a statement; after an error its names are poisoned (no knock-on errors).
 
         A failed `if`/`for` keeps the names that were bound before it (they still have
@@ -71,7 +71,7 @@ class StatementsMixin:
                 frame.env.set(name, POISON)
             self._poison_self_attributes(stmt, frame)
 
-    def _poison_self_attributes(self, stmt: ir.Stmt, frame: Frame) -> None:
+    def _poison_self_attributes(self, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
         """`self.x = <failed>`: later reads of `self.x` stay silent (no knock-on errors)."""
         targets = stmt.targets if isinstance(stmt, ir.Assign) else (
             (stmt.target,) if isinstance(stmt, (ir.AugAssign, ir.AnnAssign)) else ())
@@ -85,7 +85,7 @@ class StatementsMixin:
         for stmt in body:
             self._exec_guarded(stmt, frame)
 
-    def _exec(self, stmt: ir.Stmt, frame: Frame) -> None:
+    def _exec(self, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
         self._step(stmt.span)
         method = getattr(self, "_stmt_" + type(stmt).__name__)
         method(stmt, frame)
@@ -217,7 +217,7 @@ class StatementsMixin:
                                      f"{len(container) + len(value):,} items (at most "
                                      f"{MAX_STATIC_LEN:,})", target.span)
                 try:
-                    container[index] = value  # type: ignore[index]
+                    container[index] = value
                 except (IndexError, KeyError, TypeError, ValueError) as e:
                     raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
                 if isinstance(index, slice):  # a slice assignment can grow the list

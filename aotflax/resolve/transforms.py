@@ -167,7 +167,7 @@ class CustomJvp:
     #: One rule per argument, `rule(tangent, ans, *primals)`, from `f.defjvps(...)`.
     jvps: tuple[Any, ...] | None = None
     #: Emitted (primal, rule) function names per argument types.
-    emitted: dict[tuple, str] | None = None
+    emitted: dict[tuple, PrimalCall] | None = None
 
 
 class CustomJvpMixin:
@@ -259,7 +259,7 @@ class CustomJvpMixin:
                                           ("tangents", inputs[1][1], tangents))]
         self.functions.append(Function(
             name=rule_name, doc=f"The derivative rule of {name}", takes_params=False,
-            state_collections=(), takes_rng=False, inputs=inputs,  # type: ignore[arg-type]
+            state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + state.ops), result=value_code(out),
             result_tensors=tuple(_tensors(out)), span=(cj.jvp or cj.fn).span,
             hints=dict(state.hints), decorators=(f"{name}.defjvp",)))

@@ -14,13 +14,13 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from . import quoting
-from .diagnostics import Note, Span
-from .program import ParamDecl
-from .values import MeshSpec, describe_value
+from .. import quoting
+from ..diagnostics import Note, Span
+from ..program import ParamDecl
+from ..values import MeshSpec, describe_value
 
 if TYPE_CHECKING:
-    from .resolve import Resolver
+    from .core import Resolver
 
 
 def mesh(r: "Resolver", args: list, kwargs: dict, span: Span) -> MeshSpec:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import dtypes as dt
-from . import quoting
-from .diagnostics import Note, Span
-from .ops.calls import value_code
-from .program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar, fresh_like
-from .scopes import FunctionState
-from .values import (
+from .. import dtypes as dt
+from .. import quoting
+from ..diagnostics import Note, Span
+from ..ops.calls import value_code
+from ..program import Code, Function, Op, ParamDecl, Tensor, TrainProgram, TreeVar, fresh_like
+from ..scopes import FunctionState
+from ..target_names import labels_variable
+from ..values import (
     Closure,
     Env,
     MultiOptimizer,
@@ -30,9 +31,11 @@ from .values import (
     is_static,
     to_code,
 )
+from .base import Frame, _Return
+from .helpers import _tensors, _unpack_code
 
 if TYPE_CHECKING:
-    from .resolve import Resolver
+    from .core import Resolver
 
 
 def call_optax(r: "Resolver", fn: OptaxFn, args: list, kwargs: dict, span: Span) -> OptaxValue:
@@ -63,7 +66,6 @@ def traversal(r: "Resolver", args: list, kwargs: dict, span: Span) -> Traversal:
 def _selects(r: "Resolver", trav: Traversal, path: tuple[str, ...], shape: tuple[int, ...],
              dtype: str) -> bool:
     """Whether a traversal's filter selects the parameter at `path` (evaluated statically)."""
-    from .resolve import Frame  # resolve imports this module
 
     where = "/" + "/".join(path)
     hit = r._call_closure(trav.filter, [where, Tensor(shape, dtype)], {}, trav.span,
@@ -138,35 +140,6 @@ def multi_optimizer(r: "Resolver", args: list, kwargs: dict, span: Span) -> Mult
         raise r.error("AOT421", "aot.MultiOptimizer needs at least one (traversal, optimizer) "
                       "pair", span)
     return MultiOptimizer(tuple(groups), span)
-
-
-#: Names the target templates (target.py.j2, train.py.j2, train_step*.py.j2) bind or
-#: read inside their functions: no emitted function is named like one, and inputs are
-#: renamed around them.
-TEMPLATE_LOCALS = frozenset({
-    "params", "state", "rng", "opt_state", "outputs", "loss", "metrics", "grads", "updates",
-    "grad_fn", "new_state", "optax", "jax", "jnp", "np", "_runtime",
-    # the microbatch step's scan body (train_step_microbatches.py.j2)
-    "microbatch", "carry", "inputs", "index", "key", "step_grads", "slices", "zeros"})
-
-#: Module-level helpers emitted for a target `t`, as `_{t}_{suffix}` (templates/*.j2).
-TARGET_HELPERS = ("apply", "init", "loss", "optimizer", "init_opt", "train_step", "labels",
-                  "variables")
-
-
-def target_globals(target: str) -> tuple[str, ...]:
-    """The names a target binds in its generated module: itself and its helpers."""
-    return (target, *(f"_{target}_{suffix}" for suffix in TARGET_HELPERS))
-
-
-def labels_variable(target: str) -> str:
-    """The module-level dict of a target's parameter-group labels (multi_transform's)."""
-    return f"_{target}_labels"
-
-
-def variables_variable(target: str) -> str:
-    """The module-level `_runtime.Variables` of a target (shared by targets with its tree)."""
-    return f"_{target}_variables"
 
 
 def optimizer_code(r: "Resolver", optimizer: Any, params: tuple[ParamDecl, ...],
@@ -246,12 +219,12 @@ def resolve_train(r: "Resolver", decl: Any, entry: Any, inputs: dict[str, Any], 
                     for _, s in loss_inputs]
     key = ("loss", id(loss), tuple((t.shape, t.dtype) for t in _leaves(outputs)),
            tuple((t.shape, t.dtype) for t in loss_tensors))
-    if key not in r.cache:
+    if key not in r.loss_cache:
         fn, has_metrics = _loss_function(r, loss, [outputs, *loss_tensors],
                                          [n for n, _ in loss_inputs], span)
         r.functions.append(fn)
-        r.cache[key] = (fn, has_metrics)
-    fn, has_metrics = r.cache[key]
+        r.loss_cache[key] = (fn, has_metrics)
+    fn, has_metrics = r.loss_cache[key]
     code, labels = optimizer_code(r, decl.optimizer, params, span, decl.name)
     hook = None
     if decl.after_update is not None:
@@ -312,7 +285,6 @@ def _after_update_function(r: "Resolver", hook: Closure, params: tuple[ParamDecl
     bound to arrays read from its one argument; it must return a tree of the same
     paths, shapes and dtypes (the train step's parameters).
     """
-    from .resolve import Frame  # resolve imports this module
 
     fn = FunctionState(r)
     var = TreeVar("parameters")
@@ -394,8 +366,6 @@ def _fresh_copy(value: Any) -> Any:
 
 def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[str],
                    span: Span) -> tuple[Function, bool]:
-    from .resolve import Frame, _Return, _tensors, _unpack_code
-
     fn = FunctionState(r)
     env = Env(loss.env)
     first = loss.params.params[0].name
@@ -445,6 +415,5 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
         hints=dict(fn.hints)), metrics is not None
 
 
-__all__ = ["TARGET_HELPERS", "TEMPLATE_LOCALS", "TRAIN_ONLY", "call_optax", "labels_variable",
-           "multi_optimizer", "optimizer_code", "resolve_train", "target_globals",
-           "train_options", "traversal", "traversal_method", "variables_variable"]
+__all__ = ["TRAIN_ONLY", "call_optax", "multi_optimizer", "optimizer_code", "resolve_train",
+           "train_options", "traversal", "traversal_method"]
