@@ -46,8 +46,8 @@ from .progress import Progress
 from .resolve import resolve
 from .resolve.toplevel import KNOWN_MODULES, skipped
 from .resolve.workspace import Workspace
-from .sizes import plain_sizes
 from .shapes import size
+from .sizes import plain_sizes
 from .summary import UnknownTarget, format_summary, memory_of, summarize, target_flops
 
 CACHE_NAME = ".aotflax-cache.json"

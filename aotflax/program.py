@@ -339,7 +339,9 @@ class FunctionRef(Fragment):
         found = names.get(("fn", id(self.function), self.kind))
         if found is not None:
             return found
-        return self.function.init_name if self.kind == "init" else self.function.name
+        name = self.function.init_name if self.kind == "init" else self.function.name
+        assert name is not None, "an init reference to a function without an init variant"
+        return name
 
 
 class CallKwargs(Fragment):

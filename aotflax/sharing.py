@@ -555,10 +555,9 @@ def _variant_names(base: str, groups: list[Group]) -> list[str]:
             continue
         for lab, value in zip(labels, feature):
             lab.append(value)
-    names = names()
     seen: dict[str, int] = {}
     out = []
-    for name in names:
+    for name in names():
         seen[name] = seen.get(name, 0) + 1
         out.append(name if seen[name] == 1 else f"{name}_variant{seen[name]}")
     return out
@@ -718,13 +717,13 @@ def _serves(plan: Plan, group: Group) -> list[str]:
     if list(by_paths) == [("",)] and len(per_target) == 1:
         return []  # one target's module: its apply function says so
     out = []
-    for paths, targets in by_paths.items():
-        if paths == ("",):
+    for key, targets in by_paths.items():
+        if key == ("",):
             out.append(", ".join(targets))
             continue
-        shown = [p or "the module itself" for p in paths]
+        shown = [p or "the module itself" for p in key]
         if len(shown) > 8:
-            shown = shown[:6] + [f"... ({len(paths)} instances)"]
+            shown = shown[:6] + [f"... ({len(key)} instances)"]
         out.append(f"{', '.join(targets)} ({', '.join(shown)})")
     return out
 
@@ -827,10 +826,10 @@ class _DimNames:
                 continue
             names = axis_names(t)
             for axis in range(t.ndim):
-                try:
-                    vec = tuple(ins[i][1].shape[axis] for ins in inputs)
-                except (IndexError, AttributeError):
+                others = [ins[i][1] if i < len(ins) else None for ins in inputs]
+                if not all(isinstance(o, Tensor) and o.ndim > axis for o in others):
                     continue
+                vec = tuple(o.shape[axis] for o in others if isinstance(o, Tensor))
                 if len(set(vec)) == 1 or (vec, t.ndim, axis) in self.axes:
                     continue
                 name = names[axis] if i == 0 else f"{arg}_{names[axis]}"

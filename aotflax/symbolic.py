@@ -15,8 +15,8 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
-from typing import Any
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .diagnostics import BuildError, Diagnostic, SourceFile, Span
 from .program import FileProgram, Tensor

@@ -98,9 +98,9 @@ def _leaves(fn: Function) -> dict[tuple[str, ...], tuple]:
     """(path, collection) -> what a leaf declares; parameters are collection ""."""
     out: dict[tuple[str, ...], tuple] = {}
     for d in fn.params:
-        out[(*d.path, "")] = (d.shape, d.dtype, d.init, d.from_data)
+        out[tuple(d.path) + ("",)] = (d.shape, d.dtype, d.init, d.from_data)
     for d in fn.state:
-        out[(*d.path[1:], d.path[0])] = (d.shape, d.dtype, d.init, d.from_data)
+        out[tuple(d.path[1:]) + (d.path[0],)] = (d.shape, d.dtype, d.init, d.from_data)
     return out
 
 

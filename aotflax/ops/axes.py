@@ -189,7 +189,8 @@ def along(param: str, default: Any = -1, why: str = "works along it") -> AxisRul
             return Flow()
         value = view.bound(param, default)
         axes = _axes(value, x.ndim)
-        same = x.ndim == (_out(view).ndim if _out(view) is not None else x.ndim)
+        out = _out(view)
+        same = x.ndim == (out.ndim if out is not None else x.ndim)
         mapping = tuple(Mix(why if axes is not None else f"{why} (over every axis)")
                         if axes is None or a in axes or not same else a for a in range(x.ndim))
         return _flow([(x, mapping), *_others(view, x, mapping)])
@@ -306,10 +307,12 @@ def _moveaxis(view: OpView) -> Flow:
     src, dst = view.bound("source"), view.bound("destination")
     src = [_axis(a, x.ndim) for a in (src if isinstance(src, (tuple, list)) else (src,))]
     dst = [_axis(a, x.ndim) for a in (dst if isinstance(dst, (tuple, list)) else (dst,))]
+    if None in src or None in dst:
+        raise ValueError("moveaxis: an axis out of range")  # flow() counts every axis mixed
     order = [a for a in range(x.ndim) if a not in src]
     for d, s in sorted(zip(dst, src)):
-        order.insert(d, s)  # type: ignore[arg-type]
-    return _permute(view, order)  # type: ignore[arg-type]
+        order.insert(d, s)
+    return _permute(view, order)
 
 
 def _by_shape(view: OpView) -> Flow:
@@ -384,8 +387,9 @@ def _pairs(width: Any, ndim: int) -> list[tuple[int, int]]:
             return [(width[0], width[0])] * ndim
         return [(width[0], width[1])] * ndim
     if len(width) == 1:
-        return [tuple(width[0])] * ndim  # type: ignore[list-item]
-    return [tuple(w) for w in width]  # type: ignore[misc]
+        lo, hi = width[0]
+        return [(lo, hi)] * ndim
+    return [(lo, hi) for lo, hi in width]
 
 
 def _static_rank(value: Any) -> int:
@@ -617,10 +621,14 @@ def _tensordot(view: OpView) -> Flow:
     if isinstance(axes, int):
         ca, cb = list(range(a.ndim - axes, a.ndim)), list(range(axes))
     else:
-        ca = [_axis(x, a.ndim) for x in (axes[0] if isinstance(axes[0], (tuple, list))
-                                         else (axes[0],))]
-        cb = [_axis(x, b.ndim) for x in (axes[1] if isinstance(axes[1], (tuple, list))
-                                         else (axes[1],))]
+        found_a = [_axis(x, a.ndim) for x in (axes[0] if isinstance(axes[0], (tuple, list))
+                                              else (axes[0],))]
+        found_b = [_axis(x, b.ndim) for x in (axes[1] if isinstance(axes[1], (tuple, list))
+                                              else (axes[1],))]
+        ca = [x for x in found_a if x is not None]
+        cb = [x for x in found_b if x is not None]
+        if len(ca) != len(found_a) or len(cb) != len(found_b):
+            raise ValueError("tensordot: an axis out of range")  # flow(): every axis mixed
     return _flow(_dot_general_axes(a, b, ((ca, cb), ((), ()))))
 
 
@@ -792,7 +800,8 @@ def _group_norm(view: OpView) -> Flow:
     why = "normalizes with statistics over it (GroupNorm: over every axis but the first)"
     entries = []
     for t in _unique(view.tensors()):
-        entries.append((t, (0, *(Mix(why) for _ in t.shape[1:])) if t.ndim else ()))
+        axes: tuple[Axis, ...] = (0, *(Mix(why) for _ in t.shape[1:])) if t.ndim else ()
+        entries.append((t, axes))
     return _flow(entries)
 
 
@@ -1073,7 +1082,8 @@ def _segment(view: OpView) -> Flow:
         return Flow()
     k = ids.ndim if isinstance(ids, Tensor) else 1
     why = "sums or reduces positions of it into segments"
-    entries = [(data, tuple(Mix(why) if a < k else a - k + 1 for a in range(data.ndim)))]
+    axes: tuple[Axis, ...] = tuple(Mix(why) if a < k else a - k + 1 for a in range(data.ndim))
+    entries = [(data, axes)]
     if isinstance(ids, Tensor):
         entries.append(_mixed(ids, "uses it as segment ids"))
     return _flow(entries)

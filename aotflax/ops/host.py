@@ -308,17 +308,17 @@ def new_array(call: FnCall, shape: tuple[int, ...], np_dtype: Any, code: Code,
 
 @dataclass
 class HostCall(FnCall):
-    """A call of a numpy entry; `code` replaces `np.name(...)` for operators and methods."""
+    """A call of a numpy entry; `replacement` replaces `np.name(...)` for operators and methods."""
 
     #: The function being resolved, or None for numpy at module level (nothing is emitted).
     ctx: Any
-    code: Code | None = None
+    replacement: Code | None = None
 
 
 def call_code(call: FnCall) -> Code:
     """`np.name(args...)` as the user wrote the call (or the operator / method form)."""
-    if isinstance(call, HostCall) and call.code is not None:
-        return call.code
+    if isinstance(call, HostCall) and call.replacement is not None:
+        return call.replacement
     parts = [host_code(a) for a in call.positional]
     parts += [Code.of(f"{k}=", host_code(v)) for k, v in call.keywords.items()]
     return Code.of(f"np.{call.entry.name}", "(", Code.join(", ", parts), ")")

@@ -117,7 +117,9 @@ def _nested_shape(value: object) -> tuple[int, ...] | None:
     shapes = {_nested_shape(v) for v in value}
     if len(shapes) > 1 or None in shapes:
         return None
-    return (len(value), *(shapes.pop() if shapes else ()))
+    inner = shapes.pop() if shapes else ()
+    assert inner is not None  # None in shapes returned above
+    return (len(value), *inner)
 
 
 LECUN_NORMAL = Initializer("jax.nn.initializers.lecun_normal()", "nn.initializers.lecun_normal()")

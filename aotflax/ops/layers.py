@@ -102,7 +102,7 @@ def tuple_arg(call: FnCall, name: str, n: int, default: int | None = None) -> tu
 _MAX_STRIDE = 2**31 - 1
 
 
-def _need_batch(call: FnCall, x: Tensor, spatial: int) -> None:
+def need_batch(call: FnCall, x: Tensor, spatial: int) -> None:
     if x.ndim != spatial + 2:
         raise call.fail(
             f"{call.written} with a {spatial}-D window expects inputs of rank {spatial + 2} "
@@ -138,7 +138,7 @@ def dense(call: LayerCall) -> Tensor:
 # ------------------------------------------------------------- Conv
 
 
-def _padding(call: LayerCall, n: int) -> tuple[Code, str | tuple]:
+def padding_pairs(call: LayerCall, n: int) -> tuple[Code, str | tuple]:
     padding = call.args["padding"]
     if isinstance(padding, str):
         up = padding.upper()
@@ -166,7 +166,7 @@ def _int_pairs(pairs: Any) -> bool:
         isinstance(v, int) and not isinstance(v, bool) for v in p) for p in pairs)
 
 
-def _dimension_numbers(n: int) -> str:
+def dimension_numbers(n: int) -> str:
     spatial = "DHW"[3 - n:] if n <= 3 else None
     if spatial is None:
         raise CallError("AOT203", "convolutions over more than 3 spatial dimensions are not "
@@ -184,13 +184,13 @@ def conv(call: LayerCall) -> Tensor:
     ks = call.args["kernel_size"]
     ks = (ks,) if isinstance(ks, int) and not isinstance(ks, bool) else call.ints("kernel_size")
     n = len(ks)
-    _need_batch(call, x, n)
+    need_batch(call, x, n)
     features = call.int("features", minimum=1)
     groups = call.int("feature_group_count", minimum=1)
     strides = tuple_arg(call, "strides", n, 1)
     lhs_dil = tuple_arg(call, "input_dilation", n, 1)
     rhs_dil = tuple_arg(call, "kernel_dilation", n, 1)
-    pad_code, pad = _padding(call, n)
+    pad_code, pad = padding_pairs(call, n)
     cin = x.shape[-1]
     if cin % groups or features % groups:
         raise call.fail(f"{call.written}: input features {cin} and features {features} must be "
@@ -216,7 +216,7 @@ def conv(call: LayerCall) -> Tensor:
     call.emit("layers/conv.j2", {
         "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
         "strides": repr(strides), "padding": pad_code, "extra": extra,
-        "dimension_numbers": _dimension_numbers(n),
+        "dimension_numbers": dimension_numbers(n),
         "bias": Code.of(" + ", feature_view(cast(bias, pdt, dtype), len(shape)))
         if bias is not None else "",
     }, [out], stem="conv")
@@ -296,7 +296,7 @@ def _pool(kind: str) -> Callable[[FnCall], Tensor]:
         x = call.tensor("inputs")
         window = call.ints("window_shape")
         n = len(window)
-        _need_batch(call, x, n)
+        need_batch(call, x, n)
         strides = tuple_arg(call, "strides", n, 1)
         padding = call.args["padding"]
         if isinstance(padding, str):

@@ -17,12 +17,12 @@ from ..values import Initializer
 from . import initializers as inits
 from .calls import FnCall, LayerCall
 from .layers import (
-    _need_batch,
-    _padding,
     cast,
     compute_dtype,
     feature_view,
     layer,
+    need_batch,
+    padding_pairs,
     tuple_arg,
 )
 
@@ -164,11 +164,11 @@ def conv_transpose(call: LayerCall) -> Tensor:
     ks = call.args["kernel_size"]
     ks = (ks,) if isinstance(ks, int) and not isinstance(ks, bool) else call.ints("kernel_size")
     n = len(ks)
-    _need_batch(call, x, n)
+    need_batch(call, x, n)
     features = call.int("features", minimum=1)
     strides = tuple_arg(call, "strides", n, 1)
     dilation = tuple_arg(call, "kernel_dilation", n, 1)
-    pad_code, pad = _padding(call, n)
+    pad_code, pad = padding_pairs(call, n)
     transpose_kernel = call.bool("transpose_kernel")
     cin = x.shape[-1]
     pdt = call.dtype("param_dtype", allow_none=False)

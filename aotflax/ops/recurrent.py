@@ -20,7 +20,7 @@ from ..program import Code, Tensor
 from ..values import DType, Initializer, OpRef
 from . import initializers as inits
 from .calls import FnCall, LayerCall
-from .layers import _dimension_numbers, _padding, cast, feature_view, tuple_arg
+from .layers import cast, dimension_numbers, feature_view, padding_pairs, tuple_arg
 from .linear import sub_call
 from .registry import REGISTRY, Entry, Signature
 
@@ -190,7 +190,7 @@ def _conv(call: LayerCall, name: str, x: Tensor, features: int, ks: tuple[int, .
     call.emit("layers/conv.j2", {
         "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
         "strides": repr(strides), "padding": pad_code, "extra": "",
-        "dimension_numbers": _dimension_numbers(len(ks)),
+        "dimension_numbers": dimension_numbers(len(ks)),
         "bias": Code.of(" + ", feature_view(cast(b, pdt, dtype), len(shape)))
         if b is not None else "",
     }, [out], stem=name)
@@ -212,7 +212,7 @@ def conv_lstm(call: LayerCall) -> tuple[tuple[Tensor, Tensor], Tensor]:
         raise call.fail(f"{call.written}: features={features} but the carry has "
                         f"{h.shape[-1]} features ({h.describe()})", "AOT210")
     strides = tuple_arg(call, "strides", n, 1)
-    pad_code, pad = _padding(call, n)
+    pad_code, pad = padding_pairs(call, n)
     bias, pdt = call.bool("bias"), call.dtype("param_dtype", allow_none=False)
     ih = _conv(call, "ih", x, 4 * features, ks, strides, pad_code, pad, bias, pdt)
     hh = _conv(call, "hh", h, 4 * features, ks, strides, pad_code, pad, bias, pdt)

@@ -133,11 +133,11 @@ class Signature:
             if p.kind == "kwonly" and not star:
                 parts.append("*")
                 star = True
-            parts.append(p.name if p.default is REQUIRED else f"{p.name}={_short(p.default)}")
+            parts.append(p.name if p.default is REQUIRED else f"{p.name}={shorten(p.default)}")
         return ", ".join(parts)
 
 
-def _short(value: Any) -> str:
+def shorten(value: Any) -> str:
     if isinstance(value, (DType, Initializer)):
         return to_code(value)
     try:

@@ -13,9 +13,7 @@ its targets), `modules` (user modules and layers), `statements`, `expressions`
 and `calls`, over the shared definitions in `base` and `helpers`.
 """
 
-from .base import Frame, Sequential, Specialization, TargetDecl, _Abort, _Return
+from .base import Frame, Sequential, Specialization, TargetDecl
 from .core import Resolver, resolve
-from .helpers import _rebuild, _tensors, _unpack_code
 
-__all__ = ["Frame", "Resolver", "Sequential", "Specialization", "TargetDecl", "_Abort",
-           "_Return", "_rebuild", "_tensors", "_unpack_code", "resolve"]
+__all__ = ["Frame", "Resolver", "Sequential", "Specialization", "TargetDecl", "resolve"]

@@ -34,24 +34,24 @@ MAX_STATIC_BITS = 1 << 16
 MAX_STATIC_LEN = 1 << 20
 
 
-class _Abort(Exception):
+class Abort(Exception):
     """Stop resolving the current statement; the diagnostic is already recorded."""
 
 
-class _OutOfSteps(Exception):
+class OutOfSteps(Exception):
     """The step budget is spent: stop resolving the whole file (already reported)."""
 
 
-class _Return(Exception):
+class ReturnSignal(Exception):
     def __init__(self, value: Any):
         self.value = value
 
 
-class _Break(Exception):
+class BreakSignal(Exception):
     pass
 
 
-class _Continue(Exception):
+class ContinueSignal(Exception):
     pass
 
 

@@ -21,7 +21,7 @@ flax.nn's zero arrays of a module that stored a shape) are not mapped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import Span
 from ..ops import CallError
@@ -30,6 +30,9 @@ from ..program import Tensor
 from ..scopes import Scope, StateVariable
 from ..values import AttentionCache, BoundMethod, describe_value
 from .base import Frame
+
+if TYPE_CHECKING:
+    from .core import Resolver
 
 
 @dataclass(eq=False)
@@ -47,7 +50,7 @@ _ENTRY_FIELDS = "a module's cache entry keeps its position 'i' only"
 class CachesMixin:
     """`nn.attention.Cache()`, `initialize_cache`, `retrieve`, `store` and cache entries."""
 
-    def _cache_attribute(self, value: Any, attr: str, span: Span) -> Any:
+    def _cache_attribute(self: Resolver, value: Any, attr: str, span: Span) -> Any:
         if isinstance(value, AttentionCache):
             if attr in ("initialize_cache", "retrieve", "store"):
                 return BoundMethod(value, attr, span)
@@ -62,7 +65,7 @@ class CachesMixin:
                          span, hint="keep other decode arrays with self.state(name, shape, "
                                     "init, collection=\"cache\")")
 
-    def _cache_method(self, receiver: Any, name: str, args: list, kwargs: dict, span: Span,
+    def _cache_method(self: Resolver, receiver: Any, name: str, args: list, kwargs: dict, span: Span,
                       frame: Frame) -> Any:
         if isinstance(receiver, CacheEntry):
             return self._cache_replace(receiver, args, kwargs, span)
@@ -90,7 +93,7 @@ class CachesMixin:
             self._state_write(entry.variable, entry.i, span)
         return None
 
-    def _initialize_cache(self, args: list, kwargs: dict, span: Span) -> AttentionCache:
+    def _initialize_cache(self: Resolver, args: list, kwargs: dict, span: Span) -> AttentionCache:
         from ..ops.registry import Signature
 
         try:
@@ -106,14 +109,14 @@ class CachesMixin:
                              hint="for example initialize_cache((batch, max_length))")
         return AttentionCache(tuple(shape))
 
-    def _cache_entry(self, scope: Scope, span: Span) -> CacheEntry:
+    def _cache_entry(self: Resolver, scope: Scope, span: Span) -> CacheEntry:
         try:
             scope.state("cache", "cache_index", (), "uint32", inits.ZEROS, span)
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
         return CacheEntry(StateVariable(scope, "cache", "cache_index", (), "uint32", span))
 
-    def _cache_replace(self, entry: CacheEntry, args: list, kwargs: dict,
+    def _cache_replace(self: Resolver, entry: CacheEntry, args: list, kwargs: dict,
                        span: Span) -> CacheEntry:
         bad = [k for k in kwargs if k != "i"]
         if args or bad:

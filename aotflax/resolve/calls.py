@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from keyword import iskeyword
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces, quoting, safety
 from ..diagnostics import InternalError, Note, Span
@@ -67,26 +67,29 @@ from .base import (
     MAX_STATIC_BITS,
     MAX_STATIC_LEN,
     MAX_UNROLL,
+    Abort,
     Frame,
+    ReturnSignal,
     Sequential,
-    _Abort,
-    _Return,
 )
 from .caches import CacheEntry
 from .helpers import (
-    _NOT_COLLECTIONS,
+    NOT_COLLECTIONS,
     STEPS_PER_OP,
-    _format_nested,
-    _leaves,
-    _range_too_long,
-    _rebuild,
-    _replace_size,
-    _static_size,
-    _tensors,
-    _tuple_code,
-    _unpack_code,
+    format_nested,
+    range_too_long,
+    rebuild,
+    replace_size,
+    static_size,
+    tensor_leaves,
+    tensors,
+    tuple_code,
+    unpack_code,
 )
 from .transforms import CustomJvp, PrimalCall, Vmapped
+
+if TYPE_CHECKING:
+    from .core import Resolver
 
 #: Methods every module's `self` has (besides the module's own methods).
 SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing"})
@@ -97,7 +100,7 @@ class CallsMixin:
 
     # ---------------------------------------------------------------- calls
 
-    def _eval_Call(self, expr: ir.Call, frame: Frame) -> Any:
+    def _eval_Call(self: Resolver, expr: ir.Call, frame: Frame) -> Any:
         func = self.eval(expr.func, frame)
         args: list[Any] = []
         for a in expr.args:
@@ -123,13 +126,13 @@ class CallsMixin:
             else:
                 kwargs[kw.name] = value
         if isinstance(func, Poison) or contains_poison(args) or contains_poison(kwargs):
-            raise _Abort()
+            raise Abort()
         if isinstance(func, Opaque):
             raise self._opaque_error(func, expr.span, "called")
         self._check_not_opaque([*args, *kwargs.values()], expr.span)
         return self._call(func, args, kwargs, expr, frame)
 
-    def _call(self, func: Any, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+    def _call(self: Resolver, func: Any, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         span = expr.span
         if func is namespaces.TARGET or func is namespaces.TRAIN_TARGET:
             if frame.fn is not None:
@@ -218,7 +221,7 @@ class CallsMixin:
                                         [args[0]], {"dtype": func}, span, frame)
         raise self.error("AOT348", f"{describe_value(func)} is not callable", span)
 
-    def _scan(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+    def _scan(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         """`jax.lax.scan(step, init, xs)`: emitted as a real scan over a nested `def`."""
         span = expr.span
         fn, _ = self._need_module_frame(frame, span, "jax.lax.scan")
@@ -242,8 +245,8 @@ class CallsMixin:
         if not lengths and length is None:
             raise self.error("AOT361", "jax.lax.scan needs xs or length=", span)
         n = length if length is not None else lengths.pop()
-        carry = _rebuild(init, [fresh_like(t) for t in carry_in])
-        x = None if xs is None else _rebuild(xs, [fresh_row(t) for t in xs_in])
+        carry = rebuild(init, [fresh_like(t) for t in carry_in])
+        x = None if xs is None else rebuild(xs, [fresh_row(t) for t in xs_in])
         outer_ops, outer_state = fn.ops, dict(fn.state_values)
         index = Tensor((), "int32")  # the step's position, should a random key need it
         fn.ops = []
@@ -283,10 +286,10 @@ class CallsMixin:
         carry_var, x_var = TreeVar("carry"), TreeVar("x")
         prologue = []
         for var, value, name in ((carry_var, carry, p_carry), (x_var, x, p_x)):
-            leaves = _tensors(value)
+            leaves = tensors(value)
             if isinstance(value, (tuple, list)) and leaves:
                 # unpacked on entry to the step: attributed to its `def` line
-                prologue.append(Op("ops/module_call.j2", (("target", _unpack_code(
+                prologue.append(Op("ops/module_call.j2", (("target", unpack_code(
                     value, value, [])), ("call", Code((var,)))), tuple(leaves), (), step.span,
                     name))
             elif isinstance(value, Tensor):
@@ -299,12 +302,12 @@ class CallsMixin:
             takes_params=False, state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + body), result=value_code(result),
             result_tensors=tuple(carry_out + ys), span=step.span, hints=dict(fn.hints))
-        final = _rebuild(init, [fresh_like(t) for t in carry_in])
-        stacked = None if y is None else _rebuild(
+        final = rebuild(init, [fresh_like(t) for t in carry_in])
+        stacked = None if y is None else rebuild(
             y, [Tensor((n, *t.shape), t.dtype) for t in ys])
-        outs = _tensors(final) + _tensors(stacked)
-        produced = {id(v) for op in body for v in op.outputs} | {id(t) for t in _tensors(carry)}
-        produced |= {id(t) for t in _tensors(x)}
+        outs = tensors(final) + tensors(stacked)
+        produced = {id(v) for op in body for v in op.outputs} | {id(t) for t in tensors(carry)}
+        produced |= {id(t) for t in tensors(x)}
         captures = [v for op in body for v in op.inputs() if id(v) not in produced]
         extra = "" if not b["reverse"] else ", reverse=True"
         extra += f", length={n}" if xs is None else ""
@@ -312,14 +315,14 @@ class CallsMixin:
                 b["unroll"] > 1:
             extra += f", unroll={b['unroll']}"
         fn.ops.append(Op("ops/scan.j2", (
-            ("target", _unpack_code((init, y), (final, stacked), [])),
+            ("target", unpack_code((init, y), (final, stacked), [])),
             ("step", Code((FunctionRef(nested),))), ("init", value_code(init)),
             ("xs", value_code(xs)), ("extra", Code((extra,))),
             ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested,
             OpInfo("jax.lax.scan", trips=n)))
         return (final, stacked)
 
-    def _scan_step(self, step: Any, span: Span, frame: Frame) -> Closure:
+    def _scan_step(self: Resolver, step: Any, span: Span, frame: Frame) -> Closure:
         """The step of a scan as a function `(carry, x) -> (carry, y)`.
 
         A `def` or lambda is used as it is.  A module (`nn.LSTMCell.partial(name="lstm")`,
@@ -353,7 +356,7 @@ class CallsMixin:
                          f"(carry, y): a def, a lambda or a module, got {describe_value(step)}",
                          span)
 
-    def _scan_in_dim(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+    def _scan_in_dim(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         """`flax.jax_utils.scan_in_dim(body, init, xs, axis, keepdims=False)`.
 
         Flax's own definition: the scanned axis is moved to the front, `lax.scan` runs, and
@@ -377,24 +380,24 @@ class CallsMixin:
         if b["keepdims"]:
             raise self.error("AOT361", "jax_utils.scan_in_dim: keepdims=True is not supported",
                              expr.span, hint="add the axis inside the step with x[:, None]")
-        moved = _rebuild(b["xs"], [self._call_entry(moveaxis, "jnp.moveaxis", [t, axes[0], 0],
+        moved = rebuild(b["xs"], [self._call_entry(moveaxis, "jnp.moveaxis", [t, axes[0], 0],
                                                     {}, expr.span, frame)
                                    for t in self._flat_tensors(b["xs"], "xs", expr.span)])
         final, ys = self._scan([step, b["init"], moved], {}, expr, frame)
         if ys is None:
             return final, ys
-        back = _rebuild(ys, [self._call_entry(moveaxis, "jnp.moveaxis", [t, 0, axes[0]], {},
-                                              expr.span, frame) for t in _tensors(ys)])
+        back = rebuild(ys, [self._call_entry(moveaxis, "jnp.moveaxis", [t, 0, axes[0]], {},
+                                              expr.span, frame) for t in tensors(ys)])
         return final, back
 
-    def _flat_tensors(self, value: Any, what: str, span: Span) -> list[Tensor]:
-        leaves = _leaves(value)
+    def _flat_tensors(self: Resolver, value: Any, what: str, span: Span) -> list[Tensor]:
+        leaves = tensor_leaves(value)
         if not leaves or not all(isinstance(v, Tensor) for v in leaves):
             raise self.error("AOT361", f"jax.lax.scan: {what} must be an array or a tuple of "
                              f"arrays, got {describe_value(value)}", span)
         return leaves
 
-    def _sequential(self, args: list, kwargs: dict, expr: ir.Call) -> "Sequential":
+    def _sequential(self: Resolver, args: list, kwargs: dict, expr: ir.Call) -> "Sequential":
         """`nn.Sequential([...])`: layers applied in order, named in the enclosing scope."""
         if len(args) != 1 or kwargs or not isinstance(args[0], (list, tuple)):
             raise self.error("AOT355", "nn.Sequential takes one list of layers", expr.span)
@@ -406,7 +409,7 @@ class CallsMixin:
                                  f"{describe_value(layer)}", expr.args[0].span)
         return Sequential(tuple(args[0]))
 
-    def _call_entry(self, entry: Entry | None, written: str, args: list, kwargs: dict,
+    def _call_entry(self: Resolver, entry: Entry | None, written: str, args: list, kwargs: dict,
                     span: Span, frame: Frame) -> Any:
         if entry is None:
             raise InternalError(f"missing operation for {written}", span=span)
@@ -421,7 +424,7 @@ class CallsMixin:
                 self.steps += (len(frame.fn.ops) - ops) * STEPS_PER_OP - 1
                 self._step(span)
 
-    def _call_shared(self, shared: SharedModule, args: list, kwargs: dict, span: Span,
+    def _call_shared(self: Resolver, shared: SharedModule, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
         if "name" in kwargs:
             raise self.error("AOT310", "a shared module is named where it is created", span)
@@ -438,7 +441,7 @@ class CallsMixin:
         return self._call_layer(shared.ref.module, f"nn.{shared.ref.class_name}", args, kwargs,
                                 span, frame, dict(shared.ref.bound), shared=shared)
 
-    def _call_closure(self, fn: Closure, args: list, kwargs: dict, span: Span,
+    def _call_closure(self: Resolver, fn: Closure, args: list, kwargs: dict, span: Span,
                       frame: Frame) -> Any:
         bound = self._bind(fn.params, args, kwargs, fn.name, span, defaults=fn.defaults)
         env = Env(fn.env)
@@ -452,18 +455,18 @@ class CallsMixin:
         self.calls.append((f"{fn.name}, called here", span))
         try:
             self._exec_block(fn.body, Frame(env, frame.fn, frame.scope, frame.module))
-        except _Return as r:
+        except ReturnSignal as r:
             if self.errors != errors:
-                raise _Abort() from None
+                raise Abort() from None
             return r.value
         finally:
             self.depth -= 1
             self.calls.pop()
         if self.errors != errors:
-            raise _Abort()
+            raise Abort()
         return None
 
-    def _map_filter(self, name: str, args: list, kwargs: dict, expr: ir.Call,
+    def _map_filter(self: Resolver, name: str, args: list, kwargs: dict, expr: ir.Call,
                     frame: Frame) -> list:
         """`map(f, *iterables)` and `filter(f, iterable)` over static sequences, unrolled.
 
@@ -487,7 +490,7 @@ class CallsMixin:
                 continue
             keep = items[0] if func is None else self._call(func, [items[0]], {}, expr, frame)
             if isinstance(keep, Poison):
-                raise _Abort()
+                raise Abort()
             if not is_static(keep):
                 raise self.error("AOT335", f"filter's condition must be static, got "
                                  f"{describe_value(keep)}", span,
@@ -496,7 +499,7 @@ class CallsMixin:
                 out.append(items[0])
         return out
 
-    def _call_static(self, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
+    def _call_static(self: Resolver, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
         for a in list(args) + list(kwargs.values()):
             if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
                                                     "reversed", "isinstance", "dict"):
@@ -510,7 +513,7 @@ class CallsMixin:
         if fn.name == "isinstance":
             raise self.error("AOT349", "isinstance is not supported; compare static values",
                              span)
-        if fn.name == "range" and _range_too_long(args):
+        if fn.name == "range" and range_too_long(args):
             raise self.error("AOT330", f"range{tuple(args)} is too long to unroll (more than "
                              f"{MAX_UNROLL:,} items)", span)
         read = self._builtin_read(fn.name, args, kwargs, span)
@@ -530,14 +533,14 @@ class CallsMixin:
                 raise self.error("AOT330", f"{fn.name}() is too long to unroll", span)
         return self._static_result(result, span, read)
 
-    def _builtin_read(self, name: str, args: list, kwargs: dict, span: Span) -> int:
+    def _builtin_read(self: Resolver, name: str, args: list, kwargs: dict, span: Span) -> int:
         """What a static builtin reads, charged before it runs; refuses calls whose work or
         result no size check after the call could stop (a huge product, sum or rounding)."""
         values = [*args, *kwargs.values()]
         if name in ("sorted", "min", "max", "repr", "str", "sum", "any", "all"):
             read = self._deep_read(values, span, f"{name}()")
         else:
-            read = sum(_static_size(v) for v in values) if name != "len" else 0
+            read = sum(static_size(v) for v in values) if name != "len" else 0
         items = args[0] if args and isinstance(args[0], (list, tuple, dict, str)) else ()
         if name == "round" and len(args) == 2 and isinstance(args[0], int) and \
                 isinstance(args[1], int) and -args[1] > MAX_STATIC_BITS // 3:
@@ -551,7 +554,7 @@ class CallsMixin:
         if name == "sum" and (isinstance(start, (list, tuple)) or any(
                 isinstance(v, (list, tuple)) for v in items)):
             # sum(seqs, []) copies its partial result at every item: quadratic
-            total = _static_size(start) + sum(_static_size(v) for v in items)
+            total = static_size(start) + sum(static_size(v) for v in items)
             if total > MAX_STATIC_LEN:
                 raise self.error("AOT330", f"sum() would build a sequence of {total:,} items "
                                  f"(at most {MAX_STATIC_LEN:,})", span)
@@ -559,7 +562,7 @@ class CallsMixin:
         self._static_result(None, span, read)  # charge before running
         return 0
 
-    def _make_initializer(self, factory: InitializerFactory, args: list, kwargs: dict,
+    def _make_initializer(self: Resolver, factory: InitializerFactory, args: list, kwargs: dict,
                           span: Span) -> Initializer:
         from ..ops.registry import Signature
 
@@ -574,7 +577,7 @@ class CallsMixin:
             raise self.error(getattr(e, "code", "AOT203"), getattr(e, "message", str(e)),
                              span) from None
 
-    def _call_method(self, m: BoundMethod, args: list, kwargs: dict, expr: ir.Call,
+    def _call_method(self: Resolver, m: BoundMethod, args: list, kwargs: dict, expr: ir.Call,
                      frame: Frame) -> Any:
         r, span = m.receiver, expr.span
         if isinstance(r, ModuleRef) and m.name == "partial":
@@ -629,7 +632,7 @@ class CallsMixin:
                                     [r.operand, r.index, *args], kwargs, span, frame)
         raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
 
-    def _static_method(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
+    def _static_method(self: Resolver, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
         methods: dict[type, set[str]] = {
             list: {"append", "extend", "insert", "pop", "index", "count", "copy", "reverse"},
             dict: {"get", "items", "keys", "values", "update", "copy", "pop", "setdefault"},
@@ -643,7 +646,7 @@ class CallsMixin:
         if name == "format":
             problem = safety.format_problem(r) or (
                 "a replacement field inside a format spec ({:{}}) is not supported"
-                if _format_nested(r) else None)
+                if format_nested(r) else None)
             if problem:
                 raise self.error("AOT341", f"str.format: {problem}", span)
         read = self._method_read(r, name, args, kwargs, span)
@@ -656,14 +659,14 @@ class CallsMixin:
         self._static_result(r, span, built=False)  # a list or dict the method grew
         return self._static_result(result, span, read)
 
-    def _method_read(self, r: Any, name: str, args: list, kwargs: dict, span: Span) -> int:
+    def _method_read(self: Resolver, r: Any, name: str, args: list, kwargs: dict, span: Span) -> int:
         """What a static method reads; refuses calls whose result would be too large."""
         if name in ("append", "get", "setdefault", "copy") or name == "pop" and not args:
-            return sum(_static_size(a) for a in args)  # no scan of the receiver
+            return sum(static_size(a) for a in args)  # no scan of the receiver
         if name == "replace" and isinstance(r, str) and len(args) >= 2 and all(
                 isinstance(a, str) for a in args[:2]):
             count = args[2] if len(args) > 2 and isinstance(args[2], int) else -1
-            grown = _replace_size(r, args[0], args[1], count)
+            grown = replace_size(r, args[0], args[1], count)
             if grown > MAX_STATIC_LEN:
                 raise self.error("AOT330", f"str.replace() would build a string of {grown:,} "
                                  f"characters (at most {MAX_STATIC_LEN:,})", span)
@@ -680,13 +683,13 @@ class CallsMixin:
                 raise self.error("AOT330", f"str.join() would build a string of {total:,} "
                                  f"characters (at most {MAX_STATIC_LEN:,})", span)
         deep = name in ("format", "index", "count", "join")  # reads its arguments whole
-        read = _static_size(r) + (self._deep_read([*args, *kwargs.values()], span,
+        read = static_size(r) + (self._deep_read([*args, *kwargs.values()], span,
                                                   f"{type(r).__name__}.{name}()") if deep
-                                  else sum(_static_size(a) for a in args))
+                                  else sum(static_size(a) for a in args))
         self._static_result(None, span, read)  # charge before running
         return 0
 
-    def _self_attribute(self, r: SelfValue, attr: str, span: Span, frame: Frame) -> Any:
+    def _self_attribute(self: Resolver, r: SelfValue, attr: str, span: Span, frame: Frame) -> Any:
         """`self.x`: an attribute set earlier in this call, or a method of the module."""
         if attr in r.attrs:
             return r.attrs[attr]
@@ -701,7 +704,7 @@ class CallsMixin:
                  "must persist between calls are parameters (self.param) or state "
                  "(self.state)")
 
-    def _set_self_attribute(self, r: SelfValue, attr: str, value: Any, span: Span,
+    def _set_self_attribute(self: Resolver, r: SelfValue, attr: str, value: Any, span: Span,
                             frame: Frame) -> None:
         """`self.x = value`: a per-call attribute (old flax.nn makes a module object per call)."""
         module = frame.module.module if frame.module is not None else None
@@ -713,7 +716,7 @@ class CallsMixin:
         if frame.fn is not None:
             frame.fn.hint(value, attr)
 
-    def _self_method(self, r: SelfValue, name: str, args: list, kwargs: dict, span: Span,
+    def _self_method(self: Resolver, r: SelfValue, name: str, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
         scope: Scope = r.scope
         fn = scope.fn
@@ -784,7 +787,7 @@ class CallsMixin:
                          hint="modules support self.param, self.state, self.get_param and "
                               "calls to their own methods")
 
-    def _user_state(self, scope: Scope, args: list, kwargs: dict, span: Span) -> StateVariable:
+    def _user_state(self: Resolver, scope: Scope, args: list, kwargs: dict, span: Span) -> StateVariable:
         """`self.state(name, shape=(), init=zeros, dtype=float32, collection="state")`."""
         from ..ops.registry import Signature
 
@@ -800,7 +803,7 @@ class CallsMixin:
                 raise CallError("AOT351", f"self.state shape must be a tuple of ints, got "
                                 f"{describe_value(shape)}")
             problem = quoting.identifier_problem(coll, "state collection name")
-            if problem or coll in _NOT_COLLECTIONS:
+            if problem or coll in NOT_COLLECTIONS:
                 raise CallError("AOT356", problem or f"state collection name {coll!r} is taken "
                                 "in generated code", hint="use an identifier such as 'state' or "
                                 "'cache' (not 'params', 'rng', 'jnp' or a builtin)")
@@ -814,13 +817,13 @@ class CallsMixin:
         scope.used[name] = span
         return StateVariable(scope, coll, name, tuple(shape), dtype, span)
 
-    def _state_write(self, var: StateVariable, value: Any, span: Span) -> None:
+    def _state_write(self: Resolver, var: StateVariable, value: Any, span: Span) -> None:
         if isinstance(value, Poison):
-            raise _Abort()
+            raise Abort()
         if not isinstance(value, Tensor) and isinstance(value, (int, float, bool)):
             const = Tensor(var.shape, var.dtype)
             var.scope.fn.emit("ops/call.j2", {"call": Code((
-                f"jnp.full({_tuple_code(var.shape)}, {quoting.literal(value)}, "
+                f"jnp.full({tuple_code(var.shape)}, {quoting.literal(value)}, "
                 f"jnp.{var.dtype})",))},
                 (const,), span, var.name)
             value = const
@@ -833,7 +836,7 @@ class CallsMixin:
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
 
-    def _get_param(self, scope: Scope, args: list, kwargs: dict, span: Span) -> Any:
+    def _get_param(self: Resolver, scope: Scope, args: list, kwargs: dict, span: Span) -> Any:
         """`self.get_param(name)`: a parameter, or a submodule's parameter dict, of this scope."""
         if len(args) != 1 or kwargs or not isinstance(args[0], str):
             raise self.error("AOT354", "self.get_param takes one name: self.get_param(\"embed\")",
@@ -863,7 +866,7 @@ class CallsMixin:
             node[rel[-1]] = out
         return tree
 
-    def _shared_method(self, shared: SharedModule, name: str, args: list, kwargs: dict,
+    def _shared_method(self: Resolver, shared: SharedModule, name: str, args: list, kwargs: dict,
                        span: Span, frame: Frame) -> Any:
         """`embed.attend(x)`, `model.encode(x)`: another entry point of a shared module."""
         module = shared.ref.module
@@ -881,7 +884,7 @@ class CallsMixin:
 
     # ================================================================ binding
 
-    def _bind(self, params: ir.Parameters, args: list, kwargs: dict, what: str, span: Span, *,
+    def _bind(self: Resolver, params: ir.Parameters, args: list, kwargs: dict, what: str, span: Span, *,
               skip_self: bool = False, defaults: dict | None = None,
               defaults_env: Env | None = None) -> dict[str, Any]:
         plist = list(params.params[1:] if skip_self else params.params)

@@ -30,20 +30,20 @@ from ..values import (
 from . import meshes, training
 from .base import (
     MAX_STEPS,
+    Abort,
     Frame,
+    OutOfSteps,
     Specialization,
     TargetDecl,
-    _Abort,
-    _OutOfSteps,
 )
 from .caches import CachesMixin
 from .calls import CallsMixin
 from .expressions import ExpressionsMixin
 from .helpers import (
-    _TARGET_NAMES_TAKEN,
+    TARGET_NAMES_TAKEN,
     WORK_PER_STEP,
-    _short,
-    _tensors,
+    shorten,
+    tensors,
 )
 from .host import HostMixin
 from .imports import ImportsMixin
@@ -108,7 +108,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                 got = self._top_level(decl.span, lambda decl=decl: self._resolve_target(decl))
                 if got is not None:
                     targets.append(got)
-        except _OutOfSteps:
+        except OutOfSteps:
             pass
         self.reporter.raise_if_errors()
         targets = full_trees(targets, self.targets)
@@ -131,7 +131,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         """Resolve one top-level statement or target; Python's recursion limit is an error."""
         try:
             return fn()
-        except _Abort:
+        except Abort:
             return None
         except RecursionError:
             self.error("AOT322", "this nests calls or expressions too deeply to resolve "
@@ -149,10 +149,10 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                        "steps; stopped here", span, hint="look for loops over large ranges, "
                        "runaway recursion or very large static values (strings, lists, ints); "
                        "loops are unrolled at build time")
-            raise _OutOfSteps()
+            raise OutOfSteps()
 
     def error(self, code: str, message: str, span: Span | None, *, hint: str | None = None,
-              notes: tuple[Note, ...] = ()) -> _Abort:
+              notes: tuple[Note, ...] = ()) -> Abort:
         self.errors += 1
         key = (code, message, span.path if span else "", span.line if span else 0,
                span.col if span else 0)
@@ -164,7 +164,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                 if (site.path, site.line) != (span.path, span.line):
                     notes = (*notes, Note(f"in {name}", site))
             self.reporter.error(code, message, span, hint=hint, notes=notes)
-        return _Abort()
+        return Abort()
 
     # ================================================================ targets
 
@@ -204,8 +204,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         params = tuple(spec_.params.values())
         state = tuple(ParamDecl((c, *p), d.shape, d.dtype, d.init, d.span)
                       for (c, p), d in spec_.state.items())
-        outs = tuple((t.shape, t.dtype) for t in _tensors(spec_.result))
-        hp = ", ".join(f"{k}={_short(v)}" for k, v in decl.module.bound)
+        outs = tuple((t.shape, t.dtype) for t in tensors(spec_.result))
+        hp = ", ".join(f"{k}={shorten(v)}" for k, v in decl.module.bound)
         return TargetProgram(
             name=decl.name, entry=fn.name, function=fn, inputs=inputs, params=params,
             state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
@@ -251,7 +251,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             raise self.error("AOT406", problem, call.args[0].span,
                              hint="a target becomes a module attribute: name it with ASCII "
                                   "letters, digits and '_', e.g. mlp_b8")
-        if name.startswith("_") or keyword.iskeyword(name) or name in _TARGET_NAMES_TAKEN or \
+        if name.startswith("_") or keyword.iskeyword(name) or name in TARGET_NAMES_TAKEN or \
                 isinstance(self.globals.vars.get(name), ModuleRef):
             raise self.error("AOT406", f"target name {name!r} is taken in the generated module "
                              "(a Python keyword, builtin, import or module function, or a "

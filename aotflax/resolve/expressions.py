@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import dtypes as dt
 from .. import ir, namespaces, safety
@@ -49,24 +49,27 @@ from ..values import (
 )
 from .base import (
     MAX_STATIC_LEN,
+    Abort,
     Frame,
-    _Abort,
 )
 from .caches import CacheEntry
 from .helpers import (
-    _BINOP_NAMES,
-    _STATIC_BINOPS,
-    _STATIC_COMPARE,
+    BINOP_NAMES,
+    STATIC_BINOPS,
+    STATIC_COMPARE,
     WORK_PER_STEP,
-    _array_like,
-    _deep_size,
-    _static_size,
-    _too_big,
-    _too_large,
+    array_like,
+    deep_size,
+    is_too_big,
+    static_size,
+    too_large,
 )
 from .host import involves_host
 from .toplevel import module_of
 from .transforms import CustomJvp
+
+if TYPE_CHECKING:
+    from .core import Resolver
 
 #: Static comparisons that read their operands whole (`is` does not).
 _READING_COMPARE = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not in"})
@@ -77,7 +80,7 @@ class ExpressionsMixin:
 
     # ---------------------------------------------------------------- size limits
 
-    def _static_result(self, value: Any, span: Span, read: int = 0, built: bool = True) -> Any:
+    def _static_result(self: Resolver, value: Any, span: Span, read: int = 0, built: bool = True) -> Any:
         """The one check on what a static operation built: `value` within the size limits.
 
         Every static operator, builtin and method passes its result here; the work it
@@ -85,27 +88,27 @@ class ExpressionsMixin:
         the step budget, so no model file can make the build run long or exhaust memory
         with big values.
         """
-        self._charge(read + (_static_size(value) if built else 0), span)
-        problem = _too_large(value)
+        self._charge(read + (static_size(value) if built else 0), span)
+        problem = too_large(value)
         if problem:
             raise self.error("AOT330", f"this builds a static value too large for the build: "
                              f"{problem}", span, hint="static values are computed at build "
                              "time; keep them small (shapes, sizes, names, flags)")
         return value
 
-    def _charge(self, work: int, span: Span) -> None:
+    def _charge(self: Resolver, work: int, span: Span) -> None:
         """Spend build-time steps on `work` units (also when the operation then fails: an
         error inside a loop does not stop the loop)."""
         if work >= WORK_PER_STEP:
             self.steps += work // WORK_PER_STEP - 1
             self._step(span)
 
-    def _deep_read(self, values: Any, span: Span, what: str) -> int:
+    def _deep_read(self: Resolver, values: Any, span: Span, what: str) -> int:
         """Units an operation that reads values whole (compares, formats, sorts) reads."""
         total = 0
         for v in values:
             if isinstance(v, (str, list, tuple, dict)):
-                total += _deep_size(v, MAX_STATIC_LEN - total)
+                total += deep_size(v, MAX_STATIC_LEN - total)
                 if total > MAX_STATIC_LEN:
                     self._charge(total, span)
                     raise self.error("AOT330", f"{what} would read more than "
@@ -116,13 +119,13 @@ class ExpressionsMixin:
 
     # ---------------------------------------------------------------- expressions
 
-    def eval(self, expr: ir.Expr, frame: Frame) -> Any:
+    def eval(self: Resolver, expr: ir.Expr, frame: Frame) -> Any:
         return getattr(self, "_eval_" + type(expr).__name__)(expr, frame)
 
-    def _eval_Constant(self, expr: ir.Constant, frame: Frame) -> Any:
+    def _eval_Constant(self: Resolver, expr: ir.Constant, frame: Frame) -> Any:
         return expr.value
 
-    def _eval_Name(self, expr: ir.Name, frame: Frame) -> Any:
+    def _eval_Name(self: Resolver, expr: ir.Name, frame: Frame) -> Any:
         found, value = frame.env.lookup(expr.id)
         if found:
             return value
@@ -137,7 +140,7 @@ class ExpressionsMixin:
                              "circular definition at the top level)", expr.span)
         raise self.error("AOT340", f"name '{expr.id}' is not defined", expr.span)
 
-    def _eval_FString(self, expr: ir.FString, frame: Frame) -> Any:
+    def _eval_FString(self: Resolver, expr: ir.FString, frame: Frame) -> Any:
         out = []
         for part in expr.parts:
             if isinstance(part, str):
@@ -162,13 +165,13 @@ class ExpressionsMixin:
                 return self._static_result("".join(out), expr.span)  # reports the size
         return self._static_result("".join(out), expr.span)
 
-    def _eval_TupleExpr(self, expr: ir.TupleExpr, frame: Frame) -> Any:
+    def _eval_TupleExpr(self: Resolver, expr: ir.TupleExpr, frame: Frame) -> Any:
         return self._static_result(tuple(self._elements(expr.elts, frame)), expr.span)
 
-    def _eval_ListExpr(self, expr: ir.ListExpr, frame: Frame) -> Any:
+    def _eval_ListExpr(self: Resolver, expr: ir.ListExpr, frame: Frame) -> Any:
         return self._static_result(list(self._elements(expr.elts, frame)), expr.span)
 
-    def _elements(self, elts: tuple[ir.Expr, ...], frame: Frame) -> list[Any]:
+    def _elements(self: Resolver, elts: tuple[ir.Expr, ...], frame: Frame) -> list[Any]:
         out: list[Any] = []
         for e in elts:
             if isinstance(e, ir.Starred):
@@ -177,13 +180,13 @@ class ExpressionsMixin:
                 out.append(self.eval(e, frame))
         return out
 
-    def _eval_DictExpr(self, expr: ir.DictExpr, frame: Frame) -> Any:
+    def _eval_DictExpr(self: Resolver, expr: ir.DictExpr, frame: Frame) -> Any:
         out: dict[Any, Any] = {}
         for k, v in zip(expr.keys, expr.values):
             if k is None:
                 inner = self.eval(v, frame)
                 if isinstance(inner, Poison):
-                    raise _Abort()
+                    raise Abort()
                 if isinstance(inner, ConfigValue):
                     inner = dict(inner.fields)
                 if not isinstance(inner, dict):
@@ -203,7 +206,7 @@ class ExpressionsMixin:
                                      k.span) from None
         return self._static_result(out, expr.span)
 
-    def _eval_Slice(self, expr: ir.Slice, frame: Frame) -> Any:
+    def _eval_Slice(self: Resolver, expr: ir.Slice, frame: Frame) -> Any:
         parts = [self.eval(p, frame) if p is not None else None
                  for p in (expr.lower, expr.upper, expr.step)]
         for p, node in zip(parts, (expr.lower, expr.upper, expr.step)):
@@ -213,10 +216,10 @@ class ExpressionsMixin:
                                  hint="use jax.lax.dynamic_slice for array-valued offsets")
         return slice(*parts)
 
-    def _eval_IfExp(self, expr: ir.IfExp, frame: Frame) -> Any:
+    def _eval_IfExp(self: Resolver, expr: ir.IfExp, frame: Frame) -> Any:
         return self.eval(expr.body if self._truth(expr.test, frame) else expr.orelse, frame)
 
-    def _eval_BoolOp(self, expr: ir.BoolOp, frame: Frame) -> Any:
+    def _eval_BoolOp(self: Resolver, expr: ir.BoolOp, frame: Frame) -> Any:
         value: Any = None
         for v in expr.values:
             value = self.eval(v, frame)
@@ -227,10 +230,10 @@ class ExpressionsMixin:
                 return value
         return value
 
-    def _eval_UnaryOp(self, expr: ir.UnaryOp, frame: Frame) -> Any:
+    def _eval_UnaryOp(self: Resolver, expr: ir.UnaryOp, frame: Frame) -> Any:
         value = self.eval(expr.operand, frame)
         if isinstance(value, Poison):
-            raise _Abort()
+            raise Abort()
         if expr.op == "not":
             if isinstance(value, Tensor):
                 raise self.error("AOT335", "'not' needs a static operand; use "
@@ -250,14 +253,14 @@ class ExpressionsMixin:
             raise self.error("AOT344", f"bad operand for unary {expr.op}: "
                              f"{describe_value(value)}", expr.span) from None
 
-    def _eval_BinOp(self, expr: ir.BinOp, frame: Frame) -> Any:
+    def _eval_BinOp(self: Resolver, expr: ir.BinOp, frame: Frame) -> Any:
         left = self.eval(expr.left, frame)
         right = self.eval(expr.right, frame)
         return self._binop(expr.op, left, right, expr.span, frame)
 
-    def _binop(self, op: str, left: Any, right: Any, span: Span, frame: Frame) -> Any:
+    def _binop(self: Resolver, op: str, left: Any, right: Any, span: Span, frame: Frame) -> Any:
         if isinstance(left, Poison) or isinstance(right, Poison):
-            raise _Abort()
+            raise Abort()
         self._check_not_opaque((left, right), span)
         if involves_host(left, right):
             return self._host_operator(op, [left, right], span, frame)
@@ -265,36 +268,36 @@ class ExpressionsMixin:
             # a numpy array meets an array of the computation: jnp's operator, as under Flax
             left, right = self._to_device(left, frame, span), self._to_device(right, frame, span)
         if isinstance(left, Tensor) or isinstance(right, Tensor):
-            name = _BINOP_NAMES.get(op)
-            if name is None or not (_array_like(left) and _array_like(right)):
+            name = BINOP_NAMES.get(op)
+            if name is None or not (array_like(left) and array_like(right)):
                 raise self.error("AOT344", f"unsupported operand types for {op}: "
                                  f"{describe_value(left)} and {describe_value(right)}", span)
             return self._call_entry(REGISTRY.lookup("operator", name), f"'{op}'", [left, right],
                                     {}, span, frame)
-        too_big = _too_big(op, left, right)
+        too_big = is_too_big(op, left, right)
         if too_big:
             raise self.error("AOT344", f"the static value {too_big} is too large to compute at "
                              "build time", span)
-        read = _static_size(left) + _static_size(right)
+        read = static_size(left) + static_size(right)
         if op == "%" and isinstance(left, str):  # formats its operands whole
             read += self._deep_read([right], span, "formatting these values")
         elif op in ("*", "//", "%") and isinstance(left, int) and isinstance(right, int):
-            read = (_static_size(left) + 1) * (_static_size(right) + 1)  # long arithmetic
+            read = (static_size(left) + 1) * (static_size(right) + 1)  # long arithmetic
         try:
-            return self._static_result(_STATIC_BINOPS[op](left, right), span, read)
+            return self._static_result(STATIC_BINOPS[op](left, right), span, read)
         except ZeroDivisionError:
             raise self.error("AOT344", "division by zero in a static expression", span) from None
         except (TypeError, ValueError, OverflowError) as e:
             raise self.error("AOT344", f"bad operands for {op}: {describe_value(left)} and "
                              f"{describe_value(right)} ({e})", span) from None
 
-    def _eval_Compare(self, expr: ir.Compare, frame: Frame) -> Any:
+    def _eval_Compare(self: Resolver, expr: ir.Compare, frame: Frame) -> Any:
         left = self.eval(expr.left, frame)
         result: Any = True
         for op, comp in zip(expr.ops, expr.comparators):
             right = self.eval(comp, frame)
             if isinstance(left, Poison) or isinstance(right, Poison):
-                raise _Abort()
+                raise Abort()
             if op in ("is", "is not") and (isinstance(left, Tensor) or isinstance(right, Tensor)):
                 # identity is static: an array is never None, and is itself only
                 ok = (left is right) == (op == "is")
@@ -307,7 +310,7 @@ class ExpressionsMixin:
                     self._static_result(None, expr.span, self._deep_read(
                         [left, right], expr.span, f"comparing with '{op}'"))
                 try:
-                    ok = _STATIC_COMPARE[op](left, right)
+                    ok = STATIC_COMPARE[op](left, right)
                 except TypeError as e:
                     raise self.error("AOT344", f"cannot compare: {e}", expr.span) from None
             if not ok:
@@ -316,11 +319,11 @@ class ExpressionsMixin:
             left = right
         return bool(result)
 
-    def _eval_Subscript(self, expr: ir.Subscript, frame: Frame) -> Any:
+    def _eval_Subscript(self: Resolver, expr: ir.Subscript, frame: Frame) -> Any:
         value = self.eval(expr.value, frame)
         index = self.eval(expr.index, frame)
         if isinstance(value, Poison) or contains_poison(index):
-            raise _Abort()
+            raise Abort()
         self._check_not_opaque((value, index), expr.span)
         if isinstance(value, SpecDType):
             return self._spec(value, index, expr)
@@ -344,7 +347,7 @@ class ExpressionsMixin:
             raise self.error("AOT345", f"cannot index {describe_value(value)} with "
                              f"{shown(index)}: {e}", expr.span) from None
 
-    def _spec(self, value: SpecDType, index: Any, expr: ir.Subscript) -> Spec:
+    def _spec(self: Resolver, value: SpecDType, index: Any, expr: ir.Subscript) -> Spec:
         dims = index if isinstance(index, tuple) else (index,)
         for d in dims:
             if isinstance(d, bool) or not isinstance(d, (int, str)) or (isinstance(d, int)
@@ -357,7 +360,7 @@ class ExpressionsMixin:
             raise self.error("AOT410", e.message, expr.index.span) from None
         return Spec(tuple(dims), value.dtype, expr.span)
 
-    def _eval_Attribute(self, expr: ir.Attribute, frame: Frame) -> Any:
+    def _eval_Attribute(self: Resolver, expr: ir.Attribute, frame: Frame) -> Any:
         value = self.eval(expr.value, frame)
         if expr.attr.startswith("__"):
             raise self.error("AOT346", f"dunder attribute '{expr.attr}' is not available in "
@@ -375,9 +378,9 @@ class ExpressionsMixin:
             return self._record_attribute(value, expr.attr, expr.span, frame)
         return self._attribute(value, expr.attr, expr.span)
 
-    def _attribute(self, value: Any, attr: str, span: Span) -> Any:
+    def _attribute(self: Resolver, value: Any, attr: str, span: Span) -> Any:
         if isinstance(value, Poison):
-            raise _Abort()
+            raise Abort()
         if isinstance(value, Opaque):
             return value.attribute(attr)
         if isinstance(value, ModuleValue):
@@ -420,7 +423,7 @@ class ExpressionsMixin:
             return self._at_method(value, attr, span)
         raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
 
-    def _at_method(self, value: AtIndex, attr: str, span: Span) -> BoundMethod:
+    def _at_method(self: Resolver, value: AtIndex, attr: str, span: Span) -> BoundMethod:
         """`x.at[i].set`: a method of the table's `at` namespace on an indexed `x.at`."""
         methods = ", ".join(sorted(REGISTRY.members("at")))
         if value.index is NO_INDEX:
@@ -431,14 +434,14 @@ class ExpressionsMixin:
                              hint=f"supported: {methods}")
         return BoundMethod(value, attr, span)
 
-    def _eval_ListComp(self, expr: ir.ListComp, frame: Frame) -> Any:
+    def _eval_ListComp(self: Resolver, expr: ir.ListComp, frame: Frame) -> Any:
         out: list[Any] = []
         self._comprehension(expr.generators, 0, Frame(Env(frame.env), frame.fn, frame.scope,
                                                        frame.module),
                             lambda f: out.append(self.eval(expr.elt, f)))
         return self._static_result(out if expr.kind == "list" else tuple(out), expr.span)
 
-    def _eval_DictComp(self, expr: ir.DictComp, frame: Frame) -> Any:
+    def _eval_DictComp(self: Resolver, expr: ir.DictComp, frame: Frame) -> Any:
         out: dict[Any, Any] = {}
 
         def add(f: Frame) -> None:
@@ -448,7 +451,7 @@ class ExpressionsMixin:
                                                        frame.module), add)
         return self._static_result(out, expr.span)
 
-    def _comprehension(self, gens: tuple[ir.Comprehension, ...], i: int, frame: Frame,
+    def _comprehension(self: Resolver, gens: tuple[ir.Comprehension, ...], i: int, frame: Frame,
                        body) -> None:
         if i == len(gens):
             body(frame)
@@ -460,11 +463,11 @@ class ExpressionsMixin:
             if all(self._truth(c, frame) for c in gen.ifs):
                 self._comprehension(gens, i + 1, frame, body)
 
-    def _eval_Lambda(self, expr: ir.Lambda, frame: Frame) -> Any:
+    def _eval_Lambda(self: Resolver, expr: ir.Lambda, frame: Frame) -> Any:
         defaults = {p.name: self.eval(p.default, frame) for p in expr.params.params
                     if p.default is not None}
         body = (ir.Return(expr.body, expr.body.span),)
         return Closure("<lambda>", expr.params, body, frame.env, expr.span, None, defaults)
 
-    def _eval_Starred(self, expr: ir.Starred, frame: Frame) -> Any:
+    def _eval_Starred(self: Resolver, expr: ir.Starred, frame: Frame) -> Any:
         raise self.error("AOT103", "starred expression not allowed here", expr.span)

@@ -33,19 +33,19 @@ MAX_FUNCTION_STEM = 60
 
 # ==================================================================== helpers
 
-_BINOP_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "truediv", "//": "floordiv",
+BINOP_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "truediv", "//": "floordiv",
                 "%": "mod", "**": "pow", "@": "matmul", "&": "and", "|": "or", "^": "xor",
                 "<<": "lshift", ">>": "rshift", "==": "eq", "!=": "ne", "<": "lt", "<=": "le",
                 ">": "gt", ">=": "ge"}
 
-_STATIC_BINOPS = {
+STATIC_BINOPS = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
     "//": operator.floordiv, "%": operator.mod, "**": operator.pow, "&": operator.and_,
     "|": operator.or_, "^": operator.xor, "<<": operator.lshift, ">>": operator.rshift,
     "@": operator.matmul, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
     "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
-_STATIC_COMPARE = {
+STATIC_COMPARE = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
     ">": operator.gt, ">=": operator.ge, "in": lambda a, b: a in b,
     "not in": lambda a, b: a not in b, "is": lambda a, b: a is b or a == b and a is None,
@@ -54,32 +54,32 @@ _STATIC_COMPARE = {
 
 
 #: Names a generated module already binds (imports, builtins, its own helpers).
-_TARGET_NAMES_TAKEN = frozenset(dir(builtins)) | {"jax", "jnp", "np", "optax", "TARGETS",
+TARGET_NAMES_TAKEN = frozenset(dir(builtins)) | {"jax", "jnp", "np", "optax", "TARGETS",
                                                  "_runtime"}
 
 #: Names a state collection cannot take: collections are arguments of emitted functions,
 #: next to `params` and `rng`, and must not shadow what those functions call.
-_NOT_COLLECTIONS = _TARGET_NAMES_TAKEN | {"params", "rng", "self"}
+NOT_COLLECTIONS = TARGET_NAMES_TAKEN | {"params", "rng", "self"}
 
 
-def _has_key(value: Any) -> bool:
+def has_key(value: Any) -> bool:
     """Whether a value is, or contains, a random key."""
     if isinstance(value, RngKey):
         return True
     if isinstance(value, (tuple, list)):
-        return any(_has_key(v) for v in value)
+        return any(has_key(v) for v in value)
     if isinstance(value, dict):
-        return any(_has_key(v) for v in value.values())
+        return any(has_key(v) for v in value.values())
     return False
 
 
-def _tuple_code(shape: tuple[int, ...]) -> str:
+def tuple_code(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
 
 
-def _too_big(op: str, left: Any, right: Any) -> str | None:
+def is_too_big(op: str, left: Any, right: Any) -> str | None:
     """Describe a static operation whose result would be huge (or take forever), else None."""
     ints = all(isinstance(v, int) for v in (left, right))
     if op == "**" and ints and right > 0 and abs(left) > 1 and \
@@ -97,7 +97,7 @@ def _too_big(op: str, left: Any, right: Any) -> str | None:
     return None
 
 
-def _range_too_long(args: list) -> bool:
+def range_too_long(args: list) -> bool:
     if not all(isinstance(a, int) for a in args) or not 1 <= len(args) <= 3 or \
             (len(args) == 3 and args[2] == 0):
         return False  # range() reports its own error
@@ -105,23 +105,23 @@ def _range_too_long(args: list) -> bool:
     return (r.stop - r.start) // (r.step or 1) > MAX_UNROLL
 
 
-def _array_like(v: Any) -> bool:
+def array_like(v: Any) -> bool:
     return isinstance(v, (Tensor, int, float, complex, bool)) or numpy_scalar_name(v) is not None
 
 
-def _short(v: Any) -> str:
-    from ..ops.registry import _short as short
+def shorten(v: Any) -> str:
+    from ..ops.registry import shorten as short
 
     return short(v)
 
 
-def _leaves(value: Any) -> list[Any]:
+def tensor_leaves(value: Any) -> list[Any]:
     if isinstance(value, (tuple, list)):
-        return [x for v in value for x in _leaves(v)]
+        return [x for v in value for x in tensor_leaves(v)]
     return [value]
 
 
-def _rebuild(template: Any, leaves: list[Tensor]) -> Any:
+def rebuild(template: Any, leaves: list[Tensor]) -> Any:
     """`template`'s tuple/list structure with its tensor leaves replaced in order."""
     it = iter(leaves)
 
@@ -139,11 +139,11 @@ def _rebuild(template: Any, leaves: list[Tensor]) -> Any:
     return go(template)
 
 
-def _tensors(value: Any) -> list[Tensor]:
-    return [v for v in _leaves(value) if isinstance(v, Tensor)]
+def tensors(value: Any) -> list[Tensor]:
+    return [v for v in tensor_leaves(value) if isinstance(v, Tensor)]
 
 
-def _fresh(value: Any, fn: FunctionState, name: str) -> Any:
+def fresh_name(value: Any, fn: FunctionState, name: str) -> Any:
     """A function parameter for an argument: tensors become fresh input tensors."""
     if isinstance(value, Tensor):
         t = fresh_like(value)
@@ -152,24 +152,24 @@ def _fresh(value: Any, fn: FunctionState, name: str) -> Any:
     return value
 
 
-def _copy_result(value: Any, fn: FunctionState) -> Any:
+def copy_result(value: Any, fn: FunctionState) -> Any:
     if isinstance(value, Tensor):
         return fresh_like(value)
     if isinstance(value, RecordTuple):
-        return RecordTuple.make(value.cls, [_copy_result(v, fn) for v in value])
+        return RecordTuple.make(value.cls, [copy_result(v, fn) for v in value])
     if isinstance(value, tuple):
-        return tuple(_copy_result(v, fn) for v in value)
+        return tuple(copy_result(v, fn) for v in value)
     if isinstance(value, list):
-        return [_copy_result(v, fn) for v in value]
+        return [copy_result(v, fn) for v in value]
     return value
 
 
-def _result_code(value: Any, fn: FunctionState) -> tuple[Code, list[Tensor]]:
-    leaves = _tensors(value)
+def result_code_of(value: Any, fn: FunctionState) -> tuple[Code, list[Tensor]]:
+    leaves = tensors(value)
     return value_code(value), leaves
 
 
-def _unpack_code(template: Any, result: Any, new_state: list[TreeVar]) -> Code:
+def unpack_code(template: Any, result: Any, new_state: list[TreeVar]) -> Code:
     """Assignment target for a module call: `y`, `a, b`, `y, new_batch_stats`."""
 
     def one(v: Any) -> Code:
@@ -186,7 +186,7 @@ def _unpack_code(template: Any, result: Any, new_state: list[TreeVar]) -> Code:
     return Code.join(", ", [main] + [Code((s,)) for s in new_state])
 
 
-def _state_result(fn: FunctionState) -> tuple[tuple[str, Code], ...]:
+def state_result_of(fn: FunctionState) -> tuple[tuple[str, Code], ...]:
     """For each collection, a nested dict display of the current state values."""
     out = []
     for coll in fn.collections:
@@ -227,7 +227,7 @@ def _dict_code(tree: dict[str, Any]) -> Code:
     return Code.of("{", Code.join(", ", items), "}")
 
 
-def _assigned_names(stmt: ir.Stmt | ir.ClassDef) -> list[str]:
+def assigned_names(stmt: ir.Stmt | ir.ClassDef) -> list[str]:
     def names(t: ir.Expr) -> list[str]:
         if isinstance(t, ir.Name):
             return [t.id]
@@ -243,9 +243,9 @@ def _assigned_names(stmt: ir.Stmt | ir.ClassDef) -> list[str]:
         return names(stmt.target)
     if isinstance(stmt, ir.For):  # the loop variable and what the body assigns
         return names(stmt.target) + [n for s in (*stmt.body, *stmt.orelse)
-                                     for n in _assigned_names(s)]
+                                     for n in assigned_names(s)]
     if isinstance(stmt, ir.If):  # a failed condition: both branches' names are unknown
-        return [n for s in (*stmt.body, *stmt.orelse) for n in _assigned_names(s)]
+        return [n for s in (*stmt.body, *stmt.orelse) for n in assigned_names(s)]
     if isinstance(stmt, (ir.FunctionDef, ir.ClassDef)):
         return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"
     if isinstance(stmt, ir.Import):
@@ -256,18 +256,18 @@ def _assigned_names(stmt: ir.Stmt | ir.ClassDef) -> list[str]:
 
 
 #: Names an emitted function never takes: what generated modules and their functions bind.
-_FUNCTION_NAMES_TAKEN = _TARGET_NAMES_TAKEN | frozenset(keyword.kwlist) | \
+_FUNCTION_NAMES_TAKEN = TARGET_NAMES_TAKEN | frozenset(keyword.kwlist) | \
     target_names.TEMPLATE_LOCALS | {"self"}
 
 
-def _function_stem(name: str) -> str:
+def function_stem(name: str) -> str:
     """An ASCII identifier from a DSL name, for an emitted function (cut when long)."""
     stem = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
                    for c in name[:MAX_FUNCTION_STEM]) or "fn"
     return stem if not stem[0].isdigit() else "fn_" + stem
 
 
-def _function_names_taken(targets: list) -> set[str]:
+def function_names_taken(targets: list) -> set[str]:
     """Module-level names of a generated module other than its emitted functions."""
     taken = set(_FUNCTION_NAMES_TAKEN)
     for t in targets:
@@ -287,7 +287,7 @@ STEPS_PER_OP = 40
 WORK_PER_STEP = 8
 
 
-def _static_size(value: Any) -> int:
+def static_size(value: Any) -> int:
     """Shallow size of a static value: characters, items (a dict entry weighs 4) or
     64-bit limbs of an int; about 8 bytes a unit."""
     if isinstance(value, (str, list, tuple)):
@@ -299,7 +299,7 @@ def _static_size(value: Any) -> int:
     return 0
 
 
-def _too_large(value: Any) -> str | None:
+def too_large(value: Any) -> str | None:
     """Describe a static value over the size limits (`MAX_STATIC_*`), else None."""
     if isinstance(value, int) and not isinstance(value, bool) and \
             value.bit_length() > MAX_STATIC_BITS:
@@ -311,14 +311,14 @@ def _too_large(value: Any) -> str | None:
     return None
 
 
-def _deep_size(value: Any, limit: int = MAX_STATIC_LEN) -> int:
+def deep_size(value: Any, limit: int = MAX_STATIC_LEN) -> int:
     """Units in `value` counted through nested containers, shared ones each time they
     occur; stops counting once past `limit` (so a self-containing list ends too)."""
     total = 0
     stack = [value]
     while stack and total <= limit:
         v = stack.pop()
-        total += _static_size(v) + 1
+        total += static_size(v) + 1
         if isinstance(v, (list, tuple)):
             stack.extend(v)
         elif isinstance(v, dict):
@@ -327,7 +327,7 @@ def _deep_size(value: Any, limit: int = MAX_STATIC_LEN) -> int:
     return total
 
 
-def _format_nested(fmt: str) -> bool:
+def format_nested(fmt: str) -> bool:
     """Whether `fmt.format(...)` has a replacement field inside a format spec (`{:{}}`),
     whose width would come from an argument no size check sees."""
     try:
@@ -337,7 +337,7 @@ def _format_nested(fmt: str) -> bool:
     return any(spec and "{" in spec for _, _, spec, _ in parsed)
 
 
-def _replace_size(s: str, old: str, new: str, count: int = -1) -> int:
+def replace_size(s: str, old: str, new: str, count: int = -1) -> int:
     """Length of `s.replace(old, new, count)`, computed without building it."""
     n = s.count(old) if old else len(s) + 1
     if count is not None and count >= 0:

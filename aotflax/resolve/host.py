@@ -9,7 +9,7 @@ converting explicitly keeps numpy semantics from leaking into code typed as jnp)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import ir
 from ..diagnostics import Span
@@ -26,7 +26,10 @@ from ..values import (
     describe_value,
     is_static,
 )
-from .base import Frame, _Abort
+from .base import Abort, Frame
+
+if TYPE_CHECKING:
+    from .core import Resolver
 
 
 def involves_host(*values: Any) -> bool:
@@ -43,7 +46,7 @@ def involves_host(*values: Any) -> bool:
 class HostMixin:
     """numpy on the host (see `ops/host.py`)."""
 
-    def _host_call(self, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
+    def _host_call(self: Resolver, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
                    frame: Frame) -> Any:
         """`np.zeros(...)`, `np.sin(x)`: a numpy function of the table."""
         # numpy runs at build time: sizes are the ints they are (no code to read them)
@@ -56,28 +59,28 @@ class HostMixin:
             raise self.error(e.code, e.message, e.span or span, hint=e.hint,
                              notes=e.notes) from None
 
-    def _host_operator(self, symbol: str, operands: list[Any], span: Span, frame: Frame) -> Any:
+    def _host_operator(self: Resolver, symbol: str, operands: list[Any], span: Span, frame: Frame) -> Any:
         try:
             return host.operator(frame.fn, symbol, [plain(o) for o in operands], span)
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
 
-    def _host_getitem(self, value: HostArray, index: Any, span: Span, frame: Frame) -> Any:
+    def _host_getitem(self: Resolver, value: HostArray, index: Any, span: Span, frame: Frame) -> Any:
         try:
             return host.getitem(frame.fn, value, index, span)
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
 
-    def _host_store(self, target: HostArray, index: Any, value: Any, span: Span, frame: Frame,
+    def _host_store(self: Resolver, target: HostArray, index: Any, value: Any, span: Span, frame: Frame,
                     augmented: str | None = None) -> None:
         if isinstance(value, Poison):
-            raise _Abort()
+            raise Abort()
         try:
             host.store(frame.fn, target, index, value, span, augmented)
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
 
-    def _host_augassign(self, stmt: ir.AugAssign, frame: Frame) -> bool:
+    def _host_augassign(self: Resolver, stmt: ir.AugAssign, frame: Frame) -> bool:
         """`pe += v` / `pe[i] += v` on a numpy array: in place, as numpy does it.
 
         Returns False when the target is not a numpy array (the caller goes on).
@@ -102,7 +105,7 @@ class HostMixin:
             return True
         return False
 
-    def _host_attribute(self, value: HostArray, attr: str, span: Span, frame: Frame) -> Any:
+    def _host_attribute(self: Resolver, value: HostArray, attr: str, span: Span, frame: Frame) -> Any:
         if attr in ("shape", "ndim", "size"):
             return {"shape": value.shape, "ndim": value.ndim,
                     "size": _size(value.shape)}[attr]
@@ -116,14 +119,14 @@ class HostMixin:
                          hint=f"supported: shape, ndim, size, dtype, T and the methods "
                               f"{', '.join(sorted(host.METHODS))}")
 
-    def _host_method(self, value: HostArray, name: str, args: list, kwargs: dict, span: Span,
+    def _host_method(self: Resolver, value: HostArray, name: str, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
         try:
             return host.method(frame.fn, value, name, args, kwargs, span)
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
 
-    def _host_scalar_type(self, dtype: DType, args: list, kwargs: dict, span: Span,
+    def _host_scalar_type(self: Resolver, dtype: DType, args: list, kwargs: dict, span: Span,
                           frame: Frame) -> Any:
         """`np.float32(0.5)`, `x.dtype.type(0)`: numpy's scalar types.
 
@@ -134,7 +137,7 @@ class HostMixin:
             raise self.error("AOT301", f"np.{dtype.name}(...) takes one value", span)
         value = args[0]
         if isinstance(value, Poison):
-            raise _Abort()
+            raise Abort()
         if dtype.name not in host.HOST_DTYPES:
             return NotImplemented  # bfloat16: numpy has none of its own; jnp's conversion
         try:
@@ -152,7 +155,7 @@ class HostMixin:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
         return NotImplemented  # a traced array or anything else: the jnp conversion decides
 
-    def _to_device(self, value: Any, frame: Frame, span: Span) -> Any:
+    def _to_device(self: Resolver, value: Any, frame: Frame, span: Span) -> Any:
         """`value` with each numpy array converted by `jnp.asarray` (emitted)."""
         if isinstance(value, HostArray):
             if frame.fn is None:
@@ -171,7 +174,7 @@ class HostMixin:
             return {k: self._to_device(v, frame, span) for k, v in value.items()}
         return value
 
-    def _device_args(self, args: list, kwargs: dict, frame: Frame,
+    def _device_args(self: Resolver, args: list, kwargs: dict, frame: Frame,
                      span: Span) -> tuple[list, dict]:
         if not any(isinstance(v, HostArray) for v in _leaves([args, kwargs])):
             return args, kwargs

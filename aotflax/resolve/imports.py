@@ -4,13 +4,16 @@ classes, `del`, and the statements the DSL does not interpret.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces
 from ..diagnostics import Note, Span
 from ..values import POISON, ModuleRef, ModuleValue, Opaque, UserModule, describe_value
-from .base import Frame, _Abort
+from .base import Abort, Frame
 from .toplevel import KNOWN_MODULES, module_of
+
+if TYPE_CHECKING:
+    from .core import Resolver
 
 #: What to say about a module outside the static language.
 _KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, collections, "
@@ -22,10 +25,10 @@ class ImportsMixin:
 
     # ---------------------------------------------------------------- statements
 
-    def _stmt_Import(self, stmt: ir.Import, frame: Frame) -> None:
+    def _stmt_Import(self: Resolver, stmt: ir.Import, frame: Frame) -> None:
         frame.env.set(stmt.alias, self._import_value(stmt, frame))
 
-    def _stmt_Delete(self, stmt: ir.Delete, frame: Frame) -> None:
+    def _stmt_Delete(self: Resolver, stmt: ir.Delete, frame: Frame) -> None:
         """`del key, dtype`: the names are unbound; deleting items is not supported."""
         for t in stmt.targets:
             names = t.elts if isinstance(t, (ir.TupleExpr, ir.ListExpr)) else (t,)
@@ -37,10 +40,10 @@ class ImportsMixin:
                     raise self.error("AOT340", f"name '{n.id}' is not defined", n.span)
                 frame.env.vars.pop(n.id, None)
 
-    def _stmt_Unsupported(self, stmt: ir.Unsupported, frame: Frame) -> None:
+    def _stmt_Unsupported(self: Resolver, stmt: ir.Unsupported, frame: Frame) -> None:
         raise self.error(stmt.code, stmt.message, stmt.where, hint=stmt.hint)
 
-    def _stmt_ClassDef(self, cls: ir.ClassDef, frame: Frame) -> None:
+    def _stmt_ClassDef(self: Resolver, cls: ir.ClassDef, frame: Frame) -> None:
         record = self._record_class(cls, frame)  # a dataclass or NamedTuple (records.py)
         if record is not None:
             frame.env.set(cls.name, record)
@@ -74,7 +77,7 @@ class ImportsMixin:
 
     # ---------------------------------------------------------------- imports
 
-    def _import_value(self, imp: ir.Import, frame: Frame) -> Any:
+    def _import_value(self: Resolver, imp: ir.Import, frame: Frame) -> Any:
         module = imp.dotted or imp.module
         if imp.level:
             importer = module_of(frame.env)
@@ -101,7 +104,7 @@ class ImportsMixin:
         return Opaque(imp.alias, f"'{top}' is not a module aotflax interprets (it interprets "
                       f"{_KNOWN_LIST})", imp.span)
 
-    def _from_workspace(self, dotted: str, imp: ir.Import) -> Any:
+    def _from_workspace(self: Resolver, dotted: str, imp: ir.Import) -> Any:
         """A model file of the build (or one of its names) for an import statement."""
         ws = self.workspace
         assert ws is not None
@@ -120,7 +123,7 @@ class ImportsMixin:
         raise self.error("AOT104", f"'{imp.member}' cannot be imported from model file "
                          f"'{dotted}': it defines no such name", imp.span)
 
-    def _module_value(self, dotted: str, span: Span) -> ModuleValue:
+    def _module_value(self: Resolver, dotted: str, span: Span) -> ModuleValue:
         ws = self.workspace
         found = ws.locate(dotted) if ws is not None else None
         if ws is None or found is None:
@@ -137,7 +140,7 @@ class ImportsMixin:
                 for d in diagnostics:
                     self.errors += 1
                     self.reporter.diagnostics.append(d)
-                raise _Abort() from None
+                raise Abort() from None
             globals_ = self.module_globals(model)
         value = ModuleValue(dotted, globals_)
 
@@ -151,7 +154,7 @@ class ImportsMixin:
 
     # ---------------------------------------------------------------- uses
 
-    def _module_attribute(self, value: ModuleValue, attr: str, span: Span) -> Any:
+    def _module_attribute(self: Resolver, value: ModuleValue, attr: str, span: Span) -> Any:
         if value.globals is not None:
             found, got = value.globals.lookup(attr)
             if found:
@@ -161,14 +164,14 @@ class ImportsMixin:
             return sub
         raise self.error("AOT346", f"model file '{value.name}' has no name '{attr}'", span)
 
-    def _opaque_error(self, value: Opaque, span: Span, what: str = "used") -> _Abort:
+    def _opaque_error(self: Resolver, value: Opaque, span: Span, what: str = "used") -> Abort:
         return self.error(
             "AOT104", f"'{value.written}' cannot be {what} here: {value.why}", span,
             notes=(Note("imported here", value.span),) if value.span is not None else (),
             hint="only code that no target reaches may use other libraries (it is skipped); "
                  "compute the value in the model file or pass it as a hyperparameter")
 
-    def _check_not_opaque(self, values: Any, span: Span) -> None:
+    def _check_not_opaque(self: Resolver, values: Any, span: Span) -> None:
         """Arguments of a call reached by a target may not be opaque names."""
         for v in values:
             if isinstance(v, Opaque):

@@ -11,7 +11,7 @@ table, static values and its own arguments.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import Note, Span
 from ..ops.calls import value_code
@@ -19,13 +19,16 @@ from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import Code, Function, Tensor, describe
 from ..scopes import FunctionState
 from ..values import Closure, DType, Initializer, describe_value
-from .base import Frame, _Abort
+from .base import Abort, Frame
+
+if TYPE_CHECKING:
+    from .core import Resolver
 
 
 class InitializersMixin:
     """Resolution of the model file's own initializers."""
 
-    def user_initializer(self, init: Closure, shape: tuple[int, ...], dtype: str,
+    def user_initializer(self: Resolver, init: Closure, shape: tuple[int, ...], dtype: str,
                          span: Span) -> str:
         """The emitted function `name(key, shape, dtype)` that initializes one variable."""
         cache_key = (id(init), tuple(shape), dtype)
@@ -43,10 +46,10 @@ class InitializersMixin:
         errors = self.errors
         try:
             result = self._call_closure(init, args, {}, span, Frame(init.env, fn, None, None))
-        except _Abort:
+        except Abort:
             raise
         if self.errors != errors:
-            raise _Abort()
+            raise Abort()
         produced = {id(key)} | {id(v) for op in fn.ops for v in op.outputs}
         if any(id(v) not in produced for op in fn.ops for v in op.inputs()) or (
                 isinstance(result, Tensor) and id(result) not in produced):
@@ -68,7 +71,7 @@ class InitializersMixin:
         self.init_cache[cache_key] = name
         return name
 
-    def _initializer_result(self, init: Closure, result: Any, shape: tuple[int, ...],
+    def _initializer_result(self: Resolver, init: Closure, result: Any, shape: tuple[int, ...],
                             dtype: str, span: Span, fn: FunctionState) -> Tensor:
         want = describe(tuple(shape), dtype)
         where = init.span
@@ -85,7 +88,7 @@ class InitializersMixin:
                                   "returns an array of that shape and dtype")
         return result
 
-    def _call_initializer(self, init: Initializer, args: list, kwargs: dict, span: Span,
+    def _call_initializer(self: Resolver, init: Initializer, args: list, kwargs: dict, span: Span,
                           frame: Frame) -> Tensor:
         """`nn.initializers.normal(0.02)(key, shape, dtype)` inside model code."""
         from ..ops.registry import Signature

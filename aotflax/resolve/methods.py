@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ..program import ParamDecl, TargetProgram
+from ..program import TargetProgram
 
 __all__ = ["full_trees"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import keyword
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces
 from ..diagnostics import Note, Span
@@ -52,26 +52,29 @@ from ..values import (
 )
 from .base import (
     MAX_CALL_DEPTH,
+    Abort,
     Frame,
+    ReturnSignal,
     Specialization,
-    _Abort,
-    _Return,
 )
 from .helpers import (
-    _assigned_names,
-    _copy_result,
-    _fresh,
-    _function_names_taken,
-    _function_stem,
-    _has_key,
-    _leaves,
-    _rebuild,
-    _result_code,
-    _short,
-    _state_result,
-    _tensors,
-    _unpack_code,
+    assigned_names,
+    copy_result,
+    fresh_name,
+    function_names_taken,
+    function_stem,
+    has_key,
+    rebuild,
+    result_code_of,
+    shorten,
+    state_result_of,
+    tensor_leaves,
+    tensors,
+    unpack_code,
 )
+
+if TYPE_CHECKING:
+    from .core import Resolver
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -81,7 +84,7 @@ class ModulesMixin:
 
     # ---------------------------------------------------------------- modules
 
-    def _specialize(self, ref: ModuleRef, method_name: str, args: list, kwargs: dict,
+    def _specialize(self: Resolver, ref: ModuleRef, method_name: str, args: list, kwargs: dict,
                     span: Span, entry: bool = False) -> Specialization:
         module: UserModule = ref.module
         method = module.method(method_name)
@@ -108,7 +111,7 @@ class ModulesMixin:
             self.depth -= 1
             self.calls.pop()
 
-    def _build_specialization(self, ref: ModuleRef, method: ir.FunctionDef,
+    def _build_specialization(self: Resolver, ref: ModuleRef, method: ir.FunctionDef,
                               bound: dict[str, Any], key: Any) -> Specialization:
         module: UserModule = ref.module
         fn = FunctionState(self)
@@ -128,16 +131,16 @@ class ModulesMixin:
                     "arrays; pass a tuple or the arrays as separate arguments", method.name_span)
             if isinstance(value, (tuple, list)) and not is_static(value):
                 # a tuple of arrays (an LSTM carry): one parameter, unpacked on entry
-                fresh_tree = _rebuild(value, [fresh_like(t)
-                                              for t in _tensors(value)])
+                fresh_tree = rebuild(value, [fresh_like(t)
+                                              for t in tensors(value)])
                 var = TreeVar(name)
                 inputs.append((name, var))
-                fn.emit("ops/module_call.j2", {"target": _unpack_code(fresh_tree, fresh_tree, []),
+                fn.emit("ops/module_call.j2", {"target": unpack_code(fresh_tree, fresh_tree, []),
                                                "call": Code((var,))},
-                        tuple(_tensors(fresh_tree)), method.span, name)
+                        tuple(tensors(fresh_tree)), method.span, name)
                 env.set(name, fresh_tree)
                 continue
-            fresh = _fresh(value, fn, name)
+            fresh = fresh_name(value, fn, name)
             if fresh is not value:
                 inputs.append((name, fresh))
             env.set(name, fresh)
@@ -149,23 +152,23 @@ class ModulesMixin:
         errors = self.errors
         try:
             self._exec_block(method.body, frame)
-        except _Return as r:
+        except ReturnSignal as r:
             result = r.value
         if contains_poison(result) or self.errors != errors:
-            raise _Abort()  # a body with errors has no meaningful result (no cascades)
+            raise Abort()  # a body with errors has no meaningful result (no cascades)
         result = self._to_device(result, frame, method.span)  # numpy results become arrays
         self._check_result(result, method)
         fname = self._function_name(module.name if method.name == "apply"
                                     else f"{module.name}_{method.name}")
         init_name = self._function_name(f"{fname}_init") if fn.data_init else None
-        hp = ", ".join(f"{k}={_short(v)}" for k, v in bound.items() if is_static(v))
-        result_code, leaves = _result_code(result, fn)
+        hp = ", ".join(f"{k}={shorten(v)}" for k, v in bound.items() if is_static(v))
+        result_code, leaves = result_code_of(result, fn)
         function = Function(
             name=fname, doc=f"{module.name}.{method.name}({hp})",
             takes_params=bool(fn.params), state_collections=tuple(fn.collections),
             takes_rng=fn.takes_rng, inputs=tuple((n, t) for n, t in inputs if isinstance(t, Var)),
             body=tuple(fn.ops), result=result_code, result_tensors=tuple(leaves),
-            span=method.span, state_result=_state_result(fn), hints=dict(fn.hints),
+            span=method.span, state_result=state_result_of(fn), hints=dict(fn.hints),
             shared_args=tuple(a.name for a in fn.shared_args), init_name=init_name,
             origin=f"{module.name}.{method.name}", label=ref.label or "",
             hparams=tuple((k, v) for k, v in bound.items() if is_static(v)),
@@ -178,7 +181,7 @@ class ModulesMixin:
         self.cache[key] = spec
         return spec
 
-    def _receive_shared(self, name: str, value: Any, fn: FunctionState,
+    def _receive_shared(self: Resolver, name: str, value: Any, fn: FunctionState,
                         taken: set[str]) -> Any:
         """`value` with each shared module in it replaced by one rooted at a new argument."""
         def go(v: Any, where: tuple[Any, ...]) -> Any:
@@ -197,13 +200,13 @@ class ModulesMixin:
 
         return go(value, ())
 
-    def _shared_instance(self, shared: SharedModule) -> Scope:
+    def _shared_instance(self: Resolver, shared: SharedModule) -> Scope:
         """The scope of a shared module's own parameters, in the function calling it."""
         if shared.instance is not None:
             return shared.instance
         return shared.scope.child(shared.name, shared.ref.class_name)
 
-    def _pass_shared(self, spec: Specialization, bound: dict[str, Any], fn: FunctionState,
+    def _pass_shared(self: Resolver, spec: Specialization, bound: dict[str, Any], fn: FunctionState,
                      span: Span) -> list[Code]:
         """Keyword arguments giving a callee the shared modules it received; their
         parameters, declared inside the callee, are merged where each was created."""
@@ -218,7 +221,7 @@ class ModulesMixin:
             out.append(Code((f"{arg.name}={subscript_path(inst.root, inst.prefix)}",)))
         return out
 
-    def _merge_param(self, store: dict, full: tuple[str, ...], decl: ParamDecl, owner: str,
+    def _merge_param(self: Resolver, store: dict, full: tuple[str, ...], decl: ParamDecl, owner: str,
                      span: Span) -> None:
         existing = store.get(full)
         if existing is not None and (existing.shape, existing.dtype) != (decl.shape,
@@ -233,14 +236,14 @@ class ModulesMixin:
         store.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init, decl.span,
                                          decl.from_data))
 
-    def _function_name(self, base: str) -> str:
+    def _function_name(self: Resolver, base: str) -> str:
         """A fresh module-level name for an emitted function, from a DSL name.
 
         It never takes a name the generated module binds otherwise (imports, builtins,
         targets and their helpers, copied initializers): functions are called by name.
         """
-        base = _function_stem(base)
-        taken = _function_names_taken(self.targets)
+        base = function_stem(base)
+        taken = function_names_taken(self.targets)
         # fn_names: every name handed out (and every base used) -> its next suffix
         n = self.fn_names.get(base, 0)
         while True:
@@ -252,20 +255,20 @@ class ModulesMixin:
         self.fn_names.setdefault(name, 1)
         return name
 
-    def _check_result(self, result: Any, method: ir.FunctionDef) -> None:
-        if _has_key(result):
+    def _check_result(self: Resolver, result: Any, method: ir.FunctionDef) -> None:
+        if has_key(result):
             raise self.error("AOT323", f"{method.name} returns a random key; keys cannot leave "
                              "the module that made them", method.name_span)
         if isinstance(result, dict):
             raise self.error("AOT323", "modules returning dicts are not supported yet; return "
                              "a tuple", method.name_span)
-        for leaf in _leaves(result):
+        for leaf in tensor_leaves(result):
             if not isinstance(leaf, Tensor) and leaf is not None:
                 raise self.error(
                     "AOT323", f"{method.name} must return arrays (or tuples of arrays), found "
                     f"{describe_value(leaf)}", method.name_span)
 
-    def _call_user_module(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
+    def _call_user_module(self: Resolver, ref: ModuleRef, args: list, kwargs: dict, span: Span,
                           frame: Frame, name: Any = None, shared: SharedModule | None = None,
                           method: str = "apply") -> Any:
         if ref.module.base is not None:
@@ -321,13 +324,13 @@ class ModulesMixin:
         if callee.takes_rng:
             fn.takes_rng = True
             call_args.append(rng_arg)
-        result = _copy_result(spec.result, fn)
-        outs: list[Var] = list(_tensors(result))
+        result = copy_result(spec.result, fn)
+        outs: list[Var] = list(tensors(result))
         new_state = [TreeVar(f"new {c}") for c in callee.state_collections]
         for coll, var in zip(callee.state_collections, new_state):
             fn.state_values[(coll, prefix)] = var
             fn.hint(var, f"{child_name}_{coll}")
-        target = _unpack_code(spec.result, result, new_state)
+        target = unpack_code(spec.result, result, new_state)
         fn.emit("ops/module_call.j2",
                 {"target": target, "call": call_code(callee, call_args)},
                 tuple(outs) + tuple(new_state), span, f"{ref.class_name.lower()}_out",
@@ -337,14 +340,14 @@ class ModulesMixin:
                     "target": target, "call": call_code(callee, init_args, "init")})
         return result
 
-    def _need_module_frame(self, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
+    def _need_module_frame(self: Resolver, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
                                                                                Scope]:
         if frame.fn is None or frame.scope is None:
             raise self.error("AOT324", f"{what} can only be called inside a module's apply",
                              span)
         return frame.fn, frame.scope
 
-    def _call_layer(self, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
+    def _call_layer(self: Resolver, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
                     frame: Frame, bound_kwargs: dict | None = None, name: Any = None,
                     shared: SharedModule | None = None, hook: Any = None,
                     class_name: str | None = None, given: Any = None) -> Any:
@@ -360,10 +363,10 @@ class ModulesMixin:
                 raise CallError(
                     "AOT304", f"{written} is called without its input",
                     hint=f"flax.nn layers take the input first: {written}(x, "
-                    f"{', '.join(f'{k}={_short(v)}' for k, v in kwargs.items()) or '...'}); "
+                    f"{', '.join(f'{k}={shorten(v)}' for k, v in kwargs.items()) or '...'}); "
                     f"{written}(...)(x) is Linen's style")
             bound = entry.signature.bind(written, args, merged)
-            if not takes_keys(entry) and _has_key(bound):
+            if not takes_keys(entry) and has_key(bound):
                 raise CallError("AOT206", f"{written} does not take a random key",
                                 hint="pass keys from nn.make_rng() to jax.random functions or "
                                      "to nn.dropout(..., rng=key)")
@@ -395,7 +398,7 @@ class ModulesMixin:
 
     # ---------------------------------------------------------------- flax.nn forms
 
-    def _function_module(self, stmt: ir.FunctionDef, frame: Frame) -> bool:
+    def _function_module(self: Resolver, stmt: ir.FunctionDef, frame: Frame) -> bool:
         """`@nn.module def MLP(x, features): ...`: a module whose apply is the function."""
         values = [self.eval(d, frame) for d in stmt.decorators]
         if not any(v is namespaces.MODULE_FN for v in values):
@@ -416,7 +419,7 @@ class ModulesMixin:
         frame.env.set(stmt.name, ModuleRef(UserModule(stmt.name, cls, frame.env)))
         return True
 
-    def _layer_base(self, cls: ir.ClassDef, bases: list) -> Entry | None:
+    def _layer_base(self: Resolver, cls: ir.ClassDef, bases: list) -> Entry | None:
         """The built-in layer a class subclasses (`class StdConv(nn.Conv)`), checked."""
         layers = [b for b in bases if isinstance(b, ModuleRef) and isinstance(b.module, Entry)]
         if not layers:
@@ -449,7 +452,7 @@ class ModulesMixin:
                                  "a layer subclass", m.decorators[0].span)
         return entry
 
-    def _call_layer_subclass(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
+    def _call_layer_subclass(self: Resolver, ref: ModuleRef, args: list, kwargs: dict, span: Span,
                              frame: Frame, name: Any, shared: SharedModule | None,
                              method: str) -> Any:
         """`StdConv(x, ...)`: the built-in layer's rule, each parameter through `param`."""
@@ -467,7 +470,7 @@ class ModulesMixin:
                                 dict(ref.bound), name=name, shared=shared, hook=hook,
                                 class_name=module.name)
 
-    def _param_hook(self, ref: ModuleRef) -> Any:
+    def _param_hook(self: Resolver, ref: ModuleRef) -> Any:
         """What a subclassed layer's scope calls for each parameter: the class's `param`."""
         module: UserModule = ref.module
         method = module.method("param")
@@ -520,13 +523,13 @@ class ModulesMixin:
 
         return hook
 
-    def _super_param(self, sup: SuperLayer, args: list, kwargs: dict, span: Span) -> Tensor:
+    def _super_param(self: Resolver, sup: SuperLayer, args: list, kwargs: dict, span: Span) -> Tensor:
         try:
             return sup.declare(*args, **kwargs)
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
 
-    def _module_call(self, ref: ModuleRef, args: list, kwargs: dict, span: Span,
+    def _module_call(self: Resolver, ref: ModuleRef, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
         """`nn.Dense.call(params, x, 5)`: a module applied with the caller's parameters.
 
@@ -586,16 +589,16 @@ class ModulesMixin:
             fn.takes_rng = True
             call_args.append(Code((f"rng=jax.random.fold_in(rng, "
                                    f"{name_hash('call/' + module.name)})",)))
-        result = _copy_result(spec.result, fn)
+        result = copy_result(spec.result, fn)
         fn.emit("ops/module_call.j2",
-                {"target": _unpack_code(spec.result, result, []),
+                {"target": unpack_code(spec.result, result, []),
                  "call": call_code(callee, call_args)},
-                tuple(_tensors(result)), span, module.name.lower())
+                tuple(tensors(result)), span, module.name.lower())
         return result
 
     # ---------------------------------------------------------------- data-dependent init
 
-    def _param_from_data(self, scope: Scope, pname: str, shape: Any, init: Any, dtype: str,
+    def _param_from_data(self: Resolver, scope: Scope, pname: str, shape: Any, init: Any, dtype: str,
                          span: Span, frame: Frame) -> Any:
         """`self.param(name, None, init)` (pixelcnn's weight normalization), or an
         initializer that reads the module's arrays: initialized from data.
@@ -613,7 +616,7 @@ class ModulesMixin:
                              f"None); {describe_value(init)} needs a shape", span,
                              hint="give the shape, or an initializer function (key, shape)")
         if _reads_poison(init):
-            raise _Abort()  # it reads a value whose error is already reported
+            raise Abort()  # it reads a value whose error is already reported
         path = scope.prefix + (pname,)
         key = RngKey((), KEY_DTYPE)
         fn.emit("ops/call.j2", {"call": Code((
@@ -652,7 +655,7 @@ class ModulesMixin:
         fn.data_init = True
         return self._read_param_tree(scope, path, result, span, pname)
 
-    def _reads_module_arrays(self, init: Any, frame: Frame) -> bool:
+    def _reads_module_arrays(self: Resolver, init: Any, frame: Frame) -> bool:
         """Whether an initializer function reads arrays of the forward pass (a closure over
         the module's inputs): then it can only run as a data-dependent initialization."""
         if not isinstance(init, Closure) or init.toplevel or frame.fn is None:
@@ -663,7 +666,7 @@ class ModulesMixin:
             if isinstance(node, ir.Name):
                 names.add(node.id)
             elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For)):
-                local.update(_assigned_names(node))
+                local.update(assigned_names(node))
         for n in names - local:
             env: Env | None = init.env
             while type(env) is Env:  # local scopes only: module-level names hold no arrays
@@ -675,7 +678,7 @@ class ModulesMixin:
                 env = env.parent
         return False
 
-    def _read_param_tree(self, scope: Scope, path: tuple[str, ...], value: Any, span: Span,
+    def _read_param_tree(self: Resolver, scope: Scope, path: tuple[str, ...], value: Any, span: Span,
                          stem: str) -> Any:
         if isinstance(value, dict):
             return {k: self._read_param_tree(scope, path + (k,), v, span, k)

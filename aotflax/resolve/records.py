@@ -11,7 +11,7 @@ implements the part of it model code uses.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces
 from ..diagnostics import Span
@@ -32,7 +32,10 @@ from ..values import (
     describe_value,
     is_static,
 )
-from .base import Frame, _Abort
+from .base import Abort, Frame
+
+if TYPE_CHECKING:
+    from .core import Resolver
 
 #: Methods of `ConfigDict` the static language implements.
 CONFIG_METHODS = frozenset({"get", "items", "keys", "values", "update", "lock", "unlock",
@@ -44,7 +47,7 @@ class RecordsMixin:
 
     # ---------------------------------------------------------------- library functions
 
-    def _call_static_function(self, func: StaticFunction, args: list, kwargs: dict,
+    def _call_static_function(self: Resolver, func: StaticFunction, args: list, kwargs: dict,
                               expr: ir.Call, frame: Frame) -> Any:
         name, span = func.name, expr.span
         if name == "functools.partial":
@@ -75,7 +78,7 @@ class RecordsMixin:
             return self._namedtuple(name, args, kwargs, span)
         raise self.error("AOT348", f"{name}(...) cannot be called here", span)
 
-    def _jit(self, args: list, kwargs: dict, span: Span) -> Any:
+    def _jit(self: Resolver, args: list, kwargs: dict, span: Span) -> Any:
         """`jax.jit(f)` inside a model is `f`: the model is traced as a whole anyway."""
         unknown = set(kwargs) - {"static_argnums", "static_argnames", "donate_argnums",
                                  "donate_argnames", "inline", "keep_unused"}
@@ -88,7 +91,7 @@ class RecordsMixin:
             raise self.error("AOT301", "jax.jit takes one function", span)
         return args[0]
 
-    def _reduce(self, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+    def _reduce(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         if kwargs or not 2 <= len(args) <= 3:
             raise self.error("AOT301", "functools.reduce(function, iterable[, initial])",
                              expr.span)
@@ -107,7 +110,7 @@ class RecordsMixin:
 
     # ---------------------------------------------------------------- ConfigDict
 
-    def _check_module_args(self, args: list, kwargs: dict, span: Span) -> None:
+    def _check_module_args(self: Resolver, args: list, kwargs: dict, span: Span) -> None:
         """A config, dataclass or partial holding arrays cannot cross into a module."""
         for v in [*args, *kwargs.values()]:
             if isinstance(v, (ConfigValue, Record, Partial)) and not is_static(v):
@@ -115,7 +118,7 @@ class RecordsMixin:
                                  "arrays as its own arguments (or in tuples)", span,
                                  hint="pass the arrays separately, or as a tuple or namedtuple")
 
-    def _config(self, args: list, kwargs: dict, span: Span, frozen: bool) -> ConfigValue:
+    def _config(self: Resolver, args: list, kwargs: dict, span: Span, frozen: bool) -> ConfigValue:
         if len(args) > 1:
             raise self.error("AOT301", "ConfigDict takes one initial dict", span)
         initial: Any = args[0] if args else kwargs.pop("initial_dictionary", None)
@@ -136,7 +139,7 @@ class RecordsMixin:
         except StaticError as e:
             raise self.error("AOT331", str(e), span) from None
 
-    def _config_method(self, cfg: ConfigValue, name: str, args: list, kwargs: dict,
+    def _config_method(self: Resolver, cfg: ConfigValue, name: str, args: list, kwargs: dict,
                        span: Span) -> Any:
         try:
             if name == "get":
@@ -181,7 +184,7 @@ class RecordsMixin:
 
     # ---------------------------------------------------------------- dataclasses
 
-    def _field(self, args: list, kwargs: dict, span: Span) -> FieldDefault:
+    def _field(self: Resolver, args: list, kwargs: dict, span: Span) -> FieldDefault:
         if args:
             raise self.error("AOT350", "dataclasses.field takes keyword arguments only", span)
         default = kwargs.pop("default", NO_DEFAULT)
@@ -193,7 +196,7 @@ class RecordsMixin:
                              f"'{next(iter(kwargs))}'", span)
         return FieldDefault(default, factory)
 
-    def _record_class(self, cls: ir.ClassDef, frame: Frame) -> RecordClass | None:
+    def _record_class(self: Resolver, cls: ir.ClassDef, frame: Frame) -> RecordClass | None:
         """A dataclass or NamedTuple class statement, or None for any other class."""
         bases = [self.eval(b, frame) for b in cls.bases]
         if any(b is namespaces.MODULE_BASE for b in bases):
@@ -251,7 +254,7 @@ class RecordsMixin:
         return RecordClass(cls.name, kind, tuple(fields), defaults, frozen, methods,
                            frozenset(properties), frame.env, cls.span, attrs)
 
-    def _construct(self, cls: RecordClass, args: list, kwargs: dict, expr: ir.Call,
+    def _construct(self: Resolver, cls: RecordClass, args: list, kwargs: dict, expr: ir.Call,
                    frame: Frame) -> Any:
         span = expr.span
         if len(args) > len(cls.fields):
@@ -284,7 +287,7 @@ class RecordsMixin:
             self._record_call(record, "__post_init__", [], {}, span, frame)
         return record
 
-    def _dataclass_function(self, name: str, args: list, kwargs: dict, span: Span,
+    def _dataclass_function(self: Resolver, name: str, args: list, kwargs: dict, span: Span,
                             frame: Frame) -> Any:
         if name == "dataclasses.is_dataclass":
             return len(args) == 1 and isinstance(args[0], (Record, RecordClass)) and (
@@ -308,7 +311,7 @@ class RecordsMixin:
             return _asdict(record)
         return tuple(record.values.values())
 
-    def _namedtuple(self, name: str, args: list, kwargs: dict, span: Span) -> RecordClass:
+    def _namedtuple(self: Resolver, name: str, args: list, kwargs: dict, span: Span) -> RecordClass:
         """`namedtuple("Cfg", "a b", defaults=(2,))`, `NamedTuple("Cfg", [("a", int)])`."""
         defaults = kwargs.pop("defaults", None) if name == "collections.namedtuple" else None
         kwargs.pop("rename", None)
@@ -336,7 +339,7 @@ class RecordsMixin:
 
     # ---------------------------------------------------------------- attributes and methods
 
-    def _record_attribute(self, value: Any, attr: str, span: Span, frame: Frame) -> Any:
+    def _record_attribute(self: Resolver, value: Any, attr: str, span: Span, frame: Frame) -> Any:
         if isinstance(value, ConfigValue):
             if attr in value.fields:
                 return value.fields[attr]
@@ -369,9 +372,9 @@ class RecordsMixin:
         raise self.error("AOT346", f"{cls.name} has no field '{attr}'", span,
                          hint=f"its fields: {', '.join(cls.fields)}")
 
-    def _set_record_attribute(self, receiver: Any, attr: str, value: Any, span: Span) -> None:
+    def _set_record_attribute(self: Resolver, receiver: Any, attr: str, value: Any, span: Span) -> None:
         if isinstance(value, Poison):
-            raise _Abort()
+            raise Abort()
         if isinstance(receiver, ConfigValue):
             try:
                 receiver.set(attr, value)
@@ -386,7 +389,7 @@ class RecordsMixin:
                              f"make a changed copy: value._replace({attr}=...)")
         receiver.values[attr] = value
 
-    def _record_method(self, receiver: Any, name: str, args: list, kwargs: dict, span: Span,
+    def _record_method(self: Resolver, receiver: Any, name: str, args: list, kwargs: dict, span: Span,
                        frame: Frame) -> Any:
         if isinstance(receiver, ConfigValue):
             return self._config_method(receiver, name, args, kwargs, span)
@@ -402,7 +405,7 @@ class RecordsMixin:
             return dict(zip(receiver.cls.fields, receiver))
         return self._record_call(receiver, name, args, kwargs, span, frame)
 
-    def _record_call(self, receiver: Any, name: str, args: list, kwargs: dict, span: Span,
+    def _record_call(self: Resolver, receiver: Any, name: str, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
         """A method of a dataclass / NamedTuple class statement, with `self` bound."""
         method: ir.FunctionDef = receiver.cls.methods[name]
@@ -417,7 +420,7 @@ class RecordsMixin:
 
     # ---------------------------------------------------------------- decorators
 
-    def _decorate(self, stmt: ir.FunctionDef, value: Any, decorators: list[Any],
+    def _decorate(self: Resolver, stmt: ir.FunctionDef, value: Any, decorators: list[Any],
                   frame: Frame) -> Any:
         """Apply decorators bottom-up by calling them on the function, as Python does."""
         for node, dec in reversed(list(zip(stmt.decorators, decorators))):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .. import ir
 from ..diagnostics import Span
@@ -33,16 +33,19 @@ from ..values import (
 from .base import (
     MAX_STATIC_LEN,
     MAX_UNROLL,
+    Abort,
+    BreakSignal,
+    ContinueSignal,
     Frame,
-    _Abort,
-    _Break,
-    _Continue,
-    _Return,
+    ReturnSignal,
 )
 from .helpers import (
-    _assigned_names,
-    _static_size,
+    assigned_names,
+    static_size,
 )
+
+if TYPE_CHECKING:
+    from .core import Resolver
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -52,7 +55,7 @@ class StatementsMixin:
 
     # ---------------------------------------------------------------- statements
 
-    def _exec_guarded(self, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
+    def _exec_guarded(self: Resolver, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
         """Run a statement; after an error its names are poisoned (no knock-on errors).
 
         A failed `if`/`for` keeps the names that were bound before it (they still have
@@ -61,17 +64,17 @@ class StatementsMixin:
         """
         try:
             self._exec(stmt, frame)
-        except _Abort:
+        except Abort:
             compound = isinstance(stmt, (ir.If, ir.For))
-            for name in _assigned_names(stmt):
+            for name in assigned_names(stmt):
                 if compound and name in frame.env.vars and not (
-                        isinstance(stmt, ir.For) and name in _assigned_names(
+                        isinstance(stmt, ir.For) and name in assigned_names(
                             ir.Assign((stmt.target,), stmt.iter, stmt.span))):
                     continue
                 frame.env.set(name, POISON)
             self._poison_self_attributes(stmt, frame)
 
-    def _poison_self_attributes(self, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
+    def _poison_self_attributes(self: Resolver, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
         """`self.x = <failed>`: later reads of `self.x` stay silent (no knock-on errors)."""
         targets = stmt.targets if isinstance(stmt, ir.Assign) else (
             (stmt.target,) if isinstance(stmt, (ir.AugAssign, ir.AnnAssign)) else ())
@@ -81,44 +84,44 @@ class StatementsMixin:
                 if found and isinstance(receiver, SelfValue):
                     receiver.attrs[t.attr] = POISON
 
-    def _exec_block(self, body: tuple[ir.Stmt, ...], frame: Frame) -> None:
+    def _exec_block(self: Resolver, body: tuple[ir.Stmt, ...], frame: Frame) -> None:
         for stmt in body:
             self._exec_guarded(stmt, frame)
 
-    def _exec(self, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
+    def _exec(self: Resolver, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
         self._step(stmt.span)
         method = getattr(self, "_stmt_" + type(stmt).__name__)
         method(stmt, frame)
 
-    def _stmt_Assign(self, stmt: ir.Assign, frame: Frame) -> None:
+    def _stmt_Assign(self: Resolver, stmt: ir.Assign, frame: Frame) -> None:
         value = self.eval(stmt.value, frame)
         for target in stmt.targets:
             self._assign(target, value, frame)
 
-    def _stmt_AnnAssign(self, stmt: ir.AnnAssign, frame: Frame) -> None:
+    def _stmt_AnnAssign(self: Resolver, stmt: ir.AnnAssign, frame: Frame) -> None:
         if stmt.value is not None:
             self._assign(stmt.target, self.eval(stmt.value, frame), frame)
 
-    def _stmt_AugAssign(self, stmt: ir.AugAssign, frame: Frame) -> None:
+    def _stmt_AugAssign(self: Resolver, stmt: ir.AugAssign, frame: Frame) -> None:
         if self._host_augassign(stmt, frame):
             return
         current = self.eval(stmt.target, frame)
         value = self._binop(stmt.op, current, self.eval(stmt.value, frame), stmt.span, frame)
         self._assign(stmt.target, value, frame)
 
-    def _stmt_ExprStmt(self, stmt: ir.ExprStmt, frame: Frame) -> None:
+    def _stmt_ExprStmt(self: Resolver, stmt: ir.ExprStmt, frame: Frame) -> None:
         if isinstance(stmt.value, ir.Constant) and isinstance(stmt.value.value, str):
             return  # a docstring or comment string
         self.eval(stmt.value, frame)
 
-    def _stmt_Return(self, stmt: ir.Return, frame: Frame) -> None:
-        raise _Return(self.eval(stmt.value, frame) if stmt.value is not None else None)
+    def _stmt_Return(self: Resolver, stmt: ir.Return, frame: Frame) -> None:
+        raise ReturnSignal(self.eval(stmt.value, frame) if stmt.value is not None else None)
 
-    def _stmt_If(self, stmt: ir.If, frame: Frame) -> None:
+    def _stmt_If(self: Resolver, stmt: ir.If, frame: Frame) -> None:
         test = self._truth(stmt.test, frame)
         self._exec_block(stmt.body if test else stmt.orelse, frame)
 
-    def _stmt_For(self, stmt: ir.For, frame: Frame) -> None:
+    def _stmt_For(self: Resolver, stmt: ir.For, frame: Frame) -> None:
         iterable = self.eval(stmt.iter, frame)
         for i, item in enumerate(self._iterate(iterable, stmt.iter.span)):
             if i >= MAX_UNROLL:
@@ -127,37 +130,37 @@ class StatementsMixin:
             self._assign(stmt.target, item, frame)
             try:
                 self._exec_block(stmt.body, frame)
-            except _Break:
+            except BreakSignal:
                 return
-            except _Continue:
+            except ContinueSignal:
                 continue
         self._exec_block(stmt.orelse, frame)
 
-    def _stmt_Break(self, stmt: ir.Break, frame: Frame) -> None:
-        raise _Break()
+    def _stmt_Break(self: Resolver, stmt: ir.Break, frame: Frame) -> None:
+        raise BreakSignal()
 
-    def _stmt_Continue(self, stmt: ir.Continue, frame: Frame) -> None:
-        raise _Continue()
+    def _stmt_Continue(self: Resolver, stmt: ir.Continue, frame: Frame) -> None:
+        raise ContinueSignal()
 
-    def _stmt_Pass(self, stmt: ir.Pass, frame: Frame) -> None:
+    def _stmt_Pass(self: Resolver, stmt: ir.Pass, frame: Frame) -> None:
         pass
 
-    def _stmt_Raise(self, stmt: ir.Raise, frame: Frame) -> None:
+    def _stmt_Raise(self: Resolver, stmt: ir.Raise, frame: Frame) -> None:
         message = "raised an error"
         if isinstance(stmt.exc, ir.Call) and stmt.exc.args:
             value = self.eval(stmt.exc.args[0], frame)
             if isinstance(value, Poison):
-                raise _Abort()  # the message's own error is reported
+                raise Abort()  # the message's own error is reported
             message = value if isinstance(value, str) else shown(value)
         raise self.error("AOT300", f"model raised: {message}", stmt.span)
 
-    def _stmt_Assert(self, stmt: ir.Assert, frame: Frame) -> None:
+    def _stmt_Assert(self: Resolver, stmt: ir.Assert, frame: Frame) -> None:
         if not self._truth(stmt.test, frame):
             msg = self.eval(stmt.msg, frame) if stmt.msg is not None else "assertion failed"
             msg = msg if isinstance(msg, str) else shown(msg)
             raise self.error("AOT300", f"model assertion failed: {msg}", stmt.span)
 
-    def _stmt_FunctionDef(self, stmt: ir.FunctionDef, frame: Frame) -> None:
+    def _stmt_FunctionDef(self: Resolver, stmt: ir.FunctionDef, frame: Frame) -> None:
         """A `def`; its decorators are applied as Python applies them (bottom first), by
         calling them on the function where the static language can (`records.py`);
         `@nn.module` makes the function a module."""
@@ -172,7 +175,7 @@ class StatementsMixin:
 
     # ================================================================ assignment
 
-    def _assign(self, target: ir.Expr, value: Any, frame: Frame) -> None:
+    def _assign(self: Resolver, target: ir.Expr, value: Any, frame: Frame) -> None:
         if isinstance(target, ir.Name):
             if frame.fn is not None and has_code(value):
                 value = self._bind_size(target.id, value, frame.fn, target.span)
@@ -221,7 +224,7 @@ class StatementsMixin:
                 except (IndexError, KeyError, TypeError, ValueError) as e:
                     raise self.error("AOT332", f"cannot assign item: {e}", target.span) from None
                 if isinstance(index, slice):  # a slice assignment can grow the list
-                    self._static_result(container, target.span, _static_size(value), False)
+                    self._static_result(container, target.span, static_size(value), False)
                 return
             if isinstance(container, HostArray):
                 self._host_store(container, index, value, target.span, frame)
@@ -233,7 +236,7 @@ class StatementsMixin:
                              target.span)
         raise self.error("AOT331", "cannot assign to this expression", target.span)
 
-    def _bind_size(self, name: str, value: Any, fn: Any, span: Span) -> Any:
+    def _bind_size(self: Resolver, name: str, value: Any, fn: Any, span: Span) -> Any:
         """`batch = x.shape[0]`: a statement of its own, so the generated code reads the
         size where the model does and by the model's name (emitted only if it is used)."""
         if not isinstance(value, (Size, SizeTuple)):
@@ -245,16 +248,17 @@ class StatementsMixin:
         fn.hint(var, name)
         return bound_to(var, value)
 
-    def _unpack_shape(self, target: Any, value: Any, frame: Frame) -> None:
+    def _unpack_shape(self: Resolver, target: Any, value: Any, frame: Frame) -> None:
         """`b, h, w, c = x.shape`: one statement; each name reads its size."""
         outs = [TreeVar("size") for _ in target.elts]
+        assert frame.fn is not None, "shapes unpack inside a function being resolved"
         frame.fn.emit("ops/call.j2", {"call": Code((SizeRef(value),))}, tuple(outs),
                       target.span, target.elts[0].id)
         for t, var, d in zip(target.elts, outs, value):
             frame.fn.hint(var, t.id)
             frame.env.set(t.id, bound_to(var, d))
 
-    def _unpack(self, value: Any, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
+    def _unpack(self: Resolver, value: Any, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
         if isinstance(value, Poison):
             return [POISON] * n
         if isinstance(value, Tensor):
@@ -269,7 +273,7 @@ class StatementsMixin:
                              target.span)
         return items
 
-    def _unpack_array(self, value: Tensor, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
+    def _unpack_array(self: Resolver, value: Tensor, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
         """`a, b = x` splits an array along its first axis, as Python iterates a jax array
         (`k1, k2 = jax.random.split(key)` gives two keys)."""
         if not value.shape or value.shape[0] != n:
@@ -285,9 +289,9 @@ class StatementsMixin:
         frame.fn.emit("ops/call.j2", {"call": code}, tuple(items), target.span, "item")
         return items
 
-    def _iterate(self, value: Any, span: Span) -> Iterator[Any]:
+    def _iterate(self: Resolver, value: Any, span: Span) -> Iterator[Any]:
         if isinstance(value, Poison):
-            raise _Abort()
+            raise Abort()
         self._check_not_opaque((value,), span)
         if isinstance(value, Tensor):
             raise self.error("AOT334", f"cannot loop over an array {value.describe()} at build "
@@ -301,10 +305,10 @@ class StatementsMixin:
             raise self.error("AOT334", f"cannot loop over {describe_value(value)}",
                              span) from None
 
-    def _truth(self, expr: ir.Expr, frame: Frame) -> bool:
+    def _truth(self: Resolver, expr: ir.Expr, frame: Frame) -> bool:
         value = self.eval(expr, frame)
         if isinstance(value, Poison):
-            raise _Abort()
+            raise Abort()
         self._check_not_opaque((value,), expr.span)
         if not is_static(value):
             raise self.error(

@@ -31,8 +31,8 @@ from ..values import (
     is_static,
     to_code,
 )
-from .base import Frame, _Return
-from .helpers import _tensors, _unpack_code
+from .base import Frame, ReturnSignal
+from .helpers import tensors, unpack_code
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -378,8 +378,8 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
     else:  # a tuple of outputs: one parameter, unpacked on the first line
         var = TreeVar("model output")
         inputs.append((first, var))
-        leaves = _tensors(output)
-        prologue.append(Op("ops/module_call.j2", (("target", _unpack_code(output, output, [])),
+        leaves = tensors(output)
+        prologue.append(Op("ops/module_call.j2", (("target", unpack_code(output, output, [])),
                                                   ("call", Code((var,)))),
                            tuple(leaves), (), loss.span, first))
     env.set(first, output)
@@ -393,7 +393,7 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
     result: Any = None
     try:
         r._exec_block(loss.body, Frame(env, fn, None))
-    except _Return as ret:
+    except ReturnSignal as ret:
         result = ret.value
     scalar, metrics = (result if isinstance(result, tuple) and len(result) == 2
                        else (result, None))
@@ -411,7 +411,7 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
     return Function(
         name=r._function_name(loss.name), doc=doc, takes_params=False, state_collections=(),
         takes_rng=False, inputs=tuple(inputs), body=tuple(prologue + fn.ops),
-        result=result_code, result_tensors=tuple(_tensors((scalar, metrics))), span=loss.span,
+        result=result_code, result_tensors=tuple(tensors((scalar, metrics))), span=loss.span,
         hints=dict(fn.hints)), metrics is not None
 
 

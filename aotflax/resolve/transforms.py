@@ -9,15 +9,18 @@ operation; layers, randomness and state belong to modules and are rejected insid
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import ir, quoting
 from ..diagnostics import Span
 from ..ops.calls import value_code
 from ..program import Code, Function, FunctionRef, Op, OpInfo, Tensor, TreeVar, call_code
 from ..values import Closure, Env, describe_value, is_static
-from .base import Frame, _Abort
-from .helpers import _rebuild, _tensors, _unpack_code
+from .base import Abort, Frame
+from .helpers import rebuild, tensors, unpack_code
+
+if TYPE_CHECKING:
+    from .core import Resolver
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +36,7 @@ class Vmapped:
 class TransformsMixin:
     """`jax.vmap`."""
 
-    def _vmap(self, args: list, kwargs: dict, span: Span) -> Vmapped:
+    def _vmap(self: Resolver, args: list, kwargs: dict, span: Span) -> Vmapped:
         from ..ops.registry import CallError, Signature
 
         try:
@@ -46,7 +49,7 @@ class TransformsMixin:
                                  f"{describe_value(b[name])}", span)
         return Vmapped(b["fun"], b["in_axes"], b["out_axes"], span)
 
-    def _call_vmapped(self, v: Vmapped, args: list, kwargs: dict, expr: ir.Call,
+    def _call_vmapped(self: Resolver, v: Vmapped, args: list, kwargs: dict, expr: ir.Call,
                       frame: Frame) -> Any:
         span = expr.span
         fn, _ = self._need_module_frame(frame, span, "jax.vmap")
@@ -85,7 +88,7 @@ class TransformsMixin:
         out_axis = v.out_axes
         if not isinstance(out_axis, int) or isinstance(out_axis, bool):
             raise self.error("AOT365", "jax.vmap: out_axes must be one int here", span)
-        leaves = _tensors(result)
+        leaves = tensors(result)
         outs = []
         for t in leaves:
             if not -(t.ndim + 1) <= out_axis <= t.ndim:
@@ -93,16 +96,16 @@ class TransformsMixin:
                                  f"an output {t.describe()} of one row", span)
             at = out_axis % (t.ndim + 1)
             outs.append(type(t)(t.shape[:at] + (size,) + t.shape[at:], t.dtype, t.weak))
-        stacked = _rebuild(result, outs)
+        stacked = rebuild(result, outs)
         call = Code.of("jax.vmap(", FunctionRef(nested), f", in_axes={_axes_code(v.in_axes)}, "
                        f"out_axes={quoting.literal(out_axis)})(",
                        Code.join(", ", [value_code(a) for a in args]), ")")
         fn.ops.append(Op("ops/module_call.j2", (
-            ("target", _unpack_code(stacked, stacked, [])), ("call", call)), tuple(outs), (),
+            ("target", unpack_code(stacked, stacked, [])), ("call", call)), tuple(outs), (),
             span, "vmapped", nested, OpInfo("jax.vmap", trips=size)))
         return stacked
 
-    def _vmap_body(self, v: Vmapped, rows: list, args: list, span: Span,
+    def _vmap_body(self: Resolver, v: Vmapped, rows: list, args: list, span: Span,
                    frame: Frame) -> tuple[Any, Function]:
         fn = frame.fn
         assert fn is not None
@@ -117,14 +120,14 @@ class TransformsMixin:
         finally:
             fn.ops = outer_ops
         if self.errors != errors:
-            raise _Abort()
+            raise Abort()
         if fn.params != outer_params or fn.takes_rng != outer_rng or \
                 fn.state_values != outer_state:
             fn.takes_rng, fn.state_values = outer_rng, outer_state
             raise self.error("AOT365", "a vmapped function may not use layers, randomness "
                              "or state (they belong to modules)", span,
                              hint="vmap a plain function of arrays; apply layers to the batch")
-        leaves = _tensors(result)
+        leaves = tensors(result)
         if not leaves or any(not isinstance(x, Tensor) for x in _leaves_of(result)):
             raise self.error("AOT365", f"a vmapped function must return arrays, got "
                              f"{describe_value(result)}", span)
@@ -173,13 +176,13 @@ class CustomJvp:
 class CustomJvpMixin:
     """`jax.custom_jvp` on functions of the model file."""
 
-    def _custom_jvp(self, args: list, kwargs: dict, span: Span) -> CustomJvp:
+    def _custom_jvp(self: Resolver, args: list, kwargs: dict, span: Span) -> CustomJvp:
         if len(args) != 1 or kwargs or not isinstance(args[0], Closure):
             raise self.error("AOT366", "jax.custom_jvp takes one function of the model file "
                              "(nondiff_argnums is not supported)", span)
         return CustomJvp(args[0], span, emitted={})
 
-    def _custom_jvp_method(self, cj: CustomJvp, name: str, args: list, kwargs: dict,
+    def _custom_jvp_method(self: Resolver, cj: CustomJvp, name: str, args: list, kwargs: dict,
                            span: Span) -> Any:
         if name == "defjvp" and len(args) == 1 and not kwargs and isinstance(args[0], Closure):
             cj.jvp = args[0]
@@ -190,7 +193,7 @@ class CustomJvpMixin:
         raise self.error("AOT366", f"a custom_jvp function has defjvp(rule) and "
                          f"defjvps(*rules), not {name}", span)
 
-    def _call_custom_jvp(self, cj: CustomJvp, args: list, kwargs: dict, span: Span,
+    def _call_custom_jvp(self: Resolver, cj: CustomJvp, args: list, kwargs: dict, span: Span,
                          frame: Frame) -> Any:
         """Emit the primal and its rule as module-level functions, then call the primal."""
         fn = frame.fn
@@ -206,18 +209,18 @@ class CustomJvpMixin:
             self._emit_custom_jvp(cj, args, span, emitted, types)
         return self._call_primal(emitted[types], args, span, frame)
 
-    def _call_primal(self, primal: "PrimalCall", args: list, span: Span, frame: Frame) -> Any:
+    def _call_primal(self: Resolver, primal: "PrimalCall", args: list, span: Span, frame: Frame) -> Any:
         fn = frame.fn
         assert fn is not None
         result = _fresh_copy(primal.result)
         call = call_code(primal.function, [value_code(a) for a in args])
         fn.ops.append(Op("ops/module_call.j2", (
-            ("target", _unpack_code(result, result, [])), ("call", call)),
-            tuple(_tensors(result)), (), span, primal.name,
+            ("target", unpack_code(result, result, [])), ("call", call)),
+            tuple(tensors(result)), (), span, primal.name,
             info=OpInfo("jax.custom_jvp", callee=primal.function)))
         return result
 
-    def _emit_custom_jvp(self, cj: CustomJvp, args: list, span: Span, emitted: dict,
+    def _emit_custom_jvp(self: Resolver, cj: CustomJvp, args: list, span: Span, emitted: dict,
                          types: tuple) -> None:
         from ..scopes import FunctionState
 
@@ -253,7 +256,7 @@ class CustomJvpMixin:
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Tensor)):
             raise self.error("AOT366", "a jvp rule returns (primal_out, tangent_out)", span)
         inputs = (("primals", TreeVar("primals")), ("tangents", TreeVar("tangents")))
-        prologue = [Op("ops/module_call.j2", (("target", _unpack_code(group, group, [])),
+        prologue = [Op("ops/module_call.j2", (("target", unpack_code(group, group, [])),
                                                ("call", Code((var,)))), group, (), span, n)
                     for n, var, group in (("primals", inputs[0][1], primals),
                                           ("tangents", inputs[1][1], tangents))]
@@ -261,17 +264,17 @@ class CustomJvpMixin:
             name=rule_name, doc=f"The derivative rule of {name}", takes_params=False,
             state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + state.ops), result=value_code(out),
-            result_tensors=tuple(_tensors(out)), span=(cj.jvp or cj.fn).span,
+            result_tensors=tuple(tensors(out)), span=(cj.jvp or cj.fn).span,
             hints=dict(state.hints), decorators=(f"{name}.defjvp",)))
 
-    def _plain_function(self, closure: Closure, rows: list, name: str, span: Span,
+    def _plain_function(self: Resolver, closure: Closure, rows: list, name: str, span: Span,
                         state: Any) -> tuple[Function, Any]:
         """A function of arrays resolved for `rows`, emitted at module level."""
         errors = self.errors
         result = self._call_closure(closure, rows, {}, span, Frame(closure.env, state, None,
                                                                    None))
         if self.errors != errors:
-            raise _Abort()
+            raise Abort()
         if state.params or state.takes_rng or state.state:
             raise self.error("AOT366", f"{closure.name} may not use layers, randomness or state "
                              "(a custom_jvp function computes with arrays only)", span)
@@ -279,7 +282,7 @@ class CustomJvpMixin:
         return Function(
             name=name, doc=closure.name, takes_params=False, state_collections=(),
             takes_rng=False, inputs=tuple(zip(names, rows)), body=tuple(state.ops),
-            result=value_code(result), result_tensors=tuple(_tensors(result)),
+            result=value_code(result), result_tensors=tuple(tensors(result)),
             span=closure.span, hints=dict(state.hints)), result
 
 
@@ -293,7 +296,7 @@ class PrimalCall:
 
 
 def _fresh_copy(value: Any) -> Any:
-    return _rebuild(value, [type(t)(t.shape, t.dtype, t.weak) for t in _tensors(value)])
+    return rebuild(value, [type(t)(t.shape, t.dtype, t.weak) for t in tensors(value)])
 
 
 def _with(function: Function, **changes: Any) -> Function:
