@@ -125,3 +125,16 @@ def test_a_failed_if_poisons_only_the_names_it_would_introduce() -> None:
     assert "conditions must be static" in out
     assert "'y' is not defined" not in out  # a knock-on of the failed `if`: silenced
     assert "cannot unpack f32[2, 3] into 3 names" in out  # x still has a value: its own mistake
+
+
+def test_an_array_where_a_rule_needs_static_values_is_named_as_an_array() -> None:
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            return x.reshape(jnp.array((2, 4)))
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """)
+    assert "error[AOT203]: x.reshape: needs values known at build time here, got an array " \
+        "i32[2]" in errors, errors
+    assert "Tensor" not in errors and "hint: write a tuple of ints" in errors

@@ -13,7 +13,7 @@ from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Tensor
 from ..values import DType, describe_value
-from .calls import FnCall, aval_of, remember_ints
+from .calls import FnCall, aval_of, remember_ints, static_argument_error
 from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
@@ -43,7 +43,7 @@ def shape_rule(call: FnCall, fn: Callable[..., Any], *args: Any) -> Any:
         raise CallError("AOT210", f"{call.written}: {e}") from None
     except (TypeError, ValueError, IndexError, OverflowError) as e:
         # static arguments come straight from the model: a value of the wrong kind
-        raise CallError("AOT203", f"{call.written}: invalid static argument ({e})") from None
+        raise static_argument_error(call, args, e) from None
 
 
 def int_tree(value: Any) -> bool:

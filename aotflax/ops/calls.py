@@ -46,6 +46,26 @@ def _not_an_array(written: str, name: str, value: Any) -> str:
     return f"{written} expects an array for '{name}', got {describe_value(value)}"
 
 
+def static_argument_error(call: "FnCall", args: tuple, error: Exception) -> CallError:
+    """AOT203 for a static argument of the wrong kind: an array where a rule computes with
+    the value (a shape, axes) is named as such; other values say what went wrong."""
+    def arrays(value: Any) -> list[Tensor]:
+        if isinstance(value, Tensor):
+            return [value]
+        if isinstance(value, (tuple, list)):
+            return [t for v in value for t in arrays(v)]
+        if isinstance(value, dict):
+            return [t for v in value.values() for t in arrays(v)]
+        return []
+
+    found = arrays(args)
+    if found:
+        return CallError("AOT203", f"{call.written}: needs values known at build time here, "
+                         f"got an array {found[0].describe()}",
+                         hint="write a tuple of ints, or sizes read from x.shape")
+    return CallError("AOT203", f"{call.written}: invalid static argument ({error})")
+
+
 def value_code(value: Any) -> Code:
     """Code for a value that may contain tensors (lists of arrays, etc.) or sizes read
     from arrays (`x.shape[0]`, see `sizes`)."""

@@ -35,7 +35,7 @@ from .. import shapes as sh
 from ..program import Code, Tensor, describe
 from ..values import DType, StaticBuiltin, StaticError, describe_value, to_code
 from . import axes, flops
-from .calls import FnCall
+from .calls import FnCall, static_argument_error
 from .registry import REGISTRY, CallError, Entry, Signature, qualname
 
 #: Largest numpy array a model may build (elements): the table is computed at trace time.
@@ -338,7 +338,7 @@ def _shape_of(call: FnCall, fn: Callable[..., Any], *args: Any) -> tuple[int, ..
     except sh.ShapeError as e:
         raise CallError("AOT210", f"{call.written}: {e}") from None
     except (TypeError, ValueError, IndexError, OverflowError) as e:
-        raise CallError("AOT203", f"{call.written}: invalid static argument ({e})") from None
+        raise static_argument_error(call, args, e) from None
 
 
 def _no_out(call: FnCall) -> None:
