@@ -13,6 +13,7 @@ specialized program.  C checks the program's structure at a small size.
 from __future__ import annotations
 
 import builtins
+import difflib
 import keyword
 import re
 from dataclasses import dataclass, field, replace
@@ -107,10 +108,12 @@ def reconcile(text_a: str, text_b: str, text_c: str | None, a: Sentinels, b: Sen
     lines_a, lines_b = text_a.splitlines(), text_b.splitlines()
     errors: list[Diagnostic] = []
     if len(lines_a) != len(lines_b) or _structure(text_a) != _structure(text_c or text_a):
-        errors.append(Diagnostic(
-            "AOT411", f"the program's structure depends on the size of {symbols}", None,
-            hint="a static `if` or loop on a symbolic dimension cannot be compiled once for "
-                 "every size"))
+        other = text_b if len(lines_a) != len(lines_b) else text_c or text_a
+        errors.append(_located(
+            source, _divergence(text_a, other, marker), marker,
+            f"the program's structure depends on the size of {symbols}",
+            "a static `if`, a loop or a random draw over a symbolic dimension cannot be "
+            "compiled once for every size"))
         raise BuildError(errors)
     out: list[str] = []
     for la, lb in zip(lines_a, lines_b):
@@ -144,6 +147,22 @@ def _fuzzy(text_a: str, text_b: str, a: Sentinels, names: dict[str, str]) -> str
 
 def _structure(text: str) -> str:
     return re.sub(r"\d+", "N", text)
+
+
+def _divergence(text_a: str, text_b: str, marker: str) -> str:
+    """The source comment of the first line where two emissions differ in structure
+    (not only in numbers), or "" when no differing line has one."""
+    lines_a, lines_b = text_a.splitlines(), text_b.splitlines()
+    matcher = difflib.SequenceMatcher(a=[_structure(x) for x in lines_a],
+                                      b=[_structure(x) for x in lines_b], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        for line in lines_a[i1:i2] + lines_b[j1:j2]:
+            comment = _split(line, marker)[1]
+            if comment:
+                return comment
+    return ""
 
 
 def _unique(errors: list[Diagnostic]) -> list[Diagnostic]:

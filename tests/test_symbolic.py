@@ -90,3 +90,19 @@ def test_a_branch_on_a_symbolic_dimension_is_an_error():
     aot.target("serve", Net, x=aot.f32["batch", 4])
     """)
     assert "error[AOT411]" in errors and "structure depends" in errors
+
+
+def test_a_structure_that_depends_on_a_symbolic_size_is_located() -> None:
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            x = nn.Dense(x, 4)
+            for _ in range(x.shape[0] % 3):
+                x = nn.relu(x)
+            return x
+
+    aot.target("net", Net, x=aot.f32["batch", 5])
+    """)
+    first = errors.splitlines()[0]
+    assert "error[AOT411]: the program's structure depends on the size of 'batch'" in first
+    assert errors.splitlines()[1].strip() == "x = nn.relu(x)", errors  # repeated per size
