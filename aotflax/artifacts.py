@@ -79,7 +79,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+
+def human_bytes(n: int) -> str:
+    """1536 -> "1.5 KiB"."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
 __all__ = [
+    "human_bytes",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "MAX_TREE_DEPTH",

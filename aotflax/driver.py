@@ -30,6 +30,7 @@ from . import __version__, crossbuild, ir, outdir, padding, symbolic
 from .artifacts import (
     ManifestError,
     SigningKeyError,
+    human_bytes,
     read_manifest,
     read_regular,
     render_runtime,
@@ -593,8 +594,8 @@ def _summary(report: BuildReport, rows: list[dict], written: list[str], seconds:
         assert f.program is not None
         for t in f.program.targets:
             row = next((r for r in rows if r["key"] == f"{f.module}.{t.name}"), None)
-            shown = "-" if row is None or "bytes" not in row else _human(row["bytes"])
-            peak = "-" if row is None or row.get("peak") is None else _human(row["peak"])
+            shown = "-" if row is None or "bytes" not in row else human_bytes(row["bytes"])
+            peak = "-" if row is None or row.get("peak") is None else human_bytes(row["peak"])
             comp = "-" if row is None else (f"{row['seconds']:.2f} s" if row["compiled"]
                                             else "cached")
             # symbolic targets resolve at sentinel sizes: their count is per size, not one
@@ -657,15 +658,6 @@ def summary_command(argv: Sequence[str]) -> int:
         return 1
     print("\n\n".join(texts))
     return 0
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
 
 
 def parser() -> argparse.ArgumentParser:

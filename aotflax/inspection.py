@@ -34,6 +34,7 @@ from .artifacts import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     SigningKeyError,
+    human_bytes,
     read_regular,
     render_runtime,
     signing_key,
@@ -163,7 +164,7 @@ def _files(report: Report, rt: Any, folder: Path, manifest: dict[str, Any]) -> N
         except rt.ArtifactError as error:
             report.fail("file", f"{entry['file']} ({what}): {error}")
             continue
-        report.add("file", f"ok  {entry['file']} ({what}, {_size(entry['size'])}, sha256 verified)")
+        report.add("file", f"ok  {entry['file']} ({what}, {human_bytes(entry['size'])}, sha256 verified)")
 
 
 def _platforms(report: Report, rt: Any, manifest: dict[str, Any]) -> dict[str, str | None]:
@@ -294,15 +295,6 @@ def _tree(node: dict[str, Any], depth: int = 0) -> str:
     if "list" in node:
         return "[" + ", ".join(items) + "]"
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
 
 
 # --- command line -----------------------------------------------------------------------

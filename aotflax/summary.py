@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 
 from . import artifacts, ir, symbolic
 from . import dtypes as dt
+from .artifacts import human_bytes
 from .diagnostics import BuildError
 from .parse import decode_source, parse_model
 from .program import FileProgram, Function, Op, ParamDecl, TargetProgram, Tensor, Var
@@ -377,16 +378,6 @@ def memory_of(manifest: dict[str, Any]) -> list[Memory]:
 # ------------------------------------------------------------------ printing
 
 
-def human_bytes(n: int) -> str:
-    """1536 -> "1.5 KiB"."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 _HEADER = ("path", "module", "outputs", "params", "param bytes", "state bytes", "FLOPs")
 
 
@@ -430,5 +421,5 @@ def format_summary(s: TargetSummary, max_outputs: int = 2) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Cost", "Memory", "Row", "TargetSummary", "UnknownTarget", "format_summary", "human_bytes",
+__all__ = ["Cost", "Memory", "Row", "TargetSummary", "UnknownTarget", "format_summary",
            "memory_of", "resolve_file", "summarize", "summarize_target", "target_flops"]
