@@ -91,7 +91,9 @@ def human_bytes(n: int) -> str:
 
 
 __all__ = [
+    "fsync_dir",
     "human_bytes",
+    "stage_file",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "MAX_TREE_DEPTH",
@@ -220,6 +222,19 @@ def write_atomic(path: Path, data: bytes) -> None:
     **Arguments:** `path`: destination (its folder is created); `data`: the bytes.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stage_file(path, data)
+    try:
+        fault_point("rename", path)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def stage_file(path: Path, data: bytes) -> str:
+    """`data` in a new temporary file beside `path`, fsynced; returns its name (removed
+    again if writing fails). Renaming it over `path` is the caller's step."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -229,12 +244,10 @@ def write_atomic(path: Path, data: bytes) -> None:
             file.write(data[len(data) // 2:])
             file.flush()
             os.fsync(file.fileno())
-        fault_point("rename", path)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    return tmp
 
 
 def read_regular(path: Path, limit: int = _MAX_READ, *, follow: bool = False) -> bytes:
@@ -297,8 +310,8 @@ def real_folder(root: Path, folder: Path) -> Path:
     return folder
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every OS (Windows).
+def fsync_dir(folder: Path) -> None:
+    """Makes a rename in `folder` durable; not possible on every OS (Windows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -22,12 +22,19 @@ import contextlib
 import os
 import shutil
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from .artifacts import MANIFEST_NAME, UnsafeOutputPath, fault_point, read_regular, real_folder
+from .artifacts import (
+    MANIFEST_NAME,
+    UnsafeOutputPath,
+    fault_point,
+    fsync_dir,
+    read_regular,
+    real_folder,
+    stage_file,
+)
 
 __all__ = ["LOCK_NAME", "OutputError", "build_lock", "changed_files", "check_file",
            "check_folder", "prune_targets", "write_files"]
@@ -211,7 +218,7 @@ def write_files(out: Path, files: Mapping[str, bytes]) -> None:
                 if not (out / parent).exists():
                     made.append(out / parent)
             real_folder(out, path.parent)
-            staged.append((_stage(path, data), path))
+            staged.append((stage_file(path, data), path))
     except BaseException as error:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
@@ -225,33 +232,7 @@ def write_files(out: Path, files: Mapping[str, bytes]) -> None:
         fault_point("rename", path)
         os.replace(tmp, path)
     for folder in {path.parent for _, path in staged}:
-        _fsync_dir(folder)
-
-
-def _stage(path: Path, data: bytes) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data[: len(data) // 2])
-            file.flush()
-            fault_point("write", path)  # half the bytes are in the staged file
-            file.write(data[len(data) // 2:])
-            file.flush()
-            os.fsync(file.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    with contextlib.suppress(OSError):
-        os.fsync(fd)
-    os.close(fd)
+        fsync_dir(folder)
 
 
 # --- pruning --------------------------------------------------------------------------------
