@@ -401,11 +401,23 @@ def test_h100_executable_cross_compiles_without_a_gpu(tmp_path: Path) -> None:
     assert "cpu, cuda h100" in result.stdout
 
 
+@pytest.mark.parametrize("field, value, reason", [
+    ("devices", [{"id": "0; rm -rf /"}], r"tpu:v5e:4x4\.devices\[0\]\.id must be an integer"),
+    ("devices", [{"id": 0, "coords": [0, 0]}],
+     r"tpu:v5e:4x4\.devices\[0\]\.coords must have 3 items"),
+    ("slice", {"bounds": [4, "4", 1]},
+     r"tpu:v5e:4x4\.slice\.bounds\[1\] must be an integer, got a str"),
+    ("hosts", {"0": "0"}, r"tpu:v5e:4x4\.hosts\.0 must be a list"),
+])
 def test_malformed_tpu_fields_are_refused_before_loading(
-        tpu_build: dict[str, Any], v5e_4x4: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        tpu_build: dict[str, Any], v5e_4x4: list[Any], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, field: str, value: Any, reason: str) -> None:
+    """The slice and device fields steer which devices an executable loads onto: a
+    manifest whose fields are not what aotflax writes is refused as it is read."""
     tiny, runtime = tpu_build["module"], tpu_build["runtime"]
     manifest = manifest_of(tpu_build["root"] / "gen", "mlp_pod")
-    manifest["executables"]["tpu:v5e:4x4"]["devices"] = [{"id": "0; rm -rf /"}]
+    manifest["executables"]["tpu:v5e:4x4"][field] = value
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     as_host(runtime, monkeypatch, v5e_4x4, process=0)
-    with pytest.raises(runtime.ArtifactError, match="malformed slice, devices or hosts"):
-        runtime._select_executable(tiny.mlp_pod, manifest, "tpu")
+    with pytest.raises(runtime.ArtifactError, match="is malformed: executables." + reason):
+        runtime.read_manifest(tmp_path)
