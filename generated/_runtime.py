@@ -35,6 +35,7 @@ import errno
 import hashlib
 import hmac
 import io
+import itertools
 import json
 import os
 import pickle
@@ -81,8 +82,6 @@ _SIGNATURE_SCHEME = "hmac-sha256"
 _MANIFEST_MAX_BYTES = 64 << 20
 _ARTIFACT_MAX_BYTES = 64 << 30
 _MAX_TREE_DEPTH = 64
-# The names artifact files may have: plain names inside the target's own folder.
-_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 #: Default root of the artifacts; `load(artifact_dir=...)` overrides it.
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
@@ -113,13 +112,20 @@ class Target:
     **Attributes:** `NAME`, `INPUTS` (input name -> `jax.ShapeDtypeStruct`,
     in call order; a symbolic dimension is a `jax.export.symbolic_shape`
     dimension, one scope per target), `PARAM_SHAPES`, `STATE_SHAPES` (trees of
-    `jax.ShapeDtypeStruct`), plus the declaration's `module`, `platforms`,
-    `devices`, `stochastic`, `symbolic` (input name -> dims, a string naming a
-    symbolic dimension), `buckets` (dimension -> the sizes it has native
-    executables for, see `load`), `pad_values`, `key_inputs` (input name ->
+    `jax.ShapeDtypeStruct`), `INIT_INPUTS` (whether `init` takes example inputs),
+    plus the declaration's `module`, `platforms`, `devices`, `stochastic`,
+    `symbolic` (input name -> dims, a string naming a symbolic dimension),
+    `buckets` (dimension -> the sizes it has native executables for, see
+    `load`), `pad_values`, `masks`, `splittable`, `key_inputs` (input name ->
     `(impl, data_shape)` for an input that is a typed random key: its PRNG
     implementation and the trailing shape of its raw key data, `(2,)` for
-    threefry2x32) and `source_sha256`.
+    threefry2x32), `mesh` (axis -> size), `param_sharding` (partition specs by
+    parameter path; a missing one is replicated), `tpu_topologies` and
+    `gpu_targets` (the hardware its executables are cross-compiled for),
+    `processes` (the `jax.distributed` processes its devices span),
+    `donate_argnums`, `source_sha256`; for a training target `BATCH` (the
+    loss's inputs), `train_step_fn` and `init_opt_fn`. `init_fn` and
+    `apply_fn` are the generated functions themselves (no argument checks).
     """
 
     def __init__(
@@ -155,7 +161,6 @@ class Target:
         self.name = self.NAME = name
         self.module = module
         self.source_sha256 = source_sha256
-        #: The generated functions themselves (no argument checks).
         self.init_fn = init
         self.apply_fn = apply
         self.symbolic = {k: tuple(v) for k, v in (symbolic or {}).items()}
@@ -166,31 +171,20 @@ class Target:
         self.stochastic = stochastic
         self.platforms = tuple(platforms)
         self.devices = devices
-        #: Serving: bucket sizes per symbolic dimension, what padded positions hold, the
-        #: inputs that mask a dimension, and the dimensions a request may be split along.
         self.buckets = {k: tuple(v) for k, v in (buckets or {}).items()}
         self.pad_values = dict(pad_values or {})
         self.masks = {k: tuple(v) for k, v in (masks or {}).items()}
         self.splittable = tuple(splittable)
-        #: Training targets: the generated step and optimizer init, and the loss's inputs.
         self.train_step_fn = train_step
         self.init_opt_fn = init_opt
         self.batch = self.BATCH = dict(batch or {})
         self._opt_state_shapes: Any = None
-        #: Device mesh axes (name -> size) and parameter partition specs by path
-        #: (a tree like PARAM_SHAPES of tuples; missing parameters are replicated).
         self.mesh = dict(mesh or {})
         self.param_sharding = param_sharding or {}
-        #: Whether `init` takes example inputs (parameters initialized from data).
         self.init_inputs = self.INIT_INPUTS = init_inputs
-        #: Hardware the target's native executables are cross-compiled for
-        #: (`tpu="v5e:2x2"`, `gpu="h100"` in the model file).
         self.tpu_topologies = tuple(tpu_topologies)
         self.gpu_targets = tuple(gpu_targets)
-        #: `jax.distributed` processes the devices span (`processes=` in the model
-        #: file): each process calls the loaded target with its process-local shard.
         self.processes = processes
-        #: Arguments the artifacts consume (donate): a train step's params and state.
         self.donate_argnums = tuple(donate_argnums)
 
     def __repr__(self) -> str:
@@ -224,8 +218,13 @@ class Target:
         **Returns:** `(outputs, new_state)`.
         """
         _check_inputs(self, inputs)
-        if self.key_inputs:
-            inputs = _typed_key_inputs(self, inputs)
+        if self.key_inputs:  # the generated code takes typed keys
+            inputs = tuple(
+                jax.random.wrap_key_data(v, impl=self.key_inputs[n][0])
+                if n in self.key_inputs and not _is_typed_key(v)
+                else v
+                for v, n in zip(inputs, self.inputs)
+            )
         if rng is None:
             if self.stochastic:
                 raise TypeError(_missing_rng(self.name))
@@ -243,7 +242,7 @@ class Target:
             )
         return self._opt_state_shapes
 
-    def _need_train(self) -> "Target":
+    def _need_train(self) -> Target:
         if self.train_step_fn is None:
             raise TypeError(
                 f"{self.name} is not a training target (declare it with aot.train_target)"
@@ -274,7 +273,7 @@ class Target:
         key = None if rng is None else _typed_key(self.name, rng)
         return self.train_step_fn(params, state, opt_state, *batch, rng=key)
 
-    def train_view(self, opt_leaves: Sequence[Any] | None = None) -> "Target":
+    def train_view(self, opt_leaves: Sequence[Any] | None = None) -> Target:
         """The train step as a target of its own, for compiling and loading.
 
         Its "state" packs the model state and the optimizer state, its inputs are the
@@ -337,21 +336,9 @@ class Target:
         call; keep the returned ones. For a target over several processes, each
         process passes its process-local shard of the batch (see `load`).
         """
-        self._need_train()
-        root = Path(artifact_dir) if artifact_dir is not None else ARTIFACTS_DIR
-        folder = root.joinpath(*self.module.split("."), f"{self.name}__train_step")
-        probe = Target(
-            name=f"{self.name}__train_step",
-            module=self.module,
-            source_sha256=self.source_sha256,
-            init=self.init_fn,
-            apply=self.apply_fn,
-            inputs={},
-            param_shapes={},
-            state_shapes={},
-        )
-        opt_leaves = _opt_leaves(probe.name, _read_manifest(probe, folder, verify_key))
-        loaded = self.train_view(opt_leaves).load(
+        probe = self.train_view(())  # names the folder; its leaves come from the manifest
+        manifest = _read_manifest(probe, _folder(probe, artifact_dir), verify_key)
+        loaded = self.train_view(_opt_leaves(probe.name, manifest)).load(
             platform, artifact_dir=artifact_dir, verify_key=verify_key, **options
         )
 
@@ -379,50 +366,43 @@ class Target:
     ) -> LoadedTarget:
         """Loads the target's serialized executable for this host.
 
-        The manifest is read first (and its signature checked, given
-        `verify_key`) and validated; versions, platform, device kind and count
-        and the host CPU's features are compared with it, and every file's
-        size and sha256 are checked before it is deserialized. Of several executables for
-        the platform (TPU topologies, GPU targets) the first that fits this host
-        is used: on a TPU host, one built for its generation and, for a program
-        over several chips, its slice (shape, host count, the devices this
-        process owns under `jax.distributed`). When none fits, the portable
-        `jax.export` artifact is used instead (it compiles on first call), with
-        a warning that says why. Before returning, the loaded artifact's input
-        and output signature is checked against this target's.
+        The manifest is read (its signature checked, given `verify_key`) and
+        validated; versions, platform, device kind and count and the host CPU's
+        features are compared with it, and every file's size and sha256 are
+        checked before it is deserialized. Of several executables for the platform
+        (TPU topologies, GPU targets) the first that fits this host is used: on a
+        TPU host, one built for its generation and, over several chips, its slice
+        (shape, host count, the devices this process owns under `jax.distributed`).
+        When none fits, the portable `jax.export` artifact is used instead (it
+        compiles on first call), with a warning that says why. The loaded
+        artifact's own signature is checked against this target's.
 
-        A target with `buckets` has one executable per bucket size (per
-        combination, with several bucketed dimensions); the callable runs a
-        request on the smallest bucket that fits, padding every input along the
-        dimension (with zeros, or the input's `pad_values` entry) and slicing
-        every output back, so outputs equal `apply` at the request's own size
-        (the build proved that padding cannot change them). A request above the
-        largest bucket runs as several calls of the largest bucket, concatenated,
-        along a dimension the build marked `splittable`; along another (attention
-        runs over it) it is a `ValueError`. Nothing compiles at call time: padding
-        and slicing happen on the host with numpy, so a padded call copies its
-        inputs and outputs through host memory; a request of a bucket's exact
-        size goes straight to its executable.
+        A target with `buckets` has one executable per bucket size (combination);
+        a request runs on the smallest bucket that fits, every input padded along
+        the dimension (with zeros or its `pad_values` entry) and every output
+        sliced back on the host with numpy, so outputs equal `apply` at the
+        request's own size (the build proved padding cannot change them) and
+        nothing compiles at call time. Above the largest bucket a request runs as
+        several calls of it, concatenated, along a dimension the build marked
+        `splittable`, and is a `ValueError` along another (attention runs over it).
+        A target with symbolic dimensions and no `buckets` ships only the export:
+        it compiles once per new input shape in this process (a warning says so).
+        Over several processes (`processes=`), each process passes and gets back
+        its process-local data: the rows of the batch its devices hold and whole
+        copies of replicated values.
 
-        A target with symbolic dimensions and no `buckets` ships only the
-        portable export: the callable compiles once per new input shape in this
-        process (a warning says so the first time).
-
-        The callable checks its arguments like `jax.jit` of `apply` would take
-        them (numpy float64 is canonicalized to float32 as jit does without x64,
-        a Python scalar is accepted for a scalar input) and rejects the rest with
-        a message naming the input and the expected and received shape and dtype.
-        Checks that cannot change between calls are made here, once; a call of a
-        seen argument signature goes through jax's C++ dispatch with no Python in
-        between.
+        The callable checks its arguments as `jax.jit` of `apply` would take them
+        (numpy float64 is float32 without x64, a Python scalar is accepted for a
+        scalar input) and rejects the rest with a message naming the input and the
+        expected and received shape and dtype. A call of a seen argument signature
+        goes through jax's C++ dispatch with no Python in between.
 
         **Arguments:** `platform`: "cpu", "cuda" or "tpu" (default: jax's
         default backend); `artifact_dir`: the artifacts root (default:
         `artifacts/` next to the generated package); `fallback`: allow the
-        portable export when the native executable does not fit;
-        `verify_key`: the key the build signed with (`--sign-key`), as bytes,
-        a string, or the path of a key file; given a key, unsigned or
-        mismatching artifacts are refused.
+        portable export when the native executable does not fit; `verify_key`:
+        the key the build signed with (`--sign-key`), as bytes, a string, or the
+        path of a key file; given a key, unsigned or mismatching artifacts are refused.
 
         **Returns:** a callable with the signature of `apply`.
 
@@ -430,26 +410,16 @@ class Target:
         has; `ArtifactIntegrityError` when a file does not match its manifest;
         `ArtifactSignatureError` when `verify_key` does not verify the manifest.
         """
-        root = Path(artifact_dir) if artifact_dir is not None else ARTIFACTS_DIR
-        folder = root.joinpath(*self.module.split("."), self.name)
+        folder = _folder(self, artifact_dir)
         manifest = _read_manifest(self, folder, verify_key)
         platform = platform or _default_platform()
         if self.buckets:
             loaded, reason = _load_buckets(self, folder, manifest, platform)
-            if loaded is not None:
-                return loaded
-            return _load_export(self, folder, manifest, platform, reason, fallback)
+            return loaded or _load_export(self, folder, manifest, platform, reason, fallback)
         entry, reason = _select_executable(self, manifest, platform)
         if entry is not None:
-            _check_binding(self, manifest, entry)
-            payload = read_artifact(folder, entry, label=self.name)
-            loaded = _loaded(
-                self,
-                manifest,
-                "executable",
-                platform,
-                _load_native(self, manifest, entry, payload, platform),
-            )
+            call = _load_entry(self, folder, manifest, entry, platform)
+            loaded = _loaded(self, manifest, "executable", platform, call)
         else:
             loaded = _load_export(self, folder, manifest, platform, reason, fallback)
         if self.processes > 1 and jax.process_count() > 1:
@@ -500,7 +470,6 @@ class LoadedTarget:
             raise TypeError(f"{self.target.name}: {problem}") from error
 
     def _key_data(self, rng: Any) -> Any:
-        """The raw key data the artifact takes (see the module docstring)."""
         name = self.target.name
         if rng is None:
             raise TypeError(_missing_rng(name))
@@ -575,11 +544,10 @@ class Variables:
         params: dict[str, Any] = {}
         state: dict[str, Any] = {}
         for path, v in self.leaves:
-            full = path if v.collection == "params" else (v.collection, *path)
             if v.collection == "params":
-                root = params
+                root, full = params, path
             else:
-                root = state.setdefault(v.collection, {})
+                root, full = state.setdefault(v.collection, {}), (v.collection, *path)
             if v.init is None:
                 _set_path(root, path[:-1], None)
                 continue
@@ -636,7 +604,6 @@ def _is_typed_key(value: Any) -> bool:
 
 
 def _typed_key(name: str, rng: Any) -> Any:
-    """A typed key from a typed or raw (uint32) key, or a clear error."""
     if _is_typed_key(rng):
         return rng
     if getattr(rng, "dtype", None) == np.uint32:
@@ -647,8 +614,7 @@ def _typed_key(name: str, rng: Any) -> Any:
 
 
 def _key_inputs(inputs: Mapping[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Input name -> (PRNG implementation, trailing shape of its key data) of every input
-    whose dtype is a typed key (`aot.key` in the model file)."""
+    """`Target.key_inputs`: the inputs whose dtype is a typed key (`aot.key`)."""
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
     for name, spec in inputs.items():
         if not jnp.issubdtype(spec.dtype, jax.dtypes.prng_key):
@@ -662,11 +628,6 @@ def _key_inputs(inputs: Mapping[str, Any]) -> dict[str, tuple[str, tuple[int, ..
         scalar = jax.eval_shape(data, jax.ShapeDtypeStruct((), spec.dtype))
         out[name] = (impl[0], tuple(scalar.shape))
     return out
-
-
-def _key_data_shape(target: Target, name: str) -> tuple[int | str, ...]:
-    """The shape of a key input's raw data: its declared shape, then the key's own."""
-    return target.expected_shape(name) + target.key_inputs[name][1]
 
 
 def _key_input_problem(target: Target, name: str, spec: Any, value: Any) -> str | None:
@@ -684,20 +645,15 @@ def _key_input_problem(target: Target, name: str, spec: Any, value: Any) -> str 
         shape = shape[: len(shape) - len(tail)]
     else:
         return f"{_describe(value)}, not a key"
-    if len(shape) != len(expected) or not all(
-        isinstance(e, str) or e == d for e, d in zip(expected, shape)
-    ):
+    if not _shape_fits(expected, shape):
         return f"{_describe(value)} (wrong shape)"
     return None
 
 
-def _typed_key_inputs(target: Target, inputs: Sequence[Any]) -> tuple:
-    """The inputs with raw key data wrapped into typed keys (for the generated code)."""
-    return tuple(
-        jax.random.wrap_key_data(v, impl=target.key_inputs[n][0])
-        if n in target.key_inputs and not _is_typed_key(v)
-        else v
-        for v, n in zip(inputs, target.inputs)
+def _shape_fits(expected: Sequence[int | str], shape: Sequence[int]) -> bool:
+    """Whether `shape` has the declared shape (a symbolic dimension takes any size)."""
+    return len(shape) == len(expected) and all(
+        isinstance(e, str) or e == d for e, d in zip(expected, shape)
     )
 
 
@@ -717,89 +673,78 @@ def _describe(value: Any) -> str:
     dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
     if dtype is None or shape is None:
         return type(value).__name__
-    return _format_shape(np.dtype(dtype).name if not _is_typed_key(value) else str(dtype), shape)
+    return _format_shape(_dtype_name(dtype), shape)
 
 
 def _format_shape(dtype: str, shape: Sequence[int | str]) -> str:
     return f"{dtype}[{', '.join(str(d) for d in shape)}]"
 
 
-def _check_arity(target: Target, inputs: Sequence[Any]) -> None:
-    if len(inputs) != len(target.inputs):
-        names = ", ".join(target.inputs)
-        raise TypeError(
-            f"{target.name} takes (params, state, {names}): expected {len(target.inputs)} input(s), got {len(inputs)}"
-        )
+def _dtype_name(dtype: Any) -> str:
+    """`float32`, `bfloat16`, ...; typed keys by jax's name (`key<fry>`), as manifests write them."""
+    return str(dtype) if jnp.issubdtype(dtype, jax.dtypes.prng_key) else np.dtype(dtype).name
 
 
 def _check_inputs(target: Target, inputs: Sequence[Any]) -> None:
     """Checks the inputs against `INPUTS` (and symbolic dims) as `jax.jit` would take them:
     dtypes are compared after jax's canonicalization (numpy float64 is float32 without
     x64), and a Python scalar is accepted for a scalar input of a dtype it fits."""
-    _check_arity(target, inputs)
-    bound: dict[str, tuple[int, str]] = {}
+    if len(inputs) != len(target.inputs):
+        names = ", ".join(target.inputs)
+        raise TypeError(
+            f"{target.name} takes (params, state, {names}): expected {len(target.inputs)} input(s), got {len(inputs)}"
+        )
+    bound: dict[str, tuple[int, str]] = {}  # every symbolic dimension has one size in a call
     for (name, spec), value in zip(target.inputs.items(), inputs):
-        expected = target.expected_shape(name)
-        want = _format_shape(_dtype_name(spec.dtype), expected)
-        if name in target.key_inputs:
-            problem = _key_input_problem(target, name, spec, value)
-            if problem is not None:
-                raw = _format_shape("uint32", _key_data_shape(target, name))
-                raise TypeError(
-                    f"{target.name}: input '{name}' expected {want} (a jax.random.key, or raw "
-                    f"{raw} key data as jax.random.PRNGKey makes), got {problem}"
-                )
-            shape = value.shape if _is_typed_key(value) else value.shape[: len(expected)]
-            _bind_dims(target, name, expected, shape, bound)
-            continue
-        if _is_python_scalar(value):
-            if expected == () and _scalar_fits(value, spec.dtype):
-                continue
-            raise TypeError(
-                f"{target.name}: input '{name}' expected {want}, got a Python "
-                f"{type(value).__name__}"
-                + (
-                    " (a Python scalar is only accepted for a scalar input)"
-                    if expected
-                    else f" ({_dtype_name(spec.dtype)} cannot hold it)"
-                )
-            )
-        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
-            raise TypeError(
-                f"{target.name}: input '{name}' must be an array of {want}, got {type(value).__name__}"
-            )
-        got = _describe(value)
-        weak = getattr(getattr(value, "aval", None), "weak_type", False)  # a traced scalar
-        if not _same_dtype(value.dtype, spec.dtype) and not (
-            weak and _kind_fits(value.dtype, spec.dtype)
+        for dim, size in zip(
+            target.expected_shape(name), _checked_shape(target, name, spec, value)
         ):
-            raise TypeError(
-                f"{target.name}: input '{name}' expected {want}, got {got} (wrong dtype)"
-            )
-        if len(value.shape) != len(expected) or not all(
-            isinstance(e, str) or e == d for e, d in zip(expected, value.shape)
-        ):
-            raise ValueError(
-                f"{target.name}: input '{name}' expected {want}, got {got} (wrong shape)"
-            )
-        _bind_dims(target, name, expected, value.shape, bound)
+            if isinstance(dim, str) and bound.setdefault(dim, (size, name))[0] != size:
+                first_size, first = bound[dim]
+                raise ValueError(
+                    f"{target.name}: symbolic dimension '{dim}' is {first_size} in input '{first}' "
+                    f"but {size} in input '{name}'"
+                )
 
 
-def _bind_dims(
-    target: Target,
-    name: str,
-    expected: Sequence[int | str],
-    shape: Sequence[int],
-    bound: dict[str, tuple[int, str]],
-) -> None:
-    """Every symbolic dimension has one size across the inputs of a call."""
-    for dim, size in zip(expected, shape):
-        if isinstance(dim, str) and bound.setdefault(dim, (size, name))[0] != size:
-            first_size, first = bound[dim]
-            raise ValueError(
-                f"{target.name}: symbolic dimension '{dim}' is {first_size} in input '{first}' "
-                f"but {size} in input '{name}'"
+def _checked_shape(target: Target, name: str, spec: Any, value: Any) -> Sequence[int]:
+    """The shape of input `name`'s `value` (a key's leading axes), checked against `spec`."""
+    expected = target.expected_shape(name)
+    want = _format_shape(_dtype_name(spec.dtype), expected)
+    if name in target.key_inputs:
+        problem = _key_input_problem(target, name, spec, value)
+        if problem is not None:
+            raw = _format_shape("uint32", expected + target.key_inputs[name][1])
+            raise TypeError(
+                f"{target.name}: input '{name}' expected {want} (a jax.random.key, or raw "
+                f"{raw} key data as jax.random.PRNGKey makes), got {problem}"
             )
+        return value.shape
+    if _is_python_scalar(value):
+        if expected == () and _scalar_fits(value, spec.dtype):
+            return ()
+        raise TypeError(
+            f"{target.name}: input '{name}' expected {want}, got a Python "
+            f"{type(value).__name__}"
+            + (
+                " (a Python scalar is only accepted for a scalar input)"
+                if expected
+                else f" ({_dtype_name(spec.dtype)} cannot hold it)"
+            )
+        )
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise TypeError(
+            f"{target.name}: input '{name}' must be an array of {want}, got {type(value).__name__}"
+        )
+    got = _describe(value)
+    weak = getattr(getattr(value, "aval", None), "weak_type", False)  # a traced scalar
+    if not _same_dtype(value.dtype, spec.dtype) and not (
+        weak and _kind_fits(value.dtype, spec.dtype)
+    ):
+        raise TypeError(f"{target.name}: input '{name}' expected {want}, got {got} (wrong dtype)")
+    if not _shape_fits(expected, value.shape):
+        raise ValueError(f"{target.name}: input '{name}' expected {want}, got {got} (wrong shape)")
+    return value.shape
 
 
 def _is_python_scalar(value: Any) -> bool:
@@ -837,6 +782,12 @@ def _as_input(value: Any, dtype: Any) -> Any:
     return np.asarray(value, dtype=dtype) if _is_python_scalar(value) else value
 
 
+def _check_trees(target: Target, params: Any, state: Any) -> None:
+    problem = _tree_problem(target, params, state)
+    if problem is not None:
+        raise TypeError(f"{target.name}: {problem}")
+
+
 def _tree_problem(target: Target, params: Any, state: Any) -> str | None:
     """Says how params/state differ from PARAM_SHAPES/STATE_SHAPES, or None."""
     trees = (
@@ -869,8 +820,7 @@ def _leaves(tree: Any) -> list[tuple[str, Any]]:
 #
 # Everything an artifact folder holds is checked before it is used: the
 # manifest is a bounded regular file, signed when a key is given, and valid
-# JSON of the expected shape (extra fields are allowed, so a newer build's
-# additions do not break this runtime); every file it names is a plain name
+# JSON of the expected shape (`_MANIFEST`); every file it names is a plain name
 # inside the folder, opened only if it is a regular file of the recorded size,
 # and hashed before anything reads its bytes.
 
@@ -917,7 +867,7 @@ def read_manifest(
             f"format_version {MANIFEST_FORMAT_VERSION}: rebuild the artifacts with aotflax {AOTFLAX_VERSION}"
         )
     try:
-        _validate_manifest(manifest)
+        _validate(manifest, _MANIFEST, "")
     except _Malformed as error:
         raise ArtifactError(f"{label}: manifest {path} is malformed: {error}") from None
     return manifest
@@ -944,13 +894,18 @@ def read_artifact(folder: str | os.PathLike[str], entry: Mapping[str, Any], *, l
             f"{label}: {path} does not match its manifest (expected {want}, found {error} bytes); "
             "it was not loaded. The file is corrupt or was modified: rebuild the artifacts"
         ) from None
-    digest = _sha256(data)
+    digest = hashlib.sha256(data).hexdigest()
     if digest != entry["sha256"]:
         raise ArtifactIntegrityError(
             f"{label}: {path} does not match its manifest (expected {want}, found sha256 {digest} and "
             f"{len(data)} bytes); it was not loaded. The file is corrupt or was modified: rebuild the artifacts"
         )
     return data
+
+
+def _folder(target: Target, artifact_dir: Any) -> Path:
+    root = Path(artifact_dir) if artifact_dir is not None else ARTIFACTS_DIR
+    return root.joinpath(*target.module.split("."), target.name)
 
 
 def _read_manifest(target: Target, folder: Path, verify_key: Any = None) -> dict:
@@ -977,12 +932,17 @@ def _read_manifest(target: Target, folder: Path, verify_key: Any = None) -> dict
     return manifest
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class _WrongSize(Exception):
     """A file's size is not the one its manifest entry records (the message is the size found)."""
+
+
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def _read_regular(
@@ -998,25 +958,25 @@ def _read_regular(
     **Raises:** `FileNotFoundError` when it does not exist, `_WrongSize` when
     `size` is given and differs, `ArtifactError` for everything else.
     """
+    link = f"{label}: {path} is a symbolic link; artifacts must be plain files"
     nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
     flags = os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     if not follow and not hasattr(os, "O_NOFOLLOW") and path.is_symlink():
-        raise ArtifactError(f"{label}: {path} is a symbolic link; artifacts must be plain files")
+        raise ArtifactError(link)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
         raise
     except OSError as error:
         if error.errno == errno.ELOOP:
-            raise ArtifactError(
-                f"{label}: {path} is a symbolic link; artifacts must be plain files"
-            ) from None
+            raise ArtifactError(link) from None
         raise ArtifactError(f"{label}: cannot read {path}: {error.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
             raise ArtifactError(
-                f"{label}: {path} is {_file_kind(info.st_mode)}, not a regular file; artifacts must be plain files"
+                f"{label}: {path} is {kind}, not a regular file; artifacts must be plain files"
             )
         if size is not None and info.st_size != size:
             raise _WrongSize(info.st_size)
@@ -1039,17 +999,6 @@ def _read_regular(
     if size is not None and len(data) != size:  # it shrank while being read
         raise _WrongSize(len(data))
     return data
-
-
-def _file_kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 # --- signatures ----------------------------------------------------------------
@@ -1081,11 +1030,6 @@ def _key_bytes(label: str, key: Any) -> bytes:
     return key
 
 
-def _signature(key: bytes, manifest: bytes) -> str:
-    mac = hmac.new(key, _SIGNATURE_CONTEXT + manifest, hashlib.sha256).hexdigest()
-    return f"{_SIGNATURE_SCHEME}:{mac}"
-
-
 def _check_signature(label: str, folder: Path, manifest: bytes, key: bytes) -> None:
     """Refuses a folder whose manifest is unsigned or not signed with `key`.
 
@@ -1099,8 +1043,9 @@ def _check_signature(label: str, folder: Path, manifest: bytes, key: bytes) -> N
             f"{label}: {folder} is not signed (no {SIGNATURE_NAME}) and load() was given a verify_key; "
             "sign the artifacts when building them (--sign-key FILE or AOTFLAX_SIGN_KEY)"
         ) from None
+    mac = hmac.new(key, _SIGNATURE_CONTEXT + manifest, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(
-        found.encode("ascii", "replace"), _signature(key, manifest).encode()
+        found.encode("ascii", "replace"), f"{_SIGNATURE_SCHEME}:{mac}".encode()
     ):
         raise ArtifactSignatureError(
             f"{label}: the signature in {path} does not match the manifest and the key given: the "
@@ -1115,128 +1060,152 @@ class _Malformed(Exception):
     """A manifest field has the wrong type or value (the message names the field)."""
 
 
-def _expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
-    """`value` if it is a `kind` (bool is not an int here), else `_Malformed`."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
+_KIND_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _expect(value: Any, kinds: tuple[type, ...], where: str) -> Any:
+    """`value` if it is one of `kinds` (bool is not an int here), else `_Malformed`."""
     if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
         return value
-    names = {
-        dict: "an object",
-        list: "a list",
-        str: "a string",
-        int: "an integer",
-        bool: "a boolean",
-    }
-    wanted = " or ".join("null" if k is type(None) else names.get(k, k.__name__) for k in kinds)
+    wanted = " or ".join(_KIND_NAMES[k] for k in kinds)
     got = "missing" if value is None else f"a {type(value).__name__}"
     raise _Malformed(f"{where} must be {wanted}, got {got}")
 
 
-def _validate_manifest(manifest: Mapping[str, Any]) -> None:
-    """Checks the type of every field the runtime reads (see aotflax.artifacts' changelog)."""
-    for key in ("target", "module", "source_sha256", "jax", "jaxlib"):
-        _expect(manifest.get(key), str, key)
-    for name, spec in _expect(manifest.get("inputs"), dict, "inputs").items():
-        _validate_spec(spec, f"inputs.{name}")
-        _expect(spec.get("key_impl"), (str, type(None)), f"inputs.{name}.key_impl")
-    _validate_tree(manifest.get("outputs"), "outputs", 0)
-    rng = _expect(manifest.get("rng"), (dict, type(None)), "rng")
-    if rng is not None:
-        _expect(rng.get("impl"), str, "rng.impl")
-        _validate_shape(rng.get("key_shape"), "rng.key_shape", symbolic=False)
-    executables = _expect(manifest.get("executables"), dict, "executables")
-    for platform, entry in executables.items():
-        _validate_executable(
-            _expect(entry, dict, f"executables.{platform}"), f"executables.{platform}"
-        )
-    for dim, sizes in _expect(manifest.get("buckets", {}), dict, "buckets").items():
-        for i, size in enumerate(_expect(sizes, list, f"buckets.{dim}")):
-            _expect(size, int, f"buckets.{dim}[{i}]")
-    for platform, why in _expect(manifest.get("skipped", {}), dict, "skipped").items():
-        _expect(why, str, f"skipped.{platform}")
-    export = _expect(manifest.get("export"), (dict, type(None)), "export")
-    if export is not None:
-        _validate_file(export, "export")
-        for i, platform in enumerate(_expect(export.get("platforms"), list, "export.platforms")):
-            _expect(platform, str, f"export.platforms[{i}]")
+def _validate(value: Any, schema: Any, where: str) -> None:
+    """Checks `value` against `schema` (see `_MANIFEST`); `where` names it in messages."""
+    if isinstance(schema, type):
+        _expect(value, (schema,), where)
+    elif isinstance(schema, tuple):  # alternatives of different kinds (None: null)
+        _expect(value, tuple(_kind(s) for s in schema), where)
+        for alternative in schema:
+            if not isinstance(alternative, (type, type(None))) and isinstance(
+                value, _kind(alternative)
+            ):
+                _validate(value, alternative, where)
+    elif isinstance(schema, list):
+        items = _expect(value, (list,), where)
+        if len(schema) > 1 and len(items) != len(schema):
+            raise _Malformed(f"{where} must have {len(schema)} items, got {len(items)}")
+        for i, item in enumerate(items):
+            _validate(item, schema[min(i, len(schema) - 1)], f"{where}[{i}]")
+    elif isinstance(schema, dict):
+        _expect(value, (dict,), where)
+        for key, item in schema.items():
+            field = key.rstrip("?")
+            if key == "*":
+                for name, child in value.items():
+                    _validate(child, item, f"{where}.{name}" if where else name)
+            elif field in value or not key.endswith("?"):
+                _validate(value.get(field), item, f"{where}.{field}" if where else field)
+    else:
+        schema(value, where)
 
 
-def _validate_file(entry: Mapping[str, Any], where: str) -> None:
-    name = _expect(entry.get("file"), str, f"{where}.file")
-    if not _FILE_NAME.fullmatch(name) or name in (MANIFEST_NAME, SIGNATURE_NAME):
-        raise _Malformed(
-            f"{where}.file is {name[:80]!r}; an artifact is a plain file name inside the target's folder"
-        )
-    digest = _expect(entry.get("sha256"), str, f"{where}.sha256")
-    if not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise _Malformed(f"{where}.sha256 must be 64 lowercase hex digits")
-    size = _expect(entry.get("size"), int, f"{where}.size")
-    if not 0 <= size <= _ARTIFACT_MAX_BYTES:
-        raise _Malformed(f"{where}.size must be between 0 and {_ARTIFACT_MAX_BYTES}, got {size}")
+def _kind(schema: Any) -> type:
+    return schema if isinstance(schema, type) else type(schema)  # None: NoneType
 
 
-def _validate_executable(entry: Mapping[str, Any], where: str) -> None:
-    _validate_file(entry, where)
-    _expect(entry.get("target"), str, f"{where}.target")
-    _expect(entry.get("device_kind"), str, f"{where}.device_kind")
-    count = _expect(entry.get("device_count"), int, f"{where}.device_count")
-    if count < 1:
-        raise _Malformed(f"{where}.device_count must be at least 1, got {count}")
-    for i, spec in enumerate(_expect(entry.get("arguments"), list, f"{where}.arguments")):
-        _validate_spec(spec, f"{where}.arguments[{i}]")
-    for dim, size in _expect(entry.get("bucket", {}), dict, f"{where}.bucket").items():
-        _expect(size, int, f"{where}.bucket.{dim}")
-    _expect(entry.get("needs_lapack", True), bool, f"{where}.needs_lapack")
-    cpu = _expect(entry.get("cpu", {}), dict, f"{where}.cpu")
-    _expect(cpu.get("machine", ""), str, f"{where}.cpu.machine")
-    _expect(cpu.get("max_isa"), (str, type(None)), f"{where}.cpu.max_isa")
-    for i, feature in enumerate(_expect(cpu.get("features", []), list, f"{where}.cpu.features")):
-        _expect(feature, str, f"{where}.cpu.features[{i}]")
+def _int_in(low: int, high: int | None = None) -> Callable[[Any, str], None]:
+    def check(value: Any, where: str) -> None:
+        _expect(value, (int,), where)
+        if value < low or (high is not None and value > high):
+            bound = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise _Malformed(f"{where} must be {bound}, got {value}")
+
+    return check
 
 
-def _validate_spec(spec: Any, where: str) -> None:
-    spec = _expect(spec, dict, where)
-    _validate_shape(spec.get("shape"), f"{where}.shape", symbolic=True)
-    dtype = _expect(spec.get("dtype"), str, f"{where}.dtype")
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}(<[a-z0-9_]{1,32}>)?", dtype):  # key<fry> too
-        raise _Malformed(f"{where}.dtype is not a dtype name: {dtype[:40]!r}")
+def _text(pattern: str, what: str, reserved: tuple[str, ...] = ()) -> Callable[[Any, str], None]:
+    regex = re.compile(pattern)
+
+    def check(value: Any, where: str) -> None:
+        if not regex.fullmatch(_expect(value, (str,), where)) or value in reserved:
+            raise _Malformed(f"{where} is {value[:80]!r}, not {what}")
+
+    return check
 
 
-def _validate_shape(shape: Any, where: str, *, symbolic: bool) -> None:
-    kinds = (int, str) if symbolic else int
-    for i, dim in enumerate(_expect(shape, list, where)):
-        _expect(dim, kinds, f"{where}[{i}]")
-        if isinstance(dim, int) and dim < 0:
-            raise _Malformed(f"{where}[{i}] is negative")
+def _dim(value: Any, where: str) -> None:  # a size, or the name of a symbolic dimension
+    if not isinstance(_expect(value, (int, str), where), str):
+        _int_in(0)(value, where)
 
 
-def _validate_tree(node: Any, where: str, depth: int) -> None:
+def _tree(node: Any, where: str, depth: int = 0) -> None:
     """A tree node of `aotflax.artifacts.tree_to_json`: a spec or one kind of container."""
     if depth > _MAX_TREE_DEPTH:
         raise _Malformed(f"{where} is nested deeper than {_MAX_TREE_DEPTH} levels")
-    node = _expect(node, dict, where)
+    node = _expect(node, (dict,), where)
     kinds = [key for key in ("shape", "dict", "tuple", "list", "none") if key in node]
     if len(kinds) != 1:
         raise _Malformed(f"{where} must have exactly one of shape, dict, tuple, list, none")
     if kinds[0] == "shape":
-        _validate_spec(node, where)
+        _validate(node, _SPEC, where)
     elif kinds[0] == "dict":
-        for key, child in _expect(node["dict"], dict, f"{where}.dict").items():
-            _validate_tree(child, f"{where}.{key}", depth + 1)
+        for key, child in _expect(node["dict"], (dict,), f"{where}.dict").items():
+            _tree(child, f"{where}.{key}", depth + 1)
     elif kinds[0] != "none":
-        for i, child in enumerate(_expect(node[kinds[0]], list, f"{where}.{kinds[0]}")):
-            _validate_tree(child, f"{where}[{i}]", depth + 1)
+        for i, child in enumerate(_expect(node[kinds[0]], (list,), f"{where}.{kinds[0]}")):
+            _tree(child, f"{where}[{i}]", depth + 1)
 
 
-def _spec_leaves(node: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], str]]:
-    """The (shape, dtype) leaves of a validated manifest tree, in jax's flattening order."""
-    if "shape" in node:
-        return [(tuple(node["shape"]), node["dtype"])]
-    if "dict" in node:  # jax flattens dicts in sorted key order
-        children = [node["dict"][key] for key in sorted(node["dict"])]
-    else:
-        children = node.get("tuple", node.get("list", []))
-    return [leaf for child in children for leaf in _spec_leaves(child)]
+# The manifest fields this runtime reads (see aotflax.artifacts' changelog): a type; a
+# tuple of alternatives (None: null); a list `[item]` of any length or of one schema per
+# position; an object whose keys are fields (`name?` may be missing, `*` is every key);
+# or a function `check(value, where)`. Other fields are allowed, so that a newer
+# build's additions do not break this runtime.
+_SPEC = {
+    "shape": [_dim],
+    "dtype": _text(r"[a-z][a-z0-9_]{0,31}(<[a-z0-9_]{1,32}>)?", "a dtype name"),  # key<fry> too
+}
+_FILE = {
+    "file": _text(
+        r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}",
+        "a plain file name inside the target's folder",
+        (MANIFEST_NAME, SIGNATURE_NAME),
+    ),
+    "sha256": _text(r"[0-9a-f]{64}", "64 lowercase hex digits"),
+    "size": _int_in(0, _ARTIFACT_MAX_BYTES),
+}
+_EXECUTABLE = {
+    **_FILE,
+    "target": str,
+    "device_kind": str,
+    "device_count": _int_in(1),
+    "arguments": [_SPEC],
+    "bucket?": {"*": int},
+    "needs_lapack?": bool,
+    "cpu?": {"machine?": str, "max_isa?": (str, None), "features?": [str]},
+    "processes?": _int_in(1),
+    # where a program over several devices runs: the TPU slice, the devices in its
+    # order and which process owns which; they steer which devices it loads onto
+    "slice?": {"chips?": int, "devices?": int, "hosts?": int, "bounds?": [int, int, int]},
+    "devices?": [{"id": int, "coords?": [int, int, int], "core_on_chip?": int}],
+    "hosts?": {"*": [int]},
+}
+_MANIFEST = {
+    "target": str,
+    "module": str,
+    "source_sha256": str,
+    "jax": str,
+    "jaxlib": str,
+    "inputs": {"*": {**_SPEC, "key_impl?": (str, None)}},
+    "outputs": _tree,
+    "rng": ({"impl": str, "key_shape": [_int_in(0)]}, None),
+    "executables": {"*": _EXECUTABLE},
+    "buckets?": {"*": [int]},
+    "skipped?": {"*": str},
+    "export": ({**_FILE, "platforms": [str]}, None),
+    "donate_argnums?": [_int_in(0, 1)],
+    "mesh?": [[str, int]],
+}
 
 
 def _opt_leaves(label: str, manifest: Mapping[str, Any]) -> list[jax.ShapeDtypeStruct]:
@@ -1251,6 +1220,34 @@ def _opt_leaves(label: str, manifest: Mapping[str, Any]) -> list[jax.ShapeDtypeS
         ) from None
 
 
+class _Spec:
+    """A leaf of a manifest tree as a pytree leaf: its shape (a string: a symbolic
+    dimension) and dtype."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, node: Mapping[str, Any]) -> None:
+        self.shape, self.dtype = tuple(node["shape"]), node["dtype"]
+
+
+def _manifest_tree(node: Mapping[str, Any]) -> Any:
+    """The pytree a validated manifest tree describes, with `_Spec` leaves."""
+    if "shape" in node:
+        return _Spec(node)
+    if "dict" in node:
+        return {key: _manifest_tree(value) for key, value in node["dict"].items()}
+    if "tuple" in node:
+        return tuple(_manifest_tree(value) for value in node["tuple"])
+    if "list" in node:
+        return [_manifest_tree(value) for value in node["list"]]
+    return None
+
+
+def _spec_leaves(tree: Any) -> list[tuple[tuple[int | str, ...], str]]:
+    """The (shape, dtype) leaves of a `_manifest_tree`, in jax's flattening order."""
+    return [(leaf.shape, leaf.dtype) for leaf in jax.tree_util.tree_leaves(tree)]
+
+
 # --- binding: the artifact is this target's ---------------------------------------
 
 
@@ -1263,11 +1260,10 @@ def _flat_specs(
     flat = [(tuple(leaf.shape), _dtype_name(leaf.dtype)) for leaf in leaves]
     for name, spec in target.inputs.items():
         if name in target.key_inputs:  # the artifacts take a key input's raw data
-            flat.append((_key_data_shape(target, name), "uint32"))
+            flat.append((target.expected_shape(name) + target.key_inputs[name][1], "uint32"))
         else:
             flat.append((target.expected_shape(name), _dtype_name(spec.dtype)))
-    if bucket:
-        flat = _at_bucket(flat, bucket)
+    flat = _at_bucket(flat, bucket)
     if target.stochastic:
         flat.append((tuple(manifest["rng"]["key_shape"]) if manifest["rng"] else (), "uint32"))
     return flat
@@ -1284,14 +1280,7 @@ def _at_bucket(
     ]
 
 
-def _dtype_name(dtype: Any) -> str:
-    """`float32`, `bfloat16`, ...; typed keys by jax's name (`key<fry>`), as manifests write them."""
-    return str(dtype) if jnp.issubdtype(dtype, jax.dtypes.prng_key) else np.dtype(dtype).name
-
-
-def _entry_arguments(
-    entry: Mapping[str, Any],
-) -> list[tuple[tuple[int | str, ...], str]]:
+def _entry_arguments(entry: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], str]]:
     return [(tuple(spec["shape"]), spec["dtype"]) for spec in entry["arguments"]]
 
 
@@ -1310,47 +1299,23 @@ def _signature_difference(
     return None
 
 
-def _check_binding(
-    target: Target,
-    manifest: Mapping[str, Any],
-    entry: Mapping[str, Any],
-    bucket: Mapping[str, int] | None = None,
-) -> None:
-    """The manifest binds each executable to its target and signature: check both before loading."""
-    qualified = f"{target.module}.{target.name}"
-    problem = None
-    if entry["target"] != qualified:
-        problem = f"it was built for {entry['target']}"
-    else:
-        problem = _signature_difference(
-            "argument", _entry_arguments(entry), _flat_specs(target, manifest, bucket)
-        )
-    if problem is not None:
-        raise ArtifactError(
-            f"{target.name}: {entry['file']} in the manifest is not an executable of {qualified}: "
-            f"{problem}; it was not loaded. Rebuild the artifacts"
-        )
-
-
 def _check_loaded(
     label: str,
     file: str,
-    arguments: Sequence[tuple[Any, str]],
-    outputs: Sequence[tuple[Any, str]],
+    signature: tuple[Sequence[tuple[Any, str]], Sequence[tuple[Any, str]]],
     in_avals: Sequence[Any],
     out_avals: Sequence[Any],
 ) -> None:
-    """The loaded artifact's own signature must be the one the manifest promised."""
+    """The loaded artifact's own signature must be the `(arguments, outputs)` the manifest
+    promised."""
 
     def flat(avals: Sequence[Any]) -> list[tuple[Any, str]]:
         return [
-            (
-                tuple(d if isinstance(d, int) else str(d) for d in a.shape),
-                _dtype_name(a.dtype),
-            )
+            (tuple(d if isinstance(d, int) else str(d) for d in a.shape), _dtype_name(a.dtype))
             for a in avals
         ]
 
+    arguments, outputs = signature
     problem = _signature_difference("argument", flat(in_avals), arguments) or _signature_difference(
         "output", flat(out_avals), outputs
     )
@@ -1412,17 +1377,18 @@ def _entry_platform(key: str, entry: Mapping[str, Any]) -> str:
     return str(entry.get("platform") or key.split(":", 1)[0])
 
 
+def _on_hosts(devices: Any, unit: str, hosts: int) -> str:
+    return f"{devices} {unit} on {hosts} host{'s' if hosts != 1 else ''}"
+
+
 def _built_for(entry: Mapping[str, Any]) -> str:
     """What an executable was built for, in words ("TPU v5 lite, topology v5e:4x4 (...)")."""
     kind = entry.get("device_kind")
     slice_ = entry.get("slice")
     if slice_:
-        hosts, chips, devices = slice_.get("hosts", 1), slice_.get("chips"), slice_.get("devices")
+        chips, devices = slice_.get("chips"), slice_.get("devices")
         unit = "chips" if chips == devices else "devices"
-        return (
-            f"{kind}, topology {slice_.get('name')} ({devices} {unit} on {hosts} "
-            f"host{'s' if hosts != 1 else ''})"
-        )
+        return f"{kind}, topology {slice_.get('name')} ({_on_hosts(devices, unit, slice_.get('hosts', 1))})"
     if entry.get("gpu_target"):
         return f"{kind} (GPU target {entry['gpu_target']})"
     return str(kind)
@@ -1441,9 +1407,7 @@ def _select_executable(
         return None, _not_built(manifest, platform)
     problems = []
     for entry in candidates:
-        if platform == "tpu":
-            _check_tpu_fields(target, entry)
-        problem = _processes_problem(entry) or _native_problem(target, manifest, entry, platform)
+        problem = _processes_problem(entry) or _native_problem(manifest, entry, platform)
         if problem is None:
             return entry, None
         problems.append(problem)
@@ -1467,11 +1431,10 @@ def _not_built(manifest: dict, platform: str) -> str:
 
 
 def _native_problem(
-    target: Target | None, manifest: dict, entry: Mapping[str, Any], platform: str
+    manifest: Mapping[str, Any], entry: Mapping[str, Any], platform: str
 ) -> str | None:
     """Why the native executable cannot run here, or None when it can."""
-    versions = (("jax", jax.__version__), ("jaxlib", jax.lib.__version__))
-    for package, here in versions:
+    for package, here in (("jax", jax.__version__), ("jaxlib", jax.lib.__version__)):
         if manifest.get(package) != here:
             return f"it was built with {package} {manifest.get(package)} and this host has {package} {here}"
     if platform == "tpu":
@@ -1487,61 +1450,6 @@ def _native_problem(
 
 
 # --- TPU hosts and slices -------------------------------------------------------
-
-
-def _tpu_bounds(devices: Sequence[Any]) -> list[int]:
-    """Chips along x, y, z of a TPU slice, from its devices' coordinates."""
-    return [max(d.coords[axis] for d in devices) + 1 for axis in range(3)]
-
-
-def _tpu_here(devices: Sequence[Any], hosts: int) -> str:
-    """This host's TPU in words: "TPU v6 lite, a 2x2x1 slice (4 devices on 1 host)"."""
-    shape = "x".join(map(str, _tpu_bounds(devices)))
-    return (
-        f"{devices[0].device_kind}, a {shape} slice ({len(devices)} devices on {hosts} "
-        f"host{'s' if hosts != 1 else ''})"
-    )
-
-
-def _check_tpu_fields(
-    target: Target | None, entry: Mapping[str, Any], label: str | None = None
-) -> None:
-    """Refuses a TPU entry whose slice and device fields are not what aotflax writes.
-
-    The manifest is data from the artifact folder: nothing of it is trusted
-    to be well-formed before it steers which devices an executable loads onto.
-    """
-
-    def ints(value: Any, length: int | None = None) -> bool:
-        return (
-            isinstance(value, list)
-            and (length is None or len(value) == length)
-            and all(type(v) is int for v in value)
-        )
-
-    slice_ = entry.get("slice", {})
-    devices = entry.get("devices", [])
-    hosts = entry.get("hosts", {})
-    fine = (
-        isinstance(slice_, dict)
-        and all(type(slice_.get(k, 1)) is int for k in ("chips", "devices", "hosts"))
-        and ints(slice_.get("bounds", [1, 1, 1]), 3)
-        and isinstance(devices, list)
-        and all(
-            isinstance(d, dict)
-            and type(d.get("id")) is int
-            and ints(d.get("coords", [0, 0, 0]), 3)
-            and type(d.get("core_on_chip", 0)) is int
-            for d in devices
-        )
-        and isinstance(hosts, dict)
-        and all(isinstance(k, str) and ints(v) for k, v in hosts.items())
-    )
-    if not fine:
-        raise ArtifactError(
-            f"{label or target.name}: the manifest's TPU entry {entry.get('file')!r} has malformed "
-            "slice, devices or hosts fields; it was not loaded. Rebuild the artifacts"
-        )
 
 
 def _tpu_host() -> tuple[list[Any], list[Any], int, int]:
@@ -1572,7 +1480,11 @@ def _tpu_problem(entry: Mapping[str, Any]) -> str | None:
             f"it was built for {built} and this host has no TPU (its jax platform is "
             f"{jax.default_backend()})"
         )
-    here = _tpu_here(devices, count)
+    bounds = [max(d.coords[axis] for d in devices) + 1 for axis in range(3)]
+    shape = "x".join(map(str, bounds))
+    here = (
+        f"{devices[0].device_kind}, a {shape} slice ({_on_hosts(len(devices), 'devices', count)})"
+    )
     if devices[0].device_kind != entry["device_kind"]:
         return f"it was built for {built} and this host has {here}"
     wanted = list(entry.get("devices") or [])
@@ -1585,7 +1497,7 @@ def _tpu_problem(entry: Mapping[str, Any]) -> str | None:
         return None
     slice_ = entry.get("slice") or {}
     if (
-        _tpu_bounds(devices) != slice_.get("bounds")
+        bounds != slice_.get("bounds")
         or len(devices) != slice_.get("devices")
         or count != slice_.get("hosts")
     ):
@@ -1625,26 +1537,7 @@ def _execution_devices(entry: Mapping[str, Any], platform: str) -> list[Any]:
     return [by_id[want["id"]] for want in wanted]
 
 
-def _has_devices(platform: str) -> bool:
-    return bool(_tpu_host()[0] if platform == "tpu" else _local_devices(platform))
-
-
 # --- loading -----------------------------------------------------------------
-
-
-def _skeleton(node: Any) -> Any:
-    """A pytree with the structure a manifest tree describes (leaves are 0)."""
-    if "shape" in node:
-        return 0
-    if "dict" in node:
-        return {key: _skeleton(value) for key, value in node["dict"].items()}
-    if "tuple" in node:
-        return tuple(_skeleton(value) for value in node["tuple"])
-    if "list" in node:
-        return [_skeleton(value) for value in node["list"]]
-    if "none" in node:
-        return None
-    raise ArtifactError(f"unknown tree node in manifest: {node!r}")
 
 
 def _arg_specs(target: Target, manifest: dict) -> tuple[Any, ...]:
@@ -1663,48 +1556,27 @@ def _arg_specs(target: Target, manifest: dict) -> tuple[Any, ...]:
 # executable the build makes through this list, so a jax upgrade that adds a
 # class shows up there.
 _EXECUTABLE_CLASSES = frozenset(
-    {
-        ("jax", "P"),
-        ("jax._src.core", "ManualAxisType"),
-        ("jax._src.core", "MemorySpace"),
-        ("jax._src.core", "ShapedArray"),
-        ("jax._src.interpreters.pxla", "AllArgsInfo"),
-        ("jax._src.interpreters.pxla", "UnloadedMeshExecutable"),
-        ("jax._src.layout", "Layout"),
-        ("jax._src.linear_util", "DebugInfo"),
-        ("jax._src.mesh", "AbstractDevice"),
-        ("jax._src.mesh", "AbstractMesh"),
-        ("jax._src.mesh", "AxisType"),
-        ("jax._src.mesh", "Mesh"),
-        ("jax._src.named_sharding", "_unpickle_named_sharding"),
-        ("jax._src.partition_spec", "_get_default_unconstrained"),
-        ("jax._src.sharding_impls", "_unpickle_single_device_sharding"),
-        ("jax._src.stages", "ArgInfo"),
-        ("jaxlib._jax", "DeviceList"),
-        ("numpy", "dtype"),
-        ("numpy", "ndarray"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        *(
-            ("ml_dtypes", name)
-            for name in (
-                "bfloat16",
-                "float4_e2m1fn",
-                "float8_e3m4",
-                "float8_e4m3",
-                "float8_e4m3b11fnuz",
-                "float8_e4m3fn",
-                "float8_e4m3fnuz",
-                "float8_e5m2",
-                "float8_e5m2fnuz",
-                "float8_e8m0fnu",
-                "int2",
-                "int4",
-                "uint2",
-                "uint4",
-            )
-        ),
-    }
+    (module, name)
+    for module, names in {
+        "jax": "P",
+        "jax._src.core": "ManualAxisType MemorySpace ShapedArray",
+        "jax._src.interpreters.pxla": "AllArgsInfo UnloadedMeshExecutable",
+        "jax._src.layout": "Layout",
+        "jax._src.linear_util": "DebugInfo",
+        "jax._src.mesh": "AbstractDevice AbstractMesh AxisType Mesh",
+        "jax._src.named_sharding": "_unpickle_named_sharding",
+        "jax._src.partition_spec": "_get_default_unconstrained",
+        "jax._src.sharding_impls": "_unpickle_single_device_sharding",
+        "jax._src.stages": "ArgInfo",
+        "jaxlib._jax": "DeviceList",
+        "numpy": "dtype ndarray",
+        "numpy._core.multiarray": "_reconstruct",
+        "numpy.core.multiarray": "_reconstruct",
+        "ml_dtypes": "bfloat16 float4_e2m1fn float8_e3m4 float8_e4m3 float8_e4m3b11fnuz "
+        "float8_e4m3fn float8_e4m3fnuz float8_e5m2 float8_e5m2fnuz float8_e8m0fnu "
+        "int2 int4 uint2 uint4",
+    }.items()
+    for name in names.split()
 )
 
 
@@ -1725,37 +1597,77 @@ def _unpickler(payload: bytes, devices: Sequence[Any]) -> pickle.Unpickler:
     return Restricted(io.BytesIO(payload), devices[0].client, list(devices))
 
 
+def _load_entry(
+    target: Target,
+    folder: Path,
+    manifest: dict,
+    entry: Mapping[str, Any],
+    platform: str,
+    bucket: Mapping[str, int] | None = None,
+) -> Any:
+    """A native executable of `target` (of one `bucket`'s sizes), checked to be bound to
+    it by the manifest, read and checked against its entry, then deserialized."""
+    qualified = f"{target.module}.{target.name}"
+    arguments = _flat_specs(target, manifest, bucket)
+    if entry["target"] != qualified:
+        problem: str | None = f"it was built for {entry['target']}"
+    else:
+        problem = _signature_difference("argument", _entry_arguments(entry), arguments)
+    if problem is not None:
+        raise ArtifactError(
+            f"{target.name}: {entry['file']} in the manifest is not an executable of {qualified}: "
+            f"{problem}; it was not loaded. Rebuild the artifacts"
+        )
+    payload = read_artifact(folder, entry, label=target.name)
+    specs = _arg_specs(target, manifest)
+    return _deserialize(target.name, manifest, entry, payload, platform, arguments, specs, bucket)
+
+
 def _deserialize(
     label: str,
-    file: str,
+    manifest: Mapping[str, Any],
+    entry: Mapping[str, Any],
     payload: bytes,
-    signature: tuple[Sequence[tuple[Any, str]], Sequence[tuple[Any, str]]],
-    trees: tuple[Any, Any],
-    devices: Sequence[Any],
+    platform: str,
+    arguments: Sequence[tuple[Any, str]],
+    specs: Any,
+    bucket: Mapping[str, int] | None,
 ) -> Any:
-    """A `jax.stages.Compiled` from a serialized executable, as jax's `deserialize_and_load`
-    builds it, but through the restricted unpickler, and checked against `signature`.
-
-    **Arguments:** `signature`: the flat `(arguments, outputs)` (shape, dtype)
-    pairs the executable must have; `trees`: `(in_tree, out_tree)`.
+    """A `jax.stages.Compiled` from a checked payload, as jax's `deserialize_and_load`
+    builds it, but through the restricted unpickler, onto `_execution_devices`, and
+    checked against `arguments` (flat (shape, dtype) pairs of the argument tree `specs`)
+    and the manifest's outputs (at `bucket`'s sizes).
 
     **Raises:** `ArtifactError` for a payload that names another class, is not
     a serialized executable of this signature, or that jax refuses.
     """
-    arguments, outputs = signature
+    if platform == "cpu" and entry.get("needs_lapack", True):
+        # jax#28908: a deserialized XLA:CPU executable that calls LAPACK can
+        # crash on its first call unless jax's LAPACK kernels were initialised.
+        _initialize_lapack()
+    outputs = _manifest_tree(manifest["outputs"])
+    signature = (arguments, _at_bucket(_spec_leaves(outputs), bucket))
+    in_tree = jax.tree_util.tree_structure((specs, {}))
+    devices = _execution_devices(entry, platform)
+    file = entry["file"]
     try:
         unloaded, args_info_flat, no_kwargs = _unpickler(payload, devices).load()
         if type(unloaded).__name__ != "UnloadedMeshExecutable" or not isinstance(
             args_info_flat, list
         ):
             raise TypeError(f"the pickle holds a {type(unloaded).__name__}, not an executable")
-        _check_loaded(label, file, arguments, outputs, args_info_flat, unloaded.output_avals)
-        args_info = trees[0].unflatten(args_info_flat)
+        _check_loaded(label, file, signature, args_info_flat, unloaded.output_avals)
         compiled = jax.stages.Compiled(
-            unloaded.load(), [], args_info, trees[1], no_kwargs=bool(no_kwargs)
+            unloaded.load(),
+            [],
+            in_tree.unflatten(args_info_flat),
+            jax.tree_util.tree_structure(outputs),
+            no_kwargs=bool(no_kwargs),
         )
         in_avals = jax.tree_util.tree_leaves(compiled.in_avals)
-        _check_loaded(label, file, arguments, outputs, in_avals, _out_avals(compiled))
+        _check_loaded(
+            label, file, signature, in_avals, jax.tree_util.tree_leaves(compiled.out_info)
+        )
         return compiled
     except ArtifactError:
         raise
@@ -1770,39 +1682,6 @@ def _deserialize(
         ) from None
 
 
-def _out_avals(compiled: Any) -> list[Any]:
-    return jax.tree_util.tree_leaves(compiled.out_info)
-
-
-def _load_native(
-    target: Target,
-    manifest: dict,
-    entry: Mapping[str, Any],
-    payload: bytes,
-    platform: str,
-    devices: Sequence[Any] | None = None,
-    bucket: Mapping[str, int] | None = None,
-) -> Callable[..., Any]:
-    """Deserializes a checked payload onto `devices` (default: this host's, see
-    `_execution_devices`), through the restricted unpickler, and checks its signature
-    (at `bucket`'s sizes, for a bucket's executable)."""
-    if platform == "cpu" and entry.get("needs_lapack", True):
-        # jax#28908: a deserialized XLA:CPU executable that calls LAPACK can
-        # crash on its first call unless jax's LAPACK kernels were initialised.
-        _initialize_lapack()
-    in_tree = jax.tree_util.tree_structure((_arg_specs(target, manifest), {}))
-    out_tree = jax.tree_util.tree_structure(_skeleton(manifest["outputs"]))
-    if devices is None:
-        devices = _execution_devices(entry, platform)
-    signature = (
-        _flat_specs(target, manifest, bucket),
-        _at_bucket(_spec_leaves(manifest["outputs"]), bucket),
-    )
-    return _deserialize(
-        target.name, entry["file"], payload, signature, (in_tree, out_tree), devices
-    )
-
-
 def _initialize_lapack() -> None:
     # A private jax function: if a later jax moves it, skip the workaround.
     with contextlib.suppress(ImportError, AttributeError):
@@ -1811,21 +1690,12 @@ def _initialize_lapack() -> None:
         initialize_lapack()
 
 
-def _deserialize_export(label: str, file: str, payload: bytes) -> Any:
-    try:
-        return jax.export.deserialize(bytearray(payload))
-    except Exception as error:  # flatbuffers raises struct.error, IndexError, ... on bad bytes
-        raise ArtifactError(
-            f"{label}: {file} is not a jax.export artifact jax can read: {type(error).__name__}: {error}"
-        ) from None
-
-
 def _load_export(
     target: Target,
     folder: Path,
     manifest: dict,
     platform: str,
-    reason: str,
+    reason: str | None,
     fallback: bool,
 ) -> LoadedTarget:
     export = manifest.get("export")
@@ -1841,7 +1711,7 @@ def _load_export(
             f"because {reason}; the portable export covers {has}, not {platform}. "
             f"Add {platform!r} to the target's platforms and rebuild"
         )
-    if not _has_devices(platform):
+    if not (_tpu_host()[0] if platform == "tpu" else _local_devices(platform)):
         raise ArtifactError(
             f"{target.name}: nothing can run on {platform} here: the native executable cannot be "
             f"used because {reason}, and this host has no {platform} device for the export "
@@ -1849,15 +1719,15 @@ def _load_export(
             "uses it)"
         )
     payload = read_artifact(folder, export, label=target.name)
-    exported = _deserialize_export(target.name, export["file"], payload)
-    _check_loaded(
-        target.name,
-        export["file"],
-        _flat_specs(target, manifest),
-        _spec_leaves(manifest["outputs"]),
-        exported.in_avals,
-        exported.out_avals,
-    )
+    try:
+        exported = jax.export.deserialize(bytearray(payload))
+    except Exception as error:  # flatbuffers raises struct.error, IndexError, ... on bad bytes
+        raise ArtifactError(
+            f"{target.name}: {export['file']} is not a jax.export artifact jax can read: "
+            f"{type(error).__name__}: {error}"
+        ) from None
+    signature = (_flat_specs(target, manifest), _spec_leaves(_manifest_tree(manifest["outputs"])))
+    _check_loaded(target.name, export["file"], signature, exported.in_avals, exported.out_avals)
     if symbolic_only:
         _warn_compiles(target)
     else:
@@ -1869,40 +1739,25 @@ def _load_export(
         )
     # jit caches the compile per input shape (one per batch size when symbolic); a
     # train step consumes its params and state, as its native executable does.
-    call = jax.jit(exported.call, donate_argnums=_donate_argnums(manifest))
-    loaded = _loaded(target, manifest, "export", platform, call)
+    donated = tuple(manifest.get("donate_argnums", ()))
+    loaded = _loaded(
+        target, manifest, "export", platform, jax.jit(exported.call, donate_argnums=donated)
+    )
     loaded.exported = exported
     return loaded
 
 
-def _donate_argnums(manifest: Mapping[str, Any]) -> tuple[int, ...]:
-    """The artifact's donated arguments (a train step's params and state), checked."""
-    donated = manifest.get("donate_argnums") or []
-    if not (isinstance(donated, list) and all(type(i) is int and 0 <= i < 2 for i in donated)):
-        raise ArtifactError(f"manifest field donate_argnums is malformed: {donated!r}")
-    return tuple(donated)
-
-
 # --- several processes -------------------------------------------------------
 #
-# A target declared with `processes=N` runs on a mesh whose devices span N
-# `jax.distributed` processes. Each process calls the loaded target with its
-# process-local data, as JAX's multi-host utilities take it: the rows of the
-# batch its devices hold (the global batch split along the mesh's first axis,
-# process by process) and whole copies of replicated parameters; it gets back
-# the same: its rows of the outputs and whole replicated values, as arrays on
-# its own devices. Arrays that are already global (not fully addressable) pass
-# through unchanged.
+# A target over `processes=N` runs on a mesh whose devices span N `jax.distributed`
+# processes; each calls it with process-local data, as JAX's multi-host utilities take
+# it (the global batch is split along the mesh's first axis, process by process).
+# Arrays that are already global (not fully addressable) pass through unchanged.
 
 
 def _processes_problem(entry: Mapping[str, Any]) -> str | None:
     """Whether this run has the processes an executable over several processes needs."""
-    wanted = entry.get("processes", 1)
-    if type(wanted) is not int or wanted < 1:
-        raise ArtifactError(
-            f"manifest entry {entry.get('file')!r} has malformed processes: {wanted!r}"
-        )
-    count = jax.process_count()
+    wanted, count = entry.get("processes", 1), jax.process_count()
     if wanted == 1 or wanted == count:
         return None
     return (
@@ -1913,15 +1768,7 @@ def _processes_problem(entry: Mapping[str, Any]) -> str | None:
 
 def _process_mesh(manifest: Mapping[str, Any], platform: str) -> jax.sharding.Mesh:
     """The target's global mesh over every process's devices, in the build's order."""
-    axes = manifest.get("mesh") or []
-    if not (
-        isinstance(axes, list)
-        and all(
-            isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and type(a[1]) is int
-            for a in axes
-        )
-    ):
-        raise ArtifactError(f"manifest field mesh is malformed: {axes!r}")
+    axes = manifest.get("mesh", [])
     devices = sorted(_local_devices(platform), key=lambda d: (d.process_index, d.id))
     count = int(np.prod([size for _, size in axes]))
     if len(devices) < count:
@@ -1930,14 +1777,6 @@ def _process_mesh(manifest: Mapping[str, Any], platform: str) -> jax.sharding.Me
         )
     grid = np.array(devices[:count]).reshape(tuple(size for _, size in axes))
     return jax.sharding.Mesh(grid, tuple(name for name, _ in axes))
-
-
-def _input_shardings(loaded: LoadedTarget) -> list[Any]:
-    """The global sharding of every flat argument of a loaded artifact."""
-    if loaded.kind == "executable":
-        return jax.tree_util.tree_leaves(loaded._call.input_shardings[0])
-    mesh = _process_mesh(loaded.manifest, loaded.platform)
-    return list(loaded.exported.in_shardings_jax(mesh))
 
 
 def _local_shape(sharding: Any, shape: Sequence[int]) -> tuple[int, ...]:
@@ -1955,8 +1794,11 @@ def _process_local(loaded: LoadedTarget) -> LoadedTarget:
     """A loaded target over several processes that takes and returns process-local data."""
     from jax.experimental import multihost_utils
 
-    target, manifest = loaded.target, loaded.manifest
-    shardings = _input_shardings(loaded)
+    target, manifest, call = loaded.target, loaded.manifest, loaded._call
+    if loaded.kind == "executable":  # the global sharding of every flat argument
+        shardings = jax.tree_util.tree_leaves(call.input_shardings[0])
+    else:
+        shardings = list(loaded.exported.in_shardings_jax(_process_mesh(manifest, loaded.platform)))
     first = len(jax.tree_util.tree_leaves((target.param_shapes, target.state_shapes)))
     local = object.__new__(Target)  # the same target, its INPUTS this process's shapes
     local.__dict__.update(target.__dict__)
@@ -1964,7 +1806,6 @@ def _process_local(loaded: LoadedTarget) -> LoadedTarget:
         name: jax.ShapeDtypeStruct(_local_shape(shardings[first + i], spec.shape), spec.dtype)
         for i, (name, spec) in enumerate(target.inputs.items())
     }
-    call = loaded._call
 
     def to_global(value: Any, sharding: Any) -> Any:
         if isinstance(value, jax.Array):
@@ -1989,7 +1830,7 @@ def _process_local(loaded: LoadedTarget) -> LoadedTarget:
         return jax.tree_util.tree_map(to_local, call(*jax.tree_util.tree_unflatten(tree, placed)))
 
     out = LoadedTarget(local, manifest, loaded.kind, loaded.platform, run)
-    out.exported = getattr(loaded, "exported", None)
+    out.exported = loaded.exported
     return out
 
 
@@ -2001,14 +1842,9 @@ def host_problem(manifest: Mapping[str, Any], key: str) -> str | None:
 
     **Arguments:** `manifest`: a manifest from `read_manifest`; `key`: a key of its
     `executables` ("cpu", "tpu:v5e:2x2", ...).
-
-    **Raises:** `ArtifactError` for a TPU entry whose slice fields are malformed.
     """
     entry = manifest["executables"][key]
-    platform = _entry_platform(key, entry)
-    if platform == "tpu":
-        _check_tpu_fields(None, entry, f"executables.{key}")
-    return _native_problem(None, dict(manifest), entry, platform)
+    return _native_problem(manifest, entry, _entry_platform(key, entry))
 
 
 def run_on_zeros(
@@ -2028,27 +1864,19 @@ def run_on_zeros(
 
     **Raises:** `ArtifactError` when the executable cannot be loaded here.
     """
-    folder = Path(folder)
     label = label or str(folder)
     entry = manifest["executables"][key]
-    platform = _entry_platform(key, entry)
     problem = host_problem(manifest, key)
     if problem is not None:
         raise ArtifactError(f"{label}: the {key} executable cannot run on this host: {problem}")
-    if platform == "tpu":
-        _check_tpu_fields(None, entry, label)
     payload = read_artifact(folder, entry, label=label)
     arguments = _entry_arguments(entry)
-    if platform == "cpu" and entry.get("needs_lapack", True):
-        _initialize_lapack()
     flat = tuple(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in arguments)
-    in_tree = jax.tree_util.tree_structure((flat, {}))
-    out_tree = jax.tree_util.tree_structure(_skeleton(manifest["outputs"]))
-    devices = _execution_devices(entry, platform)
-    signature = (arguments, _at_bucket(_spec_leaves(manifest["outputs"]), entry.get("bucket")))
-    compiled = _deserialize(label, entry["file"], payload, signature, (in_tree, out_tree), devices)
-    zeros = [np.zeros(spec.shape, spec.dtype) for spec in flat]
-    result = jax.block_until_ready(compiled(*zeros))
+    platform = _entry_platform(key, entry)
+    compiled = _deserialize(
+        label, manifest, entry, payload, platform, arguments, flat, entry.get("bucket")
+    )
+    result = jax.block_until_ready(compiled(*[np.zeros(s.shape, s.dtype) for s in flat]))
     return [
         (tuple(leaf.shape), _dtype_name(leaf.dtype)) for leaf in jax.tree_util.tree_leaves(result)
     ]
@@ -2107,12 +1935,10 @@ def _warn_compiles(target: Target) -> None:
 def _loaded(
     target: Target, manifest: dict, kind: str, platform: str, call: Callable[..., Any]
 ) -> LoadedTarget:
-    """A `LoadedTarget`; for a native executable of a target without rng or key inputs
-    (their keys become key data first), one whose `__call__` is jax's C++ dispatch
-    itself (`_fast_call`), so a call costs what a call of `jax.jit` costs."""
+    """A `LoadedTarget`; for a native executable that `_fast_call` can serve, one whose
+    `__call__` is jax's C++ dispatch itself, so a call costs what a call of `jax.jit` costs."""
     loaded = LoadedTarget(target, manifest, kind, platform, call)
-    direct = kind == "executable" and not target.stochastic and not target.key_inputs
-    fast = _fast_call(target, call) if direct else None
+    fast = _fast_call(target, call) if kind == "executable" else None
     if fast is not None:
         loaded.__class__ = type(
             "LoadedTarget",
@@ -2125,17 +1951,16 @@ def _loaded(
 def _fast_call(target: Target, compiled: Any) -> Callable[..., Any] | None:
     """The executable behind jax's C++ dispatch, with our argument checks on its slow path.
 
-    `Compiled.__call__` (the public call) adds a Python frame to every call; jax's
-    C++ `pjit` dispatcher it wraps does not: it compares the arguments' signature
-    (tree, shapes, dtypes, shardings) with the ones it has seen and runs the
-    executable directly, calling back into Python only on a signature it has not
-    seen (a "cache miss"). We build that dispatcher as `MeshExecutable.create_cpp_call`
-    in jax builds it, with a miss handler that first checks the arguments against
-    `INPUTS` and `PARAM_SHAPES` (raising our messages, which name the input), then
-    hands over to jax's own. Native executables only load under the jax version they
-    were built with (the manifest says so), which is why private jax names are
-    used here; if they move, the public call is used instead (returns None).
+    `Compiled.__call__` adds a Python frame to every call; the C++ `pjit` dispatcher
+    it wraps runs a seen argument signature (tree, shapes, dtypes, shardings)
+    directly and calls back into Python only on a new one (a "cache miss"). We build
+    it as `MeshExecutable.create_cpp_call` does, with a miss handler that first runs
+    our checks (whose messages name the input), then jax's own. Native executables
+    load only under the jax they were built with, hence the private names; if they
+    move, or the target's keys must become key data first, this returns None.
     """
+    if target.stochastic or target.key_inputs:
+        return None
     try:
         from jax._src import tree_util as _tree_util
         from jax._src.interpreters import pxla
@@ -2186,23 +2011,12 @@ def _check_call(target: Target, args: tuple, kwargs: dict) -> tuple | None:
         )
     params, state, *inputs = args
     _check_inputs(target, inputs)
-    problem = _tree_problem(target, params, state)
-    if problem is not None:
-        raise TypeError(f"{target.name}: {problem}")
+    _check_trees(target, params, state)
     specs = target.inputs.values()
     converted = [_as_input(v, s.dtype) for v, s in zip(inputs, specs)]
     if kwargs or any(c is not v for c, v in zip(converted, inputs)):
         return (params, state, *converted)
     return None
-
-
-def _bucket_of(target: Target, entry: Mapping[str, Any]) -> tuple[int, ...] | None:
-    """The bucket sizes of an executable entry, in `target.buckets` order."""
-    bucket = entry.get("bucket")
-    if not isinstance(bucket, dict) or set(bucket) != set(target.buckets):
-        return None
-    sizes = tuple(bucket[d] for d in target.buckets)
-    return sizes if all(type(v) is int for v in sizes) else None
 
 
 def _load_buckets(
@@ -2220,12 +2034,11 @@ def _load_buckets(
         )
     groups: dict[tuple[int, ...], dict[str, Any]] = {}
     for key, entry in manifest["executables"].items():
-        sizes = _bucket_of(target, entry)
-        if sizes is not None:
-            groups.setdefault(sizes, {})[key] = entry
-    wanted = list(_combinations(target))
+        bucket = entry.get("bucket") or {}
+        if set(bucket) == set(target.buckets):
+            groups.setdefault(tuple(bucket[d] for d in target.buckets), {})[key] = entry
     calls: dict[tuple[int, ...], Callable[..., Any]] = {}
-    for sizes in wanted:
+    for sizes in itertools.product(*target.buckets.values()):
         entry, reason = _select_executable(
             target, {**manifest, "executables": groups.get(sizes, {})}, platform
         )
@@ -2233,42 +2046,9 @@ def _load_buckets(
             where = ", ".join(f"{d}={n}" for d, n in zip(target.buckets, sizes))
             return None, f"bucket {where}: {reason}"
         bucket = dict(zip(target.buckets, sizes))
-        _check_binding(target, manifest, entry, bucket)
-        payload = read_artifact(folder, entry, label=target.name)
-        compiled = _load_native(target, manifest, entry, payload, platform, bucket=bucket)
-        direct = not target.stochastic and not target.key_inputs
-        fast = _fast_call(target, compiled) if direct else None
-        calls[sizes] = fast or compiled
+        compiled = _load_entry(target, folder, manifest, entry, platform, bucket)
+        calls[sizes] = _fast_call(target, compiled) or compiled
     return _Bucketed(target, manifest, platform, calls), None
-
-
-def _combinations(target: Target) -> list[tuple[int, ...]]:
-    out: list[tuple[int, ...]] = [()]
-    for sizes in target.buckets.values():
-        out = [(*c, s) for c in out for s in sizes]
-    return out
-
-
-class _Dims:
-    """The symbolic dimension of each axis of one output leaf (None: a fixed axis)."""
-
-    __slots__ = ("dims",)
-
-    def __init__(self, dims: tuple[str | None, ...]) -> None:
-        self.dims = dims
-
-
-def _dims_tree(node: Any) -> Any:
-    """A manifest tree with `_Dims` leaves (a pytree leaf: jax does not flatten it)."""
-    if "shape" in node:
-        return _Dims(tuple(d if isinstance(d, str) else None for d in node["shape"]))
-    if "dict" in node:
-        return {key: _dims_tree(value) for key, value in node["dict"].items()}
-    if "tuple" in node:
-        return tuple(_dims_tree(value) for value in node["tuple"])
-    if "list" in node:
-        return [_dims_tree(value) for value in node["list"]]
-    return None
 
 
 class _Bucketed(LoadedTarget):
@@ -2301,7 +2081,7 @@ class _Bucketed(LoadedTarget):
             for d in self._dims
         )
         self._single = self._readers[0] if len(self._readers) == 1 else None
-        self._outputs = _dims_tree(manifest["outputs"])
+        self._outputs = _manifest_tree(manifest["outputs"])
 
     def __call__(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
         # the hot path: a few attribute reads, then jax's C++ dispatch (see _fast_call)
@@ -2320,9 +2100,7 @@ class _Bucketed(LoadedTarget):
     def _padded(self, params: Any, state: Any, inputs: Sequence[Any], rng: Any) -> Any:
         target = self.target
         _check_inputs(target, inputs)
-        problem = _tree_problem(target, params, state)
-        if problem is not None:
-            raise TypeError(f"{target.name}: {problem}")
+        _check_trees(target, params, state)
         host = [  # inputs that carry a bucketed dimension, on the host; others as given
             (np.asarray(v) if n in target.key_inputs else np.asarray(v, dtype=np.dtype(s.dtype)))
             if n in target.symbolic
@@ -2386,10 +2164,12 @@ class _Bucketed(LoadedTarget):
     def _slice(self, outs: Any, sizes: dict[str, int]) -> Any:
         """Every output cut back to the request's sizes (on the host: no compile)."""
 
-        def cut(leaf: Any, dims: _Dims) -> Any:
-            if not any(dims.dims):
+        def cut(leaf: Any, spec: _Spec) -> Any:
+            if not any(isinstance(d, str) for d in spec.shape):
                 return leaf
-            index = tuple(slice(0, sizes[d]) if d else slice(None) for d in dims.dims)
+            index = tuple(
+                slice(0, sizes[d]) if isinstance(d, str) else slice(None) for d in spec.shape
+            )
             return jax.device_put(np.asarray(leaf)[index], _device_of(leaf))
 
         return jax.tree.map(cut, outs, self._outputs)
@@ -2398,16 +2178,15 @@ class _Bucketed(LoadedTarget):
         """Outputs of several calls, concatenated along `dim`; an output without it is
         the first call's (the build proved it does not depend on positions along it)."""
 
-        def join(dims: _Dims, *leaves: Any) -> Any:
-            if dim not in dims.dims:
+        def join(spec: _Spec, *leaves: Any) -> Any:
+            if dim not in spec.shape:
                 return leaves[0]
-            axis = dims.dims.index(dim)
             return jax.device_put(
-                np.concatenate([np.asarray(x) for x in leaves], axis=axis),
+                np.concatenate([np.asarray(x) for x in leaves], axis=spec.shape.index(dim)),
                 _device_of(leaves[0]),
             )
 
-        return jax.tree.map(join, self._outputs, *parts, is_leaf=lambda x: isinstance(x, _Dims))
+        return jax.tree.map(join, self._outputs, *parts, is_leaf=lambda x: isinstance(x, _Spec))
 
 
 def _device_of(leaf: Any) -> Any:
