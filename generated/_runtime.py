@@ -435,17 +435,9 @@ class LoadedTarget:
     """
 
     def __init__(
-        self,
-        target: Target,
-        manifest: dict,
-        kind: str,
-        platform: str,
-        call: Callable[..., Any],
+        self, target: Target, manifest: dict, kind: str, platform: str, call: Callable[..., Any]
     ) -> None:
-        self.target = target
-        self.manifest = manifest
-        self.kind = kind
-        self.platform = platform
+        self.target, self.manifest, self.kind, self.platform = target, manifest, kind, platform
         self._call = call
         rng = manifest.get("rng") or {}
         self._rng_impl = rng.get("impl")
@@ -950,13 +942,11 @@ def _read_regular(
 ) -> bytes:
     """The bytes of `path`, which must be a regular file (not a link, FIFO or device).
 
-    Opened without following a final symbolic link (unless `follow`: a key file
-    the user names may be one) and without blocking (a FIFO would wait for a
-    writer forever), then checked with `fstat` on the open file, so the checks
-    and the read see the same file; its size is checked before a byte is read.
-
-    **Raises:** `FileNotFoundError` when it does not exist, `_WrongSize` when
-    `size` is given and differs, `ArtifactError` for everything else.
+    Opened without following a final symbolic link (unless `follow`: a key file the
+    user names may be one) and without blocking (a FIFO would wait for a writer
+    forever), then checked with `fstat` on the open file, so the checks and the read
+    see the same file; its size is checked before a byte is read. Raises
+    `FileNotFoundError`, `_WrongSize` (`size` differs) or `ArtifactError`.
     """
     link = f"{label}: {path} is a symbolic link; artifacts must be plain files"
     nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
@@ -1084,11 +1074,10 @@ def _validate(value: Any, schema: Any, where: str) -> None:
     if isinstance(schema, type):
         _expect(value, (schema,), where)
     elif isinstance(schema, tuple):  # alternatives of different kinds (None: null)
-        _expect(value, tuple(_kind(s) for s in schema), where)
-        for alternative in schema:
-            if not isinstance(alternative, (type, type(None))) and isinstance(
-                value, _kind(alternative)
-            ):
+        kinds = tuple(s if isinstance(s, type) else type(s) for s in schema)  # None: NoneType
+        _expect(value, kinds, where)
+        for alternative, kind in zip(schema, kinds):
+            if isinstance(alternative, (dict, list)) and isinstance(value, kind):
                 _validate(value, alternative, where)
     elif isinstance(schema, list):
         items = _expect(value, (list,), where)
@@ -1107,10 +1096,6 @@ def _validate(value: Any, schema: Any, where: str) -> None:
                 _validate(value.get(field), item, f"{where}.{field}" if where else field)
     else:
         schema(value, where)
-
-
-def _kind(schema: Any) -> type:
-    return schema if isinstance(schema, type) else type(schema)  # None: NoneType
 
 
 def _int_in(low: int, high: int | None = None) -> Callable[[Any, str], None]:
@@ -1397,10 +1382,8 @@ def _built_for(entry: Mapping[str, Any]) -> str:
 def _select_executable(
     target: Target, manifest: dict, platform: str
 ) -> tuple[Mapping[str, Any] | None, str | None]:
-    """The native executable for `platform` that fits this host, else why none does.
-
-    **Returns:** `(entry, None)`, or `(None, reason)` naming every mismatch.
-    """
+    """The native executable for `platform` that fits this host, else why none does:
+    `(entry, None)` or `(None, reason)` naming every mismatch."""
     executables = manifest["executables"]
     candidates = [e for k, e in executables.items() if _entry_platform(k, e) == platform]
     if not candidates:
@@ -1453,11 +1436,8 @@ def _native_problem(
 
 
 def _tpu_host() -> tuple[list[Any], list[Any], int, int]:
-    """This process's view of its TPU slice.
-
-    **Returns:** `(every device of the slice, this process's own, process
-    index, process count)`; under `jax.distributed` the slice spans hosts.
-    """
+    """This process's view of its TPU slice (under `jax.distributed` it spans hosts):
+    `(every device of the slice, this process's own, process index, process count)`."""
     devices = _local_devices("tpu")
     if not devices:
         return [], [], 0, 1
@@ -1633,14 +1613,10 @@ def _deserialize(
     specs: Any,
     bucket: Mapping[str, int] | None,
 ) -> Any:
-    """A `jax.stages.Compiled` from a checked payload, as jax's `deserialize_and_load`
-    builds it, but through the restricted unpickler, onto `_execution_devices`, and
-    checked against `arguments` (flat (shape, dtype) pairs of the argument tree `specs`)
-    and the manifest's outputs (at `bucket`'s sizes).
-
-    **Raises:** `ArtifactError` for a payload that names another class, is not
-    a serialized executable of this signature, or that jax refuses.
-    """
+    """A `jax.stages.Compiled` from a checked payload, built as jax's `deserialize_and_load`
+    does but through the restricted unpickler, onto `_execution_devices`, and checked
+    against `arguments` (the flat (shape, dtype) pairs of the argument tree `specs`) and
+    the manifest's outputs (at `bucket`'s sizes); any failure is an `ArtifactError`."""
     if platform == "cpu" and entry.get("needs_lapack", True):
         # jax#28908: a deserialized XLA:CPU executable that calls LAPACK can
         # crash on its first call unless jax's LAPACK kernels were initialised.
@@ -1691,12 +1667,7 @@ def _initialize_lapack() -> None:
 
 
 def _load_export(
-    target: Target,
-    folder: Path,
-    manifest: dict,
-    platform: str,
-    reason: str | None,
-    fallback: bool,
+    target: Target, folder: Path, manifest: dict, platform: str, reason: str | None, fallback: bool
 ) -> LoadedTarget:
     export = manifest.get("export")
     symbolic_only = not manifest["executables"] and bool(target.symbolic)
@@ -1941,9 +1912,7 @@ def _loaded(
     fast = _fast_call(target, call) if kind == "executable" else None
     if fast is not None:
         loaded.__class__ = type(
-            "LoadedTarget",
-            (LoadedTarget,),
-            {"__call__": staticmethod(fast), "__slots__": ()},
+            "LoadedTarget", (LoadedTarget,), {"__call__": staticmethod(fast), "__slots__": ()}
         )
     return loaded
 
@@ -1994,13 +1963,9 @@ def _fast_call(target: Target, compiled: Any) -> Callable[..., Any] | None:
 
 
 def _check_call(target: Target, args: tuple, kwargs: dict) -> tuple | None:
-    """Checks a call's arguments on the fast path's slow path.
-
-    **Returns:** None when jax can take them as they are, else the arguments to run
-    instead (Python scalars as arrays, `rng` of a target without randomness dropped).
-
-    **Raises:** `TypeError` / `ValueError` naming the input or tree that is wrong.
-    """
+    """Checks a call's arguments on the fast path's slow path: None when jax can take
+    them as they are, else the arguments to run instead (Python scalars as arrays, `rng`
+    of a target without randomness dropped)."""
     unknown = sorted(set(kwargs) - {"rng"})
     if unknown:
         raise TypeError(f"{target.name}: unexpected keyword argument '{unknown[0]}'")
@@ -2022,10 +1987,8 @@ def _check_call(target: Target, args: tuple, kwargs: dict) -> tuple | None:
 def _load_buckets(
     target: Target, folder: Path, manifest: dict, platform: str
 ) -> tuple[LoadedTarget | None, str | None]:
-    """Every bucket's executable for `platform`, as one dispatching callable.
-
-    **Returns:** `(loaded, None)`, or `(None, why no executable set fits)`.
-    """
+    """Every bucket's executable for `platform` as one dispatching callable, or why no
+    executable set fits: `(loaded, None)` or `(None, reason)`."""
     recorded = manifest.get("buckets")
     if recorded != {d: list(v) for d, v in target.buckets.items()}:
         raise ArtifactError(
@@ -2052,10 +2015,8 @@ def _load_buckets(
 
 
 class _Bucketed(LoadedTarget):
-    """A bucketed target's executables behind one callable (see `Target.load`).
-
-    **Attributes:** as `LoadedTarget`, plus `buckets` (dimension -> sizes).
-    """
+    """A bucketed target's executables behind one callable (see `Target.load`); its
+    `buckets` attribute maps each dimension to its sizes."""
 
     def __init__(
         self,
