@@ -1520,14 +1520,6 @@ def _execution_devices(entry: Mapping[str, Any], platform: str) -> list[Any]:
 # --- loading -----------------------------------------------------------------
 
 
-def _arg_specs(target: Target, manifest: dict) -> tuple[Any, ...]:
-    specs = (target.param_shapes, target.state_shapes, *target.inputs.values())
-    # (a key input's data is one leaf, as its typed key is: the tree is the same)
-    if target.stochastic:
-        specs += (jax.ShapeDtypeStruct(tuple(manifest["rng"]["key_shape"]), jnp.uint32),)
-    return specs
-
-
 # What a serialized executable is made of (jax.experimental.serialize_executable
 # pickles jax's UnloadedMeshExecutable and its avals, shardings and layouts; the
 # XLA executable, devices and client are persistent ids that jax's own
@@ -1599,7 +1591,10 @@ def _load_entry(
             f"{problem}; it was not loaded. Rebuild the artifacts"
         )
     payload = read_artifact(folder, entry, label=target.name)
-    specs = _arg_specs(target, manifest)
+    # the argument tree (a key input's data is one leaf, as its typed key is)
+    specs = (target.param_shapes, target.state_shapes, *target.inputs.values())
+    if target.stochastic:
+        specs += (jax.ShapeDtypeStruct(tuple(manifest["rng"]["key_shape"]), jnp.uint32),)
     return _deserialize(target.name, manifest, entry, payload, platform, arguments, specs, bucket)
 
 
@@ -1618,9 +1613,13 @@ def _deserialize(
     against `arguments` (the flat (shape, dtype) pairs of the argument tree `specs`) and
     the manifest's outputs (at `bucket`'s sizes); any failure is an `ArtifactError`."""
     if platform == "cpu" and entry.get("needs_lapack", True):
-        # jax#28908: a deserialized XLA:CPU executable that calls LAPACK can
-        # crash on its first call unless jax's LAPACK kernels were initialised.
-        _initialize_lapack()
+        # jax#28908: a deserialized XLA:CPU executable that calls LAPACK can crash on its
+        # first call unless jax's LAPACK kernels were initialised (a private function: if
+        # a later jax moves it, the workaround is skipped)
+        with contextlib.suppress(ImportError, AttributeError):
+            from jax._src.lax.linalg import initialize_lapack
+
+            initialize_lapack()
     outputs = _manifest_tree(manifest["outputs"])
     signature = (arguments, _at_bucket(_spec_leaves(outputs), bucket))
     in_tree = jax.tree_util.tree_structure((specs, {}))
@@ -1636,7 +1635,7 @@ def _deserialize(
         compiled = jax.stages.Compiled(
             unloaded.load(),
             [],
-            in_tree.unflatten(args_info_flat),
+            jax.tree_util.tree_unflatten(in_tree, args_info_flat),
             jax.tree_util.tree_structure(outputs),
             no_kwargs=bool(no_kwargs),
         )
@@ -1656,14 +1655,6 @@ def _deserialize(
         raise ArtifactError(
             f"{label}: jax could not load {file}: {type(error).__name__}: {error}"
         ) from None
-
-
-def _initialize_lapack() -> None:
-    # A private jax function: if a later jax moves it, skip the workaround.
-    with contextlib.suppress(ImportError, AttributeError):
-        from jax._src.lax.linalg import initialize_lapack
-
-        initialize_lapack()
 
 
 def _load_export(
