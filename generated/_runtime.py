@@ -808,13 +808,7 @@ def _leaves(tree: Any) -> list[tuple[str, Any]]:
     ]
 
 
-# --- manifest and files ------------------------------------------------------
-#
-# Everything an artifact folder holds is checked before it is used: the
-# manifest is a bounded regular file, signed when a key is given, and valid
-# JSON of the expected shape (`_MANIFEST`); every file it names is a plain name
-# inside the folder, opened only if it is a regular file of the recorded size,
-# and hashed before anything reads its bytes.
+# --- manifest and files (see the module docstring's trust model) ---------------
 
 
 def read_manifest(
@@ -868,9 +862,8 @@ def read_manifest(
 def read_artifact(folder: str | os.PathLike[str], entry: Mapping[str, Any], *, label: str) -> bytes:
     """Reads one artifact file that a validated manifest names, checking its size and sha256.
 
-    A native executable is code: nothing reaches a deserializer unchecked. The
-    size is compared before reading, so a wrong entry cannot make this read
-    more than it promised.
+    The size is compared before reading, so a wrong entry cannot make this read more
+    than it promised.
 
     **Raises:** `ArtifactIntegrityError` when the file does not match its entry,
     `ArtifactError` when it cannot be read or is not a regular file.
@@ -1861,11 +1854,8 @@ def _input_specs(
         dims, dtype = spec if isinstance(spec, tuple) else (tuple(spec.shape), spec.dtype)
         dims = symbolic.get(name, tuple(dims))
         if not any(isinstance(d, str) for d in dims):
-            out[name] = (
-                spec
-                if isinstance(spec, jax.ShapeDtypeStruct)
-                else (jax.ShapeDtypeStruct(tuple(dims), dtype))
-            )
+            fixed = isinstance(spec, jax.ShapeDtypeStruct)
+            out[name] = spec if fixed else jax.ShapeDtypeStruct(tuple(dims), dtype)
             continue
         symbolic[name] = tuple(dims)
         scope = scope or jax.export.SymbolicScope()
