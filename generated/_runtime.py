@@ -59,8 +59,14 @@ __all__ = [
     "Target",
     "Variable",
     "Variables",
+    "batch_norm_eval",
+    "batch_norm_train",
+    "batch_norm_variables",
+    "group_norm",
     "host_problem",
     "labels",
+    "layer_norm",
+    "norm_variables",
     "param",
     "read_artifact",
     "read_manifest",
@@ -2413,3 +2419,269 @@ class _Bucketed(LoadedTarget):
 def _device_of(leaf: Any) -> Any:
     devices = getattr(leaf, "devices", None)
     return next(iter(devices())) if devices is not None else None
+
+
+# --- layers ------------------------------------------------------------------
+#
+# The built-in normalization layers, called by generated code in one line. Each
+# performs exactly the operations of its rule in aotflax/ops/normalization.py (and
+# LayerNorm's in aotflax/ops/layers.py), in the same order, so that a program
+# calling them lowers to the same StableHLO as the expression written out did.
+# Their arguments and defaults are Linen's: `params` is the layer's parameter
+# subtree (`scale`, `bias`), `batch_stats` its running statistics (`mean`, `var`).
+
+
+def _feature_axes(axis: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    """`axis` (an int or ints, negative counting from the end) as sorted axes."""
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(sorted({a % ndim for a in axes}))
+
+
+def _feature_view(p: Any, ndim: int, feature_axes: tuple[int, ...]) -> Any:
+    """A parameter of the feature axes' shape, reshaped to broadcast over rank `ndim`
+    (as Linen does, so that code runs under strict rank promotion)."""
+    if len(feature_axes) == ndim:
+        return p
+    if len(feature_axes) == 1:
+        return p.reshape(tuple(-1 if i in feature_axes else 1 for i in range(ndim)))
+    shape = iter(p.shape)
+    return p.reshape(tuple(next(shape) if i in feature_axes else 1 for i in range(ndim)))
+
+
+def _normalize(
+    x: Any,
+    mean: Any,
+    var: Any,
+    params: Mapping[str, Any],
+    epsilon: float,
+    view: Callable[[Any], Any],
+    use_bias: bool,
+    use_scale: bool,
+    expand: Callable[[Any], Any] = lambda s: s,
+) -> Any:
+    """`(x - mean) * (rsqrt(var + epsilon) * scale) + bias` (Linen's `_normalize`), the
+    statistics broadcast by `expand`, the parameters by `view`."""
+    centered = x - expand(mean)
+    mul = jax.lax.rsqrt(expand(var) + epsilon)
+    if use_scale:
+        mul = mul * view(params["scale"])
+    y = centered * mul
+    if use_bias:
+        y = y + view(params["bias"])
+    return y
+
+
+def _layer_dtype(x: Any, dtype: Any, params: Mapping[str, Any], used: Sequence[str]) -> Any:
+    """Linen's result dtype: `dtype`, else the promotion of the input and parameters."""
+    if dtype is not None:
+        return jnp.dtype(dtype)
+    return jnp.result_type(x.dtype, *[params[name].dtype for name in used])
+
+
+def _norm_result(y: Any, x: Any, dtype: Any, params: Mapping[str, Any], used: Sequence[str]) -> Any:
+    """`y` cast to the dtype BatchNorm and GroupNorm return (an inexact one)."""
+    final = _layer_dtype(x, dtype, params, used)
+    if not jnp.issubdtype(final, jnp.inexact):
+        final = jnp.promote_types(final, jnp.float32)
+    return y if y.dtype == final else y.astype(final)
+
+
+def _stats_input(x: Any, dtype: Any) -> Any:
+    """`x` in the dtype statistics are computed in: `promote_types(dtype or x.dtype, f32)`."""
+    stat = jnp.promote_types(x.dtype if dtype is None else dtype, jnp.float32)
+    return x if x.dtype == stat else x.astype(stat)
+
+
+def _used(use_bias: bool, use_scale: bool) -> tuple[str, ...]:
+    return (("scale",) if use_scale else ()) + (("bias",) if use_bias else ())
+
+
+def batch_norm_train(
+    x: Any,
+    params: Mapping[str, Any],
+    batch_stats: Mapping[str, Any],
+    *,
+    axis: int | Sequence[int] = -1,
+    momentum: float = 0.99,
+    epsilon: float = 1e-5,
+    dtype: Any = None,
+    use_bias: bool = True,
+    use_scale: bool = True,
+    use_fast_variance: bool = True,
+) -> tuple[Any, dict[str, Any]]:
+    """Linen's `BatchNorm(use_running_average=False)`: `x` normalized with the statistics
+    of the batch (every axis but `axis`).
+
+    **Returns:** `(y, new_batch_stats)`, the running averages updated as
+    `momentum * old + (1 - momentum) * batch`.
+    """
+    features = _feature_axes(axis, x.ndim)
+    axes = tuple(i for i in range(x.ndim) if i not in features)
+    xf = _stats_input(x, dtype)
+    mean = jnp.mean(xf, axis=axes)
+    if use_fast_variance:
+        var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=axes) - jnp.square(mean))
+    else:
+        var = jnp.mean(jnp.square(xf - jnp.expand_dims(mean, axes)), axis=axes)
+    y = _normalize(
+        x,
+        mean,
+        var,
+        params,
+        epsilon,
+        lambda p: _feature_view(p, x.ndim, features),
+        use_bias,
+        use_scale,
+        lambda s: jnp.expand_dims(s, axes),
+    )
+    new_stats = {
+        "mean": momentum * batch_stats["mean"] + (1 - momentum) * mean,
+        "var": momentum * batch_stats["var"] + (1 - momentum) * var,
+    }
+    return _norm_result(y, x, dtype, params, _used(use_bias, use_scale)), new_stats
+
+
+def batch_norm_eval(
+    x: Any,
+    params: Mapping[str, Any],
+    batch_stats: Mapping[str, Any],
+    *,
+    axis: int | Sequence[int] = -1,
+    epsilon: float = 1e-5,
+    dtype: Any = None,
+    use_bias: bool = True,
+    use_scale: bool = True,
+) -> Any:
+    """Linen's `BatchNorm(use_running_average=True)`: `x` normalized with the running
+    statistics `batch_stats` (read only)."""
+    features = _feature_axes(axis, x.ndim)
+    axes = tuple(i for i in range(x.ndim) if i not in features)
+    y = _normalize(
+        x,
+        batch_stats["mean"],
+        batch_stats["var"],
+        params,
+        epsilon,
+        lambda p: _feature_view(p, x.ndim, features),
+        use_bias,
+        use_scale,
+        lambda s: jnp.expand_dims(s, axes),
+    )
+    return _norm_result(y, x, dtype, params, _used(use_bias, use_scale))
+
+
+def layer_norm(
+    x: Any,
+    params: Mapping[str, Any],
+    *,
+    epsilon: float = 1e-6,
+    dtype: Any = None,
+    use_bias: bool = True,
+    use_scale: bool = True,
+) -> Any:
+    """Linen's `LayerNorm` over the last axis (statistics in at least float32)."""
+    xf = _stats_input(x, None)
+    mean = jnp.mean(xf, axis=-1, keepdims=True)
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=-1, keepdims=True) - jnp.square(mean))
+    y = _normalize(
+        xf,
+        mean,
+        var,
+        params,
+        epsilon,
+        lambda p: _feature_view(p, x.ndim, (x.ndim - 1,)),
+        use_bias,
+        use_scale,
+    )
+    final = _layer_dtype(x, dtype, params, _used(use_bias, use_scale))
+    return y if y.dtype == final else y.astype(final)
+
+
+def group_norm(
+    x: Any,
+    params: Mapping[str, Any],
+    *,
+    num_groups: int = 32,
+    epsilon: float = 1e-6,
+    dtype: Any = None,
+    use_bias: bool = True,
+    use_scale: bool = True,
+    use_fast_variance: bool = True,
+) -> Any:
+    """Linen's `GroupNorm`: statistics per example and group of channels, over every axis
+    but the first."""
+    xg = _stats_input(x.reshape(x.shape[:-1] + (num_groups, -1)), dtype)
+    axes = (*range(1, x.ndim - 1), x.ndim)
+    spatial = tuple(range(1, x.ndim - 1))
+    mean = jnp.mean(xg, axis=axes)
+    if use_fast_variance:
+        var = jnp.maximum(0.0, jnp.mean(jnp.square(xg), axis=axes) - jnp.square(mean))
+    else:
+        var = jnp.mean(jnp.square(xg - jnp.expand_dims(mean, axes)), axis=axes)
+    size = x.shape[-1] // num_groups
+
+    def per_channel(s: Any) -> Any:  # each group's statistic repeated over its channels
+        s = jnp.repeat(s, size, axis=-1)
+        return jnp.expand_dims(s, spatial) if spatial else s
+
+    mean, var = per_channel(mean), per_channel(var)
+    y = _normalize(
+        x,
+        mean,
+        var,
+        params,
+        epsilon,
+        lambda p: _feature_view(p, x.ndim, (x.ndim - 1,)),
+        use_bias,
+        use_scale,
+    )
+    return _norm_result(y, x, dtype, params, _used(use_bias, use_scale))
+
+
+def _affine_variables(
+    shape: tuple[int, ...],
+    use_bias: bool,
+    use_scale: bool,
+    scale_init: Any,
+    bias_init: Any,
+    param_dtype: Any,
+) -> dict[str, Variable]:
+    out = {}
+    if use_scale:
+        out["scale"] = param(scale_init, shape, param_dtype)
+    if use_bias:
+        out["bias"] = param(bias_init, shape, param_dtype)
+    return out
+
+
+def batch_norm_variables(
+    features: int | Sequence[int],
+    *,
+    use_bias: bool = True,
+    use_scale: bool = True,
+    scale_init: Any = jax.nn.initializers.ones,
+    bias_init: Any = jax.nn.initializers.zeros,
+    param_dtype: Any = jnp.float32,
+) -> dict[str, Variable]:
+    """The variables of a `BatchNorm` over `features` (the feature axes' sizes): `scale`
+    and `bias` in `params`, and the running `mean` (zeros) and `var` (ones), float32,
+    in `batch_stats`."""
+    shape = (features,) if isinstance(features, int) else tuple(features)
+    out = _affine_variables(shape, use_bias, use_scale, scale_init, bias_init, param_dtype)
+    out["mean"] = state("batch_stats", jax.nn.initializers.zeros, shape)
+    out["var"] = state("batch_stats", jax.nn.initializers.ones, shape)
+    return out
+
+
+def norm_variables(
+    features: int,
+    *,
+    use_bias: bool = True,
+    use_scale: bool = True,
+    scale_init: Any = jax.nn.initializers.ones,
+    bias_init: Any = jax.nn.initializers.zeros,
+    param_dtype: Any = jnp.float32,
+) -> dict[str, Variable]:
+    """The parameters of a `LayerNorm` or `GroupNorm` over `features` channels: `scale`
+    and `bias`."""
+    return _affine_variables((features,), use_bias, use_scale, scale_init, bias_init, param_dtype)

@@ -20,17 +20,9 @@ def norms_fn(params, batch_stats, x):
 def norms_variables():
     """The params and batch_stats of Norms.apply(train=True), from golden/norms.py:9."""
     return {
-        "LayerNorm_0": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (6,)),  # golden/norms.py:10
-            "bias": _runtime.param(jax.nn.initializers.zeros, (6,)),  # golden/norms.py:10
-        },
-        "LayerNorm_1": {"scale": _runtime.param(jax.nn.initializers.ones, (6,))},  # golden/norms.py:11
-        "BatchNorm_0": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (6,)),  # golden/norms.py:12
-            "bias": _runtime.param(jax.nn.initializers.zeros, (6,)),  # golden/norms.py:12
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (6,)),  # golden/norms.py:12
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (6,)),  # golden/norms.py:12
-        },
+        "LayerNorm_0": _runtime.norm_variables(6),  # golden/norms.py:10
+        "LayerNorm_1": _runtime.norm_variables(6, use_bias=False),  # golden/norms.py:11
+        "BatchNorm_0": _runtime.batch_norm_variables(6),  # golden/norms.py:12
     }
 
 
