@@ -2423,77 +2423,71 @@ def _device_of(leaf: Any) -> Any:
 
 # --- layers ------------------------------------------------------------------
 #
-# The built-in normalization layers, called by generated code in one line. Each
-# performs exactly the operations of its rule in aotflax/ops/normalization.py (and
-# LayerNorm's in aotflax/ops/layers.py), in the same order, so that a program
-# calling them lowers to the same StableHLO as the expression written out did.
-# Their arguments and defaults are Linen's: `params` is the layer's parameter
-# subtree (`scale`, `bias`), `batch_stats` its running statistics (`mean`, `var`).
-
-
-def _feature_axes(axis: int | Sequence[int], ndim: int) -> tuple[int, ...]:
-    """`axis` (an int or ints, negative counting from the end) as sorted axes."""
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted({a % ndim for a in axes}))
-
-
-def _feature_view(p: Any, ndim: int, feature_axes: tuple[int, ...]) -> Any:
-    """A parameter of the feature axes' shape, reshaped to broadcast over rank `ndim`
-    (as Linen does, so that code runs under strict rank promotion)."""
-    if len(feature_axes) == ndim:
-        return p
-    if len(feature_axes) == 1:
-        return p.reshape(tuple(-1 if i in feature_axes else 1 for i in range(ndim)))
-    shape = iter(p.shape)
-    return p.reshape(tuple(next(shape) if i in feature_axes else 1 for i in range(ndim)))
+# Built-in layers that generated code calls in one line, with Linen's arguments and
+# defaults: `params` is the layer's subtree (`scale` and `bias`, each used when
+# present), `batch_stats` its running `mean` and `var`. Each performs exactly the
+# operations, in the order, of its rule in aotflax/ops/normalization.py (LayerNorm:
+# ops/layers.py), so a program lowers to the same StableHLO as the expression
+# written out did.
 
 
 def _normalize(
-    x: Any,
-    mean: Any,
-    var: Any,
-    params: Mapping[str, Any],
-    epsilon: float,
-    view: Callable[[Any], Any],
-    use_bias: bool,
-    use_scale: bool,
-    expand: Callable[[Any], Any] = lambda s: s,
+    x: Any, mean: Any, var: Any, params: Any, epsilon: float, view: Callable, expand: Callable
 ) -> Any:
-    """`(x - mean) * (rsqrt(var + epsilon) * scale) + bias` (Linen's `_normalize`), the
-    statistics broadcast by `expand`, the parameters by `view`."""
-    centered = x - expand(mean)
+    """`(x - mean) * (rsqrt(var + epsilon) * scale) + bias`, the statistics broadcast by
+    `expand` and the parameters by `view` (reshaped as Linen does, so the code runs
+    under strict rank promotion)."""
+    y = x - expand(mean)
     mul = jax.lax.rsqrt(expand(var) + epsilon)
-    if use_scale:
+    if "scale" in params:
         mul = mul * view(params["scale"])
-    y = centered * mul
-    if use_bias:
-        y = y + view(params["bias"])
-    return y
+    y = y * mul
+    return y + view(params["bias"]) if "bias" in params else y
 
 
-def _layer_dtype(x: Any, dtype: Any, params: Mapping[str, Any], used: Sequence[str]) -> Any:
-    """Linen's result dtype: `dtype`, else the promotion of the input and parameters."""
-    if dtype is not None:
-        return jnp.dtype(dtype)
-    return jnp.result_type(x.dtype, *[params[name].dtype for name in used])
-
-
-def _norm_result(y: Any, x: Any, dtype: Any, params: Mapping[str, Any], used: Sequence[str]) -> Any:
-    """`y` cast to the dtype BatchNorm and GroupNorm return (an inexact one)."""
-    final = _layer_dtype(x, dtype, params, used)
-    if not jnp.issubdtype(final, jnp.inexact):
+def _result(y: Any, x: Any, params: Any, dtype: Any, inexact: bool = True) -> Any:
+    """`y` cast to Linen's result dtype: `dtype`, else the promotion of the input and
+    the parameters (BatchNorm and GroupNorm: at least a floating type)."""
+    used = (x.dtype, *(p.dtype for p in params.values()))
+    final = jnp.dtype(dtype) if dtype is not None else jnp.result_type(*used)
+    if inexact and not jnp.issubdtype(final, jnp.inexact):
         final = jnp.promote_types(final, jnp.float32)
     return y if y.dtype == final else y.astype(final)
 
 
-def _stats_input(x: Any, dtype: Any) -> Any:
-    """`x` in the dtype statistics are computed in: `promote_types(dtype or x.dtype, f32)`."""
+def _statistics(xf: Any, axes: tuple[int, ...], fast: bool) -> tuple[Any, Any]:
+    """Mean and variance over `axes`: `E[x^2] - E[x]^2` (clipped at 0) or centered."""
+    mean = jnp.mean(xf, axis=axes)
+    if fast:
+        return mean, jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=axes) - jnp.square(mean))
+    return mean, jnp.mean(jnp.square(xf - jnp.expand_dims(mean, axes)), axis=axes)
+
+
+def _as_stats_dtype(x: Any, dtype: Any) -> Any:
+    """`x` in the statistics' dtype, `promote_types(dtype or x.dtype, float32)`."""
     stat = jnp.promote_types(x.dtype if dtype is None else dtype, jnp.float32)
     return x if x.dtype == stat else x.astype(stat)
 
 
-def _used(use_bias: bool, use_scale: bool) -> tuple[str, ...]:
-    return (("scale",) if use_scale else ()) + (("bias",) if use_bias else ())
+def _batch_norm(x: Any, axis: Any) -> tuple[tuple[int, ...], Callable, Callable]:
+    """The axes reduced for features on `axis`; how statistics and parameters broadcast."""
+    features = tuple(sorted({a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis)}))
+    axes = tuple(i for i in range(x.ndim) if i not in features)
+    sizes = (-1,) if len(features) == 1 else None
+
+    def view(p: Any) -> Any:
+        shape = iter(sizes or p.shape)
+        return p.reshape(tuple(next(shape) if i in features else 1 for i in range(x.ndim)))
+
+    return axes, view if axes else _same, lambda s: jnp.expand_dims(s, axes)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _last_axis_view(ndim: int) -> Callable:
+    return _same if ndim <= 1 else (lambda p: p.reshape((1,) * (ndim - 1) + (-1,)))
 
 
 def batch_norm_train(
@@ -2505,40 +2499,17 @@ def batch_norm_train(
     momentum: float = 0.99,
     epsilon: float = 1e-5,
     dtype: Any = None,
-    use_bias: bool = True,
-    use_scale: bool = True,
     use_fast_variance: bool = True,
 ) -> tuple[Any, dict[str, Any]]:
-    """Linen's `BatchNorm(use_running_average=False)`: `x` normalized with the statistics
-    of the batch (every axis but `axis`).
-
-    **Returns:** `(y, new_batch_stats)`, the running averages updated as
-    `momentum * old + (1 - momentum) * batch`.
-    """
-    features = _feature_axes(axis, x.ndim)
-    axes = tuple(i for i in range(x.ndim) if i not in features)
-    xf = _stats_input(x, dtype)
-    mean = jnp.mean(xf, axis=axes)
-    if use_fast_variance:
-        var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=axes) - jnp.square(mean))
-    else:
-        var = jnp.mean(jnp.square(xf - jnp.expand_dims(mean, axes)), axis=axes)
-    y = _normalize(
-        x,
-        mean,
-        var,
-        params,
-        epsilon,
-        lambda p: _feature_view(p, x.ndim, features),
-        use_bias,
-        use_scale,
-        lambda s: jnp.expand_dims(s, axes),
-    )
-    new_stats = {
-        "mean": momentum * batch_stats["mean"] + (1 - momentum) * mean,
-        "var": momentum * batch_stats["var"] + (1 - momentum) * var,
-    }
-    return _norm_result(y, x, dtype, params, _used(use_bias, use_scale)), new_stats
+    """Linen's `BatchNorm(use_running_average=False)`: `x` normalized over every axis but
+    `axis` with the batch's statistics. **Returns:** `(y, new_batch_stats)`, each running
+    average updated to `momentum * old + (1 - momentum) * batch`."""
+    axes, view, expand = _batch_norm(x, axis)
+    mean, var = _statistics(_as_stats_dtype(x, dtype), axes, use_fast_variance)
+    y = _normalize(x, mean, var, params, epsilon, view, expand)
+    new_mean = momentum * batch_stats["mean"] + (1 - momentum) * mean
+    new_var = momentum * batch_stats["var"] + (1 - momentum) * var
+    return _result(y, x, params, dtype), {"mean": new_mean, "var": new_var}
 
 
 def batch_norm_eval(
@@ -2549,52 +2520,23 @@ def batch_norm_eval(
     axis: int | Sequence[int] = -1,
     epsilon: float = 1e-5,
     dtype: Any = None,
-    use_bias: bool = True,
-    use_scale: bool = True,
 ) -> Any:
     """Linen's `BatchNorm(use_running_average=True)`: `x` normalized with the running
-    statistics `batch_stats` (read only)."""
-    features = _feature_axes(axis, x.ndim)
-    axes = tuple(i for i in range(x.ndim) if i not in features)
-    y = _normalize(
-        x,
-        batch_stats["mean"],
-        batch_stats["var"],
-        params,
-        epsilon,
-        lambda p: _feature_view(p, x.ndim, features),
-        use_bias,
-        use_scale,
-        lambda s: jnp.expand_dims(s, axes),
-    )
-    return _norm_result(y, x, dtype, params, _used(use_bias, use_scale))
+    statistics (which it only reads)."""
+    _, view, expand = _batch_norm(x, axis)
+    y = _normalize(x, batch_stats["mean"], batch_stats["var"], params, epsilon, view, expand)
+    return _result(y, x, params, dtype)
 
 
 def layer_norm(
-    x: Any,
-    params: Mapping[str, Any],
-    *,
-    epsilon: float = 1e-6,
-    dtype: Any = None,
-    use_bias: bool = True,
-    use_scale: bool = True,
+    x: Any, params: Mapping[str, Any], *, epsilon: float = 1e-6, dtype: Any = None
 ) -> Any:
-    """Linen's `LayerNorm` over the last axis (statistics in at least float32)."""
-    xf = _stats_input(x, None)
+    """Linen's `LayerNorm` over the last axis, with statistics in at least float32."""
+    xf = _as_stats_dtype(x, None)
     mean = jnp.mean(xf, axis=-1, keepdims=True)
     var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=-1, keepdims=True) - jnp.square(mean))
-    y = _normalize(
-        xf,
-        mean,
-        var,
-        params,
-        epsilon,
-        lambda p: _feature_view(p, x.ndim, (x.ndim - 1,)),
-        use_bias,
-        use_scale,
-    )
-    final = _layer_dtype(x, dtype, params, _used(use_bias, use_scale))
-    return y if y.dtype == final else y.astype(final)
+    y = _normalize(xf, mean, var, params, epsilon, _last_axis_view(x.ndim), _same)
+    return _result(y, x, params, dtype, inexact=False)
 
 
 def group_norm(
@@ -2604,57 +2546,25 @@ def group_norm(
     num_groups: int = 32,
     epsilon: float = 1e-6,
     dtype: Any = None,
-    use_bias: bool = True,
-    use_scale: bool = True,
     use_fast_variance: bool = True,
 ) -> Any:
-    """Linen's `GroupNorm`: statistics per example and group of channels, over every axis
-    but the first."""
-    xg = _stats_input(x.reshape(x.shape[:-1] + (num_groups, -1)), dtype)
-    axes = (*range(1, x.ndim - 1), x.ndim)
+    """Linen's `GroupNorm`: statistics per example and group of `x.shape[-1] // num_groups`
+    channels, over every axis but the first, repeated back over each group's channels."""
     spatial = tuple(range(1, x.ndim - 1))
-    mean = jnp.mean(xg, axis=axes)
-    if use_fast_variance:
-        var = jnp.maximum(0.0, jnp.mean(jnp.square(xg), axis=axes) - jnp.square(mean))
-    else:
-        var = jnp.mean(jnp.square(xg - jnp.expand_dims(mean, axes)), axis=axes)
+    xg = _as_stats_dtype(x.reshape(x.shape[:-1] + (num_groups, -1)), dtype)
+    stats = _statistics(xg, (*spatial, x.ndim), use_fast_variance)
     size = x.shape[-1] // num_groups
 
-    def per_channel(s: Any) -> Any:  # each group's statistic repeated over its channels
+    def per_channel(s: Any) -> Any:  # a group's statistic for each of its channels
         s = jnp.repeat(s, size, axis=-1)
         return jnp.expand_dims(s, spatial) if spatial else s
 
-    mean, var = per_channel(mean), per_channel(var)
-    y = _normalize(
-        x,
-        mean,
-        var,
-        params,
-        epsilon,
-        lambda p: _feature_view(p, x.ndim, (x.ndim - 1,)),
-        use_bias,
-        use_scale,
-    )
-    return _norm_result(y, x, dtype, params, _used(use_bias, use_scale))
+    mean, var = per_channel(stats[0]), per_channel(stats[1])
+    y = _normalize(x, mean, var, params, epsilon, _last_axis_view(x.ndim), _same)
+    return _result(y, x, params, dtype)
 
 
-def _affine_variables(
-    shape: tuple[int, ...],
-    use_bias: bool,
-    use_scale: bool,
-    scale_init: Any,
-    bias_init: Any,
-    param_dtype: Any,
-) -> dict[str, Variable]:
-    out = {}
-    if use_scale:
-        out["scale"] = param(scale_init, shape, param_dtype)
-    if use_bias:
-        out["bias"] = param(bias_init, shape, param_dtype)
-    return out
-
-
-def batch_norm_variables(
+def norm_variables(
     features: int | Sequence[int],
     *,
     use_bias: bool = True,
@@ -2663,25 +2573,19 @@ def batch_norm_variables(
     bias_init: Any = jax.nn.initializers.zeros,
     param_dtype: Any = jnp.float32,
 ) -> dict[str, Variable]:
-    """The variables of a `BatchNorm` over `features` (the feature axes' sizes): `scale`
-    and `bias` in `params`, and the running `mean` (zeros) and `var` (ones), float32,
-    in `batch_stats`."""
+    """The parameters of a `LayerNorm`, `GroupNorm` or `BatchNorm` over `features` (the
+    feature axes' sizes): `scale` and `bias`."""
     shape = (features,) if isinstance(features, int) else tuple(features)
-    out = _affine_variables(shape, use_bias, use_scale, scale_init, bias_init, param_dtype)
-    out["mean"] = state("batch_stats", jax.nn.initializers.zeros, shape)
-    out["var"] = state("batch_stats", jax.nn.initializers.ones, shape)
-    return out
+    scale = {"scale": param(scale_init, shape, param_dtype)} if use_scale else {}
+    return {**scale, **({"bias": param(bias_init, shape, param_dtype)} if use_bias else {})}
 
 
-def norm_variables(
-    features: int,
-    *,
-    use_bias: bool = True,
-    use_scale: bool = True,
-    scale_init: Any = jax.nn.initializers.ones,
-    bias_init: Any = jax.nn.initializers.zeros,
-    param_dtype: Any = jnp.float32,
-) -> dict[str, Variable]:
-    """The parameters of a `LayerNorm` or `GroupNorm` over `features` channels: `scale`
-    and `bias`."""
-    return _affine_variables((features,), use_bias, use_scale, scale_init, bias_init, param_dtype)
+def batch_norm_variables(features: int | Sequence[int], **options: Any) -> dict[str, Variable]:
+    """The variables of a `BatchNorm`: `norm_variables(features, **options)`, and the
+    running `mean` (zeros) and `var` (ones), float32, in `batch_stats`."""
+    shape = (features,) if isinstance(features, int) else tuple(features)
+    stats = {"mean": jax.nn.initializers.zeros, "var": jax.nn.initializers.ones}
+    return {
+        **norm_variables(features, **options),
+        **{name: state("batch_stats", init, shape) for name, init in stats.items()},
+    }

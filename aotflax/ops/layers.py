@@ -103,12 +103,6 @@ def options(always: dict[str, str], **given: str | None) -> str:
     return "".join(f", {k}={v}" for k, v in items.items())
 
 
-def flags(call: LayerCall, *names: tuple[str, str]) -> dict[str, str | None]:
-    """`use_bias=False`-style options for the boolean arguments (layer name, helper name)
-    that are off (on is every helper's default)."""
-    return {helper: None if call.bool(name) else "False" for name, helper in names}
-
-
 def dtype_option(call: LayerCall) -> str | None:
     """The layer's `dtype=` as the helper takes it (None: not given)."""
     name = call.dtype("dtype")
@@ -318,8 +312,7 @@ def layer_norm(call: LayerCall) -> Tensor:
         "scale": Code.of(" * ", feature_view(scale, x.ndim)) if scale is not None else "",
         "bias": Code.of(" + ", feature_view(bias, x.ndim)) if bias is not None else "",
         "params": subtree(params),
-        "options": options({"epsilon": literal(float(eps))}, dtype=dtype_option(call),
-                           **flags(call, ("bias", "use_bias"), ("scale", "use_scale"))),
+        "options": options({"epsilon": literal(float(eps))}, dtype=dtype_option(call)),
     }, [out], stem="norm")
     return out
 

@@ -31,7 +31,7 @@ from ..program import Code, Tensor, TreeVar
 from ..quoting import literal
 from . import initializers as inits
 from .calls import LayerCall
-from .layers import dtype_option, flags, layer, options, subtree
+from .layers import dtype_option, layer, options, subtree
 
 BATCH_STATS = "batch_stats"
 
@@ -162,8 +162,7 @@ def batch_norm(call: LayerCall) -> Tensor:
     _, final = _output_dtypes(call, x, stat, params)
     axis = None if feature_axes == (x.ndim - 1,) else literal(
         feature_axes[0] if len(feature_axes) == 1 else feature_axes)
-    kwargs = {"axis": axis, "dtype": dtype_option(call),
-              **flags(call, ("bias", "use_bias"), ("scale", "use_scale"))}
+    kwargs = {"axis": axis, "dtype": dtype_option(call)}
     # Linen expands the statistics with expand_dims and reshapes the parameters
     common = {"x": x, "eps": literal(eps), "view": view, "axes": _shape_code(reduction),
               "stats": subtree({"mean": ra_mean, "var": ra_var}), **affine}
@@ -232,7 +231,6 @@ def group_norm(call: LayerCall) -> Tensor:
         "size": Code.of(x, f".shape[-1] // {literal(groups)}"), "eps": literal(eps), **affine,
         "options": options({"num_groups": literal(groups), "epsilon": literal(eps)},
                            dtype=dtype_option(call),
-                           **flags(call, ("bias", "use_bias"), ("scale", "use_scale")),
                            use_fast_variance=None if fast else "False"),
     }, [out], stem="norm")
     return out

@@ -12,7 +12,7 @@ from . import _runtime
 def norms_fn(params, batch_stats, x):
     """Norms.apply(train=True), from golden/norms.py:9."""
     x = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # golden/norms.py:10  f32[2, 6]
-    x = _runtime.layer_norm(x, params["LayerNorm_1"], epsilon=1e-06, dtype=jnp.bfloat16, use_bias=False)  # golden/norms.py:11  bf16[2, 6]
+    x = _runtime.layer_norm(x, params["LayerNorm_1"], epsilon=1e-06, dtype=jnp.bfloat16)  # golden/norms.py:11  bf16[2, 6]
     norm, batchnorm_0_stats = _runtime.batch_norm_train(x, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05)  # golden/norms.py:12  f32[2, 6]
     return norm, {"BatchNorm_0": batchnorm_0_stats}
 
