@@ -95,12 +95,10 @@ def subtree(entries: dict[str, Code]) -> Code:
     return Code.of("{", Code.join(", ", items), "}")
 
 
-def options(always: dict[str, str], **given: str | None) -> str:
-    """`, name=value` for the keyword arguments of a layer helper: those in `always`
-    (momentum, epsilon: the numbers a reader looks for), then each of `given` that is not
-    None (the caller passes None for a value that is the helper's default)."""
-    items = {**always, **{k: v for k, v in given.items() if v is not None}}
-    return "".join(f", {k}={v}" for k, v in items.items())
+def options(**items: str | None) -> str:
+    """`, name=value` for the keyword arguments of a layer helper, in order; a value of
+    None is left out (the caller passes None for the helper's default)."""
+    return "".join(f", {k}={v}" for k, v in items.items() if v is not None)
 
 
 def dtype_option(call: LayerCall) -> str | None:
@@ -308,11 +306,11 @@ def layer_norm(call: LayerCall) -> Tensor:
     params = {name: code for name, code in (("scale", scale), ("bias", bias))
               if code is not None}
     call.emit("layers/layer_norm.j2", {
-        "x": x, "eps": literal(float(eps)),
+        "x": x,
         "scale": Code.of(" * ", feature_view(scale, x.ndim)) if scale is not None else "",
         "bias": Code.of(" + ", feature_view(bias, x.ndim)) if bias is not None else "",
         "params": subtree(params),
-        "options": options({"epsilon": literal(float(eps))}, dtype=dtype_option(call)),
+        "options": options(epsilon=literal(float(eps)), dtype=dtype_option(call)),
     }, [out], stem="norm")
     return out
 

@@ -162,25 +162,25 @@ def batch_norm(call: LayerCall) -> Tensor:
     _, final = _output_dtypes(call, x, stat, params)
     axis = None if feature_axes == (x.ndim - 1,) else literal(
         feature_axes[0] if len(feature_axes) == 1 else feature_axes)
-    kwargs = {"axis": axis, "dtype": dtype_option(call)}
-    # Linen expands the statistics with expand_dims and reshapes the parameters
-    common = {"x": x, "eps": literal(eps), "view": view, "axes": _shape_code(reduction),
+    dtype = dtype_option(call)
+    # the template renders x, params, stats and options; the FLOP and axis rules read x,
+    # axes, scale and bias
+    common = {"x": x, "axes": _shape_code(reduction),
               "stats": subtree({"mean": ra_mean, "var": ra_var}), **affine}
     out = call.out(x.shape, final)
     if call.bool("use_running_average"):
         call.emit("layers/batch_norm_eval.j2", {
-            **common, "mean": ra_mean, "var": ra_var,
-            "options": options({"epsilon": literal(eps)}, **kwargs)}, [out], stem="norm")
+            **common, "options": options(axis=axis, epsilon=literal(eps), dtype=dtype)},
+            [out], stem="norm")
         return out
     fast = call.bool("use_fast_variance")
     new_stats = TreeVar("new batch_stats")
     prefix = getattr(call.scope, "prefix", ())
     _hint(call, new_stats, f"{prefix[-1] if prefix else 'batch_norm'}_stats")
     call.emit("layers/batch_norm.j2" if fast else "layers/batch_norm_centered.j2", {
-        **common, "xf": x, "ra_mean": ra_mean, "ra_var": ra_var,
-        "momentum": literal(momentum), "decay": f"(1 - {literal(momentum)})",
-        "options": options({"momentum": literal(momentum), "epsilon": literal(eps)},
-                           **kwargs, use_fast_variance=None if fast else "False"),
+        **common, "options": options(axis=axis, momentum=literal(momentum),
+                                     epsilon=literal(eps), dtype=dtype,
+                                     use_fast_variance=None if fast else "False"),
     }, [out, new_stats], stem="norm")
     call.set_state_tree(BATCH_STATS, new_stats)
     return out
@@ -222,16 +222,14 @@ def group_norm(call: LayerCall) -> Tensor:
     params, affine = _affine(call, (channels,), _view((channels,), x.ndim, (x.ndim - 1,)))
     _, final = _output_dtypes(call, x, stat, params)
     # Linen reduces the grouped value over its non-batch axes, then repeats each group's
-    # statistics over its channels and expands them back over the spatial axes.
-    axes = (*range(1, x.ndim - 1), x.ndim)
+    # statistics over its channels and expands them back over the spatial axes (the
+    # helper); the FLOP rule reads x, groups, scale and bias
     fast = call.bool("use_fast_variance")
     out = call.out(x.shape, final)
     call.emit("layers/group_norm.j2" if fast else "layers/group_norm_centered.j2", {
-        "x": x, "groups": literal(groups), "axes": _shape_code(axes),
-        "size": Code.of(x, f".shape[-1] // {literal(groups)}"), "eps": literal(eps), **affine,
-        "options": options({"num_groups": literal(groups), "epsilon": literal(eps)},
-                           dtype=dtype_option(call),
-                           use_fast_variance=None if fast else "False"),
+        "x": x, "groups": literal(groups), **affine,
+        "options": options(num_groups=literal(groups), epsilon=literal(eps),
+                           dtype=dtype_option(call), use_fast_variance=None if fast else "False"),
     }, [out], stem="norm")
     return out
 
