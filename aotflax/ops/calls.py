@@ -342,7 +342,7 @@ class FnCall:
                       stem or self.entry.name.lower(),
                       info=self.op_info("ops/call.j2", args, outputs))
 
-    def emit(self, template: str, args: dict[str, Code | str | Tensor], outputs: Sequence[Tensor],
+    def emit(self, template: str, args: dict[str, Code | str | Tensor], outputs: Sequence[Var],
              stem: str | None = None,
              temps: "tuple[str, ...] | dict[str, Tensor | tuple[Tensor, ...]]" = ()) -> None:
         """Emit `template`; `temps` names its scratch variables, with their types where
@@ -355,7 +355,7 @@ class FnCall:
         self.ctx.emit(template, coded, tuple(outputs), self.span, stem or self.entry.name.lower(),
                       temps, info=self.op_info(template, coded, outputs), temp_types=types)
 
-    def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Tensor]) -> OpInfo:
+    def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Var]) -> OpInfo:
         """What the model summary records of an op this call emits: entry, FLOPs, instance."""
         scope = getattr(self, "scope", None)
         return OpInfo(qualname(self.entry), flops.count(self, template, args, tuple(outputs)),

@@ -27,7 +27,7 @@ passed along unrendered.
 from __future__ import annotations
 
 from .. import dtypes as dt
-from ..program import Code, Tensor, TreeVar
+from ..program import Code, Tensor, TreeVar, Var
 from ..quoting import literal
 from . import initializers as inits
 from .calls import LayerCall
@@ -129,7 +129,7 @@ def _output_dtypes(call: LayerCall, x: Tensor, stat: str, params: list[str]) -> 
     return computed, final
 
 
-def _hint(call: LayerCall, value: Tensor, name: str) -> None:
+def _hint(call: LayerCall, value: Var, name: str) -> None:
     hint = getattr(call.ctx, "hint", None)
     if hint is not None:
         hint(value, name)
