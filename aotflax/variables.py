@@ -7,10 +7,10 @@ that module's declaration function.  They are rendered here as bodies like any
 other function, so `sharing` shares them the same way (a ResNet block's tree is
 one function called per block, with the sizes that differ as keyword arguments).
 
-A built-in layer whose variables a runtime helper declares (a BatchNorm's
-`scale`, `bias`, `mean` and `var`) is one call of that helper,
-`_runtime.batch_norm_variables(filters)`, with Linen's defaults left out; only
-when its leaves are exactly the ones the helper makes, so the tree is the same.
+A built-in layer whose variables a runtime helper declares (a Dense's `kernel`
+and `bias`; a BatchNorm's `scale`, `bias`, `mean` and `var`) is one call of that
+helper, `_runtime.batch_norm_variables(filters)`, with Linen's defaults left out;
+only when its leaves are exactly the ones the helper makes, so the tree is the same.
 
 A target's `_runtime.Variables` is one call of its module's; the runtime walks the
 tree for `PARAM_SHAPES`, `STATE_SHAPES` and `init`, which folds each leaf's key
@@ -29,13 +29,18 @@ from .quoting import literal, string
 _LEAF_PARAM = "_runtime.param"
 _LEAF_STATE = "_runtime.state"
 
-#: Built-in layers with a variables helper in the runtime: entry -> (helper, whether it
-#: keeps Linen's running statistics in batch_stats).
-_LAYER_HELPERS = {"nn.BatchNorm": ("_runtime.batch_norm_variables", True),
-                  "nn.LayerNorm": ("_runtime.norm_variables", False),
-                  "nn.GroupNorm": ("_runtime.norm_variables", False)}
 _ZEROS, _ONES = "jax.nn.initializers.zeros", "jax.nn.initializers.ones"
-
+_LECUN_NORMAL = "jax.nn.initializers.lecun_normal()"
+_AFFINE = {"scale": _ONES, "bias": _ZEROS}
+#: Built-in layers with a variables helper in the runtime: entry -> (helper, its
+#: parameters with their default initializers, whether it keeps Linen's running
+#: statistics in batch_stats).
+_LAYER_HELPERS = {
+    "nn.Dense": ("_runtime.dense_variables", {"kernel": _LECUN_NORMAL, "bias": _ZEROS}, False),
+    "nn.BatchNorm": ("_runtime.batch_norm_variables", _AFFINE, True),
+    "nn.LayerNorm": ("_runtime.norm_variables", _AFFINE, False),
+    "nn.GroupNorm": ("_runtime.norm_variables", _AFFINE, False),
+}
 
 #: Conventional names of the axes of an input of each rank, for dimensions that vary.
 AXES = {1: ("n",), 2: ("batch", "features"), 3: ("batch", "length", "features"),
@@ -217,36 +222,51 @@ def _layer_call(entry: str, leaves: dict[tuple[tuple[str, ...], str], ParamDecl]
                 calls: list[tuple[Function, str]]) -> "_Leaf | None":
     """The helper call declaring `leaves` ((relative path, collection) -> declaration), or
     None when they are not what the helper of `entry` declares."""
-    helper, stats = _LAYER_HELPERS[entry]
-    if any(d.from_data for d in leaves.values()):
-        return None
-    affine = {name: leaves.get(((name,), "")) for name in ("scale", "bias")}
-    expected = {((name,), "") for name, d in affine.items() if d is not None}
-    shapes = {d.shape for d in leaves.values()}
-    pdt = {d.dtype for d in affine.values() if d is not None}
+    helper, inits, stats = _LAYER_HELPERS[entry]
+    params = {name: leaves.get(((name,), "")) for name in inits}
+    present = [d for d in params.values() if d is not None]
+    expected = {((name,), "") for name, d in params.items() if d is not None}
     if stats:
         mean, var = leaves.get((("mean",), "batch_stats")), leaves.get((("var",), "batch_stats"))
         if mean is None or var is None or (mean.init, var.init) != (_ZEROS, _ONES) or \
                 {mean.dtype, var.dtype} != {"float32"}:
             return None
         expected |= {(("mean",), "batch_stats"), (("var",), "batch_stats")}
-    if not leaves or set(leaves) != expected or len(shapes) != 1 or len(pdt) > 1:
+    if not leaves or set(leaves) != expected or any(d.from_data for d in leaves.values()) or \
+            len({d.dtype for d in present}) > 1:
         return None
-    shape, = shapes
-    if not shape or (not stats and len(shape) != 1):
+    args = _layer_sizes(entry, leaves, params)
+    if args is None:
         return None
-    args = [literal(shape[0]) if len(shape) == 1 else literal(tuple(shape))]
-    for name, default in (("bias", _ZEROS), ("scale", _ONES)):
-        d = affine[name]
+    for name, default in inits.items():
+        d = params[name]
         if d is None:
             args.append(f"use_{name}=False")
-            continue
-        init = _init_code(d, initializers, renderer, calls)
-        if init != default:
+        elif (init := _init_code(d, initializers, renderer, calls)) != default:
             args.append(f"{name}_init={init}")
-    if pdt and pdt != {"float32"}:
-        args.append(f"param_dtype={dtype_code(pdt.pop())}")
+    if present and present[0].dtype != "float32":
+        args.append(f"param_dtype={dtype_code(present[0].dtype)}")
     return _Leaf(f"{helper}({', '.join(args)})")
+
+
+def _layer_sizes(entry: str, leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
+                 params: dict[str, ParamDecl | None]) -> list[str] | None:
+    """The helper's positional arguments (sizes) for `leaves`, or None if their shapes are
+    not the ones it declares: Dense `(in_features, features)`, a normalization layer's
+    `features` (a BatchNorm's may be several feature axes)."""
+    if entry == "nn.Dense":
+        kernel, bias = params["kernel"], params["bias"]
+        if kernel is None or len(kernel.shape) != 2 or \
+                (bias is not None and bias.shape != kernel.shape[1:]):
+            return None
+        return [literal(kernel.shape[0]), literal(kernel.shape[1])]
+    shapes = {d.shape for d in leaves.values()}
+    if len(shapes) != 1:
+        return None
+    shape, = shapes
+    if len(shape) == 1:
+        return [literal(shape[0])]
+    return [literal(tuple(shape))] if shape and entry == "nn.BatchNorm" else None
 
 
 class _Leaf(str):

@@ -62,6 +62,7 @@ __all__ = [
     "batch_norm_eval",
     "batch_norm_train",
     "batch_norm_variables",
+    "dense_variables",
     "group_norm",
     "host_problem",
     "labels",
@@ -2428,7 +2429,7 @@ def _device_of(leaf: Any) -> Any:
 # present), `batch_stats` its running `mean` and `var`. Each performs exactly the
 # operations, in the order, of its rule in aotflax/ops/normalization.py (LayerNorm:
 # ops/layers.py), so a program lowers to the same StableHLO as the expression
-# written out did.
+# written out did. The `*_variables` helpers declare a layer's subtree for `Variables`.
 
 
 def _normalize(
@@ -2589,3 +2590,21 @@ def batch_norm_variables(features: int | Sequence[int], **options: Any) -> dict[
         **norm_variables(features, **options),
         **{name: state("batch_stats", init, shape) for name, init in stats.items()},
     }
+
+
+#: Linen's default kernel initializer (one instance: it is a function of key, shape, dtype).
+_LECUN_NORMAL = jax.nn.initializers.lecun_normal()
+
+
+def dense_variables(
+    in_features: int,
+    features: int,
+    *,
+    use_bias: bool = True,
+    kernel_init: Any = _LECUN_NORMAL,
+    bias_init: Any = jax.nn.initializers.zeros,
+    param_dtype: Any = jnp.float32,
+) -> dict[str, Variable]:
+    """The parameters of a `Dense`: `kernel` (in_features, features) and `bias`."""
+    kernel = {"kernel": param(kernel_init, (in_features, features), param_dtype)}
+    return {**kernel, **({"bias": param(bias_init, (features,), param_dtype)} if use_bias else {})}

@@ -313,10 +313,7 @@ def res_net18_variables(*, num_filters, num_classes):
         "ResNetBlock_5": res_net_block_variables(filters=num_filters * 4),
         "ResNetBlock_6": res_net_block_with_conv_proj_variables(filters=num_filters * 8),
         "ResNetBlock_7": res_net_block_variables(filters=num_filters * 8),
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (num_filters * 8, num_classes)),  # models/resnet.py:68
-            "bias": _runtime.param(jax.nn.initializers.zeros, (num_classes,)),  # models/resnet.py:68
-        },
+        "Dense_0": _runtime.dense_variables(num_filters * 8, num_classes),  # models/resnet.py:68
     }
 
 
@@ -367,10 +364,7 @@ def res_net50_variables(*, num_filters, num_classes):
         "BottleneckResNetBlock_13": bottleneck_res_net_block_with_conv_proj_variables(in_channels=num_filters * 16, filters=num_filters * 8),
         "BottleneckResNetBlock_14": bottleneck_res_net_block_variables(filters=num_filters * 8),
         "BottleneckResNetBlock_15": bottleneck_res_net_block_variables(filters=num_filters * 8),
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (num_filters * 32, num_classes)),  # models/resnet.py:68
-            "bias": _runtime.param(jax.nn.initializers.zeros, (num_classes,)),  # models/resnet.py:68
-        },
+        "Dense_0": _runtime.dense_variables(num_filters * 32, num_classes),  # models/resnet.py:68
     }
 
 

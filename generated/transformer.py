@@ -205,14 +205,8 @@ def block_variables():
             },
         },
         "LayerNorm_1": _runtime.norm_variables(64),  # models/transformer.py:44
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (64, 256)),  # models/transformer.py:45
-            "bias": _runtime.param(jax.nn.initializers.zeros, (256,)),  # models/transformer.py:45
-        },
-        "Dense_1": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (256, 64)),  # models/transformer.py:46
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:46
-        },
+        "Dense_0": _runtime.dense_variables(64, 256),  # models/transformer.py:45
+        "Dense_1": _runtime.dense_variables(256, 64),  # models/transformer.py:46
     }
 
 
@@ -261,14 +255,8 @@ def block_decode_variables():
             "cache_index": _runtime.state("cache", jax.nn.initializers.zeros, (), jnp.int32),  # models/transformer.py:40
         },
         "LayerNorm_1": _runtime.norm_variables(64),  # models/transformer.py:44
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (64, 256)),  # models/transformer.py:45
-            "bias": _runtime.param(jax.nn.initializers.zeros, (256,)),  # models/transformer.py:45
-        },
-        "Dense_1": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (256, 64)),  # models/transformer.py:46
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:46
-        },
+        "Dense_0": _runtime.dense_variables(64, 256),  # models/transformer.py:45
+        "Dense_1": _runtime.dense_variables(256, 64),  # models/transformer.py:46
     }
 
 

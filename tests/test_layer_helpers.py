@@ -43,6 +43,7 @@ def _linen_default(cls, name: str):
     ("layer_norm", linen.LayerNorm, ("epsilon", "dtype")),
     ("group_norm", linen.GroupNorm, ("num_groups", "epsilon", "dtype", "use_fast_variance")),
     ("norm_variables", linen.LayerNorm, ("use_bias", "use_scale", "param_dtype")),
+    ("dense_variables", linen.Dense, ("use_bias", "param_dtype")),
 ])
 def test_helper_defaults_are_linens(rt, helper, cls, names):
     defaults = _defaults(getattr(rt, helper))
@@ -106,6 +107,7 @@ def test_bfloat16_result_dtype_is_linens(rt):
      {"use_scale": False, "param_dtype": jnp.bfloat16}),
 ])
 def test_variables_helpers_declare_linens_tree(rt, helper, layer, kwargs):
+    """Same leaves, dtypes and values (these initializers are constant)."""
     want = layer.init(jax.random.key(0), X)
     tree = {"layer": getattr(rt, helper)(64, **kwargs)}
     variables = rt.Variables(tree)
@@ -114,3 +116,19 @@ def test_variables_helpers_declare_linens_tree(rt, helper, layer, kwargs):
     assert jax.tree.structure(got) == jax.tree.structure(jax.tree.map(np.asarray, want))
     jax.tree.map(lambda a, b: (np.testing.assert_array_equal(a, b),
                                np.testing.assert_equal(a.dtype, b.dtype)), got, want)
+
+
+def test_dense_variables_declare_linens_tree(rt):
+    layer = linen.Dense(10)
+    want = layer.init(jax.random.key(0), X)["params"]
+    got = rt.dense_variables(64, 10)
+    assert set(got) == set(want)
+    key = jax.random.key(3)
+    for name, var in got.items():
+        assert (var.collection, var.shape, jnp.dtype(var.dtype)) == (
+            "params", want[name].shape, want[name].dtype)
+    # Linen's default kernel initializer, lecun_normal, and zeros for the bias
+    np.testing.assert_array_equal(got["kernel"].init(key, (64, 10), jnp.float32),
+                                  jax.nn.initializers.lecun_normal()(key, (64, 10), jnp.float32))
+    np.testing.assert_array_equal(got["bias"].init(key, (10,), jnp.float32), want["bias"])
+    assert set(rt.dense_variables(64, 10, use_bias=False)) == {"kernel"}
