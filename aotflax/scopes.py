@@ -222,6 +222,11 @@ class Scope(LayerScope):
         self.fn.use_collection(collection)
         current = self.fn.state_values.get(key)
         if current is None:
+            # a layer called before on this path set its whole subtree (`set_state_tree`)
+            for i in range(len(key[1]) - 1, -1, -1):
+                tree = self.fn.state_values.get((collection, key[1][:i]))
+                if isinstance(tree, Var):
+                    return Code((tree, "".join(f"[{quoting.string(p)}]" for p in key[1][i:])))
             return Code((subscript_path(collection, key[1]),))
         return current if isinstance(current, Code) else Code((current,))
 
@@ -236,6 +241,15 @@ class Scope(LayerScope):
                 notes=(Note("declared here", decl.span),),
             )
         self.fn.state_values[key] = value
+
+    def set_state_tree(self, collection: str, value: Var, span: Span) -> None:
+        """The new state of this layer in `collection`, one value holding its subtree
+        (a layer helper's returned dict); later reads of its leaves index it."""
+        stale = [k for k in self.fn.state_values
+                 if k[0] == collection and k[1][:len(self.prefix)] == self.prefix]
+        for k in stale:
+            del self.fn.state_values[k]
+        self.fn.state_values[(collection, self.prefix)] = value
 
     def rng(self, span: Span) -> Code:
         """The key of this call site: `rng` folded with the path, and inside a `lax.scan`

@@ -7,6 +7,11 @@ that module's declaration function.  They are rendered here as bodies like any
 other function, so `sharing` shares them the same way (a ResNet block's tree is
 one function called per block, with the sizes that differ as keyword arguments).
 
+A built-in layer whose variables a runtime helper declares (a Dense's `kernel`
+and `bias`; a BatchNorm's `scale`, `bias`, `mean` and `var`) is one call of that
+helper, `_runtime.batch_norm_variables(filters)`, with Linen's defaults left out;
+only when its leaves are exactly the ones the helper makes, so the tree is the same.
+
 A target's `_runtime.Variables` is one call of its module's; the runtime walks the
 tree for `PARAM_SHAPES`, `STATE_SHAPES` and `init`, which folds each leaf's key
 from its full path exactly as a flat tree did: `fold_in(rng, crc32(path))`.
@@ -24,6 +29,18 @@ from .quoting import literal, string
 _LEAF_PARAM = "_runtime.param"
 _LEAF_STATE = "_runtime.state"
 
+_ZEROS, _ONES = "jax.nn.initializers.zeros", "jax.nn.initializers.ones"
+_LECUN_NORMAL = "jax.nn.initializers.lecun_normal()"
+_AFFINE = {"scale": _ONES, "bias": _ZEROS}
+#: Built-in layers with a variables helper in the runtime: entry -> (helper, its
+#: parameters with their default initializers, whether it keeps Linen's running
+#: statistics in batch_stats).
+_LAYER_HELPERS = {
+    "nn.Dense": ("_runtime.dense_variables", {"kernel": _LECUN_NORMAL, "bias": _ZEROS}, False),
+    "nn.BatchNorm": ("_runtime.batch_norm_variables", _AFFINE, True),
+    "nn.LayerNorm": ("_runtime.norm_variables", _AFFINE, False),
+    "nn.GroupNorm": ("_runtime.norm_variables", _AFFINE, False),
+}
 
 #: Conventional names of the axes of an input of each rank, for dimensions that vary.
 AXES = {1: ("n",), 2: ("batch", "features"), 3: ("batch", "length", "features"),
@@ -133,7 +150,14 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function]) -
 
     decls: list[tuple[tuple[str, ...], str, ParamDecl]] = [(d.path, "", d) for d in fn.params]
     decls += [(d.path[1:], d.path[0], d) for d in fn.state]
+    layers = _layer_calls(fn, decls, children, initializers, renderer, calls)
     for path, collection, d in decls:
+        layer = next((p for p in layers if path[:len(p)] == p), None)
+        if layer is not None:
+            if layer not in placed:
+                placed.add(layer)
+                place(layer, layers[layer])
+            continue
         child = next((p for p in children if path[:len(p)] == p), None)
         if child is None:
             leaf = _Leaf(_leaf(collection, d, _init_code(d, initializers, renderer, calls)))
@@ -151,6 +175,98 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function]) -
     lines = [Line(text, where) for text, where in _value_lines(tree, 0)]
     lines[0].code = "return " + lines[0].code
     return Body(fn, "variables", [], False, lines, "", calls)
+
+
+def _layer_paths(fn: Function) -> dict[tuple[str, ...], str]:
+    """Paths (relative to `fn`) of the built-in layers with a variables helper it calls."""
+    found: dict[tuple[str, ...], str] = {}
+
+    def walk(body: tuple) -> None:
+        for op in body:
+            info = op.info
+            if info is not None and info.entry in _LAYER_HELPERS and info.path:
+                found.setdefault(tuple(info.path), info.entry)
+            if op.nested is not None:
+                walk(op.nested.body)
+
+    walk(fn.body)
+    return found
+
+
+def _layer_calls(fn: Function, decls: list[tuple[tuple[str, ...], str, ParamDecl]],
+                 children: dict[tuple[str, ...], Function], initializers: dict[str, Function],
+                 renderer: Renderer, calls: list[tuple[Function, str]]
+                 ) -> dict[tuple[str, ...], "_Leaf"]:
+    """The layers whose subtree is one call of a runtime helper: path -> that call.
+
+    A layer qualifies when the leaves under its path are exactly what the helper
+    declares (`scale` and `bias` of one shape and dtype, each optional; for BatchNorm
+    float32 `mean` zeros and `var` ones of that shape in batch_stats); anything else
+    under the path (a layer subclass declaring more) keeps the leaf-by-leaf tree.
+    """
+    out: dict[tuple[str, ...], _Leaf] = {}
+    for path, entry in _layer_paths(fn).items():
+        if any(path[:len(c)] == c for c in children):
+            continue
+        mine = {(p[len(path):], c): d for p, c, d in decls if p[:len(path)] == path}
+        call = _layer_call(entry, mine, initializers, renderer, calls)
+        if call is not None:
+            first = next(iter(mine.values()))
+            call.where = f"{first.span.file.name or fn.span.path}:{first.span.line}"
+            out[path] = call
+    return out
+
+
+def _layer_call(entry: str, leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
+                initializers: dict[str, Function], renderer: Renderer,
+                calls: list[tuple[Function, str]]) -> "_Leaf | None":
+    """The helper call declaring `leaves` ((relative path, collection) -> declaration), or
+    None when they are not what the helper of `entry` declares."""
+    helper, inits, stats = _LAYER_HELPERS[entry]
+    params = {name: leaves.get(((name,), "")) for name in inits}
+    present = [d for d in params.values() if d is not None]
+    expected = {((name,), "") for name, d in params.items() if d is not None}
+    if stats:
+        mean, var = leaves.get((("mean",), "batch_stats")), leaves.get((("var",), "batch_stats"))
+        if mean is None or var is None or (mean.init, var.init) != (_ZEROS, _ONES) or \
+                {mean.dtype, var.dtype} != {"float32"}:
+            return None
+        expected |= {(("mean",), "batch_stats"), (("var",), "batch_stats")}
+    if not leaves or set(leaves) != expected or any(d.from_data for d in leaves.values()) or \
+            len({d.dtype for d in present}) > 1:
+        return None
+    args = _layer_sizes(entry, leaves, params)
+    if args is None:
+        return None
+    for name, default in inits.items():
+        d = params[name]
+        if d is None:
+            args.append(f"use_{name}=False")
+        elif (init := _init_code(d, initializers, renderer, calls)) != default:
+            args.append(f"{name}_init={init}")
+    if present and present[0].dtype != "float32":
+        args.append(f"param_dtype={dtype_code(present[0].dtype)}")
+    return _Leaf(f"{helper}({', '.join(args)})")
+
+
+def _layer_sizes(entry: str, leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
+                 params: dict[str, ParamDecl | None]) -> list[str] | None:
+    """The helper's positional arguments (sizes) for `leaves`, or None if their shapes are
+    not the ones it declares: Dense `(in_features, features)`, a normalization layer's
+    `features` (a BatchNorm's may be several feature axes)."""
+    if entry == "nn.Dense":
+        kernel, bias = params["kernel"], params["bias"]
+        if kernel is None or len(kernel.shape) != 2 or \
+                (bias is not None and bias.shape != kernel.shape[1:]):
+            return None
+        return [literal(kernel.shape[0]), literal(kernel.shape[1])]
+    shapes = {d.shape for d in leaves.values()}
+    if len(shapes) != 1:
+        return None
+    shape, = shapes
+    if len(shape) == 1:
+        return [literal(shape[0])]
+    return [literal(tuple(shape))] if shape and entry == "nn.BatchNorm" else None
 
 
 class _Leaf(str):

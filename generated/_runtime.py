@@ -60,8 +60,15 @@ __all__ = [
     "Target",
     "Variable",
     "Variables",
+    "batch_norm_eval",
+    "batch_norm_train",
+    "batch_norm_variables",
+    "dense_variables",
+    "group_norm",
     "host_problem",
     "labels",
+    "layer_norm",
+    "norm_variables",
     "param",
     "read_artifact",
     "read_manifest",
@@ -2134,3 +2141,191 @@ class _Bucketed(LoadedTarget):
 def _device_of(leaf: Any) -> Any:
     devices = getattr(leaf, "devices", None)
     return next(iter(devices())) if devices is not None else None
+
+
+# --- layers ------------------------------------------------------------------
+#
+# Built-in layers that generated code calls in one line, with Linen's arguments and
+# defaults: `params` is the layer's subtree (`scale` and `bias`, each used when
+# present), `batch_stats` its running `mean` and `var`. Each performs exactly the
+# operations, in the order, of its rule in aotflax/ops/normalization.py (LayerNorm:
+# ops/layers.py), so a program lowers to the same StableHLO as the expression
+# written out did. The `*_variables` helpers declare a layer's subtree for `Variables`.
+
+
+def _normalize(
+    x: Any, mean: Any, var: Any, params: Any, epsilon: float, view: Callable, expand: Callable
+) -> Any:
+    """`(x - mean) * (rsqrt(var + epsilon) * scale) + bias`, the statistics broadcast by
+    `expand` and the parameters by `view` (reshaped as Linen does, so the code runs
+    under strict rank promotion)."""
+    y = x - expand(mean)
+    mul = jax.lax.rsqrt(expand(var) + epsilon)
+    if "scale" in params:
+        mul = mul * view(params["scale"])
+    y = y * mul
+    return y + view(params["bias"]) if "bias" in params else y
+
+
+def _result(y: Any, x: Any, params: Any, dtype: Any, inexact: bool = True) -> Any:
+    """`y` cast to Linen's result dtype: `dtype`, else the promotion of the input and
+    the parameters (BatchNorm and GroupNorm: at least a floating type)."""
+    used = (x.dtype, *(p.dtype for p in params.values()))
+    final = jnp.dtype(dtype) if dtype is not None else jnp.result_type(*used)
+    if inexact and not jnp.issubdtype(final, jnp.inexact):
+        final = jnp.promote_types(final, jnp.float32)
+    return y if y.dtype == final else y.astype(final)
+
+
+def _statistics(xf: Any, axes: tuple[int, ...], fast: bool) -> tuple[Any, Any]:
+    """Mean and variance over `axes`: `E[x^2] - E[x]^2` (clipped at 0) or centered."""
+    mean = jnp.mean(xf, axis=axes)
+    if fast:
+        return mean, jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=axes) - jnp.square(mean))
+    return mean, jnp.mean(jnp.square(xf - jnp.expand_dims(mean, axes)), axis=axes)
+
+
+def _as_stats_dtype(x: Any, dtype: Any) -> Any:
+    """`x` in the statistics' dtype, `promote_types(dtype or x.dtype, float32)`."""
+    stat = jnp.promote_types(x.dtype if dtype is None else dtype, jnp.float32)
+    return x if x.dtype == stat else x.astype(stat)
+
+
+def _batch_norm(x: Any, axis: Any) -> tuple[tuple[int, ...], Callable, Callable]:
+    """The axes reduced for features on `axis`; how statistics and parameters broadcast."""
+    features = tuple(sorted({a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis)}))
+    axes = tuple(i for i in range(x.ndim) if i not in features)
+    sizes = (-1,) if len(features) == 1 else None
+
+    def view(p: Any) -> Any:
+        shape = iter(sizes or p.shape)
+        return p.reshape(tuple(next(shape) if i in features else 1 for i in range(x.ndim)))
+
+    return axes, view if axes else _same, lambda s: jnp.expand_dims(s, axes)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _last_axis_view(ndim: int) -> Callable:
+    return _same if ndim <= 1 else (lambda p: p.reshape((1,) * (ndim - 1) + (-1,)))
+
+
+def batch_norm_train(
+    x: Any,
+    params: Mapping[str, Any],
+    batch_stats: Mapping[str, Any],
+    *,
+    axis: int | Sequence[int] = -1,
+    momentum: float = 0.99,
+    epsilon: float = 1e-5,
+    dtype: Any = None,
+    use_fast_variance: bool = True,
+) -> tuple[Any, dict[str, Any]]:
+    """Linen's `BatchNorm(use_running_average=False)`: `x` normalized over every axis but
+    `axis` with the batch's statistics. **Returns:** `(y, new_batch_stats)`, each running
+    average updated to `momentum * old + (1 - momentum) * batch`."""
+    axes, view, expand = _batch_norm(x, axis)
+    mean, var = _statistics(_as_stats_dtype(x, dtype), axes, use_fast_variance)
+    y = _normalize(x, mean, var, params, epsilon, view, expand)
+    new_mean = momentum * batch_stats["mean"] + (1 - momentum) * mean
+    new_var = momentum * batch_stats["var"] + (1 - momentum) * var
+    return _result(y, x, params, dtype), {"mean": new_mean, "var": new_var}
+
+
+def batch_norm_eval(
+    x: Any,
+    params: Mapping[str, Any],
+    batch_stats: Mapping[str, Any],
+    *,
+    axis: int | Sequence[int] = -1,
+    epsilon: float = 1e-5,
+    dtype: Any = None,
+) -> Any:
+    """Linen's `BatchNorm(use_running_average=True)`: `x` normalized with the running
+    statistics (which it only reads)."""
+    _, view, expand = _batch_norm(x, axis)
+    y = _normalize(x, batch_stats["mean"], batch_stats["var"], params, epsilon, view, expand)
+    return _result(y, x, params, dtype)
+
+
+def layer_norm(
+    x: Any, params: Mapping[str, Any], *, epsilon: float = 1e-6, dtype: Any = None
+) -> Any:
+    """Linen's `LayerNorm` over the last axis, with statistics in at least float32."""
+    xf = _as_stats_dtype(x, None)
+    mean = jnp.mean(xf, axis=-1, keepdims=True)
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=-1, keepdims=True) - jnp.square(mean))
+    y = _normalize(xf, mean, var, params, epsilon, _last_axis_view(x.ndim), _same)
+    return _result(y, x, params, dtype, inexact=False)
+
+
+def group_norm(
+    x: Any,
+    params: Mapping[str, Any],
+    *,
+    num_groups: int = 32,
+    epsilon: float = 1e-6,
+    dtype: Any = None,
+    use_fast_variance: bool = True,
+) -> Any:
+    """Linen's `GroupNorm`: statistics per example and group of `x.shape[-1] // num_groups`
+    channels, over every axis but the first, repeated back over each group's channels."""
+    spatial = tuple(range(1, x.ndim - 1))
+    xg = _as_stats_dtype(x.reshape(x.shape[:-1] + (num_groups, -1)), dtype)
+    stats = _statistics(xg, (*spatial, x.ndim), use_fast_variance)
+    size = x.shape[-1] // num_groups
+
+    def per_channel(s: Any) -> Any:  # a group's statistic for each of its channels
+        s = jnp.repeat(s, size, axis=-1)
+        return jnp.expand_dims(s, spatial) if spatial else s
+
+    mean, var = per_channel(stats[0]), per_channel(stats[1])
+    y = _normalize(x, mean, var, params, epsilon, _last_axis_view(x.ndim), _same)
+    return _result(y, x, params, dtype)
+
+
+def norm_variables(
+    features: int | Sequence[int],
+    *,
+    use_bias: bool = True,
+    use_scale: bool = True,
+    scale_init: Any = jax.nn.initializers.ones,
+    bias_init: Any = jax.nn.initializers.zeros,
+    param_dtype: Any = jnp.float32,
+) -> dict[str, Variable]:
+    """The parameters of a `LayerNorm`, `GroupNorm` or `BatchNorm` over `features` (the
+    feature axes' sizes): `scale` and `bias`."""
+    shape = (features,) if isinstance(features, int) else tuple(features)
+    scale = {"scale": param(scale_init, shape, param_dtype)} if use_scale else {}
+    return {**scale, **({"bias": param(bias_init, shape, param_dtype)} if use_bias else {})}
+
+
+def batch_norm_variables(features: int | Sequence[int], **options: Any) -> dict[str, Variable]:
+    """The variables of a `BatchNorm`: `norm_variables(features, **options)`, and the
+    running `mean` (zeros) and `var` (ones), float32, in `batch_stats`."""
+    shape = (features,) if isinstance(features, int) else tuple(features)
+    stats = {"mean": jax.nn.initializers.zeros, "var": jax.nn.initializers.ones}
+    return {
+        **norm_variables(features, **options),
+        **{name: state("batch_stats", init, shape) for name, init in stats.items()},
+    }
+
+
+#: Linen's default kernel initializer (one instance: it is a function of key, shape, dtype).
+_LECUN_NORMAL = jax.nn.initializers.lecun_normal()
+
+
+def dense_variables(
+    in_features: int,
+    features: int,
+    *,
+    use_bias: bool = True,
+    kernel_init: Any = _LECUN_NORMAL,
+    bias_init: Any = jax.nn.initializers.zeros,
+    param_dtype: Any = jnp.float32,
+) -> dict[str, Variable]:
+    """The parameters of a `Dense`: `kernel` (in_features, features) and `bias`."""
+    kernel = {"kernel": param(kernel_init, (in_features, features), param_dtype)}
+    return {**kernel, **({"bias": param(bias_init, (features,), param_dtype)} if use_bias else {})}

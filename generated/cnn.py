@@ -90,12 +90,7 @@ def scale_variables():
 
 def tied_mlp_variables():
     """The params of TiedMLP.apply(depth=2), from models/cnn.py:49."""
-    return {
-        "tied": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (128, 128)),  # models/cnn.py:52
-            "bias": _runtime.param(jax.nn.initializers.zeros, (128,)),  # models/cnn.py:52
-        },
-    }
+    return {"tied": _runtime.dense_variables(128, 128)}  # models/cnn.py:52
 
 
 def cnn_variables():
@@ -107,15 +102,9 @@ def cnn_variables():
         },
         "block1": conv_block_variables(),
         "scale": scale_variables(),
-        "Dense_0": {
-            "kernel": _runtime.param(small_normal, (3136, 128)),  # models/cnn.py:69
-            "bias": _runtime.param(jax.nn.initializers.zeros, (128,)),  # models/cnn.py:69
-        },
+        "Dense_0": _runtime.dense_variables(3136, 128, kernel_init=small_normal),  # models/cnn.py:69
         "TiedMLP_0": tied_mlp_variables(),
-        "Dense_1": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (128, 10)),  # models/cnn.py:72
-            "bias": _runtime.param(jax.nn.initializers.zeros, (10,)),  # models/cnn.py:72
-        },
+        "Dense_1": _runtime.dense_variables(128, 10),  # models/cnn.py:72
     }
 
 

@@ -27,18 +27,9 @@ def mlp(params, x):
 def mlp_variables():
     """The params of MLP.apply(hidden=(128, 64), num_classes=10), from models/mlp.py:7."""
     return {
-        "hidden_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (784, 128)),  # models/mlp.py:10
-            "bias": _runtime.param(jax.nn.initializers.zeros, (128,)),  # models/mlp.py:10
-        },
-        "hidden_1": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (128, 64)),  # models/mlp.py:10
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/mlp.py:10
-        },
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (64, 10)),  # models/mlp.py:12
-            "bias": _runtime.param(jax.nn.initializers.zeros, (10,)),  # models/mlp.py:12
-        },
+        "hidden_0": _runtime.dense_variables(784, 128),  # models/mlp.py:10
+        "hidden_1": _runtime.dense_variables(128, 64),  # models/mlp.py:10
+        "Dense_0": _runtime.dense_variables(64, 10),  # models/mlp.py:12
     }
 
 

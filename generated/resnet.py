@@ -16,25 +16,13 @@ def res_net_block_train(params, batch_stats, x):
     ResNetBlock_5, ResNetBlock_7).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[batch, height, width, filters]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23  f32[filters]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23  f32[filters]
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[batch, height, width, filters], f32[filters], f32[filters]
+    y, batchnorm_0_stats = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[batch, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:24  f32[batch, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[batch, height, width, filters]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26  f32[filters]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26  f32[filters]
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[batch, height, width, filters], f32[filters], f32[filters]
+    y, batchnorm_1_stats = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:26  f32[batch, height, width, filters]
     y = x + y  # models/resnet.py:30  f32[batch, height, width, filters]
     relu = jax.nn.relu(y)  # models/resnet.py:30  f32[batch, height, width, filters]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}}
+    return relu, {"BatchNorm_0": batchnorm_0_stats, "BatchNorm_1": batchnorm_1_stats}
 
 
 def res_net_block_train_with_conv_proj(params, batch_stats, x):
@@ -44,33 +32,15 @@ def res_net_block_train_with_conv_proj(params, batch_stats, x):
     ResNetBlock_6).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[batch, height // 2, width // 2, filters]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:23  f32[filters]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:23  f32[filters]
-    y, new_mean, new_var = (  # models/resnet.py:23
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:23
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:23
-    )  # models/resnet.py:23  f32[batch, height // 2, width // 2, filters], f32[filters], f32[filters]
+    y, batchnorm_0_stats = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[batch, height // 2, width // 2, filters]
     y = jax.nn.relu(y)  # models/resnet.py:24  f32[batch, height // 2, width // 2, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[batch, height // 2, width // 2, filters]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:26  f32[filters]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:26  f32[filters]
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:26
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:26
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:26
-    )  # models/resnet.py:26  f32[batch, height // 2, width // 2, filters], f32[filters], f32[filters]
+    y, batchnorm_1_stats = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:26  f32[batch, height // 2, width // 2, filters]
     residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[batch, height // 2, width // 2, filters]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:29  f32[filters]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:29  f32[filters]
-    residual, new_mean_2, new_var_2 = (  # models/resnet.py:29
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, -1))) + params["norm_proj"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:29
-        0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:29
-    )  # models/resnet.py:29  f32[batch, height // 2, width // 2, filters], f32[filters], f32[filters]
+    residual, norm_proj_stats = _runtime.batch_norm_train(residual, params["norm_proj"], batch_stats["norm_proj"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:29  f32[batch, height // 2, width // 2, filters]
     y = residual + y  # models/resnet.py:30  f32[batch, height // 2, width // 2, filters]
     relu = jax.nn.relu(y)  # models/resnet.py:30  f32[batch, height // 2, width // 2, filters]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "norm_proj": {"mean": new_mean_2, "var": new_var_2}}
+    return relu, {"BatchNorm_0": batchnorm_0_stats, "BatchNorm_1": batchnorm_1_stats, "norm_proj": norm_proj_stats}
 
 
 def res_net18_train(params, batch_stats, x):
@@ -79,13 +49,7 @@ def res_net18_train(params, batch_stats, x):
     Serves resnet18_train, resnet18_train_step.
     """
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[batch, height // 2, width // 2, num_filters]
-    mean = jnp.mean(x, axis=(0, 1, 2))  # models/resnet.py:59  f32[num_filters]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:59  f32[num_filters]
-    x, new_mean, new_var = (  # models/resnet.py:59
-        (x - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, -1))) + params["bn_init"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:59
-        0.9 * batch_stats["bn_init"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:59
-        0.9 * batch_stats["bn_init"]["var"] + (1 - 0.9) * var,  # models/resnet.py:59
-    )  # models/resnet.py:59  f32[batch, height // 2, width // 2, num_filters], f32[num_filters], f32[num_filters]
+    x, bn_init_stats = _runtime.batch_norm_train(x, params["bn_init"], batch_stats["bn_init"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[batch, height // 2, width // 2, num_filters]
     x = jax.nn.relu(x)  # models/resnet.py:60  f32[batch, height // 2, width // 2, num_filters]
     x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[batch, height // 4, width // 4, num_filters]
     x, resnetblock_0_batch_stats = res_net_block_train(params["ResNetBlock_0"], batch_stats["ResNetBlock_0"], x)  # models/resnet.py:65  f32[batch, height // 4, width // 4, num_filters]
@@ -99,7 +63,7 @@ def res_net18_train(params, batch_stats, x):
     x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[batch, num_filters * 8]
     x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[batch, num_classes]
     asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[batch, num_classes]
-    return asarray, {"bn_init": {"mean": new_mean, "var": new_var}, "ResNetBlock_0": resnetblock_0_batch_stats, "ResNetBlock_1": resnetblock_1_batch_stats, "ResNetBlock_2": resnetblock_2_batch_stats, "ResNetBlock_3": resnetblock_3_batch_stats, "ResNetBlock_4": resnetblock_4_batch_stats, "ResNetBlock_5": resnetblock_5_batch_stats, "ResNetBlock_6": resnetblock_6_batch_stats, "ResNetBlock_7": resnetblock_7_batch_stats}
+    return asarray, {"bn_init": bn_init_stats, "ResNetBlock_0": resnetblock_0_batch_stats, "ResNetBlock_1": resnetblock_1_batch_stats, "ResNetBlock_2": resnetblock_2_batch_stats, "ResNetBlock_3": resnetblock_3_batch_stats, "ResNetBlock_4": resnetblock_4_batch_stats, "ResNetBlock_5": resnetblock_5_batch_stats, "ResNetBlock_6": resnetblock_6_batch_stats, "ResNetBlock_7": resnetblock_7_batch_stats}
 
 
 def res_net_block(params, batch_stats, x):
@@ -109,10 +73,10 @@ def res_net_block(params, batch_stats, x):
     ResNetBlock_7).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, height, width, filters]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:23  f32[2, height, width, filters]
+    y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[2, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, height, width, filters]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:26  f32[2, height, width, filters]
+    y = _runtime.batch_norm_eval(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:26  f32[2, height, width, filters]
     y = x + y  # models/resnet.py:30  f32[2, height, width, filters]
     relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, height, width, filters]
     return relu, batch_stats
@@ -124,12 +88,12 @@ def res_net_block_with_conv_proj(params, batch_stats, x):
     Serves resnet18_eval (ResNetBlock_2, ResNetBlock_4, ResNetBlock_6).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, height // 2, width // 2, filters]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:23  f32[2, height // 2, width // 2, filters]
+    y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[2, height // 2, width // 2, filters]
     y = jax.nn.relu(y)  # models/resnet.py:24  f32[2, height // 2, width // 2, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, height // 2, width // 2, filters]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:26  f32[2, height // 2, width // 2, filters]
+    y = _runtime.batch_norm_eval(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:26  f32[2, height // 2, width // 2, filters]
     residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[2, height // 2, width // 2, filters]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, -1))) + params["norm_proj"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:29  f32[2, height // 2, width // 2, filters]
+    residual = _runtime.batch_norm_eval(residual, params["norm_proj"], batch_stats["norm_proj"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:29  f32[2, height // 2, width // 2, filters]
     y = residual + y  # models/resnet.py:30  f32[2, height // 2, width // 2, filters]
     relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, height // 2, width // 2, filters]
     return relu, batch_stats
@@ -138,7 +102,7 @@ def res_net_block_with_conv_proj(params, batch_stats, x):
 def res_net18(params, batch_stats, x):
     """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=8, num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=False), from models/resnet.py:53."""
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[2, 16, 16, 8]
-    x = (x - jnp.expand_dims(batch_stats["bn_init"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["bn_init"]["var"], (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, -1))) + params["bn_init"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:59  f32[2, 16, 16, 8]
+    x = _runtime.batch_norm_eval(x, params["bn_init"], batch_stats["bn_init"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[2, 16, 16, 8]
     x = jax.nn.relu(x)  # models/resnet.py:60  f32[2, 16, 16, 8]
     x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[2, 8, 8, 8]
     x, resnetblock_0_batch_stats = res_net_block(params["ResNetBlock_0"], batch_stats["ResNetBlock_0"], x)  # models/resnet.py:65  f32[2, 8, 8, 8]
@@ -162,42 +126,18 @@ def bottleneck_res_net_block_train_with_conv_proj(params, batch_stats, x, *, str
     BottleneckResNetBlock_7, BottleneckResNetBlock_13).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, height, width, filters]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39  f32[filters]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39  f32[filters]
-    y, new_mean, new_var = (  # models/resnet.py:39
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:39
-    )  # models/resnet.py:39  f32[2, height, width, filters], f32[filters], f32[filters]
+    y, batchnorm_0_stats = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[2, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, n, n, filters]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42  f32[filters]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42  f32[filters]
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:42
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:42
-    )  # models/resnet.py:42  f32[2, n, n, filters], f32[filters], f32[filters]
+    y, batchnorm_1_stats = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:42  f32[2, n, n, filters]
     y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, n, n, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, n, n, filters * 4]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45  f32[filters * 4]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45  f32[filters * 4]
-    y, new_mean_2, new_var_2 = (  # models/resnet.py:45
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["var"] + (1 - 0.9) * var,  # models/resnet.py:45
-    )  # models/resnet.py:45  f32[2, n, n, filters * 4], f32[filters * 4], f32[filters * 4]
+    y, batchnorm_2_stats = _runtime.batch_norm_train(y, params["BatchNorm_2"], batch_stats["BatchNorm_2"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:45  f32[2, n, n, filters * 4]
     residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[2, n, n, filters * 4]
-    mean = jnp.mean(residual, axis=(0, 1, 2))  # models/resnet.py:48  f32[filters * 4]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(residual), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:48  f32[filters * 4]
-    residual, new_mean_3, new_var_3 = (  # models/resnet.py:48
-        (residual - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, -1))) + params["norm_proj"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:48
-        0.9 * batch_stats["norm_proj"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:48
-        0.9 * batch_stats["norm_proj"]["var"] + (1 - 0.9) * var,  # models/resnet.py:48
-    )  # models/resnet.py:48  f32[2, n, n, filters * 4], f32[filters * 4], f32[filters * 4]
+    residual, norm_proj_stats = _runtime.batch_norm_train(residual, params["norm_proj"], batch_stats["norm_proj"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:48  f32[2, n, n, filters * 4]
     y = residual + y  # models/resnet.py:49  f32[2, n, n, filters * 4]
     relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, n, n, filters * 4]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "BatchNorm_2": {"mean": new_mean_2, "var": new_var_2}, "norm_proj": {"mean": new_mean_3, "var": new_var_3}}
+    return relu, {"BatchNorm_0": batchnorm_0_stats, "BatchNorm_1": batchnorm_1_stats, "BatchNorm_2": batchnorm_2_stats, "norm_proj": norm_proj_stats}
 
 
 def bottleneck_res_net_block_train(params, batch_stats, x):
@@ -208,46 +148,22 @@ def bottleneck_res_net_block_train(params, batch_stats, x):
     BottleneckResNetBlock_8, ... (12 instances)).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, height, width, filters]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:39  f32[filters]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:39  f32[filters]
-    y, new_mean, new_var = (  # models/resnet.py:39
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:39
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # models/resnet.py:39
-    )  # models/resnet.py:39  f32[2, height, width, filters], f32[filters], f32[filters]
+    y, batchnorm_0_stats = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[2, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, height, width, filters]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:42  f32[filters]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:42  f32[filters]
-    y, new_mean_1, new_var_1 = (  # models/resnet.py:42
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:42
-        0.9 * batch_stats["BatchNorm_1"]["var"] + (1 - 0.9) * var,  # models/resnet.py:42
-    )  # models/resnet.py:42  f32[2, height, width, filters], f32[filters], f32[filters]
+    y, batchnorm_1_stats = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:42  f32[2, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, height, width, channels]
-    mean = jnp.mean(y, axis=(0, 1, 2))  # models/resnet.py:45  f32[channels]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(y), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:45  f32[channels]
-    y, new_mean_2, new_var_2 = (  # models/resnet.py:45
-        (y - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:45
-        0.9 * batch_stats["BatchNorm_2"]["var"] + (1 - 0.9) * var,  # models/resnet.py:45
-    )  # models/resnet.py:45  f32[2, height, width, channels], f32[channels], f32[channels]
+    y, batchnorm_2_stats = _runtime.batch_norm_train(y, params["BatchNorm_2"], batch_stats["BatchNorm_2"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:45  f32[2, height, width, channels]
     y = x + y  # models/resnet.py:49  f32[2, height, width, channels]
     relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, height, width, channels]
-    return relu, {"BatchNorm_0": {"mean": new_mean, "var": new_var}, "BatchNorm_1": {"mean": new_mean_1, "var": new_var_1}, "BatchNorm_2": {"mean": new_mean_2, "var": new_var_2}}
+    return relu, {"BatchNorm_0": batchnorm_0_stats, "BatchNorm_1": batchnorm_1_stats, "BatchNorm_2": batchnorm_2_stats}
 
 
 def res_net50_train(params, batch_stats, x):
     """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, num_filters=8, num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=True), from models/resnet.py:53."""
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[2, 16, 16, 8]
-    mean = jnp.mean(x, axis=(0, 1, 2))  # models/resnet.py:59  f32[8]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean))  # models/resnet.py:59  f32[8]
-    x, new_mean, new_var = (  # models/resnet.py:59
-        (x - jnp.expand_dims(mean, (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, -1))) + params["bn_init"]["bias"].reshape((1, 1, 1, -1)),  # models/resnet.py:59
-        0.9 * batch_stats["bn_init"]["mean"] + (1 - 0.9) * mean,  # models/resnet.py:59
-        0.9 * batch_stats["bn_init"]["var"] + (1 - 0.9) * var,  # models/resnet.py:59
-    )  # models/resnet.py:59  f32[2, 16, 16, 8], f32[8], f32[8]
+    x, bn_init_stats = _runtime.batch_norm_train(x, params["bn_init"], batch_stats["bn_init"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[2, 16, 16, 8]
     x = jax.nn.relu(x)  # models/resnet.py:60  f32[2, 16, 16, 8]
     x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[2, 8, 8, 8]
     x, bottleneckresnetblock_0_batch_stats = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_0"], batch_stats["BottleneckResNetBlock_0"], x, strides=(1, 1))  # models/resnet.py:65  f32[2, 8, 8, 32]
@@ -269,7 +185,7 @@ def res_net50_train(params, batch_stats, x):
     x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[2, 256]
     x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[2, 10]
     asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[2, 10]
-    return asarray, {"bn_init": {"mean": new_mean, "var": new_var}, "BottleneckResNetBlock_0": bottleneckresnetblock_0_batch_stats, "BottleneckResNetBlock_1": bottleneckresnetblock_1_batch_stats, "BottleneckResNetBlock_2": bottleneckresnetblock_2_batch_stats, "BottleneckResNetBlock_3": bottleneckresnetblock_3_batch_stats, "BottleneckResNetBlock_4": bottleneckresnetblock_4_batch_stats, "BottleneckResNetBlock_5": bottleneckresnetblock_5_batch_stats, "BottleneckResNetBlock_6": bottleneckresnetblock_6_batch_stats, "BottleneckResNetBlock_7": bottleneckresnetblock_7_batch_stats, "BottleneckResNetBlock_8": bottleneckresnetblock_8_batch_stats, "BottleneckResNetBlock_9": bottleneckresnetblock_9_batch_stats, "BottleneckResNetBlock_10": bottleneckresnetblock_10_batch_stats, "BottleneckResNetBlock_11": bottleneckresnetblock_11_batch_stats, "BottleneckResNetBlock_12": bottleneckresnetblock_12_batch_stats, "BottleneckResNetBlock_13": bottleneckresnetblock_13_batch_stats, "BottleneckResNetBlock_14": bottleneckresnetblock_14_batch_stats, "BottleneckResNetBlock_15": bottleneckresnetblock_15_batch_stats}
+    return asarray, {"bn_init": bn_init_stats, "BottleneckResNetBlock_0": bottleneckresnetblock_0_batch_stats, "BottleneckResNetBlock_1": bottleneckresnetblock_1_batch_stats, "BottleneckResNetBlock_2": bottleneckresnetblock_2_batch_stats, "BottleneckResNetBlock_3": bottleneckresnetblock_3_batch_stats, "BottleneckResNetBlock_4": bottleneckresnetblock_4_batch_stats, "BottleneckResNetBlock_5": bottleneckresnetblock_5_batch_stats, "BottleneckResNetBlock_6": bottleneckresnetblock_6_batch_stats, "BottleneckResNetBlock_7": bottleneckresnetblock_7_batch_stats, "BottleneckResNetBlock_8": bottleneckresnetblock_8_batch_stats, "BottleneckResNetBlock_9": bottleneckresnetblock_9_batch_stats, "BottleneckResNetBlock_10": bottleneckresnetblock_10_batch_stats, "BottleneckResNetBlock_11": bottleneckresnetblock_11_batch_stats, "BottleneckResNetBlock_12": bottleneckresnetblock_12_batch_stats, "BottleneckResNetBlock_13": bottleneckresnetblock_13_batch_stats, "BottleneckResNetBlock_14": bottleneckresnetblock_14_batch_stats, "BottleneckResNetBlock_15": bottleneckresnetblock_15_batch_stats}
 
 
 def bottleneck_res_net_block_with_conv_proj(params, batch_stats, x, *, strides):
@@ -279,15 +195,15 @@ def bottleneck_res_net_block_with_conv_proj(params, batch_stats, x, *, strides):
     BottleneckResNetBlock_7, BottleneckResNetBlock_13).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[batch, height, width, filters]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:39  f32[batch, height, width, filters]
+    y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[batch, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:40  f32[batch, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[batch, n, n, filters]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:42  f32[batch, n, n, filters]
+    y = _runtime.batch_norm_eval(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:42  f32[batch, n, n, filters]
     y = jax.nn.relu(y)  # models/resnet.py:43  f32[batch, n, n, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[batch, n, n, filters * 4]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:45  f32[batch, n, n, filters * 4]
+    y = _runtime.batch_norm_eval(y, params["BatchNorm_2"], batch_stats["BatchNorm_2"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:45  f32[batch, n, n, filters * 4]
     residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[batch, n, n, filters * 4]
-    residual = (residual - jnp.expand_dims(batch_stats["norm_proj"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["norm_proj"]["var"], (0, 1, 2)) + 1e-05) * params["norm_proj"]["scale"].reshape((1, 1, 1, -1))) + params["norm_proj"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:48  f32[batch, n, n, filters * 4]
+    residual = _runtime.batch_norm_eval(residual, params["norm_proj"], batch_stats["norm_proj"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:48  f32[batch, n, n, filters * 4]
     y = residual + y  # models/resnet.py:49  f32[batch, n, n, filters * 4]
     relu = jax.nn.relu(y)  # models/resnet.py:49  f32[batch, n, n, filters * 4]
     return relu, batch_stats
@@ -301,13 +217,13 @@ def bottleneck_res_net_block(params, batch_stats, x):
     BottleneckResNetBlock_8, ... (12 instances)).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[batch, height, width, filters]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_0"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_0"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:39  f32[batch, height, width, filters]
+    y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[batch, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:40  f32[batch, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[batch, height, width, filters]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_1"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_1"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_1"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_1"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:42  f32[batch, height, width, filters]
+    y = _runtime.batch_norm_eval(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:42  f32[batch, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:43  f32[batch, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[batch, height, width, channels]
-    y = (y - jnp.expand_dims(batch_stats["BatchNorm_2"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["BatchNorm_2"]["var"], (0, 1, 2)) + 1e-05) * params["BatchNorm_2"]["scale"].reshape((1, 1, 1, -1))) + params["BatchNorm_2"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:45  f32[batch, height, width, channels]
+    y = _runtime.batch_norm_eval(y, params["BatchNorm_2"], batch_stats["BatchNorm_2"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:45  f32[batch, height, width, channels]
     y = x + y  # models/resnet.py:49  f32[batch, height, width, channels]
     relu = jax.nn.relu(y)  # models/resnet.py:49  f32[batch, height, width, channels]
     return relu, batch_stats
@@ -319,7 +235,7 @@ def res_net50(params, batch_stats, x):
     Serves resnet50_b1, resnet50_b8.
     """
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[batch, 112, 112, 64]
-    x = (x - jnp.expand_dims(batch_stats["bn_init"]["mean"], (0, 1, 2))) * (jax.lax.rsqrt(jnp.expand_dims(batch_stats["bn_init"]["var"], (0, 1, 2)) + 1e-05) * params["bn_init"]["scale"].reshape((1, 1, 1, -1))) + params["bn_init"]["bias"].reshape((1, 1, 1, -1))  # models/resnet.py:59  f32[batch, 112, 112, 64]
+    x = _runtime.batch_norm_eval(x, params["bn_init"], batch_stats["bn_init"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[batch, 112, 112, 64]
     x = jax.nn.relu(x)  # models/resnet.py:60  f32[batch, 112, 112, 64]
     x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[batch, 56, 56, 64]
     x, bottleneckresnetblock_0_batch_stats = bottleneck_res_net_block_with_conv_proj(params["BottleneckResNetBlock_0"], batch_stats["BottleneckResNetBlock_0"], x, strides=(1, 1))  # models/resnet.py:65  f32[batch, 56, 56, 256]
@@ -366,19 +282,9 @@ def res_net_block_variables(*, filters):
     """The params and batch_stats of ResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
     return {
         "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:22
-        "BatchNorm_0": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:23
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:23
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:23
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:23
-        },
+        "BatchNorm_0": _runtime.batch_norm_variables(filters),  # models/resnet.py:23
         "Conv_1": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:25
-        "BatchNorm_1": {
-            "scale": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:26
-        },
+        "BatchNorm_1": _runtime.batch_norm_variables(filters, scale_init=jax.nn.initializers.zeros),  # models/resnet.py:26
     }
 
 
@@ -386,26 +292,11 @@ def res_net_block_with_conv_proj_variables(*, filters):
     """The params and batch_stats of ResNetBlock.apply(filters=16|32|64|128|256|512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
     return {
         "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters // 2, filters))},  # models/resnet.py:22
-        "BatchNorm_0": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:23
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:23
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:23
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:23
-        },
+        "BatchNorm_0": _runtime.batch_norm_variables(filters),  # models/resnet.py:23
         "Conv_1": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:25
-        "BatchNorm_1": {
-            "scale": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:26
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:26
-        },
+        "BatchNorm_1": _runtime.batch_norm_variables(filters, scale_init=jax.nn.initializers.zeros),  # models/resnet.py:26
         "conv_proj": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, filters // 2, filters))},  # models/resnet.py:28
-        "norm_proj": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:29
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:29
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:29
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:29
-        },
+        "norm_proj": _runtime.batch_norm_variables(filters),  # models/resnet.py:29
     }
 
 
@@ -413,12 +304,7 @@ def res_net18_variables(*, num_filters, num_classes):
     """The params and batch_stats of ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu, train=True|False), from models/resnet.py:53."""
     return {
         "conv_init": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (7, 7, 3, num_filters))},  # models/resnet.py:58
-        "bn_init": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (num_filters,)),  # models/resnet.py:59
-            "bias": _runtime.param(jax.nn.initializers.zeros, (num_filters,)),  # models/resnet.py:59
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (num_filters,)),  # models/resnet.py:59
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (num_filters,)),  # models/resnet.py:59
-        },
+        "bn_init": _runtime.batch_norm_variables(num_filters),  # models/resnet.py:59
         "ResNetBlock_0": res_net_block_variables(filters=num_filters),
         "ResNetBlock_1": res_net_block_variables(filters=num_filters),
         "ResNetBlock_2": res_net_block_with_conv_proj_variables(filters=num_filters * 2),
@@ -427,10 +313,7 @@ def res_net18_variables(*, num_filters, num_classes):
         "ResNetBlock_5": res_net_block_variables(filters=num_filters * 4),
         "ResNetBlock_6": res_net_block_with_conv_proj_variables(filters=num_filters * 8),
         "ResNetBlock_7": res_net_block_variables(filters=num_filters * 8),
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (num_filters * 8, num_classes)),  # models/resnet.py:68
-            "bias": _runtime.param(jax.nn.initializers.zeros, (num_classes,)),  # models/resnet.py:68
-        },
+        "Dense_0": _runtime.dense_variables(num_filters * 8, num_classes),  # models/resnet.py:68
     }
 
 
@@ -438,33 +321,13 @@ def bottleneck_res_net_block_with_conv_proj_variables(*, in_channels, filters):
     """The params and batch_stats of BottleneckResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)|(2, 2)), from models/resnet.py:36."""
     return {
         "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, in_channels, filters))},  # models/resnet.py:38
-        "BatchNorm_0": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:39
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:39
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:39
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:39
-        },
+        "BatchNorm_0": _runtime.batch_norm_variables(filters),  # models/resnet.py:39
         "Conv_1": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:41
-        "BatchNorm_1": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:42
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:42
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:42
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:42
-        },
+        "BatchNorm_1": _runtime.batch_norm_variables(filters),  # models/resnet.py:42
         "Conv_2": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, filters, filters * 4))},  # models/resnet.py:44
-        "BatchNorm_2": {
-            "scale": _runtime.param(jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters * 4,)),  # models/resnet.py:45
-        },
+        "BatchNorm_2": _runtime.batch_norm_variables(filters * 4, scale_init=jax.nn.initializers.zeros),  # models/resnet.py:45
         "conv_proj": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, in_channels, filters * 4))},  # models/resnet.py:47
-        "norm_proj": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (filters * 4,)),  # models/resnet.py:48
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:48
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:48
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters * 4,)),  # models/resnet.py:48
-        },
+        "norm_proj": _runtime.batch_norm_variables(filters * 4),  # models/resnet.py:48
     }
 
 
@@ -472,26 +335,11 @@ def bottleneck_res_net_block_variables(*, filters):
     """The params and batch_stats of BottleneckResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
     return {
         "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, filters * 4, filters))},  # models/resnet.py:38
-        "BatchNorm_0": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:39
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:39
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:39
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:39
-        },
+        "BatchNorm_0": _runtime.batch_norm_variables(filters),  # models/resnet.py:39
         "Conv_1": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:41
-        "BatchNorm_1": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (filters,)),  # models/resnet.py:42
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:42
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters,)),  # models/resnet.py:42
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters,)),  # models/resnet.py:42
-        },
+        "BatchNorm_1": _runtime.batch_norm_variables(filters),  # models/resnet.py:42
         "Conv_2": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, filters, filters * 4))},  # models/resnet.py:44
-        "BatchNorm_2": {
-            "scale": _runtime.param(jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
-            "bias": _runtime.param(jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (filters * 4,)),  # models/resnet.py:45
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (filters * 4,)),  # models/resnet.py:45
-        },
+        "BatchNorm_2": _runtime.batch_norm_variables(filters * 4, scale_init=jax.nn.initializers.zeros),  # models/resnet.py:45
     }
 
 
@@ -499,12 +347,7 @@ def res_net50_variables(*, num_filters, num_classes):
     """The params and batch_stats of ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu, train=True|False), from models/resnet.py:53."""
     return {
         "conv_init": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (7, 7, 3, num_filters))},  # models/resnet.py:58
-        "bn_init": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (num_filters,)),  # models/resnet.py:59
-            "bias": _runtime.param(jax.nn.initializers.zeros, (num_filters,)),  # models/resnet.py:59
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (num_filters,)),  # models/resnet.py:59
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (num_filters,)),  # models/resnet.py:59
-        },
+        "bn_init": _runtime.batch_norm_variables(num_filters),  # models/resnet.py:59
         "BottleneckResNetBlock_0": bottleneck_res_net_block_with_conv_proj_variables(in_channels=num_filters, filters=num_filters),
         "BottleneckResNetBlock_1": bottleneck_res_net_block_variables(filters=num_filters),
         "BottleneckResNetBlock_2": bottleneck_res_net_block_variables(filters=num_filters),
@@ -521,10 +364,7 @@ def res_net50_variables(*, num_filters, num_classes):
         "BottleneckResNetBlock_13": bottleneck_res_net_block_with_conv_proj_variables(in_channels=num_filters * 16, filters=num_filters * 8),
         "BottleneckResNetBlock_14": bottleneck_res_net_block_variables(filters=num_filters * 8),
         "BottleneckResNetBlock_15": bottleneck_res_net_block_variables(filters=num_filters * 8),
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (num_filters * 32, num_classes)),  # models/resnet.py:68
-            "bias": _runtime.param(jax.nn.initializers.zeros, (num_classes,)),  # models/resnet.py:68
-        },
+        "Dense_0": _runtime.dense_variables(num_filters * 32, num_classes),  # models/resnet.py:68
     }
 
 

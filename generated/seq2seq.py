@@ -122,10 +122,7 @@ def decoder_variables():
                 "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:36
             },
         },
-        "logits": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (32, 32)),  # models/seq2seq.py:40
-            "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:40
-        },
+        "logits": _runtime.dense_variables(32, 32),  # models/seq2seq.py:40
     }
 
 

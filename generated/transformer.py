@@ -27,9 +27,7 @@ def block_train(params, x, *, rng):
 
     Serves lm_train (block_0, block_1).
     """
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:39  f32[4, 32, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:39  f32[4, 32, 1]
-    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_0"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:39  f32[4, 32, 64]
+    y = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # models/transformer.py:39  f32[4, 32, 64]
     query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
     key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
     value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
@@ -43,9 +41,7 @@ def block_train(params, x, *, rng):
     keep = jax.random.bernoulli(jax.random.fold_in(rng, 1918885900), 0.9, y.shape)  # models/transformer.py:43  bool[4, 32, 64]
     dropout = jax.lax.select(jnp.broadcast_to(keep, y.shape), y / 0.9, jnp.zeros_like(y))  # models/transformer.py:43  f32[4, 32, 64]
     x = x + dropout  # models/transformer.py:43  f32[4, 32, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:44  f32[4, 32, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:44  f32[4, 32, 1]
-    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_1"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:44  f32[4, 32, 64]
+    y = _runtime.layer_norm(x, params["LayerNorm_1"], epsilon=1e-06)  # models/transformer.py:44  f32[4, 32, 64]
     dense = y @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:45  f32[4, 32, 256]
     y = jax.nn.gelu(dense)  # models/transformer.py:45  f32[4, 32, 256]
     y = y @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:46  f32[4, 32, 64]
@@ -63,9 +59,7 @@ def transformer_lm_train(params, tokens, *, rng):
     x = jax.lax.select(jnp.broadcast_to(keep, x.shape), x / 0.9, jnp.zeros_like(x))  # models/transformer.py:56  f32[4, 32, 64]
     x = block_train(params["block_0"], x, rng=jax.random.fold_in(rng, 335192084))  # models/transformer.py:58  f32[4, 32, 64]
     x = block_train(params["block_1"], x, rng=jax.random.fold_in(rng, 1694339202))  # models/transformer.py:58  f32[4, 32, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60  f32[4, 32, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60  f32[4, 32, 1]
-    x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["ln_f"]["scale"].reshape((1, 1, -1))) + params["ln_f"]["bias"].reshape((1, 1, -1))  # models/transformer.py:60  f32[4, 32, 64]
+    x = _runtime.layer_norm(x, params["ln_f"], epsilon=1e-06)  # models/transformer.py:60  f32[4, 32, 64]
     logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[4, 32, 128]
     return logits
 
@@ -97,9 +91,7 @@ def block(params, x):
 
     Serves lm_eval (block_0, block_1).
     """
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:39  f32[4, 32, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:39  f32[4, 32, 1]
-    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_0"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:39  f32[4, 32, 64]
+    y = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # models/transformer.py:39  f32[4, 32, 64]
     query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
     key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
     value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
@@ -109,9 +101,7 @@ def block(params, x):
     attended = jnp.einsum("...hqk,...khd->...qhd", weights, value)  # models/transformer.py:40  f32[4, 32, 4, 16]
     y = jax.lax.dot_general(attended, params["SelfAttention_0"]["out"]["kernel"], (((2, 3), (0, 1)), ((), ()))) + params["SelfAttention_0"]["out"]["bias"].reshape((1, 1, -1))  # models/transformer.py:40  f32[4, 32, 64]
     x = x + y  # models/transformer.py:43  f32[4, 32, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:44  f32[4, 32, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:44  f32[4, 32, 1]
-    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_1"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:44  f32[4, 32, 64]
+    y = _runtime.layer_norm(x, params["LayerNorm_1"], epsilon=1e-06)  # models/transformer.py:44  f32[4, 32, 64]
     dense = y @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:45  f32[4, 32, 256]
     y = jax.nn.gelu(dense)  # models/transformer.py:45  f32[4, 32, 256]
     y = y @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:46  f32[4, 32, 64]
@@ -125,9 +115,7 @@ def transformer_lm(params, tokens):
     x = position_embedding(params["pos"], x)  # models/transformer.py:55  f32[4, 32, 64]
     x = block(params["block_0"], x)  # models/transformer.py:58  f32[4, 32, 64]
     x = block(params["block_1"], x)  # models/transformer.py:58  f32[4, 32, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60  f32[4, 32, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60  f32[4, 32, 1]
-    x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["ln_f"]["scale"].reshape((1, 1, -1))) + params["ln_f"]["bias"].reshape((1, 1, -1))  # models/transformer.py:60  f32[4, 32, 64]
+    x = _runtime.layer_norm(x, params["ln_f"], epsilon=1e-06)  # models/transformer.py:60  f32[4, 32, 64]
     logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[4, 32, 128]
     return logits
 
@@ -153,9 +141,7 @@ def block_decode(params, cache, x):
 
     Serves lm_prefill, lm_decode (block_0, block_1).
     """
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:39  f32[1, length, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:39  f32[1, length, 1]
-    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_0"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:39  f32[1, length, 64]
+    y = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # models/transformer.py:39  f32[1, length, 64]
     query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
     key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
     value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
@@ -169,9 +155,7 @@ def block_decode(params, cache, x):
     attended = jnp.einsum("...hqk,...khd->...qhd", weights, cached_value)  # models/transformer.py:40  f32[1, length, 4, 16]
     y = jax.lax.dot_general(attended, params["SelfAttention_0"]["out"]["kernel"], (((2, 3), (0, 1)), ((), ()))) + params["SelfAttention_0"]["out"]["bias"].reshape((1, 1, -1))  # models/transformer.py:40  f32[1, length, 64]
     x = x + y  # models/transformer.py:43  f32[1, length, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:44  f32[1, length, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:44  f32[1, length, 1]
-    y = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_1"]["scale"].reshape((1, 1, -1))) + params["LayerNorm_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:44  f32[1, length, 64]
+    y = _runtime.layer_norm(x, params["LayerNorm_1"], epsilon=1e-06)  # models/transformer.py:44  f32[1, length, 64]
     dense = y @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:45  f32[1, length, 256]
     y = jax.nn.gelu(dense)  # models/transformer.py:45  f32[1, length, 256]
     y = y @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:46  f32[1, length, 64]
@@ -188,9 +172,7 @@ def transformer_lm_decode(params, cache, tokens):
     x, pos_cache = position_embedding_decode(params["pos"], cache["pos"], x)  # models/transformer.py:55  f32[1, length, 64]
     x, block_0_cache = block_decode(params["block_0"], cache["block_0"], x)  # models/transformer.py:58  f32[1, length, 64]
     x, block_1_cache = block_decode(params["block_1"], cache["block_1"], x)  # models/transformer.py:58  f32[1, length, 64]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # models/transformer.py:60  f32[1, length, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # models/transformer.py:60  f32[1, length, 1]
-    x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["ln_f"]["scale"].reshape((1, 1, -1))) + params["ln_f"]["bias"].reshape((1, 1, -1))  # models/transformer.py:60  f32[1, length, 64]
+    x = _runtime.layer_norm(x, params["ln_f"], epsilon=1e-06)  # models/transformer.py:60  f32[1, length, 64]
     logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[1, length, 128]
     return logits, {"pos": pos_cache, "block_0": block_0_cache, "block_1": block_1_cache}
 
@@ -203,10 +185,7 @@ def position_embedding_variables():
 def block_variables():
     """The params of Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.1|0.0, train=True|False, decode=False), from models/transformer.py:37."""
     return {
-        "LayerNorm_0": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:39
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:39
-        },
+        "LayerNorm_0": _runtime.norm_variables(64),  # models/transformer.py:39
         "SelfAttention_0": {
             "query": {
                 "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
@@ -225,18 +204,9 @@ def block_variables():
                 "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:40
             },
         },
-        "LayerNorm_1": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:44
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:44
-        },
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (64, 256)),  # models/transformer.py:45
-            "bias": _runtime.param(jax.nn.initializers.zeros, (256,)),  # models/transformer.py:45
-        },
-        "Dense_1": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (256, 64)),  # models/transformer.py:46
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:46
-        },
+        "LayerNorm_1": _runtime.norm_variables(64),  # models/transformer.py:44
+        "Dense_0": _runtime.dense_variables(64, 256),  # models/transformer.py:45
+        "Dense_1": _runtime.dense_variables(256, 64),  # models/transformer.py:46
     }
 
 
@@ -247,10 +217,7 @@ def transformer_lm_variables():
         "pos": position_embedding_variables(),
         "block_0": block_variables(),
         "block_1": block_variables(),
-        "ln_f": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:60
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:60
-        },
+        "ln_f": _runtime.norm_variables(64),  # models/transformer.py:60
     }
 
 
@@ -265,10 +232,7 @@ def position_embedding_decode_variables():
 def block_decode_variables():
     """The params and cache of Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:37."""
     return {
-        "LayerNorm_0": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:39
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:39
-        },
+        "LayerNorm_0": _runtime.norm_variables(64),  # models/transformer.py:39
         "SelfAttention_0": {
             "query": {
                 "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
@@ -290,18 +254,9 @@ def block_decode_variables():
             "cached_value": _runtime.state("cache", jax.nn.initializers.zeros, (1, 64, 4, 16)),  # models/transformer.py:40
             "cache_index": _runtime.state("cache", jax.nn.initializers.zeros, (), jnp.int32),  # models/transformer.py:40
         },
-        "LayerNorm_1": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:44
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:44
-        },
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (64, 256)),  # models/transformer.py:45
-            "bias": _runtime.param(jax.nn.initializers.zeros, (256,)),  # models/transformer.py:45
-        },
-        "Dense_1": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (256, 64)),  # models/transformer.py:46
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:46
-        },
+        "LayerNorm_1": _runtime.norm_variables(64),  # models/transformer.py:44
+        "Dense_0": _runtime.dense_variables(64, 256),  # models/transformer.py:45
+        "Dense_1": _runtime.dense_variables(256, 64),  # models/transformer.py:46
     }
 
 
@@ -312,10 +267,7 @@ def transformer_lm_decode_variables():
         "pos": position_embedding_decode_variables(),
         "block_0": block_decode_variables(),
         "block_1": block_decode_variables(),
-        "ln_f": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (64,)),  # models/transformer.py:60
-            "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:60
-        },
+        "ln_f": _runtime.norm_variables(64),  # models/transformer.py:60
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal, Sequence, overload
 
 from .. import dtypes as dt
 from ..diagnostics import Span
-from ..program import Code, OpInfo, Tensor
+from ..program import Code, OpInfo, Tensor, Var
 from ..quoting import identifier
 from ..sizes import Size, SizeRef, SizeTuple, has_code, plain
 from ..values import (
@@ -342,7 +342,7 @@ class FnCall:
                       stem or self.entry.name.lower(),
                       info=self.op_info("ops/call.j2", args, outputs))
 
-    def emit(self, template: str, args: dict[str, Code | str | Tensor], outputs: Sequence[Tensor],
+    def emit(self, template: str, args: dict[str, Code | str | Tensor], outputs: Sequence[Var],
              stem: str | None = None,
              temps: "tuple[str, ...] | dict[str, Tensor | tuple[Tensor, ...]]" = ()) -> None:
         """Emit `template`; `temps` names its scratch variables, with their types where
@@ -355,7 +355,7 @@ class FnCall:
         self.ctx.emit(template, coded, tuple(outputs), self.span, stem or self.entry.name.lower(),
                       temps, info=self.op_info(template, coded, outputs), temp_types=types)
 
-    def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Tensor]) -> OpInfo:
+    def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Var]) -> OpInfo:
         """What the model summary records of an op this call emits: entry, FLOPs, instance."""
         scope = getattr(self, "scope", None)
         return OpInfo(qualname(self.entry), flops.count(self, template, args, tuple(outputs)),
@@ -383,6 +383,11 @@ class LayerScope:
                   span: Span) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def set_state_tree(self, collection: str, value: Var,
+                       span: Span) -> None:  # pragma: no cover - interface
+        """The layer's whole new subtree of `collection`, one value (a dict at run time)."""
+        raise NotImplementedError
+
     def rng(self, span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -406,6 +411,9 @@ class LayerCall(FnCall):
 
     def set_state(self, collection: str, name: str, value: Tensor) -> None:
         self.scope.set_state(collection, name, value, self.span)
+
+    def set_state_tree(self, collection: str, value: Var) -> None:
+        self.scope.set_state_tree(collection, value, self.span)
 
     def rng(self) -> Code:
         return self.scope.rng(self.span)

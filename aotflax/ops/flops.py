@@ -540,7 +540,9 @@ def _bn_normalize(view: OpView, n: int, c: int) -> int:
 
 
 def _batch_norm(view: OpView, fast: bool = True) -> int:
-    n, c = sh.size(view.arg("x").shape), sh.size(view.out(1).shape)
+    x = view.arg("x")
+    reduced = view.literal("axes")
+    n, c = sh.size(x.shape), math.prod(d for a, d in enumerate(x.shape) if a not in reduced)
     return _norm_stats(n, c, fast) + _bn_normalize(view, n, c) + 6 * c  # + running averages
 
 
@@ -559,9 +561,9 @@ def _layer_norm(view: OpView) -> int:
 
 
 def _group_norm(view: OpView, fast: bool = True) -> int:
-    x, xg = view.arg("x"), view.arg("xg")
+    x, groups = view.arg("x"), view.literal("groups")
     n = sh.size(x.shape)
-    m = n // (xg.shape[-1] * math.prod(xg.shape[1:-2]))  # batch * groups
+    m = n // (x.shape[-1] // groups * math.prod(x.shape[1:-1]))  # batch * groups
     bc = x.shape[0] * x.shape[-1]  # statistics repeated over channels
     normalize = 2 * n + 2 * bc + (bc if view.has("scale") else 0) + (
         n if view.has("bias") else 0)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
-from ..quoting import literal
+from ..quoting import literal, string
 from ..values import DType
 from . import initializers as inits
 from .calls import FnCall, LayerCall
@@ -71,6 +71,40 @@ def feature_view(code: Code, ndim: int) -> Code:
         return code
     shape = ", ".join(["1"] * (ndim - 1) + ["-1"])
     return Code.of(code, f".reshape(({shape}))")
+
+
+def subtree(entries: dict[str, Code]) -> Code:
+    """The code of a dict holding `entries` (key -> code of its value): the subtree they
+    are read from (`params["BatchNorm_0"]`) when each is that subtree's entry of its key,
+    else a dict display (`{"scale": w}`: parameters a caller gave, a state just updated).
+    """
+    heads: list[Code] = []
+    for key, code in entries.items():
+        suffix = f"[{string(key)}]"
+        last = code.parts[-1] if code.parts else None
+        if not isinstance(last, str) or not last.endswith(suffix):
+            break
+        head = (*code.parts[:-1], last[:-len(suffix)]) if last != suffix else code.parts[:-1]
+        if not head:
+            break
+        heads.append(Code(tuple(head)))
+    else:
+        if heads and all(h.parts == heads[0].parts for h in heads):
+            return heads[0]
+    items = [Code.of(f"{string(k)}: ", v) for k, v in entries.items()]
+    return Code.of("{", Code.join(", ", items), "}")
+
+
+def options(**items: str | None) -> str:
+    """`, name=value` for the keyword arguments of a layer helper, in order; a value of
+    None is left out (the caller passes None for the helper's default)."""
+    return "".join(f", {k}={v}" for k, v in items.items() if v is not None)
+
+
+def dtype_option(call: LayerCall) -> str | None:
+    """The layer's `dtype=` as the helper takes it (None: not given)."""
+    name = call.dtype("dtype")
+    return None if name is None else f"jnp.{name}"
 
 
 def compute_dtype(call: LayerCall, *dtypes: str) -> str:
@@ -260,31 +294,24 @@ def layer_norm(call: LayerCall) -> Tensor:
     eps = call.static("epsilon", float, int)
     pdt = call.dtype("param_dtype", allow_none=False)
     c = x.shape[-1]
-    stat = dt.result_type((x.dtype, False), ("float32", False))[0]
     scale = call.param("scale", (c,), pdt, call.initializer("scale_init")) \
         if call.bool("scale") else None
     bias = call.param("bias", (c,), pdt, call.initializer("bias_init")) \
         if call.bool("bias") else None
     dtype = call.dtype("dtype") or dt.result_type(
         (x.dtype, False), *[(pdt, False) for p in (scale, bias) if p is not None])[0]
-    computed = dt.result_type((stat, False),
-                              *[(pdt, False) for p in (scale, bias) if p is not None])[0]
-    xf = x
-    if x.dtype != stat:  # Linen computes statistics from x cast to float32 first
-        xf = call.out(x.shape, stat)
-        call.emit("ops/call.j2", {"call": cast(x, x.dtype, stat)}, [xf], stem="xf")
-    norm = call.out(x.shape, computed)
+    # Linen computes the statistics from x cast to float32 first, and returns the result
+    # cast to `dtype` (both inside the runtime's helper)
+    out = call.out(x.shape, dtype)
+    params = {name: code for name, code in (("scale", scale), ("bias", bias))
+              if code is not None}
     call.emit("layers/layer_norm.j2", {
-        "x": xf, "eps": literal(float(eps)),
+        "x": x,
         "scale": Code.of(" * ", feature_view(scale, x.ndim)) if scale is not None else "",
         "bias": Code.of(" + ", feature_view(bias, x.ndim)) if bias is not None else "",
-    }, [norm], stem="norm", temps={"mean": Tensor((*x.shape[:-1], 1), stat),
-                                   "var": Tensor((*x.shape[:-1], 1), stat)})
-    if dtype == computed:
-        return norm
-    # Linen's final `jnp.asarray(y, dtype)`, a statement of its own (operator precedence)
-    out = call.out(x.shape, dtype)
-    call.emit("ops/call.j2", {"call": Code.of(norm, f".astype(jnp.{dtype})")}, [out], stem="norm")
+        "params": subtree(params),
+        "options": options(epsilon=literal(float(eps)), dtype=dtype_option(call)),
+    }, [out], stem="norm")
     return out
 
 

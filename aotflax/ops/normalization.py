@@ -14,16 +14,24 @@ BatchNorm keeps its running statistics in the `batch_stats` collection as
 Linen does (`mean` zeros and `var` ones, float32, shape of the feature axes):
 a training call returns `momentum * old + (1 - momentum) * batch` for both, an
 evaluation call (`use_running_average=True`) only reads them.
+
+Generated code calls the runtime's helper of each layer in one line
+(`_runtime.batch_norm_train(x, params["BatchNorm_0"], batch_stats["BatchNorm_0"],
+momentum=0.9, epsilon=1e-05)`), with every hyperparameter that is not Linen's
+default as a keyword argument; the helpers (templates/runtime.py.j2, section
+"layers") perform the operations described here in this order.  The template
+arguments the FLOP and axis rules read (`x`, `axes`, `scale`, `bias`, ...) are
+passed along unrendered.
 """
 
 from __future__ import annotations
 
 from .. import dtypes as dt
-from ..program import Code, Tensor
+from ..program import Code, Tensor, TreeVar, Var
 from ..quoting import literal
 from . import initializers as inits
 from .calls import LayerCall
-from .layers import layer
+from .layers import dtype_option, layer, options, subtree
 
 BATCH_STATS = "batch_stats"
 
@@ -88,19 +96,26 @@ def _cast_to(call: LayerCall, x: Tensor, dtype: str, stem: str = "xf") -> Tensor
 
 def _affine(call: LayerCall, feature_shape: tuple[int, ...], view: str, *,
             bias: bool = True) -> tuple[list[str], dict[str, Code | str]]:
-    """Declare `scale` / `bias` (Linen names, shape of the feature axes) and their code."""
+    """Declare `scale` / `bias` (Linen names, shape of the feature axes).
+
+    **Returns:** their dtypes, and the template arguments: `scale` (` * scale_view`) and
+    `bias` (` + bias_view`), empty when absent, and `params`, the code of the dict that
+    holds them (the layer's parameter subtree).
+    """
     pdt = call.dtype("param_dtype", allow_none=False)
     assert pdt is not None
     dtypes: list[str] = []
     args: dict[str, Code | str] = {"scale": "", "bias": ""}
+    raw: dict[str, Code] = {}
     if call.bool("scale"):
-        scale = call.param("scale", feature_shape, pdt, call.initializer("scale_init"))
-        args["scale"] = Code.of(" * ", scale, view)
+        raw["scale"] = call.param("scale", feature_shape, pdt, call.initializer("scale_init"))
+        args["scale"] = Code.of(" * ", raw["scale"], view)
         dtypes.append(pdt)
     if bias and call.bool("bias"):
-        b = call.param("bias", feature_shape, pdt, call.initializer("bias_init"))
-        args["bias"] = Code.of(" + ", b, view)
+        raw["bias"] = call.param("bias", feature_shape, pdt, call.initializer("bias_init"))
+        args["bias"] = Code.of(" + ", raw["bias"], view)
         dtypes.append(pdt)
+    args["params"] = subtree(raw)
     return dtypes, args
 
 
@@ -114,7 +129,7 @@ def _output_dtypes(call: LayerCall, x: Tensor, stat: str, params: list[str]) -> 
     return computed, final
 
 
-def _hint(call: LayerCall, value: Tensor, name: str) -> None:
+def _hint(call: LayerCall, value: Var, name: str) -> None:
     hint = getattr(call.ctx, "hint", None)
     if hint is not None:
         hint(value, name)
@@ -144,28 +159,31 @@ def batch_norm(call: LayerCall) -> Tensor:
     ra_mean = call.state(BATCH_STATS, "mean", feature_shape, "float32", inits.ZEROS)
     ra_var = call.state(BATCH_STATS, "var", feature_shape, "float32", inits.ONES)
     params, affine = _affine(call, feature_shape, view)
-    computed, final = _output_dtypes(call, x, stat, params)
-    # Linen expands the statistics with expand_dims and reshapes the parameters
-    common = {"x": x, "eps": literal(eps), "view": view, "axes": _shape_code(reduction), **affine}
-    out = call.out(x.shape, computed)
+    _, final = _output_dtypes(call, x, stat, params)
+    axis = None if feature_axes == (x.ndim - 1,) else literal(
+        feature_axes[0] if len(feature_axes) == 1 else feature_axes)
+    dtype = dtype_option(call)
+    # the template renders x, params, stats and options; the FLOP and axis rules read x,
+    # axes, scale and bias
+    common = {"x": x, "axes": _shape_code(reduction),
+              "stats": subtree({"mean": ra_mean, "var": ra_var}), **affine}
+    out = call.out(x.shape, final)
     if call.bool("use_running_average"):
-        call.emit("layers/batch_norm_eval.j2", {**common, "mean": ra_mean, "var": ra_var},
-                  [out], stem="norm")
-        return _cast_to(call, out, final, "norm")
-    xf = _cast_to(call, x, stat)
-    new_mean, new_var = call.out(feature_shape, "float32"), call.out(feature_shape, "float32")
-    _hint(call, new_mean, "new_mean")
-    _hint(call, new_var, "new_var")
-    template = "layers/batch_norm.j2" if call.bool("use_fast_variance") \
-        else "layers/batch_norm_centered.j2"
-    call.emit(template, {
-        **common, "xf": xf, "ra_mean": ra_mean, "ra_var": ra_var,
-        "momentum": literal(momentum), "decay": f"(1 - {literal(momentum)})",
-    }, [out, new_mean, new_var], stem="norm",
-        temps={"mean": Tensor(feature_shape, stat), "var": Tensor(feature_shape, stat)})
-    call.set_state(BATCH_STATS, "mean", new_mean)
-    call.set_state(BATCH_STATS, "var", new_var)
-    return _cast_to(call, out, final, "norm")
+        call.emit("layers/batch_norm_eval.j2", {
+            **common, "options": options(axis=axis, epsilon=literal(eps), dtype=dtype)},
+            [out], stem="norm")
+        return out
+    fast = call.bool("use_fast_variance")
+    new_stats = TreeVar("new batch_stats")
+    prefix = getattr(call.scope, "prefix", ())
+    _hint(call, new_stats, f"{prefix[-1] if prefix else 'batch_norm'}_stats")
+    call.emit("layers/batch_norm.j2" if fast else "layers/batch_norm_centered.j2", {
+        **common, "options": options(axis=axis, momentum=literal(momentum),
+                                     epsilon=literal(eps), dtype=dtype,
+                                     use_fast_variance=None if fast else "False"),
+    }, [out, new_stats], stem="norm")
+    call.set_state_tree(BATCH_STATS, new_stats)
+    return out
 
 
 # ------------------------------------------------------------- GroupNorm
@@ -199,33 +217,21 @@ def group_norm(call: LayerCall) -> Tensor:
         raise call.fail(f"{call.written} expects (batch, ..., channels), got {x.describe()}")
     channels = x.shape[-1]
     groups = _groups(call, channels)
-    size = channels // groups
     eps = float(call.static("epsilon", float, int))
     stat = _stat_dtype(call, x)
     params, affine = _affine(call, (channels,), _view((channels,), x.ndim, (x.ndim - 1,)))
-    computed, final = _output_dtypes(call, x, stat, params)
-    grouped = (*x.shape[:-1], groups, size)
+    _, final = _output_dtypes(call, x, stat, params)
     # Linen reduces the grouped value over its non-batch axes, then repeats each group's
-    # statistics over its channels and expands them back over the spatial axes.
-    axes = (*range(1, x.ndim - 1), x.ndim)
-    spatial = tuple(range(1, x.ndim - 1))
-    xg = call.out(grouped, stat)
-    call.emit("ops/call.j2", {"call": Code.of(x, ".reshape(", x, f".shape[:-1] + ({groups}, -1))",
-                                              f".astype(jnp.{stat})" if stat != x.dtype
-                                              else "")}, [xg], stem="xg")
-    out = call.out(x.shape, computed)
-    expand = ("jnp.expand_dims(", f", {_shape_code(spatial)})") if spatial else ("", "")
-    template = "layers/group_norm.j2" if call.bool("use_fast_variance") \
-        else "layers/group_norm_centered.j2"
-    call.emit(template, {
-        "x": x, "xg": xg, "axes": _shape_code(axes),
-        "size": Code.of(x, f".shape[-1] // {literal(groups)}"), "eps": literal(eps),
-        "expand_open": expand[0], "expand_close": expand[1], **affine,
-    }, [out], stem="norm", temps={
-        name: (Tensor((x.shape[0], groups), stat),
-               Tensor((x.shape[0], *[1] * (x.ndim - 2), channels), stat))
-        for name in ("mean", "var")})
-    return _cast_to(call, out, final, "norm")
+    # statistics over its channels and expands them back over the spatial axes (the
+    # helper); the FLOP rule reads x, groups, scale and bias
+    fast = call.bool("use_fast_variance")
+    out = call.out(x.shape, final)
+    call.emit("layers/group_norm.j2" if fast else "layers/group_norm_centered.j2", {
+        "x": x, "groups": literal(groups), **affine,
+        "options": options(num_groups=literal(groups), epsilon=literal(eps),
+                           dtype=dtype_option(call), use_fast_variance=None if fast else "False"),
+    }, [out], stem="norm")
+    return out
 
 
 # ------------------------------------------------------------- RMSNorm

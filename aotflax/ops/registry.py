@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from ..diagnostics import Note, Span
-from ..program import Code, OpInfo, Tensor
+from ..program import Code, OpInfo, Tensor, Var
 from ..values import (
     POISON,
     DType,
@@ -151,7 +151,7 @@ class Context(Protocol):
 
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor: ...
 
-    def emit(self, template: str, args: dict[str, Code], outputs: tuple[Tensor, ...],
+    def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...],
              span: Span, stem: str, temps: tuple[str, ...] = (),
              info: OpInfo | None = None, *, temp_types: tuple = ()) -> None: ...
 

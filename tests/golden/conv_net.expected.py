@@ -52,10 +52,7 @@ def net_variables():
     return {
         "Block_0": block_variables(in_channels=1, features=4),
         "Block_1": block_variables(in_channels=4, features=8),
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (8, 2)),  # golden/conv_net.py:22
-            "bias": _runtime.param(jax.nn.initializers.zeros, (2,)),  # golden/conv_net.py:22
-        },
+        "Dense_0": _runtime.dense_variables(8, 2),  # golden/conv_net.py:22
     }
 
 

@@ -52,10 +52,7 @@ def affine_variables():
 def tied_variables():
     """The params of Tied.apply(depth=3), from golden/custom_layer.py:20."""
     return {
-        "tied": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (4, 4)),  # golden/custom_layer.py:23
-            "bias": _runtime.param(jax.nn.initializers.zeros, (4,)),  # golden/custom_layer.py:23
-        },
+        "tied": _runtime.dense_variables(4, 4),  # golden/custom_layer.py:23
         "affine": affine_variables(),
     }
 

@@ -30,21 +30,13 @@ def model_fn(params, x, *, rng):
 
 def head_variables():
     """The params of Head.apply(rate=0.5), from golden/dropout.py:6."""
-    return {
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (8, 3)),  # golden/dropout.py:8
-            "bias": _runtime.param(jax.nn.initializers.zeros, (3,)),  # golden/dropout.py:8
-        },
-    }
+    return {"Dense_0": _runtime.dense_variables(8, 3)}  # golden/dropout.py:8
 
 
 def model_variables():
     """The params of Model.apply(), from golden/dropout.py:12."""
     return {
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (4, 8)),  # golden/dropout.py:13
-            "bias": _runtime.param(jax.nn.initializers.zeros, (8,)),  # golden/dropout.py:13
-        },
+        "Dense_0": _runtime.dense_variables(4, 8),  # golden/dropout.py:13
         "head": head_variables(),
     }
 

@@ -24,18 +24,9 @@ def mlp_fn(params, x):
 def mlp_variables():
     """The params of MLP.apply(hidden=(8, 4), num_classes=3), from golden/mlp.py:6."""
     return {
-        "hidden_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (12, 8)),  # golden/mlp.py:9
-            "bias": _runtime.param(jax.nn.initializers.zeros, (8,)),  # golden/mlp.py:9
-        },
-        "hidden_1": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (8, 4)),  # golden/mlp.py:9
-            "bias": _runtime.param(jax.nn.initializers.zeros, (4,)),  # golden/mlp.py:9
-        },
-        "Dense_0": {
-            "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (4, 3)),  # golden/mlp.py:10
-            "bias": _runtime.param(jax.nn.initializers.zeros, (3,)),  # golden/mlp.py:10
-        },
+        "hidden_0": _runtime.dense_variables(12, 8),  # golden/mlp.py:9
+        "hidden_1": _runtime.dense_variables(8, 4),  # golden/mlp.py:9
+        "Dense_0": _runtime.dense_variables(4, 3),  # golden/mlp.py:10
     }
 
 

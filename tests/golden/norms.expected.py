@@ -11,38 +11,18 @@ from . import _runtime
 
 def norms_fn(params, batch_stats, x):
     """Norms.apply(train=True), from golden/norms.py:9."""
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # golden/norms.py:10  f32[2, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # golden/norms.py:10  f32[2, 1]
-    x = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_0"]["scale"].reshape((1, -1))) + params["LayerNorm_0"]["bias"].reshape((1, -1))  # golden/norms.py:10  f32[2, 6]
-    mean = jnp.mean(x, axis=-1, keepdims=True)  # golden/norms.py:11  f32[2, 1]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean))  # golden/norms.py:11  f32[2, 1]
-    norm = (x - mean) * (jax.lax.rsqrt(var + 1e-06) * params["LayerNorm_1"]["scale"].reshape((1, -1)))  # golden/norms.py:11  f32[2, 6]
-    x = norm.astype(jnp.bfloat16)  # golden/norms.py:11  bf16[2, 6]
-    xf = x.astype(jnp.float32)  # golden/norms.py:12  f32[2, 6]
-    mean = jnp.mean(xf, axis=(0,))  # golden/norms.py:12  f32[6]
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axis=(0,)) - jnp.square(mean))  # golden/norms.py:12  f32[6]
-    norm, new_mean, new_var = (  # golden/norms.py:12
-        (x - jnp.expand_dims(mean, (0,))) * (jax.lax.rsqrt(jnp.expand_dims(var, (0,)) + 1e-05) * params["BatchNorm_0"]["scale"].reshape((1, -1))) + params["BatchNorm_0"]["bias"].reshape((1, -1)),  # golden/norms.py:12
-        0.9 * batch_stats["BatchNorm_0"]["mean"] + (1 - 0.9) * mean,  # golden/norms.py:12
-        0.9 * batch_stats["BatchNorm_0"]["var"] + (1 - 0.9) * var,  # golden/norms.py:12
-    )  # golden/norms.py:12  f32[2, 6], f32[6], f32[6]
-    return norm, {"BatchNorm_0": {"mean": new_mean, "var": new_var}}
+    x = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # golden/norms.py:10  f32[2, 6]
+    x = _runtime.layer_norm(x, params["LayerNorm_1"], epsilon=1e-06, dtype=jnp.bfloat16)  # golden/norms.py:11  bf16[2, 6]
+    norm, batchnorm_0_stats = _runtime.batch_norm_train(x, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05)  # golden/norms.py:12  f32[2, 6]
+    return norm, {"BatchNorm_0": batchnorm_0_stats}
 
 
 def norms_variables():
     """The params and batch_stats of Norms.apply(train=True), from golden/norms.py:9."""
     return {
-        "LayerNorm_0": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (6,)),  # golden/norms.py:10
-            "bias": _runtime.param(jax.nn.initializers.zeros, (6,)),  # golden/norms.py:10
-        },
-        "LayerNorm_1": {"scale": _runtime.param(jax.nn.initializers.ones, (6,))},  # golden/norms.py:11
-        "BatchNorm_0": {
-            "scale": _runtime.param(jax.nn.initializers.ones, (6,)),  # golden/norms.py:12
-            "bias": _runtime.param(jax.nn.initializers.zeros, (6,)),  # golden/norms.py:12
-            "mean": _runtime.state("batch_stats", jax.nn.initializers.zeros, (6,)),  # golden/norms.py:12
-            "var": _runtime.state("batch_stats", jax.nn.initializers.ones, (6,)),  # golden/norms.py:12
-        },
+        "LayerNorm_0": _runtime.norm_variables(6),  # golden/norms.py:10
+        "LayerNorm_1": _runtime.norm_variables(6, use_bias=False),  # golden/norms.py:11
+        "BatchNorm_0": _runtime.batch_norm_variables(6),  # golden/norms.py:12
     }
 
 
