@@ -11,6 +11,9 @@ A built-in layer whose variables a runtime helper declares (a Dense's `kernel`
 and `bias`; a BatchNorm's `scale`, `bias`, `mean` and `var`) is one call of that
 helper, `_runtime.batch_norm_variables(filters)`, with Linen's defaults left out;
 only when its leaves are exactly the ones the helper makes, so the tree is the same.
+Layers made of several Denses (attention, LSTMCell, DenseGeneral) are matched the
+same way: the helper's tree is predicted from the layer's sizes and initializers and
+compared with the declared leaves, shapes, dtypes and initializer code.
 
 A target's `_runtime.Variables` is one call of its module's; the runtime walks the
 tree for `PARAM_SHAPES`, `STATE_SHAPES` and `init`, which folds each leaf's key
@@ -20,6 +23,7 @@ A parameter and a state variable at the same path are a tuple of both.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .emit import Body, Line, Renderer, checked, placeholder
@@ -184,7 +188,8 @@ def _layer_paths(fn: Function) -> dict[tuple[str, ...], str]:
     def walk(body: tuple) -> None:
         for op in body:
             info = op.info
-            if info is not None and info.entry in _LAYER_HELPERS and info.path:
+            if info is not None and info.path and \
+                    (info.entry in _LAYER_HELPERS or info.entry in _COMPOSITES):
                 found.setdefault(tuple(info.path), info.entry)
             if op.nested is not None:
                 walk(op.nested.body)
@@ -222,6 +227,12 @@ def _layer_call(entry: str, leaves: dict[tuple[tuple[str, ...], str], ParamDecl]
                 calls: list[tuple[Function, str]]) -> "_Leaf | None":
     """The helper call declaring `leaves` ((relative path, collection) -> declaration), or
     None when they are not what the helper of `entry` declares."""
+    if entry in _COMPOSITES:
+        if not leaves or any(d.from_data for d in leaves.values()):
+            return None
+        args = _COMPOSITES[entry][1](leaves, lambda init: _named(init, initializers, renderer,
+                                                                 calls))
+        return None if args is None else _Leaf(f"{_COMPOSITES[entry][0]}({', '.join(args)})")
     helper, inits, stats = _LAYER_HELPERS[entry]
     params = {name: leaves.get(((name,), "")) for name in inits}
     present = [d for d in params.values() if d is not None]
@@ -294,14 +305,161 @@ def _init_code(d: ParamDecl, initializers: dict[str, Function], renderer: Render
                calls: list[tuple[Function, str]]) -> str:
     """The initializer's code; one of the model file's is a function emitted (and shared)
     like the others, so it is named by a placeholder."""
-    if d.from_data:
-        return "None"
-    fn = initializers.get(d.init)
+    return "None" if d.from_data else _named(d.init, initializers, renderer, calls)
+
+
+def _named(init: str, initializers: dict[str, Function], renderer: Renderer,
+           calls: list[tuple[Function, str]]) -> str:
+    fn = initializers.get(init)
     if fn is None:
-        return d.init
+        return init
     if (fn, "apply") not in calls:
         calls.append((fn, "apply"))
     return f"\x00{placeholder(renderer.ref(fn, 'apply'))}\x00"
+
+
+# ------------------------------------------------------------- layers of several Denses
+#
+# Each rule reads the sizes and initializers from the declared leaves, predicts the tree
+# its runtime helper declares with them (`_Tree`: (relative path, collection) -> (shape,
+# dtype, initializer code)) and answers the helper's arguments only when the prediction
+# is exactly the declared tree, so the helper call declares the same variables.
+
+_Tree = dict[tuple[tuple[str, ...], str], tuple[tuple[int, ...], str, str]]
+_ORTHOGONAL = "jax.nn.initializers.orthogonal()"
+#: ops/linear.py's `flat_init`: Linen's DenseGeneral initializes the flattened shape.
+_FLAT = "(lambda key, shape, dtype: jnp.reshape(", "(key, {flat!r}, dtype), shape))"
+
+
+def _flat(init: str, flat: tuple[int, ...], shape: tuple[int, ...]) -> str:
+    """The code `flat_init` writes for `init` on a DenseGeneral leaf of `shape`."""
+    if flat == shape or init in (_ZEROS, _ONES):
+        return init
+    return f"{_FLAT[0]}{init}{_FLAT[1].format(flat=flat)}"
+
+
+def _unflat(init: str, flat: tuple[int, ...], shape: tuple[int, ...]) -> str | None:
+    """The initializer a DenseGeneral leaf declared with `init` was given, if `_flat`
+    wrote it (a model file's own initializer gets the real shape: None)."""
+    if flat == shape or init in (_ZEROS, _ONES):
+        return init
+    tail = _FLAT[1].format(flat=flat)
+    if init.startswith(_FLAT[0]) and init.endswith(tail):
+        return init[len(_FLAT[0]):-len(tail)]
+    return None
+
+
+def _dense_general_tree(path: tuple[str, ...], ins: tuple[int, ...], outs: tuple[int, ...],
+                        bias: bool, kernel: str, bias_init: str, dtype: str) -> _Tree:
+    """The leaves `_runtime.dense_general_variables(ins, outs, ...)` declares at `path`."""
+    flat = (math.prod(ins), math.prod(outs))
+    tree = {(path + ("kernel",), ""): (ins + outs, dtype, _flat(kernel, flat, ins + outs))}
+    if bias:
+        tree[(path + ("bias",), "")] = (outs, dtype, _flat(bias_init, flat[1:], outs))
+    return tree
+
+
+def _declared(leaves: dict[tuple[tuple[str, ...], str], ParamDecl]) -> _Tree:
+    return {k: (tuple(int(n) for n in d.shape), d.dtype, d.init) for k, d in leaves.items()}
+
+
+def _options(dtype: str, named: Any, pairs: tuple[tuple[str, str | None, str], ...]
+             ) -> list[str]:
+    """Keyword arguments of the initializers (name, code or None if unused, default)
+    that are not the default, and `param_dtype`."""
+    out = [f"{name}={named(code)}" for name, code, default in pairs
+           if code is not None and code != default]
+    return out + ([f"param_dtype={dtype_code(dtype)}"] if dtype != "float32" else [])
+
+
+def _dense_general_args(leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
+                        named: Any) -> list[str] | None:
+    """`dense_general_variables(in_shape, features, ...)` for a DenseGeneral's leaves."""
+    kernel, bias = leaves.get((("kernel",), "")), leaves.get((("bias",), ""))
+    if kernel is None:
+        return None
+    shape = tuple(int(n) for n in kernel.shape)
+    splits = [len(shape) - len(bias.shape)] if bias is not None else range(1, len(shape))
+    for n in splits:
+        ins, outs = shape[:n], shape[n:]
+        k = _unflat(kernel.init, (math.prod(ins), math.prod(outs)), shape)
+        b = _unflat(bias.init, (math.prod(outs),), outs) if bias is not None else _ZEROS
+        if n < 1 or k is None or b is None or _declared(leaves) != _dense_general_tree(
+                (), ins, outs, bias is not None, k, b, kernel.dtype):
+            continue
+        args = [literal(ins), literal(outs)] + ([] if bias is not None else ["use_bias=False"])
+        return args + _options(kernel.dtype, named, (("kernel_init", k, _LECUN_NORMAL),
+                                                     ("bias_init", b, _ZEROS)))
+    return None
+
+
+def _attention_args(leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
+                    named: Any) -> list[str] | None:
+    """`attention_variables(in_features, num_heads=..., ...)` for an attention's leaves:
+    query, key and value from one feature size, one initializer pair for all four."""
+    query, out = leaves.get((("query", "kernel"), "")), leaves.get((("out", "kernel"), ""))
+    if query is None or out is None or len(query.shape) != 3 or len(out.shape) != 3:
+        return None
+    (n_in, heads, depth), features = (int(n) for n in query.shape), int(out.shape[-1])
+    bias = leaves.get((("query", "bias"), ""))
+    k = _unflat(query.init, (n_in, heads * depth), (n_in, heads, depth))
+    b = _unflat(bias.init, (heads * depth,), (heads, depth)) if bias is not None else _ZEROS
+    if k is None or b is None:
+        return None
+    tree: _Tree = {}
+    for name in ("query", "key", "value"):
+        tree |= _dense_general_tree((name,), (n_in,), (heads, depth), bias is not None, k, b,
+                                    query.dtype)
+    tree |= _dense_general_tree(("out",), (heads, depth), (features,), bias is not None, k, b,
+                                query.dtype)
+    args = [literal(n_in), f"num_heads={heads}"]
+    args += [f"qkv_features={heads * depth}"] if heads * depth != n_in else []
+    args += [f"out_features={features}"] if features != n_in else []
+    cached = leaves.get((("cached_key",), "cache"))
+    if cached is not None:
+        shape = tuple(int(n) for n in cached.shape)
+        if shape[-2:] != (heads, depth):
+            return None
+        for name in ("cached_key", "cached_value"):
+            tree[((name,), "cache")] = (shape, cached.dtype, _ZEROS)
+        tree[(("cache_index",), "cache")] = ((), "int32", _ZEROS)
+        args.append(f"cache_shape={literal(shape[:-2])}")
+        if cached.dtype != "float32":
+            args.append(f"cache_dtype={dtype_code(cached.dtype)}")
+    if _declared(leaves) != tree:
+        return None
+    args += [] if bias is not None else ["use_bias=False"]
+    return args + _options(query.dtype, named, (("kernel_init", k, _LECUN_NORMAL),
+                                                ("bias_init", b, _ZEROS)))
+
+
+def _lstm_args(leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
+               named: Any) -> list[str] | None:
+    """`lstm_cell_variables(in_features, features, ...)` for an LSTMCell's leaves."""
+    x, h = leaves.get((("ii", "kernel"), "")), leaves.get((("hi", "kernel"), ""))
+    bias = leaves.get((("hi", "bias"), ""))
+    if x is None or h is None or bias is None or len(x.shape) != 2:
+        return None
+    n_in, features = (int(n) for n in x.shape)
+    tree: _Tree = {}
+    for g in "ifgo":
+        tree[((f"i{g}", "kernel"), "")] = ((n_in, features), x.dtype, x.init)
+        tree[((f"h{g}", "kernel"), "")] = ((features, features), x.dtype, h.init)
+        tree[((f"h{g}", "bias"), "")] = ((features,), x.dtype, bias.init)
+    if _declared(leaves) != tree:
+        return None
+    return [literal(n_in), literal(features)] + _options(x.dtype, named, (
+        ("kernel_init", x.init, _LECUN_NORMAL), ("recurrent_kernel_init", h.init, _ORTHOGONAL),
+        ("bias_init", bias.init, _ZEROS)))
+
+
+#: Built-in layers of several Denses: entry -> (helper, the rule answering its arguments).
+_COMPOSITES = {
+    "nn.DenseGeneral": ("_runtime.dense_general_variables", _dense_general_args),
+    "nn.MultiHeadDotProductAttention": ("_runtime.attention_variables", _attention_args),
+    "nn.SelfAttention": ("_runtime.attention_variables", _attention_args),
+    "nn.LSTMCell": ("_runtime.lstm_cell_variables", _lstm_args),
+}
 
 
 def _leaf(collection: str, d: ParamDecl, init: str) -> str:

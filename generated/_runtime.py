@@ -60,14 +60,17 @@ __all__ = [
     "Target",
     "Variable",
     "Variables",
+    "attention_variables",
     "batch_norm_eval",
     "batch_norm_train",
     "batch_norm_variables",
+    "dense_general_variables",
     "dense_variables",
     "group_norm",
     "host_problem",
     "labels",
     "layer_norm",
+    "lstm_cell_variables",
     "norm_variables",
     "param",
     "read_artifact",
@@ -2329,3 +2332,73 @@ def dense_variables(
     """The parameters of a `Dense`: `kernel` (in_features, features) and `bias`."""
     kernel = {"kernel": param(kernel_init, (in_features, features), param_dtype)}
     return {**kernel, **({"bias": param(bias_init, (features,), param_dtype)} if use_bias else {})}
+
+
+def _flat(init: Any, flat: tuple[int, ...], shape: tuple[int, ...]) -> Any:
+    """Linen's DenseGeneral initializes on the flattened 2-D shape (bias: 1-D), then
+    reshapes, so fan-in and fan-out count whole feature groups."""
+    if flat == shape or init in (jax.nn.initializers.zeros, jax.nn.initializers.ones):
+        return init
+    return lambda key, shape, dtype: jnp.reshape(init(key, flat, dtype), shape)
+
+
+def dense_general_variables(
+    in_shape: tuple[int, ...],
+    features: tuple[int, ...],
+    *,
+    use_bias: bool = True,
+    kernel_init: Any = _LECUN_NORMAL,
+    bias_init: Any = jax.nn.initializers.zeros,
+    param_dtype: Any = jnp.float32,
+) -> dict[str, Variable]:
+    """The parameters of a `DenseGeneral` from axes of sizes `in_shape` to `features`:
+    `kernel` (*in_shape, *features) and `bias` (*features)."""
+    shape, flat = in_shape + features, (int(np.prod(in_shape)), int(np.prod(features)))
+    kernel = {"kernel": param(_flat(kernel_init, flat, shape), shape, param_dtype)}
+    bias = param(_flat(bias_init, flat[1:], features), features, param_dtype)
+    return {**kernel, "bias": bias} if use_bias else kernel
+
+
+_QKV = ("query", "key", "value")
+
+
+def attention_variables(
+    in_features: int,
+    *,
+    num_heads: int,
+    qkv_features: int | None = None,
+    out_features: int | None = None,
+    cache_shape: tuple[int, ...] | None = None,
+    cache_dtype: Any = jnp.float32,
+    **options: Any,
+) -> dict[str, Variable]:
+    """The variables of a `MultiHeadDotProductAttention` on `in_features`: DenseGenerals
+    `query`, `key`, `value` to (num_heads, head_dim) and `out` to `out_features`, each with
+    `dense_general_variables`'s `options`; with `cache_shape` (batch..., max_length) the
+    decoding cache: `cached_key`, `cached_value` (cache_shape + (num_heads, head_dim))."""
+    heads = (num_heads, (qkv_features or in_features) // num_heads)
+    out = {n: dense_general_variables((in_features,), heads, **options) for n in _QKV}
+    out["out"] = dense_general_variables(heads, (out_features or in_features,), **options)
+    if cache_shape is not None:
+        zeros = jax.nn.initializers.zeros
+        for name in ("cached_key", "cached_value"):
+            out[name] = state("cache", zeros, (*cache_shape, *heads), cache_dtype)
+        out["cache_index"] = state("cache", zeros, (), jnp.int32)
+    return out
+
+
+def lstm_cell_variables(
+    in_features: int,
+    features: int,
+    *,
+    kernel_init: Any = _LECUN_NORMAL,
+    recurrent_kernel_init: Any = jax.nn.initializers.orthogonal(),
+    bias_init: Any = jax.nn.initializers.zeros,
+    param_dtype: Any = jnp.float32,
+) -> dict[str, Variable]:
+    """The parameters of an `LSTMCell`: for each gate g of i, f, g, o a Dense `ig` on the
+    input (kernel only) and a Dense `hg` on the hidden state."""
+    x = {"kernel": param(kernel_init, (in_features, features), param_dtype)}
+    hidden = param(recurrent_kernel_init, (features, features), param_dtype)
+    h = {"kernel": hidden, "bias": param(bias_init, (features,), param_dtype)}
+    return {f"{p}{g}": d for g in "ifgo" for p, d in (("i", x), ("h", h))}

@@ -71,28 +71,7 @@ def encoder_variables():
     """The params of Encoder.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:17."""
     return {
         "embed": {"embedding": _runtime.param(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), (32, 16))},  # models/seq2seq.py:18
-        "lstm": {
-            "ii": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:23
-            "hi": {
-                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:23
-                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:23
-            },
-            "if": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:23
-            "hf": {
-                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:23
-                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:23
-            },
-            "ig": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:23
-            "hg": {
-                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:23
-                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:23
-            },
-            "io": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:23
-            "ho": {
-                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:23
-                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:23
-            },
-        },
+        "lstm": _runtime.lstm_cell_variables(16, 32),  # models/seq2seq.py:23
     }
 
 
@@ -100,28 +79,7 @@ def decoder_variables():
     """The params of Decoder.apply(vocab=32, embed_dim=16), from models/seq2seq.py:31."""
     return {
         "embed": {"embedding": _runtime.param(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), (32, 16))},  # models/seq2seq.py:32
-        "lstm": {
-            "ii": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:36
-            "hi": {
-                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:36
-                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:36
-            },
-            "if": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:36
-            "hf": {
-                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:36
-                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:36
-            },
-            "ig": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:36
-            "hg": {
-                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:36
-                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:36
-            },
-            "io": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (16, 32))},  # models/seq2seq.py:36
-            "ho": {
-                "kernel": _runtime.param(jax.nn.initializers.orthogonal(), (32, 32)),  # models/seq2seq.py:36
-                "bias": _runtime.param(jax.nn.initializers.zeros, (32,)),  # models/seq2seq.py:36
-            },
-        },
+        "lstm": _runtime.lstm_cell_variables(16, 32),  # models/seq2seq.py:36
         "logits": _runtime.dense_variables(32, 32),  # models/seq2seq.py:40
     }
 

@@ -186,24 +186,7 @@ def block_variables():
     """The params of Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.1|0.0, train=True|False, decode=False), from models/transformer.py:37."""
     return {
         "LayerNorm_0": _runtime.norm_variables(64),  # models/transformer.py:39
-        "SelfAttention_0": {
-            "query": {
-                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
-                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
-            },
-            "key": {
-                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
-                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
-            },
-            "value": {
-                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
-                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
-            },
-            "out": {
-                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (4, 16, 64)),  # models/transformer.py:40
-                "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:40
-            },
-        },
+        "SelfAttention_0": _runtime.attention_variables(64, num_heads=4),  # models/transformer.py:40
         "LayerNorm_1": _runtime.norm_variables(64),  # models/transformer.py:44
         "Dense_0": _runtime.dense_variables(64, 256),  # models/transformer.py:45
         "Dense_1": _runtime.dense_variables(256, 64),  # models/transformer.py:46
@@ -233,27 +216,7 @@ def block_decode_variables():
     """The params and cache of Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:37."""
     return {
         "LayerNorm_0": _runtime.norm_variables(64),  # models/transformer.py:39
-        "SelfAttention_0": {
-            "query": {
-                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
-                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
-            },
-            "key": {
-                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
-                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
-            },
-            "value": {
-                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (64, 4, 16)),  # models/transformer.py:40
-                "bias": _runtime.param(jax.nn.initializers.zeros, (4, 16)),  # models/transformer.py:40
-            },
-            "out": {
-                "kernel": _runtime.param((lambda key, shape, dtype: jnp.reshape(jax.nn.initializers.lecun_normal()(key, (64, 64), dtype), shape)), (4, 16, 64)),  # models/transformer.py:40
-                "bias": _runtime.param(jax.nn.initializers.zeros, (64,)),  # models/transformer.py:40
-            },
-            "cached_key": _runtime.state("cache", jax.nn.initializers.zeros, (1, 64, 4, 16)),  # models/transformer.py:40
-            "cached_value": _runtime.state("cache", jax.nn.initializers.zeros, (1, 64, 4, 16)),  # models/transformer.py:40
-            "cache_index": _runtime.state("cache", jax.nn.initializers.zeros, (), jnp.int32),  # models/transformer.py:40
-        },
+        "SelfAttention_0": _runtime.attention_variables(64, num_heads=4, cache_shape=(1, 64)),  # models/transformer.py:40
         "LayerNorm_1": _runtime.norm_variables(64),  # models/transformer.py:44
         "Dense_0": _runtime.dense_variables(64, 256),  # models/transformer.py:45
         "Dense_1": _runtime.dense_variables(256, 64),  # models/transformer.py:46
