@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import build
+from test_init_values import linen_keys_by_path
 
 from aotflax.artifacts import render_runtime
 from aotflax.verify import import_generated
@@ -44,6 +46,8 @@ def _linen_default(cls, name: str):
     ("group_norm", linen.GroupNorm, ("num_groups", "epsilon", "dtype", "use_fast_variance")),
     ("norm_variables", linen.LayerNorm, ("use_bias", "use_scale", "param_dtype")),
     ("dense_variables", linen.Dense, ("use_bias", "param_dtype")),
+    ("dense_general_variables", linen.DenseGeneral, ("use_bias", "param_dtype")),
+    ("lstm_cell_variables", linen.LSTMCell, ("param_dtype",)),
 ])
 def test_helper_defaults_are_linens(rt, helper, cls, names):
     defaults = _defaults(getattr(rt, helper))
@@ -132,3 +136,96 @@ def test_dense_variables_declare_linens_tree(rt):
                                   jax.nn.initializers.lecun_normal()(key, (64, 10), jnp.float32))
     np.testing.assert_array_equal(got["bias"].init(key, (10,), jnp.float32), want["bias"])
     assert set(rt.dense_variables(64, 10, use_bias=False)) == {"kernel"}
+
+
+# --- the helpers of layers made of several Denses, against Linen's init with the same keys
+
+RNG = jax.random.key(7)
+SEQ = np.zeros((2, 5, 64), np.float32)
+he, normal = jax.nn.initializers.he_normal(), jax.nn.initializers.normal(0.5)
+
+
+def _linen_variables(layer, *inputs):
+    """Linen's `init`, every parameter drawn from the key its path folds into RNG."""
+    with linen_keys_by_path(RNG):
+        return jax.tree.map(np.asarray, layer.init(RNG, *inputs))
+
+
+def _ours(rt, tree):
+    params, state = rt.Variables(tree).init(RNG)
+    return jax.tree.map(np.asarray, {"params": params, **state})
+
+
+@pytest.mark.filterwarnings("ignore:SelfAttention will be deprecated")
+@pytest.mark.parametrize("helper, kwargs, layer, inputs", [
+    ("attention_variables", {"num_heads": 4},
+     linen.MultiHeadDotProductAttention(4), (SEQ,)),
+    ("attention_variables", {"num_heads": 2, "qkv_features": 32, "out_features": 48,
+                             "kernel_init": he, "bias_init": normal},
+     linen.MultiHeadDotProductAttention(2, qkv_features=32, out_features=48, kernel_init=he,
+                                        bias_init=normal), (SEQ,)),
+    ("attention_variables", {"num_heads": 4, "use_bias": False, "param_dtype": jnp.bfloat16},
+     linen.SelfAttention(4, use_bias=False, param_dtype=jnp.bfloat16), (SEQ,)),
+    ("attention_variables", {"num_heads": 4, "cache_shape": (2, 5)},
+     linen.MultiHeadDotProductAttention(4, decode=True), (SEQ,)),
+    ("lstm_cell_variables", {"features": 32}, linen.LSTMCell(32),
+     ((np.zeros((2, 32), np.float32),) * 2, SEQ[:, 0])),
+    ("lstm_cell_variables", {"features": 32, "kernel_init": he, "recurrent_kernel_init": normal,
+                             "bias_init": normal, "param_dtype": jnp.bfloat16},
+     linen.LSTMCell(32, kernel_init=he, recurrent_kernel_init=normal, bias_init=normal,
+                    param_dtype=jnp.bfloat16), ((np.zeros((2, 32), np.float32),) * 2, SEQ[:, 0])),
+])
+def test_several_dense_helpers_equal_linens_init(rt, helper, kwargs, layer, inputs):
+    """Same tree, shapes, dtypes and values: DenseGeneral's kernels drawn on the flattened
+    2-D shape and reshaped, as Linen does; the decoding cache zeros."""
+    args = {k: v for k, v in kwargs.items() if k != "features"}
+    features = (kwargs["features"],) if "features" in kwargs else ()
+    got = _ours(rt, getattr(rt, helper)(64, *features, **args))
+    want = _linen_variables(layer, *inputs)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    jax.tree.map(lambda a, b: (np.testing.assert_array_equal(a, b),
+                               np.testing.assert_equal(a.dtype, b.dtype)), got, want)
+
+
+@pytest.mark.parametrize("in_shape, features, kwargs, layer", [
+    ((64,), (4, 16), {}, linen.DenseGeneral((4, 16))),
+    ((5, 64), (3,), {"bias_init": normal}, linen.DenseGeneral(3, axis=(-2, -1),
+                                                              bias_init=normal)),
+    ((64,), (4, 16), {"use_bias": False, "kernel_init": he},
+     linen.DenseGeneral((4, 16), use_bias=False, kernel_init=he)),
+])
+def test_dense_general_variables_equal_linens_init(rt, in_shape, features, kwargs, layer):
+    got = _ours(rt, rt.dense_general_variables(in_shape, features, **kwargs))
+    want = _linen_variables(layer, SEQ)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
+def test_layers_of_several_denses_are_one_helper_call_when_the_tree_is_the_helpers():
+    """The DSL's attention, LSTMCell and DenseGeneral declare their variables with one
+    helper call; a tree the helper does not make (an `out` projection with its own
+    initializer, keys from inputs of another width) stays leaf by leaf."""
+    m = build("""
+class Layers(nn.Module):
+    def apply(self, seq, kv, c, h, x):
+        a = nn.SelfAttention(seq, 2, qkv_features=4, decode=True, name="cached")
+        b = nn.MultiHeadDotProductAttention(seq, seq, 2, out_features=6, name="mha")
+        d = nn.SelfAttention(seq, 2, out_kernel_init=nn.initializers.normal(1.0), name="own")
+        e = nn.MultiHeadDotProductAttention(seq, kv, 2, name="kv")
+        (c, h), y = nn.LSTMCell((c, h), x, name="lstm")
+        g = nn.DenseGeneral(seq, (2, 3), name="general")
+        return a, b, d, e, y, g
+
+
+aot.target("t", Layers, seq=aot.f32[2, 5, 8], kv=aot.f32[2, 5, 6], c=aot.f32[2, 4],
+           h=aot.f32[2, 4], x=aot.f32[2, 3])
+""")
+    text = m.__aotflax_text__
+    for call in ('"cached": _runtime.attention_variables(8, num_heads=2, qkv_features=4, '
+                 'cache_shape=(2, 5))',
+                 '"mha": _runtime.attention_variables(8, num_heads=2, out_features=6)',
+                 '"lstm": _runtime.lstm_cell_variables(3, 4)',
+                 '"general": _runtime.dense_general_variables((8,), (2, 3))'):
+        assert call in text
+    assert text.count("_runtime.attention_variables(") == 2  # "own" and "kv" leaf by leaf
+    assert '"own": {' in text and '"kv": {' in text
