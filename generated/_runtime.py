@@ -2334,7 +2334,7 @@ def dense_variables(
     return {**kernel, **({"bias": param(bias_init, (features,), param_dtype)} if use_bias else {})}
 
 
-def _flat(init: Any, flat: tuple[int, ...], shape: tuple[int, ...]) -> Any:
+def _flat_init(init: Any, flat: tuple[int, ...], shape: tuple[int, ...]) -> Any:
     """Linen's DenseGeneral initializes on the flattened 2-D shape (bias: 1-D), then
     reshapes, so fan-in and fan-out count whole feature groups."""
     if flat == shape or init in (jax.nn.initializers.zeros, jax.nn.initializers.ones):
@@ -2354,12 +2354,9 @@ def dense_general_variables(
     """The parameters of a `DenseGeneral` from axes of sizes `in_shape` to `features`:
     `kernel` (*in_shape, *features) and `bias` (*features)."""
     shape, flat = in_shape + features, (int(np.prod(in_shape)), int(np.prod(features)))
-    kernel = {"kernel": param(_flat(kernel_init, flat, shape), shape, param_dtype)}
-    bias = param(_flat(bias_init, flat[1:], features), features, param_dtype)
+    kernel = {"kernel": param(_flat_init(kernel_init, flat, shape), shape, param_dtype)}
+    bias = param(_flat_init(bias_init, flat[1:], features), features, param_dtype)
     return {**kernel, "bias": bias} if use_bias else kernel
-
-
-_QKV = ("query", "key", "value")
 
 
 def attention_variables(
@@ -2377,7 +2374,8 @@ def attention_variables(
     `dense_general_variables`'s `options`; with `cache_shape` (batch..., max_length) the
     decoding cache: `cached_key`, `cached_value` (cache_shape + (num_heads, head_dim))."""
     heads = (num_heads, (qkv_features or in_features) // num_heads)
-    out = {n: dense_general_variables((in_features,), heads, **options) for n in _QKV}
+    qkv = dense_general_variables((in_features,), heads, **options)
+    out = {n: dict(qkv) for n in ("query", "key", "value")}
     out["out"] = dense_general_variables(heads, (out_features or in_features,), **options)
     if cache_shape is not None:
         zeros = jax.nn.initializers.zeros
@@ -2401,4 +2399,4 @@ def lstm_cell_variables(
     x = {"kernel": param(kernel_init, (in_features, features), param_dtype)}
     hidden = param(recurrent_kernel_init, (features, features), param_dtype)
     h = {"kernel": hidden, "bias": param(bias_init, (features,), param_dtype)}
-    return {f"{p}{g}": d for g in "ifgo" for p, d in (("i", x), ("h", h))}
+    return {f"{p}{g}": dict(d) for g in "ifgo" for p, d in (("i", x), ("h", h))}
