@@ -23,7 +23,9 @@ A parameter and a state variable at the same path are a tuple of both.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 from .emit import Body, Line, Renderer, checked, placeholder
@@ -228,11 +230,13 @@ def _layer_call(entry: str, leaves: dict[tuple[tuple[str, ...], str], ParamDecl]
     """The helper call declaring `leaves` ((relative path, collection) -> declaration), or
     None when they are not what the helper of `entry` declares."""
     if entry in _COMPOSITES:
+        helper, rule = _COMPOSITES[entry]
         if not leaves or any(d.from_data for d in leaves.values()):
             return None
-        args = _COMPOSITES[entry][1](leaves, lambda init: _named(init, initializers, renderer,
-                                                                 calls))
-        return None if args is None else _Leaf(f"{_COMPOSITES[entry][0]}({', '.join(args)})")
+        named = functools.partial(_named, initializers=initializers, renderer=renderer,
+                                  calls=calls)
+        args = rule(leaves, named)
+        return None if args is None else _Leaf(f"{helper}({', '.join(args)})")
     helper, inits, stats = _LAYER_HELPERS[entry]
     params = {name: leaves.get(((name,), "")) for name in inits}
     present = [d for d in params.values() if d is not None]
@@ -310,6 +314,7 @@ def _init_code(d: ParamDecl, initializers: dict[str, Function], renderer: Render
 
 def _named(init: str, initializers: dict[str, Function], renderer: Renderer,
            calls: list[tuple[Function, str]]) -> str:
+    """`init`'s code; a model file's initializer is named by a placeholder."""
     fn = initializers.get(init)
     if fn is None:
         return init
@@ -363,8 +368,8 @@ def _declared(leaves: dict[tuple[tuple[str, ...], str], ParamDecl]) -> _Tree:
     return {k: (tuple(int(n) for n in d.shape), d.dtype, d.init) for k, d in leaves.items()}
 
 
-def _options(dtype: str, named: Any, pairs: tuple[tuple[str, str | None, str], ...]
-             ) -> list[str]:
+def _options(dtype: str, named: Callable[[str], str],
+             pairs: tuple[tuple[str, str | None, str], ...]) -> list[str]:
     """Keyword arguments of the initializers (name, code or None if unused, default)
     that are not the default, and `param_dtype`."""
     out = [f"{name}={named(code)}" for name, code, default in pairs
@@ -373,7 +378,7 @@ def _options(dtype: str, named: Any, pairs: tuple[tuple[str, str | None, str], .
 
 
 def _dense_general_args(leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
-                        named: Any) -> list[str] | None:
+                        named: Callable[[str], str]) -> list[str] | None:
     """`dense_general_variables(in_shape, features, ...)` for a DenseGeneral's leaves."""
     kernel, bias = leaves.get((("kernel",), "")), leaves.get((("bias",), ""))
     if kernel is None:
@@ -394,7 +399,7 @@ def _dense_general_args(leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
 
 
 def _attention_args(leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
-                    named: Any) -> list[str] | None:
+                    named: Callable[[str], str]) -> list[str] | None:
     """`attention_variables(in_features, num_heads=..., ...)` for an attention's leaves:
     query, key and value from one feature size, one initializer pair for all four."""
     query, out = leaves.get((("query", "kernel"), "")), leaves.get((("out", "kernel"), ""))
@@ -434,7 +439,7 @@ def _attention_args(leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
 
 
 def _lstm_args(leaves: dict[tuple[tuple[str, ...], str], ParamDecl],
-               named: Any) -> list[str] | None:
+               named: Callable[[str], str]) -> list[str] | None:
     """`lstm_cell_variables(in_features, features, ...)` for an LSTMCell's leaves."""
     x, h = leaves.get((("ii", "kernel"), "")), leaves.get((("hi", "kernel"), ""))
     bias = leaves.get((("hi", "bias"), ""))
