@@ -2316,8 +2316,8 @@ def batch_norm_variables(features: int | Sequence[int], **options: Any) -> dict[
     }
 
 
-#: Linen's default kernel initializer (one instance: it is a function of key, shape, dtype).
-_LECUN_NORMAL = jax.nn.initializers.lecun_normal()
+#: Linen's default kernel and recurrent kernel initializers (functions of key, shape, dtype).
+_LECUN_NORMAL, _ORTHOGONAL = jax.nn.initializers.lecun_normal(), jax.nn.initializers.orthogonal()
 
 
 def dense_variables(
@@ -2390,7 +2390,7 @@ def lstm_cell_variables(
     features: int,
     *,
     kernel_init: Any = _LECUN_NORMAL,
-    recurrent_kernel_init: Any = jax.nn.initializers.orthogonal(),
+    recurrent_kernel_init: Any = _ORTHOGONAL,
     bias_init: Any = jax.nn.initializers.zeros,
     param_dtype: Any = jnp.float32,
 ) -> dict[str, Variable]:
