@@ -24,6 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType
 from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__, crossbuild, ir, outdir, padding, symbolic
@@ -73,6 +74,9 @@ class BuildReport:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     #: Top-level statements no target reached (printed when the build succeeds).
     warnings: list[Diagnostic] = field(default_factory=list)
+    #: out_rel -> the generated module's code, compiled by emit's syntax check; the
+    #: output stage's `.pyc` takes it from here instead of compiling the text again.
+    compiled: dict[str, CodeType] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
 
 
@@ -189,7 +193,10 @@ def _front_end(models: Sequence[Path], root: Path) -> BuildReport:
         try:
             _check_module_name(result)
             parsed = workspace.load(model)
-            result.program, result.text = _resolve_and_emit(parsed, result.module, workspace)
+            result.program, result.text, code = _resolve_and_emit(
+                parsed, result.module, result.out_rel, workspace)
+            if code is not None:
+                report.compiled[result.out_rel] = code
         except BuildError as e:
             # in source order, whichever stage found them first
             report.diagnostics.extend(sorted(e.diagnostics, key=lambda d: (
@@ -247,9 +254,14 @@ def _check_module_name(result: FileResult) -> None:
             hint="rename the file (and its folders) to identifiers such as models/my_net.py")])
 
 
-def _resolve_and_emit(model: ir.ModelFile, module: str,
-                      workspace: Workspace | None = None) -> tuple[FileProgram, str]:
-    """Resolve and emit one file; targets with symbolic dimensions go through `symbolic`."""
+def _resolve_and_emit(model: ir.ModelFile, module: str, out_rel: str,
+                      workspace: Workspace | None = None
+                      ) -> tuple[FileProgram, str, CodeType | None]:
+    """Resolve and emit one file; targets with symbolic dimensions go through `symbolic`.
+
+    **Returns:** the program, the generated text, and that text compiled under `out_rel`
+    (None where `symbolic` rewrote the text after the syntax check compiled it).
+    """
     a = symbolic.Sentinels(list(symbolic.SENTINELS_A))
     try:
         program = resolve(model, a, workspace)
@@ -263,10 +275,10 @@ def _resolve_and_emit(model: ir.ModelFile, module: str,
     except BuildError as e:
         raise symbolic.rename_in_errors(e, a) from None
     program = padding.annotate(program, splits)
-    emitted = emit_module(program, module)
+    emitted = emit_module(program, module, out_rel)
     text = emitted.text
     if not symbolic.has_symbolic(program):
-        return program, text
+        return program, text, emitted.code
     b = symbolic.Sentinels(list(symbolic.SENTINELS_B))
     text_b = emit_file(padding.annotate(resolve(model, b, workspace), splits), module)
     try:
@@ -276,7 +288,7 @@ def _resolve_and_emit(model: ir.ModelFile, module: str,
     except BuildError:
         text_c = None  # too small for this model; the A/B comparison still decides
     return program, symbolic.reconcile(text, text_b, text_c, a, b, model.file, model.relpath,
-                                       program, emitted.inputs)
+                                       program, emitted.inputs), None
 
 
 def _load_cache(out: Path) -> dict:
@@ -356,7 +368,8 @@ def _build_locked(args: argparse.Namespace, out: Path, report: BuildReport,
             _verify(texts, runtime, report)
         except BuildError as e:  # a user initializer failed when init traced it
             return _errors(e.diagnostics)
-    bytecode = _bytecode(out, texts, runtime)  # its paths are checked before any write
+    # its paths are checked before any write
+    bytecode = _bytecode(out, texts, runtime, report.compiled)
     written = _write(out, texts, runtime)
     outdir.write_files(out, bytecode)
     rows: list[dict] = []
@@ -458,7 +471,8 @@ def _write(out: Path, texts: dict[str, str], runtime: str) -> list[str]:
     return list(changed)
 
 
-def _bytecode(out: Path, texts: dict[str, str], runtime: str) -> dict[str, bytes]:
+def _bytecode(out: Path, texts: dict[str, str], runtime: str,
+              compiled: dict[str, CodeType]) -> dict[str, bytes]:
     """The `.pyc` of every generated module that lacks a current one (relative path -> bytes).
 
     A serving host often cannot write bytecode (`PYTHONDONTWRITEBYTECODE=1` in
@@ -468,6 +482,11 @@ def _bytecode(out: Path, texts: dict[str, str], runtime: str) -> dict[str, bytes
     whatever the files' mtimes; another Python version ignores them). A current one
     is left alone, so a build with nothing to do writes nothing; the paths are
     checked like every other write (`outdir`).
+
+    A module the front end compiled already (`compiled`, out_rel -> code) is not compiled
+    again; its code is taken out of `compiled` as it is marshalled: marshal marks objects
+    that have more than one reference, so a code object still held elsewhere would give
+    other bytes than a fresh compile's.
     """
     import importlib.util
     import marshal
@@ -485,7 +504,8 @@ def _bytecode(out: Path, texts: dict[str, str], runtime: str) -> dict[str, bytes
             with contextlib.suppress(OSError):
                 if read_regular(path, 1 << 30)[:16] == header:
                     continue
-        plan[pyc] = header + marshal.dumps(compile(text, rel, "exec", dont_inherit=True))
+        plan[pyc] = header + marshal.dumps(
+            compiled.pop(rel) if rel in compiled else compile(text, rel, "exec", dont_inherit=True))
     return plan
 
 

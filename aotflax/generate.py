@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 from . import __version__, sharing, targets
@@ -30,6 +31,9 @@ class Emitted:
     text: str
     #: Function name -> its array inputs (name, tensor), for reading symbolic sizes.
     inputs: dict[str, tuple[tuple[str, Any], ...]]
+    #: `text` compiled (the syntax check), under the file name `emit_module` was given:
+    #: the build's `.pyc` is this code, so the output stage need not compile it again.
+    code: CodeType
 
 
 def emit_file(program: FileProgram, module_name: str) -> str:
@@ -37,8 +41,13 @@ def emit_file(program: FileProgram, module_name: str) -> str:
     return emit_module(program, module_name).text
 
 
-def emit_module(program: FileProgram, module_name: str) -> Emitted:
-    """Render a whole generated module (see `emit_file`) with its functions' inputs."""
+def emit_module(program: FileProgram, module_name: str, filename: str | None = None) -> Emitted:
+    """Render a whole generated module (see `emit_file`) with its functions' inputs.
+
+    **Arguments:**
+    - `filename`: the generated file's path, as its compiled code names it (default: the
+      model's `relpath`).
+    """
     # a value may not take a function's name (the names functions get start with these)
     reserved = set(RESERVED) | {u.name for u in program.user_functions} | {
         sharing.base_name(fn) for fn in program.functions} | {
@@ -62,11 +71,12 @@ def emit_module(program: FileProgram, module_name: str) -> Emitted:
                                      for t in program.targets) + "}",
     )
     try:  # compile, not ast.parse: the same syntax check at half the cost
-        compile(text, program.relpath, "exec", dont_inherit=True)
+        code = compile(text, filename or program.relpath, "exec", dont_inherit=True)
     except SyntaxError as e:
+        e.filename = program.relpath  # the message names the model file, whatever `filename`
         raise InternalError(f"emitted code for {program.relpath} does not parse: {e}",
                             dump=_numbered(text, e.lineno or 0)) from None
-    return Emitted(text, plan.inputs())
+    return Emitted(text, plan.inputs(), code)
 
 
 def _numbered(text: str, around: int) -> str:
