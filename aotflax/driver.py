@@ -41,7 +41,7 @@ from .artifacts import (
     write_atomic,
 )
 from .diagnostics import BuildError, Diagnostic, InternalError
-from .generate import emit_file, emit_module
+from .generate import compile_module, emit_file, emit_module
 from .parse import decode_source, parse_model
 from .program import FileProgram
 from .progress import Progress
@@ -74,9 +74,6 @@ class BuildReport:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     #: Top-level statements no target reached (printed when the build succeeds).
     warnings: list[Diagnostic] = field(default_factory=list)
-    #: out_rel -> the generated module's code, compiled by emit's syntax check; the
-    #: output stage's `.pyc` takes it from here instead of compiling the text again.
-    compiled: dict[str, CodeType] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
 
 
@@ -193,10 +190,7 @@ def _front_end(models: Sequence[Path], root: Path) -> BuildReport:
         try:
             _check_module_name(result)
             parsed = workspace.load(model)
-            result.program, result.text, code = _resolve_and_emit(
-                parsed, result.module, result.out_rel, workspace)
-            if code is not None:
-                report.compiled[result.out_rel] = code
+            result.program, result.text = _resolve_and_emit(parsed, result.module, workspace)
         except BuildError as e:
             # in source order, whichever stage found them first
             report.diagnostics.extend(sorted(e.diagnostics, key=lambda d: (
@@ -254,14 +248,9 @@ def _check_module_name(result: FileResult) -> None:
             hint="rename the file (and its folders) to identifiers such as models/my_net.py")])
 
 
-def _resolve_and_emit(model: ir.ModelFile, module: str, out_rel: str,
-                      workspace: Workspace | None = None
-                      ) -> tuple[FileProgram, str, CodeType | None]:
-    """Resolve and emit one file; targets with symbolic dimensions go through `symbolic`.
-
-    **Returns:** the program, the generated text, and that text compiled under `out_rel`
-    (None where `symbolic` rewrote the text after the syntax check compiled it).
-    """
+def _resolve_and_emit(model: ir.ModelFile, module: str,
+                      workspace: Workspace | None = None) -> tuple[FileProgram, str]:
+    """Resolve and emit one file; targets with symbolic dimensions go through `symbolic`."""
     a = symbolic.Sentinels(list(symbolic.SENTINELS_A))
     try:
         program = resolve(model, a, workspace)
@@ -275,10 +264,10 @@ def _resolve_and_emit(model: ir.ModelFile, module: str, out_rel: str,
     except BuildError as e:
         raise symbolic.rename_in_errors(e, a) from None
     program = padding.annotate(program, splits)
-    emitted = emit_module(program, module, out_rel)
+    emitted = emit_module(program, module)
     text = emitted.text
     if not symbolic.has_symbolic(program):
-        return program, text, emitted.code
+        return program, text
     b = symbolic.Sentinels(list(symbolic.SENTINELS_B))
     text_b = emit_file(padding.annotate(resolve(model, b, workspace), splits), module)
     try:
@@ -288,7 +277,7 @@ def _resolve_and_emit(model: ir.ModelFile, module: str, out_rel: str,
     except BuildError:
         text_c = None  # too small for this model; the A/B comparison still decides
     return program, symbolic.reconcile(text, text_b, text_c, a, b, model.file, model.relpath,
-                                       program, emitted.inputs), None
+                                       program, emitted.inputs)
 
 
 def _load_cache(out: Path) -> dict:
@@ -318,6 +307,9 @@ def build(args: argparse.Namespace) -> int:
         print(w.render(), file=sys.stderr)
     runtime = render_runtime()
     texts = {f.out_rel: f.text for f in report.files}
+    # emit's self-check, and the code of the modules' .pyc (compiled once, here)
+    codes = {f.out_rel: compile_module(f.text, f.out_rel, f.program.relpath if f.program
+                                       else f.relpath) for f in report.files}
     if args.check:
         return _check(out, texts, runtime)
     request = _hardware_request(args)
@@ -328,7 +320,8 @@ def build(args: argparse.Namespace) -> int:
     try:
         sign_key = _sign_key(args)
         with outdir.build_lock(out, args.lock_timeout, _note):
-            return _build_locked(args, out, report, texts, runtime, request, sign_key, t0)
+            return _build_locked(args, out, report, texts, codes, runtime, request, sign_key,
+                                 t0)
     except (outdir.OutputError, SigningKeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -351,8 +344,8 @@ def _sign_key(args: argparse.Namespace) -> bytes | None:
 
 
 def _build_locked(args: argparse.Namespace, out: Path, report: BuildReport,
-                  texts: dict[str, str], runtime: str, request: crossbuild.Request,
-                  sign_key: bytes | None, t0: float) -> int:
+                  texts: dict[str, str], codes: dict[str, CodeType], runtime: str,
+                  request: crossbuild.Request, sign_key: bytes | None, t0: float) -> int:
     """The build's writes, under the output folder's lock; every folder and file it writes
     is checked first."""
     outdir.check_file(out / CACHE_NAME)
@@ -369,7 +362,7 @@ def _build_locked(args: argparse.Namespace, out: Path, report: BuildReport,
         except BuildError as e:  # a user initializer failed when init traced it
             return _errors(e.diagnostics)
     # its paths are checked before any write
-    bytecode = _bytecode(out, texts, runtime, report.compiled)
+    bytecode = _bytecode(out, texts, runtime, codes)
     written = _write(out, texts, runtime)
     outdir.write_files(out, bytecode)
     rows: list[dict] = []
@@ -483,10 +476,10 @@ def _bytecode(out: Path, texts: dict[str, str], runtime: str,
     is left alone, so a build with nothing to do writes nothing; the paths are
     checked like every other write (`outdir`).
 
-    A module the front end compiled already (`compiled`, out_rel -> code) is not compiled
-    again; its code is taken out of `compiled` as it is marshalled: marshal marks objects
-    that have more than one reference, so a code object still held elsewhere would give
-    other bytes than a fresh compile's.
+    A module compiled already (`compiled`, out_rel -> code: the build's syntax check) is
+    not compiled again; its code is taken out of `compiled` as it is marshalled: marshal
+    marks objects that have more than one reference, so a code object still held
+    elsewhere would give other bytes than a fresh compile's.
     """
     import importlib.util
     import marshal

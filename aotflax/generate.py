@@ -3,8 +3,9 @@
 `emit.Renderer` renders each function of the resolved program on its own;
 `sharing` groups the renderings into one function per distinct computation and
 names them; `variables` writes the variable trees and `targets` the targets'
-glue; this module puts them into `templates/module.py.j2` and checks the text
-compiles.
+glue; this module puts them into `templates/module.py.j2`.  `compile_module`
+checks the text compiles: the build does so once, in its output stage, where the
+same code object becomes the module's `.pyc`.
 """
 
 from __future__ import annotations
@@ -31,23 +32,15 @@ class Emitted:
     text: str
     #: Function name -> its array inputs (name, tensor), for reading symbolic sizes.
     inputs: dict[str, tuple[tuple[str, Any], ...]]
-    #: `text` compiled (the syntax check), under the file name `emit_module` was given:
-    #: the build's `.pyc` is this code, so the output stage need not compile it again.
-    code: CodeType
 
 
 def emit_file(program: FileProgram, module_name: str) -> str:
-    """Render a whole generated module; checks that it parses."""
+    """Render a whole generated module (`compile_module` checks it)."""
     return emit_module(program, module_name).text
 
 
-def emit_module(program: FileProgram, module_name: str, filename: str | None = None) -> Emitted:
-    """Render a whole generated module (see `emit_file`) with its functions' inputs.
-
-    **Arguments:**
-    - `filename`: the generated file's path, as its compiled code names it (default: the
-      model's `relpath`).
-    """
+def emit_module(program: FileProgram, module_name: str) -> Emitted:
+    """Render a whole generated module (see `emit_file`) with its functions' inputs."""
     # a value may not take a function's name (the names functions get start with these)
     reserved = set(RESERVED) | {u.name for u in program.user_functions} | {
         sharing.base_name(fn) for fn in program.functions} | {
@@ -70,13 +63,24 @@ def emit_module(program: FileProgram, module_name: str, filename: str | None = N
         targets_dict="{" + ", ".join(f"{string(t.name)}: {checked(t.name, 'target name')}"
                                      for t in program.targets) + "}",
     )
-    try:  # compile, not ast.parse: the same syntax check at half the cost
-        code = compile(text, filename or program.relpath, "exec", dont_inherit=True)
+    return Emitted(text, plan.inputs())
+
+
+def compile_module(text: str, filename: str, relpath: str) -> CodeType:
+    """The code of a generated module: emitting code that does not compile is a bug.
+
+    **Arguments:**
+    - `text`: the module's text; `filename`: its path in the output folder (the code
+      object's file name); `relpath`: the model file it was generated from.
+
+    **Returns:** the code object (the build marshals it into the module's `.pyc`).
+    """
+    try:  # compile, not ast.parse: the same syntax check at half the cost, and the .pyc
+        return compile(text, filename, "exec", dont_inherit=True)
     except SyntaxError as e:
-        e.filename = program.relpath  # the message names the model file, whatever `filename`
-        raise InternalError(f"emitted code for {program.relpath} does not parse: {e}",
+        e.filename = relpath  # the message names the model file
+        raise InternalError(f"emitted code for {relpath} does not parse: {e}",
                             dump=_numbered(text, e.lineno or 0)) from None
-    return Emitted(text, plan.inputs(), code)
 
 
 def _numbered(text: str, around: int) -> str:
@@ -85,4 +89,4 @@ def _numbered(text: str, around: int) -> str:
     return "\n".join(f"{i + 1:5d} | {lines[i]}" for i in range(lo, hi))
 
 
-__all__ = ["Emitted", "emit_file", "emit_module"]
+__all__ = ["Emitted", "compile_module", "emit_file", "emit_module"]
