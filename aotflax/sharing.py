@@ -902,6 +902,9 @@ class _DimNames:
             return ""
         parts = []
         for k, t in enumerate(line.shows):
+            if all(k < len(s) and s[k].shape == t.shape for s in shows):
+                parts.append(t.describe())  # the same in every use (most lines)
+                continue
             dims = []
             for axis in range(t.ndim):
                 vec = tuple(s[k].shape[axis] if k < len(s) and axis < s[k].ndim else
