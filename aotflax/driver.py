@@ -42,6 +42,7 @@ from .artifacts import (
 )
 from .diagnostics import BuildError, Diagnostic, InternalError
 from .generate import compile_module, emit_file, emit_module
+from .ops.axes import record_flows
 from .parse import decode_source, parse_model
 from .program import FileProgram
 from .progress import Progress
@@ -257,7 +258,7 @@ def _resolve_and_emit(model: ir.ModelFile, module: str,
         if padding.has_buckets(program):
             # bucketed targets: padding is proven safe, on code that spells every size as
             # its number (the sentinel of a symbolic dimension shows where one is used)
-            with plain_sizes():
+            with plain_sizes(), record_flows():
                 splits = padding.check(resolve(model, a, workspace), a)
         else:
             splits = {}
