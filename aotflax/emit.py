@@ -357,7 +357,7 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
     # a builtin, a module function, an outer value the body reads) is renamed
     mine = {id(v) for _, v in fn.inputs}
     captured = {outer[id(v)] for op in body for v in op.inputs()
-                if outer and id(v) in outer and id(v) not in mine}
+                if id(v) in outer and id(v) not in mine} if outer else set()
     static = [checked(a, "argument name") for a in fn.static_args]
     taken = (set(namer.reserved) - set(outer_live)) | captured | set(args) | set(static) | \
         set(shared)
