@@ -16,8 +16,9 @@ Emission has three steps:
 3. The module is laid out from templates (`templates/`): the shared functions,
    their variable trees (`variables`), and one `_runtime.Target` per target.
 
-Templates receive strings only.  The emitter parses its own output before
-returning it: emitting invalid Python is an internal error.
+Templates receive strings only.  The build compiles the emitted text once
+(`generate.compile_module`, whose code becomes the module's `.pyc`): emitting
+invalid Python is an internal error.
 """
 
 from __future__ import annotations
