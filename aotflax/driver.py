@@ -24,6 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType
 from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__, crossbuild, ir, outdir, padding, symbolic
@@ -40,7 +41,8 @@ from .artifacts import (
     write_atomic,
 )
 from .diagnostics import BuildError, Diagnostic, InternalError
-from .generate import emit_file, emit_module
+from .generate import compile_module, emit_file, emit_module
+from .ops.axes import record_flows
 from .parse import decode_source, parse_model
 from .program import FileProgram
 from .progress import Progress
@@ -256,7 +258,7 @@ def _resolve_and_emit(model: ir.ModelFile, module: str,
         if padding.has_buckets(program):
             # bucketed targets: padding is proven safe, on code that spells every size as
             # its number (the sentinel of a symbolic dimension shows where one is used)
-            with plain_sizes():
+            with plain_sizes(), record_flows():
                 splits = padding.check(resolve(model, a, workspace), a)
         else:
             splits = {}
@@ -306,6 +308,9 @@ def build(args: argparse.Namespace) -> int:
         print(w.render(), file=sys.stderr)
     runtime = render_runtime()
     texts = {f.out_rel: f.text for f in report.files}
+    # emit's self-check, and the code of the modules' .pyc (compiled once, here)
+    codes = {f.out_rel: compile_module(f.text, f.out_rel, f.program.relpath if f.program
+                                       else f.relpath) for f in report.files}
     if args.check:
         return _check(out, texts, runtime)
     request = _hardware_request(args)
@@ -316,7 +321,8 @@ def build(args: argparse.Namespace) -> int:
     try:
         sign_key = _sign_key(args)
         with outdir.build_lock(out, args.lock_timeout, _note):
-            return _build_locked(args, out, report, texts, runtime, request, sign_key, t0)
+            return _build_locked(args, out, report, texts, codes, runtime, request, sign_key,
+                                 t0)
     except (outdir.OutputError, SigningKeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -339,8 +345,8 @@ def _sign_key(args: argparse.Namespace) -> bytes | None:
 
 
 def _build_locked(args: argparse.Namespace, out: Path, report: BuildReport,
-                  texts: dict[str, str], runtime: str, request: crossbuild.Request,
-                  sign_key: bytes | None, t0: float) -> int:
+                  texts: dict[str, str], codes: dict[str, CodeType], runtime: str,
+                  request: crossbuild.Request, sign_key: bytes | None, t0: float) -> int:
     """The build's writes, under the output folder's lock; every folder and file it writes
     is checked first."""
     outdir.check_file(out / CACHE_NAME)
@@ -356,7 +362,8 @@ def _build_locked(args: argparse.Namespace, out: Path, report: BuildReport,
             _verify(texts, runtime, report)
         except BuildError as e:  # a user initializer failed when init traced it
             return _errors(e.diagnostics)
-    bytecode = _bytecode(out, texts, runtime)  # its paths are checked before any write
+    # its paths are checked before any write
+    bytecode = _bytecode(out, texts, runtime, codes)
     written = _write(out, texts, runtime)
     outdir.write_files(out, bytecode)
     rows: list[dict] = []
@@ -458,7 +465,8 @@ def _write(out: Path, texts: dict[str, str], runtime: str) -> list[str]:
     return list(changed)
 
 
-def _bytecode(out: Path, texts: dict[str, str], runtime: str) -> dict[str, bytes]:
+def _bytecode(out: Path, texts: dict[str, str], runtime: str,
+              compiled: dict[str, CodeType]) -> dict[str, bytes]:
     """The `.pyc` of every generated module that lacks a current one (relative path -> bytes).
 
     A serving host often cannot write bytecode (`PYTHONDONTWRITEBYTECODE=1` in
@@ -468,6 +476,11 @@ def _bytecode(out: Path, texts: dict[str, str], runtime: str) -> dict[str, bytes
     whatever the files' mtimes; another Python version ignores them). A current one
     is left alone, so a build with nothing to do writes nothing; the paths are
     checked like every other write (`outdir`).
+
+    A module compiled already (`compiled`, out_rel -> code: the build's syntax check) is
+    not compiled again; its code is taken out of `compiled` as it is marshalled: marshal
+    marks objects that have more than one reference, so a code object still held
+    elsewhere would give other bytes than a fresh compile's.
     """
     import importlib.util
     import marshal
@@ -485,7 +498,8 @@ def _bytecode(out: Path, texts: dict[str, str], runtime: str) -> dict[str, bytes
             with contextlib.suppress(OSError):
                 if read_regular(path, 1 << 30)[:16] == header:
                     continue
-        plan[pyc] = header + marshal.dumps(compile(text, rel, "exec", dont_inherit=True))
+        plan[pyc] = header + marshal.dumps(
+            compiled.pop(rel) if rel in compiled else compile(text, rel, "exec", dont_inherit=True))
     return plan
 
 

@@ -16,8 +16,9 @@ Emission has three steps:
 3. The module is laid out from templates (`templates/`): the shared functions,
    their variable trees (`variables`), and one `_runtime.Target` per target.
 
-Templates receive strings only.  The emitter parses its own output before
-returning it: emitting invalid Python is an internal error.
+Templates receive strings only.  The build compiles the emitted text once
+(`generate.compile_module`, whose code becomes the module's `.pyc`): emitting
+invalid Python is an internal error.
 """
 
 from __future__ import annotations
@@ -108,10 +109,11 @@ class Namer:
         self.names: dict[Any, str] = {}
         self.holder: dict[str, int] = {}  # name -> index of last use of its current value
         self.last_use: dict[int, int] = {}
-        self.live = live_ops(fn, self.body)
-        for i, op in enumerate(self.body):
+        inputs = [op.inputs() for op in self.body]
+        self.live = live_ops(fn, self.body, inputs)
+        for i, read in enumerate(inputs):
             if self.live[i]:
-                for v in op.inputs():
+                for v in read:
                     self.last_use[id(v)] = i
         end = len(self.body)
         for v in fn.result.vars():
@@ -156,11 +158,13 @@ class Namer:
             n += 1
 
 
-def live_ops(fn: Function, body: tuple[Op, ...] | None = None) -> list[bool]:
+def live_ops(fn: Function, body: tuple[Op, ...] | None = None,
+             inputs: list[list[Var]] | None = None) -> list[bool]:
     """Which ops of `fn` compute something it uses (a backward liveness pass).
 
     Ops are pure, so one whose outputs are all unused (a constant a rule made and then
     wrote inline, a layer whose result the model drops) is left out of the generated code.
+    `inputs`: each op's `inputs()`, where the caller has them.
     """
     body = fn.body if body is None else body
     needed = {id(v) for v in fn.result.vars()}
@@ -171,16 +175,22 @@ def live_ops(fn: Function, body: tuple[Op, ...] | None = None) -> list[bool]:
         op = body[i]
         if not op.outputs or any(id(v) in needed for v in op.outputs):
             live[i] = True
-            needed.update(id(v) for v in op.inputs())
+            needed.update(id(v) for v in (op.inputs() if inputs is None else inputs[i]))
     return live
 
 
 def name_stem(stem: str, lower: bool = True) -> str:
     """A variable-name stem from a DSL name or op: ASCII, short (lower-case for stems)."""
-    stem = stem.lower() if lower else stem
-    out = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
-                  for c in stem[:MAX_STEM]) or "v"
+    stem = (stem.lower() if lower else stem)[:MAX_STEM]
+    if _PLAIN_STEM.fullmatch(stem):  # most are: nothing to replace
+        out = stem
+    else:
+        out = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
+                      for c in stem) or "v"
     return out if not out[0].isdigit() else "v" + out
+
+
+_PLAIN_STEM = re.compile(r"[A-Za-z0-9_]+")
 
 
 def free_name(stem: str, taken: set[str]) -> str:
@@ -348,7 +358,7 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
     # a builtin, a module function, an outer value the body reads) is renamed
     mine = {id(v) for _, v in fn.inputs}
     captured = {outer[id(v)] for op in body for v in op.inputs()
-                if outer and id(v) in outer and id(v) not in mine}
+                if id(v) in outer and id(v) not in mine} if outer else set()
     static = [checked(a, "argument name") for a in fn.static_args]
     taken = (set(namer.reserved) - set(outer_live)) | captured | set(args) | set(static) | \
         set(shared)

@@ -3,14 +3,16 @@
 `emit.Renderer` renders each function of the resolved program on its own;
 `sharing` groups the renderings into one function per distinct computation and
 names them; `variables` writes the variable trees and `targets` the targets'
-glue; this module puts them into `templates/module.py.j2` and checks the text
-compiles.
+glue; this module puts them into `templates/module.py.j2`.  `compile_module`
+checks the text compiles: the build does so once, in its output stage, where the
+same code object becomes the module's `.pyc`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 from . import __version__, sharing, targets
@@ -33,7 +35,7 @@ class Emitted:
 
 
 def emit_file(program: FileProgram, module_name: str) -> str:
-    """Render a whole generated module; checks that it parses."""
+    """Render a whole generated module (`compile_module` checks it)."""
     return emit_module(program, module_name).text
 
 
@@ -61,12 +63,24 @@ def emit_module(program: FileProgram, module_name: str) -> Emitted:
         targets_dict="{" + ", ".join(f"{string(t.name)}: {checked(t.name, 'target name')}"
                                      for t in program.targets) + "}",
     )
-    try:  # compile, not ast.parse: the same syntax check at half the cost
-        compile(text, program.relpath, "exec", dont_inherit=True)
-    except SyntaxError as e:
-        raise InternalError(f"emitted code for {program.relpath} does not parse: {e}",
-                            dump=_numbered(text, e.lineno or 0)) from None
     return Emitted(text, plan.inputs())
+
+
+def compile_module(text: str, filename: str, relpath: str) -> CodeType:
+    """The code of a generated module: emitting code that does not compile is a bug.
+
+    **Arguments:**
+    - `text`: the module's text; `filename`: its path in the output folder (the code
+      object's file name); `relpath`: the model file it was generated from.
+
+    **Returns:** the code object (the build marshals it into the module's `.pyc`).
+    """
+    try:  # compile, not ast.parse: the same syntax check at half the cost, and the .pyc
+        return compile(text, filename, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        e.filename = relpath  # the message names the model file
+        raise InternalError(f"emitted code for {relpath} does not parse: {e}",
+                            dump=_numbered(text, e.lineno or 0)) from None
 
 
 def _numbered(text: str, around: int) -> str:
@@ -75,4 +89,4 @@ def _numbered(text: str, around: int) -> str:
     return "\n".join(f"{i + 1:5d} | {lines[i]}" for i in range(lo, hi))
 
 
-__all__ = ["Emitted", "emit_file", "emit_module"]
+__all__ = ["Emitted", "compile_module", "emit_file", "emit_module"]

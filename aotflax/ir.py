@@ -329,8 +329,6 @@ class FunctionDef:
     decorators: tuple[Expr, ...]
     #: Docstring, if the body starts with one.
     docstring: str | None
-    #: Source text of the whole definition (emitted for user initializers).
-    source: str
     span: Span
     #: Span of the name (for pointing at a definition).
     name_span: Span

@@ -497,8 +497,9 @@ def check(program: FileProgram, sentinels: Any) -> dict[str, tuple[str, ...]]:
     """Proves padding safe for every bucketed target of a program resolved with the `A`
     sentinels, or raises `BuildError` naming every op that mixes positions.
 
-    **Arguments:** `program`: resolved with `sentinels` (`symbolic.Sentinels`) and
-    plain sizes (`sizes.plain_sizes`), so that a size used as a value shows as its number.
+    **Arguments:** `program`: resolved with `sentinels` (`symbolic.Sentinels`), plain
+    sizes (`sizes.plain_sizes`), so that a size used as a value shows as its number, and
+    its ops' flows recorded (`ops.axes.record_flows`).
 
     **Returns:** per bucketed target, the dimensions a request above the largest
     bucket may be split along (see the module docstring).

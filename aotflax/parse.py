@@ -484,7 +484,6 @@ class _Converter:
             body,
             decorators,
             docstring,
-            self.module.code_for_node(node),
             self.span(node),
             self.span(node.name),
         )

@@ -206,7 +206,8 @@ class OpInfo:
     callee: "Function | None" = None
     #: How many times the op's nested function runs per execution (a scan's length).
     trips: int = 1
-    #: How it moves its inputs' axes (`ops/axes.py`), for the padding proof of buckets.
+    #: How it moves its inputs' axes (`ops/axes.py`), for the padding proof of buckets;
+    #: recorded only while `ops.axes.record_flows()` is on (the proof's resolve).
     flow: Flow | None = None
     #: A module call whose instance's parameters arrive in a shared module's argument
     #: (not below the caller's `params`).

@@ -124,6 +124,8 @@ def docstring(text: str) -> str:
     at the very end, is escaped, so no closing `\"\"\"` can appear inside.
     Newlines stay: they are part of a docstring's text.
     """
+    if '"' not in text and "\\" not in text and text.replace("\n", "").isprintable():
+        return text  # nothing to escape (most docstrings): no loop over the characters
     out: list[str] = []
     for i, c in enumerate(text):
         if c == "\\":
@@ -140,6 +142,8 @@ def docstring(text: str) -> str:
 
 def comment(text: str) -> str:
     """`text` for the end of a `#` comment: one line, printable characters only."""
+    if text.isprintable():  # most are: no loop over the characters
+        return text
     return "".join(c if c.isprintable() else _escape(c) for c in text)
 
 

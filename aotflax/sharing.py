@@ -48,12 +48,13 @@ from .emit import (
 from .program import FileProgram, Function, Tensor
 from .program import describe as describe_aval
 from .quoting import MAX_IDENTIFIER, comment, docstring, identifier_problem
-from .values import ModuleRef, StaticError, describe_value, to_code
+from .values import ModuleRef, StaticError, describe_value, static_key, to_code
 from .variables import all_functions, axis_names, input_candidates
 
-#: A string literal (skipped) or a number of generated code.
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?<![\w.\x00])'
-                    r"(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?j?)(?![\w.])")
+#: A string literal (skipped) or a number of generated code.  Every match starts with a
+#: quote or a digit; the lookahead says so first, which lets the scan skip other text fast.
+_TOKEN = re.compile(r'(?=["\'\d])(?:"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?<![\w.\x00])'
+                    r"(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?j?)(?![\w.]))")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
 _KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
@@ -109,6 +110,8 @@ class Member:
 
     body: Body
     group: "Group"
+    #: `body.code()`, computed once (sharing reads it several times).
+    code: str = ""
     #: The code with calls resolved (names and keyword arguments), numbers included.
     text: str = ""
     #: This member's keyword arguments, as its callers pass them ("strides=(2, 2)").
@@ -151,6 +154,8 @@ class Plan:
         self.members: dict[tuple[int, str], Member] = {}
         #: Instances served, for docstrings: (id(function), kind) -> [(target, path)].
         self.instances: dict[tuple[int, str], list[tuple[str, str]]] = {}
+        #: `split_numbers` of the texts seen so far: many members have the same code.
+        self._splits: dict[str, tuple[list[str], list[str]]] = {}
 
     # -------------------------------------------------------------- queries
 
@@ -178,6 +183,17 @@ class Plan:
 
     def inputs(self) -> dict[str, tuple[tuple[str, Any], ...]]:
         return {g.name: g.first.inputs for g in self.groups}
+
+    def split(self, text: str) -> tuple[list[str], list[str]]:
+        """`split_numbers(text)`, once per distinct text of this file."""
+        found = self._splits.get(text)
+        if found is None:
+            found = self._splits[text] = split_numbers(text)
+        return found
+
+    def masked(self, text: str) -> str:
+        """`masked(text)`, from `split`."""
+        return "#".join(self.split(text)[0])
 
 
 # ------------------------------------------------------------------ planning
@@ -220,6 +236,7 @@ def _group_all(out: Plan, bodies: dict[tuple[int, str], Body]) -> None:
     units = out.renderer.units
     keys: dict[tuple[int, str], str] = {}
     by_key: dict[str, Group] = {}
+    codes = {k: body.code() for k, body in bodies.items()}
 
     def group_of(fn: Function, kind: str) -> Group:
         k = (id(fn), kind)
@@ -232,7 +249,7 @@ def _group_all(out: Plan, bodies: dict[tuple[int, str], Body]) -> None:
             group = by_key[key] = Group(len(out.groups), key,
                                         keywords=not fn.decorators and not fn.static_args)
             out.groups.append(group)
-        member = Member(bodies[k], group)
+        member = Member(bodies[k], group, codes[k])
         group.members.append(member)
         out.members[k] = member
         return group
@@ -241,7 +258,7 @@ def _group_all(out: Plan, bodies: dict[tuple[int, str], Body]) -> None:
         k = (id(fn), kind)
         if k in keys:
             return keys[k]
-        text = bodies[k].code()
+        text = codes[k]
 
         def callee(m: re.Match) -> str:
             other = units[_index(m.group(1))]
@@ -253,7 +270,7 @@ def _group_all(out: Plan, bodies: dict[tuple[int, str], Body]) -> None:
         elif fn.static_args:
             keyed = f"exact\n{keyed}"  # called by the runtime: only identical code is shared
         else:
-            keyed = masked(keyed)
+            keyed = out.masked(keyed)
         keys[k] = f"{kind}\n{keyed}"
         return keys[k]
 
@@ -301,7 +318,7 @@ def _resolve_calls(plan: Plan, group: Group) -> None:
                 return ""
             return ", " + text if m.group(1) == "L" else text
 
-        member.text = KW_REF.sub(kwargs, FN_REF.sub(name, member.body.code()))
+        member.text = KW_REF.sub(kwargs, FN_REF.sub(name, member.code))
 
 
 # ------------------------------------------------------------------ keyword arguments
@@ -313,9 +330,7 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
     if not group.keywords or len({m.text for m in members}) == 1:
         group.code = members[0].text  # identical members (most groups): nothing to find
         return
-    splits: dict[str, tuple[list[str], list[str]]] = {}
-    split = [splits.get(m.text) or splits.setdefault(m.text, split_numbers(m.text))
-             for m in members]
+    split = [plan.split(m.text) for m in members]
     segments, numbers0 = split[0]
     numbers = [n for _, n in split]
     differing = [k for k in range(len(numbers0)) if len({n[k] for n in numbers}) > 1]
@@ -324,6 +339,7 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
         return
     taken = set(_IDENT.findall(members[0].text)) | set(RESERVED)
     candidates = _candidates(group)
+    codes = _Codes()
     kwargs: list[Kwarg] = []
     #: number index -> replacement text; runs replace a whole tuple display.
     replace: dict[int, str] = {}
@@ -350,14 +366,15 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
         if run is not None:
             j, last = run
             texts = [_tuple_text(n[j:last + 1]) for n in numbers]
-            hp = _match_exact([c for c in candidates if not c[0].startswith("\x01")], texts)
+            hp = _match_exact([c for c in candidates if not c[0].startswith("\x01")], texts,
+                              codes)
             if hp is not None:
                 replace[j] = kwarg(hp[0], hp[1])
                 runs[j] = last
                 done.update(range(j, last + 1))
                 continue
         texts = [n[k] for n in numbers]
-        expr = _match(candidates, texts)
+        expr = _match(candidates, texts, codes)
         if expr is not None:
             name, values, fmt = expr
             replace[k] = fmt.format(kwarg(name, values))
@@ -401,24 +418,38 @@ def _code(value: Any) -> str | None:
         return None
 
 
-def _match_exact(candidates: list[tuple[str, list[Any]]],
-                 texts: list[str]) -> tuple[str, list[str]] | None:
+class _Codes:
+    """The code of each candidate's values, computed once per group (a group has many
+    numbers to match against the same candidates)."""
+
+    def __init__(self) -> None:
+        #: id(values) -> their codes; the candidates' lists live as long as this.
+        self.memo: dict[int, list[str | None]] = {}
+
+    def of(self, values: list[Any]) -> list[str | None]:
+        found = self.memo.get(id(values))
+        if found is None:
+            found = self.memo[id(values)] = [_code(v) for v in values]
+        return found
+
+
+def _match_exact(candidates: list[tuple[str, list[Any]]], texts: list[str],
+                 codes: _Codes) -> tuple[str, list[str]] | None:
     for name, values in candidates:
-        codes = [_code(v) for v in values]
-        if codes == texts:
+        if codes.of(values) == texts:
             return name, texts
     return None
 
 
-def _match(candidates: list[tuple[str, list[Any]]],
-           texts: list[str]) -> tuple[str, list[str], str] | None:
+def _match(candidates: list[tuple[str, list[Any]]], texts: list[str],
+           codes: _Codes) -> tuple[str, list[str], str] | None:
     """(keyword, its values, how the number reads it) for one varying number: a
     hyperparameter first (exactly, then times or divided by a constant), then the other
     candidates (a module's input sizes) the same way."""
     real = [c for c in candidates if not c[0].startswith("\x01")]
     other = [(n[1:], v) for n, v in candidates if n.startswith("\x01")]
     for tier in (real, other):
-        exact = _match_exact(tier, texts)
+        exact = _match_exact(tier, texts, codes)
         if exact is not None:
             return exact[0], exact[1], "{}"
         found = _scaled(tier, texts)
@@ -514,8 +545,9 @@ def _name_groups(plan: Plan) -> None:
     used |= {u.name for u in plan.program.user_functions}
     used |= {"TARGETS"} | {name for t in plan.program.targets
                            for name in target_names.target_globals(t.name)}
-    for member in plan.members.values():  # the values of every function (and attributes)
-        used |= set(_IDENT.findall(_STRING.sub("", member.body.code())))
+    # the values of every function (and attributes); members often share their code
+    for code in {member.code for member in plan.members.values()}:
+        used.update(_IDENT.findall(_STRING.sub("", code)))
     for (base, kind), groups in by_base.items():
         names = _variant_names(base, groups)
         for g, name in zip(groups, names):
@@ -567,16 +599,16 @@ def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
     """Per feature, its kind and its label for each group (see `_variant_names`)."""
     flags: list[list[str]] = []
     values: list[list[str]] = []
+    hparams = {g.index: [dict(m.body.function.hparams) for m in g.members] for g in groups}
 
     def constant(g: Group, name: str) -> tuple[bool, Any]:
         seen = []
-        for m in g.members:
-            hp = dict(m.body.function.hparams)
+        for hp in hparams[g.index]:
             if name not in hp:
                 return False, None
             seen.append(hp[name])
-        first = seen[0]
-        return all(_same(v, first) for v in seen), first
+        first = _key(seen[0])
+        return all(_key(v) == first for v in seen), seen[0]
 
     names: list[str] = []
     for g in groups:
@@ -588,7 +620,8 @@ def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
         if not all(ok for ok, _ in per):
             continue
         vals = [v for _, v in per]
-        if all(_same(v, vals[0]) for v in vals):
+        first = _key(vals[0])
+        if all(_key(v) == first for v in vals):
             continue
         if all(isinstance(v, bool) for v in vals):
             true, false = FLAG_LABELS.get(name, (name, ""))
@@ -633,13 +666,12 @@ def _ref_flags(refs: list[ModuleRef]) -> list[list[str]]:
     return out
 
 
-def _same(a: Any, b: Any) -> bool:
-    from .values import static_key
-
+def _key(value: Any) -> tuple[str, Any]:
+    """What two values compare by: their static keys, else their identity."""
     try:
-        return static_key(a) == static_key(b)
+        return "key", static_key(value)
     except Exception:  # noqa: BLE001 - values without keys are compared by identity
-        return a is b
+        return "id", id(value)
 
 
 def _value_label(name: str, value: Any) -> str:
@@ -870,6 +902,9 @@ class _DimNames:
             return ""
         parts = []
         for k, t in enumerate(line.shows):
+            if all(k < len(s) and s[k].shape == t.shape for s in shows):
+                parts.append(t.describe())  # the same in every use (most lines)
+                continue
             dims = []
             for axis in range(t.ndim):
                 vec = tuple(s[k].shape[axis] if k < len(s) and axis < s[k].ndim else

@@ -444,8 +444,16 @@ def walked() -> int:
     return n
 
 
+#: Exact types of leaves the deep walks below meet most (no subclass: `RngKey` is a
+#: `Tensor`, `bool` an `int`): each is answered by one look-up.
+_SCALARS = {int: "int", bool: "bool", float: "float", str: "str", complex: "complex",
+            type(None): "NoneType"}
+
+
 def is_static(value: Any) -> bool:
     """True when `value` contains no tensor."""
+    if type(value) in _SCALARS:
+        return True
     if isinstance(value, Tensor):
         return False
     if isinstance(value, (tuple, list)):
@@ -464,6 +472,8 @@ def is_static(value: Any) -> bool:
 
 
 def contains_poison(value: Any) -> bool:
+    if type(value) in _SCALARS or type(value) is Tensor:
+        return False
     if isinstance(value, Poison):
         return True
     if isinstance(value, (tuple, list)):
@@ -477,6 +487,9 @@ def contains_poison(value: Any) -> bool:
 
 def static_key(value: Any) -> Any:
     """A hashable key that identifies a static value (for specialization)."""
+    scalar = _SCALARS.get(type(value))
+    if scalar is not None:  # what the chain below gives them, in one step
+        return ("nan",) if scalar == "float" and math.isnan(value) else (scalar, value)
     if isinstance(value, Tensor):
         return ("tensor", value.shape, value.dtype, value.weak)
     if isinstance(value, RecordTuple):

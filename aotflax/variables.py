@@ -86,15 +86,27 @@ def bodies(program: FileProgram, renderer: Renderer) -> dict[tuple[int, str], Bo
     out: dict[tuple[int, str], Body] = {}
     functions = all_functions(program)
     initializers = {f.name: f for f in functions if f.static_args}
+    leaves: dict[int, dict[tuple[str, ...], tuple]] = {}  # id(function) -> its `_leaves`
     for fn in functions:
         if fn.origin and "." in fn.origin and has_variables(fn):
             renderer.ref(fn, "variables")
-            out[(id(fn), "variables")] = _body(fn, renderer, initializers)
+            out[(id(fn), "variables")] = _body(fn, renderer, initializers, leaves)
     return out
 
 
-def _children(fn: Function) -> dict[tuple[str, ...], Function]:
-    """Module instances `fn` calls whose variables sit below its own: path -> function."""
+def _leaves_of(fn: Function, memo: dict[int, dict[tuple[str, ...], tuple]]
+               ) -> dict[tuple[str, ...], tuple]:
+    found = memo.get(id(fn))
+    if found is None:
+        found = memo[id(fn)] = _leaves(fn)
+    return found
+
+
+def _children(fn: Function, memo: dict[int, dict[tuple[str, ...], tuple]]
+              ) -> dict[tuple[str, ...], Function]:
+    """Module instances `fn` calls whose variables sit below its own: path -> function.
+
+    `memo` keeps each function's `_leaves` (the same callee sits below many callers)."""
     found: dict[tuple[str, ...], Function] = {}
 
     def walk(body: tuple) -> None:
@@ -108,11 +120,16 @@ def _children(fn: Function) -> dict[tuple[str, ...], Function]:
                 walk(op.nested.body)
 
     walk(fn.body)
-    leaves = _leaves(fn)
+    # the leaves below each path the calls have, in one pass per length of path
+    below: dict[tuple[str, ...], dict[tuple[str, ...], tuple]] = {}
+    for n in {len(path) for path in found}:
+        for k, v in _leaves_of(fn, memo).items():
+            if len(k) >= n:
+                below.setdefault(k[:n], {})[k[n:]] = v
     out = {}
     for path, callee in found.items():
-        mine = {k[len(path):]: v for k, v in leaves.items() if k[:len(path)] == path}
-        if mine and mine == _leaves(callee):  # exactly the callee's tree: a call
+        mine = below.get(path)
+        if mine and mine == _leaves_of(callee, memo):  # exactly the callee's tree: a call
             out[path] = callee
     return out
 
@@ -127,9 +144,12 @@ def _leaves(fn: Function) -> dict[tuple[str, ...], tuple]:
     return out
 
 
-def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function]) -> Body:
+def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
+          leaves: dict[int, dict[tuple[str, ...], tuple]]) -> Body:
     """The declaration function of `fn`'s variables: a nested dict display."""
-    children = _children(fn)
+    children = _children(fn, leaves)
+    order = {p: i for i, p in enumerate(children)}
+    lengths = sorted({len(p) for p in children})
     tree: dict[str, Any] = {}
     calls: list[tuple[Function, str]] = []
     placed: set[tuple[str, ...]] = set()
@@ -164,7 +184,9 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function]) -
                 placed.add(layer)
                 place(layer, layers[layer])
             continue
-        child = next((p for p in children if path[:len(p)] == p), None)
+        # the first child (in call order) whose path starts this one
+        child = min((path[:n] for n in lengths if path[:n] in order), key=order.__getitem__,
+                    default=None)
         if child is None:
             leaf = _Leaf(_leaf(collection, d, _init_code(d, initializers, renderer, calls)))
             leaf.where = f"{d.span.file.name or fn.span.path}:{d.span.line}"

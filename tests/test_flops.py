@@ -9,6 +9,7 @@ ResNets and Transformer against the compiled executables, within 2 %.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import jax
@@ -327,6 +328,18 @@ def test_conv_taps_agree_with_brute_force():
             1 for k in range(window) for o in range(out)
             if (u := o * stride - pad + k * rhs) >= 0 and u % lhs == 0 and u // lhs < in_size)
         assert flops.conv_taps(in_size, window, out, stride, pad, lhs, rhs) == brute
+
+
+def test_conv_taps_agree_with_brute_force_on_every_small_case():
+    # the outputs whose window lies on the input are counted at once: every edge case
+    # (padding on both sides, windows larger than the input, no outputs, dilations)
+    for in_size, window, out, stride, pad, lhs, rhs in itertools.product(
+            range(1, 6), range(0, 5), range(0, 7), range(1, 4), range(-2, 4), (1, 2), (1, 2, 3)):
+        brute = sum(
+            1 for k in range(window) for o in range(out)
+            if (u := o * stride - pad + k * rhs) >= 0 and u % lhs == 0 and u // lhs < in_size)
+        got = flops.conv_taps(in_size, window, out, stride, pad, lhs, rhs)
+        assert got == brute, (in_size, window, out, stride, pad, lhs, rhs)
 
 
 def test_conv_taps_of_a_huge_window_are_counted_per_output():

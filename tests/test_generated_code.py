@@ -151,3 +151,14 @@ def test_shared_functions_compute_what_their_instances_did(widths) -> None:
                 h = h + p["proj"]["bias"].reshape((1, 1, 1, -1))
             h = h + out
         np.testing.assert_allclose(y, np.mean(h, axis=(1, 2)), rtol=1e-5, atol=1e-6)
+
+
+def test_emitted_code_that_does_not_compile_is_an_internal_error() -> None:
+    """The build's self-check (`compile_module`, whose code becomes the `.pyc`)."""
+    from aotflax.diagnostics import InternalError
+    from aotflax.generate import compile_module
+
+    code = compile_module("def f(x):\n    return x\n", "net.py", "models/net.py")
+    assert code.co_filename == "net.py"
+    with pytest.raises(InternalError, match=r"models/net\.py does not parse: .*line 2"):
+        compile_module("def f(x):\n    return x +\n", "net.py", "models/net.py")

@@ -2,10 +2,11 @@
 
 Each entry of the operation table has one rule here, keyed by its qualified
 name (`registry.qualname`), like its FLOP rule (`flops.py`); a test fails when
-an entry has none.  `FnCall.op_info` asks `flow` for every op an entry emits
-and records the answer on the op (`program.OpInfo.flow`), where
-`aotflax/padding.py` reads it to prove that padding a bucketed dimension
-cannot change the rows a caller gets.
+an entry has none.  While `record_flows()` is on (the resolve of the padding
+proof), `FnCall.op_info` asks `flow` for every op an entry emits and records
+the answer on the op (`program.OpInfo.flow`), where `aotflax/padding.py` reads
+it to prove that padding a bucketed dimension cannot change the rows a caller
+gets; other resolves, whose flows nothing reads, skip the work.
 
 A rule says, for every axis of every input tensor of the op, one of:
 
@@ -27,7 +28,9 @@ layers one rule per statement template (`TEMPLATES`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,7 +38,25 @@ from ..program import Axis, Code, Flow, Keys, Mix, Tensor, Var
 from .flops import OpView
 from .registry import Entry, qualname
 
-__all__ = ["RULES", "TEMPLATES", "AxisRule", "flow", "rule_for"]
+__all__ = ["RULES", "TEMPLATES", "AxisRule", "flow", "record_flows", "recording_flows",
+           "rule_for"]
+
+_RECORDING = ContextVar("aotflax_record_flows", default=False)
+
+
+@contextmanager
+def record_flows() -> Iterator[None]:
+    """Resolve with each op's `Flow` recorded (only the padding proof reads them)."""
+    token = _RECORDING.set(True)
+    try:
+        yield
+    finally:
+        _RECORDING.reset(token)
+
+
+def recording_flows() -> bool:
+    """Whether ops record their `Flow` now (see `record_flows`)."""
+    return _RECORDING.get()
 
 
 @dataclass(frozen=True)

@@ -361,7 +361,8 @@ class FnCall:
         return OpInfo(qualname(self.entry), flops.count(self, template, args, tuple(outputs)),
                       None if scope is None else scope.prefix,
                       "" if scope is None else scope.owner,
-                      flow=axes.flow(self, template, args, tuple(outputs)))
+                      flow=axes.flow(self, template, args, tuple(outputs))
+                      if axes.recording_flows() else None)
 
 
 class LayerScope:

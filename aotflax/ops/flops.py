@@ -426,21 +426,31 @@ def conv_taps(in_size: int, window: int, out_size: int, stride: int, pad_low: in
     XLA's `HloCostAnalysis::GetConvolutionFlops`: the input index of output `o`
     and kernel tap `k` is `o * stride - pad_low + k * rhs_dilation` in the
     `lhs_dilation`-dilated input; it counts when it lands on an element. The
-    count loops over outputs (at most the array's size), never over a window a
-    model file may make as large as it likes.
+    count never loops over a window a model file may make as large as it likes:
+    outputs whose whole window lies on the input (most of them, without input
+    dilation) read `window` elements each; the others are counted one by one.
     """
     last = (in_size - 1) * lhs_dilation  # last element of the dilated input
-    step = lhs_dilation // math.gcd(rhs_dilation, lhs_dilation)  # taps between hits
-    total = 0
-    for o in range(out_size):
-        base = o * stride - pad_low  # dilated input index of tap 0
-        lo = max(0, -(base // rhs_dilation))  # first tap at index >= 0
-        hi = min(window - 1, (last - base) // rhs_dilation) if last >= base else -1
-        first = next((k for k in range(lo, min(hi, lo + step - 1) + 1)
-                      if (base + k * rhs_dilation) % lhs_dilation == 0), None)
-        if first is not None:
-            total += (hi - first) // step + 1
+    lo, hi = out_size, out_size  # outputs lo..hi-1 read `window` elements each
+    if lhs_dilation == 1 and stride >= 1 and rhs_dilation >= 1:
+        first = -(-pad_low // stride) if pad_low > 0 else 0  # tap 0 on the input from here
+        end = (last + pad_low - (window - 1) * rhs_dilation) // stride  # last tap, up to here
+        lo = min(first, out_size)
+        hi = max(min(end + 1, out_size), lo)
+    total = (hi - lo) * window
+    for o in (*range(lo), *range(hi, out_size)):
+        total += _taps_at(o * stride - pad_low, window, last, lhs_dilation, rhs_dilation)
     return total
+
+
+def _taps_at(base: int, window: int, last: int, lhs_dilation: int, rhs_dilation: int) -> int:
+    """Taps of one output (`base`: the dilated input index of its tap 0) on an element."""
+    step = lhs_dilation // math.gcd(rhs_dilation, lhs_dilation)  # taps between hits
+    lo = max(0, -(base // rhs_dilation))  # first tap at index >= 0
+    hi = min(window - 1, (last - base) // rhs_dilation) if last >= base else -1
+    first = next((k for k in range(lo, min(hi, lo + step - 1) + 1)
+                  if (base + k * rhs_dilation) % lhs_dilation == 0), None)
+    return 0 if first is None else (hi - first) // step + 1
 
 
 def conv_flops(x: tuple[int, ...], out: tuple[int, ...], window: Sequence[int],

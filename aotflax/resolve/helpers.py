@@ -66,10 +66,13 @@ def has_key(value: Any) -> bool:
     """Whether a value is, or contains, a random key."""
     if isinstance(value, RngKey):
         return True
-    if isinstance(value, (tuple, list)):
-        return any(has_key(v) for v in value)
     if isinstance(value, dict):
-        return any(has_key(v) for v in value.values())
+        value = value.values()
+    elif not isinstance(value, (tuple, list)):
+        return False
+    for v in value:  # a loop, not any(): the common leaves return without a generator
+        if has_key(v):
+            return True
     return False
 
 

@@ -413,7 +413,7 @@ class ModulesMixin:
         first = ir.Param(me, None, None, "positional", stmt.name_span)
         apply = ir.FunctionDef("apply", ir.Parameters((first, *stmt.params.params),
                                                       stmt.params.span),
-                               stmt.body, (), stmt.docstring, stmt.source, stmt.span,
+                               stmt.body, (), stmt.docstring, stmt.span,
                                stmt.name_span)
         cls = ir.ClassDef(stmt.name, (), (apply,), stmt.docstring, stmt.span, stmt.name_span)
         frame.env.set(stmt.name, ModuleRef(UserModule(stmt.name, cls, frame.env)))
