@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .emit import Body, Line, Renderer, checked, placeholder
@@ -177,8 +177,10 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
     decls: list[tuple[tuple[str, ...], str, ParamDecl]] = [(d.path, "", d) for d in fn.params]
     decls += [(d.path[1:], d.path[0], d) for d in fn.state]
     layers = _layer_calls(fn, decls, children, initializers, renderer, calls)
+    layer_order = {p: i for i, p in enumerate(layers)}
     for path, collection, d in decls:
-        layer = next((p for p in layers if path[:len(p)] == p), None)
+        # the first layer (in call order) whose path starts this one
+        layer = min(_prefixes_in(path, layers), key=layer_order.__getitem__, default=None)
         if layer is not None:
             if layer not in placed:
                 placed.add(layer)
@@ -203,6 +205,12 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
     lines = [Line(text, where) for text, where in _value_lines(tree, 0)]
     lines[0].code = "return " + lines[0].code
     return Body(fn, "variables", [], False, lines, "", calls)
+
+
+def _prefixes_in(path: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
+                 ) -> list[tuple[str, ...]]:
+    """The prefixes of `path` (itself included) that are keys of `paths`, shortest first."""
+    return [path[:n] for n in range(len(path) + 1) if path[:n] in paths]
 
 
 def _layer_paths(fn: Function) -> dict[tuple[str, ...], str]:
@@ -234,10 +242,15 @@ def _layer_calls(fn: Function, decls: list[tuple[tuple[str, ...], str, ParamDecl
     under the path (a layer subclass declaring more) keeps the leaf-by-leaf tree.
     """
     out: dict[tuple[str, ...], _Leaf] = {}
-    for path, entry in _layer_paths(fn).items():
-        if any(path[:len(c)] == c for c in children):
-            continue
-        mine = {(p[len(path):], c): d for p, c, d in decls if p[:len(path)] == path}
+    layers = {path: entry for path, entry in _layer_paths(fn).items()
+              if not _prefixes_in(path, children)}
+    # each layer's leaves, found through the prefixes of each leaf's path (linear in leaves)
+    under: dict[tuple[str, ...], dict[tuple[tuple[str, ...], str], ParamDecl]] = {}
+    for p, c, d in decls:
+        for path in _prefixes_in(p, layers):
+            under.setdefault(path, {})[(p[len(path):], c)] = d
+    for path, entry in layers.items():
+        mine = under.get(path, {})
         call = _layer_call(entry, mine, initializers, renderer, calls)
         if call is not None:
             first = next(iter(mine.values()))
