@@ -270,7 +270,9 @@ def _resolve_and_emit(model: ir.ModelFile, module: str,
     if not symbolic.has_symbolic(program):
         return program, text
     b = symbolic.Sentinels(list(symbolic.SENTINELS_B))
-    text_b = emit_file(padding.annotate(resolve(model, b, workspace), splits), module)
+    program_b = resolve(model, b, workspace)
+    symbolic.check_variables(program, program_b)
+    text_b = emit_file(padding.annotate(program_b, splits), module)
     try:
         text_c: str | None = emit_file(padding.annotate(
             resolve(model, symbolic.Sentinels(list(symbolic.SENTINELS_C)), workspace), splits),

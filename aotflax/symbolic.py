@@ -89,6 +89,34 @@ def _located(source: SourceFile, comment: str, marker: str, message: str,
                       hint=hint)
 
 
+def check_variables(program_a: FileProgram, program_b: FileProgram) -> None:
+    """Refuses a parameter or state variable whose shape depends on a symbolic dimension.
+
+    Generated code reads sizes from the arrays, so such a shape can look the same in the
+    A and B emissions (`mlp_variables(in_width=a)`); the resolved shapes differ, and
+    that is what this compares, target by target.
+    """
+    errors: list[Diagnostic] = []
+    for ta, tb in zip(program_a.targets, program_b.targets):
+        if not ta.symbolic:
+            continue
+        for da, db in zip(ta.params + ta.state, tb.params + tb.state):
+            if da.shape != db.shape:
+                names = sorted({d for _, dims in ta.symbolic for d in dims
+                                if isinstance(d, str)})
+                dims = (f"symbolic dimension '{names[0]}'" if len(names) == 1 else
+                        "one of the symbolic dimensions " + ", ".join(f"'{n}'" for n in names))
+                errors.append(Diagnostic(
+                    "AOT411", f"the shape of '{'/'.join(da.path)}' in target '{ta.name}' "
+                    f"depends on {dims}", da.span,
+                    hint="a parameter's shape is fixed when the target is built: give this "
+                         "axis of the input a size; only axes the variables do not depend "
+                         "on (such as the batch) can be symbolic"))
+                break
+    if errors:
+        raise BuildError(_unique(errors))
+
+
 def reconcile(text_a: str, text_b: str, text_c: str | None, a: Sentinels, b: Sentinels,
               source: SourceFile, relpath: str, program_a: FileProgram,
               inputs: dict[str, tuple[tuple[str, Any], ...]] | None = None) -> str:

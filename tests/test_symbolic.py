@@ -68,6 +68,25 @@ def test_a_parameter_shape_from_a_symbolic_dimension_is_located():
     assert "error[AOT411]" in errors and ":8:" in errors.splitlines()[0]
 
 
+def test_a_parameter_shape_read_from_a_symbolic_input_axis_is_located():
+    # the kernel's input width comes from a symbolic axis: emitted code would pass the
+    # size as a keyword argument, the same text for every size, so only the resolved
+    # variable shapes tell (once an internal NameError in the generated module)
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            x = x.reshape((x.shape[0], -1))
+            return nn.Dense(x, 3)
+
+    aot.target("fixed", Net, x=aot.f32[2, 4, 1])
+    aot.target("serve", Net, x=aot.f32[2, 4, "width"])
+    """)
+    first = errors.splitlines()[0]
+    assert "error[AOT411]: the shape of 'Dense_0/kernel' in target 'serve' depends on " \
+        "symbolic dimension 'width'" in first and ":9:" in first
+    assert "internal error" not in errors
+
+
 def test_shape_errors_name_the_symbolic_dimension():
     errors = build_errors("""
     class Net(nn.Module):
