@@ -148,8 +148,7 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
           leaves: dict[int, dict[tuple[str, ...], tuple]]) -> Body:
     """The declaration function of `fn`'s variables: a nested dict display."""
     children = _children(fn, leaves)
-    order = {p: i for i, p in enumerate(children)}
-    lengths = sorted({len(p) for p in children})
+    child_order = {p: i for i, p in enumerate(children)}
     tree: dict[str, Any] = {}
     calls: list[tuple[Function, str]] = []
     placed: set[tuple[str, ...]] = set()
@@ -179,16 +178,13 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
     layers = _layer_calls(fn, decls, children, initializers, renderer, calls)
     layer_order = {p: i for i, p in enumerate(layers)}
     for path, collection, d in decls:
-        # the first layer (in call order) whose path starts this one
-        layer = min(_prefixes_in(path, layers), key=layer_order.__getitem__, default=None)
+        layer = _first_prefix(path, layer_order)
         if layer is not None:
             if layer not in placed:
                 placed.add(layer)
                 place(layer, layers[layer])
             continue
-        # the first child (in call order) whose path starts this one
-        child = min((path[:n] for n in lengths if path[:n] in order), key=order.__getitem__,
-                    default=None)
+        child = _first_prefix(path, child_order)
         if child is None:
             leaf = _Leaf(_leaf(collection, d, _init_code(d, initializers, renderer, calls)))
             leaf.where = f"{d.span.file.name or fn.span.path}:{d.span.line}"
@@ -211,6 +207,12 @@ def _prefixes_in(path: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
                  ) -> list[tuple[str, ...]]:
     """The prefixes of `path` (itself included) that are keys of `paths`, shortest first."""
     return [path[:n] for n in range(len(path) + 1) if path[:n] in paths]
+
+
+def _first_prefix(path: tuple[str, ...], order: dict[tuple[str, ...], int]
+                  ) -> tuple[str, ...] | None:
+    """The first (in `order`, call order) of the paths in `order` that start `path`."""
+    return min(_prefixes_in(path, order), key=order.__getitem__, default=None)
 
 
 def _layer_paths(fn: Function) -> dict[tuple[str, ...], str]:

@@ -134,38 +134,28 @@ def test_slice_assignment_is_in_place_like_numpy():
     assert np.array_equal(np.asarray(got_row), row.astype(np.float32))
 
 
+NUMPY_DTYPES = """
+    import numpy as np
+
+    class Net(nn.Module):
+        def apply(self, x):
+            ids = np.arange(6).reshape(2, 3)
+            half = ids / 4
+            small = np.ones((2, 3), dtype=np.float32) * 2.0
+            mask = ids > 2
+            total = ids.sum(axis=0, keepdims=True)
+            return x + half, x * small, jnp.where(mask, x, 0.0), x + total
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """
+
+
 def test_numpy_dtypes_hold_until_jnp():
     """int64 and float64 are numpy's; JAX narrows them where the table meets jnp."""
-    text, program = emit("""
-    import numpy as np
-
-    class Net(nn.Module):
-        def apply(self, x):
-            ids = np.arange(6).reshape(2, 3)
-            half = ids / 4
-            small = np.ones((2, 3), dtype=np.float32) * 2.0
-            mask = ids > 2
-            total = ids.sum(axis=0, keepdims=True)
-            return x + half, x * small, jnp.where(mask, x, 0.0), x + total
-
-    aot.target("net", Net, x=aot.f32[2, 3])
-    """)
+    text, program = emit(NUMPY_DTYPES)
     assert "i64[2, 3] (numpy)" in text and "f64[2, 3] (numpy)" in text
     assert "f32[2, 3] (numpy)" in text and "bool[2, 3] (numpy)" in text
-    m = build("""
-    import numpy as np
-
-    class Net(nn.Module):
-        def apply(self, x):
-            ids = np.arange(6).reshape(2, 3)
-            half = ids / 4
-            small = np.ones((2, 3), dtype=np.float32) * 2.0
-            mask = ids > 2
-            total = ids.sum(axis=0, keepdims=True)
-            return x + half, x * small, jnp.where(mask, x, 0.0), x + total
-
-    aot.target("net", Net, x=aot.f32[2, 3])
-    """)
+    m = build(NUMPY_DTYPES)
     x = np.arange(6, dtype=np.float32).reshape(2, 3) + 0.25
     outs, _ = m.net.apply({}, {}, x)
     ids = np.arange(6).reshape(2, 3)
