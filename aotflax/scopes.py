@@ -10,6 +10,7 @@ not advance the counter, and an error for a reused name.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -82,8 +83,12 @@ class FunctionState:
             self.collections.append(collection)
 
 
+@functools.lru_cache(maxsize=8192)
 def subscript_path(root: str, path: tuple[str, ...]) -> str:
-    """`root["a"]["b"]`: names in the path are data, quoted as string literals."""
+    """`root["a"]["b"]`: names in the path are data, quoted as string literals.
+
+    Cached: a module's paths are quoted again for every parameter, state read and call.
+    """
     return quoting.subscript(root, path)
 
 

@@ -73,20 +73,7 @@ class KindSpec:
         return dt.canonicalize(dtype), weak and dtype != "bool"
 
     def _token(self, dtype: str) -> str:
-        for kind, token in zip(_KINDS, self.tokens):
-            if _kind(dtype) == kind:
-                return token
-        raise AssertionError(dtype)
-
-
-def _kind(dtype: str) -> str:
-    if dt.is_bool(dtype):
-        return "b"
-    if dt.is_signed(dtype):
-        return "i"
-    if dt.is_unsigned(dtype):
-        return "u"
-    return "f" if dt.is_floating(dtype) else "c"
+        return self.tokens[_KINDS.index(dt.kind(dtype))]
 
 
 def reject(call: FnCall, spec: KindSpec, described: str) -> CallError:

@@ -37,6 +37,7 @@ XLA's `cost_analysis()`; `bench/flops.py` compares whole models.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -74,7 +75,7 @@ class OpView:
 
     def literal(self, name: str) -> Any:
         """Template argument `name` as the Python literal it was rendered from (a repr)."""
-        return ast.literal_eval("".join(p for p in self.args[name].parts if isinstance(p, str)))
+        return _literal("".join(p for p in self.args[name].parts if isinstance(p, str)))
 
     def bound(self, name: str, default: Any = None) -> Any:
         """The call's bound argument `name` (`default` when the entry has none)."""
@@ -91,6 +92,13 @@ class OpView:
         """The first array the op reads (the operand of a reduction or unary function)."""
         tensors = self.tensors()
         return tensors[0] if tensors else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal(text: str) -> Any:
+    """`ast.literal_eval`, once per text (the same axes and windows recur in every model);
+    the rules only read what it returns."""
+    return ast.literal_eval(text)
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ def count(call: Any, template: str, args: dict[str, Code], outputs: Sequence[Var
 
 def rule_for(entry: Entry) -> FlopRule:
     """The rule of a table entry; a missing one is a compiler bug (the coverage test)."""
-    name = qualname(entry)
+    name = entry.qualname
     rule = RULES.get(name)
     if rule is None:
         raise KeyError(f"no FLOP rule for operation {name} (add one to aotflax/ops/flops.py)")
