@@ -430,7 +430,7 @@ def check_shape(shape: Any, what: str = "array") -> None:
     """Shapes built from model values must be non-negative ints that JAX can represent."""
     size = 1
     for d in shape:
-        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+        if (type(d) is not int and (isinstance(d, bool) or not isinstance(d, int))) or d < 0:
             raise CallError("AOT210", f"{what} shape {tuple(shape)!r} has an invalid dimension "
                             f"{d!r}: dimensions are non-negative ints")
         size *= 1 if d in _SENTINELS else d

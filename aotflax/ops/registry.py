@@ -22,6 +22,7 @@ from ..values import (
     POISON,
     DType,
     Initializer,
+    ModuleRef,
     StaticError,
     describe_value,
     to_code,
@@ -154,6 +155,8 @@ class Signature:
 def shorten(value: Any) -> str:
     if isinstance(value, (DType, Initializer)):
         return to_code(value)
+    if isinstance(value, ModuleRef):  # a module passed as a hyperparameter has no code
+        return describe_value(value)
     try:
         return to_code(value)
     except StaticError:
