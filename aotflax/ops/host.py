@@ -58,6 +58,8 @@ class HostArray(Tensor):
     __slots__ = ("np_dtype", "scalar", "_ints", "_ints_at")
     np_dtype: str
     scalar: bool
+    _ints: tuple[int, ...] | None
+    _ints_at: int
 
     def __init__(self, shape: tuple[int, ...], np_dtype: str, scalar: bool = False,
                  ints: tuple[int, ...] | None = None):
