@@ -9,6 +9,7 @@ that check them (raising `CallError` with what was expected and found), and
 from __future__ import annotations
 
 import builtins
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence, overload
 
@@ -344,25 +345,44 @@ class FnCall:
 
     def emit(self, template: str, args: dict[str, Code | str | Tensor], outputs: Sequence[Var],
              stem: str | None = None,
-             temps: "tuple[str, ...] | dict[str, Tensor | tuple[Tensor, ...]]" = ()) -> None:
+             temps: "tuple[str, ...] | dict[str, Tensor | tuple[Tensor, ...]]" = (), *,
+             flops: builtins.int | None = None) -> builtins.int:
         """Emit `template`; `temps` names its scratch variables, with their types where
-        known (one per line assigning it) for the comments."""
-        coded = {k: v if isinstance(v, Code) else Code((v,)) for k, v in args.items()}
+        known (one per line assigning it) for the comments.  `flops`: the op's FLOPs when
+        the rule knows them already (a shape plan, `plans`), else they are counted.
+
+        **Returns:** the op's FLOPs."""
+        coded = {k: v if type(v) is Code else Code((v,)) for k, v in args.items()}
         types: tuple = ()
         if isinstance(temps, dict):
             types = tuple(t if isinstance(t, tuple) else (t,) for t in temps.values())
             temps = tuple(temps)
+        info = self.op_info(template, coded, outputs, flops)
         self.ctx.emit(template, coded, tuple(outputs), self.span, stem or self.entry.name.lower(),
-                      temps, info=self.op_info(template, coded, outputs), temp_types=types)
+                      temps, info=info, temp_types=types)
+        return info.flops
 
-    def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Var]) -> OpInfo:
-        """What the model summary records of an op this call emits: entry, FLOPs, instance."""
+    def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Var],
+                count: builtins.int | None = None) -> OpInfo:
+        """What the model summary records of an op this call emits: entry, FLOPs, instance.
+
+        `count`: its FLOPs, when known (else the entry's FLOP rule counts them)."""
+        if count is None:
+            count = flops.count(self, template, args, tuple(outputs))
         scope = getattr(self, "scope", None)
-        return OpInfo(qualname(self.entry), flops.count(self, template, args, tuple(outputs)),
-                      None if scope is None else scope.prefix,
-                      "" if scope is None else scope.owner,
-                      flow=axes.flow(self, template, args, tuple(outputs))
-                      if axes.recording_flows() else None)
+        if axes.recording_flows():
+            return OpInfo(qualname(self.entry), count, None if scope is None else scope.prefix,
+                          "" if scope is None else scope.owner,
+                          flow=axes.flow(self, template, args, tuple(outputs)))
+        return _op_info(self.entry.qualname, count, None if scope is None else scope.prefix,
+                        "" if scope is None else scope.owner)
+
+
+@functools.lru_cache(maxsize=4096)
+def _op_info(entry: str, count: int, path: tuple[str, ...] | None, module: str) -> OpInfo:
+    """One immutable `OpInfo` per (entry, FLOPs, instance path, class): layers of one
+    shape at one path recur across the functions and targets of a model."""
+    return OpInfo(entry, count, path, module)
 
 
 class LayerScope:

@@ -9,6 +9,7 @@ from typing import Any
 from .. import hardware, ir, padding, quoting
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
 from ..ops.stochastic import KEY_DTYPE, RngKey
+from ..ops import plans
 from ..program import (
     FileProgram,
     Function,
@@ -336,6 +337,7 @@ def resolve(model: ir.ModelFile, symbols: Any = None,
     **Arguments:** `symbols`: sizes for symbolic dimensions (`symbolic.Sentinels`);
     `workspace`: the build's model files, for imports between them.
     """
+    plans.clear()  # shape plans serve one build (and a benchmark's runs never share them)
     return Resolver(model, symbols, workspace).run()
 
 
