@@ -17,7 +17,7 @@ from .. import dtypes as dt
 from ..diagnostics import Span
 from ..program import Code, OpInfo, Tensor, Var
 from ..quoting import identifier
-from ..sizes import Size, SizeRef, SizeTuple, has_code, plain
+from ..sizes import Size, SizeRef, SizeTuple, has_code, plain, plain_shape
 from ..values import (
     Closure,
     DType,
@@ -317,6 +317,12 @@ class FnCall:
 
     def out(self, shape: Sequence[builtins.int], dtype: str, weak: builtins.bool = False
             ) -> Tensor:
+        if type(shape) is tuple:
+            for d in shape:
+                if type(d) is not int:
+                    break
+            else:  # a tuple of plain ints already (what rules compute)
+                return self.ctx.new_tensor(shape, dtype, weak)
         return self.ctx.new_tensor(tuple(int(d) for d in shape), dtype, weak)
 
     def code(self, name: str) -> Code:
@@ -424,11 +430,11 @@ class LayerCall(FnCall):
     scope: LayerScope = field(kw_only=True)
 
     def param(self, name: str, shape: Sequence[int], dtype: str, init: Initializer | Closure) -> Code:
-        return self.scope.param(name, plain(tuple(shape)), dtype, init, self.span)
+        return self.scope.param(name, plain_shape(shape), dtype, init, self.span)
 
     def state(self, collection: str, name: str, shape: Sequence[int], dtype: str,
               init: Initializer | Closure) -> Code:
-        return self.scope.state(collection, name, plain(tuple(shape)), dtype, init, self.span)
+        return self.scope.state(collection, name, plain_shape(shape), dtype, init, self.span)
 
     def set_state(self, collection: str, name: str, value: Tensor) -> None:
         self.scope.set_state(collection, name, value, self.span)

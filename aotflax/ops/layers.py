@@ -7,7 +7,6 @@ parameters with Linen's names and shapes so Linen checkpoints load unchanged.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -81,27 +80,34 @@ def subtree(entries: dict[str, Code]) -> Code:
     are read from (`params["BatchNorm_0"]`) when each is that subtree's entry of its key,
     else a dict display (`{"scale": w}`: parameters a caller gave, a state just updated).
     """
-    heads: list[Code] = []
+    first: tuple | None = None
     for key, code in entries.items():
-        suffix = _index(key)
-        last = code.parts[-1] if code.parts else None
+        suffix = _INDEX.get(key) or _index(key)
+        parts = code.parts
+        last = parts[-1] if parts else None
         if not isinstance(last, str) or not last.endswith(suffix):
             break
-        head = (*code.parts[:-1], last[:-len(suffix)]) if last != suffix else code.parts[:-1]
-        if not head:
+        head = (*parts[:-1], last[:-len(suffix)]) if last != suffix else parts[:-1]
+        if not head or first is not None and head != first:
             break
-        heads.append(Code(tuple(head)))
+        first = head
     else:
-        if heads and all(h.parts == heads[0].parts for h in heads):
-            return heads[0]
+        if first is not None:
+            return Code(first)
     items = [Code.of(f"{string(k)}: ", v) for k, v in entries.items()]
     return Code.of("{", Code.join(", ", items), "}")
 
 
-@functools.lru_cache(maxsize=1024)
+#: `["key"]` by key (a layer's few names, quoted once each).
+_INDEX: dict[str, str] = {}
+
+
 def _index(key: str) -> str:
-    """`["key"]`: the subscript reading `key` (a layer's few names, quoted once each)."""
-    return f"[{string(key)}]"
+    """`["key"]`: the subscript reading `key`."""
+    text = f"[{string(key)}]"
+    if len(_INDEX) < 1024:
+        _INDEX[key] = text
+    return text
 
 
 def options(**items: str | None) -> str:

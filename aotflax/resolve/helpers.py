@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import ir, quoting, safety, target_names
 from ..ops.calls import value_code
+from ..ops.registry import shorten as _shorten
 from ..ops.stochastic import RngKey
 from ..program import (
     Code,
@@ -113,9 +114,7 @@ def array_like(v: Any) -> bool:
 
 
 def shorten(v: Any) -> str:
-    from ..ops.registry import shorten as short
-
-    return short(v)
+    return _shorten(v)
 
 
 def tensor_leaves(value: Any) -> list[Any]:
