@@ -68,10 +68,10 @@ class FunctionState:
              stem: str, temps: tuple[str, ...] = (), info: OpInfo | None = None, *,
              init_only: bool = False, init_args: dict[str, Code] | None = None,
              temp_types: tuple = ()) -> None:
+        # (positional: the cheapest way to fill the op's eleven fields, made for every op)
         self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
-                           stem, info=info, init_only=init_only,
-                           init_args=tuple(init_args.items()) if init_args else None,
-                           temp_types=tuple(temp_types)))
+                           stem, None, info, init_only,
+                           tuple(init_args.items()) if init_args else None, tuple(temp_types)))
 
     def hint(self, var: Any, name: str) -> None:
         if isinstance(var, Var):

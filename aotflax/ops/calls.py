@@ -358,7 +358,7 @@ class FnCall:
         the rule knows them already (a shape plan, `plans`), else they are counted.
 
         **Returns:** the op's FLOPs."""
-        coded = {k: v if type(v) is Code else Code((v,)) for k, v in args.items()}
+        coded = {k: v if isinstance(v, Code) else Code((v,)) for k, v in args.items()}
         types: tuple = ()
         if isinstance(temps, dict):
             types = tuple(t if isinstance(t, tuple) else (t,) for t in temps.values())

@@ -84,9 +84,16 @@ def lookup(call: Any, compute: Callable[[Any, Tensor], P], data: str,
     args = call.args
     parts: list[Any] = [compute, call.entry, shape, x.dtype, x.weak]
     for name in static:
-        k = exact_key(args[name])
+        v = args[name]
+        t = type(v)
+        if t in _ATOMS:  # (type, value) pairs, flat: each argument gives two parts
+            parts.append(t)
+            parts.append(v)
+            continue
+        k = exact_key(v)
         if k is None:
             return None
+        parts.append(t)
         parts.append(k)
     key = tuple(parts)
     plan = _PLANS.get(key)
