@@ -16,7 +16,6 @@ f-string fields) is found in the text next to what it does locate (`_Text`).
 from __future__ import annotations
 
 import ast
-import gc
 import re
 import warnings
 from bisect import bisect_right
@@ -131,64 +130,14 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
 
     **Returns:** the `ir.ModelFile`; raises `BuildError` with all diagnostics otherwise.
     """
-    # The parse builds a tree of tens of thousands of objects without a reference cycle
-    # among them; collecting cycles meanwhile would only walk them, again and again
-    # (half the time on large files).
-    collecting = gc.isenabled()
-    gc.disable()
+    tree = _check_syntax(source)
+    source = SourceFile(source.path, source.text, relpath or source.path)
     try:
-        tree = _check_syntax(source)
-        check_nesting(source, tree)
-        source = SourceFile(source.path, source.text, relpath or source.path)
-        try:
-            with warnings.catch_warnings():  # evaluating string pieces may warn of escapes
-                warnings.simplefilter("ignore")
-                return _Converter(source, _Text(source.text)).model(tree,
-                                                                      relpath or source.path)
-        except RecursionError:
-            raise BuildError([_too_deep(source)]) from None
-    finally:
-        if collecting:
-            gc.enable()
-
-
-#: Deepest expression nesting accepted, counting one level per operator of an `and`/`or`
-#: chain.  CPython keeps a chain flat, and bounds the nesting of everything else itself
-#: (`_check_syntax`, and the converter's recursion, turn a RecursionError into a located
-#: error); a chain of thousands of operators is no model, so it is refused here too.
-MAX_NESTING = 1000
-
-
-def check_nesting(source: SourceFile, tree: ast.AST | None = None) -> None:
-    """Refuse expressions nested deeper than `MAX_NESTING`.
-
-    Only a file with more `and`/`or` words than the limit is walked, on CPython's AST
-    (`tree`, parsed here when not given), iteratively (no depth is too much).
-    """
-    if len(_BOOL_WORDS.findall(source.text)) <= MAX_NESTING:
-        return
-    if tree is None:
-        try:
-            tree = ast.parse(source.text)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return  # _check_syntax reports these
-    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
-    while stack:
-        node, depth = stack.pop()
-        depth += len(node.values) - 1 if isinstance(node, ast.BoolOp) else 1
-        if depth > MAX_NESTING:
-            line, col = getattr(node, "lineno", 1), getattr(node, "col_offset", 0)
-            end = (getattr(node, "end_col_offset", None)
-                   if getattr(node, "end_lineno", None) == line else None)
-            span = Span(source, line, col, line, end or max(len(source.line(line)), col + 1))
-            raise BuildError([Diagnostic(
-                "AOT100", f"this expression nests more than {MAX_NESTING:,} levels deep "
-                "(each operator of an 'and'/'or' chain is one level)", span,
-                hint="split it into several statements, or use all(...) / any(...)")])
-        stack.extend((child, depth) for child in ast.iter_child_nodes(node))
-
-
-_BOOL_WORDS = re.compile(r"\b(?:and|or)\b")
+        with warnings.catch_warnings():  # evaluating string pieces may warn of escapes
+            warnings.simplefilter("ignore")
+            return _Converter(source, _Text(source.text)).model(tree, relpath or source.path)
+    except RecursionError:
+        raise BuildError([_too_deep(source)]) from None
 
 
 def _too_deep(source: SourceFile) -> Diagnostic:
@@ -267,6 +216,7 @@ _STRING_BODY = {
     '"""': re.compile(r'(?:[^\\]|\\.)*?"""', re.S),
 }
 _BRACKET_OR_SKIP = re.compile(r"""[()\[\]{}#'"]""")
+_WIDE = re.compile(r"[^\x00-\x7f]+")
 
 
 class _Text:
@@ -277,26 +227,43 @@ class _Text:
     applies to its first line, the only one that shares a line with the file's text).
     """
 
-    __slots__ = ("text", "starts", "ascii", "_wide", "line_delta", "col_delta")
+    __slots__ = ("text", "starts", "ascii", "_wide", "_pairs", "line_delta", "col_delta")
 
     def __init__(self, text: str, line_delta: int = 0, col_delta: int = 0):
         self.text = text
         self.starts = [0] + [m.end() for m in _NEWLINE.finditer(text)]
         self.ascii = text.isascii()
-        self._wide: dict[int, bytes | None] = {}
+        self._wide: dict[int, tuple[list[int], list[int]]] = {}
+        self._pairs: dict[int, int] = {}
         self.line_delta, self.col_delta = line_delta, col_delta
 
     def col(self, line: int, byte_col: int) -> int:
         """The character column of a UTF-8 byte column on `line` (1-based)."""
         if self.ascii:
             return byte_col
-        data = self._wide.get(line, b"")
-        if data == b"":
-            start = self.starts[line - 1]
-            end = self.starts[line] if line < len(self.starts) else len(self.text)
-            chars = self.text[start:end]
-            data = self._wide[line] = None if chars.isascii() else chars.encode("utf-8")
-        return byte_col if data is None else len(data[:byte_col].decode("utf-8", "replace"))
+        runs = self._wide.get(line)
+        if runs is None:
+            runs = self._wide[line] = self._runs(line)
+        if not runs[0]:
+            return byte_col
+        # a column is never inside a run of non-ASCII characters (an identifier, a string)
+        i = bisect_right(runs[0], byte_col)
+        return byte_col - (runs[1][i - 1] if i else 0)
+
+    def _runs(self, line: int) -> tuple[list[int], list[int]]:
+        """Where each run of non-ASCII characters on `line` ends, in bytes, and how many
+        bytes more than characters the line has up to there (linear in the line, once)."""
+        start = self.starts[line - 1]
+        end = self.starts[line] if line < len(self.starts) else len(self.text)
+        ends: list[int] = []
+        extra: list[int] = []
+        more = 0
+        for m in _WIDE.finditer(self.text, start, end):
+            run = m.group()
+            more += len(run.encode("utf-8", "surrogatepass")) - len(run)
+            ends.append(m.end() - start + more)
+            extra.append(more)
+        return ends, extra
 
     def offset(self, line: int, byte_col: int) -> int:
         return self.starts[line - 1] + self.col(line, byte_col)
@@ -336,18 +303,32 @@ class _Text:
         return m.end() if m else len(text)
 
     def closing(self, start: int, end: int) -> int:
-        """The offset of the bracket closing the one at `start` (`end` if none before)."""
-        text, depth, at = self.text, 0, start
+        """The offset of the bracket closing the one at `start` (`end` if none before).
+
+        Every pair found is kept: a bracket pair is scanned once, however deep it nests.
+        """
+        known = self._pairs.get(start)
+        if known is not None:
+            return known if known < end else end
+        text, pairs = self.text, self._pairs
+        opened: list[int] = []
+        at = start
         while True:
             m = _BRACKET_OR_SKIP.search(text, at, end)
             if m is None:
                 return end
             c, at = m.group(), m.start()
             if c in "([{":
-                depth += 1
+                inner = pairs.get(at) if opened else None
+                if inner is not None:
+                    at = inner + 1
+                    continue
+                opened.append(at)
             elif c in ")]}":
-                depth -= 1
-                if depth == 0:
+                if not opened:
+                    return end
+                pairs[opened.pop()] = at
+                if not opened:
                     return at
             elif c == "#":
                 newline = _NEWLINE.search(text, at)
@@ -832,25 +813,28 @@ class _Converter:
         part of its own next to an f-string's parts.
         """
         text = self.text.text
-        pieces: list[list] = []  # [is an f-string, its parts]
+        pieces: list[list] = []  # each piece's parts
         for start, end in self.string_pieces(node):
             m = _STRING_START.match(text, start)
             if m is not None and "f" in m.group(1).lower():
-                pieces.append([True, self.fstring_parts(start, m)])
+                pieces.append(self.fstring_parts(start, m))
             else:
-                pieces.append([False, [ast.literal_eval(text[start:end])]])
+                pieces.append([ast.literal_eval(text[start:end])])
         if len(pieces) == 1:
-            return ir.FString(tuple(pieces[0][1]), self.span(node))
-        parts: list = pieces[-1][1] if pieces[-1][0] else ["".join(pieces[-1][1])]
-        const = not pieces[-1][0]
-        for _, left in reversed(pieces[:-1]):
-            parts = left + parts
-            const = all(isinstance(p, str) for p in parts)
-            if const:
-                parts = ["".join(parts)]
-        if const:
-            return ir.Constant(parts[0], self.span(node))
-        return ir.FString(tuple(parts), self.span(node))
+            return ir.FString(tuple(pieces[0]), self.span(node))
+        # from the right: while no field has come, the text so far is one string
+        backwards: list = []  # the parts, last first
+        suffix: list[str] = []  # the text after the rightmost field, last first
+        for parts in reversed(pieces):
+            if not backwards and not any(isinstance(p, ir.FormattedValue) for p in parts):
+                suffix.extend(reversed(parts))
+                continue
+            if not backwards and suffix:
+                backwards.append("".join(reversed(suffix)))
+            backwards.extend(reversed(parts))
+        if not backwards:
+            return ir.Constant("".join(reversed(suffix)), self.span(node))
+        return ir.FString(tuple(reversed(backwards)), self.span(node))
 
     def string_pieces(self, node: ast.expr) -> list[tuple[int, int]]:
         """The string literals a string expression is written as ("a" f"b" 'c')."""
@@ -1109,12 +1093,12 @@ class _Converter:
         return self.span_at(start, end)
 
     def generators(self, node: ast.ListComp | ast.GeneratorExp | ast.DictComp,
-                   first: ast.expr) -> tuple[tuple[ir.Comprehension, ...], int]:
+                   first: ast.expr, closer: int) -> tuple[tuple[ir.Comprehension, ...], int]:
         """The `for ... in ... if ...` clauses after `first` (the element, or the value
-        of a dict comprehension).  Each clause spans from the end of what precedes it
-        to the end of the last clause.  **Returns:** the clauses and that end."""
+        of a dict comprehension), before the bracket at `closer`.  Each clause spans from
+        the end of what precedes it to the end of the last clause.  **Returns:** the
+        clauses and that end."""
         t = self.text
-        closer = t.end(node) - 1
         starts: list[int] = []
         at = t.end(first)
         for comp in node.generators:
@@ -1132,18 +1116,24 @@ class _Converter:
 
     def expr_ListComp(self, node: ast.ListComp) -> ir.Expr:
         elt = self.expr(node.elt)
-        return ir.ListComp("list", elt, self.generators(node, node.elt)[0], self.span(node))
+        generators = self.generators(node, node.elt, self.text.end(node) - 1)[0]
+        return ir.ListComp("list", elt, generators, self.span(node))
 
     def expr_GeneratorExp(self, node: ast.GeneratorExp) -> ir.Expr:
-        # CPython's span takes in the parentheses (the call's, for `f(x for x in y)`)
+        # CPython's span takes in the parentheses (the call's, for `f(x for x in y)`; none
+        # in `a[x for x in y]`); the IR's leaves them out
         elt = self.expr(node.elt)
-        generators, end = self.generators(node, node.elt)
-        start = self.text.skip(self.text.start(node) + 1)
+        t = self.text
+        start, end = t.start(node), t.end(node)
+        if t.text[start] == "(" and t.encloses(start, end):
+            start, end = t.skip(start + 1), end - 1
+        generators, end = self.generators(node, node.elt, end)
         return ir.ListComp("tuple", elt, generators, self.span_at(start, end))
 
     def expr_DictComp(self, node: ast.DictComp) -> ir.Expr:
         key, value = self.expr(node.key), self.expr(node.value)
-        return ir.DictComp(key, value, self.generators(node, node.value)[0], self.span(node))
+        generators = self.generators(node, node.value, self.text.end(node) - 1)[0]
+        return ir.DictComp(key, value, generators, self.span(node))
 
     def expr_Lambda(self, node: ast.Lambda) -> ir.Expr:
         opening = self.text.start(node) + len("lambda")
