@@ -158,31 +158,44 @@ def _check_syntax(source: SourceFile) -> ast.Module:
         with warnings.catch_warnings():  # the build's output is diagnostics, not warnings
             warnings.simplefilter("ignore")
             tree = ast.parse(source.text, source.path)
-            try:
-                # compile, never run: also catches what the parser lets through ('return'
-                # outside a function, 'break' outside a loop, duplicate arguments), which
-                # resolve relies on
-                compile(tree, source.path, "exec", dont_inherit=True)
-            except (SyntaxError, RecursionError):
-                # from the text, as before: its messages and columns (characters, not
-                # bytes) are CPython's own; the tree's validation also recurses less deep
-                compile(source.text, source.path, "exec", dont_inherit=True)
+            _compile(source, tree)
             return tree
     except SyntaxError as e:
-        line = e.lineno or 1
-        col = max((e.offset or 1) - 1, 0)
-        end_line = e.end_lineno or line
-        end_col = (e.end_offset or col + 2) - 1
-        if end_line != line or end_col <= col:
-            end_line, end_col = line, col + 1
-        msg = (e.msg or "invalid syntax").replace("(<unknown>, line", "(line")
-        span = Span(source, line, col, end_line, end_col)
-        raise BuildError([Diagnostic("AOT100", f"syntax error: {msg}", span)]) from None
+        raise BuildError([_syntax_error(source, e)]) from None
     except ValueError as e:  # e.g. NUL bytes
         span = _nul_span(source)
         raise BuildError([Diagnostic("AOT100", f"syntax error: {e}", span)]) from None
     except (RecursionError, MemoryError):
         raise BuildError([_too_deep(source)]) from None
+
+
+def _compile(source: SourceFile, tree: ast.Module) -> None:
+    """Compile, never run: this catches what the parser lets through ('return' outside a
+    function, 'break' outside a loop, duplicate arguments), which resolve relies on."""
+    try:
+        try:
+            compile(tree, source.path, "exec", dont_inherit=True)
+        except RecursionError:  # checking a tree recurses less deep than compiling the text
+            compile(source.text, source.path, "exec", dont_inherit=True)
+    except SyntaxError as e:  # the compiler's columns are UTF-8 bytes (the parser's are not)
+        text = _Text(source.text)
+        raise BuildError([_syntax_error(source, e, text.col)]) from None
+
+
+def _syntax_error(source: SourceFile, e: SyntaxError,
+                  chars: Callable[[int, int], int] | None = None) -> Diagnostic:
+    """CPython's syntax error as a diagnostic; `chars` turns byte columns into characters."""
+    line = e.lineno or 1
+    col = max((e.offset or 1) - 1, 0)
+    end_line = e.end_lineno or line
+    end_col = (e.end_offset or col + 2) - 1
+    if chars is not None:
+        col = chars(line, col)
+        end_col = chars(end_line, end_col) if e.end_offset else end_col
+    if end_line != line or end_col <= col:
+        end_line, end_col = line, col + 1
+    msg = (e.msg or "invalid syntax").replace("(<unknown>, line", "(line")
+    return Diagnostic("AOT100", f"syntax error: {msg}", Span(source, line, col, end_line, end_col))
 
 
 def _nul_span(source: SourceFile) -> Span:
@@ -239,7 +252,7 @@ class _Text:
 
     def col(self, line: int, byte_col: int) -> int:
         """The character column of a UTF-8 byte column on `line` (1-based)."""
-        if self.ascii:
+        if self.ascii or not 0 < line <= len(self.starts):
             return byte_col
         runs = self._wide.get(line)
         if runs is None:
