@@ -10,7 +10,7 @@ Spans are in characters (CPython's columns are UTF-8 bytes) and cover what the
 node's own text covers: an expression's span leaves out its grouping parentheses,
 a parenthesized tuple's span its parentheses.  What `ast` does not locate (names
 of definitions, parameters without their defaults, comprehension clauses,
-f-string fields) is found in the text next to what it does locate (`_Text`).
+f-string fields) is found in the text next to what it does locate (`source_text`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from __future__ import annotations
 import ast
 import re
 import warnings
-from bisect import bisect_right
 from functools import partial
 from typing import Callable, NoReturn, Sequence, TypeVar, Union
 
 from . import ir, quoting
 from .diagnostics import BuildError, Diagnostic, SourceFile, Span
+from .source_text import SourceText, fstring_text
 
 T = TypeVar("T")
 
@@ -135,7 +135,7 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
     try:
         with warnings.catch_warnings():  # evaluating string pieces may warn of escapes
             warnings.simplefilter("ignore")
-            return _Converter(source, _Text(source.text)).model(tree, relpath or source.path)
+            return _Converter(source, SourceText(source.text)).model(tree, relpath or source.path)
     except RecursionError:
         raise BuildError([_too_deep(source)]) from None
 
@@ -178,7 +178,7 @@ def _compile(source: SourceFile, tree: ast.Module) -> None:
         except RecursionError:  # checking a tree recurses less deep than compiling the text
             compile(source.text, source.path, "exec", dont_inherit=True)
     except SyntaxError as e:  # the compiler's columns are UTF-8 bytes (the parser's are not)
-        text = _Text(source.text)
+        text = SourceText(source.text)
         raise BuildError([_syntax_error(source, e, text.col)]) from None
 
 
@@ -208,155 +208,6 @@ def _nul_span(source: SourceFile) -> Span:
     return Span(source, line, col, line, col + 1)
 
 
-# ---------------------------------------------------------------------- the text
-
-_NEWLINE = re.compile(r"\r\n?|\n")
-#: Whitespace, comments and line continuations between two tokens.
-_GAP = re.compile(r"(?:[ \t\f\r\n]+|\\(?:\r\n?|\n)|#[^\r\n]*)*")
-#: The same within one logical line (no newline but escaped ones).
-_LINE_GAP = r"(?:[ \t\f]|\\(?:\r\n?|\n))*"
-_SEMICOLON = re.compile(_LINE_GAP + ";" + _LINE_GAP)
-#: Commas, '/' and gaps between a function's last parameter and its ')'.
-_PARAM_TAIL = re.compile(r"(?:[ \t\f\r\n,/]+|\\(?:\r\n?|\n)|#[^\r\n]*)*")
-#: An identifier as written (CPython has checked it; anything non-ASCII is part of it).
-_NAME = re.compile(r"(?:\w|[^\x00-\x7f])+")
-_DEF = re.compile(r"(?:async" + _LINE_GAP + ")?(?:def|class)" + _LINE_GAP)
-_STRING_START = re.compile(r"([rRbBuUfF]{0,2})('''|\"\"\"|'|\")")
-_STRING_BODY = {
-    "'": re.compile(r"(?:[^'\\\r\n]|\\(?:\r\n|.))*'", re.S),
-    '"': re.compile(r'(?:[^"\\\r\n]|\\(?:\r\n|.))*"', re.S),
-    "'''": re.compile(r"(?:[^\\]|\\.)*?'''", re.S),
-    '"""': re.compile(r'(?:[^\\]|\\.)*?"""', re.S),
-}
-_BRACKET_OR_SKIP = re.compile(r"""[()\[\]{}#'"]""")
-_WIDE = re.compile(r"[^\x00-\x7f]+")
-
-
-class _Text:
-    """Text that CPython parsed: its columns (UTF-8 bytes) as characters, and scanning.
-
-    Offsets are character positions in `text`.  An f-string's field is parsed as a
-    text of its own; `line_delta` and `col_delta` place it in the file (`col_delta`
-    applies to its first line, the only one that shares a line with the file's text).
-    """
-
-    __slots__ = ("text", "starts", "ascii", "_wide", "_pairs", "line_delta", "col_delta")
-
-    def __init__(self, text: str, line_delta: int = 0, col_delta: int = 0):
-        self.text = text
-        self.starts = [0] + [m.end() for m in _NEWLINE.finditer(text)]
-        self.ascii = text.isascii()
-        self._wide: dict[int, tuple[list[int], list[int]]] = {}
-        self._pairs: dict[int, int] = {}
-        self.line_delta, self.col_delta = line_delta, col_delta
-
-    def col(self, line: int, byte_col: int) -> int:
-        """The character column of a UTF-8 byte column on `line` (1-based)."""
-        if self.ascii or not 0 < line <= len(self.starts):
-            return byte_col
-        runs = self._wide.get(line)
-        if runs is None:
-            runs = self._wide[line] = self._runs(line)
-        if not runs[0]:
-            return byte_col
-        # a column is never inside a run of non-ASCII characters (an identifier, a string)
-        i = bisect_right(runs[0], byte_col)
-        return byte_col - (runs[1][i - 1] if i else 0)
-
-    def _runs(self, line: int) -> tuple[list[int], list[int]]:
-        """Where each run of non-ASCII characters on `line` ends, in bytes, and how many
-        bytes more than characters the line has up to there (linear in the line, once)."""
-        start = self.starts[line - 1]
-        end = self.starts[line] if line < len(self.starts) else len(self.text)
-        ends: list[int] = []
-        extra: list[int] = []
-        more = 0
-        for m in _WIDE.finditer(self.text, start, end):
-            run = m.group()
-            more += len(run.encode("utf-8", "surrogatepass")) - len(run)
-            ends.append(m.end() - start + more)
-            extra.append(more)
-        return ends, extra
-
-    def offset(self, line: int, byte_col: int) -> int:
-        return self.starts[line - 1] + self.col(line, byte_col)
-
-    def start(self, node: ast.AST) -> int:
-        return self.offset(node.lineno, node.col_offset)  # type: ignore[attr-defined]
-
-    def end(self, node: ast.AST) -> int:
-        return self.offset(node.end_lineno, node.end_col_offset)  # type: ignore[attr-defined]
-
-    def place(self, offset: int) -> tuple[int, int]:
-        """(line, column) of an offset, in the file."""
-        i = bisect_right(self.starts, offset) - 1
-        return i + 1 + self.line_delta, offset - self.starts[i] + (self.col_delta if i == 0
-                                                                    else 0)
-
-    def skip(self, offset: int, gap: re.Pattern[str] = _GAP) -> int:
-        """The offset of the next token at or after `offset` (after what `gap` matches)."""
-        m = gap.match(self.text, offset)
-        return m.end() if m else offset
-
-    def outer_end(self, offset: int, limit: int) -> int:
-        """The end of an expression ending at `offset` with its grouping parentheses
-        (closing parentheses before `limit`, where its container closes)."""
-        while True:
-            at = self.skip(offset)
-            if at >= limit or self.text[at] != ")":
-                return offset
-            offset = at + 1
-
-    def string_end(self, offset: int) -> int:
-        """The end of the string literal whose quote is at `offset`."""
-        text = self.text
-        quote = text[offset: offset + 3] if text[offset: offset + 3] in ("'''", '"""') else (
-            text[offset])
-        m = _STRING_BODY[quote].match(text, offset + len(quote))
-        return m.end() if m else len(text)
-
-    def closing(self, start: int, end: int) -> int:
-        """The offset of the bracket closing the one at `start` (`end` if none before).
-
-        Every pair found is kept: a bracket pair is scanned once, however deep it nests.
-        """
-        known = self._pairs.get(start)
-        if known is not None:
-            return known if known < end else end
-        text, pairs = self.text, self._pairs
-        opened: list[int] = []
-        at = start
-        while True:
-            m = _BRACKET_OR_SKIP.search(text, at, end)
-            if m is None:
-                return end
-            c, at = m.group(), m.start()
-            if c in "([{":
-                inner = pairs.get(at) if opened else None
-                if inner is not None:
-                    at = inner + 1
-                    continue
-                opened.append(at)
-            elif c in ")]}":
-                if not opened:
-                    return end
-                pairs[opened.pop()] = at
-                if not opened:
-                    return at
-            elif c == "#":
-                newline = _NEWLINE.search(text, at)
-                at = newline.start() if newline else len(text)
-                continue
-            else:
-                at = self.string_end(at)
-                continue
-            at += 1
-
-    def encloses(self, start: int, end: int) -> bool:
-        """Whether the bracket at `start` is closed by the one at `end - 1`."""
-        return self.closing(start, end) == end - 1
-
-
 class _Unsupported(Exception):
     def __init__(self, code: str, message: str, where: Span, hint: str | None = None):
         self.code, self.message, self.where, self.hint = code, message, where, hint
@@ -369,7 +220,7 @@ _Where = Union[ast.AST, Span]
 class _Converter:
     """Turns CPython's AST into IR nodes, statement by statement."""
 
-    def __init__(self, source: SourceFile, text: _Text):
+    def __init__(self, source: SourceFile, text: SourceText):
         self.source = source
         self.text = text
         self.plain = text.ascii and not (text.line_delta or text.col_delta)
@@ -415,17 +266,14 @@ class _Converter:
             return self.span_at(self.text.start(node[0]), self.text.end(node[-1]))
         return self.span(node)
 
-    def name_at(self, offset: int) -> tuple[int, int]:
-        """Where the identifier starting at `offset` ends (as written, not normalized)."""
-        m = _NAME.match(self.text.text, offset)
-        return offset, m.end() if m else offset
-
     def def_name(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
                  ) -> tuple[int, int]:
         """The offsets of a definition's name (after `def`, `async def` or `class`)."""
-        start = self.text.start(node)
-        m = _DEF.match(self.text.text, start)
-        return self.name_at(m.end() if m else start)
+        return self.text.def_name(self.text.start(node))
+
+    def string_pieces(self, node: ast.expr) -> list[tuple[int, int]]:
+        """The string literals a string expression is written as ("a" f"b" 'c')."""
+        return self.text.string_pieces(self.text.start(node), self.text.end(node))
 
     def what(self, node: ast.stmt | list[ast.stmt]) -> str:
         """How a warning names a statement: "function main", "'with' block", ..."""
@@ -446,37 +294,15 @@ class _Converter:
         text = self.text
         for stmt in stmts:
             if out and isinstance(stmt, _SIMPLE) and isinstance(out[-1][-1], _SIMPLE):
-                gap = _SEMICOLON.fullmatch(text.text, text.end(out[-1][-1]), text.start(stmt))
-                if gap is not None:
+                if text.joined(text.end(out[-1][-1]), text.start(stmt)):
                     out[-1].append(stmt)
                     continue
             out.append([stmt])
         return out
 
-    def first_line(self, stmts: Sequence[ast.stmt]) -> int:
-        """How many statements the first line of a block holds (`"doc"; x = 1` is 2)."""
-        n = 1
-        while n < len(stmts) and isinstance(stmts[n - 1], _SIMPLE) and isinstance(
-                stmts[n], _SIMPLE) and _SEMICOLON.fullmatch(
-                    self.text.text, self.text.end(stmts[n - 1]), self.text.start(stmts[n])):
-            n += 1
-        return n
-
     def one_line_body(self, body: Sequence[ast.stmt]) -> bool:
         """Whether a block follows its header's ':' on the same line (`def f(): pass`)."""
-        text, at = self.text.text, self.text.start(body[0])
-        while at > 0:
-            c = text[at - 1]
-            if c in " \t\f":
-                at -= 1
-            elif c in "\r\n":
-                at -= 2 if text[at - 2: at] == "\r\n" else 1
-                if at == 0 or text[at - 1] != "\\":
-                    return False
-                at -= 1
-            else:
-                return c == ":"
-        return False
+        return self.text.after_colon(self.text.start(body[0]))
 
     # -------------------------------------------------------------- module
 
@@ -698,7 +524,7 @@ class _Converter:
             self.annotation(node.returns)
         docstring = ast.get_docstring(node, clean=True)
         if docstring is not None and not self.one_line_body(node.body):
-            body = self.block(node.body[self.first_line(node.body):])
+            body = self.block(node.body[len(self.lines(node.body)[0]):])
         else:
             body = self.block(node.body)
         decorators = tuple(self.expr(d) for d in node.decorator_list)
@@ -723,7 +549,7 @@ class _Converter:
             nonlocal last_end
             value = self.expr(default) if default is not None else None
             ann = self.annotation(arg.annotation) if arg.annotation is not None else None
-            start, end = self.name_at(self.text.start(arg))
+            start, end = self.text.name_at(self.text.start(arg))
             if kind in ("vararg", "kwarg"):
                 start = self.stars_before(start)
             out.append(ir.Param(arg.arg, value, ann, kind, self.span_at(start, end)))
@@ -746,7 +572,7 @@ class _Converter:
         text = self.text
         if isinstance(owner, ast.Lambda):  # up to the ':'
             start = text.skip(opening)
-            end = text.skip(text.outer_end(last_end, len(text.text)), _PARAM_TAIL)
+            end = text.lambda_params_end(last_end)
         else:  # up to the ')'
             start = text.skip(opening + 1)
             end = text.closing(opening, text.end(owner))
@@ -828,7 +654,7 @@ class _Converter:
         text = self.text.text
         pieces: list[list] = []  # each piece's parts
         for start, end in self.string_pieces(node):
-            m = _STRING_START.match(text, start)
+            m = self.text.string_start(start)
             if m is not None and "f" in m.group(1).lower():
                 pieces.append(self.fstring_parts(start, m))
             else:
@@ -849,51 +675,6 @@ class _Converter:
             return ir.Constant("".join(reversed(suffix)), self.span(node))
         return ir.FString(tuple(reversed(backwards)), self.span(node))
 
-    def string_pieces(self, node: ast.expr) -> list[tuple[int, int]]:
-        """The string literals a string expression is written as ("a" f"b" 'c')."""
-        t = self.text
-        at, end = t.start(node), t.end(node)
-        out: list[tuple[int, int]] = []
-        while at < end:
-            m = _STRING_START.match(t.text, at)
-            if m is None:
-                break
-            if "f" in m.group(1).lower():
-                stop = self.fstring_end(m)
-            else:
-                stop = t.string_end(m.start(2))
-            out.append((at, stop))
-            at = t.skip(stop)
-        return out
-
-    def fstring_end(self, m: re.Match) -> int:
-        """The end of the f-string whose prefix and quote `m` matched."""
-        return self.scan_fstring(m, self.field_end)
-
-    def scan_fstring(self, m: re.Match, field: Callable[[int], int]) -> int:
-        """Walk an f-string's body, calling `field(offset)` at each replacement field (it
-        returns where the field ends).  **Returns:** where the f-string ends."""
-        text, quote = self.text.text, m.group(2)
-        raw = "r" in m.group(1).lower()
-        at, size = m.end(), len(text)
-        while at < size:
-            c = text[at]
-            if text.startswith(quote, at):
-                return at + len(quote)
-            if c == "\\" and not raw:
-                if text.startswith("N{", at + 1):
-                    close = text.find("}", at)
-                    at = close + 1 if close > 0 else size
-                else:
-                    at += 2
-            elif c == "{" and not text.startswith("{{", at):
-                at = field(at)
-            elif c in "{}":
-                at += 2
-            else:
-                at += 1
-        return size
-
     def fstring_parts(self, start: int, m: re.Match) -> list:
         """An f-string's parts: literal text (escapes resolved) and `FormattedValue`s."""
         text = self.text.text
@@ -903,69 +684,19 @@ class _Converter:
 
         def field(at: int) -> int:
             if literal[0] < at:
-                parts.append(_literal(text[literal[0]: at], raw))
+                parts.append(fstring_text(text[literal[0]: at], raw))
             end = self.formatted_value(at, parts)
             literal[0] = end
             return end
 
-        stop = self.scan_fstring(m, field) - len(m.group(2))
+        stop = self.text.scan_fstring(m, field) - len(m.group(2))
         if literal[0] < stop:
-            parts.append(_literal(text[literal[0]: stop], raw))
+            parts.append(fstring_text(text[literal[0]: stop], raw))
         return parts
-
-    def field_end(self, at: int) -> int:
-        """Where the replacement field opening at `at` ends (after its '}')."""
-        return self.field(at)[-1]
-
-    def field(self, at: int) -> tuple[int, str | None, str | None, bool, bool, int]:
-        """A replacement field `{expr=!c:spec}` opening at `at`: where its expression
-        ends, the conversion, the spec text, whether the spec nests fields, whether it has
-        '=', and where the field ends."""
-        t = self.text
-        text, size = t.text, len(t.text)
-        depth, k = 0, at + 1
-        while k < size:
-            c = text[k]
-            if c in "([{":
-                depth += 1
-            elif c in ")]":
-                depth -= 1
-            elif c == "}":
-                if depth == 0:
-                    break
-                depth -= 1
-            elif c in "'\"":
-                k = t.string_end(k)
-                continue
-            elif depth == 0 and (c == ":" or (c == "!" and text[k + 1: k + 2] != "=") or (
-                    c == "=" and text[k + 1: k + 2] != "=" and text[k - 1] not in "=!<>")):
-                break
-            k += 1
-        expr_end, equal = k, False
-        if text[k: k + 1] == "=":
-            equal, k = True, k + 1
-            while k < size and text[k] in " \t\f\r\n":
-                k += 1
-        conversion = None
-        if text[k: k + 1] == "!":
-            conversion, k = text[k + 1: k + 2], k + 2
-        spec, nested = None, False
-        if text[k: k + 1] == ":":
-            j, depth = k + 1, 0
-            while j < size:
-                if text[j] == "{":
-                    depth, nested = depth + 1, True
-                elif text[j] == "}":
-                    if depth == 0:
-                        break
-                    depth -= 1
-                j += 1
-            spec, k = text[k + 1: j] or None, j
-        return expr_end, conversion, spec, nested, equal, min(k + 1, size)
 
     def formatted_value(self, at: int, parts: list) -> int:
         """Convert the replacement field opening at `at` into `parts`; where it ends."""
-        expr_end, conversion, spec, nested, equal, end = self.field(at)
+        expr_end, conversion, spec, nested, equal, end = self.text.field(at)
         where = self.span_at(at, end)
         if nested:
             self.fail("AOT103", "nested f-string format specs are not supported", where)
@@ -977,7 +708,7 @@ class _Converter:
             tree = ast.parse("(" + source + ")", mode="eval")
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             self.fail("AOT103", "unsupported f-string part", where)
-        inner = _Converter(self.source, _Text("(" + source + ")", line - 1, col - 1))
+        inner = _Converter(self.source, SourceText("(" + source + ")", line - 1, col - 1))
         parts.append(ir.FormattedValue(inner.expr(tree.body), spec, conversion, where))
         return end
 
@@ -1173,16 +904,6 @@ def _position(node: ast.AST) -> tuple[int, int]:
 
 def _before(a: ast.AST, b: ast.AST) -> bool:
     return _position(a) < _position(b)
-
-
-def _literal(text: str, raw: bool) -> str:
-    """Literal text of an f-string part: doubled braces, and escapes unless `raw`."""
-    text = text.replace("{{", "{").replace("}}", "}")
-    if raw or "\\" not in text:
-        return text
-    escaped = re.sub(r'\\(?:\r\n|.)|"', lambda m: '\\"' if m.group() == '"' else m.group(),
-                     text, flags=re.S)
-    return ast.literal_eval('"""' + escaped + '"""')
 
 
 def _binds(node: ast.stmt | list[ast.stmt]) -> tuple[str, ...]:
