@@ -352,7 +352,7 @@ class _Converter:
         methods: list[ir.FunctionDef] = []
         others: list[ir.Unsupported] = []
         fields: list[ir.Stmt] = []
-        if self.one_line_body(node.body):  # `class A: pass`: no line of its own
+        if self.one_line_body(node.body):  # `class A: x = 1`: each statement refused apart
             for small in node.body:
                 others.append(self.not_in_class(small))
         else:
@@ -376,8 +376,8 @@ class _Converter:
                         else:
                             fields.append(field)
                 else:
-                    others.append(self.not_in_class(line if len(line) > 1 or isinstance(
-                        first, _SIMPLE) else first))
+                    others.append(self.not_in_class(line if isinstance(first, _SIMPLE)
+                                                    else first))
         name = self.def_name(node)
         return ir.ClassDef(
             node.name,
