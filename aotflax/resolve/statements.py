@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .. import ir
 from ..diagnostics import Span
@@ -47,7 +47,8 @@ from .helpers import (
 if TYPE_CHECKING:
     from .core import Resolver
 
-#: Guard against runaway unrolling (a `range(10**9)` typo).
+#: `StatementsMixin._stmt_<Node>` by IR node type (`_exec`'s dispatch).
+_STMT: dict[type, Callable[..., Any]] = {}
 
 
 class StatementsMixin:
@@ -90,8 +91,10 @@ class StatementsMixin:
 
     def _exec(self: Resolver, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
         self._step(stmt.span)
-        method = getattr(self, "_stmt_" + type(stmt).__name__)
-        method(stmt, frame)
+        method = _STMT.get(type(stmt))
+        if method is None:  # the method of each IR node type, looked up once
+            method = _STMT[type(stmt)] = getattr(type(self), "_stmt_" + type(stmt).__name__)
+        method(self, stmt, frame)
 
     def _stmt_Assign(self: Resolver, stmt: ir.Assign, frame: Frame) -> None:
         value = self.eval(stmt.value, frame)
