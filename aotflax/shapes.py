@@ -566,7 +566,7 @@ def index(shape: Shape, idx: IndexItem | tuple[IndexItem, ...]) -> Shape:
         raise ShapeError(f"index arrays do not broadcast: {e}") from None
     dims = iter(shape)
     parts = [
-        _index_item(it, next(dims, 0) if it is not None else 0, shape, adv_shape) for it in items
+        _index_item(it, next(dims, 0) if it is not None else 0, shape) for it in items
     ]
     advanced = [i for i, it in enumerate(items) if arrays and isinstance(it, (int, ArrayIndex))]
     if not advanced:
@@ -579,7 +579,7 @@ def index(shape: Shape, idx: IndexItem | tuple[IndexItem, ...]) -> Shape:
     return sum(parts[:at], ()) + adv_shape + sum(parts[at:], ())
 
 
-def _index_item(item: IndexItem, dim: int, shape: Shape, adv_shape: Shape) -> Shape:
+def _index_item(item: IndexItem, dim: int, shape: Shape) -> Shape:
     """The dims one index item keeps on its own: a slice's length, None's 1."""
     if item is None:
         return (1,)
@@ -591,7 +591,8 @@ def _index_item(item: IndexItem, dim: int, shape: Shape, adv_shape: Shape) -> Sh
         raise ShapeError(
             f"index {item} is out of bounds for an axis of size {dim} in {_fmt(shape)}"
         )
-    if isinstance(item, ArrayIndex) and dim == 0 and size(adv_shape):
+    # NumPy checks each index array's own items, before they broadcast with the others
+    if isinstance(item, ArrayIndex) and dim == 0 and size(item.shape):
         raise ShapeError(f"cannot index an empty axis of {_fmt(shape)} with a non-empty array")
     return ()
 

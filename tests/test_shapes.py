@@ -367,6 +367,14 @@ def test_index_examples(shape: Shape, idx: tuple, expected: Shape) -> None:
     assert shapes.index(shape, idx) == expected
 
 
+def test_a_non_empty_index_array_on_an_empty_axis_raises_even_when_the_result_is_empty() -> None:
+    """NumPy checks an index array's own items (found by hypothesis: x[ids0, i] of an
+    (0, 0) array, `ids0` of shape (0,), `i` a 0-d array, is out of bounds in NumPy)."""
+    with pytest.raises(ShapeError, match="cannot index an empty axis"):
+        shapes.index((0, 0), (ArrayIndex((0,)), ArrayIndex(())))
+    assert shapes.index((0, 3), (ArrayIndex((0,)), ArrayIndex(()))) == (0,)
+
+
 def test_index_out_of_range_int_raises() -> None:
     """JAX clamps a static out-of-range integer; we call it a bug, as NumPy does."""
     with pytest.raises(ShapeError, match=r"index 3 is out of bounds.*\(3, 4\)"):
