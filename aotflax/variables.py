@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from typing import Any
 
 from .emit import Body, Line, Renderer, checked, placeholder
@@ -102,30 +102,72 @@ def _leaves_of(fn: Function, memo: dict[int, dict[tuple[str, ...], tuple]]
     return found
 
 
-def _children(fn: Function, memo: dict[int, dict[tuple[str, ...], tuple]]
-              ) -> dict[tuple[str, ...], Function]:
-    """Module instances `fn` calls whose variables sit below its own: path -> function.
-
-    `memo` keeps each function's `_leaves` (the same callee sits below many callers)."""
-    found: dict[tuple[str, ...], Function] = {}
+def _calls_in(fn: Function) -> tuple[dict[tuple[str, ...], Function],
+                                     dict[tuple[str, ...], str]]:
+    """What `fn` calls at a path (relative to `fn`), in call order: the module instances
+    whose variables sit below its own (path -> function), and the built-in layers with a
+    variables helper (path -> entry)."""
+    modules: dict[tuple[str, ...], Function] = {}
+    layers: dict[tuple[str, ...], str] = {}
 
     def walk(body: tuple) -> None:
         for op in body:
             info = op.info
-            if info is not None and info.callee is not None and info.path and \
-                    not info.shared and has_variables(info.callee) and \
-                    info.callee.origin and "." in info.callee.origin:
-                found.setdefault(tuple(info.path), info.callee)
+            if info is not None and info.path:
+                callee = info.callee
+                if callee is not None and not info.shared and has_variables(callee) and \
+                        callee.origin and "." in callee.origin:
+                    modules.setdefault(tuple(info.path), callee)
+                if info.entry in _LAYER_HELPERS or info.entry in _COMPOSITES:
+                    layers.setdefault(tuple(info.path), info.entry)
             if op.nested is not None:
                 walk(op.nested.body)
 
     walk(fn.body)
-    # the leaves below each path the calls have, in one pass per length of path
+    return modules, layers
+
+
+def _prefix_hits(decls: list[tuple[tuple[str, ...], str, ParamDecl]],
+                 index: Set[tuple[str, ...]]) -> list[list[tuple[str, ...]]]:
+    """Per declaration, the prefixes of its path (itself included) that are in `index`
+    (non-empty paths), shortest first."""
+    if not index:
+        return [[] for _ in decls]
+    heads = {p[0] for p in index}
+    depth = max(len(p) for p in index)
+    out = []
+    for path, _, _ in decls:
+        if not path or path[0] not in heads:  # a leaf of the module itself
+            out.append([])
+        elif depth == 1:  # the paths of calls in `fn`'s own body: one name each
+            out.append([path[:1]])
+        else:
+            out.append([path[:n] for n in range(1, min(len(path), depth) + 1)
+                        if path[:n] in index])
+    return out
+
+
+def _children(decls: list[tuple[tuple[str, ...], str, ParamDecl]],
+              hits: list[list[tuple[str, ...]]], found: dict[tuple[str, ...], Function],
+              memo: dict[int, dict[tuple[str, ...], tuple]]
+              ) -> dict[tuple[str, ...], Function]:
+    """The module instances of `found` (path -> function, see `_calls_in`) whose
+    variables sit below the caller's: exactly the callee's tree under its path.
+
+    `hits`: each declaration's prefixes among the paths (`_prefix_hits`); `memo` keeps
+    each function's `_leaves` (the same callee sits below many callers)."""
+    if not found:
+        return {}
+    # the leaves below each path the calls have, keyed as `_leaves` keys them
     below: dict[tuple[str, ...], dict[tuple[str, ...], tuple]] = {}
-    for n in {len(path) for path in found}:
-        for k, v in _leaves_of(fn, memo).items():
-            if len(k) >= n:
-                below.setdefault(k[:n], {})[k[n:]] = v
+    for (path, collection, d), mine in zip(decls, hits):
+        value = (d.shape, d.dtype, d.init, d.from_data)
+        for p in mine:
+            if p in found:
+                below.setdefault(p, {})[path[len(p):] + (collection,)] = value
+        key = path + (collection,)
+        if key in found:  # a call's path ending in a collection's name: never a match
+            below.setdefault(key, {})[()] = value
     out = {}
     for path, callee in found.items():
         mine = below.get(path)
@@ -147,7 +189,12 @@ def _leaves(fn: Function) -> dict[tuple[str, ...], tuple]:
 def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
           leaves: dict[int, dict[tuple[str, ...], tuple]]) -> Body:
     """The declaration function of `fn`'s variables: a nested dict display."""
-    children = _children(fn, leaves)
+    decls: list[tuple[tuple[str, ...], str, ParamDecl]] = [(d.path, "", d) for d in fn.params]
+    decls += [(d.path[1:], d.path[0], d) for d in fn.state]
+    found, layer_paths = _calls_in(fn)
+    # each declaration's path is matched against the calls' paths once (linear in leaves)
+    hits = _prefix_hits(decls, found.keys() | layer_paths.keys())
+    children = _children(decls, hits, found, leaves)
     child_order = {p: i for i, p in enumerate(children)}
     tree: dict[str, Any] = {}
     calls: list[tuple[Function, str]] = []
@@ -173,18 +220,17 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
         else:
             node[path[-1]] = _Both([old, leaf])
 
-    decls: list[tuple[tuple[str, ...], str, ParamDecl]] = [(d.path, "", d) for d in fn.params]
-    decls += [(d.path[1:], d.path[0], d) for d in fn.state]
-    layers = _layer_calls(fn, decls, children, initializers, renderer, calls)
+    layers = _layer_calls(fn, decls, hits, layer_paths, children, initializers, renderer,
+                          calls)
     layer_order = {p: i for i, p in enumerate(layers)}
-    for path, collection, d in decls:
-        layer = _first_prefix(path, layer_order)
+    for (path, collection, d), mine in zip(decls, hits):
+        layer = _first(mine, layer_order)
         if layer is not None:
             if layer not in placed:
                 placed.add(layer)
                 place(layer, layers[layer])
             continue
-        child = _first_prefix(path, child_order)
+        child = _first(mine, child_order)
         if child is None:
             leaf = _Leaf(_leaf(collection, d, _init_code(d, initializers, renderer, calls)))
             leaf.where = f"{d.span.file.name or fn.span.path}:{d.span.line}"
@@ -209,48 +255,37 @@ def _prefixes_in(path: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
     return [path[:n] for n in range(len(path) + 1) if path[:n] in paths]
 
 
-def _first_prefix(path: tuple[str, ...], order: dict[tuple[str, ...], int]
-                  ) -> tuple[str, ...] | None:
-    """The first (in `order`, call order) of the paths in `order` that start `path`."""
-    return min(_prefixes_in(path, order), key=order.__getitem__, default=None)
-
-
-def _layer_paths(fn: Function) -> dict[tuple[str, ...], str]:
-    """Paths (relative to `fn`) of the built-in layers with a variables helper it calls."""
-    found: dict[tuple[str, ...], str] = {}
-
-    def walk(body: tuple) -> None:
-        for op in body:
-            info = op.info
-            if info is not None and info.path and \
-                    (info.entry in _LAYER_HELPERS or info.entry in _COMPOSITES):
-                found.setdefault(tuple(info.path), info.entry)
-            if op.nested is not None:
-                walk(op.nested.body)
-
-    walk(fn.body)
-    return found
+def _first(prefixes: list[tuple[str, ...]], order: dict[tuple[str, ...], int]
+           ) -> tuple[str, ...] | None:
+    """The first (in `order`, call order) of `prefixes` that are paths in `order`."""
+    if len(prefixes) < 2:  # most paths: below one call or none
+        return prefixes[0] if prefixes and prefixes[0] in order else None
+    return min((p for p in prefixes if p in order), key=order.__getitem__, default=None)
 
 
 def _layer_calls(fn: Function, decls: list[tuple[tuple[str, ...], str, ParamDecl]],
+                 hits: list[list[tuple[str, ...]]], layer_paths: dict[tuple[str, ...], str],
                  children: dict[tuple[str, ...], Function], initializers: dict[str, Function],
                  renderer: Renderer, calls: list[tuple[Function, str]]
                  ) -> dict[tuple[str, ...], "_Leaf"]:
     """The layers whose subtree is one call of a runtime helper: path -> that call.
 
-    A layer qualifies when the leaves under its path are exactly what the helper
-    declares (`scale` and `bias` of one shape and dtype, each optional; for BatchNorm
-    float32 `mean` zeros and `var` ones of that shape in batch_stats); anything else
-    under the path (a layer subclass declaring more) keeps the leaf-by-leaf tree.
+    `layer_paths`: the built-in layers `fn` calls (`_calls_in`); `hits`: each
+    declaration's prefixes among the calls' paths (`_prefix_hits`).  A layer qualifies
+    when the leaves under its path are exactly what the helper declares (`scale` and
+    `bias` of one shape and dtype, each optional; for BatchNorm float32 `mean` zeros and
+    `var` ones of that shape in batch_stats); anything else under the path (a layer
+    subclass declaring more) keeps the leaf-by-leaf tree.
     """
     out: dict[tuple[str, ...], _Leaf] = {}
-    layers = {path: entry for path, entry in _layer_paths(fn).items()
+    layers = {path: entry for path, entry in layer_paths.items()
               if not _prefixes_in(path, children)}
-    # each layer's leaves, found through the prefixes of each leaf's path (linear in leaves)
+    # each layer's leaves
     under: dict[tuple[str, ...], dict[tuple[tuple[str, ...], str], ParamDecl]] = {}
-    for p, c, d in decls:
-        for path in _prefixes_in(p, layers):
-            under.setdefault(path, {})[(p[len(path):], c)] = d
+    for (p, c, d), mine in zip(decls, hits):
+        for path in mine:
+            if path in layers:
+                under.setdefault(path, {})[(p[len(path):], c)] = d
     for path, entry in layers.items():
         mine = under.get(path, {})
         call = _layer_call(entry, mine, initializers, renderer, calls)
