@@ -34,8 +34,9 @@ from typing import Any
 import jinja2
 
 from .diagnostics import InternalError
-from .program import FileProgram, Function, Op, Tensor, Var
-from .quoting import QuotingError, docstring, identifier
+from .program import CallKwargs, Code, FileProgram, Function, FunctionRef, Op, Tensor, Var
+from .quoting import QuotingError, docstring, identifier, literal
+from .sizes import SizeRef, plain
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 if not TEMPLATES.is_dir():  # installed wheel: templates ship inside the package
@@ -224,6 +225,11 @@ class Line:
     where: str = ""
     #: Arrays whose types the comment shows (the values the line assigns).
     shows: tuple[Tensor, ...] = ()
+    #: Where `shows` comes from, to read the same line's arrays in a function of the
+    #: same structure (`Renderer.render`): ("o", op path) for an op's outputs, ("t", op
+    #: path, temp, k) for a scratch variable's k-th type; op path: indices into the body,
+    #: then into nested bodies.
+    source: tuple | None = None
 
 
 @dataclass
@@ -268,8 +274,28 @@ FN_REF = re.compile(r"\x00([a-z]+)\x00")
 KW_REF = re.compile(r"\x01([LN])([a-z]+)\x01")
 
 
+#: A placeholder in rendered code, its letters apart (`Renderer.render` renames them).
+_PLACEHOLDER = re.compile(r"(\x00|\x01[LN])([a-z]+)(?=[\x00\x01])")
+
+
+@dataclass
+class _Rendered:
+    """A function rendered once for every function of its structure (`Renderer.render`)."""
+
+    body: Body
+    #: Placeholder letters of each function it calls, in the order `structure` lists them.
+    letters: list[str]
+
+
 class Renderer:
-    """Renders the functions of one program, handing out placeholders for calls."""
+    """Renders the functions of one program, handing out placeholders for calls.
+
+    Resolve makes a function per instance; most have the same structure (ops,
+    templates, code text, how values flow), since sizes are read from arguments.
+    A function is rendered once per structure (`structure`): another of the same
+    structure gets its text with its own callees' placeholders, and its own arrays
+    in the comments.
+    """
 
     def __init__(self, program: FileProgram, reserved: set[str]):
         self.program = program
@@ -277,6 +303,8 @@ class Renderer:
         #: (id(function), kind) -> index of the placeholder.
         self.index: dict[tuple[int, str], int] = {}
         self.units: list[tuple[Function, str]] = []
+        #: structure key -> the function rendered for it.
+        self.rendered: dict[tuple, _Rendered] = {}
 
     def ref(self, fn: Function, kind: str) -> int:
         key = (id(fn), kind)
@@ -296,14 +324,18 @@ class Renderer:
                         continue
                     if op.nested is not None and fn is op.nested:
                         continue
-                    kind = part.kind  # type: ignore[attr-defined]
-                    i = self.ref(fn, kind)
-                    names[("fn", id(fn), kind)] = f"\x00{placeholder(i)}\x00"
-                    names[("kw", id(fn), kind)] = f"\x01{{}}{placeholder(i)}\x01"
-                    if (fn, kind) not in body.calls:
-                        body.calls.append((fn, kind))
+                    self.call(body, fn, part.kind, names)  # type: ignore[attr-defined]
             if op.nested is not None:
                 self.refs(body, op.nested.body, names)
+
+    def call(self, body: Body, fn: Function, kind: str, names: dict[Any, str]) -> int:
+        """The placeholder of a function `body` calls (`refs`), recorded in `names`."""
+        i = self.ref(fn, kind)
+        names[("fn", id(fn), kind)] = f"\x00{placeholder(i)}\x00"
+        names[("kw", id(fn), kind)] = f"\x01{{}}{placeholder(i)}\x01"
+        if (fn, kind) not in body.calls:
+            body.calls.append((fn, kind))
+        return i
 
     def render(self, fn: Function, kind: str = "apply") -> Body:
         checked(fn.name, "function name")  # resolve's name: used for nested and jvp rules
@@ -315,10 +347,150 @@ class Renderer:
             body = tuple(op for op in fn.body if not op.init_only)
         out = Body(fn, kind, [], fn.takes_rng or kind == "init", [], "")
         names: dict[Any, str] = {}
-        self.refs(out, body, names)
+        shape = structure(fn, kind, body)
+        if shape is None:  # not keyed (a rare fragment): rendered on its own
+            self.refs(out, body, names)
+        else:
+            key, callees = shape
+            indices = [self.call(out, f, k, names) for f, k in callees]
+            done = self.rendered.get(key)
+            if done is not None:
+                return _like(done, out, body, [placeholder(i) for i in indices])
         out.args = _render_into(out, fn, body, self.program.relpath, self.reserved, names,
                                 indent="")
+        if shape is not None:
+            self.rendered[shape[0]] = _Rendered(out, [placeholder(i) for i in indices])
         return out
+
+
+def _like(done: _Rendered, out: Body, body: tuple[Op, ...], letters: list[str]) -> Body:
+    """`out` (its calls recorded) rendered as `done`, a function of the same structure:
+    the same text with `letters` for the callees' placeholders, and its own arrays."""
+    rename = dict(zip(done.letters, letters))
+
+    def text(code: str) -> str:
+        if "\x00" not in code and "\x01" not in code:
+            return code
+        return _PLACEHOLDER.sub(lambda m: m.group(1) + rename[m.group(2)], code)
+
+    same = done.letters == letters
+    for line in done.body.lines:
+        code = line.code if same else text(line.code)
+        source = line.source
+        out.lines.append(Line(code, line.where, _shown(body, source) if source else (), source))
+    out.args = list(done.body.args)
+    out.result = done.body.result if same else text(done.body.result)
+    return out
+
+
+def _shown(body: tuple[Op, ...], source: tuple) -> tuple[Tensor, ...]:
+    """The arrays a line's comment shows, from its `Line.source`."""
+    path = source[1]
+    ops = body
+    for i in path[:-1]:
+        ops = ops[i].nested.body  # type: ignore[union-attr]
+    op = ops[path[-1]]
+    if source[0] == "o":
+        return tuple(v for v in op.outputs if isinstance(v, Tensor))
+    return (op.temp_types[source[2]][source[3]],)
+
+
+# ------------------------------------------------------------------ structure
+
+
+class _Unkeyed(Exception):
+    """A function `structure` does not key (it is rendered on its own)."""
+
+
+def structure(fn: Function, kind: str, body: tuple[Op, ...]
+              ) -> tuple[tuple, list[tuple[Function, str]]] | None:
+    """What `_render_into` reads of `fn` (as `kind`, with `body` as its ops), with its
+    callees (and values) replaced by their order of appearance: two functions with the
+    same key render to the same text but for their callees' placeholders.
+
+    **Returns:** the key and the callees in that order (the order `Renderer.refs` finds
+    them), or None for a function it does not key (a function reference outside an op's
+    arguments, a nested function called from elsewhere, a fragment it does not know).
+    """
+    walk = _Structure()
+    try:
+        key = (kind, fn.takes_rng, fn.init_name is not None, fn.decorators,
+               walk.function(fn, body))
+    except _Unkeyed:
+        return None
+    if walk.nested and any(id(f) in walk.nested for f, _ in walk.callees):
+        return None  # named by a local `def` after it is defined, a placeholder before
+    return key, walk.callees
+
+
+class _Structure:
+    """One walk of `structure`: numbers values and callees as it meets them."""
+
+    def __init__(self) -> None:
+        self.values: dict[int, int] = {}
+        self.slots: dict[tuple[int, str], int] = {}
+        self.callees: list[tuple[Function, str]] = []
+        #: id() of the nested functions met.
+        self.nested: set[int] = set()
+
+    def function(self, fn: Function, body: tuple[Op, ...]) -> tuple:
+        values = self.values
+        inputs = tuple((name, values.setdefault(id(v), len(values))) for name, v in fn.inputs)
+        ops = tuple(self.op(fn, op) for op in body)
+        return (fn.takes_params, fn.state_collections, fn.shared_args, fn.static_args, inputs,
+                ops, self.code(fn.result, None, False),
+                tuple((c, self.code(code, None, False)) for c, code in fn.state_result))
+
+    def op(self, fn: Function, op: Op) -> tuple:
+        nested = op.nested
+        args = tuple((name, self.code(code, nested, True)) for name, code in op.args)
+        values, hints = self.values, fn.hints
+        outputs = tuple((values.setdefault(id(v), len(values)), hints.get(id(v)))
+                        for v in op.outputs)
+        inner = None
+        if nested is not None:
+            self.nested.add(id(nested))
+            inner = (nested.doc, nested.span.file.name, nested.span.line, _nested_stem(nested),
+                     self.function(nested, nested.body))
+        return (op.template, args, outputs, op.temps, op.stem,
+                tuple(len(t) for t in op.temp_types), op.span.file.name, op.span.line, inner)
+
+    def code(self, code: Code, nested: Function | None, calls: bool) -> tuple:
+        """`code`'s parts; `calls`: it is an op's argument (whose calls `refs` names)."""
+        out: list[Any] = []
+        values = self.values
+        for part in code.parts:
+            if isinstance(part, str):
+                out.append(part)
+            elif isinstance(part, Var):
+                out.append(values.setdefault(id(part), len(values)))
+            elif type(part) is FunctionRef or type(part) is CallKwargs:
+                if not calls:
+                    raise _Unkeyed
+                fn = part.function
+                if fn is nested:  # a scan's step: the local def (its keywords: none)
+                    if part.kind != "apply":
+                        raise _Unkeyed
+                    out.append(("step", type(part) is CallKwargs,
+                                getattr(part, "lead", None)))
+                    continue
+                k = (id(fn), part.kind)
+                slot = self.slots.get(k)
+                if slot is None:
+                    slot = self.slots[k] = len(self.callees)
+                    self.callees.append((fn, part.kind))
+                out.append(("call", slot, type(part) is CallKwargs, getattr(part, "lead", None)))
+            elif type(part) is SizeRef:
+                # named where every value its code reads is (the same ones in a function of
+                # the same structure), else written as its number
+                try:
+                    number = literal(plain(part.value))
+                except QuotingError:
+                    raise _Unkeyed from None
+                out.append(("size", self.code(part.value.code, None, False), number))
+            else:
+                raise _Unkeyed
+        return tuple(out)
 
 
 def _with_args(op: Op, args: tuple) -> Op:
@@ -333,12 +505,14 @@ def _comment_where(relpath: str, op: Op) -> str:
 def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
                  reserved: set[str], refs: dict[Any, str], indent: str,
                  outer: dict[Any, str] | None = None,
-                 outer_live: set[str] | frozenset[str] = frozenset()) -> list[str]:
+                 outer_live: set[str] | frozenset[str] = frozenset(),
+                 path: tuple[int, ...] = ()) -> list[str]:
     """Render `fn` (with `body` as its ops) into `out`: its lines and result; returns its
     arguments.
 
     For a nested def, `outer` names the enclosing function's values and `outer_live`
-    are the names it holds: the nested body's variables never overwrite them.
+    are the names it holds: the nested body's variables never overwrite them; `path`:
+    the indices of the ops whose nested function it is (`Line.source`).
     """
     # state and shared-module reads are written as `batch_stats["..."]` text: no variable
     # may take those names
@@ -381,7 +555,7 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
             namer.holder[local] = i
             namer.names[("fn", id(nested), "apply")] = local
             _render_nested(out, nested, relpath, reserved | {local}, refs, indent,
-                           namer.names, live | {local}, local)
+                           namer.names, live | {local}, local, path + (i,))
         namer.name_outputs(i, op)
         ctx: dict[str, Any] = {k: code.render(namer.names) for k, code in op.args}
         temps = namer.temps(i, op)
@@ -392,17 +566,22 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
         text = template(op.template).render(**ctx).rstrip("\n").split("\n")
         where = _comment_where(relpath, op)
         shows = tuple(v for v in op.outputs if isinstance(v, Tensor))
+        at = path + (i,)
         # the lines assigning a scratch variable show its type (the k-th for the k-th)
-        pending = {temps[n]: list(t) for n, t in zip(op.temps, op.temp_types) if t}
+        pending = {temps[name]: [k, 0]
+                   for k, (name, types) in enumerate(zip(op.temps, op.temp_types)) if types}
         for j, line in enumerate(text):
-            seen: tuple[Tensor, ...] = ()
             if j == len(text) - 1:
-                seen = shows
-            else:
-                target = line.split(" = ", 1)[0] if " = " in line else ""
-                if pending.get(target):
-                    seen = (pending[target].pop(0),)
-            lines.append(Line(indent + line, where, seen))
+                lines.append(Line(indent + line, where, shows, ("o", at)))
+                continue
+            target = line.split(" = ", 1)[0] if " = " in line else ""
+            temp = pending.get(target)
+            if temp is None or temp[1] == len(op.temp_types[temp[0]]):
+                lines.append(Line(indent + line, where))
+                continue
+            lines.append(Line(indent + line, where, (op.temp_types[temp[0]][temp[1]],),
+                              ("t", at, temp[0], temp[1])))
+            temp[1] += 1
     result = fn.result.render(namer.names)
     if fn.state_result:
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
@@ -415,12 +594,13 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
 
 def _render_nested(out: Body, nested: Function, relpath: str, reserved: set[str],
                    refs: dict[Any, str], indent: str, outer: dict[Any, str],
-                   outer_live: set[str], local: str) -> None:
-    """A function defined inside another (a scan's step), named `local` there."""
+                   outer_live: set[str], local: str, path: tuple[int, ...]) -> None:
+    """A function defined inside another (a scan's step), named `local` there; `path`:
+    the indices of the op it is defined for."""
     inner = Body(nested, "apply", [], False, [], "")
     where = f"{nested.span.file.name or relpath}:{nested.span.line}"
     args = _render_into(inner, nested, nested.body, relpath, reserved, refs, indent + "    ",
-                        outer, outer_live)
+                        outer, outer_live, path)
     out.lines.append(Line(f"{indent}def {local}({', '.join(args)}):", where))
     out.lines.append(Line(f'{indent}    """{docstring(f"{nested.doc}, from {where}.")}"""'))
     out.lines.extend(inner.lines)
