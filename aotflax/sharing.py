@@ -133,6 +133,8 @@ class Group:
     code: str = ""
     #: Whether callers may pass keyword arguments (else: shared only when identical).
     keywords: bool = True
+    #: `_candidates`, once found.
+    candidates: list[tuple[str, list[Any]]] | None = None
 
     @property
     def first(self) -> Function:
@@ -156,6 +158,8 @@ class Plan:
         self.instances: dict[tuple[int, str], list[tuple[str, str]]] = {}
         #: `split_numbers` of the texts seen so far: many members have the same code.
         self._splits: dict[str, tuple[list[str], list[str]]] = {}
+        #: The keys and code of hyperparameter values (each instance has the same ones).
+        self.values = _Values()
 
     # -------------------------------------------------------------- queries
 
@@ -339,7 +343,7 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
         return
     taken = set(_IDENT.findall(members[0].text)) | set(RESERVED)
     candidates = _candidates(group)
-    codes = _Codes()
+    codes = _Codes(plan.values)
     kwargs: list[Kwarg] = []
     #: number index -> replacement text; runs replace a whole tuple display.
     replace: dict[int, str] = {}
@@ -392,12 +396,14 @@ def _candidates(group: Group) -> list[tuple[str, list[Any]]]:
     """Names a varying number may be: hyperparameters (their values per member) and, for
     a variable tree, the sizes of its module's inputs (`in_channels`)."""
 
+    if group.candidates is not None:
+        return group.candidates
     out: list[tuple[str, list[Any]]] = []
     first = group.members[0].body.function.hparams
+    hparams = [dict(m.body.function.hparams) for m in group.members]
     for name, _ in first:
         values = []
-        for m in group.members:
-            found = dict(m.body.function.hparams)
+        for found in hparams:
             if name not in found:
                 break
             values.append(found[name])
@@ -408,6 +414,7 @@ def _candidates(group: Group) -> list[tuple[str, list[Any]]]:
         for label in per[0]:
             if all(label in p for p in per):  # marked: tried after the hyperparameters
                 out.append(("\x01" + label, [p[label][0] for p in per]))
+    group.candidates = out
     return out
 
 
@@ -418,18 +425,42 @@ def _code(value: Any) -> str | None:
         return None
 
 
+class _Values:
+    """`_key` and `_code` of each value met, computed once per plan: the functions of one
+    module's instances hold the same value objects (`conv=`, `act=`), and many groups and
+    names read them.  Keyed by identity; each entry keeps its value alive, so no other
+    value takes its id while the memo lives."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, tuple[Any, tuple[str, Any]]] = {}
+        self.codes: dict[int, tuple[Any, str | None]] = {}
+
+    def key(self, value: Any) -> tuple[str, Any]:
+        found = self.keys.get(id(value))
+        if found is None:
+            found = self.keys[id(value)] = (value, _key(value))
+        return found[1]
+
+    def code(self, value: Any) -> str | None:
+        found = self.codes.get(id(value))
+        if found is None:
+            found = self.codes[id(value)] = (value, _code(value))
+        return found[1]
+
+
 class _Codes:
     """The code of each candidate's values, computed once per group (a group has many
     numbers to match against the same candidates)."""
 
-    def __init__(self) -> None:
+    def __init__(self, values: _Values) -> None:
+        self.values = values
         #: id(values) -> their codes; the candidates' lists live as long as this.
         self.memo: dict[int, list[str | None]] = {}
 
     def of(self, values: list[Any]) -> list[str | None]:
         found = self.memo.get(id(values))
         if found is None:
-            found = self.memo[id(values)] = [_code(v) for v in values]
+            found = self.memo[id(values)] = [self.values.code(v) for v in values]
         return found
 
 
@@ -549,7 +580,7 @@ def _name_groups(plan: Plan) -> None:
     for code in {member.code for member in plan.members.values()}:
         used.update(_IDENT.findall(_STRING.sub("", code)))
     for (base, kind), groups in by_base.items():
-        names = _variant_names(base, groups)
+        names = _variant_names(base, groups, plan.values)
         for g, name in zip(groups, names):
             name = name[:_MAX_NAME].rstrip("_") or "fn"
             if kind != "apply":
@@ -561,7 +592,7 @@ def _name_groups(plan: Plan) -> None:
             g.name = checked(final, "function name")
 
 
-def _variant_names(base: str, groups: list[Group]) -> list[str]:
+def _variant_names(base: str, groups: list[Group], memo: _Values) -> list[str]:
     """`base` with, for each group, the labels that tell it from the others: flags first,
     then the model's name for its configuration (which replaces `base`: `res_net18`),
     then the parameter subtree only some have, then other hyperparameter values."""
@@ -573,7 +604,7 @@ def _variant_names(base: str, groups: list[Group]) -> list[str]:
     def names() -> list[str]:
         return ["_".join([b, *[x for x in lab if x]]) for b, lab in zip(bases, labels)]
 
-    for kind, feature in _features(groups):
+    for kind, feature in _features(groups, memo):
         current = names()
         if len(set(current)) == len(current):
             break
@@ -595,7 +626,7 @@ def _variant_names(base: str, groups: list[Group]) -> list[str]:
     return out
 
 
-def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
+def _features(groups: list[Group], memo: _Values) -> list[tuple[str, list[str]]]:
     """Per feature, its kind and its label for each group (see `_variant_names`)."""
     flags: list[list[str]] = []
     values: list[list[str]] = []
@@ -607,8 +638,8 @@ def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
             if name not in hp:
                 return False, None
             seen.append(hp[name])
-        first = _key(seen[0])
-        return all(_key(v) == first for v in seen), seen[0]
+        first = memo.key(seen[0])
+        return all(memo.key(v) == first for v in seen), seen[0]
 
     names: list[str] = []
     for g in groups:
@@ -620,8 +651,8 @@ def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
         if not all(ok for ok, _ in per):
             continue
         vals = [v for _, v in per]
-        first = _key(vals[0])
-        if all(_key(v) == first for v in vals):
+        first = memo.key(vals[0])
+        if all(memo.key(v) == first for v in vals):
             continue
         if all(isinstance(v, bool) for v in vals):
             true, false = FLAG_LABELS.get(name, (name, ""))
@@ -633,7 +664,7 @@ def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
             if len({v.class_name for v in vals}) > 1:
                 values.append([snake(v.class_name) for v in vals])
             continue
-        values.append([_value_label(name, v) for v in vals])
+        values.append([_value_label(name, v, memo) for v in vals])
     trees = [_subtrees(g) for g in groups]
     keys: list[str] = []
     for t in trees:
@@ -674,8 +705,8 @@ def _key(value: Any) -> tuple[str, Any]:
         return "id", id(value)
 
 
-def _value_label(name: str, value: Any) -> str:
-    code = _code(value)
+def _value_label(name: str, value: Any, memo: _Values) -> str:
+    code = memo.code(value)
     text = _slug(code) if code is not None else ""
     return f"{name}_{text}" if text else name
 
@@ -686,14 +717,9 @@ def _slug(text: str) -> str:
 
 def _subtrees(g: Group) -> list[str]:
     """The top-level names of the group's parameters and state (`conv_proj`)."""
-    out: list[str] = []
-    for d in g.first.params:
-        if d.path[0] not in out:
-            out.append(d.path[0])
-    for d in g.first.state:
-        if len(d.path) > 1 and d.path[1] not in out:
-            out.append(d.path[1])
-    return out
+    fn = g.first
+    return list(dict.fromkeys([d.path[0] for d in fn.params] +
+                              [d.path[1] for d in fn.state if len(d.path) > 1]))
 
 
 # ------------------------------------------------------------------ instances
@@ -789,7 +815,7 @@ def render_group(plan: Plan, group: Group) -> str:
 def _docstring(plan: Plan, group: Group) -> str:
     fn = group.first
     where = f"{fn.span.file.name or plan.program.relpath}:{fn.span.line}"
-    what = fn.doc if not fn.origin or "." not in fn.origin else _signature(group)
+    what = fn.doc if not fn.origin or "." not in fn.origin else _signature(plan, group)
     if group.kind == "variables":
         collections = ["params"] * bool(fn.params) + list(dict.fromkeys(
             d.path[0] for d in fn.state))
@@ -805,15 +831,16 @@ def _docstring(plan: Plan, group: Group) -> str:
     return head + "\n\n" + "".join(f"    {docstring(x)}\n" for x in lines) + "    "
 
 
-def _signature(group: Group) -> str:
+def _signature(plan: Plan, group: Group) -> str:
     """`ResNetBlock.apply(filters=8|16, act=jax.nn.relu, strides=(1, 1))`."""
     fn = group.first
     parts = []
+    hparams = [dict(m.body.function.hparams) for m in group.members]
     for name, value in fn.hparams:
         seen: list[str] = []
-        for m in group.members:
-            v = dict(m.body.function.hparams).get(name, value)
-            text = _code(v) or describe_value(v)
+        for hp in hparams:
+            v = hp.get(name, value)
+            text = plan.values.code(v) or describe_value(v)
             if text not in seen:
                 seen.append(text)
         parts.append(f"{name}={'|'.join(seen[:6])}{'|...' if len(seen) > 6 else ''}")
