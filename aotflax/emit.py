@@ -414,72 +414,86 @@ def structure(fn: Function, kind: str, body: tuple[Op, ...]
     """
     walk = _Structure()
     try:
-        key = (kind, fn.takes_rng, fn.init_name is not None, fn.decorators,
-               walk.function(fn, body))
+        walk.key += (kind, fn.takes_rng, fn.init_name is not None, fn.decorators)
+        walk.function(fn, body)
     except _Unkeyed:
         return None
     if walk.nested and any(id(f) in walk.nested for f, _ in walk.callees):
         return None  # named by a local `def` after it is defined, a placeholder before
-    return key, walk.callees
+    return tuple(walk.key), walk.callees
+
+
+#: Marks in a structure key, before: a function, an op, an argument, an op's outputs, a
+#: function's result, one of its state results; after a function (each a tuple: no part
+#: of code equals one).
+_FN, _OP, _ARG, _OUTS, _RESULT, _STATE, _END = (("fn",), ("op",), ("arg",), ("outs",),
+                                                ("result",), ("state",), ("end",))
 
 
 class _Structure:
-    """One walk of `structure`: numbers values and callees as it meets them."""
+    """One walk of `structure`: a flat key (text, marks, and values and callees numbered
+    in the order it meets them)."""
 
     def __init__(self) -> None:
+        self.key: list[Any] = []
         self.values: dict[int, int] = {}
         self.slots: dict[tuple[int, str], int] = {}
         self.callees: list[tuple[Function, str]] = []
         #: id() of the nested functions met.
         self.nested: set[int] = set()
 
-    def function(self, fn: Function, body: tuple[Op, ...]) -> tuple:
-        values = self.values
-        inputs = tuple((name, values.setdefault(id(v), len(values))) for name, v in fn.inputs)
-        ops = tuple(self.op(fn, op) for op in body)
-        return (fn.takes_params, fn.state_collections, fn.shared_args, fn.static_args, inputs,
-                ops, self.code(fn.result, None, False),
-                tuple((c, self.code(code, None, False)) for c, code in fn.state_result))
+    def function(self, fn: Function, body: tuple[Op, ...]) -> None:
+        key, values, hints = self.key, self.values, fn.hints
+        key += (_FN, fn.takes_params, fn.state_collections, fn.shared_args, fn.static_args)
+        for name, v in fn.inputs:
+            key += (name, values.setdefault(id(v), len(values)))
+        for op in body:
+            nested = op.nested
+            key += (_OP, op.template)
+            for name, code in op.args:
+                key += (_ARG, name)
+                self.code(code, nested, True)
+            key.append(_OUTS)
+            for v in op.outputs:
+                key += (values.setdefault(id(v), len(values)), hints.get(id(v)))
+            key.append((op.temps, op.stem, tuple(map(len, op.temp_types)), op.span.file.name,
+                        op.span.line))
+            if nested is not None:
+                self.nested.add(id(nested))
+                key.append((nested.doc, nested.span.file.name, nested.span.line,
+                            _nested_stem(nested)))
+                self.function(nested, nested.body)
+        key.append(_RESULT)
+        self.code(fn.result, None, False)
+        for collection, code in fn.state_result:
+            key += (_STATE, collection)
+            self.code(code, None, False)
+        key.append(_END)
 
-    def op(self, fn: Function, op: Op) -> tuple:
-        nested = op.nested
-        args = tuple((name, self.code(code, nested, True)) for name, code in op.args)
-        values, hints = self.values, fn.hints
-        outputs = tuple((values.setdefault(id(v), len(values)), hints.get(id(v)))
-                        for v in op.outputs)
-        inner = None
-        if nested is not None:
-            self.nested.add(id(nested))
-            inner = (nested.doc, nested.span.file.name, nested.span.line, _nested_stem(nested),
-                     self.function(nested, nested.body))
-        return (op.template, args, outputs, op.temps, op.stem,
-                tuple(len(t) for t in op.temp_types), op.span.file.name, op.span.line, inner)
-
-    def code(self, code: Code, nested: Function | None, calls: bool) -> tuple:
+    def code(self, code: Code, nested: Function | None, calls: bool) -> None:
         """`code`'s parts; `calls`: it is an op's argument (whose calls `refs` names)."""
-        out: list[Any] = []
-        values = self.values
+        key, values = self.key, self.values
         for part in code.parts:
             if isinstance(part, str):
-                out.append(part)
+                key.append(part)
             elif isinstance(part, Var):
-                out.append(values.setdefault(id(part), len(values)))
+                key.append(values.setdefault(id(part), len(values)))
             elif type(part) is FunctionRef or type(part) is CallKwargs:
                 if not calls:
                     raise _Unkeyed
                 fn = part.function
+                lead = getattr(part, "lead", None)
                 if fn is nested:  # a scan's step: the local def (its keywords: none)
                     if part.kind != "apply":
                         raise _Unkeyed
-                    out.append(("step", type(part) is CallKwargs,
-                                getattr(part, "lead", None)))
+                    key.append(("step", type(part) is CallKwargs, lead))
                     continue
                 k = (id(fn), part.kind)
                 slot = self.slots.get(k)
                 if slot is None:
                     slot = self.slots[k] = len(self.callees)
                     self.callees.append((fn, part.kind))
-                out.append(("call", slot, type(part) is CallKwargs, getattr(part, "lead", None)))
+                key.append(("call", slot, type(part) is CallKwargs, lead))
             elif type(part) is SizeRef:
                 # named where every value its code reads is (the same ones in a function of
                 # the same structure), else written as its number
@@ -487,10 +501,11 @@ class _Structure:
                     number = literal(plain(part.value))
                 except QuotingError:
                     raise _Unkeyed from None
-                out.append(("size", self.code(part.value.code, None, False), number))
+                key.append(("size",))
+                self.code(part.value.code, None, False)
+                key.append(("size", number))
             else:
                 raise _Unkeyed
-        return tuple(out)
 
 
 def _with_args(op: Op, args: tuple) -> Op:
