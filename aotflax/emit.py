@@ -451,6 +451,10 @@ class _Structure:
             nested = op.nested
             key += (_OP, op.template)
             for name, code in op.args:
+                parts = code.parts
+                if len(parts) == 1 and type(parts[0]) is str:  # most arguments: text alone
+                    key += (_ARG, name, parts[0])
+                    continue
                 key += (_ARG, name)
                 self.code(code, nested, True)
             key.append(_OUTS)
