@@ -803,10 +803,9 @@ def render_group(plan: Plan, group: Group) -> str:
         args += ["*", *keyword_only]
     dims = _DimNames(group)
     text_lines = []
+    members = [m.body.lines for m in group.members]
     for i, code in enumerate(body_lines):
-        line = first.lines[i]
-        shows = [m.body.lines[i].shows for m in group.members]
-        text_lines.append(code + dims.comment(line, shows))
+        text_lines.append(code + dims.comment(first.lines[i], [m[i].shows for m in members]))
     return template("function.py.j2").jinja.render(
         name=group.name, args=", ".join(args), decorators=[d.lstrip("@") for d in decorators],
         doc=_docstring(plan, group), lines=text_lines, result=result)
@@ -866,6 +865,12 @@ class _DimNames:
     (`batch`, `height`, `width`), else a multiple or fraction of one (`height // 2`)."""
 
     def __init__(self, group: Group):
+        self.group = group
+        self.found = False  # the names are found when a dimension first differs
+
+    def _find(self) -> None:
+        self.found = True
+        group = self.group
         self.hps: dict[tuple[int, ...], str] = {}
         #: (values, rank, axis) -> name, for the axes of the inputs.
         self.axes: dict[tuple[tuple[int, ...], int, int], str] = {}
@@ -901,6 +906,8 @@ class _DimNames:
     def dim(self, vec: tuple[int, ...], rank: int, axis: int) -> str:
         if len(set(vec)) == 1:
             return str(vec[0])
+        if not self.found:
+            self._find()
         found = self.hps.get(vec) or self.axes.get((vec, rank, axis))
         if found is not None:
             return found
@@ -929,13 +936,15 @@ class _DimNames:
             return ""
         parts = []
         for k, t in enumerate(line.shows):
-            if all(k < len(s) and s[k].shape == t.shape for s in shows):
+            # the k-th array's shape in each member (None: it shows fewer)
+            shapes = [s[k].shape if k < len(s) else None for s in shows]
+            if shapes.count(t.shape) == len(shapes):
                 parts.append(t.describe())  # the same in every use (most lines)
                 continue
             dims = []
             for axis in range(t.ndim):
-                vec = tuple(s[k].shape[axis] if k < len(s) and axis < s[k].ndim else
-                            t.shape[axis] for s in shows)
+                vec = tuple(sh[axis] if sh is not None and axis < len(sh) else t.shape[axis]
+                            for sh in shapes)
                 dims.append(self.dim(vec, t.ndim, axis))
             if dims == [str(d) for d in t.shape]:  # the same in every use: as it describes itself
                 parts.append(t.describe())
