@@ -275,7 +275,7 @@ KW_REF = re.compile(r"\x01([LN])([a-z]+)\x01")
 
 
 #: A placeholder in rendered code, its letters apart (`Renderer.render` renames them).
-_PLACEHOLDER = re.compile(r"(\x00|\x01[LN])([a-z]+)(?=[\x00\x01])")
+PLACEHOLDER = re.compile(r"(\x00|\x01[LN])([a-z]+)(?=[\x00\x01])")
 
 
 @dataclass
@@ -371,7 +371,7 @@ def _like(done: _Rendered, out: Body, body: tuple[Op, ...], letters: list[str]) 
     def text(code: str) -> str:
         if "\x00" not in code and "\x01" not in code:
             return code
-        return _PLACEHOLDER.sub(lambda m: m.group(1) + rename[m.group(2)], code)
+        return PLACEHOLDER.sub(lambda m: m.group(1) + rename[m.group(2)], code)
 
     same = done.letters == letters
     for line in done.body.lines:

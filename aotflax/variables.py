@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Mapping, Set
 from typing import Any
 
-from .emit import Body, Line, Renderer, checked, placeholder
+from .emit import PLACEHOLDER, Body, Line, Renderer, checked, placeholder
 from .program import FileProgram, Function, ParamDecl, Tensor
 from .quoting import literal, string
 
@@ -85,13 +85,90 @@ def bodies(program: FileProgram, renderer: Renderer) -> dict[tuple[int, str], Bo
     """A declaration body per module function with variables."""
     out: dict[tuple[int, str], Body] = {}
     functions = all_functions(program)
-    initializers = {f.name: f for f in functions if f.static_args}
-    leaves: dict[int, dict[tuple[str, ...], tuple]] = {}  # id(function) -> its `_leaves`
+    trees = _Trees(renderer, {f.name: f for f in functions if f.static_args})
     for fn in functions:
         if fn.origin and "." in fn.origin and has_variables(fn):
             renderer.ref(fn, "variables")
-            out[(id(fn), "variables")] = _body(fn, renderer, initializers, leaves)
+            out[(id(fn), "variables")] = trees.body(fn)
     return out
+
+
+class _Trees:
+    """The declaration bodies of one program's modules, each tree built once.
+
+    Resolve makes a function per instance; the instances of a module at the same sizes
+    (`resnet50_b1` and `resnet50_b8` differ in the batch only) declare the same tree.
+    Two functions declaring the same leaves (paths, shapes, dtypes, initializers, the
+    lines that declare them) and calling modules of the same trees at the same paths
+    have the same body but for the placeholders of the modules they call (`key`).
+    """
+
+    def __init__(self, renderer: Renderer, initializers: dict[str, Function]):
+        self.renderer = renderer
+        self.initializers = initializers
+        #: id(function) -> its `_leaves` (the same callee sits below many callers).
+        self.leaves: dict[int, dict[tuple[str, ...], tuple]] = {}
+        #: id(function) -> `_calls_in`, and -> the number of its key.
+        self.calls: dict[int, tuple[dict[tuple[str, ...], Function],
+                                    dict[tuple[str, ...], str]]] = {}
+        self.keys: dict[int, int] = {}
+        self.numbers: dict[tuple, int] = {}
+        #: key number -> (its body, the paths of the modules it calls in placeholder
+        #: order, what it calls at each path).
+        self.built: dict[int, tuple[Body, list[tuple[str, ...]],
+                                    dict[tuple[str, ...], Function]]] = {}
+
+    def calls_of(self, fn: Function) -> tuple[dict[tuple[str, ...], Function],
+                                              dict[tuple[str, ...], str]]:
+        found = self.calls.get(id(fn))
+        if found is None:
+            found = self.calls[id(fn)] = _calls_in(fn)
+        return found
+
+    def key(self, fn: Function) -> int:
+        """A number per tree: what `_body` reads of `fn`, with the modules it calls as
+        their own trees' numbers (and which of them are the same function)."""
+        found = self.keys.get(id(fn))
+        if found is not None:
+            return found
+        modules, layers = self.calls_of(fn)
+        same: dict[int, int] = {}
+        called = tuple((path, same.setdefault(id(c), len(same)), self.key(c))
+                       for path, c in modules.items())
+        key = (fn.span.path, called, tuple(layers.items()),
+               tuple([(d.path, d.shape, d.dtype, d.init, d.from_data, d.span.file.name,
+                       d.span.line) for d in fn.params]),
+               tuple([(d.path, d.shape, d.dtype, d.init, d.from_data, d.span.file.name,
+                       d.span.line) for d in fn.state]))
+        found = self.keys[id(fn)] = self.numbers.setdefault(key, len(self.numbers))
+        return found
+
+    def body(self, fn: Function) -> Body:
+        """`fn`'s declaration body: built, or the body of its tree with the placeholders
+        of the modules `fn` calls."""
+        number = self.key(fn)
+        modules = self.calls_of(fn)[0]
+        done = self.built.get(number)
+        if done is None:
+            body, paths = _body(fn, self.renderer, self.initializers, self.leaves,
+                                self.calls_of(fn))
+            self.built[number] = (body, paths, modules)
+            return body
+        body, paths, theirs = done
+        ref = self.renderer.ref
+        rename = {placeholder(ref(theirs[p], "variables")):
+                  placeholder(ref(modules[p], "variables")) for p in paths}
+        mine = {id(theirs[p]): modules[p] for p in paths}
+        lines = [Line(_renamed(line.code, rename), line.where) for line in body.lines]
+        return Body(fn, "variables", [], False, lines, "",
+                    [(mine.get(id(f), f), kind) for f, kind in body.calls])
+
+
+def _renamed(code: str, rename: dict[str, str]) -> str:
+    """`code` with the placeholders `rename` names renamed."""
+    if "\x00" not in code:
+        return code
+    return PLACEHOLDER.sub(lambda m: m.group(1) + rename.get(m.group(2), m.group(2)), code)
 
 
 def _leaves_of(fn: Function, memo: dict[int, dict[tuple[str, ...], tuple]]
@@ -187,11 +264,17 @@ def _leaves(fn: Function) -> dict[tuple[str, ...], tuple]:
 
 
 def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
-          leaves: dict[int, dict[tuple[str, ...], tuple]]) -> Body:
-    """The declaration function of `fn`'s variables: a nested dict display."""
+          leaves: dict[int, dict[tuple[str, ...], tuple]],
+          calls_in: tuple[dict[tuple[str, ...], Function], dict[tuple[str, ...], str]]
+          ) -> tuple[Body, list[tuple[str, ...]]]:
+    """The declaration function of `fn`'s variables: a nested dict display; and the paths
+    of the modules it calls, in the order their placeholders appear.
+
+    `calls_in`: `_calls_in(fn)`; `leaves`: each function's `_leaves`, as they are found.
+    """
     decls: list[tuple[tuple[str, ...], str, ParamDecl]] = [(d.path, "", d) for d in fn.params]
     decls += [(d.path[1:], d.path[0], d) for d in fn.state]
-    found, layer_paths = _calls_in(fn)
+    found, layer_paths = calls_in
     # each declaration's path is matched against the calls' paths once (linear in leaves)
     hits = _prefix_hits(decls, found.keys() | layer_paths.keys())
     children = _children(decls, hits, found, leaves)
@@ -199,6 +282,7 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
     tree: dict[str, Any] = {}
     calls: list[tuple[Function, str]] = []
     placed: set[tuple[str, ...]] = set()
+    modules: list[tuple[str, ...]] = []
 
     def place(path: tuple[str, ...], leaf: Any) -> None:
         node = tree
@@ -239,14 +323,15 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
         if child in placed:
             continue
         placed.add(child)
+        modules.append(child)
         callee = children[child]
         i = renderer.ref(callee, "variables")
-        if (callee, "variables") not in calls:
+        if not any(f is callee and kind == "variables" for f, kind in calls):
             calls.append((callee, "variables"))
         place(child, f"\x00{placeholder(i)}\x00(\x01N{placeholder(i)}\x01)")
     lines = [Line(text, where) for text, where in _value_lines(tree, 0)]
     lines[0].code = "return " + lines[0].code
-    return Body(fn, "variables", [], False, lines, "", calls)
+    return Body(fn, "variables", [], False, lines, "", calls), modules
 
 
 def _prefixes_in(path: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
