@@ -867,6 +867,8 @@ class _DimNames:
     def __init__(self, group: Group):
         self.group = group
         self.found = False  # the names are found when a dimension first differs
+        #: (shapes, dtype) -> the description `describe` gave.
+        self.described: dict[tuple, str] = {}
 
     def _find(self) -> None:
         self.found = True
@@ -931,6 +933,18 @@ class _DimNames:
         self.taken.add(name)
         return name
 
+    def describe(self, t: Tensor, shapes: list[tuple[int, ...] | None]) -> str:
+        """`t`'s type, with the dimensions that differ between the members' `shapes`
+        named."""
+        dims = []
+        for axis in range(t.ndim):
+            vec = tuple(sh[axis] if sh is not None and axis < len(sh) else t.shape[axis]
+                        for sh in shapes)
+            dims.append(self.dim(vec, t.ndim, axis))
+        if dims == [str(d) for d in t.shape]:  # the same in every use: as it describes itself
+            return t.describe()
+        return describe_aval(tuple(dims), t.dtype)  # type: ignore[arg-type]
+
     def comment(self, line: Line, shows: list[tuple[Tensor, ...]]) -> str:
         if not line.where and not line.shows:
             return ""
@@ -941,15 +955,13 @@ class _DimNames:
             if shapes.count(t.shape) == len(shapes):
                 parts.append(t.describe())  # the same in every use (most lines)
                 continue
-            dims = []
-            for axis in range(t.ndim):
-                vec = tuple(sh[axis] if sh is not None and axis < len(sh) else t.shape[axis]
-                            for sh in shapes)
-                dims.append(self.dim(vec, t.ndim, axis))
-            if dims == [str(d) for d in t.shape]:  # the same in every use: as it describes itself
-                parts.append(t.describe())
-            else:
-                parts.append(describe_aval(tuple(dims), t.dtype))  # type: ignore[arg-type]
+            # a layer's lines show the same arrays (and `dim` answers a vector as it first
+            # did): described once
+            key = (tuple(shapes), t.dtype)
+            part = self.described.get(key)
+            if part is None:
+                part = self.described[key] = self.describe(t, shapes)
+            parts.append(part)
         shapes = ", ".join(parts)
         text = f"  # {comment(line.where)}" if line.where else "  #"
         return text + (f"  {comment(shapes)}" if shapes else "")
