@@ -576,9 +576,10 @@ def _name_groups(plan: Plan) -> None:
     used |= {u.name for u in plan.program.user_functions}
     used |= {"TARGETS"} | {name for t in plan.program.targets
                            for name in target_names.target_globals(t.name)}
-    # the values of every function (and attributes); members often share their code
-    for code in {member.code for member in plan.members.values()}:
-        used.update(_IDENT.findall(_STRING.sub("", code)))
+    # the values of every function (and attributes); members share most of their lines
+    # (strings and names never span lines: the lines' names are the code's)
+    lines = {line for member in plan.members.values() for line in member.code.split("\n")}
+    used.update(_IDENT.findall(_STRING.sub("", "\n".join(lines))))
     for (base, kind), groups in by_base.items():
         names = _variant_names(base, groups, plan.values)
         for g, name in zip(groups, names):
