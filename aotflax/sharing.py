@@ -343,7 +343,12 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
         return
     taken = set(_IDENT.findall(members[0].text)) | set(RESERVED)
     candidates = _candidates(group)
+    # hyperparameters, then a variable tree's input sizes (marked)
+    tiers = ([c for c in candidates if not c[0].startswith("\x01")],
+             [(n[1:], v) for n, v in candidates if n.startswith("\x01")])
     codes = _Codes(plan.values)
+    #: per-member texts of a number -> how `_match` reads them (many numbers repeat).
+    matched: dict[tuple[str, ...], tuple[str, list[str], str] | None] = {}
     kwargs: list[Kwarg] = []
     #: number index -> replacement text; runs replace a whole tuple display.
     replace: dict[int, str] = {}
@@ -370,15 +375,17 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
         if run is not None:
             j, last = run
             texts = [_tuple_text(n[j:last + 1]) for n in numbers]
-            hp = _match_exact([c for c in candidates if not c[0].startswith("\x01")], texts,
-                              codes)
+            hp = _match_exact(tiers[0], texts, codes)
             if hp is not None:
                 replace[j] = kwarg(hp[0], hp[1])
                 runs[j] = last
                 done.update(range(j, last + 1))
                 continue
         texts = [n[k] for n in numbers]
-        expr = _match(candidates, texts, codes)
+        key = tuple(texts)
+        if key not in matched:
+            matched[key] = _match(tiers, texts, codes)
+        expr = matched[key]
         if expr is not None:
             name, values, fmt = expr
             replace[k] = fmt.format(kwarg(name, values))
@@ -472,14 +479,12 @@ def _match_exact(candidates: list[tuple[str, list[Any]]], texts: list[str],
     return None
 
 
-def _match(candidates: list[tuple[str, list[Any]]], texts: list[str],
+def _match(tiers: tuple[list[tuple[str, list[Any]]], ...], texts: list[str],
            codes: _Codes) -> tuple[str, list[str], str] | None:
     """(keyword, its values, how the number reads it) for one varying number: a
     hyperparameter first (exactly, then times or divided by a constant), then the other
-    candidates (a module's input sizes) the same way."""
-    real = [c for c in candidates if not c[0].startswith("\x01")]
-    other = [(n[1:], v) for n, v in candidates if n.startswith("\x01")]
-    for tier in (real, other):
+    candidates (a module's input sizes) the same way: `tiers`."""
+    for tier in tiers:
         exact = _match_exact(tier, texts, codes)
         if exact is not None:
             return exact[0], exact[1], "{}"
