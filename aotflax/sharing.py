@@ -644,8 +644,9 @@ def _features(groups: list[Group], memo: _Values) -> list[tuple[str, list[str]]]
             if name not in hp:
                 return False, None
             seen.append(hp[name])
-        first = memo.key(seen[0])
-        return all(memo.key(v) == first for v in seen), seen[0]
+        one = seen[0]  # instances often hold the same object: no key to compare
+        first = memo.key(one)
+        return all(v is one or memo.key(v) == first for v in seen), one
 
     names: list[str] = []
     for g in groups:
