@@ -584,13 +584,17 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
         ctx["outs"] = ", ".join(named) if named else "_"
         text = template(op.template).render(**ctx).rstrip("\n").split("\n")
         where = _comment_where(relpath, op)
-        shows = tuple(v for v in op.outputs if isinstance(v, Tensor))
+        shows = tuple([v for v in op.outputs if isinstance(v, Tensor)])
         at = path + (i,)
+        last = len(text) - 1
+        if not last:  # one line (most ops): it shows the outputs
+            lines.append(Line(indent + text[0], where, shows, ("o", at)))
+            continue
         # the lines assigning a scratch variable show its type (the k-th for the k-th)
         pending = {temps[name]: [k, 0]
                    for k, (name, types) in enumerate(zip(op.temps, op.temp_types)) if types}
         for j, line in enumerate(text):
-            if j == len(text) - 1:
+            if j == last:
                 lines.append(Line(indent + line, where, shows, ("o", at)))
                 continue
             target = line.split(" = ", 1)[0] if " = " in line else ""
