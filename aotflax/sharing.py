@@ -51,10 +51,14 @@ from .quoting import MAX_IDENTIFIER, comment, docstring, identifier_problem
 from .values import ModuleRef, StaticError, describe_value, static_key, to_code
 from .variables import all_functions, axis_names, input_candidates
 
-#: A string literal (skipped) or a number of generated code.  Every match starts with a
-#: quote or a digit; the lookahead says so first, which lets the scan skip other text fast.
-_TOKEN = re.compile(r'(?=["\'\d])(?:"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?<![\w.\x00])'
-                    r"(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?j?)(?![\w.]))")
+#: A string literal (skipped) or a number of generated code: its first character is a
+#: quote or a digit, which the scan looks for in one loop (a character set first); what
+#: follows depends on it.  A string: `"(?:[^"\\\n]|\\.)*"` written so its runs of plain
+#: characters are one step; a number: `(?<![\w.\x00])\d+(?:\.\d*)?(?:[eE][+-]?\d+)?j?`
+#: not followed by `[\w.]`, its lookbehind placed after its first digit.
+_TOKEN = re.compile(r'["\'\d](?:(?<=")[^"\\\n]*(?:\\.[^"\\\n]*)*"|(?<=\')[^\'\\\n]*'
+                    r"(?:\\.[^'\\\n]*)*'|(?<![\w.\x00]\d)(?<=\d)\d*(?:\.\d*)?(?:[eE][+-]?\d+)?"
+                    r"j?(?![\w.]))")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
 _KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
@@ -71,11 +75,12 @@ def split_numbers(text: str) -> tuple[list[str], list[str]]:
     """`text` as the code between its numbers, and its numbers (strings are skipped)."""
     segments, numbers, last = [], [], 0
     for m in _TOKEN.finditer(text):
-        if m.group(1) is None:
+        start, end = m.span()
+        if text[start] in "\"'":  # a string
             continue
-        segments.append(text[last:m.start()])
-        numbers.append(m.group(1))
-        last = m.end()
+        segments.append(text[last:start])
+        numbers.append(text[start:end])
+        last = end
     segments.append(text[last:])
     return segments, numbers
 

@@ -3,15 +3,19 @@
 A function of the same structure as one already rendered gets that text with its
 own callees' placeholders and its own arrays in the comments; these tests check it
 is exactly what rendering it on its own gives, and that the key tells apart what
-renders differently.
+renders differently.  Sharing's scan for numbers is spelled for speed: it finds what
+its plain spelling does.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from helpers import emit as emit_source
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aotflax import emit, generate, sharing
 from aotflax.driver import front_end
@@ -82,3 +86,33 @@ def test_the_key_tells_apart_numbers_and_reads_sizes_from_the_arguments() -> Non
     assert first == wider  # 3 or 4 channels: read from the arguments' shapes
     text = generate.emit_file(program, "m")
     assert "strides" in text  # the strided block is the same function, with a keyword
+
+
+#: What `sharing.split_numbers` finds, plainly: a string literal (skipped) or a number.
+_PLAIN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?<![\w.\x00])'
+                    r"(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?j?)(?![\w.])")
+
+
+def _plain_split(text: str) -> tuple[list[str], list[str]]:
+    segments, numbers, last = [], [], 0
+    for m in _PLAIN.finditer(text):
+        if m.group(1) is not None:
+            segments.append(text[last:m.start()])
+            numbers.append(m.group(1))
+            last = m.end()
+    return segments + [text[last:]], numbers
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789.eEj+-_ax\"'\\\n\x00( é")),
+               max_size=24))
+def test_the_numbers_of_code_are_split_as_the_plain_scan_splits_them(text: str) -> None:
+    assert sharing.split_numbers(text) == _plain_split(text)
+
+
+def test_the_numbers_of_generated_modules_are_split_as_the_plain_scan_splits_them() -> None:
+    for path in sorted((ROOT / "generated").glob("*.py")):
+        text = path.read_text()
+        assert sharing.split_numbers(text) == _plain_split(text), path.name
+    segments, numbers = sharing.split_numbers('f(x, 3, "a 4", 1e-5, y2, 0.5j)')
+    assert numbers == ["3", "1e-5", "0.5j"] and segments[1] == ', "a 4", '
