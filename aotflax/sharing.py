@@ -60,7 +60,11 @@ _TOKEN = re.compile(r'["\'\d](?:(?<=")[^"\\\n]*(?:\\.[^"\\\n]*)*"|(?<=\')[^\'\\\
                     r"(?:\\.[^'\\\n]*)*'|(?<![\w.\x00]\d)(?<=\d)\d*(?:\.\d*)?(?:[eE][+-]?\d+)?"
                     r"j?(?![\w.]))")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
-_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+#: `_IDENT` for ASCII text (its `\w` without Unicode look-ups).
+_IDENT_ASCII = re.compile(r"[A-Za-z_]\w*", re.ASCII)
+#: A string literal: `"(?:[^"\\\n]|\\.)*"` (or in single quotes) with its runs of plain
+#: characters read in one step.
+_STRING = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\\\n]*(?:\\.[^\'\\\n]*)*\'')
 _KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
 #: Longest function name made from a module's name and its variant's labels (suffixes
 #: and counters come on top, within `quoting.MAX_IDENTIFIER`).
@@ -83,6 +87,11 @@ def split_numbers(text: str) -> tuple[list[str], list[str]]:
         last = end
     segments.append(text[last:])
     return segments, numbers
+
+
+def _identifiers(text: str) -> list[str]:
+    """`_IDENT.findall(text)`."""
+    return (_IDENT_ASCII if text.isascii() else _IDENT).findall(text)
 
 
 def masked(text: str) -> str:
@@ -346,7 +355,7 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
     if not differing or not group.keywords:
         group.code = members[0].text
         return
-    taken = set(_IDENT.findall(members[0].text)) | set(RESERVED)
+    taken = set(_identifiers(members[0].text)) | set(RESERVED)
     candidates = _candidates(group)
     # hyperparameters, then a variable tree's input sizes (marked)
     tiers = ([c for c in candidates if not c[0].startswith("\x01")],
@@ -589,7 +598,7 @@ def _name_groups(plan: Plan) -> None:
     # the values of every function (and attributes); members share most of their lines
     # (strings and names never span lines: the lines' names are the code's)
     lines = {line for member in plan.members.values() for line in member.code.split("\n")}
-    used.update(_IDENT.findall(_STRING.sub("", "\n".join(lines))))
+    used.update(_identifiers(_STRING.sub("", "\n".join(lines))))
     for (base, kind), groups in by_base.items():
         names = _variant_names(base, groups, plan.values)
         for g, name in zip(groups, names):

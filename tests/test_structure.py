@@ -108,6 +108,8 @@ def _plain_split(text: str) -> tuple[list[str], list[str]]:
                max_size=24))
 def test_the_numbers_of_code_are_split_as_the_plain_scan_splits_them(text: str) -> None:
     assert sharing.split_numbers(text) == _plain_split(text)
+    plain_strings = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+    assert sharing._STRING.sub("", text) == plain_strings.sub("", text)
 
 
 def test_the_numbers_of_generated_modules_are_split_as_the_plain_scan_splits_them() -> None:
