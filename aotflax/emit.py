@@ -423,11 +423,12 @@ def structure(fn: Function, kind: str, body: tuple[Op, ...]
     return tuple(walk.key), walk.callees
 
 
-#: Marks in a structure key, before: a function, an op, an argument, an op's outputs, a
-#: function's result, one of its state results; after a function (each a tuple: no part
-#: of code equals one).
-_FN, _OP, _ARG, _OUTS, _RESULT, _STATE, _END = (("fn",), ("op",), ("arg",), ("outs",),
-                                                ("result",), ("state",), ("end",))
+#: Marks in a structure key, before: a function, an op, an op's outputs, a function's
+#: result, one of its state results; after a function; first in the one item an
+#: argument's code of several parts is (each a tuple of one string: no item of code
+#: equals one).
+_FN, _OP, _OUTS, _RESULT, _STATE, _END, _CODE = (("fn",), ("op",), ("outs",), ("result",),
+                                                 ("state",), ("end",), ("code",))
 
 
 class _Structure:
@@ -450,18 +451,20 @@ class _Structure:
         for op in body:
             nested = op.nested
             key += (_OP, op.template)
-            for name, code in op.args:
+            for name, code in op.args:  # a name, then its code as one item
                 parts = code.parts
                 if len(parts) == 1 and type(parts[0]) is str:  # most arguments: text alone
-                    key += (_ARG, name, parts[0])
+                    key += (name, parts[0])
                     continue
-                key += (_ARG, name)
+                key.append(name)
+                mark = len(key)
                 self.code(code, nested, True)
+                key[mark:] = [(_CODE, *key[mark:])]
             key.append(_OUTS)
             for v in op.outputs:
                 key += (values.setdefault(id(v), len(values)), hints.get(id(v)))
-            key.append((op.temps, op.stem, tuple(map(len, op.temp_types)), op.span.file.name,
-                        op.span.line))
+            key.append((op.temps, op.stem, op.temp_types and tuple(map(len, op.temp_types)),
+                        op.span.file.name, op.span.line))
             if nested is not None:
                 self.nested.add(id(nested))
                 key.append((nested.doc, nested.span.file.name, nested.span.line,
