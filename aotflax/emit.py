@@ -388,7 +388,7 @@ def _shown(body: tuple[Op, ...], source: tuple) -> tuple[Tensor, ...]:
     path = source[1]
     ops = body
     for i in path[:-1]:
-        ops = ops[i].nested.body  # type: ignore[union-attr]
+        ops = ops[i].nested.body
     op = ops[path[-1]]
     if source[0] == "o":
         return tuple(v for v in op.outputs if isinstance(v, Tensor))
@@ -463,7 +463,7 @@ class _Structure:
             key.append(_OUTS)
             for v in op.outputs:
                 key += (values.setdefault(id(v), len(values)), hints.get(id(v)))
-            key.append((op.temps, op.stem, op.temp_types and tuple(map(len, op.temp_types)),
+            key.append((op.temps, op.stem, tuple(map(len, op.temp_types)) if op.temp_types else (),
                         op.span.file.name, op.span.line))
             if nested is not None:
                 self.nested.add(id(nested))

@@ -983,9 +983,9 @@ class _DimNames:
             if part is None:
                 part = self.described[key] = self.describe(t, shapes)
             parts.append(part)
-        shapes = ", ".join(parts)
+        types = ", ".join(parts)
         text = f"  # {comment(line.where)}" if line.where else "  #"
-        return text + (f"  {comment(shapes)}" if shapes else "")
+        return text + (f"  {comment(types)}" if types else "")
 
 
 def _relation(vec: tuple[int, ...], known: tuple[int, ...]) -> str | None:

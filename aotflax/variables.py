@@ -212,7 +212,7 @@ def _prefix_hits(decls: list[tuple[tuple[str, ...], str, ParamDecl]],
         return [[] for _ in decls]
     heads = {p[0] for p in index}
     depth = max(len(p) for p in index)
-    out = []
+    out: list[list[tuple[str, ...]]] = []
     for path, _, _ in decls:
         if not path or path[0] not in heads:  # a leaf of the module itself
             out.append([])
@@ -237,9 +237,9 @@ def _children(decls: list[tuple[tuple[str, ...], str, ParamDecl]],
         return {}
     # the leaves below each path the calls have, keyed as `_leaves` keys them
     below: dict[tuple[str, ...], dict[tuple[str, ...], tuple]] = {}
-    for (path, collection, d), mine in zip(decls, hits):
+    for (path, collection, d), prefixes in zip(decls, hits):
         value = (d.shape, d.dtype, d.init, d.from_data)
-        for p in mine:
+        for p in prefixes:
             if p in found:
                 below.setdefault(p, {})[path[len(p):] + (collection,)] = value
         key = path + (collection,)
@@ -367,8 +367,8 @@ def _layer_calls(fn: Function, decls: list[tuple[tuple[str, ...], str, ParamDecl
               if not _prefixes_in(path, children)}
     # each layer's leaves
     under: dict[tuple[str, ...], dict[tuple[tuple[str, ...], str], ParamDecl]] = {}
-    for (p, c, d), mine in zip(decls, hits):
-        for path in mine:
+    for (p, c, d), prefixes in zip(decls, hits):
+        for path in prefixes:
             if path in layers:
                 under.setdefault(path, {})[(p[len(path):], c)] = d
     for path, entry in layers.items():
