@@ -71,10 +71,11 @@ def _entry(code: str, title: str, explanation: str, wrong: str, fixed: str,
 # ====================================================================== AOT1xx: the file
 
 _entry("AOT100", "syntax error", """
-    The model file is not valid Python (or uses syntax the DSL's parser does not
-    accept).  The location is Python's own: an unclosed bracket is reported where
-    it opens, not at the end of the file.  Nothing of the file is resolved until
-    it parses.
+    The model file is not valid Python (for the Python running the build), or
+    nests one expression deeper than its parser handles (a sum of hundreds of
+    terms: split it into several statements).  The location is Python's own: an
+    unclosed bracket is reported where it opens, not at the end of the file.
+    Nothing of the file is resolved until it parses.
     """, """
     class MLP(nn.Module):
         def apply(self, x):

@@ -33,6 +33,7 @@ __all__ = [
     "is_signed",
     "is_unsigned",
     "itemsize",
+    "kind",
     "promote",
     "result_type",
     "short_name",
@@ -97,47 +98,55 @@ _DEFAULT_BY_KIND: dict[str, str] = {
 def check_dtype(dtype: str) -> str:
     """Return `dtype` unchanged, or raise ValueError if it is not a known name."""
     if dtype not in _INFO:
-        raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(ALL_DTYPES)}")
+        raise _unknown(dtype)
     return dtype
 
 
-def _kind(dtype: str) -> str:
-    return _INFO[check_dtype(dtype)].kind
+def _unknown(dtype: str) -> ValueError:
+    return ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(ALL_DTYPES)}")
+
+
+def kind(dtype: str) -> str:
+    """The NumPy kind letter of `dtype`: "b", "i", "u", "f" or "c" (ValueError if unknown)."""
+    info = _INFO.get(dtype)
+    if info is None:
+        raise _unknown(dtype)
+    return info.kind
 
 
 def is_bool(dtype: str) -> bool:
     """Whether `dtype` is ``bool``."""
-    return _kind(dtype) == "b"
+    return kind(dtype) == "b"
 
 
 def is_integer(dtype: str) -> bool:
     """Whether `dtype` is a (signed or unsigned) integer; bool is not."""
-    return _kind(dtype) in ("i", "u")
+    return kind(dtype) in ("i", "u")
 
 
 def is_signed(dtype: str) -> bool:
     """Whether `dtype` is a signed integer (like ``np.signedinteger``)."""
-    return _kind(dtype) == "i"
+    return kind(dtype) == "i"
 
 
 def is_unsigned(dtype: str) -> bool:
     """Whether `dtype` is an unsigned integer."""
-    return _kind(dtype) == "u"
+    return kind(dtype) == "u"
 
 
 def is_floating(dtype: str) -> bool:
     """Whether `dtype` is a real floating type (bfloat16 included)."""
-    return _kind(dtype) == "f"
+    return kind(dtype) == "f"
 
 
 def is_complex(dtype: str) -> bool:
     """Whether `dtype` is complex."""
-    return _kind(dtype) == "c"
+    return kind(dtype) == "c"
 
 
 def is_inexact(dtype: str) -> bool:
     """Whether `dtype` is floating or complex."""
-    return _kind(dtype) in ("f", "c")
+    return kind(dtype) in ("f", "c")
 
 
 def itemsize(dtype: str) -> int:
@@ -257,7 +266,7 @@ _PYTHON_SCALARS: tuple[tuple[type, str, bool], ...] = (
 
 
 def _node(dtype: str, weak: bool) -> str:
-    return _WEAK_NODE_BY_KIND[_kind(dtype)] if weak else dtype
+    return _WEAK_NODE_BY_KIND[kind(dtype)] if weak else dtype
 
 
 def _node_dtype(node: str, x64: bool) -> str:
@@ -274,7 +283,12 @@ def promote(*operands: Operand, x64: bool = False) -> AbstractDtype:
     """
     if not operands:
         raise ValueError("at least one operand is required")
-    pairs = [_abstract(op, x64) for op in operands]
+    return _promote(tuple(_abstract(op, x64) for op in operands), x64)
+
+
+@functools.lru_cache(maxsize=4096)
+def _promote(pairs: tuple[AbstractDtype, ...], x64: bool) -> AbstractDtype:
+    """`promote` of canonical abstract dtypes (few distinct mixes: computed once each)."""
     dtypes = {dtype for dtype, _ in pairs}
     all_weak = all(weak for _, weak in pairs)
     if len(pairs) == 1:
@@ -299,7 +313,7 @@ def result_type(*operands: Operand, x64: bool = False) -> AbstractDtype:
     """
     dtype, weak = promote(*operands, x64=x64)
     if weak:
-        dtype = default_dtype(_kind(dtype), x64)
+        dtype = default_dtype(kind(dtype), x64)
     return dtype, weak
 
 

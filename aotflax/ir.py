@@ -1,6 +1,6 @@
 """The syntax IR: a model file as frozen dataclasses, every node with its span.
 
-`parse` builds these from libcst's concrete syntax tree; `resolve` interprets
+`parse` builds these from CPython's `ast`; `resolve` interprets
 them statically.  The IR is a small, explicit subset of Python: anything the
 DSL does not accept is rejected by `parse` with a located error, so later
 stages never meet an unknown construct.

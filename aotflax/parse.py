@@ -1,10 +1,16 @@
 """Parse: model file text -> syntax IR (`ir.ModelFile`), with source spans.
 
-The file is parsed with libcst (never imported or executed).  Python's own
-parser is consulted first only to locate syntax errors precisely: libcst may
-report an unclosed bracket at the end of the file, CPython points at the
-bracket.  Constructs outside the DSL are rejected here with located errors,
-so `resolve` only ever sees the subset it understands.
+The file is parsed once by CPython's own parser (`ast`; never imported or
+executed), then compiled from that tree, which locates the errors the parser lets
+through ('return' outside a function, duplicate arguments).  Constructs outside the
+DSL are rejected here with located errors, so `resolve` only ever sees the subset
+it understands.
+
+Spans are in characters (CPython's columns are UTF-8 bytes) and cover what the
+node's own text covers: an expression's span leaves out its grouping parentheses,
+a parenthesized tuple's span its parentheses.  What `ast` does not locate (names
+of definitions, parameters without their defaults, comprehension clauses,
+f-string fields) is found in the text next to what it does locate (`source_text`).
 """
 
 from __future__ import annotations
@@ -13,13 +19,11 @@ import ast
 import re
 import warnings
 from functools import partial
-from typing import Callable, Mapping, NoReturn, Sequence, TypeVar, cast
-
-import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+from typing import Callable, NoReturn, Sequence, TypeVar, Union
 
 from . import ir, quoting
-from .diagnostics import BuildError, Diagnostic, Reporter, SourceFile, Span
+from .diagnostics import BuildError, Diagnostic, SourceFile, Span
+from .source_text import SourceText, fstring_text
 
 T = TypeVar("T")
 
@@ -44,35 +48,52 @@ ALLOWED_IMPORTS = frozenset(
     }
 )
 
-_BINOPS = {
-    "Add": "+",
-    "Subtract": "-",
-    "Multiply": "*",
-    "Divide": "/",
-    "FloorDivide": "//",
-    "Modulo": "%",
-    "Power": "**",
-    "MatrixMultiply": "@",
-    "BitAnd": "&",
-    "BitOr": "|",
-    "BitXor": "^",
-    "LeftShift": "<<",
-    "RightShift": ">>",
+_BINOPS: dict[type, str] = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
+    ast.MatMult: "@",
+    ast.BitAnd: "&",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
 }
-_AUGOPS = {k + "Assign": v for k, v in _BINOPS.items()}
-_UNARYOPS = {"Minus": "-", "Plus": "+", "BitInvert": "~", "Not": "not"}
-_CMPOPS = {
-    "Equal": "==",
-    "NotEqual": "!=",
-    "LessThan": "<",
-    "LessThanEqual": "<=",
-    "GreaterThan": ">",
-    "GreaterThanEqual": ">=",
-    "In": "in",
-    "NotIn": "not in",
-    "Is": "is",
-    "IsNot": "is not",
+_UNARYOPS: dict[type, str] = {ast.USub: "-", ast.UAdd: "+", ast.Invert: "~", ast.Not: "not"}
+_CMPOPS: dict[type, str] = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.Is: "is",
+    ast.IsNot: "is not",
 }
+
+#: Expressions outside the DSL, as messages name them.
+_UNSUPPORTED_EXPRS = {
+    "Set": "set displays",
+    "SetComp": "set comprehensions",
+    "Await": "'await'",
+    "Yield": "'yield'",
+    "YieldFrom": "'yield'",
+    "NamedExpr": "assignment expressions (:=)",
+    "TemplateStr": "template strings",
+}
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_SIMPLE = (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return, ast.Raise,
+           ast.Assert, ast.Pass, ast.Break, ast.Continue, ast.Global, ast.Nonlocal,
+           ast.Delete, ast.Import, ast.ImportFrom) + ((ast.TypeAlias,) if hasattr(
+               ast, "TypeAlias") else ())
+_TRY_STAR = (ast.TryStar,) if hasattr(ast, "TryStar") else ()
 
 
 def decode_source(path: str, data: bytes) -> SourceFile:
@@ -109,73 +130,14 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
 
     **Returns:** the `ir.ModelFile`; raises `BuildError` with all diagnostics otherwise.
     """
-    _check_syntax(source)
-    check_nesting(source)
+    tree = _check_syntax(source)
     source = SourceFile(source.path, source.text, relpath or source.path)
     try:
-        module = cst.parse_module(source.text)
-        return _Converter(source, module, _positions(module)).model(relpath or source.path)
-    except cst.ParserSyntaxError as e:  # CPython accepted it, libcst did not
-        span = Span(source, e.raw_line, e.raw_column, e.raw_line, e.raw_column + 1)
-        raise BuildError(
-            [Diagnostic("AOT100", f"syntax not supported: {e.message}", span)]
-        ) from None
+        with warnings.catch_warnings():  # evaluating string pieces may warn of escapes
+            warnings.simplefilter("ignore")
+            return _Converter(source, SourceText(source.text)).model(tree, relpath or source.path)
     except RecursionError:
         raise BuildError([_too_deep(source)]) from None
-
-
-#: Deepest expression nesting accepted, counting one level per operator of an `and`/`or`
-#: chain as libcst nests them (CPython keeps a chain flat; libcst's native parser
-#: overflows its stack on some 7,000 levels).  Real models stay far below.
-MAX_NESTING = 1000
-
-
-def check_nesting(source: SourceFile) -> None:
-    """Refuse expressions nested deeper than `MAX_NESTING` before libcst sees the text.
-
-    CPython bounds the nesting of everything but boolean chains itself (`_check_syntax`
-    turns its RecursionError into a located error), so only a file with more `and`/`or`
-    words than the limit is walked, on CPython's AST, iteratively (no depth is too much).
-    """
-    if len(_BOOL_WORDS.findall(source.text)) <= MAX_NESTING:
-        return
-    try:
-        tree = ast.parse(source.text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return  # _check_syntax reports these
-    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
-    while stack:
-        node, depth = stack.pop()
-        depth += len(node.values) - 1 if isinstance(node, ast.BoolOp) else 1
-        if depth > MAX_NESTING:
-            line, col = getattr(node, "lineno", 1), getattr(node, "col_offset", 0)
-            end = (getattr(node, "end_col_offset", None)
-                   if getattr(node, "end_lineno", None) == line else None)
-            span = Span(source, line, col, line, end or max(len(source.line(line)), col + 1))
-            raise BuildError([Diagnostic(
-                "AOT100", f"this expression nests more than {MAX_NESTING:,} levels deep "
-                "(each operator of an 'and'/'or' chain is one level)", span,
-                hint="split it into several statements, or use all(...) / any(...)")])
-        stack.extend((child, depth) for child in ast.iter_child_nodes(node))
-
-
-_BOOL_WORDS = re.compile(r"\b(?:and|or)\b")
-
-
-def _positions(module: cst.Module) -> Mapping[cst.CSTNode, CodeRange]:
-    """Every node's position: PositionProvider's one code-generation pass.
-
-    `MetadataWrapper.resolve` also walks the whole tree for batchable providers even when
-    there are none, which doubles the cost on large files (bench/static_stages.py); so the
-    provider runs alone here, through the wrapper only if libcst's internals have moved.
-    """
-    provider = PositionProvider()
-    try:
-        provider._gen_impl(module)
-        # the provider's table holds CodeRange values (libcst types it for any provider)
-        return cast(Mapping[cst.CSTNode, CodeRange], provider._computed)
-    except AttributeError:  # pragma: no cover - another libcst layout
-        return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
 
 
 def _too_deep(source: SourceFile) -> Diagnostic:
@@ -187,29 +149,53 @@ def _too_deep(source: SourceFile) -> Diagnostic:
                       hint="split the expression into several statements")
 
 
-def _check_syntax(source: SourceFile) -> None:
-    """Locate syntax errors with CPython's parser (parsing only; nothing runs)."""
+def _check_syntax(source: SourceFile) -> ast.Module:
+    """Parse with CPython's parser and compile the tree (nothing runs); errors are located.
+
+    **Returns:** the module's AST.
+    """
     try:
-        # compile, never run: also catches what the parser lets through ('return' outside a
-        # function, 'break' outside a loop, duplicate arguments), which resolve relies on
         with warnings.catch_warnings():  # the build's output is diagnostics, not warnings
             warnings.simplefilter("ignore")
-            compile(source.text, source.path, "exec", dont_inherit=True)
+            tree = ast.parse(source.text, source.path)
+            _compile(source, tree)
+            return tree
     except SyntaxError as e:
-        line = e.lineno or 1
-        col = max((e.offset or 1) - 1, 0)
-        end_line = e.end_lineno or line
-        end_col = (e.end_offset or col + 2) - 1
-        if end_line != line or end_col <= col:
-            end_line, end_col = line, col + 1
-        msg = (e.msg or "invalid syntax").replace("(<unknown>, line", "(line")
-        span = Span(source, line, col, end_line, end_col)
-        raise BuildError([Diagnostic("AOT100", f"syntax error: {msg}", span)]) from None
+        raise BuildError([_syntax_error(source, e)]) from None
     except ValueError as e:  # e.g. NUL bytes
         span = _nul_span(source)
         raise BuildError([Diagnostic("AOT100", f"syntax error: {e}", span)]) from None
     except (RecursionError, MemoryError):
         raise BuildError([_too_deep(source)]) from None
+
+
+def _compile(source: SourceFile, tree: ast.Module) -> None:
+    """Compile, never run: this catches what the parser lets through ('return' outside a
+    function, 'break' outside a loop, duplicate arguments), which resolve relies on."""
+    try:
+        try:
+            compile(tree, source.path, "exec", dont_inherit=True)
+        except RecursionError:  # checking a tree recurses less deep than compiling the text
+            compile(source.text, source.path, "exec", dont_inherit=True)
+    except SyntaxError as e:  # the compiler's columns are UTF-8 bytes (the parser's are not)
+        text = SourceText(source.text)
+        raise BuildError([_syntax_error(source, e, text.col)]) from None
+
+
+def _syntax_error(source: SourceFile, e: SyntaxError,
+                  chars: Callable[[int, int], int] | None = None) -> Diagnostic:
+    """CPython's syntax error as a diagnostic; `chars` turns byte columns into characters."""
+    line = e.lineno or 1
+    col = max((e.offset or 1) - 1, 0)
+    end_line = e.end_lineno or line
+    end_col = (e.end_offset or col + 2) - 1
+    if chars is not None:
+        col = chars(line, col)
+        end_col = chars(end_line, end_col) if e.end_offset else end_col
+    if end_line != line or end_col <= col:
+        end_line, end_col = line, col + 1
+    msg = (e.msg or "invalid syntax").replace("(<unknown>, line", "(line")
+    return Diagnostic("AOT100", f"syntax error: {msg}", Span(source, line, col, end_line, end_col))
 
 
 def _nul_span(source: SourceFile) -> Span:
@@ -223,38 +209,46 @@ def _nul_span(source: SourceFile) -> Span:
 
 
 class _Unsupported(Exception):
-    def __init__(self, code: str, message: str, node: cst.CSTNode, hint: str | None = None):
-        self.code, self.message, self.node, self.hint = code, message, node, hint
+    def __init__(self, code: str, message: str, where: Span, hint: str | None = None):
+        self.code, self.message, self.where, self.hint = code, message, where, hint
+
+
+#: Something a diagnostic can point at: a located node, or a span found in the text.
+_Where = Union[ast.AST, Span]
 
 
 class _Converter:
-    """Turns libcst nodes into IR nodes; collects errors statement by statement."""
+    """Turns CPython's AST into IR nodes, statement by statement."""
 
-    def __init__(self, source: SourceFile, module: cst.Module, positions):
+    def __init__(self, source: SourceFile, text: SourceText):
         self.source = source
-        self.module = module
-        self.positions = positions
-        self.reporter = Reporter()
+        self.text = text
+        self.plain = text.ascii and not (text.line_delta or text.col_delta)
 
     # -------------------------------------------------------------- helpers
 
-    def span(self, node: cst.CSTNode) -> Span:
-        r = self.positions[node]
-        return Span(self.source, r.start.line, r.start.column, r.end.line, r.end.column)
+    def span(self, node: ast.AST) -> Span:
+        if self.plain:  # the file's own text, all ASCII: columns are characters
+            return Span(self.source, node.lineno, node.col_offset,  # type: ignore[attr-defined]
+                        node.end_lineno, node.end_col_offset)  # type: ignore[attr-defined]
+        t = self.text
+        line, end_line = node.lineno, node.end_lineno  # type: ignore[attr-defined]
+        col = t.col(line, node.col_offset)  # type: ignore[attr-defined]
+        end_col = t.col(end_line, node.end_col_offset)  # type: ignore[attr-defined]
+        if t.line_delta or t.col_delta:
+            return self.span_at(t.starts[line - 1] + col, t.starts[end_line - 1] + end_col)
+        return Span(self.source, line, col, end_line, end_col)
 
-    def fail(self, code: str, message: str, node: cst.CSTNode,
-             hint: str | None = None) -> NoReturn:
-        raise _Unsupported(code, message, node, hint)
+    def span_at(self, start: int, end: int) -> Span:
+        """The span of the text from offset `start` to offset `end`."""
+        return Span(self.source, *self.text.place(start), *self.text.place(end))
 
-    def guarded(self, fn: Callable[[], object]) -> object | None:
-        """Run one conversion; record its error and go on with the next statement."""
-        try:
-            return fn()
-        except _Unsupported as u:
-            self.reporter.error(u.code, u.message, self.span(u.node), hint=u.hint)
-            return None
+    def fail(self, code: str, message: str, where: _Where, hint: str | None = None) -> NoReturn:
+        raise _Unsupported(code, message, where if isinstance(where, Span) else self.span(
+            where), hint)
 
-    def lazily(self, node: cst.CSTNode, fn: Callable[[], T]) -> T | ir.Unsupported:
+    def lazily(self, node: ast.stmt | list[ast.stmt],
+               fn: Callable[[], T]) -> T | ir.Unsupported:
         """Convert one statement; what the DSL cannot express becomes `ir.Unsupported`.
 
         Its diagnostic is kept with the statement and reported only if resolve executes it:
@@ -263,199 +257,248 @@ class _Converter:
         try:
             return fn()
         except _Unsupported as u:
-            return ir.Unsupported(u.code, u.message, u.hint, self.span(node), self.span(u.node),
-                                  _binds(node), _what(node))
+            return ir.Unsupported(u.code, u.message, u.hint, self.stmt_span(node), u.where,
+                                  _binds(node), self.what(node))
+
+    def stmt_span(self, node: ast.stmt | list[ast.stmt]) -> Span:
+        """A statement's span; a line of statements (`a = 1; b = 2`) spans all of them."""
+        if isinstance(node, list):
+            return self.span_at(self.text.start(node[0]), self.text.end(node[-1]))
+        return self.span(node)
+
+    def def_name(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+                 ) -> tuple[int, int]:
+        """The offsets of a definition's name (after `def`, `async def` or `class`)."""
+        return self.text.def_name(self.text.start(node))
+
+    def string_pieces(self, node: ast.expr) -> list[tuple[int, int]]:
+        """The string literals a string expression is written as ("a" f"b" 'c')."""
+        return self.text.string_pieces(self.text.start(node), self.text.end(node))
+
+    def what(self, node: ast.stmt | list[ast.stmt]) -> str:
+        """How a warning names a statement: "function main", "'with' block", ..."""
+        if isinstance(node, (*_FUNCTIONS, ast.ClassDef)):
+            start, end = self.def_name(node)
+            kind = "class" if isinstance(node, ast.ClassDef) else "function"
+            return f"{kind} {self.text.text[start:end]}"
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            return "import"
+        for cls, what in _STATEMENT_NAMES:
+            if isinstance(node, cls):
+                return what
+        return "statement"
+
+    def lines(self, stmts: Sequence[ast.stmt]) -> list[list[ast.stmt]]:
+        """Statements as lines: simple statements joined by ';' share one."""
+        out: list[list[ast.stmt]] = []
+        text = self.text
+        for stmt in stmts:
+            if out and isinstance(stmt, _SIMPLE) and isinstance(out[-1][-1], _SIMPLE):
+                if text.joined(text.end(out[-1][-1]), text.start(stmt)):
+                    out[-1].append(stmt)
+                    continue
+            out.append([stmt])
+        return out
+
+    def one_line_body(self, body: Sequence[ast.stmt]) -> bool:
+        """Whether a block follows its header's ':' on the same line (`def f(): pass`)."""
+        return self.text.after_colon(self.text.start(body[0]))
 
     # -------------------------------------------------------------- module
 
-    def model(self, relpath: str) -> ir.ModelFile:
+    def model(self, tree: ast.Module, relpath: str) -> ir.ModelFile:
         body: list = []
-        docstring = self.module.get_docstring(clean=True)
-        for stmt in self.module.body:
-            if isinstance(stmt, cst.ClassDef):
+        for stmt in tree.body:
+            if isinstance(stmt, ast.ClassDef):
                 body.append(self.lazily(stmt, partial(self.classdef, stmt)))
                 continue
             body.extend(self.statements([stmt]))
-        self.reporter.raise_if_errors()
-        return ir.ModelFile(self.source, relpath, tuple(body), docstring)
+        return ir.ModelFile(self.source, relpath, tuple(body),
+                            ast.get_docstring(tree, clean=True))
 
-    def import_(self, node: cst.BaseSmallStatement) -> list[ir.Import]:
+    def import_(self, node: ast.Import | ast.ImportFrom) -> list[ir.Import]:
         """Import statements bind names; what they mean is resolve's business.
 
         Any module may be named: an import no target uses is skipped with a warning, and
         one a target uses must be a module of the static language or a model file of the
-        build (resolve says which).
+        build (resolve says which).  CPython has normalized the names (NFKC).
         """
         out: list[ir.Import] = []
-        if isinstance(node, cst.Import):
+        if isinstance(node, ast.Import):
             for alias in node.names:
-                mod = _dotted(self.module.code_for_node(alias.name))
+                mod = alias.name
                 if alias.asname is not None:
-                    out.append(ir.Import(mod, self.alias_name(alias.asname), None,
-                                         self.span(alias)))
+                    out.append(ir.Import(mod, alias.asname, None, self.span(alias)))
                 else:  # `import a.b.c` binds `a` and loads the whole path
-                    out.append(ir.Import(mod.split(".")[0], mod.split(".")[0], None,
-                                         self.span(alias), dotted=mod if "." in mod else None))
+                    first = mod.split(".")[0]
+                    out.append(ir.Import(first, first, None, self.span(alias),
+                                         dotted=mod if "." in mod else None))
             return out
-        if isinstance(node, cst.ImportFrom):
-            mod = _dotted(self.module.code_for_node(node.module)) if node.module else ""
-            level = len(node.relative)
-            if isinstance(node.names, cst.ImportStar):
-                self.fail("AOT104", f"'from {'.' * level}{mod} import *' is not supported", node,
-                          hint="import the names you use explicitly")
-            for alias in node.names:
-                member = _dotted(self.module.code_for_node(alias.name))
-                bound = self.alias_name(alias.asname) if alias.asname else member
-                out.append(ir.Import(mod, bound, member, self.span(alias), level=level))
-            return out
-        self.fail("AOT102", "unsupported statement", node)
+        mod, level = node.module or "", node.level or 0
+        if node.names[0].name == "*":
+            self.fail("AOT104", f"'from {'.' * level}{mod} import *' is not supported", node,
+                      hint="import the names you use explicitly")
+        for alias in node.names:
+            out.append(ir.Import(mod, alias.asname or alias.name, alias.name, self.span(alias),
+                                 level=level))
+        return out
 
-    def alias_name(self, asname: cst.AsName) -> str:
-        """The name an `import ... as name` binds (the grammar allows only a name there)."""
-        if not isinstance(asname.name, cst.Name):
-            self.fail("AOT102", "an import binds a name", asname)
-        return _name(asname.name)
-
-    def classdef(self, node: cst.ClassDef) -> ir.ClassDef:
-        bases = tuple(self.expr(a.value) for a in node.bases)
+    def classdef(self, node: ast.ClassDef) -> ir.ClassDef:
+        bases = tuple(self.expr(b.value if isinstance(b, ast.Starred) else b)
+                      for b in node.bases)
         if node.keywords:
             self.fail("AOT102", "class keywords are not supported", node.keywords[0])
-        decorators = tuple(self.expr(d.decorator) for d in node.decorators)
+        decorators = tuple(self.expr(d) for d in node.decorator_list)
         methods: list[ir.FunctionDef] = []
         others: list[ir.Unsupported] = []
         fields: list[ir.Stmt] = []
-        body = node.body.body if isinstance(node.body, cst.IndentedBlock) else node.body.body
-        for i, stmt in enumerate(body):
-            if isinstance(stmt, cst.FunctionDef):
-                got = self.lazily(stmt, partial(self.functiondef, stmt))
-                if isinstance(got, ir.FunctionDef):
-                    methods.append(got)
-                else:
-                    others.append(got)
-            elif i == 0 and _is_docstring(stmt):
-                continue
-            elif isinstance(stmt, cst.SimpleStatementLine) and all(
-                isinstance(s, cst.Pass) for s in stmt.body
-            ):
-                continue
-            elif isinstance(stmt, cst.SimpleStatementLine) and _is_field(stmt):
-                for small in stmt.body:
-                    field = self.lazily(small, partial(self.small_statement, small))
-                    if isinstance(field, ir.Unsupported):
-                        others.append(field)
+        if self.one_line_body(node.body):  # `class A: x = 1`: each statement refused apart
+            for small in node.body:
+                others.append(self.not_in_class(small))
+        else:
+            for i, line in enumerate(self.lines(node.body)):
+                first = line[0]
+                if isinstance(first, _FUNCTIONS):
+                    got = self.lazily(first, partial(self.functiondef, first))
+                    if isinstance(got, ir.FunctionDef):
+                        methods.append(got)
                     else:
-                        fields.append(field)
-            else:
-                others.append(ir.Unsupported(
-                    "AOT102", "a module class may contain only methods",
-                    "put constants at module level, or make them hyperparameters of apply",
-                    self.span(stmt), self.span(stmt), _binds(stmt), _what(stmt)))
+                        others.append(got)
+                elif i == 0 and self.is_docstring(line):
+                    continue
+                elif all(isinstance(s, ast.Pass) for s in line):
+                    continue
+                elif _is_field(line):
+                    for small in line:
+                        field = self.lazily(small, partial(self.small_statement, small))
+                        if isinstance(field, ir.Unsupported):
+                            others.append(field)
+                        else:
+                            fields.append(field)
+                else:
+                    others.append(self.not_in_class(line if isinstance(first, _SIMPLE)
+                                                    else first))
+        name = self.def_name(node)
         return ir.ClassDef(
-            _name(node.name),
+            node.name,
             bases,
             tuple(methods),
-            node.get_docstring(clean=True),
+            ast.get_docstring(node, clean=True),
             self.span(node),
-            self.span(node.name),
+            self.span_at(*name),
             decorators,
             tuple(others),
             tuple(fields),
         )
 
+    def not_in_class(self, node: ast.stmt | list[ast.stmt]) -> ir.Unsupported:
+        sp = self.stmt_span(node)
+        return ir.Unsupported(
+            "AOT102", "a module class may contain only methods",
+            "put constants at module level, or make them hyperparameters of apply",
+            sp, sp, _binds(node), self.what(node))
+
+    def is_docstring(self, line: list[ast.stmt]) -> bool:
+        """A line of one string (a plain or implicitly concatenated one, bytes too)."""
+        if len(line) != 1 or not isinstance(line[0], ast.Expr):
+            return False
+        value = line[0].value
+        if isinstance(value, ast.Constant):
+            return isinstance(value.value, (str, bytes))
+        return isinstance(value, ast.JoinedStr) and len(self.string_pieces(value)) > 1
+
     # -------------------------------------------------------------- statements
 
-    def statements(self, stmts) -> list[ir.Stmt]:
+    def statements(self, stmts: Sequence[ast.stmt]) -> list[ir.Stmt]:
         out: list[ir.Stmt] = []
         for stmt in stmts:
-            if isinstance(stmt, cst.SimpleStatementLine):
-                for small in stmt.body:
-                    if isinstance(small, (cst.Import, cst.ImportFrom)):
-                        got = self.lazily(small, partial(self.import_, small))
-                        out.extend(got if isinstance(got, list) else [got])
-                        continue
-                    out.append(self.lazily(small, partial(self.small_statement, small)))
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                got = self.lazily(stmt, partial(self.import_, stmt))
+                out.extend(got if isinstance(got, list) else [got])
+            elif isinstance(stmt, _SIMPLE):
+                out.append(self.lazily(stmt, partial(self.small_statement, stmt)))
             else:
                 out.append(self.lazily(stmt, partial(self.compound, stmt)))
         return out
 
-    def block(self, node: cst.BaseSuite) -> tuple[ir.Stmt, ...]:
-        if isinstance(node, cst.IndentedBlock):
-            return tuple(self.statements(node.body))
-        if isinstance(node, cst.SimpleStatementSuite):
-            return tuple(self.statements([cst.SimpleStatementLine(body=node.body)]))
-        self.fail("AOT102", "unsupported block", node)
+    def block(self, stmts: Sequence[ast.stmt]) -> tuple[ir.Stmt, ...]:
+        return tuple(self.statements(stmts))
 
-    def small_statement(self, node: cst.BaseSmallStatement) -> ir.Stmt:
+    def small_statement(self, node: ast.stmt) -> ir.Stmt:
         sp = self.span(node)
-        if isinstance(node, cst.Assign):
-            targets = tuple(self.target(t.target) for t in node.targets)
+        if isinstance(node, ast.Assign):
+            targets = tuple(self.target(t) for t in node.targets)
             return ir.Assign(targets, self.expr(node.value), sp)
-        if isinstance(node, cst.AugAssign):
-            op = _AUGOPS[type(node.operator).__name__]
+        if isinstance(node, ast.AugAssign):
+            op = _BINOPS[type(node.op)]
             return ir.AugAssign(self.target(node.target), op, self.expr(node.value), sp)
-        if isinstance(node, cst.AnnAssign):
+        if isinstance(node, ast.AnnAssign):
             value = self.expr(node.value) if node.value is not None else None
-            ann = self.expr(node.annotation.annotation)
+            ann = self.expr(node.annotation)
             return ir.AnnAssign(self.target(node.target), ann, value, sp)
-        if isinstance(node, cst.Expr):
+        if isinstance(node, ast.Expr):
             return ir.ExprStmt(self.expr(node.value), sp)
-        if isinstance(node, cst.Return):
+        if isinstance(node, ast.Return):
             return ir.Return(self.expr(node.value) if node.value is not None else None, sp)
-        if isinstance(node, cst.Raise):
+        if isinstance(node, ast.Raise):
             if node.cause is not None:
                 self.fail("AOT102", "'raise ... from ...' is not supported", node)
             return ir.Raise(self.expr(node.exc) if node.exc is not None else None, sp)
-        if isinstance(node, cst.Assert):
+        if isinstance(node, ast.Assert):
             msg = self.expr(node.msg) if node.msg is not None else None
             return ir.Assert(self.expr(node.test), msg, sp)
-        if isinstance(node, cst.Pass):
+        if isinstance(node, ast.Pass):
             return ir.Pass(sp)
-        if isinstance(node, cst.Break):
+        if isinstance(node, ast.Break):
             return ir.Break(sp)
-        if isinstance(node, cst.Continue):
+        if isinstance(node, ast.Continue):
             return ir.Continue(sp)
-        if isinstance(node, (cst.Global, cst.Nonlocal)):
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
             self.fail("AOT102", f"'{type(node).__name__.lower()}' is not supported", node,
                       hint="pass values as arguments and return results instead")
-        if isinstance(node, cst.Del):
-            target = node.target
-            items = target.elements if isinstance(target, (cst.Tuple, cst.List)) else None
-            targets = tuple(self.target(e.value) for e in items) if items is not None else (
-                self.target(target),)
-            return ir.Delete(targets, sp)
+        if isinstance(node, ast.Delete):
+            return ir.Delete(tuple(self.target(t) for t in self.deleted(node)), sp)
         self.fail("AOT102", f"unsupported statement: {type(node).__name__}", node)
-        raise AssertionError("unreachable")
 
-    def compound(self, node: cst.BaseCompoundStatement) -> ir.Stmt:
+    def deleted(self, node: ast.Delete) -> list[ast.expr]:
+        """What `del` unbinds: `del (a, b)` and `del [a, b]` name a and b, as `del a, b` does
+        (but `del (a, b),` names one tuple)."""
+        if len(node.targets) == 1 and isinstance(node.targets[0], (ast.Tuple, ast.List)):
+            one = node.targets[0]
+            if "," not in self.text.text[self.text.end(one): self.text.end(node)]:
+                return one.elts
+        return node.targets
+
+    def compound(self, node: ast.stmt) -> ir.Stmt:
         sp = self.span(node)
-        if isinstance(node, cst.FunctionDef):
+        if isinstance(node, _FUNCTIONS):
             return self.functiondef(node)
-        if isinstance(node, cst.If):
+        if isinstance(node, ast.If):
             orelse: tuple[ir.Stmt, ...] = ()
-            if isinstance(node.orelse, cst.If):
-                orelse = (self.compound(node.orelse),)
-            elif isinstance(node.orelse, cst.Else):
-                orelse = self.block(node.orelse.body)
+            if node.orelse and self.is_elif(node.orelse[0]):
+                orelse = (self.compound(node.orelse[0]),)
+            elif node.orelse:
+                orelse = self.block(node.orelse)
             return ir.If(self.expr(node.test), self.block(node.body), orelse, sp)
-        if isinstance(node, cst.For):
-            if node.asynchronous is not None:
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            if isinstance(node, ast.AsyncFor):
                 self.fail("AOT102", "'async for' is not supported", node)
-            orelse = self.block(node.orelse.body) if node.orelse else ()
+            orelse = self.block(node.orelse)
             return ir.For(
                 self.target(node.target), self.expr(node.iter), self.block(node.body), orelse, sp
             )
-        if isinstance(node, cst.While):
+        if isinstance(node, ast.While):
             self.fail(
                 "AOT102",
                 "'while' loops are not supported: loops are unrolled at build time",
                 node,
                 hint="use 'for i in range(n)' with a static n, or jax.lax.scan for recurrence",
             )
-        if isinstance(node, cst.ClassDef):
+        if isinstance(node, ast.ClassDef):
             self.fail("AOT102", "classes may be defined only at the top level of a model file", node)
-        if isinstance(node, (cst.Try,)) or type(node).__name__ in ("TryStar",):
+        if isinstance(node, (ast.Try, *_TRY_STAR)):
             self.fail("AOT102", "'try' is not supported in model files", node)
-        if isinstance(node, cst.With):
+        if isinstance(node, (ast.With, ast.AsyncWith)):
             self.fail(
                 "AOT102",
                 "'with' is not supported: state and randomness are explicit in aotflax",
@@ -463,56 +506,94 @@ class _Converter:
                 hint="BatchNorm statistics are returned in new_state; pass rng= to stochastic targets",
             )
         self.fail("AOT102", f"unsupported statement: {type(node).__name__}", node)
-        raise AssertionError("unreachable")
 
-    def functiondef(self, node: cst.FunctionDef) -> ir.FunctionDef:
-        if node.asynchronous is not None:
+    def is_elif(self, node: ast.stmt) -> bool:
+        """Whether the `if` in an `orelse` is an `elif` (not an `else:` block's first line)."""
+        return isinstance(node, ast.If) and self.text.text.startswith("elif", self.text.start(
+            node))
+
+    def functiondef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ir.FunctionDef:
+        if isinstance(node, ast.AsyncFunctionDef):
             self.fail("AOT102", "'async def' is not supported", node)
-        params = self.parameters(node.params, node)
+        name = self.def_name(node)
+        opening = self.text.skip(name[1])
+        if self.text.text.startswith("[", opening):  # type parameters (Python 3.12)
+            opening = self.text.skip(self.text.closing(opening, self.text.end(node)) + 1)
+        params = self.parameters(node.args, node, opening)
         if node.returns is not None:
             self.annotation(node.returns)
-        body_nodes = node.body.body if isinstance(node.body, cst.IndentedBlock) else None
-        docstring = node.get_docstring(clean=True)
-        if body_nodes is not None and docstring is not None:
-            body = tuple(self.statements(body_nodes[1:]))
+        docstring = ast.get_docstring(node, clean=True)
+        if docstring is not None and not self.one_line_body(node.body):
+            body = self.block(node.body[len(self.lines(node.body)[0]):])
         else:
             body = self.block(node.body)
-        decorators = tuple(self.expr(d.decorator) for d in node.decorators)
+        decorators = tuple(self.expr(d) for d in node.decorator_list)
         return ir.FunctionDef(
-            _name(node.name),
+            node.name,
             params,
             body,
             decorators,
             docstring,
             self.span(node),
-            self.span(node.name),
+            self.span_at(*name),
         )
 
-    def parameters(self, p: cst.Parameters, owner: cst.CSTNode) -> ir.Parameters:
+    def parameters(self, args: ast.arguments, owner: ast.AST, opening: int) -> ir.Parameters:
+        """A def's or lambda's parameters; `opening` is the offset of the def's '(' or where
+        `lambda` ends.  A parameter's span is its name (with its stars); the list's runs
+        from the first parameter to the ')' or ':' that ends it."""
         out: list[ir.Param] = []
+        last_end = 0
 
-        def add(param: cst.Param, kind: str) -> None:
-            default = self.expr(param.default) if param.default is not None else None
-            ann = self.annotation(param.annotation) if param.annotation else None
-            out.append(ir.Param(_name(param.name), default, ann, kind, self.span(param)))
+        def add(arg: ast.arg, default: ast.expr | None, kind: str) -> None:
+            nonlocal last_end
+            value = self.expr(default) if default is not None else None
+            ann = self.annotation(arg.annotation) if arg.annotation is not None else None
+            start, end = self.text.name_at(self.text.start(arg))
+            if kind in ("vararg", "kwarg"):
+                start = self.stars_before(start)
+            out.append(ir.Param(arg.arg, value, ann, kind, self.span_at(start, end)))
+            last = default if default is not None else arg.annotation
+            last_end = self.text.end(last) if last is not None else end
 
-        for param in (*p.posonly_params, *p.params):
-            add(param, "positional")
-        if isinstance(p.star_arg, cst.Param):
-            add(p.star_arg, "vararg")
-        for param in p.kwonly_params:
-            add(param, "kwonly")
-        if p.star_kwarg is not None:
-            add(p.star_kwarg, "kwarg")
-        return ir.Parameters(tuple(out), self.span(p) if out else self.span(owner))
+        positional = [*args.posonlyargs, *args.args]
+        first_default = len(positional) - len(args.defaults)
+        for i, arg in enumerate(positional):
+            add(arg, args.defaults[i - first_default] if i >= first_default else None,
+                "positional")
+        if args.vararg is not None:
+            add(args.vararg, None, "vararg")
+        for arg, default in zip(args.kwonlyargs, args.kw_defaults):
+            add(arg, default, "kwonly")
+        if args.kwarg is not None:
+            add(args.kwarg, None, "kwarg")
+        if not out:
+            return ir.Parameters((), self.span(owner))
+        text = self.text
+        if isinstance(owner, ast.Lambda):  # up to the ':'
+            start = text.skip(opening)
+            end = text.lambda_params_end(last_end)
+        else:  # up to the ')'
+            start = text.skip(opening + 1)
+            end = text.closing(opening, text.end(owner))
+        return ir.Parameters(tuple(out), self.span_at(start, end))
 
-    def annotation(self, node: cst.Annotation) -> ir.Expr:
+    def stars_before(self, offset: int) -> int:
+        """The offset of the `*` or `**` before a `*args` or `**kwargs` name."""
+        text = self.text.text
+        while offset > 0 and text[offset - 1] in " \t\f\r\n\\":
+            offset -= 1
+        while offset > 0 and text[offset - 1] == "*":
+            offset -= 1
+        return offset
+
+    def annotation(self, node: ast.expr) -> ir.Expr:
         """A type annotation: names, attributes, subscripts and literals only.
 
         Annotations are never evaluated by the build, but a user initializer is copied
         into generated code, where Python evaluates them: nothing may run there.
         """
-        value = self.expr(node.annotation)
+        value = self.expr(node)
         stack: list[ir.Expr] = [value]
         while stack:
             e = stack.pop()
@@ -526,338 +607,365 @@ class _Converter:
                 stack.extend((e.left, e.right))
             elif not isinstance(e, (ir.Name, ir.Constant)):
                 self.fail("AOT103", "annotations may only name types (names, attributes, "
-                          "subscripts, strings)", node.annotation)
+                          "subscripts, strings)", node)
         return value
 
     # -------------------------------------------------------------- targets
 
-    def target(self, node: cst.BaseExpression) -> ir.Target:
-        if isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)):
+    def target(self, node: ast.expr) -> ir.Target:
+        if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
             return self.expr(node)
-        if isinstance(node, (cst.Tuple, cst.List)):
+        if isinstance(node, (ast.Tuple, ast.List)):
             elts: list[ir.Expr] = []
-            for el in node.elements:
-                if isinstance(el, cst.StarredElement):
+            for el in node.elts:
+                if isinstance(el, ast.Starred):
                     elts.append(ir.Starred(self.target(el.value), self.span(el)))
                 else:
-                    elts.append(self.target(el.value))
-            cls = ir.TupleExpr if isinstance(node, cst.Tuple) else ir.ListExpr
-            return cls(tuple(elts), self.span(node))
+                    elts.append(self.target(el))
+            if isinstance(node, ast.Tuple):
+                return ir.TupleExpr(tuple(elts), self.tuple_span(node))
+            return ir.ListExpr(tuple(elts), self.span(node))
         self.fail("AOT103", "cannot assign to this expression", node)
-        raise AssertionError("unreachable")
 
     # -------------------------------------------------------------- expressions
 
-    def expr(self, node: cst.BaseExpression) -> ir.Expr:
-        method = getattr(self, "expr_" + type(node).__name__, None)
+    def expr(self, node: ast.expr) -> ir.Expr:
+        method = _EXPRS.get(type(node))
         if method is None:
-            what = {
-                "Set": "set displays",
-                "SetComp": "set comprehensions",
-                "Await": "'await'",
-                "Yield": "'yield'",
-                "NamedExpr": "assignment expressions (:=)",
-                "TemplatedString": "template strings",
-            }.get(type(node).__name__, type(node).__name__)
-            self.fail("AOT103", f"{what} are not supported in model files", node)
-        return method(node)
+            name = type(node).__name__
+            self.fail("AOT103", f"{_UNSUPPORTED_EXPRS.get(name, name)} are not supported in "
+                      "model files", node)
+        return method(self, node)
 
-    def expr_Name(self, node: cst.Name) -> ir.Expr:
-        sp = self.span(node)
-        if node.value in ("True", "False", "None"):
-            return ir.Constant({"True": True, "False": False, "None": None}[node.value], sp)
-        return ir.Name(_name(node), sp)
+    def expr_Name(self, node: ast.Name) -> ir.Expr:
+        return ir.Name(node.id, self.span(node))
 
-    def expr_Integer(self, node: cst.Integer) -> ir.Expr:
-        return ir.Constant(node.evaluated_value, self.span(node))
+    def expr_Constant(self, node: ast.Constant) -> ir.Expr:
+        if isinstance(node.value, bytes) and len(self.string_pieces(node)) > 1:
+            self.fail("AOT103", "bytes literals are not supported", node)
+        return ir.Constant(node.value, self.span(node))
 
-    expr_Float = expr_Integer
-    expr_Imaginary = expr_Integer
+    def expr_JoinedStr(self, node: ast.JoinedStr) -> ir.Expr:
+        """An f-string, or strings and f-strings written next to each other.
 
-    def expr_SimpleString(self, node: cst.SimpleString) -> ir.Expr:
-        return ir.Constant(ast.literal_eval(node.value), self.span(node))
-
-    def expr_Ellipsis(self, node: cst.Ellipsis) -> ir.Expr:
-        return ir.Constant(Ellipsis, self.span(node))
-
-    def expr_ConcatenatedString(self, node: cst.ConcatenatedString) -> ir.Expr:
-        parts: list = []
-        for piece in (node.left, node.right):
-            converted = self.expr(piece)
-            if isinstance(converted, ir.Constant):
-                if isinstance(converted.value, bytes):
-                    self.fail("AOT103", "bytes literals are not supported", node)
-                parts.append(converted.value)
-            elif isinstance(converted, ir.FString):
-                parts.extend(converted.parts)
-            else:  # libcst's string pieces are strings and f-strings only
-                self.fail("AOT103", "unsupported string", piece)
-        if all(isinstance(p, str) for p in parts):
-            return ir.Constant("".join(parts), self.span(node))
-        return ir.FString(tuple(parts), self.span(node))
-
-    def expr_FormattedString(self, node: cst.FormattedString) -> ir.Expr:
-        parts: list = []
-        for part in node.parts:
-            if isinstance(part, cst.FormattedStringText):
-                parts.append(_unescape(part.value))
+        Adjacent pieces join from the right (`a (b c)`): literal text of one piece stays a
+        part of its own next to an f-string's parts.
+        """
+        text = self.text.text
+        pieces: list[list] = []  # each piece's parts
+        for start, end in self.string_pieces(node):
+            m = self.text.string_start(start)
+            if m is not None and "f" in m.group(1).lower():
+                pieces.append(self.fstring_parts(start, m))
+            else:
+                pieces.append([ast.literal_eval(text[start:end])])
+        if len(pieces) == 1:
+            return ir.FString(tuple(pieces[0]), self.span(node))
+        # from the right: while no field has come, the text so far is one string
+        backwards: list = []  # the parts, last first
+        suffix: list[str] = []  # the text after the rightmost field, last first
+        for parts in reversed(pieces):
+            if not backwards and not any(isinstance(p, ir.FormattedValue) for p in parts):
+                suffix.extend(reversed(parts))
                 continue
-            if not isinstance(part, cst.FormattedStringExpression):
-                self.fail("AOT103", "unsupported f-string part", part)
-            spec = None
-            if part.format_spec:
-                texts = [s for s in part.format_spec if isinstance(s, cst.FormattedStringText)]
-                if len(texts) != len(part.format_spec):
-                    self.fail("AOT103", "nested f-string format specs are not supported", part)
-                spec = "".join(s.value for s in texts)
-            if part.equal is not None:
-                self.fail("AOT103", "f-string '=' specifiers are not supported", part)
-            parts.append(
-                ir.FormattedValue(self.expr(part.expression), spec, part.conversion, self.span(part))
-            )
-        return ir.FString(tuple(parts), self.span(node))
+            if not backwards and suffix:
+                backwards.append("".join(reversed(suffix)))
+            backwards.extend(reversed(parts))
+        if not backwards:
+            return ir.Constant("".join(reversed(suffix)), self.span(node))
+        return ir.FString(tuple(reversed(backwards)), self.span(node))
 
-    def expr_Attribute(self, node: cst.Attribute) -> ir.Expr:
+    def fstring_parts(self, start: int, m: re.Match) -> list:
+        """An f-string's parts: literal text (escapes resolved) and `FormattedValue`s."""
+        text = self.text.text
+        raw = "r" in m.group(1).lower()
+        parts: list = []
+        literal = [m.end()]
+
+        def field(at: int) -> int:
+            if literal[0] < at:
+                parts.append(fstring_text(text[literal[0]: at], raw))
+            end = self.formatted_value(at, parts)
+            literal[0] = end
+            return end
+
+        stop = self.text.scan_fstring(m, field) - len(m.group(2))
+        if literal[0] < stop:
+            parts.append(fstring_text(text[literal[0]: stop], raw))
+        return parts
+
+    def formatted_value(self, at: int, parts: list) -> int:
+        """Convert the replacement field opening at `at` into `parts`; where it ends."""
+        expr_end, conversion, spec, nested, equal, end = self.text.field(at)
+        where = self.span_at(at, end)
+        if nested:
+            self.fail("AOT103", "nested f-string format specs are not supported", where)
+        if equal:
+            self.fail("AOT103", "f-string '=' specifiers are not supported", where)
+        source = self.text.text[at + 1: expr_end]
+        line, col = self.text.place(at + 1)
+        try:  # the expression alone, placed where it stands (CPython parses it so too)
+            tree = ast.parse("(" + source + ")", mode="eval")
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            self.fail("AOT103", "unsupported f-string part", where)
+        inner = _Converter(self.source, SourceText("(" + source + ")", line - 1, col - 1))
+        parts.append(ir.FormattedValue(inner.expr(tree.body), spec, conversion, where))
+        return end
+
+    def expr_Attribute(self, node: ast.Attribute) -> ir.Expr:
         value = self.expr(node.value)  # first, so `().__class__.__bases__` names __class__
-        attr = _name(node.attr)
+        attr = node.attr
         if len(attr) > 4 and attr.startswith("__") and attr.endswith("__"):
+            end = self.text.end(node)
+            start = end
+            text = self.text.text
+            while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"
+                                 or not text[start - 1].isascii()):
+                start -= 1
             self.fail("AOT105", f"attribute '{attr}' is not available in model files: model "
-                      "files are data, never executed", node.attr)
+                      "files are data, never executed", self.span_at(start, end))
         return ir.Attribute(value, attr, self.span(node))
 
-    def expr_Call(self, node: cst.Call) -> ir.Expr:
+    def expr_Call(self, node: ast.Call) -> ir.Expr:
         args: list[ir.Expr] = []
         keywords: list[ir.Keyword] = []
-        for arg in node.args:
-            value = self.expr(arg.value)
-            if arg.keyword is not None:
-                keywords.append(ir.Keyword(_name(arg.keyword), value, self.span(arg)))
-            elif arg.star == "**":
-                keywords.append(ir.Keyword(None, value, self.span(arg)))
-            elif arg.star == "*":
-                args.append(ir.Starred(value, self.span(arg)))
+        items: list[ast.AST] = [*node.args, *node.keywords]
+        if node.args and node.keywords and _before(node.keywords[0], node.args[-1]):
+            items.sort(key=_position)  # `f(a=1, *b)`: in the order written
+        for arg in items:
+            if isinstance(arg, ast.keyword):
+                keywords.append(ir.Keyword(arg.arg, self.expr(arg.value), self.span(arg)))
+            elif isinstance(arg, ast.Starred):
+                args.append(ir.Starred(self.expr(arg.value), self.span(arg)))
             else:
-                args.append(value)
+                args.append(self.expr(arg))  # type: ignore[arg-type]
         return ir.Call(self.expr(node.func), tuple(args), tuple(keywords), self.span(node))
 
-    def expr_BinaryOperation(self, node: cst.BinaryOperation) -> ir.Expr:
-        op = _BINOPS[type(node.operator).__name__]
-        return ir.BinOp(self.expr(node.left), op, self.expr(node.right), self.span(node))
+    def expr_BinOp(self, node: ast.BinOp) -> ir.Expr:
+        return ir.BinOp(self.expr(node.left), _BINOPS[type(node.op)], self.expr(node.right),
+                        self.span(node))
 
-    def expr_UnaryOperation(self, node: cst.UnaryOperation) -> ir.Expr:
-        op = _UNARYOPS[type(node.operator).__name__]
-        return ir.UnaryOp(op, self.expr(node.expression), self.span(node))
+    def expr_UnaryOp(self, node: ast.UnaryOp) -> ir.Expr:
+        return ir.UnaryOp(_UNARYOPS[type(node.op)], self.expr(node.operand), self.span(node))
 
-    def expr_BooleanOperation(self, node: cst.BooleanOperation) -> ir.Expr:
-        op = "and" if isinstance(node.operator, cst.And) else "or"
-        values: list[ir.Expr] = []
-        for side in (node.left, node.right):
-            converted = self.expr(side)
-            same = isinstance(side, cst.BooleanOperation) and not side.lpar
-            if isinstance(converted, ir.BoolOp) and converted.op == op and same:
-                values.extend(converted.values)
-            else:
-                values.append(converted)
-        return ir.BoolOp(op, tuple(values), self.span(node))
+    def expr_BoolOp(self, node: ast.BoolOp) -> ir.Expr:
+        # CPython keeps `a and b and c` flat and `(a and b) and c` nested, as the IR does
+        op = "and" if isinstance(node.op, ast.And) else "or"
+        return ir.BoolOp(op, tuple(self.expr(v) for v in node.values), self.span(node))
 
-    def expr_Comparison(self, node: cst.Comparison) -> ir.Expr:
-        ops = tuple(_CMPOPS[type(c.operator).__name__] for c in node.comparisons)
-        comps = tuple(self.expr(c.comparator) for c in node.comparisons)
+    def expr_Compare(self, node: ast.Compare) -> ir.Expr:
+        ops = tuple(_CMPOPS[type(op)] for op in node.ops)
+        comps = tuple(self.expr(c) for c in node.comparators)
         return ir.Compare(self.expr(node.left), ops, comps, self.span(node))
 
-    def expr_IfExp(self, node: cst.IfExp) -> ir.Expr:
+    def expr_IfExp(self, node: ast.IfExp) -> ir.Expr:
         return ir.IfExp(
             self.expr(node.test), self.expr(node.body), self.expr(node.orelse), self.span(node)
         )
 
-    def _elements(self, elements: Sequence[cst.BaseElement]) -> tuple[ir.Expr, ...]:
+    def elements(self, elts: Sequence[ast.expr]) -> tuple[ir.Expr, ...]:
         out: list[ir.Expr] = []
-        for el in elements:
-            if isinstance(el, cst.StarredElement):
+        for el in elts:
+            if isinstance(el, ast.Starred):
                 out.append(ir.Starred(self.expr(el.value), self.span(el)))
             else:
-                out.append(self.expr(el.value))
+                out.append(self.expr(el))
         return tuple(out)
 
-    def expr_Tuple(self, node: cst.Tuple) -> ir.Expr:
-        return ir.TupleExpr(self._elements(node.elements), self.span(node))
+    def tuple_span(self, node: ast.Tuple) -> Span:
+        """A tuple's span; a parenthesized one's leaves its parentheses out."""
+        t = self.text
+        start, end = t.start(node), t.end(node)
+        text = t.text
+        if text[start] != "(" or text[end - 1] != ")" or not t.encloses(start, end):
+            return self.span(node)
+        first = t.skip(start + 1)
+        if not node.elts:
+            return self.span_at(first, first)
+        last = t.outer_end(t.end(node.elts[-1]), end - 1)
+        after = t.skip(last)
+        return self.span_at(first, after + 1 if text[after] == "," else last)
 
-    def expr_List(self, node: cst.List) -> ir.Expr:
-        return ir.ListExpr(self._elements(node.elements), self.span(node))
+    def expr_Tuple(self, node: ast.Tuple) -> ir.Expr:
+        return ir.TupleExpr(self.elements(node.elts), self.tuple_span(node))
 
-    def expr_Dict(self, node: cst.Dict) -> ir.Expr:
+    def expr_List(self, node: ast.List) -> ir.Expr:
+        return ir.ListExpr(self.elements(node.elts), self.span(node))
+
+    def expr_Dict(self, node: ast.Dict) -> ir.Expr:
         keys: list = []
         values: list = []
-        for el in node.elements:
-            if isinstance(el, cst.StarredDictElement):
-                keys.append(None)
-                values.append(self.expr(el.value))
-            elif isinstance(el, cst.DictElement):
-                keys.append(self.expr(el.key))
-                values.append(self.expr(el.value))
+        for key, value in zip(node.keys, node.values):
+            keys.append(self.expr(key) if key is not None else None)
+            values.append(self.expr(value))
         return ir.DictExpr(tuple(keys), tuple(values), self.span(node))
 
-    def expr_Subscript(self, node: cst.Subscript) -> ir.Expr:
+    def expr_Subscript(self, node: ast.Subscript) -> ir.Expr:
+        index = node.slice
+        several = isinstance(index, ast.Tuple) and not self.parenthesized(index)
         items: list[ir.Expr] = []
-        for el in node.slice:
-            s = el.slice
-            if isinstance(s, cst.Index):
-                if s.star is not None:
-                    self.fail("AOT103", "starred subscripts are not supported", el)
-                items.append(self.expr(s.value))
-            elif not isinstance(s, cst.Slice):
-                self.fail("AOT103", "unsupported subscript", el)
-            else:
+        for el in index.elts if several else [index]:  # type: ignore[attr-defined]
+            if isinstance(el, ast.Starred):
+                self.fail("AOT103", "starred subscripts are not supported", el)
+            if isinstance(el, ast.Slice):
                 items.append(
                     ir.Slice(
-                        self.expr(s.lower) if s.lower is not None else None,
-                        self.expr(s.upper) if s.upper is not None else None,
-                        self.expr(s.step) if s.step is not None else None,
-                        self.span(el),
+                        self.expr(el.lower) if el.lower is not None else None,
+                        self.expr(el.upper) if el.upper is not None else None,
+                        self.expr(el.step) if el.step is not None else None,
+                        self.slice_span(el),
                     )
                 )
-        if len(items) == 1 and not _has_trailing_comma(node):
-            index = items[0]
-        else:
-            index = ir.TupleExpr(tuple(items), self.span(node))
-        return ir.Subscript(self.expr(node.value), index, self.span(node))
+            else:
+                items.append(self.expr(el))
+        sp = self.span(node)
+        value = ir.TupleExpr(tuple(items), sp) if several else items[0]
+        return ir.Subscript(self.expr(node.value), value, sp)
 
-    def _generators(self, node) -> tuple[ir.Comprehension, ...]:
+    def parenthesized(self, node: ast.Tuple) -> bool:
+        t = self.text
+        start, end = t.start(node), t.end(node)
+        return t.text[start] == "(" and t.text[end - 1] == ")" and t.encloses(start, end)
+
+    def slice_span(self, node: ast.Slice) -> Span:
+        """A slice's span: one ending in ':' keeps the blanks after it (`a[1: ]`)."""
+        t = self.text
+        start, end = t.start(node), t.end(node)
+        if t.text[end - 1] == ":":
+            while end < len(t.text) and t.text[end] in " \t\f":
+                end += 1
+        return self.span_at(start, end)
+
+    def generators(self, node: ast.ListComp | ast.GeneratorExp | ast.DictComp,
+                   first: ast.expr, closer: int) -> tuple[tuple[ir.Comprehension, ...], int]:
+        """The `for ... in ... if ...` clauses after `first` (the element, or the value
+        of a dict comprehension), before the bracket at `closer`.  Each clause spans from
+        the end of what precedes it to the end of the last clause.  **Returns:** the
+        clauses and that end."""
+        t = self.text
+        starts: list[int] = []
+        at = t.end(first)
+        for comp in node.generators:
+            starts.append(t.outer_end(at, closer))
+            at = t.end(comp.ifs[-1] if comp.ifs else comp.iter)
+        end = t.outer_end(at, closer)
         out: list[ir.Comprehension] = []
-        comp = node.for_in
-        while comp is not None:
-            if comp.asynchronous is not None:
-                self.fail("AOT103", "async comprehensions are not supported", comp)
-            ifs = tuple(self.expr(i.test) for i in comp.ifs)
-            out.append(ir.Comprehension(self.target(comp.target), self.expr(comp.iter), ifs,
-                                        self.span(comp)))
-            comp = comp.inner_for_in
-        return tuple(out)
+        for comp, start in zip(node.generators, starts):
+            sp = self.span_at(start, end)
+            if comp.is_async:
+                self.fail("AOT103", "async comprehensions are not supported", sp)
+            ifs = tuple(self.expr(i) for i in comp.ifs)
+            out.append(ir.Comprehension(self.target(comp.target), self.expr(comp.iter), ifs, sp))
+        return tuple(out), end
 
-    def expr_ListComp(self, node: cst.ListComp) -> ir.Expr:
-        return ir.ListComp("list", self.expr(node.elt), self._generators(node), self.span(node))
+    def expr_ListComp(self, node: ast.ListComp) -> ir.Expr:
+        elt = self.expr(node.elt)
+        generators = self.generators(node, node.elt, self.text.end(node) - 1)[0]
+        return ir.ListComp("list", elt, generators, self.span(node))
 
-    def expr_GeneratorExp(self, node: cst.GeneratorExp) -> ir.Expr:
-        return ir.ListComp("tuple", self.expr(node.elt), self._generators(node), self.span(node))
+    def expr_GeneratorExp(self, node: ast.GeneratorExp) -> ir.Expr:
+        # CPython's span takes in the parentheses (the call's, for `f(x for x in y)`; none
+        # in `a[x for x in y]`); the IR's leaves them out
+        elt = self.expr(node.elt)
+        t = self.text
+        start, end = t.start(node), t.end(node)
+        if t.text[start] == "(" and t.encloses(start, end):
+            start, end = t.skip(start + 1), end - 1
+        generators, end = self.generators(node, node.elt, end)
+        return ir.ListComp("tuple", elt, generators, self.span_at(start, end))
 
-    def expr_DictComp(self, node: cst.DictComp) -> ir.Expr:
-        return ir.DictComp(
-            self.expr(node.key), self.expr(node.value), self._generators(node), self.span(node)
-        )
+    def expr_DictComp(self, node: ast.DictComp) -> ir.Expr:
+        key, value = self.expr(node.key), self.expr(node.value)
+        generators = self.generators(node, node.value, self.text.end(node) - 1)[0]
+        return ir.DictComp(key, value, generators, self.span(node))
 
-    def expr_Lambda(self, node: cst.Lambda) -> ir.Expr:
-        return ir.Lambda(self.parameters(node.params, node), self.expr(node.body), self.span(node))
+    def expr_Lambda(self, node: ast.Lambda) -> ir.Expr:
+        opening = self.text.start(node) + len("lambda")
+        return ir.Lambda(self.parameters(node.args, node, opening), self.expr(node.body),
+                         self.span(node))
 
-    def expr_StarredElement(self, node: cst.StarredElement) -> ir.Expr:
+    def expr_Starred(self, node: ast.Starred) -> ir.Expr:
         return ir.Starred(self.expr(node.value), self.span(node))
 
 
-def _name(node: cst.Name) -> str:
-    """An identifier as CPython reads it: NFKC-normalized (`ｊｎｐ` is `jnp`)."""
-    return quoting.normalize(node.value)
+_EXPRS: dict[type, Callable[[_Converter, ast.expr], ir.Expr]] = {
+    getattr(ast, name[len("expr_"):]): method
+    for name, method in vars(_Converter).items() if name.startswith("expr_")
+}
+
+_STATEMENT_NAMES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (ast.If, "'if' block"), ((ast.For, ast.AsyncFor), "'for' loop"), (ast.While, "'while' loop"),
+    ((ast.With, ast.AsyncWith), "'with' block"), (ast.Try, "'try' block"))
 
 
-def _dotted(text: str) -> str:
-    """A dotted module name as CPython reads it (each part normalized, spaces dropped)."""
-    return ".".join(quoting.normalize(part.strip()) for part in text.split("."))
+def _position(node: ast.AST) -> tuple[int, int]:
+    return node.lineno, node.col_offset  # type: ignore[attr-defined]
 
 
-def _has_trailing_comma(node: cst.Subscript) -> bool:
-    last = node.slice[-1]
-    return isinstance(last.comma, cst.Comma)
+def _before(a: ast.AST, b: ast.AST) -> bool:
+    return _position(a) < _position(b)
 
 
-def _is_docstring(stmt: cst.CSTNode) -> bool:
-    return (
-        isinstance(stmt, cst.SimpleStatementLine)
-        and len(stmt.body) == 1
-        and isinstance(stmt.body[0], cst.Expr)
-        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
-    )
-
-
-def _unescape(text: str) -> str:
-    """Literal text of an f-string part: resolve escapes and doubled braces."""
-    text = text.replace("{{", "{").replace("}}", "}")
-    if "\\" not in text:
-        return text
-    return ast.literal_eval('"""' + text.replace('"', '\\"') + '"""')
-
-
-def _binds(node: cst.CSTNode) -> tuple[str, ...]:
+def _binds(node: ast.stmt | list[ast.stmt]) -> tuple[str, ...]:
     """Module-level names a statement binds in Python (for one that stays unconverted)."""
     out: list[str] = []
 
-    def target(t: cst.BaseExpression) -> None:
-        if isinstance(t, cst.Name):
-            out.append(t.value)
-        elif isinstance(t, (cst.Tuple, cst.List)):
-            for el in t.elements:
-                target(el.value)
-        elif isinstance(t, cst.StarredElement):
+    def target(t: ast.expr) -> None:
+        if isinstance(t, ast.Name):
+            out.append(t.id)
+        elif isinstance(t, (ast.Tuple, ast.List)):
+            for el in t.elts:
+                target(el)
+        elif isinstance(t, ast.Starred):
             target(t.value)
 
-    def visit(n: cst.CSTNode) -> None:
-        if isinstance(n, (cst.FunctionDef, cst.ClassDef)):
-            out.append(n.name.value)
+    def visit(n: ast.stmt) -> None:
+        if isinstance(n, (*_FUNCTIONS, ast.ClassDef)):
+            out.append(n.name)
             return  # their bodies bind local names
-        if isinstance(n, cst.Assign):
+        if isinstance(n, ast.Assign):
             for t in n.targets:
-                target(t.target)
-        elif isinstance(n, (cst.AugAssign, cst.AnnAssign)):
+                target(t)
+        elif isinstance(n, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor)):
             target(n.target)
-        elif isinstance(n, (cst.For,)):
-            target(n.target)
-        elif isinstance(n, cst.Import):
-            for a in n.names:
-                if a.asname:
-                    target(a.asname.name)
-                else:
-                    out.append(cst.Module([]).code_for_node(a.name).split(".")[0])
-        elif isinstance(n, cst.ImportFrom) and not isinstance(n.names, cst.ImportStar):
-            for a in n.names:
-                if a.asname:
-                    target(a.asname.name)
-                else:
-                    out.append(cst.Module([]).code_for_node(a.name))
-        elif isinstance(n, cst.WithItem) and n.asname is not None:
-            target(n.asname.name)
-        for child in n.children:
-            if isinstance(child, (cst.BaseStatement, cst.BaseSmallStatement, cst.BaseSuite,
-                                  cst.WithItem, cst.Else, cst.ExceptHandler, cst.Finally,
-                                  cst.SimpleStatementLine, cst.IndentedBlock)) or isinstance(
-                    n, (cst.SimpleStatementLine, cst.IndentedBlock, cst.With)):
-                visit(child)
+        elif isinstance(n, ast.Import):
+            out.extend(a.asname or a.name.split(".")[0] for a in n.names)
+        elif isinstance(n, ast.ImportFrom) and n.names[0].name != "*":
+            out.extend(a.asname or a.name for a in n.names)
+        elif isinstance(n, (ast.With, ast.AsyncWith)):
+            for item in n.items:
+                if item.optional_vars is not None:
+                    target(item.optional_vars)
+        for child in _blocks(n):
+            visit(child)
 
-    visit(node)
+    for stmt in node if isinstance(node, list) else [node]:
+        visit(stmt)
     return tuple(dict.fromkeys(quoting.normalize(name) for name in out))
 
 
-def _what(node: cst.CSTNode) -> str:
-    """How a warning names a statement: "function main", "'with' block", ..."""
-    if isinstance(node, cst.FunctionDef):
-        return f"function {node.name.value}"
-    if isinstance(node, cst.ClassDef):
-        return f"class {node.name.value}"
-    if isinstance(node, (cst.Import, cst.ImportFrom)):
-        return "import"
-    names = {cst.If: "'if' block", cst.For: "'for' loop", cst.While: "'while' loop",
-             cst.With: "'with' block", cst.Try: "'try' block"}
-    for cls, what in names.items():
-        if isinstance(node, cls):
-            return what
-    return "statement"
+def _blocks(node: ast.stmt) -> list[ast.stmt]:
+    """The statements of a compound statement's blocks, where they bind module names
+    (an `except*` handler's and a `match` case's are not looked into)."""
+    if isinstance(node, (ast.If, ast.For, ast.AsyncFor, ast.While)):
+        return [*node.body, *node.orelse]
+    if isinstance(node, (ast.With, ast.AsyncWith)):
+        return node.body
+    if isinstance(node, ast.Try):
+        return [*node.body, *(s for h in node.handlers for s in h.body), *node.orelse,
+                *node.finalbody]
+    if isinstance(node, _TRY_STAR):
+        return [*node.body, *node.orelse, *node.finalbody]
+    return []
 
 
-def _is_field(stmt: cst.CSTNode) -> bool:
+def _is_field(line: list[ast.stmt]) -> bool:
     """`name: type = value` or `name = value` in a class body (a dataclass field)."""
-    if not isinstance(stmt, cst.SimpleStatementLine):
-        return False
-    for small in stmt.body:
-        if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+    for small in line:
+        if isinstance(small, ast.AnnAssign) and isinstance(small.target, ast.Name):
             continue
-        if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(
-                small.targets[0].target, cst.Name):
+        if isinstance(small, ast.Assign) and len(small.targets) == 1 and isinstance(
+                small.targets[0], ast.Name):
             continue
         return False
     return True

@@ -10,6 +10,7 @@ not advance the counter, and an error for a reused name.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -82,8 +83,12 @@ class FunctionState:
             self.collections.append(collection)
 
 
+@functools.lru_cache(maxsize=8192)
 def subscript_path(root: str, path: tuple[str, ...]) -> str:
-    """`root["a"]["b"]`: names in the path are data, quoted as string literals."""
+    """`root["a"]["b"]`: names in the path are data, quoted as string literals.
+
+    Cached: a module's paths are quoted again for every parameter, state read and call.
+    """
     return quoting.subscript(root, path)
 
 
@@ -425,7 +430,7 @@ def check_shape(shape: Any, what: str = "array") -> None:
     """Shapes built from model values must be non-negative ints that JAX can represent."""
     size = 1
     for d in shape:
-        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+        if (type(d) is not int and (isinstance(d, bool) or not isinstance(d, int))) or d < 0:
             raise CallError("AOT210", f"{what} shape {tuple(shape)!r} has an invalid dimension "
                             f"{d!r}: dimensions are non-negative ints")
         size *= 1 if d in _SENTINELS else d

@@ -752,8 +752,9 @@ def _check_lengths(n: int, **params: Sequence[int] | None) -> None:
         if len(value) != n:
             raise ShapeError(f"{name} {tuple(value)} needs {n} entries, one per spatial dim")
         least = 0 if name == "window" else 1
-        if any(v < least for v in value):
-            raise ShapeError(f"{name} {tuple(value)} must be >= {least}")
+        for v in value:  # a loop, not any(): called for every convolution and pooling
+            if v < least:
+                raise ShapeError(f"{name} {tuple(value)} must be >= {least}")
 
 
 def _windowed(
@@ -804,13 +805,14 @@ def conv_output_shape(
     feature_group_count: int = 1,
 ) -> Shape:
     """`lax.conv_general_dilated` (flax `Conv`) for channels-last layouts."""
-    both = _fmt_all([lhs_shape, rhs_shape])
     if len(lhs_shape) != len(rhs_shape) or len(lhs_shape) < 2:
-        raise ShapeError(f"conv input and kernel must have the same rank >= 2, got {both}")
+        raise ShapeError("conv input and kernel must have the same rank >= 2, got "
+                         f"{_fmt_all([lhs_shape, rhs_shape])}")
     n = len(lhs_shape) - 2
     strides = tuple(strides) if strides is not None else (1,) * n
     _check_lengths(n, strides=strides, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation)
-    _check_features(lhs_shape[-1], rhs_shape[-2], rhs_shape[-1], feature_group_count, both)
+    _check_features(lhs_shape[-1], rhs_shape[-2], rhs_shape[-1], feature_group_count,
+                    lhs_shape, rhs_shape)
     if isinstance(padding, str) and any(d != 1 for d in lhs_dilation or ()):
         raise ShapeError(
             "string padding is not supported with lhs_dilation; give (low, high) pairs"
@@ -825,7 +827,8 @@ def conv_output_shape(
 
 
 def _check_features(
-    in_features: int, kernel_in: int, out_features: int, groups: int, both: str
+    in_features: int, kernel_in: int, out_features: int, groups: int, lhs_shape: Shape,
+    rhs_shape: Shape
 ) -> None:
     if (
         groups < 1
@@ -834,7 +837,8 @@ def _check_features(
         or out_features % groups
     ):
         raise ShapeError(
-            f"conv feature dimensions do not match for shapes {both} with "
+            f"conv feature dimensions do not match for shapes "
+            f"{_fmt_all([lhs_shape, rhs_shape])} with "
             f"feature_group_count={groups}: input features / groups must equal the "
             "kernel's input features, and groups must divide the output features"
         )

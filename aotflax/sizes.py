@@ -216,10 +216,13 @@ def has_code(value: Any) -> bool:
     """Whether a static value carries provenance anywhere inside."""
     if isinstance(value, (Size, SizeTuple)):
         return True
-    if isinstance(value, (tuple, list)):
-        return any(has_code(v) for v in value)
     if isinstance(value, dict):
-        return any(has_code(v) for v in value.values())
+        value = value.values()
+    elif not isinstance(value, (tuple, list)):
+        return False
+    for v in value:  # a loop, not any(): every shape and argument list comes through here
+        if type(v) is not int and has_code(v):  # (a plain int, the common item, has none)
+            return True
     return False
 
 

@@ -458,10 +458,16 @@ def is_static(value: Any) -> bool:
         return False
     if isinstance(value, (tuple, list)):
         _walked[0] += len(value)
-        return all(is_static(v) for v in value)
+        for v in value:  # loops, not all(): the deep walks run for every call
+            if not is_static(v):
+                return False
+        return True
     if isinstance(value, dict):
         _walked[0] += len(value)
-        return all(is_static(v) for v in value.values())
+        for v in value.values():
+            if not is_static(v):
+                return False
+        return True
     if isinstance(value, ConfigValue):
         return all(is_static(v) for v in value.fields.values())
     if isinstance(value, Record):
@@ -476,12 +482,16 @@ def contains_poison(value: Any) -> bool:
         return False
     if isinstance(value, Poison):
         return True
-    if isinstance(value, (tuple, list)):
-        _walked[0] += len(value)
-        return any(contains_poison(v) for v in value)
     if isinstance(value, dict):
         _walked[0] += len(value)
-        return any(contains_poison(v) for v in value.values())
+        value = value.values()
+    elif isinstance(value, (tuple, list)):
+        _walked[0] += len(value)
+    else:
+        return False
+    for v in value:
+        if contains_poison(v):
+            return True
     return False
 
 
@@ -505,10 +515,10 @@ def static_key(value: Any) -> Any:
     if isinstance(value, (list, tuple)):  # a shape read from an array is a plain tuple here
         _walked[0] += len(value)
         return ("list" if isinstance(value, list) else "tuple",
-                tuple(static_key(v) for v in value))
+                tuple([static_key(v) for v in value]))
     if isinstance(value, dict):
         _walked[0] += len(value)
-        return ("dict", tuple((static_key(k), static_key(v)) for k, v in value.items()))
+        return ("dict", tuple([(static_key(k), static_key(v)) for k, v in value.items()]))
     if isinstance(value, float) and math.isnan(value):
         return ("nan",)
     if isinstance(value, bool):

@@ -10,7 +10,7 @@ built exactly as `aot_build.py FILE -o OUT --no-compile` would (in-process
 `aotflax.driver.main`, verify and the atomic writes included) into an output
 folder that already holds a model's build.  The seeds are the files of models/
 and the hostile model files of tests/hostile_cases.py (strings that try to
-escape into generated code, an 8,000-term `and` chain, static values that grow
+escape into generated code, a 100,000-term sum, static values that grow
 without bound, names generated code uses); the first cases of a run are the
 hostile files themselves, unmutated.  `--seeds models` fuzzes models/ only.
 

@@ -1654,7 +1654,7 @@ def _deserialize(
             f"{label}: {file} is not a serialized executable: it names {name}, which executables "
             "never contain; it was not loaded (no code in it ran)"
         ) from None
-    except Exception as error:  # a malformed payload, or jax refusing it
+    except Exception as error:  # noqa: BLE001 - a hostile payload may raise anything: report it
         raise ArtifactError(
             f"{label}: jax could not load {file}: {type(error).__name__}: {error}"
         ) from None
@@ -1686,7 +1686,7 @@ def _load_export(
     payload = read_artifact(folder, export, label=target.name)
     try:
         exported = jax.export.deserialize(bytearray(payload))
-    except Exception as error:  # flatbuffers raises struct.error, IndexError, ... on bad bytes
+    except Exception as error:  # noqa: BLE001 - flatbuffers raises struct.error, IndexError, ...
         raise ArtifactError(
             f"{target.name}: {export['file']} is not a jax.export artifact jax can read: "
             f"{type(error).__name__}: {error}"

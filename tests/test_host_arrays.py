@@ -290,3 +290,73 @@ def test_np_bool_is_the_bool_dtype():
     np.testing.assert_array_equal(mask, np.asarray(x).astype(bool))
     np.testing.assert_array_equal(same, x)
     np.testing.assert_array_equal(table, np.zeros(3, bool))
+
+
+STATIC_INTS = """
+import numpy as onp
+from jax import lax
+
+
+class UpCrop(nn.Module):
+    def apply(self, x, features, kernel_size=(2, 3), strides=(2, 2)):
+        kernel = self.param("kernel", kernel_size + (x.shape[-1], features),
+                            nn.initializers.lecun_normal())
+        k_h, k_w = kernel_size
+        out_h, out_w = onp.multiply(strides, x.shape[1:3])
+        y = lax.conv_transpose(x, kernel, strides, "VALID")
+        return y[:, :out_h, (k_w - 1) // 2:out_w + (k_w - 1) // 2, :]
+
+
+class Net(nn.Module):
+    def apply(self, x):
+        sizes = onp.array(x.shape[1:3]) * 2
+        total = 0
+        for n in sizes:
+            total += n
+        y = UpCrop(x, 4)
+        return y, y[:, :sizes[0] // 2], jnp.zeros((total,))
+
+aot.target("net", Net, x=aot.f32[1, 4, 5, 3])
+"""
+
+
+def test_numpy_on_static_ints_gives_static_sizes():
+    """PixelCNN++'s `out_h, out_w = onp.multiply(strides, inputs.shape[1:3])`: numpy on
+    static ints is an array whose items Python code reads as static sizes (slice bounds,
+    loops), as they were under Flax; compared with the same model in Linen."""
+    import flax.linen as linen
+
+    class LUpCrop(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            kernel = self.param("kernel", jax.nn.initializers.lecun_normal(), (2, 3, 3, 4))
+            out_h, out_w = np.multiply((2, 2), x.shape[1:3])
+            y = jax.lax.conv_transpose(x, kernel, (2, 2), "VALID")
+            return y[:, :out_h, 1:out_w + 1, :]
+
+    m = build(STATIC_INTS)
+    params, _ = m.net.init(jax.random.key(0))
+    x = np.random.default_rng(0).standard_normal((1, 4, 5, 3)).astype(np.float32)
+    (y, half, zeros), _ = m.net.apply(params, {}, x)
+    want = LUpCrop().apply({"params": params["UpCrop_0"]}, x)
+    assert y.shape == (1, 8, 10, 4) and half.shape == (1, 4, 10, 4) and zeros.shape == (18,)
+    np.testing.assert_allclose(np.asarray(y), np.asarray(want), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(half), np.asarray(want)[:, :4])
+
+
+def test_a_numpy_store_makes_static_items_unknown():
+    """After any numpy store (which may go through a view), an array's items are no longer
+    known at build time: a slice bound read from it is a located error, not a stale size."""
+    errors = build_errors("""
+    import numpy as np
+
+    class Net(nn.Module):
+        def apply(self, x):
+            sizes = np.multiply((2, 2), x.shape)
+            view = sizes[:1]
+            view[0] = 1
+            return x[:sizes[0]]
+
+    aot.target("net", Net, x=aot.f32[4, 4])
+    """)
+    assert "error[AOT343]: slice bounds must be static ints, got array i64[] (numpy)" in errors

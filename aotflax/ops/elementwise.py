@@ -73,20 +73,7 @@ class KindSpec:
         return dt.canonicalize(dtype), weak and dtype != "bool"
 
     def _token(self, dtype: str) -> str:
-        for kind, token in zip(_KINDS, self.tokens):
-            if _kind(dtype) == kind:
-                return token
-        raise AssertionError(dtype)
-
-
-def _kind(dtype: str) -> str:
-    if dt.is_bool(dtype):
-        return "b"
-    if dt.is_signed(dtype):
-        return "i"
-    if dt.is_unsigned(dtype):
-        return "u"
-    return "f" if dt.is_floating(dtype) else "c"
+        return self.tokens[_KINDS.index(dt.kind(dtype))]
 
 
 def reject(call: FnCall, spec: KindSpec, described: str) -> CallError:
@@ -192,11 +179,14 @@ register("isclose", ("jnp",), "a, b, rtol=1e-05, atol=1e-08, equal_nan=False",
          elementwise("B B B B B", 2), doc="elementwise jnp.isclose", kind_spec="B B B B B")
 
 
+_POWER = KindSpec.parse("I = = = =")
+
+
 def power_dtype(call: FnCall, base: str, exponent: str) -> tuple[tuple[int, ...], str, bool]:
     """`jnp.power`: bool counts as int32; an array exponent makes integer results strong,
     and so does a strong integer exponent a float result (a static exponent keeps both weak).
     """
-    shape, dtype, weak = result_type(call, KindSpec.parse("I = = = ="), [base, exponent])
+    shape, dtype, weak = result_type(call, _POWER, [base, exponent])
     e = call.aval(exponent)
     if isinstance(call.args[exponent], int):  # a static integer power: lax.integer_pow
         weak = call.aval(base)[2] and weak
@@ -330,6 +320,8 @@ _STEMS = {"==": "mask", "!=": "mask", "<": "mask", "<=": "mask", ">": "mask", ">
 
 
 def _binop_rule(symbol: str, function: str) -> Callable[[FnCall], Tensor]:
+    spec = KindSpec.parse(JNP_BINARY[function]) if function in JNP_BINARY else None
+
     def rule(call: FnCall) -> Tensor:
         if symbol == "@":
             a, b = call.aval("left"), call.aval("right")
@@ -338,7 +330,7 @@ def _binop_rule(symbol: str, function: str) -> Callable[[FnCall], Tensor]:
         elif symbol == "**":
             shape, dtype, weak = power_dtype(call, "left", "right")
         else:
-            spec = KindSpec.parse(JNP_BINARY[function])
+            assert spec is not None
             shape, dtype, weak = result_type(call, spec, ["left", "right"])
         out = call.out(shape, dtype, weak)
         code = Code.of(value_code(call.args["left"]), f" {symbol} ",

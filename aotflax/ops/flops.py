@@ -37,6 +37,7 @@ XLA's `cost_analysis()`; `bench/flops.py` compares whole models.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -74,7 +75,7 @@ class OpView:
 
     def literal(self, name: str) -> Any:
         """Template argument `name` as the Python literal it was rendered from (a repr)."""
-        return ast.literal_eval("".join(p for p in self.args[name].parts if isinstance(p, str)))
+        return _literal("".join(p for p in self.args[name].parts if isinstance(p, str)))
 
     def bound(self, name: str, default: Any = None) -> Any:
         """The call's bound argument `name` (`default` when the entry has none)."""
@@ -91,6 +92,13 @@ class OpView:
         """The first array the op reads (the operand of a reduction or unary function)."""
         tensors = self.tensors()
         return tensors[0] if tensors else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal(text: str) -> Any:
+    """`ast.literal_eval`, once per text (the same axes and windows recur in every model);
+    the rules only read what it returns."""
+    return ast.literal_eval(text)
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ def count(call: Any, template: str, args: dict[str, Code], outputs: Sequence[Var
 
 def rule_for(entry: Entry) -> FlopRule:
     """The rule of a table entry; a missing one is a compiler bug (the coverage test)."""
-    name = qualname(entry)
+    name = entry.qualname
     rule = RULES.get(name)
     if rule is None:
         raise KeyError(f"no FLOP rule for operation {name} (add one to aotflax/ops/flops.py)")
@@ -419,6 +427,7 @@ EINSUM = FlopRule("2 per multiply-add of each pairwise product, left to right; l
 # ------------------------------------------------------------- convolutions
 
 
+@functools.lru_cache(maxsize=4096)
 def conv_taps(in_size: int, window: int, out_size: int, stride: int, pad_low: int,
               lhs_dilation: int = 1, rhs_dilation: int = 1) -> int:
     """(output, kernel) position pairs of one spatial dim that read a real input element.
@@ -428,7 +437,8 @@ def conv_taps(in_size: int, window: int, out_size: int, stride: int, pad_low: in
     `lhs_dilation`-dilated input; it counts when it lands on an element. The
     count never loops over a window a model file may make as large as it likes:
     outputs whose whole window lies on the input (most of them, without input
-    dilation) read `window` elements each; the others are counted one by one.
+    dilation) read `window` elements each; the others are counted one by one
+    (once per set of arguments: models repeat their convolutions).
     """
     last = (in_size - 1) * lhs_dilation  # last element of the dilated input
     lo, hi = out_size, out_size  # outputs lo..hi-1 read `window` elements each
@@ -483,10 +493,18 @@ def _conv_pads(view: OpView, x: tuple[int, ...], window: tuple[int, ...],
     padding = view.bound("padding", "SAME")
     n = len(window)
     if isinstance(padding, int):
-        padding = [(padding, padding)] * n
+        padding = ((padding, padding),) * n
     elif not isinstance(padding, str):
-        padding = [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
-    return sh.padtype_to_pads(x[1:-1], window, strides, padding, lhs, rhs)
+        padding = tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
+    return list(_pads(tuple(x[1:-1]), window, strides, padding, lhs, rhs))
+
+
+@functools.lru_cache(maxsize=1024)
+def _pads(spatial: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...],
+          padding: str | tuple[tuple[int, int], ...], lhs: tuple[int, ...],
+          rhs: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """`shapes.padtype_to_pads`, once per convolution geometry (models repeat theirs)."""
+    return tuple(sh.padtype_to_pads(spatial, window, strides, padding, lhs, rhs))
 
 
 def _conv(view: OpView) -> int:

@@ -55,18 +55,51 @@ class HostArray(Tensor):
     operation table sees it as the array JAX would; `np_dtype` is numpy's own.
     """
 
-    __slots__ = ("np_dtype", "scalar")
+    __slots__ = ("np_dtype", "scalar", "_ints", "_ints_at")
     np_dtype: str
     scalar: bool
+    _ints: tuple[int, ...] | None
+    _ints_at: int
 
-    def __init__(self, shape: tuple[int, ...], np_dtype: str, scalar: bool = False):
+    def __init__(self, shape: tuple[int, ...], np_dtype: str, scalar: bool = False,
+                 ints: tuple[int, ...] | None = None):
         Tensor.__init__(self, tuple(shape), dt.canonicalize(np_dtype), False)
         object.__setattr__(self, "np_dtype", np_dtype)
         #: A numpy scalar (`pe[0, 0]`, `pe.sum()`) rather than an ndarray: immutable.
         object.__setattr__(self, "scalar", scalar)
+        object.__setattr__(self, "_ints", ints)
+        object.__setattr__(self, "_ints_at", _STORES[0])
 
     def describe(self) -> str:
         return describe(self.shape, self.np_dtype) + " (numpy)"
+
+    def static_ints(self) -> tuple[int, ...] | None:
+        """The items of a 1-d integer array numpy computed from static ints alone
+        (`np.multiply(strides, x.shape[1:3])`), or None.
+
+        Python code reads such items as static sizes (`out_h, out_w = ...` then slices).
+        A numpy store anywhere since the array was made may have changed it (through a
+        view), so then the items are unknown again.
+        """
+        return self._ints if self._ints_at == _STORES[0] else None
+
+
+#: How many numpy stores (`a[i] = v`, `a += v`) the resolver has emitted: one counter for
+#: every array, since a store through a view changes the array it views.
+_STORES = [0]
+
+#: Longest integer array whose items are kept as static ints.
+MAX_STATIC_INTS = 64
+
+
+def _static_ints(value: Any, shape: tuple[int, ...], np_dtype: Any) -> tuple[int, ...] | None:
+    """What `HostArray.static_ints` gives for numpy's result `value`, if it qualifies."""
+    if len(shape) != 1 or shape[0] > MAX_STATIC_INTS or np.dtype(np_dtype).kind not in "iu":
+        return None
+    array = np.asarray(value)
+    if array.shape != tuple(shape) or array.dtype != np.dtype(np_dtype):
+        return None  # not what the emitted code computes: keep the items unknown
+    return tuple(int(v) for v in array)
 
 
 def is_traced(value: Any) -> bool:
@@ -290,8 +323,8 @@ def check_size(shape: tuple[int, ...], what: str) -> None:
 
 
 def new_array(call: FnCall, shape: tuple[int, ...], np_dtype: Any, code: Code,
-              stem: str, scalar: bool = False) -> HostArray:
-    """Emit `out = <numpy code>` in the function being built."""
+              stem: str, scalar: bool = False, ints: tuple[int, ...] | None = None) -> HostArray:
+    """Emit `out = <numpy code>` in the function being built (`ints`: its static items)."""
     name = np.dtype(np_dtype).name
     if name not in HOST_DTYPES:
         raise CallError("AOT220", f"{call.written} would make a numpy array of dtype {name}")
@@ -301,7 +334,7 @@ def new_array(call: FnCall, shape: tuple[int, ...], np_dtype: Any, code: Code,
                         "inside a module's apply or an initializer",
                         hint="compute the array where it is used; numpy on static numbers "
                              "(np.sqrt(2.0), np.prod(shape)) works anywhere")
-    out = HostArray(tuple(shape), name, scalar)
+    out = HostArray(tuple(shape), name, scalar, ints)
     call.ctx.emit("ops/call.j2", {"call": code}, (out,), call.span, stem)
     return out
 
@@ -358,15 +391,29 @@ def elementwise(call: FnCall, ufunc: np.ufunc, operands: list[Any], *,
     dtype = _resolve(ufunc, [d for _, d in avals], call.written)
     if _all_static(*operands) and shape == ():
         return evaluate(ufunc, call.written, *[_static_operand(v) for v in operands])
+    ints = None
+    if len(shape) == 1 and shape[0] <= MAX_STATIC_INTS and _concrete(dtype).kind in "iu":
+        known = [_known_operand(v) for v in operands]
+        if all(k is not None for k in known):  # numpy on static ints: keep its items
+            ints = _static_ints(evaluate(ufunc, call.written, *known), shape, _concrete(dtype))
     scalar = all(not s for s, _ in avals) and not any(
         isinstance(v, HostArray) and not v.scalar for v in operands)
-    return new_array(call, shape, dtype, call_code(call), stem or _stem(call), scalar)
+    return new_array(call, shape, dtype, call_code(call), stem or _stem(call), scalar, ints)
 
 
 def _static_operand(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return _static_array(value, "operand")
     return value
+
+
+def _known_operand(value: Any) -> Any:
+    """A ufunc operand as numpy at build time: static numbers, or an array of static
+    items (`HostArray.static_ints`); None when its value is known only at trace time."""
+    if isinstance(value, HostArray):
+        ints = value.static_ints()
+        return None if ints is None else np.array(ints, value.np_dtype)
+    return _static_operand(value) if _all_static(value) else None
 
 
 UNARY_UFUNCS = (
@@ -608,7 +655,12 @@ def _array(call: FnCall) -> Any:
     if not isinstance(ndmin, int) or isinstance(ndmin, bool) or not 0 <= ndmin <= 32:
         raise CallError("AOT203", f"{call.written}: 'ndmin' must be a small int")
     shape = (1,) * max(0, ndmin - len(shape)) + tuple(shape)
-    return new_array(call, shape, _dtype_arg(call, _concrete(base)), call_code(call), "table")
+    dtype = _dtype_arg(call, _concrete(base))
+    ints = None
+    if _all_static(obj) and len(shape) == 1 and shape[0] <= MAX_STATIC_INTS:
+        ints = _static_ints(evaluate(np.array, call.written, obj, dtype=dtype, ndmin=ndmin),
+                            shape, dtype)
+    return new_array(call, shape, dtype, call_code(call), "table", ints=ints)
 
 
 # ------------------------------------------------------------------ shapes
@@ -800,8 +852,13 @@ def method(ctx: Any, receiver: HostArray, name: str, args: list, kwargs: dict, s
 # ------------------------------------------------------------------ indexing and stores
 
 
-def getitem(ctx: Any, value: HostArray, index: Any, span: Any) -> HostArray:
-    """`pe[np.newaxis, :, :]`, `position[:, 0::2]`: numpy indexing on a host array."""
+def getitem(ctx: Any, value: HostArray, index: Any, span: Any) -> Any:
+    """`pe[np.newaxis, :, :]`, `position[:, 0::2]`: numpy indexing on a host array (an
+    item of an array with static items is that static int)."""
+    ints = value.static_ints()
+    if ints is not None and isinstance(index, int) and not isinstance(index, bool) and (
+            -len(ints) <= index < len(ints)):
+        return ints[index]
     items = index if isinstance(index, tuple) else (index,)
     spec: list[Any] = []
     for it in items:
@@ -840,6 +897,8 @@ def store(ctx: Any, target: HostArray, index: Any, value: Any, span: Any,
     if target.scalar:
         raise CallError("AOT332", "numpy scalars are immutable; cannot assign items")
     part = getitem(_Discard(), target, index, span) if index is not _WHOLE else target
+    if not isinstance(part, HostArray):  # one of its static items: a numpy scalar's place
+        part = HostArray((), target.np_dtype, scalar=True)
     vshape, vdtype = aval(value, "assignment")
     while len(vshape) > len(part.shape) and vshape[0] == 1:
         vshape = vshape[1:]  # numpy drops leading size-1 axes of the value
@@ -861,6 +920,8 @@ def store(ctx: Any, target: HostArray, index: Any, value: Any, span: Any,
     if ctx is None:
         raise CallError("AOT324", "numpy arrays can be changed only inside a module's apply "
                         "or an initializer")
+    if not isinstance(ctx, _Discard):
+        _STORES[0] += 1  # the static items of every array made before are unknown now
     where = Code((target,)) if index is _WHOLE else Code.of(target, "[", index_code(index), "]")
     op = f" {augmented}= " if augmented is not None else " = "
     ctx.emit("ops/host_store.j2", {"store": Code.of(where, op, host_code(value))}, (), span,

@@ -7,6 +7,7 @@ parameters with Linen's names and shapes so Linen checkpoints load unchanged.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from .. import dtypes as dt
@@ -80,7 +81,7 @@ def subtree(entries: dict[str, Code]) -> Code:
     """
     heads: list[Code] = []
     for key, code in entries.items():
-        suffix = f"[{string(key)}]"
+        suffix = _index(key)
         last = code.parts[-1] if code.parts else None
         if not isinstance(last, str) or not last.endswith(suffix):
             break
@@ -93,6 +94,12 @@ def subtree(entries: dict[str, Code]) -> Code:
             return heads[0]
     items = [Code.of(f"{string(k)}: ", v) for k, v in entries.items()]
     return Code.of("{", Code.join(", ", items), "}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _index(key: str) -> str:
+    """`["key"]`: the subscript reading `key` (a layer's few names, quoted once each)."""
+    return f"[{string(key)}]"
 
 
 def options(**items: str | None) -> str:

@@ -12,6 +12,7 @@ with parameters) and reports user errors with `call.fail(...)`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -21,6 +22,7 @@ from ..values import (
     POISON,
     DType,
     Initializer,
+    ModuleRef,
     StaticError,
     describe_value,
     to_code,
@@ -49,6 +51,19 @@ class ParamSpec:
 @dataclass(frozen=True, slots=True)
 class Signature:
     params: tuple[ParamSpec, ...]
+    #: Derived from `params` once (every call of the entry binds against them).
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _positional: tuple[ParamSpec, ...] = field(init=False, repr=False, compare=False)
+    _vararg: ParamSpec | None = field(init=False, repr=False, compare=False)
+    _known: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", tuple(p.name for p in self.params))
+        object.__setattr__(self, "_positional",
+                           tuple(p for p in self.params if p.kind == "positional"))
+        object.__setattr__(self, "_vararg",
+                           next((p for p in self.params if p.kind == "vararg"), None))
+        object.__setattr__(self, "_known", frozenset(self._names))
 
     @staticmethod
     def parse(text: str, defaults: dict[str, Any] | None = None) -> "Signature":
@@ -82,13 +97,13 @@ class Signature:
         return Signature(tuple(out))
 
     def names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
+        return self._names
 
     def bind(self, what: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Bind like Python; raise `CallError` with the signature in the message."""
         bound: dict[str, Any] = {}
-        positional = [p for p in self.params if p.kind == "positional"]
-        vararg = next((p for p in self.params if p.kind == "vararg"), None)
+        positional = self._positional
+        vararg = self._vararg
         if len(args) > len(positional) and vararg is None:
             raise CallError(
                 "AOT301",
@@ -99,7 +114,7 @@ class Signature:
             bound[p.name] = a
         if vararg is not None:
             bound[vararg.name] = tuple(args[len(positional):])
-        known = {p.name for p in self.params}
+        known = self._known
         for k, v in kwargs.items():
             if k not in known or (vararg is not None and k == vararg.name):
                 raise CallError(
@@ -140,6 +155,8 @@ class Signature:
 def shorten(value: Any) -> str:
     if isinstance(value, (DType, Initializer)):
         return to_code(value)
+    if isinstance(value, ModuleRef):  # a module passed as a hyperparameter has no code
+        return describe_value(value)
     try:
         return to_code(value)
     except StaticError:
@@ -185,10 +202,15 @@ class Entry:
     #: Extra information for the rule.
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @functools.cached_property
+    def qualname(self) -> str:
+        """The name under its first namespace ("nn.Dense", "jnp.mean", "operator.add")."""
+        return f"{self.namespaces[0]}.{self.name}"
+
 
 def qualname(entry: Entry) -> str:
     """The entry's name under its first namespace ("nn.Dense", "jnp.mean", "operator.add")."""
-    return f"{entry.namespaces[0]}.{entry.name}"
+    return entry.qualname
 
 
 class Registry:

@@ -134,6 +134,13 @@ class CallsMixin:
 
     def _call(self: Resolver, func: Any, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         span = expr.span
+        # the calls of most model code first (the cases below are other types)
+        if isinstance(func, ModuleRef):
+            return self._call_module_ref(func, args, kwargs, span, frame)
+        if isinstance(func, OpRef):
+            if func.entry.extra.get("host"):
+                return self._host_call(func.entry, func.written, args, kwargs, span, frame)
+            return self._call_entry(func.entry, func.written, args, kwargs, span, frame)
         if func is namespaces.TARGET or func is namespaces.TRAIN_TARGET:
             if frame.fn is not None:
                 raise self.error("AOT400", "targets must be declared at the top level", span)
@@ -154,10 +161,6 @@ class CallsMixin:
             return training.traversal(self, args, kwargs, span)
         if func is namespaces.MULTI_OPTIMIZER:
             return training.multi_optimizer(self, args, kwargs, span)
-        if isinstance(func, OpRef):
-            if func.entry.extra.get("host"):
-                return self._host_call(func.entry, func.written, args, kwargs, span, frame)
-            return self._call_entry(func.entry, func.written, args, kwargs, span, frame)
         if func is namespaces.SEQUENTIAL:
             return self._sequential(args, kwargs, expr)
         if isinstance(func, Sequential):
@@ -187,17 +190,10 @@ class CallsMixin:
             return self._call_custom_jvp(func, args, kwargs, span, frame)
         if isinstance(func, PrimalCall):
             return self._call_primal(func, args, span, frame)
-        if isinstance(func, (ModuleRef, SharedModule)):
+        if isinstance(func, SharedModule):
             # numpy arrays handed to a layer or a module are arrays like any other
             args, kwargs = self._device_args(args, kwargs, frame, span)
             self._check_module_args(args, kwargs, span)
-        if isinstance(func, ModuleRef):
-            name = kwargs.pop("name", None)
-            if isinstance(func.module, UserModule):
-                return self._call_user_module(func, args, kwargs, span, frame, name=name)
-            return self._call_layer(func.module, f"nn.{func.module.name}", args, kwargs, span,
-                                    frame, dict(func.bound), name=name)
-        if isinstance(func, SharedModule):
             return self._call_shared(func, args, kwargs, span, frame)
         if isinstance(func, Closure):
             return self._call_closure(func, args, kwargs, span, frame)
@@ -220,6 +216,18 @@ class CallsMixin:
                 return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",
                                         [args[0]], {"dtype": func}, span, frame)
         raise self.error("AOT348", f"{describe_value(func)} is not callable", span)
+
+    def _call_module_ref(self: Resolver, func: ModuleRef, args: list, kwargs: dict, span: Span,
+                         frame: Frame) -> Any:
+        """`Dense(x, 8)`, `Block(x, name="b")`: a layer or a user module, called."""
+        # numpy arrays handed to a layer or a module are arrays like any other
+        args, kwargs = self._device_args(args, kwargs, frame, span)
+        self._check_module_args(args, kwargs, span)
+        name = kwargs.pop("name", None)
+        if isinstance(func.module, UserModule):
+            return self._call_user_module(func, args, kwargs, span, frame, name=name)
+        return self._call_layer(func.module, f"nn.{func.module.name}", args, kwargs, span,
+                                frame, dict(func.bound), name=name)
 
     def _scan(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         """`jax.lax.scan(step, init, xs)`: emitted as a real scan over a nested `def`."""

@@ -42,6 +42,7 @@ from .expressions import ExpressionsMixin
 from .helpers import (
     TARGET_NAMES_TAKEN,
     WORK_PER_STEP,
+    function_names_taken,
     shorten,
     tensors,
 )
@@ -78,6 +79,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         self.loss_cache: dict[tuple, tuple[Function, bool]] = {}
         self.functions: list[Function] = []
         self.fn_names: dict[str, int] = {}
+        #: `helpers.function_names_taken` of the targets declared so far (their names).
+        self.names_taken: tuple[tuple[str, ...], set[str]] = ((), function_names_taken([]))
         #: Emitted initializer functions by (closure, shape, dtype).
         self.init_cache: dict[tuple, str] = {}
         self.depth = 0

@@ -71,6 +71,9 @@ from .transforms import CustomJvp
 if TYPE_CHECKING:
     from .core import Resolver
 
+#: `ExpressionsMixin._eval_<Node>` by IR node type (`eval`'s dispatch).
+_EVAL: dict[type, Callable[..., Any]] = {}
+
 #: Static comparisons that read their operands whole (`is` does not).
 _READING_COMPARE = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not in"})
 
@@ -120,7 +123,10 @@ class ExpressionsMixin:
     # ---------------------------------------------------------------- expressions
 
     def eval(self: Resolver, expr: ir.Expr, frame: Frame) -> Any:
-        return getattr(self, "_eval_" + type(expr).__name__)(expr, frame)
+        method = _EVAL.get(type(expr))
+        if method is None:  # the method of each IR node type, looked up once
+            method = _EVAL[type(expr)] = getattr(type(self), "_eval_" + type(expr).__name__)
+        return method(self, expr, frame)
 
     def _eval_Constant(self: Resolver, expr: ir.Constant, frame: Frame) -> Any:
         return expr.value

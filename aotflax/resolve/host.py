@@ -176,7 +176,7 @@ class HostMixin:
 
     def _device_args(self: Resolver, args: list, kwargs: dict, frame: Frame,
                      span: Span) -> tuple[list, dict]:
-        if not any(isinstance(v, HostArray) for v in _leaves([args, kwargs])):
+        if not _holds_host(args) and not _holds_host(kwargs):
             return args, kwargs
         return ([self._to_device(a, frame, span) for a in args],
                 {k: self._to_device(v, frame, span) for k, v in kwargs.items()})
@@ -189,12 +189,18 @@ def _size(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _leaves(value: Any) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        return [x for v in value for x in _leaves(v)]
+def _holds_host(value: Any) -> bool:
+    """Whether a value is, or contains (in lists, tuples and dicts), a numpy array."""
+    if isinstance(value, HostArray):
+        return True
     if isinstance(value, dict):
-        return [x for v in value.values() for x in _leaves(v)]
-    return [value]
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return False
+    for v in value:  # a loop, not any(): the common leaves return without a generator
+        if _holds_host(v):
+            return True
+    return False
 
 
 __all__ = ["HostMixin", "involves_host", "POISON", "describe_value"]

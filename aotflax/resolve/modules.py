@@ -86,6 +86,13 @@ class ModulesMixin:
 
     def _specialize(self: Resolver, ref: ModuleRef, method_name: str, args: list, kwargs: dict,
                     span: Span, entry: bool = False) -> Specialization:
+        return self._specialize_bound(ref, method_name, args, kwargs, span, entry)[0]
+
+    def _specialize_bound(self: Resolver, ref: ModuleRef, method_name: str, args: list,
+                          kwargs: dict, span: Span,
+                          entry: bool = False) -> tuple[Specialization, dict[str, Any]]:
+        """The specialization for these arguments, and the arguments bound to the method's
+        parameters (defaults filled in) as the caller passes them."""
         module: UserModule = ref.module
         method = module.method(method_name)
         if method is None:  # reported where the class is defined (AOT321); say it here too
@@ -94,11 +101,13 @@ class ModulesMixin:
         bound = self._bind(method.params, args, {**dict(ref.bound), **kwargs},
                            f"{module.name}.{method_name}", span, skip_self=True,
                            defaults_env=module.globals)
+        given = bound
         # sizes read from the caller's arrays are plain ints inside the module (`sizes`)
         bound = {k: plain(v) for k, v in bound.items()}
         key = (id(module), method_name, tuple((k, static_key(v)) for k, v in bound.items()))
-        if key in self.cache:
-            return self.cache[key]
+        found = self.cache.get(key)
+        if found is not None:
+            return found, given
         self.depth += 1
         if self.depth > MAX_CALL_DEPTH:
             raise self.error("AOT322", f"module {module.name} calls itself too deeply "
@@ -106,7 +115,7 @@ class ModulesMixin:
         self.calls.append((f"{module.name}, for the target declared here" if entry
                            else f"{module.name}, called here", span))
         try:
-            return self._build_specialization(ref, method, bound, key)
+            return self._build_specialization(ref, method, bound, key), given
         finally:
             self.depth -= 1
             self.calls.pop()
@@ -233,8 +242,9 @@ class ModulesMixin:
                 notes=(Note("first declared here", existing.span),) + (
                     (Note("declared again here", decl.span),) if decl.span != span else ()),
                 hint="a shared module must see inputs of the same shape on every call")
-        store.setdefault(full, ParamDecl(full, decl.shape, decl.dtype, decl.init, decl.span,
-                                         decl.from_data))
+        if existing is None:
+            store[full] = ParamDecl(full, decl.shape, decl.dtype, decl.init, decl.span,
+                                    decl.from_data)
 
     def _function_name(self: Resolver, base: str) -> str:
         """A fresh module-level name for an emitted function, from a DSL name.
@@ -243,7 +253,10 @@ class ModulesMixin:
         targets and their helpers, copied initializers): functions are called by name.
         """
         base = function_stem(base)
-        taken = function_names_taken(self.targets)
+        names = tuple(t.name for t in self.targets)
+        if self.names_taken[0] != names:  # targets are declared before most functions
+            self.names_taken = (names, function_names_taken(self.targets))
+        taken = self.names_taken[1]
         # fn_names: every name handed out (and every base used) -> its next suffix
         n = self.fn_names.get(base, 0)
         while True:
@@ -284,7 +297,7 @@ class ModulesMixin:
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
             instance = scope.child(child_name, ref.class_name)
-        spec = self._specialize(ref, method, args, kwargs, span)
+        spec, bound_inputs = self._specialize_bound(ref, method, args, kwargs, span)
         callee = spec.function
         prefix = instance.prefix
         if instance.shared_arg is not None and callee.state_collections:
@@ -307,9 +320,6 @@ class ModulesMixin:
             current = fn.state_values.get((coll, prefix))
             call_args.append(Code((current,)) if isinstance(current, Var)
                              else Code((subscript_path(coll, prefix),)))
-        bound_inputs = dict(self._bind(ref.module.method(method).params, args,
-                                       {**dict(ref.bound), **kwargs}, ref.class_name, span,
-                                       skip_self=True, defaults_env=ref.module.globals))
         for pname, _ in callee.inputs:
             call_args.append(value_code(bound_inputs[pname]))
         call_args += self._pass_shared(spec, bound_inputs, fn, span)
@@ -366,7 +376,8 @@ class ModulesMixin:
                     f"{', '.join(f'{k}={shorten(v)}' for k, v in kwargs.items()) or '...'}); "
                     f"{written}(...)(x) is Linen's style")
             bound = entry.signature.bind(written, args, merged)
-            if not takes_keys(entry) and has_key(bound):
+            # (the table's defaults are never keys: what the call passes is enough to look at)
+            if not takes_keys(entry) and (has_key(args) or has_key(merged)):
                 raise CallError("AOT206", f"{written} does not take a random key",
                                 hint="pass keys from nn.make_rng() to jax.random functions or "
                                      "to nn.dropout(..., rng=key)")

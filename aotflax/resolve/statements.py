@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .. import ir
 from ..diagnostics import Span
@@ -47,7 +47,8 @@ from .helpers import (
 if TYPE_CHECKING:
     from .core import Resolver
 
-#: Guard against runaway unrolling (a `range(10**9)` typo).
+#: `StatementsMixin._stmt_<Node>` by IR node type (`_exec`'s dispatch).
+_STMT: dict[type, Callable[..., Any]] = {}
 
 
 class StatementsMixin:
@@ -90,8 +91,10 @@ class StatementsMixin:
 
     def _exec(self: Resolver, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
         self._step(stmt.span)
-        method = getattr(self, "_stmt_" + type(stmt).__name__)
-        method(stmt, frame)
+        method = _STMT.get(type(stmt))
+        if method is None:  # the method of each IR node type, looked up once
+            method = _STMT[type(stmt)] = getattr(type(self), "_stmt_" + type(stmt).__name__)
+        method(self, stmt, frame)
 
     def _stmt_Assign(self: Resolver, stmt: ir.Assign, frame: Frame) -> None:
         value = self.eval(stmt.value, frame)
@@ -281,10 +284,18 @@ class StatementsMixin:
                 f"an array of {value.shape[0]} along its first axis"
             raise self.error("AOT333", f"cannot unpack {value.describe()} into {n} names: it is "
                              f"{what}", target.span)
+        if isinstance(value, HostArray):
+            ints = value.static_ints()
+            if ints is not None:  # numpy on static ints: its items are static ints too
+                return list(ints)
         if frame.fn is None:
             raise self.error("AOT324", "arrays can only be unpacked inside a module's apply",
                              target.span)
-        items = [type(value)(value.shape[1:], value.dtype, value.weak) for _ in range(n)]
+        if isinstance(value, HostArray):  # numpy rows (or numpy scalars) of numpy's dtype
+            items: list[Tensor] = [HostArray(value.shape[1:], value.np_dtype, value.ndim == 1)
+                                   for _ in range(n)]
+        else:
+            items = [type(value)(value.shape[1:], value.dtype, value.weak) for _ in range(n)]
         code = Code.of(value, "[0]") if n == 1 else Code((value,))
         frame.fn.emit("ops/call.j2", {"call": code}, tuple(items), target.span, "item")
         return items
@@ -293,6 +304,9 @@ class StatementsMixin:
         if isinstance(value, Poison):
             raise Abort()
         self._check_not_opaque((value,), span)
+        ints = value.static_ints() if isinstance(value, HostArray) else None
+        if ints is not None:  # numpy on static ints: a loop over static ints
+            return iter(ints)
         if isinstance(value, Tensor):
             raise self.error("AOT334", f"cannot loop over an array {value.describe()} at build "
                              "time", span, hint="loop over range(x.shape[0]), or use "
