@@ -305,6 +305,9 @@ class Renderer:
         self.units: list[tuple[Function, str]] = []
         #: structure key -> the function rendered for it.
         self.rendered: dict[tuple, _Rendered] = {}
+        #: (kind, where its method is, its number of ops) -> the first function rendered
+        #: of them, with its ops and body, until a second one keys it (then None).
+        self.first: dict[tuple, tuple[Function, tuple[Op, ...], Body] | None] = {}
 
     def ref(self, fn: Function, kind: str) -> int:
         key = (id(fn), kind)
@@ -347,6 +350,20 @@ class Renderer:
             body = tuple(op for op in fn.body if not op.init_only)
         out = Body(fn, kind, [], fn.takes_rng or kind == "init", [], "")
         names: dict[Any, str] = {}
+        # functions of one structure come from one method: the first of a method is
+        # rendered without a key, which is found when a second one comes (a model of one
+        # big function walks it once)
+        method = (kind, fn.span.file.name, fn.span.line, len(body))
+        if method not in self.first:
+            self.first[method] = (fn, body, out)
+            self.refs(out, body, names)
+            out.args = _render_into(out, fn, body, self.program.relpath, self.reserved,
+                                    names, indent="")
+            return out
+        first = self.first[method]
+        if first is not None:
+            self.first[method] = None  # keyed: the later ones are keyed as they come
+            self.keep(first[0], kind, first[1], first[2])
         shape = structure(fn, kind, body)
         if shape is None:  # not keyed (a rare fragment): rendered on its own
             self.refs(out, body, names)
@@ -361,6 +378,14 @@ class Renderer:
         if shape is not None:
             self.rendered[shape[0]] = _Rendered(out, [placeholder(i) for i in indices])
         return out
+
+    def keep(self, fn: Function, kind: str, body: tuple[Op, ...], out: Body) -> None:
+        """Key `out`, `fn` rendered (as `kind`, with `body` as its ops) without a key, for
+        the functions of its structure to come."""
+        shape = structure(fn, kind, body)
+        if shape is not None and shape[0] not in self.rendered:
+            letters = [placeholder(self.index[(id(f), k)]) for f, k in shape[1]]
+            self.rendered[shape[0]] = _Rendered(out, letters)
 
 
 def _like(done: _Rendered, out: Body, body: tuple[Op, ...], letters: list[str]) -> Body:
