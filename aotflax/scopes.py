@@ -62,17 +62,16 @@ class FunctionState:
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
-        check_shape(shape)
-        return Tensor(tuple(int(d) for d in shape), dtype, weak)
+        return Tensor(checked_shape(shape), dtype, weak)
 
     def emit(self, template: str, args: dict[str, Code], outputs: tuple[Var, ...], span: Span,
              stem: str, temps: tuple[str, ...] = (), info: OpInfo | None = None, *,
              init_only: bool = False, init_args: dict[str, Code] | None = None,
              temp_types: tuple = ()) -> None:
+        # (positional: the cheapest way to fill the op's eleven fields, made for every op)
         self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
-                           stem, info=info, init_only=init_only,
-                           init_args=tuple(init_args.items()) if init_args else None,
-                           temp_types=tuple(temp_types)))
+                           stem, None, info, init_only,
+                           tuple(init_args.items()) if init_args else None, tuple(temp_types)))
 
     def hint(self, var: Any, name: str) -> None:
         if isinstance(var, Var):
@@ -189,8 +188,7 @@ class Scope(LayerScope):
     def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Any,
               span: Span) -> Code:
         path = self.prefix + (name,)
-        check_shape(shape, f"parameter '{name}'")
-        shape = tuple(int(d) for d in shape)
+        shape = checked_shape(shape, "parameter", name)
         if 0 in shape:  # initializers divide by fan-in; Linen's init fails the same way
             raise CallError("AOT210", f"parameter '{'/'.join(path)}' would have the zero-size "
                             f"shape {tuple(shape)}", hint="look for an input or feature "
@@ -213,8 +211,7 @@ class Scope(LayerScope):
     def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str, init: Any,
               span: Span) -> Code:
         key = (collection, self.prefix + (name,))
-        check_shape(shape, f"state variable '{name}'")
-        shape = tuple(int(d) for d in shape)
+        shape = checked_shape(shape, "state variable", name)
         if self.shared_arg is not None:
             raise CallError(
                 "AOT370", f"{self.owner} keeps state ('{collection}/{name}'), and a shared "
@@ -437,6 +434,27 @@ def check_shape(shape: Any, what: str = "array") -> None:
         if d > MAX_ELEMENTS or size > MAX_ELEMENTS:
             raise CallError("AOT210", f"{what} shape {tuple(shape)!r} is too large: more than "
                             "2**62 elements")
+
+
+def checked_shape(shape: Any, what: str = "array", name: str | None = None
+                  ) -> tuple[int, ...]:
+    """`check_shape`, and the shape as a tuple of plain ints: `shape` itself when it is
+    one (the common case, checked in one pass), else a converted copy (sizes read from
+    arrays are ints that carry code).  `name`: the variable's, for messages
+    ("parameter 'kernel'")."""
+    if type(shape) is tuple:
+        size = 1
+        for d in shape:
+            if type(d) is not int or d < 0 or d > MAX_ELEMENTS:
+                break
+            if d not in _SENTINELS:
+                size *= d
+                if size > MAX_ELEMENTS:
+                    break
+        else:
+            return shape
+    check_shape(shape, what if name is None else f"{what} '{name}'")
+    return tuple(int(d) for d in shape)
 
 
 _NAME = re.compile(r"[\w.\-]+")

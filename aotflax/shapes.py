@@ -557,7 +557,8 @@ def index(shape: Shape, idx: IndexItem | tuple[IndexItem, ...]) -> Shape:
     broadcast index shape replaces the indexed axes where they are adjacent
     in the index, and goes first where they are separated.
     """
-    items = _expand_index(shape, idx if isinstance(idx, tuple) else (idx,))
+    written = idx if isinstance(idx, tuple) else (idx,)
+    items = _expand_index(shape, written)
     arrays = [it.shape for it in items if isinstance(it, ArrayIndex)]
     try:
         adv_shape = broadcast_shapes(*arrays)
@@ -570,7 +571,11 @@ def index(shape: Shape, idx: IndexItem | tuple[IndexItem, ...]) -> Shape:
     advanced = [i for i, it in enumerate(items) if arrays and isinstance(it, (int, ArrayIndex))]
     if not advanced:
         return sum(parts, ())
-    at = advanced[0] if advanced == list(range(advanced[0], advanced[-1] + 1)) else 0
+    # adjacent as written: an `...` between two of them separates them even where it
+    # stands for no axis (`x[:, :, ids, ..., 0]` of a 4-d x puts the index shape first)
+    as_written = [i for i, it in enumerate(written) if isinstance(it, (int, ArrayIndex))]
+    adjacent = as_written == list(range(as_written[0], as_written[-1] + 1))
+    at = advanced[0] if adjacent else 0
     return sum(parts[:at], ()) + adv_shape + sum(parts[at:], ())
 
 

@@ -241,6 +241,17 @@ def plain(value: Any) -> Any:
     return value
 
 
+def plain_shape(shape: Any) -> tuple:
+    """`plain(tuple(shape))`, without a copy when `shape` is a tuple of plain ints."""
+    if type(shape) is tuple:
+        for d in shape:
+            if type(d) is not int:
+                break
+        else:
+            return shape
+    return plain(tuple(shape))
+
+
 def code_of(value: Any) -> Code | None:
     """Code for an int, a size or a tuple of them (None for anything else)."""
     if isinstance(value, bool):

@@ -477,8 +477,12 @@ def is_static(value: Any) -> bool:
     return True
 
 
+#: Leaves that are never poison: the scalars and `Tensor` itself (no subclass).
+_CLEAN = frozenset({*_SCALARS, Tensor})
+
+
 def contains_poison(value: Any) -> bool:
-    if type(value) in _SCALARS or type(value) is Tensor:
+    if type(value) in _CLEAN:
         return False
     if isinstance(value, Poison):
         return True
@@ -489,8 +493,8 @@ def contains_poison(value: Any) -> bool:
         _walked[0] += len(value)
     else:
         return False
-    for v in value:
-        if contains_poison(v):
+    for v in value:  # the common leaves answered here, without a call
+        if type(v) not in _CLEAN and contains_poison(v):
             return True
     return False
 

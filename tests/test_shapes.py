@@ -358,6 +358,8 @@ def test_index(case: tuple[Shape, tuple]) -> None:
         ((2, 3, 4), (slice(None), 1, ArrayIndex((5,))), (2, 5)),  # adjacent: in place
         ((2, 3, 4), (ArrayIndex((5,)), None, ArrayIndex((5,))), (5, 1, 4)),
         ((2, 4), (ArrayIndex((5,)), Ellipsis, ArrayIndex((5,))), (5,)),
+        # an `...` for no axis still separates them (hypothesis found it; JAX agrees)
+        ((2, 2, 3, 3), (slice(None), slice(None), ArrayIndex((1,)), Ellipsis, 0), (1, 2, 2)),
         ((8, 10), (slice(None, None, -3), None), (3, 1, 10)),
     ],
 )

@@ -9,6 +9,7 @@ that check them (raising `CallError` with what was expected and found), and
 from __future__ import annotations
 
 import builtins
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence, overload
 
@@ -16,7 +17,7 @@ from .. import dtypes as dt
 from ..diagnostics import Span
 from ..program import Code, OpInfo, Tensor, Var
 from ..quoting import identifier
-from ..sizes import Size, SizeRef, SizeTuple, has_code, plain
+from ..sizes import Size, SizeRef, SizeTuple, has_code, plain, plain_shape
 from ..values import (
     Closure,
     DType,
@@ -316,6 +317,12 @@ class FnCall:
 
     def out(self, shape: Sequence[builtins.int], dtype: str, weak: builtins.bool = False
             ) -> Tensor:
+        if type(shape) is tuple:
+            for d in shape:
+                if type(d) is not int:
+                    break
+            else:  # a tuple of plain ints already (what rules compute)
+                return self.ctx.new_tensor(shape, dtype, weak)
         return self.ctx.new_tensor(tuple(int(d) for d in shape), dtype, weak)
 
     def code(self, name: str) -> Code:
@@ -344,25 +351,44 @@ class FnCall:
 
     def emit(self, template: str, args: dict[str, Code | str | Tensor], outputs: Sequence[Var],
              stem: str | None = None,
-             temps: "tuple[str, ...] | dict[str, Tensor | tuple[Tensor, ...]]" = ()) -> None:
+             temps: "tuple[str, ...] | dict[str, Tensor | tuple[Tensor, ...]]" = (), *,
+             flops: builtins.int | None = None) -> builtins.int:
         """Emit `template`; `temps` names its scratch variables, with their types where
-        known (one per line assigning it) for the comments."""
+        known (one per line assigning it) for the comments.  `flops`: the op's FLOPs when
+        the rule knows them already (a shape plan, `plans`), else they are counted.
+
+        **Returns:** the op's FLOPs."""
         coded = {k: v if isinstance(v, Code) else Code((v,)) for k, v in args.items()}
         types: tuple = ()
         if isinstance(temps, dict):
             types = tuple(t if isinstance(t, tuple) else (t,) for t in temps.values())
             temps = tuple(temps)
+        info = self.op_info(template, coded, outputs, flops)
         self.ctx.emit(template, coded, tuple(outputs), self.span, stem or self.entry.name.lower(),
-                      temps, info=self.op_info(template, coded, outputs), temp_types=types)
+                      temps, info=info, temp_types=types)
+        return info.flops
 
-    def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Var]) -> OpInfo:
-        """What the model summary records of an op this call emits: entry, FLOPs, instance."""
+    def op_info(self, template: str, args: dict[str, Code], outputs: Sequence[Var],
+                count: builtins.int | None = None) -> OpInfo:
+        """What the model summary records of an op this call emits: entry, FLOPs, instance.
+
+        `count`: its FLOPs, when known (else the entry's FLOP rule counts them)."""
+        if count is None:
+            count = flops.count(self, template, args, tuple(outputs))
         scope = getattr(self, "scope", None)
-        return OpInfo(qualname(self.entry), flops.count(self, template, args, tuple(outputs)),
-                      None if scope is None else scope.prefix,
-                      "" if scope is None else scope.owner,
-                      flow=axes.flow(self, template, args, tuple(outputs))
-                      if axes.recording_flows() else None)
+        if axes.recording_flows():
+            return OpInfo(qualname(self.entry), count, None if scope is None else scope.prefix,
+                          "" if scope is None else scope.owner,
+                          flow=axes.flow(self, template, args, tuple(outputs)))
+        return _op_info(self.entry.qualname, count, None if scope is None else scope.prefix,
+                        "" if scope is None else scope.owner)
+
+
+@functools.lru_cache(maxsize=4096)
+def _op_info(entry: str, count: int, path: tuple[str, ...] | None, module: str) -> OpInfo:
+    """One immutable `OpInfo` per (entry, FLOPs, instance path, class): layers of one
+    shape at one path recur across the functions and targets of a model."""
+    return OpInfo(entry, count, path, module)
 
 
 class LayerScope:
@@ -404,11 +430,11 @@ class LayerCall(FnCall):
     scope: LayerScope = field(kw_only=True)
 
     def param(self, name: str, shape: Sequence[int], dtype: str, init: Initializer | Closure) -> Code:
-        return self.scope.param(name, plain(tuple(shape)), dtype, init, self.span)
+        return self.scope.param(name, plain_shape(shape), dtype, init, self.span)
 
     def state(self, collection: str, name: str, shape: Sequence[int], dtype: str,
               init: Initializer | Closure) -> Code:
-        return self.scope.state(collection, name, plain(tuple(shape)), dtype, init, self.span)
+        return self.scope.state(collection, name, plain_shape(shape), dtype, init, self.span)
 
     def set_state(self, collection: str, name: str, value: Tensor) -> None:
         self.scope.set_state(collection, name, value, self.span)

@@ -47,17 +47,21 @@ from ..program import Code, Tensor, Var
 from .registry import Entry, qualname
 
 
-@dataclass(frozen=True)
 class OpView:
-    """One op an entry emits, as a FLOP rule sees it."""
+    """One op an entry emits, as a FLOP rule sees it (made for every op: a plain class
+    with slots, the cheapest to construct; rules only read it)."""
 
-    #: The call that emitted it (`FnCall` / `LayerCall`): its `entry` and bound `args`.
-    call: Any
-    #: Template name ("ops/call.j2", "layers/dense.j2").
-    template: str
-    #: Template arguments.
-    args: dict[str, Code]
-    outputs: tuple[Var, ...]
+    __slots__ = ("call", "template", "args", "outputs")
+
+    def __init__(self, call: Any, template: str, args: dict[str, Code],
+                 outputs: tuple[Var, ...]):
+        #: The call that emitted it (`FnCall` / `LayerCall`): its `entry` and bound `args`.
+        self.call = call
+        #: Template name ("ops/call.j2", "layers/dense.j2").
+        self.template = template
+        #: Template arguments.
+        self.args = args
+        self.outputs = outputs
 
     def tensors(self, name: str | None = None) -> list[Tensor]:
         """Tensors read by template argument `name` (all arguments when None), in order."""
@@ -86,7 +90,11 @@ class OpView:
 
     def out_size(self) -> int:
         """Elements of all array outputs."""
-        return sum(sh.size(v.shape) for v in self.outputs if isinstance(v, Tensor))
+        total = 0
+        for v in self.outputs:
+            if isinstance(v, Tensor):
+                total += math.prod(v.shape)
+        return total
 
     def first_input(self) -> Tensor | None:
         """The first array the op reads (the operand of a reduction or unary function)."""
@@ -114,7 +122,8 @@ class FlopRule:
 def count(call: Any, template: str, args: dict[str, Code], outputs: Sequence[Var]) -> int:
     """FLOPs of one op that `call` emits (see the module docstring for the rules)."""
     view = OpView(call, template, args, tuple(outputs))
-    return max(0, int(rule_for(call.entry).fn(view)))
+    rule = RULES.get(call.entry.qualname) or rule_for(call.entry)
+    return max(0, int(rule.fn(view)))
 
 
 def rule_for(entry: Entry) -> FlopRule:

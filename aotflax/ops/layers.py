@@ -7,7 +7,7 @@ parameters with Linen's names and shapes so Linen checkpoints load unchanged.
 
 from __future__ import annotations
 
-import functools
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import dtypes as dt
@@ -16,6 +16,7 @@ from ..program import Code, Tensor
 from ..quoting import literal, string
 from ..values import DType
 from . import initializers as inits
+from . import plans
 from .calls import FnCall, LayerCall
 from .registry import REGISTRY, CallError, Entry, Signature
 
@@ -79,27 +80,34 @@ def subtree(entries: dict[str, Code]) -> Code:
     are read from (`params["BatchNorm_0"]`) when each is that subtree's entry of its key,
     else a dict display (`{"scale": w}`: parameters a caller gave, a state just updated).
     """
-    heads: list[Code] = []
+    first: tuple | None = None
     for key, code in entries.items():
-        suffix = _index(key)
-        last = code.parts[-1] if code.parts else None
+        suffix = _INDEX.get(key) or _index(key)
+        parts = code.parts
+        last = parts[-1] if parts else None
         if not isinstance(last, str) or not last.endswith(suffix):
             break
-        head = (*code.parts[:-1], last[:-len(suffix)]) if last != suffix else code.parts[:-1]
-        if not head:
+        head = (*parts[:-1], last[:-len(suffix)]) if last != suffix else parts[:-1]
+        if not head or first is not None and head != first:
             break
-        heads.append(Code(tuple(head)))
+        first = head
     else:
-        if heads and all(h.parts == heads[0].parts for h in heads):
-            return heads[0]
+        if first is not None:
+            return Code(first)
     items = [Code.of(f"{string(k)}: ", v) for k, v in entries.items()]
     return Code.of("{", Code.join(", ", items), "}")
 
 
-@functools.lru_cache(maxsize=1024)
+#: `["key"]` by key (a layer's few names, quoted once each).
+_INDEX: dict[str, str] = {}
+
+
 def _index(key: str) -> str:
-    """`["key"]`: the subscript reading `key` (a layer's few names, quoted once each)."""
-    return f"[{string(key)}]"
+    """`["key"]`: the subscript reading `key`."""
+    text = f"[{string(key)}]"
+    if len(_INDEX) < 1024:
+        _INDEX[key] = text
+    return text
 
 
 def options(**items: str | None) -> str:
@@ -215,12 +223,103 @@ def dimension_numbers(n: int) -> str:
     return f'("N{spatial}C", "{spatial}IO", "N{spatial}C")'
 
 
+@dataclass(frozen=True, slots=True)
+class _ConvPlan:
+    """What a Conv call derives from its input's type and static arguments."""
+
+    kernel_shape: tuple[int, ...]
+    features: int
+    shape: tuple[int, ...]
+    param_dtype: str
+    dtype: str
+    bias: bool
+    #: Template arguments that are text alone.
+    strides: Code
+    padding: Code
+    extra: Code
+    dimension_numbers: Code
+
+
+_CONV_STATIC = ("features", "kernel_size", "strides", "padding", "input_dilation",
+                "kernel_dilation", "feature_group_count", "bias", "dtype", "param_dtype")
+
+
+def _conv_plan(call: LayerCall, x: Tensor) -> _ConvPlan:
+    """`conv`'s checks and derived values, in its order (see `plans`)."""
+    call.tensor("inputs", floating=True)
+    ks = call.args["kernel_size"]
+    ks = (ks,) if isinstance(ks, int) and not isinstance(ks, bool) else call.ints("kernel_size")
+    n = len(ks)
+    need_batch(call, x, n)
+    features = call.int("features", minimum=1)
+    groups = call.int("feature_group_count", minimum=1)
+    strides = tuple_arg(call, "strides", n, 1)
+    lhs_dil = tuple_arg(call, "input_dilation", n, 1)
+    rhs_dil = tuple_arg(call, "kernel_dilation", n, 1)
+    pad_code, pad = padding_pairs(call, n)
+    cin = x.shape[-1]
+    if cin % groups or features % groups:
+        raise plans.refused()
+    pdt = call.dtype("param_dtype", allow_none=False)
+    kshape = (*ks, cin // groups, features)
+    try:
+        shape = sh.conv_output_shape(x.shape, kshape, strides, pad, lhs_dil, rhs_dil, groups)
+    except sh.ShapeError:
+        raise plans.refused() from None
+    use_bias = call.bool("bias")
+    dtype = compute_dtype(call, x.dtype, pdt)
+    return _ConvPlan(kshape, features, shape, pdt, dtype, use_bias, Code((repr(strides),)),
+                     pad_code, Code((_conv_extra(lhs_dil, rhs_dil, groups),)),
+                     Code((dimension_numbers(n),)))
+
+
+def _conv_extra(lhs_dil: tuple[int, ...], rhs_dil: tuple[int, ...], groups: int) -> str:
+    """The keyword arguments of `lax.conv_general_dilated` that are not its defaults."""
+    extra = ""
+    if any(d != 1 for d in lhs_dil):
+        extra += f", lhs_dilation={lhs_dil!r}"
+    if any(d != 1 for d in rhs_dil):
+        extra += f", rhs_dilation={rhs_dil!r}"
+    if groups != 1:
+        extra += f", feature_group_count={groups}"
+    return extra
+
+
+def _conv_planned(call: LayerCall, x: Tensor, key: tuple, plan: _ConvPlan) -> Tensor:
+    """`conv` at one call site, from its plan: the same declarations and the same op."""
+    pdt, dtype = plan.param_dtype, plan.dtype
+    kernel = call.param("kernel", plan.kernel_shape, pdt, call.initializer("kernel_init"))
+    bias = call.param("bias", (plan.features,), pdt, call.initializer("bias_init")) \
+        if plan.bias else None
+    out = call.out(plan.shape, dtype)
+    count = plans.flops(key, "layers/conv.j2")
+    counted = call.emit("layers/conv.j2", {
+        "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
+        "strides": plan.strides, "padding": plan.padding, "extra": plan.extra,
+        "dimension_numbers": plan.dimension_numbers,
+        "bias": Code.of(" + ", feature_view(cast(bias, pdt, dtype), len(plan.shape)))
+        if bias is not None else "",
+    }, [out], stem="conv", flops=count)
+    if count is None:
+        plans.record_flops(key, "layers/conv.j2", counted)
+    return out
+
+
 @layer("Conv", "inputs, features, kernel_size, strides=None, padding='SAME', "
        "input_dilation=None, kernel_dilation=None, feature_group_count=1, bias=True, "
        "dtype=None, param_dtype=float32, precision=None, kernel_init=lecun_normal, "
        "bias_init=zeros", "layers/conv.j2",
        "convolution, channels last: kernel (*window, in // groups, features)")
 def conv(call: LayerCall) -> Tensor:
+    found = plans.lookup(call, _conv_plan, "inputs", _CONV_STATIC)
+    if found is not None:
+        return _conv_planned(call, call.args["inputs"], *found)
+    return _conv_as_written(call)
+
+
+def _conv_as_written(call: LayerCall) -> Tensor:
+    """`conv` step by step: calls without a plan, and those whose plan reports an error
+    (reported here, in the rule's order)."""
     x = call.tensor("inputs", floating=True)
     ks = call.args["kernel_size"]
     ks = (ks,) if isinstance(ks, int) and not isinstance(ks, bool) else call.ints("kernel_size")
@@ -247,13 +346,7 @@ def conv(call: LayerCall) -> Tensor:
         if call.bool("bias") else None
     dtype = compute_dtype(call, x.dtype, pdt)
     out = call.out(shape, dtype)
-    extra = ""
-    if any(d != 1 for d in lhs_dil):
-        extra += f", lhs_dilation={lhs_dil!r}"
-    if any(d != 1 for d in rhs_dil):
-        extra += f", rhs_dilation={rhs_dil!r}"
-    if groups != 1:
-        extra += f", feature_group_count={groups}"
+    extra = _conv_extra(lhs_dil, rhs_dil, groups)
     call.emit("layers/conv.j2", {
         "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
         "strides": repr(strides), "padding": pad_code, "extra": extra,

@@ -26,10 +26,13 @@ passed along unrendered.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import dtypes as dt
 from ..program import Code, Tensor, TreeVar, Var
 from ..quoting import literal
 from . import initializers as inits
+from . import plans
 from .calls import LayerCall
 from .layers import dtype_option, layer, options, subtree
 
@@ -138,12 +141,107 @@ def _hint(call: LayerCall, value: Var, name: str) -> None:
 # ------------------------------------------------------------- BatchNorm
 
 
+@dataclass(frozen=True, slots=True)
+class _BatchNormPlan:
+    """What a BatchNorm call derives from its input's type and static arguments."""
+
+    feature_shape: tuple[int, ...]
+    #: `.reshape(...)` of its parameters and statistics, as `Code` parts (" * ", view).
+    view: str
+    param_dtype: str
+    scale: bool
+    bias: bool
+    final: str
+    #: Template arguments: the reduced axes and the helper's keyword arguments.
+    axes: Code
+    options: Code
+    template: str
+    eval: bool
+
+
+_BATCH_NORM_STATIC = ("use_running_average", "axis", "momentum", "epsilon", "bias", "scale",
+                      "dtype", "param_dtype", "axis_name", "use_fast_variance")
+
+
+def _batch_norm_plan(call: LayerCall, x: Tensor) -> _BatchNormPlan:
+    """`batch_norm`'s checks and derived values, in its order (see `plans`)."""
+    call.tensor("x", floating=True)
+    feature_axes = _axes(call, "axis", x.ndim)
+    reduction = tuple(i for i in range(x.ndim) if i not in feature_axes)
+    feature_shape = tuple(x.shape[a] for a in feature_axes)
+    view = _view(feature_shape, x.ndim, feature_axes)
+    momentum = float(call.static("momentum", float, int))
+    eps = float(call.static("epsilon", float, int))
+    call.static("axis_name", str, allow_none=True)
+    stat = _stat_dtype(call, x)
+    pdt = call.dtype("param_dtype", allow_none=False)
+    scale, bias = call.bool("scale"), call.bool("bias")
+    _, final = _output_dtypes(call, x, stat, [pdt] * (scale + bias))
+    axis = None if feature_axes == (x.ndim - 1,) else literal(
+        feature_axes[0] if len(feature_axes) == 1 else feature_axes)
+    dtype = dtype_option(call)
+    if call.bool("use_running_average"):
+        return _BatchNormPlan(feature_shape, view, pdt, scale, bias, final,
+                              Code((_shape_code(reduction),)),
+                              Code((options(axis=axis, epsilon=literal(eps), dtype=dtype),)),
+                              "layers/batch_norm_eval.j2", True)
+    fast = call.bool("use_fast_variance")
+    return _BatchNormPlan(
+        feature_shape, view, pdt, scale, bias, final, Code((_shape_code(reduction),)),
+        Code((options(axis=axis, momentum=literal(momentum), epsilon=literal(eps),
+                      dtype=dtype, use_fast_variance=None if fast else "False"),)),
+        "layers/batch_norm.j2" if fast else "layers/batch_norm_centered.j2", False)
+
+
+def _batch_norm_planned(call: LayerCall, x: Tensor, key: tuple, plan: _BatchNormPlan) -> Tensor:
+    """`batch_norm` at one call site, from its plan: the same declarations, in the same
+    order, and the same op."""
+    fs = plan.feature_shape
+    ra_mean = call.state(BATCH_STATS, "mean", fs, "float32", inits.ZEROS)
+    ra_var = call.state(BATCH_STATS, "var", fs, "float32", inits.ONES)
+    affine: dict[str, Code | str] = {"scale": "", "bias": ""}
+    raw: dict[str, Code] = {}
+    if plan.scale:
+        raw["scale"] = call.param("scale", fs, plan.param_dtype, call.initializer("scale_init"))
+        affine["scale"] = Code.of(" * ", raw["scale"], plan.view)
+    if plan.bias:
+        raw["bias"] = call.param("bias", fs, plan.param_dtype, call.initializer("bias_init"))
+        affine["bias"] = Code.of(" + ", raw["bias"], plan.view)
+    affine["params"] = subtree(raw)
+    args: dict[str, Code | str | Tensor] = {
+        "x": x, "axes": plan.axes, "stats": subtree({"mean": ra_mean, "var": ra_var}),
+        **affine, "options": plan.options}
+    out = call.out(x.shape, plan.final)
+    outputs: list[Var] = [out]
+    if not plan.eval:
+        new_stats = TreeVar("new batch_stats")
+        prefix = getattr(call.scope, "prefix", ())
+        _hint(call, new_stats, f"{prefix[-1] if prefix else 'batch_norm'}_stats")
+        outputs.append(new_stats)
+    count = plans.flops(key, plan.template)
+    counted = call.emit(plan.template, args, outputs, stem="norm", flops=count)
+    if count is None:
+        plans.record_flops(key, plan.template, counted)
+    if not plan.eval:
+        call.set_state_tree(BATCH_STATS, outputs[1])
+    return out
+
+
 @layer("BatchNorm", "x, use_running_average=False, axis=-1, momentum=0.99, epsilon=1e-05, "
        "bias=True, scale=True, bias_init=zeros, scale_init=ones, dtype=None, "
        "param_dtype=float32, axis_name=None, use_fast_variance=True",
        "layers/batch_norm.j2",
        "batch normalization: scale (C,), bias (C,); batch_stats mean (C,), var (C,) in float32")
 def batch_norm(call: LayerCall) -> Tensor:
+    found = plans.lookup(call, _batch_norm_plan, "x", _BATCH_NORM_STATIC)
+    if found is not None:
+        return _batch_norm_planned(call, call.args["x"], *found)
+    return _batch_norm_as_written(call)
+
+
+def _batch_norm_as_written(call: LayerCall) -> Tensor:
+    """`batch_norm` step by step: calls without a plan, and those whose plan reports an
+    error (reported here, in the rule's order)."""
     x = call.tensor("x", floating=True)
     feature_axes = _axes(call, "axis", x.ndim)
     reduction = tuple(i for i in range(x.ndim) if i not in feature_axes)

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import hardware, ir, padding, quoting
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
+from ..ops import plans
 from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
     FileProgram,
@@ -205,8 +206,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             raise self.error("AOT405", f"target input '{missing[0]}' is not an array input",
                              decl.specs[missing[0]].span)
         params = tuple(spec_.params.values())
-        state = tuple(ParamDecl((c, *p), d.shape, d.dtype, d.init, d.span)
-                      for (c, p), d in spec_.state.items())
+        state = fn.state  # (c, *path) of each of `spec_.state`, made with the function
         outs = tuple((t.shape, t.dtype) for t in tensors(spec_.result))
         hp = ", ".join(f"{k}={shorten(v)}" for k, v in decl.module.bound)
         return TargetProgram(
@@ -336,6 +336,7 @@ def resolve(model: ir.ModelFile, symbols: Any = None,
     **Arguments:** `symbols`: sizes for symbolic dimensions (`symbolic.Sentinels`);
     `workspace`: the build's model files, for imports between them.
     """
+    plans.clear()  # shape plans serve one build (and a benchmark's runs never share them)
     return Resolver(model, symbols, workspace).run()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import ir, quoting, safety, target_names
 from ..ops.calls import value_code
+from ..ops.registry import shorten as _shorten
 from ..ops.stochastic import RngKey
 from ..program import (
     Code,
@@ -62,8 +63,15 @@ TARGET_NAMES_TAKEN = frozenset(dir(builtins)) | {"jax", "jnp", "np", "optax", "T
 NOT_COLLECTIONS = TARGET_NAMES_TAKEN | {"params", "rng", "self"}
 
 
+#: Exact types that are never a random key nor hold one (`RngKey` is a subclass of
+#: `Tensor`, not `Tensor` itself): the leaves of every call's arguments.
+_KEYLESS = frozenset({Tensor, int, float, bool, str, complex, type(None)})
+
+
 def has_key(value: Any) -> bool:
     """Whether a value is, or contains, a random key."""
+    if type(value) in _KEYLESS:
+        return False
     if isinstance(value, RngKey):
         return True
     if isinstance(value, dict):
@@ -71,7 +79,7 @@ def has_key(value: Any) -> bool:
     elif not isinstance(value, (tuple, list)):
         return False
     for v in value:  # a loop, not any(): the common leaves return without a generator
-        if has_key(v):
+        if type(v) not in _KEYLESS and has_key(v):
             return True
     return False
 
@@ -113,9 +121,7 @@ def array_like(v: Any) -> bool:
 
 
 def shorten(v: Any) -> str:
-    from ..ops.registry import shorten as short
-
-    return short(v)
+    return _shorten(v)
 
 
 def tensor_leaves(value: Any) -> list[Any]:

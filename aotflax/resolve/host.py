@@ -189,8 +189,14 @@ def _size(shape: tuple[int, ...]) -> int:
     return n
 
 
+#: Exact types that are never a numpy array nor hold one: most arguments' leaves.
+_NOT_HOST = frozenset({Tensor, int, float, bool, str, complex, type(None)})
+
+
 def _holds_host(value: Any) -> bool:
     """Whether a value is, or contains (in lists, tuples and dicts), a numpy array."""
+    if type(value) in _NOT_HOST:
+        return False
     if isinstance(value, HostArray):
         return True
     if isinstance(value, dict):
@@ -198,7 +204,7 @@ def _holds_host(value: Any) -> bool:
     elif not isinstance(value, (list, tuple)):
         return False
     for v in value:  # a loop, not any(): the common leaves return without a generator
-        if _holds_host(v):
+        if type(v) not in _NOT_HOST and _holds_host(v):
             return True
     return False
 

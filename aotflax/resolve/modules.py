@@ -307,8 +307,14 @@ class ModulesMixin:
                 "only be called in the module that created it", span,
                 notes=(Note("created here", shared.span),) if shared is not None else (),
                 hint="call it in the module that created it and pass its outputs on")
+        store = instance.params
         for path, decl in spec.params.items():
-            self._merge_param(instance.params, prefix + path, decl, child_name, span)
+            full = prefix + path
+            if full in store:  # declared before: `_merge_param` checks it is the same
+                self._merge_param(store, full, decl, child_name, span)
+            else:
+                store[full] = ParamDecl(full, decl.shape, decl.dtype, decl.init, decl.span,
+                                        decl.from_data)
         call_args: list[Code] = []
         if callee.takes_params:
             call_args.append(Code((subscript_path(instance.root, prefix),)))
