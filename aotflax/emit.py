@@ -34,8 +34,9 @@ from typing import Any
 import jinja2
 
 from .diagnostics import InternalError
-from .program import FileProgram, Function, Op, Tensor, Var
-from .quoting import QuotingError, docstring, identifier
+from .program import CallKwargs, Code, FileProgram, Function, FunctionRef, Op, Tensor, Var
+from .quoting import QuotingError, docstring, identifier, literal
+from .sizes import SizeRef, plain
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 if not TEMPLATES.is_dir():  # installed wheel: templates ship inside the package
@@ -224,6 +225,11 @@ class Line:
     where: str = ""
     #: Arrays whose types the comment shows (the values the line assigns).
     shows: tuple[Tensor, ...] = ()
+    #: Where `shows` comes from, to read the same line's arrays in a function of the
+    #: same structure (`Renderer.render`): ("o", op path) for an op's outputs, ("t", op
+    #: path, temp, k) for a scratch variable's k-th type; op path: indices into the body,
+    #: then into nested bodies.
+    source: tuple | None = None
 
 
 @dataclass
@@ -268,8 +274,28 @@ FN_REF = re.compile(r"\x00([a-z]+)\x00")
 KW_REF = re.compile(r"\x01([LN])([a-z]+)\x01")
 
 
+#: A placeholder in rendered code, its letters apart (`Renderer.render` renames them).
+PLACEHOLDER = re.compile(r"(\x00|\x01[LN])([a-z]+)(?=[\x00\x01])")
+
+
+@dataclass
+class _Rendered:
+    """A function rendered once for every function of its structure (`Renderer.render`)."""
+
+    body: Body
+    #: Placeholder letters of each function it calls, in the order `structure` lists them.
+    letters: list[str]
+
+
 class Renderer:
-    """Renders the functions of one program, handing out placeholders for calls."""
+    """Renders the functions of one program, handing out placeholders for calls.
+
+    Resolve makes a function per instance; most have the same structure (ops,
+    templates, code text, how values flow), since sizes are read from arguments.
+    A function is rendered once per structure (`structure`): another of the same
+    structure gets its text with its own callees' placeholders, and its own arrays
+    in the comments.
+    """
 
     def __init__(self, program: FileProgram, reserved: set[str]):
         self.program = program
@@ -277,6 +303,11 @@ class Renderer:
         #: (id(function), kind) -> index of the placeholder.
         self.index: dict[tuple[int, str], int] = {}
         self.units: list[tuple[Function, str]] = []
+        #: structure key -> the function rendered for it.
+        self.rendered: dict[tuple, _Rendered] = {}
+        #: (kind, where its method is, its number of ops) -> the first function rendered
+        #: of them, with its ops and body, until a second one keys it (then None).
+        self.first: dict[tuple, tuple[Function, tuple[Op, ...], Body] | None] = {}
 
     def ref(self, fn: Function, kind: str) -> int:
         key = (id(fn), kind)
@@ -296,14 +327,18 @@ class Renderer:
                         continue
                     if op.nested is not None and fn is op.nested:
                         continue
-                    kind = part.kind  # type: ignore[attr-defined]
-                    i = self.ref(fn, kind)
-                    names[("fn", id(fn), kind)] = f"\x00{placeholder(i)}\x00"
-                    names[("kw", id(fn), kind)] = f"\x01{{}}{placeholder(i)}\x01"
-                    if (fn, kind) not in body.calls:
-                        body.calls.append((fn, kind))
+                    self.call(body, fn, part.kind, names)  # type: ignore[attr-defined]
             if op.nested is not None:
                 self.refs(body, op.nested.body, names)
+
+    def call(self, body: Body, fn: Function, kind: str, names: dict[Any, str]) -> int:
+        """The placeholder of a function `body` calls (`refs`), recorded in `names`."""
+        i = self.ref(fn, kind)
+        names[("fn", id(fn), kind)] = f"\x00{placeholder(i)}\x00"
+        names[("kw", id(fn), kind)] = f"\x01{{}}{placeholder(i)}\x01"
+        if (fn, kind) not in body.calls:
+            body.calls.append((fn, kind))
+        return i
 
     def render(self, fn: Function, kind: str = "apply") -> Body:
         checked(fn.name, "function name")  # resolve's name: used for nested and jvp rules
@@ -315,10 +350,194 @@ class Renderer:
             body = tuple(op for op in fn.body if not op.init_only)
         out = Body(fn, kind, [], fn.takes_rng or kind == "init", [], "")
         names: dict[Any, str] = {}
-        self.refs(out, body, names)
+        # functions of one structure come from one method: the first of a method is
+        # rendered without a key, which is found when a second one comes (a model of one
+        # big function walks it once)
+        method = (kind, fn.span.file.name, fn.span.line, len(body))
+        if method not in self.first:
+            self.first[method] = (fn, body, out)
+            self.refs(out, body, names)
+            out.args = _render_into(out, fn, body, self.program.relpath, self.reserved,
+                                    names, indent="")
+            return out
+        first = self.first[method]
+        if first is not None:
+            self.first[method] = None  # keyed: the later ones are keyed as they come
+            self.keep(first[0], kind, first[1], first[2])
+        shape = structure(fn, kind, body)
+        if shape is None:  # not keyed (a rare fragment): rendered on its own
+            self.refs(out, body, names)
+        else:
+            key, callees = shape
+            indices = [self.call(out, f, k, names) for f, k in callees]
+            done = self.rendered.get(key)
+            if done is not None:
+                return _like(done, out, body, [placeholder(i) for i in indices])
         out.args = _render_into(out, fn, body, self.program.relpath, self.reserved, names,
                                 indent="")
+        if shape is not None:
+            self.rendered[shape[0]] = _Rendered(out, [placeholder(i) for i in indices])
         return out
+
+    def keep(self, fn: Function, kind: str, body: tuple[Op, ...], out: Body) -> None:
+        """Key `out`, `fn` rendered (as `kind`, with `body` as its ops) without a key, for
+        the functions of its structure to come."""
+        shape = structure(fn, kind, body)
+        if shape is not None and shape[0] not in self.rendered:
+            letters = [placeholder(self.index[(id(f), k)]) for f, k in shape[1]]
+            self.rendered[shape[0]] = _Rendered(out, letters)
+
+
+def _like(done: _Rendered, out: Body, body: tuple[Op, ...], letters: list[str]) -> Body:
+    """`out` (its calls recorded) rendered as `done`, a function of the same structure:
+    the same text with `letters` for the callees' placeholders, and its own arrays."""
+    rename = dict(zip(done.letters, letters))
+
+    def text(code: str) -> str:
+        if "\x00" not in code and "\x01" not in code:
+            return code
+        return PLACEHOLDER.sub(lambda m: m.group(1) + rename[m.group(2)], code)
+
+    same = done.letters == letters
+    for line in done.body.lines:
+        code = line.code if same else text(line.code)
+        source = line.source
+        out.lines.append(Line(code, line.where, _shown(body, source) if source else (), source))
+    out.args = list(done.body.args)
+    out.result = done.body.result if same else text(done.body.result)
+    return out
+
+
+def _shown(body: tuple[Op, ...], source: tuple) -> tuple[Tensor, ...]:
+    """The arrays a line's comment shows, from its `Line.source`."""
+    path = source[1]
+    ops = body
+    for i in path[:-1]:
+        ops = ops[i].nested.body
+    op = ops[path[-1]]
+    if source[0] == "o":
+        return tuple(v for v in op.outputs if isinstance(v, Tensor))
+    return (op.temp_types[source[2]][source[3]],)
+
+
+# ------------------------------------------------------------------ structure
+
+
+class _Unkeyed(Exception):
+    """A function `structure` does not key (it is rendered on its own)."""
+
+
+def structure(fn: Function, kind: str, body: tuple[Op, ...]
+              ) -> tuple[tuple, list[tuple[Function, str]]] | None:
+    """What `_render_into` reads of `fn` (as `kind`, with `body` as its ops), with its
+    callees (and values) replaced by their order of appearance: two functions with the
+    same key render to the same text but for their callees' placeholders.
+
+    **Returns:** the key and the callees in that order (the order `Renderer.refs` finds
+    them), or None for a function it does not key (a function reference outside an op's
+    arguments, a nested function called from elsewhere, a fragment it does not know).
+    """
+    walk = _Structure()
+    try:
+        walk.key += (kind, fn.takes_rng, fn.init_name is not None, fn.decorators)
+        walk.function(fn, body)
+    except _Unkeyed:
+        return None
+    if walk.nested and any(id(f) in walk.nested for f, _ in walk.callees):
+        return None  # named by a local `def` after it is defined, a placeholder before
+    return tuple(walk.key), walk.callees
+
+
+#: Marks in a structure key, before: a function, an op, an op's outputs, a function's
+#: result, one of its state results; after a function; first in the one item an
+#: argument's code of several parts is (each a tuple of one string: no item of code
+#: equals one).
+_FN, _OP, _OUTS, _RESULT, _STATE, _END, _CODE = (("fn",), ("op",), ("outs",), ("result",),
+                                                 ("state",), ("end",), ("code",))
+
+
+class _Structure:
+    """One walk of `structure`: a flat key (text, marks, and values and callees numbered
+    in the order it meets them)."""
+
+    def __init__(self) -> None:
+        self.key: list[Any] = []
+        self.values: dict[int, int] = {}
+        self.slots: dict[tuple[int, str], int] = {}
+        self.callees: list[tuple[Function, str]] = []
+        #: id() of the nested functions met.
+        self.nested: set[int] = set()
+
+    def function(self, fn: Function, body: tuple[Op, ...]) -> None:
+        key, values, hints = self.key, self.values, fn.hints
+        key += (_FN, fn.takes_params, fn.state_collections, fn.shared_args, fn.static_args)
+        for name, v in fn.inputs:
+            key += (name, values.setdefault(id(v), len(values)))
+        for op in body:
+            nested = op.nested
+            key += (_OP, op.template)
+            for name, code in op.args:  # a name, then its code as one item
+                parts = code.parts
+                if len(parts) == 1 and type(parts[0]) is str:  # most arguments: text alone
+                    key += (name, parts[0])
+                    continue
+                key.append(name)
+                mark = len(key)
+                self.code(code, nested, True)
+                key[mark:] = [(_CODE, *key[mark:])]
+            key.append(_OUTS)
+            for v in op.outputs:
+                key += (values.setdefault(id(v), len(values)), hints.get(id(v)))
+            key.append((op.temps, op.stem, tuple(map(len, op.temp_types)) if op.temp_types else (),
+                        op.span.file.name, op.span.line))
+            if nested is not None:
+                self.nested.add(id(nested))
+                key.append((nested.doc, nested.span.file.name, nested.span.line,
+                            _nested_stem(nested)))
+                self.function(nested, nested.body)
+        key.append(_RESULT)
+        self.code(fn.result, None, False)
+        for collection, code in fn.state_result:
+            key += (_STATE, collection)
+            self.code(code, None, False)
+        key.append(_END)
+
+    def code(self, code: Code, nested: Function | None, calls: bool) -> None:
+        """`code`'s parts; `calls`: it is an op's argument (whose calls `refs` names)."""
+        key, values = self.key, self.values
+        for part in code.parts:
+            if isinstance(part, str):
+                key.append(part)
+            elif isinstance(part, Var):
+                key.append(values.setdefault(id(part), len(values)))
+            elif type(part) is FunctionRef or type(part) is CallKwargs:
+                if not calls:
+                    raise _Unkeyed
+                fn = part.function
+                lead = getattr(part, "lead", None)
+                if fn is nested:  # a scan's step: the local def (its keywords: none)
+                    if part.kind != "apply":
+                        raise _Unkeyed
+                    key.append(("step", type(part) is CallKwargs, lead))
+                    continue
+                k = (id(fn), part.kind)
+                slot = self.slots.get(k)
+                if slot is None:
+                    slot = self.slots[k] = len(self.callees)
+                    self.callees.append((fn, part.kind))
+                key.append(("call", slot, type(part) is CallKwargs, lead))
+            elif type(part) is SizeRef:
+                # named where every value its code reads is (the same ones in a function of
+                # the same structure), else written as its number
+                try:
+                    number = literal(plain(part.value))
+                except QuotingError:
+                    raise _Unkeyed from None
+                key.append(("size",))
+                self.code(part.value.code, None, False)
+                key.append(("size", number))
+            else:
+                raise _Unkeyed
 
 
 def _with_args(op: Op, args: tuple) -> Op:
@@ -333,12 +552,14 @@ def _comment_where(relpath: str, op: Op) -> str:
 def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
                  reserved: set[str], refs: dict[Any, str], indent: str,
                  outer: dict[Any, str] | None = None,
-                 outer_live: set[str] | frozenset[str] = frozenset()) -> list[str]:
+                 outer_live: set[str] | frozenset[str] = frozenset(),
+                 path: tuple[int, ...] = ()) -> list[str]:
     """Render `fn` (with `body` as its ops) into `out`: its lines and result; returns its
     arguments.
 
     For a nested def, `outer` names the enclosing function's values and `outer_live`
-    are the names it holds: the nested body's variables never overwrite them.
+    are the names it holds: the nested body's variables never overwrite them; `path`:
+    the indices of the ops whose nested function it is (`Line.source`).
     """
     # state and shared-module reads are written as `batch_stats["..."]` text: no variable
     # may take those names
@@ -381,7 +602,7 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
             namer.holder[local] = i
             namer.names[("fn", id(nested), "apply")] = local
             _render_nested(out, nested, relpath, reserved | {local}, refs, indent,
-                           namer.names, live | {local}, local)
+                           namer.names, live | {local}, local, path + (i,))
         namer.name_outputs(i, op)
         ctx: dict[str, Any] = {k: code.render(namer.names) for k, code in op.args}
         temps = namer.temps(i, op)
@@ -391,18 +612,27 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
         ctx["outs"] = ", ".join(named) if named else "_"
         text = template(op.template).render(**ctx).rstrip("\n").split("\n")
         where = _comment_where(relpath, op)
-        shows = tuple(v for v in op.outputs if isinstance(v, Tensor))
+        shows = tuple([v for v in op.outputs if isinstance(v, Tensor)])
+        at = path + (i,)
+        last = len(text) - 1
+        if not last:  # one line (most ops): it shows the outputs
+            lines.append(Line(indent + text[0], where, shows, ("o", at)))
+            continue
         # the lines assigning a scratch variable show its type (the k-th for the k-th)
-        pending = {temps[n]: list(t) for n, t in zip(op.temps, op.temp_types) if t}
+        pending = {temps[name]: [k, 0]
+                   for k, (name, types) in enumerate(zip(op.temps, op.temp_types)) if types}
         for j, line in enumerate(text):
-            seen: tuple[Tensor, ...] = ()
-            if j == len(text) - 1:
-                seen = shows
-            else:
-                target = line.split(" = ", 1)[0] if " = " in line else ""
-                if pending.get(target):
-                    seen = (pending[target].pop(0),)
-            lines.append(Line(indent + line, where, seen))
+            if j == last:
+                lines.append(Line(indent + line, where, shows, ("o", at)))
+                continue
+            target = line.split(" = ", 1)[0] if " = " in line else ""
+            temp = pending.get(target)
+            if temp is None or temp[1] == len(op.temp_types[temp[0]]):
+                lines.append(Line(indent + line, where))
+                continue
+            lines.append(Line(indent + line, where, (op.temp_types[temp[0]][temp[1]],),
+                              ("t", at, temp[0], temp[1])))
+            temp[1] += 1
     result = fn.result.render(namer.names)
     if fn.state_result:
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
@@ -415,12 +645,13 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
 
 def _render_nested(out: Body, nested: Function, relpath: str, reserved: set[str],
                    refs: dict[Any, str], indent: str, outer: dict[Any, str],
-                   outer_live: set[str], local: str) -> None:
-    """A function defined inside another (a scan's step), named `local` there."""
+                   outer_live: set[str], local: str, path: tuple[int, ...]) -> None:
+    """A function defined inside another (a scan's step), named `local` there; `path`:
+    the indices of the op it is defined for."""
     inner = Body(nested, "apply", [], False, [], "")
     where = f"{nested.span.file.name or relpath}:{nested.span.line}"
     args = _render_into(inner, nested, nested.body, relpath, reserved, refs, indent + "    ",
-                        outer, outer_live)
+                        outer, outer_live, path)
     out.lines.append(Line(f"{indent}def {local}({', '.join(args)}):", where))
     out.lines.append(Line(f'{indent}    """{docstring(f"{nested.doc}, from {where}.")}"""'))
     out.lines.extend(inner.lines)

@@ -21,8 +21,10 @@ from .emit import RESERVED, Renderer, checked, template
 from .program import FileProgram
 from .quoting import docstring, string
 
-#: Generated code that uses numpy (the module then imports it).
-NP = re.compile(r"(?<![\w.])np\.")
+#: Generated code that uses numpy (the module then imports it): `np.` after no name
+#: character or dot (`(?<![\w.])np\.`, spelled to start with text the scan looks for
+#: first: the other spelling tries every position of the module, a tenth of emit).
+NP = re.compile(r"np(?<![\w.]np)\.")
 
 
 @dataclass(frozen=True)

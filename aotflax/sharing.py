@@ -51,12 +51,20 @@ from .quoting import MAX_IDENTIFIER, comment, docstring, identifier_problem
 from .values import ModuleRef, StaticError, describe_value, static_key, to_code
 from .variables import all_functions, axis_names, input_candidates
 
-#: A string literal (skipped) or a number of generated code.  Every match starts with a
-#: quote or a digit; the lookahead says so first, which lets the scan skip other text fast.
-_TOKEN = re.compile(r'(?=["\'\d])(?:"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?<![\w.\x00])'
-                    r"(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?j?)(?![\w.]))")
+#: A string literal (skipped) or a number of generated code: its first character is a
+#: quote or a digit, which the scan looks for in one loop (a character set first); what
+#: follows depends on it.  A string: `"(?:[^"\\\n]|\\.)*"` written so its runs of plain
+#: characters are one step; a number: `(?<![\w.\x00])\d+(?:\.\d*)?(?:[eE][+-]?\d+)?j?`
+#: not followed by `[\w.]`, its lookbehind placed after its first digit.
+_TOKEN = re.compile(r'["\'\d](?:(?<=")[^"\\\n]*(?:\\.[^"\\\n]*)*"|(?<=\')[^\'\\\n]*'
+                    r"(?:\\.[^'\\\n]*)*'|(?<![\w.\x00]\d)(?<=\d)\d*(?:\.\d*)?(?:[eE][+-]?\d+)?"
+                    r"j?(?![\w.]))")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
-_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+#: `_IDENT` for ASCII text (its `\w` without Unicode look-ups).
+_IDENT_ASCII = re.compile(r"[A-Za-z_]\w*", re.ASCII)
+#: A string literal: `"(?:[^"\\\n]|\\.)*"` (or in single quotes) with its runs of plain
+#: characters read in one step.
+_STRING = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\\\n]*(?:\\.[^\'\\\n]*)*\'')
 _KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
 #: Longest function name made from a module's name and its variant's labels (suffixes
 #: and counters come on top, within `quoting.MAX_IDENTIFIER`).
@@ -71,13 +79,19 @@ def split_numbers(text: str) -> tuple[list[str], list[str]]:
     """`text` as the code between its numbers, and its numbers (strings are skipped)."""
     segments, numbers, last = [], [], 0
     for m in _TOKEN.finditer(text):
-        if m.group(1) is None:
+        start, end = m.span()
+        if text[start] in "\"'":  # a string
             continue
-        segments.append(text[last:m.start()])
-        numbers.append(m.group(1))
-        last = m.end()
+        segments.append(text[last:start])
+        numbers.append(text[start:end])
+        last = end
     segments.append(text[last:])
     return segments, numbers
+
+
+def _identifiers(text: str) -> list[str]:
+    """`_IDENT.findall(text)`."""
+    return (_IDENT_ASCII if text.isascii() else _IDENT).findall(text)
 
 
 def masked(text: str) -> str:
@@ -133,6 +147,8 @@ class Group:
     code: str = ""
     #: Whether callers may pass keyword arguments (else: shared only when identical).
     keywords: bool = True
+    #: `_candidates`, once found.
+    candidates: list[tuple[str, list[Any]]] | None = None
 
     @property
     def first(self) -> Function:
@@ -156,6 +172,8 @@ class Plan:
         self.instances: dict[tuple[int, str], list[tuple[str, str]]] = {}
         #: `split_numbers` of the texts seen so far: many members have the same code.
         self._splits: dict[str, tuple[list[str], list[str]]] = {}
+        #: The keys and code of hyperparameter values (each instance has the same ones).
+        self.values = _Values()
 
     # -------------------------------------------------------------- queries
 
@@ -337,9 +355,14 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
     if not differing or not group.keywords:
         group.code = members[0].text
         return
-    taken = set(_IDENT.findall(members[0].text)) | set(RESERVED)
+    taken = set(_identifiers(members[0].text)) | set(RESERVED)
     candidates = _candidates(group)
-    codes = _Codes()
+    # hyperparameters, then a variable tree's input sizes (marked)
+    tiers = ([c for c in candidates if not c[0].startswith("\x01")],
+             [(n[1:], v) for n, v in candidates if n.startswith("\x01")])
+    codes = _Codes(plan.values)
+    #: per-member texts of a number -> how `_match` reads them (many numbers repeat).
+    matched: dict[tuple[str, ...], tuple[str, list[str], str] | None] = {}
     kwargs: list[Kwarg] = []
     #: number index -> replacement text; runs replace a whole tuple display.
     replace: dict[int, str] = {}
@@ -366,15 +389,17 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
         if run is not None:
             j, last = run
             texts = [_tuple_text(n[j:last + 1]) for n in numbers]
-            hp = _match_exact([c for c in candidates if not c[0].startswith("\x01")], texts,
-                              codes)
+            hp = _match_exact(tiers[0], texts, codes)
             if hp is not None:
                 replace[j] = kwarg(hp[0], hp[1])
                 runs[j] = last
                 done.update(range(j, last + 1))
                 continue
         texts = [n[k] for n in numbers]
-        expr = _match(candidates, texts, codes)
+        key = tuple(texts)
+        if key not in matched:
+            matched[key] = _match(tiers, texts, codes)
+        expr = matched[key]
         if expr is not None:
             name, values, fmt = expr
             replace[k] = fmt.format(kwarg(name, values))
@@ -392,12 +417,14 @@ def _candidates(group: Group) -> list[tuple[str, list[Any]]]:
     """Names a varying number may be: hyperparameters (their values per member) and, for
     a variable tree, the sizes of its module's inputs (`in_channels`)."""
 
+    if group.candidates is not None:
+        return group.candidates
     out: list[tuple[str, list[Any]]] = []
     first = group.members[0].body.function.hparams
+    hparams = [dict(m.body.function.hparams) for m in group.members]
     for name, _ in first:
         values = []
-        for m in group.members:
-            found = dict(m.body.function.hparams)
+        for found in hparams:
             if name not in found:
                 break
             values.append(found[name])
@@ -408,6 +435,7 @@ def _candidates(group: Group) -> list[tuple[str, list[Any]]]:
         for label in per[0]:
             if all(label in p for p in per):  # marked: tried after the hyperparameters
                 out.append(("\x01" + label, [p[label][0] for p in per]))
+    group.candidates = out
     return out
 
 
@@ -418,18 +446,42 @@ def _code(value: Any) -> str | None:
         return None
 
 
+class _Values:
+    """`_key` and `_code` of each value met, computed once per plan: the functions of one
+    module's instances hold the same value objects (`conv=`, `act=`), and many groups and
+    names read them.  Keyed by identity; each entry keeps its value alive, so no other
+    value takes its id while the memo lives."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, tuple[Any, tuple[str, Any]]] = {}
+        self.codes: dict[int, tuple[Any, str | None]] = {}
+
+    def key(self, value: Any) -> tuple[str, Any]:
+        found = self.keys.get(id(value))
+        if found is None:
+            found = self.keys[id(value)] = (value, _key(value))
+        return found[1]
+
+    def code(self, value: Any) -> str | None:
+        found = self.codes.get(id(value))
+        if found is None:
+            found = self.codes[id(value)] = (value, _code(value))
+        return found[1]
+
+
 class _Codes:
     """The code of each candidate's values, computed once per group (a group has many
     numbers to match against the same candidates)."""
 
-    def __init__(self) -> None:
+    def __init__(self, values: _Values) -> None:
+        self.values = values
         #: id(values) -> their codes; the candidates' lists live as long as this.
         self.memo: dict[int, list[str | None]] = {}
 
     def of(self, values: list[Any]) -> list[str | None]:
         found = self.memo.get(id(values))
         if found is None:
-            found = self.memo[id(values)] = [_code(v) for v in values]
+            found = self.memo[id(values)] = [self.values.code(v) for v in values]
         return found
 
 
@@ -441,14 +493,12 @@ def _match_exact(candidates: list[tuple[str, list[Any]]], texts: list[str],
     return None
 
 
-def _match(candidates: list[tuple[str, list[Any]]], texts: list[str],
+def _match(tiers: tuple[list[tuple[str, list[Any]]], ...], texts: list[str],
            codes: _Codes) -> tuple[str, list[str], str] | None:
     """(keyword, its values, how the number reads it) for one varying number: a
     hyperparameter first (exactly, then times or divided by a constant), then the other
-    candidates (a module's input sizes) the same way."""
-    real = [c for c in candidates if not c[0].startswith("\x01")]
-    other = [(n[1:], v) for n, v in candidates if n.startswith("\x01")]
-    for tier in (real, other):
+    candidates (a module's input sizes) the same way: `tiers`."""
+    for tier in tiers:
         exact = _match_exact(tier, texts, codes)
         if exact is not None:
             return exact[0], exact[1], "{}"
@@ -545,11 +595,12 @@ def _name_groups(plan: Plan) -> None:
     used |= {u.name for u in plan.program.user_functions}
     used |= {"TARGETS"} | {name for t in plan.program.targets
                            for name in target_names.target_globals(t.name)}
-    # the values of every function (and attributes); members often share their code
-    for code in {member.code for member in plan.members.values()}:
-        used.update(_IDENT.findall(_STRING.sub("", code)))
+    # the values of every function (and attributes); members share most of their lines
+    # (strings and names never span lines: the lines' names are the code's)
+    lines = {line for member in plan.members.values() for line in member.code.split("\n")}
+    used.update(_identifiers(_STRING.sub("", "\n".join(lines))))
     for (base, kind), groups in by_base.items():
-        names = _variant_names(base, groups)
+        names = _variant_names(base, groups, plan.values)
         for g, name in zip(groups, names):
             name = name[:_MAX_NAME].rstrip("_") or "fn"
             if kind != "apply":
@@ -561,7 +612,7 @@ def _name_groups(plan: Plan) -> None:
             g.name = checked(final, "function name")
 
 
-def _variant_names(base: str, groups: list[Group]) -> list[str]:
+def _variant_names(base: str, groups: list[Group], memo: _Values) -> list[str]:
     """`base` with, for each group, the labels that tell it from the others: flags first,
     then the model's name for its configuration (which replaces `base`: `res_net18`),
     then the parameter subtree only some have, then other hyperparameter values."""
@@ -573,7 +624,7 @@ def _variant_names(base: str, groups: list[Group]) -> list[str]:
     def names() -> list[str]:
         return ["_".join([b, *[x for x in lab if x]]) for b, lab in zip(bases, labels)]
 
-    for kind, feature in _features(groups):
+    for kind, feature in _features(groups, memo):
         current = names()
         if len(set(current)) == len(current):
             break
@@ -595,7 +646,7 @@ def _variant_names(base: str, groups: list[Group]) -> list[str]:
     return out
 
 
-def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
+def _features(groups: list[Group], memo: _Values) -> list[tuple[str, list[str]]]:
     """Per feature, its kind and its label for each group (see `_variant_names`)."""
     flags: list[list[str]] = []
     values: list[list[str]] = []
@@ -607,8 +658,9 @@ def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
             if name not in hp:
                 return False, None
             seen.append(hp[name])
-        first = _key(seen[0])
-        return all(_key(v) == first for v in seen), seen[0]
+        one = seen[0]  # instances often hold the same object: no key to compare
+        first = memo.key(one)
+        return all(v is one or memo.key(v) == first for v in seen), one
 
     names: list[str] = []
     for g in groups:
@@ -620,8 +672,8 @@ def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
         if not all(ok for ok, _ in per):
             continue
         vals = [v for _, v in per]
-        first = _key(vals[0])
-        if all(_key(v) == first for v in vals):
+        first = memo.key(vals[0])
+        if all(memo.key(v) == first for v in vals):
             continue
         if all(isinstance(v, bool) for v in vals):
             true, false = FLAG_LABELS.get(name, (name, ""))
@@ -633,7 +685,7 @@ def _features(groups: list[Group]) -> list[tuple[str, list[str]]]:
             if len({v.class_name for v in vals}) > 1:
                 values.append([snake(v.class_name) for v in vals])
             continue
-        values.append([_value_label(name, v) for v in vals])
+        values.append([_value_label(name, v, memo) for v in vals])
     trees = [_subtrees(g) for g in groups]
     keys: list[str] = []
     for t in trees:
@@ -674,8 +726,8 @@ def _key(value: Any) -> tuple[str, Any]:
         return "id", id(value)
 
 
-def _value_label(name: str, value: Any) -> str:
-    code = _code(value)
+def _value_label(name: str, value: Any, memo: _Values) -> str:
+    code = memo.code(value)
     text = _slug(code) if code is not None else ""
     return f"{name}_{text}" if text else name
 
@@ -686,14 +738,9 @@ def _slug(text: str) -> str:
 
 def _subtrees(g: Group) -> list[str]:
     """The top-level names of the group's parameters and state (`conv_proj`)."""
-    out: list[str] = []
-    for d in g.first.params:
-        if d.path[0] not in out:
-            out.append(d.path[0])
-    for d in g.first.state:
-        if len(d.path) > 1 and d.path[1] not in out:
-            out.append(d.path[1])
-    return out
+    fn = g.first
+    return list(dict.fromkeys([d.path[0] for d in fn.params] +
+                              [d.path[1] for d in fn.state if len(d.path) > 1]))
 
 
 # ------------------------------------------------------------------ instances
@@ -777,10 +824,9 @@ def render_group(plan: Plan, group: Group) -> str:
         args += ["*", *keyword_only]
     dims = _DimNames(group)
     text_lines = []
+    members = [m.body.lines for m in group.members]
     for i, code in enumerate(body_lines):
-        line = first.lines[i]
-        shows = [m.body.lines[i].shows for m in group.members]
-        text_lines.append(code + dims.comment(line, shows))
+        text_lines.append(code + dims.comment(first.lines[i], [m[i].shows for m in members]))
     return template("function.py.j2").jinja.render(
         name=group.name, args=", ".join(args), decorators=[d.lstrip("@") for d in decorators],
         doc=_docstring(plan, group), lines=text_lines, result=result)
@@ -789,7 +835,7 @@ def render_group(plan: Plan, group: Group) -> str:
 def _docstring(plan: Plan, group: Group) -> str:
     fn = group.first
     where = f"{fn.span.file.name or plan.program.relpath}:{fn.span.line}"
-    what = fn.doc if not fn.origin or "." not in fn.origin else _signature(group)
+    what = fn.doc if not fn.origin or "." not in fn.origin else _signature(plan, group)
     if group.kind == "variables":
         collections = ["params"] * bool(fn.params) + list(dict.fromkeys(
             d.path[0] for d in fn.state))
@@ -805,15 +851,16 @@ def _docstring(plan: Plan, group: Group) -> str:
     return head + "\n\n" + "".join(f"    {docstring(x)}\n" for x in lines) + "    "
 
 
-def _signature(group: Group) -> str:
+def _signature(plan: Plan, group: Group) -> str:
     """`ResNetBlock.apply(filters=8|16, act=jax.nn.relu, strides=(1, 1))`."""
     fn = group.first
     parts = []
+    hparams = [dict(m.body.function.hparams) for m in group.members]
     for name, value in fn.hparams:
         seen: list[str] = []
-        for m in group.members:
-            v = dict(m.body.function.hparams).get(name, value)
-            text = _code(v) or describe_value(v)
+        for hp in hparams:
+            v = hp.get(name, value)
+            text = plan.values.code(v) or describe_value(v)
             if text not in seen:
                 seen.append(text)
         parts.append(f"{name}={'|'.join(seen[:6])}{'|...' if len(seen) > 6 else ''}")
@@ -839,6 +886,14 @@ class _DimNames:
     (`batch`, `height`, `width`), else a multiple or fraction of one (`height // 2`)."""
 
     def __init__(self, group: Group):
+        self.group = group
+        self.found = False  # the names are found when a dimension first differs
+        #: (shapes, dtype) -> the description `describe` gave.
+        self.described: dict[tuple, str] = {}
+
+    def _find(self) -> None:
+        self.found = True
+        group = self.group
         self.hps: dict[tuple[int, ...], str] = {}
         #: (values, rank, axis) -> name, for the axes of the inputs.
         self.axes: dict[tuple[tuple[int, ...], int, int], str] = {}
@@ -874,6 +929,8 @@ class _DimNames:
     def dim(self, vec: tuple[int, ...], rank: int, axis: int) -> str:
         if len(set(vec)) == 1:
             return str(vec[0])
+        if not self.found:
+            self._find()
         found = self.hps.get(vec) or self.axes.get((vec, rank, axis))
         if found is not None:
             return found
@@ -897,26 +954,38 @@ class _DimNames:
         self.taken.add(name)
         return name
 
+    def describe(self, t: Tensor, shapes: list[tuple[int, ...] | None]) -> str:
+        """`t`'s type, with the dimensions that differ between the members' `shapes`
+        named."""
+        dims = []
+        for axis in range(t.ndim):
+            vec = tuple(sh[axis] if sh is not None and axis < len(sh) else t.shape[axis]
+                        for sh in shapes)
+            dims.append(self.dim(vec, t.ndim, axis))
+        if dims == [str(d) for d in t.shape]:  # the same in every use: as it describes itself
+            return t.describe()
+        return describe_aval(tuple(dims), t.dtype)  # type: ignore[arg-type]
+
     def comment(self, line: Line, shows: list[tuple[Tensor, ...]]) -> str:
         if not line.where and not line.shows:
             return ""
         parts = []
         for k, t in enumerate(line.shows):
-            if all(k < len(s) and s[k].shape == t.shape for s in shows):
+            # the k-th array's shape in each member (None: it shows fewer)
+            shapes = [s[k].shape if k < len(s) else None for s in shows]
+            if shapes.count(t.shape) == len(shapes):
                 parts.append(t.describe())  # the same in every use (most lines)
                 continue
-            dims = []
-            for axis in range(t.ndim):
-                vec = tuple(s[k].shape[axis] if k < len(s) and axis < s[k].ndim else
-                            t.shape[axis] for s in shows)
-                dims.append(self.dim(vec, t.ndim, axis))
-            if dims == [str(d) for d in t.shape]:  # the same in every use: as it describes itself
-                parts.append(t.describe())
-            else:
-                parts.append(describe_aval(tuple(dims), t.dtype))  # type: ignore[arg-type]
-        shapes = ", ".join(parts)
+            # a layer's lines show the same arrays (and `dim` answers a vector as it first
+            # did): described once
+            key = (tuple(shapes), t.dtype)
+            part = self.described.get(key)
+            if part is None:
+                part = self.described[key] = self.describe(t, shapes)
+            parts.append(part)
+        types = ", ".join(parts)
         text = f"  # {comment(line.where)}" if line.where else "  #"
-        return text + (f"  {comment(shapes)}" if shapes else "")
+        return text + (f"  {comment(types)}" if types else "")
 
 
 def _relation(vec: tuple[int, ...], known: tuple[int, ...]) -> str | None:

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from typing import Any
 
-from .emit import Body, Line, Renderer, checked, placeholder
+from .emit import PLACEHOLDER, Body, Line, Renderer, checked, placeholder
 from .program import FileProgram, Function, ParamDecl, Tensor
 from .quoting import literal, string
 
@@ -85,13 +85,90 @@ def bodies(program: FileProgram, renderer: Renderer) -> dict[tuple[int, str], Bo
     """A declaration body per module function with variables."""
     out: dict[tuple[int, str], Body] = {}
     functions = all_functions(program)
-    initializers = {f.name: f for f in functions if f.static_args}
-    leaves: dict[int, dict[tuple[str, ...], tuple]] = {}  # id(function) -> its `_leaves`
+    trees = _Trees(renderer, {f.name: f for f in functions if f.static_args})
     for fn in functions:
         if fn.origin and "." in fn.origin and has_variables(fn):
             renderer.ref(fn, "variables")
-            out[(id(fn), "variables")] = _body(fn, renderer, initializers, leaves)
+            out[(id(fn), "variables")] = trees.body(fn)
     return out
+
+
+class _Trees:
+    """The declaration bodies of one program's modules, each tree built once.
+
+    Resolve makes a function per instance; the instances of a module at the same sizes
+    (`resnet50_b1` and `resnet50_b8` differ in the batch only) declare the same tree.
+    Two functions declaring the same leaves (paths, shapes, dtypes, initializers, the
+    lines that declare them) and calling modules of the same trees at the same paths
+    have the same body but for the placeholders of the modules they call (`key`).
+    """
+
+    def __init__(self, renderer: Renderer, initializers: dict[str, Function]):
+        self.renderer = renderer
+        self.initializers = initializers
+        #: id(function) -> its `_leaves` (the same callee sits below many callers).
+        self.leaves: dict[int, dict[tuple[str, ...], tuple]] = {}
+        #: id(function) -> `_calls_in`, and -> the number of its key.
+        self.calls: dict[int, tuple[dict[tuple[str, ...], Function],
+                                    dict[tuple[str, ...], str]]] = {}
+        self.keys: dict[int, int] = {}
+        self.numbers: dict[tuple, int] = {}
+        #: key number -> (its body, the paths of the modules it calls in placeholder
+        #: order, what it calls at each path).
+        self.built: dict[int, tuple[Body, list[tuple[str, ...]],
+                                    dict[tuple[str, ...], Function]]] = {}
+
+    def calls_of(self, fn: Function) -> tuple[dict[tuple[str, ...], Function],
+                                              dict[tuple[str, ...], str]]:
+        found = self.calls.get(id(fn))
+        if found is None:
+            found = self.calls[id(fn)] = _calls_in(fn)
+        return found
+
+    def key(self, fn: Function) -> int:
+        """A number per tree: what `_body` reads of `fn`, with the modules it calls as
+        their own trees' numbers (and which of them are the same function)."""
+        found = self.keys.get(id(fn))
+        if found is not None:
+            return found
+        modules, layers = self.calls_of(fn)
+        same: dict[int, int] = {}
+        called = tuple((path, same.setdefault(id(c), len(same)), self.key(c))
+                       for path, c in modules.items())
+        key = (fn.span.path, called, tuple(layers.items()),
+               tuple([(d.path, d.shape, d.dtype, d.init, d.from_data, d.span.file.name,
+                       d.span.line) for d in fn.params]),
+               tuple([(d.path, d.shape, d.dtype, d.init, d.from_data, d.span.file.name,
+                       d.span.line) for d in fn.state]))
+        found = self.keys[id(fn)] = self.numbers.setdefault(key, len(self.numbers))
+        return found
+
+    def body(self, fn: Function) -> Body:
+        """`fn`'s declaration body: built, or the body of its tree with the placeholders
+        of the modules `fn` calls."""
+        number = self.key(fn)
+        modules = self.calls_of(fn)[0]
+        done = self.built.get(number)
+        if done is None:
+            body, paths = _body(fn, self.renderer, self.initializers, self.leaves,
+                                self.calls_of(fn))
+            self.built[number] = (body, paths, modules)
+            return body
+        body, paths, theirs = done
+        ref = self.renderer.ref
+        rename = {placeholder(ref(theirs[p], "variables")):
+                  placeholder(ref(modules[p], "variables")) for p in paths}
+        mine = {id(theirs[p]): modules[p] for p in paths}
+        lines = [Line(_renamed(line.code, rename), line.where) for line in body.lines]
+        return Body(fn, "variables", [], False, lines, "",
+                    [(mine.get(id(f), f), kind) for f, kind in body.calls])
+
+
+def _renamed(code: str, rename: dict[str, str]) -> str:
+    """`code` with the placeholders `rename` names renamed."""
+    if "\x00" not in code:
+        return code
+    return PLACEHOLDER.sub(lambda m: m.group(1) + rename.get(m.group(2), m.group(2)), code)
 
 
 def _leaves_of(fn: Function, memo: dict[int, dict[tuple[str, ...], tuple]]
@@ -102,30 +179,72 @@ def _leaves_of(fn: Function, memo: dict[int, dict[tuple[str, ...], tuple]]
     return found
 
 
-def _children(fn: Function, memo: dict[int, dict[tuple[str, ...], tuple]]
-              ) -> dict[tuple[str, ...], Function]:
-    """Module instances `fn` calls whose variables sit below its own: path -> function.
-
-    `memo` keeps each function's `_leaves` (the same callee sits below many callers)."""
-    found: dict[tuple[str, ...], Function] = {}
+def _calls_in(fn: Function) -> tuple[dict[tuple[str, ...], Function],
+                                     dict[tuple[str, ...], str]]:
+    """What `fn` calls at a path (relative to `fn`), in call order: the module instances
+    whose variables sit below its own (path -> function), and the built-in layers with a
+    variables helper (path -> entry)."""
+    modules: dict[tuple[str, ...], Function] = {}
+    layers: dict[tuple[str, ...], str] = {}
 
     def walk(body: tuple) -> None:
         for op in body:
             info = op.info
-            if info is not None and info.callee is not None and info.path and \
-                    not info.shared and has_variables(info.callee) and \
-                    info.callee.origin and "." in info.callee.origin:
-                found.setdefault(tuple(info.path), info.callee)
+            if info is not None and info.path:
+                callee = info.callee
+                if callee is not None and not info.shared and has_variables(callee) and \
+                        callee.origin and "." in callee.origin:
+                    modules.setdefault(tuple(info.path), callee)
+                if info.entry in _LAYER_HELPERS or info.entry in _COMPOSITES:
+                    layers.setdefault(tuple(info.path), info.entry)
             if op.nested is not None:
                 walk(op.nested.body)
 
     walk(fn.body)
-    # the leaves below each path the calls have, in one pass per length of path
+    return modules, layers
+
+
+def _prefix_hits(decls: list[tuple[tuple[str, ...], str, ParamDecl]],
+                 index: Set[tuple[str, ...]]) -> list[list[tuple[str, ...]]]:
+    """Per declaration, the prefixes of its path (itself included) that are in `index`
+    (non-empty paths), shortest first."""
+    if not index:
+        return [[] for _ in decls]
+    heads = {p[0] for p in index}
+    depth = max(len(p) for p in index)
+    out: list[list[tuple[str, ...]]] = []
+    for path, _, _ in decls:
+        if not path or path[0] not in heads:  # a leaf of the module itself
+            out.append([])
+        elif depth == 1:  # the paths of calls in `fn`'s own body: one name each
+            out.append([path[:1]])
+        else:
+            out.append([path[:n] for n in range(1, min(len(path), depth) + 1)
+                        if path[:n] in index])
+    return out
+
+
+def _children(decls: list[tuple[tuple[str, ...], str, ParamDecl]],
+              hits: list[list[tuple[str, ...]]], found: dict[tuple[str, ...], Function],
+              memo: dict[int, dict[tuple[str, ...], tuple]]
+              ) -> dict[tuple[str, ...], Function]:
+    """The module instances of `found` (path -> function, see `_calls_in`) whose
+    variables sit below the caller's: exactly the callee's tree under its path.
+
+    `hits`: each declaration's prefixes among the paths (`_prefix_hits`); `memo` keeps
+    each function's `_leaves` (the same callee sits below many callers)."""
+    if not found:
+        return {}
+    # the leaves below each path the calls have, keyed as `_leaves` keys them
     below: dict[tuple[str, ...], dict[tuple[str, ...], tuple]] = {}
-    for n in {len(path) for path in found}:
-        for k, v in _leaves_of(fn, memo).items():
-            if len(k) >= n:
-                below.setdefault(k[:n], {})[k[n:]] = v
+    for (path, collection, d), prefixes in zip(decls, hits):
+        value = (d.shape, d.dtype, d.init, d.from_data)
+        for p in prefixes:
+            if p in found:
+                below.setdefault(p, {})[path[len(p):] + (collection,)] = value
+        key = path + (collection,)
+        if key in found:  # a call's path ending in a collection's name: never a match
+            below.setdefault(key, {})[()] = value
     out = {}
     for path, callee in found.items():
         mine = below.get(path)
@@ -145,13 +264,25 @@ def _leaves(fn: Function) -> dict[tuple[str, ...], tuple]:
 
 
 def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
-          leaves: dict[int, dict[tuple[str, ...], tuple]]) -> Body:
-    """The declaration function of `fn`'s variables: a nested dict display."""
-    children = _children(fn, leaves)
+          leaves: dict[int, dict[tuple[str, ...], tuple]],
+          calls_in: tuple[dict[tuple[str, ...], Function], dict[tuple[str, ...], str]]
+          ) -> tuple[Body, list[tuple[str, ...]]]:
+    """The declaration function of `fn`'s variables: a nested dict display; and the paths
+    of the modules it calls, in the order their placeholders appear.
+
+    `calls_in`: `_calls_in(fn)`; `leaves`: each function's `_leaves`, as they are found.
+    """
+    decls: list[tuple[tuple[str, ...], str, ParamDecl]] = [(d.path, "", d) for d in fn.params]
+    decls += [(d.path[1:], d.path[0], d) for d in fn.state]
+    found, layer_paths = calls_in
+    # each declaration's path is matched against the calls' paths once (linear in leaves)
+    hits = _prefix_hits(decls, found.keys() | layer_paths.keys())
+    children = _children(decls, hits, found, leaves)
     child_order = {p: i for i, p in enumerate(children)}
     tree: dict[str, Any] = {}
     calls: list[tuple[Function, str]] = []
     placed: set[tuple[str, ...]] = set()
+    modules: list[tuple[str, ...]] = []
 
     def place(path: tuple[str, ...], leaf: Any) -> None:
         node = tree
@@ -173,18 +304,17 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
         else:
             node[path[-1]] = _Both([old, leaf])
 
-    decls: list[tuple[tuple[str, ...], str, ParamDecl]] = [(d.path, "", d) for d in fn.params]
-    decls += [(d.path[1:], d.path[0], d) for d in fn.state]
-    layers = _layer_calls(fn, decls, children, initializers, renderer, calls)
+    layers = _layer_calls(fn, decls, hits, layer_paths, children, initializers, renderer,
+                          calls)
     layer_order = {p: i for i, p in enumerate(layers)}
-    for path, collection, d in decls:
-        layer = _first_prefix(path, layer_order)
+    for (path, collection, d), mine in zip(decls, hits):
+        layer = _first(mine, layer_order)
         if layer is not None:
             if layer not in placed:
                 placed.add(layer)
                 place(layer, layers[layer])
             continue
-        child = _first_prefix(path, child_order)
+        child = _first(mine, child_order)
         if child is None:
             leaf = _Leaf(_leaf(collection, d, _init_code(d, initializers, renderer, calls)))
             leaf.where = f"{d.span.file.name or fn.span.path}:{d.span.line}"
@@ -193,14 +323,15 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
         if child in placed:
             continue
         placed.add(child)
+        modules.append(child)
         callee = children[child]
         i = renderer.ref(callee, "variables")
-        if (callee, "variables") not in calls:
+        if not any(f is callee and kind == "variables" for f, kind in calls):
             calls.append((callee, "variables"))
         place(child, f"\x00{placeholder(i)}\x00(\x01N{placeholder(i)}\x01)")
     lines = [Line(text, where) for text, where in _value_lines(tree, 0)]
     lines[0].code = "return " + lines[0].code
-    return Body(fn, "variables", [], False, lines, "", calls)
+    return Body(fn, "variables", [], False, lines, "", calls), modules
 
 
 def _prefixes_in(path: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
@@ -209,48 +340,37 @@ def _prefixes_in(path: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
     return [path[:n] for n in range(len(path) + 1) if path[:n] in paths]
 
 
-def _first_prefix(path: tuple[str, ...], order: dict[tuple[str, ...], int]
-                  ) -> tuple[str, ...] | None:
-    """The first (in `order`, call order) of the paths in `order` that start `path`."""
-    return min(_prefixes_in(path, order), key=order.__getitem__, default=None)
-
-
-def _layer_paths(fn: Function) -> dict[tuple[str, ...], str]:
-    """Paths (relative to `fn`) of the built-in layers with a variables helper it calls."""
-    found: dict[tuple[str, ...], str] = {}
-
-    def walk(body: tuple) -> None:
-        for op in body:
-            info = op.info
-            if info is not None and info.path and \
-                    (info.entry in _LAYER_HELPERS or info.entry in _COMPOSITES):
-                found.setdefault(tuple(info.path), info.entry)
-            if op.nested is not None:
-                walk(op.nested.body)
-
-    walk(fn.body)
-    return found
+def _first(prefixes: list[tuple[str, ...]], order: dict[tuple[str, ...], int]
+           ) -> tuple[str, ...] | None:
+    """The first (in `order`, call order) of `prefixes` that are paths in `order`."""
+    if len(prefixes) < 2:  # most paths: below one call or none
+        return prefixes[0] if prefixes and prefixes[0] in order else None
+    return min((p for p in prefixes if p in order), key=order.__getitem__, default=None)
 
 
 def _layer_calls(fn: Function, decls: list[tuple[tuple[str, ...], str, ParamDecl]],
+                 hits: list[list[tuple[str, ...]]], layer_paths: dict[tuple[str, ...], str],
                  children: dict[tuple[str, ...], Function], initializers: dict[str, Function],
                  renderer: Renderer, calls: list[tuple[Function, str]]
                  ) -> dict[tuple[str, ...], "_Leaf"]:
     """The layers whose subtree is one call of a runtime helper: path -> that call.
 
-    A layer qualifies when the leaves under its path are exactly what the helper
-    declares (`scale` and `bias` of one shape and dtype, each optional; for BatchNorm
-    float32 `mean` zeros and `var` ones of that shape in batch_stats); anything else
-    under the path (a layer subclass declaring more) keeps the leaf-by-leaf tree.
+    `layer_paths`: the built-in layers `fn` calls (`_calls_in`); `hits`: each
+    declaration's prefixes among the calls' paths (`_prefix_hits`).  A layer qualifies
+    when the leaves under its path are exactly what the helper declares (`scale` and
+    `bias` of one shape and dtype, each optional; for BatchNorm float32 `mean` zeros and
+    `var` ones of that shape in batch_stats); anything else under the path (a layer
+    subclass declaring more) keeps the leaf-by-leaf tree.
     """
     out: dict[tuple[str, ...], _Leaf] = {}
-    layers = {path: entry for path, entry in _layer_paths(fn).items()
+    layers = {path: entry for path, entry in layer_paths.items()
               if not _prefixes_in(path, children)}
-    # each layer's leaves, found through the prefixes of each leaf's path (linear in leaves)
+    # each layer's leaves
     under: dict[tuple[str, ...], dict[tuple[tuple[str, ...], str], ParamDecl]] = {}
-    for p, c, d in decls:
-        for path in _prefixes_in(p, layers):
-            under.setdefault(path, {})[(p[len(path):], c)] = d
+    for (p, c, d), prefixes in zip(decls, hits):
+        for path in prefixes:
+            if path in layers:
+                under.setdefault(path, {})[(p[len(path):], c)] = d
     for path, entry in layers.items():
         mine = under.get(path, {})
         call = _layer_call(entry, mine, initializers, renderer, calls)

@@ -162,3 +162,13 @@ def test_emitted_code_that_does_not_compile_is_an_internal_error() -> None:
     assert code.co_filename == "net.py"
     with pytest.raises(InternalError, match=r"models/net\.py does not parse: .*line 2"):
         compile_module("def f(x):\n    return x +\n", "net.py", "models/net.py")
+
+
+@pytest.mark.parametrize(("code", "uses"), [
+    ("np.float32(1.0)", True), ("x = (np.int8(3), y)", True), ("\nnp.e", True),
+    ("jnp.zeros(3)", False), ("a.np.x", False), ("_np.x", False), ("np_x.y", False),
+    ("jnp.np.x", False), ("énp.x", False), ("x = jnp.ones(2) + np.ones(2)", True)])
+def test_the_module_imports_numpy_exactly_when_its_code_names_np(code: str, uses: bool) -> None:
+    from aotflax.generate import NP
+
+    assert bool(NP.search(code)) is uses
