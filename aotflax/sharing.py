@@ -355,7 +355,8 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
     if not differing or not group.keywords:
         group.code = members[0].text
         return
-    taken = set(_identifiers(members[0].text)) | set(RESERVED)
+    # a name only ever passed as a call's keyword (`padding=`) is free for a parameter
+    taken = set(_identifiers(_CALL_KEYWORD.sub("", members[0].text))) | set(RESERVED)
     candidates = _candidates(group)
     # hyperparameters, then a variable tree's input sizes (marked)
     tiers = ([c for c in candidates if not c[0].startswith("\x01")],
@@ -366,7 +367,8 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
     kwargs: list[Kwarg] = []
     #: number index -> replacement text; runs replace a whole tuple display.
     replace: dict[int, str] = {}
-    runs: dict[int, int] = {}  # first index -> last index of a tuple display replaced whole
+    #: first index -> (last index, characters cut before and after) of a display replaced whole
+    runs: dict[int, tuple[int, int, int]] = {}
 
     def kwarg(name: str, values: list[str]) -> str:
         for kw in kwargs:
@@ -381,6 +383,13 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
         kwargs.append(Kwarg(final, values))
         return final
 
+    def match(k: int) -> tuple[str, list[str], str] | None:
+        texts = [n[k] for n in numbers]
+        key = tuple(texts)
+        if key not in matched:
+            matched[key] = _match(tiers, texts, codes)
+        return matched[key]
+
     done: set[int] = set()
     for k in differing:
         if k in done:
@@ -392,14 +401,23 @@ def _find_kwargs(plan: Plan, group: Group) -> None:
             hp = _match_exact(tiers[0], texts, codes)
             if hp is not None:
                 replace[j] = kwarg(hp[0], hp[1])
-                runs[j] = last
+                runs[j] = (last, 1, 2 if segments[last + 1].startswith(",)") else 1)
                 done.update(range(j, last + 1))
                 continue
+        display = _keyword_display(segments, len(numbers0), k)
+        if display is not None and any(
+                match(i) is None for i in range(display.first, display.last + 1)
+                if i in differing):
+            # a display passed as a keyword that no hyperparameter explains number by
+            # number: the whole display is one argument, named after the keyword
+            # (`padding=padding`, each call passing its `((1, 0), (1, 1))`)
+            replace[display.first] = kwarg("\x00" + display.keyword,
+                                           [display.text(n) for n in numbers])
+            runs[display.first] = (display.last, display.cut_before, display.cut_after)
+            done.update(range(display.first, display.last + 1))
+            continue
         texts = [n[k] for n in numbers]
-        key = tuple(texts)
-        if key not in matched:
-            matched[key] = _match(tiers, texts, codes)
-        expr = matched[key]
+        expr = match(k)
         if expr is not None:
             name, values, fmt = expr
             replace[k] = fmt.format(kwarg(name, values))
@@ -502,9 +520,26 @@ def _match(tiers: tuple[list[tuple[str, list[Any]]], ...], texts: list[str],
         exact = _match_exact(tier, texts, codes)
         if exact is not None:
             return exact[0], exact[1], "{}"
-        found = _scaled(tier, texts)
+        found = _scaled(tier, texts) or _item(tier, texts, codes)
         if found is not None:
             return found
+    return None
+
+
+def _item(candidates: list[tuple[str, list[Any]]], texts: list[str],
+          codes: _Codes) -> tuple[str, list[str], str] | None:
+    """A number that is one item of a tuple hyperparameter in every member: the tuple is
+    the keyword, read where the number stood (`kernel_size[0]`)."""
+    for name, values in candidates:
+        first = values[0]
+        if not isinstance(first, tuple) or not all(
+                isinstance(v, tuple) and len(v) == len(first) for v in values):
+            continue
+        for i in range(len(first)):
+            if all(type(v[i]) is int and repr(v[i]) == t for v, t in zip(values, texts)):
+                found = codes.of(values)
+                if all(c is not None for c in found):
+                    return name, [c for c in found if c is not None], "{}[%d]" % i
     return None
 
 
@@ -546,21 +581,87 @@ def _tuple_run(segments: list[str], count: int, k: int) -> tuple[int, int] | Non
     return j, last
 
 
+@dataclass
+class _Display:
+    """A keyword argument whose value is a display of numbers alone, `padding=((1, 0), (1,
+    1))`: numbers `first..last`, the display's own characters at the end of the segment
+    before the first (`cut_before`) and at the start of the segment after the last."""
+
+    keyword: str
+    first: int
+    last: int
+    opening: str
+    closing: str
+    segments: list[str]
+
+    @property
+    def cut_before(self) -> int:
+        return len(self.opening)
+
+    @property
+    def cut_after(self) -> int:
+        return len(self.closing)
+
+    def text(self, numbers: list[str]) -> str:
+        """The display as one member writes it."""
+        inner = [numbers[self.first]]
+        for i in range(self.first + 1, self.last + 1):
+            inner += [self.segments[i], numbers[i]]
+        return self.opening + "".join(inner) + self.closing
+
+
+#: The start of a keyword argument's display: `padding=((` (a minus may open a number).
+_DISPLAY_START = re.compile(r"(?<![\w.])([A-Za-z_]\w*)=(\(+ *-?)$")
+#: What may stand between two numbers inside a display.
+_DISPLAY_INNER = re.compile(r"[(), ]*-?")
+#: A call's keyword argument (`, padding=`), not a comparison.
+_CALL_KEYWORD = re.compile(r"(?<=[(,] )[A-Za-z_]\w*=(?!=)|(?<=\()[A-Za-z_]\w*=(?!=)")
+
+
+def _keyword_display(segments: list[str], count: int, k: int) -> _Display | None:
+    """The display of numbers alone that number `k` stands in, when it is a keyword
+    argument's whole value (`window_strides=(1, 1)`, `padding=((1, 0), (1, 1))`)."""
+    first = k
+    while first > 0 and _DISPLAY_INNER.fullmatch(segments[first]):
+        first -= 1
+    start = _DISPLAY_START.search(segments[first])
+    if start is None:
+        return None
+    opening = start.group(2)
+    depth = opening.count("(")
+    last = k
+    while last + 1 < count and _DISPLAY_INNER.fullmatch(segments[last + 1]):
+        last += 1
+    for i in range(first + 1, last + 1):
+        depth += segments[i].count("(") - segments[i].count(")")
+        if depth < 1:
+            return None  # the display closed before number i: not one display
+    after = segments[last + 1]
+    for end, char in enumerate(after):
+        if char == ")":
+            depth -= 1
+            if depth == 0:
+                return _Display(start.group(1), first, last, opening, after[:end + 1],
+                                segments)
+        elif char not in ", ":
+            return None
+    return None
+
+
 def _tuple_text(numbers: list[str]) -> str:
     return "(" + ", ".join(numbers) + ("," if len(numbers) == 1 else "") + ")"
 
 
 def _substitute(segments: list[str], numbers: list[str], replace: dict[int, str],
-                runs: dict[int, int]) -> str:
+                runs: dict[int, tuple[int, int, int]]) -> str:
     out: list[str] = []
     k = 0
     pending = segments[0]
     while k < len(numbers):
-        if k in runs:
-            last = runs[k]
-            out.append(pending[:-1] + replace[k])
-            after = segments[last + 1]
-            pending = after[2:] if after.startswith(",)") else after[1:]
+        if k in runs:  # a whole display: its brackets go with its numbers
+            last, cut_before, cut_after = runs[k]
+            out.append(pending[:len(pending) - cut_before] + replace[k])
+            pending = segments[last + 1][cut_after:]
             k = last + 1
             continue
         out.append(pending)

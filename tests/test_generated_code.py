@@ -172,3 +172,57 @@ def test_the_module_imports_numpy_exactly_when_its_code_names_np(code: str, uses
     from aotflax.generate import NP
 
     assert bool(NP.search(code)) is uses
+
+
+PADDINGS = """
+from jax import lax
+
+
+class CausalConv(nn.Module):
+    def apply(self, x, features, kernel_size=(2, 3), strides=None):
+        strides = strides or (1, 1)
+        k_h, k_w = kernel_size
+        padding = ((k_h - 1, 0), (k_w // 2, k_w // 2))
+        kernel = self.param("kernel", kernel_size + (x.shape[-1], features),
+                            nn.initializers.lecun_normal())
+        return lax.conv_general_dilated(x, kernel, window_strides=strides, padding=padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class Net(nn.Module):
+    def apply(self, x):
+        x = CausalConv(x, 4, kernel_size=(2, 3))
+        x = CausalConv(x, 4, kernel_size=(1, 3))
+        return CausalConv(x, 4, kernel_size=(2, 5), strides=(2, 2))
+
+aot.target("net", Net, x=aot.f32[1, 8, 8, 3])
+"""
+
+
+def test_a_display_no_hyperparameter_explains_is_one_keyword_named_after_its_keyword() -> None:
+    """PixelCNN++'s causal convolutions differ in padding tuples computed from the kernel
+    size: the shared function takes `padding` and `window_strides` whole (not `size_1`,
+    `size_2`, ...), and a kernel shape reads the items of `kernel_size`."""
+    import jax
+    import numpy as np
+
+    m = build(PADDINGS)
+    text = m.__aotflax_text__
+    assert "def causal_conv(params, x, *, window_strides, padding):" in text
+    assert "window_strides=window_strides, padding=padding" in text
+    assert "padding=((1, 0), (1, 1))" in text and "padding=((0, 0), (1, 1))" in text
+    assert "padding=((1, 0), (2, 2))" in text
+    assert "(kernel_size[0], kernel_size[1], in_channels, 4)" in text  # the variable tree
+    assert "causal_conv_variables(kernel_size=(2, 5), in_channels=4)" in text
+    assert "size_1" not in text
+    params, _ = m.net.init(jax.random.key(0))
+    x = np.linspace(-1, 1, 192, dtype=np.float32).reshape(1, 8, 8, 3)
+    y, _ = m.net.apply(params, {}, x)
+    h = x
+    for i, (k, s) in enumerate((((2, 3), (1, 1)), ((1, 3), (1, 1)), ((2, 5), (2, 2)))):
+        kernel = params[f"CausalConv_{i}"]["kernel"]
+        assert kernel.shape[:2] == k
+        pad = ((k[0] - 1, 0), (k[1] // 2, k[1] // 2))
+        h = jax.lax.conv_general_dilated(h, kernel, s, pad,
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(y, h, rtol=1e-6, atol=1e-6)
