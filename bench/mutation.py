@@ -169,8 +169,8 @@ MUTANTS: tuple[Mutant, ...] = (
        '@layer("LayerNorm", "x, epsilon=1e-06,', '@layer("LayerNorm", "x, epsilon=1e-03,',
        f"{PARITY} {STATE}", "LayerNorm's default epsilon 1e-3 instead of 1e-6"),
     _m("ops", "aotflax/ops/normalization.py",
-       'ra_var = call.state(BATCH_STATS, "var", feature_shape, "float32", inits.ONES)',
-       'ra_var = call.state(BATCH_STATS, "var", feature_shape, "float32", inits.ZEROS)',
+       'ra_var = call.state(BATCH_STATS, "var", fs, "float32", inits.ONES)',
+       'ra_var = call.state(BATCH_STATS, "var", fs, "float32", inits.ZEROS)',
        f"{INIT} {STATE}", "BatchNorm's running variance starts at 0"),
     _m("ops", "aotflax/ops/recurrent.py",
        '"recurrent_kernel_init=orthogonal, bias_init=zeros, features=None, dtype=None, "\n'

@@ -259,13 +259,14 @@ def _conv_plan(call: LayerCall, x: Tensor) -> _ConvPlan:
     pad_code, pad = padding_pairs(call, n)
     cin = x.shape[-1]
     if cin % groups or features % groups:
-        raise plans.refused()
+        raise call.fail(f"{call.written}: input features {cin} and features {features} must be "
+                        f"divisible by feature_group_count={groups}")
     pdt = call.dtype("param_dtype", allow_none=False)
     kshape = (*ks, cin // groups, features)
     try:
         shape = sh.conv_output_shape(x.shape, kshape, strides, pad, lhs_dil, rhs_dil, groups)
-    except sh.ShapeError:
-        raise plans.refused() from None
+    except sh.ShapeError as e:
+        raise call.fail(f"{call.written}: {e}", "AOT210") from None
     use_bias = call.bool("bias")
     dtype = compute_dtype(call, x.dtype, pdt)
     return _ConvPlan(kshape, features, shape, pdt, dtype, use_bias, Code((repr(strides),)),
@@ -285,8 +286,8 @@ def _conv_extra(lhs_dil: tuple[int, ...], rhs_dil: tuple[int, ...], groups: int)
     return extra
 
 
-def _conv_planned(call: LayerCall, x: Tensor, key: tuple, plan: _ConvPlan) -> Tensor:
-    """`conv` at one call site, from its plan: the same declarations and the same op."""
+def _conv_planned(call: LayerCall, x: Tensor, key: tuple | None, plan: _ConvPlan) -> Tensor:
+    """`conv` at one call site, from its plan: its declarations and its op."""
     pdt, dtype = plan.param_dtype, plan.dtype
     kernel = call.param("kernel", plan.kernel_shape, pdt, call.initializer("kernel_init"))
     bias = call.param("bias", (plan.features,), pdt, call.initializer("bias_init")) \
@@ -300,8 +301,7 @@ def _conv_planned(call: LayerCall, x: Tensor, key: tuple, plan: _ConvPlan) -> Te
         "bias": Code.of(" + ", feature_view(cast(bias, pdt, dtype), len(plan.shape)))
         if bias is not None else "",
     }, [out], stem="conv", flops=count)
-    if count is None:
-        plans.record_flops(key, "layers/conv.j2", counted)
+    plans.record_flops(key, "layers/conv.j2", counted)
     return out
 
 
@@ -314,47 +314,9 @@ def conv(call: LayerCall) -> Tensor:
     found = plans.lookup(call, _conv_plan, "inputs", _CONV_STATIC)
     if found is not None:
         return _conv_planned(call, call.args["inputs"], *found)
-    return _conv_as_written(call)
-
-
-def _conv_as_written(call: LayerCall) -> Tensor:
-    """`conv` step by step: calls without a plan, and those whose plan reports an error
-    (reported here, in the rule's order)."""
-    x = call.tensor("inputs", floating=True)
-    ks = call.args["kernel_size"]
-    ks = (ks,) if isinstance(ks, int) and not isinstance(ks, bool) else call.ints("kernel_size")
-    n = len(ks)
-    need_batch(call, x, n)
-    features = call.int("features", minimum=1)
-    groups = call.int("feature_group_count", minimum=1)
-    strides = tuple_arg(call, "strides", n, 1)
-    lhs_dil = tuple_arg(call, "input_dilation", n, 1)
-    rhs_dil = tuple_arg(call, "kernel_dilation", n, 1)
-    pad_code, pad = padding_pairs(call, n)
-    cin = x.shape[-1]
-    if cin % groups or features % groups:
-        raise call.fail(f"{call.written}: input features {cin} and features {features} must be "
-                        f"divisible by feature_group_count={groups}")
-    pdt = call.dtype("param_dtype", allow_none=False)
-    kshape = (*ks, cin // groups, features)
-    try:
-        shape = sh.conv_output_shape(x.shape, kshape, strides, pad, lhs_dil, rhs_dil, groups)
-    except sh.ShapeError as e:
-        raise call.fail(f"{call.written}: {e}", "AOT210") from None
-    kernel = call.param("kernel", kshape, pdt, call.initializer("kernel_init"))
-    bias = call.param("bias", (features,), pdt, call.initializer("bias_init")) \
-        if call.bool("bias") else None
-    dtype = compute_dtype(call, x.dtype, pdt)
-    out = call.out(shape, dtype)
-    extra = _conv_extra(lhs_dil, rhs_dil, groups)
-    call.emit("layers/conv.j2", {
-        "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
-        "strides": repr(strides), "padding": pad_code, "extra": extra,
-        "dimension_numbers": dimension_numbers(n),
-        "bias": Code.of(" + ", feature_view(cast(bias, pdt, dtype), len(shape)))
-        if bias is not None else "",
-    }, [out], stem="conv")
-    return out
+    # no key, or an error: planned for this call alone, which reports the error
+    x = plans.array_argument(call, "inputs", floating=True)
+    return _conv_planned(call, x, None, _conv_plan(call, x))
 
 
 # ------------------------------------------------------------- Embed

@@ -172,6 +172,9 @@ def _batch_norm_plan(call: LayerCall, x: Tensor) -> _BatchNormPlan:
     view = _view(feature_shape, x.ndim, feature_axes)
     momentum = float(call.static("momentum", float, int))
     eps = float(call.static("epsilon", float, int))
+    # axis_name synchronizes statistics across pmap devices; generated code runs under jit,
+    # where XLA SPMD already reduces over the global batch (Linen: "for SPMD jit, you do not
+    # need to manually synchronize"), so the name has nothing to refer to and is ignored.
     call.static("axis_name", str, allow_none=True)
     stat = _stat_dtype(call, x)
     pdt = call.dtype("param_dtype", allow_none=False)
@@ -193,9 +196,9 @@ def _batch_norm_plan(call: LayerCall, x: Tensor) -> _BatchNormPlan:
         "layers/batch_norm.j2" if fast else "layers/batch_norm_centered.j2", False)
 
 
-def _batch_norm_planned(call: LayerCall, x: Tensor, key: tuple, plan: _BatchNormPlan) -> Tensor:
-    """`batch_norm` at one call site, from its plan: the same declarations, in the same
-    order, and the same op."""
+def _batch_norm_planned(call: LayerCall, x: Tensor, key: tuple | None,
+                        plan: _BatchNormPlan) -> Tensor:
+    """`batch_norm` at one call site, from its plan: its declarations and its op."""
     fs = plan.feature_shape
     ra_mean = call.state(BATCH_STATS, "mean", fs, "float32", inits.ZEROS)
     ra_var = call.state(BATCH_STATS, "var", fs, "float32", inits.ONES)
@@ -220,8 +223,7 @@ def _batch_norm_planned(call: LayerCall, x: Tensor, key: tuple, plan: _BatchNorm
         outputs.append(new_stats)
     count = plans.flops(key, plan.template)
     counted = call.emit(plan.template, args, outputs, stem="norm", flops=count)
-    if count is None:
-        plans.record_flops(key, plan.template, counted)
+    plans.record_flops(key, plan.template, counted)
     if not plan.eval:
         call.set_state_tree(BATCH_STATS, outputs[1])
     return out
@@ -236,52 +238,9 @@ def batch_norm(call: LayerCall) -> Tensor:
     found = plans.lookup(call, _batch_norm_plan, "x", _BATCH_NORM_STATIC)
     if found is not None:
         return _batch_norm_planned(call, call.args["x"], *found)
-    return _batch_norm_as_written(call)
-
-
-def _batch_norm_as_written(call: LayerCall) -> Tensor:
-    """`batch_norm` step by step: calls without a plan, and those whose plan reports an
-    error (reported here, in the rule's order)."""
-    x = call.tensor("x", floating=True)
-    feature_axes = _axes(call, "axis", x.ndim)
-    reduction = tuple(i for i in range(x.ndim) if i not in feature_axes)
-    feature_shape = tuple(x.shape[a] for a in feature_axes)
-    view = _view(feature_shape, x.ndim, feature_axes)
-    momentum = float(call.static("momentum", float, int))
-    eps = float(call.static("epsilon", float, int))
-    # axis_name synchronizes statistics across pmap devices; generated code runs under jit,
-    # where XLA SPMD already reduces over the global batch (Linen: "for SPMD jit, you do not
-    # need to manually synchronize"), so the name has nothing to refer to and is ignored.
-    call.static("axis_name", str, allow_none=True)
-    stat = _stat_dtype(call, x)
-    ra_mean = call.state(BATCH_STATS, "mean", feature_shape, "float32", inits.ZEROS)
-    ra_var = call.state(BATCH_STATS, "var", feature_shape, "float32", inits.ONES)
-    params, affine = _affine(call, feature_shape, view)
-    _, final = _output_dtypes(call, x, stat, params)
-    axis = None if feature_axes == (x.ndim - 1,) else literal(
-        feature_axes[0] if len(feature_axes) == 1 else feature_axes)
-    dtype = dtype_option(call)
-    # the template renders x, params, stats and options; the FLOP and axis rules read x,
-    # axes, scale and bias
-    common = {"x": x, "axes": _shape_code(reduction),
-              "stats": subtree({"mean": ra_mean, "var": ra_var}), **affine}
-    out = call.out(x.shape, final)
-    if call.bool("use_running_average"):
-        call.emit("layers/batch_norm_eval.j2", {
-            **common, "options": options(axis=axis, epsilon=literal(eps), dtype=dtype)},
-            [out], stem="norm")
-        return out
-    fast = call.bool("use_fast_variance")
-    new_stats = TreeVar("new batch_stats")
-    prefix = getattr(call.scope, "prefix", ())
-    _hint(call, new_stats, f"{prefix[-1] if prefix else 'batch_norm'}_stats")
-    call.emit("layers/batch_norm.j2" if fast else "layers/batch_norm_centered.j2", {
-        **common, "options": options(axis=axis, momentum=literal(momentum),
-                                     epsilon=literal(eps), dtype=dtype,
-                                     use_fast_variance=None if fast else "False"),
-    }, [out, new_stats], stem="norm")
-    call.set_state_tree(BATCH_STATS, new_stats)
-    return out
+    # no key, or an error: planned for this call alone, which reports the error
+    x = plans.array_argument(call, "x", floating=True)
+    return _batch_norm_planned(call, x, None, _batch_norm_plan(call, x))
 
 
 # ------------------------------------------------------------- GroupNorm

@@ -19,10 +19,10 @@ Soundness:
 - a plan is immutable data (strings, ints, tuples, frozen `Code`), shared by the calls
   of one key but never holding anything of a call (no array, no path, no span);
 - errors are never cached: when `compute` raises, `lookup` gives None and the rule
-  runs as written, which reports the error where and as it always did.  A plan that
-  succeeded passed every check the rule makes on the static arguments, so the checks
-  left at the call site (those of the instance's scope and its initializers) see the
-  same arguments in the same order as the rule as written.
+  plans that call alone (`compute` again, uncached), which reports the error.  A rule
+  has one implementation, its plan and its call-site part, whether or not the plan
+  was cached; the checks left at the call site are those of the instance's scope and
+  its initializers.
 """
 
 from __future__ import annotations
@@ -109,18 +109,22 @@ def lookup(call: Any, compute: Callable[[Any, Tensor], P], data: str,
     return key, plan
 
 
-def refused() -> CallError:
-    """What `compute` raises for a check whose message the rule as written gives."""
-    return CallError("AOT201", "(no plan: the rule as written reports this call's error)")
+def array_argument(call: Any, name: str, *, floating: bool = False) -> Tensor:
+    """Argument `name` as an array, for a call planned alone: a Python value becomes its
+    constant op once, and the plan then reads the array (`call.args` holds it)."""
+    x = call.tensor(name, floating=floating)
+    call.args[name] = x
+    return x
 
 
-def flops(key: tuple, template: str) -> int | None:
-    """FLOPs an op of `template` counted for this key before (None: not yet)."""
-    return _FLOPS.get((key, template))
+def flops(key: tuple | None, template: str) -> int | None:
+    """FLOPs an op of `template` counted for this key before (None: not yet, or no key)."""
+    return None if key is None else _FLOPS.get((key, template))
 
 
-def record_flops(key: tuple, template: str, count: int) -> None:
-    _FLOPS[(key, template)] = count
+def record_flops(key: tuple | None, template: str, count: int) -> None:
+    if key is not None:
+        _FLOPS[(key, template)] = count
 
 
 def clear() -> None:
