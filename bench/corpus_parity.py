@@ -75,6 +75,9 @@ class Row:
     target: str
     twin: Callable[[], nn.Module]
     method: str | None = None
+    #: For a method target: the apply target of the same module whose inputs initialize
+    #: the twin (a method target takes the module's whole tree, as Linen's `init` gives it).
+    tree_of: str | None = None
     #: Dropout is active: compare the tree only (numerics on the "rates 0" row).
     tree_only: bool = False
     note: str = ""
@@ -139,8 +142,8 @@ CASES = (
         Row("wmt_train_rates0", _wmt(**WMT_TRAIN, dropout_rate=0.0, attention_dropout_rate=0.0),
             note=RATES0),
         Row("wmt_eval", _wmt(train=False)),
-        Row("wmt_encode", _wmt(train=False), method="encode"),
-        Row("wmt_decode", _wmt(train=False), method="decode")),
+        Row("wmt_encode", _wmt(train=False), method="encode", tree_of="wmt_eval"),
+        Row("wmt_decode", _wmt(train=False), method="decode", tree_of="wmt_eval")),
         {"models.py": 'aot.target("wmt_train_rates0", T.partial(train=True, share_embeddings=True, '
                       'logits_via_embedding=True, dropout_rate=0.0, attention_dropout_rate=0.0), '
                       'inputs=aot.i32[2, 8], targets=aot.i32[2, 6])\n'}),
@@ -152,7 +155,7 @@ CASES = (
                      'word_dropout_rate=0.0, dropout=0.0, emb_dropout=0.0), '
                      'inputs=aot.i32[2, 7], lengths=aot.i32[2])\n'}),
     Case("vae", (Row("vae", lambda: lc.VAE(latents=4), note="z_rng input"),
-                 Row("vae_generate", lambda: lc.VAE(latents=4), method="generate"))),
+                 Row("vae_generate", lambda: lc.VAE(latents=4), method="generate", tree_of="vae"))),
 )
 
 
@@ -328,7 +331,7 @@ def diffs(ours: list[np.ndarray], ref: list[np.ndarray]) -> tuple[float, float, 
     return worst_abs, worst_rel, ok
 
 
-def compare(row: Row, target: Any) -> dict[str, Any]:
+def compare(row: Row, target: Any, targets: dict[str, Any]) -> dict[str, Any]:
     """One table row: the tree check, then (unless tree_only) the numerical comparison."""
     params, state = target.init(jax.random.key(0))
     params, state = perturb(params, 1), perturb(state, 2)
@@ -337,8 +340,10 @@ def compare(row: Row, target: Any) -> dict[str, Any]:
     inputs = make_inputs(target, 3)
     twin = row.twin()
     method = getattr(type(twin), row.method) if row.method else None
+    # a method target's tree is the module's whole tree: Linen's init through __call__
+    init_inputs = make_inputs(targets[row.tree_of], 3) if row.tree_of else inputs
     twin_init = jax.eval_shape(lambda: twin.init(
-        {"params": jax.random.key(0), "dropout": jax.random.key(1)}, *inputs, method=method))
+        {"params": jax.random.key(0), "dropout": jax.random.key(1)}, *init_inputs))
     problem = tree_difference({"params": params, **state}, dict(twin_init))
     if problem:
         return {**result, "result": "FAIL", "why": problem}
@@ -416,7 +421,7 @@ def main() -> int:
                                                   "result": "NO BUILD", "why": ""}))
                     continue
                 try:
-                    res = compare(row, targets[row.target])
+                    res = compare(row, targets[row.target], targets)
                 except Exception as e:  # a crash in one row is that row's result
                     res = {"params": None, "abs": None, "rel": None, "result": "FAIL",
                            "why": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
