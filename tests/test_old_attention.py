@@ -308,6 +308,32 @@ def test_attention_keyword_errors() -> None:
     assert "initialize_cache((batch, max_length))" in out
 
 
+def test_feature_counts_must_be_ints_and_zero_is_the_default() -> None:
+    """`qkv_features=(32,)` (found by fuzzing a mutated flax.nn tagger) was an internal
+    error; 0 and None give the input's features, as Linen's `qkv_features or ...`."""
+    out = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            a = nn.SelfAttention(x, 2, qkv_features=(4,))
+            b = nn.SelfAttention(x, 2, out_features=2.5)
+            return a, b
+
+    aot.target("t", M, x=aot.f32[2, 5, 4])
+    """)
+    assert "internal error" not in out
+    assert "'qkv_features' must be int, got tuple (int 4)" in out
+    assert "'out_features' must be int, got float 2.5" in out
+    m = build("""
+    class M(nn.Module):
+        def apply(self, x):
+            return nn.SelfAttention(x, 2, qkv_features=0, out_features=None)
+
+    aot.target("t", M, x=aot.f32[2, 5, 4])
+    """)
+    shapes = m.t.PARAM_SHAPES["SelfAttention_0"]
+    assert shapes["query"]["kernel"].shape == (4, 2, 2) and shapes["out"]["kernel"].shape[-1] == 4
+
+
 def test_cache_errors_are_located() -> None:
     out = build_errors("""
     class M(nn.Module):

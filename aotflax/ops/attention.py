@@ -487,8 +487,8 @@ def multi_head_attention(call: LayerCall) -> Tensor:
                         f"{inputs_kv.describe()} must agree on the axes attention does not "
                         f"run over (attention_axis={axes})", "AOT210")
     heads = call.int("num_heads", minimum=1)
-    features = call.args["out_features"] or inputs_q.shape[-1]
-    qkv = call.args["qkv_features"] or inputs_q.shape[-1]
+    features = _features_or(call, "out_features", inputs_q.shape[-1])
+    qkv = _features_or(call, "qkv_features", inputs_q.shape[-1])
     if qkv % heads:
         raise call.fail(f"{call.written}: qkv_features={qkv} must be divisible by "
                         f"num_heads={heads}", "AOT203")
@@ -569,3 +569,12 @@ _register("SelfAttention", "layer", "inputs_q, " + _COMMON + ", inputs_kv=None",
           multi_head_attention, "layers/attention_weights.j2",
           "MultiHeadDotProductAttention with inputs_kv = inputs_q unless given (Linen names "
           "it SelfAttention_N)")
+
+def _features_or(call: LayerCall, name: str, default: int) -> int:
+    """A feature count that may be left out: Linen's `self.qkv_features or
+    inputs_q.shape[-1]` (None and 0 give the default); anything else is a count."""
+    value = call.args[name]
+    if value is None or (type(value) is int and value == 0):
+        return default
+    return call.int(name, minimum=1)
+
