@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -130,7 +131,11 @@ def where(cond: Shape, x: Shape, y: Shape) -> Shape:
 
 
 def normalize_axis(axis: int, ndim: int) -> int:
-    """`axis` in ``[-ndim, ndim)`` made non-negative."""
+    """`axis` in ``[-ndim, ndim)`` made non-negative (an int: `0.5` is no axis)."""
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise ShapeError(f"an axis must be an int, got {axis!r}") from None
     if not -ndim <= axis < ndim:
         raise ShapeError(f"axis {axis} is out of bounds for an array of rank {ndim}")
     return axis % ndim

@@ -228,7 +228,7 @@ def _define_dims(text: str, program: FileProgram, a: Sentinels, var: dict[str, s
         m = re.match(r"def (\w+)\(", line)
         if m and m.group(1) in carriers:
             body = _block(lines, i + 1)
-            doc = 1 if body and body[0].strip().startswith('"""') else 0
+            doc = _docstring_lines(body)
             code = "\n".join(_split(b, "  # ")[0] for b in body[doc:])
             out.extend(body[:doc])
             for sym, name in var.items():
@@ -245,6 +245,20 @@ def _define_dims(text: str, program: FileProgram, a: Sentinels, var: dict[str, s
             continue
         i += 1
     return "\n".join(out)
+
+
+def _docstring_lines(body: list[str]) -> int:
+    """How many lines of `body` its docstring takes (0: none); a shared function's
+    docstring goes on to list the instances it serves."""
+    if not body or not body[0].strip().startswith('"""'):
+        return 0
+    first = body[0].strip()
+    if len(first) >= 6 and first.endswith('"""'):
+        return 1
+    for j in range(1, len(body)):
+        if body[j].rstrip().endswith('"""'):
+            return j + 1
+    return 0
 
 
 def _carriers(inputs, a: Sentinels) -> dict[str, str]:

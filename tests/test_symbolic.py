@@ -125,3 +125,33 @@ def test_a_structure_that_depends_on_a_symbolic_size_is_located() -> None:
     first = errors.splitlines()[0]
     assert "error[AOT411]: the program's structure depends on the size of 'batch'" in first
     assert errors.splitlines()[1].strip() == "x = nn.relu(x)", errors  # repeated per size
+
+
+def test_a_shared_function_with_a_long_docstring_binds_its_dimension_after_it():
+    """A function serving several instances lists them in a docstring of several lines;
+    the `batch = x.shape[0]` line goes after it, not into it (a fuzzed flax.nn tagger:
+    the attention mask's reshape read an undefined name)."""
+    m = build("""
+    class Block(nn.Module):
+        def apply(self, x, mask):
+            y = nn.SelfAttention(x, num_heads=2, padding_mask=mask)
+            return x + y
+
+    class Net(nn.Module):
+        def apply(self, x):
+            mask = jnp.ones(x.shape[:2] + (1,), jnp.float32)
+            for _ in range(3):
+                x = Block(x, mask)
+            return x
+
+    aot.target("net", Net, x=aot.f32["batch", 6, 4])
+    """)
+    text = m.__aotflax_text__
+    block = text.split("def block(")[1].split("\\ndef ")[0]
+    docstring, code = block.split('"""')[1], block.split('"""')[2]
+    assert "Serves" in docstring and "symbolic dimension" not in docstring
+    assert 'batch = x.shape[0]  # symbolic dimension "batch"' in code
+    params, _ = m.net.init(jax.random.key(0))
+    for n in (1, 3):
+        y, _ = m.net.apply(params, {}, np.ones((n, 6, 4), np.float32))
+        assert y.shape == (n, 6, 4)
