@@ -134,8 +134,8 @@ def normalize_axis(axis: int, ndim: int) -> int:
     """`axis` in ``[-ndim, ndim)`` made non-negative (an int: `0.5` is no axis)."""
     try:
         axis = operator.index(axis)
-    except TypeError:
-        raise ShapeError(f"an axis must be an int, got {axis!r}") from None
+    except TypeError:  # a wrong argument, not a wrong shape: the caller's AOT203
+        raise TypeError(f"an axis must be an int, got {axis!r}") from None
     if not -ndim <= axis < ndim:
         raise ShapeError(f"axis {axis} is out of bounds for an array of rank {ndim}")
     return axis % ndim
