@@ -138,3 +138,22 @@ def test_an_array_where_a_rule_needs_static_values_is_named_as_an_array() -> Non
     assert "error[AOT203]: x.reshape: needs values known at build time here, got an array " \
         "i32[2]" in errors, errors
     assert "Tensor" not in errors and "hint: write a tuple of ints" in errors
+
+
+def test_a_failed_append_leaves_no_knock_on_errors() -> None:
+    """PixelCNN++ keeps a stack of activations: when one pushed value failed, the pops
+    that follow must not report an empty list (the root cause alone is reported)."""
+    out = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            stack = []
+            stack.append(jnp.mean(x, (0.5,)))
+            stack.append(x)
+            a = stack.pop()
+            b = stack.pop()
+            return a + b
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """)
+    assert "an axis must be an int, got 0.5" in out
+    assert "pop from empty list" not in out and out.count("error[") == 1

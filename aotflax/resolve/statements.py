@@ -51,6 +51,22 @@ if TYPE_CHECKING:
 _STMT: dict[type, Callable[..., Any]] = {}
 
 
+#: Methods that change a list, dict or set in place.
+_MUTATING = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "update",
+                       "setdefault", "popitem", "add", "discard", "sort", "reverse"})
+
+
+def _mutated_container(stmt: ir.Stmt | ir.ClassDef) -> str | None:
+    """The local a statement `name.append(...)` (or another in-place method) changes."""
+    if not isinstance(stmt, ir.ExprStmt) or not isinstance(stmt.value, ir.Call):
+        return None
+    fn = stmt.value.func
+    if isinstance(fn, ir.Attribute) and fn.attr in _MUTATING and isinstance(fn.value, ir.Name) \
+            and fn.value.id != "self":
+        return fn.value.id
+    return None
+
+
 class StatementsMixin:
     """Statements and assignment: static control flow, unrolled and pruned."""
 
@@ -73,6 +89,9 @@ class StatementsMixin:
                             ir.Assign((stmt.target,), stmt.iter, stmt.span))):
                     continue
                 frame.env.set(name, POISON)
+            mutated = _mutated_container(stmt)
+            if mutated is not None and mutated in frame.env.vars:
+                frame.env.set(mutated, POISON)  # `stack.append(<failed>)`: its items unknown
             self._poison_self_attributes(stmt, frame)
 
     def _poison_self_attributes(self: Resolver, stmt: ir.Stmt | ir.ClassDef, frame: Frame) -> None:
