@@ -311,12 +311,7 @@ def _conv_planned(call: LayerCall, x: Tensor, key: tuple | None, plan: _ConvPlan
        "bias_init=zeros", "layers/conv.j2",
        "convolution, channels last: kernel (*window, in // groups, features)")
 def conv(call: LayerCall) -> Tensor:
-    found = plans.lookup(call, _conv_plan, "inputs", _CONV_STATIC)
-    if found is not None:
-        return _conv_planned(call, call.args["inputs"], *found)
-    # no key, or an error: planned for this call alone, which reports the error
-    x = plans.array_argument(call, "inputs", floating=True)
-    return _conv_planned(call, x, None, _conv_plan(call, x))
+    return plans.run(call, _conv_plan, _conv_planned, "inputs", _CONV_STATIC)
 
 
 # ------------------------------------------------------------- Embed

@@ -235,12 +235,7 @@ def _batch_norm_planned(call: LayerCall, x: Tensor, key: tuple | None,
        "layers/batch_norm.j2",
        "batch normalization: scale (C,), bias (C,); batch_stats mean (C,), var (C,) in float32")
 def batch_norm(call: LayerCall) -> Tensor:
-    found = plans.lookup(call, _batch_norm_plan, "x", _BATCH_NORM_STATIC)
-    if found is not None:
-        return _batch_norm_planned(call, call.args["x"], *found)
-    # no key, or an error: planned for this call alone, which reports the error
-    x = plans.array_argument(call, "x", floating=True)
-    return _batch_norm_planned(call, x, None, _batch_norm_plan(call, x))
+    return plans.run(call, _batch_norm_plan, _batch_norm_planned, "x", _BATCH_NORM_STATIC)
 
 
 # ------------------------------------------------------------- GroupNorm

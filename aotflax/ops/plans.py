@@ -109,12 +109,20 @@ def lookup(call: Any, compute: Callable[[Any, Tensor], P], data: str,
     return key, plan
 
 
-def array_argument(call: Any, name: str, *, floating: bool = False) -> Tensor:
-    """Argument `name` as an array, for a call planned alone: a Python value becomes its
-    constant op once, and the plan then reads the array (`call.args` holds it)."""
-    x = call.tensor(name, floating=floating)
-    call.args[name] = x
-    return x
+def run(call: Any, compute: Callable[[Any, Tensor], P],
+        at_call: Callable[[Any, Tensor, tuple | None, P], Tensor], data: str,
+        static: tuple[str, ...]) -> Tensor:
+    """A planned rule: `at_call(call, x, key, plan)` with the cached plan of its key, or,
+    without a key or when `compute` reports an error, with a plan of this call alone
+    (computed again, which reports the error).  For a call planned alone a Python value
+    becomes its (floating) constant op once, and the plan reads that array (`call.args`
+    holds it)."""
+    found = lookup(call, compute, data, static)
+    if found is not None:
+        return at_call(call, call.args[data], *found)
+    x = call.tensor(data, floating=True)
+    call.args[data] = x
+    return at_call(call, x, None, compute(call, x))
 
 
 def flops(key: tuple | None, template: str) -> int | None:

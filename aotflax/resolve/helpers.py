@@ -63,25 +63,31 @@ TARGET_NAMES_TAKEN = frozenset(dir(builtins)) | {"jax", "jnp", "np", "optax", "T
 NOT_COLLECTIONS = TARGET_NAMES_TAKEN | {"params", "rng", "self"}
 
 
-#: Exact types that are never a random key nor hold one (`RngKey` is a subclass of
-#: `Tensor`, not `Tensor` itself): the leaves of every call's arguments.
-_KEYLESS = frozenset({Tensor, int, float, bool, str, complex, type(None)})
+#: Exact types that never are nor hold a key or a numpy array (`RngKey` and `HostArray`
+#: are subclasses of `Tensor`, not `Tensor` itself): the leaves of most call arguments.
+_PLAIN_LEAVES = frozenset({Tensor, int, float, bool, str, complex, type(None)})
 
 
-def has_key(value: Any) -> bool:
-    """Whether a value is, or contains, a random key."""
-    if type(value) in _KEYLESS:
+def holds(value: Any, kind: type) -> bool:
+    """Whether a value is, or contains (in lists, tuples and dicts), an instance of
+    `kind` (a random key, a numpy array: never one of the plain leaf types)."""
+    if type(value) in _PLAIN_LEAVES:
         return False
-    if isinstance(value, RngKey):
+    if isinstance(value, kind):
         return True
     if isinstance(value, dict):
         value = value.values()
     elif not isinstance(value, (tuple, list)):
         return False
     for v in value:  # a loop, not any(): the common leaves return without a generator
-        if type(v) not in _KEYLESS and has_key(v):
+        if type(v) not in _PLAIN_LEAVES and holds(v, kind):
             return True
     return False
+
+
+def has_key(value: Any) -> bool:
+    """Whether a value is, or contains, a random key."""
+    return holds(value, RngKey)
 
 
 def tuple_code(shape: tuple[int, ...]) -> str:

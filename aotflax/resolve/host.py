@@ -27,6 +27,7 @@ from ..values import (
     is_static,
 )
 from .base import Abort, Frame
+from .helpers import holds
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -176,7 +177,7 @@ class HostMixin:
 
     def _device_args(self: Resolver, args: list, kwargs: dict, frame: Frame,
                      span: Span) -> tuple[list, dict]:
-        if not _holds_host(args) and not _holds_host(kwargs):
+        if not holds(args, HostArray) and not holds(kwargs, HostArray):
             return args, kwargs
         return ([self._to_device(a, frame, span) for a in args],
                 {k: self._to_device(v, frame, span) for k, v in kwargs.items()})
@@ -187,26 +188,6 @@ def _size(shape: tuple[int, ...]) -> int:
     for d in shape:
         n *= d
     return n
-
-
-#: Exact types that are never a numpy array nor hold one: most arguments' leaves.
-_NOT_HOST = frozenset({Tensor, int, float, bool, str, complex, type(None)})
-
-
-def _holds_host(value: Any) -> bool:
-    """Whether a value is, or contains (in lists, tuples and dicts), a numpy array."""
-    if type(value) in _NOT_HOST:
-        return False
-    if isinstance(value, HostArray):
-        return True
-    if isinstance(value, dict):
-        value = value.values()
-    elif not isinstance(value, (list, tuple)):
-        return False
-    for v in value:  # a loop, not any(): the common leaves return without a generator
-        if type(v) not in _NOT_HOST and _holds_host(v):
-            return True
-    return False
 
 
 __all__ = ["HostMixin", "involves_host", "POISON", "describe_value"]
