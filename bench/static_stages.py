@@ -126,29 +126,30 @@ def main(argv: list[str] | None = None) -> int:
         _print(_row(path.name, "-", data.count(b"\n"), t,
                     f"{'ok' if good else 'SLOW'} (<= {ZOO_GOAL_MS:.0f} ms)"))
 
-    tmp = Path(tempfile.mkdtemp(prefix="aotflax-bench-"))
-    for looped in (False, True):
-        kind = "looped" if looped else "written out"
-        per_layer: dict[int, float] = {}
-        for n in args.sizes:
-            source = synthetic_source(n, looped).encode()
-            path = tmp / f"deep_{n}_{'looped' if looped else 'written'}.py"
-            path.write_bytes(source)
-            t = measure(path, args.runs)
-            per_layer[n] = t["total"] / n
-            note = f"{per_layer[n] * 1e6:.0f} us/layer"
-            if n == 2000:
-                good = t["total"] <= SYNTHETIC_GOAL_S
-                ok &= good
-                note += f", {'ok' if good else 'SLOW'} (<= {SYNTHETIC_GOAL_S:.0f} s)"
-            _print(_row(kind, str(n), source.count(b"\n"), t, note))
-        if len(per_layer) >= 2:
-            lo, hi = min(per_layer), max(per_layer)
-            ratio = per_layer[hi] / per_layer[lo]
-            linear = ratio <= LINEAR_SLACK
-            ok &= linear
-            print(f"  growth ({kind}): per-layer time at {hi} layers is {ratio:.2f}x that at "
-                  f"{lo}: {'linear' if linear else 'SUPERLINEAR'} (limit {LINEAR_SLACK}x)")
+    with tempfile.TemporaryDirectory(prefix="aotflax-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        for looped in (False, True):
+            kind = "looped" if looped else "written out"
+            per_layer: dict[int, float] = {}
+            for n in args.sizes:
+                source = synthetic_source(n, looped).encode()
+                path = tmp / f"deep_{n}_{'looped' if looped else 'written'}.py"
+                path.write_bytes(source)
+                t = measure(path, args.runs)
+                per_layer[n] = t["total"] / n
+                note = f"{per_layer[n] * 1e6:.0f} us/layer"
+                if n == 2000:
+                    good = t["total"] <= SYNTHETIC_GOAL_S
+                    ok &= good
+                    note += f", {'ok' if good else 'SLOW'} (<= {SYNTHETIC_GOAL_S:.0f} s)"
+                _print(_row(kind, str(n), source.count(b"\n"), t, note))
+            if len(per_layer) >= 2:
+                lo, hi = min(per_layer), max(per_layer)
+                ratio = per_layer[hi] / per_layer[lo]
+                linear = ratio <= LINEAR_SLACK
+                ok &= linear
+                print(f"  growth ({kind}): per-layer time at {hi} layers is {ratio:.2f}x that at "
+                      f"{lo}: {'linear' if linear else 'SUPERLINEAR'} (limit {LINEAR_SLACK}x)")
     print(f"jax imported by the front end: {'yes' if 'jax' in sys.modules else 'no'}")
     return 0 if ok else 1
 

@@ -61,10 +61,10 @@ def build_targets(cases: list[tuple[str, str]], batch: int, image: int, filters:
             f'aot.target("bench_{model}_{mode}", {DSL_NAMES[model]}.partial('
             f"train={mode == 'train'}, num_filters={filters}), "
             f"x=aot.f32[{batch}, {image}, {image}, 3])")
-    folder = Path(tempfile.mkdtemp(prefix="aotflax-bench-"))
-    path = folder / "resnet_bench.py"
-    path.write_text("\n".join(lines) + "\n")
-    report = front_end([path], folder)
+    with tempfile.TemporaryDirectory(prefix="aotflax-bench-") as folder:
+        path = Path(folder) / "resnet_bench.py"
+        path.write_text("\n".join(lines) + "\n")
+        report = front_end([path], Path(folder))
     if report.diagnostics:
         sys.exit("\n".join(d.render() for d in report.diagnostics))
     result = report.files[0]
