@@ -927,7 +927,11 @@ def render_group(plan: Plan, group: Group) -> str:
     text_lines = []
     members = [m.body.lines for m in group.members]
     for i, code in enumerate(body_lines):
-        text_lines.append(code + dims.comment(first.lines[i], [m[i].shows for m in members]))
+        line = first.lines[i]
+        # the other members' arrays are read only for a line that shows some (a variable
+        # tree's lines show none)
+        shows = [m[i].shows for m in members] if line.shows else []
+        text_lines.append(code + dims.comment(line, shows))
     return template("function.py.j2").jinja.render(
         name=group.name, args=", ".join(args), decorators=[d.lstrip("@") for d in decorators],
         doc=_docstring(plan, group), lines=text_lines, result=result)
