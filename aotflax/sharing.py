@@ -698,7 +698,9 @@ def _name_groups(plan: Plan) -> None:
                            for name in target_names.target_globals(t.name)}
     # the values of every function (and attributes); members share most of their lines
     # (strings and names never span lines: the lines' names are the code's)
-    lines = {line for member in plan.members.values() for line in member.code.split("\n")}
+    # (instances of one structure often have the same code: each code is split once)
+    codes = {member.code for member in plan.members.values()}
+    lines = {line for code in codes for line in code.split("\n")}
     used.update(_identifiers(_STRING.sub("", "\n".join(lines))))
     for (base, kind), groups in by_base.items():
         names = _variant_names(base, groups, plan.values)
