@@ -11,6 +11,7 @@ shown 1-based (after expanding tabs) when rendered, as compilers print them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -23,6 +24,8 @@ __all__ = [
     "SourceFile",
     "render",
 ]
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +40,14 @@ class SourceFile:
     #: ("models/cnn.py"), the same whatever the working directory ("" until parsed).
     name: str = ""
 
+    def lines(self) -> list[str]:
+        """The text's lines as Python counts them: only `\n`, `\r\n` and `\r` end one
+        (`str.splitlines` also splits at form feeds, `\x1c`-`\x1e`, `\x85`, U+2028 and
+        U+2029, which Python's tokenizer treats as characters of the line)."""
+        return _LINE_END.split(self.text)
+
     def line(self, lineno: int) -> str:
-        lines = self.text.splitlines()
+        lines = self.lines()
         if 1 <= lineno <= len(lines):
             return lines[lineno - 1]
         return ""

@@ -142,7 +142,7 @@ def parse_model(source: SourceFile, relpath: str | None = None) -> ir.ModelFile:
 
 def _too_deep(source: SourceFile) -> Diagnostic:
     """Nesting beyond what the parser handles, located at the longest line (the usual culprit)."""
-    lines = source.text.splitlines() or [""]
+    lines = source.lines()
     lineno = max(range(len(lines)), key=lambda i: len(lines[i])) + 1
     span = Span(source, lineno, 0, lineno, max(len(lines[lineno - 1]), 1))
     return Diagnostic("AOT100", "expressions are nested too deeply to parse", span,

@@ -193,8 +193,12 @@ def _run(code: str) -> float:
 
 
 def bench_case(name: str, runs: int, ways: Sequence[str] = tuple(CHILD)) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="aotflax-cold-") as folder:
+        return _bench_case(name, runs, ways, Path(folder))
+
+
+def _bench_case(name: str, runs: int, ways: Sequence[str], tmp: Path) -> dict[str, float]:
     module, target, factory, kind = CASES[name]
-    tmp = Path(tempfile.mkdtemp(prefix="aotflax-cold-"))
     bundle = tmp / "bundle.npz"
     facts = _save_bundle(module, target, kind, bundle)
     consts = (f"ROOT = {str(ROOT)!r}\nBENCH = {str(ROOT / 'bench')!r}\n"

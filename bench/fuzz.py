@@ -74,6 +74,13 @@ OUTCOMES = ("built ok", "clean errors", "unlocated", "internal errors", "traceba
 _ERROR = re.compile(r"^(?:(?P<loc>\S.*?:\d+:\d+): )?error\[(?P<code>AOT\d{3})\]", re.M)
 
 _templates: dict[str, Path] = {}
+#: Where workers build their templates (forked from `main`, which removes it at the end).
+_scratch: list[Path] = []
+
+
+def _template_folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix="aotflax-fuzz-template-",
+                                 dir=_scratch[0] if _scratch else None))
 
 
 def _cli(argv: list[str]) -> tuple[int, str]:
@@ -89,7 +96,7 @@ def _folder_template(folder: Path) -> Path:
     """The output folder of the unmutated model folder (built once per worker)."""
     key = str(folder)
     if key not in _templates:
-        out = Path(tempfile.mkdtemp(prefix="aotflax-fuzz-template-")) / "out"
+        out = _template_folder() / "out"
         rc, text = _cli([str(folder), "-o", str(out), "--no-compile"])
         if rc != 0:
             raise RuntimeError(f"{folder} does not build:\n{text}")
@@ -102,7 +109,7 @@ def _template(name: str) -> Path:
     seed's builds go into the output of the first model, which a failure must not touch."""
     model = MODELS[0] if name in HOSTILE else ROOT / "models" / name
     if model.name not in _templates:
-        folder = Path(tempfile.mkdtemp(prefix="aotflax-fuzz-template-"))
+        folder = _template_folder()
         shutil.copy(model, folder / model.name)
         rc, out = _cli([str(folder / model.name), "-o", str(folder / "out"), "--no-compile"])
         if rc != 0:
@@ -247,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     counts: Counter[str] = Counter()
     details: dict[str, list[str]] = {}
     cases = [(i, args.seed, args.timeout, args.seeds, folders) for i in range(args.n)]
+    _scratch.append(Path(tempfile.mkdtemp(prefix="aotflax-fuzz-")))
     ctx = mp.get_context("fork")
     pool = ctx.Pool(args.jobs, maxtasksperchild=100)
     try:
@@ -264,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr, flush=True)
     finally:
         pool.terminate()
+        shutil.rmtree(_scratch.pop(), ignore_errors=True)
     seconds = time.perf_counter() - start
 
     if folders:

@@ -71,9 +71,10 @@ def ours(module: str, name: str) -> dict[int, dict[str, int]]:
     """Memory of the generated train step for each N (compiled as the build does)."""
     path = ROOT / "models" / f"{module}.py"
     text = with_microbatches(path.read_text(), name, MICROBATCHES)
-    folder = Path(tempfile.mkdtemp(prefix="aotflax-memory-"))
-    (folder / path.name).write_text(text)
-    report = front_end([folder / path.name], folder)
+    with tempfile.TemporaryDirectory(prefix="aotflax-memory-") as tmp:
+        folder = Path(tmp)
+        (folder / path.name).write_text(text)
+        report = front_end([folder / path.name], folder)
     assert not report.diagnostics, [d.render() for d in report.diagnostics]
     f = report.files[0]
     _, importer = import_generated({f.out_rel: f.text}, render_runtime())

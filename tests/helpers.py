@@ -8,7 +8,9 @@ returns the rendered diagnostics of a model that must fail.
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import shutil
 import tempfile
 import textwrap
 from pathlib import Path
@@ -21,10 +23,20 @@ from aotflax.verify import import_generated, verify_module
 
 HEADER = "from aotflax import nn, aot\nimport jax\nimport jax.numpy as jnp\n\n"
 _counter = itertools.count()
+_scratch: list[Path] = []
+
+
+def scratch_folder() -> Path:
+    """A new empty folder below this test process's scratch root, which is removed when
+    the process exits (tests build thousands of models: none may stay in /tmp)."""
+    if not _scratch:
+        _scratch.append(Path(tempfile.mkdtemp(prefix="aotflax-test-")))
+        atexit.register(shutil.rmtree, _scratch[0], True)
+    return Path(tempfile.mkdtemp(dir=_scratch[0]))
 
 
 def write_model(source: str, name: str | None = None, header: bool = True) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="aotflax-test-"))
+    folder = scratch_folder()
     path = folder / f"{name or 'model_%d' % next(_counter)}.py"
     text = textwrap.dedent(source)
     path.write_text((HEADER if header else "") + text)

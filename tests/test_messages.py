@@ -157,3 +157,14 @@ def test_a_failed_append_leaves_no_knock_on_errors() -> None:
     """)
     assert "an axis must be an int, got 0.5" in out
     assert "pop from empty list" not in out and out.count("error[") == 1
+
+
+def test_the_source_line_shown_is_pythons_line_despite_form_feeds() -> None:
+    """Python ends lines only at \\n, \\r\\n and \\r: a form feed (old GNU-style page
+    breaks) or a U+2028 in a comment is a character of its line, so the line shown under
+    an error must not be one the splitting shifted."""
+    out = build_errors("class Net(nn.Module):\n\x0c\n    # a comment \u2028 with a line separator\n"
+                       "    def apply(self, x):\n        return nn.Dense(x, 'a')\n\n\n"
+                       "aot.target('net', Net, x=aot.f32[2, 3])\n")
+    assert "return nn.Dense(x, 'a')\n" in out
+    assert "aot.target('net', Net, x=aot.f32[2, 3])\n" in out
