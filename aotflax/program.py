@@ -214,9 +214,14 @@ class OpInfo:
     shared: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Op:
-    """One emitted statement group: a template rendered with code arguments."""
+    """One emitted statement group: a template rendered with code arguments.
+
+    Never changed once made (`dataclasses.replace` makes a changed copy), but not a
+    frozen dataclass: a build makes one per statement, and a frozen dataclass's
+    `__init__` pays `object.__setattr__` for each of its eleven fields.
+    """
 
     #: Template name under templates/ (e.g. "ops/call.j2", "layers/dense.j2").
     template: str
@@ -251,9 +256,13 @@ class Op:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ParamDecl:
-    """A parameter (or state variable) of the Linen-style variable tree."""
+    """A parameter (or state variable) of the Linen-style variable tree.
+
+    Never changed once made; not frozen for the same reason as `Op` (one per parameter
+    per enclosing function: thousands in a ResNet file).
+    """
 
     #: Path below the collection root, e.g. ("block_0", "Conv_0", "kernel").
     path: tuple[str, ...]

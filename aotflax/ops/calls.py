@@ -91,18 +91,22 @@ def value_code(value: Any) -> Code:
 
 def remember_ints(out: Tensor, data: Any) -> Tensor:
     """Record the value of an integer array made from static ints (`Tensor.known`)."""
-    def ints(v: Any) -> Any:
-        if isinstance(v, (tuple, list)):
-            items = [ints(i) for i in v]
-            return None if any(i is None for i in items) else tuple(items)
-        return v if isinstance(v, int) and not isinstance(v, bool) else None
-
     if dt.is_integer(out.dtype) and (isinstance(data, (tuple, list)) and len(data) <= 64
                                      or isinstance(data, int)):
-        known = ints(data)
+        known = _ints(data)
         if known is not None:
             object.__setattr__(out, "known", known)  # set once, as the array is made
     return out
+
+
+def _ints(v: Any) -> Any:
+    """Static ints (nested in tuples and lists) as an int or tuples of ints, else None.
+
+    (Module-level: a recursive closure would be a reference cycle, cyclic garbage.)"""
+    if isinstance(v, (tuple, list)):
+        items = [_ints(i) for i in v]
+        return None if any(i is None for i in items) else tuple(items)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def aval_of(value: Any) -> tuple[tuple[int, ...], str, bool] | None:

@@ -286,14 +286,15 @@ def _conv_extra(lhs_dil: tuple[int, ...], rhs_dil: tuple[int, ...], groups: int)
     return extra
 
 
-def _conv_planned(call: LayerCall, x: Tensor, key: tuple | None, plan: _ConvPlan) -> Tensor:
+def _conv_planned(call: LayerCall, x: Tensor, counts: dict[str, int] | None,
+                  plan: _ConvPlan) -> Tensor:
     """`conv` at one call site, from its plan: its declarations and its op."""
     pdt, dtype = plan.param_dtype, plan.dtype
     kernel = call.param("kernel", plan.kernel_shape, pdt, call.initializer("kernel_init"))
     bias = call.param("bias", (plan.features,), pdt, call.initializer("bias_init")) \
         if plan.bias else None
     out = call.out(plan.shape, dtype)
-    count = plans.flops(key, "layers/conv.j2")
+    count = plans.flops(counts, "layers/conv.j2")
     counted = call.emit("layers/conv.j2", {
         "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
         "strides": plan.strides, "padding": plan.padding, "extra": plan.extra,
@@ -301,7 +302,7 @@ def _conv_planned(call: LayerCall, x: Tensor, key: tuple | None, plan: _ConvPlan
         "bias": Code.of(" + ", feature_view(cast(bias, pdt, dtype), len(plan.shape)))
         if bias is not None else "",
     }, [out], stem="conv", flops=count)
-    plans.record_flops(key, "layers/conv.j2", counted)
+    plans.record_flops(counts, "layers/conv.j2", counted)
     return out
 
 

@@ -196,7 +196,7 @@ def _batch_norm_plan(call: LayerCall, x: Tensor) -> _BatchNormPlan:
         "layers/batch_norm.j2" if fast else "layers/batch_norm_centered.j2", False)
 
 
-def _batch_norm_planned(call: LayerCall, x: Tensor, key: tuple | None,
+def _batch_norm_planned(call: LayerCall, x: Tensor, counts: dict[str, int] | None,
                         plan: _BatchNormPlan) -> Tensor:
     """`batch_norm` at one call site, from its plan: its declarations and its op."""
     fs = plan.feature_shape
@@ -221,9 +221,9 @@ def _batch_norm_planned(call: LayerCall, x: Tensor, key: tuple | None,
         prefix = getattr(call.scope, "prefix", ())
         _hint(call, new_stats, f"{prefix[-1] if prefix else 'batch_norm'}_stats")
         outputs.append(new_stats)
-    count = plans.flops(key, plan.template)
+    count = plans.flops(counts, plan.template)
     counted = call.emit(plan.template, args, outputs, stem="norm", flops=count)
-    plans.record_flops(key, plan.template, counted)
+    plans.record_flops(counts, plan.template, counted)
     if not plan.eval:
         call.set_state_tree(BATCH_STATS, outputs[1])
     return out

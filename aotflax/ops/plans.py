@@ -35,10 +35,9 @@ from .registry import CallError
 
 P = TypeVar("P")
 
-#: Plans by key; a model has a few hundred keys, a long session is cleared now and then.
-_PLANS: dict[tuple, Any] = {}
-#: FLOP counts by (plan key, template): what the first op of a key counted.
-_FLOPS: dict[tuple, int] = {}
+#: Plan and FLOP counts by key: the counts (by template) are what the first op of the key
+#: counted.  A model has a few hundred keys; a long session is cleared now and then.
+_PLANS: dict[tuple, tuple[Any, dict[str, int]]] = {}
 _LIMIT = 1 << 14
 
 #: Static values keyed by their own value, with their exact type.
@@ -67,9 +66,10 @@ def exact_key(value: Any) -> Any:
 
 
 def lookup(call: Any, compute: Callable[[Any, Tensor], P], data: str,
-           static: tuple[str, ...]) -> tuple[tuple, P] | None:
-    """(key, plan) of `call`: `compute(call, x)` for the array argument `data` and the
-    static arguments `static` (every argument the plan reads), once per key.
+           static: tuple[str, ...]) -> tuple[dict[str, int], P] | None:
+    """(FLOP counts, plan) of `call`: `compute(call, x)` for the array argument `data` and
+    the static arguments `static` (every argument the plan reads), once per key, and the
+    FLOPs its ops counted by template (`flops`, `record_flops`), shared by the key's calls.
 
     **Returns:** None when the call has no key or `compute` reports an error: the caller
     then runs its rule as written.
@@ -96,25 +96,24 @@ def lookup(call: Any, compute: Callable[[Any, Tensor], P], data: str,
         parts.append(t)
         parts.append(k)
     key = tuple(parts)
-    plan = _PLANS.get(key)
-    if plan is None:
+    found = _PLANS.get(key)
+    if found is None:
         try:
             plan = compute(call, x)
         except CallError:
             return None
         if len(_PLANS) >= _LIMIT:
             _PLANS.clear()
-            _FLOPS.clear()
-        _PLANS[key] = plan
-    return key, plan
+        found = _PLANS[key] = (plan, {})
+    return found[1], found[0]
 
 
 def run(call: Any, compute: Callable[[Any, Tensor], P],
-        at_call: Callable[[Any, Tensor, tuple | None, P], Tensor], data: str,
+        at_call: Callable[[Any, Tensor, dict[str, int] | None, P], Tensor], data: str,
         static: tuple[str, ...]) -> Tensor:
-    """A planned rule: `at_call(call, x, key, plan)` with the cached plan of its key, or,
-    without a key or when `compute` reports an error, with a plan of this call alone
-    (computed again, which reports the error).  For a call planned alone a Python value
+    """A planned rule: `at_call(call, x, counts, plan)` with the cached plan of its key and
+    its FLOP counts, or, without a key or when `compute` reports an error, with a plan of
+    this call alone (computed again, which reports the error; `counts` None).  For a call planned alone a Python value
     becomes its (floating) constant op once, and the plan reads that array (`call.args`
     holds it)."""
     found = lookup(call, compute, data, static)
@@ -125,17 +124,17 @@ def run(call: Any, compute: Callable[[Any, Tensor], P],
     return at_call(call, x, None, compute(call, x))
 
 
-def flops(key: tuple | None, template: str) -> int | None:
-    """FLOPs an op of `template` counted for this key before (None: not yet, or no key)."""
-    return None if key is None else _FLOPS.get((key, template))
+def flops(counts: dict[str, int] | None, template: str) -> int | None:
+    """FLOPs an op of `template` counted for this key before (None: not yet, or no key:
+    a call planned alone has no `counts`)."""
+    return None if counts is None else counts.get(template)
 
 
-def record_flops(key: tuple | None, template: str, count: int) -> None:
-    if key is not None:
-        _FLOPS[(key, template)] = count
+def record_flops(counts: dict[str, int] | None, template: str, count: int) -> None:
+    if counts is not None:
+        counts[template] = count
 
 
 def clear() -> None:
     """Forget every plan (tests measuring the uncached path)."""
     _PLANS.clear()
-    _FLOPS.clear()

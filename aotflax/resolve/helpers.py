@@ -186,19 +186,23 @@ def result_code_of(value: Any, fn: FunctionState) -> tuple[Code, list[Tensor]]:
 
 def unpack_code(template: Any, result: Any, new_state: list[TreeVar]) -> Code:
     """Assignment target for a module call: `y`, `a, b`, `y, new_batch_stats`."""
-
-    def one(v: Any) -> Code:
-        if isinstance(v, Tensor):
-            return Code((v,))
-        if isinstance(v, (tuple, list)):
-            inner = Code.join(", ", [one(x) for x in v])
-            return Code.of("(", inner, ",)" if len(v) == 1 else ")")
-        return Code(("_",))
-
-    main = one(result)
+    main = _target_code(result)
     if not new_state:
         return main
     return Code.join(", ", [main] + [Code((s,)) for s in new_state])
+
+
+def _target_code(v: Any) -> Code:
+    """The target unpacking one returned value (`_` where nothing is an array).
+
+    A module-level function, not a closure: a recursive closure is a reference cycle
+    (function -> cell -> function), garbage for the cyclic collector after every call."""
+    if isinstance(v, Tensor):
+        return Code((v,))
+    if isinstance(v, (tuple, list)):
+        inner = Code.join(", ", [_target_code(x) for x in v])
+        return Code.of("(", inner, ",)" if len(v) == 1 else ")")
+    return Code(("_",))
 
 
 def state_result_of(fn: FunctionState) -> tuple[tuple[str, Code], ...]:

@@ -126,9 +126,10 @@ class ModulesMixin:
         fn = FunctionState(self)
         env = Env(module.globals)
         inputs: list[tuple[str, Var]] = []
-        taken = {n for n, v in bound.items() if not _shared_in(v)}
+        shared = {n for n, v in bound.items() if _shared_in(v)}
+        taken = {n for n in bound if n not in shared}
         for name, value in bound.items():
-            if _shared_in(value):
+            if name in shared:
                 # a shared module passed in: its parameters stay where it was created, and
                 # arrive as an argument holding that subtree
                 value = self._receive_shared(name, value, fn, taken)
@@ -170,7 +171,10 @@ class ModulesMixin:
         fname = self._function_name(module.name if method.name == "apply"
                                     else f"{module.name}_{method.name}")
         init_name = self._function_name(f"{fname}_init") if fn.data_init else None
-        hp = ", ".join(f"{k}={shorten(v)}" for k, v in bound.items() if is_static(v))
+        # the hyperparameters: every argument without an array (shared modules too), as
+        # they are now (the body may have appended arrays to a list it was given)
+        static = {k: v for k, v in bound.items() if is_static(v)}
+        hp = ", ".join(f"{k}={shorten(v)}" for k, v in static.items())
         result_code, leaves = result_code_of(result, fn)
         function = Function(
             name=fname, doc=f"{module.name}.{method.name}({hp})",
@@ -180,7 +184,7 @@ class ModulesMixin:
             span=method.span, state_result=state_result_of(fn), hints=dict(fn.hints),
             shared_args=tuple(a.name for a in fn.shared_args), init_name=init_name,
             origin=f"{module.name}.{method.name}", label=ref.label or "",
-            hparams=tuple((k, v) for k, v in bound.items() if is_static(v)),
+            hparams=tuple(static.items()),
             params=tuple(fn.params.values()),
             state=tuple(ParamDecl((c, *p), d.shape, d.dtype, d.init, d.span)
                         for (c, p), d in fn.state.items()))

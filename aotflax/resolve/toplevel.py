@@ -36,7 +36,8 @@ class ModuleGlobals(Env):
     def __init__(self, model: ir.ModelFile, resolver: "Resolver"):
         super().__init__(None)
         self.model = model
-        self.resolver = resolver
+        #: None once the resolver has returned (`resolve.core.resolve` cuts the link).
+        self.resolver: "Resolver | None" = resolver
         #: Names each top-level statement binds (in Python's sense, plus mutations).
         self.names_of: list[tuple[str, ...]] = [bound_names(s) for s in model.body]
         #: Name -> indices of the statements that bind it, in source order.
@@ -97,6 +98,7 @@ class ModuleGlobals(Env):
                 for j in list(self.binders.get(name, ())):
                     if j < i:
                         self.execute(j)
+            assert self.resolver is not None, "top-level statements run while resolving"
             self.resolver._exec_guarded(self.model.body[i], Frame(self, None, None))
         finally:
             self.active.discard(i)
