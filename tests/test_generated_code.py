@@ -126,6 +126,10 @@ def test_instances_and_targets_share_one_function_per_computation(widths) -> Non
     # sizes that differ between the uses are written by name
     assert "f32[batch, height, width, features]" in text.split("def block(")[1]
     assert "f32[batch, height // 4, width // 4, 16]" in text.split("def net(")[1]
+    # a size that depends on the stride each use passes reads it (blocks with and
+    # without a stride share the projected block)
+    assert "f32[batch, height // strides[0], width // strides[1], features]" in \
+        text.split("def block_with_proj(")[1].split("\ndef ")[0]
 
 
 def test_shared_functions_compute_what_their_instances_did(widths) -> None:
