@@ -1046,6 +1046,9 @@ class _DimNames:
         found = self.hps.get(vec) or self.axes.get((vec, rank, axis))
         if found is not None:
             return found
+        for values, name, k in self.divisors:  # an item of a tuple: `kernel_size[1]`
+            if k is not None and values == vec:
+                return name
         # the same axis of an input, scaled (`height // 2`), before another axis that
         # happens to have the same sizes (a batch of 2 and 4 beside heights of 2 and 4)
         same = [(v, n) for (v, r, a), n in self.axes.items() if (r, a) == (rank, axis)]
