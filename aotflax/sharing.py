@@ -698,7 +698,9 @@ def _name_groups(plan: Plan) -> None:
                            for name in target_names.target_globals(t.name)}
     # the values of every function (and attributes); members share most of their lines
     # (strings and names never span lines: the lines' names are the code's)
-    lines = {line for member in plan.members.values() for line in member.code.split("\n")}
+    # (instances of one structure often have the same code: each code is split once)
+    codes = {member.code for member in plan.members.values()}
+    lines = {line for code in codes for line in code.split("\n")}
     used.update(_identifiers(_STRING.sub("", "\n".join(lines))))
     for (base, kind), groups in by_base.items():
         names = _variant_names(base, groups, plan.values)
@@ -927,7 +929,11 @@ def render_group(plan: Plan, group: Group) -> str:
     text_lines = []
     members = [m.body.lines for m in group.members]
     for i, code in enumerate(body_lines):
-        text_lines.append(code + dims.comment(first.lines[i], [m[i].shows for m in members]))
+        line = first.lines[i]
+        # the other members' arrays are read only for a line that shows some (a variable
+        # tree's lines show none)
+        shows = [m[i].shows for m in members] if line.shows else []
+        text_lines.append(code + dims.comment(line, shows))
     return template("function.py.j2").jinja.render(
         name=group.name, args=", ".join(args), decorators=[d.lstrip("@") for d in decorators],
         doc=_docstring(plan, group), lines=text_lines, result=result)
