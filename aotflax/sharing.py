@@ -990,7 +990,8 @@ def _wrap(text: str, width: int = 88) -> list[str]:
 class _DimNames:
     """Names for the dimensions that differ between the members of a group: a
     hyperparameter with those values (`filters`), else the axis of an input it is
-    (`batch`, `height`, `width`), else a multiple or fraction of one (`height // 2`)."""
+    (`batch`, `height`, `width`), else a multiple or fraction of one (`height // 2`,
+    `height // strides[0]`)."""
 
     def __init__(self, group: Group):
         self.group = group
@@ -1006,6 +1007,9 @@ class _DimNames:
         self.axes: dict[tuple[tuple[int, ...], int, int], str] = {}
         self.vectors: dict[tuple[int, ...], str] = {}
         self.taken: set[str] = set()
+        #: (values, name) of the varying ints a size may be divided by: hyperparameters,
+        #: and items of tuple hyperparameters (`strides[0]`).
+        self.divisors: list[tuple[tuple[int, ...], str, int | None]] = []
         for name, values in _candidates(group):
             if name.startswith("\x01"):
                 continue
@@ -1014,6 +1018,13 @@ class _DimNames:
                 if len(set(vec)) > 1 and vec not in self.hps:
                     self.hps[vec] = name
                     self.taken.add(name)
+                    self.divisors.append((vec, name, None))
+            elif all(isinstance(v, tuple) and len(v) == len(values[0]) and all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in v) for v in values):
+                for k in range(len(values[0])):
+                    vec = tuple(v[k] for v in values)
+                    if len(set(vec)) > 1:
+                        self.divisors.append((vec, f"{name}[{k}]", k))
         inputs = [m.body.function.inputs for m in group.members]
         for i, (arg, t) in enumerate(inputs[0]):
             if not isinstance(t, Tensor):
@@ -1041,6 +1052,9 @@ class _DimNames:
         found = self.hps.get(vec) or self.axes.get((vec, rank, axis))
         if found is not None:
             return found
+        for values, name, k in self.divisors:  # an item of a tuple: `kernel_size[1]`
+            if k is not None and values == vec:
+                return name
         # the same axis of an input, scaled (`height // 2`), before another axis that
         # happens to have the same sizes (a batch of 2 and 4 beside heights of 2 and 4)
         same = [(v, n) for (v, r, a), n in self.axes.items() if (r, a) == (rank, axis)]
@@ -1054,6 +1068,14 @@ class _DimNames:
             scaled = _relation(vec, values)
             if scaled is not None:
                 return scaled.format(name)
+        # the same axis of an input divided by a varying hyperparameter (`height //
+        # strides[0]`: a strided convolution of blocks with and without a stride); of the
+        # items of one tuple, the one at this spatial axis first
+        for values, name in same:
+            fits = [(k != axis - 1, d) for vals, d, k in self.divisors
+                    if all(s > 0 and v == x // s for v, x, s in zip(vec, values, vals))]
+            if fits:
+                return f"{name} // {min(fits)[1]}"
         name, n = "n", 1
         while name in self.taken:
             name, n = f"n{n}", n + 1

@@ -111,6 +111,8 @@ class SizeTuple(tuple):
 
     code: Code
     prec: int
+    #: A slice of another (`x.shape[1:3]`): an item reads as itself (`x.shape[1]`).
+    sliced: bool = False
 
     def __new__(cls, items: Any, code: Code, prec: int = ATOM) -> "SizeTuple":
         self = tuple.__new__(cls, items)
@@ -127,8 +129,12 @@ class SizeTuple(tuple):
             text = _slice_text(index)
             if text is None:
                 return tuple(item)
-            return SizeTuple(item, Code.of(me, f"[{text}]"))
+            part = SizeTuple(item, Code.of(me, f"[{text}]"))
+            part.sliced = True
+            return part
         if isinstance(index, int) and not isinstance(index, (bool, Size)):
+            if self.sliced and isinstance(item, Size):  # `x.shape[1]`, not `x.shape[1:3][0]`
+                return item
             return Size(int(item), Code.of(me, f"[{literal(index)}]"))  # as the model indexes it
         return item
 

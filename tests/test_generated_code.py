@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import build
+from helpers import build, emit
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = sorted(p for p in (ROOT / "generated").glob("*.py") if not p.name.startswith("_"))
@@ -126,6 +126,10 @@ def test_instances_and_targets_share_one_function_per_computation(widths) -> Non
     # sizes that differ between the uses are written by name
     assert "f32[batch, height, width, features]" in text.split("def block(")[1]
     assert "f32[batch, height // 4, width // 4, 16]" in text.split("def net(")[1]
+    # a size that depends on the stride each use passes reads it (blocks with and
+    # without a stride share the projected block)
+    assert "f32[batch, height // strides[0], width // strides[1], features]" in \
+        text.split("def block_with_proj(")[1].split("\ndef ")[0]
 
 
 def test_shared_functions_compute_what_their_instances_did(widths) -> None:
@@ -226,3 +230,22 @@ def test_a_display_no_hyperparameter_explains_is_one_keyword_named_after_its_key
         h = jax.lax.conv_general_dilated(h, kernel, s, pad,
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
     np.testing.assert_allclose(y, h, rtol=1e-6, atol=1e-6)
+
+
+def test_a_size_that_is_an_item_of_a_tuple_hyperparameter_is_named_by_it() -> None:
+    """A kernel of shape `window` in three instances of three windows: its comment reads
+    `f32[window[0], window[1]]`, as a reader would write it, not invented names."""
+    text, _ = emit("""
+    class Box(nn.Module):
+        def apply(self, x, window):
+            k = self.param("kernel", window, nn.initializers.ones)
+            return x * jnp.sum(k)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Box(x, (1, 3)) + Box(x, (3, 1)) + Box(x, (2, 2))
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    box = text.split("def box(")[1].split("\ndef ")[0]
+    assert 'k = params["kernel"]' in box and "f32[window[0], window[1]]" in box

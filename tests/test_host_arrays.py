@@ -342,6 +342,10 @@ def test_numpy_on_static_ints_gives_static_sizes():
     assert y.shape == (1, 8, 10, 4) and half.shape == (1, 4, 10, 4) and zeros.shape == (18,)
     np.testing.assert_allclose(np.asarray(y), np.asarray(want), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(half), np.asarray(want)[:, :4])
+    # the items keep the code that computes them, so the function reads its sizes from its
+    # input as a person writes it (and instances of other sizes could share it)
+    up = m.__aotflax_text__.split("def up_crop(")[1].split("\ndef ")[0]
+    assert "out_h = 2 * x.shape[1]" in up and "y[:, :out_h, 1:out_w + 1, :]" in up
 
 
 def test_a_numpy_store_makes_static_items_unknown():

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import build, build_errors, scope_hash
+from helpers import build, build_errors, perturbed, scope_hash
 
 RNG = np.random.default_rng(0)
 
@@ -219,6 +219,65 @@ def test_state_threads_through_nested_modules():
     assert set(state["batch_stats"]) == {"Block_0", "second"}
     _, new_state = m.t.apply(params, state, _x(3, 5))
     assert not np.allclose(new_state["batch_stats"]["second"]["BatchNorm_0"]["mean"], 0.0)
+
+
+def test_state_a_call_leaves_unchanged_is_returned_as_given():
+    """Eval-mode statistics come back as they were given: a block that changes none
+    returns its subtree, its caller writes `x, _ = block(...)`, and a caller in which
+    nothing changed returns its own argument; beside a child that updates, the unchanged
+    subtrees are the ones given (not rebuilt leaf by leaf). Outputs and new statistics
+    equal Linen's `apply(..., mutable=["batch_stats"])`."""
+    m = build("""
+    class Block(nn.Module):
+        def apply(self, x, train: bool):
+            return nn.relu(nn.BatchNorm(nn.Dense(x, 4), use_running_average=not train))
+
+    class Net(nn.Module):
+        def apply(self, x, tune: bool):
+            x = Block(x, train=False)
+            x = nn.BatchNorm(x, use_running_average=True, name="top")
+            return Block(x, train=tune, name="tuned")
+
+    aot.target("mixed", Net.partial(tune=True), x=aot.f32[3, 5])
+    aot.target("frozen", Net.partial(tune=False), x=aot.f32[3, 5])
+    """)
+    text = m.__aotflax_text__
+    assert 'x, _ = block(params["Block_0"], batch_stats["Block_0"], x)' in text
+    assert ('{"Block_0": batch_stats["Block_0"], "top": batch_stats["top"], '
+            '"tuned": tuned_batch_stats}') in text
+    assert "return block_out, batch_stats\n" in text  # the frozen target: nothing changed
+
+    class LBlock(ln.Module):
+        train: bool
+
+        @ln.compact
+        def __call__(self, x):
+            return ln.relu(ln.BatchNorm(use_running_average=not self.train)(ln.Dense(4)(x)))
+
+    class LNet(ln.Module):
+        tune: bool
+
+        @ln.compact
+        def __call__(self, x):
+            x = LBlock(False, name="Block_0")(x)
+            x = ln.BatchNorm(use_running_average=True, name="top")(x)
+            return LBlock(self.tune, name="tuned")(x)
+
+    x = _x(3, 5)
+    for name, tune in (("mixed", True), ("frozen", False)):
+        target = getattr(m, name)
+        params, state = target.init(jax.random.key(1))
+        state = perturbed(state, seed=2, scale=0.5)
+        state = jax.tree.map(jnp.abs, state)  # variances stay positive
+        y, new_state = target.apply(params, state, x)
+        want, want_state = LNet(tune).apply({"params": params, **state}, x,
+                                            mutable=["batch_stats"])
+        np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+                     new_state, dict(want_state))
+        changed = not np.allclose(new_state["batch_stats"]["tuned"]["BatchNorm_0"]["mean"],
+                                  state["batch_stats"]["tuned"]["BatchNorm_0"]["mean"])
+        assert changed == tune
 
 
 # ================================================================ dropout and make_rng

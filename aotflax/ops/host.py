@@ -24,6 +24,7 @@ on one-element probe arrays of known dtypes, under size limits.
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -346,6 +347,9 @@ class HostCall(FnCall):
     #: The function being resolved, or None for numpy at module level (nothing is emitted).
     ctx: Any
     replacement: Code | None = None
+    #: The arguments by name as the model passed them, sizes with the code that reads
+    #: them from arrays (`x.shape[1:3]`); numpy itself gets them as plain ints (`args`).
+    sized: dict[str, Any] | None = None
 
 
 def call_code(call: FnCall) -> Code:
@@ -384,7 +388,7 @@ def _no_out(call: FnCall) -> None:
 
 
 def elementwise(call: FnCall, ufunc: np.ufunc, operands: list[Any], *,
-                stem: str | None = None) -> Any:
+                stem: str | None = None, sized: list[Any] | None = None) -> Any:
     """A ufunc on host operands: static when all are numbers, else a host array."""
     avals = [aval(v, call.written) for v in operands]
     shape = _shape_of(call, sh.broadcast_shapes, *[s for s, _ in avals])
@@ -396,9 +400,39 @@ def elementwise(call: FnCall, ufunc: np.ufunc, operands: list[Any], *,
         known = [_known_operand(v) for v in operands]
         if all(k is not None for k in known):  # numpy on static ints: keep its items
             ints = _static_ints(evaluate(ufunc, call.written, *known), shape, _concrete(dtype))
+            if ints is not None:
+                ints = _with_sizes(ufunc, sized or operands, ints)
     scalar = all(not s for s, _ in avals) and not any(
         isinstance(v, HostArray) and not v.scalar for v in operands)
     return new_array(call, shape, dtype, call_code(call), stem or _stem(call), scalar, ints)
+
+
+#: Ufuncs that are Python's operators on ints (for sizes that keep their code).
+_INT_OPERATORS: dict[str, Callable[..., Any]] = {
+    "add": operator.add, "subtract": operator.sub, "multiply": operator.mul,
+    "floor_divide": operator.floordiv, "negative": operator.neg, "positive": operator.pos,
+}
+
+
+def _with_sizes(ufunc: np.ufunc, operands: list[Any], ints: tuple[int, ...]) -> tuple[int, ...]:
+    """`ints` (numpy's items), each with the code that computes it where the operands
+    read sizes from arrays: `out_h, out_w = np.multiply(strides, x.shape[1:3])` slices
+    with `x.shape[1] * 2`, as a person writes it, not a number a shared function must
+    take. Python's arithmetic on the operands' items must give numpy's items."""
+    op = _INT_OPERATORS.get(ufunc.__name__)
+    if op is None:
+        return ints
+    columns = []
+    for v in operands:
+        items = v.static_ints() if isinstance(v, HostArray) else v
+        if not isinstance(items, (tuple, list)):
+            items = (items,)
+        if len(items) not in (1, len(ints)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in items):
+            return ints
+        columns.append(items)
+    out = tuple(op(*(c[k if len(c) > 1 else 0] for c in columns)) for k in range(len(ints)))
+    return out if out == ints else ints
 
 
 def _static_operand(value: Any) -> Any:
@@ -446,7 +480,9 @@ def _ufunc_rule(name: str, arity: int) -> Callable[[FnCall], Any]:
 
     def rule(call: FnCall) -> Any:
         names = [p.name for p in call.entry.signature.params[:arity]]
-        return elementwise(call, ufunc, [call.args[n] for n in names])
+        given = call.sized if isinstance(call, HostCall) else None
+        return elementwise(call, ufunc, [call.args[n] for n in names],
+                           sized=None if given is None else [given.get(n) for n in names])
 
     return rule
 
@@ -660,6 +696,11 @@ def _array(call: FnCall) -> Any:
     if _all_static(obj) and len(shape) == 1 and shape[0] <= MAX_STATIC_INTS:
         ints = _static_ints(evaluate(np.array, call.written, obj, dtype=dtype, ndmin=ndmin),
                             shape, dtype)
+        given = call.sized if isinstance(call, HostCall) else None
+        if ints is not None and given is not None:  # `np.array(x.shape[1:3])`
+            items = given.get("object", given.get("a"))
+            if isinstance(items, (tuple, list)) and tuple(items) == ints:
+                ints = tuple(items)
     return new_array(call, shape, dtype, call_code(call), "table", ints=ints)
 
 

@@ -9,6 +9,7 @@ from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
 from ..quoting import identifier
+from ..sizes import has_code
 from ..values import describe_value
 from .arrays import clip, emit_same, reduction, shape_rule, simple
 from .calls import FnCall, aval_of, value_code
@@ -20,12 +21,11 @@ from .stochastic import RngKey, is_raw_key
 
 
 def _index_code(item: Any) -> Code:
-    if isinstance(item, slice):
-        parts = ["" if v is None else str(v) for v in (item.start, item.stop)]
-        text = ":".join(parts)
-        if item.step is not None:
-            text += f":{item.step}"
-        return Code((text,))
+    if isinstance(item, slice):  # bounds read from arrays keep their code (`:x.shape[1] - 1`)
+        bounds = (item.start, item.stop) if item.step is None else \
+            (item.start, item.stop, item.step)
+        return Code.join(":", [Code(("",)) if v is None else value_code(v) if has_code(v)
+                               else Code((str(v),)) for v in bounds])
     if item is None:
         return Code(("None",))
     if item is Ellipsis:

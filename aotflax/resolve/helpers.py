@@ -6,6 +6,7 @@ import builtins
 import keyword
 import operator
 import string
+from collections.abc import Sequence
 from typing import Any
 
 from .. import ir, quoting, safety, target_names
@@ -184,12 +185,13 @@ def result_code_of(value: Any, fn: FunctionState) -> tuple[Code, list[Tensor]]:
     return value_code(value), leaves
 
 
-def unpack_code(template: Any, result: Any, new_state: list[TreeVar]) -> Code:
-    """Assignment target for a module call: `y`, `a, b`, `y, new_batch_stats`."""
+def unpack_code(template: Any, result: Any, new_state: Sequence[TreeVar | None]) -> Code:
+    """Assignment target for a module call: `y`, `a, b`, `y, new_batch_stats` (`_` for a
+    collection the call returns unchanged: None in `new_state`)."""
     main = _target_code(result)
     if not new_state:
         return main
-    return Code.join(", ", [main] + [Code((s,)) for s in new_state])
+    return Code.join(", ", [main] + [Code((s if s is not None else "_",)) for s in new_state])
 
 
 def _target_code(v: Any) -> Code:
@@ -206,11 +208,16 @@ def _target_code(v: Any) -> Code:
 
 
 def state_result_of(fn: FunctionState) -> tuple[tuple[str, Code], ...]:
-    """For each collection, a nested dict display of the current state values."""
+    """For each collection, a nested dict display of the current state values: a subtree
+    in which nothing changed is the one given (`batch_stats["bn_init"]`), a collection in
+    which nothing changed is the argument itself."""
     out = []
     for coll in fn.collections:
         tree: dict[str, Any] = {}
-        if not any(c == coll for c, _ in fn.state_values):
+        # every prefix of a changed path: the subtrees in which something changed
+        changed = {path[:i] for c, path in fn.state_values if c == coll
+                   for i in range(1, len(path) + 1)}
+        if not changed:
             out.append((coll, Code((coll,))))  # nothing changed: the state it was given
             continue
         for c, path in fn.state:
@@ -222,8 +229,10 @@ def state_result_of(fn: FunctionState) -> tuple[tuple[str, Code], ...]:
                 if (c, path[:i]) in fn.state_values:
                     value = (path[:i], fn.state_values[(c, path[:i])])
                     break
-            if value is None:
-                value = (path, Code((subscript_path(coll, path),)))
+            if value is None:  # the largest subtree around it in which nothing changed
+                i = next((i for i in range(1, len(path) + 1) if path[:i] not in changed),
+                         len(path))
+                value = (path[:i], Code((subscript_path(coll, path[:i]),)))
             node = tree
             p, v = value
             for part in p[:-1]:

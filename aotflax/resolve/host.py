@@ -16,7 +16,7 @@ from ..diagnostics import Span
 from ..ops import CallError, Entry, host
 from ..ops.host import HostArray, HostCall
 from ..program import Code, Tensor
-from ..sizes import plain
+from ..sizes import has_code, plain
 from ..values import (
     POISON,
     BoundMethod,
@@ -50,11 +50,16 @@ class HostMixin:
     def _host_call(self: Resolver, entry: Entry, written: str, args: list, kwargs: dict, span: Span,
                    frame: Frame) -> Any:
         """`np.zeros(...)`, `np.sin(x)`: a numpy function of the table."""
-        # numpy runs at build time: sizes are the ints they are (no code to read them)
+        # numpy runs at build time: sizes are the ints they are (no code to read them);
+        # what numpy makes of them keeps their code (`HostCall.sized`)
+        sized = any(has_code(a) for a in args) or any(has_code(v) for v in kwargs.values())
+        given = (args, kwargs)
         args, kwargs = [plain(a) for a in args], {k: plain(v) for k, v in kwargs.items()}
         try:
             bound = entry.signature.bind(written, args, kwargs)
             call = HostCall(entry, written, bound, list(args), dict(kwargs), span, frame.fn)
+            if sized:
+                call.sized = entry.signature.bind(written, list(given[0]), dict(given[1]))
             return entry.rule(call)
         except CallError as e:
             raise self.error(e.code, e.message, e.span or span, hint=e.hint,

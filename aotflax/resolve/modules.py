@@ -346,14 +346,21 @@ class ModulesMixin:
             call_args.append(rng_arg)
         result = copy_result(spec.result, fn)
         outs: list[Var] = list(tensors(result))
-        new_state = [TreeVar(f"new {c}") for c in callee.state_collections]
+        # a collection the callee returns as it was given (eval-mode batch statistics) is
+        # unchanged here too: `x, _ = block(...)`, and this function returns it as given
+        returned = dict(callee.state_result) if callee.init_name is None else {}
+        new_state: list[TreeVar | None] = [
+            None if returned.get(c) == Code((c,)) else TreeVar(f"new {c}")
+            for c in callee.state_collections]
         for coll, var in zip(callee.state_collections, new_state):
-            fn.state_values[(coll, prefix)] = var
-            fn.hint(var, f"{child_name}_{coll}")
+            if var is not None:
+                fn.state_values[(coll, prefix)] = var
+                fn.hint(var, f"{child_name}_{coll}")
         target = unpack_code(spec.result, result, new_state)
         fn.emit("ops/module_call.j2",
                 {"target": target, "call": call_code(callee, call_args)},
-                tuple(outs) + tuple(new_state), span, f"{ref.class_name.lower()}_out",
+                tuple(outs) + tuple(v for v in new_state if v is not None), span,
+                f"{ref.class_name.lower()}_out",
                 info=OpInfo(path=prefix, module=ref.class_name, callee=callee,
                             shared=instance.shared_arg is not None),
                 init_args=None if init_args is None else {
