@@ -6,13 +6,22 @@ every stage sees all of it, and the same stack from a static loop), and prints t
 stage.  Goals: <= 50 ms per zoo file, <= 2 s for 2,000 layers, and growth
 linear in the number of layers (the per-layer time must stay flat).
 
-    python bench/static_stages.py [--runs 5] [--sizes 250 500 1000 2000]
+    python bench/static_stages.py [--runs 5] [--sizes 250 500 1000 2000] [--instructions]
+
+CPU time on a shared or virtual machine varies by a third from run to run; with
+`--instructions` the zoo files are also measured in instructions per front-end run
+(valgrind's cachegrind on a child process: 5 runs less 0 runs, so start-up and imports
+cancel), which repeat within about 1%: what to compare two versions of the code by.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,6 +109,38 @@ def measure(path: Path, runs: int) -> dict[str, float]:
     return {k: statistics.median(s[k] for s in samples) for k in samples[0]}
 
 
+_CHILD = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from aotflax import driver
+path = Path({path!r})
+for _ in range({runs}):
+    driver.front_end([path], path.parent)
+"""
+
+
+def instructions(path: Path, runs: int = 5) -> float | None:
+    """Instructions of one front-end run on `path` (None without valgrind)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+
+    def count(n: int) -> int:
+        code = _CHILD.format(root=str(ROOT), path=str(path), runs=n)
+        proc = subprocess.run([valgrind, "--tool=cachegrind", "--cache-sim=no",
+                               "--cachegrind-out-file=/dev/null", sys.executable, "-c", code],
+                              capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "PYTHONHASHSEED": "0"})
+        found = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+        if proc.returncode != 0 or found is None:
+            raise SystemExit(f"valgrind failed on {path}:\n{proc.stderr[-2000:]}")
+        return int(found.group(1).replace(",", ""))
+
+    # one warm-up run in both, as `measure` does
+    return (count(runs + 1) - count(1)) / runs
+
+
 def _row(name: str, size: str, lines: int, t: dict[str, float], extra: str) -> str:
     ms = {k: v * 1000 for k, v in t.items()}
     return (f"{name:<18} {size:>6} {lines:>6} {ms['parse']:>9.1f} {ms['resolve']:>9.1f} "
@@ -111,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per case (median)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000, 2000])
     parser.add_argument("--models", default=str(ROOT / "models"))
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions per run of each zoo file (valgrind)")
     args = parser.parse_args(argv)
 
     print(f"median of {args.runs} runs, CPU milliseconds of this process (a busy machine "
@@ -151,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  growth ({kind}): per-layer time at {hi} layers is {ratio:.2f}x that at "
                       f"{lo}: {'linear' if linear else 'SUPERLINEAR'} (limit {LINEAR_SLACK}x)")
     print(f"jax imported by the front end: {'yes' if 'jax' in sys.modules else 'no'}")
+    if args.instructions:
+        print("\ninstructions per front-end run (cachegrind, 5 runs less 1; repeat within ~1%)")
+        for path in sorted(Path(args.models).glob("*.py")):
+            n = instructions(path)
+            print(f"{path.name:<18} {'valgrind not found' if n is None else f'{n / 1e6:8.1f} M'}",
+                  flush=True)
     return 0 if ok else 1
 
 

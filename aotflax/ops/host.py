@@ -24,9 +24,9 @@ on one-element probe arrays of known dtypes, under size limits.
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 from dataclasses import dataclass
+from operator import add, floordiv, mul, neg, pos, sub
 from typing import Any, Callable
 
 import numpy as np
@@ -409,8 +409,8 @@ def elementwise(call: FnCall, ufunc: np.ufunc, operands: list[Any], *,
 
 #: Ufuncs that are Python's operators on ints (for sizes that keep their code).
 _INT_OPERATORS: dict[str, Callable[..., Any]] = {
-    "add": operator.add, "subtract": operator.sub, "multiply": operator.mul,
-    "floor_divide": operator.floordiv, "negative": operator.neg, "positive": operator.pos,
+    "add": add, "subtract": sub, "multiply": mul, "floor_divide": floordiv, "negative": neg,
+    "positive": pos,
 }
 
 
