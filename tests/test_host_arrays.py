@@ -248,6 +248,7 @@ def test_numpy_misuse_is_located():
             c += 0.5
             e = np.arange(4)
             d = e[e > 1]
+            f = np.arange(None, 8, 2)
             if e.sum() > 1:
                 pass
             return x
@@ -267,6 +268,7 @@ def test_numpy_misuse_is_located():
     assert "boolean mask indexing" in errors
     assert "conditions must be static" in errors
     assert "np.zeros makes a numpy array: it can be used only inside" in errors
+    assert "np.arange needs static numbers as bounds, got None" in errors  # (fuzzed)
 
 
 def test_np_bool_is_the_bool_dtype():

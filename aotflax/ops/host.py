@@ -627,9 +627,10 @@ def _broadcast_to(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int,
 
 def _arange(call: FnCall) -> Any:
     start, stop, step = call.args["start"], call.args["stop"], call.args["step"]
-    for v in (start, stop, step):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.generic))
-                              or isinstance(v, complex)):
+    for i, v in enumerate((start, stop, step)):
+        # (only stop and step may be None: numpy's `arange(None, n)` is a TypeError)
+        if (v is not None or i == 0) and (isinstance(v, bool) or not isinstance(
+                v, (int, float, np.generic)) or isinstance(v, complex)):
             raise CallError("AOT203", f"np.arange needs static numbers as bounds, got "
                             f"{describe_value(v)}")
     lo, hi = (0, start) if stop is None else (start, stop)
