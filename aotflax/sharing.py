@@ -1037,7 +1037,10 @@ class _DimNames:
                 vec = tuple(o.shape[axis] for o in others if isinstance(o, Tensor))
                 if len(set(vec)) == 1 or (vec, t.ndim, axis) in self.axes:
                     continue
-                name = names[axis] if i == 0 else f"{arg}_{names[axis]}"
+                # a hyperparameter may have the axis's name (`channels`, the output's): the
+                # input's is then `in_channels`
+                first = names[axis] if i == 0 else f"{arg}_{names[axis]}"
+                name = next((n for n in (first, f"in_{first}") if n not in self.taken), first)
                 while name in self.taken:
                     name += "_"
                 self.axes[(vec, t.ndim, axis)] = name

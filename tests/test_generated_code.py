@@ -249,3 +249,25 @@ def test_a_size_that_is_an_item_of_a_tuple_hyperparameter_is_named_by_it() -> No
     """)
     box = text.split("def box(")[1].split("\ndef ")[0]
     assert 'k = params["kernel"]' in box and "f32[window[0], window[1]]" in box
+
+
+def test_an_input_axis_named_like_a_hyperparameter_is_the_input_one() -> None:
+    """PyramidNet's blocks take `channels` (their output width) and inputs of varying
+    channels: the input's axis reads `in_channels`, not `channels_`."""
+    text, _ = emit("""
+    class Block(nn.Module):
+        def apply(self, x, channels):
+            x = nn.relu(x)
+            return nn.Conv(x, channels, (1, 1))
+
+    class Net(nn.Module):
+        def apply(self, x):
+            for c in (4, 8, 16):
+                x = Block(x, c)
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 4, 4, 3])
+    """)
+    block = text.split("def block(")[1].split("\ndef ")[0]
+    assert "f32[2, 4, 4, in_channels]" in block and "f32[2, 4, 4, channels]" in block
+    assert "channels_" not in block
