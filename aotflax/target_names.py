@@ -11,11 +11,15 @@ from __future__ import annotations
 #: Names the target templates (target.py.j2, train.py.j2, train_step*.py.j2) bind or
 #: read inside their functions: no emitted function is named like one, and inputs are
 #: renamed around them.
-TEMPLATE_LOCALS = frozenset({
+TARGET_LOCALS = frozenset({
     "params", "state", "rng", "opt_state", "outputs", "loss", "metrics", "grads", "updates",
-    "grad_fn", "new_state", "optax", "jax", "jnp", "np", "_runtime",
-    # the microbatch step's scan body (train_step_microbatches.py.j2)
+    "grad_fn", "new_state", "optax", "jax", "jnp", "np", "_runtime"})
+#: What the microbatch step's scan body binds besides (train_step_microbatches.py.j2):
+#: only a target with microbatches renames its inputs around these (`inputs` is the
+#: usual name of a flax.nn model's input).
+MICROBATCH_LOCALS = frozenset({
     "microbatch", "carry", "inputs", "index", "key", "step_grads", "slices", "zeros"})
+TEMPLATE_LOCALS = TARGET_LOCALS | MICROBATCH_LOCALS
 
 #: Module-level helpers emitted for a target `t`, as `_{t}_{suffix}` (templates/*.j2).
 TARGET_HELPERS = ("apply", "init", "loss", "optimizer", "init_opt", "train_step", "labels",
@@ -37,5 +41,5 @@ def variables_variable(target: str) -> str:
     return f"_{target}_variables"
 
 
-__all__ = ["TARGET_HELPERS", "TEMPLATE_LOCALS", "labels_variable", "target_globals",
-           "variables_variable"]
+__all__ = ["MICROBATCH_LOCALS", "TARGET_HELPERS", "TARGET_LOCALS", "TEMPLATE_LOCALS",
+           "labels_variable", "target_globals", "variables_variable"]

@@ -71,7 +71,9 @@ def _locals(t: TargetProgram, module_names: set[str]) -> Locals:
     """Local names for a target's inputs and new state: the templates' own locals and
     the module's names stay untouched (an input named `params`, `loss` or like a module
     function gets another local name)."""
-    taken = set(module_names) | target_names.TEMPLATE_LOCALS
+    micro = t.train is not None and t.train.microbatches > 1
+    taken = set(module_names) | (target_names.TEMPLATE_LOCALS if micro
+                                 else target_names.TARGET_LOCALS)
     collections = tuple(checked(c, "state collection name")
                         for c in t.function.state_collections)
     new = {c: free_name(f"new_{c}", taken) for c in collections}

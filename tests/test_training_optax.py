@@ -424,3 +424,32 @@ def test_names_of_the_model_file_like_the_microbatch_steps_locals_are_renamed():
 
     want = jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.grad(loss)(params))
     _assert_same(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_an_input_named_inputs_keeps_its_name_except_beside_the_microbatch_scan():
+    """`inputs` is flax.nn's usual input name: the generated entry takes it as `inputs`; only
+    the microbatch step, whose scan body binds `inputs`, renames it, and computes what the
+    whole-batch step computes."""
+    m = build("""
+    import optax
+
+    class Net(nn.Module):
+        def apply(self, inputs):
+            return nn.Dense(inputs, 3)
+
+    def squares(y):
+        return jnp.mean(y ** 2)
+
+    aot.target("net", Net, inputs=aot.f32[4, 2])
+    aot.train_target("whole", Net, loss=squares, optimizer=optax.sgd(0.1), inputs=aot.f32[4, 2])
+    aot.train_target("halves", Net, loss=squares, optimizer=optax.sgd(0.1), microbatches=2,
+                     inputs=aot.f32[4, 2])
+    """)
+    text = m.__aotflax_text__
+    assert "def _net_apply(params, state, inputs, rng=None):" in text
+    assert "def _halves_train_step(params, state, opt_state, inputs_1, " in text
+    params, state = _params(m.whole)
+    x = np.random.RandomState(0).randn(4, 2).astype(np.float32)
+    whole = m.whole.train_step(params, state, m.whole.init_opt(params), x)
+    halves = m.halves.train_step(params, state, m.halves.init_opt(params), x)
+    _assert_same(halves[0], whole[0], rtol=1e-6)
