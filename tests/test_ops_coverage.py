@@ -132,6 +132,7 @@ _SHAPES = [
     "jnp.repeat({x}, 2, axis=1)", "jnp.flip({x}, axis=0)", "jnp.roll({x}, 1, axis=1)",
     "jnp.broadcast_to({x}, (2, 3, 4))", "jnp.tril({x}, k=1)", "jnp.triu({x})",
     "jnp.concatenate([{x}, {x}], axis=1)", "jnp.concatenate([{x}, f], axis=0)",
+    "jax.lax.concatenate([{x}, {x}], 1)", "jax.lax.concatenate((f, f[:1]), dimension=0)",
     "jnp.stack([{x}, {x}], axis=-1)", "jnp.split({x}, 2, axis=1)", "jnp.split({x}, [1], axis=0)",
     "jnp.where(b, {x}, {y})", "jnp.where({x} > 1, {x}, 0)", "jnp.clip({x}, {s}, 5)",
     "jnp.take({x}, n, axis=1)", "jnp.take({x}, n)",

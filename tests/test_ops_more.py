@@ -483,3 +483,22 @@ def test_keys_travel_through_a_scan_carry() -> None:
     (_, total), ys = jax.lax.scan(step, (jax.random.PRNGKey(0), jnp.zeros((4,))), X)
     np.testing.assert_allclose(out[0], total, rtol=1e-6)
     np.testing.assert_allclose(out[1], ys, rtol=1e-6)
+
+
+def test_lax_concatenate_is_strict_like_lax() -> None:
+    """A third-party flax.nn ViT joins its class token with `lax.concatenate`: one dtype,
+    no promotion, and a dimension in range (lax does not count from the end)."""
+    errors = build_errors("""
+    from jax import lax
+
+    class Net(nn.Module):
+        def apply(self, x):
+            a = lax.concatenate([x, x.astype(jnp.int32)], 1)
+            b = lax.concatenate([x, x], -1)
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert "needs operands of one dtype, got float32, int32" in errors
+    assert "use jnp.concatenate, which promotes" in errors
+    assert "dimension -1 is out of range for f32[2, 3]" in errors

@@ -298,6 +298,25 @@ register("stack", ("jnp",), "arrays, axis=0, out=None, dtype=None", _concat_like
          doc="stack along a new axis")
 
 
+def _lax_concatenate(call: FnCall) -> Tensor:
+    """lax is strict: one dtype (no promotion) and a dimension in range (not negative)."""
+    xs = _sequence(call, "operands")
+    dimension = call.int("dimension")
+    dtypes = sorted({x.dtype for x in xs})
+    if len(dtypes) > 1:
+        raise call.fail(f"{call.written} needs operands of one dtype, got {', '.join(dtypes)}",
+                        hint="cast the operands, or use jnp.concatenate, which promotes")
+    if not 0 <= dimension < xs[0].ndim:
+        raise call.fail(f"{call.written}: dimension {dimension} is out of range for "
+                        f"{xs[0].describe()}", "AOT210")
+    shape = shape_rule(call, sh.concatenate, [x.shape for x in xs], dimension)
+    return emit_same(call, tuple(shape), dtypes[0], all(x.weak for x in xs))
+
+
+register("concatenate", ("lax",), "operands, dimension", _lax_concatenate,
+         doc="join along a dimension (one dtype)")
+
+
 def _split(call: FnCall) -> tuple[Tensor, ...]:
     x = call.tensor("ary")
     shapes = shape_rule(call, sh.split, x.shape, call.args["indices_or_sections"],

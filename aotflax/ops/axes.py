@@ -425,7 +425,7 @@ def _concatenate(view: OpView) -> Flow:
     out = _out(view)
     if out is None:
         return Flow()
-    axis = _axis(view.bound("axis", 0), out.ndim)
+    axis = _axis(view.bound("dimension", view.bound("axis", 0)), out.ndim)  # lax's, jnp's
     return _flow([(t, tuple(Mix("concatenates along it") if a == axis else a
                             for a in range(t.ndim))) for t in _unique(view.tensors())])
 
@@ -1288,6 +1288,7 @@ RULES: dict[str, AxisRule] = {
     "jnp.roll": along("axis", None, "rolls it"),
     "jnp.cumsum": along("axis", None, "accumulates along it"),
     "jnp.concatenate": AxisRule("the concatenation axis mixes", _concatenate),
+    "lax.concatenate": AxisRule("the concatenation axis mixes", _concatenate),
     "jnp.stack": AxisRule("every axis stays (a new one is inserted)", _stack),
     "jnp.split": AxisRule("the split axis mixes", _split),
     "jnp.matmul": AxisRule("batch and row/column axes stay; k is contracted", _matmul),
