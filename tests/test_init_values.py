@@ -296,3 +296,53 @@ def test_a_constant_value_must_fit_the_parameter() -> None:
     aot.target("net", Net, x=aot.f32[2, 2])
     """)
     assert "'value' must be a rectangular nested list of numbers" in ragged
+
+
+COMPLEX_RBM = """
+import numpy as np
+
+def cplx_init(rng, shape):
+    rng1, rng2 = jax.random.split(rng)
+    unif = jax.nn.initializers.uniform()
+    return unif(rng1, shape) + 1.j * unif(rng2, shape)
+
+class CpxRBM(nn.Module):
+    def apply(self, s, numHidden=2, bias=False):
+        layer = nn.Dense.shared(features=numHidden, name="rbm_layer", bias=bias,
+                                dtype=np.complex64{param_dtype}, kernel_init=cplx_init)
+        return jnp.sum(jnp.log(jnp.cosh(layer(s))), axis=0)
+
+aot.target("rbm", CpxRBM, s=aot.f32[4])
+"""
+
+
+def test_a_flax_nn_initializer_of_another_dtype_is_told_how_to_declare_it() -> None:
+    """jVMC's complex RBM: flax.nn initializers took (key, shape) and the parameter took the
+    dtype they returned. Parameters here have the layer's param_dtype, so the error says
+    how to declare it, and the model so declared equals Linen's."""
+    from helpers import build_errors
+
+    errors = build_errors(COMPLEX_RBM.format(param_dtype=""))
+    assert "initializer cplx_init returns c64[4, 2] for a variable declared f32[4, 2]" in errors
+    assert "pass param_dtype=jnp.complex64 to the layer" in errors
+    m = build(COMPLEX_RBM.format(param_dtype=", param_dtype=np.complex64"))
+
+    def cplx_init(rng, shape, dtype=None):
+        rng1, rng2 = jax.random.split(rng)
+        unif = jax.nn.initializers.uniform()
+        return unif(rng1, shape) + 1.j * unif(rng2, shape)
+
+    class LRBM(linen.Module):
+        @linen.compact
+        def __call__(self, s):
+            layer = linen.Dense(2, use_bias=False, dtype=jnp.complex64,
+                                param_dtype=jnp.complex64, kernel_init=cplx_init,
+                                name="rbm_layer")
+            return jnp.sum(jnp.log(jnp.cosh(layer(s))), axis=0)
+
+    params, _ = m.rbm.init(jax.random.key(0))
+    assert params["rbm_layer"]["kernel"].dtype == jnp.complex64
+    s = jnp.asarray([1.0, -1.0, 1.0, 1.0])
+    got, _ = m.rbm.apply(params, {}, s)
+    want = LRBM().apply({"params": params}, s)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)

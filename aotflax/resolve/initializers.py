@@ -82,10 +82,18 @@ class InitializersMixin:
                              notes=notes, hint="an initializer is called as init(key, shape, "
                              "dtype) and returns an array of that shape and dtype")
         if tuple(result.shape) != tuple(shape) or result.dtype != dtype:
+            hint = ("an initializer is called as init(key, shape, dtype) and returns an array "
+                    "of that shape and dtype")
+            takes = [p for p in init.params.params if p.kind == "positional"]
+            if tuple(result.shape) == tuple(shape) and len(takes) < 3:
+                # flax.nn's initializers took (key, shape): the result's dtype was the
+                # parameter's (a complex kernel); here the declaration says which
+                hint = (f"old flax.nn gave a parameter the dtype its initializer returns; here "
+                        f"it is declared {dtype} (a layer's param_dtype, self.param's dtype=): "
+                        f"pass param_dtype=jnp.{result.dtype} to the layer, or "
+                        f"dtype=jnp.{result.dtype} to self.param")
             raise self.error("AOT215", f"initializer {init.name} returns {result.describe()} "
-                             f"for a variable declared {want}", where, notes=notes,
-                             hint="an initializer is called as init(key, shape, dtype) and "
-                                  "returns an array of that shape and dtype")
+                             f"for a variable declared {want}", where, notes=notes, hint=hint)
         return result
 
     def _call_initializer(self: Resolver, init: Initializer, args: list, kwargs: dict, span: Span,
