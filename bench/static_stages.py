@@ -10,8 +10,10 @@ linear in the number of layers (the per-layer time must stay flat).
 
 CPU time on a shared or virtual machine varies by a third from run to run; with
 `--instructions` the zoo files are also measured in instructions per front-end run
-(valgrind's cachegrind on a child process: 5 runs less 0 runs, so start-up and imports
-cancel), which repeat within about 1%: what to compare two versions of the code by.
+(valgrind's cachegrind on a child process: 11 runs less 1 run, so start-up, imports and
+the warm-up cancel). A process's count still varies by some 25 M instructions (what
+the collector and id-keyed dicts do depends on addresses), a few percent of resnet.py's
+count, a fifth of a small file's: compare versions of the code by it, repeated.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ for _ in range({runs}):
 """
 
 
-def instructions(path: Path, runs: int = 5) -> float | None:
+def instructions(path: Path, runs: int = 10) -> float | None:
     """Instructions of one front-end run on `path` (None without valgrind)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -195,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{lo}: {'linear' if linear else 'SUPERLINEAR'} (limit {LINEAR_SLACK}x)")
     print(f"jax imported by the front end: {'yes' if 'jax' in sys.modules else 'no'}")
     if args.instructions:
-        print("\ninstructions per front-end run (cachegrind, 5 runs less 1; repeat within ~1%)")
+        print("\ninstructions per front-end run (cachegrind, 11 runs less 1; a process varies "
+              "by ~25 M)")
         for path in sorted(Path(args.models).glob("*.py")):
             n = instructions(path)
             print(f"{path.name:<18} {'valgrind not found' if n is None else f'{n / 1e6:8.1f} M'}",
