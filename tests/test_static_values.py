@@ -508,3 +508,40 @@ def test_integer_arrays_of_static_ints_stand_for_static_sizes() -> None:
         aot.target("net", Net, x=aot.f32[4, 4], i=aot.i32[()])
         """)
         assert f"slice sizes must be static ints, got array {got}" in errors
+
+
+def test_isinstance_on_static_values_and_builtin_types() -> None:
+    """google-research's GroupNorm ResNet: `if isinstance(num_layers, list): num_layers =
+    tuple(num_layers)` before a dict lookup. isinstance answers for static values and the
+    builtin types (an array is none of them); any other type is a located error."""
+    m = build("""
+    def get_block_desc(num_layers):
+        if isinstance(num_layers, list):
+            num_layers = tuple(num_layers)
+        return {18: (2, 2), (1, 2): (1, 2)}.get(num_layers, (num_layers, True))
+
+    class Net(nn.Module):
+        def apply(self, x, num_layers=18):
+            blocks = get_block_desc(num_layers)
+            flags = (isinstance(x, (int, float)), isinstance(True, int),
+                     isinstance(2.5, (int, str)), isinstance({}, dict))
+            assert flags == (False, True, False, True)
+            for b in blocks:
+                x = nn.Dense(x, 3 * b)
+            return x
+
+    aot.target("as_int", Net, x=aot.f32[2, 4])
+    aot.target("as_list", Net.partial(num_layers=[1, 2]), x=aot.f32[2, 4])
+    """)
+    params, _ = m.as_list.init(jax.random.key(0))
+    assert [params[k]["kernel"].shape for k in ("Dense_0", "Dense_1")] == [(4, 3), (3, 6)]
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            if isinstance(x, nn.Dense):
+                x = x + 1
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """)
+    assert "isinstance(..., " in errors and "only the builtin types bool, int, float" in errors

@@ -95,6 +95,11 @@ if TYPE_CHECKING:
 SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing"})
 
 
+#: The types `isinstance` knows at build time (static values are of these or of none).
+_STATIC_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str,
+                                  "tuple": tuple, "list": list, "dict": dict}
+
+
 class CallsMixin:
     """Calls: table entries, closures, builtins, methods, scan, Sequential, binding."""
 
@@ -519,8 +524,7 @@ class CallsMixin:
                 raise self.error("AOT349", "len() of a 0-d array", span)
             return args[0].shape[0]
         if fn.name == "isinstance":
-            raise self.error("AOT349", "isinstance is not supported; compare static values",
-                             span)
+            return self._isinstance(args, kwargs, span)
         if fn.name == "range" and range_too_long(args):
             raise self.error("AOT330", f"range{tuple(args)} is too long to unroll (more than "
                              f"{MAX_UNROLL:,} items)", span)
@@ -540,6 +544,25 @@ class CallsMixin:
             if len(result) > MAX_UNROLL:
                 raise self.error("AOT330", f"{fn.name}() is too long to unroll", span)
         return self._static_result(result, span, read)
+
+    def _isinstance(self: Resolver, args: list, kwargs: dict, span: Span) -> bool:
+        """`isinstance(num_layers, list)` on a static value and the builtin types (a config
+        made robust to a list where a tuple was meant); an array is none of them."""
+        if kwargs or len(args) != 2:
+            raise self.error("AOT349", "isinstance takes a value and a type", span)
+        value, info = args
+        types = []
+        for kind in info if isinstance(info, tuple) else (info,):
+            found = _STATIC_TYPES.get(kind.name) if isinstance(kind, StaticBuiltin) else None
+            if found is None:
+                raise self.error(
+                    "AOT349", f"isinstance(..., {describe_value(kind)}): only the builtin types "
+                    f"{', '.join(_STATIC_TYPES)} are types at build time", span,
+                    hint="compare static values, or give the value as a hyperparameter")
+            types.append(found)
+        if isinstance(value, Poison):
+            raise Abort()
+        return not isinstance(value, Tensor) and isinstance(value, tuple(types))
 
     def _builtin_read(self: Resolver, name: str, args: list, kwargs: dict, span: Span) -> int:
         """What a static builtin reads, charged before it runs; refuses calls whose work or
