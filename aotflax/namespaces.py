@@ -226,9 +226,13 @@ def _build_modules() -> dict[str, Any]:
                             "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
     np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
-    aotflax = Namespace("aotflax", {"nn": nn, "aot": aot, "jax_utils": jax_utils_namespace()})
+    # Flax 0.3 to 0.4 kept flax.nn as flax.deprecated.nn: code of that time imports it so
+    deprecated = Namespace("aotflax.deprecated", {"nn": nn})
+    aotflax = Namespace("aotflax", {"nn": nn, "aot": aot, "jax_utils": jax_utils_namespace(),
+                                    "deprecated": deprecated})
     return {
         "aotflax": aotflax, "aotflax.nn": nn, "aotflax.aot": aot,
+        "aotflax.deprecated": deprecated, "aotflax.deprecated.nn": nn,
         "jax": jax, "jax.numpy": jnp, "jax.lax": lax, "jax.nn": jax_nn, "numpy": np,
         "math": Namespace("math", MATH), "typing": Namespace("typing", _AnyName()),
         "functools": Namespace("functools", {n: StaticFunction(f"functools.{n}")

@@ -237,6 +237,27 @@ def test_flax_nn_attribute_paths() -> None:
     np.testing.assert_array_equal(y, jnp.full((2, 3), 3.0))
 
 
+def test_flax_deprecated_nn_is_flax_nn() -> None:
+    """Flax 0.3 to 0.4 kept flax.nn as flax.deprecated.nn (init2winit, gift and other
+    google-research code import it so): each spelling of it reaches the same layers."""
+    m = build("""
+    import aotflax as flax
+    from aotflax.deprecated import nn as dnn
+    import aotflax.deprecated.nn as nn2
+
+
+    class Net(dnn.Module):
+        def apply(self, x, act=flax.deprecated.nn.relu):
+            return act(nn2.Dense(x, 3, kernel_init=flax.deprecated.nn.initializers.ones))
+
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    params, state = m.net.init(jax.random.key(0))
+    y, _ = m.net.apply(params, state, -jnp.ones((2, 3)))
+    np.testing.assert_array_equal(y, jnp.zeros((2, 3)))
+
+
 def test_targets_declared_in_a_top_level_loop() -> None:
     m = build("""
     class Net(nn.Module):
