@@ -174,6 +174,8 @@ _PAD = ["jnp.pad({x}, ((1, 0), (0, 2)))", "jnp.pad({x}, 1, constant_values={s})"
         "jax.lax.pad({x}, {x}[0, 0], ((1, 1, 0), (0, 0, 1)))"]
 
 _SLICES = [
+    "{x}[:, [0, 2]]", "{x}[[0, 2], ]", "{x}[..., [-1, 0]]", "{x}[:, [[0], [3]]]",
+    "{x}[:, [True, False, True, False]]", "{x}[[0, 1], [1, 2]]", "{x}[:, []]",
     "jax.lax.slice({x}, (0, 1), (2, 4), (1, 2))", "jax.lax.slice_in_dim({x}, 1, 3, axis=1)",
     "jax.lax.index_in_dim({x}, 2, axis=1, keepdims=False)",
     "jax.lax.dynamic_slice({x}, (n[0], 1), (2, 2))",

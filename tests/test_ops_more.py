@@ -502,3 +502,24 @@ def test_lax_concatenate_is_strict_like_lax() -> None:
     assert "needs operands of one dtype, got float32, int32" in errors
     assert "use jnp.concatenate, which promotes" in errors
     assert "dimension -1 is out of range for f32[2, 3]" in errors
+
+
+def test_list_indices_are_checked_like_jax() -> None:
+    """A static list inside an index tuple is an array index (a jVMC-era model's
+    `x[:, :, [0, 2]]`); jax refuses a list as the whole index, and its numbers must lie
+    in the axis they index."""
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            a = x[[0, 1]]
+            b = x[:, [0, 4]]
+            c = x[:, [True, False]]
+            d = x[:, [0, 1.5]]
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """)
+    assert "a list as the whole index is refused by jax" in errors
+    assert "index 4 is out of bounds for axis 1 of size 4" in errors
+    assert "a boolean index of 2 items for an axis of 4" in errors
+    assert "an index list must hold static ints" in errors

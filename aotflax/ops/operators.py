@@ -33,6 +33,49 @@ def _index_code(item: Any) -> Code:
     return value_code(item)
 
 
+def _list_index(call: FnCall, x: Tensor, items: tuple, k: int, it: list) -> sh.ArrayIndex:
+    """A static list inside an index tuple (`x[:, :, [0, 2]]`): an integer array index of
+    its shape, or a static boolean mask (its True positions); jax reads both so. Its
+    numbers must lie in the axis they index."""
+    import numpy as np
+
+    try:
+        arr = np.asarray(it)
+    except ValueError:
+        arr = None
+    if arr is None or arr.dtype.kind not in "iub" or (arr.dtype.kind == "b" and arr.ndim != 1):
+        if arr is not None and arr.size == 0:
+            return sh.ArrayIndex(arr.shape)
+        raise call.fail(f"an index list must hold static ints (or be a 1-d list of bools), "
+                        f"got {describe_value(it)}", "AOT211")
+    if any(type(v) is bool for v in _flat_items(it)) and arr.dtype.kind != "b":
+        raise call.fail("an index list mixes bools and ints", "AOT211")
+    before = items[:k]
+    if any(i is Ellipsis for i in before):
+        axis = x.ndim - sum(1 for i in items[k:] if i is not None and i is not Ellipsis)
+    else:
+        axis = sum(1 for i in before if i is not None)
+    if not 0 <= axis < x.ndim:
+        raise call.fail(f"too many indices for {x.describe()}", "AOT211")
+    size = x.shape[axis]
+    if arr.dtype.kind == "b":
+        if arr.shape[0] != size:
+            raise call.fail(f"a boolean index of {arr.shape[0]} items for an axis of {size}",
+                            "AOT211")
+        return sh.ArrayIndex((int(arr.sum()),))
+    bad = [int(v) for v in arr.ravel() if not -size <= int(v) < size]
+    if bad:
+        raise call.fail(f"index {bad[0]} is out of bounds for axis {axis} of size {size}",
+                        "AOT211")
+    return sh.ArrayIndex(arr.shape)
+
+
+def _flat_items(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in _flat_items(item)]
+    return [value]
+
+
 def index_shape(call: FnCall, x: Tensor, index: Any, *, in_bounds: bool = True
                 ) -> tuple[tuple[int, ...], Code]:
     """Shape of `x[index]` and the code of the index (what goes between the brackets).
@@ -42,8 +85,15 @@ def index_shape(call: FnCall, x: Tensor, index: Any, *, in_bounds: bool = True
     """
     items = index if isinstance(index, tuple) else (index,)
     spec: list[Any] = []
-    for it in items:
-        if isinstance(it, Tensor):
+    for k, it in enumerate(items):
+        if isinstance(it, list):
+            if not isinstance(index, tuple):
+                raise call.fail("a list as the whole index is refused by jax (it would be "
+                                "read as a tuple)", "AOT211",
+                                hint="index with a tuple (x[[0, 2],] or x[:, [0, 2]]) or "
+                                     "with jnp.array([...])")
+            spec.append(_list_index(call, x, items, k, it))
+        elif isinstance(it, Tensor):
             if not (dt.is_integer(it.dtype) or dt.is_bool(it.dtype)) or isinstance(it, RngKey):
                 raise call.fail(f"array indices must be integers, got {it.describe()}", "AOT211")
             if dt.is_bool(it.dtype):
