@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor
@@ -35,21 +37,14 @@ def _index_code(item: Any) -> Code:
 
 def _list_index(call: FnCall, x: Tensor, items: tuple, k: int, it: list) -> sh.ArrayIndex:
     """A static list inside an index tuple (`x[:, :, [0, 2]]`): an integer array index of
-    its shape, or a static boolean mask (its True positions); jax reads both so. Its
+    its shape, or a 1-d static boolean mask (its True positions); jax reads both so. Its
     numbers must lie in the axis they index."""
-    import numpy as np
-
-    try:
-        arr = np.asarray(it)
-    except ValueError:
-        arr = None
-    if arr is None or arr.dtype.kind not in "iub" or (arr.dtype.kind == "b" and arr.ndim != 1):
-        if arr is not None and arr.size == 0:
-            return sh.ArrayIndex(arr.shape)
+    leaves = np.asarray(it, dtype=object)  # (a ragged list: an array of lists, refused)
+    mask = leaves.ndim == 1 and leaves.size > 0 and all(type(v) is bool for v in leaves)
+    if not mask and not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                            for v in leaves.ravel()):
         raise call.fail(f"an index list must hold static ints (or be a 1-d list of bools), "
                         f"got {describe_value(it)}", "AOT211")
-    if any(type(v) is bool for v in _flat_items(it)) and arr.dtype.kind != "b":
-        raise call.fail("an index list mixes bools and ints", "AOT211")
     before = items[:k]
     if any(i is Ellipsis for i in before):
         axis = x.ndim - sum(1 for i in items[k:] if i is not None and i is not Ellipsis)
@@ -58,22 +53,16 @@ def _list_index(call: FnCall, x: Tensor, items: tuple, k: int, it: list) -> sh.A
     if not 0 <= axis < x.ndim:
         raise call.fail(f"too many indices for {x.describe()}", "AOT211")
     size = x.shape[axis]
-    if arr.dtype.kind == "b":
-        if arr.shape[0] != size:
-            raise call.fail(f"a boolean index of {arr.shape[0]} items for an axis of {size}",
+    if mask:
+        if leaves.size != size:
+            raise call.fail(f"a boolean index of {leaves.size} items for an axis of {size}",
                             "AOT211")
-        return sh.ArrayIndex((int(arr.sum()),))
-    bad = [int(v) for v in arr.ravel() if not -size <= int(v) < size]
+        return sh.ArrayIndex((sum(it),))
+    bad = [int(v) for v in leaves.ravel() if not -size <= int(v) < size]
     if bad:
         raise call.fail(f"index {bad[0]} is out of bounds for axis {axis} of size {size}",
                         "AOT211")
-    return sh.ArrayIndex(arr.shape)
-
-
-def _flat_items(value: Any) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        return [v for item in value for v in _flat_items(item)]
-    return [value]
+    return sh.ArrayIndex(leaves.shape)
 
 
 def index_shape(call: FnCall, x: Tensor, index: Any, *, in_bounds: bool = True
