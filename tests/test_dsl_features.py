@@ -64,6 +64,71 @@ def test_method_call_matches_linen(lm):
     np.testing.assert_allclose(logits, Body().apply(variables, tokens), rtol=1e-5, atol=1e-6)
 
 
+def test_a_shared_modules_method_reads_what_its_apply_declared():
+    # flax.nn's tests: `layer = M.shared(); layer(x); layer.l2()`, where the module method
+    # reads with self.get_param a parameter only `apply` declares
+    m = build("""
+    class Scaled(nn.Module):
+        def apply(self, x):
+            return x * self.param("scale", x.shape[-1:], nn.initializers.ones)
+
+        @nn.module_method
+        def l2(self):
+            return jnp.sum(self.get_param("scale") ** 2)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            layer = Scaled.shared(name="scaled")
+            y = layer(x)
+            return y, layer.l2()
+
+    aot.target("t", Net, x=aot.f32[3])
+    """)
+
+    class Scaled(ln.Module):
+        def setup(self):
+            self.scale = self.param("scale", ln.initializers.ones, (3,))
+
+        def __call__(self, x):
+            return x * self.scale
+
+        def l2(self):
+            return jnp.sum(self.scale ** 2)
+
+    class Net(ln.Module):
+        @ln.compact
+        def __call__(self, x):
+            layer = Scaled(name="scaled")
+            return layer(x), layer.l2()
+
+    x = np.random.default_rng(0).standard_normal(3).astype(np.float32)
+    params, state = m.t.init(jax.random.key(0))
+    assert jax.tree_util.tree_map(np.shape, params) == {"scaled": {"scale": (3,)}}
+    params = perturbed(params, 2)
+    (y, l2), _ = m.t.apply(params, state, x)
+    want_y, want_l2 = Net().apply({"params": params}, x)
+    np.testing.assert_allclose(y, want_y, rtol=1e-6)
+    np.testing.assert_allclose(l2, want_l2, rtol=1e-6)
+    # before `apply` has declared it, the method has nothing to read, as in flax.nn
+    errors = build_errors("""
+    class Scaled(nn.Module):
+        def apply(self, x):
+            return x * self.param("scale", x.shape[-1:], nn.initializers.ones)
+
+        @nn.module_method
+        def l2(self):
+            return jnp.sum(self.get_param("scale") ** 2)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            layer = Scaled.shared(name="scaled")
+            return layer.l2() + layer(x)
+
+    aot.target("t", Net, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT354]: no parameter or submodule 'scale' has been declared" in errors
+
+
 def test_sequential_names_layers_in_enclosing_scope():
     m = build("""
     class Net(nn.Module):

@@ -19,6 +19,7 @@ from ..program import (
     FunctionRef,
     Op,
     OpInfo,
+    ParamDecl,
     Tensor,
     TreeVar,
     fresh_like,
@@ -826,6 +827,8 @@ class CallsMixin:
             b = Signature.parse("name, shape=(), init=None, dtype=None, collection='state'").bind(
                 "self.state", args, kwargs)
             name, shape, coll = b["name"], b["shape"], b["collection"]
+            if coll is None:  # flax.nn's default: the collection of the enclosing `stateful`
+                coll = "state"
             if not isinstance(name, str) or not name:
                 raise CallError("AOT351", "self.state name must be a non-empty string")
             check_name(name, "state variable name")
@@ -876,6 +879,11 @@ class CallsMixin:
         prefix = scope.prefix + (name,)
         found = {p[len(prefix):]: d for p, d in scope.fn.params.items()
                  if p[:len(prefix)] == prefix}
+        if not found:  # declared by the instance's `apply` before this method was called
+            for p, d in scope.fn.known.items():
+                if p[:len(prefix)] == prefix:
+                    decl = ParamDecl(p, d.shape, d.dtype, d.init, d.span, d.from_data)
+                    found[p[len(prefix):]] = scope.fn.params[p] = decl
         if not found:
             known = sorted({p[len(scope.prefix)] for p in scope.fn.params
                             if p[:len(scope.prefix)] == scope.prefix and len(p) > len(
