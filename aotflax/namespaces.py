@@ -215,7 +215,10 @@ def _ml_collections() -> Namespace:
 
 def _build_modules() -> dict[str, Any]:
     jnp = _jnp()
-    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN})
+    # `lax.Precision.HIGHEST` is the name jax also takes for it: precision="highest"
+    precision = Namespace("jax.lax.Precision", {"DEFAULT": "default", "HIGH": "high",
+                                                "HIGHEST": "highest"})
+    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "Precision": precision})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
     ops = Namespace("jax.ops", _ops("jax.ops", "jax.ops"))

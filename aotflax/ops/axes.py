@@ -936,6 +936,8 @@ TEMPLATES: dict[str, AxisRule] = {
                             "elementwise", _in_layer_call),
     "layers/dense.j2": AxisRule("the feature axis is contracted; the others stay",
                                 _keep_last("contracts it (the layer's features)", "x")),
+    "layers/dense_precise.j2": AxisRule("as Dense",
+                                        _keep_last("contracts it (the layer's features)", "x")),
     "layers/dense_general.j2": AxisRule("as `lax.dot_general`", _dense_general),
     "layers/conv.j2": AxisRule("batch axes stay; a spatial axis stays only for a kernel and "
                                "stride of 1; features are contracted", _conv),

@@ -754,6 +754,7 @@ TEMPLATES: dict[str, FlopRule] = {
     "ops/call.j2": FlopRule("casts and reshapes inside layers 0; attention's combined masks "
                             "as `layers/attention_mask.j2`", _in_layer_call),
     "layers/dense.j2": FlopRule("2 * out * in + out (bias)", _dense),
+    "layers/dense_precise.j2": FlopRule("as Dense", _dense),
     "layers/dense_general.j2": FlopRule("2 * out * contracted + out (bias)", _dense_general),
     "layers/conv.j2": FlopRule("2 * batch * out features * in features / groups * taps + "
                                "out (bias)", _conv),
