@@ -143,6 +143,7 @@ _SHAPES = [
 _LINALG = ["jnp.matmul({x}, f.T)", "jnp.dot({x}, v)", "jnp.outer(v, {x}[0])",
            "jnp.tensordot({x}, f, axes=([0], [0]))", 'jnp.einsum("ij,kj->ik", {x}, f)',
            "jax.lax.dot_general({x}, {x}, (((1,), (1,)), ((), ())))",
+           "jax.lax.dot({x}, {x}.T, precision=jax.lax.Precision.HIGHEST)", "jax.lax.dot(v, v)",
            "jnp.linalg.qr(f)", 'jnp.linalg.qr(f.T, mode="r")', 'jnp.linalg.qr(f, mode="complete")']
 
 _CREATION = ["jnp.zeros((2, 3))", "jnp.ones(3, dtype=jnp.int32)", "jnp.empty((2,))",

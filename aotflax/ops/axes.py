@@ -582,7 +582,8 @@ def _matmul(view: OpView) -> Flow:
 
 
 def _dot(view: OpView) -> Flow:
-    a, b = view.bound("a"), view.bound("b")
+    first, second = view.call.entry.signature.params[:2]  # a, b (jnp) or lhs, rhs (lax)
+    a, b = view.bound(first.name), view.bound(second.name)
     if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
         return _elementwise()(view)
     if a.ndim == 0 or b.ndim == 0:
@@ -1296,6 +1297,7 @@ RULES: dict[str, AxisRule] = {
     "jnp.matmul": AxisRule("batch and row/column axes stay; k is contracted", _matmul),
     "operator.matmul": AxisRule("as jnp.matmul", _matmul),
     "jnp.dot": AxisRule("the contracted axes mix", _dot),
+    "lax.dot": AxisRule("as jnp.dot", _dot),
     "jnp.outer": AxisRule("each 1-D input's axis stays", _outer),
     "jnp.tensordot": AxisRule("the contracted axes mix", _tensordot),
     "jnp.einsum": AxisRule("output labels stay; summed labels mix", _einsum),

@@ -1074,7 +1074,7 @@ RULES: dict[str, FlopRule] = {
     "nn.softmax": SOFTMAX, "nn.log_softmax": LOG_SOFTMAX, "nn.standardize": STANDARDIZE,
     "nn.gelu": FlopRule("9 per element (approximate=True: tanh form), 67 (erf form)", _gelu),
     "nn.glu": elementwise(5, "5 per output element (sigmoid, multiply)"),
-    "jnp.matmul": MATMUL, "operator.matmul": MATMUL, "jnp.dot": DOT,
+    "jnp.matmul": MATMUL, "operator.matmul": MATMUL, "jnp.dot": DOT, "lax.dot": DOT,
     "jnp.outer": elementwise(1, "1 per output element"), "jnp.tensordot": TENSORDOT,
     "jnp.einsum": EINSUM, "lax.dot_general": DOT_GENERAL,
     **{name: BY_TEMPLATE for name in _names(
