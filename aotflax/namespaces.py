@@ -16,6 +16,7 @@ from .ops import REGISTRY
 from .ops import initializers as inits
 from .values import (
     DType,
+    IndexMaker,
     ModuleRef,
     Namespace,
     OpRef,
@@ -69,7 +70,8 @@ def _numpy() -> Namespace:
         intp=DType("int64", host=True), double=DType("float64", host=True),
         single=DType("float32", host=True), half=DType("float16", host=True),
         pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, euler_gamma=0.5772156649015329,
-        newaxis=None, ndarray=TypeHint("ndarray"))
+        newaxis=None, ndarray=TypeHint("ndarray"), s_=IndexMaker("np.s_"),
+        index_exp=IndexMaker("np.index_exp"))
     return Namespace("numpy", members)
 
 
@@ -221,7 +223,8 @@ def _build_modules() -> dict[str, Any]:
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "Precision": precision})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
-    ops = Namespace("jax.ops", _ops("jax.ops", "jax.ops"))
+    ops = Namespace("jax.ops", {**_ops("jax.ops", "jax.ops"),
+                                "index": IndexMaker("jax.ops.index")})
     special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
     scipy = Namespace("jax.scipy", {"special": special})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,

@@ -266,6 +266,16 @@ class StaticFunction:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class IndexMaker:
+    """`jax.ops.index`, `np.s_`, `np.index_exp`: subscripted, each gives its index
+    (`jax.ops.index[:, 0]` is `(slice(None), 0)`), as 2020 code wrote indices for
+    `jax.ops.index_update`."""
+
+    #: How the model names it ("jax.ops.index").
+    name: str
+
+
 @dataclass(frozen=True, eq=False)
 class Partial:
     """`functools.partial(func, *args, **kwargs)`: calling it calls `func` with them first."""
@@ -655,6 +665,8 @@ def describe_value(value: Any) -> str:
         return f"functools.partial({describe_value(value.func)})"
     if isinstance(value, StaticFunction):
         return f"function {value.name}"
+    if isinstance(value, IndexMaker):
+        return f"{value.name} (an index is written {value.name}[...])"
     if isinstance(value, FieldDefault):
         return "dataclasses.field(...)"
     return _describe_other(value)

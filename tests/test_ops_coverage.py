@@ -302,6 +302,15 @@ CASES = [
     Case('jnp.pad({x}, 1, mode="empty")', values=False),
     # removed from JAX 0.10: emitted as jnp.trunc, the same function
     Case("jnp.fix({x})", ref=lambda env: jnp.trunc(env["x"])),
+    # removed from JAX 0.3 (jax.ops.index_*): emitted as the x.at[...] calls they were
+    Case("jax.ops.index_update({x}, jax.ops.index[1], 0)",
+         ref=lambda env: env["x"].at[1].set(0)),
+    Case("jax.ops.index_add({x}, jax.ops.index[:, 1], 2)",
+         ref=lambda env: env["x"].at[:, 1].add(2)),
+    Case("jax.ops.index_mul({x}, n, 3)", ref=lambda env: env["x"].at[env["n"]].multiply(3)),
+    Case("jax.ops.index_min({x}, np.s_[0, 1:], 1)", ref=lambda env: env["x"].at[0, 1:].min(1)),
+    Case("jax.ops.index_max({x}, np.index_exp[-1], 1, unique_indices=True)",
+         ref=lambda env: env["x"].at[-1].max(1, unique_indices=True)),
     _carry("LSTMCell", 3), _carry("GRUCell", 3), _carry("ConvLSTMCell", (4, 4, 3)),
     _carry("ConvLSTM", (4, 4, 3)),
 ]

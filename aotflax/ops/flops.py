@@ -1056,6 +1056,10 @@ RULES: dict[str, FlopRule] = {
         ("set", 0), ("get", 0), ("add", 1), ("subtract", 1), ("multiply", 1), ("mul", 1),
         ("min", 1), ("max", 1))},
     "at.divide": _index_update(1, 1), "at.power": _index_update(1, 1),
+    # emitted as the x.at[idx] call, which its rule counts (the same rule here)
+    **{f"jax.ops.{name}": _index_update(k) for name, k in (
+        ("index_update", 0), ("index_add", 1), ("index_mul", 1), ("index_min", 1),
+        ("index_max", 1))},
     **{f"jax.ops.{name}": FlopRule("1 per element of data (the scatter's combine)",
                                    lambda v: sh.size(v.bound("data").shape))
        for name in ("segment_sum", "segment_max", "segment_min", "segment_prod")},

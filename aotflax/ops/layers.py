@@ -191,7 +191,8 @@ def dense(call: LayerCall) -> Tensor:
     out = call.out((*x.shape[:-1], features), dtype)
     bias_code = (Code.of(" + ", feature_view(cast(bias, pdt, dtype), len(out.shape)))
                  if bias is not None else Code(("",)))
-    args = {"x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype), "bias": bias_code}
+    args: dict[str, Code | str | Tensor] = {
+        "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype), "bias": bias_code}
     precision = precision_code(call)
     if precision:  # `x @ kernel` cannot say it: jnp.matmul(x, kernel, precision="highest")
         call.emit("layers/dense_precise.j2", {**args, "precision": Code((precision,))}, [out],

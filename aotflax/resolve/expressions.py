@@ -28,6 +28,7 @@ from ..values import (
     ConfigValue,
     DType,
     Env,
+    IndexMaker,
     ModuleRef,
     ModuleValue,
     Namespace,
@@ -337,6 +338,8 @@ class ExpressionsMixin:
             return self._host_getitem(value, index, expr.span, frame)
         if isinstance(value, AtIndex) and value.index is NO_INDEX:
             return AtIndex(value.operand, index)  # x.at[index], before .set(...) and friends
+        if isinstance(value, IndexMaker):
+            return index  # jax.ops.index[:, 0], np.s_[1:]
         if isinstance(value, Tensor):
             return self._call_entry(REGISTRY.lookup("operator", "getitem"), "indexing",
                                     [value, index], {}, expr.span, frame)

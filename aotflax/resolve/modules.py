@@ -106,7 +106,8 @@ class ModulesMixin:
         given = bound
         # sizes read from the caller's arrays are plain ints inside the module (`sizes`)
         bound = {k: plain(v) for k, v in bound.items()}
-        key = (id(module), method_name, tuple((k, static_key(v)) for k, v in bound.items()))
+        key: tuple[Any, ...] = (id(module), method_name,
+                                tuple((k, static_key(v)) for k, v in bound.items()))
         if known:
             key += (tuple((p, d.shape, d.dtype) for p, d in known.items()),)
         found = self.cache.get(key)
