@@ -203,6 +203,8 @@ def _jnp() -> Namespace:
 def _jax_nn() -> Namespace:
     members = _ops("jax.nn", "jax.nn")
     members["initializers"] = _initializers()
+    # `jax.nn.normalize`, removed from JAX 0.4.33, was `standardize` under its old name
+    members["normalize"] = members["standardize"]
     return Namespace("jax.nn", members)
 
 
@@ -220,7 +222,8 @@ def _build_modules() -> dict[str, Any]:
     # `lax.Precision.HIGHEST` is the name jax also takes for it: precision="highest"
     precision = Namespace("jax.lax.Precision", {"DEFAULT": "default", "HIGH": "high",
                                                 "HIGHEST": "highest"})
-    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "Precision": precision})
+    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "Precision": precision,
+                                "tie_in": StaticFunction("jax.lax.tie_in")})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
     ops = Namespace("jax.ops", {**_ops("jax.ops", "jax.ops"),

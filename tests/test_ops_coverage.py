@@ -302,6 +302,11 @@ CASES = [
     Case('jnp.pad({x}, 1, mode="empty")', values=False),
     # removed from JAX 0.10: emitted as jnp.trunc, the same function
     Case("jnp.fix({x})", ref=lambda env: jnp.trunc(env["x"])),
+    # removed from JAX: jax.nn.normalize (standardize's old name), lax.tie_in (an identity
+    # since omnistaging: its second argument, static or not)
+    Case("jax.nn.normalize({x}, axis=-1)", ref=lambda env: jax.nn.standardize(env["x"], axis=-1)),
+    Case("jax.lax.tie_in(f, {x} * 2)", ref=lambda env: env["x"] * 2),
+    Case("jnp.full((2,), jax.lax.tie_in(f, 1.5))", ref=lambda env: jnp.full((2,), 1.5)),
     # removed from JAX 0.3 (jax.ops.index_*): emitted as the x.at[...] calls they were
     Case("jax.ops.index_update({x}, jax.ops.index[1], 0)",
          ref=lambda env: env["x"].at[1].set(0)),
