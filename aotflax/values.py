@@ -92,6 +92,9 @@ class UserModule:
     #: For a subclass of a built-in layer (`class StdConv(nn.Conv)`), the layer's
     #: table entry: the layer's rule runs, the class's `param` sees each parameter.
     base: Any = None
+    #: Class attributes (`FEATURES = 64` in the class body): read as `self.FEATURES`
+    #: or `M.FEATURES`.
+    attributes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def method(self, name: str) -> ir.FunctionDef | None:
         for m in self.cls.methods:

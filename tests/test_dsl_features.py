@@ -129,6 +129,31 @@ def test_a_shared_modules_method_reads_what_its_apply_declared():
     assert "error[AOT354]: no parameter or submodule 'scale' has been declared" in errors
 
 
+def test_class_attributes_of_a_module():
+    # constants in the class body, as Python runs it: in order, seeing earlier ones
+    m = build("""
+    WIDTH = 3
+
+    class Block(nn.Module):
+        FEATURES = WIDTH + 1
+        SHAPE: tuple = (FEATURES, 2)
+
+        def apply(self, x):
+            return nn.Dense(x, self.FEATURES)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            y = Block(x)
+            return jnp.zeros(Block.SHAPE) + y.shape[-1]
+
+    aot.target("t", Net, x=aot.f32[2, 5])
+    """)
+    params, state = m.t.init(jax.random.key(0))
+    assert params["Block_0"]["Dense_0"]["kernel"].shape == (5, 4)
+    out, _ = m.t.apply(params, state, np.ones((2, 5), np.float32))
+    np.testing.assert_array_equal(out, np.full((4, 2), 4.0))
+
+
 def test_sequential_names_layers_in_enclosing_scope():
     m = build("""
     class Net(nn.Module):

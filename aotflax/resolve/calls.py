@@ -729,6 +729,8 @@ class CallsMixin:
         if attr in SELF_METHODS or (isinstance(module, UserModule)
                                     and module.method(attr) is not None):
             return BoundMethod(r, attr, span)
+        if isinstance(module, UserModule) and attr in module.attributes:
+            return module.attributes[attr]  # a class attribute
         raise self.error(
             "AOT346", f"self.{attr} is not set in this call of "
             f"{module.name if isinstance(module, UserModule) else 'the module'}", span,

@@ -43,6 +43,7 @@ from ..values import (
     SpecDType,
     SuperLayer,
     Traversal,
+    UserModule,
     contains_poison,
     describe_value,
     is_static,
@@ -416,6 +417,9 @@ class ExpressionsMixin:
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
+        if isinstance(value, ModuleRef) and isinstance(value.module, UserModule) and \
+                attr in value.module.attributes:
+            return value.module.attributes[attr]  # `Block.FEATURES`: a class attribute
         if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, Traversal, list, dict,
                               str, CustomJvp)):
             return BoundMethod(value, attr, span)
