@@ -42,6 +42,9 @@ ATTENTION_CACHE = object()
 #: `@nn.module`: a function that is a module's apply.
 MODULE_FN = object()
 VMAP = object()
+#: `jax.checkpoint` and its older name `jax.remat`.
+CHECKPOINT = object()
+REMAT = object()
 CUSTOM_JVP = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
@@ -232,7 +235,8 @@ def _build_modules() -> dict[str, Any]:
     scipy = Namespace("jax.scipy", {"special": special})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
                             "ops": ops, "scipy": scipy, "jit": StaticFunction("jax.jit"),
-                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
+                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "checkpoint": CHECKPOINT,
+                            "remat": REMAT})
     np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
     # Flax 0.3 to 0.4 kept flax.nn as flax.deprecated.nn: code of that time imports it so

@@ -154,6 +154,43 @@ def test_class_attributes_of_a_module():
     np.testing.assert_array_equal(out, np.full((4, 2), 4.0))
 
 
+def test_checkpoint_and_remat_wrap_a_function_of_arrays():
+    m = build("""
+    def block(x, w):
+        return jnp.tanh(x @ w) * 2.0
+
+    @jax.remat
+    def squash(x):
+        return jnp.sin(x) ** 2
+
+    class Net(nn.Module):
+        def apply(self, x):
+            w = self.param("w", (3, 3), nn.initializers.normal(1.0))
+            y = jax.checkpoint(block)(x, w)
+            return squash(jax.checkpoint(block, prevent_cse=False)(y, w))
+
+    aot.target("t", Net, x=aot.f32[2, 3])
+    """)
+    params, state = m.t.init(jax.random.key(0))
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    w = params["w"]
+    want = jnp.sin(jnp.tanh(jnp.tanh(x @ w) * 2.0 @ w) * 2.0) ** 2
+    got, _ = m.t.apply(params, state, x)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # the gradient recomputes: the checkpoint reaches jax
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda p: m.t.apply(p, state, x)[0].sum()))(params))
+    assert jaxpr.count("checkpoint[") + jaxpr.count("remat") >= 3, jaxpr
+    assert "jax.checkpoint(block, prevent_cse=False)(" in m.__aotflax_text__
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            return jax.checkpoint(lambda v: nn.Dense(v, 3))(x)
+
+    aot.target("t", Net, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT365]: a function given to jax.checkpoint may not use layers" in errors
+
+
 def test_sequential_names_layers_in_enclosing_scope():
     m = build("""
     class Net(nn.Module):

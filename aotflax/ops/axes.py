@@ -1355,6 +1355,9 @@ RULES: dict[str, AxisRule] = {
                               "stays", _at_update)
        for name in "set add subtract multiply mul divide power min max".split()},
     "at.get": AxisRule("as indexing", _getitem),
+    # emitted as the x.at[idx] call, whose rule applies
+    **{name: AxisRule("as x.at[idx]", _at_update) for name in _names(
+        "jax.ops", "index_update index_add index_mul index_min index_max")},
     "nn.make_rng": AxisRule("a key: no array input", _create),
     "nn.dropout": AxisRule("random numbers over the input (when not deterministic)",
                            _stochastic_call),

@@ -87,7 +87,7 @@ from .helpers import (
     tuple_code,
     unpack_code,
 )
-from .transforms import CustomJvp, PrimalCall, Vmapped
+from .transforms import Checkpointed, CustomJvp, PrimalCall, Vmapped
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -188,6 +188,11 @@ class CallsMixin:
             return self._scan_in_dim(args, kwargs, expr, frame)
         if func is namespaces.VMAP:
             return self._vmap(args, kwargs, span)
+        if func is namespaces.CHECKPOINT or func is namespaces.REMAT:
+            return self._checkpoint("jax.checkpoint" if func is namespaces.CHECKPOINT
+                                    else "jax.remat", args, kwargs, span)
+        if isinstance(func, Checkpointed):
+            return self._call_checkpointed(func, args, kwargs, expr, frame)
         if isinstance(func, Vmapped):
             return self._call_vmapped(func, args, kwargs, expr, frame)
         if func is namespaces.CUSTOM_JVP:
