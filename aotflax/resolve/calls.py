@@ -87,6 +87,7 @@ from .helpers import (
     tuple_code,
     unpack_code,
 )
+from .initializers import AdoptDtype
 from .transforms import Checkpointed, CustomJvp, PrimalCall, Vmapped
 
 if TYPE_CHECKING:
@@ -793,7 +794,8 @@ class CallsMixin:
                                         if linen else None))
                 if pname in scope.used:
                     raise CallError("AOT311", f"'{pname}' is already used in this module")
-                code = scope.param(pname, tuple(shape), dtype, init, span)
+                code, dtype = self._declare_param(scope, pname, tuple(shape), dtype, init, span,
+                                                  adopt=b["dtype"] is None)
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
             scope.used[pname] = span
@@ -876,6 +878,19 @@ class CallsMixin:
             var.write(value, span)
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+
+    def _declare_param(self: Resolver, scope: Scope, name: str, shape: tuple[int, ...],
+                       dtype: str, init: Any, span: Span, adopt: bool) -> tuple[Code, str]:
+        """`self.param`'s declaration and its dtype: without `dtype=`, a flax.nn
+        initializer `(key, shape)` gives the parameter the dtype it returns."""
+        previous, self.adopt_dtype = self.adopt_dtype, adopt
+        try:
+            return scope.param(name, shape, dtype, init, span), dtype
+        except AdoptDtype as a:
+            adopted = a.dtype
+        finally:
+            self.adopt_dtype = previous
+        return scope.param(name, shape, adopted, init, span), adopted
 
     def _get_param(self: Resolver, scope: Scope, args: list, kwargs: dict, span: Span) -> Any:
         """`self.get_param(name)`: a parameter, or a submodule's parameter dict, of this scope."""

@@ -72,6 +72,7 @@ from .helpers import (
     tensors,
     unpack_code,
 )
+from .initializers import AdoptDtype
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -424,16 +425,42 @@ class ModulesMixin:
                 if hook is not None:
                     child = HookedScope(child.fn, child.prefix, class_name or entry.name,
                                         shared_arg=child.shared_arg, hook=hook)
-                call: FnCall = LayerCall(entry, written, bound, list(args), merged, span, fn,
-                                         scope=child)
-            else:
-                if name is not None:
-                    raise CallError("AOT310", f"{written} has no parameters and takes no name=")
-                call = FnCall(entry, written, bound, list(args), merged, span, fn)
-            return entry.rule(call)
+                layer_call = LayerCall(entry, written, bound, list(args), merged, span, fn,
+                                       scope=child)
+                if "param_dtype" in bound and "param_dtype" not in merged:
+                    return self._layer_rule_adopting(layer_call, fn)
+                return entry.rule(layer_call)
+            if name is not None:
+                raise CallError("AOT310", f"{written} has no parameters and takes no name=")
+            return entry.rule(FnCall(entry, written, bound, list(args), merged, span, fn))
         except CallError as e:
             raise self.error(e.code, e.message, e.span or span, hint=e.hint,
                              notes=e.notes) from None
+
+    def _layer_rule_adopting(self: Resolver, call: LayerCall, ctx: FunctionState) -> Any:
+        """A layer's rule, for a call that gives no param_dtype: where a flax.nn initializer
+        `(key, shape)` of the model file returns another dtype (a complex kernel), the
+        rule runs again with that param_dtype, as old flax.nn gave a parameter the dtype
+        its initializer returned.  What the first run declared and emitted is undone."""
+        scope = call.scope
+        assert isinstance(scope, Scope)
+        fn = scope.fn
+        ops, params, state = len(ctx.ops), set(scope.params), set(fn.state)
+        previous, self.adopt_dtype = self.adopt_dtype, True
+        try:
+            return call.entry.rule(call)
+        except AdoptDtype as a:
+            adopted = a.dtype
+        finally:
+            self.adopt_dtype = previous
+        del ctx.ops[ops:]
+        for key in set(scope.params) - params:
+            del scope.params[key]
+        for skey in set(fn.state) - state:
+            del fn.state[skey]
+        call.args["param_dtype"] = DType(adopted)
+        call.scope = dataclasses.replace(scope, counters={}, used={})
+        return call.entry.rule(call)  # a second mismatch is the initializer's error
 
     # ---------------------------------------------------------------- flax.nn forms
 
