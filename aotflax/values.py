@@ -95,6 +95,15 @@ class UserModule:
     #: Class attributes (`FEATURES = 64` in the class body): read as `self.FEATURES`
     #: or `M.FEATURES`.
     attributes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    #: Methods decorated `@staticmethod`: called without `self`.
+    static_methods: frozenset[str] = frozenset()
+
+    def static_method(self, name: str) -> "Closure | None":
+        """`M.helper` / `self.helper` for a `@staticmethod`: a function of the file."""
+        method = self.method(name) if name in self.static_methods else None
+        if method is None:
+            return None
+        return Closure(name, method.params, method.body, Env(self.globals), method.span, method)
 
     def method(self, name: str) -> ir.FunctionDef | None:
         for m in self.cls.methods:

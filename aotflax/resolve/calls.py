@@ -813,6 +813,9 @@ class CallsMixin:
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None
         method = module.method(name) if isinstance(module, UserModule) else None
+        static = module.static_method(name) if isinstance(module, UserModule) else None
+        if static is not None:
+            return self._call_closure(static, args, kwargs, span, frame)
         if isinstance(module, UserModule) and method is not None and name != "apply":
             # Another method of this module: runs in the same scope, sharing parameters.
             env_self = Env(module.globals)

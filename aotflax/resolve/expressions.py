@@ -417,9 +417,12 @@ class ExpressionsMixin:
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
-        if isinstance(value, ModuleRef) and isinstance(value.module, UserModule) and \
-                attr in value.module.attributes:
-            return value.module.attributes[attr]  # `Block.FEATURES`: a class attribute
+        if isinstance(value, ModuleRef) and isinstance(value.module, UserModule):
+            if attr in value.module.attributes:
+                return value.module.attributes[attr]  # `Block.FEATURES`: a class attribute
+            static = value.module.static_method(attr)
+            if static is not None:
+                return static  # `Block.helper(x)`: a @staticmethod
         if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, Traversal, list, dict,
                               str, CustomJvp)):
             return BoundMethod(value, attr, span)
