@@ -151,7 +151,8 @@ def namespace_for(module: str, member: str | None) -> Any:
 def nn_namespace() -> Namespace:
     members: dict[str, Any] = _ops("nn", "nn")
     members.update(Module=MODULE_BASE, module_method=MODULE_METHOD, initializers=_initializers(),
-                   Sequential=SEQUENTIAL, attention=_attention(members), module=MODULE_FN)
+                   Sequential=SEQUENTIAL, attention=_attention(members), module=MODULE_FN,
+                   stochastic=_stochastic(members))
     return Namespace("nn", members)
 
 
@@ -159,8 +160,14 @@ def _attention(nn_members: dict[str, Any]) -> Namespace:
     """`flax.nn.attention`: the attention layers and old flax.nn's decode `Cache`."""
     names = ("MultiHeadDotProductAttention", "SelfAttention", "dot_product_attention")
     members = {n: nn_members[n] for n in names if n in nn_members}
+    members.update(_ops("nn.attention", "nn.attention"))  # old flax.nn's mask helpers
     members["Cache"] = ATTENTION_CACHE
     return Namespace("nn.attention", members)
+
+
+def _stochastic(nn_members: dict[str, Any]) -> Namespace:
+    """`flax.nn.stochastic`: where old flax.nn defined `make_rng` and `dropout`."""
+    return Namespace("nn.stochastic", {n: nn_members[n] for n in ("make_rng", "dropout")})
 
 
 def aot_namespace() -> Namespace:

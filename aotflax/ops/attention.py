@@ -334,6 +334,90 @@ _register("make_attention_mask", "function",
           "pairwise mask [batch..., 1, len_q, len_kv] (Linen)")
 
 
+# ------------------------------------------------------------- old flax.nn's mask helpers
+
+
+def _old_attention_axes(call: FnCall, ndim: int, what: str) -> tuple[int, ...]:
+    """`attention_axis` of old flax.nn's mask helpers, for `[batch, dims..., heads, depth]`
+    shapes of rank `ndim` (None: every dim between batch and heads)."""
+    axis = call.args["attention_axis"]
+    if axis is None:
+        return tuple(range(1, ndim - 2))
+    if not isinstance(axis, tuple) or not all(
+            isinstance(a, int) and not isinstance(a, bool) for a in axis):
+        raise call.fail(f"{call.written}: attention_axis must be a tuple of ints, got "
+                        f"{describe_value(axis)}", "AOT203")
+    if any(not (ndim >= 3 and 1 <= a < ndim - 2) for a in axis):
+        raise call.fail(f"{call.written}: attention_axis={axis!r} must be between the batch "
+                        f"axis and the last two axes of the rank-{ndim} {what}", "AOT203")
+    return axis
+
+
+def make_padding_mask(call: FnCall) -> Tensor:
+    """Old flax.nn's `make_padding_mask`: `[batch, 1, query dims..., key dims...]` float32,
+    the outer product (or, for segments, the equality) of the two per-position masks."""
+    q = call.tensor("padding_mask_query")
+    k = call.tensor("padding_mask_key")
+    q_shape, k_shape = call.ints("query_shape"), call.ints("key_shape")
+    if len(q_shape) != len(k_shape) or q_shape[0] != k_shape[0]:
+        raise call.fail(f"{call.written}: query_shape {q_shape} and key_shape {k_shape} must "
+                        "have one rank and one batch size", "AOT210")
+    axes = _old_attention_axes(call, len(k_shape), "key_shape")
+    final = (q_shape[0], 1, *(q_shape[a] for a in axes), *(k_shape[a] for a in axes))
+    # the key mask's axes reversed after the batch axis: [batch, 1, ..., key positions]
+    perm = (0, *range(k.ndim, 0, -1))
+    k_t = tuple((*k.shape, 1)[p] for p in perm)
+    try:
+        product = sh.broadcast_shapes((*q.shape, 1), k_t)
+    except sh.ShapeError as e:
+        raise call.fail(f"{call.written}: the masks {q.describe()} and {k.describe()} do not "
+                        f"combine: {e}", "AOT210") from None
+    if math.prod(product) != math.prod(final):
+        raise call.fail(f"{call.written}: the masks {q.describe()} and {k.describe()} give "
+                        f"{math.prod(product)} entries, not the {math.prod(final)} of the "
+                        f"attention mask {final} that query_shape and key_shape make",
+                        "AOT210")
+    fn = "jnp.equal" if call.bool("segmentation_mask") else "jnp.multiply"
+    out = call.out(final, "float32")
+    call.emit("ops/call.j2", {"call": Code.of(
+        f"{fn}(", q, "[..., None], jnp.transpose(", k, f"[..., None], {perm!r}))"
+        f".reshape({final!r}).astype(jnp.float32)")}, [out], stem="mask")
+    return out
+
+
+def old_causal_mask(call: FnCall) -> Tensor:
+    """Old flax.nn's `_make_causal_mask(key, attention_axis, self_mask)`: bool
+    `[1..., key dims..., key dims...]`, position i seeing positions <= i (< i with
+    self_mask) of the attention dims flattened."""
+    key = call.tensor("key")
+    axes = _old_attention_axes(call, key.ndim, "key")
+    dims = tuple(key.shape[a] for a in axes)
+    n = math.prod(dims)
+    final = (1,) * (key.ndim - len(axes) - 1) + dims + dims
+    k = -1 if call.bool("self_mask") else 0
+    shift = " - 1" if k else ""
+    out = call.out(final, "bool")
+    call.emit("ops/call.j2", {"call": Code(
+        (f"(jnp.arange({n})[:, None]{shift} >= jnp.arange({n})[None, :])"
+         f".reshape({final!r})",))}, [out], stem="mask")
+    return out
+
+
+def _register_old(name: str, sig: str, rule: Any, doc: str) -> Entry:
+    return REGISTRY.add(Entry(name, ("nn.attention",), "function",
+                              Signature.parse(sig, _DEFAULTS), rule, "ops/call.j2", doc=doc))
+
+
+_register_old("make_padding_mask",
+              "padding_mask_query, padding_mask_key, query_shape, key_shape, "
+              "attention_axis=None, segmentation_mask=False", make_padding_mask,
+              "old flax.nn's padding (or segmentation) mask [batch, 1, query dims..., "
+              "key dims...], float32")
+_register_old("_make_causal_mask", "key, attention_axis=None, self_mask=False",
+              old_causal_mask, "old flax.nn's causal mask [1..., key dims..., key dims...], "
+              "bool")
+
+
 # ------------------------------------------------------------- the layers
 
 

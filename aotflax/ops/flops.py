@@ -882,7 +882,7 @@ ELEMENTWISE = (
     + _names("lax", "rsqrt exp log tanh logistic erf erf_inv abs neg sqrt square sign floor "
              "ceil stop_gradient add sub mul div max min pow sin cos exp2 log1p expm1 cbrt erfc "
              "lgamma digamma round is_finite reciprocal bitwise_not population_count rem atan2 "
-             "nextafter bitwise_and bitwise_or bitwise_xor eq ne lt le gt ge")
+             "nextafter bitwise_and bitwise_or bitwise_xor eq ne lt le gt ge select")
     + _names("jax.scipy.special", "erf erfc erfinv gammaln digamma expit logit i0 i0e i1 i1e "
              "entr gamma xlogy xlog1py betaln gammainc gammaincc zeta rel_entr kl_div ndtr "
              "ndtri log_ndtr spence")
@@ -897,7 +897,7 @@ _ZERO = (
     _names("jnp", "reshape transpose swapaxes moveaxis expand_dims squeeze ravel tile repeat "
            "pad flip roll broadcast_to concatenate stack split astype asarray array zeros ones "
            "empty full zeros_like ones_like full_like arange")
-    + _names("lax", "concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
+    + _names("lax", "tie_in concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
              "dynamic_slice_in_dim dynamic_index_in_dim dynamic_update_slice "
              "dynamic_update_slice_in_dim dynamic_update_index_in_dim")
     + _names("array", "reshape transpose astype squeeze swapaxes flatten ravel")
@@ -1081,7 +1081,8 @@ RULES: dict[str, FlopRule] = {
         "dot_product_attention make_causal_mask make_attention_mask "
         "MultiHeadDotProductAttention SelfAttention BatchNorm GroupNorm RMSNorm LSTMCell "
         "GRUCell ConvLSTM ConvLSTMCell dropout")
-       + ["nn.Embed.attend"]
+       + ["nn.Embed.attend", "nn.attention.make_padding_mask",
+          "nn.attention._make_causal_mask"]
        + [f"nn.{c}.initialize_carry" for c in ("LSTMCell", "GRUCell", "ConvLSTM",
                                                 "ConvLSTMCell")]},
 }

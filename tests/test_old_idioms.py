@@ -1,0 +1,101 @@
+"""Idioms of 2020 flax.nn research code around the layers, built and run.
+
+Attention variants of that time (local, synthesizer, sparse attention) copied old
+flax.nn's `dot_product_attention` and its mask helpers into their own files: they log
+with absl, test `isinstance(axis, Iterable)`, compute batch dims with
+`np.delete(range(n), axes)`, build masks with `nn.attention.make_padding_mask` and
+`lax.select`, pad with widths written as `jnp.array`, and branch on `if mask_components:`.
+Each idiom here is a small model of our own, checked against jax / numpy.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from helpers import build, build_errors
+
+RTOL, ATOL = 1e-6, 1e-6
+
+
+def _x(*shape: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_pad_widths_written_as_an_int_array() -> None:
+    m = build("""
+    class M(nn.Module):
+        def apply(self, x, mask, block=4):
+            extra = block - x.shape[1] % block
+            width = jnp.array([[0, 0], [0, extra], [0, 0]])
+            return jnp.pad(x, width), jnp.pad(mask, width, constant_values=-1e9)
+
+    aot.target("t", M, x=aot.f32[2, 6, 3], mask=aot.f32[2, 6, 1])
+    """)
+    x, mask = _x(2, 6, 3), _x(2, 6, 1, seed=1)
+    (a, b), _ = m.t.apply({}, {}, x, mask)
+    np.testing.assert_array_equal(a, np.pad(x, ((0, 0), (0, 2), (0, 0))))
+    np.testing.assert_array_equal(b, np.pad(mask, ((0, 0), (0, 2), (0, 0)),
+                                            constant_values=-1e9))
+
+
+def _old_padding_mask(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Old flax.nn's mask for per-position masks [batch, length, 1]: [batch, 1, lq, lk]."""
+    return (q[:, None, :, :] * np.swapaxes(k, 1, 2)[:, None]).astype(np.float32)
+
+
+def test_old_mask_helpers_and_lax_select_build_an_attention_bias() -> None:
+    m = build("""
+    from aotflax.nn.attention import _make_causal_mask, make_padding_mask
+    from aotflax.nn.stochastic import make_rng
+    from jax import lax
+
+
+    class M(nn.Module):
+        def apply(self, key, pad, kpad):
+            b, h, d = key.shape[0], key.shape[2], key.shape[3]
+            components = [_make_causal_mask(key, (1,))]
+            components.append(make_padding_mask(
+                padding_mask_query=pad, padding_mask_key=kpad,
+                query_shape=(b, pad.shape[1], h, d), key_shape=key.shape,
+                attention_axis=(1,)))
+            mask = components[0]
+            for c in components[1:]:
+                mask = jnp.logical_and(mask, c)
+            return lax.select(mask > 0, jnp.full(mask.shape, 0.0),
+                              jnp.full(mask.shape, -1e10))
+
+    aot.target("t", M, key=aot.f32[2, 5, 2, 3], pad=aot.f32[2, 5, 1], kpad=aot.f32[2, 5, 1])
+    """)
+    key = _x(2, 5, 2, 3)
+    pad = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)[..., None]
+    got, _ = m.t.apply({}, {}, key, pad, pad)
+    causal = np.tril(np.ones((5, 5), bool))[None, None]
+    mask = causal & (_old_padding_mask(pad, pad) > 0)
+    np.testing.assert_array_equal(got, np.where(mask, 0.0, -1e10).astype(np.float32))
+
+
+@pytest.mark.parametrize("call,message", [
+    ("lax.select(x > 0, x, 2 * x.astype(jnp.int32))",
+     "on_true f32[2, 4] and on_false i32[2, 4] must have one shape and one dtype"),
+    ("lax.select(x, x, x)", "pred must be a bool array, got f32[2, 4]"),
+    ("lax.select((x > 0)[0], x, x)", "pred bool[4] must be a scalar or have the shape"),
+    ("make_padding_mask(x, x, (2, 4, 1, 1), (2, 3, 1, 1))",
+     "give 32 entries, not the 24 of the attention mask (2, 1, 4, 3)"),
+    ("make_padding_mask(x, x, (2, 4, 1, 1), (2, 4, 1, 1), attention_axis=(2,))",
+     "attention_axis=(2,) must be between the batch axis and the last two axes"),
+])
+def test_old_mask_helper_and_select_errors(call: str, message: str) -> None:
+    out = build_errors(f"""
+    from aotflax.nn.attention import make_padding_mask
+    from jax import lax
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return {call}
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert message in out, out
+    assert "internal error" not in out
