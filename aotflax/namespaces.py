@@ -15,6 +15,7 @@ from . import dtypes as dt
 from .ops import REGISTRY
 from .ops import initializers as inits
 from .values import (
+    AbstractType,
     DType,
     ModuleRef,
     Namespace,
@@ -250,11 +251,17 @@ def _build_modules() -> dict[str, Any]:
             for n in ("dataclass", "field", "replace", "asdict", "astuple", "is_dataclass")}),
         "collections": Namespace("collections", {
             "namedtuple": StaticFunction("collections.namedtuple"),
-            "OrderedDict": BUILTINS["dict"]}),
+            "OrderedDict": BUILTINS["dict"],
+            "abc": Namespace("collections.abc", {n: AbstractType(n) for n in ABSTRACT_TYPES})}),
         "ml_collections": _ml_collections(),
         "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
+
+
+#: The `collections.abc` classes `isinstance` takes.
+ABSTRACT_TYPES = ("Iterable", "Sequence", "Mapping", "Sized", "Container", "Collection",
+                  "Reversible", "MutableSequence", "MutableMapping", "Set")
 
 
 _MODULES = _build_modules()

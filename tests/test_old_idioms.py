@@ -22,6 +22,109 @@ def _x(*shape: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
+def test_a_container_is_true_when_it_has_items_whatever_they_are() -> None:
+    m = build("""
+    class M(nn.Module):
+        def apply(self, x, extra: bool = False):
+            parts = [x > 0]
+            if extra:
+                parts.append(x < 1)
+            rest = [] if extra else ()
+            if parts:
+                mask = parts[0]
+                for p in parts[1:]:
+                    mask = jnp.logical_and(mask, p)
+            first = (parts and parts[0]) if not rest else None
+            return jnp.where(mask, x, 0.0), first
+
+    aot.target("one", M, x=aot.f32[2, 4])
+    aot.target("two", M.partial(extra=True), x=aot.f32[2, 4])
+    """)
+    x = _x(2, 4)
+    (y, first), _ = m.one.apply({}, {}, x)
+    np.testing.assert_array_equal(y, np.where(x > 0, x, 0.0))
+    np.testing.assert_array_equal(first, x > 0)
+    (y, _), _ = m.two.apply({}, {}, x)
+    np.testing.assert_array_equal(y, np.where((x > 0) & (x < 1), x, 0.0))
+
+
+def test_an_array_condition_is_still_refused() -> None:
+    out = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            if x.sum():
+                return x
+            return -x
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "error[AOT335]: this condition depends on an array value" in out, out
+
+
+def test_isinstance_takes_the_classes_of_collections_abc() -> None:
+    m = build("""
+    from collections.abc import Iterable, Sequence
+    import collections
+
+
+    def axes(axis):
+        if not isinstance(axis, Iterable):
+            axis = (axis,)
+        return axis
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            flags = (isinstance(x, Iterable), isinstance(x, Sequence),
+                     isinstance([1], collections.abc.Sequence), isinstance(3, (Sequence, int)),
+                     isinstance({}, collections.abc.Mapping))
+            return jnp.sum(x, axis=axes(1)), jnp.sum(x, axis=axes((0, 1))), jnp.array(flags)
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    x = _x(2, 4)
+    (a, b, flags), _ = m.t.apply({}, {}, x)
+    np.testing.assert_allclose(a, x.sum(axis=1), rtol=RTOL)
+    np.testing.assert_allclose(b, x.sum(), rtol=1e-5)
+    # as for a jax array: iterable, not a sequence
+    assert tuple(np.asarray(flags)) == (True, False, True, True, True)
+
+
+def test_isinstance_with_an_abstract_class_refuses_values_it_cannot_judge() -> None:
+    out = build_errors("""
+    from collections.abc import Iterable
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return x if isinstance(nn.Dense, Iterable) else -x
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "error[AOT349]: isinstance(" in out and "collections.abc.Iterable) is not known " \
+        "at build time" in out, out
+
+
+def test_batch_dims_from_np_delete_of_a_range_are_static() -> None:
+    m = build("""
+    import numpy as onp
+
+
+    class M(nn.Module):
+        def apply(self, x, axis=(1,)):
+            n = x.ndim
+            batch_dims = tuple(onp.delete(range(n), axis + (n - 1,)))
+            perm = batch_dims + axis + (n - 1,)
+            return x.transpose(perm), jnp.array(len(batch_dims))
+
+    aot.target("t", M, x=aot.f32[2, 3, 4, 5])
+    """)
+    x = _x(2, 3, 4, 5)
+    (y, count), _ = m.t.apply({}, {}, x)
+    np.testing.assert_array_equal(y, x.transpose((0, 2, 1, 3)))
+    assert count == 2
+
+
 def test_pad_widths_written_as_an_int_array() -> None:
     m = build("""
     class M(nn.Module):
