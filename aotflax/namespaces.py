@@ -264,7 +264,22 @@ ABSTRACT_TYPES = ("Iterable", "Sequence", "Mapping", "Sized", "Container", "Coll
                   "Reversible", "MutableSequence", "MutableMapping", "Set")
 
 
+#: Logging functions of `logging` and `absl.logging` (not `fatal`, which ends the program).
+LOGGING_FUNCTIONS = ("debug", "info", "warning", "warn", "error", "exception", "critical",
+                     "log", "vlog", "log_every_n", "log_every_n_seconds", "log_first_n",
+                     "log_if")
+
+
+def _logging() -> Namespace:
+    """`logging` / `absl.logging`: a call is evaluated and dropped.  In JAX it ran once, while
+    tracing, never in the compiled program, which is all the generated code is."""
+    return Namespace("logging", {n: StaticFunction(f"logging.{n}") for n in LOGGING_FUNCTIONS})
+
+
 _MODULES = _build_modules()
+_MODULES["logging"] = _logging()
+_MODULES["absl"] = Namespace("absl", {"logging": _MODULES["logging"]})
+_MODULES["absl.logging"] = _MODULES["logging"]
 
 __all__ = ["namespace_for", "BUILTINS", "MODULE_BASE", "MODULE_METHOD", "TARGET",
            "TRAIN_TARGET", "dt"]

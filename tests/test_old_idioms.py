@@ -22,6 +22,46 @@ def _x(*shape: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
+def test_logging_calls_are_evaluated_and_dropped() -> None:
+    m = build("""
+    from absl import logging
+    import logging as pylog
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            logging.info("input %s", x.shape)
+            pylog.warning(x)
+            logging.vlog(1, "deep")
+            done = logging.info(x)
+            return nn.Dense(x, 3) if done is None else x
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "logging" not in m.__aotflax_text__.split('"""', 2)[2].replace("# ", "")
+    params, _ = m.t.init(jax.random.key(0))
+    x = _x(2, 4)
+    y, _ = m.t.apply(params, {}, x)
+    d = params["Dense_0"]
+    want = x @ np.asarray(d["kernel"]) + np.asarray(d["bias"])
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_other_absl_modules_stay_outside_the_language() -> None:
+    out = build_errors("""
+    from absl import flags
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return x * flags.FLAGS.scale
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "error[AOT104]" in out and "'absl' is not a module aotflax interprets" in out, out
+    assert "logging (absl.logging)" in out
+
+
 def test_a_container_is_true_when_it_has_items_whatever_they_are() -> None:
     m = build("""
     class M(nn.Module):
