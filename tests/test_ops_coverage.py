@@ -326,9 +326,6 @@ CASES = [
     _carry("LSTMCell", 3), _carry("GRUCell", 3), _carry("ConvLSTMCell", (4, 4, 3)),
     _carry("ConvLSTM", (4, 4, 3)),
     Case("jax.lax.select({x} > 0, {x}, {x} * 2)"), Case("jax.lax.select(b, f, p)"),
-    # removed from JAX: the identity on its second argument since JAX 0.2
-    Case("jax.lax.tie_in(f, p)", ref=lambda env: env["p"]),
-    Case("jax.lax.tie_in(f, 1.5) * f", ref=lambda env: 1.5 * env["f"]),
     Case("np.delete(np.arange(6), (1, -1))"), Case(f"np.delete({_H}, 1, axis=1)"),
     Case(f"np.delete({_H}, [0, 2])"),
     Case("nn.attention.make_padding_mask(f > 0, p > 0.5, (3, 4, 2, 5), (3, 4, 2, 5))",

@@ -104,15 +104,6 @@ register("select", ("lax",), "pred, on_true, on_false", _lax_select,
          doc="select elementwise (same shapes and dtypes)")
 
 
-def _tie_in(call: FnCall) -> Any:
-    """`lax.tie_in(x, y)` is `y`: JAX made it the identity (2020) and then removed it."""
-    return call.args["y"]
-
-
-register("tie_in", ("lax",), "x, y", _tie_in,
-         doc="y (old JAX: ties y to x's trace; the identity since JAX 0.2)")
-
-
 def clip(call: FnCall) -> Tensor:
     x = call.aval(call.entry.signature.params[0].name)
     parts = [(x[1], x[2])]

@@ -486,7 +486,7 @@ class _Layout:
     single axis before the features nothing moves.
     """
 
-    def __init__(self, call: LayerCall, ndim: int, axes: tuple[int, ...]):
+    def __init__(self, call: FnCall, ndim: int, axes: tuple[int, ...]):
         self.call, self.ndim, self.axes = call, ndim, axes
         self.other = tuple(a for a in range(1, ndim - 1) if a not in axes) if ndim >= 3 \
             else ()
