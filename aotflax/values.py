@@ -261,6 +261,13 @@ class TypeHint:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class AbstractType:
+    """A `collections.abc` class (`Iterable`, `Sequence`, ...): a type `isinstance` takes."""
+
+    name: str
+
+
 @dataclass(eq=False)
 class SuperLayer:
     """`super()` inside the `param` override of a subclassed built-in layer."""
@@ -669,6 +676,8 @@ def describe_value(value: Any) -> str:
         return f"'{value.written}'"
     if isinstance(value, TypeHint):
         return f"type hint {value.name}"
+    if isinstance(value, AbstractType):
+        return f"collections.abc.{value.name}"
     if isinstance(value, (ConfigValue, Record, RecordTuple)):
         return _describe_record(value)
     if isinstance(value, RecordClass):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 from keyword import iskeyword
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from ..scopes import (
     subscript_path,
 )
 from ..values import (
+    AbstractType,
     AttentionCache,
     BoundMethod,
     Closure,
@@ -100,6 +102,9 @@ SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing"})
 #: The types `isinstance` knows at build time (static values are of these or of none).
 _STATIC_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str,
                                   "tuple": tuple, "list": list, "dict": dict}
+#: The `collections.abc` classes a jax array is an instance of (it has `__iter__`,
+#: `__len__` and `__contains__`, and is neither a Sequence nor hashable).
+_ARRAY_ABCS = frozenset({"Iterable", "Sized", "Container", "Collection"})
 
 
 class CallsMixin:
@@ -532,6 +537,11 @@ class CallsMixin:
             return args[0].shape[0]
         if fn.name == "isinstance":
             return self._isinstance(args, kwargs, span)
+        if fn.name in ("tuple", "list", "enumerate", "zip", "reversed", "sorted"):
+            # a numpy array of static ints (`tuple(np.delete(range(n), axes))`) gives its
+            # items; other arrays cannot be iterated at build time (a located error)
+            args = [list(self._iterate(a, span)) if isinstance(a, Tensor) else a
+                    for a in args]
         if fn.name == "range" and range_too_long(args):
             raise self.error("AOT330", f"range{tuple(args)} is too long to unroll (more than "
                              f"{MAX_UNROLL:,} items)", span)
@@ -558,18 +568,32 @@ class CallsMixin:
         if kwargs or len(args) != 2:
             raise self.error("AOT349", "isinstance takes a value and a type", span)
         value, info = args
-        types = []
+        types: list[type] = []
+        array_abcs = False
         for kind in info if isinstance(info, tuple) else (info,):
+            if isinstance(kind, AbstractType):
+                types.append(getattr(collections.abc, kind.name))
+                array_abcs = array_abcs or kind.name in _ARRAY_ABCS
+                continue
             found = _STATIC_TYPES.get(kind.name) if isinstance(kind, StaticBuiltin) else None
             if found is None:
                 raise self.error(
                     "AOT349", f"isinstance(..., {describe_value(kind)}): only the builtin types "
-                    f"{', '.join(_STATIC_TYPES)} are types at build time", span,
+                    f"{', '.join(_STATIC_TYPES)} and the classes of collections.abc are types "
+                    "at build time", span,
                     hint="compare static values, or give the value as a hyperparameter")
             types.append(found)
         if isinstance(value, Poison):
             raise Abort()
-        return not isinstance(value, Tensor) and isinstance(value, tuple(types))
+        if isinstance(value, Tensor):
+            return array_abcs
+        abstract = [t for t in types if t.__module__ == "collections.abc"]
+        if abstract and not isinstance(value, (tuple, list, dict, str, int, float, type(None))):
+            raise self.error("AOT349", f"isinstance({describe_value(value)}, "
+                             f"collections.abc.{abstract[0].__name__}) is not known at build "
+                             "time: the classes of collections.abc take arrays and Python's "
+                             "numbers, strings, tuples, lists and dicts", span)
+        return isinstance(value, tuple(types))
 
     def _builtin_read(self: Resolver, name: str, args: list, kwargs: dict, span: Span) -> int:
         """What a static builtin reads, charged before it runs; refuses calls whose work or

@@ -64,6 +64,7 @@ from .helpers import (
     deep_size,
     is_too_big,
     static_size,
+    static_truth,
     too_large,
 )
 from .host import involves_host
@@ -229,12 +230,15 @@ class ExpressionsMixin:
 
     def _eval_BoolOp(self: Resolver, expr: ir.BoolOp, frame: Frame) -> Any:
         value: Any = None
-        for v in expr.values:
+        for i, v in enumerate(expr.values):
             value = self.eval(v, frame)
-            if not is_static(value):
+            if i == len(expr.values) - 1:
+                return value  # the last operand is the result, whatever it is, as in Python
+            truth = static_truth(value)
+            if truth is None:
                 raise self.error("AOT335", f"'{expr.op}' needs static operands; use "
                                  "jnp.logical_and / jnp.logical_or for arrays", v.span)
-            if (expr.op == "and") != bool(value):
+            if (expr.op == "and") != truth:
                 return value
         return value
 

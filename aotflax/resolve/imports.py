@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: What to say about a module outside the static language.
 _KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, collections, "
-               "ml_collections, optax and the build's model files")
+               "ml_collections, optax, logging (absl.logging) and the build's model files")
 
 
 class ImportsMixin:
@@ -113,6 +113,8 @@ class ImportsMixin:
                                  hint="build the folder that contains every model file")
             return self._from_workspace(base, imp)
         top = module.split(".")[0]
+        if module == "absl.logging" or (module == "absl" and imp.member == "logging"):
+            return namespaces.namespace_for(imp.module, imp.member)  # the rest of absl is not ours
         if top in KNOWN_MODULES:
             value = namespaces.namespace_for(imp.module, imp.member)
             if value is None and imp.dotted:  # `import jax.numpy` binds `jax`

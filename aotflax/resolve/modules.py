@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import keyword
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import ir, namespaces
 from ..diagnostics import Note, Span
@@ -76,6 +76,9 @@ from .initializers import AdoptDtype
 
 if TYPE_CHECKING:
     from .core import Resolver
+
+#: `nn.make_rng`, which old flax.nn functions call when they draw without a key.
+MAKE_RNG = REGISTRY.entry("nn", "make_rng")
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -432,7 +435,8 @@ class ModulesMixin:
                 return entry.rule(layer_call)
             if name is not None:
                 raise CallError("AOT310", f"{written} has no parameters and takes no name=")
-            return entry.rule(FnCall(entry, written, bound, list(args), merged, span, fn))
+            return entry.rule(FnCall(entry, written, bound, list(args), merged, span, fn,
+                                     make_rng=self._make_rng_here(span, frame)))
         except CallError as e:
             raise self.error(e.code, e.message, e.span or span, hint=e.hint,
                              notes=e.notes) from None
@@ -461,6 +465,13 @@ class ModulesMixin:
         call.args["param_dtype"] = DType(adopted)
         call.scope = dataclasses.replace(scope, counters={}, used={})
         return call.entry.rule(call)  # a second mismatch is the initializer's error
+
+    def _make_rng_here(self: Resolver, span: Span, frame: Frame) -> Callable[[], Any] | None:
+        """`nn.make_rng()` at `span`, for a function that draws as old flax.nn's did
+        without a key given (None outside a module, where there is no rng to draw)."""
+        if frame.fn is None or frame.scope is None:
+            return None
+        return lambda: self._call_layer(MAKE_RNG, "nn.make_rng", [], {}, span, frame)
 
     # ---------------------------------------------------------------- flax.nn forms
 
