@@ -602,12 +602,9 @@ def to_code(value: Any) -> str:
         return "[" + ", ".join(to_code(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{to_code(k)}: {to_code(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, slice):
-        parts = [to_code(value.start) if value.start is not None else "",
-                 to_code(value.stop) if value.stop is not None else ""]
-        if value.step is not None:
-            parts.append(to_code(value.step))
-        return ":".join(parts)
+    if isinstance(value, slice):  # as a value (an argument): subscripts write their own
+        bounds = [value.start, value.stop] + ([] if value.step is None else [value.step])
+        return "slice(" + ", ".join(to_code(v) for v in bounds) + ")"
     if isinstance(value, DType):
         return value.code()
     if isinstance(value, Initializer):

@@ -155,3 +155,13 @@ def test_subscript_quotes_every_key() -> None:
     assert keys[::-1] == ['a"]; x = ["', "kernel"]
     with pytest.raises(QuotingError):
         subscript("params; import os", ("a",))
+
+
+@pytest.mark.parametrize("value", [slice(2), slice(1, None), slice(None, 3, 2),
+                                   (slice(0, 2), 1), [slice(None)]])
+def test_a_static_slice_as_a_value_is_code_that_makes_it(value) -> None:
+    # an argument, not a subscript (`x[0:2]` is written by indexing itself): `0:2` alone
+    # would not even parse
+    from aotflax.values import to_code
+
+    assert eval(compile(ast.parse(to_code(value), mode="eval"), "<t>", "eval")) == value  # noqa: S307
