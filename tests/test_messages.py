@@ -159,6 +159,28 @@ def test_a_failed_append_leaves_no_knock_on_errors() -> None:
     assert "pop from empty list" not in out and out.count("error[") == 1
 
 
+def test_a_scan_step_that_failed_leaves_no_knock_on_errors() -> None:
+    """A step whose result failed (here from a value that failed before the scan, in
+    the carry and in the returned tuple) is reported once, where it failed: not again
+    as "a scan step must return (new_carry, y)" or as a carry that is not an array."""
+    for ret in ("c + bad, c", "c, c + bad", "(c + bad, c)"):
+        out = build_errors(f"""
+        class Net(nn.Module):
+            def apply(self, x):
+                bad = jnp.frobnicate(x)
+
+                def body(c, i):
+                    return {ret}
+
+                _, ys = jax.lax.scan(body, x, jnp.arange(3))
+                return ys
+
+        aot.target("net", Net, x=aot.f32[2])
+        """)
+        assert "jnp.frobnicate is not supported" in out
+        assert out.count("error[") == 1, out
+
+
 def test_the_source_line_shown_is_pythons_line_despite_form_feeds() -> None:
     """Python ends lines only at \\n, \\r\\n and \\r: a form feed (old GNU-style page
     breaks) or a U+2028 in a comment is a character of its line, so the line shown under

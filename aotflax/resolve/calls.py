@@ -284,6 +284,8 @@ class CallsMixin:
             fn.emit("ops/call.j2", {"call": Code((f"jnp.arange({n})",))}, (steps,), span,
                     "steps")
             xs, x = (steps, index) if xs is None else ((xs, steps), (x, index))
+        if contains_poison(result):  # the step failed and said why: no second error
+            raise Abort()
         if not (isinstance(result, tuple) and len(result) == 2):
             raise self.error("AOT363", "a scan step must return (new_carry, y)",
                              _name_span(step))
@@ -404,6 +406,8 @@ class CallsMixin:
         return final, back
 
     def _flat_tensors(self: Resolver, value: Any, what: str, span: Span) -> list[Tensor]:
+        if contains_poison(value):  # reported where it failed
+            raise Abort()
         leaves = tensor_leaves(value)
         if not leaves or not all(isinstance(v, Tensor) for v in leaves):
             raise self.error("AOT361", f"jax.lax.scan: {what} must be an array or a tuple of "

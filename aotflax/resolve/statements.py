@@ -82,6 +82,8 @@ class StatementsMixin:
         try:
             self._exec(stmt, frame)
         except Abort:
+            if isinstance(stmt, ir.Return):  # the function's result failed: callers stay silent
+                raise ReturnSignal(POISON) from None
             compound = isinstance(stmt, (ir.If, ir.For))
             for name in assigned_names(stmt):
                 if compound and name in frame.env.vars and not (
