@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from helpers import build_errors
+from helpers import build, build_errors
 
 from aotflax import values
 from aotflax.diagnostics import SourceFile, Span
@@ -179,6 +179,26 @@ def test_a_scan_step_that_failed_leaves_no_knock_on_errors() -> None:
         """)
         assert "jnp.frobnicate is not supported" in out
         assert out.count("error[") == 1, out
+
+
+def test_an_array_as_an_initializer_argument_names_the_argument_and_the_fix() -> None:
+    """Dopamine's networks write `variance_scaling(scale=1.0 / jnp.sqrt(3.0), ...)`: the
+    error names the argument and the array, and its hint offers what the build takes
+    (math or numpy on numbers); the hinted spelling builds."""
+    model = """
+    import math
+    class Net(nn.Module):
+        def apply(self, x):
+            init = jax.nn.initializers.variance_scaling(
+                scale=1.0 / {scale}, mode='fan_in', distribution='uniform')
+            return nn.Dense(x, 3, kernel_init=init)
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """
+    out = build_errors(model.format(scale="jnp.sqrt(3.0)"))
+    assert "variance_scaling: scale must be known at build time, got array f32[]" in out
+    assert "math.sqrt(3.0)" in out and out.count("error[") == 1
+    build(model.format(scale="math.sqrt(3.0)"))
 
 
 def test_the_source_line_shown_is_pythons_line_despite_form_feeds() -> None:

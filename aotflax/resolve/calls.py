@@ -100,6 +100,14 @@ _STATIC_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str
                                   "tuple": tuple, "list": list, "dict": dict}
 
 
+#: An initializer's arguments are fixed when `init` is built; a jnp result is an array
+#: of the computation (`jnp.sqrt(3.0)`), math and numpy on numbers are build-time values.
+_ARRAY_ARGUMENT_HINT = ("an initializer's arguments are fixed when init is built, and a jnp "
+                        "function makes an array of the computation; compute the number with "
+                        "math or numpy (math.sqrt(3.0), np.sqrt(3.0)), which the build "
+                        "evaluates")
+
+
 class CallsMixin:
     """Calls: table entries, closures, builtins, methods, scan, Sequential, binding."""
 
@@ -603,14 +611,17 @@ class CallsMixin:
 
         sig = Signature.parse(inits.FACTORIES[factory.name])
         try:
-            sig.bind(f"nn.initializers.{factory.name}", args, kwargs)
-            for v in list(args) + list(kwargs.values()):
+            bound = sig.bind(f"nn.initializers.{factory.name}", args, kwargs)
+            for name, v in bound.items():
                 if not is_static(v):
-                    raise CallError("AOT203", "initializer arguments must be static")
+                    raise CallError(
+                        "AOT203", f"nn.initializers.{factory.name}: {name} must be known at "
+                        f"build time, got {describe_value(v)}",
+                        _ARRAY_ARGUMENT_HINT if isinstance(v, Tensor) else None)
             return inits.make(factory.name, args, kwargs)
         except (CallError, StaticError) as e:
             raise self.error(getattr(e, "code", "AOT203"), getattr(e, "message", str(e)),
-                             span) from None
+                             span, hint=getattr(e, "hint", None)) from None
 
     def _call_method(self: Resolver, m: BoundMethod, args: list, kwargs: dict, expr: ir.Call,
                      frame: Frame) -> Any:
