@@ -201,6 +201,34 @@ def test_an_array_as_an_initializer_argument_names_the_argument_and_the_fix() ->
     build(model.format(scale="math.sqrt(3.0)"))
 
 
+def test_an_absl_flag_says_how_it_is_used_and_why_it_is_unknown() -> None:
+    """sam_jax's WideResnet tests `FLAGS.use_additional_skip_connections` inside apply:
+    the error says the flag is tested (not "passed"), and that a flag's value comes from
+    the command line of a program the build never runs.  Another library keeps the
+    general reason; a loop over one says it is looped over."""
+    out = build_errors("""
+    from absl import flags
+    import tensorflow as tf
+    FLAGS = flags.FLAGS
+    flags.DEFINE_bool('extra', False, 'an extra skip connection')
+
+    class Net(nn.Module):
+        def apply(self, x):
+            if FLAGS.extra:
+                x = x + 1.0
+            for t in tf.sizes:
+                x = x * 2.0
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """)
+    assert "'flags.FLAGS.extra' cannot be tested here: absl flags are set on the command " \
+        "line of the program that runs the model" in out, out
+    assert "'tf.sizes' cannot be looped over here: 'tensorflow' is not a module aotflax " \
+        "interprets" in out, out
+    assert "'flags.FLAGS.extra' cannot be passed here" not in out
+
+
 def test_the_source_line_shown_is_pythons_line_despite_form_feeds() -> None:
     """Python ends lines only at \\n, \\r\\n and \\r: a form feed (old GNU-style page
     breaks) or a U+2028 in a comment is a character of its line, so the line shown under

@@ -101,6 +101,9 @@ class ImportsMixin:
             return value
         if self.workspace is not None and self.workspace.locate(module) is not None:
             return self._from_workspace(module, imp)
+        if module == "absl.flags" or (module == "absl" and imp.member == "flags"):
+            return Opaque(imp.alias, "absl flags are set on the command line of the program "
+                          "that runs the model, which the build never runs", imp.span)
         return Opaque(imp.alias, f"'{top}' is not a module aotflax interprets (it interprets "
                       f"{_KNOWN_LIST})", imp.span)
 
@@ -171,11 +174,12 @@ class ImportsMixin:
             hint="only code that no target reaches may use other libraries (it is skipped); "
                  "compute the value in the model file or pass it as a hyperparameter")
 
-    def _check_not_opaque(self: Resolver, values: Any, span: Span) -> None:
-        """Arguments of a call reached by a target may not be opaque names."""
+    def _check_not_opaque(self: Resolver, values: Any, span: Span, what: str = "passed") -> None:
+        """Values a target's code uses (arguments, operands, conditions, loops) may not be
+        opaque names; `what` says how it is used ("tested" for an `if`)."""
         for v in values:
             if isinstance(v, Opaque):
-                raise self._opaque_error(v, span, "passed")
+                raise self._opaque_error(v, span, what)
 
 
 __all__ = ["ImportsMixin", "POISON", "describe_value"]

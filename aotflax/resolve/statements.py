@@ -324,7 +324,7 @@ class StatementsMixin:
     def _iterate(self: Resolver, value: Any, span: Span) -> Iterator[Any]:
         if isinstance(value, Poison):
             raise Abort()
-        self._check_not_opaque((value,), span)
+        self._check_not_opaque((value,), span, "looped over")
         ints = value.static_ints() if isinstance(value, HostArray) else None
         if ints is not None:  # numpy on static ints: a loop over static ints
             return iter(ints)
@@ -344,7 +344,7 @@ class StatementsMixin:
         value = self.eval(expr, frame)
         if isinstance(value, Poison):
             raise Abort()
-        self._check_not_opaque((value,), expr.span)
+        self._check_not_opaque((value,), expr.span, "tested")
         if not is_static(value):
             raise self.error(
                 "AOT335", f"this condition depends on an array value ({describe_value(value)}); "
