@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+import jax
 from helpers import build, build_errors
 
 from aotflax import values
@@ -227,6 +228,40 @@ def test_an_absl_flag_says_how_it_is_used_and_why_it_is_unknown() -> None:
     assert "'tf.sizes' cannot be looped over here: 'tensorflow' is not a module aotflax " \
         "interprets" in out, out
     assert "'flags.FLAGS.extra' cannot be passed here" not in out
+
+
+def test_a_class_deriving_from_object_is_a_class_like_any_other() -> None:
+    """`class C(object):` is `class C:` in Python 3 (sam_jax's EfficientNet configs):
+    a plain class is reported as one (AOT320, not "'object' is not available"), and a
+    dataclass or module written so builds."""
+    out = build_errors("""
+    class Cfg(object):
+        def __init__(self, width=4):
+            self.width = width
+
+    class Net(nn.Module):
+        def apply(self, x, cfg=Cfg()):
+            return nn.Dense(x, cfg.width)
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT320]: class Cfg is a plain Python class" in out, out
+    assert "'object'" not in out and "@dataclasses.dataclass" in out
+    m = build("""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Cfg(object):
+        width: int = 4
+
+    class Net(nn.Module, object):
+        def apply(self, x, cfg=Cfg()):
+            return nn.Dense(x, cfg.width)
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    params, _ = m.TARGETS["net"].init(jax.random.key(0))
+    assert params["Dense_0"]["kernel"].shape == (3, 4)
 
 
 def test_the_source_line_shown_is_pythons_line_despite_form_feeds() -> None:

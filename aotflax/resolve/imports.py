@@ -48,19 +48,19 @@ class ImportsMixin:
         if record is not None:
             frame.env.set(cls.name, record)
             return
-        bases = []
-        for base in cls.bases:
-            bases.append(self.eval(base, frame))
+        bases = self._class_bases(cls, frame)
         layer = self._layer_base(cls, bases)
         if layer is not None:  # `class StdConv(nn.Conv)`: the layer, with its `param` hooked
             frame.env.set(cls.name, ModuleRef(UserModule(cls.name, cls, frame.env, layer)))
             return
         if not any(b is namespaces.MODULE_BASE for b in bases):
             raise self.error(
-                "AOT320", f"class {cls.name} is a plain Python class: aotflax interprets only "
-                "nn.Module classes, and a target uses it", cls.name_span,
+                "AOT320", f"class {cls.name} is a plain Python class: aotflax interprets "
+                "nn.Module classes, dataclasses and NamedTuples, and a target uses it", cls.name_span,
                 hint=f"if {cls.name} is a model, write: class {cls.name}(nn.Module):; "
-                     "otherwise pass the static values it computes as hyperparameters")
+                     "settings can be a @dataclasses.dataclass, a NamedTuple or an "
+                     "ml_collections.ConfigDict; otherwise pass the static values it "
+                     "computes as hyperparameters")
         if cls.decorators:
             raise self.error("AOT102", "class decorators are not supported on modules",
                              cls.decorators[0].span)
