@@ -126,7 +126,8 @@ _entry("AOT101", "model file is not valid UTF-8", """
 _entry("AOT102", "statement not supported in model files", """
     The DSL is a static subset of Python: loops are unrolled and branches pruned
     at build time, so `while`, `try`, `with`, `global`, `del`, nested classes and
-    non-method statements in a module class have no meaning there.  Use `for`
+    statements other than methods and assignments in a module class have no meaning
+    there (class attributes, `FEATURES = 64`, are read as `self.FEATURES`).  Use `for`
     over a static range, `if` on static values, and module-level constants.
     """, """
     class Net(nn.Module):

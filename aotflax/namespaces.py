@@ -16,6 +16,7 @@ from .ops import REGISTRY
 from .ops import initializers as inits
 from .values import (
     DType,
+    IndexMaker,
     ModuleRef,
     Namespace,
     OpRef,
@@ -41,6 +42,9 @@ ATTENTION_CACHE = object()
 #: `@nn.module`: a function that is a module's apply.
 MODULE_FN = object()
 VMAP = object()
+#: `jax.checkpoint` and its older name `jax.remat`.
+CHECKPOINT = object()
+REMAT = object()
 CUSTOM_JVP = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
@@ -69,7 +73,8 @@ def _numpy() -> Namespace:
         intp=DType("int64", host=True), double=DType("float64", host=True),
         single=DType("float32", host=True), half=DType("float16", host=True),
         pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, euler_gamma=0.5772156649015329,
-        newaxis=None, ndarray=TypeHint("ndarray"))
+        newaxis=None, ndarray=TypeHint("ndarray"), s_=IndexMaker("np.s_"),
+        index_exp=IndexMaker("np.index_exp"))
     return Namespace("numpy", members)
 
 
@@ -203,6 +208,8 @@ def _jnp() -> Namespace:
 def _jax_nn() -> Namespace:
     members = _ops("jax.nn", "jax.nn")
     members["initializers"] = _initializers()
+    # `jax.nn.normalize`, removed from JAX 0.4.33, was `standardize` under its old name
+    members["normalize"] = members["standardize"]
     return Namespace("jax.nn", members)
 
 
@@ -217,15 +224,21 @@ def _ml_collections() -> Namespace:
 
 def _build_modules() -> dict[str, Any]:
     jnp = _jnp()
-    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN})
+    # `lax.Precision.HIGHEST` is the name jax also takes for it: precision="highest"
+    precision = Namespace("jax.lax.Precision", {"DEFAULT": "default", "HIGH": "high",
+                                                "HIGHEST": "highest"})
+    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "Precision": precision,
+                                "tie_in": StaticFunction("jax.lax.tie_in")})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
-    ops = Namespace("jax.ops", _ops("jax.ops", "jax.ops"))
+    ops = Namespace("jax.ops", {**_ops("jax.ops", "jax.ops"),
+                                "index": IndexMaker("jax.ops.index")})
     special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
     scipy = Namespace("jax.scipy", {"special": special})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
                             "ops": ops, "scipy": scipy, "jit": StaticFunction("jax.jit"),
-                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP})
+                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "checkpoint": CHECKPOINT,
+                            "remat": REMAT})
     np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
     # Flax 0.3 to 0.4 kept flax.nn as flax.deprecated.nn: code of that time imports it so

@@ -394,8 +394,9 @@ class _Converter:
     def not_in_class(self, node: ast.stmt | list[ast.stmt]) -> ir.Unsupported:
         sp = self.stmt_span(node)
         return ir.Unsupported(
-            "AOT102", "a module class may contain only methods",
-            "put constants at module level, or make them hyperparameters of apply",
+            "AOT102", "a module class may contain only methods and attributes (name = value)",
+            "compute the value at module level and assign it to a class attribute, or make it "
+            "a hyperparameter of apply",
             sp, sp, _binds(node), self.what(node))
 
     def is_docstring(self, line: list[ast.stmt]) -> bool:

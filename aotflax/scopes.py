@@ -43,6 +43,10 @@ class FunctionState:
         self.hints: dict[int, str] = {}
         #: Parameters by path relative to this function's `params`.
         self.params: dict[tuple[str, ...], ParamDecl] = {}
+        #: Parameters the module instance declared before this method was called, by
+        #: relative path (a shared module's `apply` declared them; another of its methods
+        #: reads them with `self.get_param`): taken into `params` when read.
+        self.known: dict[tuple[str, ...], ParamDecl] = {}
         #: State variables: (collection, relative path) -> declaration.
         self.state: dict[tuple[str, tuple[str, ...]], ParamDecl] = {}
         #: Current state values (collection, relative path) -> Code or Var (leaf or subtree).

@@ -92,6 +92,9 @@ class UserModule:
     #: For a subclass of a built-in layer (`class StdConv(nn.Conv)`), the layer's
     #: table entry: the layer's rule runs, the class's `param` sees each parameter.
     base: Any = None
+    #: Class attributes (`FEATURES = 64` in the class body): read as `self.FEATURES`
+    #: or `M.FEATURES`.
+    attributes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def method(self, name: str) -> ir.FunctionDef | None:
         for m in self.cls.methods:
@@ -263,6 +266,16 @@ class StaticFunction:
     (`functools.partial`, `dataclasses.replace`, `ml_collections.ConfigDict`, ...)."""
 
     #: The dotted name, e.g. "functools.partial".
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexMaker:
+    """`jax.ops.index`, `np.s_`, `np.index_exp`: subscripted, each gives its index
+    (`jax.ops.index[:, 0]` is `(slice(None), 0)`), as 2020 code wrote indices for
+    `jax.ops.index_update`."""
+
+    #: How the model names it ("jax.ops.index").
     name: str
 
 
@@ -655,6 +668,8 @@ def describe_value(value: Any) -> str:
         return f"functools.partial({describe_value(value.func)})"
     if isinstance(value, StaticFunction):
         return f"function {value.name}"
+    if isinstance(value, IndexMaker):
+        return f"{value.name} (an index is written {value.name}[...])"
     if isinstance(value, FieldDefault):
         return "dataclasses.field(...)"
     return _describe_other(value)

@@ -64,6 +64,133 @@ def test_method_call_matches_linen(lm):
     np.testing.assert_allclose(logits, Body().apply(variables, tokens), rtol=1e-5, atol=1e-6)
 
 
+def test_a_shared_modules_method_reads_what_its_apply_declared():
+    # flax.nn's tests: `layer = M.shared(); layer(x); layer.l2()`, where the module method
+    # reads with self.get_param a parameter only `apply` declares
+    m = build("""
+    class Scaled(nn.Module):
+        def apply(self, x):
+            return x * self.param("scale", x.shape[-1:], nn.initializers.ones)
+
+        @nn.module_method
+        def l2(self):
+            return jnp.sum(self.get_param("scale") ** 2)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            layer = Scaled.shared(name="scaled")
+            y = layer(x)
+            return y, layer.l2()
+
+    aot.target("t", Net, x=aot.f32[3])
+    """)
+
+    class Scaled(ln.Module):
+        def setup(self):
+            self.scale = self.param("scale", ln.initializers.ones, (3,))
+
+        def __call__(self, x):
+            return x * self.scale
+
+        def l2(self):
+            return jnp.sum(self.scale ** 2)
+
+    class Net(ln.Module):
+        @ln.compact
+        def __call__(self, x):
+            layer = Scaled(name="scaled")
+            return layer(x), layer.l2()
+
+    x = np.random.default_rng(0).standard_normal(3).astype(np.float32)
+    params, state = m.t.init(jax.random.key(0))
+    assert jax.tree_util.tree_map(np.shape, params) == {"scaled": {"scale": (3,)}}
+    params = perturbed(params, 2)
+    (y, l2), _ = m.t.apply(params, state, x)
+    want_y, want_l2 = Net().apply({"params": params}, x)
+    np.testing.assert_allclose(y, want_y, rtol=1e-6)
+    np.testing.assert_allclose(l2, want_l2, rtol=1e-6)
+    # before `apply` has declared it, the method has nothing to read, as in flax.nn
+    errors = build_errors("""
+    class Scaled(nn.Module):
+        def apply(self, x):
+            return x * self.param("scale", x.shape[-1:], nn.initializers.ones)
+
+        @nn.module_method
+        def l2(self):
+            return jnp.sum(self.get_param("scale") ** 2)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            layer = Scaled.shared(name="scaled")
+            return layer.l2() + layer(x)
+
+    aot.target("t", Net, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT354]: no parameter or submodule 'scale' has been declared" in errors
+
+
+def test_class_attributes_of_a_module():
+    # constants in the class body, as Python runs it: in order, seeing earlier ones
+    m = build("""
+    WIDTH = 3
+
+    class Block(nn.Module):
+        FEATURES = WIDTH + 1
+        SHAPE: tuple = (FEATURES, 2)
+
+        def apply(self, x):
+            return nn.Dense(x, self.FEATURES)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            y = Block(x)
+            return jnp.zeros(Block.SHAPE) + y.shape[-1]
+
+    aot.target("t", Net, x=aot.f32[2, 5])
+    """)
+    params, state = m.t.init(jax.random.key(0))
+    assert params["Block_0"]["Dense_0"]["kernel"].shape == (5, 4)
+    out, _ = m.t.apply(params, state, np.ones((2, 5), np.float32))
+    np.testing.assert_array_equal(out, np.full((4, 2), 4.0))
+
+
+def test_checkpoint_and_remat_wrap_a_function_of_arrays():
+    m = build("""
+    def block(x, w):
+        return jnp.tanh(x @ w) * 2.0
+
+    @jax.remat
+    def squash(x):
+        return jnp.sin(x) ** 2
+
+    class Net(nn.Module):
+        def apply(self, x):
+            w = self.param("w", (3, 3), nn.initializers.normal(1.0))
+            y = jax.checkpoint(block)(x, w)
+            return squash(jax.checkpoint(block, prevent_cse=False)(y, w))
+
+    aot.target("t", Net, x=aot.f32[2, 3])
+    """)
+    params, state = m.t.init(jax.random.key(0))
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    w = params["w"]
+    want = jnp.sin(jnp.tanh(jnp.tanh(x @ w) * 2.0 @ w) * 2.0) ** 2
+    got, _ = m.t.apply(params, state, x)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # the gradient recomputes: the checkpoint reaches jax
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda p: m.t.apply(p, state, x)[0].sum()))(params))
+    assert jaxpr.count("checkpoint[") + jaxpr.count("remat") >= 3, jaxpr
+    assert "jax.checkpoint(block, prevent_cse=False)(" in m.__aotflax_text__
+    errors = build_errors("""
+    class Net(nn.Module):
+        def apply(self, x):
+            return jax.checkpoint(lambda v: nn.Dense(v, 3))(x)
+
+    aot.target("t", Net, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT365]: a function given to jax.checkpoint may not use layers" in errors
+
+
 def test_sequential_names_layers_in_enclosing_scope():
     m = build("""
     class Net(nn.Module):

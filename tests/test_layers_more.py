@@ -435,3 +435,33 @@ def test_located_errors(body: str, message: str) -> None:
     aot.target("t", M, x=aot.f32[2, 3, 4])
     """)
     assert message in text and ":8:" in text, text
+
+
+def test_precision_reaches_xla() -> None:
+    # flax.nn code passes `precision=lax.Precision.HIGHEST` (on TPU the default multiplies
+    # float32 in bfloat16 passes); every layer and function taking it must pass it on
+    m = build("""
+    from jax import lax
+
+    class Net(nn.Module):
+        def apply(self, x):
+            a = nn.Dense(x, 4, precision=lax.Precision.HIGHEST)
+            b = nn.Conv(x[:, None], 4, (1,), precision=jax.lax.Precision.HIGHEST)
+            c = nn.DenseGeneral(x, (2, 2), precision="highest")
+            d = jnp.einsum("ij,kj->ik", x, x, precision=lax.Precision.HIGHEST)
+            e = nn.Dense(x, 4)
+            return a, b, c, d, e
+
+    aot.target("t", Net, x=aot.f32[2, 3])
+    """)
+    params, state = m.t.init(jax.random.key(0))
+    x = jnp.ones((2, 3), jnp.float32)
+    text = jax.jit(m.t.apply).lower(params, state, x).as_text()
+    products = [line for line in text.splitlines()
+                if "stablehlo.dot_general" in line or "stablehlo.convolution" in line]
+    assert len(products) == 5
+    highest = [line for line in products if "HIGHEST" in line]
+    assert len(highest) == 4  # all but the Dense that says nothing
+    (a, b, c, d, e), _ = m.t.apply(params, state, x)
+    want = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"][None]
+    np.testing.assert_allclose(a, want, rtol=1e-6)

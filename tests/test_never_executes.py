@@ -118,7 +118,7 @@ CANARIES: dict[str, str] = {
     """,
     "class_body": """
         class Net(nn.Module):
-            log = open(CANARY, "w")  # E: AOT102 only methods
+            log = open(CANARY, "w")  # E: AOT105 'open'
 
             def apply(self, x):
                 return x

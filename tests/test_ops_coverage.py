@@ -143,6 +143,7 @@ _SHAPES = [
 _LINALG = ["jnp.matmul({x}, f.T)", "jnp.dot({x}, v)", "jnp.outer(v, {x}[0])",
            "jnp.tensordot({x}, f, axes=([0], [0]))", 'jnp.einsum("ij,kj->ik", {x}, f)',
            "jax.lax.dot_general({x}, {x}, (((1,), (1,)), ((), ())))",
+           "jax.lax.dot({x}, {x}.T, precision=jax.lax.Precision.HIGHEST)", "jax.lax.dot(v, v)",
            "jnp.linalg.qr(f)", 'jnp.linalg.qr(f.T, mode="r")', 'jnp.linalg.qr(f, mode="complete")']
 
 _CREATION = ["jnp.zeros((2, 3))", "jnp.ones(3, dtype=jnp.int32)", "jnp.empty((2,))",
@@ -301,6 +302,20 @@ CASES = [
     Case('jnp.pad({x}, 1, mode="empty")', values=False),
     # removed from JAX 0.10: emitted as jnp.trunc, the same function
     Case("jnp.fix({x})", ref=lambda env: jnp.trunc(env["x"])),
+    # removed from JAX: jax.nn.normalize (standardize's old name), lax.tie_in (an identity
+    # since omnistaging: its second argument, static or not)
+    Case("jax.nn.normalize({x}, axis=-1)", ref=lambda env: jax.nn.standardize(env["x"], axis=-1)),
+    Case("jax.lax.tie_in(f, {x} * 2)", ref=lambda env: env["x"] * 2),
+    Case("jnp.full((2,), jax.lax.tie_in(f, 1.5))", ref=lambda env: jnp.full((2,), 1.5)),
+    # removed from JAX 0.3 (jax.ops.index_*): emitted as the x.at[...] calls they were
+    Case("jax.ops.index_update({x}, jax.ops.index[1], 0)",
+         ref=lambda env: env["x"].at[1].set(0)),
+    Case("jax.ops.index_add({x}, jax.ops.index[:, 1], 2)",
+         ref=lambda env: env["x"].at[:, 1].add(2)),
+    Case("jax.ops.index_mul({x}, n, 3)", ref=lambda env: env["x"].at[env["n"]].multiply(3)),
+    Case("jax.ops.index_min({x}, np.s_[0, 1:], 1)", ref=lambda env: env["x"].at[0, 1:].min(1)),
+    Case("jax.ops.index_max({x}, np.index_exp[-1], 1, unique_indices=True)",
+         ref=lambda env: env["x"].at[-1].max(1, unique_indices=True)),
     _carry("LSTMCell", 3), _carry("GRUCell", 3), _carry("ConvLSTMCell", (4, 4, 3)),
     _carry("ConvLSTM", (4, 4, 3)),
 ]

@@ -415,7 +415,7 @@ def test_user_state_counter_and_moving_average():
     class Outer(nn.Module):
         def apply(self, x):
             y, n = Tracker(x)
-            steps = self.state("steps", ())
+            steps = self.state("steps", (), collection=None)  # flax.nn's default collection
             return y, n, steps.value
 
     aot.target("t", Outer, x=aot.f32[3, 4])

@@ -435,6 +435,24 @@ def _dot_general(call: FnCall) -> Tensor:
 register("dot_general", ("lax",), "lhs, rhs, dimension_numbers, precision=None, "
          "preferred_element_type=None", _dot_general, doc="general dot product")
 
+
+def _lax_dot(call: FnCall) -> Tensor:
+    """`lax.dot`: vector and matrix products only, typed as `lax.dot_general` types them."""
+    a, b = call.tensor("lhs"), call.tensor("rhs")
+    if a.ndim not in (1, 2) or b.ndim not in (1, 2):
+        raise call.fail(f"{call.written} multiplies vectors and matrices, got {a.describe()} "
+                        f"and {b.describe()}", hint="for batched products use jnp.matmul or "
+                        "lax.dot_general with dimension numbers")
+    shape = shape_rule(call, sh.dot, a.shape, b.shape)
+    dtype, _ = dt.result_type((a.dtype, False), (b.dtype, False))
+    if call.args.get("preferred_element_type") is not None:
+        dtype = call.dtype("preferred_element_type", allow_none=False)
+    return emit_same(call, tuple(shape), dtype)
+
+
+register("dot", ("lax",), "lhs, rhs, precision=None, preferred_element_type=None", _lax_dot,
+         doc="vector and matrix product")
+
 # ------------------------------------------------------------- creation and casts
 
 

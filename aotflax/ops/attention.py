@@ -40,7 +40,8 @@ from ..values import AttentionCache, DType, OpRef, describe_value
 from . import elementwise  # noqa: F401  (registers the functions looked up below)
 from . import initializers as inits
 from .calls import FnCall, LayerCall
-from .linear import dense_general, precision_code, sub_call
+from .layers import precision_code
+from .linear import dense_general, sub_call
 from .registry import REGISTRY, Entry, Signature
 from .stochastic import RngKey
 

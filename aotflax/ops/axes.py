@@ -582,7 +582,8 @@ def _matmul(view: OpView) -> Flow:
 
 
 def _dot(view: OpView) -> Flow:
-    a, b = view.bound("a"), view.bound("b")
+    first, second = view.call.entry.signature.params[:2]  # a, b (jnp) or lhs, rhs (lax)
+    a, b = view.bound(first.name), view.bound(second.name)
     if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
         return _elementwise()(view)
     if a.ndim == 0 or b.ndim == 0:
@@ -936,6 +937,8 @@ TEMPLATES: dict[str, AxisRule] = {
                             "elementwise", _in_layer_call),
     "layers/dense.j2": AxisRule("the feature axis is contracted; the others stay",
                                 _keep_last("contracts it (the layer's features)", "x")),
+    "layers/dense_precise.j2": AxisRule("as Dense",
+                                        _keep_last("contracts it (the layer's features)", "x")),
     "layers/dense_general.j2": AxisRule("as `lax.dot_general`", _dense_general),
     "layers/conv.j2": AxisRule("batch axes stay; a spatial axis stays only for a kernel and "
                                "stride of 1; features are contracted", _conv),
@@ -1294,6 +1297,7 @@ RULES: dict[str, AxisRule] = {
     "jnp.matmul": AxisRule("batch and row/column axes stay; k is contracted", _matmul),
     "operator.matmul": AxisRule("as jnp.matmul", _matmul),
     "jnp.dot": AxisRule("the contracted axes mix", _dot),
+    "lax.dot": AxisRule("as jnp.dot", _dot),
     "jnp.outer": AxisRule("each 1-D input's axis stays", _outer),
     "jnp.tensordot": AxisRule("the contracted axes mix", _tensordot),
     "jnp.einsum": AxisRule("output labels stay; summed labels mix", _einsum),
@@ -1351,6 +1355,9 @@ RULES: dict[str, AxisRule] = {
                               "stays", _at_update)
        for name in "set add subtract multiply mul divide power min max".split()},
     "at.get": AxisRule("as indexing", _getitem),
+    # emitted as the x.at[idx] call, whose rule applies
+    **{name: AxisRule("as x.at[idx]", _at_update) for name in _names(
+        "jax.ops", "index_update index_add index_mul index_min index_max")},
     "nn.make_rng": AxisRule("a key: no array input", _create),
     "nn.dropout": AxisRule("random numbers over the input (when not deterministic)",
                            _stochastic_call),

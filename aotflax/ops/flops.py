@@ -754,6 +754,7 @@ TEMPLATES: dict[str, FlopRule] = {
     "ops/call.j2": FlopRule("casts and reshapes inside layers 0; attention's combined masks "
                             "as `layers/attention_mask.j2`", _in_layer_call),
     "layers/dense.j2": FlopRule("2 * out * in + out (bias)", _dense),
+    "layers/dense_precise.j2": FlopRule("as Dense", _dense),
     "layers/dense_general.j2": FlopRule("2 * out * contracted + out (bias)", _dense_general),
     "layers/conv.j2": FlopRule("2 * batch * out features * in features / groups * taps + "
                                "out (bias)", _conv),
@@ -1055,6 +1056,10 @@ RULES: dict[str, FlopRule] = {
         ("set", 0), ("get", 0), ("add", 1), ("subtract", 1), ("multiply", 1), ("mul", 1),
         ("min", 1), ("max", 1))},
     "at.divide": _index_update(1, 1), "at.power": _index_update(1, 1),
+    # emitted as the x.at[idx] call, which its rule counts (the same rule here)
+    **{f"jax.ops.{name}": _index_update(k) for name, k in (
+        ("index_update", 0), ("index_add", 1), ("index_mul", 1), ("index_min", 1),
+        ("index_max", 1))},
     **{f"jax.ops.{name}": FlopRule("1 per element of data (the scatter's combine)",
                                    lambda v: sh.size(v.bound("data").shape))
        for name in ("segment_sum", "segment_max", "segment_min", "segment_prod")},
@@ -1073,7 +1078,7 @@ RULES: dict[str, FlopRule] = {
     "nn.softmax": SOFTMAX, "nn.log_softmax": LOG_SOFTMAX, "nn.standardize": STANDARDIZE,
     "nn.gelu": FlopRule("9 per element (approximate=True: tanh form), 67 (erf form)", _gelu),
     "nn.glu": elementwise(5, "5 per output element (sigmoid, multiply)"),
-    "jnp.matmul": MATMUL, "operator.matmul": MATMUL, "jnp.dot": DOT,
+    "jnp.matmul": MATMUL, "operator.matmul": MATMUL, "jnp.dot": DOT, "lax.dot": DOT,
     "jnp.outer": elementwise(1, "1 per output element"), "jnp.tensordot": TENSORDOT,
     "jnp.einsum": EINSUM, "lax.dot_general": DOT_GENERAL,
     **{name: BY_TEMPLATE for name in _names(

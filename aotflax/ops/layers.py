@@ -160,6 +160,18 @@ def need_batch(call: FnCall, x: Tensor, spatial: int) -> None:
         )
 
 
+def precision_code(call: FnCall) -> str:
+    """`, precision="highest"` for a static precision name, "" for None."""
+    value = call.args.get("precision")
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.lower() in ("default", "high", "highest", "fastest",
+                                                    "bfloat16", "tensorfloat32", "float32"):
+        return f', precision="{value.lower()}"'
+    raise call.fail(f"{call.written}: precision must be None or a name such as 'highest', "
+                    f"got {value!r}", "AOT203")
+
+
 # ------------------------------------------------------------- Dense
 
 
@@ -179,8 +191,14 @@ def dense(call: LayerCall) -> Tensor:
     out = call.out((*x.shape[:-1], features), dtype)
     bias_code = (Code.of(" + ", feature_view(cast(bias, pdt, dtype), len(out.shape)))
                  if bias is not None else Code(("",)))
-    call.emit("layers/dense.j2", {"x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype),
-                                  "bias": bias_code}, [out], stem="dense")
+    args: dict[str, Code | str | Tensor] = {
+        "x": cast(x, x.dtype, dtype), "kernel": cast(kernel, pdt, dtype), "bias": bias_code}
+    precision = precision_code(call)
+    if precision:  # `x @ kernel` cannot say it: jnp.matmul(x, kernel, precision="highest")
+        call.emit("layers/dense_precise.j2", {**args, "precision": Code((precision,))}, [out],
+                  stem="dense")
+    else:
+        call.emit("layers/dense.j2", args, [out], stem="dense")
     return out
 
 
@@ -241,7 +259,8 @@ class _ConvPlan:
 
 
 _CONV_STATIC = ("features", "kernel_size", "strides", "padding", "input_dilation",
-                "kernel_dilation", "feature_group_count", "bias", "dtype", "param_dtype")
+                "kernel_dilation", "feature_group_count", "bias", "dtype", "param_dtype",
+                "precision")
 
 
 def _conv_plan(call: LayerCall, x: Tensor) -> _ConvPlan:
@@ -270,7 +289,8 @@ def _conv_plan(call: LayerCall, x: Tensor) -> _ConvPlan:
     use_bias = call.bool("bias")
     dtype = compute_dtype(call, x.dtype, pdt)
     return _ConvPlan(kshape, features, shape, pdt, dtype, use_bias, Code((repr(strides),)),
-                     pad_code, Code((_conv_extra(lhs_dil, rhs_dil, groups),)),
+                     pad_code,
+                     Code((_conv_extra(lhs_dil, rhs_dil, groups) + precision_code(call),)),
                      Code((dimension_numbers(n),)))
 
 

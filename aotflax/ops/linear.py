@@ -15,7 +15,7 @@ from ..program import Code, Tensor
 from ..quoting import literal
 from ..values import Initializer
 from . import initializers as inits
-from .calls import FnCall, LayerCall
+from .calls import LayerCall
 from .layers import (
     cast,
     compute_dtype,
@@ -23,6 +23,7 @@ from .layers import (
     layer,
     need_batch,
     padding_pairs,
+    precision_code,
     tuple_arg,
 )
 
@@ -56,18 +57,6 @@ def flat_init(init: Any, flat: tuple[int, ...], full: tuple[int, ...]) -> Any:
         return init
     code = f"(lambda key, shape, dtype: jnp.reshape({init.code}(key, {flat!r}, dtype), shape))"
     return Initializer(code, f"{init.description} on the flattened shape {flat}")
-
-
-def precision_code(call: FnCall) -> str:
-    """`, precision="highest"` for a static precision name, "" for None."""
-    value = call.args.get("precision")
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.lower() in ("default", "high", "highest", "fastest",
-                                                    "bfloat16", "tensorfloat32", "float32"):
-        return f', precision="{value.lower()}"'
-    raise call.fail(f"{call.written}: precision must be None or a name such as 'highest', "
-                    f"got {value!r}", "AOT203")
 
 
 # ------------------------------------------------------------- DenseGeneral

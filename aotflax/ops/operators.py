@@ -229,6 +229,36 @@ REGISTRY.add(Entry("get", ("at",), "method",
                    Signature.parse(f"operand, index, *, {_AT_FLAGS}, fill_value=None"),
                    _at_get, "ops/call.j2", doc="x.at[index].get() (with mode= and fill_value=)"))
 
+# jax.ops.index_update(x, idx, y) and its kin, as 2020 code wrote `x.at[idx].set(y)`
+# (jax replaced them with `.at` in 0.2.22): the same rule, emitted as the `.at` call
+_INDEX_OPS = {"index_update": "set", "index_add": "add", "index_mul": "multiply",
+              "index_min": "min", "index_max": "max"}
+
+
+def _index_op(method: str) -> Callable[[FnCall], Tensor]:
+    at_rule = _at_update(AT_METHODS[method])
+
+    def rule(call: FnCall) -> Tensor:
+        at = REGISTRY.lookup("at", method)
+        assert at is not None
+        flags = {k: v for k, v in call.keywords.items() if k != "y"}
+        x, index, y = call.args["x"], call.args["idx"], call.args["y"]
+        args = {"operand": x, "index": index, "values": y, "mode": None,
+                "indices_are_sorted": call.args["indices_are_sorted"],
+                "unique_indices": call.args["unique_indices"]}
+        return at_rule(FnCall(at, call.written, args, [x, index, y], flags, call.span,
+                              call.ctx))
+
+    return rule
+
+
+for _name, _method_name in _INDEX_OPS.items():
+    REGISTRY.add(Entry(_name, ("jax.ops",), "function",
+                       Signature.parse("x, idx, y, indices_are_sorted=False, "
+                                       "unique_indices=False"),
+                       _index_op(_method_name), "ops/call.j2",
+                       doc=f"x.at[idx].{_method_name}(y), as jax 0.2 wrote it"))
+
 # ------------------------------------------------------------- methods on arrays
 
 

@@ -19,6 +19,7 @@ from ..program import (
     FunctionRef,
     Op,
     OpInfo,
+    ParamDecl,
     Tensor,
     TreeVar,
     fresh_like,
@@ -86,7 +87,7 @@ from .helpers import (
     tuple_code,
     unpack_code,
 )
-from .transforms import CustomJvp, PrimalCall, Vmapped
+from .transforms import Checkpointed, CustomJvp, PrimalCall, Vmapped
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -195,6 +196,11 @@ class CallsMixin:
             return self._scan_in_dim(args, kwargs, expr, frame)
         if func is namespaces.VMAP:
             return self._vmap(args, kwargs, span)
+        if func is namespaces.CHECKPOINT or func is namespaces.REMAT:
+            return self._checkpoint("jax.checkpoint" if func is namespaces.CHECKPOINT
+                                    else "jax.remat", args, kwargs, span)
+        if isinstance(func, Checkpointed):
+            return self._call_checkpointed(func, args, kwargs, expr, frame)
         if isinstance(func, Vmapped):
             return self._call_vmapped(func, args, kwargs, expr, frame)
         if func is namespaces.CUSTOM_JVP:
@@ -743,6 +749,8 @@ class CallsMixin:
         if attr in SELF_METHODS or (isinstance(module, UserModule)
                                     and module.method(attr) is not None):
             return BoundMethod(r, attr, span)
+        if isinstance(module, UserModule) and attr in module.attributes:
+            return module.attributes[attr]  # a class attribute
         raise self.error(
             "AOT346", f"self.{attr} is not set in this call of "
             f"{module.name if isinstance(module, UserModule) else 'the module'}", span,
@@ -841,6 +849,8 @@ class CallsMixin:
             b = Signature.parse("name, shape=(), init=None, dtype=None, collection='state'").bind(
                 "self.state", args, kwargs)
             name, shape, coll = b["name"], b["shape"], b["collection"]
+            if coll is None:  # flax.nn's default: the collection of the enclosing `stateful`
+                coll = "state"
             if not isinstance(name, str) or not name:
                 raise CallError("AOT351", "self.state name must be a non-empty string")
             check_name(name, "state variable name")
@@ -891,6 +901,11 @@ class CallsMixin:
         prefix = scope.prefix + (name,)
         found = {p[len(prefix):]: d for p, d in scope.fn.params.items()
                  if p[:len(prefix)] == prefix}
+        if not found:  # declared by the instance's `apply` before this method was called
+            for p, d in scope.fn.known.items():
+                if p[:len(prefix)] == prefix:
+                    decl = ParamDecl(p, d.shape, d.dtype, d.init, d.span, d.from_data)
+                    found[p[len(prefix):]] = scope.fn.params[p] = decl
         if not found:
             known = sorted({p[len(scope.prefix)] for p in scope.fn.params
                             if p[:len(scope.prefix)] == scope.prefix and len(p) > len(

@@ -28,6 +28,7 @@ from ..values import (
     ConfigValue,
     DType,
     Env,
+    IndexMaker,
     ModuleRef,
     ModuleValue,
     Namespace,
@@ -42,6 +43,7 @@ from ..values import (
     SpecDType,
     SuperLayer,
     Traversal,
+    UserModule,
     contains_poison,
     describe_value,
     is_static,
@@ -337,6 +339,8 @@ class ExpressionsMixin:
             return self._host_getitem(value, index, expr.span, frame)
         if isinstance(value, AtIndex) and value.index is NO_INDEX:
             return AtIndex(value.operand, index)  # x.at[index], before .set(...) and friends
+        if isinstance(value, IndexMaker):
+            return index  # jax.ops.index[:, 0], np.s_[1:]
         if isinstance(value, Tensor):
             return self._call_entry(REGISTRY.lookup("operator", "getitem"), "indexing",
                                     [value, index], {}, expr.span, frame)
@@ -413,6 +417,9 @@ class ExpressionsMixin:
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
+        if isinstance(value, ModuleRef) and isinstance(value.module, UserModule) and \
+                attr in value.module.attributes:
+            return value.module.attributes[attr]  # `Block.FEATURES`: a class attribute
         if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, Traversal, list, dict,
                               str, CustomJvp)):
             return BoundMethod(value, attr, span)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces
 from ..diagnostics import Note, Span
-from ..values import POISON, ModuleRef, ModuleValue, Opaque, UserModule, describe_value
+from ..values import POISON, Env, ModuleRef, ModuleValue, Opaque, UserModule, describe_value
 from .base import Abort, Frame
 from .toplevel import KNOWN_MODULES, module_of
 
@@ -64,16 +64,23 @@ class ImportsMixin:
         if cls.decorators:
             raise self.error("AOT102", "class decorators are not supported on modules",
                              cls.decorators[0].span)
-        if cls.others or cls.fields:  # the first in source order
-            first = min([*cls.others, *cls.fields], key=lambda s: (s.span.line, s.span.col))
-            if isinstance(first, ir.Unsupported):
-                raise self.error(first.code, first.message, first.where, hint=first.hint)
-            raise self.error("AOT102", "a module class may contain only methods", first.span,
-                             hint="put constants at module level, or make them "
-                                  "hyperparameters of apply")
+        if cls.others:  # the first in source order
+            first = min(cls.others, key=lambda s: (s.span.line, s.span.col))
+            raise self.error(first.code, first.message, first.where, hint=first.hint)
         if not any(m.name == "apply" for m in cls.methods):
             raise self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
-        frame.env.set(cls.name, ModuleRef(UserModule(cls.name, cls, frame.env)))
+        frame.env.set(cls.name, ModuleRef(UserModule(cls.name, cls, frame.env,
+                                                     attributes=self._class_body(cls, frame))))
+
+    def _class_body(self: Resolver, cls: ir.ClassDef, frame: Frame) -> dict[str, Any]:
+        """A module class's attributes: its body's assignments run as Python runs a class
+        body (in order, each seeing the earlier ones and the file's names)."""
+        body = Frame(Env(frame.env), None, None, None)
+        for stmt in cls.fields:
+            if isinstance(stmt, ir.AnnAssign) and stmt.value is None:
+                continue  # an annotation alone binds nothing
+            self._exec(stmt, body)
+        return dict(body.env.vars)
 
     # ---------------------------------------------------------------- imports
 

@@ -89,10 +89,12 @@ class ModulesMixin:
         return self._specialize_bound(ref, method_name, args, kwargs, span, entry)[0]
 
     def _specialize_bound(self: Resolver, ref: ModuleRef, method_name: str, args: list,
-                          kwargs: dict, span: Span,
-                          entry: bool = False) -> tuple[Specialization, dict[str, Any]]:
+                          kwargs: dict, span: Span, entry: bool = False,
+                          known: dict[tuple[str, ...], ParamDecl] | None = None
+                          ) -> tuple[Specialization, dict[str, Any]]:
         """The specialization for these arguments, and the arguments bound to the method's
-        parameters (defaults filled in) as the caller passes them."""
+        parameters (defaults filled in) as the caller passes them.  `known`: the parameters
+        the instance already has, which the method may read (`FunctionState.known`)."""
         module: UserModule = ref.module
         method = module.method(method_name)
         if method is None:  # reported where the class is defined (AOT321); say it here too
@@ -104,7 +106,10 @@ class ModulesMixin:
         given = bound
         # sizes read from the caller's arrays are plain ints inside the module (`sizes`)
         bound = {k: plain(v) for k, v in bound.items()}
-        key = (id(module), method_name, tuple((k, static_key(v)) for k, v in bound.items()))
+        key: tuple[Any, ...] = (id(module), method_name,
+                                tuple((k, static_key(v)) for k, v in bound.items()))
+        if known:
+            key += (tuple((p, d.shape, d.dtype) for p, d in known.items()),)
         found = self.cache.get(key)
         if found is not None:
             return found, given
@@ -115,15 +120,17 @@ class ModulesMixin:
         self.calls.append((f"{module.name}, for the target declared here" if entry
                            else f"{module.name}, called here", span))
         try:
-            return self._build_specialization(ref, method, bound, key), given
+            return self._build_specialization(ref, method, bound, key, known or {}), given
         finally:
             self.depth -= 1
             self.calls.pop()
 
     def _build_specialization(self: Resolver, ref: ModuleRef, method: ir.FunctionDef,
-                              bound: dict[str, Any], key: Any) -> Specialization:
+                              bound: dict[str, Any], key: Any,
+                              known: dict[tuple[str, ...], ParamDecl]) -> Specialization:
         module: UserModule = ref.module
         fn = FunctionState(self)
+        fn.known = known
         env = Env(module.globals)
         inputs: list[tuple[str, Var]] = []
         shared = {n for n, v in bound.items() if _shared_in(v)}
@@ -301,9 +308,13 @@ class ModulesMixin:
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
             instance = scope.child(child_name, ref.class_name)
-        spec, bound_inputs = self._specialize_bound(ref, method, args, kwargs, span)
-        callee = spec.function
         prefix = instance.prefix
+        # another method of a shared module reads what its `apply` declared (`get_param`)
+        known = {p[len(prefix):]: d for p, d in instance.params.items()
+                 if p[:len(prefix)] == prefix} if method != "apply" and shared else None
+        spec, bound_inputs = self._specialize_bound(ref, method, args, kwargs, span,
+                                                    known=known)
+        callee = spec.function
         if instance.shared_arg is not None and callee.state_collections:
             raise self.error(
                 "AOT370", f"shared module '{child_name}' keeps state "

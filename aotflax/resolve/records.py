@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces
 from ..diagnostics import Span
+from ..ops import CallError
+from ..ops.registry import Signature
 from ..values import (
     NO_DEFAULT,
     BoundMethod,
@@ -62,6 +64,12 @@ class RecordsMixin:
             return self._reduce(args, kwargs, expr, frame)
         if name == "jax.jit":
             return self._jit(args, kwargs, span)
+        if name == "jax.lax.tie_in":
+            # an identity since JAX's omnistaging (2020), removed since: its second argument
+            try:
+                return Signature.parse("x, y").bind(name, args, kwargs)["y"]
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint) from None
         if name in ("ml_collections.ConfigDict", "ml_collections.FrozenConfigDict"):
             return self._config(args, kwargs, span, frozen=name.endswith("FrozenConfigDict"))
         if name == "dataclasses.dataclass":
@@ -434,11 +442,13 @@ class RecordsMixin:
             if dec is namespaces.MODULE_METHOD:
                 continue
             if not (isinstance(dec, (Closure, Partial, StaticFunction, BoundMethod))
-                    or dec is namespaces.VMAP or dec is namespaces.CUSTOM_JVP):
+                    or dec is namespaces.VMAP or dec is namespaces.CUSTOM_JVP
+                    or dec is namespaces.CHECKPOINT or dec is namespaces.REMAT):
                 raise self.error(
                     "AOT325", f"the decorator {describe_value(dec)} is not supported on "
                     "functions", node.span, hint="decorators the static language knows: "
-                    "@nn.module_method, @nn.module, @jax.vmap, @jax.custom_jvp, @f.defjvp, @jax.jit, "
+                    "@nn.module_method, @nn.module, @jax.vmap, @jax.checkpoint, @jax.custom_jvp, "
+                    "@f.defjvp, @jax.jit, "
                     "@functools.partial(...) of these, and functions of the model file")
             value = self._call(dec, [value], {}, ir.Call(node, (), (), node.span), frame)
         return value

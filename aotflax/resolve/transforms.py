@@ -1,9 +1,13 @@
-"""Function transformations of model code: `jax.vmap` over a function of the model file.
+"""Function transformations of model code: `jax.vmap` and `jax.checkpoint` over a
+function of the model file.
 
 `jax.vmap(f, in_axes=0, out_axes=0)(*args)` (or `@jax.vmap` on a `def`) resolves `f`
 once for one row of its mapped arguments and is emitted as a real `jax.vmap` over
-a nested function, as a person would write it.  The function may use any array
-operation; layers, randomness and state belong to modules and are rejected inside.
+a nested function, as a person would write it.  `jax.checkpoint(f)(*args)` (and its
+older name `jax.remat`) resolves `f` for the arguments and is emitted as
+`jax.checkpoint(f)(...)`: a training target's gradient recomputes its values instead
+of keeping them.  The function may use any array operation; layers, randomness and
+state belong to modules and are rejected inside.
 """
 
 from __future__ import annotations
@@ -33,8 +37,56 @@ class Vmapped:
     span: Span
 
 
+@dataclass(frozen=True, eq=False)
+class Checkpointed:
+    """`jax.checkpoint(f, prevent_cse=...)` (`jax.remat`) before it is called."""
+
+    fn: Any
+    prevent_cse: bool
+    written: str
+    span: Span
+
+
 class TransformsMixin:
-    """`jax.vmap`."""
+    """`jax.vmap`, `jax.checkpoint`."""
+
+    def _checkpoint(self: Resolver, written: str, args: list, kwargs: dict,
+                    span: Span) -> Checkpointed:
+        from ..ops.registry import CallError, Signature
+
+        try:
+            b = Signature.parse("fun, *, prevent_cse=True, policy=None, static_argnums=()").bind(
+                written, args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        if b["policy"] is not None or b["static_argnums"] != ():
+            raise self.error("AOT365", f"{written}: policy= and static_argnums= are not "
+                             "supported", span, hint="checkpoint a function of arrays; bind "
+                             "static arguments first: jax.checkpoint(lambda x: f(x, 2))")
+        if not isinstance(b["prevent_cse"], bool):
+            raise self.error("AOT203", f"{written}: prevent_cse must be True or False, got "
+                             f"{describe_value(b['prevent_cse'])}", span)
+        return Checkpointed(b["fun"], b["prevent_cse"], written, span)
+
+    def _call_checkpointed(self: Resolver, c: Checkpointed, args: list, kwargs: dict,
+                           expr: ir.Call, frame: Frame) -> Any:
+        span = expr.span
+        fn, _ = self._need_module_frame(frame, span, c.written)
+        if kwargs or not args or not all(isinstance(a, Tensor) for a in args):
+            raise self.error("AOT365", f"a function made by {c.written} takes arrays as "
+                             "positional arguments", span,
+                             hint="bind static values first: jax.checkpoint(lambda x: f(x, 2))")
+        result, nested = self._nested_body(c.fn, list(args), span, frame, c.written,
+                                           "recomputed for the gradient (jax.checkpoint)")
+        outs = [type(t)(t.shape, t.dtype, t.weak) for t in tensors(result)]
+        fresh = rebuild(result, outs)
+        options = "" if c.prevent_cse else ", prevent_cse=False"
+        call = Code.of("jax.checkpoint(", FunctionRef(nested), f"{options})(",
+                       Code.join(", ", [value_code(a) for a in args]), ")")
+        fn.ops.append(Op("ops/module_call.j2", (
+            ("target", unpack_code(fresh, fresh, [])), ("call", call)), tuple(outs), (),
+            span, "checkpointed", nested, OpInfo("jax.checkpoint")))
+        return fresh
 
     def _vmap(self: Resolver, args: list, kwargs: dict, span: Span) -> Vmapped:
         from ..ops.registry import CallError, Signature
@@ -84,7 +136,8 @@ class TransformsMixin:
         if size is None:
             raise self.error("AOT365", "jax.vmap needs at least one mapped array argument",
                              span)
-        result, nested = self._vmap_body(v, rows, args, span, frame)
+        result, nested = self._nested_body(v.fn, rows, span, frame, "jax.vmap",
+                                           "for one row, vmapped")
         out_axis = v.out_axes
         if not isinstance(out_axis, int) or isinstance(out_axis, bool):
             raise self.error("AOT365", "jax.vmap: out_axes must be one int here", span)
@@ -105,8 +158,10 @@ class TransformsMixin:
             span, "vmapped", nested, OpInfo("jax.vmap", trips=size)))
         return stacked
 
-    def _vmap_body(self: Resolver, v: Vmapped, rows: list, args: list, span: Span,
-                   frame: Frame) -> tuple[Any, Function]:
+    def _nested_body(self: Resolver, func: Any, rows: list, span: Span, frame: Frame,
+                     what: str, doc: str) -> tuple[Any, Function]:
+        """`func` resolved for the arrays `rows`, as the nested function a transformation
+        (`what`: "jax.vmap", "jax.checkpoint") is emitted over."""
         fn = frame.fn
         assert fn is not None
         outer_ops, outer_params = fn.ops, dict(fn.params)
@@ -114,7 +169,7 @@ class TransformsMixin:
         fn.ops = []
         errors = self.errors
         try:
-            result = self._call(v.fn, list(rows), {}, ir.Call(ir.Name("f", span), (), (), span),
+            result = self._call(func, list(rows), {}, ir.Call(ir.Name("f", span), (), (), span),
                                 frame)
             body = fn.ops
         finally:
@@ -124,25 +179,26 @@ class TransformsMixin:
         if fn.params != outer_params or fn.takes_rng != outer_rng or \
                 fn.state_values != outer_state:
             fn.takes_rng, fn.state_values = outer_rng, outer_state
-            raise self.error("AOT365", "a vmapped function may not use layers, randomness "
-                             "or state (they belong to modules)", span,
-                             hint="vmap a plain function of arrays; apply layers to the batch")
+            raise self.error("AOT365", f"a function given to {what} may not use layers, "
+                             "randomness or state (they belong to modules)", span,
+                             hint=f"give {what} a plain function of arrays"
+                             + ("; apply layers to the batch" if what == "jax.vmap" else ""))
         leaves = tensors(result)
         if not leaves or any(not isinstance(x, Tensor) for x in _leaves_of(result)):
-            raise self.error("AOT365", f"a vmapped function must return arrays, got "
+            raise self.error("AOT365", f"a function given to {what} must return arrays, got "
                              f"{describe_value(result)}", span)
-        name = getattr(v.fn, "name", "fn")
+        name = getattr(func, "name", "fn")
         inputs = []
-        names = [p.name for p in v.fn.params.params if p.kind == "positional"] \
-            if isinstance(v.fn, Closure) else []
+        names = [p.name for p in func.params.params if p.kind == "positional"] \
+            if isinstance(func, Closure) else []
         for i, row in enumerate(rows):
             inputs.append((names[i] if i < len(names) else f"x{i}", row))
         fn_name = self._function_name(name if str(name).isidentifier() else "mapped")
         nested = Function(
-            name=fn_name, doc=f"`{name}` for one row, vmapped", takes_params=False,
+            name=fn_name, doc=f"`{name}` {doc}", takes_params=False,
             state_collections=(), takes_rng=False, inputs=tuple(inputs), body=tuple(body),
             result=value_code(result), result_tensors=tuple(leaves),
-            span=v.fn.span if isinstance(v.fn, Closure) else span, hints=dict(fn.hints))
+            span=func.span if isinstance(func, Closure) else span, hints=dict(fn.hints))
         return result, nested
 
 
@@ -156,7 +212,8 @@ def _axes_code(axes: Any) -> str:
     return quoting.literal(tuple(axes) if isinstance(axes, (tuple, list)) else axes)
 
 
-__all__ = ["CustomJvp", "CustomJvpMixin", "PrimalCall", "TransformsMixin", "Vmapped"]
+__all__ = ["Checkpointed", "CustomJvp", "CustomJvpMixin", "PrimalCall", "TransformsMixin",
+           "Vmapped"]
 
 
 @dataclass(eq=False)

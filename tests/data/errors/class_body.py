@@ -1,13 +1,14 @@
-"""A module class holds methods only: anything else in a class body is rejected when used."""
+"""A module class holds methods and attributes (name = value): anything else in a class
+body is rejected when used."""
 from aotflax import nn, aot
 
 
 class Net(nn.Module):
-    scale = 2.0  # E: AOT102 may contain only methods
-    print("building")
+    scale = 2.0
+    print("building")  # E: AOT102 may contain only methods and attributes
 
     def apply(self, x):
-        return x * 2.0
+        return x * self.scale
 
 
 @nn.module_method  # E: AOT102 class decorators are not supported
