@@ -203,9 +203,19 @@ def _front_end(models: Sequence[Path], root: Path) -> BuildReport:
     return report
 
 
+def _below(path: Path, root: Path) -> Path:
+    """`path` relative to the build folder `root`: as the driver found it (below `root` as
+    given, perhaps relative to the working directory), or as an import found it (below
+    the folder's real path, which is where the workspace searches)."""
+    try:
+        return path.relative_to(root)
+    except ValueError:
+        return path.relative_to(root.resolve())
+
+
 def _read_model(path: Path, root: Path) -> ir.ModelFile:
     """Read and parse one model file of the build (never executed)."""
-    rel = path.relative_to(root) if root.is_dir() else Path(path.name)
+    rel = _below(path, root) if root.is_dir() else Path(path.name)
     shown = _display(path)
     source = decode_source(shown, read_model(path, root, shown))
     return parse_model(source, _source_name(root, rel))

@@ -15,6 +15,7 @@ from . import dtypes as dt
 from .ops import REGISTRY
 from .ops import initializers as inits
 from .values import (
+    AbstractType,
     DType,
     IndexMaker,
     ModuleRef,
@@ -158,7 +159,8 @@ def namespace_for(module: str, member: str | None) -> Any:
 def nn_namespace() -> Namespace:
     members: dict[str, Any] = _ops("nn", "nn")
     members.update(Module=MODULE_BASE, module_method=MODULE_METHOD, initializers=_initializers(),
-                   Sequential=SEQUENTIAL, attention=_attention(members), module=MODULE_FN)
+                   Sequential=SEQUENTIAL, attention=_attention(members), module=MODULE_FN,
+                   stochastic=_stochastic(members))
     return Namespace("nn", members)
 
 
@@ -166,8 +168,14 @@ def _attention(nn_members: dict[str, Any]) -> Namespace:
     """`flax.nn.attention`: the attention layers and old flax.nn's decode `Cache`."""
     names = ("MultiHeadDotProductAttention", "SelfAttention", "dot_product_attention")
     members = {n: nn_members[n] for n in names if n in nn_members}
+    members.update(_ops("nn.attention", "nn.attention"))  # old flax.nn's mask helpers
     members["Cache"] = ATTENTION_CACHE
     return Namespace("nn.attention", members)
+
+
+def _stochastic(nn_members: dict[str, Any]) -> Namespace:
+    """`flax.nn.stochastic`: where old flax.nn defined `make_rng` and `dropout`."""
+    return Namespace("nn.stochastic", {n: nn_members[n] for n in ("make_rng", "dropout")})
 
 
 def aot_namespace() -> Namespace:
@@ -258,14 +266,35 @@ def _build_modules() -> dict[str, Any]:
             for n in ("dataclass", "field", "replace", "asdict", "astuple", "is_dataclass")}),
         "collections": Namespace("collections", {
             "namedtuple": StaticFunction("collections.namedtuple"),
-            "OrderedDict": BUILTINS["dict"]}),
+            "OrderedDict": BUILTINS["dict"],
+            "abc": Namespace("collections.abc", {n: AbstractType(n) for n in ABSTRACT_TYPES})}),
         "ml_collections": _ml_collections(),
         "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
 
 
+#: The `collections.abc` classes `isinstance` takes.
+ABSTRACT_TYPES = ("Iterable", "Sequence", "Mapping", "Sized", "Container", "Collection",
+                  "Reversible", "MutableSequence", "MutableMapping", "Set")
+
+
+#: Logging functions of `logging` and `absl.logging` (not `fatal`, which ends the program).
+LOGGING_FUNCTIONS = ("debug", "info", "warning", "warn", "error", "exception", "critical",
+                     "log", "vlog", "log_every_n", "log_every_n_seconds", "log_first_n",
+                     "log_if")
+
+
+def _logging() -> Namespace:
+    """`logging` / `absl.logging`: a call is evaluated and dropped.  In JAX it ran once, while
+    tracing, never in the compiled program, which is all the generated code is."""
+    return Namespace("logging", {n: StaticFunction(f"logging.{n}") for n in LOGGING_FUNCTIONS})
+
+
 _MODULES = _build_modules()
+_MODULES["logging"] = _logging()
+_MODULES["absl"] = Namespace("absl", {"logging": _MODULES["logging"]})
+_MODULES["absl.logging"] = _MODULES["logging"]
 
 __all__ = ["namespace_for", "BUILTINS", "MODULE_BASE", "MODULE_METHOD", "TARGET",
            "TRAIN_TARGET", "dt"]

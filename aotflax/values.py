@@ -95,6 +95,15 @@ class UserModule:
     #: Class attributes (`FEATURES = 64` in the class body): read as `self.FEATURES`
     #: or `M.FEATURES`.
     attributes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    #: Methods decorated `@staticmethod`: called without `self`.
+    static_methods: frozenset[str] = frozenset()
+
+    def static_method(self, name: str) -> "Closure | None":
+        """`M.helper` / `self.helper` for a `@staticmethod`: a function of the file."""
+        method = self.method(name) if name in self.static_methods else None
+        if method is None:
+            return None
+        return Closure(name, method.params, method.body, Env(self.globals), method.span, method)
 
     def method(self, name: str) -> ir.FunctionDef | None:
         for m in self.cls.methods:
@@ -248,6 +257,13 @@ class ModuleValue:
 @dataclass(frozen=True, slots=True)
 class TypeHint:
     """A `typing` name (`Any`, `Callable`, `Optional[int]`): meaningful in annotations only."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AbstractType:
+    """A `collections.abc` class (`Iterable`, `Sequence`, ...): a type `isinstance` takes."""
 
     name: str
 
@@ -660,6 +676,8 @@ def describe_value(value: Any) -> str:
         return f"'{value.written}'"
     if isinstance(value, TypeHint):
         return f"type hint {value.name}"
+    if isinstance(value, AbstractType):
+        return f"collections.abc.{value.name}"
     if isinstance(value, (ConfigValue, Record, RecordTuple)):
         return _describe_record(value)
     if isinstance(value, RecordClass):

@@ -191,6 +191,35 @@ def test_checkpoint_and_remat_wrap_a_function_of_arrays():
     assert "error[AOT365]: a function given to jax.checkpoint may not use layers" in errors
 
 
+def test_static_methods_and_method_decorators_of_a_module():
+    m = build("""
+    class Net(nn.Module):
+        @staticmethod
+        def scale(x, k=2.0):
+            return x * k
+
+        def apply(self, x):
+            return self.scale(x) + Net.scale(x, 3.0)
+
+    aot.target("t", Net, x=aot.f32[2])
+    """)
+    out, _ = m.t.apply({}, {}, np.ones(2, np.float32))
+    np.testing.assert_array_equal(out, np.full(2, 5.0, np.float32))
+    errors = build_errors("""
+    class Net(nn.Module):
+        @jax.jit
+        def helper(self, x):
+            return x
+
+        def apply(self, x):
+            return self.helper(x)
+
+    aot.target("t", Net, x=aot.f32[2])
+    """)
+    assert "error[AOT325]: method helper of module Net: only @nn.module_method and " \
+        "@staticmethod are supported" in errors
+
+
 def test_sequential_names_layers_in_enclosing_scope():
     m = build("""
     class Net(nn.Module):

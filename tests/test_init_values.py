@@ -316,16 +316,34 @@ aot.target("rbm", CpxRBM, s=aot.f32[4])
 """
 
 
-def test_a_flax_nn_initializer_of_another_dtype_is_told_how_to_declare_it() -> None:
+def test_a_flax_nn_initializer_gives_its_parameter_its_dtype() -> None:
     """jVMC's complex RBM: flax.nn initializers took (key, shape) and the parameter took the
-    dtype they returned. Parameters here have the layer's param_dtype, so the error says
-    how to declare it, and the model so declared equals Linen's."""
+    dtype they returned.  Without a param_dtype, so does the layer here (and self.param
+    without dtype=); the model equals Linen's declared with param_dtype=complex64.  A
+    param_dtype that says otherwise is an error that names the declaration."""
     from helpers import build_errors
 
-    errors = build_errors(COMPLEX_RBM.format(param_dtype=""))
+    errors = build_errors(COMPLEX_RBM.format(param_dtype=", param_dtype=np.float32"))
     assert "initializer cplx_init returns c64[4, 2] for a variable declared f32[4, 2]" in errors
     assert "pass param_dtype=jnp.complex64 to the layer" in errors
-    m = build(COMPLEX_RBM.format(param_dtype=", param_dtype=np.complex64"))
+    m = build(COMPLEX_RBM.format(param_dtype=""))
+    assert "param_dtype=jnp.complex64" in m.__aotflax_text__
+    own = build("""
+    def cplx_init(rng, shape):
+        return jax.random.normal(rng, shape) * (1.0 + 1.j)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            w = self.param("w", (x.shape[-1],), cplx_init)
+            b = self.param("b", (), cplx_init, dtype=jnp.complex64)
+            return x * w + b
+
+    aot.target("net", Net, x=aot.f32[3])
+    """)
+    params, _ = own.net.init(jax.random.key(0))
+    assert params["w"].dtype == jnp.complex64 and params["b"].dtype == jnp.complex64
+    out, _ = own.net.apply(params, {}, jnp.ones(3))
+    np.testing.assert_allclose(out, params["w"] + params["b"], rtol=1e-6)
 
     def cplx_init(rng, shape, dtype=None):
         rng1, rng2 = jax.random.split(rng)

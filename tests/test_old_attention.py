@@ -183,6 +183,124 @@ def test_dropout_rng_is_the_key_given() -> None:
     assert "fold_in(rng, " + str(scope_hash("a")) not in text
 
 
+# ------------------------------------------------------------------ the function
+
+FUNCTION = """
+class Att(nn.Module):
+    def apply(self, q, k, v, b, case="joint"):
+        if case == "joint":  # old flax.nn's default: every axis between batch and heads
+            return nn.dot_product_attention(q, k, v)
+        if case == "rows":  # axis 2 becomes a batch axis
+            return nn.dot_product_attention(q, k, v, axis=(1,))
+        if case == "joint_bias":  # bias shaped as old flax.nn's weights, broadcast
+            return nn.attention.dot_product_attention(q, k, v, jnp.float32, b, (1, 2))
+        if case == "dropout":  # no dropout_rng: drawn as nn.make_rng() would be here
+            return nn.dot_product_attention(q, k, v, axis=1, dropout_rate=0.5,
+                                            broadcast_dropout=False)
+        if case == "dropout_key":
+            return nn.dot_product_attention(q, k, v, axis=1, dropout_rate=0.5,
+                                            broadcast_dropout=False,
+                                            dropout_rng=nn.make_rng())
+
+
+# queries [b, x, y, heads, depth]; keys and values of other attention lengths, values deeper
+SPECS = dict(q=aot.f32[2, 3, 4, 2, 5], k=aot.f32[2, 2, 4, 2, 5], v=aot.f32[2, 2, 4, 2, 6],
+             b=aot.f32[2, 1, 3, 4, 1, 4])
+for _case in ("joint", "rows", "joint_bias", "dropout", "dropout_key"):
+    aot.target(_case, Att.partial(case=_case), **SPECS)
+"""
+
+
+@pytest.fixture(scope="module")
+def function():
+    return build(FUNCTION)
+
+
+def _function_inputs():
+    rng = np.random.default_rng(3)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    return f(2, 3, 4, 2, 5), f(2, 2, 4, 2, 5), f(2, 2, 4, 2, 6), f(2, 1, 3, 4, 1, 4)
+
+
+def test_dot_product_attention_over_several_axes_equals_linen_on_the_flattened_axes(
+        function) -> None:
+    q, k, v, b = _function_inputs()
+    got, _ = function.joint.apply({}, {}, q, k, v, b)
+    flat = lambda t: t.reshape(2, -1, 2, t.shape[-1])  # noqa: E731
+    want = linen.dot_product_attention(flat(q), flat(k), flat(v)).reshape(2, 3, 4, 2, 6)
+    assert got.shape == (2, 3, 4, 2, 6)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    # a bias [batch, heads, query dims..., key dims...] joins the same flattening
+    got, _ = function.joint_bias.apply({}, {}, q, k, v, b)
+    bias = np.broadcast_to(b, (2, 2, 3, 4, 2, 4)).reshape(2, 2, 12, 8)
+    want = linen.dot_product_attention(flat(q), flat(k), flat(v), bias=bias)
+    np.testing.assert_allclose(got, want.reshape(2, 3, 4, 2, 6), rtol=RTOL, atol=ATOL)
+
+
+def test_dot_product_attention_axis_makes_the_other_dims_batch_dims(function) -> None:
+    q, k, v, b = _function_inputs()
+    got, _ = function.rows.apply({}, {}, q, k, v, b)
+    swap = lambda t: jnp.swapaxes(t, 1, 2)  # noqa: E731
+    want = swap(linen.dot_product_attention(swap(q), swap(k), swap(v)))
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+def test_dot_product_attention_dropout_without_a_key_draws_make_rng(function) -> None:
+    q, k, v, b = _function_inputs()
+    key = jax.random.key(5)
+    got, _ = function.dropout.apply({}, {}, q, k, v, b, rng=key)
+    same, _ = function.dropout_key.apply({}, {}, q, k, v, b, rng=key)
+    np.testing.assert_array_equal(got, same)
+    swap = lambda t: jnp.swapaxes(t, 1, 2)  # noqa: E731
+    want = swap(linen.dot_product_attention(
+        swap(q), swap(k), swap(v), dropout_rate=0.5, broadcast_dropout=False,
+        deterministic=False, dropout_rng=jax.random.fold_in(key, scope_hash("make_rng_0"))))
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    assert not np.allclose(got, function.rows.apply({}, {}, q, k, v, b)[0])
+
+
+@pytest.mark.parametrize("call,message", [
+    ("nn.dot_product_attention(q, q, q, axis=(3,))",
+     "error[AOT203]: nn.dot_product_attention: axis=(3,) must name distinct axes between the "
+     "batch axis and the heads of rank-5 arrays [batch, dims..., heads, depth] (1 to 2)"),
+    ("nn.dot_product_attention(q, k, k, axis=1)",
+     "must agree on the batch axis, the heads and the axes attention does not run over"),
+    ("nn.dot_product_attention(q, q, q, mask=jnp.ones((12, 12)), axis=(1, 2))",
+     "mask= attends over the axis before the heads, got axis=(1, 2)"),
+    ("nn.dot_product_attention(q, q, q, dropout_rate=0.1, dropout_rng=q)",
+     "error[AOT202]: nn.dot_product_attention: dropout_rng must be a random key"),
+])
+def test_dot_product_attention_argument_errors(call: str, message: str) -> None:
+    out = build_errors(f"""
+    class M(nn.Module):
+        def apply(self, q, k):
+            return {call}
+
+    aot.target("t", M, q=aot.f32[2, 3, 4, 2, 5], k=aot.f32[2, 3, 3, 2, 5])
+    """)
+    assert message in out, out
+
+
+def test_dot_product_attention_dropout_outside_a_module_needs_a_key() -> None:
+    out = build_errors("""
+    import optax
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 2)
+
+    def loss(logits):
+        q = logits[:, None, None, :]
+        return nn.dot_product_attention(q, q, q, dropout_rate=0.1).sum()
+
+    aot.train_target("t", M, loss=loss, optimizer=optax.sgd(0.1), x=aot.f32[2, 3])
+    """)
+    assert "error[AOT203]: nn.dot_product_attention: dropout outside a module needs " \
+           "dropout_rng=" in out, out
+    assert "hint: pass dropout_rng=key, or deterministic=True" in out
+
+
 # ------------------------------------------------------------------ the decode cache
 
 LM = """

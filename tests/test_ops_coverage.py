@@ -284,6 +284,13 @@ def _numpy_cases() -> list[str]:
     ]
 
 
+def _old_padding_mask(q: Any, k: Any, segments: bool) -> Any:
+    """Old flax.nn's `make_padding_mask` for masks [batch, positions]: [batch, 1, q, k]."""
+    pairs = (q[:, :, None] == k[:, None, :]) if segments else \
+        (q[:, :, None].astype(jnp.float32) * k[:, None, :].astype(jnp.float32))
+    return pairs[:, None].astype(jnp.float32)
+
+
 def _carry(cell: str, size: Any) -> Case:
     expr = f"nn.{cell}.initialize_carry(jax.random.PRNGKey(0), (2,), {size!r})"
     features = size[-1] if isinstance(size, tuple) else size
@@ -318,6 +325,19 @@ CASES = [
          ref=lambda env: env["x"].at[-1].max(1, unique_indices=True)),
     _carry("LSTMCell", 3), _carry("GRUCell", 3), _carry("ConvLSTMCell", (4, 4, 3)),
     _carry("ConvLSTM", (4, 4, 3)),
+    Case("jax.lax.select({x} > 0, {x}, {x} * 2)"), Case("jax.lax.select(b, f, p)"),
+    Case("np.delete(np.arange(6), (1, -1))"), Case(f"np.delete({_H}, 1, axis=1)"),
+    Case(f"np.delete({_H}, [0, 2])"),
+    Case("nn.attention.make_padding_mask(f > 0, p > 0.5, (3, 4, 2, 5), (3, 4, 2, 5))",
+         ref=lambda env: _old_padding_mask(env["f"] > 0, env["p"] > 0.5, False)),
+    Case("nn.attention.make_padding_mask((f > 0).astype(jnp.int32), b.astype(jnp.int32), "
+         "(3, 4, 2, 5), (3, 4, 2, 5), (1,), True)",
+         ref=lambda env: _old_padding_mask((env["f"] > 0).astype(jnp.int32),
+                                           env["b"].astype(jnp.int32), True)),
+    Case("nn.attention._make_causal_mask(q)",
+         ref=lambda env: jnp.tril(jnp.ones((3, 3), bool)).reshape(1, 1, 3, 3)),
+    Case("nn.attention._make_causal_mask(q, (1,), self_mask=True)",
+         ref=lambda env: jnp.tril(jnp.ones((3, 3), bool), -1).reshape(1, 1, 3, 3)),
 ]
 
 

@@ -160,6 +160,31 @@ def test_a_file_of_the_build_that_fails_reports_its_own_errors(tmp_path: Path) -
     assert "Traceback" not in output and not (tmp_path / "out").exists()
 
 
+def test_a_folder_named_relative_to_the_working_directory_imports_files_not_yet_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `aot_build.py models` from the project root: `net.py` sorts before the file it
+    # imports, so the import reads it first (the workspace finds it by its real path)
+    root = tmp_path / "models"
+    _write_tree(root, {"net.py": """
+        from aotflax import nn, aot
+        from models.pkg import z_layers
+
+        class Net(nn.Module):
+            def apply(self, x):
+                return z_layers.double(x)
+
+        aot.target("net", Net, x=aot.f32[2, 3])
+    """, "pkg/z_layers.py": """
+        def double(x):
+            return x * 2.0
+    """})
+    monkeypatch.chdir(tmp_path)
+    rc, output = run_cli(["models", "-o", "out", "--no-compile"])
+    assert rc == 0, output
+    assert "internal error" not in output
+    assert (tmp_path / "out" / "net.py").is_file()
+
+
 # ------------------------------------------------------------------ on demand
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from .. import dtypes as dt
 from .. import shapes as sh
-from ..program import Tensor
+from ..program import Tensor, describe
 from ..values import DType, describe_value
 from .calls import FnCall, aval_of, remember_ints, static_argument_error
 from .registry import REGISTRY, CallError, Entry, Signature
@@ -82,6 +82,26 @@ def _where(call: FnCall) -> Tensor:
 
 
 register("where", ("jnp",), "condition, x=None, y=None", _where, doc="select elementwise")
+
+
+def _lax_select(call: FnCall) -> Tensor:
+    """`lax.select(pred, on_true, on_false)`: no broadcasting, no promotion, as in lax."""
+    p, a, b = call.aval("pred"), call.aval("on_true"), call.aval("on_false")
+    if p[1] != "bool":
+        raise call.fail(f"{call.written}: pred must be a bool array, got {describe(*p[:2])}",
+                        "AOT201")
+    if a[0] != b[0] or dt.canonicalize(a[1]) != dt.canonicalize(b[1]):
+        raise call.fail(f"{call.written}: on_true {describe(*a[:2])} and on_false "
+                        f"{describe(*b[:2])} must have one shape and one dtype", "AOT201",
+                        hint="cast or broadcast them first, or use jnp.where, which does")
+    if p[0] not in ((), a[0]):
+        raise call.fail(f"{call.written}: pred {describe(*p[:2])} must be a scalar or have "
+                        f"the shape of on_true and on_false {a[0]}", "AOT210")
+    return emit_same(call, a[0], dt.canonicalize(a[1]), a[2] and b[2])
+
+
+register("select", ("lax",), "pred, on_true, on_false", _lax_select,
+         doc="select elementwise (same shapes and dtypes)")
 
 
 def clip(call: FnCall) -> Tensor:

@@ -156,20 +156,115 @@ def dot_product_attention(call: FnCall) -> Tensor:
     query = call.tensor("query", floating=True)
     key = call.tensor("key", floating=True)
     value = call.tensor("value", floating=True)
+    layout = _function_layout(call, query, key, value)
+    like = query
+    if layout is not None:
+        query, key, value = (layout.heads_in(t, n) for t, n in
+                             ((query, "query"), (key, "key"), (value, "value")))
     _check_qkv(call, query, key, value)
     target = (*query.shape[:-3], query.shape[-2], query.shape[-3], key.shape[-3])
-    bias = _optional(call, "bias", target)
+    if layout is not None and call.args["bias"] is not None:
+        bias: Code | None = _joint_bias(call, layout, like, key_like=call.args["key"],
+                                        target=target)
+    else:
+        bias = _optional(call, "bias", target)
     mask = _optional(call, "mask", target)
     dropout = None
     if call.static("dropout_rate", float, int) > 0 and not call.bool("deterministic"):
-        rng = call.args["dropout_rng"]
-        if not isinstance(rng, Tensor):
-            raise call.fail(f"{call.written}: dropout needs dropout_rng=", "AOT203",
-                            hint="pass deterministic=True, or use nn.MultiHeadDotProductAttention "
-                                 "whose dropout draws from the target's rng")
-        dropout = (Code((rng,)), float(call.args["dropout_rate"]), call.bool("broadcast_dropout"))
-    return attend(call, query, key, value, dtype=call.dtype("dtype"), bias=bias, mask=mask,
-                  dropout=dropout, precision=precision_code(call))
+        dropout = (_function_key(call), float(call.args["dropout_rate"]),
+                   call.bool("broadcast_dropout"))
+    out = attend(call, query, key, value, dtype=call.dtype("dtype"), bias=bias, mask=mask,
+                 dropout=dropout, precision=precision_code(call))
+    return out if layout is None else layout.heads_out(out, like)
+
+
+def _function_layout(call: FnCall, query: Tensor, key: Tensor, value: Tensor) -> _Layout | None:
+    """Old flax.nn's `axis=` of `dot_product_attention`, as a layout (None: nothing moves).
+
+    The arrays are `[batch, dims..., heads, depth]`; attention runs jointly over the
+    `axis` dims (None: all of them, old flax.nn's default), every other dim is a batch
+    dim.  Linen's `mask=`, and arrays of rank 3, keep Linen's layout: the dim before
+    the heads.
+    """
+    axis = call.args["axis"]
+    n = query.ndim
+    if not (query.ndim == key.ndim == value.ndim) or n < 3:
+        return None  # _check_qkv reports it
+    if axis is None:
+        if n == 3 or call.args["mask"] is not None:
+            return None
+        axes = tuple(range(1, n - 2))
+    else:
+        one = isinstance(axis, int) and not isinstance(axis, bool)
+        axes = (axis,) if one else axis
+        if not isinstance(axes, (tuple, list)) or not axes or not all(
+                isinstance(a, int) and not isinstance(a, bool) for a in axes):
+            raise call.fail(f"{call.written}: axis must be an int or a tuple of ints, got "
+                            f"{describe_value(axis)}", "AOT203")
+        axes = tuple(a + n if a < 0 else a for a in axes)
+        if n < 4 or any(not 1 <= a <= n - 3 for a in axes) or len(set(axes)) != len(axes):
+            raise call.fail(f"{call.written}: axis={axis!r} must name distinct axes between "
+                            f"the batch axis and the heads of rank-{n} arrays [batch, dims..., "
+                            "heads, depth]" + (f" (1 to {n - 3})" if n >= 4 else ""), "AOT203")
+        if call.args["mask"] is not None and axes != (n - 3,):
+            raise call.fail(f"{call.written}: mask= attends over the axis before the heads, "
+                            f"got axis={axis!r}", "AOT203",
+                            hint="pass the mask as bias= (0 where kept, a large negative "
+                                 "number where masked) with several attention axes")
+    layout = _Layout(call, n - 1, axes)
+    if layout.identity:
+        return None
+    dims = (0, *layout.other, n - 2)
+    for name, t in (("key", key), ("value", value)):
+        if any(t.shape[a] != query.shape[a] for a in dims):
+            raise call.fail(f"{call.written}: query {query.describe()} and {name} "
+                            f"{t.describe()} must agree on the batch axis, the heads and the "
+                            f"axes attention does not run over (axis={axes})", "AOT210")
+    if key.shape[:-1] != value.shape[:-1]:
+        raise call.fail(f"{call.written}: key {key.describe()} and value {value.describe()} "
+                        "must agree on every axis but the last", "AOT210")
+    return layout
+
+
+def _joint_bias(call: FnCall, layout: _Layout, query: Tensor, key_like: Any,
+                target: tuple[int, ...]) -> Code:
+    """`bias=` for attention over several axes: shaped as old flax.nn's weights
+    `[batch, other dims..., heads, query dims..., key dims...]` (numpy broadcasting),
+    broadcast to that shape and flattened into the attention layout."""
+    key: Tensor = key_like
+    heads = query.shape[-2]
+    weights = (*(query.shape[a] for a in layout.order[:len(layout.order) - len(layout.axes)]),
+               heads, *(query.shape[a] for a in layout.axes),
+               *(key.shape[a] for a in layout.axes))
+    bias = call.tensor("bias")
+    try:
+        ok = sh.broadcast_shapes(bias.shape, weights) == weights
+    except sh.ShapeError:
+        ok = False
+    if not ok:
+        raise call.fail(f"{call.written}: bias {bias.describe()} does not broadcast to the "
+                        f"attention weights' shape {weights} (batch, other dims..., heads, "
+                        "query dims..., key dims...)", "AOT210")
+    out = call.out(target, bias.dtype, bias.weak)
+    call.emit("ops/call.j2", {"call": Code.of("jnp.broadcast_to(", bias, f", {weights!r})"
+                                              f".reshape({target!r})")}, [out], stem="bias")
+    return Code((out,))
+
+
+def _function_key(call: FnCall) -> Code:
+    """`dropout_rng=`, or as old flax.nn: `nn.make_rng()` of the module calling it."""
+    rng = call.args["dropout_rng"]
+    if rng is None:
+        if call.make_rng is None:
+            raise call.fail(f"{call.written}: dropout outside a module needs dropout_rng=",
+                            "AOT203", hint="pass dropout_rng=key, or deterministic=True")
+        return Code((call.make_rng(),))
+    if not isinstance(rng, RngKey):
+        raise call.fail(f"{call.written}: dropout_rng must be a random key, got "
+                        f"{describe_value(rng)}", "AOT202",
+                        hint="pass a key from nn.make_rng(), or leave dropout_rng out to draw "
+                             "one as nn.make_rng() would")
+    return Code((rng,))
 
 
 def _optional(call: FnCall, name: str, target: tuple[int, ...]) -> Code | None:
@@ -178,11 +273,14 @@ def _optional(call: FnCall, name: str, target: tuple[int, ...]) -> Code | None:
     return _full_rank(call, call.tensor(name), target, name)
 
 
+# old flax.nn's order (dtype, bias, axis after the arrays), then Linen's `mask=`
 _register("dot_product_attention", "function",
-          "query, key, value, bias=None, mask=None, broadcast_dropout=True, dropout_rng=None, "
-          "dropout_rate=0.0, deterministic=False, dtype=None, precision=None",
+          "query, key, value, dtype=None, bias=None, axis=None, broadcast_dropout=True, "
+          "dropout_rng=None, dropout_rate=0.0, deterministic=False, precision=None, mask=None",
           dot_product_attention, "layers/attention_weights.j2",
-          "Linen's dot_product_attention on [batch..., length, heads, depth] arrays")
+          "attention of [batch, dims..., heads, depth] arrays over the axis dims jointly "
+          "(old flax.nn; None: all dims between batch and heads), Linen's mask= too; "
+          "dropout without dropout_rng= draws nn.make_rng()")
 
 
 # ------------------------------------------------------------- masks
@@ -235,6 +333,90 @@ _register("make_attention_mask", "function",
           "query_input, key_input, pairwise_fn=multiply, extra_batch_dims=0, dtype=float32",
           make_attention_mask, "layers/attention_mask_pairwise.j2",
           "pairwise mask [batch..., 1, len_q, len_kv] (Linen)")
+
+
+# ------------------------------------------------------------- old flax.nn's mask helpers
+
+
+def _old_attention_axes(call: FnCall, ndim: int, what: str) -> tuple[int, ...]:
+    """`attention_axis` of old flax.nn's mask helpers, for `[batch, dims..., heads, depth]`
+    shapes of rank `ndim` (None: every dim between batch and heads)."""
+    axis = call.args["attention_axis"]
+    if axis is None:
+        return tuple(range(1, ndim - 2))
+    if not isinstance(axis, tuple) or not all(
+            isinstance(a, int) and not isinstance(a, bool) for a in axis):
+        raise call.fail(f"{call.written}: attention_axis must be a tuple of ints, got "
+                        f"{describe_value(axis)}", "AOT203")
+    if any(not (ndim >= 3 and 1 <= a < ndim - 2) for a in axis):
+        raise call.fail(f"{call.written}: attention_axis={axis!r} must be between the batch "
+                        f"axis and the last two axes of the rank-{ndim} {what}", "AOT203")
+    return axis
+
+
+def make_padding_mask(call: FnCall) -> Tensor:
+    """Old flax.nn's `make_padding_mask`: `[batch, 1, query dims..., key dims...]` float32,
+    the outer product (or, for segments, the equality) of the two per-position masks."""
+    q = call.tensor("padding_mask_query")
+    k = call.tensor("padding_mask_key")
+    q_shape, k_shape = call.ints("query_shape"), call.ints("key_shape")
+    if len(q_shape) != len(k_shape) or q_shape[0] != k_shape[0]:
+        raise call.fail(f"{call.written}: query_shape {q_shape} and key_shape {k_shape} must "
+                        "have one rank and one batch size", "AOT210")
+    axes = _old_attention_axes(call, len(k_shape), "key_shape")
+    final = (q_shape[0], 1, *(q_shape[a] for a in axes), *(k_shape[a] for a in axes))
+    # the key mask's axes reversed after the batch axis: [batch, 1, ..., key positions]
+    perm = (0, *range(k.ndim, 0, -1))
+    k_t = tuple((*k.shape, 1)[p] for p in perm)
+    try:
+        product = sh.broadcast_shapes((*q.shape, 1), k_t)
+    except sh.ShapeError as e:
+        raise call.fail(f"{call.written}: the masks {q.describe()} and {k.describe()} do not "
+                        f"combine: {e}", "AOT210") from None
+    if math.prod(product) != math.prod(final):
+        raise call.fail(f"{call.written}: the masks {q.describe()} and {k.describe()} give "
+                        f"{math.prod(product)} entries, not the {math.prod(final)} of the "
+                        f"attention mask {final} that query_shape and key_shape make",
+                        "AOT210")
+    fn = "jnp.equal" if call.bool("segmentation_mask") else "jnp.multiply"
+    out = call.out(final, "float32")
+    call.emit("ops/call.j2", {"call": Code.of(
+        f"{fn}(", q, "[..., None], jnp.transpose(", k, f"[..., None], {perm!r}))"
+        f".reshape({final!r}).astype(jnp.float32)")}, [out], stem="mask")
+    return out
+
+
+def old_causal_mask(call: FnCall) -> Tensor:
+    """Old flax.nn's `_make_causal_mask(key, attention_axis, self_mask)`: bool
+    `[1..., key dims..., key dims...]`, position i seeing positions <= i (< i with
+    self_mask) of the attention dims flattened."""
+    key = call.tensor("key")
+    axes = _old_attention_axes(call, key.ndim, "key")
+    dims = tuple(key.shape[a] for a in axes)
+    n = math.prod(dims)
+    final = (1,) * (key.ndim - len(axes) - 1) + dims + dims
+    k = -1 if call.bool("self_mask") else 0
+    shift = " - 1" if k else ""
+    out = call.out(final, "bool")
+    call.emit("ops/call.j2", {"call": Code(
+        (f"(jnp.arange({n})[:, None]{shift} >= jnp.arange({n})[None, :])"
+         f".reshape({final!r})",))}, [out], stem="mask")
+    return out
+
+
+def _register_old(name: str, sig: str, rule: Any, doc: str) -> Entry:
+    return REGISTRY.add(Entry(name, ("nn.attention",), "function",
+                              Signature.parse(sig, _DEFAULTS), rule, "ops/call.j2", doc=doc))
+
+
+_register_old("make_padding_mask",
+              "padding_mask_query, padding_mask_key, query_shape, key_shape, "
+              "attention_axis=None, segmentation_mask=False", make_padding_mask,
+              "old flax.nn's padding (or segmentation) mask [batch, 1, query dims..., "
+              "key dims...], float32")
+_register_old("_make_causal_mask", "key, attention_axis=None, self_mask=False",
+              old_causal_mask, "old flax.nn's causal mask [1..., key dims..., key dims...], "
+              "bool")
 
 
 # ------------------------------------------------------------- the layers
@@ -304,7 +486,7 @@ class _Layout:
     single axis before the features nothing moves.
     """
 
-    def __init__(self, call: LayerCall, ndim: int, axes: tuple[int, ...]):
+    def __init__(self, call: FnCall, ndim: int, axes: tuple[int, ...]):
         self.call, self.ndim, self.axes = call, ndim, axes
         self.other = tuple(a for a in range(1, ndim - 1) if a not in axes) if ndim >= 3 \
             else ()
@@ -344,13 +526,15 @@ class _Layout:
         return self._move(t, perm, shape, stem)
 
     def heads_out(self, t: Tensor, like: Tensor) -> Tensor:
-        """The attention result back in the layout of the query projection `like`."""
+        """The attention result back in the layout of the query (projection) `like`."""
         if self.identity:
             return t
         grouped = (*(like.shape[a] for a in self.order), *t.shape[-2:])
         moved = self._move(t, tuple(range(t.ndim)), grouped, "attended")
         inverse = tuple(sorted(range(len(self.order)), key=lambda i: self.order[i]))
-        return self._move(moved, (*inverse, self.ndim - 1, self.ndim), like.shape, "attended")
+        # the values' depth, which may differ from the query's
+        return self._move(moved, (*inverse, self.ndim - 1, self.ndim),
+                          (*like.shape[:-1], t.shape[-1]), "attended")
 
     def positions(self, t: Tensor, dims: tuple[int, ...], name: str) -> Tensor:
         """A per-token mask `[batch, *dims]` (or with a trailing 1) as `[batch..., length]`."""

@@ -1246,7 +1246,7 @@ _ELEMENTWISE = (
     + _names("lax", "rsqrt exp log tanh logistic erf erf_inv sqrt square sign floor ceil add "
              "sub div max min pow sin cos exp2 log1p expm1 cbrt erfc lgamma digamma round "
              "is_finite reciprocal bitwise_not population_count rem atan2 nextafter "
-             "bitwise_or bitwise_xor eq ne lt le gt ge")
+             "bitwise_or bitwise_xor eq ne lt le gt ge select")
     + _names("jax.scipy.special", "erf erfc erfinv gammaln digamma expit logit i0 i0e i1 "
              "i1e entr gamma xlogy xlog1py betaln gammainc gammaincc zeta rel_entr kl_div "
              "ndtr ndtri log_ndtr spence")
@@ -1366,7 +1366,8 @@ RULES: dict[str, AxisRule] = {
         "dot_product_attention make_causal_mask make_attention_mask "
         "MultiHeadDotProductAttention SelfAttention BatchNorm GroupNorm RMSNorm LSTMCell "
         "GRUCell ConvLSTM ConvLSTMCell")
-       + ["nn.Embed.attend"]
+       + ["nn.Embed.attend", "nn.attention.make_padding_mask",
+          "nn.attention._make_causal_mask"]
        + [f"nn.{c}.initialize_carry" for c in ("LSTMCell", "GRUCell", "ConvLSTM",
                                                 "ConvLSTMCell")]},
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence, overload
+from typing import Any, Callable, Literal, Sequence, overload
 
 from .. import dtypes as dt
 from ..diagnostics import Span
@@ -148,6 +148,9 @@ class FnCall:
     keywords: dict[str, Any]
     span: Span
     ctx: Context
+    #: Inside a module: draws a key as `nn.make_rng()` called here would (old flax.nn
+    #: functions that draw without a key given, such as `dot_product_attention`).
+    make_rng: Callable[[], Tensor] | None = field(default=None, kw_only=True)
 
     # ---------------------------------------------------------- argument checks
 

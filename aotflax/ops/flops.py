@@ -883,7 +883,7 @@ ELEMENTWISE = (
     + _names("lax", "rsqrt exp log tanh logistic erf erf_inv abs neg sqrt square sign floor "
              "ceil stop_gradient add sub mul div max min pow sin cos exp2 log1p expm1 cbrt erfc "
              "lgamma digamma round is_finite reciprocal bitwise_not population_count rem atan2 "
-             "nextafter bitwise_and bitwise_or bitwise_xor eq ne lt le gt ge")
+             "nextafter bitwise_and bitwise_or bitwise_xor eq ne lt le gt ge select")
     + _names("jax.scipy.special", "erf erfc erfinv gammaln digamma expit logit i0 i0e i1 i1e "
              "entr gamma xlogy xlog1py betaln gammainc gammaincc zeta rel_entr kl_div ndtr "
              "ndtri log_ndtr spence")
@@ -1086,7 +1086,8 @@ RULES: dict[str, FlopRule] = {
         "dot_product_attention make_causal_mask make_attention_mask "
         "MultiHeadDotProductAttention SelfAttention BatchNorm GroupNorm RMSNorm LSTMCell "
         "GRUCell ConvLSTM ConvLSTMCell dropout")
-       + ["nn.Embed.attend"]
+       + ["nn.Embed.attend", "nn.attention.make_padding_mask",
+          "nn.attention._make_causal_mask"]
        + [f"nn.{c}.initialize_carry" for c in ("LSTMCell", "GRUCell", "ConvLSTM",
                                                 "ConvLSTMCell")]},
 }

@@ -795,6 +795,37 @@ def _pad(call: FnCall) -> Any:
     return new_array(call, out, _concrete(dtype), call_code(call), "pad")
 
 
+def _delete(call: FnCall) -> Any:
+    """`np.delete(arr, obj, axis=None)`: `obj` static (an int or ints); the items
+    stay known when numpy computes them from static ints (`np.delete(range(n), axes)`)."""
+    arr, obj, axis = call.args["arr"], call.args["obj"], call.args["axis"]
+    shape, dtype = aval(arr, call.written)
+    if not int_items(obj):
+        raise CallError("AOT203", f"{call.written}: 'obj' must be a static int or ints, got "
+                        f"{describe_value(obj)}")
+    if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)
+                             or not -len(shape) <= axis < len(shape)):
+        raise CallError("AOT203", f"{call.written}: 'axis' must be an axis of "
+                        f"{describe(shape, np.dtype(_concrete(dtype)).name)}, got "
+                        f"{describe_value(axis)}")
+    length = sh.size(shape) if axis is None else shape[axis]
+    kept = len(evaluate(np.delete, call.written, np.arange(length), obj))
+    out = (kept,) if axis is None else tuple(kept if i == axis % len(shape) else d
+                                            for i, d in enumerate(shape))
+    ints = None
+    known = _known_operand(arr)
+    if known is not None:
+        ints = _static_ints(evaluate(np.delete, call.written, known, obj, axis), out,
+                            _concrete(dtype))
+    return new_array(call, out, _concrete(dtype), call_code(call), "delete", ints=ints)
+
+
+def int_items(value: Any) -> bool:
+    """An int, or a tuple or list of ints (not bools)."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in items)
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -854,6 +885,7 @@ _register("clip", "a, a_min=None, a_max=None", _clip, "numpy clip")
 _register("round", "a, decimals=0", _round, "numpy round")
 _register("around", "a, decimals=0", _round, "numpy round")
 _register("pad", "array, pad_width, mode='constant', constant_values=0", _pad, "numpy pad")
+_register("delete", "arr, obj, axis=None", _delete, "numpy delete (static obj)")
 
 for _e in REGISTRY.unique():
     if _e.extra.get("host"):

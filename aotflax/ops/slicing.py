@@ -40,7 +40,8 @@ def _jnp_pad(call: FnCall) -> Tensor:
         takes = ", ".join(PAD_MODES[mode]) or "no keyword arguments"
         raise call.fail(f"jnp.pad: mode {mode!r} does not take {', '.join(extra)} (it takes "
                         f"{takes})", "AOT203")
-    width = call.args["pad_width"]
+    # an int array of known value (`jnp.array([[0, 0], [0, n]])`) was concrete in 2020's JAX
+    width = call.concrete("pad_width")
     if not is_static(width) or not int_tree(width):
         raise call.fail(f"jnp.pad: pad_width must be static ints, got {describe_value(width)}",
                         "AOT203", hint="pad widths fix the output shape: write them as ints")

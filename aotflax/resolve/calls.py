@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 from keyword import iskeyword
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from ..scopes import (
     subscript_path,
 )
 from ..values import (
+    AbstractType,
     AttentionCache,
     BoundMethod,
     Closure,
@@ -87,6 +89,7 @@ from .helpers import (
     tuple_code,
     unpack_code,
 )
+from .initializers import AdoptDtype
 from .transforms import Checkpointed, CustomJvp, PrimalCall, Vmapped
 
 if TYPE_CHECKING:
@@ -99,6 +102,9 @@ SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing"})
 #: The types `isinstance` knows at build time (static values are of these or of none).
 _STATIC_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str,
                                   "tuple": tuple, "list": list, "dict": dict}
+#: The `collections.abc` classes a jax array is an instance of (it has `__iter__`,
+#: `__len__` and `__contains__`, and is neither a Sequence nor hashable).
+_ARRAY_ABCS = frozenset({"Iterable", "Sized", "Container", "Collection"})
 
 
 #: An initializer's arguments are fixed when `init` is built; a jnp result is an array
@@ -543,6 +549,11 @@ class CallsMixin:
             return args[0].shape[0]
         if fn.name == "isinstance":
             return self._isinstance(args, kwargs, span)
+        if fn.name in ("tuple", "list", "enumerate", "zip", "reversed", "sorted"):
+            # a numpy array of static ints (`tuple(np.delete(range(n), axes))`) gives its
+            # items; other arrays cannot be iterated at build time (a located error)
+            args = [list(self._iterate(a, span)) if isinstance(a, Tensor) else a
+                    for a in args]
         if fn.name == "range" and range_too_long(args):
             raise self.error("AOT330", f"range{tuple(args)} is too long to unroll (more than "
                              f"{MAX_UNROLL:,} items)", span)
@@ -569,18 +580,32 @@ class CallsMixin:
         if kwargs or len(args) != 2:
             raise self.error("AOT349", "isinstance takes a value and a type", span)
         value, info = args
-        types = []
+        types: list[type] = []
+        array_abcs = False
         for kind in info if isinstance(info, tuple) else (info,):
+            if isinstance(kind, AbstractType):
+                types.append(getattr(collections.abc, kind.name))
+                array_abcs = array_abcs or kind.name in _ARRAY_ABCS
+                continue
             found = _STATIC_TYPES.get(kind.name) if isinstance(kind, StaticBuiltin) else None
             if found is None:
                 raise self.error(
                     "AOT349", f"isinstance(..., {describe_value(kind)}): only the builtin types "
-                    f"{', '.join(_STATIC_TYPES)} are types at build time", span,
+                    f"{', '.join(_STATIC_TYPES)} and the classes of collections.abc are types "
+                    "at build time", span,
                     hint="compare static values, or give the value as a hyperparameter")
             types.append(found)
         if isinstance(value, Poison):
             raise Abort()
-        return not isinstance(value, Tensor) and isinstance(value, tuple(types))
+        if isinstance(value, Tensor):
+            return array_abcs
+        abstract = [t for t in types if t.__module__ == "collections.abc"]
+        if abstract and not isinstance(value, (tuple, list, dict, str, int, float, type(None))):
+            raise self.error("AOT349", f"isinstance({describe_value(value)}, "
+                             f"collections.abc.{abstract[0].__name__}) is not known at build "
+                             "time: the classes of collections.abc take arrays and Python's "
+                             "numbers, strings, tuples, lists and dicts", span)
+        return isinstance(value, tuple(types))
 
     def _builtin_read(self: Resolver, name: str, args: list, kwargs: dict, span: Span) -> int:
         """What a static builtin reads, charged before it runs; refuses calls whose work or
@@ -808,7 +833,8 @@ class CallsMixin:
                                         if linen else None))
                 if pname in scope.used:
                     raise CallError("AOT311", f"'{pname}' is already used in this module")
-                code = scope.param(pname, tuple(shape), dtype, init, span)
+                code, dtype = self._declare_param(scope, pname, tuple(shape), dtype, init, span,
+                                                  adopt=b["dtype"] is None)
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
             scope.used[pname] = span
@@ -826,6 +852,9 @@ class CallsMixin:
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None
         method = module.method(name) if isinstance(module, UserModule) else None
+        static = module.static_method(name) if isinstance(module, UserModule) else None
+        if static is not None:
+            return self._call_closure(static, args, kwargs, span, frame)
         if isinstance(module, UserModule) and method is not None and name != "apply":
             # Another method of this module: runs in the same scope, sharing parameters.
             env_self = Env(module.globals)
@@ -891,6 +920,19 @@ class CallsMixin:
             var.write(value, span)
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
+
+    def _declare_param(self: Resolver, scope: Scope, name: str, shape: tuple[int, ...],
+                       dtype: str, init: Any, span: Span, adopt: bool) -> tuple[Code, str]:
+        """`self.param`'s declaration and its dtype: without `dtype=`, a flax.nn
+        initializer `(key, shape)` gives the parameter the dtype it returns."""
+        previous, self.adopt_dtype = self.adopt_dtype, adopt
+        try:
+            return scope.param(name, shape, dtype, init, span), dtype
+        except AdoptDtype as a:
+            adopted = a.dtype
+        finally:
+            self.adopt_dtype = previous
+        return scope.param(name, shape, adopted, init, span), adopted
 
     def _get_param(self: Resolver, scope: Scope, args: list, kwargs: dict, span: Span) -> Any:
         """`self.get_param(name)`: a parameter, or a submodule's parameter dict, of this scope."""

@@ -84,6 +84,9 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         self.names_taken: tuple[tuple[str, ...], set[str]] = ((), function_names_taken([]))
         #: Emitted initializer functions by (closure, shape, dtype).
         self.init_cache: dict[tuple, str] = {}
+        #: The variable being declared said no dtype: a flax.nn initializer `(key, shape)`
+        #: may give it the dtype it returns (`initializers.AdoptDtype`).
+        self.adopt_dtype: bool = False
         self.depth = 0
         #: Module and function calls being resolved: (name, call site), innermost last.
         self.calls: list[tuple[str, Span]] = []

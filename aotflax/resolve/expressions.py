@@ -64,6 +64,7 @@ from .helpers import (
     deep_size,
     is_too_big,
     static_size,
+    static_truth,
     too_large,
 )
 from .host import involves_host
@@ -229,12 +230,15 @@ class ExpressionsMixin:
 
     def _eval_BoolOp(self: Resolver, expr: ir.BoolOp, frame: Frame) -> Any:
         value: Any = None
-        for v in expr.values:
+        for i, v in enumerate(expr.values):
             value = self.eval(v, frame)
-            if not is_static(value):
+            if i == len(expr.values) - 1:
+                return value  # the last operand is the result, whatever it is, as in Python
+            truth = static_truth(value)
+            if truth is None:
                 raise self.error("AOT335", f"'{expr.op}' needs static operands; use "
                                  "jnp.logical_and / jnp.logical_or for arrays", v.span)
-            if (expr.op == "and") != bool(value):
+            if (expr.op == "and") != truth:
                 return value
         return value
 
@@ -417,9 +421,12 @@ class ExpressionsMixin:
             if REGISTRY.lookup("array", attr) is not None:
                 return BoundMethod(value, attr, span)
             raise self.error("AOT346", f"arrays have no supported attribute '{attr}'", span)
-        if isinstance(value, ModuleRef) and isinstance(value.module, UserModule) and \
-                attr in value.module.attributes:
-            return value.module.attributes[attr]  # `Block.FEATURES`: a class attribute
+        if isinstance(value, ModuleRef) and isinstance(value.module, UserModule):
+            if attr in value.module.attributes:
+                return value.module.attributes[attr]  # `Block.FEATURES`: a class attribute
+            static = value.module.static_method(attr)
+            if static is not None:
+                return static  # `Block.helper(x)`: a @staticmethod
         if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, Traversal, list, dict,
                               str, CustomJvp)):
             return BoundMethod(value, attr, span)

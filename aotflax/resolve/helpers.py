@@ -23,7 +23,7 @@ from ..scopes import (
     FunctionState,
     subscript_path,
 )
-from ..values import RecordTuple, numpy_scalar_name, shown
+from ..values import RecordTuple, is_static, numpy_scalar_name, shown
 from .base import (
     MAX_STATIC_BITS,
     MAX_STATIC_LEN,
@@ -313,6 +313,19 @@ STEPS_PER_OP = 40
 #: Build-time steps charged per unit a static operation reads or builds (a character,
 #: an item, a 64-bit limb of an int): big static values spend the step budget.
 WORK_PER_STEP = 8
+
+
+def static_truth(value: Any) -> bool | None:
+    """`bool(value)` where the build knows it, else None (an array's truth is its data).
+
+    A tuple, list or dict is true when it has items, whatever they are, as in Python:
+    `if mask_components:` over a list of masks is static.
+    """
+    if isinstance(value, (tuple, list, dict)):
+        return len(value) > 0
+    if is_static(value):
+        return bool(value)
+    return None
 
 
 def static_size(value: Any) -> int:

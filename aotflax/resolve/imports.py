@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: What to say about a module outside the static language.
 _KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, collections, "
-               "ml_collections, optax and the build's model files")
+               "ml_collections, optax, logging (absl.logging) and the build's model files")
 
 
 class ImportsMixin:
@@ -69,8 +69,24 @@ class ImportsMixin:
             raise self.error(first.code, first.message, first.where, hint=first.hint)
         if not any(m.name == "apply" for m in cls.methods):
             raise self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
-        frame.env.set(cls.name, ModuleRef(UserModule(cls.name, cls, frame.env,
-                                                     attributes=self._class_body(cls, frame))))
+        frame.env.set(cls.name, ModuleRef(UserModule(
+            cls.name, cls, frame.env, attributes=self._class_body(cls, frame),
+            static_methods=self._static_methods(cls, frame))))
+
+    def _static_methods(self: Resolver, cls: ir.ClassDef, frame: Frame) -> frozenset[str]:
+        """The module's `@staticmethod`s; a method takes no other decorator than those and
+        `@nn.module_method` (every method is callable: that one only documents it)."""
+        static = set()
+        for m in cls.methods:
+            for node in m.decorators:
+                if isinstance(node, ir.Name) and node.id == "staticmethod" and \
+                        not frame.env.lookup("staticmethod")[0]:
+                    static.add(m.name)
+                elif self.eval(node, frame) is not namespaces.MODULE_METHOD:
+                    raise self.error("AOT325", f"method {m.name} of module {cls.name}: only "
+                                     "@nn.module_method and @staticmethod are supported on "
+                                     "module methods", node.span)
+        return frozenset(static)
 
     def _class_body(self: Resolver, cls: ir.ClassDef, frame: Frame) -> dict[str, Any]:
         """A module class's attributes: its body's assignments run as Python runs a class
@@ -97,6 +113,8 @@ class ImportsMixin:
                                  hint="build the folder that contains every model file")
             return self._from_workspace(base, imp)
         top = module.split(".")[0]
+        if module == "absl.logging" or (module == "absl" and imp.member == "logging"):
+            return namespaces.namespace_for(imp.module, imp.member)  # the rest of absl is not ours
         if top in KNOWN_MODULES:
             value = namespaces.namespace_for(imp.module, imp.member)
             if value is None and imp.dotted:  # `import jax.numpy` binds `jax`

@@ -25,6 +25,17 @@ if TYPE_CHECKING:
     from .core import Resolver
 
 
+class AdoptDtype(Exception):
+    """A flax.nn initializer `(key, shape)` of the model file returned another dtype than
+    its variable was declared with, where the declaration said no dtype
+    (`Resolver.adopt_dtype`): the declaration is made again with that dtype, as old
+    flax.nn gave a parameter the dtype its initializer returned (a complex kernel)."""
+
+    def __init__(self, dtype: str):
+        super().__init__(dtype)
+        self.dtype = dtype
+
+
 class InitializersMixin:
     """Resolution of the model file's own initializers."""
 
@@ -44,10 +55,11 @@ class InitializersMixin:
         key = RngKey((), KEY_DTYPE)
         args: list[Any] = [key, tuple(shape), DType(dtype)][:max(2, min(3, len(positional)))]
         errors = self.errors
+        adopt, self.adopt_dtype = self.adopt_dtype, False  # for this variable, not inside
         try:
             result = self._call_closure(init, args, {}, span, Frame(init.env, fn, None, None))
-        except Abort:
-            raise
+        finally:
+            self.adopt_dtype = adopt
         if self.errors != errors:
             raise Abort()
         produced = {id(key)} | {id(v) for op in fn.ops for v in op.outputs}
@@ -60,7 +72,7 @@ class InitializersMixin:
                 hint="declare it with self.param(name, None, init) and apply the layer with "
                      "those parameters: nn.Dense.call({\"kernel\": kernel, ...}, x, ...)")
         result = self._to_device(result, Frame(init.env, fn, None, None), span)
-        result = self._initializer_result(init, result, shape, dtype, span, fn)
+        result = self._initializer_result(init, result, shape, dtype, span, fn, adopt)
         name = self._function_name(init.name if init.name.isidentifier() else "initializer")
         what = describe(tuple(shape), dtype)
         self.functions.append(Function(
@@ -72,7 +84,8 @@ class InitializersMixin:
         return name
 
     def _initializer_result(self: Resolver, init: Closure, result: Any, shape: tuple[int, ...],
-                            dtype: str, span: Span, fn: FunctionState) -> Tensor:
+                            dtype: str, span: Span, fn: FunctionState,
+                            adopt: bool = False) -> Tensor:
         want = describe(tuple(shape), dtype)
         where = init.span
         notes = (Note("declared here", span),)
@@ -87,7 +100,9 @@ class InitializersMixin:
             takes = [p for p in init.params.params if p.kind == "positional"]
             if tuple(result.shape) == tuple(shape) and len(takes) < 3:
                 # flax.nn's initializers took (key, shape): the result's dtype was the
-                # parameter's (a complex kernel); here the declaration says which
+                # parameter's (a complex kernel), unless the declaration says which
+                if adopt:
+                    raise AdoptDtype(result.dtype)
                 hint = (f"old flax.nn gave a parameter the dtype its initializer returns; here "
                         f"it is declared {dtype} (a layer's param_dtype, self.param's dtype=): "
                         f"pass param_dtype=jnp.{result.dtype} to the layer, or "

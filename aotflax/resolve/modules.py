@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import keyword
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import ir, namespaces
 from ..diagnostics import Note, Span
@@ -72,9 +72,13 @@ from .helpers import (
     tensors,
     unpack_code,
 )
+from .initializers import AdoptDtype
 
 if TYPE_CHECKING:
     from .core import Resolver
+
+#: `nn.make_rng`, which old flax.nn functions call when they draw without a key.
+MAKE_RNG = REGISTRY.entry("nn", "make_rng")
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -424,16 +428,50 @@ class ModulesMixin:
                 if hook is not None:
                     child = HookedScope(child.fn, child.prefix, class_name or entry.name,
                                         shared_arg=child.shared_arg, hook=hook)
-                call: FnCall = LayerCall(entry, written, bound, list(args), merged, span, fn,
-                                         scope=child)
-            else:
-                if name is not None:
-                    raise CallError("AOT310", f"{written} has no parameters and takes no name=")
-                call = FnCall(entry, written, bound, list(args), merged, span, fn)
-            return entry.rule(call)
+                layer_call = LayerCall(entry, written, bound, list(args), merged, span, fn,
+                                       scope=child)
+                if "param_dtype" in bound and "param_dtype" not in merged:
+                    return self._layer_rule_adopting(layer_call, fn)
+                return entry.rule(layer_call)
+            if name is not None:
+                raise CallError("AOT310", f"{written} has no parameters and takes no name=")
+            return entry.rule(FnCall(entry, written, bound, list(args), merged, span, fn,
+                                     make_rng=self._make_rng_here(span, frame)))
         except CallError as e:
             raise self.error(e.code, e.message, e.span or span, hint=e.hint,
                              notes=e.notes) from None
+
+    def _layer_rule_adopting(self: Resolver, call: LayerCall, ctx: FunctionState) -> Any:
+        """A layer's rule, for a call that gives no param_dtype: where a flax.nn initializer
+        `(key, shape)` of the model file returns another dtype (a complex kernel), the
+        rule runs again with that param_dtype, as old flax.nn gave a parameter the dtype
+        its initializer returned.  What the first run declared and emitted is undone."""
+        scope = call.scope
+        assert isinstance(scope, Scope)
+        fn = scope.fn
+        ops, params, state = len(ctx.ops), set(scope.params), set(fn.state)
+        previous, self.adopt_dtype = self.adopt_dtype, True
+        try:
+            return call.entry.rule(call)
+        except AdoptDtype as a:
+            adopted = a.dtype
+        finally:
+            self.adopt_dtype = previous
+        del ctx.ops[ops:]
+        for key in set(scope.params) - params:
+            del scope.params[key]
+        for skey in set(fn.state) - state:
+            del fn.state[skey]
+        call.args["param_dtype"] = DType(adopted)
+        call.scope = dataclasses.replace(scope, counters={}, used={})
+        return call.entry.rule(call)  # a second mismatch is the initializer's error
+
+    def _make_rng_here(self: Resolver, span: Span, frame: Frame) -> Callable[[], Any] | None:
+        """`nn.make_rng()` at `span`, for a function that draws as old flax.nn's did
+        without a key given (None outside a module, where there is no rng to draw)."""
+        if frame.fn is None or frame.scope is None:
+            return None
+        return lambda: self._call_layer(MAKE_RNG, "nn.make_rng", [], {}, span, frame)
 
     # ---------------------------------------------------------------- flax.nn forms
 

@@ -62,6 +62,8 @@ class RecordsMixin:
             return Partial(inner, tuple(args[1:]), tuple(kwargs.items()))
         if name == "functools.reduce":
             return self._reduce(args, kwargs, expr, frame)
+        if name.startswith("logging."):  # ran while JAX traced, never in the program
+            return None
         if name == "jax.jit":
             return self._jit(args, kwargs, span)
         if name == "jax.lax.tie_in":

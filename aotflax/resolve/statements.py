@@ -42,6 +42,7 @@ from .base import (
 from .helpers import (
     assigned_names,
     static_size,
+    static_truth,
 )
 
 if TYPE_CHECKING:
@@ -345,9 +346,10 @@ class StatementsMixin:
         if isinstance(value, Poison):
             raise Abort()
         self._check_not_opaque((value,), expr.span, "tested")
-        if not is_static(value):
+        truth = static_truth(value)
+        if truth is None:
             raise self.error(
                 "AOT335", f"this condition depends on an array value ({describe_value(value)}); "
                 "conditions must be static", expr.span,
                 hint="use jnp.where(cond, a, b) to select values elementwise")
-        return bool(value)
+        return truth

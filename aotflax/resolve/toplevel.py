@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 #: Modules of the static language (and their submodules).
 KNOWN_MODULES = frozenset({"aotflax", "jax", "numpy", "math", "functools", "typing", "optax",
-                           "__future__", "dataclasses", "collections", "ml_collections"})
+                           "__future__", "dataclasses", "collections", "ml_collections",
+                           "logging"})
 
 
 class ModuleGlobals(Env):

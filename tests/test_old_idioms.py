@@ -1,0 +1,244 @@
+"""Idioms of 2020 flax.nn research code around the layers, built and run.
+
+Attention variants of that time (local, synthesizer, sparse attention) copied old
+flax.nn's `dot_product_attention` and its mask helpers into their own files: they log
+with absl, test `isinstance(axis, Iterable)`, compute batch dims with
+`np.delete(range(n), axes)`, build masks with `nn.attention.make_padding_mask` and
+`lax.select`, pad with widths written as `jnp.array`, and branch on `if mask_components:`.
+Each idiom here is a small model of our own, checked against jax / numpy.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from helpers import build, build_errors
+
+RTOL, ATOL = 1e-6, 1e-6
+
+
+def _x(*shape: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_logging_calls_are_evaluated_and_dropped() -> None:
+    m = build("""
+    from absl import logging
+    import logging as pylog
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            logging.info("input %s", x.shape)
+            pylog.warning(x)
+            logging.vlog(1, "deep")
+            done = logging.info(x)
+            return nn.Dense(x, 3) if done is None else x
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "logging" not in m.__aotflax_text__.split('"""', 2)[2].replace("# ", "")
+    params, _ = m.t.init(jax.random.key(0))
+    x = _x(2, 4)
+    y, _ = m.t.apply(params, {}, x)
+    d = params["Dense_0"]
+    want = x @ np.asarray(d["kernel"]) + np.asarray(d["bias"])
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_other_absl_modules_stay_outside_the_language() -> None:
+    out = build_errors("""
+    from absl import flags
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return x * flags.FLAGS.scale
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "error[AOT104]" in out and "'absl' is not a module aotflax interprets" in out, out
+    assert "logging (absl.logging)" in out
+
+
+def test_a_container_is_true_when_it_has_items_whatever_they_are() -> None:
+    m = build("""
+    class M(nn.Module):
+        def apply(self, x, extra: bool = False):
+            parts = [x > 0]
+            if extra:
+                parts.append(x < 1)
+            rest = [] if extra else ()
+            if parts:
+                mask = parts[0]
+                for p in parts[1:]:
+                    mask = jnp.logical_and(mask, p)
+            first = (parts and parts[0]) if not rest else None
+            return jnp.where(mask, x, 0.0), first
+
+    aot.target("one", M, x=aot.f32[2, 4])
+    aot.target("two", M.partial(extra=True), x=aot.f32[2, 4])
+    """)
+    x = _x(2, 4)
+    (y, first), _ = m.one.apply({}, {}, x)
+    np.testing.assert_array_equal(y, np.where(x > 0, x, 0.0))
+    np.testing.assert_array_equal(first, x > 0)
+    (y, _), _ = m.two.apply({}, {}, x)
+    np.testing.assert_array_equal(y, np.where((x > 0) & (x < 1), x, 0.0))
+
+
+def test_an_array_condition_is_still_refused() -> None:
+    out = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            if x.sum():
+                return x
+            return -x
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "error[AOT335]: this condition depends on an array value" in out, out
+
+
+def test_isinstance_takes_the_classes_of_collections_abc() -> None:
+    m = build("""
+    from collections.abc import Iterable, Sequence
+    import collections
+
+
+    def axes(axis):
+        if not isinstance(axis, Iterable):
+            axis = (axis,)
+        return axis
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            flags = (isinstance(x, Iterable), isinstance(x, Sequence),
+                     isinstance([1], collections.abc.Sequence), isinstance(3, (Sequence, int)),
+                     isinstance({}, collections.abc.Mapping))
+            return jnp.sum(x, axis=axes(1)), jnp.sum(x, axis=axes((0, 1))), jnp.array(flags)
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    x = _x(2, 4)
+    (a, b, flags), _ = m.t.apply({}, {}, x)
+    np.testing.assert_allclose(a, x.sum(axis=1), rtol=RTOL)
+    np.testing.assert_allclose(b, x.sum(), rtol=1e-5)
+    # as for a jax array: iterable, not a sequence
+    assert tuple(np.asarray(flags)) == (True, False, True, True, True)
+
+
+def test_isinstance_with_an_abstract_class_refuses_values_it_cannot_judge() -> None:
+    out = build_errors("""
+    from collections.abc import Iterable
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return x if isinstance(nn.Dense, Iterable) else -x
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "error[AOT349]: isinstance(" in out and "collections.abc.Iterable) is not known " \
+        "at build time" in out, out
+
+
+def test_batch_dims_from_np_delete_of_a_range_are_static() -> None:
+    m = build("""
+    import numpy as onp
+
+
+    class M(nn.Module):
+        def apply(self, x, axis=(1,)):
+            n = x.ndim
+            batch_dims = tuple(onp.delete(range(n), axis + (n - 1,)))
+            perm = batch_dims + axis + (n - 1,)
+            return x.transpose(perm), jnp.array(len(batch_dims))
+
+    aot.target("t", M, x=aot.f32[2, 3, 4, 5])
+    """)
+    x = _x(2, 3, 4, 5)
+    (y, count), _ = m.t.apply({}, {}, x)
+    np.testing.assert_array_equal(y, x.transpose((0, 2, 1, 3)))
+    assert count == 2
+
+
+def test_pad_widths_written_as_an_int_array() -> None:
+    m = build("""
+    class M(nn.Module):
+        def apply(self, x, mask, block=4):
+            extra = block - x.shape[1] % block
+            width = jnp.array([[0, 0], [0, extra], [0, 0]])
+            return jnp.pad(x, width), jnp.pad(mask, width, constant_values=-1e9)
+
+    aot.target("t", M, x=aot.f32[2, 6, 3], mask=aot.f32[2, 6, 1])
+    """)
+    x, mask = _x(2, 6, 3), _x(2, 6, 1, seed=1)
+    (a, b), _ = m.t.apply({}, {}, x, mask)
+    np.testing.assert_array_equal(a, np.pad(x, ((0, 0), (0, 2), (0, 0))))
+    np.testing.assert_array_equal(b, np.pad(mask, ((0, 0), (0, 2), (0, 0)),
+                                            constant_values=-1e9))
+
+
+def _old_padding_mask(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Old flax.nn's mask for per-position masks [batch, length, 1]: [batch, 1, lq, lk]."""
+    return (q[:, None, :, :] * np.swapaxes(k, 1, 2)[:, None]).astype(np.float32)
+
+
+def test_old_mask_helpers_and_lax_select_build_an_attention_bias() -> None:
+    m = build("""
+    from aotflax.nn.attention import _make_causal_mask, make_padding_mask
+    from aotflax.nn.stochastic import make_rng
+    from jax import lax
+
+
+    class M(nn.Module):
+        def apply(self, key, pad, kpad):
+            b, h, d = key.shape[0], key.shape[2], key.shape[3]
+            components = [_make_causal_mask(key, (1,))]
+            components.append(make_padding_mask(
+                padding_mask_query=pad, padding_mask_key=kpad,
+                query_shape=(b, pad.shape[1], h, d), key_shape=key.shape,
+                attention_axis=(1,)))
+            mask = components[0]
+            for c in components[1:]:
+                mask = jnp.logical_and(mask, c)
+            return lax.select(mask > 0, jnp.full(mask.shape, 0.0),
+                              jnp.full(mask.shape, -1e10))
+
+    aot.target("t", M, key=aot.f32[2, 5, 2, 3], pad=aot.f32[2, 5, 1], kpad=aot.f32[2, 5, 1])
+    """)
+    key = _x(2, 5, 2, 3)
+    pad = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)[..., None]
+    got, _ = m.t.apply({}, {}, key, pad, pad)
+    causal = np.tril(np.ones((5, 5), bool))[None, None]
+    mask = causal & (_old_padding_mask(pad, pad) > 0)
+    np.testing.assert_array_equal(got, np.where(mask, 0.0, -1e10).astype(np.float32))
+
+
+@pytest.mark.parametrize("call,message", [
+    ("lax.select(x > 0, x, 2 * x.astype(jnp.int32))",
+     "on_true f32[2, 4] and on_false i32[2, 4] must have one shape and one dtype"),
+    ("lax.select(x, x, x)", "pred must be a bool array, got f32[2, 4]"),
+    ("lax.select((x > 0)[0], x, x)", "pred bool[4] must be a scalar or have the shape"),
+    ("make_padding_mask(x, x, (2, 4, 1, 1), (2, 3, 1, 1))",
+     "give 32 entries, not the 24 of the attention mask (2, 1, 4, 3)"),
+    ("make_padding_mask(x, x, (2, 4, 1, 1), (2, 4, 1, 1), attention_axis=(2,))",
+     "attention_axis=(2,) must be between the batch axis and the last two axes"),
+])
+def test_old_mask_helper_and_select_errors(call: str, message: str) -> None:
+    out = build_errors(f"""
+    from aotflax.nn.attention import make_padding_mask
+    from jax import lax
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return {call}
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert message in out, out
+    assert "internal error" not in out
