@@ -707,6 +707,8 @@ class CallsMixin:
         if isinstance(r, AtIndex):  # x.at[index].set(values)
             return self._call_entry(REGISTRY.lookup("at", m.name), f"x.at[...].{m.name}",
                                     [r.operand, r.index, *args], kwargs, span, frame)
+        if isinstance(r, ModuleRef) and isinstance(r.module, UserModule):
+            self._check_method_usable(r.module, m.name, span)  # `Net.loss(...)`, a classmethod
         raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
 
     def _static_method(self: Resolver, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
@@ -853,6 +855,8 @@ class CallsMixin:
         module = frame.module.module if frame.module is not None else None
         method = module.method(name) if isinstance(module, UserModule) else None
         static = module.static_method(name) if isinstance(module, UserModule) else None
+        if isinstance(module, UserModule) and method is not None:
+            self._check_method_usable(module, name, span)
         if static is not None:
             return self._call_closure(static, args, kwargs, span, frame)
         if isinstance(module, UserModule) and method is not None and name != "apply":

@@ -71,22 +71,33 @@ class ImportsMixin:
             raise self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
         frame.env.set(cls.name, ModuleRef(UserModule(
             cls.name, cls, frame.env, attributes=self._class_body(cls, frame),
-            static_methods=self._static_methods(cls, frame))))
+            **self._method_kinds(cls, frame))))
 
-    def _static_methods(self: Resolver, cls: ir.ClassDef, frame: Frame) -> frozenset[str]:
-        """The module's `@staticmethod`s; a method takes no other decorator than those and
-        `@nn.module_method` (every method is callable: that one only documents it)."""
-        static = set()
+    def _method_kinds(self: Resolver, cls: ir.ClassDef, frame: Frame) -> dict[str, Any]:
+        """The module's `@staticmethod`s, and its methods with any other decorator than
+        those and `@nn.module_method` (every method is callable: that one only documents
+        it).  Such a method is refused where a target's code uses it
+        (`_check_method_usable`), so a classmethod no target calls stays harmless."""
+        static, refused = set(), {}
         for m in cls.methods:
             for node in m.decorators:
-                if isinstance(node, ir.Name) and node.id == "staticmethod" and \
-                        not frame.env.lookup("staticmethod")[0]:
+                builtin = node.id if isinstance(node, ir.Name) and node.id in (
+                    "staticmethod", "classmethod", "property") and not frame.env.lookup(
+                    node.id)[0] else None
+                if builtin == "staticmethod":
                     static.add(m.name)
-                elif self.eval(node, frame) is not namespaces.MODULE_METHOD:
-                    raise self.error("AOT325", f"method {m.name} of module {cls.name}: only "
-                                     "@nn.module_method and @staticmethod are supported on "
-                                     "module methods", node.span)
-        return frozenset(static)
+                elif builtin is not None or self.eval(node, frame) is not namespaces.MODULE_METHOD:
+                    refused.setdefault(m.name, node.span)
+        return {"static_methods": frozenset(static),
+                "refused_methods": tuple(refused.items())}
+
+    def _check_method_usable(self: Resolver, module: UserModule, name: str, span: Span) -> None:
+        """A method decorated otherwise than the static language knows, used at `span`."""
+        for refused, where in module.refused_methods:
+            if refused == name:
+                raise self.error("AOT325", f"method {name} of module {module.name}: only "
+                                 "@nn.module_method and @staticmethod are supported on "
+                                 "module methods", span, notes=(Note("decorated here", where),))
 
     def _class_body(self: Resolver, cls: ir.ClassDef, frame: Frame) -> dict[str, Any]:
         """A module class's attributes: its body's assignments run as Python runs a class
