@@ -78,7 +78,8 @@ class ImportsMixin:
         those and `@nn.module_method` (every method is callable: that one only documents
         it).  Such a method is refused where a target's code uses it
         (`_check_method_usable`), so a classmethod no target calls stays harmless."""
-        static, refused = set(), {}
+        static: set[str] = set()
+        refused: dict[str, Span] = {}
         for m in cls.methods:
             for node in m.decorators:
                 builtin = node.id if isinstance(node, ir.Name) and node.id in (
@@ -139,7 +140,8 @@ class ImportsMixin:
             return self._from_workspace(module, imp)
         if module == "absl.flags" or (module == "absl" and imp.member == "flags"):
             return Opaque(imp.alias, "absl flags are set on the command line of the program "
-                          "that runs the model, which the build never runs", imp.span)
+                          "that runs the model, which the build never runs ('absl' is not a "
+                          f"module aotflax interprets; it interprets {_KNOWN_LIST})", imp.span)
         return Opaque(imp.alias, f"'{top}' is not a module aotflax interprets (it interprets "
                       f"{_KNOWN_LIST})", imp.span)
 
