@@ -97,6 +97,10 @@ class UserModule:
     attributes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     #: Methods decorated `@staticmethod`: called without `self`.
     static_methods: frozenset[str] = frozenset()
+    #: Methods with another decorator (`@classmethod`, `@jax.jit`), each with the
+    #: decorator's span: an error where code a target reaches uses one, and harmless
+    #: otherwise (old flax.nn modules kept training helpers as classmethods).
+    refused_methods: tuple[tuple[str, Any], ...] = ()
 
     def static_method(self, name: str) -> "Closure | None":
         """`M.helper` / `self.helper` for a `@staticmethod`: a function of the file."""

@@ -206,9 +206,16 @@ class RecordsMixin:
                              f"'{next(iter(kwargs))}'", span)
         return FieldDefault(default, factory)
 
+    def _class_bases(self: Resolver, cls: ir.ClassDef, frame: Frame) -> list[Any]:
+        """The bases of a class statement; `object` is left out, as Python 3 treats
+        `class C(object):` as `class C:` (2020 code still wrote it)."""
+        return [self.eval(b, frame) for b in cls.bases
+                if not (isinstance(b, ir.Name) and b.id == "object"
+                        and not frame.env.lookup("object")[0])]
+
     def _record_class(self: Resolver, cls: ir.ClassDef, frame: Frame) -> RecordClass | None:
         """A dataclass or NamedTuple class statement, or None for any other class."""
-        bases = [self.eval(b, frame) for b in cls.bases]
+        bases = self._class_bases(cls, frame)
         if any(b is namespaces.MODULE_BASE for b in bases):
             return None  # a module: decorators are reported by the module path
         options = [self.eval(d, frame) for d in cls.decorators]
