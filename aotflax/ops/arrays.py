@@ -279,6 +279,10 @@ register("linspace", ("jnp",), "start, stop, num=50, endpoint=True, retstep=Fals
          "axis=0", _linspace, doc="num evenly spaced values")
 register("broadcast_to", ("jnp",), "array, shape",
          simple(lambda s, t: _bcast_to(s, tuple(t)), "shape"), doc="broadcast")
+# `lax.broadcast(x, sizes)`: new leading axes of the given sizes (lax's broadcast_in_dim
+# with the operand's axes last); dtype and weak type stay
+register("broadcast", ("lax",), "operand, sizes",
+         simple(lambda s, sizes: tuple(sizes) + s, "sizes"), doc="prepend axes")
 for n in ("tril", "triu"):
     register(n, ("jnp",), "m, k=0", simple(lambda s, k: s, "k"), doc=f"{n} mask")
 

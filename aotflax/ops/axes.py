@@ -352,13 +352,13 @@ def _by_shape(view: OpView) -> Flow:
             continue
         mapping.append(b)
         b += 1
-    if view.call.entry.name == "broadcast_to":
+    if view.call.entry.name in ("broadcast_to", "broadcast"):  # lax.broadcast: new axes first
         mapping = list(_aligned(x, out))
     return _flow([(x, tuple(mapping))], zeros="aligned", sizes=True)
 
 
 LAYOUT = AxisRule("moves axes without mixing positions (transpose, expand_dims, squeeze, "
-                  "broadcast_to)", _by_shape)
+                  "broadcast_to, lax.broadcast)", _by_shape)
 
 
 def _tile(view: OpView) -> Flow:
@@ -1283,7 +1283,7 @@ RULES: dict[str, AxisRule] = {
                                                                "array.swapaxes")},
     "jnp.moveaxis": AxisRule("moves axes", _moveaxis),
     **{name: LAYOUT for name in ("jnp.expand_dims", "jnp.squeeze", "array.squeeze",
-                                 "jnp.broadcast_to")},
+                                 "jnp.broadcast_to", "lax.broadcast")},
     "jnp.tile": AxisRule("a repeated axis mixes", _tile),
     "jnp.repeat": AxisRule("the repeated axis mixes", _repeat),
     "jnp.pad": AxisRule("a padded axis mixes", _pad),

@@ -898,7 +898,7 @@ _ZERO = (
     _names("jnp", "reshape transpose swapaxes moveaxis expand_dims squeeze ravel tile repeat "
            "pad flip roll broadcast_to concatenate stack split astype asarray array zeros ones "
            "empty full zeros_like ones_like full_like arange")
-    + _names("lax", "concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
+    + _names("lax", "broadcast concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
              "dynamic_slice_in_dim dynamic_index_in_dim dynamic_update_slice "
              "dynamic_update_slice_in_dim dynamic_update_index_in_dim")
     + _names("array", "reshape transpose astype squeeze swapaxes flatten ravel")
