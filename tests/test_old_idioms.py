@@ -242,3 +242,60 @@ def test_old_mask_helper_and_select_errors(call: str, message: str) -> None:
     """)
     assert message in out, out
     assert "internal error" not in out
+
+
+def test_flax_nn_submodules_hold_what_flax_nn_defined_there() -> None:
+    """`nn.linear.DenseGeneral`, `from flax.nn.normalization import LayerNorm`, ...: the same
+    layers and functions as `nn.X`, with linear's `default_kernel_init` (lecun_normal)."""
+    layers = """
+    class M(nn.Module):
+        def apply(self, x):
+            h = {dense}(x, (2, 3), kernel_init={init})
+            h = {relu}({norm}(h))
+            return {pool}(h, (2, 1))
+
+    aot.target("t", M, x=aot.f32[2, 4, 4])
+    """
+    old = build("""
+    from aotflax.nn.linear import default_kernel_init
+    from aotflax.nn import activation
+    from aotflax.nn.normalization import LayerNorm
+    """ + layers.format(dense="nn.linear.DenseGeneral", init="default_kernel_init",
+                        relu="activation.relu", norm="LayerNorm", pool="nn.pooling.avg_pool"))
+    new = build(layers.format(dense="nn.DenseGeneral", init="nn.initializers.lecun_normal()",
+                              relu="nn.relu", norm="nn.LayerNorm", pool="nn.avg_pool"))
+    params, _ = old.t.init(jax.random.key(0))
+    params_new, _ = new.t.init(jax.random.key(0))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, params_new)
+    x = _x(2, 4, 4)
+    got, _ = old.t.apply(params, {}, x)
+    params = jax.tree_util.tree_map(np.asarray, params)
+    k, b = params["DenseGeneral_0"]["kernel"], params["DenseGeneral_0"]["bias"]
+    h = np.einsum("bli,ijk->bljk", x, k) + b
+    mean, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
+    ln = params["LayerNorm_0"]
+    h = np.maximum((h - mean) / np.sqrt(var + 1e-6) * ln["scale"] + ln["bias"], 0)
+    want = (h[:, 0:3] + h[:, 1:4]) / 2  # windows of (2, 1) over (length, heads), stride 1
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_flax_nn_submodule_names_are_nn_names() -> None:
+    from aotflax.namespaces import namespace_for
+
+    for module, names in {"recurrent": ("LSTMCell", "GRUCell", "ConvLSTM"),
+                          "pooling": ("max_pool", "avg_pool"),
+                          "normalization": ("BatchNorm", "GroupNorm"),
+                          "linear": ("Dense", "Conv", "ConvTranspose", "Embed"),
+                          "activation": ("gelu", "softmax", "tanh", "swish")}.items():
+        for name in names:
+            value = namespace_for(f"aotflax.nn.{module}", name)
+            assert value is not None and value == namespace_for("aotflax.nn", name), name
+    assert namespace_for("aotflax.nn.linear", "Sequential") is None
+    errors = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            return nn.linear.Sequential(x)
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "AOT346" in errors and "nn.linear.Sequential" in errors, errors
