@@ -135,6 +135,16 @@ class ModuleRef:
         merged.update(extra)
         return ModuleRef(self.module, tuple(merged.items()), span, self.label)
 
+    def split_name(self) -> tuple["ModuleRef", Any]:
+        """This reference without the `name=` a `partial` bound, and that name (None when it
+        bound none).  In old flax.nn the partial's name is the module's default name: a
+        call's own `name=` wins over it."""
+        bound = dict(self.bound)
+        if "name" not in bound:
+            return self, None
+        name = bound.pop("name")
+        return ModuleRef(self.module, tuple(bound.items()), self.span, self.label), name
+
 
 @dataclass(eq=False)
 class SharedModule:

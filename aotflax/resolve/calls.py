@@ -240,7 +240,10 @@ class CallsMixin:
         # numpy arrays handed to a layer or a module are arrays like any other
         args, kwargs = self._device_args(args, kwargs, frame, span)
         self._check_module_args(args, kwargs, span)
+        func, default_name = func.split_name()  # `M.partial(name="a")`: a default name
         name = kwargs.pop("name", None)
+        if name is None:
+            name = default_name
         if isinstance(func.module, UserModule):
             return self._call_user_module(func, args, kwargs, span, frame, name=name)
         return self._call_layer(func.module, f"nn.{func.module.name}", args, kwargs, span,
@@ -358,8 +361,7 @@ class CallsMixin:
                                               if p.kind == "positional"]) >= 2:
             return step
         if isinstance(step, ModuleRef):
-            bound = dict(step.bound)
-            name = bound.pop("name", None)
+            step, name = step.split_name()
             fn, scope = self._need_module_frame(frame, span, "jax.lax.scan")
             cls_name = (step.module.linen_name or step.module.name) \
                 if isinstance(step.module, Entry) else step.class_name
@@ -367,8 +369,7 @@ class CallsMixin:
                 child = scope.child_name(cls_name, name, span, shared=True)
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
-            step = SharedModule(ModuleRef(step.module, tuple(bound.items()), step.span),
-                                scope, child, span)
+            step = SharedModule(step, scope, child, span)
         if isinstance(step, (SharedModule, OpRef)):
             env = Env(frame.env)
             env.set("_module", step)
@@ -651,6 +652,9 @@ class CallsMixin:
         if isinstance(r, SuperLayer) and m.name == "param":
             return self._super_param(r, args, kwargs, span)
         if isinstance(r, ModuleRef) and m.name == "shared":
+            # flax.nn's shared module is named by `shared(name=...)` alone, never by a
+            # name its partial bound
+            r = r.split_name()[0]
             name = kwargs.pop("name", None)
             if args:
                 raise self.error("AOT350", "shared takes keyword arguments only", span)

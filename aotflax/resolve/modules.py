@@ -622,7 +622,8 @@ class ModulesMixin:
                              hint=f"write {ref.class_name}.call(params, inputs...)")
         given, rest = args[0], args[1:]
         kwargs = dict(kwargs)
-        kwargs.pop("name", None)  # old flax.nn: only names the call
+        kwargs.pop("name", None)  # old flax.nn: only names the call (so does a partial's)
+        ref = ref.split_name()[0]
         problem = _given_problem(given)
         if problem:
             raise self.error("AOT373", f"{written}: params must be a dict of arrays (nested "
