@@ -299,3 +299,37 @@ def test_flax_nn_submodule_names_are_nn_names() -> None:
     aot.target("t", M, x=aot.f32[2, 4])
     """)
     assert "AOT346" in errors and "nn.linear.Sequential" in errors, errors
+
+
+def test_python_sum_over_arrays_adds_them() -> None:
+    """`sum(np.eye(n, k=-i) for i in range(w))` (a band mask built on the host, as sliding
+    window attention writes it) and `sum([a, b], start)` over arrays: Python's sum is
+    `start + a + b`, each `+` the array's own operator."""
+    m = build("""
+    import numpy as np
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            n = x.shape[1]
+            band = sum(np.eye(n, k=-i) for i in range(3)) + sum(np.eye(n, k=i) for i in (1,))
+            parts = [x * 2.0, jnp.tanh(x)]
+            return jnp.asarray(band) * sum(parts) + sum(parts, 1.5) + sum(x[0] for _ in [])
+
+    aot.target("t", M, x=aot.f32[5, 5])
+    """)
+    x = _x(5, 5)
+    got, _ = m.t.apply({}, {}, x)
+    band = sum(np.eye(5, k=-i) for i in range(3)) + np.eye(5, k=1)
+    parts = x * 2.0 + np.tanh(x)
+    np.testing.assert_allclose(got, band.astype(np.float32) * parts + 1.5 + parts,
+                               rtol=RTOL, atol=ATOL)
+    assert got.dtype == np.float32
+    errors = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            return sum(x)
+
+    aot.target("t", M, x=aot.f32[5, 5])
+    """)
+    assert "AOT349" in errors and "jnp.sum(x, axis=0)" in errors, errors

@@ -218,6 +218,9 @@ class CallsMixin:
             return self._call_method(func, args, kwargs, expr, frame)
         if isinstance(func, StaticBuiltin) and func.name in ("map", "filter"):
             return self._map_filter(func.name, args, kwargs, expr, frame)
+        if isinstance(func, StaticBuiltin) and func.name == "sum" and not all(
+                is_static(v) for v in [*args, *kwargs.values()]):
+            return self._sum_arrays(args, kwargs, span, frame)
         if isinstance(func, StaticBuiltin):
             return self._call_static(func, args, kwargs, span)
         if isinstance(func, InitializerFactory):
@@ -524,6 +527,22 @@ class CallsMixin:
             if keep:
                 out.append(items[0])
         return out
+
+    def _sum_arrays(self: Resolver, args: list, kwargs: dict, span: Span, frame: Frame) -> Any:
+        """`sum(np.eye(n, k=i) for i in range(w))`, `sum(losses)`: Python's sum over arrays
+        (or numpy arrays) is `start + items[0] + items[1] + ...`, each `+` the array operator
+        (`start` is 0 unless given, as in Python)."""
+        if len(args) not in (1, 2) or set(kwargs) - {"start"} or (len(args) == 2 and kwargs):
+            raise self.error("AOT349", "sum() takes an iterable and an optional start", span)
+        items = args[0]
+        if not isinstance(items, (list, tuple)):
+            raise self.error("AOT349", f"sum() of {describe_value(items)}: only a list or "
+                             "tuple of arrays is summed at build time", span,
+                             hint="use jnp.sum(x, axis=0) to add the rows of an array")
+        total = args[1] if len(args) == 2 else kwargs.get("start", 0)
+        for item in items:
+            total = self._binop("+", total, item, span, frame)
+        return total
 
     def _call_static(self: Resolver, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
         for a in list(args) + list(kwargs.values()):
