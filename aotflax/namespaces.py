@@ -288,6 +288,9 @@ def _build_modules() -> dict[str, Any]:
         "dataclasses": Namespace("dataclasses", {
             n: StaticFunction(f"dataclasses.{n}")
             for n in ("dataclass", "field", "replace", "asdict", "astuple", "is_dataclass")}),
+        # attrs' classic API (`@attr.s`, `attr.ib()`): classes of static fields, as
+        # dataclasses (resolve/records.py)
+        "attr": _attrs("attr"), "attrs": _attrs("attrs"),
         "collections": Namespace("collections", {
             "namedtuple": StaticFunction("collections.namedtuple"),
             "OrderedDict": BUILTINS["dict"],
@@ -296,6 +299,14 @@ def _build_modules() -> dict[str, Any]:
         "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
+
+
+def _attrs(module: str) -> Namespace:
+    """`attr` (and `attrs`, its later name): the decorator and the field function, under
+    each of their names."""
+    members = {n: StaticFunction("attr.s") for n in ("s", "attrs")}
+    members.update({n: StaticFunction("attr.ib") for n in ("ib", "attrib")})
+    return Namespace(module, members)
 
 
 #: The `collections.abc` classes `isinstance` takes.

@@ -403,14 +403,29 @@ class RecordClass:
     span: Span | None = None
     #: Class attributes that are not fields (`X = 3` without an annotation).
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: The record classes it derives from (for `isinstance`).
+    bases: tuple["RecordClass", ...] = ()
+
+    def derives_from(self, other: "RecordClass") -> bool:
+        return other is self or any(b.derives_from(other) for b in self.bases)
 
 
 @dataclass(eq=False)
 class Record:
-    """An instance of a dataclass of the model file: its field values."""
+    """An instance of a dataclass (or attrs class) of the model file: its field values."""
 
     cls: RecordClass
     values: dict[str, Any]
+
+    def __eq__(self, other: object) -> bool:
+        """As dataclasses and attrs classes compare: the same class and equal fields."""
+        if not isinstance(other, Record):
+            return NotImplemented
+        return other.cls is self.cls and other.values == self.values
+
+    # (the interpreter never keys its own tables by a record's value: identity hashing, as
+    # before equality was defined, keeps those lookups what they were)
+    __hash__ = object.__hash__
 
 
 class RecordTuple(tuple):
@@ -427,10 +442,13 @@ class RecordTuple(tuple):
 
 @dataclass(frozen=True, slots=True)
 class FieldDefault:
-    """`dataclasses.field(default=..., default_factory=...)` in a dataclass body."""
+    """`dataclasses.field(default=..., default_factory=...)` in a dataclass body, or
+    attrs' `attr.ib(default=..., factory=...)`."""
 
     default: Any
     factory: Any
+    #: Made by `attr.ib()`: in an `@attr.s` class only these assignments are fields.
+    attrib: bool = False
 
 
 #: `dataclasses.field()` without a default.

@@ -333,3 +333,103 @@ def test_python_sum_over_arrays_adds_them() -> None:
     aot.target("t", M, x=aot.f32[5, 5])
     """)
     assert "AOT349" in errors and "jnp.sum(x, axis=0)" in errors, errors
+
+
+def test_attrs_classes_are_records_and_isinstance_sees_their_bases() -> None:
+    """`@attr.s` classes with `attr.ib()` fields (2020 research code described attention
+    patterns so), derived from a common base written `class P(object)`, dispatched on with
+    `isinstance`; a numpy mask per pattern, merged with functools.reduce."""
+    m = build("""
+    import functools
+    import attr
+    import numpy as np
+
+
+    @attr.s
+    class Pattern(object):
+        pass
+
+
+    @attr.s
+    class Local(Pattern):
+        width = attr.ib()
+        note = "not a field"
+
+
+    @attr.s(frozen=True)
+    class Strided(Pattern):
+        stride = attr.ib(default=2)
+        offset = attr.ib(factory=int)
+
+
+    def mask_of(n, p):
+        q, k = np.arange(n)[:, None], np.arange(n)[None, :]
+        if isinstance(p, Local):
+            return np.abs(q - k) < p.width
+        elif isinstance(p, (Strided,)) and isinstance(p, Pattern):
+            return np.remainder(q - k + p.offset, p.stride) == 0
+        raise ValueError("unknown pattern")
+
+
+    class M(nn.Module):
+        def apply(self, x, patterns):
+            assert Local.note == "not a field" and Strided(3) == Strided(stride=3, offset=0)
+            assert Strided(3) != Strided(4) and not isinstance(patterns[0], Pattern) is False
+            merged = functools.reduce(np.logical_or, (mask_of(x.shape[1], p) for p in patterns))
+            return jnp.where(jnp.asarray(merged), x, 0.0)
+
+    aot.target("t", M.partial(patterns=[Local(2), Strided(stride=3)]), x=aot.f32[2, 5, 5])
+    aot.target("u", M.partial(patterns=[Strided()]), x=aot.f32[2, 5, 5])
+    """)
+    x = _x(2, 5, 5)
+    q, k = np.arange(5)[:, None], np.arange(5)[None, :]
+    for target, mask in ((m.t, (np.abs(q - k) < 2) | ((q - k) % 3 == 0)),
+                         (m.u, (q - k) % 2 == 0)):
+        got, _ = target.apply({}, {}, x)
+        np.testing.assert_array_equal(got, np.where(mask, x, 0.0))
+
+
+def test_attrs_errors_are_located() -> None:
+    cases = {
+        "x = attr.ib(validator=check)": "validator= is not supported",
+        "x = attr.ib(default=1, factory=list)": "default= or factory=, not both",
+        "x = attr.ib(default=1)\n            y = attr.ib()": "field 'y' of P has no default",
+    }
+    for body, message in cases.items():
+        errors = build_errors(f"""
+        import attr
+
+
+        def check(*a):
+            pass
+
+
+        @attr.s
+        class P:
+            {body}
+
+
+        class M(nn.Module):
+            def apply(self, x, p):
+                return x * p.x
+
+        aot.target("t", M.partial(p=P()), x=aot.f32[2])
+        """)
+        assert message in errors and "error[AOT30" in errors, (body, errors)
+    errors = build_errors("""
+    import attr
+
+
+    @attr.s(frozen=True)
+    class P:
+        x = attr.ib(default=1)
+
+
+    class M(nn.Module):
+        def apply(self, x, p):
+            p.x = 2
+            return x * isinstance(p, P)
+
+    aot.target("t", M.partial(p=P()), x=aot.f32[2])
+    """)
+    assert "AOT331" in errors and "frozen P" in errors, errors

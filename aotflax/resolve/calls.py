@@ -590,7 +590,11 @@ class CallsMixin:
         value, info = args
         types: list[type] = []
         array_abcs = False
+        records = []
         for kind in info if isinstance(info, tuple) else (info,):
+            if isinstance(kind, RecordClass):  # a dataclass, attrs class or namedtuple
+                records.append(kind)
+                continue
             if isinstance(kind, AbstractType):
                 types.append(getattr(collections.abc, kind.name))
                 array_abcs = array_abcs or kind.name in _ARRAY_ABCS
@@ -599,14 +603,18 @@ class CallsMixin:
             if found is None:
                 raise self.error(
                     "AOT349", f"isinstance(..., {describe_value(kind)}): only the builtin types "
-                    f"{', '.join(_STATIC_TYPES)} and the classes of collections.abc are types "
-                    "at build time", span,
+                    f"{', '.join(_STATIC_TYPES)}, the classes of collections.abc and the model "
+                    "file's dataclasses, attrs classes and namedtuples are types at build time",
+                    span,
                     hint="compare static values, or give the value as a hyperparameter")
             types.append(found)
         if isinstance(value, Poison):
             raise Abort()
         if isinstance(value, Tensor):
             return array_abcs
+        if isinstance(value, (Record, RecordTuple)) and any(
+                value.cls.derives_from(r) for r in records):
+            return True
         abstract = [t for t in types if t.__module__ == "collections.abc"]
         if abstract and not isinstance(value, (tuple, list, dict, str, int, float, type(None))):
             raise self.error("AOT349", f"isinstance({describe_value(value)}, "

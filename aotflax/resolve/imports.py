@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .core import Resolver
 
 #: What to say about a module outside the static language.
-_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, collections, "
+_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, attr, collections, "
                "ml_collections, optax, logging (absl.logging) and the build's model files")
 
 
@@ -48,9 +48,7 @@ class ImportsMixin:
         if record is not None:
             frame.env.set(cls.name, record)
             return
-        bases = []
-        for base in cls.bases:
-            bases.append(self.eval(base, frame))
+        bases = self._class_bases(cls, frame)
         layer = self._layer_base(cls, bases)
         if layer is not None:  # `class StdConv(nn.Conv)`: the layer, with its `param` hooked
             frame.env.set(cls.name, ModuleRef(UserModule(cls.name, cls, frame.env, layer)))
