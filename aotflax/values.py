@@ -631,11 +631,9 @@ def to_code(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{to_code(k)}: {to_code(v)}" for k, v in value.items()) + "}"
     if isinstance(value, slice):
-        parts = [to_code(value.start) if value.start is not None else "",
-                 to_code(value.stop) if value.stop is not None else ""]
-        if value.step is not None:
-            parts.append(to_code(value.step))
-        return ":".join(parts)
+        # a slice as a value (an argument, an item of a tuple): `a:b` is Python only directly
+        # inside a subscript, which renders its own slices (ops/operators.py, ops/host.py)
+        return f"slice({to_code(value.start)}, {to_code(value.stop)}, {to_code(value.step)})"
     if isinstance(value, DType):
         return value.code()
     if isinstance(value, Initializer):

@@ -155,3 +155,14 @@ def test_subscript_quotes_every_key() -> None:
     assert keys[::-1] == ['a"]; x = ["', "kernel"]
     with pytest.raises(QuotingError):
         subscript("params; import os", ("a",))
+
+
+def test_a_slice_value_renders_as_a_slice_call() -> None:
+    """`a:b` is Python only inside a subscript (which renders its own slices); a slice as a
+    value, an argument or an item of a tuple, is `slice(a, b, c)`."""
+    from aotflax.values import to_code
+
+    for value in (slice(0, 2), slice(None, -1, 2), (slice(1, None), 3), [slice(None)]):
+        code = to_code(value)
+        assert ":" not in code, code
+        assert eval(code, {"__builtins__": {"slice": slice}}) == value, code
