@@ -139,6 +139,7 @@ _SHAPES = [
     "jnp.take({x}, n, axis=1)", "jnp.take({x}, n)",
     "jnp.take_along_axis({x}, jnp.argsort(f, axis=1), axis=1)", "jnp.sort({x}, axis=0)",
     "jnp.argsort(f, axis=1)", "jax.lax.top_k(f, 2)",
+    "jax.lax.sort_key_val(f, {x}, dimension=0)", "jax.lax.sort_key_val({x}, f)",
 ]
 
 _LINALG = ["jnp.matmul({x}, f.T)", "jnp.dot({x}, v)", "jnp.outer(v, {x}[0])",

@@ -638,6 +638,27 @@ def _top_k(call: FnCall) -> tuple[Tensor, Tensor]:
 
 register("top_k", ("lax",), "operand, k", _top_k, doc="top k values and indices")
 
+
+def _sort_key_val(call: FnCall) -> tuple[Tensor, Tensor]:
+    """`lax.sort_key_val(keys, values, dimension)`: both sorted by the keys along
+    `dimension`; lax asks for one shape (no broadcasting) and keeps each dtype and weak type."""
+    keys, values = call.tensor("keys"), call.tensor("values")
+    if keys.shape != values.shape:
+        raise call.fail(f"{call.written} needs keys and values of one shape, got "
+                        f"{keys.describe()} and {values.describe()}", "AOT201")
+    dimension = call.int("dimension")
+    if not -keys.ndim <= dimension < keys.ndim:
+        raise call.fail(f"{call.written}: dimension {dimension} is out of range for "
+                        f"{keys.describe()}", "AOT210")
+    out_keys = call.out(keys.shape, keys.dtype, keys.weak)
+    out_values = call.out(values.shape, values.dtype, values.weak)
+    call.emit_call([out_keys, out_values], stem="sorted")
+    return out_keys, out_values
+
+
+register("sort_key_val", ("lax",), "keys, values, dimension=-1, is_stable=True",
+         _sort_key_val, doc="sort values by keys")
+
 # ------------------------------------------------------------- jax.nn activations
 
 def _softmax_like(call: FnCall) -> Tensor:

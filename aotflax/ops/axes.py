@@ -1313,6 +1313,7 @@ RULES: dict[str, AxisRule] = {
     "jnp.take": AxisRule("the gathered axis mixes; index axes stay", _take),
     "jnp.take_along_axis": AxisRule("the gathered axis mixes", _take_along_axis),
     "jnp.sort": along("axis", -1, "sorts along it"),
+    "lax.sort_key_val": along("dimension", -1, "sorts along it"),
     "jnp.argsort": along("axis", -1, "sorts along it"),
     "lax.top_k": AxisRule("the last axis mixes", _top_k),
     "nn.softmax": along("axis", -1, "takes a softmax along it"),

@@ -1039,7 +1039,7 @@ RULES: dict[str, FlopRule] = {
     **{name: ARG_REDUCE for name in _names("jnp", "argmax argmin")
        + _names("array", "argmax argmin")},
     "jnp.nansum": NANSUM, "jnp.nanmean": NANMEAN, "jnp.ptp": PTP, "jnp.median": MEDIAN,
-    "jnp.sort": SORT, "jnp.argsort": SORT, "lax.top_k": TOP_K, "jnp.linalg.qr": QR, "jnp.cumsum": CUMSUM,
+    "jnp.sort": SORT, "jnp.argsort": SORT, "lax.sort_key_val": SORT, "lax.top_k": TOP_K, "jnp.linalg.qr": QR, "jnp.cumsum": CUMSUM,
     "jnp.clip": CLIP, "array.clip": CLIP,
     "jnp.take": TAKE, "jnp.take_along_axis": TAKE_ALONG_AXIS, "operator.getitem": GETITEM,
     "jax.random.uniform": _random("uniform"), "jax.random.normal": _random("normal"),
