@@ -270,3 +270,19 @@ def test_jax_vmap_passes_unmapped_python_values_through() -> None:
     got, _ = m.t.apply({}, {}, x)
     want = jax.vmap(jax.vmap(lambda r: jnp.reshape(r, (2, -1)).sum(0) * 3.0))(x)
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_stop_gradient_of_a_key_is_the_key() -> None:
+    """`jax.lax.stop_gradient(jax.lax.tie_in(x, rng))` (2020 hashing code): a key has no
+    gradient, so JAX gives it back and so does the build."""
+    m = build("""
+    class M(nn.Module):
+        def apply(self, x):
+            rng = jax.lax.stop_gradient(jax.lax.tie_in(x, jax.random.PRNGKey(0)))
+            return x + jax.random.normal(rng, x.shape)
+
+    aot.target("t", M, x=aot.f32[3])
+    """)
+    x = np.zeros(3, np.float32)
+    got, _ = m.t.apply({}, {}, x)
+    np.testing.assert_array_equal(got, jax.random.normal(jax.random.PRNGKey(0), (3,)))
