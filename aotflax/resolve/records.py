@@ -279,15 +279,19 @@ class RecordsMixin:
         defaults: dict[str, Any] = dict(parent[0].defaults) if parent else {}
         attrs: dict[str, Any] = {}
         for stmt in cls.fields:
-            target = stmt.target if isinstance(stmt, ir.AnnAssign) else (
-                stmt.targets[0] if isinstance(stmt, ir.Assign) and len(stmt.targets) == 1
-                else None)
-            value = self.eval(stmt.value, frame) if getattr(stmt, "value", None) is not None \
-                else NO_DEFAULT
+            target: ir.Expr | None = None
+            value: Any = NO_DEFAULT
+            if isinstance(stmt, ir.AnnAssign):
+                target = stmt.target
+                if stmt.value is not None:
+                    value = self.eval(stmt.value, frame)
+            elif isinstance(stmt, ir.Assign):
+                target = stmt.targets[0] if len(stmt.targets) == 1 else None
+                value = self.eval(stmt.value, frame)
             is_field = isinstance(target, ir.Name) and (
                 isinstance(value, FieldDefault) and value.attrib if by_attrib
                 else isinstance(stmt, ir.AnnAssign))
-            if is_field:
+            if is_field and isinstance(target, ir.Name):
                 name = target.id
                 if name not in fields:
                     fields.append(name)
