@@ -677,8 +677,10 @@ _entry("AOT315", "shared module reached a module in a value that cannot carry it
 
 _entry("AOT320", "class is not a module", """
     aotflax interprets module classes (subclasses of `nn.Module`, or of a built-in
-    layer).  A plain Python class is fine where no target uses it (it is skipped),
-    but a target cannot use one: pass the static values it computes as
+    layer), dataclasses and NamedTuples (`class C(object):` is `class C:`, as in
+    Python 3).  A plain Python class is fine where no target uses it (it is skipped),
+    but a target cannot use one: hold settings in a dataclass, a NamedTuple or an
+    `ml_collections.ConfigDict`, or pass the static values it computes as
     hyperparameters instead.
     """, """
     class Net:

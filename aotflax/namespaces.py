@@ -130,6 +130,8 @@ BUILTINS = _static({
     "list": list, "dict": dict, "sum": sum, "sorted": sorted, "reversed": reversed, "any": any,
     "all": all, "round": round, "divmod": divmod, "isinstance": isinstance, "repr": repr,
     "slice": slice, "map": map, "filter": filter,
+    # `x[Ellipsis, None]`: Google's exported code spells `...` this way
+    "Ellipsis": Ellipsis,
     "ValueError": ValueError, "TypeError": TypeError, "AssertionError": AssertionError,
     "NotImplementedError": NotImplementedError,
 })

@@ -97,6 +97,10 @@ class UserModule:
     attributes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     #: Methods decorated `@staticmethod`: called without `self`.
     static_methods: frozenset[str] = frozenset()
+    #: Methods with another decorator (`@classmethod`, `@jax.jit`), each with the
+    #: decorator's span: an error where code a target reaches uses one, and harmless
+    #: otherwise (old flax.nn modules kept training helpers as classmethods).
+    refused_methods: tuple[tuple[str, Any], ...] = ()
 
     def static_method(self, name: str) -> "Closure | None":
         """`M.helper` / `self.helper` for a `@staticmethod`: a function of the file."""
@@ -630,10 +634,9 @@ def to_code(value: Any) -> str:
         return "[" + ", ".join(to_code(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{to_code(k)}: {to_code(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, slice):
-        # a slice as a value (an argument, an item of a tuple): `a:b` is Python only directly
-        # inside a subscript, which renders its own slices (ops/operators.py, ops/host.py)
-        return f"slice({to_code(value.start)}, {to_code(value.stop)}, {to_code(value.step)})"
+    if isinstance(value, slice):  # as a value (an argument): subscripts write their own
+        bounds = [value.start, value.stop] + ([] if value.step is None else [value.step])
+        return "slice(" + ", ".join(to_code(v) for v in bounds) + ")"
     if isinstance(value, DType):
         return value.code()
     if isinstance(value, Initializer):

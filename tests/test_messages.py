@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from helpers import build_errors
+import jax
+from helpers import build, build_errors
 
 from aotflax import values
 from aotflax.diagnostics import SourceFile, Span
@@ -157,6 +158,110 @@ def test_a_failed_append_leaves_no_knock_on_errors() -> None:
     """)
     assert "an axis must be an int, got 0.5" in out
     assert "pop from empty list" not in out and out.count("error[") == 1
+
+
+def test_a_scan_step_that_failed_leaves_no_knock_on_errors() -> None:
+    """A step whose result failed (here from a value that failed before the scan, in
+    the carry and in the returned tuple) is reported once, where it failed: not again
+    as "a scan step must return (new_carry, y)" or as a carry that is not an array."""
+    for ret in ("c + bad, c", "c, c + bad", "(c + bad, c)"):
+        out = build_errors(f"""
+        class Net(nn.Module):
+            def apply(self, x):
+                bad = jnp.frobnicate(x)
+
+                def body(c, i):
+                    return {ret}
+
+                _, ys = jax.lax.scan(body, x, jnp.arange(3))
+                return ys
+
+        aot.target("net", Net, x=aot.f32[2])
+        """)
+        assert "jnp.frobnicate is not supported" in out
+        assert out.count("error[") == 1, out
+
+
+def test_an_array_as_an_initializer_argument_names_the_argument_and_the_fix() -> None:
+    """Dopamine's networks write `variance_scaling(scale=1.0 / jnp.sqrt(3.0), ...)`: the
+    error names the argument and the array, and its hint offers what the build takes
+    (math or numpy on numbers); the hinted spelling builds."""
+    model = """
+    import math
+    class Net(nn.Module):
+        def apply(self, x):
+            init = jax.nn.initializers.variance_scaling(
+                scale=1.0 / {scale}, mode='fan_in', distribution='uniform')
+            return nn.Dense(x, 3, kernel_init=init)
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """
+    out = build_errors(model.format(scale="jnp.sqrt(3.0)"))
+    assert "variance_scaling: scale must be known at build time, got array f32[]" in out
+    assert "math.sqrt(3.0)" in out and out.count("error[") == 1
+    build(model.format(scale="math.sqrt(3.0)"))
+
+
+def test_an_absl_flag_says_how_it_is_used_and_why_it_is_unknown() -> None:
+    """sam_jax's WideResnet tests `FLAGS.use_additional_skip_connections` inside apply:
+    the error says the flag is tested (not "passed"), and that a flag's value comes from
+    the command line of a program the build never runs.  Another library keeps the
+    general reason; a loop over one says it is looped over."""
+    out = build_errors("""
+    from absl import flags
+    import tensorflow as tf
+    FLAGS = flags.FLAGS
+    flags.DEFINE_bool('extra', False, 'an extra skip connection')
+
+    class Net(nn.Module):
+        def apply(self, x):
+            if FLAGS.extra:
+                x = x + 1.0
+            for t in tf.sizes:
+                x = x * 2.0
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """)
+    assert "'flags.FLAGS.extra' cannot be tested here: absl flags are set on the command " \
+        "line of the program that runs the model" in out, out
+    assert "'tf.sizes' cannot be looped over here: 'tensorflow' is not a module aotflax " \
+        "interprets" in out, out
+    assert "'flags.FLAGS.extra' cannot be passed here" not in out
+
+
+def test_a_class_deriving_from_object_is_a_class_like_any_other() -> None:
+    """`class C(object):` is `class C:` in Python 3 (sam_jax's EfficientNet configs):
+    a plain class is reported as one (AOT320, not "'object' is not available"), and a
+    dataclass or module written so builds."""
+    out = build_errors("""
+    class Cfg(object):
+        def __init__(self, width=4):
+            self.width = width
+
+    class Net(nn.Module):
+        def apply(self, x, cfg=Cfg()):
+            return nn.Dense(x, cfg.width)
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT320]: class Cfg is a plain Python class" in out, out
+    assert "'object'" not in out and "@dataclasses.dataclass" in out
+    m = build("""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Cfg(object):
+        width: int = 4
+
+    class Net(nn.Module, object):
+        def apply(self, x, cfg=Cfg()):
+            return nn.Dense(x, cfg.width)
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    params, _ = m.TARGETS["net"].init(jax.random.key(0))
+    assert params["Dense_0"]["kernel"].shape == (3, 4)
 
 
 def test_the_source_line_shown_is_pythons_line_despite_form_feeds() -> None:

@@ -117,6 +117,23 @@ def test_arrays_unpack_along_their_first_axis() -> None:
     np.testing.assert_array_equal(out[2], X[0])
 
 
+def test_ellipsis_by_name_indexes_as_the_literal() -> None:
+    """Google's exported code writes `x[Ellipsis, None]` for `x[..., None]`, on arrays
+    and on numpy arrays alike; `Ellipsis` is the builtin it names."""
+    out, _ = _run("""
+        import numpy as np
+        class M(nn.Module):
+            def apply(self, x):
+                table = np.arange(12.0).reshape(3, 4)
+                assert Ellipsis is ...
+                return x[Ellipsis, None], x[Ellipsis, 1:], table[Ellipsis, 0] + x[0, :3]
+        aot.target("t", M, x=aot.f32[3, 4])
+    """, X)
+    np.testing.assert_array_equal(out[0], X[..., None])
+    np.testing.assert_array_equal(out[1], X[..., 1:])
+    np.testing.assert_array_equal(out[2], np.float32(np.arange(12.0).reshape(3, 4)[..., 0]) + X[0, :3])
+
+
 def test_unpacking_the_wrong_count_is_located() -> None:
     errors = build_errors("""
         class M(nn.Module):

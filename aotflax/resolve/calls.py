@@ -107,6 +107,14 @@ _STATIC_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str
 _ARRAY_ABCS = frozenset({"Iterable", "Sized", "Container", "Collection"})
 
 
+#: An initializer's arguments are fixed when `init` is built; a jnp result is an array
+#: of the computation (`jnp.sqrt(3.0)`), math and numpy on numbers are build-time values.
+_ARRAY_ARGUMENT_HINT = ("an initializer's arguments are fixed when init is built, and a jnp "
+                        "function makes an array of the computation; compute the number with "
+                        "math or numpy (math.sqrt(3.0), np.sqrt(3.0)), which the build "
+                        "evaluates")
+
+
 class CallsMixin:
     """Calls: table entries, closures, builtins, methods, scan, Sequential, binding."""
 
@@ -302,6 +310,8 @@ class CallsMixin:
             fn.emit("ops/call.j2", {"call": Code((f"jnp.arange({n})",))}, (steps,), span,
                     "steps")
             xs, x = (steps, index) if xs is None else ((xs, steps), (x, index))
+        if contains_poison(result):  # the step failed and said why: no second error
+            raise Abort()
         if not (isinstance(result, tuple) and len(result) == 2):
             raise self.error("AOT363", "a scan step must return (new_carry, y)",
                              _name_span(step))
@@ -420,6 +430,8 @@ class CallsMixin:
         return final, back
 
     def _flat_tensors(self: Resolver, value: Any, what: str, span: Span) -> list[Tensor]:
+        if contains_poison(value):  # reported where it failed
+            raise Abort()
         leaves = tensor_leaves(value)
         if not leaves or not all(isinstance(v, Tensor) for v in leaves):
             raise self.error("AOT361", f"jax.lax.scan: {what} must be an array or a tuple of "
@@ -658,14 +670,17 @@ class CallsMixin:
 
         sig = Signature.parse(inits.FACTORIES[factory.name])
         try:
-            sig.bind(f"nn.initializers.{factory.name}", args, kwargs)
-            for v in list(args) + list(kwargs.values()):
+            bound = sig.bind(f"nn.initializers.{factory.name}", args, kwargs)
+            for name, v in bound.items():
                 if not is_static(v):
-                    raise CallError("AOT203", "initializer arguments must be static")
+                    raise CallError(
+                        "AOT203", f"nn.initializers.{factory.name}: {name} must be known at "
+                        f"build time, got {describe_value(v)}",
+                        _ARRAY_ARGUMENT_HINT if isinstance(v, Tensor) else None)
             return inits.make(factory.name, args, kwargs)
         except (CallError, StaticError) as e:
             raise self.error(getattr(e, "code", "AOT203"), getattr(e, "message", str(e)),
-                             span) from None
+                             span, hint=getattr(e, "hint", None)) from None
 
     def _call_method(self: Resolver, m: BoundMethod, args: list, kwargs: dict, expr: ir.Call,
                      frame: Frame) -> Any:
@@ -723,6 +738,8 @@ class CallsMixin:
         if isinstance(r, AtIndex):  # x.at[index].set(values)
             return self._call_entry(REGISTRY.lookup("at", m.name), f"x.at[...].{m.name}",
                                     [r.operand, r.index, *args], kwargs, span, frame)
+        if isinstance(r, ModuleRef) and isinstance(r.module, UserModule):
+            self._check_method_usable(r.module, m.name, span)  # `Net.loss(...)`, a classmethod
         raise self.error("AOT348", f"{describe_value(r)} has no method '{m.name}'", span)
 
     def _static_method(self: Resolver, r: Any, name: str, args: list, kwargs: dict, span: Span) -> Any:
@@ -869,6 +886,8 @@ class CallsMixin:
         module = frame.module.module if frame.module is not None else None
         method = module.method(name) if isinstance(module, UserModule) else None
         static = module.static_method(name) if isinstance(module, UserModule) else None
+        if isinstance(module, UserModule) and method is not None:
+            self._check_method_usable(module, name, span)
         if static is not None:
             return self._call_closure(static, args, kwargs, span, frame)
         if isinstance(module, UserModule) and method is not None and name != "apply":

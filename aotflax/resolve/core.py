@@ -184,6 +184,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         if method is None:
             raise self.error("AOT402", f"module {module.name} has no method '{decl.method}'",
                              decl.span)
+        self._check_method_usable(module, decl.method, decl.span)
         names = [p.name for p in method.params.params[1:]]
         unknown = [k for k in decl.specs if k not in names]
         if unknown:

@@ -426,6 +426,7 @@ class ExpressionsMixin:
                 return value.module.attributes[attr]  # `Block.FEATURES`: a class attribute
             static = value.module.static_method(attr)
             if static is not None:
+                self._check_method_usable(value.module, attr, span)
                 return static  # `Block.helper(x)`: a @staticmethod
         if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, Traversal, list, dict,
                               str, CustomJvp)):

@@ -55,10 +55,12 @@ class ImportsMixin:
             return
         if not any(b is namespaces.MODULE_BASE for b in bases):
             raise self.error(
-                "AOT320", f"class {cls.name} is a plain Python class: aotflax interprets only "
-                "nn.Module classes, and a target uses it", cls.name_span,
+                "AOT320", f"class {cls.name} is a plain Python class: aotflax interprets "
+                "nn.Module classes, dataclasses and NamedTuples, and a target uses it", cls.name_span,
                 hint=f"if {cls.name} is a model, write: class {cls.name}(nn.Module):; "
-                     "otherwise pass the static values it computes as hyperparameters")
+                     "settings can be a @dataclasses.dataclass, a NamedTuple or an "
+                     "ml_collections.ConfigDict; otherwise pass the static values it "
+                     "computes as hyperparameters")
         if cls.decorators:
             raise self.error("AOT102", "class decorators are not supported on modules",
                              cls.decorators[0].span)
@@ -69,22 +71,34 @@ class ImportsMixin:
             raise self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
         frame.env.set(cls.name, ModuleRef(UserModule(
             cls.name, cls, frame.env, attributes=self._class_body(cls, frame),
-            static_methods=self._static_methods(cls, frame))))
+            **self._method_kinds(cls, frame))))
 
-    def _static_methods(self: Resolver, cls: ir.ClassDef, frame: Frame) -> frozenset[str]:
-        """The module's `@staticmethod`s; a method takes no other decorator than those and
-        `@nn.module_method` (every method is callable: that one only documents it)."""
-        static = set()
+    def _method_kinds(self: Resolver, cls: ir.ClassDef, frame: Frame) -> dict[str, Any]:
+        """The module's `@staticmethod`s, and its methods with any other decorator than
+        those and `@nn.module_method` (every method is callable: that one only documents
+        it).  Such a method is refused where a target's code uses it
+        (`_check_method_usable`), so a classmethod no target calls stays harmless."""
+        static: set[str] = set()
+        refused: dict[str, Span] = {}
         for m in cls.methods:
             for node in m.decorators:
-                if isinstance(node, ir.Name) and node.id == "staticmethod" and \
-                        not frame.env.lookup("staticmethod")[0]:
+                builtin = node.id if isinstance(node, ir.Name) and node.id in (
+                    "staticmethod", "classmethod", "property") and not frame.env.lookup(
+                    node.id)[0] else None
+                if builtin == "staticmethod":
                     static.add(m.name)
-                elif self.eval(node, frame) is not namespaces.MODULE_METHOD:
-                    raise self.error("AOT325", f"method {m.name} of module {cls.name}: only "
-                                     "@nn.module_method and @staticmethod are supported on "
-                                     "module methods", node.span)
-        return frozenset(static)
+                elif builtin is not None or self.eval(node, frame) is not namespaces.MODULE_METHOD:
+                    refused.setdefault(m.name, node.span)
+        return {"static_methods": frozenset(static),
+                "refused_methods": tuple(refused.items())}
+
+    def _check_method_usable(self: Resolver, module: UserModule, name: str, span: Span) -> None:
+        """A method decorated otherwise than the static language knows, used at `span`."""
+        for refused, where in module.refused_methods:
+            if refused == name:
+                raise self.error("AOT325", f"method {name} of module {module.name}: only "
+                                 "@nn.module_method and @staticmethod are supported on "
+                                 "module methods", span, notes=(Note("decorated here", where),))
 
     def _class_body(self: Resolver, cls: ir.ClassDef, frame: Frame) -> dict[str, Any]:
         """A module class's attributes: its body's assignments run as Python runs a class
@@ -124,6 +138,10 @@ class ImportsMixin:
             return value
         if self.workspace is not None and self.workspace.locate(module) is not None:
             return self._from_workspace(module, imp)
+        if module == "absl.flags" or (module == "absl" and imp.member == "flags"):
+            return Opaque(imp.alias, "absl flags are set on the command line of the program "
+                          "that runs the model, which the build never runs ('absl' is not a "
+                          f"module aotflax interprets; it interprets {_KNOWN_LIST})", imp.span)
         return Opaque(imp.alias, f"'{top}' is not a module aotflax interprets (it interprets "
                       f"{_KNOWN_LIST})", imp.span)
 
@@ -194,11 +212,12 @@ class ImportsMixin:
             hint="only code that no target reaches may use other libraries (it is skipped); "
                  "compute the value in the model file or pass it as a hyperparameter")
 
-    def _check_not_opaque(self: Resolver, values: Any, span: Span) -> None:
-        """Arguments of a call reached by a target may not be opaque names."""
+    def _check_not_opaque(self: Resolver, values: Any, span: Span, what: str = "passed") -> None:
+        """Values a target's code uses (arguments, operands, conditions, loops) may not be
+        opaque names; `what` says how it is used ("tested" for an `if`)."""
         for v in values:
             if isinstance(v, Opaque):
-                raise self._opaque_error(v, span, "passed")
+                raise self._opaque_error(v, span, what)
 
 
 __all__ = ["ImportsMixin", "POISON", "describe_value"]

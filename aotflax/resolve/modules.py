@@ -104,6 +104,7 @@ class ModulesMixin:
         if method is None:  # reported where the class is defined (AOT321); say it here too
             raise self.error("AOT353", f"module {module.name} has no method '{method_name}'",
                              span, notes=(Note("defined here", module.cls.name_span),))
+        self._check_method_usable(module, method_name, span)
         bound = self._bind(method.params, args, {**dict(ref.bound), **kwargs},
                            f"{module.name}.{method_name}", span, skip_self=True,
                            defaults_env=module.globals)

@@ -245,8 +245,8 @@ class RecordsMixin:
         return FieldDefault(default, b["factory"], attrib=True)
 
     def _class_bases(self: Resolver, cls: ir.ClassDef, frame: Frame) -> list[Any]:
-        """The bases of a class statement; `object` (`class P(object):`, Python 2's spelling
-        of a new-style class) is no base, unless the file binds the name."""
+        """The bases of a class statement; `object` is left out, as Python 3 treats
+        `class C(object):` as `class C:` (2020 code still wrote it)."""
         return [self.eval(b, frame) for b in cls.bases
                 if not (isinstance(b, ir.Name) and b.id == "object"
                         and not frame.env.lookup("object")[0])]

@@ -83,6 +83,8 @@ class StatementsMixin:
         try:
             self._exec(stmt, frame)
         except Abort:
+            if isinstance(stmt, ir.Return):  # the function's result failed: callers stay silent
+                raise ReturnSignal(POISON) from None
             compound = isinstance(stmt, (ir.If, ir.For))
             for name in assigned_names(stmt):
                 if compound and name in frame.env.vars and not (
@@ -323,7 +325,7 @@ class StatementsMixin:
     def _iterate(self: Resolver, value: Any, span: Span) -> Iterator[Any]:
         if isinstance(value, Poison):
             raise Abort()
-        self._check_not_opaque((value,), span)
+        self._check_not_opaque((value,), span, "looped over")
         ints = value.static_ints() if isinstance(value, HostArray) else None
         if ints is not None:  # numpy on static ints: a loop over static ints
             return iter(ints)
@@ -343,7 +345,7 @@ class StatementsMixin:
         value = self.eval(expr, frame)
         if isinstance(value, Poison):
             raise Abort()
-        self._check_not_opaque((value,), expr.span)
+        self._check_not_opaque((value,), expr.span, "tested")
         truth = static_truth(value)
         if truth is None:
             raise self.error(
