@@ -161,7 +161,33 @@ def nn_namespace() -> Namespace:
     members.update(Module=MODULE_BASE, module_method=MODULE_METHOD, initializers=_initializers(),
                    Sequential=SEQUENTIAL, attention=_attention(members), module=MODULE_FN,
                    stochastic=_stochastic(members))
+    members.update(_submodules(members))
     return Namespace("nn", members)
+
+
+#: What flax.nn's own modules defined (or re-exported), each reachable as `nn.linear.Dense` or
+#: `from flax.nn.linear import Dense` as well as `nn.Dense`.
+_SUBMODULES = {
+    "linear": ("Dense", "DenseGeneral", "Conv", "ConvTranspose", "Embed"),
+    "normalization": ("BatchNorm", "LayerNorm", "GroupNorm"),
+    "pooling": ("max_pool", "avg_pool"),
+    "recurrent": ("LSTMCell", "GRUCell", "ConvLSTM"),
+    "activation": ("celu", "elu", "gelu", "glu", "leaky_relu", "log_sigmoid", "log_softmax",
+                   "relu", "sigmoid", "soft_sign", "softmax", "softplus", "swish", "silu",
+                   "tanh"),
+}
+
+
+def _submodules(nn_members: dict[str, Any]) -> dict[str, Namespace]:
+    """`flax.nn.linear`, `.normalization`, `.pooling`, `.recurrent`, `.activation`."""
+    out = {}
+    for name, members in _SUBMODULES.items():
+        out[name] = Namespace(f"nn.{name}", {n: nn_members[n] for n in members})
+    # linear.py's default for Dense's kernel_init; activation.py re-exported jax.nn.normalize,
+    # which is `standardize` under its later name
+    out["linear"].members["default_kernel_init"] = inits.make("lecun_normal", [], {})
+    out["activation"].members["normalize"] = nn_members["standardize"]
+    return out
 
 
 def _attention(nn_members: dict[str, Any]) -> Namespace:
@@ -264,6 +290,9 @@ def _build_modules() -> dict[str, Any]:
         "dataclasses": Namespace("dataclasses", {
             n: StaticFunction(f"dataclasses.{n}")
             for n in ("dataclass", "field", "replace", "asdict", "astuple", "is_dataclass")}),
+        # attrs' classic API (`@attr.s`, `attr.ib()`): classes of static fields, as
+        # dataclasses (resolve/records.py)
+        "attr": _attrs("attr"), "attrs": _attrs("attrs"),
         "collections": Namespace("collections", {
             "namedtuple": StaticFunction("collections.namedtuple"),
             "OrderedDict": BUILTINS["dict"],
@@ -272,6 +301,14 @@ def _build_modules() -> dict[str, Any]:
         "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
+
+
+def _attrs(module: str) -> Namespace:
+    """`attr` (and `attrs`, its later name): the decorator and the field function, under
+    each of their names."""
+    members = {n: StaticFunction("attr.s") for n in ("s", "attrs")}
+    members.update({n: StaticFunction("attr.ib") for n in ("ib", "attrib")})
+    return Namespace(module, members)
 
 
 #: The `collections.abc` classes `isinstance` takes.

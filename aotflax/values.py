@@ -139,6 +139,16 @@ class ModuleRef:
         merged.update(extra)
         return ModuleRef(self.module, tuple(merged.items()), span, self.label)
 
+    def split_name(self) -> tuple["ModuleRef", Any]:
+        """This reference without the `name=` a `partial` bound, and that name (None when it
+        bound none).  In old flax.nn the partial's name is the module's default name: a
+        call's own `name=` wins over it."""
+        bound = dict(self.bound)
+        if "name" not in bound:
+            return self, None
+        name = bound.pop("name")
+        return ModuleRef(self.module, tuple(bound.items()), self.span, self.label), name
+
 
 @dataclass(eq=False)
 class SharedModule:
@@ -397,14 +407,29 @@ class RecordClass:
     span: Span | None = None
     #: Class attributes that are not fields (`X = 3` without an annotation).
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: The record classes it derives from (for `isinstance`).
+    bases: tuple["RecordClass", ...] = ()
+
+    def derives_from(self, other: "RecordClass") -> bool:
+        return other is self or any(b.derives_from(other) for b in self.bases)
 
 
 @dataclass(eq=False)
 class Record:
-    """An instance of a dataclass of the model file: its field values."""
+    """An instance of a dataclass (or attrs class) of the model file: its field values."""
 
     cls: RecordClass
     values: dict[str, Any]
+
+    def __eq__(self, other: object) -> bool:
+        """As dataclasses and attrs classes compare: the same class and equal fields."""
+        if not isinstance(other, Record):
+            return NotImplemented
+        return other.cls is self.cls and other.values == self.values
+
+    # (the interpreter never keys its own tables by a record's value: identity hashing, as
+    # before equality was defined, keeps those lookups what they were)
+    __hash__ = object.__hash__
 
 
 class RecordTuple(tuple):
@@ -421,10 +446,13 @@ class RecordTuple(tuple):
 
 @dataclass(frozen=True, slots=True)
 class FieldDefault:
-    """`dataclasses.field(default=..., default_factory=...)` in a dataclass body."""
+    """`dataclasses.field(default=..., default_factory=...)` in a dataclass body, or
+    attrs' `attr.ib(default=..., factory=...)`."""
 
     default: Any
     factory: Any
+    #: Made by `attr.ib()`: in an `@attr.s` class only these assignments are fields.
+    attrib: bool = False
 
 
 #: `dataclasses.field()` without a default.

@@ -324,3 +324,52 @@ def test_function_module_errors() -> None:
     aot.target("net", Net, x=aot.f32[2, 4])
     """)
     assert "error[AOT325]: @nn.module cannot be combined with other decorators" in out
+
+
+def test_a_name_bound_by_partial_is_the_default_a_call_overrides() -> None:
+    """Old flax.nn: `partial(name=...)` gives the module's default name; a call's own `name=`
+    wins over it (flax/nn/base.py: `if name is None: name = cls._default_name()`); a shared
+    module is named by `shared(name=)`, a target's root by nothing."""
+    m = build("""
+    class Inner(nn.Module):
+        def apply(self, x, features):
+            return nn.Dense(x, features)
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            d = nn.Dense.partial(features=3, name="a")
+            i = Inner.partial(features=3, name="c")
+            s = nn.Dense.partial(features=3, name="unused").shared(name="s")
+            y = d(x) + d(x, name="b") + i(x) + i(x, name="e") + s(x) + s(x)
+            given = {"kernel": jnp.ones((4, 3)), "bias": jnp.zeros((3,))}
+            return y + nn.Dense.partial(features=3, name="f").call(given, x)
+
+    aot.target("t", M.partial(name="root"), x=aot.f32[2, 4])
+    """)
+    params, _ = m.t.init(jax.random.key(0))
+    assert _tree(params) == {
+        "a": {"kernel": ((4, 3), "float32"), "bias": ((3,), "float32")},
+        "b": {"kernel": ((4, 3), "float32"), "bias": ((3,), "float32")},
+        "c": {"Dense_0": {"kernel": ((4, 3), "float32"), "bias": ((3,), "float32")}},
+        "e": {"Dense_0": {"kernel": ((4, 3), "float32"), "bias": ((3,), "float32")}},
+        "s": {"kernel": ((4, 3), "float32"), "bias": ((3,), "float32")}}
+    params = _random_like(params, 1)
+    x = np.random.default_rng(2).standard_normal((2, 4)).astype(np.float32)
+    got, _ = m.t.apply(params, {}, x)
+
+    def dense(p):
+        return x @ np.asarray(p["kernel"]) + np.asarray(p["bias"])
+
+    want = (dense(params["a"]) + dense(params["b"]) + dense(params["c"]["Dense_0"])
+            + dense(params["e"]["Dense_0"]) + 2 * dense(params["s"]) + x.sum(-1, keepdims=True))
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    errors = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            d = nn.Dense.partial(features=3, name="a")
+            return d(x) + d(x)
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "AOT311" in errors and "named 'a' already exists" in errors, errors

@@ -242,3 +242,194 @@ def test_old_mask_helper_and_select_errors(call: str, message: str) -> None:
     """)
     assert message in out, out
     assert "internal error" not in out
+
+
+def test_flax_nn_submodules_hold_what_flax_nn_defined_there() -> None:
+    """`nn.linear.DenseGeneral`, `from flax.nn.normalization import LayerNorm`, ...: the same
+    layers and functions as `nn.X`, with linear's `default_kernel_init` (lecun_normal)."""
+    layers = """
+    class M(nn.Module):
+        def apply(self, x):
+            h = {dense}(x, (2, 3), kernel_init={init})
+            h = {relu}({norm}(h))
+            return {pool}(h, (2, 1))
+
+    aot.target("t", M, x=aot.f32[2, 4, 4])
+    """
+    old = build("""
+    from aotflax.nn.linear import default_kernel_init
+    from aotflax.nn import activation
+    from aotflax.nn.normalization import LayerNorm
+    """ + layers.format(dense="nn.linear.DenseGeneral", init="default_kernel_init",
+                        relu="activation.relu", norm="LayerNorm", pool="nn.pooling.avg_pool"))
+    new = build(layers.format(dense="nn.DenseGeneral", init="nn.initializers.lecun_normal()",
+                              relu="nn.relu", norm="nn.LayerNorm", pool="nn.avg_pool"))
+    params, _ = old.t.init(jax.random.key(0))
+    params_new, _ = new.t.init(jax.random.key(0))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, params_new)
+    x = _x(2, 4, 4)
+    got, _ = old.t.apply(params, {}, x)
+    params = jax.tree_util.tree_map(np.asarray, params)
+    k, b = params["DenseGeneral_0"]["kernel"], params["DenseGeneral_0"]["bias"]
+    h = np.einsum("bli,ijk->bljk", x, k) + b
+    mean, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
+    ln = params["LayerNorm_0"]
+    h = np.maximum((h - mean) / np.sqrt(var + 1e-6) * ln["scale"] + ln["bias"], 0)
+    want = (h[:, 0:3] + h[:, 1:4]) / 2  # windows of (2, 1) over (length, heads), stride 1
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_flax_nn_submodule_names_are_nn_names() -> None:
+    from aotflax.namespaces import namespace_for
+
+    for module, names in {"recurrent": ("LSTMCell", "GRUCell", "ConvLSTM"),
+                          "pooling": ("max_pool", "avg_pool"),
+                          "normalization": ("BatchNorm", "GroupNorm"),
+                          "linear": ("Dense", "Conv", "ConvTranspose", "Embed"),
+                          "activation": ("gelu", "softmax", "tanh", "swish")}.items():
+        for name in names:
+            value = namespace_for(f"aotflax.nn.{module}", name)
+            assert value is not None and value == namespace_for("aotflax.nn", name), name
+    assert namespace_for("aotflax.nn.linear", "Sequential") is None
+    errors = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            return nn.linear.Sequential(x)
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "AOT346" in errors and "nn.linear.Sequential" in errors, errors
+
+
+def test_python_sum_over_arrays_adds_them() -> None:
+    """`sum(np.eye(n, k=-i) for i in range(w))` (a band mask built on the host, as sliding
+    window attention writes it) and `sum([a, b], start)` over arrays: Python's sum is
+    `start + a + b`, each `+` the array's own operator."""
+    m = build("""
+    import numpy as np
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            n = x.shape[1]
+            band = sum(np.eye(n, k=-i) for i in range(3)) + sum(np.eye(n, k=i) for i in (1,))
+            parts = [x * 2.0, jnp.tanh(x)]
+            return jnp.asarray(band) * sum(parts) + sum(parts, 1.5) + sum(x[0] for _ in [])
+
+    aot.target("t", M, x=aot.f32[5, 5])
+    """)
+    x = _x(5, 5)
+    got, _ = m.t.apply({}, {}, x)
+    band = sum(np.eye(5, k=-i) for i in range(3)) + np.eye(5, k=1)
+    parts = x * 2.0 + np.tanh(x)
+    np.testing.assert_allclose(got, band.astype(np.float32) * parts + 1.5 + parts,
+                               rtol=RTOL, atol=ATOL)
+    assert got.dtype == np.float32
+    errors = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            return sum(x)
+
+    aot.target("t", M, x=aot.f32[5, 5])
+    """)
+    assert "AOT349" in errors and "jnp.sum(x, axis=0)" in errors, errors
+
+
+def test_attrs_classes_are_records_and_isinstance_sees_their_bases() -> None:
+    """`@attr.s` classes with `attr.ib()` fields (2020 research code described attention
+    patterns so), derived from a common base written `class P(object)`, dispatched on with
+    `isinstance`; a numpy mask per pattern, merged with functools.reduce."""
+    m = build("""
+    import functools
+    import attr
+    import numpy as np
+
+
+    @attr.s
+    class Pattern(object):
+        pass
+
+
+    @attr.s
+    class Local(Pattern):
+        width = attr.ib()
+        note = "not a field"
+
+
+    @attr.s(frozen=True)
+    class Strided(Pattern):
+        stride = attr.ib(default=2)
+        offset = attr.ib(factory=int)
+
+
+    def mask_of(n, p):
+        q, k = np.arange(n)[:, None], np.arange(n)[None, :]
+        if isinstance(p, Local):
+            return np.abs(q - k) < p.width
+        elif isinstance(p, (Strided,)) and isinstance(p, Pattern):
+            return np.remainder(q - k + p.offset, p.stride) == 0
+        raise ValueError("unknown pattern")
+
+
+    class M(nn.Module):
+        def apply(self, x, patterns):
+            assert Local.note == "not a field" and Strided(3) == Strided(stride=3, offset=0)
+            assert Strided(3) != Strided(4) and not isinstance(patterns[0], Pattern) is False
+            merged = functools.reduce(np.logical_or, (mask_of(x.shape[1], p) for p in patterns))
+            return jnp.where(jnp.asarray(merged), x, 0.0)
+
+    aot.target("t", M.partial(patterns=[Local(2), Strided(stride=3)]), x=aot.f32[2, 5, 5])
+    aot.target("u", M.partial(patterns=[Strided()]), x=aot.f32[2, 5, 5])
+    """)
+    x = _x(2, 5, 5)
+    q, k = np.arange(5)[:, None], np.arange(5)[None, :]
+    for target, mask in ((m.t, (np.abs(q - k) < 2) | ((q - k) % 3 == 0)),
+                         (m.u, (q - k) % 2 == 0)):
+        got, _ = target.apply({}, {}, x)
+        np.testing.assert_array_equal(got, np.where(mask, x, 0.0))
+
+
+def test_attrs_errors_are_located() -> None:
+    cases = {
+        "x = attr.ib(validator=check)": "validator= is not supported",
+        "x = attr.ib(default=1, factory=list)": "default= or factory=, not both",
+        "x = attr.ib(default=1)\n            y = attr.ib()": "field 'y' of P has no default",
+    }
+    for body, message in cases.items():
+        errors = build_errors(f"""
+        import attr
+
+
+        def check(*a):
+            pass
+
+
+        @attr.s
+        class P:
+            {body}
+
+
+        class M(nn.Module):
+            def apply(self, x, p):
+                return x * p.x
+
+        aot.target("t", M.partial(p=P()), x=aot.f32[2])
+        """)
+        assert message in errors and "error[AOT30" in errors, (body, errors)
+    errors = build_errors("""
+    import attr
+
+
+    @attr.s(frozen=True)
+    class P:
+        x = attr.ib(default=1)
+
+
+    class M(nn.Module):
+        def apply(self, x, p):
+            p.x = 2
+            return x * isinstance(p, P)
+
+    aot.target("t", M.partial(p=P()), x=aot.f32[2])
+    """)
+    assert "AOT331" in errors and "frozen P" in errors, errors

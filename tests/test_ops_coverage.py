@@ -130,7 +130,8 @@ _SHAPES = [
     "jnp.moveaxis({x}, 0, -1)", "jnp.expand_dims({x}, (0, 2))",
     "jnp.squeeze(jnp.expand_dims({x}, 1), axis=1)", "jnp.ravel({x})", "jnp.tile({x}, (2, 1))",
     "jnp.repeat({x}, 2, axis=1)", "jnp.flip({x}, axis=0)", "jnp.roll({x}, 1, axis=1)",
-    "jnp.broadcast_to({x}, (2, 3, 4))", "jnp.tril({x}, k=1)", "jnp.triu({x})",
+    "jnp.broadcast_to({x}, (2, 3, 4))",
+    "jax.lax.broadcast({x}, (2,))", "jax.lax.broadcast({x}, (x.shape[0], 1))", "jnp.tril({x}, k=1)", "jnp.triu({x})",
     "jnp.concatenate([{x}, {x}], axis=1)", "jnp.concatenate([{x}, f], axis=0)",
     "jax.lax.concatenate([{x}, {x}], 1)", "jax.lax.concatenate((f, f[:1]), dimension=0)",
     "jnp.stack([{x}, {x}], axis=-1)", "jnp.split({x}, 2, axis=1)", "jnp.split({x}, [1], axis=0)",
@@ -138,6 +139,7 @@ _SHAPES = [
     "jnp.take({x}, n, axis=1)", "jnp.take({x}, n)",
     "jnp.take_along_axis({x}, jnp.argsort(f, axis=1), axis=1)", "jnp.sort({x}, axis=0)",
     "jnp.argsort(f, axis=1)", "jax.lax.top_k(f, 2)",
+    "jax.lax.sort_key_val(f, {x}, dimension=0)", "jax.lax.sort_key_val({x}, f)",
 ]
 
 _LINALG = ["jnp.matmul({x}, f.T)", "jnp.dot({x}, v)", "jnp.outer(v, {x}[0])",

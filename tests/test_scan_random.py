@@ -246,3 +246,43 @@ def test_custom_jvp_functions_keep_their_rule() -> None:
     np.testing.assert_allclose(value, jnp.sum(jnp.log(x) + 3.0 * x), rtol=1e-6)
     text = m.__aotflax_text__
     assert "@jax.custom_jvp" in text and "@safe_log.defjvp" in text
+
+
+def test_jax_vmap_passes_unmapped_python_values_through() -> None:
+    """`jax.vmap(f, in_axes=(0, None, None))(x, 2, 3.0)`: as in JAX, an unmapped Python value
+    reaches `f` as it is (a static size inside), nested vmaps too."""
+    m = build("""
+    def rows(x, n, scale):
+        return jnp.reshape(x, (n, -1)).sum(0) * scale
+
+
+    def batch(x, n, scale):
+        return jax.vmap(rows, in_axes=(0, None, None))(x, n, scale)
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return jax.vmap(batch, in_axes=(0, None, None))(x, 2, 3.0)
+
+    aot.target("t", M, x=aot.f32[2, 3, 4])
+    """)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    got, _ = m.t.apply({}, {}, x)
+    want = jax.vmap(jax.vmap(lambda r: jnp.reshape(r, (2, -1)).sum(0) * 3.0))(x)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_stop_gradient_of_a_key_is_the_key() -> None:
+    """`jax.lax.stop_gradient(jax.lax.tie_in(x, rng))` (2020 hashing code): a key has no
+    gradient, so JAX gives it back and so does the build."""
+    m = build("""
+    class M(nn.Module):
+        def apply(self, x):
+            rng = jax.lax.stop_gradient(jax.lax.tie_in(x, jax.random.PRNGKey(0)))
+            return x + jax.random.normal(rng, x.shape)
+
+    aot.target("t", M, x=aot.f32[3])
+    """)
+    x = np.zeros(3, np.float32)
+    got, _ = m.t.apply({}, {}, x)
+    np.testing.assert_array_equal(got, jax.random.normal(jax.random.PRNGKey(0), (3,)))

@@ -279,6 +279,10 @@ register("linspace", ("jnp",), "start, stop, num=50, endpoint=True, retstep=Fals
          "axis=0", _linspace, doc="num evenly spaced values")
 register("broadcast_to", ("jnp",), "array, shape",
          simple(lambda s, t: _bcast_to(s, tuple(t)), "shape"), doc="broadcast")
+# `lax.broadcast(x, sizes)`: new leading axes of the given sizes (lax's broadcast_in_dim
+# with the operand's axes last); dtype and weak type stay
+register("broadcast", ("lax",), "operand, sizes",
+         simple(lambda s, sizes: tuple(sizes) + s, "sizes"), doc="prepend axes")
 for n in ("tril", "triu"):
     register(n, ("jnp",), "m, k=0", simple(lambda s, k: s, "k"), doc=f"{n} mask")
 
@@ -633,6 +637,27 @@ def _top_k(call: FnCall) -> tuple[Tensor, Tensor]:
 
 
 register("top_k", ("lax",), "operand, k", _top_k, doc="top k values and indices")
+
+
+def _sort_key_val(call: FnCall) -> tuple[Tensor, Tensor]:
+    """`lax.sort_key_val(keys, values, dimension)`: both sorted by the keys along
+    `dimension`; lax asks for one shape (no broadcasting) and keeps each dtype and weak type."""
+    keys, values = call.tensor("keys"), call.tensor("values")
+    if keys.shape != values.shape:
+        raise call.fail(f"{call.written} needs keys and values of one shape, got "
+                        f"{keys.describe()} and {values.describe()}", "AOT201")
+    dimension = call.int("dimension")
+    if not -keys.ndim <= dimension < keys.ndim:
+        raise call.fail(f"{call.written}: dimension {dimension} is out of range for "
+                        f"{keys.describe()}", "AOT210")
+    out_keys = call.out(keys.shape, keys.dtype, keys.weak)
+    out_values = call.out(values.shape, values.dtype, values.weak)
+    call.emit_call([out_keys, out_values], stem="sorted")
+    return out_keys, out_values
+
+
+register("sort_key_val", ("lax",), "keys, values, dimension=-1, is_stable=True",
+         _sort_key_val, doc="sort values by keys")
 
 # ------------------------------------------------------------- jax.nn activations
 

@@ -352,13 +352,13 @@ def _by_shape(view: OpView) -> Flow:
             continue
         mapping.append(b)
         b += 1
-    if view.call.entry.name == "broadcast_to":
+    if view.call.entry.name in ("broadcast_to", "broadcast"):  # lax.broadcast: new axes first
         mapping = list(_aligned(x, out))
     return _flow([(x, tuple(mapping))], zeros="aligned", sizes=True)
 
 
 LAYOUT = AxisRule("moves axes without mixing positions (transpose, expand_dims, squeeze, "
-                  "broadcast_to)", _by_shape)
+                  "broadcast_to, lax.broadcast)", _by_shape)
 
 
 def _tile(view: OpView) -> Flow:
@@ -1283,7 +1283,7 @@ RULES: dict[str, AxisRule] = {
                                                                "array.swapaxes")},
     "jnp.moveaxis": AxisRule("moves axes", _moveaxis),
     **{name: LAYOUT for name in ("jnp.expand_dims", "jnp.squeeze", "array.squeeze",
-                                 "jnp.broadcast_to")},
+                                 "jnp.broadcast_to", "lax.broadcast")},
     "jnp.tile": AxisRule("a repeated axis mixes", _tile),
     "jnp.repeat": AxisRule("the repeated axis mixes", _repeat),
     "jnp.pad": AxisRule("a padded axis mixes", _pad),
@@ -1313,6 +1313,7 @@ RULES: dict[str, AxisRule] = {
     "jnp.take": AxisRule("the gathered axis mixes; index axes stay", _take),
     "jnp.take_along_axis": AxisRule("the gathered axis mixes", _take_along_axis),
     "jnp.sort": along("axis", -1, "sorts along it"),
+    "lax.sort_key_val": along("dimension", -1, "sorts along it"),
     "jnp.argsort": along("axis", -1, "sorts along it"),
     "lax.top_k": AxisRule("the last axis mixes", _top_k),
     "nn.softmax": along("axis", -1, "takes a softmax along it"),

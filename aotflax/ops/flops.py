@@ -898,7 +898,7 @@ _ZERO = (
     _names("jnp", "reshape transpose swapaxes moveaxis expand_dims squeeze ravel tile repeat "
            "pad flip roll broadcast_to concatenate stack split astype asarray array zeros ones "
            "empty full zeros_like ones_like full_like arange")
-    + _names("lax", "concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
+    + _names("lax", "broadcast concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
              "dynamic_slice_in_dim dynamic_index_in_dim dynamic_update_slice "
              "dynamic_update_slice_in_dim dynamic_update_index_in_dim")
     + _names("array", "reshape transpose astype squeeze swapaxes flatten ravel")
@@ -1039,7 +1039,7 @@ RULES: dict[str, FlopRule] = {
     **{name: ARG_REDUCE for name in _names("jnp", "argmax argmin")
        + _names("array", "argmax argmin")},
     "jnp.nansum": NANSUM, "jnp.nanmean": NANMEAN, "jnp.ptp": PTP, "jnp.median": MEDIAN,
-    "jnp.sort": SORT, "jnp.argsort": SORT, "lax.top_k": TOP_K, "jnp.linalg.qr": QR, "jnp.cumsum": CUMSUM,
+    "jnp.sort": SORT, "jnp.argsort": SORT, "lax.sort_key_val": SORT, "lax.top_k": TOP_K, "jnp.linalg.qr": QR, "jnp.cumsum": CUMSUM,
     "jnp.clip": CLIP, "array.clip": CLIP,
     "jnp.take": TAKE, "jnp.take_along_axis": TAKE_ALONG_AXIS, "operator.getitem": GETITEM,
     "jax.random.uniform": _random("uniform"), "jax.random.normal": _random("normal"),

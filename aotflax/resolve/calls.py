@@ -226,6 +226,9 @@ class CallsMixin:
             return self._call_method(func, args, kwargs, expr, frame)
         if isinstance(func, StaticBuiltin) and func.name in ("map", "filter"):
             return self._map_filter(func.name, args, kwargs, expr, frame)
+        if isinstance(func, StaticBuiltin) and func.name == "sum" and not all(
+                is_static(v) for v in [*args, *kwargs.values()]):
+            return self._sum_arrays(args, kwargs, span, frame)
         if isinstance(func, StaticBuiltin):
             return self._call_static(func, args, kwargs, span)
         if isinstance(func, InitializerFactory):
@@ -248,7 +251,10 @@ class CallsMixin:
         # numpy arrays handed to a layer or a module are arrays like any other
         args, kwargs = self._device_args(args, kwargs, frame, span)
         self._check_module_args(args, kwargs, span)
+        func, default_name = func.split_name()  # `M.partial(name="a")`: a default name
         name = kwargs.pop("name", None)
+        if name is None:
+            name = default_name
         if isinstance(func.module, UserModule):
             return self._call_user_module(func, args, kwargs, span, frame, name=name)
         return self._call_layer(func.module, f"nn.{func.module.name}", args, kwargs, span,
@@ -368,8 +374,7 @@ class CallsMixin:
                                               if p.kind == "positional"]) >= 2:
             return step
         if isinstance(step, ModuleRef):
-            bound = dict(step.bound)
-            name = bound.pop("name", None)
+            step, name = step.split_name()
             fn, scope = self._need_module_frame(frame, span, "jax.lax.scan")
             cls_name = (step.module.linen_name or step.module.name) \
                 if isinstance(step.module, Entry) else step.class_name
@@ -377,8 +382,7 @@ class CallsMixin:
                 child = scope.child_name(cls_name, name, span, shared=True)
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
-            step = SharedModule(ModuleRef(step.module, tuple(bound.items()), step.span),
-                                scope, child, span)
+            step = SharedModule(step, scope, child, span)
         if isinstance(step, (SharedModule, OpRef)):
             env = Env(frame.env)
             env.set("_module", step)
@@ -536,6 +540,22 @@ class CallsMixin:
                 out.append(items[0])
         return out
 
+    def _sum_arrays(self: Resolver, args: list, kwargs: dict, span: Span, frame: Frame) -> Any:
+        """`sum(np.eye(n, k=i) for i in range(w))`, `sum(losses)`: Python's sum over arrays
+        (or numpy arrays) is `start + items[0] + items[1] + ...`, each `+` the array operator
+        (`start` is 0 unless given, as in Python)."""
+        if len(args) not in (1, 2) or set(kwargs) - {"start"} or (len(args) == 2 and kwargs):
+            raise self.error("AOT349", "sum() takes an iterable and an optional start", span)
+        items = args[0]
+        if not isinstance(items, (list, tuple)):
+            raise self.error("AOT349", f"sum() of {describe_value(items)}: only a list or "
+                             "tuple of arrays is summed at build time", span,
+                             hint="use jnp.sum(x, axis=0) to add the rows of an array")
+        total = args[1] if len(args) == 2 else kwargs.get("start", 0)
+        for item in items:
+            total = self._binop("+", total, item, span, frame)
+        return total
+
     def _call_static(self: Resolver, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
         for a in list(args) + list(kwargs.values()):
             if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
@@ -582,7 +602,11 @@ class CallsMixin:
         value, info = args
         types: list[type] = []
         array_abcs = False
+        records = []
         for kind in info if isinstance(info, tuple) else (info,):
+            if isinstance(kind, RecordClass):  # a dataclass, attrs class or namedtuple
+                records.append(kind)
+                continue
             if isinstance(kind, AbstractType):
                 types.append(getattr(collections.abc, kind.name))
                 array_abcs = array_abcs or kind.name in _ARRAY_ABCS
@@ -591,14 +615,18 @@ class CallsMixin:
             if found is None:
                 raise self.error(
                     "AOT349", f"isinstance(..., {describe_value(kind)}): only the builtin types "
-                    f"{', '.join(_STATIC_TYPES)} and the classes of collections.abc are types "
-                    "at build time", span,
+                    f"{', '.join(_STATIC_TYPES)}, the classes of collections.abc and the model "
+                    "file's dataclasses, attrs classes and namedtuples are types at build time",
+                    span,
                     hint="compare static values, or give the value as a hyperparameter")
             types.append(found)
         if isinstance(value, Poison):
             raise Abort()
         if isinstance(value, Tensor):
             return array_abcs
+        if isinstance(value, (Record, RecordTuple)) and any(
+                value.cls.derives_from(r) for r in records):
+            return True
         abstract = [t for t in types if t.__module__ == "collections.abc"]
         if abstract and not isinstance(value, (tuple, list, dict, str, int, float, type(None))):
             raise self.error("AOT349", f"isinstance({describe_value(value)}, "
@@ -666,6 +694,9 @@ class CallsMixin:
         if isinstance(r, SuperLayer) and m.name == "param":
             return self._super_param(r, args, kwargs, span)
         if isinstance(r, ModuleRef) and m.name == "shared":
+            # flax.nn's shared module is named by `shared(name=...)` alone, never by a
+            # name its partial bound
+            r = r.split_name()[0]
             name = kwargs.pop("name", None)
             if args:
                 raise self.error("AOT350", "shared takes keyword arguments only", span)

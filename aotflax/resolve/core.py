@@ -253,6 +253,9 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         if not isinstance(module, ModuleRef):
             raise self.error("AOT401", f"a target must name a module, got "
                              f"{describe_value(module)}", call.args[1].span)
+        # flax.nn's `init` returns the root's parameters themselves: the name a partial gave
+        # the module names nothing in them
+        module = module.split_name()[0]
         problem = quoting.identifier_problem(name, "target name")
         if problem:
             raise self.error("AOT406", problem, call.args[0].span,

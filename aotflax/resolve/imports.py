@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .core import Resolver
 
 #: What to say about a module outside the static language.
-_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, collections, "
+_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, attr, collections, "
                "ml_collections, optax, logging (absl.logging) and the build's model files")
 
 

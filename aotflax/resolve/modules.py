@@ -409,6 +409,8 @@ class ModulesMixin:
                     f"{', '.join(f'{k}={shorten(v)}' for k, v in kwargs.items()) or '...'}); "
                     f"{written}(...)(x) is Linen's style")
             bound = entry.signature.bind(written, args, merged)
+            if entry.name == "stop_gradient" and len(args) == 1 and isinstance(args[0], RngKey):
+                return args[0]  # a key carries no gradient: JAX gives it back as it is
             # (the table's defaults are never keys: what the call passes is enough to look at)
             if not takes_keys(entry) and (has_key(args) or has_key(merged)):
                 raise CallError("AOT206", f"{written} does not take a random key",
@@ -623,7 +625,8 @@ class ModulesMixin:
                              hint=f"write {ref.class_name}.call(params, inputs...)")
         given, rest = args[0], args[1:]
         kwargs = dict(kwargs)
-        kwargs.pop("name", None)  # old flax.nn: only names the call
+        kwargs.pop("name", None)  # old flax.nn: only names the call (so does a partial's)
+        ref = ref.split_name()[0]
         problem = _given_problem(given)
         if problem:
             raise self.error("AOT373", f"{written}: params must be a dict of arrays (nested "

@@ -81,6 +81,10 @@ class RecordsMixin:
                                   else "dataclasses.dataclass()")
         if name == "dataclasses.field":
             return self._field(args, kwargs, span)
+        if name == "attr.s":
+            return self._attrs_decorator(args, kwargs, span)
+        if name == "attr.ib":
+            return self._attrib(args, kwargs, span)
         if name in ("dataclasses.replace", "dataclasses.asdict", "dataclasses.astuple",
                     "dataclasses.is_dataclass"):
             return self._dataclass_function(name, args, kwargs, span, frame)
@@ -206,6 +210,40 @@ class RecordsMixin:
                              f"'{next(iter(kwargs))}'", span)
         return FieldDefault(default, factory)
 
+    def _attrs_decorator(self: Resolver, args: list, kwargs: dict, span: Span) -> StaticFunction:
+        """`@attr.s(frozen=True, auto_attribs=True)`: the decorator with its options."""
+        if args:
+            raise self.error("AOT325", "@attr.s applies to a class statement", span)
+        unsupported = sorted(set(kwargs) & {"these", "init", "kw_only", "field_transformer"})
+        if unsupported:
+            raise self.error("AOT302", f"attr.s: {unsupported[0]}= is not supported", span)
+        unknown = sorted(set(kwargs) - _ATTRS_OPTIONS)
+        if unknown:
+            raise self.error("AOT302", f"attr.s got an unexpected keyword argument "
+                             f"'{unknown[0]}'", span)
+        flags = [k for k in ("frozen", "auto_attribs") if kwargs.get(k)]
+        return StaticFunction(f"attr.s({','.join(flags)})")
+
+    def _attrib(self: Resolver, args: list, kwargs: dict, span: Span) -> FieldDefault:
+        """`attr.ib(default=..., factory=...)`: a field of an `@attr.s` class."""
+        try:
+            b = Signature.parse("default=None, validator=None, repr=True, cmp=None, hash=None, "
+                                "init=True, metadata=None, type=None, converter=None, "
+                                "factory=None, kw_only=False, eq=None, order=None, "
+                                "on_setattr=None").bind("attr.ib", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        for name in ("validator", "converter", "on_setattr"):
+            if b[name] is not None:
+                raise self.error("AOT302", f"attr.ib: {name}= is not supported (it runs code "
+                                 "when an instance is made)", span)
+        if b["init"] is not True or b["kw_only"]:
+            raise self.error("AOT302", "attr.ib: init= and kw_only= are not supported", span)
+        default = kwargs.get("default", NO_DEFAULT) if not args else args[0]
+        if b["factory"] is not None and default is not NO_DEFAULT:
+            raise self.error("AOT303", "attr.ib takes default= or factory=, not both", span)
+        return FieldDefault(default, b["factory"], attrib=True)
+
     def _class_bases(self: Resolver, cls: ir.ClassDef, frame: Frame) -> list[Any]:
         """The bases of a class statement; `object` is left out, as Python 3 treats
         `class C(object):` as `class C:` (2020 code still wrote it)."""
@@ -214,18 +252,21 @@ class RecordsMixin:
                         and not frame.env.lookup("object")[0])]
 
     def _record_class(self: Resolver, cls: ir.ClassDef, frame: Frame) -> RecordClass | None:
-        """A dataclass or NamedTuple class statement, or None for any other class."""
+        """A dataclass, `@attr.s` or NamedTuple class statement, or None for any other class."""
         bases = self._class_bases(cls, frame)
         if any(b is namespaces.MODULE_BASE for b in bases):
             return None  # a module: decorators are reported by the module path
         options = [self.eval(d, frame) for d in cls.decorators]
         dataclass = [o for o in options if isinstance(o, StaticFunction)
-                     and o.name.startswith("dataclasses.dataclass")]
+                     and o.name.startswith(("dataclasses.dataclass", "attr.s"))]
+        # attrs without auto_attribs: the `x = attr.ib()` assignments are the fields
+        by_attrib = any(o.name.startswith("attr.s") and "auto_attribs" not in o.name
+                        for o in dataclass)
         named = [b for b in bases if b == StaticFunction("typing.NamedTuple")]
         parent = [b for b in bases if isinstance(b, RecordClass)]
         if not (dataclass or named or parent):
             return None
-        if len(dataclass) != len(options):
+        if len(dataclass) != len(options) or len(dataclass) > 1:
             raise self.error("AOT325", "a dataclass takes no other decorator",
                              cls.decorators[0].span)
         if cls.others:
@@ -238,15 +279,24 @@ class RecordsMixin:
         defaults: dict[str, Any] = dict(parent[0].defaults) if parent else {}
         attrs: dict[str, Any] = {}
         for stmt in cls.fields:
-            if isinstance(stmt, ir.AnnAssign) and isinstance(stmt.target, ir.Name):
-                name = stmt.target.id
-                if name not in fields:
-                    fields.append(name)
+            target: ir.Expr | None = None
+            value: Any = NO_DEFAULT
+            if isinstance(stmt, ir.AnnAssign):
+                target = stmt.target
                 if stmt.value is not None:
                     value = self.eval(stmt.value, frame)
-                    if isinstance(value, FieldDefault) and value.default is NO_DEFAULT \
-                            and value.factory is None:
-                        continue
+            elif isinstance(stmt, ir.Assign):
+                target = stmt.targets[0] if len(stmt.targets) == 1 else None
+                value = self.eval(stmt.value, frame)
+            is_field = isinstance(target, ir.Name) and (
+                isinstance(value, FieldDefault) and value.attrib if by_attrib
+                else isinstance(stmt, ir.AnnAssign))
+            if is_field and isinstance(target, ir.Name):
+                name = target.id
+                if name not in fields:
+                    fields.append(name)
+                if not (value is NO_DEFAULT or isinstance(value, FieldDefault)
+                        and value.default is NO_DEFAULT and value.factory is None):
                     defaults[name] = value
                 if any(f in defaults for f in fields[:fields.index(name)]) and \
                         name not in defaults:
@@ -255,7 +305,9 @@ class RecordsMixin:
             elif isinstance(stmt, ir.Assign):
                 for t in stmt.targets:
                     if isinstance(t, ir.Name):
-                        attrs[t.id] = self.eval(stmt.value, frame)
+                        attrs[t.id] = value
+            elif isinstance(target, ir.Name) and value is not NO_DEFAULT:
+                attrs[target.id] = value  # annotated, in an attrs class without auto_attribs
         methods: dict[str, Any] = dict(parent[0].methods) if parent else {}
         properties = set(parent[0].properties) if parent else set()
         for m in cls.methods:
@@ -267,9 +319,9 @@ class RecordsMixin:
             methods[m.name] = m
             if kinds:
                 properties.add(m.name)
-        frozen = kind == "namedtuple" or any(o.name.endswith("(frozen)") for o in dataclass)
+        frozen = kind == "namedtuple" or any("frozen" in o.name for o in dataclass)
         return RecordClass(cls.name, kind, tuple(fields), defaults, frozen, methods,
-                           frozenset(properties), frame.env, cls.span, attrs)
+                           frozenset(properties), frame.env, cls.span, attrs, tuple(parent))
 
     def _construct(self: Resolver, cls: RecordClass, args: list, kwargs: dict, expr: ir.Call,
                    frame: Frame) -> Any:
@@ -454,6 +506,14 @@ class RecordsMixin:
                     "@functools.partial(...) of these, and functions of the model file")
             value = self._call(dec, [value], {}, ir.Call(node, (), (), node.span), frame)
         return value
+
+
+#: Options of `attr.s` that change nothing a static record does (`frozen` and
+#: `auto_attribs` are read).
+_ATTRS_OPTIONS = frozenset({"frozen", "auto_attribs", "repr_ns", "repr", "cmp", "hash",
+                            "slots", "weakref_slot", "str", "cache_hash", "auto_exc", "eq",
+                            "order", "auto_detect", "collect_by_mro", "getstate_setstate",
+                            "on_setattr", "match_args"})
 
 
 def _bound(receiver: Any, name: str, span: Span) -> Any:

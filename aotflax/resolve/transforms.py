@@ -114,6 +114,9 @@ class TransformsMixin:
                              f"{len(args)} arguments", span)
         rows, size = [], None
         for a, axis in zip(args, axes):
+            if axis is None and not isinstance(a, Tensor) and is_static(a):
+                rows.append(a)  # as in JAX, an unmapped Python value reaches `fun` as it is
+                continue
             if not isinstance(a, Tensor):
                 raise self.error("AOT365", f"jax.vmap: arguments must be arrays, got "
                                  f"{describe_value(a)}", span,
@@ -150,7 +153,11 @@ class TransformsMixin:
             at = out_axis % (t.ndim + 1)
             outs.append(type(t)(t.shape[:at] + (size,) + t.shape[at:], t.dtype, t.weak))
         stacked = rebuild(result, outs)
-        call = Code.of("jax.vmap(", FunctionRef(nested), f", in_axes={_axes_code(v.in_axes)}, "
+        in_axes = v.in_axes
+        if any(not isinstance(a, Tensor) for a in args):  # the static ones are bound inside
+            in_axes = tuple(ax for a, ax in zip(args, axes) if isinstance(a, Tensor))
+            args = [a for a in args if isinstance(a, Tensor)]
+        call = Code.of("jax.vmap(", FunctionRef(nested), f", in_axes={_axes_code(in_axes)}, "
                        f"out_axes={quoting.literal(out_axis)})(",
                        Code.join(", ", [value_code(a) for a in args]), ")")
         fn.ops.append(Op("ops/module_call.j2", (
@@ -192,7 +199,8 @@ class TransformsMixin:
         names = [p.name for p in func.params.params if p.kind == "positional"] \
             if isinstance(func, Closure) else []
         for i, row in enumerate(rows):
-            inputs.append((names[i] if i < len(names) else f"x{i}", row))
+            if isinstance(row, Tensor):  # (a static argument of jax.vmap is bound inside)
+                inputs.append((names[i] if i < len(names) else f"x{i}", row))
         fn_name = self._function_name(name if str(name).isidentifier() else "mapped")
         nested = Function(
             name=fn_name, doc=f"`{name}` {doc}", takes_params=False,
