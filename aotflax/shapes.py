@@ -570,8 +570,9 @@ def index(shape: Shape, idx: IndexItem | tuple[IndexItem, ...]) -> Shape:
     except ShapeError as e:
         raise ShapeError(f"index arrays do not broadcast: {e}") from None
     dims = iter(shape)
+    reads = size(adv_shape) > 0  # broadcast to no element, an n-d index array reads none
     parts = [
-        _index_item(it, next(dims, 0) if it is not None else 0, shape) for it in items
+        _index_item(it, next(dims, 0) if it is not None else 0, shape, reads) for it in items
     ]
     advanced = [i for i, it in enumerate(items) if arrays and isinstance(it, (int, ArrayIndex))]
     if not advanced:
@@ -584,8 +585,9 @@ def index(shape: Shape, idx: IndexItem | tuple[IndexItem, ...]) -> Shape:
     return sum(parts[:at], ()) + adv_shape + sum(parts[at:], ())
 
 
-def _index_item(item: IndexItem, dim: int, shape: Shape) -> Shape:
-    """The dims one index item keeps on its own: a slice's length, None's 1."""
+def _index_item(item: IndexItem, dim: int, shape: Shape, reads: bool = True) -> Shape:
+    """The dims one index item keeps on its own: a slice's length, None's 1.  `reads`:
+    the index arrays, broadcast together, have elements."""
     if item is None:
         return (1,)
     if isinstance(item, slice):
@@ -596,8 +598,10 @@ def _index_item(item: IndexItem, dim: int, shape: Shape) -> Shape:
         raise ShapeError(
             f"index {item} is out of bounds for an axis of size {dim} in {_fmt(shape)}"
         )
-    # NumPy checks each index array's own items, before they broadcast with the others
-    if isinstance(item, ArrayIndex) and dim == 0 and size(item.shape):
+    # NumPy checks a 0-d index array's item as it checks an int, before broadcasting; an
+    # n-d one's items as the broadcast index reads them (none, if it has no elements)
+    if isinstance(item, ArrayIndex) and dim == 0 and size(item.shape) and (
+            reads or item.shape == ()):
         raise ShapeError(f"cannot index an empty axis of {_fmt(shape)} with a non-empty array")
     return ()
 

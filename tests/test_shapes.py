@@ -373,6 +373,9 @@ def test_a_non_empty_index_array_on_an_empty_axis_raises_even_when_the_result_is
     with pytest.raises(ShapeError, match="cannot index an empty axis"):
         shapes.index((0, 0), (ArrayIndex((0,)), ArrayIndex(())))
     assert shapes.index((0, 3), (ArrayIndex((0,)), ArrayIndex(()))) == (0,)
+    # an n-d index array's items are checked as the broadcast index reads them: none here
+    # (hypothesis again: x[ids00, ids1] of a (0, 0) array, ids00 (0, 0), ids1 (1,))
+    assert shapes.index((0, 0), (ArrayIndex((0, 0)), ArrayIndex((1,)))) == (0, 0)
 
 
 def test_index_out_of_range_int_raises() -> None:
