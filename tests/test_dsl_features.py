@@ -1,5 +1,7 @@
 """DSL features beyond single layers: methods, weight tying, Sequential, scan."""
 
+import textwrap
+
 import flax.linen as ln
 import jax
 import jax.numpy as jnp
@@ -64,17 +66,22 @@ def test_method_call_matches_linen(lm):
     np.testing.assert_allclose(logits, Body().apply(variables, tokens), rtol=1e-5, atol=1e-6)
 
 
+#: A module whose method reads, with self.get_param, the parameter its apply declares.
+SCALED = """
+class Scaled(nn.Module):
+    def apply(self, x):
+        return x * self.param("scale", x.shape[-1:], nn.initializers.ones)
+
+    @nn.module_method
+    def l2(self):
+        return jnp.sum(self.get_param("scale") ** 2)
+"""
+
+
 def test_a_shared_modules_method_reads_what_its_apply_declared():
     # flax.nn's tests: `layer = M.shared(); layer(x); layer.l2()`, where the module method
     # reads with self.get_param a parameter only `apply` declares
-    m = build("""
-    class Scaled(nn.Module):
-        def apply(self, x):
-            return x * self.param("scale", x.shape[-1:], nn.initializers.ones)
-
-        @nn.module_method
-        def l2(self):
-            return jnp.sum(self.get_param("scale") ** 2)
+    m = build(SCALED + textwrap.dedent("""
 
     class Net(nn.Module):
         def apply(self, x):
@@ -83,7 +90,7 @@ def test_a_shared_modules_method_reads_what_its_apply_declared():
             return y, layer.l2()
 
     aot.target("t", Net, x=aot.f32[3])
-    """)
+    """))
 
     class Scaled(ln.Module):
         def setup(self):
@@ -110,14 +117,7 @@ def test_a_shared_modules_method_reads_what_its_apply_declared():
     np.testing.assert_allclose(y, want_y, rtol=1e-6)
     np.testing.assert_allclose(l2, want_l2, rtol=1e-6)
     # before `apply` has declared it, the method has nothing to read, as in flax.nn
-    errors = build_errors("""
-    class Scaled(nn.Module):
-        def apply(self, x):
-            return x * self.param("scale", x.shape[-1:], nn.initializers.ones)
-
-        @nn.module_method
-        def l2(self):
-            return jnp.sum(self.get_param("scale") ** 2)
+    errors = build_errors(SCALED + textwrap.dedent("""
 
     class Net(nn.Module):
         def apply(self, x):
@@ -125,7 +125,7 @@ def test_a_shared_modules_method_reads_what_its_apply_declared():
             return layer.l2() + layer(x)
 
     aot.target("t", Net, x=aot.f32[2, 3])
-    """)
+    """))
     assert "error[AOT354]: no parameter or submodule 'scale' has been declared" in errors
 
 

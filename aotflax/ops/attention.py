@@ -253,18 +253,27 @@ def _joint_bias(call: FnCall, layout: _Layout, query: Tensor, key_like: Any,
 
 def _function_key(call: FnCall) -> Code:
     """`dropout_rng=`, or as old flax.nn: `nn.make_rng()` of the module calling it."""
-    rng = call.args["dropout_rng"]
-    if rng is None:
-        if call.make_rng is None:
-            raise call.fail(f"{call.written}: dropout outside a module needs dropout_rng=",
-                            "AOT203", hint="pass dropout_rng=key, or deterministic=True")
-        return Code((call.make_rng(),))
-    if not isinstance(rng, RngKey):
+    given = _given_key(call, "draw one as nn.make_rng() would")
+    if given is not None:
+        return given
+    if call.make_rng is None:
+        raise call.fail(f"{call.written}: dropout outside a module needs dropout_rng=",
+                        "AOT203", hint="pass dropout_rng=key, or deterministic=True")
+    return Code((call.make_rng(),))
+
+
+def _given_key(call: FnCall, otherwise: str) -> Code | None:
+    """`dropout_rng=` as given, checked to be a key (None when not given); `otherwise`:
+    what leaving it out does, for the hint."""
+    key = call.args["dropout_rng"]
+    if key is None:
+        return None
+    if not isinstance(key, RngKey):
         raise call.fail(f"{call.written}: dropout_rng must be a random key, got "
-                        f"{describe_value(rng)}", "AOT202",
-                        hint="pass a key from nn.make_rng(), or leave dropout_rng out to draw "
-                             "one as nn.make_rng() would")
-    return Code((rng,))
+                        f"{describe_value(key)}", "AOT202",
+                        hint=f"pass a key from nn.make_rng(), or leave dropout_rng out to "
+                             f"{otherwise}")
+    return Code((key,))
 
 
 def _optional(call: FnCall, name: str, target: tuple[int, ...]) -> Code | None:
@@ -732,15 +741,8 @@ def multi_head_attention(call: LayerCall) -> Tensor:
 
 def _dropout_key(call: LayerCall) -> Code:
     """`dropout_rng=` as given (a key), else the layer's key from the target's rng."""
-    key = call.args["dropout_rng"]
-    if key is None:
-        return call.rng()
-    if not isinstance(key, RngKey):
-        raise call.fail(f"{call.written}: dropout_rng must be a random key, got "
-                        f"{describe_value(key)}", "AOT202",
-                        hint="pass a key from nn.make_rng(), or leave dropout_rng out to use "
-                             "the layer's own")
-    return Code((key,))
+    given = _given_key(call, "use the layer's own")
+    return call.rng() if given is None else given
 
 
 _DOT_PRODUCT = REGISTRY.lookup("nn", "dot_product_attention")
