@@ -111,6 +111,31 @@ _entry("AOT950", "statement not used by any target (a warning)", """
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
+_entry("AOT951", "gin registration: bindings not applied (a warning)", """
+    A function or class decorated `@gin.configurable` (or `@gin.register`, or
+    wrapped by `gin.external_configurable`) is the function or class itself in the
+    build.  Gin bindings live in config files that the program running the model
+    parses; the build never reads them, so the definition takes the arguments its
+    caller passes and the defaults it declares, not what a config binds.  Pass the
+    values of your gin config as arguments (the target's `Model.partial(...)`); the
+    decorator may stay.  `gin.REQUIRED` defaults must be passed.
+    """, """
+    import gin
+
+    @gin.configurable
+    class Net(nn.Module):
+        def apply(self, x, features=4):
+            return nn.Dense(x, features)
+
+    aot.target("net", Net.partial(features=8), x=aot.f32[2, 8])
+    """, """
+    class Net(nn.Module):
+        def apply(self, x, features=4):
+            return nn.Dense(x, features)
+
+    aot.target("net", Net.partial(features=8), x=aot.f32[2, 8])
+    """)
+
 _entry("AOT101", "model file is not valid UTF-8", """
     Model files are read as UTF-8 text.  The byte shown could not be decoded; the
     file was probably saved in another encoding (Latin-1, UTF-16).  Save it as

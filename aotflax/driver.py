@@ -199,8 +199,15 @@ def _front_end(models: Sequence[Path], root: Path) -> BuildReport:
         result.seconds = time.perf_counter() - start
         report.files.append(result)
     if not report.diagnostics:
-        report.warnings = _skipped_warnings(workspace, report)
+        found = {(w.code, w.span): w for f in report.files if f.program
+                 for w in f.program.warnings}  # a file two built files import warns once
+        report.warnings = sorted(found.values(), key=_where) + _skipped_warnings(workspace,
+                                                                                 report)
     return report
+
+
+def _where(d: Diagnostic) -> tuple:
+    return (d.span.file.path, d.span.line, d.span.col) if d.span else ("", 0, 0)
 
 
 def _below(path: Path, root: Path) -> Path:

@@ -20,6 +20,7 @@ from .values import (
     IndexMaker,
     ModuleRef,
     Namespace,
+    Opaque,
     OpRef,
     OptaxFn,
     SpecDType,
@@ -332,6 +333,23 @@ _MODULES = _build_modules()
 _MODULES["logging"] = _logging()
 _MODULES["absl"] = Namespace("absl", {"logging": _MODULES["logging"]})
 _MODULES["absl.logging"] = _MODULES["logging"]
+
+
+def _gin() -> Namespace:
+    """`gin`: its decorators register a function or class for gin bindings, which the
+    program that runs the model reads from its config files; the build never reads them,
+    so a decorated definition is the definition (a warning says so where a target
+    reaches it: `records.gin_warning`)."""
+    return Namespace("gin", {
+        "configurable": StaticFunction("gin.configurable"),
+        "register": StaticFunction("gin.configurable"),
+        "external_configurable": StaticFunction("gin.external_configurable"),
+        "REQUIRED": Opaque("gin.REQUIRED", "its value is bound by a gin config file, which "
+                           "the build never reads"),
+    })
+
+
+_MODULES["gin"] = _gin()
 
 __all__ = ["namespace_for", "BUILTINS", "MODULE_BASE", "MODULE_METHOD", "TARGET",
            "TRAIN_TARGET", "dt"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from .diagnostics import Span
+from .diagnostics import Diagnostic, Span
 from .dtypes import short_name
 
 
@@ -481,3 +481,5 @@ class FileProgram:
     #: Top-level statements resolution executed, per model file reached (its relpath):
     #: the driver warns about the statements no target of the build reached.
     executed: tuple[tuple[str, frozenset[int]], ...] = field(default=())
+    #: What resolution warned about (`Diagnostic`s of severity "warning").
+    warnings: tuple[Diagnostic, ...] = field(default=())

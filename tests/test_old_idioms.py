@@ -13,7 +13,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from helpers import build, build_errors
+from helpers import build, build_errors, write_model
+
+from aotflax.driver import front_end
 
 RTOL, ATOL = 1e-6, 1e-6
 
@@ -433,3 +435,93 @@ def test_attrs_errors_are_located() -> None:
     aot.target("t", M.partial(p=P()), x=aot.f32[2])
     """)
     assert "AOT331" in errors and "frozen P" in errors, errors
+
+
+GIN_MODEL = """
+import dataclasses
+
+import gin
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    hidden: int = 5
+
+
+@gin.configurable("scaled_tanh", denylist=["x"])
+def scaled(x, scale=2.0):
+    return scale * jnp.tanh(x)
+
+
+act = gin.external_configurable(nn.relu, "relu")
+
+
+@gin.register
+class MLP(nn.Module):
+    def apply(self, x, sizes=Sizes(), out=3):
+        x = act(nn.Dense(x, sizes.hidden))
+        return nn.Dense(scaled(x), out)
+
+
+class Unused(nn.Module):
+    @gin.configurable
+    def apply(self, x):
+        return x
+
+aot.target("t", MLP.partial(out=2), x=aot.f32[2, 4])
+"""
+
+
+def test_gin_registrations_are_the_definitions_with_a_warning_each() -> None:
+    m = build(GIN_MODEL)
+    params, _ = m.t.init(jax.random.key(0))
+    x = _x(2, 4)
+    y, _ = m.t.apply(params, {}, x)
+    d0, d1 = params["Dense_0"], params["Dense_1"]
+    assert np.asarray(d0["kernel"]).shape == (4, 5)  # the declared default, not a binding
+    h = np.maximum(x @ np.asarray(d0["kernel"]) + np.asarray(d0["bias"]), 0)
+    want = (2.0 * np.tanh(h)) @ np.asarray(d1["kernel"]) + np.asarray(d1["bias"])
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    # one warning per registration a target reaches, at its decorator, in source order
+    path = write_model(GIN_MODEL)
+    report = front_end([path], path.parent)
+    warned = [w for w in report.warnings if w.code == "AOT951"]
+    lines = path.read_text().splitlines()
+    assert [lines[w.span.line - 1].strip()[:20] for w in warned] == [
+        "@gin.configurable", '@gin.configurable("s', 'act = gin.external_c', "@gin.register"]
+    assert all(w.severity == "warning" for w in warned)
+    text = warned[0].render()
+    assert "gin bindings are not applied" in text and "class Sizes" in text
+    assert "Model.partial(features=64)" in text
+
+
+def test_gin_required_and_other_class_decorators_are_refused() -> None:
+    out = build_errors("""
+    import gin
+
+
+    @gin.configurable
+    def width(n=gin.REQUIRED):
+        return n
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, width())
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "gin.REQUIRED" in out and "gin config file, which the build never reads" in out
+    out = build_errors("""
+    import functools
+
+
+    @functools.lru_cache
+    class M(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "AOT102" in out and "class decorators are not supported on modules" in out

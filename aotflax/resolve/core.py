@@ -91,6 +91,8 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         #: Module and function calls being resolved: (name, call site), innermost last.
         self.calls: list[tuple[str, Span]] = []
         self._reported: set[tuple] = set()
+        #: Warnings by where and what they say (a definition reached twice warns once).
+        self.warnings: dict[tuple, Diagnostic] = {}
         #: Errors raised so far, repeats included (a body with errors must not produce a value).
         self.errors = 0
         self.steps = 0
@@ -121,7 +123,12 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         targets = full_trees(targets, self.targets)
         executed = tuple((g.model.relpath, frozenset(g.done)) for g in self.modules.values())
         return FileProgram(self.model.relpath, self._sources_sha(), tuple(self.functions),
-                           tuple(targets), (), executed=executed)
+                           tuple(targets), (), executed=executed,
+                           warnings=tuple(self.warnings.values()))
+
+    def warn(self, warning: Diagnostic) -> None:
+        """Report `warning` once (the build goes on; the driver prints it)."""
+        self.warnings.setdefault((warning.code, warning.span), warning)
 
     def _sources_sha(self) -> str:
         """sha256 of the file, or of every model file the targets reached (sorted)."""

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 #: What to say about a module outside the static language.
 _KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, attr, collections, "
-               "ml_collections, optax, logging (absl.logging) and the build's model files")
+               "ml_collections, optax, logging (absl.logging), gin's decorators and the build's model "
+               "files")
 
 
 class ImportsMixin:
@@ -49,7 +50,7 @@ class ImportsMixin:
             frame.env.set(cls.name, record)
             return
         bases = self._class_bases(cls, frame)
-        layer = self._layer_base(cls, bases)
+        layer = self._layer_base(cls, bases, frame)
         if layer is not None:  # `class StdConv(nn.Conv)`: the layer, with its `param` hooked
             frame.env.set(cls.name, ModuleRef(UserModule(cls.name, cls, frame.env, layer)))
             return
@@ -61,9 +62,7 @@ class ImportsMixin:
                      "settings can be a @dataclasses.dataclass, a NamedTuple or an "
                      "ml_collections.ConfigDict; otherwise pass the static values it "
                      "computes as hyperparameters")
-        if cls.decorators:
-            raise self.error("AOT102", "class decorators are not supported on modules",
-                             cls.decorators[0].span)
+        self._module_decorators(cls, frame)
         if cls.others:  # the first in source order
             first = min(cls.others, key=lambda s: (s.span.line, s.span.col))
             raise self.error(first.code, first.message, first.where, hint=first.hint)

@@ -499,7 +499,8 @@ class ModulesMixin:
         frame.env.set(stmt.name, ModuleRef(UserModule(stmt.name, cls, frame.env)))
         return True
 
-    def _layer_base(self: Resolver, cls: ir.ClassDef, bases: list) -> Entry | None:
+    def _layer_base(self: Resolver, cls: ir.ClassDef, bases: list, frame: Frame
+                    ) -> Entry | None:
         """The built-in layer a class subclasses (`class StdConv(nn.Conv)`), checked."""
         layers = [b for b in bases if isinstance(b, ModuleRef) and isinstance(b.module, Entry)]
         if not layers:
@@ -513,9 +514,7 @@ class ModulesMixin:
                              "layer", cls.name_span,
                              hint=f"subclass nn.{layers[0].class_name} and bind "
                                   f"hyperparameters with {cls.name}.partial(...)")
-        if cls.decorators:
-            raise self.error("AOT102", "class decorators are not supported on modules",
-                             cls.decorators[0].span)
+        self._module_decorators(cls, frame)
         if cls.others:
             first = cls.others[0]
             raise self.error(first.code, first.message, first.where, hint=first.hint)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces
-from ..diagnostics import Span
+from ..diagnostics import Diagnostic, Span
 from ..ops import CallError
 from ..ops.registry import Signature
 from ..values import (
@@ -66,6 +66,8 @@ class RecordsMixin:
             return None
         if name == "jax.jit":
             return self._jit(args, kwargs, span)
+        if name in ("gin.configurable", "gin.external_configurable"):
+            return self._gin(name, args, kwargs, span)
         if name == "jax.lax.tie_in":
             # an identity since JAX's omnistaging (2020), removed since: its second argument
             try:
@@ -104,6 +106,54 @@ class RecordsMixin:
         if len(args) != 1:
             raise self.error("AOT301", "jax.jit takes one function", span)
         return args[0]
+
+    def _gin(self: Resolver, name: str, args: list, kwargs: dict, span: Span) -> Any:
+        """`@gin.configurable` (or `@gin.register`, with or without a name and options)
+        gives the definition it decorates; `gin.external_configurable(f)` gives `f`.  Gin
+        bindings live in config files the running program parses: the build reads none,
+        and warns once per definition a target reaches."""
+        unknown = set(kwargs) - _GIN_OPTIONS
+        if unknown:
+            raise self.error("AOT302", f"{name} got an unexpected keyword argument "
+                             f"'{sorted(unknown)[0]}'", span)
+        applied = name == "gin.external_configurable" or (
+            len(args) == 1 and not kwargs and not isinstance(args[0], str))
+        if not applied:  # `@gin.configurable("name", denylist=[...])`: the decorator
+            if len(args) > 1 or (args and not isinstance(args[0], str)):
+                raise self.error("AOT301", f"{name}(...) takes the name to register, as a "
+                                 "string, and options", span)
+            return StaticFunction("gin.configurable")
+        if not args:
+            raise self.error("AOT301", f"{name} needs the function or class to register", span)
+        self._gin_warning(describe_value(args[0]), span)
+        return args[0]
+
+    def _gin_warning(self: Resolver, what: str, span: Span) -> None:
+        self.warn(Diagnostic(
+            "AOT951", f"{what} is registered with gin, but gin bindings are not applied: the "
+            "build never reads gin config files, so it takes the arguments its caller passes "
+            "and the defaults it declares", span, severity="warning",
+            hint="pass the values your gin config binds as arguments, e.g. "
+                 "aot.target(\"name\", Model.partial(features=64), ...)"))
+
+    def _module_decorators(self: Resolver, cls: ir.ClassDef, frame: Frame) -> None:
+        """A module class may carry gin's registration (the class stays itself); any other
+        class decorator is refused."""
+        for node in cls.decorators:
+            if not (self._names_gin(node, frame) and _is_gin(self.eval(node, frame))):
+                raise self.error("AOT102", "class decorators are not supported on modules",
+                                 node.span)
+            self._gin_warning(f"class {cls.name}", node.span)
+
+    def _names_gin(self: Resolver, node: Any, frame: Frame) -> bool:
+        """Whether a decorator is written from gin's names (`gin.configurable(...)`,
+        `configurable` imported from gin): only those are evaluated on a module class."""
+        while isinstance(node, (ir.Call, ir.Attribute)):
+            node = node.func if isinstance(node, ir.Call) else node.value
+        if not isinstance(node, ir.Name):
+            return False
+        found, value = frame.env.lookup(node.id)
+        return found and (value is namespaces.namespace_for("gin", None) or _is_gin(value))
 
     def _reduce(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         if kwargs or not 2 <= len(args) <= 3:
@@ -256,7 +306,13 @@ class RecordsMixin:
         bases = self._class_bases(cls, frame)
         if any(b is namespaces.MODULE_BASE for b in bases):
             return None  # a module: decorators are reported by the module path
-        options = [self.eval(d, frame) for d in cls.decorators]
+        options = []
+        for node in cls.decorators:
+            option = self.eval(node, frame)
+            if _is_gin(option):  # registered for gin bindings: the class stays itself
+                self._gin_warning(f"class {cls.name}", node.span)
+            else:
+                options.append(option)
         dataclass = [o for o in options if isinstance(o, StaticFunction)
                      and o.name.startswith(("dataclasses.dataclass", "attr.s"))]
         # attrs without auto_attribs: the `x = attr.ib()` assignments are the fields
@@ -514,6 +570,16 @@ _ATTRS_OPTIONS = frozenset({"frozen", "auto_attribs", "repr_ns", "repr", "cmp", 
                             "slots", "weakref_slot", "str", "cache_hash", "auto_exc", "eq",
                             "order", "auto_detect", "collect_by_mro", "getstate_setstate",
                             "on_setattr", "match_args"})
+
+
+#: Options of `gin.configurable` / `gin.register` / `gin.external_configurable` (the old
+#: names of the lists too): which arguments gin may bind, which the build does not read.
+_GIN_OPTIONS = frozenset({"name", "module", "allowlist", "denylist", "whitelist",
+                          "blacklist"})
+
+
+def _is_gin(value: Any) -> bool:
+    return value == StaticFunction("gin.configurable")
 
 
 def _bound(receiver: Any, name: str, span: Span) -> Any:
