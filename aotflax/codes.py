@@ -701,12 +701,13 @@ _entry("AOT315", "shared module reached a module in a value that cannot carry it
     """)
 
 _entry("AOT320", "class is not a module", """
-    aotflax interprets module classes (subclasses of `nn.Module`, or of a built-in
-    layer), dataclasses and NamedTuples (`class C(object):` is `class C:`, as in
-    Python 3).  A plain Python class is fine where no target uses it (it is skipped),
-    but a target cannot use one: hold settings in a dataclass, a NamedTuple or an
-    `ml_collections.ConfigDict`, or pass the static values it computes as
-    hyperparameters instead.
+    A class used as a module (a target, or called on arrays like a layer) must derive
+    from `nn.Module` (or a built-in layer); a plain class that has an `apply` method
+    was probably meant to.  Plain classes of the model files are otherwise fine:
+    settings objects and helpers whose `__init__` sets attributes and whose methods
+    compute (`class C(object):` is `class C:`, as in Python 3; bases may be other such
+    classes or `abc.ABC`).  A class deriving from another library's class (a
+    TensorFlow or Keras class) cannot be interpreted.
     """, """
     class Net:
         def apply(self, x):

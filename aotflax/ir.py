@@ -351,6 +351,8 @@ class ClassDef:
     #: Class-level assignments `name: type = value` / `name = value`, in order: the fields
     #: of a dataclass or NamedTuple (a module class may not have them).
     fields: tuple["Stmt", ...] = ()
+    #: `metaclass=` of the class statement (its only keyword the language takes).
+    metaclass: "Expr | None" = None
 
 
 @dataclass(frozen=True, slots=True)

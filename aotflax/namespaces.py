@@ -351,5 +351,13 @@ def _gin() -> Namespace:
 
 _MODULES["gin"] = _gin()
 
-__all__ = ["namespace_for", "BUILTINS", "MODULE_BASE", "MODULE_METHOD", "TARGET",
+#: `abc`: a plain class may derive from `abc.ABC` or name `metaclass=abc.ABCMeta`, and mark
+#: methods `@abc.abstractmethod`; the build checks none of it (a subclass that forgets a
+#: method fails where the method is called, with the base's body).
+ABC = StaticFunction("abc.ABC")
+ABC_META = StaticFunction("abc.ABCMeta")
+_MODULES["abc"] = Namespace("abc", {"ABC": ABC, "ABCMeta": ABC_META,
+                                    "abstractmethod": StaticFunction("abc.abstractmethod")})
+
+__all__ = ["namespace_for", "ABC", "ABC_META", "BUILTINS", "MODULE_BASE", "MODULE_METHOD", "TARGET",
            "TRAIN_TARGET", "dt"]

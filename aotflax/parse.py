@@ -346,8 +346,12 @@ class _Converter:
     def classdef(self, node: ast.ClassDef) -> ir.ClassDef:
         bases = tuple(self.expr(b.value if isinstance(b, ast.Starred) else b)
                       for b in node.bases)
-        if node.keywords:
-            self.fail("AOT102", "class keywords are not supported", node.keywords[0])
+        metaclass = None
+        for kw in node.keywords:
+            if kw.arg != "metaclass":
+                self.fail("AOT102", "class keywords other than metaclass= are not supported",
+                          kw)
+            metaclass = self.expr(kw.value)
         decorators = tuple(self.expr(d) for d in node.decorator_list)
         methods: list[ir.FunctionDef] = []
         others: list[ir.Unsupported] = []
@@ -389,6 +393,7 @@ class _Converter:
             decorators,
             tuple(others),
             tuple(fields),
+            metaclass,
         )
 
     def not_in_class(self, node: ast.stmt | list[ast.stmt]) -> ir.Unsupported:
@@ -716,7 +721,8 @@ class _Converter:
     def expr_Attribute(self, node: ast.Attribute) -> ir.Expr:
         value = self.expr(node.value)  # first, so `().__class__.__bases__` names __class__
         attr = node.attr
-        if len(attr) > 4 and attr.startswith("__") and attr.endswith("__"):
+        if len(attr) > 4 and attr.startswith("__") and attr.endswith("__") and not (
+                attr == "__init__" and _is_super_call(node.value)):
             end = self.text.end(node)
             start = end
             text = self.text.text
@@ -970,3 +976,10 @@ def _is_field(line: list[ast.stmt]) -> bool:
             continue
         return False
     return True
+
+
+def _is_super_call(node: ast.expr) -> bool:
+    """`super()` or `super(Cls, self)`: its `__init__` is the one dunder attribute a model
+    file may name (a class's `__init__` calling its base's)."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "super")

@@ -317,6 +317,29 @@ def stack(shapes: Sequence[Shape], axis: int = 0) -> Shape:
     return _insert(first, axis, len(shapes))
 
 
+def vstack(shapes: Sequence[Shape]) -> Shape:
+    """`jnp.vstack`: the arrays at least 2-d (a vector is a row), joined along axis 0."""
+    return concatenate([s if len(s) >= 2 else (1, *s) if s else (1, 1) for s in shapes], 0)
+
+
+def hstack(shapes: Sequence[Shape]) -> Shape:
+    """`jnp.hstack`: the arrays at least 1-d, joined along axis 0 if they are vectors, else 1."""
+    at_least = [s if s else (1,) for s in shapes]
+    return concatenate(at_least, 0 if at_least and len(at_least[0]) == 1 else 1)
+
+
+def diag(shape: Shape, k: int = 0) -> Shape:
+    """`jnp.diag`: a vector's square matrix with it on diagonal `k`, or a matrix's diagonal
+    `k` as a vector."""
+    if len(shape) == 1:
+        n = shape[0] + abs(k)
+        return (n, n)
+    if len(shape) == 2:
+        rows, cols = shape
+        return (max(0, min(rows, cols - k) if k >= 0 else min(rows + k, cols)),)
+    raise ShapeError(f"diag takes a vector or a matrix, got {_fmt(shape)}")
+
+
 def _insert(shape: Shape, axis: int, dim: int) -> Shape:
     """`shape` with a new axis of size `dim` at `axis` (which indexes the result)."""
     try:

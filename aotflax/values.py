@@ -290,6 +290,26 @@ class SuperLayer:
     declare: Callable[..., Any]
 
 
+@dataclass(eq=False)
+class SuperObject:
+    """`super()` / `super(Cls, self)` in a method of a plain class: its attributes are the
+    methods of the classes after `start`, bound to `receiver`."""
+
+    #: The object (`self`).
+    receiver: Any
+    #: The class whose bases are searched (the method's own class for `super()`).
+    start: Any
+
+
+@dataclass(eq=False)
+class SuperFunction:
+    """The name `super` inside a method of a plain class (`method` of class `owner`,
+    called on `receiver`): calling it gives a `SuperObject`."""
+
+    receiver: Any
+    owner: Any
+
+
 @dataclass(frozen=True, slots=True)
 class StaticFunction:
     """A function of a library the static language implements itself
@@ -391,10 +411,12 @@ class ConfigValue:
 
 @dataclass(eq=False)
 class RecordClass:
-    """A `@dataclass`, `typing.NamedTuple` class or `collections.namedtuple` of the model file."""
+    """A `@dataclass`, `typing.NamedTuple` class, `collections.namedtuple` or plain class of
+    the model file."""
 
     name: str
-    #: "dataclass" or "namedtuple" (instances are tuples).
+    #: "dataclass", "namedtuple" (instances are tuples) or "plain" (a class statement of
+    #: none of those: an instance holds what its `__init__` and methods set on it).
     kind: str
     fields: tuple[str, ...]
     #: Field defaults (a `dataclasses.field(default_factory=...)` keeps its factory).
@@ -409,9 +431,26 @@ class RecordClass:
     attrs: dict[str, Any] = field(default_factory=dict)
     #: The record classes it derives from (for `isinstance`).
     bases: tuple["RecordClass", ...] = ()
+    #: Methods its own class statement defines (the others are inherited: `owner`).
+    own: frozenset[str] = frozenset()
+    #: Methods decorated `@staticmethod` (called without `self`).
+    statics: frozenset[str] = frozenset()
+    #: Methods with a decorator the language does not take, each with the decorator's
+    #: span: refused where code a target reaches uses them.
+    refused: tuple[tuple[str, Any], ...] = ()
 
     def derives_from(self, other: "RecordClass") -> bool:
         return other is self or any(b.derives_from(other) for b in self.bases)
+
+    def owner(self, method: str) -> "RecordClass":
+        """The class whose statement defines `method` (its bases in order, depth first:
+        Python's order for classes without shared bases)."""
+        if method in self.own or not self.bases:
+            return self
+        for base in self.bases:
+            if method in base.methods:
+                return base.owner(method)
+        return self
 
 
 @dataclass(eq=False)
@@ -422,9 +461,12 @@ class Record:
     values: dict[str, Any]
 
     def __eq__(self, other: object) -> bool:
-        """As dataclasses and attrs classes compare: the same class and equal fields."""
+        """As dataclasses and attrs classes compare: the same class and equal fields (an
+        object of a plain class is equal only to itself, as in Python)."""
         if not isinstance(other, Record):
             return NotImplemented
+        if self.cls.kind == "plain":
+            return other is self
         return other.cls is self.cls and other.values == self.values
 
     # (the interpreter never keys its own tables by a record's value: identity hashing, as
@@ -569,8 +611,9 @@ def static_key(value: Any) -> Any:
         return ("tensor", value.shape, value.dtype, value.weak)
     if isinstance(value, RecordTuple):
         return ("record", id(value.cls), tuple(static_key(v) for v in value))
-    if isinstance(value, Record):
-        return ("record", id(value.cls), tuple(static_key(v) for v in value.values.values()))
+    if isinstance(value, Record):  # (the names too: a plain object's attributes vary)
+        return ("record", id(value.cls), tuple((k, static_key(v))
+                                               for k, v in value.values.items()))
     if isinstance(value, ConfigValue):
         return ("config", value.frozen, tuple((k, static_key(v))
                                               for k, v in value.fields.items()))

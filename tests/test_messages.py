@@ -231,10 +231,10 @@ def test_an_absl_flag_says_how_it_is_used_and_why_it_is_unknown() -> None:
 
 
 def test_a_class_deriving_from_object_is_a_class_like_any_other() -> None:
-    """`class C(object):` is `class C:` in Python 3 (sam_jax's EfficientNet configs):
-    a plain class is reported as one (AOT320, not "'object' is not available"), and a
-    dataclass or module written so builds."""
-    out = build_errors("""
+    """`class C(object):` is `class C:` in Python 3 (sam_jax's EfficientNet configs): a
+    plain class of settings, a dataclass and a module written so build (no "'object' is
+    not available"), and a class deriving from a library's class is reported by its base."""
+    m = build("""
     class Cfg(object):
         def __init__(self, width=4):
             self.width = width
@@ -245,8 +245,22 @@ def test_a_class_deriving_from_object_is_a_class_like_any_other() -> None:
 
     aot.target("net", Net, x=aot.f32[2, 3])
     """)
-    assert "error[AOT320]: class Cfg is a plain Python class" in out, out
-    assert "'object'" not in out and "@dataclasses.dataclass" in out
+    params, _ = m.TARGETS["net"].init(jax.random.key(0))
+    assert params["Dense_0"]["kernel"].shape == (3, 4)
+    out = build_errors("""
+    import tensorflow as tf
+
+    class Cfg(tf.Module):
+        pass
+
+    class Net(nn.Module):
+        def apply(self, x, cfg=Cfg()):
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT320]: class Cfg derives from" in out and "tf.Module" in out, out
+    assert "'object'" not in out
     m = build("""
     import dataclasses
 

@@ -470,3 +470,94 @@ def test_cache_errors_are_located() -> None:
     assert "cache.store() takes this module's entry from cache.retrieve(), got array" in out
     assert "the cache was initialized for (batch..., length) = (3, 8)" in out
     assert "CacheEntry" not in out and "AttentionCache" not in out
+
+
+ATTENTION_FN = """
+import functools
+
+
+def passthrough(query, key, value, dtype=jnp.float32, bias=None, axis=None,
+                broadcast_dropout=True, dropout_rng=None, dropout_rate=0.0,
+                deterministic=False, precision=None):
+    # what old flax.nn's attention hands its attention_fn, given back to the built-in one
+    assert axis == (1,) and dtype == jnp.float32 and deterministic
+    return nn.dot_product_attention(query, key, value, dtype=dtype, bias=bias, axis=axis,
+                                    deterministic=deterministic, precision=precision)
+
+
+def linear_attention(query, key, value, bias=None, scale=1.0, **unused):
+    # a kernelized attention of our own (no softmax): phi(q) (phi(k)^T v), normalized
+    q, k = jax.nn.elu(query) + 1.0, jax.nn.elu(key) + 1.0
+    kv = jnp.einsum("blhd,blhe->bhde", k, value)
+    norm = jnp.einsum("blhd,bhd->blh", q, k.sum(axis=1))
+    return scale * jnp.einsum("blhd,bhde->blhe", q, kv) / norm[..., None]
+
+
+class Custom(nn.Module):
+    def apply(self, x, pad, fn="passthrough"):
+        attention_fn = passthrough if fn == "passthrough" else functools.partial(
+            linear_attention, scale=2.0)
+        return nn.SelfAttention(x, num_heads=2, qkv_features=8, causal_mask=True,
+                                padding_mask=pad, attention_fn=attention_fn,
+                                deterministic=True)
+
+
+class BuiltIn(nn.Module):
+    def apply(self, x, pad):
+        return nn.SelfAttention(x, num_heads=2, qkv_features=8, causal_mask=True,
+                                padding_mask=pad, deterministic=True)
+
+aot.target("custom", Custom, x=aot.f32[2, 5, 6], pad=aot.f32[2, 5, 1])
+aot.target("linear", Custom.partial(fn="linear"), x=aot.f32[2, 5, 6], pad=aot.f32[2, 5, 1])
+aot.target("builtin", BuiltIn, x=aot.f32[2, 5, 6], pad=aot.f32[2, 5, 1])
+"""
+
+
+def test_attention_fn_of_the_model_file_gets_old_flax_nn_arguments() -> None:
+    """`attention_fn=` (the Performer's way in): the projections, and the causal and
+    padding masks as old flax.nn's bias.  Handing them back to dot_product_attention
+    equals the built-in path; a kernelized function of our own equals jnp on the same
+    projections; the parameter tree is the layer's."""
+    m = build(ATTENTION_FN)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 6)).astype(np.float32)
+    pad = np.ones((2, 5, 1), np.float32)
+    pad[1, 3:] = 0.0
+    params, _ = m.builtin.init(jax.random.key(0))
+    assert _tree(m.custom.init(jax.random.key(0))[0]) == _tree(params)
+    want, _ = m.builtin.apply(params, {}, x, pad)
+    got, _ = m.custom.apply(params, {}, x, pad)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    p = params["SelfAttention_0"]
+    q, k, v = (jnp.einsum("blf,fhd->blhd", x, p[n]["kernel"]) + p[n]["bias"][None, None]
+               for n in ("query", "key", "value"))
+    q, k = jax.nn.elu(q) + 1.0, jax.nn.elu(k) + 1.0
+    att = 2.0 * jnp.einsum("blhd,bhde->blhe", q, jnp.einsum("blhd,blhe->bhde", k, v)) / \
+        jnp.einsum("blhd,bhd->blh", q, k.sum(axis=1))[..., None]
+    want = jnp.einsum("blhd,hdf->blf", att, p["out"]["kernel"]) + p["out"]["bias"][None, None]
+    got, _ = m.linear.apply(params, {}, x, pad)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+def test_attention_fn_errors_are_located() -> None:
+    out = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            return nn.SelfAttention(x, num_heads=2, attention_fn=nn.relu)
+
+    aot.target("t", M, x=aot.f32[2, 5, 4])
+    """)
+    assert "attention_fn must be nn.dot_product_attention or a function of the model " \
+        "file, got" in out
+    out = build_errors("""
+    def shrink(query, key, value, **kwargs):
+        return query[..., 0]
+
+    class M(nn.Module):
+        def apply(self, x):
+            return nn.SelfAttention(x, num_heads=2, attention_fn=shrink)
+
+    aot.target("t", M, x=aot.f32[2, 5, 4])
+    """)
+    assert "attention_fn must return an array [2, 5, 2, depth], the query's shape up to its " \
+        "depth, got array f32[2, 5, 2]" in out, out

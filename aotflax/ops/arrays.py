@@ -322,6 +322,34 @@ register("stack", ("jnp",), "arrays, axis=0, out=None, dtype=None", _concat_like
          doc="stack along a new axis")
 
 
+def _stack_like(fn: Callable[..., tuple[int, ...]]):
+    def rule(call: FnCall) -> Tensor:
+        xs = _sequence(call, "tup")
+        shape = shape_rule(call, fn, [x.shape for x in xs])
+        dtype, weak = dt.promote(*[(x.dtype, x.weak) for x in xs])
+        if call.args["dtype"] is not None:
+            dtype, weak = call.dtype("dtype", allow_none=False), False
+        return emit_same(call, tuple(shape), dtype, weak)
+
+    return rule
+
+
+register("vstack", ("jnp",), "tup, dtype=None", _stack_like(sh.vstack),
+         doc="join rows (vectors as 1-row matrices) along axis 0")
+register("hstack", ("jnp",), "tup, dtype=None", _stack_like(sh.hstack),
+         doc="join along axis 1 (vectors along axis 0)")
+
+
+def _diag(call: FnCall) -> Tensor:
+    x = call.tensor("v")
+    shape = shape_rule(call, sh.diag, x.shape, call.int("k"))
+    return emit_same(call, shape, x.dtype, x.weak)
+
+
+register("diag", ("jnp",), "v, k=0", _diag,
+         doc="a vector's diagonal matrix, or a matrix's diagonal")
+
+
 def _lax_concatenate(call: FnCall) -> Tensor:
     """lax is strict: one dtype (no promotion) and a dimension in range (not negative)."""
     xs = _sequence(call, "operands")

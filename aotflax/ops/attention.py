@@ -29,6 +29,7 @@ prefix plus the chunk.  With `cache=`, `padding_mask` masks the query positions
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -431,14 +432,28 @@ _register_old("_make_causal_mask", "key, attention_axis=None, self_mask=False",
 # ------------------------------------------------------------- the layers
 
 
+def _custom_attention_fn(call: LayerCall) -> Any:
+    """`attention_fn=` when it is not `nn.dot_product_attention` (None when it is, or not
+    given): a function of the model file, called as old flax.nn called it."""
+    fn = call.args["attention_fn"]
+    if fn is None or (isinstance(fn, OpRef) and fn.entry is _DOT_PRODUCT):
+        return None
+    if isinstance(fn, OpRef) or call.call_function is None:
+        raise call.fail(f"{call.written}: attention_fn must be nn.dot_product_attention or "
+                        f"a function of the model file, got {describe_value(fn)}", "AOT203")
+    for name in ("cache", "mask"):
+        if call.args[name] is not None:
+            raise call.fail(f"{call.written}: {name}= is not supported with attention_fn=",
+                            "AOT203", hint="pass padding_mask= / causal_mask=, which become "
+                            "the function's bias as in old flax.nn")
+    if call.bool("decode"):
+        raise call.fail(f"{call.written}: decode=True is not supported with attention_fn=",
+                        "AOT203")
+    return fn
+
+
 def _check_args(call: LayerCall) -> Any:
     """The cache, if any; rejects the arguments that cannot apply."""
-    fn = call.args["attention_fn"]
-    if fn is not None and not (isinstance(fn, OpRef) and fn.entry is _DOT_PRODUCT):
-        raise call.fail(f"{call.written}: attention_fn must be nn.dot_product_attention, got "
-                        f"{describe_value(fn)}", "AOT203",
-                        hint="for another attention function, project with nn.DenseGeneral "
-                             "in a module of your own and call the function there")
     cache = call.args["cache"]
     if cache is None:
         return None
@@ -661,7 +676,66 @@ def _cache_length(call: LayerCall, cache: AttentionCache, batch: tuple[int, ...]
     return shape[-1]
 
 
+def _old_bias(call: LayerCall, query: Tensor, key: Tensor, axes: tuple[int, ...],
+              dtype: str) -> Tensor | None:
+    """Old flax.nn's attention bias for a custom `attention_fn`: its causal, padding and
+    segmentation masks (`_make_causal_mask`, `make_padding_mask`) combined, as 0 where
+    attending and -1e10 elsewhere (`lax.select(mask > 0, 0, -1e10)` in `dtype`)."""
+    def with_args(**args: Any) -> FnCall:
+        return dataclasses.replace(call, args=args)
+
+    parts = []
+    if call.bool("causal_mask"):
+        parts.append(old_causal_mask(with_args(key=key, attention_axis=axes, self_mask=False)))
+    self_attention = call.args.get("inputs_kv") is None
+    for name, key_name in (("padding_mask", "key_padding_mask"),
+                           ("segmentation", "key_segmentation")):
+        q_mask, k_mask = call.args[name], call.args[key_name]
+        if q_mask is None and k_mask is None:
+            continue
+        if q_mask is None or k_mask is None:
+            if not self_attention:
+                raise call.fail(f"{call.written}: with attention_fn= and inputs_kv, give both "
+                                f"{name}= and {key_name}=", "AOT203")
+            q_mask = k_mask = q_mask if q_mask is not None else k_mask
+        parts.append(make_padding_mask(with_args(
+            padding_mask_query=q_mask, padding_mask_key=k_mask, query_shape=query.shape,
+            key_shape=key.shape, attention_axis=axes,
+            segmentation_mask=name == "segmentation")))
+    if not parts:
+        return None
+    code = Code((parts[0],))
+    for p in parts[1:]:
+        code = Code.of("jnp.logical_and(", code, ", ", p, ")")
+    shape = sh.broadcast_shapes(*[p.shape for p in parts])
+    bias = call.out(shape, dtype)
+    call.emit("ops/call.j2", {"call": Code.of(
+        "jnp.where(", code, f" > 0, 0.0, -1e10).astype(jnp.{dtype})")}, [bias], stem="bias")
+    return bias
+
+
+def _call_attention_fn(call: LayerCall, fn: Any, proj: dict[str, Tensor],
+                       axes: tuple[int, ...]) -> Tensor:
+    """`attention_fn(query, key, value, dtype=, axis=, bias=, ...)` with the projections
+    `[batch, dims..., heads, depth]` and the keywords old flax.nn's attention passed."""
+    query, key = proj["query"], proj["key"]
+    dtype = call.args["dtype"] if call.args["dtype"] is not None else DType(query.dtype)
+    assert call.call_function is not None
+    x = call.call_function(fn, [query, key, proj["value"]], {
+        "dtype": dtype, "axis": axes, "bias": _old_bias(call, query, key, axes, query.dtype),
+        "precision": call.args["precision"], "dropout_rng": call.args["dropout_rng"],
+        "dropout_rate": call.args["dropout_rate"],
+        "broadcast_dropout": call.args["broadcast_dropout"],
+        "deterministic": call.args["deterministic"]})
+    if not isinstance(x, Tensor) or x.ndim != query.ndim or x.shape[:-1] != query.shape[:-1]:
+        dims = ", ".join(str(d) for d in query.shape[:-1])
+        raise call.fail(f"{call.written}: attention_fn must return an array [{dims}, depth], "
+                        f"the query's shape up to its depth, got {describe_value(x)}", "AOT210")
+    return x
+
+
 def multi_head_attention(call: LayerCall) -> Tensor:
+    custom = _custom_attention_fn(call)
     cache = _check_args(call)
     inputs_q = call.tensor("inputs_q", floating=True)
     inputs_kv = call.tensor("inputs_kv", floating=True) \
@@ -695,6 +769,10 @@ def multi_head_attention(call: LayerCall) -> Tensor:
                                    (heads, qkv // heads), (x.ndim - 1,), use_bias=use_bias,
                                    dtype=dtype, param_dtype=pdt, kernel_init=kinit,
                                    bias_init=binit, precision=precision, stem=name)
+    if custom is not None:
+        x = _call_attention_fn(call, custom, proj, axes)
+        return _out_projection(call, x, features, use_bias, dtype, pdt, kinit, binit,
+                               precision)
     query, key, value = (layout.heads_in(proj[n], n) for n in ("query", "key", "value"))
     batch, lq, lk = query.shape[:-3], query.shape[-3], key.shape[-3]
     parts: list[tuple[Code, tuple[int, ...]]] = []
@@ -729,6 +807,12 @@ def multi_head_attention(call: LayerCall) -> Tensor:
     x = attend(call, query, key, value, dtype=dtype, mask=mask, dropout=dropout,
                precision=precision)
     x = layout.heads_out(x, proj["query"])
+    return _out_projection(call, x, features, use_bias, dtype, pdt, kinit, binit, precision)
+
+
+def _out_projection(call: LayerCall, x: Tensor, features: int, use_bias: bool, dtype: Any,
+                    pdt: Any, kinit: Any, binit: Any, precision: Any) -> Tensor:
+    """The `out` DenseGeneral over the heads and depth of the attended values."""
     out_kinit = call.initializer("out_kernel_init") if call.args["out_kernel_init"] is not None \
         else kinit
     out_binit = call.initializer("out_bias_init") if call.args["out_bias_init"] is not None \

@@ -151,6 +151,10 @@ class FnCall:
     #: Inside a module: draws a key as `nn.make_rng()` called here would (old flax.nn
     #: functions that draw without a key given, such as `dot_product_attention`).
     make_rng: Callable[[], Tensor] | None = field(default=None, kw_only=True)
+    #: Calls a function of the model file, `(function, args, kwargs) -> value`, as the
+    #: model's code would at the call site (a layer taking `attention_fn=`); None where
+    #: the resolver gives none.
+    call_function: Callable[[Any, list, dict], Any] | None = field(default=None, kw_only=True)
 
     # ---------------------------------------------------------- argument checks
 

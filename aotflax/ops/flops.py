@@ -896,7 +896,8 @@ ELEMENTWISE = (
 
 _ZERO = (
     _names("jnp", "reshape transpose swapaxes moveaxis expand_dims squeeze ravel tile repeat "
-           "pad flip roll broadcast_to concatenate stack split astype asarray array zeros ones "
+           "pad flip roll broadcast_to concatenate stack vstack hstack diag split astype asarray "
+           "array zeros ones "
            "empty full zeros_like ones_like full_like arange")
     + _names("lax", "broadcast concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
              "dynamic_slice_in_dim dynamic_index_in_dim dynamic_update_slice "

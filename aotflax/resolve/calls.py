@@ -56,6 +56,7 @@ from ..values import (
     StaticBuiltin,
     StaticError,
     StaticFunction,
+    SuperFunction,
     SuperLayer,
     Traversal,
     UserModule,
@@ -224,6 +225,10 @@ class CallsMixin:
             return self._call_closure(func, args, kwargs, span, frame)
         if isinstance(func, BoundMethod):
             return self._call_method(func, args, kwargs, expr, frame)
+        if isinstance(func, SuperFunction):
+            return self._call_super(func, args, kwargs, expr.span)
+        if isinstance(func, Record) and "__call__" in func.cls.methods:
+            return self._record_call(func, "__call__", args, kwargs, expr.span, frame)
         if isinstance(func, StaticBuiltin) and func.name in ("map", "filter"):
             return self._map_filter(func.name, args, kwargs, expr, frame)
         if isinstance(func, StaticBuiltin) and func.name == "sum" and not all(

@@ -22,6 +22,7 @@ from ..values import (
     Closure,
     MeshSpec,
     ModuleRef,
+    RecordClass,
     Spec,
     SpecDType,
     UserModule,
@@ -257,6 +258,9 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             raise self.error("AOT401", f"a target must name a user module (class M(nn.Module)), "
                              f"got the built-in layer nn.{module.class_name}", call.args[1].span,
                              hint="wrap the layer in a module of the model file")
+        if isinstance(module, RecordClass) and module.kind == "plain" and \
+                "apply" in module.methods:
+            raise self._not_a_module(module, call.args[1].span)
         if not isinstance(module, ModuleRef):
             raise self.error("AOT401", f"a target must name a module, got "
                              f"{describe_value(module)}", call.args[1].span)

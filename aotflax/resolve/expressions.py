@@ -42,6 +42,7 @@ from ..values import (
     Spec,
     SpecDType,
     SuperLayer,
+    SuperObject,
     Traversal,
     UserModule,
     contains_poison,
@@ -376,7 +377,8 @@ class ExpressionsMixin:
 
     def _eval_Attribute(self: Resolver, expr: ir.Attribute, frame: Frame) -> Any:
         value = self.eval(expr.value, frame)
-        if expr.attr.startswith("__"):
+        if expr.attr.startswith("__") and not (expr.attr == "__init__"
+                                               and isinstance(value, SuperObject)):
             raise self.error("AOT346", f"dunder attribute '{expr.attr}' is not available in "
                              "model files", expr.span)
         if isinstance(value, HostArray):
@@ -388,7 +390,7 @@ class ExpressionsMixin:
             return out
         if isinstance(value, SelfValue):
             return self._self_attribute(value, expr.attr, expr.span, frame)
-        if isinstance(value, (ConfigValue, Record, RecordTuple, RecordClass)):
+        if isinstance(value, (ConfigValue, Record, RecordTuple, RecordClass, SuperObject)):
             return self._record_attribute(value, expr.attr, expr.span, frame)
         return self._attribute(value, expr.attr, expr.span)
 

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces
 from ..diagnostics import Note, Span
-from ..values import POISON, Env, ModuleRef, ModuleValue, Opaque, UserModule, describe_value
+from ..values import (
+    POISON,
+    Env,
+    ModuleRef,
+    ModuleValue,
+    Opaque,
+    Poison,
+    RecordClass,
+    UserModule,
+    describe_value,
+)
 from .base import Abort, Frame
 from .toplevel import KNOWN_MODULES, module_of
 
@@ -17,8 +27,8 @@ if TYPE_CHECKING:
 
 #: What to say about a module outside the static language.
 _KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, attr, collections, "
-               "ml_collections, optax, logging (absl.logging), gin's decorators and the build's model "
-               "files")
+               "abc, ml_collections, optax, logging (absl.logging), gin's decorators and the "
+               "build's model files")
 
 
 class ImportsMixin:
@@ -55,13 +65,20 @@ class ImportsMixin:
             frame.env.set(cls.name, ModuleRef(UserModule(cls.name, cls, frame.env, layer)))
             return
         if not any(b is namespaces.MODULE_BASE for b in bases):
+            if any(isinstance(b, Poison) for b in bases):
+                raise Abort()  # reported where it failed
+            plain = self._plain_class(cls, bases, frame)
+            if plain is not None:
+                frame.env.set(cls.name, plain)
+                return
+            other = next(b for b in bases if not isinstance(b, RecordClass)
+                         and b is not namespaces.ABC)
             raise self.error(
-                "AOT320", f"class {cls.name} is a plain Python class: aotflax interprets "
-                "nn.Module classes, dataclasses and NamedTuples, and a target uses it", cls.name_span,
+                "AOT320", f"class {cls.name} derives from {describe_value(other)}: aotflax "
+                "interprets classes of the model files (nn.Module classes, dataclasses, "
+                "NamedTuples and classes of those), and a target uses it", cls.name_span,
                 hint=f"if {cls.name} is a model, write: class {cls.name}(nn.Module):; "
-                     "settings can be a @dataclasses.dataclass, a NamedTuple or an "
-                     "ml_collections.ConfigDict; otherwise pass the static values it "
-                     "computes as hyperparameters")
+                     "otherwise derive it from object or a class of the model file")
         self._module_decorators(cls, frame)
         if cls.others:  # the first in source order
             first = min(cls.others, key=lambda s: (s.span.line, s.span.col))

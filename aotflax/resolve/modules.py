@@ -432,7 +432,9 @@ class ModulesMixin:
                     child = HookedScope(child.fn, child.prefix, class_name or entry.name,
                                         shared_arg=child.shared_arg, hook=hook)
                 layer_call = LayerCall(entry, written, bound, list(args), merged, span, fn,
-                                       scope=child)
+                                       scope=child, call_function=lambda f, a, k: self._call(
+                                           f, a, k, ir.Call(ir.Name(written, span), (), (),
+                                                            span), frame))
                 if "param_dtype" in bound and "param_dtype" not in merged:
                     return self._layer_rule_adopting(layer_call, fn)
                 return entry.rule(layer_call)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces
-from ..diagnostics import Diagnostic, Span
+from ..diagnostics import Diagnostic, Note, Span
 from ..ops import CallError
 from ..ops.registry import Signature
 from ..values import (
@@ -31,6 +31,8 @@ from ..values import (
     RecordTuple,
     StaticError,
     StaticFunction,
+    SuperFunction,
+    SuperObject,
     describe_value,
     is_static,
 )
@@ -68,6 +70,13 @@ class RecordsMixin:
             return self._jit(args, kwargs, span)
         if name in ("gin.configurable", "gin.external_configurable"):
             return self._gin(name, args, kwargs, span)
+        if name == "object.__init__":
+            if args or kwargs:
+                raise self.error("AOT301", "object.__init__() takes no arguments (no base "
+                                 "class defines __init__)", span)
+            return None
+        if name == "abc.abstractmethod" and len(args) == 1 and not kwargs:
+            return args[0]
         if name == "jax.lax.tie_in":
             # an identity since JAX's omnistaging (2020), removed since: its second argument
             try:
@@ -319,7 +328,7 @@ class RecordsMixin:
         by_attrib = any(o.name.startswith("attr.s") and "auto_attribs" not in o.name
                         for o in dataclass)
         named = [b for b in bases if b == StaticFunction("typing.NamedTuple")]
-        parent = [b for b in bases if isinstance(b, RecordClass)]
+        parent = [b for b in bases if isinstance(b, RecordClass) and b.kind != "plain"]
         if not (dataclass or named or parent):
             return None
         if len(dataclass) != len(options) or len(dataclass) > 1:
@@ -377,11 +386,88 @@ class RecordsMixin:
                 properties.add(m.name)
         frozen = kind == "namedtuple" or any("frozen" in o.name for o in dataclass)
         return RecordClass(cls.name, kind, tuple(fields), defaults, frozen, methods,
-                           frozenset(properties), frame.env, cls.span, attrs, tuple(parent))
+                           frozenset(properties), frame.env, cls.span, attrs, tuple(parent),
+                           own=frozenset(m.name for m in cls.methods))
+
+    def _plain_class(self: Resolver, cls: ir.ClassDef, bases: list, frame: Frame
+                     ) -> RecordClass | None:
+        """A class statement of none of the kinds above, over plain classes of the model
+        files (or `abc.ABC`, or none): its objects hold what `__init__` and the methods set
+        on `self`.  None when a base is anything else."""
+        parents = [b for b in bases if b is not namespaces.ABC]
+        if not all(isinstance(b, RecordClass) and b.kind == "plain" for b in parents):
+            return None
+        if cls.metaclass is not None and self.eval(cls.metaclass, frame) is not \
+                namespaces.ABC_META:
+            raise self.error("AOT102", "the only metaclass a class may name is abc.ABCMeta",
+                             cls.metaclass.span)
+        for node in cls.decorators:
+            if not (self._names_gin(node, frame) and _is_gin(self.eval(node, frame))):
+                raise self.error("AOT102", "class decorators other than gin's are not "
+                                 "supported on plain classes", node.span,
+                                 hint="for a dataclass, write @dataclasses.dataclass alone")
+            self._gin_warning(f"class {cls.name}", node.span)
+        if cls.others:  # the first in source order
+            first = min(cls.others, key=lambda st: (st.span.line, st.span.col))
+            raise self.error(first.code, first.message, first.where, hint=first.hint)
+        methods: dict[str, Any] = {}
+        attrs: dict[str, Any] = {}
+        properties: set[str] = set()
+        statics: set[str] = set()
+        refused: dict[str, Span] = {}
+        for parent in reversed(parents):  # the first base wins, as in Python
+            methods.update(parent.methods)
+            attrs.update(parent.attrs)
+            properties = (properties - set(parent.methods)) | set(parent.properties)
+            statics = (statics - set(parent.methods)) | set(parent.statics)
+            refused.update(parent.refused)
+        attrs.update(self._class_body(cls, frame))
+        for m in cls.methods:
+            methods[m.name] = m
+            properties.discard(m.name)
+            statics.discard(m.name)
+            refused.pop(m.name, None)
+            for node in m.decorators:
+                builtin = node.id if isinstance(node, ir.Name) and node.id in (
+                    "staticmethod", "classmethod", "property") and not frame.env.lookup(
+                    node.id)[0] else None
+                if builtin == "property":
+                    properties.add(m.name)
+                elif builtin == "staticmethod":
+                    statics.add(m.name)
+                elif builtin is not None or self.eval(node, frame) != StaticFunction(
+                        "abc.abstractmethod"):
+                    refused.setdefault(m.name, node.span)
+        return RecordClass(cls.name, "plain", (), {}, False, methods, frozenset(properties),
+                           frame.env, cls.name_span, attrs, tuple(parents),
+                           own=frozenset(m.name for m in cls.methods),
+                           statics=frozenset(statics), refused=tuple(refused.items()))
+
+    def _new_object(self: Resolver, cls: RecordClass, args: list, kwargs: dict, span: Span,
+                    frame: Frame) -> Record:
+        """`C(...)` of a plain class: a new object, `__init__` run on it."""
+        obj = Record(cls, {})
+        if "__init__" not in cls.methods:
+            if args or kwargs:
+                if "apply" in cls.methods:
+                    raise self._not_a_module(cls, span)
+                raise self.error("AOT301", f"{cls.name}() takes no arguments (it has no "
+                                 "__init__)", span)
+            return obj
+        if self._record_call(obj, "__init__", args, kwargs, span, frame) is not None:
+            raise self.error("AOT349", f"{cls.name}.__init__ must return None", span)
+        return obj
+
+    def _not_a_module(self: Resolver, cls: RecordClass, span: Span) -> Exception:
+        return self.error("AOT320", f"class {cls.name} is a plain Python class, not a module",
+                          cls.span, notes=(Note("used as a module here", span),),
+                          hint=f"derive it from nn.Module: class {cls.name}(nn.Module):")
 
     def _construct(self: Resolver, cls: RecordClass, args: list, kwargs: dict, expr: ir.Call,
                    frame: Frame) -> Any:
         span = expr.span
+        if cls.kind == "plain":
+            return self._new_object(cls, args, kwargs, span, frame)
         if len(args) > len(cls.fields):
             raise self.error("AOT301", f"{cls.name} takes {len(cls.fields)} fields, got "
                              f"{len(args)} positional arguments", span,
@@ -416,8 +502,8 @@ class RecordsMixin:
                             frame: Frame) -> Any:
         if name == "dataclasses.is_dataclass":
             return len(args) == 1 and isinstance(args[0], (Record, RecordClass)) and (
-                not isinstance(args[0], RecordClass) or args[0].kind == "dataclass")
-        if len(args) != 1 or not isinstance(args[0], Record):
+                args[0] if isinstance(args[0], RecordClass) else args[0].cls).kind == "dataclass"
+        if len(args) != 1 or not isinstance(args[0], Record) or args[0].cls.kind == "plain":
             raise self.error("AOT349", f"{name} needs a dataclass instance, got "
                              f"{describe_value(args[0]) if args else 'nothing'}", span)
         record: Record = args[0]
@@ -472,7 +558,11 @@ class RecordsMixin:
                 return _bound(value, attr, span)
             raise self.error("AOT346", f"the config has no field '{attr}'", span,
                              hint=f"its fields: {', '.join(value.fields) or 'none'}")
+        if isinstance(value, SuperObject):
+            return self._super_attribute(value, attr, span)
         if isinstance(value, RecordClass):
+            if attr in value.statics:
+                return self._method_closure(value, attr, None, span)
             if attr in value.attrs:
                 return value.attrs[attr]
             if attr in value.defaults and not isinstance(value.defaults[attr], FieldDefault):
@@ -490,7 +580,10 @@ class RecordsMixin:
                 return _bound(value, attr, span)
         if attr in cls.properties:
             return self._record_call(value, attr, [], {}, span, frame)
+        if attr in cls.statics:
+            return self._method_closure(cls, attr, None, span)
         if attr in cls.methods:
+            self._check_not_refused(cls, attr, span)
             return _bound(value, attr, span)
         if attr in cls.attrs:
             return cls.attrs[attr]
@@ -532,16 +625,58 @@ class RecordsMixin:
 
     def _record_call(self: Resolver, receiver: Any, name: str, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
-        """A method of a dataclass / NamedTuple class statement, with `self` bound."""
-        method: ir.FunctionDef = receiver.cls.methods[name]
-        env = Env(receiver.cls.env)
-        params = method.params.params
-        if not params:
-            raise self.error("AOT301", f"method {name} takes no self", method.name_span)
-        env.set(params[0].name, receiver)
-        closure = Closure(name, ir.Parameters(params[1:], method.params.span), method.body, env,
-                          method.span, method)
+        """A method of a dataclass / NamedTuple / plain class statement, with `self` bound."""
+        self._check_not_refused(receiver.cls, name, span)
+        closure = self._method_closure(receiver.cls.owner(name), name, receiver, span)
         return self._call_closure(closure, args, kwargs, span, frame)
+
+    def _method_closure(self: Resolver, owner: RecordClass, name: str, receiver: Any,
+                        span: Span) -> Closure:
+        """Method `name` of the class statement `owner`, in the environment of that class's
+        file, with its first parameter bound to `receiver` (None: a static method)."""
+        method: ir.FunctionDef = owner.methods[name]
+        env = Env(owner.env)
+        params = method.params.params
+        if receiver is not None:
+            if not params:
+                raise self.error("AOT301", f"method {name} takes no self", method.name_span)
+            env.set(params[0].name, receiver)
+            params = params[1:]
+            if owner.kind == "plain":
+                env.set("super", SuperFunction(receiver, owner))
+        return Closure(name, ir.Parameters(params, method.params.span), method.body, env,
+                       method.span, method)
+
+    def _check_not_refused(self: Resolver, cls: RecordClass, name: str, span: Span) -> None:
+        for refused, where in cls.refused:
+            if refused == name:
+                raise self.error("AOT325", f"method {name} of {cls.name}: only @property, "
+                                 "@staticmethod and @abc.abstractmethod are supported on the "
+                                 "methods of a class", span,
+                                 notes=(Note("decorated here", where),))
+
+    def _call_super(self: Resolver, func: SuperFunction, args: list, kwargs: dict,
+                    span: Span) -> SuperObject:
+        """`super()`, or `super(Cls, self)` as Python 2 spelled it."""
+        if kwargs or args and (len(args) != 2 or not isinstance(args[0], RecordClass)
+                               or args[1] is not func.receiver
+                               or not func.receiver.cls.derives_from(args[0])):
+            raise self.error("AOT301", "super() takes no arguments, or the class and self "
+                             "(super(Cls, self))", span)
+        return SuperObject(func.receiver, args[0] if args else func.owner)
+
+    def _super_attribute(self: Resolver, sup: SuperObject, attr: str, span: Span) -> Any:
+        """A method of the bases of `sup.start`, bound to the object; `__init__` of none of
+        them is object's, which takes nothing."""
+        for base in sup.start.bases:
+            if attr in base.methods:
+                if attr in base.statics:
+                    return self._method_closure(base.owner(attr), attr, None, span)
+                self._check_not_refused(base, attr, span)
+                return self._method_closure(base.owner(attr), attr, sup.receiver, span)
+        if attr == "__init__":
+            return StaticFunction("object.__init__")
+        raise self.error("AOT346", f"no base of {sup.start.name} defines '{attr}'", span)
 
     # ---------------------------------------------------------------- decorators
 

@@ -13,7 +13,8 @@ class NotAModule:  # E: AOT320 plain Python class
 
 class Uses(nn.Module):
     def apply(self, x):
-        return NotAModule(NoApply(x))
+        NoApply(x)
+        return NotAModule(x)
 
 
 y = nn.Dense(3, 4)  # E: AOT324 can only be called inside a module's apply
