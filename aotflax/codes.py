@@ -1645,11 +1645,15 @@ _entry("AOT365", "invalid jax.vmap", """
     aot.target("net", Net, x=aot.f32[4, 3])
     """)
 
-_entry("AOT366", "invalid jax.custom_jvp", """
+_entry("AOT366", "invalid jax.custom_jvp or jax.custom_vjp", """
     `jax.custom_jvp(f)` (or `@jax.custom_jvp`) on a function of the model file
     keeps its derivative rule, registered with `@f.defjvp` (a rule
     `(primals, tangents) -> (primal_out, tangent_out)`) or `f.defjvps(*rules)`;
-    both are emitted as module-level functions with the same decorators.  The
+    both are emitted as module-level functions with the same decorators.
+    `jax.custom_vjp(f)` keeps its rules from `f.defvjp(fwd, bwd)`: `fwd` returns
+    `(output, residuals)`, `bwd(residuals, cotangent)` a tuple with one array per
+    argument; the three are emitted, the backward rule decorated
+    `@_runtime.backward_of(f, f_fwd)`, which registers them as JAX does.  The
     function takes arrays, is called inside a module, and uses array operations
     only (no layers, randomness or state); `nondiff_argnums` is not supported.
     """, """

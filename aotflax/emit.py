@@ -251,11 +251,21 @@ class Body:
     def code(self) -> str:
         """The code alone (no comments, no docstring): what sharing compares.  Its lines:
         the decorators, the arguments, one per line of `lines`, then `return result`."""
-        head = [*(".".join(checked(part, "decorator name") for part in d.split("."))
-                  for d in self.function.decorators),
+        head = [*(_decorator(d) for d in self.function.decorators),
                 "ARGS " + ", ".join(self.args) + (" | rng" if self.takes_rng else "")]
         return "\n".join([*head, *(line.code for line in self.lines),
                           f"return {self.result}"])
+
+
+def _decorator(text: str) -> str:
+    """A decorator resolve wrote (`jax.custom_jvp`, `f.defjvp`, `_runtime.backward_of(f,
+    f_fwd)`): dotted names, called with names at most, each checked an identifier."""
+    head, _, rest = text.partition("(")
+    dotted = ".".join(checked(part, "decorator name") for part in head.split("."))
+    if not rest:
+        return dotted
+    names = [checked(a.strip(), "decorator argument") for a in rest.removesuffix(")").split(",")]
+    return f"{dotted}({', '.join(names)})"
 
 
 def placeholder(index: int) -> str:

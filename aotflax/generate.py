@@ -46,8 +46,8 @@ def emit_module(program: FileProgram, module_name: str) -> Emitted:
     # a value may not take a function's name (the names functions get start with these)
     reserved = set(RESERVED) | {u.name for u in program.user_functions} | {
         sharing.base_name(fn) for fn in program.functions} | {
-        # custom_jvp pairs keep resolve's names (see sharing)
-        name for fn in program.functions if fn.decorators
+        # custom_jvp / custom_vjp functions keep resolve's names (see sharing)
+        name for fn in program.functions if fn.keeps_name
         for name in (fn.name, fn.init_name) if name}
     renderer = Renderer(program, reserved)
     plan = sharing.plan(program, renderer)

@@ -312,6 +312,9 @@ class Function:
     static_args: tuple[str, ...] = ()
     #: Decorators written above the `def` (`jax.custom_jvp`, `f.defjvp`).
     decorators: tuple[str, ...] = ()
+    #: Its name is referenced by name in generated code (a custom_vjp's forward rule):
+    #: it keeps resolve's name and is never merged, as a decorated function.
+    pinned: bool = False
     #: Parameter subtrees of shared modules passed in (after the inputs; callers pass
     #: them by keyword).
     shared_args: tuple[str, ...] = ()
@@ -330,6 +333,11 @@ class Function:
     #: state with the collection first; those of the modules it calls included.
     params: tuple["ParamDecl", ...] = field(default=(), compare=False)
     state: tuple["ParamDecl", ...] = field(default=(), compare=False)
+
+    @property
+    def keeps_name(self) -> bool:
+        """Named by other generated code (custom_jvp / custom_vjp rules and primals)."""
+        return bool(self.decorators) or self.pinned
 
 
 class FunctionRef(Fragment):

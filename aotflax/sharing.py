@@ -265,7 +265,7 @@ def _group_all(out: Plan, bodies: dict[tuple[int, str], Body]) -> None:
         group = by_key.get(key)
         if group is None:
             group = by_key[key] = Group(len(out.groups), key,
-                                        keywords=not fn.decorators and not fn.static_args)
+                                        keywords=not fn.keeps_name and not fn.static_args)
             out.groups.append(group)
         member = Member(bodies[k], group, codes[k])
         group.members.append(member)
@@ -283,8 +283,8 @@ def _group_all(out: Plan, bodies: dict[tuple[int, str], Body]) -> None:
             return "\x00" + placeholder(group_of(*other).index) + "\x00"
 
         keyed = KW_REF.sub("", FN_REF.sub(callee, text))
-        if fn.decorators:
-            keyed = f"unique {id(fn)}\n{keyed}"  # custom_jvp pairs: never merged
+        if fn.keeps_name:
+            keyed = f"unique {id(fn)}\n{keyed}"  # custom_jvp / custom_vjp: never merged
         elif fn.static_args:
             keyed = f"exact\n{keyed}"  # called by the runtime: only identical code is shared
         else:
@@ -687,7 +687,7 @@ def _name_groups(plan: Plan) -> None:
     """Names for every group: the module's, with what tells its variants apart."""
     by_base: dict[tuple[str, str], list[Group]] = {}
     for g in plan.groups:
-        if g.first.decorators:  # custom_jvp pairs keep their names (the rule names the primal)
+        if g.first.keeps_name:  # custom_jvp / vjp functions keep their names (rules name them)
             g.name = g.first.name if g.kind == "apply" else g.first.init_name or g.first.name
             continue
         by_base.setdefault((base_name(g.first), g.kind), []).append(g)

@@ -61,6 +61,7 @@ __all__ = [
     "Variable",
     "Variables",
     "attention_variables",
+    "backward_of",
     "batch_norm_eval",
     "batch_norm_train",
     "batch_norm_variables",
@@ -556,6 +557,17 @@ class Variables:
             key = jax.random.fold_in(rng, zlib.crc32("/".join(full).encode()) & 0x7FFFFFFF)
             _set_path(root, path, v.init(key, v.shape, v.dtype))
         return params, state
+
+
+def backward_of(primal: Any, forward: Callable) -> Callable:
+    """Decorator: the function is the backward rule of the `jax.custom_vjp` function
+    `primal`, whose forward rule is `forward` (`primal.defvjp(forward, backward)`)."""
+
+    def register(backward: Callable) -> Callable:
+        primal.defvjp(forward, backward)
+        return backward
+
+    return register
 
 
 def labels(groups: Mapping[str, Sequence[Sequence[str]]]) -> dict[str, Any]:

@@ -68,9 +68,13 @@ def _module_statements(tree: ast.Module) -> list[str]:
                 out.append(f"{where}: imports from {stmt.module!r}")
         elif isinstance(stmt, ast.FunctionDef):
             for d in stmt.decorator_list:  # jax.custom_jvp, and `primal.defjvp` for its rule
-                if ast.unparse(d) != "jax.custom_jvp" and not (
+                if ast.unparse(d) not in ("jax.custom_jvp", "jax.custom_vjp") and not (
                         isinstance(d, ast.Attribute) and d.attr == "defjvp"
-                        and isinstance(d.value, ast.Name) and d.value.id in functions):
+                        and isinstance(d.value, ast.Name) and d.value.id in functions) and not (
+                        # a custom_vjp's backward rule: `_runtime.backward_of(primal, fwd)`
+                        isinstance(d, ast.Call) and ast.unparse(d.func) == "_runtime.backward_of"
+                        and not d.keywords and len(d.args) == 2 and all(
+                            isinstance(a, ast.Name) and a.id in functions for a in d.args)):
                     out.append(f"{where}: a function decorated with {ast.unparse(d)!r}")
             functions.add(stmt.name)
         elif isinstance(stmt, ast.Assign):

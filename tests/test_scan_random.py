@@ -248,6 +248,77 @@ def test_custom_jvp_functions_keep_their_rule() -> None:
     assert "@jax.custom_jvp" in text and "@safe_log.defjvp" in text
 
 
+def test_custom_vjp_functions_keep_their_rules() -> None:
+    """`jax.custom_vjp` with `defvjp(fwd, bwd)`: residuals of several arrays, a scan in the
+    rules (Performer's causal attention), none at all; the gradient is the rules'."""
+    m = build("""
+    def scaled_cumsum(xs, w):
+        def body(c, x):
+            return c + x * w, c + x * w
+        return jax.lax.scan(body, jnp.zeros_like(w), xs)
+
+
+    @jax.custom_vjp
+    def cumsum(xs, w):
+        return scaled_cumsum(xs, w)[1]
+
+
+    def cumsum_fwd(xs, w):
+        _, ys = scaled_cumsum(xs, w)
+        return ys, (xs, w)
+
+
+    def cumsum_bwd(res, g):
+        xs, w = res
+        def body(c, gx):
+            return c + gx, c + gx
+        _, acc = jax.lax.scan(body, jnp.zeros_like(w), g, reverse=True)
+        return acc * w[None], jnp.sum(acc * xs, axis=0)
+
+
+    cumsum.defvjp(cumsum_fwd, cumsum_bwd)
+
+
+    @jax.custom_vjp
+    def clip_gradient(x):
+        return x
+
+
+    def clip_fwd(x):
+        return x, ()
+
+
+    def clip_bwd(res, g):
+        return (jnp.clip(g, -0.1, 0.1),)
+
+
+    clip_gradient.defvjp(clip_fwd, clip_bwd)
+
+
+    class Net(nn.Module):
+        def apply(self, xs, w):
+            return jnp.sum(cumsum(xs, w) ** 2) + jnp.sum(clip_gradient(w) * 3.0)
+
+    aot.target("net", Net, xs=aot.f32[5, 3], w=aot.f32[3])
+    """)
+    rng = np.random.default_rng(0)
+    xs, w = (rng.standard_normal(s).astype(np.float32) for s in ((5, 3), (3,)))
+
+    def reference(xs, w):
+        return jnp.sum(jnp.cumsum(xs * w[None], axis=0) ** 2) + jnp.sum(w * 3.0)
+
+    value, _ = m.net.apply({}, {}, xs, w)
+    np.testing.assert_allclose(value, reference(xs, w), rtol=1e-5)
+    gx, gw = jax.grad(lambda a, b: m.net.apply({}, {}, a, b)[0], argnums=(0, 1))(xs, w)
+    want_x, want_w = jax.grad(reference, argnums=(0, 1))(xs, w)
+    np.testing.assert_allclose(gx, want_x, rtol=1e-5, atol=1e-5)
+    # w's gradient: the cumsum's, plus the clipped 3.0 (0.1) of the second term
+    np.testing.assert_allclose(gw, want_w - 3.0 + 0.1, rtol=1e-5, atol=1e-5)
+    text = m.__aotflax_text__
+    assert text.count("@jax.custom_vjp") == 2
+    assert "@_runtime.backward_of(cumsum, cumsum_fwd)\ndef cumsum_bwd(res, g):" in text
+
+
 def test_jax_vmap_passes_unmapped_python_values_through() -> None:
     """`jax.vmap(f, in_axes=(0, None, None))(x, 2, 3.0)`: as in JAX, an unmapped Python value
     reaches `f` as it is (a static size inside), nested vmaps too."""

@@ -91,7 +91,7 @@ from .helpers import (
     unpack_code,
 )
 from .initializers import AdoptDtype
-from .transforms import Checkpointed, CustomJvp, PrimalCall, Vmapped
+from .transforms import Checkpointed, CustomJvp, CustomVjp, PrimalCall, Vmapped
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -214,6 +214,10 @@ class CallsMixin:
             return self._custom_jvp(args, kwargs, span)
         if isinstance(func, CustomJvp):
             return self._call_custom_jvp(func, args, kwargs, span, frame)
+        if func is namespaces.CUSTOM_VJP:
+            return self._custom_vjp(args, kwargs, span)
+        if isinstance(func, CustomVjp):
+            return self._call_custom_vjp(func, args, kwargs, span, frame)
         if isinstance(func, PrimalCall):
             return self._call_primal(func, args, span, frame)
         if isinstance(func, SharedModule):
@@ -268,7 +272,10 @@ class CallsMixin:
     def _scan(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         """`jax.lax.scan(step, init, xs)`: emitted as a real scan over a nested `def`."""
         span = expr.span
-        fn, _ = self._need_module_frame(frame, span, "jax.lax.scan")
+        fn = frame.fn  # a module's function, or a function of arrays (a custom_vjp rule)
+        if fn is None:
+            raise self.error("AOT324", "jax.lax.scan can only be called inside a module's "
+                             "apply", span)
         from ..ops.registry import Signature
 
         try:
@@ -723,6 +730,8 @@ class CallsMixin:
             return self._shared_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, CustomJvp):
             return self._custom_jvp_method(r, m.name, args, kwargs, span)
+        if isinstance(r, CustomVjp):
+            return self._custom_vjp_method(r, m.name, args, kwargs, span)
         if isinstance(r, (AttentionCache, CacheEntry)):
             return self._cache_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):

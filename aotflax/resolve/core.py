@@ -56,13 +56,13 @@ from .modules import ModulesMixin
 from .records import RecordsMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
-from .transforms import CustomJvpMixin, TransformsMixin
+from .transforms import CustomJvpMixin, CustomVjpMixin, TransformsMixin
 from .workspace import Workspace
 
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
-               InitializersMixin, TransformsMixin, CustomJvpMixin, CachesMixin, HostMixin,
-               RecordsMixin):
+               InitializersMixin, TransformsMixin, CustomJvpMixin, CustomVjpMixin, CachesMixin,
+               HostMixin, RecordsMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,

@@ -70,7 +70,7 @@ from .helpers import (
 )
 from .host import involves_host
 from .toplevel import module_of
-from .transforms import CustomJvp
+from .transforms import CustomJvp, CustomVjp
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -431,7 +431,7 @@ class ExpressionsMixin:
                 self._check_method_usable(value.module, attr, span)
                 return static  # `Block.helper(x)`: a @staticmethod
         if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, Traversal, list, dict,
-                              str, CustomJvp)):
+                              str, CustomJvp, CustomVjp)):
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name

@@ -688,11 +688,13 @@ class RecordsMixin:
                 continue
             if not (isinstance(dec, (Closure, Partial, StaticFunction, BoundMethod))
                     or dec is namespaces.VMAP or dec is namespaces.CUSTOM_JVP
+                    or dec is namespaces.CUSTOM_VJP
                     or dec is namespaces.CHECKPOINT or dec is namespaces.REMAT):
                 raise self.error(
                     "AOT325", f"the decorator {describe_value(dec)} is not supported on "
                     "functions", node.span, hint="decorators the static language knows: "
                     "@nn.module_method, @nn.module, @jax.vmap, @jax.checkpoint, @jax.custom_jvp, "
+                    "@jax.custom_vjp, "
                     "@f.defjvp, @jax.jit, "
                     "@functools.partial(...) of these, and functions of the model file")
             value = self._call(dec, [value], {}, ir.Call(node, (), (), node.span), frame)

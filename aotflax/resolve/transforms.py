@@ -12,7 +12,7 @@ state belong to modules and are rejected inside.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import ir, quoting
@@ -220,8 +220,8 @@ def _axes_code(axes: Any) -> str:
     return quoting.literal(tuple(axes) if isinstance(axes, (tuple, list)) else axes)
 
 
-__all__ = ["Checkpointed", "CustomJvp", "CustomJvpMixin", "PrimalCall", "TransformsMixin",
-           "Vmapped"]
+__all__ = ["Checkpointed", "CustomJvp", "CustomJvpMixin", "CustomVjp", "CustomVjpMixin",
+           "PrimalCall", "TransformsMixin", "Vmapped"]
 
 
 @dataclass(eq=False)
@@ -349,6 +349,100 @@ class CustomJvpMixin:
             takes_rng=False, inputs=tuple(zip(names, rows)), body=tuple(state.ops),
             result=value_code(result), result_tensors=tuple(tensors(result)),
             span=closure.span, hints=dict(state.hints)), result
+
+
+@dataclass(eq=False)
+class CustomVjp:
+    """`jax.custom_vjp(f)`, with its rules from `f.defvjp(fwd, bwd)`."""
+
+    fn: Closure
+    span: Span
+    fwd: Closure | None = None
+    bwd: Closure | None = None
+    #: Emitted primal per argument types (its rules are emitted with it).
+    emitted: dict[tuple, "PrimalCall"] = field(default_factory=dict)
+
+
+class CustomVjpMixin:
+    """`jax.custom_vjp` on functions of the model file: the primal, its forward rule and
+    its backward rule emitted as module-level functions, registered as JAX does."""
+
+    def _custom_vjp(self: Resolver, args: list, kwargs: dict, span: Span) -> CustomVjp:
+        if len(args) != 1 or kwargs or not isinstance(args[0], Closure):
+            raise self.error("AOT366", "jax.custom_vjp takes one function of the model file "
+                             "(nondiff_argnums is not supported)", span)
+        return CustomVjp(args[0], span)
+
+    def _custom_vjp_method(self: Resolver, cv: CustomVjp, name: str, args: list, kwargs: dict,
+                           span: Span) -> Any:
+        if name == "defvjp" and len(args) == 2 and not kwargs and all(
+                isinstance(a, Closure) for a in args):
+            cv.fwd, cv.bwd = args
+            return None
+        raise self.error("AOT366", f"a custom_vjp function has defvjp(fwd, bwd) with two "
+                         f"functions of the model file, not {name}(...) so", span)
+
+    def _call_custom_vjp(self: Resolver, cv: CustomVjp, args: list, kwargs: dict, span: Span,
+                         frame: Frame) -> Any:
+        if frame.fn is None or kwargs or not all(isinstance(a, Tensor) for a in args):
+            raise self.error("AOT366", "a custom_vjp function is called with array arguments "
+                             "inside a module", span)
+        if cv.fwd is None or cv.bwd is None:
+            raise self.error("AOT366", f"custom_vjp function {cv.fn.name} has no rules: add "
+                             f"{cv.fn.name}.defvjp(fwd, bwd)", span)
+        types = tuple((a.shape, a.dtype) for a in args)
+        if types not in cv.emitted:
+            self._emit_custom_vjp(cv, args, span, types)
+        return self._call_primal(cv.emitted[types], args, span, frame)
+
+    def _emit_custom_vjp(self: Resolver, cv: CustomVjp, args: list, span: Span,
+                         types: tuple) -> None:
+        from ..scopes import FunctionState
+
+        assert cv.fwd is not None and cv.bwd is not None
+        rows = [type(a)(a.shape, a.dtype, a.weak) for a in args]
+        name = self._function_name(cv.fn.name)
+        primal, primal_result = self._plain_function(cv.fn, rows, name, span, FunctionState())
+        primal = _with(primal, decorators=("jax.custom_vjp",),
+                       doc=f"{cv.fn.name}, with its own gradient (custom_vjp)")
+        fwd_name = self._function_name(f"{cv.fn.name}_fwd")
+        bwd_name = self._function_name(f"{cv.fn.name}_bwd")
+        cv.emitted[types] = PrimalCall(name, primal, primal_result)  # the rules may call it
+        fwd, fwd_result = self._plain_function(
+            cv.fwd, [type(a)(a.shape, a.dtype, a.weak) for a in args], fwd_name, span,
+            FunctionState())
+        out_types = [(t.shape, t.dtype) for t in tensors(primal_result)]
+        if not (isinstance(fwd_result, tuple) and len(fwd_result) == 2
+                and [(t.shape, t.dtype) for t in tensors(fwd_result[0])] == out_types):
+            raise self.error("AOT366", f"the forward rule of {cv.fn.name} returns (output, "
+                             f"residuals), its output as {cv.fn.name} returns it", cv.fwd.span)
+        state = FunctionState()
+        res, g = _fresh_copy(fwd_result[1]), _fresh_copy(primal_result)
+        frame = Frame(Env(cv.bwd.env), state, None, None)
+        names = [p.name for p in cv.bwd.params.params if p.kind == "positional"]
+        if len(names) != 2:
+            raise self.error("AOT366", "a custom_vjp backward rule takes (residuals, "
+                             "cotangent)", cv.bwd.span)
+        cotangents = self._call(cv.bwd, [res, g], {},
+                                ir.Call(ir.Name(cv.fn.name, span), (), (), span), frame)
+        if not (isinstance(cotangents, tuple) and len(cotangents) == len(args) and all(
+                isinstance(c, Tensor) and c.shape == a.shape
+                for c, a in zip(cotangents, args))):
+            raise self.error("AOT366", f"the backward rule of {cv.fn.name} returns a tuple of "
+                             f"{len(args)} arrays, one like each argument", cv.bwd.span)
+        inputs = tuple((n, TreeVar(n)) for n in names)
+        prologue = [Op("ops/module_call.j2", (("target", unpack_code(group, group, [])),
+                                               ("call", Code((var,)))),
+                       tuple(tensors(group)), (), cv.bwd.span, n)
+                    for (n, var), group in zip(inputs, (res, g))]
+        self.functions.append(primal)
+        self.functions.append(_with(fwd, pinned=True, doc=f"The forward rule of {name}"))
+        self.functions.append(Function(
+            name=bwd_name, doc=f"The backward rule of {name}", takes_params=False,
+            state_collections=(), takes_rng=False, inputs=inputs,
+            body=tuple(prologue + state.ops), result=value_code(cotangents),
+            result_tensors=tuple(tensors(cotangents)), span=cv.bwd.span,
+            hints=dict(state.hints), decorators=(f"_runtime.backward_of({name}, {fwd_name})",)))
 
 
 @dataclass(frozen=True, eq=False)
