@@ -164,7 +164,8 @@ def live_ops(fn: Function, body: tuple[Op, ...] | None = None,
     """Which ops of `fn` compute something it uses (a backward liveness pass).
 
     Ops are pure, so one whose outputs are all unused (a constant a rule made and then
-    wrote inline, a layer whose result the model drops) is left out of the generated code.
+    wrote inline, a layer whose result the model drops) is left out of the generated code,
+    except where it initializes parameters (`init_only`).
     `inputs`: each op's `inputs()`, where the caller has them.
     """
     body = fn.body if body is None else body
@@ -174,7 +175,9 @@ def live_ops(fn: Function, body: tuple[Op, ...] | None = None,
     live = [False] * len(body)
     for i in range(len(body) - 1, -1, -1):
         op = body[i]
-        if not op.outputs or any(id(v) in needed for v in op.outputs):
+        # an op without outputs stores something; in an init variant, the data-dependent
+        # initialization and the calls of the callees' init variants write parameters
+        if not op.outputs or op.init_only or any(id(v) in needed for v in op.outputs):
             live[i] = True
             needed.update(id(v) for v in (op.inputs() if inputs is None else inputs[i]))
     return live
@@ -354,7 +357,7 @@ class Renderer:
         checked(fn.name, "function name")  # resolve's name: used for nested and jvp rules
         body = fn.body
         if kind == "init":
-            body = tuple(op if op.init_args is None else _with_args(op, op.init_args)
+            body = tuple(op if op.init_args is None else _init_call(op, op.init_args)
                          for op in fn.body)
         elif fn.init_name is not None:
             body = tuple(op for op in fn.body if not op.init_only)
@@ -550,8 +553,10 @@ class _Structure:
                 raise _Unkeyed
 
 
-def _with_args(op: Op, args: tuple) -> Op:
-    return dataclasses.replace(op, args=args)
+def _init_call(op: Op, args: tuple) -> Op:
+    """A call of a callee's init variant: it writes the callee's parameters, so it stays
+    even where the model drops its result (`init_only`, see `live_ops`)."""
+    return dataclasses.replace(op, args=args, init_only=True)
 
 
 def _comment_where(relpath: str, op: Op) -> str:

@@ -196,3 +196,19 @@ def test_data_dependent_errors() -> None:
            in out
     assert "initializer init reads arrays of the module's forward pass" in out
     assert "parameters initialized from data inside jax.lax.scan are not supported" in out
+
+
+def test_a_module_whose_result_is_dropped_is_still_initialized() -> None:
+    """flax.nn's init runs the whole apply: a data-initialized layer whose output the
+    model drops (a halving left over from an edit) still gets its parameters, though its
+    forward code is left out of apply."""
+    m = build(WEIGHT_NORM.replace('''        return WNDense(x, 2, init_scale=0.1)''', '''        WNDense(x, 7)
+        return WNDense(x, 2, init_scale=0.1)''').split("\naot.target")[0] + """
+aot.target("wn", Net, x=aot.f32[16, 3])
+""")
+    params, _ = m.wn.init(jax.random.key(0), _x())
+    assert sorted(params) == ["Centered_0", "Dense_0", "WNDense_0", "WNDense_1", "WNDense_2"]
+    assert params["WNDense_1"]["weightnorm_params"]["direction"].shape == (5, 7)
+    # apply does not compute the dropped layer
+    apply_text = m.__aotflax_text__.split("def net(", 1)[1].split("\ndef ", 1)[0]
+    assert apply_text.count("wn_dense(") == 2, apply_text
