@@ -11,7 +11,7 @@ import flax.jax_utils
 import jax
 import jax.numpy as jnp
 import numpy as np
-from helpers import build, perturbed, scope_hash
+from helpers import build, build_errors, perturbed, scope_hash
 
 SCAN_IN_DIM = """
 class Scanned(nn.Module):
@@ -317,6 +317,31 @@ def test_custom_vjp_functions_keep_their_rules() -> None:
     text = m.__aotflax_text__
     assert text.count("@jax.custom_vjp") == 2
     assert "@_runtime.backward_of(cumsum, cumsum_fwd)\ndef cumsum_bwd(res, g):" in text
+
+
+def test_custom_derivative_functions_read_arrays_only_through_arguments() -> None:
+    """They are emitted at module level: an array of the defining function is refused."""
+    for decorate, rule in (("@jax.custom_vjp", "f.defvjp(lambda x: (f(x), ()), "
+                            "lambda res, g: (g * w,))"),
+                           ("@jax.custom_jvp", "f.defjvps(lambda t, ans, x: t * w)")):
+        out = build_errors(f"""
+        def scaled(x, w):
+            {decorate}
+            def f(x):
+                return x * w
+
+            {rule}
+            return f(x)
+
+
+        class M(nn.Module):
+            def apply(self, x):
+                return scaled(x, nn.Dense(x, 3))
+
+        aot.target("t", M, x=aot.f32[2, 3])
+        """)
+        assert "error[AOT366]: f reads an array f32[2, 3] of the function that defines it" \
+            in out and "pass the array as an argument" in out, out
 
 
 def test_jax_vmap_passes_unmapped_python_values_through() -> None:

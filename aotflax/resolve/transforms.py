@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import ir, quoting
-from ..diagnostics import Span
+from ..diagnostics import Note, Span
 from ..ops.calls import value_code
 from ..program import Code, Function, FunctionRef, Op, OpInfo, Tensor, TreeVar, call_code
 from ..values import Closure, Env, describe_value, is_static
@@ -325,12 +325,14 @@ class CustomJvpMixin:
                                                ("call", Code((var,)))), group, (), span, n)
                     for n, var, group in (("primals", inputs[0][1], primals),
                                           ("tangents", inputs[1][1], tangents))]
-        self.functions.append(Function(
+        rule = Function(
             name=rule_name, doc=f"The derivative rule of {name}", takes_params=False,
             state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + state.ops), result=value_code(out),
             result_tensors=tuple(tensors(out)), span=(cj.jvp or cj.fn).span,
-            hints=dict(state.hints), decorators=(f"{name}.defjvp",)))
+            hints=dict(state.hints), decorators=(f"{name}.defjvp",))
+        self._check_closed(rule, cj.jvp or cj.fn, span)
+        self.functions.append(rule)
 
     def _plain_function(self: Resolver, closure: Closure, rows: list, name: str, span: Span,
                         state: Any) -> tuple[Function, Any]:
@@ -344,11 +346,28 @@ class CustomJvpMixin:
             raise self.error("AOT366", f"{closure.name} may not use layers, randomness or state "
                              "(a custom_jvp function computes with arrays only)", span)
         names = [p.name for p in closure.params.params if p.kind == "positional"]
-        return Function(
+        function = Function(
             name=name, doc=closure.name, takes_params=False, state_collections=(),
             takes_rng=False, inputs=tuple(zip(names, rows)), body=tuple(state.ops),
             result=value_code(result), result_tensors=tuple(tensors(result)),
-            span=closure.span, hints=dict(state.hints)), result
+            span=closure.span, hints=dict(state.hints))
+        self._check_closed(function, closure, span)
+        return function, result
+
+    def _check_closed(self: Resolver, function: Function, closure: Closure, span: Span) -> None:
+        """A function with its own derivative is emitted at module level: it may read arrays
+        only through its arguments, not those of the function that defines it."""
+        produced = {id(t) for _, t in function.inputs}
+        for op in function.body:
+            for v in op.inputs():
+                if isinstance(v, Tensor) and id(v) not in produced:
+                    raise self.error(
+                        "AOT366", f"{closure.name} reads an array {v.describe()} of the "
+                        "function that defines it; a function with its own derivative "
+                        "(custom_jvp, custom_vjp) sees arrays only through its arguments",
+                        span, notes=(Note("defined here", closure.span),),
+                        hint="pass the array as an argument (and give its derivative)")
+            produced.update(id(v) for v in op.outputs)
 
 
 @dataclass(eq=False)
@@ -435,14 +454,15 @@ class CustomVjpMixin:
                                                ("call", Code((var,)))),
                        tuple(tensors(group)), (), cv.bwd.span, n)
                     for (n, var), group in zip(inputs, (res, g))]
-        self.functions.append(primal)
-        self.functions.append(_with(fwd, pinned=True, doc=f"The forward rule of {name}"))
-        self.functions.append(Function(
+        backward = Function(
             name=bwd_name, doc=f"The backward rule of {name}", takes_params=False,
             state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + state.ops), result=value_code(cotangents),
             result_tensors=tuple(tensors(cotangents)), span=cv.bwd.span,
-            hints=dict(state.hints), decorators=(f"_runtime.backward_of({name}, {fwd_name})",)))
+            hints=dict(state.hints), decorators=(f"_runtime.backward_of({name}, {fwd_name})",))
+        self._check_closed(backward, cv.bwd, span)
+        self.functions += [primal, _with(fwd, pinned=True, doc=f"The forward rule of {name}"),
+                           backward]
 
 
 @dataclass(frozen=True, eq=False)
