@@ -164,7 +164,26 @@ def nn_namespace() -> Namespace:
                    Sequential=SEQUENTIAL, attention=_attention(members), module=MODULE_FN,
                    stochastic=_stochastic(members))
     members.update(_submodules(members))
+    members.update(_OUTSIDE_NN)
     return Namespace("nn", members)
+
+
+#: flax.nn's names that belong to the program running a model, not to the model: where a
+#: target reaches one, the error says why (`Opaque`).
+_OUTSIDE_NN = {
+    "is_stochastic": Opaque(
+        "nn.is_stochastic", "whether a model runs inside nn.stochastic(rng) is up to its "
+        "caller, and a target fixes it when declared: give the module a deterministic= (or "
+        "train=) hyperparameter and declare a target for each"),
+    "stateful": Opaque(
+        "nn.stateful", "a target's apply takes the state as an argument and returns the new "
+        "state, as a call inside `with nn.stateful(state)` did"),
+    "Model": Opaque("nn.Model", "it belongs to training code: a target's init and apply "
+                    "take and return the parameters themselves"),
+    "Collection": Opaque("nn.Collection", "it belongs to training code: a target's init "
+                         "and apply take and return the state themselves"),
+    "jit": Opaque("nn.jit", "a target is compiled whole; call the module directly"),
+}
 
 
 #: What flax.nn's own modules defined (or re-exported), each reachable as `nn.linear.Dense` or

@@ -525,3 +525,38 @@ def test_gin_required_and_other_class_decorators_are_refused() -> None:
     aot.target("t", M, x=aot.f32[2, 4])
     """)
     assert "AOT102" in out and "class decorators are not supported on modules" in out
+
+
+def test_is_stateful_is_true_and_is_stochastic_is_the_callers() -> None:
+    """A target's apply always takes and returns its state (flax.nn inside `nn.stateful`),
+    so `self.is_stateful()` is True: a Tag-style module writes its state.  Whether a model
+    runs inside `nn.stochastic` is its caller's choice, which a target fixes: refused, with
+    what to do instead."""
+    m = build("""
+    class Tag(nn.Module):
+        def apply(self, x):
+            if self.is_stateful():
+                tagged = self.state("tag", x.shape, nn.initializers.zeros)
+                tagged.value = x
+            return x
+
+    class M(nn.Module):
+        def apply(self, x):
+            return Tag(nn.Dense(x, 3)) * 2.0
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    params, state = m.t.init(jax.random.key(0))
+    x = _x(2, 4)
+    y, new_state = m.t.apply(params, state, x)
+    np.testing.assert_allclose(new_state["state"]["Tag_0"]["tag"] * 2.0, y, rtol=1e-6)
+    out = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            return nn.dropout(x, 0.5) if nn.is_stochastic() else x
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert "'nn.is_stochastic' cannot be called here: whether a model runs inside " \
+        "nn.stochastic(rng) is up to its caller" in out and "deterministic=" in out, out
+    assert "other libraries" not in out

@@ -97,7 +97,7 @@ if TYPE_CHECKING:
     from .core import Resolver
 
 #: Methods every module's `self` has (besides the module's own methods).
-SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing"})
+SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing", "is_stateful"})
 
 
 #: The types `isinstance` knows at build time (static values are of these or of none).
@@ -890,11 +890,13 @@ class CallsMixin:
             return out
         if name == "get_param":
             return self._get_param(scope, args, kwargs, span)
-        if name == "is_initializing":
-            # `init` only runs initializers (no forward pass): the forward is never initializing
+        if name in ("is_initializing", "is_stateful"):
+            # `init` only runs initializers (no forward pass): the forward is never
+            # initializing; and apply always takes `state` and returns the new state, as
+            # flax.nn's model did inside `with nn.stateful(state)`: it is always stateful
             if args or kwargs:
-                raise self.error("AOT301", "self.is_initializing() takes no arguments", span)
-            return False
+                raise self.error("AOT301", f"self.{name}() takes no arguments", span)
+            return name == "is_stateful"
         if name == "state":
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None

@@ -225,8 +225,10 @@ class ImportsMixin:
         return self.error(
             "AOT104", f"'{value.written}' cannot be {what} here: {value.why}", span,
             notes=(Note("imported here", value.span),) if value.span is not None else (),
+            # (a name of the static language's own modules says what to do in its reason)
             hint="only code that no target reaches may use other libraries (it is skipped); "
-                 "compute the value in the model file or pass it as a hyperparameter")
+                 "compute the value in the model file or pass it as a hyperparameter"
+                 if value.span is not None else None)
 
     def _check_not_opaque(self: Resolver, values: Any, span: Span, what: str = "passed") -> None:
         """Values a target's code uses (arguments, operands, conditions, loops) may not be
