@@ -1587,7 +1587,7 @@ _entry("AOT373", "parameters given to Module.call do not fit the module", """
     aot.target("hyper", Hyper, x=aot.f32[2, 4], z=aot.f32[1, 2])
     """)
 
-_entry("AOT374", "invalid subclass of a built-in layer", """
+_entry("AOT374", "invalid subclass of a built-in layer or module", """
     A class may subclass a built-in layer to override `param(self, name, shape,
     init)` (weight-standardized convolutions: `class StdConv(nn.Conv)`).  The
     layer's own rule runs; each parameter it declares goes through the override,
@@ -1595,6 +1595,8 @@ _entry("AOT374", "invalid subclass of a built-in layer", """
     layer uses what the override returns, which must keep the shape and dtype.
     Such a class has the layer as its only base and does not override `apply`;
     to write a new layer, subclass `nn.Module` and call the layer in its `apply`.
+    A module may derive from one module of the model files (`class Child(Base)`),
+    the class itself, not a `Base.partial(...)`.
     """, """
     class Scaled(nn.Dense):
         def param(self, name, shape, init):

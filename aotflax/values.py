@@ -101,19 +101,31 @@ class UserModule:
     #: decorator's span: an error where code a target reaches uses one, and harmless
     #: otherwise (old flax.nn modules kept training helpers as classmethods).
     refused_methods: tuple[tuple[str, Any], ...] = ()
+    #: The module of the model files it derives from (`class Child(Base)`): its methods
+    #: are this one's unless overridden, and `super()` reaches them.
+    parent: "UserModule | None" = None
 
     def static_method(self, name: str) -> "Closure | None":
         """`M.helper` / `self.helper` for a `@staticmethod`: a function of the file."""
         method = self.method(name) if name in self.static_methods else None
         if method is None:
             return None
-        return Closure(name, method.params, method.body, Env(self.globals), method.span, method)
+        return Closure(name, method.params, method.body, Env(self.owner(name).globals),
+                       method.span, method)
 
     def method(self, name: str) -> ir.FunctionDef | None:
+        """Method `name`: its own, or else the one it inherits."""
         for m in self.cls.methods:
             if m.name == name:
                 return m
-        return None
+        return self.parent.method(name) if self.parent is not None else None
+
+    def owner(self, name: str) -> "UserModule":
+        """The module whose class statement defines method `name` (whose file's names it
+        reads)."""
+        if self.parent is None or any(m.name == name for m in self.cls.methods):
+            return self
+        return self.parent.owner(name)
 
 
 @dataclass(frozen=True, slots=True)

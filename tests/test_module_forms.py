@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import build, build_errors
+from helpers import HEADER, build, build_errors, scratch_folder
+
+from aotflax.driver import front_end
 
 RTOL, ATOL = 1e-5, 1e-5
 
@@ -373,3 +375,135 @@ def test_a_name_bound_by_partial_is_the_default_a_call_overrides() -> None:
     aot.target("t", M, x=aot.f32[2, 4])
     """)
     assert "AOT311" in errors and "named 'a' already exists" in errors, errors
+
+
+INHERITED = """
+class Base(nn.Module):
+    FEATURES = 4
+
+    def project(self, x, n, name="proj"):
+        return nn.Dense(x, n, name=name)
+
+    @staticmethod
+    def squash(x):
+        return jnp.tanh(x)
+
+    def apply(self, x):
+        return self.squash(self.project(x, self.FEATURES))
+
+
+class Child(Base):
+    FEATURES = 6
+
+    def apply(self, x, scale=2.0):
+        y = super().apply(x)
+        return self.project(y, 3, name="head") * scale
+
+
+class Grandchild(Child):
+    def apply(self, x):
+        return super(Grandchild, self).apply(x, scale=0.5) + 1.0
+
+
+class Net(nn.Module):
+    def apply(self, x):
+        return Grandchild(x), Base(x)
+
+aot.target("net", Net, x=aot.f32[2, 3])
+"""
+
+
+class _LChild(linen.Module):
+    features: int
+    scale: float
+
+    @linen.compact
+    def __call__(self, x):
+        y = jnp.tanh(linen.Dense(self.features, name="proj")(x))
+        return linen.Dense(3, name="head")(y) * self.scale
+
+
+def test_a_module_derived_from_a_module_inherits_its_methods_and_reaches_them_by_super() -> None:
+    """flax.nn modules were Python classes: `class Child(Base)` takes Base's methods, static
+    methods and class attributes (overridden ones its own), and `super().apply(x)` or
+    `super(Cls, self).apply(x)` runs the base's method in the same scope, so its layers are
+    the child's.  Trees and values equal a Linen twin's."""
+    m = build(INHERITED)
+    params, _ = m.net.init(jax.random.key(0))
+    assert _tree(params) == {
+        "Grandchild_0": {"proj": {"kernel": ((3, 6), "float32"), "bias": ((6,), "float32")},
+                         "head": {"kernel": ((6, 3), "float32"), "bias": ((3,), "float32")}},
+        "Base_0": {"proj": {"kernel": ((3, 4), "float32"), "bias": ((4,), "float32")}}}
+    params = _random_like(params, 1)
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    (g, b), _ = m.net.apply(params, {}, x)
+    want_g = _LChild(6, 0.5).apply({"params": params["Grandchild_0"]}, x) + 1.0
+    want_b = jnp.tanh(linen.Dense(4).apply({"params": params["Base_0"]["proj"]}, x))
+    np.testing.assert_allclose(g, want_g, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(b, want_b, rtol=RTOL, atol=ATOL)
+
+
+def test_module_inheritance_errors_are_located() -> None:
+    out = build_errors("""
+    class A(nn.Module):
+        def apply(self, x):
+            return x
+
+    class B(nn.Module):
+        def apply(self, x):
+            return x
+
+    class C(A, B):
+        pass
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return C(x)
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT374]: module C derives from several modules" in out, out
+    out = build_errors("""
+    class A(nn.Module):
+        def apply(self, x):
+            return super().apply(x)
+
+    class B(A):
+        def apply(self, x):
+            return super().missing(x)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return B(x)
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert "the module B derives from has no method 'missing'" in out, out
+
+
+def test_an_inherited_method_reads_the_names_of_its_own_file() -> None:
+    folder = scratch_folder()
+    (folder / "base.py").write_text(HEADER + """
+WIDTH = 5
+
+
+class Base(nn.Module):
+    def apply(self, x, width=WIDTH):
+        return nn.Dense(x, width)
+""")
+    (folder / "net.py").write_text(HEADER + """
+from base import Base
+
+WIDTH = 100
+
+
+class Child(Base):
+    pass
+
+
+aot.target("net", Child, x=aot.f32[2, 3])
+""")
+    report = front_end([folder / "base.py", folder / "net.py"], folder)
+    assert not report.diagnostics, [d.render() for d in report.diagnostics]
+    text = next(f.text for f in report.files if f.module == "net")
+    assert "f32[2, 5]" in text and "100" not in text

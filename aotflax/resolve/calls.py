@@ -908,10 +908,7 @@ class CallsMixin:
             return self._call_closure(static, args, kwargs, span, frame)
         if isinstance(module, UserModule) and method is not None and name != "apply":
             # Another method of this module: runs in the same scope, sharing parameters.
-            env_self = Env(module.globals)
-            env_self.set(method.params.params[0].name, r)
-            params = ir.Parameters(method.params.params[1:], method.params.span)
-            closure = Closure(name, params, method.body, env_self, method.span, method)
+            closure = self._module_method_closure(module.owner(name), name, r)
             return self._call_closure(closure, args, kwargs, span, frame)
         if scope.fn is not frame.fn:
             raise self.error("AOT353", f"self.{name} of another module is called here: a "
@@ -920,6 +917,20 @@ class CallsMixin:
         raise self.error("AOT353", f"self.{name} is not supported", span,
                          hint="modules support self.param, self.state, self.get_param and "
                               "calls to their own methods")
+
+    def _module_method_closure(self: Resolver, owner: UserModule, name: str, me: SelfValue
+                               ) -> Closure:
+        """Method `name` of the module class `owner` on `me`, in the same scope (a helper
+        method, or a base's method through `super()`), reading `owner`'s file's names."""
+        method = owner.method(name)
+        assert method is not None
+        env = Env(owner.globals)
+        if method.params.params:
+            env.set(method.params.params[0].name, me)
+        if owner.parent is not None:
+            env.set("super", SuperFunction(me, owner))
+        params = ir.Parameters(method.params.params[1:], method.params.span)
+        return Closure(name, params, method.body, env, method.span, method)
 
     def _user_state(self: Resolver, scope: Scope, args: list, kwargs: dict, span: Span) -> StateVariable:
         """`self.state(name, shape=(), init=zeros, dtype=float32, collection="state")`."""

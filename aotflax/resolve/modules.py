@@ -43,6 +43,7 @@ from ..values import (
     SelfValue,
     SharedModule,
     StaticBuiltin,
+    SuperFunction,
     SuperLayer,
     UserModule,
     contains_poison,
@@ -107,7 +108,7 @@ class ModulesMixin:
         self._check_method_usable(module, method_name, span)
         bound = self._bind(method.params, args, {**dict(ref.bound), **kwargs},
                            f"{module.name}.{method_name}", span, skip_self=True,
-                           defaults_env=module.globals)
+                           defaults_env=module.owner(method_name).globals)
         given = bound
         # sizes read from the caller's arrays are plain ints inside the module (`sizes`)
         bound = {k: plain(v) for k, v in bound.items()}
@@ -136,7 +137,7 @@ class ModulesMixin:
         module: UserModule = ref.module
         fn = FunctionState(self)
         fn.known = known
-        env = Env(module.globals)
+        env = Env(module.owner(method.name).globals)
         inputs: list[tuple[str, Var]] = []
         shared = {n for n, v in bound.items() if _shared_in(v)}
         taken = {n for n in bound if n not in shared}
@@ -168,8 +169,10 @@ class ModulesMixin:
             env.set(name, fresh)
         scope = Scope(fn, (), module.name)
         frame = Frame(env, fn, scope, ref)
-        env.set(method.params.params[0].name if method.params.params else "self",
-                SelfValue(scope))
+        me = SelfValue(scope)
+        env.set(method.params.params[0].name if method.params.params else "self", me)
+        if module.parent is not None:
+            env.set("super", SuperFunction(me, module.owner(method.name)))
         result: Any = None
         errors = self.errors
         try:
@@ -660,7 +663,8 @@ class ModulesMixin:
                                  f"'{'/'.join(path)}' ({want}), found {got}", span,
                                  notes=(Note("declared here", decl.span),))
         bound = self._bind(module.method("apply").params, rest, {**dict(ref.bound), **kwargs},
-                           module.name, span, skip_self=True, defaults_env=module.globals)
+                           module.name, span, skip_self=True,
+                           defaults_env=module.owner("apply").globals)
         call_args: list[Code] = []
         if callee.takes_params:
             call_args.append(value_code(given))

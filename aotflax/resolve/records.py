@@ -24,6 +24,7 @@ from ..values import (
     ConfigValue,
     Env,
     FieldDefault,
+    ModuleRef,
     Partial,
     Poison,
     Record,
@@ -33,6 +34,7 @@ from ..values import (
     StaticFunction,
     SuperFunction,
     SuperObject,
+    UserModule,
     describe_value,
     is_static,
 )
@@ -657,17 +659,29 @@ class RecordsMixin:
 
     def _call_super(self: Resolver, func: SuperFunction, args: list, kwargs: dict,
                     span: Span) -> SuperObject:
-        """`super()`, or `super(Cls, self)` as Python 2 spelled it."""
-        if kwargs or args and (len(args) != 2 or not isinstance(args[0], RecordClass)
-                               or args[1] is not func.receiver
-                               or not func.receiver.cls.derives_from(args[0])):
+        """`super()`, or `super(Cls, self)` as Python 2 spelled it (in a method of a plain
+        class, or of a module deriving from another)."""
+        start = args[0].module if args and isinstance(args[0], ModuleRef) else (
+            args[0] if args else func.owner)
+        if kwargs or args and (len(args) != 2 or args[1] is not func.receiver
+                               or not _in_chain(func.owner, start)):
             raise self.error("AOT301", "super() takes no arguments, or the class and self "
                              "(super(Cls, self))", span)
-        return SuperObject(func.receiver, args[0] if args else func.owner)
+        return SuperObject(func.receiver, start)
 
     def _super_attribute(self: Resolver, sup: SuperObject, attr: str, span: Span) -> Any:
         """A method of the bases of `sup.start`, bound to the object; `__init__` of none of
-        them is object's, which takes nothing."""
+        them is object's, which takes nothing.  For a module, the base module's method runs
+        in the same scope, as `self.method` does."""
+        if isinstance(sup.start, UserModule):
+            parent = sup.start.parent
+            if parent is None or parent.method(attr) is None:
+                raise self.error("AOT346", f"the module {sup.start.name} derives from has no "
+                                 f"method '{attr}'", span)
+            self._check_method_usable(parent, attr, span)
+            static = parent.static_method(attr)
+            return static if static is not None else self._module_method_closure(
+                parent.owner(attr), attr, sup.receiver)
         for base in sup.start.bases:
             if attr in base.methods:
                 if attr in base.statics:
@@ -713,6 +727,14 @@ _ATTRS_OPTIONS = frozenset({"frozen", "auto_attribs", "repr_ns", "repr", "cmp", 
 #: names of the lists too): which arguments gin may bind, which the build does not read.
 _GIN_OPTIONS = frozenset({"name", "module", "allowlist", "denylist", "whitelist",
                           "blacklist"})
+
+
+def _in_chain(owner: Any, start: Any) -> bool:
+    """Whether `start` is `owner` or one of its bases (`super(Cls, self)`)."""
+    if owner is start:
+        return True
+    bases = (owner.parent,) if isinstance(owner, UserModule) else owner.bases
+    return any(b is not None and _in_chain(b, start) for b in bases)
 
 
 def _is_gin(value: Any) -> bool:
