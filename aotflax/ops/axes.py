@@ -440,6 +440,31 @@ def _stack(view: OpView) -> Flow:
                   for t in _unique(view.tensors())], zeros="aligned")
 
 
+def _vstack(view: OpView) -> Flow:
+    """`jnp.vstack`: rows join along axis 0 (a vector is a row: its axis is axis 1)."""
+    entries = []
+    for t in _unique(view.tensors()):
+        if t.ndim >= 2:
+            entries.append((t, tuple(Mix("stacks along it (vstack)") if a == 0 else a
+                                     for a in range(t.ndim))))
+        elif t.ndim == 1:
+            entries.append((t, (1,)))
+    return _flow(entries)
+
+
+def _hstack(view: OpView) -> Flow:
+    """`jnp.hstack`: vectors join along their axis, arrays along axis 1."""
+    tensors = _unique(view.tensors())
+    joined = 0 if tensors and tensors[0].ndim == 1 else 1
+    return _flow([(t, tuple(Mix("stacks along it (hstack)") if a == joined else a
+                            for a in range(t.ndim))) for t in tensors if t.ndim])
+
+
+def _diag(view: OpView) -> Flow:
+    x = view.first_input()
+    return Flow() if x is None else _flow([_mixed(x, "moves it to or from a diagonal (diag)")])
+
+
 def _split(view: OpView) -> Flow:
     x = view.first_input()
     if x is None:
@@ -1293,6 +1318,9 @@ RULES: dict[str, AxisRule] = {
     "jnp.concatenate": AxisRule("the concatenation axis mixes", _concatenate),
     "lax.concatenate": AxisRule("the concatenation axis mixes", _concatenate),
     "jnp.stack": AxisRule("every axis stays (a new one is inserted)", _stack),
+    "jnp.vstack": AxisRule("the stacking axis mixes (a vector becomes a row)", _vstack),
+    "jnp.hstack": AxisRule("the stacking axis mixes", _hstack),
+    "jnp.diag": AxisRule("every axis mixes (a vector to a diagonal or back)", _diag),
     "jnp.split": AxisRule("the split axis mixes", _split),
     "jnp.matmul": AxisRule("batch and row/column axes stay; k is contracted", _matmul),
     "operator.matmul": AxisRule("as jnp.matmul", _matmul),
