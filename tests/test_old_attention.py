@@ -58,8 +58,12 @@ class Att(nn.Module):
             return nn.MultiHeadDotProductAttention(x, y, num_heads=2, segmentation=seg,
                                                    key_segmentation=kseg, padding_mask=pad,
                                                    key_padding_mask=kpad)
-        if case == "key_padding_alone":  # ignored without padding_mask, as in old flax.nn
+        if case == "key_padding_alone":  # queries attend everywhere (old flax.nn's last)
             return nn.MultiHeadDotProductAttention(x, y, num_heads=2, key_padding_mask=kpad)
+        if case == "query_padding_alone":  # across inputs, the keys attend everywhere
+            return nn.MultiHeadDotProductAttention(x, y, num_heads=2, padding_mask=pad)
+        if case == "self_key_padding":  # self-attention: the one mask stands for both
+            return nn.SelfAttention(x, num_heads=2, key_padding_mask=pad)
         if case == "image_joint":  # old flax.nn's default: all axes between batch and features
             return nn.SelfAttention(img, num_heads=2)
         if case == "image_rows":
@@ -76,6 +80,8 @@ aot.target("self_kv", Att.partial(case="self_kv"), **SPECS)
 aot.target("segments", Att.partial(case="segments"), **SPECS)
 aot.target("cross_segments", Att.partial(case="cross_segments"), **SPECS)
 aot.target("key_padding_alone", Att.partial(case="key_padding_alone"), **SPECS)
+aot.target("query_padding_alone", Att.partial(case="query_padding_alone"), **SPECS)
+aot.target("self_key_padding", Att.partial(case="self_key_padding"), **SPECS)
 aot.target("image_joint", Att.partial(case="image_joint"), **SPECS)
 aot.target("image_rows", Att.partial(case="image_rows"), **SPECS)
 aot.target("image_flat_causal", Att.partial(case="image_flat_causal"), **SPECS)
@@ -120,7 +126,12 @@ LINEN = {
         i["x"], i["y"], mask=linen.combine_masks(
             linen.make_attention_mask(i["pad"], i["kpad"]),
             linen.make_attention_mask(i["seg"], i["kseg"], jnp.equal))),
-    "key_padding_alone": lambda i: linen.MultiHeadDotProductAttention(2)(i["x"], i["y"]),
+    "key_padding_alone": lambda i: linen.MultiHeadDotProductAttention(2)(
+        i["x"], i["y"], mask=linen.make_attention_mask(jnp.ones((2, 5)), i["kpad"])),
+    "query_padding_alone": lambda i: linen.MultiHeadDotProductAttention(2)(
+        i["x"], i["y"], mask=linen.make_attention_mask(i["pad"], jnp.ones((2, 7)))),
+    "self_key_padding": lambda i: linen.SelfAttention(2)(
+        i["x"], mask=linen.make_attention_mask(i["pad"], i["pad"])),
     "image_joint": lambda i: _flat(lambda v: linen.SelfAttention(2)(v))(i["img"]),
     "image_rows": lambda i: _rows(lambda v: linen.SelfAttention(2)(v))(i["img"]),
     "image_flat_causal": lambda i: _flat(lambda v: linen.SelfAttention(1)(
@@ -507,9 +518,20 @@ class BuiltIn(nn.Module):
         return nn.SelfAttention(x, num_heads=2, qkv_features=8, causal_mask=True,
                                 padding_mask=pad, deterministic=True)
 
+
+class Cross(nn.Module):
+    def apply(self, x, y, kpad, custom=True):
+        fn = passthrough if custom else nn.dot_product_attention
+        return nn.MultiHeadDotProductAttention(x, y, num_heads=2, key_padding_mask=kpad,
+                                               attention_axis=(1,), attention_fn=fn,
+                                               deterministic=True)
+
 aot.target("custom", Custom, x=aot.f32[2, 5, 6], pad=aot.f32[2, 5, 1])
 aot.target("linear", Custom.partial(fn="linear"), x=aot.f32[2, 5, 6], pad=aot.f32[2, 5, 1])
 aot.target("builtin", BuiltIn, x=aot.f32[2, 5, 6], pad=aot.f32[2, 5, 1])
+aot.target("cross_custom", Cross, x=aot.f32[2, 5, 6], y=aot.f32[2, 3, 4], kpad=aot.f32[2, 3])
+aot.target("cross_builtin", Cross.partial(custom=False), x=aot.f32[2, 5, 6],
+           y=aot.f32[2, 3, 4], kpad=aot.f32[2, 3])
 """
 
 
@@ -536,6 +558,13 @@ def test_attention_fn_of_the_model_file_gets_old_flax_nn_arguments() -> None:
         jnp.einsum("blhd,bhd->blh", q, k.sum(axis=1))[..., None]
     want = jnp.einsum("blhd,hdf->blf", att, p["out"]["kernel"]) + p["out"]["bias"][None, None]
     got, _ = m.linear.apply(params, {}, x, pad)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    # across two inputs with a key mask alone: the queries' side attends everywhere
+    y = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    kpad = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
+    params, _ = m.cross_builtin.init(jax.random.key(1))
+    want, _ = m.cross_builtin.apply(params, {}, x, y, kpad)
+    got, _ = m.cross_custom.apply(params, {}, x, y, kpad)
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
 
 

@@ -13,8 +13,9 @@ batch dims); None means all of them (for `[batch, length, features]`, the
 length axis, as in Linen).  Old-style masks are combined into one boolean mask
 applied the way Linen applies `mask=`: `jnp.where(mask, weights, finfo.min)`
 before the softmax (old flax.nn added -1e10: the same softmax wherever a row
-keeps a position).  As in old flax.nn, `key_padding_mask` / `key_segmentation`
-default to the query's masks and are ignored without them.
+keeps a position).  As in old flax.nn's last version, in self-attention
+`padding_mask` and `key_padding_mask` each stand for the other, and across two inputs
+a side without one attends everywhere; `key_segmentation` defaults to `segmentation`.
 
 Decoding keeps Linen's `cache` collection: `cached_key` and `cached_value`
 `(*batch, max_length, heads, head_dim)` and `cache_index` (). A call writes
@@ -580,9 +581,10 @@ def _mask_components(call: LayerCall, layout: _Layout, target: tuple[int, ...],
                      lengths: tuple[Code, Code]) -> list[tuple[Code, tuple[int, ...]]]:
     """Full-rank mask codes and their shapes: user mask, causal, padding, segmentation.
 
-    As in old flax.nn, `key_padding_mask` / `key_segmentation` default to the query's
-    and are ignored without it; with a cache (one new query position), the keys'
-    padding is the cache's fill.
+    As in old flax.nn (its last version, which attended across inputs of other lengths):
+    in self-attention either padding mask stands for the other, across two inputs a side
+    without one attends everywhere; `key_segmentation` defaults to `segmentation`; with a
+    cache (one new query position), the keys' padding is the cache's fill.
     """
     batch = target[:-3]
     parts: list[tuple[Code, tuple[int, ...]]] = []
@@ -599,21 +601,35 @@ def _mask_components(call: LayerCall, layout: _Layout, target: tuple[int, ...],
         ones = "1, " * (len(target) - 2)
         parts.append((Code.of("jnp.tril(jnp.ones((", q_len, ", ", k_len, "), dtype=jnp.bool_))"
                               f".reshape(({ones}", q_len, ", ", k_len, "))"), shape))
+    self_attention = call.args.get("inputs_kv") is None
     for name, key_name, op in (("padding_mask", "key_padding_mask", " * "),
                                ("segmentation", "key_segmentation", " == ")):
-        if call.args[name] is None:
-            continue
+        q_name: str | None = name if call.args[name] is not None else None
+        k_name: str | None = key_name if call.args[key_name] is not None else None
+        if q_name is None and (k_name is None or name == "segmentation" or cached):
+            continue  # a key segmentation alone means nothing; with a cache, keys are its fill
         if cached and name == "segmentation":
             raise call.fail(f"{call.written}: segmentation is not supported with cache=",
                             "AOT372", hint="decode one sequence per batch row")
-        q = layout.positions(call.tensor(name), q_dims, name)
-        q_code = Code.of(q, f".reshape({(*batch, 1, lq, 1)!r})")
+        if self_attention or name == "segmentation":  # one side stands for the other
+            q_name, k_name = q_name or k_name, k_name or q_name
+        q_code = k_code = None  # (a side without a mask attends everywhere)
+        if q_name is not None:
+            q = layout.positions(call.tensor(q_name), q_dims, q_name)
+            q_code = Code.of(q, f".reshape({(*batch, 1, lq, 1)!r})")
         if cached:  # the cache mask covers the keys
+            assert q_code is not None
             parts.append((Code.of("(", q_code, " > 0)"), (*batch, 1, lq, 1)))
             continue
-        k_name = key_name if call.args[key_name] is not None else name
-        k = layout.positions(call.tensor(k_name), k_dims, k_name)
-        pair = Code.of("(", q_code, op, k, f".reshape({(*batch, 1, 1, lk)!r}))")
+        if k_name is not None:
+            k = layout.positions(call.tensor(k_name), k_dims, k_name)
+            k_code = Code.of(k, f".reshape({(*batch, 1, 1, lk)!r})")
+        if q_code is None or k_code is None:
+            one = q_code if k_code is None else k_code
+            shape = (*batch, 1, lq, 1) if k_code is None else (*batch, 1, 1, lk)
+            parts.append((Code.of("(", one, " > 0)"), shape))
+            continue
+        pair = Code.of("(", q_code, op, k_code, ")")
         parts.append((Code.of(pair, " > 0") if op == " * " else pair, (*batch, 1, lq, lk)))
     return parts
 
@@ -688,16 +704,25 @@ def _old_bias(call: LayerCall, query: Tensor, key: Tensor, axes: tuple[int, ...]
     if call.bool("causal_mask"):
         parts.append(old_causal_mask(with_args(key=key, attention_axis=axes, self_mask=False)))
     self_attention = call.args.get("inputs_kv") is None
+
+    def everywhere(x: Tensor) -> Tensor:  # old flax.nn's `jnp.full(shape, True)` of a side
+        shape = (x.shape[0], *(x.shape[a] for a in axes))
+        ones = call.out(shape, "float32")
+        call.emit("ops/call.j2", {"call": Code((f"jnp.ones({shape!r}, jnp.float32)",))},
+                  [ones], stem="ones")
+        return ones
+
     for name, key_name in (("padding_mask", "key_padding_mask"),
                            ("segmentation", "key_segmentation")):
         q_mask, k_mask = call.args[name], call.args[key_name]
-        if q_mask is None and k_mask is None:
+        if q_mask is None and (k_mask is None or name == "segmentation"):
             continue
-        if q_mask is None or k_mask is None:
-            if not self_attention:
-                raise call.fail(f"{call.written}: with attention_fn= and inputs_kv, give both "
-                                f"{name}= and {key_name}=", "AOT203")
-            q_mask = k_mask = q_mask if q_mask is not None else k_mask
+        if self_attention or name == "segmentation":
+            q_mask, k_mask = (q_mask if q_mask is not None else k_mask,
+                              k_mask if k_mask is not None else q_mask)
+        else:
+            q_mask = q_mask if q_mask is not None else everywhere(call.args["inputs_q"])
+            k_mask = k_mask if k_mask is not None else everywhere(call.args["inputs_kv"])
         parts.append(make_padding_mask(with_args(
             padding_mask_query=q_mask, padding_mask_key=k_mask, query_shape=query.shape,
             key_shape=key.shape, attention_axis=axes,
