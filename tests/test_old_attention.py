@@ -64,6 +64,8 @@ class Att(nn.Module):
             return nn.MultiHeadDotProductAttention(x, y, num_heads=2, padding_mask=pad)
         if case == "self_key_padding":  # self-attention: the one mask stands for both
             return nn.SelfAttention(x, num_heads=2, key_padding_mask=pad)
+        if case == "self_kv_padding":  # inputs_kv=x is x: self-attention still (wmt)
+            return nn.SelfAttention(x, num_heads=2, inputs_kv=x, padding_mask=pad)
         if case == "image_joint":  # old flax.nn's default: all axes between batch and features
             return nn.SelfAttention(img, num_heads=2)
         if case == "image_rows":
@@ -82,6 +84,7 @@ aot.target("cross_segments", Att.partial(case="cross_segments"), **SPECS)
 aot.target("key_padding_alone", Att.partial(case="key_padding_alone"), **SPECS)
 aot.target("query_padding_alone", Att.partial(case="query_padding_alone"), **SPECS)
 aot.target("self_key_padding", Att.partial(case="self_key_padding"), **SPECS)
+aot.target("self_kv_padding", Att.partial(case="self_kv_padding"), **SPECS)
 aot.target("image_joint", Att.partial(case="image_joint"), **SPECS)
 aot.target("image_rows", Att.partial(case="image_rows"), **SPECS)
 aot.target("image_flat_causal", Att.partial(case="image_flat_causal"), **SPECS)
@@ -131,6 +134,8 @@ LINEN = {
     "query_padding_alone": lambda i: linen.MultiHeadDotProductAttention(2)(
         i["x"], i["y"], mask=linen.make_attention_mask(i["pad"], jnp.ones((2, 7)))),
     "self_key_padding": lambda i: linen.SelfAttention(2)(
+        i["x"], mask=linen.make_attention_mask(i["pad"], i["pad"])),
+    "self_kv_padding": lambda i: linen.SelfAttention(2)(
         i["x"], mask=linen.make_attention_mask(i["pad"], i["pad"])),
     "image_joint": lambda i: _flat(lambda v: linen.SelfAttention(2)(v))(i["img"]),
     "image_rows": lambda i: _rows(lambda v: linen.SelfAttention(2)(v))(i["img"]),

@@ -433,6 +433,12 @@ _register_old("_make_causal_mask", "key, attention_axis=None, self_mask=False",
 # ------------------------------------------------------------- the layers
 
 
+def _self_attention(call: LayerCall) -> bool:
+    """Old flax.nn's `inputs_kv is inputs_q` (None is the queries too): the one array."""
+    kv = call.args.get("inputs_kv")
+    return kv is None or kv is call.args["inputs_q"]
+
+
 def _custom_attention_fn(call: LayerCall) -> Any:
     """`attention_fn=` when it is not `nn.dot_product_attention` (None when it is, or not
     given): a function of the model file, called as old flax.nn called it."""
@@ -601,7 +607,7 @@ def _mask_components(call: LayerCall, layout: _Layout, target: tuple[int, ...],
         ones = "1, " * (len(target) - 2)
         parts.append((Code.of("jnp.tril(jnp.ones((", q_len, ", ", k_len, "), dtype=jnp.bool_))"
                               f".reshape(({ones}", q_len, ", ", k_len, "))"), shape))
-    self_attention = call.args.get("inputs_kv") is None
+    self_attention = _self_attention(call)
     for name, key_name, op in (("padding_mask", "key_padding_mask", " * "),
                                ("segmentation", "key_segmentation", " == ")):
         q_name: str | None = name if call.args[name] is not None else None
@@ -703,7 +709,7 @@ def _old_bias(call: LayerCall, query: Tensor, key: Tensor, axes: tuple[int, ...]
     parts = []
     if call.bool("causal_mask"):
         parts.append(old_causal_mask(with_args(key=key, attention_axis=axes, self_mask=False)))
-    self_attention = call.args.get("inputs_kv") is None
+    self_attention = _self_attention(call)
 
     def everywhere(x: Tensor) -> Tensor:  # old flax.nn's `jnp.full(shape, True)` of a side
         shape = (x.shape[0], *(x.shape[a] for a in axes))
