@@ -473,6 +473,7 @@ class _Values:
     def __init__(self) -> None:
         self.keys: dict[int, tuple[Any, tuple[str, Any]]] = {}
         self.codes: dict[int, tuple[Any, str | None]] = {}
+        self.texts: dict[int, tuple[Any, str]] = {}
 
     def key(self, value: Any) -> tuple[str, Any]:
         found = self.keys.get(id(value))
@@ -484,6 +485,13 @@ class _Values:
         found = self.codes.get(id(value))
         if found is None:
             found = self.codes[id(value)] = (value, _code(value))
+        return found[1]
+
+    def text(self, value: Any) -> str:
+        """`value` as a docstring shows it: its code, else its description."""
+        found = self.texts.get(id(value))
+        if found is None:
+            found = self.texts[id(value)] = (value, self.code(value) or describe_value(value))
         return found[1]
 
 
@@ -968,7 +976,7 @@ def _signature(plan: Plan, group: Group) -> str:
         seen: list[str] = []
         for hp in hparams:
             v = hp.get(name, value)
-            text = plan.values.code(v) or describe_value(v)
+            text = plan.values.text(v)
             if text not in seen:
                 seen.append(text)
         parts.append(f"{name}={'|'.join(seen[:6])}{'|...' if len(seen) > 6 else ''}")
@@ -999,6 +1007,8 @@ class _DimNames:
         self.found = False  # the names are found when a dimension first differs
         #: (shapes, dtype) -> the description `describe` gave.
         self.described: dict[tuple, str] = {}
+        #: (sizes, rank, axis) -> `dim`.
+        self.dims: dict[tuple[tuple[int, ...], int, int], str] = {}
 
     def _find(self) -> None:
         self.found = True
@@ -1049,8 +1059,18 @@ class _DimNames:
                 self.taken.add(name)
 
     def dim(self, vec: tuple[int, ...], rank: int, axis: int) -> str:
+        """The name of axis `axis` of a rank-`rank` array of sizes `vec` in the members
+        (a number where they agree); one name per key, as first found (the arrays of a
+        function share most of their dimensions)."""
         if len(set(vec)) == 1:
             return str(vec[0])
+        key = (vec, rank, axis)
+        found = self.dims.get(key)
+        if found is None:
+            found = self.dims[key] = self._dim(vec, rank, axis)
+        return found
+
+    def _dim(self, vec: tuple[int, ...], rank: int, axis: int) -> str:
         if not self.found:
             self._find()
         found = self.hps.get(vec) or self.axes.get((vec, rank, axis))
