@@ -226,12 +226,10 @@ class Line:
     code: str
     #: `models/net.py:12`: the DSL line (empty: no location, e.g. a `def` line).
     where: str = ""
-    #: Arrays whose types the comment shows (the values the line assigns).
-    shows: tuple[Tensor, ...] = ()
-    #: Where `shows` comes from, to read the same line's arrays in a function of the
-    #: same structure (`Renderer.render`): ("o", op path) for an op's outputs, ("t", op
-    #: path, temp, k) for a scratch variable's k-th type; op path: indices into the body,
-    #: then into nested bodies.
+    #: Which arrays the comment shows (the values the line assigns), read from the ops of
+    #: the function it is a line of (`Body.shows`; functions of one structure share their
+    #: lines): ("o", op path) for an op's outputs, ("t", op path, temp, k) for a scratch
+    #: variable's k-th type; op path: indices into the body, then into nested bodies.
     source: tuple | None = None
 
 
@@ -248,16 +246,27 @@ class Body:
     takes_rng: bool
     lines: list[Line]
     result: str
-    #: Functions it calls, as placeholders in the code: (function, kind).
+    #: Functions it calls: the k-th is written `placeholder(k)` in the code (`FN_REF`,
+    #: `KW_REF`), so functions of one structure have the same code: (function, kind).
     calls: list[tuple[Function, str]] = field(default_factory=list)
+    #: The ops it was rendered from (its lines' `source`s index them).
+    ops: tuple[Op, ...] = ()
+    #: `code()`, once computed (functions of one structure share it).
+    text: str | None = None
 
     def code(self) -> str:
         """The code alone (no comments, no docstring): what sharing compares.  Its lines:
         the decorators, the arguments, one per line of `lines`, then `return result`."""
-        head = [*(_decorator(d) for d in self.function.decorators),
-                "ARGS " + ", ".join(self.args) + (" | rng" if self.takes_rng else "")]
-        return "\n".join([*head, *(line.code for line in self.lines),
-                          f"return {self.result}"])
+        if self.text is None:
+            head = [*(_decorator(d) for d in self.function.decorators),
+                    "ARGS " + ", ".join(self.args) + (" | rng" if self.takes_rng else "")]
+            self.text = "\n".join([*head, *(line.code for line in self.lines),
+                                   f"return {self.result}"])
+        return self.text
+
+    def shows(self, line: Line) -> tuple[Tensor, ...]:
+        """The arrays `line`'s comment shows in this function."""
+        return _shown(self.ops, line.source) if line.source else ()
 
 
 def _decorator(text: str) -> str:
@@ -281,14 +290,19 @@ def placeholder(index: int) -> str:
             return letters
 
 
-#: In rendered code, `\x00name\x00` is a reference to an emitted function and
-#: `\x01L|N name\x01` the place of its keyword arguments (L: after other arguments).
+def slot(letters: str) -> int:
+    """The index `placeholder` wrote as `letters`."""
+    n = 0
+    for c in letters:
+        n = n * 26 + (ord(c) - ord("a"))
+    return n
+
+
+#: In rendered code, `\x00name\x00` is a reference to an emitted function (the
+#: `placeholder` of its index in `Body.calls`) and `\x01L|N name\x01` the place of its
+#: keyword arguments (L: after other arguments).
 FN_REF = re.compile(r"\x00([a-z]+)\x00")
 KW_REF = re.compile(r"\x01([LN])([a-z]+)\x01")
-
-
-#: A placeholder in rendered code, its letters apart (`Renderer.render` renames them).
-PLACEHOLDER = re.compile(r"(\x00|\x01[LN])([a-z]+)(?=[\x00\x01])")
 
 
 @dataclass
@@ -296,8 +310,16 @@ class _Rendered:
     """A function rendered once for every function of its structure (`Renderer.render`)."""
 
     body: Body
-    #: Placeholder letters of each function it calls, in the order `structure` lists them.
-    letters: list[str]
+    #: For each of its calls (`Body.calls`), where `structure` lists that callee.
+    order: list[int]
+
+
+def _calls_order(calls: list[tuple[Function, str]],
+                 callees: list[tuple[Function, str]]) -> list[int] | None:
+    """Where each of `calls` is among `callees` (None: they are not the same functions)."""
+    where = {(id(f), k): i for i, (f, k) in enumerate(callees)}
+    order = [where.get((id(f), k), -1) for f, k in calls]
+    return None if -1 in order or len(order) != len(callees) else order
 
 
 class Renderer:
@@ -344,14 +366,12 @@ class Renderer:
             if op.nested is not None:
                 self.refs(body, op.nested.body, names)
 
-    def call(self, body: Body, fn: Function, kind: str, names: dict[Any, str]) -> int:
-        """The placeholder of a function `body` calls (`refs`), recorded in `names`."""
-        i = self.ref(fn, kind)
-        names[("fn", id(fn), kind)] = f"\x00{placeholder(i)}\x00"
-        names[("kw", id(fn), kind)] = f"\x01{{}}{placeholder(i)}\x01"
-        if (fn, kind) not in body.calls:
-            body.calls.append((fn, kind))
-        return i
+    def call(self, body: Body, fn: Function, kind: str, names: dict[Any, str]) -> None:
+        """A function `body` calls (`refs`): its placeholder recorded in `names`."""
+        self.ref(fn, kind)
+        k = call_slot(body.calls, fn, kind)
+        names[("fn", id(fn), kind)] = f"\x00{placeholder(k)}\x00"
+        names[("kw", id(fn), kind)] = f"\x01{{}}{placeholder(k)}\x01"
 
     def render(self, fn: Function, kind: str = "apply") -> Body:
         checked(fn.name, "function name")  # resolve's name: used for nested and jvp rules
@@ -361,7 +381,7 @@ class Renderer:
                          for op in fn.body)
         elif fn.init_name is not None:
             body = tuple(op for op in fn.body if not op.init_only)
-        out = Body(fn, kind, [], fn.takes_rng or kind == "init", [], "")
+        out = Body(fn, kind, [], fn.takes_rng or kind == "init", [], "", ops=body)
         names: dict[Any, str] = {}
         # functions of one structure come from one method: the first of a method is
         # rendered without a key, which is found when a second one comes (a model of one
@@ -382,14 +402,17 @@ class Renderer:
             self.refs(out, body, names)
         else:
             key, callees = shape
-            indices = [self.call(out, f, k, names) for f, k in callees]
             done = self.rendered.get(key)
             if done is not None:
-                return _like(done, out, body, [placeholder(i) for i in indices])
+                for f, k in callees:
+                    self.ref(f, k)
+                return _like(done, out, callees)
+            for f, k in callees:
+                self.call(out, f, k, names)
         out.args = _render_into(out, fn, body, self.program.relpath, self.reserved, names,
                                 indent="")
         if shape is not None:
-            self.rendered[shape[0]] = _Rendered(out, [placeholder(i) for i in indices])
+            self.rendered[shape[0]] = _Rendered(out, list(range(len(out.calls))))
         return out
 
     def keep(self, fn: Function, kind: str, body: tuple[Op, ...], out: Body) -> None:
@@ -397,27 +420,30 @@ class Renderer:
         the functions of its structure to come."""
         shape = structure(fn, kind, body)
         if shape is not None and shape[0] not in self.rendered:
-            letters = [placeholder(self.index[(id(f), k)]) for f, k in shape[1]]
-            self.rendered[shape[0]] = _Rendered(out, letters)
+            order = _calls_order(out.calls, shape[1])
+            if order is not None:
+                self.rendered[shape[0]] = _Rendered(out, order)
 
 
-def _like(done: _Rendered, out: Body, body: tuple[Op, ...], letters: list[str]) -> Body:
-    """`out` (its calls recorded) rendered as `done`, a function of the same structure:
-    the same text with `letters` for the callees' placeholders, and its own arrays."""
-    rename = dict(zip(done.letters, letters))
+def call_slot(calls: list[tuple[Function, str]], fn: Function, kind: str) -> int:
+    """The index of `(fn, kind)` in `calls`, which it joins if it is new."""
+    for k, (f, c) in enumerate(calls):
+        if f is fn and c == kind:
+            return k
+    calls.append((fn, kind))
+    return len(calls) - 1
 
-    def text(code: str) -> str:
-        if "\x00" not in code and "\x01" not in code:
-            return code
-        return PLACEHOLDER.sub(lambda m: m.group(1) + rename[m.group(2)], code)
 
-    same = done.letters == letters
-    for line in done.body.lines:
-        code = line.code if same else text(line.code)
-        source = line.source
-        out.lines.append(Line(code, line.where, _shown(body, source) if source else (), source))
-    out.args = list(done.body.args)
-    out.result = done.body.result if same else text(done.body.result)
+def _like(done: _Rendered, out: Body, callees: list[tuple[Function, str]]) -> Body:
+    """`out` rendered as `done`, a function of the same structure whose callees `structure`
+    listed as `callees`: the same code (its lines shared), calling the same places of its
+    own callees, with its own arrays in the comments (`Body.shows`)."""
+    first = done.body
+    out.calls = [callees[i] for i in done.order]
+    out.lines = first.lines
+    out.args = first.args
+    out.result = first.result
+    out.text = first.code()
     return out
 
 
@@ -627,26 +653,24 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
         ctx["outs"] = ", ".join(named) if named else "_"
         text = template(op.template).render(**ctx).rstrip("\n").split("\n")
         where = _comment_where(relpath, op)
-        shows = tuple([v for v in op.outputs if isinstance(v, Tensor)])
         at = path + (i,)
         last = len(text) - 1
         if not last:  # one line (most ops): it shows the outputs
-            lines.append(Line(indent + text[0], where, shows, ("o", at)))
+            lines.append(Line(indent + text[0], where, ("o", at)))
             continue
         # the lines assigning a scratch variable show its type (the k-th for the k-th)
         pending = {temps[name]: [k, 0]
                    for k, (name, types) in enumerate(zip(op.temps, op.temp_types)) if types}
         for j, line in enumerate(text):
             if j == last:
-                lines.append(Line(indent + line, where, shows, ("o", at)))
+                lines.append(Line(indent + line, where, ("o", at)))
                 continue
             target = line.split(" = ", 1)[0] if " = " in line else ""
             temp = pending.get(target)
             if temp is None or temp[1] == len(op.temp_types[temp[0]]):
                 lines.append(Line(indent + line, where))
                 continue
-            lines.append(Line(indent + line, where, (op.temp_types[temp[0]][temp[1]],),
-                              ("t", at, temp[0], temp[1])))
+            lines.append(Line(indent + line, where, ("t", at, temp[0], temp[1])))
             temp[1] += 1
     result = fn.result.render(namer.names)
     if fn.state_result:

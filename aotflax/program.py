@@ -22,7 +22,11 @@ class Var:
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+# Vars are never assigned to once made; they are not frozen dataclasses, whose `__init__`
+# sets each field through `object.__setattr__` (a front end makes thousands of them).
+
+
+@dataclass(slots=True, eq=False)
 class TreeVar(Var):
     """A non-array value bound to a variable, e.g. a submodule's new state subtree."""
 
@@ -30,7 +34,7 @@ class TreeVar(Var):
     description: str
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class Tensor(Var):
     """An array value known at build time only by its type (identity = object)."""
 

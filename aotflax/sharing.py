@@ -43,6 +43,7 @@ from .emit import (
     Renderer,
     checked,
     placeholder,
+    slot,
     template,
 )
 from .program import FileProgram, Function, Tensor
@@ -65,6 +66,8 @@ _IDENT_ASCII = re.compile(r"[A-Za-z_]\w*", re.ASCII)
 #: A string literal: `"(?:[^"\\\n]|\\.)*"` (or in single quotes) with its runs of plain
 #: characters read in one step.
 _STRING = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\\\n]*(?:\\.[^\'\\\n]*)*\'')
+#: A call's placeholder in rendered code (`emit.FN_REF`, `emit.KW_REF`).
+_PLACEHOLDER = re.compile(r"\x00[a-z]+\x00|\x01[LN][a-z]+\x01")
 _KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
 #: Longest function name made from a module's name and its variant's labels (suffixes
 #: and counters come on top, within `quoting.MAX_IDENTIFIER`).
@@ -277,10 +280,10 @@ def _group_all(out: Plan, bodies: dict[tuple[int, str], Body]) -> None:
         if k in keys:
             return keys[k]
         text = codes[k]
+        calls = bodies[k].calls
 
         def callee(m: re.Match) -> str:
-            other = units[_index(m.group(1))]
-            return "\x00" + placeholder(group_of(*other).index) + "\x00"
+            return "\x00" + placeholder(group_of(*calls[slot(m.group(1))]).index) + "\x00"
 
         keyed = KW_REF.sub("", FN_REF.sub(callee, text))
         if fn.keeps_name:
@@ -295,13 +298,6 @@ def _group_all(out: Plan, bodies: dict[tuple[int, str], Body]) -> None:
     for fn, kind in units:
         if (id(fn), kind) in bodies:
             group_of(fn, kind)
-
-
-def _index(letters: str) -> int:
-    n = 0
-    for c in letters:
-        n = n * 26 + (ord(c) - ord("a"))
-    return n
 
 
 def _topological(groups: list[Group]) -> list[Group]:
@@ -323,20 +319,24 @@ def _topological(groups: list[Group]) -> list[Group]:
 
 def _resolve_calls(plan: Plan, group: Group) -> None:
     """Each member's code with its calls named and their keyword arguments filled in."""
-    units = plan.renderer.units
     for member in group.members:
-        def name(m: re.Match) -> str:
-            fn, kind = units[_index(m.group(1))]
-            return plan.members[(id(fn), kind)].group.name
+        member.text = _resolved(member.code, [plan.members[(id(fn), kind)]
+                                              for fn, kind in member.body.calls])
 
-        def kwargs(m: re.Match) -> str:
-            fn, kind = units[_index(m.group(2))]
-            text = plan.members[(id(fn), kind)].call_kwargs
-            if not text:
-                return ""
-            return ", " + text if m.group(1) == "L" else text
 
-        member.text = KW_REF.sub(kwargs, FN_REF.sub(name, member.code))
+def _resolved(code: str, callees: list[Member]) -> str:
+    """`code` calling `callees` (the k-th placeholder: the k-th) by their names, with
+    their keyword arguments."""
+    def name(m: re.Match) -> str:
+        return callees[slot(m.group(1))].group.name
+
+    def kwargs(m: re.Match) -> str:
+        text = callees[slot(m.group(2))].call_kwargs
+        if not text:
+            return ""
+        return ", " + text if m.group(1) == "L" else text
+
+    return KW_REF.sub(kwargs, FN_REF.sub(name, code))
 
 
 # ------------------------------------------------------------------ keyword arguments
@@ -473,6 +473,7 @@ class _Values:
     def __init__(self) -> None:
         self.keys: dict[int, tuple[Any, tuple[str, Any]]] = {}
         self.codes: dict[int, tuple[Any, str | None]] = {}
+        self.texts: dict[int, tuple[Any, str]] = {}
 
     def key(self, value: Any) -> tuple[str, Any]:
         found = self.keys.get(id(value))
@@ -484,6 +485,13 @@ class _Values:
         found = self.codes.get(id(value))
         if found is None:
             found = self.codes[id(value)] = (value, _code(value))
+        return found[1]
+
+    def text(self, value: Any) -> str:
+        """`value` as a docstring shows it: its code, else its description."""
+        found = self.texts.get(id(value))
+        if found is None:
+            found = self.texts[id(value)] = (value, self.code(value) or describe_value(value))
         return found[1]
 
 
@@ -697,11 +705,12 @@ def _name_groups(plan: Plan) -> None:
     used |= {"TARGETS"} | {name for t in plan.program.targets
                            for name in target_names.target_globals(t.name)}
     # the values of every function (and attributes); members share most of their lines
-    # (strings and names never span lines: the lines' names are the code's)
+    # (strings and names never span lines: the lines' names are the code's; calls are
+    # placeholders, not names)
     # (instances of one structure often have the same code: each code is split once)
     codes = {member.code for member in plan.members.values()}
     lines = {line for code in codes for line in code.split("\n")}
-    used.update(_identifiers(_STRING.sub("", "\n".join(lines))))
+    used.update(_identifiers(_PLACEHOLDER.sub("", _STRING.sub("", "\n".join(lines)))))
     for (base, kind), groups in by_base.items():
         names = _variant_names(base, groups, plan.values)
         for g, name in zip(groups, names):
@@ -927,13 +936,13 @@ def render_group(plan: Plan, group: Group) -> str:
         args += ["*", *keyword_only]
     dims = _DimNames(group)
     text_lines = []
-    members = [m.body.lines for m in group.members]
+    members = [m.body for m in group.members]
     for i, code in enumerate(body_lines):
         line = first.lines[i]
-        # the other members' arrays are read only for a line that shows some (a variable
-        # tree's lines show none)
-        shows = [m[i].shows for m in members] if line.shows else []
-        text_lines.append(code + dims.comment(line, shows))
+        # the members' arrays are read only for a line that shows some (a variable tree's
+        # lines show none)
+        shows = [m.shows(m.lines[i]) for m in members] if line.source else []
+        text_lines.append(code + dims.comment(line, shows[0] if shows else (), shows))
     return template("function.py.j2").jinja.render(
         name=group.name, args=", ".join(args), decorators=[d.lstrip("@") for d in decorators],
         doc=_docstring(plan, group), lines=text_lines, result=result)
@@ -967,7 +976,7 @@ def _signature(plan: Plan, group: Group) -> str:
         seen: list[str] = []
         for hp in hparams:
             v = hp.get(name, value)
-            text = plan.values.code(v) or describe_value(v)
+            text = plan.values.text(v)
             if text not in seen:
                 seen.append(text)
         parts.append(f"{name}={'|'.join(seen[:6])}{'|...' if len(seen) > 6 else ''}")
@@ -998,6 +1007,8 @@ class _DimNames:
         self.found = False  # the names are found when a dimension first differs
         #: (shapes, dtype) -> the description `describe` gave.
         self.described: dict[tuple, str] = {}
+        #: (sizes, rank, axis) -> `dim`.
+        self.dims: dict[tuple[tuple[int, ...], int, int], str] = {}
 
     def _find(self) -> None:
         self.found = True
@@ -1048,8 +1059,18 @@ class _DimNames:
                 self.taken.add(name)
 
     def dim(self, vec: tuple[int, ...], rank: int, axis: int) -> str:
+        """The name of axis `axis` of a rank-`rank` array of sizes `vec` in the members
+        (a number where they agree); one name per key, as first found (the arrays of a
+        function share most of their dimensions)."""
         if len(set(vec)) == 1:
             return str(vec[0])
+        key = (vec, rank, axis)
+        found = self.dims.get(key)
+        if found is None:
+            found = self.dims[key] = self._dim(vec, rank, axis)
+        return found
+
+    def _dim(self, vec: tuple[int, ...], rank: int, axis: int) -> str:
         if not self.found:
             self._find()
         found = self.hps.get(vec) or self.axes.get((vec, rank, axis))
@@ -1098,11 +1119,14 @@ class _DimNames:
             return t.describe()
         return describe_aval(tuple(dims), t.dtype)  # type: ignore[arg-type]
 
-    def comment(self, line: Line, shows: list[tuple[Tensor, ...]]) -> str:
-        if not line.where and not line.shows:
+    def comment(self, line: Line, shown: tuple[Tensor, ...],
+                shows: list[tuple[Tensor, ...]]) -> str:
+        """The comment of `line`, which shows `shown` in the first member and `shows` in
+        each member."""
+        if not line.where and not shown:
             return ""
         parts = []
-        for k, t in enumerate(line.shows):
+        for k, t in enumerate(shown):
             # the k-th array's shape in each member (None: it shows fewer)
             shapes = [s[k].shape if k < len(s) else None for s in shows]
             if shapes.count(t.shape) == len(shapes):

@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Mapping, Set
 from typing import Any
 
-from .emit import PLACEHOLDER, Body, Line, Renderer, checked, placeholder
+from .emit import Body, Line, Renderer, call_slot, checked, placeholder
 from .program import FileProgram, Function, ParamDecl, Tensor
 from .quoting import literal, string
 
@@ -113,10 +113,8 @@ class _Trees:
                                     dict[tuple[str, ...], str]]] = {}
         self.keys: dict[int, int] = {}
         self.numbers: dict[tuple, int] = {}
-        #: key number -> (its body, the paths of the modules it calls in placeholder
-        #: order, what it calls at each path).
-        self.built: dict[int, tuple[Body, list[tuple[str, ...]],
-                                    dict[tuple[str, ...], Function]]] = {}
+        #: key number -> (its body, what it calls at each path).
+        self.built: dict[int, tuple[Body, dict[tuple[str, ...], Function]]] = {}
 
     def calls_of(self, fn: Function) -> tuple[dict[tuple[str, ...], Function],
                                               dict[tuple[str, ...], str]]:
@@ -144,31 +142,21 @@ class _Trees:
         return found
 
     def body(self, fn: Function) -> Body:
-        """`fn`'s declaration body: built, or the body of its tree with the placeholders
-        of the modules `fn` calls."""
+        """`fn`'s declaration body: built, or the body of its tree (its lines shared)
+        calling the modules `fn` calls at the same paths."""
         number = self.key(fn)
         modules = self.calls_of(fn)[0]
         done = self.built.get(number)
         if done is None:
-            body, paths = _body(fn, self.renderer, self.initializers, self.leaves,
-                                self.calls_of(fn))
-            self.built[number] = (body, paths, modules)
+            body = _body(fn, self.renderer, self.initializers, self.leaves, self.calls_of(fn))
+            self.built[number] = (body, modules)
             return body
-        body, paths, theirs = done
-        ref = self.renderer.ref
-        rename = {placeholder(ref(theirs[p], "variables")):
-                  placeholder(ref(modules[p], "variables")) for p in paths}
-        mine = {id(theirs[p]): modules[p] for p in paths}
-        lines = [Line(_renamed(line.code, rename), line.where) for line in body.lines]
-        return Body(fn, "variables", [], False, lines, "",
-                    [(mine.get(id(f), f), kind) for f, kind in body.calls])
-
-
-def _renamed(code: str, rename: dict[str, str]) -> str:
-    """`code` with the placeholders `rename` names renamed."""
-    if "\x00" not in code:
-        return code
-    return PLACEHOLDER.sub(lambda m: m.group(1) + rename.get(m.group(2), m.group(2)), code)
+        body, theirs = done
+        mine = {id(theirs[p]): modules[p] for p in theirs}
+        for f, kind in body.calls:  # the callees' placeholders, in the first's order
+            self.renderer.ref(mine.get(id(f), f), kind)
+        return Body(fn, "variables", [], False, body.lines, "",
+                    [(mine.get(id(f), f), kind) for f, kind in body.calls], text=body.code())
 
 
 def _leaves_of(fn: Function, memo: dict[int, dict[tuple[str, ...], tuple]]
@@ -266,9 +254,8 @@ def _leaves(fn: Function) -> dict[tuple[str, ...], tuple]:
 def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
           leaves: dict[int, dict[tuple[str, ...], tuple]],
           calls_in: tuple[dict[tuple[str, ...], Function], dict[tuple[str, ...], str]]
-          ) -> tuple[Body, list[tuple[str, ...]]]:
-    """The declaration function of `fn`'s variables: a nested dict display; and the paths
-    of the modules it calls, in the order their placeholders appear.
+          ) -> Body:
+    """The declaration function of `fn`'s variables: a nested dict display.
 
     `calls_in`: `_calls_in(fn)`; `leaves`: each function's `_leaves`, as they are found.
     """
@@ -282,7 +269,6 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
     tree: dict[str, Any] = {}
     calls: list[tuple[Function, str]] = []
     placed: set[tuple[str, ...]] = set()
-    modules: list[tuple[str, ...]] = []
 
     def place(path: tuple[str, ...], leaf: Any) -> None:
         node = tree
@@ -323,15 +309,13 @@ def _body(fn: Function, renderer: Renderer, initializers: dict[str, Function],
         if child in placed:
             continue
         placed.add(child)
-        modules.append(child)
         callee = children[child]
-        i = renderer.ref(callee, "variables")
-        if not any(f is callee and kind == "variables" for f, kind in calls):
-            calls.append((callee, "variables"))
-        place(child, f"\x00{placeholder(i)}\x00(\x01N{placeholder(i)}\x01)")
+        renderer.ref(callee, "variables")
+        k = placeholder(call_slot(calls, callee, "variables"))
+        place(child, f"\x00{k}\x00(\x01N{k}\x01)")
     lines = [Line(text, where) for text, where in _value_lines(tree, 0)]
     lines[0].code = "return " + lines[0].code
-    return Body(fn, "variables", [], False, lines, "", calls), modules
+    return Body(fn, "variables", [], False, lines, "", calls)
 
 
 def _prefixes_in(path: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
@@ -475,9 +459,8 @@ def _named(init: str, initializers: dict[str, Function], renderer: Renderer,
     fn = initializers.get(init)
     if fn is None:
         return init
-    if (fn, "apply") not in calls:
-        calls.append((fn, "apply"))
-    return f"\x00{placeholder(renderer.ref(fn, 'apply'))}\x00"
+    renderer.ref(fn, "apply")
+    return f"\x00{placeholder(call_slot(calls, fn, 'apply'))}\x00"
 
 
 # ------------------------------------------------------------- layers of several Denses

@@ -47,7 +47,7 @@ def _render_all(program: FileProgram) -> tuple[emit.Renderer, list[emit.Body]]:
 
 
 def _seen(body: emit.Body) -> tuple:
-    return ([(line.code, line.where, [id(t) for t in line.shows]) for line in body.lines],
+    return ([(line.code, line.where, [id(t) for t in body.shows(line)]) for line in body.lines],
             body.args, body.result, body.takes_rng, [(id(f), k) for f, k in body.calls])
 
 

@@ -632,6 +632,7 @@ def _mask_components(call: LayerCall, layout: _Layout, target: tuple[int, ...],
             k_code = Code.of(k, f".reshape({(*batch, 1, 1, lk)!r})")
         if q_code is None or k_code is None:
             one = q_code if k_code is None else k_code
+            assert one is not None  # (a side is given: see above)
             shape = (*batch, 1, lq, 1) if k_code is None else (*batch, 1, 1, lk)
             parts.append((Code.of("(", one, " > 0)"), shape))
             continue
