@@ -112,7 +112,8 @@ def _lax_pad(call: FnCall) -> Tensor:
     weak = _same_dtype_scalar(call, "padding_value", x) and x.weak
     config = call.args["padding_config"]
     if not (isinstance(config, (tuple, list)) and len(config) == x.ndim and all(
-            isinstance(c, (tuple, list)) and len(c) == 3 and int_tree(c) for c in config)):
+            isinstance(c, (tuple, list)) and len(c) == 3 and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in c) for c in config)):
         raise call.fail(f"jax.lax.pad: padding_config must be one static (low, high, interior) "
                         f"triple per axis of {x.describe()}, got {describe_value(config)}",
                         "AOT203")
