@@ -242,6 +242,7 @@ def test_padding_and_slicing_misuse_is_located() -> None:
                 m = jax.lax.dynamic_slice(x, (i[0], 0), jnp.array((1, i[1])))
                 n = jax.lax.dynamic_slice(x, (i[0],), (1, 2))
                 o = jax.lax.dynamic_slice(x, (0, 0), (4, 2))
+                oo = jax.lax.dynamic_slice(x, (0, 0), ((1, 2), 2))
                 p = jax.lax.dynamic_slice(x, (0.5, 0), (1, 2))
                 q = jax.lax.dynamic_update_slice(x, jnp.ones((1, 2), jnp.bfloat16), (0, 0))
                 r = jax.lax.dynamic_update_slice(x, jnp.ones((2,)), (0, 0))
@@ -265,7 +266,8 @@ def test_padding_and_slicing_misuse_is_located() -> None:
     assert "start indices must be ints or integer scalars, got float 0.5" in errors
     assert "must have the operand's dtype f32" in errors
     assert "must have the rank of f32[3, 4]" in errors
-    assert errors.count("error[") == 16  # one per line, none lost or repeated
+    assert errors.count("slice sizes must be static ints, got") == 2
+    assert errors.count("error[") == 17  # one per line, none lost or repeated
 
 
 def test_dynamic_slices_match_jax() -> None:

@@ -239,7 +239,8 @@ def _start_index(call: FnCall, name: str) -> None:
 
 
 def _sizes(call: FnCall, x: Tensor, sizes: Any) -> tuple[int, ...]:
-    if isinstance(sizes, Tensor) or not isinstance(sizes, (tuple, list)) or not int_tree(sizes):
+    if isinstance(sizes, Tensor) or not isinstance(sizes, (tuple, list)) or not int_tree(
+            sizes) or any(isinstance(v, (tuple, list)) for v in sizes):
         raise call.fail(f"{call.written}: slice sizes must be static ints, got "
                         f"{describe_value(sizes)}", "AOT203",
                         hint="sizes fix the output shape: write them as a tuple of ints")
