@@ -15,6 +15,7 @@ from . import dtypes as dt
 from .ops import REGISTRY
 from .ops import initializers as inits
 from .values import (
+    CONV_DIMENSION_NUMBERS,
     AbstractType,
     DType,
     IndexMaker,
@@ -186,6 +187,12 @@ def _submodules(nn_members: dict[str, Any]) -> dict[str, Namespace]:
     # linear.py's default for Dense's kernel_init; activation.py re-exported jax.nn.normalize,
     # which is `standardize` under its later name
     out["linear"].members["default_kernel_init"] = inits.make("lecun_normal", [], {})
+    # a private helper of linear.py that model files' own convolutions called
+    out["linear"].members["_conv_dimension_numbers"] = StaticFunction(
+        "flax.nn.linear._conv_dimension_numbers")
+    # base.py defined the module machinery (`class M(nn.base.Module)`)
+    out["base"] = Namespace("nn.base", {"Module": MODULE_BASE, "module": MODULE_FN,
+                                        "module_method": MODULE_METHOD})
     out["activation"].members["normalize"] = nn_members["standardize"]
     return out
 
@@ -262,7 +269,10 @@ def _build_modules() -> dict[str, Any]:
     precision = Namespace("jax.lax.Precision", {"DEFAULT": "default", "HIGH": "high",
                                                 "HIGHEST": "highest"})
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "Precision": precision,
-                                "tie_in": StaticFunction("jax.lax.tie_in")})
+                                "tie_in": StaticFunction("jax.lax.tie_in"),
+                                "ConvDimensionNumbers": CONV_DIMENSION_NUMBERS,
+                                "conv_dimension_numbers": StaticFunction(
+                                    "jax.lax.conv_dimension_numbers")})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
     ops = Namespace("jax.ops", {**_ops("jax.ops", "jax.ops"),

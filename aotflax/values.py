@@ -444,6 +444,18 @@ class RecordTuple(tuple):
         return out
 
 
+#: `jax.lax.ConvDimensionNumbers`: a namedtuple of jax, of three permutations (lists or tuples
+#: of ints: batch or output feature, feature or input feature, spatial axes) that lax's
+#: convolutions take for `dimension_numbers` as they take three layout strings.
+CONV_DIMENSION_NUMBERS = RecordClass("ConvDimensionNumbers", "namedtuple",
+                                     ("lhs_spec", "rhs_spec", "out_spec"), {}, True)
+
+
+def conv_dimension_numbers(specs: Any) -> "RecordTuple":
+    """A `ConvDimensionNumbers` of three specs."""
+    return RecordTuple.make(CONV_DIMENSION_NUMBERS, list(specs))
+
+
 @dataclass(frozen=True, slots=True)
 class FieldDefault:
     """`dataclasses.field(default=..., default_factory=...)` in a dataclass body, or
@@ -627,6 +639,10 @@ def to_code(value: Any) -> str:
         return quoting.literal(value)
     if isinstance(value, (tuple, list, dict)):
         _walked[0] += len(value)
+    if isinstance(value, RecordTuple) and value.cls is CONV_DIMENSION_NUMBERS:
+        # lax reads ints as permutations only in its own namedtuple, never in a plain tuple
+        return "jax.lax.ConvDimensionNumbers(" + ", ".join(
+            f"{f}={to_code(v)}" for f, v in zip(value.cls.fields, value)) + ")"
     if isinstance(value, tuple):
         items = [to_code(v) for v in value]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces
 from ..diagnostics import Span
-from ..ops import CallError
+from ..ops import CallError, convolution
 from ..ops.registry import Signature
 from ..values import (
     NO_DEFAULT,
@@ -38,6 +38,11 @@ from .base import Abort, Frame
 
 if TYPE_CHECKING:
     from .core import Resolver
+
+#: Functions that make a `lax.ConvDimensionNumbers` (flax.nn's private helper too: model files
+#: wrote their own convolutions with it).
+CONV_NUMBERS = {"jax.lax.conv_dimension_numbers": convolution.lax_conv_numbers,
+                "flax.nn.linear._conv_dimension_numbers": convolution.flax_conv_numbers}
 
 #: Methods of `ConfigDict` the static language implements.
 CONFIG_METHODS = frozenset({"get", "items", "keys", "values", "update", "lock", "unlock",
@@ -70,6 +75,11 @@ class RecordsMixin:
             # an identity since JAX's omnistaging (2020), removed since: its second argument
             try:
                 return Signature.parse("x, y").bind(name, args, kwargs)["y"]
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint) from None
+        if name in CONV_NUMBERS:
+            try:
+                return CONV_NUMBERS[name](args, kwargs)
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint) from None
         if name in ("ml_collections.ConfigDict", "ml_collections.FrozenConfigDict"):
