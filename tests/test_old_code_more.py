@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import flax.linen as linen
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import build, build_errors, perturbed
