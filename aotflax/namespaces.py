@@ -190,6 +190,9 @@ def _submodules(nn_members: dict[str, Any]) -> dict[str, Namespace]:
     # a private helper of linear.py that model files' own convolutions called
     out["linear"].members["_conv_dimension_numbers"] = StaticFunction(
         "flax.nn.linear._conv_dimension_numbers")
+    # a private helper of normalization.py that model files' own normalizations called
+    out["normalization"].members["_absolute_dims"] = StaticFunction(
+        "flax.nn.normalization._absolute_dims")
     # base.py defined the module machinery (`class M(nn.base.Module)`)
     out["base"] = Namespace("nn.base", {"Module": MODULE_BASE, "module": MODULE_FN,
                                         "module_method": MODULE_METHOD})
@@ -278,7 +281,9 @@ def _build_modules() -> dict[str, Any]:
     ops = Namespace("jax.ops", {**_ops("jax.ops", "jax.ops"),
                                 "index": IndexMaker("jax.ops.index")})
     special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
-    scipy = Namespace("jax.scipy", {"special": special})
+    norm = Namespace("jax.scipy.stats.norm", _ops("jax.scipy.stats.norm", "jax.scipy.stats.norm"))
+    stats = Namespace("jax.scipy.stats", {"norm": norm})
+    scipy = Namespace("jax.scipy", {"special": special, "stats": stats})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
                             "ops": ops, "scipy": scipy, "jit": StaticFunction("jax.jit"),
                             "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "checkpoint": CHECKPOINT,
@@ -309,6 +314,7 @@ def _build_modules() -> dict[str, Any]:
             "abc": Namespace("collections.abc", {n: AbstractType(n) for n in ABSTRACT_TYPES})}),
         "ml_collections": _ml_collections(),
         "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
+        "jax.scipy.stats": stats, "jax.scipy.stats.norm": norm,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
 

@@ -101,19 +101,45 @@ class UserModule:
     #: decorator's span: an error where code a target reaches uses one, and harmless
     #: otherwise (old flax.nn modules kept training helpers as classmethods).
     refused_methods: tuple[tuple[str, Any], ...] = ()
+    #: The user module this one subclasses (`class SELUNormReBias(BiasSELUNorm)`): its
+    #: methods are inherited, `super().apply(...)` runs its `apply` in the same scope.
+    parent: "UserModule | None" = None
 
     def static_method(self, name: str) -> "Closure | None":
         """`M.helper` / `self.helper` for a `@staticmethod`: a function of the file."""
-        method = self.method(name) if name in self.static_methods else None
-        if method is None:
+        owner = self.owner(name)
+        if owner is None or name not in owner.static_methods:
             return None
-        return Closure(name, method.params, method.body, Env(self.globals), method.span, method)
+        method = owner.own_method(name)
+        assert method is not None
+        return Closure(name, method.params, method.body, Env(owner.globals), method.span,
+                       method)
 
-    def method(self, name: str) -> ir.FunctionDef | None:
+    def own_method(self, name: str) -> ir.FunctionDef | None:
+        """The method `name` of this class statement itself (not inherited)."""
         for m in self.cls.methods:
             if m.name == name:
                 return m
         return None
+
+    def owner(self, name: str) -> "UserModule | None":
+        """The class, this one or one it derives from, whose statement defines `name`."""
+        module: UserModule | None = self
+        while module is not None:
+            if module.own_method(name) is not None:
+                return module
+            module = module.parent
+        return None
+
+    def method(self, name: str) -> ir.FunctionDef | None:
+        """The method `name`, this class's own or inherited (as Python looks it up)."""
+        owner = self.owner(name)
+        return None if owner is None else owner.own_method(name)
+
+    def globals_of(self, name: str) -> "Env":
+        """The globals the method `name` runs with: those of the file defining it."""
+        owner = self.owner(name)
+        return (owner or self).globals
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +314,15 @@ class SuperLayer:
 
     #: `declare(name, shape, init, span) -> Tensor`: the layer's own parameter.
     declare: Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SuperModule:
+    """`super()` (or `super(Cls, self)`) in a method of a user module: methods looked up
+    on it are those of the classes after `after`, run with the same `self`."""
+
+    receiver: SelfValue
+    after: UserModule
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from ..values import (
     RecordClass,
     RecordTuple,
     SelfValue,
+    SuperModule,
     SharedModule,
     StaticBuiltin,
     StaticError,
@@ -96,7 +97,7 @@ if TYPE_CHECKING:
     from .core import Resolver
 
 #: Methods every module's `self` has (besides the module's own methods).
-SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing"})
+SELF_METHODS = frozenset({"param", "state", "get_param", "is_initializing", "is_stateful"})
 
 
 #: The types `isinstance` knows at build time (static values are of these or of none).
@@ -722,6 +723,8 @@ class CallsMixin:
             return self._cache_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, SuperModule):
+            return self._super_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, HostArray):
             return self._host_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, (ConfigValue, Record, RecordTuple)):
@@ -881,6 +884,13 @@ class CallsMixin:
             if args or kwargs:
                 raise self.error("AOT301", "self.is_initializing() takes no arguments", span)
             return False
+        if name == "is_stateful":
+            # flax.nn: whether the call runs under `nn.stateful(...)`.  Here state is always
+            # there: `self.state` variables are the target's explicit state (in, and out as
+            # new_state), as BatchNorm's statistics are
+            if args or kwargs:
+                raise self.error("AOT301", "self.is_stateful() takes no arguments", span)
+            return True
         if name == "state":
             return self._user_state(scope, args, kwargs, span)
         module = frame.module.module if frame.module is not None else None
@@ -892,8 +902,9 @@ class CallsMixin:
             return self._call_closure(static, args, kwargs, span, frame)
         if isinstance(module, UserModule) and method is not None and name != "apply":
             # Another method of this module: runs in the same scope, sharing parameters.
-            env_self = Env(module.globals)
+            env_self = Env(module.globals_of(name))
             env_self.set(method.params.params[0].name, r)
+            self._bind_super(env_self, module, name, r)
             params = ir.Parameters(method.params.params[1:], method.params.span)
             closure = Closure(name, params, method.body, env_self, method.span, method)
             return self._call_closure(closure, args, kwargs, span, frame)

@@ -45,6 +45,7 @@ from .helpers import (
     WORK_PER_STEP,
     function_names_taken,
     shorten,
+    tensor_leaves,
     tensors,
 )
 from .host import HostMixin
@@ -209,6 +210,13 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         if missing:
             raise self.error("AOT405", f"target input '{missing[0]}' is not an array input",
                              decl.specs[missing[0]].span)
+        static = [v for v in tensor_leaves(spec_.result) if not isinstance(v, Tensor)
+                  and v is not None]
+        if static:
+            raise self.error("AOT323", f"target '{decl.name}': {module.name}.{decl.method} "
+                             f"returns {describe_value(static[0])}; a target's results are "
+                             "arrays", method.name_span,
+                             notes=(Note("for the target declared here", decl.span),))
         params = tuple(spec_.params.values())
         state = fn.state  # (c, *path) of each of `spec_.state`, made with the function
         outs = tuple((t.shape, t.dtype) for t in tensors(spec_.result))

@@ -42,6 +42,7 @@ from ..values import (
     Spec,
     SpecDType,
     SuperLayer,
+    SuperModule,
     Traversal,
     UserModule,
     contains_poison,
@@ -428,8 +429,8 @@ class ExpressionsMixin:
             if static is not None:
                 self._check_method_usable(value.module, attr, span)
                 return static  # `Block.helper(x)`: a @staticmethod
-        if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, Traversal, list, dict,
-                              str, CustomJvp)):
+        if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, SuperModule,
+                              Traversal, list, dict, str, CustomJvp)):
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name

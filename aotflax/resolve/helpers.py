@@ -24,6 +24,7 @@ from ..scopes import (
     subscript_path,
 )
 from ..values import RecordTuple, is_static, numpy_scalar_name, shown
+from ..sizes import plain
 from .base import (
     MAX_STATIC_BITS,
     MAX_STATIC_LEN,
@@ -169,6 +170,8 @@ def fresh_name(value: Any, fn: FunctionState, name: str) -> Any:
 
 
 def copy_result(value: Any, fn: FunctionState) -> Any:
+    """A module's result as its caller sees it: fresh arrays, and the static values it
+    returned (a size read in the callee is a plain int in the caller)."""
     if isinstance(value, Tensor):
         return fresh_like(value)
     if isinstance(value, RecordTuple):
@@ -177,7 +180,7 @@ def copy_result(value: Any, fn: FunctionState) -> Any:
         return tuple(copy_result(v, fn) for v in value)
     if isinstance(value, list):
         return [copy_result(v, fn) for v in value]
-    return value
+    return plain(value)
 
 
 def result_code_of(value: Any, fn: FunctionState) -> tuple[Code, list[Tensor]]:
@@ -272,7 +275,7 @@ def assigned_names(stmt: ir.Stmt | ir.ClassDef) -> list[str]:
     if isinstance(stmt, ir.For):  # the loop variable and what the body assigns
         return names(stmt.target) + [n for s in (*stmt.body, *stmt.orelse)
                                      for n in assigned_names(s)]
-    if isinstance(stmt, ir.If):  # a failed condition: both branches' names are unknown
+    if isinstance(stmt, (ir.If, ir.While)):  # a failed condition: both blocks' names unknown
         return [n for s in (*stmt.body, *stmt.orelse) for n in assigned_names(s)]
     if isinstance(stmt, (ir.FunctionDef, ir.ClassDef)):
         return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"

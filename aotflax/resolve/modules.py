@@ -43,7 +43,9 @@ from ..values import (
     SelfValue,
     SharedModule,
     StaticBuiltin,
+    StaticFunction,
     SuperLayer,
+    SuperModule,
     UserModule,
     contains_poison,
     describe_value,
@@ -79,6 +81,22 @@ if TYPE_CHECKING:
 
 #: `nn.make_rng`, which old flax.nn functions call when they draw without a key.
 MAKE_RNG = REGISTRY.entry("nn", "make_rng")
+#: `super` in a method of a module subclass, and the hidden names it reads.
+SUPER = StaticFunction("super")
+SUPER_CLASS, SUPER_SELF = "<super class>", "<super self>"
+
+
+def _derives(module: UserModule, cls: Any) -> bool:
+    """Whether `module` is `cls` or a class derived from it."""
+    while module is not None:
+        if module is cls:
+            return True
+        module = module.parent  # type: ignore[assignment]
+    return False
+
+
+#: What a module may return besides arrays (and None): static values its callers read.
+STATIC_RESULTS = (bool, int, float, str)
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -107,7 +125,7 @@ class ModulesMixin:
         self._check_method_usable(module, method_name, span)
         bound = self._bind(method.params, args, {**dict(ref.bound), **kwargs},
                            f"{module.name}.{method_name}", span, skip_self=True,
-                           defaults_env=module.globals)
+                           defaults_env=module.globals_of(method_name))
         given = bound
         # sizes read from the caller's arrays are plain ints inside the module (`sizes`)
         bound = {k: plain(v) for k, v in bound.items()}
@@ -136,7 +154,7 @@ class ModulesMixin:
         module: UserModule = ref.module
         fn = FunctionState(self)
         fn.known = known
-        env = Env(module.globals)
+        env = Env(module.globals_of(method.name))
         inputs: list[tuple[str, Var]] = []
         shared = {n for n, v in bound.items() if _shared_in(v)}
         taken = {n for n in bound if n not in shared}
@@ -168,8 +186,9 @@ class ModulesMixin:
             env.set(name, fresh)
         scope = Scope(fn, (), module.name)
         frame = Frame(env, fn, scope, ref)
-        env.set(method.params.params[0].name if method.params.params else "self",
-                SelfValue(scope))
+        receiver = SelfValue(scope)
+        env.set(method.params.params[0].name if method.params.params else "self", receiver)
+        self._bind_super(env, module, method.name, receiver)
         result: Any = None
         errors = self.errors
         try:
@@ -284,6 +303,55 @@ class ModulesMixin:
         self.fn_names.setdefault(name, 1)
         return name
 
+    def _bind_super(self: Resolver, env: Env, module: UserModule, name: str,
+                    receiver: SelfValue) -> None:
+        """What `super()` reads in the method `name` of `module`: the class defining the
+        method and `self` (CPython's `__class__` cell and first argument), under names no
+        model file can write."""
+        owner = module.owner(name)
+        if owner is not None and owner.parent is not None:
+            env.set("super", SUPER)
+            env.set(SUPER_CLASS, owner)
+            env.set(SUPER_SELF, receiver)
+
+    def _super(self: Resolver, args: list, kwargs: dict, span: Span, frame: Frame) -> Any:
+        """`super()` or `super(Cls, self)` in a method of a module subclass."""
+        if kwargs or len(args) not in (0, 2):
+            raise self.error("AOT301", "super() takes no arguments, or a class and self", span)
+        if not args:
+            owner, receiver = frame.env.lookup(SUPER_CLASS)[1], frame.env.lookup(SUPER_SELF)[1]
+            return SuperModule(receiver, owner)
+        cls, receiver = args
+        module = frame.module.module if frame.module is not None else None
+        if not isinstance(receiver, SelfValue) or not (
+                isinstance(cls, ModuleRef) and isinstance(module, UserModule)
+                and _derives(module, cls.module)):
+            raise self.error("AOT301", f"super({describe_value(cls)}, "
+                             f"{describe_value(receiver)}): give this module's class (or one "
+                             "it derives from) and self", span)
+        return SuperModule(receiver, cls.module)
+
+    def _super_method(self: Resolver, sup: SuperModule, name: str, args: list, kwargs: dict,
+                      span: Span, frame: Frame) -> Any:
+        """`super().apply(x, ...)`: the method of a class the module derives from, run in
+        this module's scope (its parameters are this module's, as in flax.nn)."""
+        parent = sup.after.parent
+        method = parent.method(name) if parent is not None else None
+        if parent is None or method is None:
+            raise self.error("AOT348", f"super() of {sup.after.name} has no method '{name}'",
+                             span)
+        if sup.receiver.scope.fn is not frame.fn:
+            raise self.error("AOT353", f"super().{name} of one module is called inside another "
+                             "module", span)
+        self._check_method_usable(parent, name, span)
+        env = Env(parent.globals_of(name))
+        env.set(method.params.params[0].name if method.params.params else "self", sup.receiver)
+        self._bind_super(env, parent, name, sup.receiver)
+        params = ir.Parameters(method.params.params[1:], method.params.span)
+        closure = Closure(f"{parent.name}.{name}", params, method.body, env, method.span,
+                          method)
+        return self._call_closure(closure, args, kwargs, span, frame)
+
     def _check_result(self: Resolver, result: Any, method: ir.FunctionDef) -> None:
         if has_key(result):
             raise self.error("AOT323", f"{method.name} returns a random key; keys cannot leave "
@@ -292,10 +360,14 @@ class ModulesMixin:
             raise self.error("AOT323", "modules returning dicts are not supported yet; return "
                              "a tuple", method.name_span)
         for leaf in tensor_leaves(result):
-            if not isinstance(leaf, Tensor) and leaf is not None:
+            # besides arrays, a module may return static values (old flax.nn's modules were
+            # functions: `std, group_shape, input_shape = _GroupStd(x)`); its caller gets
+            # them at build time (`copy_result`), a target's result has arrays only
+            if not isinstance(leaf, (Tensor, *STATIC_RESULTS)) and leaf is not None:
                 raise self.error(
-                    "AOT323", f"{method.name} must return arrays (or tuples of arrays), found "
-                    f"{describe_value(leaf)}", method.name_span)
+                    "AOT323", f"{method.name} must return arrays, static values (numbers, "
+                    f"strings) or tuples of them, found {describe_value(leaf)}",
+                    method.name_span)
 
     def _call_user_module(self: Resolver, ref: ModuleRef, args: list, kwargs: dict, span: Span,
                           frame: Frame, name: Any = None, shared: SharedModule | None = None,
@@ -659,7 +731,8 @@ class ModulesMixin:
                                  f"'{'/'.join(path)}' ({want}), found {got}", span,
                                  notes=(Note("declared here", decl.span),))
         bound = self._bind(module.method("apply").params, rest, {**dict(ref.bound), **kwargs},
-                           module.name, span, skip_self=True, defaults_env=module.globals)
+                           module.name, span, skip_self=True,
+                           defaults_env=module.globals_of("apply"))
         call_args: list[Code] = []
         if callee.takes_params:
             call_args.append(value_code(given))
@@ -746,7 +819,7 @@ class ModulesMixin:
         for node in _walk(init.body):
             if isinstance(node, ir.Name):
                 names.add(node.id)
-            elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For)):
+            elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For, ir.While)):
                 local.update(assigned_names(node))
         for n in names - local:
             env: Env | None = init.env

@@ -77,6 +77,10 @@ class RecordsMixin:
                 return Signature.parse("x, y").bind(name, args, kwargs)["y"]
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint) from None
+        if name == "super":
+            return self._super(args, kwargs, span, frame)
+        if name == "flax.nn.normalization._absolute_dims":
+            return self._absolute_dims(args, kwargs, span)
         if name in CONV_NUMBERS:
             try:
                 return CONV_NUMBERS[name](args, kwargs)
@@ -101,6 +105,22 @@ class RecordsMixin:
         if name in ("collections.namedtuple", "typing.NamedTuple"):
             return self._namedtuple(name, args, kwargs, span)
         raise self.error("AOT348", f"{name}(...) cannot be called here", span)
+
+    def _absolute_dims(self: Resolver, args: list, kwargs: dict, span: Span) -> tuple:
+        """flax.nn's `normalization._absolute_dims(rank, dims)`: negative axes counted from
+        the end, as `tuple(rank + d if d < 0 else d for d in dims)`."""
+        name = "nn.normalization._absolute_dims"
+        try:
+            bound = Signature.parse("rank, dims").bind(name, args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        rank, dims = bound["rank"], bound["dims"]
+        if not (isinstance(rank, int) and not isinstance(rank, bool) and isinstance(
+                dims, (tuple, list)) and all(isinstance(d, int) and not isinstance(d, bool)
+                                             for d in dims)):
+            raise self.error("AOT203", f"{name} takes a rank and a tuple of axes (ints), got "
+                             f"{describe_value(rank)} and {describe_value(dims)}", span)
+        return tuple(rank + d if d < 0 else d for d in dims)
 
     def _jit(self: Resolver, args: list, kwargs: dict, span: Span) -> Any:
         """`jax.jit(f)` inside a model is `f`: the model is traced as a whole anyway."""

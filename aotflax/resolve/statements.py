@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .. import ir
@@ -85,7 +87,7 @@ class StatementsMixin:
         except Abort:
             if isinstance(stmt, ir.Return):  # the function's result failed: callers stay silent
                 raise ReturnSignal(POISON) from None
-            compound = isinstance(stmt, (ir.If, ir.For))
+            compound = isinstance(stmt, (ir.If, ir.For, ir.While))
             for name in assigned_names(stmt):
                 if compound and name in frame.env.vars and not (
                         isinstance(stmt, ir.For) and name in assigned_names(
@@ -153,6 +155,24 @@ class StatementsMixin:
                 raise self.error("AOT330", f"loop unrolls more than {MAX_UNROLL} iterations",
                                  stmt.iter.span)
             self._assign(stmt.target, item, frame)
+            try:
+                self._exec_block(stmt.body, frame)
+            except BreakSignal:
+                return
+            except ContinueSignal:
+                continue
+        self._exec_block(stmt.orelse, frame)
+
+    def _stmt_While(self: Resolver, stmt: ir.While, frame: Frame) -> None:
+        """Python's `while` on static values, run at build time (2020 code searched for a
+        group count dividing the channels this way); each test is a static truth, so a
+        condition on an array is the located error it is in `if`."""
+        for i in itertools.count():
+            if not self._truth(stmt.test, frame):
+                break
+            if i >= MAX_UNROLL:
+                raise self.error("AOT330", f"loop runs more than {MAX_UNROLL} iterations",
+                                 stmt.test.span)
             try:
                 self._exec_block(stmt.body, frame)
             except BreakSignal:
