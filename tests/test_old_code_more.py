@@ -10,6 +10,8 @@ of our own, checked against Flax Linen or lax.
 
 from __future__ import annotations
 
+import textwrap
+
 import flax.linen as linen
 import jax
 import numpy as np
@@ -195,3 +197,311 @@ def test_nn_base_holds_the_module_machinery() -> None:
     d = params["inner"]["Dense_0"]
     np.testing.assert_allclose(y, 2.0 * (x @ np.asarray(d["kernel"]) + np.asarray(d["bias"])),
                                rtol=RTOL, atol=ATOL)
+
+
+# ------------------------------------------------------------- while on static values
+
+
+def test_while_on_static_values_runs_at_build_time() -> None:
+    """2020 code searched for a group count dividing the channels with `while`, `break`
+    and an `else`; it runs at build time as Python runs it."""
+    m = build("""
+    def groups_for(channels, wanted):
+        while wanted > 1:
+            if channels % wanted == 0:
+                break
+            wanted -= 1
+        return wanted
+
+    def first_power(n):
+        p = 1
+        while p < n:
+            p *= 2
+            if p == 4:
+                continue
+        else:
+            p += 100
+        return p
+
+    class M(nn.Module):
+        def apply(self, x, num_groups=4):
+            g = groups_for(x.shape[-1], num_groups)
+            y = x.reshape(x.shape[:-1] + (g, x.shape[-1] // g))
+            return y.mean(axis=-1) * first_power(5)
+
+    aot.target("t", M, x=aot.f32[2, 6])
+    """)
+    x = _x(2, 6)
+    y, _ = m.t.apply({}, {}, x)
+    assert y.shape == (2, 3)  # 6 channels: 4 does not divide them, 3 does
+    np.testing.assert_allclose(y, x.reshape(2, 3, 2).mean(-1) * 108, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("""
+    class M(nn.Module):
+        def apply(self, x):
+            while x.sum() > 0:
+                x = x - 1.0
+            return x
+    """, "hint: loop a static number of times (for i in range(n), or jax.lax.scan) and select "
+         "results with jnp.where"),
+    ("""
+    class M(nn.Module):
+        def apply(self, x):
+            n = 0
+            while True:
+                n += 1
+            return x
+    """, "error[AOT330]"),
+    ("""
+    i = 0
+    while i < 3:
+        i += 1
+
+    class M(nn.Module):
+        def apply(self, x):
+            return x * i
+    """, "error[AOT102]: 'while' loops run only inside functions"),
+])
+def test_while_errors_are_located(source: str, message: str) -> None:
+    out = build_errors(textwrap.dedent(source) + '\naot.target("t", M, x=aot.f32[2, 3])\n')
+    assert message in out, out
+    assert "while" in out.split("\n", 2)[1], out  # the caret line shows the loop
+
+
+# ------------------------------------------------------------- static module results
+
+
+def test_a_module_returns_static_values_with_its_arrays() -> None:
+    m = build("""
+    class Std(nn.Module):
+        def apply(self, x, groups=2):
+            shape = x.shape[:-1] + (groups, x.shape[-1] // groups)
+            y = x.reshape(shape)
+            return jnp.std(y, axis=-1, keepdims=True), shape, x.shape, "grouped", None
+
+    class M(nn.Module):
+        def apply(self, x):
+            std, shape, back, label, nothing = Std(x)
+            assert label == "grouped" and nothing is None
+            return (x.reshape(shape) / std).reshape(back) + shape[-1]
+
+    aot.target("t", M, x=aot.f32[3, 4])
+    """)
+    x = _x(3, 4)
+    y, _ = m.t.apply({}, {}, x)
+    g = x.reshape(3, 2, 2)
+    np.testing.assert_allclose(y, (g / g.std(-1, keepdims=True)).reshape(3, 4) + 2,
+                               rtol=RTOL, atol=ATOL)
+
+
+def test_a_target_returns_arrays_only() -> None:
+    out = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            return x * 2.0, x.shape
+
+    aot.target("t", M, x=aot.f32[3, 4])
+    """)
+    assert "error[AOT323]: target 't': M.apply returns int 3; a target's results are " \
+           "arrays" in out, out
+
+
+# ------------------------------------------------------------- module subclasses
+
+
+_SUBCLASSES = """
+class Base(nn.Module):
+    SCALE = 2.0
+
+    def apply(self, x, features, bias=True):
+        y = nn.Dense(x, features, bias=bias, name="proj")
+        return self.post(y) * self.SCALE
+
+    def post(self, y):
+        return nn.relu(y)
+
+
+class Child(Base):
+    def apply(self, x, features):
+        y = super(Child, self).apply(x, features)
+        shift = self.param("shift", (1, features), nn.initializers.ones)
+        return y + shift
+
+
+class GrandChild(Child):
+    SCALE = 3.0
+
+    def apply(self, x, features):
+        return super().apply(x, features) - 1.0
+
+    def post(self, y):
+        return jnp.tanh(y)
+
+
+class Inherits(Base):
+    pass
+"""
+
+
+def test_module_subclasses_inherit_methods_and_call_super() -> None:
+    m = build(_SUBCLASSES + """
+aot.target("child", Child.partial(features=3), x=aot.f32[2, 4])
+aot.target("grand", GrandChild.partial(features=3), x=aot.f32[2, 4])
+aot.target("inherits", Inherits.partial(features=3, bias=False), x=aot.f32[2, 4])
+""")
+    x = _x(2, 4)
+    for target, post, scale, minus in ((m.child, np.maximum, 2.0, 0.0),
+                                       (m.grand, None, 3.0, 1.0)):
+        params = perturbed(target.init(jax.random.key(0))[0], 1)
+        # super().apply runs in the subclass's scope: one tree, as in flax.nn
+        assert sorted(params) == ["proj", "shift"]
+        y, _ = target.apply(params, {}, x)
+        d = params["proj"]
+        z = x @ np.asarray(d["kernel"]) + np.asarray(d["bias"])
+        z = np.maximum(z, 0) if post else np.tanh(z)
+        np.testing.assert_allclose(y, z * scale + np.asarray(params["shift"]) - minus,
+                                   rtol=RTOL, atol=ATOL)
+    params = m.inherits.init(jax.random.key(0))[0]
+    assert list(params) == ["proj"] and list(params["proj"]) == ["kernel"]
+    y, _ = m.inherits.apply(params, {}, x)
+    np.testing.assert_allclose(y, np.maximum(x @ np.asarray(params["proj"]["kernel"]), 0) * 2,
+                               rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("tail, message", [
+    ("""
+class Other(nn.Module):
+    def apply(self, x):
+        return x
+
+class Bad(Base):
+    def apply(self, x, features):
+        return super(Other, self).apply(x)
+
+aot.target("t", Bad.partial(features=3), x=aot.f32[2, 4])
+""", "error[AOT301]: super(module Other, "),
+    ("""
+class Bad(Base):
+    def apply(self, x, features):
+        return super().missing(x)
+
+aot.target("t", Bad.partial(features=3), x=aot.f32[2, 4])
+""", "error[AOT348]: super() of Bad has no method 'missing'"),
+    ("""
+class Bad(Base.partial(features=3)):
+    pass
+
+aot.target("t", Bad, x=aot.f32[2, 4])
+""", "error[AOT374]: class Bad subclasses a partially applied module"),
+    ("""
+class Plain(nn.Module):
+    def apply(self, x):
+        return super().apply(x)
+
+aot.target("t", Plain, x=aot.f32[2, 4])
+""", "error[AOT105]: super() is available only in the methods of a module that subclasses "
+     "another module of the model files"),
+])
+def test_module_subclass_errors_are_located(tail: str, message: str) -> None:
+    out = build_errors(_SUBCLASSES + tail)
+    assert message in out, out
+
+
+# ------------------------------------------------------------- flax.nn state helpers
+
+
+def test_is_stateful_state_and_absolute_dims_as_flax_nn_batch_statistics() -> None:
+    """A hand-written running variance in the style of 2020 normalization layers:
+    `self.is_stateful()` is True (state is always the target's), `collection=None`."""
+    m = build("""
+    from jax import lax
+
+
+    class RunningVar(nn.Module):
+        def apply(self, x, axis=-1, momentum=0.9, use_running_average=False):
+            axis = axis if isinstance(axis, tuple) else (axis,)
+            axis = nn.normalization._absolute_dims(x.ndim, axis)
+            features = tuple(d for i, d in enumerate(x.shape) if i in axis)
+            reduction = tuple(i for i in range(x.ndim) if i not in axis)
+            if self.is_stateful():
+                ra_var = self.state("var", features, nn.initializers.ones, collection=None)
+            else:
+                ra_var = None
+            if use_running_average:
+                var = ra_var.value
+            else:
+                var = jnp.mean(lax.square(x), axis=reduction) - lax.square(
+                    jnp.mean(x, axis=reduction))
+                if ra_var and not self.is_initializing():
+                    ra_var.value = momentum * ra_var.value + (1 - momentum) * var
+            return x / lax.sqrt(var + 1e-5).reshape((1, -1))
+
+    aot.target("t", RunningVar, x=aot.f32[5, 3])
+    aot.target("e", RunningVar.partial(use_running_average=True), x=aot.f32[5, 3])
+    """)
+    _, state = m.t.init(jax.random.key(0))
+    assert jax.tree.map(np.shape, state) == {"state": {"var": (3,)}}
+    x = _x(5, 3)
+    y, new_state = m.t.apply({}, state, x)
+    var = x.var(0)
+    np.testing.assert_allclose(y, x / np.sqrt(var + 1e-5), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(new_state["state"]["var"], 0.9 + 0.1 * var, rtol=RTOL, atol=ATOL)
+    y, _ = m.e.apply({}, new_state, x)
+    np.testing.assert_allclose(y, x / np.sqrt(0.9 + 0.1 * var + 1e-5), rtol=RTOL, atol=ATOL)
+
+
+# ------------------------------------------------------------- jax.scipy.stats.norm
+
+
+_NORM = ("pdf", "logpdf", "cdf", "logcdf", "sf", "logsf", "ppf", "isf")
+
+
+def test_norm_functions_compute_what_jax_computes() -> None:
+    calls = ", ".join(f"norm.{f}(q if '{f}' in ('ppf', 'isf') else x, 0.5, s)" for f in _NORM)
+    m = build(f"""
+    from jax.scipy.stats import norm
+
+
+    class M(nn.Module):
+        def apply(self, x, q, s):
+            return ({calls},)
+
+    aot.target("t", M, x=aot.f32[3, 4], q=aot.f32[3, 4], s=aot.f32[1, 4])
+    """)
+    x = _x(3, 4)
+    q = np.random.default_rng(1).uniform(0.05, 0.95, (3, 4)).astype(np.float32)
+    s = np.abs(_x(1, 4, seed=2)) + 0.5
+    outs, _ = m.t.apply({}, {}, x, q, s)
+    for f, got in zip(_NORM, outs):
+        arg = q if f in ("ppf", "isf") else x
+        want = getattr(jax.scipy.stats.norm, f)(arg, 0.5, s)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f)
+
+
+@pytest.mark.parametrize("f", _NORM)
+@pytest.mark.parametrize("dtype", ["bool", "int32", "bfloat16", "float32"])
+def test_norm_function_dtypes_are_jax_dtypes(f: str, dtype: str) -> None:
+    try:
+        want = jax.eval_shape(getattr(jax.scipy.stats.norm, f),
+                              jax.ShapeDtypeStruct((3,), dtype))
+    except Exception:  # noqa: BLE001 - jax refuses this dtype: so must the build
+        want = None
+    source = f"""
+    from jax.scipy.stats import norm
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return norm.{f}(x)
+
+    aot.target("t", M, x=aot.{ {"bool": "bool_", "int32": "i32", "bfloat16": "bf16",
+                                "float32": "f32"}[dtype]}[3])
+    """
+    if want is None:
+        assert "error[AOT201]" in build_errors(source)
+        return
+    m = build(source)
+    out = m.__aotflax_program__.targets[0].outputs[0]
+    assert out == ((3,), str(want.dtype)), (out, want)

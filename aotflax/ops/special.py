@@ -94,7 +94,10 @@ def _norm(spec_text: str, first: str, float32_only: bool) -> Callable[[FnCall], 
     spec = KindSpec.parse(spec_text)
 
     def rule(call: FnCall) -> Tensor:
-        shape, dtype, weak = result_type(call, spec, [first, "loc", "scale"])
+        names = [first, "loc", "scale"]
+        shape, dtype, weak = result_type(call, spec, names)
+        # weak only for Python scalars alone (jax's result of an array is strong, weak or not)
+        weak = weak and not any(isinstance(call.args[n], Tensor) for n in names)
         if float32_only and dtype not in ("float32", "float64"):
             raise call.fail(f"{call.written} computes in float32: it does not accept "
                             f"{dt.short_name(dtype)} operands",
@@ -107,7 +110,7 @@ def _norm(spec_text: str, first: str, float32_only: bool) -> Callable[[FnCall], 
 for _n in NORM_DENSITY:
     register(_n, NORM, "x, loc=0, scale=1", _norm("F F F = =", "x", False),
              doc=f"jax.scipy.stats.norm.{_n}: the normal distribution's density",
-             kind_spec="F F F = =")
+             kind_spec=None)
 for _n in NORM_CDF:
     register(_n, NORM, "x, loc=0, scale=1", _norm("Fs Fs Fs =s -", "x", True),
              doc=f"jax.scipy.stats.norm.{_n} (float32 only)", kind_spec=None)

@@ -141,6 +141,10 @@ class ExpressionsMixin:
             return value
         if expr.id in namespaces.BUILTINS:
             return namespaces.BUILTINS[expr.id]
+        if expr.id == "super":  # bound in the methods of module subclasses only
+            raise self.error("AOT105", "super() is available only in the methods of a module "
+                             "that subclasses another module of the model files", expr.span,
+                             hint="call the layer or module itself, e.g. nn.Dense(x, 8)")
         if expr.id in safety.FORBIDDEN_NAMES or safety.is_dunder(expr.id):
             raise self.error("AOT105", f"'{expr.id}' is not available in model files: model "
                              "files are data, never executed", expr.span)

@@ -168,7 +168,7 @@ class StatementsMixin:
         group count dividing the channels this way); each test is a static truth, so a
         condition on an array is the located error it is in `if`."""
         for i in itertools.count():
-            if not self._truth(stmt.test, frame):
+            if not self._truth(stmt.test, frame, loop=True):
                 break
             if i >= MAX_UNROLL:
                 raise self.error("AOT330", f"loop runs more than {MAX_UNROLL} iterations",
@@ -361,7 +361,8 @@ class StatementsMixin:
             raise self.error("AOT334", f"cannot loop over {describe_value(value)}",
                              span) from None
 
-    def _truth(self: Resolver, expr: ir.Expr, frame: Frame) -> bool:
+    def _truth(self: Resolver, expr: ir.Expr, frame: Frame, loop: bool = False) -> bool:
+        """The static truth of a condition; `loop`: a `while` loop's, whose hint differs."""
         value = self.eval(expr, frame)
         if isinstance(value, Poison):
             raise Abort()
@@ -371,5 +372,7 @@ class StatementsMixin:
             raise self.error(
                 "AOT335", f"this condition depends on an array value ({describe_value(value)}); "
                 "conditions must be static", expr.span,
-                hint="use jnp.where(cond, a, b) to select values elementwise")
+                hint="loop a static number of times (for i in range(n), or jax.lax.scan) and "
+                     "select results with jnp.where" if loop else
+                     "use jnp.where(cond, a, b) to select values elementwise")
         return truth
