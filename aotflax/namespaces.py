@@ -136,6 +136,8 @@ BUILTINS = _static({
     "ValueError": ValueError, "TypeError": TypeError, "AssertionError": AssertionError,
     "NotImplementedError": NotImplementedError,
 })
+# iterators are values of the interpreter (`values.StaticIterator`), never Python's own
+BUILTINS.update(iter=StaticFunction("builtins.iter"), next=StaticFunction("builtins.next"))
 
 
 def namespace_for(module: str, member: str | None) -> Any:

@@ -722,7 +722,10 @@ class _Converter:
     def expr_Attribute(self, node: ast.Attribute) -> ir.Expr:
         value = self.expr(node.value)  # first, so `().__class__.__bases__` names __class__
         attr = node.attr
-        if len(attr) > 4 and attr.startswith("__") and attr.endswith("__"):
+        # `f.__name__`, a function's name (2020 code set it on lambdas it dispatched on), is
+        # data; every other dunder attribute is Python's machinery
+        if len(attr) > 4 and attr.startswith("__") and attr.endswith("__") and \
+                attr != "__name__":
             end = self.text.end(node)
             start = end
             text = self.text.text

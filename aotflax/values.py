@@ -224,6 +224,34 @@ class Closure:
     defaults: dict[str, Any] = field(default_factory=dict)
     #: True for functions at module level.
     toplevel: bool = False
+    #: What `f.__name__ = ...` set (Python's function objects take any string).
+    dunder_name: str | None = None
+
+    @property
+    def python_name(self) -> str:
+        """`f.__name__`: the `def`'s name, "<lambda>", or what the model file set."""
+        return self.dunder_name if self.dunder_name is not None else self.name
+
+
+@dataclass(eq=False)
+class StaticIterator:
+    """`iter(seq)`: an iterator over static items (which may hold arrays), advanced by
+    `next` and by loops over it, as Python's (2020 code numbered layers with
+    `name='conv%d' % next(conv_index)`)."""
+
+    items: list[Any]
+    position: int = 0
+
+    def take(self) -> Any:
+        """The next item (IndexError when exhausted)."""
+        item = self.items[self.position]
+        self.position += 1
+        return item
+
+    def rest(self) -> list[Any]:
+        """The items not taken yet, all taken now (a loop over the iterator)."""
+        out, self.position = self.items[self.position:], len(self.items)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -744,6 +772,8 @@ def describe_value(value: Any) -> str:
         return f"shared module {value.ref.class_name} '{value.name}'"
     if isinstance(value, OpRef):
         return f"function {value.written}"
+    if isinstance(value, StaticIterator):
+        return f"iterator at item {value.position} of {len(value.items)}"
     if isinstance(value, Closure):
         return f"function {value.name}"
     if isinstance(value, Initializer):

@@ -296,16 +296,136 @@ def test_a_module_returns_static_values_with_its_arrays() -> None:
                                rtol=RTOL, atol=ATOL)
 
 
-def test_a_target_returns_arrays_only() -> None:
-    out = build_errors("""
+def test_a_targets_numbers_are_arrays_as_under_jit() -> None:
+    """`return x, 0, {}` (2020 models returned a penalty and a summaries dict): a target's
+    numbers become arrays, as `jax.jit` returns them; a caller still gets them static."""
+    m = build("""
+    class Inner(nn.Module):
+        def apply(self, x):
+            return x * 2.0, 0, {}
+
+    class M(nn.Module):
+        def apply(self, x, penalty_weight=0.5):
+            y, penalty, summaries = Inner(x)
+            assert penalty == 0 and summaries == {}
+            return y, penalty + penalty_weight, {}, x.shape[0]
+
+    aot.target("t", M, x=aot.f32[3, 4])
+    aot.target("inner", Inner, x=aot.f32[3, 4])
+    """)
+    x = _x(3, 4)
+    (y, penalty, summaries, n), _ = m.t.apply({}, {}, x)
+    np.testing.assert_allclose(y, 2 * x)
+    assert summaries == {}
+    assert penalty.shape == () and float(penalty) == 0.5 and int(n) == 3
+    (y, zero, empty), _ = m.inner.apply({}, {}, x)
+    assert int(zero) == 0 and empty == {}
+    assert m.__aotflax_program__.targets[1].outputs == (((3, 4), "float32"), ((), "int32"))
+
+
+@pytest.mark.parametrize("result, message", [
+    ('x, "label"', "error[AOT323]: apply returns str 'label'; a target's results are arrays"),
+    ("x, {'scale': 2.0}", "error[AOT323]: apply returns dict of 1; a target's results are "
+                          "arrays"),
+    ("x, {'y': x}", "error[AOT323]: modules returning dicts of arrays are not supported yet"),
+])
+def test_a_target_returns_arrays_only(result: str, message: str) -> None:
+    out = build_errors(f"""
     class M(nn.Module):
         def apply(self, x):
-            return x * 2.0, x.shape
+            return {result}
 
     aot.target("t", M, x=aot.f32[3, 4])
     """)
-    assert "error[AOT323]: target 't': M.apply returns int 3; a target's results are " \
-           "arrays" in out, out
+    assert message in out, out
+
+
+# ------------------------------------------------------------- iterators, __name__
+
+
+def test_iterators_number_layers_as_python_does() -> None:
+    m = build("""
+    class M(nn.Module):
+        def apply(self, x):
+            index = iter(range(100))
+            def layer(y):
+                return nn.Dense(y, 3, name="dense%d" % next(index))
+            x = layer(layer(x))
+            rest = iter([4, 5, 6])
+            first = next(rest)
+            tail = [v for v in rest]
+            assert next(rest, "done") == "done" and iter(rest) is rest
+            return x * first + sum(tail)
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    params = m.t.init(jax.random.key(0))[0]
+    assert sorted(params) == ["dense0", "dense1"]
+    x = _x(2, 3)
+    y, _ = m.t.apply(params, {}, x)
+    for name in ("dense0", "dense1"):
+        x = x @ np.asarray(params[name]["kernel"]) + np.asarray(params[name]["bias"])
+    np.testing.assert_allclose(y, x * 4 + 11, rtol=RTOL, atol=ATOL)
+
+
+def test_next_of_an_exhausted_iterator_is_a_located_error() -> None:
+    out = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            it = iter(())
+            return x * next(it)
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT349]: next() of an exhausted iterator (StopIteration)" in out, out
+
+
+def test_function_names_are_read_and_set_as_in_python() -> None:
+    """2020 code dispatched on `activation_f.__name__`, set on the lambdas it made."""
+    m = build("""
+    def get_activation(name):
+        if name == "relu":
+            f = lambda x: nn.relu(x)
+        else:
+            f = lambda x: jnp.tanh(x)
+        f.__name__ = name
+        return f
+
+    def double(x):
+        return x * 2.0
+
+    class M(nn.Module):
+        def apply(self, x, activation="relu"):
+            f = get_activation(activation)
+            names = (f.__name__, double.__name__, jnp.tanh.__name__, nn.Dense.__name__,
+                     (lambda: 0).__name__)
+            assert names == (activation, "double", "tanh", "Dense", "<lambda>"), names
+            return f(x) * 3.0 if f.__name__ == "relu" else double(f(x))
+
+    aot.target("relu", M, x=aot.f32[2, 3])
+    aot.target("tanh", M.partial(activation="tanh"), x=aot.f32[2, 3])
+    """)
+    x = _x(2, 3)
+    np.testing.assert_allclose(m.relu.apply({}, {}, x)[0], np.maximum(x, 0) * 3.0)
+    np.testing.assert_allclose(m.tanh.apply({}, {}, x)[0], np.tanh(x) * 2.0, rtol=RTOL)
+
+
+@pytest.mark.parametrize("code, message", [
+    ("f = lambda y: y\n            f.__name__ = 3", "error[AOT331]: a function's __name__ must be "
+                                                  "a string, got int 3"),
+    ("f = (1, 2).__name__", "error[AOT346]: tuple (int 1, int 2) has no attribute '__name__'"),
+    ("f = x.__class__", "error[AOT105]: attribute '__class__' is not available"),
+])
+def test_other_dunder_uses_stay_errors(code: str, message: str) -> None:
+    out = build_errors(f"""
+    class M(nn.Module):
+        def apply(self, x):
+            {code}
+            return x
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert message in out, out
 
 
 # ------------------------------------------------------------- module subclasses

@@ -33,6 +33,7 @@ from ..values import (
     ModuleValue,
     Namespace,
     Opaque,
+    OpRef,
     Poison,
     Record,
     RecordClass,
@@ -41,6 +42,7 @@ from ..values import (
     SharedModule,
     Spec,
     SpecDType,
+    StaticBuiltin,
     SuperLayer,
     SuperModule,
     Traversal,
@@ -379,8 +381,25 @@ class ExpressionsMixin:
             raise self.error("AOT410", e.message, expr.index.span) from None
         return Spec(tuple(dims), value.dtype, expr.span)
 
+    def _function_name_of(self: Resolver, value: Any, span: Span) -> str:
+        """`f.__name__` of a function of the model file, of a library function or of a
+        module class, as Python gives it."""
+        if isinstance(value, Poison):
+            raise Abort()
+        if isinstance(value, Closure):
+            return value.python_name
+        if isinstance(value, OpRef):
+            return value.written.rsplit(".", 1)[-1]
+        if isinstance(value, StaticBuiltin):
+            return value.name
+        if isinstance(value, ModuleRef):
+            return value.class_name
+        raise self.error("AOT346", f"{describe_value(value)} has no attribute '__name__'", span)
+
     def _eval_Attribute(self: Resolver, expr: ir.Attribute, frame: Frame) -> Any:
         value = self.eval(expr.value, frame)
+        if expr.attr == "__name__":
+            return self._function_name_of(value, expr.span)
         if expr.attr.startswith("__"):
             raise self.error("AOT346", f"dunder attribute '{expr.attr}' is not available in "
                              "model files", expr.span)

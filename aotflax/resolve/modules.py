@@ -40,6 +40,7 @@ from ..values import (
     Env,
     ModuleRef,
     Poison,
+    RecordTuple,
     SelfValue,
     SharedModule,
     StaticBuiltin,
@@ -86,6 +87,12 @@ SUPER = StaticFunction("super")
 SUPER_CLASS, SUPER_SELF = "<super class>", "<super self>"
 
 
+def has_static_leaves(result: Any) -> bool:
+    """Whether a module's result holds values other than arrays, None and `{}`."""
+    return any(not isinstance(v, Tensor) and v is not None and v != {}
+               for v in tensor_leaves(result))
+
+
 def _derives(module: UserModule, cls: Any) -> bool:
     """Whether `module` is `cls` or a class derived from it."""
     while module is not None:
@@ -107,12 +114,17 @@ class ModulesMixin:
     # ---------------------------------------------------------------- modules
 
     def _specialize(self: Resolver, ref: ModuleRef, method_name: str, args: list, kwargs: dict,
-                    span: Span, entry: bool = False) -> Specialization:
-        return self._specialize_bound(ref, method_name, args, kwargs, span, entry)[0]
+                    span: Span, entry: bool = False, arrays_out: bool = False
+                    ) -> Specialization:
+        """`arrays_out`: the numbers the method returns become arrays, as under `jax.jit`
+        (a target's function: `return x, 0, {}`)."""
+        return self._specialize_bound(ref, method_name, args, kwargs, span, entry,
+                                      arrays_out=arrays_out)[0]
 
     def _specialize_bound(self: Resolver, ref: ModuleRef, method_name: str, args: list,
                           kwargs: dict, span: Span, entry: bool = False,
-                          known: dict[tuple[str, ...], ParamDecl] | None = None
+                          known: dict[tuple[str, ...], ParamDecl] | None = None,
+                          arrays_out: bool = False
                           ) -> tuple[Specialization, dict[str, Any]]:
         """The specialization for these arguments, and the arguments bound to the method's
         parameters (defaults filled in) as the caller passes them.  `known`: the parameters
@@ -133,6 +145,8 @@ class ModulesMixin:
                                 tuple((k, static_key(v)) for k, v in bound.items()))
         if known:
             key += (tuple((p, d.shape, d.dtype) for p, d in known.items()),)
+        if arrays_out:
+            key += ("arrays out",)
         found = self.cache.get(key)
         if found is not None:
             return found, given
@@ -143,14 +157,16 @@ class ModulesMixin:
         self.calls.append((f"{module.name}, for the target declared here" if entry
                            else f"{module.name}, called here", span))
         try:
-            return self._build_specialization(ref, method, bound, key, known or {}), given
+            return self._build_specialization(ref, method, bound, key, known or {},
+                                              arrays_out, entry), given
         finally:
             self.depth -= 1
             self.calls.pop()
 
     def _build_specialization(self: Resolver, ref: ModuleRef, method: ir.FunctionDef,
                               bound: dict[str, Any], key: Any,
-                              known: dict[tuple[str, ...], ParamDecl]) -> Specialization:
+                              known: dict[tuple[str, ...], ParamDecl],
+                              arrays_out: bool = False, entry: bool = False) -> Specialization:
         module: UserModule = ref.module
         fn = FunctionState(self)
         fn.known = known
@@ -199,6 +215,10 @@ class ModulesMixin:
             raise Abort()  # a body with errors has no meaningful result (no cascades)
         result = self._to_device(result, frame, method.span)  # numpy results become arrays
         self._check_result(result, method)
+        if not arrays_out and entry and has_static_leaves(result):
+            arrays_out, key = True, (*key, "arrays out")  # what a caller gets stays static
+        if arrays_out:
+            result = self._numbers_to_arrays(result, method, frame)
         fname = self._function_name(module.name if method.name == "apply"
                                     else f"{module.name}_{method.name}")
         init_name = self._function_name(f"{fname}_init") if fn.data_init else None
@@ -352,18 +372,40 @@ class ModulesMixin:
                           method)
         return self._call_closure(closure, args, kwargs, span, frame)
 
+    def _numbers_to_arrays(self: Resolver, result: Any, method: ir.FunctionDef,
+                           frame: Frame) -> Any:
+        """A target's result with its numbers as arrays (`jnp.asarray`), as `jax.jit`
+        returns them; strings and static dicts with items cannot be arrays."""
+        asarray = REGISTRY.lookup("jnp", "asarray")
+
+        def go(v: Any) -> Any:
+            if isinstance(v, RecordTuple):
+                return RecordTuple.make(v.cls, [go(x) for x in v])
+            if isinstance(v, (tuple, list)):
+                items = [go(x) for x in v]
+                return tuple(items) if isinstance(v, tuple) else items
+            if isinstance(v, (bool, int, float)):
+                return self._call_entry(asarray, "jnp.asarray", [v], {}, method.name_span,
+                                        frame)
+            if isinstance(v, str) or isinstance(v, dict) and v:
+                raise self.error("AOT323", f"{method.name} returns {describe_value(v)}; a "
+                                 "target's results are arrays", method.name_span)
+            return v
+
+        return go(result)
+
     def _check_result(self: Resolver, result: Any, method: ir.FunctionDef) -> None:
         if has_key(result):
             raise self.error("AOT323", f"{method.name} returns a random key; keys cannot leave "
                              "the module that made them", method.name_span)
-        if isinstance(result, dict):
-            raise self.error("AOT323", "modules returning dicts are not supported yet; return "
-                             "a tuple", method.name_span)
         for leaf in tensor_leaves(result):
+            if isinstance(leaf, dict) and not is_static(leaf):
+                raise self.error("AOT323", "modules returning dicts of arrays are not "
+                                 "supported yet; return a tuple", method.name_span)
             # besides arrays, a module may return static values (old flax.nn's modules were
             # functions: `std, group_shape, input_shape = _GroupStd(x)`); its caller gets
             # them at build time (`copy_result`), a target's result has arrays only
-            if not isinstance(leaf, (Tensor, *STATIC_RESULTS)) and leaf is not None:
+            if not isinstance(leaf, (Tensor, dict, *STATIC_RESULTS)) and leaf is not None:
                 raise self.error(
                     "AOT323", f"{method.name} must return arrays, static values (numbers, "
                     f"strings) or tuples of them, found {describe_value(leaf)}",

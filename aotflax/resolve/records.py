@@ -31,6 +31,7 @@ from ..values import (
     RecordTuple,
     StaticError,
     StaticFunction,
+    StaticIterator,
     describe_value,
     is_static,
 )
@@ -79,6 +80,8 @@ class RecordsMixin:
                 raise self.error(e.code, e.message, span, hint=e.hint) from None
         if name == "super":
             return self._super(args, kwargs, span, frame)
+        if name in ("builtins.iter", "builtins.next"):
+            return self._iterator_builtin(name[len("builtins."):], args, kwargs, span)
         if name == "flax.nn.normalization._absolute_dims":
             return self._absolute_dims(args, kwargs, span)
         if name in CONV_NUMBERS:
@@ -105,6 +108,28 @@ class RecordsMixin:
         if name in ("collections.namedtuple", "typing.NamedTuple"):
             return self._namedtuple(name, args, kwargs, span)
         raise self.error("AOT348", f"{name}(...) cannot be called here", span)
+
+    def _iterator_builtin(self: Resolver, name: str, args: list, kwargs: dict,
+                          span: Span) -> Any:
+        """`iter(seq)` (of an iterator: itself) and `next(it[, default])`."""
+        if kwargs or not (len(args) == 1 or name == "next" and len(args) == 2):
+            raise self.error("AOT301", f"{name}() takes {'an iterable' if name == 'iter' else 'an iterator and an optional default'}"
+                             + ("" if name == "next" else " (the callable form is not supported)"),
+                             span)
+        if name == "iter":
+            it = args[0]
+            return it if isinstance(it, StaticIterator) else StaticIterator(
+                list(self._iterate(it, span)))
+        if not isinstance(args[0], StaticIterator):
+            raise self.error("AOT349", f"next() takes an iterator, got "
+                             f"{describe_value(args[0])}", span, hint="make one with iter(...)")
+        try:
+            return args[0].take()
+        except IndexError:
+            if len(args) == 2:
+                return args[1]
+            raise self.error("AOT349", "next() of an exhausted iterator (StopIteration)",
+                             span) from None
 
     def _absolute_dims(self: Resolver, args: list, kwargs: dict, span: Span) -> tuple:
         """flax.nn's `normalization._absolute_dims(rank, dims)`: negative axes counted from

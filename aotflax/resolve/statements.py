@@ -28,6 +28,7 @@ from ..values import (
     Record,
     RecordTuple,
     SelfValue,
+    StaticIterator,
     describe_value,
     is_static,
     shown,
@@ -253,6 +254,12 @@ class StatementsMixin:
             if isinstance(receiver, (ConfigValue, Record, RecordTuple)):
                 self._set_record_attribute(receiver, target.attr, value, target.span)
                 return
+            if isinstance(receiver, Closure) and target.attr == "__name__":
+                if not isinstance(value, str):
+                    raise self.error("AOT331", f"a function's __name__ must be a string, got "
+                                     f"{describe_value(value)}", target.span)
+                receiver.dunder_name = value  # the function object itself, as in Python
+                return
             raise self.error("AOT331", f"cannot set attribute '{target.attr}' of "
                              f"{describe_value(receiver)}", target.span)
         if isinstance(target, ir.Subscript):
@@ -355,6 +362,8 @@ class StatementsMixin:
                              "jax.lax.scan for a loop inside the computation")
         if isinstance(value, dict):
             return iter(list(value))
+        if isinstance(value, StaticIterator):  # a loop over an iterator consumes it
+            return iter(value.rest())
         try:
             return iter(list(value))
         except TypeError:
