@@ -23,8 +23,8 @@ from ..scopes import (
     FunctionState,
     subscript_path,
 )
-from ..values import RecordTuple, is_static, numpy_scalar_name, shown
 from ..sizes import plain
+from ..values import RecordTuple, is_static, numpy_scalar_name, shown
 from .base import (
     MAX_STATIC_BITS,
     MAX_STATIC_LEN,

@@ -113,9 +113,9 @@ class RecordsMixin:
                           span: Span) -> Any:
         """`iter(seq)` (of an iterator: itself) and `next(it[, default])`."""
         if kwargs or not (len(args) == 1 or name == "next" and len(args) == 2):
-            raise self.error("AOT301", f"{name}() takes {'an iterable' if name == 'iter' else 'an iterator and an optional default'}"
-                             + ("" if name == "next" else " (the callable form is not supported)"),
-                             span)
+            takes = "an iterator and an optional default" if name == "next" else \
+                "an iterable (the callable form is not supported)"
+            raise self.error("AOT301", f"{name}() takes {takes}", span)
         if name == "iter":
             it = args[0]
             return it if isinstance(it, StaticIterator) else StaticIterator(
