@@ -245,6 +245,12 @@ class Scope(LayerScope):
                 f"state '{collection}/{'/'.join(key[1])}' is {_desc(decl.shape, decl.dtype)} "
                 f"but is assigned {value.describe()}",
                 notes=(Note("declared here", decl.span),),
+                # a state variable keeps its declared type: `init` runs its initializer,
+                # never the forward pass that assigns it (old flax.nn's init did)
+                hint=f"declare it with the type it holds: self.state({quoting.string(name)}, "
+                     f"{quoting.literal(tuple(value.shape))}"
+                     + ("" if value.dtype == "float32" else f", dtype=jnp.{value.dtype}")
+                     + ")",
             )
         self.fn.state_values[key] = value
 

@@ -323,11 +323,48 @@ def test_a_targets_numbers_are_arrays_as_under_jit() -> None:
     assert m.__aotflax_program__.targets[1].outputs == (((3, 4), "float32"), ((), "int32"))
 
 
+def test_modules_return_dicts_of_arrays() -> None:
+    """A multi-head model returns `{head: array}` (protein_lm's Transformer): a caller reads
+    the dict's arrays, and a target's dict is its output tree, leaves in JAX's order."""
+    m = build("""
+    class Heads(nn.Module):
+        def apply(self, x, heads=("z_last", "a_first")):
+            out = {"z_last": nn.Dense(x, 2, name="z"), "a_first": x * 3.0}
+            out["nested"] = {"n": x + 1.0, "count": len(heads)}
+            return {h: out[h] for h in heads}, out["nested"]
+
+    class M(nn.Module):
+        def apply(self, x):
+            heads, nested = Heads(x, name="heads")
+            assert sorted(heads) == ["a_first", "z_last"] and nested["count"] == 2
+            return {"sum": heads["a_first"] + nested["n"], "z": heads["z_last"]}, nested
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    aot.target("heads", Heads, x=aot.f32[2, 3])
+    """)
+    params = perturbed(m.t.init(jax.random.key(0))[0], 1)
+    x = _x(2, 3)
+    (out, nested), _ = m.t.apply(params, {}, x)
+    d = params["heads"]["z"]
+    np.testing.assert_allclose(out["sum"], 4 * x + 1, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["z"], x @ np.asarray(d["kernel"]) + np.asarray(d["bias"]),
+                               rtol=RTOL, atol=ATOL)
+    assert int(nested["count"]) == 2  # a number of a target's result: an array
+    np.testing.assert_allclose(nested["n"], x + 1)
+    # outputs in jax.tree.leaves order: dict keys sorted
+    targets = {t.name: t for t in m.__aotflax_program__.targets}
+    assert targets["heads"].outputs == (((2, 3), "float32"), ((2, 2), "float32"),
+                                        ((), "int32"), ((2, 3), "float32"))
+    (heads, _), _ = m.heads.apply({"z": params["heads"]["z"]}, {}, x)
+    assert list(heads) == ["z_last", "a_first"]
+
+
 @pytest.mark.parametrize("result, message", [
     ('x, "label"', "error[AOT323]: apply returns str 'label'; a target's results are arrays"),
-    ("x, {'scale': 2.0}", "error[AOT323]: apply returns dict of 1; a target's results are "
-                          "arrays"),
-    ("x, {'y': x}", "error[AOT323]: modules returning dicts of arrays are not supported yet"),
+    ("x, {'scale': 'big'}", "error[AOT323]: apply returns str 'big'; a target's results are "
+                            "arrays"),
+    ("x, {1: x}", "error[AOT323]: apply returns a dict of arrays with the key int 1; its keys "
+                  "must be strings"),
 ])
 def test_a_target_returns_arrays_only(result: str, message: str) -> None:
     out = build_errors(f"""

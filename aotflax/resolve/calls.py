@@ -558,6 +558,9 @@ class CallsMixin:
         return total
 
     def _call_static(self: Resolver, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
+        if fn.name in ("sorted", "min", "max", "any", "all") and len(args) == 1 and \
+                isinstance(args[0], dict):
+            args = [list(args[0])]  # a dict iterates its keys, which are static
         for a in list(args) + list(kwargs.values()):
             if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
                                                     "reversed", "isinstance", "dict"):

@@ -44,8 +44,8 @@ from .helpers import (
     TARGET_NAMES_TAKEN,
     WORK_PER_STEP,
     function_names_taken,
+    result_tensors,
     shorten,
-    tensors,
 )
 from .host import HostMixin
 from .imports import ImportsMixin
@@ -215,7 +215,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              decl.specs[missing[0]].span)
         params = tuple(spec_.params.values())
         state = fn.state  # (c, *path) of each of `spec_.state`, made with the function
-        outs = tuple((t.shape, t.dtype) for t in tensors(spec_.result))
+        outs = tuple((t.shape, t.dtype) for t in result_tensors(spec_.result))
         hp = ", ".join(f"{k}={shorten(v)}" for k, v in decl.module.bound)
         return TargetProgram(
             name=decl.name, entry=fn.name, function=fn, inputs=inputs, params=params,

@@ -23,6 +23,7 @@ from ..program import (
     describe,
     fresh_like,
 )
+from ..quoting import literal
 from ..scopes import (
     FunctionState,
     GivenScope,
@@ -67,11 +68,13 @@ from .helpers import (
     function_names_taken,
     function_stem,
     has_key,
+    holds_array_dict,
     rebuild,
     result_code_of,
+    result_leaves,
     shorten,
     state_result_of,
-    tensor_leaves,
+    tensor_paths,
     tensors,
     unpack_code,
 )
@@ -88,9 +91,17 @@ SUPER_CLASS, SUPER_SELF = "<super class>", "<super self>"
 
 
 def has_static_leaves(result: Any) -> bool:
-    """Whether a module's result holds values other than arrays, None and `{}`."""
-    return any(not isinstance(v, Tensor) and v is not None and v != {}
-               for v in tensor_leaves(result))
+    """Whether a module's result holds values other than arrays and None."""
+    return any(not isinstance(v, Tensor) and v is not None for v in result_leaves(result))
+
+
+def _array_dict_keys(value: Any) -> list[Any]:
+    """The keys of the dicts holding arrays in a result."""
+    if isinstance(value, (tuple, list)):
+        return [k for v in value for k in _array_dict_keys(v)]
+    if isinstance(value, dict) and not is_static(value):
+        return [*value, *(k for v in value.values() for k in _array_dict_keys(v))]
+    return []
 
 
 def _derives(module: UserModule, cls: Any) -> bool:
@@ -375,7 +386,7 @@ class ModulesMixin:
     def _numbers_to_arrays(self: Resolver, result: Any, method: ir.FunctionDef,
                            frame: Frame) -> Any:
         """A target's result with its numbers as arrays (`jnp.asarray`), as `jax.jit`
-        returns them; strings and static dicts with items cannot be arrays."""
+        returns them (in dicts too); strings cannot be arrays."""
         asarray = REGISTRY.lookup("jnp", "asarray")
 
         def go(v: Any) -> Any:
@@ -384,10 +395,12 @@ class ModulesMixin:
             if isinstance(v, (tuple, list)):
                 items = [go(x) for x in v]
                 return tuple(items) if isinstance(v, tuple) else items
+            if isinstance(v, dict):
+                return {k: go(x) for k, x in v.items()}
             if isinstance(v, (bool, int, float)):
                 return self._call_entry(asarray, "jnp.asarray", [v], {}, method.name_span,
                                         frame)
-            if isinstance(v, str) or isinstance(v, dict) and v:
+            if isinstance(v, str):
                 raise self.error("AOT323", f"{method.name} returns {describe_value(v)}; a "
                                  "target's results are arrays", method.name_span)
             return v
@@ -398,14 +411,16 @@ class ModulesMixin:
         if has_key(result):
             raise self.error("AOT323", f"{method.name} returns a random key; keys cannot leave "
                              "the module that made them", method.name_span)
-        for leaf in tensor_leaves(result):
-            if isinstance(leaf, dict) and not is_static(leaf):
-                raise self.error("AOT323", "modules returning dicts of arrays are not "
-                                 "supported yet; return a tuple", method.name_span)
+        for key in _array_dict_keys(result):
+            if not isinstance(key, str):
+                raise self.error("AOT323", f"{method.name} returns a dict of arrays with the "
+                                 f"key {describe_value(key)}; its keys must be strings",
+                                 method.name_span)
+        for leaf in result_leaves(result):
             # besides arrays, a module may return static values (old flax.nn's modules were
             # functions: `std, group_shape, input_shape = _GroupStd(x)`); its caller gets
             # them at build time (`copy_result`), a target's result has arrays only
-            if not isinstance(leaf, (Tensor, dict, *STATIC_RESULTS)) and leaf is not None:
+            if not isinstance(leaf, (Tensor, *STATIC_RESULTS)) and leaf is not None:
                 raise self.error(
                     "AOT323", f"{method.name} must return arrays, static values (numbers, "
                     f"strings) or tuples of them, found {describe_value(leaf)}",
@@ -475,7 +490,9 @@ class ModulesMixin:
             fn.takes_rng = True
             call_args.append(rng_arg)
         result = copy_result(spec.result, fn)
-        outs: list[Var] = list(tensors(result))
+        # a result holding a dict of arrays is bound whole, then read item by item
+        whole = TreeVar("result") if holds_array_dict(result) else None
+        outs: list[Var] = list(tensors(result)) if whole is None else [whole]
         # a collection the callee returns as it was given (eval-mode batch statistics) is
         # unchanged here too: `x, _ = block(...)`, and this function returns it as given
         returned = dict(callee.state_result) if callee.init_name is None else {}
@@ -486,7 +503,7 @@ class ModulesMixin:
             if var is not None:
                 fn.state_values[(coll, prefix)] = var
                 fn.hint(var, f"{child_name}_{coll}")
-        target = unpack_code(spec.result, result, new_state)
+        target = unpack_code(spec.result, result if whole is None else whole, new_state)
         fn.emit("ops/module_call.j2",
                 {"target": target, "call": call_code(callee, call_args)},
                 tuple(outs) + tuple(v for v in new_state if v is not None), span,
@@ -495,6 +512,12 @@ class ModulesMixin:
                             shared=instance.shared_arg is not None),
                 init_args=None if init_args is None else {
                     "target": target, "call": call_code(callee, init_args, "init")})
+        if whole is not None:
+            fn.hint(whole, f"{child_name}_out")
+            for path, t in tensor_paths(result):
+                read = Code.of(whole, *(f"[{literal(k)}]" for k in path))
+                fn.emit("ops/call.j2", {"call": read}, (t,), span,
+                        str(path[-1]) if path and isinstance(path[-1], str) else "item")
         return result
 
     def _need_module_frame(self: Resolver, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
