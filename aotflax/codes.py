@@ -746,7 +746,8 @@ _entry("AOT323", "module returns something that is not an array", """
     the outputs of the generated function, and a module calling it gets the
     static values at build time.  A target's numbers become arrays, as `jax.jit`
     returns them; its strings and non-empty static dicts cannot be outputs.
-    Dicts of arrays and random keys cannot be returned.
+    A dict of arrays is returned with string keys (a target's dict is its output
+    tree, its leaves in JAX's order); random keys cannot be returned.
     """, """
     class Net(nn.Module):
         def apply(self, x, features: int = 4):

@@ -8,8 +8,8 @@ class Net(nn.Module):
 
 
 class Dict(nn.Module):
-    def apply(self, x):  # E: AOT323 dicts
-        return {"y": x}
+    def apply(self, x):  # E: AOT323 a dict of arrays with the key int 0; its keys must be strings
+        return {0: x}
 
 
 aot.target("net", Net, x=aot.f32[2, 8])
