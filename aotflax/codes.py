@@ -1204,7 +1204,7 @@ _entry("AOT350", "partial / shared take keyword arguments", """
     """)
 
 _entry("AOT351", "invalid self.param / self.state arguments", """
-    `self.param(name, shape, init, dtype=None)` and `self.state(name, shape,
+    `self.param(name, shape, initializer, dtype=None)` and `self.state(name, shape,
     ...)` need a string name and a static tuple of non-negative ints as shape.
     """, """
     class Scale(nn.Module):

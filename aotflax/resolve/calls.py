@@ -846,9 +846,10 @@ class CallsMixin:
             try:
                 from ..ops.registry import Signature
 
-                b = Signature.parse("name, shape, init, dtype=None").bind("self.param", args,
-                                                                          kwargs)
-                pname, shape, init = b["name"], b["shape"], b["init"]
+                # flax.nn's `Module.param(name, shape, initializer)`, its keyword names too
+                b = Signature.parse("name, shape, initializer, dtype=None").bind(
+                    "self.param", args, kwargs)
+                pname, shape, init = b["name"], b["shape"], b["initializer"]
                 if not isinstance(pname, str):
                     raise CallError("AOT351", f"self.param name must be a string, got "
                                     f"{describe_value(pname)}")
@@ -867,7 +868,7 @@ class CallsMixin:
                         isinstance(init, (tuple, list))
                     raise CallError("AOT351", f"self.param shape must be a tuple of ints, got "
                                     f"{describe_value(shape)}", hint=(
-                                        "did you mean self.param(name, shape, init)? That is "
+                                        "did you mean self.param(name, shape, initializer)? That is "
                                         "the flax.nn order; Linen's is (name, init, shape)"
                                         if linen else None))
                 if pname in scope.used:
