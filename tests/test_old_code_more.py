@@ -670,13 +670,13 @@ def test_self_param_takes_flax_nn_keyword_names() -> None:
     class ScaleShift(nn.Module):
         def apply(self, x):
             scale = self.param("scale", shape=(), initializer=jax.nn.initializers.ones)
-            shift = self.param(name="shift", shape=(3,), initializer=nn.initializers.zeros)
+            shift = self.param(name="shift", shape=(1, 3), initializer=nn.initializers.zeros)
             return x * scale + shift
 
     aot.target("t", ScaleShift, x=aot.f32[2, 3])
     """)
     params = perturbed(m.t.init(jax.random.key(0))[0], 1)
-    assert jax.tree.map(np.shape, params) == {"scale": (), "shift": (3,)}
+    assert jax.tree.map(np.shape, params) == {"scale": (), "shift": (1, 3)}
     x = _x(2, 3)
     y, _ = m.t.apply(params, {}, x)
     np.testing.assert_allclose(y, x * params["scale"] + params["shift"], rtol=RTOL, atol=ATOL)
