@@ -680,3 +680,18 @@ def test_self_param_takes_flax_nn_keyword_names() -> None:
     x = _x(2, 3)
     y, _ = m.t.apply(params, {}, x)
     np.testing.assert_allclose(y, x * params["scale"] + params["shift"], rtol=RTOL, atol=ATOL)
+
+
+def test_an_iterator_cannot_be_passed_to_a_module() -> None:
+    out = build_errors("""
+    class Inner(nn.Module):
+        def apply(self, x, it):
+            return x * next(it)
+
+    class M(nn.Module):
+        def apply(self, x):
+            return Inner(x, iter((1.0, 2.0)))
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert "error[AOT326]: an iterator cannot be passed to a module" in out, out

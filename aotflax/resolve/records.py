@@ -180,8 +180,13 @@ class RecordsMixin:
     # ---------------------------------------------------------------- ConfigDict
 
     def _check_module_args(self: Resolver, args: list, kwargs: dict, span: Span) -> None:
-        """A config, dataclass or partial holding arrays cannot cross into a module."""
+        """A config, dataclass or partial holding arrays cannot cross into a module, nor
+        an iterator (a module is specialized once for its arguments: what it took from an
+        iterator would not be taken again)."""
         for v in [*args, *kwargs.values()]:
+            if isinstance(v, StaticIterator):
+                raise self.error("AOT326", "an iterator cannot be passed to a module", span,
+                                 hint="pass the values it gives, e.g. as a tuple")
             if isinstance(v, (ConfigValue, Record, Partial)) and not is_static(v):
                 raise self.error("AOT326", f"{describe_value(v)} holds arrays; a module takes "
                                  "arrays as its own arguments (or in tuples)", span,
