@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from . import dtypes as dt
-from .ops import REGISTRY
+from .ops import REGISTRY, host
 from .ops import initializers as inits
 from .values import (
     CONV_DIMENSION_NUMBERS,
@@ -77,6 +77,9 @@ def _numpy() -> Namespace:
         pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, euler_gamma=0.5772156649015329,
         newaxis=None, ndarray=TypeHint("ndarray"), s_=IndexMaker("np.s_"),
         index_exp=IndexMaker("np.index_exp"))
+    # numpy's legacy global random functions, drawn at build time (`ops.host.random_draw`)
+    members["random"] = Namespace("numpy.random", {
+        n: StaticFunction(f"numpy.random.{n}") for n in ("seed", *host.RANDOM_FUNCTIONS)})
     return Namespace("numpy", members)
 
 

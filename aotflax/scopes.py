@@ -63,6 +63,9 @@ class FunctionState:
         #: a random key was folded with (the scan then feeds its steps their index).
         self.scan_steps: list[Tensor] = []
         self.used_steps: set[int] = set()
+        #: numpy's global random state as `np.random.seed(s)` in this function left it (a
+        #: `numpy.random.RandomState`, advanced at build time by each draw), or None.
+        self.np_random: Any = None
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:

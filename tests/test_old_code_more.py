@@ -695,3 +695,113 @@ def test_an_iterator_cannot_be_passed_to_a_module() -> None:
     aot.target("t", M, x=aot.f32[2, 3])
     """)
     assert "error[AOT326]: an iterator cannot be passed to a module" in out, out
+
+
+# ------------------------------------------------------------- numpy's global random numbers
+
+
+def test_numpy_global_random_numbers_are_drawn_at_build_time_as_numpy_draws_them() -> None:
+    """LRA's BigBird seeds numpy's global state and permutes slices of a range to pick its
+    random blocks; the draws are made at build time from a RandomState seeded the same way
+    and written into the generated code, so they equal numpy's own."""
+    m = build("""
+    import numpy as onp
+
+
+    def blocks(n, r):
+        out = onp.zeros((3, r), dtype=onp.int64)
+        a = onp.array(range(1, n))
+        out[0, :] = onp.random.permutation(a[2:n - 2])[:r]
+        out[1, :] = onp.random.permutation(onp.concatenate((a[:1], a[3:])))[:r]
+        out[2, :] = onp.random.permutation(r + 2)[:r]
+        return out
+
+    class M(nn.Module):
+        def apply(self, x, seed=7):
+            onp.random.seed(seed)
+            table = jnp.stack([blocks(9, 2) for _ in range(2)])
+            noise = onp.random.uniform(-1.0, 1.0, size=(3,)) + onp.random.randn(3) * 0
+            return x[:, table.reshape(-1)] + noise.sum(), onp.random.randint(5, size=4)
+
+    aot.target("t", M, x=aot.f32[2, 10])
+    """)
+    x = _x(2, 10)
+    (y, ints), _ = m.t.apply({}, {}, x)
+    state = np.random.RandomState(7)
+
+    def blocks(n, r):
+        out = np.zeros((3, r), dtype=np.int64)
+        a = np.array(range(1, n))
+        out[0, :] = state.permutation(a[2:n - 2])[:r]
+        out[1, :] = state.permutation(np.concatenate((a[:1], a[3:])))[:r]
+        out[2, :] = state.permutation(r + 2)[:r]
+        return out
+
+    table = np.stack([blocks(9, 2) for _ in range(2)])
+    noise = state.uniform(-1.0, 1.0, size=(3,)) + state.randn(3) * 0
+    np.testing.assert_allclose(y, x[:, table.reshape(-1)] + noise.sum(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(ints, state.randint(5, size=4))
+    assert "np.random.seed" not in m.__aotflax_text__  # no global state at run time
+
+
+@pytest.mark.parametrize("code, message", [
+    ("onp.random.permutation(4)", "error[AOT349]: np.random.permutation draws from numpy's "
+                                  "global random state, which this module has not seeded"),
+    ("onp.random.seed()", "error[AOT349]: np.random.seed takes one static int seed"),
+    ("(onp.random.seed(1), onp.random.permutation(x))",
+     "error[AOT349]: np.random.permutation draws at build time: 'x' cannot be the array"),
+    ("(onp.random.seed(1), onp.random.shuffle(onp.arange(3)))",
+     "hint: use x = np.random.permutation(x), which returns the shuffled copy"),
+])
+def test_numpy_random_errors_are_located(code: str, message: str) -> None:
+    out = build_errors(f"""
+    import numpy as onp
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            r = {code}
+            return x
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert message in out, out
+
+
+def test_static_numpy_items_are_forgotten_only_where_a_store_may_reach() -> None:
+    """Items of a numpy array built from static ints are static; a store forgets them in
+    the arrays sharing its memory (a slice's base), never in an array numpy made anew."""
+    m = build("""
+    import numpy as onp
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            a = onp.array(range(4))
+            z = onp.zeros(3)
+            z[0] = 1.0  # another buffer: a's items stay static
+            total = 0
+            for i in a[1:]:
+                total += i
+            return x * total
+
+    aot.target("t", M, x=aot.f32[2])
+    """)
+    np.testing.assert_allclose(m.t.apply({}, {}, np.ones(2, np.float32))[0], [6.0, 6.0])
+    for change in ("v = a[1:3]\n                v[0] = 9",
+                   "w = onp.asarray(a)\n                w[0] = 9"):
+        out = build_errors(f"""
+        import numpy as onp
+
+
+        class M(nn.Module):
+            def apply(self, x):
+                a = onp.array(range(4))
+                {change}
+                for i in a:
+                    x = x + i
+                return x
+
+        aot.target("t", M, x=aot.f32[2])
+        """)
+        assert "error[AOT334]" in out, out

@@ -80,6 +80,8 @@ class RecordsMixin:
                 raise self.error(e.code, e.message, span, hint=e.hint) from None
         if name == "super":
             return self._super(args, kwargs, span, frame)
+        if name.startswith("numpy.random."):
+            return self._numpy_random(name[len("numpy.random."):], args, kwargs, span, frame)
         if name in ("builtins.iter", "builtins.next"):
             return self._iterator_builtin(name[len("builtins."):], args, kwargs, span)
         if name == "flax.nn.normalization._absolute_dims":
