@@ -805,3 +805,26 @@ def test_static_numpy_items_are_forgotten_only_where_a_store_may_reach() -> None
         aot.target("t", M, x=aot.f32[2])
         """)
         assert "error[AOT334]" in out, out
+
+
+@pytest.mark.parametrize("code, message, hint", [
+    ("seed = hash(self._get_construction_frame().path) % 2**32",
+     "error[AOT346]: self._get_construction_frame is not set in this call of M, and flax.nn's "
+     "private Module machinery is not part of aotflax",
+     "hint: pass what it would give as a hyperparameter of apply"),
+    ("seed = hash('encoder/layer_0') % 2**32",
+     "error[AOT105]: hash() is not available in model files: Python's hash of a string or "
+     "tuple differs between processes", "hint: use a fixed int (a hyperparameter)"),
+])
+def test_seeds_from_flax_nn_internals_or_hash_are_located_errors(code: str, message: str,
+                                                                 hint: str) -> None:
+    """BigBird's fallback seed when none is given: outside the language, said plainly."""
+    out = build_errors(f"""
+    class M(nn.Module):
+        def apply(self, x):
+            {code}
+            return x
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert message in out and hint in out, out

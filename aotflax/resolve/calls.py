@@ -815,6 +815,12 @@ class CallsMixin:
             return BoundMethod(r, attr, span)
         if isinstance(module, UserModule) and attr in module.attributes:
             return module.attributes[attr]  # a class attribute
+        if attr.startswith("_"):  # `self._get_construction_frame()`: flax.nn's internals
+            raise self.error(
+                "AOT346", f"self.{attr} is not set in this call of "
+                f"{module.name if isinstance(module, UserModule) else 'the module'}, and "
+                "flax.nn's private Module machinery is not part of aotflax", span,
+                hint="pass what it would give as a hyperparameter of apply")
         raise self.error(
             "AOT346", f"self.{attr} is not set in this call of "
             f"{module.name if isinstance(module, UserModule) else 'the module'}", span,

@@ -143,6 +143,11 @@ class ExpressionsMixin:
             return value
         if expr.id in namespaces.BUILTINS:
             return namespaces.BUILTINS[expr.id]
+        if expr.id == "hash":
+            raise self.error("AOT105", "hash() is not available in model files: Python's hash "
+                             "of a string or tuple differs between processes "
+                             "(PYTHONHASHSEED), so no build could reproduce it", expr.span,
+                             hint="use a fixed int (a hyperparameter) where a seed is needed")
         if expr.id == "super":  # bound in the methods of module subclasses only
             raise self.error("AOT105", "super() is available only in the methods of a module "
                              "that subclasses another module of the model files", expr.span,
