@@ -808,7 +808,7 @@ def test_static_numpy_items_are_forgotten_only_where_a_store_may_reach() -> None
 
 
 @pytest.mark.parametrize("code, message, hint", [
-    ("seed = hash(self._get_construction_frame().path) % 2**32",
+    ("path = self._get_construction_frame().path",
      "error[AOT346]: self._get_construction_frame is not set in this call of M, and flax.nn's "
      "private Module machinery is not part of aotflax",
      "hint: pass what it would give as a hyperparameter of apply"),
