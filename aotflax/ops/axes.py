@@ -1253,6 +1253,7 @@ _ELEMENTWISE = (
     + _names("jax.scipy.special", "erf erfc erfinv gammaln digamma expit logit i0 i0e i1 "
              "i1e entr gamma xlogy xlog1py betaln gammainc gammaincc zeta rel_entr kl_div "
              "ndtr ndtri log_ndtr spence")
+    + _names("jax.scipy.stats.norm", "pdf logpdf cdf logcdf sf logsf ppf isf")
     + _names("operator", "add sub truediv floordiv mod pow or xor lshift rshift eq ne lt le "
              "gt ge invert")
     + _names("array", "clip")
