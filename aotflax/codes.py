@@ -150,17 +150,20 @@ _entry("AOT101", "model file is not valid UTF-8", """
 
 _entry("AOT102", "statement not supported in model files", """
     The DSL is a static subset of Python: loops are unrolled and branches pruned
-    at build time, so `while`, `try`, `with`, `global`, `del`, nested classes and
-    statements other than methods and assignments in a module class have no meaning
-    there (class attributes, `FEATURES = 64`, are read as `self.FEATURES`).  Use `for`
-    over a static range, `if` on static values, and module-level constants.
+    at build time (a `while` inside a function runs while its static condition
+    holds), so `try`, `with`, `global`, `del`, a `while` at the top level of a file,
+    nested classes and statements other than methods and assignments in a module
+    class have no meaning there (class attributes, `FEATURES = 64`, are read as
+    `self.FEATURES`).  Use `for` over a static range, `if` on static values, and
+    module-level constants.
     """, """
     class Net(nn.Module):
         def apply(self, x, depth: int = 2):
-            i = 0
-            while i < depth:
-                x = nn.relu(nn.Dense(x, 8))
-                i += 1
+            try:
+                for _ in range(depth):
+                    x = nn.relu(nn.Dense(x, 8))
+            except ValueError:
+                pass
             return x
 
     aot.target("net", Net, x=aot.f32[2, 8])
@@ -764,13 +767,17 @@ _entry("AOT322", "recursion too deep", """
     """)
 
 _entry("AOT323", "module returns something that is not an array", """
-    A module's `apply` (or method) returns arrays or (nested) tuples of arrays:
-    those become the outputs of the generated function.  Static values, dicts
-    and random keys cannot be returned.
+    A module's `apply` (or method) returns arrays, static values (numbers,
+    strings, None, dicts of them) or (nested) tuples of those: the arrays become
+    the outputs of the generated function, and a module calling it gets the
+    static values at build time.  A target's numbers become arrays, as `jax.jit`
+    returns them; its strings and non-empty static dicts cannot be outputs.
+    A dict of arrays is returned with string keys (a target's dict is its output
+    tree, its leaves in JAX's order); random keys cannot be returned.
     """, """
     class Net(nn.Module):
         def apply(self, x, features: int = 4):
-            return nn.Dense(x, features), features
+            return nn.Dense(x, features), "features"
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """, """
@@ -1223,7 +1230,7 @@ _entry("AOT350", "partial / shared take keyword arguments", """
     """)
 
 _entry("AOT351", "invalid self.param / self.state arguments", """
-    `self.param(name, shape, init, dtype=None)` and `self.state(name, shape,
+    `self.param(name, shape, initializer, dtype=None)` and `self.state(name, shape,
     ...)` need a string name and a static tuple of non-negative ints as shape.
     """, """
     class Scale(nn.Module):

@@ -292,6 +292,17 @@ class For:
 
 
 @dataclass(frozen=True, slots=True)
+class While:
+    """A `while` loop inside a function: run at build time while its test is static and
+    true (every iteration charged to the file's budget), as a `for` is unrolled."""
+
+    test: Expr
+    body: tuple["Stmt", ...]
+    orelse: tuple["Stmt", ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class Raise:
     #: The exception expression (e.g. `ValueError("...")`), or None.
     exc: Union[Expr, None]
@@ -414,6 +425,7 @@ Stmt = Union[
     Return,
     If,
     For,
+    While,
     Raise,
     Assert,
     Pass,

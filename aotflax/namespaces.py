@@ -12,9 +12,10 @@ import math
 from typing import Any
 
 from . import dtypes as dt
-from .ops import REGISTRY
+from .ops import REGISTRY, host
 from .ops import initializers as inits
 from .values import (
+    CONV_DIMENSION_NUMBERS,
     AbstractType,
     DType,
     IndexMaker,
@@ -78,6 +79,9 @@ def _numpy() -> Namespace:
         pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, euler_gamma=0.5772156649015329,
         newaxis=None, ndarray=TypeHint("ndarray"), s_=IndexMaker("np.s_"),
         index_exp=IndexMaker("np.index_exp"))
+    # numpy's legacy global random functions, drawn at build time (`ops.host.random_draw`)
+    members["random"] = Namespace("numpy.random", {
+        n: StaticFunction(f"numpy.random.{n}") for n in ("seed", *host.RANDOM_FUNCTIONS)})
     return Namespace("numpy", members)
 
 
@@ -137,6 +141,8 @@ BUILTINS = _static({
     "ValueError": ValueError, "TypeError": TypeError, "AssertionError": AssertionError,
     "NotImplementedError": NotImplementedError,
 })
+# iterators are values of the interpreter (`values.StaticIterator`), never Python's own
+BUILTINS.update(iter=StaticFunction("builtins.iter"), next=StaticFunction("builtins.next"))
 
 
 def namespace_for(module: str, member: str | None) -> Any:
@@ -207,6 +213,15 @@ def _submodules(nn_members: dict[str, Any]) -> dict[str, Namespace]:
     # linear.py's default for Dense's kernel_init; activation.py re-exported jax.nn.normalize,
     # which is `standardize` under its later name
     out["linear"].members["default_kernel_init"] = inits.make("lecun_normal", [], {})
+    # a private helper of linear.py that model files' own convolutions called
+    out["linear"].members["_conv_dimension_numbers"] = StaticFunction(
+        "flax.nn.linear._conv_dimension_numbers")
+    # a private helper of normalization.py that model files' own normalizations called
+    out["normalization"].members["_absolute_dims"] = StaticFunction(
+        "flax.nn.normalization._absolute_dims")
+    # base.py defined the module machinery (`class M(nn.base.Module)`)
+    out["base"] = Namespace("nn.base", {"Module": MODULE_BASE, "module": MODULE_FN,
+                                        "module_method": MODULE_METHOD})
     out["activation"].members["normalize"] = nn_members["standardize"]
     return out
 
@@ -283,13 +298,18 @@ def _build_modules() -> dict[str, Any]:
     precision = Namespace("jax.lax.Precision", {"DEFAULT": "default", "HIGH": "high",
                                                 "HIGHEST": "highest"})
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "Precision": precision,
-                                "tie_in": StaticFunction("jax.lax.tie_in")})
+                                "tie_in": StaticFunction("jax.lax.tie_in"),
+                                "ConvDimensionNumbers": CONV_DIMENSION_NUMBERS,
+                                "conv_dimension_numbers": StaticFunction(
+                                    "jax.lax.conv_dimension_numbers")})
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
     ops = Namespace("jax.ops", {**_ops("jax.ops", "jax.ops"),
                                 "index": IndexMaker("jax.ops.index")})
     special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
-    scipy = Namespace("jax.scipy", {"special": special})
+    norm = Namespace("jax.scipy.stats.norm", _ops("jax.scipy.stats.norm", "jax.scipy.stats.norm"))
+    stats = Namespace("jax.scipy.stats", {"norm": norm})
+    scipy = Namespace("jax.scipy", {"special": special, "stats": stats})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
                             "ops": ops, "scipy": scipy, "jit": StaticFunction("jax.jit"),
                             "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP, "checkpoint": CHECKPOINT,
@@ -320,6 +340,7 @@ def _build_modules() -> dict[str, Any]:
             "abc": Namespace("collections.abc", {n: AbstractType(n) for n in ABSTRACT_TYPES})}),
         "ml_collections": _ml_collections(),
         "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
+        "jax.scipy.stats": stats, "jax.scipy.stats.norm": norm,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
 

@@ -224,6 +224,8 @@ class _Converter:
         self.source = source
         self.text = text
         self.plain = text.ascii and not (text.line_delta or text.col_delta)
+        #: How many `def`s (or lambdas) enclose the statement being converted.
+        self.functions = 0
 
     # -------------------------------------------------------------- helpers
 
@@ -494,12 +496,12 @@ class _Converter:
                 self.target(node.target), self.expr(node.iter), self.block(node.body), orelse, sp
             )
         if isinstance(node, ast.While):
-            self.fail(
-                "AOT102",
-                "'while' loops are not supported: loops are unrolled at build time",
-                node,
-                hint="use 'for i in range(n)' with a static n, or jax.lax.scan for recurrence",
-            )
+            if not self.functions:
+                self.fail("AOT102", "'while' loops run only inside functions: the top level "
+                          "of a model file binds names once", node,
+                          hint="move the loop into a function, or use a 'for' loop")
+            return ir.While(self.expr(node.test), self.block(node.body),
+                            self.block(node.orelse), sp)
         if isinstance(node, ast.ClassDef):
             self.fail("AOT102", "classes may be defined only at the top level of a model file", node)
         if isinstance(node, (ast.Try, *_TRY_STAR)):
@@ -529,10 +531,14 @@ class _Converter:
         if node.returns is not None:
             self.annotation(node.returns)
         docstring = ast.get_docstring(node, clean=True)
-        if docstring is not None and not self.one_line_body(node.body):
-            body = self.block(node.body[len(self.lines(node.body)[0]):])
-        else:
-            body = self.block(node.body)
+        self.functions += 1
+        try:
+            if docstring is not None and not self.one_line_body(node.body):
+                body = self.block(node.body[len(self.lines(node.body)[0]):])
+            else:
+                body = self.block(node.body)
+        finally:
+            self.functions -= 1
         decorators = tuple(self.expr(d) for d in node.decorator_list)
         return ir.FunctionDef(
             node.name,
@@ -721,8 +727,11 @@ class _Converter:
     def expr_Attribute(self, node: ast.Attribute) -> ir.Expr:
         value = self.expr(node.value)  # first, so `().__class__.__bases__` names __class__
         attr = node.attr
-        if len(attr) > 4 and attr.startswith("__") and attr.endswith("__") and not (
-                attr == "__init__" and _is_super_call(node.value)):
+        # `f.__name__`, a function's name (2020 code set it on lambdas it dispatched on), is
+        # data, and so is a base's `__init__` called through `super()`; every other dunder
+        # attribute is Python's machinery
+        if len(attr) > 4 and attr.startswith("__") and attr.endswith("__") and \
+                attr != "__name__" and not (attr == "__init__" and _is_super_call(node.value)):
             end = self.text.end(node)
             start = end
             text = self.text.text

@@ -63,6 +63,9 @@ class FunctionState:
         #: a random key was folded with (the scan then feeds its steps their index).
         self.scan_steps: list[Tensor] = []
         self.used_steps: set[int] = set()
+        #: numpy's global random state as `np.random.seed(s)` in this function left it (a
+        #: `numpy.random.RandomState`, advanced at build time by each draw), or None.
+        self.np_random: Any = None
 
     # registry.Context
     def new_tensor(self, shape: tuple[int, ...], dtype: str, weak: bool = False) -> Tensor:
@@ -245,6 +248,12 @@ class Scope(LayerScope):
                 f"state '{collection}/{'/'.join(key[1])}' is {_desc(decl.shape, decl.dtype)} "
                 f"but is assigned {value.describe()}",
                 notes=(Note("declared here", decl.span),),
+                # a state variable keeps its declared type: `init` runs its initializer,
+                # never the forward pass that assigns it (old flax.nn's init did)
+                hint=f"declare it with the type it holds: self.state({quoting.string(name)}, "
+                     f"{quoting.literal(tuple(value.shape))}"
+                     + ("" if value.dtype == "float32" else f", dtype=jnp.{value.dtype}")
+                     + ")",
             )
         self.fn.state_values[key] = value
 

@@ -23,6 +23,7 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import EllipsisType
+from typing import Any
 
 __all__ = [
     "ArrayIndex",
@@ -810,10 +811,14 @@ def _windowed(
     )
 
 
-def conv_permutations(ndim: int, numbers: tuple[str, str, str]
+def conv_permutations(ndim: int, numbers: Sequence[Any]
                       ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """(lhs, rhs, out) permutations to (batch, feature, *spatial) of three layout strings
-    such as ("NHWC", "HWIO", "NHWC"), as lax's `conv_general_permutations` computes them."""
+    such as ("NHWC", "HWIO", "NHWC"), as lax's `conv_general_permutations` computes them, or
+    of three such permutations (a `lax.ConvDimensionNumbers`), checked as lax's shape rule
+    checks them."""
+    if all(not isinstance(spec, str) for spec in numbers):
+        return _spec_permutations(ndim, numbers)
     lhs, rhs, out = numbers
     pairs = (("N", "C"), ("O", "I"), ("N", "C"))
     for spec, (a, b) in zip(numbers, pairs):
@@ -831,6 +836,19 @@ def conv_permutations(ndim: int, numbers: tuple[str, str, str]
         return (spec.index(pair[0]), spec.index(pair[1]), *spatial)
 
     return perm(lhs, pairs[0]), perm(rhs, pairs[1]), perm(out, pairs[2])
+
+
+def _spec_permutations(ndim: int, numbers: Sequence[Any]
+                       ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The three permutations of a `ConvDimensionNumbers`, each a permutation of the axes."""
+    specs = []
+    for what, spec in zip(("lhs_spec", "rhs_spec", "out_spec"), numbers):
+        if not (isinstance(spec, (tuple, list)) and all(
+                isinstance(a, int) and not isinstance(a, bool) for a in spec)
+                and sorted(spec) == list(range(ndim))):
+            raise ShapeError(f"{what} {spec!r} must be a permutation of the {ndim} axes")
+        specs.append(tuple(spec))
+    return specs[0], specs[1], specs[2]
 
 
 def conv_output_shape(

@@ -101,31 +101,45 @@ class UserModule:
     #: decorator's span: an error where code a target reaches uses one, and harmless
     #: otherwise (old flax.nn modules kept training helpers as classmethods).
     refused_methods: tuple[tuple[str, Any], ...] = ()
-    #: The module of the model files it derives from (`class Child(Base)`): its methods
-    #: are this one's unless overridden, and `super()` reaches them.
+    #: The user module this one subclasses (`class SELUNormReBias(BiasSELUNorm)`): its
+    #: methods are inherited, `super().apply(...)` runs its `apply` in the same scope.
     parent: "UserModule | None" = None
 
     def static_method(self, name: str) -> "Closure | None":
         """`M.helper` / `self.helper` for a `@staticmethod`: a function of the file."""
-        method = self.method(name) if name in self.static_methods else None
-        if method is None:
+        owner = self.owner(name)
+        if owner is None or name not in owner.static_methods:
             return None
-        return Closure(name, method.params, method.body, Env(self.owner(name).globals),
-                       method.span, method)
+        method = owner.own_method(name)
+        assert method is not None
+        return Closure(name, method.params, method.body, Env(owner.globals), method.span,
+                       method)
 
-    def method(self, name: str) -> ir.FunctionDef | None:
-        """Method `name`: its own, or else the one it inherits."""
+    def own_method(self, name: str) -> ir.FunctionDef | None:
+        """The method `name` of this class statement itself (not inherited)."""
         for m in self.cls.methods:
             if m.name == name:
                 return m
-        return self.parent.method(name) if self.parent is not None else None
+        return None
 
-    def owner(self, name: str) -> "UserModule":
-        """The module whose class statement defines method `name` (whose file's names it
-        reads)."""
-        if self.parent is None or any(m.name == name for m in self.cls.methods):
-            return self
-        return self.parent.owner(name)
+    def owner(self, name: str) -> "UserModule | None":
+        """The class, this one or one it derives from, whose statement defines `name`."""
+        module: UserModule | None = self
+        while module is not None:
+            if module.own_method(name) is not None:
+                return module
+            module = module.parent
+        return None
+
+    def method(self, name: str) -> ir.FunctionDef | None:
+        """The method `name`, this class's own or inherited (as Python looks it up)."""
+        owner = self.owner(name)
+        return None if owner is None else owner.own_method(name)
+
+    def globals_of(self, name: str) -> "Env":
+        """The globals the method `name` runs with: those of the file defining it."""
+        owner = self.owner(name)
+        return (owner or self).globals
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +224,34 @@ class Closure:
     defaults: dict[str, Any] = field(default_factory=dict)
     #: True for functions at module level.
     toplevel: bool = False
+    #: What `f.__name__ = ...` set (Python's function objects take any string).
+    dunder_name: str | None = None
+
+    @property
+    def python_name(self) -> str:
+        """`f.__name__`: the `def`'s name, "<lambda>", or what the model file set."""
+        return self.dunder_name if self.dunder_name is not None else self.name
+
+
+@dataclass(eq=False)
+class StaticIterator:
+    """`iter(seq)`: an iterator over static items (which may hold arrays), advanced by
+    `next` and by loops over it, as Python's (2020 code numbered layers with
+    `name='conv%d' % next(conv_index)`)."""
+
+    items: list[Any]
+    position: int = 0
+
+    def take(self) -> Any:
+        """The next item (IndexError when exhausted)."""
+        item = self.items[self.position]
+        self.position += 1
+        return item
+
+    def rest(self) -> list[Any]:
+        """The items not taken yet, all taken now (a loop over the iterator)."""
+        out, self.position = self.items[self.position:], len(self.items)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +362,15 @@ class SuperFunction:
 
     receiver: Any
     owner: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SuperModule:
+    """`super()` (or `super(Cls, self)`) in a method of a user module: methods looked up
+    on it are those of the classes after `after`, run with the same `self`."""
+
+    receiver: SelfValue
+    after: UserModule
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,6 +547,18 @@ class RecordTuple(tuple):
         out = RecordTuple(values)
         out.cls = cls
         return out
+
+
+#: `jax.lax.ConvDimensionNumbers`: a namedtuple of jax, of three permutations (lists or tuples
+#: of ints: batch or output feature, feature or input feature, spatial axes) that lax's
+#: convolutions take for `dimension_numbers` as they take three layout strings.
+CONV_DIMENSION_NUMBERS = RecordClass("ConvDimensionNumbers", "namedtuple",
+                                     ("lhs_spec", "rhs_spec", "out_spec"), {}, True)
+
+
+def conv_dimension_numbers(specs: Any) -> "RecordTuple":
+    """A `ConvDimensionNumbers` of three specs."""
+    return RecordTuple.make(CONV_DIMENSION_NUMBERS, list(specs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -682,6 +745,10 @@ def to_code(value: Any) -> str:
         return quoting.literal(value)
     if isinstance(value, (tuple, list, dict)):
         _walked[0] += len(value)
+    if isinstance(value, RecordTuple) and value.cls is CONV_DIMENSION_NUMBERS:
+        # lax reads ints as permutations only in its own namedtuple, never in a plain tuple
+        return "jax.lax.ConvDimensionNumbers(" + ", ".join(
+            f"{f}={to_code(v)}" for f, v in zip(value.cls.fields, value)) + ")"
     if isinstance(value, tuple):
         items = [to_code(v) for v in value]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
@@ -748,6 +815,8 @@ def describe_value(value: Any) -> str:
         return f"shared module {value.ref.class_name} '{value.name}'"
     if isinstance(value, OpRef):
         return f"function {value.written}"
+    if isinstance(value, StaticIterator):
+        return f"iterator at item {value.position} of {len(value.items)}"
     if isinstance(value, Closure):
         return f"function {value.name}"
     if isinstance(value, Initializer):

@@ -235,7 +235,8 @@ aot.target("t", M, x=aot.{spec})
 def _jax_function(name: str):
     namespace, _, attr = name.rpartition(".")
     module = {"jnp": jnp, "lax": jax.lax, "nn": jax.nn,
-              "jax.scipy.special": jax.scipy.special}.get(namespace)
+              "jax.scipy.special": jax.scipy.special,
+              "jax.scipy.stats.norm": jax.scipy.stats.norm}.get(namespace)
     return getattr(module, attr if name != "nn.tanh" else "tanh", None) if module else None
 
 

@@ -73,7 +73,7 @@ def test_linen_argument_order_of_self_param_gets_a_did_you_mean() -> None:
 
     aot.target("net", Net, x=aot.f32[2, 3])
     """)
-    assert "did you mean self.param(name, shape, init)" in out, out
+    assert "did you mean self.param(name, shape, initializer)" in out, out
 
 
 def test_an_error_in_a_module_names_the_call_site() -> None:

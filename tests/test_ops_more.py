@@ -330,7 +330,8 @@ def test_conv_segment_and_special_misuse_is_located() -> None:
         aot.target("t", M, img=aot.f32[1, 5, 5, 2], ker=aot.f32[3, 3, 2, 4], ids=aot.i32[5])
     """)
     assert "padding must be one of SAME, SAME_LOWER, VALID or (low, high) pairs" in errors
-    assert "dimension_numbers must be None or three layout strings" in errors
+    assert "dimension_numbers must be None, three layout strings such as ('NHWC', 'HWIO', " \
+           "'NHWC') or a lax.ConvDimensionNumbers" in errors
     assert "needs input and kernel of one dtype, got f32[1, 5, 5, 2] and bf16[3, 3, 2, 4]" \
         in errors
     assert "conv feature dimensions do not match" in errors

@@ -18,7 +18,8 @@ from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
            "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jax.ops": "jax.ops",
-           "jax.scipy.special": "jax.scipy.special"}
+           "jax.scipy.special": "jax.scipy.special",
+           "jax.scipy.stats.norm": "jax.scipy.stats.norm"}
 
 
 def register(name: str, namespaces: tuple[str, ...], sig: str, rule: Callable[[FnCall], Any],

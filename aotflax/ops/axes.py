@@ -34,6 +34,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .. import shapes as sh
 from ..program import Axis, Code, Flow, Keys, Mix, Tensor, Var
 from .flops import OpView
 from .registry import Entry, qualname
@@ -1145,8 +1146,10 @@ def _lax_conv(view: OpView) -> Flow:
     numbers = view.bound("dimension_numbers")
     entries: list[tuple[Tensor, tuple[Axis, ...]]] = []
     if isinstance(lhs, Tensor):
-        n_in = numbers[0].index("N") if numbers else 0
-        n_out = numbers[2].index("N") if numbers else 0
+        # the batch axis of the input and of the output (the rule checked the layouts)
+        perms = sh.conv_permutations(lhs.ndim, numbers) if numbers else None
+        n_in = perms[0][0] if perms else 0
+        n_out = perms[2][0] if perms else 0
         if int(view.bound("batch_group_count", 1) or 1) != 1:
             entries.append(_mixed(lhs, "groups its batch positions (batch_group_count)"))
         else:
@@ -1275,6 +1278,7 @@ _ELEMENTWISE = (
     + _names("jax.scipy.special", "erf erfc erfinv gammaln digamma expit logit i0 i0e i1 "
              "i1e entr gamma xlogy xlog1py betaln gammainc gammaincc zeta rel_entr kl_div "
              "ndtr ndtri log_ndtr spence")
+    + _names("jax.scipy.stats.norm", "pdf logpdf cdf logcdf sf logsf ppf isf")
     + _names("operator", "add sub truediv floordiv mod pow or xor lshift rshift eq ne lt le "
              "gt ge invert")
     + _names("array", "clip")

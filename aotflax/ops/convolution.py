@@ -1,7 +1,9 @@
 """`jax.lax.conv_general_dilated` and `jax.lax.conv_transpose` as functions.
 
 The layouts are `dimension_numbers` as lax takes them: None (NCHW input, OIHW
-kernel) or three strings such as ("NHWC", "HWIO", "NHWC").  Shapes follow
+kernel), three strings such as ("NHWC", "HWIO", "NHWC"), or a
+`lax.ConvDimensionNumbers` of three axis permutations (what `lax.conv_dimension_numbers`
+and flax.nn's `_conv_dimension_numbers` return).  Shapes follow
 lax's own rules (`conv_general_permutations`, `_conv_transpose_padding`): the
 operands are permuted to channels-last and the shape rules of `nn.Conv` apply.
 """
@@ -13,9 +15,10 @@ from typing import Any
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Tensor
-from ..values import describe_value
+from ..values import CONV_DIMENSION_NUMBERS, RecordTuple, conv_dimension_numbers, describe_value
 from .arrays import emit_same, int_tree, register
 from .calls import FnCall
+from .registry import CallError, Signature
 
 Perms = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 _PADDINGS = ("SAME", "SAME_LOWER", "VALID")
@@ -26,11 +29,12 @@ def conv_permutations(call: FnCall, ndim: int, numbers: Any) -> Perms:
     if numbers is None:
         default = tuple(range(ndim))
         return default, default, default
-    if not (isinstance(numbers, (tuple, list)) and len(numbers) == 3 and all(
+    named = isinstance(numbers, RecordTuple) and numbers.cls is CONV_DIMENSION_NUMBERS
+    if not named and not (isinstance(numbers, (tuple, list)) and len(numbers) == 3 and all(
             isinstance(s, str) for s in numbers)):
-        raise call.fail(f"{call.written}: dimension_numbers must be None or three layout strings "
-                        f"such as ('NHWC', 'HWIO', 'NHWC'), got {describe_value(numbers)}",
-                        "AOT203")
+        raise call.fail(f"{call.written}: dimension_numbers must be None, three layout strings "
+                        f"such as ('NHWC', 'HWIO', 'NHWC') or a lax.ConvDimensionNumbers, got "
+                        f"{describe_value(numbers)}", "AOT203")
     try:
         return sh.conv_permutations(ndim, tuple(numbers))
     except sh.ShapeError as e:
@@ -155,3 +159,51 @@ register("conv_transpose", ("lax",),
          "lhs, rhs, strides, padding, rhs_dilation=None, dimension_numbers=None, "
          "transpose_kernel=False, precision=None, preferred_element_type=None",
          _conv_transpose, doc="transposed convolution (fractionally strided), any layout")
+
+
+# ------------------------------------------------------------- dimension numbers as values
+
+
+def _rank(what: str, shape: Any) -> int:
+    if not (isinstance(shape, (tuple, list)) and all(
+            isinstance(d, int) and not isinstance(d, bool) for d in shape)):
+        raise CallError("AOT203", f"{what} must be a shape (a tuple of ints), got "
+                        f"{describe_value(shape)}")
+    return len(shape)
+
+
+def flax_conv_numbers(args: list, kwargs: dict) -> RecordTuple:
+    """flax.nn's `linear._conv_dimension_numbers(input_shape)`: channels-last input and
+    output, HWIO kernel, as `lax.ConvDimensionNumbers` of permutations."""
+    shape = Signature.parse("input_shape").bind(
+        "nn.linear._conv_dimension_numbers", args, kwargs)["input_shape"]
+    ndim = _rank("nn.linear._conv_dimension_numbers: input_shape", shape)
+    if ndim < 2:
+        raise CallError("AOT203", "nn.linear._conv_dimension_numbers needs a shape of rank "
+                        f">= 2, got rank {ndim}")
+    lhs = (0, ndim - 1, *range(1, ndim - 1))
+    return conv_dimension_numbers((lhs, (ndim - 1, ndim - 2, *range(ndim - 2)), lhs))
+
+
+def lax_conv_numbers(args: list, kwargs: dict) -> RecordTuple:
+    """`lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers)`: the
+    `ConvDimensionNumbers` lax's convolutions read `dimension_numbers` as."""
+    name = "jax.lax.conv_dimension_numbers"
+    bound = Signature.parse("lhs_shape, rhs_shape, dimension_numbers").bind(name, args, kwargs)
+    numbers = bound["dimension_numbers"]
+    if isinstance(numbers, RecordTuple) and numbers.cls is CONV_DIMENSION_NUMBERS:
+        return numbers  # as lax returns it, unchecked
+    ndim = _rank(f"{name}: lhs_shape", bound["lhs_shape"])
+    if _rank(f"{name}: rhs_shape", bound["rhs_shape"]) != ndim:
+        raise CallError("AOT210", f"{name}: convolution needs lhs and rhs of one rank, got "
+                        f"{ndim} and {len(bound['rhs_shape'])}")
+    if numbers is None:
+        return conv_dimension_numbers((tuple(range(ndim)),) * 3)
+    if not (isinstance(numbers, (tuple, list)) and len(numbers) == 3 and all(
+            isinstance(s, str) for s in numbers)):
+        raise CallError("AOT203", f"{name}: dimension_numbers must be None, three layout "
+                        f"strings or a lax.ConvDimensionNumbers, got {describe_value(numbers)}")
+    try:
+        return conv_dimension_numbers(sh.conv_permutations(ndim, tuple(numbers)))
+    except sh.ShapeError as e:
+        raise CallError("AOT203", f"{name}: {e}") from None

@@ -851,6 +851,11 @@ _PER_ELEMENT: dict[str, int] = {
     "jax.scipy.special.kl_div": 25, "jax.scipy.special.ndtr": 136,
     "jax.scipy.special.ndtri": 139, "jax.scipy.special.log_ndtr": 163,
     "jax.scipy.special.spence": 169,
+    # jax.scipy.stats.norm (through ndtr, log_ndtr, ndtri)
+    "jax.scipy.stats.norm.pdf": 5, "jax.scipy.stats.norm.logpdf": 4,
+    "jax.scipy.stats.norm.cdf": 137, "jax.scipy.stats.norm.logcdf": 164,
+    "jax.scipy.stats.norm.sf": 138, "jax.scipy.stats.norm.logsf": 165,
+    "jax.scipy.stats.norm.ppf": 139, "jax.scipy.stats.norm.isf": 140,
     "operator.pos": 0, "operator.floordiv": 13, "operator.mod": 8,
     # jax.nn activations
     "nn.relu": 1, "nn.relu6": 2, "nn.elu": 5, "nn.celu": 5, "nn.selu": 7, "nn.silu": 5,
@@ -887,6 +892,7 @@ ELEMENTWISE = (
     + _names("jax.scipy.special", "erf erfc erfinv gammaln digamma expit logit i0 i0e i1 i1e "
              "entr gamma xlogy xlog1py betaln gammainc gammaincc zeta rel_entr kl_div ndtr "
              "ndtri log_ndtr spence")
+    + _names("jax.scipy.stats.norm", "pdf logpdf cdf logcdf sf logsf ppf isf")
     + _names("operator", "add sub mul truediv floordiv mod pow and or xor lshift rshift eq ne "
              "lt le gt ge neg pos invert")
     + _names("nn", "relu relu6 elu celu selu silu swish sigmoid log_sigmoid soft_sign softplus "

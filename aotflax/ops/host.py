@@ -56,20 +56,25 @@ class HostArray(Tensor):
     operation table sees it as the array JAX would; `np_dtype` is numpy's own.
     """
 
-    __slots__ = ("np_dtype", "scalar", "_ints", "_ints_at")
+    __slots__ = ("np_dtype", "scalar", "_ints", "_ints_at", "roots")
     np_dtype: str
     scalar: bool
     _ints: tuple[int, ...] | None
-    _ints_at: int
+    _ints_at: Any
+    #: The buffers it may share memory with (tokens of `fresh_root`), when known: an
+    #: array numpy made anew, or a basic slice of one.  None: unknown (any store may
+    #: change it).
+    roots: frozenset[int] | None
 
     def __init__(self, shape: tuple[int, ...], np_dtype: str, scalar: bool = False,
-                 ints: tuple[int, ...] | None = None):
+                 ints: tuple[int, ...] | None = None, roots: frozenset[int] | None = None):
         Tensor.__init__(self, tuple(shape), dt.canonicalize(np_dtype), False)
         object.__setattr__(self, "np_dtype", np_dtype)
         #: A numpy scalar (`pe[0, 0]`, `pe.sum()`) rather than an ndarray: immutable.
         object.__setattr__(self, "scalar", scalar)
         object.__setattr__(self, "_ints", ints)
-        object.__setattr__(self, "_ints_at", _STORES[0])
+        object.__setattr__(self, "roots", roots)
+        object.__setattr__(self, "_ints_at", _store_marks(roots))
 
     def describe(self) -> str:
         return describe(self.shape, self.np_dtype) + " (numpy)"
@@ -82,12 +87,40 @@ class HostArray(Tensor):
         A numpy store anywhere since the array was made may have changed it (through a
         view), so then the items are unknown again.
         """
-        return self._ints if self._ints_at == _STORES[0] else None
+        return self._ints if self._ints_at == _store_marks(self.roots) else None
 
 
-#: How many numpy stores (`a[i] = v`, `a += v`) the resolver has emitted: one counter for
-#: every array, since a store through a view changes the array it views.
-_STORES = [0]
+#: How many numpy stores (`a[i] = v`, `a += v`) the resolver has emitted: [every store,
+#: stores into arrays of unknown buffers].  An array of unknown buffers may be a view of
+#: any other, so every store may change it; an array of known buffers is changed only by
+#: stores into arrays of unknown buffers or into its own buffers (`_ROOT_STORES`).
+_STORES = [0, 0]
+#: Stores into each known buffer.
+_ROOT_STORES: dict[int, int] = {}
+_NEXT_ROOT = [0]
+
+
+def fresh_root() -> frozenset[int]:
+    """The buffer of an array numpy makes anew (`np.zeros`, `np.concatenate`, a draw)."""
+    _NEXT_ROOT[0] += 1
+    return frozenset((_NEXT_ROOT[0],))
+
+
+def _store_marks(roots: frozenset[int] | None) -> Any:
+    """What the stores that may change an array with these buffers have counted so far."""
+    if roots is None:
+        return _STORES[0]
+    return (_STORES[1], tuple(_ROOT_STORES.get(r, 0) for r in sorted(roots)))
+
+
+def _count_store(target: "HostArray") -> None:
+    """Count a store into `target` (`_store_marks`)."""
+    _STORES[0] += 1
+    if target.roots is None:
+        _STORES[1] += 1
+        return
+    for r in target.roots:
+        _ROOT_STORES[r] = _ROOT_STORES.get(r, 0) + 1
 
 #: Longest integer array whose items are kept as static ints.
 MAX_STATIC_INTS = 64
@@ -324,8 +357,10 @@ def check_size(shape: tuple[int, ...], what: str) -> None:
 
 
 def new_array(call: FnCall, shape: tuple[int, ...], np_dtype: Any, code: Code,
-              stem: str, scalar: bool = False, ints: tuple[int, ...] | None = None) -> HostArray:
-    """Emit `out = <numpy code>` in the function being built (`ints`: its static items)."""
+              stem: str, scalar: bool = False, ints: tuple[int, ...] | None = None,
+              roots: frozenset[int] | None = None) -> HostArray:
+    """Emit `out = <numpy code>` in the function being built (`ints`: its static items;
+    `roots`: its buffers, when known, see `HostArray.roots`)."""
     name = np.dtype(np_dtype).name
     if name not in HOST_DTYPES:
         raise CallError("AOT220", f"{call.written} would make a numpy array of dtype {name}")
@@ -335,7 +370,7 @@ def new_array(call: FnCall, shape: tuple[int, ...], np_dtype: Any, code: Code,
                         "inside a module's apply or an initializer",
                         hint="compute the array where it is used; numpy on static numbers "
                              "(np.sqrt(2.0), np.prod(shape)) works anywhere")
-    out = HostArray(tuple(shape), name, scalar, ints)
+    out = HostArray(tuple(shape), name, scalar, ints, roots)
     call.ctx.emit("ops/call.j2", {"call": code}, (out,), call.span, stem)
     return out
 
@@ -614,7 +649,7 @@ def _filled(kind: str) -> Callable[[FnCall], Any]:
             fshape, _ = aval(call.args["fill_value"], call.written)
             if fshape:
                 _shape_of(call, lambda a, b: _broadcast_to(a, b), fshape, shape)
-        return new_array(call, shape, dtype, call_code(call), _stem(call))
+        return new_array(call, shape, dtype, call_code(call), _stem(call), roots=fresh_root())
 
     return rule
 
@@ -646,7 +681,7 @@ def _arange(call: FnCall) -> Any:
     check_size((n,), call.written)
     bounds = [v for v in (start, stop, step) if v is not None]
     dtype = _dtype_arg(call, _probe(np.arange, call.written, *[_tiny(v) for v in bounds]))
-    return new_array(call, (n,), dtype, call_code(call), "arange")
+    return new_array(call, (n,), dtype, call_code(call), "arange", roots=fresh_root())
 
 
 def _tiny(value: Any) -> Any:
@@ -702,7 +737,11 @@ def _array(call: FnCall) -> Any:
             items = given.get("object", given.get("a"))
             if isinstance(items, (tuple, list)) and tuple(items) == ints:
                 ints = tuple(items)
-    return new_array(call, shape, dtype, call_code(call), "table", ints=ints)
+    # np.array copies (a new buffer); np.asarray of a numpy array may be that array
+    fresh = call.entry.name == "array" and call.args.get("copy") is True or \
+        not isinstance(obj, HostArray)
+    return new_array(call, shape, dtype, call_code(call), "table", ints=ints,
+                     roots=fresh_root() if fresh else None)
 
 
 # ------------------------------------------------------------------ shapes
@@ -740,9 +779,20 @@ def _join(fn: Callable[..., Any]) -> Callable[[FnCall], Any]:
             raise CallError("AOT203", f"{call.written}: 'axis' must be an int")
         shape = _shape_of(call, fn, [s for s, _ in avals], axis)
         dtype = _dtype_arg(call, np.result_type(*[_concrete(d) for _, d in avals]))
-        return new_array(call, shape, dtype, call_code(call), _stem(call))
+        return new_array(call, shape, dtype, call_code(call), _stem(call),
+                         ints=_joined_ints(fn, arrays, axis, shape, dtype), roots=fresh_root())
 
     return rule
+
+
+def _joined_ints(fn: Callable[..., Any], arrays: Any, axis: int, shape: tuple[int, ...],
+                 dtype: Any) -> tuple[int, ...] | None:
+    """The static items of `np.concatenate` of 1-d arrays whose items are all static."""
+    items = [a.static_ints() if isinstance(a, HostArray) else None for a in arrays]
+    if fn is not sh.concatenate or axis not in (0, -1) or any(i is None for i in items):
+        return None
+    return _static_ints(np.concatenate([np.asarray(i, dtype=dtype) for i in items]), shape,
+                        dtype)
 
 
 def _result_type(call: FnCall, types: list[Any]) -> np.dtype:
@@ -961,8 +1011,12 @@ def getitem(ctx: Any, value: HostArray, index: Any, span: Any) -> Any:
     entry = REGISTRY.lookup("np", "asarray")
     call = HostCall(entry, "indexing", {}, [], {}, span, ctx)  # type: ignore[arg-type]
     scalar = shape == () and not any(it is Ellipsis or isinstance(it, slice) for it in items)
+    # a slice of static items keeps them (`a[2:last]` of `np.array(range(1, n))`)
+    part = ints[index] if ints is not None and isinstance(index, slice) else None
+    basic = all(it is None or it is Ellipsis or isinstance(it, (int, slice)) for it in items)
     return new_array(call, shape, value.np_dtype, Code.of(value, "[", index_code(index), "]"),
-                     "item" if scalar else "part", scalar=scalar)
+                     "item" if scalar else "part", scalar=scalar, ints=part,
+                     roots=value.roots if basic else None)
 
 
 def store(ctx: Any, target: HostArray, index: Any, value: Any, span: Any,
@@ -995,7 +1049,7 @@ def store(ctx: Any, target: HostArray, index: Any, value: Any, span: Any,
         raise CallError("AOT324", "numpy arrays can be changed only inside a module's apply "
                         "or an initializer")
     if not isinstance(ctx, _Discard):
-        _STORES[0] += 1  # the static items of every array made before are unknown now
+        _count_store(target)  # static items it (and what may share its memory) had are gone
     where = Code((target,)) if index is _WHOLE else Code.of(target, "[", index_code(index), "]")
     op = f" {augmented}= " if augmented is not None else " = "
     ctx.emit("ops/host_store.j2", {"store": Code.of(where, op, host_code(value))}, (), span,
@@ -1016,3 +1070,78 @@ class _Discard:
 
 __all__ = ["HostArray", "MAX_HOST_SIZE", "WHOLE", "getitem", "store", "method", "operator",
            "is_traced", "dtype_name", "dtype_code", "host_code", "evaluate"]
+
+
+# ------------------------------------------------------------------ numpy's global random state
+
+#: What numpy's legacy global random functions (`np.random.seed(s)`, then
+#: `np.random.permutation(...)`) a model may call.  They run at build time on a
+#: `RandomState` seeded as `np.random.seed` seeds numpy's global one (its stream is
+#: fixed by numpy's compatibility policy), and what they draw is written into the
+#: generated code as a table: the same numbers, with no global state at run time.
+RANDOM_FUNCTIONS = {
+    "permutation": "x", "randint": "low, high=None, size=None, dtype=None",
+    "rand": "*d", "randn": "*d", "uniform": "low=0.0, high=1.0, size=None",
+    "normal": "loc=0.0, scale=1.0, size=None", "choice": "a, size=None, replace=True, p=None",
+    "shuffle": "x",
+}
+#: Most numbers a draw may write into the generated code.
+MAX_RANDOM_TABLE = 1 << 16
+
+
+def random_draw(ctx: Any, state: Any, name: str, args: list, kwargs: dict, span: Any) -> Any:
+    """`np.random.<name>(...)` drawn from `state` at build time: a static number, or a
+    numpy array of the generated code holding the numbers drawn."""
+    written = f"np.random.{name}"
+    bound = Signature.parse(RANDOM_FUNCTIONS[name]).bind(written, args, kwargs)
+    if name == "shuffle":
+        raise CallError("AOT349", f"{written} shuffles a numpy array in place",
+                        hint="use x = np.random.permutation(x), which returns the shuffled copy")
+    values = {k: _random_argument(written, k, v) for k, v in bound.items()}
+    if name in ("rand", "randn"):
+        shape = tuple(values["d"])
+        check_size(shape, written)
+        drawn = getattr(state, name)(*shape)
+    else:
+        size = values.get("size")
+        if size is not None:
+            check_size((size,) if isinstance(size, int) else tuple(size), written)
+        if "dtype" in values:
+            if values["dtype"] is None:
+                del values["dtype"]  # numpy's default, int64
+            elif isinstance(values["dtype"], DType):
+                values["dtype"] = np.dtype(values["dtype"].name)
+        try:
+            drawn = getattr(state, name)(**values)
+        except (TypeError, ValueError) as e:
+            raise CallError("AOT349", f"{written}(): {_first_line(e)}") from None
+    if not isinstance(drawn, np.ndarray):
+        return static_result(drawn)
+    if drawn.size > MAX_RANDOM_TABLE:
+        raise CallError("AOT220", f"{written} would write {drawn.size:,} numbers into the "
+                        f"generated code: more than {MAX_RANDOM_TABLE:,}")
+    dtype = drawn.dtype.name
+    code = Code((f"np.array({to_code(drawn.tolist())}, dtype={dtype_code(dtype)})",))
+    entry = REGISTRY.lookup("np", "asarray")
+    call = HostCall(entry, written, {}, [], {}, span, ctx)  # type: ignore[arg-type]
+    return new_array(call, drawn.shape, dtype, code, "random",
+                     ints=_static_ints(drawn, drawn.shape, dtype), roots=fresh_root())
+
+
+def _random_argument(written: str, name: str, value: Any) -> Any:
+    """An argument of a draw as numpy takes it: static numbers, or the static items of a
+    numpy array (`np.random.permutation(a[2:last])`)."""
+    if isinstance(value, HostArray):
+        ints = value.static_ints()
+        if ints is None:
+            raise CallError("AOT349", f"{written}: '{name}' must be static at build time (a "
+                            f"number, a shape, or a numpy array of known items), got "
+                            f"{value.describe()}")
+        return np.asarray(ints, dtype=value.np_dtype)
+    if isinstance(value, Tensor):
+        raise CallError("AOT349", f"{written} draws at build time: '{name}' cannot be the "
+                        f"array {value.describe()} of the computation",
+                        hint="use jax.random with a key for draws that depend on arrays")
+    if isinstance(value, (tuple, list)) and any(isinstance(v, Tensor) for v in value):
+        raise CallError("AOT349", f"{written}: '{name}' must be static at build time")
+    return value

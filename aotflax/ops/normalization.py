@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from .. import dtypes as dt
 from ..program import Code, Tensor, TreeVar, Var
 from ..quoting import literal
+from ..values import describe_value
 from . import initializers as inits
 from . import plans
 from .calls import LayerCall
@@ -160,7 +161,23 @@ class _BatchNormPlan:
 
 
 _BATCH_NORM_STATIC = ("use_running_average", "axis", "momentum", "epsilon", "bias", "scale",
-                      "dtype", "param_dtype", "axis_name", "use_fast_variance")
+                      "dtype", "param_dtype", "axis_name", "axis_index_groups",
+                      "use_fast_variance", "batch_stats")
+
+
+def _device_groups(call: LayerCall, axis_name: str | None) -> None:
+    """`axis_index_groups`: groups of devices whose statistics are averaged together.
+
+    flax.nn and Linen read it only with an `axis_name` (under `pmap`), so without one it
+    is ignored, as there.  With one, the statistics of each group would be its own; under
+    jit they cover the whole batch, so a grouping has no meaning here and is refused."""
+    groups = call.static("axis_index_groups", tuple, list, allow_none=True)
+    if groups is None or axis_name is None:
+        return
+    raise call.fail(f"{call.written}: axis_index_groups={describe_value(groups)} averages "
+                    "statistics over groups of devices; generated code runs under jit, where "
+                    "batch statistics always cover the whole batch", "AOT203",
+                    hint="leave axis_index_groups=None: statistics cover the global batch")
 
 
 def _batch_norm_plan(call: LayerCall, x: Tensor) -> _BatchNormPlan:
@@ -175,7 +192,16 @@ def _batch_norm_plan(call: LayerCall, x: Tensor) -> _BatchNormPlan:
     # axis_name synchronizes statistics across pmap devices; generated code runs under jit,
     # where XLA SPMD already reduces over the global batch (Linen: "for SPMD jit, you do not
     # need to manually synchronize"), so the name has nothing to refer to and is ignored.
-    call.static("axis_name", str, allow_none=True)
+    axis_name = call.static("axis_name", str, allow_none=True)
+    _device_groups(call, axis_name)
+    if call.args["batch_stats"] is not None:
+        # old flax.nn took the Collection holding the statistics; here they are the target's
+        # `batch_stats` state, passed in and returned as `new_state`
+        raise call.fail(f"{call.written}: batch_stats= took a flax.nn Collection; here the "
+                        f"statistics are the 'batch_stats' state of the target, got "
+                        f"{describe_value(call.args['batch_stats'])}", "AOT203",
+                        hint="leave batch_stats out: statistics arrive in the target's state "
+                             "argument and leave in new_state")
     stat = _stat_dtype(call, x)
     pdt = call.dtype("param_dtype", allow_none=False)
     scale, bias = call.bool("scale"), call.bool("bias")
@@ -231,7 +257,8 @@ def _batch_norm_planned(call: LayerCall, x: Tensor, counts: dict[str, int] | Non
 
 @layer("BatchNorm", "x, use_running_average=False, axis=-1, momentum=0.99, epsilon=1e-05, "
        "bias=True, scale=True, bias_init=zeros, scale_init=ones, dtype=None, "
-       "param_dtype=float32, axis_name=None, use_fast_variance=True",
+       "param_dtype=float32, axis_name=None, axis_index_groups=None, use_fast_variance=True, "
+       "batch_stats=None",
        "layers/batch_norm.j2",
        "batch normalization: scale (C,), bias (C,); batch_stats mean (C,), var (C,) in float32")
 def batch_norm(call: LayerCall) -> Tensor:

@@ -1,10 +1,13 @@
-"""`jax.scipy.special` (and `jax.nn.logsumexp`): special functions, elementwise or reducing.
+"""`jax.scipy.special` (and `jax.nn.logsumexp`): special functions, elementwise or reducing;
+`jax.scipy.stats.norm`'s functions of the normal distribution.
 
 The elementwise ones carry kind specs like `elementwise.py`'s, restating what
 jax computes (`erf` of an int array is float32; `logit` drops weak types).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from .. import dtypes as dt
 from .. import shapes as sh
@@ -74,3 +77,43 @@ def _logsumexp(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
 _LSE = "a, axis=None, b=None, keepdims=False, return_sign=False, where=None"
 register("logsumexp", ("jax.nn",), _LSE, _logsumexp, doc="log of the sum of exponentials")
 register("logsumexp", NS, _LSE, _logsumexp, doc="log of the sum of exponentials")
+
+
+# ------------------------------------------------------------- jax.scipy.stats.norm
+
+NORM = ("jax.scipy.stats.norm",)
+#: The density and its log: `promote_args_inexact` of (x, loc, scale), any float dtype.
+NORM_DENSITY = ("pdf", "logpdf")
+#: These go through `ndtr` / `log_ndtr` (the distribution function) or `ndtri` (its
+#: inverse): float32 (or float64) only, as those compute; the inverse takes no integers.
+NORM_CDF = ("cdf", "logcdf", "sf", "logsf")
+NORM_INVERSE = ("ppf", "isf")
+
+
+def _norm(spec_text: str, first: str, float32_only: bool) -> Callable[[FnCall], Tensor]:
+    spec = KindSpec.parse(spec_text)
+
+    def rule(call: FnCall) -> Tensor:
+        names = [first, "loc", "scale"]
+        shape, dtype, weak = result_type(call, spec, names)
+        # weak only for Python scalars alone (jax's result of an array is strong, weak or not)
+        weak = weak and not any(isinstance(call.args[n], Tensor) for n in names)
+        if float32_only and dtype not in ("float32", "float64"):
+            raise call.fail(f"{call.written} computes in float32: it does not accept "
+                            f"{dt.short_name(dtype)} operands",
+                            hint="cast first, e.g. x.astype(jnp.float32)")
+        return emit_same(call, shape, dtype, weak)
+
+    return rule
+
+
+for _n in NORM_DENSITY:
+    register(_n, NORM, "x, loc=0, scale=1", _norm("F F F = =", "x", False),
+             doc=f"jax.scipy.stats.norm.{_n}: the normal distribution's density",
+             kind_spec=None)
+for _n in NORM_CDF:
+    register(_n, NORM, "x, loc=0, scale=1", _norm("Fs Fs Fs =s -", "x", True),
+             doc=f"jax.scipy.stats.norm.{_n} (float32 only)", kind_spec=None)
+for _n in NORM_INVERSE:
+    register(_n, NORM, "q, loc=0, scale=1", _norm("- - - =s -", "q", True),
+             doc=f"jax.scipy.stats.norm.{_n} (float32 only)", kind_spec=None)

@@ -58,6 +58,7 @@ from ..values import (
     StaticFunction,
     SuperFunction,
     SuperLayer,
+    SuperModule,
     Traversal,
     UserModule,
     contains_poison,
@@ -569,6 +570,9 @@ class CallsMixin:
         return total
 
     def _call_static(self: Resolver, fn: StaticBuiltin, args: list, kwargs: dict, span: Span) -> Any:
+        if fn.name in ("sorted", "min", "max", "any", "all") and len(args) == 1 and \
+                isinstance(args[0], dict):
+            args = [list(args[0])]  # a dict iterates its keys, which are static
         for a in list(args) + list(kwargs.values()):
             if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
                                                     "reversed", "isinstance", "dict"):
@@ -736,6 +740,8 @@ class CallsMixin:
             return self._cache_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, SelfValue):
             return self._self_method(r, m.name, args, kwargs, span, frame)
+        if isinstance(r, SuperModule):
+            return self._super_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, HostArray):
             return self._host_method(r, m.name, args, kwargs, span, frame)
         if isinstance(r, (ConfigValue, Record, RecordTuple)):
@@ -823,6 +829,12 @@ class CallsMixin:
             return BoundMethod(r, attr, span)
         if isinstance(module, UserModule) and attr in module.attributes:
             return module.attributes[attr]  # a class attribute
+        if attr.startswith("_"):  # `self._get_construction_frame()`: flax.nn's internals
+            raise self.error(
+                "AOT346", f"self.{attr} is not set in this call of "
+                f"{module.name if isinstance(module, UserModule) else 'the module'}, and "
+                "flax.nn's private Module machinery is not part of aotflax", span,
+                hint="pass what it would give as a hyperparameter of apply")
         raise self.error(
             "AOT346", f"self.{attr} is not set in this call of "
             f"{module.name if isinstance(module, UserModule) else 'the module'}", span,
@@ -854,9 +866,10 @@ class CallsMixin:
             try:
                 from ..ops.registry import Signature
 
-                b = Signature.parse("name, shape, init, dtype=None").bind("self.param", args,
-                                                                          kwargs)
-                pname, shape, init = b["name"], b["shape"], b["init"]
+                # flax.nn's `Module.param(name, shape, initializer)`, its keyword names too
+                b = Signature.parse("name, shape, initializer, dtype=None").bind(
+                    "self.param", args, kwargs)
+                pname, shape, init = b["name"], b["shape"], b["initializer"]
                 if not isinstance(pname, str):
                     raise CallError("AOT351", f"self.param name must be a string, got "
                                     f"{describe_value(pname)}")
@@ -875,7 +888,7 @@ class CallsMixin:
                         isinstance(init, (tuple, list))
                     raise CallError("AOT351", f"self.param shape must be a tuple of ints, got "
                                     f"{describe_value(shape)}", hint=(
-                                        "did you mean self.param(name, shape, init)? That is "
+                                        "did you mean self.param(name, shape, initializer)? That is "
                                         "the flax.nn order; Linen's is (name, init, shape)"
                                         if linen else None))
                 if pname in scope.used:
@@ -908,7 +921,11 @@ class CallsMixin:
             return self._call_closure(static, args, kwargs, span, frame)
         if isinstance(module, UserModule) and method is not None and name != "apply":
             # Another method of this module: runs in the same scope, sharing parameters.
-            closure = self._module_method_closure(module.owner(name), name, r)
+            env_self = Env(module.globals_of(name))
+            env_self.set(method.params.params[0].name, r)
+            self._bind_super(env_self, module, name, r)
+            params = ir.Parameters(method.params.params[1:], method.params.span)
+            closure = Closure(name, params, method.body, env_self, method.span, method)
             return self._call_closure(closure, args, kwargs, span, frame)
         if scope.fn is not frame.fn:
             raise self.error("AOT353", f"self.{name} of another module is called here: a "
@@ -917,20 +934,6 @@ class CallsMixin:
         raise self.error("AOT353", f"self.{name} is not supported", span,
                          hint="modules support self.param, self.state, self.get_param and "
                               "calls to their own methods")
-
-    def _module_method_closure(self: Resolver, owner: UserModule, name: str, me: SelfValue
-                               ) -> Closure:
-        """Method `name` of the module class `owner` on `me`, in the same scope (a helper
-        method, or a base's method through `super()`), reading `owner`'s file's names."""
-        method = owner.method(name)
-        assert method is not None
-        env = Env(owner.globals)
-        if method.params.params:
-            env.set(method.params.params[0].name, me)
-        if owner.parent is not None:
-            env.set("super", SuperFunction(me, owner))
-        params = ir.Parameters(method.params.params[1:], method.params.span)
-        return Closure(name, params, method.body, env, method.span, method)
 
     def _user_state(self: Resolver, scope: Scope, args: list, kwargs: dict, span: Span) -> StateVariable:
         """`self.state(name, shape=(), init=zeros, dtype=float32, collection="state")`."""

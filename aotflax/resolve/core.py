@@ -45,14 +45,14 @@ from .helpers import (
     TARGET_NAMES_TAKEN,
     WORK_PER_STEP,
     function_names_taken,
+    result_tensors,
     shorten,
-    tensors,
 )
 from .host import HostMixin
 from .imports import ImportsMixin
 from .initializers import InitializersMixin
 from .methods import full_trees
-from .modules import ModulesMixin
+from .modules import ModulesMixin, has_static_leaves
 from .records import RecordsMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
@@ -210,6 +210,10 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             kwargs[k] = RngKey(shape, KEY_DTYPE) if spec.dtype == "key" else Tensor(shape,
                                                                                   spec.dtype)
         spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span, entry=True)
+        if has_static_leaves(spec_.result):  # made for a caller before: a target's own
+            # `return x, 0, {}`: under jax.jit the numbers are arrays; so they are here
+            spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span,
+                                     entry=True, arrays_out=True)
         fn = spec_.function
         # (a target's entry function takes its inputs as arrays, never as trees)
         inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs if isinstance(t, Tensor))
@@ -219,7 +223,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              decl.specs[missing[0]].span)
         params = tuple(spec_.params.values())
         state = fn.state  # (c, *path) of each of `spec_.state`, made with the function
-        outs = tuple((t.shape, t.dtype) for t in tensors(spec_.result))
+        outs = tuple((t.shape, t.dtype) for t in result_tensors(spec_.result))
         hp = ", ".join(f"{k}={shorten(v)}" for k, v in decl.module.bound)
         return TargetProgram(
             name=decl.name, entry=fn.name, function=fn, inputs=inputs, params=params,

@@ -33,6 +33,7 @@ from ..values import (
     ModuleValue,
     Namespace,
     Opaque,
+    OpRef,
     Poison,
     Record,
     RecordClass,
@@ -41,7 +42,9 @@ from ..values import (
     SharedModule,
     Spec,
     SpecDType,
+    StaticBuiltin,
     SuperLayer,
+    SuperModule,
     SuperObject,
     Traversal,
     UserModule,
@@ -141,6 +144,15 @@ class ExpressionsMixin:
             return value
         if expr.id in namespaces.BUILTINS:
             return namespaces.BUILTINS[expr.id]
+        if expr.id == "hash":
+            raise self.error("AOT105", "hash() is not available in model files: Python's hash "
+                             "of a string or tuple differs between processes "
+                             "(PYTHONHASHSEED), so no build could reproduce it", expr.span,
+                             hint="use a fixed int (a hyperparameter) where a seed is needed")
+        if expr.id == "super":  # bound in the methods of module subclasses only
+            raise self.error("AOT105", "super() is available only in the methods of a module "
+                             "that subclasses another module of the model files", expr.span,
+                             hint="call the layer or module itself, e.g. nn.Dense(x, 8)")
         if expr.id in safety.FORBIDDEN_NAMES or safety.is_dunder(expr.id):
             raise self.error("AOT105", f"'{expr.id}' is not available in model files: model "
                              "files are data, never executed", expr.span)
@@ -375,8 +387,25 @@ class ExpressionsMixin:
             raise self.error("AOT410", e.message, expr.index.span) from None
         return Spec(tuple(dims), value.dtype, expr.span)
 
+    def _function_name_of(self: Resolver, value: Any, span: Span) -> str:
+        """`f.__name__` of a function of the model file, of a library function or of a
+        module class, as Python gives it."""
+        if isinstance(value, Poison):
+            raise Abort()
+        if isinstance(value, Closure):
+            return value.python_name
+        if isinstance(value, OpRef):
+            return value.written.rsplit(".", 1)[-1]
+        if isinstance(value, StaticBuiltin):
+            return value.name
+        if isinstance(value, ModuleRef):
+            return value.class_name
+        raise self.error("AOT346", f"{describe_value(value)} has no attribute '__name__'", span)
+
     def _eval_Attribute(self: Resolver, expr: ir.Attribute, frame: Frame) -> Any:
         value = self.eval(expr.value, frame)
+        if expr.attr == "__name__":
+            return self._function_name_of(value, expr.span)
         if expr.attr.startswith("__") and not (expr.attr == "__init__"
                                                and isinstance(value, SuperObject)):
             raise self.error("AOT346", f"dunder attribute '{expr.attr}' is not available in "
@@ -430,8 +459,8 @@ class ExpressionsMixin:
             if static is not None:
                 self._check_method_usable(value.module, attr, span)
                 return static  # `Block.helper(x)`: a @staticmethod
-        if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, Traversal, list, dict,
-                              str, CustomJvp, CustomVjp)):
+        if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, SuperModule,
+                              Traversal, list, dict, str, CustomJvp, CustomVjp)):
             return BoundMethod(value, attr, span)
         if isinstance(value, DType) and attr in ("itemsize", "name"):
             return dt.itemsize(value.name) if attr == "itemsize" else value.name

@@ -23,6 +23,7 @@ from ..scopes import (
     FunctionState,
     subscript_path,
 )
+from ..sizes import plain
 from ..values import RecordTuple, is_static, numpy_scalar_name, shown
 from .base import (
     MAX_STATIC_BITS,
@@ -168,7 +169,43 @@ def fresh_name(value: Any, fn: FunctionState, name: str) -> Any:
     return value
 
 
+def result_leaves(value: Any) -> list[Any]:
+    """The leaves of a module's result in JAX's order: tuples and lists item by item,
+    dicts by sorted key (as `jax.tree.leaves` flattens them)."""
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in result_leaves(v)]
+    if isinstance(value, dict):
+        return [x for k in sorted(value) for x in result_leaves(value[k])]
+    return [value]
+
+
+def result_tensors(value: Any) -> list[Tensor]:
+    """The arrays of a module's result, in JAX's order (`result_leaves`)."""
+    return [v for v in result_leaves(value) if isinstance(v, Tensor)]
+
+
+def tensor_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Tensor]]:
+    """(path, array) of each array of a result, a path being tuple indices and dict keys,
+    in JAX's order."""
+    if isinstance(value, Tensor):
+        return [(path, value)]
+    if isinstance(value, (tuple, list)):
+        return [p for i, v in enumerate(value) for p in tensor_paths(v, (*path, i))]
+    if isinstance(value, dict):
+        return [p for k in sorted(value) for p in tensor_paths(value[k], (*path, k))]
+    return []
+
+
+def holds_array_dict(value: Any) -> bool:
+    """Whether a result holds a dict with arrays in it (`{"logits": y}`)."""
+    if isinstance(value, (tuple, list)):
+        return any(holds_array_dict(v) for v in value)
+    return isinstance(value, dict) and not is_static(value)
+
+
 def copy_result(value: Any, fn: FunctionState) -> Any:
+    """A module's result as its caller sees it: fresh arrays, and the static values it
+    returned (a size read in the callee is a plain int in the caller)."""
     if isinstance(value, Tensor):
         return fresh_like(value)
     if isinstance(value, RecordTuple):
@@ -177,11 +214,13 @@ def copy_result(value: Any, fn: FunctionState) -> Any:
         return tuple(copy_result(v, fn) for v in value)
     if isinstance(value, list):
         return [copy_result(v, fn) for v in value]
-    return value
+    if isinstance(value, dict) and not is_static(value):
+        return {k: copy_result(v, fn) for k, v in value.items()}
+    return plain(value)
 
 
 def result_code_of(value: Any, fn: FunctionState) -> tuple[Code, list[Tensor]]:
-    leaves = tensors(value)
+    leaves = result_tensors(value)
     return value_code(value), leaves
 
 
@@ -199,7 +238,7 @@ def _target_code(v: Any) -> Code:
 
     A module-level function, not a closure: a recursive closure is a reference cycle
     (function -> cell -> function), garbage for the cyclic collector after every call."""
-    if isinstance(v, Tensor):
+    if isinstance(v, (Tensor, TreeVar)):  # a TreeVar: a result bound whole
         return Code((v,))
     if isinstance(v, (tuple, list)):
         inner = Code.join(", ", [_target_code(x) for x in v])
@@ -272,7 +311,7 @@ def assigned_names(stmt: ir.Stmt | ir.ClassDef) -> list[str]:
     if isinstance(stmt, ir.For):  # the loop variable and what the body assigns
         return names(stmt.target) + [n for s in (*stmt.body, *stmt.orelse)
                                      for n in assigned_names(s)]
-    if isinstance(stmt, ir.If):  # a failed condition: both branches' names are unknown
+    if isinstance(stmt, (ir.If, ir.While)):  # a failed condition: both blocks' names unknown
         return [n for s in (*stmt.body, *stmt.orelse) for n in assigned_names(s)]
     if isinstance(stmt, (ir.FunctionDef, ir.ClassDef)):
         return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"

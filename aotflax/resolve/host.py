@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .. import ir
 from ..diagnostics import Span
 from ..ops import CallError, Entry, host
@@ -64,6 +66,36 @@ class HostMixin:
         except CallError as e:
             raise self.error(e.code, e.message, e.span or span, hint=e.hint,
                              notes=e.notes) from None
+
+    def _numpy_random(self: Resolver, name: str, args: list, kwargs: dict, span: Span,
+                      frame: Frame) -> Any:
+        """numpy's global random functions: `np.random.seed(s)` seeds a state of the
+        function being built (as it seeds numpy's), each draw advances it at build time
+        and the numbers drawn are a table of the generated code (`host.random_draw`)."""
+        fn = frame.fn
+        if fn is None:
+            raise self.error("AOT324", f"np.random.{name} can only be called inside a "
+                             "module's apply", span)
+        args, kwargs = [plain(a) for a in args], {k: plain(v) for k, v in kwargs.items()}
+        if name == "seed":
+            seed = args[0] if len(args) == 1 and not kwargs else kwargs.get("seed")
+            if len(args) + len(kwargs) != 1 or not isinstance(seed, int) or isinstance(
+                    seed, bool) or not 0 <= seed < 2 ** 32:
+                raise self.error("AOT349", "np.random.seed takes one static int seed in "
+                                 f"[0, 2**32), got {describe_value(seed)}", span,
+                                 hint=None if seed is not None else
+                                 "np.random.seed() without a seed draws differently every run")
+            fn.np_random = np.random.RandomState(seed)
+            return None
+        if fn.np_random is None:
+            raise self.error("AOT349", f"np.random.{name} draws from numpy's global random "
+                             "state, which this module has not seeded: its numbers would "
+                             "differ on every run", span,
+                             hint="call np.random.seed(s) first, in the same module")
+        try:
+            return host.random_draw(fn, fn.np_random, name, args, kwargs, span)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint, notes=e.notes) from None
 
     def _host_operator(self: Resolver, symbol: str, operands: list[Any], span: Span, frame: Frame) -> Any:
         try:

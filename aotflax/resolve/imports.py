@@ -66,9 +66,8 @@ class ImportsMixin:
             return
         if any(isinstance(b, Poison) for b in bases):
             raise Abort()  # reported where it failed
-        parents = [b for b in bases if isinstance(b, ModuleRef)
-                   and isinstance(b.module, UserModule)]
-        if not any(b is namespaces.MODULE_BASE for b in bases) and not parents:
+        parent = self._module_parent(cls, bases)
+        if parent is None and not any(b is namespaces.MODULE_BASE for b in bases):
             plain = self._plain_class(cls, bases, frame)
             if plain is not None:
                 frame.env.set(cls.name, plain)
@@ -85,34 +84,40 @@ class ImportsMixin:
         if cls.others:  # the first in source order
             first = min(cls.others, key=lambda s: (s.span.line, s.span.col))
             raise self.error(first.code, first.message, first.where, hint=first.hint)
-        parent = self._parent_module(cls, parents)
         if not any(m.name == "apply" for m in cls.methods) and (
                 parent is None or parent.method("apply") is None):
             raise self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
         kinds = self._method_kinds(cls, frame)
-        if parent is not None:  # what it inherits, less what it overrides
+        attributes = self._class_body(cls, frame)
+        if parent is not None:  # inherited, as Python looks them up: the class's own first
             own = {m.name for m in cls.methods}
-            kinds["static_methods"] |= parent.static_methods - own
-            kinds["refused_methods"] = tuple(
-                r for r in parent.refused_methods if r[0] not in own) + kinds["refused_methods"]
+            kinds["static_methods"] |= {m for m in parent.static_methods if m not in own}
+            kinds["refused_methods"] += tuple(
+                (m, where) for m, where in parent.refused_methods if m not in own)
+            attributes = {**parent.attributes, **attributes}
         frame.env.set(cls.name, ModuleRef(UserModule(
-            cls.name, cls, frame.env, attributes={**(parent.attributes if parent else {}),
-                                                  **self._class_body(cls, frame)},
-            parent=parent, **kinds)))
+            cls.name, cls, frame.env, attributes=attributes, parent=parent, **kinds)))
 
-    def _parent_module(self: Resolver, cls: ir.ClassDef, parents: list[ModuleRef]
-                       ) -> UserModule | None:
-        """The module of the model files `cls` derives from, if any (one, unbound)."""
-        if not parents:
+    def _module_parent(self: Resolver, cls: ir.ClassDef, bases: list) -> UserModule | None:
+        """The user module a class statement subclasses (`class B(A)`, A a module of the
+        model files), checked: one base, a class rather than a partial."""
+        users = [b for b in bases if isinstance(b, ModuleRef) and isinstance(b.module, UserModule)]
+        if not users:
             return None
-        if len(parents) > 1:
-            raise self.error("AOT374", f"module {cls.name} derives from several modules; a "
-                             "module derives from one", cls.name_span)
-        if parents[0].bound:
-            raise self.error("AOT374", f"class {cls.name} derives from a partially applied "
-                             "module", cls.name_span, hint=f"derive from the class and bind "
-                             f"hyperparameters with {cls.name}.partial(...)")
-        return parents[0].module
+        if len(bases) > 1:
+            raise self.error("AOT374", f"class {cls.name} subclasses the module "
+                             f"{users[0].class_name} and something else; a module subclass "
+                             "has one base", cls.name_span)
+        if users[0].bound:
+            raise self.error("AOT374", f"class {cls.name} subclasses a partially applied "
+                             "module", cls.name_span,
+                             hint=f"subclass {users[0].class_name} and bind hyperparameters "
+                                  f"with {cls.name}.partial(...)")
+        if users[0].module.base is not None:
+            raise self.error("AOT374", f"class {cls.name} subclasses {users[0].class_name}, "
+                             "itself a subclass of a built-in layer", cls.name_span,
+                             hint="subclass the layer itself")
+        return users[0].module
 
     def _method_kinds(self: Resolver, cls: ir.ClassDef, frame: Frame) -> dict[str, Any]:
         """The module's `@staticmethod`s, and its methods with any other decorator than

@@ -23,6 +23,7 @@ from ..program import (
     describe,
     fresh_like,
 )
+from ..quoting import literal
 from ..scopes import (
     FunctionState,
     GivenScope,
@@ -40,11 +41,13 @@ from ..values import (
     Env,
     ModuleRef,
     Poison,
+    RecordTuple,
     SelfValue,
     SharedModule,
     StaticBuiltin,
-    SuperFunction,
+    StaticFunction,
     SuperLayer,
+    SuperModule,
     UserModule,
     contains_poison,
     describe_value,
@@ -65,11 +68,13 @@ from .helpers import (
     function_names_taken,
     function_stem,
     has_key,
+    holds_array_dict,
     rebuild,
     result_code_of,
+    result_leaves,
     shorten,
     state_result_of,
-    tensor_leaves,
+    tensor_paths,
     tensors,
     unpack_code,
 )
@@ -80,6 +85,36 @@ if TYPE_CHECKING:
 
 #: `nn.make_rng`, which old flax.nn functions call when they draw without a key.
 MAKE_RNG = REGISTRY.entry("nn", "make_rng")
+#: `super` in a method of a module subclass, and the hidden names it reads.
+SUPER = StaticFunction("super")
+SUPER_CLASS, SUPER_SELF = "<super class>", "<super self>"
+
+
+def has_static_leaves(result: Any) -> bool:
+    """Whether a module's result holds values other than arrays and None."""
+    return any(not isinstance(v, Tensor) and v is not None for v in result_leaves(result))
+
+
+def _array_dict_keys(value: Any) -> list[Any]:
+    """The keys of the dicts holding arrays in a result."""
+    if isinstance(value, (tuple, list)):
+        return [k for v in value for k in _array_dict_keys(v)]
+    if isinstance(value, dict) and not is_static(value):
+        return [*value, *(k for v in value.values() for k in _array_dict_keys(v))]
+    return []
+
+
+def _derives(module: UserModule, cls: Any) -> bool:
+    """Whether `module` is `cls` or a class derived from it."""
+    while module is not None:
+        if module is cls:
+            return True
+        module = module.parent  # type: ignore[assignment]
+    return False
+
+
+#: What a module may return besides arrays (and None): static values its callers read.
+STATIC_RESULTS = (bool, int, float, str)
 
 #: Guard against runaway unrolling (a `range(10**9)` typo).
 
@@ -90,12 +125,17 @@ class ModulesMixin:
     # ---------------------------------------------------------------- modules
 
     def _specialize(self: Resolver, ref: ModuleRef, method_name: str, args: list, kwargs: dict,
-                    span: Span, entry: bool = False) -> Specialization:
-        return self._specialize_bound(ref, method_name, args, kwargs, span, entry)[0]
+                    span: Span, entry: bool = False, arrays_out: bool = False
+                    ) -> Specialization:
+        """`arrays_out`: the numbers the method returns become arrays, as under `jax.jit`
+        (a target's function: `return x, 0, {}`)."""
+        return self._specialize_bound(ref, method_name, args, kwargs, span, entry,
+                                      arrays_out=arrays_out)[0]
 
     def _specialize_bound(self: Resolver, ref: ModuleRef, method_name: str, args: list,
                           kwargs: dict, span: Span, entry: bool = False,
-                          known: dict[tuple[str, ...], ParamDecl] | None = None
+                          known: dict[tuple[str, ...], ParamDecl] | None = None,
+                          arrays_out: bool = False
                           ) -> tuple[Specialization, dict[str, Any]]:
         """The specialization for these arguments, and the arguments bound to the method's
         parameters (defaults filled in) as the caller passes them.  `known`: the parameters
@@ -108,7 +148,7 @@ class ModulesMixin:
         self._check_method_usable(module, method_name, span)
         bound = self._bind(method.params, args, {**dict(ref.bound), **kwargs},
                            f"{module.name}.{method_name}", span, skip_self=True,
-                           defaults_env=module.owner(method_name).globals)
+                           defaults_env=module.globals_of(method_name))
         given = bound
         # sizes read from the caller's arrays are plain ints inside the module (`sizes`)
         bound = {k: plain(v) for k, v in bound.items()}
@@ -116,6 +156,8 @@ class ModulesMixin:
                                 tuple((k, static_key(v)) for k, v in bound.items()))
         if known:
             key += (tuple((p, d.shape, d.dtype) for p, d in known.items()),)
+        if arrays_out:
+            key += ("arrays out",)
         found = self.cache.get(key)
         if found is not None:
             return found, given
@@ -126,18 +168,20 @@ class ModulesMixin:
         self.calls.append((f"{module.name}, for the target declared here" if entry
                            else f"{module.name}, called here", span))
         try:
-            return self._build_specialization(ref, method, bound, key, known or {}), given
+            return self._build_specialization(ref, method, bound, key, known or {},
+                                              arrays_out, entry), given
         finally:
             self.depth -= 1
             self.calls.pop()
 
     def _build_specialization(self: Resolver, ref: ModuleRef, method: ir.FunctionDef,
                               bound: dict[str, Any], key: Any,
-                              known: dict[tuple[str, ...], ParamDecl]) -> Specialization:
+                              known: dict[tuple[str, ...], ParamDecl],
+                              arrays_out: bool = False, entry: bool = False) -> Specialization:
         module: UserModule = ref.module
         fn = FunctionState(self)
         fn.known = known
-        env = Env(module.owner(method.name).globals)
+        env = Env(module.globals_of(method.name))
         inputs: list[tuple[str, Var]] = []
         shared = {n for n, v in bound.items() if _shared_in(v)}
         taken = {n for n in bound if n not in shared}
@@ -169,10 +213,9 @@ class ModulesMixin:
             env.set(name, fresh)
         scope = Scope(fn, (), module.name)
         frame = Frame(env, fn, scope, ref)
-        me = SelfValue(scope)
-        env.set(method.params.params[0].name if method.params.params else "self", me)
-        if module.parent is not None:
-            env.set("super", SuperFunction(me, module.owner(method.name)))
+        receiver = SelfValue(scope)
+        env.set(method.params.params[0].name if method.params.params else "self", receiver)
+        self._bind_super(env, module, method.name, receiver)
         result: Any = None
         errors = self.errors
         try:
@@ -183,6 +226,10 @@ class ModulesMixin:
             raise Abort()  # a body with errors has no meaningful result (no cascades)
         result = self._to_device(result, frame, method.span)  # numpy results become arrays
         self._check_result(result, method)
+        if not arrays_out and entry and has_static_leaves(result):
+            arrays_out, key = True, (*key, "arrays out")  # what a caller gets stays static
+        if arrays_out:
+            result = self._numbers_to_arrays(result, method, frame)
         fname = self._function_name(module.name if method.name == "apply"
                                     else f"{module.name}_{method.name}")
         init_name = self._function_name(f"{fname}_init") if fn.data_init else None
@@ -287,18 +334,97 @@ class ModulesMixin:
         self.fn_names.setdefault(name, 1)
         return name
 
+    def _bind_super(self: Resolver, env: Env, module: UserModule, name: str,
+                    receiver: SelfValue) -> None:
+        """What `super()` reads in the method `name` of `module`: the class defining the
+        method and `self` (CPython's `__class__` cell and first argument), under names no
+        model file can write."""
+        owner = module.owner(name)
+        if owner is not None and owner.parent is not None:
+            env.set("super", SUPER)
+            env.set(SUPER_CLASS, owner)
+            env.set(SUPER_SELF, receiver)
+
+    def _super(self: Resolver, args: list, kwargs: dict, span: Span, frame: Frame) -> Any:
+        """`super()` or `super(Cls, self)` in a method of a module subclass."""
+        if kwargs or len(args) not in (0, 2):
+            raise self.error("AOT301", "super() takes no arguments, or a class and self", span)
+        if not args:
+            owner, receiver = frame.env.lookup(SUPER_CLASS)[1], frame.env.lookup(SUPER_SELF)[1]
+            return SuperModule(receiver, owner)
+        cls, receiver = args
+        module = frame.module.module if frame.module is not None else None
+        if not isinstance(receiver, SelfValue) or not (
+                isinstance(cls, ModuleRef) and isinstance(module, UserModule)
+                and _derives(module, cls.module)):
+            raise self.error("AOT301", f"super({describe_value(cls)}, "
+                             f"{describe_value(receiver)}): give this module's class (or one "
+                             "it derives from) and self", span)
+        return SuperModule(receiver, cls.module)
+
+    def _super_method(self: Resolver, sup: SuperModule, name: str, args: list, kwargs: dict,
+                      span: Span, frame: Frame) -> Any:
+        """`super().apply(x, ...)`: the method of a class the module derives from, run in
+        this module's scope (its parameters are this module's, as in flax.nn)."""
+        parent = sup.after.parent
+        method = parent.method(name) if parent is not None else None
+        if parent is None or method is None:
+            raise self.error("AOT348", f"super() of {sup.after.name} has no method '{name}'",
+                             span)
+        if sup.receiver.scope.fn is not frame.fn:
+            raise self.error("AOT353", f"super().{name} of one module is called inside another "
+                             "module", span)
+        self._check_method_usable(parent, name, span)
+        env = Env(parent.globals_of(name))
+        env.set(method.params.params[0].name if method.params.params else "self", sup.receiver)
+        self._bind_super(env, parent, name, sup.receiver)
+        params = ir.Parameters(method.params.params[1:], method.params.span)
+        closure = Closure(f"{parent.name}.{name}", params, method.body, env, method.span,
+                          method)
+        return self._call_closure(closure, args, kwargs, span, frame)
+
+    def _numbers_to_arrays(self: Resolver, result: Any, method: ir.FunctionDef,
+                           frame: Frame) -> Any:
+        """A target's result with its numbers as arrays (`jnp.asarray`), as `jax.jit`
+        returns them (in dicts too); strings cannot be arrays."""
+        asarray = REGISTRY.lookup("jnp", "asarray")
+
+        def go(v: Any) -> Any:
+            if isinstance(v, RecordTuple):
+                return RecordTuple.make(v.cls, [go(x) for x in v])
+            if isinstance(v, (tuple, list)):
+                items = [go(x) for x in v]
+                return tuple(items) if isinstance(v, tuple) else items
+            if isinstance(v, dict):
+                return {k: go(x) for k, x in v.items()}
+            if isinstance(v, (bool, int, float)):
+                return self._call_entry(asarray, "jnp.asarray", [v], {}, method.name_span,
+                                        frame)
+            if isinstance(v, str):
+                raise self.error("AOT323", f"{method.name} returns {describe_value(v)}; a "
+                                 "target's results are arrays", method.name_span)
+            return v
+
+        return go(result)
+
     def _check_result(self: Resolver, result: Any, method: ir.FunctionDef) -> None:
         if has_key(result):
             raise self.error("AOT323", f"{method.name} returns a random key; keys cannot leave "
                              "the module that made them", method.name_span)
-        if isinstance(result, dict):
-            raise self.error("AOT323", "modules returning dicts are not supported yet; return "
-                             "a tuple", method.name_span)
-        for leaf in tensor_leaves(result):
-            if not isinstance(leaf, Tensor) and leaf is not None:
+        for key in _array_dict_keys(result):
+            if not isinstance(key, str):
+                raise self.error("AOT323", f"{method.name} returns a dict of arrays with the "
+                                 f"key {describe_value(key)}; its keys must be strings",
+                                 method.name_span)
+        for leaf in result_leaves(result):
+            # besides arrays, a module may return static values (old flax.nn's modules were
+            # functions: `std, group_shape, input_shape = _GroupStd(x)`); its caller gets
+            # them at build time (`copy_result`), a target's result has arrays only
+            if not isinstance(leaf, (Tensor, *STATIC_RESULTS)) and leaf is not None:
                 raise self.error(
-                    "AOT323", f"{method.name} must return arrays (or tuples of arrays), found "
-                    f"{describe_value(leaf)}", method.name_span)
+                    "AOT323", f"{method.name} must return arrays, static values (numbers, "
+                    f"strings) or tuples of them, found {describe_value(leaf)}",
+                    method.name_span)
 
     def _call_user_module(self: Resolver, ref: ModuleRef, args: list, kwargs: dict, span: Span,
                           frame: Frame, name: Any = None, shared: SharedModule | None = None,
@@ -364,7 +490,9 @@ class ModulesMixin:
             fn.takes_rng = True
             call_args.append(rng_arg)
         result = copy_result(spec.result, fn)
-        outs: list[Var] = list(tensors(result))
+        # a result holding a dict of arrays is bound whole, then read item by item
+        whole = TreeVar("result") if holds_array_dict(result) else None
+        outs: list[Var] = list(tensors(result)) if whole is None else [whole]
         # a collection the callee returns as it was given (eval-mode batch statistics) is
         # unchanged here too: `x, _ = block(...)`, and this function returns it as given
         returned = dict(callee.state_result) if callee.init_name is None else {}
@@ -375,7 +503,7 @@ class ModulesMixin:
             if var is not None:
                 fn.state_values[(coll, prefix)] = var
                 fn.hint(var, f"{child_name}_{coll}")
-        target = unpack_code(spec.result, result, new_state)
+        target = unpack_code(spec.result, result if whole is None else whole, new_state)
         fn.emit("ops/module_call.j2",
                 {"target": target, "call": call_code(callee, call_args)},
                 tuple(outs) + tuple(v for v in new_state if v is not None), span,
@@ -384,6 +512,12 @@ class ModulesMixin:
                             shared=instance.shared_arg is not None),
                 init_args=None if init_args is None else {
                     "target": target, "call": call_code(callee, init_args, "init")})
+        if whole is not None:
+            fn.hint(whole, f"{child_name}_out")
+            for path, t in tensor_paths(result):
+                read = Code.of(whole, *(f"[{literal(k)}]" for k in path))
+                fn.emit("ops/call.j2", {"call": read}, (t,), span,
+                        str(path[-1]) if path and isinstance(path[-1], str) else "item")
         return result
 
     def _need_module_frame(self: Resolver, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
@@ -664,7 +798,7 @@ class ModulesMixin:
                                  notes=(Note("declared here", decl.span),))
         bound = self._bind(module.method("apply").params, rest, {**dict(ref.bound), **kwargs},
                            module.name, span, skip_self=True,
-                           defaults_env=module.owner("apply").globals)
+                           defaults_env=module.globals_of("apply"))
         call_args: list[Code] = []
         if callee.takes_params:
             call_args.append(value_code(given))
@@ -751,7 +885,7 @@ class ModulesMixin:
         for node in _walk(init.body):
             if isinstance(node, ir.Name):
                 names.add(node.id)
-            elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For)):
+            elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For, ir.While)):
                 local.update(assigned_names(node))
         for n in names - local:
             env: Env | None = init.env

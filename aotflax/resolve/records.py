@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ir, namespaces
 from ..diagnostics import Diagnostic, Note, Span
-from ..ops import CallError
+from ..ops import CallError, convolution
 from ..ops.registry import Signature
 from ..values import (
     NO_DEFAULT,
@@ -24,7 +24,6 @@ from ..values import (
     ConfigValue,
     Env,
     FieldDefault,
-    ModuleRef,
     Partial,
     Poison,
     Record,
@@ -32,9 +31,9 @@ from ..values import (
     RecordTuple,
     StaticError,
     StaticFunction,
+    StaticIterator,
     SuperFunction,
     SuperObject,
-    UserModule,
     describe_value,
     is_static,
 )
@@ -42,6 +41,11 @@ from .base import Abort, Frame
 
 if TYPE_CHECKING:
     from .core import Resolver
+
+#: Functions that make a `lax.ConvDimensionNumbers` (flax.nn's private helper too: model files
+#: wrote their own convolutions with it).
+CONV_NUMBERS = {"jax.lax.conv_dimension_numbers": convolution.lax_conv_numbers,
+                "flax.nn.linear._conv_dimension_numbers": convolution.flax_conv_numbers}
 
 #: Methods of `ConfigDict` the static language implements.
 CONFIG_METHODS = frozenset({"get", "items", "keys", "values", "update", "lock", "unlock",
@@ -85,6 +89,19 @@ class RecordsMixin:
                 return Signature.parse("x, y").bind(name, args, kwargs)["y"]
             except CallError as e:
                 raise self.error(e.code, e.message, span, hint=e.hint) from None
+        if name == "super":
+            return self._super(args, kwargs, span, frame)
+        if name.startswith("numpy.random."):
+            return self._numpy_random(name[len("numpy.random."):], args, kwargs, span, frame)
+        if name in ("builtins.iter", "builtins.next"):
+            return self._iterator_builtin(name[len("builtins."):], args, kwargs, span)
+        if name == "flax.nn.normalization._absolute_dims":
+            return self._absolute_dims(args, kwargs, span)
+        if name in CONV_NUMBERS:
+            try:
+                return CONV_NUMBERS[name](args, kwargs)
+            except CallError as e:
+                raise self.error(e.code, e.message, span, hint=e.hint) from None
         if name in ("ml_collections.ConfigDict", "ml_collections.FrozenConfigDict"):
             return self._config(args, kwargs, span, frozen=name.endswith("FrozenConfigDict"))
         if name == "dataclasses.dataclass":
@@ -104,6 +121,44 @@ class RecordsMixin:
         if name in ("collections.namedtuple", "typing.NamedTuple"):
             return self._namedtuple(name, args, kwargs, span)
         raise self.error("AOT348", f"{name}(...) cannot be called here", span)
+
+    def _iterator_builtin(self: Resolver, name: str, args: list, kwargs: dict,
+                          span: Span) -> Any:
+        """`iter(seq)` (of an iterator: itself) and `next(it[, default])`."""
+        if kwargs or not (len(args) == 1 or name == "next" and len(args) == 2):
+            takes = "an iterator and an optional default" if name == "next" else \
+                "an iterable (the callable form is not supported)"
+            raise self.error("AOT301", f"{name}() takes {takes}", span)
+        if name == "iter":
+            it = args[0]
+            return it if isinstance(it, StaticIterator) else StaticIterator(
+                list(self._iterate(it, span)))
+        if not isinstance(args[0], StaticIterator):
+            raise self.error("AOT349", f"next() takes an iterator, got "
+                             f"{describe_value(args[0])}", span, hint="make one with iter(...)")
+        try:
+            return args[0].take()
+        except IndexError:
+            if len(args) == 2:
+                return args[1]
+            raise self.error("AOT349", "next() of an exhausted iterator (StopIteration)",
+                             span) from None
+
+    def _absolute_dims(self: Resolver, args: list, kwargs: dict, span: Span) -> tuple:
+        """flax.nn's `normalization._absolute_dims(rank, dims)`: negative axes counted from
+        the end, as `tuple(rank + d if d < 0 else d for d in dims)`."""
+        name = "nn.normalization._absolute_dims"
+        try:
+            bound = Signature.parse("rank, dims").bind(name, args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        rank, dims = bound["rank"], bound["dims"]
+        if not (isinstance(rank, int) and not isinstance(rank, bool) and isinstance(
+                dims, (tuple, list)) and all(isinstance(d, int) and not isinstance(d, bool)
+                                             for d in dims)):
+            raise self.error("AOT203", f"{name} takes a rank and a tuple of axes (ints), got "
+                             f"{describe_value(rank)} and {describe_value(dims)}", span)
+        return tuple(rank + d if d < 0 else d for d in dims)
 
     def _jit(self: Resolver, args: list, kwargs: dict, span: Span) -> Any:
         """`jax.jit(f)` inside a model is `f`: the model is traced as a whole anyway."""
@@ -186,8 +241,13 @@ class RecordsMixin:
     # ---------------------------------------------------------------- ConfigDict
 
     def _check_module_args(self: Resolver, args: list, kwargs: dict, span: Span) -> None:
-        """A config, dataclass or partial holding arrays cannot cross into a module."""
+        """A config, dataclass or partial holding arrays cannot cross into a module, nor
+        an iterator (a module is specialized once for its arguments: what it took from an
+        iterator would not be taken again)."""
         for v in [*args, *kwargs.values()]:
+            if isinstance(v, StaticIterator):
+                raise self.error("AOT326", "an iterator cannot be passed to a module", span,
+                                 hint="pass the values it gives, e.g. as a tuple")
             if isinstance(v, (ConfigValue, Record, Partial)) and not is_static(v):
                 raise self.error("AOT326", f"{describe_value(v)} holds arrays; a module takes "
                                  "arrays as its own arguments (or in tuples)", span,
@@ -659,29 +719,19 @@ class RecordsMixin:
 
     def _call_super(self: Resolver, func: SuperFunction, args: list, kwargs: dict,
                     span: Span) -> SuperObject:
-        """`super()`, or `super(Cls, self)` as Python 2 spelled it (in a method of a plain
-        class, or of a module deriving from another)."""
-        start = args[0].module if args and isinstance(args[0], ModuleRef) else (
-            args[0] if args else func.owner)
-        if kwargs or args and (len(args) != 2 or args[1] is not func.receiver
-                               or not _in_chain(func.owner, start)):
+        """`super()`, or `super(Cls, self)` as Python 2 spelled it, in a method of a plain
+        class (a module's is `modules._bind_super`)."""
+        start = args[0] if args else func.owner
+        if kwargs or args and (len(args) != 2 or not isinstance(start, RecordClass)
+                               or args[1] is not func.receiver
+                               or not func.receiver.cls.derives_from(start)):
             raise self.error("AOT301", "super() takes no arguments, or the class and self "
                              "(super(Cls, self))", span)
         return SuperObject(func.receiver, start)
 
     def _super_attribute(self: Resolver, sup: SuperObject, attr: str, span: Span) -> Any:
         """A method of the bases of `sup.start`, bound to the object; `__init__` of none of
-        them is object's, which takes nothing.  For a module, the base module's method runs
-        in the same scope, as `self.method` does."""
-        if isinstance(sup.start, UserModule):
-            parent = sup.start.parent
-            if parent is None or parent.method(attr) is None:
-                raise self.error("AOT346", f"the module {sup.start.name} derives from has no "
-                                 f"method '{attr}'", span)
-            self._check_method_usable(parent, attr, span)
-            static = parent.static_method(attr)
-            return static if static is not None else self._module_method_closure(
-                parent.owner(attr), attr, sup.receiver)
+        them is object's, which takes nothing."""
         for base in sup.start.bases:
             if attr in base.methods:
                 if attr in base.statics:
@@ -727,14 +777,6 @@ _ATTRS_OPTIONS = frozenset({"frozen", "auto_attribs", "repr_ns", "repr", "cmp", 
 #: names of the lists too): which arguments gin may bind, which the build does not read.
 _GIN_OPTIONS = frozenset({"name", "module", "allowlist", "denylist", "whitelist",
                           "blacklist"})
-
-
-def _in_chain(owner: Any, start: Any) -> bool:
-    """Whether `start` is `owner` or one of its bases (`super(Cls, self)`)."""
-    if owner is start:
-        return True
-    bases = (owner.parent,) if isinstance(owner, UserModule) else owner.bases
-    return any(b is not None and _in_chain(b, start) for b in bases)
 
 
 def _is_gin(value: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .. import ir
@@ -26,6 +27,7 @@ from ..values import (
     Record,
     RecordTuple,
     SelfValue,
+    StaticIterator,
     describe_value,
     is_static,
     shown,
@@ -85,7 +87,7 @@ class StatementsMixin:
         except Abort:
             if isinstance(stmt, ir.Return):  # the function's result failed: callers stay silent
                 raise ReturnSignal(POISON) from None
-            compound = isinstance(stmt, (ir.If, ir.For))
+            compound = isinstance(stmt, (ir.If, ir.For, ir.While))
             for name in assigned_names(stmt):
                 if compound and name in frame.env.vars and not (
                         isinstance(stmt, ir.For) and name in assigned_names(
@@ -153,6 +155,24 @@ class StatementsMixin:
                 raise self.error("AOT330", f"loop unrolls more than {MAX_UNROLL} iterations",
                                  stmt.iter.span)
             self._assign(stmt.target, item, frame)
+            try:
+                self._exec_block(stmt.body, frame)
+            except BreakSignal:
+                return
+            except ContinueSignal:
+                continue
+        self._exec_block(stmt.orelse, frame)
+
+    def _stmt_While(self: Resolver, stmt: ir.While, frame: Frame) -> None:
+        """Python's `while` on static values, run at build time (2020 code searched for a
+        group count dividing the channels this way); each test is a static truth, so a
+        condition on an array is the located error it is in `if`."""
+        for i in itertools.count():
+            if not self._truth(stmt.test, frame, loop=True):
+                break
+            if i >= MAX_UNROLL:
+                raise self.error("AOT330", f"loop runs more than {MAX_UNROLL} iterations",
+                                 stmt.test.span)
             try:
                 self._exec_block(stmt.body, frame)
             except BreakSignal:
@@ -232,6 +252,12 @@ class StatementsMixin:
                 return
             if isinstance(receiver, (ConfigValue, Record, RecordTuple)):
                 self._set_record_attribute(receiver, target.attr, value, target.span)
+                return
+            if isinstance(receiver, Closure) and target.attr == "__name__":
+                if not isinstance(value, str):
+                    raise self.error("AOT331", f"a function's __name__ must be a string, got "
+                                     f"{describe_value(value)}", target.span)
+                receiver.dunder_name = value  # the function object itself, as in Python
                 return
             raise self.error("AOT331", f"cannot set attribute '{target.attr}' of "
                              f"{describe_value(receiver)}", target.span)
@@ -335,13 +361,16 @@ class StatementsMixin:
                              "jax.lax.scan for a loop inside the computation")
         if isinstance(value, dict):
             return iter(list(value))
+        if isinstance(value, StaticIterator):  # a loop over an iterator consumes it
+            return iter(value.rest())
         try:
             return iter(list(value))
         except TypeError:
             raise self.error("AOT334", f"cannot loop over {describe_value(value)}",
                              span) from None
 
-    def _truth(self: Resolver, expr: ir.Expr, frame: Frame) -> bool:
+    def _truth(self: Resolver, expr: ir.Expr, frame: Frame, loop: bool = False) -> bool:
+        """The static truth of a condition; `loop`: a `while` loop's, whose hint differs."""
         value = self.eval(expr, frame)
         if isinstance(value, Poison):
             raise Abort()
@@ -351,5 +380,7 @@ class StatementsMixin:
             raise self.error(
                 "AOT335", f"this condition depends on an array value ({describe_value(value)}); "
                 "conditions must be static", expr.span,
-                hint="use jnp.where(cond, a, b) to select values elementwise")
+                hint="loop a static number of times (for i in range(n), or jax.lax.scan) and "
+                     "select results with jnp.where" if loop else
+                     "use jnp.where(cond, a, b) to select values elementwise")
         return truth

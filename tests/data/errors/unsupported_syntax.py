@@ -2,13 +2,17 @@
 from aotflax import nn, aot
 
 COUNTER = 0
+LIMIT = 0
+while LIMIT < 2:  # E: AOT102 'while' loops run only inside functions
+    LIMIT += 1
 
 
 class Net(nn.Module):
     def apply(self, x):
+        scale = LIMIT
         global COUNTER  # E: AOT102 'global' is not supported
-        while x.ndim > 2:  # E: AOT102 'while' loops are not supported
-            x = x[0]
+        while x.sum() > 2:  # E: AOT335 depends on an array value
+            x = x - 1.0
         try:  # E: AOT102 'try' is not supported
             x = nn.relu(x)
         except ValueError:
