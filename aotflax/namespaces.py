@@ -312,16 +312,21 @@ def _build_modules() -> dict[str, Any]:
     scipy = Namespace("jax.scipy", {"special": special, "stats": stats})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
                             "ops": ops, "scipy": scipy, "jit": StaticFunction("jax.jit"),
-                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP, "checkpoint": CHECKPOINT,
-                            "remat": REMAT})
+                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP,
+                            "checkpoint": CHECKPOINT, "remat": REMAT})
     np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
     # Flax 0.3 to 0.4 kept flax.nn as flax.deprecated.nn: code of that time imports it so
     deprecated = Namespace("aotflax.deprecated", {"nn": nn})
+    # flax.struct's frozen dataclasses (configs); a field's `pytree_node=` means nothing to
+    # a static value
+    struct = Namespace("aotflax.struct", {
+        "dataclass": StaticFunction("dataclasses.dataclass(frozen)"),
+        "field": StaticFunction("flax.struct.field")})
     aotflax = Namespace("aotflax", {"nn": nn, "aot": aot, "jax_utils": jax_utils_namespace(),
-                                    "deprecated": deprecated})
+                                    "deprecated": deprecated, "struct": struct})
     return {
-        "aotflax": aotflax, "aotflax.nn": nn, "aotflax.aot": aot,
+        "aotflax": aotflax, "aotflax.nn": nn, "aotflax.aot": aot, "aotflax.struct": struct,
         "aotflax.deprecated": deprecated, "aotflax.deprecated.nn": nn,
         "jax": jax, "jax.numpy": jnp, "jax.lax": lax, "jax.nn": jax_nn, "numpy": np,
         "math": Namespace("math", MATH), "typing": Namespace("typing", _AnyName()),

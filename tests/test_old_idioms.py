@@ -560,3 +560,54 @@ def test_is_stateful_is_true_and_is_stochastic_is_the_callers() -> None:
     assert "'nn.is_stochastic' cannot be called here: whether a model runs inside " \
         "nn.stochastic(rng) is up to its caller" in out and "deterministic=" in out, out
     assert "other libraries" not in out
+
+
+def test_flax_struct_dataclasses_are_frozen_configs() -> None:
+    """`flax.struct.dataclass` (configs of flax code of the time): a frozen dataclass;
+    `struct.field(pytree_node=False)` is a field (whether jax traces it means nothing to a
+    static value); `import aotflax as flax` reaches it as `flax.struct` too."""
+    m = build("""
+    import dataclasses
+
+    import aotflax as flax
+    from aotflax import struct
+
+
+    @struct.dataclass
+    class Config:
+        width: int = 4
+        names: tuple = struct.field(pytree_node=False, default=("a",))
+
+
+    @flax.struct.dataclass
+    class Head:
+        classes: int = 2
+
+
+    class M(nn.Module):
+        def apply(self, x, cfg=Config(), head=Head()):
+            wide = dataclasses.replace(cfg, width=cfg.width + 1)
+            return nn.Dense(nn.Dense(x, wide.width), head.classes * len(cfg.names))
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    params, _ = m.t.init(jax.random.key(0))
+    assert params["Dense_0"]["kernel"].shape == (3, 5)
+    assert params["Dense_1"]["kernel"].shape == (5, 2)
+    out = build_errors("""
+    from aotflax import struct
+
+
+    @struct.dataclass
+    class Config:
+        width: int = 4
+
+
+    class M(nn.Module):
+        def apply(self, x, cfg=Config()):
+            cfg.width = 5
+            return x
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert "cannot set field 'width' of the frozen Config" in out, out

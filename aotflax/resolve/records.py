@@ -111,6 +111,9 @@ class RecordsMixin:
                                   else "dataclasses.dataclass()")
         if name == "dataclasses.field":
             return self._field(args, kwargs, span)
+        if name == "flax.struct.field":  # whether jax traces it: nothing to a static value
+            kwargs.pop("pytree_node", None)
+            return self._field(args, kwargs, span)
         if name == "attr.s":
             return self._attrs_decorator(args, kwargs, span)
         if name == "attr.ib":
