@@ -104,20 +104,23 @@ class ImportsMixin:
         users = [b for b in bases if isinstance(b, ModuleRef) and isinstance(b.module, UserModule)]
         if not users:
             return None
-        if len(bases) > 1:
-            raise self.error("AOT374", f"class {cls.name} subclasses the module "
-                             f"{users[0].class_name} and something else; a module subclass "
-                             "has one base", cls.name_span)
-        if users[0].bound:
-            raise self.error("AOT374", f"class {cls.name} subclasses a partially applied "
-                             "module", cls.name_span,
-                             hint=f"subclass {users[0].class_name} and bind hyperparameters "
-                                  f"with {cls.name}.partial(...)")
+        self._one_unbound_base(cls, bases, users[0], "module", users[0].class_name)
         if users[0].module.base is not None:
             raise self.error("AOT374", f"class {cls.name} subclasses {users[0].class_name}, "
                              "itself a subclass of a built-in layer", cls.name_span,
                              hint="subclass the layer itself")
         return users[0].module
+
+    def _one_unbound_base(self: Resolver, cls: ir.ClassDef, bases: list, base: ModuleRef,
+                          kind: str, written: str) -> None:
+        """A subclass of a layer or module (`kind`) has it as its only base, unbound."""
+        if len(bases) > 1:
+            raise self.error("AOT374", f"class {cls.name} subclasses the {kind} {written} and "
+                             f"something else; a {kind} subclass has one base", cls.name_span)
+        if base.bound:
+            raise self.error("AOT374", f"class {cls.name} subclasses a partially applied "
+                             f"{kind}", cls.name_span, hint=f"subclass {written} and bind "
+                             f"hyperparameters with {cls.name}.partial(...)")
 
     def _method_kinds(self: Resolver, cls: ir.ClassDef, frame: Frame) -> dict[str, Any]:
         """The module's `@staticmethod`s, and its methods with any other decorator than
@@ -128,9 +131,7 @@ class ImportsMixin:
         refused: dict[str, Span] = {}
         for m in cls.methods:
             for node in m.decorators:
-                builtin = node.id if isinstance(node, ir.Name) and node.id in (
-                    "staticmethod", "classmethod", "property") and not frame.env.lookup(
-                    node.id)[0] else None
+                builtin = builtin_decorator(node, frame)
                 if builtin == "staticmethod":
                     static.add(m.name)
                 elif builtin is not None or self.eval(node, frame) is not namespaces.MODULE_METHOD:
@@ -269,3 +270,12 @@ class ImportsMixin:
 
 
 __all__ = ["ImportsMixin", "POISON", "describe_value"]
+
+
+def builtin_decorator(node: Any, frame: Frame) -> str | None:
+    """`staticmethod`, `classmethod` or `property` when a method's decorator is that
+    builtin (not shadowed by a name of the file), else None."""
+    if isinstance(node, ir.Name) and node.id in ("staticmethod", "classmethod", "property") \
+            and not frame.env.lookup(node.id)[0]:
+        return node.id
+    return None

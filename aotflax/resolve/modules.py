@@ -644,15 +644,7 @@ class ModulesMixin:
         layers = [b for b in bases if isinstance(b, ModuleRef) and isinstance(b.module, Entry)]
         if not layers:
             return None
-        if len(bases) > 1:
-            raise self.error("AOT374", f"class {cls.name} subclasses the layer "
-                             f"nn.{layers[0].class_name} and something else; a layer "
-                             "subclass has one base", cls.name_span)
-        if layers[0].bound:
-            raise self.error("AOT374", f"class {cls.name} subclasses a partially applied "
-                             "layer", cls.name_span,
-                             hint=f"subclass nn.{layers[0].class_name} and bind "
-                                  f"hyperparameters with {cls.name}.partial(...)")
+        self._one_unbound_base(cls, bases, layers[0], "layer", f"nn.{layers[0].class_name}")
         self._module_decorators(cls, frame)
         if cls.others:
             first = cls.others[0]

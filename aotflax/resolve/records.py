@@ -38,6 +38,7 @@ from ..values import (
     is_static,
 )
 from .base import Abort, Frame
+from .imports import builtin_decorator
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -493,9 +494,7 @@ class RecordsMixin:
             statics.discard(m.name)
             refused.pop(m.name, None)
             for node in m.decorators:
-                builtin = node.id if isinstance(node, ir.Name) and node.id in (
-                    "staticmethod", "classmethod", "property") and not frame.env.lookup(
-                    node.id)[0] else None
+                builtin = builtin_decorator(node, frame)
                 if builtin == "property":
                     properties.add(m.name)
                 elif builtin == "staticmethod":
