@@ -752,6 +752,11 @@ def test_numpy_global_random_numbers_are_drawn_at_build_time_as_numpy_draws_them
      "error[AOT349]: np.random.permutation draws at build time: 'x' cannot be the array"),
     ("(onp.random.seed(1), onp.random.shuffle(onp.arange(3)))",
      "hint: use x = np.random.permutation(x), which returns the shuffled copy"),
+    # numpy's own errors on what the model passes (fuzzing found permutation(None))
+    ("(onp.random.seed(1), onp.random.permutation(None))",
+     "error[AOT349]: np.random.permutation(): x must be an integer or at least 1-dimensional"),
+    ("(onp.random.seed(1), onp.random.permutation(10**9))",
+     "error[AOT220]: np.random.permutation(1,000,000,000) would write more than 65,536"),
 ])
 def test_numpy_random_errors_are_located(code: str, message: str) -> None:
     out = build_errors(f"""

@@ -1098,10 +1098,17 @@ def random_draw(ctx: Any, state: Any, name: str, args: list, kwargs: dict, span:
         raise CallError("AOT349", f"{written} shuffles a numpy array in place",
                         hint="use x = np.random.permutation(x), which returns the shuffled copy")
     values = {k: _random_argument(written, k, v) for k, v in bound.items()}
+    if name == "permutation" and isinstance(values["x"], int) and not isinstance(
+            values["x"], bool) and values["x"] > MAX_RANDOM_TABLE:
+        raise CallError("AOT220", f"{written}({values['x']:,}) would write more than "
+                        f"{MAX_RANDOM_TABLE:,} numbers into the generated code")
     if name in ("rand", "randn"):
         shape = tuple(values["d"])
         check_size(shape, written)
-        drawn = getattr(state, name)(*shape)
+        try:
+            drawn = getattr(state, name)(*shape)
+        except (TypeError, ValueError, IndexError, OverflowError) as e:
+            raise CallError("AOT349", f"{written}(): {_first_line(e)}") from None
     else:
         size = values.get("size")
         if size is not None:
@@ -1113,7 +1120,7 @@ def random_draw(ctx: Any, state: Any, name: str, args: list, kwargs: dict, span:
                 values["dtype"] = np.dtype(values["dtype"].name)
         try:
             drawn = getattr(state, name)(**values)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, IndexError, OverflowError) as e:  # numpy on user values
             raise CallError("AOT349", f"{written}(): {_first_line(e)}") from None
     if not isinstance(drawn, np.ndarray):
         return static_result(drawn)

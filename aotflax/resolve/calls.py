@@ -80,7 +80,6 @@ from .base import (
 from .caches import CacheEntry
 from .helpers import (
     NOT_COLLECTIONS,
-    STEPS_PER_OP,
     format_nested,
     range_too_long,
     rebuild,
@@ -470,13 +469,7 @@ class CallsMixin:
         if entry.kind != "layer" and frame.fn is None:
             raise self.error("AOT324", f"{written} can only be used inside a module's apply",
                              span)
-        ops = len(frame.fn.ops) if frame.fn is not None else 0
-        try:
-            return self._call_layer(entry, written, args, kwargs, span, frame)
-        finally:  # every emitted op costs emit and verify time: charge it like work
-            if frame.fn is not None and len(frame.fn.ops) > ops:
-                self.steps += (len(frame.fn.ops) - ops) * STEPS_PER_OP - 1
-                self._step(span)
+        return self._call_layer(entry, written, args, kwargs, span, frame)
 
     def _call_shared(self: Resolver, shared: SharedModule, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
