@@ -155,13 +155,19 @@ class StatementsMixin:
                 raise self.error("AOT330", f"loop unrolls more than {MAX_UNROLL} iterations",
                                  stmt.iter.span)
             self._assign(stmt.target, item, frame)
-            try:
-                self._exec_block(stmt.body, frame)
-            except BreakSignal:
+            if not self._iteration(stmt.body, frame):
                 return
-            except ContinueSignal:
-                continue
         self._exec_block(stmt.orelse, frame)
+
+    def _iteration(self: Resolver, body: tuple[ir.Stmt, ...], frame: Frame) -> bool:
+        """One pass of a loop's body: False when it breaks (`continue` ends the pass)."""
+        try:
+            self._exec_block(body, frame)
+        except BreakSignal:
+            return False
+        except ContinueSignal:
+            pass
+        return True
 
     def _stmt_While(self: Resolver, stmt: ir.While, frame: Frame) -> None:
         """Python's `while` on static values, run at build time (2020 code searched for a
@@ -173,12 +179,8 @@ class StatementsMixin:
             if i >= MAX_UNROLL:
                 raise self.error("AOT330", f"loop runs more than {MAX_UNROLL} iterations",
                                  stmt.test.span)
-            try:
-                self._exec_block(stmt.body, frame)
-            except BreakSignal:
+            if not self._iteration(stmt.body, frame):
                 return
-            except ContinueSignal:
-                continue
         self._exec_block(stmt.orelse, frame)
 
     def _stmt_Break(self: Resolver, stmt: ir.Break, frame: Frame) -> None:

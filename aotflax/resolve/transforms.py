@@ -261,10 +261,7 @@ class CustomJvpMixin:
     def _call_custom_jvp(self: Resolver, cj: CustomJvp, args: list, kwargs: dict, span: Span,
                          frame: Frame) -> Any:
         """Emit the primal and its rule as module-level functions, then call the primal."""
-        fn = frame.fn
-        if fn is None or kwargs or not all(isinstance(a, Tensor) for a in args):
-            raise self.error("AOT366", "a custom_jvp function is called with array arguments "
-                             "inside a module", span)
+        self._check_custom_call("custom_jvp", args, kwargs, span, frame)
         if cj.jvp is None and cj.jvps is None:
             raise self.error("AOT366", f"custom_jvp function {cj.fn.name} has no rule: add "
                              f"@{cj.fn.name}.defjvp or {cj.fn.name}.defjvps(...)", span)
@@ -273,6 +270,12 @@ class CustomJvpMixin:
         if types not in emitted:
             self._emit_custom_jvp(cj, args, span, emitted, types)
         return self._call_primal(emitted[types], args, span, frame)
+
+    def _check_custom_call(self: Resolver, kind: str, args: list, kwargs: dict, span: Span,
+                           frame: Frame) -> None:
+        if frame.fn is None or kwargs or not all(isinstance(a, Tensor) for a in args):
+            raise self.error("AOT366", f"a {kind} function is called with array arguments "
+                             "inside a module", span)
 
     def _call_primal(self: Resolver, primal: "PrimalCall", args: list, span: Span, frame: Frame) -> Any:
         fn = frame.fn
@@ -403,9 +406,7 @@ class CustomVjpMixin:
 
     def _call_custom_vjp(self: Resolver, cv: CustomVjp, args: list, kwargs: dict, span: Span,
                          frame: Frame) -> Any:
-        if frame.fn is None or kwargs or not all(isinstance(a, Tensor) for a in args):
-            raise self.error("AOT366", "a custom_vjp function is called with array arguments "
-                             "inside a module", span)
+        self._check_custom_call("custom_vjp", args, kwargs, span, frame)
         if cv.fwd is None or cv.bwd is None:
             raise self.error("AOT366", f"custom_vjp function {cv.fn.name} has no rules: add "
                              f"{cv.fn.name}.defvjp(fwd, bwd)", span)
