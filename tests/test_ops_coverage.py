@@ -137,6 +137,7 @@ _SHAPES = [
     "jnp.stack([{x}, {x}], axis=-1)", "jnp.split({x}, 2, axis=1)", "jnp.split({x}, [1], axis=0)",
     "jnp.vstack([{x}, f[0]])", "jnp.vstack(({x}[0], {x}[1]))", "jnp.hstack([{x}, f])",
     "jnp.hstack(({x}[0], v))", "jnp.vstack([{x}, {x}], dtype=jnp.float32)",
+    "jnp.concatenate([{x}, f], dtype=jnp.float16)", "jnp.stack([{x}, {x}], dtype=jnp.int32)",
     "jnp.diag({x}[0])", "jnp.diag({x}[0], k=-2)", "jnp.diag({x})", "jnp.diag({x}, 1)",
     "jnp.diag({x}, k=-1)",
     "jnp.where(b, {x}, {y})", "jnp.where({x} > 1, {x}, 0)", "jnp.clip({x}, {s}, 5)",

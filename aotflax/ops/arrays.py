@@ -306,27 +306,13 @@ def _sequence(call: FnCall, name: str) -> list[Tensor]:
     return out
 
 
-def _concat_like(fn: Callable[..., tuple[int, ...]]):
+def _joining(fn: Callable[..., tuple[int, ...]], sequence: str = "arrays", axis: bool = True):
+    """The rule of a function joining a sequence of arrays (along `axis=` if it takes one),
+    promoting their dtypes, or giving its `dtype=`."""
     def rule(call: FnCall) -> Tensor:
-        xs = _sequence(call, "arrays")
-        axis = call.int("axis")
-        shape = shape_rule(call, fn, [x.shape for x in xs], axis)
-        dtype, weak = dt.promote(*[(x.dtype, x.weak) for x in xs])
-        return emit_same(call, tuple(shape), dtype, weak)
-
-    return rule
-
-
-register("concatenate", ("jnp",), "arrays, axis=0, dtype=None", _concat_like(sh.concatenate),
-         doc="join along an axis")
-register("stack", ("jnp",), "arrays, axis=0, out=None, dtype=None", _concat_like(sh.stack),
-         doc="stack along a new axis")
-
-
-def _stack_like(fn: Callable[..., tuple[int, ...]]):
-    def rule(call: FnCall) -> Tensor:
-        xs = _sequence(call, "tup")
-        shape = shape_rule(call, fn, [x.shape for x in xs])
+        xs = _sequence(call, sequence)
+        extra = (call.int("axis"),) if axis else ()
+        shape = shape_rule(call, fn, [x.shape for x in xs], *extra)
         dtype, weak = dt.promote(*[(x.dtype, x.weak) for x in xs])
         if call.args["dtype"] is not None:
             dtype, weak = call.dtype("dtype", allow_none=False), False
@@ -335,9 +321,15 @@ def _stack_like(fn: Callable[..., tuple[int, ...]]):
     return rule
 
 
-register("vstack", ("jnp",), "tup, dtype=None", _stack_like(sh.vstack),
+register("concatenate", ("jnp",), "arrays, axis=0, dtype=None", _joining(sh.concatenate),
+         doc="join along an axis")
+register("stack", ("jnp",), "arrays, axis=0, out=None, dtype=None", _joining(sh.stack),
+         doc="stack along a new axis")
+
+
+register("vstack", ("jnp",), "tup, dtype=None", _joining(sh.vstack, "tup", axis=False),
          doc="join rows (vectors as 1-row matrices) along axis 0")
-register("hstack", ("jnp",), "tup, dtype=None", _stack_like(sh.hstack),
+register("hstack", ("jnp",), "tup, dtype=None", _joining(sh.hstack, "tup", axis=False),
          doc="join along axis 1 (vectors along axis 0)")
 
 
