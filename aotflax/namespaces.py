@@ -40,6 +40,11 @@ MODEL_PARAM_TRAVERSAL = object()
 MULTI_OPTIMIZER = object()
 MESH = object()
 SCAN = object()
+#: `jax.lax.fori_loop` and `jax.lax.map`: scans (as jax lowers them).
+FORI_LOOP = object()
+LAX_MAP = object()
+#: `jax.lax.cond` (on a static predicate: the branch it picks).
+LAX_COND = object()
 SCAN_IN_DIM = object()
 ATTENTION_CACHE = object()
 #: `@nn.module`: a function that is a module's apply.
@@ -297,7 +302,8 @@ def _build_modules() -> dict[str, Any]:
     # `lax.Precision.HIGHEST` is the name jax also takes for it: precision="highest"
     precision = Namespace("jax.lax.Precision", {"DEFAULT": "default", "HIGH": "high",
                                                 "HIGHEST": "highest"})
-    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "Precision": precision,
+    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "fori_loop": FORI_LOOP,
+                                "map": LAX_MAP, "cond": LAX_COND, "Precision": precision,
                                 "tie_in": StaticFunction("jax.lax.tie_in"),
                                 "ConvDimensionNumbers": CONV_DIMENSION_NUMBERS,
                                 "conv_dimension_numbers": StaticFunction(
@@ -310,8 +316,9 @@ def _build_modules() -> dict[str, Any]:
     norm = Namespace("jax.scipy.stats.norm", _ops("jax.scipy.stats.norm", "jax.scipy.stats.norm"))
     stats = Namespace("jax.scipy.stats", {"norm": norm})
     scipy = Namespace("jax.scipy", {"special": special, "stats": stats})
+    image = Namespace("jax.image", _ops("jax.image", "jax.image"))
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
-                            "ops": ops, "scipy": scipy, "jit": StaticFunction("jax.jit"),
+                            "ops": ops, "scipy": scipy, "image": image, "jit": StaticFunction("jax.jit"),
                             "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP,
                             "checkpoint": CHECKPOINT, "remat": REMAT})
     np = _numpy()
@@ -345,7 +352,7 @@ def _build_modules() -> dict[str, Any]:
             "abc": Namespace("collections.abc", {n: AbstractType(n) for n in ABSTRACT_TYPES})}),
         "ml_collections": _ml_collections(),
         "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
-        "jax.scipy.stats": stats, "jax.scipy.stats.norm": norm,
+        "jax.scipy.stats": stats, "jax.scipy.stats.norm": norm, "jax.image": image,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
 

@@ -341,6 +341,16 @@ def diag(shape: Shape, k: int = 0) -> Shape:
     raise ShapeError(f"diag takes a vector or a matrix, got {_fmt(shape)}")
 
 
+def diagonal(shape: Shape, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Shape:
+    """`jnp.diagonal`: axes `axis1` and `axis2` removed, their diagonal `offset` appended."""
+    a, b = normalize_axis(axis1, len(shape)), normalize_axis(axis2, len(shape))
+    if a == b:
+        raise ShapeError(f"axis1 and axis2 are the same axis ({axis1}, {axis2})")
+    rows, cols = shape[a], shape[b]
+    n = max(0, min(rows, cols - offset) if offset >= 0 else min(rows + offset, cols))
+    return (*(d for i, d in enumerate(shape) if i not in (a, b)), n)
+
+
 def _insert(shape: Shape, axis: int, dim: int) -> Shape:
     """`shape` with a new axis of size `dim` at `axis` (which indexes the result)."""
     try:

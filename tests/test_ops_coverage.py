@@ -139,7 +139,12 @@ _SHAPES = [
     "jnp.hstack(({x}[0], v))", "jnp.vstack([{x}, {x}], dtype=jnp.float32)",
     "jnp.concatenate([{x}, f], dtype=jnp.float16)", "jnp.stack([{x}, {x}], dtype=jnp.int32)",
     "jnp.diag({x}[0])", "jnp.diag({x}[0], k=-2)", "jnp.diag({x})", "jnp.diag({x}, 1)",
-    "jnp.diag({x}, k=-1)",
+    "jnp.diag({x}, k=-1)", "jnp.diagonal({x})", "jnp.diagonal({x}, 1)",
+    "jnp.diagonal(q, -1, 1, 3)", "jnp.trace({x})", "jnp.trace({x}, offset=-1, dtype=jnp.float32)",
+    "jnp.trace(q, 1, 0, 2)", "jnp.count_nonzero({x})", "jnp.count_nonzero({x}, axis=1, keepdims=True)",
+    "jnp.meshgrid(v, v[:3])", 'jnp.meshgrid(v, n, indexing="ij")',
+    "jnp.meshgrid(v, v[:2], {x}[0], sparse=True)", "jnp.nan_to_num({x})",
+    "jnp.nan_to_num(f / (f - f), nan=1.0, posinf=2.0, neginf=-2.0)",
     "jnp.where(b, {x}, {y})", "jnp.where({x} > 1, {x}, 0)", "jnp.clip({x}, {s}, 5)",
     "jnp.take({x}, n, axis=1)", "jnp.take({x}, n)",
     "jnp.take_along_axis({x}, jnp.argsort(f, axis=1), axis=1)", "jnp.sort({x}, axis=0)",
@@ -151,14 +156,21 @@ _LINALG = ["jnp.matmul({x}, f.T)", "jnp.dot({x}, v)", "jnp.outer(v, {x}[0])",
            "jnp.tensordot({x}, f, axes=([0], [0]))", 'jnp.einsum("ij,kj->ik", {x}, f)',
            "jax.lax.dot_general({x}, {x}, (((1,), (1,)), ((), ())))",
            "jax.lax.dot({x}, {x}.T, precision=jax.lax.Precision.HIGHEST)", "jax.lax.dot(v, v)",
-           "jnp.linalg.qr(f)", 'jnp.linalg.qr(f.T, mode="r")', 'jnp.linalg.qr(f, mode="complete")']
+           "jnp.linalg.qr(f)", 'jnp.linalg.qr(f.T, mode="r")', 'jnp.linalg.qr(f, mode="complete")',
+           "jnp.linalg.inv(f[:, :3] + 3 * jnp.eye(3))", "jnp.linalg.det(f[:, :3])",
+           "jnp.linalg.slogdet(q[..., :2])", "jnp.linalg.cholesky(f @ f.T + jnp.eye(3))",
+           "jnp.linalg.solve(f[:, :3] + 3 * jnp.eye(3), v[:3])",
+           "jnp.linalg.solve(f[:, :3] + 3 * jnp.eye(3), f)", "jnp.linalg.eigh(f @ f.T)",
+           "jnp.linalg.svd(f, compute_uv=False)", "jnp.linalg.svd(f, full_matrices=False)",
+           "jnp.linalg.svd(q)"]
 
 _CREATION = ["jnp.zeros((2, 3))", "jnp.ones(3, dtype=jnp.int32)", "jnp.empty((2,))",
              "jnp.full((2, 2), 1.5)", "jnp.full((3, 4), {y})", "jnp.zeros_like({x})",
              "jnp.ones_like({x}, dtype=jnp.float32)", "jnp.full_like({x}, 2)", "jnp.arange(5)",
              "jnp.arange(1, 7, 2, dtype=jnp.float32)", "jnp.arange(0.5, 3.0)",
              "jnp.linspace(0, 1, 5)", "jnp.linspace(-1.0, 2.0, 4, endpoint=False, retstep=True)",
-             "jnp.linspace(0, 10, 3, dtype=jnp.int32)", "jnp.eye(3, 4, k=1)", "jnp.tri(3)", "jnp.asarray({s})", "jnp.array([1, 2, 3])",
+             "jnp.linspace(0, 10, 3, dtype=jnp.int32)", "jnp.eye(3, 4, k=1)", "jnp.tri(3)", "jnp.identity(3)",
+             "jnp.identity(2, dtype=jnp.int32)", "jnp.asarray({s})", "jnp.array([1, 2, 3])",
              "jnp.array({x}, dtype=jnp.float32)", "jnp.astype({x}, jnp.float32)",
              "jax.lax.convert_element_type({x}, jnp.int32)", "jnp.float32({x})"]
 
@@ -168,7 +180,11 @@ _NN = ["jax.nn.one_hot(n, 4)", "nn.one_hot(n, 3, dtype=jnp.int32)", "jax.nn.soft
        "jax.scipy.special.logsumexp(f, axis=0, b=p, return_sign=True)",
        "nn.avg_pool(img, (2, 2), strides=(1, 1))", 'nn.max_pool(img, (3, 3), padding="SAME")',
        "nn.make_attention_mask(n, n)", "nn.make_causal_mask(f)",
-       "nn.dot_product_attention(q, q, q)"]
+       "nn.dot_product_attention(q, q, q)",
+       'jax.image.resize(img, (1, 8, 7, 2), "bilinear")',
+       'jax.image.resize(img, (1, 3, 3, 2), method="lanczos3", antialias=False)',
+       'jax.image.resize(img, (2, 10, 10, 1), "nearest")', 'jax.image.resize({x}, (6, 2), "cubic")',
+       'jax.image.resize({x}, (5, 8), "nearest")']
 
 _PAD = ["jnp.pad({x}, ((1, 0), (0, 2)))", "jnp.pad({x}, 1, constant_values={s})",
         'jnp.pad({x}, ((0, 0), (1, 0)), mode="constant", constant_values=((0, 0), (7, 0)))',

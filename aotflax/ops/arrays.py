@@ -19,7 +19,7 @@ from .registry import REGISTRY, CallError, Entry, Signature
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
            "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jax.ops": "jax.ops",
            "jax.scipy.special": "jax.scipy.special",
-           "jax.scipy.stats.norm": "jax.scipy.stats.norm"}
+           "jax.scipy.stats.norm": "jax.scipy.stats.norm", "jax.image": "jax.image"}
 
 
 def register(name: str, namespaces: tuple[str, ...], sig: str, rule: Callable[[FnCall], Any],
@@ -124,8 +124,18 @@ register("clip", ("jnp",), "x, min=None, max=None", clip, doc="clip to [min, max
 # ------------------------------------------------------------- reductions
 
 
+def sum_dtype(dtype: str) -> str:
+    """What `jnp.sum` adds in: bools and narrow integers widen to 32 bits."""
+    if dt.is_unsigned(dtype) and dt.itemsize(dtype) < 4:
+        return "uint32"
+    if dt.is_bool(dtype) or (dt.is_integer(dtype) and dt.itemsize(dtype) < 4):
+        return "int32"
+    return dtype
+
+
 def reduction(kind: str) -> Callable[[FnCall], Tensor]:
-    """kind: "sum" (bool/int -> int32), "mean" (float), "same" (max/min), "bool", "index"."""
+    """kind: "sum" (bool/int -> int32), "mean" (float), "same" (max/min), "bool", "index"
+    (one axis, int32), "count" (int32)."""
 
     def rule(call: FnCall) -> Tensor:
         x = call.tensor("a")
@@ -137,15 +147,12 @@ def reduction(kind: str) -> Callable[[FnCall], Tensor]:
         if call.args.get("dtype") is not None:
             dtype = call.dtype("dtype", allow_none=False)
         elif kind == "sum":
-            dtype = "int32" if dt.is_bool(x.dtype) or (
-                dt.is_integer(x.dtype) and dt.itemsize(x.dtype) < 4) else x.dtype
-            if dt.is_unsigned(x.dtype) and dt.itemsize(x.dtype) < 4:
-                dtype = "uint32"
+            dtype = sum_dtype(x.dtype)
         elif kind == "mean":
             dtype = float_dtype(x.dtype)
         elif kind == "bool":
             dtype = "bool"
-        elif kind == "index":
+        elif kind in ("index", "count"):
             dtype = "int32"
         else:
             dtype = x.dtype
@@ -172,6 +179,8 @@ for n, kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "mean
 for n in ("argmax", "argmin"):
     register(n, ("jnp",), "a, axis=None, out=None, keepdims=False", reduction("index"),
              doc="index of the extreme value along an axis")
+register("count_nonzero", ("jnp",), "a, axis=None, keepdims=False", reduction("count"),
+         doc="number of nonzero elements over axes (int32)")
 
 
 # ------------------------------------------------------------- shapes
@@ -447,6 +456,193 @@ register("qr", ("jnp.linalg",), "a, mode='reduced'", _qr,
          doc="QR decomposition: (Q, R), or R for mode='r'")
 
 
+def _matrices(call: FnCall, name: str = "a", square: bool = True) -> Tensor:
+    """Argument `name` as a stack of (square) matrices of a type LAPACK takes."""
+    a = call.tensor(name)
+    if a.ndim < 2 or (square and a.shape[-1] != a.shape[-2]):
+        kind = "square matrices" if square else "matrices"
+        raise call.fail(f"{call.written} needs {kind} (rank 2 or more), got {a.describe()}",
+                        "AOT210")
+    if a.dtype in ("bfloat16", "float16"):
+        raise call.fail(f"{call.written} has no {a.dtype} kernel, got {a.describe()}",
+                        hint="cast first, e.g. a.astype(jnp.float32)")
+    return a
+
+
+def _per_matrix(result: str) -> Callable[[FnCall], Any]:
+    """The rule of a function of square matrices (floats out, as jax promotes): `result`
+    "same" (a matrix each: inv, cholesky), "scalar" (a number each: det), "slogdet"."""
+    def rule(call: FnCall) -> Any:
+        a = _matrices(call)
+        dtype = float_dtype(a.dtype)
+        batch = a.shape[:-2]
+        if result == "same":
+            return emit_same(call, a.shape, dtype)
+        if result == "scalar":
+            return emit_same(call, batch, dtype)
+        sign, logdet = call.out(batch, dtype), call.out(batch, dtype)
+        call.emit_call([sign, logdet], stem="sign")
+        return sign, logdet
+
+    return rule
+
+
+register("inv", ("jnp.linalg",), "a", _per_matrix("same"), doc="inverse of each matrix")
+register("det", ("jnp.linalg",), "a", _per_matrix("scalar"), doc="determinant of each matrix")
+register("slogdet", ("jnp.linalg",), "a, *, method=None", _per_matrix("slogdet"),
+         doc="(sign, log |det|) of each matrix")
+register("cholesky", ("jnp.linalg",), "a, *, upper=False, symmetrize_input=True",
+         _per_matrix("same"), doc="Cholesky factor of each positive-definite matrix")
+
+
+def _solve(call: FnCall) -> Tensor:
+    """`jnp.linalg.solve(a, b)` as jax (since 0.5) reads it: `b` one vector (a 1-D b), or
+    matrices `[..., n, k]` whose batch broadcasts with a's."""
+    a = _matrices(call)
+    b = call.tensor("b")
+    n = a.shape[-1]
+    dtype, _ = dt.promote((float_dtype(a.dtype), False), (float_dtype(b.dtype), False))
+    if b.ndim == 1:
+        if b.shape[0] != n:
+            raise call.fail(f"{call.written}: b has {b.shape[0]} rows for {n}x{n} matrices",
+                            "AOT210")
+        return emit_same(call, (*a.shape[:-1],), dtype)
+    if b.shape[-2] != n:
+        raise call.fail(f"{call.written}: b {b.describe()} needs {n} rows (matrices "
+                        f"[..., {n}, k]) for {a.describe()}", "AOT210",
+                        hint="for a batch of vectors write solve(a, b[..., None])[..., 0]")
+    batch = shape_rule(call, sh.broadcast_shapes, a.shape[:-2], b.shape[:-2])
+    return emit_same(call, (*batch, n, b.shape[-1]), dtype)
+
+
+register("solve", ("jnp.linalg",), "a, b", _solve, doc="solve a x = b for each matrix")
+
+
+def _eigh(call: FnCall) -> tuple[Tensor, Tensor]:
+    a = _matrices(call)
+    dtype = float_dtype(a.dtype)
+    w = call.out(a.shape[:-1], dtype)
+    v = call.out(a.shape, dtype)
+    call.emit_call([w, v], stem="eigenvalues")
+    return w, v
+
+
+register("eigh", ("jnp.linalg",), "a, UPLO=None, symmetrize_input=True", _eigh,
+         doc="(eigenvalues, eigenvectors) of each symmetric matrix")
+
+
+def _svd(call: FnCall) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+    a = _matrices(call, square=False)
+    if call.args["subset_by_index"] is not None or call.bool("hermitian"):
+        raise call.fail(f"{call.written}: subset_by_index= and hermitian=True are not "
+                        "supported", "AOT203")
+    dtype = float_dtype(a.dtype)
+    *batch, m, n = a.shape
+    k = min(m, n)
+    s = call.out((*batch, k), dtype)
+    if not call.bool("compute_uv"):
+        call.emit_call([s], stem="s")
+        return s
+    full = call.bool("full_matrices")
+    u = call.out((*batch, m, m if full else k), dtype)
+    vh = call.out((*batch, n if full else k, n), dtype)
+    call.emit_call([u, s, vh], stem="u")
+    return u, s, vh
+
+
+register("svd", ("jnp.linalg",),
+         "a, full_matrices=True, compute_uv=True, hermitian=False, subset_by_index=None", _svd,
+         doc="(U, S, Vh) of each matrix, or S for compute_uv=False")
+
+
+def _diagonal(trace: bool) -> Callable[[FnCall], Tensor]:
+    """`jnp.diagonal` (the diagonal of axes axis1, axis2 as the last axis) and
+    `jnp.trace` (its sum, in the dtype jnp.sum adds in)."""
+    def rule(call: FnCall) -> Tensor:
+        a = call.tensor("a")
+        shape = shape_rule(call, sh.diagonal, a.shape, call.int("offset"), call.int("axis1"),
+                           call.int("axis2"))
+        if not trace:
+            return emit_same(call, shape, a.dtype, a.weak)
+        dtype = call.dtype("dtype") or sum_dtype(a.dtype)
+        return emit_same(call, shape[:-1], dtype)
+
+    return rule
+
+
+register("diagonal", ("jnp",), "a, offset=0, axis1=0, axis2=1", _diagonal(False),
+         doc="the diagonal of two axes, as the last axis")
+register("trace", ("jnp",), "a, offset=0, axis1=0, axis2=1, dtype=None, out=None",
+         _diagonal(True), doc="sum of the diagonal of two axes")
+
+
+def _meshgrid(call: FnCall) -> list[Tensor]:
+    """`jnp.meshgrid(*xi, sparse, indexing)`: a list of the vectors broadcast to a grid
+    (for "xy", the first two axes swapped); each keeps its own dtype."""
+    xs = [call.as_tensor(v, "xi") for v in call.args["xi"]]
+    if any(x.ndim != 1 for x in xs):
+        raise call.fail(f"{call.written} takes vectors, got "
+                        f"{', '.join(x.describe() for x in xs)}", "AOT210")
+    indexing = call.static("indexing", str)
+    if indexing not in ("xy", "ij"):
+        raise call.fail(f"{call.written}: indexing must be 'xy' or 'ij', got {indexing!r}",
+                        "AOT203")
+    sizes = [x.shape[0] for x in xs]
+    order = list(range(len(xs)))
+    if indexing == "xy" and len(xs) >= 2:
+        order[0], order[1] = 1, 0
+    grid = [sizes[i] for i in order]
+    sparse = call.bool("sparse")
+    outs = []
+    for i, x in enumerate(xs):
+        at = order.index(i)
+        shape = tuple(d if j == at else 1 for j, d in enumerate(grid)) if sparse else tuple(grid)
+        outs.append(call.out(shape, x.dtype, x.weak))
+    call.emit_call(outs, stem="grid")
+    return outs
+
+
+register("meshgrid", ("jnp",), "*xi, copy=True, sparse=False, indexing='xy'", _meshgrid,
+         doc="coordinate grids from vectors (a list of arrays)")
+
+
+def _nan_to_num(call: FnCall) -> Tensor:
+    x = call.tensor("x")
+    for name in ("nan", "posinf", "neginf"):
+        if call.args[name] is not None and not isinstance(call.args[name], (int, float)):
+            raise call.fail(f"{call.written}: {name}= must be a static number, got "
+                            f"{describe_value(call.args[name])}", "AOT203")
+    return emit_same(call, x.shape, x.dtype, x.weak)
+
+
+register("nan_to_num", ("jnp",), "x, copy=True, nan=0.0, posinf=None, neginf=None", _nan_to_num,
+         doc="NaN and infinities replaced by numbers")
+
+#: `jax.image.resize` methods, with the names jax also takes for them.
+RESIZE_METHODS = ("nearest", "linear", "bilinear", "trilinear", "triangle", "cubic", "bicubic",
+                  "tricubic", "keyscubic", "lanczos3", "lanczos5")
+
+
+def _resize(call: FnCall) -> Tensor:
+    """`jax.image.resize(image, shape, method)`: any axes to the sizes given; a method
+    other than "nearest" computes in floats (an integer image comes back float32)."""
+    image = call.tensor("image")
+    shape = call.static("shape", tuple, list)
+    if not int_tree(shape) or len(shape) != image.ndim or any(d < 0 for d in shape):
+        raise call.fail(f"{call.written}: shape must be {image.ndim} sizes for "
+                        f"{image.describe()}, got {describe_value(shape)}", "AOT203")
+    method = call.static("method", str)
+    if method not in RESIZE_METHODS:
+        raise call.fail(f"{call.written}: unknown method {method!r}", "AOT203",
+                        hint=f"one of {', '.join(repr(m) for m in RESIZE_METHODS)}")
+    dtype = image.dtype if method == "nearest" or dt.is_inexact(image.dtype) else "float32"
+    return emit_same(call, tuple(shape), dtype)
+
+
+register("resize", ("jax.image",), "image, shape, method, antialias=True, precision=None",
+         _resize, doc="resize an image (any axes) by interpolation")
+
+
 def _einsum(call: FnCall) -> Tensor:
     subscripts = call.static("subscripts", str)
     ops = call.args["operands"]
@@ -597,6 +793,14 @@ def _eye(call: FnCall) -> Tensor:
 
 
 register("eye", ("jnp",), "N, M=None, k=0, dtype=None", _eye, doc="identity")
+
+
+def _identity(call: FnCall) -> Tensor:
+    n = call.int("n", minimum=0)
+    return emit_same(call, (n, n), call.dtype("dtype") or "float32")
+
+
+register("identity", ("jnp",), "n, dtype=None", _identity, doc="the n x n identity")
 register("tri", ("jnp",), "N, M=None, k=0, dtype=None", _eye, doc="lower triangle of ones")
 
 # ------------------------------------------------------------- indexing-like

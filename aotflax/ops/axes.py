@@ -738,12 +738,34 @@ def _matrices(view: OpView) -> Flow:
     x = view.first_input()
     if x is None:
         return Flow()
-    why = "decomposes the matrices it spans (qr)"
-    return _flow([(x, tuple(range(x.ndim - 2)) + (Mix(why), Mix(why)))])
+    why = "works on the matrices it spans (jnp.linalg)"
+    flows = [(t, tuple(range(t.ndim - 2)) + (Mix(why), Mix(why)) if t.ndim >= 2
+              else tuple(Mix(why) for _ in t.shape)) for t in _unique(view.tensors())]
+    return _flow(flows)
+
+
+def _every_axis(why: str) -> Callable[[OpView], Flow]:
+    """Every axis of every input mixes (`why`): positions matter across the whole array."""
+    return lambda view: _flow([_mixed(t, why) for t in _unique(view.tensors())])
+
+
+def _resize(view: OpView) -> Flow:
+    """`jax.image.resize`: an axis that keeps its size stays, a resized one mixes."""
+    x = view.first_input()
+    shape = view.bound("shape")
+    if x is None or not isinstance(shape, (tuple, list)) or len(shape) != x.ndim:
+        return Flow()
+    return _flow([(x, tuple(i if shape[i] == d else Mix("interpolates along it (resize)")
+                            for i, d in enumerate(x.shape)))])
 
 
 MATRICES = AxisRule("per matrix: the last two axes mix, the leading (batch) axes stay",
                     _matrices)
+RESIZE = AxisRule("an axis that keeps its size stays, a resized axis mixes", _resize)
+DIAGONAL = AxisRule("every axis mixes (a diagonal of two axes)",
+                    _every_axis("takes a diagonal across it"))
+GRID = AxisRule("every axis mixes (vectors spread over a grid)",
+                _every_axis("spreads it over a grid (meshgrid)"))
 
 
 # ------------------------------------------------------------- layer templates
@@ -1369,6 +1391,11 @@ RULES: dict[str, AxisRule] = {
     "jnp.cumprod": along("axis", None, "accumulates along it"),
     "jnp.linalg.norm": REDUCE,
     "jnp.linalg.qr": MATRICES,
+    **{f"jnp.linalg.{name}": MATRICES for name in ("inv", "det", "slogdet", "cholesky",
+                                                     "solve", "eigh", "svd")},
+    "jax.image.resize": RESIZE, "jnp.diagonal": DIAGONAL, "jnp.trace": DIAGONAL,
+    "jnp.meshgrid": GRID, "jnp.count_nonzero": REDUCE, "jnp.nan_to_num": ELEMENTWISE,
+    "jnp.identity": POSITIONS,
     "jnp.linspace": POSITIONS,
     "lax.pad": AxisRule("a padded axis mixes", _lax_pad),
     "lax.slice": AxisRule("an axis sliced whole stays", _lax_slice),
