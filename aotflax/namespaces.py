@@ -45,6 +45,10 @@ FORI_LOOP = object()
 LAX_MAP = object()
 #: `jax.lax.cond` (on a static predicate: the branch it picks).
 LAX_COND = object()
+#: `jax.tree_util.tree_map` (and `tree_multimap`, `jax.tree.map`) and `tree_leaves`: walks
+#: of a static structure, done at build time.
+TREE_MAP = object()
+TREE_LEAVES = object()
 SCAN_IN_DIM = object()
 ATTENTION_CACHE = object()
 #: `@nn.module`: a function that is a module's apply.
@@ -317,8 +321,12 @@ def _build_modules() -> dict[str, Any]:
     stats = Namespace("jax.scipy.stats", {"norm": norm})
     scipy = Namespace("jax.scipy", {"special": special, "stats": stats})
     image = Namespace("jax.image", _ops("jax.image", "jax.image"))
+    trees = {"tree_map": TREE_MAP, "tree_multimap": TREE_MAP, "tree_leaves": TREE_LEAVES}
+    tree_util = Namespace("jax.tree_util", dict(trees))
+    tree = Namespace("jax.tree", {"map": TREE_MAP, "leaves": TREE_LEAVES})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
-                            "ops": ops, "scipy": scipy, "image": image, "jit": StaticFunction("jax.jit"),
+                            "ops": ops, "scipy": scipy, "image": image,
+                            "tree_util": tree_util, "tree": tree, **trees, "jit": StaticFunction("jax.jit"),
                             "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP,
                             "checkpoint": CHECKPOINT, "remat": REMAT})
     np = _numpy()
@@ -353,6 +361,7 @@ def _build_modules() -> dict[str, Any]:
         "ml_collections": _ml_collections(),
         "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
         "jax.scipy.stats": stats, "jax.scipy.stats.norm": norm, "jax.image": image,
+        "jax.tree_util": tree_util, "jax.tree": tree,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
 

@@ -382,6 +382,35 @@ def split(shape: Shape, indices_or_sections: int | Sequence[int], axis: int = 0)
     return [shape[:ax] + (s,) + shape[ax + 1 :] for s in sizes]
 
 
+def array_split(shape: Shape, sections: int, axis: int = 0) -> list[Shape]:
+    """`jnp.array_split` into `sections` parts: the first `n % sections` one longer."""
+    ax = _axis_of(shape, axis)
+    if sections <= 0:
+        raise ShapeError(f"the number of sections must be positive, got {sections}")
+    n = shape[ax]
+    big, rest = divmod(n, sections)
+    sizes = [big + 1] * rest + [big] * (sections - rest)
+    return [shape[:ax] + (s,) + shape[ax + 1 :] for s in sizes]
+
+
+def kron(a: Shape, b: Shape) -> Shape:
+    """`jnp.kron`: the shapes left-padded with ones to one rank, multiplied."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    return tuple(x * y for x, y in zip(a, b))
+
+
+def atleast(shape: Shape, rank: int) -> Shape:
+    """`jnp.atleast_1d` / `2d` / `3d`: a vector becomes a row (1, n), a matrix (m, n, 1)."""
+    if len(shape) >= rank:
+        return tuple(shape)
+    if not shape:
+        return (1,) * rank
+    if len(shape) == 1:
+        return (1, shape[0], 1)[:rank] if rank == 3 else (1, shape[0])
+    return (*shape, 1)
+
+
 def tile(shape: Shape, reps: int | Sequence[int]) -> Shape:
     """`jnp.tile`: `shape` and `reps` are left-padded with ones to equal length."""
     reps_t = _as_tuple(reps)

@@ -154,3 +154,35 @@ def test_cond_on_an_array_predicate_says_so() -> None:
         """)
     assert "error[AOT361]: jax.lax.cond on an array predicate is not supported yet" in errors
     assert "hint: compute both branches and pick with jnp.where(pred, a, b)" in errors
+
+
+def test_tree_map_and_leaves_walk_static_structures() -> None:
+    m = build("""
+        class Net(nn.Module):
+            def apply(self, x):
+                tree = {"b": (x, x * 2.0), "a": [x + 1.0, None]}
+                doubled = jax.tree_util.tree_map(lambda v: v * 2.0, tree)
+                summed = jax.tree_multimap(lambda u, v: u + v, tree, doubled)
+                total = sum(jnp.sum(v) for v in jax.tree_leaves(summed))
+                return jax.tree.map(jnp.tanh, summed)["b"][1], total
+
+        aot.target("net", Net, x=aot.f32[2, 3])
+        """)
+    x = _x(2, 3)
+    tree = {"b": (x, x * 2.0), "a": [x + 1.0, None]}
+    summed = jax.tree_util.tree_map(lambda u: 3.0 * u, tree)
+    (y, total), _ = m.net.apply({}, {}, x)
+    np.testing.assert_allclose(y, np.tanh(summed["b"][1]), rtol=1e-6)
+    np.testing.assert_allclose(total, sum(np.sum(v) for v in jax.tree_util.tree_leaves(summed)),
+                               rtol=1e-5)
+
+
+def test_tree_map_over_different_structures_is_a_located_error() -> None:
+    errors = build_errors("""
+        class Net(nn.Module):
+            def apply(self, x):
+                return jax.tree_util.tree_map(lambda u, v: u + v, {"a": x}, {"b": x})
+
+        aot.target("net", Net, x=aot.f32[2, 3])
+        """)
+    assert "error[AOT203]: jax.tree_util.tree_map: the trees differ at the root" in errors

@@ -242,6 +242,20 @@ def _cumsum(call: FnCall) -> Tensor:
     return emit_same(call, shape, dt.canonicalize(dtype))
 
 
+def _lax_cumulative(call: FnCall) -> Tensor:
+    """`lax.cumsum` and friends: numbers only, the operand's shape and dtype."""
+    x = call.tensor("operand")
+    if dt.is_bool(x.dtype):
+        raise call.fail(f"{call.written} does not take bool, got {x.describe()}", "AOT202",
+                        hint="cast first, e.g. x.astype(jnp.int32)")
+    shape_rule(call, sh.normalize_axis, call.int("axis"), max(x.ndim, 1))
+    return emit_same(call, x.shape, x.dtype, x.weak)
+
+
+for _name in ("cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"):
+    register(_name, ("lax",), "operand, axis=0, reverse=False", _lax_cumulative,
+             doc=f"cumulative {_name[3:]} along an axis")
+
 register("cumsum", ("jnp",), "a, axis=None, dtype=None", _cumsum, doc="cumulative sum")
 register("cumprod", ("jnp",), "a, axis=None, dtype=None", _cumsum, doc="cumulative product")
 
@@ -381,6 +395,124 @@ def _split(call: FnCall) -> tuple[Tensor, ...]:
 
 
 register("split", ("jnp",), "ary, indices_or_sections, axis=0", _split, doc="split")
+
+
+def _array_split(call: FnCall) -> list[Tensor]:
+    x = call.tensor("ary")
+    sections = call.args["indices_or_sections"]
+    if isinstance(sections, int) and not isinstance(sections, bool):
+        shapes = shape_rule(call, sh.array_split, x.shape, sections, call.int("axis"))
+    else:  # split points: jnp.split's
+        shapes = shape_rule(call, sh.split, x.shape, sections, call.int("axis"))
+    outs = [call.out(s, x.dtype, x.weak) for s in shapes]
+    call.emit_call(outs, stem="part")
+    return outs
+
+
+register("array_split", ("jnp",), "ary, indices_or_sections, axis=0", _array_split,
+         doc="split into parts of nearly equal size (a list)")
+
+
+def _atleast(rank: int) -> Callable[[FnCall], Any]:
+    def rule(call: FnCall) -> Any:
+        xs = [call.as_tensor(v, "arys") for v in call.args["arys"]]
+        if not xs:
+            raise call.fail(f"{call.written} needs an array", "AOT202")
+        outs = [call.out(sh.atleast(x.shape, rank), x.dtype, x.weak) for x in xs]
+        call.emit_call(outs, stem=f"at_least_{rank}d")
+        return outs[0] if len(outs) == 1 else outs
+
+    return rule
+
+
+for _rank in (1, 2, 3):
+    register(f"atleast_{_rank}d", ("jnp",), "*arys", _atleast(_rank),
+             doc=f"arrays viewed with at least {_rank} dimensions")
+
+
+def _kron(call: FnCall) -> Tensor:
+    a, b = call.tensor("a"), call.tensor("b")
+    dtype, weak = dt.promote((a.dtype, a.weak), (b.dtype, b.weak))
+    return emit_same(call, sh.kron(a.shape, b.shape), dtype, weak)
+
+
+register("kron", ("jnp",), "a, b", _kron, doc="Kronecker product")
+
+
+def _select(call: FnCall) -> Tensor:
+    """`jnp.select(condlist, choicelist, default)`: the first true condition's choice,
+    elementwise; every array broadcast together, the choices and default promoted."""
+    conds, choices = call.args["condlist"], call.args["choicelist"]
+    if not isinstance(conds, (list, tuple)) or not isinstance(choices, (list, tuple)) or \
+            len(conds) != len(choices) or not conds:
+        raise call.fail(f"{call.written} needs lists of conditions and choices of one "
+                        "non-zero length", "AOT203")
+    cs = [call.as_tensor(c, "condlist") for c in conds]
+    if any(c.dtype != "bool" for c in cs):
+        raise call.fail(f"{call.written}: conditions must be bool arrays, got "
+                        f"{', '.join(c.describe() for c in cs)}", "AOT202")
+    vals = [call.as_tensor(v, "choicelist") for v in choices] + [
+        call.as_tensor(call.args["default"], "default")]
+    shape = shape_rule(call, sh.broadcast_shapes, *[t.shape for t in cs + vals])
+    dtype, weak = dt.promote(*[(v.dtype, v.weak) for v in vals])
+    return emit_same(call, shape, dtype, weak)
+
+
+register("select", ("jnp",), "condlist, choicelist, default=0", _select,
+         doc="elementwise choice by the first true condition")
+
+
+def _searchsorted(call: FnCall) -> Tensor:
+    a, v = call.tensor("a"), call.tensor("v")
+    if a.ndim != 1:
+        raise call.fail(f"{call.written} needs a sorted vector, got {a.describe()}", "AOT210")
+    if call.static("side", str) not in ("left", "right"):
+        raise call.fail(f"{call.written}: side must be 'left' or 'right'", "AOT203")
+    if call.args["sorter"] is not None:
+        raise call.fail(f"{call.written}: sorter= is not supported", "AOT203",
+                        hint="sort the vector first (jnp.sort)")
+    if call.static("method", str) not in ("scan", "scan_unrolled", "sort", "compare_all"):
+        raise call.fail(f"{call.written}: unknown method", "AOT203")
+    return emit_same(call, v.shape, "int32")
+
+
+register("searchsorted", ("jnp",), "a, v, side='left', sorter=None, *, method='scan'",
+         _searchsorted, doc="insertion indices into a sorted vector")
+
+
+def _quantile(percent: bool) -> Callable[[FnCall], Tensor]:
+    """`jnp.quantile` / `jnp.percentile`: q's shape before the reduced shape, in floats."""
+    def rule(call: FnCall) -> Tensor:
+        a = call.tensor("a")
+        q = call.args["q"]
+        if isinstance(q, Tensor):
+            q_shape = q.shape
+        elif isinstance(q, (int, float)) and not isinstance(q, bool):
+            q_shape = ()
+        elif isinstance(q, (list, tuple)) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in q):
+            q_shape = (len(q),)
+        else:
+            raise call.fail(f"{call.written}: q must be a number, numbers or an array, got "
+                            f"{describe_value(q)}", "AOT203")
+        if len(q_shape) > 1:
+            raise call.fail(f"{call.written}: q must be a number or a vector", "AOT210")
+        if call.static("method", str) not in ("linear", "lower", "higher", "midpoint",
+                                              "nearest"):
+            raise call.fail(f"{call.written}: unknown method", "AOT203")
+        if call.args["weights"] is not None:
+            raise call.fail(f"{call.written}: weights= is not supported", "AOT203")
+        shape = shape_rule(call, sh.reduce_shape, a.shape, call.args["axis"],
+                           call.bool("keepdims"))
+        return emit_same(call, (*q_shape, *shape), float_dtype(a.dtype))
+
+    return rule
+
+
+for _name, _percent in (("quantile", False), ("percentile", True)):
+    register(_name, ("jnp",), "a, q, axis=None, out=None, overwrite_input=False, "
+             "method='linear', keepdims=False, *, weights=None", _quantile(_percent),
+             doc=f"{_name}s over axes (q first in the shape)")
 
 # ------------------------------------------------------------- linear algebra
 

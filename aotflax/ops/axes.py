@@ -1396,6 +1396,17 @@ RULES: dict[str, AxisRule] = {
     "jax.image.resize": RESIZE, "jnp.diagonal": DIAGONAL, "jnp.trace": DIAGONAL,
     "jnp.meshgrid": GRID, "jnp.count_nonzero": REDUCE, "jnp.nan_to_num": ELEMENTWISE,
     "jnp.identity": POSITIONS,
+    **{f"lax.{name}": along("axis", 0, "accumulates along it") for name in (
+        "cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp")},
+    "jnp.array_split": along("axis", 0, "splits it"), "jnp.select": ELEMENTWISE,
+    **{name: AxisRule("every axis mixes", _every_axis(why)) for name, why in (
+        ("jnp.searchsorted", "searches a sorted vector (searchsorted)"),
+        ("jnp.quantile", "sorts along it (quantile)"), ("jnp.percentile", "sorts along it "
+                                                        "(percentile)"),
+        ("jnp.kron", "multiplies blocks across it (kron)"),
+        ("jnp.atleast_1d", "reshapes it (atleast_1d)"), ("jnp.atleast_2d", "reshapes it "
+                                                         "(atleast_2d)"),
+        ("jnp.atleast_3d", "reshapes it (atleast_3d)"))},
     "jnp.linspace": POSITIONS,
     "lax.pad": AxisRule("a padded axis mixes", _lax_pad),
     "lax.slice": AxisRule("an axis sliced whole stays", _lax_slice),

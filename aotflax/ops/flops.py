@@ -969,7 +969,7 @@ ELEMENTWISE = (
 _ZERO = (
     _names("jnp", "reshape transpose swapaxes moveaxis expand_dims squeeze ravel tile repeat "
            "pad flip roll broadcast_to concatenate stack vstack hstack diag diagonal meshgrid split "
-           "astype asarray "
+           "array_split atleast_1d atleast_2d atleast_3d astype asarray "
            "array zeros ones "
            "empty full zeros_like ones_like full_like arange")
     + _names("lax", "broadcast concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
@@ -1148,6 +1148,16 @@ RULES: dict[str, FlopRule] = {
     "jnp.nan_to_num": elementwise(6, "6 per element (XLA's count: the NaN and infinity tests "
                                      "and their selects)"),
     "jnp.identity": elementwise(1, "1 per element (compare)"),
+    **{f"lax.{name}": CUMSUM for name in ("cumsum", "cumprod", "cummax", "cummin")},
+    "lax.cumlogsumexp": FlopRule("3n: an exp, an add and a log per element",
+                                 lambda v: 3 * _rows(v)[0]),
+    "jnp.select": FlopRule("a select per condition per output element",
+                           lambda v: len(v.bound("condlist") or ()) * v.out_size()),
+    "jnp.searchsorted": FlopRule("ceil(log2 (n + 1)) compares per query (a binary search)",
+                                 lambda v: v.out_size() * _log2ceil(
+                                     _first_param(v)[0] + 1)),
+    "jnp.quantile": MEDIAN, "jnp.percentile": MEDIAN,
+    "jnp.kron": elementwise(1, "1 per output element (a product)"),
     "jnp.linspace": elementwise(5, "5 per element (iota, scale, offset, endpoint select)"),
     "jax.scipy.special.logsumexp": LOGSUMEXP_B,
     "nn.make_rng": FlopRule(f"{FOLD_IN} (a fold_in of the target's key)",

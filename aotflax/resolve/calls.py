@@ -84,6 +84,7 @@ from .helpers import (
     range_too_long,
     rebuild,
     replace_size,
+    result_leaves,
     static_size,
     static_truth,
     tensor_leaves,
@@ -200,6 +201,10 @@ class CallsMixin:
             return self._lax_map(args, kwargs, expr, frame)
         if func is namespaces.LAX_COND:
             return self._lax_cond(args, kwargs, expr, frame)
+        if func is namespaces.TREE_MAP:
+            return self._tree_map(args, kwargs, expr, frame)
+        if func is namespaces.TREE_LEAVES:
+            return self._tree_leaves(args, kwargs, span)
         if func is namespaces.ATTENTION_CACHE:
             if args or kwargs:
                 raise self.error("AOT372", "nn.attention.Cache() takes no arguments", span,
@@ -526,6 +531,52 @@ class CallsMixin:
                              hint="compute both branches and pick with jnp.where(pred, a, b)")
         branch, operands = branches[0] if truth else branches[1]
         return self._call(branch, list(operands), {}, expr, frame)
+
+    def _tree_map(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        """`jax.tree_util.tree_map(f, tree, *rest)`: `f` called on each leaf (with the
+        leaves at the same place in `rest`), in a tree of the same structure.  The structure
+        is static, so the walk happens at build time and the calls are emitted in jax's
+        leaf order (dicts by sorted key)."""
+        from ..ops.registry import Signature
+
+        span = expr.span
+        try:
+            b = Signature.parse("f, tree, *rest, is_leaf=None").bind(
+                "jax.tree_util.tree_map", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        if b["is_leaf"] is not None:
+            raise self.error("AOT203", "jax.tree_util.tree_map: is_leaf= is not supported",
+                             span)
+        f = b["f"]
+
+        def walk(tree: Any, rest: list, path: str) -> Any:
+            for other in rest:
+                if not _same_node(tree, other):
+                    raise self.error("AOT203", "jax.tree_util.tree_map: the trees differ "
+                                     f"at {path or 'the root'}: {describe_value(tree)} and "
+                                     f"{describe_value(other)}", span)
+            if isinstance(tree, dict):
+                return {k: walk(tree[k], [o[k] for o in rest], f"{path}[{k!r}]")
+                        for k in sorted(tree)}
+            if isinstance(tree, (tuple, list)):
+                items = [walk(v, [o[i] for o in rest], f"{path}[{i}]")
+                         for i, v in enumerate(tree)]
+                if isinstance(tree, RecordTuple):
+                    return RecordTuple.make(tree.cls, items)
+                return tuple(items) if isinstance(tree, tuple) else items
+            if tree is None:  # a node without children, as in jax
+                return None
+            return self._call(f, [tree, *rest], {}, expr, frame)
+
+        return walk(b["tree"], list(b["rest"]), "")
+
+    def _tree_leaves(self: Resolver, args: list, kwargs: dict, span: Span) -> list:
+        """`jax.tree_util.tree_leaves(tree)`: its leaves in jax's order (dicts by sorted
+        key, None no leaf)."""
+        if len(args) != 1 or set(kwargs) - {"is_leaf"} or kwargs.get("is_leaf") is not None:
+            raise self.error("AOT304", "jax.tree_util.tree_leaves takes one tree here", span)
+        return [v for v in result_leaves(args[0]) if v is not None]
 
     def _positional_names(self: Resolver, func: Any, names: tuple[str, ...], written: str,
                           shape: str, span: Span) -> tuple[str, ...]:
@@ -1217,6 +1268,18 @@ def _keyword_problem(key: Any) -> str | None:
     if not key.isidentifier() or quoting.normalize(key) != key or iskeyword(key):
         return f"the key {key[:40]!r} is not an identifier"
     return None
+
+
+def _same_node(a: Any, b: Any) -> bool:
+    """Whether two pytree nodes have one structure at this level (what tree_map needs)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and sorted(a) == sorted(b)
+    if isinstance(a, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and (
+            not isinstance(a, RecordTuple) or a.cls is b.cls)
+    if a is None:
+        return b is None
+    return not isinstance(b, (dict, tuple, list)) and b is not None
 
 
 #: The docstring of the step a scan is emitted over, by what the model file called.
