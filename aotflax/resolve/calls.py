@@ -1276,7 +1276,7 @@ def _same_node(a: Any, b: Any) -> bool:
         return isinstance(b, dict) and sorted(a) == sorted(b)
     if isinstance(a, (tuple, list)):
         return type(a) is type(b) and len(a) == len(b) and (
-            not isinstance(a, RecordTuple) or a.cls is b.cls)
+            not isinstance(a, RecordTuple) or a.cls is getattr(b, "cls", None))
     if a is None:
         return b is None
     return not isinstance(b, (dict, tuple, list)) and b is not None
