@@ -223,11 +223,12 @@ _entry("AOT104", "a target uses a module aotflax does not interpret", """
     """)
 
 _entry("AOT105", "Python internals are not available", """
-    `open`, `eval`, `exec`, `__import__`, `getattr`, `globals`, `print` and
+    `open`, `eval`, `exec`, `__import__`, `getattr`, `globals`, `input` and
     dunder attributes such as `().__class__` are Python machinery, not part of
     the DSL: a model file describes a network and is never executed.  The
     static evaluator rejects them wherever they appear (including default
-    arguments, decorators and f-strings).
+    arguments, decorators and f-strings).  (`print(...)` and `logging.info(...)`
+    are dropped: under JAX they ran once while tracing, never in the program.)
     """, """
     class Net(nn.Module):
         def apply(self, x, width=eval("4 * 4")):

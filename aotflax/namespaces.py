@@ -8,6 +8,7 @@ whole vocabulary a model file can reach: anything else is a located error.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -16,8 +17,10 @@ from .ops import REGISTRY, host
 from .ops import initializers as inits
 from .values import (
     CONV_DIMENSION_NUMBERS,
+    DTYPE_KINDS,
     AbstractType,
     DType,
+    DTypeKind,
     IndexMaker,
     ModuleRef,
     Namespace,
@@ -87,7 +90,9 @@ def _numpy() -> Namespace:
         single=DType("float32", host=True), half=DType("float16", host=True),
         pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, euler_gamma=0.5772156649015329,
         newaxis=None, ndarray=TypeHint("ndarray"), s_=IndexMaker("np.s_"),
-        index_exp=IndexMaker("np.index_exp"))
+        index_exp=IndexMaker("np.index_exp"), finfo=StaticFunction("numpy.finfo"),
+        iinfo=StaticFunction("numpy.iinfo"), issubdtype=StaticFunction("numpy.issubdtype"),
+        **{n: DTypeKind(n) for n in DTYPE_KINDS})
     # numpy's legacy global random functions, drawn at build time (`ops.host.random_draw`)
     members["random"] = Namespace("numpy.random", {
         n: StaticFunction(f"numpy.random.{n}") for n in ("seed", *host.RANDOM_FUNCTIONS)})
@@ -152,6 +157,8 @@ BUILTINS = _static({
 })
 # iterators are values of the interpreter (`values.StaticIterator`), never Python's own
 BUILTINS.update(iter=StaticFunction("builtins.iter"), next=StaticFunction("builtins.next"))
+# `print(x.shape)` ran once while JAX traced, never in the program: dropped, like logging
+BUILTINS["print"] = StaticFunction("logging.print")
 
 
 def namespace_for(module: str, member: str | None) -> Any:
@@ -281,6 +288,9 @@ def _jnp() -> Namespace:
     members.update(_dtypes())
     members.update(pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, newaxis=None)
     members["linalg"] = Namespace("jnp.linalg", _ops("jnp.linalg", "jnp.linalg"))
+    members.update(finfo=StaticFunction("numpy.finfo"), iinfo=StaticFunction("numpy.iinfo"),
+                   issubdtype=StaticFunction("numpy.issubdtype"),
+                   **{n: DTypeKind(n) for n in DTYPE_KINDS})
     return Namespace("jnp", members)
 
 
@@ -393,6 +403,24 @@ def _logging() -> Namespace:
 
 _MODULES = _build_modules()
 _MODULES["logging"] = _logging()
+#: The functions of Python's `operator` module, by the expression each one is.
+OPERATOR_BINARY = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//",
+                   "mod": "%", "pow": "**", "matmul": "@", "and_": "&", "or_": "|", "xor": "^",
+                   "lshift": "<<", "rshift": ">>"}
+OPERATOR_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+                    "contains": "in", "is_": "is", "is_not": "is not"}
+OPERATOR_UNARY = {"neg": "-", "pos": "+", "invert": "~", "inv": "~", "not_": "not"}
+# `functools.reduce(operator.mul, shape, 1)`: each is the expression it stands for
+# (resolve/records.py)
+_MODULES["operator"] = Namespace("operator", {
+    n: StaticFunction(f"operator.{n}")
+    for n in (*OPERATOR_BINARY, *OPERATOR_COMPARE, *OPERATOR_UNARY, "getitem", "truth")})
+#: `itertools`' finite functions, evaluated at build time like the builtins (each result
+#: is bounded before it is made whole: resolve's `_call_static`).
+ITERTOOLS = ("product", "chain", "combinations", "combinations_with_replacement",
+             "permutations", "repeat", "zip_longest", "islice", "accumulate", "starmap")
+_MODULES["itertools"] = Namespace("itertools", {
+    n: StaticBuiltin(f"itertools.{n}", getattr(itertools, n)) for n in ITERTOOLS if n != "starmap"})
 _MODULES["absl"] = Namespace("absl", {"logging": _MODULES["logging"]})
 _MODULES["absl.logging"] = _MODULES["logging"]
 

@@ -99,7 +99,7 @@ CANARIES: dict[str, str] = {
         aot.target("net", Net, x=aot.f32[2, 8])
     """,
     "helper_default_argument": """
-        def helper(x, log=print("ran")):  # E: AOT105 'print'
+        def helper(x, log=input("ran")):  # E: AOT105 'input'
             return x
 
         class Net(nn.Module):
@@ -206,7 +206,7 @@ CANARIES: dict[str, str] = {
         aot.target("scale", Scale, x=aot.f32[2, 8])
     """,
     "initializer_default": """
-        def my_init(key, shape, dtype, log=print("ran")):  # E: AOT105 'print'
+        def my_init(key, shape, dtype, log=input("ran")):  # E: AOT105 'input'
             return jnp.zeros(shape, dtype)
 
 

@@ -24,7 +24,7 @@ def _x(*shape: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def test_logging_calls_are_evaluated_and_dropped() -> None:
+def test_logging_calls_are_evaluated_and_dropped(capsys: pytest.CaptureFixture) -> None:
     m = build("""
     from absl import logging
     import logging as pylog
@@ -35,12 +35,15 @@ def test_logging_calls_are_evaluated_and_dropped() -> None:
             logging.info("input %s", x.shape)
             pylog.warning(x)
             logging.vlog(1, "deep")
+            print("shape of x:", x.shape, x, sep=" ")  # debugging prints: dropped too
             done = logging.info(x)
             return nn.Dense(x, 3) if done is None else x
 
     aot.target("t", M, x=aot.f32[2, 4])
     """)
-    assert "logging" not in m.__aotflax_text__.split('"""', 2)[2].replace("# ", "")
+    code = m.__aotflax_text__.split('"""', 2)[2]
+    assert "logging" not in code.replace("# ", "") and "print(" not in code
+    assert "shape of x" not in capsys.readouterr().out  # the build printed nothing
     params, _ = m.t.init(jax.random.key(0))
     x = _x(2, 4)
     y, _ = m.t.apply(params, {}, x)
@@ -611,3 +614,84 @@ def test_flax_struct_dataclasses_are_frozen_configs() -> None:
     aot.target("t", M, x=aot.f32[2, 3])
     """)
     assert "cannot set field 'width' of the frozen Config" in out, out
+
+
+PYTHON_IDIOMS = """
+import functools
+import itertools
+import operator
+from typing import Any, Callable, Tuple
+
+import numpy as np
+
+Array = Any
+Shape = Tuple[int, ...]
+ActFn = Callable[[Array], Array]
+
+
+class Net(nn.Module):
+    def apply(self, x, dtype: Any = jnp.float32):
+        n = functools.reduce(operator.mul, x.shape[1:], 1)
+        names = [f"{a}{b}" for a, b in itertools.product("ab", range(2))]
+        for name, w in zip(names, itertools.chain((3,), (4, 5), [6])):
+            x = nn.Dense(x, w, name=name)
+        big_neg = jnp.finfo(dtype).min
+        top = jnp.iinfo(jnp.int8).max
+        x = jnp.where(x > 0, x, big_neg) if jnp.issubdtype(x.dtype, jnp.floating) else x
+        scale = (1.0 / np.sqrt(n)).astype(np.float32)
+        return jnp.maximum(x, -1.0) * scale + operator.neg(top) * 0.0, operator.getitem(x, 0)
+
+aot.target("net", Net, x=aot.f32[2, 3, 2])
+"""
+
+
+def test_operator_itertools_finfo_and_numpy_scalars_as_python_evaluates_them() -> None:
+    m = build(PYTHON_IDIOMS)
+    params, _ = m.net.init(jax.random.key(0))
+    assert list(params) == ["a0", "a1", "b0", "b1"]  # itertools.product's order
+    assert [params[k]["kernel"].shape[1] for k in params] == [3, 4, 5, 6]  # itertools.chain
+    x = _x(2, 3, 2)
+    (y, first), _ = m.net.apply(params, {}, x)
+    h = x
+    for k in params:
+        h = h @ np.asarray(params[k]["kernel"]) + np.asarray(params[k]["bias"])
+    h = np.where(h > 0, h, np.finfo(np.float32).min)
+    np.testing.assert_allclose(y, np.maximum(h, -1.0) * np.float32(1 / np.sqrt(6)),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(first, h[0], rtol=1e-5)
+    assert "np.float32(-3.4028234663852886e+38)" in m.__aotflax_text__  # finfo's numpy scalar
+
+
+def test_type_aliases_are_not_reported_as_skipped() -> None:
+    path = write_model(PYTHON_IDIOMS)
+    report = front_end([path], path.parent)
+    assert not report.diagnostics
+    assert [w.message for w in report.warnings if w.code == "AOT950"] == []
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("jnp.finfo(jnp.int32).max", "jnp.finfo needs a floating dtype, got dtype int32"),
+    ("jnp.iinfo(x).max", "jnp.iinfo needs an integer dtype, got array f32[2, 3]"),
+    ("jnp.issubdtype(x, 3)", "jnp.issubdtype needs dtypes"),
+    ("operator.add(x)", "operator.add takes 2 positional arguments, got 1"),
+    ("len(list(itertools.product(range(1000), range(1000))))", "is too long to unroll"),
+    ("len(list(itertools.repeat(1)))", "itertools.repeat() is too long to unroll"),
+    ("np.float32(2.0).astype(jnp.bfloat16)", "astype(): numpy cannot convert to dtype "
+     "bfloat16"),
+])
+def test_python_idiom_misuses_are_located(expr: str, message: str) -> None:
+    errors = build_errors(f"""
+    import itertools
+    import operator
+
+    import numpy as np
+
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return x * {expr}
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert message in errors, errors
+    assert errors.startswith(errors.split(":")[0]) and "error[AOT" in errors.splitlines()[0]

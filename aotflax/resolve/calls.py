@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import itertools
 from keyword import iskeyword
 from typing import TYPE_CHECKING, Any
 
@@ -738,8 +739,10 @@ class CallsMixin:
                 isinstance(args[0], dict):
             args = [list(args[0])]  # a dict iterates its keys, which are static
         for a in list(args) + list(kwargs.values()):
-            if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
-                                                    "reversed", "isinstance", "dict"):
+            if not is_static(a) and fn.name not in (
+                    "len", "tuple", "list", "enumerate", "zip", "reversed", "isinstance", "dict") \
+                    and not (fn.name.startswith("itertools.") and
+                             fn.name != "itertools.accumulate"):  # these only arrange items
                 raise self.error("AOT349", f"{fn.name}() is evaluated at build time and needs "
                                  f"static arguments, got {describe_value(a)}", span,
                                  hint="use the jnp function for arrays (jnp.maximum, ...)")
@@ -760,6 +763,11 @@ class CallsMixin:
         read = self._builtin_read(fn.name, args, kwargs, span)
         try:
             result = fn.fn(*args, **kwargs)
+            if fn.name.startswith("itertools."):  # bounded before it is made whole
+                result = list(itertools.islice(result, MAX_UNROLL + 1))
+                if len(result) > MAX_UNROLL:
+                    raise self.error("AOT330", f"{fn.name}() is too long to unroll (more than "
+                                     f"{MAX_UNROLL:,} items)", span)
             if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
                 result = list(result)  # lazy ones fail here (map over a model function)
         except Exception as e:  # a static builtin failed on user values

@@ -9,7 +9,7 @@ from .. import dtypes as dt
 from .. import ir, namespaces, safety
 from ..diagnostics import Span
 from ..ops import REGISTRY, CallError
-from ..ops.host import HostArray
+from ..ops.host import HOST_DTYPES, HostArray, is_numpy_scalar
 from ..ops.operators import NO_INDEX, AtIndex
 from ..program import (
     Code,
@@ -83,6 +83,23 @@ _EVAL: dict[type, Callable[..., Any]] = {}
 
 #: Static comparisons that read their operands whole (`is` does not).
 _READING_COMPARE = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not in"})
+
+
+def _scalar_astype(value: Any, dtype: Any) -> Any:
+    """`np.sqrt(d).astype(np.float32)`: a numpy scalar converted at build time."""
+    name = dtype.name if isinstance(dtype, DType) else dtype
+    if name not in HOST_DTYPES:
+        raise TypeError(f"numpy cannot convert to {describe_value(dtype)} here")
+    return value.astype(name)
+
+
+#: Attributes of numpy scalars (`np.float32(2.0).dtype`, `np.sqrt(d).astype(np.float32)`).
+_SCALAR_ATTRIBUTES: dict[str, Callable[[Any], Any]] = {
+    "dtype": lambda v: DType(str(v.dtype)),
+    "shape": lambda v: (), "ndim": lambda v: 0, "size": lambda v: 1,
+    "item": lambda v: StaticBuiltin("item", lambda: v.item()),
+    "astype": lambda v: StaticBuiltin("astype", lambda dtype: _scalar_astype(v, dtype)),
+}
 
 
 class ExpressionsMixin:
@@ -473,6 +490,8 @@ class ExpressionsMixin:
             return self._cache_attribute(value, attr, span)
         if isinstance(value, AtIndex):
             return self._at_method(value, attr, span)
+        if is_numpy_scalar(value) and attr in _SCALAR_ATTRIBUTES:
+            return _SCALAR_ATTRIBUTES[attr](value)
         raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
 
     def _at_method(self: Resolver, value: AtIndex, attr: str, span: Span) -> BoundMethod:
