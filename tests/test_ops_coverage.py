@@ -154,6 +154,16 @@ _SHAPES = [
     'jnp.percentile(f, 40, axis=0, keepdims=True, method="nearest")',
     "jax.lax.cumsum({x}, axis=1)", "jax.lax.cumprod({x}, reverse=True)", "jax.lax.cummax({x})",
     "jax.lax.cummin({x}, 1, True)", "jax.lax.cumlogsumexp(f, axis=1)",
+    "jax.lax.reshape({x}, (4, 3))", "jax.lax.reshape({x}, (12,), dimensions=(1, 0))",
+    "jax.lax.transpose({x}, (1, 0))", "jax.lax.squeeze({x}[None], (0,))",
+    "jax.lax.expand_dims({x}, (0, 2))", "jax.lax.rev({x}, (1,))",
+    "jax.lax.broadcast_in_dim({x}[0], (2, 4), (1,))", "jax.lax.broadcast_in_dim({x}[:1], (2, 5, 4), (0, 2))",
+    "jax.lax.iota(jnp.int32, 5)", "jax.lax.iota(jnp.float32, 3)", "jax.lax.full((2, 3), {s})",
+    "jax.lax.full((2,), 1.5, dtype=jnp.bfloat16)", "jax.lax.integer_pow({x}, 3)",
+    "jax.lax.integer_pow(f, -2)", "jax.lax.clamp(f[0, 0], f, f[1, 1])",
+    "jax.lax.clamp(0.0, f, 1.0)", "jax.lax.argmax({x}, 1, jnp.int32)",
+    "jax.lax.argmin({x}, 0, jnp.int32)", "jax.lax.batch_matmul(q, jnp.swapaxes(q, 2, 3))",
+    "jnp.round({x}, 1)", "jnp.round(f * 100, decimals=-1)",
     "jnp.where(b, {x}, {y})", "jnp.where({x} > 1, {x}, 0)", "jnp.clip({x}, {s}, 5)",
     "jnp.take({x}, n, axis=1)", "jnp.take({x}, n)",
     "jnp.take_along_axis({x}, jnp.argsort(f, axis=1), axis=1)", "jnp.sort({x}, axis=0)",
@@ -193,7 +203,10 @@ _NN = ["jax.nn.one_hot(n, 4)", "nn.one_hot(n, 3, dtype=jnp.int32)", "jax.nn.soft
        'jax.image.resize(img, (1, 8, 7, 2), "bilinear")',
        'jax.image.resize(img, (1, 3, 3, 2), method="lanczos3", antialias=False)',
        'jax.image.resize(img, (2, 10, 10, 1), "nearest")', 'jax.image.resize({x}, (6, 2), "cubic")',
-       'jax.image.resize({x}, (5, 8), "nearest")']
+       'jax.image.resize({x}, (5, 8), "nearest")',
+       "jax.lax.conv(jnp.transpose(img, (0, 3, 1, 2)), jnp.transpose(ker, (3, 2, 0, 1)), (1, 1), 'SAME')",
+       "jax.lax.conv_with_general_padding(jnp.transpose(img, (0, 3, 1, 2)), "
+       "jnp.transpose(ker, (3, 2, 0, 1)), (2, 1), ((1, 0), (0, 1)), (1, 1), (2, 1))"]
 
 _PAD = ["jnp.pad({x}, ((1, 0), (0, 2)))", "jnp.pad({x}, 1, constant_values={s})",
         'jnp.pad({x}, ((0, 0), (1, 0)), mode="constant", constant_values=((0, 0), (7, 0)))',

@@ -229,6 +229,146 @@ register("repeat", ("jnp",), "a, repeats, axis=None, *, total_repeat_length=None
 register("flip", ("jnp",), "m, axis=None", simple(lambda s, a: s, "axis"), doc="reverse")
 register("roll", ("jnp",), "a, shift, axis=None", simple(lambda s, a, b: s, "shift", "axis"),
          doc="roll")
+# ------------------------------------------------------------- lax's strict layout ops
+
+
+def _lax_layout(fn: Callable[..., tuple[int, ...]], *names: str) -> Callable[[FnCall], Tensor]:
+    """A lax layout op (`lax.transpose(x, permutation)`): the shape function of its jnp
+    counterpart on the static arguments `names`; the operand's dtype and weak type."""
+    def rule(call: FnCall) -> Tensor:
+        x = call.tensor(call.entry.signature.params[0].name)
+        args = []
+        for n in names:
+            a = call.args[n]
+            if not (a is None or int_tree(a)):
+                raise call.fail(f"{call.written}: '{n}' must be ints, got {describe_value(a)}",
+                                "AOT203")
+            args.append(tuple(a) if isinstance(a, list) else a)
+        return emit_same(call, tuple(shape_rule(call, fn, x.shape, *args)), x.dtype, x.weak)
+
+    return rule
+
+
+def _lax_reshape_shape(shape: tuple[int, ...], new_sizes: tuple[int, ...],
+                       dimensions: tuple[int, ...] | None) -> tuple[int, ...]:
+    if any(d < 0 for d in new_sizes):
+        raise sh.ShapeError(f"lax.reshape takes no -1: sizes {new_sizes}")
+    if dimensions is not None:
+        shape = sh.transpose(shape, dimensions)
+    return sh.reshape(shape, tuple(new_sizes))
+
+
+def _broadcast_in_dim_shape(shape: tuple[int, ...], out: tuple[int, ...],
+                            dims: tuple[int, ...]) -> tuple[int, ...]:
+    if len(dims) != len(shape) or len(set(dims)) != len(dims) or list(dims) != sorted(dims) \
+            or any(not 0 <= d < len(out) or shape[i] not in (1, out[d])
+                   for i, d in enumerate(dims)):
+        raise sh.ShapeError(f"cannot broadcast {shape} into {out} along dimensions {dims}")
+    return tuple(out)
+
+
+register("reshape", ("lax",), "operand, new_sizes, dimensions=None",
+         _lax_layout(_lax_reshape_shape, "new_sizes", "dimensions"),
+         doc="reshape to exact sizes (after an optional transpose)")
+register("transpose", ("lax",), "operand, permutation", _lax_layout(sh.transpose, "permutation"),
+         doc="permute axes")
+register("squeeze", ("lax",), "array, dimensions", _lax_layout(sh.squeeze, "dimensions"),
+         doc="remove size-1 axes")
+register("expand_dims", ("lax",), "array, dimensions", _lax_layout(sh.expand_dims, "dimensions"),
+         doc="insert size-1 axes")
+register("rev", ("lax",), "operand, dimensions", _lax_layout(lambda s, d: s, "dimensions"),
+         doc="reverse along axes")
+register("broadcast_in_dim", ("lax",), "operand, shape, broadcast_dimensions, *, sharding=None",
+         _lax_layout(_broadcast_in_dim_shape, "shape", "broadcast_dimensions"),
+         doc="broadcast to a shape, each axis to the output axis given")
+
+
+def _iota(call: FnCall) -> Tensor:
+    dtype = call.dtype("dtype", allow_none=False)
+    return emit_same(call, (call.int("size", minimum=0),), dtype)
+
+
+register("iota", ("lax",), "dtype, size, dimension=0, sharding=None", _iota,
+         doc="0, 1, ..., size - 1")
+
+
+def _lax_full(call: FnCall) -> Tensor:
+    shape = call.ints("shape", scalar_ok=True)
+    fv = call.aval("fill_value")
+    if fv[0]:
+        raise call.fail(f"{call.written}: fill_value must be a scalar, got {fv[0]}", "AOT210")
+    given = call.dtype("dtype")
+    dtype, weak = (given, False) if given is not None else (fv[1], fv[2])
+    return emit_same(call, tuple(shape), dt.canonicalize(dtype), weak)
+
+
+register("full", ("lax",), "shape, fill_value, dtype=None, *, sharding=None", _lax_full,
+         doc="an array of one value")
+
+
+def _integer_pow(call: FnCall) -> Tensor:
+    x = call.tensor("x")
+    y = call.args["y"]
+    if not isinstance(y, int) or isinstance(y, bool):
+        raise call.fail(f"{call.written}: y must be a static int, got {describe_value(y)}",
+                        "AOT203")
+    if dt.is_bool(x.dtype) or (y < 0 and dt.is_integer(x.dtype)):
+        raise call.fail(f"{call.written} cannot raise {x.describe()} to {y}", "AOT202")
+    return emit_same(call, x.shape, x.dtype, x.weak)
+
+
+register("integer_pow", ("lax",), "x, y", _integer_pow, doc="x to a static integer power")
+
+
+def _clamp(call: FnCall) -> Tensor:
+    lo, x, hi = call.tensor("min"), call.tensor("x"), call.tensor("max")
+    for b in (lo, hi):
+        if b.shape not in ((), x.shape):
+            raise call.fail(f"{call.written}: bounds must be scalars or of x's shape, got "
+                            f"{b.describe()} for {x.describe()}", "AOT210")
+    if {lo.dtype, hi.dtype} != {x.dtype} and not (lo.weak and hi.weak):
+        raise call.fail(f"{call.written} needs bounds of x's dtype, got {lo.describe()}, "
+                        f"{x.describe()}, {hi.describe()}", "AOT201")
+    return emit_same(call, x.shape, x.dtype, x.weak)
+
+
+register("clamp", ("lax",), "min, x, max", _clamp, doc="clip between bounds (lax's order)")
+
+
+def _lax_argmax(call: FnCall) -> Tensor:
+    x = call.tensor("operand")
+    axis = call.int("axis")
+    if not 0 <= axis < x.ndim:
+        raise call.fail(f"{call.written}: axis {axis} is out of range for {x.describe()}",
+                        "AOT210")
+    dtype = call.dtype("index_dtype", allow_none=False)
+    if not dt.is_integer(dtype):
+        raise call.fail(f"{call.written}: index_dtype must be an integer dtype", "AOT203")
+    return emit_same(call, x.shape[:axis] + x.shape[axis + 1:], dtype)
+
+
+register("argmax", ("lax",), "operand, axis, index_dtype", _lax_argmax,
+         doc="index of the largest value along an axis")
+register("argmin", ("lax",), "operand, axis, index_dtype", _lax_argmax,
+         doc="index of the smallest value along an axis")
+
+
+def _batch_matmul(call: FnCall) -> Tensor:
+    a, b = call.tensor("lhs"), call.tensor("rhs")
+    if a.ndim < 2 or a.ndim != b.ndim or a.shape[:-2] != b.shape[:-2] or \
+            a.shape[-1] != b.shape[-2]:
+        raise call.fail(f"{call.written} needs [..., m, k] and [..., k, n] with one batch "
+                        f"shape, got {a.describe()} and {b.describe()}", "AOT210")
+    if a.dtype != b.dtype:
+        raise call.fail(f"{call.written} needs operands of one dtype, got {a.describe()} and "
+                        f"{b.describe()}", "AOT201")
+    return emit_same(call, (*a.shape[:-1], b.shape[-1]), a.dtype, a.weak and b.weak)
+
+
+register("batch_matmul", ("lax",), "lhs, rhs, precision=None", _batch_matmul,
+         doc="batched matrix product (one batch shape, one dtype)")
+
+
 def _cumsum(call: FnCall) -> Tensor:
     """`jnp.cumsum`: bool counts as int32 (other dtypes stay, unlike sum); strong."""
     x = call.tensor("a")

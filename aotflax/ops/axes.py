@@ -761,6 +761,23 @@ def _resize(view: OpView) -> Flow:
 
 MATRICES = AxisRule("per matrix: the last two axes mix, the leading (batch) axes stay",
                     _matrices)
+def _broadcast_in_dim(view: OpView) -> Flow:
+    """`lax.broadcast_in_dim`: input axis i goes to output axis `broadcast_dimensions[i]`
+    (none where a size-1 axis is broadcast)."""
+    x, out, dims = view.first_input(), _out(view), view.bound("broadcast_dimensions")
+    if x is None or out is None or not isinstance(dims, (tuple, list)) or len(dims) != x.ndim:
+        return Flow(sizes=True)
+    return _flow([(x, tuple(None if x.shape[i] == 1 and out.shape[d] != 1 else d
+                            for i, d in enumerate(dims)))], zeros="aligned", sizes=True)
+
+
+def _lax_transpose(view: OpView) -> Flow:
+    x, perm = view.first_input(), view.bound("permutation")
+    if x is None or not isinstance(perm, (tuple, list)) or sorted(perm) != list(range(x.ndim)):
+        return Flow()
+    return _permute(view, list(perm))
+
+
 RESIZE = AxisRule("an axis that keeps its size stays, a resized axis mixes", _resize)
 DIAGONAL = AxisRule("every axis mixes (a diagonal of two axes)",
                     _every_axis("takes a diagonal across it"))
@@ -1396,6 +1413,17 @@ RULES: dict[str, AxisRule] = {
     "jax.image.resize": RESIZE, "jnp.diagonal": DIAGONAL, "jnp.trace": DIAGONAL,
     "jnp.meshgrid": GRID, "jnp.count_nonzero": REDUCE, "jnp.nan_to_num": ELEMENTWISE,
     "jnp.identity": POSITIONS,
+    "lax.reshape": RESHAPE, "lax.squeeze": LAYOUT, "lax.expand_dims": LAYOUT,
+    "lax.transpose": AxisRule("permutes axes", _lax_transpose),
+    "lax.broadcast_in_dim": AxisRule("each axis to the output axis it is broadcast to",
+                                     _broadcast_in_dim),
+    "lax.rev": along("dimensions", None, "reverses it"), "lax.iota": POSITIONS,
+    "lax.full": CREATE, "lax.integer_pow": ELEMENTWISE, "lax.clamp": ELEMENTWISE,
+    "lax.argmax": REDUCE, "lax.argmin": REDUCE,
+    "lax.batch_matmul": AxisRule("batch and row/column axes stay; k is contracted",
+                                 lambda v: _flow(_matmul_axes(v.bound("lhs"), v.bound("rhs"),
+                                                              _out(v)))),
+
     **{f"lax.{name}": along("axis", 0, "accumulates along it") for name in (
         "cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp")},
     "jnp.array_split": along("axis", 0, "splits it"), "jnp.select": ELEMENTWISE,
@@ -1421,7 +1449,8 @@ RULES: dict[str, AxisRule] = {
     **{name: AxisRule("the segmented axes mix; the others stay", _segment)
        for name in _names("jax.ops", "segment_sum segment_max segment_min segment_prod")},
     **{name: AxisRule("the batch axis stays; spatial and feature axes mix", _lax_conv)
-       for name in ("lax.conv_general_dilated", "lax.conv_transpose")},
+       for name in ("lax.conv_general_dilated", "lax.conv_transpose", "lax.conv",
+                    "lax.conv_with_general_padding")},
     **{f"at.{name}": AxisRule("an axis indexed by a whole slice or a non-negative int "
                               "stays", _at_update)
        for name in "set add subtract multiply mul divide power min max".split()},

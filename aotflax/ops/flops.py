@@ -294,6 +294,15 @@ RESIZE = FlopRule("0 for \"nearest\" (a gather); else, for each axis that change
                   "weight matrix; the weights themselves not counted)", _resize)
 
 
+def _integer_pow_cost(y: Any) -> int:
+    """Multiplications of `x ** y` by repeated squaring (as XLA expands integer_pow)."""
+    if not isinstance(y, int) or y == 0:
+        return 0
+    n = abs(y)
+    cost = n.bit_length() - 1 + bin(n).count("1") - 1
+    return cost + (1 if y < 0 else 0)
+
+
 def _index_elements(view: OpView, name: str) -> int:
     value = view.bound(name)
     return sh.size(value.shape) if isinstance(value, Tensor) else len(_flat(value))
@@ -972,6 +981,7 @@ _ZERO = (
            "array_split atleast_1d atleast_2d atleast_3d astype asarray "
            "array zeros ones "
            "empty full zeros_like ones_like full_like arange")
+    + _names("lax", "reshape transpose squeeze expand_dims rev broadcast_in_dim full")
     + _names("lax", "broadcast concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
              "dynamic_slice_in_dim dynamic_index_in_dim dynamic_update_slice "
              "dynamic_update_slice_in_dim dynamic_update_index_in_dim")
@@ -1158,6 +1168,13 @@ RULES: dict[str, FlopRule] = {
                                      _first_param(v)[0] + 1)),
     "jnp.quantile": MEDIAN, "jnp.percentile": MEDIAN,
     "jnp.kron": elementwise(1, "1 per output element (a product)"),
+    "lax.clamp": elementwise(2, "2 per element (a max and a min)"),
+    "lax.integer_pow": FlopRule("per element, the multiplications of repeated squaring "
+                                "(|y| - 1 for |y| <= 2; bits + ones - 2 above), + 1 for y < 0",
+                                lambda v: v.out_size() * _integer_pow_cost(v.bound("y"))),
+    "lax.argmax": ARG_REDUCE, "lax.argmin": ARG_REDUCE, "lax.batch_matmul": MATMUL,
+    "lax.conv": LAX_CONV, "lax.conv_with_general_padding": LAX_CONV,
+    "lax.iota": elementwise(1, "1 per element (iota)"),
     "jnp.linspace": elementwise(5, "5 per element (iota, scale, offset, endpoint select)"),
     "jax.scipy.special.logsumexp": LOGSUMEXP_B,
     "nn.make_rng": FlopRule(f"{FOLD_IN} (a fold_in of the target's key)",
