@@ -850,6 +850,13 @@ def _windowed(
     )
 
 
+def reduce_window_shape(shape: Shape, window: Sequence[int], strides: Sequence[int],
+                        padding: Padding) -> Shape:
+    """`lax.reduce_window`'s output: a window over every axis, padded as `padding` says."""
+    pads = padtype_to_pads(shape, window, strides, padding)
+    return _windowed(shape, window, strides, pads)
+
+
 def conv_permutations(ndim: int, numbers: Sequence[Any]
                       ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """(lhs, rhs, out) permutations to (batch, feature, *spatial) of three layout strings

@@ -164,6 +164,11 @@ _SHAPES = [
     "jax.lax.clamp(0.0, f, 1.0)", "jax.lax.argmax({x}, 1, jnp.int32)",
     "jax.lax.argmin({x}, 0, jnp.int32)", "jax.lax.batch_matmul(q, jnp.swapaxes(q, 2, 3))",
     "jnp.round({x}, 1)", "jnp.round(f * 100, decimals=-1)",
+    "jax.lax.sort({x}, dimension=0)", "jax.lax.sort(f)",
+    "jnp.interp({x}, v, p[0])", "jnp.interp(f, jnp.sort(v), v, left=0.0, right=1.0)",
+    "jnp.digitize({x}, jnp.sort(v))", "jnp.digitize(f, v[:2], right=True)",
+    "jnp.cross(f[:, :3], p[:, 1:])", "jnp.cross({x}[:, :2], f[:, :2])", "jnp.allclose({x}, {y})",
+    "jnp.logspace(0, 2, 4)", "jnp.logspace(1, 3, 3, base=2.0, endpoint=False)",
     "jnp.where(b, {x}, {y})", "jnp.where({x} > 1, {x}, 0)", "jnp.clip({x}, {s}, 5)",
     "jnp.take({x}, n, axis=1)", "jnp.take({x}, n)",
     "jnp.take_along_axis({x}, jnp.argsort(f, axis=1), axis=1)", "jnp.sort({x}, axis=0)",
@@ -204,6 +209,9 @@ _NN = ["jax.nn.one_hot(n, 4)", "nn.one_hot(n, 3, dtype=jnp.int32)", "jax.nn.soft
        'jax.image.resize(img, (1, 3, 3, 2), method="lanczos3", antialias=False)',
        'jax.image.resize(img, (2, 10, 10, 1), "nearest")', 'jax.image.resize({x}, (6, 2), "cubic")',
        'jax.image.resize({x}, (5, 8), "nearest")',
+       "jax.lax.reduce_window(img, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), 'SAME')",
+       "jax.lax.reduce_window(img, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 1, 1, 1), 'VALID')",
+       "jax.lax.reduce_window({x}, 1, jnp.multiply, (2, 1), None, ((0, 1), (1, 0)))",
        "jax.lax.conv(jnp.transpose(img, (0, 3, 1, 2)), jnp.transpose(ker, (3, 2, 0, 1)), (1, 1), 'SAME')",
        "jax.lax.conv_with_general_padding(jnp.transpose(img, (0, 3, 1, 2)), "
        "jnp.transpose(ker, (3, 2, 0, 1)), (2, 1), ((1, 0), (0, 1)), (1, 1), (2, 1))"]

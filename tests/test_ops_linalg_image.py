@@ -94,3 +94,38 @@ def test_misuses_are_located_errors(expr: str, message: str) -> None:
     first = errors.splitlines()[0]
     assert ":8:" in first and "error[AOT" in first, errors
     assert message in errors, errors
+
+
+def test_pooling_written_with_reduce_window_equals_linen() -> None:
+    """flax.nn's own pooling, as files copied it: lax.reduce_window over (1, *window, 1)."""
+    m = build("""
+        def pool(inputs, init, reduce_fn, window_shape, strides, padding):
+            dims = (1,) + window_shape + (1,)
+            strides = (1,) + strides + (1,)
+            return jax.lax.reduce_window(inputs, init, reduce_fn, dims, strides, padding)
+
+        class Net(nn.Module):
+            def apply(self, x):
+                y = pool(x, -jnp.inf, jax.lax.max, (3, 3), (2, 2), "SAME")
+                z = pool(x, 0.0, jax.lax.add, (2, 2), (2, 2), "VALID") / 4.0
+                return y, z
+
+        aot.target("net", Net, x=aot.f32[2, 6, 6, 3])
+        """)
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 3)).astype(np.float32)
+    (y, z), _ = m.net.apply({}, {}, x)
+    np.testing.assert_allclose(y, linen.max_pool(x, (3, 3), (2, 2), "SAME"), rtol=1e-6)
+    np.testing.assert_allclose(z, linen.avg_pool(x, (2, 2), (2, 2), "VALID"), rtol=1e-6)
+    assert "jax.lax.reduce_window(x, -jnp.inf, jax.lax.max," in m.__aotflax_text__ or \
+        "jax.lax.max" in m.__aotflax_text__
+
+
+def test_reduce_window_takes_lax_monoids_only() -> None:
+    errors = build_errors("""
+        class Net(nn.Module):
+            def apply(self, x):
+                return jax.lax.reduce_window(x, 0.0, lambda a, b: a + b, (1, 2), (1, 2), "VALID")
+
+        aot.target("net", Net, x=aot.f32[2, 4])
+        """)
+    assert "error[AOT203]: jax.lax.reduce_window: computation must be one of jnp.add" in errors

@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 from .. import dtypes as dt
 from .. import shapes as sh
-from ..program import Tensor, describe
-from ..values import DType, describe_value
-from .calls import FnCall, aval_of, remember_ints, static_argument_error
+from ..program import Code, Tensor, describe
+from ..values import DType, OpRef, describe_value
+from .calls import FnCall, aval_of, remember_ints, static_argument_error, value_code
 from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
@@ -369,6 +369,132 @@ register("batch_matmul", ("lax",), "lhs, rhs, precision=None", _batch_matmul,
          doc="batched matrix product (one batch shape, one dtype)")
 
 
+#: The reductions `lax.reduce_window` takes, by the entry a model names them with.
+REDUCE_WINDOW_FUNCTIONS = frozenset({"lax.add", "lax.max", "lax.min", "lax.mul", "jnp.add",
+                                     "jnp.maximum", "jnp.minimum", "jnp.multiply"})
+
+
+def _reduce_window(call: FnCall) -> Tensor:
+    """`lax.reduce_window(x, init, lax.max, dims, strides, padding)` (how flax.nn's pooling
+    was written, and copied): a window over every axis, reduced by one of lax's monoids."""
+    x = call.tensor("operand")
+    fn = call.args["computation"]
+    name = f"{fn.entry.namespaces[0]}.{fn.entry.name}" if isinstance(fn, OpRef) else None
+    if name not in REDUCE_WINDOW_FUNCTIONS:
+        raise call.fail(f"{call.written}: computation must be one of "
+                        f"{', '.join(sorted(REDUCE_WINDOW_FUNCTIONS))}, got "
+                        f"{describe_value(fn)}", "AOT203")
+    init = call.args["init_value"]
+    if not (isinstance(init, (int, float)) or (isinstance(init, Tensor) and not init.shape)):
+        raise call.fail(f"{call.written}: init_value must be a scalar, got "
+                        f"{describe_value(init)}", "AOT203")
+    dims = tuple(call.ints("window_dimensions"))
+    strides = tuple(call.ints("window_strides")) if call.args["window_strides"] is not None \
+        else (1,) * x.ndim
+    for k in ("base_dilation", "window_dilation"):
+        if call.args[k] is not None and any(d != 1 for d in call.ints(k)):
+            raise call.fail(f"{call.written}: {k} is not supported", "AOT203")
+    padding = call.args["padding"]
+    if len(dims) != x.ndim or len(strides) != x.ndim:
+        raise call.fail(f"{call.written}: window_dimensions and window_strides need one entry "
+                        f"per axis of {x.describe()}", "AOT210")
+    if isinstance(padding, str):
+        padding = padding.upper()
+    elif not (isinstance(padding, (tuple, list)) and all(
+            isinstance(p, (tuple, list)) and len(p) == 2 and int_tree(p) for p in padding)):
+        raise call.fail(f"{call.written}: padding must be 'SAME', 'VALID' or (low, high) pairs",
+                        "AOT203")
+    shape = shape_rule(call, sh.reduce_window_shape, x.shape, dims, strides, padding)
+    out = call.out(shape, x.dtype, x.weak)
+
+    def code(v: Any) -> Code:  # the reduction by its name in the table (a fixed string)
+        return Code((v.entry.code,)) if isinstance(v, OpRef) else value_code(v)
+
+    parts = [code(a) for a in call.positional] + [
+        Code.of(f"{k}=", code(v)) for k, v in call.keywords.items()]
+    call.emit_call([out], stem="pooled", code=Code.of("jax.lax.reduce_window(",
+                                                       Code.join(", ", parts), ")"))
+    return out
+
+
+register("reduce_window", ("lax",), "operand, init_value, computation, window_dimensions, "
+         "window_strides=None, padding='VALID', base_dilation=None, window_dilation=None",
+         _reduce_window, doc="reduce windows of an array with lax.add, lax.max, ...")
+
+
+def _lax_sort(call: FnCall) -> Tensor:
+    x = call.args["operand"]
+    if not isinstance(x, Tensor):
+        raise call.fail(f"{call.written}: sorting several operands is not supported; sort one "
+                        "array", "AOT202", hint="for keys and values use lax.sort_key_val")
+    shape_rule(call, sh.normalize_axis, call.int("dimension"), max(x.ndim, 1))
+    if call.int("num_keys") != 1:
+        raise call.fail(f"{call.written}: num_keys must be 1 for one operand", "AOT203")
+    return emit_same(call, x.shape, x.dtype, x.weak)
+
+
+register("sort", ("lax",), "operand, dimension=-1, is_stable=True, num_keys=1", _lax_sort,
+         doc="sort along a dimension")
+
+
+def _interp(call: FnCall) -> Tensor:
+    x, xp, fp = call.tensor("x"), call.tensor("xp"), call.tensor("fp")
+    if xp.ndim != 1 or fp.shape != xp.shape:
+        raise call.fail(f"{call.written} needs xp and fp of one length, got {xp.describe()} and "
+                        f"{fp.describe()}", "AOT210")
+    for k in ("left", "right", "period"):
+        if call.args[k] is not None and not isinstance(call.args[k], (int, float, Tensor)):
+            raise call.fail(f"{call.written}: {k}= must be a number", "AOT203")
+    dtype = dt.promote((float_dtype(x.dtype), False), (float_dtype(xp.dtype), False),
+                       (float_dtype(fp.dtype), False))[0]
+    return emit_same(call, x.shape, dtype)
+
+
+register("interp", ("jnp",), "x, xp, fp, left=None, right=None, period=None", _interp,
+         doc="linear interpolation at x of the points (xp, fp)")
+
+
+def _digitize(call: FnCall) -> Tensor:
+    x, bins = call.tensor("x"), call.tensor("bins")
+    if bins.ndim != 1:
+        raise call.fail(f"{call.written} needs a vector of bins, got {bins.describe()}",
+                        "AOT210")
+    return emit_same(call, x.shape, "int32")
+
+
+register("digitize", ("jnp",), "x, bins, right=False, *, method=None", _digitize,
+         doc="the bin of each value")
+
+
+def _cross(call: FnCall) -> Tensor:
+    a, b = call.tensor("a"), call.tensor("b")
+    if call.args["axis"] is not None or any(call.int(k) != -1 for k in ("axisa", "axisb",
+                                                                           "axisc")):
+        raise call.fail(f"{call.written}: only the last axis is supported", "AOT203")
+    if a.ndim < 1 or b.ndim < 1 or a.shape[-1] not in (2, 3) or b.shape[-1] not in (2, 3):
+        raise call.fail(f"{call.written} needs vectors of 2 or 3 components, got "
+                        f"{a.describe()} and {b.describe()}", "AOT210")
+    batch = shape_rule(call, sh.broadcast_shapes, a.shape[:-1], b.shape[:-1])
+    dtype, weak = dt.promote((a.dtype, a.weak), (b.dtype, b.weak))
+    if a.shape[-1] == b.shape[-1] == 2:
+        return emit_same(call, batch, dtype, weak)
+    return emit_same(call, (*batch, 3), dtype, weak)
+
+
+register("cross", ("jnp",), "a, b, axisa=-1, axisb=-1, axisc=-1, axis=None", _cross,
+         doc="cross product along the last axis")
+
+
+def _allclose(call: FnCall) -> Tensor:
+    a, b = call.tensor("a"), call.tensor("b")
+    shape_rule(call, sh.broadcast_shapes, a.shape, b.shape)
+    return emit_same(call, (), "bool")
+
+
+register("allclose", ("jnp",), "a, b, rtol=1e-05, atol=1e-08, equal_nan=False", _allclose,
+         doc="whether all elements are close (a bool array)")
+
+
 def _cumsum(call: FnCall) -> Tensor:
     """`jnp.cumsum`: bool counts as int32 (other dtypes stay, unlike sum); strong."""
     x = call.tensor("a")
@@ -441,6 +567,20 @@ def _linspace(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
 
 register("linspace", ("jnp",), "start, stop, num=50, endpoint=True, retstep=False, dtype=None, "
          "axis=0", _linspace, doc="num evenly spaced values")
+
+
+def _logspace(call: FnCall) -> Tensor:
+    for k in ("start", "stop", "base"):
+        if not isinstance(call.args[k], (int, float)) or isinstance(call.args[k], bool):
+            raise call.fail(f"{call.written}: {k} must be a static number here", "AOT203")
+    if call.int("axis") != 0:
+        raise call.fail(f"{call.written}: axis must be 0 for scalar bounds", "AOT203")
+    dtype = call.dtype("dtype") or "float32"
+    return emit_same(call, (call.int("num", minimum=0),), dtype)
+
+
+register("logspace", ("jnp",), "start, stop, num=50, endpoint=True, base=10.0, dtype=None, "
+         "axis=0", _logspace, doc="num values evenly spaced on a log scale")
 register("broadcast_to", ("jnp",), "array, shape",
          simple(lambda s, t: _bcast_to(s, tuple(t)), "shape"), doc="broadcast")
 # `lax.broadcast(x, sizes)`: new leading axes of the given sizes (lax's broadcast_in_dim

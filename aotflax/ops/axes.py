@@ -778,6 +778,30 @@ def _lax_transpose(view: OpView) -> Flow:
     return _permute(view, list(perm))
 
 
+def _window_axes(view: OpView) -> Flow:
+    """`lax.reduce_window`: an axis whose window and stride are 1 stays (padding a size-1
+    window adds nothing); the others mix."""
+    x = view.first_input()
+    dims, strides = view.bound("window_dimensions"), view.bound("window_strides")
+    if x is None or not isinstance(dims, (tuple, list)) or len(dims) != x.ndim:
+        return Flow()
+    strides = strides if isinstance(strides, (tuple, list)) else (1,) * x.ndim
+    return _flow([(x, tuple(i if dims[i] == 1 and strides[i] == 1 else
+                            Mix("reduces windows along it (reduce_window)")
+                            for i in range(x.ndim)))])
+
+
+def _first_elementwise(view: OpView) -> Flow:
+    """The first operand elementwise to the output, the others (tables) mixed whole."""
+    x = view.first_input()
+    if x is None:
+        return Flow()
+    return _flow([(x, tuple(range(x.ndim)))] + [
+        _mixed(t, "is a lookup table") for t in _unique(view.tensors()) if t is not x])
+
+
+ELEMENTWISE_FIRST = AxisRule("the first operand elementwise; the tables it reads mix",
+                             _first_elementwise)
 RESIZE = AxisRule("an axis that keeps its size stays, a resized axis mixes", _resize)
 DIAGONAL = AxisRule("every axis mixes (a diagonal of two axes)",
                     _every_axis("takes a diagonal across it"))
@@ -1420,6 +1444,14 @@ RULES: dict[str, AxisRule] = {
     "lax.rev": along("dimensions", None, "reverses it"), "lax.iota": POSITIONS,
     "lax.full": CREATE, "lax.integer_pow": ELEMENTWISE, "lax.clamp": ELEMENTWISE,
     "lax.argmax": REDUCE, "lax.argmin": REDUCE,
+    "lax.reduce_window": AxisRule("an axis with a window or stride of 1 (and no padding) "
+                                  "stays, the others mix", lambda v: _window_axes(v)),
+    "lax.sort": along("dimension", -1, "sorts along it"),
+    "jnp.interp": ELEMENTWISE_FIRST, "jnp.digitize": ELEMENTWISE_FIRST,
+    "jnp.cross": along("axis", -1, "takes a cross product along it"),
+    "jnp.allclose": AxisRule("every axis mixes (one answer for all)",
+                             _every_axis("is compared whole (allclose)")),
+    "jnp.logspace": POSITIONS,
     "lax.batch_matmul": AxisRule("batch and row/column axes stay; k is contracted",
                                  lambda v: _flow(_matmul_axes(v.bound("lhs"), v.bound("rhs"),
                                                               _out(v)))),

@@ -1175,6 +1175,19 @@ RULES: dict[str, FlopRule] = {
     "lax.argmax": ARG_REDUCE, "lax.argmin": ARG_REDUCE, "lax.batch_matmul": MATMUL,
     "lax.conv": LAX_CONV, "lax.conv_with_general_padding": LAX_CONV,
     "lax.iota": elementwise(1, "1 per element (iota)"),
+    "lax.reduce_window": FlopRule("window - 1 per output element (the reduction's combines)",
+                                  lambda v: v.out_size() * max(0, math.prod(
+                                      v.bound("window_dimensions")) - 1)),
+    "lax.sort": SORT,
+    "jnp.interp": FlopRule("a binary search and 6 per element (the interpolation)",
+                           lambda v: v.out_size() * (6 + _log2ceil(_first_param(v, 1)[0] + 1))),
+    "jnp.digitize": FlopRule("ceil(log2 (bins + 1)) compares per element",
+                             lambda v: v.out_size() * _log2ceil(_first_param(v, 1)[0] + 1)),
+    "jnp.cross": elementwise(3, "3 per output element (two products and a subtract)"),
+    "jnp.allclose": FlopRule("6 per element of the broadcast inputs (the tolerance test), "
+                             "and their and", lambda v: 6 * max(
+                                 sh.size(_first_param(v)), sh.size(_first_param(v, 1)))),
+    "jnp.logspace": elementwise(6, "6 per element (linspace, then a power)"),
     "jnp.linspace": elementwise(5, "5 per element (iota, scale, offset, endpoint select)"),
     "jax.scipy.special.logsumexp": LOGSUMEXP_B,
     "nn.make_rng": FlopRule(f"{FOLD_IN} (a fold_in of the target's key)",
