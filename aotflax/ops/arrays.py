@@ -408,7 +408,7 @@ def _reduce_window(call: FnCall) -> Tensor:
     out = call.out(shape, x.dtype, x.weak)
 
     def code(v: Any) -> Code:  # the reduction by its name in the table (a fixed string)
-        return Code((v.entry.code,)) if isinstance(v, OpRef) else value_code(v)
+        return Code((v.entry.code or v.written,)) if isinstance(v, OpRef) else value_code(v)
 
     parts = [code(a) for a in call.positional] + [
         Code.of(f"{k}=", code(v)) for k, v in call.keywords.items()]
