@@ -159,6 +159,10 @@ BUILTINS = _static({
 BUILTINS.update(iter=StaticFunction("builtins.iter"), next=StaticFunction("builtins.next"))
 # `print(x.shape)` ran once while JAX traced, never in the program: dropped, like logging
 BUILTINS["print"] = StaticFunction("logging.print")
+# `getattr(nn, config.activation)`: an attribute named by a static string, looked up as
+# `nn.<name>` would be (dunders refused as they are when written out)
+BUILTINS["getattr"] = StaticFunction("builtins.getattr")
+BUILTINS["hasattr"] = StaticFunction("builtins.hasattr")
 
 
 def namespace_for(module: str, member: str | None) -> Any:

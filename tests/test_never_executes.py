@@ -67,7 +67,8 @@ CANARIES: dict[str, str] = {
     "getattr_tricks": """
         class Net(nn.Module):
             def apply(self, x):
-                f = getattr(jnp, "load")  # E: AOT105 'getattr'
+                f = getattr(jnp, "load")  # E: AOT346 jnp.load is not supported
+                f2 = getattr(x, "__class__")  # E: AOT105 not a dunder
                 g = globals()["open"]  # E: AOT105 'globals'
                 h = vars(jnp)  # E: AOT105 'vars'
                 return x

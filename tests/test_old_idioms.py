@@ -695,3 +695,45 @@ def test_python_idiom_misuses_are_located(expr: str, message: str) -> None:
     """)
     assert message in errors, errors
     assert errors.startswith(errors.split(":")[0]) and "error[AOT" in errors.splitlines()[0]
+
+
+def test_getattr_and_hasattr_are_attributes_named_by_strings() -> None:
+    m = build("""
+    class Net(nn.Module):
+        SCALE = 2.0
+
+        def apply(self, x, activation: str = "gelu", dtype: str = "float32"):
+            act = getattr(nn, activation)
+            x = nn.Dense(x, 4, dtype=getattr(jnp, dtype))
+            scale = self.SCALE if hasattr(self, "SCALE") else 1.0
+            extra = getattr(self, "EXTRA", 0.5)
+            return act(x) * scale + extra + hasattr(nn, "no_such_layer")
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    aot.target("net_tanh", Net.partial(activation="tanh"), x=aot.f32[2, 3])
+    """)
+    params, _ = m.net.init(jax.random.key(0))
+    x = _x(2, 3)
+    h = x @ np.asarray(params["Dense_0"]["kernel"]) + np.asarray(params["Dense_0"]["bias"])
+    np.testing.assert_allclose(m.net.apply(params, {}, x)[0],
+                               np.asarray(jax.nn.gelu(h)) * 2.0 + 0.5, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.net_tanh.apply(params, {}, x)[0], np.tanh(h) * 2.0 + 0.5,
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("expr, message", [
+    ('getattr(nn, "relu6x")', "nn.relu6x is not supported by aotflax"),
+    ('getattr(x, "__class__")', "error[AOT105]: getattr() needs a static attribute name, not "
+     "a dunder"),
+    ("getattr(nn, x)", "getattr() needs a static attribute name"),
+    ('hasattr(x)', "hasattr() takes an object and an attribute name"),
+])
+def test_getattr_misuses_are_located(expr: str, message: str) -> None:
+    errors = build_errors(f"""
+    class Net(nn.Module):
+        def apply(self, x):
+            return {expr}(x) if False else x * 1.0 + 0 * len([{expr}])
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert message in errors, errors

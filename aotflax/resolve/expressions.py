@@ -421,24 +421,27 @@ class ExpressionsMixin:
 
     def _eval_Attribute(self: Resolver, expr: ir.Attribute, frame: Frame) -> Any:
         value = self.eval(expr.value, frame)
-        if expr.attr == "__name__":
-            return self._function_name_of(value, expr.span)
-        if expr.attr.startswith("__") and not (expr.attr == "__init__"
-                                               and isinstance(value, SuperObject)):
-            raise self.error("AOT346", f"dunder attribute '{expr.attr}' is not available in "
-                             "model files", expr.span)
+        return self._attribute_of(value, expr.attr, expr.span, frame)
+
+    def _attribute_of(self: Resolver, value: Any, attr: str, span: Span, frame: Frame) -> Any:
+        """`value.attr`, written out or named by `getattr(value, "attr")`."""
+        if attr == "__name__":
+            return self._function_name_of(value, span)
+        if attr.startswith("__") and not (attr == "__init__" and isinstance(value, SuperObject)):
+            raise self.error("AOT346", f"dunder attribute '{attr}' is not available in "
+                             "model files", span)
         if isinstance(value, HostArray):
-            return self._host_attribute(value, expr.attr, expr.span, frame)
-        if isinstance(value, Tensor) and expr.attr == "T":
-            fn, _ = self._need_module_frame(frame, expr.span, "x.T")
+            return self._host_attribute(value, attr, span, frame)
+        if isinstance(value, Tensor) and attr == "T":
+            fn, _ = self._need_module_frame(frame, span, "x.T")
             out = Tensor(value.shape[::-1], value.dtype, value.weak)
-            fn.emit("ops/call.j2", {"call": Code.of(value, ".T")}, (out,), expr.span, "t")
+            fn.emit("ops/call.j2", {"call": Code.of(value, ".T")}, (out,), span, "t")
             return out
         if isinstance(value, SelfValue):
-            return self._self_attribute(value, expr.attr, expr.span, frame)
+            return self._self_attribute(value, attr, span, frame)
         if isinstance(value, (ConfigValue, Record, RecordTuple, RecordClass, SuperObject)):
-            return self._record_attribute(value, expr.attr, expr.span, frame)
-        return self._attribute(value, expr.attr, expr.span)
+            return self._record_attribute(value, attr, span, frame)
+        return self._attribute(value, attr, span)
 
     def _attribute(self: Resolver, value: Any, attr: str, span: Span) -> Any:
         if isinstance(value, Poison):

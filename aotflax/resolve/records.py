@@ -12,11 +12,11 @@ implements the part of it model code uses.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import dtypes as dt
 from .. import ir, namespaces
-from ..diagnostics import Diagnostic, Note, Span
+from ..diagnostics import Diagnostic, Note, Reporter, Span
 from ..ops import CallError, convolution
 from ..ops.registry import Signature
 from ..program import Tensor
@@ -95,6 +95,40 @@ class RecordsMixin:
         return RecordTuple.make(FINFO, [f.bits, f.eps, f.max, f.min, f.tiny, f.smallest_normal,
                                         f.resolution, f.precision, DType(dtype)])
 
+    def _getattr(self: Resolver, has: bool, args: list, kwargs: dict, span: Span,
+                 frame: Frame) -> Any:
+        """`getattr(obj, name[, default])` and `hasattr(obj, name)` for a static,
+        non-dunder name: the attribute as `obj.name` written out gives it.  A default (or
+        hasattr) turns a missing attribute into the default (False); the lookup's error is
+        then not reported."""
+        written = "hasattr" if has else "getattr"
+        if kwargs or not (2 <= len(args) <= (2 if has else 3)):
+            raise self.error("AOT301", f"{written}() takes an object and an attribute name"
+                             + ("" if has else ", and a default"), span)
+        value, attr = args[0], args[1]
+        if not isinstance(attr, str) or not attr.isidentifier() or attr.startswith("__"):
+            raise self.error("AOT105" if isinstance(attr, str) and attr.startswith("__")
+                             else "AOT203", f"{written}() needs a static attribute name, not a "
+                             f"dunder, got {describe_value(attr)}", span)
+        if not has and len(args) == 2:
+            return self._attribute_of(value, attr, span, frame)
+        found, result = self._quietly(lambda: self._attribute_of(value, attr, span, frame))
+        if has:
+            return found
+        return result if found else args[2]
+
+    def _quietly(self: Resolver, attempt: Callable[[], Any]) -> tuple[bool, Any]:
+        """`attempt()`, with the errors it would report dropped: (whether it succeeded, its
+        result)."""
+        reporter, errors, reported = self.reporter, self.errors, set(self._reported)
+        self.reporter = Reporter()
+        try:
+            return True, attempt()
+        except Abort:
+            return False, None
+        finally:
+            self.reporter, self.errors, self._reported = reporter, errors, reported
+
     def _issubdtype(self: Resolver, args: list, kwargs: dict, span: Span) -> bool:
         """`jnp.issubdtype(x.dtype, jnp.floating)`: decided at build time."""
         if len(args) != 2 or kwargs:
@@ -156,6 +190,8 @@ class RecordsMixin:
             return self._reduce(args, kwargs, expr, frame)
         if name.startswith("logging."):  # ran while JAX traced, never in the program
             return None
+        if name in ("builtins.getattr", "builtins.hasattr"):
+            return self._getattr(name == "builtins.hasattr", args, kwargs, span, frame)
         if name == "numpy.issubdtype":
             return self._issubdtype(args, kwargs, span)
         if name in ("numpy.finfo", "numpy.iinfo"):
