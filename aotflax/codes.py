@@ -90,7 +90,8 @@ _entry("AOT950", "statement not used by any target (a warning)", """
     The build interprets only what the declared targets reach.  Every other
     top-level statement (a training loop, flag definitions, `if __name__ ==
     "__main__":`, a plain Python class, an import of another library) is skipped
-    and never executed; the build says so once per statement, so that nothing is
+    and never executed; the build says so once per statement (or, for more than three
+    in one file, once for the file, counting and listing them), so that nothing is
     skipped silently.  Nothing needs fixing: move such code to another file if the
     warnings are noise.
     """, """

@@ -10,6 +10,7 @@ rename), and an unchanged model with unchanged compiler does no work at all.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import errno
 import gc
@@ -240,10 +241,34 @@ def _skipped_warnings(workspace: Workspace, report: BuildReport) -> list[Diagnos
             return (imp.level > 0 or imp.module.split(".")[0] in KNOWN_MODULES
                     or workspace.locate(imp.dotted or imp.module) is not None)
 
-        for span, what in skipped(model, executed.get(model.relpath, set()), known):
+        found = skipped(model, executed.get(model.relpath, set()), known)
+        if len(found) > _SKIPPED_ONE_BY_ONE:  # a training script: one warning says it all
+            span = found[0][0]
+            lines = ", ".join(str(s.line) for s, _ in found)
+            kinds = collections.Counter(_KINDS.get(what.split(" ", 1)[0], ("statement",
+                                                                            "statements"))
+                                        for _, what in found)
+            counted = ", ".join(f"{n} {one if n == 1 else many}"
+                                for (one, many), n in kinds.items())
+            out.append(Diagnostic(
+                "AOT950", f"{len(found)} top-level statements are not used by any target; "
+                f"skipped ({counted}; lines {lines})", span, severity="warning"))
+            continue
+        for span, what in found:
             out.append(Diagnostic("AOT950", f"{what} is not used by any target; skipped", span,
                                   severity="warning"))
     return out
+
+
+#: What `skipped` describes, by the first word of its description: (singular, plural).
+_KINDS = {"import": ("import", "imports"), "function": ("function", "functions"),
+          "class": ("class", "classes"), "assignment": ("assignment", "assignments"),
+          "call": ("call", "calls"), "'if'": ("'if' block", "'if' blocks"),
+          "'for'": ("'for' loop", "'for' loops")}
+
+#: Up to this many statements of a file no target reached get a warning each; more (a
+#: training script's functions and flags) get one warning that counts and lists them.
+_SKIPPED_ONE_BY_ONE = 3
 
 
 def _source_name(root: Path, rel: Path) -> str:

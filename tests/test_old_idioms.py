@@ -10,6 +10,8 @@ Each idiom here is a small model of our own, checked against jax / numpy.
 
 from __future__ import annotations
 
+import textwrap
+
 import jax
 import numpy as np
 import pytest
@@ -737,3 +739,41 @@ def test_getattr_misuses_are_located(expr: str, message: str) -> None:
     aot.target("net", Net, x=aot.f32[2, 3])
     """)
     assert message in errors, errors
+
+
+def test_a_training_script_gets_one_warning_for_what_no_target_reaches() -> None:
+    net = """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 2)
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """
+    script = """
+    import tensorflow_datasets as tfds
+
+    FLAGS = None
+
+
+    def train_step(state, batch):
+        return state
+
+
+    def main(argv):
+        train_step(None, None)
+
+
+    if __name__ == "__main__":
+        main(None)
+    """
+    path = write_model(script + net)
+    report = front_end([path], path.parent)
+    warned = [w for w in report.warnings if w.code == "AOT950"]
+    assert len(warned) == 1 and warned[0].span.line == 6, [w.message for w in warned]  # header: 4
+    assert warned[0].message == (
+        "5 top-level statements are not used by any target; skipped (1 import, 1 assignment, "
+        "2 functions, 1 'if' block; lines 6, 8, 11, 15, 19)")
+    path = write_model("FLAGS = None\n" + textwrap.dedent(net))  # a few: one warning each
+    report = front_end([path], path.parent)
+    assert [w.message for w in report.warnings if w.code == "AOT950"] == [
+        "assignment to FLAGS is not used by any target; skipped"]
