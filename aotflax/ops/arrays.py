@@ -12,7 +12,8 @@ from typing import Any, Callable
 from .. import dtypes as dt
 from .. import shapes as sh
 from ..program import Code, Tensor, describe
-from ..values import DType, OpRef, describe_value
+from ..sizes import plain
+from ..values import DType, OpRef, describe_value, to_code
 from .calls import FnCall, aval_of, remember_ints, static_argument_error, value_code
 from .registry import REGISTRY, CallError, Entry, Signature
 
@@ -769,9 +770,10 @@ def _quantile(percent: bool) -> Callable[[FnCall], Tensor]:
             q_shape = q.shape
         elif isinstance(q, (int, float)) and not isinstance(q, bool):
             q_shape = ()
-        elif isinstance(q, (list, tuple)) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in q):
-            q_shape = (len(q),)
+        elif isinstance(q, (list, tuple)):
+            raise call.fail(f"{call.written}: q must be a number or an array (jax refuses a "
+                            f"{type(q).__name__})", "AOT202",
+                            hint=f"write jnp.array({to_code(plain(q))})")
         else:
             raise call.fail(f"{call.written}: q must be a number, numbers or an array, got "
                             f"{describe_value(q)}", "AOT203")
