@@ -194,16 +194,9 @@ class CallsMixin:
             for layer in func.layers:
                 value = self._call(layer, [value], {}, expr, frame)
             return value
-        if func is namespaces.SCAN:
-            return self._scan(args, kwargs, expr, frame)
-        if func is namespaces.FORI_LOOP:
-            return self._fori_loop(args, kwargs, expr, frame)
-        if func is namespaces.LAX_MAP:
-            return self._lax_map(args, kwargs, expr, frame)
-        if func is namespaces.LAX_COND:
-            return self._lax_cond(args, kwargs, expr, frame)
-        if func is namespaces.TREE_MAP:
-            return self._tree_map(args, kwargs, expr, frame)
+        handler = _CONTROL_FLOW.get(id(func))
+        if handler is not None:  # jax.lax.scan, fori_loop, map, cond, jax.tree_util.tree_map
+            return getattr(self, handler)(args, kwargs, expr, frame)
         if func is namespaces.TREE_LEAVES:
             return self._tree_leaves(args, kwargs, span)
         if func is namespaces.ATTENTION_CACHE:
@@ -212,8 +205,6 @@ class CallsMixin:
                                  hint="write nn.attention.Cache().initialize_cache((batch, "
                                       "max_length))")
             return AttentionCache()
-        if func is namespaces.SCAN_IN_DIM:
-            return self._scan_in_dim(args, kwargs, expr, frame)
         if func is namespaces.VMAP:
             return self._vmap(args, kwargs, span)
         if func is namespaces.CHECKPOINT or func is namespaces.REMAT:
@@ -1289,6 +1280,11 @@ def _same_node(a: Any, b: Any) -> bool:
         return b is None
     return not isinstance(b, (dict, tuple, list)) and b is not None
 
+
+#: The resolver's method for each marker called as `(args, kwargs, expr, frame)`, by id.
+_CONTROL_FLOW = {id(namespaces.SCAN): "_scan", id(namespaces.FORI_LOOP): "_fori_loop",
+                 id(namespaces.LAX_MAP): "_lax_map", id(namespaces.LAX_COND): "_lax_cond",
+                 id(namespaces.TREE_MAP): "_tree_map", id(namespaces.SCAN_IN_DIM): "_scan_in_dim"}
 
 #: The docstring of the step a scan is emitted over, by what the model file called.
 _STEP_DOCS = {"jax.lax.fori_loop": "Loop body", "jax.lax.map": "Mapped function"}
