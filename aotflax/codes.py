@@ -224,13 +224,14 @@ _entry("AOT104", "a target uses a module aotflax does not interpret", """
     """)
 
 _entry("AOT105", "Python internals are not available", """
-    `open`, `eval`, `exec`, `__import__`, `setattr`, `globals`, `input` and
+    `open`, `eval`, `exec`, `__import__`, `globals`, `vars`, `input` and
     dunder attributes such as `().__class__` are Python machinery, not part of
     the DSL: a model file describes a network and is never executed.  The
     static evaluator rejects them wherever they appear (including default
     arguments, decorators and f-strings).  (`print(...)` and `logging.info(...)`
     are dropped: under JAX they ran once while tracing, never in the program;
-    `getattr(obj, "name")` is `obj.name`, for a static name that is no dunder.)
+    `getattr(obj, "name")` is `obj.name` and `setattr(obj, "name", v)` is `obj.name = v`,
+    for a static name that is no dunder; `locals()` is the function's own names.)
     """, """
     class Net(nn.Module):
         def apply(self, x, width=eval("4 * 4")):

@@ -163,6 +163,10 @@ BUILTINS["print"] = StaticFunction("logging.print")
 # `nn.<name>` would be (dunders refused as they are when written out)
 BUILTINS["getattr"] = StaticFunction("builtins.getattr")
 BUILTINS["hasattr"] = StaticFunction("builtins.hasattr")
+# `for arg in locals().items(): setattr(self, *arg)` (configs of Google's EfficientNet): the
+# current function's local names as a dict, and `obj.name = value` by a static name
+BUILTINS["locals"] = StaticFunction("builtins.locals")
+BUILTINS["setattr"] = StaticFunction("builtins.setattr")
 
 
 def namespace_for(module: str, member: str | None) -> Any:

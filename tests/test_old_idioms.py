@@ -777,3 +777,58 @@ def test_a_training_script_gets_one_warning_for_what_no_target_reaches() -> None
     report = front_end([path], path.parent)
     assert [w.message for w in report.warnings if w.code == "AOT950"] == [
         "assignment to FLAGS is not used by any target; skipped"]
+
+
+def test_configs_that_set_their_arguments_with_locals_and_setattr() -> None:
+    """Google's EfficientNet configs: `for arg in locals().items(): setattr(self, *arg)`."""
+    m = build("""
+    class BlockConfig(object):
+        def __init__(self, filters: int = 4, kernel: int = 3, se_ratio=None):
+            for arg in locals().items():
+                setattr(self, *arg)
+
+
+    class ModelConfig(object):
+        def __init__(self, width: float = 1.0, blocks=(BlockConfig(3), BlockConfig(5, 1))):
+            for arg in locals().items():
+                setattr(self, *arg)
+
+
+    CONFIGS = {"b0": ModelConfig(2.0)}
+
+
+    class Net(nn.Module):
+        def apply(self, x, config=None):
+            for i, block in enumerate(config.blocks):
+                x = nn.Dense(x, int(block.filters * config.width), name=f"block{i}")
+                setattr(block, "seen", True)
+            return x, config.blocks[0].seen
+
+    aot.target("net", Net.partial(config=CONFIGS["b0"]), x=aot.f32[2, 3])
+    """)
+    params, _ = m.net.init(jax.random.key(0))
+    assert [params[k]["kernel"].shape for k in params] == [(3, 6), (6, 10)]
+
+
+@pytest.mark.parametrize("expr, message", [
+    ('setattr(x, "y", 1)', "cannot set attribute 'y' of array f32[2, 3]"),
+    ('setattr(c, "__class__", 1)', "error[AOT105]: setattr() needs a static attribute name, "
+     "not a dunder"),
+    ("setattr(c, 1)", "setattr() takes an object, a name and a value"),
+    ("locals(1)", "locals() takes no arguments"),
+])
+def test_setattr_misuses_are_located(expr: str, message: str) -> None:
+    errors = build_errors(f"""
+    class C(object):
+        pass
+
+
+    class Net(nn.Module):
+        def apply(self, x):
+            c = C()
+            {expr}
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert message in errors, errors

@@ -653,7 +653,9 @@ class CallsMixin:
 
     def _call_closure(self: Resolver, fn: Closure, args: list, kwargs: dict, span: Span,
                       frame: Frame) -> Any:
-        bound = self._bind(fn.params, args, kwargs, fn.name, span, defaults=fn.defaults)
+        # a method's defaults (not evaluated at its `def`) are read in its own file's names
+        bound = self._bind(fn.params, args, kwargs, fn.name, span, defaults=fn.defaults,
+                           defaults_env=fn.env)
         env = Env(fn.env)
         for k, v in bound.items():
             env.set(k, v)

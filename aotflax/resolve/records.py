@@ -105,17 +105,22 @@ class RecordsMixin:
         if kwargs or not (2 <= len(args) <= (2 if has else 3)):
             raise self.error("AOT301", f"{written}() takes an object and an attribute name"
                              + ("" if has else ", and a default"), span)
-        value, attr = args[0], args[1]
-        if not isinstance(attr, str) or not attr.isidentifier() or attr.startswith("__"):
-            raise self.error("AOT105" if isinstance(attr, str) and attr.startswith("__")
-                             else "AOT203", f"{written}() needs a static attribute name, not a "
-                             f"dunder, got {describe_value(attr)}", span)
+        value, attr = args[0], self._attribute_name(written, args[1], span)
         if not has and len(args) == 2:
             return self._attribute_of(value, attr, span, frame)
         found, result = self._quietly(lambda: self._attribute_of(value, attr, span, frame))
         if has:
             return found
         return result if found else args[2]
+
+    def _attribute_name(self: Resolver, written: str, attr: Any, span: Span) -> str:
+        """The name `getattr` / `hasattr` / `setattr` was given: a static identifier that is
+        no dunder (Python's internals stay out of reach, as they do written out)."""
+        if not isinstance(attr, str) or not attr.isidentifier() or attr.startswith("__"):
+            raise self.error("AOT105" if isinstance(attr, str) and attr.startswith("__")
+                             else "AOT203", f"{written}() needs a static attribute name, not a "
+                             f"dunder, got {describe_value(attr)}", span)
+        return attr
 
     def _quietly(self: Resolver, attempt: Callable[[], Any]) -> tuple[bool, Any]:
         """`attempt()`, with the errors it would report dropped: (whether it succeeded, its
@@ -189,6 +194,17 @@ class RecordsMixin:
         if name == "functools.reduce":
             return self._reduce(args, kwargs, expr, frame)
         if name.startswith("logging."):  # ran while JAX traced, never in the program
+            return None
+        if name == "builtins.locals":
+            if args or kwargs:
+                raise self.error("AOT301", "locals() takes no arguments", span)
+            return dict(frame.env.vars)  # the function's own names (its closure's are not)
+        if name == "builtins.setattr":
+            if kwargs or len(args) != 3:
+                raise self.error("AOT301", "setattr() takes an object, a name and a value",
+                                 span)
+            self._set_attribute(args[0], self._attribute_name("setattr", args[1], span),
+                                args[2], span, frame)
             return None
         if name in ("builtins.getattr", "builtins.hasattr"):
             return self._getattr(name == "builtins.hasattr", args, kwargs, span, frame)

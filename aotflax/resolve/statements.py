@@ -246,23 +246,8 @@ class StatementsMixin:
             return
         if isinstance(target, ir.Attribute):
             receiver = self.eval(target.value, frame)
-            if isinstance(receiver, StateVariable) and target.attr == "value":
-                self._state_write(receiver, value, target.span)
-                return
-            if isinstance(receiver, SelfValue):
-                self._set_self_attribute(receiver, target.attr, value, target.span, frame)
-                return
-            if isinstance(receiver, (ConfigValue, Record, RecordTuple)):
-                self._set_record_attribute(receiver, target.attr, value, target.span)
-                return
-            if isinstance(receiver, Closure) and target.attr == "__name__":
-                if not isinstance(value, str):
-                    raise self.error("AOT331", f"a function's __name__ must be a string, got "
-                                     f"{describe_value(value)}", target.span)
-                receiver.dunder_name = value  # the function object itself, as in Python
-                return
-            raise self.error("AOT331", f"cannot set attribute '{target.attr}' of "
-                             f"{describe_value(receiver)}", target.span)
+            self._set_attribute(receiver, target.attr, value, target.span, frame)
+            return
         if isinstance(target, ir.Subscript):
             container = self.eval(target.value, frame)
             index = self.eval(target.index, frame)
@@ -288,6 +273,27 @@ class StatementsMixin:
             raise self.error("AOT332", f"cannot assign items of {describe_value(container)}",
                              target.span)
         raise self.error("AOT331", "cannot assign to this expression", target.span)
+
+    def _set_attribute(self: Resolver, receiver: Any, attr: str, value: Any, span: Span,
+                       frame: Frame) -> None:
+        """`receiver.attr = value`, written out or as `setattr(receiver, "attr", value)`."""
+        if isinstance(receiver, StateVariable) and attr == "value":
+            self._state_write(receiver, value, span)
+            return
+        if isinstance(receiver, SelfValue):
+            self._set_self_attribute(receiver, attr, value, span, frame)
+            return
+        if isinstance(receiver, (ConfigValue, Record, RecordTuple)):
+            self._set_record_attribute(receiver, attr, value, span)
+            return
+        if isinstance(receiver, Closure) and attr == "__name__":
+            if not isinstance(value, str):
+                raise self.error("AOT331", f"a function's __name__ must be a string, got "
+                                 f"{describe_value(value)}", span)
+            receiver.dunder_name = value  # the function object itself, as in Python
+            return
+        raise self.error("AOT331", f"cannot set attribute '{attr}' of "
+                         f"{describe_value(receiver)}", span)
 
     def _bind_size(self: Resolver, name: str, value: Any, fn: Any, span: Span) -> Any:
         """`batch = x.shape[0]`: a statement of its own, so the generated code reads the
