@@ -91,7 +91,7 @@ _entry("AOT950", "statement not used by any target (a warning)", """
     top-level statement (a training loop, flag definitions, `if __name__ ==
     "__main__":`, a plain Python class, an import of another library) is skipped
     and never executed; the build says so once per statement (or, for more than three
-    in one file, once for the file, counting and listing them), so that nothing is
+    in one file, once for the file, naming them), so that nothing is
     skipped silently.  Nothing needs fixing: move such code to another file if the
     warnings are noise.
     """, """
