@@ -186,3 +186,65 @@ def test_tree_map_over_different_structures_is_a_located_error() -> None:
         aot.target("net", Net, x=aot.f32[2, 3])
         """)
     assert "error[AOT203]: jax.tree_util.tree_map: the trees differ at the root" in errors
+
+
+def test_nn_stochastic_blocks_draw_old_flax_nn_keys() -> None:
+    """flax.nn's `_PRNGFrame`: inside `with nn.stochastic(key):` the n-th draw is
+    `fold_in(key, n)` (LRA's Reformer hashes with such a fixed key, inside a vmap)."""
+    m = build("""
+        def hash_vectors(vecs, n_buckets):
+            with nn.stochastic(jax.random.PRNGKey(0)):
+                first = nn.make_rng()
+                second = nn.make_rng()
+            r = vecs @ jax.random.normal(first, (vecs.shape[-1], n_buckets // 2))
+            r = r + vecs @ jax.random.normal(second, (vecs.shape[-1], n_buckets // 2))
+            return jnp.argmax(jnp.concatenate([r, -r], axis=-1), axis=-1)
+
+        class Net(nn.Module):
+            def apply(self, x):
+                buckets = jax.vmap(hash_vectors, in_axes=(0, None))(x, 4)
+                with nn.stochastic(jax.random.key(3)):
+                    y = nn.dropout(x, 0.5)
+                return buckets, y
+
+        aot.target("net", Net, x=aot.f32[2, 5, 3])
+        """)
+    x = _x(2, 5, 3)
+
+    def hash_vectors(vecs, n_buckets):
+        base = jax.random.PRNGKey(0)
+        first, second = jax.random.fold_in(base, 1), jax.random.fold_in(base, 2)
+        r = vecs @ jax.random.normal(first, (vecs.shape[-1], n_buckets // 2))
+        r = r + vecs @ jax.random.normal(second, (vecs.shape[-1], n_buckets // 2))
+        return jnp.argmax(jnp.concatenate([r, -r], axis=-1), axis=-1)
+
+    keep = jax.random.bernoulli(jax.random.fold_in(jax.random.key(3), 1), 0.5, x.shape)
+    (buckets, y), _ = m.net.apply({}, {}, x)  # no rng: the target draws nothing of its own
+    np.testing.assert_array_equal(buckets, jax.vmap(hash_vectors, in_axes=(0, None))(x, 4))
+    np.testing.assert_array_equal(y, np.where(keep, x / 0.5, 0.0))
+    assert not m.__aotflax_program__.targets[0].stochastic  # it needs no rng= of its own
+
+
+@pytest.mark.parametrize("body, message", [
+    ("with nn.stochastic(3):\n                    y = x",
+     "error[AOT202]: nn.stochastic takes one random key"),
+    ('with open("log.txt"):\n                    y = x', "error[AOT105]: 'open' is not available"),
+    ("with nn.stochastic(jax.random.PRNGKey(0)):\n                    y = Inner(x)",
+     "error[AOT346]: module Inner is called inside `with nn.stochastic(...)`"),
+    ("with nn.stochastic(jax.random.PRNGKey(0)) as s:\n                    y = x",
+     "error[AOT102]: 'with' is supported only as `with nn.stochastic(rng):` inside a function"),
+])
+def test_with_blocks_other_than_nn_stochastic_are_located(body: str, message: str) -> None:
+    errors = build_errors(f"""
+        class Inner(nn.Module):
+            def apply(self, x):
+                return x
+
+        class Net(nn.Module):
+            def apply(self, x):
+                {body}
+                return y
+
+        aot.target("net", Net, x=aot.f32[2, 3])
+        """)
+    assert message in errors, errors

@@ -14,7 +14,7 @@ from ..ops import initializers as inits
 from ..ops.calls import value_code
 from ..ops.host import HostArray
 from ..ops.operators import AtIndex
-from ..ops.stochastic import RngKey
+from ..ops.stochastic import RngKey, is_raw_key
 from ..program import (
     Code,
     Function,
@@ -30,6 +30,7 @@ from ..program import (
 from ..scopes import (
     Scope,
     StateVariable,
+    StochasticBlock,
     check_name,
     subscript_path,
 )
@@ -44,6 +45,7 @@ from ..values import (
     Initializer,
     InitializerFactory,
     ModuleRef,
+    Namespace,
     Opaque,
     OpRef,
     OptaxFn,
@@ -256,11 +258,28 @@ class CallsMixin:
             if len(args) == 1 and not kwargs:
                 return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",
                                         [args[0]], {"dtype": func}, span, frame)
+        if isinstance(func, Namespace) and func.name == "nn.stochastic":
+            return self._stochastic_block(args, kwargs, span)
         raise self.error("AOT348", f"{describe_value(func)} is not callable", span)
+
+    def _stochastic_block(self: Resolver, args: list, kwargs: dict, span: Span
+                          ) -> StochasticBlock:
+        """`nn.stochastic(key)`, for a `with` block: its keys are old flax.nn's."""
+        if len(args) != 1 or kwargs or not isinstance(args[0], RngKey) or \
+                args[0].shape != ((2,) if is_raw_key(args[0]) else ()):
+            raise self.error("AOT202", "nn.stochastic takes one random key (jax.random.PRNGKey"
+                             f"(seed) or jax.random.key(seed)), got "
+                             f"{', '.join(describe_value(a) for a in args) or 'nothing'}", span)
+        return StochasticBlock(args[0], is_raw_key(args[0]))
 
     def _call_module_ref(self: Resolver, func: ModuleRef, args: list, kwargs: dict, span: Span,
                          frame: Frame) -> Any:
         """`Dense(x, 8)`, `Block(x, name="b")`: a layer or a user module, called."""
+        if frame.fn is not None and frame.fn.stochastic and isinstance(func.module, UserModule):
+            raise self.error("AOT346", f"module {func.class_name} is called inside `with "
+                             "nn.stochastic(...)`: its own draws would not come from that key "
+                             "here", span, hint="call the module outside the block; inside it, "
+                             "draw with nn.make_rng() and nn.dropout")
         # numpy arrays handed to a layer or a module are arrays like any other
         args, kwargs = self._device_args(args, kwargs, frame, span)
         self._check_module_args(args, kwargs, span)

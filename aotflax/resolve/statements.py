@@ -16,6 +16,7 @@ from ..program import (
 )
 from ..scopes import (
     StateVariable,
+    StochasticBlock,
 )
 from ..sizes import Size, SizeRef, SizeTuple, bound_to, has_code
 from ..values import (
@@ -87,7 +88,7 @@ class StatementsMixin:
         except Abort:
             if isinstance(stmt, ir.Return):  # the function's result failed: callers stay silent
                 raise ReturnSignal(POISON) from None
-            compound = isinstance(stmt, (ir.If, ir.For, ir.While))
+            compound = isinstance(stmt, (ir.If, ir.For, ir.While, ir.With))
             for name in assigned_names(stmt):
                 if compound and name in frame.env.vars and not (
                         isinstance(stmt, ir.For) and name in assigned_names(
@@ -182,6 +183,25 @@ class StatementsMixin:
             if not self._iteration(stmt.body, frame):
                 return
         self._exec_block(stmt.orelse, frame)
+
+    def _stmt_With(self: Resolver, stmt: ir.With, frame: Frame) -> None:
+        """`with nn.stochastic(key):` (old flax.nn's stochastic context): the body's
+        `nn.make_rng()` and `nn.dropout` draw `fold_in(key, 1)`, `fold_in(key, 2)`, ..."""
+        block = self.eval(stmt.context, frame)
+        if isinstance(block, Poison):
+            raise Abort()
+        if not isinstance(block, StochasticBlock):
+            raise self.error("AOT102", "'with' is supported only as `with nn.stochastic(rng):`, "
+                             f"got {describe_value(block)}", stmt.context.span)
+        fn = frame.fn
+        if fn is None:
+            raise self.error("AOT324", "nn.stochastic blocks run inside a module's apply (or a "
+                             "function it calls)", stmt.span)
+        fn.stochastic.append(block)
+        try:
+            self._exec_block(stmt.body, frame)
+        finally:
+            fn.stochastic.pop()
 
     def _stmt_Break(self: Resolver, stmt: ir.Break, frame: Frame) -> None:
         raise BreakSignal()
