@@ -163,8 +163,10 @@ class FnCall:
 
     def tensor(self, name: str, *, floating: bool = False, allow_static: bool = True) -> Tensor:
         """Argument `name` as an array (Python scalars and lists become constants)."""
-        return self.as_tensor(self.args[name], name, floating=floating,
-                              allow_static=allow_static)
+        value = self.args[name]
+        if not floating and isinstance(value, Tensor):  # most arguments: no work
+            return value
+        return self.as_tensor(value, name, floating=floating, allow_static=allow_static)
 
     def as_tensor(self, value: Any, name: str, *, floating: bool = False,
                   allow_static: bool = True) -> Tensor:
