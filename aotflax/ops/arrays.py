@@ -145,6 +145,14 @@ def reduction(kind: str) -> Callable[[FnCall], Tensor]:
         if kind == "index" and isinstance(axis, (tuple, list)):
             raise call.fail(f"{call.written}: axis must be a single int", "AOT203")
         shape = shape_rule(call, sh.reduce_shape, x.shape, axis, keepdims)
+        no_identity = kind == "index" or call.entry.name == "median" or (
+            kind == "same" and call.args.get("initial") is None)
+        if no_identity and sh.size(shape) and not sh.size(x.shape):
+            # jax: "attempt to get argmax of an empty sequence" (when it would trace)
+            raise call.fail(f"{call.written} over an empty axis of {x.describe()} has no "
+                            "value", "AOT210", hint=None if kind == "index" else
+                            "give initial= (the value of an empty reduction)"
+                            if kind == "same" else None)
         if call.args.get("dtype") is not None:
             dtype = call.dtype("dtype", allow_none=False)
         elif kind == "sum":
