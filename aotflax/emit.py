@@ -675,11 +675,43 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
     result = fn.result.render(namer.names)
     if fn.state_result:
         result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
+    folded = _fold_return(lines, result, indent)
     if not indent:
-        out.result = result
-    else:
+        out.result = "" if folded else result
+    elif not folded:
         lines.append(Line(f"{indent}return {result}"))
     return args
+
+
+#: An identifier of generated code, or a string literal (skipped: names never hide in one).
+_NAME_OR_STRING = re.compile(r'[A-Za-z_]\w*|"[^"\\\n]*(?:\\.[^"\\\n]*)*"')
+
+
+def _fold_return(lines: list[Line], result: str, indent: str) -> bool:
+    """Return the last line's value where it computes only what is returned: `y = x + r`
+    then `return y, stats` becomes `return x + r, stats` (the line keeps its comment).
+    Returns whether it did (the last line is then the function's `return`)."""
+    if not lines:
+        return False
+    last = lines[-1]
+    code = last.code
+    if last.source is None or last.source[0] != "o" or not code.startswith(indent):
+        return False
+    target, sep, value = code[len(indent):].partition(" = ")
+    if not sep or not target.isidentifier() or "\n" in value:
+        return False
+    head, _, rest = result.partition(", ")
+    if head != target or target in _NAME_OR_STRING.findall(rest):
+        return False  # the result is not this value first, or reads it again
+    if _ORPHAN_PARTS.search(value):
+        return False  # a statement-like tail (a comment, a second statement): left as is
+    lines[-1] = Line(f"{indent}return {value}" + (f", {rest}" if rest else ""),
+                     last.where, last.source)
+    return True
+
+
+#: What a one-line assignment's value never contains where it is a plain expression.
+_ORPHAN_PARTS = re.compile(r";|  #")
 
 
 def _render_nested(out: Body, nested: Function, relpath: str, reserved: set[str],

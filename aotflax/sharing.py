@@ -72,6 +72,11 @@ _KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
 #: Longest function name made from a module's name and its variant's labels (suffixes
 #: and counters come on top, within `quoting.MAX_IDENTIFIER`).
 _MAX_NAME = MAX_IDENTIFIER - 30
+#: Longest summary line of a generated docstring: with a function's indent and quotes it
+#: stays within 100 columns (what does not fit goes to the paragraph below it).
+SUMMARY_WIDTH = 90
+#: Stands for a space that `_wrap` keeps (inside one hyperparameter's `name=value`).
+_NBSP = "\x00"
 #: Flags whose value tells a training variant from an evaluation one: (True, False) labels.
 FLAG_LABELS = {"train": ("train", ""), "training": ("train", ""), "is_training": ("train", ""),
                "deterministic": ("", "train"), "use_running_average": ("", "train"),
@@ -905,8 +910,8 @@ def _serves(plan: Plan, group: Group) -> list[str]:
     by_paths: dict[tuple[str, ...], list[str]] = {}
     for target, paths in per_target.items():
         by_paths.setdefault(tuple(paths), []).append(target)
-    if list(by_paths) == [("",)] and len(per_target) == 1:
-        return []  # one target's module: its apply function says so
+    if len(per_target) == 1 and len(next(iter(by_paths))) == 1:
+        return []  # one instance of one target: its only call site says which
     out = []
     for key, targets in by_paths.items():
         if key == ("",):
@@ -949,27 +954,51 @@ def render_group(plan: Plan, group: Group) -> str:
 
 
 def _docstring(plan: Plan, group: Group) -> str:
+    """The function's docstring: a summary line of at most `SUMMARY_WIDTH` characters
+    (what it implements, with its hyperparameters when they fit, and where), then a
+    paragraph with the hyperparameters that did not fit and the instances it serves."""
     fn = group.first
     where = f"{fn.span.file.name or plan.program.relpath}:{fn.span.line}"
-    what = fn.doc if not fn.origin or "." not in fn.origin else _signature(plan, group)
+    origin, hparams = _signature(plan, group)
+    prefix = tag = ""
     if group.kind == "variables":
         collections = ["params"] * bool(fn.params) + list(dict.fromkeys(
             d.path[0] for d in fn.state))
-        what = f"The {' and '.join(collections)} of {what}"
+        prefix = f"The {' and '.join(collections)} of "
     if group.kind == "init":
-        what += ", init variant: also initializes the parameters that come from data " \
-                "(writing them into params)"
-    head = docstring(f"{what}, from {where}.")
+        tag = ", init variant"
+    shown = f"{origin}({', '.join(hparams)})" if hparams is not None else origin
+    head = summary(f"{prefix}{shown}{tag}, from {where}.", f"{prefix}{origin}{tag}, from {where}.")
+    notes = []
+    if hparams and not head.startswith(prefix + shown) and group.kind != "variables":
+        # the variable tree's function leaves them to the forward function's docstring
+        # each `name=value` on one line
+        notes.append("Hyperparameters: " + ", ".join(h.replace(" ", _NBSP) for h in hparams)
+                     + ".")
+    if group.kind == "init":
+        notes.append("Also initializes the parameters that come from data, writing them "
+                     "into `params`.")
     serves = _serves(plan, group) if group.kind != "variables" else []
-    if not serves:
-        return head
-    lines = _wrap("Serves " + "; ".join(serves) + ".")
-    return head + "\n\n" + "".join(f"    {docstring(x)}\n" for x in lines) + "    "
+    if serves:
+        notes.append("Serves " + "; ".join(serves) + ".")
+    if not notes:
+        return docstring(head)
+    lines = [x.replace(_NBSP, " ") for x in _wrap(" ".join(notes))]
+    return docstring(head) + "\n\n" + "".join(f"    {docstring(x)}\n" for x in lines) + "    "
 
 
-def _signature(plan: Plan, group: Group) -> str:
-    """`ResNetBlock.apply(filters=8|16, act=jax.nn.relu, strides=(1, 1))`."""
+def summary(text: str, shorter: str) -> str:
+    """`text` as a docstring's summary line, or `shorter` where `text` is too long."""
+    return text if len(text) <= SUMMARY_WIDTH else shorter
+
+
+def _signature(plan: Plan, group: Group) -> tuple[str, list[str] | None]:
+    """What the function implements and its hyperparameters' values across the group:
+    `("ResNetBlock.apply", ["filters=8|16", "act=jax.nn.relu", "strides=(1, 1)"])`;
+    None for a function that is not a module's method (a loss, an initializer)."""
     fn = group.first
+    if not fn.origin or "." not in fn.origin:
+        return fn.doc, None
     parts = []
     hparams = [dict(m.body.function.hparams) for m in group.members]
     for name, value in fn.hparams:
@@ -980,7 +1009,7 @@ def _signature(plan: Plan, group: Group) -> str:
             if text not in seen:
                 seen.append(text)
         parts.append(f"{name}={'|'.join(seen[:6])}{'|...' if len(seen) > 6 else ''}")
-    return f"{fn.origin}({', '.join(parts)})"
+    return fn.origin, parts
 
 
 def _wrap(text: str, width: int = 88) -> list[str]:
