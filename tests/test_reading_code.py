@@ -1,0 +1,155 @@
+"""Generated code read as a reviewer reads it: bounded docstring summaries, no paragraph
+that only repeats a call site, a function's last value returned directly, and imports
+only of what a module uses (issue 14's bar, on shapes real model files have)."""
+
+import ast
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from helpers import build, emit, scratch_folder
+
+from aotflax.driver import front_end
+from aotflax.sharing import SUMMARY_WIDTH
+
+#: A module with many hyperparameters, several of them long, used at three widths.
+WIDE = """
+class Block(nn.Module):
+    def apply(self, x, features, kernel_init=nn.initializers.lecun_normal(),
+              bias_init=nn.initializers.zeros, activation=nn.relu, use_bias=True,
+              residual_scale=0.5, dtype=jnp.float32, precision=None, name_of_norm="ln"):
+        y = nn.Dense(x, features, kernel_init=kernel_init, bias_init=bias_init,
+                     bias=use_bias, dtype=dtype, precision=precision)
+        return activation(y) * residual_scale
+
+class Net(nn.Module):
+    def apply(self, x):
+        x = Block(x, 8)
+        x = Block(x, 16)
+        return Block(x, 4)
+
+aot.target("net", Net, x=aot.f32[2, 3])
+"""
+
+
+def _functions(text: str) -> dict[str, ast.FunctionDef]:
+    return {n.name: n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef)}
+
+
+def test_every_docstring_summary_line_fits_and_long_hyperparameters_move_below():
+    text, _ = emit(WIDE)
+    fns = _functions(text)
+    for name, fn in fns.items():
+        doc = ast.get_docstring(fn, clean=False)
+        assert doc, name
+        assert len(doc.splitlines()[0]) <= SUMMARY_WIDTH, (name, doc.splitlines()[0])
+    doc = ast.get_docstring(fns["block"], clean=False)
+    head, _, rest = doc.partition("\n\n")
+    assert head == "Block.apply, from " + head.split(", from ")[1]
+    paragraph = [line.strip() for line in rest.splitlines()]
+    # every hyperparameter is there, and none is cut in two at a line end
+    joined = " ".join(paragraph)
+    for item in ("features=8|16|4", "activation=jax.nn.relu", "residual_scale=0.5",
+                 'name_of_norm="ln"', "precision=None"):
+        assert item in joined, item
+    for line in paragraph:
+        assert not line.endswith("=") and not line.endswith("module"), line
+        assert len(line) <= 88, line
+
+
+def test_a_short_signature_stays_on_the_summary_line():
+    text, _ = emit("""
+    class Head(nn.Module):
+        def apply(self, x, n: int = 3):
+            return nn.Dense(x, n)
+
+    aot.target("serve", Head, x=aot.f32[2, 5])
+    """)
+    doc = ast.get_docstring(_functions(text)["head"], clean=False)
+    assert doc.startswith("Head.apply(n=3), from ") and "\n" not in doc
+
+
+def test_serves_paragraph_only_where_a_function_has_several_instances():
+    text, _ = emit("""
+    class Inner(nn.Module):
+        def apply(self, x):
+            return nn.relu(nn.Dense(x, 4))
+
+    class Once(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4) * 2.0
+
+    class Net(nn.Module):
+        def apply(self, x):
+            x = Inner(x, name="a")
+            x = Inner(x, name="b")
+            return Once(x, name="c")
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """)
+    fns = _functions(text)
+    shared = ast.get_docstring(fns["inner"], clean=False)
+    assert "Serves net (a, b)." in " ".join(shared.split())
+    once = ast.get_docstring(fns["once"], clean=False)
+    assert "Serves" not in once and "\n" not in once
+
+
+def test_the_last_value_is_returned_directly_with_its_comment():
+    m = build("""
+    class Net(nn.Module):
+        def apply(self, x):
+            y = nn.Dense(x, 3, name="proj")
+            return nn.relu(y + 1.0)
+
+    aot.target("serve", Net, x=aot.f32[2, 4])
+    """)
+    text = m.__aotflax_text__
+    body = text.split("def net(")[1].split("\n\n")[0]
+    last = body.rstrip().splitlines()[-1]
+    assert last.startswith("    return jax.nn.relu(")
+    assert re.search(r"  # \S*model_\d+\.py:9  f32\[2, 3\]$", last)  # file:line and shape
+    params, _ = m.serve.init(jax.random.key(0))
+    x = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
+    y, _ = m.serve.apply(params, {}, x)
+    p = params["proj"]
+    np.testing.assert_allclose(y, jax.nn.relu(x @ p["kernel"] + p["bias"][None] + 1.0), rtol=1e-6)
+
+
+def test_a_value_returned_twice_or_beside_state_keeps_its_name():
+    m = build("""
+    class Net(nn.Module):
+        def apply(self, x):
+            y = nn.Dense(x, 3)
+            z = jnp.tanh(y)
+            return z, z * 2.0, y
+
+    aot.target("net", Net, x=aot.f32[2, 4])
+    """)
+    params, _ = m.net.init(jax.random.key(1))
+    x = np.ones((2, 4), np.float32)
+    (a, b, c), _ = m.net.apply(params, {}, x)
+    d = params["Dense_0"]
+    ref = x @ d["kernel"] + d["bias"][None]
+    np.testing.assert_allclose(c, ref, rtol=1e-6)
+    np.testing.assert_allclose(a, jnp.tanh(ref), rtol=1e-6)
+    np.testing.assert_allclose(b, 2 * jnp.tanh(ref), rtol=1e-6)
+
+
+def test_a_model_file_without_targets_imports_nothing_it_does_not_use():
+    folder = scratch_folder()
+    (folder / "layers.py").write_text(
+        "from aotflax import nn\n\n\ndef act(x):\n    return nn.relu(x)\n")
+    (folder / "net.py").write_text(
+        "from aotflax import nn, aot\nfrom layers import act\n\n\n"
+        "class Net(nn.Module):\n    def apply(self, x):\n        return act(nn.Dense(x, 2))\n\n\n"
+        'aot.target("net", Net, x=aot.f32[1, 3])\n')
+    report = front_end(sorted(folder.glob("*.py")), folder)
+    assert not report.diagnostics
+    texts = {f.out_rel: f.text for f in report.files}
+    layers = next(t for rel, t in texts.items() if str(rel).endswith("layers.py"))
+    assert "import" not in layers and "TARGETS = {}" in layers
+    assert '"""\n\n\nTARGETS = {}\n' in layers  # two blank lines, as after any import
+    net = next(t for rel, t in texts.items() if str(rel).endswith("net.py"))
+    assert "import jax\n" in net and "import _runtime" in net
+    compile(layers, "layers.py", "exec")
