@@ -109,9 +109,20 @@ def masked(text: str) -> str:
 
 
 def snake(name: str) -> str:
-    """`ResNetBlock` -> `res_net_block`, `MLP` -> `mlp`, `LSTMCell` -> `lstm_cell`."""
-    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
-    return re.sub(r"[^0-9A-Za-z]+", "_", s).lower().strip("_") or "fn"
+    """`ResNetBlock` -> `res_net_block`, `MLP` -> `mlp`, `LSTMCell` -> `lstm_cell`; a lone
+    capital after a word of one or two letters stays in it: `ViT` -> `vit`, `ViTBlock` ->
+    `vit_block`, `BiT` -> `bit`."""
+    merged: list[str] = []
+    for chunk in name.split("_"):  # the name's own underscores stay where they are
+        words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", chunk)
+        out: list[str] = []
+        for w in words.split(" "):
+            if len(w) == 1 and w.isupper() and out and len(out[-1]) <= 2 and out[-1].isalpha():
+                out[-1] += w
+            else:
+                out.append(w)
+        merged.append("_".join(out))
+    return re.sub(r"[^0-9A-Za-z]+", "_", "_".join(merged)).lower().strip("_") or "fn"
 
 
 # ------------------------------------------------------------------ records
@@ -766,6 +777,7 @@ def _variant_names(base: str, groups: list[Group], memo: _Values) -> list[str]:
 def _features(groups: list[Group], memo: _Values) -> list[tuple[str, list[str]]]:
     """Per feature, its kind and its label for each group (see `_variant_names`)."""
     flags: list[list[str]] = []
+    modules: list[list[str]] = []
     values: list[list[str]] = []
     hparams = {g.index: [dict(m.body.function.hparams) for m in g.members] for g in groups}
 
@@ -797,31 +809,43 @@ def _features(groups: list[Group], memo: _Values) -> list[tuple[str, list[str]]]
             flags.append([true if v else false for v in vals])
             continue
         if all(isinstance(v, ModuleRef) for v in vals):
-            for sub in _ref_flags(vals):
-                flags.append(sub)
+            sub_flags, sub_modules = _ref_features(vals)
+            flags.extend(sub_flags)
             if len({v.class_name for v in vals}) > 1:
-                values.append([snake(v.class_name) for v in vals])
+                modules.append([snake(v.class_name) for v in vals])
+            modules.extend(sub_modules)
             continue
         values.append([_value_label(name, v, memo) for v in vals])
+    # an input only some take (`aux`), then a parameter subtree only some have
+    inputs = [[name for name, _ in g.first.inputs] for g in groups]
+    extra = [[f"with_{_slug(k)}" if k in t else "" for t in inputs] for k in _partial(inputs)]
     trees = [_subtrees(g) for g in groups]
-    keys: list[str] = []
-    for t in trees:
-        for k in t:
-            if k not in keys and not all(k in other for other in trees):
-                keys.append(k)
-    subtree = [[f"with_{_slug(k)}" if k in t else "" for t in trees] for k in keys[:1]]
+    subtree = [[f"with_{_slug(k)}" if k in t else "" for t in trees] for k in _partial(trees)]
     label = []
     names_of = [{m.body.function.label for m in g.members} for g in groups]
     if all(len(n) == 1 for n in names_of) and len({next(iter(n)) for n in names_of}) > 1:
         label = [[snake(next(iter(n))) if next(iter(n)) else "" for n in names_of]]
     return ([("flag", f) for f in flags] + [("label", f) for f in label]
+            + [("module", f) for f in modules] + [("input", f) for f in extra]
             + [("subtree", f) for f in subtree] + [("value", f) for f in values])
 
 
-def _ref_flags(refs: list[ModuleRef]) -> list[list[str]]:
-    """Flags bound on module hyperparameters (`norm=BatchNorm.partial(use_running_average=
-    not train)`) that differ: they tell training and evaluation variants apart."""
-    out = []
+def _partial(lists: list[list[str]]) -> list[str]:
+    """The names some of `lists` hold and others do not, in order of appearance."""
+    out: list[str] = []
+    for names in lists:
+        for k in names:
+            if k not in out and not all(k in other for other in lists):
+                out.append(k)
+    return out
+
+
+def _ref_features(refs: list[ModuleRef]) -> tuple[list[list[str]], list[list[str]]]:
+    """What the hyperparameters bound on module references tell apart: flags that differ
+    (`norm=BatchNorm.partial(use_running_average=not train)`: training and evaluation
+    variants) and modules that differ (`PreNorm.partial(fn=SelfAttention)` and
+    `fn=FeedForward`: `self_attention`, `feed_forward`)."""
+    flags, modules = [], []
     names: list[str] = []
     for r in refs:
         for n, _ in r.bound:
@@ -831,8 +855,11 @@ def _ref_flags(refs: list[ModuleRef]) -> list[list[str]]:
         vals = [dict(r.bound).get(name) for r in refs]
         if all(isinstance(v, bool) for v in vals) and len(set(vals)) > 1:
             true, false = FLAG_LABELS.get(name, (name, ""))
-            out.append([true if v else false for v in vals])
-    return out
+            flags.append([true if v else false for v in vals])
+        elif all(isinstance(v, ModuleRef) for v in vals) and \
+                len({v.class_name for v in vals}) > 1:
+            modules.append([snake(v.class_name) for v in vals])
+    return flags, modules
 
 
 def _key(value: Any) -> tuple[str, Any]:
@@ -917,6 +944,9 @@ def _serves(plan: Plan, group: Group) -> list[str]:
         if key == ("",):
             out.append(", ".join(targets))
             continue
+        if key == ("(loss)",):
+            out.append(f"{', '.join(targets)} as the loss")
+            continue
         shown = [p or "the module itself" for p in key]
         if len(shown) > 8:
             shown = shown[:6] + [f"... ({len(key)} instances)"]
@@ -968,7 +998,10 @@ def _docstring(plan: Plan, group: Group) -> str:
     if group.kind == "init":
         tag = ", init variant"
     shown = f"{origin}({', '.join(hparams)})" if hparams is not None else origin
-    head = summary(f"{prefix}{shown}{tag}, from {where}.", f"{prefix}{origin}{tag}, from {where}.")
+    # the last resort names the file alone (every line's comment has its whole path)
+    base = where.rsplit("/", 1)[-1]
+    head = summary(f"{prefix}{shown}{tag}, from {where}.", f"{prefix}{origin}{tag}, from {where}.",
+                   f"{prefix}{origin}{tag}, from {base}.")
     notes = []
     if hparams and not head.startswith(prefix + shown) and group.kind != "variables":
         # the variable tree's function leaves them to the forward function's docstring
@@ -987,9 +1020,13 @@ def _docstring(plan: Plan, group: Group) -> str:
     return docstring(head) + "\n\n" + "".join(f"    {docstring(x)}\n" for x in lines) + "    "
 
 
-def summary(text: str, shorter: str) -> str:
-    """`text` as a docstring's summary line, or `shorter` where `text` is too long."""
-    return text if len(text) <= SUMMARY_WIDTH else shorter
+def summary(text: str, *shorter: str) -> str:
+    """`text` as a docstring's summary line, or the first of the `shorter` ones that fits
+    (the last where none does)."""
+    for candidate in (text, *shorter):
+        if len(candidate) <= SUMMARY_WIDTH:
+            return candidate
+    return shorter[-1] if shorter else text
 
 
 def _signature(plan: Plan, group: Group) -> tuple[str, list[str] | None]:

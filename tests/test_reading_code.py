@@ -153,3 +153,66 @@ def test_a_model_file_without_targets_imports_nothing_it_does_not_use():
     net = next(t for rel, t in texts.items() if str(rel).endswith("net.py"))
     assert "import jax\n" in net and "import _runtime" in net
     compile(layers, "layers.py", "exec")
+
+
+def test_snake_case_keeps_short_acronyms_whole():
+    from aotflax.sharing import snake
+    assert snake("ViT") == "vit" and snake("BiT") == "bit" and snake("ViTBlock") == "vit_block"
+    assert snake("ResNetBlock") == "res_net_block" and snake("LSTMCell") == "lstm_cell"
+    assert snake("ModelA") == "model_a" and snake("X_Y") == "x_y"
+
+
+def test_variants_are_named_after_the_input_or_module_that_differs():
+    text, _ = emit("""
+    class Gate(nn.Module):
+        def apply(self, x, aux=None):
+            y = nn.Dense(x, 4, name="proj")
+            if aux is not None:
+                y = y + nn.Dense(aux, 4, name="proj_aux")
+            return y
+
+    class Attn(nn.Module):
+        def apply(self, x):
+            return nn.SelfAttention(x, num_heads=1)
+
+    class Ff(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4)
+
+    class PreNorm(nn.Module):
+        def apply(self, x, fn):
+            return fn(nn.LayerNorm(x))
+
+    class Net(nn.Module):
+        def apply(self, x):
+            x = Gate(x)
+            x = Gate(x, x)
+            x = PreNorm(x, fn=Attn)
+            return PreNorm(x, fn=Ff)
+
+    aot.target("serve", Net, x=aot.f32[2, 3, 4])
+    """)
+    names = set(_functions(text))
+    assert {"gate", "gate_with_aux"} <= names, names
+    assert {"pre_norm_attn", "pre_norm_ff"} <= names, names
+    assert not any("variant" in n for n in names), names
+
+
+def test_a_loss_shared_by_targets_says_so():
+    text, _ = emit("""
+    import optax
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 3)
+
+    def mse(out, y):
+        return jnp.mean((out - y) ** 2)
+
+    aot.train_target("a", Net, loss=mse, optimizer=optax.sgd(0.1), x=aot.f32[2, 4],
+                     y=aot.f32[2, 3])
+    aot.train_target("b", Net, loss=mse, optimizer=optax.sgd(0.1), x=aot.f32[2, 4],
+                     y=aot.f32[2, 3])
+    """)
+    doc = " ".join(ast.get_docstring(_functions(text)["mse"], clean=False).split())
+    assert "Serves a, b as the loss." in doc and "((" not in doc
