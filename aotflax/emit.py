@@ -633,6 +633,7 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
         args.append(name)
     args += static
     lines = out.lines
+    collected = _collected_state(fn, body, namer, relpath, lines) if not indent else {}
     for i, op in enumerate(body):
         if not namer.live[i]:
             continue
@@ -645,6 +646,11 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
             _render_nested(out, nested, relpath, reserved | {local}, refs, indent,
                            namer.names, live | {local}, local, path + (i,))
         namer.name_outputs(i, op)
+        if collected:
+            for v in op.outputs:
+                found = collected.get(id(v))
+                if found is not None:
+                    namer.names[id(v)] = found
         ctx: dict[str, Any] = {k: code.render(namer.names) for k, code in op.args}
         temps = namer.temps(i, op)
         ctx.update(temps)
@@ -674,13 +680,69 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
             temp[1] += 1
     result = fn.result.render(namer.names)
     if fn.state_result:
-        result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
+        result = ", ".join([result] + [collected.get(c, None) or code.render(namer.names)
+                                       for c, code in fn.state_result])
     folded = _fold_return(lines, result, indent)
     if not indent:
         out.result = "" if folded else result
     elif not folded:
         lines.append(Line(f"{indent}return {result}"))
     return args
+
+
+def _collected_state(fn: Function, body: tuple[Op, ...], namer: Namer, relpath: str,
+                     lines: list[Line]) -> dict[Any, str]:
+    """Where a collection's new state is a flat dict of what the body's calls return
+    (`{"BatchNorm_0": ..., "ResNetBlock_0": ...}`), each call assigns its entry of a dict
+    made first (`new_batch_stats["ResNetBlock_0"]`) and the function returns that dict:
+    the return line does not list every child.  Returns id(value) -> the entry it is
+    assigned to, and collection -> the dict's name (the line making it is added)."""
+    made: set[int] = set()
+    read: set[int] = {id(v) for v in fn.result.vars()}
+    for i, op in enumerate(body):
+        if namer.live[i]:
+            made.update(id(v) for v in op.outputs)
+            read.update(id(v) for v in op.inputs())
+    out: dict[Any, str] = {}
+    for coll, code in fn.state_result:
+        entries = _flat_entries(code)
+        if not entries or len(entries) < 2 or any(
+                id(v) not in made or id(v) in read or id(v) in out for _, v in entries):
+            continue
+        local = namer.free(name_stem(f"new_{coll}"), 0, strict=True)
+        namer.holder[local] = len(body) + 1  # held to the end: nothing else takes it
+        where = f"{fn.span.file.name or relpath}:{fn.span.line}"
+        lines.append(Line(f"{local} = {{}}", where))
+        for key, v in entries:
+            out[id(v)] = f"{local}[{key}]"
+        out[coll] = local
+    return out
+
+
+def _flat_entries(code: Code) -> list[tuple[str, Var]] | None:
+    """`{"a": x, "b": y}` (a dict display resolve wrote: quoted keys, one value each) as
+    [(key literal, value)]; None for anything else (nested dicts, the state given)."""
+    parts = code.parts
+    if len(parts) < 4 or parts[0] != "{" or parts[-1] != "}":
+        return None
+    entries = []
+    k = 1
+    while k < len(parts) - 1:
+        key, value = parts[k], parts[k + 1] if k + 1 < len(parts) else None
+        if not isinstance(key, str) or not isinstance(value, Var) or \
+                not _KEY_LITERAL.fullmatch(key):
+            return None
+        entries.append((key[:-2], value))
+        k += 2
+        if k < len(parts) - 1:
+            if parts[k] != ", ":
+                return None
+            k += 1
+    return entries
+
+
+#: A dict display's key as resolve writes it: a quoted string, then `: `.
+_KEY_LITERAL = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*": ')
 
 
 #: An identifier of generated code, or a string literal (skipped: names never hide in one).

@@ -170,12 +170,13 @@ def transformer_lm_decode(params, cache, tokens):
     Hyperparameters: vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64,
     dropout=0.0, train=False, decode=True. Serves lm_prefill, lm_decode.
     """
+    new_cache = {}  # models/transformer.py:51
     x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[1, length, 64]
-    x, pos_cache = position_embedding_decode(params["pos"], cache["pos"], x)  # models/transformer.py:55  f32[1, length, 64]
-    x, block_0_cache = block_decode(params["block_0"], cache["block_0"], x)  # models/transformer.py:58  f32[1, length, 64]
-    x, block_1_cache = block_decode(params["block_1"], cache["block_1"], x)  # models/transformer.py:58  f32[1, length, 64]
+    x, new_cache["pos"] = position_embedding_decode(params["pos"], cache["pos"], x)  # models/transformer.py:55  f32[1, length, 64]
+    x, new_cache["block_0"] = block_decode(params["block_0"], cache["block_0"], x)  # models/transformer.py:58  f32[1, length, 64]
+    x, new_cache["block_1"] = block_decode(params["block_1"], cache["block_1"], x)  # models/transformer.py:58  f32[1, length, 64]
     x = _runtime.layer_norm(x, params["ln_f"], epsilon=1e-06)  # models/transformer.py:60  f32[1, length, 64]
-    return jnp.dot(x, params["embed"]["embedding"].T), {"pos": pos_cache, "block_0": block_0_cache, "block_1": block_1_cache}  # models/transformer.py:61  f32[1, length, 128]
+    return jnp.dot(x, params["embed"]["embedding"].T), new_cache  # models/transformer.py:61  f32[1, length, 128]
 
 
 def position_embedding_variables():

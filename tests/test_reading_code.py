@@ -216,3 +216,27 @@ def test_a_loss_shared_by_targets_says_so():
     """)
     doc = " ".join(ast.get_docstring(_functions(text)["mse"], clean=False).split())
     assert "Serves a, b as the loss." in doc and "((" not in doc
+
+
+def test_children_state_fills_one_dict_the_function_returns():
+    m = build("""
+    class Net(nn.Module):
+        def apply(self, x):
+            x = nn.BatchNorm(x, use_running_average=False, momentum=0.9)
+            return nn.BatchNorm(x * 2.0, use_running_average=False, momentum=0.9)
+
+    aot.target("serve", Net, x=aot.f32[4, 3])
+    """)
+    body = m.__aotflax_text__.split("def net(")[1].split("\n\n\n")[0]
+    assert re.search(r'\n    new_batch_stats = \{\}  # \S+:\d+\n', body)
+    assert 'x, new_batch_stats["BatchNorm_0"] = ' in body
+    assert re.search(r"\n    return \w+, new_batch_stats$", body)
+    assert "batchnorm_0_stats" not in body
+    params, state = m.serve.init(jax.random.key(0))
+    x = np.arange(12, dtype=np.float32).reshape(4, 3) ** 1.5
+    _, new = m.serve.apply(params, state, x)
+    stats = new["batch_stats"]
+    assert set(stats) == {"BatchNorm_0", "BatchNorm_1"}
+    np.testing.assert_allclose(stats["BatchNorm_0"]["mean"], 0.1 * x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["BatchNorm_0"]["var"], 0.9 + 0.1 * x.var(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["BatchNorm_1"]["mean"], 0.0, atol=1e-5)
