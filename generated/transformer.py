@@ -28,9 +28,9 @@ def block_train(params, x, *, rng):
     decode=False. Serves lm_train (block_0, block_1).
     """
     y = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # models/transformer.py:39  f32[4, 32, 64]
-    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
-    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
-    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
+    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["query"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
+    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["key"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
+    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["value"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
     weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(query.shape[-1]).astype(jnp.float32), key)  # models/transformer.py:40  f32[4, 4, 32, 32]
     weights = jnp.where(jnp.tril(jnp.ones((query.shape[-3], key.shape[-3]), dtype=jnp.bool_)).reshape((1, 1, query.shape[-3], key.shape[-3])), weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[4, 4, 32, 32]
     weights = jax.nn.softmax(weights)  # models/transformer.py:40  f32[4, 4, 32, 32]
@@ -92,9 +92,9 @@ def block(params, x):
     decode=False. Serves lm_eval (block_0, block_1).
     """
     y = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # models/transformer.py:39  f32[4, 32, 64]
-    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
-    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
-    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
+    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["query"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
+    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["key"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
+    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["value"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
     weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(query.shape[-1]).astype(jnp.float32), key)  # models/transformer.py:40  f32[4, 4, 32, 32]
     weights = jnp.where(jnp.tril(jnp.ones((query.shape[-3], key.shape[-3]), dtype=jnp.bool_)).reshape((1, 1, query.shape[-3], key.shape[-3])), weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[4, 4, 32, 32]
     weights = jax.nn.softmax(weights)  # models/transformer.py:40  f32[4, 4, 32, 32]
@@ -144,9 +144,9 @@ def block_decode(params, cache, x):
     decode=True. Serves lm_prefill, lm_decode (block_0, block_1).
     """
     y = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # models/transformer.py:39  f32[1, length, 64]
-    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
-    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
-    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
+    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["query"]["bias"], (0, 1))  # models/transformer.py:40  f32[1, length, 4, 16]
+    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["key"]["bias"], (0, 1))  # models/transformer.py:40  f32[1, length, 4, 16]
+    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["value"]["bias"], (0, 1))  # models/transformer.py:40  f32[1, length, 4, 16]
     cached_key = jax.lax.dynamic_update_slice(cache["SelfAttention_0"]["cached_key"], key, (0, cache["SelfAttention_0"]["cache_index"], 0, 0))  # models/transformer.py:40  f32[1, 64, 4, 16]
     cached_value = jax.lax.dynamic_update_slice(cache["SelfAttention_0"]["cached_value"], value, (0, cache["SelfAttention_0"]["cache_index"], 0, 0))  # models/transformer.py:40  f32[1, 64, 4, 16]
     cache_mask = (jnp.arange(cached_key.shape[-3])[None, :] <= cache["SelfAttention_0"]["cache_index"] + jnp.arange(key.shape[-3])[:, None]).reshape((1, 1, key.shape[-3], cached_key.shape[-3]))  # models/transformer.py:40  bool[1, 1, length, 64]

@@ -240,3 +240,22 @@ def test_children_state_fills_one_dict_the_function_returns():
     np.testing.assert_allclose(stats["BatchNorm_0"]["mean"], 0.1 * x.mean(0), rtol=1e-5)
     np.testing.assert_allclose(stats["BatchNorm_0"]["var"], 0.9 + 0.1 * x.var(0), rtol=1e-5)
     np.testing.assert_allclose(stats["BatchNorm_1"]["mean"], 0.0, atol=1e-5)
+
+
+def test_a_bias_of_several_axes_is_named_once_on_its_line():
+    m = build("""
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.DenseGeneral(x, features=(2, 3), name="proj")
+
+    aot.target("serve", Net, x=aot.f32[2, 5, 4])
+    """)
+    line = next(ln for ln in m.__aotflax_text__.splitlines() if "dot_general" in ln)
+    assert line.count('params["proj"]["bias"]') == 1, line
+    assert 'jnp.expand_dims(params["proj"]["bias"], (0, 1))' in line
+    params, _ = m.serve.init(jax.random.key(2))
+    x = np.linspace(-1, 1, 40, dtype=np.float32).reshape(2, 5, 4)
+    y, _ = m.serve.apply(params, {}, x)
+    p = params["proj"]
+    ref = np.einsum("blf,fgh->blgh", x, np.asarray(p["kernel"])) + np.asarray(p["bias"])[None, None]
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
