@@ -34,7 +34,17 @@ from typing import Any
 import jinja2
 
 from .diagnostics import InternalError
-from .program import CallKwargs, Code, FileProgram, Function, FunctionRef, Op, Tensor, Var
+from .program import (
+    CallKwargs,
+    Code,
+    FileProgram,
+    Function,
+    FunctionRef,
+    Op,
+    Tensor,
+    Var,
+    call_code,
+)
 from .quoting import QuotingError, docstring, identifier, literal
 from .sizes import SizeRef, plain
 
@@ -377,8 +387,8 @@ class Renderer:
         checked(fn.name, "function name")  # resolve's name: used for nested and jvp rules
         body = fn.body
         if kind == "init":
-            body = tuple(op if op.init_args is None else _init_call(op, op.init_args)
-                         for op in fn.body)
+            body = _init_then_apply(fn) or tuple(
+                op if op.init_args is None else _init_call(op, op.init_args) for op in fn.body)
         elif fn.init_name is not None:
             body = tuple(op for op in fn.body if not op.init_only)
         out = Body(fn, kind, [], fn.takes_rng or kind == "init", [], "", ops=body)
@@ -577,6 +587,46 @@ class _Structure:
                 key.append(("size", number))
             else:
                 raise _Unkeyed
+
+
+def _init_then_apply(fn: Function) -> tuple[Op, ...] | None:
+    """The init variant of a function that calls no init variant, as its data-dependent
+    initializers (and what they read) followed by a call of the function itself, which
+    reads the parameters they wrote: the forward pass is written once, in the function.
+    None where its body is needed as it is (state, nested functions, stores, results that
+    are not one array)."""
+    body = fn.body
+    if fn.state_collections or fn.shared_args or fn.static_args or fn.keeps_name:
+        return None
+    if any(op.init_args is not None or op.nested is not None for op in body):
+        return None
+    if not all(isinstance(v, Tensor) for _, v in fn.inputs):
+        return None
+    result = fn.result.vars()
+    if len(result) != 1 or fn.result.parts != (result[0],) or \
+            not isinstance(result[0], Tensor):
+        return None
+    out = result[0]
+    needed: set[int] = set()
+    keep = [False] * len(body)
+    for i in range(len(body) - 1, -1, -1):
+        op = body[i]
+        if op.init_only or any(id(v) in needed for v in op.outputs):
+            keep[i] = True
+            needed.update(id(v) for v in op.inputs())
+        elif not op.outputs:
+            return None  # a store of the forward pass: it stays where it is
+    kept = [op for op, k in zip(body, keep) if k]
+    if not any(op.init_only for op in kept) or any(v is out for op in kept for v in op.outputs):
+        return None
+    producer = next(op for op in body if any(v is out for v in op.outputs))
+    args = [Code(("params",))] if fn.takes_params else []
+    args += [Code((v,)) for _, v in fn.inputs]
+    if fn.takes_rng:
+        args.append(Code(("rng=rng",)))
+    call = Op("ops/call.j2", (("call", call_code(fn, args, "apply")),), (out,), (),
+              producer.span, producer.stem)
+    return (*kept, call)
 
 
 def _init_call(op: Op, args: tuple) -> Op:

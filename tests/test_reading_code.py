@@ -259,3 +259,30 @@ def test_a_bias_of_several_axes_is_named_once_on_its_line():
     p = params["proj"]
     ref = np.einsum("blf,fgh->blgh", x, np.asarray(p["kernel"])) + np.asarray(p["bias"])[None, None]
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_an_init_variant_initializes_then_calls_its_forward_function():
+    m = build("""
+    class Centered(nn.Module):
+        def apply(self, x):
+            b = self.param("b", (1, x.shape[-1]), lambda key, shape: -jnp.mean(x, 0, keepdims=True))
+            return jnp.tanh(x + b) * 3.0
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Centered(nn.Dense(x, 3), name="c")
+
+    aot.target("serve", Net, x=aot.f32[4, 2])
+    """)
+    text = m.__aotflax_text__
+    init = text.split("def centered_init(")[1].split("\n\n\n")[0]
+    assert re.search(r"\n    return centered\(params, \w+\)  # \S+:\d+  f32\[4, 3\]$", init)
+    assert "jnp.tanh" not in init and text.count("jnp.tanh(") == 1  # the forward pass once
+    x = np.linspace(-2, 2, 8, dtype=np.float32).reshape(4, 2)
+    params, _ = m.serve.init(jax.random.key(0), x)
+    d = params["Dense_0"]
+    h = x @ np.asarray(d["kernel"]) + np.asarray(d["bias"])[None]
+    np.testing.assert_allclose(params["c"]["b"], -h.mean(0, keepdims=True), rtol=1e-5, atol=1e-6)
+    y, _ = m.serve.apply(params, {}, x)
+    np.testing.assert_allclose(y, np.tanh(h - h.mean(0, keepdims=True)) * 3.0, rtol=1e-5,
+                               atol=1e-6)
