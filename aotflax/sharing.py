@@ -856,9 +856,10 @@ def _ref_features(refs: list[ModuleRef]) -> tuple[list[list[str]], list[list[str
         if all(isinstance(v, bool) for v in vals) and len(set(vals)) > 1:
             true, false = FLAG_LABELS.get(name, (name, ""))
             flags.append([true if v else false for v in vals])
-        elif all(isinstance(v, ModuleRef) for v in vals) and \
-                len({v.class_name for v in vals}) > 1:
-            modules.append([snake(v.class_name) for v in vals])
+        else:
+            refs_bound = [v for v in vals if isinstance(v, ModuleRef)]
+            if len(refs_bound) == len(vals) and len({v.class_name for v in refs_bound}) > 1:
+                modules.append([snake(v.class_name) for v in refs_bound])
     return flags, modules
 
 
