@@ -121,6 +121,8 @@ class Namer:
         self.holder: dict[str, int] = {}  # name -> index of last use of its current value
         self.last_use: dict[int, int] = {}
         inputs = [op.inputs() for op in self.body]
+        #: Per op, the variables it reads.
+        self.inputs = inputs
         self.live = live_ops(fn, self.body, inputs)
         for i, read in enumerate(inputs):
             if self.live[i]:
@@ -747,17 +749,20 @@ def _collected_state(fn: Function, body: tuple[Op, ...], namer: Namer, relpath: 
     made first (`new_batch_stats["ResNetBlock_0"]`) and the function returns that dict:
     the return line does not list every child.  Returns id(value) -> the entry it is
     assigned to, and collection -> the dict's name (the line making it is added)."""
+    flat = [(coll, entries) for coll, code in fn.state_result
+             if (entries := _flat_entries(code)) is not None and len(entries) > 1]
+    if not flat:
+        return {}
     made: set[int] = set()
     read: set[int] = {id(v) for v in fn.result.vars()}
+    live, inputs = namer.live, namer.inputs
     for i, op in enumerate(body):
-        if namer.live[i]:
-            made.update(id(v) for v in op.outputs)
-            read.update(id(v) for v in op.inputs())
+        if live[i]:
+            made.update(map(id, op.outputs))
+            read.update(map(id, inputs[i]))
     out: dict[Any, str] = {}
-    for coll, code in fn.state_result:
-        entries = _flat_entries(code)
-        if not entries or len(entries) < 2 or any(
-                id(v) not in made or id(v) in read or id(v) in out for _, v in entries):
+    for coll, entries in flat:
+        if any(id(v) not in made or id(v) in read or id(v) in out for _, v in entries):
             continue
         local = namer.free(name_stem(f"new_{coll}"), 0, strict=True)
         namer.holder[local] = len(body) + 1  # held to the end: nothing else takes it

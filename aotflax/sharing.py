@@ -29,6 +29,7 @@ their code is identical.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,6 +109,7 @@ def masked(text: str) -> str:
     return "#".join(segments)
 
 
+@functools.lru_cache(maxsize=4096)
 def snake(name: str) -> str:
     """`ResNetBlock` -> `res_net_block`, `MLP` -> `mlp`, `LSTMCell` -> `lstm_cell`; a lone
     capital after a word of one or two letters stays in it: `ViT` -> `vit`, `ViTBlock` ->
@@ -929,12 +931,15 @@ def _ops(body: tuple) -> list:
 
 def _serves(plan: Plan, group: Group) -> list[str]:
     """`resnet18_train, resnet18_eval: ResNetBlock_0, ResNetBlock_1` lines."""
-    per_target: dict[str, list[str]] = {}
+    per_target: dict[str, dict[str, None]] = {}  # target -> its paths, in order, once
+    instances = plan.instances
     for m in group.members:
-        for target, path in plan.instances.get((id(m.body.function), m.body.kind), []):
-            paths = per_target.setdefault(target, [])
-            if path not in paths:
-                paths.append(path)
+        body = m.body
+        for target, path in instances.get((id(body.function), body.kind), ()):
+            paths = per_target.get(target)
+            if paths is None:
+                paths = per_target[target] = {}
+            paths[path] = None
     by_paths: dict[tuple[str, ...], list[str]] = {}
     for target, paths in per_target.items():
         by_paths.setdefault(tuple(paths), []).append(target)
