@@ -1030,9 +1030,20 @@ def summary(text: str, *shorter: str) -> str:
     """`text` as a docstring's summary line, or the first of the `shorter` ones that fits
     (the last where none does)."""
     for candidate in (text, *shorter):
-        if len(candidate) <= SUMMARY_WIDTH:
+        if _width(candidate) <= SUMMARY_WIDTH:
             return candidate
     return shorter[-1] if shorter else text
+
+
+#: A run of digits.
+_DIGITS = re.compile(r"\d+")
+
+
+def _width(text: str) -> int:
+    """`len(text)` with every number counted as three characters: a docstring's lines are
+    laid out the same whatever its numbers (the emissions of a symbolic dimension at two
+    sizes must have the same lines, `symbolic.reconcile`)."""
+    return len(_DIGITS.sub("nnn", text)) if any(c.isdigit() for c in text) else len(text)
 
 
 def _signature(plan: Plan, group: Group) -> tuple[str, list[str] | None]:
@@ -1056,13 +1067,17 @@ def _signature(plan: Plan, group: Group) -> tuple[str, list[str] | None]:
 
 
 def _wrap(text: str, width: int = 88) -> list[str]:
-    out, line = [], ""
+    """`text` in lines of at most `width` (`_width`) characters, broken at spaces."""
+    out, line, used = [], "", 0
     for word in text.split(" "):
-        if line and len(line) + 1 + len(word) > width:
+        w = _width(word)
+        if line and used + 1 + w > width:
             out.append(line)
-            line = word
+            line, used = word, w
+        elif line:
+            line, used = f"{line} {word}", used + 1 + w
         else:
-            line = f"{line} {word}" if line else word
+            line, used = word, w
     if line:
         out.append(line)
     return out

@@ -14,8 +14,8 @@ def res_net_block_train(params, batch_stats, x):
 
     Hyperparameters: filters=8|16|32|64|128|256|..., conv=module Conv,
     norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1). Serves resnet18_train,
-    resnet18_train_step (ResNetBlock_0, ResNetBlock_1, ResNetBlock_3, ResNetBlock_5,
-    ResNetBlock_7).
+    resnet18_train_step (ResNetBlock_0, ResNetBlock_1, ResNetBlock_3,
+    ResNetBlock_5, ResNetBlock_7).
     """
     new_batch_stats = {}  # models/resnet.py:20
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[batch, height, width, filters]
@@ -30,9 +30,9 @@ def res_net_block_train(params, batch_stats, x):
 def res_net_block_train_with_conv_proj(params, batch_stats, x):
     """ResNetBlock.apply, from models/resnet.py:20.
 
-    Hyperparameters: filters=16|32|64|128|256|512, conv=module Conv, norm=module BatchNorm,
-    act=jax.nn.relu, strides=(2, 2). Serves resnet18_train, resnet18_train_step
-    (ResNetBlock_2, ResNetBlock_4, ResNetBlock_6).
+    Hyperparameters: filters=16|32|64|128|256|512, conv=module Conv,
+    norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2). Serves resnet18_train,
+    resnet18_train_step (ResNetBlock_2, ResNetBlock_4, ResNetBlock_6).
     """
     new_batch_stats = {}  # models/resnet.py:20
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[batch, height // 2, width // 2, filters]
@@ -50,8 +50,8 @@ def res_net18_train(params, batch_stats, x):
     """ResNet.apply, from models/resnet.py:53.
 
     Hyperparameters: stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock,
-    num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu, train=True.
-    Serves resnet18_train, resnet18_train_step.
+    num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu,
+    train=True. Serves resnet18_train, resnet18_train_step.
     """
     new_batch_stats = {}  # models/resnet.py:53
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[batch, height // 2, width // 2, num_filters]
@@ -75,8 +75,8 @@ def res_net_block(params, batch_stats, x):
     """ResNetBlock.apply, from models/resnet.py:20.
 
     Hyperparameters: filters=8|16|32|64, conv=module Conv, norm=module BatchNorm,
-    act=jax.nn.relu, strides=(1, 1). Serves resnet18_eval (ResNetBlock_0, ResNetBlock_1,
-    ResNetBlock_3, ResNetBlock_5, ResNetBlock_7).
+    act=jax.nn.relu, strides=(1, 1). Serves resnet18_eval (ResNetBlock_0,
+    ResNetBlock_1, ResNetBlock_3, ResNetBlock_5, ResNetBlock_7).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, height, width, filters]
     y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[2, height, width, filters]
@@ -91,8 +91,8 @@ def res_net_block_with_conv_proj(params, batch_stats, x):
     """ResNetBlock.apply, from models/resnet.py:20.
 
     Hyperparameters: filters=16|32|64, conv=module Conv, norm=module BatchNorm,
-    act=jax.nn.relu, strides=(2, 2). Serves resnet18_eval (ResNetBlock_2, ResNetBlock_4,
-    ResNetBlock_6).
+    act=jax.nn.relu, strides=(2, 2). Serves resnet18_eval (ResNetBlock_2,
+    ResNetBlock_4, ResNetBlock_6).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, height // 2, width // 2, filters]
     y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[2, height // 2, width // 2, filters]
@@ -108,8 +108,8 @@ def res_net_block_with_conv_proj(params, batch_stats, x):
 def res_net18(params, batch_stats, x):
     """ResNet.apply, from models/resnet.py:53.
 
-    Hyperparameters: stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=8,
-    num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=False.
+    Hyperparameters: stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock,
+    num_filters=8, num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=False.
     """
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[2, 16, 16, 8]
     x = _runtime.batch_norm_eval(x, params["bn_init"], batch_stats["bn_init"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[2, 16, 16, 8]
@@ -132,8 +132,9 @@ def bottleneck_res_net_block_train_with_conv_proj(params, batch_stats, x, *, str
     """BottleneckResNetBlock.apply, from models/resnet.py:36.
 
     Hyperparameters: filters=8|16|32|64, conv=module Conv, norm=module BatchNorm,
-    act=jax.nn.relu, strides=(1, 1)|(2, 2). Serves resnet50_train (BottleneckResNetBlock_0,
-    BottleneckResNetBlock_3, BottleneckResNetBlock_7, BottleneckResNetBlock_13).
+    act=jax.nn.relu, strides=(1, 1)|(2, 2). Serves resnet50_train
+    (BottleneckResNetBlock_0, BottleneckResNetBlock_3, BottleneckResNetBlock_7,
+    BottleneckResNetBlock_13).
     """
     new_batch_stats = {}  # models/resnet.py:36
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, height, width, filters]
@@ -174,8 +175,9 @@ def bottleneck_res_net_block_train(params, batch_stats, x):
 def res_net50_train(params, batch_stats, x):
     """ResNet.apply, from models/resnet.py:53.
 
-    Hyperparameters: stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock,
-    num_filters=8, num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=True.
+    Hyperparameters: stage_sizes=(3, 4, 6, 3),
+    block_cls=module BottleneckResNetBlock, num_filters=8, num_classes=10,
+    dtype=jnp.float32, act=jax.nn.relu, train=True.
     """
     new_batch_stats = {}  # models/resnet.py:53
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[2, 16, 16, 8]
@@ -231,8 +233,8 @@ def bottleneck_res_net_block(params, batch_stats, x):
     Hyperparameters: filters=64|128|256|512, conv=module Conv, norm=module BatchNorm,
     act=jax.nn.relu, strides=(1, 1). Serves resnet50_b1, resnet50_b8
     (BottleneckResNetBlock_1, BottleneckResNetBlock_2, BottleneckResNetBlock_4,
-    BottleneckResNetBlock_5, BottleneckResNetBlock_6, BottleneckResNetBlock_8, ... (12
-    instances)).
+    BottleneckResNetBlock_5, BottleneckResNetBlock_6, BottleneckResNetBlock_8, ...
+    (12 instances)).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[batch, height, width, filters]
     y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[batch, height, width, filters]
@@ -249,9 +251,9 @@ def bottleneck_res_net_block(params, batch_stats, x):
 def res_net50(params, batch_stats, x):
     """ResNet.apply, from models/resnet.py:53.
 
-    Hyperparameters: stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock,
-    num_filters=64, num_classes=1000, dtype=jnp.float32, act=jax.nn.relu, train=False.
-    Serves resnet50_b1, resnet50_b8.
+    Hyperparameters: stage_sizes=(3, 4, 6, 3),
+    block_cls=module BottleneckResNetBlock, num_filters=64, num_classes=1000,
+    dtype=jnp.float32, act=jax.nn.relu, train=False. Serves resnet50_b1, resnet50_b8.
     """
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[batch, 112, 112, 64]
     x = _runtime.batch_norm_eval(x, params["bn_init"], batch_stats["bn_init"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[batch, 112, 112, 64]

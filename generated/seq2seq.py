@@ -60,7 +60,7 @@ def seq2_seq(params, source, target):
 
 
 def encoder_variables():
-    """The params of Encoder.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:17."""
+    """The params of Encoder.apply, from models/seq2seq.py:17."""
     return {
         "embed": {"embedding": _runtime.param(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), (32, 16))},  # models/seq2seq.py:18
         "lstm": _runtime.lstm_cell_variables(16, 32),  # models/seq2seq.py:23
@@ -77,7 +77,7 @@ def decoder_variables():
 
 
 def seq2_seq_variables():
-    """The params of Seq2Seq.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:45."""
+    """The params of Seq2Seq.apply, from models/seq2seq.py:45."""
     return {
         "encoder": encoder_variables(),
         "decoder": decoder_variables(),

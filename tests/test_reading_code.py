@@ -286,3 +286,23 @@ def test_an_init_variant_initializes_then_calls_its_forward_function():
     y, _ = m.serve.apply(params, {}, x)
     np.testing.assert_allclose(y, np.tanh(h - h.mean(0, keepdims=True)) * 3.0, rtol=1e-5,
                                atol=1e-6)
+
+
+def test_docstring_layout_does_not_depend_on_the_numbers_in_it():
+    """A symbolic dimension is emitted at two sizes that must give the same lines
+    (`symbolic.reconcile`): a summary line and a paragraph break in the same places
+    whatever the widths of their numbers."""
+    from aotflax.sharing import _wrap, summary
+    small = "Hyperparameters: " + ", ".join(f"d{i}=7" for i in range(20)) + "."
+    large = "Hyperparameters: " + ", ".join(f"d{i}=70001" for i in range(20)) + "."
+    assert len(_wrap(small)) == len(_wrap(large))
+    assert [ln.count("=") for ln in _wrap(small)] == [ln.count("=") for ln in _wrap(large)]
+    short, long_ = "M.apply(n=7), " + "x" * 70 + ".", "M.apply(n=70001), " + "x" * 70 + "."
+    assert (summary(short, "M.apply.") == short) == (summary(long_, "M.apply.") == long_)
+
+
+def test_docstring_paragraph_lines_are_docstring_lines_for_symbolic_sizes():
+    from aotflax.symbolic import _docstring_mask
+    lines = ['def f(x):', '    """M.apply, from m.py:1.', '', '    Hyperparameters: n=3.',
+             '    """', '    y = x + 1  # m.py:2', '    """One line."""', '    return y']
+    assert _docstring_mask(lines) == [False, True, True, True, True, False, True, False]

@@ -32,7 +32,7 @@ def net_fn(params, x):
 
 
 def block_variables(*, in_channels, features):
-    """The params of Block.apply(features=4|8, pool="max"|"avg"), from golden/conv_net.py:9."""
+    """The params of Block.apply, from golden/conv_net.py:9."""
     return {
         "conv": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, in_channels, features))},  # golden/conv_net.py:11
     }
