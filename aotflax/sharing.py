@@ -1039,6 +1039,7 @@ def summary(text: str, *shorter: str) -> str:
 _DIGITS = re.compile(r"\d+")
 
 
+@functools.lru_cache(maxsize=8192)
 def _width(text: str) -> int:
     """`len(text)` with every number counted as three characters: a docstring's lines are
     laid out the same whatever its numbers (the emissions of a symbolic dimension at two
