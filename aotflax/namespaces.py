@@ -333,6 +333,8 @@ def _build_modules() -> dict[str, Any]:
         "functools": Namespace("functools", {n: StaticFunction(f"functools.{n}")
                                              for n in ("partial", "reduce")}),
         "__future__": Namespace("__future__", {}),
+        "operator": Namespace("operator", {n: StaticFunction(f"operator.{n}")
+                                           for n in OPERATOR_FUNCTIONS}),
         "dataclasses": Namespace("dataclasses", {
             n: StaticFunction(f"dataclasses.{n}")
             for n in ("dataclass", "field", "replace", "asdict", "astuple", "is_dataclass")}),
@@ -348,6 +350,22 @@ def _build_modules() -> dict[str, Any]:
         "jax.scipy.stats": stats, "jax.scipy.stats.norm": norm,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
+
+
+#: `operator`'s functions of Python's operators (`functools.reduce(operator.mul, shape)`,
+#: `reduce(operator.iconcat, lists, [])`): a call is the operator written out
+#: (`resolve/records.py`), on static values and arrays alike.
+OPERATOR_BINARY = {
+    "add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%",
+    "pow": "**", "matmul": "@", "and_": "&", "or_": "|", "xor": "^", "lshift": "<<",
+    "rshift": ">>", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+    "concat": "+"}
+#: The in-place forms (`operator.iadd`, `operator.iconcat`, ...) give what `a += b` gives
+#: in a model file: a new value (static lists are never updated in place).
+OPERATOR_INPLACE = {"i" + name: op for name, op in OPERATOR_BINARY.items()
+                    if name not in ("eq", "ne", "lt", "le", "gt", "ge")}
+OPERATOR_UNARY = {"neg": "-", "pos": "+", "invert": "~", "inv": "~", "not_": "not"}
+OPERATOR_FUNCTIONS = (*OPERATOR_BINARY, *OPERATOR_INPLACE, *OPERATOR_UNARY)
 
 
 def _attrs(module: str) -> Namespace:

@@ -513,7 +513,7 @@ register("convert_element_type", ("lax",), "operand, new_dtype", _astype, doc="c
 
 def _asarray(call: FnCall) -> Tensor:
     """A Python scalar (or a weak array) stays weak; lists and a given dtype are strong."""
-    shape, dtype, weak = call.aval("a")
+    shape, dtype, weak = call.aval("a", convert=False)
     if call.args["dtype"] is not None:
         dtype, weak = call.dtype("dtype", allow_none=False), False
     return remember_ints(emit_same(call, shape, dt.canonicalize(dtype), weak), call.args["a"])

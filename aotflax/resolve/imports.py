@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from .core import Resolver
 
 #: What to say about a module outside the static language.
-_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, typing, dataclasses, attr, collections, "
+_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, operator, typing, dataclasses, attr, "
+               "collections, "
                "abc, ml_collections, optax, logging (absl.logging), gin's decorators and the "
                "build's model files")
 

@@ -71,6 +71,8 @@ class RecordsMixin:
             return Partial(inner, tuple(args[1:]), tuple(kwargs.items()))
         if name == "functools.reduce":
             return self._reduce(args, kwargs, expr, frame)
+        if name.startswith("operator."):
+            return self._operator_function(name[len("operator."):], args, kwargs, span, frame)
         if name.startswith("logging."):  # ran while JAX traced, never in the program
             return None
         if name == "jax.jit":
@@ -241,6 +243,27 @@ class RecordsMixin:
             self._step(expr.span)
             acc = self._call(args[0], [acc, item], {}, expr, frame)
         return acc
+
+    def _operator_function(self: Resolver, name: str, args: list, kwargs: dict, span: Span,
+                           frame: Frame) -> Any:
+        """`operator.add(a, b)`, `operator.neg(a)`, ...: the operator written out, on
+        static values and arrays alike; the in-place forms give a new value, as `+=` does
+        in a model file."""
+        binary = namespaces.OPERATOR_BINARY.get(name) or namespaces.OPERATOR_INPLACE.get(name)
+        arity = 2 if binary else 1
+        if kwargs or len(args) != arity:
+            given = len(args) + len(kwargs)
+            raise self.error("AOT301", f"operator.{name} takes {arity} positional "
+                             f"argument{'s' if arity == 2 else ''}, got {given}"
+                             f"{' (keywords are not taken)' if kwargs else ''}", span)
+        if binary:
+            if name in ("concat", "iconcat") and not all(
+                    isinstance(a, (list, tuple, str)) for a in args):
+                raise self.error("AOT344", f"operator.{name} joins sequences, got "
+                                 f"{describe_value(args[0])} and {describe_value(args[1])}",
+                                 span, hint="operator.add adds numbers and arrays")
+            return self._binop(binary, args[0], args[1], span, frame)
+        return self._unaryop(namespaces.OPERATOR_UNARY[name], args[0], span, frame)
 
     # ---------------------------------------------------------------- ConfigDict
 
