@@ -727,7 +727,9 @@ _entry("AOT320", "class is not a module", """
 
 _entry("AOT321", "module without apply", """
     A module class needs an `apply(self, inputs..., hyperparameters...)` method:
-    it is what calling the module runs.
+    it is what calling the module runs.  A class without one may be the base of
+    modules that define it (`class BaseModel(nn.Module)` holding classmethods);
+    the error is reported where such a class is called or named by a target.
     """, """
     class Net(nn.Module):
         def forward(self, x):

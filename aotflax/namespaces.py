@@ -50,6 +50,8 @@ CHECKPOINT = object()
 REMAT = object()
 CUSTOM_JVP = object()
 CUSTOM_VJP = object()
+#: `jax.jvp(fun, primals, tangents)` (the rules of custom_jvp functions compute with it).
+JVP = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
                 "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
@@ -312,7 +314,7 @@ def _build_modules() -> dict[str, Any]:
     scipy = Namespace("jax.scipy", {"special": special, "stats": stats})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
                             "ops": ops, "scipy": scipy, "jit": StaticFunction("jax.jit"),
-                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP,
+                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP, "jvp": JVP,
                             "checkpoint": CHECKPOINT, "remat": REMAT})
     np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()

@@ -97,3 +97,200 @@ def test_a_list_where_an_array_goes_is_an_array() -> None:
     np.testing.assert_allclose(mx, np.maximum(z, [[0.5, 0.0, -0.5, 1.0]]))
     np.testing.assert_allclose(wh, np.where(z > 0, [[1.0, 2.0, 3.0, 4.0]], z))
     assert jax.jit(lambda v: m.t.apply({}, {}, v)[0])(jnp.asarray(z))[0].shape == (3, 4)
+
+
+def test_a_module_base_without_apply_is_a_base() -> None:
+    """`class BaseModel(nn.Module)` of classmethods and helpers, subclassed by the model
+    that defines `apply` (as research code structured its model zoo)."""
+    m = build("""
+    class BaseModel(nn.Module):
+        @classmethod
+        def build(cls, hparams):
+            return cls.partial(features=hparams["features"])
+
+        @staticmethod
+        def act(x):
+            return nn.relu(x)
+
+
+    class Mlp(BaseModel):
+        def apply(self, x, features):
+            return Mlp.act(nn.Dense(x, features, name="fc"))
+
+    aot.target("t", Mlp.partial(features=3), x=aot.f32[2, 4])
+    """)
+    params = m.t.init(jax.random.key(0))[0]
+    x = _x(2, 4)
+    y, _ = m.t.apply(params, {}, x)
+    fc = {k: np.asarray(v) for k, v in params["fc"].items()}
+    want = np.maximum(x @ fc["kernel"] + fc["bias"], 0)
+    np.testing.assert_allclose(y, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("use, where", [
+    ("NoApply(x)", ":6:7: error[AOT321]: module NoApply has no apply method"),
+    (None, ":6:7: error[AOT321]: module NoApply has no apply method"),
+])
+def test_calling_a_module_without_apply_is_located_at_its_class(use: str | None,
+                                                                where: str) -> None:
+    target = ('aot.target("t", Net, x=aot.f32[2, 4])' if use else
+              'aot.target("t", NoApply, x=aot.f32[2, 4])')
+    out = build_errors(f"""
+    class NoApply(nn.Module):
+        def encode(self, x):
+            return x
+
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return {use or "x"}
+
+    {target}
+    """)
+    assert where in out, out
+    assert ("note: called here" if use else "note: a target uses it here") in out, out
+
+
+_JVP = """
+import functools
+
+
+@jax.custom_jvp
+def flip(x):
+    return x
+
+
+@flip.defjvp
+def flip_jvp(primals, tangents):
+    def identity(x):
+        return x
+
+    out, tangent = jax.jvp(identity, primals, tangents)
+    return out, -1 * tangent
+
+
+class M(nn.Module):
+    def apply(self, x, v):
+        y, dy = jax.jvp(lambda a, b: jnp.sin(a) * b, (x, v), (v, x))
+        h = nn.Dense(flip(x), 3, name="fc")
+        return y, dy, h
+"""
+
+
+def test_jax_jvp_in_modules_and_custom_rules() -> None:
+    """A gradient-reversal layer (DANN) writes its custom_jvp rule with `jax.jvp`."""
+    m = build(_JVP + 'aot.target("t", M, x=aot.f32[2, 4], v=aot.f32[2, 4])\n')
+    params = m.t.init(jax.random.key(0))[0]
+    x, v = _x(2, 4), _x(2, 4, seed=1)
+    (y, dy, h), _ = m.t.apply(params, {}, x, v)
+    want_y, want_dy = jax.jvp(lambda a, b: jnp.sin(a) * b, (x, v), (v, x))
+    np.testing.assert_allclose(y, want_y, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(dy, want_dy, rtol=RTOL, atol=ATOL)
+    fc = {k: np.asarray(v) for k, v in params["fc"].items()}
+    np.testing.assert_allclose(h, x @ fc["kernel"] + fc["bias"], rtol=RTOL, atol=ATOL)
+
+    def loss(x: jax.Array) -> jax.Array:
+        return jnp.sum(m.t.apply(params, {}, x, v)[0][2])
+
+    np.testing.assert_allclose(jax.grad(loss)(jnp.asarray(x)),
+                               -np.broadcast_to(fc["kernel"].sum(1), (2, 4)), rtol=RTOL,
+                               atol=ATOL)
+
+
+@pytest.mark.parametrize("call, message", [
+    ("jax.jvp(jnp.sin, x, x)", "AOT365]: jax.jvp: primals must be a tuple or list of arrays"),
+    ("jax.jvp(jnp.sin, (x,), (x[0],))", "AOT365]: jax.jvp: a tangent must have its primal's "
+     "shape and dtype: f32[4] for f32[2, 4]"),
+    ("jax.jvp(jnp.sin, (x,), (x, x))", "AOT365]: jax.jvp: 1 primals and 2 tangents"),
+    ("jax.jvp(lambda a: nn.Dense(a, 2), (x,), (x,))", "AOT365]: a function given to jax.jvp "
+     "may not use layers"),
+])
+def test_jvp_misuse_is_located(call: str, message: str) -> None:
+    out = build_errors(f"""
+    class M(nn.Module):
+        def apply(self, x):
+            return {call}
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert message in out and ":8:16:" in out, out
+
+
+def test_jnp_scalar_types_outside_modules_are_concrete_scalars() -> None:
+    """`fill_value=jnp.float32(0.5)` bound where a model is built: a float32 scalar, as
+    numpy's (strongly typed, so a bfloat16 array times it is float32, as in jax)."""
+    m = build("""
+    import functools
+
+
+    def constant(key, shape, fill_value):
+        return jnp.full(shape, fill_value)
+
+
+    class M(nn.Module):
+        def apply(self, x, scale, bias_init):
+            return nn.Dense(x, 3, bias_init=bias_init, name="fc") * scale, x * scale
+
+    HALF = jnp.float32(0.5)
+    aot.target("t", M.partial(scale=jnp.float32(2.0),
+                              bias_init=functools.partial(constant, fill_value=HALF)),
+               x=aot.bf16[2, 4])
+    """)
+    params = m.t.init(jax.random.key(0))[0]
+    np.testing.assert_array_equal(params["fc"]["bias"], np.full((3,), 0.5, np.float32))
+    assert params["fc"]["bias"].dtype == np.float32
+    x = jnp.asarray(_x(2, 4), jnp.bfloat16)
+    (h, scaled), _ = m.t.apply(params, {}, x)
+    assert scaled.dtype == (x * jnp.float32(2.0)).dtype == jnp.float32
+    np.testing.assert_array_equal(scaled, x * jnp.float32(2.0))
+
+
+def test_a_partial_of_a_model_function_is_an_initializer() -> None:
+    m = build("""
+    import functools
+
+
+    def scaled_normal(key, shape, dtype, scale):
+        return scale * jax.random.normal(key, shape, dtype)
+
+
+    def filled(key, shape, fill_value):
+        return jnp.full(shape, fill_value)
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            k = self.param("k", (4, 3), functools.partial(scaled_normal, scale=0.0))
+            b = self.param("b", (3,), functools.partial(functools.partial(filled),
+                                                        fill_value=1.5))
+            return x @ k + b[None]
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    params = m.t.init(jax.random.key(0))[0]
+    np.testing.assert_array_equal(params["k"], np.zeros((4, 3), np.float32))
+    np.testing.assert_array_equal(params["b"], np.full((3,), 1.5, np.float32))
+
+
+@pytest.mark.parametrize("init, message", [
+    ("functools.partial(filled, fill_value=x[0, 0])", "AOT314]: initializer "
+     "functools.partial(filled, ...) binds arrays"),
+    ("functools.partial(filled, 1, 2)", "AOT314]: initializer filled must take (key, shape, "
+     "dtype), it takes (fill_value) besides the arguments its partial binds"),
+])
+def test_partial_initializer_misuse_is_located(init: str, message: str) -> None:
+    out = build_errors(f"""
+    import functools
+
+
+    def filled(key, shape, fill_value):
+        return jnp.full(shape, fill_value)
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return x + self.param("b", (3,), {init})[None]
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert message in out, out

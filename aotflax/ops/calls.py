@@ -24,6 +24,7 @@ from ..values import (
     Initializer,
     InitializerFactory,
     OpRef,
+    Partial,
     StaticError,
     describe_value,
     is_static,
@@ -311,12 +312,14 @@ class FnCall:
             "AOT203",
         )
 
-    def initializer(self, name: str) -> Initializer | Closure:
+    def initializer(self, name: str) -> Initializer | Closure | Partial:
         value = self.args[name]
         if isinstance(value, Initializer):
             return value
         if isinstance(value, Closure):
             return value  # a user `(key, shape, dtype)` function
+        if isinstance(value, Partial) and isinstance(value.func, Closure):
+            return value  # `functools.partial(f, fill_value=...)` of one
         if isinstance(value, InitializerFactory):
             raise self.fail(
                 f"{self.written}: '{name}' got the initializer factory {value.name} without "

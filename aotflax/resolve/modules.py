@@ -143,7 +143,10 @@ class ModulesMixin:
         the instance already has, which the method may read (`FunctionState.known`)."""
         module: UserModule = ref.module
         method = module.method(method_name)
-        if method is None:  # reported where the class is defined (AOT321); say it here too
+        if method is None and method_name == "apply":  # where the fix goes: the class
+            raise self.error("AOT321", f"module {module.name} has no apply method",
+                             module.cls.name_span, notes=(Note("called here", span),))
+        if method is None:
             raise self.error("AOT353", f"module {module.name} has no method '{method_name}'",
                              span, notes=(Note("defined here", module.cls.name_span),))
         self._check_method_usable(module, method_name, span)
