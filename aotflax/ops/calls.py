@@ -428,12 +428,14 @@ class LayerScope:
     prefix: tuple[str, ...] = ()
     owner: str = ""
 
-    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Initializer | Closure,
+    def param(self, name: str, shape: tuple[int, ...], dtype: str,
+              init: "Initializer | Closure | Partial",
               span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
     def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str,
-              init: Initializer | Closure, span: Span) -> Code:  # pragma: no cover - interface
+              init: "Initializer | Closure | Partial",
+              span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
     def set_state(self, collection: str, name: str, value: Tensor,
@@ -459,11 +461,12 @@ class LayerCall(FnCall):
 
     scope: LayerScope = field(kw_only=True)
 
-    def param(self, name: str, shape: Sequence[int], dtype: str, init: Initializer | Closure) -> Code:
+    def param(self, name: str, shape: Sequence[int], dtype: str,
+              init: "Initializer | Closure | Partial") -> Code:
         return self.scope.param(name, plain_shape(shape), dtype, init, self.span)
 
     def state(self, collection: str, name: str, shape: Sequence[int], dtype: str,
-              init: Initializer | Closure) -> Code:
+              init: "Initializer | Closure | Partial") -> Code:
         return self.scope.state(collection, name, plain_shape(shape), dtype, init, self.span)
 
     def set_state(self, collection: str, name: str, value: Tensor) -> None:
