@@ -274,6 +274,7 @@ def _jnp() -> Namespace:
     members.update(_dtypes())
     members.update(pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, newaxis=None)
     members["linalg"] = Namespace("jnp.linalg", _ops("jnp.linalg", "jnp.linalg"))
+    members["fft"] = Namespace("jnp.fft", _ops("jnp.fft", "jnp.fft"))
     return Namespace("jnp", members)
 
 

@@ -294,3 +294,109 @@ def test_partial_initializer_misuse_is_located(init: str, message: str) -> None:
     aot.target("t", M, x=aot.f32[2, 3])
     """)
     assert message in out, out
+
+
+def test_an_initializer_closure_over_sizes_is_not_initialized_from_data() -> None:
+    """`n_heads = v.shape[2]` read in apply and used by the parameter's initializer (a
+    lambda calling a model function): the sizes are numbers there, so the parameter
+    is initialized by `init(rng)`, without a forward pass."""
+    m = build("""
+    def bias_init(length, heads):
+        w = jnp.arange(length)[None, :] * 0.5 + jnp.ones((heads, 1))
+        return w[None]
+
+
+    class M(nn.Module):
+        def apply(self, v):
+            _, length, heads, _ = v.shape
+            w = self.param("w", (1, heads, length),
+                           lambda key, shape: bias_init(length, heads))
+            return v * jnp.transpose(w, (0, 2, 1))[..., None]
+
+    aot.target("t", M, v=aot.f32[2, 5, 3, 4])
+    """)
+    assert not m.t.init_inputs
+    params = m.t.init(jax.random.key(0))[0]
+    want_w = (np.arange(5)[None, :] * 0.5 + np.ones((3, 1)))[None].astype(np.float32)
+    np.testing.assert_array_equal(params["w"], want_w)
+    v = _x(2, 5, 3, 4)
+    y, _ = m.t.apply(params, {}, v)
+    np.testing.assert_allclose(y, v * want_w.transpose(0, 2, 1)[..., None], rtol=RTOL)
+
+
+def test_reshape_takes_newshape_its_old_keyword() -> None:
+    m = build("""
+    class M(nn.Module):
+        def apply(self, x):
+            b, n = x.shape
+            return jnp.reshape(x, newshape=[b, 2, n // 2]), jnp.reshape(x, (n, b))
+
+    aot.target("t", M, x=aot.f32[3, 4])
+    """)
+    assert "newshape" not in m.__aotflax_text__
+    x = _x(3, 4)
+    (a, b), _ = m.t.apply({}, {}, x)
+    np.testing.assert_array_equal(a, x.reshape(3, 2, 2))
+    np.testing.assert_array_equal(b, x.reshape(4, 3))
+    out = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            return jnp.reshape(x, (4, 3), newshape=(12,))
+
+    aot.target("t", M, x=aot.f32[3, 4])
+    """)
+    assert "AOT203]: jnp.reshape: give shape or newshape (its old name), not both" in out
+
+
+def test_fft_relative_position_bias() -> None:
+    """A Toeplitz product by FFT (kernelized attention's relative position bias):
+    pad, rfft, multiply, irfft back to n samples, against jnp.fft itself."""
+    m = build("""
+    class Bias(nn.Module):
+        def apply(self, v):
+            batch, length, heads, dim = v.shape
+            w = self.param("w", (heads, 2 * length - 1), nn.initializers.normal(0.1))
+            z_fft = jnp.fft.rfft(w)
+            vt = jnp.pad(jnp.transpose(v, (0, 3, 2, 1)),
+                         ((0, 0), (0, 0), (0, 0), (length - 1, 0)))
+            out = jnp.fft.irfft(jnp.fft.rfft(vt) * z_fft[None, None], n=2 * length - 1)
+            spectrum = jnp.fft.fftshift(jnp.abs(jnp.fft.fft2(v, axes=(1, 3))), axes=1)
+            return jnp.transpose(out[..., :length], (0, 3, 2, 1)), spectrum
+
+    aot.target("t", Bias, v=aot.f32[2, 6, 2, 4])
+    """)
+    params = m.t.init(jax.random.key(0))[0]
+    v = _x(2, 6, 2, 4)
+    (y, spectrum), _ = m.t.apply(params, {}, v)
+    w = params["w"]
+    vt = jnp.pad(jnp.transpose(v, (0, 3, 2, 1)), ((0, 0), (0, 0), (0, 0), (5, 0)))
+    want = jnp.fft.irfft(jnp.fft.rfft(vt) * jnp.fft.rfft(w)[None, None], n=11)
+    np.testing.assert_allclose(y, jnp.transpose(want[..., :6], (0, 3, 2, 1)), rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(
+        spectrum, jnp.fft.fftshift(jnp.abs(jnp.fft.fft2(v, axes=(1, 3))), axes=1),
+        rtol=1e-5, atol=1e-5)
+    assert y.dtype == jnp.float32 and spectrum.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("call, message", [
+    ("jnp.fft.rfft(jnp.fft.fft(x))", "AOT201]: jnp.fft.rfft transforms real values, got "
+     "c64[2, 4]"),
+    ("jnp.fft.fft(x, n=0)", "AOT203]: jnp.fft.fft: n must be a positive int, got 0"),
+    ('jnp.fft.fft(x, norm="half")', "AOT203]: jnp.fft.fft: norm must be None, 'backward', "
+     "'ortho' or 'forward', got 'half'"),
+    ("jnp.fft.fft2(x, s=(2,))", "AOT203]: jnp.fft.fft2: s has 1 lengths for 2 axes"),
+    ("jnp.fft.fftn(x, axes=(0, 0))", "AOT203]: jnp.fft.fftn: axes (0, 0) repeat an axis"),
+    ("jnp.fft.irfft(x[:, :1])", "AOT210]: jnp.fft.irfft: the output length 0 must be "
+     "positive"),
+    ("jnp.fft.fft(x, axis=2)", "AOT210]: jnp.fft.fft:"),
+])
+def test_fft_misuse_is_located(call: str, message: str) -> None:
+    out = build_errors(f"""
+    class M(nn.Module):
+        def apply(self, x):
+            return {call}
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert message in out and ":8:16:" in out, out

@@ -153,6 +153,14 @@ _LINALG = ["jnp.matmul({x}, f.T)", "jnp.dot({x}, v)", "jnp.outer(v, {x}[0])",
            "jax.lax.dot({x}, {x}.T, precision=jax.lax.Precision.HIGHEST)", "jax.lax.dot(v, v)",
            "jnp.linalg.qr(f)", 'jnp.linalg.qr(f.T, mode="r")', 'jnp.linalg.qr(f, mode="complete")']
 
+_FFT = ["jnp.fft.fft({x})", "jnp.fft.ifft(f, n=6, axis=0)", "jnp.fft.rfft({x}, axis=0)",
+        "jnp.fft.irfft(jnp.fft.rfft(f), n=4)", 'jnp.fft.fft(f, norm="ortho")',
+        "jnp.fft.irfft(jnp.fft.fft(f))", "jnp.fft.fft2(q)", "jnp.fft.ifft2(q, s=(4, 3))",
+        "jnp.fft.rfft2({x})", "jnp.fft.irfft2(jnp.fft.rfft2(q), s=(2, 4))",
+        "jnp.fft.fftn(q, axes=(0, 2))", "jnp.fft.ifftn(f)", "jnp.fft.rfftn(q, s=(2, 6))",
+        "jnp.fft.irfftn(jnp.fft.rfftn(f))", "jnp.fft.fftshift({x})",
+        "jnp.fft.ifftshift(f, axes=0)", "jnp.fft.fftshift(q, axes=(1, 3))"]
+
 _CREATION = ["jnp.zeros((2, 3))", "jnp.ones(3, dtype=jnp.int32)", "jnp.empty((2,))",
              "jnp.full((2, 2), 1.5)", "jnp.full((3, 4), {y})", "jnp.zeros_like({x})",
              "jnp.ones_like({x}, dtype=jnp.float32)", "jnp.full_like({x}, 2)", "jnp.arange(5)",
@@ -310,7 +318,7 @@ def _carry(cell: str, size: Any) -> Case:
 
 CASES = [
     *_elementwise_cases(), *[Case(e) for e in _OPERATORS + _REDUCTIONS + _METHODS + _SHAPES +
-                            _LINALG + _CREATION + _NN + _PAD + _SLICES + _CONV + _RANDOM +
+                            _LINALG + _FFT + _CREATION + _NN + _PAD + _SLICES + _CONV + _RANDOM +
                             _numpy_cases()],
     Case("np.empty((2,))", values=False), Case(f"np.empty_like({_H})", values=False),
     Case('jnp.pad({x}, 1, mode="empty")', values=False),

@@ -17,7 +17,8 @@ from .calls import FnCall, aval_of, remember_ints, static_argument_error
 from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
-           "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jax.ops": "jax.ops",
+           "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jnp.fft": "jnp.fft",
+           "jax.ops": "jax.ops",
            "jax.scipy.special": "jax.scipy.special",
            "jax.scipy.stats.norm": "jax.scipy.stats.norm"}
 
@@ -178,8 +179,19 @@ for n in ("argmax", "argmin"):
 
 
 def _reshape(call: FnCall) -> Tensor:
+    """`jnp.reshape(a, shape)`; `newshape=`, numpy's name that JAX took until 2024, is
+    emitted as `shape=`."""
     x = call.tensor("a")
     newshape = call.args["shape"]
+    if call.args["newshape"] is not None:
+        if newshape is not None:
+            raise call.fail(f"{call.written}: give shape or newshape (its old name), not "
+                            "both", "AOT203")
+        newshape = call.args["newshape"]
+        call.keywords = {("shape" if k == "newshape" else k): v
+                         for k, v in call.keywords.items()}
+    elif newshape is None:
+        raise call.fail(f"{call.written} needs a shape", "AOT301")
     if isinstance(newshape, int):
         newshape = (newshape,)
     if not isinstance(newshape, (tuple, list)):
@@ -188,7 +200,8 @@ def _reshape(call: FnCall) -> Tensor:
     return emit_same(call, shape, x.dtype, x.weak)
 
 
-register("reshape", ("jnp",), "a, shape, order='C'", _reshape, doc="reshape (one -1 allowed)")
+register("reshape", ("jnp",), "a, shape=None, order='C', *, newshape=None", _reshape,
+         doc="reshape (one -1 allowed; newshape= is shape's old name)")
 
 
 def simple(fn: Callable[..., tuple[int, ...]], *names: str, defaults: tuple = ()):

@@ -1368,6 +1368,14 @@ RULES: dict[str, AxisRule] = {
                                          _wrap_key_data),
     "jnp.cumprod": along("axis", None, "accumulates along it"),
     "jnp.linalg.norm": REDUCE,
+    **{f"jnp.fft.{kind}": along("axis", -1, "transforms along it (an FFT)")
+       for kind in ("fft", "ifft", "rfft", "irfft")},
+    **{f"jnp.fft.{kind}2": along("axes", (-2, -1), "transforms along it (an FFT)")
+       for kind in ("fft", "ifft", "rfft", "irfft")},
+    **{f"jnp.fft.{kind}n": along("axes", None, "transforms along it (an FFT)")
+       for kind in ("fft", "ifft", "rfft", "irfft")},
+    **{f"jnp.fft.{name}": along("axes", None, "rolls along it")
+       for name in ("fftshift", "ifftshift")},
     "jnp.linalg.qr": MATRICES,
     "jnp.linspace": POSITIONS,
     "lax.pad": AxisRule("a padded axis mixes", _lax_pad),

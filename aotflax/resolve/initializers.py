@@ -11,6 +11,7 @@ table, static values and its own arguments.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import Note, Span
@@ -18,7 +19,8 @@ from ..ops.calls import value_code
 from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import Code, Function, Tensor, describe
 from ..scopes import FunctionState
-from ..values import Closure, DType, Initializer, Partial, describe_value, is_static
+from ..sizes import plain
+from ..values import Closure, DType, Env, Initializer, Partial, describe_value, is_static
 from .base import Abort, Frame
 
 if TYPE_CHECKING:
@@ -49,6 +51,10 @@ class InitializersMixin:
         if found is not None:
             return found
         init, bound, keywords = _initializer_parts(given)
+        # sizes the enclosing function read (`n_heads` of `v.shape`) are plain ints in the
+        # initializer, its own function: as a size handed to another module is
+        if not init.toplevel:
+            init = dataclasses.replace(init, env=_plain_env(init.env))
         if not all(is_static(v) for v in [*bound, *keywords.values()]):
             raise self.error("AOT314", f"initializer functools.partial({init.name}, ...) binds "
                              "arrays; an initializer's bound arguments are static values",
@@ -161,4 +167,14 @@ def _initializer_parts(init: Closure | Partial) -> tuple[Closure, tuple[Any, ...
     if isinstance(init, Partial):
         return init.func, tuple(init.args), dict(init.kwargs)
     return init, (), {}
+
+
+def _plain_env(env: Env) -> Env:
+    """A copy of a closure's local scopes with every size a plain int (module globals,
+    computed lazily, stay as they are: they hold no sizes of arrays)."""
+    if type(env) is not Env:
+        return env
+    copy = Env(_plain_env(env.parent) if env.parent is not None else None)
+    copy.vars = {k: plain(v) for k, v in env.vars.items()}
+    return copy
 
