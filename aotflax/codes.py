@@ -202,7 +202,7 @@ _entry("AOT104", "a target uses a module aotflax does not interpret", """
     script imports absl, tensorflow_datasets, flax.optim...): what no target
     reaches is skipped with a warning.  But code a target reaches may use only
     the DSL's vocabulary (`aotflax`, `jax`, `jax.numpy`, `jax.lax`, `jax.nn`,
-    `jax.random`, `numpy`, `math`, `functools`, `operator`, `typing`, `dataclasses`,
+    `jax.random`, `numpy`, `math`, `functools`, `operator`, `string`, `typing`, `dataclasses`,
     `collections`, `ml_collections`, `optax`) and the build's own model files (`from models import utils`, `from . import layers`).  The
     build never imports or runs the file, so anything else could not mean
     anything.

@@ -9,6 +9,7 @@ whole vocabulary a model file can reach: anything else is a located error.
 from __future__ import annotations
 
 import math
+import string
 from typing import Any
 
 from . import dtypes as dt
@@ -309,12 +310,13 @@ def _build_modules() -> dict[str, Any]:
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
     ops = Namespace("jax.ops", {**_ops("jax.ops", "jax.ops"),
                                 "index": IndexMaker("jax.ops.index")})
+    image = Namespace("jax.image", _ops("jax.image", "jax.image"))
     special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
     norm = Namespace("jax.scipy.stats.norm", _ops("jax.scipy.stats.norm", "jax.scipy.stats.norm"))
     stats = Namespace("jax.scipy.stats", {"norm": norm})
     scipy = Namespace("jax.scipy", {"special": special, "stats": stats})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
-                            "ops": ops, "scipy": scipy, "jit": StaticFunction("jax.jit"),
+                            "ops": ops, "scipy": scipy, "image": image, "jit": StaticFunction("jax.jit"),
                             "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP, "jvp": JVP,
                             "checkpoint": CHECKPOINT, "remat": REMAT})
     np = _numpy()
@@ -336,6 +338,10 @@ def _build_modules() -> dict[str, Any]:
         "functools": Namespace("functools", {n: StaticFunction(f"functools.{n}")
                                              for n in ("partial", "reduce")}),
         "__future__": Namespace("__future__", {}),
+        # `string`'s constants (einsum subscripts built from `string.ascii_lowercase`)
+        "string": Namespace("string", {n: getattr(string, n) for n in (
+            "ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
+            "octdigits", "punctuation", "whitespace", "printable")}),
         "operator": Namespace("operator", {n: StaticFunction(f"operator.{n}")
                                            for n in OPERATOR_FUNCTIONS}),
         "dataclasses": Namespace("dataclasses", {
@@ -349,7 +355,7 @@ def _build_modules() -> dict[str, Any]:
             "OrderedDict": BUILTINS["dict"],
             "abc": Namespace("collections.abc", {n: AbstractType(n) for n in ABSTRACT_TYPES})}),
         "ml_collections": _ml_collections(),
-        "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
+        "jax.random": random, "jax.ops": ops, "jax.image": image, "jax.scipy": scipy, "jax.scipy.special": special,
         "jax.scipy.stats": stats, "jax.scipy.stats.norm": norm,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }

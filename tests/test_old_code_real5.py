@@ -400,3 +400,138 @@ def test_fft_misuse_is_located(call: str, message: str) -> None:
     aot.target("t", M, x=aot.f32[2, 4])
     """)
     assert message in out and ":8:16:" in out, out
+
+
+def test_a_registry_decorator_on_a_module_class() -> None:
+    """`@register_model(name="ddpm")` of the model file records the class in a dict and
+    returns it (score-network zoos); the class stays the module.  (A target reading the
+    registry sees the classes its code reached: a class statement runs when its name is
+    used, not at import.)"""
+    m = build("""
+    _MODELS = {}
+
+
+    def register_model(cls=None, *, name=None):
+        def _register(cls):
+            local_name = cls.__name__ if name is None else name
+            if local_name in _MODELS:
+                raise ValueError(f"Already registered model with name: {local_name}")
+            _MODELS[local_name] = cls
+            return cls
+        if cls is None:
+            return _register
+        return _register(cls)
+
+
+    @register_model
+    class Inner(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 2, name="fc")
+
+
+    @register_model(name="outer")
+    class Outer(nn.Module):
+        def apply(self, x):
+            return Inner(x, name="inner") * 2
+
+    aot.target("t", Outer, x=aot.f32[2, 3])
+    """)
+    params = m.t.init(jax.random.key(0))[0]
+    x = _x(2, 3)
+    fc = {k: np.asarray(v) for k, v in params["inner"]["fc"].items()}
+    np.testing.assert_allclose(m.t.apply(params, {}, x)[0], (x @ fc["kernel"] + fc["bias"]) * 2,
+                               rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("decorator, message", [
+    ("wrap", "AOT102]: the decorator wrap returns int 1, not the class M"),
+    ("jax.jit", "AOT102]: class decorators are not supported on modules, other than "
+     "functions of the model files"),
+])
+def test_module_decorators_that_replace_the_class_are_refused(decorator: str,
+                                                              message: str) -> None:
+    out = build_errors(f"""
+    def wrap(cls):
+        return 1
+
+
+    @{decorator}
+    class M(nn.Module):
+        def apply(self, x):
+            return x
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert message in out, out
+
+
+def test_string_constants_build_einsum_subscripts() -> None:
+    m = build("""
+    import string
+
+
+    def contract_inner(x, y):
+        x_chars = list(string.ascii_lowercase[:len(x.shape)])
+        y_chars = list(string.ascii_uppercase[:len(y.shape)])
+        y_chars[0] = x_chars[-1]
+        out = "".join(x_chars[:-1] + y_chars[1:])
+        return jnp.einsum("{},{}->{}".format("".join(x_chars), "".join(y_chars), out), x, y)
+
+
+    class M(nn.Module):
+        def apply(self, x, w):
+            return contract_inner(x, w)
+
+    aot.target("t", M, x=aot.f32[2, 3, 4], w=aot.f32[4, 5])
+    """)
+    assert 'jnp.einsum("abc,cB->abB", x, w)' in m.__aotflax_text__
+    x, w = _x(2, 3, 4), _x(4, 5, seed=1)
+    np.testing.assert_allclose(m.t.apply({}, {}, x, w)[0], np.tensordot(x, w, 1), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_noise_levels_and_upsampling_of_score_networks() -> None:
+    """`jnp.exp(jnp.linspace(jnp.log(begin), jnp.log(end), n))` (bounds that are arrays)
+    and `jax.image.resize` (nearest and bilinear), against jax."""
+    m = build("""
+    import math
+
+
+    class M(nn.Module):
+        def apply(self, x, labels, begin=50.0, end=0.01, n=10):
+            sigmas = jnp.exp(jnp.linspace(jnp.log(begin), jnp.log(end), n))
+            b, h, w, c = x.shape
+            up = jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
+            smooth = jax.image.resize(x, (b, h + 3, w, c), "bilinear")
+            return x / sigmas[labels][:, None, None, None], up, smooth
+
+    aot.target("t", M, x=aot.f32[2, 3, 4, 2], labels=aot.i32[2])
+    """)
+    x, labels = _x(2, 3, 4, 2), np.array([0, 9], np.int32)
+    (scaled, up, smooth), _ = m.t.apply({}, {}, x, labels)
+    sigmas = jnp.exp(jnp.linspace(jnp.log(50.0), jnp.log(0.01), 10))
+    np.testing.assert_allclose(scaled, x / np.asarray(sigmas)[labels][:, None, None, None],
+                               rtol=RTOL)
+    np.testing.assert_array_equal(up, jax.image.resize(x, (2, 6, 8, 2), "nearest"))
+    np.testing.assert_allclose(smooth, jax.image.resize(x, (2, 6, 4, 2), "bilinear"),
+                               rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("call, message", [
+    ('jax.image.resize(x, (2, 8), "area")', "AOT203]: jax.image.resize: unknown method "
+     "'area'"),
+    ('jax.image.resize(x, (2, 4, 1), "nearest")', "AOT210]: jax.image.resize: shape (2, 4, 1) "
+     "has 3 axes for f32[2, 4]"),
+    ("jnp.linspace(x > 0, 1.0, 3)", "AOT201]: jnp.linspace: start must be real numbers, got "
+     "bool[2, 4]"),
+    ("jnp.linspace(x, x.T, 3)", "AOT210]: jnp.linspace:"),
+])
+def test_resize_and_linspace_misuse_is_located(call: str, message: str) -> None:
+    out = build_errors(f"""
+    class M(nn.Module):
+        def apply(self, x):
+            return {call}
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    assert message in out and ":8:16:" in out, out

@@ -161,6 +161,12 @@ _FFT = ["jnp.fft.fft({x})", "jnp.fft.ifft(f, n=6, axis=0)", "jnp.fft.rfft({x}, a
         "jnp.fft.irfftn(jnp.fft.rfftn(f))", "jnp.fft.fftshift({x})",
         "jnp.fft.ifftshift(f, axes=0)", "jnp.fft.fftshift(q, axes=(1, 3))"]
 
+_IMAGE = ['jax.image.resize({x}, (6, 2), "nearest")', 'jax.image.resize(f, (6, 8), "bilinear")',
+          'jax.image.resize(img, (1, 3, 7, 2), "cubic", antialias=False)',
+          'jax.image.resize({x}, (2, 4), "lanczos3")',
+          "jnp.linspace(jnp.log(f[0, 0] + 2.0), f[1], 5)",
+          "jnp.linspace(v, 1.0, 3, axis=-1, retstep=True)"]
+
 _CREATION = ["jnp.zeros((2, 3))", "jnp.ones(3, dtype=jnp.int32)", "jnp.empty((2,))",
              "jnp.full((2, 2), 1.5)", "jnp.full((3, 4), {y})", "jnp.zeros_like({x})",
              "jnp.ones_like({x}, dtype=jnp.float32)", "jnp.full_like({x}, 2)", "jnp.arange(5)",
@@ -318,7 +324,7 @@ def _carry(cell: str, size: Any) -> Case:
 
 CASES = [
     *_elementwise_cases(), *[Case(e) for e in _OPERATORS + _REDUCTIONS + _METHODS + _SHAPES +
-                            _LINALG + _FFT + _CREATION + _NN + _PAD + _SLICES + _CONV + _RANDOM +
+                            _LINALG + _FFT + _IMAGE + _CREATION + _NN + _PAD + _SLICES + _CONV + _RANDOM +
                             _numpy_cases()],
     Case("np.empty((2,))", values=False), Case(f"np.empty_like({_H})", values=False),
     Case('jnp.pad({x}, 1, mode="empty")', values=False),

@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     convolution,
     elementwise,
     host,
+    image,
     layers,
     linear,
     normalization,

@@ -18,7 +18,7 @@ from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
            "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jnp.fft": "jnp.fft",
-           "jax.ops": "jax.ops",
+           "jax.ops": "jax.ops", "jax.image": "jax.image",
            "jax.scipy.special": "jax.scipy.special",
            "jax.scipy.stats.norm": "jax.scipy.stats.norm"}
 
@@ -271,10 +271,12 @@ register("norm", ("jnp.linalg",), "x, ord=None, axis=None, keepdims=False", _nor
 
 
 def _linspace(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
+    if any(isinstance(call.args[n], Tensor) for n in ("start", "stop")):
+        return _linspace_of_arrays(call)
     for name in ("start", "stop"):
         value = call.args[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise call.fail(f"jnp.linspace needs static numbers as bounds, got "
+            raise call.fail(f"jnp.linspace needs numbers or arrays as bounds, got "
                             f"{describe_value(value)}", "AOT203")
     num = call.int("num", minimum=0)
     if call.int("axis") not in (0, -1):
@@ -285,6 +287,31 @@ def _linspace(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
         call.emit_call([samples], stem="linspace")
         return samples
     step = call.out((), "float32" if not dt.is_inexact(dtype) else dtype)
+    call.emit_call([samples, step], stem="linspace")
+    return samples, step
+
+
+def _linspace_of_arrays(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
+    """`jnp.linspace(jnp.log(a), jnp.log(b), n)`: bounds that are arrays (of one shape
+    after broadcasting); the samples' axis goes where `axis` says."""
+    start, stop = call.aval("start"), call.aval("stop")
+    for name, (_, dtype, _) in (("start", start), ("stop", stop)):
+        if dt.is_bool(dtype) or dtype.startswith("complex"):
+            raise call.fail(f"jnp.linspace: {name} must be real numbers, got "
+                            f"{describe(*call.aval(name)[:2])}", "AOT201")
+    bounds = shape_rule(call, sh.broadcast_shapes, start[0], stop[0])
+    num = call.int("num", minimum=0)
+    axis = shape_rule(call, sh.normalize_axis, call.int("axis"), len(bounds) + 1)
+    given = call.dtype("dtype")
+    if given is not None:
+        dtype = dt.canonicalize(given)
+    else:
+        dtype = float_dtype(dt.result_type((start[1], start[2]), (stop[1], stop[2]))[0])
+    samples = call.out(tuple(bounds[:axis]) + (num,) + tuple(bounds[axis:]), dtype)
+    if not call.bool("retstep"):
+        call.emit_call([samples], stem="linspace")
+        return samples
+    step = call.out(tuple(bounds), dtype if dt.is_inexact(dtype) else "float32")
     call.emit_call([samples, step], stem="linspace")
     return samples, step
 

@@ -238,6 +238,31 @@ def _positions(view: OpView) -> Flow:
 POSITIONS = AxisRule("creates an array of positions", _positions)
 
 
+def _linspace(view: OpView) -> Flow:
+    """Static bounds make positions; array bounds (`jnp.linspace(jnp.log(a), ...)`) reach
+    every sample: each axis of theirs mixes."""
+    bounds = _unique(view.tensors())
+    if not bounds:
+        return _positions(view)
+    return _flow([_mixed(t, "bounds every sample (linspace)") for t in bounds])
+
+
+def _resize(view: OpView) -> Flow:
+    x, out = view.first_input(), _out(view)
+    if x is None or out is None:
+        return Flow()
+    mapping = tuple(a if x.shape[a] == out.shape[a] else Mix("resampled along it (resize)")
+                    for a in range(x.ndim))
+    return _flow([(x, mapping)])
+
+
+RESIZE = AxisRule("an axis keeping its size stays; a resized axis mixes", _resize)
+
+
+LINSPACE = AxisRule("creates an array of positions; array bounds mix into every sample",
+                    _linspace)
+
+
 def _triangle(view: OpView) -> Flow:
     return replace(_elementwise()(view), positions=True, sizes=True)
 
@@ -1377,7 +1402,8 @@ RULES: dict[str, AxisRule] = {
     **{f"jnp.fft.{name}": along("axes", None, "rolls along it")
        for name in ("fftshift", "ifftshift")},
     "jnp.linalg.qr": MATRICES,
-    "jnp.linspace": POSITIONS,
+    "jnp.linspace": LINSPACE,
+    "jax.image.resize": RESIZE,
     "lax.pad": AxisRule("a padded axis mixes", _lax_pad),
     "lax.slice": AxisRule("an axis sliced whole stays", _lax_slice),
     "lax.slice_in_dim": AxisRule("the axis stays when sliced whole", _slice_in_dim),

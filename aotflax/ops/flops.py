@@ -949,6 +949,20 @@ def _fft(view: OpView) -> int:
     return count // 2 if view.call.entry.name.startswith(("rfft", "irfft")) else count
 
 
+def _resize(view: OpView) -> int:
+    x, out = view.first_input(), view.out()
+    method = view.bound("method")
+    if x is None or method == "nearest":
+        return 0
+    taps = view.call.entry.extra["taps"]  # the entry's table (ops/image.py)
+    resized = sum(1 for a, b in zip(x.shape, out.shape) if a != b)
+    return 2 * taps.get(method, 2) * resized * sh.size(out.shape)
+
+
+RESIZE = FlopRule("2 t d N: t taps of the method's kernel (linear 2, cubic 4, lanczos3 6, "
+                  "lanczos5 10), d resized axes, N output elements; nearest 0 (a gather)",
+                  _resize)
+
 FFT = FlopRule("5 P ceil(log2 L) (radix-2 Cooley-Tukey): P the points of the larger side, "
                "L the product of the transformed lengths; half for real transforms", _fft)
 
@@ -1102,6 +1116,7 @@ RULES: dict[str, FlopRule] = {
     **{f"jnp.fft.{kind}{suffix}": FFT for kind in ("fft", "ifft", "rfft", "irfft")
        for suffix in ("", "2", "n")},
     **{f"jnp.fft.{name}": ZERO for name in ("fftshift", "ifftshift")},
+    "jax.image.resize": RESIZE,
     "jnp.linspace": elementwise(5, "5 per element (iota, scale, offset, endpoint select)"),
     "jax.scipy.special.logsumexp": LOGSUMEXP_B,
     "nn.make_rng": FlopRule(f"{FOLD_IN} (a fold_in of the target's key)",

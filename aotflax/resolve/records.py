@@ -208,14 +208,37 @@ class RecordsMixin:
             hint="pass the values your gin config binds as arguments, e.g. "
                  "aot.target(\"name\", Model.partial(features=64), ...)"))
 
-    def _module_decorators(self: Resolver, cls: ir.ClassDef, frame: Frame) -> None:
-        """A module class may carry gin's registration (the class stays itself); any other
-        class decorator is refused."""
+    def _module_decorators(self: Resolver, cls: ir.ClassDef, frame: Frame
+                           ) -> list[tuple[Closure, ir.Expr]]:
+        """A module class may carry gin's registration (the class stays itself) and
+        decorators that are functions of the model files (a registry,
+        `@register_model(name="ddpm")`), returned to be applied to the class
+        (`_apply_module_decorators`); any other class decorator is refused."""
+        pending: list[tuple[Closure, ir.Expr]] = []
         for node in cls.decorators:
-            if not (self._names_gin(node, frame) and _is_gin(self.eval(node, frame))):
-                raise self.error("AOT102", "class decorators are not supported on modules",
-                                 node.span)
-            self._gin_warning(f"class {cls.name}", node.span)
+            if self._names_gin(node, frame) and _is_gin(self.eval(node, frame)):
+                self._gin_warning(f"class {cls.name}", node.span)
+                continue
+            value = self.eval(node, frame)
+            if not isinstance(value, Closure):
+                raise self.error("AOT102", "class decorators are not supported on modules, "
+                                 f"other than functions of the model files; got "
+                                 f"{describe_value(value)}", node.span)
+            pending.append((value, node))
+        return pending
+
+    def _apply_module_decorators(self: Resolver, cls: ir.ClassDef, ref: Any,
+                                 pending: list[tuple[Closure, ir.Expr]], frame: Frame) -> Any:
+        """The decorators, innermost first as Python applies them; each must give the class
+        back (a registry records it): a model is the class statement's own module."""
+        for decorator, node in reversed(pending):
+            got = self._call(decorator, [ref], {}, ir.Call(node, (), (), node.span), frame)
+            if got is not ref:
+                raise self.error("AOT102", f"the decorator {decorator.name} returns "
+                                 f"{describe_value(got)}, not the class {cls.name}; a class "
+                                 "decorator of a module may record the class but must return "
+                                 "it", node.span)
+        return ref
 
     def _names_gin(self: Resolver, node: Any, frame: Frame) -> bool:
         """Whether a decorator is written from gin's names (`gin.configurable(...)`,

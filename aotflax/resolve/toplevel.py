@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 #: Modules of the static language (and their submodules).
 KNOWN_MODULES = frozenset({"aotflax", "jax", "numpy", "math", "functools", "typing", "optax",
                            "__future__", "dataclasses", "collections", "ml_collections",
-                           "logging", "attr", "attrs", "gin", "abc", "operator"})
+                           "logging", "attr", "attrs", "gin", "abc", "operator", "string"})
 
 
 class ModuleGlobals(Env):
