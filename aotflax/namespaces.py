@@ -291,9 +291,11 @@ def _ml_collections() -> Namespace:
     """`ml_collections` as model configs use it (never imported: implemented statically)."""
     members = {"ConfigDict": StaticFunction("ml_collections.ConfigDict"),
                "FrozenConfigDict": StaticFunction("ml_collections.FrozenConfigDict")}
-    return Namespace("ml_collections", {**members,
-                                        "config_dict": Namespace("ml_collections.config_dict",
-                                                                 dict(members))})
+    # `from ml_collections.config_dict import config_dict`: the module defining
+    # ConfigDict, as init2winit imports it
+    inner = Namespace("ml_collections.config_dict.config_dict", dict(members))
+    package = Namespace("ml_collections.config_dict", {**members, "config_dict": inner})
+    return Namespace("ml_collections", {**members, "config_dict": package})
 
 
 def _build_modules() -> dict[str, Any]:

@@ -535,3 +535,26 @@ def test_resize_and_linspace_misuse_is_located(call: str, message: str) -> None:
     aot.target("t", M, x=aot.f32[2, 4])
     """)
     assert message in out and ":8:16:" in out, out
+
+
+def test_config_dict_from_its_defining_module() -> None:
+    """`from ml_collections.config_dict import config_dict` (init2winit's hparams)."""
+    m = build("""
+    from ml_collections.config_dict import config_dict
+    from ml_collections import config_dict as package
+
+    HPARAMS = config_dict.ConfigDict(dict(features=3, model_dtype="float32"))
+    MORE = package.ConfigDict({"scale": 2.0})
+
+
+    class M(nn.Module):
+        def apply(self, x, hps=HPARAMS, more=MORE):
+            return nn.Dense(x, hps.features, dtype=hps.model_dtype, name="fc") * more.scale
+
+    aot.target("t", M, x=aot.f32[2, 4])
+    """)
+    params = m.t.init(jax.random.key(0))[0]
+    fc = {k: np.asarray(v) for k, v in params["fc"].items()}
+    x = _x(2, 4)
+    np.testing.assert_allclose(m.t.apply(params, {}, x)[0], (x @ fc["kernel"] + fc["bias"]) * 2,
+                               rtol=RTOL, atol=ATOL)
