@@ -558,3 +558,64 @@ def test_config_dict_from_its_defining_module() -> None:
     x = _x(2, 4)
     np.testing.assert_allclose(m.t.apply(params, {}, x)[0], (x @ fc["kernel"] + fc["bias"]) * 2,
                                rtol=RTOL, atol=ATOL)
+
+
+def test_a_vmapped_objective_in_a_loss() -> None:
+    """A loss calling a top-level `@jax.jit @jax.vmap` objective (a generative design
+    script's), one train step of sgd against the same loss in jax."""
+    m = build("""
+    import optax
+
+
+    @jax.jit
+    @jax.vmap
+    def objective(x_design):
+        return jnp.minimum(jnp.sum(jnp.abs(x_design - jnp.array([4.0, 0.0]))),
+                           jnp.sum(jnp.abs(x_design - jnp.array([0.0, 4.0]))))
+
+
+    def design_loss(out):
+        return jnp.mean(objective(out))
+
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 2, name="fc")
+
+    aot.train_target("t", Net, x=aot.f32[6, 3], loss=design_loss, optimizer=optax.sgd(0.1))
+    """)
+    params = m.t.init(jax.random.key(0))[0]
+    x = _x(6, 3)
+
+    def objective(d: jax.Array) -> jax.Array:
+        return jnp.minimum(jnp.sum(jnp.abs(d - jnp.array([4.0, 0.0]))),
+                           jnp.sum(jnp.abs(d - jnp.array([0.0, 4.0]))))
+
+    def loss(p: dict) -> jax.Array:
+        return jnp.mean(jax.vmap(objective)(x @ p["fc"]["kernel"] + p["fc"]["bias"][None]))
+
+    grads = jax.grad(loss)(params)
+    want = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+    copy = jax.tree_util.tree_map(jnp.array, params)
+    new, _, _, _ = m.t.train_step(copy, {}, m.t.init_opt(copy), x)
+    for name in ("kernel", "bias"):
+        np.testing.assert_allclose(new["fc"][name], want["fc"][name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_loss_failing_inside_reports_the_cause_once() -> None:
+    out = build_errors("""
+    import optax
+
+
+    def bad_loss(out):
+        return jnp.mean(nn.make_rng())
+
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 2)
+
+    aot.train_target("t", Net, x=aot.f32[6, 3], loss=bad_loss, optimizer=optax.sgd(0.1))
+    """)
+    assert out.count("error[") == 1, out
+    assert "AOT425" not in out, out

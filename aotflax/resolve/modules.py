@@ -524,6 +524,15 @@ class ModulesMixin:
                         str(path[-1]) if path and isinstance(path[-1], str) else "item")
         return result
 
+    def _need_function_frame(self: Resolver, frame: Frame, span: Span, what: str
+                             ) -> FunctionState:
+        """The function being emitted: a module's, or a loss's or a custom rule's (what
+        needs no parameter scope: jax.vmap, jax.checkpoint, jax.jvp)."""
+        if frame.fn is None:
+            raise self.error("AOT324", f"{what} can only be called inside a module's apply "
+                             "or a function it calls (a loss, a custom rule)", span)
+        return frame.fn
+
     def _need_module_frame(self: Resolver, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
                                                                                Scope]:
         if frame.fn is None or frame.scope is None:

@@ -71,7 +71,7 @@ class TransformsMixin:
     def _call_checkpointed(self: Resolver, c: Checkpointed, args: list, kwargs: dict,
                            expr: ir.Call, frame: Frame) -> Any:
         span = expr.span
-        fn, _ = self._need_module_frame(frame, span, c.written)
+        fn = self._need_function_frame(frame, span, c.written)
         if kwargs or not args or not all(isinstance(a, Tensor) for a in args):
             raise self.error("AOT365", f"a function made by {c.written} takes arrays as "
                              "positional arguments", span,
@@ -100,10 +100,7 @@ class TransformsMixin:
                 "jax.jvp", args, kwargs)
         except CallError as e:
             raise self.error(e.code, e.message, span, hint=e.hint) from None
-        fn = frame.fn  # a module's function, or a custom rule's (no scope needed)
-        if fn is None:
-            raise self.error("AOT324", "jax.jvp can only be called inside a module's apply "
-                             "or a function it calls", span)
+        fn = self._need_function_frame(frame, span, "jax.jvp")
         primals, tangents = b["primals"], b["tangents"]
         if b["has_aux"] is not False:
             raise self.error("AOT365", "jax.jvp: has_aux= is not supported", span)
@@ -152,7 +149,7 @@ class TransformsMixin:
     def _call_vmapped(self: Resolver, v: Vmapped, args: list, kwargs: dict, expr: ir.Call,
                       frame: Frame) -> Any:
         span = expr.span
-        fn, _ = self._need_module_frame(frame, span, "jax.vmap")
+        fn = self._need_function_frame(frame, span, "jax.vmap")
         if kwargs:
             raise self.error("AOT365", "a vmapped function takes positional arguments only",
                              span)
