@@ -447,6 +447,8 @@ def test_a_registry_decorator_on_a_module_class() -> None:
     ("wrap", "AOT102]: the decorator wrap returns int 1, not the class M"),
     ("jax.jit", "AOT102]: class decorators are not supported on modules, other than "
      "functions of the model files"),
+    ("print", "AOT102]: class decorators are not supported on modules"),
+    ("wrap(2)", "AOT102]: the class decorator gives int 1, not a function to apply"),
 ])
 def test_module_decorators_that_replace_the_class_are_refused(decorator: str,
                                                               message: str) -> None:

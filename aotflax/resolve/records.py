@@ -24,6 +24,7 @@ from ..values import (
     ConfigValue,
     Env,
     FieldDefault,
+    ModuleValue,
     Partial,
     Poison,
     Record,
@@ -219,13 +220,41 @@ class RecordsMixin:
             if self._names_gin(node, frame) and _is_gin(self.eval(node, frame)):
                 self._gin_warning(f"class {cls.name}", node.span)
                 continue
+            # only a function of the model files is evaluated (`@print` is not even looked
+            # up as a builtin: it is refused as a decorator)
+            if not isinstance(self._decorator_callee(node, frame), Closure):
+                raise self.error("AOT102", "class decorators are not supported on modules, "
+                                 "other than functions of the model files (a registry)",
+                                 node.span)
             value = self.eval(node, frame)
             if not isinstance(value, Closure):
-                raise self.error("AOT102", "class decorators are not supported on modules, "
-                                 f"other than functions of the model files; got "
-                                 f"{describe_value(value)}", node.span)
+                raise self.error("AOT102", f"the class decorator gives "
+                                 f"{describe_value(value)}, not a function to apply to the "
+                                 "class", node.span)
             pending.append((value, node))
         return pending
+
+    def _decorator_callee(self: Resolver, node: Any, frame: Frame) -> Any:
+        """What a decorator expression calls (`register_model` in
+        `@utils.register_model(name=...)`), looked up through names and model files only,
+        reporting nothing; None when it is anything else."""
+        callee = node.func if isinstance(node, ir.Call) else node
+        attrs: list[str] = []
+        while isinstance(callee, ir.Attribute):
+            attrs.append(callee.attr)
+            callee = callee.value
+        if not isinstance(callee, ir.Name):
+            return None
+        found, value = frame.env.lookup(callee.id)
+        if not found:
+            return None
+        for attr in reversed(attrs):
+            if not isinstance(value, ModuleValue) or value.globals is None:
+                return None
+            found, value = value.globals.lookup(attr)
+            if not found:
+                return None
+        return value
 
     def _apply_module_decorators(self: Resolver, cls: ir.ClassDef, ref: Any,
                                  pending: list[tuple[Closure, ir.Expr]], frame: Frame) -> Any:
