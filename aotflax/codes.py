@@ -90,7 +90,8 @@ _entry("AOT950", "statement not used by any target (a warning)", """
     The build interprets only what the declared targets reach.  Every other
     top-level statement (a training loop, flag definitions, `if __name__ ==
     "__main__":`, a plain Python class, an import of another library) is skipped
-    and never executed; the build says so once per statement, so that nothing is
+    and never executed; the build says so once per statement (or, for more than three
+    in one file, once for the file, naming them), so that nothing is
     skipped silently.  Nothing needs fixing: move such code to another file if the
     warnings are noise.
     """, """
@@ -223,11 +224,14 @@ _entry("AOT104", "a target uses a module aotflax does not interpret", """
     """)
 
 _entry("AOT105", "Python internals are not available", """
-    `open`, `eval`, `exec`, `__import__`, `getattr`, `globals`, `print` and
+    `open`, `eval`, `exec`, `__import__`, `globals`, `vars`, `input` and
     dunder attributes such as `().__class__` are Python machinery, not part of
     the DSL: a model file describes a network and is never executed.  The
     static evaluator rejects them wherever they appear (including default
-    arguments, decorators and f-strings).
+    arguments, decorators and f-strings).  (`print(...)` and `logging.info(...)`
+    are dropped: under JAX they ran once while tracing, never in the program;
+    `getattr(obj, "name")` is `obj.name` and `setattr(obj, "name", v)` is `obj.name = v`,
+    for a static name that is no dunder; `locals()` is the function's own names.)
     """, """
     class Net(nn.Module):
         def apply(self, x, width=eval("4 * 4")):

@@ -40,7 +40,7 @@ from .artifacts import (
     signing_key,
     write_atomic,
 )
-from .diagnostics import BuildError, Diagnostic, InternalError
+from .diagnostics import BuildError, Diagnostic, InternalError, Span
 from .generate import compile_module, emit_file, emit_module
 from .ops.axes import record_flows
 from .parse import decode_source, parse_model
@@ -240,10 +240,47 @@ def _skipped_warnings(workspace: Workspace, report: BuildReport) -> list[Diagnos
             return (imp.level > 0 or imp.module.split(".")[0] in KNOWN_MODULES
                     or workspace.locate(imp.dotted or imp.module) is not None)
 
-        for span, what in skipped(model, executed.get(model.relpath, set()), known):
+        found = skipped(model, executed.get(model.relpath, set()), known)
+        if len(found) > _SKIPPED_ONE_BY_ONE:  # a training script: one warning says it all
+            out.append(Diagnostic(
+                "AOT950", f"{len(found)} top-level statements are not used by any target; "
+                f"skipped: {_skipped_summary(found)}", found[0][0], severity="warning"))
+            continue
+        for span, what in found:
             out.append(Diagnostic("AOT950", f"{what} is not used by any target; skipped", span,
                                   severity="warning"))
     return out
+
+
+def _skipped_summary(found: list[tuple[Span, str]]) -> str:
+    """What `skipped` found, grouped by kind in order of appearance: each with its names
+    (`functions train_step, main`), or its lines where it has none (`calls at lines 11, 12`)."""
+    groups: dict[str, list[str]] = {}
+    for span, what in found:
+        kind, _, name = what.partition(" ")
+        if kind == "import":  # "import of 'app' from 'absl'": the name it binds
+            groups.setdefault("imports of", []).append(name.split("'")[1])
+        elif kind in ("function", "class") or what.startswith("assignment to "):
+            label = {"function": "functions", "class": "classes"}.get(kind, "assignments to")
+            groups.setdefault(label, []).append(name.removeprefix("to "))
+        else:  # a call, an 'if' block, a loop: where it is
+            plural = {"call": "calls", "'if' block": "'if' blocks", "'for' loop": "'for' loops"}
+            groups.setdefault(f"{plural.get(what, what)} at lines", []).append(str(span.line))
+    parts = []
+    for label, items in groups.items():
+        if len(items) == 1:  # one of a kind: the singular
+            label = {"imports of": "import of", "functions": "function", "classes": "class",
+                     "assignments to": "assignment to", "calls at lines": "call at line",
+                     "'if' blocks at lines": "'if' block at line",
+                     "'for' loops at lines": "'for' loop at line"}.get(
+                         label, label.replace(" at lines", " at line"))
+        parts.append(f"{label} {', '.join(items)}")
+    return "; ".join(parts)
+
+
+#: Up to this many statements of a file no target reached get a warning each; more (a
+#: training script's functions and flags) get one warning that counts and lists them.
+_SKIPPED_ONE_BY_ONE = 3
 
 
 def _source_name(root: Path, rel: Path) -> str:

@@ -34,7 +34,17 @@ from typing import Any
 import jinja2
 
 from .diagnostics import InternalError
-from .program import CallKwargs, Code, FileProgram, Function, FunctionRef, Op, Tensor, Var
+from .program import (
+    CallKwargs,
+    Code,
+    FileProgram,
+    Function,
+    FunctionRef,
+    Op,
+    Tensor,
+    Var,
+    call_code,
+)
 from .quoting import QuotingError, docstring, identifier, literal
 from .sizes import SizeRef, plain
 
@@ -111,6 +121,8 @@ class Namer:
         self.holder: dict[str, int] = {}  # name -> index of last use of its current value
         self.last_use: dict[int, int] = {}
         inputs = [op.inputs() for op in self.body]
+        #: Per op, the variables it reads.
+        self.inputs = inputs
         self.live = live_ops(fn, self.body, inputs)
         for i, read in enumerate(inputs):
             if self.live[i]:
@@ -377,8 +389,8 @@ class Renderer:
         checked(fn.name, "function name")  # resolve's name: used for nested and jvp rules
         body = fn.body
         if kind == "init":
-            body = tuple(op if op.init_args is None else _init_call(op, op.init_args)
-                         for op in fn.body)
+            body = _init_then_apply(fn) or tuple(
+                op if op.init_args is None else _init_call(op, op.init_args) for op in fn.body)
         elif fn.init_name is not None:
             body = tuple(op for op in fn.body if not op.init_only)
         out = Body(fn, kind, [], fn.takes_rng or kind == "init", [], "", ops=body)
@@ -579,6 +591,46 @@ class _Structure:
                 raise _Unkeyed
 
 
+def _init_then_apply(fn: Function) -> tuple[Op, ...] | None:
+    """The init variant of a function that calls no init variant, as its data-dependent
+    initializers (and what they read) followed by a call of the function itself, which
+    reads the parameters they wrote: the forward pass is written once, in the function.
+    None where its body is needed as it is (state, nested functions, stores, results that
+    are not one array)."""
+    body = fn.body
+    if fn.state_collections or fn.shared_args or fn.static_args or fn.keeps_name:
+        return None
+    if any(op.init_args is not None or op.nested is not None for op in body):
+        return None
+    if not all(isinstance(v, Tensor) for _, v in fn.inputs):
+        return None
+    result = fn.result.vars()
+    if len(result) != 1 or fn.result.parts != (result[0],) or \
+            not isinstance(result[0], Tensor):
+        return None
+    out = result[0]
+    needed: set[int] = set()
+    keep = [False] * len(body)
+    for i in range(len(body) - 1, -1, -1):
+        op = body[i]
+        if op.init_only or any(id(v) in needed for v in op.outputs):
+            keep[i] = True
+            needed.update(id(v) for v in op.inputs())
+        elif not op.outputs:
+            return None  # a store of the forward pass: it stays where it is
+    kept = [op for op, k in zip(body, keep) if k]
+    if not any(op.init_only for op in kept) or any(v is out for op in kept for v in op.outputs):
+        return None
+    producer = next(op for op in body if any(v is out for v in op.outputs))
+    args = [Code(("params",))] if fn.takes_params else []
+    args += [Code((v,)) for _, v in fn.inputs]
+    if fn.takes_rng:
+        args.append(Code(("rng=rng",)))
+    call = Op("ops/call.j2", (("call", call_code(fn, args, "apply")),), (out,), (),
+              producer.span, producer.stem)
+    return (*kept, call)
+
+
 def _init_call(op: Op, args: tuple) -> Op:
     """A call of a callee's init variant: it writes the callee's parameters, so it stays
     even where the model drops its result (`init_only`, see `live_ops`)."""
@@ -633,6 +685,7 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
         args.append(name)
     args += static
     lines = out.lines
+    collected = _collected_state(fn, body, namer, relpath, lines) if not indent else {}
     for i, op in enumerate(body):
         if not namer.live[i]:
             continue
@@ -645,6 +698,11 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
             _render_nested(out, nested, relpath, reserved | {local}, refs, indent,
                            namer.names, live | {local}, local, path + (i,))
         namer.name_outputs(i, op)
+        if collected:
+            for v in op.outputs:
+                found = collected.get(id(v))
+                if found is not None:
+                    namer.names[id(v)] = found
         ctx: dict[str, Any] = {k: code.render(namer.names) for k, code in op.args}
         temps = namer.temps(i, op)
         ctx.update(temps)
@@ -674,12 +732,103 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
             temp[1] += 1
     result = fn.result.render(namer.names)
     if fn.state_result:
-        result = ", ".join([result] + [c.render(namer.names) for _, c in fn.state_result])
+        result = ", ".join([result] + [collected.get(c, None) or code.render(namer.names)
+                                       for c, code in fn.state_result])
+    folded = _fold_return(lines, result, indent)
     if not indent:
-        out.result = result
-    else:
+        out.result = "" if folded else result
+    elif not folded:
         lines.append(Line(f"{indent}return {result}"))
     return args
+
+
+def _collected_state(fn: Function, body: tuple[Op, ...], namer: Namer, relpath: str,
+                     lines: list[Line]) -> dict[Any, str]:
+    """Where a collection's new state is a flat dict of what the body's calls return
+    (`{"BatchNorm_0": ..., "ResNetBlock_0": ...}`), each call assigns its entry of a dict
+    made first (`new_batch_stats["ResNetBlock_0"]`) and the function returns that dict:
+    the return line does not list every child.  Returns id(value) -> the entry it is
+    assigned to, and collection -> the dict's name (the line making it is added)."""
+    flat = [(coll, entries) for coll, code in fn.state_result
+             if (entries := _flat_entries(code)) is not None and len(entries) > 1]
+    if not flat:
+        return {}
+    made: set[int] = set()
+    read: set[int] = {id(v) for v in fn.result.vars()}
+    live, inputs = namer.live, namer.inputs
+    for i, op in enumerate(body):
+        if live[i]:
+            made.update(map(id, op.outputs))
+            read.update(map(id, inputs[i]))
+    out: dict[Any, str] = {}
+    for coll, entries in flat:
+        if any(id(v) not in made or id(v) in read or id(v) in out for _, v in entries):
+            continue
+        local = namer.free(name_stem(f"new_{coll}"), 0, strict=True)
+        namer.holder[local] = len(body) + 1  # held to the end: nothing else takes it
+        where = f"{fn.span.file.name or relpath}:{fn.span.line}"
+        lines.append(Line(f"{local} = {{}}", where))
+        for key, v in entries:
+            out[id(v)] = f"{local}[{key}]"
+        out[coll] = local
+    return out
+
+
+def _flat_entries(code: Code) -> list[tuple[str, Var]] | None:
+    """`{"a": x, "b": y}` (a dict display resolve wrote: quoted keys, one value each) as
+    [(key literal, value)]; None for anything else (nested dicts, the state given)."""
+    parts = code.parts
+    if len(parts) < 4 or parts[0] != "{" or parts[-1] != "}":
+        return None
+    entries = []
+    k = 1
+    while k < len(parts) - 1:
+        key, value = parts[k], parts[k + 1] if k + 1 < len(parts) else None
+        if not isinstance(key, str) or not isinstance(value, Var) or \
+                not _KEY_LITERAL.fullmatch(key):
+            return None
+        entries.append((key[:-2], value))
+        k += 2
+        if k < len(parts) - 1:
+            if parts[k] != ", ":
+                return None
+            k += 1
+    return entries
+
+
+#: A dict display's key as resolve writes it: a quoted string, then `: `.
+_KEY_LITERAL = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*": ')
+
+
+#: An identifier of generated code, or a string literal (skipped: names never hide in one).
+_NAME_OR_STRING = re.compile(r'[A-Za-z_]\w*|"[^"\\\n]*(?:\\.[^"\\\n]*)*"')
+
+
+def _fold_return(lines: list[Line], result: str, indent: str) -> bool:
+    """Return the last line's value where it computes only what is returned: `y = x + r`
+    then `return y, stats` becomes `return x + r, stats` (the line keeps its comment).
+    Returns whether it did (the last line is then the function's `return`)."""
+    if not lines:
+        return False
+    last = lines[-1]
+    code = last.code
+    if last.source is None or last.source[0] != "o" or not code.startswith(indent):
+        return False
+    target, sep, value = code[len(indent):].partition(" = ")
+    if not sep or not target.isidentifier() or "\n" in value:
+        return False
+    head, _, rest = result.partition(", ")
+    if head != target or target in _NAME_OR_STRING.findall(rest):
+        return False  # the result is not this value first, or reads it again
+    if _ORPHAN_PARTS.search(value):
+        return False  # a statement-like tail (a comment, a second statement): left as is
+    lines[-1] = Line(f"{indent}return {value}" + (f", {rest}" if rest else ""),
+                     last.where, last.source)
+    return True
+
+
+#: What a one-line assignment's value never contains where it is a plain expression.
+_ORPHAN_PARTS = re.compile(r";|  #")
 
 
 def _render_nested(out: Body, nested: Function, relpath: str, reserved: set[str],

@@ -292,6 +292,16 @@ class For:
 
 
 @dataclass(frozen=True, slots=True)
+class With:
+    """`with nn.stochastic(rng):` inside a function (one context, no `as`): the body runs
+    with the context resolve makes of the expression."""
+
+    context: Expr
+    body: tuple["Stmt", ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class While:
     """A `while` loop inside a function: run at build time while its test is static and
     true (every iteration charged to the file's budget), as a `for` is unrolled."""
@@ -426,6 +436,7 @@ Stmt = Union[
     If,
     For,
     While,
+    With,
     Raise,
     Assert,
     Pass,

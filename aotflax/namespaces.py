@@ -8,6 +8,7 @@ whole vocabulary a model file can reach: anything else is a located error.
 
 from __future__ import annotations
 
+import itertools
 import math
 import string
 from typing import Any
@@ -17,8 +18,10 @@ from .ops import REGISTRY, host
 from .ops import initializers as inits
 from .values import (
     CONV_DIMENSION_NUMBERS,
+    DTYPE_KINDS,
     AbstractType,
     DType,
+    DTypeKind,
     IndexMaker,
     ModuleRef,
     Namespace,
@@ -41,6 +44,15 @@ MODEL_PARAM_TRAVERSAL = object()
 MULTI_OPTIMIZER = object()
 MESH = object()
 SCAN = object()
+#: `jax.lax.fori_loop` and `jax.lax.map`: scans (as jax lowers them).
+FORI_LOOP = object()
+LAX_MAP = object()
+#: `jax.lax.cond` (on a static predicate: the branch it picks).
+LAX_COND = object()
+#: `jax.tree_util.tree_map` (and `tree_multimap`, `jax.tree.map`) and `tree_leaves`: walks
+#: of a static structure, done at build time.
+TREE_MAP = object()
+TREE_LEAVES = object()
 SCAN_IN_DIM = object()
 ATTENTION_CACHE = object()
 #: `@nn.module`: a function that is a module's apply.
@@ -81,7 +93,9 @@ def _numpy() -> Namespace:
         single=DType("float32", host=True), half=DType("float16", host=True),
         pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, euler_gamma=0.5772156649015329,
         newaxis=None, ndarray=TypeHint("ndarray"), s_=IndexMaker("np.s_"),
-        index_exp=IndexMaker("np.index_exp"))
+        index_exp=IndexMaker("np.index_exp"), finfo=StaticFunction("numpy.finfo"),
+        iinfo=StaticFunction("numpy.iinfo"), issubdtype=StaticFunction("numpy.issubdtype"),
+        **{n: DTypeKind(n) for n in DTYPE_KINDS})
     # numpy's legacy global random functions, drawn at build time (`ops.host.random_draw`)
     members["random"] = Namespace("numpy.random", {
         n: StaticFunction(f"numpy.random.{n}") for n in ("seed", *host.RANDOM_FUNCTIONS)})
@@ -146,6 +160,16 @@ BUILTINS = _static({
 })
 # iterators are values of the interpreter (`values.StaticIterator`), never Python's own
 BUILTINS.update(iter=StaticFunction("builtins.iter"), next=StaticFunction("builtins.next"))
+# `print(x.shape)` ran once while JAX traced, never in the program: dropped, like logging
+BUILTINS["print"] = StaticFunction("logging.print")
+# `getattr(nn, config.activation)`: an attribute named by a static string, looked up as
+# `nn.<name>` would be (dunders refused as they are when written out)
+BUILTINS["getattr"] = StaticFunction("builtins.getattr")
+BUILTINS["hasattr"] = StaticFunction("builtins.hasattr")
+# `for arg in locals().items(): setattr(self, *arg)` (configs of Google's EfficientNet): the
+# current function's local names as a dict, and `obj.name = value` by a static name
+BUILTINS["locals"] = StaticFunction("builtins.locals")
+BUILTINS["setattr"] = StaticFunction("builtins.setattr")
 
 
 def namespace_for(module: str, member: str | None) -> Any:
@@ -276,6 +300,9 @@ def _jnp() -> Namespace:
     members.update(pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, newaxis=None)
     members["linalg"] = Namespace("jnp.linalg", _ops("jnp.linalg", "jnp.linalg"))
     members["fft"] = Namespace("jnp.fft", _ops("jnp.fft", "jnp.fft"))
+    members.update(finfo=StaticFunction("numpy.finfo"), iinfo=StaticFunction("numpy.iinfo"),
+                   issubdtype=StaticFunction("numpy.issubdtype"),
+                   **{n: DTypeKind(n) for n in DTYPE_KINDS})
     return Namespace("jnp", members)
 
 
@@ -303,7 +330,8 @@ def _build_modules() -> dict[str, Any]:
     # `lax.Precision.HIGHEST` is the name jax also takes for it: precision="highest"
     precision = Namespace("jax.lax.Precision", {"DEFAULT": "default", "HIGH": "high",
                                                 "HIGHEST": "highest"})
-    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "Precision": precision,
+    lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "fori_loop": FORI_LOOP,
+                                "map": LAX_MAP, "cond": LAX_COND, "Precision": precision,
                                 "tie_in": StaticFunction("jax.lax.tie_in"),
                                 "ConvDimensionNumbers": CONV_DIMENSION_NUMBERS,
                                 "conv_dimension_numbers": StaticFunction(
@@ -312,14 +340,19 @@ def _build_modules() -> dict[str, Any]:
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
     ops = Namespace("jax.ops", {**_ops("jax.ops", "jax.ops"),
                                 "index": IndexMaker("jax.ops.index")})
-    image = Namespace("jax.image", _ops("jax.image", "jax.image"))
     special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
     norm = Namespace("jax.scipy.stats.norm", _ops("jax.scipy.stats.norm", "jax.scipy.stats.norm"))
     stats = Namespace("jax.scipy.stats", {"norm": norm})
     scipy = Namespace("jax.scipy", {"special": special, "stats": stats})
+    image = Namespace("jax.image", _ops("jax.image", "jax.image"))
+    trees = {"tree_map": TREE_MAP, "tree_multimap": TREE_MAP, "tree_leaves": TREE_LEAVES}
+    tree_util = Namespace("jax.tree_util", dict(trees))
+    tree = Namespace("jax.tree", {"map": TREE_MAP, "leaves": TREE_LEAVES})
     jax = Namespace("jax", {"numpy": jnp, "lax": lax, "nn": jax_nn, "random": random,
-                            "ops": ops, "scipy": scipy, "image": image, "jit": StaticFunction("jax.jit"),
-                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP, "jvp": JVP,
+                            "ops": ops, "scipy": scipy, "image": image,
+                            "tree_util": tree_util, "tree": tree, **trees, "jit": StaticFunction("jax.jit"),
+                            "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP,
+                            "jvp": JVP,
                             "checkpoint": CHECKPOINT, "remat": REMAT})
     np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
@@ -344,8 +377,6 @@ def _build_modules() -> dict[str, Any]:
         "string": Namespace("string", {n: getattr(string, n) for n in (
             "ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
             "octdigits", "punctuation", "whitespace", "printable")}),
-        "operator": Namespace("operator", {n: StaticFunction(f"operator.{n}")
-                                           for n in OPERATOR_FUNCTIONS}),
         "dataclasses": Namespace("dataclasses", {
             n: StaticFunction(f"dataclasses.{n}")
             for n in ("dataclass", "field", "replace", "asdict", "astuple", "is_dataclass")}),
@@ -357,26 +388,13 @@ def _build_modules() -> dict[str, Any]:
             "OrderedDict": BUILTINS["dict"],
             "abc": Namespace("collections.abc", {n: AbstractType(n) for n in ABSTRACT_TYPES})}),
         "ml_collections": _ml_collections(),
-        "jax.random": random, "jax.ops": ops, "jax.image": image, "jax.scipy": scipy, "jax.scipy.special": special,
-        "jax.scipy.stats": stats, "jax.scipy.stats.norm": norm,
+        "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
+        "jax.scipy.stats": stats, "jax.scipy.stats.norm": norm, "jax.image": image,
+        "jax.tree_util": tree_util, "jax.tree": tree,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
 
 
-#: `operator`'s functions of Python's operators (`functools.reduce(operator.mul, shape)`,
-#: `reduce(operator.iconcat, lists, [])`): a call is the operator written out
-#: (`resolve/records.py`), on static values and arrays alike.
-OPERATOR_BINARY = {
-    "add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%",
-    "pow": "**", "matmul": "@", "and_": "&", "or_": "|", "xor": "^", "lshift": "<<",
-    "rshift": ">>", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
-    "concat": "+"}
-#: The in-place forms (`operator.iadd`, `operator.iconcat`, ...) give what `a += b` gives
-#: in a model file: a new value (static lists are never updated in place).
-OPERATOR_INPLACE = {"i" + name: op for name, op in OPERATOR_BINARY.items()
-                    if name not in ("eq", "ne", "lt", "le", "gt", "ge")}
-OPERATOR_UNARY = {"neg": "-", "pos": "+", "invert": "~", "inv": "~", "not_": "not"}
-OPERATOR_FUNCTIONS = (*OPERATOR_BINARY, *OPERATOR_INPLACE, *OPERATOR_UNARY)
 
 
 def _attrs(module: str) -> Namespace:
@@ -406,6 +424,30 @@ def _logging() -> Namespace:
 
 _MODULES = _build_modules()
 _MODULES["logging"] = _logging()
+#: The functions of Python's `operator` module, by the expression each one is.
+OPERATOR_BINARY = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//",
+                   "mod": "%", "pow": "**", "matmul": "@", "and_": "&", "or_": "|", "xor": "^",
+                   "lshift": "<<", "rshift": ">>"}
+OPERATOR_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+                    "contains": "in", "is_": "is", "is_not": "is not"}
+OPERATOR_UNARY = {"neg": "-", "pos": "+", "invert": "~", "inv": "~", "not_": "not"}
+#: `concat` (sequences only) and the in-place forms (`iadd`, `iconcat`: jaxnerf's
+#: `reduce(operator.iconcat, lists, [])`), each the binary expression: a new value, as
+#: `+=` gives in a model file (static lists are never updated in place).
+OPERATOR_SEQUENCE = ("concat", "iconcat")
+OPERATOR_INPLACE = {"i" + n: op for n, op in OPERATOR_BINARY.items()}
+# `functools.reduce(operator.mul, shape, 1)`: each is the expression it stands for
+# (resolve/records.py)
+_MODULES["operator"] = Namespace("operator", {
+    n: StaticFunction(f"operator.{n}")
+    for n in (*OPERATOR_BINARY, *OPERATOR_COMPARE, *OPERATOR_UNARY, *OPERATOR_INPLACE,
+              *OPERATOR_SEQUENCE, "getitem", "truth")})
+#: `itertools`' finite functions, evaluated at build time like the builtins (each result
+#: is bounded before it is made whole: resolve's `_call_static`).
+ITERTOOLS = ("product", "chain", "combinations", "combinations_with_replacement",
+             "permutations", "repeat", "zip_longest", "islice", "accumulate", "starmap")
+_MODULES["itertools"] = Namespace("itertools", {
+    n: StaticBuiltin(f"itertools.{n}", getattr(itertools, n)) for n in ITERTOOLS if n != "starmap"})
 _MODULES["absl"] = Namespace("absl", {"logging": _MODULES["logging"]})
 _MODULES["absl.logging"] = _MODULES["logging"]
 

@@ -506,10 +506,14 @@ class _Converter:
             self.fail("AOT102", "classes may be defined only at the top level of a model file", node)
         if isinstance(node, (ast.Try, *_TRY_STAR)):
             self.fail("AOT102", "'try' is not supported in model files", node)
+        if isinstance(node, ast.With) and self.functions and len(node.items) == 1 and \
+                node.items[0].optional_vars is None:  # `with nn.stochastic(rng):`
+            return ir.With(self.expr(node.items[0].context_expr), self.block(node.body), sp)
         if isinstance(node, (ast.With, ast.AsyncWith)):
             self.fail(
                 "AOT102",
-                "'with' is not supported: state and randomness are explicit in aotflax",
+                "'with' is supported only as `with nn.stochastic(rng):` inside a function: "
+                "state and randomness are explicit in aotflax",
                 node,
                 hint="BatchNorm statistics are returned in new_state; pass rng= to stochastic targets",
             )

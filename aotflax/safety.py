@@ -16,8 +16,8 @@ import string
 
 #: Builtins that would let a model file do something rather than describe something.
 FORBIDDEN_NAMES = frozenset({
-    "open", "eval", "exec", "compile", "__import__", "globals", "locals", "vars", "dir",
-    "getattr", "setattr", "delattr", "hasattr", "input", "print", "breakpoint", "exit", "quit",
+    "open", "eval", "exec", "compile", "__import__", "globals", "vars", "dir",
+    "delattr", "input", "breakpoint", "exit", "quit",
     "help", "memoryview", "bytearray", "type", "object", "super", "classmethod",
     "staticmethod", "property", "id", "__builtins__", "__loader__", "__spec__",
 })

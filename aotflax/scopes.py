@@ -63,6 +63,9 @@ class FunctionState:
         #: a random key was folded with (the scan then feeds its steps their index).
         self.scan_steps: list[Tensor] = []
         self.used_steps: set[int] = set()
+        #: The `with nn.stochastic(rng):` blocks being run (innermost last): inside one, a
+        #: key is old flax.nn's `fold_in(rng, n)` for the block's n-th draw.
+        self.stochastic: list[StochasticBlock] = []
         #: numpy's global random state as `np.random.seed(s)` in this function left it (a
         #: `numpy.random.RandomState`, advanced at build time by each draw), or None.
         self.np_random: Any = None
@@ -268,7 +271,10 @@ class Scope(LayerScope):
 
     def rng(self, span: Span) -> Code:
         """The key of this call site: `rng` folded with the path, and inside a `lax.scan`
-        step with the step's index too (a fresh key per step)."""
+        step with the step's index too (a fresh key per step).  Inside `with
+        nn.stochastic(key):` it is the block's next key instead (the target's rng unused)."""
+        if self.fn.stochastic:
+            return _per_step(self.fn, self.fn.stochastic[-1].next_key())
         self.fn.takes_rng = True
         code = Code(("rng",))
         if self.prefix or self.shared_arg is not None:
@@ -385,6 +391,22 @@ class StateVariable:
 
     def write(self, value: Tensor, span: Span) -> None:
         self.scope.set_state(self.collection, self.name, value, span)
+
+
+@dataclass(eq=False)
+class StochasticBlock:
+    """`with nn.stochastic(key):`: old flax.nn's `_PRNGFrame`, whose n-th `make_rng()` is
+    `jax.random.fold_in(key, n)` (a raw `PRNGKey` is wrapped: keys here are typed)."""
+
+    key: Var
+    raw: bool
+    draws: int = 0
+
+    def next_key(self) -> Code:
+        self.draws += 1
+        key = Code.of("jax.random.wrap_key_data(", self.key, ")") if self.raw else \
+            Code((self.key,))
+        return Code.of("jax.random.fold_in(", key, f", {self.draws})")
 
 
 def _per_step(fn: FunctionState, code: Code) -> Code:

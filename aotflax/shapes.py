@@ -341,6 +341,16 @@ def diag(shape: Shape, k: int = 0) -> Shape:
     raise ShapeError(f"diag takes a vector or a matrix, got {_fmt(shape)}")
 
 
+def diagonal(shape: Shape, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Shape:
+    """`jnp.diagonal`: axes `axis1` and `axis2` removed, their diagonal `offset` appended."""
+    a, b = normalize_axis(axis1, len(shape)), normalize_axis(axis2, len(shape))
+    if a == b:
+        raise ShapeError(f"axis1 and axis2 are the same axis ({axis1}, {axis2})")
+    rows, cols = shape[a], shape[b]
+    n = max(0, min(rows, cols - offset) if offset >= 0 else min(rows + offset, cols))
+    return (*(d for i, d in enumerate(shape) if i not in (a, b)), n)
+
+
 def _insert(shape: Shape, axis: int, dim: int) -> Shape:
     """`shape` with a new axis of size `dim` at `axis` (which indexes the result)."""
     try:
@@ -370,6 +380,35 @@ def split(shape: Shape, indices_or_sections: int | Sequence[int], axis: int = 0)
                 f"and within axis {axis} of {_fmt(shape)}"
             )
     return [shape[:ax] + (s,) + shape[ax + 1 :] for s in sizes]
+
+
+def array_split(shape: Shape, sections: int, axis: int = 0) -> list[Shape]:
+    """`jnp.array_split` into `sections` parts: the first `n % sections` one longer."""
+    ax = _axis_of(shape, axis)
+    if sections <= 0:
+        raise ShapeError(f"the number of sections must be positive, got {sections}")
+    n = shape[ax]
+    big, rest = divmod(n, sections)
+    sizes = [big + 1] * rest + [big] * (sections - rest)
+    return [shape[:ax] + (s,) + shape[ax + 1 :] for s in sizes]
+
+
+def kron(a: Shape, b: Shape) -> Shape:
+    """`jnp.kron`: the shapes left-padded with ones to one rank, multiplied."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    return tuple(x * y for x, y in zip(a, b))
+
+
+def atleast(shape: Shape, rank: int) -> Shape:
+    """`jnp.atleast_1d` / `2d` / `3d`: a vector becomes a row (1, n), a matrix (m, n, 1)."""
+    if len(shape) >= rank:
+        return tuple(shape)
+    if not shape:
+        return (1,) * rank
+    if len(shape) == 1:
+        return (1, shape[0], 1)[:rank] if rank == 3 else (1, shape[0])
+    return (*shape, 1)
 
 
 def tile(shape: Shape, reps: int | Sequence[int]) -> Shape:
@@ -809,6 +848,13 @@ def _windowed(
     return tuple(
         max(0, (i + lo + hi - w) // s + 1) for i, w, s, (lo, hi) in zip(ins, wins, strides, pads)
     )
+
+
+def reduce_window_shape(shape: Shape, window: Sequence[int], strides: Sequence[int],
+                        padding: Padding) -> Shape:
+    """`lax.reduce_window`'s output: a window over every axis, padded as `padding` says."""
+    pads = padtype_to_pads(shape, window, strides, padding)
+    return _windowed(shape, window, strides, pads)
 
 
 def conv_permutations(ndim: int, numbers: Sequence[Any]

@@ -29,6 +29,7 @@ their code is identical.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,11 @@ _KEYWORD_BEFORE = re.compile(r"([A-Za-z_]\w*)=\(?$")
 #: Longest function name made from a module's name and its variant's labels (suffixes
 #: and counters come on top, within `quoting.MAX_IDENTIFIER`).
 _MAX_NAME = MAX_IDENTIFIER - 30
+#: Longest summary line of a generated docstring: with a function's indent and quotes it
+#: stays within 100 columns (what does not fit goes to the paragraph below it).
+SUMMARY_WIDTH = 90
+#: Stands for a space that `_wrap` keeps (inside one hyperparameter's `name=value`).
+_NBSP = "\x00"
 #: Flags whose value tells a training variant from an evaluation one: (True, False) labels.
 FLAG_LABELS = {"train": ("train", ""), "training": ("train", ""), "is_training": ("train", ""),
                "deterministic": ("", "train"), "use_running_average": ("", "train"),
@@ -103,10 +109,22 @@ def masked(text: str) -> str:
     return "#".join(segments)
 
 
+@functools.lru_cache(maxsize=4096)
 def snake(name: str) -> str:
-    """`ResNetBlock` -> `res_net_block`, `MLP` -> `mlp`, `LSTMCell` -> `lstm_cell`."""
-    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
-    return re.sub(r"[^0-9A-Za-z]+", "_", s).lower().strip("_") or "fn"
+    """`ResNetBlock` -> `res_net_block`, `MLP` -> `mlp`, `LSTMCell` -> `lstm_cell`; a lone
+    capital after a word of one or two letters stays in it: `ViT` -> `vit`, `ViTBlock` ->
+    `vit_block`, `BiT` -> `bit`."""
+    merged: list[str] = []
+    for chunk in name.split("_"):  # the name's own underscores stay where they are
+        words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", chunk)
+        out: list[str] = []
+        for w in words.split(" "):
+            if len(w) == 1 and w.isupper() and out and len(out[-1]) <= 2 and out[-1].isalpha():
+                out[-1] += w
+            else:
+                out.append(w)
+        merged.append("_".join(out))
+    return re.sub(r"[^0-9A-Za-z]+", "_", "_".join(merged)).lower().strip("_") or "fn"
 
 
 # ------------------------------------------------------------------ records
@@ -761,6 +779,7 @@ def _variant_names(base: str, groups: list[Group], memo: _Values) -> list[str]:
 def _features(groups: list[Group], memo: _Values) -> list[tuple[str, list[str]]]:
     """Per feature, its kind and its label for each group (see `_variant_names`)."""
     flags: list[list[str]] = []
+    modules: list[list[str]] = []
     values: list[list[str]] = []
     hparams = {g.index: [dict(m.body.function.hparams) for m in g.members] for g in groups}
 
@@ -792,31 +811,43 @@ def _features(groups: list[Group], memo: _Values) -> list[tuple[str, list[str]]]
             flags.append([true if v else false for v in vals])
             continue
         if all(isinstance(v, ModuleRef) for v in vals):
-            for sub in _ref_flags(vals):
-                flags.append(sub)
+            sub_flags, sub_modules = _ref_features(vals)
+            flags.extend(sub_flags)
             if len({v.class_name for v in vals}) > 1:
-                values.append([snake(v.class_name) for v in vals])
+                modules.append([snake(v.class_name) for v in vals])
+            modules.extend(sub_modules)
             continue
         values.append([_value_label(name, v, memo) for v in vals])
+    # an input only some take (`aux`), then a parameter subtree only some have
+    inputs = [[name for name, _ in g.first.inputs] for g in groups]
+    extra = [[f"with_{_slug(k)}" if k in t else "" for t in inputs] for k in _partial(inputs)]
     trees = [_subtrees(g) for g in groups]
-    keys: list[str] = []
-    for t in trees:
-        for k in t:
-            if k not in keys and not all(k in other for other in trees):
-                keys.append(k)
-    subtree = [[f"with_{_slug(k)}" if k in t else "" for t in trees] for k in keys[:1]]
+    subtree = [[f"with_{_slug(k)}" if k in t else "" for t in trees] for k in _partial(trees)]
     label = []
     names_of = [{m.body.function.label for m in g.members} for g in groups]
     if all(len(n) == 1 for n in names_of) and len({next(iter(n)) for n in names_of}) > 1:
         label = [[snake(next(iter(n))) if next(iter(n)) else "" for n in names_of]]
     return ([("flag", f) for f in flags] + [("label", f) for f in label]
+            + [("module", f) for f in modules] + [("input", f) for f in extra]
             + [("subtree", f) for f in subtree] + [("value", f) for f in values])
 
 
-def _ref_flags(refs: list[ModuleRef]) -> list[list[str]]:
-    """Flags bound on module hyperparameters (`norm=BatchNorm.partial(use_running_average=
-    not train)`) that differ: they tell training and evaluation variants apart."""
-    out = []
+def _partial(lists: list[list[str]]) -> list[str]:
+    """The names some of `lists` hold and others do not, in order of appearance."""
+    out: list[str] = []
+    for names in lists:
+        for k in names:
+            if k not in out and not all(k in other for other in lists):
+                out.append(k)
+    return out
+
+
+def _ref_features(refs: list[ModuleRef]) -> tuple[list[list[str]], list[list[str]]]:
+    """What the hyperparameters bound on module references tell apart: flags that differ
+    (`norm=BatchNorm.partial(use_running_average=not train)`: training and evaluation
+    variants) and modules that differ (`PreNorm.partial(fn=SelfAttention)` and
+    `fn=FeedForward`: `self_attention`, `feed_forward`)."""
+    flags, modules = [], []
     names: list[str] = []
     for r in refs:
         for n, _ in r.bound:
@@ -826,8 +857,12 @@ def _ref_flags(refs: list[ModuleRef]) -> list[list[str]]:
         vals = [dict(r.bound).get(name) for r in refs]
         if all(isinstance(v, bool) for v in vals) and len(set(vals)) > 1:
             true, false = FLAG_LABELS.get(name, (name, ""))
-            out.append([true if v else false for v in vals])
-    return out
+            flags.append([true if v else false for v in vals])
+        else:
+            refs_bound = [v for v in vals if isinstance(v, ModuleRef)]
+            if len(refs_bound) == len(vals) and len({v.class_name for v in refs_bound}) > 1:
+                modules.append([snake(v.class_name) for v in refs_bound])
+    return flags, modules
 
 
 def _key(value: Any) -> tuple[str, Any]:
@@ -896,21 +931,27 @@ def _ops(body: tuple) -> list:
 
 def _serves(plan: Plan, group: Group) -> list[str]:
     """`resnet18_train, resnet18_eval: ResNetBlock_0, ResNetBlock_1` lines."""
-    per_target: dict[str, list[str]] = {}
+    per_target: dict[str, dict[str, None]] = {}  # target -> its paths, in order, once
+    instances = plan.instances
     for m in group.members:
-        for target, path in plan.instances.get((id(m.body.function), m.body.kind), []):
-            paths = per_target.setdefault(target, [])
-            if path not in paths:
-                paths.append(path)
+        body = m.body
+        for target, path in instances.get((id(body.function), body.kind), ()):
+            paths = per_target.get(target)
+            if paths is None:
+                paths = per_target[target] = {}
+            paths[path] = None
     by_paths: dict[tuple[str, ...], list[str]] = {}
     for target, paths in per_target.items():
         by_paths.setdefault(tuple(paths), []).append(target)
-    if list(by_paths) == [("",)] and len(per_target) == 1:
-        return []  # one target's module: its apply function says so
+    if len(per_target) == 1 and len(next(iter(by_paths))) == 1:
+        return []  # one instance of one target: its only call site says which
     out = []
     for key, targets in by_paths.items():
         if key == ("",):
             out.append(", ".join(targets))
+            continue
+        if key == ("(loss)",):
+            out.append(f"{', '.join(targets)} as the loss")
             continue
         shown = [p or "the module itself" for p in key]
         if len(shown) > 8:
@@ -949,27 +990,70 @@ def render_group(plan: Plan, group: Group) -> str:
 
 
 def _docstring(plan: Plan, group: Group) -> str:
+    """The function's docstring: a summary line of at most `SUMMARY_WIDTH` characters
+    (what it implements, with its hyperparameters when they fit, and where), then a
+    paragraph with the hyperparameters that did not fit and the instances it serves."""
     fn = group.first
     where = f"{fn.span.file.name or plan.program.relpath}:{fn.span.line}"
-    what = fn.doc if not fn.origin or "." not in fn.origin else _signature(plan, group)
+    origin, hparams = _signature(plan, group)
+    prefix = tag = ""
     if group.kind == "variables":
         collections = ["params"] * bool(fn.params) + list(dict.fromkeys(
             d.path[0] for d in fn.state))
-        what = f"The {' and '.join(collections)} of {what}"
+        prefix = f"The {' and '.join(collections)} of "
     if group.kind == "init":
-        what += ", init variant: also initializes the parameters that come from data " \
-                "(writing them into params)"
-    head = docstring(f"{what}, from {where}.")
+        tag = ", init variant"
+    shown = f"{origin}({', '.join(hparams)})" if hparams is not None else origin
+    # the last resort names the file alone (every line's comment has its whole path)
+    base = where.rsplit("/", 1)[-1]
+    head = summary(f"{prefix}{shown}{tag}, from {where}.", f"{prefix}{origin}{tag}, from {where}.",
+                   f"{prefix}{origin}{tag}, from {base}.")
+    notes = []
+    if hparams and not head.startswith(prefix + shown) and group.kind != "variables":
+        # the variable tree's function leaves them to the forward function's docstring
+        # each `name=value` on one line
+        notes.append("Hyperparameters: " + ", ".join(h.replace(" ", _NBSP) for h in hparams)
+                     + ".")
+    if group.kind == "init":
+        notes.append("Also initializes the parameters that come from data, writing them "
+                     "into `params`.")
     serves = _serves(plan, group) if group.kind != "variables" else []
-    if not serves:
-        return head
-    lines = _wrap("Serves " + "; ".join(serves) + ".")
-    return head + "\n\n" + "".join(f"    {docstring(x)}\n" for x in lines) + "    "
+    if serves:
+        notes.append("Serves " + "; ".join(serves) + ".")
+    if not notes:
+        return docstring(head)
+    lines = [x.replace(_NBSP, " ") for x in _wrap(" ".join(notes))]
+    return docstring(head) + "\n\n" + "".join(f"    {docstring(x)}\n" for x in lines) + "    "
 
 
-def _signature(plan: Plan, group: Group) -> str:
-    """`ResNetBlock.apply(filters=8|16, act=jax.nn.relu, strides=(1, 1))`."""
+def summary(text: str, *shorter: str) -> str:
+    """`text` as a docstring's summary line, or the first of the `shorter` ones that fits
+    (the last where none does)."""
+    for candidate in (text, *shorter):
+        if _width(candidate) <= SUMMARY_WIDTH:
+            return candidate
+    return shorter[-1] if shorter else text
+
+
+#: A run of digits.
+_DIGITS = re.compile(r"\d+")
+
+
+@functools.lru_cache(maxsize=8192)
+def _width(text: str) -> int:
+    """`len(text)` with every number counted as three characters: a docstring's lines are
+    laid out the same whatever its numbers (the emissions of a symbolic dimension at two
+    sizes must have the same lines, `symbolic.reconcile`)."""
+    return len(_DIGITS.sub("nnn", text)) if any(c.isdigit() for c in text) else len(text)
+
+
+def _signature(plan: Plan, group: Group) -> tuple[str, list[str] | None]:
+    """What the function implements and its hyperparameters' values across the group:
+    `("ResNetBlock.apply", ["filters=8|16", "act=jax.nn.relu", "strides=(1, 1)"])`;
+    None for a function that is not a module's method (a loss, an initializer)."""
     fn = group.first
+    if not fn.origin or "." not in fn.origin:
+        return fn.doc, None
     parts = []
     hparams = [dict(m.body.function.hparams) for m in group.members]
     for name, value in fn.hparams:
@@ -980,17 +1064,21 @@ def _signature(plan: Plan, group: Group) -> str:
             if text not in seen:
                 seen.append(text)
         parts.append(f"{name}={'|'.join(seen[:6])}{'|...' if len(seen) > 6 else ''}")
-    return f"{fn.origin}({', '.join(parts)})"
+    return fn.origin, parts
 
 
 def _wrap(text: str, width: int = 88) -> list[str]:
-    out, line = [], ""
+    """`text` in lines of at most `width` (`_width`) characters, broken at spaces."""
+    out, line, used = [], "", 0
     for word in text.split(" "):
-        if line and len(line) + 1 + len(word) > width:
+        w = _width(word)
+        if line and used + 1 + w > width:
             out.append(line)
-            line = word
+            line, used = word, w
+        elif line:
+            line, used = f"{line} {word}", used + 1 + w
         else:
-            line = f"{line} {word}" if line else word
+            line, used = word, w
     if line:
         out.append(line)
     return out

@@ -144,14 +144,15 @@ def reconcile(text_a: str, text_b: str, text_c: str | None, a: Sentinels, b: Sen
             "compiled once for every size"))
         raise BuildError(errors)
     out: list[str] = []
-    for la, lb in zip(lines_a, lines_b):
+    in_doc = _docstring_mask(lines_a)
+    for k, (la, lb) in enumerate(zip(lines_a, lines_b)):
         if la == lb:
             out.append(la)
             continue
         code_a, com_a = _split(la, marker)
         code_b, com_b = _split(lb, marker)
         code = _sub(code_a, a.names, var)
-        docstring = code.strip().startswith(('"""', "#"))
+        docstring = in_doc[k] or code.strip().startswith("#")
         if code != _sub(code_b, b.names, var) and not docstring:
             errors.append(_located(source, com_a, marker, f"this line needs the size of "
                                    f"symbolic dimension {symbols} as a constant", hint))
@@ -162,6 +163,21 @@ def reconcile(text_a: str, text_b: str, text_c: str | None, a: Sentinels, b: Sen
     if errors:
         raise BuildError(_unique(errors))
     return _define_dims("\n".join(out) + "\n", program_a, a, var, source, inputs)
+
+
+def _docstring_mask(lines: list[str]) -> list[bool]:
+    """Which lines are (part of) a docstring: from a line opening one with three double
+    quotes to the line closing it (a docstring's paragraph lists hyperparameters, sizes
+    among them).  Generated code escapes a double quote inside a string, so three in a
+    row only open or close a docstring."""
+    out = []
+    open_ = False
+    for line in lines:
+        starts = open_ or line.lstrip().startswith('"""')
+        out.append(starts)
+        if starts and line.count('"""') % 2 == 1:
+            open_ = not open_
+    return out
 
 
 def _fuzzy(text_a: str, text_b: str, a: Sentinels, names: dict[str, str]) -> str:

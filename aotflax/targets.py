@@ -21,7 +21,7 @@ from .program import FileProgram, TargetProgram
 from .program import describe as describe_aval
 from .quoting import comment, docstring, literal, string
 from .shapes import size
-from .sharing import Plan
+from .sharing import Plan, summary
 from .variables import dtype_code
 
 
@@ -100,15 +100,20 @@ def _apply_def(targets: list[TargetProgram], body: str) -> str:
     """`_name_apply(params, state, *inputs, rng=None) -> (outputs, new_state)`."""
     t = targets[0]
     if len(targets) == 1:
-        doc = (f"{t.description} on "
-               + ", ".join(f"{n}: {describe_aval(s, d)}" for n, s, d in t.inputs)
-               + " -> " + ", ".join(describe_aval(s, d) for s, d in t.outputs) + ".")
+        tail = (" on " + ", ".join(f"{n}: {describe_aval(s, d)}" for n, s, d in t.inputs)
+                + " -> " + ", ".join(describe_aval(s, d) for s, d in t.outputs) + ".")
     else:
-        doc = (f"{t.description}: the apply of targets "
-               + ", ".join(x.name for x in targets) + ".")
+        tail = ": the apply of targets " + ", ".join(x.name for x in targets) + "."
+    doc = summary(t.description + tail, _origin(t) + tail)
     args, rest = body.split("\n", 1)
     name = checked(t.name, "target name")
     return f'def _{name}_apply{args}:\n    """{docstring(doc)}"""\n{rest}\n\n\n'
+
+
+def _origin(t: TargetProgram) -> str:
+    """`ResNet.apply`: the target's module and method without its hyperparameters (the
+    summary line that has no room for them; the function it calls lists them)."""
+    return t.description.split("(", 1)[0]
 
 
 def _variables(plan: Plan, t: TargetProgram, trees: dict[str, str]) -> tuple[str, str]:
@@ -157,7 +162,8 @@ def render_train(t: TargetProgram, plan: Plan, local: Locals, call: str, results
     loss_name = plan.name(train.loss)
     return template("train.py.j2").jinja.render(
         name=t.name, arg_names=", ".join(names),
-        loss_doc=docstring(f"Loss of target `{t.name}`: {loss_name} of {t.description}."),
+        loss_doc=docstring(summary(f"Loss of target `{t.name}`: {loss_name} of {t.description}.",
+                                   f"Loss of target `{t.name}`: {loss_name} of {_origin(t)}.")),
         call=call, results=results, new_state=new_state,
         loss_target="loss, metrics" if train.has_metrics else "loss",
         metrics="metrics" if train.has_metrics else "{}",

@@ -556,9 +556,49 @@ CONV_DIMENSION_NUMBERS = RecordClass("ConvDimensionNumbers", "namedtuple",
                                      ("lhs_spec", "rhs_spec", "out_spec"), {}, True)
 
 
+#: What `jnp.finfo(dtype)` and `jnp.iinfo(dtype)` give: numpy's numbers about a dtype, as
+#: namedtuples of static values (`jnp.finfo(dtype).min`, as attention masks write).
+FINFO = RecordClass("finfo", "namedtuple", ("bits", "eps", "max", "min", "tiny",
+                                            "smallest_normal", "resolution", "precision",
+                                            "dtype"), {}, True)
+IINFO = RecordClass("iinfo", "namedtuple", ("bits", "min", "max", "dtype"), {}, True)
+
+#: numpy has no bfloat16: its finfo (as ml_dtypes gives it), in Python floats.
+BFLOAT16_FINFO = (16, 0.0078125, 3.3895313892515355e38, -3.3895313892515355e38,
+                  1.1754943508222875e-38, 1.1754943508222875e-38, 0.01, 2)
+
+
 def conv_dimension_numbers(specs: Any) -> "RecordTuple":
     """A `ConvDimensionNumbers` of three specs."""
     return RecordTuple.make(CONV_DIMENSION_NUMBERS, list(specs))
+
+
+@dataclass(frozen=True, slots=True)
+class DTypeKind:
+    """`jnp.floating`, `jnp.integer`, ...: numpy's abstract dtype classes, for
+    `jnp.issubdtype(dtype, jnp.floating)`."""
+
+    name: str
+
+
+#: The abstract dtype classes, each with the dtypes under it.
+DTYPE_KINDS = {
+    "generic": None, "number": ("int", "uint", "float", "bfloat16", "complex"),
+    "inexact": ("float", "bfloat16", "complex"), "floating": ("float", "bfloat16"),
+    "complexfloating": ("complex",), "integer": ("int", "uint"), "signedinteger": ("int",),
+    "unsignedinteger": ("uint",),
+}
+
+
+def is_subdtype(dtype: str, kind: "DType | DTypeKind") -> bool:
+    """`jnp.issubdtype(dtype, kind)` for a dtype name and a dtype or abstract class."""
+    if isinstance(kind, DType):
+        return dtype == kind.name
+    prefixes = DTYPE_KINDS[kind.name]
+    if prefixes is None:
+        return True
+    return any(dtype.startswith(p) and (p != "int" or not dtype.startswith("uint"))
+               for p in prefixes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -809,6 +849,8 @@ def describe_value(value: Any) -> str:
         return f"dict of {len(value)}"
     if isinstance(value, DType):
         return f"dtype {value.name}"
+    if isinstance(value, DTypeKind):
+        return f"dtype class {value.name}"
     if isinstance(value, ModuleRef):
         return f"module {value.class_name}"
     if isinstance(value, SharedModule):

@@ -10,46 +10,33 @@ from . import _runtime
 
 
 def conv_block(params, x):
-    """ConvBlock.apply(features=64, pool="max"), from models/cnn.py:37.
-
-    Serves cnn_b4 (block1).
-    """
+    """ConvBlock.apply(features=64, pool="max"), from models/cnn.py:37."""
     x = jax.lax.conv_general_dilated(x, params["conv"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + params["conv"]["bias"].reshape((1, 1, 1, -1))  # models/cnn.py:39  f32[4, 14, 14, 64]
     x = jax.nn.relu(x)  # models/cnn.py:40  f32[4, 14, 14, 64]
-    pool = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # models/cnn.py:42  f32[4, 7, 7, 64]
-    return pool
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # models/cnn.py:42  f32[4, 7, 7, 64]
 
 
 def scale(params, x):
-    """Scale.apply(), from models/cnn.py:27.
-
-    Serves cnn_b4 (scale).
-    """
+    """Scale.apply(), from models/cnn.py:27."""
     scale_1 = params["scale"]  # models/cnn.py:28  f32[64]
     scale_1 = scale_1.reshape((1, 1, 1, -1))  # models/cnn.py:30  f32[1, 1, 1, 64]
-    y = x * scale_1  # models/cnn.py:31  f32[4, 7, 7, 64]
-    return y
+    return x * scale_1  # models/cnn.py:31  f32[4, 7, 7, 64]
 
 
 def small_normal(key, shape, dtype):
     """Initializer small_normal for f32[3136, 128], from models/cnn.py:12."""
     normal = jax.random.normal(key, (3136, 128), jnp.float32)  # models/cnn.py:14  f32[3136, 128]
-    y = 0.01 * normal  # models/cnn.py:14  f32[3136, 128]
-    return y
+    return 0.01 * normal  # models/cnn.py:14  f32[3136, 128]
 
 
 def tied_mlp(params, x):
-    """TiedMLP.apply(depth=2), from models/cnn.py:49.
-
-    Serves cnn_b4 (TiedMLP_0).
-    """
+    """TiedMLP.apply(depth=2), from models/cnn.py:49."""
     dense = x @ params["tied"]["kernel"] + params["tied"]["bias"].reshape((1, -1))  # models/cnn.py:52  f32[4, 128]
     relu = jax.nn.relu(dense)  # models/cnn.py:52  f32[4, 128]
     x = x + relu  # models/cnn.py:52  f32[4, 128]
     dense = x @ params["tied"]["kernel"] + params["tied"]["bias"].reshape((1, -1))  # models/cnn.py:52  f32[4, 128]
     relu = jax.nn.relu(dense)  # models/cnn.py:52  f32[4, 128]
-    x = x + relu  # models/cnn.py:52  f32[4, 128]
-    return x
+    return x + relu  # models/cnn.py:52  f32[4, 128]
 
 
 def cnn(params, x):
@@ -69,8 +56,7 @@ def cnn(params, x):
     x = jax.nn.relu(x)  # models/cnn.py:70  f32[4, 128]
     x = tied_mlp(params["TiedMLP_0"], x)  # models/cnn.py:71  f32[4, 128]
     x = x @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, -1))  # models/cnn.py:72  f32[4, 10]
-    log_softmax = jax.nn.log_softmax(x)  # models/cnn.py:73  f32[4, 10]
-    return log_softmax
+    return jax.nn.log_softmax(x)  # models/cnn.py:73  f32[4, 10]
 
 
 def conv_block_variables():
@@ -94,7 +80,7 @@ def tied_mlp_variables():
 
 
 def cnn_variables():
-    """The params of CNN.apply(widths=(32, 64), hidden=128, num_classes=10), from models/cnn.py:57."""
+    """The params of CNN.apply, from models/cnn.py:57."""
     return {
         "conv1": {
             "kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, 1, 32)),  # models/cnn.py:61

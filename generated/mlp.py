@@ -20,8 +20,7 @@ def mlp(params, x):
     x = x @ params["hidden_1"]["kernel"] + params["hidden_1"]["bias"].reshape((1, -1))  # models/mlp.py:10  f32[batch, 64]
     x = jax.nn.relu(x)  # models/mlp.py:11  f32[batch, 64]
     x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/mlp.py:12  f32[batch, 10]
-    log_softmax = jax.nn.log_softmax(x)  # models/mlp.py:13  f32[batch, 10]
-    return log_softmax
+    return jax.nn.log_softmax(x)  # models/mlp.py:13  f32[batch, 10]
 
 
 def mlp_variables():

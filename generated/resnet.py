@@ -10,67 +10,73 @@ from . import _runtime
 
 
 def res_net_block_train(params, batch_stats, x):
-    """ResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20.
+    """ResNetBlock.apply, from models/resnet.py:20.
 
-    Serves resnet18_train, resnet18_train_step (ResNetBlock_0, ResNetBlock_1, ResNetBlock_3,
+    Hyperparameters: filters=8|16|32|64|128|256|..., conv=module Conv,
+    norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1). Serves resnet18_train,
+    resnet18_train_step (ResNetBlock_0, ResNetBlock_1, ResNetBlock_3,
     ResNetBlock_5, ResNetBlock_7).
     """
+    new_batch_stats = {}  # models/resnet.py:20
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[batch, height, width, filters]
-    y, batchnorm_0_stats = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[batch, height, width, filters]
+    y, new_batch_stats["BatchNorm_0"] = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[batch, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:24  f32[batch, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[batch, height, width, filters]
-    y, batchnorm_1_stats = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:26  f32[batch, height, width, filters]
+    y, new_batch_stats["BatchNorm_1"] = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:26  f32[batch, height, width, filters]
     y = x + y  # models/resnet.py:30  f32[batch, height, width, filters]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[batch, height, width, filters]
-    return relu, {"BatchNorm_0": batchnorm_0_stats, "BatchNorm_1": batchnorm_1_stats}
+    return jax.nn.relu(y), new_batch_stats  # models/resnet.py:30  f32[batch, height, width, filters]
 
 
 def res_net_block_train_with_conv_proj(params, batch_stats, x):
-    """ResNetBlock.apply(filters=16|32|64|128|256|512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20.
+    """ResNetBlock.apply, from models/resnet.py:20.
 
-    Serves resnet18_train, resnet18_train_step (ResNetBlock_2, ResNetBlock_4,
-    ResNetBlock_6).
+    Hyperparameters: filters=16|32|64|128|256|512, conv=module Conv,
+    norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2). Serves resnet18_train,
+    resnet18_train_step (ResNetBlock_2, ResNetBlock_4, ResNetBlock_6).
     """
+    new_batch_stats = {}  # models/resnet.py:20
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[batch, height // 2, width // 2, filters]
-    y, batchnorm_0_stats = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[batch, height // 2, width // 2, filters]
+    y, new_batch_stats["BatchNorm_0"] = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[batch, height // 2, width // 2, filters]
     y = jax.nn.relu(y)  # models/resnet.py:24  f32[batch, height // 2, width // 2, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[batch, height // 2, width // 2, filters]
-    y, batchnorm_1_stats = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:26  f32[batch, height // 2, width // 2, filters]
+    y, new_batch_stats["BatchNorm_1"] = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:26  f32[batch, height // 2, width // 2, filters]
     residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[batch, height // 2, width // 2, filters]
-    residual, norm_proj_stats = _runtime.batch_norm_train(residual, params["norm_proj"], batch_stats["norm_proj"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:29  f32[batch, height // 2, width // 2, filters]
+    residual, new_batch_stats["norm_proj"] = _runtime.batch_norm_train(residual, params["norm_proj"], batch_stats["norm_proj"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:29  f32[batch, height // 2, width // 2, filters]
     y = residual + y  # models/resnet.py:30  f32[batch, height // 2, width // 2, filters]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[batch, height // 2, width // 2, filters]
-    return relu, {"BatchNorm_0": batchnorm_0_stats, "BatchNorm_1": batchnorm_1_stats, "norm_proj": norm_proj_stats}
+    return jax.nn.relu(y), new_batch_stats  # models/resnet.py:30  f32[batch, height // 2, width // 2, filters]
 
 
 def res_net18_train(params, batch_stats, x):
-    """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu, train=True), from models/resnet.py:53.
+    """ResNet.apply, from models/resnet.py:53.
 
-    Serves resnet18_train, resnet18_train_step.
+    Hyperparameters: stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock,
+    num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu,
+    train=True. Serves resnet18_train, resnet18_train_step.
     """
+    new_batch_stats = {}  # models/resnet.py:53
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[batch, height // 2, width // 2, num_filters]
-    x, bn_init_stats = _runtime.batch_norm_train(x, params["bn_init"], batch_stats["bn_init"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[batch, height // 2, width // 2, num_filters]
+    x, new_batch_stats["bn_init"] = _runtime.batch_norm_train(x, params["bn_init"], batch_stats["bn_init"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[batch, height // 2, width // 2, num_filters]
     x = jax.nn.relu(x)  # models/resnet.py:60  f32[batch, height // 2, width // 2, num_filters]
     x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[batch, height // 4, width // 4, num_filters]
-    x, resnetblock_0_batch_stats = res_net_block_train(params["ResNetBlock_0"], batch_stats["ResNetBlock_0"], x)  # models/resnet.py:65  f32[batch, height // 4, width // 4, num_filters]
-    x, resnetblock_1_batch_stats = res_net_block_train(params["ResNetBlock_1"], batch_stats["ResNetBlock_1"], x)  # models/resnet.py:65  f32[batch, height // 4, width // 4, num_filters]
-    x, resnetblock_2_batch_stats = res_net_block_train_with_conv_proj(params["ResNetBlock_2"], batch_stats["ResNetBlock_2"], x)  # models/resnet.py:65  f32[batch, height // 8, width // 8, num_filters * 2]
-    x, resnetblock_3_batch_stats = res_net_block_train(params["ResNetBlock_3"], batch_stats["ResNetBlock_3"], x)  # models/resnet.py:65  f32[batch, height // 8, width // 8, num_filters * 2]
-    x, resnetblock_4_batch_stats = res_net_block_train_with_conv_proj(params["ResNetBlock_4"], batch_stats["ResNetBlock_4"], x)  # models/resnet.py:65  f32[batch, height // 16, width // 16, num_filters * 4]
-    x, resnetblock_5_batch_stats = res_net_block_train(params["ResNetBlock_5"], batch_stats["ResNetBlock_5"], x)  # models/resnet.py:65  f32[batch, height // 16, width // 16, num_filters * 4]
-    x, resnetblock_6_batch_stats = res_net_block_train_with_conv_proj(params["ResNetBlock_6"], batch_stats["ResNetBlock_6"], x)  # models/resnet.py:65  f32[batch, height // 32, width // 32, num_filters * 8]
-    x, resnetblock_7_batch_stats = res_net_block_train(params["ResNetBlock_7"], batch_stats["ResNetBlock_7"], x)  # models/resnet.py:65  f32[batch, height // 32, width // 32, num_filters * 8]
+    x, new_batch_stats["ResNetBlock_0"] = res_net_block_train(params["ResNetBlock_0"], batch_stats["ResNetBlock_0"], x)  # models/resnet.py:65  f32[batch, height // 4, width // 4, num_filters]
+    x, new_batch_stats["ResNetBlock_1"] = res_net_block_train(params["ResNetBlock_1"], batch_stats["ResNetBlock_1"], x)  # models/resnet.py:65  f32[batch, height // 4, width // 4, num_filters]
+    x, new_batch_stats["ResNetBlock_2"] = res_net_block_train_with_conv_proj(params["ResNetBlock_2"], batch_stats["ResNetBlock_2"], x)  # models/resnet.py:65  f32[batch, height // 8, width // 8, num_filters * 2]
+    x, new_batch_stats["ResNetBlock_3"] = res_net_block_train(params["ResNetBlock_3"], batch_stats["ResNetBlock_3"], x)  # models/resnet.py:65  f32[batch, height // 8, width // 8, num_filters * 2]
+    x, new_batch_stats["ResNetBlock_4"] = res_net_block_train_with_conv_proj(params["ResNetBlock_4"], batch_stats["ResNetBlock_4"], x)  # models/resnet.py:65  f32[batch, height // 16, width // 16, num_filters * 4]
+    x, new_batch_stats["ResNetBlock_5"] = res_net_block_train(params["ResNetBlock_5"], batch_stats["ResNetBlock_5"], x)  # models/resnet.py:65  f32[batch, height // 16, width // 16, num_filters * 4]
+    x, new_batch_stats["ResNetBlock_6"] = res_net_block_train_with_conv_proj(params["ResNetBlock_6"], batch_stats["ResNetBlock_6"], x)  # models/resnet.py:65  f32[batch, height // 32, width // 32, num_filters * 8]
+    x, new_batch_stats["ResNetBlock_7"] = res_net_block_train(params["ResNetBlock_7"], batch_stats["ResNetBlock_7"], x)  # models/resnet.py:65  f32[batch, height // 32, width // 32, num_filters * 8]
     x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[batch, num_filters * 8]
     x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[batch, num_classes]
-    asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[batch, num_classes]
-    return asarray, {"bn_init": bn_init_stats, "ResNetBlock_0": resnetblock_0_batch_stats, "ResNetBlock_1": resnetblock_1_batch_stats, "ResNetBlock_2": resnetblock_2_batch_stats, "ResNetBlock_3": resnetblock_3_batch_stats, "ResNetBlock_4": resnetblock_4_batch_stats, "ResNetBlock_5": resnetblock_5_batch_stats, "ResNetBlock_6": resnetblock_6_batch_stats, "ResNetBlock_7": resnetblock_7_batch_stats}
+    return jnp.asarray(x, jnp.float32), new_batch_stats  # models/resnet.py:69  f32[batch, num_classes]
 
 
 def res_net_block(params, batch_stats, x):
-    """ResNetBlock.apply(filters=8|16|32|64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20.
+    """ResNetBlock.apply, from models/resnet.py:20.
 
-    Serves resnet18_eval (ResNetBlock_0, ResNetBlock_1, ResNetBlock_3, ResNetBlock_5,
-    ResNetBlock_7).
+    Hyperparameters: filters=8|16|32|64, conv=module Conv, norm=module BatchNorm,
+    act=jax.nn.relu, strides=(1, 1). Serves resnet18_eval (ResNetBlock_0,
+    ResNetBlock_1, ResNetBlock_3, ResNetBlock_5, ResNetBlock_7).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, height, width, filters]
     y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[2, height, width, filters]
@@ -78,14 +84,15 @@ def res_net_block(params, batch_stats, x):
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:25  f32[2, height, width, filters]
     y = _runtime.batch_norm_eval(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:26  f32[2, height, width, filters]
     y = x + y  # models/resnet.py:30  f32[2, height, width, filters]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, height, width, filters]
-    return relu, batch_stats
+    return jax.nn.relu(y), batch_stats  # models/resnet.py:30  f32[2, height, width, filters]
 
 
 def res_net_block_with_conv_proj(params, batch_stats, x):
-    """ResNetBlock.apply(filters=16|32|64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20.
+    """ResNetBlock.apply, from models/resnet.py:20.
 
-    Serves resnet18_eval (ResNetBlock_2, ResNetBlock_4, ResNetBlock_6).
+    Hyperparameters: filters=16|32|64, conv=module Conv, norm=module BatchNorm,
+    act=jax.nn.relu, strides=(2, 2). Serves resnet18_eval (ResNetBlock_2,
+    ResNetBlock_4, ResNetBlock_6).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:22  f32[2, height // 2, width // 2, filters]
     y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:23  f32[2, height // 2, width // 2, filters]
@@ -95,12 +102,15 @@ def res_net_block_with_conv_proj(params, batch_stats, x):
     residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:28  f32[2, height // 2, width // 2, filters]
     residual = _runtime.batch_norm_eval(residual, params["norm_proj"], batch_stats["norm_proj"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:29  f32[2, height // 2, width // 2, filters]
     y = residual + y  # models/resnet.py:30  f32[2, height // 2, width // 2, filters]
-    relu = jax.nn.relu(y)  # models/resnet.py:30  f32[2, height // 2, width // 2, filters]
-    return relu, batch_stats
+    return jax.nn.relu(y), batch_stats  # models/resnet.py:30  f32[2, height // 2, width // 2, filters]
 
 
 def res_net18(params, batch_stats, x):
-    """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=8, num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=False), from models/resnet.py:53."""
+    """ResNet.apply, from models/resnet.py:53.
+
+    Hyperparameters: stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock,
+    num_filters=8, num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=False.
+    """
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[2, 16, 16, 8]
     x = _runtime.batch_norm_eval(x, params["bn_init"], batch_stats["bn_init"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[2, 16, 16, 8]
     x = jax.nn.relu(x)  # models/resnet.py:60  f32[2, 16, 16, 8]
@@ -115,84 +125,93 @@ def res_net18(params, batch_stats, x):
     x, _ = res_net_block(params["ResNetBlock_7"], batch_stats["ResNetBlock_7"], x)  # models/resnet.py:65  f32[2, 1, 1, 64]
     x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[2, 64]
     x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[2, 10]
-    asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[2, 10]
-    return asarray, batch_stats
+    return jnp.asarray(x, jnp.float32), batch_stats  # models/resnet.py:69  f32[2, 10]
 
 
 def bottleneck_res_net_block_train_with_conv_proj(params, batch_stats, x, *, strides):
-    """BottleneckResNetBlock.apply(filters=8|16|32|64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)|(2, 2)), from models/resnet.py:36.
+    """BottleneckResNetBlock.apply, from models/resnet.py:36.
 
-    Serves resnet50_train (BottleneckResNetBlock_0, BottleneckResNetBlock_3,
-    BottleneckResNetBlock_7, BottleneckResNetBlock_13).
+    Hyperparameters: filters=8|16|32|64, conv=module Conv, norm=module BatchNorm,
+    act=jax.nn.relu, strides=(1, 1)|(2, 2). Serves resnet50_train
+    (BottleneckResNetBlock_0, BottleneckResNetBlock_3, BottleneckResNetBlock_7,
+    BottleneckResNetBlock_13).
     """
+    new_batch_stats = {}  # models/resnet.py:36
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, height, width, filters]
-    y, batchnorm_0_stats = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[2, height, width, filters]
+    y, new_batch_stats["BatchNorm_0"] = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[2, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, height // strides[0], width // strides[1], filters]
-    y, batchnorm_1_stats = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:42  f32[2, height // strides[0], width // strides[1], filters]
+    y, new_batch_stats["BatchNorm_1"] = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:42  f32[2, height // strides[0], width // strides[1], filters]
     y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, height // strides[0], width // strides[1], filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, height // strides[0], width // strides[1], filters * 4]
-    y, batchnorm_2_stats = _runtime.batch_norm_train(y, params["BatchNorm_2"], batch_stats["BatchNorm_2"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:45  f32[2, height // strides[0], width // strides[1], filters * 4]
+    y, new_batch_stats["BatchNorm_2"] = _runtime.batch_norm_train(y, params["BatchNorm_2"], batch_stats["BatchNorm_2"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:45  f32[2, height // strides[0], width // strides[1], filters * 4]
     residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[2, height // strides[0], width // strides[1], filters * 4]
-    residual, norm_proj_stats = _runtime.batch_norm_train(residual, params["norm_proj"], batch_stats["norm_proj"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:48  f32[2, height // strides[0], width // strides[1], filters * 4]
+    residual, new_batch_stats["norm_proj"] = _runtime.batch_norm_train(residual, params["norm_proj"], batch_stats["norm_proj"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:48  f32[2, height // strides[0], width // strides[1], filters * 4]
     y = residual + y  # models/resnet.py:49  f32[2, height // strides[0], width // strides[1], filters * 4]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, height // strides[0], width // strides[1], filters * 4]
-    return relu, {"BatchNorm_0": batchnorm_0_stats, "BatchNorm_1": batchnorm_1_stats, "BatchNorm_2": batchnorm_2_stats, "norm_proj": norm_proj_stats}
+    return jax.nn.relu(y), new_batch_stats  # models/resnet.py:49  f32[2, height // strides[0], width // strides[1], filters * 4]
 
 
 def bottleneck_res_net_block_train(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=8|16|32|64, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36.
+    """BottleneckResNetBlock.apply, from models/resnet.py:36.
 
-    Serves resnet50_train (BottleneckResNetBlock_1, BottleneckResNetBlock_2,
-    BottleneckResNetBlock_4, BottleneckResNetBlock_5, BottleneckResNetBlock_6,
-    BottleneckResNetBlock_8, ... (12 instances)).
+    Hyperparameters: filters=8|16|32|64, conv=module Conv, norm=module BatchNorm,
+    act=jax.nn.relu, strides=(1, 1). Serves resnet50_train (BottleneckResNetBlock_1,
+    BottleneckResNetBlock_2, BottleneckResNetBlock_4, BottleneckResNetBlock_5,
+    BottleneckResNetBlock_6, BottleneckResNetBlock_8, ... (12 instances)).
     """
+    new_batch_stats = {}  # models/resnet.py:36
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[2, height, width, filters]
-    y, batchnorm_0_stats = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[2, height, width, filters]
+    y, new_batch_stats["BatchNorm_0"] = _runtime.batch_norm_train(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[2, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:40  f32[2, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_1"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:41  f32[2, height, width, filters]
-    y, batchnorm_1_stats = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:42  f32[2, height, width, filters]
+    y, new_batch_stats["BatchNorm_1"] = _runtime.batch_norm_train(y, params["BatchNorm_1"], batch_stats["BatchNorm_1"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:42  f32[2, height, width, filters]
     y = jax.nn.relu(y)  # models/resnet.py:43  f32[2, height, width, filters]
     y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[2, height, width, channels]
-    y, batchnorm_2_stats = _runtime.batch_norm_train(y, params["BatchNorm_2"], batch_stats["BatchNorm_2"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:45  f32[2, height, width, channels]
+    y, new_batch_stats["BatchNorm_2"] = _runtime.batch_norm_train(y, params["BatchNorm_2"], batch_stats["BatchNorm_2"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:45  f32[2, height, width, channels]
     y = x + y  # models/resnet.py:49  f32[2, height, width, channels]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[2, height, width, channels]
-    return relu, {"BatchNorm_0": batchnorm_0_stats, "BatchNorm_1": batchnorm_1_stats, "BatchNorm_2": batchnorm_2_stats}
+    return jax.nn.relu(y), new_batch_stats  # models/resnet.py:49  f32[2, height, width, channels]
 
 
 def res_net50_train(params, batch_stats, x):
-    """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, num_filters=8, num_classes=10, dtype=jnp.float32, act=jax.nn.relu, train=True), from models/resnet.py:53."""
+    """ResNet.apply, from models/resnet.py:53.
+
+    Hyperparameters: stage_sizes=(3, 4, 6, 3),
+    block_cls=module BottleneckResNetBlock, num_filters=8, num_classes=10,
+    dtype=jnp.float32, act=jax.nn.relu, train=True.
+    """
+    new_batch_stats = {}  # models/resnet.py:53
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[2, 16, 16, 8]
-    x, bn_init_stats = _runtime.batch_norm_train(x, params["bn_init"], batch_stats["bn_init"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[2, 16, 16, 8]
+    x, new_batch_stats["bn_init"] = _runtime.batch_norm_train(x, params["bn_init"], batch_stats["bn_init"], momentum=0.9, epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[2, 16, 16, 8]
     x = jax.nn.relu(x)  # models/resnet.py:60  f32[2, 16, 16, 8]
     x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")  # models/resnet.py:61  f32[2, 8, 8, 8]
-    x, bottleneckresnetblock_0_batch_stats = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_0"], batch_stats["BottleneckResNetBlock_0"], x, strides=(1, 1))  # models/resnet.py:65  f32[2, 8, 8, 32]
-    x, bottleneckresnetblock_1_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_1"], batch_stats["BottleneckResNetBlock_1"], x)  # models/resnet.py:65  f32[2, 8, 8, 32]
-    x, bottleneckresnetblock_2_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_2"], batch_stats["BottleneckResNetBlock_2"], x)  # models/resnet.py:65  f32[2, 8, 8, 32]
-    x, bottleneckresnetblock_3_batch_stats = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_3"], batch_stats["BottleneckResNetBlock_3"], x, strides=(2, 2))  # models/resnet.py:65  f32[2, 4, 4, 64]
-    x, bottleneckresnetblock_4_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_4"], batch_stats["BottleneckResNetBlock_4"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
-    x, bottleneckresnetblock_5_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_5"], batch_stats["BottleneckResNetBlock_5"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
-    x, bottleneckresnetblock_6_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_6"], batch_stats["BottleneckResNetBlock_6"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
-    x, bottleneckresnetblock_7_batch_stats = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_7"], batch_stats["BottleneckResNetBlock_7"], x, strides=(2, 2))  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_8_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_8"], batch_stats["BottleneckResNetBlock_8"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_9_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_9"], batch_stats["BottleneckResNetBlock_9"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_10_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_10"], batch_stats["BottleneckResNetBlock_10"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_11_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_11"], batch_stats["BottleneckResNetBlock_11"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_12_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_12"], batch_stats["BottleneckResNetBlock_12"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
-    x, bottleneckresnetblock_13_batch_stats = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_13"], batch_stats["BottleneckResNetBlock_13"], x, strides=(2, 2))  # models/resnet.py:65  f32[2, 1, 1, 256]
-    x, bottleneckresnetblock_14_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_14"], batch_stats["BottleneckResNetBlock_14"], x)  # models/resnet.py:65  f32[2, 1, 1, 256]
-    x, bottleneckresnetblock_15_batch_stats = bottleneck_res_net_block_train(params["BottleneckResNetBlock_15"], batch_stats["BottleneckResNetBlock_15"], x)  # models/resnet.py:65  f32[2, 1, 1, 256]
+    x, new_batch_stats["BottleneckResNetBlock_0"] = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_0"], batch_stats["BottleneckResNetBlock_0"], x, strides=(1, 1))  # models/resnet.py:65  f32[2, 8, 8, 32]
+    x, new_batch_stats["BottleneckResNetBlock_1"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_1"], batch_stats["BottleneckResNetBlock_1"], x)  # models/resnet.py:65  f32[2, 8, 8, 32]
+    x, new_batch_stats["BottleneckResNetBlock_2"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_2"], batch_stats["BottleneckResNetBlock_2"], x)  # models/resnet.py:65  f32[2, 8, 8, 32]
+    x, new_batch_stats["BottleneckResNetBlock_3"] = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_3"], batch_stats["BottleneckResNetBlock_3"], x, strides=(2, 2))  # models/resnet.py:65  f32[2, 4, 4, 64]
+    x, new_batch_stats["BottleneckResNetBlock_4"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_4"], batch_stats["BottleneckResNetBlock_4"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
+    x, new_batch_stats["BottleneckResNetBlock_5"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_5"], batch_stats["BottleneckResNetBlock_5"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
+    x, new_batch_stats["BottleneckResNetBlock_6"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_6"], batch_stats["BottleneckResNetBlock_6"], x)  # models/resnet.py:65  f32[2, 4, 4, 64]
+    x, new_batch_stats["BottleneckResNetBlock_7"] = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_7"], batch_stats["BottleneckResNetBlock_7"], x, strides=(2, 2))  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, new_batch_stats["BottleneckResNetBlock_8"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_8"], batch_stats["BottleneckResNetBlock_8"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, new_batch_stats["BottleneckResNetBlock_9"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_9"], batch_stats["BottleneckResNetBlock_9"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, new_batch_stats["BottleneckResNetBlock_10"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_10"], batch_stats["BottleneckResNetBlock_10"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, new_batch_stats["BottleneckResNetBlock_11"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_11"], batch_stats["BottleneckResNetBlock_11"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, new_batch_stats["BottleneckResNetBlock_12"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_12"], batch_stats["BottleneckResNetBlock_12"], x)  # models/resnet.py:65  f32[2, 2, 2, 128]
+    x, new_batch_stats["BottleneckResNetBlock_13"] = bottleneck_res_net_block_train_with_conv_proj(params["BottleneckResNetBlock_13"], batch_stats["BottleneckResNetBlock_13"], x, strides=(2, 2))  # models/resnet.py:65  f32[2, 1, 1, 256]
+    x, new_batch_stats["BottleneckResNetBlock_14"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_14"], batch_stats["BottleneckResNetBlock_14"], x)  # models/resnet.py:65  f32[2, 1, 1, 256]
+    x, new_batch_stats["BottleneckResNetBlock_15"] = bottleneck_res_net_block_train(params["BottleneckResNetBlock_15"], batch_stats["BottleneckResNetBlock_15"], x)  # models/resnet.py:65  f32[2, 1, 1, 256]
     x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[2, 256]
     x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[2, 10]
-    asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[2, 10]
-    return asarray, {"bn_init": bn_init_stats, "BottleneckResNetBlock_0": bottleneckresnetblock_0_batch_stats, "BottleneckResNetBlock_1": bottleneckresnetblock_1_batch_stats, "BottleneckResNetBlock_2": bottleneckresnetblock_2_batch_stats, "BottleneckResNetBlock_3": bottleneckresnetblock_3_batch_stats, "BottleneckResNetBlock_4": bottleneckresnetblock_4_batch_stats, "BottleneckResNetBlock_5": bottleneckresnetblock_5_batch_stats, "BottleneckResNetBlock_6": bottleneckresnetblock_6_batch_stats, "BottleneckResNetBlock_7": bottleneckresnetblock_7_batch_stats, "BottleneckResNetBlock_8": bottleneckresnetblock_8_batch_stats, "BottleneckResNetBlock_9": bottleneckresnetblock_9_batch_stats, "BottleneckResNetBlock_10": bottleneckresnetblock_10_batch_stats, "BottleneckResNetBlock_11": bottleneckresnetblock_11_batch_stats, "BottleneckResNetBlock_12": bottleneckresnetblock_12_batch_stats, "BottleneckResNetBlock_13": bottleneckresnetblock_13_batch_stats, "BottleneckResNetBlock_14": bottleneckresnetblock_14_batch_stats, "BottleneckResNetBlock_15": bottleneckresnetblock_15_batch_stats}
+    return jnp.asarray(x, jnp.float32), new_batch_stats  # models/resnet.py:69  f32[2, 10]
 
 
 def bottleneck_res_net_block_with_conv_proj(params, batch_stats, x, *, strides):
-    """BottleneckResNetBlock.apply(filters=64|128|256|512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)|(2, 2)), from models/resnet.py:36.
+    """BottleneckResNetBlock.apply, from models/resnet.py:36.
 
-    Serves resnet50_b1, resnet50_b8 (BottleneckResNetBlock_0, BottleneckResNetBlock_3,
-    BottleneckResNetBlock_7, BottleneckResNetBlock_13).
+    Hyperparameters: filters=64|128|256|512, conv=module Conv, norm=module BatchNorm,
+    act=jax.nn.relu, strides=(1, 1)|(2, 2). Serves resnet50_b1, resnet50_b8
+    (BottleneckResNetBlock_0, BottleneckResNetBlock_3, BottleneckResNetBlock_7,
+    BottleneckResNetBlock_13).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[batch, height, width, filters]
     y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[batch, height, width, filters]
@@ -205,16 +224,17 @@ def bottleneck_res_net_block_with_conv_proj(params, batch_stats, x, *, strides):
     residual = jax.lax.conv_general_dilated(x, params["conv_proj"]["kernel"], window_strides=strides, padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:47  f32[batch, height // strides[0], width // strides[1], filters * 4]
     residual = _runtime.batch_norm_eval(residual, params["norm_proj"], batch_stats["norm_proj"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:48  f32[batch, height // strides[0], width // strides[1], filters * 4]
     y = residual + y  # models/resnet.py:49  f32[batch, height // strides[0], width // strides[1], filters * 4]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[batch, height // strides[0], width // strides[1], filters * 4]
-    return relu, batch_stats
+    return jax.nn.relu(y), batch_stats  # models/resnet.py:49  f32[batch, height // strides[0], width // strides[1], filters * 4]
 
 
 def bottleneck_res_net_block(params, batch_stats, x):
-    """BottleneckResNetBlock.apply(filters=64|128|256|512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36.
+    """BottleneckResNetBlock.apply, from models/resnet.py:36.
 
-    Serves resnet50_b1, resnet50_b8 (BottleneckResNetBlock_1, BottleneckResNetBlock_2,
-    BottleneckResNetBlock_4, BottleneckResNetBlock_5, BottleneckResNetBlock_6,
-    BottleneckResNetBlock_8, ... (12 instances)).
+    Hyperparameters: filters=64|128|256|512, conv=module Conv, norm=module BatchNorm,
+    act=jax.nn.relu, strides=(1, 1). Serves resnet50_b1, resnet50_b8
+    (BottleneckResNetBlock_1, BottleneckResNetBlock_2, BottleneckResNetBlock_4,
+    BottleneckResNetBlock_5, BottleneckResNetBlock_6, BottleneckResNetBlock_8, ...
+    (12 instances)).
     """
     y = jax.lax.conv_general_dilated(x, params["Conv_0"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:38  f32[batch, height, width, filters]
     y = _runtime.batch_norm_eval(y, params["BatchNorm_0"], batch_stats["BatchNorm_0"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:39  f32[batch, height, width, filters]
@@ -225,14 +245,15 @@ def bottleneck_res_net_block(params, batch_stats, x):
     y = jax.lax.conv_general_dilated(y, params["Conv_2"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:44  f32[batch, height, width, channels]
     y = _runtime.batch_norm_eval(y, params["BatchNorm_2"], batch_stats["BatchNorm_2"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:45  f32[batch, height, width, channels]
     y = x + y  # models/resnet.py:49  f32[batch, height, width, channels]
-    relu = jax.nn.relu(y)  # models/resnet.py:49  f32[batch, height, width, channels]
-    return relu, batch_stats
+    return jax.nn.relu(y), batch_stats  # models/resnet.py:49  f32[batch, height, width, channels]
 
 
 def res_net50(params, batch_stats, x):
-    """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, num_filters=64, num_classes=1000, dtype=jnp.float32, act=jax.nn.relu, train=False), from models/resnet.py:53.
+    """ResNet.apply, from models/resnet.py:53.
 
-    Serves resnet50_b1, resnet50_b8.
+    Hyperparameters: stage_sizes=(3, 4, 6, 3),
+    block_cls=module BottleneckResNetBlock, num_filters=64, num_classes=1000,
+    dtype=jnp.float32, act=jax.nn.relu, train=False. Serves resnet50_b1, resnet50_b8.
     """
     x = jax.lax.conv_general_dilated(x, params["conv_init"]["kernel"], window_strides=(2, 2), padding=((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))  # models/resnet.py:58  f32[batch, 112, 112, 64]
     x = _runtime.batch_norm_eval(x, params["bn_init"], batch_stats["bn_init"], epsilon=1e-05, dtype=jnp.float32)  # models/resnet.py:59  f32[batch, 112, 112, 64]
@@ -256,15 +277,11 @@ def res_net50(params, batch_stats, x):
     x, _ = bottleneck_res_net_block(params["BottleneckResNetBlock_15"], batch_stats["BottleneckResNetBlock_15"], x)  # models/resnet.py:65  f32[batch, 7, 7, 2048]
     x = jnp.mean(x, axis=(1, 2))  # models/resnet.py:67  f32[batch, 2048]
     x = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # models/resnet.py:68  f32[batch, 1000]
-    asarray = jnp.asarray(x, jnp.float32)  # models/resnet.py:69  f32[batch, 1000]
-    return asarray, batch_stats
+    return jnp.asarray(x, jnp.float32), batch_stats  # models/resnet.py:69  f32[batch, 1000]
 
 
 def cross_entropy(logits, labels):
-    """Loss `cross_entropy`, with metrics, from models/resnet.py:87.
-
-    Serves resnet18_train_step ((loss)).
-    """
+    """Loss `cross_entropy`, with metrics, from models/resnet.py:87."""
     logp = jax.nn.log_softmax(logits)  # models/resnet.py:89  f32[8, 1000]
     one_hot = jax.nn.one_hot(labels, logits.shape[-1])  # models/resnet.py:90  f32[8, 1000]
     y = one_hot * logp  # models/resnet.py:90  f32[8, 1000]
@@ -279,7 +296,7 @@ def cross_entropy(logits, labels):
 
 
 def res_net_block_variables(*, filters):
-    """The params and batch_stats of ResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:20."""
+    """The params and batch_stats of ResNetBlock.apply, from models/resnet.py:20."""
     return {
         "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters, filters))},  # models/resnet.py:22
         "BatchNorm_0": _runtime.batch_norm_variables(filters),  # models/resnet.py:23
@@ -289,7 +306,7 @@ def res_net_block_variables(*, filters):
 
 
 def res_net_block_with_conv_proj_variables(*, filters):
-    """The params and batch_stats of ResNetBlock.apply(filters=16|32|64|128|256|512, conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(2, 2)), from models/resnet.py:20."""
+    """The params and batch_stats of ResNetBlock.apply, from models/resnet.py:20."""
     return {
         "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, filters // 2, filters))},  # models/resnet.py:22
         "BatchNorm_0": _runtime.batch_norm_variables(filters),  # models/resnet.py:23
@@ -301,7 +318,7 @@ def res_net_block_with_conv_proj_variables(*, filters):
 
 
 def res_net18_variables(*, num_filters, num_classes):
-    """The params and batch_stats of ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu, train=True|False), from models/resnet.py:53."""
+    """The params and batch_stats of ResNet.apply, from models/resnet.py:53."""
     return {
         "conv_init": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (7, 7, 3, num_filters))},  # models/resnet.py:58
         "bn_init": _runtime.batch_norm_variables(num_filters),  # models/resnet.py:59
@@ -318,7 +335,7 @@ def res_net18_variables(*, num_filters, num_classes):
 
 
 def bottleneck_res_net_block_with_conv_proj_variables(*, in_channels, filters):
-    """The params and batch_stats of BottleneckResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)|(2, 2)), from models/resnet.py:36."""
+    """The params and batch_stats of BottleneckResNetBlock.apply, from models/resnet.py:36."""
     return {
         "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, in_channels, filters))},  # models/resnet.py:38
         "BatchNorm_0": _runtime.batch_norm_variables(filters),  # models/resnet.py:39
@@ -332,7 +349,7 @@ def bottleneck_res_net_block_with_conv_proj_variables(*, in_channels, filters):
 
 
 def bottleneck_res_net_block_variables(*, filters):
-    """The params and batch_stats of BottleneckResNetBlock.apply(filters=8|16|32|64|128|256|..., conv=module Conv, norm=module BatchNorm, act=jax.nn.relu, strides=(1, 1)), from models/resnet.py:36."""
+    """The params and batch_stats of BottleneckResNetBlock.apply, from models/resnet.py:36."""
     return {
         "Conv_0": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (1, 1, filters * 4, filters))},  # models/resnet.py:38
         "BatchNorm_0": _runtime.batch_norm_variables(filters),  # models/resnet.py:39
@@ -344,7 +361,7 @@ def bottleneck_res_net_block_variables(*, filters):
 
 
 def res_net50_variables(*, num_filters, num_classes):
-    """The params and batch_stats of ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, num_filters=8|64, num_classes=10|1000, dtype=jnp.float32, act=jax.nn.relu, train=True|False), from models/resnet.py:53."""
+    """The params and batch_stats of ResNet.apply, from models/resnet.py:53."""
     return {
         "conv_init": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (7, 7, 3, num_filters))},  # models/resnet.py:58
         "bn_init": _runtime.batch_norm_variables(num_filters),  # models/resnet.py:59
@@ -373,7 +390,7 @@ _resnet18_train_variables = _runtime.Variables(res_net18_variables(num_filters=8
 
 
 def _resnet18_train_apply(params, state, x, rng=None):
-    """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, train=True, num_filters=8, num_classes=10): the apply of targets resnet18_train, resnet18_train_step."""
+    """ResNet.apply: the apply of targets resnet18_train, resnet18_train_step."""
     outputs, new_batch_stats = res_net18_train(params, state["batch_stats"], x)
     return outputs, {"batch_stats": new_batch_stats}
 
@@ -392,7 +409,7 @@ resnet18_train = _runtime.Target(
 
 
 def _resnet18_eval_apply(params, state, x, rng=None):
-    """ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, train=False, num_filters=8, num_classes=10) on x: f32[2, 32, 32, 3] -> f32[2, 10]."""
+    """ResNet.apply on x: f32[2, 32, 32, 3] -> f32[2, 10]."""
     outputs, new_batch_stats = res_net18(params, state["batch_stats"], x)
     return outputs, {"batch_stats": new_batch_stats}
 
@@ -416,7 +433,7 @@ _resnet50_train_variables = _runtime.Variables(res_net50_variables(num_filters=8
 
 
 def _resnet50_train_apply(params, state, x, rng=None):
-    """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, train=True, num_filters=8, num_classes=10) on x: f32[2, 32, 32, 3] -> f32[2, 10]."""
+    """ResNet.apply on x: f32[2, 32, 32, 3] -> f32[2, 10]."""
     outputs, new_batch_stats = res_net50_train(params, state["batch_stats"], x)
     return outputs, {"batch_stats": new_batch_stats}
 
@@ -439,7 +456,7 @@ _resnet50_b1_variables = _runtime.Variables(res_net50_variables(num_filters=64, 
 
 
 def _resnet50_b1_apply(params, state, x, rng=None):
-    """ResNet.apply(stage_sizes=(3, 4, 6, 3), block_cls=module BottleneckResNetBlock, train=False): the apply of targets resnet50_b1, resnet50_b8."""
+    """ResNet.apply: the apply of targets resnet50_b1, resnet50_b8."""
     outputs, new_batch_stats = res_net50(params, state["batch_stats"], x)
     return outputs, {"batch_stats": new_batch_stats}
 
@@ -482,7 +499,7 @@ def _resnet18_train_step_optimizer():
 
 
 def _resnet18_train_step_loss(params, state, x, labels, rng=None):
-    """Loss of target `resnet18_train_step`: cross_entropy of ResNet.apply(stage_sizes=(2, 2, 2, 2), block_cls=module ResNetBlock, train=True)."""
+    """Loss of target `resnet18_train_step`: cross_entropy of ResNet.apply."""
     outputs, new_batch_stats = res_net18_train(params, state["batch_stats"], x)
     loss, metrics = cross_entropy(outputs, labels)
     return loss, ({"batch_stats": new_batch_stats}, metrics)

@@ -10,10 +10,7 @@ from . import _runtime
 
 
 def encoder(params, tokens):
-    """Encoder.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:17.
-
-    Serves seq2seq (encoder).
-    """
+    """Encoder.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:17."""
     x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/seq2seq.py:18  f32[4, 10, 16]
     c = jnp.zeros((4, 32), jnp.float32)  # models/seq2seq.py:20  f32[4, 32]
     h = jnp.zeros((4, 32), jnp.float32)  # models/seq2seq.py:20  f32[4, 32]
@@ -33,10 +30,7 @@ def encoder(params, tokens):
 
 
 def decoder(params, carry, inputs):
-    """Decoder.apply(vocab=32, embed_dim=16), from models/seq2seq.py:31.
-
-    Serves seq2seq (decoder).
-    """
+    """Decoder.apply(vocab=32, embed_dim=16), from models/seq2seq.py:31."""
     (carry, carry_1) = carry  # models/seq2seq.py:31  f32[4, 32], f32[4, 32]
     x = jnp.take(params["embed"]["embedding"], inputs, axis=0)  # models/seq2seq.py:32  f32[4, 8, 16]
     swapaxes = jnp.swapaxes(x, 0, 1)  # models/seq2seq.py:39  f32[8, 4, 16]
@@ -52,8 +46,7 @@ def decoder(params, carry, inputs):
         return ((c, y), y)
     ((_, _), ys) = jax.lax.scan(step, (carry, carry_1), swapaxes)  # models/seq2seq.py:39  f32[4, 32], f32[4, 32], f32[8, 4, 32]
     swapaxes = jnp.swapaxes(ys, 0, 1)  # models/seq2seq.py:40  f32[4, 8, 32]
-    logits = swapaxes @ params["logits"]["kernel"] + params["logits"]["bias"].reshape((1, 1, -1))  # models/seq2seq.py:40  f32[4, 8, 32]
-    return logits
+    return swapaxes @ params["logits"]["kernel"] + params["logits"]["bias"].reshape((1, 1, -1))  # models/seq2seq.py:40  f32[4, 8, 32]
 
 
 def seq2_seq(params, source, target):
@@ -63,12 +56,11 @@ def seq2_seq(params, source, target):
     zeros_like = jnp.zeros_like(getitem)  # models/seq2seq.py:48  i32[4, 1]
     getitem = target[:, :-1]  # models/seq2seq.py:48  i32[4, 7]
     inputs = jnp.concatenate([zeros_like, getitem], axis=1)  # models/seq2seq.py:48  i32[4, 8]
-    decoder_out = decoder(params["decoder"], (encoder_out, encoder_out_1), inputs)  # models/seq2seq.py:49  f32[4, 8, 32]
-    return decoder_out
+    return decoder(params["decoder"], (encoder_out, encoder_out_1), inputs)  # models/seq2seq.py:49  f32[4, 8, 32]
 
 
 def encoder_variables():
-    """The params of Encoder.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:17."""
+    """The params of Encoder.apply, from models/seq2seq.py:17."""
     return {
         "embed": {"embedding": _runtime.param(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), (32, 16))},  # models/seq2seq.py:18
         "lstm": _runtime.lstm_cell_variables(16, 32),  # models/seq2seq.py:23
@@ -85,7 +77,7 @@ def decoder_variables():
 
 
 def seq2_seq_variables():
-    """The params of Seq2Seq.apply(vocab=32, embed_dim=16, hidden=32), from models/seq2seq.py:45."""
+    """The params of Seq2Seq.apply, from models/seq2seq.py:45."""
     return {
         "encoder": encoder_variables(),
         "decoder": decoder_variables(),
@@ -97,7 +89,7 @@ _seq2seq_variables = _runtime.Variables(seq2_seq_variables())
 
 
 def _seq2seq_apply(params, state, source, target, rng=None):
-    """Seq2Seq.apply(vocab=32, embed_dim=16, hidden=32) on source: i32[4, 10], target: i32[4, 8] -> f32[4, 8, 32]."""
+    """Seq2Seq.apply on source: i32[4, 10], target: i32[4, 8] -> f32[4, 8, 32]."""
     outputs = seq2_seq(params, source, target)
     return outputs, {}
 

@@ -18,19 +18,19 @@ def position_embedding(params, x):
     positions = jnp.arange(x.shape[1])  # models/transformer.py:25  i32[32]
     take = jnp.take(table, positions, axis=0)  # models/transformer.py:31  f32[32, 64]
     getitem = take[None]  # models/transformer.py:31  f32[1, 32, 64]
-    y = x + getitem  # models/transformer.py:31  f32[4, 32, 64]
-    return y
+    return x + getitem  # models/transformer.py:31  f32[4, 32, 64]
 
 
 def block_train(params, x, *, rng):
-    """Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.1, train=True, decode=False), from models/transformer.py:37.
+    """Block.apply, from models/transformer.py:37.
 
-    Serves lm_train (block_0, block_1).
+    Hyperparameters: heads=4, mlp_ratio=4, max_len=64, dropout=0.1, train=True,
+    decode=False. Serves lm_train (block_0, block_1).
     """
     y = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # models/transformer.py:39  f32[4, 32, 64]
-    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
-    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
-    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
+    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["query"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
+    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["key"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
+    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["value"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
     weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(query.shape[-1]).astype(jnp.float32), key)  # models/transformer.py:40  f32[4, 4, 32, 32]
     weights = jnp.where(jnp.tril(jnp.ones((query.shape[-3], key.shape[-3]), dtype=jnp.bool_)).reshape((1, 1, query.shape[-3], key.shape[-3])), weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[4, 4, 32, 32]
     weights = jax.nn.softmax(weights)  # models/transformer.py:40  f32[4, 4, 32, 32]
@@ -47,12 +47,15 @@ def block_train(params, x, *, rng):
     y = y @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:46  f32[4, 32, 64]
     keep = jax.random.bernoulli(jax.random.fold_in(rng, 89706650), 0.9, y.shape)  # models/transformer.py:47  bool[4, 32, 64]
     dropout = jax.lax.select(jnp.broadcast_to(keep, y.shape), y / 0.9, jnp.zeros_like(y))  # models/transformer.py:47  f32[4, 32, 64]
-    y = x + dropout  # models/transformer.py:47  f32[4, 32, 64]
-    return y
+    return x + dropout  # models/transformer.py:47  f32[4, 32, 64]
 
 
 def transformer_lm_train(params, tokens, *, rng):
-    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.1, train=True, decode=False), from models/transformer.py:51."""
+    """TransformerLM.apply, from models/transformer.py:51.
+
+    Hyperparameters: vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64,
+    dropout=0.1, train=True, decode=False.
+    """
     x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[4, 32, 64]
     x = position_embedding(params["pos"], x)  # models/transformer.py:55  f32[4, 32, 64]
     keep = jax.random.bernoulli(jax.random.fold_in(rng, 1918885900), 0.9, x.shape)  # models/transformer.py:56  bool[4, 32, 64]
@@ -60,15 +63,11 @@ def transformer_lm_train(params, tokens, *, rng):
     x = block_train(params["block_0"], x, rng=jax.random.fold_in(rng, 335192084))  # models/transformer.py:58  f32[4, 32, 64]
     x = block_train(params["block_1"], x, rng=jax.random.fold_in(rng, 1694339202))  # models/transformer.py:58  f32[4, 32, 64]
     x = _runtime.layer_norm(x, params["ln_f"], epsilon=1e-06)  # models/transformer.py:60  f32[4, 32, 64]
-    logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[4, 32, 128]
-    return logits
+    return jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[4, 32, 128]
 
 
 def next_token_loss(logits, tokens):
-    """Loss `next_token_loss`, with metrics, from models/transformer.py:64.
-
-    Serves lm_train ((loss)).
-    """
+    """Loss `next_token_loss`, with metrics, from models/transformer.py:64."""
     getitem = logits[:, :-1]  # models/transformer.py:66  f32[4, 31, 128]
     logp = jax.nn.log_softmax(getitem)  # models/transformer.py:66  f32[4, 31, 128]
     getitem = tokens[:, 1:]  # models/transformer.py:67  i32[4, 31]
@@ -87,14 +86,15 @@ def next_token_loss(logits, tokens):
 
 
 def block(params, x):
-    """Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=False), from models/transformer.py:37.
+    """Block.apply, from models/transformer.py:37.
 
-    Serves lm_eval (block_0, block_1).
+    Hyperparameters: heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False,
+    decode=False. Serves lm_eval (block_0, block_1).
     """
     y = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # models/transformer.py:39  f32[4, 32, 64]
-    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
-    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
-    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[4, 32, 4, 16]
+    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["query"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
+    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["key"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
+    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["value"]["bias"], (0, 1))  # models/transformer.py:40  f32[4, 32, 4, 16]
     weights = jnp.einsum("...qhd,...khd->...hqk", query / jnp.sqrt(query.shape[-1]).astype(jnp.float32), key)  # models/transformer.py:40  f32[4, 4, 32, 32]
     weights = jnp.where(jnp.tril(jnp.ones((query.shape[-3], key.shape[-3]), dtype=jnp.bool_)).reshape((1, 1, query.shape[-3], key.shape[-3])), weights, jnp.finfo(jnp.float32).min)  # models/transformer.py:40  f32[4, 4, 32, 32]
     weights = jax.nn.softmax(weights)  # models/transformer.py:40  f32[4, 4, 32, 32]
@@ -105,19 +105,21 @@ def block(params, x):
     dense = y @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:45  f32[4, 32, 256]
     y = jax.nn.gelu(dense)  # models/transformer.py:45  f32[4, 32, 256]
     y = y @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:46  f32[4, 32, 64]
-    y = x + y  # models/transformer.py:47  f32[4, 32, 64]
-    return y
+    return x + y  # models/transformer.py:47  f32[4, 32, 64]
 
 
 def transformer_lm(params, tokens):
-    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=False), from models/transformer.py:51."""
+    """TransformerLM.apply, from models/transformer.py:51.
+
+    Hyperparameters: vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64,
+    dropout=0.0, train=False, decode=False.
+    """
     x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[4, 32, 64]
     x = position_embedding(params["pos"], x)  # models/transformer.py:55  f32[4, 32, 64]
     x = block(params["block_0"], x)  # models/transformer.py:58  f32[4, 32, 64]
     x = block(params["block_1"], x)  # models/transformer.py:58  f32[4, 32, 64]
     x = _runtime.layer_norm(x, params["ln_f"], epsilon=1e-06)  # models/transformer.py:60  f32[4, 32, 64]
-    logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[4, 32, 128]
-    return logits
+    return jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[4, 32, 128]
 
 
 def position_embedding_decode(params, cache, x):
@@ -132,19 +134,19 @@ def position_embedding_decode(params, cache, x):
     position = position + x.shape[1]  # models/transformer.py:30  i32[]
     take = jnp.take(table, positions, axis=0)  # models/transformer.py:31  f32[length, 64]
     getitem = take[None]  # models/transformer.py:31  f32[1, length, 64]
-    y = x + getitem  # models/transformer.py:31  f32[1, length, 64]
-    return y, {"position": position}
+    return x + getitem, {"position": position}  # models/transformer.py:31  f32[1, length, 64]
 
 
 def block_decode(params, cache, x):
-    """Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:37.
+    """Block.apply, from models/transformer.py:37.
 
-    Serves lm_prefill, lm_decode (block_0, block_1).
+    Hyperparameters: heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False,
+    decode=True. Serves lm_prefill, lm_decode (block_0, block_1).
     """
     y = _runtime.layer_norm(x, params["LayerNorm_0"], epsilon=1e-06)  # models/transformer.py:39  f32[1, length, 64]
-    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["query"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["query"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
-    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["key"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["key"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
-    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + params["SelfAttention_0"]["value"]["bias"].reshape((1, 1) + params["SelfAttention_0"]["value"]["bias"].shape)  # models/transformer.py:40  f32[1, length, 4, 16]
+    query = jax.lax.dot_general(y, params["SelfAttention_0"]["query"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["query"]["bias"], (0, 1))  # models/transformer.py:40  f32[1, length, 4, 16]
+    key = jax.lax.dot_general(y, params["SelfAttention_0"]["key"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["key"]["bias"], (0, 1))  # models/transformer.py:40  f32[1, length, 4, 16]
+    value = jax.lax.dot_general(y, params["SelfAttention_0"]["value"]["kernel"], (((2,), (0,)), ((), ()))) + jnp.expand_dims(params["SelfAttention_0"]["value"]["bias"], (0, 1))  # models/transformer.py:40  f32[1, length, 4, 16]
     cached_key = jax.lax.dynamic_update_slice(cache["SelfAttention_0"]["cached_key"], key, (0, cache["SelfAttention_0"]["cache_index"], 0, 0))  # models/transformer.py:40  f32[1, 64, 4, 16]
     cached_value = jax.lax.dynamic_update_slice(cache["SelfAttention_0"]["cached_value"], value, (0, cache["SelfAttention_0"]["cache_index"], 0, 0))  # models/transformer.py:40  f32[1, 64, 4, 16]
     cache_mask = (jnp.arange(cached_key.shape[-3])[None, :] <= cache["SelfAttention_0"]["cache_index"] + jnp.arange(key.shape[-3])[:, None]).reshape((1, 1, key.shape[-3], cached_key.shape[-3]))  # models/transformer.py:40  bool[1, 1, length, 64]
@@ -159,31 +161,31 @@ def block_decode(params, cache, x):
     dense = y @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, 1, -1))  # models/transformer.py:45  f32[1, length, 256]
     y = jax.nn.gelu(dense)  # models/transformer.py:45  f32[1, length, 256]
     y = y @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"].reshape((1, 1, -1))  # models/transformer.py:46  f32[1, length, 64]
-    y = x + y  # models/transformer.py:47  f32[1, length, 64]
-    return y, {"SelfAttention_0": {"cached_key": cached_key, "cached_value": cached_value, "cache_index": cache_index}}
+    return x + y, {"SelfAttention_0": {"cached_key": cached_key, "cached_value": cached_value, "cache_index": cache_index}}  # models/transformer.py:47  f32[1, length, 64]
 
 
 def transformer_lm_decode(params, cache, tokens):
-    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:51.
+    """TransformerLM.apply, from models/transformer.py:51.
 
-    Serves lm_prefill, lm_decode.
+    Hyperparameters: vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64,
+    dropout=0.0, train=False, decode=True. Serves lm_prefill, lm_decode.
     """
+    new_cache = {}  # models/transformer.py:51
     x = jnp.take(params["embed"]["embedding"], tokens, axis=0)  # models/transformer.py:54  f32[1, length, 64]
-    x, pos_cache = position_embedding_decode(params["pos"], cache["pos"], x)  # models/transformer.py:55  f32[1, length, 64]
-    x, block_0_cache = block_decode(params["block_0"], cache["block_0"], x)  # models/transformer.py:58  f32[1, length, 64]
-    x, block_1_cache = block_decode(params["block_1"], cache["block_1"], x)  # models/transformer.py:58  f32[1, length, 64]
+    x, new_cache["pos"] = position_embedding_decode(params["pos"], cache["pos"], x)  # models/transformer.py:55  f32[1, length, 64]
+    x, new_cache["block_0"] = block_decode(params["block_0"], cache["block_0"], x)  # models/transformer.py:58  f32[1, length, 64]
+    x, new_cache["block_1"] = block_decode(params["block_1"], cache["block_1"], x)  # models/transformer.py:58  f32[1, length, 64]
     x = _runtime.layer_norm(x, params["ln_f"], epsilon=1e-06)  # models/transformer.py:60  f32[1, length, 64]
-    logits = jnp.dot(x, params["embed"]["embedding"].T)  # models/transformer.py:61  f32[1, length, 128]
-    return logits, {"pos": pos_cache, "block_0": block_0_cache, "block_1": block_1_cache}
+    return jnp.dot(x, params["embed"]["embedding"].T), new_cache  # models/transformer.py:61  f32[1, length, 128]
 
 
 def position_embedding_variables():
-    """The params of PositionEmbedding.apply(max_len=64, decode=False), from models/transformer.py:22."""
+    """The params of PositionEmbedding.apply, from models/transformer.py:22."""
     return {"pos_embedding": _runtime.param(jax.nn.initializers.normal(stddev=0.02), (64, 64))}  # models/transformer.py:23
 
 
 def block_variables():
-    """The params of Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.1|0.0, train=True|False, decode=False), from models/transformer.py:37."""
+    """The params of Block.apply, from models/transformer.py:37."""
     return {
         "LayerNorm_0": _runtime.norm_variables(64),  # models/transformer.py:39
         "SelfAttention_0": _runtime.attention_variables(64, num_heads=4),  # models/transformer.py:40
@@ -194,7 +196,7 @@ def block_variables():
 
 
 def transformer_lm_variables():
-    """The params of TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.1|0.0, train=True|False, decode=False), from models/transformer.py:51."""
+    """The params of TransformerLM.apply, from models/transformer.py:51."""
     return {
         "embed": {"embedding": _runtime.param(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), (128, 64))},  # models/transformer.py:54
         "pos": position_embedding_variables(),
@@ -205,7 +207,7 @@ def transformer_lm_variables():
 
 
 def position_embedding_decode_variables():
-    """The params and cache of PositionEmbedding.apply(max_len=64, decode=True), from models/transformer.py:22."""
+    """The params and cache of PositionEmbedding.apply, from models/transformer.py:22."""
     return {
         "pos_embedding": _runtime.param(jax.nn.initializers.normal(stddev=0.02), (64, 64)),  # models/transformer.py:23
         "position": _runtime.state("cache", jax.nn.initializers.zeros, (), jnp.int32),  # models/transformer.py:27
@@ -213,7 +215,7 @@ def position_embedding_decode_variables():
 
 
 def block_decode_variables():
-    """The params and cache of Block.apply(heads=4, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:37."""
+    """The params and cache of Block.apply, from models/transformer.py:37."""
     return {
         "LayerNorm_0": _runtime.norm_variables(64),  # models/transformer.py:39
         "SelfAttention_0": _runtime.attention_variables(64, num_heads=4, cache_shape=(1, 64)),  # models/transformer.py:40
@@ -224,7 +226,7 @@ def block_decode_variables():
 
 
 def transformer_lm_decode_variables():
-    """The params and cache of TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.0, train=False, decode=True), from models/transformer.py:51."""
+    """The params and cache of TransformerLM.apply, from models/transformer.py:51."""
     return {
         "embed": {"embedding": _runtime.param(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), (128, 64))},  # models/transformer.py:54
         "pos": position_embedding_decode_variables(),
@@ -291,7 +293,7 @@ def _lm_train_optimizer():
 
 
 def _lm_train_loss(params, state, tokens, rng=None):
-    """Loss of target `lm_train`: next_token_loss of TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.1, train=True)."""
+    """Loss of target `lm_train`: next_token_loss of TransformerLM.apply."""
     outputs = transformer_lm_train(params, tokens, rng=rng)
     loss, metrics = next_token_loss(outputs, tokens)
     return loss, ({}, metrics)
@@ -314,7 +316,7 @@ def _lm_train_train_step(params, state, opt_state, tokens, rng=None):
 
 
 def _lm_train_apply(params, state, tokens, rng=None):
-    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, dropout=0.1, train=True) on tokens: i32[4, 32] -> f32[4, 32, 128]."""
+    """TransformerLM.apply on tokens: i32[4, 32] -> f32[4, 32, 128]."""
     outputs = transformer_lm_train(params, tokens, rng=rng)
     return outputs, {}
 
@@ -337,7 +339,7 @@ lm_train = _runtime.Target(
 
 
 def _lm_eval_apply(params, state, tokens, rng=None):
-    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64) on tokens: i32[4, 32] -> f32[4, 32, 128]."""
+    """TransformerLM.apply on tokens: i32[4, 32] -> f32[4, 32, 128]."""
     outputs = transformer_lm(params, tokens)
     return outputs, {}
 
@@ -361,7 +363,7 @@ _lm_prefill_variables = _runtime.Variables(transformer_lm_decode_variables())
 
 
 def _lm_prefill_apply(params, state, tokens, rng=None):
-    """TransformerLM.apply(vocab=128, dim=64, heads=4, layers=2, mlp_ratio=4, max_len=64, decode=True): the apply of targets lm_prefill, lm_decode."""
+    """TransformerLM.apply: the apply of targets lm_prefill, lm_decode."""
     outputs, new_cache = transformer_lm_decode(params, state["cache"], tokens)
     return outputs, {"cache": new_cache}
 

@@ -115,7 +115,8 @@ SKIPPED = sorted((Path(__file__).resolve().parent / "data" / "skipped").glob("*.
 
 @pytest.mark.parametrize("path", SKIPPED, ids=[p.stem for p in SKIPPED])
 def test_skipped_code_warns(path: Path, tmp_path: Path) -> None:
-    """Code no target reaches builds, runs nothing and gets one warning per statement."""
+    """Code no target reaches builds, runs nothing and gets one warning per statement (one
+    for the file where more than three are skipped, naming them)."""
     from diag_check import check_warnings
 
     rc, output = run_cli([str(path), "-o", str(tmp_path / "out"), "--no-compile"])

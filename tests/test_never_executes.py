@@ -67,7 +67,8 @@ CANARIES: dict[str, str] = {
     "getattr_tricks": """
         class Net(nn.Module):
             def apply(self, x):
-                f = getattr(jnp, "load")  # E: AOT105 'getattr'
+                f = getattr(jnp, "load")  # E: AOT346 jnp.load is not supported
+                f2 = getattr(x, "__class__")  # E: AOT105 not a dunder
                 g = globals()["open"]  # E: AOT105 'globals'
                 h = vars(jnp)  # E: AOT105 'vars'
                 return x
@@ -99,7 +100,7 @@ CANARIES: dict[str, str] = {
         aot.target("net", Net, x=aot.f32[2, 8])
     """,
     "helper_default_argument": """
-        def helper(x, log=print("ran")):  # E: AOT105 'print'
+        def helper(x, log=input("ran")):  # E: AOT105 'input'
             return x
 
         class Net(nn.Module):
@@ -206,7 +207,7 @@ CANARIES: dict[str, str] = {
         aot.target("scale", Scale, x=aot.f32[2, 8])
     """,
     "initializer_default": """
-        def my_init(key, shape, dtype, log=print("ran")):  # E: AOT105 'print'
+        def my_init(key, shape, dtype, log=input("ran")):  # E: AOT105 'input'
             return jnp.zeros(shape, dtype)
 
 

@@ -55,9 +55,8 @@ def test_operator_functions_on_static_values_and_arrays() -> None:
 
 
 @pytest.mark.parametrize("call, message", [
-    ("operator.add(x)", "AOT301]: operator.add takes 2 positional arguments, got 1"),
-    ("operator.neg(a=x)", "AOT301]: operator.neg takes 1 positional argument, got 1 "
-     "(keywords are not taken)"),
+    ("operator.add(x)", "AOT304]: operator.add takes 2 positional arguments, got 1"),
+    ("operator.neg(a=x)", "AOT304]: operator.neg takes 1 positional argument, got 0"),
     ("operator.concat(x, x)", "AOT344]: operator.concat joins sequences, got"),
     ("operator.not_(x)", "AOT335]: 'not' needs a static operand"),
     ("operator.itemgetter(0)(x)", "AOT346]"),
@@ -522,8 +521,8 @@ def test_noise_levels_and_upsampling_of_score_networks() -> None:
 @pytest.mark.parametrize("call, message", [
     ('jax.image.resize(x, (2, 8), "area")', "AOT203]: jax.image.resize: unknown method "
      "'area'"),
-    ('jax.image.resize(x, (2, 4, 1), "nearest")', "AOT210]: jax.image.resize: shape (2, 4, 1) "
-     "has 3 axes for f32[2, 4]"),
+    ('jax.image.resize(x, (2, 4, 1), "nearest")', "AOT203]: jax.image.resize: shape must be 2 "
+     "sizes for f32[2, 4]"),
     ("jnp.linspace(x > 0, 1.0, 3)", "AOT201]: jnp.linspace: start must be real numbers, got "
      "bool[2, 4]"),
     ("jnp.linspace(x, x.T, 3)", "AOT210]: jnp.linspace:"),

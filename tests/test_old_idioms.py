@@ -10,6 +10,8 @@ Each idiom here is a small model of our own, checked against jax / numpy.
 
 from __future__ import annotations
 
+import textwrap
+
 import jax
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ def _x(*shape: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def test_logging_calls_are_evaluated_and_dropped() -> None:
+def test_logging_calls_are_evaluated_and_dropped(capsys: pytest.CaptureFixture) -> None:
     m = build("""
     from absl import logging
     import logging as pylog
@@ -35,12 +37,15 @@ def test_logging_calls_are_evaluated_and_dropped() -> None:
             logging.info("input %s", x.shape)
             pylog.warning(x)
             logging.vlog(1, "deep")
+            print("shape of x:", x.shape, x, sep=" ")  # debugging prints: dropped too
             done = logging.info(x)
             return nn.Dense(x, 3) if done is None else x
 
     aot.target("t", M, x=aot.f32[2, 4])
     """)
-    assert "logging" not in m.__aotflax_text__.split('"""', 2)[2].replace("# ", "")
+    code = m.__aotflax_text__.split('"""', 2)[2]
+    assert "logging" not in code.replace("# ", "") and "print(" not in code
+    assert "shape of x" not in capsys.readouterr().out  # the build printed nothing
     params, _ = m.t.init(jax.random.key(0))
     x = _x(2, 4)
     y, _ = m.t.apply(params, {}, x)
@@ -611,3 +616,220 @@ def test_flax_struct_dataclasses_are_frozen_configs() -> None:
     aot.target("t", M, x=aot.f32[2, 3])
     """)
     assert "cannot set field 'width' of the frozen Config" in out, out
+
+
+PYTHON_IDIOMS = """
+import functools
+import itertools
+import operator
+from typing import Any, Callable, Tuple
+
+import numpy as np
+
+Array = Any
+Shape = Tuple[int, ...]
+ActFn = Callable[[Array], Array]
+
+
+class Net(nn.Module):
+    def apply(self, x, dtype: Any = jnp.float32):
+        n = functools.reduce(operator.mul, x.shape[1:], 1)
+        names = [f"{a}{b}" for a, b in itertools.product("ab", range(2))]
+        for name, w in zip(names, itertools.chain((3,), (4, 5), [6])):
+            x = nn.Dense(x, w, name=name)
+        big_neg = jnp.finfo(dtype).min
+        top = jnp.iinfo(jnp.int8).max
+        x = jnp.where(x > 0, x, big_neg) if jnp.issubdtype(x.dtype, jnp.floating) else x
+        scale = (1.0 / np.sqrt(n)).astype(np.float32)
+        return jnp.maximum(x, -1.0) * scale + operator.neg(top) * 0.0, operator.getitem(x, 0)
+
+aot.target("net", Net, x=aot.f32[2, 3, 2])
+"""
+
+
+def test_operator_itertools_finfo_and_numpy_scalars_as_python_evaluates_them() -> None:
+    m = build(PYTHON_IDIOMS)
+    params, _ = m.net.init(jax.random.key(0))
+    assert list(params) == ["a0", "a1", "b0", "b1"]  # itertools.product's order
+    assert [params[k]["kernel"].shape[1] for k in params] == [3, 4, 5, 6]  # itertools.chain
+    x = _x(2, 3, 2)
+    (y, first), _ = m.net.apply(params, {}, x)
+    h = x
+    for k in params:
+        h = h @ np.asarray(params[k]["kernel"]) + np.asarray(params[k]["bias"])
+    h = np.where(h > 0, h, np.finfo(np.float32).min)
+    np.testing.assert_allclose(y, np.maximum(h, -1.0) * np.float32(1 / np.sqrt(6)),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(first, h[0], rtol=1e-5)
+    assert "np.float32(-3.4028234663852886e+38)" in m.__aotflax_text__  # finfo's numpy scalar
+
+
+def test_type_aliases_are_not_reported_as_skipped() -> None:
+    path = write_model(PYTHON_IDIOMS)
+    report = front_end([path], path.parent)
+    assert not report.diagnostics
+    assert [w.message for w in report.warnings if w.code == "AOT950"] == []
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("jnp.finfo(jnp.int32).max", "jnp.finfo needs a floating dtype, got dtype int32"),
+    ("jnp.iinfo(x).max", "jnp.iinfo needs an integer dtype, got array f32[2, 3]"),
+    ("jnp.issubdtype(x, 3)", "jnp.issubdtype needs dtypes"),
+    ("operator.add(x)", "operator.add takes 2 positional arguments, got 1"),
+    ("len(list(itertools.product(range(1000), range(1000))))", "is too long to unroll"),
+    ("len(list(itertools.repeat(1)))", "itertools.repeat() is too long to unroll"),
+    ("np.float32(2.0).astype(jnp.bfloat16)", "astype(): numpy cannot convert to dtype "
+     "bfloat16"),
+])
+def test_python_idiom_misuses_are_located(expr: str, message: str) -> None:
+    errors = build_errors(f"""
+    import itertools
+    import operator
+
+    import numpy as np
+
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return x * {expr}
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert message in errors, errors
+    assert errors.startswith(errors.split(":")[0]) and "error[AOT" in errors.splitlines()[0]
+
+
+def test_getattr_and_hasattr_are_attributes_named_by_strings() -> None:
+    m = build("""
+    class Net(nn.Module):
+        SCALE = 2.0
+
+        def apply(self, x, activation: str = "gelu", dtype: str = "float32"):
+            act = getattr(nn, activation)
+            x = nn.Dense(x, 4, dtype=getattr(jnp, dtype))
+            scale = self.SCALE if hasattr(self, "SCALE") else 1.0
+            extra = getattr(self, "EXTRA", 0.5)
+            return act(x) * scale + extra + hasattr(nn, "no_such_layer")
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    aot.target("net_tanh", Net.partial(activation="tanh"), x=aot.f32[2, 3])
+    """)
+    params, _ = m.net.init(jax.random.key(0))
+    x = _x(2, 3)
+    h = x @ np.asarray(params["Dense_0"]["kernel"]) + np.asarray(params["Dense_0"]["bias"])
+    np.testing.assert_allclose(m.net.apply(params, {}, x)[0],
+                               np.asarray(jax.nn.gelu(h)) * 2.0 + 0.5, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.net_tanh.apply(params, {}, x)[0], np.tanh(h) * 2.0 + 0.5,
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("expr, message", [
+    ('getattr(nn, "relu6x")', "nn.relu6x is not supported by aotflax"),
+    ('getattr(x, "__class__")', "error[AOT105]: getattr() needs a static attribute name, not "
+     "a dunder"),
+    ("getattr(nn, x)", "getattr() needs a static attribute name"),
+    ('hasattr(x)', "hasattr() takes an object and an attribute name"),
+])
+def test_getattr_misuses_are_located(expr: str, message: str) -> None:
+    errors = build_errors(f"""
+    class Net(nn.Module):
+        def apply(self, x):
+            return {expr}(x) if False else x * 1.0 + 0 * len([{expr}])
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert message in errors, errors
+
+
+def test_a_training_script_gets_one_warning_for_what_no_target_reaches() -> None:
+    net = """
+    class Net(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 2)
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """
+    script = """
+    import tensorflow_datasets as tfds
+
+    FLAGS = None
+
+
+    def train_step(state, batch):
+        return state
+
+
+    def main(argv):
+        train_step(None, None)
+
+
+    if __name__ == "__main__":
+        main(None)
+    """
+    path = write_model(script + net)
+    report = front_end([path], path.parent)
+    warned = [w for w in report.warnings if w.code == "AOT950"]
+    assert len(warned) == 1 and warned[0].span.line == 6, [w.message for w in warned]  # header: 4
+    assert warned[0].message == (
+        "5 top-level statements are not used by any target; skipped: import of "
+        "tensorflow_datasets; assignment to FLAGS; functions train_step, main; 'if' block at "
+        "line 19")
+    path = write_model("FLAGS = None\n" + textwrap.dedent(net))  # a few: one warning each
+    report = front_end([path], path.parent)
+    assert [w.message for w in report.warnings if w.code == "AOT950"] == [
+        "assignment to FLAGS is not used by any target; skipped"]
+
+
+def test_configs_that_set_their_arguments_with_locals_and_setattr() -> None:
+    """Google's EfficientNet configs: `for arg in locals().items(): setattr(self, *arg)`."""
+    m = build("""
+    class BlockConfig(object):
+        def __init__(self, filters: int = 4, kernel: int = 3, se_ratio=None):
+            for arg in locals().items():
+                setattr(self, *arg)
+
+
+    class ModelConfig(object):
+        def __init__(self, width: float = 1.0, blocks=(BlockConfig(3), BlockConfig(5, 1))):
+            for arg in locals().items():
+                setattr(self, *arg)
+
+
+    CONFIGS = {"b0": ModelConfig(2.0)}
+
+
+    class Net(nn.Module):
+        def apply(self, x, config=None):
+            for i, block in enumerate(config.blocks):
+                x = nn.Dense(x, int(block.filters * config.width), name=f"block{i}")
+                setattr(block, "seen", True)
+            return x, config.blocks[0].seen
+
+    aot.target("net", Net.partial(config=CONFIGS["b0"]), x=aot.f32[2, 3])
+    """)
+    params, _ = m.net.init(jax.random.key(0))
+    assert [params[k]["kernel"].shape for k in params] == [(3, 6), (6, 10)]
+
+
+@pytest.mark.parametrize("expr, message", [
+    ('setattr(x, "y", 1)', "cannot set attribute 'y' of array f32[2, 3]"),
+    ('setattr(c, "__class__", 1)', "error[AOT105]: setattr() needs a static attribute name, "
+     "not a dunder"),
+    ("setattr(c, 1)", "setattr() takes an object, a name and a value"),
+    ("locals(1)", "locals() takes no arguments"),
+])
+def test_setattr_misuses_are_located(expr: str, message: str) -> None:
+    errors = build_errors(f"""
+    class C(object):
+        pass
+
+
+    class Net(nn.Module):
+        def apply(self, x):
+            c = C()
+            {expr}
+            return x
+
+    aot.target("net", Net, x=aot.f32[2, 3])
+    """)
+    assert message in errors, errors

@@ -545,3 +545,33 @@ def test_list_indices_are_checked_like_jax() -> None:
     assert "index 4 is out of bounds for axis 1 of size 4" in errors
     assert "a boolean index of 2 items for an axis of 4" in errors
     assert "an index list must hold static ints" in errors
+
+
+@pytest.mark.parametrize("expr", ["jnp.argmax(jnp.zeros((2, 0)), axis=-1)",
+                                  "jnp.max(jnp.zeros((2, 0)), axis=1)",
+                                  "jnp.median(jnp.zeros((2, 0)), axis=1)"])
+def test_reductions_without_identity_over_empty_axes_are_located(expr: str) -> None:
+    """jax refuses them when it traces (fuzzing made a hash's bucket count 0): a located
+    error at the call, not a failure of the emitted code."""
+    errors = build_errors(f"""
+        class Net(nn.Module):
+            def apply(self, x):
+                return x.sum() + {expr}
+
+        aot.target("net", Net, x=aot.f32[2, 3])
+        """)
+    assert "error[AOT210]" in errors and "over an empty axis of f32[2, 0] has no value" in errors
+
+
+def test_reductions_over_empty_axes_with_an_empty_result_or_an_initial_build() -> None:
+    m = build("""
+        class Net(nn.Module):
+            def apply(self, x):
+                e = jnp.zeros((2, 0))
+                return jnp.max(e, axis=0), jnp.argmax(jnp.zeros((0, 3)), axis=1), \\
+                    jnp.max(e, axis=1, initial=-1.0)
+
+        aot.target("net", Net, x=aot.f32[2, 3])
+        """)
+    (a, b, c), _ = m.net.apply({}, {}, np.zeros((2, 3), np.float32))
+    assert a.shape == (0,) and b.shape == (0,) and c.tolist() == [-1.0, -1.0]

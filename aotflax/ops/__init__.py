@@ -7,7 +7,6 @@ from . import (  # noqa: F401
     convolution,
     elementwise,
     host,
-    image,
     layers,
     linear,
     normalization,

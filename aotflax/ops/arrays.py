@@ -11,16 +11,17 @@ from typing import Any, Callable
 
 from .. import dtypes as dt
 from .. import shapes as sh
-from ..program import Tensor, describe
-from ..values import DType, describe_value
-from .calls import FnCall, aval_of, remember_ints, static_argument_error
+from ..program import Code, Tensor, describe
+from ..sizes import plain
+from ..values import DType, OpRef, describe_value, to_code
+from .calls import FnCall, aval_of, remember_ints, static_argument_error, value_code
 from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
            "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jnp.fft": "jnp.fft",
-           "jax.ops": "jax.ops", "jax.image": "jax.image",
+           "jax.ops": "jax.ops",
            "jax.scipy.special": "jax.scipy.special",
-           "jax.scipy.stats.norm": "jax.scipy.stats.norm"}
+           "jax.scipy.stats.norm": "jax.scipy.stats.norm", "jax.image": "jax.image"}
 
 
 def register(name: str, namespaces: tuple[str, ...], sig: str, rule: Callable[[FnCall], Any],
@@ -125,8 +126,18 @@ register("clip", ("jnp",), "x, min=None, max=None", clip, doc="clip to [min, max
 # ------------------------------------------------------------- reductions
 
 
+def sum_dtype(dtype: str) -> str:
+    """What `jnp.sum` adds in: bools and narrow integers widen to 32 bits."""
+    if dt.is_unsigned(dtype) and dt.itemsize(dtype) < 4:
+        return "uint32"
+    if dt.is_bool(dtype) or (dt.is_integer(dtype) and dt.itemsize(dtype) < 4):
+        return "int32"
+    return dtype
+
+
 def reduction(kind: str) -> Callable[[FnCall], Tensor]:
-    """kind: "sum" (bool/int -> int32), "mean" (float), "same" (max/min), "bool", "index"."""
+    """kind: "sum" (bool/int -> int32), "mean" (float), "same" (max/min), "bool", "index"
+    (one axis, int32), "count" (int32)."""
 
     def rule(call: FnCall) -> Tensor:
         x = call.tensor("a")
@@ -135,18 +146,23 @@ def reduction(kind: str) -> Callable[[FnCall], Tensor]:
         if kind == "index" and isinstance(axis, (tuple, list)):
             raise call.fail(f"{call.written}: axis must be a single int", "AOT203")
         shape = shape_rule(call, sh.reduce_shape, x.shape, axis, keepdims)
+        no_identity = kind == "index" or call.entry.name == "median" or (
+            kind == "same" and call.args.get("initial") is None)
+        if no_identity and sh.size(shape) and not sh.size(x.shape):
+            # jax: "attempt to get argmax of an empty sequence" (when it would trace)
+            raise call.fail(f"{call.written} over an empty axis of {x.describe()} has no "
+                            "value", "AOT210", hint=None if kind == "index" else
+                            "give initial= (the value of an empty reduction)"
+                            if kind == "same" else None)
         if call.args.get("dtype") is not None:
             dtype = call.dtype("dtype", allow_none=False)
         elif kind == "sum":
-            dtype = "int32" if dt.is_bool(x.dtype) or (
-                dt.is_integer(x.dtype) and dt.itemsize(x.dtype) < 4) else x.dtype
-            if dt.is_unsigned(x.dtype) and dt.itemsize(x.dtype) < 4:
-                dtype = "uint32"
+            dtype = sum_dtype(x.dtype)
         elif kind == "mean":
             dtype = float_dtype(x.dtype)
         elif kind == "bool":
             dtype = "bool"
-        elif kind == "index":
+        elif kind in ("index", "count"):
             dtype = "int32"
         else:
             dtype = x.dtype
@@ -173,6 +189,8 @@ for n, kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "mean
 for n in ("argmax", "argmin"):
     register(n, ("jnp",), "a, axis=None, out=None, keepdims=False", reduction("index"),
              doc="index of the extreme value along an axis")
+register("count_nonzero", ("jnp",), "a, axis=None, keepdims=False", reduction("count"),
+         doc="number of nonzero elements over axes (int32)")
 
 
 # ------------------------------------------------------------- shapes
@@ -233,6 +251,272 @@ register("repeat", ("jnp",), "a, repeats, axis=None, *, total_repeat_length=None
 register("flip", ("jnp",), "m, axis=None", simple(lambda s, a: s, "axis"), doc="reverse")
 register("roll", ("jnp",), "a, shift, axis=None", simple(lambda s, a, b: s, "shift", "axis"),
          doc="roll")
+# ------------------------------------------------------------- lax's strict layout ops
+
+
+def _lax_layout(fn: Callable[..., tuple[int, ...]], *names: str) -> Callable[[FnCall], Tensor]:
+    """A lax layout op (`lax.transpose(x, permutation)`): the shape function of its jnp
+    counterpart on the static arguments `names`; the operand's dtype and weak type."""
+    def rule(call: FnCall) -> Tensor:
+        x = call.tensor(call.entry.signature.params[0].name)
+        args = []
+        for n in names:
+            a = call.args[n]
+            if not (a is None or int_tree(a)):
+                raise call.fail(f"{call.written}: '{n}' must be ints, got {describe_value(a)}",
+                                "AOT203")
+            args.append(tuple(a) if isinstance(a, list) else a)
+        return emit_same(call, tuple(shape_rule(call, fn, x.shape, *args)), x.dtype, x.weak)
+
+    return rule
+
+
+def _lax_reshape_shape(shape: tuple[int, ...], new_sizes: tuple[int, ...],
+                       dimensions: tuple[int, ...] | None) -> tuple[int, ...]:
+    if any(d < 0 for d in new_sizes):
+        raise sh.ShapeError(f"lax.reshape takes no -1: sizes {new_sizes}")
+    if dimensions is not None:
+        shape = sh.transpose(shape, dimensions)
+    return sh.reshape(shape, tuple(new_sizes))
+
+
+def _broadcast_in_dim_shape(shape: tuple[int, ...], out: tuple[int, ...],
+                            dims: tuple[int, ...]) -> tuple[int, ...]:
+    if len(dims) != len(shape) or len(set(dims)) != len(dims) or list(dims) != sorted(dims) \
+            or any(not 0 <= d < len(out) or shape[i] not in (1, out[d])
+                   for i, d in enumerate(dims)):
+        raise sh.ShapeError(f"cannot broadcast {shape} into {out} along dimensions {dims}")
+    return tuple(out)
+
+
+register("reshape", ("lax",), "operand, new_sizes, dimensions=None",
+         _lax_layout(_lax_reshape_shape, "new_sizes", "dimensions"),
+         doc="reshape to exact sizes (after an optional transpose)")
+register("transpose", ("lax",), "operand, permutation", _lax_layout(sh.transpose, "permutation"),
+         doc="permute axes")
+register("squeeze", ("lax",), "array, dimensions", _lax_layout(sh.squeeze, "dimensions"),
+         doc="remove size-1 axes")
+register("expand_dims", ("lax",), "array, dimensions", _lax_layout(sh.expand_dims, "dimensions"),
+         doc="insert size-1 axes")
+register("rev", ("lax",), "operand, dimensions", _lax_layout(lambda s, d: s, "dimensions"),
+         doc="reverse along axes")
+register("broadcast_in_dim", ("lax",), "operand, shape, broadcast_dimensions, *, sharding=None",
+         _lax_layout(_broadcast_in_dim_shape, "shape", "broadcast_dimensions"),
+         doc="broadcast to a shape, each axis to the output axis given")
+
+
+def _iota(call: FnCall) -> Tensor:
+    dtype = call.dtype("dtype", allow_none=False)
+    return emit_same(call, (call.int("size", minimum=0),), dtype)
+
+
+register("iota", ("lax",), "dtype, size, dimension=0, sharding=None", _iota,
+         doc="0, 1, ..., size - 1")
+
+
+def _lax_full(call: FnCall) -> Tensor:
+    shape = call.ints("shape", scalar_ok=True)
+    fv = call.aval("fill_value")
+    if fv[0]:
+        raise call.fail(f"{call.written}: fill_value must be a scalar, got {fv[0]}", "AOT210")
+    given = call.dtype("dtype")
+    dtype, weak = (given, False) if given is not None else (fv[1], fv[2])
+    return emit_same(call, tuple(shape), dt.canonicalize(dtype), weak)
+
+
+register("full", ("lax",), "shape, fill_value, dtype=None, *, sharding=None", _lax_full,
+         doc="an array of one value")
+
+
+def _integer_pow(call: FnCall) -> Tensor:
+    x = call.tensor("x")
+    y = call.args["y"]
+    if not isinstance(y, int) or isinstance(y, bool):
+        raise call.fail(f"{call.written}: y must be a static int, got {describe_value(y)}",
+                        "AOT203")
+    if dt.is_bool(x.dtype) or (y < 0 and dt.is_integer(x.dtype)):
+        raise call.fail(f"{call.written} cannot raise {x.describe()} to {y}", "AOT202")
+    return emit_same(call, x.shape, x.dtype, x.weak)
+
+
+register("integer_pow", ("lax",), "x, y", _integer_pow, doc="x to a static integer power")
+
+
+def _clamp(call: FnCall) -> Tensor:
+    lo, x, hi = call.tensor("min"), call.tensor("x"), call.tensor("max")
+    for b in (lo, hi):
+        if b.shape not in ((), x.shape):
+            raise call.fail(f"{call.written}: bounds must be scalars or of x's shape, got "
+                            f"{b.describe()} for {x.describe()}", "AOT210")
+    if {lo.dtype, hi.dtype} != {x.dtype} and not (lo.weak and hi.weak):
+        raise call.fail(f"{call.written} needs bounds of x's dtype, got {lo.describe()}, "
+                        f"{x.describe()}, {hi.describe()}", "AOT201")
+    return emit_same(call, x.shape, x.dtype, x.weak)
+
+
+register("clamp", ("lax",), "min, x, max", _clamp, doc="clip between bounds (lax's order)")
+
+
+def _lax_argmax(call: FnCall) -> Tensor:
+    x = call.tensor("operand")
+    axis = call.int("axis")
+    if not 0 <= axis < x.ndim:
+        raise call.fail(f"{call.written}: axis {axis} is out of range for {x.describe()}",
+                        "AOT210")
+    dtype = call.dtype("index_dtype", allow_none=False)
+    if not dt.is_integer(dtype):
+        raise call.fail(f"{call.written}: index_dtype must be an integer dtype", "AOT203")
+    return emit_same(call, x.shape[:axis] + x.shape[axis + 1:], dtype)
+
+
+register("argmax", ("lax",), "operand, axis, index_dtype", _lax_argmax,
+         doc="index of the largest value along an axis")
+register("argmin", ("lax",), "operand, axis, index_dtype", _lax_argmax,
+         doc="index of the smallest value along an axis")
+
+
+def _batch_matmul(call: FnCall) -> Tensor:
+    a, b = call.tensor("lhs"), call.tensor("rhs")
+    if a.ndim < 2 or a.ndim != b.ndim or a.shape[:-2] != b.shape[:-2] or \
+            a.shape[-1] != b.shape[-2]:
+        raise call.fail(f"{call.written} needs [..., m, k] and [..., k, n] with one batch "
+                        f"shape, got {a.describe()} and {b.describe()}", "AOT210")
+    if a.dtype != b.dtype:
+        raise call.fail(f"{call.written} needs operands of one dtype, got {a.describe()} and "
+                        f"{b.describe()}", "AOT201")
+    return emit_same(call, (*a.shape[:-1], b.shape[-1]), a.dtype, a.weak and b.weak)
+
+
+register("batch_matmul", ("lax",), "lhs, rhs, precision=None", _batch_matmul,
+         doc="batched matrix product (one batch shape, one dtype)")
+
+
+#: The reductions `lax.reduce_window` takes, by the entry a model names them with.
+REDUCE_WINDOW_FUNCTIONS = frozenset({"lax.add", "lax.max", "lax.min", "lax.mul", "jnp.add",
+                                     "jnp.maximum", "jnp.minimum", "jnp.multiply"})
+
+
+def _reduce_window(call: FnCall) -> Tensor:
+    """`lax.reduce_window(x, init, lax.max, dims, strides, padding)` (how flax.nn's pooling
+    was written, and copied): a window over every axis, reduced by one of lax's monoids."""
+    x = call.tensor("operand")
+    fn = call.args["computation"]
+    name = f"{fn.entry.namespaces[0]}.{fn.entry.name}" if isinstance(fn, OpRef) else None
+    if name not in REDUCE_WINDOW_FUNCTIONS:
+        raise call.fail(f"{call.written}: computation must be one of "
+                        f"{', '.join(sorted(REDUCE_WINDOW_FUNCTIONS))}, got "
+                        f"{describe_value(fn)}", "AOT203")
+    init = call.args["init_value"]
+    if not (isinstance(init, (int, float)) or (isinstance(init, Tensor) and not init.shape)):
+        raise call.fail(f"{call.written}: init_value must be a scalar, got "
+                        f"{describe_value(init)}", "AOT203")
+    dims = tuple(call.ints("window_dimensions"))
+    strides = tuple(call.ints("window_strides")) if call.args["window_strides"] is not None \
+        else (1,) * x.ndim
+    for k in ("base_dilation", "window_dilation"):
+        if call.args[k] is not None and any(d != 1 for d in call.ints(k)):
+            raise call.fail(f"{call.written}: {k} is not supported", "AOT203")
+    padding = call.args["padding"]
+    if len(dims) != x.ndim or len(strides) != x.ndim:
+        raise call.fail(f"{call.written}: window_dimensions and window_strides need one entry "
+                        f"per axis of {x.describe()}", "AOT210")
+    if isinstance(padding, str):
+        padding = padding.upper()
+    elif not (isinstance(padding, (tuple, list)) and all(
+            isinstance(p, (tuple, list)) and len(p) == 2 and int_tree(p) for p in padding)):
+        raise call.fail(f"{call.written}: padding must be 'SAME', 'VALID' or (low, high) pairs",
+                        "AOT203")
+    shape = shape_rule(call, sh.reduce_window_shape, x.shape, dims, strides, padding)
+    out = call.out(shape, x.dtype, x.weak)
+
+    def code(v: Any) -> Code:  # the reduction by its name in the table (a fixed string)
+        return Code((v.entry.code or v.written,)) if isinstance(v, OpRef) else value_code(v)
+
+    parts = [code(a) for a in call.positional] + [
+        Code.of(f"{k}=", code(v)) for k, v in call.keywords.items()]
+    call.emit_call([out], stem="pooled", code=Code.of("jax.lax.reduce_window(",
+                                                       Code.join(", ", parts), ")"))
+    return out
+
+
+register("reduce_window", ("lax",), "operand, init_value, computation, window_dimensions, "
+         "window_strides=None, padding='VALID', base_dilation=None, window_dilation=None",
+         _reduce_window, doc="reduce windows of an array with lax.add, lax.max, ...")
+
+
+def _lax_sort(call: FnCall) -> Tensor:
+    x = call.args["operand"]
+    if not isinstance(x, Tensor):
+        raise call.fail(f"{call.written}: sorting several operands is not supported; sort one "
+                        "array", "AOT202", hint="for keys and values use lax.sort_key_val")
+    shape_rule(call, sh.normalize_axis, call.int("dimension"), max(x.ndim, 1))
+    if call.int("num_keys") != 1:
+        raise call.fail(f"{call.written}: num_keys must be 1 for one operand", "AOT203")
+    return emit_same(call, x.shape, x.dtype, x.weak)
+
+
+register("sort", ("lax",), "operand, dimension=-1, is_stable=True, num_keys=1", _lax_sort,
+         doc="sort along a dimension")
+
+
+def _interp(call: FnCall) -> Tensor:
+    x, xp, fp = call.tensor("x"), call.tensor("xp"), call.tensor("fp")
+    if xp.ndim != 1 or fp.shape != xp.shape:
+        raise call.fail(f"{call.written} needs xp and fp of one length, got {xp.describe()} and "
+                        f"{fp.describe()}", "AOT210")
+    for k in ("left", "right", "period"):
+        if call.args[k] is not None and not isinstance(call.args[k], (int, float, Tensor)):
+            raise call.fail(f"{call.written}: {k}= must be a number", "AOT203")
+    dtype = dt.promote((float_dtype(x.dtype), False), (float_dtype(xp.dtype), False),
+                       (float_dtype(fp.dtype), False))[0]
+    return emit_same(call, x.shape, dtype)
+
+
+register("interp", ("jnp",), "x, xp, fp, left=None, right=None, period=None", _interp,
+         doc="linear interpolation at x of the points (xp, fp)")
+
+
+def _digitize(call: FnCall) -> Tensor:
+    x, bins = call.tensor("x"), call.tensor("bins")
+    if bins.ndim != 1:
+        raise call.fail(f"{call.written} needs a vector of bins, got {bins.describe()}",
+                        "AOT210")
+    return emit_same(call, x.shape, "int32")
+
+
+register("digitize", ("jnp",), "x, bins, right=False, *, method=None", _digitize,
+         doc="the bin of each value")
+
+
+def _cross(call: FnCall) -> Tensor:
+    a, b = call.tensor("a"), call.tensor("b")
+    if call.args["axis"] is not None or any(call.int(k) != -1 for k in ("axisa", "axisb",
+                                                                           "axisc")):
+        raise call.fail(f"{call.written}: only the last axis is supported", "AOT203")
+    if a.ndim < 1 or b.ndim < 1 or a.shape[-1] not in (2, 3) or b.shape[-1] not in (2, 3):
+        raise call.fail(f"{call.written} needs vectors of 2 or 3 components, got "
+                        f"{a.describe()} and {b.describe()}", "AOT210")
+    batch = shape_rule(call, sh.broadcast_shapes, a.shape[:-1], b.shape[:-1])
+    dtype, weak = dt.promote((a.dtype, a.weak), (b.dtype, b.weak))
+    if a.shape[-1] == b.shape[-1] == 2:
+        return emit_same(call, batch, dtype, weak)
+    return emit_same(call, (*batch, 3), dtype, weak)
+
+
+register("cross", ("jnp",), "a, b, axisa=-1, axisb=-1, axisc=-1, axis=None", _cross,
+         doc="cross product along the last axis")
+
+
+def _allclose(call: FnCall) -> Tensor:
+    a, b = call.tensor("a"), call.tensor("b")
+    shape_rule(call, sh.broadcast_shapes, a.shape, b.shape)
+    return emit_same(call, (), "bool")
+
+
+register("allclose", ("jnp",), "a, b, rtol=1e-05, atol=1e-08, equal_nan=False", _allclose,
+         doc="whether all elements are close (a bool array)")
+
+
 def _cumsum(call: FnCall) -> Tensor:
     """`jnp.cumsum`: bool counts as int32 (other dtypes stay, unlike sum); strong."""
     x = call.tensor("a")
@@ -245,6 +529,20 @@ def _cumsum(call: FnCall) -> Tensor:
     dtype = call.dtype("dtype") or ("int32" if dt.is_bool(x.dtype) else x.dtype)
     return emit_same(call, shape, dt.canonicalize(dtype))
 
+
+def _lax_cumulative(call: FnCall) -> Tensor:
+    """`lax.cumsum` and friends: numbers only, the operand's shape and dtype."""
+    x = call.tensor("operand")
+    if dt.is_bool(x.dtype):
+        raise call.fail(f"{call.written} does not take bool, got {x.describe()}", "AOT202",
+                        hint="cast first, e.g. x.astype(jnp.int32)")
+    shape_rule(call, sh.normalize_axis, call.int("axis"), max(x.ndim, 1))
+    return emit_same(call, x.shape, x.dtype, x.weak)
+
+
+for _name in ("cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"):
+    register(_name, ("lax",), "operand, axis=0, reverse=False", _lax_cumulative,
+             doc=f"cumulative {_name[3:]} along an axis")
 
 register("cumsum", ("jnp",), "a, axis=None, dtype=None", _cumsum, doc="cumulative sum")
 register("cumprod", ("jnp",), "a, axis=None, dtype=None", _cumsum, doc="cumulative product")
@@ -318,6 +616,20 @@ def _linspace_of_arrays(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
 
 register("linspace", ("jnp",), "start, stop, num=50, endpoint=True, retstep=False, dtype=None, "
          "axis=0", _linspace, doc="num evenly spaced values")
+
+
+def _logspace(call: FnCall) -> Tensor:
+    for k in ("start", "stop", "base"):
+        if not isinstance(call.args[k], (int, float)) or isinstance(call.args[k], bool):
+            raise call.fail(f"{call.written}: {k} must be a static number here", "AOT203")
+    if call.int("axis") != 0:
+        raise call.fail(f"{call.written}: axis must be 0 for scalar bounds", "AOT203")
+    dtype = call.dtype("dtype") or "float32"
+    return emit_same(call, (call.int("num", minimum=0),), dtype)
+
+
+register("logspace", ("jnp",), "start, stop, num=50, endpoint=True, base=10.0, dtype=None, "
+         "axis=0", _logspace, doc="num values evenly spaced on a log scale")
 register("broadcast_to", ("jnp",), "array, shape",
          simple(lambda s, t: _bcast_to(s, tuple(t)), "shape"), doc="broadcast")
 # `lax.broadcast(x, sizes)`: new leading axes of the given sizes (lax's broadcast_in_dim
@@ -413,6 +725,125 @@ def _split(call: FnCall) -> tuple[Tensor, ...]:
 
 register("split", ("jnp",), "ary, indices_or_sections, axis=0", _split, doc="split")
 
+
+def _array_split(call: FnCall) -> list[Tensor]:
+    x = call.tensor("ary")
+    sections = call.args["indices_or_sections"]
+    if isinstance(sections, int) and not isinstance(sections, bool):
+        shapes = shape_rule(call, sh.array_split, x.shape, sections, call.int("axis"))
+    else:  # split points: jnp.split's
+        shapes = shape_rule(call, sh.split, x.shape, sections, call.int("axis"))
+    outs = [call.out(s, x.dtype, x.weak) for s in shapes]
+    call.emit_call(outs, stem="part")
+    return outs
+
+
+register("array_split", ("jnp",), "ary, indices_or_sections, axis=0", _array_split,
+         doc="split into parts of nearly equal size (a list)")
+
+
+def _atleast(rank: int) -> Callable[[FnCall], Any]:
+    def rule(call: FnCall) -> Any:
+        xs = [call.as_tensor(v, "arys") for v in call.args["arys"]]
+        if not xs:
+            raise call.fail(f"{call.written} needs an array", "AOT202")
+        outs = [call.out(sh.atleast(x.shape, rank), x.dtype, x.weak) for x in xs]
+        call.emit_call(outs, stem=f"at_least_{rank}d")
+        return outs[0] if len(outs) == 1 else outs
+
+    return rule
+
+
+for _rank in (1, 2, 3):
+    register(f"atleast_{_rank}d", ("jnp",), "*arys", _atleast(_rank),
+             doc=f"arrays viewed with at least {_rank} dimensions")
+
+
+def _kron(call: FnCall) -> Tensor:
+    a, b = call.tensor("a"), call.tensor("b")
+    dtype, weak = dt.promote((a.dtype, a.weak), (b.dtype, b.weak))
+    return emit_same(call, sh.kron(a.shape, b.shape), dtype, weak)
+
+
+register("kron", ("jnp",), "a, b", _kron, doc="Kronecker product")
+
+
+def _select(call: FnCall) -> Tensor:
+    """`jnp.select(condlist, choicelist, default)`: the first true condition's choice,
+    elementwise; every array broadcast together, the choices and default promoted."""
+    conds, choices = call.args["condlist"], call.args["choicelist"]
+    if not isinstance(conds, (list, tuple)) or not isinstance(choices, (list, tuple)) or \
+            len(conds) != len(choices) or not conds:
+        raise call.fail(f"{call.written} needs lists of conditions and choices of one "
+                        "non-zero length", "AOT203")
+    cs = [call.as_tensor(c, "condlist") for c in conds]
+    if any(c.dtype != "bool" for c in cs):
+        raise call.fail(f"{call.written}: conditions must be bool arrays, got "
+                        f"{', '.join(c.describe() for c in cs)}", "AOT202")
+    vals = [call.as_tensor(v, "choicelist") for v in choices] + [
+        call.as_tensor(call.args["default"], "default")]
+    shape = shape_rule(call, sh.broadcast_shapes, *[t.shape for t in cs + vals])
+    dtype, weak = dt.promote(*[(v.dtype, v.weak) for v in vals])
+    return emit_same(call, shape, dtype, weak)
+
+
+register("select", ("jnp",), "condlist, choicelist, default=0", _select,
+         doc="elementwise choice by the first true condition")
+
+
+def _searchsorted(call: FnCall) -> Tensor:
+    a, v = call.tensor("a"), call.tensor("v")
+    if a.ndim != 1:
+        raise call.fail(f"{call.written} needs a sorted vector, got {a.describe()}", "AOT210")
+    if call.static("side", str) not in ("left", "right"):
+        raise call.fail(f"{call.written}: side must be 'left' or 'right'", "AOT203")
+    if call.args["sorter"] is not None:
+        raise call.fail(f"{call.written}: sorter= is not supported", "AOT203",
+                        hint="sort the vector first (jnp.sort)")
+    if call.static("method", str) not in ("scan", "scan_unrolled", "sort", "compare_all"):
+        raise call.fail(f"{call.written}: unknown method", "AOT203")
+    return emit_same(call, v.shape, "int32")
+
+
+register("searchsorted", ("jnp",), "a, v, side='left', sorter=None, *, method='scan'",
+         _searchsorted, doc="insertion indices into a sorted vector")
+
+
+def _quantile(percent: bool) -> Callable[[FnCall], Tensor]:
+    """`jnp.quantile` / `jnp.percentile`: q's shape before the reduced shape, in floats."""
+    def rule(call: FnCall) -> Tensor:
+        a = call.tensor("a")
+        q = call.args["q"]
+        if isinstance(q, Tensor):
+            q_shape = q.shape
+        elif isinstance(q, (int, float)) and not isinstance(q, bool):
+            q_shape = ()
+        elif isinstance(q, (list, tuple)):
+            raise call.fail(f"{call.written}: q must be a number or an array (jax refuses a "
+                            f"{type(q).__name__})", "AOT202",
+                            hint=f"write jnp.array({to_code(plain(q))})")
+        else:
+            raise call.fail(f"{call.written}: q must be a number, numbers or an array, got "
+                            f"{describe_value(q)}", "AOT203")
+        if len(q_shape) > 1:
+            raise call.fail(f"{call.written}: q must be a number or a vector", "AOT210")
+        if call.static("method", str) not in ("linear", "lower", "higher", "midpoint",
+                                              "nearest"):
+            raise call.fail(f"{call.written}: unknown method", "AOT203")
+        if call.args["weights"] is not None:
+            raise call.fail(f"{call.written}: weights= is not supported", "AOT203")
+        shape = shape_rule(call, sh.reduce_shape, a.shape, call.args["axis"],
+                           call.bool("keepdims"))
+        return emit_same(call, (*q_shape, *shape), float_dtype(a.dtype))
+
+    return rule
+
+
+for _name, _percent in (("quantile", False), ("percentile", True)):
+    register(_name, ("jnp",), "a, q, axis=None, out=None, overwrite_input=False, "
+             "method='linear', keepdims=False, *, weights=None", _quantile(_percent),
+             doc=f"{_name}s over axes (q first in the shape)")
+
 # ------------------------------------------------------------- linear algebra
 
 
@@ -485,6 +916,193 @@ def _qr(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
 
 register("qr", ("jnp.linalg",), "a, mode='reduced'", _qr,
          doc="QR decomposition: (Q, R), or R for mode='r'")
+
+
+def _matrices(call: FnCall, name: str = "a", square: bool = True) -> Tensor:
+    """Argument `name` as a stack of (square) matrices of a type LAPACK takes."""
+    a = call.tensor(name)
+    if a.ndim < 2 or (square and a.shape[-1] != a.shape[-2]):
+        kind = "square matrices" if square else "matrices"
+        raise call.fail(f"{call.written} needs {kind} (rank 2 or more), got {a.describe()}",
+                        "AOT210")
+    if a.dtype in ("bfloat16", "float16"):
+        raise call.fail(f"{call.written} has no {a.dtype} kernel, got {a.describe()}",
+                        hint="cast first, e.g. a.astype(jnp.float32)")
+    return a
+
+
+def _per_matrix(result: str) -> Callable[[FnCall], Any]:
+    """The rule of a function of square matrices (floats out, as jax promotes): `result`
+    "same" (a matrix each: inv, cholesky), "scalar" (a number each: det), "slogdet"."""
+    def rule(call: FnCall) -> Any:
+        a = _matrices(call)
+        dtype = float_dtype(a.dtype)
+        batch = a.shape[:-2]
+        if result == "same":
+            return emit_same(call, a.shape, dtype)
+        if result == "scalar":
+            return emit_same(call, batch, dtype)
+        sign, logdet = call.out(batch, dtype), call.out(batch, dtype)
+        call.emit_call([sign, logdet], stem="sign")
+        return sign, logdet
+
+    return rule
+
+
+register("inv", ("jnp.linalg",), "a", _per_matrix("same"), doc="inverse of each matrix")
+register("det", ("jnp.linalg",), "a", _per_matrix("scalar"), doc="determinant of each matrix")
+register("slogdet", ("jnp.linalg",), "a, *, method=None", _per_matrix("slogdet"),
+         doc="(sign, log |det|) of each matrix")
+register("cholesky", ("jnp.linalg",), "a, *, upper=False, symmetrize_input=True",
+         _per_matrix("same"), doc="Cholesky factor of each positive-definite matrix")
+
+
+def _solve(call: FnCall) -> Tensor:
+    """`jnp.linalg.solve(a, b)` as jax (since 0.5) reads it: `b` one vector (a 1-D b), or
+    matrices `[..., n, k]` whose batch broadcasts with a's."""
+    a = _matrices(call)
+    b = call.tensor("b")
+    n = a.shape[-1]
+    dtype, _ = dt.promote((float_dtype(a.dtype), False), (float_dtype(b.dtype), False))
+    if b.ndim == 1:
+        if b.shape[0] != n:
+            raise call.fail(f"{call.written}: b has {b.shape[0]} rows for {n}x{n} matrices",
+                            "AOT210")
+        return emit_same(call, (*a.shape[:-1],), dtype)
+    if b.shape[-2] != n:
+        raise call.fail(f"{call.written}: b {b.describe()} needs {n} rows (matrices "
+                        f"[..., {n}, k]) for {a.describe()}", "AOT210",
+                        hint="for a batch of vectors write solve(a, b[..., None])[..., 0]")
+    batch = shape_rule(call, sh.broadcast_shapes, a.shape[:-2], b.shape[:-2])
+    return emit_same(call, (*batch, n, b.shape[-1]), dtype)
+
+
+register("solve", ("jnp.linalg",), "a, b", _solve, doc="solve a x = b for each matrix")
+
+
+def _eigh(call: FnCall) -> tuple[Tensor, Tensor]:
+    a = _matrices(call)
+    dtype = float_dtype(a.dtype)
+    w = call.out(a.shape[:-1], dtype)
+    v = call.out(a.shape, dtype)
+    call.emit_call([w, v], stem="eigenvalues")
+    return w, v
+
+
+register("eigh", ("jnp.linalg",), "a, UPLO=None, symmetrize_input=True", _eigh,
+         doc="(eigenvalues, eigenvectors) of each symmetric matrix")
+
+
+def _svd(call: FnCall) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+    a = _matrices(call, square=False)
+    if call.args["subset_by_index"] is not None or call.bool("hermitian"):
+        raise call.fail(f"{call.written}: subset_by_index= and hermitian=True are not "
+                        "supported", "AOT203")
+    dtype = float_dtype(a.dtype)
+    *batch, m, n = a.shape
+    k = min(m, n)
+    s = call.out((*batch, k), dtype)
+    if not call.bool("compute_uv"):
+        call.emit_call([s], stem="s")
+        return s
+    full = call.bool("full_matrices")
+    u = call.out((*batch, m, m if full else k), dtype)
+    vh = call.out((*batch, n if full else k, n), dtype)
+    call.emit_call([u, s, vh], stem="u")
+    return u, s, vh
+
+
+register("svd", ("jnp.linalg",),
+         "a, full_matrices=True, compute_uv=True, hermitian=False, subset_by_index=None", _svd,
+         doc="(U, S, Vh) of each matrix, or S for compute_uv=False")
+
+
+def _diagonal(trace: bool) -> Callable[[FnCall], Tensor]:
+    """`jnp.diagonal` (the diagonal of axes axis1, axis2 as the last axis) and
+    `jnp.trace` (its sum, in the dtype jnp.sum adds in)."""
+    def rule(call: FnCall) -> Tensor:
+        a = call.tensor("a")
+        shape = shape_rule(call, sh.diagonal, a.shape, call.int("offset"), call.int("axis1"),
+                           call.int("axis2"))
+        if not trace:
+            return emit_same(call, shape, a.dtype, a.weak)
+        dtype = call.dtype("dtype") or sum_dtype(a.dtype)
+        return emit_same(call, shape[:-1], dtype)
+
+    return rule
+
+
+register("diagonal", ("jnp",), "a, offset=0, axis1=0, axis2=1", _diagonal(False),
+         doc="the diagonal of two axes, as the last axis")
+register("trace", ("jnp",), "a, offset=0, axis1=0, axis2=1, dtype=None, out=None",
+         _diagonal(True), doc="sum of the diagonal of two axes")
+
+
+def _meshgrid(call: FnCall) -> list[Tensor]:
+    """`jnp.meshgrid(*xi, sparse, indexing)`: a list of the vectors broadcast to a grid
+    (for "xy", the first two axes swapped); each keeps its own dtype."""
+    xs = [call.as_tensor(v, "xi") for v in call.args["xi"]]
+    if any(x.ndim != 1 for x in xs):
+        raise call.fail(f"{call.written} takes vectors, got "
+                        f"{', '.join(x.describe() for x in xs)}", "AOT210")
+    indexing = call.static("indexing", str)
+    if indexing not in ("xy", "ij"):
+        raise call.fail(f"{call.written}: indexing must be 'xy' or 'ij', got {indexing!r}",
+                        "AOT203")
+    sizes = [x.shape[0] for x in xs]
+    order = list(range(len(xs)))
+    if indexing == "xy" and len(xs) >= 2:
+        order[0], order[1] = 1, 0
+    grid = [sizes[i] for i in order]
+    sparse = call.bool("sparse")
+    outs = []
+    for i, x in enumerate(xs):
+        at = order.index(i)
+        shape = tuple(d if j == at else 1 for j, d in enumerate(grid)) if sparse else tuple(grid)
+        outs.append(call.out(shape, x.dtype, x.weak))
+    call.emit_call(outs, stem="grid")
+    return outs
+
+
+register("meshgrid", ("jnp",), "*xi, copy=True, sparse=False, indexing='xy'", _meshgrid,
+         doc="coordinate grids from vectors (a list of arrays)")
+
+
+def _nan_to_num(call: FnCall) -> Tensor:
+    x = call.tensor("x")
+    for name in ("nan", "posinf", "neginf"):
+        if call.args[name] is not None and not isinstance(call.args[name], (int, float)):
+            raise call.fail(f"{call.written}: {name}= must be a static number, got "
+                            f"{describe_value(call.args[name])}", "AOT203")
+    return emit_same(call, x.shape, x.dtype, x.weak)
+
+
+register("nan_to_num", ("jnp",), "x, copy=True, nan=0.0, posinf=None, neginf=None", _nan_to_num,
+         doc="NaN and infinities replaced by numbers")
+
+#: `jax.image.resize` methods, with the names jax also takes for them.
+RESIZE_METHODS = ("nearest", "linear", "bilinear", "trilinear", "triangle", "cubic", "bicubic",
+                  "tricubic", "keyscubic", "lanczos3", "lanczos5")
+
+
+def _resize(call: FnCall) -> Tensor:
+    """`jax.image.resize(image, shape, method)`: any axes to the sizes given; a method
+    other than "nearest" computes in floats (an integer image comes back float32)."""
+    image = call.tensor("image")
+    shape = call.static("shape", tuple, list)
+    if not int_tree(shape) or len(shape) != image.ndim or any(d < 0 for d in shape):
+        raise call.fail(f"{call.written}: shape must be {image.ndim} sizes for "
+                        f"{image.describe()}, got {describe_value(shape)}", "AOT203")
+    method = call.static("method", str)
+    if method not in RESIZE_METHODS:
+        raise call.fail(f"{call.written}: unknown method {method!r}", "AOT203",
+                        hint=f"one of {', '.join(repr(m) for m in RESIZE_METHODS)}")
+    dtype = image.dtype if method == "nearest" or dt.is_inexact(image.dtype) else "float32"
+    return emit_same(call, tuple(shape), dtype)
+
+
+register("resize", ("jax.image",), "image, shape, method, antialias=True, precision=None",
+         _resize, doc="resize an image (any axes) by interpolation")
 
 
 def _einsum(call: FnCall) -> Tensor:
@@ -637,6 +1255,14 @@ def _eye(call: FnCall) -> Tensor:
 
 
 register("eye", ("jnp",), "N, M=None, k=0, dtype=None", _eye, doc="identity")
+
+
+def _identity(call: FnCall) -> Tensor:
+    n = call.int("n", minimum=0)
+    return emit_same(call, (n, n), call.dtype("dtype") or "float32")
+
+
+register("identity", ("jnp",), "n, dtype=None", _identity, doc="the n x n identity")
 register("tri", ("jnp",), "N, M=None, k=0, dtype=None", _eye, doc="lower triangle of ones")
 
 # ------------------------------------------------------------- indexing-like

@@ -247,16 +247,6 @@ def _linspace(view: OpView) -> Flow:
     return _flow([_mixed(t, "bounds every sample (linspace)") for t in bounds])
 
 
-def _resize(view: OpView) -> Flow:
-    x, out = view.first_input(), _out(view)
-    if x is None or out is None:
-        return Flow()
-    mapping = tuple(a if x.shape[a] == out.shape[a] else Mix("resampled along it (resize)")
-                    for a in range(x.ndim))
-    return _flow([(x, mapping)])
-
-
-RESIZE = AxisRule("an axis keeping its size stays; a resized axis mixes", _resize)
 
 
 LINSPACE = AxisRule("creates an array of positions; array bounds mix into every sample",
@@ -763,12 +753,75 @@ def _matrices(view: OpView) -> Flow:
     x = view.first_input()
     if x is None:
         return Flow()
-    why = "decomposes the matrices it spans (qr)"
-    return _flow([(x, tuple(range(x.ndim - 2)) + (Mix(why), Mix(why)))])
+    why = "works on the matrices it spans (jnp.linalg)"
+    flows = [(t, tuple(range(t.ndim - 2)) + (Mix(why), Mix(why)) if t.ndim >= 2
+              else tuple(Mix(why) for _ in t.shape)) for t in _unique(view.tensors())]
+    return _flow(flows)
+
+
+def _every_axis(why: str) -> Callable[[OpView], Flow]:
+    """Every axis of every input mixes (`why`): positions matter across the whole array."""
+    return lambda view: _flow([_mixed(t, why) for t in _unique(view.tensors())])
+
+
+def _resize(view: OpView) -> Flow:
+    """`jax.image.resize`: an axis that keeps its size stays, a resized one mixes."""
+    x = view.first_input()
+    shape = view.bound("shape")
+    if x is None or not isinstance(shape, (tuple, list)) or len(shape) != x.ndim:
+        return Flow()
+    return _flow([(x, tuple(i if shape[i] == d else Mix("interpolates along it (resize)")
+                            for i, d in enumerate(x.shape)))])
 
 
 MATRICES = AxisRule("per matrix: the last two axes mix, the leading (batch) axes stay",
                     _matrices)
+def _broadcast_in_dim(view: OpView) -> Flow:
+    """`lax.broadcast_in_dim`: input axis i goes to output axis `broadcast_dimensions[i]`
+    (none where a size-1 axis is broadcast)."""
+    x, out, dims = view.first_input(), _out(view), view.bound("broadcast_dimensions")
+    if x is None or out is None or not isinstance(dims, (tuple, list)) or len(dims) != x.ndim:
+        return Flow(sizes=True)
+    return _flow([(x, tuple(None if x.shape[i] == 1 and out.shape[d] != 1 else d
+                            for i, d in enumerate(dims)))], zeros="aligned", sizes=True)
+
+
+def _lax_transpose(view: OpView) -> Flow:
+    x, perm = view.first_input(), view.bound("permutation")
+    if x is None or not isinstance(perm, (tuple, list)) or sorted(perm) != list(range(x.ndim)):
+        return Flow()
+    return _permute(view, list(perm))
+
+
+def _window_axes(view: OpView) -> Flow:
+    """`lax.reduce_window`: an axis whose window and stride are 1 stays (padding a size-1
+    window adds nothing); the others mix."""
+    x = view.first_input()
+    dims, strides = view.bound("window_dimensions"), view.bound("window_strides")
+    if x is None or not isinstance(dims, (tuple, list)) or len(dims) != x.ndim:
+        return Flow()
+    strides = strides if isinstance(strides, (tuple, list)) else (1,) * x.ndim
+    return _flow([(x, tuple(i if dims[i] == 1 and strides[i] == 1 else
+                            Mix("reduces windows along it (reduce_window)")
+                            for i in range(x.ndim)))])
+
+
+def _first_elementwise(view: OpView) -> Flow:
+    """The first operand elementwise to the output, the others (tables) mixed whole."""
+    x = view.first_input()
+    if x is None:
+        return Flow()
+    return _flow([(x, tuple(range(x.ndim)))] + [
+        _mixed(t, "is a lookup table") for t in _unique(view.tensors()) if t is not x])
+
+
+ELEMENTWISE_FIRST = AxisRule("the first operand elementwise; the tables it reads mix",
+                             _first_elementwise)
+RESIZE = AxisRule("an axis that keeps its size stays, a resized axis mixes", _resize)
+DIAGONAL = AxisRule("every axis mixes (a diagonal of two axes)",
+                    _every_axis("takes a diagonal across it"))
+GRID = AxisRule("every axis mixes (vectors spread over a grid)",
+                _every_axis("spreads it over a grid (meshgrid)"))
 
 
 # ------------------------------------------------------------- layer templates
@@ -1402,8 +1455,42 @@ RULES: dict[str, AxisRule] = {
     **{f"jnp.fft.{name}": along("axes", None, "rolls along it")
        for name in ("fftshift", "ifftshift")},
     "jnp.linalg.qr": MATRICES,
+    **{f"jnp.linalg.{name}": MATRICES for name in ("inv", "det", "slogdet", "cholesky",
+                                                     "solve", "eigh", "svd")},
+    "jax.image.resize": RESIZE, "jnp.diagonal": DIAGONAL, "jnp.trace": DIAGONAL,
+    "jnp.meshgrid": GRID, "jnp.count_nonzero": REDUCE, "jnp.nan_to_num": ELEMENTWISE,
+    "jnp.identity": POSITIONS,
+    "lax.reshape": RESHAPE, "lax.squeeze": LAYOUT, "lax.expand_dims": LAYOUT,
+    "lax.transpose": AxisRule("permutes axes", _lax_transpose),
+    "lax.broadcast_in_dim": AxisRule("each axis to the output axis it is broadcast to",
+                                     _broadcast_in_dim),
+    "lax.rev": along("dimensions", None, "reverses it"), "lax.iota": POSITIONS,
+    "lax.full": CREATE, "lax.integer_pow": ELEMENTWISE, "lax.clamp": ELEMENTWISE,
+    "lax.argmax": REDUCE, "lax.argmin": REDUCE,
+    "lax.reduce_window": AxisRule("an axis with a window or stride of 1 (and no padding) "
+                                  "stays, the others mix", lambda v: _window_axes(v)),
+    "lax.sort": along("dimension", -1, "sorts along it"),
+    "jnp.interp": ELEMENTWISE_FIRST, "jnp.digitize": ELEMENTWISE_FIRST,
+    "jnp.cross": along("axis", -1, "takes a cross product along it"),
+    "jnp.allclose": AxisRule("every axis mixes (one answer for all)",
+                             _every_axis("is compared whole (allclose)")),
+    "jnp.logspace": POSITIONS,
+    "lax.batch_matmul": AxisRule("batch and row/column axes stay; k is contracted",
+                                 lambda v: _flow(_matmul_axes(v.bound("lhs"), v.bound("rhs"),
+                                                              _out(v)))),
+
+    **{f"lax.{name}": along("axis", 0, "accumulates along it") for name in (
+        "cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp")},
+    "jnp.array_split": along("axis", 0, "splits it"), "jnp.select": ELEMENTWISE,
+    **{name: AxisRule("every axis mixes", _every_axis(why)) for name, why in (
+        ("jnp.searchsorted", "searches a sorted vector (searchsorted)"),
+        ("jnp.quantile", "sorts along it (quantile)"), ("jnp.percentile", "sorts along it "
+                                                        "(percentile)"),
+        ("jnp.kron", "multiplies blocks across it (kron)"),
+        ("jnp.atleast_1d", "reshapes it (atleast_1d)"), ("jnp.atleast_2d", "reshapes it "
+                                                         "(atleast_2d)"),
+        ("jnp.atleast_3d", "reshapes it (atleast_3d)"))},
     "jnp.linspace": LINSPACE,
-    "jax.image.resize": RESIZE,
     "lax.pad": AxisRule("a padded axis mixes", _lax_pad),
     "lax.slice": AxisRule("an axis sliced whole stays", _lax_slice),
     "lax.slice_in_dim": AxisRule("the axis stays when sliced whole", _slice_in_dim),
@@ -1417,7 +1504,8 @@ RULES: dict[str, AxisRule] = {
     **{name: AxisRule("the segmented axes mix; the others stay", _segment)
        for name in _names("jax.ops", "segment_sum segment_max segment_min segment_prod")},
     **{name: AxisRule("the batch axis stays; spatial and feature axes mix", _lax_conv)
-       for name in ("lax.conv_general_dilated", "lax.conv_transpose")},
+       for name in ("lax.conv_general_dilated", "lax.conv_transpose", "lax.conv",
+                    "lax.conv_with_general_padding")},
     **{f"at.{name}": AxisRule("an axis indexed by a whole slice or a non-negative int "
                               "stays", _at_update)
        for name in "set add subtract multiply mul divide power min max".split()},

@@ -165,6 +165,13 @@ class FnCall:
     def tensor(self, name: str, *, floating: bool = False, allow_static: bool = True) -> Tensor:
         """Argument `name` as an array (Python scalars and lists become constants)."""
         value = self.args[name]
+        if not floating and isinstance(value, Tensor):  # most arguments: no work
+            return value
+        return self.as_tensor(value, name, floating=floating, allow_static=allow_static)
+
+    def as_tensor(self, value: Any, name: str, *, floating: bool = False,
+                  allow_static: bool = True) -> Tensor:
+        """`value`, argument `name` (or one of a `*args`), as an array."""
         if isinstance(value, Tensor):
             t = value
         elif allow_static and (aval := aval_of(value)) is not None:

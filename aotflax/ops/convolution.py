@@ -125,6 +125,24 @@ register("conv_general_dilated", ("lax",),
          "preferred_element_type=None", _conv,
          doc="convolution with strides, padding, dilations, groups and any layout")
 
+def _conv_defaults(call: FnCall) -> Tensor:
+    """`lax.conv` and `lax.conv_with_general_padding`: conv_general_dilated in its default
+    layout (NCHW, OIHW), without groups."""
+    for name in ("lhs_dilation", "rhs_dilation", "dimension_numbers",
+                 "preferred_element_type"):
+        call.args.setdefault(name, None)
+    call.args.setdefault("feature_group_count", 1)
+    call.args.setdefault("batch_group_count", 1)
+    return _conv(call)
+
+
+register("conv", ("lax",), "lhs, rhs, window_strides, padding, precision=None, "
+         "preferred_element_type=None", _conv_defaults,
+         doc="convolution, NCHW input and OIHW kernel")
+register("conv_with_general_padding", ("lax",), "lhs, rhs, window_strides, padding, "
+         "lhs_dilation, rhs_dilation, precision=None, preferred_element_type=None",
+         _conv_defaults, doc="convolution with dilations, NCHW input and OIHW kernel")
+
 #: lax.conv_transpose's layouts when dimension_numbers is None, by rank.
 _TRANSPOSE_DEFAULTS = {2: ("NC", "IO", "NC"), 3: ("NHC", "HIO", "NHC"),
                        4: ("NHWC", "HWIO", "NHWC"), 5: ("NHWDC", "HWDIO", "NHWDC")}

@@ -147,8 +147,8 @@ for _n in ("exp", "exp2", "expm1", "log", "log1p", "sqrt", "sin", "cos", "tan", 
            "reciprocal"):
     JNP_UNARY[_n] = "F F F = ="
 for _n, _spec in JNP_UNARY.items():
-    register(_n, ("jnp",), "x", elementwise(_spec, 1), doc=f"elementwise jnp.{_n}",
-             kind_spec=_spec)
+    register(_n, ("jnp",), "x, decimals=0" if _n == "round" else "x", elementwise(_spec, 1),
+             doc=f"elementwise jnp.{_n}", kind_spec=_spec)
 # removed from jax.numpy in JAX 0.10 (deprecated since 0.9): the same function as trunc
 register("fix", ("jnp",), "x", elementwise("= = = = -", 1), code="jnp.trunc",
          doc="elementwise jnp.fix (emitted as jnp.trunc, which JAX 0.10 kept)",

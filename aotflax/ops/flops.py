@@ -228,6 +228,81 @@ QR = FlopRule("LAPACK's counts per matrix: geqrf 2 M s^2 - 2 s^3 / 3 (M = max(m,
               "columns); XLA reports 0", _qr)
 
 
+def _lapack(per_matrix: Callable[[int], int]) -> Callable[[OpView], int]:
+    """A count per n x n matrix of the first argument, times the number of matrices."""
+    def rule(view: OpView) -> int:
+        *batch, _, n = _first_param(view)
+        return sh.size(tuple(batch)) * per_matrix(n)
+
+    return rule
+
+
+INV = FlopRule("LAPACK's getrf + getri: 2 n^3 per n x n matrix; XLA reports ~0 (a library "
+               "call)", _lapack(lambda n: 2 * n ** 3))
+DET = FlopRule("LAPACK's getrf, 2 n^3 / 3, and the diagonal's product, n, per matrix; XLA "
+               "reports ~0", _lapack(lambda n: 2 * n ** 3 // 3 + n))
+SLOGDET = FlopRule("LAPACK's getrf, 2 n^3 / 3, and a log and an add per diagonal element, 2 n, "
+                   "per matrix; XLA reports ~0", _lapack(lambda n: 2 * n ** 3 // 3 + 2 * n))
+CHOLESKY = FlopRule("LAPACK's potrf: n^3 / 3 per matrix; XLA reports ~0",
+                    _lapack(lambda n: n ** 3 // 3))
+EIGH = FlopRule("the symmetric QR algorithm with eigenvectors (Golub and Van Loan): 9 n^3 per "
+                "matrix; XLA reports ~0", _lapack(lambda n: 9 * n ** 3))
+
+
+def _solve(view: OpView) -> int:
+    *batch, _, n = _first_param(view)
+    b = _first_param(view, 1)
+    k = 1 if len(b) == 1 else b[-1]
+    return sh.size(tuple(batch)) * (2 * n ** 3 // 3 + 2 * n * n * k)
+
+
+SOLVE = FlopRule("LAPACK's getrf + getrs: 2 n^3 / 3 + 2 n^2 k per matrix (k right-hand "
+                 "sides); XLA reports ~0", _solve)
+
+
+def _svd(view: OpView) -> int:
+    *batch, m, n = _first_param(view)
+    big, small = max(m, n), min(m, n)
+    if view.bound("compute_uv", True):
+        return sh.size(tuple(batch)) * (4 * big * big * small + 8 * big * small * small
+                                        + 9 * small ** 3)
+    return sh.size(tuple(batch)) * (4 * big * small * small - 4 * small ** 3 // 3)
+
+
+SVD = FlopRule("Golub and Van Loan's R-SVD per matrix (M = max(m, n), s = min(m, n)): "
+               "4 M s^2 - 4 s^3 / 3 for the singular values, 4 M^2 s + 8 M s^2 + 9 s^3 with "
+               "U and V; XLA reports ~0", _svd)
+
+
+def _resize(view: OpView) -> int:
+    """jax resizes one axis after another, each a contraction with an (in, out) matrix of
+    weights: 2 in out per element of the other axes as they are then."""
+    if view.bound("method") == "nearest":
+        return 0
+    current = list(_first_param(view))
+    total = 0
+    for axis, out in enumerate(view.bound("shape")):
+        if out != current[axis]:
+            rest = sh.size(tuple(current)) // max(current[axis], 1)
+            total += 2 * current[axis] * out * rest
+            current[axis] = out
+    return total
+
+
+RESIZE = FlopRule("0 for \"nearest\" (a gather); else, for each axis that changes size in "
+                  "order, 2 in out per element of the other axes (jax's contraction with a "
+                  "weight matrix; the weights themselves not counted)", _resize)
+
+
+def _integer_pow_cost(y: Any) -> int:
+    """Multiplications of `x ** y` by repeated squaring (as XLA expands integer_pow)."""
+    if not isinstance(y, int) or y == 0:
+        return 0
+    n = abs(y)
+    cost = n.bit_length() - 1 + bin(n).count("1") - 1
+    return cost + (1 if y < 0 else 0)
+
+
 def _index_elements(view: OpView, name: str) -> int:
     value = view.bound(name)
     return sh.size(value.shape) if isinstance(value, Tensor) else len(_flat(value))
@@ -902,9 +977,11 @@ ELEMENTWISE = (
 
 _ZERO = (
     _names("jnp", "reshape transpose swapaxes moveaxis expand_dims squeeze ravel tile repeat "
-           "pad flip roll broadcast_to concatenate stack vstack hstack diag split astype asarray "
+           "pad flip roll broadcast_to concatenate stack vstack hstack diag diagonal meshgrid split "
+           "array_split atleast_1d atleast_2d atleast_3d astype asarray "
            "array zeros ones "
            "empty full zeros_like ones_like full_like arange")
+    + _names("lax", "reshape transpose squeeze expand_dims rev broadcast_in_dim full")
     + _names("lax", "broadcast concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
              "dynamic_slice_in_dim dynamic_index_in_dim dynamic_update_slice "
              "dynamic_update_slice_in_dim dynamic_update_index_in_dim")
@@ -949,19 +1026,6 @@ def _fft(view: OpView) -> int:
     return count // 2 if view.call.entry.name.startswith(("rfft", "irfft")) else count
 
 
-def _resize(view: OpView) -> int:
-    x, out = view.first_input(), view.out()
-    method = view.bound("method")
-    if x is None or method == "nearest":
-        return 0
-    taps = view.call.entry.extra["taps"]  # the entry's table (ops/image.py)
-    resized = sum(1 for a, b in zip(x.shape, out.shape) if a != b)
-    return 2 * taps.get(method, 2) * resized * sh.size(out.shape)
-
-
-RESIZE = FlopRule("2 t d N: t taps of the method's kernel (linear 2, cubic 4, lanczos3 6, "
-                  "lanczos5 10), d resized axes, N output elements; nearest 0 (a gather)",
-                  _resize)
 
 FFT = FlopRule("5 P ceil(log2 L) (radix-2 Cooley-Tukey): P the points of the larger side, "
                "L the product of the transformed lengths; half for real transforms", _fft)
@@ -1116,7 +1180,45 @@ RULES: dict[str, FlopRule] = {
     **{f"jnp.fft.{kind}{suffix}": FFT for kind in ("fft", "ifft", "rfft", "irfft")
        for suffix in ("", "2", "n")},
     **{f"jnp.fft.{name}": ZERO for name in ("fftshift", "ifftshift")},
-    "jax.image.resize": RESIZE,
+    "jnp.linalg.inv": INV, "jnp.linalg.det": DET, "jnp.linalg.slogdet": SLOGDET,
+    "jnp.linalg.cholesky": CHOLESKY, "jnp.linalg.solve": SOLVE, "jnp.linalg.eigh": EIGH,
+    "jnp.linalg.svd": SVD, "jax.image.resize": RESIZE,
+    "jnp.trace": REDUCE, "jnp.count_nonzero": FlopRule(
+        "2n - m: a compare per element and the adds of the count", _on_reduced(
+            lambda n, m: 2 * n - m)),
+    "jnp.nan_to_num": elementwise(6, "6 per element (XLA's count: the NaN and infinity tests "
+                                     "and their selects)"),
+    "jnp.identity": elementwise(1, "1 per element (compare)"),
+    **{f"lax.{name}": CUMSUM for name in ("cumsum", "cumprod", "cummax", "cummin")},
+    "lax.cumlogsumexp": FlopRule("3n: an exp, an add and a log per element",
+                                 lambda v: 3 * _rows(v)[0]),
+    "jnp.select": FlopRule("a select per condition per output element",
+                           lambda v: len(v.bound("condlist") or ()) * v.out_size()),
+    "jnp.searchsorted": FlopRule("ceil(log2 (n + 1)) compares per query (a binary search)",
+                                 lambda v: v.out_size() * _log2ceil(
+                                     _first_param(v)[0] + 1)),
+    "jnp.quantile": MEDIAN, "jnp.percentile": MEDIAN,
+    "jnp.kron": elementwise(1, "1 per output element (a product)"),
+    "lax.clamp": elementwise(2, "2 per element (a max and a min)"),
+    "lax.integer_pow": FlopRule("per element, the multiplications of repeated squaring "
+                                "(|y| - 1 for |y| <= 2; bits + ones - 2 above), + 1 for y < 0",
+                                lambda v: v.out_size() * _integer_pow_cost(v.bound("y"))),
+    "lax.argmax": ARG_REDUCE, "lax.argmin": ARG_REDUCE, "lax.batch_matmul": MATMUL,
+    "lax.conv": LAX_CONV, "lax.conv_with_general_padding": LAX_CONV,
+    "lax.iota": elementwise(1, "1 per element (iota)"),
+    "lax.reduce_window": FlopRule("window - 1 per output element (the reduction's combines)",
+                                  lambda v: v.out_size() * max(0, math.prod(
+                                      v.bound("window_dimensions")) - 1)),
+    "lax.sort": SORT,
+    "jnp.interp": FlopRule("a binary search and 6 per element (the interpolation)",
+                           lambda v: v.out_size() * (6 + _log2ceil(_first_param(v, 1)[0] + 1))),
+    "jnp.digitize": FlopRule("ceil(log2 (bins + 1)) compares per element",
+                             lambda v: v.out_size() * _log2ceil(_first_param(v, 1)[0] + 1)),
+    "jnp.cross": elementwise(3, "3 per output element (two products and a subtract)"),
+    "jnp.allclose": FlopRule("6 per element of the broadcast inputs (the tolerance test), "
+                             "and their and", lambda v: 6 * max(
+                                 sh.size(_first_param(v)), sh.size(_first_param(v, 1)))),
+    "jnp.logspace": elementwise(6, "6 per element (linspace, then a power)"),
     "jnp.linspace": elementwise(5, "5 per element (iota, scale, offset, endpoint select)"),
     "jax.scipy.special.logsumexp": LOGSUMEXP_B,
     "nn.make_rng": FlopRule(f"{FOLD_IN} (a fold_in of the target's key)",

@@ -93,11 +93,13 @@ def dense_general(call: LayerCall, x: Tensor, features: tuple[int, ...],
         # Linen reshapes the bias to (batch dims or 1, ..., *features) before adding it.
         expanded = tuple(x.shape[a] if a in batch_dims else 1 for a in free) + features
         bias_code = Code.of(" + ", cast(bias, param_dtype, dtype))
-        if expanded != bshape and not batch_dims:  # written by rank: (1, 1, -1)
-            ones = (1,) * len(free)
-            view = f"({'1, ' * len(free)}-1)" if len(features) == 1 else Code.of(
-                f"{literal(ones)} + ", bias, ".shape")
-            bias_code = Code.of(bias_code, ".reshape(", view, ")")
+        if expanded != bshape and not batch_dims and len(features) == 1:
+            # written by rank: (1, 1, -1)
+            bias_code = Code.of(bias_code, f".reshape(({'1, ' * len(free)}-1))")
+        elif expanded != bshape and not batch_dims:  # leading axes, by rank (bias named once)
+            axes = tuple(range(len(free)))
+            bias_code = Code.of(" + jnp.expand_dims(", cast(bias, param_dtype, dtype),
+                                f", {literal(axes)})")
         elif expanded != bshape:
             bias_code = Code.of(bias_code, f".reshape({expanded!r})")
     call.emit("layers/dense_general.j2", {

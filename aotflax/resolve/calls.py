@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import itertools
 from keyword import iskeyword
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from ..ops import initializers as inits
 from ..ops.calls import value_code
 from ..ops.host import HostArray
 from ..ops.operators import AtIndex
-from ..ops.stochastic import RngKey
+from ..ops.stochastic import RngKey, is_raw_key
 from ..program import (
     Code,
     Function,
@@ -29,6 +30,7 @@ from ..program import (
 from ..scopes import (
     Scope,
     StateVariable,
+    StochasticBlock,
     check_name,
     subscript_path,
 )
@@ -43,6 +45,7 @@ from ..values import (
     Initializer,
     InitializerFactory,
     ModuleRef,
+    Namespace,
     Opaque,
     OpRef,
     OptaxFn,
@@ -84,7 +87,9 @@ from .helpers import (
     range_too_long,
     rebuild,
     replace_size,
+    result_leaves,
     static_size,
+    static_truth,
     tensor_leaves,
     tensors,
     tuple_code,
@@ -191,16 +196,17 @@ class CallsMixin:
             for layer in func.layers:
                 value = self._call(layer, [value], {}, expr, frame)
             return value
-        if func is namespaces.SCAN:
-            return self._scan(args, kwargs, expr, frame)
+        handler = _CONTROL_FLOW.get(id(func))
+        if handler is not None:  # jax.lax.scan, fori_loop, map, cond, jax.tree_util.tree_map
+            return getattr(self, handler)(args, kwargs, expr, frame)
+        if func is namespaces.TREE_LEAVES:
+            return self._tree_leaves(args, kwargs, span)
         if func is namespaces.ATTENTION_CACHE:
             if args or kwargs:
                 raise self.error("AOT372", "nn.attention.Cache() takes no arguments", span,
                                  hint="write nn.attention.Cache().initialize_cache((batch, "
                                       "max_length))")
             return AttentionCache()
-        if func is namespaces.SCAN_IN_DIM:
-            return self._scan_in_dim(args, kwargs, expr, frame)
         if func is namespaces.VMAP:
             return self._vmap(args, kwargs, span)
         if func is namespaces.CHECKPOINT or func is namespaces.REMAT:
@@ -259,11 +265,28 @@ class CallsMixin:
             if len(args) == 1 and not kwargs:
                 return self._call_entry(REGISTRY.lookup("jnp", "asarray"), f"jnp.{func.name}",
                                         [args[0]], {"dtype": func}, span, frame)
+        if isinstance(func, Namespace) and func.name == "nn.stochastic":
+            return self._stochastic_block(args, kwargs, span)
         raise self.error("AOT348", f"{describe_value(func)} is not callable", span)
+
+    def _stochastic_block(self: Resolver, args: list, kwargs: dict, span: Span
+                          ) -> StochasticBlock:
+        """`nn.stochastic(key)`, for a `with` block: its keys are old flax.nn's."""
+        if len(args) != 1 or kwargs or not isinstance(args[0], RngKey) or \
+                args[0].shape != ((2,) if is_raw_key(args[0]) else ()):
+            raise self.error("AOT202", "nn.stochastic takes one random key (jax.random.PRNGKey"
+                             f"(seed) or jax.random.key(seed)), got "
+                             f"{', '.join(describe_value(a) for a in args) or 'nothing'}", span)
+        return StochasticBlock(args[0], is_raw_key(args[0]))
 
     def _call_module_ref(self: Resolver, func: ModuleRef, args: list, kwargs: dict, span: Span,
                          frame: Frame) -> Any:
         """`Dense(x, 8)`, `Block(x, name="b")`: a layer or a user module, called."""
+        if frame.fn is not None and frame.fn.stochastic and isinstance(func.module, UserModule):
+            raise self.error("AOT346", f"module {func.class_name} is called inside `with "
+                             "nn.stochastic(...)`: its own draws would not come from that key "
+                             "here", span, hint="call the module outside the block; inside it, "
+                             "draw with nn.make_rng() and nn.dropout")
         # numpy arrays handed to a layer or a module are arrays like any other
         args, kwargs = self._device_args(args, kwargs, frame, span)
         self._check_module_args(args, kwargs, span)
@@ -276,12 +299,17 @@ class CallsMixin:
         return self._call_layer(func.module, f"nn.{func.module.name}", args, kwargs, span,
                                 frame, dict(func.bound), name=name)
 
-    def _scan(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
-        """`jax.lax.scan(step, init, xs)`: emitted as a real scan over a nested `def`."""
+    def _scan(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame,
+              written: str = "jax.lax.scan", step_what: str = "the scan step") -> Any:
+        """`jax.lax.scan(step, init, xs)`: emitted as a real scan over a nested `def`.
+
+        `written`, `step_what`: how messages name the call and its step (a
+        `jax.lax.fori_loop` or `jax.lax.map` is a scan over a step made for it).
+        """
         span = expr.span
         fn = frame.fn  # a module's function, or a function of arrays (a custom_vjp rule)
         if fn is None:
-            raise self.error("AOT324", "jax.lax.scan can only be called inside a module's "
+            raise self.error("AOT324", f"{written} can only be called inside a module's "
                              "apply", span)
         from ..ops.registry import Signature
 
@@ -292,16 +320,18 @@ class CallsMixin:
             raise self.error(e.code, e.message, span, hint=e.hint) from None
         step, init, xs = b["f"], b["init"], b["xs"]
         step = self._scan_step(step, span, frame)
-        carry_in = self._flat_tensors(init, "init", span)
-        xs_in = self._flat_tensors(xs, "xs", span) if xs is not None else []
+        # `jax.lax.map`'s scan carries nothing
+        empty = isinstance(init, tuple) and not init
+        carry_in = [] if empty else self._flat_tensors(init, "init", span, written)
+        xs_in = self._flat_tensors(xs, "xs", span, written) if xs is not None else []
         lengths = {t.shape[0] for t in xs_in if t.shape}
         length = b["length"]
         if any(not t.shape for t in xs_in) or len(lengths) > 1 or (
                 length is not None and lengths and lengths != {length}):
-            raise self.error("AOT361", "jax.lax.scan: xs must share one leading length, got "
+            raise self.error("AOT361", f"{written}: xs must share one leading length, got "
                              f"{', '.join(t.describe() for t in xs_in)}", span)
         if not lengths and length is None:
-            raise self.error("AOT361", "jax.lax.scan needs xs or length=", span)
+            raise self.error("AOT361", f"{written} needs xs or length=", span)
         n = length if length is not None else lengths.pop()
         carry = rebuild(init, [fresh_like(t) for t in carry_in])
         x = None if xs is None else rebuild(xs, [fresh_row(t) for t in xs_in])
@@ -317,13 +347,13 @@ class CallsMixin:
             fn.scan_steps.pop()
         if any(op.init_only or op.init_args is not None for op in body):
             raise self.error("AOT352", "parameters initialized from data inside "
-                             "jax.lax.scan are not supported", step.span,
+                             f"{written} are not supported", step.span,
                              hint="create the layer before the scan (call it once on the "
                                   "first step's inputs) or give its parameters a shape")
         if fn.state_values != outer_state:
             fn.state_values = outer_state
             raise self.error("AOT362", "state updates (BatchNorm statistics, self.state) inside "
-                             "jax.lax.scan are not supported yet", step.span)
+                             f"{written} are not supported yet", step.span)
         if id(index) in fn.used_steps:  # nn.make_rng() / dropout in the step: feed the index
             steps = Tensor((n,), "int32")
             fn.emit("ops/call.j2", {"call": Code((f"jnp.arange({n})",))}, (steps,), span,
@@ -335,13 +365,14 @@ class CallsMixin:
             raise self.error("AOT363", "a scan step must return (new_carry, y)",
                              _name_span(step))
         new_carry, y = result
-        carry_out = self._flat_tensors(new_carry, "new carry", step.span)
+        carry_out = [] if empty and isinstance(new_carry, tuple) and not new_carry else \
+            self._flat_tensors(new_carry, "new carry", step.span, written)
         if [(t.shape, t.dtype) for t in carry_out] != [(t.shape, t.dtype) for t in carry_in]:
             raise self.error(
-                "AOT364", "the scan step must return a carry of the same types as init: got "
+                "AOT364", f"{step_what} must return a carry of the same types as init: got "
                 f"{', '.join(t.describe() for t in carry_out)} for "
                 f"{', '.join(t.describe() for t in carry_in)}", _name_span(step))
-        ys = self._flat_tensors(y, "y", step.span) if y is not None else []
+        ys = self._flat_tensors(y, "y", step.span, written) if y is not None else []
         p_carry, p_x = step.params.params[0].name, step.params.params[1].name
         carry_var, x_var = TreeVar("carry"), TreeVar("x")
         prologue = []
@@ -358,7 +389,7 @@ class CallsMixin:
                        for name, var, value in ((p_carry, carry_var, carry), (p_x, x_var, x)))
         nested = Function(
             name=self._function_name(step.name if step.name.isidentifier() else "step"),
-            doc=f"Scan step `{step.name}`",
+            doc=f"{_STEP_DOCS.get(written, 'Scan step')} `{step.name}`",
             takes_params=False, state_collections=(), takes_rng=False, inputs=inputs,
             body=tuple(prologue + body), result=value_code(result),
             result_tensors=tuple(carry_out + ys), span=step.span, hints=dict(fn.hints))
@@ -448,12 +479,163 @@ class CallsMixin:
                                               expr.span, frame) for t in tensors(ys)])
         return final, back
 
-    def _flat_tensors(self: Resolver, value: Any, what: str, span: Span) -> list[Tensor]:
+    def _fori_loop(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        """`jax.lax.fori_loop(lower, upper, body_fun, init_val)` with static bounds.
+
+        jax lowers such a loop to a scan over the indices (which is why it can be
+        differentiated in reverse); this emits that scan: a step `(val, i)` calling
+        `body_fun(i, val)` over `jnp.arange(lower, upper)`.
+        """
+        from ..ops.registry import Signature
+
+        span = expr.span
+        try:
+            b = Signature.parse("lower, upper, body_fun, init_val, *, unroll=1").bind(
+                "jax.lax.fori_loop", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        lower, upper, body = b["lower"], b["upper"], b["body_fun"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lower, upper)):
+            raise self.error("AOT361", "jax.lax.fori_loop needs static integer bounds (a loop "
+                             "whose trip count is an array's value is a while loop), got "
+                             f"{describe_value(lower)} and {describe_value(upper)}", span,
+                             hint="compute the bounds from shapes or hyperparameters")
+        names = self._positional_names(body, ("i", "val"), "jax.lax.fori_loop",
+                                       "body_fun(i, val) -> val", span)
+        indices = self._call_entry(REGISTRY.lookup("jnp", "arange"), "jnp.arange",
+                                   [lower, upper], {"dtype": DType("int32")}, span, frame)
+        step = self._step_calling(body, (names[1], names[0]), (names[0], names[1]), None, span,
+                                  frame)
+        final, _ = self._scan([step, b["init_val"], indices], {"unroll": b["unroll"]}, expr,
+                              frame, "jax.lax.fori_loop", "the fori_loop body")
+        return final
+
+    def _lax_map(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        """`jax.lax.map(f, xs)`: jax's definition, a scan carrying nothing whose step
+        returns `f(x)`."""
+        from ..ops.registry import Signature
+
+        span = expr.span
+        try:
+            b = Signature.parse("f, xs").bind("jax.lax.map", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        names = self._positional_names(b["f"], ("x",), "jax.lax.map", "f(x)", span)
+        step = self._step_calling(b["f"], ("_", names[0]), (names[0],), (), span, frame)
+        _, ys = self._scan([step, (), b["xs"]], {}, expr, frame, "jax.lax.map",
+                           "the mapped function")
+        return ys
+
+    def _lax_cond(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        """`jax.lax.cond(pred, true_fun, false_fun, *operands)` (or jax's first form,
+        `cond(pred, true_operand, true_fun, false_operand, false_fun)`) on a static
+        predicate: the branch it picks, called on its operands (the value jax computes)."""
+        span = expr.span
+        if kwargs:
+            raise self.error("AOT304", "jax.lax.cond takes its arguments by position here: "
+                             "cond(pred, true_fun, false_fun, *operands)", span)
+        if len(args) == 5 and not isinstance(args[1], (Closure, OpRef, ModuleRef, Partial)):
+            pred, branches = args[0], ((args[2], [args[1]]), (args[4], [args[3]]))
+        elif len(args) >= 3:
+            pred, branches = args[0], ((args[1], args[3:]), (args[2], args[3:]))
+        else:
+            raise self.error("AOT304", "jax.lax.cond needs cond(pred, true_fun, false_fun, "
+                             f"*operands), got {len(args)} arguments", span)
+        truth = static_truth(pred)
+        if truth is None:
+            raise self.error("AOT361", "jax.lax.cond on an array predicate is not supported "
+                             f"yet (got {describe_value(pred)}); its predicate must be static "
+                             "(a hyperparameter, a shape)", expr.args[0].span,
+                             hint="compute both branches and pick with jnp.where(pred, a, b)")
+        branch, operands = branches[0] if truth else branches[1]
+        return self._call(branch, list(operands), {}, expr, frame)
+
+    def _tree_map(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        """`jax.tree_util.tree_map(f, tree, *rest)`: `f` called on each leaf (with the
+        leaves at the same place in `rest`), in a tree of the same structure.  The structure
+        is static, so the walk happens at build time and the calls are emitted in jax's
+        leaf order (dicts by sorted key)."""
+        from ..ops.registry import Signature
+
+        span = expr.span
+        try:
+            b = Signature.parse("f, tree, *rest, is_leaf=None").bind(
+                "jax.tree_util.tree_map", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        if b["is_leaf"] is not None:
+            raise self.error("AOT203", "jax.tree_util.tree_map: is_leaf= is not supported",
+                             span)
+        f = b["f"]
+
+        def walk(tree: Any, rest: list, path: str) -> Any:
+            for other in rest:
+                if not _same_node(tree, other):
+                    raise self.error("AOT203", "jax.tree_util.tree_map: the trees differ "
+                                     f"at {path or 'the root'}: {describe_value(tree)} and "
+                                     f"{describe_value(other)}", span)
+            if isinstance(tree, dict):
+                return {k: walk(tree[k], [o[k] for o in rest], f"{path}[{k!r}]")
+                        for k in sorted(tree)}
+            if isinstance(tree, (tuple, list)):
+                items = [walk(v, [o[i] for o in rest], f"{path}[{i}]")
+                         for i, v in enumerate(tree)]
+                if isinstance(tree, RecordTuple):
+                    return RecordTuple.make(tree.cls, items)
+                return tuple(items) if isinstance(tree, tuple) else items
+            if tree is None:  # a node without children, as in jax
+                return None
+            return self._call(f, [tree, *rest], {}, expr, frame)
+
+        return walk(b["tree"], list(b["rest"]), "")
+
+    def _tree_leaves(self: Resolver, args: list, kwargs: dict, span: Span) -> list:
+        """`jax.tree_util.tree_leaves(tree)`: its leaves in jax's order (dicts by sorted
+        key, None no leaf)."""
+        if len(args) != 1 or set(kwargs) - {"is_leaf"} or kwargs.get("is_leaf") is not None:
+            raise self.error("AOT304", "jax.tree_util.tree_leaves takes one tree here", span)
+        return [v for v in result_leaves(args[0]) if v is not None]
+
+    def _positional_names(self: Resolver, func: Any, names: tuple[str, ...], written: str,
+                          shape: str, span: Span) -> tuple[str, ...]:
+        """The names of the first positional parameters of `func`, the function given to
+        `written` (which calls it as `shape`); `names` (their count) for a function that is
+        not the model file's (`nn.relu`)."""
+        if not isinstance(func, Closure):
+            return names
+        params = [p.name for p in func.params.params if p.kind == "positional"]
+        if len(params) < len(names) and not any(p.kind == "vararg" for p in func.params.params):
+            raise self.error("AOT360", f"{written} needs a function {shape}, got "
+                             f"{describe_value(func)}", span)
+        return tuple(params[:len(names)]) if len(params) >= len(names) else names
+
+    def _step_calling(self: Resolver, func: Any, params: tuple[str, str],
+                      passed: tuple[str, ...], carry: Any, span: Span, frame: Frame) -> Closure:
+        """A scan step `(params[0], params[1])` calling `func` with the parameters named in
+        `passed`: it returns `(func(...), None)`, or with a `carry` given (`()`), `(carry,
+        func(...))`.  Its parameters keep the names of `func`'s, so the emitted step reads
+        like the function given."""
+        if isinstance(func, Closure):
+            span, name = func.span, func.name
+        else:
+            name = "step"
+        env = Env(frame.env)
+        env.set("_loop_fn", func)
+        call = ir.Call(ir.Name("_loop_fn", span), tuple(ir.Name(n, span) for n in passed), (),
+                       span)
+        result = ir.TupleExpr((call, ir.Constant(None, span)) if carry is None
+                              else (ir.TupleExpr((), span), call), span)
+        step_params = ir.Parameters(tuple(ir.Param(n, None, None, "positional", span)
+                                          for n in params), span)
+        return Closure(name, step_params, (ir.Return(result, span),), env, span)
+
+    def _flat_tensors(self: Resolver, value: Any, what: str, span: Span,
+                      written: str = "jax.lax.scan") -> list[Tensor]:
         if contains_poison(value):  # reported where it failed
             raise Abort()
         leaves = tensor_leaves(value)
         if not leaves or not all(isinstance(v, Tensor) for v in leaves):
-            raise self.error("AOT361", f"jax.lax.scan: {what} must be an array or a tuple of "
+            raise self.error("AOT361", f"{written}: {what} must be an array or a tuple of "
                              f"arrays, got {describe_value(value)}", span)
         return leaves
 
@@ -497,7 +679,9 @@ class CallsMixin:
 
     def _call_closure(self: Resolver, fn: Closure, args: list, kwargs: dict, span: Span,
                       frame: Frame) -> Any:
-        bound = self._bind(fn.params, args, kwargs, fn.name, span, defaults=fn.defaults)
+        # a method's defaults (not evaluated at its `def`) are read in its own file's names
+        bound = self._bind(fn.params, args, kwargs, fn.name, span, defaults=fn.defaults,
+                           defaults_env=fn.env)
         env = Env(fn.env)
         for k, v in bound.items():
             env.set(k, v)
@@ -574,8 +758,10 @@ class CallsMixin:
                 isinstance(args[0], dict):
             args = [list(args[0])]  # a dict iterates its keys, which are static
         for a in list(args) + list(kwargs.values()):
-            if not is_static(a) and fn.name not in ("len", "tuple", "list", "enumerate", "zip",
-                                                    "reversed", "isinstance", "dict"):
+            if not is_static(a) and fn.name not in (
+                    "len", "tuple", "list", "enumerate", "zip", "reversed", "isinstance", "dict") \
+                    and not (fn.name.startswith("itertools.") and
+                             fn.name != "itertools.accumulate"):  # these only arrange items
                 raise self.error("AOT349", f"{fn.name}() is evaluated at build time and needs "
                                  f"static arguments, got {describe_value(a)}", span,
                                  hint="use the jnp function for arrays (jnp.maximum, ...)")
@@ -596,6 +782,11 @@ class CallsMixin:
         read = self._builtin_read(fn.name, args, kwargs, span)
         try:
             result = fn.fn(*args, **kwargs)
+            if fn.name.startswith("itertools."):  # bounded before it is made whole
+                result = list(itertools.islice(result, MAX_UNROLL + 1))
+                if len(result) > MAX_UNROLL:
+                    raise self.error("AOT330", f"{fn.name}() is too long to unroll (more than "
+                                     f"{MAX_UNROLL:,} items)", span)
             if fn.name in ("range", "enumerate", "zip", "reversed", "map", "filter"):
                 result = list(result)  # lazy ones fail here (map over a model function)
         except Exception as e:  # a static builtin failed on user values
@@ -1104,6 +1295,27 @@ def _keyword_problem(key: Any) -> str | None:
     if not key.isidentifier() or quoting.normalize(key) != key or iskeyword(key):
         return f"the key {key[:40]!r} is not an identifier"
     return None
+
+
+def _same_node(a: Any, b: Any) -> bool:
+    """Whether two pytree nodes have one structure at this level (what tree_map needs)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and sorted(a) == sorted(b)
+    if isinstance(a, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and (
+            not isinstance(a, RecordTuple) or a.cls is getattr(b, "cls", None))
+    if a is None:
+        return b is None
+    return not isinstance(b, (dict, tuple, list)) and b is not None
+
+
+#: The resolver's method for each marker called as `(args, kwargs, expr, frame)`, by id.
+_CONTROL_FLOW = {id(namespaces.SCAN): "_scan", id(namespaces.FORI_LOOP): "_fori_loop",
+                 id(namespaces.LAX_MAP): "_lax_map", id(namespaces.LAX_COND): "_lax_cond",
+                 id(namespaces.TREE_MAP): "_tree_map", id(namespaces.SCAN_IN_DIM): "_scan_in_dim"}
+
+#: The docstring of the step a scan is emitted over, by what the model file called.
+_STEP_DOCS = {"jax.lax.fori_loop": "Loop body", "jax.lax.map": "Mapped function"}
 
 
 def _name_span(step: Closure) -> Span:

@@ -71,7 +71,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         #: Sentinel sizes for symbolic dimensions (`symbolic.Sentinels`), or None.
         self.symbols = symbols
         self.workspace = workspace
-        self.reporter = Reporter()
+        self.reporter: Reporter = Reporter()
         #: Module-level names per model file reached (the built file's first).
         self.modules: dict[int, ModuleGlobals] = {}
         self.globals = self.module_globals(model)
@@ -95,7 +95,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         #: Warnings by where and what they say (a definition reached twice warns once).
         self.warnings: dict[tuple, Diagnostic] = {}
         #: Errors raised so far, repeats included (a body with errors must not produce a value).
-        self.errors = 0
+        self.errors: int = 0
         self.steps = 0
         walked()  # what earlier resolutions walked is theirs
 

@@ -9,7 +9,7 @@ from .. import dtypes as dt
 from .. import ir, namespaces, safety
 from ..diagnostics import Span
 from ..ops import REGISTRY, CallError
-from ..ops.host import HostArray
+from ..ops.host import HOST_DTYPES, HostArray, is_numpy_scalar
 from ..ops.operators import NO_INDEX, AtIndex
 from ..program import (
     Code,
@@ -83,6 +83,23 @@ _EVAL: dict[type, Callable[..., Any]] = {}
 
 #: Static comparisons that read their operands whole (`is` does not).
 _READING_COMPARE = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not in"})
+
+
+def _scalar_astype(value: Any, dtype: Any) -> Any:
+    """`np.sqrt(d).astype(np.float32)`: a numpy scalar converted at build time."""
+    name = dtype.name if isinstance(dtype, DType) else dtype
+    if name not in HOST_DTYPES:
+        raise TypeError(f"numpy cannot convert to {describe_value(dtype)} here")
+    return value.astype(name)
+
+
+#: Attributes of numpy scalars (`np.float32(2.0).dtype`, `np.sqrt(d).astype(np.float32)`).
+_SCALAR_ATTRIBUTES: dict[str, Callable[[Any], Any]] = {
+    "dtype": lambda v: DType(str(v.dtype)),
+    "shape": lambda v: (), "ndim": lambda v: 0, "size": lambda v: 1,
+    "item": lambda v: StaticBuiltin("item", lambda: v.item()),
+    "astype": lambda v: StaticBuiltin("astype", lambda dtype: _scalar_astype(v, dtype)),
+}
 
 
 class ExpressionsMixin:
@@ -407,24 +424,27 @@ class ExpressionsMixin:
 
     def _eval_Attribute(self: Resolver, expr: ir.Attribute, frame: Frame) -> Any:
         value = self.eval(expr.value, frame)
-        if expr.attr == "__name__":
-            return self._function_name_of(value, expr.span)
-        if expr.attr.startswith("__") and not (expr.attr == "__init__"
-                                               and isinstance(value, SuperObject)):
-            raise self.error("AOT346", f"dunder attribute '{expr.attr}' is not available in "
-                             "model files", expr.span)
+        return self._attribute_of(value, expr.attr, expr.span, frame)
+
+    def _attribute_of(self: Resolver, value: Any, attr: str, span: Span, frame: Frame) -> Any:
+        """`value.attr`, written out or named by `getattr(value, "attr")`."""
+        if attr == "__name__":
+            return self._function_name_of(value, span)
+        if attr.startswith("__") and not (attr == "__init__" and isinstance(value, SuperObject)):
+            raise self.error("AOT346", f"dunder attribute '{attr}' is not available in "
+                             "model files", span)
         if isinstance(value, HostArray):
-            return self._host_attribute(value, expr.attr, expr.span, frame)
-        if isinstance(value, Tensor) and expr.attr == "T":
-            fn, _ = self._need_module_frame(frame, expr.span, "x.T")
+            return self._host_attribute(value, attr, span, frame)
+        if isinstance(value, Tensor) and attr == "T":
+            fn, _ = self._need_module_frame(frame, span, "x.T")
             out = Tensor(value.shape[::-1], value.dtype, value.weak)
-            fn.emit("ops/call.j2", {"call": Code.of(value, ".T")}, (out,), expr.span, "t")
+            fn.emit("ops/call.j2", {"call": Code.of(value, ".T")}, (out,), span, "t")
             return out
         if isinstance(value, SelfValue):
-            return self._self_attribute(value, expr.attr, expr.span, frame)
+            return self._self_attribute(value, attr, span, frame)
         if isinstance(value, (ConfigValue, Record, RecordTuple, RecordClass, SuperObject)):
-            return self._record_attribute(value, expr.attr, expr.span, frame)
-        return self._attribute(value, expr.attr, expr.span)
+            return self._record_attribute(value, attr, span, frame)
+        return self._attribute(value, attr, span)
 
     def _attribute(self: Resolver, value: Any, attr: str, span: Span) -> Any:
         if isinstance(value, Poison):
@@ -476,6 +496,8 @@ class ExpressionsMixin:
             return self._cache_attribute(value, attr, span)
         if isinstance(value, AtIndex):
             return self._at_method(value, attr, span)
+        if is_numpy_scalar(value) and attr in _SCALAR_ATTRIBUTES:
+            return _SCALAR_ATTRIBUTES[attr](value)
         raise self.error("AOT346", f"{describe_value(value)} has no attribute '{attr}'", span)
 
     def _at_method(self: Resolver, value: AtIndex, attr: str, span: Span) -> BoundMethod:

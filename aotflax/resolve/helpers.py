@@ -313,6 +313,8 @@ def assigned_names(stmt: ir.Stmt | ir.ClassDef) -> list[str]:
                                      for n in assigned_names(s)]
     if isinstance(stmt, (ir.If, ir.While)):  # a failed condition: both blocks' names unknown
         return [n for s in (*stmt.body, *stmt.orelse) for n in assigned_names(s)]
+    if isinstance(stmt, ir.With):
+        return [n for s in stmt.body for n in assigned_names(s)]
     if isinstance(stmt, (ir.FunctionDef, ir.ClassDef)):
         return [stmt.name]  # a def that failed (decorators, defaults) is not "undefined"
     if isinstance(stmt, ir.Import):

@@ -26,10 +26,9 @@ if TYPE_CHECKING:
     from .core import Resolver
 
 #: What to say about a module outside the static language.
-_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, operator, string, typing, dataclasses, attr, "
-               "collections, "
-               "abc, ml_collections, optax, logging (absl.logging), gin's decorators and the "
-               "build's model files")
+_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, itertools, operator, string, typing, "
+               "dataclasses, attr, collections, abc, ml_collections, optax, logging "
+               "(absl.logging), gin's decorators and the build's model files")
 
 
 class ImportsMixin:

@@ -910,7 +910,8 @@ class ModulesMixin:
         for node in _walk(init.body):
             if isinstance(node, ir.Name):
                 names.add(node.id)
-            elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For, ir.While)):
+            elif isinstance(node, (ir.Assign, ir.AugAssign, ir.AnnAssign, ir.For, ir.While,
+                                   ir.With)):
                 local.update(assigned_names(node))
         for n in names - local:
             env: Env | None = init.env

@@ -11,17 +11,26 @@ implements the part of it model code uses.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable
 
+from .. import dtypes as dt
 from .. import ir, namespaces
-from ..diagnostics import Diagnostic, Note, Span
+from ..diagnostics import Diagnostic, Note, Reporter, Span
 from ..ops import CallError, convolution
 from ..ops.registry import Signature
+from ..program import Tensor
 from ..values import (
+    BFLOAT16_FINFO,
+    DTYPE_KINDS,
+    FINFO,
+    IINFO,
     NO_DEFAULT,
     BoundMethod,
     Closure,
     ConfigValue,
+    DType,
+    DTypeKind,
     Env,
     FieldDefault,
     ModuleValue,
@@ -37,6 +46,7 @@ from ..values import (
     SuperObject,
     describe_value,
     is_static,
+    is_subdtype,
 )
 from .base import Abort, Frame
 from .imports import builtin_decorator
@@ -59,6 +69,126 @@ class RecordsMixin:
 
     # ---------------------------------------------------------------- library functions
 
+    def _type_info(self: Resolver, floating: bool, args: list, kwargs: dict, span: Span
+                   ) -> RecordTuple:
+        """`jnp.finfo(dtype)` / `jnp.iinfo(dtype)` (of a dtype, its name, or an array):
+        numpy's numbers for it, computed at build time (numpy scalars of the dtype)."""
+        written = "jnp.finfo" if floating else "jnp.iinfo"
+        if len(args) != 1 or kwargs:
+            raise self.error("AOT301", f"{written}() takes one dtype", span)
+        value = args[0]
+        dtype = value.name if isinstance(value, DType) else value.dtype if isinstance(
+            value, Tensor) else value if isinstance(value, str) else None
+        wanted = dt.is_inexact if floating else dt.is_integer
+        if dtype not in dt.ALL_DTYPES or not wanted(dtype) or dtype.startswith("complex"):
+            kind = "a floating" if floating else "an integer"
+            raise self.error("AOT203", f"{written} needs {kind} dtype, got "
+                             f"{describe_value(value)}", span)
+        import numpy as np
+
+        if not floating:
+            info = np.iinfo(np.dtype(dtype))
+            return RecordTuple.make(IINFO, [info.bits, int(info.min), int(info.max),
+                                            DType(dtype)])
+        if dtype == "bfloat16":
+            return RecordTuple.make(FINFO, [*BFLOAT16_FINFO, DType(dtype)])
+        f = np.finfo(np.dtype(dtype))
+        return RecordTuple.make(FINFO, [f.bits, f.eps, f.max, f.min, f.tiny, f.smallest_normal,
+                                        f.resolution, f.precision, DType(dtype)])
+
+    def _getattr(self: Resolver, has: bool, args: list, kwargs: dict, span: Span,
+                 frame: Frame) -> Any:
+        """`getattr(obj, name[, default])` and `hasattr(obj, name)` for a static,
+        non-dunder name: the attribute as `obj.name` written out gives it.  A default (or
+        hasattr) turns a missing attribute into the default (False); the lookup's error is
+        then not reported."""
+        written = "hasattr" if has else "getattr"
+        if kwargs or not (2 <= len(args) <= (2 if has else 3)):
+            raise self.error("AOT301", f"{written}() takes an object and an attribute name"
+                             + ("" if has else ", and a default"), span)
+        value, attr = args[0], self._attribute_name(written, args[1], span)
+        if not has and len(args) == 2:
+            return self._attribute_of(value, attr, span, frame)
+        found, result = self._quietly(lambda: self._attribute_of(value, attr, span, frame))
+        if has:
+            return found
+        return result if found else args[2]
+
+    def _attribute_name(self: Resolver, written: str, attr: Any, span: Span) -> str:
+        """The name `getattr` / `hasattr` / `setattr` was given: a static identifier that is
+        no dunder (Python's internals stay out of reach, as they do written out)."""
+        if not isinstance(attr, str) or not attr.isidentifier() or attr.startswith("__"):
+            raise self.error("AOT105" if isinstance(attr, str) and attr.startswith("__")
+                             else "AOT203", f"{written}() needs a static attribute name, not a "
+                             f"dunder, got {describe_value(attr)}", span)
+        return attr
+
+    def _quietly(self: Resolver, attempt: Callable[[], Any]) -> tuple[bool, Any]:
+        """`attempt()`, with the errors it would report dropped: (whether it succeeded, its
+        result)."""
+        reporter, errors, reported = self.reporter, self.errors, set(self._reported)
+        self.reporter = Reporter()
+        try:
+            return True, attempt()
+        except Abort:
+            return False, None
+        finally:
+            self.reporter, self.errors, self._reported = reporter, errors, reported
+
+    def _issubdtype(self: Resolver, args: list, kwargs: dict, span: Span) -> bool:
+        """`jnp.issubdtype(x.dtype, jnp.floating)`: decided at build time."""
+        if len(args) != 2 or kwargs:
+            raise self.error("AOT301", "jnp.issubdtype() takes a dtype and a dtype or dtype "
+                             "class", span)
+        value, kind = args
+        dtype = value.name if isinstance(value, (DType, DTypeKind)) else value.dtype \
+            if isinstance(value, Tensor) else None
+        if isinstance(kind, str) and kind in dt.ALL_DTYPES:
+            kind = DType(kind)
+        if dtype is None or not isinstance(kind, (DType, DTypeKind)):
+            raise self.error("AOT203", f"jnp.issubdtype needs dtypes, got "
+                             f"{describe_value(value)} and {describe_value(kind)}", span)
+        if isinstance(value, DTypeKind):  # a class under a class: numpy's hierarchy
+            return isinstance(kind, DTypeKind) and (kind.name == "generic" or set(
+                DTYPE_KINDS[value.name] or ()) <= set(DTYPE_KINDS[kind.name] or ()))
+        return is_subdtype(dtype, kind)
+
+    def _operator(self: Resolver, name: str, args: list, kwargs: dict, expr: ir.Call,
+                  frame: Frame) -> Any:
+        """`operator.mul(a, b)` (`functools.reduce(operator.mul, shape)`): the expression it
+        stands for, evaluated as if written out (static values, or arrays)."""
+        unary = name in namespaces.OPERATOR_UNARY or name == "truth"
+        if kwargs or len(args) != (1 if unary else 2):
+            raise self.error("AOT304", f"operator.{name} takes {1 if unary else 2} positional "
+                             f"argument{'' if unary else 's'}, got {len(args)}", expr.span)
+        span = expr.span
+        env = Env(frame.env)
+        names = [ir.Name(f"<{i}>", span) for i in range(len(args))]
+        for n, value in zip(names, args):
+            env.set(n.id, value)
+        node: ir.Expr
+        if name in namespaces.OPERATOR_SEQUENCE:
+            if not all(isinstance(a, (list, tuple, str)) for a in args):
+                raise self.error("AOT344", f"operator.{name} joins sequences, got "
+                                 f"{describe_value(args[0])} and {describe_value(args[1])}",
+                                 span, hint="operator.add adds numbers and arrays")
+            node = ir.BinOp(names[0], "+", names[1], span)
+        elif name in namespaces.OPERATOR_INPLACE:
+            node = ir.BinOp(names[0], namespaces.OPERATOR_INPLACE[name], names[1], span)
+        elif name in namespaces.OPERATOR_BINARY:
+            node = ir.BinOp(names[0], namespaces.OPERATOR_BINARY[name], names[1], span)
+        elif name == "contains":  # contains(a, b) is `b in a`
+            node = ir.Compare(names[1], ("in",), (names[0],), span)
+        elif name in namespaces.OPERATOR_COMPARE:
+            node = ir.Compare(names[0], (namespaces.OPERATOR_COMPARE[name],), (names[1],), span)
+        elif name == "getitem":
+            node = ir.Subscript(names[0], names[1], span)
+        elif name == "truth":
+            node = ir.UnaryOp("not", ir.UnaryOp("not", names[0], span), span)
+        else:
+            node = ir.UnaryOp(namespaces.OPERATOR_UNARY[name], names[0], span)
+        return self.eval(node, dataclasses.replace(frame, env=env))
+
     def _call_static_function(self: Resolver, func: StaticFunction, args: list, kwargs: dict,
                               expr: ir.Call, frame: Frame) -> Any:
         name, span = func.name, expr.span
@@ -72,10 +202,27 @@ class RecordsMixin:
             return Partial(inner, tuple(args[1:]), tuple(kwargs.items()))
         if name == "functools.reduce":
             return self._reduce(args, kwargs, expr, frame)
-        if name.startswith("operator."):
-            return self._operator_function(name[len("operator."):], args, kwargs, span, frame)
         if name.startswith("logging."):  # ran while JAX traced, never in the program
             return None
+        if name == "builtins.locals":
+            if args or kwargs:
+                raise self.error("AOT301", "locals() takes no arguments", span)
+            return dict(frame.env.vars)  # the function's own names (its closure's are not)
+        if name == "builtins.setattr":
+            if kwargs or len(args) != 3:
+                raise self.error("AOT301", "setattr() takes an object, a name and a value",
+                                 span)
+            self._set_attribute(args[0], self._attribute_name("setattr", args[1], span),
+                                args[2], span, frame)
+            return None
+        if name in ("builtins.getattr", "builtins.hasattr"):
+            return self._getattr(name == "builtins.hasattr", args, kwargs, span, frame)
+        if name == "numpy.issubdtype":
+            return self._issubdtype(args, kwargs, span)
+        if name in ("numpy.finfo", "numpy.iinfo"):
+            return self._type_info(name == "numpy.finfo", args, kwargs, span)
+        if name.startswith("operator."):
+            return self._operator(name.removeprefix("operator."), args, kwargs, expr, frame)
         if name == "jax.jit":
             return self._jit(args, kwargs, span)
         if name in ("gin.configurable", "gin.external_configurable"):
@@ -295,27 +442,6 @@ class RecordsMixin:
             self._step(expr.span)
             acc = self._call(args[0], [acc, item], {}, expr, frame)
         return acc
-
-    def _operator_function(self: Resolver, name: str, args: list, kwargs: dict, span: Span,
-                           frame: Frame) -> Any:
-        """`operator.add(a, b)`, `operator.neg(a)`, ...: the operator written out, on
-        static values and arrays alike; the in-place forms give a new value, as `+=` does
-        in a model file."""
-        binary = namespaces.OPERATOR_BINARY.get(name) or namespaces.OPERATOR_INPLACE.get(name)
-        arity = 2 if binary else 1
-        if kwargs or len(args) != arity:
-            given = len(args) + len(kwargs)
-            raise self.error("AOT301", f"operator.{name} takes {arity} positional "
-                             f"argument{'s' if arity == 2 else ''}, got {given}"
-                             f"{' (keywords are not taken)' if kwargs else ''}", span)
-        if binary:
-            if name in ("concat", "iconcat") and not all(
-                    isinstance(a, (list, tuple, str)) for a in args):
-                raise self.error("AOT344", f"operator.{name} joins sequences, got "
-                                 f"{describe_value(args[0])} and {describe_value(args[1])}",
-                                 span, hint="operator.add adds numbers and arrays")
-            return self._binop(binary, args[0], args[1], span, frame)
-        return self._unaryop(namespaces.OPERATOR_UNARY[name], args[0], span, frame)
 
     # ---------------------------------------------------------------- ConfigDict
 

@@ -16,6 +16,7 @@ from ..program import (
 )
 from ..scopes import (
     StateVariable,
+    StochasticBlock,
 )
 from ..sizes import Size, SizeRef, SizeTuple, bound_to, has_code
 from ..values import (
@@ -87,7 +88,7 @@ class StatementsMixin:
         except Abort:
             if isinstance(stmt, ir.Return):  # the function's result failed: callers stay silent
                 raise ReturnSignal(POISON) from None
-            compound = isinstance(stmt, (ir.If, ir.For, ir.While))
+            compound = isinstance(stmt, (ir.If, ir.For, ir.While, ir.With))
             for name in assigned_names(stmt):
                 if compound and name in frame.env.vars and not (
                         isinstance(stmt, ir.For) and name in assigned_names(
@@ -183,6 +184,25 @@ class StatementsMixin:
                 return
         self._exec_block(stmt.orelse, frame)
 
+    def _stmt_With(self: Resolver, stmt: ir.With, frame: Frame) -> None:
+        """`with nn.stochastic(key):` (old flax.nn's stochastic context): the body's
+        `nn.make_rng()` and `nn.dropout` draw `fold_in(key, 1)`, `fold_in(key, 2)`, ..."""
+        block = self.eval(stmt.context, frame)
+        if isinstance(block, Poison):
+            raise Abort()
+        if not isinstance(block, StochasticBlock):
+            raise self.error("AOT102", "'with' is supported only as `with nn.stochastic(rng):`, "
+                             f"got {describe_value(block)}", stmt.context.span)
+        fn = frame.fn
+        if fn is None:
+            raise self.error("AOT324", "nn.stochastic blocks run inside a module's apply (or a "
+                             "function it calls)", stmt.span)
+        fn.stochastic.append(block)
+        try:
+            self._exec_block(stmt.body, frame)
+        finally:
+            fn.stochastic.pop()
+
     def _stmt_Break(self: Resolver, stmt: ir.Break, frame: Frame) -> None:
         raise BreakSignal()
 
@@ -246,23 +266,8 @@ class StatementsMixin:
             return
         if isinstance(target, ir.Attribute):
             receiver = self.eval(target.value, frame)
-            if isinstance(receiver, StateVariable) and target.attr == "value":
-                self._state_write(receiver, value, target.span)
-                return
-            if isinstance(receiver, SelfValue):
-                self._set_self_attribute(receiver, target.attr, value, target.span, frame)
-                return
-            if isinstance(receiver, (ConfigValue, Record, RecordTuple)):
-                self._set_record_attribute(receiver, target.attr, value, target.span)
-                return
-            if isinstance(receiver, Closure) and target.attr == "__name__":
-                if not isinstance(value, str):
-                    raise self.error("AOT331", f"a function's __name__ must be a string, got "
-                                     f"{describe_value(value)}", target.span)
-                receiver.dunder_name = value  # the function object itself, as in Python
-                return
-            raise self.error("AOT331", f"cannot set attribute '{target.attr}' of "
-                             f"{describe_value(receiver)}", target.span)
+            self._set_attribute(receiver, target.attr, value, target.span, frame)
+            return
         if isinstance(target, ir.Subscript):
             container = self.eval(target.value, frame)
             index = self.eval(target.index, frame)
@@ -288,6 +293,27 @@ class StatementsMixin:
             raise self.error("AOT332", f"cannot assign items of {describe_value(container)}",
                              target.span)
         raise self.error("AOT331", "cannot assign to this expression", target.span)
+
+    def _set_attribute(self: Resolver, receiver: Any, attr: str, value: Any, span: Span,
+                       frame: Frame) -> None:
+        """`receiver.attr = value`, written out or as `setattr(receiver, "attr", value)`."""
+        if isinstance(receiver, StateVariable) and attr == "value":
+            self._state_write(receiver, value, span)
+            return
+        if isinstance(receiver, SelfValue):
+            self._set_self_attribute(receiver, attr, value, span, frame)
+            return
+        if isinstance(receiver, (ConfigValue, Record, RecordTuple)):
+            self._set_record_attribute(receiver, attr, value, span)
+            return
+        if isinstance(receiver, Closure) and attr == "__name__":
+            if not isinstance(value, str):
+                raise self.error("AOT331", f"a function's __name__ must be a string, got "
+                                 f"{describe_value(value)}", span)
+            receiver.dunder_name = value  # the function object itself, as in Python
+            return
+        raise self.error("AOT331", f"cannot set attribute '{attr}' of "
+                         f"{describe_value(receiver)}", span)
 
     def _bind_size(self: Resolver, name: str, value: Any, fn: Any, span: Span) -> Any:
         """`batch = x.shape[0]`: a statement of its own, so the generated code reads the

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 #: Modules of the static language (and their submodules).
 KNOWN_MODULES = frozenset({"aotflax", "jax", "numpy", "math", "functools", "typing", "optax",
                            "__future__", "dataclasses", "collections", "ml_collections",
-                           "logging", "attr", "attrs", "gin", "abc", "operator", "string"})
+                           "logging", "attr", "attrs", "gin", "abc", "operator", "itertools",
+                           "string"})
 
 
 class ModuleGlobals(Env):
@@ -250,6 +251,7 @@ def skipped(model: ir.ModelFile, executed: set[int], known: Any) -> list[tuple[S
     not worth a warning (`known(import) -> bool` decides for imports).
     """
     out = []
+    typing = {s.alias for s in model.body if isinstance(s, ir.Import) and s.module == "typing"}
     for i, stmt in enumerate(model.body):
         if i in executed:
             continue
@@ -257,8 +259,24 @@ def skipped(model: ir.ModelFile, executed: set[int], known: Any) -> list[tuple[S
             continue
         if isinstance(stmt, ir.Import) and known(stmt):
             continue
+        if isinstance(stmt, ir.Assign) and _type_expression(stmt.value, typing):
+            continue  # `Array = Any`, `Shape = Tuple[int, ...]`: read by annotations only
         out.append((stmt.span, describe_statement(stmt)))
     return out
+
+
+def _type_expression(expr: Any, typing: set[str]) -> bool:
+    """An expression made of `typing`'s names (`Any`, `Callable[..., Any]`, `t.Tuple[int]`)
+    or array types (`jnp.ndarray`): a type alias, which only annotations read."""
+    if isinstance(expr, ir.Name):
+        return expr.id in typing
+    if isinstance(expr, ir.Attribute):
+        root = expr.value
+        return (isinstance(root, ir.Name) and root.id in typing) or expr.attr in (
+            "ndarray", "Array", "PRNGKey", "DTypeLike", "ArrayLike", "Shape")
+    if isinstance(expr, ir.Subscript):
+        return _type_expression(expr.value, typing)
+    return False
 
 
 def describe_statement(stmt: Any) -> str:

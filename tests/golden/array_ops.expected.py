@@ -23,8 +23,7 @@ def mixer_fn(x):
     both = jnp.concatenate([first, getitem], axis=-1)  # golden/array_ops.py:16  f32[2, 3, 6]
     mask = both > 0.5  # golden/array_ops.py:17  bool[2, 3, 6]
     where = jnp.where(mask, both, 0.0)  # golden/array_ops.py:17  f32[2, 3, 6]
-    sum_1 = where.sum(axis=-1)  # golden/array_ops.py:17  f32[2, 3]
-    return sum_1
+    return where.sum(axis=-1)  # golden/array_ops.py:17  f32[2, 3]
 
 
 #: Parameters and state of mixer.

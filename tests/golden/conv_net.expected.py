@@ -10,25 +10,17 @@ from . import _runtime
 
 
 def block_features_4(params, x):
-    """Block.apply(features=4, pool="max"), from golden/conv_net.py:9.
-
-    Serves net (Block_0).
-    """
+    """Block.apply(features=4, pool="max"), from golden/conv_net.py:9."""
     conv = jax.lax.conv_general_dilated(x, params["conv"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # golden/conv_net.py:11  f32[2, 8, 8, 4]
     x = jax.nn.relu(conv)  # golden/conv_net.py:11  f32[2, 8, 8, 4]
-    pool = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # golden/conv_net.py:13  f32[2, 4, 4, 4]
-    return pool
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # golden/conv_net.py:13  f32[2, 4, 4, 4]
 
 
 def block_features_8(params, x):
-    """Block.apply(features=8, pool="avg"), from golden/conv_net.py:9.
-
-    Serves net (Block_1).
-    """
+    """Block.apply(features=8, pool="avg"), from golden/conv_net.py:9."""
     conv = jax.lax.conv_general_dilated(x, params["conv"]["kernel"], window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # golden/conv_net.py:11  f32[2, 4, 4, 8]
     x = jax.nn.relu(conv)  # golden/conv_net.py:11  f32[2, 4, 4, 8]
-    pool = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "SAME") / 4  # golden/conv_net.py:14  f32[2, 2, 2, 8]
-    return pool
+    return jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "SAME") / 4  # golden/conv_net.py:14  f32[2, 2, 2, 8]
 
 
 def net_fn(params, x):
@@ -36,12 +28,11 @@ def net_fn(params, x):
     x = block_features_4(params["Block_0"], x)  # golden/conv_net.py:19  f32[2, 4, 4, 4]
     x = block_features_8(params["Block_1"], x)  # golden/conv_net.py:20  f32[2, 2, 2, 8]
     x = jnp.mean(x, axis=(1, 2))  # golden/conv_net.py:21  f32[2, 8]
-    dense = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # golden/conv_net.py:22  f32[2, 2]
-    return dense
+    return x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # golden/conv_net.py:22  f32[2, 2]
 
 
 def block_variables(*, in_channels, features):
-    """The params of Block.apply(features=4|8, pool="max"|"avg"), from golden/conv_net.py:9."""
+    """The params of Block.apply, from golden/conv_net.py:9."""
     return {
         "conv": {"kernel": _runtime.param(jax.nn.initializers.lecun_normal(), (3, 3, in_channels, features))},  # golden/conv_net.py:11
     }

@@ -11,22 +11,17 @@ from . import _runtime
 
 def uniform_init(key, shape, dtype):
     """Initializer uniform_init for f32[4], from golden/custom_layer.py:7."""
-    uniform = jax.random.uniform(key, (4,), jnp.float32, -0.1, 0.1)  # golden/custom_layer.py:8  f32[4]
-    return uniform
+    return jax.random.uniform(key, (4,), jnp.float32, -0.1, 0.1)  # golden/custom_layer.py:8  f32[4]
 
 
 def affine(params, x):
-    """Affine.apply(), from golden/custom_layer.py:12.
-
-    Serves tied (affine).
-    """
+    """Affine.apply(), from golden/custom_layer.py:12."""
     scale = params["scale"]  # golden/custom_layer.py:14  f32[4]
     shift = params["shift"]  # golden/custom_layer.py:15  f32[4]
     reshape = scale.reshape((1, -1))  # golden/custom_layer.py:16  f32[1, 4]
     y = x * reshape  # golden/custom_layer.py:16  f32[2, 4]
     reshape = shift.reshape((1, -1))  # golden/custom_layer.py:16  f32[1, 4]
-    y = y + reshape  # golden/custom_layer.py:16  f32[2, 4]
-    return y
+    return y + reshape  # golden/custom_layer.py:16  f32[2, 4]
 
 
 def tied_fn(params, x):
@@ -37,8 +32,7 @@ def tied_fn(params, x):
     x = jnp.tanh(dense)  # golden/custom_layer.py:23  f32[2, 4]
     dense = x @ params["tied"]["kernel"] + params["tied"]["bias"].reshape((1, -1))  # golden/custom_layer.py:23  f32[2, 4]
     x = jnp.tanh(dense)  # golden/custom_layer.py:23  f32[2, 4]
-    affine_out = affine(params["affine"], x)  # golden/custom_layer.py:24  f32[2, 4]
-    return affine_out
+    return affine(params["affine"], x)  # golden/custom_layer.py:24  f32[2, 4]
 
 
 def affine_variables():

@@ -10,22 +10,17 @@ from . import _runtime
 
 
 def head(params, x, *, rng):
-    """Head.apply(rate=0.5), from golden/dropout.py:6.
-
-    Serves model (head).
-    """
+    """Head.apply(rate=0.5), from golden/dropout.py:6."""
     keep = jax.random.bernoulli(jax.random.fold_in(rng, 1918885900), 0.5, x.shape)  # golden/dropout.py:7  bool[2, 8]
     x = jax.lax.select(jnp.broadcast_to(keep, x.shape), x / 0.5, jnp.zeros_like(x))  # golden/dropout.py:7  f32[2, 8]
-    dense = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # golden/dropout.py:8  f32[2, 3]
-    return dense
+    return x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # golden/dropout.py:8  f32[2, 3]
 
 
 def model_fn(params, x, *, rng):
     """Model.apply(), from golden/dropout.py:12."""
     dense = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # golden/dropout.py:13  f32[2, 8]
     x = jax.nn.gelu(dense)  # golden/dropout.py:13  f32[2, 8]
-    head_out = head(params["head"], x, rng=jax.random.fold_in(rng, 670299804))  # golden/dropout.py:14  f32[2, 3]
-    return head_out
+    return head(params["head"], x, rng=jax.random.fold_in(rng, 670299804))  # golden/dropout.py:14  f32[2, 3]
 
 
 def head_variables():

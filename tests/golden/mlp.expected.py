@@ -17,8 +17,7 @@ def mlp_fn(params, x):
     dense = x @ params["hidden_1"]["kernel"] + params["hidden_1"]["bias"].reshape((1, -1))  # golden/mlp.py:9  f32[2, 4]
     x = jax.nn.relu(dense)  # golden/mlp.py:9  f32[2, 4]
     dense = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"].reshape((1, -1))  # golden/mlp.py:10  f32[2, 3]
-    log_softmax = jax.nn.log_softmax(dense)  # golden/mlp.py:10  f32[2, 3]
-    return log_softmax
+    return jax.nn.log_softmax(dense)  # golden/mlp.py:10  f32[2, 3]
 
 
 def mlp_variables():

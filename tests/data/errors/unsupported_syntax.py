@@ -17,7 +17,7 @@ class Net(nn.Module):
             x = nn.relu(x)
         except ValueError:
             pass
-        with open("log.txt") as f:  # E: AOT102 'with' is not supported
+        with open("log.txt") as f:  # E: AOT102 'with' is supported only as
             pass
         axes = {0, 1}  # E: AOT103 set displays
         if (n := x.ndim) > 1:  # E: AOT103 assignment expressions
