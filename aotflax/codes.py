@@ -203,7 +203,7 @@ _entry("AOT104", "a target uses a module aotflax does not interpret", """
     script imports absl, tensorflow_datasets, flax.optim...): what no target
     reaches is skipped with a warning.  But code a target reaches may use only
     the DSL's vocabulary (`aotflax`, `jax`, `jax.numpy`, `jax.lax`, `jax.nn`,
-    `jax.random`, `numpy`, `math`, `functools`, `typing`, `dataclasses`,
+    `jax.random`, `numpy`, `math`, `functools`, `operator`, `string`, `typing`, `dataclasses`,
     `collections`, `ml_collections`, `optax`) and the build's own model files (`from models import utils`, `from . import layers`).  The
     build never imports or runs the file, so anything else could not mean
     anything.
@@ -731,7 +731,9 @@ _entry("AOT320", "class is not a module", """
 
 _entry("AOT321", "module without apply", """
     A module class needs an `apply(self, inputs..., hyperparameters...)` method:
-    it is what calling the module runs.
+    it is what calling the module runs.  A class without one may be the base of
+    modules that define it (`class BaseModel(nn.Module)` holding classmethods);
+    the error is reported where such a class is called or named by a target.
     """, """
     class Net(nn.Module):
         def forward(self, x):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import string
 from typing import Any
 
 from . import dtypes as dt
@@ -62,6 +63,8 @@ CHECKPOINT = object()
 REMAT = object()
 CUSTOM_JVP = object()
 CUSTOM_VJP = object()
+#: `jax.jvp(fun, primals, tangents)` (the rules of custom_jvp functions compute with it).
+JVP = object()
 
 _DTYPE_NAMES = ("bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
                 "int64", "bfloat16", "float16", "float32", "float64", "complex64", "complex128")
@@ -296,6 +299,7 @@ def _jnp() -> Namespace:
     members.update(_dtypes())
     members.update(pi=math.pi, e=math.e, inf=math.inf, nan=math.nan, newaxis=None)
     members["linalg"] = Namespace("jnp.linalg", _ops("jnp.linalg", "jnp.linalg"))
+    members["fft"] = Namespace("jnp.fft", _ops("jnp.fft", "jnp.fft"))
     members.update(finfo=StaticFunction("numpy.finfo"), iinfo=StaticFunction("numpy.iinfo"),
                    issubdtype=StaticFunction("numpy.issubdtype"),
                    **{n: DTypeKind(n) for n in DTYPE_KINDS})
@@ -314,9 +318,11 @@ def _ml_collections() -> Namespace:
     """`ml_collections` as model configs use it (never imported: implemented statically)."""
     members = {"ConfigDict": StaticFunction("ml_collections.ConfigDict"),
                "FrozenConfigDict": StaticFunction("ml_collections.FrozenConfigDict")}
-    return Namespace("ml_collections", {**members,
-                                        "config_dict": Namespace("ml_collections.config_dict",
-                                                                 dict(members))})
+    # `from ml_collections.config_dict import config_dict`: the module defining
+    # ConfigDict, as init2winit imports it
+    inner = Namespace("ml_collections.config_dict.config_dict", dict(members))
+    package = Namespace("ml_collections.config_dict", {**members, "config_dict": inner})
+    return Namespace("ml_collections", {**members, "config_dict": package})
 
 
 def _build_modules() -> dict[str, Any]:
@@ -346,6 +352,7 @@ def _build_modules() -> dict[str, Any]:
                             "ops": ops, "scipy": scipy, "image": image,
                             "tree_util": tree_util, "tree": tree, **trees, "jit": StaticFunction("jax.jit"),
                             "vmap": VMAP, "custom_jvp": CUSTOM_JVP, "custom_vjp": CUSTOM_VJP,
+                            "jvp": JVP,
                             "checkpoint": CHECKPOINT, "remat": REMAT})
     np = _numpy()
     nn, aot = nn_namespace(), aot_namespace()
@@ -366,6 +373,10 @@ def _build_modules() -> dict[str, Any]:
         "functools": Namespace("functools", {n: StaticFunction(f"functools.{n}")
                                              for n in ("partial", "reduce")}),
         "__future__": Namespace("__future__", {}),
+        # `string`'s constants (einsum subscripts built from `string.ascii_lowercase`)
+        "string": Namespace("string", {n: getattr(string, n) for n in (
+            "ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
+            "octdigits", "punctuation", "whitespace", "printable")}),
         "dataclasses": Namespace("dataclasses", {
             n: StaticFunction(f"dataclasses.{n}")
             for n in ("dataclass", "field", "replace", "asdict", "astuple", "is_dataclass")}),
@@ -382,6 +393,8 @@ def _build_modules() -> dict[str, Any]:
         "jax.tree_util": tree_util, "jax.tree": tree,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
     }
+
+
 
 
 def _attrs(module: str) -> Namespace:
@@ -418,11 +431,17 @@ OPERATOR_BINARY = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv
 OPERATOR_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
                     "contains": "in", "is_": "is", "is_not": "is not"}
 OPERATOR_UNARY = {"neg": "-", "pos": "+", "invert": "~", "inv": "~", "not_": "not"}
+#: `concat` (sequences only) and the in-place forms (`iadd`, `iconcat`: jaxnerf's
+#: `reduce(operator.iconcat, lists, [])`), each the binary expression: a new value, as
+#: `+=` gives in a model file (static lists are never updated in place).
+OPERATOR_SEQUENCE = ("concat", "iconcat")
+OPERATOR_INPLACE = {"i" + n: op for n, op in OPERATOR_BINARY.items()}
 # `functools.reduce(operator.mul, shape, 1)`: each is the expression it stands for
 # (resolve/records.py)
 _MODULES["operator"] = Namespace("operator", {
     n: StaticFunction(f"operator.{n}")
-    for n in (*OPERATOR_BINARY, *OPERATOR_COMPARE, *OPERATOR_UNARY, "getitem", "truth")})
+    for n in (*OPERATOR_BINARY, *OPERATOR_COMPARE, *OPERATOR_UNARY, *OPERATOR_INPLACE,
+              *OPERATOR_SEQUENCE, "getitem", "truth")})
 #: `itertools`' finite functions, evaluated at build time like the builtins (each result
 #: is bounded before it is made whole: resolve's `_call_static`).
 ITERTOOLS = ("product", "chain", "combinations", "combinations_with_replacement",

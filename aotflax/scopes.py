@@ -22,13 +22,13 @@ from .ops.calls import LayerScope
 from .ops.registry import CallError
 from .program import Code, Op, OpInfo, ParamDecl, Tensor, Var
 from .symbolic import SENTINELS_A, SENTINELS_B
-from .values import Closure, Initializer, InitializerFactory, describe_value
+from .values import Closure, Initializer, InitializerFactory, Partial, describe_value
 
 
 class Initializers(Protocol):
     """Resolves a model file's own initializer for one shape (implemented by resolve)."""
 
-    def user_initializer(self, init: Closure, shape: tuple[int, ...], dtype: str,
+    def user_initializer(self, init: Closure | Partial, shape: tuple[int, ...], dtype: str,
                          span: Span) -> str: ...
 
 
@@ -438,7 +438,8 @@ def _init_code(fn: FunctionState, init: Any, shape: tuple[int, ...], dtype: str,
                             f"into a parameter of shape {tuple(shape)}: the value must "
                             "broadcast to the parameter's shape")
         return init.code
-    if isinstance(init, Closure) and fn.initializers is not None:
+    if (isinstance(init, Closure) or isinstance(init, Partial) and isinstance(
+            init.func, Closure)) and fn.initializers is not None:
         return fn.initializers.user_initializer(init, shape, dtype, span)
     if isinstance(init, InitializerFactory):
         raise CallError("AOT314", f"got the initializer factory nn.initializers.{init.name} "

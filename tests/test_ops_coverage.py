@@ -190,6 +190,20 @@ _LINALG = ["jnp.matmul({x}, f.T)", "jnp.dot({x}, v)", "jnp.outer(v, {x}[0])",
            "jnp.linalg.svd(f, compute_uv=False)", "jnp.linalg.svd(f, full_matrices=False)",
            "jnp.linalg.svd(q)"]
 
+_FFT = ["jnp.fft.fft({x})", "jnp.fft.ifft(f, n=6, axis=0)", "jnp.fft.rfft({x}, axis=0)",
+        "jnp.fft.irfft(jnp.fft.rfft(f), n=4)", 'jnp.fft.fft(f, norm="ortho")',
+        "jnp.fft.irfft(jnp.fft.fft(f))", "jnp.fft.fft2(q)", "jnp.fft.ifft2(q, s=(4, 3))",
+        "jnp.fft.rfft2({x})", "jnp.fft.irfft2(jnp.fft.rfft2(q), s=(2, 4))",
+        "jnp.fft.fftn(q, axes=(0, 2))", "jnp.fft.ifftn(f)", "jnp.fft.rfftn(q, s=(2, 6))",
+        "jnp.fft.irfftn(jnp.fft.rfftn(f))", "jnp.fft.fftshift({x})",
+        "jnp.fft.ifftshift(f, axes=0)", "jnp.fft.fftshift(q, axes=(1, 3))"]
+
+_IMAGE = ['jax.image.resize({x}, (6, 2), "nearest")', 'jax.image.resize(f, (6, 8), "bilinear")',
+          'jax.image.resize(img, (1, 3, 7, 2), "cubic", antialias=False)',
+          'jax.image.resize({x}, (2, 4), "lanczos3")',
+          "jnp.linspace(jnp.log(f[0, 0] + 2.0), f[1], 5)",
+          "jnp.linspace(v, 1.0, 3, axis=-1, retstep=True)"]
+
 _CREATION = ["jnp.zeros((2, 3))", "jnp.ones(3, dtype=jnp.int32)", "jnp.empty((2,))",
              "jnp.full((2, 2), 1.5)", "jnp.full((3, 4), {y})", "jnp.zeros_like({x})",
              "jnp.ones_like({x}, dtype=jnp.float32)", "jnp.full_like({x}, 2)", "jnp.arange(5)",
@@ -358,7 +372,7 @@ def _carry(cell: str, size: Any) -> Case:
 
 CASES = [
     *_elementwise_cases(), *[Case(e) for e in _OPERATORS + _REDUCTIONS + _METHODS + _SHAPES +
-                            _LINALG + _CREATION + _NN + _PAD + _SLICES + _CONV + _RANDOM +
+                            _LINALG + _FFT + _IMAGE + _CREATION + _NN + _PAD + _SLICES + _CONV + _RANDOM +
                             _numpy_cases()],
     Case("np.empty((2,))", values=False), Case(f"np.empty_like({_H})", values=False),
     Case('jnp.pad({x}, 1, mode="empty")', values=False),

@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     recurrent,
     slicing,
     special,
+    spectral,
     stochastic,
 )
 from .registry import REGISTRY, CallError, Entry, Signature

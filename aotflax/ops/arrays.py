@@ -18,7 +18,8 @@ from .calls import FnCall, aval_of, remember_ints, static_argument_error, value_
 from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
-           "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jax.ops": "jax.ops",
+           "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jnp.fft": "jnp.fft",
+           "jax.ops": "jax.ops",
            "jax.scipy.special": "jax.scipy.special",
            "jax.scipy.stats.norm": "jax.scipy.stats.norm", "jax.image": "jax.image"}
 
@@ -196,8 +197,19 @@ register("count_nonzero", ("jnp",), "a, axis=None, keepdims=False", reduction("c
 
 
 def _reshape(call: FnCall) -> Tensor:
+    """`jnp.reshape(a, shape)`; `newshape=`, numpy's name that JAX took until 2024, is
+    emitted as `shape=`."""
     x = call.tensor("a")
     newshape = call.args["shape"]
+    if call.args["newshape"] is not None:
+        if newshape is not None:
+            raise call.fail(f"{call.written}: give shape or newshape (its old name), not "
+                            "both", "AOT203")
+        newshape = call.args["newshape"]
+        call.keywords = {("shape" if k == "newshape" else k): v
+                         for k, v in call.keywords.items()}
+    elif newshape is None:
+        raise call.fail(f"{call.written} needs a shape", "AOT301")
     if isinstance(newshape, int):
         newshape = (newshape,)
     if not isinstance(newshape, (tuple, list)):
@@ -206,7 +218,8 @@ def _reshape(call: FnCall) -> Tensor:
     return emit_same(call, shape, x.dtype, x.weak)
 
 
-register("reshape", ("jnp",), "a, shape, order='C'", _reshape, doc="reshape (one -1 allowed)")
+register("reshape", ("jnp",), "a, shape=None, order='C', *, newshape=None", _reshape,
+         doc="reshape (one -1 allowed; newshape= is shape's old name)")
 
 
 def simple(fn: Callable[..., tuple[int, ...]], *names: str, defaults: tuple = ()):
@@ -556,10 +569,12 @@ register("norm", ("jnp.linalg",), "x, ord=None, axis=None, keepdims=False", _nor
 
 
 def _linspace(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
+    if any(isinstance(call.args[n], Tensor) for n in ("start", "stop")):
+        return _linspace_of_arrays(call)
     for name in ("start", "stop"):
         value = call.args[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise call.fail(f"jnp.linspace needs static numbers as bounds, got "
+            raise call.fail(f"jnp.linspace needs numbers or arrays as bounds, got "
                             f"{describe_value(value)}", "AOT203")
     num = call.int("num", minimum=0)
     if call.int("axis") not in (0, -1):
@@ -570,6 +585,31 @@ def _linspace(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
         call.emit_call([samples], stem="linspace")
         return samples
     step = call.out((), "float32" if not dt.is_inexact(dtype) else dtype)
+    call.emit_call([samples, step], stem="linspace")
+    return samples, step
+
+
+def _linspace_of_arrays(call: FnCall) -> Tensor | tuple[Tensor, Tensor]:
+    """`jnp.linspace(jnp.log(a), jnp.log(b), n)`: bounds that are arrays (of one shape
+    after broadcasting); the samples' axis goes where `axis` says."""
+    start, stop = call.aval("start"), call.aval("stop")
+    for name, (_, dtype, _) in (("start", start), ("stop", stop)):
+        if dt.is_bool(dtype) or dtype.startswith("complex"):
+            raise call.fail(f"jnp.linspace: {name} must be real numbers, got "
+                            f"{describe(*call.aval(name)[:2])}", "AOT201")
+    bounds = shape_rule(call, sh.broadcast_shapes, start[0], stop[0])
+    num = call.int("num", minimum=0)
+    axis = shape_rule(call, sh.normalize_axis, call.int("axis"), len(bounds) + 1)
+    given = call.dtype("dtype")
+    if given is not None:
+        dtype = dt.canonicalize(given)
+    else:
+        dtype = float_dtype(dt.result_type((start[1], start[2]), (stop[1], stop[2]))[0])
+    samples = call.out(tuple(bounds[:axis]) + (num,) + tuple(bounds[axis:]), dtype)
+    if not call.bool("retstep"):
+        call.emit_call([samples], stem="linspace")
+        return samples
+    step = call.out(tuple(bounds), dtype if dt.is_inexact(dtype) else "float32")
     call.emit_call([samples, step], stem="linspace")
     return samples, step
 
@@ -1131,7 +1171,7 @@ register("convert_element_type", ("lax",), "operand, new_dtype", _astype, doc="c
 
 def _asarray(call: FnCall) -> Tensor:
     """A Python scalar (or a weak array) stays weak; lists and a given dtype are strong."""
-    shape, dtype, weak = call.aval("a")
+    shape, dtype, weak = call.aval("a", convert=False)
     if call.args["dtype"] is not None:
         dtype, weak = call.dtype("dtype", allow_none=False), False
     return remember_ints(emit_same(call, shape, dt.canonicalize(dtype), weak), call.args["a"])

@@ -238,6 +238,21 @@ def _positions(view: OpView) -> Flow:
 POSITIONS = AxisRule("creates an array of positions", _positions)
 
 
+def _linspace(view: OpView) -> Flow:
+    """Static bounds make positions; array bounds (`jnp.linspace(jnp.log(a), ...)`) reach
+    every sample: each axis of theirs mixes."""
+    bounds = _unique(view.tensors())
+    if not bounds:
+        return _positions(view)
+    return _flow([_mixed(t, "bounds every sample (linspace)") for t in bounds])
+
+
+
+
+LINSPACE = AxisRule("creates an array of positions; array bounds mix into every sample",
+                    _linspace)
+
+
 def _triangle(view: OpView) -> Flow:
     return replace(_elementwise()(view), positions=True, sizes=True)
 
@@ -1431,6 +1446,14 @@ RULES: dict[str, AxisRule] = {
                                          _wrap_key_data),
     "jnp.cumprod": along("axis", None, "accumulates along it"),
     "jnp.linalg.norm": REDUCE,
+    **{f"jnp.fft.{kind}": along("axis", -1, "transforms along it (an FFT)")
+       for kind in ("fft", "ifft", "rfft", "irfft")},
+    **{f"jnp.fft.{kind}2": along("axes", (-2, -1), "transforms along it (an FFT)")
+       for kind in ("fft", "ifft", "rfft", "irfft")},
+    **{f"jnp.fft.{kind}n": along("axes", None, "transforms along it (an FFT)")
+       for kind in ("fft", "ifft", "rfft", "irfft")},
+    **{f"jnp.fft.{name}": along("axes", None, "rolls along it")
+       for name in ("fftshift", "ifftshift")},
     "jnp.linalg.qr": MATRICES,
     **{f"jnp.linalg.{name}": MATRICES for name in ("inv", "det", "slogdet", "cholesky",
                                                      "solve", "eigh", "svd")},
@@ -1467,7 +1490,7 @@ RULES: dict[str, AxisRule] = {
         ("jnp.atleast_1d", "reshapes it (atleast_1d)"), ("jnp.atleast_2d", "reshapes it "
                                                          "(atleast_2d)"),
         ("jnp.atleast_3d", "reshapes it (atleast_3d)"))},
-    "jnp.linspace": POSITIONS,
+    "jnp.linspace": LINSPACE,
     "lax.pad": AxisRule("a padded axis mixes", _lax_pad),
     "lax.slice": AxisRule("an axis sliced whole stays", _lax_slice),
     "lax.slice_in_dim": AxisRule("the axis stays when sliced whole", _slice_in_dim),

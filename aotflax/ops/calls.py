@@ -24,6 +24,7 @@ from ..values import (
     Initializer,
     InitializerFactory,
     OpRef,
+    Partial,
     StaticError,
     describe_value,
     is_static,
@@ -178,6 +179,10 @@ class FnCall:
             t = self.ctx.new_tensor(shape, dtype, weak)
             self.ctx.emit("ops/call.j2", {"call": Code.of("jnp.asarray(", value_code(value), ")")},
                           (t,), self.span, "const")
+            if isinstance(value, (list, tuple)):
+                # the JAX of 2020 took a list where an array goes (`jnp.broadcast_to([1e10],
+                # shape)`); today's rejects it: the call as emitted gets the array
+                self._substitute(value, t)
         else:
             raise self.fail(_not_an_array(self.written, name, value), "AOT202")
         if floating and not dt.is_inexact(t.dtype):
@@ -187,10 +192,17 @@ class FnCall:
             )
         return t
 
-    def aval(self, name: str) -> tuple[tuple[int, ...], str, bool]:
-        a = aval_of(self.args[name])
+    def aval(self, name: str, *, convert: bool = True) -> tuple[tuple[int, ...], str, bool]:
+        """Argument `name`'s shape, dtype and weak type; a list or tuple of numbers (or of
+        arrays) becomes the array `jnp.asarray` makes of it, in the call as emitted too
+        (`convert=False`: for the functions that make arrays of lists themselves)."""
+        value = self.args[name]
+        a = aval_of(value)
         if a is None:
-            raise self.fail(_not_an_array(self.written, name, self.args[name]), "AOT202")
+            raise self.fail(_not_an_array(self.written, name, value), "AOT202")
+        if convert and isinstance(value, (list, tuple)):
+            t = self.tensor(name)
+            return t.shape, t.dtype, t.weak
         return a
 
     def concrete(self, name: str) -> Any:
@@ -205,9 +217,14 @@ class FnCall:
             return value
         known = value.known
         self.args[name] = known
-        self.positional = [known if a is value else a for a in self.positional]
-        self.keywords = {k: known if v is value else v for k, v in self.keywords.items()}
+        self._substitute(value, known)
         return known
+
+    def _substitute(self, value: Any, replacement: Any) -> None:
+        """Argument `value` becomes `replacement`, here and in the call as emitted."""
+        self.args = {k: replacement if v is value else v for k, v in self.args.items()}
+        self.positional = [replacement if a is value else a for a in self.positional]
+        self.keywords = {k: replacement if v is value else v for k, v in self.keywords.items()}
 
     def static(self, name: str, *types: type, allow_none: bool = False) -> Any:
         value = self.concrete(name)
@@ -302,12 +319,14 @@ class FnCall:
             "AOT203",
         )
 
-    def initializer(self, name: str) -> Initializer | Closure:
+    def initializer(self, name: str) -> Initializer | Closure | Partial:
         value = self.args[name]
         if isinstance(value, Initializer):
             return value
         if isinstance(value, Closure):
             return value  # a user `(key, shape, dtype)` function
+        if isinstance(value, Partial) and isinstance(value.func, Closure):
+            return value  # `functools.partial(f, fill_value=...)` of one
         if isinstance(value, InitializerFactory):
             raise self.fail(
                 f"{self.written}: '{name}' got the initializer factory {value.name} without "
@@ -416,12 +435,14 @@ class LayerScope:
     prefix: tuple[str, ...] = ()
     owner: str = ""
 
-    def param(self, name: str, shape: tuple[int, ...], dtype: str, init: Initializer | Closure,
+    def param(self, name: str, shape: tuple[int, ...], dtype: str,
+              init: "Initializer | Closure | Partial",
               span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
     def state(self, collection: str, name: str, shape: tuple[int, ...], dtype: str,
-              init: Initializer | Closure, span: Span) -> Code:  # pragma: no cover - interface
+              init: "Initializer | Closure | Partial",
+              span: Span) -> Code:  # pragma: no cover - interface
         raise NotImplementedError
 
     def set_state(self, collection: str, name: str, value: Tensor,
@@ -447,11 +468,12 @@ class LayerCall(FnCall):
 
     scope: LayerScope = field(kw_only=True)
 
-    def param(self, name: str, shape: Sequence[int], dtype: str, init: Initializer | Closure) -> Code:
+    def param(self, name: str, shape: Sequence[int], dtype: str,
+              init: "Initializer | Closure | Partial") -> Code:
         return self.scope.param(name, plain_shape(shape), dtype, init, self.span)
 
     def state(self, collection: str, name: str, shape: Sequence[int], dtype: str,
-              init: Initializer | Closure) -> Code:
+              init: "Initializer | Closure | Partial") -> Code:
         return self.scope.state(collection, name, plain_shape(shape), dtype, init, self.span)
 
     def set_state(self, collection: str, name: str, value: Tensor) -> None:

@@ -1003,6 +1003,34 @@ NORM = FlopRule("2n: square (abs for ord=1 / inf), sum or max, square root; 2n -
                 "(matrix norms by singular values are counted as this estimate)", _norm)
 
 
+def _fft_axes(view: OpView, ndim: int) -> list[int]:
+    """The axes a `jnp.fft` transform runs over, as its rule resolved them."""
+    name = view.call.entry.name
+    if name in ("fft", "ifft", "rfft", "irfft"):
+        return [int(view.bound("axis", -1)) % ndim]
+    axes = view.bound("axes")
+    if axes is None:
+        s = view.bound("s")
+        axes = (-2, -1) if name.endswith("2") else (
+            range(ndim) if s is None else range(-len(s), 0))
+    return [int(a) % ndim for a in axes]
+
+
+def _fft(view: OpView) -> int:
+    x, out = view.first_input(), view.out()
+    if x is None or out.ndim == 0:
+        return 0
+    length = math.prod(max(x.shape[a], out.shape[a]) for a in _fft_axes(view, out.ndim))
+    points = max(sh.size(x.shape), sh.size(out.shape))
+    count = 5 * points * _log2ceil(length)
+    return count // 2 if view.call.entry.name.startswith(("rfft", "irfft")) else count
+
+
+
+FFT = FlopRule("5 P ceil(log2 L) (radix-2 Cooley-Tukey): P the points of the larger side, "
+               "L the product of the transformed lengths; half for real transforms", _fft)
+
+
 def _logsumexp_weighted(view: OpView) -> int:
     n, m = _reduced(view)
     extra = 3 * n + 3 * m if view.bound("b") is not None else 0
@@ -1149,6 +1177,9 @@ RULES: dict[str, FlopRule] = {
        for name in ("segment_sum", "segment_max", "segment_min", "segment_prod")},
     "lax.conv_general_dilated": LAX_CONV, "lax.conv_transpose": LAX_CONV,
     "jnp.linalg.norm": NORM, "jnp.cumprod": CUMSUM,
+    **{f"jnp.fft.{kind}{suffix}": FFT for kind in ("fft", "ifft", "rfft", "irfft")
+       for suffix in ("", "2", "n")},
+    **{f"jnp.fft.{name}": ZERO for name in ("fftshift", "ifftshift")},
     "jnp.linalg.inv": INV, "jnp.linalg.det": DET, "jnp.linalg.slogdet": SLOGDET,
     "jnp.linalg.cholesky": CHOLESKY, "jnp.linalg.solve": SOLVE, "jnp.linalg.eigh": EIGH,
     "jnp.linalg.svd": SVD, "jax.image.resize": RESIZE,

@@ -214,6 +214,8 @@ class CallsMixin:
                                     else "jax.remat", args, kwargs, span)
         if isinstance(func, Checkpointed):
             return self._call_checkpointed(func, args, kwargs, expr, frame)
+        if func is namespaces.JVP:
+            return self._jvp(args, kwargs, expr, frame)
         if isinstance(func, Vmapped):
             return self._call_vmapped(func, args, kwargs, expr, frame)
         if func is namespaces.CUSTOM_JVP:
@@ -251,8 +253,13 @@ class CallsMixin:
         if isinstance(func, Initializer):
             return self._call_initializer(func, args, kwargs, span, frame)
         if isinstance(func, DType):
-            if func.host:
-                got = self._host_scalar_type(func, args, kwargs, span, frame)
+            if func.host or (frame.fn is None and args and all(
+                    is_static(a) for a in [*args, *kwargs.values()])):
+                # outside a module (a hyperparameter: `fill_value=jnp.float32(0.5)`),
+                # `jnp.float32(c)` of a number is a concrete strongly typed scalar, which
+                # the numpy scalar of that type is, as jax treats it
+                host = func if func.host else DType(func.name, host=True)
+                got = self._host_scalar_type(host, args, kwargs, span, frame)
                 if got is not NotImplemented:
                     return got
             if len(args) == 1 and not kwargs:

@@ -189,6 +189,10 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             raise self.error("AOT401", "a target must name a user module (class M(nn.Module))",
                              decl.span)
         method = module.method(decl.method)
+        if method is None and decl.method == "apply":  # where the fix goes: the class
+            raise self.error("AOT321", f"module {module.name} has no apply method",
+                             module.cls.name_span, notes=(Note("a target uses it here",
+                                                               decl.span),))
         if method is None:
             raise self.error("AOT402", f"module {module.name} has no method '{decl.method}'",
                              decl.span)

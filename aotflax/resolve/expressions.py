@@ -273,27 +273,30 @@ class ExpressionsMixin:
         return value
 
     def _eval_UnaryOp(self: Resolver, expr: ir.UnaryOp, frame: Frame) -> Any:
-        value = self.eval(expr.operand, frame)
+        return self._unaryop(expr.op, self.eval(expr.operand, frame), expr.span, frame)
+
+    def _unaryop(self: Resolver, op: str, value: Any, span: Span, frame: Frame) -> Any:
+        """`-x`, `+x`, `~x`, `not x` (also reached through `operator.neg` and friends)."""
         if isinstance(value, Poison):
             raise Abort()
-        if expr.op == "not":
+        if op == "not":
             if isinstance(value, Tensor):
                 raise self.error("AOT335", "'not' needs a static operand; use "
-                                 "jnp.logical_not for arrays", expr.span)
+                                 "jnp.logical_not for arrays", span)
             return not value
         if isinstance(value, HostArray):
-            return self._host_operator(expr.op, [value], expr.span, frame)
+            return self._host_operator(op, [value], span, frame)
         if isinstance(value, Tensor):
-            name = {"-": "neg", "+": "pos", "~": "invert"}[expr.op]
-            return self._call_entry(REGISTRY.lookup("operator", name), f"'{expr.op}'", [value],
-                                    {}, expr.span, frame)
+            name = {"-": "neg", "+": "pos", "~": "invert"}[op]
+            return self._call_entry(REGISTRY.lookup("operator", name), f"'{op}'", [value],
+                                    {}, span, frame)
         unary: dict[str, Callable[[Any], Any]] = {
             "-": operator.neg, "+": operator.pos, "~": operator.invert}
         try:
-            return self._static_result(unary[expr.op](value), expr.span)
+            return self._static_result(unary[op](value), span)
         except TypeError:
-            raise self.error("AOT344", f"bad operand for unary {expr.op}: "
-                             f"{describe_value(value)}", expr.span) from None
+            raise self.error("AOT344", f"bad operand for unary {op}: "
+                             f"{describe_value(value)}", span) from None
 
     def _eval_BinOp(self: Resolver, expr: ir.BinOp, frame: Frame) -> Any:
         left = self.eval(expr.left, frame)

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from .core import Resolver
 
 #: What to say about a module outside the static language.
-_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, itertools, operator, typing, dataclasses, "
-               "attr, collections, abc, ml_collections, optax, logging (absl.logging), gin's "
-               "decorators and the build's model files")
+_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, itertools, operator, string, typing, "
+               "dataclasses, attr, collections, abc, ml_collections, optax, logging "
+               "(absl.logging), gin's decorators and the build's model files")
 
 
 class ImportsMixin:
@@ -80,13 +80,13 @@ class ImportsMixin:
                 "NamedTuples and classes of those), and a target uses it", cls.name_span,
                 hint=f"if {cls.name} is a model, write: class {cls.name}(nn.Module):; "
                      "otherwise derive it from object or a class of the model file")
-        self._module_decorators(cls, frame)
+        pending = self._module_decorators(cls, frame)
         if cls.others:  # the first in source order
             first = min(cls.others, key=lambda s: (s.span.line, s.span.col))
             raise self.error(first.code, first.message, first.where, hint=first.hint)
-        if not any(m.name == "apply" for m in cls.methods) and (
-                parent is None or parent.method("apply") is None):
-            raise self.error("AOT321", f"module {cls.name} has no apply method", cls.name_span)
+        # a module without `apply` is an error only where it is called: flax.nn code
+        # writes abstract bases (`class BaseModel(nn.Module)` of classmethods) whose
+        # subclasses define `apply` (`_specialize_bound`)
         kinds = self._method_kinds(cls, frame)
         attributes = self._class_body(cls, frame)
         if parent is not None:  # inherited, as Python looks them up: the class's own first
@@ -95,8 +95,9 @@ class ImportsMixin:
             kinds["refused_methods"] += tuple(
                 (m, where) for m, where in parent.refused_methods if m not in own)
             attributes = {**parent.attributes, **attributes}
-        frame.env.set(cls.name, ModuleRef(UserModule(
-            cls.name, cls, frame.env, attributes=attributes, parent=parent, **kinds)))
+        ref = ModuleRef(UserModule(
+            cls.name, cls, frame.env, attributes=attributes, parent=parent, **kinds))
+        frame.env.set(cls.name, self._apply_module_decorators(cls, ref, pending, frame))
 
     def _module_parent(self: Resolver, cls: ir.ClassDef, bases: list) -> UserModule | None:
         """The user module a class statement subclasses (`class B(A)`, A a module of the

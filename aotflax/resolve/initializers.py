@@ -11,6 +11,7 @@ table, static values and its own arguments.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import Note, Span
@@ -18,7 +19,8 @@ from ..ops.calls import value_code
 from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import Code, Function, Tensor, describe
 from ..scopes import FunctionState
-from ..values import Closure, DType, Initializer, describe_value
+from ..sizes import plain
+from ..values import Closure, DType, Env, Initializer, Partial, describe_value, is_static
 from .base import Abort, Frame
 
 if TYPE_CHECKING:
@@ -39,25 +41,40 @@ class AdoptDtype(Exception):
 class InitializersMixin:
     """Resolution of the model file's own initializers."""
 
-    def user_initializer(self: Resolver, init: Closure, shape: tuple[int, ...], dtype: str,
-                         span: Span) -> str:
-        """The emitted function `name(key, shape, dtype)` that initializes one variable."""
-        cache_key = (id(init), tuple(shape), dtype)
+    def user_initializer(self: Resolver, given: Closure | Partial, shape: tuple[int, ...],
+                         dtype: str, span: Span) -> str:
+        """The emitted function `name(key, shape, dtype)` that initializes one variable:
+        a function of the model file, or `functools.partial` of one (its bound arguments
+        static: `partial(constant_initializer, fill_value=0.5)`)."""
+        cache_key = (id(given), tuple(shape), dtype)
         found = self.init_cache.get(cache_key)
         if found is not None:
             return found
-        positional = [p for p in init.params.params if p.kind == "positional"]
+        init, bound, keywords = _initializer_parts(given)
+        # sizes the enclosing function read (`n_heads` of `v.shape`) are plain ints in the
+        # initializer, its own function: as a size handed to another module is
+        if not init.toplevel:
+            init = dataclasses.replace(init, env=_plain_env(init.env))
+        if not all(is_static(v) for v in [*bound, *keywords.values()]):
+            raise self.error("AOT314", f"initializer functools.partial({init.name}, ...) binds "
+                             "arrays; an initializer's bound arguments are static values",
+                             span, hint="bind numbers, or initialize from data with "
+                             "self.param(name, None, init)")
+        positional = [p for p in init.params.params if p.kind == "positional"][len(bound):]
+        positional = [p for p in positional if p.name not in keywords]
         if len(positional) < 2 and not any(p.kind == "vararg" for p in init.params.params):
             raise self.error("AOT314", f"initializer {init.name} must take (key, shape, dtype), "
-                             f"it takes ({', '.join(p.name for p in init.params.params)})",
-                             init.span, notes=(Note("used here", span),))
+                             f"it takes ({', '.join(p.name for p in positional)})"
+                             + (" besides the arguments its partial binds" if init is not given
+                                else ""), init.span, notes=(Note("used here", span),))
         fn = FunctionState(self)
         key = RngKey((), KEY_DTYPE)
         args: list[Any] = [key, tuple(shape), DType(dtype)][:max(2, min(3, len(positional)))]
         errors = self.errors
         adopt, self.adopt_dtype = self.adopt_dtype, False  # for this variable, not inside
         try:
-            result = self._call_closure(init, args, {}, span, Frame(init.env, fn, None, None))
+            result = self._call_closure(init, [*bound, *args], keywords, span,
+                                        Frame(init.env, fn, None, None))
         finally:
             self.adopt_dtype = adopt
         if self.errors != errors:
@@ -72,7 +89,8 @@ class InitializersMixin:
                 hint="declare it with self.param(name, None, init) and apply the layer with "
                      "those parameters: nn.Dense.call({\"kernel\": kernel, ...}, x, ...)")
         result = self._to_device(result, Frame(init.env, fn, None, None), span)
-        result = self._initializer_result(init, result, shape, dtype, span, fn, adopt)
+        result = self._initializer_result(init, result, shape, dtype, span, fn, adopt,
+                                          takes=len(positional))
         name = self._function_name(init.name if init.name.isidentifier() else "initializer")
         what = describe(tuple(shape), dtype)
         self.functions.append(Function(
@@ -85,7 +103,9 @@ class InitializersMixin:
 
     def _initializer_result(self: Resolver, init: Closure, result: Any, shape: tuple[int, ...],
                             dtype: str, span: Span, fn: FunctionState,
-                            adopt: bool = False) -> Tensor:
+                            adopt: bool = False, takes: int | None = None) -> Tensor:
+        """`takes`: how many positional arguments the initializer is called with (a
+        partial's bound ones excluded)."""
         want = describe(tuple(shape), dtype)
         where = init.span
         notes = (Note("declared here", span),)
@@ -97,8 +117,9 @@ class InitializersMixin:
         if tuple(result.shape) != tuple(shape) or result.dtype != dtype:
             hint = ("an initializer is called as init(key, shape, dtype) and returns an array "
                     "of that shape and dtype")
-            takes = [p for p in init.params.params if p.kind == "positional"]
-            if tuple(result.shape) == tuple(shape) and len(takes) < 3:
+            if takes is None:
+                takes = len([p for p in init.params.params if p.kind == "positional"])
+            if tuple(result.shape) == tuple(shape) and takes < 3:
                 # flax.nn's initializers took (key, shape): the result's dtype was the
                 # parameter's (a complex kernel), unless the declaration says which
                 if adopt:
@@ -139,3 +160,21 @@ class InitializersMixin:
             f"{init.code}(", value_code(b["key"]), ", ", code, f", jnp.{name})")}, (out,), span,
             "init")
         return out
+
+
+def _initializer_parts(init: Closure | Partial) -> tuple[Closure, tuple[Any, ...], dict[str, Any]]:
+    """The function an initializer calls, and the arguments a partial binds first."""
+    if isinstance(init, Partial):
+        return init.func, tuple(init.args), dict(init.kwargs)
+    return init, (), {}
+
+
+def _plain_env(env: Env) -> Env:
+    """A copy of a closure's local scopes with every size a plain int (module globals,
+    computed lazily, stay as they are: they hold no sizes of arrays)."""
+    if type(env) is not Env:
+        return env
+    copy = Env(_plain_env(env.parent) if env.parent is not None else None)
+    copy.vars = {k: plain(v) for k, v in env.vars.items()}
+    return copy
+

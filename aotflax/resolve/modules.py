@@ -143,7 +143,10 @@ class ModulesMixin:
         the instance already has, which the method may read (`FunctionState.known`)."""
         module: UserModule = ref.module
         method = module.method(method_name)
-        if method is None:  # reported where the class is defined (AOT321); say it here too
+        if method is None and method_name == "apply":  # where the fix goes: the class
+            raise self.error("AOT321", f"module {module.name} has no apply method",
+                             module.cls.name_span, notes=(Note("called here", span),))
+        if method is None:
             raise self.error("AOT353", f"module {module.name} has no method '{method_name}'",
                              span, notes=(Note("defined here", module.cls.name_span),))
         self._check_method_usable(module, method_name, span)
@@ -520,6 +523,15 @@ class ModulesMixin:
                 fn.emit("ops/call.j2", {"call": read}, (t,), span,
                         str(path[-1]) if path and isinstance(path[-1], str) else "item")
         return result
+
+    def _need_function_frame(self: Resolver, frame: Frame, span: Span, what: str
+                             ) -> FunctionState:
+        """The function being emitted: a module's, or a loss's or a custom rule's (what
+        needs no parameter scope: jax.vmap, jax.checkpoint, jax.jvp)."""
+        if frame.fn is None:
+            raise self.error("AOT324", f"{what} can only be called inside a module's apply "
+                             "or a function it calls (a loss, a custom rule)", span)
+        return frame.fn
 
     def _need_module_frame(self: Resolver, frame: Frame, span: Span, what: str) -> tuple[FunctionState,
                                                                                Scope]:

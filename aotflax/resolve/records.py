@@ -33,6 +33,7 @@ from ..values import (
     DTypeKind,
     Env,
     FieldDefault,
+    ModuleValue,
     Partial,
     Poison,
     Record,
@@ -166,7 +167,15 @@ class RecordsMixin:
         for n, value in zip(names, args):
             env.set(n.id, value)
         node: ir.Expr
-        if name in namespaces.OPERATOR_BINARY:
+        if name in namespaces.OPERATOR_SEQUENCE:
+            if not all(isinstance(a, (list, tuple, str)) for a in args):
+                raise self.error("AOT344", f"operator.{name} joins sequences, got "
+                                 f"{describe_value(args[0])} and {describe_value(args[1])}",
+                                 span, hint="operator.add adds numbers and arrays")
+            node = ir.BinOp(names[0], "+", names[1], span)
+        elif name in namespaces.OPERATOR_INPLACE:
+            node = ir.BinOp(names[0], namespaces.OPERATOR_INPLACE[name], names[1], span)
+        elif name in namespaces.OPERATOR_BINARY:
             node = ir.BinOp(names[0], namespaces.OPERATOR_BINARY[name], names[1], span)
         elif name == "contains":  # contains(a, b) is `b in a`
             node = ir.Compare(names[1], ("in",), (names[0],), span)
@@ -347,14 +356,65 @@ class RecordsMixin:
             hint="pass the values your gin config binds as arguments, e.g. "
                  "aot.target(\"name\", Model.partial(features=64), ...)"))
 
-    def _module_decorators(self: Resolver, cls: ir.ClassDef, frame: Frame) -> None:
-        """A module class may carry gin's registration (the class stays itself); any other
-        class decorator is refused."""
+    def _module_decorators(self: Resolver, cls: ir.ClassDef, frame: Frame
+                           ) -> list[tuple[Closure, ir.Expr]]:
+        """A module class may carry gin's registration (the class stays itself) and
+        decorators that are functions of the model files (a registry,
+        `@register_model(name="ddpm")`), returned to be applied to the class
+        (`_apply_module_decorators`); any other class decorator is refused."""
+        pending: list[tuple[Closure, ir.Expr]] = []
         for node in cls.decorators:
-            if not (self._names_gin(node, frame) and _is_gin(self.eval(node, frame))):
-                raise self.error("AOT102", "class decorators are not supported on modules",
+            if self._names_gin(node, frame) and _is_gin(self.eval(node, frame)):
+                self._gin_warning(f"class {cls.name}", node.span)
+                continue
+            # only a function of the model files is evaluated (`@print` is not even looked
+            # up as a builtin: it is refused as a decorator)
+            if not isinstance(self._decorator_callee(node, frame), Closure):
+                raise self.error("AOT102", "class decorators are not supported on modules, "
+                                 "other than functions of the model files (a registry)",
                                  node.span)
-            self._gin_warning(f"class {cls.name}", node.span)
+            value = self.eval(node, frame)
+            if not isinstance(value, Closure):
+                raise self.error("AOT102", f"the class decorator gives "
+                                 f"{describe_value(value)}, not a function to apply to the "
+                                 "class", node.span)
+            pending.append((value, node))
+        return pending
+
+    def _decorator_callee(self: Resolver, node: Any, frame: Frame) -> Any:
+        """What a decorator expression calls (`register_model` in
+        `@utils.register_model(name=...)`), looked up through names and model files only,
+        reporting nothing; None when it is anything else."""
+        callee = node.func if isinstance(node, ir.Call) else node
+        attrs: list[str] = []
+        while isinstance(callee, ir.Attribute):
+            attrs.append(callee.attr)
+            callee = callee.value
+        if not isinstance(callee, ir.Name):
+            return None
+        found, value = frame.env.lookup(callee.id)
+        if not found:
+            return None
+        for attr in reversed(attrs):
+            if not isinstance(value, ModuleValue) or value.globals is None:
+                return None
+            found, value = value.globals.lookup(attr)
+            if not found:
+                return None
+        return value
+
+    def _apply_module_decorators(self: Resolver, cls: ir.ClassDef, ref: Any,
+                                 pending: list[tuple[Closure, ir.Expr]], frame: Frame) -> Any:
+        """The decorators, innermost first as Python applies them; each must give the class
+        back (a registry records it): a model is the class statement's own module."""
+        for decorator, node in reversed(pending):
+            got = self._call(decorator, [ref], {}, ir.Call(node, (), (), node.span), frame)
+            if got is not ref:
+                raise self.error("AOT102", f"the decorator {decorator.name} returns "
+                                 f"{describe_value(got)}, not the class {cls.name}; a class "
+                                 "decorator of a module may record the class but must return "
+                                 "it", node.span)
+        return ref
 
     def _names_gin(self: Resolver, node: Any, frame: Frame) -> bool:
         """Whether a decorator is written from gin's names (`gin.configurable(...)`,

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 #: Modules of the static language (and their submodules).
 KNOWN_MODULES = frozenset({"aotflax", "jax", "numpy", "math", "functools", "typing", "optax",
                            "__future__", "dataclasses", "collections", "ml_collections",
-                           "logging", "attr", "attrs", "gin", "abc", "operator", "itertools"})
+                           "logging", "attr", "attrs", "gin", "abc", "operator", "itertools",
+                           "string"})
 
 
 class ModuleGlobals(Env):

@@ -27,11 +27,12 @@ from ..values import (
     OptaxValue,
     StaticError,
     Traversal,
+    contains_poison,
     describe_value,
     is_static,
     to_code,
 )
-from .base import Frame, ReturnSignal
+from .base import Abort, Frame, ReturnSignal
 from .helpers import tensors, unpack_code
 
 if TYPE_CHECKING:
@@ -397,6 +398,8 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
         result = ret.value
     scalar, metrics = (result if isinstance(result, tuple) and len(result) == 2
                        else (result, None))
+    if contains_poison(result):
+        raise Abort()  # its error is reported where it failed
     if not (isinstance(scalar, Tensor) and scalar.shape == () and dt.is_inexact(scalar.dtype)):
         raise r.error("AOT425", f"loss '{loss.name}' must return a scalar float array (or "
                       f"(loss, {{'metric': array}})), got {describe_value(scalar)}",

@@ -71,7 +71,7 @@ class TransformsMixin:
     def _call_checkpointed(self: Resolver, c: Checkpointed, args: list, kwargs: dict,
                            expr: ir.Call, frame: Frame) -> Any:
         span = expr.span
-        fn, _ = self._need_module_frame(frame, span, c.written)
+        fn = self._need_function_frame(frame, span, c.written)
         if kwargs or not args or not all(isinstance(a, Tensor) for a in args):
             raise self.error("AOT365", f"a function made by {c.written} takes arrays as "
                              "positional arguments", span,
@@ -87,6 +87,51 @@ class TransformsMixin:
             ("target", unpack_code(fresh, fresh, [])), ("call", call)), tuple(outs), (),
             span, "checkpointed", nested, OpInfo("jax.checkpoint")))
         return fresh
+
+    def _jvp(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
+        """`jax.jvp(fun, primals, tangents)`: `fun` resolved for the primals and emitted as
+        a nested function, called as written; the result is `(fun's output, its tangent)`,
+        arrays of the output's types."""
+        from ..ops.registry import CallError, Signature
+
+        span = expr.span
+        try:
+            b = Signature.parse("fun, primals, tangents, has_aux=False").bind(
+                "jax.jvp", args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        fn = self._need_function_frame(frame, span, "jax.jvp")
+        primals, tangents = b["primals"], b["tangents"]
+        if b["has_aux"] is not False:
+            raise self.error("AOT365", "jax.jvp: has_aux= is not supported", span)
+        for name, value in (("primals", primals), ("tangents", tangents)):
+            if not isinstance(value, (tuple, list)) or not all(
+                    isinstance(a, Tensor) for a in value):
+                raise self.error("AOT365", f"jax.jvp: {name} must be a tuple or list of "
+                                 f"arrays, got {describe_value(value)}", span,
+                                 hint="one entry per positional argument of the function")
+        if len(primals) != len(tangents):
+            raise self.error("AOT365", f"jax.jvp: {len(primals)} primals and "
+                             f"{len(tangents)} tangents", span)
+        for p, t in zip(primals, tangents):
+            if (p.shape, p.dtype) != (t.shape, t.dtype):
+                raise self.error("AOT365", f"jax.jvp: a tangent must have its primal's shape "
+                                 f"and dtype: {t.describe()} for {p.describe()}", span)
+            if not p.dtype.startswith(("float", "bfloat", "complex")):
+                raise self.error("AOT365", f"jax.jvp: primals must be floating, got "
+                                 f"{p.describe()}", span)
+        result, nested = self._nested_body(b["fun"], list(primals), span, frame, "jax.jvp",
+                                           "differentiated forward (jax.jvp)")
+        leaves = tensors(result)
+        outs = [type(t)(t.shape, t.dtype, t.weak) for t in leaves]
+        touts = [type(t)(t.shape, t.dtype, t.weak) for t in leaves]
+        pair = (rebuild(result, outs), rebuild(result, touts))
+        call = Code.of("jax.jvp(", FunctionRef(nested), ", ",
+                       value_code(tuple(primals)), ", ", value_code(tuple(tangents)), ")")
+        fn.ops.append(Op("ops/module_call.j2", (
+            ("target", unpack_code(pair, pair, [])), ("call", call)), tuple(outs + touts), (),
+            span, "jvp", nested, OpInfo("jax.jvp")))
+        return pair
 
     def _vmap(self: Resolver, args: list, kwargs: dict, span: Span) -> Vmapped:
         from ..ops.registry import CallError, Signature
@@ -104,7 +149,7 @@ class TransformsMixin:
     def _call_vmapped(self: Resolver, v: Vmapped, args: list, kwargs: dict, expr: ir.Call,
                       frame: Frame) -> Any:
         span = expr.span
-        fn, _ = self._need_module_frame(frame, span, "jax.vmap")
+        fn = self._need_function_frame(frame, span, "jax.vmap")
         if kwargs:
             raise self.error("AOT365", "a vmapped function takes positional arguments only",
                              span)
