@@ -94,12 +94,8 @@ class CachesMixin:
         return None
 
     def _initialize_cache(self: Resolver, args: list, kwargs: dict, span: Span) -> AttentionCache:
-        from ..ops.registry import Signature
 
-        try:
-            b = Signature.parse("shape, dtype=None").bind("initialize_cache", args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        b = self._bind_signature("shape, dtype=None", "initialize_cache", args, kwargs, span)
         shape = b["shape"]
         if not (isinstance(shape, (tuple, list)) and shape and all(
                 isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):

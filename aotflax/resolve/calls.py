@@ -311,13 +311,8 @@ class CallsMixin:
         if fn is None:
             raise self.error("AOT324", f"{written} can only be called inside a module's "
                              "apply", span)
-        from ..ops.registry import Signature
 
-        try:
-            b = Signature.parse("f, init, xs=None, length=None, reverse=False, unroll=1").bind(
-                "jax.lax.scan", args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        b = self._bind_signature("f, init, xs=None, length=None, reverse=False, unroll=1", "jax.lax.scan", args, kwargs, span)
         step, init, xs = b["f"], b["init"], b["xs"]
         step = self._scan_step(step, span, frame)
         # `jax.lax.map`'s scan carries nothing
@@ -451,13 +446,8 @@ class CallsMixin:
         Flax's own definition: the scanned axis is moved to the front, `lax.scan` runs, and
         the stacked outputs get the axis back where it was.
         """
-        from ..ops.registry import Signature
 
-        try:
-            b = Signature.parse("body_fn, init, xs, axis=0, keepdims=False").bind(
-                "jax_utils.scan_in_dim", args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, expr.span, hint=e.hint) from None
+        b = self._bind_signature("body_fn, init, xs, axis=0, keepdims=False", "jax_utils.scan_in_dim", args, kwargs, expr.span)
         axis = b["axis"]
         axes = (axis,) if isinstance(axis, int) and not isinstance(axis, bool) else axis
         if not (isinstance(axes, tuple) and len(axes) == 1 and isinstance(axes[0], int)):
@@ -486,14 +476,9 @@ class CallsMixin:
         differentiated in reverse); this emits that scan: a step `(val, i)` calling
         `body_fun(i, val)` over `jnp.arange(lower, upper)`.
         """
-        from ..ops.registry import Signature
 
         span = expr.span
-        try:
-            b = Signature.parse("lower, upper, body_fun, init_val, *, unroll=1").bind(
-                "jax.lax.fori_loop", args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        b = self._bind_signature("lower, upper, body_fun, init_val, *, unroll=1", "jax.lax.fori_loop", args, kwargs, span)
         lower, upper, body = b["lower"], b["upper"], b["body_fun"]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lower, upper)):
             raise self.error("AOT361", "jax.lax.fori_loop needs static integer bounds (a loop "
@@ -513,13 +498,9 @@ class CallsMixin:
     def _lax_map(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         """`jax.lax.map(f, xs)`: jax's definition, a scan carrying nothing whose step
         returns `f(x)`."""
-        from ..ops.registry import Signature
 
         span = expr.span
-        try:
-            b = Signature.parse("f, xs").bind("jax.lax.map", args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        b = self._bind_signature("f, xs", "jax.lax.map", args, kwargs, span)
         names = self._positional_names(b["f"], ("x",), "jax.lax.map", "f(x)", span)
         step = self._step_calling(b["f"], ("_", names[0]), (names[0],), (), span, frame)
         _, ys = self._scan([step, (), b["xs"]], {}, expr, frame, "jax.lax.map",
@@ -555,14 +536,9 @@ class CallsMixin:
         leaves at the same place in `rest`), in a tree of the same structure.  The structure
         is static, so the walk happens at build time and the calls are emitted in jax's
         leaf order (dicts by sorted key)."""
-        from ..ops.registry import Signature
 
         span = expr.span
-        try:
-            b = Signature.parse("f, tree, *rest, is_leaf=None").bind(
-                "jax.tree_util.tree_map", args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        b = self._bind_signature("f, tree, *rest, is_leaf=None", "jax.tree_util.tree_map", args, kwargs, span)
         if b["is_leaf"] is not None:
             raise self.error("AOT203", "jax.tree_util.tree_map: is_leaf= is not supported",
                              span)

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import hardware, ir, padding, quoting
 from ..diagnostics import BuildError, Diagnostic, Note, Reporter, Span
-from ..ops import plans
+from ..ops import CallError, plans
 from ..ops.stochastic import KEY_DTYPE, RngKey
 from ..program import (
     FileProgram,
@@ -180,6 +180,17 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                     notes = (*notes, Note(f"in {name}", site))
             self.reporter.error(code, message, span, hint=hint, notes=notes)
         return Abort()
+
+    def _bind_signature(self, signature: str, written: str, args: list, kwargs: dict,
+                        span: Span) -> dict[str, Any]:
+        """The arguments of a call the resolver implements itself (`jax.lax.scan`,
+        `jax.jvp`, ...) bound to its Python signature; a mismatch is located at the call."""
+        from ..ops.registry import Signature
+
+        try:
+            return Signature.parse(signature).bind(written, args, kwargs)
+        except CallError as e:
+            raise self.error(e.code, e.message, span, hint=e.hint) from None
 
     # ================================================================ targets
 

@@ -302,10 +302,7 @@ class RecordsMixin:
         """flax.nn's `normalization._absolute_dims(rank, dims)`: negative axes counted from
         the end, as `tuple(rank + d if d < 0 else d for d in dims)`."""
         name = "nn.normalization._absolute_dims"
-        try:
-            bound = Signature.parse("rank, dims").bind(name, args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        bound = self._bind_signature("rank, dims", name, args, kwargs, span)
         rank, dims = bound["rank"], bound["dims"]
         if not (isinstance(rank, int) and not isinstance(rank, bool) and isinstance(
                 dims, (tuple, list)) and all(isinstance(d, int) and not isinstance(d, bool)
@@ -552,13 +549,10 @@ class RecordsMixin:
 
     def _attrib(self: Resolver, args: list, kwargs: dict, span: Span) -> FieldDefault:
         """`attr.ib(default=..., factory=...)`: a field of an `@attr.s` class."""
-        try:
-            b = Signature.parse("default=None, validator=None, repr=True, cmp=None, hash=None, "
+        b = self._bind_signature("default=None, validator=None, repr=True, cmp=None, hash=None, "
                                 "init=True, metadata=None, type=None, converter=None, "
                                 "factory=None, kw_only=False, eq=None, order=None, "
-                                "on_setattr=None").bind("attr.ib", args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, span, hint=e.hint) from None
+                                "on_setattr=None", "attr.ib", args, kwargs, span)
         for name in ("validator", "converter", "on_setattr"):
             if b[name] is not None:
                 raise self.error("AOT302", f"attr.ib: {name}= is not supported (it runs code "

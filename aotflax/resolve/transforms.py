@@ -52,13 +52,8 @@ class TransformsMixin:
 
     def _checkpoint(self: Resolver, written: str, args: list, kwargs: dict,
                     span: Span) -> Checkpointed:
-        from ..ops.registry import CallError, Signature
 
-        try:
-            b = Signature.parse("fun, *, prevent_cse=True, policy=None, static_argnums=()").bind(
-                written, args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        b = self._bind_signature("fun, *, prevent_cse=True, policy=None, static_argnums=()", written, args, kwargs, span)
         if b["policy"] is not None or b["static_argnums"] != ():
             raise self.error("AOT365", f"{written}: policy= and static_argnums= are not "
                              "supported", span, hint="checkpoint a function of arrays; bind "
@@ -92,14 +87,9 @@ class TransformsMixin:
         """`jax.jvp(fun, primals, tangents)`: `fun` resolved for the primals and emitted as
         a nested function, called as written; the result is `(fun's output, its tangent)`,
         arrays of the output's types."""
-        from ..ops.registry import CallError, Signature
 
         span = expr.span
-        try:
-            b = Signature.parse("fun, primals, tangents, has_aux=False").bind(
-                "jax.jvp", args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        b = self._bind_signature("fun, primals, tangents, has_aux=False", "jax.jvp", args, kwargs, span)
         fn = self._need_function_frame(frame, span, "jax.jvp")
         primals, tangents = b["primals"], b["tangents"]
         if b["has_aux"] is not False:
@@ -134,12 +124,8 @@ class TransformsMixin:
         return pair
 
     def _vmap(self: Resolver, args: list, kwargs: dict, span: Span) -> Vmapped:
-        from ..ops.registry import CallError, Signature
 
-        try:
-            b = Signature.parse("fun, in_axes=0, out_axes=0").bind("jax.vmap", args, kwargs)
-        except CallError as e:
-            raise self.error(e.code, e.message, span, hint=e.hint) from None
+        b = self._bind_signature("fun, in_axes=0, out_axes=0", "jax.vmap", args, kwargs, span)
         for name in ("in_axes", "out_axes"):
             if not is_static(b[name]):
                 raise self.error("AOT203", f"jax.vmap: {name} must be static, got "
