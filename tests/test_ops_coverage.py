@@ -120,7 +120,8 @@ _REDUCTIONS = [f"jnp.{n}({{x}}, axis=0)" for n in (
     "jnp.cumsum({x})",
 ]
 
-_METHODS = ["{x}.sum(axis=1)", "{x}.prod()", "{x}.mean(axis=0, keepdims=True)",
+_METHODS = ["{x}.sum(axis=1)", "{x}.prod()", "{x}.max(axis=1, initial=2)",
+            "{x}.sum(initial=1, where={x} > 0)", "{x}.min(where={x} > 1, initial=3)", "{x}.mean(axis=0, keepdims=True)",
             "{x}.var(axis=1, ddof=1)", "{x}.std()", "{x}.max(axis=0)", "{x}.min()",
             "{x}.all(axis=1)", "{x}.any()", "{x}.argmax(axis=1)", "{x}.argmin()",
             "{x}.astype(jnp.int8)", "{x}.clip(0, 2)", "{x}.flatten()", "{x}.ravel()",

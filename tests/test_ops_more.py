@@ -547,6 +547,17 @@ def test_list_indices_are_checked_like_jax() -> None:
     assert "an index list must hold static ints" in errors
 
 
+def test_max_with_where_needs_initial_as_jax_says() -> None:
+    errors = build_errors("""
+        class Net(nn.Module):
+            def apply(self, x):
+                return x.max(where=x > 0)
+
+        aot.target("net", Net, x=aot.f32[2, 3])
+        """)
+    assert "error[AOT203]: x.max with where= needs initial=" in errors, errors
+
+
 @pytest.mark.parametrize("expr", ["jnp.argmax(jnp.zeros((2, 0)), axis=-1)",
                                   "jnp.max(jnp.zeros((2, 0)), axis=1)",
                                   "jnp.median(jnp.zeros((2, 0)), axis=1)"])

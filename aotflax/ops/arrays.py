@@ -146,6 +146,10 @@ def reduction(kind: str) -> Callable[[FnCall], Tensor]:
         if kind == "index" and isinstance(axis, (tuple, list)):
             raise call.fail(f"{call.written}: axis must be a single int", "AOT203")
         shape = shape_rule(call, sh.reduce_shape, x.shape, axis, keepdims)
+        if kind == "same" and call.args.get("where") is not None and \
+                call.args.get("initial") is None:
+            raise call.fail(f"{call.written} with where= needs initial= (the value where "
+                            "nothing is selected)", "AOT203")
         no_identity = kind == "index" or call.entry.name == "median" or (
             kind == "same" and call.args.get("initial") is None)
         if no_identity and sh.size(shape) and not sh.size(x.shape):

@@ -300,8 +300,12 @@ _method("ravel", "a, order='C'", simple(lambda s: (sh.size(s),)), "x.ravel()")
 for _n, _kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "mean"),
                   ("std", "mean"), ("max", "same"), ("min", "same"), ("all", "bool"),
                   ("any", "bool"), ("argmax", "index"), ("argmin", "index")]:
-    _sig = "a, axis=None, dtype=None, out=None, keepdims=False"
-    if _kind in ("same", "bool", "index"):
+    _sig = "a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None"
+    if _kind == "mean":
+        _sig = "a, axis=None, dtype=None, out=None, keepdims=False, *, where=None"
+    if _kind == "same":
+        _sig = "a, axis=None, out=None, keepdims=False, initial=None, where=None"
+    if _kind in ("bool", "index"):
         _sig = "a, axis=None, out=None, keepdims=False"
     if _n in ("var", "std"):
         _sig = "a, axis=None, dtype=None, out=None, ddof=0, keepdims=False"
