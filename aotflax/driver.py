@@ -252,30 +252,25 @@ def _skipped_warnings(workspace: Workspace, report: BuildReport) -> list[Diagnos
     return out
 
 
+#: How a summary names the statements `skipped` describes with a name: (one, several).
+_NAMED = {"import": ("import of", "imports of"), "function": ("function", "functions"),
+          "class": ("class", "classes"), "assignment": ("assignment to", "assignments to")}
+
+
 def _skipped_summary(found: list[tuple[Span, str]]) -> str:
     """What `skipped` found, grouped by kind in order of appearance: each with its names
     (`functions train_step, main`), or its lines where it has none (`calls at lines 11, 12`)."""
-    groups: dict[str, list[str]] = {}
+    groups: dict[tuple[str, str], list[str]] = {}
     for span, what in found:
-        kind, _, name = what.partition(" ")
-        if kind == "import":  # "import of 'app' from 'absl'": the name it binds
-            groups.setdefault("imports of", []).append(name.split("'")[1])
-        elif kind in ("function", "class") or what.startswith("assignment to "):
-            label = {"function": "functions", "class": "classes"}.get(kind, "assignments to")
-            groups.setdefault(label, []).append(name.removeprefix("to "))
+        kind, _, rest = what.partition(" ")
+        if kind in _NAMED and rest:  # "import of 'app' from 'absl'", "assignment to FLAGS"
+            name = rest.split("'")[1] if kind == "import" else rest.removeprefix("to ")
+            groups.setdefault(_NAMED[kind], []).append(name)
         else:  # a call, an 'if' block, a loop: where it is
-            plural = {"call": "calls", "'if' block": "'if' blocks", "'for' loop": "'for' loops"}
-            groups.setdefault(f"{plural.get(what, what)} at lines", []).append(str(span.line))
-    parts = []
-    for label, items in groups.items():
-        if len(items) == 1:  # one of a kind: the singular
-            label = {"imports of": "import of", "functions": "function", "classes": "class",
-                     "assignments to": "assignment to", "calls at lines": "call at line",
-                     "'if' blocks at lines": "'if' block at line",
-                     "'for' loops at lines": "'for' loop at line"}.get(
-                         label, label.replace(" at lines", " at line"))
-        parts.append(f"{label} {', '.join(items)}")
-    return "; ".join(parts)
+            groups.setdefault((f"{what} at line", f"{what}s at lines"), []).append(
+                str(span.line))
+    return "; ".join(f"{one if len(items) == 1 else many} {', '.join(items)}"
+                     for (one, many), items in groups.items())
 
 
 #: Up to this many statements of a file no target reached get a warning each; more (a

@@ -436,10 +436,7 @@ def _reduce_window(call: FnCall) -> Tensor:
     def code(v: Any) -> Code:  # the reduction by its name in the table (a fixed string)
         return Code((v.entry.code or v.written,)) if isinstance(v, OpRef) else value_code(v)
 
-    parts = [code(a) for a in call.positional] + [
-        Code.of(f"{k}=", code(v)) for k, v in call.keywords.items()]
-    call.emit_call([out], stem="pooled", code=Code.of("jax.lax.reduce_window(",
-                                                       Code.join(", ", parts), ")"))
+    call.emit_call([out], stem="pooled", code=call.call_code(arg_code=code))
     return out
 
 

@@ -366,13 +366,16 @@ class FnCall:
         """Argument `name` as code: a size read from an array stays a read (`x.shape[0]`)."""
         return value_code(self.args[name])
 
-    def call_code(self, func: str | None = None, method_of: Tensor | None = None) -> Code:
-        """The call as the user wrote it: `func(args...)` or `x.method(args...)`."""
+    def call_code(self, func: str | None = None, method_of: Tensor | None = None,
+                  arg_code: Callable[[Any], Code] = value_code) -> Code:
+        """The call as the user wrote it: `func(args...)` or `x.method(args...)`;
+        `arg_code` writes each argument (a rule taking a function of the table passes one
+        that names it)."""
         positional = list(self.positional)
         if self.entry.kind == "method" and method_of is None:
             method_of, func = positional.pop(0), func or self.entry.name
-        parts = [value_code(a) for a in positional]
-        parts += [Code.of(f"{identifier(k, 'keyword argument name')}=", value_code(v))
+        parts = [arg_code(a) for a in positional]
+        parts += [Code.of(f"{identifier(k, 'keyword argument name')}=", arg_code(v))
                   for k, v in self.keywords.items()]
         if method_of is not None:
             return Code.of(method_of, f".{func}(", Code.join(", ", parts), ")")
