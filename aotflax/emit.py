@@ -372,11 +372,11 @@ class Renderer:
                     fn = getattr(part, "function", None)
                     if fn is None or isinstance(part, (str, Var)):
                         continue
-                    if op.nested is not None and fn is op.nested:
+                    if fn in op.nested:
                         continue
                     self.call(body, fn, part.kind, names)  # type: ignore[attr-defined]
-            if op.nested is not None:
-                self.refs(body, op.nested.body, names)
+            for nested in op.nested:
+                self.refs(body, nested.body, names)
 
     def call(self, body: Body, fn: Function, kind: str, names: dict[Any, str]) -> None:
         """A function `body` calls (`refs`): its placeholder recorded in `names`."""
@@ -463,8 +463,8 @@ def _shown(body: tuple[Op, ...], source: tuple) -> tuple[Tensor, ...]:
     """The arrays a line's comment shows, from its `Line.source`."""
     path = source[1]
     ops = body
-    for i in path[:-1]:
-        ops = ops[i].nested.body
+    for i, j in path[:-1]:
+        ops = ops[i].nested[j].body
     op = ops[path[-1]]
     if source[0] == "o":
         return tuple(v for v in op.outputs if isinstance(v, Tensor))
@@ -541,19 +541,19 @@ class _Structure:
                 key += (values.setdefault(id(v), len(values)), hints.get(id(v)))
             key.append((op.temps, op.stem, tuple(map(len, op.temp_types)) if op.temp_types else (),
                         op.span.file.name, op.span.line))
-            if nested is not None:
-                self.nested.add(id(nested))
-                key.append((nested.doc, nested.span.file.name, nested.span.line,
-                            _nested_stem(nested)))
-                self.function(nested, nested.body)
+            for inner in nested:
+                self.nested.add(id(inner))
+                key.append((inner.doc, inner.span.file.name, inner.span.line,
+                            _nested_stem(inner)))
+                self.function(inner, inner.body)
         key.append(_RESULT)
-        self.code(fn.result, None, False)
+        self.code(fn.result, (), False)
         for collection, code in fn.state_result:
             key += (_STATE, collection)
-            self.code(code, None, False)
+            self.code(code, (), False)
         key.append(_END)
 
-    def code(self, code: Code, nested: Function | None, calls: bool) -> None:
+    def code(self, code: Code, nested: tuple[Function, ...], calls: bool) -> None:
         """`code`'s parts; `calls`: it is an op's argument (whose calls `refs` names)."""
         key, values = self.key, self.values
         for part in code.parts:
@@ -566,10 +566,10 @@ class _Structure:
                     raise _Unkeyed
                 fn = part.function
                 lead = getattr(part, "lead", None)
-                if fn is nested:  # a scan's step: the local def (its keywords: none)
+                if fn in nested:  # a scan's step: the local def (its keywords: none)
                     if part.kind != "apply":
                         raise _Unkeyed
-                    key.append(("step", type(part) is CallKwargs, lead))
+                    key.append(("step", nested.index(fn), type(part) is CallKwargs, lead))
                     continue
                 k = (id(fn), part.kind)
                 slot = self.slots.get(k)
@@ -585,7 +585,7 @@ class _Structure:
                 except QuotingError:
                     raise _Unkeyed from None
                 key.append(("size",))
-                self.code(part.value.code, None, False)
+                self.code(part.value.code, (), False)
                 key.append(("size", number))
             else:
                 raise _Unkeyed
@@ -600,7 +600,7 @@ def _init_then_apply(fn: Function) -> tuple[Op, ...] | None:
     body = fn.body
     if fn.state_collections or fn.shared_args or fn.static_args or fn.keeps_name:
         return None
-    if any(op.init_args is not None or op.nested is not None for op in body):
+    if any(op.init_args is not None or op.nested for op in body):
         return None
     if not all(isinstance(v, Tensor) for _, v in fn.inputs):
         return None
@@ -646,13 +646,14 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
                  reserved: set[str], refs: dict[Any, str], indent: str,
                  outer: dict[Any, str] | None = None,
                  outer_live: set[str] | frozenset[str] = frozenset(),
-                 path: tuple[int, ...] = ()) -> list[str]:
+                 path: tuple[tuple[int, int], ...] = ()) -> list[str]:
     """Render `fn` (with `body` as its ops) into `out`: its lines and result; returns its
     arguments.
 
     For a nested def, `outer` names the enclosing function's values and `outer_live`
     are the names it holds: the nested body's variables never overwrite them; `path`:
-    the indices of the ops whose nested function it is (`Line.source`).
+    per level, the index of the op whose nested function it is and its index among the
+    op's nested functions (`Line.source`).
     """
     # state and shared-module reads are written as `batch_stats["..."]` text: no variable
     # may take those names
@@ -689,14 +690,13 @@ def _render_into(out: Body, fn: Function, body: tuple[Op, ...], relpath: str,
     for i, op in enumerate(body):
         if not namer.live[i]:
             continue
-        if op.nested is not None:
-            nested = op.nested
+        for j, nested in enumerate(op.nested):
             live = set(namer.names.values()) | set(namer.holder)
             local = namer.free(name_stem(_nested_stem(nested)), i, strict=True)
             namer.holder[local] = i
             namer.names[("fn", id(nested), "apply")] = local
             _render_nested(out, nested, relpath, reserved | {local}, refs, indent,
-                           namer.names, live | {local}, local, path + (i,))
+                           namer.names, live | {local}, local, path + ((i, j),))
         namer.name_outputs(i, op)
         if collected:
             for v in op.outputs:
@@ -833,9 +833,10 @@ _ORPHAN_PARTS = re.compile(r";|  #")
 
 def _render_nested(out: Body, nested: Function, relpath: str, reserved: set[str],
                    refs: dict[Any, str], indent: str, outer: dict[Any, str],
-                   outer_live: set[str], local: str, path: tuple[int, ...]) -> None:
+                   outer_live: set[str], local: str, path: tuple[tuple[int, int], ...]
+                   ) -> None:
     """A function defined inside another (a scan's step), named `local` there; `path`:
-    the indices of the op it is defined for."""
+    where the op it is defined for is (see `_render_into`)."""
     inner = Body(nested, "apply", [], False, [], "")
     where = f"{nested.span.file.name or relpath}:{nested.span.line}"
     args = _render_into(inner, nested, nested.body, relpath, reserved, refs, indent + "    ",

@@ -47,8 +47,10 @@ SCAN = object()
 #: `jax.lax.fori_loop` and `jax.lax.map`: scans (as jax lowers them).
 FORI_LOOP = object()
 LAX_MAP = object()
-#: `jax.lax.cond` (on a static predicate: the branch it picks).
+#: `jax.lax.cond`, `jax.lax.switch`, `jax.lax.while_loop` (`resolve/control.py`).
 LAX_COND = object()
+LAX_SWITCH = object()
+WHILE_LOOP = object()
 #: `jax.tree_util.tree_map` (and `tree_multimap`, `jax.tree.map`) and `tree_leaves`: walks
 #: of a static structure, done at build time.
 TREE_MAP = object()
@@ -331,7 +333,8 @@ def _build_modules() -> dict[str, Any]:
     precision = Namespace("jax.lax.Precision", {"DEFAULT": "default", "HIGH": "high",
                                                 "HIGHEST": "highest"})
     lax = Namespace("jax.lax", {**_ops("lax", "jax.lax"), "scan": SCAN, "fori_loop": FORI_LOOP,
-                                "map": LAX_MAP, "cond": LAX_COND, "Precision": precision,
+                                "map": LAX_MAP, "cond": LAX_COND, "switch": LAX_SWITCH,
+                                "while_loop": WHILE_LOOP, "Precision": precision,
                                 "tie_in": StaticFunction("jax.lax.tie_in"),
                                 "ConvDimensionNumbers": CONV_DIMENSION_NUMBERS,
                                 "conv_dimension_numbers": StaticFunction(

@@ -49,6 +49,12 @@ _NOTE = ("padding fills the positions past a request with {pad}; an operation th
          "positions along '{dim}' would let them change the values the caller gets back")
 
 
+#: Ops over nested functions resolve emits (`resolve/control.py`): their inputs, and the
+#: arrays their functions read from around them, may move in any way.
+_NESTED_CONTROL = frozenset({"jax.lax.cond", "jax.lax.switch", "jax.lax.while_loop",
+                             "jax.lax.fori_loop"})
+
+
 @dataclass(frozen=True)
 class Declaration:
     """What `aot.target` says about buckets, as the resolver parsed it."""
@@ -301,6 +307,11 @@ class _Checker:
         if len(tensors) == 1 and parts[-1:] == [".T"]:
             t = tensors[0]
             return Flow(((t, tuple(reversed(range(t.ndim)))),), zeros="aligned")
+        if op.info is not None and op.info.entry in _NESTED_CONTROL:
+            # its branches or loop body may reduce, index or loop over any axis
+            return Flow(tuple((t, tuple(Mix(f"goes through {op.info.entry}'s functions, "
+                                            "which aotflax does not follow axis by axis")
+                                        for _ in t.shape)) for t in tensors))
         if op.template == "ops/module_call.j2":  # unpacking a tuple argument
             return None
         return Flow(tuple((t, tuple(Mix("moves it in a way aotflax cannot follow")
@@ -412,8 +423,8 @@ class _Checker:
                 self.fail(op, self.by_size[t.shape[0]], "scans along it: each step depends "
                           "on the steps before it, and the final carry on the padded steps",
                           sites)
-        if op.nested is not None:
-            self.function(op.nested, _Frame(), sites)
+        for nested in op.nested:
+            self.function(nested, _Frame(), sites)
 
     # ------------------------------------------------------------------ errors
 

@@ -208,8 +208,11 @@ class OpInfo:
     module: str = ""
     #: The function a user-module call runs (its ops belong to `path`).
     callee: "Function | None" = None
-    #: How many times the op's nested function runs per execution (a scan's length).
+    #: How many times the op's nested functions run per execution (a scan's length).
     trips: int = 1
+    #: Its nested functions are alternatives, one of which runs (`jax.lax.cond`'s
+    #: branches): the costliest counts.
+    branches: bool = False
     #: How it moves its inputs' axes (`ops/axes.py`), for the padding proof of buckets;
     #: recorded only while `ops.axes.record_flows()` is on (the proof's resolve).
     flow: Flow | None = None
@@ -239,8 +242,9 @@ class Op:
     span: Span
     #: Default variable-name stem for outputs ("dense", "conv", ...).
     stem: str
-    #: A function defined just before this op (the step of a `jax.lax.scan`).
-    nested: "Function | None" = None
+    #: Functions defined just before this op, in order (the step of a `jax.lax.scan`,
+    #: the branches of a `jax.lax.cond`).
+    nested: "tuple[Function, ...]" = ()
     #: For the model summary: instance, FLOPs, callee (not rendered).
     info: OpInfo | None = None
     #: Only in a function's init variant (data-dependent initialization, see `Function`).

@@ -80,7 +80,7 @@ class FunctionState:
              temp_types: tuple = ()) -> None:
         # (positional: the cheapest way to fill the op's eleven fields, made for every op)
         self.ops.append(Op(template, tuple(args.items()), tuple(outputs), tuple(temps), span,
-                           stem, None, info, init_only,
+                           stem, (), info, init_only,
                            tuple(init_args.items()) if init_args else None, tuple(temp_types)))
 
     def hint(self, var: Any, name: str) -> None:

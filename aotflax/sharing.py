@@ -924,8 +924,8 @@ def _ops(body: tuple) -> list:
     out = []
     for op in body:
         out.append(op)
-        if op.nested is not None:
-            out.extend(_ops(op.nested.body))
+        for nested in op.nested:
+            out.extend(_ops(nested.body))
     return out
 
 

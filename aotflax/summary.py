@@ -279,9 +279,13 @@ class _Walk:
                 self.rows[owner].own += info.flops * times
                 if info.callee is not None:
                     self.function(info.callee, owner, times)
-            if op.nested is not None:  # a scan: its step runs `trips` times
-                self.body(op.nested.body, base, times * (info.trips if info else 1), producers)
-                for t in op.nested.result_tensors:
+            # a scan's step runs `trips` times; of a cond's branches, the costliest counts
+            nested = op.nested
+            if nested and info is not None and info.branches:
+                nested = (max(nested, key=lambda f: _flops(f.body)),)
+            for inner in nested:
+                self.body(inner.body, base, times * (info.trips if info else 1), producers)
+                for t in inner.result_tensors:
                     self.output_of(producers, t, base)
             for var in op.outputs:
                 producers[id(var)] = (owner, var)
@@ -305,6 +309,20 @@ class _Walk:
             row = self.rows.get(owner[:depth])
             if row is not None and text not in row.outputs:
                 row.outputs.append(text)
+
+
+def _flops(body: Iterable[Op]) -> int:
+    """FLOPs of one run of `body`, what it calls included (a cond's branches: each)."""
+    total = 0
+    for op in body:
+        info = op.info
+        if info is not None:
+            total += info.flops
+            if info.callee is not None:
+                total += _flops(info.callee.body)
+        for inner in op.nested:
+            total += _flops(inner.body) * (info.trips if info else 1)
+    return total
 
 
 def _rows(t: TargetProgram) -> list[Row]:

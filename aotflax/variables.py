@@ -185,8 +185,8 @@ def _calls_in(fn: Function) -> tuple[dict[tuple[str, ...], Function],
                     modules.setdefault(tuple(info.path), callee)
                 if info.entry in _LAYER_HELPERS or info.entry in _COMPOSITES:
                     layers.setdefault(tuple(info.path), info.entry)
-            if op.nested is not None:
-                walk(op.nested.body)
+            for nested in op.nested:
+                walk(nested.body)
 
     walk(fn.body)
     return modules, layers

@@ -1,8 +1,10 @@
-"""jax.lax control flow beyond scan: `fori_loop` with static bounds and `lax.map`.
+"""jax.lax control flow beyond scan: `fori_loop` with static bounds, `lax.map`, and
+`cond`, `switch` and `while_loop`.
 
-jax lowers both to scans; the emitted code is that scan (over `jnp.arange` for a
-fori_loop, carrying nothing for map). Values are checked against the same calls run
-by jax, inside a Linen twin where the model has parameters.
+jax lowers the first two to scans; the emitted code is that scan (over `jnp.arange` for
+a fori_loop, carrying nothing for map). cond, switch and while_loop on arrays are emitted
+as written over nested defs. Values are checked against the same calls run by jax, inside
+a Linen twin where the model has parameters.
 """
 
 from __future__ import annotations
@@ -97,7 +99,9 @@ def test_lax_map_equals_jax() -> None:
 
 @pytest.mark.parametrize("call, message", [
     ("jax.lax.fori_loop(0, x.shape[0], lambda i, v: v, x)", None),  # shapes are static
-    ("jax.lax.fori_loop(0, jnp.sum(x).astype(jnp.int32), lambda i, v: v, x)",
+    ("jax.lax.fori_loop(0, jnp.sum(x), lambda i, v: v, x)",
+     "jax.lax.fori_loop: bounds must be integer scalars, got f32[]"),
+    ("jax.lax.fori_loop(0.5, 3, lambda i, v: v, x)",
      "jax.lax.fori_loop needs static integer bounds"),
     ("jax.lax.fori_loop(0, 2, lambda v: v, x)",
      "jax.lax.fori_loop needs a function body_fun(i, val) -> val"),
@@ -144,16 +148,103 @@ def test_cond_on_a_static_predicate_is_the_branch_it_picks() -> None:
                                rtol=1e-6)
 
 
-def test_cond_on_an_array_predicate_says_so() -> None:
-    errors = build_errors("""
-        class Net(nn.Module):
-            def apply(self, x):
-                return jax.lax.cond(jnp.sum(x) > 0, lambda v: v, lambda v: -v, x)
+def test_cond_switch_and_while_loop_on_arrays_equal_linen() -> None:
+    """On array values each branch, and a while loop's condition and body, is a nested
+    def and the call is jax's own, so the values are jax's (here inside a Linen twin)."""
+    m = build("""
+        def newton_sqrt(a):
+            def cond_fun(carry):
+                i, x = carry
+                return jnp.logical_and(i < 20, jnp.max(jnp.abs(x * x - a)) > 1e-6)
 
-        aot.target("net", Net, x=aot.f32[2, 3])
+            def body_fun(carry):
+                i, x = carry
+                return i + 1, 0.5 * (x + a / x)
+
+            steps, root = jax.lax.while_loop(cond_fun, body_fun, (0, jnp.ones_like(a)))
+            return root, steps
+
+        class Net(nn.Module):
+            def apply(self, x, flag):
+                y = nn.Dense(x, 4)
+                z = jax.lax.cond(flag > 0, lambda v: jnp.tanh(v) * 2.0, lambda v: v - 1.0, y)
+                w = jax.lax.switch(flag, [lambda v, u: v + u, lambda v, u: v * u,
+                                          jnp.subtract], z, y)
+                pair = jax.lax.cond(jnp.sum(w) > 0, lambda p: (p[1], p[0]), lambda p: p,
+                                    (w, z))
+                r, steps = newton_sqrt(jnp.abs(pair[0]) + 1.0)
+                r = jax.lax.fori_loop(0, steps, lambda i, v: v * 0.9 + i, r)
+                return nn.Dense(r, 3), steps
+
+        aot.target("net", Net, x=aot.f32[2, 5], flag=aot.i32[()])
         """)
-    assert "error[AOT361]: jax.lax.cond on an array predicate is not supported yet" in errors
-    assert "hint: compute both branches and pick with jnp.where(pred, a, b)" in errors
+
+    def newton_sqrt(a):
+        def cond_fun(carry):
+            i, x = carry
+            return jnp.logical_and(i < 20, jnp.max(jnp.abs(x * x - a)) > 1e-6)
+
+        def body_fun(carry):
+            i, x = carry
+            return i + 1, 0.5 * (x + a / x)
+
+        steps, root = jax.lax.while_loop(cond_fun, body_fun, (0, jnp.ones_like(a)))
+        return root, steps
+
+    class Twin(linen.Module):
+        @linen.compact
+        def __call__(self, x, flag):
+            y = linen.Dense(4)(x)
+            z = jax.lax.cond(flag > 0, lambda v: jnp.tanh(v) * 2.0, lambda v: v - 1.0, y)
+            w = jax.lax.switch(flag, [lambda v, u: v + u, lambda v, u: v * u, jnp.subtract],
+                               z, y)
+            pair = jax.lax.cond(jnp.sum(w) > 0, lambda p: (p[1], p[0]), lambda p: p, (w, z))
+            r, steps = newton_sqrt(jnp.abs(pair[0]) + 1.0)
+            r = jax.lax.fori_loop(0, steps, lambda i, v: v * 0.9 + i, r)
+            return linen.Dense(3)(r), steps
+
+    x = _x(2, 5)
+    variables = perturbed(Twin().init(jax.random.key(0), x, 0), seed=1)
+    for flag in (-1, 0, 1, 2, 7):  # switch clamps its index, as jax does
+        flag = np.int32(flag)
+        (y, steps), _ = m.net.apply(variables["params"], {}, x, flag)
+        want, want_steps = Twin().apply(variables, x, flag)
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+        assert int(steps) == int(want_steps) and 0 < int(steps) < 20
+    text = m.__aotflax_text__
+    assert "jax.lax.cond(mask, true_fun, false_fun, y)" in text
+    assert "jax.lax.while_loop(cond_fun, body_fun, (" in text
+    assert "    def body_fun(carry):  # " in text
+    assert "jax.lax.switch(flag, (branch, branch_1, branch_2), z, y)" in text
+    assert "r = jax.lax.fori_loop(0, steps, body_fun, root)" in text
+    assert '"""A branch of jax.lax.cond (a lambda), from ' in text
+
+
+@pytest.mark.parametrize("call, message", [
+    ("jax.lax.cond(jnp.sum(x) > 0, lambda v: v, lambda v: v.sum(), x)",
+     "error[AOT364]: jax.lax.cond: every branch must return the same types: got f32[] for "
+     "f32[2, 3]"),
+    ("jax.lax.cond(x[0], lambda v: v, lambda v: -v, x)",
+     "jax.lax.cond: the predicate must be a scalar (a boolean or an integer), got f32[3]"),
+    ("jax.lax.cond(jnp.sum(x) > 0, lambda v: nn.Dense(v, 3), lambda v: v, x)",
+     "may not use layers, randomness or state"),
+    ("jax.lax.cond(jnp.sum(x) > 0, x, jnp.tanh, x, jnp.sin)",
+     "on an array predicate is not supported"),
+    ("jax.lax.cond(jnp.sum(x) > 0, lambda d: d['a'], lambda d: d['a'], {'a': x})",
+     "jax.lax.cond: operands must be arrays, numbers or tuples of them, got dict of 1"),
+    ("jax.lax.switch(jnp.sum(x) > 0, [jnp.sin, jnp.cos], x)",
+     "jax.lax.switch: the index must be an integer array, got bool[]"),
+    ("jax.lax.switch(1, [jnp.sin, jnp.cos], x)", None),  # a static index picks its branch
+    ("jax.lax.while_loop(lambda c: jnp.sum(c), lambda c: c * 2.0, x)",
+     "jax.lax.while_loop: cond_fun must return a boolean scalar, got f32[]"),
+    ("jax.lax.while_loop(lambda c: jnp.sum(c) < 9.0, lambda c: c[0], x)",
+     "jax.lax.while_loop: body_fun must return a carry of init_val's types: got f32[3] for "
+     "f32[2, 3]"),
+    ("jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 2.0), (0, x))[1]",
+     None),
+])
+def test_array_control_flow_errors_are_located(call: str, message: str | None) -> None:
+    test_control_flow_errors_are_located(call, message)
 
 
 def test_tree_map_and_leaves_walk_static_structures() -> None:
@@ -248,3 +339,62 @@ def test_with_blocks_other_than_nn_stochastic_are_located(body: str, message: st
         aot.target("net", Net, x=aot.f32[2, 3])
         """)
     assert message in errors, errors
+
+
+def test_array_control_flow_in_a_bucketed_target_is_refused_where_it_reads_the_batch() -> None:
+    """The padding proof does not follow a branch axis by axis: an array of the bucketed
+    dimension going into one, as an operand or read from around it, is a located AOT413."""
+    for call in ("jax.lax.cond(flag > 0, lambda v: v.sum(0) + v, jnp.tanh, y)",
+                 "jax.lax.cond(flag > 0, lambda: y.mean(0) + y, lambda: y)"):
+        errors = build_errors(f"""
+            class Net(nn.Module):
+                def apply(self, x, flag):
+                    y = nn.Dense(x, 4)
+                    return {call}
+
+            aot.target("net", Net, x=aot.f32["batch", 3], flag=aot.i32[()],
+                       buckets={{"batch": (1, 8)}})
+            """)
+        first = errors.splitlines()[0]
+        assert "error[AOT413]" in first and "mixes positions along bucketed dimension " \
+            "'batch': it goes through jax.lax.cond's functions" in first, errors
+
+
+def test_a_while_loop_in_a_training_target_is_located() -> None:
+    errors = build_errors("""
+        import optax
+
+        class Net(nn.Module):
+            def apply(self, x):
+                _, y = jax.lax.while_loop(lambda c: c[0] < 3,
+                                          lambda c: (c[0] + 1, jnp.tanh(c[1])), (0, x))
+                return nn.Dense(y, 2)
+
+        def loss(y, labels):
+            return jnp.mean((y - labels) ** 2)
+
+        aot.train_target("step", Net, loss=loss, optimizer=optax.sgd(0.1), x=aot.f32[2, 3],
+                         labels=aot.f32[2, 2])
+        """)
+    first = errors.splitlines()[0]
+    assert "error[AOT361]: a training target's model has no gradient through " \
+        "jax.lax.while_loop" in first and ":10:" in first, errors
+    assert "hint: loop a static number of times with jax.lax.fori_loop" in errors
+
+
+def test_a_cond_costs_its_costliest_branch_in_the_summary() -> None:
+    from aotflax.summary import target_flops
+
+    def flops(true_fun: str, false_fun: str) -> int:
+        m = build(f"""
+            class Net(nn.Module):
+                def apply(self, x):
+                    return jax.lax.cond(jnp.sum(x) > 0, {true_fun}, {false_fun}, x)
+
+            aot.target("net", Net, x=aot.f32[8, 8])
+            """)
+        return target_flops(m.__aotflax_program__.targets[0])
+
+    cheap, dear = "lambda v: v + 1.0", "lambda v: v @ v @ v"
+    base = flops(cheap, cheap)
+    assert flops(cheap, dear) == flops(dear, cheap) == flops(dear, dear) > base

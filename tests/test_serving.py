@@ -308,8 +308,8 @@ def test_every_zoo_op_has_a_rule_that_applies(model: Path) -> None:
     def walk(fn: Any) -> Iterator[Any]:
         for op in fn.body:
             yield op
-            if op.nested is not None:
-                yield from walk(op.nested)
+            for nested in op.nested:
+                yield from walk(nested)
 
     for fn in program.functions:
         for op in walk(fn):

@@ -89,7 +89,6 @@ from .helpers import (
     replace_size,
     result_leaves,
     static_size,
-    static_truth,
     tensor_leaves,
     tensors,
     tuple_code,
@@ -404,7 +403,7 @@ class CallsMixin:
             ("target", unpack_code((init, y), (final, stacked), [])),
             ("step", Code((FunctionRef(nested),))), ("init", value_code(init)),
             ("xs", value_code(xs)), ("extra", Code((extra,))),
-            ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", nested,
+            ("captures", Code(tuple(captures)))), tuple(outs), (), span, "scan", (nested,),
             OpInfo("jax.lax.scan", trips=n)))
         return (final, stacked)
 
@@ -480,6 +479,10 @@ class CallsMixin:
         span = expr.span
         b = self._bind_signature("lower, upper, body_fun, init_val, *, unroll=1", "jax.lax.fori_loop", args, kwargs, span)
         lower, upper, body = b["lower"], b["upper"], b["body_fun"]
+        if any(isinstance(v, Tensor) for v in (lower, upper)) and all(
+                isinstance(v, Tensor) or isinstance(v, int) and not isinstance(v, bool)
+                for v in (lower, upper)):
+            return self._dynamic_fori_loop(lower, upper, body, b["init_val"], expr, frame)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lower, upper)):
             raise self.error("AOT361", "jax.lax.fori_loop needs static integer bounds (a loop "
                              "whose trip count is an array's value is a while loop), got "
@@ -506,30 +509,6 @@ class CallsMixin:
         _, ys = self._scan([step, (), b["xs"]], {}, expr, frame, "jax.lax.map",
                            "the mapped function")
         return ys
-
-    def _lax_cond(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
-        """`jax.lax.cond(pred, true_fun, false_fun, *operands)` (or jax's first form,
-        `cond(pred, true_operand, true_fun, false_operand, false_fun)`) on a static
-        predicate: the branch it picks, called on its operands (the value jax computes)."""
-        span = expr.span
-        if kwargs:
-            raise self.error("AOT304", "jax.lax.cond takes its arguments by position here: "
-                             "cond(pred, true_fun, false_fun, *operands)", span)
-        if len(args) == 5 and not isinstance(args[1], (Closure, OpRef, ModuleRef, Partial)):
-            pred, branches = args[0], ((args[2], [args[1]]), (args[4], [args[3]]))
-        elif len(args) >= 3:
-            pred, branches = args[0], ((args[1], args[3:]), (args[2], args[3:]))
-        else:
-            raise self.error("AOT304", "jax.lax.cond needs cond(pred, true_fun, false_fun, "
-                             f"*operands), got {len(args)} arguments", span)
-        truth = static_truth(pred)
-        if truth is None:
-            raise self.error("AOT361", "jax.lax.cond on an array predicate is not supported "
-                             f"yet (got {describe_value(pred)}); its predicate must be static "
-                             "(a hyperparameter, a shape)", expr.args[0].span,
-                             hint="compute both branches and pick with jnp.where(pred, a, b)")
-        branch, operands = branches[0] if truth else branches[1]
-        return self._call(branch, list(operands), {}, expr, frame)
 
     def _tree_map(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
         """`jax.tree_util.tree_map(f, tree, *rest)`: `f` called on each leaf (with the
@@ -1288,6 +1267,8 @@ def _same_node(a: Any, b: Any) -> bool:
 #: The resolver's method for each marker called as `(args, kwargs, expr, frame)`, by id.
 _CONTROL_FLOW = {id(namespaces.SCAN): "_scan", id(namespaces.FORI_LOOP): "_fori_loop",
                  id(namespaces.LAX_MAP): "_lax_map", id(namespaces.LAX_COND): "_lax_cond",
+                 id(namespaces.LAX_SWITCH): "_lax_switch",
+                 id(namespaces.WHILE_LOOP): "_while_loop",
                  id(namespaces.TREE_MAP): "_tree_map", id(namespaces.SCAN_IN_DIM): "_scan_in_dim"}
 
 #: The docstring of the step a scan is emitted over, by what the model file called.

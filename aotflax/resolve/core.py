@@ -40,6 +40,7 @@ from .base import (
 )
 from .caches import CachesMixin
 from .calls import CallsMixin
+from .control import ControlMixin
 from .expressions import ExpressionsMixin
 from .helpers import (
     TARGET_NAMES_TAKEN,
@@ -62,7 +63,7 @@ from .workspace import Workspace
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
                InitializersMixin, TransformsMixin, CustomJvpMixin, CustomVjpMixin, CachesMixin,
-               HostMixin, RecordsMixin):
+               HostMixin, RecordsMixin, ControlMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,

@@ -191,6 +191,35 @@ def train_options(r: "Resolver", call: Any, kwargs: dict,
     return hook, microbatches
 
 
+def _check_differentiable(r: "Resolver", fn: Function, span: Span) -> None:
+    """A model with a `jax.lax.while_loop` has no gradient (jax differentiates a loop in
+    reverse only when its trip count is static: a scan)."""
+    seen: set[int] = set()
+
+    def walk(f: Function) -> Span | None:
+        if id(f) in seen:
+            return None
+        seen.add(id(f))
+        for op in f.body:
+            if op.info is not None and op.info.entry in ("jax.lax.while_loop",
+                                                         "jax.lax.fori_loop"):
+                return op.span
+            for inner in (*op.nested, *((op.info.callee,) if op.info and op.info.callee
+                                        else ())):
+                found = walk(inner)
+                if found is not None:
+                    return found
+        return None
+
+    found = walk(fn)
+    if found is not None:
+        raise r.error("AOT361", "a training target's model has no gradient through "
+                      "jax.lax.while_loop or a fori_loop with array bounds (jax "
+                      "differentiates loops with a static trip count only)", found, notes=(Note("the training target", span),),
+                      hint="loop a static number of times with jax.lax.fori_loop(0, n, ...) "
+                           "or jax.lax.scan")
+
+
 def resolve_train(r: "Resolver", decl: Any, entry: Any, inputs: dict[str, Any], span: Span,
                   params: tuple[ParamDecl, ...]) -> TrainProgram:
     """The loss function, optimizer, after-update hook and microbatches of a training target.
@@ -213,6 +242,7 @@ def resolve_train(r: "Resolver", decl: Any, entry: Any, inputs: dict[str, Any], 
         raise r.error("AOT424", f"loss '{loss.name}' needs input '{missing[0]}': declare it "
                       f"in the train target, e.g. {missing[0]}=aot.i32[...]", span)
     _check_microbatches(r, decl, span)
+    _check_differentiable(r, entry.function, span)
     n = decl.microbatches
     step_entry = _microbatch_entry(r, decl, entry, inputs, params, span) if n > 1 else None
     outputs = _fresh_copy((step_entry or entry).result)

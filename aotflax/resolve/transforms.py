@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import ir, quoting
 from ..diagnostics import Note, Span
 from ..ops.calls import value_code
-from ..program import Code, Function, FunctionRef, Op, OpInfo, Tensor, TreeVar, call_code
+from ..program import Code, Function, FunctionRef, Op, OpInfo, Tensor, TreeVar, Var, call_code
 from ..values import Closure, Env, describe_value, is_static
 from .base import Abort, Frame
 from .helpers import rebuild, tensors, unpack_code
@@ -80,7 +80,7 @@ class TransformsMixin:
                        Code.join(", ", [value_code(a) for a in args]), ")")
         fn.ops.append(Op("ops/module_call.j2", (
             ("target", unpack_code(fresh, fresh, [])), ("call", call)), tuple(outs), (),
-            span, "checkpointed", nested, OpInfo("jax.checkpoint")))
+            span, "checkpointed", (nested,), OpInfo("jax.checkpoint")))
         return fresh
 
     def _jvp(self: Resolver, args: list, kwargs: dict, expr: ir.Call, frame: Frame) -> Any:
@@ -120,7 +120,7 @@ class TransformsMixin:
                        value_code(tuple(primals)), ", ", value_code(tuple(tangents)), ")")
         fn.ops.append(Op("ops/module_call.j2", (
             ("target", unpack_code(pair, pair, [])), ("call", call)), tuple(outs + touts), (),
-            span, "jvp", nested, OpInfo("jax.jvp")))
+            span, "jvp", (nested,), OpInfo("jax.jvp")))
         return pair
 
     def _vmap(self: Resolver, args: list, kwargs: dict, span: Span) -> Vmapped:
@@ -193,13 +193,16 @@ class TransformsMixin:
                        Code.join(", ", [value_code(a) for a in args]), ")")
         fn.ops.append(Op("ops/module_call.j2", (
             ("target", unpack_code(stacked, stacked, [])), ("call", call)), tuple(outs), (),
-            span, "vmapped", nested, OpInfo("jax.vmap", trips=size)))
+            span, "vmapped", (nested,), OpInfo("jax.vmap", trips=size)))
         return stacked
 
     def _nested_body(self: Resolver, func: Any, rows: list, span: Span, frame: Frame,
-                     what: str, doc: str) -> tuple[Any, Function]:
+                     what: str, doc: str, default_name: str = "mapped"
+                     ) -> tuple[Any, Function]:
         """`func` resolved for the arrays `rows`, as the nested function a transformation
-        (`what`: "jax.vmap", "jax.checkpoint") is emitted over."""
+        (`what`: "jax.vmap", "jax.checkpoint", "jax.lax.cond") is emitted over.  A row that
+        is a tuple or list of fresh arrays (a loop's carry) is one parameter, unpacked on
+        entry; other static rows are bound inside."""
         fn = frame.fn
         assert fn is not None
         outer_ops, outer_params = fn.ops, dict(fn.params)
@@ -225,17 +228,29 @@ class TransformsMixin:
         if not leaves or any(not isinstance(x, Tensor) for x in _leaves_of(result)):
             raise self.error("AOT365", f"a function given to {what} must return arrays, got "
                              f"{describe_value(result)}", span)
-        name = getattr(func, "name", "fn")
-        inputs = []
+        name = getattr(func, "name", None)
+        if not (isinstance(name, str) and name.isidentifier()):
+            name = None  # a lambda, a layer or a jnp function: named for its role
+        inputs: list[tuple[str, Var]] = []
+        prologue = []
         names = [p.name for p in func.params.params if p.kind == "positional"] \
             if isinstance(func, Closure) else []
         for i, row in enumerate(rows):
+            param = names[i] if i < len(names) else f"x{i}"
             if isinstance(row, Tensor):  # (a static argument of jax.vmap is bound inside)
-                inputs.append((names[i] if i < len(names) else f"x{i}", row))
-        fn_name = self._function_name(name if str(name).isidentifier() else "mapped")
+                inputs.append((param, row))
+            elif isinstance(row, (tuple, list)) and tensors(row):
+                var = TreeVar(param)
+                inputs.append((param, var))
+                prologue.append(Op("ops/module_call.j2", (
+                    ("target", unpack_code(row, row, [])), ("call", Code((var,)))),
+                    tuple(tensors(row)), (), func.span if isinstance(func, Closure) else span,
+                    param))
+        fn_name = self._function_name(name or default_name)
         nested = Function(
-            name=fn_name, doc=f"`{name}` {doc}", takes_params=False,
-            state_collections=(), takes_rng=False, inputs=tuple(inputs), body=tuple(body),
+            name=fn_name, doc=f"`{name}` {doc}" if name else doc[:1].upper() + doc[1:] + (
+                " (a lambda)" if isinstance(func, Closure) else ""), takes_params=False, state_collections=(), takes_rng=False, inputs=tuple(inputs),
+            body=tuple(prologue + body),
             result=value_code(result), result_tensors=tuple(leaves),
             span=func.span if isinstance(func, Closure) else span, hints=dict(fn.hints))
         return result, nested
