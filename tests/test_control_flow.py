@@ -9,12 +9,16 @@ a Linen twin where the model has parameters.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import flax.linen as linen
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import build, build_errors, perturbed
+
+from aotflax.compile import compile_target
 
 
 def _x(*shape: int, seed: int = 0) -> np.ndarray:
@@ -148,7 +152,7 @@ def test_cond_on_a_static_predicate_is_the_branch_it_picks() -> None:
                                rtol=1e-6)
 
 
-def test_cond_switch_and_while_loop_on_arrays_equal_linen() -> None:
+def test_cond_switch_and_while_loop_on_arrays_equal_linen(tmp_path: Path) -> None:
     """On array values each branch, and a while loop's condition and body, is a nested
     def and the call is jax's own, so the values are jax's (here inside a Linen twin)."""
     m = build("""
@@ -205,12 +209,16 @@ def test_cond_switch_and_while_loop_on_arrays_equal_linen() -> None:
 
     x = _x(2, 5)
     variables = perturbed(Twin().init(jax.random.key(0), x, 0), seed=1)
+    compile_target(m.net, tmp_path / "artifacts")
+    run = m.net.load(artifact_dir=tmp_path / "artifacts")
     for flag in (-1, 0, 1, 2, 7):  # switch clamps its index, as jax does
         flag = np.int32(flag)
         (y, steps), _ = m.net.apply(variables["params"], {}, x, flag)
         want, want_steps = Twin().apply(variables, x, flag)
         np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
         assert int(steps) == int(want_steps) and 0 < int(steps) < 20
+        (y_loaded, _), _ = run(variables["params"], {}, x, flag)  # the executable's loops
+        np.testing.assert_allclose(y_loaded, want, rtol=1e-5, atol=1e-6)
     text = m.__aotflax_text__
     assert "jax.lax.cond(mask, true_fun, false_fun, y)" in text
     assert "jax.lax.while_loop(cond_fun, body_fun, (" in text
