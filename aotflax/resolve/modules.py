@@ -203,8 +203,9 @@ class ModulesMixin:
             if holds_dict(value) and not is_static(value):
                 # a dict of arrays (a batch), nested dicts, tuples and lists: one parameter,
                 # its leaves read on entry (`tokens, mask = batch["tokens"], batch["mask"]`)
-                env.set(name, self._receive_tree(name, value, fn, inputs, method,
-                                                 module.name))
+                env.set(name, self._receive_tree(name, value, fn, inputs, method.span,
+                                                 method.name_span,
+                                                 f"{module.name}.{method.name}"))
                 continue
             if isinstance(value, (tuple, list)) and not is_static(value):
                 # a tuple of arrays (an LSTM carry): one parameter, unpacked on entry
@@ -267,15 +268,16 @@ class ModulesMixin:
         return spec
 
     def _receive_tree(self: Resolver, name: str, value: Any, fn: FunctionState,
-                      inputs: list[tuple[str, Var]], method: ir.FunctionDef, owner: str) -> Any:
-        """A tree argument holding dicts, as the callee sees it: fresh arrays at its
-        leaves, bound from the one parameter `name` on entry (static leaves stay)."""
+                      inputs: list[tuple[str, Var]], span: Span, where: Span, owner: str
+                      ) -> Any:
+        """A tree argument holding dicts, as the function `owner` sees it: fresh arrays at
+        its leaves, read from its one parameter `name` on entry (static leaves stay)."""
         arrays = [(path, t) for path, t in tree_paths(value) if isinstance(t, Tensor)]
         for bad in _array_dict_keys(value):
             if not isinstance(bad, str):
-                raise self.error("AOT326", f"argument '{name}' of {owner}.{method.name} holds a "
+                raise self.error("AOT326", f"argument '{name}' of {owner} holds a "
                                  f"dict of arrays keyed by {describe_value(bad)}; the keys of "
-                                 "a dict of arrays must be strings", method.name_span,
+                                 "a dict of arrays must be strings", where,
                                  hint="key the arrays by name, e.g. {\"tokens\": tokens}")
         if not arrays:
             return value
@@ -288,7 +290,7 @@ class ModulesMixin:
         reads = [read_code(var, path) for path, _ in arrays]
         fn.emit("ops/module_call.j2", {"target": Code.join(", ", [Code((t,)) for t in fresh]),
                                        "call": Code.join(", ", reads)},
-                tuple(fresh), method.span, name)
+                tuple(fresh), span, name)
         return rebuild_tree(value, fresh)
 
     def _receive_shared(self: Resolver, name: str, value: Any, fn: FunctionState,
