@@ -270,12 +270,12 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             if any(isinstance(d, str) for d in spec.shape):
                 symbolic.append((label, tuple(spec.shape)))
             shape = tuple(self._dim_value(d, spec.span) for d in spec.shape)
-            leaves.append((label, shape, spec.dtype))
+            leaves.append((label, shape, KEY_DTYPE if spec.dtype == "key" else spec.dtype))
 
         def go(node: Any, path: tuple[Any, ...]) -> Any:
             if isinstance(node, Spec):
                 _, shape, dtype = next(x for x in leaves if x[0] == labels[path])
-                return RngKey(shape, KEY_DTYPE) if dtype == "key" else Tensor(shape, dtype)
+                return RngKey(shape, dtype) if dtype == KEY_DTYPE else Tensor(shape, dtype)
             if isinstance(node, dict):
                 return {k: go(v, (*path, k)) for k, v in node.items()}
             items = [go(v, (*path, i)) for i, v in enumerate(node)]
