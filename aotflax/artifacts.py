@@ -62,6 +62,10 @@ Manifest format changelog (`format_version`):
   An input declared as a random key (`aot.key`) has jax's key type as its `dtype`
   (`"key<fry>"`) and gains `key_impl` (`"threefry2x32"`) and `key_data` (the
   `{"shape", "dtype"}` of the raw key data the artifacts take in its place).
+- 6 (2026-12-02): an input may be a tree of arrays (`batch={"tokens": ..., "mask": ...}`):
+  its `inputs` entry is a tree node of `tree_to_json` whose leaves are input entries
+  as above; input names are identifiers, dict keys at most 1,024 characters. The
+  executables' `arguments` list a tree's arrays in jax's order (dict keys sorted).
 """
 
 from __future__ import annotations
@@ -125,7 +129,7 @@ __all__ = [
 ]
 
 #: Version of the manifest layout; bump it (and the changelog above) on any change.
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 MANIFEST_NAME = "manifest.json"
 #: The manifest's signature file, next to it.
 SIGNATURE_NAME = "manifest.sig"

@@ -853,10 +853,24 @@ _entry("AOT325", "decorator not supported", """
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
 
-_entry("AOT326", "dict of arrays passed to a module", """
-    A module's inputs become arguments of its generated function: arrays, or
-    tuples of arrays (such as an LSTM carry).  Dicts of arrays are not
-    supported; pass the arrays as separate arguments or in a tuple.
+_entry("AOT326", "value a module cannot take", """
+    A module's inputs become arguments of its generated function: arrays, and
+    tuples, lists and dicts of them (an LSTM carry, a batch keyed by name;
+    nested, with static values among them), each one argument read on entry.
+    What cannot cross: an iterator (a module is specialized once for its
+    arguments, so what it took from an iterator would not be taken again), a
+    config, dataclass or partial holding arrays, and a dict of arrays keyed by
+    anything but strings.
+    """, """
+    class Add(nn.Module):
+        def apply(self, pair):
+            return pair[0] + pair[1]
+
+    class Net(nn.Module):
+        def apply(self, x):
+            return Add({0.5: x, 1.5: x})
+
+    aot.target("net", Net, x=aot.f32[2, 8])
     """, """
     class Add(nn.Module):
         def apply(self, pair):
@@ -865,16 +879,6 @@ _entry("AOT326", "dict of arrays passed to a module", """
     class Net(nn.Module):
         def apply(self, x):
             return Add({"a": x, "b": x})
-
-    aot.target("net", Net, x=aot.f32[2, 8])
-    """, """
-    class Add(nn.Module):
-        def apply(self, a, b):
-            return a + b
-
-    class Net(nn.Module):
-        def apply(self, x):
-            return Add(x, x)
 
     aot.target("net", Net, x=aot.f32[2, 8])
     """)
@@ -1859,8 +1863,10 @@ _entry("AOT408", "unknown platform", """
     """)
 
 _entry("AOT409", "target input is not a spec", """
-    Inputs of a target are given as specs such as `aot.f32[8, 784]`; static
-    hyperparameters are bound with `Module.partial(...)`.
+    Inputs of a target are given as specs such as `aot.f32[8, 784]`, or trees of
+    them: dicts with string keys, tuples and lists (`batch={"tokens":
+    aot.i32[8, 128], "mask": aot.f32[8, 128]}`), nested at most 16 levels, with at
+    most 1,024 arrays; static hyperparameters are bound with `Module.partial(...)`.
     """, """
     class Net(nn.Module):
         def apply(self, x, width: int = 4):
@@ -1991,6 +1997,29 @@ _entry("AOT414", "invalid pad_value or masks", """
                pad_value={"tokens": 0})
     """)
 
+
+_entry("AOT415", "tree input where arrays are needed", """
+    A target input may be a tree of specs (a dict with string keys, a tuple or
+    a list, nested: `batch={"tokens": aot.i32[8, 128], "mask": aot.bool_[8, 128]}`),
+    which `apply` and `load()` take as that tree.  Serving buckets (`buckets=`,
+    `pad_value=`, `masks=`), targets over several processes (`processes=`) and
+    `microbatches=` name and split inputs one array at a time, and take array
+    inputs only: declare each array as an input of its own and build the dict
+    inside `apply`.
+    """, """
+    class Net(nn.Module):
+        def apply(self, batch):
+            return nn.Dense(batch["x"], 4)
+
+    aot.target("net", Net, batch={"x": aot.f32["batch", 8]}, buckets={"batch": (1, 8)})
+    """, """
+    class Net(nn.Module):
+        def apply(self, x):
+            batch = {"x": x}
+            return nn.Dense(batch["x"], 4)
+
+    aot.target("net", Net, x=aot.f32["batch", 8], buckets={"batch": (1, 8)})
+    """)
 
 _entry("AOT420", "invalid optax arguments", """
     The optimizer of a training target is written with optax in the model file

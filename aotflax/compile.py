@@ -134,23 +134,16 @@ def boundary_function(target: Any, rng_impl: str) -> Callable[..., Any]:
 
     **Returns:** `fn(params, state, *inputs[, key_data]) -> (outputs, new_state)`.
     """
-    keys = _key_inputs(target)
-    impls = [keys[n][0] if n in keys else None for n in target.inputs]
-
-    def typed(inputs: Sequence[Any]) -> list[Any]:
-        """Key inputs' raw data wrapped back into typed keys."""
-        return [x if impl is None else jax.random.wrap_key_data(x, impl=impl)
-                for x, impl in zip(inputs, impls)]
-
+    # (`Target.apply` wraps a key input's raw data back into a typed key, in trees too)
     if not target.stochastic:
-        return lambda params, state, *inputs: target.apply(params, state, *typed(inputs))
+        return lambda params, state, *inputs: target.apply(params, state, *inputs)
 
     def stochastic(params: Any, state: Any, *args: Any) -> Any:
         *inputs, key_data = args
         return target.apply(
             params,
             state,
-            *typed(inputs),
+            *inputs,
             rng=jax.random.wrap_key_data(key_data, impl=rng_impl),
         )
 
@@ -158,8 +151,16 @@ def boundary_function(target: Any, rng_impl: str) -> Callable[..., Any]:
 
 
 def _key_inputs(target: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Input name -> (PRNG implementation, key data's trailing shape) of key inputs."""
+    """Input array label -> (PRNG implementation, key data's trailing shape) of key inputs."""
     return dict(getattr(target, "key_inputs", None) or {})
+
+
+def _inputs_at_boundary(target: Any, shape_of: Callable[[str, Any], Any]) -> list[Any]:
+    """Each input's spec (a tree's rebuilt) as the artifacts take it, every array's
+    shape given by `shape_of(label, spec)`."""
+    return list(target.unflatten_inputs([
+        _at_boundary(target, n, jax.ShapeDtypeStruct(shape_of(n, s), s.dtype))
+        for n, s in target.leaves.items()]))
 
 
 def _at_boundary(target: Any, name: str, spec: Any) -> jax.ShapeDtypeStruct:
@@ -172,22 +173,16 @@ def _at_boundary(target: Any, name: str, spec: Any) -> jax.ShapeDtypeStruct:
 
 def _arg_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
     """(params, state, *inputs[, key]) as fixed-shape specs."""
-    specs = [
-        target.param_shapes,
-        target.state_shapes,
-        *(_at_boundary(target, n, s) for n, s in target.inputs.items()),
-    ]
+    specs = [target.param_shapes, target.state_shapes,
+             *_inputs_at_boundary(target, lambda n, s: s.shape)]
     return specs + ([key] if key is not None else [])
 
 
 def _bucket_specs(target: Any, key: jax.ShapeDtypeStruct | None,
                   bucket: dict[str, int]) -> list[Any]:
     """Like `_arg_specs`, with every symbolic dimension at its size in `bucket`."""
-    inputs = []
-    for name, spec in target.inputs.items():
-        dims = target.symbolic.get(name, spec.shape)
-        shape = tuple(bucket[d] if isinstance(d, str) else d for d in dims)
-        inputs.append(_at_boundary(target, name, jax.ShapeDtypeStruct(shape, spec.dtype)))
+    inputs = _inputs_at_boundary(target, lambda n, s: tuple(
+        bucket[d] if isinstance(d, str) else d for d in target.symbolic.get(n, s.shape)))
     return [target.param_shapes, target.state_shapes, *inputs] + ([key] if key is not None
                                                                    else [])
 
@@ -213,15 +208,13 @@ def _export_specs(target: Any, key: jax.ShapeDtypeStruct | None) -> list[Any]:
         mesh = AbstractMesh(tuple(axes.values()), tuple(axes))
         return _sharded(_arg_specs(target, key), len(target.inputs), mesh, target)
     scope = jax.export.SymbolicScope()
-    inputs = []
-    for name, spec in target.inputs.items():
+
+    def shape(name: str, spec: Any) -> Any:
         dims = target.symbolic.get(name)
-        shape = (
-            spec.shape
-            if dims is None
-            else jax.export.symbolic_shape(", ".join(map(str, dims)), scope=scope)
-        )
-        inputs.append(_at_boundary(target, name, jax.ShapeDtypeStruct(shape, spec.dtype)))
+        return spec.shape if dims is None else jax.export.symbolic_shape(
+            ", ".join(map(str, dims)), scope=scope)
+
+    inputs = _inputs_at_boundary(target, shape)
     return [target.param_shapes, target.state_shapes, *inputs] + (
         [key] if key is not None else []
     )
@@ -484,7 +477,7 @@ def _sharded(specs: list[Any], inputs: int, mesh: Any, target: Any) -> list[Any]
             lambda path, s: jax.ShapeDtypeStruct(
                 s.shape, s.dtype, sharding=NamedSharding(
                     mesh, PartitionSpec(*_rule_for(rules, path)))), specs[0])
-    placed[2 : 2 + inputs] = [batch(s) for s in specs[2 : 2 + inputs]]
+    placed[2 : 2 + inputs] = [jax.tree.map(batch, s) for s in specs[2 : 2 + inputs]]
     return placed
 
 
@@ -913,17 +906,35 @@ def _inputs_json(target: Any) -> dict[str, Any]:
     """Each input's declared shape and dtype; a key input's dtype is jax's key type name
     (`key<fry>`), with its implementation and the raw data the artifacts take."""
     keys = _key_inputs(target)
-    out: dict[str, Any] = {}
-    for name, spec in target.inputs.items():
+    leaves: list[dict[str, Any]] = []
+    for name, spec in target.leaves.items():
         shape = [d if isinstance(d, int) else str(d)
                  for d in target.symbolic.get(name, spec.shape)]
         if name not in keys:
-            out[name] = {"shape": shape, "dtype": jnp.dtype(spec.dtype).name}
+            leaves.append({"shape": shape, "dtype": jnp.dtype(spec.dtype).name})
             continue
         impl, tail = keys[name]
-        out[name] = {"shape": shape, "dtype": str(spec.dtype), "key_impl": impl,
-                     "key_data": {"shape": [*shape, *tail], "dtype": "uint32"}}
-    return out
+        leaves.append({"shape": shape, "dtype": str(spec.dtype), "key_impl": impl,
+                       "key_data": {"shape": [*shape, *tail], "dtype": "uint32"}})
+    # a tree input is a tree node of `artifacts.tree_to_json` with these leaves
+    inputs = target.unflatten_inputs([_Leaf(leaf) for leaf in leaves])
+    return {name: _tree_json(value) for name, value in zip(target.inputs, inputs)}
+
+
+class _Leaf:
+    """An input's manifest entry, standing as a leaf of its tree."""
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        self.entry = entry
+
+
+def _tree_json(tree: Any) -> Any:
+    """A tree input's manifest node: `artifacts.tree_to_json`'s, its leaves the inputs'."""
+    if isinstance(tree, _Leaf):
+        return tree.entry
+    if isinstance(tree, dict):
+        return {"dict": {k: _tree_json(v) for k, v in tree.items()}}
+    return {type(tree).__name__: [_tree_json(v) for v in tree]}
 
 
 def _native_executables(

@@ -130,7 +130,7 @@ def _describe(report: Report, manifest: dict[str, Any]) -> None:
     report.add("built by", f"aotflax {manifest.get('aotflax_version', '?')}, jax {manifest['jax']}, "
                f"jaxlib {manifest['jaxlib']} (manifest format {manifest['format_version']})")
     report.add("source", f"sha256 {manifest['source_sha256']}")
-    inputs = ", ".join(f"{name}: {_spec(spec)}" for name, spec in manifest["inputs"].items())
+    inputs = ", ".join(f"{name}: {_tree(spec)}" for name, spec in manifest["inputs"].items())
     report.add("inputs", inputs or "none")
     report.add("outputs", _tree(manifest["outputs"]))
     if isinstance(manifest.get("param_count"), int):

@@ -402,7 +402,8 @@ class TrainProgram:
 
     #: The emitted loss function (its first input is the model's output).
     loss: Function
-    #: Inputs of the loss besides the model output: (name, shape, dtype).
+    #: Inputs of the loss besides the model output, as arrays: (label, shape, dtype), a
+    #: tree input's arrays labelled by their path (`batch["tokens"]`, see `TargetProgram`).
     batch: tuple[tuple[str, tuple[int, ...], str], ...]
     #: Code of the optax transformation (a multi_transform for parameter groups).
     optimizer: str
@@ -418,6 +419,10 @@ class TrainProgram:
     microbatches: int = 1
     #: With microbatches: the model function the loss calls, resolved for one slice.
     entry: Function | None = None
+    #: The batch inputs by name, in the loss's order (`batch` has their arrays).
+    batch_names: tuple[str, ...] = ()
+    #: Batch inputs that are trees: (name, structure with array labels at its leaves).
+    trees: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,7 +434,9 @@ class TargetProgram:
     entry: str
     #: `Function` object of the entry (for its signature).
     function: Function
-    #: Input name -> (shape, dtype), in apply-signature order.
+    #: The arrays of the inputs: (label, shape, dtype), in apply-signature order; an input
+    #: that is a tree (a dict of arrays) gives its arrays in jax's order (dict keys sorted),
+    #: labelled by their path (`batch["tokens"]`), as the executable boundary flattens them.
     inputs: tuple[tuple[str, tuple[int, ...], str], ...]
     params: tuple[ParamDecl, ...]
     #: State variables: path starts with the collection name.
@@ -442,7 +449,7 @@ class TargetProgram:
     #: Description of the module and hyperparameters.
     description: str
     span: Span
-    #: Symbolic dims by input name (later issues); empty for fixed shapes.
+    #: Symbolic dims by input (array label); empty for fixed shapes.
     symbolic: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
     options: tuple[tuple[str, object], ...] = ()
     #: The training step, for `aot.train_target`.
@@ -472,6 +479,10 @@ class TargetProgram:
     #: Bucketed dimensions a request above the largest bucket may be split along
     #: (nothing mixes positions along them; `padding.check`).
     splittable: tuple[str, ...] = ()
+    #: The inputs by name, in apply-signature order (`inputs` has their arrays).
+    arguments: tuple[str, ...] = ()
+    #: Inputs that are trees: (name, structure with array labels at its leaves).
+    trees: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

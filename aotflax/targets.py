@@ -77,8 +77,8 @@ def _locals(t: TargetProgram, module_names: set[str]) -> Locals:
     collections = tuple(checked(c, "state collection name")
                         for c in t.function.state_collections)
     new = {c: free_name(f"new_{c}", taken) for c in collections}
-    batch = t.train.batch if t.train is not None else ()
-    inputs = {n: free_name(n, taken) for n, _, _ in (*t.inputs, *batch)}
+    batch = t.train.batch_names if t.train is not None else ()
+    inputs = {n: free_name(n, taken) for n in (*t.arguments, *batch)}
     return Locals(inputs, new, collections)
 
 
@@ -90,7 +90,7 @@ def _results(local: Locals) -> tuple[str, str]:
 
 def _apply_body(t: TargetProgram, plan: Plan, local: Locals) -> str:
     results, new_state = _results(local)
-    args = ", ".join(["params", "state", *(local.inputs[n] for n, _, _ in t.inputs),
+    args = ", ".join(["params", "state", *(local.inputs[n] for n in t.arguments),
                       "rng=None"])
     return (f"({args})\n    {results} = {plan.call(t.function, _call_args(t, local))}\n"
             f"    return outputs, {new_state}")
@@ -144,8 +144,7 @@ def render_train(t: TargetProgram, plan: Plan, local: Locals, call: str, results
     """The loss, optimizer and train step of a training target."""
     train = t.train
     assert train is not None
-    names = [local.inputs[n] for n, _, _ in t.inputs] + \
-        [local.inputs[n] for n, _, _ in train.batch]
+    names = [local.inputs[n] for n in (*t.arguments, *train.batch_names)]
     loss_args = ["outputs", *(local.inputs[n] for n in train.loss_inputs)]
     labels = ""
     if train.labels:
@@ -194,23 +193,16 @@ def render_target(t: TargetProgram, plan: Plan, source_sha256: str, module_name:
     fn = t.function
     call = plan.call(fn, _call_args(t, local))
     results, new_state = _results(local)
-    symbolic = dict(t.symbolic)
-    # An input with symbolic dimensions is `(dims, dtype)`: the runtime makes its INPUTS
-    # entry a jax.ShapeDtypeStruct of jax.export symbolic dimensions.
-    inputs = ", ".join(
-        f"{string(n)}: ({_dims(symbolic[n])}, {dtype_code(d)})" if n in symbolic else
-        f"{string(n)}: jax.ShapeDtypeStruct({_tuple(s)}, {dtype_code(d)})"
-        for n, s, d in t.inputs)
+    inputs = _inputs_code(t.arguments, t.inputs, dict(t.symbolic), dict(t.trees))
     train = ""
     extra = ""
     if t.train is not None:
         step_fn = t.train.entry  # with microbatches: the model resolved for one slice
         step_call = call if step_fn is None else plan.call(step_fn, _call_args(t, local))
         train = render_train(t, plan, local, step_call, results, new_state)
-        batch = ", ".join(f"{string(n)}: jax.ShapeDtypeStruct({_tuple(s)}, {dtype_code(d)})"
-                          for n, s, d in t.train.batch)
+        batch = _inputs_code(t.train.batch_names, t.train.batch, {}, dict(t.train.trees))
         extra = (f"    train_step=_{name}_train_step,\n    init_opt=_{name}_init_opt,\n"
-                 f"    batch={{{batch}}},\n")
+                 f"    batch={batch},\n")
     if t.mesh:
         extra += _mesh_kwargs(t)
     if t.processes > 1:
@@ -234,17 +226,46 @@ def render_target(t: TargetProgram, plan: Plan, source_sha256: str, module_name:
                 *(local.inputs[n] for n, _ in fn.inputs), "rng=rng"]
         init_def = template("init.py.j2").jinja.render(
             name=name, variables=variables,
-            input_names="".join(f", {local.inputs[n]}" for n, _, _ in t.inputs),
+            input_names="".join(f", {local.inputs[n]}" for n in t.arguments),
             init_call=plan.call(fn, args, "init")).rstrip("\n") + "\n\n\n"
         init_name = f"_{name}_init"
     return (train.rstrip("\n") + "\n\n\n" if train else "") + init_def + apply_def + template(
         "target.py.j2").jinja.render(
         extra=extra, init_name=init_name, variables=variables, apply_name=apply_name,
-        name=name, name_literal=string(t.name), inputs="{" + inputs + "}", options=options,
+        name=name, name_literal=string(t.name), inputs=inputs, options=options,
         module=string(module_name), source_sha256=string(source_sha256),
         where=comment(f"{relpath or t.span.path}:{t.span.line}"),
         nparams=sum(size(d.shape) for d in t.params), init_inputs=t.init_inputs,
     )
+
+
+def _inputs_code(names: tuple[str, ...], leaves: tuple[tuple[str, tuple[int, ...], str], ...],
+                 symbolic: dict[str, tuple[int | str, ...]], trees: dict[str, Any]) -> str:
+    """`{"x": jax.ShapeDtypeStruct(...), "batch": {"tokens": ...}}`: each input's spec, or
+    its tree of specs (keys quoted as data).  An array with symbolic dimensions is
+    `(dims, dtype)` at the top level and `_runtime.Dims(dims, dtype)` in a tree: the runtime
+    makes it a jax.ShapeDtypeStruct of jax.export symbolic dimensions."""
+    specs = {label: (shape, dtype) for label, shape, dtype in leaves}
+
+    def spec(label: str, nested: bool) -> str:
+        shape, dtype = specs[label]
+        if label in symbolic:
+            dims = f"{_dims(symbolic[label])}, {dtype_code(dtype)}"
+            return f"_runtime.Dims({dims})" if nested else f"({dims})"
+        return f"jax.ShapeDtypeStruct({_tuple(shape)}, {dtype_code(dtype)})"
+
+    def tree(node: Any) -> str:
+        if isinstance(node, str):
+            return spec(node, True)
+        if isinstance(node, dict):
+            return "{" + ", ".join(f"{string(k)}: {tree(v)}" for k, v in node.items()) + "}"
+        items = [tree(v) for v in node]
+        if isinstance(node, tuple):
+            return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+        return "[" + ", ".join(items) + "]"
+
+    return "{" + ", ".join(f"{string(n)}: {tree(trees[n]) if n in trees else spec(n, False)}"
+                           for n in names) + "}"
 
 
 def _dims(dims: tuple[int | str, ...]) -> str:

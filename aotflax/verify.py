@@ -83,7 +83,7 @@ def verify_module(module: ModuleType, program: FileProgram) -> None:
         target = module.TARGETS[t.name]
         key = jax.random.key(0)
         # The resolved sizes (symbolic dimensions resolve as sentinel sizes).
-        inputs = [jax.ShapeDtypeStruct(shape, _dtype(dtype)) for _, shape, dtype in t.inputs]
+        inputs = _arguments(t.arguments, t.inputs, dict(t.trees))
         try:
             params, state = jax.eval_shape(target.init_fn, key,
                                            *(inputs if t.init_inputs else ()))
@@ -128,13 +128,23 @@ def _verify_train(target: Any, t: Any, key: Any, args: list, kwargs: dict) -> No
         raise BuildError([Diagnostic(
             "AOT420", f"target {t.name}: its optimizer cannot be built: {e}", t.span,
             hint="check the optax call's arguments against optax's documentation")]) from None
-    batch = [jax.ShapeDtypeStruct(s, d) for _, s, d in t.train.batch]
+    batch = _arguments(t.train.batch_names, t.train.batch, dict(t.train.trees))
     try:
         jax.eval_shape(functools.partial(target.train_step_fn, **kwargs), args[0], args[1],
                        opt_state, *args[2:], *batch)
     except Exception as e:  # the step is our code around the user's model and loss
         raise InternalError(f"target {t.name}: JAX failed to trace the train step: "
                             f"{type(e).__name__}: {e}") from None
+
+
+def _arguments(names: tuple[str, ...], leaves: tuple, trees: dict[str, Any]) -> list[Any]:
+    """Each input as the resolved program has it: a spec, or a tree of specs (the tree's
+    structure holds the labels of its arrays)."""
+    import jax
+
+    specs = {label: jax.ShapeDtypeStruct(shape, _dtype(dtype)) for label, shape, dtype in leaves}
+    return [jax.tree.map(specs.__getitem__, trees[n]) if n in trees else specs[n]
+            for n in names]
 
 
 def _dtype(name: str) -> Any:

@@ -56,6 +56,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactIntegrityError",
     "ArtifactSignatureError",
+    "Dims",
     "LoadedTarget",
     "Target",
     "Variable",
@@ -82,7 +83,7 @@ __all__ = [
 
 AOTFLAX_VERSION = "0.1.0"
 #: The manifest layout this runtime reads (aotflax.artifacts.FORMAT_VERSION).
-MANIFEST_FORMAT_VERSION = 5
+MANIFEST_FORMAT_VERSION = 6
 MANIFEST_NAME = "manifest.json"
 #: The manifest's HMAC-SHA256 signature, next to it (aotflax.artifacts.SIGNATURE_NAME).
 SIGNATURE_NAME = "manifest.sig"
@@ -120,14 +121,17 @@ class ArtifactSignatureError(ArtifactError):
 class Target:
     """One declared target of a generated module.
 
-    **Attributes:** `NAME`, `INPUTS` (input name -> `jax.ShapeDtypeStruct`,
-    in call order; a symbolic dimension is a `jax.export.symbolic_shape`
-    dimension, one scope per target), `PARAM_SHAPES`, `STATE_SHAPES` (trees of
+    **Attributes:** `NAME`, `INPUTS` (input name -> `jax.ShapeDtypeStruct`, or a
+    tree of them (dicts, tuples, lists) for an input that is a tree of arrays, in
+    call order; a symbolic dimension is a `jax.export.symbolic_shape` dimension, one
+    scope per target), `leaves` (every input array by its label, `x` or
+    `batch["tokens"]`, in the order the executables take them: jax's tree order,
+    dict keys sorted), `PARAM_SHAPES`, `STATE_SHAPES` (trees of
     `jax.ShapeDtypeStruct`), `INIT_INPUTS` (whether `init` takes example inputs),
     plus the declaration's `module`, `platforms`, `devices`, `stochastic`,
-    `symbolic` (input name -> dims, a string naming a symbolic dimension),
+    `symbolic` (input array label -> dims, a string naming a symbolic dimension),
     `buckets` (dimension -> the sizes it has native executables for, see
-    `load`), `pad_values`, `masks`, `splittable`, `key_inputs` (input name ->
+    `load`), `pad_values`, `masks`, `splittable`, `key_inputs` (input array label ->
     `(impl, data_shape)` for an input that is a typed random key: its PRNG
     implementation and the trailing shape of its raw key data, `(2,)` for
     threefry2x32), `mesh` (axis -> size), `param_sharding` (partition specs by
@@ -176,7 +180,14 @@ class Target:
         self.apply_fn = apply
         self.symbolic = {k: tuple(v) for k, v in (symbolic or {}).items()}
         self.inputs = self.INPUTS = _input_specs(inputs, self.symbolic)
-        self.key_inputs = _key_inputs(self.inputs)
+        # tree inputs: their structure, to check a call's trees and rebuild them from leaves
+        self._trees = {
+            n: jax.tree_util.tree_structure(s)
+            for n, s in self.inputs.items()
+            if not isinstance(s, jax.ShapeDtypeStruct)
+        }
+        self.leaves = _leaf_specs(self.inputs)
+        self.key_inputs = _key_inputs(self.leaves)
         self.param_shapes = self.PARAM_SHAPES = param_shapes
         self.state_shapes = self.STATE_SHAPES = state_shapes
         self.stochastic = stochastic
@@ -228,13 +239,15 @@ class Target:
 
         **Returns:** `(outputs, new_state)`.
         """
-        _check_inputs(self, inputs)
+        leaves = _check_inputs(self, inputs)
         if self.key_inputs:  # the generated code takes typed keys
-            inputs = tuple(
-                jax.random.wrap_key_data(v, impl=self.key_inputs[n][0])
-                if n in self.key_inputs and not _is_typed_key(v)
-                else v
-                for v, n in zip(inputs, self.inputs)
+            inputs = self.unflatten_inputs(
+                [
+                    jax.random.wrap_key_data(v, impl=self.key_inputs[n][0])
+                    if n in self.key_inputs and not _is_typed_key(v)
+                    else v
+                    for v, n in zip(leaves, self.leaves)
+                ]
             )
         if rng is None:
             if self.stochastic:
@@ -364,8 +377,41 @@ class Target:
         return step
 
     def expected_shape(self, input_name: str) -> tuple[int | str, ...]:
-        """The declared shape of one input; a string is a symbolic dimension."""
-        return tuple(self.symbolic.get(input_name, self.inputs[input_name].shape))
+        """The declared shape of one input array (its label, see `leaves`); a string is
+        a symbolic dimension."""
+        return tuple(self.symbolic.get(input_name, self.leaves[input_name].shape))
+
+    def flatten_inputs(self, inputs: Sequence[Any]) -> list[Any]:
+        """The arrays of a call's inputs in the order of `leaves` (trees checked against
+        `INPUTS`: a `TypeError` names the input whose structure differs)."""
+        out: list[Any] = []
+        for (name, spec), value in zip(self.inputs.items(), inputs):
+            treedef = self._trees.get(name)
+            if treedef is None:
+                out.append(value)
+                continue
+            try:
+                leaves, got = jax.tree_util.tree_flatten(value)
+            except (TypeError, ValueError):  # e.g. a dict whose keys cannot be sorted
+                got, leaves = None, []
+            if got != treedef:
+                raise TypeError(
+                    f"{self.name}: input '{name}' expected {_structure(spec)}, got "
+                    f"{_structure(value)}"
+                )
+            out.extend(leaves)
+        return out
+
+    def unflatten_inputs(self, leaves: Sequence[Any]) -> tuple:
+        """The inputs as the model takes them, from their arrays in the order of `leaves`."""
+        out, i = [], 0
+        for name in self.inputs:
+            treedef = self._trees.get(name)
+            n = 1 if treedef is None else treedef.num_leaves
+            part = leaves[i : i + n]
+            out.append(part[0] if treedef is None else jax.tree_util.tree_unflatten(treedef, part))
+            i += n
+        return tuple(out)
 
     def load(
         self,
@@ -459,8 +505,8 @@ class LoadedTarget:
         return f"<loaded {self.kind} of {self.target!r} on {self.platform}>"
 
     def __call__(self, params: Any, state: Any, *inputs: Any, rng: Any = None) -> tuple[Any, Any]:
-        _check_inputs(self.target, inputs)
-        args = (params, state, *_boundary_inputs(self.target, inputs))
+        leaves = _check_inputs(self.target, inputs)
+        args = (params, state, *_boundary_inputs(self.target, leaves))
         if self.target.stochastic:
             args += (self._key_data(rng),)
         try:
@@ -628,7 +674,7 @@ def _typed_key(name: str, rng: Any) -> Any:
 
 
 def _key_inputs(inputs: Mapping[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """`Target.key_inputs`: the inputs whose dtype is a typed key (`aot.key`)."""
+    """`Target.key_inputs`: the input arrays whose dtype is a typed key (`aot.key`)."""
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
     for name, spec in inputs.items():
         if not jnp.issubdtype(spec.dtype, jax.dtypes.prng_key):
@@ -671,16 +717,67 @@ def _shape_fits(expected: Sequence[int | str], shape: Sequence[int]) -> bool:
     )
 
 
-def _boundary_inputs(target: Target, inputs: Sequence[Any]) -> tuple:
-    """The inputs as the artifacts take them: Python scalars as arrays of their input's
-    dtype, keys as their raw data (see the module docstring)."""
+def _boundary_inputs(target: Target, leaves: Sequence[Any]) -> tuple:
+    """The inputs as the artifacts take them, from their arrays (`Target.leaves`):
+    Python scalars as arrays of their input's dtype, keys as their raw data (see the
+    module docstring), trees rebuilt."""
     out = []
-    for value, (name, spec) in zip(inputs, target.inputs.items()):
+    for value, (name, spec) in zip(leaves, target.leaves.items()):
         if name in target.key_inputs:
             out.append(jax.random.key_data(value) if _is_typed_key(value) else value)
         else:
             out.append(_as_input(value, spec.dtype))
-    return tuple(out)
+    return target.unflatten_inputs(out) if target._trees else tuple(out)
+
+
+def _label(name: str, path: Sequence[Any]) -> str:
+    """`batch["tokens"][0]`: an input array of a tree, its keys written as literals."""
+    parts = []
+    for key in path:
+        if isinstance(key, jax.tree_util.DictKey):
+            text = repr(key.key)
+            if isinstance(key.key, str) and text.startswith("'") and '"' not in key.key:
+                text = '"' + text[1:-1].replace("\\'", "'") + '"'
+            parts.append(f"[{text}]")
+        else:
+            parts.append(f"[{getattr(key, 'idx', key)}]")
+    return name + "".join(parts)
+
+
+def _named(label: str) -> str:
+    """An input in a message: `'x'`, or an array of a tree as its label `batch["tokens"]`."""
+    return f"'{label}'" if label.isidentifier() else label
+
+
+def _leaf_specs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """`Target.leaves`: every input array's spec by label, in the executables' order."""
+    out: dict[str, Any] = {}
+    for name, spec in inputs.items():
+        if isinstance(spec, jax.ShapeDtypeStruct):
+            out[name] = spec
+            continue
+        for path, leaf in jax.tree_util.tree_flatten_with_path(spec)[0]:
+            out[_label(name, path)] = leaf
+    return out
+
+
+def _structure(tree: Any, depth: int = 0) -> str:
+    """A tree of arrays in words, `{"mask": float32[2, 4], "tokens": int32[2, 8]}`."""
+    if depth > 8:
+        return "..."
+    if isinstance(tree, dict):
+        items = [f"{_label('', (jax.tree_util.DictKey(k),))[1:-1]}: {_structure(v, depth + 1)}"
+                 for k, v in list(tree.items())[:16]]
+        return "{" + ", ".join(items) + (", ..." if len(tree) > 16 else "") + "}"
+    if type(tree) in (tuple, list):
+        items = [_structure(v, depth + 1) for v in tree[:16]]
+        more = ", ..." if len(tree) > 16 else ""
+        if isinstance(tree, list):
+            return "[" + ", ".join(items) + more + "]"
+        return "(" + ", ".join(items) + ("," if len(tree) == 1 else "") + more + ")"
+    if isinstance(tree, jax.ShapeDtypeStruct):
+        return _format_shape(_dtype_name(tree.dtype), tree.shape)
+    return _describe(tree)
 
 
 def _describe(value: Any) -> str:
@@ -699,26 +796,29 @@ def _dtype_name(dtype: Any) -> str:
     return str(dtype) if jnp.issubdtype(dtype, jax.dtypes.prng_key) else np.dtype(dtype).name
 
 
-def _check_inputs(target: Target, inputs: Sequence[Any]) -> None:
+def _check_inputs(target: Target, inputs: Sequence[Any]) -> list[Any]:
     """Checks the inputs against `INPUTS` (and symbolic dims) as `jax.jit` would take them:
-    dtypes are compared after jax's canonicalization (numpy float64 is float32 without
-    x64), and a Python scalar is accepted for a scalar input of a dtype it fits."""
+    trees have the structure declared, dtypes are compared after jax's canonicalization
+    (numpy float64 is float32 without x64), and a Python scalar is accepted for a scalar
+    input of a dtype it fits. Returns the input arrays, in the order of `Target.leaves`."""
     if len(inputs) != len(target.inputs):
         names = ", ".join(target.inputs)
         raise TypeError(
             f"{target.name} takes (params, state, {names}): expected {len(target.inputs)} input(s), got {len(inputs)}"
         )
+    leaves = target.flatten_inputs(inputs) if target._trees else list(inputs)
     bound: dict[str, tuple[int, str]] = {}  # every symbolic dimension has one size in a call
-    for (name, spec), value in zip(target.inputs.items(), inputs):
+    for (name, spec), value in zip(target.leaves.items(), leaves):
         for dim, size in zip(
             target.expected_shape(name), _checked_shape(target, name, spec, value)
         ):
             if isinstance(dim, str) and bound.setdefault(dim, (size, name))[0] != size:
                 first_size, first = bound[dim]
                 raise ValueError(
-                    f"{target.name}: symbolic dimension '{dim}' is {first_size} in input '{first}' "
-                    f"but {size} in input '{name}'"
+                    f"{target.name}: symbolic dimension '{dim}' is {first_size} in input "
+                    f"{_named(first)} but {size} in input {_named(name)}"
                 )
+    return leaves
 
 
 def _checked_shape(target: Target, name: str, spec: Any, value: Any) -> Sequence[int]:
@@ -730,7 +830,7 @@ def _checked_shape(target: Target, name: str, spec: Any, value: Any) -> Sequence
         if problem is not None:
             raw = _format_shape("uint32", expected + target.key_inputs[name][1])
             raise TypeError(
-                f"{target.name}: input '{name}' expected {want} (a jax.random.key, or raw "
+                f"{target.name}: input {_named(name)} expected {want} (a jax.random.key, or raw "
                 f"{raw} key data as jax.random.PRNGKey makes), got {problem}"
             )
         return value.shape
@@ -738,7 +838,7 @@ def _checked_shape(target: Target, name: str, spec: Any, value: Any) -> Sequence
         if expected == () and _scalar_fits(value, spec.dtype):
             return ()
         raise TypeError(
-            f"{target.name}: input '{name}' expected {want}, got a Python "
+            f"{target.name}: input {_named(name)} expected {want}, got a Python "
             f"{type(value).__name__}"
             + (
                 " (a Python scalar is only accepted for a scalar input)"
@@ -748,16 +848,16 @@ def _checked_shape(target: Target, name: str, spec: Any, value: Any) -> Sequence
         )
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         raise TypeError(
-            f"{target.name}: input '{name}' must be an array of {want}, got {type(value).__name__}"
+            f"{target.name}: input {_named(name)} must be an array of {want}, got {type(value).__name__}"
         )
     got = _describe(value)
     weak = getattr(getattr(value, "aval", None), "weak_type", False)  # a traced scalar
     if not _same_dtype(value.dtype, spec.dtype) and not (
         weak and _kind_fits(value.dtype, spec.dtype)
     ):
-        raise TypeError(f"{target.name}: input '{name}' expected {want}, got {got} (wrong dtype)")
+        raise TypeError(f"{target.name}: input {_named(name)} expected {want}, got {got} (wrong dtype)")
     if not _shape_fits(expected, value.shape):
-        raise ValueError(f"{target.name}: input '{name}' expected {want}, got {got} (wrong shape)")
+        raise ValueError(f"{target.name}: input {_named(name)} expected {want}, got {got} (wrong shape)")
     return value.shape
 
 
@@ -930,13 +1030,34 @@ def _read_manifest(target: Target, folder: Path, verify_key: Any = None) -> dict
             f"(sha256 {manifest['source_sha256']}, generated code has {target.source_sha256}); rebuild them"
         )
     for name, (impl, _) in target.key_inputs.items():
-        built = (manifest["inputs"].get(name) or {}).get("key_impl")
+        built = _manifest_input(manifest["inputs"], target, name).get("key_impl")
         if built != impl:
             raise ArtifactError(
                 f"{target.name}: input '{name}' is a {impl} key here, but the artifacts in {folder} "
                 f"take {built} key data; rebuild them with this PRNG implementation"
             )
     return manifest
+
+
+def _manifest_input(inputs: Mapping[str, Any], target: Target, label: str) -> Mapping[str, Any]:
+    """The validated manifest's node of one input array of `target` (`{}` if it has none)."""
+    for name, spec in target.inputs.items():
+        node = inputs.get(name) or {}
+        if name == label:
+            return node
+        if name in target._trees:
+            for path, _ in jax.tree_util.tree_flatten_with_path(spec)[0]:
+                if _label(name, path) == label:
+                    for key in path:
+                        kind = "dict" if isinstance(key, jax.tree_util.DictKey) else None
+                        items = node.get(kind) if kind else node.get("tuple", node.get("list"))
+                        index = getattr(key, "key", getattr(key, "idx", None))
+                        ok = isinstance(items, dict) and index in items or (
+                            isinstance(items, list) and isinstance(index, int) and index < len(items)
+                        )
+                        node = items[index] if ok else {}
+                    return node
+    return {}
 
 
 class _WrongSize(Exception):
@@ -1139,7 +1260,8 @@ def _dim(value: Any, where: str) -> None:  # a size, or the name of a symbolic d
 
 
 def _tree(node: Any, where: str, depth: int = 0) -> None:
-    """A tree node of `aotflax.artifacts.tree_to_json`: a spec or one kind of container."""
+    """A tree node of `aotflax.artifacts.tree_to_json`: a spec or one kind of container
+    (dict keys of at most `_MAX_KEY` characters)."""
     if depth > _MAX_TREE_DEPTH:
         raise _Malformed(f"{where} is nested deeper than {_MAX_TREE_DEPTH} levels")
     node = _expect(node, (dict,), where)
@@ -1147,13 +1269,26 @@ def _tree(node: Any, where: str, depth: int = 0) -> None:
     if len(kinds) != 1:
         raise _Malformed(f"{where} must have exactly one of shape, dict, tuple, list, none")
     if kinds[0] == "shape":
-        _validate(node, _SPEC, where)
+        _validate(node, {**_SPEC, "key_impl?": (str, None)}, where)
     elif kinds[0] == "dict":
         for key, child in _expect(node["dict"], (dict,), f"{where}.dict").items():
-            _tree(child, f"{where}.{key}", depth + 1)
+            if len(key) > _MAX_KEY:
+                raise _Malformed(f"{where}.dict has a key of {len(key)} characters")
+            _tree(child, f"{where}[{key[:40]!r}]", depth + 1)
     elif kinds[0] != "none":
         for i, child in enumerate(_expect(node[kinds[0]], (list,), f"{where}.{kinds[0]}")):
             _tree(child, f"{where}[{i}]", depth + 1)
+
+
+_MAX_KEY = 1024
+
+
+def _inputs(value: Any, where: str) -> None:
+    """The manifest's inputs: identifiers (the generated code's input names) to a spec
+    (with `key_impl` for a key) or a tree of specs."""
+    for name, node in _expect(value, (dict,), where).items():
+        _text(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "an input name")(name, f"{where} key")
+        _tree(node, f"{where}.{name}")
 
 
 # The manifest fields this runtime reads (see aotflax.artifacts' changelog): a type; a
@@ -1196,7 +1331,7 @@ _MANIFEST = {
     "source_sha256": str,
     "jax": str,
     "jaxlib": str,
-    "inputs": {"*": {**_SPEC, "key_impl?": (str, None)}},
+    "inputs": _inputs,
     "outputs": _tree,
     "rng": ({"impl": str, "key_shape": [_int_in(0)]}, None),
     "executables": {"*": _EXECUTABLE},
@@ -1258,7 +1393,7 @@ def _flat_specs(
     (symbolic dimensions at their `bucket` sizes, for a bucket's executable)."""
     leaves = jax.tree_util.tree_leaves((target.param_shapes, target.state_shapes))
     flat = [(tuple(leaf.shape), _dtype_name(leaf.dtype)) for leaf in leaves]
-    for name, spec in target.inputs.items():
+    for name, spec in target.leaves.items():
         if name in target.key_inputs:  # the artifacts take a key input's raw data
             flat.append((target.expected_shape(name) + target.key_inputs[name][1], "uint32"))
         else:
@@ -1862,27 +1997,56 @@ def run_on_zeros(
 # --- serving: input specs, the fast call, buckets ------------------------------
 
 
+class Dims:
+    """An array of a tree input with symbolic dimensions, as generated code declares it
+    (`_runtime.Dims(("batch", 8), jnp.int32)`; a plain input says `(dims, dtype)`)."""
+
+    __slots__ = ("dims", "dtype")
+
+    def __init__(self, dims: Sequence[int | str], dtype: Any) -> None:
+        self.dims, self.dtype = tuple(dims), dtype
+
+
 def _input_specs(
     inputs: Mapping[str, Any], symbolic: dict[str, tuple[int | str, ...]]
-) -> dict[str, jax.ShapeDtypeStruct]:
+) -> dict[str, Any]:
     """`INPUTS`: a fixed input's spec as given; an input with symbolic dimensions
-    (`(("batch", 784), jnp.float32)` in generated code) as a `jax.ShapeDtypeStruct`
-    of `jax.export` symbolic dimensions, one scope per target so that "batch" is one
-    symbol in every input. Records each input's dims in `symbolic`.
+    (`(("batch", 784), jnp.float32)` in generated code, `Dims` in a tree) as a
+    `jax.ShapeDtypeStruct` of `jax.export` symbolic dimensions, one scope per target so
+    that "batch" is one symbol in every input; trees keep their structure. Records each
+    input array's dims in `symbolic`, by label (`Target.leaves`).
     """
-    scope = None
-    out: dict[str, jax.ShapeDtypeStruct] = {}
-    for name, spec in inputs.items():
-        dims, dtype = spec if isinstance(spec, tuple) else (tuple(spec.shape), spec.dtype)
-        dims = symbolic.get(name, tuple(dims))
+    scope: list[Any] = []
+
+    def spec(label: str, given: Any) -> jax.ShapeDtypeStruct:
+        if isinstance(given, (tuple, Dims)):
+            dims, dtype = (given.dims, given.dtype) if isinstance(given, Dims) else given
+        else:
+            dims, dtype = tuple(given.shape), given.dtype
+        dims = symbolic.get(label, tuple(dims))
         if not any(isinstance(d, str) for d in dims):
-            fixed = isinstance(spec, jax.ShapeDtypeStruct)
-            out[name] = spec if fixed else jax.ShapeDtypeStruct(tuple(dims), dtype)
+            fixed = isinstance(given, jax.ShapeDtypeStruct)
+            return given if fixed else jax.ShapeDtypeStruct(tuple(dims), dtype)
+        symbolic[label] = tuple(dims)
+        scope[:] = scope or [jax.export.SymbolicScope()]
+        shape = jax.export.symbolic_shape(", ".join(str(d) for d in dims), scope=scope[0])
+        return jax.ShapeDtypeStruct(shape, dtype)
+
+    out: dict[str, Any] = {}
+    for name, given in inputs.items():
+        plain = isinstance(given, jax.ShapeDtypeStruct) or (
+            isinstance(given, tuple) and len(given) == 2 and isinstance(given[0], tuple)
+            and not isinstance(given[1], (tuple, list, dict, jax.ShapeDtypeStruct, Dims))
+        )
+        if plain:
+            out[name] = spec(name, given)
             continue
-        symbolic[name] = tuple(dims)
-        scope = scope or jax.export.SymbolicScope()
-        shape = jax.export.symbolic_shape(", ".join(str(d) for d in dims), scope=scope)
-        out[name] = jax.ShapeDtypeStruct(shape, dtype)
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(
+            given, is_leaf=lambda v: isinstance(v, Dims)
+        )
+        out[name] = jax.tree_util.tree_unflatten(
+            treedef, [spec(_label(name, path), leaf) for path, leaf in leaves]
+        )
     return out
 
 
@@ -1978,12 +2142,11 @@ def _check_call(target: Target, args: tuple, kwargs: dict) -> tuple | None:
             f"{target.name} takes (params, state, {names}), got {len(args)} argument(s)"
         )
     params, state, *inputs = args
-    _check_inputs(target, inputs)
+    leaves = _check_inputs(target, inputs)
     _check_trees(target, params, state)
-    specs = target.inputs.values()
-    converted = [_as_input(v, s.dtype) for v, s in zip(inputs, specs)]
-    if kwargs or any(c is not v for c, v in zip(converted, inputs)):
-        return (params, state, *converted)
+    converted = [_as_input(v, s.dtype) for v, s in zip(leaves, target.leaves.values())]
+    if kwargs or any(c is not v for c, v in zip(converted, leaves)):
+        return (params, state, *target.unflatten_inputs(converted))
     return None
 
 

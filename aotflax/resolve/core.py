@@ -61,6 +61,12 @@ from .transforms import CustomJvpMixin, CustomVjpMixin, TransformsMixin
 from .workspace import Workspace
 
 
+#: Bounds on a target input given as a tree (a batch dict): nesting, arrays, key length.
+MAX_INPUT_DEPTH = 16
+MAX_INPUT_LEAVES = 1024
+MAX_INPUT_KEY = 200
+
+
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
                InitializersMixin, TransformsMixin, CustomJvpMixin, CustomVjpMixin, CachesMixin,
                HostMixin, RecordsMixin, ControlMixin):
@@ -214,29 +220,28 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         if unknown:
             raise self.error(
                 "AOT403", f"target '{decl.name}': {module.name}.{decl.method} has no input "
-                f"'{unknown[0]}'", decl.specs[unknown[0]].span,
+                f"'{unknown[0]}'", spec_leaves(decl.specs[unknown[0]])[0][1].span,
                 hint=f"its arguments are: {', '.join(names)}")
         padding.check_declaration(self, decl, decl.loss is not None)
         kwargs: dict[str, Any] = {}
         symbolic: list[tuple[str, tuple[int | str, ...]]] = []
-        for k, spec in decl.specs.items():
-            if any(isinstance(d, str) for d in spec.shape):
-                symbolic.append((k, tuple(spec.shape)))
-            shape = tuple(self._dim_value(d, spec.span) for d in spec.shape)
-            kwargs[k] = RngKey(shape, KEY_DTYPE) if spec.dtype == "key" else Tensor(shape,
-                                                                                  spec.dtype)
+        leaves: list[tuple[str, tuple[int, ...], str]] = []
+        trees: list[tuple[str, Any]] = []
+        for k, tree in decl.specs.items():
+            kwargs[k] = self._input_value(k, tree, symbolic, leaves, trees)
         spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span, entry=True)
         if has_static_leaves(spec_.result):  # made for a caller before: a target's own
             # `return x, 0, {}`: under jax.jit the numbers are arrays; so they are here
             spec_ = self._specialize(decl.module, decl.method, [], kwargs, decl.span,
                                      entry=True, arrays_out=True)
         fn = spec_.function
-        # (a target's entry function takes its inputs as arrays, never as trees)
-        inputs = tuple((n, t.shape, t.dtype) for n, t in fn.inputs if isinstance(t, Tensor))
         missing = [k for k in decl.specs if k not in dict(fn.inputs)]
         if missing:
             raise self.error("AOT405", f"target input '{missing[0]}' is not an array input",
-                             decl.specs[missing[0]].span)
+                             spec_leaves(decl.specs[missing[0]])[0][1].span)
+        # the arrays crossing the executable boundary, in call order and jax's tree order
+        inputs = tuple(leaf for n, _ in fn.inputs for leaf in leaves
+                       if leaf[0] == n or leaf[0].startswith(n + "["))
         params = tuple(spec_.params.values())
         state = fn.state  # (c, *path) of each of `spec_.state`, made with the function
         outs = tuple((t.shape, t.dtype) for t in result_tensors(spec_.result))
@@ -246,6 +251,7 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             state=state, outputs=outs, stochastic=fn.takes_rng, platforms=decl.platforms,
             devices=decl.devices, description=f"{module.name}.{decl.method}({hp})",
             span=decl.span, symbolic=tuple(symbolic), mesh=decl.mesh,
+            arguments=tuple(n for n, _ in fn.inputs), trees=tuple(trees),
             tpu_topologies=decl.tpu, gpu_targets=decl.gpu, processes=decl.processes,
             buckets=decl.serving.buckets, pad_values=decl.serving.pad_values,
             masks=decl.serving.masks,
@@ -254,6 +260,31 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
             train=(training.resolve_train(self, decl, spec_, kwargs, decl.span, params)
                    if decl.loss is not None else None),
             init_inputs=fn.init_name is not None)
+
+    def _input_value(self, name: str, tree: Any, symbolic: list, leaves: list,
+                     trees: list) -> Any:
+        """The value a target input has in the model (an array, a key, or a tree of
+        them); records each array's label (`batch["tokens"]`), type and symbolic dims."""
+        labels: dict[tuple[Any, ...], str] = {}
+        for path, spec in spec_leaves(tree):
+            label = labels[path] = leaf_label(name, path)
+            if any(isinstance(d, str) for d in spec.shape):
+                symbolic.append((label, tuple(spec.shape)))
+            shape = tuple(self._dim_value(d, spec.span) for d in spec.shape)
+            leaves.append((label, shape, KEY_DTYPE if spec.dtype == "key" else spec.dtype))
+
+        def go(node: Any, path: tuple[Any, ...]) -> Any:
+            if isinstance(node, Spec):
+                _, shape, dtype = next(x for x in leaves if x[0] == labels[path])
+                return RngKey(shape, dtype) if dtype == KEY_DTYPE else Tensor(shape, dtype)
+            if isinstance(node, dict):
+                return {k: go(v, (*path, k)) for k, v in node.items()}
+            items = [go(v, (*path, i)) for i, v in enumerate(node)]
+            return tuple(items) if isinstance(node, tuple) else items
+
+        if not isinstance(tree, Spec):
+            trees.append((name, tree_labels(tree, name)))
+        return go(tree, ())
 
     def _dim_value(self, dim: object, span: Span) -> int:
         """A symbolic dimension resolves as a sentinel size (see `symbolic.py`)."""
@@ -341,18 +372,14 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                              "optimizer=optax.adam(1e-3)", span)
         after_update, microbatches = training.train_options(self, call, kwargs, train)
         processes = meshes.processes(self, call, kwargs, mesh, int(devices))
-        specs: dict[str, Spec] = {}
+        specs: dict[str, Any] = {}
         for k, v in kwargs.items():
-            if isinstance(v, SpecDType) and v.dtype == "key":  # `z_rng=aot.key`: one key
-                kw = next((kw for kw in call.keywords if kw.name == k), None)
-                v = Spec((), "key", kw.span if kw else span)
-            if not isinstance(v, Spec):
-                kw = next((kw for kw in call.keywords if kw.name == k), None)
-                raise self.error(
-                    "AOT409", f"target input '{k}' must be a spec such as aot.f32[8, 784], got "
-                    f"{describe_value(v)}", kw.span if kw else span,
-                    hint="bind hyperparameters with Module.partial(...)")
-            specs[k] = v
+            kw = next((kw for kw in call.keywords if kw.name == k), None)
+            specs[k] = self._input_spec(k, v, kw.span if kw else span)
+        trees = [k for k, v in specs.items() if not isinstance(v, Spec)]
+        if trees:
+            self._check_tree_inputs(trees[0], specs[trees[0]], serving, processes,
+                                    microbatches, span)
         meshes.check_fixed_shapes(self, processes, specs)
         batch: dict[str, Spec] = {}
         if train:
@@ -365,6 +392,82 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                                        sharding_rules or (), tpu, gpu, after_update,
                                        microbatches, processes, serving))
 
+
+    def _input_spec(self, name: str, value: Any, span: Span, depth: int = 0) -> Any:
+        """A target input: a spec (`aot.f32[8, 784]`, `aot.key`), or a tree of them
+        (dicts with string keys, tuples, lists), checked to be one."""
+        if isinstance(value, SpecDType) and value.dtype == "key":  # `z_rng=aot.key`: one key
+            return Spec((), "key", span)
+        if isinstance(value, Spec):
+            return value
+        if depth >= MAX_INPUT_DEPTH:
+            raise self.error("AOT409", f"target input '{name}' nests deeper than "
+                             f"{MAX_INPUT_DEPTH} levels", span)
+        if isinstance(value, dict) and value:
+            for k in value:
+                if not isinstance(k, str) or len(k) > MAX_INPUT_KEY:
+                    raise self.error(
+                        "AOT409", f"target input '{name}' is a dict keyed by "
+                        f"{describe_value(k)[:60]}; the keys of an input dict are strings "
+                        f"of at most {MAX_INPUT_KEY} characters", span,
+                        hint="key the arrays by name: batch={\"tokens\": aot.i32[8, 128]}")
+            tree: Any = {k: self._input_spec(name, v, span, depth + 1) for k, v in value.items()}
+        elif type(value) in (tuple, list) and value:
+            items = [self._input_spec(name, v, span, depth + 1) for v in value]
+            tree = tuple(items) if isinstance(value, tuple) else items
+        else:
+            raise self.error(
+                "AOT409", f"target input '{name}' must be a spec such as aot.f32[8, 784] "
+                f"(or a dict, tuple or list of specs), got {describe_value(value)}", span,
+                hint="bind hyperparameters with Module.partial(...)")
+        if depth == 0 and len(spec_leaves(tree)) > MAX_INPUT_LEAVES:
+            raise self.error("AOT409", f"target input '{name}' has more than "
+                             f"{MAX_INPUT_LEAVES} arrays", span)
+        return tree
+
+    def _check_tree_inputs(self, name: str, tree: Any, serving: Any, processes: int,
+                           microbatches: int, span: Span) -> None:
+        """What cannot take a tree input yet: serving buckets (pad_value=, masks=), a
+        target over several processes, microbatches."""
+        where = spec_leaves(tree)[0][1].span
+        if serving.buckets:
+            raise self.error("AOT415", f"target input '{name}' is a tree of arrays, and a "
+                             "target with buckets= takes array inputs only (buckets, "
+                             "pad_value= and masks= name inputs)", where,
+                             notes=(Note("buckets declared here", serving.spans["buckets"]),),
+                             hint="declare each array as an input of its own and build "
+                                  "the dict inside apply")
+        for what, n in (("processes", processes), ("microbatches", microbatches)):
+            if n > 1:
+                raise self.error("AOT415", f"target input '{name}' is a tree of arrays, and "
+                                 f"a target with {what}={n} takes array inputs only", where,
+                                 notes=(Note("declared by this target", span),),
+                                 hint="declare each array as an input of its own and build "
+                                      "the dict inside apply")
+
+
+def leaf_label(name: str, path: tuple[Any, ...]) -> str:
+    """`batch["tokens"][0]`: an array of a tree input, its keys quoted as data."""
+    return name + "".join(f"[{quoting.literal(k)}]" for k in path)
+
+
+def tree_labels(tree: Any, name: str, path: tuple[Any, ...] = ()) -> Any:
+    """A tree input's structure with the label of each array at its leaves."""
+    if isinstance(tree, Spec):
+        return leaf_label(name, path)
+    if isinstance(tree, dict):
+        return {k: tree_labels(v, name, (*path, k)) for k, v in tree.items()}
+    items = [tree_labels(v, name, (*path, i)) for i, v in enumerate(tree)]
+    return tuple(items) if isinstance(tree, tuple) else items
+
+
+def spec_leaves(tree: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Spec]]:
+    """(path, spec) of every spec of a target input, in jax's order (dict keys sorted)."""
+    if isinstance(tree, Spec):
+        return [(path, tree)]
+    if isinstance(tree, dict):
+        return [p for k in sorted(tree) for p in spec_leaves(tree[k], (*path, k))]
+    return [p for i, v in enumerate(tree) for p in spec_leaves(v, (*path, i))]
 
 
 def resolve(model: ir.ModelFile, symbols: Any = None,

@@ -160,6 +160,48 @@ def tensors(value: Any) -> list[Tensor]:
     return [v for v in tensor_leaves(value) if isinstance(v, Tensor)]
 
 
+def tree_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
+    """(path, leaf) of every leaf of nested tuples, lists and dicts, in the order written
+    (a dict by insertion: the order a reader of the model sees); a path is tuple indices
+    and dict keys."""
+    if not isinstance(value, (tuple, list, dict)):
+        return [(path, value)]
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    return [p for k, v in items for p in tree_paths(v, (*path, k))]
+
+
+def rebuild_tree(template: Any, leaves: list[Tensor]) -> Any:
+    """`template` (tuples, lists, dicts) with its tensor leaves replaced in `tree_paths`
+    order; other leaves (static values) stay."""
+    it = iter(leaves)
+
+    def go(v: Any) -> Any:
+        if isinstance(v, Tensor):
+            return next(it)
+        if isinstance(v, dict):
+            return {k: go(x) for k, x in v.items()}
+        if isinstance(v, RecordTuple):  # a namedtuple keeps its field names
+            return RecordTuple.make(v.cls, [go(x) for x in v])
+        if isinstance(v, (tuple, list)):
+            items = [go(x) for x in v]
+            return tuple(items) if isinstance(v, tuple) else items
+        return v
+
+    return go(template)
+
+
+def holds_dict(value: Any) -> bool:
+    """Whether nested tuples and lists hold a dict."""
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, (tuple, list)) and any(holds_dict(v) for v in value)
+
+
+def read_code(var: Any, path: tuple[Any, ...]) -> Code:
+    """`var["tokens"][0]`: one leaf of a tree bound to `var`, its keys quoted as data."""
+    return Code.of(var, *(f"[{quoting.literal(k)}]" for k in path))
+
+
 def fresh_name(value: Any, fn: FunctionState, name: str) -> Any:
     """A function parameter for an argument: tensors become fresh input tensors."""
     if isinstance(value, Tensor):

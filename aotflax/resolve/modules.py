@@ -70,13 +70,17 @@ from .helpers import (
     function_stem,
     has_key,
     holds_array_dict,
+    holds_dict,
+    read_code,
     rebuild,
+    rebuild_tree,
     result_code_of,
     result_leaves,
     shorten,
     state_result_of,
     tensor_paths,
     tensors,
+    tree_paths,
     unpack_code,
 )
 from .initializers import AdoptDtype
@@ -196,10 +200,13 @@ class ModulesMixin:
                 value = self._receive_shared(name, value, fn, taken)
                 env.set(name, value)
                 continue
-            if isinstance(value, dict) and not is_static(value):
-                raise self.error(
-                    "AOT326", f"argument '{name}' of {module.name}.{method.name} is a dict of "
-                    "arrays; pass a tuple or the arrays as separate arguments", method.name_span)
+            if holds_dict(value) and not is_static(value):
+                # a dict of arrays (a batch), nested dicts, tuples and lists: one parameter,
+                # its leaves read on entry (`tokens, mask = batch["tokens"], batch["mask"]`)
+                env.set(name, self._receive_tree(name, value, fn, inputs, method.span,
+                                                 method.name_span,
+                                                 f"{module.name}.{method.name}"))
+                continue
             if isinstance(value, (tuple, list)) and not is_static(value):
                 # a tuple of arrays (an LSTM carry): one parameter, unpacked on entry
                 fresh_tree = rebuild(value, [fresh_like(t)
@@ -259,6 +266,32 @@ class ModulesMixin:
                               tuple(fn.shared_args))
         self.cache[key] = spec
         return spec
+
+    def _receive_tree(self: Resolver, name: str, value: Any, fn: FunctionState,
+                      inputs: list[tuple[str, Var]], span: Span, where: Span, owner: str
+                      ) -> Any:
+        """A tree argument holding dicts, as the function `owner` sees it: fresh arrays at
+        its leaves, read from its one parameter `name` on entry (static leaves stay)."""
+        arrays = [(path, t) for path, t in tree_paths(value) if isinstance(t, Tensor)]
+        for bad in _array_dict_keys(value):
+            if not isinstance(bad, str):
+                raise self.error("AOT326", f"argument '{name}' of {owner} holds a "
+                                 f"dict of arrays keyed by {describe_value(bad)}; the keys of "
+                                 "a dict of arrays must be strings", where,
+                                 hint="key the arrays by name, e.g. {\"tokens\": tokens}")
+        if not arrays:
+            return value
+        fresh = [fresh_like(t) for _, t in arrays]
+        var = TreeVar(name)
+        inputs.append((name, var))
+        for (path, _), t in zip(arrays, fresh):
+            last = path[-1] if path else name
+            fn.hint(t, last if isinstance(last, str) and last.isidentifier() else name)
+        reads = [read_code(var, path) for path, _ in arrays]
+        fn.emit("ops/module_call.j2", {"target": Code.join(", ", [Code((t,)) for t in fresh]),
+                                       "call": Code.join(", ", reads)},
+                tuple(fresh), span, name)
+        return rebuild_tree(value, fresh)
 
     def _receive_shared(self: Resolver, name: str, value: Any, fn: FunctionState,
                         taken: set[str]) -> Any:

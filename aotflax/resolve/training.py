@@ -25,11 +25,13 @@ from ..values import (
     MultiOptimizer,
     OptaxFn,
     OptaxValue,
+    Spec,
     StaticError,
     Traversal,
     contains_poison,
     describe_value,
     is_static,
+    static_key,
     to_code,
 )
 from .base import Abort, Frame, ReturnSignal
@@ -246,10 +248,15 @@ def resolve_train(r: "Resolver", decl: Any, entry: Any, inputs: dict[str, Any], 
     n = decl.microbatches
     step_entry = _microbatch_entry(r, decl, entry, inputs, params, span) if n > 1 else None
     outputs = _fresh_copy((step_entry or entry).result)
+    leaves: list[tuple[str, tuple[int, ...], str]] = []
+    trees: list[tuple[str, Any]] = []
     loss_tensors = [Tensor(_slice(tuple(r._dim_value(d, s.span) for d in s.shape), n), s.dtype)
-                    for _, s in loss_inputs]
+                    if isinstance(s, Spec) else r._input_value(name, s, [], [], [])
+                    for name, s in loss_inputs]
+    for name, s in batch:  # (microbatches take array inputs only: `_check_tree_inputs`)
+        r._input_value(name, s, [], leaves, trees)
     key = ("loss", id(loss), tuple((t.shape, t.dtype) for t in _leaves(outputs)),
-           tuple((t.shape, t.dtype) for t in loss_tensors))
+           tuple(static_key(t) for t in loss_tensors))
     if key not in r.loss_cache:
         fn, has_metrics = _loss_function(r, loss, [outputs, *loss_tensors],
                                          [n for n, _ in loss_inputs], span)
@@ -261,8 +268,9 @@ def resolve_train(r: "Resolver", decl: Any, entry: Any, inputs: dict[str, Any], 
     if decl.after_update is not None:
         hook = _after_update_function(r, decl.after_update, params, span)
         r.functions.append(hook)
-    return TrainProgram(fn, tuple((n, tuple(s.shape), s.dtype) for n, s in batch), code,
+    return TrainProgram(fn, tuple(leaves), code,
                         has_metrics, labels, tuple(n for n, _ in loss_inputs),
+                        batch_names=tuple(n for n, _ in batch), trees=tuple(trees),
                         after_update=hook, microbatches=n,
                         entry=step_entry.function if step_entry is not None else None)
 
@@ -415,8 +423,11 @@ def _loss_function(r: "Resolver", loss: Closure, args: list, batch_names: list[s
                            tuple(leaves), (), loss.span, first))
     env.set(first, output)
     for name, t in zip(batch_names, args[1:]):
-        fn.hint(t, name)
-        inputs.append((name, t))
+        if not isinstance(t, Tensor):  # a tree of arrays (a batch dict): read on entry
+            t = r._receive_tree(name, t, fn, inputs, loss.span, loss.span, f"loss '{loss.name}'")
+        else:
+            fn.hint(t, name)
+            inputs.append((name, t))
         env.set(name, t)
     for p in loss.params.params[1:]:
         if p.name not in batch_names:
