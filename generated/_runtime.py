@@ -766,8 +766,10 @@ def _structure(tree: Any, depth: int = 0) -> str:
     if depth > 8:
         return "..."
     if isinstance(tree, dict):
-        items = [f"{_label('', (jax.tree_util.DictKey(k),))[1:-1]}: {_structure(v, depth + 1)}"
-                 for k, v in list(tree.items())[:16]]
+        items = [
+            f"{_label('', (jax.tree_util.DictKey(k),))[1:-1]}: {_structure(v, depth + 1)}"
+            for k, v in list(tree.items())[:16]
+        ]
         return "{" + ", ".join(items) + (", ..." if len(tree) > 16 else "") + "}"
     if type(tree) in (tuple, list):
         items = [_structure(v, depth + 1) for v in tree[:16]]
@@ -855,9 +857,13 @@ def _checked_shape(target: Target, name: str, spec: Any, value: Any) -> Sequence
     if not _same_dtype(value.dtype, spec.dtype) and not (
         weak and _kind_fits(value.dtype, spec.dtype)
     ):
-        raise TypeError(f"{target.name}: input {_named(name)} expected {want}, got {got} (wrong dtype)")
+        raise TypeError(
+            f"{target.name}: input {_named(name)} expected {want}, got {got} (wrong dtype)"
+        )
     if not _shape_fits(expected, value.shape):
-        raise ValueError(f"{target.name}: input {_named(name)} expected {want}, got {got} (wrong shape)")
+        raise ValueError(
+            f"{target.name}: input {_named(name)} expected {want}, got {got} (wrong shape)"
+        )
     return value.shape
 
 
@@ -1052,8 +1058,14 @@ def _manifest_input(inputs: Mapping[str, Any], target: Target, label: str) -> Ma
                         kind = "dict" if isinstance(key, jax.tree_util.DictKey) else None
                         items = node.get(kind) if kind else node.get("tuple", node.get("list"))
                         index = getattr(key, "key", getattr(key, "idx", None))
-                        ok = isinstance(items, dict) and index in items or (
-                            isinstance(items, list) and isinstance(index, int) and index < len(items)
+                        ok = (
+                            isinstance(items, dict)
+                            and index in items
+                            or (
+                                isinstance(items, list)
+                                and isinstance(index, int)
+                                and index < len(items)
+                            )
                         )
                         node = items[index] if ok else {}
                     return node
@@ -2035,7 +2047,9 @@ def _input_specs(
     out: dict[str, Any] = {}
     for name, given in inputs.items():
         plain = isinstance(given, jax.ShapeDtypeStruct) or (
-            isinstance(given, tuple) and len(given) == 2 and isinstance(given[0], tuple)
+            isinstance(given, tuple)
+            and len(given) == 2
+            and isinstance(given[0], tuple)
             and not isinstance(given[1], (tuple, list, dict, jax.ShapeDtypeStruct, Dims))
         )
         if plain:

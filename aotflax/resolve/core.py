@@ -60,7 +60,6 @@ from .toplevel import ModuleGlobals
 from .transforms import CustomJvpMixin, CustomVjpMixin, TransformsMixin
 from .workspace import Workspace
 
-
 #: Bounds on a target input given as a tree (a batch dict): nesting, arrays, key length.
 MAX_INPUT_DEPTH = 16
 MAX_INPUT_LEAVES = 1024
