@@ -1930,6 +1930,7 @@ def _process_local(loaded: LoadedTarget) -> LoadedTarget:
         name: jax.ShapeDtypeStruct(_local_shape(shardings[first + i], spec.shape), spec.dtype)
         for i, (name, spec) in enumerate(target.inputs.items())
     }
+    local.leaves = _leaf_specs(local.inputs)  # (array inputs only: AOT415)
 
     def to_global(value: Any, sharding: Any) -> Any:
         if isinstance(value, jax.Array):
