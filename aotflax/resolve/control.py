@@ -22,7 +22,15 @@ from ..diagnostics import Span
 from ..ops import REGISTRY
 from ..ops.calls import value_code
 from ..program import Code, Function, FunctionRef, Op, OpInfo, Tensor, fresh_like
-from ..values import Closure, ModuleRef, OpRef, Partial, contains_poison, describe_value
+from ..values import (
+    Closure,
+    ModuleRef,
+    OpRef,
+    Partial,
+    RecordTuple,
+    contains_poison,
+    describe_value,
+)
 from .base import Abort, Frame
 from .helpers import rebuild, static_truth, tensor_leaves, tensors, unpack_code
 
@@ -209,7 +217,7 @@ class ControlMixin:
         asarray = REGISTRY.lookup("jnp", "asarray")
 
         def go(v: Any) -> Any:
-            if isinstance(v, (tuple, list)) and not hasattr(v, "cls"):
+            if isinstance(v, (tuple, list)) and not isinstance(v, RecordTuple):
                 items = [go(x) for x in v]
                 return tuple(items) if isinstance(v, tuple) else items
             if isinstance(v, (bool, int, float)):

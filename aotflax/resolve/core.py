@@ -264,18 +264,19 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                      trees: list) -> Any:
         """The value a target input has in the model (an array, a key, or a tree of
         them); records each array's label (`batch["tokens"]`), type and symbolic dims."""
-        labels: dict[tuple[Any, ...], str] = {}
+        made: dict[tuple[Any, ...], Any] = {}  # each array by its path
         for path, spec in spec_leaves(tree):
-            label = labels[path] = leaf_label(name, path)
+            label = leaf_label(name, path)
             if any(isinstance(d, str) for d in spec.shape):
                 symbolic.append((label, tuple(spec.shape)))
             shape = tuple(self._dim_value(d, spec.span) for d in spec.shape)
-            leaves.append((label, shape, KEY_DTYPE if spec.dtype == "key" else spec.dtype))
+            dtype = KEY_DTYPE if spec.dtype == "key" else spec.dtype
+            leaves.append((label, shape, dtype))
+            made[path] = RngKey(shape, dtype) if dtype == KEY_DTYPE else Tensor(shape, dtype)
 
         def go(node: Any, path: tuple[Any, ...]) -> Any:
             if isinstance(node, Spec):
-                _, shape, dtype = next(x for x in leaves if x[0] == labels[path])
-                return RngKey(shape, dtype) if dtype == KEY_DTYPE else Tensor(shape, dtype)
+                return made[path]
             if isinstance(node, dict):
                 return {k: go(v, (*path, k)) for k, v in node.items()}
             items = [go(v, (*path, i)) for i, v in enumerate(node)]
@@ -390,7 +391,6 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
                                        int(devices), span, loss, optimizer, batch, mesh,
                                        sharding_rules or (), tpu, gpu, after_update,
                                        microbatches, processes, serving))
-
 
     def _input_spec(self, name: str, value: Any, span: Span, depth: int = 0) -> Any:
         """A target input: a spec (`aot.f32[8, 784]`, `aot.key`), or a tree of them

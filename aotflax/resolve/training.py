@@ -217,7 +217,8 @@ def _check_differentiable(r: "Resolver", fn: Function, span: Span) -> None:
     if found is not None:
         raise r.error("AOT361", "a training target's model has no gradient through "
                       "jax.lax.while_loop or a fori_loop with array bounds (jax "
-                      "differentiates loops with a static trip count only)", found, notes=(Note("the training target", span),),
+                      "differentiates loops with a static trip count only)", found,
+                      notes=(Note("the training target", span),),
                       hint="loop a static number of times with jax.lax.fori_loop(0, n, ...) "
                            "or jax.lax.scan")
 
