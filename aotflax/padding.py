@@ -291,6 +291,9 @@ class _Checker:
         if op.template == "ops/scan.j2":
             self.scan(op, frame, sites)
             return
+        if op.nested and (info is None or info.entry not in _NESTED_CONTROL):
+            self.transformed(op, sites)
+            return
         flow = info.flow if info is not None else None
         if flow is None:
             flow = self.builtin(op)
@@ -425,6 +428,17 @@ class _Checker:
                           sites)
         for nested in op.nested:
             self.function(nested, _Frame(), sites)
+
+    def transformed(self, op: Op, sites: tuple[tuple[str, Span], ...]) -> None:
+        """`jax.vmap`, `jax.checkpoint`, `jax.jvp` over a nested function: its body is checked
+        as any other (without facts about its inputs: a mask it receives is not trusted).
+
+        The transformation itself moves no position: checkpoint and jvp run the function on
+        the arrays as they are (a tangent goes through the same operations), and vmap
+        stacks the rows of one mapped axis in order.  A bucketed axis that is not the mapped
+        one reaches the body in its rows, where its size marks it as everywhere else."""
+        for nested in op.nested:
+            self.function(nested, _Frame(), (*sites, (_describe_op(op), op.span)))
 
     # ------------------------------------------------------------------ errors
 

@@ -214,6 +214,50 @@ def test_a_row_mixing_target_is_a_located_error_naming_the_op(body: str, op: str
     assert "note: padding fills the positions past a request with zeros" in errors
 
 
+@pytest.mark.parametrize("line, op", [
+    ("y = jax.vmap(lambda col: jnp.sum(col), in_axes=1)(x)", "jnp.sum"),
+    ("y = jax.checkpoint(lambda v: v - v.mean(0))(x)", "x.mean"),
+    ("y, _ = jax.jvp(lambda v: jnp.cumsum(v, axis=0), (x,), (x,))", "jnp.cumsum"),
+])
+def test_a_transformed_function_that_mixes_the_batch_is_refused(line: str, op: str) -> None:
+    """vmap, checkpoint and jvp bodies are proved like any code: a sum over the batch in
+    one (a vmap over the feature axis) would let padded rows change the real ones."""
+    errors = build_errors(f"""
+    class Net(nn.Module):
+        def apply(self, x):
+            x = nn.Dense(x, 4) + 1.0
+            {line}
+            return x + y
+
+    aot.target("net", Net, x=aot.f32["batch", 4], buckets={{"batch": (1, 8)}})
+    """)
+    first = errors.splitlines()[0]
+    assert "error[AOT413]" in first and f"{op} mixes positions along bucketed dimension " \
+        "'batch'" in first, errors
+    assert ":9:" in first  # the line of the lambda, in the model file
+
+
+def test_a_vmap_over_the_batch_is_bucketed(tmp_path: Path) -> None:
+    """Mapped over the bucketed axis, a vmapped function sees one row at a time: the target
+    is bucketed, and a padded request gives the unpadded answer."""
+    module = build("""
+    class Net(nn.Module):
+        def apply(self, x):
+            x = nn.Dense(x, 4) + 1.0
+            y = jax.vmap(lambda row: row / jnp.sum(row), in_axes=0)(x)
+            return jax.checkpoint(lambda v: jnp.tanh(v) * 2.0)(y)
+
+    aot.target("net", Net, x=aot.f32["batch", 4], buckets={"batch": (1, 8)})
+    """)
+    target = compiled(module, "net", tmp_path)
+    run = target.load(artifact_dir=tmp_path / "artifacts")
+    params, state = target.init(jax.random.key(0))
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)  # padded to 8
+    want, _ = target.apply(params, state, x)
+    got, _ = run(params, state, x)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+
+
 def test_lax_slicing_updates_and_special_functions_keep_other_axes(tmp_path: Path) -> None:
     """Axis rules of lax slicing, pads, x.at updates: along another axis they are safe."""
     module = build("""
