@@ -237,6 +237,26 @@ def test_a_transformed_function_that_mixes_the_batch_is_refused(line: str, op: s
     assert ":9:" in first  # the line of the lambda, in the model file
 
 
+def test_a_module_applied_with_given_parameters_is_proved_too() -> None:
+    """`M.call(params, x)` runs M's own function: its body is checked as a call's is."""
+    errors = build_errors("""
+    class Center(nn.Module):
+        def apply(self, x):
+            return nn.Dense(x, 4) - jnp.mean(x, axis=0)
+
+    class Net(nn.Module):
+        def apply(self, x):
+            k = self.param("k", (4, 4), nn.initializers.lecun_normal())
+            return Center.call({"Dense_0": {"kernel": k, "bias": jnp.zeros(4)}}, x)
+
+    aot.target("net", Net, x=aot.f32["batch", 4], buckets={"batch": (1, 8)})
+    """)
+    first = errors.splitlines()[0]
+    assert "error[AOT413]" in first and "jnp.mean mixes positions along bucketed " \
+        "dimension 'batch'" in first and ":8:" in first, errors
+    assert "in Center, called here" in errors
+
+
 def test_a_vmap_over_the_batch_is_bucketed(tmp_path: Path) -> None:
     """Mapped over the bucketed axis, a vmapped function sees one row at a time: the target
     is bucketed, and a padded request gives the unpadded answer."""

@@ -871,7 +871,8 @@ class ModulesMixin:
         fn.emit("ops/module_call.j2",
                 {"target": unpack_code(spec.result, result, []),
                  "call": call_code(callee, call_args)},
-                tuple(tensors(result)), span, module.name.lower())
+                tuple(tensors(result)), span, module.name.lower(),
+                info=OpInfo(module=ref.class_name, callee=callee))  # no path: no variables
         return result
 
     # ---------------------------------------------------------------- data-dependent init
