@@ -1280,8 +1280,17 @@ register("one_hot", ("jax.nn", "nn"), "x, num_classes, *, dtype=float32, axis=-1
          doc="one-hot encoding")
 
 
+def _integer_indices(call: FnCall, name: str, dtype: str, shape: tuple[int, ...]) -> None:
+    """jax gathers at integer indices only ("indices must have an integer type")."""
+    if not dtype.startswith(("int", "uint")):
+        raise call.fail(f"{call.written}: {name} must be integers, got "
+                        f"{describe(shape, dtype)}", "AOT211",
+                        hint="cast the indices with .astype(jnp.int32)")
+
+
 def _take(call: FnCall) -> Tensor:
     a, idx = call.tensor("a"), call.aval("indices")
+    _integer_indices(call, "indices", idx[1], idx[0])
     shape = shape_rule(call, sh.take, a.shape, idx[0], call.args["axis"])
     return emit_same(call, tuple(shape), a.dtype)
 
@@ -1292,6 +1301,7 @@ register("take", ("jnp",), "a, indices, axis=None, out=None, mode=None, unique_i
 
 def _take_along_axis(call: FnCall) -> Tensor:
     a, idx = call.tensor("arr"), call.tensor("indices")
+    _integer_indices(call, "indices", idx.dtype, idx.shape)
     shape = shape_rule(call, sh.take_along_axis, a.shape, idx.shape, call.args["axis"])
     return emit_same(call, tuple(shape), a.dtype)
 

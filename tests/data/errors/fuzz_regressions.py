@@ -21,6 +21,8 @@ class Net(nn.Module):
         d = Block(x, name="dec{oder")  # E: AOT310 invalid module name
         e = NoApply(x)
         f = nn.Dense(x[:, :0], 4)  # E: AOT210 zero-size shape (0, 4)
+        g = jnp.take(x, jnp.where(x > 0, 0.5, 1), axis=0)  # E: AOT211 indices must be integers
+        h = jnp.take_along_axis(x, x > 0, axis=1)  # E: AOT211 indices must be integers
         return x
 
 
