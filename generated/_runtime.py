@@ -2182,6 +2182,7 @@ def _load_buckets(
         if set(bucket) == set(target.buckets):
             groups.setdefault(tuple(bucket[d] for d in target.buckets), {})[key] = entry
     calls: dict[tuple[int, ...], Callable[..., Any]] = {}
+    compiled_by_sizes: dict[tuple[int, ...], Any] = {}
     for sizes in itertools.product(*target.buckets.values()):
         entry, reason = _select_executable(
             target, {**manifest, "executables": groups.get(sizes, {})}, platform
@@ -2192,7 +2193,64 @@ def _load_buckets(
         bucket = dict(zip(target.buckets, sizes))
         compiled = _load_entry(target, folder, manifest, entry, platform, bucket)
         calls[sizes] = _fast_call(target, compiled) or compiled
-    return _Bucketed(target, manifest, platform, calls), None
+        compiled_by_sizes[sizes] = compiled
+    loaded = _Bucketed(target, manifest, platform, calls)
+    fast = _fast_buckets(target, compiled_by_sizes, loaded)
+    if fast is not None:
+        loaded.__class__ = type(
+            "_Bucketed", (_Bucketed,), {"__call__": staticmethod(fast), "__slots__": ()}
+        )
+    return loaded, None
+
+
+def _fast_buckets(
+    target: Target, compiled: dict[tuple[int, ...], Any], slow: _Bucketed
+) -> Callable[..., Any] | None:
+    """Every bucket's executable behind one C++ dispatcher, as `_fast_call` builds it for
+    one: the dispatcher keeps an entry per argument signature, so a call at a bucket's
+    exact sizes runs its executable as a `jax.jit` call runs, with no Python frame. Its
+    miss handler picks the bucket by the sizes read from the inputs; a call between
+    buckets, or one `_check_call` would convert, goes to `_Bucketed.__call__` (padding,
+    checks) and keeps no entry."""
+    if target.stochastic or target.key_inputs:
+        return None
+    try:
+        from jax._src import tree_util as _tree_util
+        from jax._src.interpreters import pxla
+        from jax._src.lib import _jax
+
+        misses = {
+            sizes: c._executable.create_cpp_call(c._params)._cache_miss
+            for sizes, c in compiled.items()
+        }
+    except Exception:  # noqa: BLE001 - another jax: the Python dispatch works everywhere
+        return None
+    readers = tuple((2 + i, a) for i, a in slow._readers)  # after (params, state)
+
+    def miss(*args: Any, **kwargs: Any) -> Any:
+        jax_miss = None
+        if not kwargs:
+            with contextlib.suppress(AttributeError, IndexError, TypeError):
+                jax_miss = misses.get(tuple([args[i].shape[a] for i, a in readers]))
+        if jax_miss is not None and _check_call(target, args, kwargs) is None:
+            return jax_miss(*args)
+        if set(kwargs) - {"rng"}:
+            _check_call(target, args, kwargs)  # raises, naming the target
+        return _Bucketed.__call__(slow, *args, **kwargs), None, False
+
+    try:
+        return _jax.pjit(
+            f"{target.name}",
+            None,
+            miss,
+            [],
+            [],
+            pxla.JitGlobalCppCacheKeys(),
+            _tree_util.dispatch_registry,
+            pxla.cc_shard_arg,
+        )
+    except Exception:  # noqa: BLE001 - another jax
+        return None
 
 
 class _Bucketed(LoadedTarget):

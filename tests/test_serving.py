@@ -162,6 +162,30 @@ def test_exact_bucket_calls_skip_python_checks(mlp: Any, monkeypatch: pytest.Mon
     assert len(calls) == 1  # a new signature comes back to our checks
 
 
+def test_a_bucketed_load_is_one_cpp_dispatcher_over_its_buckets(
+        mlp: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls at a bucket's exact size run as a jit call runs (no Python frame of ours);
+    only a call between buckets reaches the Python dispatch that pads."""
+    _, target, run, _ = mlp
+    runtime = __import__(type(run).__module__, fromlist=["_Bucketed"])
+    assert "PjitFunction" in type(type(run).__dict__["__call__"].__func__).__name__
+    params, state = target.init(jax.random.key(0))
+    scale = np.float32(1)
+    for n in (1, 8, 32):
+        run(params, state, np.zeros((n, 2, 3), np.float32), scale)
+    padded = []
+    original = runtime._Bucketed.__call__
+    monkeypatch.setattr(runtime._Bucketed, "__call__",
+                        lambda *a, **k: padded.append(a[3].shape) or original(*a, **k))
+    for n in (1, 8, 32, 1):
+        run(params, state, np.ones((n, 2, 3), np.float32), scale)
+    assert padded == []
+    (y, _), _ = run(params, state, np.ones((3, 2, 3), np.float32), scale)
+    assert padded == [(3, 2, 3)] and y.shape == (3, 5)
+    with pytest.raises(TypeError, match=r"^mlp: unexpected keyword argument 'seed'$"):
+        run(params, state, np.ones((8, 2, 3), np.float32), scale, seed=1)
+
+
 def test_a_fixed_target_loads_onto_the_fast_path(tmp_path: Path) -> None:
     module = build("""
     class Net(nn.Module):
