@@ -40,6 +40,8 @@ from .base import (
     BreakSignal,
     ContinueSignal,
     Frame,
+    ImportTimeArray,
+    ImportTimeSignal,
     ReturnSignal,
 )
 from .helpers import (
@@ -47,6 +49,7 @@ from .helpers import (
     static_size,
     static_truth,
 )
+from .toplevel import ModuleGlobals
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -122,9 +125,24 @@ class StatementsMixin:
         method(self, stmt, frame)
 
     def _stmt_Assign(self: Resolver, stmt: ir.Assign, frame: Frame) -> None:
-        value = self.eval(stmt.value, frame)
+        if frame.fn is None and len(stmt.targets) == 1 and \
+                isinstance(stmt.targets[0], ir.Name) and isinstance(frame.env, ModuleGlobals):
+            value = self._top_level_value(stmt.targets[0].id, stmt.value, frame)
+        else:
+            value = self.eval(stmt.value, frame)
         for target in stmt.targets:
             self._assign(target, value, frame)
+
+    def _top_level_value(self: Resolver, name: str, expr: ir.Expr, frame: Frame) -> Any:
+        """A top-level `name = expr`; an array operation in it makes `name` an
+        `ImportTimeArray`, computed again where a function reads it."""
+        outer, self.import_time = self.import_time, True
+        try:
+            return self.eval(expr, frame)
+        except ImportTimeSignal:
+            return ImportTimeArray(name, expr, frame.env, expr.span)
+        finally:
+            self.import_time = outer
 
     def _stmt_AnnAssign(self: Resolver, stmt: ir.AnnAssign, frame: Frame) -> None:
         if stmt.value is not None:
