@@ -10,12 +10,19 @@ own, checked against Linen or numpy.
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
+
 import flax.linen as linen
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import build, build_errors, perturbed
+
+from aotflax.artifacts import render_runtime
+from aotflax.driver import front_end
+from aotflax.verify import import_generated, verify_module
 
 RTOL, ATOL = 1e-6, 1e-6
 
@@ -172,3 +179,40 @@ def test_a_failed_value_inside_a_transform_is_reported_once(where: str) -> None:
     """)
     assert "AOT340]: name 'undefined_name' is not defined" in out, out
     assert "AOT365" not in out and out.count("error[") == 1, out
+
+
+def test_a_top_level_array_of_another_model_file_is_read_by_import_and_attribute(
+        tmp_path: Path) -> None:
+    consts = """
+        import jax
+        import jax.numpy as jnp
+
+        KEY = jax.random.PRNGKey(3)
+        MASK = jnp.tril(jnp.ones((3, 3)))
+    """
+    model = """
+        from aotflax import nn, aot
+        import jax
+        import consts
+        from consts import MASK
+
+
+        class M(nn.Module):
+            def apply(self, x):
+                return x @ MASK + jax.random.normal(consts.KEY, x.shape)
+
+
+        aot.target("t", M, x=aot.f32[2, 3])
+    """
+    for name, text in (("consts.py", consts), ("model.py", model)):
+        (tmp_path / name).write_text(textwrap.dedent(text).lstrip("\n"))
+    report = front_end([tmp_path / "model.py"], tmp_path)
+    assert not report.diagnostics, "\n".join(d.render() for d in report.diagnostics)
+    f = next(f for f in report.files if f.module == "model")
+    _, importer = import_generated({g.out_rel: g.text for g in report.files}, render_runtime())
+    module = importer(f.module)
+    verify_module(module, f.program)
+    x = _x(2, 3)
+    y, _ = module.t.apply({}, {}, x)
+    want = x @ np.tril(np.ones((3, 3))) + jax.random.normal(jax.random.PRNGKey(3), (2, 3))
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)

@@ -161,7 +161,7 @@ class ExpressionsMixin:
         found, value = frame.env.lookup(expr.id)
         if found:
             if isinstance(value, ImportTimeArray):
-                return self._import_time_read(value, expr, frame)
+                return self._import_time_read(value, expr.span, frame)
             return value
         if expr.id in namespaces.BUILTINS:
             return namespaces.BUILTINS[expr.id]
@@ -183,7 +183,7 @@ class ExpressionsMixin:
                              "circular definition at the top level)", expr.span)
         raise self.error("AOT340", f"name '{expr.id}' is not defined", expr.span)
 
-    def _import_time_read(self: Resolver, value: ImportTimeArray, expr: ir.Name,
+    def _import_time_read(self: Resolver, value: ImportTimeArray, span: Span,
                           frame: Frame) -> Any:
         """A name a top-level array expression binds (`KEY = jax.random.PRNGKey(0)`): inside
         a function, the expression evaluated again in its file's names, its operations
@@ -195,7 +195,7 @@ class ExpressionsMixin:
                              "array value at the top level of the file", value.span,
                              hint=f"give the new value another name than '{value.name}'")
         self.import_time_reads.append(value)
-        self.calls.append((f"{value.name}, read here", expr.span))
+        self.calls.append((f"{value.name}, read here", span))
         try:
             return self.eval(value.expr, Frame(value.env, frame.fn, None, None))
         finally:
@@ -467,6 +467,11 @@ class ExpressionsMixin:
             return self._self_attribute(value, attr, span, frame)
         if isinstance(value, (ConfigValue, Record, RecordTuple, RecordClass, SuperObject)):
             return self._record_attribute(value, attr, span, frame)
+        if isinstance(value, ModuleValue):  # `consts.KEY`, an array of another file's top level
+            found = self._attribute(value, attr, span)
+            if isinstance(found, ImportTimeArray):
+                return self._import_time_read(found, span, frame)
+            return found
         return self._attribute(value, attr, span)
 
     def _attribute(self: Resolver, value: Any, attr: str, span: Span) -> Any:
