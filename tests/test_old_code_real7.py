@@ -216,3 +216,37 @@ def test_a_top_level_array_of_another_model_file_is_read_by_import_and_attribute
     y, _ = module.t.apply({}, {}, x)
     want = x @ np.tril(np.ones((3, 3))) + jax.random.normal(jax.random.PRNGKey(3), (2, 3))
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_top_level_key_unpacked_from_split_is_unpacked_where_it_is_read() -> None:
+    m = build("""
+    RNG, NOISE_RNG = jax.random.split(jax.random.PRNGKey(0))
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return x + jax.random.normal(NOISE_RNG, x.shape), jax.random.uniform(RNG, x.shape)
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    x = _x(2, 3)
+    (y, u), _ = m.t.apply({}, {}, x)
+    rng, noise_rng = jax.random.split(jax.random.PRNGKey(0))
+    np.testing.assert_allclose(y, x + jax.random.normal(noise_rng, (2, 3)), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(u, jax.random.uniform(rng, (2, 3)), rtol=RTOL, atol=ATOL)
+
+
+def test_a_top_level_array_unpacked_into_too_many_names_is_located() -> None:
+    out = build_errors("""
+    A, B, C = jax.random.split(jax.random.PRNGKey(0))
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return x + jax.random.normal(C, x.shape)
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert ":6:" in out.splitlines()[0] and "AOT333]: cannot unpack u32[2, 2] into 3 names" \
+        in out.splitlines()[0], out
+    assert "in C, read here" in out, out

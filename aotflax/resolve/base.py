@@ -73,6 +73,10 @@ class ImportTimeArray:
     expr: Any
     env: Env
     span: Span
+    #: `KEY, SUB = jax.random.split(jax.random.PRNGKey(0))`: the unpacking target and this
+    #: name's position in it (the value is unpacked where it is read, as Python unpacked it).
+    target: Any = None
+    item: int = 0
 
 
 @dataclass

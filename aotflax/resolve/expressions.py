@@ -197,7 +197,11 @@ class ExpressionsMixin:
         self.import_time_reads.append(value)
         self.calls.append((f"{value.name}, read here", span))
         try:
-            return self.eval(value.expr, Frame(value.env, frame.fn, None, None))
+            at = Frame(value.env, frame.fn, None, None)
+            result = self.eval(value.expr, at)
+            if value.target is None:
+                return result
+            return self._unpack(result, len(value.target.elts), value.target, at)[value.item]
         finally:
             self.calls.pop()
             self.import_time_reads.pop()

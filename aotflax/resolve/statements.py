@@ -125,9 +125,21 @@ class StatementsMixin:
         method(self, stmt, frame)
 
     def _stmt_Assign(self: Resolver, stmt: ir.Assign, frame: Frame) -> None:
-        if frame.fn is None and len(stmt.targets) == 1 and \
-                isinstance(stmt.targets[0], ir.Name) and isinstance(frame.env, ModuleGlobals):
-            value = self._top_level_value(stmt.targets[0].id, stmt.value, frame)
+        target = stmt.targets[0]
+        if frame.fn is None and len(stmt.targets) == 1 and isinstance(frame.env, ModuleGlobals):
+            if isinstance(target, ir.Name):
+                value = self._top_level_value(target.id, stmt.value, frame)
+            elif isinstance(target, (ir.TupleExpr, ir.ListExpr)) and target.elts and \
+                    all(isinstance(t, ir.Name) for t in target.elts):
+                value = self._top_level_value("", stmt.value, frame)
+                if isinstance(value, ImportTimeArray):  # each name unpacks it where read
+                    names = [t.id for t in target.elts if isinstance(t, ir.Name)]
+                    for i, name in enumerate(names):
+                        frame.env.set(name, ImportTimeArray(name, stmt.value, frame.env,
+                                                            stmt.value.span, target, i))
+                    return
+            else:
+                value = self.eval(stmt.value, frame)
         else:
             value = self.eval(stmt.value, frame)
         for target in stmt.targets:
