@@ -797,7 +797,11 @@ _entry("AOT323", "module returns something that is not an array", """
 _entry("AOT324", "layer used outside a module", """
     Layers and array operations need a module scope (for parameter names and
     emitted code): call them inside a module's `apply`, not at the top level of
-    the file or in a target declaration.
+    the file or in a target declaration.  A top-level name bound to an array
+    expression (`KEY = jax.random.PRNGKey(0)`, a table of `np.array`s) is
+    computed again inside each function that reads it, as Python computed it
+    when it imported the file; read by another top-level statement (a target's
+    hyperparameter), or calling a layer, it is this error.
     """, """
     Y = nn.Dense(jnp.ones((2, 8)), 4)
 

@@ -254,11 +254,11 @@ def test_numpy_misuse_is_located():
             return x
 
     class UsesTable(nn.Module):
-        def apply(self, x):
-            return x + TABLE
+        def apply(self, x, table):
+            return x
 
     aot.target("net", Net, x=aot.f32[2, 2])
-    aot.target("table", UsesTable, x=aot.f32[2, 2])
+    aot.target("table", UsesTable.partial(table=TABLE), x=aot.f32[2, 2])
     """)
     assert "np.sin runs numpy, which cannot take the array f32[2, 2]" in errors
     assert "use the jnp function of the same name" in errors

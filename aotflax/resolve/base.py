@@ -55,6 +55,30 @@ class ContinueSignal(Exception):
     pass
 
 
+class ImportTimeSignal(Exception):
+    """An array operation ran while a top-level assignment's value was being computed:
+    the value is computed again where a function reads it (`ImportTimeArray`)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ImportTimeArray:
+    """`KEY = jax.random.PRNGKey(0)`, `MASK = jnp.tril(jnp.ones((4, 4)))`: an array value a
+    model file computes at its top level, when Python imports it.  The build runs no import:
+    the expression is evaluated again, in the file's names, inside each function that reads
+    the name, emitting its operations there (they are pure functions of static values, so
+    every reader sees the value the import would have made).  Read by another top-level
+    statement, it is the error the expression gives there."""
+
+    name: str
+    expr: Any
+    env: Env
+    span: Span
+    #: `KEY, SUB = jax.random.split(jax.random.PRNGKey(0))`: the unpacking target and this
+    #: name's position in it (the value is unpacked where it is read, as Python unpacked it).
+    target: Any = None
+    item: int = 0
+
+
 @dataclass
 class Frame:
     """An activation: variables, the function being built and the module scope."""

@@ -77,6 +77,7 @@ from .base import (
     MAX_UNROLL,
     Abort,
     Frame,
+    ImportTimeSignal,
     ReturnSignal,
     Sequential,
 )
@@ -611,6 +612,8 @@ class CallsMixin:
         if entry is None:
             raise InternalError(f"missing operation for {written}", span=span)
         if entry.kind != "layer" and frame.fn is None:
+            if self.import_time:
+                raise ImportTimeSignal()
             raise self.error("AOT324", f"{written} can only be used inside a module's apply",
                              span)
         return self._call_layer(entry, written, args, kwargs, span, frame)

@@ -95,6 +95,11 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         #: may give it the dtype it returns (`initializers.AdoptDtype`).
         self.adopt_dtype: bool = False
         self.depth = 0
+        #: A top-level assignment's value is being computed: an array operation defers it
+        #: (`base.ImportTimeSignal`) instead of being an error.
+        self.import_time: bool = False
+        #: `ImportTimeArray`s being evaluated where they are read, innermost last.
+        self.import_time_reads: list[Any] = []
         #: Module and function calls being resolved: (name, call site), innermost last.
         self.calls: list[tuple[str, Span]] = []
         self._reported: set[tuple] = set()

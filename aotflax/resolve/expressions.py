@@ -57,6 +57,8 @@ from .base import (
     MAX_STATIC_LEN,
     Abort,
     Frame,
+    ImportTimeArray,
+    ImportTimeSignal,
 )
 from .caches import CacheEntry
 from .helpers import (
@@ -158,6 +160,8 @@ class ExpressionsMixin:
     def _eval_Name(self: Resolver, expr: ir.Name, frame: Frame) -> Any:
         found, value = frame.env.lookup(expr.id)
         if found:
+            if isinstance(value, ImportTimeArray):
+                return self._import_time_read(value, expr.span, frame)
             return value
         if expr.id in namespaces.BUILTINS:
             return namespaces.BUILTINS[expr.id]
@@ -178,6 +182,29 @@ class ExpressionsMixin:
             raise self.error("AOT340", f"name '{expr.id}' is used by its own definition (a "
                              "circular definition at the top level)", expr.span)
         raise self.error("AOT340", f"name '{expr.id}' is not defined", expr.span)
+
+    def _import_time_read(self: Resolver, value: ImportTimeArray, span: Span,
+                          frame: Frame) -> Any:
+        """A name a top-level array expression binds (`KEY = jax.random.PRNGKey(0)`): inside
+        a function, the expression evaluated again in its file's names, its operations
+        emitted here; read by another top-level statement, what it gives there."""
+        if frame.fn is None and self.import_time:
+            raise ImportTimeSignal()  # `SUB = jax.random.split(KEY)`: deferred in turn
+        if value in self.import_time_reads:
+            raise self.error("AOT340", f"'{value.name}' is computed from its own earlier "
+                             "array value at the top level of the file", value.span,
+                             hint=f"give the new value another name than '{value.name}'")
+        self.import_time_reads.append(value)
+        self.calls.append((f"{value.name}, read here", span))
+        try:
+            at = Frame(value.env, frame.fn, None, None)
+            result = self.eval(value.expr, at)
+            if value.target is None:
+                return result
+            return self._unpack(result, len(value.target.elts), value.target, at)[value.item]
+        finally:
+            self.calls.pop()
+            self.import_time_reads.pop()
 
     def _eval_FString(self: Resolver, expr: ir.FString, frame: Frame) -> Any:
         out = []
@@ -444,6 +471,11 @@ class ExpressionsMixin:
             return self._self_attribute(value, attr, span, frame)
         if isinstance(value, (ConfigValue, Record, RecordTuple, RecordClass, SuperObject)):
             return self._record_attribute(value, attr, span, frame)
+        if isinstance(value, ModuleValue):  # `consts.KEY`, an array of another file's top level
+            found = self._attribute(value, attr, span)
+            if isinstance(found, ImportTimeArray):
+                return self._import_time_read(found, span, frame)
+            return found
         return self._attribute(value, attr, span)
 
     def _attribute(self: Resolver, value: Any, attr: str, span: Span) -> Any:

@@ -28,7 +28,7 @@ from ..values import (
     describe_value,
     is_static,
 )
-from .base import Abort, Frame
+from .base import Abort, Frame, ImportTimeSignal
 from .helpers import holds
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ class HostMixin:
                 call.sized = entry.signature.bind(written, list(given[0]), dict(given[1]))
             return entry.rule(call)
         except CallError as e:
+            if e.code == "AOT324" and frame.fn is None and self.import_time:
+                raise ImportTimeSignal() from None  # a top-level table: read where used
             raise self.error(e.code, e.message, e.span or span, hint=e.hint,
                              notes=e.notes) from None
 

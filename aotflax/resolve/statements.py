@@ -40,6 +40,8 @@ from .base import (
     BreakSignal,
     ContinueSignal,
     Frame,
+    ImportTimeArray,
+    ImportTimeSignal,
     ReturnSignal,
 )
 from .helpers import (
@@ -47,6 +49,7 @@ from .helpers import (
     static_size,
     static_truth,
 )
+from .toplevel import ModuleGlobals
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -122,9 +125,36 @@ class StatementsMixin:
         method(self, stmt, frame)
 
     def _stmt_Assign(self: Resolver, stmt: ir.Assign, frame: Frame) -> None:
-        value = self.eval(stmt.value, frame)
+        target = stmt.targets[0]
+        if frame.fn is None and len(stmt.targets) == 1 and isinstance(frame.env, ModuleGlobals):
+            if isinstance(target, ir.Name):
+                value = self._top_level_value(target.id, stmt.value, frame)
+            elif isinstance(target, (ir.TupleExpr, ir.ListExpr)) and target.elts and \
+                    all(isinstance(t, ir.Name) for t in target.elts):
+                value = self._top_level_value("", stmt.value, frame)
+                if isinstance(value, ImportTimeArray):  # each name unpacks it where read
+                    names = [t.id for t in target.elts if isinstance(t, ir.Name)]
+                    for i, name in enumerate(names):
+                        frame.env.set(name, ImportTimeArray(name, stmt.value, frame.env,
+                                                            stmt.value.span, target, i))
+                    return
+            else:
+                value = self.eval(stmt.value, frame)
+        else:
+            value = self.eval(stmt.value, frame)
         for target in stmt.targets:
             self._assign(target, value, frame)
+
+    def _top_level_value(self: Resolver, name: str, expr: ir.Expr, frame: Frame) -> Any:
+        """A top-level `name = expr`; an array operation in it makes `name` an
+        `ImportTimeArray`, computed again where a function reads it."""
+        outer, self.import_time = self.import_time, True
+        try:
+            return self.eval(expr, frame)
+        except ImportTimeSignal:
+            return ImportTimeArray(name, expr, frame.env, expr.span)
+        finally:
+            self.import_time = outer
 
     def _stmt_AnnAssign(self: Resolver, stmt: ir.AnnAssign, frame: Frame) -> None:
         if stmt.value is not None:

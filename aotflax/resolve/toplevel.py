@@ -100,8 +100,14 @@ class ModuleGlobals(Env):
                 for j in list(self.binders.get(name, ())):
                     if j < i:
                         self.execute(j)
-            assert self.resolver is not None, "top-level statements run while resolving"
-            self.resolver._exec_guarded(self.model.body[i], Frame(self, None, None))
+            resolver = self.resolver
+            assert resolver is not None, "top-level statements run while resolving"
+            # a statement run for a name another one reads is not that one's value
+            outer, resolver.import_time = resolver.import_time, False
+            try:
+                resolver._exec_guarded(self.model.body[i], Frame(self, None, None))
+            finally:
+                resolver.import_time = outer
         finally:
             self.active.discard(i)
             self.done.add(i)

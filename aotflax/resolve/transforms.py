@@ -19,7 +19,7 @@ from .. import ir, quoting
 from ..diagnostics import Note, Span
 from ..ops.calls import value_code
 from ..program import Code, Function, FunctionRef, Op, OpInfo, Tensor, TreeVar, Var, call_code
-from ..values import Closure, Env, describe_value, is_static
+from ..values import Closure, Env, contains_poison, describe_value, is_static
 from .base import Abort, Frame
 from .helpers import rebuild, tensors, unpack_code
 
@@ -224,6 +224,8 @@ class TransformsMixin:
                              "randomness or state (they belong to modules)", span,
                              hint=f"give {what} a plain function of arrays"
                              + ("; apply layers to the batch" if what == "jax.vmap" else ""))
+        if contains_poison(result):  # a value that failed where it was made (reported there)
+            raise Abort()
         leaves = tensors(result)
         if not leaves or any(not isinstance(x, Tensor) for x in _leaves_of(result)):
             raise self.error("AOT365", f"a function given to {what} must return arrays, got "

@@ -19,7 +19,15 @@ class Net(nn.Module):
         g = np.sqrt("four")  # E: AOT202 expects numbers
         h = np.arange(3)[5]  # E: AOT210 out of bounds
         k = np.arange(4).tolist()  # E: AOT346 no supported attribute 'tolist'
-        return x + TABLE
+        return x
 
 
 aot.target("net", Net, x=aot.f32[2, 8])
+
+
+class UsesTable(nn.Module):
+    def apply(self, x, table):
+        return x
+
+
+aot.target("table", UsesTable.partial(table=TABLE), x=aot.f32[2, 8])
