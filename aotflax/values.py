@@ -97,6 +97,9 @@ class UserModule:
     attributes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     #: Methods decorated `@staticmethod`: called without `self`.
     static_methods: frozenset[str] = frozenset()
+    #: Methods decorated `@classmethod`: called with the class (`M.make(4)`, often
+    #: `return cls.partial(...)`).
+    class_methods: frozenset[str] = frozenset()
     #: Methods with another decorator (`@classmethod`, `@jax.jit`), each with the
     #: decorator's span: an error where code a target reaches uses one, and harmless
     #: otherwise (old flax.nn modules kept training helpers as classmethods).
@@ -114,6 +117,22 @@ class UserModule:
         assert method is not None
         return Closure(name, method.params, method.body, Env(owner.globals), method.span,
                        method)
+
+    def class_method(self, name: str, cls: Any) -> "Closure | None":
+        """`M.make` / `self.make` for a `@classmethod`: its function with `cls` bound to
+        the class it is read from (`cls`: a `ModuleRef`, partially applied or not)."""
+        owner = self.owner(name)
+        if owner is None or name not in owner.class_methods:
+            return None
+        method = owner.own_method(name)
+        assert method is not None
+        params = method.params.params
+        if not params or params[0].kind != "positional":
+            return None  # `def make(*args)`: refused where used (no `cls` to bind)
+        env = Env(owner.globals)
+        env.set(params[0].name, cls)
+        return Closure(name, ir.Parameters(params[1:], method.params.span), method.body, env,
+                       method.span, method)
 
     def own_method(self, name: str) -> ir.FunctionDef | None:
         """The method `name` of this class statement itself (not inherited)."""
@@ -390,6 +409,57 @@ class IndexMaker:
 
     #: How the model names it ("jax.ops.index").
     name: str
+
+
+@dataclass(frozen=True)
+class SeedKey:
+    """A random key made at the top level of a file (`KEY = jax.random.PRNGKey(0)`, then
+    `jax.random.split(KEY)`, `fold_in`, indexing and unpacking): a recipe of static
+    steps from a static seed.  It is replayed, as the same jax calls, in each function
+    that uses it (`resolve.calls`), since a file's top level emits no code."""
+
+    seed: int
+    #: `jax.random.key` (a typed key) rather than `PRNGKey` (raw uint32[2] key data).
+    typed: bool
+    #: `("split", num)`, `("fold_in", data)` or `("index", i)`, in order.
+    steps: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        shape: tuple[int, ...] = ()
+        for kind, n in self.steps:
+            if kind == "split":
+                shape = (n,)
+            elif kind == "index":
+                shape = ()
+        return shape
+
+    def then(self, kind: str, n: int) -> "SeedKey":
+        return SeedKey(self.seed, self.typed, (*self.steps, (kind, n)))
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("a single random key has no items")
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> "SeedKey":
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError("a key made at the top level is indexed by an int here")
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} is out of range for {n} keys")
+        return self.then("index", index % n)
+
+    def __iter__(self) -> Any:
+        return iter([self[i] for i in range(len(self))])
+
+    @property
+    def description(self) -> str:
+        made = f"jax.random.{'key' if self.typed else 'PRNGKey'}({self.seed})"
+        for kind, n in self.steps:
+            made = (f"{made}[{n}]" if kind == "index" else
+                    f"jax.random.{kind}({made}, {n})")
+        return f"random key {made} (made at the top level)"
 
 
 @dataclass(frozen=True, eq=False)

@@ -126,7 +126,8 @@ _METHODS = ["{x}.sum(axis=1)", "{x}.prod()", "{x}.max(axis=1, initial=2)",
             "{x}.all(axis=1)", "{x}.any()", "{x}.argmax(axis=1)", "{x}.argmin()",
             "{x}.astype(jnp.int8)", "{x}.clip(0, 2)", "{x}.flatten()", "{x}.ravel()",
             "{x}.reshape(4, 3)", "{x}.reshape((2, -1))", "{x}[None].squeeze(0)",
-            "{x}.swapaxes(0, 1)", "{x}.transpose()", "{x}.transpose(1, 0)"]
+            "{x}.swapaxes(0, 1)", "{x}.transpose()", "{x}.transpose(1, 0)",
+            "{x}.repeat(2, axis=1)", "{x}.repeat(2)"]
 
 _SHAPES = [
     "jnp.reshape({x}, (2, 6))", "jnp.transpose({x}, (1, 0))", "jnp.swapaxes({x}, 0, 1)",

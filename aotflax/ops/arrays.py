@@ -14,7 +14,7 @@ from .. import shapes as sh
 from ..program import Code, Tensor, describe
 from ..sizes import plain
 from ..values import DType, OpRef, describe_value, to_code
-from .calls import FnCall, aval_of, remember_ints, static_argument_error, value_code
+from .calls import FnCall, aval_of, old_names, remember_ints, static_argument_error, value_code
 from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
@@ -107,7 +107,13 @@ register("select", ("lax",), "pred, on_true, on_false", _lax_select,
          doc="select elementwise (same shapes and dtypes)")
 
 
+#: numpy's names of clip's bounds, which JAX took until 0.4.27 (2020 code wrote
+#: `jnp.clip(x, a_min=0.0)`): emitted as today's `min=` / `max=`.
+_OLD_CLIP_NAMES = {"a_min": "min", "a_max": "max"}
+
+
 def clip(call: FnCall) -> Tensor:
+    old_names(call, _OLD_CLIP_NAMES)
     x = call.aval(call.entry.signature.params[0].name)
     parts = [(x[1], x[2])]
     shapes = [x[0]]
@@ -121,7 +127,8 @@ def clip(call: FnCall) -> Tensor:
     return emit_same(call, shape, dtype, weak)
 
 
-register("clip", ("jnp",), "x, min=None, max=None", clip, doc="clip to [min, max]")
+register("clip", ("jnp",), "x, min=None, max=None, *, a_min=None, a_max=None", clip,
+         doc="clip to [min, max] (a_min= and a_max= are their old names)")
 
 # ------------------------------------------------------------- reductions
 

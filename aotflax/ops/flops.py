@@ -985,7 +985,7 @@ _ZERO = (
     + _names("lax", "broadcast concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
              "dynamic_slice_in_dim dynamic_index_in_dim dynamic_update_slice "
              "dynamic_update_slice_in_dim dynamic_update_index_in_dim")
-    + _names("array", "reshape transpose astype squeeze swapaxes flatten ravel")
+    + _names("array", "reshape transpose astype squeeze swapaxes flatten ravel repeat")
     + _names("jax.random", "key_data wrap_key_data")
 
 )

@@ -54,6 +54,7 @@ from ..values import (
     Record,
     RecordClass,
     RecordTuple,
+    SeedKey,
     SelfValue,
     SharedModule,
     StaticBuiltin,
@@ -118,6 +119,11 @@ _ARRAY_ARGUMENT_HINT = ("an initializer's arguments are fixed when init is built
                         "function makes an array of the computation; compute the number with "
                         "math or numpy (math.sqrt(3.0), np.sqrt(3.0)), which the build "
                         "evaluates")
+
+
+#: The `jax.random` functions a file's top level may call: their parameters.
+_SEED_KEY_STEPS = {"key": ("seed",), "PRNGKey": ("seed",), "split": ("key", "num"),
+                   "fold_in": ("key", "data")}
 
 
 class CallsMixin:
@@ -611,9 +617,53 @@ class CallsMixin:
         if entry is None:
             raise InternalError(f"missing operation for {written}", span=span)
         if entry.kind != "layer" and frame.fn is None:
+            if entry.namespaces == ("jax.random",) and entry.name in _SEED_KEY_STEPS:
+                return self._seed_key(entry.name, written, args, kwargs, span)
             raise self.error("AOT324", f"{written} can only be used inside a module's apply",
                              span)
         return self._call_layer(entry, written, args, kwargs, span, frame)
+
+    def _seed_key(self: Resolver, name: str, written: str, args: list, kwargs: dict,
+                  span: Span) -> SeedKey:
+        """`jax.random.PRNGKey(0)` at the top level of a file, and `split` / `fold_in` of
+        such a key there: a `SeedKey`, replayed in each function that uses it."""
+        params = _SEED_KEY_STEPS[name]
+        if len(args) > len(params) or set(kwargs) - set(params) or len(args) + len(kwargs) < (
+                1 if name == "split" else len(params)):
+            raise self.error("AOT304", f"{written} takes ({', '.join(params)}) here", span)
+        bound = dict(zip(params, args)) | kwargs
+        if name in ("key", "PRNGKey"):
+            seed = bound["seed"]
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise self.error("AOT324", f"{written} at the top level of a file needs a "
+                                 f"static int seed, got {describe_value(seed)}", span)
+            return SeedKey(int(seed), name == "key")
+        key, n = bound["key"], bound.get("num" if name == "split" else "data", 2)
+        if not isinstance(key, SeedKey) or (name == "fold_in" and key.shape):
+            raise self.error("AOT202", f"{written}: 'key' must be a random key, got "
+                             f"{describe_value(key)}", span)
+        if isinstance(n, bool) or not isinstance(n, int) or (name == "split" and n < 0):
+            raise self.error("AOT324", f"{written} at the top level of a file needs a static "
+                             f"int {'num' if name == 'split' else 'data'}, got "
+                             f"{describe_value(n)}", span)
+        if key.shape:  # split of several keys: jax splits each (a leading axis added)
+            raise self.error("AOT324", f"{written} of {key.shape[0]} keys at the top level of "
+                             "a file is not supported", span, hint="split one key")
+        return key.then(name, int(n))
+
+    def _replay_key(self: Resolver, key: SeedKey, span: Span, frame: Frame) -> Any:
+        """The jax calls that made a top-level key, emitted in the function using it."""
+        made = "key" if key.typed else "PRNGKey"
+        value = self._call_entry(REGISTRY.lookup("jax.random", made), f"jax.random.{made}",
+                                 [key.seed], {}, span, frame)
+        for kind, n in key.steps:
+            if kind == "index":
+                value = self._call_entry(REGISTRY.lookup("operator", "getitem"), "indexing",
+                                         [value, n], {}, span, frame)
+            else:
+                value = self._call_entry(REGISTRY.lookup("jax.random", kind),
+                                         f"jax.random.{kind}", [value, n], {}, span, frame)
+        return value
 
     def _call_shared(self: Resolver, shared: SharedModule, args: list, kwargs: dict, span: Span,
                      frame: Frame) -> Any:
@@ -1065,6 +1115,10 @@ class CallsMixin:
             self._check_method_usable(module, name, span)
         if static is not None:
             return self._call_closure(static, args, kwargs, span, frame)
+        made = module.class_method(name, frame.module) if isinstance(module, UserModule) \
+            else None
+        if made is not None:  # `self.make(...)`: a @classmethod, with the module's class
+            return self._call_closure(made, args, kwargs, span, frame)
         if isinstance(module, UserModule) and method is not None and name != "apply":
             # Another method of this module: runs in the same scope, sharing parameters.
             env_self = Env(module.globals_of(name))

@@ -42,6 +42,7 @@ from ..values import (
     ModuleRef,
     Poison,
     RecordTuple,
+    SeedKey,
     SelfValue,
     SharedModule,
     StaticBuiltin,
@@ -581,6 +582,13 @@ class ModulesMixin:
         emit and verify time, so it is charged to the step budget like work (however the
         entry was reached: a function, a layer, a partial, a shared module)."""
         fn = frame.fn
+        if fn is not None and (any(isinstance(a, SeedKey) for a in args) or any(
+                isinstance(v, SeedKey) for v in kwargs.values())):
+            # keys made at the file's top level: their jax calls, emitted here
+            args = [self._replay_key(a, span, frame) if isinstance(a, SeedKey) else a
+                    for a in args]
+            kwargs = {k: self._replay_key(v, span, frame) if isinstance(v, SeedKey) else v
+                      for k, v in kwargs.items()}
         ops = len(fn.ops) if fn is not None else 0
         try:
             return self._run_entry(entry, written, args, kwargs, span, frame, bound_kwargs,
