@@ -479,5 +479,15 @@ ABC_META = StaticFunction("abc.ABCMeta")
 _MODULES["abc"] = Namespace("abc", {"ABC": ABC, "ABCMeta": ABC_META,
                                     "abstractmethod": StaticFunction("abc.abstractmethod")})
 
+#: `enum`: classes of the model file deriving from `enum.Enum` / `enum.IntEnum` are enums
+#: of static members (resolve/enums.py); `enum.auto()` numbers them, `@enum.unique`
+#: refuses aliases.
+ENUM = StaticFunction("enum.Enum")
+INT_ENUM = StaticFunction("enum.IntEnum")
+ENUM_AUTO = StaticFunction("enum.auto")
+ENUM_UNIQUE = StaticFunction("enum.unique")
+_MODULES["enum"] = Namespace("enum", {"Enum": ENUM, "IntEnum": INT_ENUM, "auto": ENUM_AUTO,
+                                      "unique": ENUM_UNIQUE})
+
 __all__ = ["namespace_for", "ABC", "ABC_META", "BUILTINS", "MODULE_BASE", "MODULE_METHOD", "TARGET",
            "TRAIN_TARGET", "dt"]

@@ -411,6 +411,94 @@ class IndexMaker:
     name: str
 
 
+class EnumClass:
+    """A `class Color(enum.Enum)` of the model file (`resolve/enums.py`): its members in
+    definition order.  `IntEnum` members also equal the ints they hold."""
+
+    __slots__ = ("name", "members", "int_enum", "span")
+
+    def __init__(self, name: str, int_enum: bool, span: Span):
+        self.name = name
+        self.int_enum = int_enum
+        self.span = span
+        #: Member name -> member, in definition order (aliases, sharing a value, included).
+        self.members: dict[str, EnumMember] = {}
+
+    def canonical(self) -> list["EnumMember"]:
+        """The members without aliases, as iterating the class gives them."""
+        return [m for n, m in self.members.items() if m.name == n]
+
+    def __iter__(self) -> Any:
+        return iter(self.canonical())
+
+    def __len__(self) -> int:
+        return len(self.canonical())
+
+    def __getitem__(self, name: Any) -> "EnumMember":
+        if not isinstance(name, str) or name not in self.members:
+            raise KeyError(name)
+        return self.members[name]
+
+    def __repr__(self) -> str:
+        return f"<enum {self.name}>"
+
+
+class EnumMember:
+    """One member of an `EnumClass`: a singleton, equal only to itself (an `IntEnum`'s
+    also to its int), hashed by class and name."""
+
+    __slots__ = ("cls", "name", "value")
+
+    def __init__(self, cls: EnumClass, name: str, value: Any):
+        self.cls = cls
+        self.name = name
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EnumMember):
+            return self is other
+        return self.cls.int_enum and not isinstance(other, bool) and isinstance(
+            other, int) and self.value == other
+
+    def __hash__(self) -> int:
+        return hash(self.value) if self.cls.int_enum else hash((id(self.cls), self.name))
+
+    def __repr__(self) -> str:
+        return f"{self.cls.name}.{self.name}"
+
+    # an IntEnum's member is an int (its value) for arithmetic, comparisons and int()
+    def __int__(self) -> int:
+        if not self.cls.int_enum:
+            raise TypeError(f"{self!r} is not an int")
+        return int(self.value)
+
+    __index__ = __int__
+
+
+def _int_enum_operator(op: Callable[[Any, Any], Any], reflected: bool = False) -> Any:
+    def method(self: EnumMember, other: Any) -> Any:
+        if not self.cls.int_enum:
+            return NotImplemented
+        if isinstance(other, EnumMember):
+            if not other.cls.int_enum:
+                return NotImplemented
+            other = other.value
+        elif isinstance(other, bool) or not isinstance(other, (int, float)):
+            return NotImplemented
+        return op(other, self.value) if reflected else op(self.value, other)
+
+    return method
+
+
+for _name in ("add", "sub", "mul", "floordiv", "truediv", "mod", "pow", "lt", "le", "gt", "ge"):
+    import operator as _operator
+
+    setattr(EnumMember, f"__{_name}__", _int_enum_operator(getattr(_operator, _name)))
+    if _name in ("add", "sub", "mul", "floordiv", "truediv", "mod", "pow"):
+        setattr(EnumMember, f"__r{_name}__",
+                _int_enum_operator(getattr(_operator, _name), reflected=True))
+
+
 @dataclass(frozen=True)
 class SeedKey:
     """A random key made at the top level of a file (`KEY = jax.random.PRNGKey(0)`, then
@@ -955,6 +1043,10 @@ def describe_value(value: Any) -> str:
         return f"{value.name} (an index is written {value.name}[...])"
     if isinstance(value, FieldDefault):
         return "dataclasses.field(...)"
+    if isinstance(value, EnumMember):
+        return f"enum member {value!r}"
+    if isinstance(value, EnumClass):
+        return f"enum {value.name}"
     return _describe_other(value)
 
 

@@ -11,6 +11,7 @@ own, checked against jax, numpy or Flax Linen at the same parameters.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import build, build_errors
@@ -162,3 +163,272 @@ def test_conv_dilation_under_both_names_is_located() -> None:
     """)
     assert (":8:16: error[AOT203]: nn.Conv: give kernel_dilation or rhs_dilation (its old "
             "name), not both") in out, out
+
+
+# ------------------------------------------------------------- 3. classmethods, custom_vjp
+
+
+def test_module_classmethods_make_configured_modules() -> None:
+    """`@classmethod def make(cls, ...)` returning `cls.partial(...)`, called as `M.make(...)`
+    from another module, from `self`, on a subclass, and for a target."""
+    import flax.linen as linen
+
+    m = build("""
+    class Block(nn.Module):
+        WIDTH = 2
+
+        @classmethod
+        def make(cls, scale):
+            return cls.partial(features=cls.WIDTH * scale)
+
+        @classmethod
+        def run(cls, x, scale):
+            return cls.make(scale)(x, name=f"run{scale}")
+
+        def apply(self, x, features):
+            return nn.Dense(x, features, name="fc")
+
+
+    class Wide(Block):
+        WIDTH = 3
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            y = Block.make(2)(x, name="a")
+            y = Wide.make(1)(y, name="b")
+            return Block.run(y, 1)
+
+    aot.target("t", M, x=aot.f32[2, 5])
+    aot.target("u", Wide.make(2), x=aot.f32[2, 5])
+    """)
+    params = m.t.init(jax.random.key(0))[0]
+    assert params["a"]["fc"]["kernel"].shape == (5, 4)
+    assert params["b"]["fc"]["kernel"].shape == (4, 3)
+    assert params["run1"]["fc"]["kernel"].shape == (3, 2)
+    assert m.u.init(jax.random.key(0))[0]["fc"]["kernel"].shape == (5, 6)
+    x = _x(2, 5)
+    got, _ = m.t.apply(params, {}, x)
+
+    class Ref(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            for name, features in (("a", 4), ("b", 3), ("run1", 2)):
+                x = linen.Dense(features, name=name)(x)
+            return x
+
+    linen_params = {k: v["fc"] for k, v in params.items()}
+    want = Ref().apply({"params": linen_params}, x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_classmethod_through_self_gets_the_module_class() -> None:
+    m = build("""
+    class M(nn.Module):
+        SCALE = 3.0
+
+        @classmethod
+        def factor(cls):
+            return cls.SCALE * 2
+
+        def apply(self, x):
+            return x * self.factor()
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    x = _x(2, 3)
+    np.testing.assert_allclose(m.t.apply({}, {}, x)[0], x * 6.0, rtol=RTOL)
+
+
+def test_custom_vjp_with_static_nondiff_arguments() -> None:
+    """`@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))`, the gradient clipping
+    of 2020 code: the bound is static, the backward rule takes it first.  Each bound gets
+    its own emitted functions; the gradient is jax's custom_vjp's."""
+    m = build("""
+    import functools
+
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+    def clip_gradient(x, lo, hi):
+        return x * 1.0
+
+
+    def clip_gradient_fwd(x, lo, hi):
+        return clip_gradient(x, lo, hi), None
+
+
+    def clip_gradient_bwd(lo, hi, _, g):
+        return (jnp.clip(g, lo, hi),)
+
+
+    clip_gradient.defvjp(clip_gradient_fwd, clip_gradient_bwd)
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return clip_gradient(x, -0.5, 0.5) + clip_gradient(x, -0.1, 0.2)
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    x = _x(2, 3)
+    c = _x(2, 3, seed=1) * 2
+    np.testing.assert_allclose(m.t.apply({}, {}, x)[0], 2 * x, rtol=RTOL)
+    grad = jax.grad(lambda v: (m.t.apply({}, {}, v)[0] * c).sum())(x)
+    want = np.clip(c, -0.5, 0.5) + np.clip(c, -0.1, 0.2)
+    np.testing.assert_allclose(grad, want, rtol=RTOL, atol=ATOL)
+    assert m.__aotflax_text__.count("@jax.custom_vjp") == 2  # one per set of bounds
+
+
+@pytest.mark.parametrize("call, decorator, message", [
+    ("clip_gradient(x, x)", "nondiff_argnums=(1,)", ":27:16: error[AOT366]: argument 1 of "
+     "custom_vjp function clip_gradient is in nondiff_argnums and must be static here"),
+    ("clip_gradient(x, 1.0)", "nondiff_argnums=(2,)", ":9:2: error[AOT366]: jax.custom_vjp: "
+     "nondiff_argnums must be distinct positions of clip_gradient's 2 positional parameters"),
+    ("clip_gradient(x, x)", "nondiff_argnums=()", ":18:1: error[AOT366]: a custom_vjp "
+     "backward rule takes (residuals, cotangent)"),
+])
+def test_custom_vjp_nondiff_misuse_is_located(call: str, decorator: str, message: str) -> None:
+    out = build_errors(f"""
+    import functools
+
+
+    @functools.partial(jax.custom_vjp, {decorator})
+    def clip_gradient(x, bound):
+        return x
+
+
+    def fwd(x, bound):
+        return x, None
+
+
+    def bwd(bound, _, g):
+        return (jnp.clip(g, -bound, bound),)
+
+
+    clip_gradient.defvjp(fwd, bwd)
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return {call}
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert message in out, out
+
+
+# ------------------------------------------------------------- 4. enums
+
+
+_ENUMS = """
+import enum
+
+
+class Activation(enum.Enum):
+    RELU = "relu"
+    TANH = "tanh"
+    IDENTITY = "identity"
+
+
+class Width(enum.IntEnum):
+    SMALL = 2
+    LARGE = 5
+
+
+class Stage(enum.Enum):
+    FIRST = enum.auto()
+    SECOND = enum.auto()
+
+
+ACTIVATIONS = {Activation.RELU: nn.relu, Activation.TANH: jnp.tanh}
+""".replace("\n", "\n    ")
+
+
+def test_enum_members_are_static_hyperparameters() -> None:
+    """Members passed as hyperparameters, compared (`==`, `is`, `in`), looked up by value
+    and by name, looped over; `.name`, `.value`; an IntEnum as an int.  The Dense layers
+    are Linen's at the same parameters."""
+    import flax.linen as linen
+
+    m = build(_ENUMS + """
+
+    class Block(nn.Module):
+        def apply(self, x, act=Activation.RELU, width=Width.SMALL):
+            y = nn.Dense(x, width.value if act is Activation.TANH else int(width), name="fc")
+            if act == Activation.IDENTITY:
+                return y
+            return ACTIVATIONS[act](y)
+
+
+    def width_of(w):
+        return jnp.asarray(w.value)
+
+
+    class M(nn.Module):
+        def apply(self, x, act_name="tanh"):
+            act = Activation(act_name)
+            y = Block(x, act=act, width=Width.LARGE, name="a")
+            z = Block(y, act=Activation["RELU"], name="b")
+            w = Block(z, act=Activation.IDENTITY, width=Width(2), name="c")
+            names = [a.name for a in Activation if a != Activation.IDENTITY]
+            stages = [s.value for s in Stage]
+            assert Width.LARGE == 5 and Width.SMALL < 3 and act in (Activation.TANH,)
+            assert names == ["RELU", "TANH"] and stages == [1, 2] and len(Activation) == 3
+            assert Width.SMALL * 2 + 1 == 5 and act != Activation.RELU
+            return w, width_of(Width.LARGE)
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """, header=True)
+    params = m.t.init(jax.random.key(0))[0]
+    assert params["a"]["fc"]["kernel"].shape == (3, 5)
+    x = _x(2, 3)
+    (w, width), _ = m.t.apply(params, {}, x)
+    assert int(width) == 5
+
+    class Ref(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            y = jnp.tanh(linen.Dense(5, name="a")(x))
+            z = linen.relu(linen.Dense(2, name="b")(y))
+            return linen.Dense(2, name="c")(z)
+
+    want = Ref().apply({"params": {k: v["fc"] for k, v in params.items()}}, x)
+    np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-5)
+    assert "Activation.TANH" in m.__aotflax_text__  # the docstrings name the member
+
+
+@pytest.mark.parametrize("use, message", [
+    ("Activation.GELU", ":30:16: error[AOT346]: enum Activation has no member GELU"),
+    ('Activation("gelu")', ":30:16: error[AOT345]: 'gelu' is not a valid Activation"),
+    ("Activation.RELU.label", ":30:16: error[AOT346]: enum member Activation.RELU has .name "
+     "and .value, not .label"),
+    ("Activation.RELU + 1", ":30:16: error["),
+])
+def test_enum_misuse_is_located(use: str, message: str) -> None:
+    out = build_errors(_ENUMS + f"""
+
+    class M(nn.Module):
+        def apply(self, x):
+            return {use}
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    assert message in out, out
+
+
+@pytest.mark.parametrize("body, message", [
+    ("    A = 1\n    B = 1\n", ":11:5: error[AOT102]: @enum.unique: E.B repeats the value of E.A"),
+    ("    A = 1\n\n    def f(self):\n        return 1\n",
+     ":12:5: error[AOT102]: enum E: an enum body may contain members (NAME = value) and a "
+     "docstring only"),
+])
+def test_enum_definitions_outside_the_language_are_located(body: str, message: str) -> None:
+    out = build_errors("import enum\n\n\n@enum.unique\nclass E(enum.Enum):\n" + body + """
+
+class M(nn.Module):
+    def apply(self, x):
+        return x * E.A.value
+
+aot.target("t", M, x=aot.f32[2, 3])
+""")
+    assert message in out, out

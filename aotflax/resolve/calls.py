@@ -41,6 +41,7 @@ from ..values import (
     Closure,
     ConfigValue,
     DType,
+    EnumClass,
     Env,
     Initializer,
     InitializerFactory,
@@ -181,6 +182,8 @@ class CallsMixin:
             return meshes.mesh(self, args, kwargs, span)
         if isinstance(func, OptaxFn):
             return training.call_optax(self, func, args, kwargs, span)
+        if func is namespaces.ENUM_AUTO:
+            return self._enum_auto(args, kwargs, span)
         if isinstance(func, StaticFunction):
             return self._call_static_function(func, args, kwargs, expr, frame)
         if isinstance(func, Partial):
@@ -188,6 +191,9 @@ class CallsMixin:
                               expr, frame)
         if isinstance(func, RecordClass):
             return self._construct(func, args, kwargs, expr, frame)
+        if isinstance(func, EnumClass):
+            return self._enum_lookup(func, args, kwargs, span)
+
         if func is namespaces.MODEL_PARAM_TRAVERSAL:
             return training.traversal(self, args, kwargs, span)
         if func is namespaces.MULTI_OPTIMIZER:

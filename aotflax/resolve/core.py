@@ -41,6 +41,7 @@ from .base import (
 from .caches import CachesMixin
 from .calls import CallsMixin
 from .control import ControlMixin
+from .enums import EnumsMixin
 from .expressions import ExpressionsMixin
 from .helpers import (
     TARGET_NAMES_TAKEN,
@@ -68,7 +69,7 @@ MAX_INPUT_KEY = 200
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
                InitializersMixin, TransformsMixin, CustomJvpMixin, CustomVjpMixin, CachesMixin,
-               HostMixin, RecordsMixin, ControlMixin):
+               HostMixin, RecordsMixin, ControlMixin, EnumsMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,
