@@ -432,3 +432,110 @@ class M(nn.Module):
 aot.target("t", M, x=aot.f32[2, 3])
 """)
     assert message in out, out
+
+
+# ------------------------------------------------------------- 5. determinants (flows)
+
+
+def test_an_invertible_1x1_convolution_with_scipy_linalg() -> None:
+    """Glow's invertible 1x1 convolution as flax.nn flows wrote it: a (c, c) weight, its
+    log-determinant through `jnp.linalg.slogdet`, `jax.scipy.linalg.det` and the inverse for
+    the reverse pass through `jax.scipy.linalg.inv`; checked against jax on the same
+    parameters."""
+    m = build("""
+    import jax.scipy.linalg
+
+
+    class InvConv(nn.Module):
+        def apply(self, x, reverse=False):
+            c = x.shape[-1]
+            w = self.param("w", (c, c), nn.initializers.orthogonal())
+            logdet = x.shape[1] * x.shape[2] * jnp.linalg.slogdet(w)[1]
+            det = jax.scipy.linalg.det(w)
+            if reverse:
+                return x @ jax.scipy.linalg.inv(w), -logdet, det
+            return x @ w, logdet, det
+
+    aot.target("fwd", InvConv, x=aot.f32[1, 2, 2, 3])
+    aot.target("rev", InvConv.partial(reverse=True), x=aot.f32[1, 2, 2, 3])
+    """)
+    params = m.fwd.init(jax.random.key(0))[0]
+    w = np.asarray(params["w"], np.float64)
+    x = _x(1, 2, 2, 3)
+    (z, logdet, det), _ = m.fwd.apply(params, {}, x)
+    (back, neg, _), _ = m.rev.apply(params, {}, z)
+    np.testing.assert_allclose(z, x @ w, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logdet, 4 * np.linalg.slogdet(w)[1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(det, np.linalg.det(w), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(back, x, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(neg, -logdet, rtol=1e-6)
+    assert "jax.scipy.linalg.inv(" in m.__aotflax_text__
+
+
+def test_scipy_linalg_outside_the_table_is_located() -> None:
+    out = build_errors("""
+    import jax.scipy.linalg
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return jax.scipy.linalg.expm(x)
+
+    aot.target("t", M, x=aot.f32[3, 3])
+    """)
+    assert ":11:16: error[AOT346]: jax.scipy.linalg.expm is not supported by aotflax" in out, out
+
+
+# ------------------------------------------------------------- 6. chex assertions
+
+
+def test_chex_assertions_are_checked_at_build_time_and_emit_nothing() -> None:
+    import flax.linen as linen
+
+    m = build("""
+    import chex
+
+
+    class M(nn.Module):
+        def apply(self, x, y):
+            chex.assert_rank(x, 3)
+            chex.assert_rank([x, y], [3, 2])
+            chex.assert_shape(x, (2, None, 4))
+            chex.assert_shape([x, y], [(..., 4), (2, None)])
+            chex.assert_equal_shape([x, x * 2])
+            chex.assert_equal_rank([x[0], y])
+            chex.assert_axis_dimension(x, -1, 4)
+            return nn.Dense(x, 3, name="fc")
+
+    aot.target("t", M, x=aot.f32[2, 5, 4], y=aot.f32[2, 5])
+    """)
+    assert "chex" not in m.__aotflax_text__
+    params = m.t.init(jax.random.key(0))[0]
+    x = _x(2, 5, 4)
+    got, _ = m.t.apply(params, {}, x, _x(2, 5))
+    want = linen.Dense(3).apply({"params": params["fc"]}, x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("check, message", [
+    ("chex.assert_shape(x, (2, 4))", "input 0 has shape (2, 5, 4), expected (2, 4)"),
+    ("chex.assert_rank(x, 2)", "input 0 has rank 3, expected 2"),
+    ("chex.assert_equal_shape([x, x[0]])", "the inputs have shapes (2, 5, 4), (5, 4)"),
+    ("chex.assert_axis_dimension(x, 1, 7)", "axis 1 of f32[2, 5, 4] has size 5, expected 7"),
+    ("chex.assert_rank(x, 2, custom_message='per example')",
+     "input 0 has rank 3, expected 2: per example"),
+])
+def test_a_failed_chex_assertion_is_located(check: str, message: str) -> None:
+    out = build_errors(f"""
+    import chex
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            {check}
+            return x
+
+    aot.target("t", M, x=aot.f32[2, 5, 4])
+    """)
+    assert ":11:9: error[AOT300]: model assertion failed: chex." in out, out
+    assert message in out, out

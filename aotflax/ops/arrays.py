@@ -20,7 +20,7 @@ from .registry import REGISTRY, CallError, Entry, Signature
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
            "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jnp.fft": "jnp.fft",
            "jax.ops": "jax.ops",
-           "jax.scipy.special": "jax.scipy.special",
+           "jax.scipy.special": "jax.scipy.special", "jax.scipy.linalg": "jax.scipy.linalg",
            "jax.scipy.stats.norm": "jax.scipy.stats.norm", "jax.image": "jax.image"}
 
 
@@ -963,6 +963,14 @@ register("slogdet", ("jnp.linalg",), "a, *, method=None", _per_matrix("slogdet")
          doc="(sign, log |det|) of each matrix")
 register("cholesky", ("jnp.linalg",), "a, *, upper=False, symmetrize_input=True",
          _per_matrix("same"), doc="Cholesky factor of each positive-definite matrix")
+# scipy's spellings (`jax.scipy.linalg.det`, as normalizing flows of 2020 wrote them)
+register("inv", ("jax.scipy.linalg",), "a, overwrite_a=False, check_finite=True",
+         _per_matrix("same"), doc="inverse of each matrix (scipy's spelling)")
+register("det", ("jax.scipy.linalg",), "a, overwrite_a=False, check_finite=True",
+         _per_matrix("scalar"), doc="determinant of each matrix (scipy's spelling)")
+register("cholesky", ("jax.scipy.linalg",), "a, lower=False, overwrite_a=False, "
+         "check_finite=True", _per_matrix("same"),
+         doc="Cholesky factor of each positive-definite matrix (upper unless lower=True)")
 
 
 def _solve(call: FnCall) -> Tensor:

@@ -1458,6 +1458,7 @@ RULES: dict[str, AxisRule] = {
     "jnp.linalg.qr": MATRICES,
     **{f"jnp.linalg.{name}": MATRICES for name in ("inv", "det", "slogdet", "cholesky",
                                                      "solve", "eigh", "svd")},
+    **{f"jax.scipy.linalg.{name}": MATRICES for name in ("inv", "det", "cholesky")},
     "jax.image.resize": RESIZE, "jnp.diagonal": DIAGONAL, "jnp.trace": DIAGONAL,
     "jnp.meshgrid": GRID, "jnp.count_nonzero": REDUCE, "jnp.nan_to_num": ELEMENTWISE,
     "jnp.identity": POSITIONS,

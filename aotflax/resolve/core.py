@@ -40,6 +40,7 @@ from .base import (
 )
 from .caches import CachesMixin
 from .calls import CallsMixin
+from .chex import ChexMixin
 from .control import ControlMixin
 from .enums import EnumsMixin
 from .expressions import ExpressionsMixin
@@ -69,7 +70,7 @@ MAX_INPUT_KEY = 200
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
                InitializersMixin, TransformsMixin, CustomJvpMixin, CustomVjpMixin, CachesMixin,
-               HostMixin, RecordsMixin, ControlMixin, EnumsMixin):
+               HostMixin, RecordsMixin, ControlMixin, EnumsMixin, ChexMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 #: What to say about a module outside the static language.
 _KNOWN_LIST = ("aotflax, jax, numpy, math, functools, itertools, operator, string, typing, "
-               "dataclasses, attr, collections, abc, enum, ml_collections, optax, logging "
+               "dataclasses, attr, collections, abc, enum, chex's shape assertions, "
+               "ml_collections, optax, logging "
                "(absl.logging), gin's decorators and the build's model files")
 
 
