@@ -492,6 +492,8 @@ ENUM_UNIQUE = StaticFunction("enum.unique")
 _MODULES["chex"] = Namespace("chex", {n: StaticFunction(f"chex.{n}") for n in (
     "assert_shape", "assert_rank", "assert_equal_shape", "assert_equal_rank",
     "assert_axis_dimension")})
+#: einops' rearrange (resolve/rearrange.py), emitted as the reshape and transpose it is.
+_MODULES["einops"] = Namespace("einops", {"rearrange": StaticFunction("einops.rearrange")})
 _MODULES["enum"] = Namespace("enum", {"Enum": ENUM, "IntEnum": INT_ENUM, "auto": ENUM_AUTO,
                                       "unique": ENUM_UNIQUE})
 

@@ -539,3 +539,65 @@ def test_a_failed_chex_assertion_is_located(check: str, message: str) -> None:
     """)
     assert ":11:9: error[AOT300]: model assertion failed: chex." in out, out
     assert message in out, out
+
+
+# ------------------------------------------------------------- 7. einops' rearrange
+
+
+def test_rearrange_patterns_are_reshapes_and_transposes() -> None:
+    """A vision transformer's patch embedding and token shuffles written with einops:
+    checked against numpy's reshape and transpose, and Linen's Dense on the patches."""
+    import flax.linen as linen
+
+    m = build("""
+    from einops import rearrange
+    import einops
+
+
+    class Patches(nn.Module):
+        def apply(self, x, patch=2):
+            p = rearrange(x, "b (h p1) (w p2) c -> b (h w) (p1 p2 c)", p1=patch, p2=patch)
+            tokens = nn.Dense(p, 5, name="embed")
+            heads = einops.rearrange(tokens, "b n (h d) -> b h n d", h=1)
+            flat = rearrange(x, "b h w c -> b (h w) c")
+            chw = rearrange(x, "b h w c -> b c h w 1")
+            same = rearrange(x, "b h w c -> b h w c")
+            return tokens, heads, flat, chw, same
+
+    aot.target("t", Patches, x=aot.f32[2, 4, 6, 3])
+    """)
+    assert "einops" not in m.__aotflax_text__ and "jnp.transpose(" in m.__aotflax_text__
+    params = m.t.init(jax.random.key(0))[0]
+    x = _x(2, 4, 6, 3)
+    (tokens, heads, flat, chw, same), _ = m.t.apply(params, {}, x)
+    patches = x.reshape(2, 2, 2, 3, 2, 3).transpose(0, 1, 3, 2, 4, 5).reshape(2, 6, 12)
+    want = linen.Dense(5).apply({"params": params["embed"]}, patches)
+    np.testing.assert_allclose(tokens, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(heads, np.asarray(want)[:, None], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(flat, x.reshape(2, 24, 3))
+    np.testing.assert_array_equal(chw, x.transpose(0, 3, 1, 2)[..., None])
+    np.testing.assert_array_equal(same, x)
+
+
+@pytest.mark.parametrize("call, message", [
+    ('rearrange(x, "b h w -> b (h w)")', "AOT203]: einops.rearrange 'b h w -> b (h w)': the "
+     "left side names 3 axes, the input f32[2, 4, 6, 3] has 4"),
+    ('rearrange(x, "b (h p) w c -> b h p w c", p=3)', "AOT210]: einops.rearrange 'b (h p) w c "
+     "-> b h p w c': an axis of size 4 does not split into (h p)"),
+    ('rearrange(x, "b h w c -> b h w")', "AOT203]: einops.rearrange 'b h w c -> b h w': both "
+     "sides must name the same axes, each once (c)"),
+    ('rearrange(x, "b ... c -> b c ...")', "'...' is not supported here"),
+    ('rearrange(x, "b (h p q) w c -> b h p q w c")', "give the sizes of all but one of (h p q)"),
+])
+def test_rearrange_misuse_is_located(call: str, message: str) -> None:
+    out = build_errors(f"""
+    from einops import rearrange
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return {call}
+
+    aot.target("t", M, x=aot.f32[2, 4, 6, 3])
+    """)
+    assert ":11:16: error[" in out and message in out, out

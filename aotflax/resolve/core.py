@@ -56,6 +56,7 @@ from .imports import ImportsMixin
 from .initializers import InitializersMixin
 from .methods import full_trees
 from .modules import ModulesMixin, has_static_leaves
+from .rearrange import RearrangeMixin
 from .records import RecordsMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
@@ -70,7 +71,8 @@ MAX_INPUT_KEY = 200
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
                InitializersMixin, TransformsMixin, CustomJvpMixin, CustomVjpMixin, CachesMixin,
-               HostMixin, RecordsMixin, ControlMixin, EnumsMixin, ChexMixin):
+               HostMixin, RecordsMixin, ControlMixin, EnumsMixin, ChexMixin,
+               RearrangeMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,

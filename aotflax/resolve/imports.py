@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 #: What to say about a module outside the static language.
 _KNOWN_LIST = ("aotflax, jax, numpy, math, functools, itertools, operator, string, typing, "
                "dataclasses, attr, collections, abc, enum, chex's shape assertions, "
+               "einops.rearrange, "
                "ml_collections, optax, logging "
                "(absl.logging), gin's decorators and the build's model files")
 
