@@ -346,7 +346,8 @@ def _build_modules() -> dict[str, Any]:
     special = Namespace("jax.scipy.special", _ops("jax.scipy.special", "jax.scipy.special"))
     norm = Namespace("jax.scipy.stats.norm", _ops("jax.scipy.stats.norm", "jax.scipy.stats.norm"))
     stats = Namespace("jax.scipy.stats", {"norm": norm})
-    scipy = Namespace("jax.scipy", {"special": special, "stats": stats})
+    linalg = Namespace("jax.scipy.linalg", _ops("jax.scipy.linalg", "jax.scipy.linalg"))
+    scipy = Namespace("jax.scipy", {"special": special, "stats": stats, "linalg": linalg})
     image = Namespace("jax.image", _ops("jax.image", "jax.image"))
     trees = {"tree_map": TREE_MAP, "tree_multimap": TREE_MAP, "tree_leaves": TREE_LEAVES}
     tree_util = Namespace("jax.tree_util", dict(trees))
@@ -392,6 +393,7 @@ def _build_modules() -> dict[str, Any]:
             "abc": Namespace("collections.abc", {n: AbstractType(n) for n in ABSTRACT_TYPES})}),
         "ml_collections": _ml_collections(),
         "jax.random": random, "jax.ops": ops, "jax.scipy": scipy, "jax.scipy.special": special,
+        "jax.scipy.linalg": linalg,
         "jax.scipy.stats": stats, "jax.scipy.stats.norm": norm, "jax.image": image,
         "jax.tree_util": tree_util, "jax.tree": tree,
         "optax": Namespace("optax", {n: OptaxFn(n) for n in OPTAX_FUNCTIONS}),
@@ -478,6 +480,22 @@ ABC = StaticFunction("abc.ABC")
 ABC_META = StaticFunction("abc.ABCMeta")
 _MODULES["abc"] = Namespace("abc", {"ABC": ABC, "ABCMeta": ABC_META,
                                     "abstractmethod": StaticFunction("abc.abstractmethod")})
+
+#: `enum`: classes of the model file deriving from `enum.Enum` / `enum.IntEnum` are enums
+#: of static members (resolve/enums.py); `enum.auto()` numbers them, `@enum.unique`
+#: refuses aliases.
+ENUM = StaticFunction("enum.Enum")
+INT_ENUM = StaticFunction("enum.IntEnum")
+ENUM_AUTO = StaticFunction("enum.auto")
+ENUM_UNIQUE = StaticFunction("enum.unique")
+#: chex's shape assertions (resolve/chex.py), decided at build time.
+_MODULES["chex"] = Namespace("chex", {n: StaticFunction(f"chex.{n}") for n in (
+    "assert_shape", "assert_rank", "assert_equal_shape", "assert_equal_rank",
+    "assert_axis_dimension")})
+#: einops' rearrange (resolve/rearrange.py), emitted as the reshape and transpose it is.
+_MODULES["einops"] = Namespace("einops", {"rearrange": StaticFunction("einops.rearrange")})
+_MODULES["enum"] = Namespace("enum", {"Enum": ENUM, "IntEnum": INT_ENUM, "auto": ENUM_AUTO,
+                                      "unique": ENUM_UNIQUE})
 
 __all__ = ["namespace_for", "ABC", "ABC_META", "BUILTINS", "MODULE_BASE", "MODULE_METHOD", "TARGET",
            "TRAIN_TARGET", "dt"]

@@ -97,6 +97,9 @@ class UserModule:
     attributes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     #: Methods decorated `@staticmethod`: called without `self`.
     static_methods: frozenset[str] = frozenset()
+    #: Methods decorated `@classmethod`: called with the class (`M.make(4)`, often
+    #: `return cls.partial(...)`).
+    class_methods: frozenset[str] = frozenset()
     #: Methods with another decorator (`@classmethod`, `@jax.jit`), each with the
     #: decorator's span: an error where code a target reaches uses one, and harmless
     #: otherwise (old flax.nn modules kept training helpers as classmethods).
@@ -114,6 +117,22 @@ class UserModule:
         assert method is not None
         return Closure(name, method.params, method.body, Env(owner.globals), method.span,
                        method)
+
+    def class_method(self, name: str, cls: Any) -> "Closure | None":
+        """`M.make` / `self.make` for a `@classmethod`: its function with `cls` bound to
+        the class it is read from (`cls`: a `ModuleRef`, partially applied or not)."""
+        owner = self.owner(name)
+        if owner is None or name not in owner.class_methods:
+            return None
+        method = owner.own_method(name)
+        assert method is not None
+        params = method.params.params
+        if not params or params[0].kind != "positional":
+            return None  # `def make(*args)`: refused where used (no `cls` to bind)
+        env = Env(owner.globals)
+        env.set(params[0].name, cls)
+        return Closure(name, ir.Parameters(params[1:], method.params.span), method.body, env,
+                       method.span, method)
 
     def own_method(self, name: str) -> ir.FunctionDef | None:
         """The method `name` of this class statement itself (not inherited)."""
@@ -390,6 +409,94 @@ class IndexMaker:
 
     #: How the model names it ("jax.ops.index").
     name: str
+
+
+class EnumClass:
+    """A `class Color(enum.Enum)` of the model file (`resolve/enums.py`): its members in
+    definition order.  `IntEnum` members also equal the ints they hold."""
+
+    __slots__ = ("name", "members", "int_enum", "span")
+
+    def __init__(self, name: str, int_enum: bool, span: Span):
+        self.name = name
+        self.int_enum = int_enum
+        self.span = span
+        #: Member name -> member, in definition order (aliases, sharing a value, included).
+        self.members: dict[str, EnumMember] = {}
+
+    def canonical(self) -> list["EnumMember"]:
+        """The members without aliases, as iterating the class gives them."""
+        return [m for n, m in self.members.items() if m.name == n]
+
+    def __iter__(self) -> Any:
+        return iter(self.canonical())
+
+    def __len__(self) -> int:
+        return len(self.canonical())
+
+    def __getitem__(self, name: Any) -> "EnumMember":
+        if not isinstance(name, str) or name not in self.members:
+            raise KeyError(name)
+        return self.members[name]
+
+    def __repr__(self) -> str:
+        return f"<enum {self.name}>"
+
+
+class EnumMember:
+    """One member of an `EnumClass`: a singleton, equal only to itself (an `IntEnum`'s
+    also to its int), hashed by class and name."""
+
+    __slots__ = ("cls", "name", "value")
+
+    def __init__(self, cls: EnumClass, name: str, value: Any):
+        self.cls = cls
+        self.name = name
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EnumMember):
+            return self is other
+        return self.cls.int_enum and not isinstance(other, bool) and isinstance(
+            other, int) and self.value == other
+
+    def __hash__(self) -> int:
+        return hash(self.value) if self.cls.int_enum else hash((id(self.cls), self.name))
+
+    def __repr__(self) -> str:
+        return f"{self.cls.name}.{self.name}"
+
+    # an IntEnum's member is an int (its value) for arithmetic, comparisons and int()
+    def __int__(self) -> int:
+        if not self.cls.int_enum:
+            raise TypeError(f"{self!r} is not an int")
+        return int(self.value)
+
+    __index__ = __int__
+
+
+def _int_enum_operator(op: Callable[[Any, Any], Any], reflected: bool = False) -> Any:
+    def method(self: EnumMember, other: Any) -> Any:
+        if not self.cls.int_enum:
+            return NotImplemented
+        if isinstance(other, EnumMember):
+            if not other.cls.int_enum:
+                return NotImplemented
+            other = other.value
+        elif isinstance(other, bool) or not isinstance(other, (int, float)):
+            return NotImplemented
+        return op(other, self.value) if reflected else op(self.value, other)
+
+    return method
+
+
+for _name in ("add", "sub", "mul", "floordiv", "truediv", "mod", "pow", "lt", "le", "gt", "ge"):
+    import operator as _operator
+
+    setattr(EnumMember, f"__{_name}__", _int_enum_operator(getattr(_operator, _name)))
+    if _name in ("add", "sub", "mul", "floordiv", "truediv", "mod", "pow"):
+        setattr(EnumMember, f"__r{_name}__",
+                _int_enum_operator(getattr(_operator, _name), reflected=True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -885,6 +992,10 @@ def describe_value(value: Any) -> str:
         return f"{value.name} (an index is written {value.name}[...])"
     if isinstance(value, FieldDefault):
         return "dataclasses.field(...)"
+    if isinstance(value, EnumMember):
+        return f"enum member {value!r}"
+    if isinstance(value, EnumClass):
+        return f"enum {value.name}"
     return _describe_other(value)
 
 

@@ -216,21 +216,21 @@ def test_static_methods_and_method_decorators_of_a_module():
 
     aot.target("t", Net, x=aot.f32[2])
     """)
-    assert "error[AOT325]: method helper of module Net: only @nn.module_method and " \
-        "@staticmethod are supported" in errors
+    assert "error[AOT325]: method helper of module Net: only @nn.module_method, " \
+        "@staticmethod and @classmethod are supported" in errors
 
 
 def test_a_decorated_module_method_is_refused_only_where_it_is_used():
-    """Old flax.nn modules kept training helpers as classmethods (`@classmethod def
-    loss(cls, params, ...)` calling `cls.call`): no target uses them, so the module
-    builds; a use (through the class, self, or a target's method=) is AOT325 there,
-    with a note at the decorator."""
+    """Old flax.nn modules kept training helpers under decorators the language does not
+    take (`@jax.jit def loss(...)`): no target uses them, so the module builds; a use
+    (through the class, self, or a target's method=) is AOT325 there, with a note at the
+    decorator."""
     source = """
     class Net(nn.Module):
         def apply(self, x):
             return {inner}
 
-        @classmethod
+        @jax.jit
         def loss(cls, params, x):
             return cls.call(params, x).sum()
 
@@ -251,9 +251,9 @@ def test_a_decorated_module_method_is_refused_only_where_it_is_used():
     assert params["Net_0"]["Dense_0"]["kernel"].shape == (4, 3)
     for inner, outer in (("nn.Dense(x, 3)", "Net.loss({}, x)"), ("self.loss({}, x)", "Net(x)")):
         errors = build_errors(source.format(inner=inner, outer=outer, extra=""))
-        assert "error[AOT325]: method loss of module Net: only @nn.module_method and " \
-            "@staticmethod are supported" in errors, errors
-        assert "note: decorated here" in errors and "@classmethod" in errors
+        assert "error[AOT325]: method loss of module Net: only @nn.module_method, " \
+            "@staticmethod and @classmethod are supported" in errors, errors
+        assert "note: decorated here" in errors and "@jax.jit" in errors
     errors = build_errors(source.format(
         **{**plain, "extra": 'aot.target("m", Net, x=aot.f32[2, 4], method="loss")'}))
     assert "error[AOT325]: method loss of module Net" in errors, errors

@@ -126,7 +126,8 @@ _METHODS = ["{x}.sum(axis=1)", "{x}.prod()", "{x}.max(axis=1, initial=2)",
             "{x}.all(axis=1)", "{x}.any()", "{x}.argmax(axis=1)", "{x}.argmin()",
             "{x}.astype(jnp.int8)", "{x}.clip(0, 2)", "{x}.flatten()", "{x}.ravel()",
             "{x}.reshape(4, 3)", "{x}.reshape((2, -1))", "{x}[None].squeeze(0)",
-            "{x}.swapaxes(0, 1)", "{x}.transpose()", "{x}.transpose(1, 0)"]
+            "{x}.swapaxes(0, 1)", "{x}.transpose()", "{x}.transpose(1, 0)",
+            "{x}.repeat(2, axis=1)", "{x}.repeat(2)"]
 
 _SHAPES = [
     "jnp.reshape({x}, (2, 6))", "jnp.transpose({x}, (1, 0))", "jnp.swapaxes({x}, 0, 1)",
@@ -189,7 +190,9 @@ _LINALG = ["jnp.matmul({x}, f.T)", "jnp.dot({x}, v)", "jnp.outer(v, {x}[0])",
            "jnp.linalg.solve(f[:, :3] + 3 * jnp.eye(3), v[:3])",
            "jnp.linalg.solve(f[:, :3] + 3 * jnp.eye(3), f)", "jnp.linalg.eigh(f @ f.T)",
            "jnp.linalg.svd(f, compute_uv=False)", "jnp.linalg.svd(f, full_matrices=False)",
-           "jnp.linalg.svd(q)"]
+           "jnp.linalg.svd(q)", "jax.scipy.linalg.inv(f[:, :3] + 3 * jnp.eye(3))",
+           "jax.scipy.linalg.det(f[:, :3])", "jax.scipy.linalg.cholesky(f @ f.T + jnp.eye(3))",
+           "jax.scipy.linalg.cholesky(f @ f.T + jnp.eye(3), lower=True)"]
 
 _FFT = ["jnp.fft.fft({x})", "jnp.fft.ifft(f, n=6, axis=0)", "jnp.fft.rfft({x}, axis=0)",
         "jnp.fft.irfft(jnp.fft.rfft(f), n=4)", 'jnp.fft.fft(f, norm="ortho")',

@@ -14,13 +14,13 @@ from .. import shapes as sh
 from ..program import Code, Tensor, describe
 from ..sizes import plain
 from ..values import DType, OpRef, describe_value, to_code
-from .calls import FnCall, aval_of, remember_ints, static_argument_error, value_code
+from .calls import FnCall, aval_of, old_names, remember_ints, static_argument_error, value_code
 from .registry import REGISTRY, CallError, Entry, Signature
 
 NS_CODE = {"jnp": "jnp", "lax": "jax.lax", "jax.nn": "jax.nn", "nn": "jax.nn",
            "jax.random": "jax.random", "jnp.linalg": "jnp.linalg", "jnp.fft": "jnp.fft",
            "jax.ops": "jax.ops",
-           "jax.scipy.special": "jax.scipy.special",
+           "jax.scipy.special": "jax.scipy.special", "jax.scipy.linalg": "jax.scipy.linalg",
            "jax.scipy.stats.norm": "jax.scipy.stats.norm", "jax.image": "jax.image"}
 
 
@@ -107,7 +107,13 @@ register("select", ("lax",), "pred, on_true, on_false", _lax_select,
          doc="select elementwise (same shapes and dtypes)")
 
 
+#: numpy's names of clip's bounds, which JAX took until 0.4.27 (2020 code wrote
+#: `jnp.clip(x, a_min=0.0)`): emitted as today's `min=` / `max=`.
+_OLD_CLIP_NAMES = {"a_min": "min", "a_max": "max"}
+
+
 def clip(call: FnCall) -> Tensor:
+    old_names(call, _OLD_CLIP_NAMES)
     x = call.aval(call.entry.signature.params[0].name)
     parts = [(x[1], x[2])]
     shapes = [x[0]]
@@ -121,7 +127,8 @@ def clip(call: FnCall) -> Tensor:
     return emit_same(call, shape, dtype, weak)
 
 
-register("clip", ("jnp",), "x, min=None, max=None", clip, doc="clip to [min, max]")
+register("clip", ("jnp",), "x, min=None, max=None, *, a_min=None, a_max=None", clip,
+         doc="clip to [min, max] (a_min= and a_max= are their old names)")
 
 # ------------------------------------------------------------- reductions
 
@@ -956,6 +963,14 @@ register("slogdet", ("jnp.linalg",), "a, *, method=None", _per_matrix("slogdet")
          doc="(sign, log |det|) of each matrix")
 register("cholesky", ("jnp.linalg",), "a, *, upper=False, symmetrize_input=True",
          _per_matrix("same"), doc="Cholesky factor of each positive-definite matrix")
+# scipy's spellings (`jax.scipy.linalg.det`, as normalizing flows of 2020 wrote them)
+register("inv", ("jax.scipy.linalg",), "a, overwrite_a=False, check_finite=True",
+         _per_matrix("same"), doc="inverse of each matrix (scipy's spelling)")
+register("det", ("jax.scipy.linalg",), "a, overwrite_a=False, check_finite=True",
+         _per_matrix("scalar"), doc="determinant of each matrix (scipy's spelling)")
+register("cholesky", ("jax.scipy.linalg",), "a, lower=False, overwrite_a=False, "
+         "check_finite=True", _per_matrix("same"),
+         doc="Cholesky factor of each positive-definite matrix (upper unless lower=True)")
 
 
 def _solve(call: FnCall) -> Tensor:

@@ -487,3 +487,17 @@ class LayerCall(FnCall):
 
     def rng(self) -> Code:
         return self.scope.rng(self.span)
+
+
+def old_names(call: FnCall, names: dict[str, str]) -> None:
+    """Arguments given under an old name (`names`: old -> new) moved to the new one; both
+    given is a located error."""
+    for old, new in names.items():
+        if call.args.get(old) is None:
+            continue
+        if call.args.get(new) is not None:
+            raise call.fail(f"{call.written}: give {new} or {old} (its old name), not both",
+                            "AOT203")
+        call.args[new] = call.args[old]
+        call.args[old] = None
+        call.keywords = {names.get(k, k): v for k, v in call.keywords.items()}

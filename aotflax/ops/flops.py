@@ -985,7 +985,7 @@ _ZERO = (
     + _names("lax", "broadcast concatenate convert_element_type pad slice slice_in_dim index_in_dim dynamic_slice "
              "dynamic_slice_in_dim dynamic_index_in_dim dynamic_update_slice "
              "dynamic_update_slice_in_dim dynamic_update_index_in_dim")
-    + _names("array", "reshape transpose astype squeeze swapaxes flatten ravel")
+    + _names("array", "reshape transpose astype squeeze swapaxes flatten ravel repeat")
     + _names("jax.random", "key_data wrap_key_data")
 
 )
@@ -1183,6 +1183,8 @@ RULES: dict[str, FlopRule] = {
     "jnp.linalg.inv": INV, "jnp.linalg.det": DET, "jnp.linalg.slogdet": SLOGDET,
     "jnp.linalg.cholesky": CHOLESKY, "jnp.linalg.solve": SOLVE, "jnp.linalg.eigh": EIGH,
     "jnp.linalg.svd": SVD, "jax.image.resize": RESIZE,
+    "jax.scipy.linalg.inv": INV, "jax.scipy.linalg.det": DET,
+    "jax.scipy.linalg.cholesky": CHOLESKY,
     "jnp.trace": REDUCE, "jnp.count_nonzero": FlopRule(
         "2n - m: a compare per element and the adds of the count", _on_reduced(
             lambda n, m: 2 * n - m)),

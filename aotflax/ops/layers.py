@@ -17,7 +17,7 @@ from ..quoting import literal, string
 from ..values import DType
 from . import initializers as inits
 from . import plans
-from .calls import FnCall, LayerCall
+from .calls import FnCall, LayerCall, old_names
 from .registry import REGISTRY, CallError, Entry, Signature
 
 _DEFAULTS: dict[str, Any] = {
@@ -326,12 +326,19 @@ def _conv_planned(call: LayerCall, x: Tensor, counts: dict[str, int] | None,
     return out
 
 
+#: lax's names of the dilations (`lhs_dilation=`, `rhs_dilation=`), which flax.nn code
+#: of 2020 passed to `nn.Conv` too: the layer's own `input_dilation` / `kernel_dilation`.
+_CONV_OLD_NAMES = {"lhs_dilation": "input_dilation", "rhs_dilation": "kernel_dilation"}
+
+
 @layer("Conv", "inputs, features, kernel_size, strides=None, padding='SAME', "
        "input_dilation=None, kernel_dilation=None, feature_group_count=1, bias=True, "
        "dtype=None, param_dtype=float32, precision=None, kernel_init=lecun_normal, "
-       "bias_init=zeros", "layers/conv.j2",
-       "convolution, channels last: kernel (*window, in // groups, features)")
+       "bias_init=zeros, *, lhs_dilation=None, rhs_dilation=None", "layers/conv.j2",
+       "convolution, channels last: kernel (*window, in // groups, features); lhs_dilation= "
+       "and rhs_dilation= are input_dilation's and kernel_dilation's lax names")
 def conv(call: LayerCall) -> Tensor:
+    old_names(call, _CONV_OLD_NAMES)
     return plans.run(call, _conv_plan, _conv_planned, "inputs", _CONV_STATIC)
 
 

@@ -312,4 +312,7 @@ for _n, _kind in [("sum", "sum"), ("prod", "sum"), ("mean", "mean"), ("var", "me
     _method(_n, _sig, reduction(_kind), f"x.{_n}()")
 
 
-_method("clip", "a, min=None, max=None", clip, "x.clip(min, max)")
+_method("clip", "a, min=None, max=None, *, a_min=None, a_max=None", clip,
+        "x.clip(min, max) (a_min= and a_max= are their old names)")
+_method("repeat", "a, repeats, axis=None, *, total_repeat_length=None",
+        simple(sh.repeat, "repeats", "axis"), "x.repeat(repeats, axis=None)")

@@ -41,6 +41,7 @@ from ..values import (
     Closure,
     ConfigValue,
     DType,
+    EnumClass,
     Env,
     Initializer,
     InitializerFactory,
@@ -176,6 +177,8 @@ class CallsMixin:
             return meshes.mesh(self, args, kwargs, span)
         if isinstance(func, OptaxFn):
             return training.call_optax(self, func, args, kwargs, span)
+        if func is namespaces.ENUM_AUTO:
+            return self._enum_auto(args, kwargs, span)
         if isinstance(func, StaticFunction):
             return self._call_static_function(func, args, kwargs, expr, frame)
         if isinstance(func, Partial):
@@ -183,6 +186,9 @@ class CallsMixin:
                               expr, frame)
         if isinstance(func, RecordClass):
             return self._construct(func, args, kwargs, expr, frame)
+        if isinstance(func, EnumClass):
+            return self._enum_lookup(func, args, kwargs, span)
+
         if func is namespaces.MODEL_PARAM_TRAVERSAL:
             return training.traversal(self, args, kwargs, span)
         if func is namespaces.MULTI_OPTIMIZER:
@@ -1068,6 +1074,10 @@ class CallsMixin:
             self._check_method_usable(module, name, span)
         if static is not None:
             return self._call_closure(static, args, kwargs, span, frame)
+        made = module.class_method(name, frame.module) if isinstance(module, UserModule) \
+            else None
+        if made is not None:  # `self.make(...)`: a @classmethod, with the module's class
+            return self._call_closure(made, args, kwargs, span, frame)
         if isinstance(module, UserModule) and method is not None and name != "apply":
             # Another method of this module: runs in the same scope, sharing parameters.
             env_self = Env(module.globals_of(name))

@@ -40,7 +40,9 @@ from .base import (
 )
 from .caches import CachesMixin
 from .calls import CallsMixin
+from .chex import ChexMixin
 from .control import ControlMixin
+from .enums import EnumsMixin
 from .expressions import ExpressionsMixin
 from .helpers import (
     TARGET_NAMES_TAKEN,
@@ -54,6 +56,7 @@ from .imports import ImportsMixin
 from .initializers import InitializersMixin
 from .methods import full_trees
 from .modules import ModulesMixin, has_static_leaves
+from .rearrange import RearrangeMixin
 from .records import RecordsMixin
 from .statements import StatementsMixin
 from .toplevel import ModuleGlobals
@@ -68,7 +71,8 @@ MAX_INPUT_KEY = 200
 
 class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, ImportsMixin,
                InitializersMixin, TransformsMixin, CustomJvpMixin, CustomVjpMixin, CachesMixin,
-               HostMixin, RecordsMixin, ControlMixin):
+               HostMixin, RecordsMixin, ControlMixin, EnumsMixin, ChexMixin,
+               RearrangeMixin):
     """Resolves the targets of one model file (and what they reach in other files)."""
 
     def __init__(self, model: ir.ModelFile, symbols: Any = None,

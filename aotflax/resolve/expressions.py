@@ -27,6 +27,8 @@ from ..values import (
     Closure,
     ConfigValue,
     DType,
+    EnumClass,
+    EnumMember,
     Env,
     IndexMaker,
     ModuleRef,
@@ -476,6 +478,8 @@ class ExpressionsMixin:
             if isinstance(found, ImportTimeArray):
                 return self._import_time_read(found, span, frame)
             return found
+        if isinstance(value, (EnumClass, EnumMember)):
+            return self._enum_attribute(value, attr, span)
         return self._attribute(value, attr, span)
 
     def _attribute(self: Resolver, value: Any, attr: str, span: Span) -> Any:
@@ -514,6 +518,9 @@ class ExpressionsMixin:
             if static is not None:
                 self._check_method_usable(value.module, attr, span)
                 return static  # `Block.helper(x)`: a @staticmethod
+            made = value.module.class_method(attr, value)
+            if made is not None:
+                return made  # `Block.make(4)`: a @classmethod, `cls` the class read
         if isinstance(value, (ModuleRef, SharedModule, SelfValue, SuperLayer, SuperModule,
                               Traversal, list, dict, str, CustomJvp, CustomVjp)):
             return BoundMethod(value, attr, span)

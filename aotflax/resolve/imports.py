@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 #: What to say about a module outside the static language.
 _KNOWN_LIST = ("aotflax, jax, numpy, math, functools, itertools, operator, string, typing, "
-               "dataclasses, attr, collections, abc, ml_collections, optax, logging "
+               "dataclasses, attr, collections, abc, enum, chex's shape assertions, "
+               "einops.rearrange, "
+               "ml_collections, optax, logging "
                "(absl.logging), gin's decorators and the build's model files")
 
 
@@ -55,6 +57,10 @@ class ImportsMixin:
         raise self.error(stmt.code, stmt.message, stmt.where, hint=stmt.hint)
 
     def _stmt_ClassDef(self: Resolver, cls: ir.ClassDef, frame: Frame) -> None:
+        enum = self._enum_class(cls, self._class_bases(cls, frame), frame)  # (enums.py)
+        if enum is not None:
+            frame.env.set(cls.name, enum)
+            return
         record = self._record_class(cls, frame)  # a dataclass or NamedTuple (records.py)
         if record is not None:
             frame.env.set(cls.name, record)
@@ -92,6 +98,7 @@ class ImportsMixin:
         if parent is not None:  # inherited, as Python looks them up: the class's own first
             own = {m.name for m in cls.methods}
             kinds["static_methods"] |= {m for m in parent.static_methods if m not in own}
+            kinds["class_methods"] |= {m for m in parent.class_methods if m not in own}
             kinds["refused_methods"] += tuple(
                 (m, where) for m, where in parent.refused_methods if m not in own)
             attributes = {**parent.attributes, **attributes}
@@ -129,15 +136,19 @@ class ImportsMixin:
         it).  Such a method is refused where a target's code uses it
         (`_check_method_usable`), so a classmethod no target calls stays harmless."""
         static: set[str] = set()
+        classmethods: set[str] = set()
         refused: dict[str, Span] = {}
         for m in cls.methods:
             for node in m.decorators:
                 builtin = builtin_decorator(node, frame)
                 if builtin == "staticmethod":
                     static.add(m.name)
+                elif builtin == "classmethod" and len(m.decorators) == 1 and m.params.params \
+                        and m.params.params[0].kind == "positional":
+                    classmethods.add(m.name)
                 elif builtin is not None or self.eval(node, frame) is not namespaces.MODULE_METHOD:
                     refused.setdefault(m.name, node.span)
-        return {"static_methods": frozenset(static),
+        return {"static_methods": frozenset(static), "class_methods": frozenset(classmethods),
                 "refused_methods": tuple(refused.items())}
 
     def _check_method_usable(self: Resolver, module: UserModule, name: str, span: Span) -> None:
@@ -145,8 +156,8 @@ class ImportsMixin:
         for refused, where in module.refused_methods:
             if refused == name:
                 raise self.error("AOT325", f"method {name} of module {module.name}: only "
-                                 "@nn.module_method and @staticmethod are supported on "
-                                 "module methods", span, notes=(Note("decorated here", where),))
+                                 "@nn.module_method, @staticmethod and @classmethod "
+                                 "are supported on module methods", span, notes=(Note("decorated here", where),))
 
     def _class_body(self: Resolver, cls: ir.ClassDef, frame: Frame) -> dict[str, Any]:
         """A module class's attributes: its body's assignments run as Python runs a class

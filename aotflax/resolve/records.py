@@ -202,6 +202,11 @@ class RecordsMixin:
             return Partial(inner, tuple(args[1:]), tuple(kwargs.items()))
         if name == "functools.reduce":
             return self._reduce(args, kwargs, expr, frame)
+        if name == "einops.rearrange":
+            return self._rearrange(args, kwargs, span, frame)
+        if name.startswith("chex."):  # checked now; nothing is emitted
+            self._chex(name[len("chex."):], args, kwargs, span)
+            return None
         if name.startswith("logging."):  # ran while JAX traced, never in the program
             return None
         if name == "builtins.locals":

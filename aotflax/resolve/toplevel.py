@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 KNOWN_MODULES = frozenset({"aotflax", "jax", "numpy", "math", "functools", "typing", "optax",
                            "__future__", "dataclasses", "collections", "ml_collections",
                            "logging", "attr", "attrs", "gin", "abc", "operator", "itertools",
-                           "string"})
+                           "string", "enum", "chex", "einops"})
 
 
 class ModuleGlobals(Env):

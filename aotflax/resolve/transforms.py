@@ -19,7 +19,7 @@ from .. import ir, quoting
 from ..diagnostics import Note, Span
 from ..ops.calls import value_code
 from ..program import Code, Function, FunctionRef, Op, OpInfo, Tensor, TreeVar, Var, call_code
-from ..values import Closure, Env, contains_poison, describe_value, is_static
+from ..values import Closure, Env, contains_poison, describe_value, is_static, static_key
 from .base import Abort, Frame
 from .helpers import rebuild, tensors, unpack_code
 
@@ -386,17 +386,23 @@ class CustomJvpMixin:
         self.functions.append(rule)
 
     def _plain_function(self: Resolver, closure: Closure, rows: list, name: str, span: Span,
-                        state: Any) -> tuple[Function, Any]:
-        """A function of arrays resolved for `rows`, emitted at module level."""
+                        state: Any, statics: dict[int, Any] | None = None
+                        ) -> tuple[Function, Any]:
+        """A function of arrays resolved for `rows`, emitted at module level; `statics`
+        (position -> value) are static arguments between them (a custom_vjp's
+        `nondiff_argnums`), which the emitted function has as constants."""
         errors = self.errors
-        result = self._call_closure(closure, rows, {}, span, Frame(closure.env, state, None,
+        statics = statics or {}
+        full = _with_statics(rows, statics)
+        result = self._call_closure(closure, full, {}, span, Frame(closure.env, state, None,
                                                                    None))
         if self.errors != errors:
             raise Abort()
         if state.params or state.takes_rng or state.state:
             raise self.error("AOT366", f"{closure.name} may not use layers, randomness or state "
                              "(a custom_jvp function computes with arrays only)", span)
-        names = [p.name for p in closure.params.params if p.kind == "positional"]
+        names = [p.name for i, p in enumerate(p for p in closure.params.params
+                                               if p.kind == "positional") if i not in statics]
         function = Function(
             name=name, doc=closure.name, takes_params=False, state_collections=(),
             takes_rng=False, inputs=tuple(zip(names, rows)), body=tuple(state.ops),
@@ -429,6 +435,9 @@ class CustomVjp:
     span: Span
     fwd: Closure | None = None
     bwd: Closure | None = None
+    #: `nondiff_argnums`: positions of static arguments, which the backward rule takes
+    #: first and which get no cotangent; each set of their values is emitted on its own.
+    nondiff: tuple[int, ...] = ()
     #: Emitted primal per argument types (its rules are emitted with it).
     emitted: dict[tuple, "PrimalCall"] = field(default_factory=dict)
 
@@ -438,10 +447,20 @@ class CustomVjpMixin:
     its backward rule emitted as module-level functions, registered as JAX does."""
 
     def _custom_vjp(self: Resolver, args: list, kwargs: dict, span: Span) -> CustomVjp:
-        if len(args) != 1 or kwargs or not isinstance(args[0], Closure):
+        if len(args) != 1 or set(kwargs) - {"nondiff_argnums"} or not isinstance(args[0],
+                                                                              Closure):
             raise self.error("AOT366", "jax.custom_vjp takes one function of the model file "
-                             "(nondiff_argnums is not supported)", span)
-        return CustomVjp(args[0], span)
+                             "(and nondiff_argnums=)", span)
+        nondiff = kwargs.get("nondiff_argnums", ())
+        nondiff = (nondiff,) if isinstance(nondiff, int) else nondiff
+        positional = sum(p.kind == "positional" for p in args[0].params.params)
+        if not isinstance(nondiff, (tuple, list)) or any(
+                isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < positional
+                for i in nondiff) or len(set(nondiff)) != len(nondiff):
+            raise self.error("AOT366", f"jax.custom_vjp: nondiff_argnums must be distinct "
+                             f"positions of {args[0].name}'s {positional} positional "
+                             f"parameters, got {describe_value(nondiff)}", span)
+        return CustomVjp(args[0], span, nondiff=tuple(sorted(nondiff)))
 
     def _custom_vjp_method(self: Resolver, cv: CustomVjp, name: str, args: list, kwargs: dict,
                            span: Span) -> Any:
@@ -454,23 +473,41 @@ class CustomVjpMixin:
 
     def _call_custom_vjp(self: Resolver, cv: CustomVjp, args: list, kwargs: dict, span: Span,
                          frame: Frame) -> Any:
-        self._check_custom_call("custom_vjp", args, kwargs, span, frame)
+        statics = {i: a for i, a in enumerate(args) if i in cv.nondiff}
+        for i, a in statics.items():
+            if not is_static(a):
+                raise self.error("AOT366", f"argument {i} of custom_vjp function {cv.fn.name} "
+                                 f"is in nondiff_argnums and must be static here, got "
+                                 f"{describe_value(a)}", span,
+                                 hint="pass arrays as differentiable arguments (their "
+                                      "cotangent may be zeros)")
+        if len(args) <= max(cv.nondiff, default=-1):
+            raise self.error("AOT366", f"custom_vjp function {cv.fn.name} is called with "
+                             f"{len(args)} arguments; its nondiff_argnums are {cv.nondiff}",
+                             span)
+        arrays = [a for i, a in enumerate(args) if i not in statics]
+        self._check_custom_call("custom_vjp", arrays, kwargs, span, frame)
         if cv.fwd is None or cv.bwd is None:
             raise self.error("AOT366", f"custom_vjp function {cv.fn.name} has no rules: add "
                              f"{cv.fn.name}.defvjp(fwd, bwd)", span)
-        types = tuple((a.shape, a.dtype) for a in args)
+        types = (tuple((a.shape, a.dtype) for a in arrays),
+                 tuple((i, static_key(v)) for i, v in statics.items()))
         if types not in cv.emitted:
-            self._emit_custom_vjp(cv, args, span, types)
-        return self._call_primal(cv.emitted[types], args, span, frame)
+            self._emit_custom_vjp(cv, arrays, span, types, statics)
+        return self._call_primal(cv.emitted[types], arrays, span, frame)
 
     def _emit_custom_vjp(self: Resolver, cv: CustomVjp, args: list, span: Span,
-                         types: tuple) -> None:
+                         types: tuple, statics: dict[int, Any]) -> None:
+        """`args`: the array arguments; `statics` the static ones by position (the
+        `nondiff_argnums`), constants of the three emitted functions, which the backward
+        rule is called with first, as JAX calls it."""
         from ..scopes import FunctionState
 
         assert cv.fwd is not None and cv.bwd is not None
         rows = [type(a)(a.shape, a.dtype, a.weak) for a in args]
         name = self._function_name(cv.fn.name)
-        primal, primal_result = self._plain_function(cv.fn, rows, name, span, FunctionState())
+        primal, primal_result = self._plain_function(cv.fn, rows, name, span, FunctionState(),
+                                                     statics)
         primal = _with(primal, decorators=("jax.custom_vjp",),
                        doc=f"{cv.fn.name}, with its own gradient (custom_vjp)")
         fwd_name = self._function_name(f"{cv.fn.name}_fwd")
@@ -478,7 +515,7 @@ class CustomVjpMixin:
         cv.emitted[types] = PrimalCall(name, primal, primal_result)  # the rules may call it
         fwd, fwd_result = self._plain_function(
             cv.fwd, [type(a)(a.shape, a.dtype, a.weak) for a in args], fwd_name, span,
-            FunctionState())
+            FunctionState(), statics)
         out_types = [(t.shape, t.dtype) for t in tensors(primal_result)]
         if not (isinstance(fwd_result, tuple) and len(fwd_result) == 2
                 and [(t.shape, t.dtype) for t in tensors(fwd_result[0])] == out_types):
@@ -488,10 +525,13 @@ class CustomVjpMixin:
         res, g = _fresh_copy(fwd_result[1]), _fresh_copy(primal_result)
         frame = Frame(Env(cv.bwd.env), state, None, None)
         names = [p.name for p in cv.bwd.params.params if p.kind == "positional"]
-        if len(names) != 2:
+        if len(names) != len(statics) + 2:
             raise self.error("AOT366", "a custom_vjp backward rule takes (residuals, "
+                             "cotangent)" if not statics else "a custom_vjp backward rule "
+                             f"takes its {len(statics)} nondiff argument(s), then (residuals, "
                              "cotangent)", cv.bwd.span)
-        cotangents = self._call(cv.bwd, [res, g], {},
+        names = names[len(statics):]
+        cotangents = self._call(cv.bwd, [*statics.values(), res, g], {},
                                 ir.Call(ir.Name(cv.fn.name, span), (), (), span), frame)
         if not (isinstance(cotangents, tuple) and len(cotangents) == len(args) and all(
                 isinstance(c, Tensor) and c.shape == a.shape
@@ -521,6 +561,13 @@ class PrimalCall:
     name: str
     function: Function
     result: Any
+
+
+def _with_statics(rows: list, statics: dict[int, Any]) -> list:
+    """The arguments of a call: `rows` in order, with `statics` at their positions."""
+    rest = iter(rows)
+    return [statics[i] if i in statics else next(rest)
+            for i in range(len(rows) + len(statics))]
 
 
 def _fresh_copy(value: Any) -> Any:
