@@ -2113,10 +2113,6 @@ def _fast_call(target: Target, compiled: Any) -> Callable[..., Any] | None:
     if target.stochastic or target.key_inputs:
         return None
     try:
-        from jax._src import tree_util as _tree_util
-        from jax._src.interpreters import pxla
-        from jax._src.lib import _jax
-
         inner = compiled._executable.create_cpp_call(compiled._params)
         jax_miss = inner._cache_miss
     except Exception:  # noqa: BLE001 - another jax: the public call works everywhere
@@ -2129,9 +2125,19 @@ def _fast_call(target: Target, compiled: Any) -> Callable[..., Any] | None:
         # Python scalars or an ignored rng: run it, but keep no fast entry for this signature
         return compiled(*converted), None, False
 
+    return _cpp_dispatcher(target.name, miss)
+
+
+def _cpp_dispatcher(name: str, miss: Callable[..., Any]) -> Callable[..., Any] | None:
+    """jax's C++ `pjit` dispatcher with `miss` as its cache-miss handler (None where this
+    jax builds it differently)."""
     try:
+        from jax._src import tree_util as _tree_util
+        from jax._src.interpreters import pxla
+        from jax._src.lib import _jax
+
         return _jax.pjit(
-            f"{target.name}",
+            name,
             None,
             miss,
             [],
@@ -2215,10 +2221,6 @@ def _fast_buckets(
     if target.stochastic or target.key_inputs:
         return None
     try:
-        from jax._src import tree_util as _tree_util
-        from jax._src.interpreters import pxla
-        from jax._src.lib import _jax
-
         misses = {
             sizes: c._executable.create_cpp_call(c._params)._cache_miss
             for sizes, c in compiled.items()
@@ -2238,19 +2240,7 @@ def _fast_buckets(
             _check_call(target, args, kwargs)  # raises, naming the target
         return _Bucketed.__call__(slow, *args, **kwargs), None, False
 
-    try:
-        return _jax.pjit(
-            f"{target.name}",
-            None,
-            miss,
-            [],
-            [],
-            pxla.JitGlobalCppCacheKeys(),
-            _tree_util.dispatch_registry,
-            pxla.cc_shard_arg,
-        )
-    except Exception:  # noqa: BLE001 - another jax
-        return None
+    return _cpp_dispatcher(target.name, miss)
 
 
 class _Bucketed(LoadedTarget):
