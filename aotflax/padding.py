@@ -8,8 +8,9 @@ output depends on the same position of the inputs alone, never on the padded
 ones.  This module proves it over the resolved program, before anything is
 emitted, or reports the operation that mixes positions as a located error.
 
-The proof is a dataflow pass over every op the target runs (its submodules'
-and scan steps' included).  A symbolic dimension resolves as a large prime
+The proof is a dataflow pass over every op the target runs (its submodules',
+modules applied with given parameters, scan steps', and the functions of
+`jax.vmap`, `jax.checkpoint` and `jax.jvp` included).  A symbolic dimension resolves as a large prime
 sentinel size (`symbolic.py`), so an axis that carries it is recognized by its
 size.  Each op records how it moves its inputs' axes (`program.Flow`, from
 the rules of `ops/axes.py`); an axis that carries a bucketed dimension must
