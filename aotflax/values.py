@@ -11,6 +11,7 @@ when specializing a user module on its hyperparameters.
 from __future__ import annotations
 
 import math
+import operator as _operator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -100,9 +101,9 @@ class UserModule:
     #: Methods decorated `@classmethod`: called with the class (`M.make(4)`, often
     #: `return cls.partial(...)`).
     class_methods: frozenset[str] = frozenset()
-    #: Methods with another decorator (`@classmethod`, `@jax.jit`), each with the
-    #: decorator's span: an error where code a target reaches uses one, and harmless
-    #: otherwise (old flax.nn modules kept training helpers as classmethods).
+    #: Methods with another decorator (`@jax.jit`, a classmethod stacked on another
+    #: decorator), each with the decorator's span: an error where code a target reaches
+    #: uses one, and harmless otherwise (old flax.nn modules kept jitted training helpers).
     refused_methods: tuple[tuple[str, Any], ...] = ()
     #: The user module this one subclasses (`class SELUNormReBias(BiasSELUNorm)`): its
     #: methods are inherited, `super().apply(...)` runs its `apply` in the same scope.
@@ -491,8 +492,6 @@ def _int_enum_operator(op: Callable[[Any, Any], Any], reflected: bool = False) -
 
 
 for _name in ("add", "sub", "mul", "floordiv", "truediv", "mod", "pow", "lt", "le", "gt", "ge"):
-    import operator as _operator
-
     setattr(EnumMember, f"__{_name}__", _int_enum_operator(getattr(_operator, _name)))
     if _name in ("add", "sub", "mul", "floordiv", "truediv", "mod", "pow"):
         setattr(EnumMember, f"__r{_name}__",
