@@ -60,14 +60,23 @@ class ImportTimeSignal(Exception):
     the value is computed again where a function reads it (`ImportTimeArray`)."""
 
 
+class ClassNamespace(Env):
+    """The names a class body binds as it runs (its attributes): like the file's top level,
+    an array value assigned there is an `ImportTimeArray`, computed where it is read."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, eq=False)
 class ImportTimeArray:
     """`KEY = jax.random.PRNGKey(0)`, `MASK = jnp.tril(jnp.ones((4, 4)))`: an array value a
     model file computes at its top level, when Python imports it.  The build runs no import:
     the expression is evaluated again, in the file's names, inside each function that reads
     the name, emitting its operations there (they are pure functions of static values, so
-    every reader sees the value the import would have made).  Read by another top-level
-    statement, it is the error the expression gives there."""
+    every reader sees the value the import would have made).  Class attributes
+    (`SCALE = jnp.array(...)` in a class body) and the defaults of functions and methods
+    (`def apply(self, x, mask=MASK)`, evaluated once by Python) are such values too.  Read
+    by another top-level statement, it is the error the expression gives there."""
 
     name: str
     expr: Any

@@ -78,6 +78,7 @@ from .base import (
     MAX_UNROLL,
     Abort,
     Frame,
+    ImportTimeArray,
     ImportTimeSignal,
     ReturnSignal,
     Sequential,
@@ -621,7 +622,7 @@ class CallsMixin:
             if self.import_time:
                 raise ImportTimeSignal()
             raise self.error("AOT324", f"{written} can only be used inside a module's apply",
-                             span)
+                             span, hint=self._top_level_array_hint())
         return self._call_layer(entry, written, args, kwargs, span, frame)
 
     def _call_shared(self: Resolver, shared: SharedModule, args: list, kwargs: dict, span: Span,
@@ -983,7 +984,7 @@ class CallsMixin:
                                     and module.method(attr) is not None):
             return BoundMethod(r, attr, span)
         if isinstance(module, UserModule) and attr in module.attributes:
-            return module.attributes[attr]  # a class attribute
+            return self._class_value(module.attributes[attr], span, frame)  # a class attribute
         if attr.startswith("_"):  # `self._get_construction_frame()`: flax.nn's internals
             raise self.error(
                 "AOT346", f"self.{attr} is not set in this call of "
@@ -1246,14 +1247,26 @@ class CallsMixin:
             if defaults is not None and p.name in defaults:
                 bound[p.name] = defaults[p.name]
             elif p.default is not None:
-                bound[p.name] = self.eval(p.default, Frame(defaults_env or self.globals, None,
-                                                           None))
+                bound[p.name] = self._method_default(p, defaults_env or self.globals)
             else:
                 raise self.error("AOT304", f"{what} is missing required argument '{p.name}'",
                                  span)
         if kwarg is not None:
             bound[kwarg.name] = extra
         return {p.name: bound[p.name] for p in plist if p.name in bound}
+
+    def _method_default(self: Resolver, p: ir.Param, env: Env) -> Any:
+        """A method's default (read in its file's names where it is called); an array
+        (`mask=MASK`) is an `ImportTimeArray` the method computes where it reads it, the
+        same one at each call (specializations are keyed by it)."""
+        key = (id(p), id(env))
+        found = self.default_arrays.get(key)
+        if found is not None:
+            return found
+        value = self._top_level_value(p.name, p.default, Frame(env, None, None))
+        if isinstance(value, ImportTimeArray):
+            self.default_arrays[key] = value
+        return value
 
 
 def _keyword_problem(key: Any) -> str | None:

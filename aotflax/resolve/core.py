@@ -104,6 +104,11 @@ class Resolver(ModulesMixin, StatementsMixin, ExpressionsMixin, CallsMixin, Impo
         self.import_time: bool = False
         #: `ImportTimeArray`s being evaluated where they are read, innermost last.
         self.import_time_reads: list[Any] = []
+        #: The top-level array a top-level statement reads (a target's hyperparameter):
+        #: its operations' errors say where such an array can be read.
+        self.array_read_at_top: str | None = None
+        #: Methods' array defaults by (parameter, names), one `ImportTimeArray` each.
+        self.default_arrays: dict[tuple[int, int], Any] = {}
         #: Module and function calls being resolved: (name, call site), innermost last.
         self.calls: list[tuple[str, Span]] = []
         self._reported: set[tuple] = set()

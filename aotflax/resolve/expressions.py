@@ -198,6 +198,8 @@ class ExpressionsMixin:
                              hint=f"give the new value another name than '{value.name}'")
         self.import_time_reads.append(value)
         self.calls.append((f"{value.name}, read here", span))
+        outer, self.array_read_at_top = self.array_read_at_top, \
+            value.name if frame.fn is None else None
         try:
             at = Frame(value.env, frame.fn, None, None)
             result = self.eval(value.expr, at)
@@ -205,8 +207,26 @@ class ExpressionsMixin:
                 return result
             return self._unpack(result, len(value.target.elts), value.target, at)[value.item]
         finally:
+            self.array_read_at_top = outer
             self.calls.pop()
             self.import_time_reads.pop()
+
+    def _top_level_array_hint(self: Resolver) -> str | None:
+        """Where an array operation failing outside functions could run instead, when a
+        top-level statement reads a top-level array (`M.partial(scale=SCALE)`)."""
+        name = self.array_read_at_top
+        if name is None:
+            return None
+        return (f"'{name}' is an array, which aotflax computes inside each function that "
+                f"reads it: read {name} in the module's apply (or a function it calls) "
+                "rather than where the file's top level runs")
+
+    def _class_value(self: Resolver, found: Any, span: Span, frame: Frame) -> Any:
+        """A class attribute read (`self.SCALE`, `Block.SCALE`): an array the class body
+        computes is computed here."""
+        if isinstance(found, ImportTimeArray):
+            return self._import_time_read(found, span, frame)
+        return found
 
     def _eval_FString(self: Resolver, expr: ir.FString, frame: Frame) -> Any:
         out = []
@@ -473,14 +493,10 @@ class ExpressionsMixin:
             return self._self_attribute(value, attr, span, frame)
         if isinstance(value, (ConfigValue, Record, RecordTuple, RecordClass, SuperObject)):
             return self._record_attribute(value, attr, span, frame)
-        if isinstance(value, ModuleValue):  # `consts.KEY`, an array of another file's top level
-            found = self._attribute(value, attr, span)
-            if isinstance(found, ImportTimeArray):
-                return self._import_time_read(found, span, frame)
-            return found
         if isinstance(value, (EnumClass, EnumMember)):
             return self._enum_attribute(value, attr, span)
-        return self._attribute(value, attr, span)
+        # `consts.KEY` (an array of another file's top level), `Block.SCALE` (of a class body)
+        return self._class_value(self._attribute(value, attr, span), span, frame)
 
     def _attribute(self: Resolver, value: Any, attr: str, span: Span) -> Any:
         if isinstance(value, Poison):
@@ -580,8 +596,7 @@ class ExpressionsMixin:
                 self._comprehension(gens, i + 1, frame, body)
 
     def _eval_Lambda(self: Resolver, expr: ir.Lambda, frame: Frame) -> Any:
-        defaults = {p.name: self.eval(p.default, frame) for p in expr.params.params
-                    if p.default is not None}
+        defaults = self._defaults(expr.params, frame)
         body = (ir.Return(expr.body, expr.body.span),)
         return Closure("<lambda>", expr.params, body, frame.env, expr.span, None, defaults)
 

@@ -66,7 +66,10 @@ class HostMixin:
         except CallError as e:
             if e.code == "AOT324" and frame.fn is None and self.import_time:
                 raise ImportTimeSignal() from None  # a top-level table: read where used
-            raise self.error(e.code, e.message, e.span or span, hint=e.hint,
+            hint = e.hint
+            if e.code == "AOT324" and frame.fn is None:
+                hint = self._top_level_array_hint() or hint
+            raise self.error(e.code, e.message, e.span or span, hint=hint,
                              notes=e.notes) from None
 
     def _numpy_random(self: Resolver, name: str, args: list, kwargs: dict, span: Span,

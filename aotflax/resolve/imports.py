@@ -19,7 +19,7 @@ from ..values import (
     UserModule,
     describe_value,
 )
-from .base import Abort, Frame
+from .base import Abort, ClassNamespace, Frame
 from .toplevel import KNOWN_MODULES, module_of
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class ImportsMixin:
     def _class_body(self: Resolver, cls: ir.ClassDef, frame: Frame) -> dict[str, Any]:
         """A module class's attributes: its body's assignments run as Python runs a class
         body (in order, each seeing the earlier ones and the file's names)."""
-        body = Frame(Env(frame.env), None, None, None)
+        body = Frame(ClassNamespace(frame.env), None, None, None)
         for stmt in cls.fields:
             if isinstance(stmt, ir.AnnAssign) and stmt.value is None:
                 continue  # an annotation alone binds nothing

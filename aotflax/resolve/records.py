@@ -828,7 +828,7 @@ class RecordsMixin:
             if attr in value.statics:
                 return self._method_closure(value, attr, None, span)
             if attr in value.attrs:
-                return value.attrs[attr]
+                return self._class_value(value.attrs[attr], span, frame)
             if attr in value.defaults and not isinstance(value.defaults[attr], FieldDefault):
                 return value.defaults[attr]
             raise self.error("AOT346", f"class {value.name} has no attribute '{attr}'", span)
@@ -850,7 +850,7 @@ class RecordsMixin:
             self._check_not_refused(cls, attr, span)
             return _bound(value, attr, span)
         if attr in cls.attrs:
-            return cls.attrs[attr]
+            return self._class_value(cls.attrs[attr], span, frame)
         raise self.error("AOT346", f"{cls.name} has no field '{attr}'", span,
                          hint=f"its fields: {', '.join(cls.fields)}")
 

@@ -38,6 +38,7 @@ from .base import (
     MAX_UNROLL,
     Abort,
     BreakSignal,
+    ClassNamespace,
     ContinueSignal,
     Frame,
     ImportTimeArray,
@@ -126,7 +127,8 @@ class StatementsMixin:
 
     def _stmt_Assign(self: Resolver, stmt: ir.Assign, frame: Frame) -> None:
         target = stmt.targets[0]
-        if frame.fn is None and len(stmt.targets) == 1 and isinstance(frame.env, ModuleGlobals):
+        if frame.fn is None and len(stmt.targets) == 1 and \
+                isinstance(frame.env, (ModuleGlobals, ClassNamespace)):
             if isinstance(target, ir.Name):
                 value = self._top_level_value(target.id, stmt.value, frame)
             elif isinstance(target, (ir.TupleExpr, ir.ListExpr)) and target.elts and \
@@ -156,9 +158,24 @@ class StatementsMixin:
         finally:
             self.import_time = outer
 
+    def _defaults(self: Resolver, params: ir.Parameters, frame: Frame) -> dict[str, Any]:
+        """A `def`'s or lambda's defaults, evaluated where it is defined, as Python does; at
+        the top level an array default is an `ImportTimeArray`, computed where it is read."""
+        if frame.fn is not None:
+            return {p.name: self.eval(p.default, frame) for p in params.params
+                    if p.default is not None}
+        return {p.name: self._top_level_value(p.name, p.default, frame) for p in params.params
+                if p.default is not None}
+
     def _stmt_AnnAssign(self: Resolver, stmt: ir.AnnAssign, frame: Frame) -> None:
-        if stmt.value is not None:
-            self._assign(stmt.target, self.eval(stmt.value, frame), frame)
+        if stmt.value is None:
+            return
+        if frame.fn is None and isinstance(stmt.target, ir.Name) and \
+                isinstance(frame.env, (ModuleGlobals, ClassNamespace)):
+            value = self._top_level_value(stmt.target.id, stmt.value, frame)
+        else:
+            value = self.eval(stmt.value, frame)
+        self._assign(stmt.target, value, frame)
 
     def _stmt_AugAssign(self: Resolver, stmt: ir.AugAssign, frame: Frame) -> None:
         if self._host_augassign(stmt, frame):
@@ -264,8 +281,7 @@ class StatementsMixin:
         if self._function_module(stmt, frame):  # `@nn.module def MLP(x, ...)`
             return
         decorators = [self.eval(d, frame) for d in stmt.decorators]
-        defaults = {p.name: self.eval(p.default, frame) for p in stmt.params.params
-                    if p.default is not None}
+        defaults = self._defaults(stmt.params, frame)
         fn = Closure(stmt.name, stmt.params, stmt.body, frame.env, stmt.span, stmt, defaults,
                      toplevel=frame.fn is None)
         frame.env.set(stmt.name, self._decorate(stmt, fn, decorators, frame))

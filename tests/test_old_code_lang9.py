@@ -1,0 +1,130 @@
+"""Gaps of the static language that earlier rounds left, closed generally.
+
+Arrays a file computes where Python runs it once (a class attribute `SCALE =
+jnp.array(...)`, a default `mask=MASK`) are computed where they are read, as top-level
+arrays are; a top-level array a hyperparameter reads says where it can be read.  Each idiom
+is a small model of our own, checked against jax itself (or Flax Linen) at the same
+parameters, and each refusal against its located message.
+"""
+
+from __future__ import annotations
+
+import flax.linen as linen
+import jax
+import jax.numpy as jnp
+import numpy as np
+from helpers import build, build_errors, perturbed
+
+RTOL, ATOL = 1e-6, 1e-6
+
+
+def _x(*shape: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+# ------------------------------------------- 1. arrays of class bodies and defaults
+
+
+def test_class_attribute_arrays_are_computed_where_they_are_read() -> None:
+    """A module's class attribute made with jnp, one reading a top-level array, one an
+    earlier attribute, read as `self.X` and `Net.X`; a plain class's attribute alike."""
+    m = build("""
+    BASE = jnp.arange(3, dtype=jnp.float32)
+
+
+    class Table:
+        OFFSET = jnp.full((3,), 0.5)
+
+        def shift(self, x):
+            return x + self.OFFSET
+
+
+    class Net(nn.Module):
+        SCALE = jnp.array([1.0, 2.0, 3.0])
+        SHIFTED = BASE + 1.0
+        BOTH = SCALE * SHIFTED
+
+        def apply(self, x):
+            y = nn.Dense(x, features=3, name="dense")
+            return Table().shift(y * self.SCALE + Net.SHIFTED), self.BOTH
+
+    aot.target("t", Net, x=aot.f32[4])
+    """)
+    params = perturbed(m.t.init(jax.random.key(0))[0], 1)
+    x = _x(4)
+    (y, both), _ = m.t.apply(params, {}, x)
+    scale, shifted = jnp.array([1.0, 2.0, 3.0]), jnp.arange(3, dtype=jnp.float32) + 1.0
+    dense = linen.Dense(3).apply({"params": params["dense"]}, x)
+    np.testing.assert_allclose(y, dense * scale + shifted + 0.5, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(both, scale * shifted, rtol=RTOL, atol=ATOL)
+
+
+def test_array_defaults_of_functions_and_methods_are_computed_where_read() -> None:
+    """`def apply(self, x, mask=MASK)`, a function's `key=jax.random.PRNGKey(1)`, a lambda's
+    default; the module is called twice and specialized once (one default, one key)."""
+    m = build("""
+    MASK = jnp.tril(jnp.ones((3, 3)))
+
+
+    def noisy(x, key=jax.random.PRNGKey(1), scale=jnp.sqrt(2.0)):
+        return x + scale * jax.random.normal(key, x.shape)
+
+
+    class Masked(nn.Module):
+        def apply(self, x, mask=MASK):
+            return x @ mask
+
+
+    class Net(nn.Module):
+        def apply(self, x):
+            double = lambda v, w=MASK * 2.0: v @ w
+            a = Masked(x, name="a")
+            b = Masked(a, name="b")
+            return noisy(b), double(x)
+
+    aot.target("t", Net, x=aot.f32[2, 3])
+    """)
+    text = m.__aotflax_text__
+    assert text.count("def masked") == 1, text  # one specialization for both calls
+    x = _x(2, 3)
+    (y, d), _ = m.t.apply({}, {}, x)
+    mask = jnp.tril(jnp.ones((3, 3)))
+    want = x @ mask @ mask + jnp.sqrt(2.0) * jax.random.normal(jax.random.PRNGKey(1), (2, 3))
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d, x @ (mask * 2.0), rtol=RTOL, atol=ATOL)
+
+
+def test_a_top_level_array_read_by_a_hyperparameter_says_where_to_read_it() -> None:
+    out = build_errors("""
+    SCALE = jnp.sqrt(2.0)
+
+
+    class M(nn.Module):
+        def apply(self, x, scale):
+            return x * scale
+
+    aot.target("t", M.partial(scale=SCALE), x=aot.f32[2])
+    """)
+    first = out.splitlines()[0]
+    assert ":6:" in first and "AOT324]: jnp.sqrt can only be used inside a module's apply" \
+        in first, out
+    assert "note: in SCALE, read here" in out, out
+    assert "hint: 'SCALE' is an array, which aotflax computes inside each function that " \
+        "reads it: read SCALE in the module's apply" in out, out
+    assert out.count("error[") == 1, out
+
+
+def test_the_hint_names_what_the_hyperparameter_reads_and_is_accepted() -> None:
+    """What the hint suggests builds: the array read in apply, equal to jax."""
+    m = build("""
+    SCALE = jnp.sqrt(2.0)
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return x * SCALE
+
+    aot.target("t", M, x=aot.f32[2])
+    """)
+    x = _x(2)
+    np.testing.assert_allclose(m.t.apply({}, {}, x)[0], x * jnp.sqrt(2.0), rtol=RTOL)
