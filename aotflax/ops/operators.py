@@ -113,15 +113,17 @@ def _getitem(call: FnCall) -> Tensor:
     return out
 
 
-def _key_getitem(call: FnCall, keys: RngKey, index: Any) -> RngKey:
-    """An element (or a slice) of an array of random keys is keys again."""
-    if is_raw_key(keys):
-        # uint32[..., 2] key data: index the batch axes only, so that the key axis stays
-        items = index if isinstance(index, tuple) else (index,)
-        if any(it is Ellipsis or it is None for it in items) or len(items) >= keys.ndim:
-            raise call.fail(f"index raw keys {keys.describe()} along their leading axes only, "
-                            "e.g. keys[0]", "AOT211")
+def _key_getitem(call: FnCall, keys: RngKey, index: Any) -> Tensor:
+    """An element (or a slice) of an array of random keys is keys again; raw key data
+    (uint32[..., 2]) indexed along its last axis too is the uint32 array it is
+    (`jax.random.PRNGKey(0)[1]`, a uint32 scalar, as jax computes it)."""
     shape, inner = index_shape(call, keys, index)
+    items = index if isinstance(index, tuple) else (index,)
+    if is_raw_key(keys) and (any(it is Ellipsis or it is None for it in items)
+                             or len(items) >= keys.ndim):
+        data = call.out(shape, keys.dtype, False)
+        call.emit_call([data], stem=None, code=Code.of(keys, "[", inner, "]"))
+        return data
     out = RngKey(shape, keys.dtype)
     call.emit_call([out], stem="key", code=Code.of(keys, "[", inner, "]"))
     return out

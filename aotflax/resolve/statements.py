@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from .. import ir
 from ..diagnostics import Span
 from ..ops.host import HostArray
+from ..ops.stochastic import RngKey, is_raw_key
 from ..program import (
     Code,
     Tensor,
@@ -416,6 +417,9 @@ class StatementsMixin:
         if isinstance(value, HostArray):  # numpy rows (or numpy scalars) of numpy's dtype
             items: list[Tensor] = [HostArray(value.shape[1:], value.np_dtype, value.ndim == 1)
                                    for _ in range(n)]
+        elif isinstance(value, RngKey) and value.ndim == 1 and is_raw_key(value):
+            # raw key data (`K, B = jax.random.PRNGKey(0)`): its two uint32 words
+            items = [Tensor((), value.dtype, False) for _ in range(n)]
         else:
             items = [type(value)(value.shape[1:], value.dtype, value.weak) for _ in range(n)]
         code = Code.of(value, "[0]") if n == 1 else Code((value,))
