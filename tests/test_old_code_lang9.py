@@ -128,3 +128,46 @@ def test_the_hint_names_what_the_hyperparameter_reads_and_is_accepted() -> None:
     """)
     x = _x(2)
     np.testing.assert_allclose(m.t.apply({}, {}, x)[0], x * jnp.sqrt(2.0), rtol=RTOL)
+
+
+# ------------------------------------------------------ 2. raw key data is uint32
+
+
+def test_raw_key_data_unpacked_or_indexed_is_its_uint32_words() -> None:
+    """`K, B = jax.random.PRNGKey(3)` at the top level, a key unpacked and indexed in
+    apply: uint32 scalars jax adds and multiplies; a key row of split stays a key."""
+    m = build("""
+    K, B = jax.random.PRNGKey(3)
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            key = jax.random.PRNGKey(7)
+            a, b = key
+            row = jax.random.split(key)[1]
+            return x + K, x * B, a + b, key[1], row[..., 0], jax.random.normal(row, x.shape)
+
+    aot.target("t", M, x=aot.f32[2])
+    """)
+    x = _x(2)
+    out, _ = m.t.apply({}, {}, x)
+    k, key = jax.random.PRNGKey(3), jax.random.PRNGKey(7)
+    row = jax.random.split(key)[1]
+    want = (x + k[0], x * k[1], key[0] + key[1], key[1], row[..., 0],
+            jax.random.normal(row, (2,)))
+    for got, ref in zip(out, want):
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
+
+
+def test_a_typed_key_stays_a_key_where_raw_data_would_be_words() -> None:
+    out = build_errors("""
+    class M(nn.Module):
+        def apply(self, x):
+            a, b = jax.random.split(jax.random.key(0))
+            return x + a
+
+    aot.target("t", M, x=aot.f32[2])
+    """)
+    assert ":9:" in out.splitlines()[0] and "AOT206]: '+' does not take a random key" \
+        in out.splitlines()[0], out
