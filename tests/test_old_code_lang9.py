@@ -9,10 +9,14 @@ parameters, and each refusal against its located message.
 
 from __future__ import annotations
 
+import functools
+import textwrap
+
 import flax.linen as linen
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from helpers import build, build_errors, perturbed
 
 RTOL, ATOL = 1e-6, 1e-6
@@ -171,3 +175,81 @@ def test_a_typed_key_stays_a_key_where_raw_data_would_be_words() -> None:
     """)
     assert ":9:" in out.splitlines()[0] and "AOT206]: '+' does not take a random key" \
         in out.splitlines()[0], out
+
+
+# -------------------------------------------- 3. custom_jvp with nondiff_argnums
+
+
+def test_custom_jvp_with_static_nondiff_arguments_equals_jax() -> None:
+    """`@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))`: the rule takes the
+    static bound first, calls the function itself; one emitted pair per bound."""
+    m = build("""
+    import functools
+
+
+    @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+    def soft_clip(x, limit):
+        return limit * jnp.tanh(x / limit)
+
+
+    @soft_clip.defjvp
+    def soft_clip_jvp(limit, primals, tangents):
+        (x,), (t,) = primals, tangents
+        return soft_clip(x, limit), t * jnp.minimum(jnp.abs(x), limit) * 3.0
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return soft_clip(x, 0.5) + soft_clip(x, 2.0)
+
+    aot.target("t", M, x=aot.f32[2, 3])
+    """)
+    text = m.__aotflax_text__
+    assert text.count("@jax.custom_jvp") == 2, text  # one per bound
+
+    @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+    def soft_clip(x, limit):
+        return limit * jnp.tanh(x / limit)
+
+    @soft_clip.defjvp
+    def soft_clip_jvp(limit, primals, tangents):
+        (x,), (t,) = primals, tangents
+        return soft_clip(x, limit), t * jnp.minimum(jnp.abs(x), limit) * 3.0
+
+    def want(v):
+        return soft_clip(v, 0.5) + soft_clip(v, 2.0)
+
+    x, c = _x(2, 3), _x(2, 3, seed=1) * 2
+    np.testing.assert_allclose(m.t.apply({}, {}, x)[0], want(x), rtol=RTOL, atol=ATOL)
+    grad = jax.grad(lambda v: (m.t.apply({}, {}, v)[0] * c).sum())(x)
+    np.testing.assert_allclose(grad, jax.grad(lambda v: (want(v) * c).sum())(x),
+                               rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("call, rule, message", [
+    ("f(x, x)", "@f.defjvp\ndef rule(n, primals, tangents):\n    return primals[0], "
+     "tangents[0]", ":21:16: error[AOT366]: argument 1 of custom_jvp function f is in "
+     "nondiff_argnums and must be static here"),
+    ("f(x, 2.0)", "f.defjvps(lambda t, ans, x: t)", ":14:1: error[AOT366]: f has "
+     "nondiff_argnums: its rule is given with defjvp, not defjvps"),
+])
+def test_custom_jvp_nondiff_misuse_is_located(call: str, rule: str, message: str) -> None:
+    out = build_errors(f"""
+    import functools
+
+
+    @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+    def f(x, n):
+        return x * n
+
+
+    {textwrap.indent(rule, "    ").lstrip()}
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return {call}
+
+    aot.target("t", M, x=aot.f32[2])
+    """)
+    assert message in out.splitlines()[0], out

@@ -282,24 +282,66 @@ class CustomJvp:
     jvp: Closure | None = None
     #: One rule per argument, `rule(tangent, ans, *primals)`, from `f.defjvps(...)`.
     jvps: tuple[Any, ...] | None = None
-    #: Emitted (primal, rule) function names per argument types.
+    #: Emitted (primal, rule) function names per argument types and static arguments.
     emitted: dict[tuple, PrimalCall] | None = None
+    #: `nondiff_argnums`: positions of static arguments, which the rule takes first and
+    #: which have no tangent; each set of their values is emitted on its own.
+    nondiff: tuple[int, ...] = ()
 
 
 class CustomJvpMixin:
     """`jax.custom_jvp` on functions of the model file."""
 
     def _custom_jvp(self: Resolver, args: list, kwargs: dict, span: Span) -> CustomJvp:
-        if len(args) != 1 or kwargs or not isinstance(args[0], Closure):
+        if len(args) != 1 or set(kwargs) - {"nondiff_argnums"} or not isinstance(args[0],
+                                                                              Closure):
             raise self.error("AOT366", "jax.custom_jvp takes one function of the model file "
-                             "(nondiff_argnums is not supported)", span)
-        return CustomJvp(args[0], span, emitted={})
+                             "(and nondiff_argnums=)", span)
+        return CustomJvp(args[0], span, emitted={},
+                         nondiff=self._nondiff_argnums("custom_jvp", args[0], kwargs, span))
+
+    def _nondiff_argnums(self: Resolver, kind: str, fn: Closure, kwargs: dict, span: Span
+                         ) -> tuple[int, ...]:
+        """A custom_jvp's or custom_vjp's `nondiff_argnums=`, checked, in order."""
+        nondiff = kwargs.get("nondiff_argnums", ())
+        nondiff = (nondiff,) if isinstance(nondiff, int) else nondiff
+        positional = sum(p.kind == "positional" for p in fn.params.params)
+        if not isinstance(nondiff, (tuple, list)) or any(
+                isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < positional
+                for i in nondiff) or len(set(nondiff)) != len(nondiff):
+            raise self.error("AOT366", f"jax.{kind}: nondiff_argnums must be distinct "
+                             f"positions of {fn.name}'s {positional} positional "
+                             f"parameters, got {describe_value(nondiff)}", span)
+        return tuple(sorted(nondiff))
+
+    def _custom_statics(self: Resolver, kind: str, fn: Closure, nondiff: tuple[int, ...],
+                        args: list, span: Span) -> dict[int, Any]:
+        """The static arguments of a call of a custom_jvp or custom_vjp function, by
+        position (its `nondiff_argnums`): build-time values, one emitted function each."""
+        statics = {i: a for i, a in enumerate(args) if i in nondiff}
+        for i, a in statics.items():
+            if not is_static(a):
+                raise self.error("AOT366", f"argument {i} of {kind} function {fn.name} "
+                                 f"is in nondiff_argnums and must be static here, got "
+                                 f"{describe_value(a)}", span,
+                                 hint="pass arrays as differentiable arguments (their "
+                                      "derivative may be zeros)")
+        if len(args) <= max(nondiff, default=-1):
+            raise self.error("AOT366", f"{kind} function {fn.name} is called with "
+                             f"{len(args)} arguments; its nondiff_argnums are {nondiff}",
+                             span)
+        return statics
 
     def _custom_jvp_method(self: Resolver, cj: CustomJvp, name: str, args: list, kwargs: dict,
                            span: Span) -> Any:
         if name == "defjvp" and len(args) == 1 and not kwargs and isinstance(args[0], Closure):
             cj.jvp = args[0]
             return args[0]
+        if name == "defjvps" and cj.nondiff:  # as jax refuses it
+            raise self.error("AOT366", f"{cj.fn.name} has nondiff_argnums: its rule is given "
+                             "with defjvp, not defjvps", span,
+                             hint=f"@{cj.fn.name}.defjvp def rule(*nondiff_args, primals, "
+                                  "tangents): ...")
         if name == "defjvps" and not kwargs and args:
             cj.jvps = tuple(args)
             return None
@@ -309,15 +351,18 @@ class CustomJvpMixin:
     def _call_custom_jvp(self: Resolver, cj: CustomJvp, args: list, kwargs: dict, span: Span,
                          frame: Frame) -> Any:
         """Emit the primal and its rule as module-level functions, then call the primal."""
-        self._check_custom_call("custom_jvp", args, kwargs, span, frame)
+        statics = self._custom_statics("custom_jvp", cj.fn, cj.nondiff, args, span)
+        arrays = [a for i, a in enumerate(args) if i not in statics]
+        self._check_custom_call("custom_jvp", arrays, kwargs, span, frame)
         if cj.jvp is None and cj.jvps is None:
             raise self.error("AOT366", f"custom_jvp function {cj.fn.name} has no rule: add "
                              f"@{cj.fn.name}.defjvp or {cj.fn.name}.defjvps(...)", span)
-        types = tuple((a.shape, a.dtype) for a in args)
+        types = (tuple((a.shape, a.dtype) for a in arrays),
+                 tuple((i, static_key(v)) for i, v in statics.items()))
         emitted = cj.emitted if cj.emitted is not None else {}
         if types not in emitted:
-            self._emit_custom_jvp(cj, args, span, emitted, types)
-        return self._call_primal(emitted[types], args, span, frame)
+            self._emit_custom_jvp(cj, arrays, span, emitted, types, statics)
+        return self._call_primal(emitted[types], arrays, span, frame)
 
     def _check_custom_call(self: Resolver, kind: str, args: list, kwargs: dict, span: Span,
                            frame: Frame) -> None:
@@ -337,12 +382,16 @@ class CustomJvpMixin:
         return result
 
     def _emit_custom_jvp(self: Resolver, cj: CustomJvp, args: list, span: Span, emitted: dict,
-                         types: tuple) -> None:
+                         types: tuple, statics: dict[int, Any]) -> None:
+        """`args`: the array arguments; `statics` the static ones by position (the
+        `nondiff_argnums`), constants of the emitted functions, which the rule is called
+        with first, as JAX calls it."""
         from ..scopes import FunctionState
 
         rows = [type(a)(a.shape, a.dtype, a.weak) for a in args]
         name = self._function_name(cj.fn.name)
-        primal, primal_result = self._plain_function(cj.fn, rows, name, span, FunctionState())
+        primal, primal_result = self._plain_function(cj.fn, rows, name, span, FunctionState(),
+                                                     statics)
         primal = _with(primal, decorators=("jax.custom_jvp",),
                        doc=f"{cj.fn.name}, with its own derivative (custom_jvp)")
         self.functions.append(primal)
@@ -357,7 +406,7 @@ class CustomJvpMixin:
         called = PrimalCall(name, primal, primal_result)
         emitted[types] = called  # the rule calls the function itself: the primal
         if cj.jvp is not None:
-            out = self._call(cj.jvp, [primals, tangents], {},
+            out = self._call(cj.jvp, [*statics.values(), primals, tangents], {},
                              ir.Call(ir.Name(cj.fn.name, span), (), (), span), frame)
         else:
             ans = self._call_primal(called, list(primals), span, frame)
@@ -451,16 +500,8 @@ class CustomVjpMixin:
                                                                               Closure):
             raise self.error("AOT366", "jax.custom_vjp takes one function of the model file "
                              "(and nondiff_argnums=)", span)
-        nondiff = kwargs.get("nondiff_argnums", ())
-        nondiff = (nondiff,) if isinstance(nondiff, int) else nondiff
-        positional = sum(p.kind == "positional" for p in args[0].params.params)
-        if not isinstance(nondiff, (tuple, list)) or any(
-                isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < positional
-                for i in nondiff) or len(set(nondiff)) != len(nondiff):
-            raise self.error("AOT366", f"jax.custom_vjp: nondiff_argnums must be distinct "
-                             f"positions of {args[0].name}'s {positional} positional "
-                             f"parameters, got {describe_value(nondiff)}", span)
-        return CustomVjp(args[0], span, nondiff=tuple(sorted(nondiff)))
+        return CustomVjp(args[0], span,
+                         nondiff=self._nondiff_argnums("custom_vjp", args[0], kwargs, span))
 
     def _custom_vjp_method(self: Resolver, cv: CustomVjp, name: str, args: list, kwargs: dict,
                            span: Span) -> Any:
@@ -473,18 +514,7 @@ class CustomVjpMixin:
 
     def _call_custom_vjp(self: Resolver, cv: CustomVjp, args: list, kwargs: dict, span: Span,
                          frame: Frame) -> Any:
-        statics = {i: a for i, a in enumerate(args) if i in cv.nondiff}
-        for i, a in statics.items():
-            if not is_static(a):
-                raise self.error("AOT366", f"argument {i} of custom_vjp function {cv.fn.name} "
-                                 f"is in nondiff_argnums and must be static here, got "
-                                 f"{describe_value(a)}", span,
-                                 hint="pass arrays as differentiable arguments (their "
-                                      "cotangent may be zeros)")
-        if len(args) <= max(cv.nondiff, default=-1):
-            raise self.error("AOT366", f"custom_vjp function {cv.fn.name} is called with "
-                             f"{len(args)} arguments; its nondiff_argnums are {cv.nondiff}",
-                             span)
+        statics = self._custom_statics("custom_vjp", cv.fn, cv.nondiff, args, span)
         arrays = [a for i, a in enumerate(args) if i not in statics]
         self._check_custom_call("custom_vjp", arrays, kwargs, span, frame)
         if cv.fwd is None or cv.bwd is None:
