@@ -492,8 +492,10 @@ ENUM_UNIQUE = StaticFunction("enum.unique")
 _MODULES["chex"] = Namespace("chex", {n: StaticFunction(f"chex.{n}") for n in (
     "assert_shape", "assert_rank", "assert_equal_shape", "assert_equal_rank",
     "assert_axis_dimension")})
-#: einops' rearrange (resolve/rearrange.py), emitted as the reshape and transpose it is.
-_MODULES["einops"] = Namespace("einops", {"rearrange": StaticFunction("einops.rearrange")})
+#: einops' rearrange, reduce and repeat (resolve/rearrange.py), emitted as the reshapes,
+#: transposes, reductions and broadcasts they are.
+_MODULES["einops"] = Namespace("einops", {n: StaticFunction(f"einops.{n}")
+                                          for n in ("rearrange", "reduce", "repeat")})
 _MODULES["enum"] = Namespace("enum", {"Enum": ENUM, "IntEnum": INT_ENUM, "auto": ENUM_AUTO,
                                       "unique": ENUM_UNIQUE})
 

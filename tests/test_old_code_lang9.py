@@ -253,3 +253,74 @@ def test_custom_jvp_nondiff_misuse_is_located(call: str, rule: str, message: str
     aot.target("t", M, x=aot.f32[2])
     """)
     assert message in out.splitlines()[0], out
+
+
+# --------------------------------------------- 4. einops' reduce, repeat and `...`
+
+
+def test_einops_reduce_repeat_and_ellipsis_equal_their_jnp_meaning() -> None:
+    """Global pooling and 2x2 pooling with `reduce`, channel and tile repeats with
+    `repeat` (keyword and numbered new axes), and `...` bare and grouped; the expected
+    values are what einops computes, written with jnp."""
+    m = build("""
+    import einops
+    from einops import rearrange, reduce, repeat
+
+
+    class M(nn.Module):
+        def apply(self, x, t):
+            pooled = reduce(x, "b h w c -> b c", "mean")
+            maxed = einops.reduce(x, "b (h h2) (w w2) c -> b h w c", "max", h2=2, w2=3)
+            summed = reduce(x, "b h w c -> b () c 1", "sum")
+            chans = repeat(t, "h w -> h w c", c=3)
+            tiled = repeat(t, "h w -> (h 2) (r w)", r=2)
+            batch = repeat(t, "h w -> b h w", b=2)
+            moved = rearrange(x, "b ... c -> b c ...")
+            grouped = rearrange(x, "b ... c -> b (...) c")
+            last = reduce(x, "... c -> ...", "min")
+            return pooled, maxed, summed, chans, tiled, batch, moved, grouped, last
+
+    aot.target("t", M, x=aot.f32[2, 4, 6, 3], t=aot.f32[2, 3])
+    """)
+    assert "einops" not in m.__aotflax_text__
+    x, t = _x(2, 4, 6, 3), _x(2, 3, seed=1)
+    out, _ = m.t.apply({}, {}, x, t)
+    want = (jnp.mean(x, axis=(1, 2)),
+            jnp.max(x.reshape(2, 2, 2, 2, 3, 3), axis=(2, 4)),
+            jnp.sum(x, axis=(1, 2)).reshape(2, 1, 3, 1),
+            jnp.broadcast_to(t[:, :, None], (2, 3, 3)),
+            jnp.tile(jnp.repeat(t, 2, axis=0), (1, 2)),
+            jnp.broadcast_to(t, (2, 2, 3)),
+            jnp.transpose(x, (0, 3, 1, 2)),
+            x.reshape(2, 24, 3),
+            jnp.min(x, axis=3))
+    for got, ref in zip(out, want):
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("call, message", [
+    ('reduce(x, "b h w c -> b c", "median")', "AOT203]: einops.reduce 'b h w c -> b c': the "
+     "reduction 'median' is not one of mean, sum, max, min, prod, any, all"),
+    ('reduce(x, "b h w c -> b k", "sum")', "the right side names axes the left does not: k"),
+    ('repeat(x, "b h w c -> b h w c k")', "give the sizes of the new axes: k"),
+    ('repeat(x, "b h w c -> b h w")', "repeat keeps every axis of the left side: c missing"),
+    ('rearrange(x, "b h w c -> b h w c 2")', "a number other than 1 (2) is a new axis, which "
+     "only einops.repeat adds"),
+    ('rearrange(x, "b ... -> b ... ...")', "'...' appears at most once a side"),
+    ('rearrange(x, "b h w c -> ...")', "'...' on the right side needs '...' on the left"),
+    ('reduce(x, "b h w c -> b")', "AOT304]: einops.reduce takes an array, a pattern string "
+     "and a reduction"),
+])
+def test_einops_misuse_is_located(call: str, message: str) -> None:
+    out = build_errors(f"""
+    from einops import rearrange, reduce, repeat
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return {call}
+
+    aot.target("t", M, x=aot.f32[2, 4, 6, 3])
+    """)
+    assert ":11:16: error[" in out.splitlines()[0] and message in out.splitlines()[0], out

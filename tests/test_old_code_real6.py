@@ -585,7 +585,8 @@ def test_rearrange_patterns_are_reshapes_and_transposes() -> None:
      "-> b h p w c': an axis of size 4 does not split into (h p)"),
     ('rearrange(x, "b h w c -> b h w")', "AOT203]: einops.rearrange 'b h w c -> b h w': both "
      "sides must name the same axes, each once (c)"),
-    ('rearrange(x, "b ... c -> b c ...")', "'...' is not supported here"),
+    ('rearrange(x, "b (h ...) -> b h ...")', "'...' may not be inside parentheses on the "
+     "left side"),
     ('rearrange(x, "b (h p q) w c -> b h p q w c")', "give the sizes of all but one of (h p q)"),
 ])
 def test_rearrange_misuse_is_located(call: str, message: str) -> None:

@@ -10,7 +10,6 @@ from .. import ir, namespaces
 from ..diagnostics import Note, Span
 from ..values import (
     POISON,
-    Env,
     ModuleRef,
     ModuleValue,
     Opaque,
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 #: What to say about a module outside the static language.
 _KNOWN_LIST = ("aotflax, jax, numpy, math, functools, itertools, operator, string, typing, "
                "dataclasses, attr, collections, abc, enum, chex's shape assertions, "
-               "einops.rearrange, "
+               "einops (rearrange, reduce, repeat), "
                "ml_collections, optax, logging "
                "(absl.logging), gin's decorators and the build's model files")
 

@@ -202,8 +202,8 @@ class RecordsMixin:
             return Partial(inner, tuple(args[1:]), tuple(kwargs.items()))
         if name == "functools.reduce":
             return self._reduce(args, kwargs, expr, frame)
-        if name == "einops.rearrange":
-            return self._rearrange(args, kwargs, span, frame)
+        if name.startswith("einops."):
+            return self._einops(name[len("einops."):], args, kwargs, span, frame)
         if name.startswith("chex."):  # checked now; nothing is emitted
             self._chex(name[len("chex."):], args, kwargs, span)
             return None
