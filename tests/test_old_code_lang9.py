@@ -324,3 +324,50 @@ def test_einops_misuse_is_located(call: str, message: str) -> None:
     aot.target("t", M, x=aot.f32[2, 4, 6, 3])
     """)
     assert ":11:16: error[" in out.splitlines()[0] and message in out.splitlines()[0], out
+
+
+# ------------------------------------------------- 5. jax.scipy.linalg's solvers
+
+
+def test_scipy_linalg_solve_and_lu_factor_solve_equal_jax() -> None:
+    m = build("""
+    import jax.scipy.linalg
+
+
+    class M(nn.Module):
+        def apply(self, a, b):
+            a = a + 4.0 * jnp.eye(3)
+            lu, piv = jax.scipy.linalg.lu_factor(a)
+            spd = a @ a.T
+            return (jax.scipy.linalg.solve(a, b), jax.scipy.linalg.solve(spd, b, assume_a="pos"),
+                    jax.scipy.linalg.lu_solve((lu, piv), b),
+                    jax.scipy.linalg.lu_solve((lu, piv), b[:, 0], trans=1), piv)
+
+    aot.target("t", M, a=aot.f32[3, 3], b=aot.f32[3, 2])
+    """)
+    assert "jax.scipy.linalg.lu_factor(" in m.__aotflax_text__
+    a, b = _x(3, 3), _x(3, 2, seed=1)
+    out, _ = m.t.apply({}, {}, a, b)
+    a4 = a + 4.0 * jnp.eye(3)
+    lu, piv = jax.scipy.linalg.lu_factor(a4)
+    want = (jax.scipy.linalg.solve(a4, b), jax.scipy.linalg.solve(a4 @ a4.T, b, assume_a="pos"),
+            jax.scipy.linalg.lu_solve((lu, piv), b),
+            jax.scipy.linalg.lu_solve((lu, piv), b[:, 0], trans=1), piv)
+    for got, ref in zip(out, want):
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_lu_solve_without_its_factor_is_located() -> None:
+    out = build_errors("""
+    import jax.scipy.linalg
+
+
+    class M(nn.Module):
+        def apply(self, a, b):
+            return jax.scipy.linalg.lu_solve(a, b)
+
+    aot.target("t", M, a=aot.f32[3, 3], b=aot.f32[3])
+    """)
+    assert ":11:16: error[AOT201]: jax.scipy.linalg.lu_solve takes (lu, piv), as lu_factor " \
+        "returns them" in out.splitlines()[0], out

@@ -192,7 +192,14 @@ _LINALG = ["jnp.matmul({x}, f.T)", "jnp.dot({x}, v)", "jnp.outer(v, {x}[0])",
            "jnp.linalg.svd(f, compute_uv=False)", "jnp.linalg.svd(f, full_matrices=False)",
            "jnp.linalg.svd(q)", "jax.scipy.linalg.inv(f[:, :3] + 3 * jnp.eye(3))",
            "jax.scipy.linalg.det(f[:, :3])", "jax.scipy.linalg.cholesky(f @ f.T + jnp.eye(3))",
-           "jax.scipy.linalg.cholesky(f @ f.T + jnp.eye(3), lower=True)"]
+           "jax.scipy.linalg.cholesky(f @ f.T + jnp.eye(3), lower=True)",
+           "jax.scipy.linalg.solve(f[:, :3] + 3 * jnp.eye(3), f)",
+           'jax.scipy.linalg.solve(f @ f.T + jnp.eye(3), v[:3], assume_a="pos")',
+           "jax.scipy.linalg.lu_factor(f[:, :3] + 3 * jnp.eye(3))",
+           "jax.scipy.linalg.lu_factor(f)",
+           "jax.scipy.linalg.lu_solve(jax.scipy.linalg.lu_factor(f[:, :3] + 3 * jnp.eye(3)), f)",
+           "jax.scipy.linalg.lu_solve(jax.scipy.linalg.lu_factor(f[:, :3] + 3 * jnp.eye(3)), "
+           "v[:3], trans=1)"]
 
 _FFT = ["jnp.fft.fft({x})", "jnp.fft.ifft(f, n=6, axis=0)", "jnp.fft.rfft({x}, axis=0)",
         "jnp.fft.irfft(jnp.fft.rfft(f), n=4)", 'jnp.fft.fft(f, norm="ortho")',

@@ -996,6 +996,60 @@ def _solve(call: FnCall) -> Tensor:
 register("solve", ("jnp.linalg",), "a, b", _solve, doc="solve a x = b for each matrix")
 
 
+def _scipy_solve(call: FnCall) -> Tensor:
+    """`jax.scipy.linalg.solve(a, b, assume_a=...)`: jnp.linalg.solve's shapes and dtype
+    (jax solves a "pos" matrix through its Cholesky factor, others as jnp.linalg does)."""
+    if call.args["assume_a"] not in ("gen", "sym", "her", "pos"):
+        raise call.fail(f"{call.written}: assume_a must be 'gen', 'sym', 'her' or 'pos', "
+                        f"got {call.args['assume_a']!r}", "AOT203")
+    return _solve(call)
+
+
+register("solve", ("jax.scipy.linalg",), "a, b, lower=False, overwrite_a=False, "
+         "overwrite_b=False, debug=False, check_finite=True, assume_a='gen'", _scipy_solve,
+         doc="solve a x = b for each matrix (scipy's spelling)")
+
+
+def _lu_factor(call: FnCall) -> tuple[Tensor, Tensor]:
+    """`(lu, piv)` of each matrix: L and U packed in one matrix, int32 pivots."""
+    a = _matrices(call, square=False)
+    *batch, m, n = a.shape
+    lu, piv = call.out(a.shape, float_dtype(a.dtype)), call.out((*batch, min(m, n)), "int32")
+    call.emit_call([lu, piv], stem="lu")
+    return lu, piv
+
+
+register("lu_factor", ("jax.scipy.linalg",), "a, overwrite_a=False, check_finite=True",
+         _lu_factor, doc="(lu, piv) of each matrix, for lu_solve")
+
+
+def _lu_solve(call: FnCall) -> Tensor:
+    """`lu_solve((lu, piv), b)`: b `(n,)` or `[..., n, k]`, in the factor's float type."""
+    given = call.args["lu_and_piv"]
+    if not (isinstance(given, tuple) and len(given) == 2
+            and all(isinstance(t, Tensor) for t in given)):
+        raise call.fail(f"{call.written} takes (lu, piv), as lu_factor returns them", "AOT201")
+    lu, piv = given
+    b = call.tensor("b")
+    if lu.ndim < 2 or lu.shape[-1] != lu.shape[-2] or piv.shape != lu.shape[:-1]:
+        raise call.fail(f"{call.written}: (lu, piv) must be a square factor and its pivots, "
+                        f"got {lu.describe()} and {piv.describe()}", "AOT210")
+    if call.args["trans"] not in (0, 1, 2):
+        raise call.fail(f"{call.written}: trans must be 0, 1 or 2", "AOT203")
+    n = lu.shape[-1]
+    if (b.shape[0] if b.ndim == 1 else b.shape[-2] if b.ndim >= 2 else -1) != n:
+        raise call.fail(f"{call.written}: b {b.describe()} needs {n} rows ((n,) or "
+                        f"[..., {n}, k]) for {lu.describe()}", "AOT210")
+    dtype, _ = dt.promote((float_dtype(lu.dtype), False), (float_dtype(b.dtype), False))
+    shape = b.shape if b.ndim == 1 else (
+        *shape_rule(call, sh.broadcast_shapes, lu.shape[:-2], b.shape[:-2]), *b.shape[-2:])
+    return emit_same(call, shape, dtype)
+
+
+register("lu_solve", ("jax.scipy.linalg",), "lu_and_piv, b, trans=0, overwrite_b=False, "
+         "check_finite=True", _lu_solve, doc="solve a x = b from lu_factor's (lu, piv)")
+
+
 def _eigh(call: FnCall) -> tuple[Tensor, Tensor]:
     a = _matrices(call)
     dtype = float_dtype(a.dtype)

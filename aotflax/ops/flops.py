@@ -256,6 +256,17 @@ def _solve(view: OpView) -> int:
     return sh.size(tuple(batch)) * (2 * n ** 3 // 3 + 2 * n * n * k)
 
 
+def _lu_solve(view: OpView) -> int:
+    lu = _shape_of(view.bound("lu_and_piv")[0])
+    b = _first_param(view, 1)
+    k = 1 if len(b) == 1 else b[-1]
+    return sh.size(tuple(lu[:-2])) * 2 * lu[-1] ** 2 * k
+
+
+LU_FACTOR = FlopRule("LAPACK's getrf: 2 n^3 / 3 per matrix; XLA reports ~0",
+                     _lapack(lambda n: 2 * n ** 3 // 3))
+LU_SOLVE = FlopRule("LAPACK's getrs: 2 n^2 k per matrix (k right-hand sides); XLA reports ~0",
+                    _lu_solve)
 SOLVE = FlopRule("LAPACK's getrf + getrs: 2 n^3 / 3 + 2 n^2 k per matrix (k right-hand "
                  "sides); XLA reports ~0", _solve)
 
@@ -1184,7 +1195,8 @@ RULES: dict[str, FlopRule] = {
     "jnp.linalg.cholesky": CHOLESKY, "jnp.linalg.solve": SOLVE, "jnp.linalg.eigh": EIGH,
     "jnp.linalg.svd": SVD, "jax.image.resize": RESIZE,
     "jax.scipy.linalg.inv": INV, "jax.scipy.linalg.det": DET,
-    "jax.scipy.linalg.cholesky": CHOLESKY,
+    "jax.scipy.linalg.cholesky": CHOLESKY, "jax.scipy.linalg.solve": SOLVE,
+    "jax.scipy.linalg.lu_factor": LU_FACTOR, "jax.scipy.linalg.lu_solve": LU_SOLVE,
     "jnp.trace": REDUCE, "jnp.count_nonzero": FlopRule(
         "2n - m: a compare per element and the adds of the count", _on_reduced(
             lambda n, m: 2 * n - m)),

@@ -1259,6 +1259,7 @@ class CallsMixin:
         """A method's default (read in its file's names where it is called); an array
         (`mask=MASK`) is an `ImportTimeArray` the method computes where it reads it, the
         same one at each call (specializations are keyed by it)."""
+        assert p.default is not None, "a parameter with a default"
         key = (id(p), id(env))
         found = self.default_arrays.get(key)
         if found is not None:
