@@ -491,7 +491,7 @@ ENUM_UNIQUE = StaticFunction("enum.unique")
 #: chex's shape assertions (resolve/chex.py), decided at build time.
 _MODULES["chex"] = Namespace("chex", {n: StaticFunction(f"chex.{n}") for n in (
     "assert_shape", "assert_rank", "assert_equal_shape", "assert_equal_rank",
-    "assert_axis_dimension")})
+    "assert_axis_dimension", "assert_type")})
 #: einops' rearrange, reduce and repeat (resolve/rearrange.py), emitted as the reshapes,
 #: transposes, reductions and broadcasts they are.
 _MODULES["einops"] = Namespace("einops", {n: StaticFunction(f"einops.{n}")

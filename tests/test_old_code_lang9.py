@@ -371,3 +371,46 @@ def test_lu_solve_without_its_factor_is_located() -> None:
     """)
     assert ":11:16: error[AOT201]: jax.scipy.linalg.lu_solve takes (lu, piv), as lu_factor " \
         "returns them" in out.splitlines()[0], out
+
+
+def test_chex_assert_type_checks_kinds_as_chex_does() -> None:
+    """chex compares kinds: a bf16 array is of jnp.float32's kind, a uint8 one of int's."""
+    m = build("""
+    import chex
+
+
+    class M(nn.Module):
+        def apply(self, x, n):
+            chex.assert_type(x, jnp.float32)
+            chex.assert_type([x.astype(jnp.bfloat16), n, n > 0], [float, jnp.int32, bool])
+            chex.assert_type(n.astype(jnp.uint8), int)
+            return x * 2.0
+
+    aot.target("t", M, x=aot.f32[2], n=aot.i32[2])
+    """)
+    assert "chex" not in m.__aotflax_text__
+    x = _x(2)
+    np.testing.assert_allclose(m.t.apply({}, {}, x, np.arange(2, dtype=np.int32))[0], x * 2)
+
+
+@pytest.mark.parametrize("call, message", [
+    ("chex.assert_type(n, jnp.float32)", "AOT300]: model assertion failed: chex.assert_type: "
+     "input 0 has dtype int32, expected a floating type (float32)"),
+    ("chex.assert_type([x, n], [float])", "AOT300]: model assertion failed: chex.assert_type: "
+     "2 inputs for 1 expected types"),
+    ("chex.assert_type(x, jnp.complex64)", "AOT203]: chex.assert_type: an expected type is a "
+     "float, int or bool dtype"),
+])
+def test_chex_assert_type_failures_are_located(call: str, message: str) -> None:
+    out = build_errors(f"""
+    import chex
+
+
+    class M(nn.Module):
+        def apply(self, x, n):
+            {call}
+            return x
+
+    aot.target("t", M, x=aot.f32[2], n=aot.i32[2])
+    """)
+    assert ":11:9: error[" in out.splitlines()[0] and message in out.splitlines()[0], out

@@ -1,4 +1,4 @@
-"""chex's shape assertions, checked at build time.
+"""chex's shape and type assertions, checked at build time.
 
 Research code of 2021 checked its shapes with chex (`chex.assert_shape(x, (b, n, 3))`,
 `chex.assert_rank(x, 4)`, `chex.assert_equal_shape([a, b])`).  Shapes are static here,
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .. import dtypes as dt
 from ..diagnostics import Span
 from ..program import Tensor
-from ..values import describe_value
+from ..values import DType, StaticBuiltin, describe_value
 
 if TYPE_CHECKING:
     from .core import Resolver
@@ -25,7 +26,11 @@ CHEX_ASSERTIONS = {
     "assert_equal_shape": ("inputs",),
     "assert_equal_rank": ("inputs",),
     "assert_axis_dimension": ("tensor", "axis", "expected"),
+    "assert_type": ("inputs", "expected_types"),
 }
+#: chex's `assert_type` compares kinds: numpy's kind letters of each class it tells apart.
+_TYPE_KINDS = {"f": ("floating", "f"), "i": ("integer", "iu"), "u": ("integer", "iu"),
+               "b": ("bool", "b")}
 
 
 class ChexMixin:
@@ -42,6 +47,9 @@ class ChexMixin:
         if missing:
             raise self.error("AOT301", f"{written} needs {', '.join(missing)}", span)
         note = bound.get("custom_message")
+        if name == "assert_type":
+            self._chex_type(written, bound["inputs"], bound["expected_types"], note, span)
+            return
         arrays = self._chex_arrays(written, bound[params[0]], span)
 
         def fail(message: str) -> None:
@@ -84,6 +92,35 @@ class ChexMixin:
                 fail(f"axis {axis} of {a.describe()} has size {a.shape[axis]}, expected "
                      f"{_shown(expected)}")
 
+    def _chex_type(self: Resolver, written: str, inputs: Any, expected: Any, note: Any,
+                   span: Span) -> None:
+        """`chex.assert_type(x, jnp.float32)`: as chex checks it, whether each input's dtype
+        is of the expected type's kind (floating, integer or bool), not the type itself."""
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        wants = list(expected) if isinstance(expected, (list, tuple)) else \
+            [expected] * len(items)
+        if len(wants) != len(items):
+            raise self.error("AOT300", f"model assertion failed: {written}: {len(items)} "
+                             f"inputs for {len(wants)} expected types", span)
+        for i, (x, want) in enumerate(zip(items, wants)):
+            name = _dtype_name(want)
+            if name is None or dt.kind(name) not in _TYPE_KINDS:
+                raise self.error("AOT203", f"{written}: an expected type is a float, int or "
+                                 f"bool dtype (jnp.float32, int, ...), got "
+                                 f"{describe_value(want)}", span)
+            if isinstance(x, Tensor):
+                got = x.dtype
+            elif isinstance(x, (bool, int, float)):
+                got = {bool: "bool", int: "int32", float: "float32"}[type(x)]
+            else:
+                raise self.error("AOT201", f"{written} checks arrays, got {describe_value(x)}",
+                                 span)
+            parent, kinds = _TYPE_KINDS[dt.kind(name)]
+            if dt.kind(got) not in kinds:
+                text = f"input {i} has dtype {got}, expected a {parent} type ({name})"
+                text = f"{text}: {note}" if isinstance(note, str) else text
+                raise self.error("AOT300", f"model assertion failed: {written}: {text}", span)
+
     def _chex_arrays(self: Resolver, written: str, value: Any, span: Span) -> list[Tensor]:
         arrays = list(value) if isinstance(value, (list, tuple)) else [value]
         for a in arrays:
@@ -91,6 +128,17 @@ class ChexMixin:
                 raise self.error("AOT201", f"{written} checks arrays, got "
                                  f"{describe_value(a)}", span)
         return arrays
+
+
+def _dtype_name(value: Any) -> str | None:
+    """The dtype `chex.assert_type` is given: `jnp.float32`, a name, `float`/`int`/`bool`."""
+    if isinstance(value, DType):
+        return value.name
+    if isinstance(value, str) and value in dt.ALL_DTYPES:
+        return value
+    if isinstance(value, StaticBuiltin) and value.name in ("float", "int", "bool"):
+        return {"float": "float32", "int": "int32", "bool": "bool"}[value.name]
+    return None
 
 
 def _shape_matches(shape: tuple[int, ...], want: Any, resolver: Any, written: str,
