@@ -414,3 +414,30 @@ def test_chex_assert_type_failures_are_located(call: str, message: str) -> None:
     aot.target("t", M, x=aot.f32[2], n=aot.i32[2])
     """)
     assert ":11:9: error[" in out.splitlines()[0] and message in out.splitlines()[0], out
+
+
+# ----------------------------------------- 6. one list of the interpreted libraries
+
+
+def test_an_unknown_library_is_named_with_the_one_list_of_interpreted_ones() -> None:
+    """The refusal lists what resolve imports (`toplevel.INTERPRETED_LIBRARIES`): each
+    library the static language takes is named there, einops' new functions too."""
+    from aotflax.resolve.toplevel import INTERPRETED_LIBRARIES, KNOWN_MODULES
+
+    out = build_errors("""
+    import tensorflow as tf
+
+
+    class M(nn.Module):
+        def apply(self, x):
+            return tf.nn.relu(x)
+
+    aot.target("t", M, x=aot.f32[2])
+    """)
+    assert "'tensorflow' is not a module aotflax interprets (it interprets aotflax, jax, " \
+        "numpy" in out, out
+    assert "einops (rearrange, reduce, repeat)" in out and "chex's shape and type " \
+        "assertions" in out, out
+    assert KNOWN_MODULES == {name for name, _ in INTERPRETED_LIBRARIES}
+    for name, shown in INTERPRETED_LIBRARIES:
+        assert not shown or shown.split()[0].split("'")[0] == name, (name, shown)

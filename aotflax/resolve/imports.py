@@ -19,17 +19,10 @@ from ..values import (
     describe_value,
 )
 from .base import Abort, ClassNamespace, Frame
-from .toplevel import KNOWN_MODULES, module_of
+from .toplevel import KNOWN_LIST, KNOWN_MODULES, module_of
 
 if TYPE_CHECKING:
     from .core import Resolver
-
-#: What to say about a module outside the static language.
-_KNOWN_LIST = ("aotflax, jax, numpy, math, functools, itertools, operator, string, typing, "
-               "dataclasses, attr, collections, abc, enum, chex's shape assertions, "
-               "einops (rearrange, reduce, repeat), "
-               "ml_collections, optax, logging "
-               "(absl.logging), gin's decorators and the build's model files")
 
 
 class ImportsMixin:
@@ -199,9 +192,9 @@ class ImportsMixin:
         if module == "absl.flags" or (module == "absl" and imp.member == "flags"):
             return Opaque(imp.alias, "absl flags are set on the command line of the program "
                           "that runs the model, which the build never runs ('absl' is not a "
-                          f"module aotflax interprets; it interprets {_KNOWN_LIST})", imp.span)
+                          f"module aotflax interprets; it interprets {KNOWN_LIST})", imp.span)
         return Opaque(imp.alias, f"'{top}' is not a module aotflax interprets (it interprets "
-                      f"{_KNOWN_LIST})", imp.span)
+                      f"{KNOWN_LIST})", imp.span)
 
     def _from_workspace(self: Resolver, dotted: str, imp: ir.Import) -> Any:
         """A model file of the build (or one of its names) for an import statement."""

@@ -23,11 +23,22 @@ from .base import Frame
 if TYPE_CHECKING:
     from .core import Resolver
 
+#: The libraries the static language interprets (with their submodules): each top-level
+#: module, and how an error about imports names it ("" where another row says it).
+INTERPRETED_LIBRARIES: tuple[tuple[str, str], ...] = (
+    ("aotflax", "aotflax"), ("jax", "jax"), ("numpy", "numpy"), ("math", "math"),
+    ("functools", "functools"), ("itertools", "itertools"), ("operator", "operator"),
+    ("string", "string"), ("typing", "typing"), ("dataclasses", "dataclasses"),
+    ("attr", "attr"), ("attrs", ""), ("collections", "collections"), ("abc", "abc"),
+    ("enum", "enum"), ("chex", "chex's shape and type assertions"),
+    ("einops", "einops (rearrange, reduce, repeat)"), ("ml_collections", "ml_collections"),
+    ("optax", "optax"), ("logging", "logging (absl.logging)"), ("gin", "gin's decorators"),
+    ("__future__", ""))
 #: Modules of the static language (and their submodules).
-KNOWN_MODULES = frozenset({"aotflax", "jax", "numpy", "math", "functools", "typing", "optax",
-                           "__future__", "dataclasses", "collections", "ml_collections",
-                           "logging", "attr", "attrs", "gin", "abc", "operator", "itertools",
-                           "string", "enum", "chex", "einops"})
+KNOWN_MODULES = frozenset(name for name, _ in INTERPRETED_LIBRARIES)
+#: What to say about a module outside the static language: what it interprets.
+KNOWN_LIST = ", ".join(shown for _, shown in INTERPRETED_LIBRARIES if shown) + \
+    " and the build's model files"
 
 
 class ModuleGlobals(Env):
@@ -313,5 +324,5 @@ def opaque_note(value: Opaque) -> tuple[Note, ...]:
     return (Note("imported here", value.span),) if value.span is not None else ()
 
 
-__all__ = ["KNOWN_MODULES", "ModuleGlobals", "ModuleValue", "bound_names", "calls_in",
+__all__ = ["INTERPRETED_LIBRARIES", "KNOWN_LIST", "KNOWN_MODULES", "ModuleGlobals", "ModuleValue", "bound_names", "calls_in",
            "describe_statement", "module_of", "opaque_note", "skipped"]
