@@ -114,3 +114,28 @@ aot.target("t", M, x=aot.f32[2, 6])
     assert message in errors, errors
     assert ":8:" in errors.splitlines()[0]  # at the assignment
     assert "Traceback" not in errors
+
+
+def test_jnp_pad_takes_constant_values_fourth_as_2020s_jax_did() -> None:
+    # a torchvision-style ResNet port: `jnp.pad(x, pads, 'constant', (0, 0))`
+    m = build("""
+class Pad(nn.Module):
+    def apply(self, x):
+        return jnp.pad(x, [(1, 1), (0, 2)], 'constant', (3.0, 4.0))
+
+aot.target("t", Pad, x=aot.f32[2, 3])
+""")
+    assert "constant_values=(3.0, 4.0)" in m.__aotflax_text__  # today's jnp.pad: a keyword
+    x = _x(2, 3)
+    y, _ = m.t.apply({}, {}, x)
+    np.testing.assert_array_equal(y, np.pad(x, [(1, 1), (0, 2)], "constant",
+                                            constant_values=(3.0, 4.0)))
+    errors = build_errors("""
+class Pad(nn.Module):
+    def apply(self, x):
+        return jnp.pad(x, 1, 'edge', 0)
+
+aot.target("t", Pad, x=aot.f32[2, 3])
+""")
+    assert "mode 'edge' does not take constant_values" in errors, errors
+    assert ":8:" in errors.splitlines()[0]
