@@ -139,3 +139,27 @@ aot.target("t", Pad, x=aot.f32[2, 3])
 """)
     assert "mode 'edge' does not take constant_values" in errors, errors
     assert ":8:" in errors.splitlines()[0]
+
+
+def test_numpy_type_codes_and_jnp_lax_as_hugging_faces_first_flax_bert_wrote_them() -> None:
+    m = build("""
+class Norm(nn.Module):
+    def apply(self, x, ids):
+        mean2 = jnp.mean(jnp.lax.square(x), axis=-1, keepdims=True)
+        return jnp.lax.rsqrt(mean2 + 1e-6) * x, ids.astype('i4'), ids.astype('<f4')
+
+aot.target("t", Norm, x=aot.f32[2, 3], ids=aot.i32[2])
+""")
+    x, ids = _x(2, 3), np.array([3, 4], np.int32)
+    (y, as_i4, as_f4), _ = m.t.apply({}, {}, x, ids)
+    want = jax.lax.rsqrt(jnp.mean(jax.lax.square(x), axis=-1, keepdims=True) + 1e-6) * x
+    np.testing.assert_allclose(y, want, rtol=RTOL, atol=ATOL)
+    assert as_i4.dtype == jnp.int32 and as_f4.dtype == jnp.float32
+    errors = build_errors("""
+class Norm(nn.Module):
+    def apply(self, x):
+        return x.astype('(2,)f4')
+
+aot.target("t", Norm, x=aot.f32[2, 3])
+""")
+    assert "must be a dtype such as jnp.float32, got str '(2,)f4'" in errors, errors
