@@ -339,6 +339,9 @@ def _build_modules() -> dict[str, Any]:
                                 "ConvDimensionNumbers": CONV_DIMENSION_NUMBERS,
                                 "conv_dimension_numbers": StaticFunction(
                                     "jax.lax.conv_dimension_numbers")})
+    # `jnp.lax.square(x)` (Hugging Face's first Flax BERT): jax.numpy of 2020 exposed the
+    # lax module it imported
+    jnp.members["lax"] = lax
     jax_nn = _jax_nn()
     random = Namespace("jax.random", _ops("jax.random", "jax.random"))
     ops = Namespace("jax.ops", {**_ops("jax.ops", "jax.ops"),

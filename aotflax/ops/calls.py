@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import builtins
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence, overload
+
+import numpy as np
 
 from .. import dtypes as dt
 from ..diagnostics import Span
@@ -108,6 +111,15 @@ def _ints(v: Any) -> Any:
         items = [_ints(i) for i in v]
         return None if any(i is None for i in items) else tuple(items)
     return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _numpy_type_code(code: str) -> str | None:
+    """The dtype a numpy type code names (`'i4'` int32, `'<f4'` float32, `'u1'` uint8), or
+    None; only short codes of one byte order, kind letter and size are read."""
+    if not re.fullmatch(r"[<>=|]?[biufc][1-9][0-9]?", code):
+        return None
+    name = np.dtype(code).name
+    return name if name in dt.ALL_DTYPES else None
 
 
 def aval_of(value: Any) -> tuple[tuple[int, ...], str, bool] | None:
@@ -313,6 +325,8 @@ class FnCall:
             return value.name
         if isinstance(value, str) and value in dt.ALL_DTYPES:
             return value
+        if isinstance(value, str) and (code := _numpy_type_code(value)) is not None:
+            return code  # `x.astype('i4')` (Hugging Face's first Flax BERT): numpy's codes
         raise self.fail(
             f"{self.written}: '{name}' must be a dtype such as jnp.float32, got "
             f"{describe_value(value)}",

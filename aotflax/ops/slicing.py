@@ -30,6 +30,10 @@ _PAD_KEYWORDS = ("constant_values", "end_values", "stat_length", "reflect_type")
 
 
 def _jnp_pad(call: FnCall) -> Tensor:
+    if len(call.positional) == 4:
+        # the jnp.pad of 2020 took constant_values fourth, `jnp.pad(x, pads, 'constant',
+        # (0, 0))`; today's takes it by keyword only: the call as emitted names it
+        call.keywords["constant_values"] = call.positional.pop()
     x = call.tensor("array")
     mode = call.args["mode"]
     if not isinstance(mode, str) or mode not in PAD_MODES:
@@ -88,7 +92,7 @@ def _pad_values(call: FnCall, x: Tensor, name: str) -> None:
                         "scalar, a (before, after) pair or one pair per axis", "AOT210")
 
 
-register("pad", ("jnp",), "array, pad_width, mode='constant', *, constant_values=0, "
+register("pad", ("jnp",), "array, pad_width, mode='constant', constant_values=0, *, "
          "stat_length=None, end_values=0, reflect_type='even'", _jnp_pad,
          doc="pad with any numpy mode (constant, edge, reflect, symmetric, wrap, maximum, "
              "minimum, mean, median, linear_ramp, empty)")

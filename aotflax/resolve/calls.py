@@ -11,7 +11,7 @@ from .. import ir, namespaces, quoting, safety
 from ..diagnostics import InternalError, Note, Span
 from ..ops import REGISTRY, CallError, Entry
 from ..ops import initializers as inits
-from ..ops.calls import value_code
+from ..ops.calls import aval_of, value_code
 from ..ops.host import HostArray
 from ..ops.operators import AtIndex
 from ..ops.stochastic import RngKey, is_raw_key
@@ -324,6 +324,8 @@ class CallsMixin:
         step = self._scan_step(step, span, frame)
         # `jax.lax.map`'s scan carries nothing
         empty = isinstance(init, tuple) and not init
+        if not empty:
+            init = self._carry_numbers(init, span, fn)
         carry_in = [] if empty else self._flat_tensors(init, "init", span, written)
         xs_in = self._flat_tensors(xs, "xs", span, written) if xs is not None else []
         lengths = {t.shape[0] for t in xs_in if t.shape}
@@ -591,6 +593,33 @@ class CallsMixin:
         step_params = ir.Parameters(tuple(ir.Param(n, None, None, "positional", span)
                                           for n in params), span)
         return Closure(name, step_params, (ir.Return(result, span),), env, span)
+
+    def _carry_numbers(self: Resolver, init: Any, span: Span, fn: Any) -> Any:
+        """A scan's `init` with its Python numbers made arrays, as jax.lax.scan makes them
+        (`init=(0, state)` of Flax's seq2seq example counts steps in its carry: a weakly
+        typed int32, as `jnp.asarray(0)` gives)."""
+        leaves = tensor_leaves(init)
+        if not any(type(v) in (int, float, bool) for v in leaves):
+            return init
+
+        def as_array(v: Any) -> Any:
+            aval = aval_of(v) if type(v) in (int, float, bool) else None
+            if aval is None:
+                return v
+            t = Tensor(*aval)
+            fn.emit("ops/call.j2", {"call": Code.of("jnp.asarray(", value_code(v), ")")},
+                    (t,), span, "carry")
+            return t
+
+        def go(v: Any) -> Any:
+            if isinstance(v, RecordTuple):
+                return RecordTuple.make(v.cls, [go(x) for x in v])
+            if isinstance(v, tuple):
+                return tuple(go(x) for x in v)
+            if isinstance(v, list):
+                return [go(x) for x in v]
+            return as_array(v)
+        return go(init)
 
     def _flat_tensors(self: Resolver, value: Any, what: str, span: Span,
                       written: str = "jax.lax.scan") -> list[Tensor]:

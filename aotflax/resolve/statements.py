@@ -307,10 +307,16 @@ class StatementsMixin:
             self._unpack_shape(target, value, frame)
             return
         if isinstance(target, (ir.TupleExpr, ir.ListExpr)):
+            if any(isinstance(t, ir.Starred) for t in target.elts):
+                self._assign_starred(target, value, frame)
+                return
             items = self._unpack(value, len(target.elts), target, frame)
             for t, v in zip(target.elts, items):
                 self._assign(t, v, frame)
             return
+        if isinstance(target, ir.Starred):
+            raise self.error("AOT331", "a starred assignment target must be in a list or "
+                             "tuple", target.span)
         if isinstance(target, ir.Attribute):
             receiver = self.eval(target.value, frame)
             self._set_attribute(receiver, target.attr, value, target.span, frame)
@@ -383,6 +389,40 @@ class StatementsMixin:
         for t, var, d in zip(target.elts, outs, value):
             frame.fn.hint(var, t.id)
             frame.env.set(t.id, bound_to(var, d))
+
+    def _assign_starred(self: Resolver, target: ir.TupleExpr | ir.ListExpr, value: Any,
+                        frame: Frame) -> None:
+        """`first, *rest = value`, `*items, = x`: Python's extended unpacking; the starred
+        name gets a list of what the others leave (an array unpacks along its first axis,
+        as Python iterates a jax array: Flax's seq2seq example writes `*carried_state, =
+        jnp.where(...)` of an LSTM's two carries)."""
+        elts = target.elts
+        # one starred name: Python's parser refuses two (AOT100)
+        star = next(i for i, t in enumerate(elts) if isinstance(t, ir.Starred))
+        if isinstance(value, Tensor):
+            n = value.shape[0] if value.shape else 0
+            if not value.shape or n < len(elts) - 1:
+                self._unpack_array(value, len(elts) - 1, target, frame)  # says why
+            items = self._unpack_array(value, n, target, frame)
+        elif isinstance(value, Poison):
+            items = [POISON] * (len(elts) - 1)
+        else:
+            try:
+                items = list(value)
+            except TypeError:
+                raise self.error("AOT333", f"cannot unpack {describe_value(value)}",
+                                 target.span) from None
+        after = len(elts) - star - 1
+        if len(items) < len(elts) - 1:
+            raise self.error("AOT333", f"expected at least {len(elts) - 1} values to unpack, "
+                             f"got {len(items)}", target.span)
+        for t, v in zip(elts[:star], items[:star]):
+            self._assign(t, v, frame)
+        starred = elts[star]
+        assert isinstance(starred, ir.Starred)
+        self._assign(starred.value, list(items[star:len(items) - after]), frame)
+        for t, v in zip(elts[star + 1:], items[len(items) - after:]):
+            self._assign(t, v, frame)
 
     def _unpack(self: Resolver, value: Any, n: int, target: ir.Expr, frame: Frame) -> list[Any]:
         if isinstance(value, Poison):
