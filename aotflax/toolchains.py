@@ -174,7 +174,12 @@ def install(platform: str, quiet: bool = False) -> Path:
         command.insert(4, "-q")
     try:
         subprocess.run(command, check=True, timeout=1800, capture_output=quiet, text=True)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # another process (a second test worker) renamed its complete install first
+            if not _installed_in_cache(platform):
+                raise
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
         detail = getattr(error, "stderr", None) or str(error)
         raise ToolchainMissing(f"pip could not install {' '.join(pins)}: "

@@ -419,3 +419,21 @@ def test_malformed_tpu_fields_are_refused_before_loading(
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(runtime.ArtifactError, match="is malformed: executables." + reason):
         runtime.read_manifest(tmp_path)
+
+
+def test_an_install_another_process_finished_first_is_used(tmp_path, monkeypatch) -> None:
+    """Two test workers installing libtpu at once: the one that renames second finds the
+    folder there and uses it, instead of skipping every TPU test as 'not installable'."""
+    monkeypatch.setattr(toolchains, "folder", lambda platform: tmp_path / "tpu")
+    monkeypatch.setattr(toolchains, "requirements", lambda platform: ["libtpu==0"])
+    parts = toolchains.TOOLCHAINS["tpu"].module.split(".")
+
+    def pip(command, **kwargs):  # the other worker's install lands while ours runs
+        done = tmp_path / "tpu"
+        done.joinpath(*parts).mkdir(parents=True)
+        done.joinpath(*parts, "__init__.py").write_text("")
+        Path(command[command.index("--target") + 1], "partial").write_text("")
+
+    monkeypatch.setattr(toolchains.subprocess, "run", pip)
+    assert toolchains.install("tpu", quiet=True) == tmp_path / "tpu"
+    assert not any(p.name.startswith(".tpu.") for p in tmp_path.iterdir())
